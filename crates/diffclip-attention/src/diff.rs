@@ -1,0 +1,186 @@
+//! Differential attention (spec §1): two softmax maps per head pair, the second subtracted
+//! with a learned scalar λ, then a shared RMSNorm scaled by `1 - lambda_init`.
+
+use burn::config::Config;
+use burn::module::{Module, Param};
+use burn::nn::{Dropout, DropoutConfig, Initializer, Linear, LinearConfig, RmsNorm, RmsNormConfig};
+use burn::tensor::activation::softmax;
+use burn::tensor::module::attention;
+use burn::tensor::ops::AttentionModuleOptions;
+use burn::tensor::{Device, Tensor};
+
+use crate::error::{AttentionError, check_dims, check_dropout};
+use crate::mask::{AttnMask, full_mask, fused_mask};
+use crate::{AttentionMaps, AttentionPath};
+
+/// Configuration of a [`DiffAttention`] layer.
+///
+/// ```no_run
+/// # use burn::tensor::Device;
+/// use diffclip_attention::DiffAttentionConfig;
+/// # fn f(device: Device) {
+/// let cfg = DiffAttentionConfig::new(768, 12).with_lambda_init(0.8).with_causal(false);
+/// let layer = cfg.init(&device).expect("valid config");
+/// # }
+/// ```
+#[derive(Config, Debug)]
+pub struct DiffAttentionConfig {
+    /// Model width `D`.
+    pub d_model: usize,
+    /// Baseline head count `h` (even); the layer has `h / 2` differential heads.
+    pub num_heads: usize,
+    /// Biases on the q/k/v projections.
+    #[config(default = true)]
+    pub qkv_bias: bool,
+    /// `lambda_init` of this layer (see [`LambdaInit`](crate::LambdaInit)).
+    #[config(default = 0.8)]
+    pub lambda_init: f64,
+    /// Mask keys after the query (text tower).
+    #[config(default = false)]
+    pub causal: bool,
+    /// Dropout on the attention maps (training only; forces the reference path).
+    #[config(default = 0.0)]
+    pub attn_dropout: f64,
+    /// Dropout after the output projection (training only).
+    #[config(default = 0.0)]
+    pub proj_dropout: f64,
+    /// Standard deviation of the λ vectors' normal initialisation.
+    #[config(default = 0.1)]
+    pub lambda_std: f64,
+    /// Fused (default) or reference computation.
+    #[config(default = "AttentionPath::Fused")]
+    pub path: AttentionPath,
+}
+
+/// Differential multi-head attention. Input and output `[B, N, D]`.
+#[derive(Module, Debug)]
+pub struct DiffAttention {
+    pub q_proj: Linear,
+    pub k_proj: Linear,
+    pub v_proj: Linear,
+    pub out_proj: Linear,
+    pub lambda_q1: Param<Tensor<1>>,
+    pub lambda_k1: Param<Tensor<1>>,
+    pub lambda_q2: Param<Tensor<1>>,
+    pub lambda_k2: Param<Tensor<1>>,
+    /// RMSNorm over each differential head's `2 * head_dim` outputs, shared across heads.
+    pub diff_norm: RmsNorm,
+    pub attn_drop: Dropout,
+    pub proj_drop: Dropout,
+    pub num_heads: usize,
+    pub head_dim: usize,
+    pub lambda_init: f64,
+    pub causal: bool,
+    pub fused: bool,
+}
+
+impl DiffAttentionConfig {
+    /// Build the layer; invalid shapes are reported here rather than in `forward`.
+    pub fn init(&self, device: &Device) -> Result<DiffAttention, AttentionError> {
+        let head_dim = check_dims(self.d_model, self.num_heads)?;
+        if self.num_heads % 2 != 0 {
+            return Err(AttentionError::OddHeads { num_heads: self.num_heads });
+        }
+        check_dropout(self.attn_dropout)?;
+        check_dropout(self.proj_dropout)?;
+        let d = self.d_model;
+        let lin = |bias| LinearConfig::new(d, d).with_bias(bias).init(device);
+        let lambda = || {
+            Initializer::Normal { mean: 0.0, std: self.lambda_std }.init([head_dim], device)
+        };
+        Ok(DiffAttention {
+            q_proj: lin(self.qkv_bias),
+            k_proj: lin(self.qkv_bias),
+            v_proj: lin(self.qkv_bias),
+            out_proj: lin(true),
+            lambda_q1: lambda(),
+            lambda_k1: lambda(),
+            lambda_q2: lambda(),
+            lambda_k2: lambda(),
+            diff_norm: RmsNormConfig::new(2 * head_dim).with_epsilon(1e-5).init(device),
+            attn_drop: DropoutConfig::new(self.attn_dropout).init(),
+            proj_drop: DropoutConfig::new(self.proj_dropout).init(),
+            num_heads: self.num_heads,
+            head_dim,
+            lambda_init: self.lambda_init,
+            causal: self.causal,
+            fused: self.path == AttentionPath::Fused,
+        })
+    }
+}
+
+impl DiffAttention {
+    /// `λ = exp(Σ λq1·λk1) − exp(Σ λq2·λk2) + λ_init`, shape `[1]`. Never clamped.
+    pub fn lambda_full(&self) -> Tensor<1> {
+        let l1 = (self.lambda_q1.val() * self.lambda_k1.val()).sum().exp();
+        let l2 = (self.lambda_q2.val() * self.lambda_k2.val()).sum().exp();
+        l1 - l2 + self.lambda_init
+    }
+
+    /// Attention of `x [B, N, D]` with an optional extra mask (`true` = masked out).
+    pub fn forward(&self, x: Tensor<3>, mask: Option<AttnMask>) -> Tensor<3> {
+        let use_reference = !self.fused || (self.attn_drop.prob > 0.0 && x.device().is_autodiff());
+        if use_reference {
+            self.forward_with_maps(x, mask).0
+        } else {
+            self.forward_fused(x, mask)
+        }
+    }
+
+    /// The fused path: two `attention` calls whose value head size is `2 * head_dim`.
+    pub fn forward_fused(&self, x: Tensor<3>, mask: Option<AttnMask>) -> Tensor<3> {
+        let [b, n, _] = x.dims();
+        let (q, k, v) = self.project(x);
+        let (hp, hd) = (self.num_heads / 2, self.head_dim);
+        // Interleaved pairing: heads 2i and 2i+1 form differential head i.
+        let pair = |t: Tensor<4>, i: usize| t.reshape([b, hp, 2, n, hd]).narrow(2, i, 1).reshape([b, hp, n, hd]);
+        let (mask, is_causal) = fused_mask(self.causal, mask, [b, hp, n, n]);
+        let options = AttentionModuleOptions {
+            scale: Some((hd as f64).powf(-0.5)),
+            softcap: None,
+            is_causal,
+        };
+        let o1 = attention(pair(q.clone(), 0), pair(k.clone(), 0), v.clone(), mask.clone(), None, options);
+        let o2 = attention(pair(q, 1), pair(k, 1), v, mask, None, options);
+        let lambda = self.lambda_full().reshape([1, 1, 1, 1]);
+        self.finish(o1 - o2 * lambda, b, n)
+    }
+
+    /// The reference path: materialises both softmax maps and returns them.
+    pub fn forward_with_maps(&self, x: Tensor<3>, mask: Option<AttnMask>) -> (Tensor<3>, AttentionMaps) {
+        let [b, n, _] = x.dims();
+        let device = x.device();
+        let (q, k, v) = self.project(x);
+        let (hp, hd) = (self.num_heads / 2, self.head_dim);
+        let q = q * (hd as f64).powf(-0.5);
+        let mut scores = q.matmul(k.swap_dims(2, 3));
+        if let Some(m) = full_mask(self.causal, mask, n, &device) {
+            scores = scores.mask_fill(m, f32::NEG_INFINITY);
+        }
+        let attn = softmax(scores, 3).reshape([b, hp, 2, n, n]);
+        let a1 = attn.clone().narrow(2, 0, 1).reshape([b, hp, n, n]);
+        let a2 = attn.narrow(2, 1, 1).reshape([b, hp, n, n]);
+        let lambda = self.lambda_full();
+        let diff = a1.clone() - a2.clone() * lambda.clone().reshape([1, 1, 1, 1]);
+        let out = self.finish(self.attn_drop.forward(diff).matmul(v), b, n);
+        let maps = AttentionMaps { first: a1, second: Some(a2), lambda: Some(lambda) };
+        (out, maps)
+    }
+
+    /// q, k as `[B, h, N, hd]`, v as `[B, h/2, N, 2hd]`.
+    fn project(&self, x: Tensor<3>) -> (Tensor<4>, Tensor<4>, Tensor<4>) {
+        let [b, n, _] = x.dims();
+        let (h, hd) = (self.num_heads, self.head_dim);
+        let q = self.q_proj.forward(x.clone()).reshape([b, n, h, hd]).swap_dims(1, 2);
+        let k = self.k_proj.forward(x.clone()).reshape([b, n, h, hd]).swap_dims(1, 2);
+        let v = self.v_proj.forward(x).reshape([b, n, h / 2, 2 * hd]).swap_dims(1, 2);
+        (q, k, v)
+    }
+
+    /// RMSNorm per head, `(1 - λ_init)` scale, heads back to `[B, N, D]`, output projection.
+    fn finish(&self, o: Tensor<4>, b: usize, n: usize) -> Tensor<3> {
+        let o = self.diff_norm.forward(o) * (1.0 - self.lambda_init);
+        let o = o.swap_dims(1, 2).reshape([b, n, self.num_heads * self.head_dim]);
+        self.proj_drop.forward(self.out_proj.forward(o))
+    }
+}

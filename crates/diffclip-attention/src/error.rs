@@ -1,0 +1,35 @@
+use thiserror::Error;
+
+/// Invalid attention configuration, reported by `init` before any tensor is built.
+#[derive(Debug, Error, Clone, PartialEq)]
+pub enum AttentionError {
+    /// Differential attention pairs heads, so the baseline head count must be even.
+    #[error("differential attention needs an even number of heads, got {num_heads}")]
+    OddHeads { num_heads: usize },
+    /// The width must split evenly into heads.
+    #[error("width {d_model} is not divisible by {num_heads} heads")]
+    WidthNotDivisible { d_model: usize, num_heads: usize },
+    /// Zero width or zero heads.
+    #[error("width and head count must be positive (width {d_model}, heads {num_heads})")]
+    Empty { d_model: usize, num_heads: usize },
+    /// Dropout probabilities must lie in [0, 1).
+    #[error("dropout probability {prob} is outside [0, 1)")]
+    Dropout { prob: f64 },
+}
+
+pub(crate) fn check_dims(d_model: usize, num_heads: usize) -> Result<usize, AttentionError> {
+    if d_model == 0 || num_heads == 0 {
+        return Err(AttentionError::Empty { d_model, num_heads });
+    }
+    if d_model % num_heads != 0 {
+        return Err(AttentionError::WidthNotDivisible { d_model, num_heads });
+    }
+    Ok(d_model / num_heads)
+}
+
+pub(crate) fn check_dropout(prob: f64) -> Result<(), AttentionError> {
+    if !(0.0..1.0).contains(&prob) {
+        return Err(AttentionError::Dropout { prob });
+    }
+    Ok(())
+}

@@ -1,0 +1,133 @@
+//! Standard multi-head attention with separate q/k/v/out projections.
+
+use burn::config::Config;
+use burn::module::Module;
+use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
+use burn::tensor::activation::softmax;
+use burn::tensor::module::attention;
+use burn::tensor::ops::AttentionModuleOptions;
+use burn::tensor::{Device, Tensor};
+
+use crate::error::{AttentionError, check_dims, check_dropout};
+use crate::mask::{AttnMask, full_mask, fused_mask};
+use crate::{AttentionMaps, AttentionPath};
+
+/// Configuration of a [`StandardAttention`] layer.
+///
+/// ```no_run
+/// # use burn::tensor::Device;
+/// use diffclip_attention::StandardAttentionConfig;
+/// # fn f(device: Device) {
+/// let layer = StandardAttentionConfig::new(512, 8).with_causal(true).init(&device).unwrap();
+/// # }
+/// ```
+#[derive(Config, Debug)]
+pub struct StandardAttentionConfig {
+    /// Model width `D`.
+    pub d_model: usize,
+    /// Head count.
+    pub num_heads: usize,
+    /// Biases on the q/k/v projections.
+    #[config(default = true)]
+    pub qkv_bias: bool,
+    /// Mask keys after the query (text tower).
+    #[config(default = false)]
+    pub causal: bool,
+    /// Dropout on the attention map (training only; forces the reference path).
+    #[config(default = 0.0)]
+    pub attn_dropout: f64,
+    /// Dropout after the output projection (training only).
+    #[config(default = 0.0)]
+    pub proj_dropout: f64,
+    /// Fused (default) or reference computation.
+    #[config(default = "AttentionPath::Fused")]
+    pub path: AttentionPath,
+}
+
+/// Standard scaled dot-product multi-head attention. Input and output `[B, N, D]`.
+#[derive(Module, Debug)]
+pub struct StandardAttention {
+    pub q_proj: Linear,
+    pub k_proj: Linear,
+    pub v_proj: Linear,
+    pub out_proj: Linear,
+    pub attn_drop: Dropout,
+    pub proj_drop: Dropout,
+    pub num_heads: usize,
+    pub head_dim: usize,
+    pub causal: bool,
+    pub fused: bool,
+}
+
+impl StandardAttentionConfig {
+    /// Build the layer; invalid shapes are reported here rather than in `forward`.
+    pub fn init(&self, device: &Device) -> Result<StandardAttention, AttentionError> {
+        let head_dim = check_dims(self.d_model, self.num_heads)?;
+        check_dropout(self.attn_dropout)?;
+        check_dropout(self.proj_dropout)?;
+        let d = self.d_model;
+        let lin = |bias| LinearConfig::new(d, d).with_bias(bias).init(device);
+        Ok(StandardAttention {
+            q_proj: lin(self.qkv_bias),
+            k_proj: lin(self.qkv_bias),
+            v_proj: lin(self.qkv_bias),
+            out_proj: lin(true),
+            attn_drop: DropoutConfig::new(self.attn_dropout).init(),
+            proj_drop: DropoutConfig::new(self.proj_dropout).init(),
+            num_heads: self.num_heads,
+            head_dim,
+            causal: self.causal,
+            fused: self.path == AttentionPath::Fused,
+        })
+    }
+}
+
+impl StandardAttention {
+    /// Attention of `x [B, N, D]` with an optional extra mask (`true` = masked out).
+    pub fn forward(&self, x: Tensor<3>, mask: Option<AttnMask>) -> Tensor<3> {
+        let use_reference = !self.fused || (self.attn_drop.prob > 0.0 && x.device().is_autodiff());
+        if use_reference {
+            return self.forward_with_maps(x, mask).0;
+        }
+        let [b, n, _] = x.dims();
+        let (q, k, v) = self.project(x);
+        let (mask, is_causal) = fused_mask(self.causal, mask, [b, self.num_heads, n, n]);
+        let options = AttentionModuleOptions {
+            scale: Some((self.head_dim as f64).powf(-0.5)),
+            softcap: None,
+            is_causal,
+        };
+        self.finish(attention(q, k, v, mask, None, options), b, n)
+    }
+
+    /// The reference path, returning the softmax map `[B, H, N, N]`.
+    pub fn forward_with_maps(&self, x: Tensor<3>, mask: Option<AttnMask>) -> (Tensor<3>, AttentionMaps) {
+        let [b, n, _] = x.dims();
+        let device = x.device();
+        let (q, k, v) = self.project(x);
+        let q = q * (self.head_dim as f64).powf(-0.5);
+        let mut scores = q.matmul(k.swap_dims(2, 3));
+        if let Some(m) = full_mask(self.causal, mask, n, &device) {
+            scores = scores.mask_fill(m, f32::NEG_INFINITY);
+        }
+        let attn = softmax(scores, 3);
+        let out = self.finish(self.attn_drop.forward(attn.clone()).matmul(v), b, n);
+        (out, AttentionMaps { first: attn, second: None, lambda: None })
+    }
+
+    fn project(&self, x: Tensor<3>) -> (Tensor<4>, Tensor<4>, Tensor<4>) {
+        let [b, n, _] = x.dims();
+        let (h, hd) = (self.num_heads, self.head_dim);
+        let split = |t: Tensor<3>| t.reshape([b, n, h, hd]).swap_dims(1, 2);
+        (
+            split(self.q_proj.forward(x.clone())),
+            split(self.k_proj.forward(x.clone())),
+            split(self.v_proj.forward(x)),
+        )
+    }
+
+    fn finish(&self, o: Tensor<4>, b: usize, n: usize) -> Tensor<3> {
+        let o = o.swap_dims(1, 2).reshape([b, n, self.num_heads * self.head_dim]);
+        self.proj_drop.forward(self.out_proj.forward(o))
+    }
+}

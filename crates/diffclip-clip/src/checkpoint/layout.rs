@@ -1,0 +1,185 @@
+//! Key layouts of the checkpoints people have, and their conversion to our module paths.
+//!
+//! Canonical keys are our module paths with PyTorch conventions (Linear weights `[out, in]`,
+//! norm `weight`/`bias`); Burn's PyTorch adapter does the rest when the tensors are applied.
+
+use regex::Regex;
+
+use super::state_dict::{StateDict, StateTensor};
+use super::CheckpointError;
+
+/// Which family of checkpoint a state dict comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckpointFormat {
+    /// The DiffCLIP authors' layout (timm vision tower, `q_proj/k_proj/v_proj`), also what
+    /// [`save_safetensors`](super::save_safetensors) writes.
+    DiffClip,
+    /// open_clip / OpenAI CLIP (`visual.conv1`, fused `in_proj_weight`).
+    OpenClip,
+    /// HuggingFace transformers `CLIPModel`.
+    HuggingFace,
+    /// Burn's burnpack, written by [`save_burnpack`](super::save_burnpack).
+    Burnpack,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Op {
+    Rename,
+    Transpose,
+    Drop,
+}
+
+type Rule = (&'static str, &'static str, Op);
+
+const COMMON: &[Rule] = &[(r"^module\.", "", Op::Rename)];
+
+const TEXT_OPENAI: &[Rule] = &[
+    (r"^token_embedding\.", "text.token_embedding.", Op::Rename),
+    (r"^positional_embedding$", "text.positional_embedding", Op::Rename),
+    (r"^ln_final\.", "text.ln_final.", Op::Rename),
+    (r"^transformer\.resblocks\.", "text.blocks.", Op::Rename),
+];
+
+const VISION_OPENAI: &[Rule] = &[
+    (r"^visual\.conv1\.", "visual.patch_embed.proj.", Op::Rename),
+    (r"^visual\.class_embedding$", "visual.cls_token", Op::Rename),
+    (r"^visual\.positional_embedding$", "visual.pos_embed", Op::Rename),
+    (r"^visual\.transformer\.resblocks\.", "visual.blocks.", Op::Rename),
+    (r"^visual\.ln_post\.", "visual.norm.", Op::Rename),
+    (r"^visual\.proj$", "image_projection", Op::Rename),
+];
+
+const BLOCK_OPENAI: &[Rule] = &[
+    (r"\.ln_1\.", ".norm1.", Op::Rename),
+    (r"\.ln_2\.", ".norm2.", Op::Rename),
+    (r"\.mlp\.c_fc\.", ".mlp.fc1.", Op::Rename),
+    (r"\.mlp\.c_proj\.", ".mlp.fc2.", Op::Rename),
+];
+
+const HUGGINGFACE: &[Rule] = &[
+    (r"\.position_ids$", "", Op::Drop),
+    (r"^text_model\.embeddings\.token_embedding\.", "text.token_embedding.", Op::Rename),
+    (r"^text_model\.embeddings\.position_embedding\.weight$", "text.positional_embedding", Op::Rename),
+    (r"^text_model\.encoder\.layers\.", "text.blocks.", Op::Rename),
+    (r"^text_model\.final_layer_norm\.", "text.ln_final.", Op::Rename),
+    (r"^vision_model\.embeddings\.class_embedding$", "visual.cls_token", Op::Rename),
+    (r"^vision_model\.embeddings\.patch_embedding\.", "visual.patch_embed.proj.", Op::Rename),
+    (r"^vision_model\.embeddings\.position_embedding\.weight$", "visual.pos_embed", Op::Rename),
+    (r"^vision_model\.pre_layrnorm\.", "visual.ln_pre.", Op::Rename),
+    (r"^vision_model\.encoder\.layers\.", "visual.blocks.", Op::Rename),
+    (r"^vision_model\.post_layernorm\.", "visual.norm.", Op::Rename),
+    (r"\.layer_norm1\.", ".norm1.", Op::Rename),
+    (r"\.layer_norm2\.", ".norm2.", Op::Rename),
+    (r"\.self_attn\.", ".attn.", Op::Rename),
+    // HF projections are bias-free Linears `[E, W]`; ours are raw `[W, E]` matrices.
+    (r"^visual_projection\.weight$", "image_projection", Op::Transpose),
+    (r"^text_projection\.weight$", "text_projection", Op::Transpose),
+];
+
+/// Canonical keys back to the DiffCLIP authors' names (for export).
+const EXPORT_DIFFCLIP: &[Rule] = &[
+    (r"^text\.blocks\.(\d+)\.norm1\.", "transformer.resblocks.$1.ln_1.", Op::Rename),
+    (r"^text\.blocks\.(\d+)\.norm2\.", "transformer.resblocks.$1.ln_2.", Op::Rename),
+    (r"^text\.blocks\.(\d+)\.mlp\.fc1\.", "transformer.resblocks.$1.mlp.c_fc.", Op::Rename),
+    (r"^text\.blocks\.(\d+)\.mlp\.fc2\.", "transformer.resblocks.$1.mlp.c_proj.", Op::Rename),
+    (r"^text\.blocks\.", "transformer.resblocks.", Op::Rename),
+    (r"^text\.", "", Op::Rename),
+];
+
+/// Guess the layout from the keys.
+pub fn detect_format(sd: &StateDict) -> CheckpointFormat {
+    let has = |f: &dyn Fn(&str) -> bool| sd.keys().any(|k| f(k.trim_start_matches("module.")));
+    if has(&|k| k.starts_with("vision_model.") || k.starts_with("text_model.")) {
+        CheckpointFormat::HuggingFace
+    } else if has(&|k| k.ends_with("in_proj_weight") || k.starts_with("visual.conv1.") || k.starts_with("visual.transformer.")) {
+        CheckpointFormat::OpenClip
+    } else {
+        CheckpointFormat::DiffClip
+    }
+}
+
+fn rules_for(format: CheckpointFormat) -> Vec<Rule> {
+    let mut rules: Vec<Rule> = COMMON.to_vec();
+    match format {
+        CheckpointFormat::DiffClip | CheckpointFormat::OpenClip | CheckpointFormat::Burnpack => {
+            rules.extend_from_slice(TEXT_OPENAI);
+            rules.extend_from_slice(VISION_OPENAI);
+            rules.extend_from_slice(BLOCK_OPENAI);
+        }
+        CheckpointFormat::HuggingFace => rules.extend_from_slice(HUGGINGFACE),
+    }
+    rules
+}
+
+fn apply_rules(sd: StateDict, rules: &[Rule], path: &str) -> Result<StateDict, CheckpointError> {
+    let compiled: Vec<(Regex, &str, Op)> = rules
+        .iter()
+        .map(|(p, r, op)| (Regex::new(p).expect("static regex"), *r, *op))
+        .collect();
+    let mut out = StateDict::new();
+    'keys: for (key, mut t) in sd {
+        let mut name = key.clone();
+        for (re, rep, op) in &compiled {
+            if !re.is_match(&name) {
+                continue;
+            }
+            match op {
+                Op::Drop => continue 'keys,
+                Op::Rename => {}
+                Op::Transpose => t = transpose(t, &key, path)?,
+            }
+            name = re.replace(&name, *rep).into_owned();
+        }
+        if out.insert(name.clone(), t).is_some() {
+            return Err(CheckpointError::Transform { path: path.into(), key, message: format!("maps onto '{name}', which another key already took") });
+        }
+    }
+    Ok(out)
+}
+
+fn transpose(t: StateTensor, key: &str, path: &str) -> Result<StateTensor, CheckpointError> {
+    let [r, c] = t.shape[..] else {
+        return Err(CheckpointError::Transform { path: path.into(), key: key.into(), message: format!("expected a matrix, found shape {:?}", t.shape) });
+    };
+    let mut data = vec![0.0; r * c];
+    for i in 0..r {
+        for j in 0..c {
+            data[j * r + i] = t.data[i * c + j];
+        }
+    }
+    Ok(StateTensor { shape: vec![c, r], data })
+}
+
+/// Split fused `in_proj_weight [3W, W]` / `in_proj_bias [3W]` into q, k, v.
+fn split_in_proj(sd: StateDict, path: &str) -> Result<StateDict, CheckpointError> {
+    let mut out = StateDict::new();
+    for (key, t) in sd {
+        let Some((prefix, suffix)) = key.rsplit_once(".in_proj_") else {
+            out.insert(key, t);
+            continue;
+        };
+        let rows = t.shape[0];
+        if rows % 3 != 0 {
+            return Err(CheckpointError::Transform { path: path.into(), key, message: format!("fused q/k/v has {rows} rows, not a multiple of 3") });
+        }
+        let per = t.data.len() / 3;
+        let mut shape = t.shape.clone();
+        shape[0] = rows / 3;
+        for (i, name) in ["q_proj", "k_proj", "v_proj"].iter().enumerate() {
+            let data = t.data[i * per..(i + 1) * per].to_vec();
+            out.insert(format!("{prefix}.{name}.{suffix}"), StateTensor { shape: shape.clone(), data });
+        }
+    }
+    Ok(out)
+}
+
+/// Convert a state dict of the given layout to canonical keys.
+pub fn to_canonical(sd: StateDict, format: CheckpointFormat, path: &str) -> Result<StateDict, CheckpointError> {
+    let sd = apply_rules(sd, &rules_for(format), path)?;
+    split_in_proj(sd, path)
+}
+
+/// Convert canonical keys to the DiffCLIP authors' names.
+pub fn to_diffclip_names(sd: StateDict, path: &str) -> Result<StateDict, CheckpointError> {
+    apply_rules(sd, EXPORT_DIFFCLIP, path)
+}

@@ -1,0 +1,121 @@
+//! Checkpoint import and export.
+//!
+//! Reads the DiffCLIP authors' `.pt` training checkpoints and plain safetensors state dicts,
+//! open_clip / OpenAI checkpoints, HuggingFace `CLIPModel` safetensors, and our own exports.
+//! The container (`.pt`, safetensors, burnpack) and the key layout are detected from the file.
+
+mod error;
+mod export;
+mod layout;
+mod state_dict;
+
+use std::path::Path;
+
+use burn::store::{BurnpackStore, ModuleSnapshot, ModuleStore, PyTorchToBurnAdapter, bridge};
+use burn::tensor::TensorData;
+
+pub use error::{CheckpointError, KeyMismatch};
+pub use export::{config_of, save_burnpack, save_safetensors, state_dict_of};
+pub use layout::{CheckpointFormat, detect_format, to_canonical, to_diffclip_names};
+pub use state_dict::{Container, StateDict, StateTensor, read_pytorch, read_safetensors};
+
+use crate::Clip;
+
+/// Read every tensor of a checkpoint file (any container) with its stored keys.
+pub fn read_state_dict(path: impl AsRef<Path>) -> Result<StateDict, CheckpointError> {
+    let path = path.as_ref();
+    match state_dict::detect_container(path)? {
+        Container::Safetensors => read_safetensors(path),
+        Container::Pytorch => read_pytorch(path),
+        Container::Burnpack => Err(CheckpointError::Read {
+            path: path.display().to_string(),
+            message: "burnpack files are loaded with load_checkpoint, not read as a state dict".into(),
+        }),
+    }
+}
+
+/// Load weights from `path` into `model`, detecting container and layout. Every key of the
+/// model must be present with the right shape, and nothing may be left over; otherwise one
+/// error lists all missing, unexpected and mis-shaped keys and the model is left untouched.
+///
+/// ```no_run
+/// # use burn::tensor::Device;
+/// use diffclip_clip::{ClipConfig, load_checkpoint};
+/// # fn f(device: Device) -> Result<(), Box<dyn std::error::Error>> {
+/// let mut model = ClipConfig::openai_vit_b16().init(&device)?;
+/// let format = load_checkpoint(&mut model, "open_clip_model.safetensors")?;
+/// println!("loaded a {format:?} checkpoint");
+/// # Ok(()) }
+/// ```
+pub fn load_checkpoint(model: &mut Clip, path: impl AsRef<Path>) -> Result<CheckpointFormat, CheckpointError> {
+    let path = path.as_ref();
+    let name = path.display().to_string();
+    if state_dict::detect_container(path)? == Container::Burnpack {
+        load_burnpack(model, path)?;
+        return Ok(CheckpointFormat::Burnpack);
+    }
+    let sd = read_state_dict(path)?;
+    let format = detect_format(&sd);
+    let sd = to_canonical(sd, format, &name)?;
+    load_state_dict(model, sd, &name)?;
+    Ok(format)
+}
+
+/// Apply a canonical state dict (see [`to_canonical`]) to `model`, checking names and shapes.
+/// `source` names the origin in error messages.
+pub fn load_state_dict(model: &mut Clip, mut sd: StateDict, source: &str) -> Result<(), CheckpointError> {
+    let expected = state_dict_shapes(model);
+    let mut mismatch = KeyMismatch::default();
+    for (key, shape) in &expected {
+        match sd.get_mut(key) {
+            None => mismatch.missing.push((key.clone(), shape.clone())),
+            Some(t) if &t.shape != shape => {
+                // Unit dimensions differ between layouts (0-d logit_scale, `[W]` class embedding).
+                let squeeze = |s: &[usize]| s.iter().copied().filter(|&d| d != 1).collect::<Vec<_>>();
+                if squeeze(&t.shape) == squeeze(shape) {
+                    t.shape = shape.clone();
+                } else {
+                    mismatch.shapes.push((key.clone(), shape.clone(), t.shape.clone()));
+                }
+            }
+            Some(_) => {}
+        }
+    }
+    for (key, t) in &sd {
+        if !expected.contains_key(key) {
+            mismatch.unexpected.push((key.clone(), t.shape.clone()));
+        }
+    }
+    if !mismatch.is_empty() {
+        return Err(CheckpointError::Mismatch { path: source.into(), mismatch });
+    }
+    let tensors = sd
+        .into_iter()
+        .map(|(k, t)| bridge::from_data(TensorData::new(t.data, t.shape), k, None))
+        .collect();
+    let result = model.apply(tensors, None, Some(Box::new(PyTorchToBurnAdapter)), true);
+    if !result.errors.is_empty() || !result.missing.is_empty() || !result.unused.is_empty() {
+        return Err(CheckpointError::Apply { path: source.into(), message: result.to_string() });
+    }
+    Ok(())
+}
+
+/// The model's canonical keys and PyTorch-layout shapes.
+pub fn state_dict_shapes(model: &Clip) -> std::collections::BTreeMap<String, Vec<usize>> {
+    model
+        .collect(None, Some(Box::new(burn::store::BurnToPyTorchAdapter)), true)
+        .into_iter()
+        .map(|t| (t.name.clone(), t.shape.to_vec()))
+        .collect()
+}
+
+fn load_burnpack(model: &mut Clip, path: &Path) -> Result<(), CheckpointError> {
+    let name = path.display().to_string();
+    let mut store = BurnpackStore::from_file(path).allow_partial(true);
+    let result = store.apply_to(model).map_err(|e| CheckpointError::Read { path: name.clone(), message: e.to_string() })?;
+    if !result.errors.is_empty() || !result.missing.is_empty() || !result.unused.is_empty() {
+        let _ = store.get_all_tensors();
+        return Err(CheckpointError::Apply { path: name, message: result.to_string() });
+    }
+    Ok(())
+}

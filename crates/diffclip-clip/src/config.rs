@@ -1,0 +1,161 @@
+//! `ClipConfig`: the whole model as JSON, with presets.
+
+use burn::tensor::Device;
+use diffclip_attention::{AttentionKind, LambdaInit};
+use diffclip_encoders::{LayerAttention, TextConfig, VisionConfig};
+use serde::{Deserialize, Serialize};
+
+use crate::{Clip, ClipError};
+
+fn default_logit_scale() -> f64 {
+    (1.0f64 / 0.07).ln()
+}
+
+/// Model configuration: both towers, the shared embedding width and the initial logit scale.
+/// JSON is the struct's serde form; unknown fields are rejected.
+///
+/// ```
+/// use diffclip_clip::ClipConfig;
+/// let cfg = ClipConfig::preset("diffclip_vit_b16").unwrap();
+/// let json = serde_json::to_string(&cfg).unwrap();
+/// assert_eq!(ClipConfig::from_json(&json).unwrap(), cfg);
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClipConfig {
+    pub embed_dim: usize,
+    pub vision: VisionConfig,
+    pub text: TextConfig,
+    /// Initial value of the (log) logit scale parameter, `ln(1/0.07)` by default.
+    #[serde(default = "default_logit_scale")]
+    pub logit_scale_init: f64,
+}
+
+impl burn::config::Config for ClipConfig {}
+
+/// Names accepted by [`ClipConfig::preset`].
+pub const PRESETS: &[&str] = &[
+    "diffclip_vit_b16",
+    "clip_vit_b16",
+    "diffclip_star_vit_b16",
+    "diffclip_dagger_vit_b16",
+    "openai_vit_b32",
+    "openai_vit_b16",
+    "openai_vit_l14",
+    "diffclip_tiny",
+    "clip_tiny",
+    "openai_tiny",
+];
+
+impl ClipConfig {
+    /// DiffCLIP ViT-B/16 as released (149,629,185 parameters): differential attention in both
+    /// towers, `lambda_init` 0.8.
+    pub fn diffclip_vit_b16() -> Self {
+        Self {
+            embed_dim: 512,
+            vision: VisionConfig::timm(224, 16, 768, 12, 12),
+            text: TextConfig::new(512, 12, 8),
+            logit_scale_init: default_logit_scale(),
+        }
+    }
+
+    /// The standard-attention CLIP baseline of the same layout.
+    pub fn clip_vit_b16() -> Self {
+        Self::diffclip_vit_b16().with_attention(AttentionKind::Standard, AttentionKind::Standard)
+    }
+
+    /// DiffCLIP*: depth-scheduled `lambda_init = 0.8 - 0.6 exp(-0.3 l)`.
+    pub fn diffclip_star_vit_b16() -> Self {
+        let mut c = Self::diffclip_vit_b16();
+        c.vision.attention.lambda_init = LambdaInit::DepthSchedule;
+        c.text.attention.lambda_init = LambdaInit::DepthSchedule;
+        c
+    }
+
+    /// DiffCLIP†: differential attention in the vision tower only.
+    pub fn diffclip_dagger_vit_b16() -> Self {
+        Self::diffclip_vit_b16().with_attention(AttentionKind::Differential, AttentionKind::Standard)
+    }
+
+    /// OpenAI CLIP ViT-B/32 (open_clip layout, QuickGELU).
+    pub fn openai_vit_b32() -> Self {
+        Self::openai(512, VisionConfig::openai(224, 32, 768, 12, 12), TextConfig::new(512, 12, 8))
+    }
+
+    /// OpenAI CLIP ViT-B/16.
+    pub fn openai_vit_b16() -> Self {
+        Self::openai(512, VisionConfig::openai(224, 16, 768, 12, 12), TextConfig::new(512, 12, 8))
+    }
+
+    /// OpenAI CLIP ViT-L/14.
+    pub fn openai_vit_l14() -> Self {
+        Self::openai(768, VisionConfig::openai(224, 14, 1024, 24, 16), TextConfig::new(768, 12, 12))
+    }
+
+    /// The `diffclip_tiny` fixture's shape: 32 px images, patch 8, width 64, 2 layers, 4 heads.
+    pub fn diffclip_tiny() -> Self {
+        Self {
+            embed_dim: 32,
+            vision: VisionConfig::timm(32, 8, 64, 2, 4),
+            text: TextConfig::new(64, 2, 4),
+            logit_scale_init: default_logit_scale(),
+        }
+    }
+
+    /// `diffclip_tiny` with standard attention.
+    pub fn clip_tiny() -> Self {
+        Self::diffclip_tiny().with_attention(AttentionKind::Standard, AttentionKind::Standard)
+    }
+
+    /// The `openclip_tiny` fixture's shape in the OpenAI layout.
+    pub fn openai_tiny() -> Self {
+        Self::openai(32, VisionConfig::openai(32, 8, 64, 2, 4), TextConfig::new(64, 2, 4))
+    }
+
+    /// A preset by name (see [`PRESETS`]); `-` and `_` are interchangeable.
+    pub fn preset(name: &str) -> Result<Self, ClipError> {
+        Ok(match name.replace('-', "_").to_lowercase().as_str() {
+            "diffclip_vit_b16" => Self::diffclip_vit_b16(),
+            "clip_vit_b16" => Self::clip_vit_b16(),
+            "diffclip_star_vit_b16" => Self::diffclip_star_vit_b16(),
+            "diffclip_dagger_vit_b16" => Self::diffclip_dagger_vit_b16(),
+            "openai_vit_b32" => Self::openai_vit_b32(),
+            "openai_vit_b16" => Self::openai_vit_b16(),
+            "openai_vit_l14" => Self::openai_vit_l14(),
+            "diffclip_tiny" => Self::diffclip_tiny(),
+            "clip_tiny" => Self::clip_tiny(),
+            "openai_tiny" => Self::openai_tiny(),
+            _ => return Err(ClipError::UnknownPreset { name: name.into(), known: PRESETS.join(", ") }),
+        })
+    }
+
+    /// Parse JSON (unknown fields are errors).
+    pub fn from_json(json: &str) -> Result<Self, serde_json::Error> {
+        serde_json::from_str(json)
+    }
+
+    /// Read a JSON file; errors name the file.
+    pub fn from_file(path: impl AsRef<std::path::Path>) -> Result<Self, ClipError> {
+        let path = path.as_ref();
+        let name = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ClipError::ConfigIo { path: name.clone(), source })?;
+        Self::from_json(&text).map_err(|source| ClipError::ConfigParse { path: name, source })
+    }
+
+    /// Set the attention kind of every layer of each tower.
+    pub fn with_attention(mut self, vision: AttentionKind, text: AttentionKind) -> Self {
+        self.vision.attention = LayerAttention { kind: vision, per_layer: None, ..self.vision.attention };
+        self.text.attention = LayerAttention { kind: text, per_layer: None, ..self.text.attention };
+        self
+    }
+
+    /// Build the model with freshly initialised weights.
+    pub fn init(&self, device: &Device) -> Result<Clip, ClipError> {
+        Clip::new(self, device)
+    }
+
+    fn openai(embed_dim: usize, vision: VisionConfig, mut text: TextConfig) -> Self {
+        text.attention = LayerAttention::all(AttentionKind::Standard);
+        Self { embed_dim, vision, text, logit_scale_init: default_logit_scale() }
+    }
+}

@@ -1,0 +1,95 @@
+//! The dual-encoder model.
+
+use burn::module::{Module, Param};
+use burn::nn::Initializer;
+use burn::tensor::{Device, Int, Tensor};
+use diffclip_encoders::{TextTransformer, VisionTransformer};
+
+use crate::{ClipConfig, ClipError};
+
+/// CLIP / DiffCLIP: a vision tower and a text tower projected into one embedding space.
+#[derive(Module, Debug)]
+pub struct Clip {
+    pub visual: VisionTransformer,
+    pub text: TextTransformer,
+    /// `[vision_width, embed_dim]`, a raw matrix (not a Linear).
+    pub image_projection: Param<Tensor<2>>,
+    /// `[text_width, embed_dim]`.
+    pub text_projection: Param<Tensor<2>>,
+    /// `log` of the similarity scale, shape `[1]` (0-d in PyTorch checkpoints).
+    pub logit_scale: Param<Tensor<1>>,
+}
+
+/// Embeddings of a batch and the similarity scale.
+#[derive(Debug, Clone)]
+pub struct ClipOutput {
+    /// `[B, E]`, unnormalised.
+    pub image_embed: Tensor<2>,
+    /// `[B, E]`, unnormalised.
+    pub text_embed: Tensor<2>,
+    /// `exp(logit_scale)`, shape `[1]`.
+    pub logit_scale: Tensor<1>,
+}
+
+/// L2-normalise the rows of `x` (`eps` guards zero rows).
+pub fn normalize(x: Tensor<2>) -> Tensor<2> {
+    let norm = x.clone().square().sum_dim(1).sqrt().clamp_min(1e-12);
+    x / norm
+}
+
+impl Clip {
+    pub(crate) fn new(config: &ClipConfig, device: &Device) -> Result<Self, ClipError> {
+        if config.embed_dim == 0 {
+            return Err(ClipError::EmbedDim);
+        }
+        let visual = config.vision.init(device).map_err(ClipError::Vision)?;
+        let text = config.text.init(device).map_err(ClipError::Text)?;
+        let proj = |w: usize| {
+            Initializer::Normal { mean: 0.0, std: (w as f64).powf(-0.5) }.init([w, config.embed_dim], device)
+        };
+        Ok(Self {
+            visual,
+            text,
+            image_projection: proj(config.vision.width),
+            text_projection: proj(config.text.width),
+            logit_scale: Param::from_tensor(Tensor::from_floats([config.logit_scale_init as f32], device)),
+        })
+    }
+
+    /// Image embeddings `[B, E]` (unnormalised) of `images [B, 3, H, W]`.
+    pub fn encode_image(&self, images: Tensor<4>) -> Tensor<2> {
+        self.visual.forward(images, false).pooled.matmul(self.image_projection.val())
+    }
+
+    /// Text embeddings `[B, E]` (unnormalised) of token ids `[B, L]`.
+    pub fn encode_text(&self, text: Tensor<2, Int>) -> Tensor<2> {
+        self.text.forward(text, false).pooled.matmul(self.text_projection.val())
+    }
+
+    /// `exp(logit_scale)`, shape `[1]`.
+    pub fn logit_scale_exp(&self) -> Tensor<1> {
+        self.logit_scale.val().exp()
+    }
+
+    /// Both embeddings and `exp(logit_scale)`.
+    pub fn forward(&self, images: Tensor<4>, text: Tensor<2, Int>) -> ClipOutput {
+        ClipOutput {
+            image_embed: self.encode_image(images),
+            text_embed: self.encode_text(text),
+            logit_scale: self.logit_scale_exp(),
+        }
+    }
+
+    /// `(logits_per_image [Bi, Bt], logits_per_text [Bt, Bi])` on L2-normalised embeddings.
+    pub fn logits(&self, images: Tensor<4>, text: Tensor<2, Int>) -> (Tensor<2>, Tensor<2>) {
+        let out = self.forward(images, text);
+        logits_from_embeddings(out.image_embed, out.text_embed, out.logit_scale)
+    }
+}
+
+/// `exp_scale * norm(img) @ norm(txt)^T` and its transpose.
+pub fn logits_from_embeddings(image: Tensor<2>, text: Tensor<2>, exp_scale: Tensor<1>) -> (Tensor<2>, Tensor<2>) {
+    let per_image = normalize(image).matmul(normalize(text).transpose()) * exp_scale.reshape([1, 1]);
+    let per_text = per_image.clone().transpose();
+    (per_image, per_text)
+}

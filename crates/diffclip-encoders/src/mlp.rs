@@ -1,0 +1,41 @@
+use burn::module::Module;
+use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
+use burn::tensor::Tensor;
+use burn::tensor::activation::{gelu, sigmoid};
+use serde::{Deserialize, Serialize};
+
+/// The MLP's nonlinearity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Activation {
+    /// Exact (erf) GELU: timm and DiffCLIP's vision tower.
+    Gelu,
+    /// `x * sigmoid(1.702 x)`: OpenAI CLIP weights and DiffCLIP's text tower.
+    QuickGelu,
+}
+
+/// Two-layer MLP `fc2(act(fc1(x)))`.
+#[derive(Module, Debug)]
+pub struct Mlp {
+    pub fc1: Linear,
+    pub fc2: Linear,
+    pub drop: Dropout,
+    pub quick_gelu: bool,
+}
+
+impl Mlp {
+    pub(crate) fn new(width: usize, hidden: usize, act: Activation, dropout: f64, device: &burn::tensor::Device) -> Self {
+        Self {
+            fc1: LinearConfig::new(width, hidden).init(device),
+            fc2: LinearConfig::new(hidden, width).init(device),
+            drop: DropoutConfig::new(dropout).init(),
+            quick_gelu: act == Activation::QuickGelu,
+        }
+    }
+
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let h = self.fc1.forward(x);
+        let h = if self.quick_gelu { h.clone() * sigmoid(h * 1.702) } else { gelu(h) };
+        self.drop.forward(self.fc2.forward(h))
+    }
+}

@@ -1,0 +1,188 @@
+//! The CLIP text transformer: causal attention, pooling at the end-of-text token.
+
+use burn::module::{Module, Param};
+use burn::nn::{Embedding, EmbeddingConfig, Initializer, LayerNorm, LayerNormConfig};
+use burn::tensor::{Device, Int, Tensor};
+use diffclip_attention::{AttentionConfig, AttentionMaps, AttentionPath};
+use serde::{Deserialize, Serialize};
+
+use crate::block::{ResidualBlock, ResidualBlockConfig};
+use crate::{Activation, EncoderError, LayerAttention};
+
+fn default_context() -> usize {
+    77
+}
+fn default_vocab() -> usize {
+    49408
+}
+fn default_mlp_ratio() -> f64 {
+    4.0
+}
+fn default_quick_gelu() -> Activation {
+    Activation::QuickGelu
+}
+fn default_eps() -> f64 {
+    1e-5
+}
+fn default_true() -> bool {
+    true
+}
+
+/// Text tower configuration. Unknown JSON fields are errors.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TextConfig {
+    #[serde(default = "default_context")]
+    pub context_length: usize,
+    #[serde(default = "default_vocab")]
+    pub vocab_size: usize,
+    pub width: usize,
+    pub layers: usize,
+    pub heads: usize,
+    #[serde(default = "default_mlp_ratio")]
+    pub mlp_ratio: f64,
+    #[serde(default = "default_quick_gelu")]
+    pub activation: Activation,
+    #[serde(default = "default_eps")]
+    pub ln_eps: f64,
+    #[serde(default = "default_true")]
+    pub qkv_bias: bool,
+    #[serde(default)]
+    pub attention: LayerAttention,
+    #[serde(default)]
+    pub attn_dropout: f64,
+    #[serde(default)]
+    pub dropout: f64,
+    #[serde(default)]
+    pub path: AttentionPath,
+}
+
+impl burn::config::Config for TextConfig {}
+
+impl TextConfig {
+    /// CLIP text tower (77 tokens, 49,408 ids, QuickGELU) with differential attention.
+    pub fn new(width: usize, layers: usize, heads: usize) -> Self {
+        Self {
+            context_length: 77,
+            vocab_size: 49408,
+            width,
+            layers,
+            heads,
+            mlp_ratio: 4.0,
+            activation: Activation::QuickGelu,
+            ln_eps: 1e-5,
+            qkv_bias: true,
+            attention: LayerAttention::default(),
+            attn_dropout: 0.0,
+            dropout: 0.0,
+            path: AttentionPath::Fused,
+        }
+    }
+
+    /// Build the tower; invalid shapes are errors here.
+    pub fn init(&self, device: &Device) -> Result<TextTransformer, EncoderError> {
+        for (what, v) in [("context_length", self.context_length), ("vocab_size", self.vocab_size), ("width", self.width), ("heads", self.heads)] {
+            if v == 0 {
+                return Err(EncoderError::Zero { what });
+            }
+        }
+        self.attention.check(self.layers)?;
+        let w = self.width;
+        let blocks = (0..self.layers)
+            .map(|l| {
+                let attention = AttentionConfig {
+                    d_model: w,
+                    num_heads: self.heads,
+                    kind: self.attention.kind_of(l)?,
+                    qkv_bias: self.qkv_bias,
+                    lambda_init: self.attention.lambda_init.value(l),
+                    causal: true,
+                    attn_dropout: self.attn_dropout,
+                    proj_dropout: self.dropout,
+                    path: self.path,
+                };
+                ResidualBlockConfig {
+                    attention,
+                    mlp_hidden: (w as f64 * self.mlp_ratio) as usize,
+                    activation: self.activation,
+                    ln_eps: self.ln_eps,
+                    mlp_dropout: self.dropout,
+                }
+                .init(device)
+                .map_err(|source| EncoderError::Attention { layer: l, source })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(TextTransformer {
+            token_embedding: EmbeddingConfig::new(self.vocab_size, w)
+                .with_initializer(Initializer::Normal { mean: 0.0, std: 0.02 })
+                .init(device),
+            positional_embedding: Initializer::Normal { mean: 0.0, std: 0.01 }.init([self.context_length, w], device),
+            blocks,
+            ln_final: LayerNormConfig::new(w).with_epsilon(self.ln_eps).init(device),
+            vocab_size: self.vocab_size,
+        })
+    }
+}
+
+/// CLIP text transformer.
+#[derive(Module, Debug)]
+pub struct TextTransformer {
+    pub token_embedding: Embedding,
+    pub positional_embedding: Param<Tensor<2>>,
+    pub blocks: Vec<ResidualBlock>,
+    pub ln_final: LayerNorm,
+    pub vocab_size: usize,
+}
+
+/// Output of the text tower.
+#[derive(Debug, Clone)]
+pub struct TextOutput {
+    /// The end-of-text token (position of the largest id) after `ln_final`, `[B, W]`.
+    pub pooled: Tensor<2>,
+    /// All tokens after `ln_final`, `[B, L, W]` (when requested).
+    pub tokens: Option<Tensor<3>>,
+}
+
+impl TextTransformer {
+    /// Token + position embedding: the first block's input `[B, L, W]` (`L <= context_length`).
+    pub fn embed(&self, text: Tensor<2, Int>) -> Tensor<3> {
+        let [_, l] = text.dims();
+        let pos = self.positional_embedding.val().narrow(0, 0, l).unsqueeze::<3>();
+        self.token_embedding.forward(text) + pos
+    }
+
+    /// Encode token ids `[B, L]`.
+    pub fn forward(&self, text: Tensor<2, Int>, return_tokens: bool) -> TextOutput {
+        let mut x = self.embed(text.clone());
+        for block in &self.blocks {
+            x = block.forward(x, None);
+        }
+        self.head(x, text, return_tokens)
+    }
+
+    /// Forward through the reference attention path, returning every layer's maps.
+    pub fn forward_with_maps(&self, text: Tensor<2, Int>) -> (TextOutput, Vec<AttentionMaps>) {
+        let mut x = self.embed(text.clone());
+        let mut maps = Vec::with_capacity(self.blocks.len());
+        for block in &self.blocks {
+            let (y, m) = block.forward_with_maps(x, None);
+            x = y;
+            maps.push(m);
+        }
+        (self.head(x, text, true), maps)
+    }
+
+    /// `lambda_full` of every differential layer (`None` for standard layers).
+    pub fn lambdas(&self) -> Vec<Option<Tensor<1>>> {
+        self.blocks.iter().map(|b| b.attn.lambda_full()).collect()
+    }
+
+    fn head(&self, x: Tensor<3>, text: Tensor<2, Int>, return_tokens: bool) -> TextOutput {
+        let x = self.ln_final.forward(x);
+        let [b, _, w] = x.dims();
+        // EOT (49407) is the largest id; sequences without one pool at position 0 like the reference.
+        let idx = text.argmax(1).reshape([b, 1, 1]).expand([b, 1, w]);
+        let pooled = x.clone().gather(1, idx).reshape([b, w]);
+        TextOutput { pooled, tokens: return_tokens.then_some(x) }
+    }
+}

@@ -1,0 +1,234 @@
+//! One Vision Transformer covering the timm layout (DiffCLIP) and the OpenAI/open_clip layout.
+
+use burn::module::{Module, Param};
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::{Initializer, LayerNorm, LayerNormConfig};
+use burn::tensor::{Device, Tensor};
+use diffclip_attention::{AttentionConfig, AttentionMaps, AttentionPath};
+use serde::{Deserialize, Serialize};
+
+use crate::block::{ResidualBlock, ResidualBlockConfig};
+use crate::{Activation, EncoderError, LayerAttention};
+
+fn default_mlp_ratio() -> f64 {
+    4.0
+}
+fn default_true() -> bool {
+    true
+}
+fn default_eps() -> f64 {
+    1e-5
+}
+fn default_in_chans() -> usize {
+    3
+}
+fn default_gelu() -> Activation {
+    Activation::Gelu
+}
+
+/// Vision tower configuration. JSON field names are the struct's; unknown fields are errors.
+///
+/// `patch_bias = true, ln_pre = false` is the timm layout DiffCLIP uses;
+/// `patch_bias = false, ln_pre = true` is the OpenAI/open_clip layout.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VisionConfig {
+    pub image_size: usize,
+    pub patch_size: usize,
+    pub width: usize,
+    pub layers: usize,
+    pub heads: usize,
+    #[serde(default = "default_mlp_ratio")]
+    pub mlp_ratio: f64,
+    #[serde(default = "default_gelu")]
+    pub activation: Activation,
+    /// Bias on the patch-embedding convolution (timm: yes, OpenAI: no).
+    #[serde(default = "default_true")]
+    pub patch_bias: bool,
+    /// LayerNorm before the blocks (OpenAI `ln_pre`).
+    #[serde(default)]
+    pub ln_pre: bool,
+    #[serde(default = "default_eps")]
+    pub ln_eps: f64,
+    #[serde(default = "default_true")]
+    pub qkv_bias: bool,
+    #[serde(default = "default_in_chans")]
+    pub in_chans: usize,
+    #[serde(default)]
+    pub attention: LayerAttention,
+    /// Dropout on attention maps (training).
+    #[serde(default)]
+    pub attn_dropout: f64,
+    /// Dropout after attention and MLP projections (training).
+    #[serde(default)]
+    pub dropout: f64,
+    #[serde(default)]
+    pub path: AttentionPath,
+}
+
+impl burn::config::Config for VisionConfig {}
+
+impl VisionConfig {
+    /// timm layout (DiffCLIP): biased patch conv, no `ln_pre`, exact GELU, differential attention.
+    pub fn timm(image_size: usize, patch_size: usize, width: usize, layers: usize, heads: usize) -> Self {
+        Self {
+            image_size,
+            patch_size,
+            width,
+            layers,
+            heads,
+            mlp_ratio: 4.0,
+            activation: Activation::Gelu,
+            patch_bias: true,
+            ln_pre: false,
+            ln_eps: 1e-5,
+            qkv_bias: true,
+            in_chans: 3,
+            attention: LayerAttention::default(),
+            attn_dropout: 0.0,
+            dropout: 0.0,
+            path: AttentionPath::Fused,
+        }
+    }
+
+    /// OpenAI/open_clip layout: conv without bias, `ln_pre`, QuickGELU, standard attention.
+    pub fn openai(image_size: usize, patch_size: usize, width: usize, layers: usize, heads: usize) -> Self {
+        Self {
+            activation: Activation::QuickGelu,
+            patch_bias: false,
+            ln_pre: true,
+            attention: LayerAttention::all(diffclip_attention::AttentionKind::Standard),
+            ..Self::timm(image_size, patch_size, width, layers, heads)
+        }
+    }
+
+    /// Number of patches per side.
+    pub fn grid(&self) -> usize {
+        self.image_size / self.patch_size
+    }
+
+    /// Build the tower; invalid shapes are errors here.
+    pub fn init(&self, device: &Device) -> Result<VisionTransformer, EncoderError> {
+        for (what, v) in [("image_size", self.image_size), ("patch_size", self.patch_size), ("width", self.width), ("heads", self.heads)] {
+            if v == 0 {
+                return Err(EncoderError::Zero { what });
+            }
+        }
+        if self.image_size % self.patch_size != 0 {
+            return Err(EncoderError::PatchSize { image_size: self.image_size, patch_size: self.patch_size });
+        }
+        self.attention.check(self.layers)?;
+        let w = self.width;
+        let n = self.grid() * self.grid();
+        let blocks = (0..self.layers)
+            .map(|l| {
+                let attention = AttentionConfig {
+                    d_model: w,
+                    num_heads: self.heads,
+                    kind: self.attention.kind_of(l)?,
+                    qkv_bias: self.qkv_bias,
+                    lambda_init: self.attention.lambda_init.value(l),
+                    causal: false,
+                    attn_dropout: self.attn_dropout,
+                    proj_dropout: self.dropout,
+                    path: self.path,
+                };
+                ResidualBlockConfig {
+                    attention,
+                    mlp_hidden: (w as f64 * self.mlp_ratio) as usize,
+                    activation: self.activation,
+                    ln_eps: self.ln_eps,
+                    mlp_dropout: self.dropout,
+                }
+                .init(device)
+                .map_err(|source| EncoderError::Attention { layer: l, source })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let ln = || LayerNormConfig::new(w).with_epsilon(self.ln_eps).init(device);
+        let p = self.patch_size;
+        Ok(VisionTransformer {
+            patch_embed: PatchEmbed {
+                proj: Conv2dConfig::new([self.in_chans, w], [p, p]).with_stride([p, p]).with_bias(self.patch_bias).init(device),
+            },
+            cls_token: Initializer::Normal { mean: 0.0, std: 1e-6 }.init([1, 1, w], device),
+            pos_embed: Initializer::Normal { mean: 0.0, std: 0.02 }.init([1, 1 + n, w], device),
+            ln_pre: self.ln_pre.then(ln),
+            blocks,
+            norm: ln(),
+        })
+    }
+}
+
+/// Patch embedding: a convolution with kernel = stride = patch size.
+#[derive(Module, Debug)]
+pub struct PatchEmbed {
+    pub proj: Conv2d,
+}
+
+/// Vision Transformer with a class token; pools the class token after the final norm.
+#[derive(Module, Debug)]
+pub struct VisionTransformer {
+    pub patch_embed: PatchEmbed,
+    pub cls_token: Param<Tensor<3>>,
+    pub pos_embed: Param<Tensor<3>>,
+    pub ln_pre: Option<LayerNorm>,
+    pub blocks: Vec<ResidualBlock>,
+    pub norm: LayerNorm,
+}
+
+/// Output of the vision tower.
+#[derive(Debug, Clone)]
+pub struct VisionOutput {
+    /// The class token after the final norm, `[B, W]`.
+    pub pooled: Tensor<2>,
+    /// All tokens after the final norm, `[B, 1 + n_patches, W]` (when requested).
+    pub tokens: Option<Tensor<3>>,
+}
+
+impl VisionTransformer {
+    /// Patch embedding + class token + position embedding (+ `ln_pre`): the first block's input.
+    pub fn embed(&self, images: Tensor<4>) -> Tensor<3> {
+        let x = self.patch_embed.proj.forward(images); // [B, W, gh, gw]
+        let [b, w, _, _] = x.dims();
+        let x = x.flatten::<3>(2, 3).swap_dims(1, 2); // [B, n, W]
+        let cls = self.cls_token.val().expand([b, 1, w]);
+        let x = Tensor::cat(vec![cls, x], 1) + self.pos_embed.val();
+        match &self.ln_pre {
+            Some(ln) => ln.forward(x),
+            None => x,
+        }
+    }
+
+    /// Encode `images [B, C, H, W]`; `return_tokens` keeps all final tokens.
+    pub fn forward(&self, images: Tensor<4>, return_tokens: bool) -> VisionOutput {
+        let mut x = self.embed(images);
+        for block in &self.blocks {
+            x = block.forward(x, None);
+        }
+        self.head(x, return_tokens)
+    }
+
+    /// Forward through the reference attention path, returning every layer's maps.
+    pub fn forward_with_maps(&self, images: Tensor<4>) -> (VisionOutput, Vec<AttentionMaps>) {
+        let mut x = self.embed(images);
+        let mut maps = Vec::with_capacity(self.blocks.len());
+        for block in &self.blocks {
+            let (y, m) = block.forward_with_maps(x, None);
+            x = y;
+            maps.push(m);
+        }
+        (self.head(x, true), maps)
+    }
+
+    /// `lambda_full` of every differential layer (`None` for standard layers).
+    pub fn lambdas(&self) -> Vec<Option<Tensor<1>>> {
+        self.blocks.iter().map(|b| b.attn.lambda_full()).collect()
+    }
+
+    fn head(&self, x: Tensor<3>, return_tokens: bool) -> VisionOutput {
+        let x = self.norm.forward(x);
+        let [b, _, w] = x.dims();
+        let pooled = x.clone().narrow(1, 0, 1).reshape([b, w]);
+        VisionOutput { pooled, tokens: return_tokens.then_some(x) }
+    }
+}
