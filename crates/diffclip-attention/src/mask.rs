@@ -6,7 +6,7 @@ pub type AttnMask = Tensor<4, Bool>;
 
 /// The causal mask `[1, 1, n, n]` (`true` strictly above the diagonal).
 pub fn causal_mask(n: usize, device: &Device) -> AttnMask {
-    Tensor::<2, Bool>::triu_mask([n, n], 1, device).reshape([1, 1, n, n])
+    Tensor::<2, Bool>::tril_mask([n, n], 0, device).reshape([1, 1, n, n])
 }
 
 /// Combine the layer's causal flag with an optional user mask into one mask for the

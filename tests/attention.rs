@@ -1,0 +1,150 @@
+//! Differential and standard attention: fused and reference paths agree, masks, λ, errors.
+
+mod common;
+
+use burn::tensor::{Bool, Distribution, Tensor};
+use common::devices;
+use diffclip::attention::{
+    AttentionConfig, AttentionError, AttentionKind, AttentionPath, DiffAttentionConfig, LambdaInit,
+    StandardAttentionConfig, causal_mask,
+};
+
+fn max_diff(a: Tensor<3>, b: Tensor<3>) -> f32 {
+    let d = (a - b).abs().max().into_scalar::<f32>();
+    if d.is_nan() { f32::INFINITY } else { d }
+}
+
+#[test]
+fn diff_fused_matches_reference_with_and_without_causal_mask() {
+    for (backend, device) in devices() {
+        for causal in [false, true] {
+            let attn = DiffAttentionConfig::new(64, 8).with_causal(causal).init(&device).unwrap();
+            let x = Tensor::<3>::random([3, 29, 64], Distribution::Normal(0.0, 1.0), &device);
+            let fused = attn.forward_fused(x.clone(), None);
+            let (reference, maps) = attn.forward_with_maps(x, None);
+            let d = max_diff(fused, reference);
+            assert!(d < 1e-5, "{backend} causal={causal}: fused vs reference {d:e}");
+            assert_eq!(maps.first.dims(), [3, 4, 29, 29]);
+            if causal {
+                // Nothing above the diagonal in either map.
+                let upper = maps.first.clone().mask_fill(causal_mask(29, &device).bool_not(), 0.0);
+                assert_eq!(upper.abs().sum().into_scalar::<f32>(), 0.0, "{backend}: A1 attends to the future");
+            }
+        }
+    }
+}
+
+#[test]
+fn diff_fused_matches_reference_with_user_mask() {
+    for (backend, device) in devices() {
+        let attn = DiffAttentionConfig::new(32, 4).with_causal(true).init(&device).unwrap();
+        let x = Tensor::<3>::random([2, 9, 32], Distribution::Normal(0.0, 1.0), &device);
+        // Mask the last two keys of every query, except the first query that only sees itself.
+        let mut m = vec![false; 9 * 9];
+        for q in 1..9 {
+            m[q * 9 + 7] = true;
+            m[q * 9 + 8] = true;
+        }
+        let mask = Tensor::<1, Bool>::from_data(burn::tensor::TensorData::new(m, [81]), &device).reshape([1, 1, 9, 9]);
+        let a = attn.forward_fused(x.clone(), Some(mask.clone()));
+        let (b, _) = attn.forward_with_maps(x, Some(mask));
+        let d = max_diff(a, b);
+        assert!(d < 1e-5, "{backend}: {d:e}");
+    }
+}
+
+#[test]
+fn standard_fused_matches_reference() {
+    for (backend, device) in devices() {
+        for causal in [false, true] {
+            let attn = StandardAttentionConfig::new(48, 6).with_causal(causal).init(&device).unwrap();
+            let x = Tensor::<3>::random([2, 17, 48], Distribution::Normal(0.0, 1.0), &device);
+            let (reference, maps) = attn.forward_with_maps(x.clone(), None);
+            let d = max_diff(attn.forward(x, None), reference);
+            assert!(d < 1e-5, "{backend} causal={causal}: {d:e}");
+            // Softmax rows sum to one.
+            let rows = maps.first.sum_dim(3);
+            let err = (rows - 1.0).abs().max().into_scalar::<f32>();
+            assert!(err < 1e-5);
+        }
+    }
+}
+
+#[test]
+fn reference_path_config_gives_same_output() {
+    for (_, device) in devices() {
+        let fused = DiffAttentionConfig::new(32, 4).init(&device).unwrap();
+        // Same weights, reference path.
+        let mut reference = fused.clone();
+        reference.fused = false;
+        let other = DiffAttentionConfig::new(32, 4).with_path(AttentionPath::Reference).init(&device).unwrap();
+        assert!(!other.fused && fused.fused);
+        let x = Tensor::<3>::random([1, 5, 32], Distribution::Default, &device);
+        assert!(max_diff(fused.forward(x.clone(), None), reference.forward(x, None)) < 1e-5);
+    }
+}
+
+#[test]
+fn lambda_full_formula_and_init() {
+    for (_, device) in devices() {
+        let attn = DiffAttentionConfig::new(32, 4).with_lambda_init(0.3).init(&device).unwrap();
+        let dot = |a: &burn::module::Param<Tensor<1>>, b: &burn::module::Param<Tensor<1>>| (a.val() * b.val()).sum().into_scalar::<f32>();
+        let want = dot(&attn.lambda_q1, &attn.lambda_k1).exp() - dot(&attn.lambda_q2, &attn.lambda_k2).exp() + 0.3;
+        let got = attn.lambda_full().into_scalar::<f32>();
+        assert!((got - want).abs() < 1e-6, "{got} vs {want}");
+        assert_eq!(attn.lambda_q1.dims(), [8]);
+        assert_eq!(attn.diff_norm.gamma.dims(), [16]);
+    }
+}
+
+#[test]
+fn lambda_schedules() {
+    assert_eq!(LambdaInit::Constant(0.8).value(7), 0.8);
+    for l in 0..12 {
+        let want = 0.8 - 0.6 * (-0.3 * l as f64).exp();
+        assert!((LambdaInit::DepthSchedule.value(l) - want).abs() < 1e-15);
+    }
+    assert!(LambdaInit::DepthSchedule.value(0) < LambdaInit::DepthSchedule.value(11));
+}
+
+#[test]
+fn invalid_configs_are_errors_at_init() {
+    for (_, device) in devices() {
+        assert_eq!(DiffAttentionConfig::new(60, 5).init(&device).unwrap_err(), AttentionError::OddHeads { num_heads: 5 });
+        assert_eq!(
+            DiffAttentionConfig::new(65, 4).init(&device).unwrap_err(),
+            AttentionError::WidthNotDivisible { d_model: 65, num_heads: 4 }
+        );
+        assert!(matches!(StandardAttentionConfig::new(64, 0).init(&device), Err(AttentionError::Empty { .. })));
+        assert!(matches!(DiffAttentionConfig::new(64, 4).with_attn_dropout(1.5).init(&device), Err(AttentionError::Dropout { .. })));
+        // Standard attention allows odd head counts.
+        let cfg = AttentionConfig { kind: AttentionKind::Standard, ..AttentionConfig::new(60, 5) };
+        assert!(cfg.init(&device).is_ok());
+    }
+}
+
+#[test]
+fn attention_kind_dispatch() {
+    for (_, device) in devices() {
+        let d = AttentionConfig::new(32, 4).init(&device).unwrap();
+        let s = AttentionConfig { kind: AttentionKind::Standard, ..AttentionConfig::new(32, 4) }.init(&device).unwrap();
+        assert_eq!(d.kind(), AttentionKind::Differential);
+        assert!(d.lambda_full().is_some() && s.lambda_full().is_none());
+        let x = Tensor::<3>::random([2, 3, 32], Distribution::Default, &device);
+        assert_eq!(d.forward(x.clone(), None).dims(), [2, 3, 32]);
+        assert_eq!(s.forward(x, None).dims(), [2, 3, 32]);
+    }
+}
+
+#[test]
+fn gradients_reach_lambda_and_projections() {
+    for (backend, device) in devices() {
+        let ad = device.autodiff();
+        let attn = DiffAttentionConfig::new(32, 4).with_causal(true).init(&ad).unwrap();
+        let x = Tensor::<3>::random([2, 6, 32], Distribution::Default, &ad);
+        let grads = attn.forward(x, None).square().sum().backward();
+        let g = attn.lambda_q1.grad(&grads).unwrap_or_else(|| panic!("{backend}: no gradient for lambda_q1"));
+        assert!(g.abs().sum().into_scalar::<f32>() > 0.0);
+        assert!(attn.q_proj.weight.grad(&grads).is_some());
+    }
+}

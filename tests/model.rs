@@ -1,0 +1,185 @@
+//! Presets, parameter counts, key layout, configs, export round trips and checkpoint errors.
+
+mod common;
+
+use burn::module::Module;
+use burn::tensor::{Int, Tensor};
+use common::{devices, fixture};
+use diffclip::clip::checkpoint::{CheckpointError, config_of, read_state_dict, state_dict_of, state_dict_shapes, to_diffclip_names};
+use diffclip::clip::{ClipConfig, ClipError, PRESETS, load_checkpoint, save_burnpack, save_safetensors};
+
+fn tmp(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("diffclip-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+#[test]
+fn diffclip_vit_b16_has_the_reference_parameter_count_and_keys() {
+    let (_, device) = devices().remove(0);
+    let model = ClipConfig::diffclip_vit_b16().init(&device).unwrap();
+    assert_eq!(model.num_params(), 149_629_185);
+    // Every key of the authors' ViT-B/16 state dict, with its shape.
+    let ours = to_diffclip_names(
+        state_dict_shapes(&model)
+            .into_iter()
+            .map(|(k, s)| (k, diffclip::clip::checkpoint::StateTensor { shape: s, data: vec![] }))
+            .collect(),
+        "<model>",
+    )
+    .unwrap();
+    let text = std::fs::read_to_string(fixture("diffclip_vitb16/keys.txt")).unwrap();
+    let mut n = 0;
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let mut it = line.split('\t');
+        let (key, shape) = (it.next().unwrap(), it.next().unwrap());
+        let shape: Vec<usize> = serde_json::from_str(shape).unwrap();
+        let got = ours.get(key).unwrap_or_else(|| panic!("model lacks {key}"));
+        let got_shape: Vec<usize> = if key == "logit_scale" { vec![] } else { got.shape.clone() };
+        assert_eq!(got_shape, shape, "{key}");
+        n += 1;
+    }
+    assert_eq!(n, 517);
+    assert_eq!(ours.len(), 517);
+}
+
+#[test]
+fn variant_presets_differ_only_where_they_should() {
+    let (_, device) = devices().remove(0);
+    let count = |c: ClipConfig| c.init(&device).unwrap().num_params();
+    let diff = 149_629_185;
+    assert_eq!(count(ClipConfig::clip_vit_b16()), diff - 9216);
+    assert_eq!(count(ClipConfig::diffclip_dagger_vit_b16()), diff - 4608);
+    assert_eq!(count(ClipConfig::diffclip_star_vit_b16()), diff);
+    let star = ClipConfig::diffclip_star_vit_b16().init(&device).unwrap();
+    let l0 = star.visual.blocks[0].attn.lambda_full().unwrap();
+    assert!(matches!(star.visual.blocks[0].attn, diffclip::attention::Attention::Differential(ref a) if (a.lambda_init - 0.2).abs() < 1e-12));
+    let _ = l0;
+    for name in PRESETS {
+        ClipConfig::preset(name).unwrap();
+    }
+    assert!(matches!(ClipConfig::preset("vit-h-99"), Err(ClipError::UnknownPreset { .. })));
+}
+
+#[test]
+fn openai_presets_match_open_clip_counts() {
+    let (_, device) = devices().remove(0);
+    // open_clip ViT-B-16: 149,620,737 parameters.
+    assert_eq!(ClipConfig::openai_vit_b16().init(&device).unwrap().num_params(), 149_620_737);
+}
+
+#[test]
+fn config_json_round_trip_and_unknown_fields() {
+    let cfg = ClipConfig::diffclip_tiny();
+    let json = serde_json::to_string_pretty(&cfg).unwrap();
+    assert_eq!(ClipConfig::from_json(&json).unwrap(), cfg);
+    let bad = json.replacen("\"embed_dim\"", "\"embed_dimm\"", 1);
+    let err = ClipConfig::from_json(&bad).unwrap_err().to_string();
+    assert!(err.contains("embed_dimm"), "{err}");
+    let bad = json.replacen("\"patch_size\"", "\"patch\"", 1);
+    assert!(ClipConfig::from_json(&bad).is_err());
+}
+
+#[test]
+fn invalid_model_configs_are_errors() {
+    let (_, device) = devices().remove(0);
+    let mut c = ClipConfig::diffclip_tiny();
+    c.vision.heads = 3;
+    assert!(matches!(c.init(&device), Err(ClipError::Vision(_))));
+    let mut c = ClipConfig::diffclip_tiny();
+    c.vision.patch_size = 7;
+    assert!(matches!(c.init(&device), Err(ClipError::Vision(_))));
+    let mut c = ClipConfig::diffclip_tiny();
+    c.text.attention.per_layer = Some(vec![diffclip::attention::AttentionKind::Standard]);
+    assert!(matches!(c.init(&device), Err(ClipError::Text(_))));
+}
+
+fn embed(model: &diffclip::clip::Clip, device: &burn::tensor::Device) -> (Vec<f32>, Vec<f32>) {
+    let ids: Tensor<2, Int> = Tensor::from_data(burn::tensor::TensorData::new(vec![49406i64, 320, 1125, 49407, 0, 0, 49406, 2368, 49407, 0, 0, 0], [2, 6]), device);
+    let img = Tensor::<4>::ones([2, 3, 32, 32], device) * 0.25;
+    let out = model.forward(img, ids);
+    (out.image_embed.into_data().try_to_vec::<f32>().unwrap(), out.text_embed.into_data().try_to_vec::<f32>().unwrap())
+}
+
+#[test]
+fn export_round_trips_through_safetensors_and_burnpack() {
+    for (backend, device) in devices() {
+        let mut model = ClipConfig::diffclip_tiny().init(&device).unwrap();
+        load_checkpoint(&mut model, fixture("diffclip_tiny/model.safetensors")).unwrap();
+        let want = embed(&model, &device);
+
+        // Safetensors in the authors' layout: same keys and values as the fixture file.
+        let st = tmp(&format!("{backend}.safetensors"));
+        save_safetensors(&model, Some(&ClipConfig::diffclip_tiny()), &st).unwrap();
+        let ours = read_state_dict(&st).unwrap();
+        let theirs = read_state_dict(fixture("diffclip_tiny/model.safetensors")).unwrap();
+        assert_eq!(ours.keys().collect::<Vec<_>>(), theirs.keys().collect::<Vec<_>>());
+        for (k, t) in &theirs {
+            assert_eq!(ours[k].shape, t.shape, "{k}");
+            let d = ours[k].data.iter().zip(&t.data).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+            assert!(d == 0.0, "{k}: {d}");
+        }
+        assert_eq!(config_of(&st).unwrap(), Some(ClipConfig::diffclip_tiny()));
+        let mut fresh = ClipConfig::diffclip_tiny().init(&device).unwrap();
+        load_checkpoint(&mut fresh, &st).unwrap();
+        assert_eq!(embed(&fresh, &device), want);
+
+        let bp = tmp(&format!("{backend}.bpk"));
+        save_burnpack(&model, &bp).unwrap();
+        let mut fresh = ClipConfig::diffclip_tiny().init(&device).unwrap();
+        load_checkpoint(&mut fresh, &bp).unwrap();
+        assert_eq!(embed(&fresh, &device), want);
+        assert_eq!(state_dict_of(&fresh).unwrap().len(), theirs.len());
+    }
+}
+
+#[test]
+fn mismatched_checkpoint_lists_every_problem() {
+    let (_, device) = devices().remove(0);
+    // A DiffCLIP checkpoint into a standard-attention model of another width.
+    let mut cfg = ClipConfig::clip_tiny();
+    cfg.embed_dim = 16;
+    let mut model = cfg.init(&device).unwrap();
+    let before = embed(&model, &device);
+    let err = load_checkpoint(&mut model, fixture("diffclip_tiny/model.safetensors")).unwrap_err();
+    let CheckpointError::Mismatch { path, mismatch } = &err else { panic!("{err}") };
+    assert!(path.ends_with("model.safetensors"));
+    assert!(mismatch.missing.is_empty());
+    assert!(mismatch.unexpected.iter().any(|(k, s)| k == "visual.blocks.0.attn.lambda_q1" && s == &vec![16]));
+    assert!(mismatch.unexpected.iter().any(|(k, _)| k == "text.blocks.1.attn.diff_norm.weight"));
+    assert!(mismatch.shapes.iter().any(|(k, e, f)| k == "image_projection" && e == &vec![64, 16] && f == &vec![64, 32]));
+    let msg = err.to_string();
+    assert!(msg.contains("expected [64, 16], found [64, 32]"), "{msg}");
+    // The model is untouched.
+    assert_eq!(embed(&model, &device), before);
+
+    // And the other way: a standard checkpoint into a DiffCLIP model reports missing keys.
+    let mut model = ClipConfig::diffclip_tiny().init(&device).unwrap();
+    let err = load_checkpoint(&mut model, fixture("openclip_tiny/model.safetensors")).unwrap_err();
+    let CheckpointError::Mismatch { mismatch, .. } = err else { panic!() };
+    assert!(mismatch.missing.iter().any(|(k, s)| k == "visual.blocks.0.attn.lambda_k2" && s == &vec![16]));
+    assert!(mismatch.unexpected.iter().any(|(k, _)| k == "visual.ln_pre.weight"));
+}
+
+#[test]
+fn unreadable_files_are_named_errors() {
+    let (_, device) = devices().remove(0);
+    let mut model = ClipConfig::diffclip_tiny().init(&device).unwrap();
+    let missing = load_checkpoint(&mut model, "/nonexistent/weights.pt").unwrap_err();
+    assert!(matches!(missing, CheckpointError::Io { .. }) && missing.to_string().contains("/nonexistent/weights.pt"));
+    let junk = tmp("junk.bin");
+    std::fs::write(&junk, b"this is not a checkpoint at all").unwrap();
+    assert!(matches!(load_checkpoint(&mut model, &junk).unwrap_err(), CheckpointError::UnknownContainer { .. }));
+    // A truncated safetensors file.
+    let bytes = std::fs::read(fixture("diffclip_tiny/model.safetensors")).unwrap();
+    let cut = tmp("cut.safetensors");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    let err = load_checkpoint(&mut model, &cut).unwrap_err();
+    assert!(err.to_string().contains("cut.safetensors"), "{err}");
+    // A truncated .pt file.
+    let bytes = std::fs::read(fixture("diffclip_tiny/checkpoint.pt")).unwrap();
+    let cut = tmp("cut.pt");
+    std::fs::write(&cut, &bytes[..bytes.len() / 3]).unwrap();
+    let err = load_checkpoint(&mut model, &cut).unwrap_err();
+    assert!(err.to_string().contains("cut.pt"), "{err}");
+}
