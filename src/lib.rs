@@ -25,3 +25,5 @@ pub use burn;
 pub use diffclip_attention as attention;
 pub use diffclip_clip as clip;
 pub use diffclip_encoders as encoders;
+
+pub mod backend;

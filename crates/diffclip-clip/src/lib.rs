@@ -16,11 +16,13 @@
 pub mod checkpoint;
 mod config;
 mod error;
+mod input;
 mod model;
 
 pub use checkpoint::{CheckpointError, CheckpointFormat, load_checkpoint, save_burnpack, save_safetensors};
 pub use config::ClipConfig;
 pub use error::ClipError;
+pub use input::InputError;
 pub use config::PRESETS;
 pub use model::{Clip, ClipOutput, logits_from_embeddings, normalize};
 

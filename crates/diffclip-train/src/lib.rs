@@ -1,0 +1,1 @@
+//! diffclip-train

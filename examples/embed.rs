@@ -1,0 +1,123 @@
+//! Embed images and/or token ids with any CLIP / DiffCLIP checkpoint.
+//!
+//! ```text
+//! cargo run --release --example embed -- --preset diffclip_tiny \
+//!     --checkpoint ../shared/fixtures/diffclip_tiny/checkpoint.pt \
+//!     --inputs ../shared/fixtures/diffclip_tiny/inputs.safetensors --output out.safetensors
+//! ```
+//! INPUTS holds `image` `[B,3,H,W]` f32 and/or `text` `[B,L]` integer ids; OUT receives
+//! `image_embed`, `text_embed` (unnormalised) and `logit_scale` (`exp`ed, 0-d).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use burn::tensor::{Int, Tensor, TensorData};
+use clap::Parser;
+use diffclip::clip::checkpoint::config_of;
+use diffclip::clip::{ClipConfig, load_checkpoint};
+
+#[derive(Parser, Debug)]
+#[command(about = "Embed images and token ids with a CLIP / DiffCLIP checkpoint")]
+struct Args {
+    /// Model config JSON (see README); or use --preset.
+    #[arg(long, conflicts_with = "preset")]
+    config: Option<PathBuf>,
+    /// Preset name, e.g. diffclip_vit_b16, openai_vit_b16, diffclip_tiny.
+    #[arg(long)]
+    preset: Option<String>,
+    /// Weights: .pt, .safetensors (DiffCLIP, open_clip, HuggingFace layouts) or .bpk.
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// safetensors with `image` and/or `text`.
+    #[arg(long)]
+    inputs: PathBuf,
+    /// Where to write the embeddings (safetensors).
+    #[arg(long)]
+    output: PathBuf,
+    /// Backend: flex, ndarray, wgpu (as compiled in).
+    #[arg(long, default_value = "flex")]
+    backend: String,
+}
+
+fn main() -> ExitCode {
+    match run(Args::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+    let device = diffclip::backend::device(&args.backend)?;
+    let config = match (&args.config, &args.preset) {
+        (Some(path), _) => ClipConfig::from_file(path)?,
+        (None, Some(name)) => ClipConfig::preset(name)?,
+        (None, None) => config_of(&args.checkpoint)
+            .ok()
+            .flatten()
+            .ok_or("give --config or --preset (the checkpoint carries no config)")?,
+    };
+    let mut model = config.init(&device)?;
+    let format = load_checkpoint(&mut model, &args.checkpoint)?;
+    eprintln!("loaded {} ({format:?} layout)", args.checkpoint.display());
+
+    let bytes = std::fs::read(&args.inputs).map_err(|e| format!("{}: {e}", args.inputs.display()))?;
+    let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| format!("{}: {e}", args.inputs.display()))?;
+    let name = args.inputs.display().to_string();
+    let mut outputs: Vec<(String, Vec<usize>, Vec<f32>)> = Vec::new();
+    let mut found = false;
+    if let Ok(view) = st.tensor("image") {
+        found = true;
+        let data = floats(&view).ok_or_else(|| format!("{name}: 'image' must be f32, found {:?}", view.dtype()))?;
+        config.check_images(view.shape()).map_err(|e| format!("{name}: 'image': {e}"))?;
+        let images: Tensor<4> = Tensor::from_data(TensorData::new(data, view.shape().to_vec()), &device);
+        let embed = model.encode_image(images);
+        outputs.push(("image_embed".into(), embed.dims().to_vec(), embed.into_data().try_to_vec::<f32>().map_err(|e| format!("{e:?}"))?));
+    }
+    if let Ok(view) = st.tensor("text") {
+        found = true;
+        let ids = integers(&view).ok_or_else(|| format!("{name}: 'text' must hold integer ids, found {:?}", view.dtype()))?;
+        config.check_tokens(view.shape(), &ids).map_err(|e| format!("{name}: 'text': {e}"))?;
+        let text: Tensor<2, Int> = Tensor::from_data(TensorData::new(ids, view.shape().to_vec()), &device);
+        let embed = model.encode_text(text);
+        outputs.push(("text_embed".into(), embed.dims().to_vec(), embed.into_data().try_to_vec::<f32>().map_err(|e| format!("{e:?}"))?));
+    }
+    if !found {
+        return Err(format!("{name}: holds neither 'image' nor 'text'").into());
+    }
+    let scale = model.logit_scale_exp().into_data().try_to_vec::<f32>().map_err(|e| format!("{e:?}"))?;
+    outputs.push(("logit_scale".into(), vec![], scale));
+
+    let raw: Vec<(String, Vec<usize>, Vec<u8>)> = outputs
+        .into_iter()
+        .map(|(k, s, v)| (k, s, v.iter().flat_map(|x| x.to_le_bytes()).collect()))
+        .collect();
+    let views = raw
+        .iter()
+        .map(|(k, s, b)| safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b).map(|v| (k.clone(), v)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let meta: HashMap<String, String> = HashMap::from([("checkpoint".into(), args.checkpoint.display().to_string())]);
+    safetensors::serialize_to_file(views, Some(meta), &args.output).map_err(|e| format!("{}: {e}", args.output.display()))?;
+    eprintln!("wrote {}", args.output.display());
+    Ok(())
+}
+
+fn floats(view: &safetensors::tensor::TensorView) -> Option<Vec<f32>> {
+    match view.dtype() {
+        safetensors::Dtype::F32 => Some(view.data().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect()),
+        _ => None,
+    }
+}
+
+fn integers(view: &safetensors::tensor::TensorView) -> Option<Vec<i64>> {
+    let d = view.data();
+    Some(match view.dtype() {
+        safetensors::Dtype::I64 => d.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap())).collect(),
+        safetensors::Dtype::I32 => d.chunks_exact(4).map(|c| i32::from_le_bytes(c.try_into().unwrap()) as i64).collect(),
+        safetensors::Dtype::U32 => d.chunks_exact(4).map(|c| u32::from_le_bytes(c.try_into().unwrap()) as i64).collect(),
+        _ => return None,
+    })
+}

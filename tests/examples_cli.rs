@@ -1,0 +1,62 @@
+//! The example programs, run as a user would (cargo builds examples before running tests).
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use common::{fixture, read_arrays};
+
+fn example(name: &str) -> PathBuf {
+    // target/<profile>/deps/<test> -> target/<profile>/examples/<name>
+    let exe = std::env::current_exe().unwrap();
+    let p = exe.parent().unwrap().parent().unwrap().join("examples").join(name);
+    assert!(p.exists(), "example binary {} not built", p.display());
+    p
+}
+
+#[test]
+fn embed_reproduces_the_fixture() {
+    let out = std::env::temp_dir().join(format!("embed-{}.safetensors", std::process::id()));
+    let status = Command::new(example("embed"))
+        .args(["--preset", "diffclip_tiny", "--checkpoint"])
+        .arg(fixture("diffclip_tiny/checkpoint.pt"))
+        .arg("--inputs")
+        .arg(fixture("diffclip_tiny/inputs.safetensors"))
+        .arg("--output")
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let bytes = std::fs::read(&out).unwrap();
+    let got = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let expected = read_arrays("diffclip_tiny/expected.safetensors");
+    for name in ["image_embed", "text_embed", "logit_scale"] {
+        let view = got.tensor(name).unwrap();
+        let (shape, want) = expected.get(name);
+        assert_eq!(view.shape(), &shape[..], "{name}");
+        let vals: Vec<f32> = view.data().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
+        let d = vals.iter().zip(want).map(|(a, b)| (a - b).abs()).fold(0.0f32, |m, d| if d.is_nan() { f32::INFINITY } else { m.max(d) });
+        assert!(d <= 1e-4, "{name}: {d}");
+    }
+}
+
+#[test]
+fn embed_reports_bad_files_and_exits_non_zero() {
+    let run = |args: &[&str]| {
+        let o = Command::new(example("embed")).args(args).output().unwrap();
+        (o.status.success(), String::from_utf8_lossy(&o.stderr).into_owned())
+    };
+    let ckpt = fixture("diffclip_tiny/checkpoint.pt");
+    let inputs = fixture("diffclip_tiny/inputs.safetensors");
+    let cfg = fixture("diffclip_tiny/config.json");
+    let (ok, err) = run(&["--preset", "diffclip_tiny", "--checkpoint", ckpt.to_str().unwrap(), "--inputs", cfg.to_str().unwrap(), "--output", "/tmp/x.safetensors"]);
+    assert!(!ok && err.contains("config.json"), "{err}");
+    let (ok, err) = run(&["--preset", "openai_tiny", "--checkpoint", ckpt.to_str().unwrap(), "--inputs", inputs.to_str().unwrap(), "--output", "/tmp/x.safetensors"]);
+    assert!(!ok && err.contains("missing") && err.contains("lambda"), "{err}");
+    let (ok, err) = run(&["--preset", "nope", "--checkpoint", ckpt.to_str().unwrap(), "--inputs", inputs.to_str().unwrap(), "--output", "/tmp/x.safetensors"]);
+    assert!(!ok && err.contains("unknown preset"), "{err}");
+    // Images of the wrong size for the model.
+    let (ok, err) = run(&["--preset", "diffclip_tiny", "--checkpoint", fixture("hf_tiny/model.safetensors").to_str().unwrap(), "--inputs", inputs.to_str().unwrap(), "--output", "/tmp/x.safetensors"]);
+    assert!(!ok, "{err}");
+}
