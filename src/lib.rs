@@ -24,6 +24,9 @@
 pub use burn;
 pub use diffclip_attention as attention;
 pub use diffclip_clip as clip;
+pub use diffclip_data as data;
 pub use diffclip_encoders as encoders;
+pub use diffclip_eval as eval;
+pub use diffclip_train as train;
 
 pub mod backend;

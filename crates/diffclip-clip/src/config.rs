@@ -29,6 +29,9 @@ pub struct ClipConfig {
     /// Initial value of the (log) logit scale parameter, `ln(1/0.07)` by default.
     #[serde(default = "default_logit_scale")]
     pub logit_scale_init: f64,
+    /// Initial learnable logit bias for the SigLIP loss (`-10` in SigLIP); `None`: no bias.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logit_bias_init: Option<f64>,
 }
 
 impl burn::config::Config for ClipConfig {}
@@ -56,6 +59,7 @@ impl ClipConfig {
             vision: VisionConfig::timm(224, 16, 768, 12, 12),
             text: TextConfig::new(512, 12, 8),
             logit_scale_init: default_logit_scale(),
+            logit_bias_init: None,
         }
     }
 
@@ -99,6 +103,7 @@ impl ClipConfig {
             vision: VisionConfig::timm(32, 8, 64, 2, 4),
             text: TextConfig::new(64, 2, 4),
             logit_scale_init: default_logit_scale(),
+            logit_bias_init: None,
         }
     }
 
@@ -149,13 +154,14 @@ impl ClipConfig {
         self
     }
 
-    /// Build the model with freshly initialised weights.
+    /// Build the model with freshly initialised weights. Parameters are drawn here, in a fixed
+    /// order, so `device.seed(s)` before `init` gives the same weights every time.
     pub fn init(&self, device: &Device) -> Result<Clip, ClipError> {
-        Clip::new(self, device)
+        Ok(burn::module::Module::materialize(Clip::new(self, device)?))
     }
 
     fn openai(embed_dim: usize, vision: VisionConfig, mut text: TextConfig) -> Self {
         text.attention = LayerAttention::all(AttentionKind::Standard);
-        Self { embed_dim, vision, text, logit_scale_init: default_logit_scale() }
+        Self { embed_dim, vision, text, logit_scale_init: default_logit_scale(), logit_bias_init: None }
     }
 }

@@ -17,6 +17,7 @@ pub mod checkpoint;
 mod config;
 mod error;
 mod input;
+pub mod loss;
 mod model;
 
 pub use checkpoint::{CheckpointError, CheckpointFormat, load_checkpoint, save_burnpack, save_safetensors};

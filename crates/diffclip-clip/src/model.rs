@@ -18,6 +18,8 @@ pub struct Clip {
     pub text_projection: Param<Tensor<2>>,
     /// `log` of the similarity scale, shape `[1]` (0-d in PyTorch checkpoints).
     pub logit_scale: Param<Tensor<1>>,
+    /// SigLIP's learnable logit bias `[1]`, when configured.
+    pub logit_bias: Option<Param<Tensor<1>>>,
 }
 
 /// Embeddings of a batch and the similarity scale.
@@ -53,6 +55,7 @@ impl Clip {
             image_projection: proj(config.vision.width),
             text_projection: proj(config.text.width),
             logit_scale: Param::from_tensor(Tensor::from_floats([config.logit_scale_init as f32], device)),
+            logit_bias: config.logit_bias_init.map(|b| Param::from_tensor(Tensor::from_floats([b as f32], device))),
         })
     }
 

@@ -1,1 +1,41 @@
-//! diffclip-train
+//! Contrastive training of CLIP / DiffCLIP models on any Burn device.
+//!
+//! A custom loop rather than Burn's `Learner`: the recipe needs per-parameter weight-decay
+//! exclusion, global gradient-norm clipping, accumulation, `logit_scale` clamping, NaN stops
+//! and a checkpoint that holds model, optimizer and data position in one atomically written
+//! file, which is simpler to get exactly right in ~300 lines than to bend a generic learner to.
+//!
+//! ```no_run
+//! use burn::tensor::Device;
+//! use diffclip_clip::ClipConfig;
+//! use diffclip_data::{ClipBatcher, ClipTokenizer, SyntheticConfig, SyntheticDataset};
+//! use diffclip_data::synthetic::Split;
+//! use diffclip_train::{TrainConfig, Trainer};
+//!
+//! # fn run(device: Device) -> Result<(), Box<dyn std::error::Error>> {
+//! let data = SyntheticDataset::new(SyntheticConfig::default(), Split::Train)?.contrastive();
+//! let model = ClipConfig::diffclip_tiny().init(&device.clone().autodiff())?;
+//! let config = TrainConfig { steps: 100, batch_size: 64, ..TrainConfig::default() };
+//! let mut trainer = Trainer::new(model, config, device.autodiff());
+//! let report = trainer.fit(&data, &ClipBatcher::new(ClipTokenizer::new()), None)?;
+//! println!("final loss {}", report.final_loss);
+//! # Ok(()) }
+//! ```
+
+mod checkpoint;
+mod config;
+mod error;
+mod log;
+mod optim;
+mod order;
+mod schedule;
+mod trainer;
+
+pub use checkpoint::{Checkpoint, TrainState, load_training_checkpoint, save_training_checkpoint};
+pub use config::{LossKind, TrainConfig};
+pub use error::TrainError;
+pub use log::{MetricsLog, StepRecord};
+pub use optim::{AdamW, AdamWConfig, GradBuffer, Moments};
+pub use order::epoch_order;
+pub use schedule::LrSchedule;
+pub use trainer::{EvalHook, TrainReport, Trainer, mean_lambda};

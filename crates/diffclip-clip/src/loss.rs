@@ -1,0 +1,50 @@
+//! Contrastive losses: open_clip's symmetric InfoNCE (`ClipLoss`) and SigLIP's sigmoid loss.
+
+use burn::tensor::activation::{log_sigmoid, log_softmax};
+use burn::tensor::{Int, Tensor};
+
+use crate::normalize;
+
+/// The largest similarity multiplier training allows (open_clip clamps `exp(logit_scale)`).
+pub const MAX_LOGIT_SCALE: f64 = 100.0;
+
+/// Symmetric InfoNCE over a batch of matching pairs, exactly open_clip's `ClipLoss`:
+/// `(CE(s·I·Tᵀ, arange) + CE(s·T·Iᵀ, arange)) / 2`. Features are used as given (normalise them
+/// first, or use [`clip_loss_normalized`]); `scale` is the multiplier `exp(logit_scale)`, `[1]`.
+///
+/// ```no_run
+/// # use burn::tensor::{Device, Tensor, Distribution};
+/// # fn f(device: Device) {
+/// use diffclip_clip::loss::clip_loss;
+/// let img = Tensor::<2>::random([8, 32], Distribution::Default, &device);
+/// let txt = Tensor::<2>::random([8, 32], Distribution::Default, &device);
+/// let loss = clip_loss(img, txt, Tensor::from_floats([14.3], &device)); // [1]
+/// # }
+/// ```
+pub fn clip_loss(image: Tensor<2>, text: Tensor<2>, scale: Tensor<1>) -> Tensor<1> {
+    let [n, _] = image.dims();
+    let per_image = image.matmul(text.transpose()) * scale.reshape([1, 1]);
+    let per_text = per_image.clone().transpose();
+    let labels = Tensor::<1, Int>::arange(0..n as i64, &per_image.device()).reshape([n, 1]);
+    (cross_entropy(per_image, labels.clone()) + cross_entropy(per_text, labels)) / 2.0
+}
+
+/// [`clip_loss`] on L2-normalised features, normalising inside the graph (SLIP's `CLIPLoss`).
+pub fn clip_loss_normalized(image: Tensor<2>, text: Tensor<2>, scale: Tensor<1>) -> Tensor<1> {
+    clip_loss(normalize(image), normalize(text), scale)
+}
+
+/// SigLIP's pairwise sigmoid loss on L2-normalised features:
+/// `-Σ log σ(z_ij (s·I_i·T_j + b)) / N` with `z_ij = 1` on the diagonal and `-1` elsewhere.
+pub fn siglip_loss(image: Tensor<2>, text: Tensor<2>, scale: Tensor<1>, bias: Tensor<1>) -> Tensor<1> {
+    let [n, _] = image.dims();
+    let device = image.device();
+    let logits = normalize(image).matmul(normalize(text).transpose()) * scale.reshape([1, 1]) + bias.reshape([1, 1]);
+    let signs = Tensor::<2>::eye(n, &device) * 2.0 - 1.0;
+    -log_sigmoid(logits * signs).sum().reshape([1]) / n as f64
+}
+
+/// Mean cross-entropy of `logits [N, C]` against class indices `labels [N, 1]`.
+fn cross_entropy(logits: Tensor<2>, labels: Tensor<2, Int>) -> Tensor<1> {
+    -log_softmax(logits, 1).gather(1, labels).mean()
+}

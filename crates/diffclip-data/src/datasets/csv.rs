@@ -1,0 +1,269 @@
+//! Image–caption CSV/TSV files as open_clip's `CsvDataset` reads them.
+
+use std::fs::File;
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::batch::ClipItem;
+use super::error::DataError;
+use super::loader::ImageLoader;
+use super::skip::BadSamplePolicy;
+use super::traits::{ClipDataset, impl_burn_dataset};
+
+/// Column names and separator of a caption file.
+///
+/// ```
+/// use diffclip_data::datasets::CsvConfig;
+/// let c: CsvConfig = serde_json::from_str(r#"{"caption_column": "caption"}"#).unwrap();
+/// assert_eq!(c.image_column, "filepath");
+/// assert_eq!(c.separator_for("train.tsv".as_ref()), b'\t');
+/// assert_eq!(c.separator_for("train.csv".as_ref()), b',');
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CsvConfig {
+    /// Column with the image paths (open_clip's `--csv-img-key`).
+    pub image_column: String,
+    /// Column with the captions (open_clip's `--csv-caption-key`).
+    pub caption_column: String,
+    /// Optional column with integer class labels.
+    pub label_column: Option<String>,
+    /// Field separator; `None` picks it from the extension (`.csv` -> `,`, anything else ->
+    /// tab, open_clip's default).
+    pub separator: Option<char>,
+    /// Directory that relative image paths are resolved against; `None` = the CSV's directory.
+    pub image_root: Option<PathBuf>,
+}
+
+impl Default for CsvConfig {
+    fn default() -> Self {
+        Self {
+            image_column: "filepath".into(),
+            caption_column: "title".into(),
+            label_column: None,
+            separator: None,
+            image_root: None,
+        }
+    }
+}
+
+impl CsvConfig {
+    /// The separator byte used for `path`.
+    pub fn separator_for(&self, path: &Path) -> u8 {
+        match self.separator {
+            Some(c) => c as u8,
+            None => match path
+                .extension()
+                .and_then(|e| e.to_str())
+                .map(str::to_ascii_lowercase)
+            {
+                Some(e) if e == "csv" => b',',
+                _ => b'\t',
+            },
+        }
+    }
+}
+
+/// One row of a caption file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CsvRow {
+    /// The image path, resolved against the image root.
+    pub image: PathBuf,
+    /// The caption.
+    pub caption: String,
+    /// The label, when the config names a label column.
+    pub label: Option<usize>,
+    /// 1-based line in the file (for error messages).
+    pub line: u64,
+}
+
+/// A caption file: one [`ClipItem`] per row, images loaded on access.
+///
+/// Malformed rows (wrong field count, invalid UTF-8, empty path, bad label) are skipped and
+/// counted when the file is read under [`BadSamplePolicy::Skip`], or fail the open under
+/// [`BadSamplePolicy::Fail`]; a missing column always fails. Unreadable images follow the
+/// policy at access time.
+///
+/// ```no_run
+/// use diffclip_data::datasets::{ClipDataset, CsvConfig, CsvDataset, ImageLoader};
+/// use diffclip_data::preprocess::Pipeline;
+/// let loader = ImageLoader::new(Pipeline::from_name("slip-train", 224)?);
+/// let ds = CsvDataset::open("cc3m/train.tsv", &CsvConfig::default(), loader)?;
+/// println!("{} pairs, {} bad rows", ds.len(), ds.skip_counter().skipped());
+/// let item = ds.get_item(0)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct CsvDataset {
+    path: PathBuf,
+    rows: Vec<CsvRow>,
+    loader: ImageLoader,
+}
+
+impl CsvDataset {
+    /// Reads the caption file `path` (images are not opened yet).
+    pub fn open(
+        path: impl AsRef<Path>,
+        config: &CsvConfig,
+        loader: ImageLoader,
+    ) -> Result<Self, DataError> {
+        let path = path.as_ref().to_path_buf();
+        let root = match &config.image_root {
+            Some(r) => r.clone(),
+            None => match path.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+                _ => PathBuf::from("."),
+            },
+        };
+        let file = File::open(&path).map_err(|e| DataError::io(&path, e))?;
+        let mut reader = csv::ReaderBuilder::new()
+            .delimiter(config.separator_for(&path))
+            .has_headers(true)
+            .from_reader(BufReader::new(file));
+        let csv_err = |line: u64, message: String| DataError::Csv {
+            path: path.clone(),
+            line,
+            message,
+        };
+        let headers = reader
+            .headers()
+            .map_err(|e| csv_err(1, format!("cannot read the header: {e}")))?
+            .clone();
+        let column = |name: &str| {
+            headers
+                .iter()
+                .position(|h| h.trim() == name)
+                .ok_or_else(|| {
+                    let found: Vec<&str> = headers.iter().collect();
+                    csv_err(1, format!("no column {name:?} (columns: {found:?})"))
+                })
+        };
+        let image_col = column(&config.image_column)?;
+        let caption_col = column(&config.caption_column)?;
+        let label_col = config.label_column.as_deref().map(column).transpose()?;
+        let mut rows = Vec::new();
+        for record in reader.records() {
+            let row = record
+                .map_err(|e| {
+                    let line = e.position().map_or(0, |p| p.line());
+                    csv_err(line, format!("malformed row: {e}"))
+                })
+                .and_then(|r| {
+                    let line = r.position().map_or(0, |p| p.line());
+                    parse_row(&r, line, image_col, caption_col, label_col, &root)
+                        .map_err(|m| csv_err(line, m))
+                });
+            match row {
+                Ok(row) => rows.push(row),
+                Err(e) if loader.policy() == BadSamplePolicy::Skip => {
+                    loader.skip_counter().record(&e)
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(Self { path, rows, loader })
+    }
+
+    /// The caption file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Number of (good) rows.
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// Whether there are no rows.
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// The rows.
+    pub fn rows(&self) -> &[CsvRow] {
+        &self.rows
+    }
+
+    /// The image loader (pipeline, seed, epoch, policy, skip counter).
+    pub fn loader(&self) -> &ImageLoader {
+        &self.loader
+    }
+
+    /// Skipped rows and images so far.
+    pub fn skip_counter(&self) -> &super::SkipCounter {
+        self.loader.skip_counter()
+    }
+
+    /// Sets the epoch (random crops differ per epoch).
+    pub fn set_epoch(&self, epoch: u64) {
+        self.loader.set_epoch(epoch);
+    }
+}
+
+fn parse_row(
+    r: &csv::StringRecord,
+    line: u64,
+    image_col: usize,
+    caption_col: usize,
+    label_col: Option<usize>,
+    root: &Path,
+) -> Result<CsvRow, String> {
+    let field = |i: usize| r.get(i).ok_or_else(|| format!("missing field {}", i + 1));
+    let image = field(image_col)?.trim();
+    if image.is_empty() {
+        return Err("empty image path".into());
+    }
+    let label = match label_col {
+        Some(c) => {
+            let v = field(c)?.trim();
+            Some(
+                v.parse::<usize>()
+                    .map_err(|_| format!("label {v:?} is not a non-negative integer"))?,
+            )
+        }
+        None => None,
+    };
+    Ok(CsvRow {
+        image: root.join(image),
+        caption: field(caption_col)?.to_string(),
+        label,
+        line,
+    })
+}
+
+impl ClipDataset for CsvDataset {
+    fn num_items(&self) -> usize {
+        self.rows.len()
+    }
+
+    fn image_size(&self) -> usize {
+        self.loader.image_size()
+    }
+
+    fn set_epoch(&self, epoch: u64) {
+        self.loader.set_epoch(epoch);
+    }
+
+    fn try_get(&self, index: usize) -> Result<ClipItem, DataError> {
+        let row = self.rows.get(index).ok_or(DataError::OutOfRange {
+            index,
+            len: self.rows.len(),
+        })?;
+        let image = self.loader.load(&row.image, index)?;
+        Ok(ClipItem {
+            image,
+            size: self.loader.image_size(),
+            caption: row.caption.clone(),
+            label: row.label,
+        })
+    }
+
+    fn get_item(&self, index: usize) -> Result<ClipItem, DataError> {
+        self.loader
+            .get_with_policy(self.rows.len(), index, |i| self.try_get(i))
+    }
+}
+
+impl_burn_dataset!(CsvDataset);

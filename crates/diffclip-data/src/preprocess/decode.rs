@@ -1,0 +1,166 @@
+//! Reading image files: format detection, size guard, EXIF orientation.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::codecs::{self, Fail};
+use super::error::PreprocessError;
+use super::orient::{apply_orientation, exif_orientation};
+use super::pixels::DecodedImage;
+
+/// Pillow's `DecompressionBombError` threshold (2 x `Image.MAX_IMAGE_PIXELS`).
+pub const DEFAULT_MAX_PIXELS: u64 = 2 * 89_478_485;
+
+/// How to decode.
+///
+/// ```
+/// use diffclip_data::preprocess::DecodeOptions;
+/// let o = DecodeOptions { max_pixels: 4096 * 4096, ..Default::default() };
+/// assert!(!o.exif_orientation);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DecodeOptions {
+    /// Reject images with more pixels than this before allocating them.
+    pub max_pixels: u64,
+    /// Rotate/flip according to the EXIF orientation tag (`ImageOps.exif_transpose`).
+    /// Off by default: neither open_clip nor the SLIP code does it.
+    pub exif_orientation: bool,
+}
+
+impl Default for DecodeOptions {
+    fn default() -> Self {
+        Self {
+            max_pixels: DEFAULT_MAX_PIXELS,
+            exif_orientation: false,
+        }
+    }
+}
+
+/// A supported container format.
+///
+/// ```
+/// use diffclip_data::preprocess::ImageFormat;
+/// assert_eq!(ImageFormat::sniff(b"\x89PNG\r\n\x1a\n...."), Some(ImageFormat::Png));
+/// assert_eq!(ImageFormat::sniff(b"hello"), None);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageFormat {
+    /// JPEG / JFIF.
+    Jpeg,
+    /// PNG.
+    Png,
+    /// GIF (first frame).
+    Gif,
+    /// WebP (lossy or lossless, first frame).
+    WebP,
+    /// Windows bitmap.
+    Bmp,
+}
+
+impl ImageFormat {
+    /// Detects the format from the first bytes.
+    pub fn sniff(bytes: &[u8]) -> Option<Self> {
+        if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
+            Some(Self::Jpeg)
+        } else if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
+            Some(Self::Png)
+        } else if bytes.starts_with(b"GIF87a") || bytes.starts_with(b"GIF89a") {
+            Some(Self::Gif)
+        } else if bytes.len() >= 12 && &bytes[..4] == b"RIFF" && &bytes[8..12] == b"WEBP" {
+            Some(Self::WebP)
+        } else if bytes.starts_with(b"BM") {
+            Some(Self::Bmp)
+        } else {
+            None
+        }
+    }
+
+    /// Short name used in error messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Jpeg => "JPEG",
+            Self::Png => "PNG",
+            Self::Gif => "GIF",
+            Self::WebP => "WebP",
+            Self::Bmp => "BMP",
+        }
+    }
+}
+
+/// Reads and decodes an image file into its native mode.
+///
+/// Missing, empty, corrupt, truncated or oversized files give a
+/// [`PreprocessError`] naming the file; it never panics on bad input.
+///
+/// ```no_run
+/// use diffclip_data::preprocess::{decode_file, DecodeOptions};
+/// let img = decode_file("photo.jpg", &DecodeOptions::default())?;
+/// println!("{}x{} {}", img.width(), img.height(), img.mode_name());
+/// # Ok::<(), diffclip_data::preprocess::PreprocessError>(())
+/// ```
+pub fn decode_file(
+    path: impl AsRef<Path>,
+    opts: &DecodeOptions,
+) -> Result<DecodedImage, PreprocessError> {
+    let path = path.as_ref();
+    let bytes = std::fs::read(path).map_err(|source| PreprocessError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    decode_bytes(&bytes, path, opts)
+}
+
+/// Decodes an in-memory image; `name` labels errors (a path or any description).
+///
+/// ```
+/// use diffclip_data::preprocess::{decode_bytes, DecodeOptions, PreprocessError};
+/// let err = decode_bytes(b"", "empty.png", &DecodeOptions::default()).unwrap_err();
+/// assert!(matches!(err, PreprocessError::Empty { .. }));
+/// ```
+pub fn decode_bytes(
+    bytes: &[u8],
+    name: impl AsRef<Path>,
+    opts: &DecodeOptions,
+) -> Result<DecodedImage, PreprocessError> {
+    let path: PathBuf = name.as_ref().to_path_buf();
+    if bytes.is_empty() {
+        return Err(PreprocessError::Empty { path });
+    }
+    let format =
+        ImageFormat::sniff(bytes).ok_or(PreprocessError::UnknownFormat { path: path.clone() })?;
+    let max = opts.max_pixels;
+    let result = match format {
+        ImageFormat::Png => codecs::png(bytes, max),
+        ImageFormat::Gif => codecs::gif(bytes, max),
+        ImageFormat::Jpeg => codecs::jpeg(bytes, max),
+        ImageFormat::WebP => codecs::via_image_crate(bytes, ::image::ImageFormat::WebP, max),
+        ImageFormat::Bmp => codecs::via_image_crate(bytes, ::image::ImageFormat::Bmp, max),
+    };
+    let fmt = format.name();
+    let (img, exif) = result.map_err(|f| match f {
+        Fail::Decode(message) => PreprocessError::Decode {
+            path: path.clone(),
+            format: fmt,
+            message,
+        },
+        Fail::Unsupported(message) => PreprocessError::Unsupported {
+            path: path.clone(),
+            format: fmt,
+            message,
+        },
+        Fail::TooLarge(width, height) => PreprocessError::TooLarge {
+            path: path.clone(),
+            width,
+            height,
+            limit: max,
+        },
+    })?;
+    if opts.exif_orientation {
+        if let Some(o) = exif.as_deref().and_then(exif_orientation) {
+            return Ok(apply_orientation(&img, o));
+        }
+    }
+    Ok(img)
+}

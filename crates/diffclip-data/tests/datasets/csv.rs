@@ -1,0 +1,161 @@
+//! Tests: CSV / TSV.
+
+use burn::data::dataloader::DataLoaderBuilder;
+use burn::data::dataset::Dataset;
+use burn::tensor::Device;
+use diffclip_data::datasets::*;
+
+use crate::fixtures::*;
+
+#[test]
+fn csv_and_tsv_resolve_paths_relative_to_the_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    csv_fixture(tmp.path());
+    let tsv = CsvDataset::open(
+        tmp.path().join("meta/train.tsv"),
+        &CsvConfig::default(),
+        loader(),
+    )
+    .unwrap();
+    assert_eq!(tsv.len(), 3);
+    assert_eq!(tsv.rows()[0].image, tmp.path().join("meta/../imgs/a.png"));
+    assert_eq!(tsv.rows()[1].caption, "quoted, caption");
+    assert_eq!(tsv.rows()[2].image, fixtures().join("china.jpg")); // absolute path kept
+    let dynamic: &dyn ClipDataset = &tsv;
+    dynamic.set_epoch(4);
+    assert_eq!(tsv.loader().epoch(), 4);
+    let item = tsv.get_item(1).unwrap();
+    assert_eq!(
+        (item.image.len(), item.size, red(&item)),
+        (3 * SIZE * SIZE, SIZE, 20)
+    );
+    assert_eq!(item.label, None);
+    assert_eq!(tsv.get_item(2).unwrap().caption, "a photo");
+
+    let config = CsvConfig {
+        image_column: "image".into(),
+        caption_column: "caption".into(),
+        label_column: Some("label".into()),
+        ..Default::default()
+    };
+    let csv = CsvDataset::open(tmp.path().join("meta/train.csv"), &config, loader()).unwrap();
+    let items: Vec<ClipItem> = csv.iter().map(Result::unwrap).collect();
+    assert_eq!(
+        items.iter().map(|i| (red(i), i.label)).collect::<Vec<_>>(),
+        [(30, Some(2)), (10, Some(0))]
+    );
+
+    // An explicit separator and image root.
+    write(&tmp.path().join("flat.txt"), b"filepath;title\na.png;x\n");
+    let config = CsvConfig {
+        separator: Some(';'),
+        image_root: Some(tmp.path().join("imgs")),
+        ..Default::default()
+    };
+    let flat = CsvDataset::open(tmp.path().join("flat.txt"), &config, loader()).unwrap();
+    assert_eq!(red(&flat.get_item(0).unwrap()), 10);
+}
+
+#[test]
+fn malformed_csv_rows_are_skipped_and_counted_or_fail_naming_the_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    csv_fixture(tmp.path());
+    let text = "filepath\ttitle\n../imgs/a.png\tok\n../imgs/b.png\ttoo\tmany\n\tempty path\n../imgs/c.png\tok too\n";
+    let path = tmp.path().join("meta/bad.tsv");
+    write(&path, text.as_bytes());
+    let ds = CsvDataset::open(&path, &CsvConfig::default(), loader()).unwrap();
+    assert_eq!(ds.len(), 2);
+    assert_eq!(ds.skip_counter().skipped(), 2);
+    assert!(
+        ds.skip_counter()
+            .last_error()
+            .unwrap()
+            .contains("bad.tsv:4")
+    );
+
+    let err = CsvDataset::open(&path, &CsvConfig::default(), fail_loader()).unwrap_err();
+    assert!(matches!(err, DataError::Csv { line: 3, .. }), "{err}");
+    assert!(err.to_string().contains("bad.tsv:3"), "{err}");
+
+    let config = CsvConfig {
+        caption_column: "caption".into(),
+        ..Default::default()
+    };
+    let err = CsvDataset::open(&path, &config, loader()).unwrap_err();
+    assert!(err.to_string().contains("no column \"caption\""), "{err}");
+    let err = CsvDataset::open(
+        tmp.path().join("missing.csv"),
+        &CsvConfig::default(),
+        loader(),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, DataError::Io { .. }) && err.to_string().contains("missing.csv"),
+        "{err}"
+    );
+}
+
+#[test]
+fn bad_images_are_substituted_and_counted_under_skip() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ds = CsvDataset::open(bad_images_tsv(tmp.path()), &CsvConfig::default(), loader()).unwrap();
+    assert_eq!(ds.len(), 6);
+    let captions: Vec<String> = (0..6)
+        .map(|i| Dataset::get(&ds, i).unwrap().caption)
+        .collect();
+    // Rows 1..=4 are bad: each is replaced by the next good row (row 5).
+    assert_eq!(captions, ["a", "b", "b", "b", "b", "b"]);
+    assert_eq!(ds.skip_counter().skipped(), 4);
+    assert!(
+        ds.skip_counter()
+            .last_error()
+            .unwrap()
+            .contains("truncated.png")
+    );
+
+    for (i, name) in [
+        (1, "missing.png"),
+        (2, "empty.png"),
+        (3, "garbage.jpg"),
+        (4, "truncated.png"),
+    ] {
+        let err = ds.try_get(i).unwrap_err();
+        assert!(matches!(err, DataError::Image(_)), "{err}");
+        assert!(err.to_string().contains(name), "{name}: {err}");
+    }
+}
+
+#[test]
+fn bad_images_fail_under_fail_and_the_data_loader_reports_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ds = CsvDataset::open(
+        bad_images_tsv(tmp.path()),
+        &CsvConfig::default(),
+        fail_loader(),
+    )
+    .unwrap();
+    let err = ds.get_item(2).unwrap_err();
+    assert!(err.to_string().contains("empty.png"), "{err}");
+    assert_eq!(ds.skip_counter().skipped(), 0);
+    assert!(
+        ds.skip_counter()
+            .last_error()
+            .unwrap()
+            .contains("empty.png")
+    );
+    assert!(
+        Dataset::get(&ds, 1)
+            .unwrap_err()
+            .to_string()
+            .contains("missing.png")
+    );
+
+    let counter = ds.skip_counter().clone();
+    let dl = DataLoaderBuilder::new(ClipBatcher::default())
+        .batch_size(2)
+        .set_device(Device::flex())
+        .build(ds);
+    let mut it = dl.iter();
+    assert!(it.next().unwrap().is_err(), "rows 0-1 hold a missing image");
+    assert!(counter.last_error().unwrap().contains("missing.png"));
+}

@@ -1,0 +1,122 @@
+//! Tests: image folders and subsets.
+
+use diffclip_data::datasets::*;
+
+use crate::fixtures::*;
+
+#[test]
+fn image_folder_lists_sorted_classes_and_images() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("set");
+    write(&root.join("dog/b.png"), &png_bytes(9, 9, [21, 0, 0]));
+    write(&root.join("dog/a.PNG"), &png_bytes(9, 9, [20, 0, 0]));
+    write(&root.join("dog/notes.txt"), b"not an image");
+    write(&root.join("dog/.hidden.png"), b"");
+    write(&root.join("cat/nested/c.png"), &png_bytes(9, 9, [11, 0, 0]));
+    write(
+        &root.join("cat/0.jpg"),
+        &std::fs::read(fixtures().join("flower.jpg")).unwrap(),
+    );
+    write(&root.join("bird/.keep"), b"");
+    write(&root.join("README"), b"a file at the root");
+
+    let ds = ImageFolderDataset::open(&root, loader()).unwrap();
+    assert_eq!(ds.folders(), ["bird", "cat", "dog"]);
+    assert_eq!(ds.class_names(), ["bird", "cat", "dog"]);
+    assert_eq!(ds.len(), 4);
+    let labels: Vec<usize> = (0..4).map(|i| ds.label(i).unwrap()).collect();
+    assert_eq!(labels, [1, 1, 2, 2]);
+    assert_eq!(ds.samples()[1].0, root.join("cat/nested/c.png"));
+    let item = ds.get_item(2).unwrap();
+    assert_eq!(
+        (item.label, item.caption.as_str(), red(&item)),
+        (Some(2), "a photo of a dog.", 20)
+    );
+    assert_eq!(ds.full_label(2), Some(2));
+
+    write(
+        &tmp.path().join("names.txt"),
+        b"small bird\nhouse cat\n\ngood dog\n",
+    );
+    let named = ds
+        .clone()
+        .with_class_names_file(tmp.path().join("names.txt"))
+        .unwrap();
+    assert_eq!(named.class_names(), ["small bird", "house cat", "good dog"]);
+    assert_eq!(
+        named.get_item(0).unwrap().caption,
+        "a photo of a house cat."
+    );
+    write(
+        &tmp.path().join("names.json"),
+        br#"{"dog": "Dog", "cat": "Cat", "bird": "Bird"}"#,
+    );
+    let named = ds
+        .clone()
+        .with_class_names_file(tmp.path().join("names.json"))
+        .unwrap();
+    assert_eq!(named.class_names(), ["Bird", "Cat", "Dog"]);
+    let t = named.with_templates(vec!["itap of a {c}.".into()]).unwrap();
+    assert_eq!(t.get_item(3).unwrap().caption, "itap of a Dog.");
+    assert!(ds.clone().with_class_names(vec!["x".into()]).is_err());
+    write(&tmp.path().join("two.txt"), b"a\nb\n");
+    assert!(
+        ds.clone()
+            .with_class_names_file(tmp.path().join("two.txt"))
+            .is_err()
+    );
+    assert!(
+        ImageFolderDataset::open(tmp.path().join("nope"), loader())
+            .unwrap_err()
+            .to_string()
+            .contains("nope")
+    );
+}
+
+#[test]
+fn imagenet_a_folders_remap_to_the_metadata_subset() {
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(metadata()).unwrap()).unwrap();
+    let inet = &meta["imagenet1k"];
+    let wnids: Vec<String> = serde_json::from_value(inet["wnids"].clone()).unwrap();
+    let names: Vec<String> = serde_json::from_value(inet["classnames"].clone()).unwrap();
+    let a_idx: Vec<usize> =
+        serde_json::from_value(inet["imagenet_a_class_indices"].clone()).unwrap();
+
+    let tmp = tempfile::tempdir().unwrap();
+    let png = png_bytes(2, 2, [9, 9, 9]);
+    for &i in a_idx.iter().rev() {
+        write(&tmp.path().join(format!("{}/x.png", wnids[i])), &png);
+    }
+    let subset = LabelSubset::from_metadata_file(metadata(), "imagenet-a").unwrap();
+    assert_eq!((subset.len(), subset.full_size()), (200, 1000));
+    assert_eq!(subset.indices(), a_idx.as_slice());
+
+    let ds = ImageFolderDataset::open(tmp.path(), loader())
+        .unwrap()
+        .with_folder_ids(&wnids)
+        .unwrap();
+    assert_eq!(ds.label_subset().unwrap(), &subset);
+    for local in [0, 57, 199] {
+        assert_eq!(ds.full_label(local), Some(a_idx[local]));
+        assert_eq!(wnids[a_idx[local]], ds.folders()[local]);
+        assert_eq!(subset.to_local(a_idx[local]), Some(local));
+    }
+    let ds = ds.with_class_names(subset.select(&names)).unwrap();
+    assert_eq!(ds.class_names()[0], names[a_idx[0]]);
+    assert_eq!(ds.label(5).unwrap(), 5);
+    let mut scores = vec![0.0f32; 1000];
+    scores[a_idx[7]] = 1.0;
+    let restricted = subset.restrict(&scores);
+    assert_eq!(restricted.iter().position(|&s| s == 1.0), Some(7));
+
+    let r = LabelSubset::from_metadata_file(metadata(), "imagenet_r").unwrap();
+    assert_ne!(r, subset);
+    let plain = ImageFolderDataset::open(tmp.path(), loader()).unwrap();
+    let err = plain
+        .with_label_subset(LabelSubset::new(vec![1, 2], 1000).unwrap())
+        .unwrap_err();
+    assert!(err.to_string().contains("200 class folders"), "{err}");
+    assert!(LabelSubset::from_metadata_file(metadata(), "imagenet_z").is_err());
+    assert!(LabelSubset::new(vec![3, 3], 10).is_err());
+}

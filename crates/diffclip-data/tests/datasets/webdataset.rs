@@ -1,0 +1,155 @@
+//! Tests: WebDataset.
+
+use burn::tensor::Device;
+use diffclip_data::datasets::*;
+
+use crate::fixtures::*;
+
+#[test]
+fn webdataset_streams_good_samples_and_counts_bad_ones() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pattern = shards(tmp.path());
+    let wds = WebDataset::new(&pattern, WebDatasetConfig::default(), loader()).unwrap();
+    assert_eq!(wds.shards().len(), 6);
+    assert_eq!(wds.shards()[3], tmp.path().join("00003.tar"));
+
+    let items: Vec<ClipItem> = wds.items().map(Result::unwrap).collect();
+    let captions: Vec<&str> = items.iter().map(|i| i.caption.as_str()).collect();
+    assert_eq!(
+        captions,
+        [
+            "one",
+            "four",
+            "a webp",
+            "a coco photo",
+            "grey",
+            "five",
+            "seven"
+        ]
+    );
+    assert_eq!(red(&items[0]), 1);
+    assert_eq!(red(&items[1]), 4);
+    assert!(
+        items
+            .iter()
+            .all(|i| i.image.len() == 3 * SIZE * SIZE && i.label.is_none())
+    );
+    assert_eq!(
+        wds.skip_counter().skipped(),
+        6,
+        "{:?}",
+        wds.skip_counter().last_error()
+    );
+
+    // The raw stream names every problem.
+    let errors: Vec<String> = wds
+        .raw_samples()
+        .filter_map(|r| r.err())
+        .map(|e| e.to_string())
+        .collect();
+    assert_eq!(errors.len(), 5, "{errors:#?}"); // the broken JPEG only fails when decoded
+    assert!(
+        errors[0].contains("00000.tar")
+            && errors[0].contains("000002")
+            && errors[0].contains("caption")
+    );
+    assert!(
+        errors[1].contains("00002.tar") && errors[1].contains("after member 200000.txt"),
+        "{}",
+        errors[1]
+    );
+    assert!(
+        errors[2].contains("00003.tar")
+            && errors[2].contains("300001.png")
+            && errors[2].contains("truncated")
+    );
+    assert!(errors[3].contains("00004.tar"), "{}", errors[3]);
+    assert!(errors[4].contains("00005.tar"), "{}", errors[4]);
+    let first = wds.raw_samples().next().unwrap().unwrap();
+    assert_eq!(first.json.as_deref(), Some("{\"key\": \"000000\"}"));
+    let sub = wds
+        .raw_samples()
+        .filter_map(Result::ok)
+        .find(|s| s.caption == "grey")
+        .unwrap();
+    assert_eq!(
+        (sub.key.as_str(), sub.image_member.as_str()),
+        ("sub/100002", "sub/100002.png")
+    );
+}
+
+#[test]
+fn webdataset_fail_policy_stops_at_the_first_bad_sample() {
+    let tmp = tempfile::tempdir().unwrap();
+    let wds = WebDataset::new(
+        &shards(tmp.path()),
+        WebDatasetConfig::default(),
+        fail_loader(),
+    )
+    .unwrap();
+    let results: Vec<_> = wds.items().collect();
+    assert_eq!(results.len(), 2);
+    assert_eq!(results[0].as_ref().unwrap().caption, "one");
+    let err = results[1].as_ref().unwrap_err().to_string();
+    assert!(err.contains("00000.tar:000001.jpg"), "{err}");
+    assert_eq!(wds.skip_counter().skipped(), 0);
+
+    let batches: Vec<_> = wds
+        .batches(ClipBatcher::default(), 4, Device::flex())
+        .collect();
+    assert_eq!(batches.len(), 1);
+    assert!(
+        batches[0]
+            .as_ref()
+            .unwrap_err()
+            .to_string()
+            .contains("000001.jpg")
+    );
+}
+
+#[test]
+fn webdataset_batches_and_shuffling() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pattern = shards(tmp.path());
+    let wds = WebDataset::new(&pattern, WebDatasetConfig::default(), loader()).unwrap();
+    let batches: Vec<ClipBatch> = wds
+        .batches(ClipBatcher::default(), 3, Device::flex())
+        .map(Result::unwrap)
+        .collect();
+    let sizes: Vec<usize> = batches.iter().map(|b| b.images.dims()[0]).collect();
+    assert_eq!(sizes, [3, 3, 1]);
+    assert_eq!(batches[0].images.dims(), [3, 3, SIZE, SIZE]);
+    assert_eq!(batches[0].texts.dims(), [3, 77]);
+    assert!(batches[0].labels.is_none());
+    assert_eq!(wds.skip_counter().skipped(), 6);
+
+    let config = WebDatasetConfig {
+        shuffle_shards: true,
+        shuffle_buffer: 4,
+        ..Default::default()
+    };
+    let wds = WebDataset::new(&pattern, config, loader().with_seed(3)).unwrap();
+    let order = |w: &WebDataset| w.items().map(|i| i.unwrap().caption).collect::<Vec<_>>();
+    let a = order(&wds);
+    assert_eq!(a, order(&wds), "same epoch, same order");
+    let mut sorted = a.clone();
+    sorted.sort();
+    let mut expected = vec![
+        "a coco photo",
+        "a webp",
+        "five",
+        "four",
+        "grey",
+        "one",
+        "seven",
+    ];
+    expected.sort();
+    assert_eq!(sorted, expected);
+    let orders: Vec<Vec<String>> = (1..4)
+        .map(|e| {
+            wds.set_epoch(e);
+            order(&wds)
+        })
+        .collect();
+    assert!(orders.iter().any(|o| *o != a), "epochs reshuffle");
+}

@@ -1,0 +1,186 @@
+//! Embedding cache: features computed once per (model, data) and stored as safetensors.
+//!
+//! Layout: `DIR/<model key>/<kind>-<data key>.safetensors` with one f32 tensor `features`
+//! `[N, E]` and metadata holding the full keys. Keys are SHA-256 digests (the first 16 hex
+//! digits name files):
+//! - model: the checkpoint's canonical path, size and modification time, and the model
+//!   config's JSON ([`ModelKey::new`]);
+//! - images: every file's canonical path, size and modification time, and the preprocessing
+//!   config; in-memory tensors: their bytes;
+//! - texts: every text and the tokenizer settings.
+//!
+//! A file that is unreadable or whose stored keys or row count disagree is recomputed and
+//! overwritten. Writes go through a temporary file and a rename.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use safetensors::{Dtype, SafeTensors, tensor::TensorView};
+use sha2::{Digest, Sha256};
+
+use crate::{EvalError, Matrix};
+
+/// What identifies a model's weights and architecture.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelKey(String);
+
+impl ModelKey {
+    /// The key of `config_json` loaded from `checkpoint` (path, size and modification time).
+    ///
+    /// ```no_run
+    /// let cfg = serde_json::to_string(&diffclip_clip::ClipConfig::diffclip_tiny()).unwrap();
+    /// let key = diffclip_eval::ModelKey::new(Some("ckpt.pt".as_ref()), &cfg).unwrap();
+    /// ```
+    pub fn new(checkpoint: Option<&Path>, config_json: &str) -> Result<Self, EvalError> {
+        let mut h = Sha256::new();
+        h.update(b"diffclip-eval model v1\0");
+        match checkpoint {
+            Some(p) => h.update(file_identity(p)?.as_bytes()),
+            None => h.update(b"random-init"),
+        }
+        h.update(b"\0");
+        h.update(config_json.as_bytes());
+        Ok(Self(hex(&h.finalize())))
+    }
+
+    /// A key from any caller-chosen identity string (e.g. a training run and step).
+    pub fn from_identity(identity: &str) -> Self {
+        Self(hex(&Sha256::digest(
+            format!("diffclip-eval model id\0{identity}").as_bytes(),
+        )))
+    }
+
+    /// The hex digest.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// `canonical path \0 size \0 mtime-ns` of a file.
+pub fn file_identity(path: &Path) -> Result<String, EvalError> {
+    let meta = std::fs::metadata(path).map_err(|e| EvalError::io(path, e))?;
+    let canonical = std::fs::canonicalize(path).map_err(|e| EvalError::io(path, e))?;
+    let mtime = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos());
+    Ok(format!(
+        "{}\0{}\0{}",
+        canonical.display(),
+        meta.len(),
+        mtime
+    ))
+}
+
+/// A key of data from its parts (hashed in order).
+pub fn data_key<I, B>(kind: &str, parts: I) -> String
+where
+    I: IntoIterator<Item = B>,
+    B: AsRef<[u8]>,
+{
+    let mut h = Sha256::new();
+    h.update(kind.as_bytes());
+    for p in parts {
+        h.update(b"\0");
+        h.update(p.as_ref());
+    }
+    hex(&h.finalize())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The on-disk cache of one model.
+#[derive(Debug, Clone)]
+pub struct EmbeddingCache {
+    dir: PathBuf,
+    model: ModelKey,
+}
+
+impl EmbeddingCache {
+    /// The cache of `model` under `dir` (created on first write).
+    pub fn new(dir: impl Into<PathBuf>, model: ModelKey) -> Self {
+        Self {
+            dir: dir.into(),
+            model,
+        }
+    }
+
+    /// The file for data of `kind` with key `key`.
+    pub fn path(&self, kind: &str, key: &str) -> PathBuf {
+        self.dir
+            .join(&self.model.0[..16])
+            .join(format!("{kind}-{}.safetensors", &key[..16.min(key.len())]))
+    }
+
+    /// The stored features of `key` with `rows` rows, if present and consistent.
+    pub fn load(&self, kind: &str, key: &str, rows: usize) -> Option<Matrix> {
+        let path = self.path(kind, key);
+        let bytes = std::fs::read(&path).ok()?;
+        let st = SafeTensors::deserialize(&bytes).ok()?;
+        let (_, header) = SafeTensors::read_metadata(&bytes).ok()?;
+        let meta = header.metadata().as_ref()?;
+        if meta.get("model_key") != Some(&self.model.0)
+            || meta.get("data_key").map(String::as_str) != Some(key)
+        {
+            return None;
+        }
+        let view = st.tensor("features").ok()?;
+        let shape = view.shape();
+        if view.dtype() != Dtype::F32 || shape.len() != 2 || shape[0] != rows {
+            return None;
+        }
+        let data = view
+            .data()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        Matrix::new(shape[0], shape[1], data).ok()
+    }
+
+    /// Store `features` under `key`.
+    pub fn store(&self, kind: &str, key: &str, features: &Matrix) -> Result<(), EvalError> {
+        let path = self.path(kind, key);
+        let err = |message: String| EvalError::Cache {
+            path: path.display().to_string(),
+            message,
+        };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| EvalError::io(dir, e))?;
+        }
+        let bytes: Vec<u8> = features
+            .data()
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        let view = TensorView::new(Dtype::F32, vec![features.rows(), features.cols()], &bytes)
+            .map_err(|e| err(e.to_string()))?;
+        let meta = HashMap::from([
+            ("model_key".to_string(), self.model.0.clone()),
+            ("data_key".to_string(), key.to_string()),
+            ("kind".to_string(), kind.to_string()),
+        ]);
+        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        safetensors::serialize_to_file([("features", view)], Some(meta), &tmp)
+            .map_err(|e| err(e.to_string()))?;
+        std::fs::rename(&tmp, &path).map_err(|e| EvalError::io(&path, e))
+    }
+
+    /// The cached features of `key`, or `compute()`'s result, stored for next time.
+    pub fn get_or_compute(
+        &self,
+        kind: &str,
+        key: &str,
+        rows: usize,
+        compute: impl FnOnce() -> Result<Matrix, EvalError>,
+    ) -> Result<Matrix, EvalError> {
+        if let Some(m) = self.load(kind, key, rows) {
+            return Ok(m);
+        }
+        let m = compute()?;
+        self.store(kind, key, &m)?;
+        Ok(m)
+    }
+}

@@ -1,0 +1,91 @@
+//! `CaptionSet`: images with any number of captions, from `ROOT/captions.csv`.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use crate::EvalError;
+use crate::dataset::Csv;
+
+/// A retrieval set. `captions.csv` has a header with the columns `image` and `caption`; each
+/// row pairs an image (path relative to the CSV's folder) with one caption, so an image with
+/// five captions has five rows. A row with an empty caption lists an image without captions
+/// (it counts as a miss in image→text recall). Images keep the order of first appearance.
+///
+/// ```
+/// use diffclip_eval::dataset::CaptionSet;
+/// let dir = std::env::temp_dir().join("diffclip-eval-doc-captions");
+/// std::fs::create_dir_all(&dir).unwrap();
+/// std::fs::write(dir.join("a.png"), b"").unwrap();
+/// std::fs::write(dir.join("captions.csv"), "image,caption\na.png,a dog\na.png,\"a dog, running\"\n").unwrap();
+/// let set = CaptionSet::open(&dir.join("captions.csv")).unwrap();
+/// assert_eq!((set.images.len(), set.captions.len()), (1, 2));
+/// assert_eq!(set.text_to_image, [0, 0]);
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct CaptionSet {
+    /// The CSV file.
+    pub source: PathBuf,
+    /// Image paths (resolved).
+    pub images: Vec<PathBuf>,
+    /// Every caption.
+    pub captions: Vec<String>,
+    /// Image index of every caption.
+    pub text_to_image: Vec<usize>,
+}
+
+impl CaptionSet {
+    /// Read a caption CSV; `path` may also be the folder holding `captions.csv`. Errors name
+    /// the file and line (missing column, missing image file, too few fields).
+    pub fn open(path: &Path) -> Result<Self, EvalError> {
+        let csv_path = if path.is_dir() {
+            path.join("captions.csv")
+        } else {
+            path.to_path_buf()
+        };
+        let csv = Csv::read(&csv_path)?;
+        let root = csv_path.parent().unwrap_or(Path::new(".")).to_path_buf();
+        let (image_col, caption_col) = (csv.column("image")?, csv.column("caption")?);
+        let mut set = CaptionSet {
+            source: csv_path.clone(),
+            images: vec![],
+            captions: vec![],
+            text_to_image: vec![],
+        };
+        let mut index: HashMap<String, usize> = HashMap::new();
+        for record in &csv.records {
+            let name = csv.field(record, image_col)?.trim();
+            let caption = csv.field(record, caption_col)?.trim();
+            if name.is_empty() {
+                return Err(EvalError::format(
+                    &csv_path,
+                    record.line,
+                    "empty image path",
+                ));
+            }
+            let i = match index.get(name) {
+                Some(&i) => i,
+                None => {
+                    let file = root.join(name);
+                    if !file.is_file() {
+                        return Err(EvalError::format(
+                            &csv_path,
+                            record.line,
+                            format!("image {} does not exist", file.display()),
+                        ));
+                    }
+                    set.images.push(file);
+                    index.insert(name.to_string(), set.images.len() - 1);
+                    set.images.len() - 1
+                }
+            };
+            if !caption.is_empty() {
+                set.captions.push(caption.to_string());
+                set.text_to_image.push(i);
+            }
+        }
+        if set.images.is_empty() || set.captions.is_empty() {
+            return Err(EvalError::dataset(&csv_path, "no images or no captions"));
+        }
+        Ok(set)
+    }
+}

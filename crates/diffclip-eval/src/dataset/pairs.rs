@@ -1,0 +1,194 @@
+//! `PairSet`: MMVP-VLM style pairs of images with a pair of statements (layouts in docs/eval.md).
+
+use std::path::{Path, PathBuf};
+
+use crate::EvalError;
+use crate::dataset::Csv;
+
+/// Two images that differ in one detail, and one statement true of each.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PairItem {
+    /// Category (MMVP's `Type`, e.g. "Orientation and Direction").
+    pub category: String,
+    /// The two images.
+    pub images: [PathBuf; 2],
+    /// `statements[i]` describes `images[i]`.
+    pub statements: [String; 2],
+    /// The CSV line the pair was read from.
+    pub line: usize,
+}
+
+/// A list of pairs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PairSet {
+    /// The CSV file.
+    pub source: PathBuf,
+    /// The pairs, in file order.
+    pub pairs: Vec<PairItem>,
+}
+
+impl PairSet {
+    /// Read `ROOT/pairs.csv` (columns `category,image1,image2,statement1,statement2`, images
+    /// relative to ROOT, statements used verbatim), or else the MMVP-VLM release layout
+    /// `ROOT/Questions.csv` (`Question ID,Type,Statement`; consecutive rows form a pair; images
+    /// `ROOT/MLLM_VLM Images/<Type>/<Question ID>.jpg`; statements prefixed with "a photo of ",
+    /// as MMVP's evaluation script does). `root` may also be the CSV file itself.
+    pub fn open(root: &Path) -> Result<Self, EvalError> {
+        let (dir, file) = if root.is_file() {
+            (
+                root.parent().unwrap_or(Path::new(".")).to_path_buf(),
+                Some(root.to_path_buf()),
+            )
+        } else {
+            (root.to_path_buf(), None)
+        };
+        let generic = file.clone().unwrap_or_else(|| dir.join("pairs.csv"));
+        let mmvp = file.unwrap_or_else(|| dir.join("Questions.csv"));
+        if generic.is_file() && generic.file_name() != Some("Questions.csv".as_ref()) {
+            Self::open_generic(&generic, &dir)
+        } else if mmvp.is_file() {
+            Self::open_mmvp(&mmvp, &dir)
+        } else {
+            Err(EvalError::dataset(
+                root,
+                "no pairs.csv or Questions.csv (see docs/eval.md)",
+            ))
+        }
+    }
+
+    fn open_generic(path: &Path, dir: &Path) -> Result<Self, EvalError> {
+        let csv = Csv::read(path)?;
+        let cols = ["category", "image1", "image2", "statement1", "statement2"]
+            .map(|c| csv.column(c))
+            .into_iter()
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut pairs = Vec::new();
+        for r in &csv.records {
+            let f = |i: usize| csv.field(r, cols[i]).map(|s| s.trim().to_string());
+            let (category, s1, s2) = (f(0)?, f(3)?, f(4)?);
+            if s1.is_empty() || s2.is_empty() {
+                return Err(EvalError::format(path, r.line, "empty statement"));
+            }
+            let images = [
+                image_at(path, r.line, dir.join(f(1)?))?,
+                image_at(path, r.line, dir.join(f(2)?))?,
+            ];
+            pairs.push(PairItem {
+                category,
+                images,
+                statements: [s1, s2],
+                line: r.line,
+            });
+        }
+        Self::finish(path, pairs)
+    }
+
+    fn open_mmvp(path: &Path, dir: &Path) -> Result<Self, EvalError> {
+        let csv = Csv::read(path)?;
+        let col = |name: &str, fallback: usize| csv.column(name).unwrap_or(fallback);
+        let (qid_col, type_col, st_col) =
+            (col("question id", 0), col("type", 1), col("statement", 2));
+        let image_dir = dir.join("MLLM_VLM Images");
+        if csv.records.len() % 2 != 0 {
+            return Err(EvalError::dataset(
+                path,
+                format!("{} rows: pairs need an even number", csv.records.len()),
+            ));
+        }
+        let mut pairs = Vec::new();
+        for rows in csv.records.chunks_exact(2) {
+            let mut images = Vec::new();
+            let mut statements = Vec::new();
+            let category = csv.field(&rows[0], type_col)?.trim().to_string();
+            for r in rows {
+                let qid = csv.field(r, qid_col)?.trim();
+                if qid.parse::<u64>().is_err() {
+                    return Err(EvalError::format(
+                        path,
+                        r.line,
+                        format!("question id '{qid}' is not a number"),
+                    ));
+                }
+                if csv.field(r, type_col)?.trim() != category {
+                    return Err(EvalError::format(
+                        path,
+                        r.line,
+                        "the two rows of a pair have different types",
+                    ));
+                }
+                let base = image_dir.join(&category).join(qid);
+                let found = ["jpg", "jpeg", "png"]
+                    .iter()
+                    .map(|e| base.with_extension(e))
+                    .find(|p| p.is_file());
+                let Some(img) = found else {
+                    return Err(EvalError::format(
+                        path,
+                        r.line,
+                        format!("no image {}.jpg", base.display()),
+                    ));
+                };
+                images.push(img);
+                statements.push(format!("a photo of {}", csv.field(r, st_col)?.trim()));
+            }
+            let (i1, i0) = (
+                images.pop().unwrap_or_default(),
+                images.pop().unwrap_or_default(),
+            );
+            let (s1, s0) = (
+                statements.pop().unwrap_or_default(),
+                statements.pop().unwrap_or_default(),
+            );
+            pairs.push(PairItem {
+                category,
+                images: [i0, i1],
+                statements: [s0, s1],
+                line: rows[0].line,
+            });
+        }
+        Self::finish(path, pairs)
+    }
+
+    fn finish(path: &Path, pairs: Vec<PairItem>) -> Result<Self, EvalError> {
+        if pairs.is_empty() {
+            return Err(EvalError::dataset(path, "no pairs"));
+        }
+        Ok(Self {
+            source: path.to_path_buf(),
+            pairs,
+        })
+    }
+
+    /// Images in order `pair 0 image 1, pair 0 image 2, pair 1 image 1, ...`.
+    pub fn image_paths(&self) -> Vec<PathBuf> {
+        self.pairs
+            .iter()
+            .flat_map(|p| p.images.iter().cloned())
+            .collect()
+    }
+
+    /// Statements in the same order.
+    pub fn statements(&self) -> Vec<String> {
+        self.pairs
+            .iter()
+            .flat_map(|p| p.statements.iter().cloned())
+            .collect()
+    }
+
+    /// The category of each pair.
+    pub fn categories(&self) -> Vec<String> {
+        self.pairs.iter().map(|p| p.category.clone()).collect()
+    }
+}
+
+fn image_at(csv: &Path, line: usize, path: PathBuf) -> Result<PathBuf, EvalError> {
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(EvalError::format(
+            csv,
+            line,
+            format!("image {} does not exist", path.display()),
+        ))
+    }
+}

@@ -1,0 +1,196 @@
+//! `Encoder`: batched image and text embedding with one model, tokenizer and progress bars.
+
+use burn::module::Module;
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use diffclip_clip::Clip;
+use diffclip_data::preprocess::batch_tensor;
+use diffclip_data::{ClipTokenizer, TokenizerConfig, Truncation};
+
+use rayon::prelude::*;
+
+use crate::progress::bar;
+use crate::{EvalError, ImageSource, Matrix};
+
+/// Embeds images and texts in batches. Embeddings come back **unnormalised**, one row per input.
+///
+/// ```no_run
+/// use burn::tensor::Device;
+/// use diffclip_clip::ClipConfig;
+/// use diffclip_eval::Encoder;
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let model = ClipConfig::diffclip_tiny().init(&Device::flex())?;
+/// let encoder = Encoder::new(&model)?.with_batch_size(64);
+/// let text = encoder.encode_texts(&["a photo of a dog", "a photo of a cat"])?;
+/// assert_eq!((text.rows(), text.cols()), (2, 32));
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Encoder<'a> {
+    model: &'a Clip,
+    device: Device,
+    tokenizer: ClipTokenizer,
+    batch_size: usize,
+    progress: bool,
+}
+
+impl<'a> Encoder<'a> {
+    /// An encoder on the model's device, with a tokenizer of the model's context length
+    /// (open_clip truncation: EOT kept), batch size 64, progress bars on.
+    pub fn new(model: &'a Clip) -> Result<Self, EvalError> {
+        let device = model.devices().into_iter().next().ok_or_else(|| {
+            EvalError::Invalid("the model has no parameters, hence no device".into())
+        })?;
+        let context_length = model.text.positional_embedding.val().dims()[0];
+        let tokenizer = ClipTokenizer::with_config(TokenizerConfig {
+            context_length,
+            truncation: Truncation::KeepEot,
+        })?;
+        Ok(Self {
+            model,
+            device,
+            tokenizer,
+            batch_size: 64,
+            progress: true,
+        })
+    }
+
+    /// Truncation of over-long texts: [`Truncation::DropEot`] reproduces the DiffCLIP authors'
+    /// evaluation, [`Truncation::KeepEot`] (default) open_clip's.
+    pub fn with_truncation(mut self, truncation: Truncation) -> Result<Self, EvalError> {
+        let config = TokenizerConfig {
+            truncation,
+            ..*self.tokenizer.config()
+        };
+        self.tokenizer = ClipTokenizer::with_config(config)?;
+        Ok(self)
+    }
+
+    /// Images or texts per forward pass (at least 1).
+    pub fn with_batch_size(mut self, batch_size: usize) -> Self {
+        self.batch_size = batch_size.max(1);
+        self
+    }
+
+    /// Show progress bars on stderr (they stay hidden when stderr is not a terminal).
+    pub fn with_progress(mut self, progress: bool) -> Self {
+        self.progress = progress;
+        self
+    }
+
+    /// The model.
+    pub fn model(&self) -> &'a Clip {
+        self.model
+    }
+
+    /// The model's device.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// The tokenizer.
+    pub fn tokenizer(&self) -> &ClipTokenizer {
+        &self.tokenizer
+    }
+
+    /// Whether progress bars are on.
+    pub fn progress(&self) -> bool {
+        self.progress
+    }
+
+    /// Images per batch.
+    pub fn batch_size(&self) -> usize {
+        self.batch_size
+    }
+
+    /// The input side `S` of the vision tower (`grid * patch`).
+    pub fn image_size(&self) -> usize {
+        let [_, n, _] = self.model.visual.pos_embed.val().dims();
+        let patch = self.model.visual.patch_embed.proj.weight.val().dims()[2];
+        (((n.saturating_sub(1)) as f64).sqrt().round() as usize) * patch
+    }
+
+    /// Text embeddings `[texts.len(), E]`.
+    pub fn encode_texts<S: AsRef<str> + Sync>(&self, texts: &[S]) -> Result<Matrix, EvalError> {
+        let vocab = self.model.text.vocab_size;
+        let ctx = self.tokenizer.context_length();
+        let pb = bar(texts.len(), "texts", self.progress);
+        let mut parts = Vec::new();
+        for chunk in texts.chunks(self.batch_size) {
+            let ids: Vec<i64> = chunk
+                .iter()
+                .flat_map(|t| self.tokenizer.tokenize(t.as_ref()))
+                .map(i64::from)
+                .collect();
+            if let Some(&id) = ids.iter().find(|&&id| id as usize >= vocab) {
+                return Err(EvalError::Invalid(format!(
+                    "token id {id} is outside the model's vocabulary of {vocab}"
+                )));
+            }
+            let ids =
+                Tensor::<2, Int>::from_data(TensorData::new(ids, [chunk.len(), ctx]), &self.device);
+            parts.push(Matrix::from_tensor(self.model.encode_text(ids))?);
+            pb.inc(chunk.len() as u64);
+        }
+        pb.finish_and_clear();
+        self.stack(parts)
+    }
+
+    /// Image embeddings of a preprocessed batch `[N, 3, S, S]` (split into batches here).
+    pub fn encode_images(&self, images: Tensor<4>) -> Result<Matrix, EvalError> {
+        let dims = images.dims();
+        let s = self.image_size();
+        if dims[1] != 3 || dims[2] != s || dims[3] != s {
+            return Err(EvalError::Shape(format!(
+                "images must be [N, 3, {s}, {s}], got {dims:?}"
+            )));
+        }
+        let pb = bar(dims[0], "images", self.progress);
+        let mut parts = Vec::new();
+        let mut start = 0;
+        while start < dims[0] {
+            let len = self.batch_size.min(dims[0] - start);
+            let batch = images.clone().narrow(0, start, len);
+            parts.push(Matrix::from_tensor(self.model.encode_image(batch))?);
+            pb.inc(len as u64);
+            start += len;
+        }
+        pb.finish_and_clear();
+        self.stack(parts)
+    }
+
+    /// Image embeddings of a source: each batch is loaded in parallel (rayon), then embedded.
+    /// The first unreadable image is an error naming it.
+    pub fn encode_source(&self, source: &ImageSource<'_>) -> Result<Matrix, EvalError> {
+        let s = self.image_size();
+        if source.size() != s {
+            return Err(EvalError::Invalid(format!(
+                "the images are {0}x{0} but the model takes {s}x{s} (check the preprocessing size)",
+                source.size()
+            )));
+        }
+        let pb = bar(source.len(), "images", self.progress);
+        let mut parts = Vec::new();
+        let mut start = 0;
+        while start < source.len() {
+            let len = self.batch_size.min(source.len() - start);
+            let pixels = (start..start + len)
+                .into_par_iter()
+                .map(|i| source.load(i))
+                .collect::<Result<Vec<_>, _>>()?;
+            let batch = batch_tensor(pixels, s, &self.device);
+            parts.push(Matrix::from_tensor(self.model.encode_image(batch))?);
+            pb.inc(len as u64);
+            start += len;
+        }
+        pb.finish_and_clear();
+        self.stack(parts)
+    }
+
+    fn stack(&self, parts: Vec<Matrix>) -> Result<Matrix, EvalError> {
+        if parts.is_empty() {
+            let dim = self.model.image_projection.val().dims()[1];
+            return Ok(Matrix::zeros(0, dim));
+        }
+        Matrix::vstack(&parts.iter().collect::<Vec<_>>())
+    }
+}

@@ -1,0 +1,256 @@
+//! `Evaluator`: the tasks on datasets, with features from the embedding cache when possible.
+
+use diffclip_data::datasets::{ClassificationDataset, RetrievalDataset};
+
+use crate::cache::data_key;
+use crate::probe::{
+    FewShotConfig, FewShotPoint, LinearProbeConfig, LinearProbeResult, Split, few_shot,
+    linear_probe,
+};
+use crate::{
+    EmbeddingCache, Encoder, EvalError, ImageSource, Matrix, RetrievalMetrics, ZeroShotMetrics,
+    class_prompts, classifier_from_text_embeddings, retrieval_recall,
+    zero_shot_metrics_from_embeddings,
+};
+
+/// Images with their labels.
+#[derive(Debug, Clone, Copy)]
+pub struct Labelled<'s, 'd> {
+    /// The images.
+    pub images: &'s ImageSource<'d>,
+    /// One label per image.
+    pub labels: &'s [usize],
+}
+
+/// Runs the evaluation tasks with one [`Encoder`], caching features when given a cache.
+///
+/// ```no_run
+/// use burn::tensor::Device;
+/// use diffclip_clip::ClipConfig;
+/// use diffclip_data::synthetic::{ClassTask, SyntheticConfig, SyntheticDataset, Split};
+/// use diffclip_eval::{Encoder, Evaluator};
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let model = ClipConfig::diffclip_tiny().init(&Device::flex())?;
+/// let test = SyntheticDataset::new(SyntheticConfig { image_size: 32, ..Default::default() }, Split::Test)?;
+/// let eval = Evaluator::new(Encoder::new(&model)?);
+/// let m = eval.zero_shot_dataset(&test.classification(ClassTask::Shape), None)?;
+/// println!("shape top-1 {:.3}", m.top1);
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Evaluator<'a> {
+    encoder: Encoder<'a>,
+    cache: Option<EmbeddingCache>,
+}
+
+impl<'a> Evaluator<'a> {
+    /// An evaluator without a cache.
+    pub fn new(encoder: Encoder<'a>) -> Self {
+        Self {
+            encoder,
+            cache: None,
+        }
+    }
+
+    /// Cache features in `cache` (its [`crate::ModelKey`] must identify this encoder's model).
+    pub fn with_cache(mut self, cache: EmbeddingCache) -> Self {
+        self.cache = Some(cache);
+        self
+    }
+
+    /// The encoder.
+    pub fn encoder(&self) -> &Encoder<'a> {
+        &self.encoder
+    }
+
+    /// Image embeddings (unnormalised), from the cache when the source has an identity.
+    pub fn image_features(&self, images: &ImageSource<'_>) -> Result<Matrix, EvalError> {
+        match (&self.cache, images.identity()) {
+            (Some(cache), Some(id)) => cache.get_or_compute("images", id, images.len(), || {
+                self.encoder.encode_source(images)
+            }),
+            _ => self.encoder.encode_source(images),
+        }
+    }
+
+    /// Text embeddings (unnormalised), cached by the texts and the tokenizer settings.
+    pub fn text_features<S: AsRef<str> + Sync>(&self, texts: &[S]) -> Result<Matrix, EvalError> {
+        let Some(cache) = &self.cache else {
+            return self.encoder.encode_texts(texts);
+        };
+        let tok = serde_json::to_string(self.encoder.tokenizer().config()).unwrap_or_default();
+        let key = data_key(
+            "texts",
+            std::iter::once(tok.as_str()).chain(texts.iter().map(|t| t.as_ref())),
+        );
+        cache.get_or_compute("texts", &key, texts.len(), || {
+            self.encoder.encode_texts(texts)
+        })
+    }
+
+    /// The zero-shot classifier `[C, E]` of `classnames` × `templates`.
+    pub fn classifier<S: AsRef<str>, T: AsRef<str>>(
+        &self,
+        classnames: &[S],
+        templates: &[T],
+    ) -> Result<Matrix, EvalError> {
+        let prompts = class_prompts(classnames, templates);
+        if prompts.is_empty() {
+            return Err(EvalError::Invalid(
+                "a classifier needs at least one class and one template".into(),
+            ));
+        }
+        classifier_from_text_embeddings(
+            &self.text_features(&prompts)?,
+            classnames.len(),
+            templates.len(),
+        )
+    }
+
+    /// Zero-shot classification of `images` with `labels`.
+    pub fn zero_shot<S: AsRef<str>, T: AsRef<str>>(
+        &self,
+        data: Labelled<'_, '_>,
+        classnames: &[S],
+        templates: &[T],
+    ) -> Result<ZeroShotMetrics, EvalError> {
+        let classifier = self.classifier(classnames, templates)?;
+        zero_shot_metrics_from_embeddings(
+            &self.image_features(data.images)?,
+            &classifier,
+            data.labels,
+        )
+    }
+
+    /// Zero-shot classification of a `diffclip-data` set with its own class names and templates.
+    pub fn zero_shot_dataset(
+        &self,
+        ds: &dyn ClassificationDataset,
+        identity: Option<String>,
+    ) -> Result<ZeroShotMetrics, EvalError> {
+        let labels = dataset_labels(ds)?;
+        let images = ImageSource::classification(ds, identity);
+        self.zero_shot(
+            Labelled {
+                images: &images,
+                labels: &labels,
+            },
+            ds.class_names(),
+            ds.templates(),
+        )
+    }
+
+    /// Retrieval recall@`ks`; embeddings are L2-normalised.
+    pub fn retrieval<S: AsRef<str> + Sync>(
+        &self,
+        images: &ImageSource<'_>,
+        captions: &[S],
+        text_to_image: &[usize],
+        ks: &[usize],
+    ) -> Result<RetrievalMetrics, EvalError> {
+        let image_emb = self.image_features(images)?.l2_normalized();
+        let text_emb = self.text_features(captions)?.l2_normalized();
+        retrieval_recall(&image_emb, &text_emb, text_to_image, ks)
+    }
+
+    /// Retrieval on a `diffclip-data` set.
+    pub fn retrieval_dataset(
+        &self,
+        ds: &dyn RetrievalDataset,
+        identity: Option<String>,
+        ks: &[usize],
+    ) -> Result<RetrievalMetrics, EvalError> {
+        let images = ImageSource::retrieval(ds, identity);
+        self.retrieval(&images, ds.captions(), ds.caption_to_image(), ks)
+    }
+
+    /// Linear probe on the image features (see [`crate::probe::linear_probe`]).
+    pub fn linear_probe(
+        &self,
+        train: Labelled<'_, '_>,
+        val: Option<Labelled<'_, '_>>,
+        test: Labelled<'_, '_>,
+        n_classes: usize,
+        config: &LinearProbeConfig,
+    ) -> Result<LinearProbeResult, EvalError> {
+        let (tr, va, te) = self.features3(train, val, test)?;
+        let val_split = va.as_ref().zip(val).map(|(f, v)| Split {
+            features: f,
+            labels: v.labels,
+        });
+        linear_probe(
+            Split {
+                features: &tr,
+                labels: train.labels,
+            },
+            val_split,
+            Split {
+                features: &te,
+                labels: test.labels,
+            },
+            n_classes,
+            config,
+        )
+    }
+
+    /// k-shot evaluation on the image features (see [`crate::probe::few_shot`]).
+    pub fn few_shot(
+        &self,
+        train: Labelled<'_, '_>,
+        val: Option<Labelled<'_, '_>>,
+        test: Labelled<'_, '_>,
+        n_classes: usize,
+        config: &FewShotConfig,
+    ) -> Result<Vec<FewShotPoint>, EvalError> {
+        let (tr, va, te) = self.features3(train, val, test)?;
+        let val_split = va.as_ref().zip(val).map(|(f, v)| Split {
+            features: f,
+            labels: v.labels,
+        });
+        few_shot(
+            Split {
+                features: &tr,
+                labels: train.labels,
+            },
+            val_split,
+            Split {
+                features: &te,
+                labels: test.labels,
+            },
+            n_classes,
+            config,
+        )
+    }
+
+    fn features3(
+        &self,
+        train: Labelled<'_, '_>,
+        val: Option<Labelled<'_, '_>>,
+        test: Labelled<'_, '_>,
+    ) -> Result<(Matrix, Option<Matrix>, Matrix), EvalError> {
+        for (name, d) in [
+            ("train", Some(train)),
+            ("validation", val),
+            ("test", Some(test)),
+        ] {
+            if let Some(d) = d.filter(|d| d.images.len() != d.labels.len()) {
+                return Err(EvalError::Shape(format!(
+                    "{name}: {} images but {} labels",
+                    d.images.len(),
+                    d.labels.len()
+                )));
+            }
+        }
+        let tr = self.image_features(train.images)?;
+        let va = val.map(|v| self.image_features(v.images)).transpose()?;
+        let te = self.image_features(test.images)?;
+        Ok((tr, va, te))
+    }
+}
+
+/// Every label of a classification set.
+pub fn dataset_labels(ds: &dyn ClassificationDataset) -> Result<Vec<usize>, EvalError> {
+    (0..ds.num_items())
+        .map(|i| ds.label(i).map_err(EvalError::from))
+        .collect()
+}

@@ -1,0 +1,89 @@
+//! Ranking with one documented tie rule, and numpy's summation order for bit-exact means.
+//!
+//! **Tie rule.** Scores are ranked in descending order; equal scores are ordered by lower index
+//! first (a stable sort). So the rank of item `t` is `#{j : s_j > s_t} + #{j < t : s_j == s_t}`
+//! and `t` is in the top-k iff its rank is `< k`. This equals `torch.argmax` (first maximal
+//! index) for top-1. `torch.topk`, which CLIP_benchmark uses, leaves the order of ties
+//! unspecified, so on exact ties results may differ from CLIP_benchmark's; without ties they
+//! are identical.
+
+/// Rank (0 = best) of `scores[target]` under the tie rule above.
+///
+/// ```
+/// use diffclip_eval::ranking::rank_of;
+/// assert_eq!(rank_of(&[1.0, 3.0, 3.0, 2.0], 2), 1); // tied with index 1, which comes first
+/// assert_eq!(rank_of(&[1.0, 3.0, 3.0, 2.0], 1), 0);
+/// ```
+pub fn rank_of(scores: &[f32], target: usize) -> usize {
+    let s = scores[target];
+    scores
+        .iter()
+        .enumerate()
+        .filter(|&(j, &v)| v > s || (v == s && j < target))
+        .count()
+}
+
+/// Index of the first maximal score (`torch.argmax`); `None` for an empty slice.
+///
+/// ```
+/// assert_eq!(diffclip_eval::ranking::argmax(&[0.0, 2.0, 2.0]), Some(1));
+/// ```
+pub fn argmax(scores: &[f32]) -> Option<usize> {
+    let mut best: Option<(usize, f32)> = None;
+    for (i, &v) in scores.iter().enumerate() {
+        if best.is_none_or(|(_, b)| v > b) {
+            best = Some((i, v));
+        }
+    }
+    best.map(|(i, _)| i)
+}
+
+/// The indices of the `k` best scores, best first, under the tie rule.
+///
+/// ```
+/// assert_eq!(diffclip_eval::ranking::top_k(&[1.0, 3.0, 3.0, 2.0, 3.0, 0.0], 2), vec![1, 2]);
+/// ```
+pub fn top_k(scores: &[f32], k: usize) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..scores.len()).collect();
+    // Stable sort by descending score keeps lower indices first among equals.
+    idx.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
+    idx.truncate(k);
+    idx
+}
+
+/// Sum in numpy's pairwise order (`np.add.reduce` on a contiguous f64 array), so that means
+/// agree with numpy/scikit-learn to the last bit.
+pub fn pairwise_sum(a: &[f64]) -> f64 {
+    let n = a.len();
+    if n < 8 {
+        let mut res = 0.0;
+        for &v in a {
+            res += v;
+        }
+        res
+    } else if n <= 128 {
+        let mut r = [0f64; 8];
+        r.copy_from_slice(&a[..8]);
+        let mut i = 8;
+        while i < n - n % 8 {
+            for j in 0..8 {
+                r[j] += a[i + j];
+            }
+            i += 8;
+        }
+        let mut res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
+        for &v in &a[i..] {
+            res += v;
+        }
+        res
+    } else {
+        let mut n2 = n / 2;
+        n2 -= n2 % 8;
+        pairwise_sum(&a[..n2]) + pairwise_sum(&a[n2..])
+    }
+}
+
+/// `np.mean` of `a` (NaN for an empty slice, as numpy).
+pub fn numpy_mean(a: &[f64]) -> f64 {
+    pairwise_sum(a) / a.len() as f64
+}

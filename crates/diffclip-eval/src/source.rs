@@ -1,0 +1,127 @@
+//! `ImageSource`: where a pass gets its preprocessed images from, and what identifies them for
+//! the embedding cache.
+
+use std::path::PathBuf;
+
+use diffclip_data::Pipeline;
+use diffclip_data::datasets::{ClassificationDataset, RetrievalDataset};
+
+use crate::EvalError;
+use crate::cache::{data_key, file_identity};
+
+type Loader<'d> = Box<dyn Fn(usize) -> Result<Vec<f32>, EvalError> + Send + Sync + 'd>;
+
+/// `len` images of side `size`, each loaded on demand as `[3, S, S]` CHW f32, with an optional
+/// identity: sources with one are cached by an [`crate::Evaluator`] with a cache.
+///
+/// ```no_run
+/// use diffclip_data::Pipeline;
+/// use diffclip_eval::ImageSource;
+/// let pipeline = Pipeline::from_name("slip", 224)?;
+/// let src = ImageSource::files(vec!["a.jpg".into(), "b.png".into()], &pipeline)?;
+/// assert_eq!(src.len(), 2);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct ImageSource<'d> {
+    len: usize,
+    size: usize,
+    load: Loader<'d>,
+    identity: Option<String>,
+}
+
+impl std::fmt::Debug for ImageSource<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ImageSource")
+            .field("len", &self.len)
+            .field("size", &self.size)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'d> ImageSource<'d> {
+    /// Any loader; `identity` (when `Some`) must change whenever the images may change (it is
+    /// hashed, with `len` and `size`, into the cache key).
+    pub fn new(
+        len: usize,
+        size: usize,
+        identity: Option<String>,
+        load: impl Fn(usize) -> Result<Vec<f32>, EvalError> + Send + Sync + 'd,
+    ) -> Self {
+        let identity =
+            identity.map(|id| data_key("image-source", [id, len.to_string(), size.to_string()]));
+        Self {
+            len,
+            size,
+            load: Box::new(load),
+            identity,
+        }
+    }
+
+    /// Image files through `pipeline`. The identity hashes every file's canonical path, size
+    /// and modification time, and the pipeline's configuration.
+    pub fn files(
+        paths: Vec<PathBuf>,
+        pipeline: &Pipeline,
+    ) -> Result<ImageSource<'static>, EvalError> {
+        let mut parts = vec![serde_json::to_string(pipeline.config()).unwrap_or_default()];
+        for p in &paths {
+            parts.push(file_identity(p)?);
+        }
+        let identity = data_key("image-files", &parts);
+        let pipeline = pipeline.clone();
+        Ok(ImageSource::new(
+            paths.len(),
+            pipeline.size(),
+            Some(identity),
+            move |i| Ok(pipeline.process_file(&paths[i], 0)?),
+        ))
+    }
+
+    /// The images of a `diffclip-data` classification set (e.g. a synthetic view);
+    /// `identity` names it for the cache (`None`: never cached).
+    pub fn classification(ds: &'d dyn ClassificationDataset, identity: Option<String>) -> Self {
+        Self::new(ds.num_items(), ds.image_size(), identity, move |i| {
+            Ok(ds.try_get(i)?.image)
+        })
+    }
+
+    /// The images of a `diffclip-data` retrieval set.
+    pub fn retrieval(ds: &'d dyn RetrievalDataset, identity: Option<String>) -> Self {
+        Self::new(ds.num_images(), ds.image_size(), identity, move |i| {
+            Ok(ds.load_image(i)?)
+        })
+    }
+
+    /// Number of images.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Image side `S`.
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    /// The cache key (a SHA-256 hex digest), if any.
+    pub fn identity(&self) -> Option<&str> {
+        self.identity.as_deref()
+    }
+
+    /// Image `index`, checked to hold `3 * S * S` values.
+    pub fn load(&self, index: usize) -> Result<Vec<f32>, EvalError> {
+        let v = (self.load)(index)?;
+        if v.len() != 3 * self.size * self.size {
+            return Err(EvalError::Shape(format!(
+                "image {index} has {} values, expected 3 x {1} x {1}",
+                v.len(),
+                self.size
+            )));
+        }
+        Ok(v)
+    }
+}

@@ -1,0 +1,100 @@
+//! The zero-shot classifier: class names × prompt templates -> one unit vector per class.
+
+use crate::metadata::fill_template;
+use crate::{Encoder, EvalError, Matrix};
+
+/// The prompts of every class under every template, class-major: row `c * T + t` is class `c`
+/// under template `t`.
+///
+/// ```
+/// let p = diffclip_eval::class_prompts(&["cat", "dog"], &["a {c}.", "a photo of a {c}."]);
+/// assert_eq!(p, ["a cat.", "a photo of a cat.", "a dog.", "a photo of a dog."]);
+/// ```
+pub fn class_prompts<S: AsRef<str>, T: AsRef<str>>(
+    classnames: &[S],
+    templates: &[T],
+) -> Vec<String> {
+    classnames
+        .iter()
+        .flat_map(|c| {
+            templates
+                .iter()
+                .map(move |t| fill_template(t.as_ref(), c.as_ref()))
+        })
+        .collect()
+}
+
+/// The classifier from prompt embeddings laid out as [`class_prompts`] makes them
+/// (`[C * T, E]`): each prompt embedding is L2-normalised, the `T` of a class are averaged, and
+/// the mean is L2-normalised again (OpenAI CLIP / CLIP_benchmark). Returns `[C, E]`.
+///
+/// ```
+/// use diffclip_eval::{Matrix, classifier_from_text_embeddings};
+/// let prompts = Matrix::new(4, 2, vec![2.0, 0.0, 0.0, 5.0, 1.0, 0.0, 3.0, 0.0]).unwrap();
+/// let w = classifier_from_text_embeddings(&prompts, 2, 2).unwrap();
+/// let s = 0.5f32.sqrt();
+/// assert!((w.row(0)[0] - s).abs() < 1e-6 && (w.row(0)[1] - s).abs() < 1e-6);
+/// assert_eq!(w.row(1), &[1.0, 0.0]);
+/// ```
+pub fn classifier_from_text_embeddings(
+    prompt_emb: &Matrix,
+    n_classes: usize,
+    n_templates: usize,
+) -> Result<Matrix, EvalError> {
+    if n_classes == 0 || n_templates == 0 {
+        return Err(EvalError::Invalid(format!(
+            "a classifier of {n_classes} classes x {n_templates} templates"
+        )));
+    }
+    if prompt_emb.rows() != n_classes * n_templates {
+        return Err(EvalError::Shape(format!(
+            "{} prompt embeddings for {n_classes} classes x {n_templates} templates",
+            prompt_emb.rows()
+        )));
+    }
+    prompt_emb.check_finite("prompt embeddings")?;
+    let unit = prompt_emb.l2_normalized();
+    let dim = unit.cols();
+    let mut data = vec![0f32; n_classes * dim];
+    for (c, out) in data
+        .chunks_exact_mut(dim.max(1))
+        .enumerate()
+        .take(n_classes)
+    {
+        for t in 0..n_templates {
+            for (o, v) in out.iter_mut().zip(unit.row(c * n_templates + t)) {
+                *o += v;
+            }
+        }
+        out.iter_mut().for_each(|o| *o /= n_templates as f32);
+    }
+    Ok(Matrix::new(n_classes, dim, data)?.l2_normalized())
+}
+
+/// Embed every class under every template with `encoder` and build the classifier `[C, E]`.
+///
+/// ```no_run
+/// use burn::tensor::Device;
+/// use diffclip_clip::ClipConfig;
+/// use diffclip_eval::{Encoder, build_classifier, metadata};
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let model = ClipConfig::diffclip_tiny().init(&Device::flex())?;
+/// let names = metadata::classnames("imagenet1k")?;
+/// let classifier = build_classifier(&Encoder::new(&model)?, &names, &metadata::templates("simple")?)?;
+/// assert_eq!(classifier.rows(), 1000);
+/// # Ok(()) }
+/// ```
+pub fn build_classifier<S: AsRef<str>, T: AsRef<str>>(
+    encoder: &Encoder<'_>,
+    classnames: &[S],
+    templates: &[T],
+) -> Result<Matrix, EvalError> {
+    let prompts = class_prompts(classnames, templates);
+    if prompts.is_empty() {
+        return Err(EvalError::Invalid(
+            "a classifier needs at least one class and one template".into(),
+        ));
+    }
+    let emb = encoder.encode_texts(&prompts)?;
+    classifier_from_text_embeddings(&emb, classnames.len(), templates.len())
+}

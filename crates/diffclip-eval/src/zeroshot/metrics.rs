@@ -1,0 +1,120 @@
+//! Zero-shot classification metrics on logits: top-1, top-5, mean per-class recall.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ranking::{argmax, numpy_mean, rank_of};
+use crate::{EvalError, Matrix};
+
+/// Classification accuracy as CLIP_benchmark reports it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ZeroShotMetrics {
+    /// Number of evaluated images.
+    pub n_samples: usize,
+    /// Number of classes (logit columns).
+    pub n_classes: usize,
+    /// Fraction of images whose label ranks first.
+    pub top1: f64,
+    /// Fraction of images whose label is among the 5 best; `None` with fewer than 5 classes.
+    pub top5: Option<f64>,
+    /// Mean over the classes present in the labels of the per-class recall of the argmax
+    /// (scikit-learn's `balanced_accuracy_score`); classes absent from the labels are skipped.
+    pub mean_per_class_recall: f64,
+    /// Images counted in `top1`.
+    pub top1_correct: usize,
+    /// Images counted in `top5`.
+    pub top5_correct: Option<usize>,
+}
+
+/// Metrics of `logits [N, C]` (any monotone score: logits, cosine similarities, probabilities)
+/// against `labels` (`N` values in `0..C`).
+///
+/// Top-k uses the tie rule of [`crate::ranking`] (lower class index first); the mean per-class
+/// recall uses the first maximal index (`torch.argmax`), exactly as CLIP_benchmark.
+///
+/// ```
+/// use diffclip_eval::{Matrix, zero_shot_metrics};
+/// let logits = Matrix::new(3, 2, vec![0.9, 0.1, 0.2, 0.8, 0.6, 0.4]).unwrap();
+/// let m = zero_shot_metrics(&logits, &[0, 1, 1]).unwrap();
+/// assert_eq!(m.top1_correct, 2);
+/// assert_eq!(m.top5, None); // fewer than 5 classes
+/// assert_eq!(m.mean_per_class_recall, 0.75); // class 0: 1/1, class 1: 1/2
+/// ```
+pub fn zero_shot_metrics(logits: &Matrix, labels: &[usize]) -> Result<ZeroShotMetrics, EvalError> {
+    let (n, c) = (logits.rows(), logits.cols());
+    if labels.len() != n {
+        return Err(EvalError::Shape(format!(
+            "{n} rows of logits but {} labels",
+            labels.len()
+        )));
+    }
+    if n == 0 || c == 0 {
+        return Err(EvalError::Invalid(format!(
+            "zero-shot metrics of a {n} x {c} logit matrix"
+        )));
+    }
+    if let Some((index, &label)) = labels.iter().enumerate().find(|&(_, &l)| l >= c) {
+        return Err(EvalError::Label {
+            index,
+            label,
+            classes: c,
+        });
+    }
+    logits.check_finite("logits")?;
+
+    let ranks: Vec<usize> = labels
+        .iter()
+        .enumerate()
+        .map(|(i, &y)| rank_of(logits.row(i), y))
+        .collect();
+    let top1_correct = ranks.iter().filter(|&&r| r < 1).count();
+    let top5_correct = (c >= 5).then(|| ranks.iter().filter(|&&r| r < 5).count());
+    let predictions: Vec<usize> = logits.row_iter().map(|r| argmax(r).unwrap_or(0)).collect();
+    Ok(ZeroShotMetrics {
+        n_samples: n,
+        n_classes: c,
+        top1: top1_correct as f64 / n as f64,
+        top5: top5_correct.map(|k| k as f64 / n as f64),
+        mean_per_class_recall: mean_per_class_recall(&predictions, labels, c),
+        top1_correct,
+        top5_correct,
+    })
+}
+
+/// Zero-shot metrics of image embeddings against a classifier (one row per class, as built by
+/// [`crate::classifier_from_text_embeddings`]): the images are L2-normalised and scored by
+/// cosine similarity (the logit scale does not change rankings).
+///
+/// ```
+/// use diffclip_eval::{Matrix, zero_shot_metrics_from_embeddings};
+/// let images = Matrix::new(2, 2, vec![2.0, 0.1, 0.0, 3.0]).unwrap();
+/// let classes = Matrix::new(2, 2, vec![1.0, 0.0, 0.0, 1.0]).unwrap();
+/// assert_eq!(zero_shot_metrics_from_embeddings(&images, &classes, &[0, 1]).unwrap().top1, 1.0);
+/// ```
+pub fn zero_shot_metrics_from_embeddings(
+    image_emb: &Matrix,
+    classifier: &Matrix,
+    labels: &[usize],
+) -> Result<ZeroShotMetrics, EvalError> {
+    image_emb.check_finite("image embeddings")?;
+    let logits = image_emb.l2_normalized().matmul_t(classifier)?;
+    zero_shot_metrics(&logits, labels)
+}
+
+/// scikit-learn's `balanced_accuracy_score(labels, predictions)`: the mean (numpy order) over the
+/// classes present in `labels` of `#correct / #labelled`. Predictions of classes that never occur
+/// as labels lower the recall of the true class only.
+pub fn mean_per_class_recall(predictions: &[usize], labels: &[usize], n_classes: usize) -> f64 {
+    let mut count = vec![0usize; n_classes];
+    let mut correct = vec![0usize; n_classes];
+    for (&p, &y) in predictions.iter().zip(labels) {
+        if y < n_classes {
+            count[y] += 1;
+            correct[y] += usize::from(p == y);
+        }
+    }
+    let recalls: Vec<f64> = (0..n_classes)
+        .filter(|&k| count[k] > 0)
+        .map(|k| correct[k] as f64 / count[k] as f64)
+        .collect();
+    numpy_mean(&recalls)
+}

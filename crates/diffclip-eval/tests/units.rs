@@ -1,0 +1,180 @@
+//! Unit checks of the pieces: CSV, metadata, ranking, cache, solver, sampling, pairs.
+
+use diffclip_eval::cache::data_key;
+use diffclip_eval::dataset::Csv;
+use diffclip_eval::metadata::{self, ImageNetSubset};
+use diffclip_eval::pairs::pair_metrics;
+use diffclip_eval::probe::{LbfgsOptions, lbfgs, sample_shots, stratified_split};
+use diffclip_eval::ranking::{numpy_mean, pairwise_sum, rank_of};
+use diffclip_eval::{
+    EmbeddingCache, EvalError, Matrix, ModelKey, retrieval_recall, zero_shot_metrics,
+};
+
+#[test]
+fn csv_quotes_newlines_crlf_and_blank_lines() {
+    let text = "image,caption\r\na.png,\"two\nlines\"\r\n\r\nb.png,plain\n\"c.png\", \"spaced\"\n";
+    let csv = Csv::parse(text, "x.csv".as_ref()).unwrap();
+    assert_eq!(csv.header, ["image", "caption"]);
+    let rows: Vec<_> = csv
+        .records
+        .iter()
+        .map(|r| (r.line, r.fields.clone()))
+        .collect();
+    assert_eq!(
+        rows[0],
+        (2, vec!["a.png".to_string(), "two\nlines".to_string()])
+    );
+    assert_eq!(rows[1], (5, vec!["b.png".to_string(), "plain".to_string()]));
+    assert_eq!(rows[2].1, ["c.png", "spaced"]);
+    let e = Csv::parse("a,b\nx\"y,z\n", "x.csv".as_ref()).unwrap_err();
+    assert!(matches!(e, EvalError::Format { line: 2, .. }), "{e}");
+    assert!(Csv::parse("", "x.csv".as_ref()).is_err());
+}
+
+#[test]
+fn shipped_metadata_is_complete() {
+    let m = metadata::metadata();
+    let inet = &m.imagenet1k;
+    assert_eq!((inet.classnames.len(), inet.wnids.len()), (1000, 1000));
+    assert_eq!(
+        (inet.templates_openai.len(), inet.templates_simple.len()),
+        (80, 7)
+    );
+    for s in [ImageNetSubset::A, ImageNetSubset::R, ImageNetSubset::O] {
+        let idx = s.class_indices();
+        assert_eq!(idx.len(), 200);
+        assert!(idx.iter().all(|&i| i < 1000) && idx.windows(2).all(|w| w[0] < w[1]));
+    }
+    let mut w = inet.wnids.clone();
+    w.sort();
+    assert_eq!(
+        w, inet.wnids,
+        "WordNet ids are sorted: class-index order = folder order"
+    );
+    assert!(m.datasets.len() >= 30);
+    assert!(inet.templates_openai.iter().all(|t| t.contains("{c}")));
+    assert_eq!(metadata::classnames("flowers").unwrap().len(), 102);
+    assert_eq!(metadata::templates("cifar10").unwrap().len(), 18);
+    let e = metadata::templates("nope").unwrap_err().to_string();
+    assert!(e.contains("openai") && e.contains("cifar10"), "{e}");
+}
+
+#[test]
+fn numpy_summation_order() {
+    // 0.1 * k sums differ between naive and pairwise order; pairwise_sum follows numpy's.
+    let v: Vec<f64> = (0..300)
+        .map(|k| 0.1 * k as f64 + 1.0 / (k as f64 + 3.0))
+        .collect();
+    let naive: f64 = v.iter().sum();
+    assert!((pairwise_sum(&v) - naive).abs() < 1e-9);
+    assert_eq!(pairwise_sum(&v[..5]), v[..5].iter().sum::<f64>());
+    assert!(numpy_mean(&[]).is_nan());
+}
+
+#[test]
+fn metric_errors_and_ties() {
+    let logits = Matrix::new(2, 3, vec![1.0, 1.0, 0.0, 0.0, 2.0, 2.0]).unwrap();
+    // Row 0: label 1 ties with class 0, which ranks first; row 1: label 1 ranks first.
+    let m = zero_shot_metrics(&logits, &[1, 1]).unwrap();
+    assert_eq!(m.top1_correct, 1);
+    assert!(matches!(
+        zero_shot_metrics(&logits, &[0, 3]),
+        Err(EvalError::Label {
+            index: 1,
+            label: 3,
+            ..
+        })
+    ));
+    assert!(zero_shot_metrics(&logits, &[0]).is_err());
+    let nan = Matrix::new(1, 2, vec![f32::NAN, 0.0]).unwrap();
+    assert!(matches!(
+        zero_shot_metrics(&nan, &[0]),
+        Err(EvalError::NonFinite { .. })
+    ));
+    assert_eq!(rank_of(&[0.5, 0.5, 0.5], 2), 2);
+    let img = Matrix::new(1, 2, vec![1.0, 0.0]).unwrap();
+    assert!(retrieval_recall(&img, &img, &[0], &[0]).is_err());
+    assert!(retrieval_recall(&img, &img, &[1], &[1]).is_err());
+}
+
+#[test]
+fn cache_round_trip_and_invalidation() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = Matrix::new(2, 3, vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]).unwrap();
+    let cache = EmbeddingCache::new(dir.path(), ModelKey::from_identity("a"));
+    let key = data_key("t", ["x", "y"]);
+    let mut calls = 0;
+    for _ in 0..2 {
+        let got = cache.get_or_compute("images", &key, 2, || {
+            calls += 1;
+            Ok(m.clone())
+        });
+        assert_eq!(got.unwrap(), m);
+    }
+    assert_eq!(calls, 1, "second call served from disk");
+    assert!(
+        cache.load("images", &key, 3).is_none(),
+        "row count must match"
+    );
+    let other = EmbeddingCache::new(dir.path(), ModelKey::from_identity("b"));
+    assert!(
+        other.load("images", &key, 2).is_none(),
+        "another model misses"
+    );
+    std::fs::write(cache.path("images", &key), b"garbage").unwrap();
+    assert!(
+        cache.load("images", &key, 2).is_none(),
+        "corrupt file is a miss"
+    );
+    assert_ne!(data_key("t", ["xy"]), data_key("t", ["x", "y"]));
+}
+
+#[test]
+fn lbfgs_minimises_rosenbrock() {
+    let r = lbfgs(
+        |x, g| {
+            let (a, b) = (x[0], x[1]);
+            g[0] = -2.0 * (1.0 - a) - 400.0 * a * (b - a * a);
+            g[1] = 200.0 * (b - a * a);
+            (1.0 - a).powi(2) + 100.0 * (b - a * a).powi(2)
+        },
+        vec![-1.2, 1.0],
+        &LbfgsOptions {
+            gtol: 1e-9,
+            ..Default::default()
+        },
+    );
+    assert!(
+        (r.x[0] - 1.0).abs() < 1e-5 && (r.x[1] - 1.0).abs() < 1e-5,
+        "{:?}",
+        r
+    );
+}
+
+#[test]
+fn sampling_is_stratified_and_reproducible() {
+    let labels: Vec<usize> = (0..100).map(|i| i % 4).collect();
+    let (train, val) = stratified_split(&labels, 4, 0.2, 1);
+    assert_eq!((train.len(), val.len()), (80, 20));
+    assert!((0..4).all(|c| val.iter().filter(|&&i| labels[i] == c).count() == 5));
+    assert_eq!(stratified_split(&labels, 4, 0.2, 1), (train, val));
+    let s = sample_shots(&labels, 4, 3, 9);
+    assert_eq!(s.len(), 12);
+    assert_ne!(s, sample_shots(&labels, 4, 3, 10));
+}
+
+#[test]
+fn pairs_need_both_members_right() {
+    let images = Matrix::new(4, 2, vec![1.0, 0.0, 0.0, 1.0, 1.0, 0.0, 0.9, 0.1]).unwrap();
+    let texts = Matrix::new(4, 2, vec![1.0, 0.1, 0.1, 1.0, 1.0, 0.0, 0.0, 1.0]).unwrap();
+    let cats = ["a".to_string(), "b".to_string()];
+    let m = pair_metrics(&images, &texts, &cats).unwrap();
+    assert_eq!(
+        (m.categories[0].text_to_image, m.categories[1].text_to_image),
+        (1.0, 1.0)
+    );
+    // Pair 2: image 1 prefers statement 1, image 2 ([0.9, 0.1]) prefers statement 1 too.
+    assert_eq!(m.categories[1].image_to_text, 0.0);
+    assert_eq!(m.overall.n_pairs, 2);
+    assert!(pair_metrics(&images, &texts, &cats[..1]).is_err());
+}

@@ -1,0 +1,90 @@
+use serde::{Deserialize, Serialize};
+
+use crate::{AdamWConfig, LrSchedule};
+
+/// Which contrastive loss to train with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum LossKind {
+    /// Symmetric InfoNCE on normalised features (open_clip `ClipLoss`).
+    #[default]
+    Clip,
+    /// SigLIP sigmoid loss (needs `logit_bias_init` in the model config).
+    Siglip,
+}
+
+/// Training hyper-parameters. Defaults follow the paper (lr 5e-4, wd 0.5, β2 0.98, cosine).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainConfig {
+    /// Optimizer steps in total.
+    pub steps: u64,
+    /// Samples per micro-batch.
+    pub batch_size: usize,
+    /// Micro-batches per optimizer step (gradient accumulation).
+    pub accum_steps: usize,
+    pub lr: f64,
+    pub min_lr: f64,
+    /// Linear warm-up steps (the paper warms up for one epoch).
+    pub warmup_steps: u64,
+    /// `true`: cosine decay after warm-up; `false`: constant.
+    pub cosine: bool,
+    pub adamw: AdamWConfig,
+    /// Clip the global gradient norm to this value.
+    pub grad_clip: Option<f64>,
+    pub loss: LossKind,
+    /// Seeds the data order, caption choice and dropout.
+    pub seed: u64,
+    /// Evaluate every N steps (0: only at the end).
+    pub eval_every: u64,
+    /// Write a checkpoint every N steps (0: only at the end).
+    pub checkpoint_every: u64,
+    /// Show a progress bar.
+    pub progress: bool,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            steps: 1000,
+            batch_size: 128,
+            accum_steps: 1,
+            lr: 5e-4,
+            min_lr: 0.0,
+            warmup_steps: 100,
+            cosine: true,
+            adamw: AdamWConfig::default(),
+            grad_clip: None,
+            loss: LossKind::Clip,
+            seed: 0,
+            eval_every: 0,
+            checkpoint_every: 0,
+            progress: true,
+        }
+    }
+}
+
+impl TrainConfig {
+    /// The learning-rate schedule these settings describe.
+    pub fn schedule(&self) -> LrSchedule {
+        if self.cosine {
+            LrSchedule::WarmupCosine { base: self.lr, warmup: self.warmup_steps, total: self.steps, min: self.min_lr }
+        } else {
+            LrSchedule::WarmupConstant { base: self.lr, warmup: self.warmup_steps }
+        }
+    }
+
+    pub(crate) fn check(&self) -> Result<(), crate::TrainError> {
+        let bad = |m: &str| Err(crate::TrainError::Config(m.into()));
+        if self.batch_size < 2 {
+            return bad("batch_size must be at least 2 (contrastive loss needs negatives)");
+        }
+        if self.accum_steps == 0 {
+            return bad("accum_steps must be at least 1");
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return bad("lr must be positive");
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,277 @@
+//! The training loop.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use burn::module::{Module, Param};
+use burn::tensor::{Device, Tensor};
+use diffclip_clip::loss::{MAX_LOGIT_SCALE, clip_loss_normalized, siglip_loss};
+use diffclip_clip::{Clip, ClipConfig};
+use diffclip_data::datasets::ClipDataset;
+use diffclip_data::{ClipBatcher, ClipItem};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+
+use crate::checkpoint::{Checkpoint, TrainState, save_training_checkpoint};
+use crate::{AdamW, GradBuffer, LossKind, MetricsLog, StepRecord, TrainConfig, TrainError, epoch_order, load_training_checkpoint};
+
+/// Called every `eval_every` steps and at the end with the model (on the inference device) and
+/// the step; returns metrics to log (any JSON object).
+pub type EvalHook<'a> = &'a mut dyn FnMut(&Clip, u64) -> Result<serde_json::Value, TrainError>;
+
+/// Summary of a finished (or stopped) run.
+#[derive(Debug, Clone, Serialize)]
+pub struct TrainReport {
+    pub steps: u64,
+    pub final_loss: f32,
+    pub losses: Vec<f32>,
+    pub samples_per_s: f64,
+    pub skipped_samples: usize,
+    pub evals: Vec<serde_json::Value>,
+}
+
+/// Owns the model, the optimizer and the position in the data.
+pub struct Trainer {
+    pub model: Clip,
+    pub model_config: Option<ClipConfig>,
+    pub optim: AdamW,
+    pub config: TrainConfig,
+    pub state: TrainState,
+    pub device: Device,
+    /// Where checkpoints (`checkpoint-latest.safetensors`) and `metrics.jsonl` go.
+    pub output: Option<PathBuf>,
+    /// Stop after this many steps in this run without a final checkpoint (simulates a kill).
+    pub stop_after: Option<u64>,
+}
+
+/// Mean `lambda_full` over a tower's differential layers.
+pub fn mean_lambda(ls: Vec<Option<Tensor<1>>>) -> Option<f32> {
+    let ls: Vec<Tensor<1>> = ls.into_iter().flatten().collect();
+    let n = ls.len();
+    (n > 0).then(|| Tensor::cat(ls, 0).sum().into_scalar::<f32>() / n as f32)
+}
+
+impl Trainer {
+    /// A fresh run. `device` must be an autodiff device (`Device::flex().autodiff()`).
+    pub fn new(model: Clip, config: TrainConfig, device: Device) -> Self {
+        Self {
+            optim: AdamW::new(config.adamw.clone()),
+            model,
+            model_config: None,
+            config,
+            state: TrainState::default(),
+            device,
+            output: None,
+            stop_after: None,
+        }
+    }
+
+    /// Continue from a checkpoint written by a previous run (model, optimizer, data position).
+    pub fn resume(path: impl AsRef<std::path::Path>, device: Device) -> Result<Self, TrainError> {
+        let (model, optim, meta) = load_training_checkpoint(path, &device)?;
+        Ok(Self {
+            model,
+            model_config: Some(meta.model),
+            optim,
+            config: meta.train,
+            state: meta.state,
+            device,
+            output: None,
+            stop_after: None,
+        })
+    }
+
+    /// Path of the rolling checkpoint in the output folder.
+    pub fn checkpoint_path(&self) -> Option<PathBuf> {
+        self.output.as_ref().map(|d| d.join("checkpoint-latest.safetensors"))
+    }
+
+    /// Train until `config.steps`, evaluating and checkpointing as configured.
+    pub fn fit(&mut self, data: &dyn ClipDataset, batcher: &ClipBatcher, mut eval: Option<EvalHook<'_>>) -> Result<TrainReport, TrainError> {
+        self.config.check()?;
+        if data.num_items() < self.config.batch_size {
+            return Err(TrainError::Config(format!("the dataset has {} samples, fewer than one batch of {}", data.num_items(), self.config.batch_size)));
+        }
+        let mut log = match &self.output {
+            Some(dir) => {
+                std::fs::create_dir_all(dir).map_err(|source| TrainError::Io { path: dir.display().to_string(), source })?;
+                Some(MetricsLog::open(dir.join("metrics.jsonl"))?)
+            }
+            None => None,
+        };
+        let schedule = self.config.schedule();
+        let bar = self.progress_bar();
+        let start = Instant::now();
+        let first_step = self.state.step;
+        let mut report = TrainReport { steps: 0, final_loss: f32::NAN, losses: vec![], samples_per_s: 0.0, skipped_samples: 0, evals: vec![] };
+        let mut order = epoch_order(data.num_items(), self.config.seed, self.state.epoch);
+        data.set_epoch(self.state.epoch);
+        while self.state.step < self.config.steps {
+            if self.stop_after.is_some_and(|n| self.state.step - first_step >= n) {
+                return Ok(report);
+            }
+            let step_start = Instant::now();
+            let lr = schedule.lr(self.state.step);
+            self.device.seed(self.config.seed.wrapping_add(self.state.step));
+            let mut grads = GradBuffer::default();
+            let mut loss_sum = 0.0f32;
+            let mut samples = 0usize;
+            for _ in 0..self.config.accum_steps {
+                let items = self.next_items(data, &mut order)?;
+                samples += items.len();
+                let batch = batcher.try_batch(items, &self.device)?;
+                let loss = self.loss(batch.images, batch.texts) / self.config.accum_steps as f64;
+                let value = loss.clone().into_scalar::<f32>();
+                if !value.is_finite() {
+                    return Err(TrainError::NonFinite { step: self.state.step + 1, loss: value });
+                }
+                loss_sum += value;
+                grads.accumulate(&self.model, &loss.backward());
+            }
+            let grad_norm = grads.norm();
+            if let Some(max) = self.config.grad_clip
+                && grad_norm > max
+            {
+                grads.scale(max / (grad_norm + 1e-6));
+            }
+            // Cloning a module shares its tensors; the optimizer maps the clone to new weights.
+            self.model = clamp_logit_scale(self.optim.step(self.model.clone(), lr, &grads));
+            self.state.step += 1;
+            self.state.samples_seen += samples as u64;
+            self.state.last_loss = loss_sum;
+            report.losses.push(loss_sum);
+            report.final_loss = loss_sum;
+            report.steps += 1;
+
+            let record = StepRecord {
+                step: self.state.step,
+                epoch: self.state.epoch,
+                loss: loss_sum,
+                lr,
+                logit_scale: self.model.logit_scale_exp().into_scalar::<f32>(),
+                lambda_vision: mean_lambda(self.model.visual.lambdas()),
+                lambda_text: mean_lambda(self.model.text.lambdas()),
+                grad_norm,
+                samples_per_s: samples as f64 / step_start.elapsed().as_secs_f64(),
+                skipped_samples: self.state.skipped_samples,
+            };
+            bar.set_message(format!(
+                "loss {:.4} lr {:.2e} scale {:.1} λv {} λt {} {:.0} samples/s",
+                record.loss,
+                lr,
+                record.logit_scale,
+                fmt_opt(record.lambda_vision),
+                fmt_opt(record.lambda_text),
+                record.samples_per_s
+            ));
+            bar.inc(1);
+            if let Some(log) = log.as_mut() {
+                log.write(&record)?;
+            }
+            let last = self.state.step == self.config.steps;
+            if let (Some(hook), true) = (eval.as_mut(), last || (self.config.eval_every > 0 && self.state.step % self.config.eval_every == 0)) {
+                let metrics = hook(&self.model.clone().valid(), self.state.step)?;
+                if let Some(log) = log.as_mut() {
+                    log.write(&serde_json::json!({ "step": self.state.step, "eval": metrics }))?;
+                }
+                report.evals.push(metrics);
+            }
+            if last || (self.config.checkpoint_every > 0 && self.state.step % self.config.checkpoint_every == 0) {
+                self.save_checkpoint()?;
+            }
+        }
+        bar.finish();
+        let trained = (self.state.step - first_step).max(1);
+        report.samples_per_s = (trained as f64 * (self.config.batch_size * self.config.accum_steps) as f64) / start.elapsed().as_secs_f64();
+        report.skipped_samples = self.state.skipped_samples;
+        Ok(report)
+    }
+
+    /// Write the rolling checkpoint now (no-op without an output folder or model config).
+    pub fn save_checkpoint(&self) -> Result<(), TrainError> {
+        let (Some(path), Some(model_config)) = (self.checkpoint_path(), self.model_config.clone()) else { return Ok(()) };
+        let meta = Checkpoint { state: self.state.clone(), model: model_config, train: self.config.clone() };
+        save_training_checkpoint(path, &self.model, &self.optim, &meta)
+    }
+
+    fn loss(&self, images: Tensor<4>, texts: Tensor<2, burn::tensor::Int>) -> Tensor<1> {
+        let out = self.model.forward(images, texts);
+        let scale = out.logit_scale.clamp_max(MAX_LOGIT_SCALE);
+        match (self.config.loss, &self.model.logit_bias) {
+            (LossKind::Siglip, Some(bias)) => siglip_loss(out.image_embed, out.text_embed, scale, bias.val()),
+            _ => clip_loss_normalized(out.image_embed, out.text_embed, scale),
+        }
+    }
+
+    /// The next micro-batch in the seeded order, skipping (and counting) samples that fail.
+    fn next_items(&mut self, data: &dyn ClipDataset, order: &mut Vec<usize>) -> Result<Vec<ClipItem>, TrainError> {
+        let mut items = Vec::with_capacity(self.config.batch_size);
+        let mut last_error = String::new();
+        while items.len() < self.config.batch_size {
+            if self.state.position >= order.len() {
+                self.state.epoch += 1;
+                self.state.position = 0;
+                *order = epoch_order(data.num_items(), self.config.seed, self.state.epoch);
+                data.set_epoch(self.state.epoch);
+            }
+            let want = (self.config.batch_size - items.len()).min(order.len() - self.state.position);
+            let idx = &order[self.state.position..self.state.position + want];
+            self.state.position += want;
+            let loaded: Vec<_> = {
+                use rayon_free::par_map;
+                par_map(idx, |&i| data.get_item(i))
+            };
+            for r in loaded {
+                match r {
+                    Ok(item) => items.push(item),
+                    Err(e) => {
+                        self.state.skipped_samples += 1;
+                        last_error = e.to_string();
+                    }
+                }
+            }
+            if items.is_empty() && self.state.skipped_samples > 0 && self.state.position >= order.len() {
+                return Err(TrainError::EmptyBatch { step: self.state.step + 1, last_error });
+            }
+        }
+        Ok(items)
+    }
+
+    fn progress_bar(&self) -> ProgressBar {
+        if !self.config.progress {
+            return ProgressBar::hidden();
+        }
+        let bar = ProgressBar::new(self.config.steps);
+        bar.set_position(self.state.step);
+        bar.set_style(ProgressStyle::with_template("{spinner} step {pos}/{len} [{elapsed_precise}<{eta_precise}] {msg}").expect("valid template"));
+        bar
+    }
+}
+
+fn fmt_opt(v: Option<f32>) -> String {
+    v.map(|v| format!("{v:.3}")).unwrap_or_else(|| "-".into())
+}
+
+/// Keep `logit_scale` in `[0, ln 100]` after every step (the paper's recipe).
+fn clamp_logit_scale(mut model: Clip) -> Clip {
+    let (id, t, mapper) = model.logit_scale.consume();
+    let require_grad = t.is_require_grad();
+    let mut t = Tensor::from_inner(t.inner().clamp(0.0, MAX_LOGIT_SCALE.ln()));
+    if require_grad {
+        t = t.require_grad();
+    }
+    model.logit_scale = Param::from_mapped_value(id, t, mapper);
+    model
+}
+
+mod rayon_free {
+    /// Load samples on scoped threads (decoding dominates for file-backed datasets).
+    pub fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+        let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(items.len().max(1));
+        let chunk = items.len().div_ceil(threads).max(1);
+        std::thread::scope(|s| {
+            let handles: Vec<_> = items.chunks(chunk).map(|c| s.spawn(|| c.iter().map(&f).collect::<Vec<R>>())).collect();
+            handles.into_iter().flat_map(|h| h.join().expect("loader thread")).collect()
+        })
+    }
+}

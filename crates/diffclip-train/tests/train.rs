@@ -1,0 +1,156 @@
+//! The training loop on the built-in synthetic data: learning, determinism, resume after a
+//! kill, NaN stops, weight-decay exclusion.
+
+use burn::module::{Module, Param};
+use burn::tensor::{Device, Tensor};
+use diffclip_clip::ClipConfig;
+use diffclip_data::synthetic::Split;
+use diffclip_data::{ClipBatcher, ClipTokenizer, SyntheticConfig, SyntheticDataset};
+use diffclip_train::{AdamW, AdamWConfig, GradBuffer, TrainConfig, TrainError, Trainer};
+
+fn tiny_model() -> ClipConfig {
+    let mut c = ClipConfig::diffclip_tiny();
+    c.text.context_length = 32;
+    c
+}
+
+fn data() -> diffclip_data::synthetic::ContrastiveView {
+    let cfg = SyntheticConfig { image_size: 32, train_size: 256, test_size: 32, ..SyntheticConfig::default() };
+    SyntheticDataset::new(cfg, Split::Train).unwrap().contrastive()
+}
+
+fn batcher() -> ClipBatcher {
+    let tok = ClipTokenizer::with_config(diffclip_data::TokenizerConfig { context_length: 32, ..Default::default() }).unwrap();
+    ClipBatcher::new(tok)
+}
+
+fn config(steps: u64) -> TrainConfig {
+    TrainConfig { steps, batch_size: 32, lr: 1e-3, warmup_steps: 2, progress: false, grad_clip: Some(1.0), ..TrainConfig::default() }
+}
+
+// The device RNG is global and every run reseeds it: tests that build or train models take
+// this lock for their whole body so parallel test threads cannot interleave draws.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn trainer(steps: u64, out: Option<std::path::PathBuf>) -> Trainer {
+    let device = Device::flex().autodiff();
+    device.seed(7);
+    let model = tiny_model().init(&device).unwrap();
+    let mut t = Trainer::new(model, config(steps), device);
+    t.model_config = Some(tiny_model());
+    t.output = out;
+    t
+}
+
+fn tmpdir(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("diffclip-train-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[test]
+fn loss_falls_and_runs_are_deterministic() {
+    let _serial = serial();
+    let data = data();
+    let a = trainer(12, None).fit(&data, &batcher(), None).unwrap();
+    let b = trainer(12, None).fit(&data, &batcher(), None).unwrap();
+    assert_eq!(a.losses, b.losses, "same seed, same losses");
+    let first = a.losses[..3].iter().sum::<f32>() / 3.0;
+    let last = a.losses[9..].iter().sum::<f32>() / 3.0;
+    assert!(last < first, "loss did not fall: {:?}", a.losses);
+    assert!(a.losses.iter().all(|l| l.is_finite()));
+}
+
+#[test]
+fn resume_after_a_kill_matches_an_uninterrupted_run() {
+    let _serial = serial();
+    let data = data();
+    let full = trainer(10, None).fit(&data, &batcher(), None).unwrap();
+
+    let dir = tmpdir("resume");
+    let mut killed = trainer(10, Some(dir.clone()));
+    killed.config.checkpoint_every = 4;
+    killed.stop_after = Some(6); // dies after step 6: the last checkpoint is step 4
+    killed.fit(&data, &batcher(), None).unwrap();
+    // A torn temporary file from the crash must not matter.
+    std::fs::write(dir.join("checkpoint-latest.tmp999"), b"partial").unwrap();
+
+    let mut resumed = Trainer::resume(dir.join("checkpoint-latest.safetensors"), Device::flex().autodiff()).unwrap();
+    assert_eq!(resumed.state.step, 4);
+    resumed.output = Some(dir.clone());
+    let rest = resumed.fit(&data, &batcher(), None).unwrap();
+    assert_eq!(rest.losses.len(), 6);
+    for (i, (a, b)) in full.losses[4..].iter().zip(&rest.losses).enumerate() {
+        assert!((a - b).abs() <= 1e-4 * a.abs().max(1.0), "step {}: {a} vs {b}", i + 5);
+    }
+    // metrics.jsonl holds the steps of both runs.
+    let log = std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap();
+    assert!(log.lines().filter(|l| l.contains("\"loss\"")).count() >= 12);
+}
+
+#[test]
+fn non_finite_loss_stops_and_keeps_the_last_checkpoint() {
+    let _serial = serial();
+    let data = data();
+    let dir = tmpdir("nan");
+    let mut t = trainer(6, Some(dir.clone()));
+    t.config.checkpoint_every = 2;
+    t.stop_after = Some(2);
+    t.fit(&data, &batcher(), None).unwrap();
+    let ckpt = dir.join("checkpoint-latest.safetensors");
+    let before = std::fs::read(&ckpt).unwrap();
+    // Poison the weights: the next loss is NaN.
+    let (id, w, m) = t.model.image_projection.consume();
+    t.model.image_projection = Param::from_mapped_value(id, (w * f32::NAN).detach().require_grad(), m);
+    t.stop_after = None;
+    let err = t.fit(&data, &batcher(), None).unwrap_err();
+    assert!(matches!(err, TrainError::NonFinite { step: 3, .. }), "{err}");
+    assert!(err.to_string().contains("not finite"));
+    assert_eq!(std::fs::read(&ckpt).unwrap(), before, "checkpoint changed");
+}
+
+#[test]
+fn weight_decay_skips_vectors_and_logit_scale() {
+    let _serial = serial();
+    // With zero gradients AdamW only decays: matrices shrink, 1-D parameters do not move.
+    let device = Device::flex().autodiff();
+    let model = tiny_model().init(&device).unwrap();
+    let out = model.forward(
+        Tensor::zeros([2, 3, 32, 32], &device),
+        Tensor::from_data(burn::tensor::TensorData::new(vec![49406i64, 49407, 49406, 49407], [2, 2]), &device),
+    );
+    let grads = (out.image_embed.sum() * 0.0 + out.text_embed.sum() * 0.0).backward();
+    let mut buf = GradBuffer::default();
+    buf.accumulate(&model, &grads);
+    assert!(buf.grads.contains_key("logit_scale") || !buf.grads.is_empty());
+    let mut opt = AdamW::new(AdamWConfig { weight_decay: 0.5, ..Default::default() });
+    let before_w = model.image_projection.val().inner();
+    let before_l = model.visual.blocks[0].norm1.gamma.val().inner();
+    let before_s = model.logit_scale.val().inner();
+    let after = opt.step(model, 0.1, &buf);
+    let off = (after.image_projection.val().inner() - before_w.clone() * 0.95).abs().max().into_scalar::<f32>();
+    assert!(off < 1e-6, "matrix not decayed by lr*wd: off by {off}");
+    let moved = (after.visual.blocks[0].norm1.gamma.val().inner() - before_l).abs().max().into_scalar::<f32>();
+    assert_eq!(moved, 0.0, "layer-norm gain was decayed");
+    let moved = (after.logit_scale.val().inner() - before_s).abs().max().into_scalar::<f32>();
+    assert_eq!(moved, 0.0, "logit_scale was decayed");
+    assert!(after.image_projection.val().is_require_grad());
+}
+
+#[test]
+fn bad_configs_are_errors() {
+    let _serial = serial();
+    let data = data();
+    let mut t = trainer(2, None);
+    t.config.batch_size = 1;
+    assert!(matches!(t.fit(&data, &batcher(), None), Err(TrainError::Config(_))));
+    let mut t = trainer(2, None);
+    t.config.batch_size = 10_000;
+    assert!(matches!(t.fit(&data, &batcher(), None), Err(TrainError::Config(_))));
+    let _ = Module::num_params(&t.model);
+}

@@ -1,0 +1,301 @@
+//! Evaluate a CLIP / DiffCLIP model: zero-shot, retrieval, linear probe, few-shot, robustness,
+//! MMVP-style pairs and attention maps, on data from disk or on the built-in synthetic set.
+//!
+//! ```text
+//! cargo run --release --example eval -- --preset diffclip_tiny --task all        # synthetic data
+//! cargo run --release --example eval -- --checkpoint ckpt.pt --preset diffclip_vit_b16 \
+//!     --task zeroshot --data imagenet/val --classnames imagenet1k --templates openai
+//! cargo run --release --example eval -- --checkpoint ckpt.pt --preset diffclip_vit_b16 \
+//!     --task robustness --set imagenet=val --set imagenet-a=imagenet-a --set imagenet-r=imagenet-r
+//! ```
+//! Layouts, options and metric definitions: `docs/eval.md`. Prints tables, writes JSON
+//! (`--output`), exits non-zero with a message naming the file (and line) on bad data.
+
+#[path = "eval/disk.rs"]
+mod disk;
+#[path = "eval/synth.rs"]
+mod synth;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, ValueEnum};
+use diffclip::clip::checkpoint::config_of;
+use diffclip::clip::{ClipConfig, load_checkpoint};
+use diffclip::data::synthetic::{Split, SyntheticConfig};
+use diffclip::data::{Pipeline, Truncation};
+use diffclip::eval::probe::{FewShotConfig, LinearProbeConfig};
+use diffclip::eval::report::{self, Table};
+use diffclip::eval::{EmbeddingCache, Encoder, Evaluator, Labelled, ModelKey, metadata};
+use serde_json::{Value, json};
+
+type Res<T> = Result<T, Box<dyn std::error::Error>>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Task {
+    Zeroshot,
+    Retrieval,
+    LinearProbe,
+    Fewshot,
+    Robustness,
+    Pairs,
+    Attention,
+    All,
+}
+
+#[derive(Parser, Debug)]
+#[command(about = "Evaluate a CLIP / DiffCLIP model (see docs/eval.md)")]
+struct Args {
+    /// Weights (.pt, .safetensors, .bpk); without it the model is randomly initialised.
+    #[arg(long)]
+    checkpoint: Option<PathBuf>,
+    /// Preset name (diffclip_vit_b16, diffclip_tiny, ...).
+    #[arg(long, conflicts_with = "config")]
+    preset: Option<String>,
+    /// Model config JSON.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "all")]
+    task: Task,
+    /// Dataset path (layouts in docs/eval.md); omitted: the built-in synthetic dataset.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Robustness set NAME=PATH (repeat): imagenet, imagenet-v2, imagenet-sketch, imagenet-a, imagenet-r.
+    #[arg(long = "set", value_name = "NAME=PATH")]
+    sets: Vec<String>,
+    /// Class names: a metadata set (imagenet1k, pets, ...) or a file with one per line.
+    #[arg(long)]
+    classnames: Option<String>,
+    /// Templates: openai, simple, a dataset name, or a file with one per line ({c} = class).
+    #[arg(long)]
+    templates: Option<String>,
+    /// Preprocessing preset for image files: slip (DiffCLIP), openai, square-imagenet.
+    #[arg(long, default_value = "slip")]
+    preprocess: String,
+    #[arg(long, default_value_t = 64)]
+    batch_size: usize,
+    /// Embedding cache directory (used when a checkpoint is given).
+    #[arg(long, default_value = "eval-cache")]
+    cache_dir: PathBuf,
+    #[arg(long)]
+    no_cache: bool,
+    /// JSON results.
+    #[arg(long, default_value = "eval-results.json")]
+    output: PathBuf,
+    /// Backend: flex, ndarray, wgpu (as compiled in).
+    #[arg(long, default_value = "flex")]
+    backend: String,
+    /// Few-shot k values.
+    #[arg(long, value_delimiter = ',', default_values_t = [1usize, 2, 4, 8, 16])]
+    shots: Vec<usize>,
+    /// Few-shot seeds.
+    #[arg(long, value_delimiter = ',', default_values_t = [0u64, 1, 2])]
+    seeds: Vec<u64>,
+    /// Drop EOT on over-long captions (the DiffCLIP authors' tokenizer) instead of keeping it.
+    #[arg(long)]
+    drop_eot: bool,
+    /// Attention: image file (default: the first synthetic test image).
+    #[arg(long)]
+    image: Option<PathBuf>,
+    /// Attention: text query (default: that image's first caption when synthetic).
+    #[arg(long)]
+    query: Option<String>,
+    /// Attention: PNG to write.
+    #[arg(long, default_value = "attention.png")]
+    heatmap: PathBuf,
+    /// Attention: vision layer (default: the last).
+    #[arg(long)]
+    layer: Option<usize>,
+    /// Synthetic: test images.
+    #[arg(long, default_value_t = 500)]
+    synthetic_test: usize,
+    /// Synthetic: training images (linear probe, few-shot).
+    #[arg(long, default_value_t = 2000)]
+    synthetic_train: usize,
+    #[arg(long, default_value_t = 0)]
+    synthetic_seed: u64,
+    /// No progress bars.
+    #[arg(long)]
+    quiet: bool,
+}
+
+fn main() -> ExitCode {
+    match run(Args::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Everything a task needs.
+struct Ctx<'a> {
+    args: &'a Args,
+    eval: Evaluator<'a>,
+    pipeline: Pipeline,
+    synth: SyntheticConfig,
+}
+
+fn run(args: Args) -> Res<()> {
+    let device = diffclip::backend::device(&args.backend)?;
+    let config = match (&args.config, &args.preset, &args.checkpoint) {
+        (Some(path), _, _) => ClipConfig::from_file(path)?,
+        (None, Some(name), _) => ClipConfig::preset(name)?,
+        (None, None, Some(ckpt)) => config_of(ckpt)
+            .ok()
+            .flatten()
+            .ok_or("give --config or --preset (the checkpoint carries no config)")?,
+        (None, None, None) => return Err("give --checkpoint and/or --preset/--config".into()),
+    };
+    let mut model = config.init(&device)?;
+    let config_json = serde_json::to_string(&config)?;
+    let mut cache = None;
+    match &args.checkpoint {
+        Some(ckpt) => {
+            let format = load_checkpoint(&mut model, ckpt)?;
+            eprintln!("loaded {} ({format:?} layout)", ckpt.display());
+            if !args.no_cache {
+                cache = Some(EmbeddingCache::new(
+                    &args.cache_dir,
+                    ModelKey::new(Some(ckpt), &config_json)?,
+                ));
+            }
+        }
+        None => eprintln!("warning: no --checkpoint: evaluating randomly initialised weights"),
+    }
+    let truncation = if args.drop_eot {
+        Truncation::DropEot
+    } else {
+        Truncation::KeepEot
+    };
+    let encoder = Encoder::new(&model)?
+        .with_batch_size(args.batch_size)
+        .with_progress(!args.quiet)
+        .with_truncation(truncation)?;
+    let size = encoder.image_size();
+    let mut eval = Evaluator::new(encoder);
+    if let Some(c) = cache {
+        eval = eval.with_cache(c);
+    }
+    let synth = SyntheticConfig {
+        image_size: size as u32,
+        train_size: args.synthetic_train,
+        test_size: args.synthetic_test,
+        seed: args.synthetic_seed,
+        ..Default::default()
+    };
+    let ctx = Ctx {
+        args: &args,
+        eval,
+        pipeline: Pipeline::from_name(&args.preprocess, size as u32)?,
+        synth,
+    };
+
+    let tasks = match args.task {
+        Task::All => vec![
+            Task::Zeroshot,
+            Task::Retrieval,
+            Task::LinearProbe,
+            Task::Fewshot,
+            Task::Robustness,
+            Task::Pairs,
+            Task::Attention,
+        ],
+        t => vec![t],
+    };
+    let mut results = serde_json::Map::new();
+    let mut skipped = Vec::new();
+    for task in tasks {
+        let name = format!("{task:?}").to_lowercase();
+        match run_task(&ctx, task)? {
+            Some((value, tables)) => {
+                for t in tables {
+                    println!("{t}");
+                }
+                results.insert(name, value);
+            }
+            None => skipped.push(name),
+        }
+    }
+    if !skipped.is_empty() {
+        println!("skipped (no data under --data): {}", skipped.join(", "));
+    }
+    let out = json!({ "model": { "config": config, "checkpoint": args.checkpoint }, "data": args.data, "results": results, "skipped": skipped });
+    std::fs::write(&args.output, serde_json::to_string_pretty(&out)?)
+        .map_err(|e| format!("{}: {e}", args.output.display()))?;
+    eprintln!("wrote {}", args.output.display());
+    Ok(())
+}
+
+type Outcome = Option<(Value, Vec<Table>)>;
+
+fn run_task(ctx: &Ctx<'_>, task: Task) -> Res<Outcome> {
+    let data = ctx.args.data.as_deref();
+    let explicit = ctx.args.task != Task::All;
+    match (task, data) {
+        (Task::Zeroshot, Some(d)) => disk::zeroshot_files(ctx, d, explicit),
+        (Task::Zeroshot, None) => synth::zeroshot_synthetic(ctx),
+        (Task::Retrieval, Some(d)) => disk::retrieval_files(ctx, d, explicit),
+        (Task::Retrieval, None) => synth::retrieval_synthetic(ctx),
+        (Task::LinearProbe | Task::Fewshot, Some(d)) => {
+            disk::probe_files(ctx, d, task == Task::Fewshot, explicit)
+        }
+        (Task::LinearProbe | Task::Fewshot, None) => {
+            synth::probe_synthetic(ctx, task == Task::Fewshot)
+        }
+        (Task::Robustness, _) if !ctx.args.sets.is_empty() || data.is_some() => {
+            disk::robustness_files(ctx, data, explicit)
+        }
+        (Task::Robustness, _) => synth::robustness_synthetic(ctx),
+        (Task::Pairs, Some(d)) => disk::pairs_files(ctx, d, explicit),
+        (Task::Pairs, None) => synth::pairs_synthetic(ctx),
+        (Task::Attention, _) => synth::attention(ctx),
+        (Task::All, _) => Ok(None),
+    }
+}
+
+fn synthetic_key(cfg: &SyntheticConfig, split: Split, what: &str) -> Option<String> {
+    Some(format!(
+        "synthetic {} {split:?} {what}",
+        serde_json::to_string(cfg).unwrap_or_default()
+    ))
+}
+
+fn default_templates(ctx: &Ctx<'_>) -> Res<Vec<String>> {
+    let spec = match (&ctx.args.templates, &ctx.args.classnames) {
+        (Some(t), _) => t.clone(),
+        (None, Some(c)) if metadata::templates(c).is_ok() => c.clone(),
+        _ => "openai".into(),
+    };
+    Ok(metadata::templates_from(&spec)?)
+}
+
+fn probe_configs(ctx: &Ctx<'_>) -> (LinearProbeConfig, FewShotConfig) {
+    let fs = FewShotConfig {
+        shots: ctx.args.shots.clone(),
+        seeds: ctx.args.seeds.clone(),
+        ..Default::default()
+    };
+    (LinearProbeConfig::default(), fs)
+}
+
+fn probe_run(
+    ctx: &Ctx<'_>,
+    title: &str,
+    tr: Labelled<'_, '_>,
+    va: Option<Labelled<'_, '_>>,
+    te: Labelled<'_, '_>,
+    k: usize,
+    fewshot: bool,
+) -> Res<Outcome> {
+    let (lp_cfg, fs_cfg) = probe_configs(ctx);
+    if fewshot {
+        let points = ctx.eval.few_shot(tr, va, te, k, &fs_cfg)?;
+        let t = report::few_shot_table(&format!("few-shot, {title}"), &points);
+        return Ok(Some((serde_json::to_value(&points)?, vec![t])));
+    }
+    let r = ctx.eval.linear_probe(tr, va, te, k, &lp_cfg)?;
+    let t = report::linear_probe_table(&format!("linear probe, {title}"), &r);
+    Ok(Some((serde_json::to_value(&r)?, vec![t])))
+}

@@ -1,0 +1,167 @@
+//! `examples/eval.rs`: the tasks on data from disk (layouts in docs/eval.md).
+
+use std::path::{Path, PathBuf};
+
+use diffclip::eval::dataset::{CaptionSet, ImageFolder, PairSet};
+use diffclip::eval::report;
+use diffclip::eval::robustness::{IMAGENET_VARIANTS, imagenet_variant};
+use diffclip::eval::{ImageSource, Labelled, metadata};
+
+use super::{Ctx, Outcome, Res, default_templates, probe_run};
+
+pub(crate) fn zeroshot_files(ctx: &Ctx<'_>, data: &Path, explicit: bool) -> Res<Outcome> {
+    let root = if data.join("test").is_dir() {
+        data.join("test")
+    } else {
+        data.to_path_buf()
+    };
+    if !explicit && !data.join("test").is_dir() {
+        return Ok(None);
+    }
+    let folder = ImageFolder::open(&root)?;
+    let names = match &ctx.args.classnames {
+        Some(spec) => metadata::classnames_from(spec)?,
+        None => folder.display_names(),
+    };
+    if names.len() != folder.classes.len() {
+        return Err(format!(
+            "{}: {} class folders but {} class names",
+            root.display(),
+            folder.classes.len(),
+            names.len()
+        )
+        .into());
+    }
+    let templates = default_templates(ctx)?;
+    let images = ImageSource::files(folder.images.clone(), &ctx.pipeline)?;
+    let m = ctx.eval.zero_shot(
+        Labelled {
+            images: &images,
+            labels: &folder.labels,
+        },
+        &names,
+        &templates,
+    )?;
+    let table = report::zero_shot_table(
+        "zero-shot classification",
+        &[(root.display().to_string(), &m)],
+    );
+    Ok(Some((serde_json::to_value(&m)?, vec![table])))
+}
+
+pub(crate) fn retrieval_files(ctx: &Ctx<'_>, data: &Path, explicit: bool) -> Res<Outcome> {
+    if !explicit && !data.join("captions.csv").is_file() {
+        return Ok(None);
+    }
+    let set = CaptionSet::open(data)?;
+    let images = ImageSource::files(set.images.clone(), &ctx.pipeline)?;
+    let r = ctx
+        .eval
+        .retrieval(&images, &set.captions, &set.text_to_image, &[1, 5, 10])?;
+    let title = format!("retrieval ({} images, {} captions)", r.n_images, r.n_texts);
+    Ok(Some((
+        serde_json::to_value(&r)?,
+        vec![report::retrieval_table(&title, &r)],
+    )))
+}
+
+pub(crate) fn probe_files(
+    ctx: &Ctx<'_>,
+    data: &Path,
+    fewshot: bool,
+    explicit: bool,
+) -> Res<Outcome> {
+    let has_splits = data.join("train").is_dir() && data.join("test").is_dir();
+    if !explicit && !has_splits {
+        return Ok(None);
+    }
+    let open = |s: &str| ImageFolder::open(&data.join(s));
+    let (train, test) = (open("train")?, open("test")?);
+    let val = if data.join("val").is_dir() {
+        Some(open("val")?)
+    } else {
+        None
+    };
+    for f in std::iter::once(&test).chain(val.as_ref()) {
+        if f.classes != train.classes {
+            return Err(format!(
+                "{}: class folders differ from {}",
+                f.root.display(),
+                train.root.display()
+            )
+            .into());
+        }
+    }
+    let src = |f: &ImageFolder| ImageSource::files(f.images.clone(), &ctx.pipeline);
+    let (trs, tes) = (src(&train)?, src(&test)?);
+    let vas = val.as_ref().map(src).transpose()?;
+    let va = vas.as_ref().zip(val.as_ref()).map(|(s, f)| Labelled {
+        images: s,
+        labels: &f.labels,
+    });
+    let tr = Labelled {
+        images: &trs,
+        labels: &train.labels,
+    };
+    probe_run(
+        ctx,
+        &data.display().to_string(),
+        tr,
+        va,
+        Labelled {
+            images: &tes,
+            labels: &test.labels,
+        },
+        train.classes.len(),
+        fewshot,
+    )
+}
+
+pub(crate) fn robustness_files(ctx: &Ctx<'_>, data: Option<&Path>, explicit: bool) -> Res<Outcome> {
+    let mut named: Vec<(String, PathBuf)> = Vec::new();
+    for s in &ctx.args.sets {
+        let (n, p) = s
+            .split_once('=')
+            .ok_or_else(|| format!("--set {s}: expected NAME=PATH"))?;
+        named.push((n.to_string(), PathBuf::from(p)));
+    }
+    if named.is_empty() {
+        let d = data.ok_or("robustness needs --set NAME=PATH or --data")?;
+        named = IMAGENET_VARIANTS
+            .iter()
+            .map(|n| (n.to_string(), d.join(n)))
+            .filter(|(_, p)| p.is_dir())
+            .collect();
+    }
+    if named.is_empty() {
+        return if explicit {
+            Err("robustness: no --set given and no imagenet* folders under --data".into())
+        } else {
+            Ok(None)
+        };
+    }
+    let sets = named
+        .iter()
+        .map(|(n, p)| imagenet_variant(n, p, &ctx.pipeline))
+        .collect::<Result<Vec<_>, _>>()?;
+    let names = metadata::classnames("imagenet1k")?;
+    let templates = metadata::templates_from(ctx.args.templates.as_deref().unwrap_or("openai"))?;
+    let report = ctx
+        .eval
+        .robustness(&ctx.eval.classifier(&names, &templates)?, &sets)?;
+    Ok(Some((
+        serde_json::to_value(&report)?,
+        vec![report::robustness_table(&report)],
+    )))
+}
+
+pub(crate) fn pairs_files(ctx: &Ctx<'_>, data: &Path, explicit: bool) -> Res<Outcome> {
+    if !explicit && !data.join("pairs.csv").is_file() && !data.join("Questions.csv").is_file() {
+        return Ok(None);
+    }
+    let m = ctx.eval.pairs(&PairSet::open(data)?, &ctx.pipeline)?;
+    Ok(Some((
+        serde_json::to_value(&m)?,
+        vec![report::pairs_table(&m)],
+    )))
+}

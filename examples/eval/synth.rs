@@ -1,0 +1,138 @@
+//! `examples/eval.rs`: the tasks on the built-in synthetic dataset, and attention maps.
+
+use diffclip::data::synthetic::{ClassTask, Split, SyntheticDataset};
+use diffclip::eval::attention::{attention_heatmaps, panel_names, save_overlay_png};
+use diffclip::eval::report::{self, Table};
+use diffclip::eval::synthetic::{synthetic_robustness_sets, synthetic_variants};
+use diffclip::eval::{ImageSource, Labelled, dataset_labels};
+use serde_json::{Value, json};
+
+use super::{Ctx, Outcome, Res, probe_run, synthetic_key};
+
+pub(crate) fn zeroshot_synthetic(ctx: &Ctx<'_>) -> Res<Outcome> {
+    let test = SyntheticDataset::new(ctx.synth.clone(), Split::Test)?;
+    let mut out = serde_json::Map::new();
+    let mut rows = Vec::new();
+    for task in ClassTask::ALL {
+        let m = ctx.eval.zero_shot_dataset(
+            &test.classification(task),
+            synthetic_key(&ctx.synth, Split::Test, "eval"),
+        )?;
+        out.insert(
+            format!("{task:?}").to_lowercase(),
+            serde_json::to_value(&m)?,
+        );
+        rows.push((format!("synthetic {task:?}").to_lowercase(), m));
+    }
+    let refs: Vec<_> = rows.iter().map(|(n, m)| (n.clone(), m)).collect();
+    Ok(Some((
+        Value::Object(out),
+        vec![report::zero_shot_table(
+            "zero-shot classification (synthetic)",
+            &refs,
+        )],
+    )))
+}
+
+pub(crate) fn retrieval_synthetic(ctx: &Ctx<'_>) -> Res<Outcome> {
+    let test = SyntheticDataset::new(ctx.synth.clone(), Split::Test)?;
+    let r = ctx.eval.retrieval_dataset(
+        &test.retrieval(),
+        synthetic_key(&ctx.synth, Split::Test, "eval"),
+        &[1, 5, 10],
+    )?;
+    let title = format!(
+        "retrieval, synthetic ({} images, {} captions)",
+        r.n_images, r.n_texts
+    );
+    Ok(Some((
+        serde_json::to_value(&r)?,
+        vec![report::retrieval_table(&title, &r)],
+    )))
+}
+
+pub(crate) fn probe_synthetic(ctx: &Ctx<'_>, fewshot: bool) -> Res<Outcome> {
+    let train = SyntheticDataset::new(ctx.synth.clone(), Split::Train)?;
+    let test = SyntheticDataset::new(ctx.synth.clone(), Split::Test)?;
+    let task = ClassTask::Shape;
+    let (trv, tev) = (train.classification(task), test.classification(task));
+    let (trl, tel) = (dataset_labels(&trv)?, dataset_labels(&tev)?);
+    let trs = ImageSource::classification(&trv, synthetic_key(&ctx.synth, Split::Train, "eval"));
+    let tes = ImageSource::classification(&tev, synthetic_key(&ctx.synth, Split::Test, "eval"));
+    let k = task.class_names(ctx.synth.max_objects).len();
+    probe_run(
+        ctx,
+        "synthetic shape",
+        Labelled {
+            images: &trs,
+            labels: &trl,
+        },
+        None,
+        Labelled {
+            images: &tes,
+            labels: &tel,
+        },
+        k,
+        fewshot,
+    )
+}
+
+pub(crate) fn robustness_synthetic(ctx: &Ctx<'_>) -> Res<Outcome> {
+    let variants = synthetic_variants(&ctx.synth)?;
+    let task = ClassTask::Shape;
+    let sets = synthetic_robustness_sets(&variants, task, ctx.synth.max_objects)?;
+    let classifier = ctx
+        .eval
+        .classifier(&task.class_names(ctx.synth.max_objects), &task.templates())?;
+    let report = ctx.eval.robustness(&classifier, &sets)?;
+    Ok(Some((
+        serde_json::to_value(&report)?,
+        vec![report::robustness_table(&report)],
+    )))
+}
+
+pub(crate) fn pairs_synthetic(ctx: &Ctx<'_>) -> Res<Outcome> {
+    let test = SyntheticDataset::new(ctx.synth.clone(), Split::Test)?;
+    let m = ctx.eval.synthetic_pairs(&test, test.len(), 50)?;
+    Ok(Some((
+        serde_json::to_value(&m)?,
+        vec![report::pairs_table(&m)],
+    )))
+}
+
+pub(crate) fn attention(ctx: &Ctx<'_>) -> Res<Outcome> {
+    let s = ctx.eval.encoder().image_size();
+    let (rgb, chw, query) = match &ctx.args.image {
+        Some(path) => {
+            let img = diffclip::data::preprocess::decode_file(path, &ctx.pipeline.config().decode)?;
+            let rgb = ctx.pipeline.process_image_u8(&img, 0);
+            let chw = ctx.pipeline.normalize(&rgb);
+            (rgb, chw, ctx.args.query.clone())
+        }
+        None => {
+            let test = SyntheticDataset::new(ctx.synth.clone(), Split::Test)?;
+            let q = ctx
+                .args
+                .query
+                .clone()
+                .or_else(|| test.captions(0).into_iter().next());
+            (test.image_rgb(0), test.image_eval(0), q)
+        }
+    };
+    let maps = attention_heatmaps(ctx.eval.encoder(), chw, query.as_deref(), ctx.args.layer)?;
+    save_overlay_png(&ctx.args.heatmap, &rgb, s, &maps)?;
+    let mut t = Table::new(
+        "attention maps",
+        &["layer", "grid", "lambda", "similarity", "png"],
+    );
+    let opt = |v: Option<f32>| v.map_or("-".into(), |v| format!("{v:.4}"));
+    t.row(vec![
+        maps.layer.to_string(),
+        maps.grid.to_string(),
+        opt(maps.lambda),
+        opt(maps.similarity),
+        ctx.args.heatmap.display().to_string(),
+    ]);
+    let value = json!({ "query": query, "png": ctx.args.heatmap, "panels": panel_names(&maps), "maps": maps });
+    Ok(Some((value, vec![t])))
+}

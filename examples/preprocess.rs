@@ -1,0 +1,104 @@
+//! Preprocess images exactly like open_clip / SLIP / the DiffCLIP demo and save them.
+//!
+//! ```text
+//! cargo run --release --example preprocess -- --pipeline openai --size 224 \
+//!     --output images.safetensors ../shared/fixtures/preprocess/images/*.jpg
+//! ```
+//! OUT receives one `[3, S, S]` f32 tensor per image, named by the file stem. A file
+//! that cannot be decoded stops the run with a message naming it and exit code 1.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use diffclip_data::preprocess::{DEFAULT_MAX_PIXELS, Pipeline, PreprocessConfig, Preset};
+use safetensors::tensor::{Dtype, TensorView};
+
+#[derive(Parser, Debug)]
+#[command(about = "Decode and preprocess images into a safetensors file")]
+struct Args {
+    /// Preset: openai, slip, square-imagenet or slip-train.
+    #[arg(long, default_value = "openai")]
+    pipeline: String,
+    /// Output side S.
+    #[arg(long, default_value_t = 224)]
+    size: u32,
+    /// Where to write the tensors (safetensors).
+    #[arg(long)]
+    output: PathBuf,
+    /// Seed for random geometry (slip-train).
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Apply the EXIF orientation tag.
+    #[arg(long)]
+    exif_orientation: bool,
+    /// Reject images with more pixels than this.
+    #[arg(long, default_value_t = DEFAULT_MAX_PIXELS)]
+    max_pixels: u64,
+    /// Image files (JPEG, PNG, GIF, WebP, BMP).
+    #[arg(required = true)]
+    images: Vec<PathBuf>,
+}
+
+fn run(args: Args) -> Result<(), String> {
+    let preset: Preset = args
+        .pipeline
+        .parse()
+        .map_err(|e| format!("--pipeline: {e}"))?;
+    let mut config = PreprocessConfig::preset(preset, args.size);
+    config.decode.exif_orientation = args.exif_orientation;
+    config.decode.max_pixels = args.max_pixels;
+    let pipeline = Pipeline::new(config).map_err(|e| e.to_string())?;
+
+    let mut names = BTreeMap::new();
+    for (i, path) in args.images.iter().enumerate() {
+        let stem = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .ok_or_else(|| format!("{}: no usable file stem", path.display()))?
+            .to_string();
+        if let Some(j) = names.insert(stem.clone(), i) {
+            return Err(format!(
+                "{} and {} share the tensor name {stem:?}",
+                args.images[j].display(),
+                path.display()
+            ));
+        }
+    }
+    let images = pipeline
+        .process_files(&args.images, args.seed)
+        .map_err(|e| e.to_string())?;
+    let s = args.size as usize;
+    let bytes: Vec<Vec<u8>> = images
+        .iter()
+        .map(|x| x.iter().flat_map(|v| v.to_le_bytes()).collect())
+        .collect();
+    let mut tensors = Vec::with_capacity(names.len());
+    for (name, &i) in &names {
+        let view =
+            TensorView::new(Dtype::F32, vec![3, s, s], &bytes[i]).map_err(|e| e.to_string())?;
+        tensors.push((name.clone(), view));
+    }
+    let mut meta = std::collections::HashMap::new();
+    meta.insert("pipeline".to_string(), preset.to_string());
+    meta.insert("size".to_string(), s.to_string());
+    safetensors::serialize_to_file(tensors, Some(meta), &args.output)
+        .map_err(|e| format!("cannot write {}: {e}", args.output.display()))?;
+    println!(
+        "wrote {} tensors [3,{s},{s}] to {}",
+        names.len(),
+        args.output.display()
+    );
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    match run(Args::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

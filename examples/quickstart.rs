@@ -1,0 +1,219 @@
+//! The README's main command: train a compact CLIP and a compact DiffCLIP of the same shape on
+//! the built-in synthetic data (same seed, data order and steps), evaluate both on held-out
+//! data and compare them.
+//!
+//! ```text
+//! cargo run --release --example quickstart -- [--steps N] [--seed S] [--output DIR]
+//!     [--variants clip,diffclip,diffclip-star,diffclip-dagger]
+//! ```
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::tensor::Device;
+use clap::Parser;
+use diffclip::attention::{AttentionKind, LambdaInit};
+use diffclip::clip::{Clip, ClipConfig, save_safetensors};
+use diffclip::eval::{Encoder, Evaluator};
+use diffclip::data::synthetic::{ClassTask, Split};
+use diffclip::data::{ClipBatcher, ClipTokenizer, SyntheticConfig, SyntheticDataset, TokenizerConfig};
+use diffclip::encoders::{TextConfig, VisionConfig};
+use diffclip::train::{TrainConfig, TrainError, Trainer};
+
+#[derive(Parser, Debug)]
+#[command(about = "Train CLIP and DiffCLIP on the built-in synthetic data and compare them")]
+struct Args {
+    /// Optimizer steps per model.
+    #[arg(long, default_value_t = 300)]
+    steps: u64,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[arg(long, default_value_t = 64)]
+    batch_size: usize,
+    #[arg(long, default_value = "quickstart-out")]
+    output: PathBuf,
+    /// Comma-separated: clip, diffclip, diffclip-star, diffclip-dagger.
+    #[arg(long, default_value = "clip,diffclip")]
+    variants: String,
+    /// Evaluate every N steps (for the curves).
+    #[arg(long, default_value_t = 50)]
+    eval_every: u64,
+    #[arg(long, default_value = "flex")]
+    backend: String,
+    /// Width of both towers.
+    #[arg(long, default_value_t = 128)]
+    width: usize,
+    #[arg(long, default_value_t = 4)]
+    vision_layers: usize,
+    #[arg(long, default_value_t = 3)]
+    text_layers: usize,
+    /// Image side in pixels (patch size 8).
+    #[arg(long, default_value_t = 64)]
+    image_size: usize,
+}
+
+fn main() -> ExitCode {
+    match run(Args::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Text context for the synthetic captions (all are far shorter than 77 tokens).
+const CONTEXT: usize = 32;
+
+fn compact(variant: &str, args: &Args) -> Result<ClipConfig, String> {
+    let mut vision = VisionConfig::timm(args.image_size, 8, args.width, args.vision_layers, 4);
+    let mut text = TextConfig::new(args.width, args.text_layers, 4);
+    text.context_length = CONTEXT;
+    let (v, t, sched) = match variant {
+        "clip" => (AttentionKind::Standard, AttentionKind::Standard, false),
+        "diffclip" => (AttentionKind::Differential, AttentionKind::Differential, false),
+        "diffclip-star" => (AttentionKind::Differential, AttentionKind::Differential, true),
+        "diffclip-dagger" => (AttentionKind::Differential, AttentionKind::Standard, false),
+        other => return Err(format!("unknown variant '{other}' (clip, diffclip, diffclip-star, diffclip-dagger)")),
+    };
+    vision.attention.kind = v;
+    text.attention.kind = t;
+    if sched {
+        vision.attention.lambda_init = LambdaInit::DepthSchedule;
+        text.attention.lambda_init = LambdaInit::DepthSchedule;
+    }
+    Ok(ClipConfig { embed_dim: args.width, vision, text, logit_scale_init: (1.0f64 / 0.07).ln(), logit_bias_init: None })
+}
+
+/// Held-out metrics of one model.
+#[derive(Debug, Clone, serde::Serialize)]
+struct Metrics {
+    step: u64,
+    zero_shot_shape_top1: f64,
+    zero_shot_color_top1: f64,
+    image_to_text_r1: f64,
+    image_to_text_r5: f64,
+    text_to_image_r1: f64,
+    text_to_image_r5: f64,
+}
+
+fn evaluate(model: &Clip, test: &SyntheticDataset, step: u64) -> Result<Metrics, diffclip::eval::EvalError> {
+    let ev = Evaluator::new(Encoder::new(model)?.with_progress(false).with_batch_size(128));
+    let shape = ev.zero_shot_dataset(&test.classification(ClassTask::Shape), None)?;
+    let color = ev.zero_shot_dataset(&test.classification(ClassTask::Color), None)?;
+    let r = ev.retrieval_dataset(&test.retrieval(), None, &[1, 5])?;
+    Ok(Metrics {
+        step,
+        zero_shot_shape_top1: shape.top1,
+        zero_shot_color_top1: color.top1,
+        image_to_text_r1: r.image_to_text[0].recall,
+        image_to_text_r5: r.image_to_text[1].recall,
+        text_to_image_r1: r.text_to_image[0].recall,
+        text_to_image_r5: r.text_to_image[1].recall,
+    })
+}
+
+/// Everything reported for one variant.
+#[derive(Debug, Clone, serde::Serialize)]
+struct Run {
+    variant: String,
+    params: usize,
+    final_loss: f32,
+    samples_per_s: f64,
+    train_seconds: f64,
+    losses: Vec<f32>,
+    curve: Vec<Metrics>,
+    test: Metrics,
+}
+
+fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+    let device: Device = diffclip::backend::device(&args.backend)?;
+    std::fs::create_dir_all(&args.output)?;
+    let synth = SyntheticConfig { seed: args.seed, image_size: args.image_size as u32, ..SyntheticConfig::default() };
+    let train = SyntheticDataset::new(synth.clone(), Split::Train)?;
+    let test = SyntheticDataset::new(synth, Split::Test)?;
+    let tokenizer = ClipTokenizer::with_config(TokenizerConfig { context_length: CONTEXT, ..Default::default() })?;
+    let batcher = ClipBatcher::new(tokenizer);
+    let data = train.contrastive();
+    let chance = (1.0 / 6.0, 1.0 / 8.0, 1.0 / test.len() as f64);
+    let mut runs = Vec::new();
+    for variant in args.variants.split(',').map(str::trim) {
+        let config = compact(variant, &args)?;
+        let ad = device.clone().autodiff();
+        ad.seed(args.seed);
+        let model = config.init(&ad)?;
+        let params = model.num_params();
+        eprintln!("training {variant} ({params} parameters) for {} steps", args.steps);
+        let tc = TrainConfig {
+            steps: args.steps,
+            batch_size: args.batch_size,
+            lr: 1e-3,
+            warmup_steps: args.steps / 10,
+            adamw: diffclip::train::AdamWConfig { weight_decay: 0.1, ..Default::default() },
+            grad_clip: Some(1.0),
+            seed: args.seed,
+            eval_every: args.eval_every,
+            ..TrainConfig::default()
+        };
+        let mut trainer = Trainer::new(model, tc, ad);
+        trainer.model_config = Some(config.clone());
+        trainer.output = Some(args.output.join(variant));
+        let mut curve = Vec::new();
+        let mut hook = |m: &Clip, step: u64| {
+            let metrics = evaluate(m, &test, step).map_err(|e| TrainError::Eval(e.to_string()))?;
+            curve.push(metrics.clone());
+            Ok(serde_json::to_value(metrics).expect("serialises"))
+        };
+        let start = Instant::now();
+        let report = trainer.fit(&data, &batcher, Some(&mut hook))?;
+        let train_seconds = start.elapsed().as_secs_f64();
+        let model = trainer.model.clone().valid();
+        save_safetensors(&model, Some(&config), args.output.join(format!("{variant}.safetensors")))?;
+        let test_metrics = curve.last().cloned().ok_or("no evaluation ran")?;
+        runs.push(Run {
+            variant: variant.to_string(),
+            params,
+            final_loss: report.final_loss,
+            samples_per_s: report.samples_per_s,
+            train_seconds,
+            losses: report.losses,
+            curve,
+            test: test_metrics,
+        });
+    }
+    print_table(&runs, chance);
+    let summary = serde_json::json!({
+        "steps": args.steps, "batch_size": args.batch_size, "seed": args.seed,
+        "chance": { "shape_top1": chance.0, "color_top1": chance.1, "retrieval_r1": chance.2 },
+        "runs": runs,
+    });
+    std::fs::write(args.output.join("metrics.json"), serde_json::to_string_pretty(&summary)?)?;
+    eprintln!("wrote {}", args.output.join("metrics.json").display());
+    Ok(())
+}
+
+fn print_table(runs: &[Run], chance: (f64, f64, f64)) {
+    println!();
+    println!("| model | params | zero-shot shape top-1 | zero-shot colour top-1 | I→T R@1 | I→T R@5 | T→I R@1 | T→I R@5 | final loss | samples/s |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    for r in runs {
+        let m = &r.test;
+        println!(
+            "| {} | {} | {:.1}% | {:.1}% | {:.1}% | {:.1}% | {:.1}% | {:.1}% | {:.3} | {:.0} |",
+            r.variant, r.params, 100.0 * m.zero_shot_shape_top1, 100.0 * m.zero_shot_color_top1, 100.0 * m.image_to_text_r1,
+            100.0 * m.image_to_text_r5, 100.0 * m.text_to_image_r1, 100.0 * m.text_to_image_r5, r.final_loss, r.samples_per_s
+        );
+    }
+    println!("| chance | | {:.1}% | {:.1}% | {:.1}% | | {:.1}% | | | |", 100.0 * chance.0, 100.0 * chance.1, 100.0 * chance.2, 100.0 * chance.2);
+    if let Some(best) = runs.iter().max_by(|a, b| score(a).total_cmp(&score(b))) {
+        println!("\nbest mean held-out score: {} ({:.1}%)", best.variant, 100.0 * score(best));
+    }
+}
+
+/// Mean of the six held-out metrics, to name a winner.
+fn score(r: &Run) -> f64 {
+    let m = &r.test;
+    (m.zero_shot_shape_top1 + m.zero_shot_color_top1 + m.image_to_text_r1 + m.image_to_text_r5 + m.text_to_image_r1 + m.text_to_image_r5) / 6.0
+}

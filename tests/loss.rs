@@ -1,0 +1,61 @@
+//! Losses and their gradients against open_clip's `ClipLoss` (`../shared/fixtures/loss`).
+
+mod common;
+
+use burn::tensor::Tensor;
+use common::{assert_close, devices, read_arrays};
+use diffclip::clip::loss::{clip_loss, clip_loss_normalized, siglip_loss};
+
+const TOL: f32 = 1e-5;
+
+#[test]
+fn clip_loss_and_gradients_match_open_clip_all_variants() {
+    let f = read_arrays("loss/loss.safetensors");
+    let scalar = |name: &str| (vec![1], f.get(name).1.clone());
+    for (backend, device) in devices() {
+        let ad = device.autodiff();
+        let scale = || Tensor::<1>::from_data(burn::tensor::TensorData::new(f.get("logit_scale").1.clone(), [1]), &ad).require_grad();
+        // Variant A: normalised features fed directly.
+        for (suffix, img, txt, loss_name) in [("", "image_features", "text_features", "loss"), ("_unnormalized", "image_features_raw", "text_features_raw", "loss_unnormalized")] {
+            let i = f.float::<2>(img, &ad).require_grad();
+            let t = f.float::<2>(txt, &ad).require_grad();
+            let s = scale();
+            let loss = clip_loss(i.clone(), t.clone(), s.clone());
+            // Relative 1e-5: the unnormalised loss is ~139.
+            let want = scalar(loss_name);
+            assert_close(&format!("{backend} {loss_name}"), loss.clone().inner(), &want, TOL * want.1[0].abs().max(1.0));
+            let g = loss.backward();
+            assert_close(&format!("{backend} grad_image{suffix}"), i.grad(&g).unwrap(), f.get(&format!("grad_image_features{suffix}")), TOL);
+            assert_close(&format!("{backend} grad_text{suffix}"), t.grad(&g).unwrap(), f.get(&format!("grad_text_features{suffix}")), TOL);
+            assert_close(&format!("{backend} grad_logit_scale{suffix}"), s.grad(&g).unwrap(), &scalar(&format!("grad_logit_scale{suffix}")), TOL);
+        }
+        // Variant B: raw rows normalised inside the graph; gradients w.r.t. the raw rows.
+        let i = f.float::<2>("image_features_raw", &ad).require_grad();
+        let t = f.float::<2>("text_features_raw", &ad).require_grad();
+        let s = scale();
+        let loss = clip_loss_normalized(i.clone(), t.clone(), s.clone());
+        assert_close(&format!("{backend} loss_normalize_in_graph"), loss.clone().inner(), &scalar("loss_normalize_in_graph"), TOL);
+        let g = loss.backward();
+        assert_close(&format!("{backend} grad_image_raw"), i.grad(&g).unwrap(), f.get("grad_image_features_raw"), TOL);
+        assert_close(&format!("{backend} grad_text_raw"), t.grad(&g).unwrap(), f.get("grad_text_features_raw"), TOL);
+        assert_close(&format!("{backend} grad_logit_scale_normalize_in_graph"), s.grad(&g).unwrap(), &scalar("grad_logit_scale_normalize_in_graph"), TOL);
+    }
+}
+
+#[test]
+fn siglip_loss_prefers_matching_pairs() {
+    for (_, device) in devices() {
+        let f = read_arrays("loss/loss.safetensors");
+        let img = f.float::<2>("image_features", &device);
+        let s = Tensor::<1>::from_floats([10.0], &device);
+        let b = Tensor::<1>::from_floats([-10.0], &device);
+        let matched = siglip_loss(img.clone(), img.clone(), s.clone(), b.clone()).into_scalar::<f32>();
+        let shuffled = siglip_loss(img.clone(), img.flip([0]), s, b).into_scalar::<f32>();
+        assert!(matched.is_finite() && matched < shuffled, "{matched} vs {shuffled}");
+        // Hand-computed value for a 1-pair batch: -log σ(s·1 + b).
+        let one = Tensor::<2>::from_floats([[1.0, 0.0]], &device);
+        let v = siglip_loss(one.clone(), one, Tensor::from_floats([2.0], &device), Tensor::from_floats([-1.0], &device)).into_scalar::<f32>();
+        let want = -(1.0f32 / (1.0 + (-1.0f32).exp())).ln();
+        assert!((v - want).abs() < 1e-6, "{v} vs {want}");
+    }
+}
