@@ -7,6 +7,9 @@
 //!     [--variants clip,diffclip,diffclip-star,diffclip-dagger]
 //! ```
 
+#[path = "quickstart/plots.rs"]
+mod plots;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
@@ -16,6 +19,7 @@ use burn::tensor::Device;
 use clap::Parser;
 use diffclip::attention::{AttentionKind, LambdaInit};
 use diffclip::clip::{Clip, ClipConfig, save_safetensors};
+use diffclip::eval::attention::{attention_heatmaps, panel_names, save_overlay_png};
 use diffclip::eval::{Encoder, Evaluator};
 use diffclip::data::synthetic::{ClassTask, Split};
 use diffclip::data::{ClipBatcher, ClipTokenizer, SyntheticConfig, SyntheticDataset, TokenizerConfig};
@@ -26,7 +30,7 @@ use diffclip::train::{TrainConfig, TrainError, Trainer};
 #[command(about = "Train CLIP and DiffCLIP on the built-in synthetic data and compare them")]
 struct Args {
     /// Optimizer steps per model.
-    #[arg(long, default_value_t = 300)]
+    #[arg(long, default_value_t = 400)]
     steps: u64,
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -38,16 +42,16 @@ struct Args {
     #[arg(long, default_value = "clip,diffclip")]
     variants: String,
     /// Evaluate every N steps (for the curves).
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = 100)]
     eval_every: u64,
     #[arg(long, default_value = "flex")]
     backend: String,
     /// Width of both towers.
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = 96)]
     width: usize,
     #[arg(long, default_value_t = 4)]
     vision_layers: usize,
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 2)]
     text_layers: usize,
     /// Image side in pixels (patch size 8).
     #[arg(long, default_value_t = 64)]
@@ -172,6 +176,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         let model = trainer.model.clone().valid();
         save_safetensors(&model, Some(&config), args.output.join(format!("{variant}.safetensors")))?;
         let test_metrics = curve.last().cloned().ok_or("no evaluation ran")?;
+        write_attention_maps(&model, &test, &args.output.join("attention"), variant)?;
         runs.push(Run {
             variant: variant.to_string(),
             params,
@@ -183,6 +188,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             test: test_metrics,
         });
     }
+    write_plots(&args.output, &runs)?;
     print_table(&runs, chance);
     let summary = serde_json::json!({
         "steps": args.steps, "batch_size": args.batch_size, "seed": args.seed,
@@ -216,4 +222,36 @@ fn print_table(runs: &[Run], chance: (f64, f64, f64)) {
 fn score(r: &Run) -> f64 {
     let m = &r.test;
     (m.zero_shot_shape_top1 + m.zero_shot_color_top1 + m.image_to_text_r1 + m.image_to_text_r5 + m.text_to_image_r1 + m.text_to_image_r5) / 6.0
+}
+
+/// Attention overlays (first, subtracted and effective maps for differential layers) of the last
+/// vision layer for a few test images, queried with their own first caption.
+fn write_attention_maps(model: &Clip, test: &SyntheticDataset, dir: &std::path::Path, variant: &str) -> Result<(), Box<dyn std::error::Error>> {
+    std::fs::create_dir_all(dir)?;
+    let encoder = Encoder::new(model)?.with_progress(false);
+    for i in 0..4 {
+        let caption = test.captions(i).into_iter().next().unwrap_or_default();
+        let maps = attention_heatmaps(&encoder, test.image_eval(i), Some(&caption), None)?;
+        let path = dir.join(format!("{variant}-{i}.png"));
+        save_overlay_png(&path, &test.image_rgb(i), test.image_size(), &maps)?;
+        std::fs::write(dir.join(format!("{variant}-{i}.json")), serde_json::to_string_pretty(&serde_json::json!({
+            "caption": caption, "panels": panel_names(&maps), "lambda": maps.lambda, "similarity": maps.similarity,
+        }))?)?;
+    }
+    Ok(())
+}
+
+fn write_plots(dir: &std::path::Path, runs: &[Run]) -> Result<(), Box<dyn std::error::Error>> {
+    plots::init_fonts();
+    let loss: Vec<plots::Series> = runs.iter().map(|r| plots::Series { name: r.variant.clone(), points: plots::smooth(&r.losses, 10) }).collect();
+    plots::line_chart(&dir.join("loss.png"), "Training loss (moving average of 10 steps)", "step", "contrastive loss", &loss)?;
+    let mut acc = Vec::new();
+    for r in runs {
+        let curve = |f: fn(&Metrics) -> f64| r.curve.iter().map(|m| (m.step as f64, 100.0 * f(m))).collect::<Vec<_>>();
+        acc.push(plots::Series { name: format!("{} zero-shot shape", r.variant), points: curve(|m| m.zero_shot_shape_top1) });
+        acc.push(plots::Series { name: format!("{} I→T R@1", r.variant), points: curve(|m| m.image_to_text_r1) });
+        acc.push(plots::Series { name: format!("{} T→I R@1", r.variant), points: curve(|m| m.text_to_image_r1) });
+    }
+    plots::line_chart(&dir.join("accuracy.png"), "Held-out accuracy", "step", "%", &acc)?;
+    Ok(())
 }

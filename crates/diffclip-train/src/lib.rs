@@ -5,6 +5,11 @@
 //! and a checkpoint that holds model, optimizer and data position in one atomically written
 //! file, which is simpler to get exactly right in ~300 lines than to bend a generic learner to.
 //!
+//! Random-access datasets train through [`Trainer::fit`]; streaming ones (WebDataset shards, via
+//! [`WdsStream`], or any [`ClipStream`]) through [`Trainer::fit_stream`], which resumes by skipping
+//! the entries already consumed. [`parallel`] splits each batch over several devices with the
+//! features gathered before the loss (`Trainer::parallel`). See `docs/training.md`.
+//!
 //! ```no_run
 //! use burn::tensor::Device;
 //! use diffclip_clip::ClipConfig;
@@ -28,7 +33,9 @@ mod error;
 mod log;
 mod optim;
 mod order;
+pub mod parallel;
 mod schedule;
+mod stream;
 mod trainer;
 
 pub use checkpoint::{Checkpoint, TrainState, load_training_checkpoint, save_training_checkpoint};
@@ -38,4 +45,6 @@ pub use log::{MetricsLog, StepRecord};
 pub use optim::{AdamW, AdamWConfig, GradBuffer, Moments};
 pub use order::epoch_order;
 pub use schedule::LrSchedule;
-pub use trainer::{EvalHook, TrainReport, Trainer, mean_lambda};
+pub use parallel::DataParallel;
+pub use stream::WdsStream;
+pub use trainer::{ClipStream, EvalHook, SampleStream, TrainReport, Trainer, mean_lambda};

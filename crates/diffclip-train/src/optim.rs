@@ -64,6 +64,19 @@ impl GradBuffer {
     pub fn is_empty(&self) -> bool {
         self.grads.is_empty()
     }
+
+    /// Add `other`'s gradients into this buffer by parameter path, moving them to `device`
+    /// first (summing the replicas of a data-parallel step).
+    pub fn merge(&mut self, other: GradBuffer, device: &burn::tensor::Device) {
+        for (key, g) in other.grads {
+            let g = if &g.device() == device { g } else { g.to_device(device) };
+            let sum = match self.grads.remove(&key) {
+                Some(prev) => prev + g,
+                None => g,
+            };
+            self.grads.insert(key, sum);
+        }
+    }
 }
 
 struct Collect<'a> {

@@ -8,16 +8,37 @@ use burn::tensor::{Device, Tensor};
 use diffclip_clip::loss::{MAX_LOGIT_SCALE, clip_loss_normalized, siglip_loss};
 use diffclip_clip::{Clip, ClipConfig};
 use diffclip_data::datasets::ClipDataset;
-use diffclip_data::{ClipBatcher, ClipItem};
+use diffclip_data::{ClipBatcher, ClipItem, DataError};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
 use crate::checkpoint::{Checkpoint, TrainState, save_training_checkpoint};
+use crate::parallel::DataParallel;
 use crate::{AdamW, GradBuffer, LossKind, MetricsLog, StepRecord, TrainConfig, TrainError, epoch_order, load_training_checkpoint};
 
 /// Called every `eval_every` steps and at the end with the model (on the inference device) and
 /// the step; returns metrics to log (any JSON object).
 pub type EvalHook<'a> = &'a mut dyn FnMut(&Clip, u64) -> Result<serde_json::Value, TrainError>;
+
+/// The samples of one epoch of a streaming source, good or bad, in a fixed order.
+pub type SampleStream<'a> = Box<dyn Iterator<Item = Result<ClipItem, DataError>> + 'a>;
+
+/// A streaming training source (e.g. WebDataset shards, see [`crate::WdsStream`]): every epoch
+/// is a fixed (seeded) sequence of samples that can be restarted at any position, which is how
+/// [`Trainer::fit_stream`] resumes: the checkpoint records how many entries of the current
+/// epoch were consumed, and a resumed run reopens the epoch past them.
+pub trait ClipStream {
+    /// The entries of `epoch` after the first `skip`. Every position yields one entry, `Ok`
+    /// (a sample) or `Err` (a bad sample, counted as skipped); the same `epoch` must always give
+    /// the same sequence, and passing over the first `skip` entries should be cheap (no decoding).
+    fn open(&self, epoch: u64, skip: usize) -> Result<SampleStream<'_>, TrainError>;
+}
+
+/// Where [`Trainer::run`] takes its micro-batches from.
+enum Feed<'a> {
+    Map { data: &'a dyn ClipDataset, order: Vec<usize> },
+    Stream { data: &'a dyn ClipStream, iter: Option<SampleStream<'a>>, good: usize, fresh: bool },
+}
 
 /// Summary of a finished (or stopped) run.
 #[derive(Debug, Clone, Serialize)]
@@ -42,6 +63,13 @@ pub struct Trainer {
     pub output: Option<PathBuf>,
     /// Stop after this many steps in this run without a final checkpoint (simulates a kill).
     pub stop_after: Option<u64>,
+    /// Threads that load and decode samples (0: one per core).
+    pub workers: usize,
+    /// Stop at the first sample that fails to load instead of skipping and counting it.
+    pub fail_on_bad_samples: bool,
+    /// Split every micro-batch across several devices (see [`crate::parallel`]); `None`: the
+    /// whole batch on [`device`](Self::device). Its main device must be `device`.
+    pub parallel: Option<DataParallel>,
 }
 
 /// Mean `lambda_full` over a tower's differential layers.
@@ -63,6 +91,9 @@ impl Trainer {
             device,
             output: None,
             stop_after: None,
+            workers: 0,
+            fail_on_bad_samples: false,
+            parallel: None,
         }
     }
 
@@ -78,6 +109,9 @@ impl Trainer {
             device,
             output: None,
             stop_after: None,
+            workers: 0,
+            fail_on_bad_samples: false,
+            parallel: None,
         })
     }
 
@@ -86,11 +120,31 @@ impl Trainer {
         self.output.as_ref().map(|d| d.join("checkpoint-latest.safetensors"))
     }
 
-    /// Train until `config.steps`, evaluating and checkpointing as configured.
-    pub fn fit(&mut self, data: &dyn ClipDataset, batcher: &ClipBatcher, mut eval: Option<EvalHook<'_>>) -> Result<TrainReport, TrainError> {
+    /// Train until `config.steps` on a random-access dataset (a seeded permutation per epoch),
+    /// evaluating and checkpointing as configured.
+    pub fn fit(&mut self, data: &dyn ClipDataset, batcher: &ClipBatcher, eval: Option<EvalHook<'_>>) -> Result<TrainReport, TrainError> {
         self.config.check()?;
         if data.num_items() < self.config.batch_size {
             return Err(TrainError::Config(format!("the dataset has {} samples, fewer than one batch of {}", data.num_items(), self.config.batch_size)));
+        }
+        let order = epoch_order(data.num_items(), self.config.seed, self.state.epoch);
+        data.set_epoch(self.state.epoch);
+        self.run(Feed::Map { data, order }, batcher, eval)
+    }
+
+    /// Train until `config.steps` on a streaming source. `state.epoch` / `state.position` count
+    /// epochs and entries consumed (good or bad), so a resumed run reopens the stream where the
+    /// checkpoint was written and sees exactly the samples an uninterrupted run would.
+    pub fn fit_stream(&mut self, data: &dyn ClipStream, batcher: &ClipBatcher, eval: Option<EvalHook<'_>>) -> Result<TrainReport, TrainError> {
+        self.config.check()?;
+        self.run(Feed::Stream { data, iter: None, good: 0, fresh: true }, batcher, eval)
+    }
+
+    fn run(&mut self, mut feed: Feed<'_>, batcher: &ClipBatcher, mut eval: Option<EvalHook<'_>>) -> Result<TrainReport, TrainError> {
+        if let Some(p) = &self.parallel
+            && p.main() != &self.device
+        {
+            return Err(TrainError::Config(format!("the data-parallel main device {:?} is not the trainer's device {:?}", p.main(), self.device)));
         }
         let mut log = match &self.output {
             Some(dir) => {
@@ -104,8 +158,6 @@ impl Trainer {
         let start = Instant::now();
         let first_step = self.state.step;
         let mut report = TrainReport { steps: 0, final_loss: f32::NAN, losses: vec![], samples_per_s: 0.0, skipped_samples: 0, evals: vec![] };
-        let mut order = epoch_order(data.num_items(), self.config.seed, self.state.epoch);
-        data.set_epoch(self.state.epoch);
         while self.state.step < self.config.steps {
             if self.stop_after.is_some_and(|n| self.state.step - first_step >= n) {
                 return Ok(report);
@@ -117,10 +169,20 @@ impl Trainer {
             let mut loss_sum = 0.0f32;
             let mut samples = 0usize;
             for _ in 0..self.config.accum_steps {
-                let items = self.next_items(data, &mut order)?;
+                let items = self.next_items(&mut feed)?;
                 samples += items.len();
                 let batch = batcher.try_batch(items, &self.device)?;
-                let loss = self.loss(batch.images, batch.texts) / self.config.accum_steps as f64;
+                let factor = 1.0 / self.config.accum_steps as f64;
+                if let Some(p) = &self.parallel {
+                    let out = p.loss_and_grads(&self.model, batch.images, batch.texts, self.config.loss, factor);
+                    if !out.loss.is_finite() {
+                        return Err(TrainError::NonFinite { step: self.state.step + 1, loss: out.loss });
+                    }
+                    loss_sum += out.loss;
+                    grads.merge(out.grads, &self.device.clone().inner());
+                    continue;
+                }
+                let loss = self.loss(batch.images, batch.texts) * factor;
                 let value = loss.clone().into_scalar::<f32>();
                 if !value.is_finite() {
                     return Err(TrainError::NonFinite { step: self.state.step + 1, loss: value });
@@ -203,8 +265,16 @@ impl Trainer {
         }
     }
 
-    /// The next micro-batch in the seeded order, skipping (and counting) samples that fail.
-    fn next_items(&mut self, data: &dyn ClipDataset, order: &mut Vec<usize>) -> Result<Vec<ClipItem>, TrainError> {
+    /// The next micro-batch, skipping (and counting) samples that fail.
+    fn next_items(&mut self, feed: &mut Feed<'_>) -> Result<Vec<ClipItem>, TrainError> {
+        match feed {
+            Feed::Map { data, order } => self.next_map_items(*data, order),
+            Feed::Stream { data, iter, good, fresh } => self.next_stream_items(*data, iter, good, fresh),
+        }
+    }
+
+    /// The next micro-batch in the seeded order.
+    fn next_map_items(&mut self, data: &dyn ClipDataset, order: &mut Vec<usize>) -> Result<Vec<ClipItem>, TrainError> {
         let mut items = Vec::with_capacity(self.config.batch_size);
         let mut last_error = String::new();
         while items.len() < self.config.batch_size {
@@ -217,13 +287,11 @@ impl Trainer {
             let want = (self.config.batch_size - items.len()).min(order.len() - self.state.position);
             let idx = &order[self.state.position..self.state.position + want];
             self.state.position += want;
-            let loaded: Vec<_> = {
-                use rayon_free::par_map;
-                par_map(idx, |&i| data.get_item(i))
-            };
+            let loaded: Vec<_> = rayon_free::par_map(idx, self.workers, |&i| data.get_item(i));
             for r in loaded {
                 match r {
                     Ok(item) => items.push(item),
+                    Err(e) if self.fail_on_bad_samples => return Err(TrainError::Data(e)),
                     Err(e) => {
                         self.state.skipped_samples += 1;
                         last_error = e.to_string();
@@ -232,6 +300,46 @@ impl Trainer {
             }
             if items.is_empty() && self.state.skipped_samples > 0 && self.state.position >= order.len() {
                 return Err(TrainError::EmptyBatch { step: self.state.step + 1, last_error });
+            }
+        }
+        Ok(items)
+    }
+
+    /// The next micro-batch of a stream; at the end of an epoch the next one is opened.
+    fn next_stream_items<'a>(&mut self, data: &'a dyn ClipStream, iter: &mut Option<SampleStream<'a>>, good: &mut usize, fresh: &mut bool) -> Result<Vec<ClipItem>, TrainError> {
+        let mut items = Vec::with_capacity(self.config.batch_size);
+        let mut last_error = String::new();
+        while items.len() < self.config.batch_size {
+            if iter.is_none() {
+                *good = 0;
+                *fresh = self.state.position == 0;
+                *iter = Some(data.open(self.state.epoch, self.state.position)?);
+            }
+            let stream = iter.as_mut().expect("opened above");
+            match stream.next() {
+                Some(Ok(item)) => {
+                    self.state.position += 1;
+                    *good += 1;
+                    items.push(item);
+                }
+                Some(Err(e)) if self.fail_on_bad_samples => return Err(TrainError::Data(e)),
+                Some(Err(e)) => {
+                    self.state.position += 1;
+                    self.state.skipped_samples += 1;
+                    last_error = e.to_string();
+                }
+                None => {
+                    // A whole epoch without a good sample would loop forever.
+                    if *fresh && *good == 0 {
+                        if self.state.position == 0 {
+                            return Err(TrainError::Config(format!("epoch {} of the training stream has no samples", self.state.epoch)));
+                        }
+                        return Err(TrainError::EmptyBatch { step: self.state.step + 1, last_error });
+                    }
+                    self.state.epoch += 1;
+                    self.state.position = 0;
+                    *iter = None;
+                }
             }
         }
         Ok(items)
@@ -253,7 +361,7 @@ fn fmt_opt(v: Option<f32>) -> String {
 }
 
 /// Keep `logit_scale` in `[0, ln 100]` after every step (the paper's recipe).
-fn clamp_logit_scale(mut model: Clip) -> Clip {
+pub(crate) fn clamp_logit_scale(mut model: Clip) -> Clip {
     let (id, t, mapper) = model.logit_scale.consume();
     let require_grad = t.is_require_grad();
     let mut t = Tensor::from_inner(t.inner().clamp(0.0, MAX_LOGIT_SCALE.ln()));
@@ -265,9 +373,14 @@ fn clamp_logit_scale(mut model: Clip) -> Clip {
 }
 
 mod rayon_free {
-    /// Load samples on scoped threads (decoding dominates for file-backed datasets).
-    pub fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
-        let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(items.len().max(1));
+    /// Load samples on `workers` scoped threads (0: one per core); decoding dominates for
+    /// file-backed datasets.
+    pub fn par_map<T: Sync, R: Send>(items: &[T], workers: usize, f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        let threads = if workers == 0 { cores } else { workers }.min(items.len().max(1));
+        if threads <= 1 {
+            return items.iter().map(f).collect();
+        }
         let chunk = items.len().div_ceil(threads).max(1);
         std::thread::scope(|s| {
             let handles: Vec<_> = items.chunks(chunk).map(|c| s.spawn(|| c.iter().map(&f).collect::<Vec<R>>())).collect();
@@ -275,3 +388,5 @@ mod rayon_free {
         })
     }
 }
+
+pub(crate) use rayon_free::par_map;

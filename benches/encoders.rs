@@ -1,0 +1,62 @@
+//! ViT-B/16 image encoding (224², batch 8) and text encoding (32 × 77 tokens) for
+//! `diffclip_vit_b16` and `clip_vit_b16`, random weights, f32, inference (no autodiff).
+//!
+//! `DIFFCLIP_BENCH_QUICK=1`: image batch 2, text batch 8 (fewer seconds per sample on 2 cores).
+//!
+//! ```sh
+//! cargo bench --bench encoders
+//! cargo bench --bench encoders -- encode_image     # one group
+//! ```
+//!
+//! Ids are `encode_image/{preset}/{batch}` and `encode_text/{preset}/{batch}`; divide the batch by
+//! the time for images/s or texts/s (or use `examples/bench.rs`, which prints throughput).
+
+mod common;
+
+use criterion::{BenchmarkId, Criterion, SamplingMode, criterion_group, criterion_main};
+use diffclip::burn::tensor::{Distribution, Int, Tensor, TensorData};
+use diffclip::clip::ClipConfig;
+use std::hint::black_box;
+use std::time::Duration;
+
+const PRESETS: [&str; 2] = ["diffclip_vit_b16", "clip_vit_b16"];
+
+fn batches() -> (usize, usize) {
+    if common::quick() { (2, 8) } else { (8, 32) }
+}
+
+fn encoders(c: &mut Criterion) {
+    let device = common::device();
+    let (image_batch, text_batch) = batches();
+    let images = Tensor::<4>::random([image_batch, 3, 224, 224], Distribution::Default, &device);
+    // Token ids in the vocabulary with the end-of-text id (the largest) last, as the tokenizer writes.
+    let mut ids: Vec<i64> = (0..text_batch * 77).map(|i| (i as i64 * 7919) % 49000 + 1).collect();
+    for row in ids.chunks_mut(77) {
+        row[76] = 49407;
+    }
+    let text: Tensor<2, Int> = Tensor::from_data(TensorData::new(ids, [text_batch, 77]), &device);
+
+    for preset in PRESETS {
+        let model = ClipConfig::preset(preset).expect("preset").init(&device).expect("model");
+        let mut group = c.benchmark_group("encode_image");
+        group.sampling_mode(SamplingMode::Flat).sample_size(10).measurement_time(Duration::from_secs(20));
+        group.bench_with_input(BenchmarkId::new(preset, image_batch), &image_batch, |b, _| {
+            b.iter(|| black_box(common::finish(&device, model.encode_image(images.clone()))))
+        });
+        group.finish();
+
+        let mut group = c.benchmark_group("encode_text");
+        group.sampling_mode(SamplingMode::Flat).sample_size(10).measurement_time(Duration::from_secs(15));
+        group.bench_with_input(BenchmarkId::new(preset, text_batch), &text_batch, |b, _| {
+            b.iter(|| black_box(common::finish(&device, model.encode_text(text.clone()))))
+        });
+        group.finish();
+    }
+}
+
+fn config() -> Criterion {
+    common::slow_criterion(10, 20)
+}
+
+criterion_group! { name = benches; config = config(); targets = encoders }
+criterion_main!(benches);

@@ -1,0 +1,217 @@
+//! Data parallelism over several devices in one process.
+//!
+//! One global batch is split into shards, one per device. Each device holds a replica of the
+//! model (a [`Module::fork`] of the master weights), encodes its shard, and the image and text
+//! features of every replica are gathered onto the main device *with their autodiff graph*
+//! ([`gather_features`], open_clip's `gather_with_grad`), so the contrastive loss sees the whole
+//! global batch as negatives. One backward pass through the gathered loss sends each replica the
+//! gradient of its own shard; the per-replica gradients are then moved to the main device and
+//! summed by parameter path in a [`GradBuffer`], the master takes one AdamW step, and the next
+//! step forks the new weights to the replicas again (the broadcast).
+//!
+//! The gradients are *summed*, not averaged: the loss is the mean over the global batch, so each
+//! replica's gradient already carries only its shard's share of it. (open_clip averages because
+//! every rank computes the full global loss and `all_gather`'s backward sums the copies; the
+//! result is the same full-batch gradient.) A data-parallel step is therefore the single-device
+//! step on the full batch, up to float round-off (tested on CPU).
+//!
+//! The gather and the gradient sum use [`Tensor::to_device`], which Burn 0.22 differentiates
+//! (also across backends, e.g. flex ↔ ndarray through host memory). Burn's collective
+//! `all_reduce` ([`burn::tensor::distributed`]) is implemented only by the CubeCL backends
+//! (CUDA, ROCm, wgpu); the CPU backends (flex, ndarray) leave it `unimplemented!()`, so the
+//! gradient reduction here does not use it.
+
+use burn::module::Module;
+use burn::tensor::{Device, Int, Tensor};
+use diffclip_clip::Clip;
+use diffclip_clip::loss::{MAX_LOGIT_SCALE, clip_loss_normalized, siglip_loss};
+
+use crate::{AdamW, GradBuffer, LossKind, TrainError};
+
+/// Concatenate per-replica features `[B_i, E]` onto `device` as `[Σ B_i, E]`, keeping the
+/// autodiff graph: the gradient of each row flows back to the replica (and device) it came from.
+///
+/// ```
+/// use burn::tensor::{Device, Tensor};
+/// let device = Device::flex().autodiff();
+/// let a = Tensor::<2>::ones([2, 4], &device).require_grad();
+/// let b = Tensor::<2>::ones([3, 4], &device).require_grad();
+/// let all = diffclip_train::parallel::gather_features(vec![a.clone(), b.clone()], &device);
+/// assert_eq!(all.dims(), [5, 4]);
+/// let grads = (all * 2.0).sum().backward();
+/// assert_eq!(b.grad(&grads).unwrap().sum().into_scalar::<f32>(), 24.0);
+/// ```
+pub fn gather_features(parts: Vec<Tensor<2>>, device: &Device) -> Tensor<2> {
+    let parts: Vec<Tensor<2>> = parts
+        .into_iter()
+        .map(|p| {
+            if &p.device() == device {
+                p
+            } else {
+                p.to_device(device)
+            }
+        })
+        .collect();
+    Tensor::cat(parts, 0)
+}
+
+/// Contrastive loss of gathered features with the master's `logit_scale` (clamped to 100) and,
+/// for SigLIP, its bias.
+pub fn contrastive_loss(
+    master: &Clip,
+    kind: LossKind,
+    image: Tensor<2>,
+    text: Tensor<2>,
+) -> Tensor<1> {
+    let scale = master.logit_scale_exp().clamp_max(MAX_LOGIT_SCALE);
+    match (kind, &master.logit_bias) {
+        (LossKind::Siglip, Some(bias)) => siglip_loss(image, text, scale, bias.val()),
+        _ => clip_loss_normalized(image, text, scale),
+    }
+}
+
+/// Sizes of `n` samples split over `k` shards as evenly as possible (larger shards first).
+///
+/// ```
+/// assert_eq!(diffclip_train::parallel::shard_sizes(10, 3), vec![4, 3, 3]);
+/// ```
+pub fn shard_sizes(n: usize, k: usize) -> Vec<usize> {
+    let k = k.max(1);
+    (0..k).map(|i| n / k + usize::from(i < n % k)).collect()
+}
+
+/// Replicas of one model on several autodiff devices; `devices[0]` is the main device, which
+/// holds the master weights, the optimizer state and the loss.
+#[derive(Debug, Clone)]
+pub struct DataParallel {
+    devices: Vec<Device>,
+}
+
+/// What one data-parallel forward/backward produced.
+#[derive(Debug, Clone)]
+pub struct ParallelGrads {
+    /// The loss value (already multiplied by the requested factor).
+    pub loss: f32,
+    /// Gradients summed over replicas, by parameter path, on the main device.
+    pub grads: GradBuffer,
+}
+
+impl DataParallel {
+    /// Data parallelism over `devices` (at least one; each must be an autodiff device, e.g.
+    /// `Device::wgpu(..).autodiff()`). The same device may appear twice (two replicas on it).
+    pub fn new(devices: Vec<Device>) -> Result<Self, TrainError> {
+        if devices.is_empty() {
+            return Err(TrainError::Config(
+                "data parallelism needs at least one device".into(),
+            ));
+        }
+        if let Some(d) = devices.iter().find(|d| !d.is_autodiff()) {
+            return Err(TrainError::Config(format!(
+                "device {d:?} is not an autodiff device (call .autodiff())"
+            )));
+        }
+        Ok(Self { devices })
+    }
+
+    /// The devices, main first.
+    pub fn devices(&self) -> &[Device] {
+        &self.devices
+    }
+
+    /// The main device.
+    pub fn main(&self) -> &Device {
+        &self.devices[0]
+    }
+
+    /// The replicas of `master` (on the main device): the master itself first, then forks of
+    /// its current weights onto the other devices, each with its own autodiff leaves.
+    pub fn replicate(&self, master: &Clip) -> Vec<Clip> {
+        let mut out = vec![master.clone()];
+        out.extend(self.devices[1..].iter().map(|d| master.clone().fork(d)));
+        out
+    }
+
+    /// Forward the global batch (`images`/`texts` on any device) split across the replicas,
+    /// gather the features on the main device, compute the loss there (times `factor`, e.g.
+    /// `1 / accum_steps`), backpropagate, and sum the replicas' gradients by parameter path.
+    pub fn loss_and_grads(
+        &self,
+        master: &Clip,
+        images: Tensor<4>,
+        texts: Tensor<2, Int>,
+        kind: LossKind,
+        factor: f64,
+    ) -> ParallelGrads {
+        let n = images.dims()[0];
+        let main = self.main();
+        let mut replicas: Vec<Clip> = Vec::with_capacity(self.devices.len());
+        let mut image_parts = Vec::with_capacity(self.devices.len());
+        let mut text_parts = Vec::with_capacity(self.devices.len());
+        let mut start = 0;
+        for (i, (device, size)) in self
+            .devices
+            .iter()
+            .zip(shard_sizes(n, self.devices.len()))
+            .enumerate()
+        {
+            // Fork after the master's own forward: Burn initialises parameters lazily, on first
+            // use, so this keeps the initialisation order (hence the random weights) of a
+            // single-device run with the same seed.
+            let replica = if i == 0 {
+                master.clone()
+            } else {
+                master.clone().fork(device)
+            };
+            if size > 0 {
+                let imgs = images.clone().narrow(0, start, size).to_device(device);
+                let txts = texts.clone().narrow(0, start, size).to_device(device);
+                start += size;
+                image_parts.push(replica.encode_image(imgs));
+                text_parts.push(replica.encode_text(txts));
+            }
+            replicas.push(replica);
+        }
+        let image = gather_features(image_parts, main);
+        let text = gather_features(text_parts, main);
+        let loss = contrastive_loss(master, kind, image, text) * factor;
+        let value = loss.clone().into_scalar::<f32>();
+        let grads = loss.backward();
+        let target = main.clone().inner();
+        let mut total = GradBuffer::default();
+        for replica in &replicas {
+            let mut g = GradBuffer::default();
+            g.accumulate(replica, &grads);
+            total.merge(g, &target);
+        }
+        ParallelGrads {
+            loss: value,
+            grads: total,
+        }
+    }
+
+    /// One full optimizer step on a global batch: [`loss_and_grads`](Self::loss_and_grads),
+    /// optional global-norm clipping, AdamW on the master, `logit_scale` clamped to
+    /// `[0, ln 100]`. Returns the updated master, the loss and the gradient norm before clipping.
+    #[allow(clippy::too_many_arguments)]
+    pub fn step(
+        &self,
+        master: Clip,
+        optim: &mut AdamW,
+        lr: f64,
+        images: Tensor<4>,
+        texts: Tensor<2, Int>,
+        kind: LossKind,
+        grad_clip: Option<f64>,
+    ) -> (Clip, f32, f64) {
+        let ParallelGrads { loss, mut grads } =
+            self.loss_and_grads(&master, images, texts, kind, 1.0);
+        let norm = grads.norm();
+        if let Some(max) = grad_clip
+            && norm > max
+        {
+            grads.scale(max / (norm + 1e-6));
+        }
+        let model = crate::trainer::clamp_logit_scale(optim.step(master, lr, &grads));
+        (model, loss, norm)
+    }
+}

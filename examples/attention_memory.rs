@@ -1,0 +1,139 @@
+//! Peak memory of one attention call, fused vs reference path, one configuration per process.
+//!
+//! ```sh
+//! cargo run --release --example attention_memory -- --all --n 4097          # table, one child per row
+//! cargo run --release --example attention_memory -- --kind diff --path reference --n 4097
+//! ```
+//!
+//! A single run builds the layer (width 768, 12 heads) and a random `[batch, N, 768]` input,
+//! records resident memory (`VmRSS`), runs one forward (or forward+backward with `--backward`),
+//! reads the result, and prints one JSON line with the peak (`VmHWM`) and the peak minus that
+//! baseline: the working memory of the call. `--all` runs each of the four kind/path pairs in a
+//! child process of its own (so peaks cannot mix) and prints their lines. Linux only (`/proc`).
+
+use std::process::Command;
+use std::time::Instant;
+
+use clap::Parser;
+use diffclip::attention::{AttentionPath, DiffAttentionConfig, StandardAttentionConfig};
+use diffclip::burn::tensor::{Distribution, Tensor};
+
+#[derive(Parser, Debug)]
+#[command(about = "Peak memory of one attention call (fused vs reference path), as JSON lines")]
+struct Args {
+    /// Sequence length.
+    #[arg(long, default_value_t = 4097)]
+    n: usize,
+    /// Batch size.
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
+    /// `diff` (differential) or `standard`.
+    #[arg(long, default_value = "diff")]
+    kind: String,
+    /// `fused` or `reference`.
+    #[arg(long, default_value = "fused")]
+    path: String,
+    /// Also run backward of `out.sum()` (autodiff device).
+    #[arg(long)]
+    backward: bool,
+    /// flex, ndarray or wgpu.
+    #[arg(long, default_value = "flex")]
+    backend: String,
+    /// Run all four kind/path pairs, each in its own process.
+    #[arg(long)]
+    all: bool,
+}
+
+/// A `kB` field of `/proc/self/status` in MiB.
+fn status_mb(field: &str) -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    Some(line.split_whitespace().nth(1)?.parse::<f64>().ok()? / 1024.0)
+}
+
+fn one(args: &Args) -> Result<serde_json::Value, Box<dyn std::error::Error>> {
+    let mut device = diffclip::backend::device(&args.backend)?;
+    if args.backward {
+        device = device.autodiff();
+    }
+    let path = match args.path.as_str() {
+        "fused" => AttentionPath::Fused,
+        "reference" => AttentionPath::Reference,
+        p => return Err(format!("--path must be fused or reference, not {p}").into()),
+    };
+    let diff = match args.kind.as_str() {
+        "diff" => true,
+        "standard" => false,
+        k => return Err(format!("--kind must be diff or standard, not {k}").into()),
+    };
+    let (d, h) = (768, 12);
+    let mut x = Tensor::<3>::random([args.batch, args.n, d], Distribution::Default, &device);
+    if args.backward {
+        x = x.require_grad();
+    }
+    let forward: Box<dyn Fn(Tensor<3>) -> Tensor<3>> = if diff {
+        let l = DiffAttentionConfig::new(d, h).init(&device)?;
+        match path {
+            AttentionPath::Fused => Box::new(move |x| l.forward_fused(x, None)),
+            AttentionPath::Reference => Box::new(move |x| l.forward_with_maps(x, None).0),
+        }
+    } else {
+        let l = StandardAttentionConfig::new(d, h).with_path(path).init(&device)?;
+        Box::new(move |x| l.forward(x, None))
+    };
+    // Parameters initialise lazily: a call on a 2-token input creates them before the baseline.
+    let warm = Tensor::<3>::random([1, 2, d], Distribution::Default, &device);
+    forward(warm).sum().into_scalar::<f32>();
+    x.clone().sum().into_scalar::<f32>();
+    device.sync()?;
+    let baseline = status_mb("VmRSS:");
+    let start = Instant::now();
+    let out = forward(x.clone());
+    let check = if args.backward {
+        let grads = out.sum().backward();
+        x.grad(&grads).ok_or("no input gradient")?.sum().into_scalar::<f32>()
+    } else {
+        out.sum().into_scalar::<f32>()
+    };
+    device.sync()?;
+    let seconds = start.elapsed().as_secs_f64();
+    let peak = status_mb("VmHWM:");
+    Ok(serde_json::json!({
+        "kind": args.kind, "path": args.path, "n": args.n, "batch": args.batch,
+        "backward": args.backward, "backend": args.backend, "seconds": seconds,
+        "baseline_rss_mb": baseline, "peak_rss_mb": peak,
+        "call_peak_mb": peak.zip(baseline).map(|(p, b)| p - b),
+        "one_map_mb": (args.batch * h * args.n * args.n * 4) as f64 / (1 << 20) as f64,
+        "finite": check.is_finite(),
+    }))
+}
+
+fn all(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
+    let exe = std::env::current_exe()?;
+    for kind in ["diff", "standard"] {
+        for path in ["fused", "reference"] {
+            let mut cmd = Command::new(&exe);
+            cmd.args(["--n", &args.n.to_string(), "--batch", &args.batch.to_string()]);
+            cmd.args(["--kind", kind, "--path", path, "--backend", &args.backend]);
+            if args.backward {
+                cmd.arg("--backward");
+            }
+            let out = cmd.output()?;
+            if !out.status.success() {
+                eprint!("{}", String::from_utf8_lossy(&out.stderr));
+                return Err(format!("{kind}/{path} failed ({})", out.status).into());
+            }
+            print!("{}", String::from_utf8_lossy(&out.stdout));
+        }
+    }
+    Ok(())
+}
+
+fn main() {
+    let args = Args::parse();
+    let result = if args.all { all(&args) } else { one(&args).map(|j| println!("{j}")) };
+    if let Err(e) = result {
+        eprintln!("attention_memory: {e}");
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,162 @@
+//! Throughput of a model's image and text encoders, as one JSON line.
+//!
+//! ```sh
+//! cargo run --release --example bench -- --preset diffclip_vit_b16 --batch 8 --text-batch 32 --iters 5
+//! cargo run --release --example bench --features x86-v4 -- --preset clip_vit_b16 --batch 2 --image-only
+//! cargo run --release --example bench --features wgpu -- --backend wgpu --batch 8
+//! ```
+//!
+//! Weights are random (`"weights": "random"`): throughput does not depend on their values.
+//! After `--warmup` untimed calls, each encoder is timed `--iters` times; every call waits for
+//! its result (one value read back, then `device.sync()`, since wgpu's reads return early).
+//! Printed: `images_per_s` / `texts_per_s` from the median seconds per call, the medians and
+//! minima themselves, and `peak_rss_mb`, the process's peak resident memory (Linux `VmHWM`,
+//! model and inputs included; `null` elsewhere). Run one configuration per process to compare
+//! peaks. Inference only (no autodiff), float32.
+
+use std::time::Instant;
+
+use clap::Parser;
+use diffclip::burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
+use diffclip::clip::{Clip, ClipConfig};
+
+#[derive(Parser, Debug)]
+#[command(about = "Image/text encoding throughput of a CLIP/DiffCLIP model, printed as one JSON line")]
+struct Args {
+    /// Model preset (see `examples/config.rs`).
+    #[arg(long, default_value = "diffclip_vit_b16")]
+    preset: String,
+    /// Model JSON instead of a preset.
+    #[arg(long)]
+    config: Option<String>,
+    /// Images per call.
+    #[arg(long, default_value_t = 8)]
+    batch: usize,
+    /// Texts per call (default: the image batch).
+    #[arg(long)]
+    text_batch: Option<usize>,
+    /// Timed calls per encoder.
+    #[arg(long, default_value_t = 5)]
+    iters: usize,
+    /// Untimed calls per encoder before timing.
+    #[arg(long, default_value_t = 1)]
+    warmup: usize,
+    /// flex, ndarray or wgpu (the feature must be compiled in).
+    #[arg(long, default_value = "flex")]
+    backend: String,
+    /// Attention computation: fused (default) or reference.
+    #[arg(long)]
+    path: Option<String>,
+    /// Time the image encoder only.
+    #[arg(long, conflicts_with = "text_only")]
+    image_only: bool,
+    /// Time the text encoder only.
+    #[arg(long)]
+    text_only: bool,
+}
+
+/// Peak resident set size of this process in MiB (`VmHWM` of `/proc/self/status`).
+fn peak_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+/// Seconds of each of `iters` timed calls after `warmup` untimed ones.
+fn time_calls(warmup: usize, iters: usize, device: &Device, mut call: impl FnMut() -> Tensor<2>) -> Vec<f64> {
+    let mut run = || {
+        let start = Instant::now();
+        // Read the whole (small) result back and sync: the work has surely run.
+        let values = call().into_data().try_to_vec::<f32>().expect("f32 embeddings");
+        device.sync().expect("device sync");
+        std::hint::black_box(values);
+        start.elapsed().as_secs_f64()
+    };
+    for _ in 0..warmup {
+        run();
+    }
+    (0..iters).map(|_| run()).collect()
+}
+
+fn median(xs: &[f64]) -> f64 {
+    let mut v = xs.to_vec();
+    v.sort_by(f64::total_cmp);
+    let m = v.len() / 2;
+    if v.len() % 2 == 1 { v[m] } else { (v[m - 1] + v[m]) / 2.0 }
+}
+
+fn min(xs: &[f64]) -> f64 {
+    xs.iter().copied().fold(f64::INFINITY, f64::min)
+}
+
+/// Token ids of `batch` texts: in-vocabulary ids, end-of-text (the largest id) last.
+fn texts(config: &ClipConfig, batch: usize, device: &Device) -> Tensor<2, Int> {
+    let (len, vocab) = (config.text.context_length, config.text.vocab_size as i64);
+    let mut ids: Vec<i64> = (0..batch * len).map(|i| (i as i64 * 7919) % (vocab - 2) + 1).collect();
+    for row in ids.chunks_mut(len) {
+        row[len - 1] = vocab - 1;
+    }
+    Tensor::from_data(TensorData::new(ids, [batch, len]), device)
+}
+
+fn run(args: &Args) -> Result<serde_json::Value, Box<dyn std::error::Error>> {
+    if args.iters == 0 || args.batch == 0 || args.text_batch == Some(0) {
+        return Err("--iters, --batch and --text-batch must be positive".into());
+    }
+    let device = diffclip::backend::device(&args.backend)?;
+    let mut config = match &args.config {
+        Some(path) => ClipConfig::from_file(path)?,
+        None => ClipConfig::preset(&args.preset)?,
+    };
+    if let Some(path) = &args.path {
+        let path: diffclip::attention::AttentionPath = serde_json::from_value(serde_json::json!(path))
+            .map_err(|_| format!("--path must be fused or reference, not {path}"))?;
+        config.vision.path = path;
+        config.text.path = path;
+    }
+    let model: Clip = config.init(&device)?;
+    let text_batch = args.text_batch.unwrap_or(args.batch);
+    let size = config.vision.image_size;
+
+    let (mut image_s, mut text_s) = (None, None);
+    if !args.text_only {
+        let images = Tensor::<4>::random([args.batch, config.vision.in_chans, size, size], Distribution::Default, &device);
+        image_s = Some(time_calls(args.warmup, args.iters, &device, || model.encode_image(images.clone())));
+    }
+    if !args.image_only {
+        let tokens = texts(&config, text_batch, &device);
+        text_s = Some(time_calls(args.warmup, args.iters, &device, || model.encode_text(tokens.clone())));
+    }
+    let per_s = |n: usize, s: &Option<Vec<f64>>| s.as_ref().map(|s| n as f64 / median(s));
+    Ok(serde_json::json!({
+        "preset": args.config.clone().unwrap_or_else(|| args.preset.clone()),
+        "backend": args.backend,
+        "path": config.vision.path,
+        "weights": "random",
+        "dtype": "f32",
+        "x86_v4": cfg!(feature = "x86-v4"),
+        "batch": args.batch,
+        "text_batch": text_batch,
+        "warmup": args.warmup,
+        "iters": args.iters,
+        "images_per_s": per_s(args.batch, &image_s),
+        "texts_per_s": per_s(text_batch, &text_s),
+        "image_s_median": image_s.as_deref().map(median),
+        "image_s_min": image_s.as_deref().map(min),
+        "text_s_median": text_s.as_deref().map(median),
+        "text_s_min": text_s.as_deref().map(min),
+        "peak_rss_mb": peak_rss_mb(),
+    }))
+}
+
+fn main() {
+    let args = Args::parse();
+    match run(&args) {
+        Ok(json) => println!("{json}"),
+        Err(e) => {
+            eprintln!("bench: {e}");
+            std::process::exit(1);
+        }
+    }
+}

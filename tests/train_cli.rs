@@ -1,0 +1,396 @@
+//! `examples/train.rs` run as a user would: a tiny CSV dataset of PNGs, a few steps, `--resume`,
+//! bad data, and a training process killed for real mid-run.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn example(name: &str) -> PathBuf {
+    // target/<profile>/deps/<test> -> target/<profile>/examples/<name>
+    let exe = std::env::current_exe().unwrap();
+    let p = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples")
+        .join(name);
+    assert!(
+        p.exists(),
+        "example binary {} not built (cargo build --release --example {name})",
+        p.display()
+    );
+    p
+}
+
+fn tmpdir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("diffclip-train-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn crc32(data: &[u8]) -> u32 {
+    let mut c = 0xFFFF_FFFFu32;
+    for &b in data {
+        c ^= b as u32;
+        for _ in 0..8 {
+            c = if c & 1 != 0 {
+                0xEDB8_8320 ^ (c >> 1)
+            } else {
+                c >> 1
+            };
+        }
+    }
+    !c
+}
+
+/// An RGB PNG (zlib "stored" blocks: no compressor needed).
+fn png(w: u32, h: u32, pixel: impl Fn(u32, u32) -> [u8; 3]) -> Vec<u8> {
+    let mut raw = Vec::new();
+    for y in 0..h {
+        raw.push(0u8);
+        for x in 0..w {
+            raw.extend(pixel(x, y));
+        }
+    }
+    let mut z = vec![0x78, 0x01];
+    let n = raw.chunks(65_535).count();
+    for (i, block) in raw.chunks(65_535).enumerate() {
+        z.push(u8::from(i + 1 == n));
+        z.extend((block.len() as u16).to_le_bytes());
+        z.extend((!(block.len() as u16)).to_le_bytes());
+        z.extend(block);
+    }
+    let (mut a, mut b) = (1u32, 0u32);
+    for &byte in &raw {
+        a = (a + byte as u32) % 65_521;
+        b = (b + a) % 65_521;
+    }
+    z.extend(((b << 16) | a).to_be_bytes());
+    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut chunk = |kind: &[u8], data: &[u8]| {
+        out.extend((data.len() as u32).to_be_bytes());
+        let mut body = kind.to_vec();
+        body.extend(data);
+        out.extend(&body);
+        out.extend(crc32(&body).to_be_bytes());
+    };
+    let mut ihdr = Vec::new();
+    ihdr.extend(w.to_be_bytes());
+    ihdr.extend(h.to_be_bytes());
+    ihdr.extend([8, 2, 0, 0, 0]);
+    chunk(b"IHDR", &ihdr);
+    chunk(b"IDAT", &z);
+    chunk(b"IEND", &[]);
+    out
+}
+
+const COLORS: [(&str, [u8; 3]); 4] = [
+    ("red", [220, 30, 30]),
+    ("green", [30, 200, 40]),
+    ("blue", [30, 40, 220]),
+    ("yellow", [230, 220, 30]),
+];
+
+/// `n` images (a coloured square on grey, 40x40) and `train.csv` (`filepath,title`).
+fn csv_dataset(dir: &Path, n: usize) -> PathBuf {
+    std::fs::create_dir_all(dir.join("images")).unwrap();
+    let mut csv = String::from("filepath,title\n");
+    for i in 0..n {
+        let (name, rgb) = COLORS[i % COLORS.len()];
+        let off = (i as u32 * 3) % 12;
+        let img = png(40, 40, |x, y| {
+            if (8 + off..28 + off).contains(&x) && (6..26).contains(&y) {
+                rgb
+            } else {
+                [128, 128, 128]
+            }
+        });
+        std::fs::write(dir.join(format!("images/{i:03}.png")), img).unwrap();
+        csv.push_str(&format!(
+            "images/{i:03}.png,\"a {name} square, number {i}\"\n"
+        ));
+    }
+    let path = dir.join("train.csv");
+    std::fs::write(&path, csv).unwrap();
+    path
+}
+
+fn train(args: &[&str]) -> Output {
+    Command::new(example("train"))
+        .args(args)
+        .arg("--quiet")
+        .output()
+        .unwrap()
+}
+
+/// `(step, loss)` of every training record in `metrics.jsonl`.
+fn steps(out: &Path) -> Vec<(u64, f64)> {
+    let text = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
+    text.lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v.get("loss").is_some())
+        .map(|v| (v["step"].as_u64().unwrap(), v["loss"].as_f64().unwrap()))
+        .collect()
+}
+
+/// The step recorded in a training checkpoint's metadata.
+fn checkpoint_step(path: &Path) -> u64 {
+    let bytes = std::fs::read(path).unwrap();
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&meta.metadata().as_ref().unwrap()["diffclip_training"]).unwrap();
+    json["state"]["step"].as_u64().unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn trains_on_a_csv_then_resumes() {
+    let dir = tmpdir("csv");
+    let csv = csv_dataset(&dir, 12);
+    let out = dir.join("out");
+    let data = format!("csv:{}", csv.display());
+    let common = [
+        "--data",
+        &data,
+        "--batch-size",
+        "4",
+        "--workers",
+        "2",
+        "--output",
+        out.to_str().unwrap(),
+    ];
+    let o = train(
+        &[
+            &common[..],
+            &[
+                "--preset",
+                "diffclip_tiny",
+                "--steps",
+                "3",
+                "--checkpoint-every",
+                "2",
+                "--eval",
+                &data,
+            ],
+        ]
+        .concat(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(out.join("checkpoint-latest.safetensors").exists());
+    assert!(out.join("model.safetensors").exists());
+    assert_eq!(
+        steps(&out).iter().map(|s| s.0).collect::<Vec<_>>(),
+        vec![1, 2, 3]
+    );
+    assert_eq!(
+        checkpoint_step(&out.join("checkpoint-latest.safetensors")),
+        3
+    );
+    let log = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
+    assert!(
+        log.contains("image_to_text_r1"),
+        "the end-of-run evaluation is logged: {log}"
+    );
+
+    let o = train(&[&common[..], &["--resume", "--steps", "5"]].concat());
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("at step 3"), "{}", stderr(&o));
+    assert_eq!(
+        steps(&out).iter().map(|s| s.0).collect::<Vec<_>>(),
+        vec![1, 2, 3, 4, 5]
+    );
+    assert_eq!(
+        checkpoint_step(&out.join("checkpoint-latest.safetensors")),
+        5
+    );
+    assert!(steps(&out).iter().all(|s| s.1.is_finite()));
+}
+
+#[test]
+fn bad_data_and_flags_exit_non_zero_with_a_message() {
+    let dir = tmpdir("bad");
+    csv_dataset(&dir, 6);
+    let out = dir.join("out");
+    let run = |extra: &[&str]| {
+        let o = train(
+            &[
+                &[
+                    "--preset",
+                    "diffclip_tiny",
+                    "--steps",
+                    "2",
+                    "--batch-size",
+                    "2",
+                    "--output",
+                    out.to_str().unwrap(),
+                ],
+                extra,
+            ]
+            .concat(),
+        );
+        (o.status.success(), stderr(&o))
+    };
+    // A CSV without the caption column.
+    let bad = dir.join("bad.csv");
+    std::fs::write(&bad, "filepath,text\nimages/000.png,a red square\n").unwrap();
+    let (ok, err) = run(&["--data", &format!("csv:{}", bad.display())]);
+    assert!(
+        !ok && err.contains("bad.csv") && err.contains("title"),
+        "{err}"
+    );
+    // A CSV whose images do not exist.
+    let missing = dir.join("missing.csv");
+    std::fs::write(
+        &missing,
+        "filepath,title\nnope/a.png,a\nnope/b.png,b\nnope/c.png,c\n",
+    )
+    .unwrap();
+    let (ok, err) = run(&["--data", &format!("csv:{}", missing.display())]);
+    assert!(
+        !ok && err.contains("missing.csv") && err.contains("nope/"),
+        "{err}"
+    );
+    // One missing image among good ones: skipped by default, fatal with --bad-samples fail.
+    let mut rows = std::fs::read_to_string(dir.join("train.csv")).unwrap();
+    rows.push_str("images/gone.png,a vanished square\n");
+    let holed = dir.join("holed.csv");
+    std::fs::write(&holed, rows).unwrap();
+    let holed_data = format!("csv:{}", holed.display());
+    let out2 = dir.join("out2");
+    // Four steps of two cover all seven rows.
+    let whole_epoch = [
+        "--preset",
+        "diffclip_tiny",
+        "--steps",
+        "4",
+        "--batch-size",
+        "2",
+        "--output",
+        out2.to_str().unwrap(),
+        "--data",
+        &holed_data,
+    ];
+    let o = train(&whole_epoch);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = train(&[&whole_epoch[..], &["--bad-samples", "fail"]].concat());
+    assert!(
+        !o.status.success() && stderr(&o).contains("gone.png"),
+        "{}",
+        stderr(&o)
+    );
+    // A CSV that does not exist, and fewer rows than a batch.
+    let (ok, err) = run(&["--data", "csv:/no/such/train.csv"]);
+    assert!(!ok && err.contains("/no/such/train.csv"), "{err}");
+    let o = train(&[
+        "--preset",
+        "diffclip_tiny",
+        "--steps",
+        "2",
+        "--batch-size",
+        "64",
+        "--output",
+        out.to_str().unwrap(),
+        "--data",
+        &format!("csv:{}", dir.join("train.csv").display()),
+    ]);
+    let (ok, err) = (o.status.success(), stderr(&o));
+    assert!(
+        !ok && err.contains("train.csv") && err.contains("fewer than one batch"),
+        "{err}"
+    );
+    // Flags.
+    let (ok, err) = run(&["--data", "parquet:x"]);
+    assert!(!ok && err.contains("csv:PATH"), "{err}");
+    let (ok, err) = run(&["--data", "synthetic", "--image-size", "30"]);
+    assert!(!ok && err.contains("patch size"), "{err}");
+    let (ok, err) = run(&[
+        "--data",
+        "synthetic",
+        "--resume",
+        "/no/such/ckpt.safetensors",
+    ]);
+    assert!(!ok && err.contains("/no/such/ckpt.safetensors"), "{err}");
+    let (ok, err) = run(&["--data", "wds:/no/such/{000..003}.tar"]);
+    assert!(!ok && err.contains("shards"), "{err}");
+}
+
+#[test]
+fn a_killed_training_process_resumes_from_its_checkpoint() {
+    let dir = tmpdir("kill");
+    let csv = csv_dataset(&dir, 16);
+    let out = dir.join("out");
+    let ckpt = out.join("checkpoint-latest.safetensors");
+    let data = format!("csv:{}", csv.display());
+    let common = [
+        "--data",
+        data.as_str(),
+        "--batch-size",
+        "4",
+        "--workers",
+        "1",
+        "--output",
+        out.to_str().unwrap(),
+        "--checkpoint-every",
+        "2",
+    ];
+    let mut child = Command::new(example("train"))
+        .args(common)
+        .args(["--preset", "diffclip_tiny", "--steps", "100000", "--quiet"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while !ckpt.exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(300),
+            "no checkpoint after 5 minutes"
+        );
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("training exited early: {status}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300)); // let it run on past the checkpoint
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let at = checkpoint_step(&ckpt);
+    assert!(at >= 2 && at % 2 == 0, "checkpoint at step {at}");
+    let before = steps(&out);
+    assert!(
+        before.iter().any(|s| s.0 == at),
+        "the killed run logged step {at}"
+    );
+
+    let o = train(&[&common[..], &["--resume", "--steps", &(at + 2).to_string()]].concat());
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(&format!("at step {at}")),
+        "{}",
+        stderr(&o)
+    );
+    let after = steps(&out);
+    let resumed = &after[before.len()..];
+    assert_eq!(
+        resumed.iter().map(|s| s.0).collect::<Vec<_>>(),
+        vec![at + 1, at + 2],
+        "continues from the checkpointed step"
+    );
+    // Where the killed run got past its checkpoint, the resumed run repeats that step exactly:
+    // a step's loss comes from the weights after the previous step and the same batch (the new
+    // --steps only changes the learning rate applied afterwards).
+    if let Some(&(_, loss)) = before.iter().find(|s| s.0 == at + 1) {
+        assert!(
+            (loss - resumed[0].1).abs() <= 1e-4 * loss.abs().max(1.0),
+            "step {}: killed run {loss}, resumed {}",
+            at + 1,
+            resumed[0].1
+        );
+    }
+    assert_eq!(checkpoint_step(&ckpt), at + 2);
+}
