@@ -16,14 +16,17 @@
 mod common;
 
 use criterion::{BenchmarkId, Criterion, SamplingMode, criterion_group, criterion_main};
-use diffclip::attention::{AttentionPath, DiffAttention, DiffAttentionConfig, StandardAttention, StandardAttentionConfig};
+use diffclip::attention::{
+    AttentionPath, DiffAttention, DiffAttentionConfig, StandardAttention, StandardAttentionConfig,
+};
 use diffclip::burn::tensor::{Device, Distribution, Tensor};
 use std::hint::black_box;
 
 const WIDTH: usize = 768;
 const HEADS: usize = 12;
 
-/// One layer under test.
+/// One layer under test (built a few times per run; its size does not matter).
+#[allow(clippy::large_enum_variant)]
 enum Layer {
     Diff(DiffAttention),
     Standard(StandardAttention),
@@ -32,9 +35,19 @@ enum Layer {
 impl Layer {
     fn new(diff: bool, path: AttentionPath, device: &Device) -> Self {
         if diff {
-            Layer::Diff(DiffAttentionConfig::new(WIDTH, HEADS).with_path(path).init(device).expect("config"))
+            Layer::Diff(
+                DiffAttentionConfig::new(WIDTH, HEADS)
+                    .with_path(path)
+                    .init(device)
+                    .expect("config"),
+            )
         } else {
-            Layer::Standard(StandardAttentionConfig::new(WIDTH, HEADS).with_path(path).init(device).expect("config"))
+            Layer::Standard(
+                StandardAttentionConfig::new(WIDTH, HEADS)
+                    .with_path(path)
+                    .init(device)
+                    .expect("config"),
+            )
         }
     }
 
@@ -50,7 +63,11 @@ impl Layer {
 }
 
 fn sizes() -> (usize, Vec<usize>) {
-    if common::quick() { (1, vec![50, 77, 197, 577]) } else { (8, vec![50, 77, 197, 577, 1025, 4097]) }
+    if common::quick() {
+        (1, vec![50, 77, 197, 577])
+    } else {
+        (8, vec![50, 77, 197, 577, 1025, 4097])
+    }
 }
 
 fn reference_fits(batch: usize, n: usize) -> bool {
@@ -65,7 +82,10 @@ const VARIANTS: [(bool, AttentionPath, &str); 4] = [
     (false, AttentionPath::Reference, "standard_reference"),
 ];
 
-fn configure(group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>, n: usize) {
+fn configure(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    n: usize,
+) {
     group.sampling_mode(SamplingMode::Flat);
     group.sample_size(10);
     let secs = if n >= 1025 { 20 } else { 4 };
@@ -81,7 +101,9 @@ fn forward(c: &mut Criterion) {
         configure(&mut group, n);
         for (diff, path, name) in VARIANTS {
             if path == AttentionPath::Reference && !reference_fits(batch, n) {
-                eprintln!("skipping forward/{name}/{n}: the maps need more than 2 GiB (DIFFCLIP_BENCH_ALL=1 runs it)");
+                eprintln!(
+                    "skipping forward/{name}/{n}: the maps need more than 2 GiB (DIFFCLIP_BENCH_ALL=1 runs it)"
+                );
                 continue;
             }
             let layer = Layer::new(diff, path, &device);
@@ -103,7 +125,9 @@ fn forward_backward(c: &mut Criterion) {
         for (diff, path, name) in VARIANTS {
             // Backward keeps the maps of both paths (autodiff builds `attention` from ordinary ops).
             if !reference_fits(batch, n) {
-                eprintln!("skipping fwd_bwd/{name}/{n}: the maps need more than 2 GiB (DIFFCLIP_BENCH_ALL=1 runs it)");
+                eprintln!(
+                    "skipping fwd_bwd/{name}/{n}: the maps need more than 2 GiB (DIFFCLIP_BENCH_ALL=1 runs it)"
+                );
                 continue;
             }
             let layer = Layer::new(diff, path, &device);

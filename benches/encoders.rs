@@ -30,23 +30,38 @@ fn encoders(c: &mut Criterion) {
     let (image_batch, text_batch) = batches();
     let images = Tensor::<4>::random([image_batch, 3, 224, 224], Distribution::Default, &device);
     // Token ids in the vocabulary with the end-of-text id (the largest) last, as the tokenizer writes.
-    let mut ids: Vec<i64> = (0..text_batch * 77).map(|i| (i as i64 * 7919) % 49000 + 1).collect();
+    let mut ids: Vec<i64> = (0..text_batch * 77)
+        .map(|i| (i as i64 * 7919) % 49000 + 1)
+        .collect();
     for row in ids.chunks_mut(77) {
         row[76] = 49407;
     }
     let text: Tensor<2, Int> = Tensor::from_data(TensorData::new(ids, [text_batch, 77]), &device);
 
     for preset in PRESETS {
-        let model = ClipConfig::preset(preset).expect("preset").init(&device).expect("model");
+        let model = ClipConfig::preset(preset)
+            .expect("preset")
+            .init(&device)
+            .expect("model");
         let mut group = c.benchmark_group("encode_image");
-        group.sampling_mode(SamplingMode::Flat).sample_size(10).measurement_time(Duration::from_secs(20));
-        group.bench_with_input(BenchmarkId::new(preset, image_batch), &image_batch, |b, _| {
-            b.iter(|| black_box(common::finish(&device, model.encode_image(images.clone()))))
-        });
+        group
+            .sampling_mode(SamplingMode::Flat)
+            .sample_size(10)
+            .measurement_time(Duration::from_secs(20));
+        group.bench_with_input(
+            BenchmarkId::new(preset, image_batch),
+            &image_batch,
+            |b, _| {
+                b.iter(|| black_box(common::finish(&device, model.encode_image(images.clone()))))
+            },
+        );
         group.finish();
 
         let mut group = c.benchmark_group("encode_text");
-        group.sampling_mode(SamplingMode::Flat).sample_size(10).measurement_time(Duration::from_secs(15));
+        group
+            .sampling_mode(SamplingMode::Flat)
+            .sample_size(10)
+            .measurement_time(Duration::from_secs(15));
         group.bench_with_input(BenchmarkId::new(preset, text_batch), &text_batch, |b, _| {
             b.iter(|| black_box(common::finish(&device, model.encode_text(text.clone()))))
         });

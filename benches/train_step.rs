@@ -37,7 +37,11 @@ fn small_diffclip() -> ClipConfig {
 /// One optimisation step; returns the updated model and the loss.
 fn step(model: Clip, optim: &mut AdamW, images: &Tensor<4>, text: &Tensor<2, Int>) -> (Clip, f32) {
     let out = model.forward(images.clone(), text.clone());
-    let loss = clip_loss_normalized(out.image_embed, out.text_embed, out.logit_scale.clamp_max(100.0));
+    let loss = clip_loss_normalized(
+        out.image_embed,
+        out.text_embed,
+        out.logit_scale.clamp_max(100.0),
+    );
     let value = loss.clone().into_scalar::<f32>();
     let mut grads = GradBuffer::default();
     grads.accumulate(&model, &loss.backward());
@@ -51,16 +55,24 @@ fn step(model: Clip, optim: &mut AdamW, images: &Tensor<4>, text: &Tensor<2, Int
 fn train_step(c: &mut Criterion) {
     let device = common::device().autodiff();
     let images = Tensor::<4>::random([BATCH, 3, 64, 64], Distribution::Default, &device);
-    let mut ids: Vec<i64> = (0..BATCH * 77).map(|i| (i as i64 * 7919) % 49000 + 1).collect();
+    let mut ids: Vec<i64> = (0..BATCH * 77)
+        .map(|i| (i as i64 * 7919) % 49000 + 1)
+        .collect();
     for row in ids.chunks_mut(77) {
         row[76] = 49407;
     }
     let text: Tensor<2, Int> = Tensor::from_data(TensorData::new(ids, [BATCH, 77]), &device);
     let mut group = c.benchmark_group("train_step");
-    group.sampling_mode(SamplingMode::Flat).sample_size(10).measurement_time(Duration::from_secs(10));
+    group
+        .sampling_mode(SamplingMode::Flat)
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(10));
     let variants = [
         ("diffclip_small", small_diffclip()),
-        ("clip_small", small_diffclip().with_attention(AttentionKind::Standard, AttentionKind::Standard)),
+        (
+            "clip_small",
+            small_diffclip().with_attention(AttentionKind::Standard, AttentionKind::Standard),
+        ),
     ];
     for (name, config) in variants {
         let mut model = Some(config.init(&device).expect("model"));
@@ -70,7 +82,12 @@ fn train_step(c: &mut Criterion) {
                 let (next, loss) = step(model.take().expect("model"), &mut optim, &images, &text);
                 model = Some(next);
                 // The optimizer is lazy on some backends: read an updated weight too.
-                let w = model.as_ref().expect("model").logit_scale.val().into_scalar::<f32>();
+                let w = model
+                    .as_ref()
+                    .expect("model")
+                    .logit_scale
+                    .val()
+                    .into_scalar::<f32>();
                 device.sync().expect("device sync");
                 black_box((loss, w))
             })

@@ -78,7 +78,9 @@ fn one(args: &Args) -> Result<serde_json::Value, Box<dyn std::error::Error>> {
             AttentionPath::Reference => Box::new(move |x| l.forward_with_maps(x, None).0),
         }
     } else {
-        let l = StandardAttentionConfig::new(d, h).with_path(path).init(&device)?;
+        let l = StandardAttentionConfig::new(d, h)
+            .with_path(path)
+            .init(&device)?;
         Box::new(move |x| l.forward(x, None))
     };
     // Parameters initialise lazily: a call on a 2-token input creates them before the baseline.
@@ -91,7 +93,10 @@ fn one(args: &Args) -> Result<serde_json::Value, Box<dyn std::error::Error>> {
     let out = forward(x.clone());
     let check = if args.backward {
         let grads = out.sum().backward();
-        x.grad(&grads).ok_or("no input gradient")?.sum().into_scalar::<f32>()
+        x.grad(&grads)
+            .ok_or("no input gradient")?
+            .sum()
+            .into_scalar::<f32>()
     } else {
         out.sum().into_scalar::<f32>()
     };
@@ -113,7 +118,12 @@ fn all(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     for kind in ["diff", "standard"] {
         for path in ["fused", "reference"] {
             let mut cmd = Command::new(&exe);
-            cmd.args(["--n", &args.n.to_string(), "--batch", &args.batch.to_string()]);
+            cmd.args([
+                "--n",
+                &args.n.to_string(),
+                "--batch",
+                &args.batch.to_string(),
+            ]);
             cmd.args(["--kind", kind, "--path", path, "--backend", &args.backend]);
             if args.backward {
                 cmd.arg("--backward");
@@ -131,7 +141,11 @@ fn all(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
 
 fn main() {
     let args = Args::parse();
-    let result = if args.all { all(&args) } else { one(&args).map(|j| println!("{j}")) };
+    let result = if args.all {
+        all(&args)
+    } else {
+        one(&args).map(|j| println!("{j}"))
+    };
     if let Err(e) = result {
         eprintln!("attention_memory: {e}");
         std::process::exit(1);

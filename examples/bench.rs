@@ -21,7 +21,9 @@ use diffclip::burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
 use diffclip::clip::{Clip, ClipConfig};
 
 #[derive(Parser, Debug)]
-#[command(about = "Image/text encoding throughput of a CLIP/DiffCLIP model, printed as one JSON line")]
+#[command(
+    about = "Image/text encoding throughput of a CLIP/DiffCLIP model, printed as one JSON line"
+)]
 struct Args {
     /// Model preset (see `examples/config.rs`).
     #[arg(long, default_value = "diffclip_vit_b16")]
@@ -64,11 +66,19 @@ fn peak_rss_mb() -> Option<f64> {
 }
 
 /// Seconds of each of `iters` timed calls after `warmup` untimed ones.
-fn time_calls(warmup: usize, iters: usize, device: &Device, mut call: impl FnMut() -> Tensor<2>) -> Vec<f64> {
+fn time_calls(
+    warmup: usize,
+    iters: usize,
+    device: &Device,
+    mut call: impl FnMut() -> Tensor<2>,
+) -> Vec<f64> {
     let mut run = || {
         let start = Instant::now();
         // Read the whole (small) result back and sync: the work has surely run.
-        let values = call().into_data().try_to_vec::<f32>().expect("f32 embeddings");
+        let values = call()
+            .into_data()
+            .try_to_vec::<f32>()
+            .expect("f32 embeddings");
         device.sync().expect("device sync");
         std::hint::black_box(values);
         start.elapsed().as_secs_f64()
@@ -83,7 +93,11 @@ fn median(xs: &[f64]) -> f64 {
     let mut v = xs.to_vec();
     v.sort_by(f64::total_cmp);
     let m = v.len() / 2;
-    if v.len() % 2 == 1 { v[m] } else { (v[m - 1] + v[m]) / 2.0 }
+    if v.len() % 2 == 1 {
+        v[m]
+    } else {
+        (v[m - 1] + v[m]) / 2.0
+    }
 }
 
 fn min(xs: &[f64]) -> f64 {
@@ -93,7 +107,9 @@ fn min(xs: &[f64]) -> f64 {
 /// Token ids of `batch` texts: in-vocabulary ids, end-of-text (the largest id) last.
 fn texts(config: &ClipConfig, batch: usize, device: &Device) -> Tensor<2, Int> {
     let (len, vocab) = (config.text.context_length, config.text.vocab_size as i64);
-    let mut ids: Vec<i64> = (0..batch * len).map(|i| (i as i64 * 7919) % (vocab - 2) + 1).collect();
+    let mut ids: Vec<i64> = (0..batch * len)
+        .map(|i| (i as i64 * 7919) % (vocab - 2) + 1)
+        .collect();
     for row in ids.chunks_mut(len) {
         row[len - 1] = vocab - 1;
     }
@@ -110,8 +126,9 @@ fn run(args: &Args) -> Result<serde_json::Value, Box<dyn std::error::Error>> {
         None => ClipConfig::preset(&args.preset)?,
     };
     if let Some(path) = &args.path {
-        let path: diffclip::attention::AttentionPath = serde_json::from_value(serde_json::json!(path))
-            .map_err(|_| format!("--path must be fused or reference, not {path}"))?;
+        let path: diffclip::attention::AttentionPath =
+            serde_json::from_value(serde_json::json!(path))
+                .map_err(|_| format!("--path must be fused or reference, not {path}"))?;
         config.vision.path = path;
         config.text.path = path;
     }
@@ -121,12 +138,20 @@ fn run(args: &Args) -> Result<serde_json::Value, Box<dyn std::error::Error>> {
 
     let (mut image_s, mut text_s) = (None, None);
     if !args.text_only {
-        let images = Tensor::<4>::random([args.batch, config.vision.in_chans, size, size], Distribution::Default, &device);
-        image_s = Some(time_calls(args.warmup, args.iters, &device, || model.encode_image(images.clone())));
+        let images = Tensor::<4>::random(
+            [args.batch, config.vision.in_chans, size, size],
+            Distribution::Default,
+            &device,
+        );
+        image_s = Some(time_calls(args.warmup, args.iters, &device, || {
+            model.encode_image(images.clone())
+        }));
     }
     if !args.image_only {
         let tokens = texts(&config, text_batch, &device);
-        text_s = Some(time_calls(args.warmup, args.iters, &device, || model.encode_text(tokens.clone())));
+        text_s = Some(time_calls(args.warmup, args.iters, &device, || {
+            model.encode_text(tokens.clone())
+        }));
     }
     let per_s = |n: usize, s: &Option<Vec<f64>>| s.as_ref().map(|s| n as f64 / median(s));
     Ok(serde_json::json!({
