@@ -18,11 +18,12 @@ use burn::module::Module;
 use burn::tensor::Device;
 use clap::Parser;
 use diffclip::attention::{AttentionKind, LambdaInit};
+use diffclip::clip::loss::{MAX_LOGIT_SCALE, clip_loss_normalized};
 use diffclip::clip::{Clip, ClipConfig, save_safetensors};
 use diffclip::eval::attention::{attention_heatmaps, panel_names, save_overlay_png};
 use diffclip::eval::{Encoder, Evaluator};
 use diffclip::data::synthetic::{ClassTask, Split};
-use diffclip::data::{ClipBatcher, ClipTokenizer, SyntheticConfig, SyntheticDataset, TokenizerConfig};
+use diffclip::data::{ClipBatcher, ClipItem, ClipTokenizer, SyntheticConfig, SyntheticDataset, TokenizerConfig};
 use diffclip::encoders::{TextConfig, VisionConfig};
 use diffclip::train::{TrainConfig, TrainError, Trainer};
 
@@ -95,6 +96,8 @@ fn compact(variant: &str, args: &Args) -> Result<ClipConfig, String> {
 #[derive(Debug, Clone, serde::Serialize)]
 struct Metrics {
     step: u64,
+    /// Contrastive loss on 256 held-out pairs (image, its first caption).
+    heldout_loss: f32,
     zero_shot_shape_top1: f64,
     zero_shot_color_top1: f64,
     image_to_text_r1: f64,
@@ -103,13 +106,15 @@ struct Metrics {
     text_to_image_r5: f64,
 }
 
-fn evaluate(model: &Clip, test: &SyntheticDataset, step: u64) -> Result<Metrics, diffclip::eval::EvalError> {
+fn evaluate(model: &Clip, test: &SyntheticDataset, batcher: &ClipBatcher, step: u64) -> Result<Metrics, Box<dyn std::error::Error>> {
+    let heldout_loss = heldout_loss(model, test, batcher)?;
     let ev = Evaluator::new(Encoder::new(model)?.with_progress(false).with_batch_size(128));
     let shape = ev.zero_shot_dataset(&test.classification(ClassTask::Shape), None)?;
     let color = ev.zero_shot_dataset(&test.classification(ClassTask::Color), None)?;
     let r = ev.retrieval_dataset(&test.retrieval(), None, &[1, 5])?;
     Ok(Metrics {
         step,
+        heldout_loss,
         zero_shot_shape_top1: shape.top1,
         zero_shot_color_top1: color.top1,
         image_to_text_r1: r.image_to_text[0].recall,
@@ -117,6 +122,17 @@ fn evaluate(model: &Clip, test: &SyntheticDataset, step: u64) -> Result<Metrics,
         text_to_image_r1: r.text_to_image[0].recall,
         text_to_image_r5: r.text_to_image[1].recall,
     })
+}
+
+/// The training loss on held-out pairs: the first caption of each of 256 test images.
+fn heldout_loss(model: &Clip, test: &SyntheticDataset, batcher: &ClipBatcher) -> Result<f32, Box<dyn std::error::Error>> {
+    let device = model.devices().into_iter().next().ok_or("model without parameters")?;
+    let items = (0..test.len().min(256))
+        .map(|i| ClipItem { image: test.image_eval(i), size: test.image_size(), caption: test.captions(i).swap_remove(0), label: None })
+        .collect();
+    let batch = batcher.try_batch(items, &device)?;
+    let out = model.forward(batch.images, batch.texts);
+    Ok(clip_loss_normalized(out.image_embed, out.text_embed, out.logit_scale.clamp_max(MAX_LOGIT_SCALE)).into_scalar::<f32>())
 }
 
 /// Everything reported for one variant.
@@ -166,7 +182,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         trainer.output = Some(args.output.join(variant));
         let mut curve = Vec::new();
         let mut hook = |m: &Clip, step: u64| {
-            let metrics = evaluate(m, &test, step).map_err(|e| TrainError::Eval(e.to_string()))?;
+            let metrics = evaluate(m, &test, &batcher, step).map_err(|e| TrainError::Eval(e.to_string()))?;
             curve.push(metrics.clone());
             Ok(serde_json::to_value(metrics).expect("serialises"))
         };
@@ -202,17 +218,17 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
 
 fn print_table(runs: &[Run], chance: (f64, f64, f64)) {
     println!();
-    println!("| model | params | zero-shot shape top-1 | zero-shot colour top-1 | I→T R@1 | I→T R@5 | T→I R@1 | T→I R@5 | final loss | samples/s |");
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!("| model | params | zero-shot shape top-1 | zero-shot colour top-1 | I→T R@1 | I→T R@5 | T→I R@1 | T→I R@5 | final loss | held-out loss | samples/s |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for r in runs {
         let m = &r.test;
         println!(
-            "| {} | {} | {:.1}% | {:.1}% | {:.1}% | {:.1}% | {:.1}% | {:.1}% | {:.3} | {:.0} |",
+            "| {} | {} | {:.1}% | {:.1}% | {:.1}% | {:.1}% | {:.1}% | {:.1}% | {:.3} | {:.3} | {:.0} |",
             r.variant, r.params, 100.0 * m.zero_shot_shape_top1, 100.0 * m.zero_shot_color_top1, 100.0 * m.image_to_text_r1,
-            100.0 * m.image_to_text_r5, 100.0 * m.text_to_image_r1, 100.0 * m.text_to_image_r5, r.final_loss, r.samples_per_s
+            100.0 * m.image_to_text_r5, 100.0 * m.text_to_image_r1, 100.0 * m.text_to_image_r5, r.final_loss, m.heldout_loss, r.samples_per_s
         );
     }
-    println!("| chance | | {:.1}% | {:.1}% | {:.1}% | | {:.1}% | | | |", 100.0 * chance.0, 100.0 * chance.1, 100.0 * chance.2, 100.0 * chance.2);
+    println!("| chance | | {:.1}% | {:.1}% | {:.1}% | | {:.1}% | | | | |", 100.0 * chance.0, 100.0 * chance.1, 100.0 * chance.2, 100.0 * chance.2);
     if let Some(best) = runs.iter().max_by(|a, b| score(a).total_cmp(&score(b))) {
         println!("\nbest mean held-out score: {} ({:.1}%)", best.variant, 100.0 * score(best));
     }
