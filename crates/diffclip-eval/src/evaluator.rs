@@ -174,23 +174,8 @@ impl<'a> Evaluator<'a> {
         config: &LinearProbeConfig,
     ) -> Result<LinearProbeResult, EvalError> {
         let (tr, va, te) = self.features3(train, val, test)?;
-        let val_split = va.as_ref().zip(val).map(|(f, v)| Split {
-            features: f,
-            labels: v.labels,
-        });
-        linear_probe(
-            Split {
-                features: &tr,
-                labels: train.labels,
-            },
-            val_split,
-            Split {
-                features: &te,
-                labels: test.labels,
-            },
-            n_classes,
-            config,
-        )
+        let (tr, va, te) = splits(&tr, va.as_ref(), &te, train, val, test);
+        linear_probe(tr, va, te, n_classes, config)
     }
 
     /// k-shot evaluation on the image features (see [`crate::probe::few_shot`]).
@@ -203,23 +188,8 @@ impl<'a> Evaluator<'a> {
         config: &FewShotConfig,
     ) -> Result<Vec<FewShotPoint>, EvalError> {
         let (tr, va, te) = self.features3(train, val, test)?;
-        let val_split = va.as_ref().zip(val).map(|(f, v)| Split {
-            features: f,
-            labels: v.labels,
-        });
-        few_shot(
-            Split {
-                features: &tr,
-                labels: train.labels,
-            },
-            val_split,
-            Split {
-                features: &te,
-                labels: test.labels,
-            },
-            n_classes,
-            config,
-        )
+        let (tr, va, te) = splits(&tr, va.as_ref(), &te, train, val, test);
+        few_shot(tr, va, te, n_classes, config)
     }
 
     fn features3(
@@ -253,4 +223,30 @@ pub fn dataset_labels(ds: &dyn ClassificationDataset) -> Result<Vec<usize>, Eval
     (0..ds.num_items())
         .map(|i| ds.label(i).map_err(EvalError::from))
         .collect()
+}
+
+/// Pair computed features with their labels for the probe functions.
+fn splits<'a>(
+    tr: &'a Matrix,
+    va: Option<&'a Matrix>,
+    te: &'a Matrix,
+    train: Labelled<'a, '_>,
+    val: Option<Labelled<'a, '_>>,
+    test: Labelled<'a, '_>,
+) -> (Split<'a>, Option<Split<'a>>, Split<'a>) {
+    let val = va.zip(val).map(|(f, v)| Split {
+        features: f,
+        labels: v.labels,
+    });
+    (
+        Split {
+            features: tr,
+            labels: train.labels,
+        },
+        val,
+        Split {
+            features: te,
+            labels: test.labels,
+        },
+    )
 }

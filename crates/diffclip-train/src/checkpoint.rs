@@ -6,7 +6,7 @@ use std::path::Path;
 
 use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
-use diffclip_clip::checkpoint::{CheckpointFormat, StateTensor, load_state_dict, state_dict_of, to_canonical};
+use diffclip_clip::checkpoint::{CheckpointFormat, StateTensor, load_state_dict, state_dict_of, to_canonical, write_atomic};
 use diffclip_clip::{Clip, ClipConfig};
 use safetensors::tensor::TensorView;
 use serde::{Deserialize, Serialize};
@@ -68,9 +68,7 @@ pub fn save_training_checkpoint(path: impl AsRef<Path>, model: &Clip, optim: &Ad
         ("optim_step".to_string(), optim.step.to_string()),
     ]);
     let out = safetensors::serialize(views, Some(meta)).map_err(|e| TrainError::Resume { path: name.clone(), message: e.to_string() })?;
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&tmp, &out).map_err(|source| TrainError::Io { path: tmp.display().to_string(), source })?;
-    std::fs::rename(&tmp, path).map_err(|source| TrainError::Io { path: name, source })
+    Ok(write_atomic(path, &out)?)
 }
 
 /// Read a checkpoint: build the model on `device`, load its weights and the optimizer state.

@@ -84,7 +84,7 @@ fn tmp_path(path: &Path) -> std::path::PathBuf {
 }
 
 /// Write via a temporary file and rename, so a crash never leaves a truncated file.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CheckpointError> {
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CheckpointError> {
     let name = path.display().to_string();
     let tmp = tmp_path(path);
     std::fs::write(&tmp, bytes).map_err(|source| CheckpointError::Io { path: name.clone(), source })?;

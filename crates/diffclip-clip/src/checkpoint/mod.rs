@@ -15,7 +15,7 @@ use burn::store::{BurnpackStore, ModuleSnapshot, ModuleStore, PyTorchToBurnAdapt
 use burn::tensor::TensorData;
 
 pub use error::{CheckpointError, KeyMismatch};
-pub use export::{config_of, save_burnpack, save_safetensors, state_dict_of};
+pub use export::{config_of, save_burnpack, save_safetensors, state_dict_of, write_atomic};
 pub use layout::{CheckpointFormat, detect_format, to_canonical, to_diffclip_names};
 pub use state_dict::{Container, StateDict, StateTensor, read_pytorch, read_safetensors};
 
