@@ -70,6 +70,36 @@ fn standard_fused_matches_reference() {
     }
 }
 
+/// Sequences long enough that flex's CPU kernel splits queries into several row blocks.
+#[test]
+fn long_sequences_fused_matches_reference() {
+    for (backend, device) in devices() {
+        for causal in [false, true] {
+            let x = Tensor::<3>::random([2, 300, 32], Distribution::Normal(0.0, 1.0), &device);
+            let diff = DiffAttentionConfig::new(32, 4).with_causal(causal).init(&device).unwrap();
+            let d = max_diff(diff.forward_fused(x.clone(), None), diff.forward_with_maps(x.clone(), None).0);
+            assert!(d < 1e-5, "{backend} diff causal={causal}: {d:e}");
+            let std = StandardAttentionConfig::new(32, 4).with_causal(causal).init(&device).unwrap();
+            let d = max_diff(std.forward(x.clone(), None), std.forward_with_maps(x, None).0);
+            assert!(d < 1e-5, "{backend} standard causal={causal}: {d:e}");
+        }
+    }
+}
+
+/// Our GELU / QuickGELU (vectorised kernels on flex) against Burn's own ops.
+#[test]
+fn activations_match_burn() {
+    for (backend, device) in devices() {
+        let x = Tensor::<3>::random([3, 50, 70], Distribution::Normal(0.0, 3.0), &device);
+        let want = burn::tensor::activation::gelu(x.clone());
+        let d = max_diff(diffclip::attention::gelu(x.clone()), want);
+        assert!(d < 2e-6, "{backend} gelu: {d:e}");
+        let want = x.clone() * burn::tensor::activation::sigmoid(x.clone() * 1.702);
+        let d = max_diff(diffclip::attention::quick_gelu(x), want);
+        assert!(d < 2e-6, "{backend} quick_gelu: {d:e}");
+    }
+}
+
 #[test]
 fn reference_path_config_gives_same_output() {
     for (_, device) in devices() {

@@ -130,7 +130,14 @@ impl DiffAttention {
     /// The fused path: two `attention` calls whose value head size is `2 * head_dim`.
     pub fn forward_fused(&self, x: Tensor<3>, mask: Option<AttnMask>) -> Tensor<3> {
         let [b, n, _] = x.dims();
-        let (q, k, v) = self.project(x);
+        let rows = self.project_rows(x);
+        #[cfg(feature = "flex")]
+        if mask.is_none()
+            && let Some(o) = self.attention_flex(&rows)
+        {
+            return self.proj_drop.forward(self.out_proj.forward(o));
+        }
+        let (q, k, v) = self.split_heads(rows, b, n);
         let (hp, hd) = (self.num_heads / 2, self.head_dim);
         // Interleaved pairing: heads 2i and 2i+1 form differential head i.
         let pair = |t: Tensor<4>, i: usize| t.reshape([b, hp, 2, n, hd]).narrow(2, i, 1).reshape([b, hp, n, hd]);
@@ -146,11 +153,22 @@ impl DiffAttention {
         self.finish(o1 - o2 * lambda, b, n)
     }
 
+    /// The fused path as one CPU kernel on flex: no head transposes, one GEMM with V per pair.
+    #[cfg(feature = "flex")]
+    fn attention_flex(&self, (q, k, v): &(Tensor<3>, Tensor<3>, Tensor<3>)) -> Option<Tensor<3>> {
+        let lambda = self.lambda_full().into_scalar::<f32>();
+        let gamma = self.diff_norm.gamma.val();
+        let (eps, out_scale) = (self.diff_norm.epsilon as f32, (1.0 - self.lambda_init) as f32);
+        let scale = (self.head_dim as f32).powf(-0.5);
+        let combine = crate::cpu::Combine::Diff { lambda, eps, out_scale };
+        crate::cpu::attention(q, k, v, self.num_heads, scale, self.causal, combine, Some(&gamma))
+    }
+
     /// The reference path: materialises both softmax maps and returns them.
     pub fn forward_with_maps(&self, x: Tensor<3>, mask: Option<AttnMask>) -> (Tensor<3>, AttentionMaps) {
         let [b, n, _] = x.dims();
         let device = x.device();
-        let (q, k, v) = self.project(x);
+        let (q, k, v) = self.split_heads(self.project_rows(x), b, n);
         let (hp, hd) = (self.num_heads / 2, self.head_dim);
         let q = q * (hd as f64).powf(-0.5);
         let mut scores = q.matmul(k.swap_dims(2, 3));
@@ -167,13 +185,17 @@ impl DiffAttention {
         (out, maps)
     }
 
+    /// q, k, v projections, `[B, N, D]` each.
+    fn project_rows(&self, x: Tensor<3>) -> (Tensor<3>, Tensor<3>, Tensor<3>) {
+        (self.q_proj.forward(x.clone()), self.k_proj.forward(x.clone()), self.v_proj.forward(x))
+    }
+
     /// q, k as `[B, h, N, hd]`, v as `[B, h/2, N, 2hd]`.
-    fn project(&self, x: Tensor<3>) -> (Tensor<4>, Tensor<4>, Tensor<4>) {
-        let [b, n, _] = x.dims();
+    fn split_heads(&self, (q, k, v): (Tensor<3>, Tensor<3>, Tensor<3>), b: usize, n: usize) -> (Tensor<4>, Tensor<4>, Tensor<4>) {
         let (h, hd) = (self.num_heads, self.head_dim);
-        let q = self.q_proj.forward(x.clone()).reshape([b, n, h, hd]).swap_dims(1, 2);
-        let k = self.k_proj.forward(x.clone()).reshape([b, n, h, hd]).swap_dims(1, 2);
-        let v = self.v_proj.forward(x).reshape([b, n, h / 2, 2 * hd]).swap_dims(1, 2);
+        let q = q.reshape([b, n, h, hd]).swap_dims(1, 2);
+        let k = k.reshape([b, n, h, hd]).swap_dims(1, 2);
+        let v = v.reshape([b, n, h / 2, 2 * hd]).swap_dims(1, 2);
         (q, k, v)
     }
 

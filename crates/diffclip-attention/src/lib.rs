@@ -13,6 +13,9 @@
 //! # Ok(()) }
 //! ```
 
+mod activation;
+#[cfg(feature = "flex")]
+mod cpu;
 mod error;
 mod kind;
 mod lambda;
@@ -21,6 +24,7 @@ mod maps;
 mod diff;
 mod standard;
 
+pub use activation::{gelu, quick_gelu};
 pub use diff::{DiffAttention, DiffAttentionConfig};
 pub use error::AttentionError;
 pub use kind::{Attention, AttentionConfig, AttentionKind};

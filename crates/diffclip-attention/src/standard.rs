@@ -90,7 +90,16 @@ impl StandardAttention {
             return self.forward_with_maps(x, mask).0;
         }
         let [b, n, _] = x.dims();
-        let (q, k, v) = self.project(x);
+        let (q, k, v) = (self.q_proj.forward(x.clone()), self.k_proj.forward(x.clone()), self.v_proj.forward(x));
+        #[cfg(feature = "flex")]
+        if mask.is_none() {
+            let scale = (self.head_dim as f32).powf(-0.5);
+            let single = crate::cpu::Combine::Single;
+            if let Some(o) = crate::cpu::attention(&q, &k, &v, self.num_heads, scale, self.causal, single, None) {
+                return self.proj_drop.forward(self.out_proj.forward(o));
+            }
+        }
+        let (q, k, v) = (self.split(q, b, n), self.split(k, b, n), self.split(v, b, n));
         let (mask, is_causal) = fused_mask(self.causal, mask, [b, self.num_heads, n, n]);
         let options = AttentionModuleOptions {
             scale: Some((self.head_dim as f64).powf(-0.5)),
@@ -117,13 +126,13 @@ impl StandardAttention {
 
     fn project(&self, x: Tensor<3>) -> (Tensor<4>, Tensor<4>, Tensor<4>) {
         let [b, n, _] = x.dims();
-        let (h, hd) = (self.num_heads, self.head_dim);
-        let split = |t: Tensor<3>| t.reshape([b, n, h, hd]).swap_dims(1, 2);
-        (
-            split(self.q_proj.forward(x.clone())),
-            split(self.k_proj.forward(x.clone())),
-            split(self.v_proj.forward(x)),
-        )
+        let (q, k, v) = (self.q_proj.forward(x.clone()), self.k_proj.forward(x.clone()), self.v_proj.forward(x));
+        (self.split(q, b, n), self.split(k, b, n), self.split(v, b, n))
+    }
+
+    /// `[B, N, D]` → `[B, h, N, hd]`.
+    fn split(&self, t: Tensor<3>, b: usize, n: usize) -> Tensor<4> {
+        t.reshape([b, n, self.num_heads, self.head_dim]).swap_dims(1, 2)
     }
 
     fn finish(&self, o: Tensor<4>, b: usize, n: usize) -> Tensor<3> {

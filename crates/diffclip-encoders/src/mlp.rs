@@ -1,7 +1,7 @@
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
 use burn::tensor::Tensor;
-use burn::tensor::activation::{gelu, sigmoid};
+use diffclip_attention::{gelu, quick_gelu};
 use serde::{Deserialize, Serialize};
 
 /// The MLP's nonlinearity.
@@ -35,7 +35,7 @@ impl Mlp {
 
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         let h = self.fc1.forward(x);
-        let h = if self.quick_gelu { h.clone() * sigmoid(h * 1.702) } else { gelu(h) };
+        let h = if self.quick_gelu { quick_gelu(h) } else { gelu(h) };
         self.drop.forward(self.fc2.forward(h))
     }
 }

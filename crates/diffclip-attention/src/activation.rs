@@ -1,0 +1,38 @@
+//! The transformer MLP's activations, with vectorised multi-threaded kernels on `flex`.
+
+use burn::tensor::Tensor;
+use burn::tensor::activation::sigmoid;
+
+/// Exact (erf) GELU, `0.5·x·(1 + erf(x/√2))`.
+///
+/// ```
+/// # use burn::tensor::{Device, Tensor};
+/// # fn f(device: Device) {
+/// let y = diffclip_attention::gelu(Tensor::<1>::from_floats([-1.0, 0.0, 2.0], &device));
+/// # }
+/// ```
+pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    #[cfg(feature = "flex")]
+    let x = match crate::cpu::gelu(x) {
+        Ok(y) => return y,
+        Err(x) => x,
+    };
+    burn::tensor::activation::gelu(x)
+}
+
+/// QuickGELU, `x·σ(1.702·x)` (OpenAI CLIP).
+///
+/// ```
+/// # use burn::tensor::{Device, Tensor};
+/// # fn f(device: Device) {
+/// let y = diffclip_attention::quick_gelu(Tensor::<1>::from_floats([-1.0, 0.0, 2.0], &device));
+/// # }
+/// ```
+pub fn quick_gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    #[cfg(feature = "flex")]
+    let x = match crate::cpu::quick_gelu(x) {
+        Ok(y) => return y,
+        Err(x) => x,
+    };
+    x.clone() * sigmoid(x * 1.702)
+}

@@ -1,0 +1,90 @@
+//! Hand-written CPU kernels used when a tensor lives on Burn's `flex` backend (feature `flex`).
+//!
+//! Burn 0.22's flex backend runs GELU/erf and sigmoid as scalar single-threaded loops and its
+//! attention needs head-major contiguous q/k/v; these kernels are vectorised, multi-threaded
+//! and read `[B, N, D]` projections in place. They run only for plain (non-autodiff) f32 flex
+//! tensors; anything else takes the generic Burn path, so results never depend on the backend
+//! beyond rounding.
+
+mod attention;
+pub(crate) mod simd;
+
+use burn::backend::Flex;
+use burn::backend::flex::FlexTensor;
+use burn::tensor::{DType, Tensor, TensorData};
+
+pub(crate) use attention::{Combine, Dims};
+
+/// The flex primitive behind `t`, contiguous f32, or `None` (another backend, autodiff, dtype).
+fn flex_of<const D: usize>(t: &Tensor<D>) -> Option<FlexTensor> {
+    let p = t.clone().try_into_primitive::<Flex>().ok()?;
+    if p.dtype() != DType::F32 {
+        return None;
+    }
+    let contiguous = p.layout().is_contiguous() && p.layout().start_offset() == 0;
+    Some(if contiguous { p } else { p.to_contiguous() })
+}
+
+fn from_vec<const D: usize>(values: Vec<f32>, shape: [usize; D]) -> Tensor<D> {
+    Tensor::from_primitive::<Flex>(FlexTensor::from_data(TensorData::new(values, shape)))
+}
+
+/// Apply an in-place slice kernel to `x`, reusing its buffer when nothing else holds it.
+fn map_in_place<const D: usize>(x: Tensor<D>, f: fn(&mut [f32])) -> Result<Tensor<D>, Tensor<D>> {
+    let Some(p) = flex_of(&x) else { return Err(x) };
+    let shape = x.dims();
+    drop(x); // so `p` may be the buffer's only owner
+    let n: usize = shape.iter().product();
+    let mut p = p;
+    let values: &mut [f32] = &mut p.storage_mut::<f32>()[..n];
+    // Chunks big enough to amortise scheduling, small enough to split across cores.
+    values.par_chunks_mut(1 << 14).for_each(f);
+    Ok(Tensor::from_primitive::<Flex>(p))
+}
+
+use rayon::prelude::*;
+
+/// Exact GELU on flex, or `Err(x)` untouched.
+pub(crate) fn gelu<const D: usize>(x: Tensor<D>) -> Result<Tensor<D>, Tensor<D>> {
+    map_in_place(x, simd::gelu_in_place)
+}
+
+/// QuickGELU on flex, or `Err(x)` untouched.
+pub(crate) fn quick_gelu<const D: usize>(x: Tensor<D>) -> Result<Tensor<D>, Tensor<D>> {
+    map_in_place(x, simd::quick_gelu_in_place)
+}
+
+/// Attention of `[B, N, D]` projections on flex before the output projection, or `None`.
+/// `gamma` is the differential RMSNorm gain (for [`Combine::Diff`]).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn attention(
+    q: &Tensor<3>,
+    k: &Tensor<3>,
+    v: &Tensor<3>,
+    heads: usize,
+    scale: f32,
+    causal: bool,
+    combine: Combine,
+    gamma: Option<&Tensor<1>>,
+) -> Option<Tensor<3>> {
+    let [batch, n, width] = q.dims();
+    let (q, k, v) = (flex_of(q)?, flex_of(k)?, flex_of(v)?);
+    let gamma = match gamma {
+        Some(g) => Some(flex_of(g)?),
+        None => None,
+    };
+    let g: &[f32] = gamma.as_ref().map(|g| g.storage::<f32>()).unwrap_or(&[]);
+    let len = batch * n * width;
+    let out = attention::attention(
+        &q.storage::<f32>()[..len],
+        &k.storage::<f32>()[..len],
+        &v.storage::<f32>()[..len],
+        Dims { batch, n, width, heads },
+        scale,
+        causal,
+        &combine,
+        g,
+    );
+    Some(from_vec(out, [batch, n, width]))
+}
+
