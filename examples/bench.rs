@@ -12,7 +12,8 @@
 //! Printed: `images_per_s` / `texts_per_s` from the median seconds per call, the medians and
 //! minima themselves, and `peak_rss_mb`, the process's peak resident memory (Linux `VmHWM`,
 //! model and inputs included; `null` elsewhere). Run one configuration per process to compare
-//! peaks. Inference only (no autodiff), float32.
+//! peaks. Inference only (no autodiff), float32. glibc's malloc keeps freed buffers
+//! (`diffclip::allocator::keep_freed_memory`, `"malloc_tuned"`) unless `--default-malloc`.
 
 use std::time::Instant;
 
@@ -55,6 +56,9 @@ struct Args {
     /// Time the text encoder only.
     #[arg(long)]
     text_only: bool,
+    /// Leave glibc's malloc at its defaults (see `diffclip::allocator::keep_freed_memory`).
+    #[arg(long)]
+    default_malloc: bool,
 }
 
 /// Peak resident set size of this process in MiB (`VmHWM` of `/proc/self/status`).
@@ -177,7 +181,11 @@ fn run(args: &Args) -> Result<serde_json::Value, Box<dyn std::error::Error>> {
 
 fn main() {
     let args = Args::parse();
-    match run(&args) {
+    let malloc_tuned = !args.default_malloc && diffclip::allocator::keep_freed_memory();
+    match run(&args).map(|mut json| {
+        json["malloc_tuned"] = malloc_tuned.into();
+        json
+    }) {
         Ok(json) => println!("{json}"),
         Err(e) => {
             eprintln!("bench: {e}");

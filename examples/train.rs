@@ -161,6 +161,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    diffclip::allocator::keep_freed_memory();
     let matches = Args::command().get_matches();
     let args = match Args::from_arg_matches(&matches) {
         Ok(a) => a,

@@ -29,4 +29,5 @@ pub use diffclip_encoders as encoders;
 pub use diffclip_eval as eval;
 pub use diffclip_train as train;
 
+pub mod allocator;
 pub mod backend;

@@ -104,21 +104,66 @@ multiversion! {
     }
 }
 
+/// Independent partial results per lane: float reductions only vectorise when written so
+/// (LLVM keeps a single accumulator's additions in source order).
+const LANES: usize = 16;
+
+#[inline(always)]
+fn max_of(xs: &[f32]) -> f32 {
+    let mut acc = [f32::NEG_INFINITY; LANES];
+    let chunks = xs.chunks_exact(LANES);
+    let tail = chunks.remainder();
+    for c in chunks {
+        for j in 0..LANES {
+            acc[j] = if c[j] > acc[j] { c[j] } else { acc[j] };
+        }
+    }
+    let mut m = f32::NEG_INFINITY;
+    for &v in acc.iter().chain(tail) {
+        m = if v > m { v } else { m };
+    }
+    m
+}
+
+/// `x ← e^(x − shift)` for every element; returns the sum of the new values.
+#[inline(always)]
+fn exp_shifted_sum(xs: &mut [f32], shift: f32) -> f32 {
+    let mut acc = [0.0f32; LANES];
+    let mut chunks = xs.chunks_exact_mut(LANES);
+    for c in &mut chunks {
+        for j in 0..LANES {
+            let e = exp(c[j] - shift);
+            c[j] = e;
+            acc[j] += e;
+        }
+    }
+    let mut sum: f32 = acc.iter().sum();
+    for v in chunks.into_remainder() {
+        *v = exp(*v - shift);
+        sum += *v;
+    }
+    sum
+}
+
+#[inline(always)]
+fn sum_of_squares(xs: &[f32]) -> f32 {
+    let mut acc = [0.0f32; LANES];
+    let chunks = xs.chunks_exact(LANES);
+    let tail = chunks.remainder();
+    for c in chunks {
+        for j in 0..LANES {
+            acc[j] += c[j] * c[j];
+        }
+    }
+    acc.iter().sum::<f32>() + tail.iter().map(|v| v * v).sum::<f32>()
+}
+
 multiversion! {
     /// Softmax of `row[..valid]` in place; entries from `valid` on (masked keys) become 0.
     pub(crate) fn softmax_row(row: &mut [f32], valid: usize) {
         let (live, masked) = row.split_at_mut(valid);
-        let mut max = f32::NEG_INFINITY;
-        for &v in live.iter() {
-            max = if v > max { v } else { max };
-        }
-        let mut sum = 0.0f32;
-        for v in live.iter_mut() {
-            let e = exp(*v - max);
-            *v = e;
-            sum += e;
-        }
-        let inv = 1.0 / sum;
+        let max = max_of(live);
+        let inv = 1.0 / exp_shifted_sum(live, max);
         for v in live.iter_mut() {
             *v *= inv;
         }
@@ -138,11 +183,7 @@ multiversion! {
 multiversion! {
     /// `dst = src / sqrt(mean(src²) + eps) * gamma * scale` (RMSNorm of one row).
     pub(crate) fn rms_norm_row(src: &[f32], dst: &mut [f32], gamma: &[f32], eps: f32, scale: f32) {
-        let mut ss = 0.0f32;
-        for &v in src {
-            ss += v * v;
-        }
-        let inv = scale / (ss / src.len() as f32 + eps).sqrt();
+        let inv = scale / (sum_of_squares(src) / src.len() as f32 + eps).sqrt();
         for ((d, &s), &g) in dst.iter_mut().zip(src).zip(gamma) {
             *d = s * inv * g;
         }
