@@ -4,7 +4,7 @@
 //! Full run: batch 8, N ∈ {50, 77, 197, 577, 1025, 4097}. The reference path is skipped where
 //! one attention map would pass 2 GiB (batch 8, N = 4097: each `[8, 12, N, N]` map is 6.4 GB and
 //! the path holds several); set `DIFFCLIP_BENCH_ALL=1` to run it anyway.
-//! `DIFFCLIP_BENCH_QUICK=1`: batch 1, N ≤ 577 (what fits a 2-core machine in a few minutes).
+//! `DIFFCLIP_BENCH_QUICK=1`: batch 8, N ≤ 577 (what fits a 2-core machine in a few minutes).
 //!
 //! ```sh
 //! DIFFCLIP_BENCH_QUICK=1 cargo bench --bench attention
@@ -64,7 +64,7 @@ impl Layer {
 
 fn sizes() -> (usize, Vec<usize>) {
     if common::quick() {
-        (1, vec![50, 77, 197, 577])
+        (8, vec![50, 77, 197, 577])
     } else {
         (8, vec![50, 77, 197, 577, 1025, 4097])
     }

@@ -13,7 +13,8 @@
 //! minima themselves, and `peak_rss_mb`, the process's peak resident memory (Linux `VmHWM`,
 //! model and inputs included; `null` elsewhere). Run one configuration per process to compare
 //! peaks. Inference only (no autodiff), float32. glibc's malloc keeps freed buffers
-//! (`diffclip::allocator::keep_freed_memory`, `"malloc_tuned"`) unless `--default-malloc`.
+//! (`diffclip::allocator::keep_freed_memory`, `"malloc_tuned"`) unless `--default-malloc`;
+//! `--generic-ops` turns diffclip's flex CPU kernels off (`"cpu_kernels"`).
 
 use std::time::Instant;
 
@@ -59,6 +60,9 @@ struct Args {
     /// Leave glibc's malloc at its defaults (see `diffclip::allocator::keep_freed_memory`).
     #[arg(long)]
     default_malloc: bool,
+    /// Run Burn's generic ops instead of diffclip's flex CPU kernels (`set_cpu_kernels(false)`).
+    #[arg(long)]
+    generic_ops: bool,
 }
 
 /// Peak resident set size of this process in MiB (`VmHWM` of `/proc/self/status`).
@@ -125,6 +129,7 @@ fn run(args: &Args) -> Result<serde_json::Value, Box<dyn std::error::Error>> {
         return Err("--iters, --batch and --text-batch must be positive".into());
     }
     let device = diffclip::backend::device(&args.backend)?;
+    diffclip::attention::set_cpu_kernels(!args.generic_ops);
     let mut config = match &args.config {
         Some(path) => ClipConfig::from_file(path)?,
         None => ClipConfig::preset(&args.preset)?,
@@ -165,6 +170,7 @@ fn run(args: &Args) -> Result<serde_json::Value, Box<dyn std::error::Error>> {
         "weights": "random",
         "dtype": "f32",
         "x86_v4": cfg!(feature = "x86-v4"),
+        "cpu_kernels": diffclip::attention::cpu_kernels_enabled(),
         "batch": args.batch,
         "text_batch": text_batch,
         "warmup": args.warmup,

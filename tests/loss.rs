@@ -59,3 +59,44 @@ fn siglip_loss_prefers_matching_pairs() {
         assert!((v - want).abs() < 1e-6, "{v} vs {want}");
     }
 }
+
+/// The scale's (and SigLIP bias's) gradient at batch 512, where one reduction over all logits
+/// would span 2^18 elements (Burn 0.22.1's wgpu sums those wrongly): every backend agrees with
+/// the analytic value `∂L/∂s = Σ ∂L/∂logits ⊙ logits / s`, computed on the host in f64.
+#[test]
+fn scale_gradients_at_batch_512() {
+    use burn::tensor::{Distribution, TensorData};
+    let n = 512;
+    let host = Tensor::<2>::random([2 * n, 16], Distribution::Normal(0.0, 1.0), &burn::tensor::Device::flex());
+    let values = host.into_data();
+    for (backend, device) in devices() {
+        let ad = device.autodiff();
+        let feats = Tensor::<2>::from_data(values.clone(), &ad);
+        let (i, t) = (feats.clone().narrow(0, 0, n), feats.narrow(0, n, n));
+        let s = Tensor::<1>::from_data(TensorData::new(vec![10.0f32], [1]), &ad).require_grad();
+        // The same loss with s applied to the (detached-scale) logits as a plain product: its
+        // gradient w.r.t. s is a full sum(), which is correct on every backend.
+        let logits = i.clone().matmul(t.clone().transpose()).detach();
+        let x = logits.clone().require_grad();
+        let labels = Tensor::<1, burn::tensor::Int>::arange(0..n as i64, &ad).reshape([n, 1]);
+        let ce = |l: Tensor<2>| -burn::tensor::activation::log_softmax(l, 1).gather(1, labels.clone()).mean();
+        let l = (ce(x.clone() * 10.0) + ce(x.clone().transpose() * 10.0)) / 2.0;
+        let dx = x.grad(&l.backward()).unwrap();
+        let want = (dx * logits).sum().into_scalar::<f32>() / 10.0;
+        let g = clip_loss(i.clone(), t.clone(), s.clone()).backward();
+        let got = s.grad(&g).unwrap().into_scalar::<f32>();
+        assert!((got - want).abs() <= 1e-4 * want.abs().max(1.0), "{backend}: clip dL/ds {got} vs {want}");
+        let b = Tensor::<1>::from_data(TensorData::new(vec![-5.0f32], [1]), &ad).require_grad();
+        let g = siglip_loss(i.clone(), t.clone(), s.clone(), b.clone()).backward();
+        let (gs, gb) = (s.grad(&g).unwrap().into_scalar::<f32>(), b.grad(&g).unwrap().into_scalar::<f32>());
+        assert!(gs.is_finite() && gb.is_finite(), "{backend}: siglip grads {gs} {gb}");
+        // SigLIP: ∂L/∂b = Σ ∂L/∂logit = -(1/n) Σ z·σ(-z·logit).
+        let cos = burn::tensor::Tensor::<2>::from_data(
+            diffclip::clip::normalize(i.clone().inner()).matmul(diffclip::clip::normalize(t.clone().inner()).transpose()).into_data(),
+            &burn::tensor::Device::flex(),
+        );
+        let z = Tensor::<2>::eye(n, &burn::tensor::Device::flex()) * 2.0 - 1.0;
+        let want_b = -(z.clone() * burn::tensor::activation::sigmoid(-(z * (cos * 10.0 - 5.0)))).sum().into_scalar::<f32>() / n as f32;
+        assert!((gb - want_b).abs() <= 1e-4 * want_b.abs().max(1.0), "{backend}: siglip dL/db {gb} vs {want_b}");
+    }
+}

@@ -3,6 +3,8 @@
 //! Environment variables:
 //! - `DIFFCLIP_BACKEND=flex|ndarray|wgpu`: the backend (default `flex`; the feature must be on).
 //! - `DIFFCLIP_BENCH_QUICK=1`: small sizes for a 2-core machine (each bench says what it cuts).
+//! - `DIFFCLIP_DEFAULT_MALLOC=1`: leave glibc's malloc settings alone.
+//! - `DIFFCLIP_GENERIC_OPS=1`: Burn's generic ops instead of diffclip's flex CPU kernels.
 
 #![allow(dead_code)]
 
@@ -17,7 +19,12 @@ pub fn backend_name() -> String {
 }
 
 /// The device of [`backend_name`]; panics with the list of compiled backends otherwise.
+/// Also applies `DIFFCLIP_DEFAULT_MALLOC` and `DIFFCLIP_GENERIC_OPS` (see above).
 pub fn device() -> Device {
+    if std::env::var("DIFFCLIP_DEFAULT_MALLOC").map_or(true, |v| v != "1") {
+        diffclip::allocator::keep_freed_memory();
+    }
+    diffclip::attention::set_cpu_kernels(std::env::var("DIFFCLIP_GENERIC_OPS").map_or(true, |v| v != "1"));
     let name = backend_name();
     diffclip::backend::device(&name).unwrap_or_else(|e| panic!("DIFFCLIP_BACKEND={name}: {e}"))
 }

@@ -132,10 +132,18 @@ impl DiffAttention {
         let [b, n, _] = x.dims();
         let rows = self.project_rows(x);
         #[cfg(feature = "flex")]
-        if mask.is_none()
-            && let Some(o) = self.attention_flex(&rows)
-        {
-            return self.proj_drop.forward(self.out_proj.forward(o));
+        if mask.is_none() {
+            if let Some(o) = self.attention_flex(&rows) {
+                return self.proj_drop.forward(self.out_proj.forward(o));
+            }
+            let (q, k, v) = &rows;
+            let scale = (self.head_dim as f32).powf(-0.5);
+            let lambda = self.lambda_full();
+            if let Some(o) = crate::cpu::attention_tracked(q, k, v, Some(&lambda), self.num_heads, scale, self.causal) {
+                // RMSNorm per differential head on the `[B, N, h/2, 2hd]` view: no transposes.
+                let o = self.diff_norm.forward(o.reshape([b, n, self.num_heads / 2, 2 * self.head_dim])) * (1.0 - self.lambda_init);
+                return self.proj_drop.forward(self.out_proj.forward(o.reshape([b, n, self.num_heads * self.head_dim])));
+            }
         }
         let (q, k, v) = self.split_heads(rows, b, n);
         let (hp, hd) = (self.num_heads / 2, self.head_dim);
@@ -149,8 +157,7 @@ impl DiffAttention {
         };
         let o1 = attention(pair(q.clone(), 0), pair(k.clone(), 0), v.clone(), mask.clone(), None, options);
         let o2 = attention(pair(q, 1), pair(k, 1), v, mask, None, options);
-        let lambda = self.lambda_full().reshape([1, 1, 1, 1]);
-        self.finish(o1 - o2 * lambda, b, n)
+        self.finish(o1 - o2 * self.lambda_per_head(b, hp), b, n)
     }
 
     /// The fused path as one CPU kernel on flex: no head transposes, one GEMM with V per pair.
@@ -160,7 +167,7 @@ impl DiffAttention {
         let gamma = self.diff_norm.gamma.val();
         let (eps, out_scale) = (self.diff_norm.epsilon as f32, (1.0 - self.lambda_init) as f32);
         let scale = (self.head_dim as f32).powf(-0.5);
-        let combine = crate::cpu::Combine::Diff { lambda, eps, out_scale };
+        let combine = crate::cpu::Combine::Diff { lambda, norm: Some((eps, out_scale)) };
         crate::cpu::attention(q, k, v, self.num_heads, scale, self.causal, combine, Some(&gamma))
     }
 
@@ -179,10 +186,19 @@ impl DiffAttention {
         let a1 = attn.clone().narrow(2, 0, 1).reshape([b, hp, n, n]);
         let a2 = attn.narrow(2, 1, 1).reshape([b, hp, n, n]);
         let lambda = self.lambda_full();
-        let diff = a1.clone() - a2.clone() * lambda.clone().reshape([1, 1, 1, 1]);
+        let diff = a1.clone() - a2.clone() * self.lambda_per_head(b, hp);
         let out = self.finish(self.attn_drop.forward(diff).matmul(v), b, n);
         let maps = AttentionMaps { first: a1, second: Some(a2), lambda: Some(lambda) };
         (out, maps)
+    }
+
+    /// λ as `[B, h/2, 1, 1]`, to multiply `[B, h/2, N, ·]` tensors with.
+    ///
+    /// Broadcasting `[1, 1, 1, 1]` instead makes λ's gradient one reduction over every element,
+    /// and Burn 0.22.1's wgpu backend (lavapipe) returns wrong sums when one reduction spans 2^18
+    /// elements or more (`docs/performance.md`); this way each reduction spans one head's map.
+    fn lambda_per_head(&self, b: usize, hp: usize) -> Tensor<4> {
+        self.lambda_full().reshape([1, 1, 1, 1]).expand([b, hp, 1, 1])
     }
 
     /// q, k, v projections, `[B, N, D]` each.

@@ -12,6 +12,12 @@
 //! println!("lambda = {}", attn.lambda_full().into_scalar::<f32>());
 //! # Ok(()) }
 //! ```
+//!
+//! With the `flex` feature (off by default; the application's choice of backend), plain f32
+//! tensors on Burn's flex backend go through hand-written CPU kernels: one attention kernel for
+//! standard and differential heads that reads the `[B, N, D]` projections in place and keeps
+//! memory linear in N, and vectorised multi-threaded GELU/QuickGELU. Autodiff tensors and other
+//! backends use Burn's ops; [`set_cpu_kernels`] switches the kernels off.
 
 mod activation;
 #[cfg(feature = "flex")]
@@ -42,4 +48,29 @@ pub enum AttentionPath {
     Fused,
     /// Materialises the softmax maps; needed for attention dropout and visualisation.
     Reference,
+}
+
+/// Turn diffclip's CPU kernels for `flex` tensors (attention, GELU, QuickGELU) on or off for the
+/// whole process; on by default. Off, the same layers run Burn's generic ops: useful to compare
+/// speed or to bisect a numerical difference. Without the `flex` feature there are no kernels
+/// and this does nothing.
+///
+/// ```
+/// diffclip_attention::set_cpu_kernels(false);
+/// assert!(!diffclip_attention::cpu_kernels_enabled());
+/// diffclip_attention::set_cpu_kernels(true);
+/// ```
+pub fn set_cpu_kernels(enabled: bool) {
+    #[cfg(feature = "flex")]
+    cpu::set_enabled(enabled);
+    #[cfg(not(feature = "flex"))]
+    let _ = enabled;
+}
+
+/// Whether [`set_cpu_kernels`] left the kernels on (always `false` without the `flex` feature).
+pub fn cpu_kernels_enabled() -> bool {
+    #[cfg(feature = "flex")]
+    return cpu::enabled();
+    #[cfg(not(feature = "flex"))]
+    false
 }

@@ -95,7 +95,9 @@ impl StandardAttention {
         if mask.is_none() {
             let scale = (self.head_dim as f32).powf(-0.5);
             let single = crate::cpu::Combine::Single;
-            if let Some(o) = crate::cpu::attention(&q, &k, &v, self.num_heads, scale, self.causal, single, None) {
+            let o = crate::cpu::attention(&q, &k, &v, self.num_heads, scale, self.causal, single, None)
+                .or_else(|| crate::cpu::attention_tracked(&q, &k, &v, None, self.num_heads, scale, self.causal));
+            if let Some(o) = o {
                 return self.proj_drop.forward(self.out_proj.forward(o));
             }
         }

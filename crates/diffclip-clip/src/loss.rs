@@ -23,7 +23,7 @@ pub const MAX_LOGIT_SCALE: f64 = 100.0;
 /// ```
 pub fn clip_loss(image: Tensor<2>, text: Tensor<2>, scale: Tensor<1>) -> Tensor<1> {
     let [n, _] = image.dims();
-    let per_image = image.matmul(text.transpose()) * scale.reshape([1, 1]);
+    let per_image = image.matmul(text.transpose()) * per_row(scale, n);
     let per_text = per_image.clone().transpose();
     let labels = Tensor::<1, Int>::arange(0..n as i64, &per_image.device()).reshape([n, 1]);
     (cross_entropy(per_image, labels.clone()) + cross_entropy(per_text, labels)) / 2.0
@@ -39,9 +39,18 @@ pub fn clip_loss_normalized(image: Tensor<2>, text: Tensor<2>, scale: Tensor<1>)
 pub fn siglip_loss(image: Tensor<2>, text: Tensor<2>, scale: Tensor<1>, bias: Tensor<1>) -> Tensor<1> {
     let [n, _] = image.dims();
     let device = image.device();
-    let logits = normalize(image).matmul(normalize(text).transpose()) * scale.reshape([1, 1]) + bias.reshape([1, 1]);
+    let logits = normalize(image).matmul(normalize(text).transpose()) * per_row(scale.clone(), n) + per_row(bias, n);
     let signs = Tensor::<2>::eye(n, &device) * 2.0 - 1.0;
     -log_sigmoid(logits * signs).sum().reshape([1]) / n as f64
+}
+
+/// A `[1]` scalar as `[n, 1]`, to multiply `[n, ·]` logits with.
+///
+/// Broadcasting `[1, 1]` would make its gradient one reduction over all n² logits, and Burn
+/// 0.22.1's wgpu backend (lavapipe) returns wrong sums when one reduction spans 2^18 elements or
+/// more (batch 512); this way each reduction spans n.
+fn per_row(scalar: Tensor<1>, n: usize) -> Tensor<2> {
+    scalar.reshape([1, 1]).expand([n, 1])
 }
 
 /// Mean cross-entropy of `logits [N, C]` against class indices `labels [N, 1]`.

@@ -4,8 +4,8 @@
 //! `[rows, N]` per map, so memory grows linearly with N; rows are independent under softmax, so
 //! no online rescaling is needed. A differential group softmaxes both maps, forms
 //! `A1 − λ·A2` once and multiplies it by the group's `2·hd`-wide values in one GEMM (the
-//! two-call formulation multiplies each map by V separately), then applies the shared RMSNorm
-//! and writes its columns of the `[B, N, D]` output: no head transposes anywhere.
+//! two-call formulation multiplies each map by V separately), then optionally applies the shared
+//! RMSNorm, and writes its columns of the `[B, N, D]` output: no head transposes anywhere.
 
 use rayon::prelude::*;
 
@@ -15,9 +15,10 @@ use super::simd;
 pub(crate) enum Combine {
     /// One map per group (standard attention): group `g` uses q/k/v head `g`.
     Single,
-    /// Two maps per group: q/k heads `2g`, `2g+1`; values are the group's `2·hd` columns,
-    /// RMS-normalised with gain `gamma` (`2·hd` values).
-    Diff { lambda: f32, eps: f32, out_scale: f32 },
+    /// Two maps per group: q/k heads `2g`, `2g+1`; values are the group's `2·hd` columns.
+    /// With `norm`, the result is RMS-normalised with gain `gamma` (`2·hd` values), `eps`, and
+    /// scaled by `out_scale`; without, it is `(A1 − λ·A2)·V` (what the backward differentiates).
+    Diff { lambda: f32, norm: Option<(f32, f32)> },
 }
 
 /// Sizes of one call: `q`, `k`, `v` and the output are `[batch, n, width]`, row-major.
@@ -32,22 +33,33 @@ pub(crate) struct Dims {
 /// Scratch per work item stays around 256 KiB per map (L2-sized).
 const SCORE_BUDGET: usize = 64 * 1024;
 
-struct SendPtr(*mut f32);
+/// Query rows per block for sequence length `n`.
+pub(crate) fn row_block(n: usize) -> usize {
+    (SCORE_BUDGET / n.max(1)).max(16).min(n.max(1))
+}
+
+/// `(groups, maps per group, q/k head size, value columns per group)`.
+pub(crate) fn group_shape(dims: Dims, diff: bool) -> (usize, usize, usize, usize) {
+    let hd = dims.width / dims.heads;
+    if diff { (dims.heads / 2, 2, hd, 2 * hd) } else { (dims.heads, 1, hd, hd) }
+}
+
+pub(crate) struct SendPtr(pub(crate) *mut f32);
 unsafe impl Send for SendPtr {}
 unsafe impl Sync for SendPtr {}
 
 impl SendPtr {
     // A method (not field access) so closures capture the Sync wrapper, not the raw pointer.
-    fn get(&self) -> *mut f32 {
+    pub(crate) fn get(&self) -> *mut f32 {
         self.0
     }
 }
 
-/// `dst[m×n] (row stride dst_rs) = beta · lhs[m×k] · rhs[k×n]`, single-threaded.
+/// `dst[m×n] (row stride dst_rs) = [dst +] beta · lhs[m×k] · rhs[k×n]`, single-threaded.
 ///
 /// SAFETY: the pointers and strides must address valid, non-aliasing memory of those shapes.
 #[allow(clippy::too_many_arguments)]
-unsafe fn gemm(
+pub(crate) unsafe fn gemm(
     [m, n, k]: [usize; 3],
     dst: *mut f32,
     dst_rs: isize,
@@ -56,12 +68,57 @@ unsafe fn gemm(
     rhs: *const f32,
     [rhs_rs, rhs_cs]: [isize; 2],
     beta: f32,
+    accumulate: bool,
 ) {
+    let alpha = if accumulate { 1.0 } else { 0.0 };
     unsafe {
         gemm::gemm(
-            m, n, k, dst, 1, dst_rs, false, lhs, lhs_cs, lhs_rs, rhs, rhs_cs, rhs_rs, 0.0, beta,
-            false, false, false, gemm::Parallelism::None,
+            m, n, k, dst, 1, dst_rs, accumulate, lhs, lhs_cs, lhs_rs, rhs, rhs_cs, rhs_rs, alpha,
+            beta, false, false, false, gemm::Parallelism::None,
         )
+    }
+}
+
+/// Softmax maps of query rows `r0..r0+r` of group `g` in batch `b`: map `m` goes to
+/// `scores[m·rows·n ..]` (`rows = scores.len() / maps / n`), one row of `n` per query.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn scores_softmax(
+    q: &[f32],
+    k: &[f32],
+    scores: &mut [f32],
+    [b, g, r0, r]: [usize; 4],
+    dims: Dims,
+    maps: usize,
+    scale: f32,
+    causal: bool,
+) {
+    let Dims { n, width, .. } = dims;
+    let hd = width / dims.heads;
+    let rows = scores.len() / maps / n;
+    assert!(r <= rows && r0 + r <= n && (b + 1) * n * width <= q.len());
+    let base = b * n * width;
+    let w = width as isize;
+    for map in 0..maps {
+        let head = g * maps + map;
+        let s = &mut scores[map * rows * n..map * rows * n + r * n];
+        // SAFETY: q rows r0..r0+r and k rows 0..n of this head lie in `q`/`k` (asserted above).
+        unsafe {
+            gemm(
+                [r, n, hd],
+                s.as_mut_ptr(),
+                n as isize,
+                q.as_ptr().add(base + r0 * width + head * hd),
+                [w, 1],
+                k.as_ptr().add(base + head * hd),
+                [1, w],
+                scale,
+                false,
+            );
+        }
+        for i in 0..r {
+            let valid = if causal { r0 + i + 1 } else { n };
+            simd::softmax_row(&mut s[i * n..(i + 1) * n], valid);
+        }
     }
 }
 
@@ -77,20 +134,18 @@ pub(crate) fn attention(
     combine: &Combine,
     gamma: &[f32],
 ) -> Vec<f32> {
-    let Dims { batch, n, width, heads } = dims;
-    let hd = width / heads;
-    let (groups, maps, vd) = match combine {
-        Combine::Single => (heads, 1, hd),
-        Combine::Diff { .. } => (heads / 2, 2, 2 * hd),
-    };
+    let Dims { batch, n, width, .. } = dims;
+    let (groups, maps, _, vd) = group_shape(dims, matches!(combine, Combine::Diff { .. }));
     assert_eq!(q.len(), batch * n * width);
     assert!(k.len() == q.len() && v.len() == q.len());
-    assert!(maps == 1 || gamma.len() == vd, "RMSNorm gain has {} values, expected {vd}", gamma.len());
+    if let Combine::Diff { norm: Some(_), .. } = combine {
+        assert_eq!(gamma.len(), vd, "RMSNorm gain has {} values, expected {vd}", gamma.len());
+    }
     let mut out = vec![0.0f32; batch * n * width];
     if out.is_empty() {
         return out;
     }
-    let rows = (SCORE_BUDGET / n).max(16).min(n);
+    let rows = row_block(n);
     let blocks = n.div_ceil(rows);
     let out_ptr = SendPtr(out.as_mut_ptr());
     let w = width as isize;
@@ -102,56 +157,31 @@ pub(crate) fn attention(
             let r0 = blk * rows;
             let r = rows.min(n - r0);
             let base = b * n * width;
-            for map in 0..maps {
-                let head = g * maps + map;
-                let s = &mut scores[map * rows * n..map * rows * n + r * n];
-                // SAFETY: q rows r0..r0+r and k rows 0..n of this head lie in `q`/`k`.
-                unsafe {
-                    gemm(
-                        [r, n, hd],
-                        s.as_mut_ptr(),
-                        n as isize,
-                        q.as_ptr().add(base + r0 * width + head * hd),
-                        [w, 1],
-                        k.as_ptr().add(base + head * hd),
-                        [1, w],
-                        scale,
-                    );
-                }
-                for i in 0..r {
-                    let valid = if causal { r0 + i + 1 } else { n };
-                    simd::softmax_row(&mut s[i * n..(i + 1) * n], valid);
-                }
-            }
+            scores_softmax(q, k, scores, [b, g, r0, r], dims, maps, scale, causal);
             let (a1, a2) = scores.split_at_mut(rows * n);
             let v_ptr = v.as_ptr().wrapping_add(base + g * vd);
-            match combine {
-                Combine::Single => unsafe {
-                    // SAFETY: this item alone writes rows r0..r0+r, columns g·vd.. of `out`.
-                    gemm(
-                        [r, vd, n],
-                        out_ptr.get().add(base + r0 * width + g * vd),
-                        w,
-                        a1.as_ptr(),
-                        [n as isize, 1],
-                        v_ptr,
-                        [w, 1],
-                        1.0,
-                    );
-                },
-                Combine::Diff { lambda, eps, out_scale } => {
+            // This item alone writes rows r0..r0+r, columns g·vd..(g+1)·vd of `out`.
+            let out_rows = out_ptr.get().wrapping_add(base + r0 * width + g * vd);
+            let norm = match combine {
+                Combine::Single => None,
+                Combine::Diff { lambda, norm } => {
                     simd::sub_scaled(&mut a1[..r * n], &a2[..r * n], *lambda);
-                    // SAFETY: `o` holds r·vd values; v rows 0..n of this group lie in `v`.
-                    unsafe {
-                        gemm([r, vd, n], o.as_mut_ptr(), vd as isize, a1.as_ptr(), [n as isize, 1], v_ptr, [w, 1], 1.0);
-                    }
-                    for i in 0..r {
-                        // SAFETY: as for `Single`, this item owns these output columns.
-                        let dst = unsafe {
-                            std::slice::from_raw_parts_mut(out_ptr.get().add(base + (r0 + i) * width + g * vd), vd)
-                        };
-                        simd::rms_norm_row(&o[i * vd..(i + 1) * vd], dst, gamma, *eps, *out_scale);
-                    }
+                    *norm
+                }
+            };
+            // SAFETY: v rows 0..n of this group lie in `v`; `o` holds r·vd values; the output
+            // block is this item's own (see above).
+            unsafe {
+                match norm {
+                    None => gemm([r, vd, n], out_rows, w, a1.as_ptr(), [n as isize, 1], v_ptr, [w, 1], 1.0, false),
+                    Some(_) => gemm([r, vd, n], o.as_mut_ptr(), vd as isize, a1.as_ptr(), [n as isize, 1], v_ptr, [w, 1], 1.0, false),
+                }
+            }
+            if let Some((eps, out_scale)) = norm {
+                for i in 0..r {
+                    // SAFETY: as above, row i of this item's output block.
+                    let dst = unsafe { std::slice::from_raw_parts_mut(out_rows.add(i * width), vd) };
+                    simd::rms_norm_row(&o[i * vd..(i + 1) * vd], dst, gamma, eps, out_scale);
                 }
             }
         },

@@ -7,16 +7,35 @@
 //! beyond rounding.
 
 mod attention;
+mod autodiff;
+mod backward;
 pub(crate) mod simd;
+
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use burn::backend::Flex;
 use burn::backend::flex::FlexTensor;
 use burn::tensor::{DType, Tensor, TensorData};
 
 pub(crate) use attention::{Combine, Dims};
+pub(crate) use autodiff::attention_tracked;
 
-/// The flex primitive behind `t`, contiguous f32, or `None` (another backend, autodiff, dtype).
+static ENABLED: AtomicBool = AtomicBool::new(true);
+
+pub(crate) fn set_enabled(enabled: bool) {
+    ENABLED.store(enabled, Ordering::Relaxed);
+}
+
+pub(crate) fn enabled() -> bool {
+    ENABLED.load(Ordering::Relaxed)
+}
+
+/// The flex primitive behind `t`, contiguous f32, or `None` (kernels off, another backend,
+/// autodiff, dtype).
 fn flex_of<const D: usize>(t: &Tensor<D>) -> Option<FlexTensor> {
+    if !enabled() {
+        return None;
+    }
     let p = t.clone().try_into_primitive::<Flex>().ok()?;
     if p.dtype() != DType::F32 {
         return None;

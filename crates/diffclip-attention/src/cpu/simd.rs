@@ -3,17 +3,17 @@
 
 /// Compile `$body` for AVX-512, AVX2+FMA and the baseline, and call the best the CPU has.
 macro_rules! multiversion {
-    ($(#[$meta:meta])* $vis:vis fn $name:ident($($arg:ident : $ty:ty),* $(,)?) $body:block) => {
+    ($(#[$meta:meta])* $vis:vis fn $name:ident($($arg:ident : $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
         $(#[$meta])*
-        $vis fn $name($($arg: $ty),*) {
+        $vis fn $name($($arg: $ty),*) $(-> $ret)? {
             #[inline(always)]
-            fn inner($($arg: $ty),*) $body
+            fn inner($($arg: $ty),*) $(-> $ret)? $body
             #[cfg(target_arch = "x86_64")]
             {
                 #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
-                unsafe fn v4($($arg: $ty),*) { inner($($arg),*) }
+                unsafe fn v4($($arg: $ty),*) $(-> $ret)? { inner($($arg),*) }
                 #[target_feature(enable = "avx2,fma")]
-                unsafe fn v3($($arg: $ty),*) { inner($($arg),*) }
+                unsafe fn v3($($arg: $ty),*) $(-> $ret)? { inner($($arg),*) }
                 if std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512vl") {
                     // SAFETY: the CPU has the features `v4` was compiled for.
                     return unsafe { v4($($arg),*) };
@@ -168,6 +168,37 @@ multiversion! {
             *v *= inv;
         }
         masked.fill(0.0);
+    }
+}
+
+multiversion! {
+    /// `Σ a·b`.
+    pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
+        dot_lanes(a, b)
+    }
+}
+
+#[inline(always)]
+fn dot_lanes(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0.0f32; LANES];
+    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
+    for (x, y) in ca.zip(cb) {
+        for j in 0..LANES {
+            acc[j] += x[j] * y[j];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+multiversion! {
+    /// Softmax backward of one row, in place: `a ← c·a ⊙ (dm − Σ dm ⊙ a)` (`a` is the softmax
+    /// output, `dm` the gradient of `a / c`).
+    pub(crate) fn softmax_backward_row(a: &mut [f32], dm: &[f32], c: f32) {
+        let dot = dot_lanes(dm, a);
+        for (x, &d) in a.iter_mut().zip(dm) {
+            *x = c * *x * (d - dot);
+        }
     }
 }
 
