@@ -133,16 +133,21 @@ impl DiffAttention {
         let rows = self.project_rows(x);
         #[cfg(feature = "flex")]
         if mask.is_none() {
-            if let Some(o) = self.attention_flex(&rows) {
+            let lambda = self.lambda_full();
+            if let Some(o) = self.attention_flex(&rows, &lambda) {
                 return self.proj_drop.forward(self.out_proj.forward(o));
             }
             let (q, k, v) = &rows;
             let scale = (self.head_dim as f32).powf(-0.5);
-            let lambda = self.lambda_full();
-            if let Some(o) = crate::cpu::attention_tracked(q, k, v, Some(&lambda), self.num_heads, scale, self.causal) {
-                // RMSNorm per differential head on the `[B, N, h/2, 2hd]` view: no transposes.
-                let o = self.diff_norm.forward(o.reshape([b, n, self.num_heads / 2, 2 * self.head_dim])) * (1.0 - self.lambda_init);
-                return self.proj_drop.forward(self.out_proj.forward(o.reshape([b, n, self.num_heads * self.head_dim])));
+            let gamma = self.diff_norm.gamma.val();
+            let diff = crate::cpu::DiffArgs {
+                lambda: &lambda,
+                gamma: &gamma,
+                eps: self.diff_norm.epsilon as f32,
+                out_scale: (1.0 - self.lambda_init) as f32,
+            };
+            if let Some(o) = crate::cpu::attention_tracked(q, k, v, Some(diff), self.num_heads, scale, self.causal) {
+                return self.proj_drop.forward(self.out_proj.forward(o));
             }
         }
         let (q, k, v) = self.split_heads(rows, b, n);
@@ -162,8 +167,11 @@ impl DiffAttention {
 
     /// The fused path as one CPU kernel on flex: no head transposes, one GEMM with V per pair.
     #[cfg(feature = "flex")]
-    fn attention_flex(&self, (q, k, v): &(Tensor<3>, Tensor<3>, Tensor<3>)) -> Option<Tensor<3>> {
-        let lambda = self.lambda_full().into_scalar::<f32>();
+    fn attention_flex(&self, (q, k, v): &(Tensor<3>, Tensor<3>, Tensor<3>), lambda: &Tensor<1>) -> Option<Tensor<3>> {
+        if lambda.is_require_grad() || lambda.device().is_autodiff() {
+            return None; // training: `attention_tracked`
+        }
+        let lambda = lambda.clone().into_scalar::<f32>();
         let gamma = self.diff_norm.gamma.val();
         let (eps, out_scale) = (self.diff_norm.epsilon as f32, (1.0 - self.lambda_init) as f32);
         let scale = (self.head_dim as f32).powf(-0.5);

@@ -122,7 +122,8 @@ pub(crate) fn scores_softmax(
     }
 }
 
-/// Attention output `[batch, n, width]` (before the output projection).
+/// Attention output `[batch, n, width]` (before the output projection), and with `keep_prenorm`
+/// also `(A1 − λ·A2)·V` before the RMSNorm (what the backward needs; empty otherwise).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn attention(
     q: &[f32],
@@ -133,7 +134,8 @@ pub(crate) fn attention(
     causal: bool,
     combine: &Combine,
     gamma: &[f32],
-) -> Vec<f32> {
+    keep_prenorm: bool,
+) -> (Vec<f32>, Vec<f32>) {
     let Dims { batch, n, width, .. } = dims;
     let (groups, maps, _, vd) = group_shape(dims, matches!(combine, Combine::Diff { .. }));
     assert_eq!(q.len(), batch * n * width);
@@ -142,9 +144,12 @@ pub(crate) fn attention(
         assert_eq!(gamma.len(), vd, "RMSNorm gain has {} values, expected {vd}", gamma.len());
     }
     let mut out = vec![0.0f32; batch * n * width];
+    let keep = keep_prenorm && matches!(combine, Combine::Diff { norm: Some(_), .. });
+    let mut prenorm = if keep { vec![0.0f32; out.len()] } else { Vec::new() };
     if out.is_empty() {
-        return out;
+        return (out, prenorm);
     }
+    let pre_ptr = SendPtr(prenorm.as_mut_ptr());
     let rows = row_block(n);
     let blocks = n.div_ceil(rows);
     let out_ptr = SendPtr(out.as_mut_ptr());
@@ -179,12 +184,17 @@ pub(crate) fn attention(
             }
             if let Some((eps, out_scale)) = norm {
                 for i in 0..r {
-                    // SAFETY: as above, row i of this item's output block.
-                    let dst = unsafe { std::slice::from_raw_parts_mut(out_rows.add(i * width), vd) };
+                    let at = base + (r0 + i) * width + g * vd;
+                    // SAFETY: as above, row i of this item's output block (and of `prenorm`).
+                    let dst = unsafe { std::slice::from_raw_parts_mut(out_ptr.get().add(at), vd) };
                     simd::rms_norm_row(&o[i * vd..(i + 1) * vd], dst, gamma, eps, out_scale);
+                    if keep {
+                        let pre = unsafe { std::slice::from_raw_parts_mut(pre_ptr.get().add(at), vd) };
+                        pre.copy_from_slice(&o[i * vd..(i + 1) * vd]);
+                    }
                 }
             }
         },
     );
-    out
+    (out, prenorm)
 }

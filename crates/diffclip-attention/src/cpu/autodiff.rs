@@ -15,7 +15,7 @@ use burn::backend::{Autodiff, Flex};
 use burn::tensor::{DType, Tensor, TensorData};
 
 use super::attention::{Combine, Dims, attention};
-use super::backward::attention_backward;
+use super::backward::{NormInput, attention_backward};
 
 type Ad = Autodiff<Flex>;
 
@@ -29,13 +29,15 @@ struct Saved {
     scale: f32,
     causal: bool,
     lambda: Option<f32>,
+    /// The differential RMSNorm: gain, its input (pre-norm output), eps, output scale.
+    norm: Option<(FlexTensor, FlexTensor, f32, f32)>,
 }
 
 /// Standard attention (parents q, k, v).
 #[derive(Debug)]
 struct StandardBackward;
 
-/// Differential attention (parents q, k, v, λ).
+/// Differential attention with its RMSNorm (parents q, k, v, λ, γ).
 #[derive(Debug)]
 struct DiffBackward;
 
@@ -51,8 +53,8 @@ fn flex(values: Vec<f32>, shape: &[usize]) -> FlexTensor {
     FlexTensor::from_data(TensorData::new(values, shape.to_vec()))
 }
 
-/// Gradients of q, k, v and λ as flex tensors.
-fn grads_of(s: &Saved, d_out: FlexTensor) -> [FlexTensor; 4] {
+/// Gradients of q, k, v, λ and γ as flex tensors.
+fn grads_of(s: &Saved, d_out: FlexTensor) -> [FlexTensor; 5] {
     let len = s.dims.batch * s.dims.n * s.dims.width;
     let d_out = contiguous(d_out);
     let g = attention_backward(
@@ -64,9 +66,22 @@ fn grads_of(s: &Saved, d_out: FlexTensor) -> [FlexTensor; 4] {
         s.scale,
         s.causal,
         s.lambda,
+        s.norm.as_ref().map(|(gamma, pre, eps, out_scale)| NormInput {
+            prenorm: f32s(pre, len),
+            gamma: gamma.storage::<f32>(),
+            eps: *eps,
+            out_scale: *out_scale,
+        }),
     );
     let shape = [s.dims.batch, s.dims.n, s.dims.width];
-    [flex(g.dq, &shape), flex(g.dk, &shape), flex(g.dv, &shape), flex(vec![g.dlambda], &[1])]
+    let dgamma_len = g.dgamma.len();
+    [
+        flex(g.dq, &shape),
+        flex(g.dk, &shape),
+        flex(g.dv, &shape),
+        flex(vec![g.dlambda], &[1]),
+        flex(g.dgamma, &[dgamma_len]),
+    ]
 }
 
 impl Backward<Flex, 3> for StandardBackward {
@@ -74,7 +89,7 @@ impl Backward<Flex, 3> for StandardBackward {
 
     fn backward(self, ops: Ops<Saved, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
         let d_out = grads.consume::<Flex>(&ops.node);
-        let [dq, dk, dv, _] = grads_of(&ops.state, d_out);
+        let [dq, dk, dv, _, _] = grads_of(&ops.state, d_out);
         for (parent, grad) in ops.parents.into_iter().zip([dq, dk, dv]) {
             if let Some(node) = parent {
                 grads.register::<Flex>(node.id, grad);
@@ -83,10 +98,10 @@ impl Backward<Flex, 3> for StandardBackward {
     }
 }
 
-impl Backward<Flex, 4> for DiffBackward {
+impl Backward<Flex, 5> for DiffBackward {
     type State = Saved;
 
-    fn backward(self, ops: Ops<Saved, 4>, grads: &mut Gradients, _: &mut Checkpointer) {
+    fn backward(self, ops: Ops<Saved, 5>, grads: &mut Gradients, _: &mut Checkpointer) {
         let d_out = grads.consume::<Flex>(&ops.node);
         let grads_in = grads_of(&ops.state, d_out);
         for (parent, grad) in ops.parents.into_iter().zip(grads_in) {
@@ -102,13 +117,21 @@ fn autodiff_of<const D: usize>(t: &Tensor<D>) -> Option<FloatTensor<Ad>> {
     (p.primitive().dtype() == DType::F32).then_some(p)
 }
 
-/// `(A1 − λ·A2)·V` (with `lambda`) or `A·V` of `[B, N, D]` projections on an autodiff flex
-/// device, differentiable; `None` when the tensors are not there.
+/// The differential part of [`attention_tracked`]: λ, and the RMSNorm's gain, eps and scale.
+pub(crate) struct DiffArgs<'a> {
+    pub lambda: &'a Tensor<1>,
+    pub gamma: &'a Tensor<1>,
+    pub eps: f32,
+    pub out_scale: f32,
+}
+
+/// `RMSNorm((A1 − λ·A2)·V)·out_scale` (with `diff`) or `A·V` of `[B, N, D]` projections on an
+/// autodiff flex device, differentiable; `None` when the tensors are not there.
 pub(crate) fn attention_tracked(
     q: &Tensor<3>,
     k: &Tensor<3>,
     v: &Tensor<3>,
-    lambda: Option<&Tensor<1>>,
+    diff: Option<DiffArgs<'_>>,
     heads: usize,
     scale: f32,
     causal: bool,
@@ -118,14 +141,15 @@ pub(crate) fn attention_tracked(
     }
     let [batch, n, width] = q.dims();
     let (q, k, v) = (autodiff_of(q)?, autodiff_of(k)?, autodiff_of(v)?);
-    let lambda = match lambda {
-        Some(l) => Some(autodiff_of(l)?),
+    let diff = match diff {
+        Some(d) => Some((autodiff_of(d.lambda)?, autodiff_of(d.gamma)?, d.eps, d.out_scale)),
         None => None,
     };
     let dims = Dims { batch, n, width, heads };
     let len = batch * n * width;
-    let lambda_value = lambda.as_ref().map(|l| contiguous(l.primitive().clone()).storage::<f32>()[0]);
-    let saved = Saved {
+    let lambda_value = diff.as_ref().map(|d| contiguous(d.0.primitive().clone()).storage::<f32>()[0]);
+    let gamma = diff.as_ref().map(|d| contiguous(d.1.primitive().clone()));
+    let mut saved = Saved {
         q: contiguous(q.primitive().clone()),
         k: contiguous(k.primitive().clone()),
         v: contiguous(v.primitive().clone()),
@@ -133,19 +157,25 @@ pub(crate) fn attention_tracked(
         scale,
         causal,
         lambda: lambda_value,
+        norm: None,
     };
-    let combine = match lambda_value {
-        Some(lambda) => Combine::Diff { lambda, norm: None },
-        None => Combine::Single,
+    let combine = match (lambda_value, &diff) {
+        (Some(lambda), Some(d)) => Combine::Diff { lambda, norm: Some((d.2, d.3)) },
+        _ => Combine::Single,
     };
-    let out = attention(f32s(&saved.q, len), f32s(&saved.k, len), f32s(&saved.v, len), dims, scale, causal, &combine, &[]);
+    let g: &[f32] = gamma.as_ref().map(|g| g.storage::<f32>()).unwrap_or(&[]);
+    let (out, prenorm) =
+        attention(f32s(&saved.q, len), f32s(&saved.k, len), f32s(&saved.v, len), dims, scale, causal, &combine, g, true);
+    if let (Some(gamma), Some(d)) = (gamma.clone(), &diff) {
+        saved.norm = Some((gamma, flex(prenorm, &[batch, n, width]), d.2, d.3));
+    }
     let out = flex(out, &[batch, n, width]);
-    let result: FloatTensor<Ad> = match lambda {
+    let result: FloatTensor<Ad> = match diff {
         None => match StandardBackward.prepare::<NoCheckpointing>([q.node(), k.node(), v.node()]).compute_bound().stateful() {
             OpsKind::Tracked(prep) => prep.finish(saved, out),
             OpsKind::UnTracked(prep) => prep.finish(out),
         },
-        Some(l) => match DiffBackward.prepare::<NoCheckpointing>([q.node(), k.node(), v.node(), l.node()]).compute_bound().stateful() {
+        Some((l, gm, _, _)) => match DiffBackward.prepare::<NoCheckpointing>([q.node(), k.node(), v.node(), l.node(), gm.node()]).compute_bound().stateful() {
             OpsKind::Tracked(prep) => prep.finish(saved, out),
             OpsKind::UnTracked(prep) => prep.finish(out),
         },

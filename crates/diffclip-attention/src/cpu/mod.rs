@@ -18,7 +18,7 @@ use burn::backend::flex::FlexTensor;
 use burn::tensor::{DType, Tensor, TensorData};
 
 pub(crate) use attention::{Combine, Dims};
-pub(crate) use autodiff::attention_tracked;
+pub(crate) use autodiff::{DiffArgs, attention_tracked};
 
 static ENABLED: AtomicBool = AtomicBool::new(true);
 
@@ -94,7 +94,7 @@ pub(crate) fn attention(
     };
     let g: &[f32] = gamma.as_ref().map(|g| g.storage::<f32>()).unwrap_or(&[]);
     let len = batch * n * width;
-    let out = attention::attention(
+    let (out, _) = attention::attention(
         &q.storage::<f32>()[..len],
         &k.storage::<f32>()[..len],
         &v.storage::<f32>()[..len],
@@ -103,6 +103,7 @@ pub(crate) fn attention(
         causal,
         &combine,
         g,
+        false,
     );
     Some(from_vec(out, [batch, n, width]))
 }

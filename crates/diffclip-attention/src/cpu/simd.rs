@@ -171,13 +171,6 @@ multiversion! {
     }
 }
 
-multiversion! {
-    /// `Σ a·b`.
-    pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
-        dot_lanes(a, b)
-    }
-}
-
 #[inline(always)]
 fn dot_lanes(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0.0f32; LANES];
@@ -189,6 +182,27 @@ fn dot_lanes(a: &[f32], b: &[f32]) -> f32 {
         }
     }
     acc.iter().sum::<f32>() + tail
+}
+
+multiversion! {
+    /// `m = a1 − λ·a2`, returning `Σ dm·a2` (both in one pass over the maps).
+    pub(crate) fn diff_map_and_dot(a1: &[f32], a2: &[f32], lambda: f32, dm: &[f32], m: &mut [f32]) -> f32 {
+        let mut acc = [0.0f32; LANES];
+        let n = a1.len() / LANES * LANES;
+        for c in (0..n).step_by(LANES) {
+            for j in 0..LANES {
+                let (x, y, d) = (a1[c + j], a2[c + j], dm[c + j]);
+                m[c + j] = x - lambda * y;
+                acc[j] += d * y;
+            }
+        }
+        let mut dot: f32 = acc.iter().sum();
+        for i in n..a1.len() {
+            m[i] = a1[i] - lambda * a2[i];
+            dot += dm[i] * a2[i];
+        }
+        dot
+    }
 }
 
 multiversion! {
@@ -217,6 +231,31 @@ multiversion! {
         let inv = scale / (sum_of_squares(src) / src.len() as f32 + eps).sqrt();
         for ((d, &s), &g) in dst.iter_mut().zip(src).zip(gamma) {
             *d = s * inv * g;
+        }
+    }
+}
+
+multiversion! {
+    /// Backward of [`rms_norm_row`]: from the input `x` and the output gradient `dy`, writes the
+    /// input gradient to `dx` and adds the gain's gradient to `dgamma`.
+    pub(crate) fn rms_norm_row_backward(
+        x: &[f32],
+        dy: &[f32],
+        gamma: &[f32],
+        eps: f32,
+        scale: f32,
+        dx: &mut [f32],
+        dgamma: &mut [f32],
+    ) {
+        let n = x.len() as f32;
+        let inv = 1.0 / (sum_of_squares(x) / n + eps).sqrt();
+        for j in 0..x.len() {
+            dgamma[j] += dy[j] * x[j] * (inv * scale);
+            dx[j] = scale * gamma[j] * dy[j]; // gradient w.r.t. the normalised row
+        }
+        let k = inv * inv * dot_lanes(dx, x) / n;
+        for (d, &v) in dx.iter_mut().zip(x) {
+            *d = inv * (*d - v * k);
         }
     }
 }

@@ -1,0 +1,90 @@
+//! Differential vs standard attention time, measured interleaved (one call of each in turn), so
+//! drift on a shared machine hits both alike. One JSON line per sequence length.
+//!
+//! ```sh
+//! cargo run --release --example attention_ratio -- --n 50,77,197,577 --batch 8
+//! cargo run --release --example attention_ratio -- --n 197 --backward      # forward + backward
+//! ```
+//!
+//! Width 768, 12 heads, fused path (the CPU kernel on flex), random weights and inputs; the
+//! median over `--iters` timed pairs after `--warmup` untimed ones.
+
+use std::time::Instant;
+
+use clap::Parser;
+use diffclip::attention::{DiffAttentionConfig, StandardAttentionConfig};
+use diffclip::burn::tensor::{Device, Distribution, Tensor};
+
+#[derive(Parser, Debug)]
+#[command(about = "Differential / standard attention time, interleaved, as JSON lines")]
+struct Args {
+    /// Sequence lengths, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "50,77,197,577")]
+    n: Vec<usize>,
+    #[arg(long, default_value_t = 8)]
+    batch: usize,
+    #[arg(long, default_value_t = 40)]
+    iters: usize,
+    #[arg(long, default_value_t = 5)]
+    warmup: usize,
+    /// Time forward + backward of `out.sum()` (autodiff device) instead of forward.
+    #[arg(long)]
+    backward: bool,
+    /// flex, ndarray or wgpu.
+    #[arg(long, default_value = "flex")]
+    backend: String,
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    xs[xs.len() / 2]
+}
+
+/// Seconds of one call of `layer` on `x`, waiting for the result.
+fn time_one(device: &Device, backward: bool, x: &Tensor<3>, layer: &dyn Fn(Tensor<3>) -> Tensor<3>) -> f64 {
+    let start = Instant::now();
+    let out = if backward {
+        let x = x.clone().require_grad();
+        let grads = layer(x.clone()).sum().backward();
+        x.grad(&grads).expect("input gradient").sum()
+    } else {
+        layer(x.clone()).sum()
+    };
+    let _ = out.into_scalar::<f32>();
+    device.sync().expect("device sync");
+    start.elapsed().as_secs_f64()
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args = Args::parse();
+    if args.iters == 0 || args.batch == 0 || args.n.contains(&0) {
+        return Err("--iters, --batch and every --n must be positive".into());
+    }
+    diffclip::allocator::keep_freed_memory();
+    let base = diffclip::backend::device(&args.backend)?;
+    let device = if args.backward { base.autodiff() } else { base };
+    let diff = DiffAttentionConfig::new(768, 12).init(&device)?;
+    let standard = StandardAttentionConfig::new(768, 12).init(&device)?;
+    for &n in &args.n {
+        let x = Tensor::<3>::random([args.batch, n, 768], Distribution::Default, &device);
+        let (mut td, mut ts) = (Vec::new(), Vec::new());
+        for i in 0..args.warmup + args.iters {
+            let d = time_one(&device, args.backward, &x, &|x| diff.forward(x, None));
+            let s = time_one(&device, args.backward, &x, &|x| standard.forward(x, None));
+            if i >= args.warmup {
+                td.push(d);
+                ts.push(s);
+            }
+        }
+        let (d, s) = (median(td), median(ts));
+        println!(
+            "{}",
+            serde_json::json!({
+                "backend": args.backend, "batch": args.batch, "n": n, "backward": args.backward,
+                "cpu_kernels": diffclip::attention::cpu_kernels_enabled(),
+                "diff_ms": d * 1e3, "standard_ms": s * 1e3, "ratio": d / s,
+            })
+        );
+    }
+    Ok(())
+}
