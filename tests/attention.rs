@@ -236,3 +236,28 @@ fn fused_gradients_match_reference() {
         }
     }
 }
+
+/// GELU / QuickGELU gradients (flex: the kernels' own backward) against the derivatives
+/// written with Burn's ops.
+#[test]
+fn activation_gradients_match_derivatives() {
+    for (backend, device) in devices() {
+        let ad = device.autodiff();
+        let x = Tensor::<2>::random([37, 300], Distribution::Normal(0.0, 3.0), &ad);
+        let dy = Tensor::<2>::random([37, 300], Distribution::Normal(0.0, 1.0), &ad);
+        let grad = |quick: bool| {
+            let xg = x.clone().require_grad();
+            let y = if quick { diffclip::attention::quick_gelu(xg.clone()) } else { diffclip::attention::gelu(xg.clone()) };
+            xg.grad(&(y * dy.clone()).sum().backward()).unwrap()
+        };
+        let xi = x.clone().inner();
+        let phi = (xi.clone().square() * -0.5).exp() * (1.0 / (2.0 * std::f64::consts::PI).sqrt());
+        let gelu_d = ((xi.clone() * std::f64::consts::FRAC_1_SQRT_2).erf() + 1.0) * 0.5 + xi.clone() * phi;
+        let s = burn::tensor::activation::sigmoid(xi.clone() * 1.702);
+        let quick_d = s.clone() + xi * s.clone() * (s.neg() + 1.0) * 1.702;
+        let d = rel_diff(grad(false), dy.clone().inner() * gelu_d);
+        assert!(d < 1e-5, "{backend} gelu': {d:e}");
+        let d = rel_diff(grad(true), dy.inner() * quick_d);
+        assert!(d < 1e-5, "{backend} quick_gelu': {d:e}");
+    }
+}

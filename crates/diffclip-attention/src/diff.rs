@@ -132,23 +132,10 @@ impl DiffAttention {
         let [b, n, _] = x.dims();
         let rows = self.project_rows(x);
         #[cfg(feature = "flex")]
-        if mask.is_none() {
-            let lambda = self.lambda_full();
-            if let Some(o) = self.attention_flex(&rows, &lambda) {
-                return self.proj_drop.forward(self.out_proj.forward(o));
-            }
-            let (q, k, v) = &rows;
-            let scale = (self.head_dim as f32).powf(-0.5);
-            let gamma = self.diff_norm.gamma.val();
-            let diff = crate::cpu::DiffArgs {
-                lambda: &lambda,
-                gamma: &gamma,
-                eps: self.diff_norm.epsilon as f32,
-                out_scale: (1.0 - self.lambda_init) as f32,
-            };
-            if let Some(o) = crate::cpu::attention_tracked(q, k, v, Some(diff), self.num_heads, scale, self.causal) {
-                return self.proj_drop.forward(self.out_proj.forward(o));
-            }
+        if mask.is_none()
+            && let Some(o) = self.attention_cpu(&rows)
+        {
+            return self.proj_drop.forward(self.out_proj.forward(o));
         }
         let (q, k, v) = self.split_heads(rows, b, n);
         let (hp, hd) = (self.num_heads / 2, self.head_dim);
@@ -165,18 +152,25 @@ impl DiffAttention {
         self.finish(o1 - o2 * self.lambda_per_head(b, hp), b, n)
     }
 
-    /// The fused path as one CPU kernel on flex: no head transposes, one GEMM with V per pair.
+    /// The fused path as one CPU kernel on flex (inference, or training through the kernel's
+    /// own backward): no head transposes, one GEMM with V per pair, the RMSNorm folded in.
+    /// `None` (nothing computed) for tensors on other backends.
     #[cfg(feature = "flex")]
-    fn attention_flex(&self, (q, k, v): &(Tensor<3>, Tensor<3>, Tensor<3>), lambda: &Tensor<1>) -> Option<Tensor<3>> {
-        if lambda.is_require_grad() || lambda.device().is_autodiff() {
-            return None; // training: `attention_tracked`
-        }
-        let lambda = lambda.clone().into_scalar::<f32>();
+    fn attention_cpu(&self, (q, k, v): &(Tensor<3>, Tensor<3>, Tensor<3>)) -> Option<Tensor<3>> {
+        let scale = (self.head_dim as f32).powf(-0.5);
         let gamma = self.diff_norm.gamma.val();
         let (eps, out_scale) = (self.diff_norm.epsilon as f32, (1.0 - self.lambda_init) as f32);
-        let scale = (self.head_dim as f32).powf(-0.5);
-        let combine = crate::cpu::Combine::Diff { lambda, norm: Some((eps, out_scale)) };
-        crate::cpu::attention(q, k, v, self.num_heads, scale, self.causal, combine, Some(&gamma))
+        if crate::cpu::is_plain_flex(q) {
+            let lambda = self.lambda_full().into_scalar::<f32>();
+            let combine = crate::cpu::Combine::Diff { lambda, norm: Some((eps, out_scale)) };
+            return crate::cpu::attention(q, k, v, self.num_heads, scale, self.causal, combine, Some(&gamma));
+        }
+        if !crate::cpu::is_autodiff_flex(q) {
+            return None;
+        }
+        let lambda = self.lambda_full();
+        let diff = crate::cpu::DiffArgs { lambda: &lambda, gamma: &gamma, eps, out_scale };
+        crate::cpu::attention_tracked(q, k, v, Some(diff), self.num_heads, scale, self.causal)
     }
 
     /// The reference path: materialises both softmax maps and returns them.

@@ -1,4 +1,5 @@
-//! The attention kernel as one differentiable op on `Autodiff<Flex>` (training on flex).
+//! The attention kernel (and the activations) as differentiable ops on `Autodiff<Flex>`
+//! (training on flex).
 //!
 //! Registered with Burn's autodiff like its built-in ops (`Backward`, `prepare`, `OpsKind`):
 //! the forward runs the kernel, the backward runs `backward.rs`. Inputs are kept (q, k, v: the
@@ -13,6 +14,7 @@ use burn::backend::tensor::FloatTensor;
 use burn::backend::flex::FlexTensor;
 use burn::backend::{Autodiff, Flex};
 use burn::tensor::{DType, Tensor, TensorData};
+use rayon::prelude::*;
 
 use super::attention::{Combine, Dims, attention};
 use super::backward::{NormInput, attention_backward};
@@ -110,6 +112,67 @@ impl Backward<Flex, 5> for DiffBackward {
             }
         }
     }
+}
+
+/// Which activation [`activation_tracked`] applies.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Activation {
+    Gelu,
+    QuickGelu,
+}
+
+/// An activation's backward (parent: its input, kept as state).
+#[derive(Debug)]
+struct ActivationBackward(Activation);
+
+impl Backward<Flex, 1> for ActivationBackward {
+    type State = FlexTensor;
+
+    fn backward(self, ops: Ops<FlexTensor, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let dy = contiguous(grads.consume::<Flex>(&ops.node));
+        let [parent] = ops.parents;
+        let Some(node) = parent else { return };
+        let x = &ops.state;
+        let len = x.layout().num_elements();
+        let mut dx = vec![0.0f32; len];
+        let (xs, dys) = (f32s(x, len), f32s(&dy, len));
+        let backward = match self.0 {
+            Activation::Gelu => super::simd::gelu_backward,
+            Activation::QuickGelu => super::simd::quick_gelu_backward,
+        };
+        const CHUNK: usize = 1 << 14;
+        dx.par_chunks_mut(CHUNK).enumerate().for_each(|(i, d)| {
+            let r = i * CHUNK..i * CHUNK + d.len();
+            backward(&xs[r.clone()], &dys[r], d);
+        });
+        grads.register::<Flex>(node.id, flex(dx, x.layout().shape()));
+    }
+}
+
+/// GELU / QuickGELU of an autodiff flex tensor, differentiable; `None` elsewhere.
+pub(crate) fn activation_tracked<const D: usize>(x: &Tensor<D>, kind: Activation) -> Option<Tensor<D>> {
+    if !super::enabled() {
+        return None;
+    }
+    let x = autodiff_of(x)?;
+    let input = contiguous(x.primitive().clone());
+    let len = input.layout().num_elements();
+    let mut y = f32s(&input, len).to_vec();
+    let forward = match kind {
+        Activation::Gelu => super::simd::gelu_in_place,
+        Activation::QuickGelu => super::simd::quick_gelu_in_place,
+    };
+    y.par_chunks_mut(1 << 14).for_each(forward);
+    let y = flex(y, input.layout().shape());
+    let out: FloatTensor<Ad> = match ActivationBackward(kind).prepare::<NoCheckpointing>([x.node()]).compute_bound().stateful() {
+        OpsKind::Tracked(prep) => prep.finish(input, y),
+        OpsKind::UnTracked(prep) => prep.finish(y),
+    };
+    Some(Tensor::from_primitive::<Ad>(out))
+}
+
+pub(crate) fn is_autodiff_flex<const D: usize>(t: &Tensor<D>) -> bool {
+    t.clone().try_into_primitive::<Ad>().is_ok()
 }
 
 fn autodiff_of<const D: usize>(t: &Tensor<D>) -> Option<FloatTensor<Ad>> {

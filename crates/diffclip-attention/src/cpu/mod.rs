@@ -1,10 +1,11 @@
 //! Hand-written CPU kernels used when a tensor lives on Burn's `flex` backend (feature `flex`).
 //!
 //! Burn 0.22's flex backend runs GELU/erf and sigmoid as scalar single-threaded loops and its
-//! attention needs head-major contiguous q/k/v; these kernels are vectorised, multi-threaded
-//! and read `[B, N, D]` projections in place. They run only for plain (non-autodiff) f32 flex
-//! tensors; anything else takes the generic Burn path, so results never depend on the backend
-//! beyond rounding.
+//! attention needs head-major contiguous q/k/v (and materialises the maps under autodiff);
+//! these kernels are vectorised, multi-threaded, read `[B, N, D]` projections in place and
+//! have their own backward (`autodiff.rs`). They run for f32 flex tensors, plain or tracked by
+//! autodiff with the default checkpointing; anything else takes the generic Burn path, so
+//! results never depend on the backend beyond rounding.
 
 mod attention;
 mod autodiff;
@@ -16,9 +17,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use burn::backend::Flex;
 use burn::backend::flex::FlexTensor;
 use burn::tensor::{DType, Tensor, TensorData};
+use rayon::prelude::*;
 
 pub(crate) use attention::{Combine, Dims};
-pub(crate) use autodiff::{DiffArgs, attention_tracked};
+pub(crate) use autodiff::{Activation, DiffArgs, activation_tracked, attention_tracked};
 
 static ENABLED: AtomicBool = AtomicBool::new(true);
 
@@ -44,11 +46,23 @@ fn flex_of<const D: usize>(t: &Tensor<D>) -> Option<FlexTensor> {
     Some(if contiguous { p } else { p.to_contiguous() })
 }
 
+/// Whether `t` is a plain (not autodiff) f32 flex tensor and the kernels are on; no copy, no sync.
+pub(crate) fn is_plain_flex<const D: usize>(t: &Tensor<D>) -> bool {
+    enabled() && t.dtype() == DType::F32 && t.clone().try_into_primitive::<Flex>().is_ok()
+}
+
+/// Whether `t` is an f32 tensor on an autodiff flex device (default checkpointing) and the
+/// kernels are on.
+pub(crate) fn is_autodiff_flex<const D: usize>(t: &Tensor<D>) -> bool {
+    enabled() && t.dtype() == DType::F32 && autodiff::is_autodiff_flex(t)
+}
+
 fn from_vec<const D: usize>(values: Vec<f32>, shape: [usize; D]) -> Tensor<D> {
     Tensor::from_primitive::<Flex>(FlexTensor::from_data(TensorData::new(values, shape)))
 }
 
 /// Apply an in-place slice kernel to `x`, reusing its buffer when nothing else holds it.
+/// `Ok` is the result, `Err(x)` hands `x` back untouched (not a plain flex tensor).
 fn map_in_place<const D: usize>(x: Tensor<D>, f: fn(&mut [f32])) -> Result<Tensor<D>, Tensor<D>> {
     let Some(p) = flex_of(&x) else { return Err(x) };
     let shape = x.dims();
@@ -61,16 +75,20 @@ fn map_in_place<const D: usize>(x: Tensor<D>, f: fn(&mut [f32])) -> Result<Tenso
     Ok(Tensor::from_primitive::<Flex>(p))
 }
 
-use rayon::prelude::*;
-
-/// Exact GELU on flex, or `Err(x)` untouched.
+/// Exact GELU on flex (plain or autodiff), or `Err(x)` untouched.
 pub(crate) fn gelu<const D: usize>(x: Tensor<D>) -> Result<Tensor<D>, Tensor<D>> {
-    map_in_place(x, simd::gelu_in_place)
+    match map_in_place(x, simd::gelu_in_place) {
+        Ok(y) => Ok(y),
+        Err(x) => activation_tracked(&x, Activation::Gelu).ok_or(x),
+    }
 }
 
-/// QuickGELU on flex, or `Err(x)` untouched.
+/// QuickGELU on flex (plain or autodiff), or `Err(x)` untouched.
 pub(crate) fn quick_gelu<const D: usize>(x: Tensor<D>) -> Result<Tensor<D>, Tensor<D>> {
-    map_in_place(x, simd::quick_gelu_in_place)
+    match map_in_place(x, simd::quick_gelu_in_place) {
+        Ok(y) => Ok(y),
+        Err(x) => activation_tracked(&x, Activation::QuickGelu).ok_or(x),
+    }
 }
 
 /// Attention of `[B, N, D]` projections on flex before the output projection, or `None`.

@@ -159,6 +159,27 @@ fn sum_of_squares(xs: &[f32]) -> f32 {
 }
 
 multiversion! {
+    /// `dx = dy · gelu'(x)`, `gelu'(x) = Φ(x) + x·φ(x)`.
+    pub(crate) fn gelu_backward(x: &[f32], dy: &[f32], dx: &mut [f32]) {
+        const INV_SQRT_2PI: f32 = 0.398_942_3;
+        for ((d, &v), &g) in dx.iter_mut().zip(x).zip(dy) {
+            let cdf = 0.5 * (1.0 + erf(v * std::f32::consts::FRAC_1_SQRT_2));
+            *d = g * (cdf + v * INV_SQRT_2PI * exp(-0.5 * v * v));
+        }
+    }
+}
+
+multiversion! {
+    /// `dx = dy · (s + 1.702·x·s·(1 − s))` with `s = σ(1.702·x)` (QuickGELU's derivative).
+    pub(crate) fn quick_gelu_backward(x: &[f32], dy: &[f32], dx: &mut [f32]) {
+        for ((d, &v), &g) in dx.iter_mut().zip(x).zip(dy) {
+            let s = 1.0 / (1.0 + exp(-1.702 * v));
+            *d = g * (s + 1.702 * v * s * (1.0 - s));
+        }
+    }
+}
+
+multiversion! {
     /// Softmax of `row[..valid]` in place; entries from `valid` on (masked keys) become 0.
     pub(crate) fn softmax_row(row: &mut [f32], valid: usize) {
         let (live, masked) = row.split_at_mut(valid);
