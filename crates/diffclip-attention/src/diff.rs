@@ -157,16 +157,17 @@ impl DiffAttention {
     /// `None` (nothing computed) for tensors on other backends.
     #[cfg(feature = "flex")]
     fn attention_cpu(&self, (q, k, v): &(Tensor<3>, Tensor<3>, Tensor<3>)) -> Option<Tensor<3>> {
+        let plain = crate::cpu::is_plain_flex(q);
+        if !plain && !crate::cpu::is_autodiff_flex(q) {
+            return None;
+        }
         let scale = (self.head_dim as f32).powf(-0.5);
         let gamma = self.diff_norm.gamma.val();
         let (eps, out_scale) = (self.diff_norm.epsilon as f32, (1.0 - self.lambda_init) as f32);
-        if crate::cpu::is_plain_flex(q) {
+        if plain {
             let lambda = self.lambda_full().into_scalar::<f32>();
             let combine = crate::cpu::Combine::Diff { lambda, norm: Some((eps, out_scale)) };
             return crate::cpu::attention(q, k, v, self.num_heads, scale, self.causal, combine, Some(&gamma));
-        }
-        if !crate::cpu::is_autodiff_flex(q) {
-            return None;
         }
         let lambda = self.lambda_full();
         let diff = crate::cpu::DiffArgs { lambda: &lambda, gamma: &gamma, eps, out_scale };

@@ -18,6 +18,7 @@ use rayon::prelude::*;
 
 use super::attention::{Combine, Dims, attention};
 use super::backward::{NormInput, attention_backward};
+use super::contiguous;
 
 type Ad = Autodiff<Flex>;
 
@@ -35,17 +36,9 @@ struct Saved {
     norm: Option<(FlexTensor, FlexTensor, f32, f32)>,
 }
 
-/// Standard attention (parents q, k, v).
+/// The attention op's backward: parents q, k, v (standard) or q, k, v, λ, γ (differential).
 #[derive(Debug)]
-struct StandardBackward;
-
-/// Differential attention with its RMSNorm (parents q, k, v, λ, γ).
-#[derive(Debug)]
-struct DiffBackward;
-
-fn contiguous(t: FlexTensor) -> FlexTensor {
-    if t.layout().is_contiguous() && t.layout().start_offset() == 0 { t } else { t.to_contiguous() }
-}
+struct AttentionBackward;
 
 fn f32s(t: &FlexTensor, len: usize) -> &[f32] {
     &t.storage::<f32>()[..len]
@@ -86,31 +79,29 @@ fn grads_of(s: &Saved, d_out: FlexTensor) -> [FlexTensor; 5] {
     ]
 }
 
-impl Backward<Flex, 3> for StandardBackward {
-    type State = Saved;
-
-    fn backward(self, ops: Ops<Saved, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let d_out = grads.consume::<Flex>(&ops.node);
-        let [dq, dk, dv, _, _] = grads_of(&ops.state, d_out);
-        for (parent, grad) in ops.parents.into_iter().zip([dq, dk, dv]) {
-            if let Some(node) = parent {
-                grads.register::<Flex>(node.id, grad);
-            }
+/// Run the kernel backward and register the gradient of each tracked parent, in order.
+fn register_grads<const N: usize>(ops: Ops<Saved, N>, grads: &mut Gradients) {
+    let d_out = grads.consume::<Flex>(&ops.node);
+    for (parent, grad) in ops.parents.into_iter().zip(grads_of(&ops.state, d_out)) {
+        if let Some(node) = parent {
+            grads.register::<Flex>(node.id, grad);
         }
     }
 }
 
-impl Backward<Flex, 5> for DiffBackward {
+impl Backward<Flex, 3> for AttentionBackward {
+    type State = Saved;
+
+    fn backward(self, ops: Ops<Saved, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        register_grads(ops, grads);
+    }
+}
+
+impl Backward<Flex, 5> for AttentionBackward {
     type State = Saved;
 
     fn backward(self, ops: Ops<Saved, 5>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let d_out = grads.consume::<Flex>(&ops.node);
-        let grads_in = grads_of(&ops.state, d_out);
-        for (parent, grad) in ops.parents.into_iter().zip(grads_in) {
-            if let Some(node) = parent {
-                grads.register::<Flex>(node.id, grad);
-            }
-        }
+        register_grads(ops, grads);
     }
 }
 
@@ -234,11 +225,11 @@ pub(crate) fn attention_tracked(
     }
     let out = flex(out, &[batch, n, width]);
     let result: FloatTensor<Ad> = match diff {
-        None => match StandardBackward.prepare::<NoCheckpointing>([q.node(), k.node(), v.node()]).compute_bound().stateful() {
+        None => match AttentionBackward.prepare::<NoCheckpointing>([q.node(), k.node(), v.node()]).compute_bound().stateful() {
             OpsKind::Tracked(prep) => prep.finish(saved, out),
             OpsKind::UnTracked(prep) => prep.finish(out),
         },
-        Some((l, gm, _, _)) => match DiffBackward.prepare::<NoCheckpointing>([q.node(), k.node(), v.node(), l.node(), gm.node()]).compute_bound().stateful() {
+        Some((l, gm, _, _)) => match AttentionBackward.prepare::<NoCheckpointing>([q.node(), k.node(), v.node(), l.node(), gm.node()]).compute_bound().stateful() {
             OpsKind::Tracked(prep) => prep.finish(saved, out),
             OpsKind::UnTracked(prep) => prep.finish(out),
         },

@@ -42,8 +42,12 @@ fn flex_of<const D: usize>(t: &Tensor<D>) -> Option<FlexTensor> {
     if p.dtype() != DType::F32 {
         return None;
     }
-    let contiguous = p.layout().is_contiguous() && p.layout().start_offset() == 0;
-    Some(if contiguous { p } else { p.to_contiguous() })
+    Some(contiguous(p))
+}
+
+/// `t` itself when it is contiguous from offset 0 (what the kernels index), else a copy that is.
+fn contiguous(t: FlexTensor) -> FlexTensor {
+    if t.layout().is_contiguous() && t.layout().start_offset() == 0 { t } else { t.to_contiguous() }
 }
 
 /// Whether `t` is a plain (not autodiff) f32 flex tensor and the kernels are on; no copy, no sync.
