@@ -9,7 +9,7 @@ use crate::probe::{
 };
 use crate::{
     EmbeddingCache, Encoder, EvalError, ImageSource, Matrix, RetrievalMetrics, ZeroShotMetrics,
-    class_prompts, classifier_from_text_embeddings, retrieval_recall,
+    classifier_from_text_embeddings, retrieval_recall,
     zero_shot_metrics_from_embeddings,
 };
 
@@ -94,12 +94,7 @@ impl<'a> Evaluator<'a> {
         classnames: &[S],
         templates: &[T],
     ) -> Result<Matrix, EvalError> {
-        let prompts = class_prompts(classnames, templates);
-        if prompts.is_empty() {
-            return Err(EvalError::Invalid(
-                "a classifier needs at least one class and one template".into(),
-            ));
-        }
+        let prompts = crate::zeroshot::classifier_prompts(classnames, templates)?;
         classifier_from_text_embeddings(
             &self.text_features(&prompts)?,
             classnames.len(),

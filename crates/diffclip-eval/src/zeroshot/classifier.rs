@@ -24,6 +24,20 @@ pub fn class_prompts<S: AsRef<str>, T: AsRef<str>>(
         .collect()
 }
 
+/// [`class_prompts`], or an error when there is no class or no template.
+pub(crate) fn classifier_prompts<S: AsRef<str>, T: AsRef<str>>(
+    classnames: &[S],
+    templates: &[T],
+) -> Result<Vec<String>, EvalError> {
+    let prompts = class_prompts(classnames, templates);
+    if prompts.is_empty() {
+        return Err(EvalError::Invalid(
+            "a classifier needs at least one class and one template".into(),
+        ));
+    }
+    Ok(prompts)
+}
+
 /// The classifier from prompt embeddings laid out as [`class_prompts`] makes them
 /// (`[C * T, E]`): each prompt embedding is L2-normalised, the `T` of a class are averaged, and
 /// the mean is L2-normalised again (OpenAI CLIP / CLIP_benchmark). Returns `[C, E]`.
@@ -89,12 +103,7 @@ pub fn build_classifier<S: AsRef<str>, T: AsRef<str>>(
     classnames: &[S],
     templates: &[T],
 ) -> Result<Matrix, EvalError> {
-    let prompts = class_prompts(classnames, templates);
-    if prompts.is_empty() {
-        return Err(EvalError::Invalid(
-            "a classifier needs at least one class and one template".into(),
-        ));
-    }
+    let prompts = classifier_prompts(classnames, templates)?;
     let emb = encoder.encode_texts(&prompts)?;
     classifier_from_text_embeddings(&emb, classnames.len(), templates.len())
 }
