@@ -6,13 +6,31 @@
 //! cargo run --release --example tokenize -- --truncate drop-eot < captions.txt
 //! ```
 //!
-//! Flags: `--context-length N` (default 77, at least 2), `--truncate keep-eot|drop-eot`
+//! Flags: `--context-length N` (default 77, 2 to 65536), `--truncate keep-eot|drop-eot`
 //! (default keep-eot: open_clip; drop-eot: the DiffCLIP authors' tokenizer).
+//!
+//! A line longer than 16 MiB is an error (exit 1). Output going to a closed pipe (`| head`) ends
+//! the program quietly with exit 0; any other write error (a full disk, `> /dev/full`) is
+//! reported with exit 1.
 
-use std::io::{self, BufRead, BufWriter, Write};
+use std::io::{self, BufRead, BufWriter, Read, Write};
 use std::process::ExitCode;
 
 use diffclip_data::tokenizer::{ClipTokenizer, TokenizerConfig, Truncation};
+
+/// Longest input line accepted, in bytes (a guard against `tokenize < /dev/zero`).
+const MAX_LINE_BYTES: u64 = 16 << 20;
+
+/// Exit status for a failed write to standard output: quiet success for a closed pipe (the
+/// reader has all it wanted), an error otherwise.
+fn write_failed(e: &io::Error) -> ExitCode {
+    if e.kind() == io::ErrorKind::BrokenPipe {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!("error: writing standard output: {e}");
+        ExitCode::FAILURE
+    }
+}
 
 const USAGE: &str =
     "usage: tokenize [--context-length N] [--truncate keep-eot|drop-eot] < lines.txt";
@@ -37,7 +55,10 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<TokenizerConf
             "--context-length" => {
                 let v = value("--context-length")?;
                 config.context_length = v.parse().map_err(|_| {
-                    format!("--context-length: {v:?} is not a non-negative integer")
+                    format!(
+                        "--context-length: {v:?} is not an integer from 2 to {}",
+                        diffclip_data::tokenizer::MAX_CONTEXT_LENGTH
+                    )
                 })?;
             }
             "--truncate" => {
@@ -47,7 +68,9 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<TokenizerConf
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
-    config.validate().map_err(|e| e.to_string())?;
+    config
+        .validate()
+        .map_err(|e| format!("--context-length: {e}"))?;
     Ok(Some(config))
 }
 
@@ -55,8 +78,11 @@ fn main() -> ExitCode {
     let config = match parse_args(std::env::args().skip(1)) {
         Ok(Some(config)) => config,
         Ok(None) => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
+            let mut out = io::stdout().lock();
+            return match writeln!(out, "{USAGE}").and_then(|()| out.flush()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => write_failed(&e),
+            };
         }
         Err(msg) => {
             eprintln!("error: {msg}\n{USAGE}");
@@ -73,10 +99,22 @@ fn main() -> ExitCode {
     let mut stdin = io::stdin().lock();
     let mut out = BufWriter::new(io::stdout().lock());
     let mut buf = Vec::new();
+    let mut line_no = 0u64;
     loop {
         buf.clear();
-        match stdin.read_until(b'\n', &mut buf) {
+        line_no += 1;
+        match stdin
+            .by_ref()
+            .take(MAX_LINE_BYTES + 1)
+            .read_until(b'\n', &mut buf)
+        {
             Ok(0) => break,
+            Ok(n) if n as u64 > MAX_LINE_BYTES => {
+                eprintln!(
+                    "error: standard input line {line_no} is longer than {MAX_LINE_BYTES} bytes"
+                );
+                return ExitCode::FAILURE;
+            }
             Ok(_) => {}
             Err(e) => {
                 eprintln!("error: reading standard input: {e}");
@@ -87,12 +125,12 @@ fn main() -> ExitCode {
         let line = String::from_utf8_lossy(&buf);
         let ids = tokenizer.tokenize(line.strip_suffix('\n').unwrap_or(&line));
         let body: Vec<String> = ids.iter().map(u32::to_string).collect();
-        if writeln!(out, "[{}]", body.join(",")).is_err() {
-            return ExitCode::SUCCESS; // closed pipe (e.g. `| head`)
+        if let Err(e) = writeln!(out, "[{}]", body.join(",")) {
+            return write_failed(&e);
         }
     }
-    if out.flush().is_err() {
-        return ExitCode::SUCCESS;
+    match out.flush() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => write_failed(&e),
     }
-    ExitCode::SUCCESS
 }

@@ -1,5 +1,7 @@
 //! diffclip-data
 
+pub mod files;
+
 pub mod preprocess;
 pub use preprocess::{Pipeline, PreprocessConfig, PreprocessError, Preset};
 

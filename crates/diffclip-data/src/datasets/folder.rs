@@ -14,7 +14,8 @@ pub const IMAGE_EXTENSIONS: [&str; 6] = ["jpg", "jpeg", "png", "webp", "gif", "b
 /// `root/CLASS/**/*.{jpg,jpeg,png,webp,gif,bmp}`: classes are the sub-folders in sorted order
 /// (class `i` = the `i`-th folder), images sorted by path within each class, hidden entries
 /// ignored. Class names default to the folder names; item captions are the first template
-/// with the class name.
+/// with the class name. A class folder without any image is an error naming it (the same rule
+/// as `diffclip-eval`'s `ImageFolder`).
 ///
 /// ```no_run
 /// use diffclip_data::datasets::{ClassificationDataset, ImageFolderDataset, ImageLoader, LabelSubset};
@@ -56,8 +57,18 @@ impl ImageFolderDataset {
         }
         let mut samples = Vec::new();
         for (class, folder) in folders.iter().enumerate() {
+            let dir = root.join(folder);
             let mut files = Vec::new();
-            collect_images(&root.join(folder), &mut files)?;
+            collect_images(&dir, &mut files)?;
+            if files.is_empty() {
+                // The same rule as diffclip-eval's ImageFolder: an empty class is almost
+                // always a mistake (wrong root, images not copied yet).
+                return Err(DataError::Config(format!(
+                    "class folder {} has no images (.{})",
+                    dir.display(),
+                    IMAGE_EXTENSIONS.join(", .")
+                )));
+            }
             files.sort();
             samples.extend(files.into_iter().map(|f| (f, class)));
         }
@@ -89,7 +100,7 @@ impl ImageFolderDataset {
     /// order, or a JSON object mapping folder name -> class name.
     pub fn with_class_names_file(self, path: impl AsRef<Path>) -> Result<Self, DataError> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|e| DataError::io(path, e))?;
+        let text = crate::files::read_to_string(path).map_err(|e| DataError::io(path, e))?;
         let json_err = |m: String| DataError::Json {
             path: path.to_path_buf(),
             message: m,

@@ -44,14 +44,16 @@ mod webdataset;
 
 pub use self::csv::{CsvConfig, CsvDataset, CsvRow};
 pub use batch::{ClipBatch, ClipBatcher, ClipItem};
-pub use brace::{MAX_EXPANSION, expand_braces};
+pub use brace::{
+    MAX_BRACE_DEPTH, MAX_BRACE_GROUPS, MAX_EXPANSION, MAX_EXPANSION_BYTES, expand_braces,
+};
 pub use error::DataError;
 pub use folder::{IMAGE_EXTENSIONS, ImageFolderDataset};
 pub use loader::ImageLoader;
 pub use retrieval::{KarpathyConfig, KarpathyDataset};
 pub use shard::{MAX_MEMBER_BYTES, RawSamples, WdsSample};
 pub use shuffle::ShuffleBuffer;
-pub use skip::{BadSamplePolicy, MAX_SUBSTITUTES, SkipCounter, get_with_policy};
+pub use skip::{BadSamplePolicy, MAX_SUBSTITUTES, ReportBadSamples, SkipCounter, get_with_policy};
 pub use subset::LabelSubset;
 pub(crate) use traits::impl_burn_dataset;
 pub use traits::{ClassificationDataset, ClipDataset, RetrievalDataset};

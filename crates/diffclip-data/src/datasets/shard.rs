@@ -1,6 +1,5 @@
 //! Streaming samples out of WebDataset tar shards (img2dataset layout) on a reader thread.
 
-use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
@@ -162,7 +161,7 @@ fn read_shard(
         shard: shard.to_path_buf(),
         message,
     };
-    let file = match File::open(shard) {
+    let file = match crate::files::open_regular(shard) {
         Ok(f) => f,
         Err(e) => return tx.send(Err(DataError::io(shard, e))).is_ok(),
     };
@@ -214,7 +213,8 @@ fn read_shard(
             let msg = format!("{size} bytes, above the {MAX_MEMBER_BYTES}-byte limit");
             return tx.send(Err(member_err(msg))).is_ok();
         }
-        let mut data = Vec::with_capacity(size as usize);
+        // The header's size is only a hint: a corrupt one must not force a big allocation.
+        let mut data = Vec::with_capacity(size.min(1 << 20) as usize);
         match entry.read_to_end(&mut data) {
             Ok(n) if n as u64 == size => {}
             Ok(n) => {

@@ -5,7 +5,9 @@ use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
+use super::batch::ClipItem;
 use super::error::DataError;
+use super::traits::ClipDataset;
 
 /// How a dataset treats a sample it cannot read (corrupt image, broken tar member, bad row).
 ///
@@ -150,5 +152,88 @@ pub fn get_with_policy<T>(
                 last,
             })
         }
+    }
+}
+
+/// A map-style dataset whose caller applies the bad-sample policy: [`get_item`] returns a bad
+/// sample's error instead of substituting the next good one, after recording it in the
+/// [`SkipCounter`] (counted under [`BadSamplePolicy::Skip`], only remembered under
+/// [`BadSamplePolicy::Fail`]), as the [`WebDataset`](super::WebDataset) stream does.
+///
+/// For callers that skip and count bad samples themselves, like `diffclip-train`'s trainer
+/// (which counts every `Err` it gets as a skipped sample): without it a CSV or image-folder
+/// dataset under `Skip` hands over substitutes and the caller's count stays at zero.
+///
+/// [`get_item`]: ClipDataset::get_item
+///
+/// ```
+/// use diffclip_data::datasets::{BadSamplePolicy, ClipDataset, CsvConfig, CsvDataset, ImageLoader, ReportBadSamples};
+/// use diffclip_data::preprocess::Pipeline;
+/// let dir = tempfile::tempdir().unwrap();
+/// std::fs::write(dir.path().join("t.csv"), "filepath,title\nnone.png,gone\n").unwrap();
+/// let ds = CsvDataset::open(dir.path().join("t.csv"), &CsvConfig::default(),
+///                           ImageLoader::new(Pipeline::from_name("openai", 8).unwrap())).unwrap();
+/// let counter = ds.skip_counter().clone();
+/// let ds = ReportBadSamples::new(ds, BadSamplePolicy::Skip, counter.clone());
+/// assert!(ds.get_item(0).unwrap_err().to_string().contains("none.png"));
+/// assert_eq!(counter.skipped(), 1);
+/// ```
+#[derive(Debug, Clone)]
+pub struct ReportBadSamples<D> {
+    inner: D,
+    policy: BadSamplePolicy,
+    counter: SkipCounter,
+}
+
+impl<D: ClipDataset> ReportBadSamples<D> {
+    /// Wraps `inner`; bad samples are recorded in `counter` according to `policy` (pass the
+    /// dataset's own, e.g. `ds.loader().policy()` and `ds.skip_counter().clone()`).
+    pub fn new(inner: D, policy: BadSamplePolicy, counter: SkipCounter) -> Self {
+        Self {
+            inner,
+            policy,
+            counter,
+        }
+    }
+
+    /// The wrapped dataset.
+    pub fn inner(&self) -> &D {
+        &self.inner
+    }
+
+    /// The counter bad samples are recorded in.
+    pub fn skip_counter(&self) -> &SkipCounter {
+        &self.counter
+    }
+}
+
+impl<D: ClipDataset> ClipDataset for ReportBadSamples<D> {
+    fn num_items(&self) -> usize {
+        self.inner.num_items()
+    }
+
+    fn image_size(&self) -> usize {
+        self.inner.image_size()
+    }
+
+    fn try_get(&self, index: usize) -> Result<ClipItem, DataError> {
+        self.inner.try_get(index)
+    }
+
+    fn get_item(&self, index: usize) -> Result<ClipItem, DataError> {
+        let len = self.inner.num_items();
+        if index >= len {
+            return Err(DataError::OutOfRange { index, len });
+        }
+        self.inner
+            .try_get(index)
+            .inspect_err(|e| match self.policy {
+                BadSamplePolicy::Skip => self.counter.record(e),
+                BadSamplePolicy::Fail => self.counter.set_last_error(e),
+            })
+    }
+
+    fn set_epoch(&self, epoch: u64) {
+        self.inner.set_epoch(epoch);
     }
 }

@@ -90,7 +90,7 @@ impl LabelSubset {
     /// ```
     pub fn from_metadata_file(path: impl AsRef<Path>, name: &str) -> Result<Self, DataError> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|e| DataError::io(path, e))?;
+        let text = crate::files::read_to_string(path).map_err(|e| DataError::io(path, e))?;
         let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| DataError::Json {
             path: path.to_path_buf(),
             message: e.to_string(),

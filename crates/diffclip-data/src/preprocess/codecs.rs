@@ -156,8 +156,15 @@ pub(crate) fn gif(bytes: &[u8], max_pixels: u64) -> Result<Decoded, Fail> {
         ));
     }
     let mut indices = vec![fill; w * h];
-    for y in 0..fh.min(h.saturating_sub(ft)) {
-        let cols = fw.min(w.saturating_sub(fl));
+    // A frame placed (partly) outside the screen is clipped to it; one entirely to the right
+    // of it leaves nothing to copy.
+    let cols = fw.min(w.saturating_sub(fl));
+    let rows = if cols == 0 {
+        0
+    } else {
+        fh.min(h.saturating_sub(ft))
+    };
+    for y in 0..rows {
         let src = &frame.buffer[y * fw..y * fw + cols];
         indices[(ft + y) * w + fl..(ft + y) * w + fl + cols].copy_from_slice(src);
     }

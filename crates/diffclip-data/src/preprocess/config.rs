@@ -93,7 +93,7 @@ pub struct PreprocessConfig {
     /// Which resampling pass runs first (Pillow >= 13 rule by default).
     #[serde(default)]
     pub pass_order: PassOrder,
-    /// Decoding options (pixel limit, EXIF orientation).
+    /// Decoding options (pixel and byte limits, EXIF orientation).
     #[serde(default)]
     pub decode: DecodeOptions,
 }
@@ -184,6 +184,9 @@ impl PreprocessConfig {
         }
         if self.decode.max_pixels == 0 {
             return bad("decode.max_pixels must be positive".into());
+        }
+        if self.decode.max_bytes == 0 {
+            return bad("decode.max_bytes must be positive".into());
         }
         Ok(())
     }

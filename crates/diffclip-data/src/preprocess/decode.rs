@@ -12,18 +12,26 @@ use super::pixels::DecodedImage;
 /// Pillow's `DecompressionBombError` threshold (2 x `Image.MAX_IMAGE_PIXELS`).
 pub const DEFAULT_MAX_PIXELS: u64 = 2 * 89_478_485;
 
+/// Largest image file read by default (256 MiB): far above any real photo, small enough that a
+/// device or a runaway file cannot exhaust memory.
+pub const DEFAULT_MAX_BYTES: u64 = 256 << 20;
+
 /// How to decode.
 ///
 /// ```
-/// use diffclip_data::preprocess::DecodeOptions;
+/// use diffclip_data::preprocess::{DecodeOptions, DEFAULT_MAX_BYTES};
 /// let o = DecodeOptions { max_pixels: 4096 * 4096, ..Default::default() };
 /// assert!(!o.exif_orientation);
+/// assert_eq!(o.max_bytes, DEFAULT_MAX_BYTES);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct DecodeOptions {
     /// Reject images with more pixels than this before allocating them.
     pub max_pixels: u64,
+    /// Reject image files (and in-memory images) longer than this many bytes; at most this
+    /// many bytes plus one are ever read from a file, whatever size it claims.
+    pub max_bytes: u64,
     /// Rotate/flip according to the EXIF orientation tag (`ImageOps.exif_transpose`).
     /// Off by default: neither open_clip nor the SLIP code does it.
     pub exif_orientation: bool,
@@ -33,6 +41,7 @@ impl Default for DecodeOptions {
     fn default() -> Self {
         Self {
             max_pixels: DEFAULT_MAX_PIXELS,
+            max_bytes: DEFAULT_MAX_BYTES,
             exif_orientation: false,
         }
     }
@@ -92,7 +101,9 @@ impl ImageFormat {
 /// Reads and decodes an image file into its native mode.
 ///
 /// Missing, empty, corrupt, truncated or oversized files give a
-/// [`PreprocessError`] naming the file; it never panics on bad input.
+/// [`PreprocessError`] naming the file; it never panics on bad input. Only regular files are
+/// read (a FIFO, a device such as `/dev/zero` or a directory is refused at once, see
+/// [`crate::files::open_regular`]), and at most [`DecodeOptions::max_bytes`] of them.
 ///
 /// ```no_run
 /// use diffclip_data::preprocess::{decode_file, DecodeOptions};
@@ -105,10 +116,15 @@ pub fn decode_file(
     opts: &DecodeOptions,
 ) -> Result<DecodedImage, PreprocessError> {
     let path = path.as_ref();
-    let bytes = std::fs::read(path).map_err(|source| PreprocessError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let bytes = crate::files::read_capped(path, opts.max_bytes)
+        .map_err(|source| PreprocessError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?
+        .ok_or_else(|| PreprocessError::FileTooLarge {
+            path: path.to_path_buf(),
+            limit: opts.max_bytes,
+        })?;
     decode_bytes(&bytes, path, opts)
 }
 
@@ -127,6 +143,12 @@ pub fn decode_bytes(
     let path: PathBuf = name.as_ref().to_path_buf();
     if bytes.is_empty() {
         return Err(PreprocessError::Empty { path });
+    }
+    if bytes.len() as u64 > opts.max_bytes {
+        return Err(PreprocessError::FileTooLarge {
+            path,
+            limit: opts.max_bytes,
+        });
     }
     let format =
         ImageFormat::sniff(bytes).ok_or(PreprocessError::UnknownFormat { path: path.clone() })?;

@@ -74,6 +74,18 @@ pub enum PreprocessError {
         /// The configured limit.
         limit: u64,
     },
+    /// The file (or in-memory image) is longer than [`crate::preprocess::DecodeOptions::max_bytes`].
+    #[error(
+        "image {path} is larger than the limit of {limit} bytes \
+         (raise DecodeOptions::max_bytes, or --max-bytes, to allow it)",
+        path = path.display()
+    )]
+    FileTooLarge {
+        /// The file.
+        path: PathBuf,
+        /// The configured limit in bytes.
+        limit: u64,
+    },
     /// An unknown preset name.
     #[error(
         "unknown preprocessing preset {0:?}; expected one of: openai, slip, square-imagenet, slip-train"
@@ -111,7 +123,8 @@ impl PreprocessError {
             | Self::UnknownFormat { path }
             | Self::Decode { path, .. }
             | Self::Unsupported { path, .. }
-            | Self::TooLarge { path, .. } => Some(path),
+            | Self::TooLarge { path, .. }
+            | Self::FileTooLarge { path, .. } => Some(path),
             _ => None,
         }
     }

@@ -52,7 +52,9 @@ pub use config::{
     ConvertOrder, Geometry, IMAGENET_MEAN, IMAGENET_STD, OPENAI_MEAN, OPENAI_STD, PreprocessConfig,
     Preset,
 };
-pub use decode::{DEFAULT_MAX_PIXELS, DecodeOptions, ImageFormat, decode_bytes, decode_file};
+pub use decode::{
+    DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, DecodeOptions, ImageFormat, decode_bytes, decode_file,
+};
 pub use error::PreprocessError;
 pub use filter::{Filter, PassOrder, Resampling};
 pub use geometry::{CropBox, center_crop_offsets, random_resized_crop_box, shorter_side_size};

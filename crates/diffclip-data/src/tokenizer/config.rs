@@ -10,6 +10,10 @@ use super::error::TokenizerError;
 /// Default CLIP context length (SOT + 75 tokens + EOT).
 pub const DEFAULT_CONTEXT_LENGTH: usize = 77;
 
+/// Largest context length accepted (65,536 ids, 256 KiB per tokenized text): far above any
+/// CLIP text tower, small enough that a mistyped length cannot ask for gigabytes per caption.
+pub const MAX_CONTEXT_LENGTH: usize = 1 << 16;
+
 /// What to do with a text whose `[SOT] + tokens + [EOT]` is longer than the context.
 ///
 /// ```
@@ -68,7 +72,8 @@ impl FromStr for Truncation {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(default)]
 pub struct TokenizerConfig {
-    /// Number of ids per tokenized text, SOT and EOT included (at least 2; default 77).
+    /// Number of ids per tokenized text, SOT and EOT included (2 to [`MAX_CONTEXT_LENGTH`];
+    /// default 77).
     pub context_length: usize,
     /// Policy for texts longer than the context.
     pub truncation: Truncation,
@@ -84,9 +89,18 @@ impl Default for TokenizerConfig {
 }
 
 impl TokenizerConfig {
-    /// Checks the settings (the context must hold at least SOT and EOT).
+    /// Checks the settings (the context must hold at least SOT and EOT, and at most
+    /// [`MAX_CONTEXT_LENGTH`] ids).
+    ///
+    /// ```
+    /// use diffclip_data::tokenizer::{TokenizerConfig, MAX_CONTEXT_LENGTH};
+    /// let huge = TokenizerConfig { context_length: 100_000_000_000, ..Default::default() };
+    /// assert!(huge.validate().unwrap_err().to_string().contains("100000000000"));
+    /// let max = TokenizerConfig { context_length: MAX_CONTEXT_LENGTH, ..Default::default() };
+    /// assert!(max.validate().is_ok());
+    /// ```
     pub fn validate(&self) -> Result<(), TokenizerError> {
-        if self.context_length < 2 {
+        if !(2..=MAX_CONTEXT_LENGTH).contains(&self.context_length) {
             return Err(TokenizerError::ContextLength(self.context_length));
         }
         Ok(())

@@ -11,8 +11,12 @@
 /// ```
 #[derive(Debug, thiserror::Error)]
 pub enum TokenizerError {
-    /// The context length cannot hold `<|startoftext|>` and `<|endoftext|>`.
-    #[error("context length must be at least 2 (SOT + EOT), got {0}")]
+    /// The context length cannot hold `<|startoftext|>` and `<|endoftext|>`, or is above
+    /// [`MAX_CONTEXT_LENGTH`](super::MAX_CONTEXT_LENGTH).
+    #[error(
+        "context length must be between 2 (SOT + EOT) and {max}, got {0}",
+        max = super::MAX_CONTEXT_LENGTH
+    )]
     ContextLength(usize),
     /// The embedded vocabulary could not be read (a corrupted build).
     #[error("invalid embedded BPE vocabulary: {0}")]

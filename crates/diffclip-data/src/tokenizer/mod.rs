@@ -37,7 +37,7 @@ use std::sync::{Arc, OnceLock};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
 pub use clean::clean_text;
-pub use config::{DEFAULT_CONTEXT_LENGTH, TokenizerConfig, Truncation};
+pub use config::{DEFAULT_CONTEXT_LENGTH, MAX_CONTEXT_LENGTH, TokenizerConfig, Truncation};
 pub use error::TokenizerError;
 pub use ftfy::fix_text;
 pub use html::html_unescape;

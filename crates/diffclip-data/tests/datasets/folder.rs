@@ -20,14 +20,24 @@ fn image_folder_lists_sorted_classes_and_images() {
     write(&root.join("bird/.keep"), b"");
     write(&root.join("README"), b"a file at the root");
 
+    // A class folder without images (hidden files do not count) is an error naming it.
+    let err = ImageFolderDataset::open(&root, loader()).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains(&*root.join("bird").to_string_lossy())
+            && err.to_string().contains("no images"),
+        "{err}"
+    );
+    write(&root.join("bird/x.png"), &png_bytes(9, 9, [5, 0, 0]));
+
     let ds = ImageFolderDataset::open(&root, loader()).unwrap();
     assert_eq!(ds.folders(), ["bird", "cat", "dog"]);
     assert_eq!(ds.class_names(), ["bird", "cat", "dog"]);
-    assert_eq!(ds.len(), 4);
-    let labels: Vec<usize> = (0..4).map(|i| ds.label(i).unwrap()).collect();
-    assert_eq!(labels, [1, 1, 2, 2]);
-    assert_eq!(ds.samples()[1].0, root.join("cat/nested/c.png"));
-    let item = ds.get_item(2).unwrap();
+    assert_eq!(ds.len(), 5);
+    let labels: Vec<usize> = (0..5).map(|i| ds.label(i).unwrap()).collect();
+    assert_eq!(labels, [0, 1, 1, 2, 2]);
+    assert_eq!(ds.samples()[2].0, root.join("cat/nested/c.png"));
+    let item = ds.get_item(3).unwrap();
     assert_eq!(
         (item.label, item.caption.as_str(), red(&item)),
         (Some(2), "a photo of a dog.", 20)
@@ -44,7 +54,7 @@ fn image_folder_lists_sorted_classes_and_images() {
         .unwrap();
     assert_eq!(named.class_names(), ["small bird", "house cat", "good dog"]);
     assert_eq!(
-        named.get_item(0).unwrap().caption,
+        named.get_item(1).unwrap().caption,
         "a photo of a house cat."
     );
     write(
@@ -57,7 +67,7 @@ fn image_folder_lists_sorted_classes_and_images() {
         .unwrap();
     assert_eq!(named.class_names(), ["Bird", "Cat", "Dog"]);
     let t = named.with_templates(vec!["itap of a {c}.".into()]).unwrap();
-    assert_eq!(t.get_item(3).unwrap().caption, "itap of a Dog.");
+    assert_eq!(t.get_item(4).unwrap().caption, "itap of a Dog.");
     assert!(ds.clone().with_class_names(vec!["x".into()]).is_err());
     write(&tmp.path().join("two.txt"), b"a\nb\n");
     assert!(

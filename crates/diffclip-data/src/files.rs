@@ -1,0 +1,114 @@
+//! Opening input files safely: regular files only, reads bounded in size.
+//!
+//! Every file this crate reads (images, caption files, tar shards, JSON lists, class-name files)
+//! goes through [`open_regular`], so a FIFO, a device such as `/dev/zero`, a socket or a
+//! directory given where a file is expected is refused at once with an error naming what it is,
+//! instead of blocking forever or reading without end.
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::path::Path;
+
+/// What a non-regular file is, for error messages (`None` for a regular file).
+fn kind_of(ft: std::fs::FileType) -> Option<&'static str> {
+    if ft.is_file() {
+        return None;
+    }
+    if ft.is_dir() {
+        return Some("a directory");
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if ft.is_fifo() {
+            return Some("a named pipe (FIFO)");
+        }
+        if ft.is_char_device() {
+            return Some("a character device");
+        }
+        if ft.is_block_device() {
+            return Some("a block device");
+        }
+        if ft.is_socket() {
+            return Some("a socket");
+        }
+    }
+    Some("a special file")
+}
+
+fn not_regular(kind: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!("not a regular file (it is {kind})"),
+    )
+}
+
+/// Opens `path` for reading if it is a regular file (symlinks are followed).
+///
+/// FIFOs, devices, sockets and directories are refused with an [`io::ErrorKind::InvalidInput`]
+/// error saying what the path is. On Unix the file is opened non-blocking and checked through the
+/// opened handle, so opening a FIFO never waits for a writer and a file swapped after a check
+/// is still caught.
+///
+/// ```
+/// use diffclip_data::files::open_regular;
+/// let err = open_regular(std::env::temp_dir()).unwrap_err();
+/// assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+/// assert!(err.to_string().contains("directory"));
+/// # #[cfg(unix)]
+/// assert!(open_regular("/dev/zero").unwrap_err().to_string().contains("device"));
+/// ```
+pub fn open_regular(path: impl AsRef<Path>) -> io::Result<File> {
+    let path = path.as_ref();
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NONBLOCK);
+    }
+    #[cfg(not(unix))]
+    if let Some(kind) = kind_of(std::fs::metadata(path)?.file_type()) {
+        return Err(not_regular(kind));
+    }
+    let file = options.open(path)?;
+    if let Some(kind) = kind_of(file.metadata()?.file_type()) {
+        return Err(not_regular(kind));
+    }
+    Ok(file)
+}
+
+/// Reads a whole regular file, refusing one longer than `max_bytes`.
+///
+/// At most `max_bytes + 1` bytes are ever read, whatever size the file claims, so a file that
+/// grows while it is read cannot exhaust memory. `Ok(None)` means the file is longer than
+/// `max_bytes`.
+///
+/// ```
+/// use diffclip_data::files::read_capped;
+/// let dir = tempfile::tempdir().unwrap();
+/// let p = dir.path().join("x.bin");
+/// std::fs::write(&p, [1u8; 10]).unwrap();
+/// assert_eq!(read_capped(&p, 10).unwrap().unwrap().len(), 10);
+/// assert!(read_capped(&p, 9).unwrap().is_none());
+/// ```
+pub fn read_capped(path: impl AsRef<Path>, max_bytes: u64) -> io::Result<Option<Vec<u8>>> {
+    let file = open_regular(path)?;
+    let claimed = file.metadata().map(|m| m.len()).unwrap_or(0);
+    // The claimed size is only a hint (capped, so a lying size cannot force a huge allocation).
+    let hint = claimed.min(max_bytes).min(64 << 20) as usize;
+    let mut bytes = Vec::with_capacity(hint);
+    file.take(max_bytes.saturating_add(1))
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > max_bytes {
+        return Ok(None);
+    }
+    Ok(Some(bytes))
+}
+
+/// [`std::fs::read_to_string`] for regular files only (see [`open_regular`]).
+pub(crate) fn read_to_string(path: &Path) -> io::Result<String> {
+    let mut text = String::new();
+    open_regular(path)?.read_to_string(&mut text)?;
+    Ok(text)
+}
