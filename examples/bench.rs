@@ -32,7 +32,7 @@ struct Args {
     preset: String,
     /// Model JSON instead of a preset.
     #[arg(long)]
-    config: Option<String>,
+    config: Option<std::path::PathBuf>,
     /// Images per call.
     #[arg(long, default_value_t = 8)]
     batch: usize,
@@ -130,10 +130,7 @@ fn run(args: &Args) -> Result<serde_json::Value, Box<dyn std::error::Error>> {
     }
     let device = diffclip::backend::device(&args.backend)?;
     diffclip::attention::set_cpu_kernels(!args.generic_ops);
-    let mut config = match &args.config {
-        Some(path) => ClipConfig::from_file(path)?,
-        None => ClipConfig::preset(&args.preset)?,
-    };
+    let mut config = ClipConfig::select(args.config.as_deref(), Some(&args.preset), None)?;
     if let Some(path) = &args.path {
         let path: diffclip::attention::AttentionPath =
             serde_json::from_value(serde_json::json!(path))
@@ -164,7 +161,7 @@ fn run(args: &Args) -> Result<serde_json::Value, Box<dyn std::error::Error>> {
     }
     let per_s = |n: usize, s: &Option<Vec<f64>>| s.as_ref().map(|s| n as f64 / median(s));
     Ok(serde_json::json!({
-        "preset": args.config.clone().unwrap_or_else(|| args.preset.clone()),
+        "preset": args.config.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| args.preset.clone()),
         "backend": args.backend,
         "path": config.vision.path,
         "weights": "random",

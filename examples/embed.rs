@@ -14,8 +14,8 @@ use std::process::ExitCode;
 
 use burn::tensor::{Int, Tensor, TensorData};
 use clap::Parser;
-use diffclip::clip::checkpoint::config_of;
-use diffclip::clip::{ClipConfig, load_checkpoint};
+use diffclip::clip::files::{F32Tensor, check_output, resolve_output, write_safetensors};
+use diffclip::clip::{ClipConfig, check_finite_rows, load_checkpoint};
 
 #[derive(Parser, Debug)]
 #[command(about = "Embed images and token ids with a CLIP / DiffCLIP checkpoint")]
@@ -38,6 +38,9 @@ struct Args {
     /// Backend: flex, ndarray, wgpu (as compiled in).
     #[arg(long, default_value = "flex")]
     backend: String,
+    /// Write embeddings that hold NaN or infinity instead of stopping with an error.
+    #[arg(long)]
+    allow_non_finite: bool,
 }
 
 fn main() -> ExitCode {
@@ -52,15 +55,10 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+    let inputs: Vec<&std::path::Path> = [Some(args.checkpoint.as_path()), Some(args.inputs.as_path()), args.config.as_deref()].into_iter().flatten().collect();
+    check_output(&resolve_output(&args.output)?, &inputs)?;
     let device = diffclip::backend::device(&args.backend)?;
-    let config = match (&args.config, &args.preset) {
-        (Some(path), _) => ClipConfig::from_file(path)?,
-        (None, Some(name)) => ClipConfig::preset(name)?,
-        (None, None) => config_of(&args.checkpoint)
-            .ok()
-            .flatten()
-            .ok_or("give --config or --preset (the checkpoint carries no config)")?,
-    };
+    let config = ClipConfig::select(args.config.as_deref(), args.preset.as_deref(), Some(&args.checkpoint))?;
     let mut model = config.init(&device)?;
     let format = load_checkpoint(&mut model, &args.checkpoint)?;
     eprintln!("loaded {} ({format:?} layout)", args.checkpoint.display());
@@ -92,16 +90,14 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let scale = model.logit_scale_exp().into_data().try_to_vec::<f32>().map_err(|e| format!("{e:?}"))?;
     outputs.push(("logit_scale".into(), vec![], scale));
 
-    let raw: Vec<(String, Vec<usize>, Vec<u8>)> = outputs
-        .into_iter()
-        .map(|(k, s, v)| (k, s, v.iter().flat_map(|x| x.to_le_bytes()).collect()))
-        .collect();
-    let views = raw
-        .iter()
-        .map(|(k, s, b)| safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b).map(|v| (k.clone(), v)))
-        .collect::<Result<Vec<_>, _>>()?;
+    if !args.allow_non_finite {
+        for (k, shape, v) in &outputs {
+            check_finite_rows(k, v, shape.get(1).copied().unwrap_or(1))?;
+        }
+    }
+    let tensors: Vec<F32Tensor> = outputs.iter().map(|(k, s, v)| F32Tensor { name: k.clone(), shape: s.clone(), data: v }).collect();
     let meta: HashMap<String, String> = HashMap::from([("checkpoint".into(), args.checkpoint.display().to_string())]);
-    safetensors::serialize_to_file(views, Some(meta), &args.output).map_err(|e| format!("{}: {e}", args.output.display()))?;
+    write_safetensors(&args.output, &tensors, meta)?;
     eprintln!("wrote {}", args.output.display());
     Ok(())
 }

@@ -20,7 +20,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, ValueEnum};
-use diffclip::clip::checkpoint::config_of;
 use diffclip::clip::{ClipConfig, load_checkpoint};
 use diffclip::data::synthetic::{Split, SyntheticConfig};
 use diffclip::data::{Pipeline, Truncation};
@@ -139,16 +138,10 @@ struct Ctx<'a> {
 }
 
 fn run(args: Args) -> Res<()> {
+    let inputs: Vec<&std::path::Path> = [args.checkpoint.as_deref(), args.config.as_deref(), args.data.as_deref()].into_iter().flatten().collect();
+    diffclip::clip::files::check_output(&diffclip::clip::files::resolve_output(&args.output)?, &inputs)?;
     let device = diffclip::backend::device(&args.backend)?;
-    let config = match (&args.config, &args.preset, &args.checkpoint) {
-        (Some(path), _, _) => ClipConfig::from_file(path)?,
-        (None, Some(name), _) => ClipConfig::preset(name)?,
-        (None, None, Some(ckpt)) => config_of(ckpt)
-            .ok()
-            .flatten()
-            .ok_or("give --config or --preset (the checkpoint carries no config)")?,
-        (None, None, None) => return Err("give --checkpoint and/or --preset/--config".into()),
-    };
+    let config = ClipConfig::select(args.config.as_deref(), args.preset.as_deref(), args.checkpoint.as_deref())?;
     let mut model = config.init(&device)?;
     let config_json = serde_json::to_string(&config)?;
     let mut cache = None;
@@ -223,8 +216,7 @@ fn run(args: Args) -> Res<()> {
         println!("skipped (no data under --data): {}", skipped.join(", "));
     }
     let out = json!({ "model": { "config": config, "checkpoint": args.checkpoint }, "data": args.data, "results": results, "skipped": skipped });
-    std::fs::write(&args.output, serde_json::to_string_pretty(&out)?)
-        .map_err(|e| format!("{}: {e}", args.output.display()))?;
+    diffclip::clip::files::write_atomic(&args.output, serde_json::to_string_pretty(&out)?.as_bytes())?;
     eprintln!("wrote {}", args.output.display());
     Ok(())
 }

@@ -12,8 +12,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use diffclip_data::preprocess::{DEFAULT_MAX_PIXELS, Pipeline, PreprocessConfig, Preset};
-use safetensors::tensor::{Dtype, TensorView};
+use diffclip_data::preprocess::{
+    DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, Pipeline, PreprocessConfig, Preset,
+};
+use diffclip::clip::files::{F32Tensor, check_output, resolve_output, write_safetensors};
+
+/// Largest output side: 3 x 4096 x 4096 f32 is 192 MiB per image.
+const MAX_SIZE: u32 = 4096;
 
 #[derive(Parser, Debug)]
 #[command(about = "Decode and preprocess images into a safetensors file")]
@@ -21,7 +26,7 @@ struct Args {
     /// Preset: openai, slip, square-imagenet or slip-train.
     #[arg(long, default_value = "openai")]
     pipeline: String,
-    /// Output side S.
+    /// Output side S (1 to 4096).
     #[arg(long, default_value_t = 224)]
     size: u32,
     /// Where to write the tensors (safetensors).
@@ -36,6 +41,9 @@ struct Args {
     /// Reject images with more pixels than this.
     #[arg(long, default_value_t = DEFAULT_MAX_PIXELS)]
     max_pixels: u64,
+    /// Reject image files longer than this many bytes (only regular files are read).
+    #[arg(long, default_value_t = DEFAULT_MAX_BYTES)]
+    max_bytes: u64,
     /// Image files (JPEG, PNG, GIF, WebP, BMP).
     #[arg(required = true)]
     images: Vec<PathBuf>,
@@ -46,9 +54,20 @@ fn run(args: Args) -> Result<(), String> {
         .pipeline
         .parse()
         .map_err(|e| format!("--pipeline: {e}"))?;
+    // Every output ([3, S, S] f32) is held in memory until the file is written.
+    if !(1..=MAX_SIZE).contains(&args.size) {
+        return Err(format!("--size must be 1 to {MAX_SIZE}, got {}", args.size));
+    }
+    if args.max_pixels == 0 {
+        return Err("--max-pixels must be positive".into());
+    }
+    if args.max_bytes == 0 {
+        return Err("--max-bytes must be positive".into());
+    }
     let mut config = PreprocessConfig::preset(preset, args.size);
     config.decode.exif_orientation = args.exif_orientation;
     config.decode.max_pixels = args.max_pixels;
+    config.decode.max_bytes = args.max_bytes;
     let pipeline = Pipeline::new(config).map_err(|e| e.to_string())?;
 
     let mut names = BTreeMap::new();
@@ -66,25 +85,21 @@ fn run(args: Args) -> Result<(), String> {
             ));
         }
     }
+    let inputs: Vec<&std::path::Path> = args.images.iter().map(PathBuf::as_path).collect();
+    let target = resolve_output(&args.output).map_err(|e| e.to_string())?;
+    check_output(&target, &inputs).map_err(|e| e.to_string())?;
     let images = pipeline
         .process_files(&args.images, args.seed)
         .map_err(|e| e.to_string())?;
     let s = args.size as usize;
-    let bytes: Vec<Vec<u8>> = images
-        .iter()
-        .map(|x| x.iter().flat_map(|v| v.to_le_bytes()).collect())
-        .collect();
     let mut tensors = Vec::with_capacity(names.len());
     for (name, &i) in &names {
-        let view =
-            TensorView::new(Dtype::F32, vec![3, s, s], &bytes[i]).map_err(|e| e.to_string())?;
-        tensors.push((name.clone(), view));
+        tensors.push(F32Tensor { name: name.clone(), shape: vec![3, s, s], data: &images[i] });
     }
     let mut meta = std::collections::HashMap::new();
     meta.insert("pipeline".to_string(), preset.to_string());
     meta.insert("size".to_string(), s.to_string());
-    safetensors::serialize_to_file(tensors, Some(meta), &args.output)
-        .map_err(|e| format!("cannot write {}: {e}", args.output.display()))?;
+    write_safetensors(&args.output, &tensors, meta).map_err(|e| e.to_string())?;
     println!(
         "wrote {} tensors [3,{s},{s}] to {}",
         names.len(),

@@ -149,7 +149,26 @@ struct Run {
     test: Metrics,
 }
 
+/// Flags checked up front, so a bad value is reported by its flag name.
+fn check_flags(args: &Args) -> Result<(), String> {
+    let positive = [("--steps", args.steps as usize), ("--batch-size", args.batch_size), ("--width", args.width), ("--vision-layers", args.vision_layers), ("--text-layers", args.text_layers), ("--image-size", args.image_size)];
+    if let Some((flag, _)) = positive.iter().find(|(_, v)| *v == 0) {
+        return Err(format!("{flag} must be at least 1"));
+    }
+    if args.batch_size < 2 {
+        return Err("--batch-size must be at least 2 (the contrastive loss needs negatives)".into());
+    }
+    if args.width % 4 != 0 {
+        return Err(format!("--width must be a multiple of 4 (the towers have 4 heads), got {}", args.width));
+    }
+    if args.image_size % 8 != 0 {
+        return Err(format!("--image-size must be a multiple of the patch size 8, got {}", args.image_size));
+    }
+    Ok(())
+}
+
 fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+    check_flags(&args)?;
     let device: Device = diffclip::backend::device(&args.backend)?;
     std::fs::create_dir_all(&args.output)?;
     let synth = SyntheticConfig { seed: args.seed, image_size: args.image_size as u32, ..SyntheticConfig::default() };
@@ -181,6 +200,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         let mut trainer = Trainer::new(model, tc, ad);
         trainer.model_config = Some(config.clone());
         trainer.output = Some(args.output.join(variant));
+        trainer.overwrite = true; // the quickstart's output is regenerated on every run
         let mut curve = Vec::new();
         let mut hook = |m: &Clip, step: u64| {
             let metrics = evaluate(m, &test, &batcher, step).map_err(|e| TrainError::Eval(e.to_string()))?;

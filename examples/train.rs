@@ -26,7 +26,7 @@ use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser};
 use diffclip::clip::{Clip, ClipConfig, save_safetensors};
 use diffclip::data::datasets::{
     BadSamplePolicy, ClassificationDataset, ClipDataset, CsvConfig, CsvDataset, ImageFolderDataset,
-    ImageLoader, WebDataset, WebDatasetConfig,
+    ImageLoader, ReportBadSamples, WebDataset, WebDatasetConfig,
 };
 use diffclip::data::synthetic::{ClassTask, Split};
 use diffclip::data::{
@@ -138,6 +138,9 @@ struct Args {
     /// Continue from a training checkpoint (without a value: OUTPUT/checkpoint-latest.safetensors).
     #[arg(long, num_args = 0..=1, default_missing_value = "latest", value_name = "PATH")]
     resume: Option<String>,
+    /// Replace an earlier run in OUTPUT (its checkpoint, metrics and model) instead of refusing.
+    #[arg(long, conflicts_with = "resume")]
+    overwrite: bool,
     /// Write the checkpoint every N steps (0: only at the end).
     #[arg(long, default_value_t = 500)]
     checkpoint_every: u64,
@@ -258,13 +261,7 @@ fn run(args: Args, matches: &ArgMatches) -> Res<()> {
             t
         }
         None => {
-            let mut config = match (&args.config, &args.preset) {
-                (Some(path), _) => {
-                    ClipConfig::from_file(path).map_err(|e| format!("{}: {e}", path.display()))?
-                }
-                (None, Some(name)) => ClipConfig::preset(name)?,
-                (None, None) => return Err("give --preset NAME or --config MODEL.json".into()),
-            };
+            let mut config = ClipConfig::select(args.config.as_deref(), args.preset.as_deref(), None)?;
             if let Some(size) = args.image_size {
                 if size == 0 || size % config.vision.patch_size != 0 {
                     return Err(format!(
@@ -365,6 +362,7 @@ fn run(args: Args, matches: &ArgMatches) -> Res<()> {
     trainer.config.eval_every = args.eval_every;
     trainer.config.progress = !args.quiet;
     trainer.output = Some(args.output.clone());
+    trainer.overwrite = args.overwrite;
     trainer.workers = args.workers;
     trainer.fail_on_bad_samples = policy == BadSamplePolicy::Fail;
     if args.devices > 1 {
@@ -520,6 +518,10 @@ fn open_source(
             }
             check_readable(&ds, &name)?;
             eprintln!("data: {name}, {} image–caption pairs", ds.len());
+            // The trainer skips and counts the samples that come back as `Err` (as the
+            // WebDataset stream yields them); substitutes would keep its count at zero.
+            let (policy, counter) = (ds.loader().policy(), ds.skip_counter().clone());
+            let ds = ReportBadSamples::new(ds, policy, counter);
             Ok(Source::Map(Box::new(ds), name))
         }
         "folder" => {
@@ -535,6 +537,10 @@ fn open_source(
                 ds.class_names().len(),
                 templates[0]
             );
+            // The trainer skips and counts the samples that come back as `Err` (as the
+            // WebDataset stream yields them); substitutes would keep its count at zero.
+            let (policy, counter) = (ds.loader().policy(), ds.skip_counter().clone());
+            let ds = ReportBadSamples::new(ds, policy, counter);
             Ok(Source::Map(Box::new(ds), name))
         }
         "synthetic" => {

@@ -81,6 +81,68 @@ fn config_json_round_trip_and_unknown_fields() {
 }
 
 #[test]
+fn estimate_counts_parameters_exactly() {
+    let (_, device) = devices().remove(0);
+    let mut mixed = ClipConfig::diffclip_tiny();
+    mixed.vision.attention.per_layer = Some(vec![diffclip::attention::AttentionKind::Standard, diffclip::attention::AttentionKind::Differential]);
+    mixed.vision.qkv_bias = false;
+    mixed.vision.mlp_ratio = 2.5;
+    mixed.logit_bias_init = Some(-10.0);
+    mixed.text.vocab_size = 1000;
+    for c in [ClipConfig::diffclip_tiny(), ClipConfig::clip_tiny(), ClipConfig::openai_tiny(), mixed] {
+        assert_eq!(c.estimate().params as usize, c.init(&device).unwrap().num_params(), "{c:?}");
+    }
+}
+
+#[test]
+fn untrusted_sizes_are_refused_before_allocation() {
+    use diffclip::clip::ModelLimits;
+    let limits = ModelLimits { max_params: 10_000_000, max_bytes: Some(1 << 30) };
+    let too_large = |edit: &dyn Fn(&mut ClipConfig)| {
+        let mut c = ClipConfig::diffclip_tiny();
+        edit(&mut c);
+        let err = c.validate(&limits).unwrap_err();
+        assert!(matches!(err, ClipError::TooLarge { .. }), "{err}");
+        err.to_string()
+    };
+    let msg = too_large(&|c| { c.vision.width = 1_000_000; c.vision.layers = 1000 });
+    assert!(msg.contains("parameters"), "{msg}");
+    too_large(&|c| c.vision.layers = usize::MAX);
+    too_large(&|c| c.text.context_length = 1_000_000_000);
+    too_large(&|c| c.text.vocab_size = 4_000_000_000);
+    too_large(&|c| c.vision.image_size = 1 << 20);
+    too_large(&|c| c.vision.mlp_ratio = 1e12);
+    // Within the parameter limit but not the memory limit.
+    let mut c = ClipConfig::diffclip_vit_b16();
+    let msg = c.validate(&ModelLimits { max_params: u64::MAX, max_bytes: Some(100 << 20) }).unwrap_err().to_string();
+    assert!(msg.contains("GiB") && msg.contains("149629185"), "{msg}");
+    c.vision.patch_size = 0;
+    assert!(c.validate(&ModelLimits { max_params: u64::MAX, max_bytes: None }).is_err());
+    // Values no model can have, each named.
+    for (field, edit) in [
+        ("in_chans", Box::new(|c: &mut ClipConfig| c.vision.in_chans = 0) as Box<dyn Fn(&mut ClipConfig)>),
+        ("mlp_ratio", Box::new(|c: &mut ClipConfig| c.vision.mlp_ratio = -4.0)),
+        ("mlp_ratio", Box::new(|c: &mut ClipConfig| c.text.mlp_ratio = f64::NAN)),
+        ("ln_eps", Box::new(|c: &mut ClipConfig| c.text.ln_eps = -1.0)),
+        ("layers", Box::new(|c: &mut ClipConfig| c.text.layers = 0)),
+        ("context_length", Box::new(|c: &mut ClipConfig| c.text.context_length = 0)),
+        ("dropout", Box::new(|c: &mut ClipConfig| c.vision.dropout = 1.5)),
+        ("lambda_init", Box::new(|c: &mut ClipConfig| c.vision.attention.lambda_init = diffclip::attention::LambdaInit::Constant(f64::INFINITY))),
+        ("logit_scale_init", Box::new(|c: &mut ClipConfig| c.logit_scale_init = f64::NAN)),
+        ("embed_dim", Box::new(|c: &mut ClipConfig| c.embed_dim = 0)),
+    ] {
+        let mut c = ClipConfig::diffclip_tiny();
+        edit(&mut c);
+        let err = c.check().unwrap_err().to_string();
+        assert!(err.contains(field), "{field}: {err}");
+        let json = serde_json::to_string(&c).unwrap();
+        if !json.contains("null") {
+            assert!(ClipConfig::from_json(&json).is_err(), "{field}: from_json accepted it");
+        }
+    }
+}
+
+#[test]
 fn invalid_model_configs_are_errors() {
     let (_, device) = devices().remove(0);
     let mut c = ClipConfig::diffclip_tiny();

@@ -15,6 +15,9 @@ pub enum AttentionError {
     /// Dropout probabilities must lie in [0, 1).
     #[error("dropout probability {prob} is outside [0, 1)")]
     Dropout { prob: f64 },
+    /// `lambda_init` must be a finite number.
+    #[error("lambda_init must be finite, got {value}")]
+    LambdaInit { value: f64 },
 }
 
 pub(crate) fn check_dims(d_model: usize, num_heads: usize) -> Result<usize, AttentionError> {
@@ -28,6 +31,7 @@ pub(crate) fn check_dims(d_model: usize, num_heads: usize) -> Result<usize, Atte
 }
 
 pub(crate) fn check_dropout(prob: f64) -> Result<(), AttentionError> {
+    // NaN fails `contains` too.
     if !(0.0..1.0).contains(&prob) {
         return Err(AttentionError::Dropout { prob });
     }

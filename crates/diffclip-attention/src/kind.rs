@@ -4,6 +4,7 @@ use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
+use crate::error::{check_dims, check_dropout};
 use crate::mask::AttnMask;
 use crate::{
     AttentionError, AttentionMaps, AttentionPath, DiffAttention, DiffAttentionConfig,
@@ -59,8 +60,29 @@ impl AttentionConfig {
         }
     }
 
+    /// Check the shape, dropout and `lambda_init` without building anything; returns the head size.
+    ///
+    /// ```
+    /// use diffclip_attention::{AttentionConfig, AttentionError};
+    /// assert_eq!(AttentionConfig::new(64, 4).check(), Ok(16));
+    /// assert!(matches!(AttentionConfig::new(64, 3).check(), Err(AttentionError::WidthNotDivisible { .. })));
+    /// ```
+    pub fn check(&self) -> Result<usize, AttentionError> {
+        let head_dim = check_dims(self.d_model, self.num_heads)?;
+        if self.kind == AttentionKind::Differential && self.num_heads % 2 != 0 {
+            return Err(AttentionError::OddHeads { num_heads: self.num_heads });
+        }
+        check_dropout(self.attn_dropout)?;
+        check_dropout(self.proj_dropout)?;
+        if !self.lambda_init.is_finite() {
+            return Err(AttentionError::LambdaInit { value: self.lambda_init });
+        }
+        Ok(head_dim)
+    }
+
     /// Build the layer of the configured kind.
     pub fn init(&self, device: &Device) -> Result<Attention, AttentionError> {
+        self.check()?;
         Ok(match self.kind {
             AttentionKind::Differential => Attention::Differential(
                 DiffAttentionConfig::new(self.d_model, self.num_heads)

@@ -5,7 +5,7 @@ use diffclip_attention::{AttentionKind, LambdaInit};
 use diffclip_encoders::{LayerAttention, TextConfig, VisionConfig};
 use serde::{Deserialize, Serialize};
 
-use crate::{Clip, ClipError};
+use crate::{Clip, ClipError, ModelLimits};
 
 fn default_logit_scale() -> f64 {
     (1.0f64 / 0.07).ln()
@@ -134,9 +134,11 @@ impl ClipConfig {
         })
     }
 
-    /// Parse JSON (unknown fields are errors).
-    pub fn from_json(json: &str) -> Result<Self, serde_json::Error> {
-        serde_json::from_str(json)
+    /// Parse JSON (unknown fields are errors) and [`check`](Self::check) it.
+    pub fn from_json(json: &str) -> Result<Self, ClipError> {
+        let config: Self = serde_json::from_str(json)?;
+        config.check()?;
+        Ok(config)
     }
 
     /// Read a JSON file; errors name the file.
@@ -144,7 +146,36 @@ impl ClipConfig {
         let path = path.as_ref();
         let name = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|source| ClipError::ConfigIo { path: name.clone(), source })?;
-        Self::from_json(&text).map_err(|source| ClipError::ConfigParse { path: name, source })
+        match Self::from_json(&text) {
+            Ok(config) => Ok(config),
+            Err(ClipError::Json(source)) => Err(ClipError::ConfigParse { path: name, source }),
+            Err(e) => Err(ClipError::ConfigInvalid { path: name, source: Box::new(e) }),
+        }
+    }
+
+    /// The model a program was asked for: `--config FILE`, else `--preset NAME`, else the config
+    /// stored in `checkpoint` (a safetensors file written by this library). File-given configs
+    /// are [validated](Self::validate) here and errors name the file.
+    ///
+    /// ```
+    /// use diffclip_clip::ClipConfig;
+    /// let c = ClipConfig::select(None, Some("diffclip_tiny"), None).unwrap();
+    /// assert_eq!(c, ClipConfig::diffclip_tiny());
+    /// assert!(ClipConfig::select(None, None, None).is_err());
+    /// ```
+    pub fn select(config: Option<&std::path::Path>, preset: Option<&str>, checkpoint: Option<&std::path::Path>) -> Result<Self, ClipError> {
+        match (config, preset, checkpoint) {
+            (Some(path), _, _) => {
+                let c = Self::from_file(path)?;
+                c.validate(&ModelLimits::default()).map_err(|e| ClipError::ConfigInvalid { path: path.display().to_string(), source: Box::new(e) })?;
+                Ok(c)
+            }
+            (None, Some(name), _) => Self::preset(name),
+            (None, None, Some(ckpt)) => crate::checkpoint::config_of(ckpt)
+                .map_err(|e| ClipError::Checkpoint(Box::new(e)))?
+                .ok_or_else(|| ClipError::NoConfig { checkpoint: Some(ckpt.display().to_string()) }),
+            (None, None, None) => Err(ClipError::NoConfig { checkpoint: None }),
+        }
     }
 
     /// Set the attention kind of every layer of each tower.
@@ -156,7 +187,14 @@ impl ClipConfig {
 
     /// Build the model with freshly initialised weights. Parameters are drawn here, in a fixed
     /// order, so `device.seed(s)` before `init` gives the same weights every time.
+    /// The configuration is [validated](Self::validate) against [`ModelLimits::default`] first.
     pub fn init(&self, device: &Device) -> Result<Clip, ClipError> {
+        self.init_with_limits(device, &ModelLimits::default())
+    }
+
+    /// [`init`](Self::init) with explicit size limits.
+    pub fn init_with_limits(&self, device: &Device, limits: &ModelLimits) -> Result<Clip, ClipError> {
+        self.validate(limits)?;
         Ok(burn::module::Module::materialize(Clip::new(self, device)?))
     }
 

@@ -16,4 +16,16 @@ pub enum ClipError {
     ConfigIo { path: String, source: std::io::Error },
     #[error("invalid config {path}: {source}")]
     ConfigParse { path: String, source: serde_json::Error },
+    #[error("invalid config {path}: {source}")]
+    ConfigInvalid { path: String, source: Box<ClipError> },
+    #[error("invalid config JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("{what} must be finite, got {value}")]
+    NotFinite { what: &'static str, value: f64 },
+    #[error("model too large: {message}")]
+    TooLarge { message: String },
+    #[error("{}", match checkpoint { Some(c) => format!("{c} carries no model config: give --config or --preset"), None => "give --config MODEL.json or --preset NAME".to_string() })]
+    NoConfig { checkpoint: Option<String> },
+    #[error(transparent)]
+    Checkpoint(Box<crate::CheckpointError>),
 }

@@ -15,6 +15,30 @@ pub enum InputError {
     TokenId { id: i64, row: usize, pos: usize, vocab: usize },
     #[error("an empty batch")]
     Empty,
+    /// Outputs with NaN or infinity (NaN weights or pixels, a degenerate config).
+    #[error("{what}: rows {rows} are not finite (NaN or infinite)")]
+    NonFinite { what: String, rows: String },
+}
+
+/// Errors if any row of the row-major `[_, cols]` matrix `data` holds a NaN or infinity, naming
+/// the rows (the first 20, then how many more).
+///
+/// ```
+/// use diffclip_clip::check_finite_rows;
+/// assert!(check_finite_rows("image_embed", &[1.0, 2.0, 3.0, 4.0], 2).is_ok());
+/// let err = check_finite_rows("image_embed", &[1.0, 2.0, f32::NAN, 4.0], 2).unwrap_err();
+/// assert_eq!(err.to_string(), "image_embed: rows 1 are not finite (NaN or infinite)");
+/// ```
+pub fn check_finite_rows(what: &str, data: &[f32], cols: usize) -> Result<(), InputError> {
+    let bad: Vec<usize> = data.chunks(cols.max(1)).enumerate().filter(|(_, r)| r.iter().any(|v| !v.is_finite())).map(|(i, _)| i).collect();
+    if bad.is_empty() {
+        return Ok(());
+    }
+    let mut rows = bad.iter().take(20).map(ToString::to_string).collect::<Vec<_>>().join(", ");
+    if bad.len() > 20 {
+        rows.push_str(&format!(" and {} more", bad.len() - 20));
+    }
+    Err(InputError::NonFinite { what: what.to_string(), rows })
 }
 
 impl ClipConfig {

@@ -13,17 +13,20 @@
 //! # Ok(()) }
 //! ```
 
+mod budget;
 pub mod checkpoint;
 mod config;
 mod error;
+pub mod files;
 mod input;
 pub mod loss;
 mod model;
 
 pub use checkpoint::{CheckpointError, CheckpointFormat, load_checkpoint, save_burnpack, save_safetensors};
+pub use budget::{DEFAULT_MAX_PARAMS, MAX_PARAMS_ENV, ModelEstimate, ModelLimits};
 pub use config::ClipConfig;
 pub use error::ClipError;
-pub use input::InputError;
+pub use input::{InputError, check_finite_rows};
 pub use config::PRESETS;
 pub use model::{Clip, ClipOutput, logits_from_embeddings, normalize};
 

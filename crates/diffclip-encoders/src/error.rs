@@ -12,4 +12,6 @@ pub enum EncoderError {
     LayerCount { got: usize, layers: usize },
     #[error("{what} must be positive")]
     Zero { what: &'static str },
+    #[error("{what} must be a finite number > 0, got {value}")]
+    NotPositive { what: &'static str, value: f64 },
 }

@@ -19,6 +19,7 @@ mod error;
 mod layers;
 mod mlp;
 mod text;
+mod tower;
 mod vision;
 
 pub use block::{BlockTrace, ResidualBlock, ResidualBlockConfig};

@@ -3,10 +3,11 @@
 use burn::module::{Module, Param};
 use burn::nn::{Embedding, EmbeddingConfig, Initializer, LayerNorm, LayerNormConfig};
 use burn::tensor::{Device, Int, Tensor};
-use diffclip_attention::{AttentionConfig, AttentionMaps, AttentionPath};
+use diffclip_attention::{AttentionMaps, AttentionPath};
 use serde::{Deserialize, Serialize};
 
-use crate::block::{ResidualBlock, ResidualBlockConfig};
+use crate::block::ResidualBlock;
+use crate::tower::{TowerSpec, check_nonzero};
 use crate::{Activation, EncoderError, LayerAttention};
 
 fn default_context() -> usize {
@@ -79,39 +80,42 @@ impl TextConfig {
         }
     }
 
+    /// The fields shared with the vision tower.
+    pub(crate) fn tower(&self) -> TowerSpec<'_> {
+        TowerSpec {
+            width: self.width,
+            layers: self.layers,
+            heads: self.heads,
+            mlp_ratio: self.mlp_ratio,
+            activation: self.activation,
+            ln_eps: self.ln_eps,
+            qkv_bias: self.qkv_bias,
+            attention: &self.attention,
+            attn_dropout: self.attn_dropout,
+            dropout: self.dropout,
+            path: self.path,
+            causal: true,
+        }
+    }
+
+    /// Checks every size, ratio and eps without allocating anything.
+    ///
+    /// ```
+    /// use diffclip_encoders::{EncoderError, TextConfig};
+    /// let mut c = TextConfig::new(64, 2, 4);
+    /// c.ln_eps = -1.0;
+    /// assert!(matches!(c.check(), Err(EncoderError::NotPositive { what: "ln_eps", .. })));
+    /// ```
+    pub fn check(&self) -> Result<(), EncoderError> {
+        check_nonzero(&[("context_length", self.context_length), ("vocab_size", self.vocab_size)])?;
+        self.tower().check()
+    }
+
     /// Build the tower; invalid shapes are errors here.
     pub fn init(&self, device: &Device) -> Result<TextTransformer, EncoderError> {
-        for (what, v) in [("context_length", self.context_length), ("vocab_size", self.vocab_size), ("width", self.width), ("heads", self.heads)] {
-            if v == 0 {
-                return Err(EncoderError::Zero { what });
-            }
-        }
-        self.attention.check(self.layers)?;
+        self.check()?;
         let w = self.width;
-        let blocks = (0..self.layers)
-            .map(|l| {
-                let attention = AttentionConfig {
-                    d_model: w,
-                    num_heads: self.heads,
-                    kind: self.attention.kind_of(l)?,
-                    qkv_bias: self.qkv_bias,
-                    lambda_init: self.attention.lambda_init.value(l),
-                    causal: true,
-                    attn_dropout: self.attn_dropout,
-                    proj_dropout: self.dropout,
-                    path: self.path,
-                };
-                ResidualBlockConfig {
-                    attention,
-                    mlp_hidden: (w as f64 * self.mlp_ratio) as usize,
-                    activation: self.activation,
-                    ln_eps: self.ln_eps,
-                    mlp_dropout: self.dropout,
-                }
-                .init(device)
-                .map_err(|source| EncoderError::Attention { layer: l, source })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let blocks = self.tower().blocks(device)?;
         Ok(TextTransformer {
             token_embedding: EmbeddingConfig::new(self.vocab_size, w)
                 .with_initializer(Initializer::Normal { mean: 0.0, std: 0.02 })

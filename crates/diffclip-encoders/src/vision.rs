@@ -4,10 +4,11 @@ use burn::module::{Module, Param};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{Initializer, LayerNorm, LayerNormConfig};
 use burn::tensor::{Device, Tensor};
-use diffclip_attention::{AttentionConfig, AttentionMaps, AttentionPath};
+use diffclip_attention::{AttentionMaps, AttentionPath};
 use serde::{Deserialize, Serialize};
 
-use crate::block::{ResidualBlock, ResidualBlockConfig};
+use crate::block::ResidualBlock;
+use crate::tower::{TowerSpec, check_nonzero};
 use crate::{Activation, EncoderError, LayerAttention};
 
 fn default_mlp_ratio() -> f64 {
@@ -107,43 +108,47 @@ impl VisionConfig {
         self.image_size / self.patch_size
     }
 
-    /// Build the tower; invalid shapes are errors here.
-    pub fn init(&self, device: &Device) -> Result<VisionTransformer, EncoderError> {
-        for (what, v) in [("image_size", self.image_size), ("patch_size", self.patch_size), ("width", self.width), ("heads", self.heads)] {
-            if v == 0 {
-                return Err(EncoderError::Zero { what });
-            }
+    /// The fields shared with the text tower.
+    pub(crate) fn tower(&self) -> TowerSpec<'_> {
+        TowerSpec {
+            width: self.width,
+            layers: self.layers,
+            heads: self.heads,
+            mlp_ratio: self.mlp_ratio,
+            activation: self.activation,
+            ln_eps: self.ln_eps,
+            qkv_bias: self.qkv_bias,
+            attention: &self.attention,
+            attn_dropout: self.attn_dropout,
+            dropout: self.dropout,
+            path: self.path,
+            causal: false,
         }
+    }
+
+    /// Checks every size, ratio and eps without allocating anything.
+    ///
+    /// ```
+    /// use diffclip_encoders::{EncoderError, VisionConfig};
+    /// assert!(VisionConfig::timm(32, 8, 64, 2, 4).check().is_ok());
+    /// let mut c = VisionConfig::timm(32, 8, 64, 2, 4);
+    /// c.in_chans = 0;
+    /// assert_eq!(c.check(), Err(EncoderError::Zero { what: "in_chans" }));
+    /// ```
+    pub fn check(&self) -> Result<(), EncoderError> {
+        check_nonzero(&[("image_size", self.image_size), ("patch_size", self.patch_size), ("in_chans", self.in_chans)])?;
         if self.image_size % self.patch_size != 0 {
             return Err(EncoderError::PatchSize { image_size: self.image_size, patch_size: self.patch_size });
         }
-        self.attention.check(self.layers)?;
+        self.tower().check()
+    }
+
+    /// Build the tower; invalid shapes are errors here.
+    pub fn init(&self, device: &Device) -> Result<VisionTransformer, EncoderError> {
+        self.check()?;
         let w = self.width;
         let n = self.grid() * self.grid();
-        let blocks = (0..self.layers)
-            .map(|l| {
-                let attention = AttentionConfig {
-                    d_model: w,
-                    num_heads: self.heads,
-                    kind: self.attention.kind_of(l)?,
-                    qkv_bias: self.qkv_bias,
-                    lambda_init: self.attention.lambda_init.value(l),
-                    causal: false,
-                    attn_dropout: self.attn_dropout,
-                    proj_dropout: self.dropout,
-                    path: self.path,
-                };
-                ResidualBlockConfig {
-                    attention,
-                    mlp_hidden: (w as f64 * self.mlp_ratio) as usize,
-                    activation: self.activation,
-                    ln_eps: self.ln_eps,
-                    mlp_dropout: self.dropout,
-                }
-                .init(device)
-                .map_err(|source| EncoderError::Attention { layer: l, source })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let blocks = self.tower().blocks(device)?;
         let ln = || LayerNormConfig::new(w).with_epsilon(self.ln_eps).init(device);
         let p = self.patch_size;
         Ok(VisionTransformer {

@@ -10,12 +10,13 @@
 //! - texts: every text and the tokenizer settings.
 //!
 //! A file that is unreadable or whose stored keys or row count disagree is recomputed and
-//! overwritten. Writes go through a temporary file and a rename.
+//! overwritten; so is one holding NaN or infinity. Writes are atomic ([`write_safetensors`]).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use safetensors::{Dtype, SafeTensors, tensor::TensorView};
+use diffclip_clip::files::{F32Tensor, write_safetensors};
+use safetensors::{Dtype, SafeTensors};
 use sha2::{Digest, Sha256};
 
 use crate::{EvalError, Matrix};
@@ -132,11 +133,15 @@ impl EmbeddingCache {
         if view.dtype() != Dtype::F32 || shape.len() != 2 || shape[0] != rows {
             return None;
         }
-        let data = view
+        let data: Vec<f32> = view
             .data()
             .chunks_exact(4)
             .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
             .collect();
+        // A damaged entry (NaN or inf) is recomputed like any other inconsistent one.
+        if data.iter().any(|v| !v.is_finite()) {
+            return None;
+        }
         Matrix::new(shape[0], shape[1], data).ok()
     }
 
@@ -150,22 +155,13 @@ impl EmbeddingCache {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| EvalError::io(dir, e))?;
         }
-        let bytes: Vec<u8> = features
-            .data()
-            .iter()
-            .flat_map(|v| v.to_le_bytes())
-            .collect();
-        let view = TensorView::new(Dtype::F32, vec![features.rows(), features.cols()], &bytes)
-            .map_err(|e| err(e.to_string()))?;
         let meta = HashMap::from([
             ("model_key".to_string(), self.model.0.clone()),
             ("data_key".to_string(), key.to_string()),
             ("kind".to_string(), kind.to_string()),
         ]);
-        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-        safetensors::serialize_to_file([("features", view)], Some(meta), &tmp)
-            .map_err(|e| err(e.to_string()))?;
-        std::fs::rename(&tmp, &path).map_err(|e| EvalError::io(&path, e))
+        let tensor = F32Tensor { name: "features".into(), shape: vec![features.rows(), features.cols()], data: features.data() };
+        write_safetensors(&path, &[tensor], meta).map_err(|e| err(e.to_string()))
     }
 
     /// The cached features of `key`, or `compute()`'s result, stored for next time.

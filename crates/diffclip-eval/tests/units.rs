@@ -130,6 +130,25 @@ fn cache_round_trip_and_invalidation() {
 }
 
 #[test]
+fn a_cache_entry_holding_nan_is_recomputed() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = EmbeddingCache::new(dir.path(), ModelKey::from_identity("a"));
+    let key = data_key("t", ["nan"]);
+    let poisoned = Matrix::new(2, 2, vec![f32::NAN, 1.0, 2.0, 3.0]).unwrap();
+    cache.store("texts", &key, &poisoned).unwrap();
+    assert!(cache.load("texts", &key, 2).is_none(), "a NaN entry must not be served");
+    let good = Matrix::new(2, 2, vec![0.5, 1.0, 2.0, 3.0]).unwrap();
+    let mut calls = 0;
+    let got = cache.get_or_compute("texts", &key, 2, || {
+        calls += 1;
+        Ok(good.clone())
+    });
+    assert_eq!(got.unwrap(), good);
+    assert_eq!(calls, 1, "recomputed");
+    assert_eq!(cache.load("texts", &key, 2).unwrap(), good, "and overwritten with the good values");
+}
+
+#[test]
 fn lbfgs_minimises_rosenbrock() {
     let r = lbfgs(
         |x, g| {

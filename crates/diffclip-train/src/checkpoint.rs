@@ -6,9 +6,9 @@ use std::path::Path;
 
 use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
-use diffclip_clip::checkpoint::{CheckpointFormat, StateTensor, load_state_dict, state_dict_of, to_canonical, write_atomic};
+use diffclip_clip::checkpoint::{CheckpointFormat, StateTensor, load_state_dict, safetensors_to_f32, state_dict_of, to_canonical};
+use diffclip_clip::files::{F32Tensor, write_safetensors};
 use diffclip_clip::{Clip, ClipConfig};
-use safetensors::tensor::TensorView;
 use serde::{Deserialize, Serialize};
 
 use crate::{AdamW, Moments, TrainConfig, TrainError};
@@ -49,26 +49,17 @@ pub fn save_training_checkpoint(path: impl AsRef<Path>, model: &Clip, optim: &Ad
     }
     for (k, mom) in &optim.moments {
         for (prefix, t) in [(M, &mom.m), (V, &mom.v)] {
-            let data = t.clone().into_data().convert::<f32>().try_into_vec::<f32>().map_err(|e| TrainError::Resume { path: name.clone(), message: format!("{e:?}") })?;
+            let data = t.clone().into_data().convert::<f32>().try_into_vec::<f32>().map_err(|e| TrainError::Save { path: name.clone(), message: format!("{prefix}{k}: {e:?}") })?;
             tensors.insert(format!("{prefix}{k}"), StateTensor { shape: vec![data.len()], data });
         }
     }
-    let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
-        .into_iter()
-        .map(|(k, t)| (k, t.shape, t.data.iter().flat_map(|v| v.to_le_bytes()).collect()))
-        .collect();
-    let views = bytes
-        .iter()
-        .map(|(k, s, b)| TensorView::new(safetensors::Dtype::F32, s.clone(), b).map(|v| (k.clone(), v)))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| TrainError::Resume { path: name.clone(), message: e.to_string() })?;
+    let views: Vec<F32Tensor> = tensors.iter().map(|(k, t)| F32Tensor { name: k.clone(), shape: t.shape.clone(), data: &t.data }).collect();
     let meta = HashMap::from([
         ("diffclip_training".to_string(), serde_json::to_string(meta).expect("serialises")),
         ("diffclip_config".to_string(), serde_json::to_string(&meta.model).expect("serialises")),
         ("optim_step".to_string(), optim.step.to_string()),
     ]);
-    let out = safetensors::serialize(views, Some(meta)).map_err(|e| TrainError::Resume { path: name.clone(), message: e.to_string() })?;
-    Ok(write_atomic(path, &out)?)
+    write_safetensors(path, &views, meta).map_err(|e| TrainError::Checkpoint(e.into()))
 }
 
 /// Read a checkpoint: build the model on `device`, load its weights and the optimizer state.
@@ -87,18 +78,17 @@ pub fn load_training_checkpoint(path: impl AsRef<Path>, device: &Device) -> Resu
     let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| err(e.to_string()))?;
 
     let mut weights = BTreeMap::new();
-    let mut moments: BTreeMap<String, (Option<Tensor<1>>, Option<Tensor<1>>)> = BTreeMap::new();
-    let inner = device.clone().inner();
+    // Moments stay host vectors until they are checked against the model's parameters.
+    let mut moments: BTreeMap<String, (Option<Vec<f32>>, Option<Vec<f32>>)> = BTreeMap::new();
     for (k, view) in st.tensors() {
-        let data: Vec<f32> = view.data().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes"))).collect();
+        // Float dtypes are converted (F64/F16/BF16 -> f32); integers and bool are refused.
+        let data = safetensors_to_f32(view.dtype(), view.data(), &k, &name)?;
         if let Some(key) = k.strip_prefix(MODEL) {
             weights.insert(key.to_string(), StateTensor { shape: view.shape().to_vec(), data });
         } else if let Some(key) = k.strip_prefix(M) {
-            let n = data.len();
-            moments.entry(key.to_string()).or_default().0 = Some(Tensor::from_data(TensorData::new(data, [n]), &inner));
+            moments.entry(key.to_string()).or_default().0 = Some(data);
         } else if let Some(key) = k.strip_prefix(V) {
-            let n = data.len();
-            moments.entry(key.to_string()).or_default().1 = Some(Tensor::from_data(TensorData::new(data, [n]), &inner));
+            moments.entry(key.to_string()).or_default().1 = Some(data);
         } else {
             return Err(err(format!("unexpected tensor '{k}'")));
         }
@@ -108,8 +98,22 @@ pub fn load_training_checkpoint(path: impl AsRef<Path>, device: &Device) -> Resu
     load_state_dict(&mut model, canonical, &name)?;
     let mut optim = AdamW::new(meta.train.adamw.clone());
     optim.step = optim_step;
+    // Every moment must belong to a parameter and hold exactly its number of elements, so
+    // that no later optimizer step meets a mismatched one.
+    let sizes = crate::optim::parameter_sizes(&model);
+    let inner = device.clone().inner();
     for (k, (m, v)) in moments {
         let (Some(m), Some(v)) = (m, v) else { return Err(err(format!("incomplete optimizer state for '{k}'"))) };
+        let Some(&n) = sizes.get(&k) else {
+            return Err(err(format!("optimizer state '{M}{k}' is for a parameter the model does not have")));
+        };
+        for (prefix, len) in [(M, m.len()), (V, v.len())] {
+            if len != n {
+                return Err(err(format!("optimizer state '{prefix}{k}' has {len} elements, but its parameter has {n}")));
+            }
+        }
+        let m = Tensor::from_data(TensorData::new(m, [n]), &inner);
+        let v = Tensor::from_data(TensorData::new(v, [n]), &inner);
         optim.moments.insert(k, Moments { m, v });
     }
     Ok((model, optim, meta))

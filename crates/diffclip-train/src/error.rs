@@ -13,6 +13,10 @@ pub enum TrainError {
     Checkpoint(#[from] diffclip_clip::CheckpointError),
     #[error("{path}: {message}")]
     Resume { path: String, message: String },
+    #[error("cannot save {path}: {message}")]
+    Save { path: String, message: String },
+    #[error("{path} already holds a training run (checkpoint or metrics.jsonl): continue it with --resume, or replace it with --overwrite")]
+    OutputExists { path: String },
     #[error("{path}: {source}")]
     Io { path: String, source: std::io::Error },
     #[error("invalid training config: {0}")]

@@ -42,9 +42,55 @@ impl MetricsLog {
         Ok(Self { path, file })
     }
 
-    /// Append one JSON object as a line.
+    /// Open `path` to continue a run that resumes after `step`: complete records of steps up to
+    /// `step` are kept; a torn last line (a kill mid-write) and records past `step` (written
+    /// after the checkpoint by the interrupted run, and about to be written again) are cut.
+    ///
+    /// ```
+    /// # use diffclip_train::MetricsLog;
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let path = dir.path().join("metrics.jsonl");
+    /// std::fs::write(&path, "{\"step\":1}\n{\"step\":2}\n{\"step\":3}\n{\"st").unwrap();
+    /// MetricsLog::resume(&path, 2).unwrap();
+    /// assert_eq!(std::fs::read_to_string(&path).unwrap(), "{\"step\":1}\n{\"step\":2}\n");
+    /// ```
+    pub fn resume(path: impl AsRef<Path>, step: u64) -> Result<Self, TrainError> {
+        let path = path.as_ref();
+        let io = |source| TrainError::Io { path: path.display().to_string(), source };
+        match std::fs::read(path) {
+            Ok(bytes) => {
+                let complete = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+                let text = String::from_utf8_lossy(&bytes[..complete]);
+                let kept: String = text
+                    .split_inclusive('\n')
+                    .filter(|line| {
+                        serde_json::from_str::<serde_json::Value>(line)
+                            .ok()
+                            .and_then(|v| v.get("step").and_then(|s| s.as_u64()))
+                            .is_some_and(|s| s <= step)
+                    })
+                    .collect();
+                if kept.len() != bytes.len() {
+                    diffclip_clip::files::write_atomic(path, kept.as_bytes()).map_err(|e| TrainError::Checkpoint(e.into()))?;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io(e)),
+        }
+        Self::open(path)
+    }
+
+    /// Create `path` empty (replacing an earlier run's log).
+    pub fn create(path: impl AsRef<Path>) -> Result<Self, TrainError> {
+        let path = path.as_ref();
+        File::create(path).map_err(|source| TrainError::Io { path: path.display().to_string(), source })?;
+        Self::open(path)
+    }
+
+    /// Append one JSON object as a line, in one write so a kill cannot interleave two records.
     pub fn write<T: Serialize>(&mut self, record: &T) -> Result<(), TrainError> {
-        let line = serde_json::to_string(record).expect("records serialise");
-        writeln!(self.file, "{line}").map_err(|source| TrainError::Io { path: self.path.display().to_string(), source })
+        let mut line = serde_json::to_string(record).expect("records serialise");
+        line.push('\n');
+        self.file.write_all(line.as_bytes()).map_err(|source| TrainError::Io { path: self.path.display().to_string(), source })
     }
 }

@@ -67,6 +67,9 @@ pub struct Trainer {
     pub workers: usize,
     /// Stop at the first sample that fails to load instead of skipping and counting it.
     pub fail_on_bad_samples: bool,
+    /// A fresh run (step 0) into an output folder that holds an earlier run's checkpoint or
+    /// metrics replaces them; without it that is an error ([`TrainError::OutputExists`]).
+    pub overwrite: bool,
     /// Split every micro-batch across several devices (see [`crate::parallel`]); `None`: the
     /// whole batch on [`device`](Self::device). Its main device must be `device`.
     pub parallel: Option<DataParallel>,
@@ -93,6 +96,7 @@ impl Trainer {
             stop_after: None,
             workers: 0,
             fail_on_bad_samples: false,
+            overwrite: false,
             parallel: None,
         }
     }
@@ -111,8 +115,26 @@ impl Trainer {
             stop_after: None,
             workers: 0,
             fail_on_bad_samples: false,
+            overwrite: false,
             parallel: None,
         })
+    }
+
+    /// Prepares the output folder: a fresh run refuses an earlier run's files unless
+    /// [`overwrite`](Self::overwrite); a continued run cuts `metrics.jsonl` back to its step.
+    /// Either way, temporary files of killed checkpoint writes are removed.
+    fn open_output(&self, dir: &std::path::Path) -> Result<MetricsLog, TrainError> {
+        std::fs::create_dir_all(dir).map_err(|source| TrainError::Io { path: dir.display().to_string(), source })?;
+        let ckpt = dir.join("checkpoint-latest.safetensors");
+        let metrics = dir.join("metrics.jsonl");
+        diffclip_clip::files::remove_stale_temps(&ckpt).map_err(|e| TrainError::Checkpoint(e.into()))?;
+        if self.state.step > 0 {
+            return MetricsLog::resume(metrics, self.state.step);
+        }
+        if !self.overwrite && (ckpt.exists() || metrics.exists()) {
+            return Err(TrainError::OutputExists { path: dir.display().to_string() });
+        }
+        MetricsLog::create(metrics)
     }
 
     /// Path of the rolling checkpoint in the output folder.
@@ -147,10 +169,7 @@ impl Trainer {
             return Err(TrainError::Config(format!("the data-parallel main device {:?} is not the trainer's device {:?}", p.main(), self.device)));
         }
         let mut log = match &self.output {
-            Some(dir) => {
-                std::fs::create_dir_all(dir).map_err(|source| TrainError::Io { path: dir.display().to_string(), source })?;
-                Some(MetricsLog::open(dir.join("metrics.jsonl"))?)
-            }
+            Some(dir) => Some(self.open_output(dir)?),
             None => None,
         };
         let schedule = self.config.schedule();

@@ -77,8 +77,14 @@ fn resume_after_a_kill_matches_an_uninterrupted_run() {
     killed.config.checkpoint_every = 4;
     killed.stop_after = Some(6); // dies after step 6: the last checkpoint is step 4
     killed.fit(&data, &batcher(), None).unwrap();
-    // A torn temporary file from the crash must not matter.
-    std::fs::write(dir.join("checkpoint-latest.tmp999"), b"partial").unwrap();
+    // A torn temporary file from the crash must not matter, and is removed on resume.
+    let torn_tmp = dir.join("checkpoint-latest.safetensors.tmp999999999");
+    std::fs::write(&torn_tmp, b"partial").unwrap();
+    // The kill tore the last metrics record mid-write.
+    let metrics = dir.join("metrics.jsonl");
+    let mut log = std::fs::read_to_string(&metrics).unwrap();
+    log.push_str("{\"step\":7,\"epo");
+    std::fs::write(&metrics, log).unwrap();
 
     let mut resumed = Trainer::resume(dir.join("checkpoint-latest.safetensors"), Device::flex().autodiff()).unwrap();
     assert_eq!(resumed.state.step, 4);
@@ -88,9 +94,44 @@ fn resume_after_a_kill_matches_an_uninterrupted_run() {
     for (i, (a, b)) in full.losses[4..].iter().zip(&rest.losses).enumerate() {
         assert!((a - b).abs() <= 1e-4 * a.abs().max(1.0), "step {}: {a} vs {b}", i + 5);
     }
-    // metrics.jsonl holds the steps of both runs.
+    assert!(!torn_tmp.exists(), "stale temporary checkpoint left behind");
+    // metrics.jsonl holds steps 1-4 of the killed run and 5-10 of the resumed one, each once,
+    // every line a whole record (the torn one and the killed run's steps 5-6 are cut).
+    let log = std::fs::read_to_string(&metrics).unwrap();
+    let steps: Vec<u64> = log
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap_or_else(|e| panic!("torn line {l:?}: {e}")))
+        .filter(|v| v.get("loss").is_some())
+        .map(|v| v["step"].as_u64().unwrap())
+        .collect();
+    assert_eq!(steps, (1..=10).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_fresh_run_refuses_an_earlier_runs_folder() {
+    let _serial = serial();
+    let data = data();
+    let dir = tmpdir("refuse");
+    let mut first = trainer(3, Some(dir.clone()));
+    first.config.checkpoint_every = 3;
+    first.fit(&data, &batcher(), None).unwrap();
+    let ckpt = dir.join("checkpoint-latest.safetensors");
+    let before = std::fs::read(&ckpt).unwrap();
+    let log_before = std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap();
+
+    let err = trainer(2, Some(dir.clone())).fit(&data, &batcher(), None).unwrap_err();
+    assert!(matches!(err, TrainError::OutputExists { .. }), "{err}");
+    let msg = err.to_string();
+    assert!(msg.contains(&dir.display().to_string()) && msg.contains("--resume") && msg.contains("--overwrite"), "{msg}");
+    assert_eq!(std::fs::read(&ckpt).unwrap(), before, "the earlier checkpoint changed");
+    assert_eq!(std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap(), log_before);
+
+    // With overwrite the earlier run is replaced, and the log holds only the new run.
+    let mut second = trainer(2, Some(dir.clone()));
+    second.overwrite = true;
+    second.fit(&data, &batcher(), None).unwrap();
     let log = std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap();
-    assert!(log.lines().filter(|l| l.contains("\"loss\"")).count() >= 12);
+    assert_eq!(log.lines().filter(|l| l.contains("\"loss\"")).count(), 2, "{log}");
 }
 
 #[test]

@@ -46,10 +46,16 @@ pub enum CheckpointError {
     Read { path: String, message: String },
     #[error("{path}: key '{key}': {message}")]
     Transform { path: String, key: String, message: String },
+    /// A weight stored as integers or bool (or another non-float type).
+    #[error("{path}: key '{key}': stored as {dtype}, but weights must be floating point (F64, F32, F16 or BF16)")]
+    Dtype { path: String, key: String, dtype: String },
     #[error("{path}: checkpoint does not match the model: {mismatch}")]
     Mismatch { path: String, mismatch: KeyMismatch },
     #[error("{path}: {message}")]
     Apply { path: String, message: String },
     #[error("{path}: cannot write: {message}")]
     Write { path: String, message: String },
+    /// Writing an output file failed.
+    #[error(transparent)]
+    File(#[from] crate::files::FileError),
 }

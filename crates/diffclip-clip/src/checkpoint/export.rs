@@ -4,10 +4,10 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use burn::store::{BurnToPyTorchAdapter, BurnpackStore, ModuleSnapshot, bridge};
-use safetensors::tensor::TensorView;
 
 use super::layout::to_diffclip_names;
 use super::{CheckpointError, StateDict, StateTensor};
+use crate::files::{F32Tensor, FileError, write_atomic_with, write_safetensors};
 use crate::{Clip, ClipConfig};
 
 /// The model's weights as a state dict with the DiffCLIP authors' key names and PyTorch
@@ -35,58 +35,54 @@ pub fn state_dict_of(model: &Clip) -> Result<StateDict, CheckpointError> {
 /// [`load_checkpoint`](super::load_checkpoint) and by the authors' PyTorch code. The config is
 /// stored in the metadata under `diffclip_config` when given. Written atomically.
 pub fn save_safetensors(model: &Clip, config: Option<&ClipConfig>, path: impl AsRef<Path>) -> Result<(), CheckpointError> {
-    let path = path.as_ref();
-    let name = path.display().to_string();
     let sd = state_dict_of(model)?;
-    let bytes: Vec<(String, Vec<u8>, Vec<usize>)> = sd
-        .into_iter()
-        .map(|(k, t)| (k, t.data.iter().flat_map(|v| v.to_le_bytes()).collect(), t.shape))
-        .collect();
-    let views = bytes
-        .iter()
-        .map(|(k, b, s)| TensorView::new(safetensors::Dtype::F32, s.clone(), b).map(|v| (k.clone(), v)))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| CheckpointError::Write { path: name.clone(), message: e.to_string() })?;
+    let tensors: Vec<F32Tensor> = sd.iter().map(|(k, t)| F32Tensor { name: k.clone(), shape: t.shape.clone(), data: &t.data }).collect();
     let mut meta = HashMap::from([("format".to_string(), "pt".to_string())]);
     if let Some(c) = config {
         meta.insert("diffclip_config".into(), serde_json::to_string(c).expect("config serialises"));
     }
-    let out = safetensors::serialize(views, Some(meta)).map_err(|e| CheckpointError::Write { path: name.clone(), message: e.to_string() })?;
-    write_atomic(path, &out)
+    Ok(write_safetensors(path.as_ref(), &tensors, meta)?)
 }
 
 /// Write the weights in Burn's burnpack format (Burn layout), atomically.
 pub fn save_burnpack(model: &Clip, path: impl AsRef<Path>) -> Result<(), CheckpointError> {
     let path = path.as_ref();
-    let name = path.display().to_string();
-    let tmp = tmp_path(path);
-    let mut store = BurnpackStore::from_file(&tmp).overwrite(true);
-    model.save_into(&mut store).map_err(|e| CheckpointError::Write { path: name.clone(), message: e.to_string() })?;
-    std::fs::rename(&tmp, path).map_err(|source| CheckpointError::Io { path: name, source })
+    Ok(write_atomic_with(path, |tmp| {
+        let mut store = BurnpackStore::from_file(tmp).overwrite(true);
+        model.save_into(&mut store).map_err(|e| FileError::Serialize { path: path.display().to_string(), message: e.to_string() })
+    })?)
 }
 
-/// The config stored in a safetensors file written by [`save_safetensors`], if any.
+/// The config stored in a safetensors file written by [`save_safetensors`] (or a training
+/// checkpoint), if any. Only the header is read. The config is untrusted: it is
+/// [validated](ClipConfig::validate) against the default limits, and an invalid one is an
+/// error naming the file. A file that is not safetensors carries no config (`Ok(None)`).
 pub fn config_of(path: impl AsRef<Path>) -> Result<Option<ClipConfig>, CheckpointError> {
+    use std::io::Read;
     let path = path.as_ref();
     let name = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|source| CheckpointError::Io { path: name.clone(), source })?;
-    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| CheckpointError::Read { path: name.clone(), message: e.to_string() })?;
-    let Some(json) = meta.metadata().as_ref().and_then(|m| m.get("diffclip_config").cloned()) else {
+    let io = |source| CheckpointError::Io { path: name.clone(), source };
+    let mut file = std::fs::File::open(path).map_err(io)?;
+    let file_len = file.metadata().map_err(io)?.len();
+    let mut len = [0u8; 8];
+    if file.read_exact(&mut len).is_err() {
+        return Ok(None);
+    }
+    let len = u64::from_le_bytes(len);
+    // safetensors caps its header at 100 MB; anything else is not a safetensors file.
+    if len > 100_000_000 || len > file_len.saturating_sub(8) {
+        return Ok(None);
+    }
+    let mut header = vec![0u8; len as usize];
+    file.read_exact(&mut header).map_err(io)?;
+    let Ok(serde_json::Value::Object(header)) = serde_json::from_slice::<serde_json::Value>(&header) else {
         return Ok(None);
     };
-    ClipConfig::from_json(&json).map(Some).map_err(|e| CheckpointError::Read { path: name, message: format!("diffclip_config: {e}") })
-}
-
-fn tmp_path(path: &Path) -> std::path::PathBuf {
-    let mut s = path.as_os_str().to_owned();
-    s.push(format!(".tmp{}", std::process::id()));
-    s.into()
-}
-
-/// Write via a temporary file and rename, so a crash never leaves a truncated file.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CheckpointError> {
-    let name = path.display().to_string();
-    let tmp = tmp_path(path);
-    std::fs::write(&tmp, bytes).map_err(|source| CheckpointError::Io { path: name.clone(), source })?;
-    std::fs::rename(&tmp, path).map_err(|source| CheckpointError::Io { path: name, source })
+    let Some(json) = header.get("__metadata__").and_then(|m| m.get("diffclip_config")).and_then(|c| c.as_str()) else {
+        return Ok(None);
+    };
+    let invalid = |e: crate::ClipError| CheckpointError::Read { path: name.clone(), message: format!("diffclip_config in the metadata: {e}") };
+    let config = ClipConfig::from_json(json).map_err(invalid)?;
+    config.validate(&crate::ModelLimits::default()).map_err(invalid)?;
+    Ok(Some(config))
 }

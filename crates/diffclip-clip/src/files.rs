@@ -1,0 +1,243 @@
+//! Writing output files safely: atomically (temporary file, fsync, rename, fsync of the folder),
+//! through symlinks to their target, never over a device, FIFO or one of the program's inputs,
+//! with the permissions the umask gives; and the one f32 safetensors writer built on it.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use thiserror::Error;
+
+/// Why an output file could not be written.
+#[derive(Debug, Error)]
+pub enum FileError {
+    /// The operating system refused a read, write, rename or sync.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or folder concerned.
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The output exists and is a device, FIFO, socket or folder.
+    #[error("{path} is a {kind}, not a regular file: refusing to replace it")]
+    NotRegularFile {
+        /// The output path.
+        path: String,
+        /// What it is.
+        kind: &'static str,
+    },
+    /// The output is one of the inputs.
+    #[error("output {path} is also an input ({input}): refusing to overwrite it")]
+    SameAsInput {
+        /// The output path.
+        path: String,
+        /// The input it names.
+        input: String,
+    },
+    /// The tensors could not be serialised.
+    #[error("{path}: cannot serialise tensors: {message}")]
+    Serialize {
+        /// The output path.
+        path: String,
+        /// What safetensors said.
+        message: String,
+    },
+}
+
+fn io(path: &Path, source: std::io::Error) -> FileError {
+    FileError::Io { path: path.display().to_string(), source }
+}
+
+fn kind_of(ft: std::fs::FileType) -> Option<&'static str> {
+    use std::os::unix::fs::FileTypeExt;
+    if ft.is_file() {
+        None
+    } else if ft.is_dir() {
+        Some("folder")
+    } else if ft.is_fifo() {
+        Some("FIFO")
+    } else if ft.is_char_device() || ft.is_block_device() {
+        Some("device")
+    } else if ft.is_socket() {
+        Some("socket")
+    } else {
+        Some("special file")
+    }
+}
+
+/// The file a write to `path` lands in: symlinks are followed (to their target even when it does
+/// not exist yet), so the link itself is kept.
+pub fn resolve_output(path: &Path) -> Result<PathBuf, FileError> {
+    let mut current = path.to_path_buf();
+    for _ in 0..40 {
+        match std::fs::symlink_metadata(&current) {
+            Ok(m) if m.file_type().is_symlink() => {
+                let target = std::fs::read_link(&current).map_err(|e| io(&current, e))?;
+                current = match current.parent() {
+                    Some(dir) if target.is_relative() => dir.join(target),
+                    _ => target,
+                };
+            }
+            _ => return Ok(current),
+        }
+    }
+    Err(io(path, std::io::Error::other("too many levels of symbolic links")))
+}
+
+/// Refuses an output that is a device, FIFO, socket or folder, or that is the same file as one of
+/// `inputs` (compared by device and inode, so other spellings and links are caught).
+///
+/// ```
+/// use diffclip_clip::files::{check_output, FileError};
+/// let dir = tempfile::tempdir().unwrap();
+/// let input = dir.path().join("in.png");
+/// std::fs::write(&input, b"x").unwrap();
+/// assert!(matches!(check_output(&input, &[input.as_path()]), Err(FileError::SameAsInput { .. })));
+/// assert!(check_output(&dir.path().join("out.bin"), &[input.as_path()]).is_ok());
+/// assert!(matches!(check_output(std::path::Path::new("/dev/null"), &[]), Err(FileError::NotRegularFile { .. })));
+/// ```
+pub fn check_output(output: &Path, inputs: &[&Path]) -> Result<(), FileError> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = std::fs::metadata(output) else { return Ok(()) };
+    if let Some(kind) = kind_of(meta.file_type()) {
+        return Err(FileError::NotRegularFile { path: output.display().to_string(), kind });
+    }
+    for input in inputs {
+        if let Ok(m) = std::fs::metadata(input)
+            && m.dev() == meta.dev()
+            && m.ino() == meta.ino()
+        {
+            return Err(FileError::SameAsInput { path: output.display().to_string(), input: input.display().to_string() });
+        }
+    }
+    Ok(())
+}
+
+/// Prefix of the temporary files [`write_atomic`] creates beside `path`.
+fn tmp_prefix(path: &Path) -> std::ffi::OsString {
+    let mut s = path.file_name().unwrap_or_default().to_owned();
+    s.push(".tmp");
+    s
+}
+
+/// Writes `bytes` to `path` so that a crash, a kill or a power loss leaves either the old file or
+/// the new one, never a torn one: a temporary file in the same folder is written and fsynced,
+/// renamed over the target, and the folder is fsynced. A symlink is written through to its
+/// target; a device, FIFO or folder is refused. New files get the umask's permissions; an
+/// existing file keeps its own.
+///
+/// ```
+/// let dir = tempfile::tempdir().unwrap();
+/// let path = dir.path().join("out.bin");
+/// diffclip_clip::files::write_atomic(&path, b"hello").unwrap();
+/// assert_eq!(std::fs::read(&path).unwrap(), b"hello");
+/// ```
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), FileError> {
+    write_atomic_with(path, |tmp| {
+        let mut file = OpenOptions::new().write(true).open(tmp).map_err(|e| io(tmp, e))?;
+        file.write_all(bytes).map_err(|e| io(tmp, e))
+    })
+}
+
+/// [`write_atomic`] for a writer that needs a path: `write` fills the (already created, empty)
+/// temporary file, which is then fsynced and renamed over `path`.
+pub fn write_atomic_with(path: &Path, write: impl FnOnce(&Path) -> Result<(), FileError>) -> Result<(), FileError> {
+    use std::os::unix::fs::PermissionsExt;
+    let target = resolve_output(path)?;
+    check_output(&target, &[])?;
+    let dir = match target.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let mut tmp_name = tmp_prefix(&target);
+    tmp_name.push(std::process::id().to_string());
+    let tmp = dir.join(tmp_name);
+    let existing_mode = std::fs::metadata(&target).ok().map(|m| m.permissions().mode());
+    let result = (|| {
+        // create + truncate: a leftover of a killed run with our PID is replaced.
+        let file = OpenOptions::new().write(true).create(true).truncate(true).open(&tmp).map_err(|e| io(&tmp, e))?;
+        if let Some(mode) = existing_mode {
+            file.set_permissions(std::fs::Permissions::from_mode(mode)).map_err(|e| io(&tmp, e))?;
+        }
+        drop(file);
+        write(&tmp)?;
+        File::open(&tmp).and_then(|f| f.sync_all()).map_err(|e| io(&tmp, e))?;
+        std::fs::rename(&tmp, &target).map_err(|e| io(&target, e))?;
+        // The rename itself must reach the disk before we report success.
+        File::open(&dir).and_then(|d| d.sync_all()).map_err(|e| io(&dir, e))
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Removes the temporary files that [`write_atomic`] calls on `path` left behind when their
+/// process was killed (`<name>.tmp<PID>` whose process no longer runs). Returns how many.
+///
+/// ```
+/// let dir = tempfile::tempdir().unwrap();
+/// let path = dir.path().join("ckpt.safetensors");
+/// std::fs::write(dir.path().join("ckpt.safetensors.tmp999999999"), b"torn").unwrap();
+/// assert_eq!(diffclip_clip::files::remove_stale_temps(&path).unwrap(), 1);
+/// ```
+pub fn remove_stale_temps(path: &Path) -> Result<usize, FileError> {
+    let target = resolve_output(path)?;
+    let dir = match target.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let prefix = tmp_prefix(&target);
+    let prefix = prefix.to_string_lossy();
+    let Ok(entries) = std::fs::read_dir(&dir) else { return Ok(0) };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        let Some(pid) = name.strip_prefix(prefix.as_ref()).and_then(|p| p.parse::<u32>().ok()) else { continue };
+        let alive = pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists();
+        if !alive && entry.file_type().is_ok_and(|t| t.is_file()) {
+            std::fs::remove_file(entry.path()).map_err(|e| io(&entry.path(), e))?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
+/// One named f32 tensor for [`write_safetensors`].
+pub struct F32Tensor<'a> {
+    /// Name in the file.
+    pub name: String,
+    /// Shape (`[]` for a scalar).
+    pub shape: Vec<usize>,
+    /// Row-major values.
+    pub data: &'a [f32],
+}
+
+/// Writes f32 tensors and string metadata as one safetensors file, atomically
+/// ([`write_atomic`]). Every f32 safetensors file the project writes goes through here.
+///
+/// ```
+/// use diffclip_clip::files::{write_safetensors, F32Tensor};
+/// let dir = tempfile::tempdir().unwrap();
+/// let path = dir.path().join("x.safetensors");
+/// let t = F32Tensor { name: "x".into(), shape: vec![2], data: &[1.0, 2.0] };
+/// write_safetensors(&path, &[t], Default::default()).unwrap();
+/// let bytes = std::fs::read(&path).unwrap();
+/// assert_eq!(safetensors::SafeTensors::deserialize(&bytes).unwrap().tensor("x").unwrap().shape(), &[2]);
+/// ```
+pub fn write_safetensors(path: &Path, tensors: &[F32Tensor<'_>], metadata: HashMap<String, String>) -> Result<(), FileError> {
+    let ser = |message: String| FileError::Serialize { path: path.display().to_string(), message };
+    let bytes: Vec<Vec<u8>> = tensors.iter().map(|t| t.data.iter().flat_map(|v| v.to_le_bytes()).collect()).collect();
+    let views = tensors
+        .iter()
+        .zip(&bytes)
+        .map(|(t, b)| safetensors::tensor::TensorView::new(safetensors::Dtype::F32, t.shape.clone(), b).map(|v| (t.name.clone(), v)))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| ser(e.to_string()))?;
+    let metadata = (!metadata.is_empty()).then_some(metadata);
+    let out = safetensors::serialize(views, metadata).map_err(|e| ser(e.to_string()))?;
+    write_atomic(path, &out)
+}

@@ -1,0 +1,241 @@
+//! Hostile input and faults against the example programs, run as a user would: untrusted model
+//! configs, outputs that are inputs, devices, FIFOs or links, earlier runs in the output folder,
+//! non-finite embeddings, bad flags. Each must end with a clear error (exit 1), never an abort,
+//! a hang or lost work.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::fixture;
+use diffclip::clip::ClipConfig;
+
+fn example(name: &str) -> PathBuf {
+    // target/<profile>/deps/<test> -> target/<profile>/examples/<name>
+    let exe = std::env::current_exe().unwrap();
+    let p = exe.parent().unwrap().parent().unwrap().join("examples").join(name);
+    assert!(p.exists(), "example binary {} not built", p.display());
+    p
+}
+
+fn tmpdir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("diffclip-hostile-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Runs `cmd` and kills it after `limit`: a hang is a test failure, not a stuck CI.
+fn run_bounded(mut cmd: Command, limit: Duration) -> Output {
+    let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let start = Instant::now();
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return child.wait_with_output().unwrap();
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!("{cmd:?} still running after {limit:?}; stderr: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Exit code 1 with a message containing every one of `needles`.
+fn assert_clean_error(out: &Output, needles: &[&str]) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "expected exit 1 (a clean error), got {:?}; stderr: {err}", out.status);
+    for n in needles {
+        assert!(err.contains(n), "stderr lacks {n:?}: {err}");
+    }
+}
+
+fn tiny_json(edit: impl FnOnce(&mut serde_json::Value)) -> String {
+    let mut v = serde_json::to_value(ClipConfig::diffclip_tiny()).unwrap();
+    edit(&mut v);
+    v.to_string()
+}
+
+fn embed(args: &[&std::ffi::OsStr]) -> Output {
+    let mut cmd = Command::new(example("embed"));
+    cmd.args(args);
+    run_bounded(cmd, Duration::from_secs(60))
+}
+
+#[test]
+fn hostile_model_json_is_refused_before_allocating() {
+    let dir = tmpdir("json");
+    let inputs = fixture("diffclip_tiny/inputs.safetensors");
+    let ckpt = fixture("diffclip_tiny/model.safetensors");
+    let out = dir.join("out.safetensors");
+    #[allow(clippy::type_complexity)]
+    let cases: Vec<(&str, Box<dyn Fn(&mut serde_json::Value)>, &str)> = vec![
+        ("huge vision", Box::new(|v| { v["vision"]["width"] = 1_000_000.into(); v["vision"]["layers"] = 1000.into(); v["vision"]["heads"] = 1000.into() }), "too large"),
+        ("huge text", Box::new(|v| { v["text"]["width"] = 65536.into(); v["text"]["layers"] = 1000.into() }), "too large"),
+        ("context_length", Box::new(|v| v["text"]["context_length"] = 1_000_000_000u64.into()), "too large"),
+        ("vocab_size", Box::new(|v| v["text"]["vocab_size"] = 4_000_000_000u64.into()), "too large"),
+        ("image_size", Box::new(|v| v["vision"]["image_size"] = (1u64 << 20).into()), "too large"),
+        ("mlp_ratio huge", Box::new(|v| v["vision"]["mlp_ratio"] = 1e12.into()), "too large"),
+        ("layers u64::MAX", Box::new(|v| v["vision"]["layers"] = u64::MAX.into()), "too large"),
+        ("in_chans 0", Box::new(|v| v["vision"]["in_chans"] = 0.into()), "in_chans"),
+        ("mlp_ratio negative", Box::new(|v| v["vision"]["mlp_ratio"] = (-4.0).into()), "mlp_ratio"),
+        ("ln_eps negative", Box::new(|v| v["text"]["ln_eps"] = (-1.0).into()), "ln_eps"),
+    ];
+    for (name, edit, needle) in cases {
+        let cfg = dir.join("model.json");
+        std::fs::write(&cfg, tiny_json(edit)).unwrap();
+        let o = embed(&["--config".as_ref(), cfg.as_os_str(), "--checkpoint".as_ref(), ckpt.as_os_str(), "--inputs".as_ref(), inputs.as_os_str(), "--output".as_ref(), out.as_os_str()]);
+        assert_clean_error(&o, &[needle, "model.json"]);
+        assert!(!out.exists(), "{name}: wrote an output");
+    }
+}
+
+#[test]
+fn a_checkpoints_embedded_config_is_untrusted() {
+    let dir = tmpdir("embedded");
+    let inputs = fixture("diffclip_tiny/inputs.safetensors");
+    for (config, needle) in [
+        (tiny_json(|v| { v["vision"]["width"] = 1_000_000.into(); v["vision"]["layers"] = 1000.into(); v["vision"]["heads"] = 1000.into() }), "too large"),
+        (tiny_json(|v| v["vision"]["in_chans"] = 0.into()), "in_chans"),
+    ] {
+        let ckpt = dir.join("evil.safetensors");
+        let data = [0u8; 4];
+        let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![1], &data).unwrap();
+        let meta = std::collections::HashMap::from([("diffclip_config".to_string(), config)]);
+        std::fs::write(&ckpt, safetensors::serialize([("logit_scale", view)], Some(meta)).unwrap()).unwrap();
+        let out = dir.join("out.safetensors");
+        let o = embed(&["--checkpoint".as_ref(), ckpt.as_os_str(), "--inputs".as_ref(), inputs.as_os_str(), "--output".as_ref(), out.as_os_str()]);
+        assert_clean_error(&o, &[needle, "evil.safetensors"]);
+    }
+}
+
+#[test]
+fn outputs_that_are_inputs_are_refused() {
+    let dir = tmpdir("same");
+    let ckpt = dir.join("m.safetensors");
+    std::fs::copy(fixture("diffclip_tiny/model.safetensors"), &ckpt).unwrap();
+    let inputs = dir.join("in.safetensors");
+    std::fs::copy(fixture("diffclip_tiny/inputs.safetensors"), &inputs).unwrap();
+    let before = std::fs::read(&ckpt).unwrap();
+    for target in [&ckpt, &inputs] {
+        let o = embed(&["--preset".as_ref(), "diffclip_tiny".as_ref(), "--checkpoint".as_ref(), ckpt.as_os_str(), "--inputs".as_ref(), inputs.as_os_str(), "--output".as_ref(), target.as_os_str()]);
+        assert_clean_error(&o, &["also an input"]);
+    }
+    assert_eq!(std::fs::read(&ckpt).unwrap(), before);
+
+    let good = dir.join("good.png");
+    std::fs::copy(fixture("preprocess/images/tiny_1x1.png"), &good).unwrap();
+    let image = std::fs::read(&good).unwrap();
+    let mut cmd = Command::new(example("preprocess"));
+    cmd.arg("--output").arg(&good).arg(&good).arg(fixture("preprocess/images/gray_123x457.png"));
+    assert_clean_error(&run_bounded(cmd, Duration::from_secs(60)), &["also an input", "good.png"]);
+    assert_eq!(std::fs::read(&good).unwrap(), image, "an input image was overwritten");
+}
+
+fn preprocess_to(output: &Path, umask: Option<&str>) -> Output {
+    let exe = example("preprocess");
+    let image = fixture("preprocess/images/tiny_1x1.png");
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c").arg(format!("umask {}; exec \"$0\" --size 8 --output \"$1\" \"$2\"", umask.unwrap_or("022"))).arg(exe).arg(output).arg(image);
+    run_bounded(cmd, Duration::from_secs(60))
+}
+
+#[test]
+fn special_files_and_links_as_outputs() {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    let dir = tmpdir("special");
+
+    // A symlink is written through: the link stays, its target gets the tensors.
+    let target = dir.join("real.safetensors");
+    let link = dir.join("link.safetensors");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let o = preprocess_to(&link, None);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink(), "the link was replaced");
+    assert!(safetensors::SafeTensors::deserialize(&std::fs::read(&target).unwrap()).is_ok());
+
+    // A FIFO is refused (not replaced, and no hang).
+    let fifo = dir.join("fifo");
+    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    assert_clean_error(&preprocess_to(&fifo, None), &["FIFO", "fifo"]);
+    assert!(std::fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());
+
+    // A device node is refused and kept (our own node of /dev/full's kind: tests run as root).
+    let dev = dir.join("full");
+    let made = Command::new("mknod").arg(&dev).args(["c", "1", "7"]).status().unwrap();
+    assert!(made.success(), "mknod failed: the tests run as root (CI does)");
+    assert_clean_error(&preprocess_to(&dev, None), &["device"]);
+    assert!(std::fs::symlink_metadata(&dev).unwrap().file_type().is_char_device(), "the device node was replaced");
+
+    // New files follow the umask (not 0600).
+    let out = dir.join("mode.safetensors");
+    assert!(preprocess_to(&out, Some("027")).status.success());
+    assert_eq!(std::fs::metadata(&out).unwrap().permissions().mode() & 0o777, 0o640);
+    let out = dir.join("mode2.safetensors");
+    assert!(preprocess_to(&out, Some("022")).status.success());
+    assert_eq!(std::fs::metadata(&out).unwrap().permissions().mode() & 0o777, 0o644);
+}
+
+#[test]
+fn non_finite_embeddings_are_an_error_unless_allowed() {
+    let dir = tmpdir("nan");
+    let (shape, mut pixels) = {
+        let bytes = std::fs::read(fixture("diffclip_tiny/inputs.safetensors")).unwrap();
+        let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        let v = st.tensor("image").unwrap();
+        (v.shape().to_vec(), v.data().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect::<Vec<f32>>())
+    };
+    let per_image = pixels.len() / shape[0];
+    pixels[per_image + 5] = f32::NAN; // one NaN pixel in image 1
+    let bytes: Vec<u8> = pixels.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape, &bytes).unwrap();
+    let inputs = dir.join("nan.safetensors");
+    std::fs::write(&inputs, safetensors::serialize([("image", view)], None).unwrap()).unwrap();
+    let ckpt = fixture("diffclip_tiny/model.safetensors");
+    let out = dir.join("out.safetensors");
+    let args = |allow: bool| {
+        let mut a: Vec<&std::ffi::OsStr> = vec!["--preset".as_ref(), "diffclip_tiny".as_ref(), "--checkpoint".as_ref(), ckpt.as_os_str(), "--inputs".as_ref(), inputs.as_os_str(), "--output".as_ref(), out.as_os_str()];
+        if allow {
+            a.push("--allow-non-finite".as_ref());
+        }
+        a
+    };
+    assert_clean_error(&embed(&args(false)), &["image_embed", "rows 1 ", "not finite"]);
+    assert!(!out.exists());
+    assert!(embed(&args(true)).status.success());
+    assert!(out.exists());
+}
+
+#[test]
+fn training_into_an_earlier_runs_folder_is_refused() {
+    let dir = tmpdir("train");
+    let out = dir.join("run");
+    let train = |steps: &str, extra: &[&str]| {
+        let mut cmd = Command::new(example("train"));
+        cmd.args(["--data", "synthetic", "--train-num-samples", "64", "--preset", "diffclip_tiny", "--batch-size", "16", "--steps", steps, "--quiet", "--output"]).arg(&out).args(extra);
+        run_bounded(cmd, Duration::from_secs(300))
+    };
+    let o = train("4", &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let ckpt = std::fs::read(out.join("checkpoint-latest.safetensors")).unwrap();
+    let model = std::fs::read(out.join("model.safetensors")).unwrap();
+    let metrics = std::fs::read(out.join("metrics.jsonl")).unwrap();
+    assert_clean_error(&train("2", &[]), &[out.to_str().unwrap(), "--resume", "--overwrite"]);
+    assert_eq!(std::fs::read(out.join("checkpoint-latest.safetensors")).unwrap(), ckpt, "checkpoint replaced");
+    assert_eq!(std::fs::read(out.join("model.safetensors")).unwrap(), model, "model replaced");
+    assert_eq!(std::fs::read(out.join("metrics.jsonl")).unwrap(), metrics, "metrics changed");
+    let o = train("2", &["--overwrite"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+#[test]
+fn quickstart_names_the_bad_flag() {
+    for (flag, value) in [("--steps", "0"), ("--width", "0"), ("--batch-size", "1"), ("--width", "30"), ("--image-size", "60")] {
+        let mut cmd = Command::new(example("quickstart"));
+        cmd.args([flag, value, "--output"]).arg(tmpdir("qs"));
+        assert_clean_error(&run_bounded(cmd, Duration::from_secs(60)), &[flag]);
+    }
+}
