@@ -16,9 +16,7 @@
 mod common;
 
 use criterion::{BenchmarkId, Criterion, SamplingMode, criterion_group, criterion_main};
-use diffclip::attention::{
-    AttentionPath, DiffAttention, DiffAttentionConfig, StandardAttention, StandardAttentionConfig,
-};
+use diffclip::attention::{AttentionConfig, AttentionPath, DiffAttention, StandardAttention};
 use diffclip::burn::tensor::{Device, Distribution, Tensor};
 use std::hint::black_box;
 
@@ -36,16 +34,12 @@ impl Layer {
     fn new(diff: bool, path: AttentionPath, device: &Device) -> Self {
         if diff {
             Layer::Diff(
-                DiffAttentionConfig::new(WIDTH, HEADS)
-                    .with_path(path)
-                    .init(device)
+                AttentionConfig { path, ..AttentionConfig::new(WIDTH, HEADS) }.init_differential(device)
                     .expect("config"),
             )
         } else {
             Layer::Standard(
-                StandardAttentionConfig::new(WIDTH, HEADS)
-                    .with_path(path)
-                    .init(device)
+                AttentionConfig { path, ..AttentionConfig::new(WIDTH, HEADS) }.init_standard(device)
                     .expect("config"),
             )
         }

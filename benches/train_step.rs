@@ -40,7 +40,7 @@ fn step(model: Clip, optim: &mut AdamW, images: &Tensor<4>, text: &Tensor<2, Int
     let loss = clip_loss_normalized(
         out.image_embed,
         out.text_embed,
-        out.logit_scale.clamp_max(100.0),
+        out.logit_scale_exp.clamp_max(100.0),
     );
     let value = loss.clone().into_scalar::<f32>();
     let mut grads = GradBuffer::default();

@@ -15,7 +15,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use clap::Parser;
-use diffclip::attention::{AttentionPath, DiffAttentionConfig, StandardAttentionConfig};
+use diffclip::attention::{AttentionConfig, AttentionPath};
 use diffclip::burn::tensor::{Distribution, Tensor};
 
 #[derive(Parser, Debug)]
@@ -72,15 +72,13 @@ fn one(args: &Args) -> Result<serde_json::Value, Box<dyn std::error::Error>> {
         x = x.require_grad();
     }
     let forward: Box<dyn Fn(Tensor<3>) -> Tensor<3>> = if diff {
-        let l = DiffAttentionConfig::new(d, h).init(&device)?;
+        let l = AttentionConfig::new(d, h).init_differential(&device)?;
         match path {
             AttentionPath::Fused => Box::new(move |x| l.forward_fused(x, None)),
             AttentionPath::Reference => Box::new(move |x| l.forward_with_maps(x, None).0),
         }
     } else {
-        let l = StandardAttentionConfig::new(d, h)
-            .with_path(path)
-            .init(&device)?;
+        let l = AttentionConfig { path, ..AttentionConfig::new(d, h) }.init_standard(&device)?;
         Box::new(move |x| l.forward(x, None))
     };
     // Parameters initialise lazily: a call on a 2-token input creates them before the baseline.

@@ -12,7 +12,7 @@
 use std::time::Instant;
 
 use clap::Parser;
-use diffclip::attention::{DiffAttentionConfig, StandardAttentionConfig};
+use diffclip::attention::AttentionConfig;
 use diffclip::burn::tensor::{Device, Distribution, Tensor};
 
 #[derive(Parser, Debug)]
@@ -63,8 +63,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     diffclip::allocator::keep_freed_memory();
     let base = diffclip::backend::device(&args.backend)?;
     let device = if args.backward { base.autodiff() } else { base };
-    let diff = DiffAttentionConfig::new(768, 12).init(&device)?;
-    let standard = StandardAttentionConfig::new(768, 12).init(&device)?;
+    let diff = AttentionConfig::new(768, 12).init_differential(&device)?;
+    let standard = AttentionConfig::new(768, 12).init_standard(&device)?;
     for &n in &args.n {
         let x = Tensor::<3>::random([args.batch, n, 768], Distribution::Default, &device);
         let (mut td, mut ts) = (Vec::new(), Vec::new());

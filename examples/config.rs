@@ -10,7 +10,7 @@ use diffclip::clip::{ClipConfig, PRESETS};
 
 fn main() -> ExitCode {
     let Some(name) = std::env::args().nth(1) else {
-        eprintln!("usage: config PRESET\npresets: {}", PRESETS.join(", "));
+        eprintln!("usage: config PRESET\npresets: {}", PRESETS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", "));
         return ExitCode::FAILURE;
     };
     match ClipConfig::preset(&name) {

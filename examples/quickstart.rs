@@ -133,7 +133,7 @@ fn heldout_loss(model: &Clip, test: &SyntheticDataset, batcher: &ClipBatcher) ->
         .collect();
     let batch = batcher.try_batch(items, &device)?;
     let out = model.forward(batch.images, batch.texts);
-    Ok(clip_loss_normalized(out.image_embed, out.text_embed, out.logit_scale.clamp_max(MAX_LOGIT_SCALE)).into_scalar::<f32>())
+    Ok(clip_loss_normalized(out.image_embed, out.text_embed, out.logit_scale_exp.clamp_max(MAX_LOGIT_SCALE)).into_scalar::<f32>())
 }
 
 /// Everything reported for one variant.

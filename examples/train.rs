@@ -282,7 +282,7 @@ fn run(args: Args, matches: &ArgMatches) -> Res<()> {
                 lr: args.lr,
                 min_lr: args.min_lr,
                 warmup_steps: 0,
-                cosine: args.schedule == "cosine",
+                decay: serde_json::from_value(serde_json::json!(args.schedule)).map_err(|_| format!("--schedule must be cosine or constant, not {}", args.schedule))?,
                 adamw: AdamWConfig {
                     weight_decay: args.wd,
                     beta2: args.beta2,
@@ -443,25 +443,16 @@ fn run(args: Args, matches: &ArgMatches) -> Res<()> {
     Ok(())
 }
 
+/// `--templates`: `diffclip_eval::metadata::templates_from` (a file, one template per line with
+/// `{c}` or `{}`, or a shipped set such as `openai`); default `a photo of a {c}.`.
 fn read_templates(path: Option<&Path>) -> Res<Vec<String>> {
     let Some(path) = path else {
         return Ok(vec!["a photo of a {c}.".into()]);
     };
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let t: Vec<String> = text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .map(String::from)
-        .collect();
-    if t.is_empty() || t.iter().any(|l| !l.contains("{c}")) {
-        return Err(format!(
-            "{}: templates must be one per line, each containing {{c}}",
-            path.display()
-        )
-        .into());
-    }
-    Ok(t)
+    let spec = path
+        .to_str()
+        .ok_or_else(|| format!("--templates {}: not a UTF-8 path", path.display()))?;
+    Ok(diffclip::eval::metadata::templates_from(spec)?)
 }
 
 fn csv_config(args: &Args) -> Res<CsvConfig> {

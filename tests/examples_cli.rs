@@ -56,7 +56,12 @@ fn embed_reports_bad_files_and_exits_non_zero() {
     assert!(!ok && err.contains("missing") && err.contains("lambda"), "{err}");
     let (ok, err) = run(&["--preset", "nope", "--checkpoint", ckpt.to_str().unwrap(), "--inputs", inputs.to_str().unwrap(), "--output", "/tmp/x.safetensors"]);
     assert!(!ok && err.contains("unknown preset"), "{err}");
-    // Images of the wrong size for the model.
-    let (ok, err) = run(&["--preset", "diffclip_tiny", "--checkpoint", fixture("hf_tiny/model.safetensors").to_str().unwrap(), "--inputs", inputs.to_str().unwrap(), "--output", "/tmp/x.safetensors"]);
-    assert!(!ok, "{err}");
+    // Images of the wrong size for the model: 16 px for diffclip_tiny's 32, with its own checkpoint.
+    let small = std::env::temp_dir().join(format!("embed-small-{}.safetensors", std::process::id()));
+    let pixels: Vec<u8> = vec![0.25f32; 3 * 16 * 16].iter().flat_map(|v| v.to_le_bytes()).collect();
+    let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![1, 3, 16, 16], &pixels).unwrap();
+    safetensors::serialize_to_file([("image", view)], None, &small).unwrap();
+    let (ok, err) = run(&["--preset", "diffclip_tiny", "--checkpoint", ckpt.to_str().unwrap(), "--inputs", small.to_str().unwrap(), "--output", "/tmp/x.safetensors"]);
+    assert!(!ok && err.contains("'image'") && err.contains("[B, 3, 32, 32]") && err.contains("[1, 3, 16, 16]"), "{err}");
+    let _ = std::fs::remove_file(&small);
 }

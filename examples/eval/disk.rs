@@ -21,7 +21,7 @@ pub(crate) fn zeroshot_files(ctx: &Ctx<'_>, data: &Path, explicit: bool) -> Res<
     let folder = ImageFolder::open(&root)?;
     let names = match &ctx.args.classnames {
         Some(spec) => metadata::classnames_from(spec)?,
-        None => folder.display_names(),
+        None => folder.class_names.clone(),
     };
     if names.len() != folder.classes.len() {
         return Err(format!(

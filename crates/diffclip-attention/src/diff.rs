@@ -1,7 +1,6 @@
 //! Differential attention (spec §1): two softmax maps per head pair, the second subtracted
 //! with a learned scalar λ, then a shared RMSNorm scaled by `1 - lambda_init`.
 
-use burn::config::Config;
 use burn::module::{Module, Param};
 use burn::nn::{Dropout, DropoutConfig, Initializer, Linear, LinearConfig, RmsNorm, RmsNormConfig};
 use burn::tensor::activation::softmax;
@@ -9,48 +8,10 @@ use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Device, Tensor};
 
-use crate::error::{AttentionError, check_dims, check_dropout};
+use crate::AttentionConfig;
+use crate::error::AttentionError;
 use crate::mask::{AttnMask, full_mask, fused_mask};
 use crate::{AttentionMaps, AttentionPath};
-
-/// Configuration of a [`DiffAttention`] layer.
-///
-/// ```no_run
-/// # use burn::tensor::Device;
-/// use diffclip_attention::DiffAttentionConfig;
-/// # fn f(device: Device) {
-/// let cfg = DiffAttentionConfig::new(768, 12).with_lambda_init(0.8).with_causal(false);
-/// let layer = cfg.init(&device).expect("valid config");
-/// # }
-/// ```
-#[derive(Config, Debug)]
-pub struct DiffAttentionConfig {
-    /// Model width `D`.
-    pub d_model: usize,
-    /// Baseline head count `h` (even); the layer has `h / 2` differential heads.
-    pub num_heads: usize,
-    /// Biases on the q/k/v projections.
-    #[config(default = true)]
-    pub qkv_bias: bool,
-    /// `lambda_init` of this layer (see [`LambdaInit`](crate::LambdaInit)).
-    #[config(default = 0.8)]
-    pub lambda_init: f64,
-    /// Mask keys after the query (text tower).
-    #[config(default = false)]
-    pub causal: bool,
-    /// Dropout on the attention maps (training only; forces the reference path).
-    #[config(default = 0.0)]
-    pub attn_dropout: f64,
-    /// Dropout after the output projection (training only).
-    #[config(default = 0.0)]
-    pub proj_dropout: f64,
-    /// Standard deviation of the λ vectors' normal initialisation.
-    #[config(default = 0.1)]
-    pub lambda_std: f64,
-    /// Fused (default) or reference computation.
-    #[config(default = "AttentionPath::Fused")]
-    pub path: AttentionPath,
-}
 
 /// Differential multi-head attention. Input and output `[B, N, D]`.
 #[derive(Module, Debug)]
@@ -65,46 +26,47 @@ pub struct DiffAttention {
     pub lambda_k2: Param<Tensor<1>>,
     /// RMSNorm over each differential head's `2 * head_dim` outputs, shared across heads.
     pub diff_norm: RmsNorm,
+    /// Dropout on the maps (training, reference path).
     pub attn_drop: Dropout,
+    /// Dropout after `out_proj` (training).
     pub proj_drop: Dropout,
+    /// Baseline head count `h` (`h / 2` differential heads).
     pub num_heads: usize,
+    /// Size of one query/key head; a differential head's values are `2 * head_dim` wide.
     pub head_dim: usize,
+    /// The constant added to λ (and `1 - lambda_init` scales the normed output).
     pub lambda_init: f64,
+    /// Mask keys after the query.
     pub causal: bool,
-    pub fused: bool,
+    /// Fused or reference computation.
+    #[module(skip)]
+    pub path: AttentionPath,
 }
 
-impl DiffAttentionConfig {
-    /// Build the layer; invalid shapes are reported here rather than in `forward`.
-    pub fn init(&self, device: &Device) -> Result<DiffAttention, AttentionError> {
-        let head_dim = check_dims(self.d_model, self.num_heads)?;
-        if self.num_heads % 2 != 0 {
-            return Err(AttentionError::OddHeads { num_heads: self.num_heads });
-        }
-        check_dropout(self.attn_dropout)?;
-        check_dropout(self.proj_dropout)?;
-        let d = self.d_model;
+impl DiffAttention {
+    /// Build from a checked config (see [`AttentionConfig::init_differential`]).
+    pub(crate) fn new(c: &AttentionConfig, device: &Device) -> Result<Self, AttentionError> {
+        let head_dim = c.check()?;
+        let d = c.d_model;
         let lin = |bias| LinearConfig::new(d, d).with_bias(bias).init(device);
-        let lambda = || {
-            Initializer::Normal { mean: 0.0, std: self.lambda_std }.init([head_dim], device)
-        };
+        let lambda = || Initializer::Normal { mean: 0.0, std: c.lambda_std }.init([head_dim], device);
         Ok(DiffAttention {
-            q_proj: lin(self.qkv_bias),
-            k_proj: lin(self.qkv_bias),
-            v_proj: lin(self.qkv_bias),
+            q_proj: lin(c.qkv_bias),
+            k_proj: lin(c.qkv_bias),
+            v_proj: lin(c.qkv_bias),
             out_proj: lin(true),
             lambda_q1: lambda(),
             lambda_k1: lambda(),
             lambda_q2: lambda(),
             lambda_k2: lambda(),
             diff_norm: RmsNormConfig::new(2 * head_dim).with_epsilon(1e-5).init(device),
-            attn_drop: DropoutConfig::new(self.attn_dropout).init(),
-            proj_drop: DropoutConfig::new(self.proj_dropout).init(),
-            num_heads: self.num_heads,
+            attn_drop: DropoutConfig::new(c.attn_dropout).init(),
+            proj_drop: DropoutConfig::new(c.proj_dropout).init(),
+            num_heads: c.num_heads,
             head_dim,
-            lambda_init: self.lambda_init,
-            causal: self.causal,
-            fused: self.path == AttentionPath::Fused,
+            lambda_init: c.lambda_init,
+            causal: c.causal,
+            path: c.path,
         })
     }
 }
@@ -119,7 +81,7 @@ impl DiffAttention {
 
     /// Attention of `x [B, N, D]` with an optional extra mask (`true` = masked out).
     pub fn forward(&self, x: Tensor<3>, mask: Option<AttnMask>) -> Tensor<3> {
-        let use_reference = !self.fused || (self.attn_drop.prob > 0.0 && x.device().is_autodiff());
+        let use_reference = self.path == AttentionPath::Reference || (self.attn_drop.prob > 0.0 && x.device().is_autodiff());
         if use_reference {
             self.forward_with_maps(x, mask).0
         } else {

@@ -6,58 +6,83 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{check_dims, check_dropout};
 use crate::mask::AttnMask;
-use crate::{
-    AttentionError, AttentionMaps, AttentionPath, DiffAttention, DiffAttentionConfig,
-    StandardAttention, StandardAttentionConfig,
-};
+use crate::{AttentionError, AttentionMaps, AttentionPath, DiffAttention, StandardAttention};
 
 /// Standard or differential attention.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum AttentionKind {
+    /// Scaled dot-product multi-head attention.
     Standard,
+    /// Two softmax maps per head pair, the second subtracted with a learned λ.
     #[default]
     Differential,
 }
 
-/// Everything an encoder needs to build one attention layer of either kind.
+/// Configuration of one attention layer of either kind: the only attention config, used to
+/// build a [`DiffAttention`], a [`StandardAttention`] or the [`Attention`] enum. Serde form with
+/// unknown fields rejected; omitted fields take [`AttentionConfig::default`]'s values.
 ///
-/// ```no_run
-/// # use burn::tensor::Device;
+/// ```
+/// use burn::tensor::Device;
 /// use diffclip_attention::{AttentionConfig, AttentionKind};
-/// # fn f(device: Device) {
-/// let cfg = AttentionConfig { kind: AttentionKind::Standard, ..AttentionConfig::new(64, 4) };
+/// let device = Device::flex();
+/// let cfg = AttentionConfig { kind: AttentionKind::Standard, causal: true, ..AttentionConfig::new(64, 4) };
 /// let layer = cfg.init(&device).unwrap();
 /// assert!(layer.lambda_full().is_none());
-/// # }
+/// let diff = AttentionConfig { lambda_init: 0.5, ..AttentionConfig::new(64, 4) }.init_differential(&device).unwrap();
+/// assert_eq!(diff.head_dim, 16);
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct AttentionConfig {
+    /// Model width `D`.
     pub d_model: usize,
+    /// Baseline head count `h`; a differential layer has `h / 2` head pairs, so `h` must be even.
     pub num_heads: usize,
+    /// Standard or differential.
     pub kind: AttentionKind,
+    /// Biases on the q/k/v projections (the output projection always has one).
     pub qkv_bias: bool,
+    /// `lambda_init` of a differential layer (see [`LambdaInit`](crate::LambdaInit)).
     pub lambda_init: f64,
+    /// Standard deviation of the λ vectors' normal initialisation (differential only).
+    pub lambda_std: f64,
+    /// Mask keys after the query (text tower).
     pub causal: bool,
+    /// Dropout on the attention maps (training only; forces the reference path).
     pub attn_dropout: f64,
+    /// Dropout after the output projection (training only).
     pub proj_dropout: f64,
+    /// Fused (default) or reference computation.
     pub path: AttentionPath,
 }
 
-impl AttentionConfig {
-    /// Differential, biased, non-causal, no dropout, fused, `lambda_init` 0.8.
-    pub fn new(d_model: usize, num_heads: usize) -> Self {
+impl Default for AttentionConfig {
+    /// ViT-B/16's differential attention: width 768, 12 heads, biased, `lambda_init` 0.8,
+    /// λ vectors drawn with std 0.1, not causal, no dropout, fused.
+    fn default() -> Self {
         Self {
-            d_model,
-            num_heads,
+            d_model: 768,
+            num_heads: 12,
             kind: AttentionKind::Differential,
             qkv_bias: true,
             lambda_init: 0.8,
+            lambda_std: 0.1,
             causal: false,
             attn_dropout: 0.0,
             proj_dropout: 0.0,
             path: AttentionPath::Fused,
         }
+    }
+}
+
+impl burn::config::Config for AttentionConfig {}
+
+impl AttentionConfig {
+    /// The [default](Self::default) layer with width `d_model` and `num_heads` heads.
+    pub fn new(d_model: usize, num_heads: usize) -> Self {
+        Self { d_model, num_heads, ..Self::default() }
     }
 
     /// Check the shape, dropout and `lambda_init` without building anything; returns the head size.
@@ -82,28 +107,20 @@ impl AttentionConfig {
 
     /// Build the layer of the configured kind.
     pub fn init(&self, device: &Device) -> Result<Attention, AttentionError> {
-        self.check()?;
         Ok(match self.kind {
-            AttentionKind::Differential => Attention::Differential(
-                DiffAttentionConfig::new(self.d_model, self.num_heads)
-                    .with_qkv_bias(self.qkv_bias)
-                    .with_lambda_init(self.lambda_init)
-                    .with_causal(self.causal)
-                    .with_attn_dropout(self.attn_dropout)
-                    .with_proj_dropout(self.proj_dropout)
-                    .with_path(self.path)
-                    .init(device)?,
-            ),
-            AttentionKind::Standard => Attention::Standard(
-                StandardAttentionConfig::new(self.d_model, self.num_heads)
-                    .with_qkv_bias(self.qkv_bias)
-                    .with_causal(self.causal)
-                    .with_attn_dropout(self.attn_dropout)
-                    .with_proj_dropout(self.proj_dropout)
-                    .with_path(self.path)
-                    .init(device)?,
-            ),
+            AttentionKind::Differential => Attention::Differential(self.init_differential(device)?),
+            AttentionKind::Standard => Attention::Standard(self.init_standard(device)?),
         })
+    }
+
+    /// Build a differential layer (whatever `kind` says).
+    pub fn init_differential(&self, device: &Device) -> Result<DiffAttention, AttentionError> {
+        DiffAttention::new(&Self { kind: AttentionKind::Differential, ..self.clone() }, device)
+    }
+
+    /// Build a standard layer (whatever `kind` says).
+    pub fn init_standard(&self, device: &Device) -> Result<StandardAttention, AttentionError> {
+        StandardAttention::new(&Self { kind: AttentionKind::Standard, ..self.clone() }, device)
     }
 }
 

@@ -3,10 +3,10 @@
 //!
 //! ```no_run
 //! use burn::tensor::{Device, Tensor, Distribution};
-//! use diffclip_attention::{DiffAttentionConfig, LambdaInit};
+//! use diffclip_attention::AttentionConfig;
 //!
 //! # fn run(device: Device) -> Result<(), diffclip_attention::AttentionError> {
-//! let attn = DiffAttentionConfig::new(64, 4).init(&device)?;
+//! let attn = AttentionConfig::new(64, 4).init_differential(&device)?;
 //! let x = Tensor::<3>::random([2, 17, 64], Distribution::Default, &device);
 //! let y = attn.forward(x, None); // [2, 17, 64]
 //! println!("lambda = {}", attn.lambda_full().into_scalar::<f32>());
@@ -31,13 +31,13 @@ mod diff;
 mod standard;
 
 pub use activation::{gelu, quick_gelu};
-pub use diff::{DiffAttention, DiffAttentionConfig};
+pub use diff::DiffAttention;
 pub use error::AttentionError;
 pub use kind::{Attention, AttentionConfig, AttentionKind};
 pub use lambda::LambdaInit;
 pub use maps::AttentionMaps;
 pub use mask::{AttnMask, causal_mask};
-pub use standard::{StandardAttention, StandardAttentionConfig};
+pub use standard::StandardAttention;
 
 /// Which computation an attention layer uses; both give the same result.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, Default)]

@@ -1,6 +1,5 @@
 //! Standard multi-head attention with separate q/k/v/out projections.
 
-use burn::config::Config;
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
 use burn::tensor::activation::softmax;
@@ -8,41 +7,10 @@ use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Device, Tensor};
 
-use crate::error::{AttentionError, check_dims, check_dropout};
+use crate::AttentionConfig;
+use crate::error::AttentionError;
 use crate::mask::{AttnMask, full_mask, fused_mask};
 use crate::{AttentionMaps, AttentionPath};
-
-/// Configuration of a [`StandardAttention`] layer.
-///
-/// ```no_run
-/// # use burn::tensor::Device;
-/// use diffclip_attention::StandardAttentionConfig;
-/// # fn f(device: Device) {
-/// let layer = StandardAttentionConfig::new(512, 8).with_causal(true).init(&device).unwrap();
-/// # }
-/// ```
-#[derive(Config, Debug)]
-pub struct StandardAttentionConfig {
-    /// Model width `D`.
-    pub d_model: usize,
-    /// Head count.
-    pub num_heads: usize,
-    /// Biases on the q/k/v projections.
-    #[config(default = true)]
-    pub qkv_bias: bool,
-    /// Mask keys after the query (text tower).
-    #[config(default = false)]
-    pub causal: bool,
-    /// Dropout on the attention map (training only; forces the reference path).
-    #[config(default = 0.0)]
-    pub attn_dropout: f64,
-    /// Dropout after the output projection (training only).
-    #[config(default = 0.0)]
-    pub proj_dropout: f64,
-    /// Fused (default) or reference computation.
-    #[config(default = "AttentionPath::Fused")]
-    pub path: AttentionPath,
-}
 
 /// Standard scaled dot-product multi-head attention. Input and output `[B, N, D]`.
 #[derive(Module, Debug)]
@@ -51,33 +19,38 @@ pub struct StandardAttention {
     pub k_proj: Linear,
     pub v_proj: Linear,
     pub out_proj: Linear,
+    /// Dropout on the map (training, reference path).
     pub attn_drop: Dropout,
+    /// Dropout after `out_proj` (training).
     pub proj_drop: Dropout,
+    /// Head count.
     pub num_heads: usize,
+    /// Size of one head.
     pub head_dim: usize,
+    /// Mask keys after the query.
     pub causal: bool,
-    pub fused: bool,
+    /// Fused or reference computation.
+    #[module(skip)]
+    pub path: AttentionPath,
 }
 
-impl StandardAttentionConfig {
-    /// Build the layer; invalid shapes are reported here rather than in `forward`.
-    pub fn init(&self, device: &Device) -> Result<StandardAttention, AttentionError> {
-        let head_dim = check_dims(self.d_model, self.num_heads)?;
-        check_dropout(self.attn_dropout)?;
-        check_dropout(self.proj_dropout)?;
-        let d = self.d_model;
+impl StandardAttention {
+    /// Build from a checked config (see [`AttentionConfig::init_standard`]).
+    pub(crate) fn new(c: &AttentionConfig, device: &Device) -> Result<Self, AttentionError> {
+        let head_dim = c.check()?;
+        let d = c.d_model;
         let lin = |bias| LinearConfig::new(d, d).with_bias(bias).init(device);
         Ok(StandardAttention {
-            q_proj: lin(self.qkv_bias),
-            k_proj: lin(self.qkv_bias),
-            v_proj: lin(self.qkv_bias),
+            q_proj: lin(c.qkv_bias),
+            k_proj: lin(c.qkv_bias),
+            v_proj: lin(c.qkv_bias),
             out_proj: lin(true),
-            attn_drop: DropoutConfig::new(self.attn_dropout).init(),
-            proj_drop: DropoutConfig::new(self.proj_dropout).init(),
-            num_heads: self.num_heads,
+            attn_drop: DropoutConfig::new(c.attn_dropout).init(),
+            proj_drop: DropoutConfig::new(c.proj_dropout).init(),
+            num_heads: c.num_heads,
             head_dim,
-            causal: self.causal,
-            fused: self.path == AttentionPath::Fused,
+            causal: c.causal,
+            path: c.path,
         })
     }
 }
@@ -85,7 +58,7 @@ impl StandardAttentionConfig {
 impl StandardAttention {
     /// Attention of `x [B, N, D]` with an optional extra mask (`true` = masked out).
     pub fn forward(&self, x: Tensor<3>, mask: Option<AttnMask>) -> Tensor<3> {
-        let use_reference = !self.fused || (self.attn_drop.prob > 0.0 && x.device().is_autodiff());
+        let use_reference = self.path == AttentionPath::Reference || (self.attn_drop.prob > 0.0 && x.device().is_autodiff());
         if use_reference {
             return self.forward_with_maps(x, mask).0;
         }

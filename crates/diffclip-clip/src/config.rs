@@ -7,60 +7,71 @@ use serde::{Deserialize, Serialize};
 
 use crate::{Clip, ClipError, ModelLimits};
 
-fn default_logit_scale() -> f64 {
-    (1.0f64 / 0.07).ln()
-}
+/// `ln(1 / 0.07)`: CLIP's initial log logit scale.
+const LOGIT_SCALE_INIT: f64 = 2.659_260_036_932_778;
 
 /// Model configuration: both towers, the shared embedding width and the initial logit scale.
-/// JSON is the struct's serde form; unknown fields are rejected.
+/// Serde form with unknown fields rejected; omitted fields take [`ClipConfig::default`]'s
+/// values (DiffCLIP ViT-B/16).
 ///
 /// ```
 /// use diffclip_clip::ClipConfig;
 /// let cfg = ClipConfig::preset("diffclip_vit_b16").unwrap();
 /// let json = serde_json::to_string(&cfg).unwrap();
 /// assert_eq!(ClipConfig::from_json(&json).unwrap(), cfg);
+/// assert_eq!(ClipConfig::from_json("{}").unwrap(), ClipConfig::default());
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct ClipConfig {
+    /// Width of the shared image–text embedding space.
     pub embed_dim: usize,
+    /// The image tower.
     pub vision: VisionConfig,
+    /// The text tower.
     pub text: TextConfig,
     /// Initial value of the (log) logit scale parameter, `ln(1/0.07)` by default.
-    #[serde(default = "default_logit_scale")]
     pub logit_scale_init: f64,
     /// Initial learnable logit bias for the SigLIP loss (`-10` in SigLIP); `None`: no bias.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub logit_bias_init: Option<f64>,
+}
+
+impl Default for ClipConfig {
+    /// DiffCLIP ViT-B/16 as released: [`VisionConfig::default`], [`TextConfig::default`],
+    /// 512-wide embeddings, `logit_scale_init = ln(1/0.07)`, no logit bias.
+    fn default() -> Self {
+        Self {
+            embed_dim: 512,
+            vision: VisionConfig::default(),
+            text: TextConfig::default(),
+            logit_scale_init: LOGIT_SCALE_INIT,
+            logit_bias_init: None,
+        }
+    }
 }
 
 impl burn::config::Config for ClipConfig {}
 
-/// Names accepted by [`ClipConfig::preset`].
-pub const PRESETS: &[&str] = &[
-    "diffclip_vit_b16",
-    "clip_vit_b16",
-    "diffclip_star_vit_b16",
-    "diffclip_dagger_vit_b16",
-    "openai_vit_b32",
-    "openai_vit_b16",
-    "openai_vit_l14",
-    "diffclip_tiny",
-    "clip_tiny",
-    "openai_tiny",
+/// Every preset: its name (for [`ClipConfig::preset`], `--preset`) and its constructor.
+pub const PRESETS: &[(&str, fn() -> ClipConfig)] = &[
+    ("diffclip_vit_b16", ClipConfig::diffclip_vit_b16),
+    ("clip_vit_b16", ClipConfig::clip_vit_b16),
+    ("diffclip_star_vit_b16", ClipConfig::diffclip_star_vit_b16),
+    ("diffclip_dagger_vit_b16", ClipConfig::diffclip_dagger_vit_b16),
+    ("openai_vit_b32", ClipConfig::openai_vit_b32),
+    ("openai_vit_b16", ClipConfig::openai_vit_b16),
+    ("openai_vit_l14", ClipConfig::openai_vit_l14),
+    ("diffclip_tiny", ClipConfig::diffclip_tiny),
+    ("clip_tiny", ClipConfig::clip_tiny),
+    ("openai_tiny", ClipConfig::openai_tiny),
 ];
 
 impl ClipConfig {
     /// DiffCLIP ViT-B/16 as released (149,629,185 parameters): differential attention in both
-    /// towers, `lambda_init` 0.8.
+    /// towers, `lambda_init` 0.8. The same as [`ClipConfig::default`].
     pub fn diffclip_vit_b16() -> Self {
-        Self {
-            embed_dim: 512,
-            vision: VisionConfig::timm(224, 16, 768, 12, 12),
-            text: TextConfig::new(512, 12, 8),
-            logit_scale_init: default_logit_scale(),
-            logit_bias_init: None,
-        }
+        Self::default()
     }
 
     /// The standard-attention CLIP baseline of the same layout.
@@ -98,13 +109,7 @@ impl ClipConfig {
 
     /// The `diffclip_tiny` fixture's shape: 32 px images, patch 8, width 64, 2 layers, 4 heads.
     pub fn diffclip_tiny() -> Self {
-        Self {
-            embed_dim: 32,
-            vision: VisionConfig::timm(32, 8, 64, 2, 4),
-            text: TextConfig::new(64, 2, 4),
-            logit_scale_init: default_logit_scale(),
-            logit_bias_init: None,
-        }
+        Self { embed_dim: 32, vision: VisionConfig::timm(32, 8, 64, 2, 4), text: TextConfig::new(64, 2, 4), ..Self::default() }
     }
 
     /// `diffclip_tiny` with standard attention.
@@ -117,21 +122,13 @@ impl ClipConfig {
         Self::openai(32, VisionConfig::openai(32, 8, 64, 2, 4), TextConfig::new(64, 2, 4))
     }
 
-    /// A preset by name (see [`PRESETS`]); `-` and `_` are interchangeable.
+    /// A preset by name (see [`PRESETS`]); `-` and `_` are interchangeable, case is ignored.
     pub fn preset(name: &str) -> Result<Self, ClipError> {
-        Ok(match name.replace('-', "_").to_lowercase().as_str() {
-            "diffclip_vit_b16" => Self::diffclip_vit_b16(),
-            "clip_vit_b16" => Self::clip_vit_b16(),
-            "diffclip_star_vit_b16" => Self::diffclip_star_vit_b16(),
-            "diffclip_dagger_vit_b16" => Self::diffclip_dagger_vit_b16(),
-            "openai_vit_b32" => Self::openai_vit_b32(),
-            "openai_vit_b16" => Self::openai_vit_b16(),
-            "openai_vit_l14" => Self::openai_vit_l14(),
-            "diffclip_tiny" => Self::diffclip_tiny(),
-            "clip_tiny" => Self::clip_tiny(),
-            "openai_tiny" => Self::openai_tiny(),
-            _ => return Err(ClipError::UnknownPreset { name: name.into(), known: PRESETS.join(", ") }),
-        })
+        let key = name.replace('-', "_").to_lowercase();
+        match PRESETS.iter().find(|(n, _)| *n == key) {
+            Some((_, make)) => Ok(make()),
+            None => Err(ClipError::UnknownPreset { name: name.into(), known: PRESETS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ") }),
+        }
     }
 
     /// Parse JSON (unknown fields are errors) and [`check`](Self::check) it.
@@ -200,6 +197,6 @@ impl ClipConfig {
 
     fn openai(embed_dim: usize, vision: VisionConfig, mut text: TextConfig) -> Self {
         text.attention = LayerAttention::all(AttentionKind::Standard);
-        Self { embed_dim, vision, text, logit_scale_init: default_logit_scale(), logit_bias_init: None }
+        Self { embed_dim, vision, text, ..Self::default() }
     }
 }

@@ -16,6 +16,7 @@
 mod budget;
 pub mod checkpoint;
 mod config;
+pub mod convert;
 mod error;
 pub mod files;
 mod input;

@@ -29,8 +29,8 @@ pub struct ClipOutput {
     pub image_embed: Tensor<2>,
     /// `[B, E]`, unnormalised.
     pub text_embed: Tensor<2>,
-    /// `exp(logit_scale)`, shape `[1]`.
-    pub logit_scale: Tensor<1>,
+    /// `exp(logit_scale)`, the factor on cosine similarities, shape `[1]`.
+    pub logit_scale_exp: Tensor<1>,
 }
 
 /// L2-normalise the rows of `x` (`eps` guards zero rows).
@@ -79,14 +79,14 @@ impl Clip {
         ClipOutput {
             image_embed: self.encode_image(images),
             text_embed: self.encode_text(text),
-            logit_scale: self.logit_scale_exp(),
+            logit_scale_exp: self.logit_scale_exp(),
         }
     }
 
     /// `(logits_per_image [Bi, Bt], logits_per_text [Bt, Bi])` on L2-normalised embeddings.
     pub fn logits(&self, images: Tensor<4>, text: Tensor<2, Int>) -> (Tensor<2>, Tensor<2>) {
         let out = self.forward(images, text);
-        logits_from_embeddings(out.image_embed, out.text_embed, out.logit_scale)
+        logits_from_embeddings(out.image_embed, out.text_embed, out.logit_scale_exp)
     }
 }
 

@@ -112,3 +112,34 @@ pub(crate) fn read_to_string(path: &Path) -> io::Result<String> {
     open_regular(path)?.read_to_string(&mut text)?;
     Ok(text)
 }
+
+/// The entries of a one-entry-per-line text file (class names, prompt templates): each line
+/// trimmed, blank lines skipped, a leading UTF-8 BOM dropped. The file must be a regular file
+/// (see [`open_regular`]); errors name it.
+///
+/// This is the one line-list reader of the workspace: `diffclip-eval`'s `--classnames` and
+/// `--templates` files, `train`'s `--templates`, and `classnames.txt` of image folders.
+///
+/// ```
+/// let dir = tempfile::tempdir().unwrap();
+/// let p = dir.path().join("names.txt");
+/// std::fs::write(&p, "\u{feff}small bird\r\n  house cat \n\n\ngood dog").unwrap();
+/// let names = diffclip_data::files::read_lines(&p).unwrap();
+/// assert_eq!(names, ["small bird", "house cat", "good dog"]);
+/// assert!(diffclip_data::files::read_lines(dir.path()).unwrap_err().to_string().contains("directory"));
+/// ```
+pub fn read_lines(path: impl AsRef<Path>) -> Result<Vec<String>, crate::DataError> {
+    let path = path.as_ref();
+    let text = read_to_string(path).map_err(|e| crate::DataError::io(path, e))?;
+    Ok(lines_of(&text))
+}
+
+/// [`read_lines`] on text already read.
+pub(crate) fn lines_of(text: &str) -> Vec<String> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect()
+}

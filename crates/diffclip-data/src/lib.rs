@@ -2,6 +2,8 @@
 
 pub mod files;
 
+pub mod metadata;
+
 pub mod preprocess;
 pub use preprocess::{Pipeline, PreprocessConfig, PreprocessError, Preset};
 

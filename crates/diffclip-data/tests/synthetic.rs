@@ -387,17 +387,3 @@ fn config_is_validated_and_serialisable() {
         ["one shape"]
     );
 }
-
-#[test]
-fn generation_is_fast_enough_to_report() {
-    // Timing is reported, not asserted (benchmarks are separate).
-    let train = ds(SyntheticConfig::default(), Split::Train);
-    let start = std::time::Instant::now();
-    let n = 256;
-    let bytes: usize = (0..n).map(|i| train.image_chw(i, 0).len()).sum();
-    assert_eq!(bytes, n * 3 * 64 * 64);
-    eprintln!(
-        "synthetic 64px: {:?} per image (render + normalise)",
-        start.elapsed() / n as u32
-    );
-}

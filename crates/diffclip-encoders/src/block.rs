@@ -5,33 +5,56 @@ use diffclip_attention::{Attention, AttentionConfig, AttentionMaps, AttnMask};
 
 use crate::mlp::{Activation, Mlp};
 
-/// Configuration of one pre-norm transformer block.
-#[derive(Debug, Clone)]
+/// Configuration of one pre-norm transformer block, in serde form with unknown fields rejected;
+/// omitted fields take [`ResidualBlockConfig::default`]'s values (a ViT-B/16 block).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct ResidualBlockConfig {
+    /// The attention layer (its `d_model` is the block's width).
     pub attention: AttentionConfig,
+    /// MLP hidden width.
     pub mlp_hidden: usize,
+    /// The MLP's nonlinearity.
     pub activation: Activation,
+    /// LayerNorm epsilon.
     pub ln_eps: f64,
+    /// Dropout after the MLP (training).
     pub mlp_dropout: f64,
 }
+
+impl Default for ResidualBlockConfig {
+    /// ViT-B/16: differential attention of width 768, MLP 3072 with exact GELU, eps 1e-5.
+    fn default() -> Self {
+        Self { attention: AttentionConfig::default(), mlp_hidden: 3072, activation: Activation::Gelu, ln_eps: 1e-5, mlp_dropout: 0.0 }
+    }
+}
+
+impl burn::config::Config for ResidualBlockConfig {}
 
 /// Pre-norm block: `x + attn(norm1(x))`, then `x + mlp(norm2(x))`.
 #[derive(Module, Debug)]
 pub struct ResidualBlock {
+    /// Norm before attention.
     pub norm1: LayerNorm,
+    /// Standard or differential attention.
     pub attn: Attention,
+    /// Norm before the MLP.
     pub norm2: LayerNorm,
+    /// The MLP.
     pub mlp: Mlp,
 }
 
 /// Intermediate values of a block, for parity tests and inspection.
 #[derive(Debug, Clone)]
 pub struct BlockTrace {
+    /// The attention's input (after `norm1`).
     pub attn_in: Tensor<3>,
+    /// The attention's output (before the residual add).
     pub attn_out: Tensor<3>,
 }
 
 impl ResidualBlockConfig {
+    /// Build the block.
     pub fn init(&self, device: &Device) -> Result<ResidualBlock, diffclip_attention::AttentionError> {
         let width = self.attention.d_model;
         let ln = || LayerNormConfig::new(width).with_epsilon(self.ln_eps).init(device);
@@ -45,6 +68,7 @@ impl ResidualBlockConfig {
 }
 
 impl ResidualBlock {
+    /// The block on `x [B, N, W]` with an optional extra attention mask.
     pub fn forward(&self, x: Tensor<3>, mask: Option<AttnMask>) -> Tensor<3> {
         let x = x.clone() + self.attn.forward(self.norm1.forward(x), mask);
         x.clone() + self.mlp.forward(self.norm2.forward(x))

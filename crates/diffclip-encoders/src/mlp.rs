@@ -17,10 +17,15 @@ pub enum Activation {
 /// Two-layer MLP `fc2(act(fc1(x)))`.
 #[derive(Module, Debug)]
 pub struct Mlp {
+    /// `width → hidden`.
     pub fc1: Linear,
+    /// `hidden → width`.
     pub fc2: Linear,
+    /// Dropout after `fc2` (training).
     pub drop: Dropout,
-    pub quick_gelu: bool,
+    /// The nonlinearity between them.
+    #[module(skip)]
+    pub activation: Activation,
 }
 
 impl Mlp {
@@ -29,13 +34,16 @@ impl Mlp {
             fc1: LinearConfig::new(width, hidden).init(device),
             fc2: LinearConfig::new(hidden, width).init(device),
             drop: DropoutConfig::new(dropout).init(),
-            quick_gelu: act == Activation::QuickGelu,
+            activation: act,
         }
     }
 
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         let h = self.fc1.forward(x);
-        let h = if self.quick_gelu { quick_gelu(h) } else { gelu(h) };
+        let h = match self.activation {
+            Activation::Gelu => gelu(h),
+            Activation::QuickGelu => quick_gelu(h),
+        };
         self.drop.forward(self.fc2.forward(h))
     }
 }

@@ -10,65 +10,49 @@ use crate::block::ResidualBlock;
 use crate::tower::{TowerSpec, check_nonzero};
 use crate::{Activation, EncoderError, LayerAttention};
 
-fn default_context() -> usize {
-    77
-}
-fn default_vocab() -> usize {
-    49408
-}
-fn default_mlp_ratio() -> f64 {
-    4.0
-}
-fn default_quick_gelu() -> Activation {
-    Activation::QuickGelu
-}
-fn default_eps() -> f64 {
-    1e-5
-}
-fn default_true() -> bool {
-    true
-}
-
-/// Text tower configuration. Unknown JSON fields are errors.
+/// Text tower configuration, in serde form with unknown fields rejected; omitted fields take
+/// [`TextConfig::default`]'s values (DiffCLIP's text tower).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct TextConfig {
-    #[serde(default = "default_context")]
+    /// Tokens per text.
     pub context_length: usize,
-    #[serde(default = "default_vocab")]
+    /// Token ids `0..vocab_size`.
     pub vocab_size: usize,
+    /// Token width.
     pub width: usize,
+    /// Number of transformer blocks.
     pub layers: usize,
+    /// Baseline head count (even for differential attention).
     pub heads: usize,
-    #[serde(default = "default_mlp_ratio")]
+    /// MLP hidden width = `floor(width * mlp_ratio)`.
     pub mlp_ratio: f64,
-    #[serde(default = "default_quick_gelu")]
+    /// The MLP's nonlinearity.
     pub activation: Activation,
-    #[serde(default = "default_eps")]
+    /// LayerNorm epsilon.
     pub ln_eps: f64,
-    #[serde(default = "default_true")]
+    /// Biases on the q/k/v projections.
     pub qkv_bias: bool,
-    #[serde(default)]
+    /// Attention kind per layer and `lambda_init`.
     pub attention: LayerAttention,
-    #[serde(default)]
+    /// Dropout on attention maps (training).
     pub attn_dropout: f64,
-    #[serde(default)]
+    /// Dropout after attention and MLP projections (training).
     pub dropout: f64,
-    #[serde(default)]
+    /// Fused or reference attention computation.
     pub path: AttentionPath,
 }
 
-impl burn::config::Config for TextConfig {}
-
-impl TextConfig {
-    /// CLIP text tower (77 tokens, 49,408 ids, QuickGELU) with differential attention.
-    pub fn new(width: usize, layers: usize, heads: usize) -> Self {
+impl Default for TextConfig {
+    /// DiffCLIP's text tower: 77 tokens, 49,408 ids, width 512, 12 layers, 8 heads, MLP ratio 4,
+    /// QuickGELU, LayerNorm eps 1e-5, q/k/v biases, differential attention.
+    fn default() -> Self {
         Self {
             context_length: 77,
             vocab_size: 49408,
-            width,
-            layers,
-            heads,
+            width: 512,
+            layers: 12,
+            heads: 8,
             mlp_ratio: 4.0,
             activation: Activation::QuickGelu,
             ln_eps: 1e-5,
@@ -78,6 +62,15 @@ impl TextConfig {
             dropout: 0.0,
             path: AttentionPath::Fused,
         }
+    }
+}
+
+impl burn::config::Config for TextConfig {}
+
+impl TextConfig {
+    /// CLIP text tower (77 tokens, 49,408 ids, QuickGELU) with differential attention.
+    pub fn new(width: usize, layers: usize, heads: usize) -> Self {
+        Self { width, layers, heads, ..Self::default() }
     }
 
     /// The fields shared with the vision tower.

@@ -73,6 +73,7 @@ impl TowerSpec<'_> {
                 attn_dropout: self.attn_dropout,
                 proj_dropout: self.dropout,
                 path: self.path,
+                ..AttentionConfig::default()
             },
             mlp_hidden: self.mlp_hidden(),
             activation: self.activation,

@@ -11,73 +11,65 @@ use crate::block::ResidualBlock;
 use crate::tower::{TowerSpec, check_nonzero};
 use crate::{Activation, EncoderError, LayerAttention};
 
-fn default_mlp_ratio() -> f64 {
-    4.0
-}
-fn default_true() -> bool {
-    true
-}
-fn default_eps() -> f64 {
-    1e-5
-}
-fn default_in_chans() -> usize {
-    3
-}
-fn default_gelu() -> Activation {
-    Activation::Gelu
-}
-
-/// Vision tower configuration. JSON field names are the struct's; unknown fields are errors.
+/// Vision tower configuration, in serde form with unknown fields rejected; omitted fields take
+/// [`VisionConfig::default`]'s values (DiffCLIP's ViT-B/16).
 ///
 /// `patch_bias = true, ln_pre = false` is the timm layout DiffCLIP uses;
 /// `patch_bias = false, ln_pre = true` is the OpenAI/open_clip layout.
+///
+/// ```
+/// use diffclip_encoders::VisionConfig;
+/// let c: VisionConfig = serde_json::from_str(r#"{"image_size": 32, "patch_size": 8, "width": 64, "layers": 2, "heads": 4}"#).unwrap();
+/// assert_eq!(c, VisionConfig::timm(32, 8, 64, 2, 4));
+/// assert!(serde_json::from_str::<VisionConfig>(r#"{"patch": 8}"#).is_err());
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct VisionConfig {
+    /// Input side in pixels (square images).
     pub image_size: usize,
+    /// Patch side; `image_size` must be a multiple of it.
     pub patch_size: usize,
+    /// Token width.
     pub width: usize,
+    /// Number of transformer blocks.
     pub layers: usize,
+    /// Baseline head count (even for differential attention).
     pub heads: usize,
-    #[serde(default = "default_mlp_ratio")]
+    /// MLP hidden width = `floor(width * mlp_ratio)`.
     pub mlp_ratio: f64,
-    #[serde(default = "default_gelu")]
+    /// The MLP's nonlinearity.
     pub activation: Activation,
     /// Bias on the patch-embedding convolution (timm: yes, OpenAI: no).
-    #[serde(default = "default_true")]
     pub patch_bias: bool,
     /// LayerNorm before the blocks (OpenAI `ln_pre`).
-    #[serde(default)]
     pub ln_pre: bool,
-    #[serde(default = "default_eps")]
+    /// LayerNorm epsilon.
     pub ln_eps: f64,
-    #[serde(default = "default_true")]
+    /// Biases on the q/k/v projections.
     pub qkv_bias: bool,
-    #[serde(default = "default_in_chans")]
+    /// Image channels.
     pub in_chans: usize,
-    #[serde(default)]
+    /// Attention kind per layer and `lambda_init`.
     pub attention: LayerAttention,
     /// Dropout on attention maps (training).
-    #[serde(default)]
     pub attn_dropout: f64,
     /// Dropout after attention and MLP projections (training).
-    #[serde(default)]
     pub dropout: f64,
-    #[serde(default)]
+    /// Fused or reference attention computation.
     pub path: AttentionPath,
 }
 
-impl burn::config::Config for VisionConfig {}
-
-impl VisionConfig {
-    /// timm layout (DiffCLIP): biased patch conv, no `ln_pre`, exact GELU, differential attention.
-    pub fn timm(image_size: usize, patch_size: usize, width: usize, layers: usize, heads: usize) -> Self {
+impl Default for VisionConfig {
+    /// DiffCLIP's ViT-B/16 tower: 224 px, patch 16, width 768, 12 layers, 12 heads, MLP ratio 4,
+    /// exact GELU, timm layout, LayerNorm eps 1e-5, q/k/v biases, differential attention.
+    fn default() -> Self {
         Self {
-            image_size,
-            patch_size,
-            width,
-            layers,
-            heads,
+            image_size: 224,
+            patch_size: 16,
+            width: 768,
+            layers: 12,
+            heads: 12,
             mlp_ratio: 4.0,
             activation: Activation::Gelu,
             patch_bias: true,
@@ -90,6 +82,15 @@ impl VisionConfig {
             dropout: 0.0,
             path: AttentionPath::Fused,
         }
+    }
+}
+
+impl burn::config::Config for VisionConfig {}
+
+impl VisionConfig {
+    /// timm layout (DiffCLIP): biased patch conv, no `ln_pre`, exact GELU, differential attention.
+    pub fn timm(image_size: usize, patch_size: usize, width: usize, layers: usize, heads: usize) -> Self {
+        Self { image_size, patch_size, width, layers, heads, ..Self::default() }
     }
 
     /// OpenAI/open_clip layout: conv without bias, `ln_pre`, QuickGELU, standard attention.

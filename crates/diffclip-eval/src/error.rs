@@ -12,20 +12,14 @@ pub enum EvalError {
         #[source]
         source: std::io::Error,
     },
-    /// A malformed line of a dataset file (CSV, class-name list, ...).
-    #[error("{path}:{line}: {message}")]
-    Format {
-        path: String,
-        line: usize,
-        message: String,
-    },
     /// A dataset whose layout is wrong as a whole (missing file, empty class, ...).
     #[error("{path}: {message}")]
     Dataset { path: String, message: String },
     /// An image that could not be decoded or preprocessed.
     #[error(transparent)]
     Preprocess(#[from] diffclip_data::PreprocessError),
-    /// A dataset of `diffclip-data` failed (the message names the file, line or entry).
+    /// A dataset of `diffclip-data` failed, or a dataset file read by it is malformed (the
+    /// message names the file, and the line of a CSV file: `file:line: ...`).
     #[error(transparent)]
     Data(#[from] diffclip_data::DataError),
     /// The tokenizer could not be built.
@@ -81,19 +75,6 @@ impl EvalError {
     pub(crate) fn dataset(path: impl AsRef<std::path::Path>, message: impl Into<String>) -> Self {
         Self::Dataset {
             path: path.as_ref().display().to_string(),
-            message: message.into(),
-        }
-    }
-
-    /// An [`EvalError::Format`] for `path:line`.
-    pub(crate) fn format(
-        path: impl AsRef<std::path::Path>,
-        line: usize,
-        message: impl Into<String>,
-    ) -> Self {
-        Self::Format {
-            path: path.as_ref().display().to_string(),
-            line,
             message: message.into(),
         }
     }

@@ -26,6 +26,7 @@ mod encode;
 mod error;
 mod evaluate;
 mod evaluator;
+pub mod heldout;
 mod matrix;
 pub mod metadata;
 pub mod pairs;
@@ -36,6 +37,7 @@ pub mod report;
 mod retrieval;
 pub mod robustness;
 mod source;
+pub mod stats;
 pub mod synthetic;
 mod zeroshot;
 

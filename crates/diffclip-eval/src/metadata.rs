@@ -2,55 +2,18 @@
 //! ImageNet's 1000 classes, WordNet ids, the 80 OpenAI templates, the 7 "simple" templates, the
 //! 200-class subsets of ImageNet-A/-R/-O, and CLIP_benchmark's names/templates of other datasets.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::OnceLock;
 
-use serde::Deserialize;
+pub use diffclip_data::metadata::{
+    DatasetPrompts, ImageNetMetadata, ZeroShotMetadata, fill_template, is_template,
+};
 
 use crate::EvalError;
 
 const METADATA_JSON: &str = include_str!("../data/zeroshot_metadata.json");
 
-/// The whole metadata file.
-#[derive(Debug, Clone, Deserialize)]
-pub struct ZeroShotMetadata {
-    /// Where the data comes from.
-    pub description: String,
-    /// ImageNet-1k names, templates, WordNet ids and subsets.
-    pub imagenet1k: ImageNetMetadata,
-    /// Other datasets by CLIP_benchmark name (`cifar10`, `pets`, `flowers`, ...).
-    pub datasets: BTreeMap<String, DatasetPrompts>,
-}
-
-/// ImageNet-1k metadata (class-index order throughout).
-#[derive(Debug, Clone, Deserialize)]
-pub struct ImageNetMetadata {
-    /// The OpenAI CLIP class names.
-    pub classnames: Vec<String>,
-    /// The 80 prompt templates of OpenAI CLIP (`{c}` stands for the class name).
-    pub templates_openai: Vec<String>,
-    /// The 7-template subset OpenAI found best.
-    pub templates_simple: Vec<String>,
-    /// WordNet ids (`n01440764`, ...), the folder names of ImageNet-style datasets.
-    pub wnids: Vec<String>,
-    /// The 200 class indices of ImageNet-A.
-    pub imagenet_a_class_indices: Vec<usize>,
-    /// The 200 class indices of ImageNet-R.
-    pub imagenet_r_class_indices: Vec<usize>,
-    /// The 200 class indices of ImageNet-O.
-    pub imagenet_o_class_indices: Vec<usize>,
-}
-
-/// One dataset's class names (when CLIP_benchmark ships them) and templates.
-#[derive(Debug, Clone, Deserialize)]
-pub struct DatasetPrompts {
-    /// Class names; `None` where CLIP_benchmark takes them from the dataset itself.
-    pub classnames: Option<Vec<String>>,
-    /// Prompt templates with `{c}`.
-    pub templates: Option<Vec<String>>,
-}
-
-/// The parsed metadata (parsed once).
+/// The shipped metadata, parsed once (by [`ZeroShotMetadata`], the one parser of the file).
 ///
 /// ```
 /// let m = diffclip_eval::metadata::metadata();
@@ -64,7 +27,7 @@ pub struct DatasetPrompts {
 pub fn metadata() -> &'static ZeroShotMetadata {
     static PARSED: OnceLock<ZeroShotMetadata> = OnceLock::new();
     PARSED.get_or_init(|| {
-        serde_json::from_str(METADATA_JSON).expect("embedded zeroshot_metadata.json")
+        ZeroShotMetadata::from_json(METADATA_JSON).expect("embedded zeroshot_metadata.json")
     })
 }
 
@@ -176,46 +139,45 @@ fn unknown(what: &'static str, name: &str, templates: bool) -> EvalError {
     }
 }
 
-/// A template with the class name filled in (`{c}`, or `{}` as in OpenAI's notebook).
-///
-/// ```
-/// assert_eq!(diffclip_eval::metadata::fill_template("a photo of a {c}.", "dog"), "a photo of a dog.");
-/// ```
-pub fn fill_template(template: &str, classname: &str) -> String {
-    if template.contains("{c}") {
-        template.replace("{c}", classname)
-    } else {
-        template.replace("{}", classname)
-    }
-}
-
-/// Class names from a metadata name ([`classnames`]) or, when `spec` is an existing file, one
-/// name per line of it.
+/// Class names from a metadata name ([`classnames`]) or, when `spec` is an existing file, from
+/// the file ([`diffclip_data::datasets::read_class_names`]: one name per line, blank lines
+/// skipped, or a JSON list).
 pub fn classnames_from(spec: &str) -> Result<Vec<String>, EvalError> {
     let path = std::path::Path::new(spec);
     if path.is_file() {
-        crate::dataset::read_lines(path)
+        Ok(diffclip_data::datasets::read_class_names(path, &[])?)
     } else {
         classnames(spec)
     }
 }
 
 /// Templates from a name ([`templates`]) or, when `spec` is an existing file, one template per
-/// line of it (each must contain `{c}` or `{}`).
+/// line of it ([`diffclip_data::files::read_lines`]: trimmed, blank lines skipped). Each must
+/// have a placeholder, `{c}` or `{}` ([`fill_template`]); an empty file is an error.
+///
+/// ```
+/// let dir = tempfile::tempdir().unwrap();
+/// let p = dir.path().join("t.txt");
+/// std::fs::write(&p, "a photo of a {c}.\n\nitap of a {}.\n").unwrap();
+/// let t = diffclip_eval::metadata::templates_from(p.to_str().unwrap()).unwrap();
+/// assert_eq!(t, ["a photo of a {c}.", "itap of a {}."]);
+/// std::fs::write(&p, "a photo.\n").unwrap();
+/// assert!(diffclip_eval::metadata::templates_from(p.to_str().unwrap()).is_err());
+/// assert_eq!(diffclip_eval::metadata::templates_from("simple").unwrap().len(), 7);
+/// ```
 pub fn templates_from(spec: &str) -> Result<Vec<String>, EvalError> {
     let path = std::path::Path::new(spec);
     if !path.is_file() {
         return templates(spec);
     }
-    let lines = crate::dataset::read_lines(path)?;
-    if let Some(i) = lines
-        .iter()
-        .position(|t| !t.contains("{c}") && !t.contains("{}"))
-    {
-        return Err(EvalError::format(
+    let lines = diffclip_data::files::read_lines(path)?;
+    if lines.is_empty() {
+        return Err(EvalError::dataset(path, "no templates"));
+    }
+    if let Some(t) = lines.iter().find(|t| !is_template(t)) {
+        return Err(EvalError::dataset(
             path,
-            i + 1,
-            "a template needs {c} where the class name goes",
+            format!("template {t:?} has no {{c}} where the class name goes"),
         ));
     }
     Ok(lines)

@@ -5,9 +5,9 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
 use diffclip_clip::{Clip, ClipConfig};
-use diffclip_data::Pipeline;
+use diffclip_data::{DataError, Pipeline};
 use diffclip_data::synthetic::{ClassTask, Split, SyntheticConfig, SyntheticDataset};
-use diffclip_eval::attention::{attention_heatmaps, panel_names, save_overlay_png};
+use diffclip_eval::attention::{TITLE_HEIGHT, attention_heatmaps, panel_names, panel_titles, save_comparison_png, save_overlay_png};
 use diffclip_eval::dataset::{CaptionSet, ImageFolder, PairSet};
 use diffclip_eval::probe::{FewShotConfig, LinearProbeConfig};
 use diffclip_eval::robustness::imagenet_variant;
@@ -111,7 +111,7 @@ fn probe_fewshot_pairs_robustness_and_cache_on_files() {
     };
 
     // Zero-shot on files; the second pass reads the cache and agrees exactly.
-    let names = train.display_names();
+    let names = train.class_names.clone();
     let templates = ["a photo of something {c}."];
     let z1 = eval.zero_shot(te, &names, &templates).unwrap();
     let cached = std::fs::read_dir(
@@ -256,8 +256,25 @@ fn attention_maps_and_png() {
     assert_eq!(panels, 5);
     assert_eq!(
         (back.width(), back.height()),
-        (panels * 224 + (panels - 1) * 4, 224)
+        (panels * 224 + (panels - 1) * 4, 224 + TITLE_HEIGHT as u32)
     );
+    let titles = panel_titles(&maps);
+    assert_eq!(titles.len(), 5);
+    assert!(titles[2][0].contains("subtracted") && titles[3][1].contains("λ ="), "{titles:?}");
+    // Title strip: some dark (text) pixels above the first map panel.
+    let strip_dark = (0..TITLE_HEIGHT as u32)
+        .flat_map(|y| (228..452).map(move |x| (x, y)))
+        .filter(|&(x, y)| back.to_rgb8().get_pixel(x, y).0[0] < 128)
+        .count();
+    assert!(strip_dark > 20, "no title text drawn ({strip_dark} dark pixels)");
+    // The same image's maps from a standard and a differential model in one figure.
+    let mut standard = maps.clone();
+    (standard.second, standard.lambda, standard.effective) = (None, None, standard.first.clone());
+    let cmp = dir.path().join("compare.png");
+    save_comparison_png(&cmp, &rgb, 32, &[("clip", &standard), ("diffclip", &maps)], Some("a red square")).unwrap();
+    let back = image::open(&cmp).unwrap();
+    assert_eq!(back.width(), 5 * 224 + 4 * 4);
+    assert!(back.height() > 2 * (224 + TITLE_HEIGHT as u32));
     assert!(attention_heatmaps(&encoder, vec![0.0; 10], None, None).is_err());
     assert!(attention_heatmaps(&encoder, p.normalize(&rgb), None, Some(7)).is_err());
 }
@@ -273,7 +290,10 @@ fn malformed_datasets_are_errors_naming_file_and_line() {
     )
     .unwrap();
     let e = CaptionSet::open(root).unwrap_err();
-    assert!(matches!(&e, EvalError::Format { line: 3, .. }), "{e}");
+    assert!(
+        matches!(&e, EvalError::Data(DataError::Csv { line: 3, .. })),
+        "{e}"
+    );
     assert!(e.to_string().contains("captions.csv:3"), "{e}");
 
     std::fs::write(
@@ -292,14 +312,14 @@ fn malformed_datasets_are_errors_naming_file_and_line() {
         CaptionSet::open(root)
             .unwrap_err()
             .to_string()
-            .contains("no column 'image'")
+            .contains("no column \"image\"")
     );
 
     std::fs::create_dir_all(root.join("folder/empty")).unwrap();
     write_png(&root.join("folder/full/x.png"), COLORS[1], 0);
     let e = ImageFolder::open(&root.join("folder")).unwrap_err();
     assert!(
-        e.to_string().contains("empty") && e.to_string().contains("without images"),
+        e.to_string().contains("empty") && e.to_string().contains("no images"),
         "{e}"
     );
     assert!(ImageFolder::open(&root.join("nope")).is_err());

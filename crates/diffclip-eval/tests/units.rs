@@ -1,7 +1,6 @@
-//! Unit checks of the pieces: CSV, metadata, ranking, cache, solver, sampling, pairs.
+//! Unit checks of the pieces: metadata, ranking, cache, solver, sampling, pairs.
 
 use diffclip_eval::cache::data_key;
-use diffclip_eval::dataset::Csv;
 use diffclip_eval::metadata::{self, ImageNetSubset};
 use diffclip_eval::pairs::pair_metrics;
 use diffclip_eval::probe::{LbfgsOptions, lbfgs, sample_shots, stratified_split};
@@ -9,27 +8,6 @@ use diffclip_eval::ranking::{numpy_mean, pairwise_sum, rank_of};
 use diffclip_eval::{
     EmbeddingCache, EvalError, Matrix, ModelKey, retrieval_recall, zero_shot_metrics,
 };
-
-#[test]
-fn csv_quotes_newlines_crlf_and_blank_lines() {
-    let text = "image,caption\r\na.png,\"two\nlines\"\r\n\r\nb.png,plain\n\"c.png\", \"spaced\"\n";
-    let csv = Csv::parse(text, "x.csv".as_ref()).unwrap();
-    assert_eq!(csv.header, ["image", "caption"]);
-    let rows: Vec<_> = csv
-        .records
-        .iter()
-        .map(|r| (r.line, r.fields.clone()))
-        .collect();
-    assert_eq!(
-        rows[0],
-        (2, vec!["a.png".to_string(), "two\nlines".to_string()])
-    );
-    assert_eq!(rows[1], (5, vec!["b.png".to_string(), "plain".to_string()]));
-    assert_eq!(rows[2].1, ["c.png", "spaced"]);
-    let e = Csv::parse("a,b\nx\"y,z\n", "x.csv".as_ref()).unwrap_err();
-    assert!(matches!(e, EvalError::Format { line: 2, .. }), "{e}");
-    assert!(Csv::parse("", "x.csv".as_ref()).is_err());
-}
 
 #[test]
 fn shipped_metadata_is_complete() {

@@ -13,6 +13,17 @@ pub enum LossKind {
     Siglip,
 }
 
+/// The learning rate after warm-up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum LrDecay {
+    /// Cosine decay to `min_lr` at the last step (the paper's).
+    #[default]
+    Cosine,
+    /// Constant at `lr`.
+    Constant,
+}
+
 /// Training hyper-parameters. Defaults follow the paper (lr 5e-4, wd 0.5, β2 0.98, cosine).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -23,15 +34,19 @@ pub struct TrainConfig {
     pub batch_size: usize,
     /// Micro-batches per optimizer step (gradient accumulation).
     pub accum_steps: usize,
+    /// Peak learning rate (reached at the end of warm-up).
     pub lr: f64,
+    /// Learning rate at the last step under cosine decay.
     pub min_lr: f64,
     /// Linear warm-up steps (the paper warms up for one epoch).
     pub warmup_steps: u64,
-    /// `true`: cosine decay after warm-up; `false`: constant.
-    pub cosine: bool,
+    /// What the learning rate does after warm-up.
+    pub decay: LrDecay,
+    /// Optimizer settings.
     pub adamw: AdamWConfig,
     /// Clip the global gradient norm to this value.
     pub grad_clip: Option<f64>,
+    /// The contrastive loss.
     pub loss: LossKind,
     /// Seeds the data order, caption choice and dropout.
     pub seed: u64,
@@ -44,6 +59,7 @@ pub struct TrainConfig {
 }
 
 impl Default for TrainConfig {
+    /// The paper's optimiser settings for 1000 steps of 128, 100 warm-up steps, cosine decay.
     fn default() -> Self {
         Self {
             steps: 1000,
@@ -52,7 +68,7 @@ impl Default for TrainConfig {
             lr: 5e-4,
             min_lr: 0.0,
             warmup_steps: 100,
-            cosine: true,
+            decay: LrDecay::Cosine,
             adamw: AdamWConfig::default(),
             grad_clip: None,
             loss: LossKind::Clip,
@@ -67,10 +83,9 @@ impl Default for TrainConfig {
 impl TrainConfig {
     /// The learning-rate schedule these settings describe.
     pub fn schedule(&self) -> LrSchedule {
-        if self.cosine {
-            LrSchedule::WarmupCosine { base: self.lr, warmup: self.warmup_steps, total: self.steps, min: self.min_lr }
-        } else {
-            LrSchedule::WarmupConstant { base: self.lr, warmup: self.warmup_steps }
+        match self.decay {
+            LrDecay::Cosine => LrSchedule::WarmupCosine { base: self.lr, warmup: self.warmup_steps, total: self.steps, min: self.min_lr },
+            LrDecay::Constant => LrSchedule::WarmupConstant { base: self.lr, warmup: self.warmup_steps },
         }
     }
 

@@ -36,10 +36,11 @@ mod order;
 pub mod parallel;
 mod schedule;
 mod stream;
+pub mod synthetic;
 mod trainer;
 
 pub use checkpoint::{Checkpoint, TrainState, load_training_checkpoint, save_training_checkpoint};
-pub use config::{LossKind, TrainConfig};
+pub use config::{LossKind, LrDecay, TrainConfig};
 pub use error::TrainError;
 pub use log::{MetricsLog, StepRecord};
 pub use optim::{AdamW, AdamWConfig, GradBuffer, Moments};
@@ -47,4 +48,4 @@ pub use order::epoch_order;
 pub use schedule::LrSchedule;
 pub use parallel::DataParallel;
 pub use stream::WdsStream;
-pub use trainer::{ClipStream, EvalHook, SampleStream, TrainReport, Trainer, mean_lambda};
+pub use trainer::{ClipStream, EvalHook, LrScale, SampleStream, TrainReport, Trainer, mean_lambda};

@@ -9,6 +9,8 @@ use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::tensor::{Gradients, Tensor};
 use serde::{Deserialize, Serialize};
 
+use crate::TrainError;
+
 /// AdamW hyper-parameters (paper defaults: lr 5e-4, betas 0.9/0.98, eps 1e-6, wd 0.5).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -119,10 +121,72 @@ impl AdamW {
     }
 
     /// One update of `model` with learning rate `lr` from the buffered gradients.
+    ///
+    /// Never panics on state that does not fit the model: a moment whose length differs from
+    /// its parameter's (possible only when `moments` was edited by hand, since
+    /// [`load_training_checkpoint`](crate::load_training_checkpoint) refuses such files) is
+    /// restarted from zero, and a gradient of the wrong length leaves its parameter as it
+    /// is. [`try_step`](Self::try_step) reports both as an error instead.
     pub fn step<M: Module>(&mut self, model: M, lr: f64, grads: &GradBuffer) -> M {
         self.step += 1;
         let mut mapper = Update { path: Vec::new(), lr, opt: self, grads };
         model.map(&mut mapper)
+    }
+
+    /// [`step`](Self::step), after checking that every buffered gradient and every moment
+    /// has exactly as many elements as the parameter it belongs to. On error nothing is
+    /// changed (neither the model nor the optimizer state).
+    pub fn try_step<M: Module>(&mut self, model: M, lr: f64, grads: &GradBuffer) -> Result<M, TrainError> {
+        self.check(&model, grads)?;
+        Ok(self.step(model, lr, grads))
+    }
+
+    /// Check the optimizer state and `grads` against `model`'s parameters (see
+    /// [`try_step`](Self::try_step)); moments for parameters the model lacks are refused too.
+    pub fn check<M: Module>(&self, model: &M, grads: &GradBuffer) -> Result<(), TrainError> {
+        let sizes = parameter_sizes(model);
+        let bad = |message: String| TrainError::Resume { path: "<optimizer>".into(), message };
+        for (key, g) in &grads.grads {
+            let Some(&n) = sizes.get(key) else { return Err(bad(format!("gradient for '{key}', which the model has no parameter for"))) };
+            let len = g.dims()[0];
+            if len != n {
+                return Err(bad(format!("gradient for '{key}' has {len} elements, but the parameter has {n}")));
+            }
+        }
+        for (key, mom) in &self.moments {
+            let Some(&n) = sizes.get(key) else { return Err(bad(format!("optimizer state for '{key}', which the model has no parameter for"))) };
+            for (what, len) in [("m", mom.m.dims()[0]), ("v", mom.v.dims()[0])] {
+                if len != n {
+                    return Err(bad(format!("optimizer state optim.{what}.{key} has {len} elements, but the parameter has {n}")));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Number of elements of every float parameter of `model`, keyed by the path the optimizer
+/// state and [`GradBuffer`] use.
+pub fn parameter_sizes<M: Module>(model: &M) -> BTreeMap<String, usize> {
+    let mut v = Sizes { path: Vec::new(), out: BTreeMap::new() };
+    model.visit(&mut v);
+    v.out
+}
+
+struct Sizes {
+    path: Vec<String>,
+    out: BTreeMap<String, usize>,
+}
+
+impl ModuleVisitor for Sizes {
+    fn enter_module(&mut self, name: &str, _: &str) {
+        self.path.push(name.to_string());
+    }
+    fn exit_module(&mut self, _: &str, _: &str) {
+        self.path.pop();
+    }
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        self.out.insert(self.path.join("."), param.lazy_shape().num_elements());
     }
 }
 
@@ -143,6 +207,10 @@ impl ModuleMapper for Update<'_> {
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
         let key = self.path.join(".");
         let Some(g) = self.grads.grads.get(&key) else { return param };
+        // A gradient that does not fit its parameter is skipped, not a panic (see `step`).
+        if g.dims()[0] != param.lazy_shape().num_elements() {
+            return param;
+        }
         let (id, tensor, mapper) = param.consume();
         let require_grad = tensor.is_require_grad();
         let dims = tensor.dims();
@@ -151,7 +219,8 @@ impl ModuleMapper for Update<'_> {
         let c = &self.opt.config;
         let (b1, b2) = (c.beta1, c.beta2);
         let t = self.opt.step as i32;
-        let (m, v) = match self.opt.moments.remove(&key) {
+        // A moment that does not fit its parameter is restarted rather than a panic (see `step`).
+        let (m, v) = match self.opt.moments.remove(&key).filter(|s| s.m.dims()[0] == n && s.v.dims()[0] == n) {
             Some(s) => (s.m * b1 + g.clone() * (1.0 - b1), s.v * b2 + g.clone().square() * (1.0 - b2)),
             None => (g.clone() * (1.0 - b1), g.clone().square() * (1.0 - b2)),
         };

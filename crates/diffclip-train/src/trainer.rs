@@ -34,6 +34,12 @@ pub trait ClipStream {
     fn open(&self, epoch: u64, skip: usize) -> Result<SampleStream<'_>, TrainError>;
 }
 
+/// A learning-rate multiplier per parameter: `(parameter path, step) -> factor`, where the path
+/// is the optimizer's key (`visual.blocks.0.attn.q_proj.weight`) and `step` counts the updates
+/// before this one. `0` freezes the parameter for that step (no update, no weight decay, its
+/// moments untouched).
+pub type LrScale = Box<dyn Fn(&str, u64) -> f64 + Send + Sync>;
+
 /// Where [`Trainer::run`] takes its micro-batches from.
 enum Feed<'a> {
     Map { data: &'a dyn ClipDataset, order: Vec<usize> },
@@ -73,6 +79,10 @@ pub struct Trainer {
     /// Split every micro-batch across several devices (see [`crate::parallel`]); `None`: the
     /// whole batch on [`device`](Self::device). Its main device must be `device`.
     pub parallel: Option<DataParallel>,
+    /// Per-parameter learning-rate factors (e.g. a lower rate for weights copied from another
+    /// model, or freezing them for the first steps); `None`: every factor is 1. Not stored in
+    /// checkpoints: a resumed run must set it again.
+    pub lr_scale: Option<LrScale>,
 }
 
 /// Mean `lambda_full` over a tower's differential layers.
@@ -98,6 +108,7 @@ impl Trainer {
             fail_on_bad_samples: false,
             overwrite: false,
             parallel: None,
+            lr_scale: None,
         }
     }
 
@@ -117,6 +128,7 @@ impl Trainer {
             fail_on_bad_samples: false,
             overwrite: false,
             parallel: None,
+            lr_scale: None,
         })
     }
 
@@ -216,7 +228,7 @@ impl Trainer {
                 grads.scale(max / (grad_norm + 1e-6));
             }
             // Cloning a module shares its tensors; the optimizer maps the clone to new weights.
-            self.model = clamp_logit_scale(self.optim.step(self.model.clone(), lr, &grads));
+            self.model = clamp_logit_scale(self.update(lr, &grads));
             self.state.step += 1;
             self.state.samples_seen += samples as u64;
             self.state.last_loss = loss_sum;
@@ -268,6 +280,29 @@ impl Trainer {
         Ok(report)
     }
 
+    /// One optimizer update with `grads` at learning rate `lr`, times each parameter's
+    /// [`lr_scale`](Self::lr_scale) factor. Parameters with the same factor are updated together;
+    /// all of them see the same AdamW step count, so the update equals a single
+    /// [`AdamW::step`] when every factor is 1.
+    fn update(&mut self, lr: f64, grads: &GradBuffer) -> Clip {
+        let Some(scale) = &self.lr_scale else { return self.optim.step(self.model.clone(), lr, grads) };
+        let mut groups: std::collections::BTreeMap<u64, GradBuffer> = Default::default();
+        for (key, g) in &grads.grads {
+            let f = scale(key, self.state.step);
+            if f.is_finite() && f > 0.0 {
+                groups.entry(f.to_bits()).or_default().grads.insert(key.clone(), g.clone());
+            }
+        }
+        let t = self.optim.step;
+        let mut model = self.model.clone();
+        for (bits, group) in &groups {
+            self.optim.step = t;
+            model = self.optim.step(model, lr * f64::from_bits(*bits), group);
+        }
+        self.optim.step = t + 1;
+        model
+    }
+
     /// Write the rolling checkpoint now (no-op without an output folder or model config).
     pub fn save_checkpoint(&self) -> Result<(), TrainError> {
         let (Some(path), Some(model_config)) = (self.checkpoint_path(), self.model_config.clone()) else { return Ok(()) };
@@ -277,7 +312,7 @@ impl Trainer {
 
     fn loss(&self, images: Tensor<4>, texts: Tensor<2, burn::tensor::Int>) -> Tensor<1> {
         let out = self.model.forward(images, texts);
-        let scale = out.logit_scale.clamp_max(MAX_LOGIT_SCALE);
+        let scale = out.logit_scale_exp.clamp_max(MAX_LOGIT_SCALE);
         match (self.config.loss, &self.model.logit_bias) {
             (LossKind::Siglip, Some(bias)) => siglip_loss(out.image_embed, out.text_embed, scale, bias.val()),
             _ => clip_loss_normalized(out.image_embed, out.text_embed, scale),

@@ -141,6 +141,9 @@ fn transpose(t: StateTensor, key: &str, path: &str) -> Result<StateTensor, Check
     let [r, c] = t.shape[..] else {
         return Err(CheckpointError::Transform { path: path.into(), key: key.into(), message: format!("expected a matrix, found shape {:?}", t.shape) });
     };
+    if r.checked_mul(c) != Some(t.data.len()) {
+        return Err(CheckpointError::Transform { path: path.into(), key: key.into(), message: format!("shape {:?} does not match its {} values", t.shape, t.data.len()) });
+    }
     let mut data = vec![0.0; r * c];
     for i in 0..r {
         for j in 0..c {
@@ -158,8 +161,10 @@ fn split_in_proj(sd: StateDict, path: &str) -> Result<StateDict, CheckpointError
             out.insert(key, t);
             continue;
         };
-        let rows = t.shape[0];
-        if rows % 3 != 0 {
+        let Some(&rows) = t.shape.first() else {
+            return Err(CheckpointError::Transform { path: path.into(), key, message: "fused q/k/v is a scalar".into() });
+        };
+        if rows % 3 != 0 || t.data.len() % 3 != 0 {
             return Err(CheckpointError::Transform { path: path.into(), key, message: format!("fused q/k/v has {rows} rows, not a multiple of 3") });
         }
         let per = t.data.len() / 3;

@@ -15,9 +15,9 @@ use burn::store::{BurnpackStore, ModuleSnapshot, ModuleStore, PyTorchToBurnAdapt
 use burn::tensor::TensorData;
 
 pub use error::{CheckpointError, KeyMismatch};
-pub use export::{config_of, save_burnpack, save_safetensors, state_dict_of, write_atomic};
+pub use export::{config_of, save_burnpack, save_safetensors, state_dict_of};
 pub use layout::{CheckpointFormat, detect_format, to_canonical, to_diffclip_names};
-pub use state_dict::{Container, StateDict, StateTensor, read_pytorch, read_safetensors};
+pub use state_dict::{Container, StateDict, StateTensor, read_pytorch, read_safetensors, safetensors_to_f32};
 
 use crate::Clip;
 
@@ -64,6 +64,16 @@ pub fn load_checkpoint(model: &mut Clip, path: impl AsRef<Path>) -> Result<Check
 /// Apply a canonical state dict (see [`to_canonical`]) to `model`, checking names and shapes.
 /// `source` names the origin in error messages.
 pub fn load_state_dict(model: &mut Clip, mut sd: StateDict, source: &str) -> Result<(), CheckpointError> {
+    for (key, t) in &sd {
+        let numel = t.shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+        if numel != Some(t.data.len()) {
+            return Err(CheckpointError::Transform {
+                path: source.into(),
+                key: key.clone(),
+                message: format!("shape {:?} does not match its {} values", t.shape, t.data.len()),
+            });
+        }
+    }
     let expected = state_dict_shapes(model);
     let mut mismatch = KeyMismatch::default();
     for (key, shape) in &expected {

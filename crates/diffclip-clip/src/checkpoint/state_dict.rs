@@ -1,6 +1,14 @@
 //! Reading every tensor of a checkpoint file into memory as f32, whatever the container.
+//!
+//! Files are untrusted: the container is detected from its structure, every length a file
+//! declares is checked against the file before anything is allocated for it, and weights
+//! must be stored as floating point (F64, F32, F16 or BF16, converted to f32 exactly as
+//! PyTorch's `.float()` does). Integer and bool tensors are refused with their key named,
+//! except the integer index buffers that no layout loads as weights (`*.position_ids`,
+//! `*.num_batches_tracked`), which are skipped.
 
 use std::collections::BTreeMap;
+use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 
 use burn::store::pytorch_reader::{DType as PtDType, PytorchReader};
@@ -18,48 +26,93 @@ pub struct StateTensor {
 /// Tensors by key, as stored in the file (after container unwrapping).
 pub type StateDict = BTreeMap<String, StateTensor>;
 
-/// The file container, detected from its first bytes.
+/// The file container, detected from its structure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Container {
     Safetensors,
-    /// `torch.save` output (zip or legacy pickle).
+    /// `torch.save` output (zip, legacy pickle or tar).
     Pytorch,
     /// Burn's own burnpack format.
     Burnpack,
 }
 
+/// The largest JSON header the safetensors format accepts (the `safetensors` crate's limit).
+const SAFETENSORS_MAX_HEADER: u64 = 100_000_000;
+
+/// How much of the file's start the magic numbers are looked for in (a tar header's
+/// `ustar` sits at offset 257).
+const HEAD_LEN: usize = 512;
+
+/// Detect the container from the file's structure, not from one byte:
+///
+/// 1. safetensors: a little-endian `u64` header length `n` with `2 <= n <= 100 MB` and
+///    `8 + n <=` the file length, followed by `n` bytes that parse as a JSON object. This
+///    comes first because `n`'s low bytes can be anything, pickle's `0x80 0x02` included.
+/// 2. PyTorch zip (`PK\x03\x04`, or `PK\x05\x06` for an empty archive).
+/// 3. PyTorch legacy pickle: the `PROTO` opcode `0x80` followed by a protocol 2 to 5.
+/// 4. PyTorch tar: `ustar` at offset 257.
+/// 5. burnpack: `BURN` (or `NRUB`) magic.
+/// 6. Otherwise a file whose ninth byte opens a JSON object is taken for a broken safetensors
+///    file, so that its reader says what is wrong (header longer than the file, bad JSON, ...).
 pub(crate) fn detect_container(path: &Path) -> Result<Container, CheckpointError> {
-    let bytes = read_head(path)?;
-    if bytes.len() >= 4 && (&bytes[..4] == b"BURN" || &bytes[..4] == b"NRUB") {
-        return Ok(Container::Burnpack);
-    }
-    if bytes.len() >= 4 && &bytes[..4] == b"PK\x03\x04" || bytes.first() == Some(&0x80) {
-        return Ok(Container::Pytorch);
-    }
-    if bytes.len() >= 9 && bytes[8] == b'{' {
+    let name = path.display().to_string();
+    let io = |source| CheckpointError::Io { path: name.clone(), source };
+    let mut f = std::fs::File::open(path).map_err(io)?;
+    let file_len = f.metadata().map_err(io)?.len();
+    let mut head = Vec::with_capacity(HEAD_LEN);
+    (&mut f).take(HEAD_LEN as u64).read_to_end(&mut head).map_err(io)?;
+
+    if parses_as_safetensors(&mut f, &head, file_len).map_err(io)? {
         return Ok(Container::Safetensors);
     }
-    Err(CheckpointError::UnknownContainer { path: path.display().to_string() })
+    if head.starts_with(b"PK\x03\x04") || head.starts_with(b"PK\x05\x06") {
+        return Ok(Container::Pytorch);
+    }
+    if head.len() >= 2 && head[0] == 0x80 && (2..=5).contains(&head[1]) {
+        return Ok(Container::Pytorch);
+    }
+    if head.get(257..262) == Some(b"ustar") {
+        return Ok(Container::Pytorch);
+    }
+    if head.starts_with(b"BURN") || head.starts_with(b"NRUB") {
+        return Ok(Container::Burnpack);
+    }
+    if head.get(8) == Some(&b'{') {
+        return Ok(Container::Safetensors);
+    }
+    Err(CheckpointError::UnknownContainer { path: name })
 }
 
-fn read_head(path: &Path) -> Result<Vec<u8>, CheckpointError> {
-    use std::io::Read;
-    let mut f = std::fs::File::open(path).map_err(|source| CheckpointError::Io { path: path.display().to_string(), source })?;
-    let mut buf = vec![0u8; 16];
-    let n = f.read(&mut buf).map_err(|source| CheckpointError::Io { path: path.display().to_string(), source })?;
-    buf.truncate(n);
-    Ok(buf)
+/// Whether the file holds a well-formed safetensors header (tensor offsets are checked by
+/// the reader).
+fn parses_as_safetensors(f: &mut std::fs::File, head: &[u8], file_len: u64) -> std::io::Result<bool> {
+    let Some(len) = head.first_chunk::<8>().map(|b| u64::from_le_bytes(*b)) else {
+        return Ok(false);
+    };
+    let fits = len.checked_add(8).is_some_and(|end| end <= file_len);
+    if !(2..=SAFETENSORS_MAX_HEADER).contains(&len) || !fits || head.get(8) != Some(&b'{') {
+        return Ok(false);
+    }
+    // Bounded by the file length and by SAFETENSORS_MAX_HEADER above.
+    let mut json = vec![0u8; len as usize];
+    f.seek(SeekFrom::Start(8))?;
+    f.read_exact(&mut json)?;
+    Ok(serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&json).is_ok())
 }
 
 /// Read a safetensors file.
 pub fn read_safetensors(path: &Path) -> Result<StateDict, CheckpointError> {
     let name = path.display().to_string();
     let bytes = std::fs::read(path).map_err(|source| CheckpointError::Io { path: name.clone(), source })?;
+    // Checks the header length against the file, the JSON, and every tensor's offsets
+    // against its shape and dtype before any tensor is looked at.
     let st = SafeTensors::deserialize(&bytes).map_err(|e| CheckpointError::Read { path: name.clone(), message: e.to_string() })?;
     let mut out = StateDict::new();
     for (key, view) in st.tensors() {
-        let data = safetensors_to_f32(view.dtype(), view.data())
-            .ok_or_else(|| CheckpointError::Read { path: name.clone(), message: format!("tensor '{key}' has unsupported dtype {:?}", view.dtype()) })?;
+        if !is_float_safetensors(view.dtype()) && is_index_buffer(&key) {
+            continue;
+        }
+        let data = safetensors_to_f32(view.dtype(), view.data(), &key, &name)?;
         out.insert(key, StateTensor { shape: view.shape().to_vec(), data });
     }
     Ok(out)
@@ -69,50 +122,97 @@ pub fn read_safetensors(path: &Path) -> Result<StateDict, CheckpointError> {
 /// scaler and args are ignored) or a plain state dict.
 pub fn read_pytorch(path: &Path) -> Result<StateDict, CheckpointError> {
     let name = path.display().to_string();
-    let reader = match PytorchReader::with_top_level_key(path, "state_dict") {
-        Ok(r) => r,
-        Err(_) => PytorchReader::new(path).map_err(|e| CheckpointError::Read { path: name.clone(), message: e.to_string() })?,
+    let read_err = |e: &dyn std::fmt::Display| CheckpointError::Read { path: name.clone(), message: e.to_string() };
+    // A corrupt file can make a third-party parser panic; that is this file's error, not ours.
+    let guarded = |top: Option<&str>| {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match top {
+            Some(k) => PytorchReader::with_top_level_key(path, k),
+            None => PytorchReader::new(path),
+        }))
+        .unwrap_or_else(|_| Err(burn::store::pytorch_reader::PytorchError::InvalidFormat("the PyTorch reader failed on this file".into())))
     };
+    let reader = match guarded(Some("state_dict")) {
+        Ok(r) => r,
+        Err(_) => guarded(None).map_err(|e| read_err(&e))?,
+    };
+    let file_len = std::fs::metadata(path).map_err(|source| CheckpointError::Io { path: name.clone(), source })?.len();
     let mut out = StateDict::new();
     for (key, t) in reader.into_tensors() {
-        let bytes = t.read().map_err(|e| CheckpointError::Read { path: name.clone(), message: e.to_string() })?;
+        if !is_float_pytorch(t.dtype()) {
+            if is_index_buffer(&key) {
+                continue;
+            }
+            return Err(not_float(&name, &key, format!("{:?}", t.dtype())));
+        }
+        // A strided view may repeat its storage (stride 0), so a tiny file can declare a
+        // tensor of gigabytes. Stored weights never do; refuse anything the file cannot hold.
+        let numel = t.shape().iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+        let byte_len = numel.and_then(|n| n.checked_mul(t.dtype().size()));
+        if byte_len.is_none_or(|b| b as u64 > file_len) {
+            return Err(CheckpointError::Transform {
+                path: name.clone(),
+                key,
+                message: format!("shape {:?} needs more bytes than the {file_len}-byte file holds", t.shape()),
+            });
+        }
+        let bytes = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| t.read()))
+            .unwrap_or_else(|_| Err(std::io::Error::other("the PyTorch reader failed on this tensor")))
+            .map_err(|e| read_err(&e))?;
         let data = pytorch_to_f32(t.dtype(), &bytes);
+        if Some(data.len()) != numel {
+            return Err(CheckpointError::Transform {
+                path: name.clone(),
+                key,
+                message: format!("shape {:?} but {} bytes of {:?}", t.shape(), bytes.len(), t.dtype()),
+            });
+        }
         out.insert(key, StateTensor { shape: t.shape().to_vec(), data });
     }
     Ok(out)
+}
+
+/// Integer bookkeeping buffers that some state dicts carry and no layout loads as weights.
+fn is_index_buffer(key: &str) -> bool {
+    key.ends_with("position_ids") || key.ends_with("num_batches_tracked")
+}
+
+fn not_float(path: &str, key: &str, dtype: String) -> CheckpointError {
+    CheckpointError::Dtype { path: path.into(), key: key.into(), dtype }
 }
 
 fn chunks<const N: usize>(b: &[u8]) -> impl Iterator<Item = [u8; N]> + '_ {
     b.chunks_exact(N).map(|c| c.try_into().expect("exact chunk"))
 }
 
-fn safetensors_to_f32(dtype: Dtype, b: &[u8]) -> Option<Vec<f32>> {
-    Some(match dtype {
-        Dtype::F32 => chunks::<4>(b).map(f32::from_le_bytes).collect(),
-        Dtype::F64 => chunks::<8>(b).map(|c| f64::from_le_bytes(c) as f32).collect(),
-        Dtype::F16 => chunks::<2>(b).map(|c| half::f16::from_le_bytes(c).to_f32()).collect(),
-        Dtype::BF16 => chunks::<2>(b).map(|c| half::bf16::from_le_bytes(c).to_f32()).collect(),
-        Dtype::I64 => chunks::<8>(b).map(|c| i64::from_le_bytes(c) as f32).collect(),
-        Dtype::I32 => chunks::<4>(b).map(|c| i32::from_le_bytes(c) as f32).collect(),
-        Dtype::U8 | Dtype::BOOL => b.iter().map(|&v| v as f32).collect(),
-        _ => return None,
+fn is_float_safetensors(dtype: Dtype) -> bool {
+    matches!(dtype, Dtype::F64 | Dtype::F32 | Dtype::F16 | Dtype::BF16)
+}
+
+/// Convert one safetensors tensor's bytes to f32: F64, F32, F16 and BF16 are converted (F64
+/// rounds to nearest); anything else (integers, bool, 8-bit floats) is refused with its key.
+/// `data` must be the tensor's bytes as a validated [`SafeTensors`] hands them out, so its
+/// length is a whole number of elements.
+pub fn safetensors_to_f32(dtype: Dtype, data: &[u8], key: &str, path: &str) -> Result<Vec<f32>, CheckpointError> {
+    Ok(match dtype {
+        Dtype::F32 => chunks::<4>(data).map(f32::from_le_bytes).collect(),
+        Dtype::F64 => chunks::<8>(data).map(|c| f64::from_le_bytes(c) as f32).collect(),
+        Dtype::F16 => chunks::<2>(data).map(|c| half::f16::from_le_bytes(c).to_f32()).collect(),
+        Dtype::BF16 => chunks::<2>(data).map(|c| half::bf16::from_le_bytes(c).to_f32()).collect(),
+        other => return Err(not_float(path, key, format!("{other:?}"))),
     })
 }
 
-// pytorch_reader returns native-endian bytes.
+fn is_float_pytorch(dtype: PtDType) -> bool {
+    matches!(dtype, PtDType::F64 | PtDType::F32 | PtDType::F16 | PtDType::BF16)
+}
+
+// pytorch_reader returns native-endian bytes. Only called for float dtypes.
 fn pytorch_to_f32(dtype: PtDType, b: &[u8]) -> Vec<f32> {
     match dtype {
         PtDType::F32 => chunks::<4>(b).map(f32::from_ne_bytes).collect(),
         PtDType::F64 => chunks::<8>(b).map(|c| f64::from_ne_bytes(c) as f32).collect(),
         PtDType::F16 => chunks::<2>(b).map(|c| half::f16::from_ne_bytes(c).to_f32()).collect(),
         PtDType::BF16 => chunks::<2>(b).map(|c| half::bf16::from_ne_bytes(c).to_f32()).collect(),
-        PtDType::I64 => chunks::<8>(b).map(|c| i64::from_ne_bytes(c) as f32).collect(),
-        PtDType::U64 => chunks::<8>(b).map(|c| u64::from_ne_bytes(c) as f32).collect(),
-        PtDType::I32 => chunks::<4>(b).map(|c| i32::from_ne_bytes(c) as f32).collect(),
-        PtDType::U32 => chunks::<4>(b).map(|c| u32::from_ne_bytes(c) as f32).collect(),
-        PtDType::I16 => chunks::<2>(b).map(|c| i16::from_ne_bytes(c) as f32).collect(),
-        PtDType::U16 => chunks::<2>(b).map(|c| u16::from_ne_bytes(c) as f32).collect(),
-        PtDType::I8 => b.iter().map(|&v| v as i8 as f32).collect(),
-        PtDType::U8 | PtDType::Bool => b.iter().map(|&v| v as f32).collect(),
+        _ => Vec::new(),
     }
 }

@@ -1,6 +1,5 @@
 //! Image–caption CSV/TSV files as open_clip's `CsvDataset` reads them.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -9,6 +8,7 @@ use super::batch::ClipItem;
 use super::error::DataError;
 use super::loader::ImageLoader;
 use super::skip::BadSamplePolicy;
+use super::table::CsvReader;
 use super::traits::{ClipDataset, impl_burn_dataset};
 
 /// Column names and separator of a caption file.
@@ -86,6 +86,8 @@ pub struct CsvRow {
 /// always fail the open, under both policies, naming the line: an unterminated quoted field
 /// (a `"` that is never closed would otherwise swallow the rest of the file, or every row up to
 /// the next quote, into one caption). Unreadable images follow the policy at access time.
+/// The parsing rules (quoting, blank lines, the header; a column is matched by its exact name, or
+/// else ignoring case) are those of [`CsvTable`](super::CsvTable), whose reader this is.
 ///
 /// Image paths are taken as written: relative ones are resolved against the image root (the
 /// CSV's directory by default), and absolute paths or paths that climb out of it with `../` are
@@ -124,62 +126,26 @@ impl CsvDataset {
             },
         };
         let file = crate::files::open_regular(&path).map_err(|e| DataError::io(&path, e))?;
-        let delimiter = config.separator_for(&path);
-        let mut reader = csv::ReaderBuilder::new()
-            .delimiter(delimiter)
-            .has_headers(true)
-            .from_reader(QuoteCheck::new(file, delimiter));
-        let csv_err = |line: u64, message: String| DataError::Csv {
-            path: path.clone(),
-            line,
-            message,
-        };
-        // A structural error found by the quote check (the reader runs ahead of the records, so
-        // it is reported once the records reach its line, or at the end).
-        let structural = |reader: &csv::Reader<QuoteCheck<std::fs::File>>, upto: u64| {
-            reader
-                .get_ref()
-                .error
-                .as_ref()
-                .filter(|(line, _)| *line <= upto)
-                .map(|(line, message)| csv_err(*line, message.clone()))
-        };
-        let headers = match reader.headers() {
-            Ok(h) => h.clone(),
-            Err(e) => {
-                return Err(structural(&reader, u64::MAX)
-                    .unwrap_or_else(|| csv_err(1, format!("cannot read the header: {e}"))));
-            }
-        };
-        if let Some(e) = structural(&reader, 1) {
-            return Err(e);
-        }
-        let column = |name: &str| {
-            headers
-                .iter()
-                .position(|h| h.trim() == name)
-                .ok_or_else(|| {
-                    let found: Vec<&str> = headers.iter().collect();
-                    csv_err(1, format!("no column {name:?} (columns: {found:?})"))
-                })
-        };
-        let image_col = column(&config.image_column)?;
-        let caption_col = column(&config.caption_column)?;
-        let label_col = config.label_column.as_deref().map(column).transpose()?;
+        let mut reader = CsvReader::new(&path, file, config.separator_for(&path))?;
+        let image_col = reader.column(&config.image_column)?;
+        let caption_col = reader.column(&config.caption_column)?;
+        let label_col = config
+            .label_column
+            .as_deref()
+            .map(|c| reader.column(c))
+            .transpose()?;
+        let columns = reader.header.len();
         let mut rows = Vec::new();
         let mut record = csv::StringRecord::new();
         loop {
-            let row = match reader.read_record(&mut record) {
-                Ok(false) => break,
-                Ok(true) => {
-                    let line = record.position().map_or(0, |p| p.line());
-                    parse_row(&record, line, image_col, caption_col, label_col, &root)
-                        .map_err(|m| csv_err(line, m))
+            let row = match reader.next_record(&mut record) {
+                Ok(None) => break,
+                Ok(Some(line)) => {
+                    parse_row(&record, columns, image_col, caption_col, label_col, &root)
+                        .map(|row| CsvRow { line, ..row })
+                        .map_err(|m| reader.error(line, m))
                 }
-                Err(e) => {
-                    let line = e.position().map_or(0, |p| p.line());
-                    Err(csv_err(line, format!("malformed row: {e}")))
-                }
+                Err(e) => Err(e),
             };
             match row {
                 Ok(row) => rows.push(row),
@@ -188,7 +154,9 @@ impl CsvDataset {
                         DataError::Csv { line, .. } => *line,
                         _ => 0,
                     };
-                    if let Some(s) = structural(&reader, line) {
+                    // A structural error (found by the reader running ahead) explains the rows
+                    // it garbled: it fails the open under both policies.
+                    if let Some(s) = reader.structural(line) {
                         return Err(s);
                     }
                     if loader.policy() == BadSamplePolicy::Skip {
@@ -199,7 +167,7 @@ impl CsvDataset {
                 }
             }
         }
-        if let Some(e) = structural(&reader, u64::MAX) {
+        if let Some(e) = reader.structural(u64::MAX) {
             return Err(e);
         }
         Ok(Self { path, rows, loader })
@@ -241,144 +209,20 @@ impl CsvDataset {
     }
 }
 
-/// The reader the `csv` crate parses from: it follows the crate's quoting rules on every byte
-/// read (a `"` opens a quoted field only at the start of a field, `""` inside one is a quote,
-/// a UTF-8 BOM at the start is skipped) to catch the two shapes of an unterminated quote that
-/// the crate accepts silently:
-///
-/// * a quoted field still open at the end of the file (it swallowed the rest of the file);
-/// * a quoted field that spans lines and whose closing quote is followed by text: the quote that
-///   "closed" it opened a field of a later row, so every row in between was swallowed.
-///
-/// A quoted field that spans lines and ends with a quote before a separator or a line end is a
-/// legitimate multi-line field and is accepted, as is text after the closing quote of a
-/// one-line field (`"Hello" she said`, which the `csv` crate reads as `Hello she said`).
-struct QuoteCheck<R> {
-    inner: R,
-    delimiter: u8,
-    state: QuoteState,
-    /// Bytes fed so far (for the BOM).
-    fed: u64,
-    /// 1-based line of the next byte.
-    line: u64,
-    /// Line where the current quoted field opened.
-    open_line: u64,
-    /// Whether the current quoted field spans a line break.
-    multi_line: bool,
-    done: bool,
-    /// The first structural error: (line, message).
-    error: Option<(u64, String)>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum QuoteState {
-    StartField,
-    InField,
-    InQuoted,
-    /// After a `"` inside a quoted field: a second `"` (escaped quote) or the end of the field.
-    QuoteInQuoted,
-}
-
-impl<R> QuoteCheck<R> {
-    fn new(inner: R, delimiter: u8) -> Self {
-        Self {
-            inner,
-            delimiter,
-            state: QuoteState::StartField,
-            fed: 0,
-            line: 1,
-            open_line: 0,
-            multi_line: false,
-            done: false,
-            error: None,
-        }
-    }
-
-    fn feed(&mut self, bytes: &[u8]) {
-        use QuoteState::*;
-        let (d, q) = (self.delimiter, b'"');
-        let is_term = |b: u8| b == b'\n' || b == b'\r';
-        for &b in bytes {
-            self.fed += 1;
-            if self.fed <= 3 && b == [0xEF, 0xBB, 0xBF][self.fed as usize - 1] {
-                // Part of a leading BOM, which the `csv` crate strips (a BOM cut short is a
-                // corner the check can get wrong, harmlessly: it only starts an unquoted field).
-                continue;
-            }
-            if self.fed <= 3 {
-                self.fed = 4; // no (more) BOM
-            }
-            self.state = match self.state {
-                StartField if b == q => {
-                    self.open_line = self.line;
-                    self.multi_line = false;
-                    InQuoted
-                }
-                StartField | InField if b == d || is_term(b) => StartField,
-                StartField | InField => InField,
-                InQuoted if b == q => QuoteInQuoted,
-                InQuoted => InQuoted,
-                QuoteInQuoted if b == q => InQuoted,
-                QuoteInQuoted if b == d || is_term(b) => StartField,
-                QuoteInQuoted => {
-                    if self.multi_line && self.error.is_none() {
-                        self.error = Some((
-                            self.open_line,
-                            format!(
-                                "unterminated quoted field: the quote opened on this line is \
-                                 only closed on line {}, followed by more text (a missing closing \
-                                 quote swallowed the rows in between)",
-                                self.line
-                            ),
-                        ));
-                    }
-                    InField
-                }
-            };
-            if b == b'\n' {
-                self.line += 1;
-                if self.state == InQuoted {
-                    self.multi_line = true;
-                }
-            }
-        }
-    }
-
-    fn finish(&mut self) {
-        if !self.done {
-            self.done = true;
-            if self.state == QuoteState::InQuoted && self.error.is_none() {
-                self.error = Some((
-                    self.open_line,
-                    "unterminated quoted field (the quote opened on this line is never closed, \
-                     so it would swallow the rest of the file)"
-                        .into(),
-                ));
-            }
-        }
-    }
-}
-
-impl<R: Read> Read for QuoteCheck<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        if n == 0 && !buf.is_empty() {
-            self.finish();
-        } else {
-            self.feed(&buf[..n]);
-        }
-        Ok(n)
-    }
-}
-
 fn parse_row(
     r: &csv::StringRecord,
-    line: u64,
+    columns: usize,
     image_col: usize,
     caption_col: usize,
     label_col: Option<usize>,
     root: &Path,
 ) -> Result<CsvRow, String> {
+    if r.len() != columns {
+        return Err(format!(
+            "malformed row: {} fields, the header has {columns}",
+            r.len()
+        ));
+    }
     let field = |i: usize| r.get(i).ok_or_else(|| format!("missing field {}", i + 1));
     let image = field(image_col)?.trim();
     if image.is_empty() {
@@ -398,7 +242,7 @@ fn parse_row(
         image: root.join(image),
         caption: field(caption_col)?.to_string(),
         label,
-        line,
+        line: 0,
     })
 }
 

@@ -7,15 +7,180 @@ use super::error::DataError;
 use super::loader::ImageLoader;
 use super::subset::LabelSubset;
 use super::traits::{ClassificationDataset, ClipDataset, impl_burn_dataset};
+use crate::metadata::fill_template;
+use crate::preprocess::{IMAGE_EXTENSIONS, ImageFormat};
 
-/// File extensions (lower case) taken as images.
-pub const IMAGE_EXTENSIONS: [&str; 6] = ["jpg", "jpeg", "png", "webp", "gif", "bmp"];
+/// An image-folder classification set, listed (no image is opened): `root/CLASS/**/IMAGE`, as
+/// torchvision's `ImageFolder`. This is the one folder reader of the workspace: training's
+/// `folder:` data and `--eval folder:` ([`ImageFolderDataset`]) and every evaluation of
+/// `diffclip-eval` list folders with it, so a folder gives the same images, labels and class
+/// names wherever it is read.
+///
+/// * **Classes** are the sub-folders of `root`, sorted by name (class `i` = the `i`-th folder).
+/// * **Images** are the files below a class folder, recursively, whose extension (any case) is
+///   one the decoder reads: [`IMAGE_EXTENSIONS`] (`jpg jpeg png gif webp bmp`, from
+///   [`ImageFormat`]); sorted by path within a class. Other files are ignored.
+/// * **Hidden entries** (names starting with `.`) are ignored: class folders such as
+///   `.ipynb_checkpoints`, hidden files and hidden sub-folders.
+/// * A class folder without any image is an error naming it, as is a `root` without class
+///   folders.
+/// * **Class names**: `root/classnames.txt` when it exists (one name per class folder, in folder
+///   order; read by [`read_class_names`], so a JSON list or folder-to-name object works too),
+///   else the folder names with `_` read as spaces (`golden_retriever` -> `golden retriever`).
+///
+/// ```
+/// use diffclip_data::datasets::ImageFolder;
+/// let dir = tempfile::tempdir().unwrap();
+/// for f in ["sea_lion/a.png", "sea_lion/b.JPG", "cat/x/c.webp", "cat/notes.txt", "cat/.d.png", ".git/e.png"] {
+///     let p = dir.path().join(f);
+///     std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+///     std::fs::write(p, b"").unwrap();
+/// }
+/// let set = ImageFolder::open(dir.path()).unwrap();
+/// assert_eq!(set.classes, ["cat", "sea_lion"]);
+/// assert_eq!(set.class_names, ["cat", "sea lion"]);
+/// assert_eq!(set.labels, [0, 1, 1]);
+/// assert_eq!(set.images[0], dir.path().join("cat/x/c.webp"));
+/// std::fs::write(dir.path().join("classnames.txt"), "house cat\nsea lion (Zalophus)\n").unwrap();
+/// assert_eq!(ImageFolder::open(dir.path()).unwrap().class_names[1], "sea lion (Zalophus)");
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageFolder {
+    /// The folder.
+    pub root: PathBuf,
+    /// Class folder names, sorted (label `i` is `classes[i]`).
+    pub classes: Vec<String>,
+    /// Class names: from `classnames.txt`, else the folder names with `_` as spaces.
+    pub class_names: Vec<String>,
+    /// Image paths, by class, sorted by path within a class.
+    pub images: Vec<PathBuf>,
+    /// Label of each image.
+    pub labels: Vec<usize>,
+}
 
-/// `root/CLASS/**/*.{jpg,jpeg,png,webp,gif,bmp}`: classes are the sub-folders in sorted order
-/// (class `i` = the `i`-th folder), images sorted by path within each class, hidden entries
-/// ignored. Class names default to the folder names; item captions are the first template
-/// with the class name. A class folder without any image is an error naming it (the same rule
-/// as `diffclip-eval`'s `ImageFolder`).
+impl ImageFolder {
+    /// Lists `root`. Errors name the folder or file: a missing `root`, no class folders, a class
+    /// folder without images, a `classnames.txt` whose count differs from the class count.
+    pub fn open(root: impl AsRef<Path>) -> Result<Self, DataError> {
+        let root = root.as_ref().to_path_buf();
+        let mut classes: Vec<String> = sorted_entries(&root)?
+            .into_iter()
+            .filter(|p| p.is_dir())
+            .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .collect();
+        classes.sort();
+        if classes.is_empty() {
+            return Err(DataError::Config(format!(
+                "{} has no class folders (expected ROOT/CLASS/IMAGE)",
+                root.display()
+            )));
+        }
+        let mut images = Vec::new();
+        let mut labels = Vec::new();
+        for (class, folder) in classes.iter().enumerate() {
+            let dir = root.join(folder);
+            let mut files = Vec::new();
+            collect_images(&dir, &mut files)?;
+            if files.is_empty() {
+                // An empty class is almost always a mistake (wrong root, images not copied yet).
+                return Err(DataError::Config(format!(
+                    "class folder {} has no images (.{})",
+                    dir.display(),
+                    IMAGE_EXTENSIONS.join(", .")
+                )));
+            }
+            files.sort();
+            labels.extend(std::iter::repeat_n(class, files.len()));
+            images.extend(files);
+        }
+        let names_file = root.join("classnames.txt");
+        let class_names = if names_file.is_file() {
+            let names = read_class_names(&names_file, &classes)?;
+            if names.len() != classes.len() {
+                return Err(DataError::Config(format!(
+                    "{}: {} class names for {} class folders",
+                    names_file.display(),
+                    names.len(),
+                    classes.len()
+                )));
+            }
+            names
+        } else {
+            classes.iter().map(|c| c.replace('_', " ")).collect()
+        };
+        Ok(Self {
+            root,
+            classes,
+            class_names,
+            images,
+            labels,
+        })
+    }
+
+    /// Number of images.
+    pub fn len(&self) -> usize {
+        self.images.len()
+    }
+
+    /// Whether there are no images.
+    pub fn is_empty(&self) -> bool {
+        self.images.is_empty()
+    }
+}
+
+/// Class names from a file: a JSON list of strings (in folder order), a JSON object mapping each
+/// of `folders` to its name, or else one name per line ([`crate::files::read_lines`]: trimmed,
+/// blank lines skipped). The count is not checked here. Errors name the file.
+///
+/// ```
+/// use diffclip_data::datasets::read_class_names;
+/// let dir = tempfile::tempdir().unwrap();
+/// let p = dir.path().join("names");
+/// let folders = ["n01".to_string(), "n02".to_string()];
+/// std::fs::write(&p, r#"{"n02": "goldfish", "n01": "tench"}"#).unwrap();
+/// assert_eq!(read_class_names(&p, &folders).unwrap(), ["tench", "goldfish"]);
+/// std::fs::write(&p, r#"["tench", "goldfish"]"#).unwrap();
+/// assert_eq!(read_class_names(&p, &[]).unwrap(), ["tench", "goldfish"]);
+/// std::fs::write(&p, "tench\n\ngoldfish\n").unwrap();
+/// assert_eq!(read_class_names(&p, &[]).unwrap(), ["tench", "goldfish"]);
+/// ```
+pub fn read_class_names(
+    path: impl AsRef<Path>,
+    folders: &[String],
+) -> Result<Vec<String>, DataError> {
+    let path = path.as_ref();
+    let text = crate::files::read_to_string(path).map_err(|e| DataError::io(path, e))?;
+    let json_err = |m: String| DataError::Json {
+        path: path.to_path_buf(),
+        message: m,
+    };
+    match serde_json::from_str::<serde_json::Value>(&text) {
+        Ok(serde_json::Value::Array(a)) => a
+            .iter()
+            .map(|v| v.as_str().map(str::to_string))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| json_err("class names must be strings".into())),
+        Ok(serde_json::Value::Object(_)) if folders.is_empty() => Err(json_err(
+            "a JSON object maps class folder names to class names, and no class folders are \
+             known here: give a list"
+                .into(),
+        )),
+        Ok(serde_json::Value::Object(map)) => folders
+            .iter()
+            .map(|f| {
+                map.get(f)
+                    .and_then(|v| v.as_str())
+                    .map(str::to_string)
+                    .ok_or_else(|| json_err(format!("no class name for folder {f:?}")))
+            })
+            .collect(),
+        _ => Ok(crate::files::lines_of(&text)),
+    }
+}
+
+/// The classification dataset of an [`ImageFolder`] (same listing rules): item captions are the
+/// first template with the class name ([`fill_template`]). Class names default to the listing's
+/// (`classnames.txt`, else folder names with `_` as spaces).
 ///
 /// ```no_run
 /// use diffclip_data::datasets::{ClassificationDataset, ImageFolderDataset, ImageLoader, LabelSubset};
@@ -40,47 +205,30 @@ pub struct ImageFolderDataset {
 }
 
 impl ImageFolderDataset {
-    /// Lists `root`'s class folders and images (images are not opened yet).
+    /// Lists `root`'s class folders and images ([`ImageFolder::open`]; images are not opened
+    /// yet).
     pub fn open(root: impl AsRef<Path>, loader: ImageLoader) -> Result<Self, DataError> {
-        let root = root.as_ref().to_path_buf();
-        let mut folders: Vec<String> = sorted_entries(&root)?
-            .into_iter()
-            .filter(|p| p.is_dir())
-            .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-            .collect();
-        folders.sort();
-        if folders.is_empty() {
-            return Err(DataError::Config(format!(
-                "{} has no class folders",
-                root.display()
-            )));
-        }
-        let mut samples = Vec::new();
-        for (class, folder) in folders.iter().enumerate() {
-            let dir = root.join(folder);
-            let mut files = Vec::new();
-            collect_images(&dir, &mut files)?;
-            if files.is_empty() {
-                // The same rule as diffclip-eval's ImageFolder: an empty class is almost
-                // always a mistake (wrong root, images not copied yet).
-                return Err(DataError::Config(format!(
-                    "class folder {} has no images (.{})",
-                    dir.display(),
-                    IMAGE_EXTENSIONS.join(", .")
-                )));
-            }
-            files.sort();
-            samples.extend(files.into_iter().map(|f| (f, class)));
-        }
-        Ok(Self {
+        Ok(Self::from_folder(ImageFolder::open(root)?, loader))
+    }
+
+    /// The dataset of a listing.
+    pub fn from_folder(folder: ImageFolder, loader: ImageLoader) -> Self {
+        let ImageFolder {
             root,
-            class_names: folders.clone(),
-            folders,
+            classes,
+            class_names,
+            images,
+            labels,
+        } = folder;
+        Self {
+            root,
+            folders: classes,
+            class_names,
             templates: vec!["a photo of a {c}.".into()],
-            samples,
+            samples: images.into_iter().zip(labels).collect(),
             subset: None,
             loader,
-        })
+        }
     }
 
     /// Replaces the class names (one per folder, in folder order).
@@ -96,35 +244,10 @@ impl ImageFolderDataset {
         Ok(self)
     }
 
-    /// Reads class names from a file: one per line in folder order, a JSON array in folder
-    /// order, or a JSON object mapping folder name -> class name.
+    /// Reads class names from a file ([`read_class_names`]): one per line in folder order, a
+    /// JSON array in folder order, or a JSON object mapping folder name -> class name.
     pub fn with_class_names_file(self, path: impl AsRef<Path>) -> Result<Self, DataError> {
-        let path = path.as_ref();
-        let text = crate::files::read_to_string(path).map_err(|e| DataError::io(path, e))?;
-        let json_err = |m: String| DataError::Json {
-            path: path.to_path_buf(),
-            message: m,
-        };
-        let names = match serde_json::from_str::<serde_json::Value>(&text) {
-            Ok(serde_json::Value::Array(a)) => a
-                .iter()
-                .map(|v| v.as_str().map(str::to_string))
-                .collect::<Option<Vec<_>>>()
-                .ok_or_else(|| json_err("class names must be strings".into()))?,
-            Ok(serde_json::Value::Object(map)) => self
-                .folders
-                .iter()
-                .map(|f| map.get(f).and_then(|v| v.as_str()).map(str::to_string))
-                .zip(&self.folders)
-                .map(|(n, f)| n.ok_or_else(|| json_err(format!("no class name for folder {f:?}"))))
-                .collect::<Result<Vec<_>, _>>()?,
-            _ => text
-                .lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty())
-                .map(str::to_string)
-                .collect(),
-        };
+        let names = read_class_names(path, &self.folders)?;
         self.with_class_names(names)
     }
 
@@ -151,7 +274,8 @@ impl ImageFolderDataset {
         self.with_label_subset(subset)
     }
 
-    /// Replaces the prompt templates (`{c}` = class name); the first makes item captions.
+    /// Replaces the prompt templates (`{c}`, or `{}`, = class name: [`fill_template`]); the first
+    /// makes item captions.
     pub fn with_templates(mut self, templates: Vec<String>) -> Result<Self, DataError> {
         if templates.is_empty() {
             return Err(DataError::Config(
@@ -228,11 +352,7 @@ fn collect_images(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), DataError> {
     for path in sorted_entries(dir)? {
         if path.is_dir() {
             collect_images(&path, out)?;
-        } else if path
-            .extension()
-            .and_then(|e| e.to_str())
-            .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
-        {
+        } else if ImageFormat::from_path(&path).is_some() {
             out.push(path);
         }
     }
@@ -258,7 +378,7 @@ impl ClipDataset for ImageFolderDataset {
             len: self.samples.len(),
         })?;
         let image = self.loader.load(path, index)?;
-        let caption = self.templates[0].replace("{c}", &self.class_names[*class]);
+        let caption = fill_template(&self.templates[0], &self.class_names[*class]);
         Ok(ClipItem {
             image,
             size: self.loader.image_size(),

@@ -39,22 +39,25 @@ mod shard;
 mod shuffle;
 mod skip;
 mod subset;
+mod table;
 mod traits;
 mod webdataset;
 
 pub use self::csv::{CsvConfig, CsvDataset, CsvRow};
+pub use crate::preprocess::IMAGE_EXTENSIONS;
 pub use batch::{ClipBatch, ClipBatcher, ClipItem};
 pub use brace::{
     MAX_BRACE_DEPTH, MAX_BRACE_GROUPS, MAX_EXPANSION, MAX_EXPANSION_BYTES, expand_braces,
 };
 pub use error::DataError;
-pub use folder::{IMAGE_EXTENSIONS, ImageFolderDataset};
+pub use folder::{ImageFolder, ImageFolderDataset, read_class_names};
 pub use loader::ImageLoader;
 pub use retrieval::{KarpathyConfig, KarpathyDataset};
 pub use shard::{MAX_MEMBER_BYTES, RawSamples, WdsSample};
 pub use shuffle::ShuffleBuffer;
 pub use skip::{BadSamplePolicy, MAX_SUBSTITUTES, ReportBadSamples, SkipCounter, get_with_policy};
 pub use subset::LabelSubset;
+pub use table::{CsvRecord, CsvTable};
 pub(crate) use traits::impl_burn_dataset;
 pub use traits::{ClassificationDataset, ClipDataset, RetrievalDataset};
 pub use webdataset::{WebDataset, WebDatasetConfig};

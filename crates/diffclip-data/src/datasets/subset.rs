@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use super::error::DataError;
+use crate::metadata::ZeroShotMetadata;
 
 /// The classes of a subset as indices into a full label space. Local class `i` is full class
 /// `indices()[i]`.
@@ -90,18 +91,15 @@ impl LabelSubset {
     /// ```
     pub fn from_metadata_file(path: impl AsRef<Path>, name: &str) -> Result<Self, DataError> {
         let path = path.as_ref();
-        let text = crate::files::read_to_string(path).map_err(|e| DataError::io(path, e))?;
-        let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| DataError::Json {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
-        Self::from_metadata(&json, name).map_err(|e| DataError::Json {
+        let meta = ZeroShotMetadata::from_file(path)?;
+        Self::from_parsed_metadata(&meta, name).map_err(|e| DataError::Json {
             path: path.to_path_buf(),
             message: e.to_string(),
         })
     }
 
-    /// [`from_metadata_file`](Self::from_metadata_file) on parsed JSON.
+    /// [`from_metadata_file`](Self::from_metadata_file) on JSON already read (parsed as a
+    /// [`ZeroShotMetadata`]).
     ///
     /// ```
     /// use diffclip_data::datasets::LabelSubset;
@@ -109,30 +107,21 @@ impl LabelSubset {
     /// assert_eq!(LabelSubset::from_metadata(&meta, "imagenet_r").unwrap().indices(), [0, 2]);
     /// ```
     pub fn from_metadata(json: &serde_json::Value, name: &str) -> Result<Self, DataError> {
-        let base = name.trim().to_ascii_lowercase().replace('-', "_");
-        let key = if base.ends_with("_class_indices") {
-            base
-        } else {
-            format!("{base}_class_indices")
+        use serde::Deserialize;
+        let meta = ZeroShotMetadata::deserialize(json)
+            .map_err(|e| DataError::Config(format!("metadata: {e}")))?;
+        Self::from_parsed_metadata(&meta, name)
+    }
+
+    /// [`from_metadata_file`](Self::from_metadata_file) on parsed metadata. The full space is
+    /// ImageNet's `classnames` (1000 classes when the file lists none).
+    pub fn from_parsed_metadata(meta: &ZeroShotMetadata, name: &str) -> Result<Self, DataError> {
+        let inet = &meta.imagenet1k;
+        let indices = inet.subset(name).map_err(DataError::Config)?.to_vec();
+        let full_size = match inet.classnames.len() {
+            0 => 1000,
+            n => n,
         };
-        let imagenet = json
-            .get("imagenet1k")
-            .ok_or_else(|| DataError::Config("no \"imagenet1k\" object in the metadata".into()))?;
-        let list = imagenet
-            .get(&key)
-            .and_then(|v| v.as_array())
-            .ok_or_else(|| {
-                DataError::Config(format!("no array \"imagenet1k.{key}\" in the metadata"))
-            })?;
-        let indices = list
-            .iter()
-            .map(|v| v.as_u64().map(|x| x as usize))
-            .collect::<Option<Vec<_>>>()
-            .ok_or_else(|| DataError::Config(format!("imagenet1k.{key} holds a non-integer")))?;
-        let full_size = imagenet
-            .get("classnames")
-            .and_then(|c| c.as_array())
-            .map_or(1000, Vec::len);
         Self::new(indices, full_size)
     }
 

@@ -51,7 +51,7 @@ pub trait ClassificationDataset: ClipDataset {
     fn class_names(&self) -> &[String];
 
     /// Zero-shot prompt templates; `{c}` stands for the class name (as in
-    /// `zeroshot_metadata.json`).
+    /// `zeroshot_metadata.json`; filled by [`crate::metadata::fill_template`]).
     fn templates(&self) -> &[String];
 
     /// The class of item `index` without loading its image.

@@ -47,6 +47,35 @@ impl Default for DecodeOptions {
     }
 }
 
+/// The file extensions (lower case) of every format the decoder reads
+/// ([`ImageFormat::extensions`] of [`ImageFormat::ALL`], in that order): what image folders
+/// take as images.
+///
+/// ```
+/// use diffclip_data::preprocess::{IMAGE_EXTENSIONS, ImageFormat};
+/// assert_eq!(IMAGE_EXTENSIONS, ["jpg", "jpeg", "png", "gif", "webp", "bmp"]);
+/// let derived: Vec<&str> = ImageFormat::ALL.iter().flat_map(|f| f.extensions().iter().copied()).collect();
+/// assert_eq!(derived, IMAGE_EXTENSIONS);
+/// ```
+pub const IMAGE_EXTENSIONS: [&str; 6] = {
+    // Derived at compile time; a format added to `ImageFormat::ALL` makes this fail to compile
+    // until the length above is updated.
+    let mut out = [""; 6];
+    let (mut n, mut i) = (0, 0);
+    while i < ImageFormat::ALL.len() {
+        let exts = ImageFormat::ALL[i].extensions();
+        let mut j = 0;
+        while j < exts.len() {
+            out[n] = exts[j];
+            n += 1;
+            j += 1;
+        }
+        i += 1;
+    }
+    assert!(n == out.len(), "IMAGE_EXTENSIONS: update the length");
+    out
+};
+
 /// A supported container format.
 ///
 /// ```
@@ -84,6 +113,37 @@ impl ImageFormat {
         } else {
             None
         }
+    }
+
+    /// Every format the decoder reads.
+    pub const ALL: [Self; 5] = [Self::Jpeg, Self::Png, Self::Gif, Self::WebP, Self::Bmp];
+
+    /// The file extensions (lower case) of the format; [`IMAGE_EXTENSIONS`] lists them all.
+    pub const fn extensions(self) -> &'static [&'static str] {
+        match self {
+            Self::Jpeg => &["jpg", "jpeg"],
+            Self::Png => &["png"],
+            Self::Gif => &["gif"],
+            Self::WebP => &["webp"],
+            Self::Bmp => &["bmp"],
+        }
+    }
+
+    /// The format whose extension `path` has (case-insensitive), if the decoder reads it. This
+    /// is how image folders pick their images; decoding itself goes by the bytes
+    /// ([`sniff`](Self::sniff)), whatever the extension.
+    ///
+    /// ```
+    /// use diffclip_data::preprocess::ImageFormat;
+    /// assert_eq!(ImageFormat::from_path("a/b.JPEG".as_ref()), Some(ImageFormat::Jpeg));
+    /// assert_eq!(ImageFormat::from_path("scan.tiff".as_ref()), None); // not decodable
+    /// assert_eq!(ImageFormat::from_path("README".as_ref()), None);
+    /// ```
+    pub fn from_path(path: &std::path::Path) -> Option<Self> {
+        let ext = path.extension()?.to_str()?;
+        Self::ALL
+            .into_iter()
+            .find(|f| f.extensions().iter().any(|e| e.eq_ignore_ascii_case(ext)))
     }
 
     /// Short name used in error messages.

@@ -53,7 +53,8 @@ pub use config::{
     Preset,
 };
 pub use decode::{
-    DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, DecodeOptions, ImageFormat, decode_bytes, decode_file,
+    DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, DecodeOptions, IMAGE_EXTENSIONS, ImageFormat,
+    decode_bytes, decode_file,
 };
 pub use error::PreprocessError;
 pub use filter::{Filter, PassOrder, Resampling};

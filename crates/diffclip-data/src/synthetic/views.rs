@@ -173,7 +173,7 @@ impl ClipDataset for ClassificationView {
         Ok(ClipItem {
             image: self.dataset.pipeline().normalize(&sample.image),
             size: sample.size,
-            caption: self.templates[0].replace("{c}", &self.class_names[label]),
+            caption: crate::metadata::fill_template(&self.templates[0], &self.class_names[label]),
             label: Some(label),
         })
     }

@@ -159,3 +159,63 @@ fn bad_images_fail_under_fail_and_the_data_loader_reports_it() {
     assert!(it.next().unwrap().is_err(), "rows 0-1 hold a missing image");
     assert!(counter.last_error().unwrap().contains("missing.png"));
 }
+
+/// Moved from `diffclip-eval`'s units (its own CSV parser is gone; captions and pairs lists are
+/// read by `CsvTable`): the same input, the same records and lines.
+#[test]
+fn csv_table_quotes_newlines_crlf_and_blank_lines() {
+    let text = "image,caption\r\na.png,\"two\nlines\"\r\n\r\nb.png,plain\n\"c.png\", \"spaced\"\n";
+    let csv = CsvTable::parse(text, "x.csv".as_ref(), b',').unwrap();
+    assert_eq!(csv.header(), ["image", "caption"]);
+    let rows: Vec<_> = csv
+        .records()
+        .iter()
+        .map(|r| (r.line, r.fields.clone()))
+        .collect();
+    assert_eq!(
+        rows[0],
+        (2, vec!["a.png".to_string(), "two\nlines".to_string()])
+    );
+    assert_eq!(rows[1], (5, vec!["b.png".to_string(), "plain".to_string()]));
+    assert_eq!(rows[2].1, ["c.png", "spaced"]);
+    // A quote inside an unquoted field is a literal character (the `csv` crate's and pandas'
+    // rule, which training files follow); eval's former parser refused it.
+    let csv = CsvTable::parse("a,b\nx\"y,z\n", "x.csv".as_ref(), b',').unwrap();
+    assert_eq!(csv.records()[0].fields, ["x\"y", "z"]);
+    // A broken quote is an error naming its line.
+    let e = CsvTable::parse("a,b\nx,\"y\nz\" w\n", "x.csv".as_ref(), b',').unwrap_err();
+    assert!(matches!(e, DataError::Csv { line: 2, .. }), "{e}");
+    assert!(CsvTable::parse("", "x.csv".as_ref(), b',').is_err());
+    // Spaces around a quoted field, lines of spaces, a BOM, columns matched ignoring case.
+    let csv = CsvTable::parse(
+        "\u{feff}Image , Caption\n   \n a.png ,  \"x, y\"  \n",
+        "x.csv".as_ref(),
+        b',',
+    )
+    .unwrap();
+    assert_eq!(csv.header(), ["Image", "Caption"]);
+    assert_eq!(csv.records().len(), 1);
+    assert_eq!(csv.records()[0].line, 3);
+    assert_eq!(csv.records()[0].fields[1].trim(), "x, y");
+    assert_eq!(csv.column("caption").unwrap(), 1);
+    let e = csv.column("title").unwrap_err().to_string();
+    assert!(e.starts_with("x.csv:1: no column \"title\""), "{e}");
+    let e = csv.field(&csv.records()[0], 5).unwrap_err();
+    assert!(matches!(e, DataError::Csv { line: 3, .. }), "{e}");
+}
+
+#[test]
+fn csv_rows_name_the_line_they_start_on() {
+    // A multi-line caption and blank lines before a bad row: the row's own line is named.
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("c.csv");
+    write(
+        &path,
+        b"filepath,title\na.png,\"two\nlines\"\n\n\nb.png,x,extra\n",
+    );
+    let err = CsvDataset::open(&path, &CsvConfig::default(), fail_loader()).unwrap_err();
+    assert!(matches!(err, DataError::Csv { line: 6, .. }), "{err}");
+    let ds = CsvDataset::open(&path, &CsvConfig::default(), loader()).unwrap();
+    assert_eq!((ds.len(), ds.rows()[0].line), (1, 2));
+    assert_eq!(ds.rows()[0].caption, "two\nlines");
+}

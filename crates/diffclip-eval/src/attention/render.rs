@@ -19,70 +19,116 @@ pub fn panel_names(maps: &AttentionHeatmaps) -> Vec<&'static str> {
     names
 }
 
+/// Height of the title strip above each panel (two lines of text).
+pub const TITLE_HEIGHT: usize = 40;
+
+/// Two-line titles of the panels of [`render_overlay`], in [`panel_names`] order: what each map
+/// is (first / subtracted / effective map of a differential layer, with λ; or the one map of a
+/// standard layer) and, on the second line, the layer or λ.
+pub fn panel_titles(maps: &AttentionHeatmaps) -> Vec<[String; 2]> {
+    let layer = format!("layer {}, class token, mean of heads", maps.layer);
+    let lambda = maps.lambda.map_or("λ = ?".to_string(), |l| format!("λ = {l:.3}"));
+    let mut t = vec![["image".to_string(), "as the model sees it".to_string()]];
+    if maps.second.is_some() {
+        t.push(["A1: first map".into(), layer]);
+        t.push(["A2: subtracted map".into(), format!("weighted by {lambda}")]);
+        t.push(["A1 − λ·A2: effective".into(), lambda]);
+    } else {
+        t.push(["A: attention (standard)".into(), layer]);
+    }
+    if maps.text_relevance.is_some() {
+        let sim = maps.similarity.map_or(String::new(), |s| format!("cos(image, text) = {s:.3}"));
+        t.push(["patch–text relevance".into(), sim]);
+    }
+    t
+}
+
 /// Render `rgb` (`size × size` HWC bytes, the model's view of the image) and each map of
-/// `maps` as an overlay, side by side (order: [`panel_names`]). Small images are enlarged so each
-/// panel is at least 224 px wide. Each map is min–max scaled and coloured with a jet colour map.
+/// `maps` as an overlay, side by side (order: [`panel_names`]), each under a two-line title
+/// ([`panel_titles`]: which map it is, the layer and λ). Small images are enlarged so each panel
+/// is at least 224 px wide. Each map is min–max scaled and coloured with a jet colour map
+/// (blue low, red high). The image is `TITLE_HEIGHT + side` pixels high.
 pub fn render_overlay(
     rgb: &[u8],
     size: usize,
     maps: &AttentionHeatmaps,
 ) -> Result<RgbImage, EvalError> {
-    if rgb.len() != size * size * 3 || size == 0 {
-        return Err(EvalError::Shape(format!(
-            "{} RGB bytes for a {size}x{size} image",
-            rgb.len()
-        )));
-    }
-    let g = maps.grid;
-    let mut panels: Vec<&[f32]> = vec![&maps.first];
-    if let Some(s) = &maps.second {
-        panels.extend([s.as_slice(), maps.effective.as_slice()]);
-    }
-    if let Some(t) = &maps.text_relevance {
-        panels.push(t);
-    }
-    if let Some(p) = panels.iter().find(|p| p.len() != g * g) {
-        return Err(EvalError::Shape(format!(
-            "a map of {} values for a {g}x{g} grid",
-            p.len()
-        )));
-    }
-    let scale = 224usize.div_ceil(size).max(1);
-    let side = size * scale;
+    check_rgb(rgb, size)?;
+    let panels = panel_maps(maps)?;
+    let side = panel_side(size);
     let gap = 4;
-    let width = (side + gap) * (panels.len() + 1) - gap;
-    let mut out = RgbImage::from_pixel(width as u32, side as u32, Rgb([255, 255, 255]));
-    let pixel = |x: usize, y: usize| {
-        let i = ((y / scale) * size + x / scale) * 3;
-        [rgb[i], rgb[i + 1], rgb[i + 2]]
-    };
-    for y in 0..side {
-        for x in 0..side {
-            out.put_pixel(x as u32, y as u32, Rgb(pixel(x, y)));
-        }
+    let width = (side + gap) * panels.len() - gap;
+    let mut out = RgbImage::from_pixel(width as u32, (TITLE_HEIGHT + side) as u32, WHITE);
+    let font = Font::new();
+    for (k, (map, title)) in panels.iter().zip(panel_titles(maps)).enumerate() {
+        let x0 = k * (side + gap);
+        font.title(&mut out, x0, 0, side, &title);
+        draw_panel(&mut out, x0, TITLE_HEIGHT, side, rgb, size, *map, maps.grid);
     }
-    for (k, map) in panels.iter().enumerate() {
-        let (lo, hi) = map
-            .iter()
-            .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| {
-                (a.min(v), b.max(v))
-            });
-        let span = if hi > lo { hi - lo } else { 1.0 };
-        let x0 = (k + 1) * (side + gap);
-        for y in 0..side {
-            for x in 0..side {
-                let v = (bilinear(
-                    map,
-                    g,
-                    (x as f32 + 0.5) / side as f32,
-                    (y as f32 + 0.5) / side as f32,
-                ) - lo)
-                    / span;
-                let c = jet(v);
-                let p = pixel(x, y);
-                let mix =
-                    |i: usize| (0.45 * p[i] as f32 + 0.55 * c[i]).round().clamp(0.0, 255.0) as u8;
-                out.put_pixel((x0 + x) as u32, y as u32, Rgb([mix(0), mix(1), mix(2)]));
+    Ok(out)
+}
+
+/// Several models' maps of the same image in one figure: one row per `(name, maps)`, each under
+/// a header naming the model, with aligned columns: the image, the first map (a standard
+/// layer's only map), the subtracted map (empty for standard attention), the effective map (what
+/// the layer uses; for standard attention the same map again) and, when every row has one, the
+/// patch–text relevance. `caption` (e.g. the text query) goes on top.
+pub fn render_comparison(
+    rgb: &[u8],
+    size: usize,
+    rows: &[(&str, &AttentionHeatmaps)],
+    caption: Option<&str>,
+) -> Result<RgbImage, EvalError> {
+    check_rgb(rgb, size)?;
+    if rows.is_empty() {
+        return Err(EvalError::Invalid("a comparison figure of no models".into()));
+    }
+    let relevance = rows.iter().all(|(_, m)| m.text_relevance.is_some());
+    let cols = if relevance { 5 } else { 4 };
+    let side = panel_side(size);
+    let (gap, header, top) = (4, 26, if caption.is_some() { 30 } else { 0 });
+    let row_h = header + TITLE_HEIGHT + side + 10;
+    let width = (side + gap) * cols - gap;
+    let mut out = RgbImage::from_pixel(width as u32, (top + row_h * rows.len()) as u32, WHITE);
+    let font = Font::new();
+    if let Some(c) = caption {
+        font.text(&mut out, 4, 6, 16.0, c, [0, 0, 0], width - 8);
+    }
+    for (r, (name, maps)) in rows.iter().enumerate() {
+        panel_maps(maps)?;
+        let y0 = top + r * row_h;
+        let kind = match maps.lambda {
+            Some(l) => format!("differential attention, λ = {l:.3}"),
+            None => "standard attention".to_string(),
+        };
+        font.text(&mut out, 4, y0 + 4, 16.0, &format!("{name}: {kind} (layer {})", maps.layer), [0, 0, 0], width - 8);
+        let y = y0 + header;
+        let titles = panel_titles(maps);
+        let layer = titles[1][1].clone();
+        let (first_title, second, effective_title) = match &maps.second {
+            Some(s) => (titles[1].clone(), Some(s.as_slice()), titles[3].clone()),
+            None => (
+                ["A: attention map".into(), layer.clone()],
+                None,
+                ["effective = A".into(), "(no subtraction)".into()],
+            ),
+        };
+        let mut cells: Vec<(Option<&[f32]>, [String; 2])> = vec![
+            (None, titles[0].clone()),
+            (Some(&maps.first), first_title),
+            (second, if second.is_some() { titles[2].clone() } else { ["A2: none".into(), "standard attention".into()] }),
+            (Some(&maps.effective), effective_title),
+        ];
+        if relevance {
+            cells.push((maps.text_relevance.as_deref(), titles.last().cloned().unwrap_or_default()));
+        }
+        for (k, (map, title)) in cells.into_iter().enumerate() {
+            let x0 = k * (side + gap);
+            font.title(&mut out, x0, y, side, &title);
+            if k == 0 || map.is_some() {
+                draw_panel(&mut out, x0, y + TITLE_HEIGHT, side, rgb, size, map, maps.grid);
+            } else {
+                fill(&mut out, x0, y + TITLE_HEIGHT, side, side, [235, 235, 235]);
             }
         }
     }
@@ -96,12 +142,171 @@ pub fn save_overlay_png(
     size: usize,
     maps: &AttentionHeatmaps,
 ) -> Result<(), EvalError> {
-    let img = render_overlay(rgb, size, maps)?;
+    save_png(path, &render_overlay(rgb, size, maps)?)
+}
+
+/// [`render_comparison`] written to `path` as PNG.
+pub fn save_comparison_png(
+    path: &Path,
+    rgb: &[u8],
+    size: usize,
+    rows: &[(&str, &AttentionHeatmaps)],
+    caption: Option<&str>,
+) -> Result<(), EvalError> {
+    save_png(path, &render_comparison(rgb, size, rows, caption)?)
+}
+
+fn save_png(path: &Path, img: &RgbImage) -> Result<(), EvalError> {
     img.save_with_format(path, image::ImageFormat::Png)
         .map_err(|e| EvalError::Image {
             path: path.display().to_string(),
             message: e.to_string(),
         })
+}
+
+const WHITE: Rgb<u8> = Rgb([255, 255, 255]);
+
+fn check_rgb(rgb: &[u8], size: usize) -> Result<(), EvalError> {
+    if rgb.len() != size * size * 3 || size == 0 {
+        return Err(EvalError::Shape(format!(
+            "{} RGB bytes for a {size}x{size} image",
+            rgb.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Panel side in pixels: the image enlarged by an integer factor to at least 224 px.
+fn panel_side(size: usize) -> usize {
+    size * 224usize.div_ceil(size).max(1)
+}
+
+/// The panels of [`render_overlay`]: `None` for the image itself, then each map (checked against
+/// the grid).
+fn panel_maps(maps: &AttentionHeatmaps) -> Result<Vec<Option<&[f32]>>, EvalError> {
+    let g = maps.grid;
+    let mut panels: Vec<Option<&[f32]>> = vec![None, Some(&maps.first)];
+    if let Some(s) = &maps.second {
+        panels.extend([Some(s.as_slice()), Some(maps.effective.as_slice())]);
+    }
+    if let Some(t) = &maps.text_relevance {
+        panels.push(Some(t));
+    }
+    if maps.effective.len() != g * g {
+        return Err(EvalError::Shape(format!(
+            "a map of {} values for a {g}x{g} grid",
+            maps.effective.len()
+        )));
+    }
+    if let Some(p) = panels.iter().flatten().find(|p| p.len() != g * g) {
+        return Err(EvalError::Shape(format!(
+            "a map of {} values for a {g}x{g} grid",
+            p.len()
+        )));
+    }
+    Ok(panels)
+}
+
+/// The image (`map = None`) or the image overlaid with `map`, at `(x0, y0)`, `side` pixels wide.
+#[allow(clippy::too_many_arguments)]
+fn draw_panel(out: &mut RgbImage, x0: usize, y0: usize, side: usize, rgb: &[u8], size: usize, map: Option<&[f32]>, g: usize) {
+    let scale = side / size;
+    let pixel = |x: usize, y: usize| {
+        let i = ((y / scale) * size + x / scale) * 3;
+        [rgb[i], rgb[i + 1], rgb[i + 2]]
+    };
+    let Some(map) = map else {
+        for y in 0..side {
+            for x in 0..side {
+                out.put_pixel((x0 + x) as u32, (y0 + y) as u32, Rgb(pixel(x, y)));
+            }
+        }
+        return;
+    };
+    let (lo, hi) = map
+        .iter()
+        .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| {
+            (a.min(v), b.max(v))
+        });
+    let span = if hi > lo { hi - lo } else { 1.0 };
+    for y in 0..side {
+        for x in 0..side {
+            let v = (bilinear(
+                map,
+                g,
+                (x as f32 + 0.5) / side as f32,
+                (y as f32 + 0.5) / side as f32,
+            ) - lo)
+                / span;
+            let c = jet(v);
+            let p = pixel(x, y);
+            let mix = |i: usize| (0.45 * p[i] as f32 + 0.55 * c[i]).round().clamp(0.0, 255.0) as u8;
+            out.put_pixel((x0 + x) as u32, (y0 + y) as u32, Rgb([mix(0), mix(1), mix(2)]));
+        }
+    }
+}
+
+fn fill(out: &mut RgbImage, x0: usize, y0: usize, w: usize, h: usize, c: [u8; 3]) {
+    for y in y0..y0 + h {
+        for x in x0..x0 + w {
+            out.put_pixel(x as u32, y as u32, Rgb(c));
+        }
+    }
+}
+
+/// Text drawn with the embedded DejaVu Sans (no system fonts needed).
+struct Font(ab_glyph::FontRef<'static>);
+
+impl Font {
+    fn new() -> Self {
+        Self(ab_glyph::FontRef::try_from_slice(dejavu::sans::regular()).expect("the embedded DejaVu Sans parses"))
+    }
+
+    /// A two-line title centred over a panel `width` pixels wide at `(x0, y0)`.
+    fn title(&self, out: &mut RgbImage, x0: usize, y0: usize, width: usize, lines: &[String; 2]) {
+        for (i, (line, px, color)) in [(&lines[0], 15.0, [0u8, 0, 0]), (&lines[1], 12.5, [80, 80, 80])].into_iter().enumerate() {
+            let w = self.width(line, px).min(width as f32) as usize;
+            self.text(out, x0 + (width - w) / 2, y0 + 3 + i * 19, px, line, color, width);
+        }
+    }
+
+    fn width(&self, text: &str, px: f32) -> f32 {
+        use ab_glyph::{Font as _, ScaleFont};
+        let f = self.0.as_scaled(px);
+        text.chars().map(|c| f.h_advance(f.glyph_id(c))).sum()
+    }
+
+    /// `text` with its top-left corner at `(x, y)`, `px` pixels high, clipped to `max_width`.
+    #[allow(clippy::too_many_arguments)]
+    fn text(&self, out: &mut RgbImage, x: usize, y: usize, px: f32, text: &str, color: [u8; 3], max_width: usize) {
+        use ab_glyph::{Font as _, ScaleFont, point};
+        let f = self.0.as_scaled(px);
+        let mut caret = x as f32;
+        let baseline = y as f32 + f.ascent();
+        let (w, h) = (out.width() as i64, out.height() as i64);
+        for c in text.chars() {
+            let id = f.glyph_id(c);
+            let advance = f.h_advance(id);
+            if caret + advance > (x + max_width) as f32 {
+                break;
+            }
+            let glyph = id.with_scale_and_position(px, point(caret, baseline));
+            if let Some(outline) = self.0.outline_glyph(glyph) {
+                let b = outline.px_bounds();
+                outline.draw(|gx, gy, cov| {
+                    let (px_, py_) = (b.min.x as i64 + gx as i64, b.min.y as i64 + gy as i64);
+                    if px_ < 0 || py_ < 0 || px_ >= w || py_ >= h {
+                        return;
+                    }
+                    let p = out.get_pixel_mut(px_ as u32, py_ as u32);
+                    for i in 0..3 {
+                        p.0[i] = (p.0[i] as f32 * (1.0 - cov) + color[i] as f32 * cov).round() as u8;
+                    }
+                });
+            }
+            caret += advance;
+        }
+    }
 }
 
 /// Bilinear sample of a `g × g` map at `(u, v)` in `[0, 1]²` (pixel centres, edges clamped).

@@ -3,10 +3,12 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use crate::EvalError;
-use crate::dataset::Csv;
+use diffclip_data::datasets::CsvTable;
 
-/// A retrieval set. `captions.csv` has a header with the columns `image` and `caption`; each
+use crate::EvalError;
+
+/// A retrieval set. `captions.csv` has a header with the columns `image` and `caption` (read by
+/// [`CsvTable`]: RFC 4180 quoting, names matched ignoring case); each
 /// row pairs an image (path relative to the CSV's folder) with one caption, so an image with
 /// five captions has five rows. A row with an empty caption lists an image without captions
 /// (it counts as a miss in image→text recall). Images keep the order of first appearance.
@@ -42,7 +44,7 @@ impl CaptionSet {
         } else {
             path.to_path_buf()
         };
-        let csv = Csv::read(&csv_path)?;
+        let csv = CsvTable::read(&csv_path, b',')?;
         let root = csv_path.parent().unwrap_or(Path::new(".")).to_path_buf();
         let (image_col, caption_col) = (csv.column("image")?, csv.column("caption")?);
         let mut set = CaptionSet {
@@ -52,26 +54,23 @@ impl CaptionSet {
             text_to_image: vec![],
         };
         let mut index: HashMap<String, usize> = HashMap::new();
-        for record in &csv.records {
+        for record in csv.records() {
             let name = csv.field(record, image_col)?.trim();
             let caption = csv.field(record, caption_col)?.trim();
             if name.is_empty() {
-                return Err(EvalError::format(
-                    &csv_path,
-                    record.line,
-                    "empty image path",
-                ));
+                return Err(csv.error(record.line, "empty image path").into());
             }
             let i = match index.get(name) {
                 Some(&i) => i,
                 None => {
                     let file = root.join(name);
                     if !file.is_file() {
-                        return Err(EvalError::format(
-                            &csv_path,
-                            record.line,
-                            format!("image {} does not exist", file.display()),
-                        ));
+                        return Err(csv
+                            .error(
+                                record.line,
+                                format!("image {} does not exist", file.display()),
+                            )
+                            .into());
                     }
                     set.images.push(file);
                     index.insert(name.to_string(), set.images.len() - 1);

@@ -2,8 +2,9 @@
 
 use std::path::{Path, PathBuf};
 
+use diffclip_data::datasets::CsvTable;
+
 use crate::EvalError;
-use crate::dataset::Csv;
 
 /// Two images that differ in one detail, and one statement true of each.
 #[derive(Debug, Clone, PartialEq)]
@@ -57,64 +58,61 @@ impl PairSet {
     }
 
     fn open_generic(path: &Path, dir: &Path) -> Result<Self, EvalError> {
-        let csv = Csv::read(path)?;
+        let csv = CsvTable::read(path, b',')?;
         let cols = ["category", "image1", "image2", "statement1", "statement2"]
             .map(|c| csv.column(c))
             .into_iter()
             .collect::<Result<Vec<_>, _>>()?;
         let mut pairs = Vec::new();
-        for r in &csv.records {
+        for r in csv.records() {
             let f = |i: usize| csv.field(r, cols[i]).map(|s| s.trim().to_string());
             let (category, s1, s2) = (f(0)?, f(3)?, f(4)?);
             if s1.is_empty() || s2.is_empty() {
-                return Err(EvalError::format(path, r.line, "empty statement"));
+                return Err(csv.error(r.line, "empty statement").into());
             }
             let images = [
-                image_at(path, r.line, dir.join(f(1)?))?,
-                image_at(path, r.line, dir.join(f(2)?))?,
+                image_at(&csv, r.line, dir.join(f(1)?))?,
+                image_at(&csv, r.line, dir.join(f(2)?))?,
             ];
             pairs.push(PairItem {
                 category,
                 images,
                 statements: [s1, s2],
-                line: r.line,
+                line: r.line as usize,
             });
         }
         Self::finish(path, pairs)
     }
 
     fn open_mmvp(path: &Path, dir: &Path) -> Result<Self, EvalError> {
-        let csv = Csv::read(path)?;
+        let csv = CsvTable::read(path, b',')?;
         let col = |name: &str, fallback: usize| csv.column(name).unwrap_or(fallback);
         let (qid_col, type_col, st_col) =
             (col("question id", 0), col("type", 1), col("statement", 2));
         let image_dir = dir.join("MLLM_VLM Images");
-        if csv.records.len() % 2 != 0 {
+        let records = csv.records();
+        if records.len() % 2 != 0 {
             return Err(EvalError::dataset(
                 path,
-                format!("{} rows: pairs need an even number", csv.records.len()),
+                format!("{} rows: pairs need an even number", records.len()),
             ));
         }
         let mut pairs = Vec::new();
-        for rows in csv.records.chunks_exact(2) {
+        for rows in records.chunks_exact(2) {
             let mut images = Vec::new();
             let mut statements = Vec::new();
             let category = csv.field(&rows[0], type_col)?.trim().to_string();
             for r in rows {
                 let qid = csv.field(r, qid_col)?.trim();
                 if qid.parse::<u64>().is_err() {
-                    return Err(EvalError::format(
-                        path,
-                        r.line,
-                        format!("question id '{qid}' is not a number"),
-                    ));
+                    return Err(csv
+                        .error(r.line, format!("question id '{qid}' is not a number"))
+                        .into());
                 }
                 if csv.field(r, type_col)?.trim() != category {
-                    return Err(EvalError::format(
-                        path,
-                        r.line,
-                        "the two rows of a pair have different types",
-                    ));
+                    return Err(csv
+                        .error(r.line, "the two rows of a pair have different types")
+                        .into());
                 }
                 let base = image_dir.join(&category).join(qid);
                 let found = ["jpg", "jpeg", "png"]
@@ -122,11 +120,9 @@ impl PairSet {
                     .map(|e| base.with_extension(e))
                     .find(|p| p.is_file());
                 let Some(img) = found else {
-                    return Err(EvalError::format(
-                        path,
-                        r.line,
-                        format!("no image {}.jpg", base.display()),
-                    ));
+                    return Err(csv
+                        .error(r.line, format!("no image {}.jpg", base.display()))
+                        .into());
                 };
                 images.push(img);
                 statements.push(format!("a photo of {}", csv.field(r, st_col)?.trim()));
@@ -143,7 +139,7 @@ impl PairSet {
                 category,
                 images: [i0, i1],
                 statements: [s0, s1],
-                line: rows[0].line,
+                line: rows[0].line as usize,
             });
         }
         Self::finish(path, pairs)
@@ -181,14 +177,12 @@ impl PairSet {
     }
 }
 
-fn image_at(csv: &Path, line: usize, path: PathBuf) -> Result<PathBuf, EvalError> {
+fn image_at(csv: &CsvTable, line: u64, path: PathBuf) -> Result<PathBuf, EvalError> {
     if path.is_file() {
         Ok(path)
     } else {
-        Err(EvalError::format(
-            csv,
-            line,
-            format!("image {} does not exist", path.display()),
-        ))
+        Err(csv
+            .error(line, format!("image {} does not exist", path.display()))
+            .into())
     }
 }

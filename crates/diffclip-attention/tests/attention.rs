@@ -1,13 +1,11 @@
 //! Differential and standard attention: fused and reference paths agree, masks, λ, errors.
 
-mod common;
-
 use burn::tensor::{Bool, Distribution, Tensor};
-use common::devices;
-use diffclip::attention::{
-    AttentionConfig, AttentionError, AttentionKind, AttentionPath, DiffAttentionConfig, LambdaInit,
-    StandardAttentionConfig, causal_mask,
+use diffclip_attention::{
+    AttentionConfig, AttentionError, AttentionKind, AttentionPath, LambdaInit,
+    causal_mask,
 };
+use diffclip_testkit::devices;
 
 fn max_diff(a: Tensor<3>, b: Tensor<3>) -> f32 {
     let d = (a - b).abs().max().into_scalar::<f32>();
@@ -18,7 +16,7 @@ fn max_diff(a: Tensor<3>, b: Tensor<3>) -> f32 {
 fn diff_fused_matches_reference_with_and_without_causal_mask() {
     for (backend, device) in devices() {
         for causal in [false, true] {
-            let attn = DiffAttentionConfig::new(64, 8).with_causal(causal).init(&device).unwrap();
+            let attn = AttentionConfig { causal, ..AttentionConfig::new(64, 8) }.init_differential(&device).unwrap();
             let x = Tensor::<3>::random([3, 29, 64], Distribution::Normal(0.0, 1.0), &device);
             let fused = attn.forward_fused(x.clone(), None);
             let (reference, maps) = attn.forward_with_maps(x, None);
@@ -37,7 +35,7 @@ fn diff_fused_matches_reference_with_and_without_causal_mask() {
 #[test]
 fn diff_fused_matches_reference_with_user_mask() {
     for (backend, device) in devices() {
-        let attn = DiffAttentionConfig::new(32, 4).with_causal(true).init(&device).unwrap();
+        let attn = AttentionConfig { causal: true, ..AttentionConfig::new(32, 4) }.init_differential(&device).unwrap();
         let x = Tensor::<3>::random([2, 9, 32], Distribution::Normal(0.0, 1.0), &device);
         // Mask the last two keys of every query, except the first query that only sees itself.
         let mut m = vec![false; 9 * 9];
@@ -57,7 +55,7 @@ fn diff_fused_matches_reference_with_user_mask() {
 fn standard_fused_matches_reference() {
     for (backend, device) in devices() {
         for causal in [false, true] {
-            let attn = StandardAttentionConfig::new(48, 6).with_causal(causal).init(&device).unwrap();
+            let attn = AttentionConfig { causal, ..AttentionConfig::new(48, 6) }.init_standard(&device).unwrap();
             let x = Tensor::<3>::random([2, 17, 48], Distribution::Normal(0.0, 1.0), &device);
             let (reference, maps) = attn.forward_with_maps(x.clone(), None);
             let d = max_diff(attn.forward(x, None), reference);
@@ -76,10 +74,10 @@ fn long_sequences_fused_matches_reference() {
     for (backend, device) in devices() {
         for causal in [false, true] {
             let x = Tensor::<3>::random([2, 300, 32], Distribution::Normal(0.0, 1.0), &device);
-            let diff = DiffAttentionConfig::new(32, 4).with_causal(causal).init(&device).unwrap();
+            let diff = AttentionConfig { causal, ..AttentionConfig::new(32, 4) }.init_differential(&device).unwrap();
             let d = max_diff(diff.forward_fused(x.clone(), None), diff.forward_with_maps(x.clone(), None).0);
             assert!(d < 1e-5, "{backend} diff causal={causal}: {d:e}");
-            let std = StandardAttentionConfig::new(32, 4).with_causal(causal).init(&device).unwrap();
+            let std = AttentionConfig { causal, ..AttentionConfig::new(32, 4) }.init_standard(&device).unwrap();
             let d = max_diff(std.forward(x.clone(), None), std.forward_with_maps(x, None).0);
             assert!(d < 1e-5, "{backend} standard causal={causal}: {d:e}");
         }
@@ -92,10 +90,10 @@ fn activations_match_burn() {
     for (backend, device) in devices() {
         let x = Tensor::<3>::random([3, 50, 70], Distribution::Normal(0.0, 3.0), &device);
         let want = burn::tensor::activation::gelu(x.clone());
-        let d = max_diff(diffclip::attention::gelu(x.clone()), want);
+        let d = max_diff(diffclip_attention::gelu(x.clone()), want);
         assert!(d < 2e-6, "{backend} gelu: {d:e}");
         let want = x.clone() * burn::tensor::activation::sigmoid(x.clone() * 1.702);
-        let d = max_diff(diffclip::attention::quick_gelu(x), want);
+        let d = max_diff(diffclip_attention::quick_gelu(x), want);
         assert!(d < 2e-6, "{backend} quick_gelu: {d:e}");
     }
 }
@@ -103,12 +101,12 @@ fn activations_match_burn() {
 #[test]
 fn reference_path_config_gives_same_output() {
     for (_, device) in devices() {
-        let fused = DiffAttentionConfig::new(32, 4).init(&device).unwrap();
+        let fused = AttentionConfig::new(32, 4).init_differential(&device).unwrap();
         // Same weights, reference path.
         let mut reference = fused.clone();
-        reference.fused = false;
-        let other = DiffAttentionConfig::new(32, 4).with_path(AttentionPath::Reference).init(&device).unwrap();
-        assert!(!other.fused && fused.fused);
+        reference.path = AttentionPath::Reference;
+        let other = AttentionConfig { path: AttentionPath::Reference, ..AttentionConfig::new(32, 4) }.init_differential(&device).unwrap();
+        assert!(other.path == AttentionPath::Reference && fused.path == AttentionPath::Fused);
         let x = Tensor::<3>::random([1, 5, 32], Distribution::Default, &device);
         assert!(max_diff(fused.forward(x.clone(), None), reference.forward(x, None)) < 1e-5);
     }
@@ -117,7 +115,7 @@ fn reference_path_config_gives_same_output() {
 #[test]
 fn lambda_full_formula_and_init() {
     for (_, device) in devices() {
-        let attn = DiffAttentionConfig::new(32, 4).with_lambda_init(0.3).init(&device).unwrap();
+        let attn = AttentionConfig { lambda_init: 0.3, ..AttentionConfig::new(32, 4) }.init_differential(&device).unwrap();
         let dot = |a: &burn::module::Param<Tensor<1>>, b: &burn::module::Param<Tensor<1>>| (a.val() * b.val()).sum().into_scalar::<f32>();
         let want = dot(&attn.lambda_q1, &attn.lambda_k1).exp() - dot(&attn.lambda_q2, &attn.lambda_k2).exp() + 0.3;
         let got = attn.lambda_full().into_scalar::<f32>();
@@ -140,13 +138,13 @@ fn lambda_schedules() {
 #[test]
 fn invalid_configs_are_errors_at_init() {
     for (_, device) in devices() {
-        assert_eq!(DiffAttentionConfig::new(60, 5).init(&device).unwrap_err(), AttentionError::OddHeads { num_heads: 5 });
+        assert_eq!(AttentionConfig::new(60, 5).init_differential(&device).unwrap_err(), AttentionError::OddHeads { num_heads: 5 });
         assert_eq!(
-            DiffAttentionConfig::new(65, 4).init(&device).unwrap_err(),
+            AttentionConfig::new(65, 4).init_differential(&device).unwrap_err(),
             AttentionError::WidthNotDivisible { d_model: 65, num_heads: 4 }
         );
-        assert!(matches!(StandardAttentionConfig::new(64, 0).init(&device), Err(AttentionError::Empty { .. })));
-        assert!(matches!(DiffAttentionConfig::new(64, 4).with_attn_dropout(1.5).init(&device), Err(AttentionError::Dropout { .. })));
+        assert!(matches!(AttentionConfig::new(64, 0).init_standard(&device), Err(AttentionError::Empty { .. })));
+        assert!(matches!(AttentionConfig { attn_dropout: 1.5, ..AttentionConfig::new(64, 4) }.init_differential(&device), Err(AttentionError::Dropout { .. })));
         // Standard attention allows odd head counts.
         let cfg = AttentionConfig { kind: AttentionKind::Standard, ..AttentionConfig::new(60, 5) };
         assert!(cfg.init(&device).is_ok());
@@ -170,7 +168,7 @@ fn attention_kind_dispatch() {
 fn gradients_reach_lambda_and_projections() {
     for (backend, device) in devices() {
         let ad = device.autodiff();
-        let attn = DiffAttentionConfig::new(32, 4).with_causal(true).init(&ad).unwrap();
+        let attn = AttentionConfig { causal: true, ..AttentionConfig::new(32, 4) }.init_differential(&ad).unwrap();
         let x = Tensor::<3>::random([2, 6, 32], Distribution::Default, &ad);
         let grads = attn.forward(x, None).square().sum().backward();
         let g = attn.lambda_q1.grad(&grads).unwrap_or_else(|| panic!("{backend}: no gradient for lambda_q1"));
@@ -195,7 +193,7 @@ fn fused_gradients_match_reference() {
         for (n, causal) in [(29, false), (29, true), (300, true)] {
             let x = Tensor::<3>::random([2, n, 32], Distribution::Normal(0.0, 1.0), &ad);
             let probe = Tensor::<3>::random([2, n, 32], Distribution::Normal(0.0, 1.0), &ad);
-            let diff = DiffAttentionConfig::new(32, 4).with_causal(causal).init(&ad).unwrap();
+            let diff = AttentionConfig { causal, ..AttentionConfig::new(32, 4) }.init_differential(&ad).unwrap();
             let grads = |fused: bool| {
                 let x = x.clone().require_grad();
                 let y = if fused { diff.forward_fused(x.clone(), None) } else { diff.forward_with_maps(x.clone(), None).0 };
@@ -221,7 +219,7 @@ fn fused_gradients_match_reference() {
             assert!(d < 1e-4, "{at}: dλq2 {d:e}");
             assert!(rel_diff(f.5, r.5) < 1e-4, "{at}: dγ");
 
-            let std = StandardAttentionConfig::new(32, 4).with_causal(causal).init(&ad).unwrap();
+            let std = AttentionConfig { causal, ..AttentionConfig::new(32, 4) }.init_standard(&ad).unwrap();
             let grads = |fused: bool| {
                 let x = x.clone().require_grad();
                 let y = if fused { std.forward(x.clone(), None) } else { std.forward_with_maps(x.clone(), None).0 };
@@ -247,7 +245,7 @@ fn activation_gradients_match_derivatives() {
         let dy = Tensor::<2>::random([37, 300], Distribution::Normal(0.0, 1.0), &ad);
         let grad = |quick: bool| {
             let xg = x.clone().require_grad();
-            let y = if quick { diffclip::attention::quick_gelu(xg.clone()) } else { diffclip::attention::gelu(xg.clone()) };
+            let y = if quick { diffclip_attention::quick_gelu(xg.clone()) } else { diffclip_attention::gelu(xg.clone()) };
             xg.grad(&(y * dy.clone()).sum().backward()).unwrap()
         };
         let xi = x.clone().inner();

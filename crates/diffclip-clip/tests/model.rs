@@ -1,12 +1,10 @@
 //! Presets, parameter counts, key layout, configs, export round trips and checkpoint errors.
 
-mod common;
-
 use burn::module::Module;
 use burn::tensor::{Int, Tensor};
-use common::{devices, fixture};
-use diffclip::clip::checkpoint::{CheckpointError, config_of, read_state_dict, state_dict_of, state_dict_shapes, to_diffclip_names};
-use diffclip::clip::{ClipConfig, ClipError, PRESETS, load_checkpoint, save_burnpack, save_safetensors};
+use diffclip_clip::checkpoint::{CheckpointError, config_of, read_state_dict, state_dict_of, state_dict_shapes, to_diffclip_names};
+use diffclip_clip::{ClipConfig, ClipError, PRESETS, load_checkpoint, save_burnpack, save_safetensors};
+use diffclip_testkit::{devices, fixture};
 
 fn tmp(name: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("diffclip-test-{}", std::process::id()));
@@ -23,7 +21,7 @@ fn diffclip_vit_b16_has_the_reference_parameter_count_and_keys() {
     let ours = to_diffclip_names(
         state_dict_shapes(&model)
             .into_iter()
-            .map(|(k, s)| (k, diffclip::clip::checkpoint::StateTensor { shape: s, data: vec![] }))
+            .map(|(k, s)| (k, diffclip_clip::checkpoint::StateTensor { shape: s, data: vec![] }))
             .collect(),
         "<model>",
     )
@@ -53,10 +51,11 @@ fn variant_presets_differ_only_where_they_should() {
     assert_eq!(count(ClipConfig::diffclip_star_vit_b16()), diff);
     let star = ClipConfig::diffclip_star_vit_b16().init(&device).unwrap();
     let l0 = star.visual.blocks[0].attn.lambda_full().unwrap();
-    assert!(matches!(star.visual.blocks[0].attn, diffclip::attention::Attention::Differential(ref a) if (a.lambda_init - 0.2).abs() < 1e-12));
+    assert!(matches!(star.visual.blocks[0].attn, diffclip_attention::Attention::Differential(ref a) if (a.lambda_init - 0.2).abs() < 1e-12));
     let _ = l0;
-    for name in PRESETS {
-        ClipConfig::preset(name).unwrap();
+    for (name, make) in PRESETS {
+        assert_eq!(ClipConfig::preset(name).unwrap(), make());
+        assert_eq!(ClipConfig::preset(&name.replace('_', "-").to_uppercase()).unwrap(), make());
     }
     assert!(matches!(ClipConfig::preset("vit-h-99"), Err(ClipError::UnknownPreset { .. })));
 }
@@ -84,7 +83,7 @@ fn config_json_round_trip_and_unknown_fields() {
 fn estimate_counts_parameters_exactly() {
     let (_, device) = devices().remove(0);
     let mut mixed = ClipConfig::diffclip_tiny();
-    mixed.vision.attention.per_layer = Some(vec![diffclip::attention::AttentionKind::Standard, diffclip::attention::AttentionKind::Differential]);
+    mixed.vision.attention.per_layer = Some(vec![diffclip_attention::AttentionKind::Standard, diffclip_attention::AttentionKind::Differential]);
     mixed.vision.qkv_bias = false;
     mixed.vision.mlp_ratio = 2.5;
     mixed.logit_bias_init = Some(-10.0);
@@ -96,7 +95,7 @@ fn estimate_counts_parameters_exactly() {
 
 #[test]
 fn untrusted_sizes_are_refused_before_allocation() {
-    use diffclip::clip::ModelLimits;
+    use diffclip_clip::ModelLimits;
     let limits = ModelLimits { max_params: 10_000_000, max_bytes: Some(1 << 30) };
     let too_large = |edit: &dyn Fn(&mut ClipConfig)| {
         let mut c = ClipConfig::diffclip_tiny();
@@ -127,7 +126,7 @@ fn untrusted_sizes_are_refused_before_allocation() {
         ("layers", Box::new(|c: &mut ClipConfig| c.text.layers = 0)),
         ("context_length", Box::new(|c: &mut ClipConfig| c.text.context_length = 0)),
         ("dropout", Box::new(|c: &mut ClipConfig| c.vision.dropout = 1.5)),
-        ("lambda_init", Box::new(|c: &mut ClipConfig| c.vision.attention.lambda_init = diffclip::attention::LambdaInit::Constant(f64::INFINITY))),
+        ("lambda_init", Box::new(|c: &mut ClipConfig| c.vision.attention.lambda_init = diffclip_attention::LambdaInit::Constant(f64::INFINITY))),
         ("logit_scale_init", Box::new(|c: &mut ClipConfig| c.logit_scale_init = f64::NAN)),
         ("embed_dim", Box::new(|c: &mut ClipConfig| c.embed_dim = 0)),
     ] {
@@ -152,11 +151,11 @@ fn invalid_model_configs_are_errors() {
     c.vision.patch_size = 7;
     assert!(matches!(c.init(&device), Err(ClipError::Vision(_))));
     let mut c = ClipConfig::diffclip_tiny();
-    c.text.attention.per_layer = Some(vec![diffclip::attention::AttentionKind::Standard]);
+    c.text.attention.per_layer = Some(vec![diffclip_attention::AttentionKind::Standard]);
     assert!(matches!(c.init(&device), Err(ClipError::Text(_))));
 }
 
-fn embed(model: &diffclip::clip::Clip, device: &burn::tensor::Device) -> (Vec<f32>, Vec<f32>) {
+fn embed(model: &diffclip_clip::Clip, device: &burn::tensor::Device) -> (Vec<f32>, Vec<f32>) {
     let ids: Tensor<2, Int> = Tensor::from_data(burn::tensor::TensorData::new(vec![49406i64, 320, 1125, 49407, 0, 0, 49406, 2368, 49407, 0, 0, 0], [2, 6]), device);
     let img = Tensor::<4>::ones([2, 3, 32, 32], device) * 0.25;
     let out = model.forward(img, ids);

@@ -1,10 +1,8 @@
 //! Losses and their gradients against open_clip's `ClipLoss` (`../shared/fixtures/loss`).
 
-mod common;
-
 use burn::tensor::Tensor;
-use common::{assert_close, devices, read_arrays};
-use diffclip::clip::loss::{clip_loss, clip_loss_normalized, siglip_loss};
+use diffclip_clip::loss::{clip_loss, clip_loss_normalized, siglip_loss};
+use diffclip_testkit::{assert_close, devices, read_arrays};
 
 const TOL: f32 = 1e-5;
 
@@ -92,7 +90,7 @@ fn scale_gradients_at_batch_512() {
         assert!(gs.is_finite() && gb.is_finite(), "{backend}: siglip grads {gs} {gb}");
         // SigLIP: ∂L/∂b = Σ ∂L/∂logit = -(1/n) Σ z·σ(-z·logit).
         let cos = burn::tensor::Tensor::<2>::from_data(
-            diffclip::clip::normalize(i.clone().inner()).matmul(diffclip::clip::normalize(t.clone().inner()).transpose()).into_data(),
+            diffclip_clip::normalize(i.clone().inner()).matmul(diffclip_clip::normalize(t.clone().inner()).transpose()).into_data(),
             &burn::tensor::Device::flex(),
         );
         let z = Tensor::<2>::eye(n, &burn::tensor::Device::flex()) * 2.0 - 1.0;

@@ -1,10 +1,8 @@
 //! Parity with open_clip (`openclip_tiny`) and HuggingFace transformers (`hf_tiny`).
 
-mod common;
-
 use burn::tensor::Tensor;
-use common::{assert_close, devices, fixture, read_arrays};
-use diffclip::clip::{ClipConfig, CheckpointFormat, load_checkpoint, logits_from_embeddings, normalize};
+use diffclip_clip::{ClipConfig, CheckpointFormat, load_checkpoint, logits_from_embeddings, normalize};
+use diffclip_testkit::{assert_close, devices, fixture, read_arrays};
 
 const TOL: f32 = 1e-4;
 
@@ -21,7 +19,7 @@ fn check_openclip(checkpoint: &str) {
         let out = model.forward(image.clone(), text.clone());
         assert_close(&what("image_embed"), out.image_embed, expected.get("image_embed"), TOL);
         assert_close(&what("text_embed"), out.text_embed, expected.get("text_embed"), TOL);
-        assert_close(&what("logit_scale"), out.logit_scale, &(vec![1], expected.get("logit_scale").1.clone()), TOL);
+        assert_close(&what("logit_scale"), out.logit_scale_exp, &(vec![1], expected.get("logit_scale").1.clone()), TOL);
 
         let x = model.visual.embed(image.clone());
         assert_close(&what("vision_block0_in"), x.clone(), expected.get("vision_block0_in"), TOL);
@@ -65,9 +63,9 @@ fn huggingface_clip_model() {
         let out = model.forward(image.clone(), text.clone());
         assert_close(&what("image_features"), out.image_embed.clone(), expected.get("image_features"), TOL);
         assert_close(&what("text_features"), out.text_embed.clone(), expected.get("text_features"), TOL);
-        assert_close(&what("logit_scale"), out.logit_scale.clone(), &(vec![1], expected.get("logit_scale_exp").1.clone()), TOL);
+        assert_close(&what("logit_scale"), out.logit_scale_exp.clone(), &(vec![1], expected.get("logit_scale_exp").1.clone()), TOL);
         assert_close(&what("image_embeds_normalized"), normalize(out.image_embed.clone()), expected.get("image_embeds_normalized"), TOL);
-        let (per_image, _) = logits_from_embeddings(out.image_embed, out.text_embed, out.logit_scale);
+        let (per_image, _) = logits_from_embeddings(out.image_embed, out.text_embed, out.logit_scale_exp);
         assert_close(&what("logits_per_image"), per_image, expected.get("logits_per_image"), TOL);
         assert_close(&what("vision_pooled"), model.visual.forward(image, false).pooled, expected.get("vision_pooled"), TOL);
         let t = model.text.forward(text, true);

@@ -1,0 +1,258 @@
+//! Statistics for comparing models over seeds: mean, sample standard deviation, the paired
+//! t-interval over seeds, and a seeded percentile bootstrap of a paired difference over test
+//! samples. Plain `f64` functions, independent of Burn.
+//!
+//! ```
+//! use diffclip_eval::stats::{mean, paired_t_interval, sample_sd};
+//! assert_eq!(mean(&[1.0, 2.0, 3.0]), 2.0);
+//! assert_eq!(sample_sd(&[1.0, 2.0, 3.0]), 1.0);
+//! let d = paired_t_interval(&[0.5, 0.6, 0.7], &[0.4, 0.4, 0.4], 0.95).unwrap();
+//! assert!((d.diff_mean - 0.2).abs() < 1e-12);
+//! assert!(d.ci[0] < 0.2 && d.ci[1] > 0.2);
+//! ```
+
+use serde::{Deserialize, Serialize};
+
+/// Arithmetic mean; `NaN` for an empty slice.
+pub fn mean(xs: &[f64]) -> f64 {
+    if xs.is_empty() {
+        return f64::NAN;
+    }
+    xs.iter().sum::<f64>() / xs.len() as f64
+}
+
+/// Sample standard deviation (denominator `n - 1`, numpy's `ddof=1`); `NaN` below 2 values.
+pub fn sample_sd(xs: &[f64]) -> f64 {
+    let n = xs.len();
+    if n < 2 {
+        return f64::NAN;
+    }
+    let m = mean(xs);
+    (xs.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / (n - 1) as f64).sqrt()
+}
+
+/// The mean difference of paired values with a confidence interval.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PairedDiff {
+    /// Number of pairs.
+    pub n: usize,
+    /// Mean of `a_i - b_i`.
+    pub diff_mean: f64,
+    /// Sample standard deviation of `a_i - b_i`.
+    pub diff_sd: f64,
+    /// `diff_mean ± t_{(1+level)/2, n-1} · diff_sd / √n`.
+    pub ci: [f64; 2],
+}
+
+/// Paired t-interval of `a - b` at `level` (e.g. 0.95): the differences `a_i - b_i` are treated
+/// as a sample of `n` values and the interval uses Student's t with `n - 1` degrees of freedom.
+/// `None` with fewer than two pairs, unequal lengths or a level outside `(0, 1)`.
+pub fn paired_t_interval(a: &[f64], b: &[f64], level: f64) -> Option<PairedDiff> {
+    if a.len() != b.len() || a.len() < 2 || !(level > 0.0 && level < 1.0) {
+        return None;
+    }
+    let d: Vec<f64> = a.iter().zip(b).map(|(x, y)| x - y).collect();
+    let n = d.len();
+    let (m, sd) = (mean(&d), sample_sd(&d));
+    let half = student_t_quantile(0.5 + level / 2.0, (n - 1) as f64) * sd / (n as f64).sqrt();
+    Some(PairedDiff { n, diff_mean: m, diff_sd: sd, ci: [m - half, m + half] })
+}
+
+/// `ln Γ(x)` for `x > 0` (Lanczos, g = 7, 9 terms; relative error below 1e-14).
+pub fn ln_gamma(x: f64) -> f64 {
+    const G: [f64; 9] = [
+        0.999_999_999_999_809_9,
+        676.520_368_121_885_1,
+        -1_259.139_216_722_402_8,
+        771.323_428_777_653_1,
+        -176.615_029_162_140_6,
+        12.507_343_278_686_905,
+        -0.138_571_095_265_720_12,
+        9.984_369_578_019_572e-6,
+        1.505_632_735_149_311_6e-7,
+    ];
+    if x < 0.5 {
+        // Reflection: Γ(x) Γ(1-x) = π / sin(πx).
+        return (std::f64::consts::PI / (std::f64::consts::PI * x).sin()).ln() - ln_gamma(1.0 - x);
+    }
+    let x = x - 1.0;
+    let mut a = G[0];
+    let t = x + 7.5;
+    for (i, g) in G.iter().enumerate().skip(1) {
+        a += g / (x + i as f64);
+    }
+    0.5 * (2.0 * std::f64::consts::PI).ln() + (x + 0.5) * t.ln() - t + a.ln()
+}
+
+/// Regularised incomplete beta function `I_x(a, b)` (continued fraction, modified Lentz).
+pub fn incomplete_beta(x: f64, a: f64, b: f64) -> f64 {
+    if x <= 0.0 {
+        return 0.0;
+    }
+    if x >= 1.0 {
+        return 1.0;
+    }
+    let ln_front = ln_gamma(a + b) - ln_gamma(a) - ln_gamma(b) + a * x.ln() + b * (1.0 - x).ln();
+    // The continued fraction converges quickly for x < (a+1)/(a+b+2); use symmetry otherwise.
+    if x > (a + 1.0) / (a + b + 2.0) {
+        return 1.0 - incomplete_beta(1.0 - x, b, a);
+    }
+    const TINY: f64 = 1e-300;
+    let (qab, qap, qam) = (a + b, a + 1.0, a - 1.0);
+    let mut c = 1.0;
+    let mut d = 1.0 - qab * x / qap;
+    if d.abs() < TINY {
+        d = TINY;
+    }
+    d = 1.0 / d;
+    let mut h = d;
+    for m in 1..=300 {
+        let m = m as f64;
+        let m2 = 2.0 * m;
+        let aa = m * (b - m) * x / ((qam + m2) * (a + m2));
+        d = 1.0 + aa * d;
+        d = if d.abs() < TINY { TINY } else { d };
+        c = 1.0 + aa / c;
+        c = if c.abs() < TINY { TINY } else { c };
+        d = 1.0 / d;
+        h *= d * c;
+        let aa = -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2));
+        d = 1.0 + aa * d;
+        d = if d.abs() < TINY { TINY } else { d };
+        c = 1.0 + aa / c;
+        c = if c.abs() < TINY { TINY } else { c };
+        d = 1.0 / d;
+        let del = d * c;
+        h *= del;
+        if (del - 1.0).abs() < 1e-15 {
+            break;
+        }
+    }
+    ln_front.exp() * h / a
+}
+
+/// CDF of Student's t distribution with `dof` degrees of freedom.
+pub fn student_t_cdf(t: f64, dof: f64) -> f64 {
+    let tail = 0.5 * incomplete_beta(dof / (dof + t * t), dof / 2.0, 0.5);
+    if t >= 0.0 { 1.0 - tail } else { tail }
+}
+
+/// Quantile of Student's t (`scipy.stats.t.ppf(p, dof)`), by bisection on the CDF to 1e-12.
+/// `NaN` outside `0 < p < 1` or for `dof <= 0`.
+pub fn student_t_quantile(p: f64, dof: f64) -> f64 {
+    if !(p > 0.0 && p < 1.0) || !(dof > 0.0) {
+        return f64::NAN;
+    }
+    if p < 0.5 {
+        return -student_t_quantile(1.0 - p, dof);
+    }
+    let (mut lo, mut hi) = (0.0f64, 1.0f64);
+    while student_t_cdf(hi, dof) < p {
+        hi *= 2.0;
+        if hi > 1e12 {
+            return f64::INFINITY;
+        }
+    }
+    for _ in 0..200 {
+        let mid = 0.5 * (lo + hi);
+        if student_t_cdf(mid, dof) < p {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+        if hi - lo < 1e-12 * hi.max(1.0) {
+            break;
+        }
+    }
+    0.5 * (lo + hi)
+}
+
+/// Quantile of sorted values with linear interpolation (numpy's default, "type 7").
+pub fn quantile_sorted(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let pos = q.clamp(0.0, 1.0) * (sorted.len() - 1) as f64;
+    let (i, frac) = (pos.floor() as usize, pos - pos.floor());
+    let j = (i + 1).min(sorted.len() - 1);
+    sorted[i] + (sorted[j] - sorted[i]) * frac
+}
+
+/// SplitMix64: a small seeded generator, so bootstrap intervals are reproducible without a
+/// dependency.
+#[derive(Debug, Clone)]
+pub struct SplitMix64(u64);
+
+impl SplitMix64 {
+    pub fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform integer in `0..n` (`n > 0`), by multiply-shift.
+    pub fn below(&mut self, n: usize) -> usize {
+        ((self.next_u64() as u128 * n as u128) >> 64) as usize
+    }
+}
+
+/// A bootstrap interval of a paired difference.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BootstrapDiff {
+    /// The observed statistic (mean over runs of the per-run mean difference).
+    pub diff_mean: f64,
+    /// Percentile interval `[q_{(1-level)/2}, q_{(1+level)/2}]` of the resampled statistic.
+    pub ci: [f64; 2],
+    /// Number of resamples.
+    pub resamples: usize,
+    /// Test samples per run.
+    pub samples: usize,
+}
+
+/// Percentile bootstrap over test samples of the difference between two models' metric.
+///
+/// `a[r][i]` and `b[r][i]` are the per-sample outcomes of test sample `i` (e.g. 1.0 for a correct
+/// prediction, 0.0 otherwise) in run `r` (one run per seed); a metric is the mean over samples.
+/// The statistic is the mean over runs of `mean_i (a[r][i] - b[r][i])`. Each resample draws `n`
+/// sample indices with replacement (from a [`SplitMix64`] seeded with `seed`) and applies the
+/// same indices to every run, since all runs share the test set. `None` without runs, with runs
+/// of different lengths, or with zero resamples.
+pub fn bootstrap_paired_diff(
+    a: &[Vec<f64>],
+    b: &[Vec<f64>],
+    resamples: usize,
+    level: f64,
+    seed: u64,
+) -> Option<BootstrapDiff> {
+    let n = a.first()?.len();
+    if a.len() != b.len() || n == 0 || resamples == 0 || a.iter().chain(b).any(|r| r.len() != n) {
+        return None;
+    }
+    // The per-sample difference averaged over runs: the statistic is linear in it.
+    let runs = a.len() as f64;
+    let d: Vec<f64> = (0..n).map(|i| a.iter().zip(b).map(|(x, y)| x[i] - y[i]).sum::<f64>() / runs).collect();
+    let observed = mean(&d);
+    let mut rng = SplitMix64::new(seed);
+    let mut stats: Vec<f64> = (0..resamples)
+        .map(|_| (0..n).map(|_| d[rng.below(n)]).sum::<f64>() / n as f64)
+        .collect();
+    stats.sort_by(f64::total_cmp);
+    let alpha = (1.0 - level) / 2.0;
+    Some(BootstrapDiff {
+        diff_mean: observed,
+        ci: [quantile_sorted(&stats, alpha), quantile_sorted(&stats, 1.0 - alpha)],
+        resamples,
+        samples: n,
+    })
+}
+
+/// `true` when the interval `[lo, hi]` lies strictly on one side of zero.
+pub fn excludes_zero(ci: [f64; 2]) -> bool {
+    ci[0] > 0.0 || ci[1] < 0.0
+}

@@ -1,0 +1,99 @@
+//! Test helpers shared by the diffclip crates and the root package's tests: fixture paths
+//! (`../shared/fixtures` beside the repository), the list of compiled-in backends, safetensors
+//! fixture arrays and tensor comparison. Dev-only; never published.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use burn::tensor::{Device, Int, Tensor, TensorData};
+
+/// The shared fixtures folder, `../shared/fixtures` beside the repository; panics (never skips)
+/// when absent.
+pub fn fixtures_dir() -> PathBuf {
+    // crates/diffclip-testkit -> repository root -> its parent.
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures");
+    assert!(p.is_dir(), "fixtures {} are missing: the tests need ../shared beside the repository", p.display());
+    p
+}
+
+/// `../shared/fixtures/<rel>` beside the repository; panics (never skips) when absent.
+pub fn fixture(rel: &str) -> PathBuf {
+    let p = fixtures_dir().join(rel);
+    assert!(p.exists(), "fixture {} is missing: the tests need ../shared beside the repository", p.display());
+    p
+}
+
+/// Every backend compiled in (this crate's `flex`, `ndarray`, `wgpu` features): the same
+/// fixtures run on each. flex comes first.
+pub fn devices() -> Vec<(&'static str, Device)> {
+    let mut v = Vec::new();
+    #[cfg(feature = "flex")]
+    v.push(("flex", Device::flex()));
+    // ndarray is deprecated upstream in favour of flex; it stays our second CPU backend.
+    #[cfg(feature = "ndarray")]
+    #[allow(deprecated)]
+    v.push(("ndarray", Device::ndarray()));
+    #[cfg(feature = "wgpu")]
+    v.push(("wgpu", Device::wgpu(Default::default())));
+    assert!(!v.is_empty(), "no backend feature enabled");
+    v
+}
+
+/// A safetensors file's tensors as f32 or i64 arrays.
+pub struct Arrays {
+    pub f32: HashMap<String, (Vec<usize>, Vec<f32>)>,
+    pub i64: HashMap<String, (Vec<usize>, Vec<i64>)>,
+}
+
+/// The f32 and i64 tensors of fixture `rel` (any other dtype panics).
+pub fn read_arrays(rel: &str) -> Arrays {
+    let path = fixture(rel);
+    let bytes = std::fs::read(&path).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut out = Arrays { f32: HashMap::new(), i64: HashMap::new() };
+    for (name, view) in st.tensors() {
+        let shape = view.shape().to_vec();
+        match view.dtype() {
+            safetensors::Dtype::F32 => {
+                let v = view.data().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
+                out.f32.insert(name, (shape, v));
+            }
+            safetensors::Dtype::I64 => {
+                let v = view.data().chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap())).collect();
+                out.i64.insert(name, (shape, v));
+            }
+            d => panic!("{rel}: {name} has unexpected dtype {d:?}"),
+        }
+    }
+    out
+}
+
+impl Arrays {
+    pub fn get(&self, name: &str) -> &(Vec<usize>, Vec<f32>) {
+        self.f32.get(name).unwrap_or_else(|| panic!("fixture tensor '{name}' missing"))
+    }
+
+    pub fn float<const D: usize>(&self, name: &str, device: &Device) -> Tensor<D> {
+        let (shape, v) = self.get(name);
+        Tensor::from_data(TensorData::new(v.clone(), shape.clone()), device)
+    }
+
+    pub fn int<const D: usize>(&self, name: &str, device: &Device) -> Tensor<D, Int> {
+        let (shape, v) = self.i64.get(name).unwrap_or_else(|| panic!("fixture tensor '{name}' missing"));
+        Tensor::from_data(TensorData::new(v.clone(), shape.clone()), device)
+    }
+}
+
+/// Max absolute difference between a tensor and reference values; panics on shape mismatch.
+pub fn max_abs_diff<const D: usize>(got: Tensor<D>, want: &(Vec<usize>, Vec<f32>)) -> f32 {
+    assert_eq!(got.dims().to_vec(), want.0, "shape");
+    let g = got.into_data().convert::<f32>().try_to_vec::<f32>().unwrap();
+    // NaN anywhere counts as an infinite difference (f32::max would silently skip it).
+    g.iter().zip(&want.1).map(|(a, b)| (a - b).abs()).fold(0.0, |m, d| if d.is_nan() { f32::INFINITY } else { m.max(d) })
+}
+
+/// Assert `got` matches `want` within `tol`, naming the tensor.
+pub fn assert_close<const D: usize>(what: &str, got: Tensor<D>, want: &(Vec<usize>, Vec<f32>), tol: f32) {
+    let d = max_abs_diff(got, want);
+    assert!(d <= tol, "{what}: max abs diff {d:e} > {tol:e}");
+}
