@@ -45,13 +45,7 @@ struct Args {
 
 fn main() -> ExitCode {
     diffclip::allocator::keep_freed_memory();
-    match run(Args::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    diffclip::cli::exit_code(run(Args::parse()))
 }
 
 fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {

@@ -120,13 +120,7 @@ struct Args {
 
 fn main() -> ExitCode {
     diffclip::allocator::keep_freed_memory();
-    match run(Args::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    diffclip::cli::exit_code(run(Args::parse()))
 }
 
 /// Everything a task needs.

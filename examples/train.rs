@@ -24,18 +24,12 @@ use burn::tensor::Device;
 use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser};
 use diffclip::clip::{Clip, ClipConfig, save_safetensors};
-use diffclip::data::datasets::{
-    BadSamplePolicy, ClassificationDataset, ClipDataset, CsvConfig, CsvDataset, ImageFolderDataset,
-    ImageLoader, ReportBadSamples, WebDataset, WebDatasetConfig,
-};
-use diffclip::data::synthetic::{ClassTask, Split};
-use diffclip::data::{
-    ClipBatcher, ClipTokenizer, Pipeline, SyntheticConfig, SyntheticDataset, TokenizerConfig,
-    Truncation,
-};
-use diffclip::eval::{Encoder, Evaluator, ImageSource};
+use diffclip::data::datasets::{BadSamplePolicy, CsvConfig};
+use diffclip::data::{ClipBatcher, ClipTokenizer, TokenizerConfig, Truncation};
+use diffclip::eval::eval_set::{EvalSet, EvalSetOptions};
 use diffclip::train::{
-    AdamWConfig, DataParallel, LossKind, TrainConfig, TrainError, Trainer, WdsStream,
+    AdamWConfig, DataParallel, EvalHook, LossKind, LrDecay, RunLength, SourceOptions, TrainConfig, TrainError, TrainSource,
+    Trainer,
 };
 
 #[derive(Parser, Debug)]
@@ -170,193 +164,64 @@ fn main() -> ExitCode {
         Ok(a) => a,
         Err(e) => e.exit(),
     };
-    match run(args, &matches) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    diffclip::cli::exit_code(run(args, &matches))
 }
 
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
 
-/// Where the training samples come from.
-enum Source {
-    Map(Box<dyn ClipDataset>, String),
-    Stream(WdsStream, Option<usize>),
-}
-
-impl Source {
-    /// Samples per epoch, when known.
-    fn epoch_len(&self) -> Option<usize> {
-        match self {
-            Source::Map(d, _) => Some(d.num_items()),
-            Source::Stream(_, n) => *n,
-        }
-    }
-}
+/// Flags that a resumed run takes from its checkpoint instead.
+const FROM_CHECKPOINT: &[&str] = &[
+    "preset", "config", "image_size", "batch_size", "accum_steps", "lr", "min_lr", "wd", "beta2", "warmup_steps",
+    "warmup_epochs", "schedule", "grad_clip", "loss", "seed",
+];
 
 fn run(args: Args, matches: &ArgMatches) -> Res<()> {
-    let given = |id: &str| matches.value_source(id) == Some(ValueSource::CommandLine);
     let device: Device = diffclip::backend::device(&args.backend)?;
-    let ad = device.clone().autodiff();
     let truncation: Truncation = args.truncate.parse()?;
-    let policy = if args.bad_samples == "fail" {
-        BadSamplePolicy::Fail
-    } else {
-        BadSamplePolicy::Skip
-    };
+    let policy = if args.bad_samples == "fail" { BadSamplePolicy::Fail } else { BadSamplePolicy::Skip };
     if args.devices == 0 {
         return Err("--devices must be at least 1".into());
     }
-
-    // Model and training state: fresh, or from the checkpoint.
-    let resume = args.resume.as_ref().map(|p| {
-        if p == "latest" {
-            args.output.join("checkpoint-latest.safetensors")
-        } else {
-            PathBuf::from(p)
-        }
-    });
+    let resume = args.resume.as_ref().map(|p| if p == "latest" { args.output.join("checkpoint-latest.safetensors") } else { PathBuf::from(p) });
     let mut trainer = match &resume {
-        Some(path) => {
-            if !path.exists() {
-                return Err(format!("--resume: no checkpoint at {}", path.display()).into());
-            }
-            let ignored: Vec<&str> = [
-                "preset",
-                "config",
-                "image_size",
-                "batch_size",
-                "accum_steps",
-                "lr",
-                "min_lr",
-                "wd",
-                "beta2",
-                "warmup_steps",
-                "warmup_epochs",
-                "schedule",
-                "grad_clip",
-                "loss",
-                "seed",
-            ]
-            .into_iter()
-            .filter(|id| given(id))
-            .collect();
-            if !ignored.is_empty() {
-                eprintln!(
-                    "note: on --resume the checkpoint's model and hyper-parameters are used; ignoring --{}",
-                    ignored.join(", --").replace('_', "-")
-                );
-            }
-            let t = Trainer::resume(path, ad.clone())?;
-            eprintln!(
-                "resuming {} at step {} (epoch {}, position {})",
-                path.display(),
-                t.state.step,
-                t.state.epoch,
-                t.state.position
-            );
-            t
-        }
-        None => {
-            let mut config = ClipConfig::select(args.config.as_deref(), args.preset.as_deref(), None)?;
-            if let Some(size) = args.image_size {
-                if size == 0 || size % config.vision.patch_size != 0 {
-                    return Err(format!(
-                        "--image-size {size} is not a positive multiple of the patch size {}",
-                        config.vision.patch_size
-                    )
-                    .into());
-                }
-                config.vision.image_size = size;
-            }
-            if args.loss == "siglip" && config.logit_bias_init.is_none() {
-                return Err("--loss siglip needs a model with a logit bias (set \"logit_bias_init\", e.g. -10, in --config)".into());
-            }
-            let tc = TrainConfig {
-                steps: 0,
-                batch_size: args.batch_size,
-                accum_steps: args.accum_steps,
-                lr: args.lr,
-                min_lr: args.min_lr,
-                warmup_steps: 0,
-                decay: serde_json::from_value(serde_json::json!(args.schedule)).map_err(|_| format!("--schedule must be cosine or constant, not {}", args.schedule))?,
-                adamw: AdamWConfig {
-                    weight_decay: args.wd,
-                    beta2: args.beta2,
-                    ..AdamWConfig::default()
-                },
-                grad_clip: args.grad_clip,
-                loss: if args.loss == "siglip" {
-                    LossKind::Siglip
-                } else {
-                    LossKind::Clip
-                },
-                seed: args.seed,
-                ..TrainConfig::default()
-            };
-            ad.seed(args.seed);
-            let model = config.init(&ad)?;
-            eprintln!(
-                "model: {} parameters, {}px images",
-                model.num_params(),
-                config.vision.image_size
-            );
-            let mut t = Trainer::new(model, tc, ad.clone());
-            t.model_config = Some(config);
-            t
-        }
+        Some(path) => resumed_trainer(path, &device, matches)?,
+        None => fresh_trainer(&args, &device)?,
     };
-    let model_config = trainer.model_config.clone().expect("set above");
-    let image_size = model_config.vision.image_size;
-    let context_length = model_config.text.context_length;
+    let model_config = trainer.model_config.clone().expect("set by both constructors");
+    let image_size = model_config.vision.image_size as u32;
 
-    // Data.
+    // Data, then the run's length from its epoch size.
     let templates = read_templates(args.templates.as_deref())?;
-    let source = open_source(&args, image_size, policy, &templates)?;
-    if let Source::Map(d, name) = &source
-        && d.num_items() < trainer.config.batch_size
-    {
-        return Err(format!(
-            "{name} has {} usable samples, fewer than one batch of {}",
-            d.num_items(),
-            trainer.config.batch_size
-        )
-        .into());
-    }
-
-    // Length, warm-up, run control.
-    let per_step = (trainer.config.batch_size * trainer.config.accum_steps) as f64;
-    let epoch_len = source.epoch_len();
-    let epochs_to_steps = |epochs: f64, flag: &str| -> Res<u64> {
-        let n = epoch_len.ok_or_else(|| format!("{flag} needs the epoch size: give --train-num-samples (no *_stats.json found beside the shards)"))?;
-        Ok((epochs * n as f64 / per_step).ceil().max(1.0) as u64)
+    let csv = csv_config(&args)?;
+    let options = SourceOptions {
+        image_size,
+        preprocess: args.preprocess.clone(),
+        seed: args.seed,
+        policy,
+        templates: templates.clone(),
+        csv: csv.clone(),
+        shuffle_buffer: args.shuffle_buffer,
+        num_samples: args.train_num_samples,
+        workers: args.workers,
     };
-    match (args.steps, args.epochs) {
-        (Some(s), _) => trainer.config.steps = s,
-        (None, Some(e)) => trainer.config.steps = epochs_to_steps(e, "--epochs")?,
-        (None, None) if resume.is_none() => return Err("give --steps N or --epochs N".into()),
-        (None, None) => {}
+    let opened = TrainSource::open(&args.data.parse()?, &options)?;
+    opened.warnings.iter().for_each(|w| eprintln!("warning: {w}"));
+    eprintln!("data: {}", opened.description);
+    let source = opened.source;
+    source.check_batch(trainer.config.batch_size)?;
+    let per_step = trainer.config.batch_size * trainer.config.accum_steps;
+    let epoch_len = source.epoch_len();
+    let length = RunLength { steps: args.steps, epochs: args.epochs, warmup_steps: args.warmup_steps, warmup_epochs: args.warmup_epochs };
+    match length.steps(epoch_len, per_step)? {
+        Some(steps) => trainer.config.steps = steps,
+        None if resume.is_none() => return Err("give --steps N or --epochs N".into()),
+        None => {}
     }
     if resume.is_none() {
-        trainer.config.warmup_steps = match (args.warmup_steps, args.warmup_epochs) {
-            (Some(s), _) => s,
-            (None, Some(e)) => epochs_to_steps(e, "--warmup-epochs")?,
-            // The paper warms up for one of its 40 epochs.
-            (None, None) => match epoch_len {
-                Some(n) => ((n as f64 / per_step).ceil() as u64).min(trainer.config.steps / 2),
-                None => trainer.config.steps / 40,
-            },
-        };
+        trainer.config.warmup_steps = length.warmup(epoch_len, per_step, trainer.config.steps)?;
     }
     if trainer.state.step >= trainer.config.steps {
-        return Err(format!(
-            "the checkpoint is at step {} already; give --steps larger than that to train on",
-            trainer.state.step
-        )
-        .into());
+        return Err(format!("the checkpoint is at step {} already; give --steps larger than that to train on", trainer.state.step).into());
     }
     trainer.config.checkpoint_every = args.checkpoint_every;
     trainer.config.eval_every = args.eval_every;
@@ -366,69 +231,34 @@ fn run(args: Args, matches: &ArgMatches) -> Res<()> {
     trainer.workers = args.workers;
     trainer.fail_on_bad_samples = policy == BadSamplePolicy::Fail;
     if args.devices > 1 {
-        let devices = replica_devices(&args.backend, &device, args.devices)?;
-        eprintln!(
-            "data parallel over {} replicas: {:?}",
-            devices.len(),
-            devices
-        );
+        let (devices, note) = diffclip::backend::replica_devices(&args.backend, &device, args.devices);
+        note.iter().for_each(|n| eprintln!("note: {n}"));
+        eprintln!("data parallel over {} replicas: {devices:?}", devices.len());
         trainer.parallel = Some(DataParallel::new(devices)?);
     }
+    let epochs = epoch_len.map_or("epoch size unknown".into(), |n| format!("{:.2} epochs of {n}", trainer.config.steps as f64 * per_step as f64 / n as f64));
+    let c = &trainer.config;
     eprintln!(
-        "training {} steps of {} samples ({} x {}), lr {:.2e}, warm-up {} steps, {}; output {}",
-        trainer.config.steps,
-        per_step,
-        trainer.config.batch_size,
-        trainer.config.accum_steps,
-        trainer.config.lr,
-        trainer.config.warmup_steps,
-        match epoch_len {
-            Some(n) => format!(
-                "{:.2} epochs of {n}",
-                trainer.config.steps as f64 * per_step / n as f64
-            ),
-            None => "epoch size unknown".into(),
-        },
-        args.output.display()
+        "training {} steps of {per_step} samples ({} x {}), lr {:.2e}, warm-up {} steps, {epochs}; output {}",
+        c.steps, c.batch_size, c.accum_steps, c.lr, c.warmup_steps, args.output.display()
     );
 
-    // Evaluation.
-    let eval_pipeline = match args.preprocess.as_str() {
-        "slip-train" => "slip",
-        other => other,
-    };
-    let eval_set = args
-        .eval
-        .as_deref()
-        .map(|spec| EvalSet::open(spec, image_size, eval_pipeline, &templates, &args))
-        .transpose()?;
+    // Held-out evaluation: slip where training crops at random (slip-train).
+    let preprocess = if args.preprocess == "slip-train" { "slip".into() } else { args.preprocess.clone() };
+    let eval_options = EvalSetOptions { image_size, preprocess, seed: args.seed, templates, csv };
+    let eval_set = args.eval.as_deref().map(|spec| EvalSet::open(&spec.parse()?, &eval_options)).transpose()?;
     let mut hook = |m: &Clip, step: u64| -> Result<serde_json::Value, TrainError> {
-        let set = eval_set.as_ref().expect("hook only with an eval set");
-        let v = set
-            .evaluate(m, truncation)
-            .map_err(|e| TrainError::Eval(e.to_string()))?;
+        let v = eval_set.as_ref().expect("hook only with an eval set").evaluate(m, truncation).map_err(|e| TrainError::Eval(e.to_string()))?;
         eprintln!("\neval at step {step}: {v}");
         Ok(v)
     };
+    let eval_hook: Option<EvalHook<'_>> = if eval_set.is_some() { Some(&mut hook) } else { None };
 
-    let tokenizer = ClipTokenizer::with_config(TokenizerConfig {
-        context_length,
-        truncation,
-    })?;
-    let batcher = ClipBatcher::new(tokenizer);
+    let tokenizer = ClipTokenizer::with_config(TokenizerConfig { context_length: model_config.text.context_length, truncation })?;
     let start = Instant::now();
-    let eval_hook: Option<diffclip::train::EvalHook<'_>> = if eval_set.is_some() {
-        Some(&mut hook)
-    } else {
-        None
-    };
-    let report = match &source {
-        Source::Map(d, _) => trainer.fit(d.as_ref(), &batcher, eval_hook),
-        Source::Stream(s, _) => trainer.fit_stream(s, &batcher, eval_hook),
-    }?;
-    let model = trainer.model.clone().valid();
+    let report = source.fit(&mut trainer, &ClipBatcher::new(tokenizer), eval_hook)?;
     let export = args.output.join("model.safetensors");
-    save_safetensors(&model, Some(&model_config), &export)?;
+    save_safetensors(&trainer.model.clone().valid(), Some(&model_config), &export)?;
     eprintln!(
         "done: step {} of {}, final loss {:.4}, {:.1} samples/s over {:.1}s, {} samples skipped; wrote {} and {}",
         trainer.state.step,
@@ -443,15 +273,66 @@ fn run(args: Args, matches: &ArgMatches) -> Res<()> {
     Ok(())
 }
 
+/// Continues the run in `path`: its model and hyper-parameters win over the flags.
+fn resumed_trainer(path: &Path, device: &Device, matches: &ArgMatches) -> Res<Trainer> {
+    if !path.exists() {
+        return Err(format!("--resume: no checkpoint at {}", path.display()).into());
+    }
+    let given = |id: &&str| matches.value_source(id) == Some(ValueSource::CommandLine);
+    let ignored: Vec<&str> = FROM_CHECKPOINT.iter().copied().filter(given).collect();
+    if !ignored.is_empty() {
+        eprintln!(
+            "note: on --resume the checkpoint's model and hyper-parameters are used; ignoring --{}",
+            ignored.join(", --").replace('_', "-")
+        );
+    }
+    let t = Trainer::resume(path, device.clone().autodiff())?;
+    eprintln!("resuming {} at step {} (epoch {}, position {})", path.display(), t.state.step, t.state.epoch, t.state.position);
+    Ok(t)
+}
+
+/// A new model and optimizer from the flags.
+fn fresh_trainer(args: &Args, device: &Device) -> Res<Trainer> {
+    let mut config = ClipConfig::select(args.config.as_deref(), args.preset.as_deref(), None)?;
+    if let Some(size) = args.image_size {
+        if size == 0 || size % config.vision.patch_size != 0 {
+            return Err(format!("--image-size {size} is not a positive multiple of the patch size {}", config.vision.patch_size).into());
+        }
+        config.vision.image_size = size;
+    }
+    let loss = if args.loss == "siglip" { LossKind::Siglip } else { LossKind::Clip };
+    if loss == LossKind::Siglip && config.logit_bias_init.is_none() {
+        return Err("--loss siglip needs a model with a logit bias (set \"logit_bias_init\", e.g. -10, in --config)".into());
+    }
+    let decay = if args.schedule == "constant" { LrDecay::Constant } else { LrDecay::Cosine };
+    let tc = TrainConfig {
+        batch_size: args.batch_size,
+        accum_steps: args.accum_steps,
+        lr: args.lr,
+        min_lr: args.min_lr,
+        decay,
+        adamw: AdamWConfig { weight_decay: args.wd, beta2: args.beta2, ..AdamWConfig::default() },
+        grad_clip: args.grad_clip,
+        loss,
+        seed: args.seed,
+        ..TrainConfig::default()
+    };
+    let ad = device.clone().autodiff();
+    ad.seed(args.seed);
+    let model = config.init(&ad)?;
+    eprintln!("model: {} parameters, {}px images", model.num_params(), config.vision.image_size);
+    let mut t = Trainer::new(model, tc, ad);
+    t.model_config = Some(config);
+    Ok(t)
+}
+
 /// `--templates`: `diffclip_eval::metadata::templates_from` (a file, one template per line with
 /// `{c}` or `{}`, or a shipped set such as `openai`); default `a photo of a {c}.`.
 fn read_templates(path: Option<&Path>) -> Res<Vec<String>> {
     let Some(path) = path else {
         return Ok(vec!["a photo of a {c}.".into()]);
     };
-    let spec = path
-        .to_str()
-        .ok_or_else(|| format!("--templates {}: not a UTF-8 path", path.display()))?;
+    let spec = path.to_str().ok_or_else(|| format!("--templates {}: not a UTF-8 path", path.display()))?;
     Ok(diffclip::eval::metadata::templates_from(spec)?)
 }
 
@@ -460,11 +341,7 @@ fn csv_config(args: &Args) -> Res<CsvConfig> {
         None => None,
         Some("tab" | "\\t" | "\t") => Some('\t'),
         Some(s) if s.chars().count() == 1 && s.is_ascii() => s.chars().next(),
-        Some(s) => {
-            return Err(
-                format!("--csv-separator '{s}' must be a single ASCII character or 'tab'").into(),
-            );
-        }
+        Some(s) => return Err(format!("--csv-separator '{s}' must be a single ASCII character or 'tab'").into()),
     };
     Ok(CsvConfig {
         image_column: args.csv_image_column.clone(),
@@ -472,289 +349,4 @@ fn csv_config(args: &Args) -> Res<CsvConfig> {
         separator,
         ..CsvConfig::default()
     })
-}
-
-fn open_source(
-    args: &Args,
-    image_size: usize,
-    policy: BadSamplePolicy,
-    templates: &[String],
-) -> Res<Source> {
-    let loader = ImageLoader::new(Pipeline::from_name(&args.preprocess, image_size as u32)?)
-        .with_seed(args.seed)
-        .with_policy(policy);
-    let (kind, rest) = args
-        .data
-        .split_once(':')
-        .unwrap_or((args.data.as_str(), ""));
-    match kind {
-        "csv" => {
-            let path = PathBuf::from(rest);
-            let ds = CsvDataset::open(&path, &csv_config(args)?, loader)?;
-            let name = path.display().to_string();
-            if ds.is_empty() {
-                let why = ds
-                    .skip_counter()
-                    .last_error()
-                    .map(|e| format!(" (last bad row: {e})"))
-                    .unwrap_or_default();
-                return Err(format!("{name}: no usable rows{why}").into());
-            }
-            if ds.skip_counter().skipped() > 0 {
-                eprintln!(
-                    "warning: {name}: skipped {} bad rows (last: {})",
-                    ds.skip_counter().skipped(),
-                    ds.skip_counter().last_error().unwrap_or_default()
-                );
-            }
-            check_readable(&ds, &name)?;
-            eprintln!("data: {name}, {} image–caption pairs", ds.len());
-            // The trainer skips and counts the samples that come back as `Err` (as the
-            // WebDataset stream yields them); substitutes would keep its count at zero.
-            let (policy, counter) = (ds.loader().policy(), ds.skip_counter().clone());
-            let ds = ReportBadSamples::new(ds, policy, counter);
-            Ok(Source::Map(Box::new(ds), name))
-        }
-        "folder" => {
-            let ds = ImageFolderDataset::open(rest, loader)?.with_templates(templates.to_vec())?;
-            let name = rest.to_string();
-            if ds.is_empty() {
-                return Err(format!("{name}: no images in the class folders").into());
-            }
-            check_readable(&ds, &name)?;
-            eprintln!(
-                "data: {name}, {} images in {} classes, captions \"{}\"",
-                ds.len(),
-                ds.class_names().len(),
-                templates[0]
-            );
-            // The trainer skips and counts the samples that come back as `Err` (as the
-            // WebDataset stream yields them); substitutes would keep its count at zero.
-            let (policy, counter) = (ds.loader().policy(), ds.skip_counter().clone());
-            let ds = ReportBadSamples::new(ds, policy, counter);
-            Ok(Source::Map(Box::new(ds), name))
-        }
-        "synthetic" => {
-            let mut cfg = SyntheticConfig {
-                image_size: image_size as u32,
-                seed: args.seed,
-                ..SyntheticConfig::default()
-            };
-            if let Some(n) = args.train_num_samples {
-                cfg.train_size = n;
-            }
-            let ds = SyntheticDataset::new(cfg, Split::Train)?;
-            eprintln!(
-                "data: built-in synthetic set, {} samples of {image_size}px",
-                ds.len()
-            );
-            Ok(Source::Map(
-                Box::new(ds.contrastive()),
-                "the synthetic set".into(),
-            ))
-        }
-        "wds" => {
-            let config = WebDatasetConfig {
-                shuffle_shards: true,
-                shuffle_buffer: args.shuffle_buffer,
-                ..WebDatasetConfig::default()
-            };
-            let wds = WebDataset::new(rest, config, loader)?;
-            let missing: Vec<String> = wds
-                .shards()
-                .iter()
-                .filter(|p| !p.exists())
-                .map(|p| p.display().to_string())
-                .collect();
-            if missing.len() == wds.shards().len() {
-                return Err(format!(
-                    "{rest}: none of the {} shards exists (first: {})",
-                    missing.len(),
-                    missing[0]
-                )
-                .into());
-            }
-            if !missing.is_empty() {
-                eprintln!(
-                    "warning: {} of {} shards are missing (first: {}); they will be skipped",
-                    missing.len(),
-                    wds.shards().len(),
-                    missing[0]
-                );
-            }
-            let n = args
-                .train_num_samples
-                .or_else(|| stats_successes(wds.shards()));
-            eprintln!(
-                "data: {} WebDataset shards, {}",
-                wds.shards().len(),
-                n.map(|n| format!("{n} samples per epoch"))
-                    .unwrap_or_else(|| "epoch size unknown".into())
-            );
-            Ok(Source::Stream(
-                WdsStream::new(wds).with_workers(args.workers),
-                n,
-            ))
-        }
-        _ => Err(format!(
-            "--data '{}': expected csv:PATH, wds:PATTERN, folder:PATH or synthetic",
-            args.data
-        )
-        .into()),
-    }
-}
-
-/// Fail early when the first images cannot be read at all (wrong paths, wrong root).
-fn check_readable(ds: &dyn ClipDataset, name: &str) -> Res<()> {
-    let n = ds.num_items().min(8);
-    let mut last = None;
-    for i in 0..n {
-        match ds.try_get(i) {
-            Ok(_) => return Ok(()),
-            Err(e) => last = Some(e),
-        }
-    }
-    match last {
-        Some(e) => {
-            Err(format!("{name}: none of the first {n} images can be read; last error: {e}").into())
-        }
-        None => Ok(()),
-    }
-}
-
-/// Sum of img2dataset's per-shard `NNNNN_stats.json` "successes", when every shard has one.
-fn stats_successes(shards: &[PathBuf]) -> Option<usize> {
-    let mut total = 0usize;
-    for shard in shards {
-        let stem = shard.file_stem()?.to_string_lossy().into_owned();
-        let stats = shard.with_file_name(format!("{stem}_stats.json"));
-        let v: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(stats).ok()?).ok()?;
-        total += v.get("successes")?.as_u64()? as usize;
-    }
-    Some(total)
-}
-
-/// Devices for `--devices N`.
-fn replica_devices(backend: &str, device: &Device, n: usize) -> Res<Vec<Device>> {
-    let devices: Vec<Device> = match backend {
-        #[cfg(feature = "cuda")]
-        "cuda" => (0..n).map(|i| Device::cuda(i)).collect(),
-        #[cfg(feature = "wgpu")]
-        "wgpu" => (0..n)
-            .map(|i| Device::wgpu(burn::tensor::DeviceKind::DiscreteGpu(i)))
-            .collect(),
-        _ => {
-            eprintln!(
-                "note: {backend} has a single device: the {n} replicas share it (this exercises the data-parallel path, it is not faster)"
-            );
-            vec![device.clone(); n]
-        }
-    };
-    Ok(devices.into_iter().map(|d| d.autodiff()).collect())
-}
-
-/// A held-out set for `--eval`.
-enum EvalSet {
-    Synthetic(SyntheticDataset),
-    Pairs {
-        name: String,
-        paths: Vec<PathBuf>,
-        captions: Vec<String>,
-        pipeline: Pipeline,
-    },
-    Folder(ImageFolderDataset),
-}
-
-impl EvalSet {
-    fn open(
-        spec: &str,
-        image_size: usize,
-        preprocess: &str,
-        templates: &[String],
-        args: &Args,
-    ) -> Res<Self> {
-        let pipeline = Pipeline::from_name(preprocess, image_size as u32)?;
-        let (kind, rest) = spec.split_once(':').unwrap_or((spec, ""));
-        match kind {
-            "synthetic" => {
-                let cfg = SyntheticConfig {
-                    image_size: image_size as u32,
-                    seed: args.seed,
-                    test_size: 500,
-                    ..SyntheticConfig::default()
-                };
-                Ok(EvalSet::Synthetic(SyntheticDataset::new(cfg, Split::Test)?))
-            }
-            "csv" => {
-                let loader = ImageLoader::new(pipeline.clone()).with_policy(BadSamplePolicy::Fail);
-                let ds = CsvDataset::open(rest, &csv_config(args)?, loader)?;
-                if ds.len() < 2 {
-                    return Err(format!(
-                        "--eval {spec}: retrieval needs at least 2 rows, found {}",
-                        ds.len()
-                    )
-                    .into());
-                }
-                let paths = ds.rows().iter().map(|r| r.image.clone()).collect();
-                let captions = ds.rows().iter().map(|r| r.caption.clone()).collect();
-                Ok(EvalSet::Pairs {
-                    name: rest.into(),
-                    paths,
-                    captions,
-                    pipeline,
-                })
-            }
-            "folder" => {
-                let loader = ImageLoader::new(pipeline).with_policy(BadSamplePolicy::Fail);
-                Ok(EvalSet::Folder(
-                    ImageFolderDataset::open(rest, loader)?.with_templates(templates.to_vec())?,
-                ))
-            }
-            _ => {
-                Err(format!("--eval '{spec}': expected synthetic, csv:PATH or folder:PATH").into())
-            }
-        }
-    }
-
-    fn evaluate(&self, model: &Clip, truncation: Truncation) -> Res<serde_json::Value> {
-        let ev = Evaluator::new(
-            Encoder::new(model)?
-                .with_truncation(truncation)?
-                .with_progress(false)
-                .with_batch_size(128),
-        );
-        let retrieval_json = |r: &diffclip::eval::RetrievalMetrics| {
-            serde_json::json!({
-                "image_to_text_r1": r.image_to_text[0].recall, "image_to_text_r5": r.image_to_text[1].recall,
-                "text_to_image_r1": r.text_to_image[0].recall, "text_to_image_r5": r.text_to_image[1].recall,
-            })
-        };
-        Ok(match self {
-            EvalSet::Synthetic(test) => {
-                let shape = ev.zero_shot_dataset(&test.classification(ClassTask::Shape), None)?;
-                let color = ev.zero_shot_dataset(&test.classification(ClassTask::Color), None)?;
-                let r = ev.retrieval_dataset(&test.retrieval(), None, &[1, 5])?;
-                let mut v = retrieval_json(&r);
-                v["zero_shot_shape_top1"] = shape.top1.into();
-                v["zero_shot_color_top1"] = color.top1.into();
-                v
-            }
-            EvalSet::Pairs {
-                name,
-                paths,
-                captions,
-                pipeline,
-            } => {
-                let images = ImageSource::files(paths.clone(), pipeline)
-                    .map_err(|e| format!("{name}: {e}"))?;
-                let to_image: Vec<usize> = (0..captions.len()).collect();
-                retrieval_json(&ev.retrieval(&images, captions, &to_image, &[1, 5])?)
-            }
-            EvalSet::Folder(ds) => {
-                let m = ev.zero_shot_dataset(ds, None)?;
-                serde_json::json!({ "zero_shot_top1": m.top1, "zero_shot_top5": m.top5 })
-            }
-        })
-    }
 }

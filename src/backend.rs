@@ -46,3 +46,26 @@ pub fn device(name: &str) -> Result<Device, String> {
 pub fn default_device() -> Device {
     device(available().first().expect("at least one backend feature")).expect("compiled backend")
 }
+
+/// `n` autodiff devices for data-parallel training on `backend` (GPUs `0..n` on `wgpu`/`cuda`),
+/// and a note when the backend has one device the replicas must share (flex, ndarray: this
+/// exercises the data-parallel path, it is not faster).
+///
+/// ```
+/// let (devices, note) = diffclip::backend::replica_devices("flex", &diffclip::backend::device("flex").unwrap(), 2);
+/// assert_eq!(devices.len(), 2);
+/// assert!(note.is_some());
+/// ```
+pub fn replica_devices(backend: &str, device: &Device, n: usize) -> (Vec<Device>, Option<String>) {
+    let (devices, note): (Vec<Device>, _) = match backend {
+        #[cfg(feature = "cuda")]
+        "cuda" => ((0..n).map(|i| Device::cuda(i)).collect(), None),
+        #[cfg(feature = "wgpu")]
+        "wgpu" => ((0..n).map(|i| Device::wgpu(burn::tensor::DeviceKind::DiscreteGpu(i))).collect(), None),
+        _ => (
+            vec![device.clone(); n],
+            Some(format!("{backend} has a single device: the {n} replicas share it (this exercises the data-parallel path, it is not faster)")),
+        ),
+    };
+    (devices.into_iter().map(|d| d.autodiff()).collect(), note)
+}

@@ -2,11 +2,26 @@
 //!
 //! CLIP and DiffCLIP (CLIP with differential attention, Hammoud & Ghanem 2025) on Burn:
 //! build any size, load the checkpoints people have (the DiffCLIP authors', open_clip/OpenAI,
-//! HuggingFace), get the reference embeddings, train, evaluate, serve.
+//! HuggingFace), compute embeddings, train, evaluate.
 //!
-//! This crate re-exports the workspace's layers:
-//! [`attention`] (differential and standard attention), [`encoders`] (ViT and text
-//! transformer), [`clip`] (the dual encoder, presets, checkpoints).
+//! This crate re-exports the workspace's six library crates:
+//!
+//! - [`attention`] (`diffclip-attention`): differential and standard multi-head attention, and
+//!   the GELU/QuickGELU activations, with optional CPU kernels for Burn's flex backend.
+//! - [`encoders`] (`diffclip-encoders`): the Vision Transformer (timm or OpenAI layout) and the
+//!   CLIP text transformer, each layer with standard or differential attention.
+//! - [`clip`] (`diffclip-clip`): the dual-encoder model, its presets and size checks, the
+//!   contrastive losses (CLIP's InfoNCE, SigLIP's sigmoid loss), checkpoint import/export, and
+//!   the conversion of a standard-attention CLIP into a DiffCLIP.
+//! - [`data`] (`diffclip-data`): the CLIP tokenizer, image preprocessing, datasets (CSV/TSV,
+//!   WebDataset, image folders, retrieval sets), the synthetic dataset, and batching.
+//! - [`train`] (`diffclip-train`): the training loop, AdamW, learning-rate schedules, metrics
+//!   logs, resumable checkpoints and data-parallel training.
+//! - [`eval`] (`diffclip-eval`): zero-shot classification, retrieval, linear probe and
+//!   few-shot, robustness, MMVP-style pairs, attention maps, and an embedding cache.
+//!
+//! It also holds [`backend`] (choosing a compiled-in Burn backend by name) and [`allocator`]
+//! (process memory settings for CPU throughput), and the command-line programs in `examples/`.
 //!
 //! ```no_run
 //! use diffclip::burn::tensor::{Device, Tensor, Distribution};
@@ -31,3 +46,4 @@ pub use diffclip_train as train;
 
 pub mod allocator;
 pub mod backend;
+pub mod cli;

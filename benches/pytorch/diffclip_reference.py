@@ -29,7 +29,8 @@ class DiffAttention(nn.Module):
         q = self.q_proj(x).view(b, n, self.h // 2, 2, self.hd).permute(0, 2, 3, 1, 4)
         k = self.k_proj(x).view(b, n, self.h // 2, 2, self.hd).permute(0, 2, 3, 1, 4)
         v = self.v_proj(x).view(b, n, self.h // 2, 2 * self.hd).transpose(1, 2)
-        # Two flash-attention calls with a value head twice the query head (spec §1.6).
+        # Two flash-attention calls (one per map of the pair), each with the pair's shared value
+        # head of width 2 * head_dim: the same result as subtracting the two maps before V.
         o1 = F.scaled_dot_product_attention(q[:, :, 0], k[:, :, 0], v, is_causal=self.causal)
         o2 = F.scaled_dot_product_attention(q[:, :, 1], k[:, :, 1], v, is_causal=self.causal)
         lq1, lk1, lq2, lk2 = self.lambdas

@@ -1,4 +1,5 @@
-//! Loss and held-out accuracy curves of the quickstart runs, as PNG (plotters).
+//! Loss and held-out accuracy curves as PNG (plotters): lines (quickstart) and mean ± sd bands
+//! over seeds (reproduce, convert).
 
 use std::path::Path;
 
@@ -50,6 +51,61 @@ pub fn line_chart(path: &Path, title: &str, x_label: &str, y_label: &str, series
     chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).label_font(("sans-serif", 14)).draw()?;
     root.present()?;
     Ok(())
+}
+
+/// One variant's curve over seeds: `(x, mean, low, high)` per point.
+pub struct Band {
+    pub name: String,
+    pub points: Vec<(f64, f64, f64, f64)>,
+}
+
+/// Draw each band as its mean line over a shaded `[low, high]` area into a PNG at `path`.
+pub fn band_chart(path: &Path, title: &str, x_label: &str, y_label: &str, bands: &[Band]) -> Result<(), Box<dyn std::error::Error>> {
+    let root = BitMapBackend::new(path, (900, 540)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let pts = bands.iter().flat_map(|b| b.points.iter());
+    let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
+    for &(x, _, lo, hi) in pts.filter(|p| p.2.is_finite() && p.3.is_finite()) {
+        (x0, x1, y0, y1) = (x0.min(x), x1.max(x), y0.min(lo), y1.max(hi));
+    }
+    if x0 > x1 {
+        return Err(format!("{title}: nothing to plot").into());
+    }
+    let pad = ((y1 - y0) * 0.05).max(1e-3);
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 22))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d(x0..x1.max(x0 + 1.0), (y0 - pad)..(y1 + pad))?;
+    chart.configure_mesh().x_desc(x_label).y_desc(y_label).label_style(("sans-serif", 14)).draw()?;
+    for (i, b) in bands.iter().enumerate() {
+        let color = COLORS[i % COLORS.len()];
+        let mut area: Vec<(f64, f64)> = b.points.iter().map(|p| (p.0, p.3)).collect();
+        area.extend(b.points.iter().rev().map(|p| (p.0, p.2)));
+        chart.draw_series(std::iter::once(Polygon::new(area, color.mix(0.18).filled())))?;
+        chart
+            .draw_series(LineSeries::new(b.points.iter().map(|p| (p.0, p.1)), color.stroke_width(2)))?
+            .label(b.name.clone())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
+    }
+    chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).label_font(("sans-serif", 14)).draw()?;
+    root.present()?;
+    Ok(())
+}
+
+/// The mean ± sample sd band over runs of equally long curves `runs[r][i] = (x, y)`.
+pub fn band(name: &str, runs: &[Vec<(f64, f64)>]) -> Band {
+    let n = runs.iter().map(Vec::len).min().unwrap_or(0);
+    let points = (0..n)
+        .map(|i| {
+            let ys: Vec<f64> = runs.iter().map(|r| r[i].1).collect();
+            let (m, sd) = (diffclip::eval::stats::mean(&ys), diffclip::eval::stats::sample_sd(&ys));
+            let sd = if sd.is_finite() { sd } else { 0.0 }; // one run: no band
+            (runs[0][i].0, m, m - sd, m + sd)
+        })
+        .collect();
+    Band { name: name.to_string(), points }
 }
 
 /// Moving average, to make noisy per-step losses readable.

@@ -1,5 +1,7 @@
-//! Differential attention (spec §1): two softmax maps per head pair, the second subtracted
-//! with a learned scalar λ, then a shared RMSNorm scaled by `1 - lambda_init`.
+//! Differential attention (Differential Transformer / DiffCLIP): the `h` baseline heads pair up
+//! interleaved (heads `2i` and `2i+1` form differential head `i`), each pair's second softmax
+//! map is subtracted from its first with a learned scalar λ, and each differential head's
+//! `2 * head_dim` outputs go through a shared RMSNorm scaled by `1 - lambda_init`.
 
 use burn::module::{Module, Param};
 use burn::nn::{Dropout, DropoutConfig, Initializer, Linear, LinearConfig, RmsNorm, RmsNormConfig};
@@ -16,13 +18,21 @@ use crate::{AttentionMaps, AttentionPath};
 /// Differential multi-head attention. Input and output `[B, N, D]`.
 #[derive(Module, Debug)]
 pub struct DiffAttention {
+    /// Query projection `D -> D`, split into `h` heads of `head_dim` (heads `2i`, `2i+1` pair up).
     pub q_proj: Linear,
+    /// Key projection `D -> D`, split like the queries.
     pub k_proj: Linear,
+    /// Value projection `D -> D`, split into `h / 2` heads of `2 * head_dim`.
     pub v_proj: Linear,
+    /// Output projection `D -> D` (always with bias).
     pub out_proj: Linear,
+    /// λ's first query vector, `[head_dim]` (see [`DiffAttention::lambda_full`]).
     pub lambda_q1: Param<Tensor<1>>,
+    /// λ's first key vector, `[head_dim]`.
     pub lambda_k1: Param<Tensor<1>>,
+    /// λ's second query vector, `[head_dim]`.
     pub lambda_q2: Param<Tensor<1>>,
+    /// λ's second key vector, `[head_dim]`.
     pub lambda_k2: Param<Tensor<1>>,
     /// RMSNorm over each differential head's `2 * head_dim` outputs, shared across heads.
     pub diff_norm: RmsNorm,

@@ -5,19 +5,38 @@ use thiserror::Error;
 pub enum AttentionError {
     /// Differential attention pairs heads, so the baseline head count must be even.
     #[error("differential attention needs an even number of heads, got {num_heads}")]
-    OddHeads { num_heads: usize },
+    OddHeads {
+        /// The configured head count.
+        num_heads: usize,
+    },
     /// The width must split evenly into heads.
     #[error("width {d_model} is not divisible by {num_heads} heads")]
-    WidthNotDivisible { d_model: usize, num_heads: usize },
+    WidthNotDivisible {
+        /// The model width `D`.
+        d_model: usize,
+        /// The configured head count.
+        num_heads: usize,
+    },
     /// Zero width or zero heads.
     #[error("width and head count must be positive (width {d_model}, heads {num_heads})")]
-    Empty { d_model: usize, num_heads: usize },
+    Empty {
+        /// The model width `D`.
+        d_model: usize,
+        /// The configured head count.
+        num_heads: usize,
+    },
     /// Dropout probabilities must lie in [0, 1).
     #[error("dropout probability {prob} is outside [0, 1)")]
-    Dropout { prob: f64 },
+    Dropout {
+        /// The rejected probability.
+        prob: f64,
+    },
     /// `lambda_init` must be a finite number.
     #[error("lambda_init must be finite, got {value}")]
-    LambdaInit { value: f64 },
+    LambdaInit {
+        /// The rejected value.
+        value: f64,
+    },
 }
 
 pub(crate) fn check_dims(d_model: usize, num_heads: usize) -> Result<usize, AttentionError> {

@@ -127,7 +127,9 @@ impl AttentionConfig {
 /// An attention layer of either kind. Checkpoint keys omit the variant name.
 #[derive(Module, Debug)]
 pub enum Attention {
+    /// Standard multi-head attention.
     Standard(StandardAttention),
+    /// Differential attention.
     Differential(DiffAttention),
 }
 

@@ -1,5 +1,8 @@
 //! Differential attention (DiffCLIP / Differential Transformer) and standard multi-head attention
-//! for Burn, on any [`Device`](burn::tensor::Device).
+//! for Burn, on any [`Device`](burn::tensor::Device), plus the activations the encoders use
+//! ([`gelu`], [`quick_gelu`]). Both live here because they share the CPU kernel module: with
+//! the `flex` feature, the attention layers and the activations run diffclip's own vectorised
+//! kernels on Burn's flex backend (see below).
 //!
 //! ```no_run
 //! use burn::tensor::{Device, Tensor, Distribution};
@@ -18,6 +21,8 @@
 //! standard and differential heads that reads the `[B, N, D]` projections in place and keeps
 //! memory linear in N, and vectorised multi-threaded GELU/QuickGELU. Autodiff tensors and other
 //! backends use Burn's ops; [`set_cpu_kernels`] switches the kernels off.
+
+#![warn(missing_docs)]
 
 mod activation;
 #[cfg(feature = "flex")]

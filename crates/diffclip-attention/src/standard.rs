@@ -15,9 +15,13 @@ use crate::{AttentionMaps, AttentionPath};
 /// Standard scaled dot-product multi-head attention. Input and output `[B, N, D]`.
 #[derive(Module, Debug)]
 pub struct StandardAttention {
+    /// Query projection `D -> D`, split into `num_heads` heads of `head_dim`.
     pub q_proj: Linear,
+    /// Key projection `D -> D`, split like the queries.
     pub k_proj: Linear,
+    /// Value projection `D -> D`, split like the queries.
     pub v_proj: Linear,
+    /// Output projection `D -> D` (always with bias).
     pub out_proj: Linear,
     /// Dropout on the map (training, reference path).
     pub attn_drop: Dropout,

@@ -26,7 +26,7 @@
 //!   than unit gains (reported per layer in [`LayerReport`]).
 //!
 //! **Bound.** The conversion is exact (to float round-off; the test checks 1e-4 relative) when
-//! each head pair attends identically and each pair's output has the same RMS at every token;
+//! each head pair attends identically and every pair's output has the same RMS at every token;
 //! otherwise the per-layer relative error of the attention output on the calibration batch is
 //! reported ([`LayerReport::rel_error`]) and is at most that of unit gains
 //! ([`LayerReport::rel_error_unit_gain`]). End to end, the embedding cosine to the original and
@@ -72,7 +72,9 @@ pub struct ConvertOptions {
     pub text: bool,
     /// `lambda_init` of the converted layers (the DiffCLIP's config value).
     pub lambda_init: LambdaInit,
+    /// Where λ starts.
     pub lambda_start: LambdaStart,
+    /// How the RMSNorm gains start.
     pub norm: NormInit,
     /// Seeds the directions of the λ vectors.
     pub seed: u64,
@@ -87,7 +89,9 @@ impl Default for ConvertOptions {
 /// Inputs the conversion runs through the model to fit the RMSNorm gains: preprocessed images
 /// `[B, 3, S, S]` and token ids `[B, L]` (e.g. one training batch).
 pub struct Calibration {
+    /// Preprocessed images `[B, 3, S, S]`.
     pub images: Tensor<4>,
+    /// Token ids `[B, L]`.
     pub texts: Tensor<2, Int>,
 }
 
@@ -96,7 +100,9 @@ pub struct Calibration {
 pub struct LayerReport {
     /// `vision` or `text`.
     pub tower: &'static str,
+    /// 0-based layer index in its tower.
     pub layer: usize,
+    /// `lambda_init` of the layer.
     pub lambda_init: f64,
     /// λ of the converted layer.
     pub lambda: f64,
@@ -112,22 +118,30 @@ pub struct LayerReport {
 /// What [`convert_to_diffclip`] did.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ConvertReport {
+    /// One entry per converted layer, vision tower first.
     pub layers: Vec<LayerReport>,
 }
 
-/// Why a conversion is refused.
+/// Why a conversion is refused. `tower` is `vision` or `text`, `layer` the 0-based layer.
 #[derive(Debug, thiserror::Error)]
+#[allow(missing_docs)] // the fields are named by the messages
 pub enum ConvertError {
+    /// The layer is already differential.
     #[error("{tower} layer {layer} is already differential; only standard layers are converted")]
     NotStandard { tower: &'static str, layer: usize },
+    /// Heads cannot be paired.
     #[error("{tower} layer {layer} has {heads} heads; a differential layer pairs them, so the count must be even")]
     OddHeads { tower: &'static str, layer: usize, heads: usize },
+    /// [`NormInit::Calibrated`] without a [`Calibration`].
     #[error("calibrated RMSNorm gains need a calibration batch (or use NormInit::Unit)")]
     NoCalibration,
+    /// λ cannot start at 0 with this `lambda_init`.
     #[error("{tower} layer {layer}: lambda_init {lambda_init} cannot be converted ({why})")]
     LambdaInit { tower: &'static str, layer: usize, lambda_init: f64, why: &'static str },
+    /// The calibration produced a non-finite gain.
     #[error("{tower} layer {layer}: the calibrated RMSNorm gain is not finite (degenerate calibration batch?)")]
     NonFiniteGain { tower: &'static str, layer: usize },
+    /// The converted layer's config is invalid.
     #[error("invalid converted config: {0}")]
     Config(String),
 }
@@ -251,6 +265,7 @@ fn convert_layer(
 fn calibrated_gain(s: &StandardAttention, diff: &DiffAttention, x: Tensor<3>, lambda: f32, lambda_init: f64) -> Tensor<1> {
     let [b, n, _] = x.dims();
     let (h, d) = (s.num_heads, s.head_dim);
+    let device = x.device();
     let (_, maps) = s.forward_with_maps(x.clone(), None);
     let a = maps.first; // [b, h, n, n]
     let v = s.v_proj.forward(x).reshape([b, n, h, d]).swap_dims(1, 2); // [b, h, n, d]
@@ -264,9 +279,12 @@ fn calibrated_gain(s: &StandardAttention, diff: &DiffAttention, x: Tensor<3>, la
     let eps = diff.diff_norm.epsilon;
     let u = o.clone() / (o.square().mean_dim(3) + eps).sqrt();
     let rows = b * (h / 2) * n;
-    let num = (u.clone() * target).reshape([rows, 2 * d]).sum_dim(0).reshape([2 * d]);
-    let den = u.square().reshape([rows, 2 * d]).sum_dim(0).reshape([2 * d]);
-    num / den / (1.0 - lambda_init)
+    let host = |t: Tensor<2>| t.sum_dim(0).into_data().convert::<f32>().try_to_vec::<f32>().unwrap_or_default();
+    let num = host((u.clone() * target).reshape([rows, 2 * d]));
+    let den = host(u.square().reshape([rows, 2 * d]));
+    // A channel that is zero in every calibration output has no say in the fit: gain 1.
+    let gain: Vec<f32> = num.iter().zip(&den).map(|(n, m)| if *m > 0.0 { n / m } else { 1.0 } / (1.0 - lambda_init) as f32).collect();
+    Tensor::from_data(TensorData::new(gain, [2 * d]), &device)
 }
 
 fn relative_error(a: Tensor<3>, b: Tensor<3>) -> f64 {

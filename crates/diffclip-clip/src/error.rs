@@ -4,28 +4,72 @@ use thiserror::Error;
 /// Errors building a model or reading its configuration.
 #[derive(Debug, Error)]
 pub enum ClipError {
+    /// The vision tower's configuration is invalid.
     #[error("vision tower: {0}")]
     Vision(EncoderError),
+    /// The text tower's configuration is invalid.
     #[error("text tower: {0}")]
     Text(EncoderError),
+    /// `embed_dim` is 0.
     #[error("embed_dim must be positive")]
     EmbedDim,
+    /// No preset has this name.
     #[error("unknown preset '{name}'; known presets: {known}")]
-    UnknownPreset { name: String, known: String },
+    UnknownPreset {
+        /// The name asked for.
+        name: String,
+        /// Every preset name, comma-separated.
+        known: String,
+    },
+    /// A config file could not be read.
     #[error("cannot read config {path}: {source}")]
-    ConfigIo { path: String, source: std::io::Error },
+    ConfigIo {
+        /// The config file.
+        path: String,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+    /// A config file is not valid JSON for [`ClipConfig`](crate::ClipConfig) (syntax, types,
+    /// unknown fields).
     #[error("invalid config {path}: {source}")]
-    ConfigParse { path: String, source: serde_json::Error },
+    ConfigParse {
+        /// The config file.
+        path: String,
+        /// The JSON parser's error.
+        source: serde_json::Error,
+    },
+    /// A config file parses but fails the checks (or the size limits).
     #[error("invalid config {path}: {source}")]
-    ConfigInvalid { path: String, source: Box<ClipError> },
+    ConfigInvalid {
+        /// The config file.
+        path: String,
+        /// The check that failed.
+        source: Box<ClipError>,
+    },
+    /// A config string is not valid JSON for [`ClipConfig`](crate::ClipConfig).
     #[error("invalid config JSON: {0}")]
     Json(#[from] serde_json::Error),
+    /// A float setting is NaN or infinite.
     #[error("{what} must be finite, got {value}")]
-    NotFinite { what: &'static str, value: f64 },
+    NotFinite {
+        /// Name of the field.
+        what: &'static str,
+        /// The rejected value.
+        value: f64,
+    },
+    /// The model exceeds the parameter or memory limit it was validated against.
     #[error("model too large: {message}")]
-    TooLarge { message: String },
+    TooLarge {
+        /// The sizes and the limit exceeded.
+        message: String,
+    },
+    /// Neither a config file nor a preset was given, and the checkpoint (if any) stores no config.
     #[error("{}", match checkpoint { Some(c) => format!("{c} carries no model config: give --config or --preset"), None => "give --config MODEL.json or --preset NAME".to_string() })]
-    NoConfig { checkpoint: Option<String> },
+    NoConfig {
+        /// The checkpoint that was searched for a config, if one was given.
+        checkpoint: Option<String>,
+    },
+    /// Reading the config stored in a checkpoint failed.
     #[error(transparent)]
     Checkpoint(Box<crate::CheckpointError>),
 }

@@ -17,6 +17,7 @@ pub enum FileError {
     Io {
         /// The file or folder concerned.
         path: String,
+        /// The operating system's error.
         #[source]
         source: std::io::Error,
     },

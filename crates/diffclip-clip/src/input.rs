@@ -7,17 +7,47 @@ use crate::ClipConfig;
 /// An input batch that does not fit the model.
 #[derive(Debug, Error, Clone, PartialEq)]
 pub enum InputError {
+    /// The image batch is not `[B, in_chans, image_size, image_size]`.
     #[error("images must be [B, {chans}, {size}, {size}], got {got:?}")]
-    ImageShape { chans: usize, size: usize, got: Vec<usize> },
+    ImageShape {
+        /// Channels the model expects.
+        chans: usize,
+        /// Image side in pixels the model expects.
+        size: usize,
+        /// The batch's shape.
+        got: Vec<usize>,
+    },
+    /// The token batch is not `[B, L]` with `1 <= L <= context_length`.
     #[error("token ids must be [B, L] with 1 <= L <= {context}, got {got:?}")]
-    TokenShape { context: usize, got: Vec<usize> },
+    TokenShape {
+        /// The model's context length.
+        context: usize,
+        /// The batch's shape.
+        got: Vec<usize>,
+    },
+    /// A token id is negative or not below the vocabulary size (the first such id).
     #[error("token id {id} at row {row}, position {pos} is outside the vocabulary (0..{vocab})")]
-    TokenId { id: i64, row: usize, pos: usize, vocab: usize },
+    TokenId {
+        /// The offending id.
+        id: i64,
+        /// Its row in the batch (0-based).
+        row: usize,
+        /// Its position in the row (0-based).
+        pos: usize,
+        /// The model's vocabulary size.
+        vocab: usize,
+    },
+    /// A batch with no rows.
     #[error("an empty batch")]
     Empty,
     /// Outputs with NaN or infinity (NaN weights or pixels, a degenerate config).
     #[error("{what}: rows {rows} are not finite (NaN or infinite)")]
-    NonFinite { what: String, rows: String },
+    NonFinite {
+        /// Which output (e.g. `image_embed`).
+        what: String,
+        /// The non-finite rows (0-based, the first 20, then how many more).
+        rows: String,
+    },
 }
 
 /// Errors if any row of the row-major `[_, cols]` matrix `data` holds a NaN or infinity, naming

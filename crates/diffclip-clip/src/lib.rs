@@ -13,6 +13,8 @@
 //! # Ok(()) }
 //! ```
 
+#![warn(missing_docs)]
+
 mod budget;
 pub mod checkpoint;
 mod config;

@@ -10,7 +10,9 @@ use crate::{ClipConfig, ClipError};
 /// CLIP / DiffCLIP: a vision tower and a text tower projected into one embedding space.
 #[derive(Module, Debug)]
 pub struct Clip {
+    /// The image tower; its pooled class token is projected by `image_projection`.
     pub visual: VisionTransformer,
+    /// The text tower; its pooled end-of-text token is projected by `text_projection`.
     pub text: TextTransformer,
     /// `[vision_width, embed_dim]`, a raw matrix (not a Linear).
     pub image_projection: Param<Tensor<2>>,

@@ -14,6 +14,8 @@
 //! # }
 //! ```
 
+#![warn(missing_docs)]
+
 mod block;
 mod error;
 mod layers;

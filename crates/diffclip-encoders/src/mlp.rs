@@ -38,6 +38,7 @@ impl Mlp {
         }
     }
 
+    /// `drop(fc2(act(fc1(x))))` of `x [B, N, width]`, giving `[B, N, width]`.
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         let h = self.fc1.forward(x);
         let h = match self.activation {

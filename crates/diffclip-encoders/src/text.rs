@@ -7,7 +7,7 @@ use diffclip_attention::{AttentionMaps, AttentionPath};
 use serde::{Deserialize, Serialize};
 
 use crate::block::ResidualBlock;
-use crate::tower::{TowerSpec, check_nonzero};
+use crate::tower::{TowerSpec, check_nonzero, tower_spec};
 use crate::{Activation, EncoderError, LayerAttention};
 
 /// Text tower configuration, in serde form with unknown fields rejected; omitted fields take
@@ -75,20 +75,7 @@ impl TextConfig {
 
     /// The fields shared with the vision tower.
     pub(crate) fn tower(&self) -> TowerSpec<'_> {
-        TowerSpec {
-            width: self.width,
-            layers: self.layers,
-            heads: self.heads,
-            mlp_ratio: self.mlp_ratio,
-            activation: self.activation,
-            ln_eps: self.ln_eps,
-            qkv_bias: self.qkv_bias,
-            attention: &self.attention,
-            attn_dropout: self.attn_dropout,
-            dropout: self.dropout,
-            path: self.path,
-            causal: true,
-        }
+        tower_spec!(self, causal: true)
     }
 
     /// Checks every size, ratio and eps without allocating anything.
@@ -124,10 +111,15 @@ impl TextConfig {
 /// CLIP text transformer.
 #[derive(Module, Debug)]
 pub struct TextTransformer {
+    /// Token embedding table, `[vocab_size, W]`.
     pub token_embedding: Embedding,
+    /// Learned position embedding, `[context_length, W]`; the first `L` rows are added.
     pub positional_embedding: Param<Tensor<2>>,
+    /// The transformer blocks (causal attention), in order.
     pub blocks: Vec<ResidualBlock>,
+    /// LayerNorm after the last block, before pooling.
     pub ln_final: LayerNorm,
+    /// Number of token ids; valid ids are `0..vocab_size`.
     pub vocab_size: usize,
 }
 

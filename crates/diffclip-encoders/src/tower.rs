@@ -23,6 +23,27 @@ pub(crate) struct TowerSpec<'a> {
     pub causal: bool,
 }
 
+/// The [`TowerSpec`] of a vision or text config (both have these fields under these names).
+macro_rules! tower_spec {
+    ($config:expr, causal: $causal:expr) => {
+        $crate::tower::TowerSpec {
+            width: $config.width,
+            layers: $config.layers,
+            heads: $config.heads,
+            mlp_ratio: $config.mlp_ratio,
+            activation: $config.activation,
+            ln_eps: $config.ln_eps,
+            qkv_bias: $config.qkv_bias,
+            attention: &$config.attention,
+            attn_dropout: $config.attn_dropout,
+            dropout: $config.dropout,
+            path: $config.path,
+            causal: $causal,
+        }
+    };
+}
+pub(crate) use tower_spec;
+
 /// `value` must be finite and > 0.
 pub(crate) fn check_positive(what: &'static str, value: f64) -> Result<(), EncoderError> {
     if value.is_finite() && value > 0.0 { Ok(()) } else { Err(EncoderError::NotPositive { what, value }) }

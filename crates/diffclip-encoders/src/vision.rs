@@ -8,7 +8,7 @@ use diffclip_attention::{AttentionMaps, AttentionPath};
 use serde::{Deserialize, Serialize};
 
 use crate::block::ResidualBlock;
-use crate::tower::{TowerSpec, check_nonzero};
+use crate::tower::{TowerSpec, check_nonzero, tower_spec};
 use crate::{Activation, EncoderError, LayerAttention};
 
 /// Vision tower configuration, in serde form with unknown fields rejected; omitted fields take
@@ -111,20 +111,7 @@ impl VisionConfig {
 
     /// The fields shared with the text tower.
     pub(crate) fn tower(&self) -> TowerSpec<'_> {
-        TowerSpec {
-            width: self.width,
-            layers: self.layers,
-            heads: self.heads,
-            mlp_ratio: self.mlp_ratio,
-            activation: self.activation,
-            ln_eps: self.ln_eps,
-            qkv_bias: self.qkv_bias,
-            attention: &self.attention,
-            attn_dropout: self.attn_dropout,
-            dropout: self.dropout,
-            path: self.path,
-            causal: false,
-        }
+        tower_spec!(self, causal: false)
     }
 
     /// Checks every size, ratio and eps without allocating anything.
@@ -168,17 +155,24 @@ impl VisionConfig {
 /// Patch embedding: a convolution with kernel = stride = patch size.
 #[derive(Module, Debug)]
 pub struct PatchEmbed {
+    /// `in_chans -> W` convolution, kernel and stride `patch_size`.
     pub proj: Conv2d,
 }
 
 /// Vision Transformer with a class token; pools the class token after the final norm.
 #[derive(Module, Debug)]
 pub struct VisionTransformer {
+    /// Images `[B, C, H, W]` to patch tokens.
     pub patch_embed: PatchEmbed,
+    /// Learned class token, `[1, 1, W]`, prepended to the patch tokens.
     pub cls_token: Param<Tensor<3>>,
+    /// Learned position embedding, `[1, 1 + n_patches, W]` (class token first).
     pub pos_embed: Param<Tensor<3>>,
+    /// LayerNorm before the blocks (OpenAI layout), `None` in the timm layout.
     pub ln_pre: Option<LayerNorm>,
+    /// The transformer blocks, in order.
     pub blocks: Vec<ResidualBlock>,
+    /// Final LayerNorm before pooling the class token.
     pub norm: LayerNorm,
 }
 

@@ -8,13 +8,20 @@ pub enum EvalError {
     /// A file or folder could not be read or written.
     #[error("{path}: {source}")]
     Io {
+        /// The file or folder.
         path: String,
+        /// The operating system's error.
         #[source]
         source: std::io::Error,
     },
     /// A dataset whose layout is wrong as a whole (missing file, empty class, ...).
     #[error("{path}: {message}")]
-    Dataset { path: String, message: String },
+    Dataset {
+        /// The dataset file or folder.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
     /// An image that could not be decoded or preprocessed.
     #[error(transparent)]
     Preprocess(#[from] diffclip_data::PreprocessError),
@@ -31,21 +38,32 @@ pub enum EvalError {
     /// A label outside the class range.
     #[error("label {label} at position {index} is outside 0..{classes}")]
     Label {
+        /// Position of the first bad label in the label list (0-based).
         index: usize,
+        /// The label found there.
         label: usize,
+        /// Number of classes; labels must be below it.
         classes: usize,
     },
     /// NaN or infinity in scores or features.
     #[error("non-finite value in {what}, row {row}")]
-    NonFinite { what: &'static str, row: usize },
+    NonFinite {
+        /// Which matrix (e.g. `logits`, `features`).
+        what: &'static str,
+        /// The first row holding a NaN or infinity (0-based).
+        row: usize,
+    },
     /// An argument out of its range (empty input, k = 0, ...).
     #[error("invalid argument: {0}")]
     Invalid(String),
     /// A name that is not known (dataset, template set, ...).
     #[error("unknown {what} '{name}'; known: {known}")]
     Unknown {
+        /// What kind of name (dataset, template set, ...).
         what: &'static str,
+        /// The name asked for.
         name: String,
+        /// The known names, comma-separated.
         known: String,
     },
     /// A tensor could not be read back from the device.
@@ -53,10 +71,20 @@ pub enum EvalError {
     TensorRead(String),
     /// The embedding cache file is unreadable or does not match.
     #[error("embedding cache {path}: {message}")]
-    Cache { path: String, message: String },
+    Cache {
+        /// The cache file.
+        path: String,
+        /// What is wrong with it.
+        message: String,
+    },
     /// Writing a PNG failed.
     #[error("{path}: {message}")]
-    Image { path: String, message: String },
+    Image {
+        /// The PNG file.
+        path: String,
+        /// The encoder's or the file system's error.
+        message: String,
+    },
     /// The model rejected the input (wrong image size, token ids).
     #[error("model input: {0}")]
     Input(#[from] diffclip_clip::InputError),

@@ -32,14 +32,21 @@ pub const HELDOUT_LOSS_PAIRS: usize = 256;
 /// Held-out metrics of one model at one step (the quickstart's `metrics.json` names).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HeldOutMetrics {
+    /// Training step of the model.
     pub step: u64,
     /// Contrastive loss on [`HELDOUT_LOSS_PAIRS`] held-out pairs (image, its first caption).
     pub heldout_loss: f32,
+    /// Zero-shot top-1 accuracy on the salient object's shape.
     pub zero_shot_shape_top1: f64,
+    /// Zero-shot top-1 accuracy on the salient object's colour.
     pub zero_shot_color_top1: f64,
+    /// Image→text recall@1.
     pub image_to_text_r1: f64,
+    /// Image→text recall@5.
     pub image_to_text_r5: f64,
+    /// Text→image recall@1.
     pub text_to_image_r1: f64,
+    /// Text→image recall@5.
     pub text_to_image_r5: f64,
 }
 
@@ -70,8 +77,45 @@ impl HeldOutMetrics {
 /// number of captions); per held-out pair the pair's loss term for `heldout_loss`.
 #[derive(Debug, Clone)]
 pub struct HeldOut {
+    /// The metric values.
     pub metrics: HeldOutMetrics,
+    /// Per metric name ([`HELDOUT_METRICS`]), one outcome per test unit.
     pub per_sample: BTreeMap<String, Vec<f64>>,
+}
+
+/// Name of the summary score: the mean of the six accuracy/recall metrics.
+pub const MEAN_SCORE: &str = "mean_score";
+
+impl HeldOut {
+    /// The value of `metric` ([`HELDOUT_METRICS`] or [`MEAN_SCORE`]).
+    pub fn value(&self, metric: &str) -> Option<f64> {
+        if metric == MEAN_SCORE {
+            return Some(self.metrics.mean_score());
+        }
+        self.metrics.get(metric)
+    }
+
+    /// The per-sample outcomes of `metric`; for [`MEAN_SCORE`] the per-image mean of the six
+    /// accuracy outcomes (all six are per image), whose mean is the score.
+    pub fn outcomes(&self, metric: &str) -> Option<Vec<f64>> {
+        if metric != MEAN_SCORE {
+            return self.per_sample.get(metric).cloned();
+        }
+        let parts: Vec<&Vec<f64>> = HELDOUT_METRICS[..6].iter().map(|m| self.per_sample.get(*m)).collect::<Option<_>>()?;
+        let n = parts[0].len();
+        if parts.iter().any(|p| p.len() != n) {
+            return None;
+        }
+        Some((0..n).map(|i| parts.iter().map(|p| p[i]).sum::<f64>() / parts.len() as f64).collect())
+    }
+}
+
+/// Percentile bootstrap over test samples of the difference `a − b` of `metric` between two
+/// models evaluated on the same test set; `a[r]` and `b[r]` are paired runs (e.g. the same
+/// seed), see [`crate::stats::bootstrap_paired_diff`].
+pub fn bootstrap_heldout_diff(a: &[&HeldOut], b: &[&HeldOut], metric: &str, resamples: usize, seed: u64) -> Option<crate::stats::BootstrapDiff> {
+    let outcomes = |runs: &[&HeldOut]| runs.iter().map(|h| h.outcomes(metric)).collect::<Option<Vec<_>>>();
+    crate::stats::bootstrap_paired_diff(&outcomes(a)?, &outcomes(b)?, resamples, 0.95, seed)
 }
 
 /// Evaluate `model` on the synthetic `test` split: zero-shot shape and colour top-1 (the

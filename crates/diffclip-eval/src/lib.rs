@@ -19,11 +19,14 @@
 //! With a model: [`evaluate_zero_shot`] / [`evaluate_retrieval`] on in-memory tensors, or
 //! [`Evaluator`] on datasets on disk (with caching and progress bars).
 
+#![warn(missing_docs)]
+
 pub mod attention;
 pub mod cache;
 pub mod dataset;
 mod encode;
 mod error;
+pub mod eval_set;
 mod evaluate;
 mod evaluator;
 pub mod heldout;

@@ -18,10 +18,13 @@ use crate::{AdamW, Moments, TrainConfig, TrainError};
 pub struct TrainState {
     /// Optimizer steps done.
     pub step: u64,
-    /// Current epoch and position inside its sample order.
+    /// Current epoch (0-based).
     pub epoch: u64,
+    /// Samples of the current epoch's order already consumed (the index of the next one).
     pub position: usize,
+    /// Samples trained on over all steps so far.
     pub samples_seen: u64,
+    /// Samples that failed to load and were skipped, over all steps so far.
     pub skipped_samples: usize,
     /// Loss of the last step.
     pub last_loss: f32,
@@ -30,8 +33,11 @@ pub struct TrainState {
 /// What a training checkpoint holds besides the weights.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Checkpoint {
+    /// Step, data position and counters at the time of saving.
     pub state: TrainState,
+    /// The model's configuration (to rebuild it before loading the weights).
     pub model: ClipConfig,
+    /// The training configuration of the run.
     pub train: TrainConfig,
 }
 

@@ -3,24 +3,66 @@ use thiserror::Error;
 /// Errors that stop training. Checkpoints written before the error stay intact.
 #[derive(Debug, Error)]
 pub enum TrainError {
+    /// A micro-batch's loss is NaN or infinite; the step is not applied.
     #[error("step {step}: loss is {loss} (not finite); stopping. The last good checkpoint is left intact.")]
-    NonFinite { step: u64, loss: f32 },
+    NonFinite {
+        /// The step that failed (1-based, the step count it would have reached).
+        step: u64,
+        /// The loss value.
+        loss: f32,
+    },
+    /// The preprocessing preset could not be built.
+    #[error("preprocessing: {0}")]
+    Preprocess(#[from] diffclip_data::PreprocessError),
+    /// A sample failed to load while bad samples are not skipped, or a batch could not be built.
     #[error("data: {0}")]
     Data(#[from] diffclip_data::DataError),
+    /// Every sample left for a batch failed to load.
     #[error("every sample of a batch failed to load at step {step}: {last_error}")]
-    EmptyBatch { step: u64, last_error: String },
+    EmptyBatch {
+        /// The step being assembled (1-based).
+        step: u64,
+        /// The last sample's load error.
+        last_error: String,
+    },
+    /// Reading or writing model weights failed.
     #[error("checkpoint: {0}")]
     Checkpoint(#[from] diffclip_clip::CheckpointError),
+    /// A training checkpoint cannot be resumed from (missing or inconsistent metadata,
+    /// optimizer state that does not fit the model).
     #[error("{path}: {message}")]
-    Resume { path: String, message: String },
+    Resume {
+        /// The checkpoint file (`<optimizer>` for optimizer state checked on its own).
+        path: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// A training checkpoint could not be written.
     #[error("cannot save {path}: {message}")]
-    Save { path: String, message: String },
+    Save {
+        /// The checkpoint file.
+        path: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// The output folder already holds a run and neither resuming nor overwriting was asked for.
     #[error("{path} already holds a training run (checkpoint or metrics.jsonl): continue it with --resume, or replace it with --overwrite")]
-    OutputExists { path: String },
+    OutputExists {
+        /// The output folder.
+        path: String,
+    },
+    /// A file or folder could not be created, read or written.
     #[error("{path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        /// The file or folder.
+        path: String,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+    /// The training configuration (or its combination with the data or devices) is invalid.
     #[error("invalid training config: {0}")]
     Config(String),
+    /// The evaluation hook failed.
     #[error("evaluation: {0}")]
     Eval(String),
 }

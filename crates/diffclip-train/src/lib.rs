@@ -27,14 +27,18 @@
 //! # Ok(()) }
 //! ```
 
+#![warn(missing_docs)]
+
 mod checkpoint;
 mod config;
 mod error;
+mod length;
 mod log;
 mod optim;
 mod order;
 pub mod parallel;
 mod schedule;
+mod source;
 mod stream;
 pub mod synthetic;
 mod trainer;
@@ -42,10 +46,12 @@ mod trainer;
 pub use checkpoint::{Checkpoint, TrainState, load_training_checkpoint, save_training_checkpoint};
 pub use config::{LossKind, LrDecay, TrainConfig};
 pub use error::TrainError;
+pub use length::RunLength;
 pub use log::{MetricsLog, StepRecord};
 pub use optim::{AdamW, AdamWConfig, GradBuffer, Moments};
 pub use order::epoch_order;
 pub use schedule::LrSchedule;
 pub use parallel::DataParallel;
+pub use source::{OpenedSource, SourceOptions, TrainSource};
 pub use stream::WdsStream;
 pub use trainer::{ClipStream, EvalHook, LrScale, SampleStream, TrainReport, Trainer, mean_lambda};

@@ -11,16 +11,25 @@ use crate::TrainError;
 /// One training step's numbers.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StepRecord {
+    /// Optimizer steps done, this one included (1-based).
     pub step: u64,
+    /// The epoch the data position is in after this step (0-based).
     pub epoch: u64,
+    /// The step's loss (mean over its accumulated micro-batches).
     pub loss: f32,
+    /// The learning rate the step used.
     pub lr: f64,
+    /// `exp(logit_scale)` after the update (the factor on cosine similarities).
     pub logit_scale: f32,
-    /// Mean `lambda_full` over the differential layers of each tower (None: no such layer).
+    /// Mean `lambda_full` over the vision tower's differential layers (None: no such layer).
     pub lambda_vision: Option<f32>,
+    /// Mean `lambda_full` over the text tower's differential layers (None: no such layer).
     pub lambda_text: Option<f32>,
+    /// Global L2 norm of the gradients before clipping.
     pub grad_norm: f64,
+    /// Samples of this step divided by its wall time in seconds.
     pub samples_per_s: f64,
+    /// Samples skipped because they failed to load, over all steps so far.
     pub skipped_samples: usize,
 }
 

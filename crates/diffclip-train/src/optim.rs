@@ -15,9 +15,13 @@ use crate::TrainError;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdamWConfig {
+    /// Decay rate of the first-moment (mean) estimate.
     pub beta1: f64,
+    /// Decay rate of the second-moment (uncentred variance) estimate.
     pub beta2: f64,
+    /// Added to the square root of the second moment, for numerical stability.
     pub eps: f64,
+    /// Decoupled weight decay coefficient (multiplied by the learning rate), matrices only.
     pub weight_decay: f64,
 }
 
@@ -30,13 +34,16 @@ impl Default for AdamWConfig {
 /// First and second moments of one parameter, flattened.
 #[derive(Debug, Clone)]
 pub struct Moments {
+    /// First moment (running mean of the gradient), one value per parameter element.
     pub m: Tensor<1>,
+    /// Second moment (running mean of the squared gradient), one value per parameter element.
     pub v: Tensor<1>,
 }
 
 /// Summed gradients by parameter path (flattened), for accumulation over micro-batches.
 #[derive(Debug, Default, Clone)]
 pub struct GradBuffer {
+    /// Flattened gradient sums keyed by parameter path (e.g. `visual.blocks.0.attn.q_proj.weight`).
     pub grads: BTreeMap<String, Tensor<1>>,
 }
 
@@ -63,6 +70,7 @@ impl GradBuffer {
         }
     }
 
+    /// No gradient has been buffered.
     pub fn is_empty(&self) -> bool {
         self.grads.is_empty()
     }
@@ -110,12 +118,16 @@ impl ModuleVisitor for Collect<'_> {
 /// AdamW state: step count and moments by parameter path.
 #[derive(Debug, Clone, Default)]
 pub struct AdamW {
+    /// Hyper-parameters.
     pub config: AdamWConfig,
+    /// Updates done so far (drives the bias correction).
     pub step: u64,
+    /// Moments keyed by parameter path, created on a parameter's first update.
     pub moments: BTreeMap<String, Moments>,
 }
 
 impl AdamW {
+    /// A fresh optimizer: step 0, no moments.
     pub fn new(config: AdamWConfig) -> Self {
         Self { config, step: 0, moments: BTreeMap::new() }
     }

@@ -14,11 +14,29 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LrSchedule {
-    Constant { base: f64 },
+    /// The same rate at every step.
+    Constant {
+        /// The learning rate.
+        base: f64,
+    },
     /// Linear warm-up over `warmup` steps, then cosine decay to `min` at `total` steps.
-    WarmupCosine { base: f64, warmup: u64, total: u64, min: f64 },
+    WarmupCosine {
+        /// Peak learning rate, reached at the end of the warm-up.
+        base: f64,
+        /// Warm-up steps; step `s < warmup` uses `base * (s + 1) / warmup`.
+        warmup: u64,
+        /// Step at which the decay reaches `min` (and stays there).
+        total: u64,
+        /// Final learning rate.
+        min: f64,
+    },
     /// Linear warm-up, then constant.
-    WarmupConstant { base: f64, warmup: u64 },
+    WarmupConstant {
+        /// Learning rate after the warm-up.
+        base: f64,
+        /// Warm-up steps; step `s < warmup` uses `base * (s + 1) / warmup`.
+        warmup: u64,
+    },
 }
 
 impl LrSchedule {

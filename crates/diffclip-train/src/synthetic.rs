@@ -41,9 +41,13 @@ pub const CONTEXT: usize = 32;
 /// Shape of the compact models: both towers `width` wide with 4 heads, patch size 8.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct CompactShape {
+    /// Width of both towers and of the embedding.
     pub width: usize,
+    /// Vision transformer layers.
     pub vision_layers: usize,
+    /// Text transformer layers.
     pub text_layers: usize,
+    /// Image side in pixels.
     pub image_size: usize,
 }
 
@@ -122,8 +126,11 @@ pub fn compact_train_config(steps: u64, batch_size: usize, seed: u64, eval_every
 
 /// The synthetic training set, its test split and the batcher of the compact models.
 pub struct SyntheticTask {
+    /// The training split.
     pub train: SyntheticDataset,
+    /// The test split (held-out metrics).
     pub test: SyntheticDataset,
+    /// Tokenises captions to [`CONTEXT`] tokens.
     pub batcher: ClipBatcher,
     data: ContrastiveView,
 }
@@ -151,11 +158,15 @@ impl SyntheticTask {
 pub struct RunOutcome {
     /// The trained model on the inference device.
     pub model: Clip,
+    /// Parameter count.
     pub params: usize,
+    /// Training loss of the last step.
     pub final_loss: f32,
     /// Training loss of every step.
     pub losses: Vec<f32>,
+    /// Training throughput.
     pub samples_per_s: f64,
+    /// Wall time of training including the evaluations.
     pub train_seconds: f64,
     /// Held-out metrics every `eval_every` steps and at the end.
     pub curve: Vec<HeldOutMetrics>,

@@ -49,11 +49,19 @@ enum Feed<'a> {
 /// Summary of a finished (or stopped) run.
 #[derive(Debug, Clone, Serialize)]
 pub struct TrainReport {
+    /// Optimizer steps done in this run (not counting steps before a resume).
     pub steps: u64,
+    /// Loss of the last step (NaN if no step was done).
     pub final_loss: f32,
+    /// Every step's loss in this run, in order.
     pub losses: Vec<f32>,
+    /// Samples per second over the whole run (`batch_size * accum_steps` per step, wall time);
+    /// 0 when the run was cut short by `stop_after`.
     pub samples_per_s: f64,
+    /// Samples skipped because they failed to load, over all steps so far; 0 when the run was
+    /// cut short by `stop_after`.
     pub skipped_samples: usize,
+    /// The evaluation hook's results, one per evaluation, in order.
     pub evals: Vec<serde_json::Value>,
 }
 

@@ -195,3 +195,30 @@ fn bad_configs_are_errors() {
     assert!(matches!(t.fit(&data, &batcher(), None), Err(TrainError::Config(_))));
     let _ = Module::num_params(&t.model);
 }
+
+#[test]
+fn a_resumed_checkpoints_model_config_is_untrusted() {
+    let _serial = serial();
+    let data = data();
+    let dir = tmpdir("evil-resume");
+    let mut t = trainer(2, Some(dir.clone()));
+    t.config.checkpoint_every = 2;
+    t.fit(&data, &batcher(), None).unwrap();
+    // Rewrite the checkpoint's metadata so its model is a 10^12-parameter tower.
+    let path = dir.join("checkpoint-latest.safetensors");
+    let bytes = std::fs::read(&path).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let mut meta = header.metadata().clone().unwrap();
+    let mut training: serde_json::Value = serde_json::from_str(&meta["diffclip_training"]).unwrap();
+    training["model"]["vision"]["width"] = 1_000_000.into();
+    training["model"]["vision"]["layers"] = 1000.into();
+    meta.insert("diffclip_training".into(), training.to_string());
+    meta.insert("diffclip_config".into(), training["model"].to_string());
+    let tensors: Vec<_> = st.tensors();
+    let evil = dir.join("evil.safetensors");
+    std::fs::write(&evil, safetensors::serialize(tensors, Some(meta)).unwrap()).unwrap();
+    let err = Trainer::resume(&evil, Device::flex().autodiff()).err().expect("a 10^12-parameter model must be refused");
+    let msg = err.to_string();
+    assert!(msg.contains("evil.safetensors") && msg.contains("too large"), "{msg}");
+}

@@ -14,6 +14,7 @@ pub struct KeyMismatch {
 }
 
 impl KeyMismatch {
+    /// No missing, unexpected or mis-shaped keys: the checkpoint matches the model.
     pub fn is_empty(&self) -> bool {
         self.missing.is_empty() && self.unexpected.is_empty() && self.shapes.is_empty()
     }
@@ -38,23 +39,74 @@ impl fmt::Display for KeyMismatch {
 /// Errors reading, converting, applying or writing a checkpoint. Each names the file.
 #[derive(Debug, Error)]
 pub enum CheckpointError {
+    /// Opening, reading or writing the file failed.
     #[error("{path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        /// The file.
+        path: String,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+    /// The file's structure is none of the containers this crate reads.
     #[error("{path}: not a safetensors, PyTorch or burnpack file")]
-    UnknownContainer { path: String },
+    UnknownContainer {
+        /// The file.
+        path: String,
+    },
+    /// The container is recognised but its contents could not be parsed (or its metadata is
+    /// invalid).
     #[error("{path}: {message}")]
-    Read { path: String, message: String },
+    Read {
+        /// The file (`<model>` when reading the model's own tensors).
+        path: String,
+        /// What the reader reported.
+        message: String,
+    },
+    /// One tensor is malformed or cannot be mapped onto the model's layout (wrong rank,
+    /// shape and data disagree, duplicate target, fused q/k/v not divisible by 3, ...).
     #[error("{path}: key '{key}': {message}")]
-    Transform { path: String, key: String, message: String },
+    Transform {
+        /// The file (or the origin named by the caller).
+        path: String,
+        /// The tensor's key.
+        key: String,
+        /// What is wrong with it.
+        message: String,
+    },
     /// A weight stored as integers or bool (or another non-float type).
     #[error("{path}: key '{key}': stored as {dtype}, but weights must be floating point (F64, F32, F16 or BF16)")]
-    Dtype { path: String, key: String, dtype: String },
+    Dtype {
+        /// The file.
+        path: String,
+        /// The tensor's key.
+        key: String,
+        /// The stored element type, as the reader names it.
+        dtype: String,
+    },
+    /// Keys or shapes do not match the model's; nothing was loaded.
     #[error("{path}: checkpoint does not match the model: {mismatch}")]
-    Mismatch { path: String, mismatch: KeyMismatch },
+    Mismatch {
+        /// The file (or the origin named by the caller).
+        path: String,
+        /// Every missing, unexpected and mis-shaped key.
+        mismatch: KeyMismatch,
+    },
+    /// Burn refused to apply the (matching) tensors to the model.
     #[error("{path}: {message}")]
-    Apply { path: String, message: String },
+    Apply {
+        /// The file (or the origin named by the caller).
+        path: String,
+        /// Burn's report of the errors, missing and unused tensors.
+        message: String,
+    },
+    /// Writing a checkpoint failed.
     #[error("{path}: cannot write: {message}")]
-    Write { path: String, message: String },
+    Write {
+        /// The output file.
+        path: String,
+        /// What went wrong.
+        message: String,
+    },
     /// Writing an output file failed.
     #[error(transparent)]
     File(#[from] crate::files::FileError),

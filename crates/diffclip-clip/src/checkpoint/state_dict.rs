@@ -19,7 +19,9 @@ use super::CheckpointError;
 /// One tensor of a state dict, row-major f32.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StateTensor {
+    /// Dimensions as stored (PyTorch order).
     pub shape: Vec<usize>,
+    /// The values, row-major, `shape.iter().product()` of them.
     pub data: Vec<f32>,
 }
 
@@ -29,6 +31,7 @@ pub type StateDict = BTreeMap<String, StateTensor>;
 /// The file container, detected from its structure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Container {
+    /// A safetensors file.
     Safetensors,
     /// `torch.save` output (zip, legacy pickle or tar).
     Pytorch,

@@ -1,6 +1,6 @@
 //! Image decoding and CLIP preprocessing that reproduces Pillow + torchvision.
 //!
-//! A pipeline is geometry x resampling filter x mean/std (reference spec §7):
+//! A pipeline is geometry x resampling filter x mean/std; the presets:
 //!
 //! | preset            | geometry                         | filter   | mean/std | mode order        |
 //! |-------------------|----------------------------------|----------|----------|-------------------|

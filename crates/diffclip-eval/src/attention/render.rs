@@ -86,7 +86,7 @@ pub fn render_comparison(
     let relevance = rows.iter().all(|(_, m)| m.text_relevance.is_some());
     let cols = if relevance { 5 } else { 4 };
     let side = panel_side(size);
-    let (gap, header, top) = (4, 26, if caption.is_some() { 30 } else { 0 });
+    let (gap, header, top) = (4, 26, if caption.is_some() { 48 } else { 24 });
     let row_h = header + TITLE_HEIGHT + side + 10;
     let width = (side + gap) * cols - gap;
     let mut out = RgbImage::from_pixel(width as u32, (top + row_h * rows.len()) as u32, WHITE);
@@ -94,6 +94,8 @@ pub fn render_comparison(
     if let Some(c) = caption {
         font.text(&mut out, 4, 6, 16.0, c, [0, 0, 0], width - 8);
     }
+    let legend = "each map min–max scaled on its own: blue = low, red = high";
+    font.text(&mut out, 4, top - 20, 12.5, legend, [80, 80, 80], width - 8);
     for (r, (name, maps)) in rows.iter().enumerate() {
         panel_maps(maps)?;
         let y0 = top + r * row_h;

@@ -1,0 +1,117 @@
+//! A held-out set evaluated during training (`train --eval SPEC`): the synthetic test split,
+//! a captions CSV (retrieval) or an image folder (zero-shot).
+
+use std::path::PathBuf;
+
+use diffclip_clip::Clip;
+use diffclip_data::datasets::{BadSamplePolicy, CsvConfig, CsvDataset, DataSpec, ImageFolderDataset, ImageLoader};
+use diffclip_data::synthetic::Split;
+use diffclip_data::{ClipBatcher, ClipTokenizer, Pipeline, SyntheticConfig, SyntheticDataset, TokenizerConfig, Truncation};
+use serde_json::{Value, json};
+
+use crate::heldout::evaluate_synthetic_heldout;
+use crate::{Encoder, EvalError, Evaluator, ImageSource, RetrievalMetrics};
+
+/// A held-out set and how to score a model on it.
+pub enum EvalSet {
+    /// The synthetic test split: the quickstart's held-out metrics.
+    Synthetic(SyntheticDataset),
+    /// Image–caption pairs: image↔text recall@1/5.
+    Pairs {
+        /// The CSV, for messages.
+        name: String,
+        /// Image of each pair.
+        paths: Vec<PathBuf>,
+        /// Caption of each pair.
+        captions: Vec<String>,
+        /// How images are preprocessed.
+        pipeline: Pipeline,
+    },
+    /// An image folder: zero-shot top-1/top-5 with the given templates.
+    Folder(ImageFolderDataset),
+}
+
+/// How to open an [`EvalSet`].
+#[derive(Debug, Clone)]
+pub struct EvalSetOptions {
+    /// Image side the model takes.
+    pub image_size: u32,
+    /// Preprocessing preset (evaluation uses `slip` where training uses `slip-train`).
+    pub preprocess: String,
+    /// Seeds the synthetic set.
+    pub seed: u64,
+    /// Class-name templates of `folder:` sets.
+    pub templates: Vec<String>,
+    /// Columns and separator of `csv:` sets.
+    pub csv: CsvConfig,
+}
+
+impl EvalSet {
+    /// Opens `spec` (`synthetic`, `csv:PATH` or `folder:PATH`; WebDataset shards are not an
+    /// evaluation set).
+    ///
+    /// ```
+    /// use diffclip_eval::eval_set::{EvalSet, EvalSetOptions};
+    /// let o = EvalSetOptions { image_size: 32, preprocess: "openai".into(), seed: 0, templates: vec!["a {c}".into()], csv: Default::default() };
+    /// assert!(matches!(EvalSet::open(&"synthetic".parse().unwrap(), &o).unwrap(), EvalSet::Synthetic(_)));
+    /// assert!(EvalSet::open(&"wds:x.tar".parse().unwrap(), &o).is_err());
+    /// ```
+    pub fn open(spec: &DataSpec, o: &EvalSetOptions) -> Result<Self, EvalError> {
+        let pipeline = Pipeline::from_name(&o.preprocess, o.image_size)?;
+        match spec {
+            DataSpec::Synthetic => {
+                let cfg = SyntheticConfig { image_size: o.image_size, seed: o.seed, test_size: 500, ..SyntheticConfig::default() };
+                Ok(Self::Synthetic(SyntheticDataset::new(cfg, Split::Test)?))
+            }
+            DataSpec::Csv(path) => {
+                let loader = ImageLoader::new(pipeline.clone()).with_policy(BadSamplePolicy::Fail);
+                let ds = CsvDataset::open(path, &o.csv, loader)?;
+                if ds.len() < 2 {
+                    return Err(EvalError::Invalid(format!("--eval {}: retrieval needs at least 2 rows, found {}", spec.describe(), ds.len())));
+                }
+                let paths = ds.rows().iter().map(|r| r.image.clone()).collect();
+                let captions = ds.rows().iter().map(|r| r.caption.clone()).collect();
+                Ok(Self::Pairs { name: path.display().to_string(), paths, captions, pipeline })
+            }
+            DataSpec::Folder(path) => {
+                let loader = ImageLoader::new(pipeline).with_policy(BadSamplePolicy::Fail);
+                Ok(Self::Folder(ImageFolderDataset::open(path, loader)?.with_templates(o.templates.clone())?))
+            }
+            DataSpec::WebDataset(_) => {
+                Err(EvalError::Invalid(format!("--eval {}: expected synthetic, csv:PATH or folder:PATH", spec.describe())))
+            }
+        }
+    }
+
+    /// Scores `model` (captions tokenised with `truncation`) as a JSON object of metrics.
+    pub fn evaluate(&self, model: &Clip, truncation: Truncation) -> Result<Value, EvalError> {
+        let encoder = Encoder::new(model)?.with_truncation(truncation)?.with_progress(false).with_batch_size(128);
+        let retrieval_json = |r: &RetrievalMetrics| {
+            json!({
+                "image_to_text_r1": r.image_to_text[0].recall, "image_to_text_r5": r.image_to_text[1].recall,
+                "text_to_image_r1": r.text_to_image[0].recall, "text_to_image_r5": r.text_to_image[1].recall,
+            })
+        };
+        Ok(match self {
+            Self::Synthetic(test) => {
+                let [context_length, _] = model.text.positional_embedding.val().dims();
+                let batcher = ClipBatcher::new(ClipTokenizer::with_config(TokenizerConfig { context_length, truncation })?);
+                let held = evaluate_synthetic_heldout(model, test, &batcher, 0)?;
+                let mut v = serde_json::to_value(held.metrics).map_err(|e| EvalError::Invalid(e.to_string()))?;
+                if let Some(o) = v.as_object_mut() {
+                    o.remove("step");
+                }
+                v
+            }
+            Self::Pairs { name, paths, captions, pipeline } => {
+                let images = ImageSource::files(paths.clone(), pipeline).map_err(|e| EvalError::Invalid(format!("{name}: {e}")))?;
+                let to_image: Vec<usize> = (0..captions.len()).collect();
+                retrieval_json(&Evaluator::new(encoder).retrieval(&images, captions, &to_image, &[1, 5])?)
+            }
+            Self::Folder(ds) => {
+                let m = Evaluator::new(encoder).zero_shot_dataset(ds, None)?;
+                json!({ "zero_shot_top1": m.top1, "zero_shot_top5": m.top5 })
+            }
+        })
+    }
+}

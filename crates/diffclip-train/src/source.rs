@@ -1,0 +1,214 @@
+//! Opening training data from a [`DataSpec`]: a random-access dataset (CSV, image folder,
+//! synthetic) or a WebDataset stream, with the checks a run needs before it starts.
+
+use std::path::PathBuf;
+
+use diffclip_data::datasets::{
+    BadSamplePolicy, ClassificationDataset, ClipDataset, CsvConfig, CsvDataset, DataSpec, ImageFolderDataset, ImageLoader, ReportBadSamples,
+    WebDataset, WebDatasetConfig,
+};
+use diffclip_data::synthetic::Split;
+use diffclip_data::{ClipBatcher, Pipeline, SyntheticConfig, SyntheticDataset};
+
+use crate::{EvalHook, TrainError, TrainReport, Trainer, WdsStream};
+
+/// How to open a [`TrainSource`].
+#[derive(Debug, Clone)]
+pub struct SourceOptions {
+    /// Image side the model takes.
+    pub image_size: u32,
+    /// Preprocessing preset (`slip-train`, `openai`, ...).
+    pub preprocess: String,
+    /// Seeds random crops and the synthetic set.
+    pub seed: u64,
+    /// Skip-and-count or fail on a bad sample.
+    pub policy: BadSamplePolicy,
+    /// Caption templates for `folder:` data (the first one captions training images).
+    pub templates: Vec<String>,
+    /// Columns and separator of `csv:` data.
+    pub csv: CsvConfig,
+    /// `wds:` shuffle buffer in samples.
+    pub shuffle_buffer: usize,
+    /// `wds:` samples per epoch (else img2dataset's `*_stats.json`); `synthetic`: its size.
+    pub num_samples: Option<usize>,
+    /// `wds:` decoding threads (0: one per core).
+    pub workers: usize,
+}
+
+impl Default for SourceOptions {
+    /// 224 px, `slip-train`, seed 0, skip bad samples, `a photo of a {c}.`, default CSV columns,
+    /// a 2000-sample shuffle buffer.
+    fn default() -> Self {
+        Self {
+            image_size: 224,
+            preprocess: "slip-train".into(),
+            seed: 0,
+            policy: BadSamplePolicy::Skip,
+            templates: vec!["a photo of a {c}.".into()],
+            csv: CsvConfig::default(),
+            shuffle_buffer: 2000,
+            num_samples: None,
+            workers: 0,
+        }
+    }
+}
+
+/// Training data, opened and checked.
+pub enum TrainSource {
+    /// Random access (a seeded permutation per epoch).
+    Map {
+        /// The samples; bad ones come back as errors so the trainer counts them.
+        data: Box<dyn ClipDataset>,
+        /// What it is, for messages.
+        name: String,
+    },
+    /// A WebDataset stream.
+    Stream {
+        /// The shards.
+        data: WdsStream,
+        /// Samples per epoch, when known.
+        epoch_len: Option<usize>,
+    },
+}
+
+/// A source and what the user should hear about it (its size, skipped rows, missing shards).
+pub struct OpenedSource {
+    /// The data.
+    pub source: TrainSource,
+    /// One line describing it, e.g. `train.csv, 3000 image–caption pairs`.
+    pub description: String,
+    /// Warnings worth printing before training.
+    pub warnings: Vec<String>,
+}
+
+impl TrainSource {
+    /// Opens `spec` and checks that it can feed a run: some rows are usable and the first
+    /// images can be read (wrong paths fail here, not at step 1).
+    ///
+    /// ```
+    /// use diffclip_train::{SourceOptions, TrainSource};
+    /// let opts = SourceOptions { image_size: 32, num_samples: Some(64), ..SourceOptions::default() };
+    /// let opened = TrainSource::open(&"synthetic".parse().unwrap(), &opts).unwrap();
+    /// assert_eq!(opened.source.epoch_len(), Some(64));
+    /// ```
+    pub fn open(spec: &DataSpec, o: &SourceOptions) -> Result<OpenedSource, TrainError> {
+        let loader = || -> Result<ImageLoader, TrainError> {
+            Ok(ImageLoader::new(Pipeline::from_name(&o.preprocess, o.image_size)?).with_seed(o.seed).with_policy(o.policy))
+        };
+        let mut warnings = Vec::new();
+        match spec {
+            DataSpec::Csv(path) => {
+                let ds = CsvDataset::open(path, &o.csv, loader()?)?;
+                let name = path.display().to_string();
+                let counter = ds.skip_counter().clone();
+                if ds.is_empty() {
+                    let why = counter.last_error().map(|e| format!(" (last bad row: {e})")).unwrap_or_default();
+                    return Err(TrainError::Config(format!("{name}: no usable rows{why}")));
+                }
+                if counter.skipped() > 0 {
+                    warnings.push(format!("{name}: skipped {} bad rows (last: {})", counter.skipped(), counter.last_error().unwrap_or_default()));
+                }
+                check_readable(&ds, &name)?;
+                let description = format!("{name}, {} image–caption pairs", ds.len());
+                let policy = ds.loader().policy();
+                Ok(OpenedSource { source: Self::map(ReportBadSamples::new(ds, policy, counter), name), description, warnings })
+            }
+            DataSpec::Folder(path) => {
+                let ds = ImageFolderDataset::open(path, loader()?)?.with_templates(o.templates.clone())?;
+                let name = path.display().to_string();
+                if ds.is_empty() {
+                    return Err(TrainError::Config(format!("{name}: no images in the class folders")));
+                }
+                check_readable(&ds, &name)?;
+                let description = format!("{name}, {} images in {} classes, captions \"{}\"", ds.len(), ds.class_names().len(), o.templates[0]);
+                let (policy, counter) = (ds.loader().policy(), ds.skip_counter().clone());
+                Ok(OpenedSource { source: Self::map(ReportBadSamples::new(ds, policy, counter), name), description, warnings })
+            }
+            DataSpec::Synthetic => {
+                let mut cfg = SyntheticConfig { image_size: o.image_size, seed: o.seed, ..SyntheticConfig::default() };
+                if let Some(n) = o.num_samples {
+                    cfg.train_size = n;
+                }
+                let ds = SyntheticDataset::new(cfg, Split::Train)?;
+                let description = format!("built-in synthetic set, {} samples of {}px", ds.len(), o.image_size);
+                Ok(OpenedSource { source: Self::Map { data: Box::new(ds.contrastive()), name: "the synthetic set".into() }, description, warnings })
+            }
+            DataSpec::WebDataset(pattern) => {
+                let config = WebDatasetConfig { shuffle_shards: true, shuffle_buffer: o.shuffle_buffer, ..WebDatasetConfig::default() };
+                let wds = WebDataset::new(pattern, config, loader()?)?;
+                let missing: Vec<String> = wds.shards().iter().filter(|p| !p.exists()).map(|p| p.display().to_string()).collect();
+                if missing.len() == wds.shards().len() {
+                    return Err(TrainError::Config(format!("{pattern}: none of the {} shards exists (first: {})", missing.len(), missing[0])));
+                }
+                if !missing.is_empty() {
+                    warnings.push(format!("{} of {} shards are missing (first: {}); they will be skipped", missing.len(), wds.shards().len(), missing[0]));
+                }
+                let n = o.num_samples.or_else(|| stats_successes(wds.shards()));
+                let description = format!(
+                    "{} WebDataset shards, {}",
+                    wds.shards().len(),
+                    n.map(|n| format!("{n} samples per epoch")).unwrap_or_else(|| "epoch size unknown".into())
+                );
+                Ok(OpenedSource { source: Self::Stream { data: WdsStream::new(wds).with_workers(o.workers), epoch_len: n }, description, warnings })
+            }
+        }
+    }
+
+    fn map(data: impl ClipDataset + 'static, name: String) -> Self {
+        Self::Map { data: Box::new(data), name }
+    }
+
+    /// Samples per epoch, when known.
+    pub fn epoch_len(&self) -> Option<usize> {
+        match self {
+            Self::Map { data, .. } => Some(data.num_items()),
+            Self::Stream { epoch_len, .. } => *epoch_len,
+        }
+    }
+
+    /// An error when a random-access source holds fewer samples than one batch.
+    pub fn check_batch(&self, batch_size: usize) -> Result<(), TrainError> {
+        match self {
+            Self::Map { data, name } if data.num_items() < batch_size => {
+                Err(TrainError::Config(format!("{name} has {} usable samples, fewer than one batch of {batch_size}", data.num_items())))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Trains `trainer` on this source ([`Trainer::fit`] or [`Trainer::fit_stream`]).
+    pub fn fit(&self, trainer: &mut Trainer, batcher: &ClipBatcher, eval: Option<EvalHook<'_>>) -> Result<TrainReport, TrainError> {
+        match self {
+            Self::Map { data, .. } => trainer.fit(data.as_ref(), batcher, eval),
+            Self::Stream { data, .. } => trainer.fit_stream(data, batcher, eval),
+        }
+    }
+}
+
+/// Fails early when none of the first images can be read (wrong paths, wrong root).
+fn check_readable(ds: &dyn ClipDataset, name: &str) -> Result<(), TrainError> {
+    let n = ds.num_items().min(8);
+    let mut last = None;
+    for i in 0..n {
+        match ds.try_get(i) {
+            Ok(_) => return Ok(()),
+            Err(e) => last = Some(e),
+        }
+    }
+    match last {
+        Some(e) => Err(TrainError::Config(format!("{name}: none of the first {n} images can be read; last error: {e}"))),
+        None => Ok(()),
+    }
+}
+
+/// Sum of img2dataset's per-shard `NNNNN_stats.json` "successes", when every shard has one.
+fn stats_successes(shards: &[PathBuf]) -> Option<usize> {
+    let mut total = 0usize;
+    for shard in shards {
+        let stem = shard.file_stem()?.to_string_lossy().into_owned();
+        let stats = shard.with_file_name(format!("{stem}_stats.json"));
+        let v: serde_json::Value = serde_json::from_slice(&diffclip_data::files::read_capped(&stats, 1 << 20).ok()??).ok()?;
+        total += v.get("successes")?.as_u64()? as usize;
+    }
+    Some(total)
+}

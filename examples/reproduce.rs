@@ -1,0 +1,229 @@
+//! The paper's comparison in miniature, with statistics: CLIP, DiffCLIP, DiffCLIP* and DiffCLIP†
+//! (compact models, built-in synthetic data) trained with several seeds, each seed giving every
+//! variant the same initialisation seed, data order and budget. Reports mean ± sd over seeds of
+//! every held-out metric, the paired difference of each variant against CLIP with a 95 %
+//! t-interval over seeds and a 95 % bootstrap interval over test samples, and band plots.
+//!
+//! ```text
+//! cargo run --release --example reproduce -- [--seeds 0,1,2] [--steps N] [--output DIR]
+//! ```
+//! Writes `results.json`, `table.md`, `runs.json` (curves), `timing.json` and PNG plots to
+//! `--output` (default `reproduce-out/`). See `docs/reproduction.md`.
+
+#[path = "quickstart/plots.rs"]
+#[allow(dead_code)] // line charts are the quickstart's
+mod plots;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::Parser;
+use diffclip::data::SyntheticConfig;
+use diffclip::eval::heldout::{HELDOUT_METRICS, HeldOut, MEAN_SCORE, bootstrap_heldout_diff};
+use diffclip::eval::stats::{excludes_zero, mean, paired_t_interval, sample_sd};
+use diffclip::train::synthetic::{CompactShape, RunOutcome, SyntheticTask, compact_config, compact_train_config, init_compact, train_and_evaluate};
+use serde_json::{Value, json};
+
+#[derive(Parser, Debug)]
+#[command(about = "CLIP vs DiffCLIP variants over seeds on the synthetic data, with statistics")]
+struct Args {
+    /// Training seeds (initialisation and data order), comma-separated.
+    #[arg(long, default_value = "0,1,2", value_delimiter = ',')]
+    seeds: Vec<u64>,
+    /// Optimizer steps per run (the default is chosen in docs/reproduction.md).
+    #[arg(long, default_value_t = 200)]
+    steps: u64,
+    #[arg(long, default_value = "clip,diffclip,diffclip-star,diffclip-dagger", value_delimiter = ',')]
+    variants: Vec<String>,
+    #[arg(long, default_value = "reproduce-out")]
+    output: PathBuf,
+    #[arg(long, default_value_t = 64)]
+    batch_size: usize,
+    /// Held-out evaluation every N steps (the curves); 0: only at the end.
+    #[arg(long, default_value_t = 50)]
+    eval_every: u64,
+    /// Seed of the synthetic images and captions (the same data for every run).
+    #[arg(long, default_value_t = 0)]
+    data_seed: u64,
+    #[arg(long, default_value_t = 20_000)]
+    train_size: usize,
+    #[arg(long, default_value_t = 1_000)]
+    test_size: usize,
+    #[arg(long, default_value_t = 96)]
+    width: usize,
+    #[arg(long, default_value_t = 4)]
+    vision_layers: usize,
+    #[arg(long, default_value_t = 2)]
+    text_layers: usize,
+    #[arg(long, default_value_t = 64)]
+    image_size: usize,
+    /// Bootstrap resamples over test samples.
+    #[arg(long, default_value_t = 2000)]
+    bootstrap: usize,
+    #[arg(long, default_value = "flex")]
+    backend: String,
+}
+
+fn main() -> ExitCode {
+    diffclip::allocator::keep_freed_memory();
+    match run(Args::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Steps per second of the default model (width 96, 4+2 layers, 64 px, batch 64) on the 2-core
+/// machine of docs/reproduction.md, evaluations included; scaled by a rough cost model for
+/// other shapes. Only for the up-front estimate: the remaining time is re-estimated after each run.
+const DEFAULT_STEPS_PER_S: f64 = 1.3;
+
+fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+    let shape = CompactShape { width: args.width, vision_layers: args.vision_layers, text_layers: args.text_layers, image_size: args.image_size };
+    for v in &args.variants {
+        compact_config(v, &shape)?;
+    }
+    if args.seeds.is_empty() || args.steps == 0 || args.batch_size < 2 {
+        return Err("need at least one seed, --steps >= 1 and --batch-size >= 2".into());
+    }
+    let synth = SyntheticConfig { seed: args.data_seed, image_size: args.image_size as u32, train_size: args.train_size, test_size: args.test_size, ..SyntheticConfig::default() };
+    let task = SyntheticTask::new(synth)?;
+    let device = diffclip::backend::device(&args.backend)?.autodiff();
+    std::fs::create_dir_all(&args.output)?;
+
+    let total = args.seeds.len() * args.variants.len();
+    let cost = (args.batch_size as f64 / 64.0) * (args.image_size as f64 / 64.0).powi(2) * (args.width as f64 / 96.0).powi(2) * (args.vision_layers + args.text_layers) as f64 / 6.0;
+    let estimate = total as f64 * args.steps as f64 * cost.max(1e-3) / DEFAULT_STEPS_PER_S;
+    eprintln!("{total} runs ({} variants × {} seeds) of {} steps: expect about {:.0} min on 2 CPU cores", args.variants.len(), args.seeds.len(), args.steps, estimate / 60.0);
+    let start = Instant::now();
+    let mut outcomes: BTreeMap<(String, u64), RunOutcome> = BTreeMap::new();
+    for (i, (seed, variant)) in args.seeds.iter().flat_map(|s| args.variants.iter().map(move |v| (*s, v))).enumerate() {
+        eprintln!("[run {}/{total}] {variant}, seed {seed}", i + 1);
+        let (model, config) = init_compact(variant, &shape, seed, &device)?;
+        let train = compact_train_config(args.steps, args.batch_size, seed, args.eval_every);
+        outcomes.insert((variant.clone(), seed), train_and_evaluate(model, config, train, None, None, &device, &task)?);
+        let per_run = start.elapsed().as_secs_f64() / (i + 1) as f64;
+        eprintln!("[run {}/{total}] done; about {:.1} min left", i + 1, per_run * (total - i - 1) as f64 / 60.0);
+    }
+
+    let metrics: Vec<&str> = HELDOUT_METRICS.iter().copied().chain(std::iter::once(MEAN_SCORE)).collect();
+    let results = statistics(&args, &metrics, &outcomes);
+    std::fs::write(args.output.join("results.json"), serde_json::to_string_pretty(&results)?)?;
+    let table = tables(&args, &metrics, &results, &task);
+    std::fs::write(args.output.join("table.md"), &table)?;
+    println!("{table}");
+    std::fs::write(args.output.join("runs.json"), serde_json::to_string(&runs_json(&outcomes))?)?;
+    let timing: BTreeMap<String, f64> = outcomes.iter().map(|((v, s), o)| (format!("{v}/seed{s}"), o.train_seconds)).collect();
+    std::fs::write(args.output.join("timing.json"), serde_json::to_string_pretty(&json!({ "total_seconds": start.elapsed().as_secs_f64(), "runs": timing }))?)?;
+    write_plots(&args, &outcomes)?;
+    eprintln!("wrote {} in {:.1} min", args.output.display(), start.elapsed().as_secs_f64() / 60.0);
+    Ok(())
+}
+
+/// `results.json`: per variant the value of every metric per seed with mean and sample sd; per
+/// non-CLIP variant the paired difference to CLIP (t-interval over seeds, bootstrap over test
+/// samples).
+fn statistics(args: &Args, metrics: &[&str], outcomes: &BTreeMap<(String, u64), RunOutcome>) -> Value {
+    let value = |v: &str, s: u64, m: &str| outcomes[&(v.to_string(), s)].test.value(m).unwrap_or(f64::NAN);
+    let mut variants = serde_json::Map::new();
+    for v in &args.variants {
+        let seeds: BTreeMap<String, BTreeMap<&str, f64>> = args.seeds.iter().map(|&s| (s.to_string(), metrics.iter().map(|m| (*m, value(v, s, m))).collect())).collect();
+        let column = |m: &str| args.seeds.iter().map(|&s| value(v, s, m)).collect::<Vec<f64>>();
+        let means: BTreeMap<&str, f64> = metrics.iter().map(|m| (*m, mean(&column(m)))).collect();
+        let sds: BTreeMap<&str, f64> = metrics.iter().map(|m| (*m, sample_sd(&column(m)))).collect();
+        variants.insert(v.clone(), json!({ "seeds": seeds, "mean": means, "sd": sds }));
+    }
+    let mut vs_clip = serde_json::Map::new();
+    if args.variants.iter().any(|v| v == "clip") {
+        for v in args.variants.iter().filter(|v| *v != "clip") {
+            let mut per = serde_json::Map::new();
+            for m in metrics {
+                let a: Vec<f64> = args.seeds.iter().map(|&s| value(v, s, m)).collect();
+                let b: Vec<f64> = args.seeds.iter().map(|&s| value("clip", s, m)).collect();
+                let t = paired_t_interval(&a, &b, 0.95);
+                let runs = |name: &str| args.seeds.iter().map(|&s| &outcomes[&(name.to_string(), s)].test).collect::<Vec<&HeldOut>>();
+                let boot = bootstrap_heldout_diff(&runs(v), &runs("clip"), m, args.bootstrap, 0);
+                let diffs: Vec<f64> = a.iter().zip(&b).map(|(x, y)| x - y).collect();
+                per.insert(m.to_string(), json!({
+                    "diff_mean": mean(&diffs),
+                    "diff_sd": sample_sd(&diffs),
+                    "n_seeds": a.len(),
+                    "ci95": t.as_ref().map(|t| t.ci),
+                    "ci95_bootstrap": boot.as_ref().map(|b| b.ci),
+                }));
+            }
+            vs_clip.insert(v.clone(), per.into());
+        }
+    }
+    json!({
+        "config": { "seeds": args.seeds, "steps": args.steps, "batch_size": args.batch_size, "eval_every": args.eval_every, "data_seed": args.data_seed,
+                    "train_size": args.train_size, "test_size": args.test_size, "width": args.width, "vision_layers": args.vision_layers,
+                    "text_layers": args.text_layers, "image_size": args.image_size, "bootstrap_resamples": args.bootstrap },
+        "variants": variants,
+        "vs_clip": vs_clip,
+    })
+}
+
+/// `table.md`: mean ± sd per variant, then the differences to CLIP. Accuracies in %.
+fn tables(args: &Args, metrics: &[&str], r: &Value, task: &SyntheticTask) -> String {
+    let scale = |m: &str| if m == "heldout_loss" { 1.0 } else { 100.0 };
+    let f = |x: &Value, m: &str| x.as_f64().map_or("–".to_string(), |x| format!("{:.2}", scale(m) * x));
+    let mut s = format!("Mean ± sample sd over seeds {:?} ({} steps, batch {}); accuracies and recalls in %.\n\n| variant |", args.seeds, args.steps, args.batch_size);
+    for m in metrics {
+        s += &format!(" {m} |");
+    }
+    s += &format!("\n|---|{}\n", "---|".repeat(metrics.len()));
+    for v in &args.variants {
+        s += &format!("| {v} |");
+        for m in metrics {
+            s += &format!(" {} ± {} |", f(&r["variants"][v]["mean"][m], m), f(&r["variants"][v]["sd"][m], m));
+        }
+        s += "\n";
+    }
+    let (shape, color, retr) = task.chance();
+    s += &format!("| chance | {:.2} | {:.2} | {:.2} | | {:.2} | | | |\n", 100.0 * shape, 100.0 * color, 100.0 * retr, 100.0 * retr);
+    let ci = |x: &Value, m: &str| match (x[0].as_f64(), x[1].as_f64()) {
+        (Some(lo), Some(hi)) => format!("[{:+.2}, {:+.2}]{}", scale(m) * lo, scale(m) * hi, if excludes_zero([lo, hi]) { " *" } else { "" }),
+        _ => "–".to_string(),
+    };
+    s += "\nDifference to CLIP (variant − clip), mean over seeds; 95 % paired t-interval over seeds, then 95 % bootstrap interval over test samples. `*`: the interval excludes 0.\n\n| variant | metric | difference | t-interval (seeds) | bootstrap (test samples) |\n|---|---|---|---|---|\n";
+    for (v, per) in r["vs_clip"].as_object().into_iter().flatten() {
+        for m in metrics {
+            let d = &per[*m];
+            s += &format!("| {v} | {m} | {:+.2} | {} | {} |\n", scale(m) * d["diff_mean"].as_f64().unwrap_or(f64::NAN), ci(&d["ci95"], m), ci(&d["ci95_bootstrap"], m));
+        }
+    }
+    s
+}
+
+fn runs_json(outcomes: &BTreeMap<(String, u64), RunOutcome>) -> Value {
+    let runs: Vec<Value> = outcomes
+        .iter()
+        .map(|((v, s), o)| json!({ "variant": v, "seed": s, "params": o.params, "losses": o.losses, "curve": o.curve, "lambdas": o.lambdas }))
+        .collect();
+    json!(runs)
+}
+
+/// Mean ± sd bands over seeds: the training loss (moving average of 10 steps) and the held-out
+/// curves of four metrics.
+fn write_plots(args: &Args, outcomes: &BTreeMap<(String, u64), RunOutcome>) -> Result<(), Box<dyn std::error::Error>> {
+    plots::init_fonts();
+    let per_variant = |f: &dyn Fn(&RunOutcome) -> Vec<(f64, f64)>| -> Vec<plots::Band> {
+        args.variants.iter().map(|v| plots::band(v, &args.seeds.iter().map(|&s| f(&outcomes[&(v.clone(), s)])).collect::<Vec<_>>())).collect()
+    };
+    let title = format!("mean ± sd over {} seeds", args.seeds.len());
+    let loss = per_variant(&|o| plots::smooth(&o.losses, 10));
+    plots::band_chart(&args.output.join("loss.png"), &format!("Training loss, moving average of 10 steps ({title})"), "step", "contrastive loss", &loss)?;
+    for m in ["zero_shot_shape_top1", "image_to_text_r1", "text_to_image_r1", "heldout_loss"] {
+        let pct = if m == "heldout_loss" { 1.0 } else { 100.0 };
+        let bands = per_variant(&|o| o.curve.iter().map(|c| (c.step as f64, pct * c.get(m).unwrap_or(f64::NAN))).collect());
+        let unit = if m == "heldout_loss" { "loss" } else { "%" };
+        plots::band_chart(&args.output.join(format!("{m}.png")), &format!("Held-out {m} ({title})"), "step", unit, &bands)?;
+    }
+    Ok(())
+}
+
