@@ -21,8 +21,8 @@ use std::time::Instant;
 
 use clap::Parser;
 use diffclip::data::SyntheticConfig;
-use diffclip::eval::heldout::{HELDOUT_METRICS, HeldOut, MEAN_SCORE, bootstrap_heldout_diff};
-use diffclip::eval::stats::{excludes_zero, mean, paired_t_interval, sample_sd};
+use diffclip::eval::compare::{SeedRuns, markdown_tables, over_seeds};
+use diffclip::eval::heldout::{HELDOUT_METRICS, MEAN_SCORE};
 use diffclip::train::synthetic::{CompactShape, RunOutcome, SyntheticTask, compact_config, compact_train_config, init_compact, train_and_evaluate};
 use serde_json::{Value, json};
 
@@ -124,41 +124,12 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-/// `results.json`: per variant the value of every metric per seed with mean and sample sd; per
-/// non-CLIP variant the paired difference to CLIP (t-interval over seeds, bootstrap over test
-/// samples).
+/// `results.json`: the config, per variant every metric per seed with mean and sample sd, and
+/// per non-CLIP variant the paired difference to CLIP (see `diffclip::eval::compare`).
 fn statistics(args: &Args, metrics: &[&str], outcomes: &BTreeMap<(String, u64), RunOutcome>) -> Value {
-    let value = |v: &str, s: u64, m: &str| outcomes[&(v.to_string(), s)].test.value(m).unwrap_or(f64::NAN);
-    let mut variants = serde_json::Map::new();
-    for v in &args.variants {
-        let seeds: BTreeMap<String, BTreeMap<&str, f64>> = args.seeds.iter().map(|&s| (s.to_string(), metrics.iter().map(|m| (*m, value(v, s, m))).collect())).collect();
-        let column = |m: &str| args.seeds.iter().map(|&s| value(v, s, m)).collect::<Vec<f64>>();
-        let means: BTreeMap<&str, f64> = metrics.iter().map(|m| (*m, mean(&column(m)))).collect();
-        let sds: BTreeMap<&str, f64> = metrics.iter().map(|m| (*m, sample_sd(&column(m)))).collect();
-        variants.insert(v.clone(), json!({ "seeds": seeds, "mean": means, "sd": sds }));
-    }
-    let mut vs_clip = serde_json::Map::new();
-    if args.variants.iter().any(|v| v == "clip") {
-        for v in args.variants.iter().filter(|v| *v != "clip") {
-            let mut per = serde_json::Map::new();
-            for m in metrics {
-                let a: Vec<f64> = args.seeds.iter().map(|&s| value(v, s, m)).collect();
-                let b: Vec<f64> = args.seeds.iter().map(|&s| value("clip", s, m)).collect();
-                let t = paired_t_interval(&a, &b, 0.95);
-                let runs = |name: &str| args.seeds.iter().map(|&s| &outcomes[&(name.to_string(), s)].test).collect::<Vec<&HeldOut>>();
-                let boot = bootstrap_heldout_diff(&runs(v), &runs("clip"), m, args.bootstrap, 0);
-                let diffs: Vec<f64> = a.iter().zip(&b).map(|(x, y)| x - y).collect();
-                per.insert(m.to_string(), json!({
-                    "diff_mean": mean(&diffs),
-                    "diff_sd": sample_sd(&diffs),
-                    "n_seeds": a.len(),
-                    "ci95": t.as_ref().map(|t| t.ci),
-                    "ci95_bootstrap": boot.as_ref().map(|b| b.ci),
-                }));
-            }
-            vs_clip.insert(v.clone(), per.into());
-        }
-    }
+    let groups: Vec<SeedRuns<'_>> =
+        args.variants.iter().map(|v| SeedRuns { name: v.clone(), runs: args.seeds.iter().map(|&s| (s, &outcomes[&(v.clone(), s)].test)).collect() }).collect();
+    let (variants, vs_clip) = over_seeds(&groups, "clip", metrics, args.bootstrap);
     json!({
         "config": { "seeds": args.seeds, "steps": args.steps, "batch_size": args.batch_size, "eval_every": args.eval_every, "data_seed": args.data_seed,
                     "train_size": args.train_size, "test_size": args.test_size, "width": args.width, "vision_layers": args.vision_layers,
@@ -168,36 +139,12 @@ fn statistics(args: &Args, metrics: &[&str], outcomes: &BTreeMap<(String, u64), 
     })
 }
 
-/// `table.md`: mean ± sd per variant, then the differences to CLIP. Accuracies in %.
+/// `table.md`: mean ± sd per variant with the chance levels, then the differences to CLIP.
 fn tables(args: &Args, metrics: &[&str], r: &Value, task: &SyntheticTask) -> String {
-    let scale = |m: &str| if m == "heldout_loss" { 1.0 } else { 100.0 };
-    let f = |x: &Value, m: &str| x.as_f64().map_or("–".to_string(), |x| format!("{:.2}", scale(m) * x));
-    let mut s = format!("Mean ± sample sd over seeds {:?} ({} steps, batch {}); accuracies and recalls in %.\n\n| variant |", args.seeds, args.steps, args.batch_size);
-    for m in metrics {
-        s += &format!(" {m} |");
-    }
-    s += &format!("\n|---|{}\n", "---|".repeat(metrics.len()));
-    for v in &args.variants {
-        s += &format!("| {v} |");
-        for m in metrics {
-            s += &format!(" {} ± {} |", f(&r["variants"][v]["mean"][m], m), f(&r["variants"][v]["sd"][m], m));
-        }
-        s += "\n";
-    }
     let (shape, color, retr) = task.chance();
-    s += &format!("| chance | {:.2} | {:.2} | {:.2} | | {:.2} | | | |\n", 100.0 * shape, 100.0 * color, 100.0 * retr, 100.0 * retr);
-    let ci = |x: &Value, m: &str| match (x[0].as_f64(), x[1].as_f64()) {
-        (Some(lo), Some(hi)) => format!("[{:+.2}, {:+.2}]{}", scale(m) * lo, scale(m) * hi, if excludes_zero([lo, hi]) { " *" } else { "" }),
-        _ => "–".to_string(),
-    };
-    s += "\nDifference to CLIP (variant − clip), mean over seeds; 95 % paired t-interval over seeds, then 95 % bootstrap interval over test samples. `*`: the interval excludes 0.\n\n| variant | metric | difference | t-interval (seeds) | bootstrap (test samples) |\n|---|---|---|---|---|\n";
-    for (v, per) in r["vs_clip"].as_object().into_iter().flatten() {
-        for m in metrics {
-            let d = &per[*m];
-            s += &format!("| {v} | {m} | {:+.2} | {} | {} |\n", scale(m) * d["diff_mean"].as_f64().unwrap_or(f64::NAN), ci(&d["ci95"], m), ci(&d["ci95_bootstrap"], m));
-        }
-    }
-    s
+    let chance = format!("Chance: shape {:.2} %, colour {:.2} %, retrieval R@1 {:.2} %.", 100.0 * shape, 100.0 * color, 100.0 * retr);
+    let head = format!("Mean ± sample sd over seeds {:?} ({} steps, batch {}); accuracies and recalls in %. {chance}\n\n", args.seeds, args.steps, args.batch_size);
+    head + &markdown_tables(&r["variants"], &r["vs_clip"], &args.variants, metrics, "clip")
 }
 
 fn runs_json(outcomes: &BTreeMap<(String, u64), RunOutcome>) -> Value {

@@ -28,8 +28,8 @@ use diffclip::data::datasets::{BadSamplePolicy, CsvConfig};
 use diffclip::data::{ClipBatcher, ClipTokenizer, TokenizerConfig, Truncation};
 use diffclip::eval::eval_set::{EvalSet, EvalSetOptions};
 use diffclip::train::{
-    AdamWConfig, DataParallel, EvalHook, LossKind, LrDecay, RunLength, SourceOptions, TrainConfig, TrainError, TrainSource,
-    Trainer,
+    AdamWConfig, DataParallel, EvalHook, LossKind, LrDecay, RunLength, RunOptions, SourceOptions, TrainConfig, TrainError,
+    TrainSource, Trainer,
 };
 
 #[derive(Parser, Debug)]
@@ -183,17 +183,34 @@ fn run(args: Args, matches: &ArgMatches) -> Res<()> {
         return Err("--devices must be at least 1".into());
     }
     let resume = args.resume.as_ref().map(|p| if p == "latest" { args.output.join("checkpoint-latest.safetensors") } else { PathBuf::from(p) });
-    let mut trainer = match &resume {
-        Some(path) => resumed_trainer(path, &device, matches)?,
-        None => fresh_trainer(&args, &device)?,
+    let parallel = match args.devices {
+        1 => None,
+        n => {
+            let (devices, note) = diffclip::backend::replica_devices(&args.backend, &device, n);
+            note.iter().for_each(|n| eprintln!("note: {n}"));
+            eprintln!("data parallel over {} replicas: {devices:?}", devices.len());
+            Some(DataParallel::new(devices)?)
+        }
     };
-    let model_config = trainer.model_config.clone().expect("set by both constructors");
+    let options = RunOptions {
+        output: Some(args.output.clone()),
+        overwrite: args.overwrite,
+        workers: args.workers,
+        bad_samples: policy,
+        parallel,
+        ..RunOptions::default()
+    };
+    let mut trainer = match &resume {
+        Some(path) => resumed_trainer(path, &device, matches, options)?,
+        None => fresh_trainer(&args, &device, options)?,
+    };
+    let model_config = trainer.model_config.clone();
     let image_size = model_config.vision.image_size as u32;
 
     // Data, then the run's length from its epoch size.
     let templates = read_templates(args.templates.as_deref())?;
     let csv = csv_config(&args)?;
-    let options = SourceOptions {
+    let source_options = SourceOptions {
         image_size,
         preprocess: args.preprocess.clone(),
         seed: args.seed,
@@ -204,7 +221,7 @@ fn run(args: Args, matches: &ArgMatches) -> Res<()> {
         num_samples: args.train_num_samples,
         workers: args.workers,
     };
-    let opened = TrainSource::open(&args.data.parse()?, &options)?;
+    let opened = TrainSource::open(&args.data.parse()?, &source_options)?;
     opened.warnings.iter().for_each(|w| eprintln!("warning: {w}"));
     eprintln!("data: {}", opened.description);
     let source = opened.source;
@@ -226,16 +243,6 @@ fn run(args: Args, matches: &ArgMatches) -> Res<()> {
     trainer.config.checkpoint_every = args.checkpoint_every;
     trainer.config.eval_every = args.eval_every;
     trainer.config.progress = !args.quiet;
-    trainer.output = Some(args.output.clone());
-    trainer.overwrite = args.overwrite;
-    trainer.workers = args.workers;
-    trainer.fail_on_bad_samples = policy == BadSamplePolicy::Fail;
-    if args.devices > 1 {
-        let (devices, note) = diffclip::backend::replica_devices(&args.backend, &device, args.devices);
-        note.iter().for_each(|n| eprintln!("note: {n}"));
-        eprintln!("data parallel over {} replicas: {devices:?}", devices.len());
-        trainer.parallel = Some(DataParallel::new(devices)?);
-    }
     let epochs = epoch_len.map_or("epoch size unknown".into(), |n| format!("{:.2} epochs of {n}", trainer.config.steps as f64 * per_step as f64 / n as f64));
     let c = &trainer.config;
     eprintln!(
@@ -274,7 +281,7 @@ fn run(args: Args, matches: &ArgMatches) -> Res<()> {
 }
 
 /// Continues the run in `path`: its model and hyper-parameters win over the flags.
-fn resumed_trainer(path: &Path, device: &Device, matches: &ArgMatches) -> Res<Trainer> {
+fn resumed_trainer(path: &Path, device: &Device, matches: &ArgMatches, options: RunOptions) -> Res<Trainer> {
     if !path.exists() {
         return Err(format!("--resume: no checkpoint at {}", path.display()).into());
     }
@@ -286,13 +293,13 @@ fn resumed_trainer(path: &Path, device: &Device, matches: &ArgMatches) -> Res<Tr
             ignored.join(", --").replace('_', "-")
         );
     }
-    let t = Trainer::resume(path, device.clone().autodiff())?;
+    let t = Trainer::resume(path, device.clone().autodiff(), options)?;
     eprintln!("resuming {} at step {} (epoch {}, position {})", path.display(), t.state.step, t.state.epoch, t.state.position);
     Ok(t)
 }
 
 /// A new model and optimizer from the flags.
-fn fresh_trainer(args: &Args, device: &Device) -> Res<Trainer> {
+fn fresh_trainer(args: &Args, device: &Device, options: RunOptions) -> Res<Trainer> {
     let mut config = ClipConfig::select(args.config.as_deref(), args.preset.as_deref(), None)?;
     if let Some(size) = args.image_size {
         if size == 0 || size % config.vision.patch_size != 0 {
@@ -321,9 +328,7 @@ fn fresh_trainer(args: &Args, device: &Device) -> Res<Trainer> {
     ad.seed(args.seed);
     let model = config.init(&ad)?;
     eprintln!("model: {} parameters, {}px images", model.num_params(), config.vision.image_size);
-    let mut t = Trainer::new(model, tc, ad);
-    t.model_config = Some(config);
-    Ok(t)
+    Ok(Trainer::new(model, config, tc, ad, options))
 }
 
 /// `--templates`: `diffclip_eval::metadata::templates_from` (a file, one template per line with

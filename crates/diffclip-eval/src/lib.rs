@@ -23,6 +23,7 @@
 
 pub mod attention;
 pub mod cache;
+pub mod compare;
 pub mod dataset;
 mod encode;
 mod error;

@@ -21,7 +21,7 @@
 //! let data = SyntheticDataset::new(SyntheticConfig::default(), Split::Train)?.contrastive();
 //! let model = ClipConfig::diffclip_tiny().init(&device.clone().autodiff())?;
 //! let config = TrainConfig { steps: 100, batch_size: 64, ..TrainConfig::default() };
-//! let mut trainer = Trainer::new(model, config, device.autodiff());
+//! let mut trainer = Trainer::new(model, ClipConfig::diffclip_tiny(), config, device.autodiff(), Default::default());
 //! let report = trainer.fit(&data, &ClipBatcher::new(ClipTokenizer::new()), None)?;
 //! println!("final loss {}", report.final_loss);
 //! # Ok(()) }
@@ -35,6 +35,7 @@ mod error;
 mod length;
 mod log;
 mod optim;
+mod options;
 mod order;
 pub mod parallel;
 mod schedule;
@@ -48,6 +49,7 @@ pub use config::{LossKind, LrDecay, TrainConfig};
 pub use error::TrainError;
 pub use length::RunLength;
 pub use log::{MetricsLog, StepRecord};
+pub use options::RunOptions;
 pub use optim::{AdamW, AdamWConfig, GradBuffer, Moments};
 pub use order::epoch_order;
 pub use schedule::LrSchedule;

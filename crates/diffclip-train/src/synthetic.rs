@@ -27,7 +27,7 @@ use diffclip_data::{ClipBatcher, ClipTokenizer, SyntheticConfig, SyntheticDatase
 use diffclip_eval::heldout::{HeldOut, HeldOutMetrics, evaluate_synthetic_heldout};
 use serde::Serialize;
 
-use crate::{AdamWConfig, LrScale, TrainConfig, TrainError, Trainer, mean_lambda};
+use crate::{AdamWConfig, LrScale, RunOptions, TrainConfig, TrainError, Trainer, mean_lambda};
 
 /// The model variants, as the examples' `--variants` name them: standard attention (`clip`),
 /// differential attention in both towers (`diffclip`), the same with the depth schedule of
@@ -179,7 +179,7 @@ pub struct RunOutcome {
 /// Train `model` (on the autodiff `device`) with `train` on `task`'s training set, evaluating it
 /// on the test split every `train.eval_every` steps and at the end. With `output`, checkpoints
 /// and `metrics.jsonl` go there (replacing an earlier run's). `lr_scale`: per-parameter
-/// learning-rate factors (see [`Trainer::lr_scale`]).
+/// learning-rate factors (see [`RunOptions::lr_scale`]).
 pub fn train_and_evaluate(
     model: Clip,
     model_config: ClipConfig,
@@ -190,11 +190,8 @@ pub fn train_and_evaluate(
     task: &SyntheticTask,
 ) -> Result<RunOutcome, TrainError> {
     let params = model.num_params();
-    let mut trainer = Trainer::new(model, train, device.clone());
-    trainer.model_config = Some(model_config);
-    trainer.output = output;
-    trainer.overwrite = true;
-    trainer.lr_scale = lr_scale;
+    let options = RunOptions { output, overwrite: true, lr_scale, ..RunOptions::default() };
+    let mut trainer = Trainer::new(model, model_config, train, device.clone(), options);
     let (mut curve, mut lambdas, mut last) = (Vec::new(), Vec::new(), None);
     let mut hook = |m: &Clip, step: u64| {
         let h = evaluate_synthetic_heldout(m, &task.test, &task.batcher, step).map_err(|e| TrainError::Eval(e.to_string()))?;

@@ -8,13 +8,12 @@ use burn::tensor::{Device, Tensor};
 use diffclip_clip::loss::{MAX_LOGIT_SCALE, clip_loss_normalized, siglip_loss};
 use diffclip_clip::{Clip, ClipConfig};
 use diffclip_data::datasets::ClipDataset;
-use diffclip_data::{ClipBatcher, ClipItem, DataError};
+use diffclip_data::{BadSamplePolicy, ClipBatcher, ClipItem, DataError};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
 use crate::checkpoint::{Checkpoint, TrainState, save_training_checkpoint};
-use crate::parallel::DataParallel;
-use crate::{AdamW, GradBuffer, LossKind, MetricsLog, StepRecord, TrainConfig, TrainError, epoch_order, load_training_checkpoint};
+use crate::{AdamW, GradBuffer, RunOptions, LossKind, MetricsLog, StepRecord, TrainConfig, TrainError, epoch_order, load_training_checkpoint};
 
 /// Called every `eval_every` steps and at the end with the model (on the inference device) and
 /// the step; returns metrics to log (any JSON object).
@@ -67,30 +66,19 @@ pub struct TrainReport {
 
 /// Owns the model, the optimizer and the position in the data.
 pub struct Trainer {
+    /// The model being trained (on [`device`](Self::device)).
     pub model: Clip,
-    pub model_config: Option<ClipConfig>,
+    /// Its configuration, stored in every checkpoint.
+    pub model_config: ClipConfig,
+    /// AdamW and its moments.
     pub optim: AdamW,
+    /// The hyper-parameters (stored in checkpoints).
     pub config: TrainConfig,
+    /// Steps done and the position in the data.
     pub state: TrainState,
+    /// The autodiff device the model lives on.
     pub device: Device,
-    /// Where checkpoints (`checkpoint-latest.safetensors`) and `metrics.jsonl` go.
-    pub output: Option<PathBuf>,
-    /// Stop after this many steps in this run without a final checkpoint (simulates a kill).
-    pub stop_after: Option<u64>,
-    /// Threads that load and decode samples (0: one per core).
-    pub workers: usize,
-    /// Stop at the first sample that fails to load instead of skipping and counting it.
-    pub fail_on_bad_samples: bool,
-    /// A fresh run (step 0) into an output folder that holds an earlier run's checkpoint or
-    /// metrics replaces them; without it that is an error ([`TrainError::OutputExists`]).
-    pub overwrite: bool,
-    /// Split every micro-batch across several devices (see [`crate::parallel`]); `None`: the
-    /// whole batch on [`device`](Self::device). Its main device must be `device`.
-    pub parallel: Option<DataParallel>,
-    /// Per-parameter learning-rate factors (e.g. a lower rate for weights copied from another
-    /// model, or freezing them for the first steps); `None`: every factor is 1. Not stored in
-    /// checkpoints: a resumed run must set it again.
-    pub lr_scale: Option<LrScale>,
+    options: RunOptions,
 }
 
 /// Mean `lambda_full` over a tower's differential layers.
@@ -101,47 +89,30 @@ pub fn mean_lambda(ls: Vec<Option<Tensor<1>>>) -> Option<f32> {
 }
 
 impl Trainer {
-    /// A fresh run. `device` must be an autodiff device (`Device::flex().autodiff()`).
-    pub fn new(model: Clip, config: TrainConfig, device: Device) -> Self {
-        Self {
-            optim: AdamW::new(config.adamw.clone()),
-            model,
-            model_config: None,
-            config,
-            state: TrainState::default(),
-            device,
-            output: None,
-            stop_after: None,
-            workers: 0,
-            fail_on_bad_samples: false,
-            overwrite: false,
-            parallel: None,
-            lr_scale: None,
-        }
+    /// A fresh run of `model` (built from `model_config`). `device` must be an autodiff device
+    /// (`Device::flex().autodiff()`).
+    pub fn new(model: Clip, model_config: ClipConfig, config: TrainConfig, device: Device, options: RunOptions) -> Self {
+        Self { optim: AdamW::new(config.adamw.clone()), model, model_config, config, state: TrainState::default(), device, options }
     }
 
     /// Continue from a checkpoint written by a previous run (model, optimizer, data position).
-    pub fn resume(path: impl AsRef<std::path::Path>, device: Device) -> Result<Self, TrainError> {
+    pub fn resume(path: impl AsRef<std::path::Path>, device: Device, options: RunOptions) -> Result<Self, TrainError> {
         let (model, optim, meta) = load_training_checkpoint(path, &device)?;
-        Ok(Self {
-            model,
-            model_config: Some(meta.model),
-            optim,
-            config: meta.train,
-            state: meta.state,
-            device,
-            output: None,
-            stop_after: None,
-            workers: 0,
-            fail_on_bad_samples: false,
-            overwrite: false,
-            parallel: None,
-            lr_scale: None,
-        })
+        Ok(Self { model, model_config: meta.model, optim, config: meta.train, state: meta.state, device, options })
+    }
+
+    /// The same trainer with other run options (e.g. another output folder after a resume).
+    pub fn with_options(self, options: RunOptions) -> Self {
+        Self { options, ..self }
+    }
+
+    /// How this run is driven.
+    pub fn options(&self) -> &RunOptions {
+        &self.options
     }
 
     /// Prepares the output folder: a fresh run refuses an earlier run's files unless
-    /// [`overwrite`](Self::overwrite); a continued run cuts `metrics.jsonl` back to its step.
+    /// [`RunOptions::overwrite`]; a continued run cuts `metrics.jsonl` back to its step.
     /// Either way, temporary files of killed checkpoint writes are removed.
     fn open_output(&self, dir: &std::path::Path) -> Result<MetricsLog, TrainError> {
         std::fs::create_dir_all(dir).map_err(|source| TrainError::Io { path: dir.display().to_string(), source })?;
@@ -151,7 +122,7 @@ impl Trainer {
         if self.state.step > 0 {
             return MetricsLog::resume(metrics, self.state.step);
         }
-        if !self.overwrite && (ckpt.exists() || metrics.exists()) {
+        if !self.options.overwrite && (ckpt.exists() || metrics.exists()) {
             return Err(TrainError::OutputExists { path: dir.display().to_string() });
         }
         MetricsLog::create(metrics)
@@ -159,7 +130,7 @@ impl Trainer {
 
     /// Path of the rolling checkpoint in the output folder.
     pub fn checkpoint_path(&self) -> Option<PathBuf> {
-        self.output.as_ref().map(|d| d.join("checkpoint-latest.safetensors"))
+        self.options.output.as_ref().map(|d| d.join("checkpoint-latest.safetensors"))
     }
 
     /// Train until `config.steps` on a random-access dataset (a seeded permutation per epoch),
@@ -183,12 +154,12 @@ impl Trainer {
     }
 
     fn run(&mut self, mut feed: Feed<'_>, batcher: &ClipBatcher, mut eval: Option<EvalHook<'_>>) -> Result<TrainReport, TrainError> {
-        if let Some(p) = &self.parallel
+        if let Some(p) = &self.options.parallel
             && p.main() != &self.device
         {
             return Err(TrainError::Config(format!("the data-parallel main device {:?} is not the trainer's device {:?}", p.main(), self.device)));
         }
-        let mut log = match &self.output {
+        let mut log = match &self.options.output {
             Some(dir) => Some(self.open_output(dir)?),
             None => None,
         };
@@ -198,7 +169,7 @@ impl Trainer {
         let first_step = self.state.step;
         let mut report = TrainReport { steps: 0, final_loss: f32::NAN, losses: vec![], samples_per_s: 0.0, skipped_samples: 0, evals: vec![] };
         while self.state.step < self.config.steps {
-            if self.stop_after.is_some_and(|n| self.state.step - first_step >= n) {
+            if self.options.stop_after.is_some_and(|n| self.state.step - first_step >= n) {
                 return Ok(report);
             }
             let step_start = Instant::now();
@@ -212,7 +183,7 @@ impl Trainer {
                 samples += items.len();
                 let batch = batcher.try_batch(items, &self.device)?;
                 let factor = 1.0 / self.config.accum_steps as f64;
-                if let Some(p) = &self.parallel {
+                if let Some(p) = &self.options.parallel {
                     let out = p.loss_and_grads(&self.model, batch.images, batch.texts, self.config.loss, factor);
                     if !out.loss.is_finite() {
                         return Err(TrainError::NonFinite { step: self.state.step + 1, loss: out.loss });
@@ -293,7 +264,7 @@ impl Trainer {
     /// all of them see the same AdamW step count, so the update equals a single
     /// [`AdamW::step`] when every factor is 1.
     fn update(&mut self, lr: f64, grads: &GradBuffer) -> Clip {
-        let Some(scale) = &self.lr_scale else { return self.optim.step(self.model.clone(), lr, grads) };
+        let Some(scale) = &self.options.lr_scale else { return self.optim.step(self.model.clone(), lr, grads) };
         let mut groups: std::collections::BTreeMap<u64, GradBuffer> = Default::default();
         for (key, g) in &grads.grads {
             let f = scale(key, self.state.step);
@@ -313,8 +284,8 @@ impl Trainer {
 
     /// Write the rolling checkpoint now (no-op without an output folder or model config).
     pub fn save_checkpoint(&self) -> Result<(), TrainError> {
-        let (Some(path), Some(model_config)) = (self.checkpoint_path(), self.model_config.clone()) else { return Ok(()) };
-        let meta = Checkpoint { state: self.state.clone(), model: model_config, train: self.config.clone() };
+        let Some(path) = self.checkpoint_path() else { return Ok(()) };
+        let meta = Checkpoint { state: self.state.clone(), model: self.model_config.clone(), train: self.config.clone() };
         save_training_checkpoint(path, &self.model, &self.optim, &meta)
     }
 
@@ -349,11 +320,11 @@ impl Trainer {
             let want = (self.config.batch_size - items.len()).min(order.len() - self.state.position);
             let idx = &order[self.state.position..self.state.position + want];
             self.state.position += want;
-            let loaded: Vec<_> = rayon_free::par_map(idx, self.workers, |&i| data.get_item(i));
+            let loaded: Vec<_> = rayon_free::par_map(idx, self.options.workers, |&i| data.get_item(i));
             for r in loaded {
                 match r {
                     Ok(item) => items.push(item),
-                    Err(e) if self.fail_on_bad_samples => return Err(TrainError::Data(e)),
+                    Err(e) if self.options.bad_samples == BadSamplePolicy::Fail => return Err(TrainError::Data(e)),
                     Err(e) => {
                         self.state.skipped_samples += 1;
                         last_error = e.to_string();
@@ -384,7 +355,7 @@ impl Trainer {
                     *good += 1;
                     items.push(item);
                 }
-                Some(Err(e)) if self.fail_on_bad_samples => return Err(TrainError::Data(e)),
+                Some(Err(e)) if self.options.bad_samples == BadSamplePolicy::Fail => return Err(TrainError::Data(e)),
                 Some(Err(e)) => {
                     self.state.position += 1;
                     self.state.skipped_samples += 1;

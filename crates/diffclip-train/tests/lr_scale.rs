@@ -25,8 +25,7 @@ fn run(scale: Option<diffclip_train::LrScale>) -> (Vec<(String, Vec<f32>)>, Vec<
     let model = tiny().init(&device).unwrap();
     let before = weights(&model.valid());
     let config = TrainConfig { steps: 3, batch_size: 16, lr: 1e-3, warmup_steps: 0, progress: false, ..TrainConfig::default() };
-    let mut t = Trainer::new(model, config, device);
-    t.lr_scale = scale;
+    let mut t = Trainer::new(model, tiny(), config, device, diffclip_train::RunOptions { lr_scale: scale, ..Default::default() });
     t.fit(&data, &ClipBatcher::new(tok), None).unwrap();
     (before, weights(&t.model.valid()))
 }
@@ -70,6 +69,18 @@ fn unit_factors_equal_no_scale_and_zero_freezes() {
         before.iter().zip(w).filter(|((k, _), _)| k.starts_with("visual.")).map(|((_, a), (_, b))| a.iter().zip(b).map(|(x, y)| ((x - y) as f64).abs()).sum::<f64>()).sum()
     };
     assert!(moved(&late) > 0.0 && moved(&late) < moved(&plain), "{} vs {}", moved(&late), moved(&plain));
+
+    // The keys are the optimizer's parameter paths (as `examples/convert.rs` matches them).
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let record = seen.clone();
+    run(Some(Box::new(move |k: &str, _| {
+        record.lock().unwrap().push(k.to_string());
+        1.0
+    })));
+    let seen = seen.lock().unwrap();
+    for key in ["visual.blocks.0.attn.Differential.lambda_q1", "text.blocks.1.attn.Differential.diff_norm.gamma", "visual.blocks.0.attn.Differential.q_proj.weight", "logit_scale"] {
+        assert!(seen.iter().any(|k| k == key), "{key} not among {:?}", &seen[..8.min(seen.len())]);
+    }
 
     // A lower factor moves the parameters less.
     let (_, slow) = run(Some(Box::new(|k: &str, _| if k.starts_with("visual.") { 0.1 } else { 1.0 })));

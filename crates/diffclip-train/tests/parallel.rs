@@ -10,8 +10,7 @@ use diffclip_data::synthetic::Split;
 use diffclip_data::{ClipBatcher, ClipTokenizer, SyntheticConfig, SyntheticDataset};
 use diffclip_train::parallel::{contrastive_loss, gather_features};
 use diffclip_train::{
-    AdamW, AdamWConfig, DataParallel, GradBuffer, LossKind, TrainConfig, Trainer,
-};
+    AdamW, AdamWConfig, DataParallel, GradBuffer, LossKind, TrainConfig, Trainer, RunOptions};
 
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
@@ -247,10 +246,8 @@ fn trainer_with_replicas_matches_plain_trainer() {
             grad_clip: Some(1.0),
             ..TrainConfig::default()
         };
-        let mut t = Trainer::new(model, config, device.clone());
-        if replicas > 1 {
-            t.parallel = Some(DataParallel::new(vec![device; replicas]).unwrap());
-        }
+        let parallel = (replicas > 1).then(|| DataParallel::new(vec![device.clone(); replicas]).unwrap());
+        let mut t = Trainer::new(model, tiny_model(), config, device, RunOptions { parallel, ..RunOptions::default() });
         t.fit(&data, &batcher(), None).unwrap().losses
     };
     let (one, two) = (run(1), run(2));

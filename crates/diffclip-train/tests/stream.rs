@@ -11,8 +11,7 @@ use diffclip_data::preprocess::Pipeline;
 use diffclip_data::synthetic::{ContrastiveView, Split};
 use diffclip_data::{ClipBatcher, ClipTokenizer, DataError, SyntheticConfig, SyntheticDataset};
 use diffclip_train::{
-    ClipStream, SampleStream, TrainConfig, TrainError, Trainer, WdsStream, epoch_order,
-};
+    ClipStream, SampleStream, TrainConfig, TrainError, Trainer, WdsStream, epoch_order, RunOptions};
 
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
@@ -48,6 +47,10 @@ fn data() -> ContrastiveView {
 }
 
 fn trainer(steps: u64, out: Option<PathBuf>) -> Trainer {
+    trainer_with(steps, RunOptions { output: out, ..RunOptions::default() })
+}
+
+fn trainer_with(steps: u64, options: RunOptions) -> Trainer {
     let device = Device::flex().autodiff();
     device.seed(7);
     let model = tiny_model().init(&device).unwrap();
@@ -59,10 +62,7 @@ fn trainer(steps: u64, out: Option<PathBuf>) -> Trainer {
         progress: false,
         ..TrainConfig::default()
     };
-    let mut t = Trainer::new(model, config, device);
-    t.model_config = Some(tiny_model());
-    t.output = out;
-    t
+    Trainer::new(model, tiny_model(), config, device, options)
 }
 
 /// The synthetic set streamed in the trainer's own epoch order, with every `bad_every`-th
@@ -125,18 +125,18 @@ fn a_killed_stream_run_resumes_past_the_consumed_entries() {
     assert!(full.skipped_samples > 0);
 
     let dir = tmpdir("resume");
-    let mut killed = trainer(10, Some(dir.clone()));
+    // The last checkpoint is step 3.
+    let mut killed = trainer_with(10, RunOptions { output: Some(dir.clone()), stop_after: Some(5), ..RunOptions::default() });
     killed.config.checkpoint_every = 3;
-    killed.stop_after = Some(5); // the last checkpoint is step 3
     killed.fit_stream(&stream, &batcher(), None).unwrap();
     let mut resumed = Trainer::resume(
         dir.join("checkpoint-latest.safetensors"),
         Device::flex().autodiff(),
+        RunOptions { output: Some(dir), ..RunOptions::default() },
     )
     .unwrap();
     assert_eq!(resumed.state.step, 3);
     assert!(resumed.state.position > 0);
-    resumed.output = Some(dir);
     let rest = resumed.fit_stream(&stream, &batcher(), None).unwrap();
     assert_eq!(rest.losses.len(), 7);
     for (i, (a, b)) in full.losses[3..].iter().zip(&rest.losses).enumerate() {

@@ -6,7 +6,7 @@ use burn::tensor::{Device, Tensor};
 use diffclip_clip::ClipConfig;
 use diffclip_data::synthetic::Split;
 use diffclip_data::{ClipBatcher, ClipTokenizer, SyntheticConfig, SyntheticDataset};
-use diffclip_train::{AdamW, AdamWConfig, GradBuffer, TrainConfig, TrainError, Trainer};
+use diffclip_train::{AdamW, AdamWConfig, GradBuffer, RunOptions, TrainConfig, TrainError, Trainer};
 
 fn tiny_model() -> ClipConfig {
     let mut c = ClipConfig::diffclip_tiny();
@@ -37,13 +37,14 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 }
 
 fn trainer(steps: u64, out: Option<std::path::PathBuf>) -> Trainer {
+    trainer_with(steps, RunOptions { output: out, ..RunOptions::default() })
+}
+
+fn trainer_with(steps: u64, options: RunOptions) -> Trainer {
     let device = Device::flex().autodiff();
     device.seed(7);
     let model = tiny_model().init(&device).unwrap();
-    let mut t = Trainer::new(model, config(steps), device);
-    t.model_config = Some(tiny_model());
-    t.output = out;
-    t
+    Trainer::new(model, tiny_model(), config(steps), device, options)
 }
 
 fn tmpdir(name: &str) -> std::path::PathBuf {
@@ -73,9 +74,9 @@ fn resume_after_a_kill_matches_an_uninterrupted_run() {
     let full = trainer(10, None).fit(&data, &batcher(), None).unwrap();
 
     let dir = tmpdir("resume");
-    let mut killed = trainer(10, Some(dir.clone()));
+    // Dies after step 6: the last checkpoint is step 4.
+    let mut killed = trainer_with(10, RunOptions { output: Some(dir.clone()), stop_after: Some(6), ..RunOptions::default() });
     killed.config.checkpoint_every = 4;
-    killed.stop_after = Some(6); // dies after step 6: the last checkpoint is step 4
     killed.fit(&data, &batcher(), None).unwrap();
     // A torn temporary file from the crash must not matter, and is removed on resume.
     let torn_tmp = dir.join("checkpoint-latest.safetensors.tmp999999999");
@@ -86,9 +87,9 @@ fn resume_after_a_kill_matches_an_uninterrupted_run() {
     log.push_str("{\"step\":7,\"epo");
     std::fs::write(&metrics, log).unwrap();
 
-    let mut resumed = Trainer::resume(dir.join("checkpoint-latest.safetensors"), Device::flex().autodiff()).unwrap();
+    let options = RunOptions { output: Some(dir.clone()), ..RunOptions::default() };
+    let mut resumed = Trainer::resume(dir.join("checkpoint-latest.safetensors"), Device::flex().autodiff(), options).unwrap();
     assert_eq!(resumed.state.step, 4);
-    resumed.output = Some(dir.clone());
     let rest = resumed.fit(&data, &batcher(), None).unwrap();
     assert_eq!(rest.losses.len(), 6);
     for (i, (a, b)) in full.losses[4..].iter().zip(&rest.losses).enumerate() {
@@ -127,8 +128,7 @@ fn a_fresh_run_refuses_an_earlier_runs_folder() {
     assert_eq!(std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap(), log_before);
 
     // With overwrite the earlier run is replaced, and the log holds only the new run.
-    let mut second = trainer(2, Some(dir.clone()));
-    second.overwrite = true;
+    let mut second = trainer_with(2, RunOptions { output: Some(dir.clone()), overwrite: true, ..RunOptions::default() });
     second.fit(&data, &batcher(), None).unwrap();
     let log = std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap();
     assert_eq!(log.lines().filter(|l| l.contains("\"loss\"")).count(), 2, "{log}");
@@ -139,16 +139,15 @@ fn non_finite_loss_stops_and_keeps_the_last_checkpoint() {
     let _serial = serial();
     let data = data();
     let dir = tmpdir("nan");
-    let mut t = trainer(6, Some(dir.clone()));
+    let mut t = trainer_with(6, RunOptions { output: Some(dir.clone()), stop_after: Some(2), ..RunOptions::default() });
     t.config.checkpoint_every = 2;
-    t.stop_after = Some(2);
     t.fit(&data, &batcher(), None).unwrap();
     let ckpt = dir.join("checkpoint-latest.safetensors");
     let before = std::fs::read(&ckpt).unwrap();
     // Poison the weights: the next loss is NaN.
     let (id, w, m) = t.model.image_projection.consume();
     t.model.image_projection = Param::from_mapped_value(id, (w * f32::NAN).detach().require_grad(), m);
-    t.stop_after = None;
+    let mut t = t.with_options(RunOptions { output: Some(dir.clone()), ..RunOptions::default() });
     let err = t.fit(&data, &batcher(), None).unwrap_err();
     assert!(matches!(err, TrainError::NonFinite { step: 3, .. }), "{err}");
     assert!(err.to_string().contains("not finite"));
@@ -218,7 +217,7 @@ fn a_resumed_checkpoints_model_config_is_untrusted() {
     let tensors: Vec<_> = st.tensors();
     let evil = dir.join("evil.safetensors");
     std::fs::write(&evil, safetensors::serialize(tensors, Some(meta)).unwrap()).unwrap();
-    let err = Trainer::resume(&evil, Device::flex().autodiff()).err().expect("a 10^12-parameter model must be refused");
+    let err = Trainer::resume(&evil, Device::flex().autodiff(), RunOptions::default()).err().expect("a 10^12-parameter model must be refused");
     let msg = err.to_string();
     assert!(msg.contains("evil.safetensors") && msg.contains("too large"), "{msg}");
 }

@@ -1,0 +1,106 @@
+//! Comparing model variants trained with several seeds on the same test set: mean and sample
+//! sd of each held-out metric over seeds, and the paired difference of each variant to a
+//! baseline (t-interval over seeds, bootstrap over test samples), as JSON and markdown. Used by
+//! `examples/reproduce.rs` and `examples/convert.rs`.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Value, json};
+
+use crate::heldout::{HeldOut, bootstrap_heldout_diff};
+use crate::stats::{excludes_zero, mean, paired_t_interval, sample_sd};
+
+/// The evaluated runs of one variant, one per seed.
+pub struct SeedRuns<'a> {
+    /// Variant name.
+    pub name: String,
+    /// `(seed, final held-out evaluation)`; every variant must have the same seeds in the same order.
+    pub runs: Vec<(u64, &'a HeldOut)>,
+}
+
+/// The statistics of `groups` over seeds for `metrics` (names understood by [`HeldOut::value`]).
+///
+/// Returns `(variants, vs_baseline)`: `variants[name] = {"seeds": {"<seed>": {metric: value}},
+/// "mean": {metric: mean}, "sd": {metric: sample sd}}`, and for every other variant
+/// `vs_baseline[name][metric] = {"diff_mean", "diff_sd", "n_seeds", "ci95" (paired t over seeds,
+/// null below two seeds), "ci95_bootstrap" (over test samples, seed pairs kept)}`; empty when no
+/// group is named `baseline`. `resamples` bootstrap resamples, seeded with 0.
+pub fn over_seeds(groups: &[SeedRuns<'_>], baseline: &str, metrics: &[&str], resamples: usize) -> (Value, Value) {
+    let values = |g: &SeedRuns<'_>, m: &str| g.runs.iter().map(|(_, h)| h.value(m).unwrap_or(f64::NAN)).collect::<Vec<f64>>();
+    let mut variants = serde_json::Map::new();
+    for g in groups {
+        let seeds: BTreeMap<String, BTreeMap<&str, f64>> =
+            g.runs.iter().map(|(s, h)| (s.to_string(), metrics.iter().map(|m| (*m, h.value(m).unwrap_or(f64::NAN))).collect())).collect();
+        let means: BTreeMap<&str, f64> = metrics.iter().map(|m| (*m, mean(&values(g, m)))).collect();
+        let sds: BTreeMap<&str, f64> = metrics.iter().map(|m| (*m, sample_sd(&values(g, m)))).collect();
+        variants.insert(g.name.clone(), json!({ "seeds": seeds, "mean": means, "sd": sds }));
+    }
+    let mut vs = serde_json::Map::new();
+    if let Some(base) = groups.iter().find(|g| g.name == baseline) {
+        for g in groups.iter().filter(|g| g.name != baseline) {
+            let mut per = serde_json::Map::new();
+            for m in metrics {
+                let (a, b) = (values(g, m), values(base, m));
+                let diffs: Vec<f64> = a.iter().zip(&b).map(|(x, y)| x - y).collect();
+                let t = paired_t_interval(&a, &b, 0.95);
+                let (ha, hb): (Vec<&HeldOut>, Vec<&HeldOut>) = (g.runs.iter().map(|r| r.1).collect(), base.runs.iter().map(|r| r.1).collect());
+                let boot = bootstrap_heldout_diff(&ha, &hb, m, resamples, 0);
+                per.insert(m.to_string(), json!({
+                    "diff_mean": mean(&diffs),
+                    "diff_sd": sample_sd(&diffs),
+                    "n_seeds": diffs.len(),
+                    "ci95": t.map(|t| t.ci),
+                    "ci95_bootstrap": boot.map(|b| b.ci),
+                }));
+            }
+            vs.insert(g.name.clone(), per.into());
+        }
+    }
+    (variants.into(), vs.into())
+}
+
+/// Markdown tables of [`over_seeds`]' output: [`summary_table`] then [`difference_table`].
+pub fn markdown_tables(variants: &Value, vs: &Value, order: &[String], metrics: &[&str], baseline: &str) -> String {
+    summary_table(variants, order, metrics) + "\n" + &difference_table(vs, order, metrics, baseline)
+}
+
+fn scale(metric: &str) -> f64 {
+    if metric == "heldout_loss" { 1.0 } else { 100.0 }
+}
+
+/// Mean ± sd of each metric per variant (in `order`); accuracies and recalls in %,
+/// `heldout_loss` as is.
+pub fn summary_table(variants: &Value, order: &[String], metrics: &[&str]) -> String {
+    let f = |x: &Value, m: &str| x.as_f64().filter(|x| x.is_finite()).map_or("–".to_string(), |x| format!("{:.2}", scale(m) * x));
+    let mut s = String::from("| variant |");
+    for m in metrics {
+        s += &format!(" {m} |");
+    }
+    s += &format!("\n|---|{}\n", "---|".repeat(metrics.len()));
+    for v in order {
+        s += &format!("| {v} |");
+        for m in metrics {
+            s += &format!(" {} ± {} |", f(&variants[v]["mean"][m], m), f(&variants[v]["sd"][m], m));
+        }
+        s += "\n";
+    }
+    s
+}
+
+/// Each variant's difference to `baseline` with the t-interval over seeds and the bootstrap
+/// interval over test samples; `*` marks an interval that excludes zero.
+pub fn difference_table(vs: &Value, order: &[String], metrics: &[&str], baseline: &str) -> String {
+    let ci = |x: &Value, m: &str| match (x[0].as_f64(), x[1].as_f64()) {
+        (Some(lo), Some(hi)) => format!("[{:+.2}, {:+.2}]{}", scale(m) * lo, scale(m) * hi, if excludes_zero([lo, hi]) { " *" } else { "" }),
+        _ => "–".to_string(),
+    };
+    let mut s = format!("Difference to {baseline} (variant − {baseline}), mean over seeds, with the 95 % paired t-interval over seeds and the 95 % bootstrap interval over test samples; `*`: the interval excludes 0.\n\n");
+    s += "| variant | metric | difference | t-interval (seeds) | bootstrap (test samples) |\n|---|---|---|---|---|\n";
+    for v in order.iter().filter(|v| vs.get(v.as_str()).is_some()) {
+        for m in metrics {
+            let d = &vs[v][m];
+            s += &format!("| {v} | {m} | {:+.2} | {} | {} |\n", scale(m) * d["diff_mean"].as_f64().unwrap_or(f64::NAN), ci(&d["ci95"], m), ci(&d["ci95_bootstrap"], m));
+        }
+    }
+    s
+}

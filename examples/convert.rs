@@ -1,0 +1,221 @@
+//! Turning a trained CLIP into a DiffCLIP and fine-tuning it (`diffclip::clip::convert`).
+//!
+//! 1. Trains a compact standard-attention CLIP on the built-in synthetic data.
+//! 2. Converts it three ways (λ from 0 with calibrated RMSNorm gains, the default; λ from 0 with
+//!    unit gains; the naive start λ ≈ λ_init = 0.8 with unit gains) and measures how close each
+//!    is to the original before any fine-tuning: embedding cosine and held-out metrics.
+//! 3. Fine-tunes, for the same extra steps and over seeds: the original CLIP trained further,
+//!    the converted DiffCLIP (also with a 10× lower learning rate for the copied weights, with
+//!    the copied weights frozen for the first quarter of the steps, and from the naive start),
+//!    and a DiffCLIP trained from scratch; with the statistics of `examples/reproduce.rs`.
+//!
+//! ```text
+//! cargo run --release --example convert -- [--seeds 0,1,2] [--pretrain-steps N] [--steps N] [--output DIR]
+//! ```
+//! Writes `results.json`, `table.md`, `runs.json`, `timing.json`, `loss.png` and the
+//! pretrained `clip.safetensors` to `--output` (default `convert-out/`).
+
+#[path = "quickstart/plots.rs"]
+#[allow(dead_code)] // line charts are the quickstart's
+mod plots;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use burn::module::Module;
+use clap::Parser;
+use diffclip::clip::convert::{Calibration, ConvertOptions, LambdaStart, NormInit, convert_to_diffclip, embedding_cosine};
+use diffclip::clip::{Clip, ClipConfig, save_safetensors};
+use diffclip::data::{ClipItem, SyntheticConfig, SyntheticDataset};
+use diffclip::eval::compare::{SeedRuns, difference_table, markdown_tables, over_seeds};
+use diffclip::eval::heldout::{HELDOUT_METRICS, MEAN_SCORE, evaluate_synthetic_heldout};
+use diffclip::train::synthetic::{CompactShape, RunOutcome, SyntheticTask, compact_train_config, init_compact, train_and_evaluate};
+use diffclip::train::{LrScale, TrainConfig};
+use serde_json::{Value, json};
+
+type Res<T> = Result<T, Box<dyn std::error::Error>>;
+
+#[derive(Parser, Debug)]
+#[command(about = "Convert a trained CLIP into a DiffCLIP and compare fine-tuning it with the alternatives")]
+struct Args {
+    /// Fine-tuning seeds (data order; also the scratch model's initialisation), comma-separated.
+    #[arg(long, default_value = "0,1,2", value_delimiter = ',')]
+    seeds: Vec<u64>,
+    /// Steps of the CLIP that is converted (seed 0).
+    #[arg(long, default_value_t = 250)]
+    pretrain_steps: u64,
+    /// Extra (fine-tuning) steps of every arm.
+    #[arg(long, default_value_t = 50)]
+    steps: u64,
+    /// Peak learning rate of the fine-tuning (10 % warm-up, cosine), for every arm.
+    #[arg(long, default_value_t = 5e-4)]
+    finetune_lr: f64,
+    #[arg(long, default_value = "convert-out")]
+    output: PathBuf,
+    #[arg(long, default_value_t = 64)]
+    batch_size: usize,
+    #[arg(long, default_value_t = 0)]
+    data_seed: u64,
+    #[arg(long, default_value_t = 20_000)]
+    train_size: usize,
+    #[arg(long, default_value_t = 1_000)]
+    test_size: usize,
+    #[arg(long, default_value_t = 96)]
+    width: usize,
+    #[arg(long, default_value_t = 4)]
+    vision_layers: usize,
+    #[arg(long, default_value_t = 2)]
+    text_layers: usize,
+    #[arg(long, default_value_t = 64)]
+    image_size: usize,
+    #[arg(long, default_value_t = 2000)]
+    bootstrap: usize,
+    #[arg(long, default_value = "flex")]
+    backend: String,
+}
+
+fn main() -> ExitCode {
+    diffclip::allocator::keep_freed_memory();
+    match run(Args::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The three starting points compared before fine-tuning.
+fn conversions() -> [(&'static str, ConvertOptions); 3] {
+    let zero_unit = ConvertOptions { norm: NormInit::Unit, ..ConvertOptions::default() };
+    let naive = ConvertOptions { lambda_start: LambdaStart::Fresh, norm: NormInit::Unit, ..ConvertOptions::default() };
+    [("lambda0-calibrated", ConvertOptions::default()), ("lambda0-unit-gain", zero_unit), ("naive", naive)]
+}
+
+/// The fine-tuning arms, in report order (starting points and factors: `run`, [`lr_scale`]).
+const ARMS: [&str; 6] = ["clip-continued", "converted", "converted-low-lr", "converted-freeze", "converted-naive", "scratch"];
+
+/// Parameters added by the conversion (the rest are copied from the CLIP), by optimizer key
+/// (`visual.blocks.0.attn.Differential.lambda_q1`).
+fn is_new(key: &str) -> bool {
+    key.contains(".attn.Differential.lambda_") || key.contains(".attn.Differential.diff_norm.")
+}
+
+fn lr_scale(arm: &str, steps: u64) -> Option<LrScale> {
+    match arm {
+        "converted-low-lr" => Some(Box::new(|k: &str, _| if is_new(k) { 1.0 } else { 0.1 })),
+        "converted-freeze" => Some(Box::new(move |k: &str, step| if is_new(k) || step >= steps / 4 { 1.0 } else { 0.0 })),
+        _ => None,
+    }
+}
+
+fn run(args: Args) -> Res<()> {
+    let shape = CompactShape { width: args.width, vision_layers: args.vision_layers, text_layers: args.text_layers, image_size: args.image_size };
+    shape.check()?;
+    if args.seeds.is_empty() || args.steps == 0 || args.pretrain_steps == 0 || args.batch_size < 2 {
+        return Err("need at least one seed, --steps and --pretrain-steps >= 1 and --batch-size >= 2".into());
+    }
+    let synth = SyntheticConfig { seed: args.data_seed, image_size: args.image_size as u32, train_size: args.train_size, test_size: args.test_size, ..SyntheticConfig::default() };
+    let task = SyntheticTask::new(synth)?;
+    let device = diffclip::backend::device(&args.backend)?.autodiff();
+    std::fs::create_dir_all(&args.output)?;
+    let start = Instant::now();
+    let total = args.pretrain_steps + (args.seeds.len() * ARMS.len()) as u64 * args.steps;
+    eprintln!("{total} training steps in all: expect about {:.0} min on 2 CPU cores (default model)", total as f64 / 1.3 / 60.0);
+
+    eprintln!("[pretrain] clip, seed 0, {} steps", args.pretrain_steps);
+    let (model, clip_config) = init_compact("clip", &shape, 0, &device)?;
+    let pre = train_and_evaluate(model, clip_config.clone(), compact_train_config(args.pretrain_steps, args.batch_size, 0, 0), None, None, &device, &task)?;
+    save_safetensors(&pre.model, Some(&clip_config), args.output.join("clip.safetensors"))?;
+    let original = pre.model.clone();
+
+    let inner = device.clone().inner();
+    let calibration = batch(&task, &task.train, args.batch_size, &inner)?;
+    let probe = batch(&task, &task.test, 256, &inner)?;
+    let mut closeness = serde_json::Map::new();
+    let mut starts: BTreeMap<&str, (Clip, ClipConfig)> = BTreeMap::new();
+    for (name, options) in conversions() {
+        let (conv, config, report) = convert_to_diffclip(&original, &clip_config, &options, Some(&calibration))?;
+        let (ci, ct) = embedding_cosine(&original, &conv, probe.images.clone(), probe.texts.clone());
+        let before = evaluate_synthetic_heldout(&conv, &task.test, &task.batcher, 0)?;
+        eprintln!("[convert] {name}: embedding cosine image {ci:.4}, text {ct:.4}; mean score before fine-tuning {:.1} %", 100.0 * before.metrics.mean_score());
+        closeness.insert(name.into(), json!({ "options": options, "image_cosine": ci, "text_cosine": ct, "before_finetuning": before.metrics, "mean_score": before.metrics.mean_score(), "layers": report.layers }));
+        starts.insert(name, (conv, config));
+    }
+
+    let mut outcomes: BTreeMap<(&str, u64), RunOutcome> = BTreeMap::new();
+    for (i, (seed, arm)) in args.seeds.iter().flat_map(|s| ARMS.iter().map(move |a| (*s, *a))).enumerate() {
+        eprintln!("[run {}/{}] {arm}, seed {seed}, {} steps", i + 1, args.seeds.len() * ARMS.len(), args.steps);
+        let (model, config) = match arm {
+            "clip-continued" => (original.clone().fork(&device).train(), clip_config.clone()),
+            "scratch" => init_compact("diffclip", &shape, seed, &device)?,
+            "converted-naive" => fork(&starts["naive"], &device),
+            _ => fork(&starts["lambda0-calibrated"], &device),
+        };
+        let train = TrainConfig { lr: args.finetune_lr, ..compact_train_config(args.steps, args.batch_size, 1000 + seed, 0) };
+        outcomes.insert((arm, seed), train_and_evaluate(model, config, train, None, lr_scale(arm, args.steps), &device, &task)?);
+    }
+
+    let metrics: Vec<&str> = HELDOUT_METRICS.iter().copied().chain(std::iter::once(MEAN_SCORE)).collect();
+    let groups: Vec<SeedRuns<'_>> = ARMS.iter().map(|a| SeedRuns { name: a.to_string(), runs: args.seeds.iter().map(|&s| (s, &outcomes[&(*a, s)].test)).collect() }).collect();
+    let (arms, vs_clip) = over_seeds(&groups, "clip-continued", &metrics, args.bootstrap);
+    let (_, vs_scratch) = over_seeds(&groups, "scratch", &metrics, args.bootstrap);
+    let lambdas: BTreeMap<String, Vec<Value>> = ARMS.iter().map(|a| (a.to_string(), args.seeds.iter().map(|&s| json!(outcomes[&(*a, s)].lambdas.last())).collect())).collect();
+    let results = json!({
+        "config": { "seeds": args.seeds, "pretrain_steps": args.pretrain_steps, "steps": args.steps, "finetune_lr": args.finetune_lr, "batch_size": args.batch_size,
+                    "data_seed": args.data_seed, "train_size": args.train_size, "test_size": args.test_size, "shape": shape, "bootstrap_resamples": args.bootstrap },
+        "original": pre.test.metrics, "original_mean_score": pre.test.metrics.mean_score(),
+        "conversion": closeness, "arms": arms, "final_lambda": lambdas, "vs_clip_continued": vs_clip, "vs_scratch": vs_scratch,
+    });
+    std::fs::write(args.output.join("results.json"), serde_json::to_string_pretty(&results)?)?;
+    let order: Vec<String> = ARMS.iter().map(|a| a.to_string()).collect();
+    let mut table = closeness_table(&results);
+    table += &format!("\nAfter {} fine-tuning steps (lr {}), mean ± sample sd over seeds {:?}; accuracies in %.\n\n", args.steps, args.finetune_lr, args.seeds);
+    table += &markdown_tables(&results["arms"], &results["vs_clip_continued"], &order, &metrics, "clip-continued");
+    table += "\n";
+    table += &difference_table(&results["vs_scratch"], &order, &[MEAN_SCORE, "heldout_loss"], "scratch");
+    std::fs::write(args.output.join("table.md"), &table)?;
+    println!("{table}");
+    let runs: Vec<Value> = outcomes.iter().map(|((a, s), o)| json!({ "arm": a, "seed": s, "losses": o.losses, "lambdas": o.lambdas })).collect();
+    std::fs::write(args.output.join("runs.json"), serde_json::to_string(&runs)?)?;
+    let timing: BTreeMap<String, f64> = outcomes.iter().map(|((a, s), o)| (format!("{a}/seed{s}"), o.train_seconds)).collect();
+    std::fs::write(args.output.join("timing.json"), serde_json::to_string_pretty(&json!({ "total_seconds": start.elapsed().as_secs_f64(), "pretrain_seconds": pre.train_seconds, "runs": timing }))?)?;
+    plots::init_fonts();
+    let bands: Vec<plots::Band> = ARMS.iter().map(|a| plots::band(a, &args.seeds.iter().map(|&s| plots::smooth(&outcomes[&(*a, s)].losses, 5)).collect::<Vec<_>>())).collect();
+    plots::band_chart(&args.output.join("loss.png"), &format!("Fine-tuning loss, moving average of 5 steps (mean ± sd over {} seeds)", args.seeds.len()), "extra step", "contrastive loss", &bands)?;
+    eprintln!("wrote {} in {:.1} min", args.output.display(), start.elapsed().as_secs_f64() / 60.0);
+    Ok(())
+}
+
+fn fork((model, config): &(Clip, ClipConfig), device: &diffclip::burn::tensor::Device) -> (Clip, ClipConfig) {
+    (model.clone().fork(device).train(), config.clone())
+}
+
+/// The first `n` images of `ds` with their first caption, as a calibration/probe batch.
+fn batch(task: &SyntheticTask, ds: &SyntheticDataset, n: usize, device: &diffclip::burn::tensor::Device) -> Res<Calibration> {
+    let items = (0..n.min(ds.len())).map(|i| ClipItem { image: ds.image_eval(i), size: ds.image_size(), caption: ds.captions(i).swap_remove(0), label: None }).collect();
+    let b = task.batcher.try_batch(items, device)?;
+    Ok(Calibration { images: b.images, texts: b.texts })
+}
+
+/// How close each conversion starts: embedding cosine to the original on 256 test pairs and the
+/// held-out metrics before fine-tuning, against the original CLIP.
+fn closeness_table(r: &Value) -> String {
+    let pct = |v: &Value| v.as_f64().map_or("–".into(), |x| format!("{:.1}", 100.0 * x));
+    let mut s = String::from("Before fine-tuning (the converted CLIP and the original; accuracies in %).\n\n| model | image emb. cosine | text emb. cosine | zero-shot shape | zero-shot colour | I→T R@1 | T→I R@1 | mean score | held-out loss | mean layer rel. error |\n|---|---|---|---|---|---|---|---|---|---|\n");
+    let o = &r["original"];
+    s += &format!("| original CLIP | 1 | 1 | {} | {} | {} | {} | {} | {:.3} | |\n", pct(&o["zero_shot_shape_top1"]), pct(&o["zero_shot_color_top1"]), pct(&o["image_to_text_r1"]), pct(&o["text_to_image_r1"]), pct(&r["original_mean_score"]), o["heldout_loss"].as_f64().unwrap_or(f64::NAN));
+    for (name, c) in r["conversion"].as_object().into_iter().flatten() {
+        let b = &c["before_finetuning"];
+        let errs: Vec<f64> = c["layers"].as_array().into_iter().flatten().filter_map(|l| l["rel_error"].as_f64()).collect();
+        let err = if errs.is_empty() { "–".to_string() } else { format!("{:.3}", errs.iter().sum::<f64>() / errs.len() as f64) };
+        s += &format!(
+            "| {name} | {:.4} | {:.4} | {} | {} | {} | {} | {} | {:.3} | {err} |\n",
+            c["image_cosine"].as_f64().unwrap_or(f64::NAN), c["text_cosine"].as_f64().unwrap_or(f64::NAN), pct(&b["zero_shot_shape_top1"]), pct(&b["zero_shot_color_top1"]),
+            pct(&b["image_to_text_r1"]), pct(&b["text_to_image_r1"]), pct(&c["mean_score"]), b["heldout_loss"].as_f64().unwrap_or(f64::NAN)
+        );
+    }
+    s
+}
