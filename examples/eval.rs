@@ -105,6 +105,10 @@ struct Args {
     /// Attention: vision layer (default: the last).
     #[arg(long)]
     layer: Option<usize>,
+    /// Attention: a second checkpoint (with its config, as `save_safetensors` writes) whose maps
+    /// of the same image go beside this model's in `<heatmap>-compare.png`.
+    #[arg(long)]
+    compare: Option<PathBuf>,
     /// Synthetic: test images.
     #[arg(long, default_value_t = 500)]
     synthetic_test: usize,

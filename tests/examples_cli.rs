@@ -2,18 +2,10 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::process::Command;
 
-use common::{fixture, read_arrays};
+use common::{example, fixture, read_arrays};
 
-fn example(name: &str) -> PathBuf {
-    // target/<profile>/deps/<test> -> target/<profile>/examples/<name>
-    let exe = std::env::current_exe().unwrap();
-    let p = exe.parent().unwrap().parent().unwrap().join("examples").join(name);
-    assert!(p.exists(), "example binary {} not built", p.display());
-    p
-}
 
 #[test]
 fn embed_reproduces_the_fixture() {

@@ -1,33 +1,17 @@
 //! `examples/train.rs` run as a user would: a tiny CSV dataset of PNGs, a few steps, `--resume`,
 //! bad data, and a training process killed for real mid-run.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-fn example(name: &str) -> PathBuf {
-    // target/<profile>/deps/<test> -> target/<profile>/examples/<name>
-    let exe = std::env::current_exe().unwrap();
-    let p = exe
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples")
-        .join(name);
-    assert!(
-        p.exists(),
-        "example binary {} not built (cargo build --release --example {name})",
-        p.display()
-    );
-    p
-}
+use common::example;
+
 
 fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("diffclip-train-cli-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    common::tmpdir("train-cli", name)
 }
 
 fn crc32(data: &[u8]) -> u32 {

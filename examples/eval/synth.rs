@@ -1,7 +1,9 @@
 //! `examples/eval.rs`: the tasks on the built-in synthetic dataset, and attention maps.
 
 use diffclip::data::synthetic::{ClassTask, Split, SyntheticDataset};
-use diffclip::eval::attention::{attention_heatmaps, panel_names, save_overlay_png};
+use diffclip::clip::{ClipConfig, load_checkpoint};
+use diffclip::eval::Encoder;
+use diffclip::eval::attention::{attention_heatmaps, panel_names, panel_titles, save_comparison_png, save_overlay_png};
 use diffclip::eval::report::{self, Table};
 use diffclip::eval::synthetic::{synthetic_robustness_sets, synthetic_variants};
 use diffclip::eval::{ImageSource, Labelled, dataset_labels};
@@ -119,8 +121,12 @@ pub(crate) fn attention(ctx: &Ctx<'_>) -> Res<Outcome> {
             (test.image_rgb(0), test.image_eval(0), q)
         }
     };
-    let maps = attention_heatmaps(ctx.eval.encoder(), chw, query.as_deref(), ctx.args.layer)?;
+    let maps = attention_heatmaps(ctx.eval.encoder(), chw.clone(), query.as_deref(), ctx.args.layer)?;
     save_overlay_png(&ctx.args.heatmap, &rgb, s, &maps)?;
+    let compare = match &ctx.args.compare {
+        Some(other) => Some(compare_png(ctx, other, &rgb, chw, query.as_deref(), &maps)?),
+        None => None,
+    };
     let mut t = Table::new(
         "attention maps",
         &["layer", "grid", "lambda", "similarity", "png"],
@@ -133,6 +139,25 @@ pub(crate) fn attention(ctx: &Ctx<'_>) -> Res<Outcome> {
         opt(maps.similarity),
         ctx.args.heatmap.display().to_string(),
     ]);
-    let value = json!({ "query": query, "png": ctx.args.heatmap, "panels": panel_names(&maps), "maps": maps });
+    let value = json!({ "query": query, "png": ctx.args.heatmap, "compare_png": compare, "panels": panel_names(&maps), "titles": panel_titles(&maps), "maps": maps });
     Ok(Some((value, vec![t])))
+}
+
+/// The same image's maps from `other` (a checkpoint carrying its config) beside this model's in
+/// one figure, `<heatmap>-compare.png`; each model's last layer (or `--layer`).
+fn compare_png(ctx: &Ctx<'_>, other: &std::path::Path, rgb: &[u8], chw: Vec<f32>, query: Option<&str>, maps: &diffclip::eval::attention::AttentionHeatmaps) -> Res<std::path::PathBuf> {
+    let s = ctx.eval.encoder().image_size();
+    let mut model = ClipConfig::select(None, None, Some(other))?.init(ctx.eval.encoder().device())?;
+    load_checkpoint(&mut model, other)?;
+    let encoder = Encoder::new(&model)?.with_progress(false);
+    if encoder.image_size() != s {
+        return Err(format!("{}: takes {} px images, the first model {s} px", other.display(), encoder.image_size()).into());
+    }
+    let theirs = attention_heatmaps(&encoder, chw, query, ctx.args.layer)?;
+    let name = |p: Option<&std::path::Path>| p.and_then(|p| p.file_stem()).map_or("model".into(), |n| n.to_string_lossy().into_owned());
+    let (a, b) = (name(ctx.args.checkpoint.as_deref()), name(Some(other)));
+    let path = ctx.args.heatmap.with_file_name(format!("{}-compare.png", ctx.args.heatmap.file_stem().map_or("attention".into(), |n| n.to_string_lossy())));
+    let caption = query.map(|q| format!("query: \"{q}\""));
+    save_comparison_png(&path, rgb, s, &[(&a, maps), (&b, &theirs)], caption.as_deref())?;
+    Ok(path)
 }

@@ -25,15 +25,43 @@ pub struct SeedRuns<'a> {
 /// `vs_baseline[name][metric] = {"diff_mean", "diff_sd", "n_seeds", "ci95" (paired t over seeds,
 /// null below two seeds), "ci95_bootstrap" (over test samples, seed pairs kept)}`; empty when no
 /// group is named `baseline`. `resamples` bootstrap resamples, seeded with 0.
-pub fn over_seeds(groups: &[SeedRuns<'_>], baseline: &str, metrics: &[&str], resamples: usize) -> (Value, Value) {
-    let values = |g: &SeedRuns<'_>, m: &str| g.runs.iter().map(|(_, h)| h.value(m).unwrap_or(f64::NAN)).collect::<Vec<f64>>();
+pub fn over_seeds(
+    groups: &[SeedRuns<'_>],
+    baseline: &str,
+    metrics: &[&str],
+    resamples: usize,
+) -> (Value, Value) {
+    let values = |g: &SeedRuns<'_>, m: &str| {
+        g.runs
+            .iter()
+            .map(|(_, h)| h.value(m).unwrap_or(f64::NAN))
+            .collect::<Vec<f64>>()
+    };
     let mut variants = serde_json::Map::new();
     for g in groups {
-        let seeds: BTreeMap<String, BTreeMap<&str, f64>> =
-            g.runs.iter().map(|(s, h)| (s.to_string(), metrics.iter().map(|m| (*m, h.value(m).unwrap_or(f64::NAN))).collect())).collect();
-        let means: BTreeMap<&str, f64> = metrics.iter().map(|m| (*m, mean(&values(g, m)))).collect();
-        let sds: BTreeMap<&str, f64> = metrics.iter().map(|m| (*m, sample_sd(&values(g, m)))).collect();
-        variants.insert(g.name.clone(), json!({ "seeds": seeds, "mean": means, "sd": sds }));
+        let seeds: BTreeMap<String, BTreeMap<&str, f64>> = g
+            .runs
+            .iter()
+            .map(|(s, h)| {
+                (
+                    s.to_string(),
+                    metrics
+                        .iter()
+                        .map(|m| (*m, h.value(m).unwrap_or(f64::NAN)))
+                        .collect(),
+                )
+            })
+            .collect();
+        let means: BTreeMap<&str, f64> =
+            metrics.iter().map(|m| (*m, mean(&values(g, m)))).collect();
+        let sds: BTreeMap<&str, f64> = metrics
+            .iter()
+            .map(|m| (*m, sample_sd(&values(g, m))))
+            .collect();
+        variants.insert(
+            g.name.clone(),
+            json!({ "seeds": seeds, "mean": means, "sd": sds }),
+        );
     }
     let mut vs = serde_json::Map::new();
     if let Some(base) = groups.iter().find(|g| g.name == baseline) {
@@ -43,15 +71,21 @@ pub fn over_seeds(groups: &[SeedRuns<'_>], baseline: &str, metrics: &[&str], res
                 let (a, b) = (values(g, m), values(base, m));
                 let diffs: Vec<f64> = a.iter().zip(&b).map(|(x, y)| x - y).collect();
                 let t = paired_t_interval(&a, &b, 0.95);
-                let (ha, hb): (Vec<&HeldOut>, Vec<&HeldOut>) = (g.runs.iter().map(|r| r.1).collect(), base.runs.iter().map(|r| r.1).collect());
+                let (ha, hb): (Vec<&HeldOut>, Vec<&HeldOut>) = (
+                    g.runs.iter().map(|r| r.1).collect(),
+                    base.runs.iter().map(|r| r.1).collect(),
+                );
                 let boot = bootstrap_heldout_diff(&ha, &hb, m, resamples, 0);
-                per.insert(m.to_string(), json!({
-                    "diff_mean": mean(&diffs),
-                    "diff_sd": sample_sd(&diffs),
-                    "n_seeds": diffs.len(),
-                    "ci95": t.map(|t| t.ci),
-                    "ci95_bootstrap": boot.map(|b| b.ci),
-                }));
+                per.insert(
+                    m.to_string(),
+                    json!({
+                        "diff_mean": mean(&diffs),
+                        "diff_sd": sample_sd(&diffs),
+                        "n_seeds": diffs.len(),
+                        "ci95": t.map(|t| t.ci),
+                        "ci95_bootstrap": boot.map(|b| b.ci),
+                    }),
+                );
             }
             vs.insert(g.name.clone(), per.into());
         }
@@ -60,7 +94,13 @@ pub fn over_seeds(groups: &[SeedRuns<'_>], baseline: &str, metrics: &[&str], res
 }
 
 /// Markdown tables of [`over_seeds`]' output: [`summary_table`] then [`difference_table`].
-pub fn markdown_tables(variants: &Value, vs: &Value, order: &[String], metrics: &[&str], baseline: &str) -> String {
+pub fn markdown_tables(
+    variants: &Value,
+    vs: &Value,
+    order: &[String],
+    metrics: &[&str],
+    baseline: &str,
+) -> String {
     summary_table(variants, order, metrics) + "\n" + &difference_table(vs, order, metrics, baseline)
 }
 
@@ -71,7 +111,11 @@ fn scale(metric: &str) -> f64 {
 /// Mean ± sd of each metric per variant (in `order`); accuracies and recalls in %,
 /// `heldout_loss` as is.
 pub fn summary_table(variants: &Value, order: &[String], metrics: &[&str]) -> String {
-    let f = |x: &Value, m: &str| x.as_f64().filter(|x| x.is_finite()).map_or("–".to_string(), |x| format!("{:.2}", scale(m) * x));
+    let f = |x: &Value, m: &str| {
+        x.as_f64()
+            .filter(|x| x.is_finite())
+            .map_or("–".to_string(), |x| format!("{:.2}", scale(m) * x))
+    };
     let mut s = String::from("| variant |");
     for m in metrics {
         s += &format!(" {m} |");
@@ -80,7 +124,11 @@ pub fn summary_table(variants: &Value, order: &[String], metrics: &[&str]) -> St
     for v in order {
         s += &format!("| {v} |");
         for m in metrics {
-            s += &format!(" {} ± {} |", f(&variants[v]["mean"][m], m), f(&variants[v]["sd"][m], m));
+            s += &format!(
+                " {} ± {} |",
+                f(&variants[v]["mean"][m], m),
+                f(&variants[v]["sd"][m], m)
+            );
         }
         s += "\n";
     }
@@ -91,15 +139,27 @@ pub fn summary_table(variants: &Value, order: &[String], metrics: &[&str]) -> St
 /// interval over test samples; `*` marks an interval that excludes zero.
 pub fn difference_table(vs: &Value, order: &[String], metrics: &[&str], baseline: &str) -> String {
     let ci = |x: &Value, m: &str| match (x[0].as_f64(), x[1].as_f64()) {
-        (Some(lo), Some(hi)) => format!("[{:+.2}, {:+.2}]{}", scale(m) * lo, scale(m) * hi, if excludes_zero([lo, hi]) { " *" } else { "" }),
+        (Some(lo), Some(hi)) => format!(
+            "[{:+.2}, {:+.2}]{}",
+            scale(m) * lo,
+            scale(m) * hi,
+            if excludes_zero([lo, hi]) { " *" } else { "" }
+        ),
         _ => "–".to_string(),
     };
-    let mut s = format!("Difference to {baseline} (variant − {baseline}), mean over seeds, with the 95 % paired t-interval over seeds and the 95 % bootstrap interval over test samples; `*`: the interval excludes 0.\n\n");
+    let mut s = format!(
+        "Difference to {baseline} (variant − {baseline}), mean over seeds, with the 95 % paired t-interval over seeds and the 95 % bootstrap interval over test samples; `*`: the interval excludes 0.\n\n"
+    );
     s += "| variant | metric | difference | t-interval (seeds) | bootstrap (test samples) |\n|---|---|---|---|---|\n";
     for v in order.iter().filter(|v| vs.get(v.as_str()).is_some()) {
         for m in metrics {
             let d = &vs[v][m];
-            s += &format!("| {v} | {m} | {:+.2} | {} | {} |\n", scale(m) * d["diff_mean"].as_f64().unwrap_or(f64::NAN), ci(&d["ci95"], m), ci(&d["ci95_bootstrap"], m));
+            s += &format!(
+                "| {v} | {m} | {:+.2} | {} | {} |\n",
+                scale(m) * d["diff_mean"].as_f64().unwrap_or(f64::NAN),
+                ci(&d["ci95"], m),
+                ci(&d["ci95_bootstrap"], m)
+            );
         }
     }
     s

@@ -12,7 +12,10 @@ use diffclip_data::{ClipBatcher, ClipItem, datasets::RetrievalDataset};
 use serde::{Deserialize, Serialize};
 
 use crate::ranking::rank_of;
-use crate::{Encoder, EvalError, Evaluator, ImageSource, Matrix, dataset_labels, retrieval_recall, zero_shot_metrics_from_embeddings};
+use crate::{
+    Encoder, EvalError, Evaluator, ImageSource, Matrix, dataset_labels, retrieval_recall,
+    zero_shot_metrics_from_embeddings,
+};
 
 /// The held-out metrics, in report order. `heldout_loss` is lower-is-better, the others are
 /// fractions in `[0, 1]`, higher-is-better.
@@ -67,7 +70,11 @@ impl HeldOutMetrics {
 
     /// Mean of the six accuracy/recall metrics (the quickstart's one-number summary).
     pub fn mean_score(&self) -> f64 {
-        HELDOUT_METRICS[..6].iter().filter_map(|m| self.get(m)).sum::<f64>() / 6.0
+        HELDOUT_METRICS[..6]
+            .iter()
+            .filter_map(|m| self.get(m))
+            .sum::<f64>()
+            / 6.0
     }
 }
 
@@ -101,20 +108,37 @@ impl HeldOut {
         if metric != MEAN_SCORE {
             return self.per_sample.get(metric).cloned();
         }
-        let parts: Vec<&Vec<f64>> = HELDOUT_METRICS[..6].iter().map(|m| self.per_sample.get(*m)).collect::<Option<_>>()?;
+        let parts: Vec<&Vec<f64>> = HELDOUT_METRICS[..6]
+            .iter()
+            .map(|m| self.per_sample.get(*m))
+            .collect::<Option<_>>()?;
         let n = parts[0].len();
         if parts.iter().any(|p| p.len() != n) {
             return None;
         }
-        Some((0..n).map(|i| parts.iter().map(|p| p[i]).sum::<f64>() / parts.len() as f64).collect())
+        Some(
+            (0..n)
+                .map(|i| parts.iter().map(|p| p[i]).sum::<f64>() / parts.len() as f64)
+                .collect(),
+        )
     }
 }
 
 /// Percentile bootstrap over test samples of the difference `a − b` of `metric` between two
 /// models evaluated on the same test set; `a[r]` and `b[r]` are paired runs (e.g. the same
 /// seed), see [`crate::stats::bootstrap_paired_diff`].
-pub fn bootstrap_heldout_diff(a: &[&HeldOut], b: &[&HeldOut], metric: &str, resamples: usize, seed: u64) -> Option<crate::stats::BootstrapDiff> {
-    let outcomes = |runs: &[&HeldOut]| runs.iter().map(|h| h.outcomes(metric)).collect::<Option<Vec<_>>>();
+pub fn bootstrap_heldout_diff(
+    a: &[&HeldOut],
+    b: &[&HeldOut],
+    metric: &str,
+    resamples: usize,
+    seed: u64,
+) -> Option<crate::stats::BootstrapDiff> {
+    let outcomes = |runs: &[&HeldOut]| {
+        runs.iter()
+            .map(|h| h.outcomes(metric))
+            .collect::<Option<Vec<_>>>()
+    };
     crate::stats::bootstrap_paired_diff(&outcomes(a)?, &outcomes(b)?, resamples, 0.95, seed)
 }
 
@@ -122,10 +146,21 @@ pub fn bootstrap_heldout_diff(a: &[&HeldOut], b: &[&HeldOut], metric: &str, resa
 /// dataset's class names and templates), image↔text recall@1/5 over all captions, and the
 /// contrastive loss on the first [`HELDOUT_LOSS_PAIRS`] images with their first caption
 /// (tokenised by `batcher`). Test images are encoded once.
-pub fn evaluate_synthetic_heldout(model: &Clip, test: &SyntheticDataset, batcher: &ClipBatcher, step: u64) -> Result<HeldOut, EvalError> {
+pub fn evaluate_synthetic_heldout(
+    model: &Clip,
+    test: &SyntheticDataset,
+    batcher: &ClipBatcher,
+    step: u64,
+) -> Result<HeldOut, EvalError> {
     let (loss, loss_terms) = heldout_loss_terms(model, test, batcher)?;
-    let ev = Evaluator::new(Encoder::new(model)?.with_progress(false).with_batch_size(128));
-    let images = ImageSource::new(test.len(), test.image_size(), None, |i| Ok(test.image_eval(i)));
+    let ev = Evaluator::new(
+        Encoder::new(model)?
+            .with_progress(false)
+            .with_batch_size(128),
+    );
+    let images = ImageSource::new(test.len(), test.image_size(), None, |i| {
+        Ok(test.image_eval(i))
+    });
     let image_emb = ev.image_features(&images)?;
     let mut per_sample = BTreeMap::new();
     let mut zero_shot = |task: ClassTask, name: &str| -> Result<f64, EvalError> {
@@ -135,7 +170,11 @@ pub fn evaluate_synthetic_heldout(model: &Clip, test: &SyntheticDataset, batcher
         let classifier = ev.classifier(view.class_names(), view.templates())?;
         let m = zero_shot_metrics_from_embeddings(&image_emb, &classifier, &labels)?;
         let logits = image_emb.l2_normalized().matmul_t(&classifier)?;
-        let hits: Vec<f64> = labels.iter().enumerate().map(|(i, &y)| f64::from(u8::from(rank_of(logits.row(i), y) == 0))).collect();
+        let hits: Vec<f64> = labels
+            .iter()
+            .enumerate()
+            .map(|(i, &y)| f64::from(u8::from(rank_of(logits.row(i), y) == 0)))
+            .collect();
         per_sample.insert(name.to_string(), hits);
         Ok(m.top1)
     };
@@ -173,24 +212,49 @@ pub fn evaluate_synthetic_heldout(model: &Clip, test: &SyntheticDataset, batcher
 /// Per image, for each `k`: image→text hit (any of its captions in its top-k) and the fraction
 /// of its captions whose own image is in their top-k (text→image), under the tie rule of
 /// [`crate::ranking`] (the definitions of [`retrieval_recall`]).
-pub fn retrieval_outcomes(image_emb: &Matrix, text_emb: &Matrix, owner: &[usize], ks: &[usize]) -> Result<(Vec<Vec<f64>>, Vec<Vec<f64>>), EvalError> {
+pub fn retrieval_outcomes(
+    image_emb: &Matrix,
+    text_emb: &Matrix,
+    owner: &[usize],
+    ks: &[usize],
+) -> Result<(Vec<Vec<f64>>, Vec<Vec<f64>>), EvalError> {
     let n = image_emb.rows();
     let scores_it = image_emb.matmul_t(text_emb)?; // [images, texts]
     let scores_ti = text_emb.matmul_t(image_emb)?; // [texts, images]
     let mut caps: Vec<Vec<usize>> = vec![Vec::new(); n];
     for (t, &i) in owner.iter().enumerate() {
-        caps.get_mut(i).ok_or_else(|| EvalError::Invalid(format!("caption {t} of image {i} of {n}")))?.push(t);
+        caps.get_mut(i)
+            .ok_or_else(|| EvalError::Invalid(format!("caption {t} of image {i} of {n}")))?
+            .push(t);
     }
-    let best_image_rank: Vec<Option<usize>> = (0..n).map(|i| caps[i].iter().map(|&t| rank_of(scores_it.row(i), t)).min()).collect();
-    let text_rank: Vec<usize> = owner.iter().enumerate().map(|(t, &i)| rank_of(scores_ti.row(t), i)).collect();
-    let i2t = ks.iter().map(|&k| best_image_rank.iter().map(|r| f64::from(u8::from(r.is_some_and(|r| r < k)))).collect()).collect();
+    let best_image_rank: Vec<Option<usize>> = (0..n)
+        .map(|i| caps[i].iter().map(|&t| rank_of(scores_it.row(i), t)).min())
+        .collect();
+    let text_rank: Vec<usize> = owner
+        .iter()
+        .enumerate()
+        .map(|(t, &i)| rank_of(scores_ti.row(t), i))
+        .collect();
+    let i2t = ks
+        .iter()
+        .map(|&k| {
+            best_image_rank
+                .iter()
+                .map(|r| f64::from(u8::from(r.is_some_and(|r| r < k))))
+                .collect()
+        })
+        .collect();
     let t2i = ks
         .iter()
         .map(|&k| {
             (0..n)
                 .map(|i| {
                     let c = &caps[i];
-                    if c.is_empty() { 0.0 } else { c.iter().filter(|&&t| text_rank[t] < k).count() as f64 / c.len() as f64 }
+                    if c.is_empty() {
+                        0.0
+                    } else {
+                        c.iter().filter(|&&t| text_rank[t] < k).count() as f64 / c.len() as f64
+                    }
                 })
                 .collect()
         })
@@ -201,14 +265,32 @@ pub fn retrieval_outcomes(image_emb: &Matrix, text_emb: &Matrix, owner: &[usize]
 /// The symmetric InfoNCE loss on the first [`HELDOUT_LOSS_PAIRS`] test images with their first
 /// caption (logit scale clamped at 100, as in training), and each pair's term
 /// `(ℓ_image→text + ℓ_text→image) / 2`, whose mean is the loss.
-fn heldout_loss_terms(model: &Clip, test: &SyntheticDataset, batcher: &ClipBatcher) -> Result<(f32, Vec<f64>), EvalError> {
-    let device = model.devices().into_iter().next().ok_or_else(|| EvalError::Invalid("model without parameters".into()))?;
+fn heldout_loss_terms(
+    model: &Clip,
+    test: &SyntheticDataset,
+    batcher: &ClipBatcher,
+) -> Result<(f32, Vec<f64>), EvalError> {
+    let device = model
+        .devices()
+        .into_iter()
+        .next()
+        .ok_or_else(|| EvalError::Invalid("model without parameters".into()))?;
     let items = (0..test.len().min(HELDOUT_LOSS_PAIRS))
-        .map(|i| ClipItem { image: test.image_eval(i), size: test.image_size(), caption: test.captions(i).swap_remove(0), label: None })
+        .map(|i| ClipItem {
+            image: test.image_eval(i),
+            size: test.image_size(),
+            caption: test.captions(i).swap_remove(0),
+            label: None,
+        })
         .collect();
-    let batch = batcher.try_batch(items, &device).map_err(|e| EvalError::Invalid(e.to_string()))?;
+    let batch = batcher
+        .try_batch(items, &device)
+        .map_err(|e| EvalError::Invalid(e.to_string()))?;
     let out = model.forward(batch.images, batch.texts);
-    let scale = out.logit_scale_exp.clamp_max(MAX_LOGIT_SCALE).into_scalar::<f32>() as f64;
+    let scale = out
+        .logit_scale_exp
+        .clamp_max(MAX_LOGIT_SCALE)
+        .into_scalar::<f32>() as f64;
     let img = Matrix::from_tensor(out.image_embed)?.l2_normalized();
     let txt = Matrix::from_tensor(out.text_embed)?.l2_normalized();
     let sim = img.matmul_t(&txt)?;

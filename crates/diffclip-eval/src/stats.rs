@@ -55,7 +55,12 @@ pub fn paired_t_interval(a: &[f64], b: &[f64], level: f64) -> Option<PairedDiff>
     let n = d.len();
     let (m, sd) = (mean(&d), sample_sd(&d));
     let half = student_t_quantile(0.5 + level / 2.0, (n - 1) as f64) * sd / (n as f64).sqrt();
-    Some(PairedDiff { n, diff_mean: m, diff_sd: sd, ci: [m - half, m + half] })
+    Some(PairedDiff {
+        n,
+        diff_mean: m,
+        diff_sd: sd,
+        ci: [m - half, m + half],
+    })
 }
 
 /// `ln Γ(x)` for `x > 0` (Lanczos, g = 7, 9 terms; relative error below 1e-14).
@@ -238,7 +243,9 @@ pub fn bootstrap_paired_diff(
     }
     // The per-sample difference averaged over runs: the statistic is linear in it.
     let runs = a.len() as f64;
-    let d: Vec<f64> = (0..n).map(|i| a.iter().zip(b).map(|(x, y)| x[i] - y[i]).sum::<f64>() / runs).collect();
+    let d: Vec<f64> = (0..n)
+        .map(|i| a.iter().zip(b).map(|(x, y)| x[i] - y[i]).sum::<f64>() / runs)
+        .collect();
     let observed = mean(&d);
     let mut rng = SplitMix64::new(seed);
     let mut stats: Vec<f64> = (0..resamples)
@@ -248,7 +255,10 @@ pub fn bootstrap_paired_diff(
     let alpha = (1.0 - level) / 2.0;
     Some(BootstrapDiff {
         diff_mean: observed,
-        ci: [quantile_sorted(&stats, alpha), quantile_sorted(&stats, 1.0 - alpha)],
+        ci: [
+            quantile_sorted(&stats, alpha),
+            quantile_sorted(&stats, 1.0 - alpha),
+        ],
         resamples,
         samples: n,
     })

@@ -22,7 +22,11 @@ fn mean_and_sample_sd() {
 fn special_functions_match_scipy() {
     assert!(close(ln_gamma(0.5), 0.5723649429247, 1e-12)); // gammaln(0.5)
     assert!(close(ln_gamma(10.3), 13.482036786138359, 1e-12)); // gammaln(10.3)
-    assert!(close(incomplete_beta(0.3, 2.5, 0.5), 0.018927124071945658, 1e-10)); // betainc(2.5, 0.5, 0.3)
+    assert!(close(
+        incomplete_beta(0.3, 2.5, 0.5),
+        0.018927124071945658,
+        1e-10
+    )); // betainc(2.5, 0.5, 0.3)
     assert!(close(student_t_cdf(1.5, 3.0), 0.8847080673775886, 1e-10)); // t.cdf(1.5, 3)
     assert!(close(student_t_cdf(-0.7, 7.5), 0.2525278109369252, 1e-10)); // t.cdf(-0.7, 7.5)
 }
@@ -92,19 +96,33 @@ fn bootstrap_of_a_paired_difference() {
     let mut rng = SplitMix64::new(1);
     let n = 2000;
     let runs = |p: f64, rng: &mut SplitMix64| -> Vec<Vec<f64>> {
-        (0..2).map(|_| (0..n).map(|_| f64::from(u8::from((rng.next_u64() as f64 / u64::MAX as f64) < p))).collect()).collect()
+        (0..2)
+            .map(|_| {
+                (0..n)
+                    .map(|_| f64::from(u8::from((rng.next_u64() as f64 / u64::MAX as f64) < p)))
+                    .collect()
+            })
+            .collect()
     };
     let a = runs(0.6, &mut rng);
     let b = runs(0.5, &mut rng);
     let r1 = bootstrap_paired_diff(&a, &b, 2000, 0.95, 42).unwrap();
     let r2 = bootstrap_paired_diff(&a, &b, 2000, 0.95, 42).unwrap();
     assert_eq!(r1, r2);
-    let d: Vec<f64> = (0..n).map(|i| (a[0][i] - b[0][i] + a[1][i] - b[1][i]) / 2.0).collect();
+    let d: Vec<f64> = (0..n)
+        .map(|i| (a[0][i] - b[0][i] + a[1][i] - b[1][i]) / 2.0)
+        .collect();
     assert!(close(r1.diff_mean, mean(&d), 1e-12));
     let half = 1.96 * sample_sd(&d) / (n as f64).sqrt();
     assert!(r1.ci[0] < r1.diff_mean && r1.diff_mean < r1.ci[1]);
-    for (got, want) in [(r1.ci[0], r1.diff_mean - half), (r1.ci[1], r1.diff_mean + half)] {
-        assert!((got - want).abs() < 0.15 * half, "{got} vs {want} (half width {half})");
+    for (got, want) in [
+        (r1.ci[0], r1.diff_mean - half),
+        (r1.ci[1], r1.diff_mean + half),
+    ] {
+        assert!(
+            (got - want).abs() < 0.15 * half,
+            "{got} vs {want} (half width {half})"
+        );
     }
     assert!(excludes_zero(r1.ci)); // 0.1 apart on 4,000 outcomes each
 

@@ -27,7 +27,9 @@ pub const TITLE_HEIGHT: usize = 40;
 /// standard layer) and, on the second line, the layer or λ.
 pub fn panel_titles(maps: &AttentionHeatmaps) -> Vec<[String; 2]> {
     let layer = format!("layer {}, class token, mean of heads", maps.layer);
-    let lambda = maps.lambda.map_or("λ = ?".to_string(), |l| format!("λ = {l:.3}"));
+    let lambda = maps
+        .lambda
+        .map_or("λ = ?".to_string(), |l| format!("λ = {l:.3}"));
     let mut t = vec![["image".to_string(), "as the model sees it".to_string()]];
     if maps.second.is_some() {
         t.push(["A1: first map".into(), layer]);
@@ -37,7 +39,9 @@ pub fn panel_titles(maps: &AttentionHeatmaps) -> Vec<[String; 2]> {
         t.push(["A: attention (standard)".into(), layer]);
     }
     if maps.text_relevance.is_some() {
-        let sim = maps.similarity.map_or(String::new(), |s| format!("cos(image, text) = {s:.3}"));
+        let sim = maps
+            .similarity
+            .map_or(String::new(), |s| format!("cos(image, text) = {s:.3}"));
         t.push(["patch–text relevance".into(), sim]);
     }
     t
@@ -81,7 +85,9 @@ pub fn render_comparison(
 ) -> Result<RgbImage, EvalError> {
     check_rgb(rgb, size)?;
     if rows.is_empty() {
-        return Err(EvalError::Invalid("a comparison figure of no models".into()));
+        return Err(EvalError::Invalid(
+            "a comparison figure of no models".into(),
+        ));
     }
     let relevance = rows.iter().all(|(_, m)| m.text_relevance.is_some());
     let cols = if relevance { 5 } else { 4 };
@@ -103,7 +109,15 @@ pub fn render_comparison(
             Some(l) => format!("differential attention, λ = {l:.3}"),
             None => "standard attention".to_string(),
         };
-        font.text(&mut out, 4, y0 + 4, 16.0, &format!("{name}: {kind} (layer {})", maps.layer), [0, 0, 0], width - 8);
+        font.text(
+            &mut out,
+            4,
+            y0 + 4,
+            16.0,
+            &format!("{name}: {kind} (layer {})", maps.layer),
+            [0, 0, 0],
+            width - 8,
+        );
         let y = y0 + header;
         let titles = panel_titles(maps);
         let layer = titles[1][1].clone();
@@ -118,17 +132,36 @@ pub fn render_comparison(
         let mut cells: Vec<(Option<&[f32]>, [String; 2])> = vec![
             (None, titles[0].clone()),
             (Some(&maps.first), first_title),
-            (second, if second.is_some() { titles[2].clone() } else { ["A2: none".into(), "standard attention".into()] }),
+            (
+                second,
+                if second.is_some() {
+                    titles[2].clone()
+                } else {
+                    ["A2: none".into(), "standard attention".into()]
+                },
+            ),
             (Some(&maps.effective), effective_title),
         ];
         if relevance {
-            cells.push((maps.text_relevance.as_deref(), titles.last().cloned().unwrap_or_default()));
+            cells.push((
+                maps.text_relevance.as_deref(),
+                titles.last().cloned().unwrap_or_default(),
+            ));
         }
         for (k, (map, title)) in cells.into_iter().enumerate() {
             let x0 = k * (side + gap);
             font.title(&mut out, x0, y, side, &title);
             if k == 0 || map.is_some() {
-                draw_panel(&mut out, x0, y + TITLE_HEIGHT, side, rgb, size, map, maps.grid);
+                draw_panel(
+                    &mut out,
+                    x0,
+                    y + TITLE_HEIGHT,
+                    side,
+                    rgb,
+                    size,
+                    map,
+                    maps.grid,
+                );
             } else {
                 fill(&mut out, x0, y + TITLE_HEIGHT, side, side, [235, 235, 235]);
             }
@@ -211,7 +244,16 @@ fn panel_maps(maps: &AttentionHeatmaps) -> Result<Vec<Option<&[f32]>>, EvalError
 
 /// The image (`map = None`) or the image overlaid with `map`, at `(x0, y0)`, `side` pixels wide.
 #[allow(clippy::too_many_arguments)]
-fn draw_panel(out: &mut RgbImage, x0: usize, y0: usize, side: usize, rgb: &[u8], size: usize, map: Option<&[f32]>, g: usize) {
+fn draw_panel(
+    out: &mut RgbImage,
+    x0: usize,
+    y0: usize,
+    side: usize,
+    rgb: &[u8],
+    size: usize,
+    map: Option<&[f32]>,
+    g: usize,
+) {
     let scale = side / size;
     let pixel = |x: usize, y: usize| {
         let i = ((y / scale) * size + x / scale) * 3;
@@ -243,7 +285,11 @@ fn draw_panel(out: &mut RgbImage, x0: usize, y0: usize, side: usize, rgb: &[u8],
             let c = jet(v);
             let p = pixel(x, y);
             let mix = |i: usize| (0.45 * p[i] as f32 + 0.55 * c[i]).round().clamp(0.0, 255.0) as u8;
-            out.put_pixel((x0 + x) as u32, (y0 + y) as u32, Rgb([mix(0), mix(1), mix(2)]));
+            out.put_pixel(
+                (x0 + x) as u32,
+                (y0 + y) as u32,
+                Rgb([mix(0), mix(1), mix(2)]),
+            );
         }
     }
 }
@@ -261,14 +307,31 @@ struct Font(ab_glyph::FontRef<'static>);
 
 impl Font {
     fn new() -> Self {
-        Self(ab_glyph::FontRef::try_from_slice(dejavu::sans::regular()).expect("the embedded DejaVu Sans parses"))
+        Self(
+            ab_glyph::FontRef::try_from_slice(dejavu::sans::regular())
+                .expect("the embedded DejaVu Sans parses"),
+        )
     }
 
     /// A two-line title centred over a panel `width` pixels wide at `(x0, y0)`.
     fn title(&self, out: &mut RgbImage, x0: usize, y0: usize, width: usize, lines: &[String; 2]) {
-        for (i, (line, px, color)) in [(&lines[0], 15.0, [0u8, 0, 0]), (&lines[1], 12.5, [80, 80, 80])].into_iter().enumerate() {
+        for (i, (line, px, color)) in [
+            (&lines[0], 15.0, [0u8, 0, 0]),
+            (&lines[1], 12.5, [80, 80, 80]),
+        ]
+        .into_iter()
+        .enumerate()
+        {
             let w = self.width(line, px).min(width as f32) as usize;
-            self.text(out, x0 + (width - w) / 2, y0 + 3 + i * 19, px, line, color, width);
+            self.text(
+                out,
+                x0 + (width - w) / 2,
+                y0 + 3 + i * 19,
+                px,
+                line,
+                color,
+                width,
+            );
         }
     }
 
@@ -280,7 +343,16 @@ impl Font {
 
     /// `text` with its top-left corner at `(x, y)`, `px` pixels high, clipped to `max_width`.
     #[allow(clippy::too_many_arguments)]
-    fn text(&self, out: &mut RgbImage, x: usize, y: usize, px: f32, text: &str, color: [u8; 3], max_width: usize) {
+    fn text(
+        &self,
+        out: &mut RgbImage,
+        x: usize,
+        y: usize,
+        px: f32,
+        text: &str,
+        color: [u8; 3],
+        max_width: usize,
+    ) {
         use ab_glyph::{Font as _, ScaleFont, point};
         let f = self.0.as_scaled(px);
         let mut caret = x as f32;
@@ -302,7 +374,8 @@ impl Font {
                     }
                     let p = out.get_pixel_mut(px_ as u32, py_ as u32);
                     for i in 0..3 {
-                        p.0[i] = (p.0[i] as f32 * (1.0 - cov) + color[i] as f32 * cov).round() as u8;
+                        p.0[i] =
+                            (p.0[i] as f32 * (1.0 - cov) + color[i] as f32 * cov).round() as u8;
                     }
                 });
             }
