@@ -1,48 +1,20 @@
 //! Data parallelism: a step split over several replicas (with the features gathered before the
 //! loss) must equal the single-device step on the full batch.
 
+mod common;
+
 use std::collections::BTreeMap;
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::{Device, Tensor};
-use diffclip_clip::{Clip, ClipConfig};
-use diffclip_data::synthetic::Split;
-use diffclip_data::{ClipBatcher, ClipTokenizer, SyntheticConfig, SyntheticDataset};
+use diffclip_clip::Clip;
+use common::{batcher, serial, synthetic, tiny_model};
 use diffclip_train::parallel::{contrastive_loss, gather_features};
 use diffclip_train::{
     AdamW, AdamWConfig, DataParallel, GradBuffer, LossKind, TrainConfig, Trainer, RunOptions};
 
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn tiny_model() -> ClipConfig {
-    let mut c = ClipConfig::diffclip_tiny();
-    c.text.context_length = 32;
-    c
-}
-
 fn data() -> diffclip_data::synthetic::ContrastiveView {
-    let cfg = SyntheticConfig {
-        image_size: 32,
-        train_size: 64,
-        test_size: 8,
-        ..SyntheticConfig::default()
-    };
-    SyntheticDataset::new(cfg, Split::Train)
-        .unwrap()
-        .contrastive()
-}
-
-fn batcher() -> ClipBatcher {
-    let tok = ClipTokenizer::with_config(diffclip_data::TokenizerConfig {
-        context_length: 32,
-        ..Default::default()
-    })
-    .unwrap();
-    ClipBatcher::new(tok)
+    synthetic(64)
 }
 
 /// Every float parameter, flattened, by path.

@@ -1,49 +1,22 @@
 //! Streaming training (`Trainer::fit_stream`): same results as the map-style loop on the same
 //! order, resume past consumed entries, bad entries skipped, and WebDataset shards.
 
+mod common;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
-use diffclip_clip::ClipConfig;
 use diffclip_data::datasets::{ClipDataset, ImageLoader, WebDataset, WebDatasetConfig};
 use diffclip_data::preprocess::Pipeline;
-use diffclip_data::synthetic::{ContrastiveView, Split};
-use diffclip_data::{ClipBatcher, ClipTokenizer, DataError, SyntheticConfig, SyntheticDataset};
+use diffclip_data::synthetic::ContrastiveView;
+use diffclip_data::DataError;
+use common::{batcher, serial, synthetic, tiny_model};
 use diffclip_train::{
     ClipStream, SampleStream, TrainConfig, TrainError, Trainer, WdsStream, epoch_order, RunOptions};
 
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn tiny_model() -> ClipConfig {
-    let mut c = ClipConfig::diffclip_tiny();
-    c.text.context_length = 32;
-    c
-}
-
-fn batcher() -> ClipBatcher {
-    let tok = ClipTokenizer::with_config(diffclip_data::TokenizerConfig {
-        context_length: 32,
-        ..Default::default()
-    })
-    .unwrap();
-    ClipBatcher::new(tok)
-}
-
-fn data() -> ContrastiveView {
-    let cfg = SyntheticConfig {
-        image_size: 32,
-        train_size: 80,
-        test_size: 8,
-        ..SyntheticConfig::default()
-    };
-    SyntheticDataset::new(cfg, Split::Train)
-        .unwrap()
-        .contrastive()
+fn data() -> diffclip_data::synthetic::ContrastiveView {
+    synthetic(80)
 }
 
 fn trainer(steps: u64, out: Option<PathBuf>) -> Trainer {

@@ -1,39 +1,22 @@
 //! The training loop on the built-in synthetic data: learning, determinism, resume after a
 //! kill, NaN stops, weight-decay exclusion.
 
+mod common;
+
 use burn::module::{Module, Param};
 use burn::tensor::{Device, Tensor};
-use diffclip_clip::ClipConfig;
 use diffclip_data::synthetic::Split;
-use diffclip_data::{ClipBatcher, ClipTokenizer, SyntheticConfig, SyntheticDataset};
+use diffclip_data::{SyntheticConfig, SyntheticDataset};
+use common::{batcher, serial, tiny_model};
 use diffclip_train::{AdamW, AdamWConfig, GradBuffer, RunOptions, TrainConfig, TrainError, Trainer};
-
-fn tiny_model() -> ClipConfig {
-    let mut c = ClipConfig::diffclip_tiny();
-    c.text.context_length = 32;
-    c
-}
 
 fn data() -> diffclip_data::synthetic::ContrastiveView {
     let cfg = SyntheticConfig { image_size: 32, train_size: 256, test_size: 32, ..SyntheticConfig::default() };
     SyntheticDataset::new(cfg, Split::Train).unwrap().contrastive()
 }
 
-fn batcher() -> ClipBatcher {
-    let tok = ClipTokenizer::with_config(diffclip_data::TokenizerConfig { context_length: 32, ..Default::default() }).unwrap();
-    ClipBatcher::new(tok)
-}
-
 fn config(steps: u64) -> TrainConfig {
     TrainConfig { steps, batch_size: 32, lr: 1e-3, warmup_steps: 2, progress: false, grad_clip: Some(1.0), ..TrainConfig::default() }
-}
-
-// The device RNG is global and every run reseeds it: tests that build or train models take
-// this lock for their whole body so parallel test threads cannot interleave draws.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn trainer(steps: u64, out: Option<std::path::PathBuf>) -> Trainer {
