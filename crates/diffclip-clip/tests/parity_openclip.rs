@@ -1,5 +1,7 @@
 //! Parity with open_clip (`openclip_tiny`) and HuggingFace transformers (`hf_tiny`).
 
+mod common;
+
 use burn::tensor::Tensor;
 use diffclip_clip::{ClipConfig, CheckpointFormat, load_checkpoint, logits_from_embeddings, normalize};
 use diffclip_testkit::{assert_close, devices, fixture, read_arrays};
@@ -14,28 +16,7 @@ fn check_openclip(checkpoint: &str) {
         let mut model = ClipConfig::openai_tiny().init(&device).unwrap();
         let format = load_checkpoint(&mut model, fixture(checkpoint)).unwrap();
         assert_eq!(format, CheckpointFormat::OpenClip);
-        let image: Tensor<4> = inputs.float("image", &device);
-        let text = inputs.int::<2>("text", &device);
-        let out = model.forward(image.clone(), text.clone());
-        assert_close(&what("image_embed"), out.image_embed, expected.get("image_embed"), TOL);
-        assert_close(&what("text_embed"), out.text_embed, expected.get("text_embed"), TOL);
-        assert_close(&what("logit_scale"), out.logit_scale_exp, &(vec![1], expected.get("logit_scale").1.clone()), TOL);
-
-        let x = model.visual.embed(image.clone());
-        assert_close(&what("vision_block0_in"), x.clone(), expected.get("vision_block0_in"), TOL);
-        let (y, trace) = model.visual.blocks[0].forward_traced(x, None);
-        assert_close(&what("vision_block0_attn_in"), trace.attn_in, expected.get("vision_block0_attn_in"), TOL);
-        assert_close(&what("vision_block0_attn_out"), trace.attn_out, expected.get("vision_block0_attn_out"), TOL);
-        assert_close(&what("vision_block0_out"), y, expected.get("vision_block0_out"), TOL);
-        assert_close(&what("vision_tokens"), model.visual.forward(image, true).tokens.unwrap(), expected.get("vision_tokens"), TOL);
-
-        let x = model.text.embed(text.clone());
-        assert_close(&what("text_block0_in"), x.clone(), expected.get("text_block0_in"), TOL);
-        let (y, trace) = model.text.blocks[0].forward_traced(x, None);
-        assert_close(&what("text_block0_attn_in"), trace.attn_in, expected.get("text_block0_attn_in"), TOL);
-        assert_close(&what("text_block0_attn_out"), trace.attn_out, expected.get("text_block0_attn_out"), TOL);
-        assert_close(&what("text_block0_out"), y, expected.get("text_block0_out"), TOL);
-        assert_close(&what("text_tokens"), model.text.forward(text, true).tokens.unwrap(), expected.get("text_tokens"), TOL);
+        common::check_model(&model, &inputs, &expected, &device, &what, TOL);
     }
 }
 
