@@ -342,16 +342,6 @@ fn read_templates(path: Option<&Path>) -> Res<Vec<String>> {
 }
 
 fn csv_config(args: &Args) -> Res<CsvConfig> {
-    let separator = match args.csv_separator.as_deref() {
-        None => None,
-        Some("tab" | "\\t" | "\t") => Some('\t'),
-        Some(s) if s.chars().count() == 1 && s.is_ascii() => s.chars().next(),
-        Some(s) => return Err(format!("--csv-separator '{s}' must be a single ASCII character or 'tab'").into()),
-    };
-    Ok(CsvConfig {
-        image_column: args.csv_image_column.clone(),
-        caption_column: args.csv_caption_column.clone(),
-        separator,
-        ..CsvConfig::default()
-    })
+    let separator = args.csv_separator.as_deref().map(CsvConfig::parse_separator).transpose().map_err(|e| format!("--csv-separator: {e}"))?;
+    Ok(CsvConfig { image_column: args.csv_image_column.clone(), caption_column: args.csv_caption_column.clone(), separator, ..CsvConfig::default() })
 }

@@ -49,6 +49,22 @@ impl Default for CsvConfig {
 }
 
 impl CsvConfig {
+    /// Parses a separator flag: one ASCII character, or `tab` (also `\t`).
+    ///
+    /// ```
+    /// use diffclip_data::datasets::CsvConfig;
+    /// assert_eq!(CsvConfig::parse_separator("tab").unwrap(), '\t');
+    /// assert_eq!(CsvConfig::parse_separator(";").unwrap(), ';');
+    /// assert!(CsvConfig::parse_separator("ab").is_err());
+    /// ```
+    pub fn parse_separator(flag: &str) -> Result<char, DataError> {
+        match flag {
+            "tab" | "\\t" | "\t" => Ok('\t'),
+            s if s.chars().count() == 1 && s.is_ascii() => Ok(s.chars().next().expect("one char")),
+            s => Err(DataError::Config(format!("separator '{s}' must be a single ASCII character or 'tab'"))),
+        }
+    }
+
     /// The separator byte used for `path`.
     pub fn separator_for(&self, path: &Path) -> u8 {
         match self.separator {
