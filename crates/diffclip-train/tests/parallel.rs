@@ -238,3 +238,58 @@ fn bad_device_lists_are_errors() {
             .contains("autodiff")
     );
 }
+
+/// Two *different* CPU devices (flex and ndarray each have exactly one, so two backends are the
+/// only way to get two): the replica on ndarray gets its shard's gradient back through the
+/// differentiable cross-backend transfer, and the step equals the one-device step.
+#[test]
+fn flex_and_ndarray_replicas_match_one_device() {
+    let _serial = serial();
+    let flex = Device::flex().autodiff();
+    #[allow(deprecated)]
+    let ndarray = Device::ndarray().autodiff();
+    flex.seed(3);
+    let model = tiny_model().init(&flex).unwrap();
+    materialize(&model);
+    let batch = batcher().batch_indices(&synthetic(16), &(0..10).collect::<Vec<_>>(), &flex).unwrap();
+    let grads = |model: &Clip, images: Tensor<4>, texts| {
+        let out = model.forward(images, texts);
+        let loss = contrastive_loss(model, LossKind::Clip, out.image_embed, out.text_embed);
+        let value = loss.clone().into_scalar::<f32>();
+        let mut g = GradBuffer::default();
+        g.accumulate(model, &loss.backward());
+        (value, grads_of(&g))
+    };
+    let (loss_single, single) = grads(&model, batch.images.clone(), batch.texts.clone());
+
+    let dp = DataParallel::new(vec![flex.clone(), ndarray.clone()]).unwrap();
+    assert_eq!(dp.replicate(&model)[1].devices(), vec![ndarray.clone()], "the second replica lives on ndarray");
+    let pg = dp.loss_and_grads(&model, batch.images.clone(), batch.texts.clone(), LossKind::Clip, 1.0);
+    assert!((loss_single - pg.loss).abs() < 1e-5, "{loss_single} vs {}", pg.loss);
+    let split = grads_of(&pg.grads);
+    assert_eq!(single.keys().collect::<Vec<_>>(), split.keys().collect::<Vec<_>>());
+    // The round-off floor: the same full batch on ndarray alone.
+    let on_ndarray = model.clone().fork(&ndarray);
+    let (_, floor) = grads(&on_ndarray, batch.images.clone().to_device(&ndarray), batch.texts.clone().to_device(&ndarray));
+    for (k, a) in &single {
+        let scale = a.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        let (d, backends) = (max_diff(a, &split[k]), max_diff(a, &floor[k]));
+        // flex and ndarray round differently (matmul blocking, exp): the split step may differ
+        // from the flex step by about as much as a whole-batch ndarray step does.
+        assert!(d <= 2.0 * backends + 1e-4 * scale + 1e-6, "gradient of {k} differs by {d} (flex vs ndarray alone: {backends}, scale {scale})");
+    }
+    // One AdamW step each way.
+    let cfg = AdamWConfig { eps: 1e-3, ..AdamWConfig::default() };
+    let mut buf = GradBuffer::default();
+    let out = model.forward(batch.images.clone(), batch.texts.clone());
+    buf.accumulate(&model, &contrastive_loss(&model, LossKind::Clip, out.image_embed, out.text_embed).backward());
+    let a = AdamW::new(cfg.clone()).step(model.clone(), 1e-3, &buf);
+    let (b, _, _) = dp.step(model, &mut AdamW::new(cfg), 1e-3, batch.images, batch.texts, LossKind::Clip, None);
+    let (wa, wb) = (weights(&a), weights(&b));
+    for (k, x) in &wa {
+        let d = max_diff(x, &wb[k]);
+        // A tenth of the step size: AdamW's first step is ±lr·g/(|g|+eps), which turns the
+        // backends' round-off in near-zero gradients into visible (but small) differences.
+        assert!(d < 1e-4, "{k} differs by {d} after one step of lr 1e-3");
+    }
+}
