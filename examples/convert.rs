@@ -1,9 +1,10 @@
 //! Turning a trained CLIP into a DiffCLIP and fine-tuning it (`diffclip::clip::convert`).
 //!
-//! 1. Trains a compact standard-attention CLIP on the built-in synthetic data.
-//! 2. Converts it three ways (λ from 0 with calibrated RMSNorm gains, the default; λ from 0 with
-//!    unit gains; the naive start λ ≈ λ_init = 0.8 with unit gains) and measures how close each
-//!    is to the original before any fine-tuning: embedding cosine and held-out metrics.
+//! 1. Trains a compact standard-attention CLIP on the built-in synthetic data (or loads one,
+//!    `--checkpoint`).
+//! 2. Converts it four ways (the default: matched head pairs, λ from 0, calibrated RMSNorm gains;
+//!    then interleaved pairs; unit gains; and the naive start λ ≈ λ_init = 0.8) and measures how
+//!    close each is to the original before any fine-tuning: embedding cosine and held-out metrics.
 //! 3. Fine-tunes, for the same extra steps and over seeds: the original CLIP trained further,
 //!    the converted DiffCLIP (also with a 10× lower learning rate for the copied weights, with
 //!    the copied weights frozen for the first quarter of the steps, and from the naive start),
@@ -26,12 +27,12 @@ use std::time::Instant;
 
 use burn::module::Module;
 use clap::Parser;
-use diffclip::clip::convert::{Calibration, ConvertOptions, LambdaStart, NormInit, convert_to_diffclip, embedding_cosine};
-use diffclip::clip::{Clip, ClipConfig, save_safetensors};
+use diffclip::clip::convert::{Calibration, ConvertOptions, LambdaStart, NormInit, Pairing, convert_to_diffclip, embedding_cosine};
+use diffclip::clip::{Clip, ClipConfig, load_checkpoint, save_safetensors};
 use diffclip::data::{ClipItem, SyntheticConfig, SyntheticDataset};
 use diffclip::eval::compare::{SeedRuns, difference_table, markdown_tables, over_seeds};
 use diffclip::eval::heldout::{HELDOUT_METRICS, MEAN_SCORE, evaluate_synthetic_heldout};
-use diffclip::train::synthetic::{CompactShape, RunOutcome, SyntheticTask, compact_train_config, init_compact, train_and_evaluate};
+use diffclip::train::synthetic::{CompactShape, RunOutcome, SyntheticTask, compact_train_config, expected_seconds, init_compact, train_and_evaluate};
 use diffclip::train::{LrScale, TrainConfig};
 use serde_json::{Value, json};
 
@@ -46,6 +47,10 @@ struct Args {
     /// Steps of the CLIP that is converted (seed 0).
     #[arg(long, default_value_t = 250)]
     pretrain_steps: u64,
+    /// Convert this standard-attention CLIP (saved with its config, e.g.
+    /// `quickstart-out/clip.safetensors`) instead of pretraining one.
+    #[arg(long)]
+    checkpoint: Option<PathBuf>,
     /// Extra (fine-tuning) steps of every arm.
     #[arg(long, default_value_t = 50)]
     steps: u64,
@@ -87,11 +92,13 @@ fn main() -> ExitCode {
     }
 }
 
-/// The three starting points compared before fine-tuning.
-fn conversions() -> [(&'static str, ConvertOptions); 3] {
-    let zero_unit = ConvertOptions { norm: NormInit::Unit, ..ConvertOptions::default() };
-    let naive = ConvertOptions { lambda_start: LambdaStart::Fresh, norm: NormInit::Unit, ..ConvertOptions::default() };
-    [("lambda0-calibrated", ConvertOptions::default()), ("lambda0-unit-gain", zero_unit), ("naive", naive)]
+/// The starting points compared before fine-tuning: the default (matched head pairs, λ from 0,
+/// calibrated RMSNorm gains), then one change at a time back to the naive conversion.
+fn conversions() -> [(&'static str, ConvertOptions); 4] {
+    let interleaved = ConvertOptions { pairing: Pairing::Interleaved, ..ConvertOptions::default() };
+    let unit = ConvertOptions { norm: NormInit::Unit, ..interleaved.clone() };
+    let naive = ConvertOptions { lambda_start: LambdaStart::Fresh, ..unit.clone() };
+    [("matched-calibrated", ConvertOptions::default()), ("interleaved-calibrated", interleaved), ("interleaved-unit-gain", unit), ("naive", naive)]
 }
 
 /// The fine-tuning arms, in report order (starting points and factors: `run`, [`lr_scale`]).
@@ -123,13 +130,24 @@ fn run(args: Args) -> Res<()> {
     std::fs::create_dir_all(&args.output)?;
     let start = Instant::now();
     let total = args.pretrain_steps + (args.seeds.len() * ARMS.len()) as u64 * args.steps;
-    eprintln!("{total} training steps in all: expect about {:.0} min on 2 CPU cores (default model)", total as f64 / 1.3 / 60.0);
+    eprintln!("{total} training steps in all: expect about {:.0} min on 2 CPU cores", expected_seconds(&shape, args.batch_size, total) / 60.0);
 
-    eprintln!("[pretrain] clip, seed 0, {} steps", args.pretrain_steps);
-    let (model, clip_config) = init_compact("clip", &shape, 0, &device)?;
-    let pre = train_and_evaluate(model, clip_config.clone(), compact_train_config(args.pretrain_steps, args.batch_size, 0, 0), None, None, &device, &task)?;
-    save_safetensors(&pre.model, Some(&clip_config), args.output.join("clip.safetensors"))?;
-    let original = pre.model.clone();
+    let (original, clip_config, pretrain_seconds) = match &args.checkpoint {
+        Some(path) => {
+            let config = ClipConfig::select(None, None, Some(path))?;
+            let mut model = config.init(&device.clone().inner())?;
+            load_checkpoint(&mut model, path)?;
+            (model, config, 0.0)
+        }
+        None => {
+            eprintln!("[pretrain] clip, seed 0, {} steps", args.pretrain_steps);
+            let (model, config) = init_compact("clip", &shape, 0, &device)?;
+            let pre = train_and_evaluate(model, config.clone(), compact_train_config(args.pretrain_steps, args.batch_size, 0, 0), None, None, &device, &task)?;
+            save_safetensors(&pre.model, Some(&config), args.output.join("clip.safetensors"))?;
+            (pre.model, config, pre.train_seconds)
+        }
+    };
+    let original_metrics = evaluate_synthetic_heldout(&original, &task.test, &task.batcher, 0)?.metrics;
 
     let inner = device.clone().inner();
     let calibration = batch(&task, &task.train, args.batch_size, &inner)?;
@@ -150,9 +168,13 @@ fn run(args: Args) -> Res<()> {
         eprintln!("[run {}/{}] {arm}, seed {seed}, {} steps", i + 1, args.seeds.len() * ARMS.len(), args.steps);
         let (model, config) = match arm {
             "clip-continued" => (original.clone().fork(&device).train(), clip_config.clone()),
-            "scratch" => init_compact("diffclip", &shape, seed, &device)?,
+            "scratch" => {
+                let config = starts["matched-calibrated"].1.clone();
+                device.seed(seed);
+                (config.init(&device)?, config)
+            }
             "converted-naive" => fork(&starts["naive"], &device),
-            _ => fork(&starts["lambda0-calibrated"], &device),
+            _ => fork(&starts["matched-calibrated"], &device),
         };
         let train = TrainConfig { lr: args.finetune_lr, ..compact_train_config(args.steps, args.batch_size, 1000 + seed, 0) };
         outcomes.insert((arm, seed), train_and_evaluate(model, config, train, None, lr_scale(arm, args.steps), &device, &task)?);
@@ -166,7 +188,7 @@ fn run(args: Args) -> Res<()> {
     let results = json!({
         "config": { "seeds": args.seeds, "pretrain_steps": args.pretrain_steps, "steps": args.steps, "finetune_lr": args.finetune_lr, "batch_size": args.batch_size,
                     "data_seed": args.data_seed, "train_size": args.train_size, "test_size": args.test_size, "shape": shape, "bootstrap_resamples": args.bootstrap },
-        "original": pre.test.metrics, "original_mean_score": pre.test.metrics.mean_score(),
+        "checkpoint": args.checkpoint, "original": original_metrics, "original_mean_score": original_metrics.mean_score(),
         "conversion": closeness, "arms": arms, "final_lambda": lambdas, "vs_clip_continued": vs_clip, "vs_scratch": vs_scratch,
     });
     std::fs::write(args.output.join("results.json"), serde_json::to_string_pretty(&results)?)?;
@@ -181,7 +203,7 @@ fn run(args: Args) -> Res<()> {
     let runs: Vec<Value> = outcomes.iter().map(|((a, s), o)| json!({ "arm": a, "seed": s, "losses": o.losses, "lambdas": o.lambdas })).collect();
     std::fs::write(args.output.join("runs.json"), serde_json::to_string(&runs)?)?;
     let timing: BTreeMap<String, f64> = outcomes.iter().map(|((a, s), o)| (format!("{a}/seed{s}"), o.train_seconds)).collect();
-    std::fs::write(args.output.join("timing.json"), serde_json::to_string_pretty(&json!({ "total_seconds": start.elapsed().as_secs_f64(), "pretrain_seconds": pre.train_seconds, "runs": timing }))?)?;
+    std::fs::write(args.output.join("timing.json"), serde_json::to_string_pretty(&json!({ "total_seconds": start.elapsed().as_secs_f64(), "pretrain_seconds": pretrain_seconds, "runs": timing }))?)?;
     plots::init_fonts();
     let bands: Vec<plots::Band> = ARMS.iter().map(|a| plots::band(a, &args.seeds.iter().map(|&s| plots::smooth(&outcomes[&(*a, s)].losses, 5)).collect::<Vec<_>>())).collect();
     plots::band_chart(&args.output.join("loss.png"), &format!("Fine-tuning loss, moving average of 5 steps (mean ± sd over {} seeds)", args.seeds.len()), "extra step", "contrastive loss", &bands)?;
@@ -204,15 +226,18 @@ fn batch(task: &SyntheticTask, ds: &SyntheticDataset, n: usize, device: &diffcli
 /// held-out metrics before fine-tuning, against the original CLIP.
 fn closeness_table(r: &Value) -> String {
     let pct = |v: &Value| v.as_f64().map_or("–".into(), |x| format!("{:.1}", 100.0 * x));
-    let mut s = String::from("Before fine-tuning (the converted CLIP and the original; accuracies in %).\n\n| model | image emb. cosine | text emb. cosine | zero-shot shape | zero-shot colour | I→T R@1 | T→I R@1 | mean score | held-out loss | mean layer rel. error |\n|---|---|---|---|---|---|---|---|---|---|\n");
+    let mut s = String::from("Before fine-tuning (the converted CLIP and the original; accuracies in %).\n\n| model | image emb. cosine | text emb. cosine | zero-shot shape | zero-shot colour | I→T R@1 | T→I R@1 | mean score | held-out loss | mean layer rel. error | same, before the RMSNorm (pairing and λ only) |\n|---|---|---|---|---|---|---|---|---|---|---|\n");
     let o = &r["original"];
-    s += &format!("| original CLIP | 1 | 1 | {} | {} | {} | {} | {} | {:.3} | |\n", pct(&o["zero_shot_shape_top1"]), pct(&o["zero_shot_color_top1"]), pct(&o["image_to_text_r1"]), pct(&o["text_to_image_r1"]), pct(&r["original_mean_score"]), o["heldout_loss"].as_f64().unwrap_or(f64::NAN));
+    s += &format!("| original CLIP | 1 | 1 | {} | {} | {} | {} | {} | {:.3} | | |\n", pct(&o["zero_shot_shape_top1"]), pct(&o["zero_shot_color_top1"]), pct(&o["image_to_text_r1"]), pct(&o["text_to_image_r1"]), pct(&r["original_mean_score"]), o["heldout_loss"].as_f64().unwrap_or(f64::NAN));
     for (name, c) in r["conversion"].as_object().into_iter().flatten() {
         let b = &c["before_finetuning"];
-        let errs: Vec<f64> = c["layers"].as_array().into_iter().flatten().filter_map(|l| l["rel_error"].as_f64()).collect();
-        let err = if errs.is_empty() { "–".to_string() } else { format!("{:.3}", errs.iter().sum::<f64>() / errs.len() as f64) };
+        let layer_mean = |key: &str| {
+            let v: Vec<f64> = c["layers"].as_array().into_iter().flatten().filter_map(|l| l[key].as_f64()).collect();
+            if v.is_empty() { "–".to_string() } else { format!("{:.3}", v.iter().sum::<f64>() / v.len() as f64) }
+        };
+        let (err, pairing) = (layer_mean("rel_error"), layer_mean("pairing_error"));
         s += &format!(
-            "| {name} | {:.4} | {:.4} | {} | {} | {} | {} | {} | {:.3} | {err} |\n",
+            "| {name} | {:.4} | {:.4} | {} | {} | {} | {} | {} | {:.3} | {err} | {pairing} |\n",
             c["image_cosine"].as_f64().unwrap_or(f64::NAN), c["text_cosine"].as_f64().unwrap_or(f64::NAN), pct(&b["zero_shot_shape_top1"]), pct(&b["zero_shot_color_top1"]),
             pct(&b["image_to_text_r1"]), pct(&b["text_to_image_r1"]), pct(&c["mean_score"]), b["heldout_loss"].as_f64().unwrap_or(f64::NAN)
         );

@@ -7,6 +7,11 @@
 //! ```
 //! INPUTS holds `image` `[B,3,H,W]` f32 and/or `text` `[B,L]` integer ids; OUT receives
 //! `image_embed`, `text_embed` (unnormalised) and `logit_scale` (`exp`ed, 0-d).
+//!
+//! On real files: `--images PATH...` (files and folders, recursive, sorted) and/or `--texts FILE`
+//! (one caption per line) write shards `OUT/embeddings-NNNNN.safetensors` (`image_embed` or
+//! `text_embed` `[n, E]`, and each row's file or `LINE:n` in the metadata key `paths`); a
+//! re-run keeps finished shards, `--shard I/N` splits the work over machines.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -16,6 +21,10 @@ use burn::tensor::{Int, Tensor, TensorData};
 use clap::Parser;
 use diffclip::clip::files::{F32Tensor, check_output, resolve_output, write_safetensors};
 use diffclip::clip::{ClipConfig, check_finite_rows, load_checkpoint};
+use diffclip::data::Pipeline;
+use diffclip::data::datasets::list_image_files;
+use diffclip::eval::Encoder;
+use diffclip::eval::shards::{ShardJob, ShardReport};
 
 #[derive(Parser, Debug)]
 #[command(about = "Embed images and token ids with a CLIP / DiffCLIP checkpoint")]
@@ -29,10 +38,35 @@ struct Args {
     /// Weights: .pt, .safetensors (DiffCLIP, open_clip, HuggingFace layouts) or .bpk.
     #[arg(long)]
     checkpoint: PathBuf,
-    /// safetensors with `image` and/or `text`.
+    /// safetensors with `image` and/or `text` (pre-processed tensors).
+    #[arg(long, required_unless_present_any = ["images", "texts"], conflicts_with_all = ["images", "texts"])]
+    inputs: Option<PathBuf>,
+    /// Image files and/or folders (recursive) to embed into shards under --output.
+    #[arg(long, num_args = 1..)]
+    images: Vec<PathBuf>,
+    /// A text file, one caption per line, to embed into shards under --output.
     #[arg(long)]
-    inputs: PathBuf,
-    /// Where to write the embeddings (safetensors).
+    texts: Option<PathBuf>,
+    /// Preprocessing of --images: openai, slip, square-imagenet (default: slip for the timm
+    /// layout DiffCLIP uses, openai for the OpenAI layout).
+    #[arg(long)]
+    preprocess: Option<String>,
+    /// Over-long captions: keep-eot (open_clip) or drop-eot (the DiffCLIP authors').
+    #[arg(long, default_value = "keep-eot")]
+    truncate: String,
+    /// L2-normalise the embeddings.
+    #[arg(long)]
+    normalize: bool,
+    /// Rows per shard.
+    #[arg(long, default_value_t = 4096)]
+    rows_per_shard: usize,
+    /// This job's part I/N of the shards (e.g. a SLURM array index), 0-based.
+    #[arg(long, default_value = "0/1")]
+    shard: String,
+    /// Unreadable images: skip and list them, or stop.
+    #[arg(long, default_value = "skip", value_parser = ["skip", "fail"])]
+    bad_samples: String,
+    /// Where to write: a safetensors file for --inputs, a folder of shards for --images/--texts.
     #[arg(long)]
     output: PathBuf,
     /// Backend: flex, ndarray, wgpu (as compiled in).
@@ -49,17 +83,20 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
-    let inputs: Vec<&std::path::Path> = [Some(args.checkpoint.as_path()), Some(args.inputs.as_path()), args.config.as_deref()].into_iter().flatten().collect();
-    check_output(&resolve_output(&args.output)?, &inputs)?;
+    let inputs: Vec<&std::path::Path> = [Some(args.checkpoint.as_path()), args.inputs.as_deref(), args.config.as_deref(), args.texts.as_deref()].into_iter().flatten().collect();
+    if args.inputs.is_some() {
+        check_output(&resolve_output(&args.output)?, &inputs)?;
+    }
     let device = diffclip::backend::device(&args.backend)?;
     let config = ClipConfig::select(args.config.as_deref(), args.preset.as_deref(), Some(&args.checkpoint))?;
     let mut model = config.init(&device)?;
     let format = load_checkpoint(&mut model, &args.checkpoint)?;
     eprintln!("loaded {} ({format:?} layout)", args.checkpoint.display());
+    let Some(inputs_path) = &args.inputs else { return embed_files(&args, &model, &config) };
 
-    let bytes = std::fs::read(&args.inputs).map_err(|e| format!("{}: {e}", args.inputs.display()))?;
-    let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| format!("{}: {e}", args.inputs.display()))?;
-    let name = args.inputs.display().to_string();
+    let bytes = std::fs::read(inputs_path).map_err(|e| format!("{}: {e}", inputs_path.display()))?;
+    let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| format!("{}: {e}", inputs_path.display()))?;
+    let name = inputs_path.display().to_string();
     let mut outputs: Vec<(String, Vec<usize>, Vec<f32>)> = Vec::new();
     let mut found = false;
     if let Ok(view) = st.tensor("image") {
@@ -111,4 +148,39 @@ fn integers(view: &safetensors::tensor::TensorView) -> Option<Vec<i64>> {
         safetensors::Dtype::U32 => d.chunks_exact(4).map(|c| u32::from_le_bytes(c.try_into().unwrap()) as i64).collect(),
         _ => return None,
     })
+}
+
+/// `--images`/`--texts`: shards of embeddings under `--output`.
+fn embed_files(args: &Args, model: &diffclip::clip::Clip, config: &ClipConfig) -> Result<(), Box<dyn std::error::Error>> {
+    let (i, n) = args.shard.split_once('/').and_then(|(i, n)| Some((i.parse::<usize>().ok()?, n.parse::<usize>().ok()?))).filter(|&(i, n)| i < n).ok_or_else(|| format!("--shard must be I/N with 0 <= I < N, not {}", args.shard))?;
+    let job = ShardJob {
+        dir: args.output.clone(),
+        rows_per_shard: args.rows_per_shard.max(1),
+        part: (i, n),
+        normalize: args.normalize,
+        allow_non_finite: args.allow_non_finite,
+        fail_on_bad: args.bad_samples == "fail",
+    };
+    let encoder = Encoder::new(model)?.with_truncation(args.truncate.parse()?)?;
+    let mut report = ShardReport::default();
+    if !args.images.is_empty() {
+        let timm = config.vision.patch_bias && !config.vision.ln_pre;
+        let preprocess = args.preprocess.clone().unwrap_or_else(|| if timm { "slip" } else { "openai" }.into());
+        let pipeline = Pipeline::from_name(&preprocess, config.vision.image_size as u32)?;
+        let files = list_image_files(&args.images)?;
+        eprintln!("{} images, {preprocess} preprocessing", files.len());
+        report = job.embed_images(&encoder, &pipeline, &files)?;
+    }
+    if let Some(path) = &args.texts {
+        let lines: Vec<(usize, String)> = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?.lines().enumerate().map(|(k, l)| (k + 1, l.to_string())).collect();
+        let text_job = ShardJob { dir: job.dir.join("texts"), ..job.clone() };
+        let r = text_job.embed_texts(&encoder, &lines)?;
+        report.written.extend(r.written);
+        report.kept.extend(r.kept);
+    }
+    for (file, why) in &report.skipped {
+        eprintln!("skipped {file}: {why}");
+    }
+    eprintln!("wrote {} shards, kept {} finished ones, skipped {} files; output {}", report.written.len(), report.kept.len(), report.skipped.len(), args.output.display());
+    Ok(())
 }

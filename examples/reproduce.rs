@@ -23,7 +23,7 @@ use clap::Parser;
 use diffclip::data::SyntheticConfig;
 use diffclip::eval::compare::{SeedRuns, markdown_tables, over_seeds};
 use diffclip::eval::heldout::{HELDOUT_METRICS, MEAN_SCORE};
-use diffclip::train::synthetic::{CompactShape, RunOutcome, SyntheticTask, compact_config, compact_train_config, init_compact, train_and_evaluate};
+use diffclip::train::synthetic::{CompactShape, RunOutcome, SyntheticTask, compact_config, compact_train_config, expected_seconds, init_compact, train_and_evaluate};
 use serde_json::{Value, json};
 
 #[derive(Parser, Debug)]
@@ -33,7 +33,7 @@ struct Args {
     #[arg(long, default_value = "0,1,2", value_delimiter = ',')]
     seeds: Vec<u64>,
     /// Optimizer steps per run (the default is chosen in docs/reproduction.md).
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = 300)]
     steps: u64,
     #[arg(long, default_value = "clip,diffclip,diffclip-star,diffclip-dagger", value_delimiter = ',')]
     variants: Vec<String>,
@@ -77,11 +77,6 @@ fn main() -> ExitCode {
     }
 }
 
-/// Steps per second of the default model (width 96, 4+2 layers, 64 px, batch 64) on the 2-core
-/// machine of docs/reproduction.md, evaluations included; scaled by a rough cost model for
-/// other shapes. Only for the up-front estimate: the remaining time is re-estimated after each run.
-const DEFAULT_STEPS_PER_S: f64 = 1.3;
-
 fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let shape = CompactShape { width: args.width, vision_layers: args.vision_layers, text_layers: args.text_layers, image_size: args.image_size };
     for v in &args.variants {
@@ -96,8 +91,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     std::fs::create_dir_all(&args.output)?;
 
     let total = args.seeds.len() * args.variants.len();
-    let cost = (args.batch_size as f64 / 64.0) * (args.image_size as f64 / 64.0).powi(2) * (args.width as f64 / 96.0).powi(2) * (args.vision_layers + args.text_layers) as f64 / 6.0;
-    let estimate = total as f64 * args.steps as f64 * cost.max(1e-3) / DEFAULT_STEPS_PER_S;
+    let estimate = total as f64 * expected_seconds(&shape, args.batch_size, args.steps);
     eprintln!("{total} runs ({} variants × {} seeds) of {} steps: expect about {:.0} min on 2 CPU cores", args.variants.len(), args.seeds.len(), args.steps, estimate / 60.0);
     let start = Instant::now();
     let mut outcomes: BTreeMap<(String, u64), RunOutcome> = BTreeMap::new();

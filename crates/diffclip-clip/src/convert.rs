@@ -5,7 +5,9 @@
 //! `2i`'s query/key projections give the first map `A1`, head `2i+1`'s the subtracted map `A2`,
 //! the value channels of both heads are concatenated (they already are, in `v_proj`'s output
 //! order), and `out_proj` is kept. Every weight is copied unchanged; the new parameters are the
-//! four λ vectors and the RMSNorm gain of each layer.
+//! four λ vectors and the RMSNorm gain of each layer. By default ([`Pairing::Matched`]) the
+//! heads are first reordered so that the heads paired are those whose maps are most alike on a
+//! calibration batch (reordering heads does not change a standard layer).
 //!
 //! **How close it can be.** A standard layer gives head `2i`'s values the map `A_{2i}` and head
 //! `2i+1`'s values the map `A_{2i+1}`; a differential head applies one map, `A1 − λ A2`, to the
@@ -15,7 +17,8 @@
 //!
 //! - λ starts at 0 ([`LambdaStart::Zero`], the default): the first map acts alone, so head
 //!   `2i`'s half of the values is exactly the original, up to the normalisation, and head
-//!   `2i+1`'s half is attended with head `2i`'s map instead of its own. The λ vectors are set so
+//!   `2i+1`'s half is attended with head `2i`'s map instead of its own (hence
+//!   [`Pairing::Matched`], which pairs and orders the heads to make that error smallest). The λ vectors are set so
 //!   that `exp(λq1·λk1) − exp(λq2·λk2) + λ_init = 0` with non-zero vectors, so all of them
 //!   receive gradients from the first step and λ can grow from 0 during fine-tuning.
 //! - The RMSNorm gain ([`NormInit::Calibrated`]) is fitted per channel by least squares on a
@@ -63,6 +66,20 @@ pub enum NormInit {
     Unit,
 }
 
+/// How standard heads are grouped into the pairs that become differential heads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+pub enum Pairing {
+    /// Heads `(2i, 2i+1)`, as they are stored.
+    Interleaved,
+    /// The pairs, and the first head of each, that minimise `Σ ‖(A_a − A_b) V_b‖²` on the
+    /// calibration batch (`a` the first head of a pair, `b` the second: the error of giving head
+    /// `b`'s values head `a`'s map); exhaustive up to 12 heads, greedy beyond. The heads are
+    /// reordered to that pairing first ([`permute_heads`]), which leaves a standard layer's output
+    /// unchanged. Needs a [`Calibration`].
+    #[default]
+    Matched,
+}
+
 /// What to convert and how.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ConvertOptions {
@@ -76,13 +93,15 @@ pub struct ConvertOptions {
     pub lambda_start: LambdaStart,
     /// How the RMSNorm gains start.
     pub norm: NormInit,
+    /// Which standard heads are paired.
+    pub pairing: Pairing,
     /// Seeds the directions of the λ vectors.
     pub seed: u64,
 }
 
 impl Default for ConvertOptions {
     fn default() -> Self {
-        Self { vision: true, text: true, lambda_init: LambdaInit::default(), lambda_start: LambdaStart::Zero, norm: NormInit::Calibrated, seed: 0 }
+        Self { vision: true, text: true, lambda_init: LambdaInit::default(), lambda_start: LambdaStart::Zero, norm: NormInit::Calibrated, pairing: Pairing::Matched, seed: 0 }
     }
 }
 
@@ -106,6 +125,8 @@ pub struct LayerReport {
     pub lambda_init: f64,
     /// λ of the converted layer.
     pub lambda: f64,
+    /// The standard heads of each differential head, first map first.
+    pub pairs: Vec<[usize; 2]>,
     /// Mean RMSNorm gain.
     pub gain_mean: f64,
     /// `‖converted − original‖ / ‖original‖` of the attention output (after `out_proj`) on the
@@ -113,6 +134,10 @@ pub struct LayerReport {
     pub rel_error: f64,
     /// The same with unit RMSNorm gains (`NaN` without calibration).
     pub rel_error_unit_gain: f64,
+    /// `‖O − T‖ / ‖T‖` before `out_proj` and before the RMSNorm: the differential heads' output
+    /// `O` against the original heads' `T` on the calibration batch, the part of the error due to
+    /// the shared map of each pair (and λ), whatever the gains (`NaN` without calibration).
+    pub pairing_error: f64,
 }
 
 /// What [`convert_to_diffclip`] did.
@@ -132,8 +157,8 @@ pub enum ConvertError {
     /// Heads cannot be paired.
     #[error("{tower} layer {layer} has {heads} heads; a differential layer pairs them, so the count must be even")]
     OddHeads { tower: &'static str, layer: usize, heads: usize },
-    /// [`NormInit::Calibrated`] without a [`Calibration`].
-    #[error("calibrated RMSNorm gains need a calibration batch (or use NormInit::Unit)")]
+    /// [`NormInit::Calibrated`] or [`Pairing::Matched`] without a [`Calibration`].
+    #[error("calibrated RMSNorm gains and matched head pairs need a calibration batch (or use NormInit::Unit and Pairing::Interleaved)")]
     NoCalibration,
     /// λ cannot start at 0 with this `lambda_init`.
     #[error("{tower} layer {layer}: lambda_init {lambda_init} cannot be converted ({why})")]
@@ -169,7 +194,7 @@ pub fn convert_to_diffclip(
     options: &ConvertOptions,
     calibration: Option<&Calibration>,
 ) -> Result<(Clip, ClipConfig, ConvertReport), ConvertError> {
-    if options.norm == NormInit::Calibrated && calibration.is_none() {
+    if (options.norm == NormInit::Calibrated || options.pairing == Pairing::Matched) && calibration.is_none() {
         return Err(ConvertError::NoCalibration);
     }
     let new_config = converted_config(config, options);
@@ -221,6 +246,13 @@ fn convert_layer(
         return Err(ConvertError::OddHeads { tower, layer, heads: h });
     }
     let device: Device = s.q_proj.weight.val().device();
+    let mut order: Vec<usize> = (0..h).collect();
+    if let (Pairing::Matched, Some(x)) = (options.pairing, &x) {
+        order = matched_order(s, x.clone());
+    }
+    let permuted = permute_heads(s, &order);
+    let s = &permuted;
+    let pairs = order.chunks(2).map(|p| [p[0], p[1]]).collect();
     let mut diff = AttentionConfig {
         qkv_bias: s.q_proj.bias.is_some(),
         lambda_init,
@@ -241,14 +273,15 @@ fn convert_layer(
     (diff.lambda_q1, diff.lambda_k1, diff.lambda_q2, diff.lambda_k2) = (param(q1), param(k1), param(q2), param(k2));
     let lambda = diff.lambda_full().into_scalar::<f32>() as f64;
 
-    let (mut rel_error, mut rel_error_unit_gain) = (f64::NAN, f64::NAN);
+    let (mut rel_error, mut rel_error_unit_gain, mut pairing_error) = (f64::NAN, f64::NAN, f64::NAN);
     if let Some(x) = x {
         let original = s.forward(x.clone(), None);
         let mut unit = diff.clone();
         unit.diff_norm.gamma = Param::from_tensor(Tensor::ones([2 * d], &device));
         rel_error_unit_gain = relative_error(unit.forward(x.clone(), None), original.clone());
+        let (gain, before_norm) = calibrated_gain(s, &diff, x.clone(), lambda as f32, lambda_init);
+        pairing_error = before_norm;
         if options.norm == NormInit::Calibrated {
-            let gain = calibrated_gain(s, &diff, x.clone(), lambda as f32, lambda_init);
             let values = gain.clone().into_data().try_to_vec::<f32>().unwrap_or_default();
             if values.iter().any(|v| !v.is_finite()) {
                 return Err(ConvertError::NonFiniteGain { tower, layer });
@@ -258,11 +291,96 @@ fn convert_layer(
         rel_error = relative_error(diff.forward(x, None), original);
     }
     let gain_mean = diff.diff_norm.gamma.val().mean().into_scalar::<f32>() as f64;
-    Ok((diff, LayerReport { tower, layer, lambda_init, lambda, gain_mean, rel_error, rel_error_unit_gain }))
+    Ok((diff, LayerReport { tower, layer, lambda_init, lambda, pairs, gain_mean, rel_error, rel_error_unit_gain, pairing_error }))
+}
+
+/// `s` with its heads reordered: head `i` of the result is head `order[i]` of `s` (query, key
+/// and value columns, and the matching rows of `out_proj`). Standard attention does not depend
+/// on the order of its heads, so the output is the same.
+pub fn permute_heads(s: &StandardAttention, order: &[usize]) -> StandardAttention {
+    let d = s.head_dim;
+    let columns = |lin: &burn::nn::Linear| {
+        let w = lin.weight.val();
+        let weight = Param::from_tensor(Tensor::cat(order.iter().map(|&j| w.clone().narrow(1, j * d, d)).collect(), 1));
+        let bias = lin.bias.as_ref().map(|b| {
+            let b = b.val();
+            Param::from_tensor(Tensor::cat(order.iter().map(|&j| b.clone().narrow(0, j * d, d)).collect(), 0))
+        });
+        burn::nn::Linear { weight, bias, ..lin.clone() }
+    };
+    let w = s.out_proj.weight.val();
+    let out_proj = burn::nn::Linear {
+        weight: Param::from_tensor(Tensor::cat(order.iter().map(|&j| w.clone().narrow(0, j * d, d)).collect(), 0)),
+        ..s.out_proj.clone()
+    };
+    StandardAttention { q_proj: columns(&s.q_proj), k_proj: columns(&s.k_proj), v_proj: columns(&s.v_proj), out_proj, ..s.clone() }
+}
+
+/// The head order of [`Pairing::Matched`] for input `x`: pairs `(order[2i], order[2i+1])`.
+fn matched_order(s: &StandardAttention, x: Tensor<3>) -> Vec<usize> {
+    let [b, n, _] = x.dims();
+    let (h, d) = (s.num_heads, s.head_dim);
+    let (_, maps) = s.forward_with_maps(x.clone(), None);
+    let a = maps.first; // [b, h, n, n]
+    let v = s.v_proj.forward(x).reshape([b, n, h, d]).swap_dims(1, 2); // [b, h, n, d]
+    // cost[a][b] = ‖(A_a − A_b) V_b‖²: every head's map applied to head b's values at once.
+    let mut cost = vec![vec![0.0f64; h]; h];
+    for second in 0..h {
+        let vb = v.clone().narrow(1, second, 1).expand([b, h, n, d]);
+        let ab = a.clone().narrow(1, second, 1).expand([b, h, n, n]);
+        let err = (a.clone() - ab).matmul(vb).square().sum_dim(3).sum_dim(2).sum_dim(0).reshape([h]);
+        let err = err.into_data().convert::<f32>().try_to_vec::<f32>().unwrap_or_default();
+        for (first, e) in err.into_iter().enumerate() {
+            cost[first][second] = e as f64;
+        }
+    }
+    // Best orientation of a pair, then the matching with the lowest total (interleaved on ties).
+    let pair = |i: usize, j: usize| if cost[j][i] < cost[i][j] { (cost[j][i], [j, i]) } else { (cost[i][j], [i, j]) };
+    fn search(left: &mut Vec<usize>, chosen: &mut Vec<[usize; 2]>, total: f64, best: &mut (f64, Vec<[usize; 2]>), pair: &dyn Fn(usize, usize) -> (f64, [usize; 2])) {
+        if total >= best.0 {
+            return;
+        }
+        let Some(&i) = left.first() else {
+            *best = (total, chosen.clone());
+            return;
+        };
+        for k in 1..left.len() {
+            let j = left[k];
+            let (c, p) = pair(i, j);
+            let rest: Vec<usize> = left.iter().copied().filter(|&m| m != i && m != j).collect();
+            let saved = std::mem::replace(left, rest);
+            chosen.push(p);
+            search(left, chosen, total + c, best, pair);
+            chosen.pop();
+            *left = saved;
+        }
+    }
+    let interleaved: Vec<[usize; 2]> = (0..h / 2).map(|i| pair(2 * i, 2 * i + 1).1).collect();
+    let base: f64 = (0..h / 2).map(|i| pair(2 * i, 2 * i + 1).0).sum();
+    // Strictly better than interleaved by a relative margin, so float noise keeps the stored order.
+    let mut best = (base * (1.0 - 1e-6), Vec::new());
+    if h <= 12 {
+        search(&mut (0..h).collect(), &mut Vec::new(), 0.0, &mut best, &pair);
+    } else {
+        let (mut left, mut chosen): (Vec<usize>, Vec<[usize; 2]>) = ((0..h).collect(), Vec::new());
+        while let Some(&i) = left.first() {
+            let (_, p) = left[1..].iter().map(|&j| pair(i, j)).min_by(|x, y| x.0.total_cmp(&y.0)).expect("even head count");
+            left.retain(|&m| m != p[0] && m != p[1]);
+            chosen.push(p);
+        }
+        let total: f64 = chosen.iter().map(|p| cost[p[0]][p[1]]).sum();
+        if total < best.0 {
+            best = (total, chosen);
+        }
+    }
+    let pairs = if best.1.is_empty() { interleaved } else { best.1 };
+    pairs.into_iter().flatten().collect()
 }
 
 /// Least-squares RMSNorm gain `[2·head_dim]` (see the module documentation).
-fn calibrated_gain(s: &StandardAttention, diff: &DiffAttention, x: Tensor<3>, lambda: f32, lambda_init: f64) -> Tensor<1> {
+/// Also returns `‖O − T‖ / ‖T‖` of the differential heads' output before the normalisation
+/// (`O`) against the original heads' (`T`): the error that the pairing and λ alone cause.
+fn calibrated_gain(s: &StandardAttention, diff: &DiffAttention, x: Tensor<3>, lambda: f32, lambda_init: f64) -> (Tensor<1>, f64) {
     let [b, n, _] = x.dims();
     let (h, d) = (s.num_heads, s.head_dim);
     let device = x.device();
@@ -276,6 +394,10 @@ fn calibrated_gain(s: &StandardAttention, diff: &DiffAttention, x: Tensor<3>, la
     let a1 = a.clone().narrow(2, 0, 1).reshape([b, h / 2, n, n]);
     let a2 = a.narrow(2, 1, 1).reshape([b, h / 2, n, n]);
     let o = (a1 - a2 * lambda).matmul(pair(v));
+    let pairing_error = {
+        let num = (o.clone() - target.clone()).square().sum().into_scalar::<f32>() as f64;
+        (num / (target.clone().square().sum().into_scalar::<f32>() as f64).max(f64::MIN_POSITIVE)).sqrt()
+    };
     let eps = diff.diff_norm.epsilon;
     let u = o.clone() / (o.square().mean_dim(3) + eps).sqrt();
     let rows = b * (h / 2) * n;
@@ -284,7 +406,7 @@ fn calibrated_gain(s: &StandardAttention, diff: &DiffAttention, x: Tensor<3>, la
     let den = host(u.square().reshape([rows, 2 * d]));
     // A channel that is zero in every calibration output has no say in the fit: gain 1.
     let gain: Vec<f32> = num.iter().zip(&den).map(|(n, m)| if *m > 0.0 { n / m } else { 1.0 } / (1.0 - lambda_init) as f32).collect();
-    Tensor::from_data(TensorData::new(gain, [2 * d]), &device)
+    (Tensor::from_data(TensorData::new(gain, [2 * d]), &device), pairing_error)
 }
 
 fn relative_error(a: Tensor<3>, b: Tensor<3>) -> f64 {

@@ -5,7 +5,7 @@ use burn::module::{Module, Param};
 use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
 use diffclip_clip::attention::{Attention, AttentionKind, LambdaInit};
 use diffclip_clip::checkpoint::state_dict_of;
-use diffclip_clip::convert::{Calibration, ConvertError, ConvertOptions, LambdaStart, NormInit, convert_to_diffclip, converted_config, embedding_cosine};
+use diffclip_clip::convert::{Calibration, ConvertError, ConvertOptions, LambdaStart, NormInit, Pairing, convert_to_diffclip, converted_config, embedding_cosine, permute_heads};
 use diffclip_clip::{Clip, ClipConfig};
 use diffclip_testkit::devices;
 
@@ -44,7 +44,7 @@ fn shapes_parameter_mapping_and_lambda() {
     let (_, device) = devices().remove(0);
     let (model, config) = standard(&device);
     let cal = calibration(&config, &device);
-    let options = ConvertOptions::default();
+    let options = ConvertOptions { pairing: Pairing::Interleaved, ..ConvertOptions::default() };
     let (conv, new_config, report) = convert_to_diffclip(&model, &config, &options, Some(&cal)).unwrap();
 
     // The config is the same shape with differential attention; the model matches it.
@@ -146,7 +146,7 @@ fn options_and_refusals() {
     assert!(matches!(conv.text.blocks[0].attn, Attention::Standard(_)));
     assert!(report.layers.iter().all(|r| r.tower == "vision"));
     // The naive start: λ ≈ λ_init, unit gains, no calibration needed.
-    let naive = ConvertOptions { lambda_start: LambdaStart::Fresh, norm: NormInit::Unit, lambda_init: LambdaInit::DepthSchedule, ..ConvertOptions::default() };
+    let naive = ConvertOptions { lambda_start: LambdaStart::Fresh, norm: NormInit::Unit, pairing: Pairing::Interleaved, lambda_init: LambdaInit::DepthSchedule, ..ConvertOptions::default() };
     let (_, cfg, report) = convert_to_diffclip(&model, &config, &naive, None).unwrap();
     assert_eq!(cfg.vision.attention.lambda_init, LambdaInit::DepthSchedule);
     for r in &report.layers {
@@ -162,4 +162,40 @@ fn options_and_refusals() {
     let a = convert_to_diffclip(&model, &config, &ConvertOptions::default(), Some(&cal)).unwrap().0;
     let b = convert_to_diffclip(&model, &config, &ConvertOptions::default(), Some(&cal)).unwrap().0;
     assert_eq!(state_dict_of(&a).unwrap(), state_dict_of(&b).unwrap());
+}
+
+/// Reordering heads leaves a standard layer unchanged, and `Pairing::Matched` pairs the heads
+/// whose maps agree: here heads 0 and 2 share their query/key weights.
+#[test]
+fn matched_pairing_finds_heads_that_attend_alike() {
+    let (_, device) = devices().remove(0);
+    let (mut model, config) = standard(&device);
+    let Attention::Standard(s) = &mut model.visual.blocks[0].attn else { unreachable!() };
+    let x = Tensor::<3>::random([2, 17, config.vision.width], Distribution::Normal(0.0, 1.0), &device);
+    let p = permute_heads(s, &[2, 0, 3, 1]);
+    let (a, b) = (s.forward(x.clone(), None), p.forward(x, None));
+    let err = (a - b.clone()).abs().max().into_scalar::<f32>();
+    assert!(err < 1e-5, "{err}");
+    let d = s.head_dim;
+    for lin in [&mut s.q_proj, &mut s.k_proj] {
+        let w = lin.weight.val();
+        let blocks = [0, 1, 0, 3].map(|j| w.clone().narrow(1, j * d, d));
+        lin.weight = Param::from_tensor(Tensor::cat(blocks.to_vec(), 1));
+        if let Some(bias) = &lin.bias {
+            let v = bias.val();
+            lin.bias = Some(Param::from_tensor(Tensor::cat([0, 1, 0, 3].map(|j| v.clone().narrow(0, j * d, d)).to_vec(), 0)));
+        }
+    }
+    let cal = calibration(&config, &device);
+    let (_, _, report) = convert_to_diffclip(&model, &config, &ConvertOptions::default(), Some(&cal)).unwrap();
+    let mut first = report.layers[0].pairs.clone();
+    for p in &mut first {
+        p.sort();
+    }
+    first.sort();
+    assert_eq!(first, vec![[0, 2], [1, 3]], "{:?}", report.layers[0]);
+    let interleaved = ConvertOptions { pairing: Pairing::Interleaved, ..ConvertOptions::default() };
+    let (_, _, plain) = convert_to_diffclip(&model, &config, &interleaved, Some(&cal)).unwrap();
+    assert_eq!(plain.layers[0].pairs, vec![[0, 1], [2, 3]]);
+    assert!(report.layers[0].rel_error < plain.layers[0].rel_error, "{} vs {}", report.layers[0].rel_error, plain.layers[0].rel_error);
 }

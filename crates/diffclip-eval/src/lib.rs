@@ -40,6 +40,7 @@ pub mod ranking;
 pub mod report;
 mod retrieval;
 pub mod robustness;
+pub mod shards;
 mod source;
 pub mod stats;
 pub mod synthetic;

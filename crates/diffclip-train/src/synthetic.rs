@@ -77,6 +77,20 @@ impl CompactShape {
     }
 }
 
+/// Rough wall time in seconds of `steps` training steps of `shape` at `batch_size` on 2 CPU
+/// cores, held-out evaluations included, for the examples' up-front estimates. The default model
+/// at batch 64 ran 2.25 steps/s on the otherwise idle machine of `docs/reproduction.md` (1.3
+/// while other jobs ran); other shapes are scaled by batch, tokens, width² and depth.
+pub fn expected_seconds(shape: &CompactShape, batch_size: usize, steps: u64) -> f64 {
+    let d = CompactShape::default();
+    let cost = (batch_size as f64 / 64.0)
+        * (shape.image_size as f64 / d.image_size as f64).powi(2)
+        * (shape.width as f64 / d.width as f64).powi(2)
+        * (shape.vision_layers + shape.text_layers) as f64
+        / (d.vision_layers + d.text_layers) as f64;
+    steps as f64 * cost / 2.0
+}
+
 /// The compact model config of `variant` (one of [`VARIANTS`]); every variant has the same shape.
 pub fn compact_config(variant: &str, shape: &CompactShape) -> Result<ClipConfig, TrainError> {
     shape.check()?;

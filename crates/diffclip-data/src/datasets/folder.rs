@@ -348,6 +348,33 @@ fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
     Ok(out)
 }
 
+/// The image files named by `paths`: a file is taken as given; a folder contributes every file
+/// below it (recursively, hidden entries skipped) with an image extension. Each folder's files
+/// are sorted, and the result keeps the order of `paths`.
+///
+/// ```
+/// let dir = tempfile::tempdir().unwrap();
+/// std::fs::create_dir(dir.path().join("sub")).unwrap();
+/// for f in ["b.png", "sub/a.jpg", "notes.txt", ".hidden.png"] {
+///     std::fs::write(dir.path().join(f), b"").unwrap();
+/// }
+/// let files = diffclip_data::datasets::list_image_files(&[dir.path()]).unwrap();
+/// let names: Vec<_> = files.iter().map(|p| p.strip_prefix(dir.path()).unwrap().to_path_buf()).collect();
+/// assert_eq!(names, [std::path::PathBuf::from("b.png"), "sub/a.jpg".into()]);
+/// ```
+pub fn list_image_files(paths: &[impl AsRef<Path>]) -> Result<Vec<PathBuf>, DataError> {
+    let mut out = Vec::new();
+    for path in paths {
+        let path = path.as_ref();
+        if path.is_dir() {
+            collect_images(path, &mut out)?;
+        } else {
+            out.push(path.to_path_buf());
+        }
+    }
+    Ok(out)
+}
+
 fn collect_images(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), DataError> {
     for path in sorted_entries(dir)? {
         if path.is_dir() {

@@ -51,7 +51,7 @@ pub use brace::{
     MAX_BRACE_DEPTH, MAX_BRACE_GROUPS, MAX_EXPANSION, MAX_EXPANSION_BYTES, expand_braces,
 };
 pub use error::DataError;
-pub use folder::{ImageFolder, ImageFolderDataset, read_class_names};
+pub use folder::{ImageFolder, ImageFolderDataset, list_image_files, read_class_names};
 pub use loader::ImageLoader;
 pub use retrieval::{KarpathyConfig, KarpathyDataset};
 pub use shard::{MAX_MEMBER_BYTES, RawSamples, WdsSample};
