@@ -92,3 +92,38 @@ fn shards_resume_split_and_hold_texts() {
     assert_eq!(rows.iter().map(|(p, _)| p.as_str()).collect::<Vec<_>>(), ["LINE:1", "LINE:2"]);
     assert_eq!(rows[0].1.len(), 32);
 }
+
+#[test]
+fn classify_gives_a_distribution_over_the_labels() {
+    let ckpt = fixture("diffclip_tiny/model.safetensors");
+    let images = fixture("preprocess/images");
+    let run = |extra: &[&str]| {
+        let o = Command::new(example("classify"))
+            .args(["--preset", "diffclip_tiny", "--checkpoint"])
+            .arg(&ckpt)
+            .args(["--labels", "a red square,a blue circle,a green star", "--templates", "simple", "--json"])
+            .args(extra)
+            .arg(&images)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8(o.stdout).unwrap()
+    };
+    let all = run(&["--top-k", "3"]);
+    let lines: Vec<serde_json::Value> = all.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 11, "one line per image");
+    for v in &lines {
+        let p: Vec<f64> = v["top"].as_array().unwrap().iter().map(|t| t["probability"].as_f64().unwrap()).collect();
+        assert_eq!(p.len(), 3);
+        assert!((p.iter().sum::<f64>() - 1.0).abs() < 1e-5, "{v}");
+        assert!(p.windows(2).all(|w| w[0] >= w[1]), "sorted: {v}");
+    }
+    // --top-k 1 keeps the first of the full ranking; runs are deterministic.
+    let one = run(&["--top-k", "1"]);
+    for (a, b) in lines.iter().zip(one.lines()) {
+        let b: serde_json::Value = serde_json::from_str(b).unwrap();
+        assert_eq!(a["top"][0], b["top"][0]);
+    }
+    let o = Command::new(example("classify")).args(["--preset", "diffclip_tiny", "--checkpoint"]).arg(&ckpt).args(["--labels", "only one"]).arg(&images).output().unwrap();
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("at least two labels"));
+}
