@@ -127,3 +127,43 @@ fn classify_gives_a_distribution_over_the_labels() {
     let o = Command::new(example("classify")).args(["--preset", "diffclip_tiny", "--checkpoint"]).arg(&ckpt).args(["--labels", "only one"]).arg(&images).output().unwrap();
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("at least two labels"));
 }
+
+#[test]
+fn search_finds_an_image_by_itself_and_ranks_by_cosine() {
+    let ckpt = fixture("diffclip_tiny/model.safetensors");
+    let index = tmpdir("embed-files", "search");
+    embed(&["--images".as_ref(), fixture("preprocess/images").as_os_str(), "--output".as_ref(), index.as_os_str(), "--rows-per-shard".as_ref(), "4".as_ref()]);
+    let search = |query: &[&std::ffi::OsStr]| {
+        let o = Command::new(example("search"))
+            .args(["--preset", "diffclip_tiny", "--checkpoint"])
+            .arg(&ckpt)
+            .arg("--index")
+            .arg(&index)
+            .args(query)
+            .args(["--top-k", "5", "--json"])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8(o.stdout).unwrap().lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()).collect::<Vec<_>>()
+    };
+    let probe = fixture("preprocess/images/rgba_300x200.png");
+    let hits = search(&["--image".as_ref(), probe.as_os_str()]);
+    assert_eq!(hits.len(), 5);
+    assert!(hits[0]["path"].as_str().unwrap().ends_with("rgba_300x200.png"), "{hits:?}");
+    assert!((hits[0]["score"].as_f64().unwrap() - 1.0).abs() < 1e-5, "an image is its own nearest neighbour");
+    // Scores are the cosines of the stored rows, in descending order.
+    let rows: HashMap<String, Vec<f32>> = shard_rows(&index, "image_embed").into_iter().collect();
+    let q = &rows[hits[0]["path"].as_str().unwrap()];
+    let cos = |a: &[f32], b: &[f32]| {
+        let n = |x: &[f32]| x.iter().map(|v| v * v).sum::<f32>().sqrt();
+        a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>() / (n(a) * n(b))
+    };
+    let mut expect: Vec<f32> = rows.values().map(|r| cos(q, r)).collect();
+    expect.sort_by(|a, b| b.total_cmp(a));
+    for (h, e) in hits.iter().zip(&expect) {
+        assert!((h["score"].as_f64().unwrap() as f32 - e).abs() < 1e-5, "{h} vs {e}");
+    }
+    let text = search(&["--text".as_ref(), "a photo of a flower".as_ref()]);
+    assert_eq!(text.len(), 5);
+    assert!(text.windows(2).all(|w| w[0]["score"].as_f64() >= w[1]["score"].as_f64()));
+}

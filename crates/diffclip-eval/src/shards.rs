@@ -142,3 +142,53 @@ fn is_complete(path: &Path) -> bool {
         .and_then(|(_, m)| m.metadata().as_ref().map(|m| m.contains_key("paths")))
         .unwrap_or(false)
 }
+
+/// One search hit: cosine similarity and the row's `paths` entry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hit {
+    /// Cosine similarity to the query.
+    pub score: f32,
+    /// The file (or `LINE:n`) the row came from.
+    pub path: String,
+}
+
+/// Exact top-`k` search of `query` (any scale) against the `tensor` rows of every shard in `dir`
+/// (`image_embed` or `text_embed`), by cosine similarity. Shards are read one at a time, so
+/// memory is one shard plus `k` hits whatever the collection's size. Ties keep the earlier row.
+pub fn search(dir: &Path, tensor: &str, query: &[f32], k: usize) -> Result<Vec<Hit>, EvalError> {
+    let norm = query.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
+    let q: Vec<f32> = query.iter().map(|v| v / norm).collect();
+    let mut shards: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| EvalError::io(dir, e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("embeddings-")) && p.extension().is_some_and(|e| e == "safetensors"))
+        .collect();
+    shards.sort();
+    if shards.is_empty() {
+        return Err(EvalError::dataset(dir, "no embeddings-NNNNN.safetensors shards"));
+    }
+    let mut hits: Vec<Hit> = Vec::new();
+    for shard in shards {
+        let bad = |m: String| EvalError::Cache { path: shard.display().to_string(), message: m };
+        let bytes = std::fs::read(&shard).map_err(|e| EvalError::io(&shard, e))?;
+        let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| bad(e.to_string()))?;
+        let paths: Vec<String> = meta.metadata().as_ref().and_then(|m| m.get("paths")).and_then(|p| serde_json::from_str(p).ok()).ok_or_else(|| bad("no `paths` metadata".into()))?;
+        let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| bad(e.to_string()))?;
+        let Ok(view) = st.tensor(tensor) else { continue };
+        let shape = view.shape();
+        if view.dtype() != safetensors::Dtype::F32 || shape.len() != 2 || shape[0] != paths.len() || (shape[0] > 0 && shape[1] != q.len()) {
+            return Err(bad(format!("{tensor} is {:?} {shape:?}, expected F32 [{}, {}]", view.dtype(), paths.len(), q.len())));
+        }
+        let values: Vec<f32> = view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+        for (row, path) in values.chunks(q.len().max(1)).zip(paths) {
+            let n = row.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
+            let score = row.iter().zip(&q).map(|(a, b)| a * b).sum::<f32>() / n;
+            if hits.len() < k || hits.last().is_some_and(|h| score > h.score) {
+                let at = hits.partition_point(|h| h.score >= score);
+                hits.insert(at, Hit { score, path });
+                hits.truncate(k);
+            }
+        }
+    }
+    Ok(hits)
+}

@@ -1,0 +1,87 @@
+//! Search a folder of embedding shards written by `embed --images/--texts` with a text or an
+//! image query: exact top-k by cosine similarity, one shard in memory at a time.
+//!
+//! ```text
+//! cargo run --release --example embed -- --preset diffclip_tiny --checkpoint m.safetensors \
+//!     --images photos/ --output index/
+//! cargo run --release --example search -- --preset diffclip_tiny --checkpoint m.safetensors \
+//!     --index index/ --text "a dog on a beach" --top-k 10
+//! ```
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use diffclip::clip::{ClipConfig, load_checkpoint};
+use diffclip::data::Pipeline;
+use diffclip::eval::shards::search;
+use diffclip::eval::{Encoder, ImageSource};
+
+#[derive(Parser, Debug)]
+#[command(about = "Search embedding shards by text or image")]
+struct Args {
+    /// Model config JSON; or use --preset. Must be the model the shards were made with.
+    #[arg(long, conflicts_with = "preset")]
+    config: Option<PathBuf>,
+    /// Preset name.
+    #[arg(long)]
+    preset: Option<String>,
+    /// Weights the shards were made with.
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// The folder `embed --output` wrote (image shards; caption shards are in its `texts/`).
+    #[arg(long)]
+    index: PathBuf,
+    /// A text query (searches the image shards).
+    #[arg(long, conflicts_with = "image", required_unless_present = "image")]
+    text: Option<String>,
+    /// An image query (searches the image shards; with --texts, the caption shards).
+    #[arg(long)]
+    image: Option<PathBuf>,
+    /// Search the caption shards (`INDEX/texts`) instead of the image shards.
+    #[arg(long)]
+    texts: bool,
+    /// Hits to show.
+    #[arg(long, default_value_t = 10)]
+    top_k: usize,
+    /// Preprocessing of an image query (default: slip for the timm layout, openai for OpenAI's).
+    #[arg(long)]
+    preprocess: Option<String>,
+    /// One JSON object per hit.
+    #[arg(long)]
+    json: bool,
+    /// Backend: flex, ndarray, wgpu (as compiled in).
+    #[arg(long, default_value = "flex")]
+    backend: String,
+}
+
+fn main() -> ExitCode {
+    diffclip::cli::exit_code(run(Args::parse()))
+}
+
+fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+    let device = diffclip::backend::device(&args.backend)?;
+    let config = ClipConfig::select(args.config.as_deref(), args.preset.as_deref(), Some(&args.checkpoint))?;
+    let mut model = config.init(&device)?;
+    load_checkpoint(&mut model, &args.checkpoint)?;
+    let encoder = Encoder::new(&model)?.with_progress(false);
+    let query = match (&args.text, &args.image) {
+        (Some(text), _) => encoder.encode_texts(&[text.as_str()])?,
+        (None, Some(image)) => {
+            let timm = config.vision.patch_bias && !config.vision.ln_pre;
+            let preprocess = args.preprocess.clone().unwrap_or_else(|| if timm { "slip" } else { "openai" }.into());
+            let pipeline = Pipeline::from_name(&preprocess, config.vision.image_size as u32)?;
+            encoder.encode_source(&ImageSource::files(vec![image.clone()], &pipeline)?)?
+        }
+        (None, None) => return Err("give --text or --image".into()),
+    };
+    let (dir, tensor) = if args.texts { (args.index.join("texts"), "text_embed") } else { (args.index.clone(), "image_embed") };
+    for (rank, hit) in search(&dir, tensor, query.row(0), args.top_k)?.iter().enumerate() {
+        if args.json {
+            println!("{}", serde_json::json!({ "rank": rank + 1, "score": hit.score, "path": hit.path }));
+        } else {
+            println!("{:>3}  {:.4}  {}", rank + 1, hit.score, hit.path);
+        }
+    }
+    Ok(())
+}
