@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use diffclip::clip::{ClipConfig, load_checkpoint};
+use diffclip::cli::load_model;
 use diffclip::data::datasets::list_image_files;
 use diffclip::data::{Pipeline, Truncation};
 use diffclip::eval::{Encoder, ImageSource, build_classifier, metadata};
@@ -26,8 +26,11 @@ struct Args {
     #[arg(long)]
     preset: Option<String>,
     /// Weights: .pt, .safetensors (DiffCLIP, open_clip, HuggingFace layouts) or .bpk.
-    #[arg(long)]
-    checkpoint: PathBuf,
+    #[arg(long, required_unless_present = "model")]
+    checkpoint: Option<PathBuf>,
+    /// A released model by name (see `diffclip::pretrained`), read from the Hugging Face cache.
+    #[arg(long, conflicts_with_all = ["config", "preset", "checkpoint"])]
+    model: Option<String>,
     /// Labels: comma-separated, or a file with one label per line.
     #[arg(long)]
     labels: String,
@@ -41,9 +44,9 @@ struct Args {
     /// uses, openai for the OpenAI layout).
     #[arg(long)]
     preprocess: Option<String>,
-    /// Over-long prompts: keep-eot (open_clip) or drop-eot (the DiffCLIP authors').
-    #[arg(long, default_value = "keep-eot")]
-    truncate: String,
+    /// Over-long prompts: keep-eot (open_clip) or drop-eot (the DiffCLIP authors'); default: the model's.
+    #[arg(long)]
+    truncate: Option<String>,
     /// One JSON object per image instead of text.
     #[arg(long)]
     json: bool,
@@ -70,19 +73,14 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     }
     let templates = metadata::templates_from(&args.templates)?;
     let device = diffclip::backend::device(&args.backend)?;
-    let config = ClipConfig::select(args.config.as_deref(), args.preset.as_deref(), Some(&args.checkpoint))?;
-    let mut model = config.init(&device)?;
-    load_checkpoint(&mut model, &args.checkpoint)?;
-    let timm = config.vision.patch_bias && !config.vision.ln_pre;
-    let preprocess = args.preprocess.clone().unwrap_or_else(|| if timm { "slip" } else { "openai" }.into());
-    let pipeline = Pipeline::from_name(&preprocess, config.vision.image_size as u32)?;
-    let truncation: Truncation = args.truncate.parse()?;
-
-    let encoder = Encoder::new(&model)?.with_truncation(truncation)?;
+    let loaded = load_model(args.model.as_deref(), args.config.as_deref(), args.preset.as_deref(), args.checkpoint.as_deref(), &device)?;
+    let pipeline = Pipeline::from_name(args.preprocess.as_deref().unwrap_or(loaded.preprocess), loaded.config.vision.image_size as u32)?;
+    let truncation: Truncation = args.truncate.as_deref().unwrap_or(loaded.truncate).parse()?;
+    let encoder = Encoder::new(&loaded.model)?.with_truncation(truncation)?;
     let classifier = build_classifier(&encoder, &labels, &templates)?;
     let files = list_image_files(&args.images)?;
     let images = encoder.encode_source(&ImageSource::files(files.clone(), &pipeline)?)?.l2_normalized();
-    let scale = model.logit_scale_exp().into_scalar::<f32>();
+    let scale = loaded.model.logit_scale_exp().into_scalar::<f32>();
     let logits = images.matmul_t(&classifier)?;
     for (file, row) in files.iter().zip(logits.row_iter()) {
         let top = top_k(&softmax(row, scale), args.top_k);

@@ -20,7 +20,8 @@ use std::process::ExitCode;
 use burn::tensor::{Int, Tensor, TensorData};
 use clap::Parser;
 use diffclip::clip::files::{F32Tensor, check_output, resolve_output, write_safetensors};
-use diffclip::clip::{ClipConfig, check_finite_rows, load_checkpoint};
+use diffclip::cli::{LoadedModel, load_model};
+use diffclip::clip::check_finite_rows;
 use diffclip::data::Pipeline;
 use diffclip::data::datasets::list_image_files;
 use diffclip::eval::Encoder;
@@ -36,8 +37,13 @@ struct Args {
     #[arg(long)]
     preset: Option<String>,
     /// Weights: .pt, .safetensors (DiffCLIP, open_clip, HuggingFace layouts) or .bpk.
-    #[arg(long)]
-    checkpoint: PathBuf,
+    #[arg(long, required_unless_present = "model")]
+    checkpoint: Option<PathBuf>,
+    /// A released model by name (`diffclip-vit-b16-cc12m`, `openai-vit-b16`, ...; see
+    /// `diffclip::pretrained`), read from the Hugging Face cache; sets the preset, preprocessing
+    /// and truncation too.
+    #[arg(long, conflicts_with_all = ["config", "preset", "checkpoint"])]
+    model: Option<String>,
     /// safetensors with `image` and/or `text` (pre-processed tensors).
     #[arg(long, required_unless_present_any = ["images", "texts"], conflicts_with_all = ["images", "texts"])]
     inputs: Option<PathBuf>,
@@ -51,9 +57,10 @@ struct Args {
     /// layout DiffCLIP uses, openai for the OpenAI layout).
     #[arg(long)]
     preprocess: Option<String>,
-    /// Over-long captions: keep-eot (open_clip) or drop-eot (the DiffCLIP authors').
-    #[arg(long, default_value = "keep-eot")]
-    truncate: String,
+    /// Over-long captions: keep-eot (open_clip) or drop-eot (the DiffCLIP authors'); default:
+    /// the model's (keep-eot without --model).
+    #[arg(long)]
+    truncate: Option<String>,
     /// L2-normalise the embeddings.
     #[arg(long)]
     normalize: bool,
@@ -83,16 +90,14 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
-    let inputs: Vec<&std::path::Path> = [Some(args.checkpoint.as_path()), args.inputs.as_deref(), args.config.as_deref(), args.texts.as_deref()].into_iter().flatten().collect();
+    let inputs: Vec<&std::path::Path> = [args.checkpoint.as_deref(), args.inputs.as_deref(), args.config.as_deref(), args.texts.as_deref()].into_iter().flatten().collect();
     if args.inputs.is_some() {
         check_output(&resolve_output(&args.output)?, &inputs)?;
     }
     let device = diffclip::backend::device(&args.backend)?;
-    let config = ClipConfig::select(args.config.as_deref(), args.preset.as_deref(), Some(&args.checkpoint))?;
-    let mut model = config.init(&device)?;
-    let format = load_checkpoint(&mut model, &args.checkpoint)?;
-    eprintln!("loaded {} ({format:?} layout)", args.checkpoint.display());
-    let Some(inputs_path) = &args.inputs else { return embed_files(&args, &model, &config) };
+    let loaded = load_model(args.model.as_deref(), args.config.as_deref(), args.preset.as_deref(), args.checkpoint.as_deref(), &device)?;
+    let Some(inputs_path) = &args.inputs else { return embed_files(&args, &loaded) };
+    let (model, config) = (&loaded.model, &loaded.config);
 
     let bytes = std::fs::read(inputs_path).map_err(|e| format!("{}: {e}", inputs_path.display()))?;
     let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| format!("{}: {e}", inputs_path.display()))?;
@@ -127,7 +132,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     let tensors: Vec<F32Tensor> = outputs.iter().map(|(k, s, v)| F32Tensor { name: k.clone(), shape: s.clone(), data: v }).collect();
-    let meta: HashMap<String, String> = HashMap::from([("checkpoint".into(), args.checkpoint.display().to_string())]);
+    let meta: HashMap<String, String> = HashMap::from([("checkpoint".into(), loaded.checkpoint.display().to_string())]);
     write_safetensors(&args.output, &tensors, meta)?;
     eprintln!("wrote {}", args.output.display());
     Ok(())
@@ -151,7 +156,8 @@ fn integers(view: &safetensors::tensor::TensorView) -> Option<Vec<i64>> {
 }
 
 /// `--images`/`--texts`: shards of embeddings under `--output`.
-fn embed_files(args: &Args, model: &diffclip::clip::Clip, config: &ClipConfig) -> Result<(), Box<dyn std::error::Error>> {
+fn embed_files(args: &Args, loaded: &LoadedModel) -> Result<(), Box<dyn std::error::Error>> {
+    let config = &loaded.config;
     let (i, n) = args.shard.split_once('/').and_then(|(i, n)| Some((i.parse::<usize>().ok()?, n.parse::<usize>().ok()?))).filter(|&(i, n)| i < n).ok_or_else(|| format!("--shard must be I/N with 0 <= I < N, not {}", args.shard))?;
     let job = ShardJob {
         dir: args.output.clone(),
@@ -161,11 +167,10 @@ fn embed_files(args: &Args, model: &diffclip::clip::Clip, config: &ClipConfig) -
         allow_non_finite: args.allow_non_finite,
         fail_on_bad: args.bad_samples == "fail",
     };
-    let encoder = Encoder::new(model)?.with_truncation(args.truncate.parse()?)?;
+    let encoder = Encoder::new(&loaded.model)?.with_truncation(args.truncate.as_deref().unwrap_or(loaded.truncate).parse()?)?;
     let mut report = ShardReport::default();
     if !args.images.is_empty() {
-        let timm = config.vision.patch_bias && !config.vision.ln_pre;
-        let preprocess = args.preprocess.clone().unwrap_or_else(|| if timm { "slip" } else { "openai" }.into());
+        let preprocess = args.preprocess.as_deref().unwrap_or(loaded.preprocess);
         let pipeline = Pipeline::from_name(&preprocess, config.vision.image_size as u32)?;
         let files = list_image_files(&args.images)?;
         eprintln!("{} images, {preprocess} preprocessing", files.len());

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use diffclip::clip::{ClipConfig, load_checkpoint};
+use diffclip::cli::load_model;
 use diffclip::data::Pipeline;
 use diffclip::eval::shards::search;
 use diffclip::eval::{Encoder, ImageSource};
@@ -27,8 +27,11 @@ struct Args {
     #[arg(long)]
     preset: Option<String>,
     /// Weights the shards were made with.
-    #[arg(long)]
-    checkpoint: PathBuf,
+    #[arg(long, required_unless_present = "model")]
+    checkpoint: Option<PathBuf>,
+    /// A released model by name (see `diffclip::pretrained`), read from the Hugging Face cache.
+    #[arg(long, conflicts_with_all = ["config", "preset", "checkpoint"])]
+    model: Option<String>,
     /// The folder `embed --output` wrote (image shards; caption shards are in its `texts/`).
     #[arg(long)]
     index: PathBuf,
@@ -61,16 +64,12 @@ fn main() -> ExitCode {
 
 fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let device = diffclip::backend::device(&args.backend)?;
-    let config = ClipConfig::select(args.config.as_deref(), args.preset.as_deref(), Some(&args.checkpoint))?;
-    let mut model = config.init(&device)?;
-    load_checkpoint(&mut model, &args.checkpoint)?;
-    let encoder = Encoder::new(&model)?.with_progress(false);
+    let loaded = load_model(args.model.as_deref(), args.config.as_deref(), args.preset.as_deref(), args.checkpoint.as_deref(), &device)?;
+    let encoder = Encoder::new(&loaded.model)?.with_truncation(loaded.truncate.parse()?)?.with_progress(false);
     let query = match (&args.text, &args.image) {
         (Some(text), _) => encoder.encode_texts(&[text.as_str()])?,
         (None, Some(image)) => {
-            let timm = config.vision.patch_bias && !config.vision.ln_pre;
-            let preprocess = args.preprocess.clone().unwrap_or_else(|| if timm { "slip" } else { "openai" }.into());
-            let pipeline = Pipeline::from_name(&preprocess, config.vision.image_size as u32)?;
+            let pipeline = Pipeline::from_name(args.preprocess.as_deref().unwrap_or(loaded.preprocess), loaded.config.vision.image_size as u32)?;
             encoder.encode_source(&ImageSource::files(vec![image.clone()], &pipeline)?)?
         }
         (None, None) => return Err("give --text or --image".into()),

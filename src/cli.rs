@@ -17,3 +17,51 @@ pub fn exit_code<E: std::fmt::Display>(result: Result<(), E>) -> ExitCode {
         }
     }
 }
+
+use std::path::{Path, PathBuf};
+
+use burn::tensor::Device;
+use diffclip_clip::{Clip, ClipConfig, load_checkpoint};
+
+use crate::pretrained::Pretrained;
+
+/// A model the programs were asked for, loaded, with the preprocessing and truncation it expects.
+pub struct LoadedModel {
+    /// The weights.
+    pub model: Clip,
+    /// Its configuration.
+    pub config: ClipConfig,
+    /// The checkpoint read.
+    pub checkpoint: PathBuf,
+    /// Preprocessing preset: the registry's for `--model`; else `slip` for the timm layout
+    /// DiffCLIP uses and `openai` for the OpenAI layout.
+    pub preprocess: &'static str,
+    /// Caption truncation: the registry's for `--model`, else `keep-eot`.
+    pub truncate: &'static str,
+}
+
+/// Loads `--model NAME` (from the hub cache) or `--config`/`--preset` + `--checkpoint` on
+/// `device`, naming the file in every error.
+pub fn load_model(
+    name: Option<&str>,
+    config: Option<&Path>,
+    preset: Option<&str>,
+    checkpoint: Option<&Path>,
+    device: &Device,
+) -> Result<LoadedModel, Box<dyn std::error::Error>> {
+    let (config, checkpoint, registry) = match (name, checkpoint) {
+        (Some(name), _) => {
+            let entry = Pretrained::named(name)?;
+            (entry.config(), entry.checkpoint()?, Some(entry))
+        }
+        (None, Some(ckpt)) => (ClipConfig::select(config, preset, Some(ckpt))?, ckpt.to_path_buf(), None),
+        (None, None) => return Err("give --model NAME, or --checkpoint with --preset/--config".into()),
+    };
+    let mut model = config.init(device)?;
+    let format = load_checkpoint(&mut model, &checkpoint)?;
+    eprintln!("loaded {} ({format:?} layout)", checkpoint.display());
+    let timm = config.vision.patch_bias && !config.vision.ln_pre;
+    let preprocess = registry.map_or(if timm { "slip" } else { "openai" }, |r| r.preprocess);
+    let truncate = registry.map_or("keep-eot", |r| r.truncate);
+    Ok(LoadedModel { model, config, checkpoint, preprocess, truncate })
+}

@@ -47,3 +47,4 @@ pub use diffclip_train as train;
 pub mod allocator;
 pub mod backend;
 pub mod cli;
+pub mod pretrained;

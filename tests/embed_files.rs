@@ -167,3 +167,25 @@ fn search_finds_an_image_by_itself_and_ranks_by_cosine() {
     assert_eq!(text.len(), 5);
     assert!(text.windows(2).all(|w| w[0]["score"].as_f64() >= w[1]["score"].as_f64()));
 }
+
+#[test]
+fn a_released_model_missing_from_the_cache_is_a_clear_error() {
+    let cache = tmpdir("embed-files", "hf-cache");
+    let texts = cache.join("t.txt");
+    std::fs::write(&texts, "a dog\n").unwrap();
+    let o = Command::new(example("embed"))
+        .env("HF_HUB_CACHE", &cache)
+        .args(["--model", "diffclip-vit-b16-cc12m", "--texts"])
+        .arg(&texts)
+        .arg("--output")
+        .arg(cache.join("out"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    for needle in ["hammh0a/DiffCLIP_ViTB16_CC12M", "checkpoint_best.pt", cache.to_str().unwrap(), "huggingface-cli download"] {
+        assert!(err.contains(needle), "stderr lacks {needle:?}: {err}");
+    }
+    let o = Command::new(example("classify")).args(["--model", "vit-h-14", "--labels", "a,b"]).arg(&texts).output().unwrap();
+    assert!(String::from_utf8_lossy(&o.stderr).contains("unknown model 'vit-h-14'"));
+}

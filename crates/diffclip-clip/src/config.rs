@@ -2,7 +2,7 @@
 
 use burn::tensor::Device;
 use diffclip_attention::{AttentionKind, LambdaInit};
-use diffclip_encoders::{LayerAttention, TextConfig, VisionConfig};
+use diffclip_encoders::{Activation, LayerAttention, TextConfig, VisionConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::{Clip, ClipError, ModelLimits};
@@ -62,6 +62,9 @@ pub const PRESETS: &[(&str, fn() -> ClipConfig)] = &[
     ("openai_vit_b32", ClipConfig::openai_vit_b32),
     ("openai_vit_b16", ClipConfig::openai_vit_b16),
     ("openai_vit_l14", ClipConfig::openai_vit_l14),
+    ("openclip_vit_b32", ClipConfig::openclip_vit_b32),
+    ("openclip_vit_b16", ClipConfig::openclip_vit_b16),
+    ("openclip_vit_l14", ClipConfig::openclip_vit_l14),
     ("diffclip_tiny", ClipConfig::diffclip_tiny),
     ("clip_tiny", ClipConfig::clip_tiny),
     ("openai_tiny", ClipConfig::openai_tiny),
@@ -105,6 +108,30 @@ impl ClipConfig {
     /// OpenAI CLIP ViT-L/14.
     pub fn openai_vit_l14() -> Self {
         Self::openai(768, VisionConfig::openai(224, 14, 1024, 24, 16), TextConfig::new(768, 12, 12))
+    }
+
+    /// open_clip's own `ViT-B-32` (LAION-2B, DataComp): the OpenAI layout with exact GELU.
+    /// OpenAI's weights use QuickGELU under the same keys, so the two presets are not
+    /// interchangeable even though a checkpoint of either loads into both.
+    pub fn openclip_vit_b32() -> Self {
+        Self::openai_vit_b32().with_activation(Activation::Gelu)
+    }
+
+    /// open_clip's own `ViT-B-16` (exact GELU).
+    pub fn openclip_vit_b16() -> Self {
+        Self::openai_vit_b16().with_activation(Activation::Gelu)
+    }
+
+    /// open_clip's own `ViT-L-14` (exact GELU).
+    pub fn openclip_vit_l14() -> Self {
+        Self::openai_vit_l14().with_activation(Activation::Gelu)
+    }
+
+    /// The same model with `activation` in both towers' MLPs.
+    pub fn with_activation(mut self, activation: Activation) -> Self {
+        self.vision.activation = activation;
+        self.text.activation = activation;
+        self
     }
 
     /// The `diffclip_tiny` fixture's shape: 32 px images, patch 8, width 64, 2 layers, 4 heads.
