@@ -10,8 +10,11 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+#[path = "common/model.rs"]
+mod model_args;
+use model_args::ModelArgs;
+
 use clap::Parser;
-use diffclip::cli::load_model;
 use diffclip::data::datasets::list_image_files;
 use diffclip::data::{Pipeline, Truncation};
 use diffclip::eval::{Encoder, ImageSource, build_classifier, metadata};
@@ -19,18 +22,8 @@ use diffclip::eval::{Encoder, ImageSource, build_classifier, metadata};
 #[derive(Parser, Debug)]
 #[command(about = "Zero-shot classification of image files with a CLIP / DiffCLIP checkpoint")]
 struct Args {
-    /// Model config JSON; or use --preset.
-    #[arg(long, conflicts_with = "preset")]
-    config: Option<PathBuf>,
-    /// Preset name, e.g. diffclip_vit_b16, openai_vit_b16.
-    #[arg(long)]
-    preset: Option<String>,
-    /// Weights: .pt, .safetensors (DiffCLIP, open_clip, HuggingFace layouts) or .bpk.
-    #[arg(long, required_unless_present = "model")]
-    checkpoint: Option<PathBuf>,
-    /// A released model by name (see `diffclip::pretrained`), read from the Hugging Face cache.
-    #[arg(long, conflicts_with_all = ["config", "preset", "checkpoint"])]
-    model: Option<String>,
+    #[command(flatten)]
+    model: ModelArgs,
     /// Labels: comma-separated, or a file with one label per line.
     #[arg(long)]
     labels: String,
@@ -50,9 +43,6 @@ struct Args {
     /// One JSON object per image instead of text.
     #[arg(long)]
     json: bool,
-    /// Backend: flex, ndarray, wgpu (as compiled in).
-    #[arg(long, default_value = "flex")]
-    backend: String,
     /// Image files and/or folders (recursive).
     #[arg(required = true)]
     images: Vec<PathBuf>,
@@ -72,8 +62,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         return Err(format!("--labels needs at least two labels, got {labels:?}").into());
     }
     let templates = metadata::templates_from(&args.templates)?;
-    let device = diffclip::backend::device(&args.backend)?;
-    let loaded = load_model(args.model.as_deref(), args.config.as_deref(), args.preset.as_deref(), args.checkpoint.as_deref(), &device)?;
+    let loaded = args.model.load()?;
     let pipeline = Pipeline::from_name(args.preprocess.as_deref().unwrap_or(loaded.preprocess), loaded.config.vision.image_size as u32)?;
     let truncation: Truncation = args.truncate.as_deref().unwrap_or(loaded.truncate).parse()?;
     let encoder = Encoder::new(&loaded.model)?.with_truncation(truncation)?;

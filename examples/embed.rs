@@ -17,10 +17,14 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+#[path = "common/model.rs"]
+mod model_args;
+use model_args::ModelArgs;
+
 use burn::tensor::{Int, Tensor, TensorData};
 use clap::Parser;
 use diffclip::clip::files::{F32Tensor, check_output, resolve_output, write_safetensors};
-use diffclip::cli::{LoadedModel, load_model};
+use diffclip::cli::LoadedModel;
 use diffclip::clip::check_finite_rows;
 use diffclip::data::Pipeline;
 use diffclip::data::datasets::list_image_files;
@@ -30,20 +34,8 @@ use diffclip::eval::shards::{ShardJob, ShardReport};
 #[derive(Parser, Debug)]
 #[command(about = "Embed images and token ids with a CLIP / DiffCLIP checkpoint")]
 struct Args {
-    /// Model config JSON (see README); or use --preset.
-    #[arg(long, conflicts_with = "preset")]
-    config: Option<PathBuf>,
-    /// Preset name, e.g. diffclip_vit_b16, openai_vit_b16, diffclip_tiny.
-    #[arg(long)]
-    preset: Option<String>,
-    /// Weights: .pt, .safetensors (DiffCLIP, open_clip, HuggingFace layouts) or .bpk.
-    #[arg(long, required_unless_present = "model")]
-    checkpoint: Option<PathBuf>,
-    /// A released model by name (`diffclip-vit-b16-cc12m`, `openai-vit-b16`, ...; see
-    /// `diffclip::pretrained`), read from the Hugging Face cache; sets the preset, preprocessing
-    /// and truncation too.
-    #[arg(long, conflicts_with_all = ["config", "preset", "checkpoint"])]
-    model: Option<String>,
+    #[command(flatten)]
+    model: ModelArgs,
     /// safetensors with `image` and/or `text` (pre-processed tensors).
     #[arg(long, required_unless_present_any = ["images", "texts"], conflicts_with_all = ["images", "texts"])]
     inputs: Option<PathBuf>,
@@ -76,9 +68,6 @@ struct Args {
     /// Where to write: a safetensors file for --inputs, a folder of shards for --images/--texts.
     #[arg(long)]
     output: PathBuf,
-    /// Backend: flex, ndarray, wgpu (as compiled in).
-    #[arg(long, default_value = "flex")]
-    backend: String,
     /// Write embeddings that hold NaN or infinity instead of stopping with an error.
     #[arg(long)]
     allow_non_finite: bool,
@@ -90,14 +79,13 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
-    let inputs: Vec<&std::path::Path> = [args.checkpoint.as_deref(), args.inputs.as_deref(), args.config.as_deref(), args.texts.as_deref()].into_iter().flatten().collect();
+    let inputs: Vec<&std::path::Path> = [args.model.checkpoint.as_deref(), args.inputs.as_deref(), args.model.config.as_deref(), args.texts.as_deref()].into_iter().flatten().collect();
     if args.inputs.is_some() {
         check_output(&resolve_output(&args.output)?, &inputs)?;
     }
-    let device = diffclip::backend::device(&args.backend)?;
-    let loaded = load_model(args.model.as_deref(), args.config.as_deref(), args.preset.as_deref(), args.checkpoint.as_deref(), &device)?;
+    let loaded = args.model.load()?;
     let Some(inputs_path) = &args.inputs else { return embed_files(&args, &loaded) };
-    let (model, config) = (&loaded.model, &loaded.config);
+    let (model, config, device) = (&loaded.model, &loaded.config, &loaded.device);
 
     let bytes = std::fs::read(inputs_path).map_err(|e| format!("{}: {e}", inputs_path.display()))?;
     let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| format!("{}: {e}", inputs_path.display()))?;
@@ -108,7 +96,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         found = true;
         let data = floats(&view).ok_or_else(|| format!("{name}: 'image' must be f32, found {:?}", view.dtype()))?;
         config.check_images(view.shape()).map_err(|e| format!("{name}: 'image': {e}"))?;
-        let images: Tensor<4> = Tensor::from_data(TensorData::new(data, view.shape().to_vec()), &device);
+        let images: Tensor<4> = Tensor::from_data(TensorData::new(data, view.shape().to_vec()), device);
         let embed = model.encode_image(images);
         outputs.push(("image_embed".into(), embed.dims().to_vec(), embed.into_data().try_to_vec::<f32>().map_err(|e| format!("{e:?}"))?));
     }
@@ -116,7 +104,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         found = true;
         let ids = integers(&view).ok_or_else(|| format!("{name}: 'text' must hold integer ids, found {:?}", view.dtype()))?;
         config.check_tokens(view.shape(), &ids).map_err(|e| format!("{name}: 'text': {e}"))?;
-        let text: Tensor<2, Int> = Tensor::from_data(TensorData::new(ids, view.shape().to_vec()), &device);
+        let text: Tensor<2, Int> = Tensor::from_data(TensorData::new(ids, view.shape().to_vec()), device);
         let embed = model.encode_text(text);
         outputs.push(("text_embed".into(), embed.dims().to_vec(), embed.into_data().try_to_vec::<f32>().map_err(|e| format!("{e:?}"))?));
     }

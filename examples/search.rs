@@ -11,8 +11,11 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+#[path = "common/model.rs"]
+mod model_args;
+use model_args::ModelArgs;
+
 use clap::Parser;
-use diffclip::cli::load_model;
 use diffclip::data::Pipeline;
 use diffclip::eval::shards::search;
 use diffclip::eval::{Encoder, ImageSource};
@@ -20,18 +23,8 @@ use diffclip::eval::{Encoder, ImageSource};
 #[derive(Parser, Debug)]
 #[command(about = "Search embedding shards by text or image")]
 struct Args {
-    /// Model config JSON; or use --preset. Must be the model the shards were made with.
-    #[arg(long, conflicts_with = "preset")]
-    config: Option<PathBuf>,
-    /// Preset name.
-    #[arg(long)]
-    preset: Option<String>,
-    /// Weights the shards were made with.
-    #[arg(long, required_unless_present = "model")]
-    checkpoint: Option<PathBuf>,
-    /// A released model by name (see `diffclip::pretrained`), read from the Hugging Face cache.
-    #[arg(long, conflicts_with_all = ["config", "preset", "checkpoint"])]
-    model: Option<String>,
+    #[command(flatten)]
+    model: ModelArgs,
     /// The folder `embed --output` wrote (image shards; caption shards are in its `texts/`).
     #[arg(long)]
     index: PathBuf,
@@ -53,9 +46,6 @@ struct Args {
     /// One JSON object per hit.
     #[arg(long)]
     json: bool,
-    /// Backend: flex, ndarray, wgpu (as compiled in).
-    #[arg(long, default_value = "flex")]
-    backend: String,
 }
 
 fn main() -> ExitCode {
@@ -63,8 +53,7 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
-    let device = diffclip::backend::device(&args.backend)?;
-    let loaded = load_model(args.model.as_deref(), args.config.as_deref(), args.preset.as_deref(), args.checkpoint.as_deref(), &device)?;
+    let loaded = args.model.load()?;
     let encoder = Encoder::new(&loaded.model)?.with_truncation(loaded.truncate.parse()?)?.with_progress(false);
     let query = match (&args.text, &args.image) {
         (Some(text), _) => encoder.encode_texts(&[text.as_str()])?,

@@ -31,6 +31,8 @@ pub struct LoadedModel {
     pub model: Clip,
     /// Its configuration.
     pub config: ClipConfig,
+    /// The device it lives on.
+    pub device: Device,
     /// The checkpoint read.
     pub checkpoint: PathBuf,
     /// Preprocessing preset: the registry's for `--model`; else `slip` for the timm layout
@@ -63,5 +65,5 @@ pub fn load_model(
     let timm = config.vision.patch_bias && !config.vision.ln_pre;
     let preprocess = registry.map_or(if timm { "slip" } else { "openai" }, |r| r.preprocess);
     let truncate = registry.map_or("keep-eot", |r| r.truncate);
-    Ok(LoadedModel { model, config, checkpoint, preprocess, truncate })
+    Ok(LoadedModel { model, config, device: device.clone(), checkpoint, preprocess, truncate })
 }

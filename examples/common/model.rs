@@ -1,0 +1,35 @@
+//! The model flags shared by the programs that load a checkpoint (embed, classify, search).
+
+use std::path::PathBuf;
+
+use diffclip::cli::{LoadedModel, load_model};
+
+/// `--model NAME`, or `--checkpoint` with `--preset`/`--config`; and the backend.
+#[derive(clap::Args, Debug)]
+pub struct ModelArgs {
+    /// A released model by name (`diffclip-vit-b16-cc12m`, `openai-vit-b16`, ...; see
+    /// `diffclip::pretrained`), read from the Hugging Face cache; sets the preset, preprocessing
+    /// and truncation too.
+    #[arg(long, conflicts_with_all = ["config", "preset", "checkpoint"])]
+    pub model: Option<String>,
+    /// Model config JSON (see README); or use --preset.
+    #[arg(long, conflicts_with = "preset")]
+    pub config: Option<PathBuf>,
+    /// Preset name, e.g. diffclip_vit_b16, openai_vit_b16, diffclip_tiny.
+    #[arg(long)]
+    pub preset: Option<String>,
+    /// Weights: .pt, .safetensors (DiffCLIP, open_clip, HuggingFace layouts) or .bpk.
+    #[arg(long, required_unless_present = "model")]
+    pub checkpoint: Option<PathBuf>,
+    /// Backend: flex, ndarray, wgpu (as compiled in).
+    #[arg(long, default_value = "flex")]
+    pub backend: String,
+}
+
+impl ModelArgs {
+    /// The model on the chosen backend.
+    pub fn load(&self) -> Result<LoadedModel, Box<dyn std::error::Error>> {
+        let device = diffclip::backend::device(&self.backend)?;
+        load_model(self.model.as_deref(), self.config.as_deref(), self.preset.as_deref(), self.checkpoint.as_deref(), &device)
+    }
+}
