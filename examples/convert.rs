@@ -23,6 +23,10 @@ mod plots;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
+
+#[path = "common/shape.rs"]
+mod shape_args;
+use shape_args::{ShapeArgs, SynthArgs};
 use std::time::Instant;
 
 use burn::module::Module;
@@ -32,7 +36,7 @@ use diffclip::clip::{Clip, ClipConfig, load_checkpoint, save_safetensors};
 use diffclip::data::{ClipItem, SyntheticConfig, SyntheticDataset};
 use diffclip::eval::compare::{SeedRuns, difference_table, markdown_tables, over_seeds};
 use diffclip::eval::heldout::{HELDOUT_METRICS, MEAN_SCORE, evaluate_synthetic_heldout};
-use diffclip::train::synthetic::{CompactShape, RunOutcome, SyntheticTask, compact_train_config, expected_seconds, init_compact, train_and_evaluate};
+use diffclip::train::synthetic::{RunOutcome, SyntheticTask, compact_train_config, expected_seconds, init_compact, train_and_evaluate};
 use diffclip::train::{LrScale, TrainConfig};
 use serde_json::{Value, json};
 
@@ -41,9 +45,10 @@ type Res<T> = Result<T, Box<dyn std::error::Error>>;
 #[derive(Parser, Debug)]
 #[command(about = "Convert a trained CLIP into a DiffCLIP and compare fine-tuning it with the alternatives")]
 struct Args {
-    /// Fine-tuning seeds (data order; also the scratch model's initialisation), comma-separated.
-    #[arg(long, default_value = "0,1,2", value_delimiter = ',')]
-    seeds: Vec<u64>,
+    #[command(flatten)]
+    shape: ShapeArgs,
+    #[command(flatten)]
+    data: SynthArgs,
     /// Steps of the CLIP that is converted (seed 0).
     #[arg(long, default_value_t = 250)]
     pretrain_steps: u64,
@@ -59,37 +64,10 @@ struct Args {
     finetune_lr: f64,
     #[arg(long, default_value = "convert-out")]
     output: PathBuf,
-    #[arg(long, default_value_t = 64)]
-    batch_size: usize,
-    #[arg(long, default_value_t = 0)]
-    data_seed: u64,
-    #[arg(long, default_value_t = 20_000)]
-    train_size: usize,
-    #[arg(long, default_value_t = 1_000)]
-    test_size: usize,
-    #[arg(long, default_value_t = 96)]
-    width: usize,
-    #[arg(long, default_value_t = 4)]
-    vision_layers: usize,
-    #[arg(long, default_value_t = 2)]
-    text_layers: usize,
-    #[arg(long, default_value_t = 64)]
-    image_size: usize,
-    #[arg(long, default_value_t = 2000)]
-    bootstrap: usize,
-    #[arg(long, default_value = "flex")]
-    backend: String,
 }
 
 fn main() -> ExitCode {
-    diffclip::allocator::keep_freed_memory();
-    match run(Args::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    diffclip::cli::run_main(|| run(Args::parse()))
 }
 
 /// The starting points compared before fine-tuning: the default (matched head pairs, λ from 0,
@@ -119,18 +97,18 @@ fn lr_scale(arm: &str, steps: u64) -> Option<LrScale> {
 }
 
 fn run(args: Args) -> Res<()> {
-    let shape = CompactShape { width: args.width, vision_layers: args.vision_layers, text_layers: args.text_layers, image_size: args.image_size };
+    let shape = args.shape.shape();
     shape.check()?;
-    if args.seeds.is_empty() || args.steps == 0 || args.pretrain_steps == 0 || args.batch_size < 2 {
+    if args.data.seeds.is_empty() || args.steps == 0 || args.pretrain_steps == 0 || args.shape.batch_size < 2 {
         return Err("need at least one seed, --steps and --pretrain-steps >= 1 and --batch-size >= 2".into());
     }
-    let synth = SyntheticConfig { seed: args.data_seed, image_size: args.image_size as u32, train_size: args.train_size, test_size: args.test_size, ..SyntheticConfig::default() };
+    let synth = SyntheticConfig { seed: args.data.data_seed, image_size: args.shape.image_size as u32, train_size: args.data.train_size, test_size: args.data.test_size, ..SyntheticConfig::default() };
     let task = SyntheticTask::new(synth)?;
-    let device = diffclip::backend::device(&args.backend)?.autodiff();
+    let device = diffclip::backend::device(&args.shape.backend)?.autodiff();
     std::fs::create_dir_all(&args.output)?;
     let start = Instant::now();
-    let total = args.pretrain_steps + (args.seeds.len() * ARMS.len()) as u64 * args.steps;
-    eprintln!("{total} training steps in all: expect about {:.0} min on 2 CPU cores", expected_seconds(&shape, args.batch_size, total) / 60.0);
+    let total = args.pretrain_steps + (args.data.seeds.len() * ARMS.len()) as u64 * args.steps;
+    eprintln!("{total} training steps in all: expect about {:.0} min on 2 CPU cores", expected_seconds(&shape, args.shape.batch_size, total) / 60.0);
 
     let (original, clip_config, pretrain_seconds) = match &args.checkpoint {
         Some(path) => {
@@ -142,7 +120,7 @@ fn run(args: Args) -> Res<()> {
         None => {
             eprintln!("[pretrain] clip, seed 0, {} steps", args.pretrain_steps);
             let (model, config) = init_compact("clip", &shape, 0, &device)?;
-            let pre = train_and_evaluate(model, config.clone(), compact_train_config(args.pretrain_steps, args.batch_size, 0, 0), None, None, &device, &task)?;
+            let pre = train_and_evaluate(model, config.clone(), compact_train_config(args.pretrain_steps, args.shape.batch_size, 0, 0), None, None, &device, &task)?;
             save_safetensors(&pre.model, Some(&config), args.output.join("clip.safetensors"))?;
             (pre.model, config, pre.train_seconds)
         }
@@ -150,7 +128,7 @@ fn run(args: Args) -> Res<()> {
     let original_metrics = evaluate_synthetic_heldout(&original, &task.test, &task.batcher, 0)?.metrics;
 
     let inner = device.clone().inner();
-    let calibration = batch(&task, &task.train, args.batch_size, &inner)?;
+    let calibration = batch(&task, &task.train, args.shape.batch_size, &inner)?;
     let probe = batch(&task, &task.test, 256, &inner)?;
     let mut closeness = serde_json::Map::new();
     let mut starts: BTreeMap<&str, (Clip, ClipConfig)> = BTreeMap::new();
@@ -164,8 +142,8 @@ fn run(args: Args) -> Res<()> {
     }
 
     let mut outcomes: BTreeMap<(&str, u64), RunOutcome> = BTreeMap::new();
-    for (i, (seed, arm)) in args.seeds.iter().flat_map(|s| ARMS.iter().map(move |a| (*s, *a))).enumerate() {
-        eprintln!("[run {}/{}] {arm}, seed {seed}, {} steps", i + 1, args.seeds.len() * ARMS.len(), args.steps);
+    for (i, (seed, arm)) in args.data.seeds.iter().flat_map(|s| ARMS.iter().map(move |a| (*s, *a))).enumerate() {
+        eprintln!("[run {}/{}] {arm}, seed {seed}, {} steps", i + 1, args.data.seeds.len() * ARMS.len(), args.steps);
         let (model, config) = match arm {
             "clip-continued" => (original.clone().fork(&device).train(), clip_config.clone()),
             "scratch" => {
@@ -176,25 +154,25 @@ fn run(args: Args) -> Res<()> {
             "converted-naive" => fork(&starts["naive"], &device),
             _ => fork(&starts["matched-calibrated"], &device),
         };
-        let train = TrainConfig { lr: args.finetune_lr, ..compact_train_config(args.steps, args.batch_size, 1000 + seed, 0) };
+        let train = TrainConfig { lr: args.finetune_lr, ..compact_train_config(args.steps, args.shape.batch_size, 1000 + seed, 0) };
         outcomes.insert((arm, seed), train_and_evaluate(model, config, train, None, lr_scale(arm, args.steps), &device, &task)?);
     }
 
     let metrics: Vec<&str> = HELDOUT_METRICS.iter().copied().chain(std::iter::once(MEAN_SCORE)).collect();
-    let groups: Vec<SeedRuns<'_>> = ARMS.iter().map(|a| SeedRuns { name: a.to_string(), runs: args.seeds.iter().map(|&s| (s, &outcomes[&(*a, s)].test)).collect() }).collect();
-    let (arms, vs_clip) = over_seeds(&groups, "clip-continued", &metrics, args.bootstrap);
-    let (_, vs_scratch) = over_seeds(&groups, "scratch", &metrics, args.bootstrap);
-    let lambdas: BTreeMap<String, Vec<Value>> = ARMS.iter().map(|a| (a.to_string(), args.seeds.iter().map(|&s| json!(outcomes[&(*a, s)].lambdas.last())).collect())).collect();
+    let groups: Vec<SeedRuns<'_>> = ARMS.iter().map(|a| SeedRuns { name: a.to_string(), runs: args.data.seeds.iter().map(|&s| (s, &outcomes[&(*a, s)].test)).collect() }).collect();
+    let (arms, vs_clip) = over_seeds(&groups, "clip-continued", &metrics, args.shape.bootstrap);
+    let (_, vs_scratch) = over_seeds(&groups, "scratch", &metrics, args.shape.bootstrap);
+    let lambdas: BTreeMap<String, Vec<Value>> = ARMS.iter().map(|a| (a.to_string(), args.data.seeds.iter().map(|&s| json!(outcomes[&(*a, s)].lambdas.last())).collect())).collect();
     let results = json!({
-        "config": { "seeds": args.seeds, "pretrain_steps": args.pretrain_steps, "steps": args.steps, "finetune_lr": args.finetune_lr, "batch_size": args.batch_size,
-                    "data_seed": args.data_seed, "train_size": args.train_size, "test_size": args.test_size, "shape": shape, "bootstrap_resamples": args.bootstrap },
+        "config": { "seeds": args.data.seeds, "pretrain_steps": args.pretrain_steps, "steps": args.steps, "finetune_lr": args.finetune_lr, "batch_size": args.shape.batch_size,
+                    "data_seed": args.data.data_seed, "train_size": args.data.train_size, "test_size": args.data.test_size, "shape": shape, "bootstrap_resamples": args.shape.bootstrap },
         "checkpoint": args.checkpoint, "original": original_metrics, "original_mean_score": original_metrics.mean_score(),
         "conversion": closeness, "arms": arms, "final_lambda": lambdas, "vs_clip_continued": vs_clip, "vs_scratch": vs_scratch,
     });
     std::fs::write(args.output.join("results.json"), serde_json::to_string_pretty(&results)?)?;
     let order: Vec<String> = ARMS.iter().map(|a| a.to_string()).collect();
     let mut table = closeness_table(&results);
-    table += &format!("\nAfter {} fine-tuning steps (lr {}), mean ± sample sd over seeds {:?}; accuracies in %.\n\n", args.steps, args.finetune_lr, args.seeds);
+    table += &format!("\nAfter {} fine-tuning steps (lr {}), mean ± sample sd over seeds {:?}; accuracies in %.\n\n", args.steps, args.finetune_lr, args.data.seeds);
     table += &markdown_tables(&results["arms"], &results["vs_clip_continued"], &order, &metrics, "clip-continued");
     table += "\n";
     table += &difference_table(&results["vs_scratch"], &order, &[MEAN_SCORE, "heldout_loss"], "scratch");
@@ -205,8 +183,8 @@ fn run(args: Args) -> Res<()> {
     let timing: BTreeMap<String, f64> = outcomes.iter().map(|((a, s), o)| (format!("{a}/seed{s}"), o.train_seconds)).collect();
     std::fs::write(args.output.join("timing.json"), serde_json::to_string_pretty(&json!({ "total_seconds": start.elapsed().as_secs_f64(), "pretrain_seconds": pretrain_seconds, "runs": timing }))?)?;
     plots::init_fonts();
-    let bands: Vec<plots::Band> = ARMS.iter().map(|a| plots::band(a, &args.seeds.iter().map(|&s| plots::smooth(&outcomes[&(*a, s)].losses, 5)).collect::<Vec<_>>())).collect();
-    plots::band_chart(&args.output.join("loss.png"), &format!("Fine-tuning loss, moving average of 5 steps (mean ± sd over {} seeds)", args.seeds.len()), "extra step", "contrastive loss", &bands)?;
+    let bands: Vec<plots::Band> = ARMS.iter().map(|a| plots::band(a, &args.data.seeds.iter().map(|&s| plots::smooth(&outcomes[&(*a, s)].losses, 5)).collect::<Vec<_>>())).collect();
+    plots::band_chart(&args.output.join("loss.png"), &format!("Fine-tuning loss, moving average of 5 steps (mean ± sd over {} seeds)", args.data.seeds.len()), "extra step", "contrastive loss", &bands)?;
     eprintln!("wrote {} in {:.1} min", args.output.display(), start.elapsed().as_secs_f64() / 60.0);
     Ok(())
 }

@@ -74,8 +74,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    diffclip::allocator::keep_freed_memory();
-    diffclip::cli::exit_code(run(Args::parse()))
+    diffclip::cli::run_main(|| run(Args::parse()))
 }
 
 fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {

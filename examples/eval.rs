@@ -123,8 +123,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    diffclip::allocator::keep_freed_memory();
-    diffclip::cli::exit_code(run(Args::parse()))
+    diffclip::cli::run_main(|| run(Args::parse()))
 }
 
 /// Everything a task needs.

@@ -16,6 +16,10 @@ mod plots;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+#[path = "common/shape.rs"]
+mod shape_args;
+use shape_args::ShapeArgs;
+
 use burn::module::Module;
 use clap::Parser;
 use diffclip::clip::{Clip, save_safetensors};
@@ -25,18 +29,18 @@ use diffclip::eval::attention::{AttentionHeatmaps, attention_heatmaps, panel_nam
 use diffclip::eval::heldout::{HELDOUT_METRICS, HeldOut, HeldOutMetrics, MEAN_SCORE, bootstrap_heldout_diff};
 use diffclip::eval::stats::excludes_zero;
 use diffclip::train::TrainError;
-use diffclip::train::synthetic::{CompactShape, RunOutcome, SyntheticTask, compact_train_config, init_compact, train_and_evaluate};
+use diffclip::train::synthetic::{RunOutcome, SyntheticTask, compact_train_config, init_compact, train_and_evaluate};
 
 #[derive(Parser, Debug)]
 #[command(about = "Train CLIP and DiffCLIP on the built-in synthetic data and compare them")]
 struct Args {
+    #[command(flatten)]
+    shape: ShapeArgs,
     /// Optimizer steps per model.
     #[arg(long, default_value_t = 400)]
     steps: u64,
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    #[arg(long, default_value_t = 64)]
-    batch_size: usize,
     #[arg(long, default_value = "quickstart-out")]
     output: PathBuf,
     /// Comma-separated: clip, diffclip, diffclip-star, diffclip-dagger.
@@ -45,32 +49,10 @@ struct Args {
     /// Evaluate every N steps (for the curves).
     #[arg(long, default_value_t = 100)]
     eval_every: u64,
-    #[arg(long, default_value = "flex")]
-    backend: String,
-    /// Width of both towers.
-    #[arg(long, default_value_t = 96)]
-    width: usize,
-    #[arg(long, default_value_t = 4)]
-    vision_layers: usize,
-    #[arg(long, default_value_t = 2)]
-    text_layers: usize,
-    /// Image side in pixels (patch size 8).
-    #[arg(long, default_value_t = 64)]
-    image_size: usize,
-    /// Bootstrap resamples for the intervals of the differences.
-    #[arg(long, default_value_t = 2000)]
-    bootstrap: usize,
 }
 
 fn main() -> ExitCode {
-    diffclip::allocator::keep_freed_memory();
-    match run(Args::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    diffclip::cli::run_main(|| run(Args::parse()))
 }
 
 /// Everything reported for one variant (the `runs` of `metrics.json`).
@@ -87,27 +69,27 @@ struct Run {
 }
 
 fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
-    let shape = CompactShape { width: args.width, vision_layers: args.vision_layers, text_layers: args.text_layers, image_size: args.image_size };
+    let shape = args.shape.shape();
     shape.check()?;
     if args.steps == 0 {
         return Err("--steps must be at least 1".into());
     }
-    if args.batch_size < 2 {
+    if args.shape.batch_size < 2 {
         return Err("--batch-size must be at least 2 (the contrastive loss needs negatives)".into());
     }
     let variants: Vec<&str> = args.variants.split(',').map(str::trim).collect();
     for v in &variants {
         diffclip::train::synthetic::compact_config(v, &shape)?;
     }
-    let device = diffclip::backend::device(&args.backend)?.autodiff();
+    let device = diffclip::backend::device(&args.shape.backend)?.autodiff();
     std::fs::create_dir_all(&args.output)?;
-    let task = SyntheticTask::new(SyntheticConfig { seed: args.seed, image_size: args.image_size as u32, ..SyntheticConfig::default() })?;
+    let task = SyntheticTask::new(SyntheticConfig { seed: args.seed, image_size: args.shape.image_size as u32, ..SyntheticConfig::default() })?;
     let chance = task.chance();
     let (mut runs, mut tests, mut maps) = (Vec::new(), Vec::new(), Vec::new());
     for variant in &variants {
         let (model, config) = init_compact(variant, &shape, args.seed, &device)?;
         eprintln!("training {variant} ({} parameters) for {} steps", model.num_params(), args.steps);
-        let train = compact_train_config(args.steps, args.batch_size, args.seed, args.eval_every);
+        let train = compact_train_config(args.steps, args.shape.batch_size, args.seed, args.eval_every);
         let out: RunOutcome = train_and_evaluate(model, config.clone(), train, Some(args.output.join(variant)), None, &device, &task)?;
         save_safetensors(&out.model, Some(&config), args.output.join(format!("{variant}.safetensors")))?;
         maps.push(attention_maps(&out.model, &task, &args.output.join("attention"), variant)?);
@@ -126,9 +108,9 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     compare_attention(&task, &args.output.join("attention"), &variants, &maps)?;
     write_plots(&args.output, &runs)?;
     print_table(&runs, chance);
-    let comparisons = compare(&variants, &tests, args.bootstrap, args.seed);
+    let comparisons = compare(&variants, &tests, args.shape.bootstrap, args.seed);
     let summary = serde_json::json!({
-        "steps": args.steps, "batch_size": args.batch_size, "seed": args.seed,
+        "steps": args.steps, "batch_size": args.shape.batch_size, "seed": args.seed,
         "chance": { "shape_top1": chance.0, "color_top1": chance.1, "retrieval_r1": chance.2 },
         "runs": runs,
         "vs_first": comparisons,

@@ -17,21 +17,26 @@ mod plots;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
+
+#[path = "common/shape.rs"]
+mod shape_args;
+use shape_args::{ShapeArgs, SynthArgs};
 use std::time::Instant;
 
 use clap::Parser;
 use diffclip::data::SyntheticConfig;
 use diffclip::eval::compare::{SeedRuns, markdown_tables, over_seeds};
 use diffclip::eval::heldout::{HELDOUT_METRICS, MEAN_SCORE};
-use diffclip::train::synthetic::{CompactShape, RunOutcome, SyntheticTask, compact_config, compact_train_config, expected_seconds, init_compact, train_and_evaluate};
+use diffclip::train::synthetic::{RunOutcome, SyntheticTask, compact_config, compact_train_config, expected_seconds, init_compact, train_and_evaluate};
 use serde_json::{Value, json};
 
 #[derive(Parser, Debug)]
 #[command(about = "CLIP vs DiffCLIP variants over seeds on the synthetic data, with statistics")]
 struct Args {
-    /// Training seeds (initialisation and data order), comma-separated.
-    #[arg(long, default_value = "0,1,2", value_delimiter = ',')]
-    seeds: Vec<u64>,
+    #[command(flatten)]
+    shape: ShapeArgs,
+    #[command(flatten)]
+    data: SynthArgs,
     /// Optimizer steps per run (the default is chosen in docs/reproduction.md).
     #[arg(long, default_value_t = 300)]
     steps: u64,
@@ -39,66 +44,37 @@ struct Args {
     variants: Vec<String>,
     #[arg(long, default_value = "reproduce-out")]
     output: PathBuf,
-    #[arg(long, default_value_t = 64)]
-    batch_size: usize,
     /// Held-out evaluation every N steps (the curves); 0: only at the end.
     #[arg(long, default_value_t = 50)]
     eval_every: u64,
-    /// Seed of the synthetic images and captions (the same data for every run).
-    #[arg(long, default_value_t = 0)]
-    data_seed: u64,
-    #[arg(long, default_value_t = 20_000)]
-    train_size: usize,
-    #[arg(long, default_value_t = 1_000)]
-    test_size: usize,
-    #[arg(long, default_value_t = 96)]
-    width: usize,
-    #[arg(long, default_value_t = 4)]
-    vision_layers: usize,
-    #[arg(long, default_value_t = 2)]
-    text_layers: usize,
-    #[arg(long, default_value_t = 64)]
-    image_size: usize,
-    /// Bootstrap resamples over test samples.
-    #[arg(long, default_value_t = 2000)]
-    bootstrap: usize,
-    #[arg(long, default_value = "flex")]
-    backend: String,
 }
 
 fn main() -> ExitCode {
-    diffclip::allocator::keep_freed_memory();
-    match run(Args::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    diffclip::cli::run_main(|| run(Args::parse()))
 }
 
 fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
-    let shape = CompactShape { width: args.width, vision_layers: args.vision_layers, text_layers: args.text_layers, image_size: args.image_size };
+    let shape = args.shape.shape();
     for v in &args.variants {
         compact_config(v, &shape)?;
     }
-    if args.seeds.is_empty() || args.steps == 0 || args.batch_size < 2 {
+    if args.data.seeds.is_empty() || args.steps == 0 || args.shape.batch_size < 2 {
         return Err("need at least one seed, --steps >= 1 and --batch-size >= 2".into());
     }
-    let synth = SyntheticConfig { seed: args.data_seed, image_size: args.image_size as u32, train_size: args.train_size, test_size: args.test_size, ..SyntheticConfig::default() };
+    let synth = SyntheticConfig { seed: args.data.data_seed, image_size: args.shape.image_size as u32, train_size: args.data.train_size, test_size: args.data.test_size, ..SyntheticConfig::default() };
     let task = SyntheticTask::new(synth)?;
-    let device = diffclip::backend::device(&args.backend)?.autodiff();
+    let device = diffclip::backend::device(&args.shape.backend)?.autodiff();
     std::fs::create_dir_all(&args.output)?;
 
-    let total = args.seeds.len() * args.variants.len();
-    let estimate = total as f64 * expected_seconds(&shape, args.batch_size, args.steps);
-    eprintln!("{total} runs ({} variants × {} seeds) of {} steps: expect about {:.0} min on 2 CPU cores", args.variants.len(), args.seeds.len(), args.steps, estimate / 60.0);
+    let total = args.data.seeds.len() * args.variants.len();
+    let estimate = total as f64 * expected_seconds(&shape, args.shape.batch_size, args.steps);
+    eprintln!("{total} runs ({} variants × {} seeds) of {} steps: expect about {:.0} min on 2 CPU cores", args.variants.len(), args.data.seeds.len(), args.steps, estimate / 60.0);
     let start = Instant::now();
     let mut outcomes: BTreeMap<(String, u64), RunOutcome> = BTreeMap::new();
-    for (i, (seed, variant)) in args.seeds.iter().flat_map(|s| args.variants.iter().map(move |v| (*s, v))).enumerate() {
+    for (i, (seed, variant)) in args.data.seeds.iter().flat_map(|s| args.variants.iter().map(move |v| (*s, v))).enumerate() {
         eprintln!("[run {}/{total}] {variant}, seed {seed}", i + 1);
         let (model, config) = init_compact(variant, &shape, seed, &device)?;
-        let train = compact_train_config(args.steps, args.batch_size, seed, args.eval_every);
+        let train = compact_train_config(args.steps, args.shape.batch_size, seed, args.eval_every);
         outcomes.insert((variant.clone(), seed), train_and_evaluate(model, config, train, None, None, &device, &task)?);
         let per_run = start.elapsed().as_secs_f64() / (i + 1) as f64;
         eprintln!("[run {}/{total}] done; about {:.1} min left", i + 1, per_run * (total - i - 1) as f64 / 60.0);
@@ -122,12 +98,12 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
 /// per non-CLIP variant the paired difference to CLIP (see `diffclip::eval::compare`).
 fn statistics(args: &Args, metrics: &[&str], outcomes: &BTreeMap<(String, u64), RunOutcome>) -> Value {
     let groups: Vec<SeedRuns<'_>> =
-        args.variants.iter().map(|v| SeedRuns { name: v.clone(), runs: args.seeds.iter().map(|&s| (s, &outcomes[&(v.clone(), s)].test)).collect() }).collect();
-    let (variants, vs_clip) = over_seeds(&groups, "clip", metrics, args.bootstrap);
+        args.variants.iter().map(|v| SeedRuns { name: v.clone(), runs: args.data.seeds.iter().map(|&s| (s, &outcomes[&(v.clone(), s)].test)).collect() }).collect();
+    let (variants, vs_clip) = over_seeds(&groups, "clip", metrics, args.shape.bootstrap);
     json!({
-        "config": { "seeds": args.seeds, "steps": args.steps, "batch_size": args.batch_size, "eval_every": args.eval_every, "data_seed": args.data_seed,
-                    "train_size": args.train_size, "test_size": args.test_size, "width": args.width, "vision_layers": args.vision_layers,
-                    "text_layers": args.text_layers, "image_size": args.image_size, "bootstrap_resamples": args.bootstrap },
+        "config": { "seeds": args.data.seeds, "steps": args.steps, "batch_size": args.shape.batch_size, "eval_every": args.eval_every, "data_seed": args.data.data_seed,
+                    "train_size": args.data.train_size, "test_size": args.data.test_size, "width": args.shape.width, "vision_layers": args.shape.vision_layers,
+                    "text_layers": args.shape.text_layers, "image_size": args.shape.image_size, "bootstrap_resamples": args.shape.bootstrap },
         "variants": variants,
         "vs_clip": vs_clip,
     })
@@ -137,7 +113,7 @@ fn statistics(args: &Args, metrics: &[&str], outcomes: &BTreeMap<(String, u64), 
 fn tables(args: &Args, metrics: &[&str], r: &Value, task: &SyntheticTask) -> String {
     let (shape, color, retr) = task.chance();
     let chance = format!("Chance: shape {:.2} %, colour {:.2} %, retrieval R@1 {:.2} %.", 100.0 * shape, 100.0 * color, 100.0 * retr);
-    let head = format!("Mean ± sample sd over seeds {:?} ({} steps, batch {}); accuracies and recalls in %. {chance}\n\n", args.seeds, args.steps, args.batch_size);
+    let head = format!("Mean ± sample sd over seeds {:?} ({} steps, batch {}); accuracies and recalls in %. {chance}\n\n", args.data.seeds, args.steps, args.shape.batch_size);
     head + &markdown_tables(&r["variants"], &r["vs_clip"], &args.variants, metrics, "clip")
 }
 
@@ -154,9 +130,9 @@ fn runs_json(outcomes: &BTreeMap<(String, u64), RunOutcome>) -> Value {
 fn write_plots(args: &Args, outcomes: &BTreeMap<(String, u64), RunOutcome>) -> Result<(), Box<dyn std::error::Error>> {
     plots::init_fonts();
     let per_variant = |f: &dyn Fn(&RunOutcome) -> Vec<(f64, f64)>| -> Vec<plots::Band> {
-        args.variants.iter().map(|v| plots::band(v, &args.seeds.iter().map(|&s| f(&outcomes[&(v.clone(), s)])).collect::<Vec<_>>())).collect()
+        args.variants.iter().map(|v| plots::band(v, &args.data.seeds.iter().map(|&s| f(&outcomes[&(v.clone(), s)])).collect::<Vec<_>>())).collect()
     };
-    let title = format!("mean ± sd over {} seeds", args.seeds.len());
+    let title = format!("mean ± sd over {} seeds", args.data.seeds.len());
     let loss = per_variant(&|o| plots::smooth(&o.losses, 10));
     plots::band_chart(&args.output.join("loss.png"), &format!("Training loss, moving average of 10 steps ({title})"), "step", "contrastive loss", &loss)?;
     for m in ["zero_shot_shape_top1", "image_to_text_r1", "text_to_image_r1", "heldout_loss"] {

@@ -2,6 +2,13 @@
 
 use std::process::ExitCode;
 
+/// A program's `main`: glibc's allocator tuned for tensor workloads
+/// ([`keep_freed_memory`](crate::allocator::keep_freed_memory)), then `run`, then its exit code.
+pub fn run_main<E: std::fmt::Display>(run: impl FnOnce() -> Result<(), E>) -> ExitCode {
+    crate::allocator::keep_freed_memory();
+    exit_code(run())
+}
+
 /// 0 for `Ok`; for `Err`, the error printed to stderr as `error: …` and exit code 1.
 ///
 /// ```

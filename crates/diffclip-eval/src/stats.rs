@@ -203,9 +203,29 @@ impl SplitMix64 {
         z ^ (z >> 31)
     }
 
-    /// Uniform integer in `0..n` (`n > 0`), by multiply-shift.
+    /// Uniform integer in `0..n` (`n > 0`), by multiply-shift (the bootstrap's draws).
     pub fn below(&mut self, n: usize) -> usize {
         ((self.next_u64() as u128 * n as u128) >> 64) as usize
+    }
+
+    /// Uniform in `0..n` (`n > 0`) by rejection, without modulo bias (the probes' sampling).
+    pub fn below_unbiased(&mut self, n: usize) -> usize {
+        let n = n as u64;
+        let zone = u64::MAX - u64::MAX % n;
+        loop {
+            let v = self.next_u64();
+            if v < zone {
+                return (v % n) as usize;
+            }
+        }
+    }
+
+    /// Fisher–Yates shuffle (draws with [`below_unbiased`](Self::below_unbiased)).
+    pub fn shuffle<T>(&mut self, v: &mut [T]) {
+        for i in (1..v.len()).rev() {
+            let j = self.below_unbiased(i + 1);
+            v.swap(i, j);
+        }
     }
 }
 

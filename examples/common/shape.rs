@@ -1,0 +1,54 @@
+//! The compact models' flags shared by quickstart, reproduce and convert.
+
+use diffclip::train::synthetic::CompactShape;
+
+/// Width, depth and image size of the compact models, batch size, bootstrap resamples, backend.
+#[derive(clap::Args, Debug)]
+pub struct ShapeArgs {
+    /// Width of both towers (4 heads each).
+    #[arg(long, default_value_t = 96)]
+    pub width: usize,
+    /// Vision transformer blocks.
+    #[arg(long, default_value_t = 4)]
+    pub vision_layers: usize,
+    /// Text transformer blocks.
+    #[arg(long, default_value_t = 2)]
+    pub text_layers: usize,
+    /// Image side in pixels (patch size 8).
+    #[arg(long, default_value_t = 64)]
+    pub image_size: usize,
+    /// Samples per training step.
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+    /// Bootstrap resamples over test samples for the intervals of the differences.
+    #[arg(long, default_value_t = 2000)]
+    pub bootstrap: usize,
+    /// Backend: flex, ndarray, wgpu (as compiled in).
+    #[arg(long, default_value = "flex")]
+    pub backend: String,
+}
+
+/// The seeds of the runs, and the synthetic set's seed and sizes (the same data for every run).
+#[derive(clap::Args, Debug)]
+pub struct SynthArgs {
+    /// Seeds, comma-separated: each run's initialisation and data order (convert: the
+    /// fine-tuning order and the scratch model).
+    #[arg(long, default_value = "0,1,2", value_delimiter = ',')]
+    pub seeds: Vec<u64>,
+    /// Seed of the synthetic images and captions.
+    #[arg(long, default_value_t = 0)]
+    pub data_seed: u64,
+    /// Training samples.
+    #[arg(long, default_value_t = 20_000)]
+    pub train_size: usize,
+    /// Held-out samples.
+    #[arg(long, default_value_t = 1_000)]
+    pub test_size: usize,
+}
+
+impl ShapeArgs {
+    /// The model shape these flags describe.
+    pub fn shape(&self) -> CompactShape {
+        CompactShape { width: self.width, vision_layers: self.vision_layers, text_layers: self.text_layers, image_size: self.image_size }
+    }
+}
