@@ -164,7 +164,7 @@ fn embed_files(args: &Args, loaded: &LoadedModel) -> Result<(), Box<dyn std::err
         report = job.embed_images(&encoder, &pipeline, &files)?;
     }
     if let Some(path) = &args.texts {
-        let lines: Vec<(usize, String)> = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?.lines().enumerate().map(|(k, l)| (k + 1, l.to_string())).collect();
+        let lines: Vec<(usize, String)> = diffclip::data::files::open_regular(path).and_then(std::io::read_to_string).map_err(|e| format!("{}: {e}", path.display()))?.lines().enumerate().map(|(k, l)| (k + 1, l.to_string())).collect();
         let text_job = ShardJob { dir: job.dir.join("texts"), ..job.clone() };
         let r = text_job.embed_texts(&encoder, &lines)?;
         report.written.extend(r.written);

@@ -133,14 +133,13 @@ impl ShardJob {
     }
 }
 
-/// A shard counts as done when it parses and lists its rows (writes are atomic, so a torn one
-/// cannot exist; a foreign file of that name is rewritten).
+/// A shard counts as done when its header parses and lists its rows (writes are atomic, so a
+/// torn one cannot exist; a foreign file of that name is rewritten). Only the header is read.
 fn is_complete(path: &Path) -> bool {
-    let Ok(bytes) = std::fs::read(path) else { return false };
-    safetensors::SafeTensors::read_metadata(&bytes)
+    diffclip_clip::checkpoint::safetensors_header(path)
         .ok()
-        .and_then(|(_, m)| m.metadata().as_ref().map(|m| m.contains_key("paths")))
-        .unwrap_or(false)
+        .flatten()
+        .is_some_and(|h| h.get("__metadata__").and_then(|m| m.get("paths")).is_some())
 }
 
 /// One search hit: cosine similarity and the row's `paths` entry.

@@ -58,27 +58,10 @@ pub fn save_burnpack(model: &Clip, path: impl AsRef<Path>) -> Result<(), Checkpo
 /// [validated](ClipConfig::validate) against the default limits, and an invalid one is an
 /// error naming the file. A file that is not safetensors carries no config (`Ok(None)`).
 pub fn config_of(path: impl AsRef<Path>) -> Result<Option<ClipConfig>, CheckpointError> {
-    use std::io::Read;
     let path = path.as_ref();
     let name = path.display().to_string();
-    let io = |source| CheckpointError::Io { path: name.clone(), source };
-    let mut file = std::fs::File::open(path).map_err(io)?;
-    let file_len = file.metadata().map_err(io)?.len();
-    let mut len = [0u8; 8];
-    if file.read_exact(&mut len).is_err() {
-        return Ok(None);
-    }
-    let len = u64::from_le_bytes(len);
-    // safetensors caps its header at 100 MB; anything else is not a safetensors file.
-    if len > 100_000_000 || len > file_len.saturating_sub(8) {
-        return Ok(None);
-    }
-    let mut header = vec![0u8; len as usize];
-    file.read_exact(&mut header).map_err(io)?;
-    let Ok(serde_json::Value::Object(header)) = serde_json::from_slice::<serde_json::Value>(&header) else {
-        return Ok(None);
-    };
-    let Some(json) = header.get("__metadata__").and_then(|m| m.get("diffclip_config")).and_then(|c| c.as_str()) else {
+    let header = super::safetensors_header(path).map_err(|source| CheckpointError::Io { path: name.clone(), source })?;
+    let Some(json) = header.as_ref().and_then(|h| h.get("__metadata__")?.get("diffclip_config")?.as_str()) else {
         return Ok(None);
     };
     let invalid = |e: crate::ClipError| CheckpointError::Read { path: name.clone(), message: format!("diffclip_config in the metadata: {e}") };

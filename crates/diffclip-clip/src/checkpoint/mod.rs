@@ -17,7 +17,7 @@ use burn::tensor::TensorData;
 pub use error::{CheckpointError, KeyMismatch};
 pub use export::{config_of, save_burnpack, save_safetensors, state_dict_of};
 pub use layout::{CheckpointFormat, detect_format, to_canonical, to_diffclip_names};
-pub use state_dict::{Container, StateDict, StateTensor, read_pytorch, read_safetensors, safetensors_to_f32};
+pub use state_dict::{Container, StateDict, StateTensor, read_pytorch, read_safetensors, safetensors_header, safetensors_to_f32};
 
 use crate::Clip;
 

@@ -89,18 +89,39 @@ pub(crate) fn detect_container(path: &Path) -> Result<Container, CheckpointError
 /// Whether the file holds a well-formed safetensors header (tensor offsets are checked by
 /// the reader).
 fn parses_as_safetensors(f: &mut std::fs::File, head: &[u8], file_len: u64) -> std::io::Result<bool> {
-    let Some(len) = head.first_chunk::<8>().map(|b| u64::from_le_bytes(*b)) else {
-        return Ok(false);
-    };
+    Ok(head.get(8) == Some(&b'{') && read_header(f, file_len)?.is_some())
+}
+
+/// The JSON header of a safetensors file (tensors and `__metadata__`), reading only the header;
+/// `None` when the file is not safetensors.
+///
+/// ```
+/// let dir = tempfile::tempdir().unwrap();
+/// let p = dir.path().join("x.bin");
+/// std::fs::write(&p, b"not safetensors").unwrap();
+/// assert!(diffclip_clip::checkpoint::safetensors_header(&p).unwrap().is_none());
+/// ```
+pub fn safetensors_header(path: &Path) -> std::io::Result<Option<serde_json::Map<String, serde_json::Value>>> {
+    let mut f = std::fs::File::open(path)?;
+    let file_len = f.metadata()?.len();
+    read_header(&mut f, file_len)
+}
+
+fn read_header(f: &mut std::fs::File, file_len: u64) -> std::io::Result<Option<serde_json::Map<String, serde_json::Value>>> {
+    let mut len = [0u8; 8];
+    f.seek(SeekFrom::Start(0))?;
+    if f.read_exact(&mut len).is_err() {
+        return Ok(None);
+    }
+    let len = u64::from_le_bytes(len);
     let fits = len.checked_add(8).is_some_and(|end| end <= file_len);
-    if !(2..=SAFETENSORS_MAX_HEADER).contains(&len) || !fits || head.get(8) != Some(&b'{') {
-        return Ok(false);
+    if !(2..=SAFETENSORS_MAX_HEADER).contains(&len) || !fits {
+        return Ok(None);
     }
     // Bounded by the file length and by SAFETENSORS_MAX_HEADER above.
     let mut json = vec![0u8; len as usize];
-    f.seek(SeekFrom::Start(8))?;
     f.read_exact(&mut json)?;
-    Ok(serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&json).is_ok())
+    Ok(serde_json::from_slice(&json).ok())
 }
 
 /// Read a safetensors file.
