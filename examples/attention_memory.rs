@@ -14,6 +14,10 @@
 use std::process::Command;
 use std::time::Instant;
 
+#[path = "common/memory.rs"]
+mod memory;
+use memory::status_mb;
+
 use clap::Parser;
 use diffclip::attention::{AttentionConfig, AttentionPath};
 use diffclip::burn::tensor::{Distribution, Tensor};
@@ -42,13 +46,6 @@ struct Args {
     /// Run all four kind/path pairs, each in its own process.
     #[arg(long)]
     all: bool,
-}
-
-/// A `kB` field of `/proc/self/status` in MiB.
-fn status_mb(field: &str) -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with(field))?;
-    Some(line.split_whitespace().nth(1)?.parse::<f64>().ok()? / 1024.0)
 }
 
 fn one(args: &Args) -> Result<serde_json::Value, Box<dyn std::error::Error>> {

@@ -18,6 +18,9 @@
 
 use std::time::Instant;
 
+#[path = "common/memory.rs"]
+mod memory;
+
 use clap::Parser;
 use diffclip::burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
 use diffclip::clip::{Clip, ClipConfig};
@@ -63,14 +66,6 @@ struct Args {
     /// Run Burn's generic ops instead of diffclip's flex CPU kernels (`set_cpu_kernels(false)`).
     #[arg(long)]
     generic_ops: bool,
-}
-
-/// Peak resident set size of this process in MiB (`VmHWM` of `/proc/self/status`).
-fn peak_rss_mb() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb / 1024.0)
 }
 
 /// Seconds of each of `iters` timed calls after `warmup` untimed ones.
@@ -178,7 +173,7 @@ fn run(args: &Args) -> Result<serde_json::Value, Box<dyn std::error::Error>> {
         "image_s_min": image_s.as_deref().map(min),
         "text_s_median": text_s.as_deref().map(median),
         "text_s_min": text_s.as_deref().map(min),
-        "peak_rss_mb": peak_rss_mb(),
+        "peak_rss_mb": memory::status_mb("VmHWM:"),
     }))
 }
 

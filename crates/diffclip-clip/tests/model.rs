@@ -244,3 +244,16 @@ fn unreadable_files_are_named_errors() {
     let err = load_checkpoint(&mut model, &cut).unwrap_err();
     assert!(err.to_string().contains("cut.pt"), "{err}");
 }
+
+#[test]
+fn key_shapes_come_from_declared_shapes_exactly_as_the_collector_names_them() {
+    use burn::store::{BurnToPyTorchAdapter, ModuleSnapshot};
+    for (name, preset) in PRESETS.iter().filter(|(n, _)| n.contains("tiny")) {
+        let model = preset().init(&burn::tensor::Device::flex()).unwrap();
+        let declared = state_dict_shapes(&model);
+        let collected: std::collections::BTreeMap<String, Vec<usize>> =
+            model.collect(None, Some(Box::new(BurnToPyTorchAdapter)), true).into_iter().map(|t| (t.name.clone(), t.shape.to_vec())).collect();
+        assert!(!declared.is_empty());
+        assert_eq!(declared, collected, "{name}");
+    }
+}

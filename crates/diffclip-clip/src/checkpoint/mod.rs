@@ -12,7 +12,8 @@ mod state_dict;
 use std::path::Path;
 
 use burn::store::{BurnpackStore, ModuleSnapshot, ModuleStore, PyTorchToBurnAdapter, bridge};
-use burn::tensor::TensorData;
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::tensor::{Tensor, TensorData};
 
 pub use error::{CheckpointError, KeyMismatch};
 pub use export::{config_of, save_burnpack, save_safetensors, state_dict_of};
@@ -99,24 +100,70 @@ pub fn load_state_dict(model: &mut Clip, mut sd: StateDict, source: &str) -> Res
     if !mismatch.is_empty() {
         return Err(CheckpointError::Mismatch { path: source.into(), mismatch });
     }
-    let tensors = sd
-        .into_iter()
-        .map(|(k, t)| bridge::from_data(TensorData::new(t.data, t.shape), k, None))
-        .collect();
-    let result = model.apply(tensors, None, Some(Box::new(PyTorchToBurnAdapter)), true);
-    if !result.errors.is_empty() || !result.missing.is_empty() || !result.unused.is_empty() {
-        return Err(CheckpointError::Apply { path: source.into(), message: result.to_string() });
+    // One tensor at a time: each source tensor is freed once the model holds its (transposed)
+    // copy, so loading peaks at one model plus one tensor instead of two models. Names and
+    // shapes were checked above, so every call must use its one tensor.
+    for (key, t) in sd {
+        let tensor = bridge::from_data(TensorData::new(t.data, t.shape), key, None);
+        let result = model.apply(vec![tensor], None, Some(Box::new(PyTorchToBurnAdapter)), true);
+        if !result.errors.is_empty() || !result.unused.is_empty() || result.applied.len() != 1 {
+            return Err(CheckpointError::Apply { path: source.into(), message: result.to_string() });
+        }
     }
     Ok(())
 }
 
 /// The model's canonical keys and PyTorch-layout shapes.
+///
+/// Read from the parameters' declared shapes, so a freshly initialised model (whose weights are
+/// only allocated when first used) allocates nothing here: loading then holds one model's
+/// weights, not a random initialisation beside the checkpoint's.
 pub fn state_dict_shapes(model: &Clip) -> std::collections::BTreeMap<String, Vec<usize>> {
-    model
-        .collect(None, Some(Box::new(burn::store::BurnToPyTorchAdapter)), true)
-        .into_iter()
-        .map(|t| (t.name.clone(), t.shape.to_vec()))
-        .collect()
+    let mut shapes = ShapeVisitor::default();
+    model.visit(&mut shapes);
+    shapes.shapes
+}
+
+/// Collects names and shapes the way burn-store's collector with [`BurnToPyTorchAdapter`]
+/// names them (enum variants left out of paths, `Linear` weights transposed, norm
+/// `gamma`/`beta` as `weight`/`bias`), without reading any values.
+#[derive(Default)]
+struct ShapeVisitor {
+    path: Vec<String>,
+    containers: Vec<String>,
+    shapes: std::collections::BTreeMap<String, Vec<usize>>,
+}
+
+impl ModuleVisitor for ShapeVisitor {
+    fn enter_module(&mut self, name: &str, container_type: &str) {
+        self.containers.push(container_type.to_string());
+        if !container_type.starts_with("Enum:") {
+            self.path.push(name.to_string());
+        }
+    }
+
+    fn exit_module(&mut self, _name: &str, container_type: &str) {
+        self.containers.pop();
+        if !container_type.starts_with("Enum:") {
+            self.path.pop();
+        }
+    }
+
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let mut shape = param.lazy_shape().to_vec();
+        let mut path = self.path.clone();
+        let module = self.containers.iter().rev().find(|c| c.starts_with("Struct:") || c.starts_with("Enum:")).map(String::as_str);
+        let last = path.last().map(String::as_str);
+        match (module, last) {
+            (Some("Struct:Linear"), Some("weight")) if shape.len() == 2 => shape.reverse(),
+            (Some("Struct:BatchNorm" | "Struct:LayerNorm" | "Struct:GroupNorm" | "Struct:RmsNorm"), Some(p @ ("gamma" | "beta"))) => {
+                let renamed = if p == "gamma" { "weight" } else { "bias" };
+                *path.last_mut().expect("a parameter has a name") = renamed.into();
+            }
+            _ => {}
+        }
+        self.shapes.insert(path.join("."), shape);
+    }
 }
 
 fn load_burnpack(model: &mut Clip, path: &Path) -> Result<(), CheckpointError> {

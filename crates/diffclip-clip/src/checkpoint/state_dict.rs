@@ -12,7 +12,8 @@ use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 
 use burn::store::pytorch_reader::{DType as PtDType, PytorchReader};
-use safetensors::{Dtype, SafeTensors};
+use safetensors::Dtype;
+use safetensors::tensor::Metadata;
 
 use super::CheckpointError;
 
@@ -124,20 +125,41 @@ fn read_header(f: &mut std::fs::File, file_len: u64) -> std::io::Result<Option<s
     Ok(serde_json::from_slice(&json).ok())
 }
 
-/// Read a safetensors file.
+/// Read a safetensors file, one tensor at a time: only the header and one tensor's bytes are
+/// held besides the f32 result, so loading never keeps a second full copy of the weights.
 pub fn read_safetensors(path: &Path) -> Result<StateDict, CheckpointError> {
     let name = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|source| CheckpointError::Io { path: name.clone(), source })?;
-    // Checks the header length against the file, the JSON, and every tensor's offsets
-    // against its shape and dtype before any tensor is looked at.
-    let st = SafeTensors::deserialize(&bytes).map_err(|e| CheckpointError::Read { path: name.clone(), message: e.to_string() })?;
+    let io = |source| CheckpointError::Io { path: name.clone(), source };
+    let read_err = |message: String| CheckpointError::Read { path: name.clone(), message };
+    let mut f = std::fs::File::open(path).map_err(io)?;
+    let file_len = f.metadata().map_err(io)?.len();
+    let mut len = [0u8; 8];
+    f.read_exact(&mut len).map_err(|_| read_err("shorter than the 8-byte header length".into()))?;
+    let header_len = u64::from_le_bytes(len);
+    if !(2..=SAFETENSORS_MAX_HEADER).contains(&header_len) || header_len + 8 > file_len {
+        return Err(read_err(format!("header length {header_len} does not fit the {file_len}-byte file")));
+    }
+    let mut header = vec![0u8; header_len as usize];
+    f.read_exact(&mut header).map_err(io)?;
+    // safetensors' own parser checks that offsets are contiguous and match shapes and dtypes.
+    let metadata: Metadata = serde_json::from_slice(&header).map_err(|e| read_err(format!("header: {e}")))?;
+    let data_start = 8 + header_len;
+    if data_start + metadata.data_len() as u64 != file_len {
+        return Err(read_err(format!("the header describes {} bytes of tensors but the file holds {}", metadata.data_len(), file_len - data_start)));
+    }
     let mut out = StateDict::new();
-    for (key, view) in st.tensors() {
-        if !is_float_safetensors(view.dtype()) && is_index_buffer(&key) {
+    let mut bytes = Vec::new();
+    for key in metadata.offset_keys() {
+        let info = metadata.info(&key).expect("offset_keys lists known tensors");
+        if !is_float_safetensors(info.dtype) && is_index_buffer(&key) {
             continue;
         }
-        let data = safetensors_to_f32(view.dtype(), view.data(), &key, &name)?;
-        out.insert(key, StateTensor { shape: view.shape().to_vec(), data });
+        let (start, end) = info.data_offsets;
+        bytes.resize(end - start, 0);
+        f.seek(SeekFrom::Start(data_start + start as u64)).map_err(io)?;
+        f.read_exact(&mut bytes).map_err(io)?;
+        let data = safetensors_to_f32(info.dtype, &bytes, &key, &name)?;
+        out.insert(key, StateTensor { shape: info.shape.clone(), data });
     }
     Ok(out)
 }
@@ -214,7 +236,7 @@ fn is_float_safetensors(dtype: Dtype) -> bool {
 
 /// Convert one safetensors tensor's bytes to f32: F64, F32, F16 and BF16 are converted (F64
 /// rounds to nearest); anything else (integers, bool, 8-bit floats) is refused with its key.
-/// `data` must be the tensor's bytes as a validated [`SafeTensors`] hands them out, so its
+/// `data` must be the tensor's bytes as a validated [`safetensors::SafeTensors`] hands them out, so its
 /// length is a whole number of elements.
 pub fn safetensors_to_f32(dtype: Dtype, data: &[u8], key: &str, path: &str) -> Result<Vec<f32>, CheckpointError> {
     Ok(match dtype {

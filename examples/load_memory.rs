@@ -1,0 +1,87 @@
+//! Time and peak memory of loading a checkpoint, as one JSON line (docs/performance.md).
+//!
+//! ```sh
+//! # once: random weights of a preset, in the DiffCLIP safetensors layout
+//! cargo run --release --example load_memory -- --preset diffclip_vit_b16 --write /tmp/b16.safetensors
+//! # then, in a fresh process:
+//! cargo run --release --example load_memory -- --preset diffclip_vit_b16 --checkpoint /tmp/b16.safetensors
+//! ```
+//! Printed: the file's size, the model's f32 weights, seconds to load, resident memory before
+//! the load (`VmRSS`, the empty model included) and the process's peak (`VmHWM`), all in MiB.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+#[path = "common/memory.rs"]
+mod memory;
+use memory::status_mb;
+
+use clap::Parser;
+use diffclip::clip::checkpoint::{CheckpointFormat, StateDict, StateTensor, detect_format, load_state_dict, safetensors_to_f32, to_canonical};
+use diffclip::clip::{ClipConfig, load_checkpoint, save_safetensors};
+
+#[derive(Parser, Debug)]
+#[command(about = "Time and peak memory of loading a checkpoint, as one JSON line")]
+struct Args {
+    /// Model preset (see `examples/config.rs`).
+    #[arg(long, default_value = "diffclip_vit_b16")]
+    preset: String,
+    /// The checkpoint to load (any format `load_checkpoint` reads).
+    #[arg(long, required_unless_present = "write", conflicts_with = "write")]
+    checkpoint: Option<PathBuf>,
+    /// Instead: write the preset's random weights here (safetensors) and exit.
+    #[arg(long)]
+    write: Option<PathBuf>,
+    /// Baseline: read the whole safetensors file into memory first, then convert every tensor
+    /// (how `load_checkpoint` read files before it streamed them tensor by tensor).
+    #[arg(long)]
+    whole_file: bool,
+}
+
+fn main() -> ExitCode {
+    diffclip::cli::run_main(|| run(Args::parse()))
+}
+
+fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+    let config = ClipConfig::preset(&args.preset)?;
+    let device = diffclip::backend::device("flex")?;
+    let mut model = config.init(&device)?;
+    if let Some(path) = &args.write {
+        save_safetensors(&model, Some(&config), path)?;
+        eprintln!("wrote {}", path.display());
+        return Ok(());
+    }
+    let path = args.checkpoint.expect("clap requires --checkpoint without --write");
+    let before = status_mb("VmRSS:");
+    let start = Instant::now();
+    let format = if args.whole_file { load_whole_file(&mut model, &path)? } else { load_checkpoint(&mut model, &path)? };
+    let seconds = start.elapsed().as_secs_f64();
+    let line = serde_json::json!({
+        "preset": args.preset,
+        "format": format!("{format:?}"),
+        "reader": if args.whole_file { "whole file" } else { "load_checkpoint" },
+        "file_mb": std::fs::metadata(&path)?.len() as f64 / (1 << 20) as f64,
+        "weights_mb": config.estimate().params as f64 * 4.0 / (1 << 20) as f64,
+        "seconds": seconds,
+        "rss_before_mb": before,
+        "peak_rss_mb": status_mb("VmHWM:"),
+    });
+    println!("{line}");
+    Ok(())
+}
+
+/// The baseline reader: the file's bytes and the f32 state dict are both resident at once.
+fn load_whole_file(model: &mut diffclip::clip::Clip, path: &std::path::Path) -> Result<CheckpointFormat, Box<dyn std::error::Error>> {
+    let bytes = std::fs::read(path)?;
+    let st = safetensors::SafeTensors::deserialize(&bytes)?;
+    let mut sd = StateDict::new();
+    for (key, view) in st.tensors() {
+        let data = safetensors_to_f32(view.dtype(), view.data(), &key, &path.display().to_string())?;
+        sd.insert(key, StateTensor { shape: view.shape().to_vec(), data });
+    }
+    drop(bytes);
+    let format = detect_format(&sd);
+    load_state_dict(model, to_canonical(sd, format, "baseline")?, "baseline")?;
+    Ok(format)
+}
