@@ -26,9 +26,11 @@ pub fn exit_code<E: std::fmt::Display>(result: Result<(), E>) -> ExitCode {
 }
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use burn::tensor::Device;
 use diffclip_clip::{Clip, ClipConfig, load_checkpoint};
+use diffclip_data::{ClipTokenizer, TextTokenizer, TokenizerConfig};
 
 use crate::pretrained::Pretrained;
 
@@ -47,6 +49,10 @@ pub struct LoadedModel {
     pub preprocess: &'static str,
     /// Caption truncation: the registry's for `--model`, else `keep-eot`.
     pub truncate: &'static str,
+    /// Its tokenizer, with that truncation and the model's context length: the registry's for
+    /// `--model` ([`Pretrained::tokenizer`]: a hub `tokenizer.json` with the `hf-tokenizer`
+    /// feature), else the built-in CLIP BPE. Give it to `Encoder::with_tokenizer`.
+    pub tokenizer: Arc<dyn TextTokenizer>,
 }
 
 /// Loads `--model NAME` (from the hub cache) or `--config`/`--preset` + `--checkpoint` on
@@ -66,11 +72,16 @@ pub fn load_model(
         (None, Some(ckpt)) => (ClipConfig::select(config, preset, Some(ckpt))?, ckpt.to_path_buf(), None),
         (None, None) => return Err("give --model NAME, or --checkpoint with --preset/--config".into()),
     };
+    // Before the weights, so that a missing tokenizer file fails fast.
+    let tokenizer: Arc<dyn TextTokenizer> = match registry {
+        Some(entry) => entry.tokenizer()?,
+        None => Arc::new(ClipTokenizer::with_config(TokenizerConfig { context_length: config.text.context_length, ..Default::default() })?),
+    };
     let mut model = config.init(device)?;
     let format = load_checkpoint(&mut model, &checkpoint)?;
     eprintln!("loaded {} ({format:?} layout)", checkpoint.display());
     let timm = config.vision.patch_bias && !config.vision.ln_pre;
     let preprocess = registry.map_or(if timm { "slip" } else { "openai" }, |r| r.preprocess);
     let truncate = registry.map_or("keep-eot", |r| r.truncate);
-    Ok(LoadedModel { model, config, device: device.clone(), checkpoint, preprocess, truncate })
+    Ok(LoadedModel { model, config, device: device.clone(), checkpoint, preprocess, truncate, tokenizer })
 }

@@ -2,11 +2,30 @@
 //! preprocessing and caption truncation it was evaluated with. Files are found in the Hugging
 //! Face hub cache (`HF_HUB_CACHE`, else `HF_HOME/hub`, else `~/.cache/huggingface/hub`); nothing
 //! is downloaded (`huggingface-cli download REPO FILE` fills the cache where a network exists).
+//!
+//! Each entry also names its tokenizer ([`TokenizerSource`]). With the `hf-tokenizer` feature,
+//! [`Pretrained::tokenizer`] reads a [`TokenizerSource::HubFile`] (the `tokenizer.json` of the
+//! `openai/clip-vit-*` repositories) from the cache like the checkpoint; without it the built-in
+//! CLIP BPE is used for every entry, which gives those models the same ids on ordinary text (it
+//! also repairs mojibake, unescapes HTML and folds ligatures and full-width forms, as
+//! open_clip does: see `HfTokenizer`).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use diffclip_clip::ClipConfig;
+use diffclip_data::{ClipTokenizer, TextTokenizer, TokenizerConfig, TokenizerError, Truncation};
 use thiserror::Error;
+
+/// Where a released model's tokenizer comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenizerSource {
+    /// The built-in CLIP BPE ([`ClipTokenizer`]): DiffCLIP's and open_clip's models.
+    Clip,
+    /// A `tokenizer.json` in the model's hub repository, read with the `hf-tokenizer` feature
+    /// (`HfTokenizer`); without the feature the built-in CLIP BPE stands in for it.
+    HubFile(&'static str),
+}
 
 /// One released model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,6 +42,8 @@ pub struct Pretrained {
     pub preprocess: &'static str,
     /// Caption truncation of its tokenizer (`drop-eot`: the DiffCLIP authors'; `keep-eot`: open_clip's).
     pub truncate: &'static str,
+    /// Its tokenizer.
+    pub tokenizer: TokenizerSource,
 }
 
 /// Every released model diffclip knows. DiffCLIP's were evaluated with SLIP's preprocessing and
@@ -31,14 +52,14 @@ pub struct Pretrained {
 /// The DiffCLIP authors' standard-CLIP baseline is not listed: its repository name is not
 /// published.
 pub const PRETRAINED: &[Pretrained] = &[
-    Pretrained { name: "diffclip-vit-b16-cc3m", repo: "hammh0a/DiffCLIP_ViTB16_CC3M", file: "checkpoint_best.pt", preset: "diffclip_vit_b16", preprocess: "slip", truncate: "drop-eot" },
-    Pretrained { name: "diffclip-vit-b16-cc12m", repo: "hammh0a/DiffCLIP_ViTB16_CC12M", file: "checkpoint_best.pt", preset: "diffclip_vit_b16", preprocess: "slip", truncate: "drop-eot" },
-    Pretrained { name: "openai-vit-b32", repo: "openai/clip-vit-base-patch32", file: "model.safetensors", preset: "openai_vit_b32", preprocess: "openai", truncate: "keep-eot" },
-    Pretrained { name: "openai-vit-b16", repo: "openai/clip-vit-base-patch16", file: "model.safetensors", preset: "openai_vit_b16", preprocess: "openai", truncate: "keep-eot" },
-    Pretrained { name: "openai-vit-l14", repo: "openai/clip-vit-large-patch14", file: "model.safetensors", preset: "openai_vit_l14", preprocess: "openai", truncate: "keep-eot" },
-    Pretrained { name: "openclip-vit-b32-laion2b", repo: "laion/CLIP-ViT-B-32-laion2B-s34B-b79K", file: "open_clip_pytorch_model.bin", preset: "openclip_vit_b32", preprocess: "openai", truncate: "keep-eot" },
-    Pretrained { name: "openclip-vit-b16-laion2b", repo: "laion/CLIP-ViT-B-16-laion2B-s34B-b88K", file: "open_clip_pytorch_model.bin", preset: "openclip_vit_b16", preprocess: "openai", truncate: "keep-eot" },
-    Pretrained { name: "openclip-vit-l14-laion2b", repo: "laion/CLIP-ViT-L-14-laion2B-s32B-b82K", file: "open_clip_pytorch_model.bin", preset: "openclip_vit_l14", preprocess: "openai", truncate: "keep-eot" },
+    Pretrained { name: "diffclip-vit-b16-cc3m", repo: "hammh0a/DiffCLIP_ViTB16_CC3M", file: "checkpoint_best.pt", preset: "diffclip_vit_b16", preprocess: "slip", truncate: "drop-eot", tokenizer: TokenizerSource::Clip },
+    Pretrained { name: "diffclip-vit-b16-cc12m", repo: "hammh0a/DiffCLIP_ViTB16_CC12M", file: "checkpoint_best.pt", preset: "diffclip_vit_b16", preprocess: "slip", truncate: "drop-eot", tokenizer: TokenizerSource::Clip },
+    Pretrained { name: "openai-vit-b32", repo: "openai/clip-vit-base-patch32", file: "model.safetensors", preset: "openai_vit_b32", preprocess: "openai", truncate: "keep-eot", tokenizer: TokenizerSource::HubFile("tokenizer.json") },
+    Pretrained { name: "openai-vit-b16", repo: "openai/clip-vit-base-patch16", file: "model.safetensors", preset: "openai_vit_b16", preprocess: "openai", truncate: "keep-eot", tokenizer: TokenizerSource::HubFile("tokenizer.json") },
+    Pretrained { name: "openai-vit-l14", repo: "openai/clip-vit-large-patch14", file: "model.safetensors", preset: "openai_vit_l14", preprocess: "openai", truncate: "keep-eot", tokenizer: TokenizerSource::HubFile("tokenizer.json") },
+    Pretrained { name: "openclip-vit-b32-laion2b", repo: "laion/CLIP-ViT-B-32-laion2B-s34B-b79K", file: "open_clip_pytorch_model.bin", preset: "openclip_vit_b32", preprocess: "openai", truncate: "keep-eot", tokenizer: TokenizerSource::Clip },
+    Pretrained { name: "openclip-vit-b16-laion2b", repo: "laion/CLIP-ViT-B-16-laion2B-s34B-b88K", file: "open_clip_pytorch_model.bin", preset: "openclip_vit_b16", preprocess: "openai", truncate: "keep-eot", tokenizer: TokenizerSource::Clip },
+    Pretrained { name: "openclip-vit-l14-laion2b", repo: "laion/CLIP-ViT-L-14-laion2B-s32B-b82K", file: "open_clip_pytorch_model.bin", preset: "openclip_vit_l14", preprocess: "openai", truncate: "keep-eot", tokenizer: TokenizerSource::Clip },
 ];
 
 /// Why a model name could not be resolved.
@@ -64,6 +85,9 @@ pub enum PretrainedError {
         /// The repository's folder name in the cache.
         folder: String,
     },
+    /// The tokenizer could not be built (its file is unreadable or invalid).
+    #[error(transparent)]
+    Tokenizer(#[from] TokenizerError),
 }
 
 impl Pretrained {
@@ -109,13 +133,71 @@ impl Pretrained {
     /// assert!(err.contains("openai/clip-vit-base-patch32/model.safetensors") && err.contains(&cache.path().display().to_string()));
     /// ```
     pub fn checkpoint_in(&self, cache: &std::path::Path) -> Result<PathBuf, PretrainedError> {
-        let cache = cache.to_path_buf();
-        hf_hub::Cache::new(cache.clone()).model(self.repo.to_string()).get(self.file).ok_or_else(|| PretrainedError::NotCached {
+        self.cached_file(cache, self.file)
+    }
+
+    /// `file` of this entry's repository in the hub cache folder `cache`.
+    fn cached_file(&self, cache: &Path, file: &str) -> Result<PathBuf, PretrainedError> {
+        hf_hub::Cache::new(cache.to_path_buf()).model(self.repo.to_string()).get(file).ok_or_else(|| PretrainedError::NotCached {
             repo: self.repo.into(),
-            file: self.file.into(),
+            file: file.into(),
             cache: cache.display().to_string(),
             folder: self.repo.replace('/', "--"),
         })
+    }
+
+    /// The tokenizer settings the model was evaluated with: its preset's context length and
+    /// its truncation.
+    ///
+    /// ```
+    /// use diffclip::data::Truncation;
+    /// let c = diffclip::pretrained::Pretrained::named("diffclip-vit-b16-cc3m").unwrap().tokenizer_config();
+    /// assert_eq!((c.context_length, c.truncation), (77, Truncation::DropEot));
+    /// ```
+    pub fn tokenizer_config(&self) -> TokenizerConfig {
+        TokenizerConfig {
+            context_length: self.config().text.context_length,
+            truncation: self.truncate.parse::<Truncation>().expect("registry truncations parse"),
+        }
+    }
+
+    /// Its tokenizer, files read from the hub cache ([`cache_dir`]); see [`tokenizer_in`](Self::tokenizer_in).
+    pub fn tokenizer(&self) -> Result<Arc<dyn TextTokenizer>, PretrainedError> {
+        self.tokenizer_in(&cache_dir())
+    }
+
+    /// Its tokenizer with [`tokenizer_config`](Self::tokenizer_config): the built-in CLIP BPE for
+    /// [`TokenizerSource::Clip`]; for [`TokenizerSource::HubFile`], with the `hf-tokenizer`
+    /// feature, the file from the hub cache folder `cache` (missing: [`PretrainedError::NotCached`]
+    /// naming it), without the feature the built-in CLIP BPE (nothing is read).
+    ///
+    /// ```
+    /// use diffclip::pretrained::Pretrained;
+    /// let empty = tempfile::tempdir().unwrap();
+    /// let clip = Pretrained::named("diffclip-vit-b16-cc12m").unwrap().tokenizer_in(empty.path()).unwrap();
+    /// assert_eq!(clip.tokenize("a photo").unwrap()[..4], [49406, 320, 1125, 49407]);
+    /// let openai = Pretrained::named("openai-vit-b16").unwrap().tokenizer_in(empty.path());
+    /// if cfg!(feature = "hf-tokenizer") {
+    ///     assert!(openai.unwrap_err().to_string().contains("openai/clip-vit-base-patch16/tokenizer.json"));
+    /// } else {
+    ///     assert_eq!(openai.unwrap().tokenize("a photo").unwrap()[..4], [49406, 320, 1125, 49407]);
+    /// }
+    /// ```
+    pub fn tokenizer_in(&self, cache: &Path) -> Result<Arc<dyn TextTokenizer>, PretrainedError> {
+        let config = self.tokenizer_config();
+        match self.tokenizer {
+            #[cfg(feature = "hf-tokenizer")]
+            TokenizerSource::HubFile(file) => {
+                let path = self.cached_file(cache, file)?;
+                Ok(Arc::new(diffclip_data::tokenizer::HfTokenizer::from_file(path, config)?))
+            }
+            #[cfg(not(feature = "hf-tokenizer"))]
+            TokenizerSource::HubFile(_) => {
+                let _ = cache;
+                Ok(Arc::new(ClipTokenizer::with_config(config)?))
+            }
+            TokenizerSource::Clip => Ok(Arc::new(ClipTokenizer::with_config(config)?)),
+        }
     }
 }
 

@@ -2,7 +2,9 @@
 //! `[B, 3, S, S]` image and `[B, context]` token tensors a model takes.
 //!
 //! - [`tokenizer`]: the OpenAI CLIP byte-level BPE tokenizer (vocabulary embedded), with the
-//!   open_clip and DiffCLIP-authors truncation rules ([`ClipTokenizer`], [`Truncation`]).
+//!   open_clip and DiffCLIP-authors truncation rules ([`ClipTokenizer`], [`Truncation`]); the
+//!   [`TextTokenizer`] trait, and with the `hf-tokenizer` feature any HuggingFace
+//!   `tokenizer.json` (`tokenizer::HfTokenizer`).
 //! - [`preprocess`]: image decoding and the CLIP preprocessing presets, reproducing Pillow +
 //!   torchvision ([`Pipeline`], [`Preset`]).
 //! - [`datasets`]: image–caption CSV/TSV files, WebDataset tar shards, image-folder
@@ -43,7 +45,7 @@ pub mod preprocess;
 pub use preprocess::{Pipeline, PreprocessConfig, PreprocessError, Preset};
 
 pub mod tokenizer;
-pub use tokenizer::{ClipTokenizer, TokenizerConfig, TokenizerError, Truncation};
+pub use tokenizer::{ClipTokenizer, TextTokenizer, TokenizerConfig, TokenizerError, Truncation};
 
 pub mod datasets;
 pub use datasets::{BadSamplePolicy, ClipBatch, ClipBatcher, ClipItem, DataError};

@@ -7,8 +7,6 @@
 mod fixtures;
 
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
-use std::time::Duration;
 
 use diffclip_data::datasets::*;
 use diffclip_data::preprocess::*;
@@ -17,19 +15,6 @@ use fixtures::*;
 use proptest::prelude::*;
 use proptest::sample::Index;
 
-/// Runs `f` on its own thread and fails if it takes more than `secs` seconds, so a regression
-/// that blocks or reads without end fails the test instead of hanging the run.
-fn within<T: Send + 'static>(secs: u64, what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(f());
-    });
-    match rx.recv_timeout(Duration::from_secs(secs)) {
-        Ok(v) => v,
-        Err(mpsc::RecvTimeoutError::Timeout) => panic!("{what}: still running after {secs} s"),
-        Err(mpsc::RecvTimeoutError::Disconnected) => panic!("{what}: panicked"),
-    }
-}
 
 fn mkfifo(path: &Path) {
     use std::os::unix::ffi::OsStrExt;

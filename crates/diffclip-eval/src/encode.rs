@@ -1,10 +1,12 @@
 //! `Encoder`: batched image and text embedding with one model, tokenizer and progress bars.
 
+use std::sync::Arc;
+
 use burn::module::Module;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use diffclip_clip::Clip;
 use diffclip_data::preprocess::batch_tensor;
-use diffclip_data::{ClipTokenizer, TokenizerConfig, Truncation};
+use diffclip_data::{ClipTokenizer, TextTokenizer, TokenizerConfig, Truncation};
 
 use rayon::prelude::*;
 
@@ -28,14 +30,15 @@ use crate::{EvalError, ImageSource, Matrix};
 pub struct Encoder<'a> {
     model: &'a Clip,
     device: Device,
-    tokenizer: ClipTokenizer,
+    tokenizer: Arc<dyn TextTokenizer>,
     batch_size: usize,
     progress: bool,
 }
 
 impl<'a> Encoder<'a> {
-    /// An encoder on the model's device, with a tokenizer of the model's context length
-    /// (open_clip truncation: EOT kept), batch size 64, progress bars on.
+    /// An encoder on the model's device, with the built-in CLIP tokenizer ([`ClipTokenizer`])
+    /// of the model's context length (open_clip truncation: EOT kept), batch size 64, progress
+    /// bars on.
     pub fn new(model: &'a Clip) -> Result<Self, EvalError> {
         let device = model.devices().into_iter().next().ok_or_else(|| {
             EvalError::Invalid("the model has no parameters, hence no device".into())
@@ -48,7 +51,7 @@ impl<'a> Encoder<'a> {
         Ok(Self {
             model,
             device,
-            tokenizer,
+            tokenizer: Arc::new(tokenizer),
             batch_size: 64,
             progress: true,
         })
@@ -57,11 +60,39 @@ impl<'a> Encoder<'a> {
     /// Truncation of over-long texts: [`Truncation::DropEot`] reproduces the DiffCLIP authors'
     /// evaluation, [`Truncation::KeepEot`] (default) open_clip's.
     pub fn with_truncation(mut self, truncation: Truncation) -> Result<Self, EvalError> {
-        let config = TokenizerConfig {
-            truncation,
-            ..*self.tokenizer.config()
-        };
-        self.tokenizer = ClipTokenizer::with_config(config)?;
+        let config = self.tokenizer.config().with_truncation(truncation);
+        self.tokenizer = self.tokenizer.reconfigured(config)?;
+        Ok(self)
+    }
+
+    /// Another tokenizer (for example a `HfTokenizer` reading the model's `tokenizer.json`),
+    /// used as it is: its context length must be the model's, and its ids must fall in the
+    /// model's vocabulary (checked when texts are encoded).
+    ///
+    /// ```no_run
+    /// use std::sync::Arc;
+    /// # use burn::tensor::Device;
+    /// use diffclip_clip::ClipConfig;
+    /// use diffclip_data::{ClipTokenizer, TokenizerConfig, Truncation};
+    /// use diffclip_eval::Encoder;
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let model = ClipConfig::diffclip_tiny().init(&Device::flex())?;
+    /// let encoder = Encoder::new(&model)?;
+    /// let context_length = encoder.tokenizer().context_length();
+    /// let config = TokenizerConfig { context_length, truncation: Truncation::DropEot };
+    /// let encoder = encoder.with_tokenizer(Arc::new(ClipTokenizer::with_config(config)?))?;
+    /// assert_eq!(encoder.tokenizer().truncation(), Truncation::DropEot);
+    /// # Ok(()) }
+    /// ```
+    pub fn with_tokenizer(mut self, tokenizer: Arc<dyn TextTokenizer>) -> Result<Self, EvalError> {
+        let context_length = self.model.text.positional_embedding.val().dims()[0];
+        if tokenizer.context_length() != context_length {
+            return Err(EvalError::Invalid(format!(
+                "the tokenizer gives {} ids per text but the model's context length is {context_length}",
+                tokenizer.context_length()
+            )));
+        }
+        self.tokenizer = tokenizer;
         Ok(self)
     }
 
@@ -88,8 +119,8 @@ impl<'a> Encoder<'a> {
     }
 
     /// The tokenizer.
-    pub fn tokenizer(&self) -> &ClipTokenizer {
-        &self.tokenizer
+    pub fn tokenizer(&self) -> &dyn TextTokenizer {
+        self.tokenizer.as_ref()
     }
 
     /// Whether progress bars are on.
@@ -116,9 +147,12 @@ impl<'a> Encoder<'a> {
         let pb = bar(texts.len(), "texts", self.progress);
         let mut parts = Vec::new();
         for chunk in texts.chunks(self.batch_size) {
-            let ids: Vec<i64> = chunk
-                .iter()
-                .flat_map(|t| self.tokenizer.tokenize(t.as_ref()))
+            let texts: Vec<&str> = chunk.iter().map(|t| t.as_ref()).collect();
+            let ids: Vec<i64> = self
+                .tokenizer
+                .tokenize_batch(&texts)?
+                .into_iter()
+                .flatten()
                 .map(i64::from)
                 .collect();
             if let Some(&id) = ids.iter().find(|&&id| id as usize >= vocab) {

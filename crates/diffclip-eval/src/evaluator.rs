@@ -73,12 +73,14 @@ impl<'a> Evaluator<'a> {
         }
     }
 
-    /// Text embeddings (unnormalised), cached by the texts and the tokenizer settings.
+    /// Text embeddings (unnormalised), cached by the texts and the tokenizer's fingerprint
+    /// ([`TextTokenizer::fingerprint`](diffclip_data::TextTokenizer::fingerprint): its settings, and
+    /// for a `tokenizer.json` a hash of the file).
     pub fn text_features<S: AsRef<str> + Sync>(&self, texts: &[S]) -> Result<Matrix, EvalError> {
         let Some(cache) = &self.cache else {
             return self.encoder.encode_texts(texts);
         };
-        let tok = serde_json::to_string(self.encoder.tokenizer().config()).unwrap_or_default();
+        let tok = self.encoder.tokenizer().fingerprint();
         let key = data_key(
             "texts",
             std::iter::once(tok.as_str()).chain(texts.iter().map(|t| t.as_ref())),

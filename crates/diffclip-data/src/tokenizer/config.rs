@@ -105,4 +105,31 @@ impl TokenizerConfig {
         }
         Ok(())
     }
+
+    /// These settings with another truncation policy.
+    ///
+    /// ```
+    /// use diffclip_data::tokenizer::{TokenizerConfig, Truncation};
+    /// let c = TokenizerConfig::default().with_truncation(Truncation::DropEot);
+    /// assert_eq!((c.context_length, c.truncation), (77, Truncation::DropEot));
+    /// ```
+    pub fn with_truncation(self, truncation: Truncation) -> Self {
+        Self { truncation, ..self }
+    }
+
+    /// Fits a whole `[start] + tokens + [end]` sequence to the context: longer ones are cut to
+    /// `context_length` ids, and under [`Truncation::KeepEot`] the last slot then gets the
+    /// sequence's last id (the end token); shorter ones are padded with `pad_id`.
+    pub(crate) fn fit(&self, mut ids: Vec<u32>, pad_id: u32) -> Vec<u32> {
+        let n = self.context_length;
+        if ids.len() > n {
+            let last = ids[ids.len() - 1];
+            ids.truncate(n);
+            if self.truncation == Truncation::KeepEot {
+                ids[n - 1] = last;
+            }
+        }
+        ids.resize(n, pad_id);
+        ids
+    }
 }

@@ -1,6 +1,9 @@
 //! Tokenizer errors.
 
-/// Errors raised when building a [`ClipTokenizer`](super::ClipTokenizer).
+use std::path::PathBuf;
+
+/// Errors raised when building a tokenizer ([`ClipTokenizer`](super::ClipTokenizer), or
+/// `HfTokenizer` with the `hf-tokenizer` feature) or tokenizing with one.
 ///
 /// ```
 /// use diffclip_data::tokenizer::{ClipTokenizer, TokenizerConfig, TokenizerError};
@@ -24,4 +27,37 @@ pub enum TokenizerError {
     /// An unknown truncation policy name.
     #[error("unknown truncation policy {0:?} (expected \"keep-eot\" or \"drop-eot\")")]
     Truncation(String),
+    /// A tokenizer file could not be read (missing, not a regular file, unreadable).
+    #[error("cannot read tokenizer file {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A tokenizer file is larger than the limit (`max` bytes).
+    #[error("tokenizer file {} is larger than {max} bytes", path.display())]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// The limit in bytes.
+        max: u64,
+    },
+    /// A tokenizer file is not a valid tokenizer (bad JSON, with its line and column, or an
+    /// unknown or inconsistent component).
+    #[error("invalid tokenizer file {}: {message}", path.display())]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message (`... at line L column C` for JSON errors).
+        message: String,
+    },
+    /// A text could not be tokenized (the message names the tokenizer's failing step).
+    #[error("cannot tokenize text ({chars} characters): {message}")]
+    Encode {
+        /// Length of the text in characters.
+        chars: usize,
+        /// The tokenizer's message.
+        message: String,
+    },
 }

@@ -11,6 +11,11 @@
 //! ([`SOT_ID`] / [`EOT_ID`]); open_clip 3.3.0 instead BPE-splits it and treats
 //! `<start_of_text>` / `<end_of_text>` as special, which this tokenizer BPE-splits.
 //!
+//! **Other tokenizers.** [`TextTokenizer`] is the interface encoders take (as
+//! `Arc<dyn TextTokenizer>`); [`ClipTokenizer`] implements it, and with the `hf-tokenizer`
+//! feature so does `HfTokenizer`, which reads any model's HuggingFace `tokenizer.json`
+//! (`clip_tokenizer_json` writes CLIP's; see `HfTokenizer` for where its ids differ).
+//!
 //! ```
 //! use diffclip_data::tokenizer::{ClipTokenizer, EOT_ID, SOT_ID};
 //!
@@ -23,13 +28,18 @@
 
 mod bpe;
 mod clean;
+#[cfg(feature = "hf-tokenizer")]
+mod clip_json;
 mod config;
 mod cp1252;
 mod error;
 mod ftfy;
+#[cfg(feature = "hf-tokenizer")]
+mod hf;
 mod html;
 mod mojibake;
 mod pretokenize;
+mod text;
 mod vocab;
 
 use std::sync::{Arc, OnceLock};
@@ -40,7 +50,12 @@ pub use clean::clean_text;
 pub use config::{DEFAULT_CONTEXT_LENGTH, MAX_CONTEXT_LENGTH, TokenizerConfig, Truncation};
 pub use error::TokenizerError;
 pub use ftfy::fix_text;
+#[cfg(feature = "hf-tokenizer")]
+pub use clip_json::clip_tokenizer_json;
+#[cfg(feature = "hf-tokenizer")]
+pub use hf::{HfTokenizer, MAX_TOKENIZER_FILE_BYTES};
 pub use html::html_unescape;
+pub use text::TextTokenizer;
 pub use vocab::{EOT_ID, EOT_TEXT, PAD_ID, SOT_ID, SOT_TEXT, VOCAB_SIZE};
 
 use bpe::Bpe;
@@ -155,14 +170,7 @@ impl ClipTokenizer {
         ids.push(SOT_ID);
         ids.extend(self.encode(text));
         ids.push(EOT_ID);
-        if ids.len() > n {
-            ids.truncate(n);
-            if self.config.truncation == Truncation::KeepEot {
-                ids[n - 1] = EOT_ID;
-            }
-        }
-        ids.resize(n, PAD_ID);
-        ids
+        self.config.fit(ids, PAD_ID)
     }
 
     /// [`tokenize`](Self::tokenize) for each text.

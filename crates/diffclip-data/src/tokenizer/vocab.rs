@@ -65,31 +65,49 @@ pub(crate) struct Vocab {
     pub id_bytes: Vec<Vec<u8>>,
 }
 
+/// The merge rules of the embedded merges file, as `(left, right)` token strings in rank order.
+pub(crate) fn merge_pairs() -> Result<Vec<(String, String)>, TokenizerError> {
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(BPE_VOCAB_GZ)
+        .read_to_string(&mut text)
+        .map_err(|e| TokenizerError::Vocab(format!("cannot decompress merges: {e}")))?;
+    let lines: Vec<&str> = text.split('\n').skip(1).take(NUM_MERGES).collect();
+    if lines.len() != NUM_MERGES {
+        return Err(TokenizerError::Vocab(format!(
+            "merges file has {} merge lines, expected {NUM_MERGES}",
+            lines.len()
+        )));
+    }
+    lines
+        .iter()
+        .enumerate()
+        .map(|(rank, line)| {
+            line.split_once(' ')
+                .map(|(a, b)| (a.to_owned(), b.to_owned()))
+                .ok_or_else(|| TokenizerError::Vocab(format!("bad merge line {}", rank + 1)))
+        })
+        .collect()
+}
+
+/// The 512 base token strings (ids `0 .. 512`): each byte symbol, then each with `</w>`.
+pub(crate) fn base_tokens() -> Vec<String> {
+    let table = bytes_to_unicode();
+    let plain = table.iter().map(|&(_, c)| c.to_string());
+    let eow = table.iter().map(|&(_, c)| format!("{c}{END_OF_WORD}"));
+    plain.chain(eow).collect()
+}
+
 impl Vocab {
     /// Decompresses and parses the embedded merges file.
     pub fn load() -> Result<Self, TokenizerError> {
-        let mut text = String::new();
-        flate2::read::GzDecoder::new(BPE_VOCAB_GZ)
-            .read_to_string(&mut text)
-            .map_err(|e| TokenizerError::Vocab(format!("cannot decompress merges: {e}")))?;
-        let lines: Vec<&str> = text.split('\n').skip(1).take(NUM_MERGES).collect();
-        if lines.len() != NUM_MERGES {
-            return Err(TokenizerError::Vocab(format!(
-                "merges file has {} merge lines, expected {NUM_MERGES}",
-                lines.len()
-            )));
-        }
-
+        let merges = merge_pairs()?;
         let table = bytes_to_unicode();
         let mut byte_ids = [0u32; 256];
-        let mut tokens: Vec<String> = Vec::with_capacity(VOCAB_SIZE);
-        for (i, &(b, c)) in table.iter().enumerate() {
+        for (i, &(b, _)) in table.iter().enumerate() {
             byte_ids[b as usize] = i as u32;
-            tokens.push(c.to_string());
         }
-        for &(_, c) in &table {
-            tokens.push(format!("{c}{END_OF_WORD}"));
-        }
+        let mut tokens = base_tokens();
+        tokens.reserve(VOCAB_SIZE - tokens.len());
         let mut encoder: HashMap<String, u32> = tokens
             .iter()
             .enumerate()
@@ -97,10 +115,7 @@ impl Vocab {
             .collect();
 
         let mut ranks = HashMap::with_capacity(NUM_MERGES);
-        for (rank, line) in lines.iter().enumerate() {
-            let (a, b) = line
-                .split_once(' ')
-                .ok_or_else(|| TokenizerError::Vocab(format!("bad merge line {}", rank + 1)))?;
+        for (rank, (a, b)) in merges.iter().enumerate() {
             let id_of = |s: &str| {
                 encoder.get(s).copied().ok_or_else(|| {
                     TokenizerError::Vocab(format!(

@@ -200,3 +200,17 @@ pub fn karpathy(dir: &Path) -> PathBuf {
     write(&path, json.to_string().as_bytes());
     path
 }
+
+/// Runs `f` on its own thread and fails if it takes more than `secs` seconds, so a regression
+/// that blocks or reads without end fails the test instead of hanging the run.
+pub fn within<T: Send + 'static>(secs: u64, what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    match rx.recv_timeout(std::time::Duration::from_secs(secs)) {
+        Ok(v) => v,
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => panic!("{what}: still running after {secs} s"),
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => panic!("{what}: panicked"),
+    }
+}
