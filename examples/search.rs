@@ -1,11 +1,15 @@
 //! Search a folder of embedding shards written by `embed --images/--texts` with a text or an
-//! image query: exact top-k by cosine similarity, one shard in memory at a time.
+//! image query: exact top-k by cosine similarity, one shard in memory at a time; or, with
+//! `--approximate`, through an HNSW index saved beside the shards (built on first use and
+//! whenever the shards change, with its recall@10 against exact search printed).
 //!
 //! ```text
 //! cargo run --release --example embed -- --preset diffclip_tiny --checkpoint m.safetensors \
 //!     --images photos/ --output index/
 //! cargo run --release --example search -- --preset diffclip_tiny --checkpoint m.safetensors \
 //!     --index index/ --text "a dog on a beach" --top-k 10
+//! cargo run --release --example search -- --preset diffclip_tiny --checkpoint m.safetensors \
+//!     --index index/ --text "a dog on a beach" --approximate
 //! ```
 
 use std::path::PathBuf;
@@ -17,7 +21,8 @@ use model_args::ModelArgs;
 
 use clap::Parser;
 use diffclip::data::Pipeline;
-use diffclip::eval::shards::search;
+use diffclip::eval::ann::{AnnConfig, AnnIndex, IndexError};
+use diffclip::eval::shards::{Hit, search};
 use diffclip::eval::{Encoder, ImageSource};
 
 #[derive(Parser, Debug)]
@@ -46,6 +51,24 @@ struct Args {
     /// One JSON object per hit.
     #[arg(long)]
     json: bool,
+    /// Search the approximate (HNSW) index saved beside the shards (`index.hnsw.*`), building
+    /// it first when it is missing or the shards changed (then recall@10 against exact search
+    /// is printed on stderr). Exact search is the default.
+    #[arg(long)]
+    approximate: bool,
+    /// Rebuild the approximate index even when it is current (implies --approximate).
+    #[arg(long)]
+    rebuild_index: bool,
+    /// Candidates examined per approximate query (default: the index's, 64); higher finds more
+    /// true neighbours, slower.
+    #[arg(long)]
+    ef_search: Option<usize>,
+    /// HNSW links per row when building the index (M).
+    #[arg(long, default_value_t = AnnConfig::default().m)]
+    hnsw_m: usize,
+    /// Candidates examined per row when building the index (ef_construction).
+    #[arg(long, default_value_t = AnnConfig::default().ef_construction)]
+    ef_construction: usize,
 }
 
 fn main() -> ExitCode {
@@ -54,7 +77,7 @@ fn main() -> ExitCode {
 
 fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let loaded = args.model.load()?;
-    let encoder = Encoder::new(&loaded.model)?.with_truncation(loaded.truncate.parse()?)?.with_progress(false);
+    let encoder = Encoder::new(&loaded.model)?.with_tokenizer(loaded.tokenizer.clone())?.with_truncation(loaded.truncate.parse()?)?.with_progress(false);
     let query = match (&args.text, &args.image) {
         (Some(text), _) => encoder.encode_texts(&[text.as_str()])?,
         (None, Some(image)) => {
@@ -64,7 +87,8 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         (None, None) => return Err("give --text or --image".into()),
     };
     let (dir, tensor) = if args.texts { (args.index.join("texts"), "text_embed") } else { (args.index.clone(), "image_embed") };
-    for (rank, hit) in search(&dir, tensor, query.row(0), args.top_k)?.iter().enumerate() {
+    let hits = if args.approximate || args.rebuild_index { approximate(&args, &dir, tensor, query.row(0))? } else { search(&dir, tensor, query.row(0), args.top_k)? };
+    for (rank, hit) in hits.iter().enumerate() {
         if args.json {
             println!("{}", serde_json::json!({ "rank": rank + 1, "score": hit.score, "path": hit.path }));
         } else {
@@ -72,4 +96,31 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     Ok(())
+}
+
+/// Top-k through the approximate index, opened or (re)built as the flags say.
+fn approximate(args: &Args, dir: &std::path::Path, tensor: &str, query: &[f32]) -> Result<Vec<Hit>, Box<dyn std::error::Error>> {
+    let config = AnnConfig { m: args.hnsw_m, ef_construction: args.ef_construction, ef_search: args.ef_search.unwrap_or(AnnConfig::default().ef_search), ..AnnConfig::default() };
+    let (mut index, why) = if args.rebuild_index {
+        (AnnIndex::build(dir, tensor, config)?, Some("--rebuild-index".to_string()))
+    } else {
+        let (index, why) = AnnIndex::open_or_build(dir, tensor, config)?;
+        let why = why.map(|e| match e {
+            IndexError::Missing { .. } => "there was none".to_string(),
+            IndexError::Stale { message, .. } => format!("stale: {message}"),
+            e => e.to_string(),
+        });
+        (index, why)
+    };
+    if let Some(why) = why {
+        let c = index.config();
+        eprintln!("built the approximate index of {} ({why}): {} rows, M {}, ef_construction {}, {:.1} s", dir.display(), index.rows(), c.m, c.ef_construction, index.build_seconds());
+        if let Some(r) = index.build_recall() {
+            eprintln!("recall@10 against exact search: {r:.4} ({} stored rows as queries, ef_search {})", c.recall_queries.min(index.rows()), c.ef_search);
+        }
+    }
+    if let Some(ef) = args.ef_search {
+        index.set_ef_search(ef)?;
+    }
+    Ok(index.search(query, args.top_k)?)
 }

@@ -21,6 +21,7 @@
 
 #![warn(missing_docs)]
 
+pub mod ann;
 pub mod attention;
 pub mod cache;
 pub mod compare;

@@ -1,0 +1,94 @@
+//! `search --approximate` end to end: the HNSW index is built beside synthetic shards on first
+//! use (recall@10 printed), reused after, rebuilt when the shards change, and a damaged index
+//! is a clear error; its hits match exact search's in `--json` form.
+
+mod common;
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::{example, fixture, tmpdir};
+use diffclip::clip::files::{F32Tensor, write_safetensors};
+use diffclip::eval::probe::SplitMix64;
+
+/// Writes shard `k` of `n` rows of 32 values (the tiny model's embedding size) around 20
+/// random centres, named `row<first + i>.png`.
+fn write_shard(dir: &Path, k: usize, first: usize, n: usize, seed: u64) {
+    let dim = 32;
+    let mut rng = SplitMix64::new(seed);
+    let mut uniform = move || ((rng.next_u64() >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0;
+    let centres: Vec<f32> = (0..20 * dim).map(|_| uniform()).collect();
+    let rows: Vec<f32> = (0..n * dim).map(|i| centres[((i / dim) * 7 % 20) * dim + i % dim] + 0.3 * uniform()).collect();
+    let paths: Vec<String> = (first..first + n).map(|i| format!("row{i}.png")).collect();
+    let meta = [("paths".to_string(), serde_json::to_string(&paths).unwrap())].into();
+    let t = F32Tensor { name: "image_embed".into(), shape: vec![n, dim], data: &rows };
+    write_safetensors(&dir.join(format!("embeddings-{k:05}.safetensors")), &[t], meta).unwrap();
+}
+
+fn search(index: &Path, extra: &[&str]) -> Output {
+    Command::new(example("search"))
+        .args(["--preset", "diffclip_tiny", "--checkpoint"])
+        .arg(fixture("diffclip_tiny/model.safetensors"))
+        .arg("--index")
+        .arg(index)
+        .args(["--text", "a red square", "--top-k", "10", "--json"])
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+fn ok(o: &Output) -> (Vec<serde_json::Value>, String) {
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(o.status.success(), "{err}");
+    let hits = String::from_utf8(o.stdout.clone()).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    (hits, err)
+}
+
+#[test]
+fn approximate_search_builds_reuses_and_rebuilds_its_index() {
+    let index = tmpdir("search-ann", "shards");
+    for k in 0..4 {
+        write_shard(&index, k, k * 500, 500, k as u64);
+    }
+    let (exact, _) = ok(&search(&index, &[]));
+    let (approx, err) = ok(&search(&index, &["--approximate"]));
+    assert!(err.contains("built the approximate index") && err.contains("there was none"), "{err}");
+    let recall: f64 = err.split("recall@10 against exact search: ").nth(1).and_then(|s| s.split_whitespace().next()).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("{err}"));
+    assert!(recall >= 0.9, "{err}");
+    for f in ["index.hnsw.graph", "index.hnsw.data", "index.hnsw.json"] {
+        assert!(index.join(f).is_file(), "{f}");
+    }
+    // Same JSON as exact search: rank, score, path; nearly the same hits, the same cosines.
+    assert_eq!(approx.len(), 10);
+    for (i, h) in approx.iter().enumerate() {
+        let keys: HashSet<&str> = h.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(keys, HashSet::from(["rank", "score", "path"]));
+        assert_eq!(h["rank"], i + 1);
+    }
+    let exact_paths: HashSet<&str> = exact.iter().map(|h| h["path"].as_str().unwrap()).collect();
+    let common: Vec<&serde_json::Value> = approx.iter().filter(|h| exact_paths.contains(h["path"].as_str().unwrap())).collect();
+    assert!(common.len() >= 8, "approximate {approx:?}\nexact {exact:?}");
+    for h in common {
+        let e = exact.iter().find(|e| e["path"] == h["path"]).unwrap();
+        assert!((e["score"].as_f64().unwrap() - h["score"].as_f64().unwrap()).abs() < 1e-5, "{h} vs {e}");
+    }
+    // Reused as saved: no build, the same answer.
+    let (again, err) = ok(&search(&index, &["--approximate"]));
+    assert!(!err.contains("built"), "{err}");
+    assert_eq!(again, approx);
+    // A new shard: rebuilt, saying why.
+    write_shard(&index, 4, 2000, 100, 9);
+    let (_, err) = ok(&search(&index, &["--approximate", "--ef-search", "128"]));
+    assert!(err.contains("stale: embeddings-00004.safetensors added"), "{err}");
+    // A damaged index: a clear error, not a panic, until rebuilt.
+    std::fs::write(index.join("index.hnsw.graph"), b"not a graph").unwrap();
+    let o = search(&index, &["--approximate"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("index.hnsw.graph") && err.contains("corrupt index") && err.contains("--rebuild-index") && !err.contains("panicked"), "{err}");
+    let (_, err) = ok(&search(&index, &["--rebuild-index"]));
+    assert!(err.contains("built the approximate index") && err.contains("recall@10"), "{err}");
+    // Exact search is still the default and ignores the index files.
+    assert_eq!(ok(&search(&index, &[])).0.len(), 10);
+}
