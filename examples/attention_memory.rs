@@ -14,9 +14,9 @@
 use std::process::Command;
 use std::time::Instant;
 
-#[path = "common/memory.rs"]
-mod memory;
-use memory::status_mb;
+#[path = "common/machine.rs"]
+mod machine;
+use machine::status_mb;
 
 use clap::Parser;
 use diffclip::attention::{AttentionConfig, AttentionPath};

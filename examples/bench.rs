@@ -9,8 +9,9 @@
 //! Weights are random (`"weights": "random"`): throughput does not depend on their values.
 //! After `--warmup` untimed calls, each encoder is timed `--iters` times; every call waits for
 //! its result (one value read back, then `device.sync()`, since wgpu's reads return early).
-//! Printed: `images_per_s` / `texts_per_s` from the median seconds per call, the medians and
-//! minima themselves, and `peak_rss_mb`, the process's peak resident memory (Linux `VmHWM`,
+//! Printed: the `machine` (`cpu` model, vector `isa`, `threads`), `images_per_s` /
+//! `texts_per_s` from the median seconds per call, the medians and minima themselves, and
+//! `peak_rss_mb`, the process's peak resident memory (Linux `VmHWM`,
 //! model and inputs included; `null` elsewhere). Run one configuration per process to compare
 //! peaks. Inference only (no autodiff), float32. glibc's malloc keeps freed buffers
 //! (`diffclip::allocator::keep_freed_memory`, `"malloc_tuned"`) unless `--default-malloc`;
@@ -18,8 +19,8 @@
 
 use std::time::Instant;
 
-#[path = "common/memory.rs"]
-mod memory;
+#[path = "common/machine.rs"]
+mod machine;
 
 use clap::Parser;
 use diffclip::burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
@@ -173,7 +174,7 @@ fn run(args: &Args) -> Result<serde_json::Value, Box<dyn std::error::Error>> {
         "image_s_min": image_s.as_deref().map(min),
         "text_s_median": text_s.as_deref().map(median),
         "text_s_min": text_s.as_deref().map(min),
-        "peak_rss_mb": memory::status_mb("VmHWM:"),
+        "peak_rss_mb": machine::status_mb("VmHWM:"),
     }))
 }
 
@@ -182,6 +183,7 @@ fn main() {
     let malloc_tuned = !args.default_malloc && diffclip::allocator::keep_freed_memory();
     match run(&args).map(|mut json| {
         json["malloc_tuned"] = malloc_tuned.into();
+        json["machine"] = machine::machine();
         json
     }) {
         Ok(json) => println!("{json}"),

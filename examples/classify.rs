@@ -64,7 +64,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let loaded = args.model.load()?;
     let pipeline = Pipeline::from_name(args.preprocess.as_deref().unwrap_or(loaded.preprocess), loaded.config.vision.image_size as u32)?;
     let truncation: Truncation = args.truncate.as_deref().unwrap_or(loaded.truncate).parse()?;
-    let encoder = Encoder::new(&loaded.model)?.with_truncation(truncation)?;
+    let encoder = Encoder::new(&loaded.model)?.with_tokenizer(loaded.tokenizer.clone())?.with_truncation(truncation)?;
     let classifier = build_classifier(&encoder, &labels, &templates)?;
     let files = list_image_files(&args.images)?;
     let images = encoder.encode_source(&ImageSource::files(files.clone(), &pipeline)?)?.l2_normalized();

@@ -9,9 +9,17 @@
 //! `image_embed`, `text_embed` (unnormalised) and `logit_scale` (`exp`ed, 0-d).
 //!
 //! On real files: `--images PATH...` (files and folders, recursive, sorted) and/or `--texts FILE`
-//! (one caption per line) write shards `OUT/embeddings-NNNNN.safetensors` (`image_embed` or
-//! `text_embed` `[n, E]`, and each row's file or `LINE:n` in the metadata key `paths`); a
-//! re-run keeps finished shards, `--shard I/N` splits the work over machines.
+//! (one caption per line), or `--data csv:PATH|wds:PATTERN` (image–caption pairs, as `train`
+//! reads them) write shards `OUT/embeddings-NNNNN.safetensors` (`image_embed` and/or
+//! `text_embed` `[n, E]`, row-aligned, and each row's file, `TAR:KEY` or `LINE:n` in the
+//! metadata key `paths`); a re-run keeps finished shards, `--shard I/N` splits the work over
+//! machines. WebDataset input writes one shard per tar.
+//!
+//! ```text
+//! cargo run --release --example embed -- --model diffclip-vit-b16-cc12m --images photos/ --output emb/
+//! cargo run --release --example embed -- --model openai-vit-b16 --data 'wds:cc3m/{00000..00331}.tar' \
+//!     --shard 3/8 --output emb/
+//! ```
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -20,6 +28,9 @@ use std::process::ExitCode;
 #[path = "common/model.rs"]
 mod model_args;
 use model_args::ModelArgs;
+#[path = "common/csv.rs"]
+mod csv_args;
+use csv_args::CsvArgs;
 
 use burn::tensor::{Int, Tensor, TensorData};
 use clap::Parser;
@@ -27,9 +38,9 @@ use diffclip::clip::files::{F32Tensor, check_output, resolve_output, write_safet
 use diffclip::cli::LoadedModel;
 use diffclip::clip::check_finite_rows;
 use diffclip::data::Pipeline;
-use diffclip::data::datasets::list_image_files;
+use diffclip::data::datasets::{BadSamplePolicy, CsvDataset, DataSpec, ImageLoader, WebDatasetConfig, expand_braces, list_image_files};
 use diffclip::eval::Encoder;
-use diffclip::eval::shards::{ShardJob, ShardReport};
+use diffclip::eval::shards::{EmbedRow, Embedding, ImageSource, ShardJob, ShardReport};
 
 #[derive(Parser, Debug)]
 #[command(about = "Embed images and token ids with a CLIP / DiffCLIP checkpoint")]
@@ -37,8 +48,16 @@ struct Args {
     #[command(flatten)]
     model: ModelArgs,
     /// safetensors with `image` and/or `text` (pre-processed tensors).
-    #[arg(long, required_unless_present_any = ["images", "texts"], conflicts_with_all = ["images", "texts"])]
+    #[arg(long, required_unless_present_any = ["images", "texts", "data"], conflicts_with_all = ["images", "texts", "data"])]
     inputs: Option<PathBuf>,
+    /// Image–caption pairs: csv:PATH or wds:PATTERN (e.g. 'wds:cc3m/{00000..00331}.tar').
+    #[arg(long, conflicts_with_all = ["images", "texts"])]
+    data: Option<String>,
+    /// With --data: embed both (default), images or texts.
+    #[arg(long, default_value = "both", value_parser = ["both", "images", "texts"])]
+    embed: String,
+    #[command(flatten)]
+    csv: CsvArgs,
     /// Image files and/or folders (recursive) to embed into shards under --output.
     #[arg(long, num_args = 1..)]
     images: Vec<PathBuf>,
@@ -56,9 +75,12 @@ struct Args {
     /// L2-normalise the embeddings.
     #[arg(long)]
     normalize: bool,
-    /// Rows per shard.
+    /// Rows per shard (WebDataset input: one shard per tar).
     #[arg(long, default_value_t = 4096)]
     rows_per_shard: usize,
+    /// Samples decoded and encoded together; decoding runs one batch ahead of the model.
+    #[arg(long, default_value_t = 64)]
+    batch_size: usize,
     /// This job's part I/N of the shards (e.g. a SLURM array index), 0-based.
     #[arg(long, default_value = "0/1")]
     shard: String,
@@ -142,23 +164,44 @@ fn integers(view: &safetensors::tensor::TensorView) -> Option<Vec<i64>> {
     })
 }
 
-/// `--images`/`--texts`: shards of embeddings under `--output`.
+/// `--images`/`--texts`/`--data`: shards of embeddings under `--output`.
 fn embed_files(args: &Args, loaded: &LoadedModel) -> Result<(), Box<dyn std::error::Error>> {
-    let config = &loaded.config;
     let (i, n) = args.shard.split_once('/').and_then(|(i, n)| Some((i.parse::<usize>().ok()?, n.parse::<usize>().ok()?))).filter(|&(i, n)| i < n).ok_or_else(|| format!("--shard must be I/N with 0 <= I < N, not {}", args.shard))?;
     let job = ShardJob {
-        dir: args.output.clone(),
         rows_per_shard: args.rows_per_shard.max(1),
-        part: (i, n),
         normalize: args.normalize,
         allow_non_finite: args.allow_non_finite,
         fail_on_bad: args.bad_samples == "fail",
+        batch_size: args.batch_size.max(1),
+        ..ShardJob::new(&args.output).with_part(i, n)
     };
-    let encoder = Encoder::new(&loaded.model)?.with_truncation(args.truncate.as_deref().unwrap_or(loaded.truncate).parse()?)?;
+    let encoder = Encoder::new(&loaded.model)?.with_tokenizer(loaded.tokenizer.clone())?.with_truncation(args.truncate.as_deref().unwrap_or(loaded.truncate).parse()?)?;
+    let preprocess = args.preprocess.as_deref().unwrap_or(loaded.preprocess);
+    let pipeline = Pipeline::from_name(preprocess, loaded.config.vision.image_size as u32)?;
     let mut report = ShardReport::default();
+    if let Some(spec) = &args.data {
+        let images = args.embed != "texts";
+        let what = Embedding { pipeline: images.then_some(&pipeline), texts: args.embed != "images", unit: "rows" };
+        report = match spec.parse::<DataSpec>()? {
+            DataSpec::Csv(path) => {
+                let policy = if job.fail_on_bad { BadSamplePolicy::Fail } else { BadSamplePolicy::Skip };
+                let table = CsvDataset::open(&path, &args.csv.config()?, ImageLoader::new(pipeline.clone()).with_policy(policy))?;
+                if table.skip_counter().skipped() > 0 {
+                    eprintln!("{}: skipped {} malformed rows", path.display(), table.skip_counter().skipped());
+                }
+                let rows: Vec<EmbedRow> = table.rows().iter().map(|r| EmbedRow { id: r.image.display().to_string(), image: Some(ImageSource::File(r.image.clone())), caption: Some(r.caption.clone()) }).collect();
+                eprintln!("{} image–caption pairs, {preprocess} preprocessing", rows.len());
+                job.embed_rows(&encoder, what.pipeline, what.texts, &rows)?
+            }
+            DataSpec::WebDataset(pattern) => {
+                let tars: Vec<PathBuf> = expand_braces(&pattern)?.into_iter().map(PathBuf::from).collect();
+                eprintln!("{} tar shards, {preprocess} preprocessing", tars.len());
+                job.embed_webdataset(&encoder, what, &tars, &WebDatasetConfig::default())?
+            }
+            other => return Err(format!("--data {}: embed reads csv:PATH or wds:PATTERN (use --images for a folder)", other.describe()).into()),
+        };
+    }
     if !args.images.is_empty() {
-        let preprocess = args.preprocess.as_deref().unwrap_or(loaded.preprocess);
-        let pipeline = Pipeline::from_name(&preprocess, config.vision.image_size as u32)?;
         let files = list_image_files(&args.images)?;
         eprintln!("{} images, {preprocess} preprocessing", files.len());
         report = job.embed_images(&encoder, &pipeline, &files)?;
@@ -166,13 +209,11 @@ fn embed_files(args: &Args, loaded: &LoadedModel) -> Result<(), Box<dyn std::err
     if let Some(path) = &args.texts {
         let lines: Vec<(usize, String)> = diffclip::data::files::open_regular(path).and_then(std::io::read_to_string).map_err(|e| format!("{}: {e}", path.display()))?.lines().enumerate().map(|(k, l)| (k + 1, l.to_string())).collect();
         let text_job = ShardJob { dir: job.dir.join("texts"), ..job.clone() };
-        let r = text_job.embed_texts(&encoder, &lines)?;
-        report.written.extend(r.written);
-        report.kept.extend(r.kept);
+        report.extend(text_job.embed_texts(&encoder, &lines)?);
     }
     for (file, why) in &report.skipped {
         eprintln!("skipped {file}: {why}");
     }
-    eprintln!("wrote {} shards, kept {} finished ones, skipped {} files; output {}", report.written.len(), report.kept.len(), report.skipped.len(), args.output.display());
+    eprintln!("wrote {} shards, kept {} finished ones, skipped {} samples; output {}", report.written.len(), report.kept.len(), report.skipped.len(), args.output.display());
     Ok(())
 }

@@ -13,9 +13,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-#[path = "common/memory.rs"]
-mod memory;
-use memory::status_mb;
+#[path = "common/machine.rs"]
+mod machine;
+use machine::status_mb;
 
 use clap::Parser;
 use diffclip::clip::checkpoint::{CheckpointFormat, StateDict, StateTensor, detect_format, load_state_dict, safetensors_to_f32, to_canonical};
@@ -66,6 +66,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         "seconds": seconds,
         "rss_before_mb": before,
         "peak_rss_mb": status_mb("VmHWM:"),
+        "machine": machine::machine(),
     });
     println!("{line}");
     Ok(())

@@ -19,12 +19,16 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
+#[path = "common/csv.rs"]
+mod csv_args;
+use csv_args::CsvArgs;
+
 use burn::module::Module;
 use burn::tensor::Device;
 use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser};
 use diffclip::clip::{Clip, ClipConfig, save_safetensors};
-use diffclip::data::datasets::{BadSamplePolicy, CsvConfig};
+use diffclip::data::datasets::BadSamplePolicy;
 use diffclip::data::{ClipBatcher, ClipTokenizer, TokenizerConfig, Truncation};
 use diffclip::eval::eval_set::{EvalSet, EvalSetOptions};
 use diffclip::train::{
@@ -40,15 +44,8 @@ struct Args {
     /// Training data: csv:PATH, wds:PATTERN (e.g. 'wds:cc3m/{00000..00331}.tar'), folder:PATH, synthetic.
     #[arg(long)]
     data: String,
-    /// CSV/TSV column holding image paths (relative to the file's folder).
-    #[arg(long, default_value = "filepath")]
-    csv_image_column: String,
-    /// CSV/TSV column holding captions.
-    #[arg(long, default_value = "title")]
-    csv_caption_column: String,
-    /// CSV field separator (one character, or 'tab'); default from the extension (.csv: ',', else tab).
-    #[arg(long)]
-    csv_separator: Option<String>,
+    #[command(flatten)]
+    csv: CsvArgs,
     /// Caption templates for folder: data and eval, one per line with {c} for the class name
     /// (default "a photo of a {c}."); training captions use the first.
     #[arg(long)]
@@ -209,7 +206,7 @@ fn run(args: Args, matches: &ArgMatches) -> Res<()> {
 
     // Data, then the run's length from its epoch size.
     let templates = read_templates(args.templates.as_deref())?;
-    let csv = csv_config(&args)?;
+    let csv = args.csv.config()?;
     let source_options = SourceOptions {
         image_size,
         preprocess: args.preprocess.clone(),
@@ -341,7 +338,3 @@ fn read_templates(path: Option<&Path>) -> Res<Vec<String>> {
     Ok(diffclip::eval::metadata::templates_from(spec)?)
 }
 
-fn csv_config(args: &Args) -> Res<CsvConfig> {
-    let separator = args.csv_separator.as_deref().map(CsvConfig::parse_separator).transpose().map_err(|e| format!("--csv-separator: {e}"))?;
-    Ok(CsvConfig { image_column: args.csv_image_column.clone(), caption_column: args.csv_caption_column.clone(), separator, ..CsvConfig::default() })
-}

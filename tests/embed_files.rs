@@ -5,29 +5,10 @@
 mod common;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-use common::{example, fixture, read_arrays, tmpdir};
-
-/// Every row of every shard in `dir`: (its `paths` entry, its values).
-fn shard_rows(dir: &Path, tensor: &str) -> Vec<(String, Vec<f32>)> {
-    let mut shards: Vec<PathBuf> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "safetensors")).collect();
-    shards.sort();
-    let mut rows = Vec::new();
-    for shard in shards {
-        let bytes = std::fs::read(&shard).unwrap();
-        let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
-        let paths: Vec<String> = serde_json::from_str(&meta.metadata().as_ref().unwrap()["paths"]).unwrap();
-        let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-        let view = st.tensor(tensor).unwrap();
-        let values: Vec<f32> = view.data().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
-        let cols = view.shape()[1];
-        assert_eq!(view.shape()[0], paths.len(), "{}: one path per row", shard.display());
-        rows.extend(paths.into_iter().zip(values.chunks(cols).map(<[f32]>::to_vec)));
-    }
-    rows
-}
+use common::{example, fixture, read_arrays, shard_rows, tmpdir};
 
 fn embed(args: &[&std::ffi::OsStr]) -> std::process::Output {
     let ckpt = fixture("diffclip_tiny/model.safetensors");

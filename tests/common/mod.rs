@@ -5,7 +5,7 @@
 
 pub use diffclip_testkit::*;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// The example binary `name`, built by cargo before the integration tests run.
 pub fn example(name: &str) -> PathBuf {
@@ -16,10 +16,30 @@ pub fn example(name: &str) -> PathBuf {
     p
 }
 
-/// A fresh, empty temporary folder `diffclip-<test>-<pid>-<name>`.
+/// A fresh, empty temporary folder `diffclip-<test>-<pid>-<name>` under cargo's
+/// `target/tmp` (so runs leave nothing in the system's temporary folder).
 pub fn tmpdir(test: &str, name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("diffclip-{test}-{}-{name}", std::process::id()));
+    let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("diffclip-{test}-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d
+}
+
+/// Every row of every shard in `dir`: (its `paths` entry, its values).
+pub fn shard_rows(dir: &Path, tensor: &str) -> Vec<(String, Vec<f32>)> {
+    let mut shards: Vec<PathBuf> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "safetensors")).collect();
+    shards.sort();
+    let mut rows = Vec::new();
+    for shard in shards {
+        let bytes = std::fs::read(&shard).unwrap();
+        let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+        let paths: Vec<String> = serde_json::from_str(&meta.metadata().as_ref().unwrap()["paths"]).unwrap();
+        let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        let view = st.tensor(tensor).unwrap();
+        let values: Vec<f32> = view.data().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
+        let cols = view.shape()[1];
+        assert_eq!(view.shape()[0], paths.len(), "{}: one path per row", shard.display());
+        rows.extend(paths.into_iter().zip(values.chunks(cols).map(<[f32]>::to_vec)));
+    }
+    rows
 }

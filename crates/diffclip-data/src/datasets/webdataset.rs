@@ -151,16 +151,17 @@ impl WebDataset {
     /// The undecoded samples of this epoch's shards in stream order (no shuffle buffer, no
     /// policy): errors come out as `Err`.
     pub fn raw_samples(&self) -> RawSamples {
+        Self::samples_of(self.epoch_shards(), &self.config)
+    }
+
+    /// The undecoded samples of `shards` in order, read on a background thread, for callers
+    /// that decode themselves (no loader, no shuffling); errors come out as `Err`.
+    pub fn samples_of(shards: Vec<PathBuf>, config: &WebDatasetConfig) -> RawSamples {
         let spec = MemberSpec {
-            image_exts: self
-                .config
-                .image_extensions
-                .iter()
-                .map(|e| e.to_ascii_lowercase())
-                .collect(),
-            caption_ext: self.config.caption_extension.to_ascii_lowercase(),
+            image_exts: config.image_extensions.iter().map(|e| e.to_ascii_lowercase()).collect(),
+            caption_ext: config.caption_extension.to_ascii_lowercase(),
         };
-        RawSamples::spawn(self.epoch_shards(), spec, self.config.prefetch)
+        RawSamples::spawn(shards, spec, config.prefetch)
     }
 
     fn shuffled(&self) -> Box<dyn Iterator<Item = Result<WdsSample, DataError>> + Send> {

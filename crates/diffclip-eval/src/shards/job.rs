@@ -1,0 +1,328 @@
+//! Embedding a collection into shards on disk (`embed --images/--texts/--data --output DIR`):
+//! shards `embeddings-NNNNN.safetensors`, resumable (finished shards are kept), splittable over
+//! machines (`--shard I/N`), with unreadable samples skipped and reported. Decoding runs on its
+//! own thread, a batch ahead of the encoder, so the model never waits for the files.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+
+use diffclip_clip::check_finite_rows;
+use diffclip_clip::files::{F32Tensor, write_safetensors};
+use diffclip_data::Pipeline;
+use diffclip_data::datasets::{WebDataset, WebDatasetConfig};
+use diffclip_data::preprocess::batch_tensor;
+use rayon::prelude::*;
+
+use super::is_complete;
+use crate::progress::bar;
+use crate::{Encoder, EvalError, Matrix};
+
+/// How to cut a collection into shards and which of them this process writes.
+///
+/// ```
+/// use diffclip_eval::shards::ShardJob;
+/// let job = ShardJob::new("out").with_part(1, 4);
+/// assert_eq!(job.shard_path(7), std::path::Path::new("out/embeddings-00007.safetensors"));
+/// ```
+#[derive(Debug, Clone)]
+pub struct ShardJob {
+    /// The output folder.
+    pub dir: PathBuf,
+    /// Rows per shard (the last one may be shorter); WebDataset input keeps one shard per tar.
+    pub rows_per_shard: usize,
+    /// This process's part `(i, n)`: it writes shards `k` with `k % n == i` (0-based `i`).
+    pub part: (usize, usize),
+    /// L2-normalise each row before writing.
+    pub normalize: bool,
+    /// Write rows with NaN or infinity instead of failing.
+    pub allow_non_finite: bool,
+    /// Stop at the first unreadable sample instead of skipping it.
+    pub fail_on_bad: bool,
+    /// Samples decoded and encoded together (the decoder runs one such batch ahead).
+    pub batch_size: usize,
+}
+
+/// What a job did.
+#[derive(Debug, Default)]
+pub struct ShardReport {
+    /// Shards written now.
+    pub written: Vec<PathBuf>,
+    /// Shards already present (a resumed job) and left as they were.
+    pub kept: Vec<PathBuf>,
+    /// Samples skipped (file, `TAR:KEY` or `LINE:n`), with the reason.
+    pub skipped: Vec<(String, String)>,
+}
+
+impl ShardReport {
+    /// Adds `other`'s shards and skips to this report.
+    pub fn extend(&mut self, other: ShardReport) {
+        self.written.extend(other.written);
+        self.kept.extend(other.kept);
+        self.skipped.extend(other.skipped);
+    }
+}
+
+/// Where a row's image comes from.
+#[derive(Debug, Clone)]
+pub enum ImageSource {
+    /// An image file.
+    File(PathBuf),
+    /// Encoded bytes already read (a WebDataset member).
+    Encoded(Vec<u8>),
+    /// A sample that could not be read, and why (a broken tar member).
+    Unreadable(String),
+}
+
+/// One row of a shard: its id (written to `paths`), an image and/or a caption.
+#[derive(Debug, Clone)]
+pub struct EmbedRow {
+    /// The file, `TAR:KEY` or `LINE:n` the row came from.
+    pub id: String,
+    /// The image, when the job embeds images.
+    pub image: Option<ImageSource>,
+    /// The caption, when the job embeds texts.
+    pub caption: Option<String>,
+}
+
+/// What a job embeds: images (decoded by `pipeline`) and/or captions; `unit` names the
+/// progress steps (`"rows"`, or e.g. `"tars"` when each shard is one step).
+#[derive(Debug, Clone, Copy)]
+pub struct Embedding<'a> {
+    /// Decode and embed each row's image with this pipeline (`image_embed`).
+    pub pipeline: Option<&'a Pipeline>,
+    /// Embed each row's caption (`text_embed`).
+    pub texts: bool,
+    /// The progress bar's unit.
+    pub unit: &'static str,
+}
+
+/// A batch of decoded rows on its way from the decoder thread to the encoder.
+enum Decoded {
+    Batch { pixels: Vec<Vec<f32>>, captions: Vec<String>, ids: Vec<String>, steps: u64 },
+    EndShard { k: usize, skipped: Vec<(String, String)>, steps: u64 },
+    Failed(EvalError),
+}
+
+impl ShardJob {
+    /// A single-process job writing to `dir`: 4096 rows per shard, batches of 64,
+    /// unnormalised rows, bad samples skipped.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self { dir: dir.into(), rows_per_shard: 4096, part: (0, 1), normalize: false, allow_non_finite: false, fail_on_bad: false, batch_size: 64 }
+    }
+
+    /// This process's part `i` of `n` (0-based).
+    pub fn with_part(mut self, i: usize, n: usize) -> Self {
+        self.part = (i, n);
+        self
+    }
+
+    /// The path of shard `k`.
+    pub fn shard_path(&self, k: usize) -> PathBuf {
+        self.dir.join(format!("embeddings-{k:05}.safetensors"))
+    }
+
+    /// Whether this process writes shard `k`.
+    fn owns(&self, k: usize) -> bool {
+        k % self.part.1 == self.part.0
+    }
+
+    fn check(&self) -> Result<(), EvalError> {
+        let (i, n) = self.part;
+        if n == 0 || i >= n || self.rows_per_shard == 0 || self.batch_size == 0 {
+            return Err(EvalError::Invalid(format!("shard part {i}/{n} with {} rows per shard, batches of {}", self.rows_per_shard, self.batch_size)));
+        }
+        Ok(())
+    }
+
+    /// Embeds the image `files` into shards holding `image_embed` `[rows, E]` and, in the
+    /// metadata key `paths`, the JSON list of each row's file.
+    pub fn embed_images(&self, encoder: &Encoder<'_>, pipeline: &Pipeline, files: &[PathBuf]) -> Result<ShardReport, EvalError> {
+        let rows: Vec<EmbedRow> = files.iter().map(|f| EmbedRow { id: f.display().to_string(), image: Some(ImageSource::File(f.clone())), caption: None }).collect();
+        self.embed_rows(encoder, Some(pipeline), false, &rows)
+    }
+
+    /// Embeds `texts` into shards holding `text_embed` and, in `paths`, each row's `LINE:<n>`
+    /// (the 1-based line of the caption file).
+    pub fn embed_texts(&self, encoder: &Encoder<'_>, texts: &[(usize, String)]) -> Result<ShardReport, EvalError> {
+        let rows: Vec<EmbedRow> = texts.iter().map(|(n, t)| EmbedRow { id: format!("LINE:{n}"), image: None, caption: Some(t.clone()) }).collect();
+        self.embed_rows(encoder, None, true, &rows)
+    }
+
+    /// Embeds `rows` in order into shards of `rows_per_shard`. Each shard holds `image_embed`
+    /// when `pipeline` is given (images decoded with it) and `text_embed` when `texts`,
+    /// row-aligned. A row whose image cannot be read, or that lacks the image or caption the
+    /// job embeds, is left out whole (and reported), unless `fail_on_bad`.
+    pub fn embed_rows(&self, encoder: &Encoder<'_>, pipeline: Option<&Pipeline>, texts: bool, rows: &[EmbedRow]) -> Result<ShardReport, EvalError> {
+        self.check()?;
+        let per = self.rows_per_shard;
+        let range = |k: usize| k * per..((k + 1) * per).min(rows.len());
+        let shards: Vec<(usize, u64)> = (0..rows.len().div_ceil(per)).filter(|&k| self.owns(k)).map(|k| (k, range(k).len() as u64)).collect();
+        let what = Embedding { pipeline, texts, unit: "rows" };
+        self.run(encoder, what, shards, |k| Ok(rows[range(k)].to_vec()))
+    }
+
+    /// Runs the decoder thread over this process's `shards` (`(k, progress steps)`, rows from
+    /// `rows_of(k)`), and encodes and writes what it sends. With `what.unit == "rows"` progress
+    /// counts rows; otherwise each shard is one step (its rows are only known once read).
+    pub fn run<F>(&self, encoder: &Encoder<'_>, what: Embedding<'_>, shards: Vec<(usize, u64)>, rows_of: F) -> Result<ShardReport, EvalError>
+    where
+        F: Fn(usize) -> Result<Vec<EmbedRow>, EvalError> + Sync,
+    {
+        self.check()?;
+        let mut report = ShardReport::default();
+        let pb = bar(shards.iter().map(|s| s.1 as usize).sum(), what.unit, encoder.progress());
+        let mut todo = Vec::new();
+        for (k, steps) in shards {
+            let path = self.shard_path(k);
+            if is_complete(&path) {
+                report.kept.push(path);
+                pb.inc(steps);
+            } else {
+                todo.push(k);
+            }
+        }
+        let encoder = encoder.clone().with_progress(false);
+        std::thread::scope(|scope| {
+            let (tx, rx) = sync_channel(1);
+            scope.spawn(|| self.decode_all(&what, &todo, &rows_of, tx));
+            self.encode_all(&encoder, &what, rx, &mut report, &|steps| pb.inc(steps))
+        })?;
+        pb.finish_and_clear();
+        Ok(report)
+    }
+
+    /// The decoder thread: reads each shard's rows and decodes them batch by batch.
+    fn decode_all<F>(&self, what: &Embedding<'_>, shards: &[usize], rows_of: &F, tx: SyncSender<Decoded>)
+    where
+        F: Fn(usize) -> Result<Vec<EmbedRow>, EvalError> + Sync,
+    {
+        let per_row = what.unit == "rows";
+        for &k in shards {
+            let rows = match rows_of(k) {
+                Ok(rows) => rows,
+                Err(e) => return drop(tx.send(Decoded::Failed(e))),
+            };
+            let mut skipped = Vec::new();
+            for chunk in rows.chunks(self.batch_size) {
+                let decoded: Vec<Result<Option<Vec<f32>>, String>> = chunk.par_iter().map(|row| decode(what, row)).collect();
+                let (mut pixels, mut captions, mut ids) = (Vec::new(), Vec::new(), Vec::new());
+                for (row, result) in chunk.iter().zip(decoded) {
+                    match result {
+                        Ok(p) => {
+                            pixels.extend(p);
+                            captions.extend(row.caption.clone());
+                            ids.push(row.id.clone());
+                        }
+                        Err(message) if self.fail_on_bad => return drop(tx.send(Decoded::Failed(EvalError::Image { path: row.id.clone(), message }))),
+                        Err(message) => skipped.push((row.id.clone(), message)),
+                    }
+                }
+                let steps = if per_row { chunk.len() as u64 } else { 0 };
+                if tx.send(Decoded::Batch { pixels, captions, ids, steps }).is_err() {
+                    return; // the encoder stopped on an error
+                }
+            }
+            if tx.send(Decoded::EndShard { k, skipped, steps: u64::from(!per_row) }).is_err() {
+                return;
+            }
+        }
+    }
+
+    /// The encoder side: embeds each batch, writes a shard when its last batch has arrived.
+    fn encode_all(&self, encoder: &Encoder<'_>, what: &Embedding<'_>, rx: Receiver<Decoded>, report: &mut ShardReport, progress: &dyn Fn(u64)) -> Result<(), EvalError> {
+        let (mut images, mut texts, mut ids) = (Vec::<f32>::new(), Vec::<f32>::new(), Vec::<String>::new());
+        let (mut image_dim, mut text_dim) = (0, 0);
+        for message in rx {
+            match message {
+                Decoded::Failed(e) => return Err(e),
+                Decoded::Batch { pixels, captions, ids: batch_ids, steps } => {
+                    if let (Some(p), false) = (what.pipeline, pixels.is_empty()) {
+                        let m = encoder.encode_images(batch_tensor(pixels, p.config().size as usize, encoder.device()))?;
+                        image_dim = m.cols();
+                        images.extend(m.into_data());
+                    }
+                    if !captions.is_empty() {
+                        let m = encoder.encode_texts(&captions)?;
+                        text_dim = m.cols();
+                        texts.extend(m.into_data());
+                    }
+                    ids.extend(batch_ids);
+                    progress(steps);
+                }
+                Decoded::EndShard { k, skipped, steps } => {
+                    let path = self.shard_path(k);
+                    let mut tensors = Vec::new();
+                    if what.pipeline.is_some() {
+                        tensors.push(("image_embed", self.finish(&path, "image_embed", std::mem::take(&mut images), ids.len(), image_dim)?));
+                    }
+                    if what.texts {
+                        tensors.push(("text_embed", self.finish(&path, "text_embed", std::mem::take(&mut texts), ids.len(), text_dim)?));
+                    }
+                    self.write(&path, &tensors, &std::mem::take(&mut ids))?;
+                    report.written.push(path);
+                    report.skipped.extend(skipped);
+                    progress(steps);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The `[rows, dim]` matrix of one tensor of a shard, normalised and checked as asked.
+    fn finish(&self, path: &Path, name: &str, data: Vec<f32>, rows: usize, dim: usize) -> Result<Matrix, EvalError> {
+        let embed = if rows == 0 { Matrix::zeros(0, 0) } else { Matrix::new(rows, dim, data)? };
+        let embed = if self.normalize { embed.l2_normalized() } else { embed };
+        if !self.allow_non_finite {
+            check_finite_rows(&format!("{} {name}", path.display()), embed.data(), embed.cols())?;
+        }
+        Ok(embed)
+    }
+
+    fn write(&self, path: &Path, tensors: &[(&str, Matrix)], ids: &[String]) -> Result<(), EvalError> {
+        std::fs::create_dir_all(&self.dir).map_err(|e| EvalError::io(&self.dir, e))?;
+        let meta = HashMap::from([("paths".to_string(), serde_json::to_string(ids).expect("strings serialise"))]);
+        let tensors: Vec<F32Tensor> = tensors.iter().map(|(name, m)| F32Tensor { name: name.to_string(), shape: vec![m.rows(), m.cols()], data: m.data() }).collect();
+        write_safetensors(path, &tensors, meta).map_err(|e| EvalError::Cache { path: path.display().to_string(), message: e.to_string() })
+    }
+}
+
+/// A row's pixels (`None` when the job embeds no images), or why the row cannot be used.
+fn decode(what: &Embedding<'_>, row: &EmbedRow) -> Result<Option<Vec<f32>>, String> {
+    if let Some(ImageSource::Unreadable(why)) = &row.image {
+        return Err(why.clone());
+    }
+    if what.texts && row.caption.is_none() {
+        return Err("no caption".into());
+    }
+    match (what.pipeline, &row.image) {
+        (None, _) => Ok(None),
+        (Some(_), None) => Err("no image".into()),
+        (Some(p), Some(ImageSource::File(f))) => p.process_file(f, 0).map(Some).map_err(|e| e.to_string()),
+        (Some(p), Some(ImageSource::Encoded(bytes))) => p.process_bytes(bytes, &row.id, 0).map(Some).map_err(|e| e.to_string()),
+        (Some(_), Some(ImageSource::Unreadable(why))) => Err(why.clone()),
+    }
+}
+
+impl ShardJob {
+    /// Embeds WebDataset `tars`, one output shard per tar (shard `k` holds tar `k`'s samples, so
+    /// `--shard I/N` splits by tar and a re-run keeps finished tars). Each row's id is
+    /// `TAR:KEY`; images are decoded with `what.pipeline`, captions embedded when `what.texts`.
+    /// A broken member or sample is skipped (and reported) unless `fail_on_bad`; a missing or
+    /// unreadable tar always fails.
+    pub fn embed_webdataset(&self, encoder: &Encoder<'_>, what: Embedding<'_>, tars: &[PathBuf], config: &WebDatasetConfig) -> Result<ShardReport, EvalError> {
+        let shards: Vec<(usize, u64)> = (0..tars.len()).filter(|&k| self.owns(k)).map(|k| (k, 1)).collect();
+        let what = Embedding { unit: "tars", ..what };
+        self.run(encoder, what, shards, |k| {
+            let tar = &tars[k];
+            // Fail on a tar that is not there at all, rather than writing an empty shard for it.
+            diffclip_data::files::open_regular(tar).map_err(|e| EvalError::io(tar, e))?;
+            Ok(WebDataset::samples_of(vec![tar.clone()], config)
+                .map(|sample| match sample {
+                    Ok(s) => EmbedRow { id: format!("{}:{}", tar.display(), s.key), image: Some(ImageSource::Encoded(s.image)), caption: Some(s.caption) },
+                    Err(e) => EmbedRow { id: tar.display().to_string(), image: Some(ImageSource::Unreadable(e.to_string())), caption: None },
+                })
+                .collect())
+        })
+    }
+}
