@@ -54,17 +54,25 @@ impl GradBuffer {
         model.visit(&mut v);
     }
 
-    /// Global L2 norm of the buffered gradients.
+    /// Global L2 norm of the buffered gradients. The per-parameter sums of squares stay on the
+    /// device and are read back together: one device read per step, not one per parameter
+    /// (each read is a round trip on a GPU). They are added in f64, in key order.
     pub fn norm(&self) -> f64 {
-        let mut total = 0.0f64;
-        for g in self.grads.values() {
-            total += g.clone().square().sum().into_scalar::<f32>() as f64;
+        let sums: Vec<Tensor<1>> = self.grads.values().map(|g| g.clone().square().sum()).collect();
+        if sums.is_empty() {
+            return 0.0;
         }
+        let sums = Tensor::cat(sums, 0).into_data().convert::<f32>();
+        let total: f64 = sums.as_slice::<f32>().expect("converted to f32").iter().map(|&s| s as f64).sum();
         total.sqrt()
     }
 
-    /// Multiply every gradient by `factor` (clipping, averaging accumulated micro-batches).
+    /// Multiply every gradient by `factor` (clipping, averaging accumulated micro-batches);
+    /// a factor of 1 leaves them as they are without touching them.
     pub fn scale(&mut self, factor: f64) {
+        if factor == 1.0 {
+            return;
+        }
         for g in self.grads.values_mut() {
             *g = g.clone() * factor;
         }
