@@ -9,8 +9,10 @@
 //! cargo run --release --example search -- --preset diffclip_tiny --checkpoint m.safetensors \
 //!     --index index/ --text "a dog on a beach" --top-k 10
 //! cargo run --release --example search -- --preset diffclip_tiny --checkpoint m.safetensors \
-//!     --index index/ --text "a dog on a beach" --approximate
+//!     --index index/ --queries queries.txt --approximate --json
 //! ```
+//! `--queries FILE` runs one text query per line against one opened index (where the
+//! approximate index pays off: opening it costs more than one exact scan).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -22,7 +24,7 @@ use model_args::ModelArgs;
 use clap::Parser;
 use diffclip::data::Pipeline;
 use diffclip::eval::ann::{AnnConfig, AnnIndex, IndexError};
-use diffclip::eval::shards::{Hit, search};
+use diffclip::eval::shards::search;
 use diffclip::eval::{Encoder, ImageSource};
 
 #[derive(Parser, Debug)]
@@ -34,8 +36,11 @@ struct Args {
     #[arg(long)]
     index: PathBuf,
     /// A text query (searches the image shards).
-    #[arg(long, conflicts_with = "image", required_unless_present = "image")]
+    #[arg(long, conflicts_with_all = ["image", "queries"], required_unless_present_any = ["image", "queries"])]
     text: Option<String>,
+    /// A file of text queries, one per line (blank lines skipped); each hit names its query.
+    #[arg(long, conflicts_with = "image")]
+    queries: Option<PathBuf>,
     /// An image query (searches the image shards; with --texts, the caption shards).
     #[arg(long)]
     image: Option<PathBuf>,
@@ -78,28 +83,49 @@ fn main() -> ExitCode {
 fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let loaded = args.model.load()?;
     let encoder = Encoder::new(&loaded.model)?.with_tokenizer(loaded.tokenizer.clone())?.with_truncation(loaded.truncate.parse()?)?.with_progress(false);
-    let query = match (&args.text, &args.image) {
-        (Some(text), _) => encoder.encode_texts(&[text.as_str()])?,
-        (None, Some(image)) => {
+    let (names, queries) = match (&args.text, &args.image, &args.queries) {
+        (Some(text), _, _) => (vec![text.clone()], encoder.encode_texts(&[text.as_str()])?),
+        (None, Some(image), _) => {
             let pipeline = Pipeline::from_name(args.preprocess.as_deref().unwrap_or(loaded.preprocess), loaded.config.vision.image_size as u32)?;
-            encoder.encode_source(&ImageSource::files(vec![image.clone()], &pipeline)?)?
+            (vec![image.display().to_string()], encoder.encode_source(&ImageSource::files(vec![image.clone()], &pipeline)?)?)
         }
-        (None, None) => return Err("give --text or --image".into()),
+        (None, None, Some(file)) => {
+            let text = diffclip::data::files::open_regular(file).and_then(std::io::read_to_string).map_err(|e| format!("{}: {e}", file.display()))?;
+            let lines: Vec<String> = text.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect();
+            if lines.is_empty() {
+                return Err(format!("{}: no queries", file.display()).into());
+            }
+            let embeds = encoder.encode_texts(&lines)?;
+            (lines, embeds)
+        }
+        (None, None, None) => return Err("give --text, --image or --queries".into()),
     };
     let (dir, tensor) = if args.texts { (args.index.join("texts"), "text_embed") } else { (args.index.clone(), "image_embed") };
-    let hits = if args.approximate || args.rebuild_index { approximate(&args, &dir, tensor, query.row(0))? } else { search(&dir, tensor, query.row(0), args.top_k)? };
-    for (rank, hit) in hits.iter().enumerate() {
-        if args.json {
-            println!("{}", serde_json::json!({ "rank": rank + 1, "score": hit.score, "path": hit.path }));
-        } else {
-            println!("{:>3}  {:.4}  {}", rank + 1, hit.score, hit.path);
+    let index = if args.approximate || args.rebuild_index { Some(approximate(&args, &dir, tensor)?) } else { None };
+    let several = names.len() > 1;
+    for (i, name) in names.iter().enumerate() {
+        let hits = match &index {
+            Some(index) => index.search(queries.row(i), args.top_k)?,
+            None => search(&dir, tensor, queries.row(i), args.top_k)?,
+        };
+        if several && !args.json {
+            println!("{name}");
+        }
+        for (rank, hit) in hits.iter().enumerate() {
+            if args.json && several {
+                println!("{}", serde_json::json!({ "query": name, "rank": rank + 1, "score": hit.score, "path": hit.path }));
+            } else if args.json {
+                println!("{}", serde_json::json!({ "rank": rank + 1, "score": hit.score, "path": hit.path }));
+            } else {
+                println!("{:>3}  {:.4}  {}", rank + 1, hit.score, hit.path);
+            }
         }
     }
     Ok(())
 }
 
-/// Top-k through the approximate index, opened or (re)built as the flags say.
-fn approximate(args: &Args, dir: &std::path::Path, tensor: &str, query: &[f32]) -> Result<Vec<Hit>, Box<dyn std::error::Error>> {
+/// The approximate index, opened or (re)built as the flags say.
+fn approximate(args: &Args, dir: &std::path::Path, tensor: &str) -> Result<AnnIndex, Box<dyn std::error::Error>> {
     let config = AnnConfig { m: args.hnsw_m, ef_construction: args.ef_construction, ef_search: args.ef_search.unwrap_or(AnnConfig::default().ef_search), ..AnnConfig::default() };
     let (mut index, why) = if args.rebuild_index {
         (AnnIndex::build(dir, tensor, config)?, Some("--rebuild-index".to_string()))
@@ -122,5 +148,5 @@ fn approximate(args: &Args, dir: &std::path::Path, tensor: &str, query: &[f32]) 
     if let Some(ef) = args.ef_search {
         index.set_ef_search(ef)?;
     }
-    Ok(index.search(query, args.top_k)?)
+    Ok(index)
 }

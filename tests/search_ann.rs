@@ -92,3 +92,44 @@ fn approximate_search_builds_reuses_and_rebuilds_its_index() {
     // Exact search is still the default and ignores the index files.
     assert_eq!(ok(&search(&index, &[])).0.len(), 10);
 }
+
+#[test]
+fn a_file_of_queries_runs_against_one_opened_index() {
+    let index = tmpdir("search-ann", "queries");
+    for k in 0..2 {
+        write_shard(&index, k, k * 300, 300, 20 + k as u64);
+    }
+    let queries = index.join("queries.txt");
+    std::fs::write(&queries, "a red square\n\n  a blue circle  \n").unwrap();
+    let run = |extra: &[&str]| {
+        Command::new(example("search"))
+            .args(["--preset", "diffclip_tiny", "--checkpoint"])
+            .arg(fixture("diffclip_tiny/model.safetensors"))
+            .arg("--index")
+            .arg(&index)
+            .arg("--queries")
+            .arg(&queries)
+            .args(["--top-k", "5", "--json"])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let (approx, err) = ok(&run(&["--approximate"]));
+    assert_eq!(err.matches("built the approximate index").count(), 1, "one index for both queries: {err}");
+    let (exact, _) = ok(&run(&[]));
+    for hits in [&approx, &exact] {
+        assert_eq!(hits.len(), 10, "5 hits for each of the 2 non-blank lines");
+        for (i, h) in hits.iter().enumerate() {
+            assert_eq!(h["query"], if i < 5 { "a red square" } else { "a blue circle" });
+            assert_eq!(h["rank"], i % 5 + 1);
+        }
+    }
+    // The first query's exact hits are those of `--text` with the same words.
+    let (single, _) = ok(&search(&index, &[]));
+    for (q, s) in exact[..5].iter().zip(&single) {
+        assert_eq!((&q["path"], &q["score"]), (&s["path"], &s["score"]));
+    }
+    std::fs::write(&queries, "\n \n").unwrap();
+    let o = run(&[]);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("no queries"));
+}
