@@ -1,4 +1,5 @@
-//! The one error type of the crate: bad input is an error naming the file (and line), never a panic.
+//! The crate's error type: bad input is an error naming the file (and line), never a panic.
+//! The approximate index's finer [`crate::ann::IndexError`] converts into it.
 
 use thiserror::Error;
 
@@ -88,6 +89,10 @@ pub enum EvalError {
     /// The model rejected the input (wrong image size, token ids).
     #[error("model input: {0}")]
     Input(#[from] diffclip_clip::InputError),
+    /// The approximate search index (its own type, [`crate::ann::IndexError`], for callers
+    /// that tell a stale index from a corrupt one).
+    #[error(transparent)]
+    Index(#[from] crate::ann::IndexError),
 }
 
 impl EvalError {
