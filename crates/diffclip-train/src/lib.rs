@@ -29,6 +29,8 @@
 
 #![warn(missing_docs)]
 
+#[cfg(feature = "flex")]
+mod adamw_cpu;
 mod checkpoint;
 mod config;
 mod error;

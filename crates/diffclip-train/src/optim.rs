@@ -240,16 +240,27 @@ impl ModuleMapper for Update<'_> {
         let (b1, b2) = (c.beta1, c.beta2);
         let t = self.opt.step as i32;
         // A moment that does not fit its parameter is restarted rather than a panic (see `step`).
-        let (m, v) = match self.opt.moments.remove(&key).filter(|s| s.m.dims()[0] == n && s.v.dims()[0] == n) {
-            Some(s) => (s.m * b1 + g.clone() * (1.0 - b1), s.v * b2 + g.clone().square() * (1.0 - b2)),
-            None => (g.clone() * (1.0 - b1), g.clone().square() * (1.0 - b2)),
-        };
+        let moments = self.opt.moments.remove(&key).filter(|s| s.m.dims()[0] == n && s.v.dims()[0] == n);
         let bc1 = 1.0 - b1.powi(t);
         let bc2 = 1.0 - b2.powi(t);
-        let denom = (v.clone() / bc2).sqrt() + c.eps;
         // Decoupled decay on matrices only: 1-D tensors are gains, biases, λ and logit_scale.
         let decay = if D >= 2 { c.weight_decay } else { 0.0 };
-        let p = p * (1.0 - self.lr * decay) - m.clone() / denom * (self.lr / bc1);
+        let moments = moments.map(|s| (s.m, s.v));
+        #[cfg(feature = "flex")]
+        let fused = crate::adamw_cpu::step(p, g, moments, crate::adamw_cpu::Coeffs { b1, b2, eps: c.eps, bc1, bc2, lr: self.lr, decay });
+        #[cfg(not(feature = "flex"))]
+        let fused: Result<(Tensor<1>, Tensor<1>, Tensor<1>), _> = Err((p, moments));
+        let (p, m, v) = match fused {
+            Ok(pmv) => pmv,
+            Err((p, moments)) => {
+                let (m, v) = match moments {
+                    Some((m, v)) => (m * b1 + g.clone() * (1.0 - b1), v * b2 + g.clone().square() * (1.0 - b2)),
+                    None => (g.clone() * (1.0 - b1), g.clone().square() * (1.0 - b2)),
+                };
+                let denom = (v.clone() / bc2).sqrt() + c.eps;
+                (p * (1.0 - self.lr * decay) - m.clone() / denom * (self.lr / bc1), m, v)
+            }
+        };
         self.opt.moments.insert(key, Moments { m, v });
         let mut updated = Tensor::from_inner(p.reshape(dims));
         if require_grad {

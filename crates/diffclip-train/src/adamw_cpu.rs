@@ -1,0 +1,122 @@
+//! AdamW in one pass per parameter on Burn's flex backend (feature `flex`). Written with Burn's
+//! ops, an update makes about a dozen whole-tensor passes, each allocating; on CPU that was most
+//! of a small model's training step outside the GEMMs (docs/performance.md). Same f32 operations
+//! in the same order as the generic path, so the results are identical.
+
+use burn::backend::Flex;
+use burn::backend::flex::FlexTensor;
+use burn::tensor::{DType, Tensor, TensorData};
+use rayon::prelude::*;
+
+/// The scalars of one update, as f32 exactly as Burn's scalar ops receive them.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Coeffs {
+    pub b1: f64,
+    pub b2: f64,
+    pub eps: f64,
+    /// Bias corrections `1 - β^t`.
+    pub bc1: f64,
+    pub bc2: f64,
+    /// Learning rate, and the weight decay applied to this parameter (0 for vectors).
+    pub lr: f64,
+    pub decay: f64,
+}
+
+/// Whether `t` is a plain (not autodiff) f32 flex tensor; no copy, no sync.
+fn is_flex(t: &Tensor<1>) -> bool {
+    t.dtype() == DType::F32 && t.clone().try_into_primitive::<Flex>().is_ok()
+}
+
+/// The flex primitive of a tensor [`is_flex`] accepted, contiguous from offset 0. When nothing
+/// else holds its buffer, writing to it (`storage_mut`) needs no copy.
+fn primitive(t: Tensor<1>) -> FlexTensor {
+    let p = t.try_into_primitive::<Flex>().expect("checked by is_flex");
+    if p.layout().is_contiguous() && p.layout().start_offset() == 0 { p } else { p.to_contiguous() }
+}
+
+fn tensor(p: FlexTensor) -> Tensor<1> {
+    Tensor::from_primitive::<Flex>(p)
+}
+
+/// One step for `p` with gradient `g` and its moments (`None` on a parameter's first update),
+/// updated in place: `Ok((p, m, v))`, or `Err` handing everything back untouched when a tensor
+/// is not plain f32 flex (the caller then runs the generic path).
+#[allow(clippy::type_complexity)]
+pub(crate) fn step(p: Tensor<1>, g: &Tensor<1>, moments: Option<(Tensor<1>, Tensor<1>)>, c: Coeffs) -> Result<(Tensor<1>, Tensor<1>, Tensor<1>), (Tensor<1>, Option<(Tensor<1>, Tensor<1>)>)> {
+    let n = p.dims()[0];
+    let flex = is_flex(&p) && is_flex(g) && moments.as_ref().is_none_or(|(m, v)| is_flex(m) && is_flex(v));
+    if !flex {
+        return Err((p, moments));
+    }
+    let first = moments.is_none();
+    let (m, v) = moments.unwrap_or_else(|| {
+        let zeros = || Tensor::from_primitive::<Flex>(FlexTensor::from_data(TensorData::new(vec![0f32; n], [n])));
+        (zeros(), zeros())
+    });
+    let (mut pf, gf, mut mf, mut vf) = (primitive(p), primitive(g.clone()), primitive(m), primitive(v));
+    let (b1, omb1, b2, omb2) = (c.b1 as f32, (1.0 - c.b1) as f32, c.b2 as f32, (1.0 - c.b2) as f32);
+    let (bc2, eps, keep, rate) = (c.bc2 as f32, c.eps as f32, (1.0 - c.lr * c.decay) as f32, (c.lr / c.bc1) as f32);
+    let gs = &gf.storage::<f32>()[..n];
+    let (ps, ms, vs) = (&mut pf.storage_mut::<f32>()[..n], &mut mf.storage_mut::<f32>()[..n], &mut vf.storage_mut::<f32>()[..n]);
+    const CHUNK: usize = 1 << 14;
+    ps.par_chunks_mut(CHUNK).zip(ms.par_chunks_mut(CHUNK)).zip(vs.par_chunks_mut(CHUNK)).zip(gs.par_chunks(CHUNK)).for_each(|(((ps, ms), vs), gs)| {
+        for (((p, m), v), &g) in ps.iter_mut().zip(ms.iter_mut()).zip(vs.iter_mut()).zip(gs) {
+            // The generic path's order: m·β1 + g·(1−β1) (g·(1−β1) on the first step), likewise v.
+            let (m1, v1) = if first { (g * omb1, (g * g) * omb2) } else { (*m * b1 + g * omb1, *v * b2 + (g * g) * omb2) };
+            let denom = (v1 / bc2).sqrt() + eps;
+            *p = *p * keep - m1 / denom * rate;
+            *m = m1;
+            *v = v1;
+        }
+    });
+    Ok((tensor(pf), tensor(mf), tensor(vf)))
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::tensor::{Device, Distribution, Tensor};
+
+    use super::{Coeffs, step};
+
+    /// The generic path of `optim.rs`, written with Burn's ops.
+    fn generic(p: &Tensor<1>, g: &Tensor<1>, mv: Option<(&Tensor<1>, &Tensor<1>)>, c: Coeffs) -> [Vec<f32>; 3] {
+        let (m, v) = match mv {
+            Some((m, v)) => (m.clone() * c.b1 + g.clone() * (1.0 - c.b1), v.clone() * c.b2 + g.clone().square() * (1.0 - c.b2)),
+            None => (g.clone() * (1.0 - c.b1), g.clone().square() * (1.0 - c.b2)),
+        };
+        let denom = (v.clone() / c.bc2).sqrt() + c.eps;
+        let p = p.clone() * (1.0 - c.lr * c.decay) - m.clone() / denom * (c.lr / c.bc1);
+        [p, m, v].map(|t| t.into_data().try_to_vec::<f32>().unwrap())
+    }
+
+    #[test]
+    fn one_pass_equals_the_generic_ops_bit_for_bit() {
+        let device = Device::flex();
+        // Odd length: several parallel chunks and a short last one.
+        let n = 3 * (1 << 14) + 77;
+        let t = |s: f64| Tensor::<1>::random([n], Distribution::Normal(0.0, s), &device);
+        let (p, g, m, v) = (t(1.0), t(0.01), t(0.001), t(1e-5).abs());
+        let m_before = m.clone().into_data().try_to_vec::<f32>().unwrap();
+        for (decay, moments, step_no) in [(0.5, true, 3), (0.0, true, 10), (0.5, false, 1)] {
+            let (bc1, bc2) = (1.0 - 0.9f64.powi(step_no), 1.0 - 0.98f64.powi(step_no));
+            let c = Coeffs { b1: 0.9, b2: 0.98, eps: 1e-6, bc1, bc2, lr: 5e-4, decay };
+            let mv = moments.then_some((&m, &v));
+            let want = generic(&p, &g, mv, c);
+            let owned = moments.then(|| (m.clone(), v.clone()));
+            let Ok((fp, fm, fv)) = step(p.clone(), &g, owned, c) else { panic!("plain f32 flex tensors take the one-pass path") };
+            let fused = [fp, fm, fv].map(|t| t.into_data().try_to_vec::<f32>().unwrap());
+            assert_eq!(fused, want, "decay {decay}, moments {moments}");
+            // In place, but never through a buffer someone else still holds.
+            assert_eq!(m.clone().into_data().try_to_vec::<f32>().unwrap(), m_before, "the caller's moment was overwritten");
+        }
+    }
+
+    #[test]
+    #[allow(deprecated)] // ndarray is still a backend this project tests on
+    fn other_backends_take_the_generic_path() {
+        let device = Device::ndarray();
+        let t = Tensor::<1>::ones([4], &device);
+        let c = Coeffs { b1: 0.9, b2: 0.98, eps: 1e-6, bc1: 0.1, bc2: 0.02, lr: 1e-3, decay: 0.0 };
+        assert!(step(t.clone(), &t, None, c).is_err());
+    }
+}
