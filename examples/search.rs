@@ -24,7 +24,7 @@ use model_args::ModelArgs;
 use clap::Parser;
 use diffclip::data::Pipeline;
 use diffclip::eval::ann::{AnnConfig, AnnIndex, IndexError};
-use diffclip::eval::shards::search;
+use diffclip::eval::shards::search_many;
 use diffclip::eval::{Encoder, ImageSource};
 
 #[derive(Parser, Debug)]
@@ -102,12 +102,14 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     };
     let (dir, tensor) = if args.texts { (args.index.join("texts"), "text_embed") } else { (args.index.clone(), "image_embed") };
     let index = if args.approximate || args.rebuild_index { Some(approximate(&args, &dir, tensor)?) } else { None };
+    let rows: Vec<&[f32]> = (0..names.len()).map(|i| queries.row(i)).collect();
+    // Exact search reads every shard once for all the queries.
+    let all = match &index {
+        Some(index) => rows.iter().map(|q| index.search(q, args.top_k)).collect::<Result<Vec<_>, _>>()?,
+        None => search_many(&dir, tensor, &rows, args.top_k)?,
+    };
     let several = names.len() > 1;
-    for (i, name) in names.iter().enumerate() {
-        let hits = match &index {
-            Some(index) => index.search(queries.row(i), args.top_k)?,
-            None => search(&dir, tensor, queries.row(i), args.top_k)?,
-        };
+    for (name, hits) in names.iter().zip(all) {
         if several && !args.json {
             println!("{name}");
         }

@@ -311,6 +311,7 @@ impl ShardJob {
     /// A broken member or sample is skipped (and reported) unless `fail_on_bad`; a missing or
     /// unreadable tar always fails.
     pub fn embed_webdataset(&self, encoder: &Encoder<'_>, what: Embedding<'_>, tars: &[PathBuf], config: &WebDatasetConfig) -> Result<ShardReport, EvalError> {
+        self.check()?;
         let shards: Vec<(usize, u64)> = (0..tars.len()).filter(|&k| self.owns(k)).map(|k| (k, 1)).collect();
         let what = Embedding { unit: "tars", ..what };
         self.run(encoder, what, shards, |k| {
