@@ -4,12 +4,12 @@ mod common;
 
 use std::process::Command;
 
-use common::{example, fixture, read_arrays};
-
+use common::{example, fixture, read_arrays, tmpdir};
 
 #[test]
 fn embed_reproduces_the_fixture() {
-    let out = std::env::temp_dir().join(format!("embed-{}.safetensors", std::process::id()));
+    let dir = tmpdir("examples-cli", "embed");
+    let out = dir.join("embed.safetensors");
     let status = Command::new(example("embed"))
         .args(["--preset", "diffclip_tiny", "--checkpoint"])
         .arg(fixture("diffclip_tiny/checkpoint.pt"))
@@ -35,6 +35,9 @@ fn embed_reproduces_the_fixture() {
 
 #[test]
 fn embed_reports_bad_files_and_exits_non_zero() {
+    let dir = tmpdir("examples-cli", "bad");
+    // Never written (every run fails), but inside the test's own folder all the same.
+    let out = dir.join("x.safetensors");
     let run = |args: &[&str]| {
         let o = Command::new(example("embed")).args(args).output().unwrap();
         (o.status.success(), String::from_utf8_lossy(&o.stderr).into_owned())
@@ -42,18 +45,17 @@ fn embed_reports_bad_files_and_exits_non_zero() {
     let ckpt = fixture("diffclip_tiny/checkpoint.pt");
     let inputs = fixture("diffclip_tiny/inputs.safetensors");
     let cfg = fixture("diffclip_tiny/config.json");
-    let (ok, err) = run(&["--preset", "diffclip_tiny", "--checkpoint", ckpt.to_str().unwrap(), "--inputs", cfg.to_str().unwrap(), "--output", "/tmp/x.safetensors"]);
+    let (ok, err) = run(&["--preset", "diffclip_tiny", "--checkpoint", ckpt.to_str().unwrap(), "--inputs", cfg.to_str().unwrap(), "--output", out.to_str().unwrap()]);
     assert!(!ok && err.contains("config.json"), "{err}");
-    let (ok, err) = run(&["--preset", "openai_tiny", "--checkpoint", ckpt.to_str().unwrap(), "--inputs", inputs.to_str().unwrap(), "--output", "/tmp/x.safetensors"]);
+    let (ok, err) = run(&["--preset", "openai_tiny", "--checkpoint", ckpt.to_str().unwrap(), "--inputs", inputs.to_str().unwrap(), "--output", out.to_str().unwrap()]);
     assert!(!ok && err.contains("missing") && err.contains("lambda"), "{err}");
-    let (ok, err) = run(&["--preset", "nope", "--checkpoint", ckpt.to_str().unwrap(), "--inputs", inputs.to_str().unwrap(), "--output", "/tmp/x.safetensors"]);
+    let (ok, err) = run(&["--preset", "nope", "--checkpoint", ckpt.to_str().unwrap(), "--inputs", inputs.to_str().unwrap(), "--output", out.to_str().unwrap()]);
     assert!(!ok && err.contains("unknown preset"), "{err}");
     // Images of the wrong size for the model: 16 px for diffclip_tiny's 32, with its own checkpoint.
-    let small = std::env::temp_dir().join(format!("embed-small-{}.safetensors", std::process::id()));
+    let small = dir.join("small.safetensors");
     let pixels: Vec<u8> = vec![0.25f32; 3 * 16 * 16].iter().flat_map(|v| v.to_le_bytes()).collect();
     let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![1, 3, 16, 16], &pixels).unwrap();
     safetensors::serialize_to_file([("image", view)], None, &small).unwrap();
-    let (ok, err) = run(&["--preset", "diffclip_tiny", "--checkpoint", ckpt.to_str().unwrap(), "--inputs", small.to_str().unwrap(), "--output", "/tmp/x.safetensors"]);
+    let (ok, err) = run(&["--preset", "diffclip_tiny", "--checkpoint", ckpt.to_str().unwrap(), "--inputs", small.to_str().unwrap(), "--output", out.to_str().unwrap()]);
     assert!(!ok && err.contains("'image'") && err.contains("[B, 3, 32, 32]") && err.contains("[1, 3, 16, 16]"), "{err}");
-    let _ = std::fs::remove_file(&small);
 }

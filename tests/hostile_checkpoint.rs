@@ -16,20 +16,21 @@ use diffclip::train::{AdamW, AdamWConfig, Checkpoint, GradBuffer, TrainConfig, T
 use proptest::prelude::*;
 use safetensors::Dtype;
 use safetensors::tensor::TensorView;
+use tempfile::TempPath;
 
 // ------------------------------------------------------------------------------------------
 // Helpers
 // ------------------------------------------------------------------------------------------
 
-fn tmp(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("diffclip-hostile-ckpt-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join(name)
+/// A fresh path for a temporary file ending in `name`, removed when dropped (also on a panic).
+fn tmp(name: &str) -> TempPath {
+    common::temp_path(name)
 }
 
-/// Remove a (large) temporary file once a test is done with it.
-fn rm(path: impl AsRef<Path>) {
-    let _ = std::fs::remove_file(path);
+/// A file built once per run and shared by its tests (statics are never dropped): a fixed
+/// name, so each run replaces the last run's file instead of adding one.
+fn shared(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("diffclip-hostile-ckpt-shared-{name}"))
 }
 
 /// A tensor to write: key, dtype, shape, little-endian bytes.
@@ -179,7 +180,6 @@ fn safetensors_whose_header_length_starts_with_0x80_is_read_as_safetensors() {
     assert_eq!(bytes[0], 0x80);
     assert_eq!(tiny_loaded(&path).unwrap(), want);
     assert_eq!(read_state_dict(&path).unwrap(), read_state_dict(fixture("diffclip_tiny/model.safetensors")).unwrap());
-    rm(path);
 }
 
 #[test]
@@ -189,7 +189,6 @@ fn safetensors_that_opens_like_a_protocol_2_pickle_is_read_as_safetensors() {
     let bytes = padded_fixture(&path, 0x0280, 0x1_0000);
     assert_eq!(&bytes[..2], &[0x80, 0x02]);
     assert_eq!(tiny_loaded(&path).unwrap(), reference());
-    rm(path);
 }
 
 #[test]
@@ -202,7 +201,6 @@ fn a_safetensors_header_longer_than_the_file_is_an_error() {
         let err = read_state_dict(&path).unwrap_err();
         assert!(err.to_string().contains("long-header.safetensors"), "{err}");
         assert!(tiny_loaded(&path).is_err());
-        rm(path);
     }
 }
 
@@ -233,7 +231,6 @@ fn f64_weights_convert_exactly() {
     let path = tmp("f64.safetensors");
     reencode(&path, |_| Dtype::F64, None);
     assert_eq!(tiny_loaded(&path).unwrap(), reference());
-    rm(path);
 }
 
 #[test]
@@ -256,8 +253,6 @@ fn bf16_and_f16_weights_convert() {
         assert_f16_close(k, &sd[k].data, v);
     }
     assert!(tiny_loaded(&path).is_ok());
-    rm(path);
-    rm(tmp("bf16.safetensors"));
 }
 
 #[test]
@@ -281,7 +276,6 @@ fn integer_and_bool_weights_are_refused_naming_the_key() {
         assert_eq!(found, &format!("{dtype:?}"));
         let msg = err.to_string();
         assert!(msg.contains("int-weight.safetensors") && msg.contains("image_projection"), "{msg}");
-        rm(path);
     }
 }
 
@@ -297,7 +291,6 @@ fn integer_index_buffers_are_skipped_not_loaded() {
     let sd = read_state_dict(&path).unwrap();
     assert!(!sd.contains_key("text_model.embeddings.position_ids"));
     assert_eq!(sd, read_state_dict(fixture("hf_tiny/model.safetensors")).unwrap());
-    rm(path);
 }
 
 // ------------------------------------------------------------------------------------------
@@ -448,14 +441,14 @@ fn torch_file(tensors: &[PtTensor], wrap: bool) -> Vec<u8> {
     zip(&entries)
 }
 
-fn write_pt(name: &str, tensors: &[PtTensor], wrap: bool) -> PathBuf {
+fn write_pt(name: &str, tensors: &[PtTensor], wrap: bool) -> TempPath {
     let path = tmp(name);
     std::fs::write(&path, torch_file(tensors, wrap)).unwrap();
     path
 }
 
 /// The diffclip_tiny fixture as a `.pt` state dict with every tensor in `storage`.
-fn fixture_as_pt(name: &str, storage: &'static str, encode: fn(&[f32]) -> Vec<u8>) -> PathBuf {
+fn fixture_as_pt(name: &str, storage: &'static str, encode: fn(&[f32]) -> Vec<u8>) -> TempPath {
     let (tensors, _) = read_f32(&fixture("diffclip_tiny/model.safetensors"));
     let pts: Vec<PtTensor> = tensors.iter().map(|(k, s, v)| contiguous(&format!("module.{k}"), storage, s, encode(v))).collect();
     write_pt(name, &pts, true)
@@ -466,7 +459,6 @@ fn generated_pt_files_match_the_fixture() {
     // The generator itself: F32 storages give exactly the fixture.
     let path = fixture_as_pt("f32.pt", "FloatStorage", f32_bytes);
     assert_eq!(tiny_loaded(&path).unwrap(), reference());
-    rm(path);
 }
 
 #[test]
@@ -474,7 +466,6 @@ fn pt_float_storages_convert() {
     let want = reference();
     let path = fixture_as_pt("f64.pt", "DoubleStorage", f64_bytes);
     assert_eq!(tiny_loaded(&path).unwrap(), want);
-    rm(path);
 
     let (orig, _) = read_f32(&fixture("diffclip_tiny/model.safetensors"));
     let path = fixture_as_pt("bf16.pt", "BFloat16Storage", bf16_bytes);
@@ -490,8 +481,6 @@ fn pt_float_storages_convert() {
         assert_f16_close(k, &sd[&format!("module.{k}")].data, v);
     }
     assert!(tiny_loaded(&path).is_ok());
-    rm(path);
-    rm(tmp("bf16.pt"));
 }
 
 #[test]
@@ -513,7 +502,6 @@ fn pt_integer_and_bool_weights_are_refused_naming_the_key() {
         let CheckpointError::Dtype { key, .. } = &err else { panic!("{storage}: {err}") };
         assert_eq!(key, "module.image_projection");
         assert!(err.to_string().contains("int-weight.pt"), "{err}");
-        rm(path);
     }
     // An integer index buffer is skipped.
     let mut pts = vec![contiguous("w", "FloatStorage", &[2], f32_bytes(&[1.0, 2.0]))];
@@ -555,7 +543,6 @@ fn pt_views_claiming_more_than_the_file_are_errors() {
     let path = tmp("zip-size.pt");
     std::fs::write(&path, &bytes).unwrap();
     assert!(read_state_dict(&path).is_err());
-    rm(path);
 }
 
 // ------------------------------------------------------------------------------------------
@@ -589,12 +576,17 @@ fn stepped() -> (Clip, AdamW, GradBuffer, ClipConfig) {
 }
 
 /// A training checkpoint written by `save_training_checkpoint`.
-fn training_checkpoint(name: &str) -> (PathBuf, Clip, AdamW) {
+fn training_checkpoint(name: &str) -> (TempPath, Clip, AdamW) {
+    let path = tmp(name);
+    let (model, opt) = training_checkpoint_at(&path);
+    (path, model, opt)
+}
+
+fn training_checkpoint_at(path: &Path) -> (Clip, AdamW) {
     let (model, opt, _, cfg) = stepped();
     let meta = Checkpoint { state: TrainState { step: 1, ..TrainState::default() }, model: cfg, train: TrainConfig::default() };
-    let path = tmp(name);
-    save_training_checkpoint(&path, &model, &opt, &meta).unwrap();
-    (path, model, opt)
+    save_training_checkpoint(path, &model, &opt, &meta).unwrap();
+    (model, opt)
 }
 
 /// Rewrite a training checkpoint: `edit` gets each (key, shape, values) and returns the
@@ -754,7 +746,6 @@ fn read_bytes(name: &str, bytes: &[u8], model: Option<&mut Clip>) {
     if let Some(model) = model {
         let _ = load_checkpoint(model, &path);
     }
-    rm(path);
 }
 
 /// Apply `flips` (position, xor mask) within `range` and cut the file at `cut` (a fraction).
@@ -869,7 +860,9 @@ fn training_fixture() -> PathBuf {
     static PATH: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     PATH.get_or_init(|| {
         let _serial = serial();
-        training_checkpoint("train-fixture.safetensors").0
+        let path = shared("train-fixture.safetensors");
+        training_checkpoint_at(&path);
+        path
     })
     .clone()
 }
@@ -880,7 +873,7 @@ fn burnpack_fixture() -> PathBuf {
         let (_, device) = devices().remove(0);
         let mut model = ClipConfig::diffclip_tiny().init(&device).unwrap();
         load_checkpoint(&mut model, fixture("diffclip_tiny/model.safetensors")).unwrap();
-        let path = tmp("tiny.bpk");
+        let path = shared("tiny.bpk");
         diffclip::clip::save_burnpack(&model, &path).unwrap();
         path
     })

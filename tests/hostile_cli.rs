@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -13,7 +13,7 @@ use common::{example, fixture};
 use diffclip::clip::ClipConfig;
 
 
-fn tmpdir(name: &str) -> PathBuf {
+fn tmpdir(name: &str) -> common::TestDir {
     common::tmpdir("hostile", name)
 }
 

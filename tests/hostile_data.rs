@@ -14,7 +14,7 @@ use common::{example, fixture};
 
 
 
-fn tmpdir(name: &str) -> PathBuf {
+fn tmpdir(name: &str) -> common::TestDir {
     common::tmpdir("hostile-data", name)
 }
 
@@ -150,7 +150,6 @@ fn preprocess_refuses_devices_fifos_folders_and_oversized_input() {
     cmd.args(["--size", "16", "--output"]).arg(&out).arg(&image);
     let r = run(cmd, None, 60);
     assert!(r.ok(), "{}", r.stderr);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 // ------------------------------------------------------------------ tokenize
@@ -308,7 +307,6 @@ fn train_counts_the_images_it_skips() {
         .last()
         .unwrap();
     assert_eq!(last as usize, reported, "{log}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -377,5 +375,4 @@ fn train_refuses_hostile_data_quickly_with_a_message() {
         "{}",
         r.stderr
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }

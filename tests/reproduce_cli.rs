@@ -7,18 +7,12 @@ use std::process::Command;
 use diffclip::eval::stats::{mean, paired_t_interval, sample_sd};
 use serde_json::Value;
 
-fn example(name: &str) -> PathBuf {
-    // target/<profile>/deps/<test> -> target/<profile>/examples/<name>
-    let exe = std::env::current_exe().unwrap();
-    let p = exe.parent().unwrap().parent().unwrap().join("examples").join(name);
-    assert!(p.exists(), "example binary {} not built", p.display());
-    p
-}
+mod common;
 
-fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("diffclip-repro-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
+use common::example;
+
+fn tmpdir(name: &str) -> common::TestDir {
+    common::tmpdir("repro", name)
 }
 
 const TINY: [&str; 18] = [
@@ -78,9 +72,6 @@ fn reproduce_tiny_budget_is_deterministic_with_correct_statistics() {
     run("reproduce", &c, &["--seeds", "3,4", "--variants", "clip,diffclip"]);
     let rc = read(c.join("results.json"));
     assert_ne!(rc["variants"]["clip"]["seeds"]["3"], r["variants"]["clip"]["seeds"]["0"]);
-    for d in [a, b, c] {
-        let _ = std::fs::remove_dir_all(d);
-    }
 }
 
 #[test]
@@ -102,5 +93,4 @@ fn convert_tiny_budget_reports_closeness_and_arms() {
         }
     }
     assert!(r["vs_clip_continued"]["converted"]["mean_score"]["ci95"].is_array());
-    let _ = std::fs::remove_dir_all(out);
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use common::example;
 
 
-fn tmpdir(name: &str) -> PathBuf {
+fn tmpdir(name: &str) -> common::TestDir {
     common::tmpdir("train-cli", name)
 }
 

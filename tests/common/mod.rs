@@ -16,13 +16,10 @@ pub fn example(name: &str) -> PathBuf {
     p
 }
 
-/// A fresh, empty temporary folder `diffclip-<test>-<pid>-<name>` under cargo's
-/// `target/tmp` (so runs leave nothing in the system's temporary folder).
-pub fn tmpdir(test: &str, name: &str) -> PathBuf {
-    let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("diffclip-{test}-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+/// A fresh, empty temporary folder `diffclip-<test>-<name>-XXXXXX` under cargo's `target/tmp`,
+/// removed when dropped.
+pub fn tmpdir(test: &str, name: &str) -> TestDir {
+    TestDir::new_in(Path::new(env!("CARGO_TARGET_TMPDIR")), &format!("{test}-{name}"))
 }
 
 /// Every row of every shard in `dir`: (its `paths` entry, its values).

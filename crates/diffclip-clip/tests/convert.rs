@@ -84,11 +84,10 @@ fn shapes_parameter_mapping_and_lambda() {
     }
 
     // The converted model is a DiffCLIP that round-trips through a checkpoint of its config.
-    let file = std::env::temp_dir().join(format!("convert-{}.safetensors", std::process::id()));
+    let file = diffclip_testkit::temp_path("convert.safetensors");
     diffclip_clip::save_safetensors(&conv, Some(&new_config), &file).unwrap();
     let mut back = new_config.init(&device).unwrap();
     diffclip_clip::load_checkpoint(&mut back, &file).unwrap();
-    let _ = std::fs::remove_file(&file);
     let (ci, ct) = embedding_cosine(&conv, &back, cal.images.clone(), cal.texts.clone());
     assert!(ci > 0.99999 && ct > 0.99999, "{ci} {ct}");
     // And it is close to the original (random weights: a loose check; trained models in docs).

@@ -6,10 +6,9 @@ use diffclip_clip::checkpoint::{CheckpointError, config_of, read_state_dict, sta
 use diffclip_clip::{ClipConfig, ClipError, PRESETS, load_checkpoint, save_burnpack, save_safetensors};
 use diffclip_testkit::{devices, fixture};
 
-fn tmp(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("diffclip-test-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join(name)
+/// A fresh path for a temporary file ending in `name`, removed when dropped.
+fn tmp(name: &str) -> tempfile::TempPath {
+    diffclip_testkit::temp_path(name)
 }
 
 #[test]

@@ -216,10 +216,8 @@ fn any_output_size_works() {
     }
 }
 
-fn temp_file(name: &str, bytes: &[u8]) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("diffclip-preprocess-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let p = dir.join(name);
+fn temp_file(dir: &tempfile::TempDir, name: &str, bytes: &[u8]) -> PathBuf {
+    let p = dir.path().join(name);
     std::fs::write(&p, bytes).unwrap();
     p
 }
@@ -240,12 +238,13 @@ fn bad_files_give_errors_naming_the_file() {
     assert!(matches!(e, PreprocessError::Io { .. }), "{e}");
     assert_names_file(&e, &missing);
 
-    let empty = temp_file("empty.jpg", b"");
+    let dir = tempfile::tempdir().unwrap();
+    let empty = temp_file(&dir, "empty.jpg", b"");
     let e = decode_file(&empty, &opts).unwrap_err();
     assert!(matches!(e, PreprocessError::Empty { .. }), "{e}");
     assert_names_file(&e, &empty);
 
-    let text = temp_file("notes.png", b"this is not an image at all");
+    let text = temp_file(&dir, "notes.png", b"this is not an image at all");
     let e = decode_file(&text, &opts).unwrap_err();
     assert!(matches!(e, PreprocessError::UnknownFormat { .. }), "{e}");
     assert_names_file(&e, &text);
@@ -256,7 +255,7 @@ fn bad_files_give_errors_naming_the_file() {
         if bytes.len() < 200 {
             continue; // tiny_1x1: covered by the header cuts below
         }
-        let cut = temp_file(&format!("cut_{file}"), &bytes[..bytes.len() / 2]);
+        let cut = temp_file(&dir, &format!("cut_{file}"), &bytes[..bytes.len() / 2]);
         let e = decode_file(&cut, &opts).unwrap_err();
         assert!(matches!(e, PreprocessError::Decode { .. }), "{file}: {e}");
         assert_names_file(&e, &cut);
@@ -265,7 +264,7 @@ fn bad_files_give_errors_naming_the_file() {
         for b in &mut garbled[16..] {
             *b = b.wrapping_mul(31).wrapping_add(7);
         }
-        let bad = temp_file(&format!("garbled_{file}"), &garbled);
+        let bad = temp_file(&dir, &format!("garbled_{file}"), &garbled);
         let e = decode_file(&bad, &opts).unwrap_err();
         assert!(
             matches!(

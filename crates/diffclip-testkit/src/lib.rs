@@ -3,7 +3,9 @@
 //! fixture arrays and tensor comparison. Dev-only; never published.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
@@ -96,4 +98,65 @@ pub fn max_abs_diff<const D: usize>(got: Tensor<D>, want: &(Vec<usize>, Vec<f32>
 pub fn assert_close<const D: usize>(what: &str, got: Tensor<D>, want: &(Vec<usize>, Vec<f32>), tol: f32) {
     let d = max_abs_diff(got, want);
     assert!(d <= tol, "{what}: max abs diff {d:e} > {tol:e}");
+}
+
+/// A fresh path `diffclip-<pid>-<n>-<name>` in the system's temporary folder; the file (not
+/// created here) is removed when the path is dropped, also when the test panics.
+///
+/// ```
+/// let path = diffclip_testkit::temp_path("a.safetensors");
+/// std::fs::write(&path, "a").unwrap();
+/// let kept = path.to_path_buf();
+/// drop(path);
+/// assert!(!kept.exists());
+/// ```
+pub fn temp_path(name: &str) -> tempfile::TempPath {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    tempfile::TempPath::from_path(std::env::temp_dir().join(format!("diffclip-{}-{n}-{name}", std::process::id())))
+}
+
+/// A fresh temporary folder, removed with everything in it when dropped (also when the test
+/// panics), so test runs leave nothing behind. Dereferences to its [`Path`].
+///
+/// ```
+/// let dir = diffclip_testkit::TestDir::new("doc");
+/// std::fs::write(dir.join("a.txt"), "a").unwrap();
+/// let kept = dir.to_path_buf();
+/// drop(dir);
+/// assert!(!kept.exists());
+/// ```
+pub struct TestDir(tempfile::TempDir);
+
+impl TestDir {
+    /// `diffclip-<name>-XXXXXX` in the system's temporary folder.
+    pub fn new(name: &str) -> Self {
+        Self::new_in(&std::env::temp_dir(), name)
+    }
+
+    /// `diffclip-<name>-XXXXXX` in `base` (created if missing).
+    pub fn new_in(base: &Path, name: &str) -> Self {
+        std::fs::create_dir_all(base).unwrap_or_else(|e| panic!("cannot create {}: {e}", base.display()));
+        let dir = tempfile::Builder::new().prefix(&format!("diffclip-{name}-")).tempdir_in(base);
+        Self(dir.unwrap_or_else(|e| panic!("cannot create a temporary folder in {}: {e}", base.display())))
+    }
+}
+
+impl std::ops::Deref for TestDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        self.0.path()
+    }
+}
+
+impl AsRef<Path> for TestDir {
+    fn as_ref(&self) -> &Path {
+        self.0.path()
+    }
+}
+
+impl AsRef<OsStr> for TestDir {
+    fn as_ref(&self) -> &OsStr {
+        self.0.path().as_os_str()
+    }
 }

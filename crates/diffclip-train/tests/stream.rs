@@ -60,11 +60,8 @@ impl ClipStream for Synthetic {
     }
 }
 
-fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("diffclip-stream-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+fn tmpdir(name: &str) -> diffclip_testkit::TestDir {
+    diffclip_testkit::TestDir::new(&format!("stream-{name}"))
 }
 
 #[test]
@@ -99,13 +96,13 @@ fn a_killed_stream_run_resumes_past_the_consumed_entries() {
 
     let dir = tmpdir("resume");
     // The last checkpoint is step 3.
-    let mut killed = trainer_with(10, RunOptions { output: Some(dir.clone()), stop_after: Some(5), ..RunOptions::default() });
+    let mut killed = trainer_with(10, RunOptions { output: Some(dir.to_path_buf()), stop_after: Some(5), ..RunOptions::default() });
     killed.config.checkpoint_every = 3;
     killed.fit_stream(&stream, &batcher(), None).unwrap();
     let mut resumed = Trainer::resume(
         dir.join("checkpoint-latest.safetensors"),
         Device::flex().autodiff(),
-        RunOptions { output: Some(dir), ..RunOptions::default() },
+        RunOptions { output: Some(dir.to_path_buf()), ..RunOptions::default() },
     )
     .unwrap();
     assert_eq!(resumed.state.step, 3);

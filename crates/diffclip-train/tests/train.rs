@@ -30,11 +30,8 @@ fn trainer_with(steps: u64, options: RunOptions) -> Trainer {
     Trainer::new(model, tiny_model(), config(steps), device, options)
 }
 
-fn tmpdir(name: &str) -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!("diffclip-train-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+fn tmpdir(name: &str) -> diffclip_testkit::TestDir {
+    diffclip_testkit::TestDir::new(&format!("train-{name}"))
 }
 
 #[test]
@@ -58,7 +55,7 @@ fn resume_after_a_kill_matches_an_uninterrupted_run() {
 
     let dir = tmpdir("resume");
     // Dies after step 6: the last checkpoint is step 4.
-    let mut killed = trainer_with(10, RunOptions { output: Some(dir.clone()), stop_after: Some(6), ..RunOptions::default() });
+    let mut killed = trainer_with(10, RunOptions { output: Some(dir.to_path_buf()), stop_after: Some(6), ..RunOptions::default() });
     killed.config.checkpoint_every = 4;
     killed.fit(&data, &batcher(), None).unwrap();
     // A torn temporary file from the crash must not matter, and is removed on resume.
@@ -70,7 +67,7 @@ fn resume_after_a_kill_matches_an_uninterrupted_run() {
     log.push_str("{\"step\":7,\"epo");
     std::fs::write(&metrics, log).unwrap();
 
-    let options = RunOptions { output: Some(dir.clone()), ..RunOptions::default() };
+    let options = RunOptions { output: Some(dir.to_path_buf()), ..RunOptions::default() };
     let mut resumed = Trainer::resume(dir.join("checkpoint-latest.safetensors"), Device::flex().autodiff(), options).unwrap();
     assert_eq!(resumed.state.step, 4);
     let rest = resumed.fit(&data, &batcher(), None).unwrap();
@@ -96,14 +93,14 @@ fn a_fresh_run_refuses_an_earlier_runs_folder() {
     let _serial = serial();
     let data = data();
     let dir = tmpdir("refuse");
-    let mut first = trainer(3, Some(dir.clone()));
+    let mut first = trainer(3, Some(dir.to_path_buf()));
     first.config.checkpoint_every = 3;
     first.fit(&data, &batcher(), None).unwrap();
     let ckpt = dir.join("checkpoint-latest.safetensors");
     let before = std::fs::read(&ckpt).unwrap();
     let log_before = std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap();
 
-    let err = trainer(2, Some(dir.clone())).fit(&data, &batcher(), None).unwrap_err();
+    let err = trainer(2, Some(dir.to_path_buf())).fit(&data, &batcher(), None).unwrap_err();
     assert!(matches!(err, TrainError::OutputExists { .. }), "{err}");
     let msg = err.to_string();
     assert!(msg.contains(&dir.display().to_string()) && msg.contains("--resume") && msg.contains("--overwrite"), "{msg}");
@@ -111,7 +108,7 @@ fn a_fresh_run_refuses_an_earlier_runs_folder() {
     assert_eq!(std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap(), log_before);
 
     // With overwrite the earlier run is replaced, and the log holds only the new run.
-    let mut second = trainer_with(2, RunOptions { output: Some(dir.clone()), overwrite: true, ..RunOptions::default() });
+    let mut second = trainer_with(2, RunOptions { output: Some(dir.to_path_buf()), overwrite: true, ..RunOptions::default() });
     second.fit(&data, &batcher(), None).unwrap();
     let log = std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap();
     assert_eq!(log.lines().filter(|l| l.contains("\"loss\"")).count(), 2, "{log}");
@@ -122,7 +119,7 @@ fn non_finite_loss_stops_and_keeps_the_last_checkpoint() {
     let _serial = serial();
     let data = data();
     let dir = tmpdir("nan");
-    let mut t = trainer_with(6, RunOptions { output: Some(dir.clone()), stop_after: Some(2), ..RunOptions::default() });
+    let mut t = trainer_with(6, RunOptions { output: Some(dir.to_path_buf()), stop_after: Some(2), ..RunOptions::default() });
     t.config.checkpoint_every = 2;
     t.fit(&data, &batcher(), None).unwrap();
     let ckpt = dir.join("checkpoint-latest.safetensors");
@@ -130,7 +127,7 @@ fn non_finite_loss_stops_and_keeps_the_last_checkpoint() {
     // Poison the weights: the next loss is NaN.
     let (id, w, m) = t.model.image_projection.consume();
     t.model.image_projection = Param::from_mapped_value(id, (w * f32::NAN).detach().require_grad(), m);
-    let mut t = t.with_options(RunOptions { output: Some(dir.clone()), ..RunOptions::default() });
+    let mut t = t.with_options(RunOptions { output: Some(dir.to_path_buf()), ..RunOptions::default() });
     let err = t.fit(&data, &batcher(), None).unwrap_err();
     assert!(matches!(err, TrainError::NonFinite { step: 3, .. }), "{err}");
     assert!(err.to_string().contains("not finite"));
@@ -183,7 +180,7 @@ fn a_resumed_checkpoints_model_config_is_untrusted() {
     let _serial = serial();
     let data = data();
     let dir = tmpdir("evil-resume");
-    let mut t = trainer(2, Some(dir.clone()));
+    let mut t = trainer(2, Some(dir.to_path_buf()));
     t.config.checkpoint_every = 2;
     t.fit(&data, &batcher(), None).unwrap();
     // Rewrite the checkpoint's metadata so its model is a 10^12-parameter tower.
