@@ -1,25 +1,36 @@
 #!/bin/bash
-# diffclip (examples/bench.rs) and PyTorch (benches/pytorch/diffclip_reference.py) side by side:
-# interleaved rounds, each diffclip configuration (kernels on/off x allocator tuned/default) and
-# PyTorch with and without the same allocator setting. One JSON line per run on stdout.
+# diffclip (examples/bench.rs) and PyTorch (benches/pytorch/diffclip_reference.py) side by side,
+# alternated in rounds on one machine: the ViT-B/16 encoders (8 images, 32 texts) and the
+# training step of benches/train_step.rs's small models (batch 32, AdamW, open_clip's ClipLoss).
+# One JSON line per measurement on stdout, the first one naming the machine (lscpu).
 #
-#   PYTHON=/path/to/python-with-torch ROUNDS=2 bash benches/compare_pytorch.sh > cmp.jsonl
+#   PYTHON=/path/to/python-with-torch ROUNDS=3 bash benches/compare_pytorch.sh > cmp.jsonl
+#   FLAGS="--generic-ops|--default-malloc" ...    # more diffclip variants per round ('|'-separated)
+#   BENCH=target/release/examples/bench ...       # an already built bench binary
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
-ROUNDS=${ROUNDS:-2}
-TUNE=glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=2147483647
-cargo build --release --example bench >&2
+ROUNDS=${ROUNDS:-3}
+FLAGS=${FLAGS:-}
+BENCH=${BENCH:-}
+if [ -z "$BENCH" ]; then
+  cargo build --release --example bench >&2
+  BENCH=./target/release/examples/bench
+fi
+cpu=$(lscpu | sed -n 's/^Model name: *//p' | head -1)
+echo "{\"machine\":\"$cpu\",\"cores\":$(nproc),\"torch\":\"$("$PYTHON" -c 'import torch; print(torch.__version__)')\"}"
+variants=("")
+if [ -n "$FLAGS" ]; then IFS='|' read -r -a extra <<< "$FLAGS"; variants+=("${extra[@]}"); fi
 for round in $(seq "$ROUNDS"); do
-  for preset in diffclip_vit_b16 clip_vit_b16; do
-    for flags in "" "--default-malloc" "--generic-ops --default-malloc" "--generic-ops"; do
+  tag="s/^{/{\"round\":$round,/"
+  for flags in "${variants[@]}"; do
+    for preset in diffclip_vit_b16 clip_vit_b16; do
       # shellcheck disable=SC2086
-      ./target/release/examples/bench --preset "$preset" --batch 8 --text-batch 32 --iters 3 $flags |
-        sed "s/^{/{\"round\":$round,/"
+      "$BENCH" --preset "$preset" --batch 8 --text-batch 32 --iters 3 $flags | sed "$tag"
     done
+    # shellcheck disable=SC2086
+    "$BENCH" --train --iters 10 --warmup 2 $flags | sed "$tag"
   done
-  "$PYTHON" benches/pytorch/diffclip_reference.py --batch 8 --text-batch 32 --iters 3 |
-    sed "s/^{/{\"round\":$round,\"malloc_tuned\":false,/"
-  GLIBC_TUNABLES=$TUNE "$PYTHON" benches/pytorch/diffclip_reference.py --batch 8 --text-batch 32 --iters 3 |
-    sed "s/^{/{\"round\":$round,\"malloc_tuned\":true,/"
+  "$PYTHON" benches/pytorch/diffclip_reference.py --batch 8 --text-batch 32 --iters 3 | sed "$tag"
+  "$PYTHON" benches/pytorch/diffclip_reference.py --train --batch 32 --iters 10 --warmup 2 | sed "$tag"
 done

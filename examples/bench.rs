@@ -16,11 +16,16 @@
 //! peaks. Inference only (no autodiff), float32. glibc's malloc keeps freed buffers
 //! (`diffclip::allocator::keep_freed_memory`, `"malloc_tuned"`) unless `--default-malloc`;
 //! `--generic-ops` turns diffclip's flex CPU kernels off (`"cpu_kernels"`).
+//! `--train` times `benches/train_step.rs`'s training step instead (the small DiffCLIP and
+//! CLIP, batch 32, autodiff): one line per model with `step_ms_median`, like
+//! `benches/pytorch/diffclip_reference.py --train`.
 
 use std::time::Instant;
 
 #[path = "common/machine.rs"]
 mod machine;
+#[path = "../benches/common/train_step.rs"]
+mod small;
 
 use clap::Parser;
 use diffclip::burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
@@ -67,6 +72,9 @@ struct Args {
     /// Run Burn's generic ops instead of diffclip's flex CPU kernels (`set_cpu_kernels(false)`).
     #[arg(long)]
     generic_ops: bool,
+    /// Time the training step of benches/train_step.rs's small models instead of the encoders.
+    #[arg(long, conflicts_with_all = ["image_only", "text_only", "config"])]
+    train: bool,
 }
 
 /// Seconds of each of `iters` timed calls after `warmup` untimed ones.
@@ -120,12 +128,54 @@ fn texts(config: &ClipConfig, batch: usize, device: &Device) -> Tensor<2, Int> {
     Tensor::from_data(TensorData::new(ids, [batch, len]), device)
 }
 
-fn run(args: &Args) -> Result<serde_json::Value, Box<dyn std::error::Error>> {
+/// The training step of each small model, timed `iters` times after `warmup` steps.
+fn run_train(args: &Args, device: &Device) -> Result<Vec<serde_json::Value>, Box<dyn std::error::Error>> {
+    let device = device.clone().autodiff();
+    let (images, text) = small::inputs(&device);
+    let mut lines = Vec::new();
+    for (name, config) in small::small_models() {
+        let mut model = Some(config.init(&device)?);
+        let mut optim = diffclip::train::AdamW::new(Default::default());
+        let mut times = Vec::new();
+        for i in 0..args.warmup + args.iters {
+            let start = Instant::now();
+            let (next, loss) = small::step(model.take().expect("model"), &mut optim, &images, &text);
+            let elapsed = start.elapsed().as_secs_f64();
+            if !loss.is_finite() {
+                return Err(format!("{name}: loss {loss} at step {i}").into());
+            }
+            model = Some(next);
+            if i >= args.warmup {
+                times.push(elapsed);
+            }
+        }
+        lines.push(serde_json::json!({
+            "work": "train_step",
+            "model": name,
+            "backend": args.backend,
+            "dtype": "f32",
+            "x86_v4": cfg!(feature = "x86-v4"),
+            "cpu_kernels": diffclip::attention::cpu_kernels_enabled(),
+            "batch": small::BATCH,
+            "warmup": args.warmup,
+            "iters": args.iters,
+            "step_ms_median": median(&times) * 1e3,
+            "step_ms_min": min(&times) * 1e3,
+            "peak_rss_mb": machine::status_mb("VmHWM:"),
+        }));
+    }
+    Ok(lines)
+}
+
+fn run(args: &Args) -> Result<Vec<serde_json::Value>, Box<dyn std::error::Error>> {
     if args.iters == 0 || args.batch == 0 || args.text_batch == Some(0) {
         return Err("--iters, --batch and --text-batch must be positive".into());
     }
     let device = diffclip::backend::device(&args.backend)?;
     diffclip::attention::set_cpu_kernels(!args.generic_ops);
+    if args.train {
+        return run_train(args, &device);
+    }
     let mut config = ClipConfig::select(args.config.as_deref(), Some(&args.preset), None)?;
     if let Some(path) = &args.path {
         let path: diffclip::attention::AttentionPath =
@@ -156,7 +206,7 @@ fn run(args: &Args) -> Result<serde_json::Value, Box<dyn std::error::Error>> {
         }));
     }
     let per_s = |n: usize, s: &Option<Vec<f64>>| s.as_ref().map(|s| n as f64 / median(s));
-    Ok(serde_json::json!({
+    Ok(vec![serde_json::json!({
         "preset": args.config.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| args.preset.clone()),
         "backend": args.backend,
         "path": config.vision.path,
@@ -175,18 +225,20 @@ fn run(args: &Args) -> Result<serde_json::Value, Box<dyn std::error::Error>> {
         "text_s_median": text_s.as_deref().map(median),
         "text_s_min": text_s.as_deref().map(min),
         "peak_rss_mb": machine::status_mb("VmHWM:"),
-    }))
+    })])
 }
 
 fn main() {
     let args = Args::parse();
     let malloc_tuned = !args.default_malloc && diffclip::allocator::keep_freed_memory();
-    match run(&args).map(|mut json| {
-        json["malloc_tuned"] = malloc_tuned.into();
-        json["machine"] = machine::machine();
-        json
-    }) {
-        Ok(json) => println!("{json}"),
+    match run(&args) {
+        Ok(lines) => {
+            for mut json in lines {
+                json["malloc_tuned"] = malloc_tuned.into();
+                json["machine"] = machine::machine();
+                println!("{json}");
+            }
+        }
         Err(e) => {
             eprintln!("bench: {e}");
             std::process::exit(1);

@@ -4,6 +4,7 @@ spec (../shared/spec/diffclip-reference.md), random weights, float32, eval mode.
     python3 benches/pytorch/diffclip_reference.py --device cuda --batch 8 --text-batch 32 --iters 10
 
 Prints one JSON line per model with images_per_s and texts_per_s (medians), like bench.rs.
+With --train: the training step of benches/train_step.rs's small model instead (step_median_ms).
 """
 import argparse
 import json
@@ -67,20 +68,30 @@ class Block(nn.Module):
         return x + self.fc2(h)
 
 
+# (image size, patch, width, layers, heads) of the vision tower, (width, layers, heads) of the
+# text tower, embedding width: ViT-B/16, and benches/train_step.rs's small model.
+VIT_B16 = dict(image=(224, 16, 768, 12, 12), text=(512, 12, 8), embed=512)
+SMALL = dict(image=(64, 16, 192, 4, 6), text=(128, 3, 4), embed=128)
+
+
 class Clip(nn.Module):
-    def __init__(self, diff):
+    def __init__(self, diff, shape=VIT_B16):
         super().__init__()
-        self.patch = nn.Conv2d(3, 768, 16, 16)
-        self.cls = nn.Parameter(torch.zeros(1, 1, 768))
-        self.pos = nn.Parameter(torch.randn(1, 197, 768) * 0.02)
-        self.vblocks = nn.ModuleList(Block(768, 12, diff, False, False) for _ in range(12))
-        self.vnorm = nn.LayerNorm(768, eps=1e-5)
-        self.image_projection = nn.Parameter(torch.randn(768, 512) / math.sqrt(768))
-        self.tok = nn.Embedding(49408, 512)
-        self.tpos = nn.Parameter(torch.randn(77, 512) * 0.01)
-        self.tblocks = nn.ModuleList(Block(512, 8, diff, True, True) for _ in range(12))
-        self.ln_final = nn.LayerNorm(512, eps=1e-5)
-        self.text_projection = nn.Parameter(torch.randn(512, 512) / math.sqrt(512))
+        size, patch, vw, vl, vh = shape["image"]
+        tw, tl, th = shape["text"]
+        e = shape["embed"]
+        self.patch = nn.Conv2d(3, vw, patch, patch)
+        self.cls = nn.Parameter(torch.zeros(1, 1, vw))
+        self.pos = nn.Parameter(torch.randn(1, (size // patch) ** 2 + 1, vw) * 0.02)
+        self.vblocks = nn.ModuleList(Block(vw, vh, diff, False, False) for _ in range(vl))
+        self.vnorm = nn.LayerNorm(vw, eps=1e-5)
+        self.image_projection = nn.Parameter(torch.randn(vw, e) / math.sqrt(vw))
+        self.tok = nn.Embedding(49408, tw)
+        self.tpos = nn.Parameter(torch.randn(77, tw) * 0.01)
+        self.tblocks = nn.ModuleList(Block(tw, th, diff, True, True) for _ in range(tl))
+        self.ln_final = nn.LayerNorm(tw, eps=1e-5)
+        self.text_projection = nn.Parameter(torch.randn(tw, e) / math.sqrt(tw))
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
 
     def encode_image(self, img):
         x = self.patch(img).flatten(2).transpose(1, 2)
@@ -95,6 +106,36 @@ class Clip(nn.Module):
             x = b(x)
         x = self.ln_final(x)
         return x[torch.arange(x.shape[0]), ids.argmax(-1)] @ self.text_projection
+
+
+def clip_loss(image, text, logit_scale):
+    """open_clip's ClipLoss on one device: normalised features, symmetric cross-entropy."""
+    image, text = F.normalize(image, dim=-1), F.normalize(text, dim=-1)
+    logits = logit_scale * image @ text.T
+    labels = torch.arange(image.shape[0], device=image.device)
+    return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
+
+
+def train_step_fn(model, batch, device):
+    """benches/train_step.rs's step: forward, ClipLoss, backward, clip to norm 1, AdamW
+    (diffclip's defaults: betas 0.9/0.98, eps 1e-6, weight decay 0.5 on matrices only)."""
+    decay = [p for p in model.parameters() if p.ndim >= 2]
+    rest = [p for p in model.parameters() if p.ndim < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.5}, {"params": rest, "weight_decay": 0.0}],
+                            lr=1e-4, betas=(0.9, 0.98), eps=1e-6)
+    img = torch.rand(batch, 3, 64, 64, device=device)
+    ids = ((torch.arange(batch * 77, device=device) * 7919) % 49000 + 1).view(batch, 77)
+    ids[:, 76] = 49407
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        loss = clip_loss(model.encode_image(img), model.encode_text(ids), model.logit_scale.exp().clamp(max=100))
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        return loss.item()
+
+    return step
 
 
 def timed(fn, device, warmup, iters):
@@ -119,9 +160,18 @@ def main():
     p.add_argument("--text-batch", type=int, default=32)
     p.add_argument("--iters", type=int, default=5)
     p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--train", action="store_true", help="time benches/train_step.rs's training step instead")
     a = p.parse_args()
     device = torch.device(a.device)
     torch.manual_seed(0)
+    if a.train:
+        for name, diff in [("diffclip_small", True), ("clip_small", False)]:
+            model = Clip(diff, SMALL).to(device).train()
+            t = timed(train_step_fn(model, a.batch, device), device, a.warmup, a.iters)
+            print(json.dumps({"impl": "pytorch", "torch": torch.__version__, "work": "train_step", "model": name,
+                              "device": str(device), "batch": a.batch, "step_median_ms": t * 1e3,
+                              "threads": torch.get_num_threads()}), flush=True)
+        return
     for name, diff in [("diffclip_vit_b16", True), ("clip_vit_b16", False)]:
         model = Clip(diff).to(device).eval()
         img = torch.randn(a.batch, 3, 224, 224, device=device)

@@ -107,7 +107,7 @@ impl DiffAttention {
         if mask.is_none()
             && let Some(o) = self.attention_cpu(&rows)
         {
-            return self.proj_drop.forward(self.out_proj.forward(o));
+            return self.proj_drop.forward(crate::linear(&self.out_proj, o));
         }
         let (q, k, v) = self.split_heads(rows, b, n);
         let (hp, hd) = (self.num_heads / 2, self.head_dim);
@@ -178,7 +178,7 @@ impl DiffAttention {
 
     /// q, k, v projections, `[B, N, D]` each.
     fn project_rows(&self, x: Tensor<3>) -> (Tensor<3>, Tensor<3>, Tensor<3>) {
-        (self.q_proj.forward(x.clone()), self.k_proj.forward(x.clone()), self.v_proj.forward(x))
+        (crate::linear(&self.q_proj, x.clone()), crate::linear(&self.k_proj, x.clone()), crate::linear(&self.v_proj, x))
     }
 
     /// q, k as `[B, h, N, hd]`, v as `[B, h/2, N, 2hd]`.
@@ -194,6 +194,6 @@ impl DiffAttention {
     fn finish(&self, o: Tensor<4>, b: usize, n: usize) -> Tensor<3> {
         let o = self.diff_norm.forward(o) * (1.0 - self.lambda_init);
         let o = o.swap_dims(1, 2).reshape([b, n, self.num_heads * self.head_dim]);
-        self.proj_drop.forward(self.out_proj.forward(o))
+        self.proj_drop.forward(crate::linear(&self.out_proj, o))
     }
 }

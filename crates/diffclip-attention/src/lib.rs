@@ -19,7 +19,8 @@
 //! With the `flex` feature (off by default; the application's choice of backend), plain f32
 //! tensors on Burn's flex backend go through hand-written CPU kernels: one attention kernel for
 //! standard and differential heads that reads the `[B, N, D]` projections in place and keeps
-//! memory linear in N, and vectorised multi-threaded GELU/QuickGELU. Autodiff tensors and other
+//! memory linear in N, vectorised multi-threaded GELU/QuickGELU, and linear layers as one GEMM
+//! ([`linear`]), each with its own backward under autodiff. Other
 //! backends use Burn's ops; [`set_cpu_kernels`] switches the kernels off.
 
 #![warn(missing_docs)]
@@ -30,6 +31,7 @@ mod cpu;
 mod error;
 mod kind;
 mod lambda;
+mod linear;
 mod mask;
 mod maps;
 mod diff;
@@ -40,6 +42,7 @@ pub use diff::DiffAttention;
 pub use error::AttentionError;
 pub use kind::{Attention, AttentionConfig, AttentionKind};
 pub use lambda::LambdaInit;
+pub use linear::linear;
 pub use maps::AttentionMaps;
 pub use mask::{AttnMask, causal_mask};
 pub use standard::StandardAttention;
@@ -55,7 +58,7 @@ pub enum AttentionPath {
     Reference,
 }
 
-/// Turn diffclip's CPU kernels for `flex` tensors (attention, GELU, QuickGELU) on or off for the
+/// Turn diffclip's CPU kernels for `flex` tensors (attention, GELU, QuickGELU, linear) on or off for the
 /// whole process; on by default. Off, the same layers run Burn's generic ops: useful to compare
 /// speed or to bisect a numerical difference. Without the `flex` feature there are no kernels
 /// and this does nothing.

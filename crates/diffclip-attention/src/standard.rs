@@ -67,7 +67,7 @@ impl StandardAttention {
             return self.forward_with_maps(x, mask).0;
         }
         let [b, n, _] = x.dims();
-        let (q, k, v) = (self.q_proj.forward(x.clone()), self.k_proj.forward(x.clone()), self.v_proj.forward(x));
+        let (q, k, v) = (crate::linear(&self.q_proj, x.clone()), crate::linear(&self.k_proj, x.clone()), crate::linear(&self.v_proj, x));
         #[cfg(feature = "flex")]
         if mask.is_none() {
             let scale = (self.head_dim as f32).powf(-0.5);
@@ -75,7 +75,7 @@ impl StandardAttention {
             let o = crate::cpu::attention(&q, &k, &v, self.num_heads, scale, self.causal, single, None)
                 .or_else(|| crate::cpu::attention_tracked(&q, &k, &v, None, self.num_heads, scale, self.causal));
             if let Some(o) = o {
-                return self.proj_drop.forward(self.out_proj.forward(o));
+                return self.proj_drop.forward(crate::linear(&self.out_proj, o));
             }
         }
         let (q, k, v) = (self.split(q, b, n), self.split(k, b, n), self.split(v, b, n));
@@ -105,7 +105,7 @@ impl StandardAttention {
 
     fn project(&self, x: Tensor<3>) -> (Tensor<4>, Tensor<4>, Tensor<4>) {
         let [b, n, _] = x.dims();
-        let (q, k, v) = (self.q_proj.forward(x.clone()), self.k_proj.forward(x.clone()), self.v_proj.forward(x));
+        let (q, k, v) = (crate::linear(&self.q_proj, x.clone()), crate::linear(&self.k_proj, x.clone()), crate::linear(&self.v_proj, x));
         (self.split(q, b, n), self.split(k, b, n), self.split(v, b, n))
     }
 
@@ -116,6 +116,6 @@ impl StandardAttention {
 
     fn finish(&self, o: Tensor<4>, b: usize, n: usize) -> Tensor<3> {
         let o = o.swap_dims(1, 2).reshape([b, n, self.num_heads * self.head_dim]);
-        self.proj_drop.forward(self.out_proj.forward(o))
+        self.proj_drop.forward(crate::linear(&self.out_proj, o))
     }
 }

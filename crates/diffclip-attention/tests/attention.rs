@@ -259,3 +259,39 @@ fn activation_gradients_match_derivatives() {
         assert!(d < 1e-5, "{backend} quick_gelu': {d:e}");
     }
 }
+
+/// Linear layers (flex: one GEMM from the bias, with its own backward) equal Burn's
+/// `Linear::forward`: values (plain and autodiff) and the gradients of x, W and b.
+#[test]
+fn linear_matches_burn_forward_and_gradients() {
+    use burn::nn::LinearConfig;
+    for (backend, device) in devices() {
+        let ad = device.clone().autodiff();
+        // Small, and large enough for the threaded GEMM; with and without a bias.
+        for ([b, n, k, out], bias) in [([3, 7, 33, 19], true), ([2, 300, 200, 210], false), ([2, 300, 200, 210], true)] {
+            let at = format!("{backend} [{b}, {n}, {k}] -> {out} bias={bias}");
+            let layer = LinearConfig::new(k, out).with_bias(bias).init(&device);
+            let x = Tensor::<3>::random([b, n, k], Distribution::Normal(0.0, 1.0), &device);
+            assert!(rel_diff(diffclip_attention::linear(&layer, x.clone()), layer.forward(x.clone())) < 1e-5, "{at}: y");
+
+            let layer = LinearConfig::new(k, out).with_bias(bias).init(&ad);
+            let probe = Tensor::<3>::random([b, n, out], Distribution::Normal(0.0, 1.0), &ad);
+            let x = Tensor::<3>::from_data(x.into_data(), &ad);
+            let run = |kernel: bool| {
+                let x = x.clone().require_grad();
+                let y = if kernel { diffclip_attention::linear(&layer, x.clone()) } else { layer.forward(x.clone()) };
+                let g = (y.clone() * probe.clone()).sum().backward();
+                (y.inner(), x.grad(&g).unwrap(), layer.weight.grad(&g).unwrap(), layer.bias.as_ref().map(|p| p.grad(&g).unwrap()))
+            };
+            let (f, r) = (run(true), run(false));
+            assert!(rel_diff(f.0, r.0) < 1e-5, "{at}: y (autodiff)");
+            assert!(rel_diff(f.1, r.1) < 1e-5, "{at}: dx");
+            assert!(rel_diff(f.2, r.2) < 1e-5, "{at}: dW");
+            match (f.3, r.3) {
+                (Some(fb), Some(rb)) => assert!(rel_diff(fb, rb) < 1e-5, "{at}: db"),
+                (None, None) => {}
+                _ => panic!("{at}: bias gradient on one path only"),
+            }
+        }
+    }
+}

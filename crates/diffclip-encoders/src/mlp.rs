@@ -40,11 +40,11 @@ impl Mlp {
 
     /// `drop(fc2(act(fc1(x))))` of `x [B, N, width]`, giving `[B, N, width]`.
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let h = self.fc1.forward(x);
+        let h = diffclip_attention::linear(&self.fc1, x);
         let h = match self.activation {
             Activation::Gelu => gelu(h),
             Activation::QuickGelu => quick_gelu(h),
         };
-        self.drop.forward(self.fc2.forward(h))
+        self.drop.forward(diffclip_attention::linear(&self.fc2, h))
     }
 }

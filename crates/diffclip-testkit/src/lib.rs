@@ -113,7 +113,8 @@ pub fn assert_close<const D: usize>(what: &str, got: Tensor<D>, want: &(Vec<usiz
 pub fn temp_path(name: &str) -> tempfile::TempPath {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    tempfile::TempPath::from_path(std::env::temp_dir().join(format!("diffclip-{}-{n}-{name}", std::process::id())))
+    let path = std::env::temp_dir().join(format!("diffclip-{}-{n}-{name}", std::process::id()));
+    tempfile::TempPath::try_from_path(path).expect("an absolute temporary path")
 }
 
 /// A fresh temporary folder, removed with everything in it when dropped (also when the test

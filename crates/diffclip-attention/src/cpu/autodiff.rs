@@ -1,5 +1,5 @@
-//! The attention kernel (and the activations) as differentiable ops on `Autodiff<Flex>`
-//! (training on flex).
+//! The attention kernel (and the activations and linear layers) as differentiable ops on
+//! `Autodiff<Flex>` (training on flex).
 //!
 //! Registered with Burn's autodiff like its built-in ops (`Backward`, `prepare`, `OpsKind`):
 //! the forward runs the kernel, the backward runs `backward.rs`. Inputs are kept (q, k, v: the
@@ -19,6 +19,7 @@ use rayon::prelude::*;
 use super::attention::{Combine, Dims, attention};
 use super::backward::{NormInput, attention_backward};
 use super::contiguous;
+use super::linear::{self, LinearDims};
 
 type Ad = Autodiff<Flex>;
 
@@ -232,6 +233,86 @@ pub(crate) fn attention_tracked(
         Some((l, gm, _, _)) => match AttentionBackward.prepare::<NoCheckpointing>([q.node(), k.node(), v.node(), l.node(), gm.node()]).compute_bound().stateful() {
             OpsKind::Tracked(prep) => prep.finish(saved, out),
             OpsKind::UnTracked(prep) => prep.finish(out),
+        },
+    };
+    Some(Tensor::from_primitive::<Ad>(result))
+}
+
+/// What a linear layer's backward needs: its input and weight (both alive anyway) and sizes.
+#[derive(Debug, Clone)]
+struct LinearSaved {
+    x: FlexTensor,
+    w: FlexTensor,
+    dims: LinearDims,
+}
+
+/// A linear layer's backward: parents x, W (and b).
+#[derive(Debug)]
+struct LinearBackward;
+
+/// Compute the gradient of each tracked parent (x, W, b in that order) and register it.
+fn register_linear_grads<const N: usize>(ops: Ops<LinearSaved, N>, grads: &mut Gradients) {
+    let dy = contiguous(grads.consume::<Flex>(&ops.node));
+    let s = &ops.state;
+    let d = s.dims;
+    let dy = f32s(&dy, d.rows * d.n);
+    for (i, parent) in ops.parents.into_iter().enumerate() {
+        let Some(node) = parent else { continue };
+        let grad = match i {
+            0 => flex(linear::backward_input(dy, f32s(&s.w, d.k * d.n), d), s.x.layout().shape()),
+            1 => flex(linear::backward_weight(f32s(&s.x, d.rows * d.k), dy, d), &[d.k, d.n]),
+            _ => flex(linear::backward_bias(dy, d), &[d.n]),
+        };
+        grads.register::<Flex>(node.id, grad);
+    }
+}
+
+impl Backward<Flex, 2> for LinearBackward {
+    type State = LinearSaved;
+
+    fn backward(self, ops: Ops<LinearSaved, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+        register_linear_grads(ops, grads);
+    }
+}
+
+impl Backward<Flex, 3> for LinearBackward {
+    type State = LinearSaved;
+
+    fn backward(self, ops: Ops<LinearSaved, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        register_linear_grads(ops, grads);
+    }
+}
+
+/// `x·W + b` of autodiff flex tensors (`x`: `[.., k]`, W: `[k, n]`), differentiable; `None`
+/// when they are not there.
+pub(crate) fn linear_tracked<const D: usize>(x: &Tensor<D>, w: &Tensor<2>, b: Option<&Tensor<1>>, dims: LinearDims) -> Option<Tensor<D>> {
+    if !super::enabled() {
+        return None;
+    }
+    let (xa, wa) = (autodiff_of(x)?, autodiff_of(w)?);
+    let ba = match b {
+        Some(b) => Some(autodiff_of(b)?),
+        None => None,
+    };
+    let saved = LinearSaved { x: contiguous(xa.primitive().clone()), w: contiguous(wa.primitive().clone()), dims };
+    let bias = ba.as_ref().map(|b| contiguous(b.primitive().clone()));
+    let out = linear::forward(
+        f32s(&saved.x, dims.rows * dims.k),
+        f32s(&saved.w, dims.k * dims.n),
+        bias.as_ref().map(|b| f32s(b, dims.n)),
+        dims,
+    );
+    let mut shape = x.dims();
+    shape[D - 1] = dims.n;
+    let y = flex(out, &shape);
+    let result: FloatTensor<Ad> = match ba {
+        None => match LinearBackward.prepare::<NoCheckpointing>([xa.node(), wa.node()]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => prep.finish(saved, y),
+            OpsKind::UnTracked(prep) => prep.finish(y),
+        },
+        Some(ba) => match LinearBackward.prepare::<NoCheckpointing>([xa.node(), wa.node(), ba.node()]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => prep.finish(saved, y),
+            OpsKind::UnTracked(prep) => prep.finish(y),
         },
     };
     Some(Tensor::from_primitive::<Ad>(result))

@@ -10,6 +10,7 @@
 mod attention;
 mod autodiff;
 mod backward;
+mod linear;
 pub(crate) mod simd;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,6 +22,8 @@ use rayon::prelude::*;
 
 pub(crate) use attention::{Combine, Dims};
 pub(crate) use autodiff::{Activation, DiffArgs, activation_tracked, attention_tracked};
+use autodiff::linear_tracked;
+use linear::LinearDims;
 
 static ENABLED: AtomicBool = AtomicBool::new(true);
 
@@ -93,6 +96,34 @@ pub(crate) fn quick_gelu<const D: usize>(x: Tensor<D>) -> Result<Tensor<D>, Tens
         Ok(y) => Ok(y),
         Err(x) => activation_tracked(&x, Activation::QuickGelu).ok_or(x),
     }
+}
+
+/// `x·W + b` on flex (plain or autodiff; `x`: `[.., k]`, W: `[k, n]`), or `None` (then the
+/// caller runs Burn's `Linear::forward`).
+pub(crate) fn linear<const D: usize>(x: &Tensor<D>, w: &Tensor<2>, b: Option<&Tensor<1>>) -> Option<Tensor<D>> {
+    let (shape, [k, n]) = (x.dims(), w.dims());
+    let rows: usize = shape[..D - 1].iter().product();
+    // Empty or mismatched sizes: Burn's path reports (or handles) them.
+    if D == 0 || shape[D - 1] != k || rows == 0 || k == 0 || n == 0 || b.is_some_and(|b| b.dims() != [n]) {
+        return None;
+    }
+    let dims = LinearDims { rows, k, n };
+    if let (Some(xf), Some(wf)) = (flex_of(x), flex_of(w)) {
+        let bf = match b {
+            Some(b) => Some(flex_of(b)?),
+            None => None,
+        };
+        let out = linear::forward(
+            &xf.storage::<f32>()[..rows * k],
+            &wf.storage::<f32>()[..k * n],
+            bf.as_ref().map(|b| &b.storage::<f32>()[..n]),
+            dims,
+        );
+        let mut out_shape = shape;
+        out_shape[D - 1] = n;
+        return Some(from_vec(out, out_shape));
+    }
+    linear_tracked(x, w, b, dims)
 }
 
 /// Attention of `[B, N, D]` projections on flex before the output projection, or `None`.

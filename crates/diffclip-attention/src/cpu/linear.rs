@@ -1,0 +1,185 @@
+//! Linear layers, `x·W + b`, on flex as one GEMM over every row of `x`.
+//!
+//! Burn 0.22.1's flex matmul zero-fills each output and then copies it to realign it
+//! (`FlexTensor::empty` through `Bytes::from_bytes_vec`), and the bias is a separate pass;
+//! here the output is written once: the bias rows are the GEMM's starting value. The backward
+//! multiplies by the transposed operands through strides, without copies. Rows of one call
+//! never depend on the thread count's split of another dimension, so results are deterministic.
+
+use std::mem::MaybeUninit;
+
+use rayon::prelude::*;
+
+/// `rows × k` times `k × n`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct LinearDims {
+    pub rows: usize,
+    pub k: usize,
+    pub n: usize,
+}
+
+/// Below this many multiply-adds a GEMM runs on one thread (Burn's flex threshold, 192³).
+const PARALLEL_MACS: usize = 192 * 192 * 192;
+
+fn parallelism(m: usize, n: usize, k: usize) -> gemm::Parallelism {
+    if m.saturating_mul(n).saturating_mul(k) >= PARALLEL_MACS { gemm::Parallelism::Rayon(0) } else { gemm::Parallelism::None }
+}
+
+/// `dst (m × n, row stride dst_rs) = [dst +] lhs · rhs`, operands addressed by (row, column)
+/// strides; every element of `dst` is written.
+///
+/// SAFETY: the pointers and strides must address valid memory of those shapes, `dst` must not
+/// overlap the operands, and `dst` must be initialised when `accumulate` is set.
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_into(
+    [m, n, k]: [usize; 3],
+    dst: *mut f32,
+    dst_rs: usize,
+    accumulate: bool,
+    lhs: *const f32,
+    [lhs_rs, lhs_cs]: [usize; 2],
+    rhs: *const f32,
+    [rhs_rs, rhs_cs]: [usize; 2],
+) {
+    let s = |x: usize| x as isize;
+    let alpha = if accumulate { 1.0 } else { 0.0 };
+    unsafe {
+        gemm::gemm(
+            m, n, k, dst, 1, s(dst_rs), accumulate, lhs, s(lhs_cs), s(lhs_rs), rhs, s(rhs_cs), s(rhs_rs), alpha,
+            1.0, false, false, false, parallelism(m, n, k),
+        )
+    }
+}
+
+/// Rows per parallel task of the element-wise passes here.
+fn row_chunk(n: usize) -> usize {
+    ((1 << 14) / n.max(1)).max(1)
+}
+
+/// A `len`-element buffer whose every element `fill` writes before it is read.
+fn written(len: usize, fill: impl FnOnce(&mut [MaybeUninit<f32>])) -> Vec<f32> {
+    let mut out = Vec::with_capacity(len);
+    fill(&mut out.spare_capacity_mut()[..len]);
+    // SAFETY: `fill` initialised all `len` elements (each caller writes every one).
+    unsafe { out.set_len(len) };
+    out
+}
+
+/// `x·W + b`: `x` is `rows × k`, `w` is `k × n` (Burn's `Linear` layout), `b` has `n` values.
+pub(crate) fn forward(x: &[f32], w: &[f32], b: Option<&[f32]>, d: LinearDims) -> Vec<f32> {
+    let LinearDims { rows, k, n } = d;
+    assert!(x.len() >= rows * k && w.len() >= k * n && b.is_none_or(|b| b.len() >= n));
+    let len = rows * n;
+    let mut out = written(len, |out| match b {
+        Some(b) => out.par_chunks_mut(n * row_chunk(n)).for_each(|rows| {
+            for row in rows.chunks_mut(n) {
+                for (o, &v) in row.iter_mut().zip(b) {
+                    o.write(v);
+                }
+            }
+        }),
+        None => {
+            let dst = out.as_mut_ptr().cast::<f32>();
+            // SAFETY: x, w and dst hold those shapes (asserted); the GEMM writes every element
+            // of dst without reading it (no accumulate).
+            unsafe { gemm_into([rows, n, k], dst, n, false, x.as_ptr(), [k, 1], w.as_ptr(), [n, 1]) }
+        }
+    });
+    if b.is_some() {
+        // SAFETY: as above; dst holds the bias rows, to which the product is added.
+        unsafe { gemm_into([rows, n, k], out.as_mut_ptr(), n, true, x.as_ptr(), [k, 1], w.as_ptr(), [n, 1]) }
+    }
+    out
+}
+
+/// `dx = dy·Wᵀ` (`rows × k`).
+pub(crate) fn backward_input(dy: &[f32], w: &[f32], d: LinearDims) -> Vec<f32> {
+    let LinearDims { rows, k, n } = d;
+    assert!(dy.len() >= rows * n && w.len() >= k * n);
+    written(rows * k, |dx| {
+        // SAFETY: shapes asserted; Wᵀ[j][i] = W[i][j] is W read with swapped strides; dx is
+        // written without being read.
+        unsafe { gemm_into([rows, k, n], dx.as_mut_ptr().cast(), k, false, dy.as_ptr(), [n, 1], w.as_ptr(), [1, n]) }
+    })
+}
+
+/// `dW = xᵀ·dy` (`k × n`).
+pub(crate) fn backward_weight(x: &[f32], dy: &[f32], d: LinearDims) -> Vec<f32> {
+    let LinearDims { rows, k, n } = d;
+    assert!(x.len() >= rows * k && dy.len() >= rows * n);
+    written(k * n, |dw| {
+        // SAFETY: shapes asserted; xᵀ is x read with swapped strides; dW is written, not read.
+        unsafe { gemm_into([k, n, rows], dw.as_mut_ptr().cast(), n, false, x.as_ptr(), [1, k], dy.as_ptr(), [n, 1]) }
+    })
+}
+
+/// `db = Σ_rows dy` (`n`): partial sums of fixed row blocks in parallel, added in block order,
+/// so the result does not depend on the thread count.
+pub(crate) fn backward_bias(dy: &[f32], d: LinearDims) -> Vec<f32> {
+    let LinearDims { rows, n, .. } = d;
+    assert!(dy.len() >= rows * n);
+    let block = n * row_chunk(n).max(64);
+    let partials: Vec<Vec<f32>> = dy[..rows * n]
+        .par_chunks(block)
+        .map(|rows| {
+            let mut acc = vec![0.0f32; n];
+            for row in rows.chunks_exact(n) {
+                for (a, &v) in acc.iter_mut().zip(row) {
+                    *a += v;
+                }
+            }
+            acc
+        })
+        .collect();
+    let mut db = vec![0.0f32; n];
+    for p in partials {
+        for (a, v) in db.iter_mut().zip(p) {
+            *a += v;
+        }
+    }
+    db
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(len: usize, seed: u32) -> Vec<f32> {
+        (0..len).map(|i| (((i as u32).wrapping_mul(2_654_435_761) ^ seed) % 1000) as f32 / 500.0 - 1.0).collect()
+    }
+
+    /// `out[i][j] = Σ_l a(i, l)·b(l, j)` in f64.
+    fn naive(m: usize, n: usize, k: usize, a: impl Fn(usize, usize) -> f32, b: impl Fn(usize, usize) -> f32) -> Vec<f32> {
+        let mut out = vec![0.0f32; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                out[i * n + j] = (0..k).map(|l| a(i, l) as f64 * b(l, j) as f64).sum::<f64>() as f32;
+            }
+        }
+        out
+    }
+
+    fn close(got: &[f32], want: &[f32]) {
+        assert_eq!(got.len(), want.len());
+        for (i, (g, w)) in got.iter().zip(want).enumerate() {
+            assert!((g - w).abs() <= 1e-4 * (1.0 + w.abs()), "{i}: {g} vs {w}");
+        }
+    }
+
+    #[test]
+    fn forward_and_backward_match_the_definitions() {
+        // Large enough for the threaded GEMM, odd sizes for the edges of its tiles.
+        for d in [LinearDims { rows: 3, k: 5, n: 7 }, LinearDims { rows: 301, k: 193, n: 197 }] {
+            let LinearDims { rows, k, n } = d;
+            let (x, w, b, dy) = (values(rows * k, 1), values(k * n, 2), values(n, 3), values(rows * n, 4));
+            let xw = naive(rows, n, k, |i, l| x[i * k + l], |l, j| w[l * n + j]);
+            close(&forward(&x, &w, None, d), &xw);
+            let with_bias: Vec<f32> = xw.iter().enumerate().map(|(i, v)| v + b[i % n]).collect();
+            close(&forward(&x, &w, Some(&b), d), &with_bias);
+            close(&backward_input(&dy, &w, d), &naive(rows, k, n, |i, j| dy[i * n + j], |j, l| w[l * n + j]));
+            close(&backward_weight(&x, &dy, d), &naive(k, n, rows, |l, i| x[i * k + l], |i, j| dy[i * n + j]));
+            let db: Vec<f32> = (0..n).map(|j| (0..rows).map(|i| dy[i * n + j] as f64).sum::<f64>() as f32).collect();
+            close(&backward_bias(&dy, d), &db);
+        }
+    }
+}
