@@ -1,7 +1,8 @@
 //! AdamW in one pass per parameter on Burn's flex backend (feature `flex`). Written with Burn's
 //! ops, an update makes about a dozen whole-tensor passes, each allocating; on CPU that was most
 //! of a small model's training step outside the GEMMs (docs/performance.md). Same f32 operations
-//! in the same order as the generic path, so the results are identical.
+//! in the same order as the generic path, so the results are identical; vectorised for the
+//! CPU it runs on (`multiversion!`). Also the gradient norm's sums of squares in one pass.
 
 use burn::backend::Flex;
 use burn::backend::flex::FlexTensor;
@@ -20,6 +21,48 @@ pub(crate) struct Coeffs {
     /// Learning rate, and the weight decay applied to this parameter (0 for vectors).
     pub lr: f64,
     pub decay: f64,
+}
+
+/// [`Coeffs`] as the f32 values the generic path's scalar ops use.
+struct Scalars {
+    b1: f32,
+    omb1: f32,
+    b2: f32,
+    omb2: f32,
+    bc2: f32,
+    eps: f32,
+    /// `1 − lr·decay`, and `lr / (1 − β1^t)`.
+    keep: f32,
+    rate: f32,
+}
+
+/// The parameter update from the new moments, in the generic path's operation order.
+#[inline(always)]
+fn apply(p: &mut f32, m: &mut f32, v: &mut f32, m1: f32, v1: f32, k: &Scalars) {
+    let denom = (v1 / k.bc2).sqrt() + k.eps;
+    *p = *p * k.keep - m1 / denom * k.rate;
+    *m = m1;
+    *v = v1;
+}
+
+diffclip_attention::multiversion! {
+    /// A later step: `m·β1 + g·(1−β1)`, `v·β2 + g²·(1−β2)`, then the update. Branch-free so it
+    /// vectorises (the first step has its own loop).
+    fn update(ps: &mut [f32], ms: &mut [f32], vs: &mut [f32], gs: &[f32], k: &Scalars) {
+        for (((p, m), v), &g) in ps.iter_mut().zip(ms.iter_mut()).zip(vs.iter_mut()).zip(gs) {
+            let (m1, v1) = (*m * k.b1 + g * k.omb1, *v * k.b2 + (g * g) * k.omb2);
+            apply(p, m, v, m1, v1, k);
+        }
+    }
+}
+
+diffclip_attention::multiversion! {
+    /// The first step (no moments yet): `g·(1−β1)` and `g²·(1−β2)`, then the update.
+    fn update_first(ps: &mut [f32], ms: &mut [f32], vs: &mut [f32], gs: &[f32], k: &Scalars) {
+        for (((p, m), v), &g) in ps.iter_mut().zip(ms.iter_mut()).zip(vs.iter_mut()).zip(gs) {
+            apply(p, m, v, g * k.omb1, (g * g) * k.omb2, k);
+        }
+    }
 }
 
 /// Whether `t` is a plain (not autodiff) f32 flex tensor; no copy, no sync.
@@ -54,22 +97,51 @@ pub(crate) fn step(p: Tensor<1>, g: &Tensor<1>, moments: Option<(Tensor<1>, Tens
         (zeros(), zeros())
     });
     let (mut pf, gf, mut mf, mut vf) = (primitive(p), primitive(g.clone()), primitive(m), primitive(v));
-    let (b1, omb1, b2, omb2) = (c.b1 as f32, (1.0 - c.b1) as f32, c.b2 as f32, (1.0 - c.b2) as f32);
-    let (bc2, eps, keep, rate) = (c.bc2 as f32, c.eps as f32, (1.0 - c.lr * c.decay) as f32, (c.lr / c.bc1) as f32);
+    let k = Scalars {
+        b1: c.b1 as f32,
+        omb1: (1.0 - c.b1) as f32,
+        b2: c.b2 as f32,
+        omb2: (1.0 - c.b2) as f32,
+        bc2: c.bc2 as f32,
+        eps: c.eps as f32,
+        keep: (1.0 - c.lr * c.decay) as f32,
+        rate: (c.lr / c.bc1) as f32,
+    };
     let gs = &gf.storage::<f32>()[..n];
     let (ps, ms, vs) = (&mut pf.storage_mut::<f32>()[..n], &mut mf.storage_mut::<f32>()[..n], &mut vf.storage_mut::<f32>()[..n]);
     const CHUNK: usize = 1 << 14;
     ps.par_chunks_mut(CHUNK).zip(ms.par_chunks_mut(CHUNK)).zip(vs.par_chunks_mut(CHUNK)).zip(gs.par_chunks(CHUNK)).for_each(|(((ps, ms), vs), gs)| {
-        for (((p, m), v), &g) in ps.iter_mut().zip(ms.iter_mut()).zip(vs.iter_mut()).zip(gs) {
-            // The generic path's order: m·β1 + g·(1−β1) (g·(1−β1) on the first step), likewise v.
-            let (m1, v1) = if first { (g * omb1, (g * g) * omb2) } else { (*m * b1 + g * omb1, *v * b2 + (g * g) * omb2) };
-            let denom = (v1 / bc2).sqrt() + eps;
-            *p = *p * keep - m1 / denom * rate;
-            *m = m1;
-            *v = v1;
-        }
+        if first { update_first(ps, ms, vs, gs, &k) } else { update(ps, ms, vs, gs, &k) }
     });
     Ok((tensor(pf), tensor(mf), tensor(vf)))
+}
+
+diffclip_attention::multiversion! {
+    /// `Σ x²` of a chunk, in f64 (lanes of 8 so it vectorises; the order is fixed).
+    fn chunk_sum_of_squares(xs: &[f32]) -> f64 {
+        let mut lanes = [0.0f64; 8];
+        let mut chunks = xs.chunks_exact(8);
+        for c in &mut chunks {
+            for (l, &x) in lanes.iter_mut().zip(c) {
+                *l += (x as f64) * (x as f64);
+            }
+        }
+        let tail: f64 = chunks.remainder().iter().map(|&x| (x as f64) * (x as f64)).sum();
+        lanes.iter().sum::<f64>() + tail
+    }
+}
+
+/// `Σ g²` of a plain f32 flex tensor in one pass (fixed chunks in parallel, added in order:
+/// the result does not depend on the thread count), or `None` for other tensors.
+pub(crate) fn sum_of_squares(g: &Tensor<1>) -> Option<f64> {
+    if !is_flex(g) {
+        return None;
+    }
+    let n = g.dims()[0];
+    let p = primitive(g.clone());
+    const CHUNK: usize = 1 << 14;
+    let partials: Vec<f64> = p.storage::<f32>()[..n].par_chunks(CHUNK).map(chunk_sum_of_squares).collect();
+    Some(partials.iter().sum())
 }
 
 #[cfg(test)]
@@ -109,6 +181,17 @@ mod tests {
             // In place, but never through a buffer someone else still holds.
             assert_eq!(m.clone().into_data().try_to_vec::<f32>().unwrap(), m_before, "the caller's moment was overwritten");
         }
+    }
+
+    #[test]
+    fn sum_of_squares_is_the_f64_sum() {
+        let device = Device::flex();
+        let n = 3 * (1 << 14) + 77;
+        let g = Tensor::<1>::random([n], Distribution::Normal(0.0, 1.0), &device);
+        let values = g.clone().into_data().try_to_vec::<f32>().unwrap();
+        let want: f64 = values.iter().map(|&x| (x as f64) * (x as f64)).sum();
+        let got = super::sum_of_squares(&g).expect("a plain f32 flex tensor");
+        assert!((got - want).abs() <= 1e-12 * want, "{got} vs {want}");
     }
 
     #[test]

@@ -56,26 +56,34 @@ impl GradBuffer {
 
     /// Global L2 norm of the buffered gradients. The per-parameter sums of squares stay on the
     /// device and are read back together: one device read per step, not one per parameter
-    /// (each read is a round trip on a GPU). They are added in f64, in key order.
+    /// (each read is a round trip on a GPU). They are added in f64, in key order. On flex each
+    /// sum is one pass over the gradient (no squared copy), accumulated in f64.
     pub fn norm(&self) -> f64 {
-        let sums: Vec<Tensor<1>> = self.grads.values().map(|g| g.clone().square().sum()).collect();
-        if sums.is_empty() {
-            return 0.0;
+        let mut total = 0.0f64;
+        let mut sums: Vec<Tensor<1>> = Vec::new();
+        for g in self.grads.values() {
+            #[cfg(feature = "flex")]
+            if let Some(s) = crate::adamw_cpu::sum_of_squares(g) {
+                total += s;
+                continue;
+            }
+            sums.push(g.clone().square().sum());
         }
-        let sums = Tensor::cat(sums, 0).into_data().convert::<f32>();
-        let total: f64 = sums.as_slice::<f32>().expect("converted to f32").iter().map(|&s| s as f64).sum();
+        if !sums.is_empty() {
+            let sums = Tensor::cat(sums, 0).into_data().convert::<f32>();
+            total += sums.as_slice::<f32>().expect("converted to f32").iter().map(|&s| s as f64).sum::<f64>();
+        }
         total.sqrt()
     }
 
     /// Multiply every gradient by `factor` (clipping, averaging accumulated micro-batches);
-    /// a factor of 1 leaves them as they are without touching them.
+    /// a factor of 1 leaves them as they are without touching them. Each gradient is moved
+    /// into the product, so a backend that can (flex) scales it in place.
     pub fn scale(&mut self, factor: f64) {
         if factor == 1.0 {
             return;
         }
-        for g in self.grads.values_mut() {
-            *g = g.clone() * factor;
-        }
+        self.grads = std::mem::take(&mut self.grads).into_iter().map(|(key, g)| (key, g * factor)).collect();
     }
 
     /// No gradient has been buffered.

@@ -2,6 +2,9 @@
 //! picked at run time (`multiversion!`): `exp`, `erf`, GELU, QuickGELU and softmax rows.
 
 /// Compile `$body` for AVX-512, AVX2+FMA and the baseline, and call the best the CPU has.
+/// Exported (hidden) for diffclip's other CPU kernels, such as the training crate's AdamW.
+#[doc(hidden)]
+#[macro_export]
 macro_rules! multiversion {
     ($(#[$meta:meta])* $vis:vis fn $name:ident($($arg:ident : $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
         $(#[$meta])*
