@@ -20,7 +20,8 @@
 //! tensors on Burn's flex backend go through hand-written CPU kernels: one attention kernel for
 //! standard and differential heads that reads the `[B, N, D]` projections in place and keeps
 //! memory linear in N, vectorised multi-threaded GELU/QuickGELU, and linear layers as one GEMM
-//! ([`linear`]), each with its own backward under autodiff. Other
+//! ([`linear`]), each with its own backward under autodiff, and LayerNorm as one op under
+//! autodiff ([`layer_norm`]). Other
 //! backends use Burn's ops; [`set_cpu_kernels`] switches the kernels off.
 
 #![warn(missing_docs)]
@@ -32,6 +33,7 @@ mod error;
 mod kind;
 mod lambda;
 mod linear;
+mod norm;
 mod mask;
 mod maps;
 mod diff;
@@ -43,6 +45,7 @@ pub use error::AttentionError;
 pub use kind::{Attention, AttentionConfig, AttentionKind};
 pub use lambda::LambdaInit;
 pub use linear::linear;
+pub use norm::layer_norm;
 pub use maps::AttentionMaps;
 pub use mask::{AttnMask, causal_mask};
 pub use standard::StandardAttention;

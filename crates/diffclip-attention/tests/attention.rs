@@ -295,3 +295,40 @@ fn linear_matches_burn_forward_and_gradients() {
         }
     }
 }
+
+/// LayerNorm (flex under autodiff: one op with its own backward) equals Burn's generic
+/// LayerNorm: values and the gradients of x, γ and β, with and without β.
+#[test]
+fn layer_norm_matches_burn_forward_and_gradients() {
+    for (backend, device) in devices() {
+        let ad = device.autodiff();
+        for ([b, n, w], with_beta) in [([2, 5, 7], true), ([3, 300, 192], true), ([3, 300, 192], false)] {
+            let at = format!("{backend} [{b}, {n}, {w}] beta={with_beta}");
+            // An offset and a scale, so the centring matters.
+            let x = Tensor::<3>::random([b, n, w], Distribution::Normal(3.0, 2.0), &ad);
+            let gamma = Tensor::<1>::random([w], Distribution::Normal(1.0, 0.5), &ad);
+            let beta = Tensor::<1>::random([w], Distribution::Normal(0.0, 0.5), &ad);
+            let probe = Tensor::<3>::random([b, n, w], Distribution::Normal(0.0, 1.0), &ad);
+            let run = |kernel: bool| {
+                let (x, g, bt) = (x.clone().require_grad(), gamma.clone().require_grad(), beta.clone().require_grad());
+                let bt_arg = with_beta.then(|| bt.clone());
+                let y = if kernel {
+                    diffclip_attention::layer_norm(x.clone(), g.clone(), bt_arg, 1e-5)
+                } else {
+                    burn::tensor::module::layer_norm(x.clone(), g.clone(), bt_arg, 1e-5)
+                };
+                let grads = (y.clone() * probe.clone()).sum().backward();
+                (y.inner(), x.grad(&grads).unwrap(), g.grad(&grads).unwrap(), bt.grad(&grads))
+            };
+            let (f, r) = (run(true), run(false));
+            assert!(rel_diff(f.0, r.0) < 1e-5, "{at}: y");
+            assert!(rel_diff(f.1, r.1) < 1e-4, "{at}: dx");
+            assert!(rel_diff(f.2, r.2) < 1e-4, "{at}: dγ");
+            match (f.3, r.3) {
+                (Some(fb), Some(rb)) => assert!(rel_diff(fb, rb) < 1e-5, "{at}: dβ"),
+                (None, None) => assert!(!with_beta, "{at}: no dβ"),
+                _ => panic!("{at}: β gradient on one path only"),
+            }
+        }
+    }
+}

@@ -1,8 +1,8 @@
 use burn::module::Module;
-use burn::nn::{LayerNorm, LayerNormConfig};
 use burn::tensor::{Device, Tensor};
 use diffclip_attention::{Attention, AttentionConfig, AttentionMaps, AttnMask};
 
+use crate::LayerNorm;
 use crate::mlp::{Activation, Mlp};
 
 /// Configuration of one pre-norm transformer block, in serde form with unknown fields rejected;
@@ -57,7 +57,7 @@ impl ResidualBlockConfig {
     /// Build the block.
     pub fn init(&self, device: &Device) -> Result<ResidualBlock, diffclip_attention::AttentionError> {
         let width = self.attention.d_model;
-        let ln = || LayerNormConfig::new(width).with_epsilon(self.ln_eps).init(device);
+        let ln = || LayerNorm::new(width, self.ln_eps, device);
         Ok(ResidualBlock {
             norm1: ln(),
             attn: self.attention.init(device)?,

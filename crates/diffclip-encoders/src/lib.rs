@@ -20,6 +20,7 @@ mod block;
 mod error;
 mod layers;
 mod mlp;
+mod norm;
 mod text;
 mod tower;
 mod vision;
@@ -28,6 +29,7 @@ pub use block::{BlockTrace, ResidualBlock, ResidualBlockConfig};
 pub use error::EncoderError;
 pub use layers::LayerAttention;
 pub use mlp::{Activation, Mlp};
+pub use norm::LayerNorm;
 pub use text::{TextConfig, TextOutput, TextTransformer};
 pub use vision::{VisionConfig, VisionOutput, VisionTransformer};
 

@@ -1,7 +1,9 @@
 //! The CLIP text transformer: causal attention, pooling at the end-of-text token.
 
 use burn::module::{Module, Param};
-use burn::nn::{Embedding, EmbeddingConfig, Initializer, LayerNorm, LayerNormConfig};
+use burn::nn::{Embedding, EmbeddingConfig, Initializer};
+
+use crate::LayerNorm;
 use burn::tensor::{Device, Int, Tensor};
 use diffclip_attention::{AttentionMaps, AttentionPath};
 use serde::{Deserialize, Serialize};
@@ -102,7 +104,7 @@ impl TextConfig {
                 .init(device),
             positional_embedding: Initializer::Normal { mean: 0.0, std: 0.01 }.init([self.context_length, w], device),
             blocks,
-            ln_final: LayerNormConfig::new(w).with_epsilon(self.ln_eps).init(device),
+            ln_final: LayerNorm::new(w, self.ln_eps, device),
             vocab_size: self.vocab_size,
         })
     }

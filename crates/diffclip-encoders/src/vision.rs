@@ -2,7 +2,9 @@
 
 use burn::module::{Module, Param};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
-use burn::nn::{Initializer, LayerNorm, LayerNormConfig};
+use burn::nn::Initializer;
+
+use crate::LayerNorm;
 use burn::tensor::{Device, Tensor};
 use diffclip_attention::{AttentionMaps, AttentionPath};
 use serde::{Deserialize, Serialize};
@@ -137,7 +139,7 @@ impl VisionConfig {
         let w = self.width;
         let n = self.grid() * self.grid();
         let blocks = self.tower().blocks(device)?;
-        let ln = || LayerNormConfig::new(w).with_epsilon(self.ln_eps).init(device);
+        let ln = || LayerNorm::new(w, self.ln_eps, device);
         let p = self.patch_size;
         Ok(VisionTransformer {
             patch_embed: PatchEmbed {

@@ -21,7 +21,7 @@ use super::backward::{NormInput, attention_backward};
 use super::contiguous;
 use super::linear::{self, LinearDims};
 
-type Ad = Autodiff<Flex>;
+pub(super) type Ad = Autodiff<Flex>;
 
 /// What the backward needs besides the output gradient.
 #[derive(Debug, Clone)]
@@ -41,11 +41,11 @@ struct Saved {
 #[derive(Debug)]
 struct AttentionBackward;
 
-fn f32s(t: &FlexTensor, len: usize) -> &[f32] {
+pub(super) fn f32s(t: &FlexTensor, len: usize) -> &[f32] {
     &t.storage::<f32>()[..len]
 }
 
-fn flex(values: Vec<f32>, shape: &[usize]) -> FlexTensor {
+pub(super) fn flex(values: Vec<f32>, shape: &[usize]) -> FlexTensor {
     FlexTensor::from_data(TensorData::new(values, shape.to_vec()))
 }
 
@@ -167,7 +167,7 @@ pub(crate) fn is_autodiff_flex<const D: usize>(t: &Tensor<D>) -> bool {
     t.clone().try_into_primitive::<Ad>().is_ok()
 }
 
-fn autodiff_of<const D: usize>(t: &Tensor<D>) -> Option<FloatTensor<Ad>> {
+pub(super) fn autodiff_of<const D: usize>(t: &Tensor<D>) -> Option<FloatTensor<Ad>> {
     let p = t.clone().try_into_primitive::<Ad>().ok()?;
     (p.primitive().dtype() == DType::F32).then_some(p)
 }

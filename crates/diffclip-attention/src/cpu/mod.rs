@@ -10,6 +10,7 @@
 mod attention;
 mod autodiff;
 mod backward;
+mod layer_norm;
 mod linear;
 pub(crate) mod simd;
 
@@ -23,6 +24,7 @@ use rayon::prelude::*;
 pub(crate) use attention::{Combine, Dims};
 pub(crate) use autodiff::{Activation, DiffArgs, activation_tracked, attention_tracked};
 use autodiff::linear_tracked;
+pub(crate) use layer_norm::layer_norm_tracked;
 use linear::LinearDims;
 
 static ENABLED: AtomicBool = AtomicBool::new(true);
