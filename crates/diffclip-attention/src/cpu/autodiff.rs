@@ -8,7 +8,7 @@
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::grads::Gradients;
-use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::autodiff::ops::{Backward, NodeGuard, Ops, OpsKind};
 use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::flex::FlexTensor;
@@ -22,6 +22,36 @@ use super::contiguous;
 use super::linear::{self, LinearDims};
 
 pub(super) type Ad = Autodiff<Flex>;
+
+/// `impl Backward<Flex, N>` for each listed parent count `N`, every one running `$register`
+/// (ops with an optional parent, such as a bias, have two counts).
+macro_rules! backward_for_parents {
+    ($op:ty, $state:ty, $register:path, [$($n:literal),+]) => {
+        $(
+            impl Backward<Flex, $n> for $op {
+                type State = $state;
+
+                fn backward(self, ops: Ops<$state, $n>, grads: &mut Gradients, _: &mut Checkpointer) {
+                    $register(ops, grads);
+                }
+            }
+        )+
+    };
+}
+pub(super) use backward_for_parents;
+
+/// Record `out` as the result of `op` on `parents`, keeping `state` for its backward when a
+/// parent is tracked: the same registration for every kernel op here.
+pub(super) fn record<T, const N: usize>(op: T, parents: [NodeGuard; N], state: T::State, out: FlexTensor) -> FloatTensor<Ad>
+where
+    T: Backward<Flex, N>,
+    T::State: Clone + Send + std::fmt::Debug + 'static,
+{
+    match op.prepare::<NoCheckpointing>(parents).compute_bound().stateful() {
+        OpsKind::Tracked(prep) => prep.finish(state, out),
+        OpsKind::UnTracked(prep) => prep.finish(out),
+    }
+}
 
 /// What the backward needs besides the output gradient.
 #[derive(Debug, Clone)]
@@ -90,21 +120,7 @@ fn register_grads<const N: usize>(ops: Ops<Saved, N>, grads: &mut Gradients) {
     }
 }
 
-impl Backward<Flex, 3> for AttentionBackward {
-    type State = Saved;
-
-    fn backward(self, ops: Ops<Saved, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
-        register_grads(ops, grads);
-    }
-}
-
-impl Backward<Flex, 5> for AttentionBackward {
-    type State = Saved;
-
-    fn backward(self, ops: Ops<Saved, 5>, grads: &mut Gradients, _: &mut Checkpointer) {
-        register_grads(ops, grads);
-    }
-}
+backward_for_parents!(AttentionBackward, Saved, register_grads, [3, 5]);
 
 /// Which activation [`activation_tracked`] applies.
 #[derive(Debug, Clone, Copy)]
@@ -156,11 +172,7 @@ pub(crate) fn activation_tracked<const D: usize>(x: &Tensor<D>, kind: Activation
     };
     y.par_chunks_mut(1 << 14).for_each(forward);
     let y = flex(y, input.layout().shape());
-    let out: FloatTensor<Ad> = match ActivationBackward(kind).prepare::<NoCheckpointing>([x.node()]).compute_bound().stateful() {
-        OpsKind::Tracked(prep) => prep.finish(input, y),
-        OpsKind::UnTracked(prep) => prep.finish(y),
-    };
-    Some(Tensor::from_primitive::<Ad>(out))
+    Some(Tensor::from_primitive::<Ad>(record(ActivationBackward(kind), [x.node()], input, y)))
 }
 
 pub(crate) fn is_autodiff_flex<const D: usize>(t: &Tensor<D>) -> bool {
@@ -225,15 +237,9 @@ pub(crate) fn attention_tracked(
         saved.norm = Some((gamma, flex(prenorm, &[batch, n, width]), d.2, d.3));
     }
     let out = flex(out, &[batch, n, width]);
-    let result: FloatTensor<Ad> = match diff {
-        None => match AttentionBackward.prepare::<NoCheckpointing>([q.node(), k.node(), v.node()]).compute_bound().stateful() {
-            OpsKind::Tracked(prep) => prep.finish(saved, out),
-            OpsKind::UnTracked(prep) => prep.finish(out),
-        },
-        Some((l, gm, _, _)) => match AttentionBackward.prepare::<NoCheckpointing>([q.node(), k.node(), v.node(), l.node(), gm.node()]).compute_bound().stateful() {
-            OpsKind::Tracked(prep) => prep.finish(saved, out),
-            OpsKind::UnTracked(prep) => prep.finish(out),
-        },
+    let result = match diff {
+        None => record(AttentionBackward, [q.node(), k.node(), v.node()], saved, out),
+        Some((l, gm, _, _)) => record(AttentionBackward, [q.node(), k.node(), v.node(), l.node(), gm.node()], saved, out),
     };
     Some(Tensor::from_primitive::<Ad>(result))
 }
@@ -267,21 +273,7 @@ fn register_linear_grads<const N: usize>(ops: Ops<LinearSaved, N>, grads: &mut G
     }
 }
 
-impl Backward<Flex, 2> for LinearBackward {
-    type State = LinearSaved;
-
-    fn backward(self, ops: Ops<LinearSaved, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
-        register_linear_grads(ops, grads);
-    }
-}
-
-impl Backward<Flex, 3> for LinearBackward {
-    type State = LinearSaved;
-
-    fn backward(self, ops: Ops<LinearSaved, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
-        register_linear_grads(ops, grads);
-    }
-}
+backward_for_parents!(LinearBackward, LinearSaved, register_linear_grads, [2, 3]);
 
 /// `x·W + b` of autodiff flex tensors (`x`: `[.., k]`, W: `[k, n]`), differentiable; `None`
 /// when they are not there.
@@ -305,15 +297,9 @@ pub(crate) fn linear_tracked<const D: usize>(x: &Tensor<D>, w: &Tensor<2>, b: Op
     let mut shape = x.dims();
     shape[D - 1] = dims.n;
     let y = flex(out, &shape);
-    let result: FloatTensor<Ad> = match ba {
-        None => match LinearBackward.prepare::<NoCheckpointing>([xa.node(), wa.node()]).compute_bound().stateful() {
-            OpsKind::Tracked(prep) => prep.finish(saved, y),
-            OpsKind::UnTracked(prep) => prep.finish(y),
-        },
-        Some(ba) => match LinearBackward.prepare::<NoCheckpointing>([xa.node(), wa.node(), ba.node()]).compute_bound().stateful() {
-            OpsKind::Tracked(prep) => prep.finish(saved, y),
-            OpsKind::UnTracked(prep) => prep.finish(y),
-        },
+    let result = match ba {
+        None => record(LinearBackward, [xa.node(), wa.node()], saved, y),
+        Some(ba) => record(LinearBackward, [xa.node(), wa.node(), ba.node()], saved, y),
     };
     Some(Tensor::from_primitive::<Ad>(result))
 }

@@ -8,15 +8,13 @@
 
 use burn::backend::Flex;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
-use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
 use burn::backend::autodiff::grads::Gradients;
-use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::autodiff::ops::{Backward, Ops};
 use burn::backend::flex::FlexTensor;
-use burn::backend::tensor::FloatTensor;
 use burn::tensor::Tensor;
 use rayon::prelude::*;
 
-use super::autodiff::{Ad, autodiff_of, f32s, flex};
+use super::autodiff::{Ad, autodiff_of, backward_for_parents, f32s, flex, record};
 use super::contiguous;
 
 /// Rows per parallel task.
@@ -118,21 +116,7 @@ fn register<const N: usize>(ops: Ops<Saved, N>, grads: &mut Gradients) {
     }
 }
 
-impl Backward<Flex, 2> for LayerNormBackward {
-    type State = Saved;
-
-    fn backward(self, ops: Ops<Saved, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
-        register(ops, grads);
-    }
-}
-
-impl Backward<Flex, 3> for LayerNormBackward {
-    type State = Saved;
-
-    fn backward(self, ops: Ops<Saved, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
-        register(ops, grads);
-    }
-}
+backward_for_parents!(LayerNormBackward, Saved, register, [2, 3]);
 
 /// LayerNorm over the last dimension of autodiff flex tensors, differentiable; `None` when
 /// they are not there (or the kernels are off).
@@ -156,15 +140,9 @@ pub(crate) fn layer_norm_tracked<const D: usize>(x: &Tensor<D>, gamma: &Tensor<1
     let (y, stats) = forward(f32s(&xs, len), f32s(&gs, width), bs.as_ref().map(|b| f32s(b, width)), width, eps as f32);
     let y = flex(y, xs.layout().shape());
     let saved = Saved { x: xs, gamma: gs, stats, width };
-    let out: FloatTensor<Ad> = match ba {
-        None => match LayerNormBackward.prepare::<NoCheckpointing>([xa.node(), ga.node()]).compute_bound().stateful() {
-            OpsKind::Tracked(prep) => prep.finish(saved, y),
-            OpsKind::UnTracked(prep) => prep.finish(y),
-        },
-        Some(ba) => match LayerNormBackward.prepare::<NoCheckpointing>([xa.node(), ga.node(), ba.node()]).compute_bound().stateful() {
-            OpsKind::Tracked(prep) => prep.finish(saved, y),
-            OpsKind::UnTracked(prep) => prep.finish(y),
-        },
+    let out = match ba {
+        None => record(LayerNormBackward, [xa.node(), ga.node()], saved, y),
+        Some(ba) => record(LayerNormBackward, [xa.node(), ga.node(), ba.node()], saved, y),
     };
     Some(Tensor::from_primitive::<Ad>(out))
 }
