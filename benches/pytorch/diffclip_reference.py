@@ -5,6 +5,8 @@ spec (../shared/spec/diffclip-reference.md), random weights, float32, eval mode.
 
 Prints one JSON line per model with images_per_s and texts_per_s (medians), like bench.rs.
 With --train: the training step of benches/train_step.rs's small model instead (step_median_ms).
+With --open-clip: open_clip's own ViT-B-16 (package open_clip_torch, random weights), the peer
+of diffclip's `openclip_vit_b16` preset.
 """
 import argparse
 import json
@@ -161,6 +163,7 @@ def main():
     p.add_argument("--iters", type=int, default=5)
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--train", action="store_true", help="time benches/train_step.rs's training step instead")
+    p.add_argument("--open-clip", action="store_true", help="time open_clip's ViT-B-16 (random weights) instead")
     a = p.parse_args()
     device = torch.device(a.device)
     torch.manual_seed(0)
@@ -172,15 +175,21 @@ def main():
                               "device": str(device), "batch": a.batch, "step_median_ms": t * 1e3,
                               "threads": torch.get_num_threads()}), flush=True)
         return
-    for name, diff in [("diffclip_vit_b16", True), ("clip_vit_b16", False)]:
-        model = Clip(diff).to(device).eval()
+    if a.open_clip:
+        import open_clip  # the open_clip_torch package; create_model without weights needs no network
+
+        models = [("openclip_vit_b16", lambda: open_clip.create_model("ViT-B-16"))]
+    else:
+        models = [(name, lambda diff=diff: Clip(diff)) for name, diff in [("diffclip_vit_b16", True), ("clip_vit_b16", False)]]
+    for name, make in models:
+        model = make().to(device).eval()
         img = torch.randn(a.batch, 3, 224, 224, device=device)
         ids = torch.randint(1, 49406, (a.text_batch, 77), device=device)
         ids[:, 0], ids[:, 20] = 49406, 49407
         with torch.inference_mode():
             ti = timed(lambda: model.encode_image(img), device, a.warmup, a.iters)
             tt = timed(lambda: model.encode_text(ids), device, a.warmup, a.iters)
-        print(json.dumps({"impl": "pytorch", "torch": torch.__version__, "preset": name, "device": str(device),
+        print(json.dumps({"impl": "open_clip" if a.open_clip else "pytorch", "torch": torch.__version__, "preset": name, "device": str(device),
                           "batch": a.batch, "text_batch": a.text_batch, "images_per_s": a.batch / ti,
                           "texts_per_s": a.text_batch / tt, "image_median_s": ti, "text_median_s": tt,
                           "threads": torch.get_num_threads()}), flush=True)
