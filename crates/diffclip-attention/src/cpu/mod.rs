@@ -104,9 +104,12 @@ pub(crate) fn quick_gelu<const D: usize>(x: Tensor<D>) -> Result<Tensor<D>, Tens
 /// caller runs Burn's `Linear::forward`).
 pub(crate) fn linear<const D: usize>(x: &Tensor<D>, w: &Tensor<2>, b: Option<&Tensor<1>>) -> Option<Tensor<D>> {
     let (shape, [k, n]) = (x.dims(), w.dims());
-    let rows: usize = shape[..D - 1].iter().product();
     // Empty or mismatched sizes: Burn's path reports (or handles) them.
-    if D == 0 || shape[D - 1] != k || rows == 0 || k == 0 || n == 0 || b.is_some_and(|b| b.dims() != [n]) {
+    if D == 0 || shape[D - 1] != k || k == 0 || n == 0 || b.is_some_and(|b| b.dims() != [n]) {
+        return None;
+    }
+    let rows: usize = shape[..D - 1].iter().product();
+    if rows == 0 {
         return None;
     }
     let dims = LinearDims { rows, k, n };
