@@ -44,11 +44,8 @@ pub fn step(model: Clip, optim: &mut AdamW, images: &Tensor<4>, text: &Tensor<2,
     let value = loss.clone().into_scalar::<f32>();
     let mut grads = GradBuffer::default();
     grads.accumulate(&model, &loss.backward());
-    let norm = grads.norm();
-    if norm > 1.0 {
-        grads.scale(1.0 / (norm + 1e-6));
-    }
-    let model = optim.step(model, 1e-4, &grads);
+    let clip = GradBuffer::clip_factor(grads.norm(), Some(1.0));
+    let model = optim.step_scaled(model, 1e-4, &grads, clip);
     let w = model.logit_scale.val().into_scalar::<f32>();
     images.device().sync().expect("device sync");
     std::hint::black_box(w);

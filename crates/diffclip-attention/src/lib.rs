@@ -20,8 +20,8 @@
 //! tensors on Burn's flex backend go through hand-written CPU kernels: one attention kernel for
 //! standard and differential heads that reads the `[B, N, D]` projections in place and keeps
 //! memory linear in N, vectorised multi-threaded GELU/QuickGELU, and linear layers as one GEMM
-//! ([`linear`]), each with its own backward under autodiff, and LayerNorm as one op under
-//! autodiff ([`layer_norm`]). Other
+//! ([`linear`]), each with its own backward under autodiff, and LayerNorm ([`layer_norm`]) and
+//! the embedding lookup ([`embedding`]) as one op each under autodiff. Other
 //! backends use Burn's ops; [`set_cpu_kernels`] switches the kernels off.
 
 #![warn(missing_docs)]
@@ -37,10 +37,12 @@ mod norm;
 mod mask;
 mod maps;
 mod diff;
+mod embedding;
 mod standard;
 
 pub use activation::{gelu, quick_gelu};
 pub use diff::DiffAttention;
+pub use embedding::embedding;
 pub use error::AttentionError;
 pub use kind::{Attention, AttentionConfig, AttentionKind};
 pub use lambda::LambdaInit;

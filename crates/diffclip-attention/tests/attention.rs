@@ -332,3 +332,29 @@ fn layer_norm_matches_burn_forward_and_gradients() {
         }
     }
 }
+
+/// The embedding lookup (flex under autodiff: one op with its own backward) equals Burn's
+/// `embedding`: the rows exactly, and the table's gradient, with ids repeated within and
+/// across sequences so rows must accumulate.
+#[test]
+fn embedding_matches_burn_forward_and_gradients() {
+    use burn::tensor::{Int, TensorData};
+    for (backend, device) in devices() {
+        let ad = device.autodiff();
+        let table = Tensor::<2>::random([50, 24], Distribution::Normal(0.0, 1.0), &ad);
+        let ids: Vec<i64> = (0..3 * 11).map(|i| (i * 7 % 13) as i64).chain([49, 0]).collect();
+        let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [5, 7]), &ad);
+        let probe = Tensor::<3>::random([5, 7, 24], Distribution::Normal(0.0, 1.0), &ad);
+        let run = |kernel: bool| {
+            let w = table.clone().require_grad();
+            let y = if kernel { diffclip_attention::embedding(w.clone(), ids.clone()) } else { burn::tensor::module::embedding(w.clone(), ids.clone()) };
+            let grads = (y.clone() * probe.clone()).sum().backward();
+            (y.inner(), w.grad(&grads).unwrap())
+        };
+        let (f, r) = (run(true), run(false));
+        assert_eq!(f.0.into_data().try_to_vec::<f32>().unwrap(), r.0.into_data().try_to_vec::<f32>().unwrap(), "{backend}: rows");
+        assert!(rel_diff(f.1.clone(), r.1) < 1e-6, "{backend}: d table");
+        // Rows no id selects get no gradient.
+        assert_eq!(f.1.slice([20..49, 0..24]).abs().sum().into_scalar::<f32>(), 0.0, "{backend}: unused rows");
+    }
+}

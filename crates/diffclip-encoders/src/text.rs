@@ -139,7 +139,7 @@ impl TextTransformer {
     pub fn embed(&self, text: Tensor<2, Int>) -> Tensor<3> {
         let [_, l] = text.dims();
         let pos = self.positional_embedding.val().narrow(0, 0, l).unsqueeze::<3>();
-        self.token_embedding.forward(text) + pos
+        diffclip_attention::embedding(self.token_embedding.weight.val(), text) + pos
     }
 
     /// Encode token ids `[B, L]`.

@@ -21,10 +21,14 @@ pub(crate) struct Coeffs {
     /// Learning rate, and the weight decay applied to this parameter (0 for vectors).
     pub lr: f64,
     pub decay: f64,
+    /// Multiplies every gradient (clipping), as `GradBuffer::scale` would.
+    pub grad_scale: f64,
 }
 
 /// [`Coeffs`] as the f32 values the generic path's scalar ops use.
 struct Scalars {
+    /// The gradient's factor, as the f32 a scalar multiply receives.
+    scale: f32,
     b1: f32,
     omb1: f32,
     b2: f32,
@@ -50,6 +54,7 @@ diffclip_attention::multiversion! {
     /// vectorises (the first step has its own loop).
     fn update(ps: &mut [f32], ms: &mut [f32], vs: &mut [f32], gs: &[f32], k: &Scalars) {
         for (((p, m), v), &g) in ps.iter_mut().zip(ms.iter_mut()).zip(vs.iter_mut()).zip(gs) {
+            let g = g * k.scale;
             let (m1, v1) = (*m * k.b1 + g * k.omb1, *v * k.b2 + (g * g) * k.omb2);
             apply(p, m, v, m1, v1, k);
         }
@@ -60,6 +65,7 @@ diffclip_attention::multiversion! {
     /// The first step (no moments yet): `g·(1−β1)` and `g²·(1−β2)`, then the update.
     fn update_first(ps: &mut [f32], ms: &mut [f32], vs: &mut [f32], gs: &[f32], k: &Scalars) {
         for (((p, m), v), &g) in ps.iter_mut().zip(ms.iter_mut()).zip(vs.iter_mut()).zip(gs) {
+            let g = g * k.scale;
             apply(p, m, v, g * k.omb1, (g * g) * k.omb2, k);
         }
     }
@@ -98,6 +104,7 @@ pub(crate) fn step(p: Tensor<1>, g: &Tensor<1>, moments: Option<(Tensor<1>, Tens
     });
     let (mut pf, gf, mut mf, mut vf) = (primitive(p), primitive(g.clone()), primitive(m), primitive(v));
     let k = Scalars {
+        scale: c.grad_scale as f32,
         b1: c.b1 as f32,
         omb1: (1.0 - c.b1) as f32,
         b2: c.b2 as f32,
@@ -150,8 +157,9 @@ mod tests {
 
     use super::{Coeffs, step};
 
-    /// The generic path of `optim.rs`, written with Burn's ops.
+    /// The generic path of `optim.rs`, written with Burn's ops, after `GradBuffer::scale`.
     fn generic(p: &Tensor<1>, g: &Tensor<1>, mv: Option<(&Tensor<1>, &Tensor<1>)>, c: Coeffs) -> [Vec<f32>; 3] {
+        let g = &(g.clone() * c.grad_scale);
         let (m, v) = match mv {
             Some((m, v)) => (m.clone() * c.b1 + g.clone() * (1.0 - c.b1), v.clone() * c.b2 + g.clone().square() * (1.0 - c.b2)),
             None => (g.clone() * (1.0 - c.b1), g.clone().square() * (1.0 - c.b2)),
@@ -169,15 +177,15 @@ mod tests {
         let t = |s: f64| Tensor::<1>::random([n], Distribution::Normal(0.0, s), &device);
         let (p, g, m, v) = (t(1.0), t(0.01), t(0.001), t(1e-5).abs());
         let m_before = m.clone().into_data().try_to_vec::<f32>().unwrap();
-        for (decay, moments, step_no) in [(0.5, true, 3), (0.0, true, 10), (0.5, false, 1)] {
+        for (decay, moments, step_no, grad_scale) in [(0.5, true, 3, 1.0), (0.0, true, 10, 0.37), (0.5, false, 1, 1.0), (0.5, false, 1, 0.2)] {
             let (bc1, bc2) = (1.0 - 0.9f64.powi(step_no), 1.0 - 0.98f64.powi(step_no));
-            let c = Coeffs { b1: 0.9, b2: 0.98, eps: 1e-6, bc1, bc2, lr: 5e-4, decay };
+            let c = Coeffs { b1: 0.9, b2: 0.98, eps: 1e-6, bc1, bc2, lr: 5e-4, decay, grad_scale };
             let mv = moments.then_some((&m, &v));
             let want = generic(&p, &g, mv, c);
             let owned = moments.then(|| (m.clone(), v.clone()));
             let Ok((fp, fm, fv)) = step(p.clone(), &g, owned, c) else { panic!("plain f32 flex tensors take the one-pass path") };
             let fused = [fp, fm, fv].map(|t| t.into_data().try_to_vec::<f32>().unwrap());
-            assert_eq!(fused, want, "decay {decay}, moments {moments}");
+            assert_eq!(fused, want, "decay {decay}, moments {moments}, gradient scale {grad_scale}");
             // In place, but never through a buffer someone else still holds.
             assert_eq!(m.clone().into_data().try_to_vec::<f32>().unwrap(), m_before, "the caller's moment was overwritten");
         }
@@ -199,7 +207,7 @@ mod tests {
     fn other_backends_take_the_generic_path() {
         let device = Device::ndarray();
         let t = Tensor::<1>::ones([4], &device);
-        let c = Coeffs { b1: 0.9, b2: 0.98, eps: 1e-6, bc1: 0.1, bc2: 0.02, lr: 1e-3, decay: 0.0 };
+        let c = Coeffs { b1: 0.9, b2: 0.98, eps: 1e-6, bc1: 0.1, bc2: 0.02, lr: 1e-3, decay: 0.0, grad_scale: 1.0 };
         assert!(step(t.clone(), &t, None, c).is_err());
     }
 }

@@ -86,6 +86,22 @@ impl GradBuffer {
         self.grads = std::mem::take(&mut self.grads).into_iter().map(|(key, g)| (key, g * factor)).collect();
     }
 
+    /// The factor that clips gradients of global norm `norm` to at most `max`
+    /// (`max / (norm + 1e-6)`, as PyTorch's `clip_grad_norm_`), or 1 when they are within it
+    /// or there is no limit: the `grad_scale` of [`AdamW::step_scaled`].
+    ///
+    /// ```
+    /// use diffclip_train::GradBuffer;
+    /// assert_eq!(GradBuffer::clip_factor(0.5, Some(1.0)), 1.0);
+    /// assert!((GradBuffer::clip_factor(4.0, Some(1.0)) - 0.25).abs() < 1e-6);
+    /// ```
+    pub fn clip_factor(norm: f64, max: Option<f64>) -> f64 {
+        match max {
+            Some(max) if norm > max => max / (norm + 1e-6),
+            _ => 1.0,
+        }
+    }
+
     /// No gradient has been buffered.
     pub fn is_empty(&self) -> bool {
         self.grads.is_empty()
@@ -156,8 +172,25 @@ impl AdamW {
     /// restarted from zero, and a gradient of the wrong length leaves its parameter as it
     /// is. [`try_step`](Self::try_step) reports both as an error instead.
     pub fn step<M: Module>(&mut self, model: M, lr: f64, grads: &GradBuffer) -> M {
+        self.step_scaled(model, lr, grads, 1.0)
+    }
+
+    /// [`step`](Self::step) with every gradient multiplied by `grad_scale` (global-norm
+    /// clipping): the same update as [`GradBuffer::scale`] followed by `step`, without a pass
+    /// over the gradients to scale them first.
+    ///
+    /// ```
+    /// # use burn::tensor::{Device, Tensor};
+    /// # use diffclip_train::{AdamW, AdamWConfig, GradBuffer};
+    /// # fn f(model: diffclip_clip::Clip, grads: GradBuffer) -> diffclip_clip::Clip {
+    /// let mut optim = AdamW::new(AdamWConfig::default());
+    /// let clip = GradBuffer::clip_factor(grads.norm(), Some(1.0));
+    /// optim.step_scaled(model, 5e-4, &grads, clip)
+    /// # }
+    /// ```
+    pub fn step_scaled<M: Module>(&mut self, model: M, lr: f64, grads: &GradBuffer, grad_scale: f64) -> M {
         self.step += 1;
-        let mut mapper = Update { path: Vec::new(), lr, opt: self, grads };
+        let mut mapper = Update { path: Vec::new(), lr, grad_scale, opt: self, grads };
         model.map(&mut mapper)
     }
 
@@ -221,6 +254,7 @@ impl ModuleVisitor for Sizes {
 struct Update<'a> {
     path: Vec<String>,
     lr: f64,
+    grad_scale: f64,
     opt: &'a mut AdamW,
     grads: &'a GradBuffer,
 }
@@ -255,12 +289,13 @@ impl ModuleMapper for Update<'_> {
         let decay = if D >= 2 { c.weight_decay } else { 0.0 };
         let moments = moments.map(|s| (s.m, s.v));
         #[cfg(feature = "flex")]
-        let fused = crate::adamw_cpu::step(p, g, moments, crate::adamw_cpu::Coeffs { b1, b2, eps: c.eps, bc1, bc2, lr: self.lr, decay });
+        let fused = crate::adamw_cpu::step(p, g, moments, crate::adamw_cpu::Coeffs { b1, b2, eps: c.eps, bc1, bc2, lr: self.lr, decay, grad_scale: self.grad_scale });
         #[cfg(not(feature = "flex"))]
         let fused: Result<(Tensor<1>, Tensor<1>, Tensor<1>), _> = Err((p, moments));
         let (p, m, v) = match fused {
             Ok(pmv) => pmv,
             Err((p, moments)) => {
+                let g = &if self.grad_scale == 1.0 { g.clone() } else { g.clone() * self.grad_scale };
                 let (m, v) = match moments {
                     Some((m, v)) => (m * b1 + g.clone() * (1.0 - b1), v * b2 + g.clone().square() * (1.0 - b2)),
                     None => (g.clone() * (1.0 - b1), g.clone().square() * (1.0 - b2)),

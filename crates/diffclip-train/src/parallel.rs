@@ -203,15 +203,10 @@ impl DataParallel {
         kind: LossKind,
         grad_clip: Option<f64>,
     ) -> (Clip, f32, f64) {
-        let ParallelGrads { loss, mut grads } =
-            self.loss_and_grads(&master, images, texts, kind, 1.0);
+        let ParallelGrads { loss, grads } = self.loss_and_grads(&master, images, texts, kind, 1.0);
         let norm = grads.norm();
-        if let Some(max) = grad_clip
-            && norm > max
-        {
-            grads.scale(max / (norm + 1e-6));
-        }
-        let model = crate::trainer::clamp_logit_scale(optim.step(master, lr, &grads));
+        let clip = GradBuffer::clip_factor(norm, grad_clip);
+        let model = crate::trainer::clamp_logit_scale(optim.step_scaled(master, lr, &grads, clip));
         (model, loss, norm)
     }
 }

@@ -201,13 +201,10 @@ impl Trainer {
                 grads.accumulate(&self.model, &loss.backward());
             }
             let grad_norm = grads.norm();
-            if let Some(max) = self.config.grad_clip
-                && grad_norm > max
-            {
-                grads.scale(max / (grad_norm + 1e-6));
-            }
+            // Clipping scales the gradients inside the update (no separate pass over them).
+            let clip = GradBuffer::clip_factor(grad_norm, self.config.grad_clip);
             // Cloning a module shares its tensors; the optimizer maps the clone to new weights.
-            self.model = clamp_logit_scale(self.update(lr, &grads));
+            self.model = clamp_logit_scale(self.update(lr, &grads, clip));
             self.state.step += 1;
             self.state.samples_seen += samples as u64;
             self.state.last_loss = loss_sum;
@@ -259,12 +256,12 @@ impl Trainer {
         Ok(report)
     }
 
-    /// One optimizer update with `grads` at learning rate `lr`, times each parameter's
+    /// One optimizer update with `grads` (times `grad_scale`) at learning rate `lr`, times each parameter's
     /// [`lr_scale`](Self::lr_scale) factor. Parameters with the same factor are updated together;
     /// all of them see the same AdamW step count, so the update equals a single
     /// [`AdamW::step`] when every factor is 1.
-    fn update(&mut self, lr: f64, grads: &GradBuffer) -> Clip {
-        let Some(scale) = &self.options.lr_scale else { return self.optim.step(self.model.clone(), lr, grads) };
+    fn update(&mut self, lr: f64, grads: &GradBuffer, grad_scale: f64) -> Clip {
+        let Some(scale) = &self.options.lr_scale else { return self.optim.step_scaled(self.model.clone(), lr, grads, grad_scale) };
         let mut groups: std::collections::BTreeMap<u64, GradBuffer> = Default::default();
         for (key, g) in &grads.grads {
             let f = scale(key, self.state.step);
@@ -276,7 +273,7 @@ impl Trainer {
         let mut model = self.model.clone();
         for (bits, group) in &groups {
             self.optim.step = t;
-            model = self.optim.step(model, lr * f64::from_bits(*bits), group);
+            model = self.optim.step_scaled(model, lr * f64::from_bits(*bits), group, grad_scale);
         }
         self.optim.step = t + 1;
         model

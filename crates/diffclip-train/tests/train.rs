@@ -162,6 +162,37 @@ fn weight_decay_skips_vectors_and_logit_scale() {
     assert!(after.image_projection.val().is_require_grad());
 }
 
+/// `step_scaled(s)` (clipping inside the update) equals scaling the gradients and then
+/// stepping, bit for bit, on every backend (flex's one-pass AdamW and the generic ops), over
+/// a first and a later step.
+#[test]
+fn scaled_step_equals_scaling_then_stepping() {
+    let _serial = serial();
+    for (backend, device) in diffclip_testkit::devices() {
+        let device = device.autodiff();
+        let model = tiny_model().init(&device).unwrap();
+        let images = Tensor::<4>::random([2, 3, 32, 32], burn::tensor::Distribution::Default, &device);
+        let texts = Tensor::from_data(burn::tensor::TensorData::new(vec![49406i64, 320, 49407, 49406, 1125, 49407], [2, 3]), &device);
+        let out = model.forward(images, texts);
+        let loss = diffclip_clip::loss::clip_loss_normalized(out.image_embed, out.text_embed, out.logit_scale_exp);
+        let mut buf = GradBuffer::default();
+        buf.accumulate(&model, &loss.backward());
+        let (mut a, mut b) = (AdamW::new(AdamWConfig::default()), AdamW::new(AdamWConfig::default()));
+        let (mut ma, mut mb) = (model.clone(), model);
+        for _ in 0..2 {
+            let mut scaled = buf.clone();
+            scaled.scale(0.37);
+            ma = a.step(ma, 1e-3, &scaled);
+            mb = b.step_scaled(mb, 1e-3, &buf, 0.37);
+        }
+        let params = |m: &diffclip_clip::Clip| [m.image_projection.val().inner().into_data(), m.visual.blocks[0].norm1.gamma.val().inner().into_data()];
+        assert_eq!(params(&ma), params(&mb), "{backend}: parameters");
+        for (key, m) in &a.moments {
+            assert_eq!(m.v.clone().into_data(), b.moments[key].v.clone().into_data(), "{backend}: second moment of {key}");
+        }
+    }
+}
+
 #[test]
 fn bad_configs_are_errors() {
     let _serial = serial();

@@ -18,7 +18,7 @@ use rayon::prelude::*;
 
 use super::attention::{Combine, Dims, attention};
 use super::backward::{NormInput, attention_backward};
-use super::contiguous;
+use super::{contiguous, copy_into, written};
 use super::linear::{self, LinearDims};
 
 pub(super) type Ad = Autodiff<Flex>;
@@ -129,6 +129,9 @@ pub(crate) enum Activation {
     QuickGelu,
 }
 
+/// Elements per parallel task of the activations.
+const CHUNK: usize = 1 << 14;
+
 /// An activation's backward (parent: its input, kept as state).
 #[derive(Debug)]
 struct ActivationBackward(Activation);
@@ -142,16 +145,16 @@ impl Backward<Flex, 1> for ActivationBackward {
         let Some(node) = parent else { return };
         let x = &ops.state;
         let len = x.layout().num_elements();
-        let mut dx = vec![0.0f32; len];
         let (xs, dys) = (f32s(x, len), f32s(&dy, len));
         let backward = match self.0 {
             Activation::Gelu => super::simd::gelu_backward,
             Activation::QuickGelu => super::simd::quick_gelu_backward,
         };
-        const CHUNK: usize = 1 << 14;
-        dx.par_chunks_mut(CHUNK).enumerate().for_each(|(i, d)| {
-            let r = i * CHUNK..i * CHUNK + d.len();
-            backward(&xs[r.clone()], &dys[r], d);
+        let dx = written(len, |dx| {
+            dx.par_chunks_mut(CHUNK).enumerate().for_each(|(i, d)| {
+                let r = i * CHUNK..i * CHUNK + d.len();
+                backward(&xs[r.clone()], &dys[r], d);
+            })
         });
         grads.register::<Flex>(node.id, flex(dx, x.layout().shape()));
     }
@@ -165,12 +168,15 @@ pub(crate) fn activation_tracked<const D: usize>(x: &Tensor<D>, kind: Activation
     let x = autodiff_of(x)?;
     let input = contiguous(x.primitive().clone());
     let len = input.layout().num_elements();
-    let mut y = f32s(&input, len).to_vec();
+    let xs = f32s(&input, len);
     let forward = match kind {
         Activation::Gelu => super::simd::gelu_in_place,
         Activation::QuickGelu => super::simd::quick_gelu_in_place,
     };
-    y.par_chunks_mut(1 << 14).for_each(forward);
+    // Each chunk is copied and transformed while it is in cache: one pass over memory.
+    let y = written(len, |y| {
+        y.par_chunks_mut(CHUNK).enumerate().for_each(|(i, c)| forward(copy_into(c, &xs[i * CHUNK..][..c.len()])))
+    });
     let y = flex(y, input.layout().shape());
     Some(Tensor::from_primitive::<Ad>(record(ActivationBackward(kind), [x.node()], input, y)))
 }

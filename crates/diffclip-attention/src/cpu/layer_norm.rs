@@ -15,7 +15,7 @@ use burn::tensor::Tensor;
 use rayon::prelude::*;
 
 use super::autodiff::{Ad, autodiff_of, backward_for_parents, f32s, flex, record};
-use super::contiguous;
+use super::{contiguous, written};
 
 /// Rows per parallel task.
 fn row_block(width: usize) -> usize {
@@ -26,10 +26,9 @@ fn row_block(width: usize) -> usize {
 /// LayerNorm; also each row's mean and `√(var + eps)`.
 fn forward(x: &[f32], gamma: &[f32], beta: Option<&[f32]>, width: usize, eps: f32) -> (Vec<f32>, Vec<[f32; 2]>) {
     let rows = x.len() / width;
-    let mut y = vec![0.0f32; x.len()];
     let mut stats = vec![[0.0f32; 2]; rows];
     let block = row_block(width);
-    y.par_chunks_mut(width * block).zip(stats.par_chunks_mut(block)).enumerate().for_each(|(b, (ys, st))| {
+    let y = written(x.len(), |y| y.par_chunks_mut(width * block).zip(stats.par_chunks_mut(block)).enumerate().for_each(|(b, (ys, st))| {
         for (r, (yr, s)) in ys.chunks_mut(width).zip(st.iter_mut()).enumerate() {
             let xr = &x[(b * block + r) * width..][..width];
             let mean = xr.iter().sum::<f32>() / width as f32;
@@ -37,23 +36,23 @@ fn forward(x: &[f32], gamma: &[f32], beta: Option<&[f32]>, width: usize, eps: f3
             let denom = (var + eps).sqrt();
             for (i, (o, &v)) in yr.iter_mut().zip(xr).enumerate() {
                 let n = (v - mean) / denom * gamma[i];
-                *o = match beta {
+                o.write(match beta {
                     Some(beta) => n + beta[i],
                     None => n,
-                };
+                });
             }
             *s = [mean, denom];
         }
-    });
+    }));
     (y, stats)
 }
 
 /// The gradients of x, γ and β from `dy`. γ's and β's are summed over fixed row blocks, then
 /// the blocks in order: the result does not depend on the thread count.
 fn backward(x: &[f32], dy: &[f32], gamma: &[f32], stats: &[[f32; 2]], width: usize) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
-    let mut dx = vec![0.0f32; x.len()];
     let block = row_block(width);
-    let partials: Vec<(Vec<f32>, Vec<f32>)> = dx
+    let mut partials: Vec<(Vec<f32>, Vec<f32>)> = Vec::new();
+    let dx = written(x.len(), |dx| partials = dx
         .par_chunks_mut(width * block)
         .enumerate()
         .map(|(b, dxs)| {
@@ -74,12 +73,12 @@ fn backward(x: &[f32], dy: &[f32], gamma: &[f32], stats: &[[f32; 2]], width: usi
                 let (mean_g, mean_gx) = (sum_g / width as f32, sum_gx / width as f32);
                 for i in 0..width {
                     let xhat = (xr[i] - mean) / denom;
-                    dxr[i] = (dyr[i] * gamma[i] - mean_g - xhat * mean_gx) / denom;
+                    dxr[i].write((dyr[i] * gamma[i] - mean_g - xhat * mean_gx) / denom);
                 }
             }
             (dgamma, dbeta)
         })
-        .collect();
+        .collect());
     let (mut dgamma, mut dbeta) = (vec![0.0f32; width], vec![0.0f32; width]);
     for (pg, pb) in partials {
         for i in 0..width {

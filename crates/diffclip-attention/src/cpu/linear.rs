@@ -6,9 +6,9 @@
 //! multiplies by the transposed operands through strides, without copies. Rows of one call
 //! never depend on the thread count's split of another dimension, so results are deterministic.
 
-use std::mem::MaybeUninit;
-
 use rayon::prelude::*;
+
+use super::written;
 
 /// `rows × k` times `k × n`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,15 +54,6 @@ unsafe fn gemm_into(
 /// Rows per parallel task of the element-wise passes here.
 fn row_chunk(n: usize) -> usize {
     ((1 << 14) / n.max(1)).max(1)
-}
-
-/// A `len`-element buffer whose every element `fill` writes before it is read.
-fn written(len: usize, fill: impl FnOnce(&mut [MaybeUninit<f32>])) -> Vec<f32> {
-    let mut out = Vec::with_capacity(len);
-    fill(&mut out.spare_capacity_mut()[..len]);
-    // SAFETY: `fill` initialised all `len` elements (each caller writes every one).
-    unsafe { out.set_len(len) };
-    out
 }
 
 /// `x·W + b`: `x` is `rows × k`, `w` is `k × n` (Burn's `Linear` layout), `b` has `n` values.

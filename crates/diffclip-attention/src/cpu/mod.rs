@@ -10,10 +10,12 @@
 mod attention;
 mod autodiff;
 mod backward;
+mod embedding;
 mod layer_norm;
 mod linear;
 pub(crate) mod simd;
 
+use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use burn::backend::Flex;
@@ -24,6 +26,7 @@ use rayon::prelude::*;
 pub(crate) use attention::{Combine, Dims};
 pub(crate) use autodiff::{Activation, DiffArgs, activation_tracked, attention_tracked};
 use autodiff::linear_tracked;
+pub(crate) use embedding::embedding_tracked;
 pub(crate) use layer_norm::layer_norm_tracked;
 use linear::LinearDims;
 
@@ -64,6 +67,27 @@ pub(crate) fn is_plain_flex<const D: usize>(t: &Tensor<D>) -> bool {
 /// kernels are on.
 pub(crate) fn is_autodiff_flex<const D: usize>(t: &Tensor<D>) -> bool {
     enabled() && t.dtype() == DType::F32 && autodiff::is_autodiff_flex(t)
+}
+
+/// A `len`-element buffer whose every element `fill` writes before it is read: outputs that
+/// are overwritten anyway skip the zero-fill pass of `vec![0.0; len]`.
+pub(super) fn written(len: usize, fill: impl FnOnce(&mut [MaybeUninit<f32>])) -> Vec<f32> {
+    let mut out = Vec::with_capacity(len);
+    fill(&mut out.spare_capacity_mut()[..len]);
+    // SAFETY: `fill` initialised all `len` elements (each caller writes every one).
+    unsafe { out.set_len(len) };
+    out
+}
+
+/// `dst` initialised as a copy of `src` (same length), as an ordinary slice.
+pub(super) fn copy_into<'a>(dst: &'a mut [MaybeUninit<f32>], src: &[f32]) -> &'a mut [f32] {
+    assert_eq!(dst.len(), src.len());
+    // SAFETY: same length, distinct buffers (`dst` is exclusively borrowed); after the copy
+    // every element is initialised, so viewing it as `[f32]` is sound.
+    unsafe {
+        std::ptr::copy_nonoverlapping(src.as_ptr(), dst.as_mut_ptr().cast::<f32>(), src.len());
+        &mut *(dst as *mut [MaybeUninit<f32>] as *mut [f32])
+    }
 }
 
 fn from_vec<const D: usize>(values: Vec<f32>, shape: [usize; D]) -> Tensor<D> {

@@ -1,6 +1,8 @@
 //! Branch-free f32 math written so LLVM vectorises it, compiled once per x86 ISA level and
 //! picked at run time (`multiversion!`): `exp`, `erf`, GELU, QuickGELU and softmax rows.
 
+use std::mem::MaybeUninit;
+
 /// Compile `$body` for AVX-512, AVX2+FMA and the baseline, and call the best the CPU has.
 /// Exported (hidden) for diffclip's other CPU kernels, such as the training crate's AdamW.
 #[doc(hidden)]
@@ -163,21 +165,21 @@ fn sum_of_squares(xs: &[f32]) -> f32 {
 
 multiversion! {
     /// `dx = dy · gelu'(x)`, `gelu'(x) = Φ(x) + x·φ(x)`.
-    pub(crate) fn gelu_backward(x: &[f32], dy: &[f32], dx: &mut [f32]) {
+    pub(crate) fn gelu_backward(x: &[f32], dy: &[f32], dx: &mut [MaybeUninit<f32>]) {
         const INV_SQRT_2PI: f32 = 0.398_942_3;
         for ((d, &v), &g) in dx.iter_mut().zip(x).zip(dy) {
             let cdf = 0.5 * (1.0 + erf(v * std::f32::consts::FRAC_1_SQRT_2));
-            *d = g * (cdf + v * INV_SQRT_2PI * exp(-0.5 * v * v));
+            d.write(g * (cdf + v * INV_SQRT_2PI * exp(-0.5 * v * v)));
         }
     }
 }
 
 multiversion! {
     /// `dx = dy · (s + 1.702·x·s·(1 − s))` with `s = σ(1.702·x)` (QuickGELU's derivative).
-    pub(crate) fn quick_gelu_backward(x: &[f32], dy: &[f32], dx: &mut [f32]) {
+    pub(crate) fn quick_gelu_backward(x: &[f32], dy: &[f32], dx: &mut [MaybeUninit<f32>]) {
         for ((d, &v), &g) in dx.iter_mut().zip(x).zip(dy) {
             let s = 1.0 / (1.0 + exp(-1.702 * v));
-            *d = g * (s + 1.702 * v * s * (1.0 - s));
+            d.write(g * (s + 1.702 * v * s * (1.0 - s)));
         }
     }
 }
