@@ -6,7 +6,7 @@ use diffclip_data::datasets::{ShuffleBuffer, WdsSample, WebDataset};
 use diffclip_data::{ClipItem, DataError};
 
 use crate::TrainError;
-use crate::trainer::{ClipStream, SampleStream, par_map};
+use crate::feed::{ClipStream, SampleStream, par_map};
 
 /// A [`WebDataset`] as a restartable training stream: the epoch's shard order and shuffle
 /// buffer are exactly those of [`WebDataset::items`] (seeded by the loader's seed and the

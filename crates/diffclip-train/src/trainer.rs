@@ -1,6 +1,7 @@
 //! The training loop.
 
 use std::path::PathBuf;
+use std::sync::mpsc::Receiver;
 use std::time::Instant;
 
 use burn::module::{Module, Param};
@@ -8,42 +9,23 @@ use burn::tensor::{Device, Tensor};
 use diffclip_clip::loss::{MAX_LOGIT_SCALE, clip_loss_normalized, siglip_loss};
 use diffclip_clip::{Clip, ClipConfig};
 use diffclip_data::datasets::ClipDataset;
-use diffclip_data::{BadSamplePolicy, ClipBatcher, ClipItem, DataError};
+use diffclip_data::ClipBatcher;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
 use crate::checkpoint::{Checkpoint, TrainState, save_training_checkpoint};
-use crate::{AdamW, GradBuffer, RunOptions, LossKind, MetricsLog, StepRecord, TrainConfig, TrainError, epoch_order, load_training_checkpoint};
+use crate::feed::{ClipStream, Cursor, Feed, Loaded, Source, prefetched};
+use crate::{AdamW, GradBuffer, RunOptions, LossKind, MetricsLog, StepRecord, TrainConfig, TrainError, load_training_checkpoint};
 
 /// Called every `eval_every` steps and at the end with the model (on the inference device) and
 /// the step; returns metrics to log (any JSON object).
 pub type EvalHook<'a> = &'a mut dyn FnMut(&Clip, u64) -> Result<serde_json::Value, TrainError>;
-
-/// The samples of one epoch of a streaming source, good or bad, in a fixed order.
-pub type SampleStream<'a> = Box<dyn Iterator<Item = Result<ClipItem, DataError>> + 'a>;
-
-/// A streaming training source (e.g. WebDataset shards, see [`crate::WdsStream`]): every epoch
-/// is a fixed (seeded) sequence of samples that can be restarted at any position, which is how
-/// [`Trainer::fit_stream`] resumes: the checkpoint records how many entries of the current
-/// epoch were consumed, and a resumed run reopens the epoch past them.
-pub trait ClipStream {
-    /// The entries of `epoch` after the first `skip`. Every position yields one entry, `Ok`
-    /// (a sample) or `Err` (a bad sample, counted as skipped); the same `epoch` must always give
-    /// the same sequence, and passing over the first `skip` entries should be cheap (no decoding).
-    fn open(&self, epoch: u64, skip: usize) -> Result<SampleStream<'_>, TrainError>;
-}
 
 /// A learning-rate multiplier per parameter: `(parameter path, step) -> factor`, where the path
 /// is the optimizer's key (`visual.blocks.0.attn.q_proj.weight`) and `step` counts the updates
 /// before this one. `0` freezes the parameter for that step (no update, no weight decay, its
 /// moments untouched).
 pub type LrScale = Box<dyn Fn(&str, u64) -> f64 + Send + Sync>;
-
-/// Where [`Trainer::run`] takes its micro-batches from.
-enum Feed<'a> {
-    Map { data: &'a dyn ClipDataset, order: Vec<usize> },
-    Stream { data: &'a dyn ClipStream, iter: Option<SampleStream<'a>>, good: usize, fresh: bool },
-}
 
 /// Summary of a finished (or stopped) run.
 #[derive(Debug, Clone, Serialize)]
@@ -140,9 +122,8 @@ impl Trainer {
         if data.num_items() < self.config.batch_size {
             return Err(TrainError::Config(format!("the dataset has {} samples, fewer than one batch of {}", data.num_items(), self.config.batch_size)));
         }
-        let order = epoch_order(data.num_items(), self.config.seed, self.state.epoch);
         data.set_epoch(self.state.epoch);
-        self.run(Feed::Map { data, order }, batcher, eval)
+        self.run(Source::Map { data }, batcher, eval)
     }
 
     /// Train until `config.steps` on a streaming source. `state.epoch` / `state.position` count
@@ -150,19 +131,34 @@ impl Trainer {
     /// checkpoint was written and sees exactly the samples an uninterrupted run would.
     pub fn fit_stream(&mut self, data: &dyn ClipStream, batcher: &ClipBatcher, eval: Option<EvalHook<'_>>) -> Result<TrainReport, TrainError> {
         self.config.check()?;
-        self.run(Feed::Stream { data, iter: None, good: 0, fresh: true }, batcher, eval)
+        self.run(Source::Stream { data }, batcher, eval)
     }
 
-    fn run(&mut self, mut feed: Feed<'_>, batcher: &ClipBatcher, mut eval: Option<EvalHook<'_>>) -> Result<TrainReport, TrainError> {
+    /// Open the output, then train with micro-batches read one ahead on a loader thread.
+    fn run(&mut self, source: Source<'_>, batcher: &ClipBatcher, eval: Option<EvalHook<'_>>) -> Result<TrainReport, TrainError> {
         if let Some(p) = &self.options.parallel
             && p.main() != &self.device
         {
             return Err(TrainError::Config(format!("the data-parallel main device {:?} is not the trainer's device {:?}", p.main(), self.device)));
         }
-        let mut log = match &self.options.output {
+        let log = match &self.options.output {
             Some(dir) => Some(self.open_output(dir)?),
             None => None,
         };
+        let s = &self.state;
+        let feed = Feed {
+            source,
+            cursor: Cursor { epoch: s.epoch, position: s.position, skipped: s.skipped_samples },
+            batch_size: self.config.batch_size,
+            seed: self.config.seed,
+            policy: self.options.bad_samples,
+            workers: self.options.workers,
+        };
+        prefetched(feed, self.state.step, self.config.accum_steps, |batches| self.train(batches, log, batcher, eval))
+    }
+
+    /// The step loop, taking micro-batches from `batches`.
+    fn train(&mut self, batches: Receiver<Loaded>, mut log: Option<MetricsLog>, batcher: &ClipBatcher, mut eval: Option<EvalHook<'_>>) -> Result<TrainReport, TrainError> {
         let schedule = self.config.schedule();
         let bar = self.progress_bar();
         let start = Instant::now();
@@ -179,7 +175,8 @@ impl Trainer {
             let mut loss_sum = 0.0f32;
             let mut samples = 0usize;
             for _ in 0..self.config.accum_steps {
-                let items = self.next_items(&mut feed)?;
+                let (items, cursor) = batches.recv().map_err(|_| TrainError::Config("the data loader stopped".into()))??;
+                (self.state.epoch, self.state.position, self.state.skipped_samples) = (cursor.epoch, cursor.position, cursor.skipped);
                 samples += items.len();
                 let batch = batcher.try_batch(items, &self.device)?;
                 let factor = 1.0 / self.config.accum_steps as f64;
@@ -295,86 +292,6 @@ impl Trainer {
         }
     }
 
-    /// The next micro-batch, skipping (and counting) samples that fail.
-    fn next_items(&mut self, feed: &mut Feed<'_>) -> Result<Vec<ClipItem>, TrainError> {
-        match feed {
-            Feed::Map { data, order } => self.next_map_items(*data, order),
-            Feed::Stream { data, iter, good, fresh } => self.next_stream_items(*data, iter, good, fresh),
-        }
-    }
-
-    /// The next micro-batch in the seeded order.
-    fn next_map_items(&mut self, data: &dyn ClipDataset, order: &mut Vec<usize>) -> Result<Vec<ClipItem>, TrainError> {
-        let mut items = Vec::with_capacity(self.config.batch_size);
-        let mut last_error = String::new();
-        while items.len() < self.config.batch_size {
-            if self.state.position >= order.len() {
-                self.state.epoch += 1;
-                self.state.position = 0;
-                *order = epoch_order(data.num_items(), self.config.seed, self.state.epoch);
-                data.set_epoch(self.state.epoch);
-            }
-            let want = (self.config.batch_size - items.len()).min(order.len() - self.state.position);
-            let idx = &order[self.state.position..self.state.position + want];
-            self.state.position += want;
-            let loaded: Vec<_> = rayon_free::par_map(idx, self.options.workers, |&i| data.get_item(i));
-            for r in loaded {
-                match r {
-                    Ok(item) => items.push(item),
-                    Err(e) if self.options.bad_samples == BadSamplePolicy::Fail => return Err(TrainError::Data(e)),
-                    Err(e) => {
-                        self.state.skipped_samples += 1;
-                        last_error = e.to_string();
-                    }
-                }
-            }
-            if items.is_empty() && self.state.skipped_samples > 0 && self.state.position >= order.len() {
-                return Err(TrainError::EmptyBatch { step: self.state.step + 1, last_error });
-            }
-        }
-        Ok(items)
-    }
-
-    /// The next micro-batch of a stream; at the end of an epoch the next one is opened.
-    fn next_stream_items<'a>(&mut self, data: &'a dyn ClipStream, iter: &mut Option<SampleStream<'a>>, good: &mut usize, fresh: &mut bool) -> Result<Vec<ClipItem>, TrainError> {
-        let mut items = Vec::with_capacity(self.config.batch_size);
-        let mut last_error = String::new();
-        while items.len() < self.config.batch_size {
-            if iter.is_none() {
-                *good = 0;
-                *fresh = self.state.position == 0;
-                *iter = Some(data.open(self.state.epoch, self.state.position)?);
-            }
-            let stream = iter.as_mut().expect("opened above");
-            match stream.next() {
-                Some(Ok(item)) => {
-                    self.state.position += 1;
-                    *good += 1;
-                    items.push(item);
-                }
-                Some(Err(e)) if self.options.bad_samples == BadSamplePolicy::Fail => return Err(TrainError::Data(e)),
-                Some(Err(e)) => {
-                    self.state.position += 1;
-                    self.state.skipped_samples += 1;
-                    last_error = e.to_string();
-                }
-                None => {
-                    // A whole epoch without a good sample would loop forever.
-                    if *fresh && *good == 0 {
-                        if self.state.position == 0 {
-                            return Err(TrainError::Config(format!("epoch {} of the training stream has no samples", self.state.epoch)));
-                        }
-                        return Err(TrainError::EmptyBatch { step: self.state.step + 1, last_error });
-                    }
-                    self.state.epoch += 1;
-                    self.state.position = 0;
-                    *iter = None;
-                }
-            }
-        }
-        Ok(items)
-    }
-
     fn progress_bar(&self) -> ProgressBar {
         if !self.config.progress {
             return ProgressBar::hidden();
@@ -401,22 +318,3 @@ pub(crate) fn clamp_logit_scale(mut model: Clip) -> Clip {
     model.logit_scale = Param::from_mapped_value(id, t, mapper);
     model
 }
-
-mod rayon_free {
-    /// Load samples on `workers` scoped threads (0: one per core); decoding dominates for
-    /// file-backed datasets.
-    pub fn par_map<T: Sync, R: Send>(items: &[T], workers: usize, f: impl Fn(&T) -> R + Sync) -> Vec<R> {
-        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-        let threads = if workers == 0 { cores } else { workers }.min(items.len().max(1));
-        if threads <= 1 {
-            return items.iter().map(f).collect();
-        }
-        let chunk = items.len().div_ceil(threads).max(1);
-        std::thread::scope(|s| {
-            let handles: Vec<_> = items.chunks(chunk).map(|c| s.spawn(|| c.iter().map(&f).collect::<Vec<R>>())).collect();
-            handles.into_iter().flat_map(|h| h.join().expect("loader thread")).collect()
-        })
-    }
-}
-
-pub(crate) use rayon_free::par_map;

@@ -193,6 +193,56 @@ fn scaled_step_equals_scaling_then_stepping() {
     }
 }
 
+/// Counts the samples loaded, so a test can wait until a given number have been.
+struct Counting {
+    inner: diffclip_data::synthetic::ContrastiveView,
+    loaded: std::sync::Mutex<usize>,
+    more: std::sync::Condvar,
+}
+
+impl diffclip_data::datasets::ClipDataset for Counting {
+    fn num_items(&self) -> usize {
+        self.inner.num_items()
+    }
+    fn image_size(&self) -> usize {
+        self.inner.image_size()
+    }
+    fn try_get(&self, index: usize) -> Result<diffclip_data::ClipItem, diffclip_data::DataError> {
+        let item = self.inner.try_get(index);
+        *self.loaded.lock().unwrap() += 1;
+        self.more.notify_all();
+        item
+    }
+}
+
+/// The next step's batch is read while the current step computes: during step 1's update
+/// (the learning-rate hook runs inside it) step 2's samples get loaded. A loop that read
+/// synchronously would only load them after the update, and the wait would time out.
+#[test]
+fn the_next_batch_loads_while_the_step_computes() {
+    use diffclip_data::datasets::ClipDataset;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let _serial = serial();
+    let data = Arc::new(Counting { inner: data(), loaded: Default::default(), more: Default::default() });
+    let overlapped = Arc::new(AtomicBool::new(false));
+    let waited = Arc::new(AtomicBool::new(false));
+    let (d, o, w) = (data.clone(), overlapped.clone(), waited.clone());
+    let lr_scale: diffclip_train::LrScale = Box::new(move |_, step| {
+        if step == 0 && !w.swap(true, Ordering::SeqCst) {
+            let loaded = d.loaded.lock().unwrap();
+            let (loaded, _) = d.more.wait_timeout_while(loaded, std::time::Duration::from_secs(20), |n| *n < 64).unwrap();
+            o.store(*loaded >= 64, Ordering::SeqCst);
+        }
+        1.0
+    });
+    let mut t = trainer_with(2, RunOptions { lr_scale: Some(lr_scale), ..RunOptions::default() });
+    assert_eq!(data.num_items(), 256);
+    t.fit(data.as_ref(), &batcher(), None).unwrap();
+    assert!(waited.load(Ordering::SeqCst), "the update never asked for a learning-rate factor");
+    assert!(overlapped.load(Ordering::SeqCst), "step 2's batch was not loaded during step 1");
+}
+
 #[test]
 fn bad_configs_are_errors() {
     let _serial = serial();
