@@ -7,7 +7,12 @@ Prints one JSON line per model with images_per_s and texts_per_s (medians), like
 With --train: the training step of benches/train_step.rs's small model instead (step_median_ms).
 With --open-clip: open_clip's own ViT-B-16 (package open_clip_torch, random weights), the peer
 of diffclip's `openclip_vit_b16` preset.
+With --dtype bf16|f16: inference under torch.autocast (f32 weights, reduced-precision compute);
+with --train, the step under autocast too (mixed precision: f32 master weights and AdamW state,
+a GradScaler for f16). --train-model vit_b16 times ViT-B/16's step (224² images) instead of the
+small model's.
 """
+import contextlib
 import argparse
 import json
 import math
@@ -118,23 +123,38 @@ def clip_loss(image, text, logit_scale):
     return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
 
 
-def train_step_fn(model, batch, device):
+DTYPES = {"f32": None, "bf16": torch.bfloat16, "f16": torch.float16}
+
+
+def autocast(device, dtype):
+    """Reduced-precision compute for `dtype` (bf16/f16), nothing for f32."""
+    if DTYPES[dtype] is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=DTYPES[dtype])
+
+
+def train_step_fn(model, batch, device, dtype="f32", size=64):
     """benches/train_step.rs's step: forward, ClipLoss, backward, clip to norm 1, AdamW
-    (diffclip's defaults: betas 0.9/0.98, eps 1e-6, weight decay 0.5 on matrices only)."""
+    (diffclip's defaults: betas 0.9/0.98, eps 1e-6, weight decay 0.5 on matrices only); under
+    autocast for bf16/f16, with a GradScaler (dynamic loss scaling) for f16."""
     decay = [p for p in model.parameters() if p.ndim >= 2]
     rest = [p for p in model.parameters() if p.ndim < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.5}, {"params": rest, "weight_decay": 0.0}],
                             lr=1e-4, betas=(0.9, 0.98), eps=1e-6)
-    img = torch.rand(batch, 3, 64, 64, device=device)
+    img = torch.rand(batch, 3, size, size, device=device)
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype == "f16")
     ids = ((torch.arange(batch * 77, device=device) * 7919) % 49000 + 1).view(batch, 77)
     ids[:, 76] = 49407
 
     def step():
         opt.zero_grad(set_to_none=True)
-        loss = clip_loss(model.encode_image(img), model.encode_text(ids), model.logit_scale.exp().clamp(max=100))
-        loss.backward()
+        with autocast(device, dtype):
+            loss = clip_loss(model.encode_image(img), model.encode_text(ids), model.logit_scale.exp().clamp(max=100))
+        scaler.scale(loss).backward()
+        scaler.unscale_(opt)
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
+        scaler.step(opt)
+        scaler.update()
         return loss.item()
 
     return step
@@ -164,15 +184,19 @@ def main():
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--train", action="store_true", help="time benches/train_step.rs's training step instead")
     p.add_argument("--open-clip", action="store_true", help="time open_clip's ViT-B-16 (random weights) instead")
+    p.add_argument("--dtype", choices=list(DTYPES), default="f32", help="autocast compute precision (weights stay f32)")
+    p.add_argument("--train-model", choices=["small", "vit_b16"], default="small", help="the model --train times")
     a = p.parse_args()
     device = torch.device(a.device)
     torch.manual_seed(0)
     if a.train:
-        for name, diff in [("diffclip_small", True), ("clip_small", False)]:
-            model = Clip(diff, SMALL).to(device).train()
-            t = timed(train_step_fn(model, a.batch, device), device, a.warmup, a.iters)
+        shape = SMALL if a.train_model == "small" else VIT_B16
+        for name, diff in [(f"diffclip_{a.train_model}", True), (f"clip_{a.train_model}", False)]:
+            model = Clip(diff, shape).to(device).train()
+            step = train_step_fn(model, a.batch, device, a.dtype, shape["image"][0])
+            t = timed(step, device, a.warmup, a.iters)
             print(json.dumps({"impl": "pytorch", "torch": torch.__version__, "work": "train_step", "model": name,
-                              "device": str(device), "batch": a.batch, "step_median_ms": t * 1e3,
+                              "device": str(device), "dtype": a.dtype, "batch": a.batch, "step_median_ms": t * 1e3,
                               "threads": torch.get_num_threads()}), flush=True)
         return
     if a.open_clip:
@@ -186,10 +210,10 @@ def main():
         img = torch.randn(a.batch, 3, 224, 224, device=device)
         ids = torch.randint(1, 49406, (a.text_batch, 77), device=device)
         ids[:, 0], ids[:, 20] = 49406, 49407
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast(device, a.dtype):
             ti = timed(lambda: model.encode_image(img), device, a.warmup, a.iters)
             tt = timed(lambda: model.encode_text(ids), device, a.warmup, a.iters)
-        print(json.dumps({"impl": "open_clip" if a.open_clip else "pytorch", "torch": torch.__version__, "preset": name, "device": str(device),
+        print(json.dumps({"impl": "open_clip" if a.open_clip else "pytorch", "torch": torch.__version__, "preset": name, "device": str(device), "dtype": a.dtype,
                           "batch": a.batch, "text_batch": a.text_batch, "images_per_s": a.batch / ti,
                           "texts_per_s": a.text_batch / tt, "image_median_s": ti, "text_median_s": tt,
                           "threads": torch.get_num_threads()}), flush=True)
