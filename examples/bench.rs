@@ -29,7 +29,7 @@ mod small;
 
 use clap::Parser;
 use diffclip::burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
-use diffclip::clip::{Clip, ClipConfig};
+use diffclip::clip::{Clip, ClipConfig, Precision};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -75,6 +75,10 @@ struct Args {
     /// Time the training step of benches/train_step.rs's small models instead of the encoders.
     #[arg(long, conflicts_with_all = ["image_only", "text_only", "config"])]
     train: bool,
+    /// Weights and compute in f32, bf16 or f16 (the model is cast after it is built; the
+    /// embeddings come back as f32). Encoders only.
+    #[arg(long, default_value = "f32", conflicts_with = "train")]
+    dtype: Precision,
 }
 
 /// Seconds of each of `iters` timed calls after `warmup` untimed ones.
@@ -184,7 +188,7 @@ fn run(args: &Args) -> Result<Vec<serde_json::Value>, Box<dyn std::error::Error>
         config.vision.path = path;
         config.text.path = path;
     }
-    let model: Clip = config.init(&device)?;
+    let model: Clip = config.init(&device)?.with_precision(args.dtype)?;
     let text_batch = args.text_batch.unwrap_or(args.batch);
     let size = config.vision.image_size;
 
@@ -211,7 +215,7 @@ fn run(args: &Args) -> Result<Vec<serde_json::Value>, Box<dyn std::error::Error>
         "backend": args.backend,
         "path": config.vision.path,
         "weights": "random",
-        "dtype": "f32",
+        "dtype": args.dtype.to_string(),
         "x86_v4": cfg!(feature = "x86-v4"),
         "cpu_kernels": diffclip::attention::cpu_kernels_enabled(),
         "batch": args.batch,

@@ -20,7 +20,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, ValueEnum};
-use diffclip::clip::{ClipConfig, load_checkpoint};
+use diffclip::clip::{ClipConfig, Precision, load_checkpoint};
 use diffclip::data::synthetic::{Split, SyntheticConfig};
 use diffclip::data::{Pipeline, Truncation};
 use diffclip::eval::probe::{FewShotConfig, LinearProbeConfig};
@@ -54,6 +54,9 @@ struct Args {
     /// Model config JSON.
     #[arg(long)]
     config: Option<PathBuf>,
+    /// Compute in f32, bf16 or f16: the weights are cast after loading, embeddings stay f32.
+    #[arg(long, default_value = "f32")]
+    dtype: Precision,
     #[arg(long, value_enum, default_value = "all")]
     task: Task,
     /// Dataset path (layouts in docs/eval.md); omitted: the built-in synthetic dataset.
@@ -140,7 +143,11 @@ fn run(args: Args) -> Res<()> {
     let device = diffclip::backend::device(&args.backend)?;
     let config = ClipConfig::select(args.config.as_deref(), args.preset.as_deref(), args.checkpoint.as_deref())?;
     let mut model = config.init(&device)?;
-    let config_json = serde_json::to_string(&config)?;
+    let mut config_json = serde_json::to_string(&config)?;
+    if args.dtype != Precision::F32 {
+        // Reduced-precision embeddings differ: they get their own cache entries.
+        config_json.push_str(&format!("|dtype={}", args.dtype));
+    }
     let mut cache = None;
     match &args.checkpoint {
         Some(ckpt) => {
@@ -155,6 +162,7 @@ fn run(args: Args) -> Res<()> {
         }
         None => eprintln!("warning: no --checkpoint: evaluating randomly initialised weights"),
     }
+    let model = model.with_precision(args.dtype)?;
     let truncation = if args.drop_eot {
         Truncation::DropEot
     } else {
@@ -212,7 +220,7 @@ fn run(args: Args) -> Res<()> {
     if !skipped.is_empty() {
         println!("skipped (no data under --data): {}", skipped.join(", "));
     }
-    let out = json!({ "model": { "config": config, "checkpoint": args.checkpoint }, "data": args.data, "results": results, "skipped": skipped });
+    let out = json!({ "model": { "config": config, "checkpoint": args.checkpoint, "dtype": args.dtype }, "data": args.data, "results": results, "skipped": skipped });
     diffclip::clip::files::write_atomic(&args.output, serde_json::to_string_pretty(&out)?.as_bytes())?;
     eprintln!("wrote {}", args.output.display());
     Ok(())

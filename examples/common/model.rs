@@ -24,12 +24,17 @@ pub struct ModelArgs {
     /// Backend: flex, ndarray, wgpu (as compiled in).
     #[arg(long, default_value = "flex")]
     pub backend: String,
+    /// Compute in f32, bf16 or f16: the weights are cast after loading, embeddings stay f32.
+    #[arg(long, default_value = "f32")]
+    pub dtype: diffclip::clip::Precision,
 }
 
 impl ModelArgs {
     /// The model on the chosen backend.
     pub fn load(&self) -> Result<LoadedModel, Box<dyn std::error::Error>> {
         let device = diffclip::backend::device(&self.backend)?;
-        load_model(self.model.as_deref(), self.config.as_deref(), self.preset.as_deref(), self.checkpoint.as_deref(), &device)
+        let mut loaded = load_model(self.model.as_deref(), self.config.as_deref(), self.preset.as_deref(), self.checkpoint.as_deref(), &device)?;
+        loaded.model = loaded.model.with_precision(self.dtype)?;
+        Ok(loaded)
     }
 }

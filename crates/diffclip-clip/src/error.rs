@@ -13,6 +13,14 @@ pub enum ClipError {
     /// `embed_dim` is 0.
     #[error("embed_dim must be positive")]
     EmbedDim,
+    /// The device cannot compute in the precision asked for (wgpu has no bf16, ndarray neither).
+    #[error("{device} cannot compute in {precision}")]
+    Precision {
+        /// The precision asked for.
+        precision: crate::Precision,
+        /// The device, as Burn prints it.
+        device: String,
+    },
     /// No preset has this name.
     #[error("unknown preset '{name}'; known presets: {known}")]
     UnknownPreset {

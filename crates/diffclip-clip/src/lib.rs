@@ -24,6 +24,7 @@ pub mod files;
 mod input;
 pub mod loss;
 mod model;
+mod precision;
 
 pub use checkpoint::{CheckpointError, CheckpointFormat, load_checkpoint, save_burnpack, save_safetensors};
 pub use budget::{DEFAULT_MAX_PARAMS, MAX_PARAMS_ENV, ModelEstimate, ModelLimits};
@@ -32,6 +33,7 @@ pub use error::ClipError;
 pub use input::{InputError, check_finite_rows};
 pub use config::PRESETS;
 pub use model::{Clip, ClipOutput, logits_from_embeddings, normalize};
+pub use precision::Precision;
 
 pub use diffclip_attention as attention;
 pub use diffclip_encoders as encoders;

@@ -2,7 +2,7 @@
 
 use burn::module::{Module, Param};
 use burn::nn::Initializer;
-use burn::tensor::{Device, Int, Tensor};
+use burn::tensor::{DType, Device, Int, Tensor};
 use diffclip_encoders::{TextTransformer, VisionTransformer};
 
 use crate::{ClipConfig, ClipError};
@@ -62,13 +62,18 @@ impl Clip {
     }
 
     /// Image embeddings `[B, E]` (unnormalised) of `images [B, 3, H, W]`.
+    /// A reduced-precision model (see [`Clip::with_precision`]) takes f32 images and returns
+    /// f32 embeddings; an f32 model's casts are no-ops.
     pub fn encode_image(&self, images: Tensor<4>) -> Tensor<2> {
-        self.visual.forward(images, false).pooled.matmul(self.image_projection.val())
+        let projection = self.image_projection.val();
+        let images = images.cast(projection.dtype());
+        self.visual.forward(images, false).pooled.matmul(projection).cast(DType::F32)
     }
 
-    /// Text embeddings `[B, E]` (unnormalised) of token ids `[B, L]`.
+    /// Text embeddings `[B, E]` (unnormalised) of token ids `[B, L]`, as f32 whatever the
+    /// model's precision.
     pub fn encode_text(&self, text: Tensor<2, Int>) -> Tensor<2> {
-        self.text.forward(text, false).pooled.matmul(self.text_projection.val())
+        self.text.forward(text, false).pooled.matmul(self.text_projection.val()).cast(DType::F32)
     }
 
     /// `exp(logit_scale)`, shape `[1]`.

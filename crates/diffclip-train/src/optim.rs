@@ -67,7 +67,7 @@ impl GradBuffer {
                 total += s;
                 continue;
             }
-            sums.push(g.clone().square().sum());
+            sums.push(sum_in_blocks(g.clone().square()));
         }
         if !sums.is_empty() {
             let sums = Tensor::cat(sums, 0).into_data().convert::<f32>();
@@ -119,6 +119,25 @@ impl GradBuffer {
             self.grads.insert(key, sum);
         }
     }
+}
+
+/// Elements per row of [`sum_in_blocks`]'s first stage.
+const BLOCK: usize = 4096;
+
+/// `x.sum()` as rows of [`BLOCK`] elements summed first, then the row sums: no single
+/// reduction spans more than 2^18 elements. Burn 0.22.1's wgpu backend on Mesa's lavapipe
+/// returns wrong sums above that (with autotune on, `sum()` of 2^20 elements came out at a
+/// quarter of the true value), and a parameter's gradient can be far larger (the token
+/// embedding: 49 408 × width).
+fn sum_in_blocks(x: Tensor<1>) -> Tensor<1> {
+    let n = x.dims()[0];
+    let full = n / BLOCK * BLOCK;
+    if full == 0 {
+        return x.sum();
+    }
+    let rows = x.clone().narrow(0, 0, full).reshape([full / BLOCK, BLOCK]).sum_dim(1).reshape([full / BLOCK]);
+    let head = sum_in_blocks(rows);
+    if full == n { head } else { head + x.narrow(0, full, n - full).sum() }
 }
 
 struct Collect<'a> {

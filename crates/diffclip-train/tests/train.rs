@@ -243,6 +243,23 @@ fn the_next_batch_loads_while_the_step_computes() {
     assert!(overlapped.load(Ordering::SeqCst), "step 2's batch was not loaded during step 1");
 }
 
+/// The global gradient norm of a parameter with millions of elements (a CLIP token embedding
+/// is 49 408 × width) is right on every backend: on wgpu (lavapipe) one reduction over that
+/// many elements returns a wrong sum, so the norm sums blocks first.
+#[test]
+fn gradient_norm_of_a_huge_parameter_is_right_on_every_backend() {
+    for (backend, device) in diffclip_testkit::devices() {
+        for n in [(1usize << 20) + 77, 3 * 4096, 1000] {
+            let values: Vec<f32> = (0..n).map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5).collect();
+            let want = values.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>().sqrt();
+            let mut buf = GradBuffer::default();
+            buf.grads.insert("token_embedding.weight".into(), Tensor::from_data(burn::tensor::TensorData::new(values, [n]), &device));
+            let got = buf.norm();
+            assert!((got - want).abs() <= 1e-4 * want, "{backend}, {n} elements: norm {got} vs {want}");
+        }
+    }
+}
+
 #[test]
 fn bad_configs_are_errors() {
     let _serial = serial();
