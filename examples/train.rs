@@ -112,6 +112,10 @@ struct Args {
     loss: String,
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Compute in f32, or mixed precision in bf16 or f16 (f32 master weights and AdamW state;
+    /// f16 with dynamic loss scaling). Needs a device with that arithmetic (flex: both; wgpu: f16).
+    #[arg(long, default_value = "f32")]
+    precision: diffclip::clip::Precision,
 
     /// Backend: flex, ndarray, wgpu, cuda (as compiled in).
     #[arg(long, default_value = "flex")]
@@ -169,7 +173,7 @@ type Res<T> = Result<T, Box<dyn std::error::Error>>;
 /// Flags that a resumed run takes from its checkpoint instead.
 const FROM_CHECKPOINT: &[&str] = &[
     "preset", "config", "image_size", "batch_size", "accum_steps", "lr", "min_lr", "wd", "beta2", "warmup_steps",
-    "warmup_epochs", "schedule", "grad_clip", "loss", "seed",
+    "warmup_epochs", "schedule", "grad_clip", "loss", "seed", "precision",
 ];
 
 fn run(args: Args, matches: &ArgMatches) -> Res<()> {
@@ -319,6 +323,7 @@ fn fresh_trainer(args: &Args, device: &Device, options: RunOptions) -> Res<Train
         grad_clip: args.grad_clip,
         loss,
         seed: args.seed,
+        precision: args.precision,
         ..TrainConfig::default()
     };
     let ad = device.clone().autodiff();

@@ -28,6 +28,18 @@ pub struct TrainState {
     pub skipped_samples: usize,
     /// Loss of the last step.
     pub last_loss: f32,
+    /// `f16` mixed precision: the factor on the loss before backward (0 until the first
+    /// step sets it to 2^16). Halved after a step whose gradients overflow (that step is
+    /// skipped: no update), doubled after [`LOSS_SCALE_GROWTH`](crate::LOSS_SCALE_GROWTH) good
+    /// steps in a row, as PyTorch's `GradScaler` does.
+    #[serde(default)]
+    pub loss_scale: f64,
+    /// Good `f16` steps since the loss scale last changed.
+    #[serde(default)]
+    pub loss_scale_good_steps: u64,
+    /// Steps skipped because their gradients overflowed (`f16`).
+    #[serde(default)]
+    pub skipped_steps: u64,
 }
 
 /// What a training checkpoint holds besides the weights.

@@ -1,3 +1,4 @@
+use diffclip_clip::Precision;
 use serde::{Deserialize, Serialize};
 
 use crate::{AdamWConfig, LrSchedule};
@@ -56,6 +57,10 @@ pub struct TrainConfig {
     pub checkpoint_every: u64,
     /// Show a progress bar.
     pub progress: bool,
+    /// What the forward and backward compute in: `f32`, or mixed precision with `bf16` or
+    /// `f16` (weights cast from the f32 master weights every micro-batch, gradients and AdamW
+    /// state in f32; `f16` with dynamic loss scaling, see [`TrainState::loss_scale`](crate::TrainState::loss_scale)).
+    pub precision: Precision,
 }
 
 impl Default for TrainConfig {
@@ -76,6 +81,7 @@ impl Default for TrainConfig {
             eval_every: 0,
             checkpoint_every: 0,
             progress: true,
+            precision: Precision::F32,
         }
     }
 }

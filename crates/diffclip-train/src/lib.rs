@@ -60,4 +60,4 @@ pub use parallel::DataParallel;
 pub use source::{OpenedSource, SourceOptions, TrainSource};
 pub use stream::WdsStream;
 pub use feed::{ClipStream, SampleStream};
-pub use trainer::{EvalHook, LrScale, TrainReport, Trainer, mean_lambda};
+pub use trainer::{EvalHook, LOSS_SCALE_GROWTH, LrScale, TrainReport, Trainer, mean_lambda};

@@ -5,9 +5,9 @@ use std::sync::mpsc::Receiver;
 use std::time::Instant;
 
 use burn::module::{Module, Param};
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{DType, Device, Tensor};
 use diffclip_clip::loss::{MAX_LOGIT_SCALE, clip_loss_normalized, siglip_loss};
-use diffclip_clip::{Clip, ClipConfig};
+use diffclip_clip::{Clip, ClipConfig, Precision};
 use diffclip_data::datasets::ClipDataset;
 use diffclip_data::ClipBatcher;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -16,6 +16,12 @@ use serde::Serialize;
 use crate::checkpoint::{Checkpoint, TrainState, save_training_checkpoint};
 use crate::feed::{ClipStream, Cursor, Feed, Loaded, Source, prefetched};
 use crate::{AdamW, GradBuffer, RunOptions, LossKind, MetricsLog, StepRecord, TrainConfig, TrainError, load_training_checkpoint};
+
+/// `f16` mixed precision: the first loss scale (PyTorch `GradScaler`'s).
+const INITIAL_LOSS_SCALE: f64 = 65536.0;
+
+/// `f16` mixed precision: good steps in a row after which the loss scale doubles.
+pub const LOSS_SCALE_GROWTH: u64 = 2000;
 
 /// Called every `eval_every` steps and at the end with the model (on the inference device) and
 /// the step; returns metrics to log (any JSON object).
@@ -159,6 +165,18 @@ impl Trainer {
 
     /// The step loop, taking micro-batches from `batches`.
     fn train(&mut self, batches: Receiver<Loaded>, mut log: Option<MetricsLog>, batcher: &ClipBatcher, mut eval: Option<EvalHook<'_>>) -> Result<TrainReport, TrainError> {
+        let precision = self.config.precision;
+        if precision != Precision::F32 {
+            if self.options.parallel.is_some() {
+                return Err(TrainError::Config(format!("precision {precision} with data-parallel replicas is not supported yet; use f32")));
+            }
+            // A device without that arithmetic is refused here, not at the first step.
+            self.model.clone().with_precision(precision).map_err(|e| TrainError::Config(e.to_string()))?;
+        }
+        let f16 = precision == Precision::F16;
+        if f16 && self.state.loss_scale == 0.0 {
+            self.state.loss_scale = INITIAL_LOSS_SCALE;
+        }
         let schedule = self.config.schedule();
         let bar = self.progress_bar();
         let start = Instant::now();
@@ -189,19 +207,36 @@ impl Trainer {
                     grads.merge(out.grads, &self.device.clone().inner());
                     continue;
                 }
-                let loss = self.loss(batch.images, batch.texts) * factor;
+                let loss = self.loss(batch.images, batch.texts)? * factor;
                 let value = loss.clone().into_scalar::<f32>();
                 if !value.is_finite() {
                     return Err(TrainError::NonFinite { step: self.state.step + 1, loss: value });
                 }
                 loss_sum += value;
+                // f16: the loss scaled up so small gradients do not flush to zero.
+                let loss = if f16 { loss * self.state.loss_scale } else { loss };
                 grads.accumulate(&self.model, &loss.backward());
             }
-            let grad_norm = grads.norm();
-            // Clipping scales the gradients inside the update (no separate pass over them).
-            let clip = GradBuffer::clip_factor(grad_norm, self.config.grad_clip);
-            // Cloning a module shares its tensors; the optimizer maps the clone to new weights.
-            self.model = clamp_logit_scale(self.update(lr, &grads, clip));
+            let unscale = if f16 { 1.0 / self.state.loss_scale } else { 1.0 };
+            let grad_norm = grads.norm() * unscale;
+            if f16 && !grad_norm.is_finite() {
+                // Overflow at this scale: no update, a smaller scale next step.
+                self.state.loss_scale /= 2.0;
+                self.state.loss_scale_good_steps = 0;
+                self.state.skipped_steps += 1;
+            } else {
+                // Clipping (and unscaling) happen inside the update, not as a pass of their own.
+                let clip = GradBuffer::clip_factor(grad_norm, self.config.grad_clip);
+                // Cloning a module shares its tensors; the optimizer maps the clone to new weights.
+                self.model = clamp_logit_scale(self.update(lr, &grads, clip * unscale));
+                if f16 {
+                    self.state.loss_scale_good_steps += 1;
+                    if self.state.loss_scale_good_steps >= LOSS_SCALE_GROWTH {
+                        self.state.loss_scale *= 2.0;
+                        self.state.loss_scale_good_steps = 0;
+                    }
+                }
+            }
             self.state.step += 1;
             self.state.samples_seen += samples as u64;
             self.state.last_loss = loss_sum;
@@ -283,13 +318,21 @@ impl Trainer {
         save_training_checkpoint(path, &self.model, &self.optim, &meta)
     }
 
-    fn loss(&self, images: Tensor<4>, texts: Tensor<2, burn::tensor::Int>) -> Tensor<1> {
-        let out = self.model.forward(images, texts);
-        let scale = out.logit_scale_exp.clamp_max(MAX_LOGIT_SCALE);
-        match (self.config.loss, &self.model.logit_bias) {
-            (LossKind::Siglip, Some(bias)) => siglip_loss(out.image_embed, out.text_embed, scale, bias.val()),
+    /// The loss of one micro-batch, in f32. Mixed precision runs the forward on a copy of the
+    /// model cast from the f32 master weights (the casts are recorded, so the gradients reach
+    /// the master weights as f32).
+    fn loss(&self, images: Tensor<4>, texts: Tensor<2, burn::tensor::Int>) -> Result<Tensor<1>, TrainError> {
+        let compute = match self.config.precision {
+            Precision::F32 => None,
+            p => Some(self.model.clone().with_precision(p).map_err(|e| TrainError::Config(e.to_string()))?),
+        };
+        let model = compute.as_ref().unwrap_or(&self.model);
+        let out = model.forward(images, texts);
+        let scale = out.logit_scale_exp.cast(DType::F32).clamp_max(MAX_LOGIT_SCALE);
+        Ok(match (self.config.loss, &model.logit_bias) {
+            (LossKind::Siglip, Some(bias)) => siglip_loss(out.image_embed, out.text_embed, scale, bias.val().cast(DType::F32)),
             _ => clip_loss_normalized(out.image_embed, out.text_embed, scale),
-        }
+        })
     }
 
     fn progress_bar(&self) -> ProgressBar {

@@ -1,0 +1,96 @@
+//! Mixed-precision training (`TrainConfig::precision`): bf16 / f16 compute from f32 master
+//! weights, and f16's dynamic loss scaling.
+
+mod common;
+
+use burn::tensor::{DType, Device};
+use common::{batcher, serial, tiny_model};
+use diffclip_clip::Precision;
+use diffclip_data::synthetic::Split;
+use diffclip_data::{SyntheticConfig, SyntheticDataset};
+use diffclip_train::{RunOptions, TrainConfig, TrainError, Trainer};
+
+fn data() -> diffclip_data::synthetic::ContrastiveView {
+    let cfg = SyntheticConfig { image_size: 32, train_size: 256, test_size: 32, ..SyntheticConfig::default() };
+    SyntheticDataset::new(cfg, Split::Train).unwrap().contrastive()
+}
+
+fn trainer_on(device: Device, steps: u64, precision: Precision) -> Trainer {
+    let device = device.autodiff();
+    device.seed(7);
+    let model = tiny_model().init(&device).unwrap();
+    let config = TrainConfig { steps, batch_size: 32, lr: 1e-3, warmup_steps: 2, progress: false, grad_clip: Some(1.0), precision, ..TrainConfig::default() };
+    Trainer::new(model, tiny_model(), config, device, RunOptions::default())
+}
+
+fn trainer(steps: u64, precision: Precision) -> Trainer {
+    trainer_on(Device::flex(), steps, precision)
+}
+
+/// bf16 and f16 runs learn, track the f32 run's losses, and leave the master weights in f32.
+#[test]
+fn reduced_precision_runs_learn_from_f32_master_weights() {
+    let _serial = serial();
+    let data = data();
+    let reference = trainer(12, Precision::F32).fit(&data, &batcher(), None).unwrap();
+    for p in [Precision::Bf16, Precision::F16] {
+        let mut t = trainer(12, p);
+        let report = t.fit(&data, &batcher(), None).unwrap();
+        assert!(report.losses.iter().all(|l| l.is_finite()), "{p}: {:?}", report.losses);
+        let first = report.losses[..3].iter().sum::<f32>() / 3.0;
+        let last = report.losses[9..].iter().sum::<f32>() / 3.0;
+        assert!(last < first, "{p}: loss did not fall: {:?}", report.losses);
+        // Same data and initial weights: the first step's loss differs by rounding only.
+        let d = (report.losses[0] - reference.losses[0]).abs() / reference.losses[0];
+        assert!(d < 2e-2, "{p}: first loss {} vs f32 {}", report.losses[0], reference.losses[0]);
+        assert_eq!(t.model.image_projection.val().dtype(), DType::F32, "{p}: master weights stay f32");
+        assert!(t.optim.moments.values().all(|m| m.v.dtype() == DType::F32), "{p}: AdamW state stays f32");
+        // f16 starts at a loss scale of 2^16 and halves it on every overflow (as PyTorch's
+        // GradScaler, which skips its first steps too); bf16 never scales or skips.
+        let skipped = t.state.skipped_steps;
+        assert_eq!(t.optim.step + skipped, 12, "{p}: every step updated or skipped");
+        match p {
+            Precision::F16 => {
+                assert!(skipped < 6, "{p}: {skipped} of 12 steps skipped");
+                assert_eq!(t.state.loss_scale, 65536.0 / 2f64.powi(skipped as i32), "{p}: halved once per skip, no growth yet");
+            }
+            _ => assert_eq!((skipped, t.state.loss_scale), (0, 0.0), "{p}: no loss scaling"),
+        }
+    }
+}
+
+/// An f16 step whose scaled gradients overflow changes nothing and halves the loss scale;
+/// from a far too large scale the run halves its way down and then updates.
+#[test]
+fn an_f16_overflow_skips_the_step_and_halves_the_scale() {
+    let _serial = serial();
+    let data = data();
+    let mut t = trainer(1, Precision::F16);
+    t.state.loss_scale = 1e12; // f16 holds at most 65 504
+    let before = t.model.image_projection.val().into_data();
+    t.fit(&data, &batcher(), None).unwrap();
+    assert_eq!(t.state.skipped_steps, 1);
+    assert_eq!(t.state.loss_scale, 5e11);
+    assert_eq!(t.optim.step, 0, "AdamW did not step");
+    assert_eq!(t.model.image_projection.val().into_data(), before, "weights unchanged");
+
+    let mut t = trainer(40, Precision::F16);
+    t.state.loss_scale = 1e12;
+    let report = t.fit(&data, &batcher(), None).unwrap();
+    let skipped = t.state.skipped_steps;
+    assert!(skipped > 1 && t.optim.step > 0, "{skipped} skipped, {} updates", t.optim.step);
+    assert_eq!(t.optim.step + skipped, 40);
+    assert_eq!(t.state.loss_scale, 1e12 / 2f64.powi(skipped as i32));
+    assert!(report.losses.iter().all(|l| l.is_finite()));
+}
+
+/// A device without the arithmetic is refused before any step, as a configuration error.
+#[test]
+#[allow(deprecated)] // ndarray is still a backend this project tests on
+fn a_device_without_bf16_is_refused_up_front() {
+    let _serial = serial();
+    let data = data();
+    let err = trainer_on(Device::ndarray(), 1, Precision::Bf16).fit(&data, &batcher(), None).unwrap_err();
+    assert!(matches!(err, TrainError::Config(_)), "{err}");
+    assert!(err.to_string().contains("bf16"), "{err}");
+}
