@@ -5,7 +5,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use burn::module::{Module, ModuleMapper, Param};
-use burn::tensor::{DType, FloatDType, Tensor};
+use burn::tensor::{DType, Device, FloatDType, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::{Clip, ClipError};
@@ -39,6 +39,14 @@ impl Precision {
             Precision::Bf16 => FloatDType::BF16,
             Precision::F16 => FloatDType::F16,
         }
+    }
+
+    /// `Ok` when `device` has arithmetic in this type, else [`ClipError::Precision`] naming it.
+    pub fn check(self, device: &Device) -> Result<(), ClipError> {
+        if self == Precision::F32 || device.supports_dtype(DType::from(self.dtype())) {
+            return Ok(());
+        }
+        Err(ClipError::Precision { precision: self, device: format!("{device:?}") })
     }
 
     /// The precision of tensors of `dtype`, if it is one of these.
@@ -96,10 +104,7 @@ impl Clip {
         if precision == Precision::F32 && self.precision() == Some(Precision::F32) {
             return Ok(self);
         }
-        let device = self.image_projection.val().device();
-        if !device.supports_dtype(DType::from(precision.dtype())) {
-            return Err(ClipError::Precision { precision, device: format!("{device:?}") });
-        }
+        precision.check(&self.image_projection.val().device())?;
         Ok(self.map(&mut CastParams(precision.dtype())))
     }
 

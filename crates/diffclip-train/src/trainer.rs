@@ -147,6 +147,12 @@ impl Trainer {
         {
             return Err(TrainError::Config(format!("the data-parallel main device {:?} is not the trainer's device {:?}", p.main(), self.device)));
         }
+        let precision = self.config.precision;
+        if precision != Precision::F32 && self.options.parallel.is_some() {
+            return Err(TrainError::Config(format!("precision {precision} with data-parallel replicas is not supported yet; use f32")));
+        }
+        // A device without that arithmetic is refused before anything is written.
+        precision.check(&self.device).map_err(|e| TrainError::Config(e.to_string()))?;
         let log = match &self.options.output {
             Some(dir) => Some(self.open_output(dir)?),
             None => None,
@@ -165,15 +171,7 @@ impl Trainer {
 
     /// The step loop, taking micro-batches from `batches`.
     fn train(&mut self, batches: Receiver<Loaded>, mut log: Option<MetricsLog>, batcher: &ClipBatcher, mut eval: Option<EvalHook<'_>>) -> Result<TrainReport, TrainError> {
-        let precision = self.config.precision;
-        if precision != Precision::F32 {
-            if self.options.parallel.is_some() {
-                return Err(TrainError::Config(format!("precision {precision} with data-parallel replicas is not supported yet; use f32")));
-            }
-            // A device without that arithmetic is refused here, not at the first step.
-            self.model.clone().with_precision(precision).map_err(|e| TrainError::Config(e.to_string()))?;
-        }
-        let f16 = precision == Precision::F16;
+        let f16 = self.config.precision == Precision::F16;
         if f16 && self.state.loss_scale == 0.0 {
             self.state.loss_scale = INITIAL_LOSS_SCALE;
         }
