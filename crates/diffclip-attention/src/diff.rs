@@ -13,6 +13,7 @@ use burn::tensor::{Device, Tensor};
 use crate::AttentionConfig;
 use crate::error::AttentionError;
 use crate::mask::{AttnMask, full_mask, fused_mask};
+use crate::queries::{first_rows, query_rows};
 use crate::{AttentionMaps, AttentionPath};
 
 /// Differential multi-head attention. Input and output `[B, N, D]`.
@@ -91,28 +92,55 @@ impl DiffAttention {
 
     /// Attention of `x [B, N, D]` with an optional extra mask (`true` = masked out).
     pub fn forward(&self, x: Tensor<3>, mask: Option<AttnMask>) -> Tensor<3> {
+        let n = x.dims()[1];
+        self.forward_queries(x, mask, n)
+    }
+
+    /// The output `[B, queries, D]` of the first `queries` positions alone (clamped to N):
+    /// `forward(x, mask)` narrowed to them, with each still attending to all of `x`, but
+    /// without the other positions' queries, maps and output projection.
+    ///
+    /// ```no_run
+    /// # use burn::tensor::{Device, Distribution, Tensor};
+    /// # fn run(device: Device) -> Result<(), diffclip_attention::AttentionError> {
+    /// let attn = diffclip_attention::AttentionConfig::new(64, 4).init_differential(&device)?;
+    /// let x = Tensor::<3>::random([2, 17, 64], Distribution::Default, &device);
+    /// let class_token = attn.forward_queries(x, None, 1); // [2, 1, 64]
+    /// # Ok(()) }
+    /// ```
+    pub fn forward_queries(&self, x: Tensor<3>, mask: Option<AttnMask>, queries: usize) -> Tensor<3> {
         let use_reference = self.path == AttentionPath::Reference || (self.attn_drop.prob > 0.0 && x.device().is_autodiff());
         if use_reference {
-            self.forward_with_maps(x, mask).0
-        } else {
-            self.forward_fused(x, mask)
+            return first_rows(self.forward_with_maps(x, mask).0, queries);
         }
+        self.fused(x, mask, queries)
     }
 
     /// The fused path: two `attention` calls whose value head size is `2 * head_dim`.
     pub fn forward_fused(&self, x: Tensor<3>, mask: Option<AttnMask>) -> Tensor<3> {
+        let n = x.dims()[1];
+        self.fused(x, mask, n)
+    }
+
+    /// The fused path for the first `queries` positions.
+    fn fused(&self, x: Tensor<3>, mask: Option<AttnMask>, queries: usize) -> Tensor<3> {
         let [b, n, _] = x.dims();
-        let rows = self.project_rows(x);
+        let queries = queries.min(n);
+        let nq = query_rows(&x, self.causal, mask.is_some(), queries);
+        let rows = self.project_rows(x, nq);
         #[cfg(feature = "flex")]
         if mask.is_none()
             && let Some(o) = self.attention_cpu(&rows)
         {
-            return self.proj_drop.forward(crate::linear(&self.out_proj, o));
+            return self.proj_drop.forward(crate::linear(&self.out_proj, first_rows(o, queries)));
         }
-        let (q, k, v) = self.split_heads(rows, b, n);
+        let (q, k, v) = self.split_heads(rows);
         let (hp, hd) = (self.num_heads / 2, self.head_dim);
         // Interleaved pairing: heads 2i and 2i+1 form differential head i.
-        let pair = |t: Tensor<4>, i: usize| t.reshape([b, hp, 2, n, hd]).narrow(2, i, 1).reshape([b, hp, n, hd]);
+        let pair = |t: Tensor<4>, i: usize| {
+            let [_, _, len, _] = t.dims();
+            t.reshape([b, hp, 2, len, hd]).narrow(2, i, 1).reshape([b, hp, len, hd])
+        };
         let (mask, is_causal) = fused_mask(self.causal, mask, [b, hp, n, n]);
         let options = AttentionModuleOptions {
             scale: Some((hd as f64).powf(-0.5)),
@@ -121,7 +149,8 @@ impl DiffAttention {
         };
         let o1 = attention(pair(q.clone(), 0), pair(k.clone(), 0), v.clone(), mask.clone(), None, options);
         let o2 = attention(pair(q, 1), pair(k, 1), v, mask, None, options);
-        self.finish(o1 - o2 * self.lambda_per_head(b, hp), b, n)
+        let o = o1 - o2 * self.lambda_per_head(b, hp);
+        self.finish(o.narrow(2, 0, queries), b, queries)
     }
 
     /// The fused path as one CPU kernel on flex (inference, or training through the kernel's
@@ -150,7 +179,7 @@ impl DiffAttention {
     pub fn forward_with_maps(&self, x: Tensor<3>, mask: Option<AttnMask>) -> (Tensor<3>, AttentionMaps) {
         let [b, n, _] = x.dims();
         let device = x.device();
-        let (q, k, v) = self.split_heads(self.project_rows(x), b, n);
+        let (q, k, v) = self.split_heads(self.project_rows(x, n));
         let (hp, hd) = (self.num_heads / 2, self.head_dim);
         let q = q * (hd as f64).powf(-0.5);
         let mut scores = q.matmul(k.swap_dims(2, 3));
@@ -176,18 +205,21 @@ impl DiffAttention {
         self.lambda_full().reshape([1, 1, 1, 1]).expand([b, hp, 1, 1])
     }
 
-    /// q, k, v projections, `[B, N, D]` each.
-    fn project_rows(&self, x: Tensor<3>) -> (Tensor<3>, Tensor<3>, Tensor<3>) {
-        (crate::linear(&self.q_proj, x.clone()), crate::linear(&self.k_proj, x.clone()), crate::linear(&self.v_proj, x))
+    /// q projections of the first `queries` positions (`[B, queries, D]`), k and v of all
+    /// (`[B, N, D]`).
+    fn project_rows(&self, x: Tensor<3>, queries: usize) -> (Tensor<3>, Tensor<3>, Tensor<3>) {
+        let q = crate::linear(&self.q_proj, first_rows(x.clone(), queries));
+        (q, crate::linear(&self.k_proj, x.clone()), crate::linear(&self.v_proj, x))
     }
 
-    /// q, k as `[B, h, N, hd]`, v as `[B, h/2, N, 2hd]`.
-    fn split_heads(&self, (q, k, v): (Tensor<3>, Tensor<3>, Tensor<3>), b: usize, n: usize) -> (Tensor<4>, Tensor<4>, Tensor<4>) {
+    /// q, k as `[B, h, len, hd]`, v as `[B, h/2, N, 2hd]` (each keeps its own length).
+    fn split_heads(&self, (q, k, v): (Tensor<3>, Tensor<3>, Tensor<3>)) -> (Tensor<4>, Tensor<4>, Tensor<4>) {
         let (h, hd) = (self.num_heads, self.head_dim);
-        let q = q.reshape([b, n, h, hd]).swap_dims(1, 2);
-        let k = k.reshape([b, n, h, hd]).swap_dims(1, 2);
-        let v = v.reshape([b, n, h / 2, 2 * hd]).swap_dims(1, 2);
-        (q, k, v)
+        let heads = |t: Tensor<3>, h: usize, hd: usize| {
+            let [b, len, _] = t.dims();
+            t.reshape([b, len, h, hd]).swap_dims(1, 2)
+        };
+        (heads(q, h, hd), heads(k, h, hd), heads(v, h / 2, 2 * hd))
     }
 
     /// RMSNorm per head, `(1 - λ_init)` scale, heads back to `[B, N, D]`, output projection.

@@ -142,6 +142,15 @@ impl Attention {
         }
     }
 
+    /// The output of the first `queries` positions alone, `[B, queries, D]` (see
+    /// [`DiffAttention::forward_queries`]).
+    pub fn forward_queries(&self, x: Tensor<3>, mask: Option<AttnMask>, queries: usize) -> Tensor<3> {
+        match self {
+            Self::Standard(a) => a.forward_queries(x, mask, queries),
+            Self::Differential(a) => a.forward_queries(x, mask, queries),
+        }
+    }
+
     /// Reference path returning the attention maps.
     pub fn forward_with_maps(&self, x: Tensor<3>, mask: Option<AttnMask>) -> (Tensor<3>, AttentionMaps) {
         match self {

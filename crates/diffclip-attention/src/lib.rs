@@ -36,6 +36,7 @@ mod linear;
 mod norm;
 mod mask;
 mod maps;
+mod queries;
 mod diff;
 mod embedding;
 mod standard;

@@ -9,6 +9,7 @@ use burn::tensor::{Device, Tensor};
 
 use crate::AttentionConfig;
 use crate::error::AttentionError;
+use crate::queries::{first_rows, query_rows};
 use crate::mask::{AttnMask, full_mask, fused_mask};
 use crate::{AttentionMaps, AttentionPath};
 
@@ -62,12 +63,22 @@ impl StandardAttention {
 impl StandardAttention {
     /// Attention of `x [B, N, D]` with an optional extra mask (`true` = masked out).
     pub fn forward(&self, x: Tensor<3>, mask: Option<AttnMask>) -> Tensor<3> {
+        let n = x.dims()[1];
+        self.forward_queries(x, mask, n)
+    }
+
+    /// The output `[B, queries, D]` of the first `queries` positions alone (clamped to N), as
+    /// [`DiffAttention::forward_queries`](crate::DiffAttention::forward_queries).
+    pub fn forward_queries(&self, x: Tensor<3>, mask: Option<AttnMask>, queries: usize) -> Tensor<3> {
         let use_reference = self.path == AttentionPath::Reference || (self.attn_drop.prob > 0.0 && x.device().is_autodiff());
         if use_reference {
-            return self.forward_with_maps(x, mask).0;
+            return first_rows(self.forward_with_maps(x, mask).0, queries);
         }
         let [b, n, _] = x.dims();
-        let (q, k, v) = (crate::linear(&self.q_proj, x.clone()), crate::linear(&self.k_proj, x.clone()), crate::linear(&self.v_proj, x));
+        let queries = queries.min(n);
+        let nq = query_rows(&x, self.causal, mask.is_some(), queries);
+        let q = crate::linear(&self.q_proj, first_rows(x.clone(), nq));
+        let (k, v) = (crate::linear(&self.k_proj, x.clone()), crate::linear(&self.v_proj, x));
         #[cfg(feature = "flex")]
         if mask.is_none() {
             let scale = (self.head_dim as f32).powf(-0.5);
@@ -75,17 +86,18 @@ impl StandardAttention {
             let o = crate::cpu::attention(&q, &k, &v, self.num_heads, scale, self.causal, single, None)
                 .or_else(|| crate::cpu::attention_tracked(&q, &k, &v, None, self.num_heads, scale, self.causal));
             if let Some(o) = o {
-                return self.proj_drop.forward(crate::linear(&self.out_proj, o));
+                return self.proj_drop.forward(crate::linear(&self.out_proj, first_rows(o, queries)));
             }
         }
-        let (q, k, v) = (self.split(q, b, n), self.split(k, b, n), self.split(v, b, n));
+        let (q, k, v) = (self.split(q), self.split(k), self.split(v));
         let (mask, is_causal) = fused_mask(self.causal, mask, [b, self.num_heads, n, n]);
         let options = AttentionModuleOptions {
             scale: Some((self.head_dim as f64).powf(-0.5)),
             softcap: None,
             is_causal,
         };
-        self.finish(attention(q, k, v, mask, None, options), b, n)
+        let o = attention(q, k, v, mask, None, options);
+        self.finish(o.narrow(2, 0, queries), b, queries)
     }
 
     /// The reference path, returning the softmax map `[B, H, N, N]`.
@@ -104,14 +116,14 @@ impl StandardAttention {
     }
 
     fn project(&self, x: Tensor<3>) -> (Tensor<4>, Tensor<4>, Tensor<4>) {
-        let [b, n, _] = x.dims();
         let (q, k, v) = (crate::linear(&self.q_proj, x.clone()), crate::linear(&self.k_proj, x.clone()), crate::linear(&self.v_proj, x));
-        (self.split(q, b, n), self.split(k, b, n), self.split(v, b, n))
+        (self.split(q), self.split(k), self.split(v))
     }
 
-    /// `[B, N, D]` → `[B, h, N, hd]`.
-    fn split(&self, t: Tensor<3>, b: usize, n: usize) -> Tensor<4> {
-        t.reshape([b, n, self.num_heads, self.head_dim]).swap_dims(1, 2)
+    /// `[B, len, D]` → `[B, h, len, hd]`.
+    fn split(&self, t: Tensor<3>) -> Tensor<4> {
+        let [b, len, _] = t.dims();
+        t.reshape([b, len, self.num_heads, self.head_dim]).swap_dims(1, 2)
     }
 
     fn finish(&self, o: Tensor<4>, b: usize, n: usize) -> Tensor<3> {

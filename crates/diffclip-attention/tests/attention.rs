@@ -70,6 +70,41 @@ fn standard_fused_matches_reference() {
 
 /// Sequences long enough that flex's CPU kernel splits queries into several row blocks.
 #[test]
+fn the_first_positions_alone_equal_the_full_output_narrowed() {
+    // Pruned (no mask, not causal) and computed-then-narrowed (causal, masked, autodiff flex)
+    // cases, both kinds, both paths, plain and autodiff devices.
+    for (backend, plain) in devices() {
+        for device in [plain.clone(), plain.autodiff()] {
+            let x = Tensor::<3>::random([2, 13, 32], Distribution::Normal(0.0, 1.0), &device);
+            let mask = Tensor::<4, Bool>::from_data(
+                burn::tensor::TensorData::new((0..13 * 13).map(|i| i % 13 == 12 && i / 13 > 0).collect::<Vec<_>>(), [1, 1, 13, 13]),
+                &device,
+            );
+            for (kind, causal, path) in [
+                (AttentionKind::Differential, false, AttentionPath::Fused),
+                (AttentionKind::Differential, true, AttentionPath::Fused),
+                (AttentionKind::Standard, false, AttentionPath::Fused),
+                (AttentionKind::Standard, true, AttentionPath::Fused),
+                (AttentionKind::Differential, false, AttentionPath::Reference),
+            ] {
+                let attn = AttentionConfig { kind, causal, path, ..AttentionConfig::new(32, 4) }.init(&device).unwrap();
+                for m in [None, Some(mask.clone())] {
+                    let full = attn.forward(x.clone(), m.clone());
+                    for queries in [1, 5, 13, 40] {
+                        let part = attn.forward_queries(x.clone(), m.clone(), queries);
+                        let rows = queries.min(13);
+                        assert_eq!(part.dims(), [2, rows, 32]);
+                        let d = max_diff(part, full.clone().narrow(1, 0, rows));
+                        let what = format!("{backend} {kind:?} causal={causal} {path:?} mask={} queries={queries}", m.is_some());
+                        assert!(d < 1e-5, "{what}: {d:e}");
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
 fn long_sequences_fused_matches_reference() {
     for (backend, device) in devices() {
         for causal in [false, true] {

@@ -70,7 +70,19 @@ impl ResidualBlockConfig {
 impl ResidualBlock {
     /// The block on `x [B, N, W]` with an optional extra attention mask.
     pub fn forward(&self, x: Tensor<3>, mask: Option<AttnMask>) -> Tensor<3> {
-        let x = x.clone() + self.attn.forward(self.norm1.forward(x), mask);
+        let n = x.dims()[1];
+        self.forward_queries(x, mask, n)
+    }
+
+    /// The block's output for the first `queries` positions alone, `[B, queries, W]`: `forward`
+    /// narrowed to them, without the other positions' queries and MLP (a class-token encoder's
+    /// last block). See [`Attention::forward_queries`].
+    pub fn forward_queries(&self, x: Tensor<3>, mask: Option<AttnMask>, queries: usize) -> Tensor<3> {
+        let n = x.dims()[1];
+        let queries = queries.min(n);
+        let attn = self.attn.forward_queries(self.norm1.forward(x.clone()), mask, queries);
+        let x = if queries < n { x.narrow(1, 0, queries) } else { x };
+        let x = x + attn;
         x.clone() + self.mlp.forward(self.norm2.forward(x))
     }
 

@@ -201,11 +201,14 @@ impl VisionTransformer {
         }
     }
 
-    /// Encode `images [B, C, H, W]`; `return_tokens` keeps all final tokens.
+    /// Encode `images [B, C, H, W]`; `return_tokens` keeps all final tokens. Without them the
+    /// last block computes the class token's output alone (the same values, ~1/12 less work
+    /// for ViT-B/16).
     pub fn forward(&self, images: Tensor<4>, return_tokens: bool) -> VisionOutput {
         let mut x = self.embed(images);
-        for block in &self.blocks {
-            x = block.forward(x, None);
+        let last = self.blocks.len().saturating_sub(1);
+        for (i, block) in self.blocks.iter().enumerate() {
+            x = if i == last && !return_tokens { block.forward_queries(x, None, 1) } else { block.forward(x, None) };
         }
         self.head(x, return_tokens)
     }

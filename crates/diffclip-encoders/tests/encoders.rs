@@ -23,6 +23,9 @@ fn both_layouts_give_pooled_and_token_outputs() {
         assert_eq!(out.tokens.unwrap().dims(), [2, 1 + 16, 64]);
         let pooled = vit.forward(images.clone(), false);
         assert!(pooled.tokens.is_none());
+        // Without tokens the last block computes the class token alone: the same values.
+        let d = (pooled.pooled.clone() - out.pooled.clone()).abs().max().into_scalar::<f32>();
+        assert!(d < 1e-5, "class token alone vs all tokens: {d:e}");
         let d = (pooled.pooled - vit.forward(images.clone(), false).pooled).abs().max().into_scalar::<f32>();
         assert_eq!(d, 0.0, "inference is deterministic");
     }

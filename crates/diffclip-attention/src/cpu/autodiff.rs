@@ -199,7 +199,8 @@ pub(crate) struct DiffArgs<'a> {
 }
 
 /// `RMSNorm((A1 − λ·A2)·V)·out_scale` (with `diff`) or `A·V` of `[B, N, D]` projections on an
-/// autodiff flex device, differentiable; `None` when the tensors are not there.
+/// autodiff flex device, differentiable; `None` when the tensors are not there or `q` holds
+/// fewer positions than `k` (the backward is written for self-attention).
 pub(crate) fn attention_tracked(
     q: &Tensor<3>,
     k: &Tensor<3>,
@@ -209,7 +210,7 @@ pub(crate) fn attention_tracked(
     scale: f32,
     causal: bool,
 ) -> Option<Tensor<3>> {
-    if !super::enabled() {
+    if !super::enabled() || q.dims() != k.dims() {
         return None;
     }
     let [batch, n, width] = q.dims();
@@ -218,7 +219,7 @@ pub(crate) fn attention_tracked(
         Some(d) => Some((autodiff_of(d.lambda)?, autodiff_of(d.gamma)?, d.eps, d.out_scale)),
         None => None,
     };
-    let dims = Dims { batch, n, width, heads };
+    let dims = Dims::all(batch, n, width, heads);
     let len = batch * n * width;
     let lambda_value = diff.as_ref().map(|d| contiguous(d.0.primitive().clone()).storage::<f32>()[0]);
     let gamma = diff.as_ref().map(|d| contiguous(d.1.primitive().clone()));
