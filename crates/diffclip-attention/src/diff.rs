@@ -134,6 +134,12 @@ impl DiffAttention {
         {
             return self.proj_drop.forward(crate::linear(&self.out_proj, first_rows(o, queries)));
         }
+        #[cfg(feature = "cube")]
+        if mask.is_none()
+            && let Some(o) = self.attention_gpu(&rows)
+        {
+            return self.proj_drop.forward(crate::linear(&self.out_proj, first_rows(o, queries)));
+        }
         let (q, k, v) = self.split_heads(rows);
         let (hp, hd) = (self.num_heads / 2, self.head_dim);
         // Interleaved pairing: heads 2i and 2i+1 form differential head i.
@@ -143,7 +149,9 @@ impl DiffAttention {
         };
         let (mask, is_causal) = fused_mask(self.causal, mask, [b, hp, n, n]);
         let options = AttentionModuleOptions {
-            scale: Some((hd as f64).powf(-0.5)),
+            // 1/√hd, Burn's default: an explicit scale sends CubeCL backends to the fallback
+            // that materialises the maps instead of their flash kernel.
+            scale: None,
             softcap: None,
             is_causal,
         };
@@ -173,6 +181,18 @@ impl DiffAttention {
         let lambda = self.lambda_full();
         let diff = crate::cpu::DiffArgs { lambda: &lambda, gamma: &gamma, eps, out_scale };
         crate::cpu::attention_tracked(q, k, v, Some(diff), self.num_heads, scale, self.causal)
+    }
+
+    /// The fused path as one CubeCL op with its own backward under autodiff (training on wgpu
+    /// or CUDA: no `[B, h, N, N]` maps kept), the RMSNorm applied after it. `None` elsewhere.
+    #[cfg(feature = "cube")]
+    fn attention_gpu(&self, (q, k, v): &(Tensor<3>, Tensor<3>, Tensor<3>)) -> Option<Tensor<3>> {
+        let scale = (self.head_dim as f32).powf(-0.5);
+        let o = crate::gpu::diff_attention_tracked(q, k, v, &self.lambda_full(), self.num_heads, scale, self.causal)?;
+        let [b, n, d] = o.dims();
+        let o = o.reshape([b, n, self.num_heads / 2, 2 * self.head_dim]);
+        let o = self.diff_norm.forward(o) * (1.0 - self.lambda_init);
+        Some(o.reshape([b, n, d]))
     }
 
     /// The reference path: materialises both softmax maps and returns them.

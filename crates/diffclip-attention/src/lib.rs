@@ -30,6 +30,8 @@ mod activation;
 #[cfg(feature = "flex")]
 mod cpu;
 mod error;
+#[cfg(feature = "cube")]
+mod gpu;
 mod kind;
 mod lambda;
 mod linear;
@@ -52,6 +54,16 @@ pub use norm::layer_norm;
 pub use maps::AttentionMaps;
 pub use mask::{AttnMask, causal_mask};
 pub use standard::StandardAttention;
+
+/// How many times the differential-attention kernel for CubeCL devices (feature `cube`) has
+/// run its forward in this process; always 0 without the feature. Training on a wgpu or CUDA
+/// device goes through it; tests use this to tell it from a fallback.
+pub fn gpu_kernel_calls() -> usize {
+    #[cfg(feature = "cube")]
+    return gpu::kernel_calls();
+    #[cfg(not(feature = "cube"))]
+    0
+}
 
 /// Which computation an attention layer uses; both give the same result.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, Default)]

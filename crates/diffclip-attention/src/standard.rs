@@ -92,7 +92,9 @@ impl StandardAttention {
         let (q, k, v) = (self.split(q), self.split(k), self.split(v));
         let (mask, is_causal) = fused_mask(self.causal, mask, [b, self.num_heads, n, n]);
         let options = AttentionModuleOptions {
-            scale: Some((self.head_dim as f64).powf(-0.5)),
+            // 1/√hd, Burn's default: an explicit scale sends CubeCL backends to the fallback
+            // that materialises the maps instead of their flash kernel.
+            scale: None,
             softcap: None,
             is_causal,
         };

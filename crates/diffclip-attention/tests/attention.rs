@@ -232,7 +232,7 @@ fn fused_gradients_match_reference() {
             let grads = |fused: bool| {
                 let x = x.clone().require_grad();
                 let y = if fused { diff.forward_fused(x.clone(), None) } else { diff.forward_with_maps(x.clone(), None).0 };
-                let g = (y * probe.clone()).sum().backward();
+                let g = (y.clone() * probe.clone()).sum().backward();
                 (
                     x.grad(&g).unwrap(),
                     diff.q_proj.weight.grad(&g).unwrap(),
@@ -240,10 +240,16 @@ fn fused_gradients_match_reference() {
                     diff.v_proj.weight.grad(&g).unwrap(),
                     diff.lambda_q2.grad(&g).unwrap(),
                     diff.diff_norm.gamma.grad(&g).unwrap(),
+                    y,
                 )
             };
+            let calls = diffclip_attention::gpu_kernel_calls();
             let (f, r) = (grads(true), grads(false));
             let at = format!("{backend} diff n={n} causal={causal}");
+            // On wgpu the fused path is the CubeCL kernel with its own backward.
+            let ran = diffclip_attention::gpu_kernel_calls() > calls;
+            assert_eq!(ran, backend == "wgpu", "{at}: CubeCL kernel ran: {ran}");
+            assert!(rel_diff(f.6, r.6) < 1e-4, "{at}: values");
             assert!(rel_diff(f.0, r.0) < 1e-4, "{at}: dx");
             assert!(rel_diff(f.1, r.1) < 1e-4, "{at}: dWq");
             assert!(rel_diff(f.2, r.2) < 1e-4, "{at}: dWk");

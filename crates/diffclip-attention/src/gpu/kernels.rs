@@ -1,0 +1,355 @@
+//! The differential-attention kernels in CubeCL: one unit per query row (forward, statistics,
+//! dQ) or per key row (dK, dV). Scores are recomputed from q and k in every pass and never
+//! stored, so memory is linear in N. Layouts are the CPU kernel's: q, k, v and the output are
+//! `[B, N, W]` row-major with head `h` in columns `h·hd..`; differential group `g` pairs heads
+//! `2g` and `2g+1` and owns value columns `g·2hd..`. Row `r = (b·G + g)·N + i` indexes the
+//! per-row statistics `[rows, 4]`: the two maps' log-sum-exp, then `Σ_j A_m[i,j]·dP[i,j]`.
+
+use burn::backend::TensorMetadata;
+use burn::backend::cubecl::dtype_to_storage_type;
+use burn::tensor::DType;
+use burn_cubecl::kernel::into_contiguous;
+use burn_cubecl::ops::numeric::empty_device_contiguous_dtype;
+use burn_cubecl::tensor::CubeTensor;
+use cubecl::prelude::*;
+use cubecl::{CubeDim, calculate_cube_count_elemwise};
+
+/// Query (or key) row `i` of group `g` in batch `b` for unit `pos`.
+#[cube]
+fn row_of(pos: usize, n: usize, groups: usize) -> (usize, usize, usize) {
+    let i = pos % n;
+    let bg = pos / n;
+    (bg / groups, bg % groups, i)
+}
+
+/// `(scale·q1·k1, scale·q2·k2)` for query row offset `qo` and key row offset `ko`.
+#[cube]
+fn scores<E: Float>(q: &Tensor<E>, k: &Tensor<E>, qo: usize, ko: usize, scale: E, #[comptime] hd: usize) -> (E, E) {
+    let mut d1 = E::new(0.0_f32);
+    let mut d2 = E::new(0.0_f32);
+    for t in 0..hd {
+        d1 += q[qo + t] * k[ko + t];
+        d2 += q[qo + hd + t] * k[ko + hd + t];
+    }
+    (d1 * scale, d2 * scale)
+}
+
+/// `dO[i]·V[j]` over the group's `2hd` value columns.
+#[cube]
+fn dot_values<E: Float>(dout: &Tensor<E>, v: &Tensor<E>, oo: usize, vo: usize, #[comptime] vd: usize) -> E {
+    let mut dp = E::new(0.0_f32);
+    for c in 0..vd {
+        dp += dout[oo + c] * v[vo + c];
+    }
+    dp
+}
+
+#[cube(launch, address_type = "dynamic")]
+fn forward_kernel<E: Float>(
+    q: &Tensor<E>,
+    k: &Tensor<E>,
+    v: &Tensor<E>,
+    lambda: &Tensor<E>,
+    out: &mut Tensor<E>,
+    lse: &mut Tensor<E>,
+    rows: usize,
+    n: usize,
+    groups: usize,
+    scale: f32,
+    #[comptime] hd: usize,
+    #[comptime] causal: bool,
+    #[define(E)] _dtype: ElemType,
+) {
+    let pos = ABSOLUTE_POS;
+    if pos >= rows {
+        terminate!();
+    }
+    let (b, g, i) = row_of(pos, n, groups);
+    let width = groups * 2 * hd;
+    let vd = comptime!(2 * hd);
+    let base = b * n * width + g * vd;
+    let qo = base + i * width;
+    let scale = E::cast_from(scale);
+    let lam = lambda[0];
+    let end = if causal { i + 1 } else { n };
+    // Online max and sum of both maps.
+    let mut m1 = E::new(-1.0e30_f32);
+    let mut m2 = E::new(-1.0e30_f32);
+    let mut s1 = E::new(0.0_f32);
+    let mut s2 = E::new(0.0_f32);
+    for j in 0..end {
+        let (d1, d2) = scores(q, k, qo, base + j * width, scale, hd);
+        let n1 = max(m1, d1);
+        let n2 = max(m2, d2);
+        s1 = s1 * (m1 - n1).exp() + (d1 - n1).exp();
+        s2 = s2 * (m2 - n2).exp() + (d2 - n2).exp();
+        m1 = n1;
+        m2 = n2;
+    }
+    let l1 = m1 + s1.ln();
+    let l2 = m2 + s2.ln();
+    // (A1 − λ·A2)·V in one pass over the keys.
+    let mut acc = Array::<E>::new(vd);
+    for c in 0..vd {
+        acc[c] = E::new(0.0_f32);
+    }
+    for j in 0..end {
+        let (d1, d2) = scores(q, k, qo, base + j * width, scale, hd);
+        let p = (d1 - l1).exp() - lam * (d2 - l2).exp();
+        let vo = base + j * width;
+        for c in 0..vd {
+            acc[c] += p * v[vo + c];
+        }
+    }
+    for c in 0..vd {
+        out[qo + c] = acc[c];
+    }
+    lse[pos * 2] = l1;
+    lse[pos * 2 + 1] = l2;
+}
+
+#[cube(launch, address_type = "dynamic")]
+fn stats_kernel<E: Float>(
+    q: &Tensor<E>,
+    k: &Tensor<E>,
+    v: &Tensor<E>,
+    dout: &Tensor<E>,
+    lse: &Tensor<E>,
+    stats: &mut Tensor<E>,
+    rows: usize,
+    n: usize,
+    groups: usize,
+    scale: f32,
+    #[comptime] hd: usize,
+    #[comptime] causal: bool,
+    #[define(E)] _dtype: ElemType,
+) {
+    let pos = ABSOLUTE_POS;
+    if pos >= rows {
+        terminate!();
+    }
+    let (b, g, i) = row_of(pos, n, groups);
+    let width = groups * 2 * hd;
+    let vd = comptime!(2 * hd);
+    let base = b * n * width + g * vd;
+    let qo = base + i * width;
+    let scale = E::cast_from(scale);
+    let l1 = lse[pos * 2];
+    let l2 = lse[pos * 2 + 1];
+    let end = if causal { i + 1 } else { n };
+    let mut d1_sum = E::new(0.0_f32);
+    let mut d2_sum = E::new(0.0_f32);
+    for j in 0..end {
+        let (s1, s2) = scores(q, k, qo, base + j * width, scale, hd);
+        let dp = dot_values(dout, v, qo, base + j * width, vd);
+        d1_sum += (s1 - l1).exp() * dp;
+        d2_sum += (s2 - l2).exp() * dp;
+    }
+    stats[pos * 4] = l1;
+    stats[pos * 4 + 1] = l2;
+    stats[pos * 4 + 2] = d1_sum;
+    stats[pos * 4 + 3] = d2_sum;
+}
+
+#[cube(launch, address_type = "dynamic")]
+fn dq_kernel<E: Float>(
+    q: &Tensor<E>,
+    k: &Tensor<E>,
+    v: &Tensor<E>,
+    lambda: &Tensor<E>,
+    dout: &Tensor<E>,
+    stats: &Tensor<E>,
+    dq: &mut Tensor<E>,
+    rows: usize,
+    n: usize,
+    groups: usize,
+    scale: f32,
+    #[comptime] hd: usize,
+    #[comptime] causal: bool,
+    #[define(E)] _dtype: ElemType,
+) {
+    let pos = ABSOLUTE_POS;
+    if pos >= rows {
+        terminate!();
+    }
+    let (b, g, i) = row_of(pos, n, groups);
+    let width = groups * 2 * hd;
+    let vd = comptime!(2 * hd);
+    let base = b * n * width + g * vd;
+    let qo = base + i * width;
+    let scale = E::cast_from(scale);
+    let lam = lambda[0];
+    let (l1, l2) = (stats[pos * 4], stats[pos * 4 + 1]);
+    let (r1, r2) = (stats[pos * 4 + 2], stats[pos * 4 + 3]);
+    let end = if causal { i + 1 } else { n };
+    let mut acc = Array::<E>::new(vd);
+    for c in 0..vd {
+        acc[c] = E::new(0.0_f32);
+    }
+    for j in 0..end {
+        let ko = base + j * width;
+        let (s1, s2) = scores(q, k, qo, ko, scale, hd);
+        let dp = dot_values(dout, v, qo, ko, vd);
+        let ds1 = (s1 - l1).exp() * (dp - r1);
+        let ds2 = -lam * (s2 - l2).exp() * (dp - r2);
+        for t in 0..hd {
+            acc[t] += ds1 * k[ko + t];
+            acc[hd + t] += ds2 * k[ko + hd + t];
+        }
+    }
+    for c in 0..vd {
+        dq[qo + c] = acc[c] * scale;
+    }
+}
+
+/// dK then dV, both `[B, N, W]`, stacked as `[2B, N, W]` (one output keeps the kernel within
+/// wgpu's storage-buffer limit).
+#[cube(launch, address_type = "dynamic")]
+fn dkv_kernel<E: Float>(
+    q: &Tensor<E>,
+    k: &Tensor<E>,
+    v: &Tensor<E>,
+    lambda: &Tensor<E>,
+    dout: &Tensor<E>,
+    stats: &Tensor<E>,
+    dkv: &mut Tensor<E>,
+    rows: usize,
+    n: usize,
+    groups: usize,
+    scale: f32,
+    #[comptime] hd: usize,
+    #[comptime] causal: bool,
+    #[define(E)] _dtype: ElemType,
+) {
+    let pos = ABSOLUTE_POS;
+    if pos >= rows {
+        terminate!();
+    }
+    let (b, g, j) = row_of(pos, n, groups);
+    let width = groups * 2 * hd;
+    let vd = comptime!(2 * hd);
+    let base = b * n * width + g * vd;
+    let ko = base + j * width;
+    let scale = E::cast_from(scale);
+    let lam = lambda[0];
+    let mut start = 0;
+    if causal {
+        start = j;
+    }
+    let first_row = pos - j;
+    let mut dk = Array::<E>::new(vd);
+    let mut dv = Array::<E>::new(vd);
+    for c in 0..vd {
+        dk[c] = E::new(0.0_f32);
+        dv[c] = E::new(0.0_f32);
+    }
+    for i in start..n {
+        let qo = base + i * width;
+        let r = (first_row + i) * 4;
+        let (s1, s2) = scores(q, k, qo, ko, scale, hd);
+        let a1 = (s1 - stats[r]).exp();
+        let a2 = (s2 - stats[r + 1]).exp();
+        let dp = dot_values(dout, v, qo, ko, vd);
+        let p = a1 - lam * a2;
+        let ds1 = a1 * (dp - stats[r + 2]);
+        let ds2 = -lam * a2 * (dp - stats[r + 3]);
+        for c in 0..vd {
+            dv[c] += p * dout[qo + c];
+        }
+        for t in 0..hd {
+            dk[t] += ds1 * q[qo + t];
+            dk[hd + t] += ds2 * q[qo + hd + t];
+        }
+    }
+    let dv_at = n * width * (dkv.len() / (2 * n * width));
+    for c in 0..vd {
+        dkv[ko + c] = dk[c] * scale;
+        dkv[dv_at + ko + c] = dv[c];
+    }
+}
+
+/// Sizes shared by every launch: `(rows, n, groups, hd)` for `[B, N, W]` inputs and `heads`.
+fn sizes(q: &CubeTensor, heads: usize) -> (usize, usize, usize, usize) {
+    let dims = q.shape();
+    let (b, n, w) = (dims[0], dims[1], dims[2]);
+    let groups = heads / 2;
+    (b * groups * n, n, groups, w / heads)
+}
+
+fn launch_dims(q: &CubeTensor, rows: usize) -> (CubeCount, CubeDim) {
+    let dim = CubeDim::new(&q.client, rows);
+    (calculate_cube_count_elemwise(&q.client, rows, dim), dim)
+}
+
+fn address(ts: &[&CubeTensor]) -> AddressType {
+    ts.iter().map(|t| t.required_address_type()).max().unwrap_or_default()
+}
+
+fn storage(t: &CubeTensor) -> ElemType {
+    dtype_to_storage_type(t.dtype)
+}
+
+/// `(A1 − λ·A2)·V` `[B, N, W]` and the per-row log-sum-exp of both maps `[rows, 2]`.
+pub(super) fn forward(q: CubeTensor, k: CubeTensor, v: CubeTensor, lambda: CubeTensor, heads: usize, scale: f32, causal: bool) -> (CubeTensor, CubeTensor) {
+    let (q, k, v, lambda) = (into_contiguous(q), into_contiguous(k), into_contiguous(v), into_contiguous(lambda));
+    let (rows, n, groups, hd) = sizes(&q, heads);
+    let out = empty_device_contiguous_dtype(q.client.clone(), q.device.clone(), q.shape(), q.dtype);
+    let lse = empty_device_contiguous_dtype(q.client.clone(), q.device.clone(), [rows, 2].into(), DType::F32);
+    let (count, dim) = launch_dims(&q, rows);
+    let at = address(&[&q, &k, &v, &out]);
+    let e = storage(&q);
+    forward_kernel::launch(
+        &q.client.clone(), count, dim, at, q.into_tensor_arg(), k.into_tensor_arg(), v.into_tensor_arg(), lambda.into_tensor_arg(),
+        out.clone().into_tensor_arg(), lse.clone().into_tensor_arg(), rows, n, groups, scale, hd, causal, e,
+    );
+    (out, lse)
+}
+
+/// The per-row statistics `[rows, 4]` of the backward.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn stats(q: CubeTensor, k: CubeTensor, v: CubeTensor, dout: CubeTensor, lse: CubeTensor, heads: usize, scale: f32, causal: bool) -> CubeTensor {
+    let (q, k, v, dout, lse) = (into_contiguous(q), into_contiguous(k), into_contiguous(v), into_contiguous(dout), into_contiguous(lse));
+    let (rows, n, groups, hd) = sizes(&q, heads);
+    let stats = empty_device_contiguous_dtype(q.client.clone(), q.device.clone(), [rows, 4].into(), DType::F32);
+    let (count, dim) = launch_dims(&q, rows);
+    let at = address(&[&q, &k, &v, &dout]);
+    let e = storage(&q);
+    stats_kernel::launch(
+        &q.client.clone(), count, dim, at, q.into_tensor_arg(), k.into_tensor_arg(), v.into_tensor_arg(), dout.into_tensor_arg(),
+        lse.into_tensor_arg(), stats.clone().into_tensor_arg(), rows, n, groups, scale, hd, causal, e,
+    );
+    stats
+}
+
+/// dQ `[B, N, W]`.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn dq(q: CubeTensor, k: CubeTensor, v: CubeTensor, lambda: CubeTensor, dout: CubeTensor, stats: CubeTensor, heads: usize, scale: f32, causal: bool) -> CubeTensor {
+    let (q, k, v, lambda, dout, stats) = (into_contiguous(q), into_contiguous(k), into_contiguous(v), into_contiguous(lambda), into_contiguous(dout), into_contiguous(stats));
+    let (rows, n, groups, hd) = sizes(&q, heads);
+    let dq = empty_device_contiguous_dtype(q.client.clone(), q.device.clone(), q.shape(), q.dtype);
+    let (count, dim) = launch_dims(&q, rows);
+    let at = address(&[&q, &k, &v, &dout]);
+    let e = storage(&q);
+    dq_kernel::launch(
+        &q.client.clone(), count, dim, at, q.into_tensor_arg(), k.into_tensor_arg(), v.into_tensor_arg(), lambda.into_tensor_arg(),
+        dout.into_tensor_arg(), stats.into_tensor_arg(), dq.clone().into_tensor_arg(), rows, n, groups, scale, hd, causal, e,
+    );
+    dq
+}
+
+/// dK and dV stacked, `[2B, N, W]`.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn dkv(q: CubeTensor, k: CubeTensor, v: CubeTensor, lambda: CubeTensor, dout: CubeTensor, stats: CubeTensor, heads: usize, scale: f32, causal: bool) -> CubeTensor {
+    let (q, k, v, lambda, dout, stats) = (into_contiguous(q), into_contiguous(k), into_contiguous(v), into_contiguous(lambda), into_contiguous(dout), into_contiguous(stats));
+    let (rows, n, groups, hd) = sizes(&q, heads);
+    let shape = q.shape();
+    let dkv = empty_device_contiguous_dtype(q.client.clone(), q.device.clone(), [2 * shape[0], shape[1], shape[2]].into(), q.dtype);
+    let (count, dim) = launch_dims(&q, rows);
+    let at = address(&[&q, &k, &v, &dout, &dkv]);
+    let e = storage(&q);
+    dkv_kernel::launch(
+        &q.client.clone(), count, dim, at, q.into_tensor_arg(), k.into_tensor_arg(), v.into_tensor_arg(), lambda.into_tensor_arg(),
+        dout.into_tensor_arg(), stats.into_tensor_arg(), dkv.clone().into_tensor_arg(), rows, n, groups, scale, hd, causal, e,
+    );
+    dkv
+}
