@@ -7,19 +7,22 @@
 
 use burn::backend::TensorMetadata;
 use burn::backend::cubecl::dtype_to_storage_type;
-use burn::tensor::DType;
+use burn::tensor::{DType, Shape};
 use burn_cubecl::kernel::into_contiguous;
 use burn_cubecl::ops::numeric::empty_device_contiguous_dtype;
 use burn_cubecl::tensor::CubeTensor;
 use cubecl::prelude::*;
 use cubecl::{CubeDim, calculate_cube_count_elemwise};
 
-/// Query (or key) row `i` of group `g` in batch `b` for unit `pos`.
+/// Where unit `pos`'s row lies: `(base, row, i, width)`: the offset of its group's columns in
+/// position 0 of its batch, the offset of row `i` itself, and the row stride.
 #[cube]
-fn row_of(pos: usize, n: usize, groups: usize) -> (usize, usize, usize) {
+fn locate(pos: usize, n: usize, groups: usize, #[comptime] hd: usize) -> (usize, usize, usize, usize) {
     let i = pos % n;
     let bg = pos / n;
-    (bg / groups, bg % groups, i)
+    let width = groups * 2 * hd;
+    let base = (bg / groups) * n * width + (bg % groups) * 2 * hd;
+    (base, base + i * width, i, width)
 }
 
 /// `(scale·q1·k1, scale·q2·k2)` for query row offset `qo` and key row offset `ko`.
@@ -64,11 +67,8 @@ fn forward_kernel<E: Float>(
     if pos >= rows {
         terminate!();
     }
-    let (b, g, i) = row_of(pos, n, groups);
-    let width = groups * 2 * hd;
+    let (base, qo, i, width) = locate(pos, n, groups, hd);
     let vd = comptime!(2 * hd);
-    let base = b * n * width + g * vd;
-    let qo = base + i * width;
     let scale = E::cast_from(scale);
     let lam = lambda[0];
     let end = if causal { i + 1 } else { n };
@@ -128,11 +128,8 @@ fn stats_kernel<E: Float>(
     if pos >= rows {
         terminate!();
     }
-    let (b, g, i) = row_of(pos, n, groups);
-    let width = groups * 2 * hd;
+    let (base, qo, i, width) = locate(pos, n, groups, hd);
     let vd = comptime!(2 * hd);
-    let base = b * n * width + g * vd;
-    let qo = base + i * width;
     let scale = E::cast_from(scale);
     let l1 = lse[pos * 2];
     let l2 = lse[pos * 2 + 1];
@@ -172,11 +169,8 @@ fn dq_kernel<E: Float>(
     if pos >= rows {
         terminate!();
     }
-    let (b, g, i) = row_of(pos, n, groups);
-    let width = groups * 2 * hd;
+    let (base, qo, i, width) = locate(pos, n, groups, hd);
     let vd = comptime!(2 * hd);
-    let base = b * n * width + g * vd;
-    let qo = base + i * width;
     let scale = E::cast_from(scale);
     let lam = lambda[0];
     let (l1, l2) = (stats[pos * 4], stats[pos * 4 + 1]);
@@ -225,11 +219,8 @@ fn dkv_kernel<E: Float>(
     if pos >= rows {
         terminate!();
     }
-    let (b, g, j) = row_of(pos, n, groups);
-    let width = groups * 2 * hd;
+    let (base, ko, j, width) = locate(pos, n, groups, hd);
     let vd = comptime!(2 * hd);
-    let base = b * n * width + g * vd;
-    let ko = base + j * width;
     let scale = E::cast_from(scale);
     let lam = lambda[0];
     let mut start = 0;
@@ -268,39 +259,44 @@ fn dkv_kernel<E: Float>(
     }
 }
 
-/// Sizes shared by every launch: `(rows, n, groups, hd)` for `[B, N, W]` inputs and `heads`.
-fn sizes(q: &CubeTensor, heads: usize) -> (usize, usize, usize, usize) {
+/// One launch over the rows: sizes, grid, address type and element type.
+struct Plan {
+    rows: usize,
+    n: usize,
+    groups: usize,
+    hd: usize,
+    count: CubeCount,
+    dim: CubeDim,
+    address: AddressType,
+    elem: ElemType,
+}
+
+/// The plan for `[B, N, W]` inputs with `heads` heads, addressing all of `tensors`.
+fn plan(q: &CubeTensor, heads: usize, tensors: &[&CubeTensor]) -> Plan {
     let dims = q.shape();
     let (b, n, w) = (dims[0], dims[1], dims[2]);
     let groups = heads / 2;
-    (b * groups * n, n, groups, w / heads)
-}
-
-fn launch_dims(q: &CubeTensor, rows: usize) -> (CubeCount, CubeDim) {
+    let rows = b * groups * n;
     let dim = CubeDim::new(&q.client, rows);
-    (calculate_cube_count_elemwise(&q.client, rows, dim), dim)
+    let count = calculate_cube_count_elemwise(&q.client, rows, dim);
+    let address = tensors.iter().map(|t| t.required_address_type()).max().unwrap_or_default();
+    Plan { rows, n, groups, hd: w / heads, count, dim, address, elem: dtype_to_storage_type(q.dtype) }
 }
 
-fn address(ts: &[&CubeTensor]) -> AddressType {
-    ts.iter().map(|t| t.required_address_type()).max().unwrap_or_default()
-}
-
-fn storage(t: &CubeTensor) -> ElemType {
-    dtype_to_storage_type(t.dtype)
+/// An uninitialised contiguous f32 tensor on `like`'s device.
+fn empty(like: &CubeTensor, shape: Shape) -> CubeTensor {
+    empty_device_contiguous_dtype(like.client.clone(), like.device.clone(), shape, DType::F32)
 }
 
 /// `(A1 − λ·A2)·V` `[B, N, W]` and the per-row log-sum-exp of both maps `[rows, 2]`.
 pub(super) fn forward(q: CubeTensor, k: CubeTensor, v: CubeTensor, lambda: CubeTensor, heads: usize, scale: f32, causal: bool) -> (CubeTensor, CubeTensor) {
     let (q, k, v, lambda) = (into_contiguous(q), into_contiguous(k), into_contiguous(v), into_contiguous(lambda));
-    let (rows, n, groups, hd) = sizes(&q, heads);
-    let out = empty_device_contiguous_dtype(q.client.clone(), q.device.clone(), q.shape(), q.dtype);
-    let lse = empty_device_contiguous_dtype(q.client.clone(), q.device.clone(), [rows, 2].into(), DType::F32);
-    let (count, dim) = launch_dims(&q, rows);
-    let at = address(&[&q, &k, &v, &out]);
-    let e = storage(&q);
+    let p = plan(&q, heads, &[&q, &k, &v]);
+    let (out, lse) = (empty(&q, q.shape()), empty(&q, [p.rows, 2].into()));
     forward_kernel::launch(
-        &q.client.clone(), count, dim, at, q.into_tensor_arg(), k.into_tensor_arg(), v.into_tensor_arg(), lambda.into_tensor_arg(),
-        out.clone().into_tensor_arg(), lse.clone().into_tensor_arg(), rows, n, groups, scale, hd, causal, e,
+        &q.client.clone(), p.count, p.dim, p.address, q.into_tensor_arg(), k.into_tensor_arg(), v.into_tensor_arg(),
+        lambda.into_tensor_arg(), out.clone().into_tensor_arg(), lse.clone().into_tensor_arg(), p.rows, p.n, p.groups, scale,
+        p.hd, causal, p.elem,
     );
     (out, lse)
 }
@@ -309,14 +305,12 @@ pub(super) fn forward(q: CubeTensor, k: CubeTensor, v: CubeTensor, lambda: CubeT
 #[allow(clippy::too_many_arguments)]
 pub(super) fn stats(q: CubeTensor, k: CubeTensor, v: CubeTensor, dout: CubeTensor, lse: CubeTensor, heads: usize, scale: f32, causal: bool) -> CubeTensor {
     let (q, k, v, dout, lse) = (into_contiguous(q), into_contiguous(k), into_contiguous(v), into_contiguous(dout), into_contiguous(lse));
-    let (rows, n, groups, hd) = sizes(&q, heads);
-    let stats = empty_device_contiguous_dtype(q.client.clone(), q.device.clone(), [rows, 4].into(), DType::F32);
-    let (count, dim) = launch_dims(&q, rows);
-    let at = address(&[&q, &k, &v, &dout]);
-    let e = storage(&q);
+    let p = plan(&q, heads, &[&q, &k, &v, &dout]);
+    let stats = empty(&q, [p.rows, 4].into());
     stats_kernel::launch(
-        &q.client.clone(), count, dim, at, q.into_tensor_arg(), k.into_tensor_arg(), v.into_tensor_arg(), dout.into_tensor_arg(),
-        lse.into_tensor_arg(), stats.clone().into_tensor_arg(), rows, n, groups, scale, hd, causal, e,
+        &q.client.clone(), p.count, p.dim, p.address, q.into_tensor_arg(), k.into_tensor_arg(), v.into_tensor_arg(),
+        dout.into_tensor_arg(), lse.into_tensor_arg(), stats.clone().into_tensor_arg(), p.rows, p.n, p.groups, scale, p.hd,
+        causal, p.elem,
     );
     stats
 }
@@ -324,15 +318,13 @@ pub(super) fn stats(q: CubeTensor, k: CubeTensor, v: CubeTensor, dout: CubeTenso
 /// dQ `[B, N, W]`.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn dq(q: CubeTensor, k: CubeTensor, v: CubeTensor, lambda: CubeTensor, dout: CubeTensor, stats: CubeTensor, heads: usize, scale: f32, causal: bool) -> CubeTensor {
-    let (q, k, v, lambda, dout, stats) = (into_contiguous(q), into_contiguous(k), into_contiguous(v), into_contiguous(lambda), into_contiguous(dout), into_contiguous(stats));
-    let (rows, n, groups, hd) = sizes(&q, heads);
-    let dq = empty_device_contiguous_dtype(q.client.clone(), q.device.clone(), q.shape(), q.dtype);
-    let (count, dim) = launch_dims(&q, rows);
-    let at = address(&[&q, &k, &v, &dout]);
-    let e = storage(&q);
+    let [q, k, v, lambda, dout, stats] = [q, k, v, lambda, dout, stats].map(into_contiguous);
+    let p = plan(&q, heads, &[&q, &k, &v, &dout]);
+    let dq = empty(&q, q.shape());
     dq_kernel::launch(
-        &q.client.clone(), count, dim, at, q.into_tensor_arg(), k.into_tensor_arg(), v.into_tensor_arg(), lambda.into_tensor_arg(),
-        dout.into_tensor_arg(), stats.into_tensor_arg(), dq.clone().into_tensor_arg(), rows, n, groups, scale, hd, causal, e,
+        &q.client.clone(), p.count, p.dim, p.address, q.into_tensor_arg(), k.into_tensor_arg(), v.into_tensor_arg(),
+        lambda.into_tensor_arg(), dout.into_tensor_arg(), stats.into_tensor_arg(), dq.clone().into_tensor_arg(), p.rows, p.n,
+        p.groups, scale, p.hd, causal, p.elem,
     );
     dq
 }
@@ -340,16 +332,14 @@ pub(super) fn dq(q: CubeTensor, k: CubeTensor, v: CubeTensor, lambda: CubeTensor
 /// dK and dV stacked, `[2B, N, W]`.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn dkv(q: CubeTensor, k: CubeTensor, v: CubeTensor, lambda: CubeTensor, dout: CubeTensor, stats: CubeTensor, heads: usize, scale: f32, causal: bool) -> CubeTensor {
-    let (q, k, v, lambda, dout, stats) = (into_contiguous(q), into_contiguous(k), into_contiguous(v), into_contiguous(lambda), into_contiguous(dout), into_contiguous(stats));
-    let (rows, n, groups, hd) = sizes(&q, heads);
+    let [q, k, v, lambda, dout, stats] = [q, k, v, lambda, dout, stats].map(into_contiguous);
     let shape = q.shape();
-    let dkv = empty_device_contiguous_dtype(q.client.clone(), q.device.clone(), [2 * shape[0], shape[1], shape[2]].into(), q.dtype);
-    let (count, dim) = launch_dims(&q, rows);
-    let at = address(&[&q, &k, &v, &dout, &dkv]);
-    let e = storage(&q);
+    let dkv = empty(&q, [2 * shape[0], shape[1], shape[2]].into());
+    let p = plan(&q, heads, &[&q, &k, &v, &dout, &dkv]);
     dkv_kernel::launch(
-        &q.client.clone(), count, dim, at, q.into_tensor_arg(), k.into_tensor_arg(), v.into_tensor_arg(), lambda.into_tensor_arg(),
-        dout.into_tensor_arg(), stats.into_tensor_arg(), dkv.clone().into_tensor_arg(), rows, n, groups, scale, hd, causal, e,
+        &q.client.clone(), p.count, p.dim, p.address, q.into_tensor_arg(), k.into_tensor_arg(), v.into_tensor_arg(),
+        lambda.into_tensor_arg(), dout.into_tensor_arg(), stats.into_tensor_arg(), dkv.clone().into_tensor_arg(), p.rows, p.n,
+        p.groups, scale, p.hd, causal, p.elem,
     );
     dkv
 }

@@ -9,7 +9,7 @@
 
 mod kernels;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::cell::Cell;
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -21,12 +21,15 @@ use burn::backend::{Autodiff, AutodiffBackend, Backend, Dispatch, DispatchDevice
 use burn::tensor::{DType, Shape, Slice, Tensor};
 use burn_cubecl::CubeBackend;
 
-/// Forward calls of the kernel so far (tests check the kernel ran rather than a fallback).
-static CALLS: AtomicUsize = AtomicUsize::new(0);
+thread_local! {
+    /// Forward calls of the kernel made from this thread (tests, which run in parallel
+    /// threads, check the kernel ran rather than a fallback).
+    static CALLS: Cell<usize> = const { Cell::new(0) };
+}
 
-/// How many times the CubeCL attention kernel has run its forward in this process.
+/// How many times this thread has called the CubeCL attention kernel's forward.
 pub fn kernel_calls() -> usize {
-    CALLS.load(Ordering::Relaxed)
+    CALLS.get()
 }
 
 fn forward_meta(q: &TensorSpec, _k: &TensorSpec, _v: &TensorSpec, _l: &TensorSpec, heads: &usize, _s: &f32, _c: &bool) -> (TensorSpec, TensorSpec) {
@@ -170,7 +173,7 @@ pub(crate) fn diff_attention_tracked(q: &Tensor<3>, k: &Tensor<3>, v: &Tensor<3>
     if !on_autodiff_cube(q) || q.dims() != k.dims() || k.dims() != v.dims() {
         return None;
     }
-    CALLS.fetch_add(1, Ordering::Relaxed);
+    CALLS.set(CALLS.get() + 1);
     let (q, k, v, l) = (q.clone().into_dispatch(), k.clone().into_dispatch(), v.clone().into_dispatch(), lambda.clone().into_dispatch());
     let (out, _lse) = <Dispatch as DiffAttentionOps>::diff_attention(q, k, v, l, heads, scale, causal);
     Some(Tensor::from_dispatch(out))
