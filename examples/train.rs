@@ -31,6 +31,7 @@ use diffclip::clip::{Clip, ClipConfig, save_safetensors};
 use diffclip::data::datasets::BadSamplePolicy;
 use diffclip::data::{ClipBatcher, ClipTokenizer, TokenizerConfig, Truncation};
 use diffclip::eval::eval_set::{EvalSet, EvalSetOptions};
+use diffclip::train::parallel::GradSync;
 use diffclip::train::{
     AdamWConfig, DataParallel, EvalHook, LossKind, LrDecay, RunLength, RunOptions, SourceOptions, TrainConfig, TrainError,
     TrainSource, Trainer,
@@ -189,8 +190,13 @@ fn run(args: Args, matches: &ArgMatches) -> Res<()> {
         n => {
             let (devices, note) = diffclip::backend::replica_devices(&args.backend, &device, n);
             note.iter().for_each(|n| eprintln!("note: {n}"));
-            eprintln!("data parallel over {} replicas: {devices:?}", devices.len());
-            Some(DataParallel::new(devices)?)
+            let parallel = DataParallel::new(devices)?;
+            let sync = match parallel.grad_sync() {
+                GradSync::AllReduce => "all_reduce",
+                GradSync::Merge => "copies added on the main device",
+            };
+            eprintln!("data parallel over {} replicas: {:?}; gradients summed by {sync}", parallel.devices().len(), parallel.devices());
+            Some(parallel)
         }
     };
     let options = RunOptions {

@@ -35,6 +35,7 @@ mod checkpoint;
 mod config;
 mod error;
 mod feed;
+mod grad_sync;
 mod length;
 mod log;
 mod optim;

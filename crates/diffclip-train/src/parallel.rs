@@ -15,17 +15,20 @@
 //! result is the same full-batch gradient.) A data-parallel step is therefore the single-device
 //! step on the full batch, up to float round-off (tested on CPU).
 //!
-//! The gather and the gradient sum use [`Tensor::to_device`], which Burn 0.22 differentiates
-//! (also across backends, e.g. flex ↔ ndarray through host memory). Burn's collective
-//! `all_reduce` ([`burn::tensor::distributed`]) is implemented only by the CubeCL backends
-//! (CUDA, ROCm, wgpu); the CPU backends (flex, ndarray) leave it `unimplemented!()`, so the
-//! gradient reduction here does not use it.
+//! The gather uses [`Tensor::to_device`], which Burn 0.22 differentiates (also across
+//! backends, e.g. flex ↔ ndarray through host memory). The gradient sum is [`GradSync`]: Burn's
+//! collective `all_reduce` where the devices' runtime has a transport between them (CUDA with
+//! NCCL), otherwise copies to the main device added there (every CPU backend, wgpu, ROCm).
+//!
+//! Mixed precision works as on one device: each replica computes from a bf16 / f16 copy of the
+//! f32 weights it was forked from, and the gradients reach the f32 weights through the casts.
 
 use burn::module::Module;
 use burn::tensor::{Device, Int, Tensor};
-use diffclip_clip::Clip;
+use diffclip_clip::{Clip, Precision};
 use diffclip_clip::loss::{MAX_LOGIT_SCALE, clip_loss_normalized, siglip_loss};
 
+pub use crate::grad_sync::GradSync;
 use crate::{AdamW, GradBuffer, LossKind, TrainError};
 
 /// Concatenate per-replica features `[B_i, E]` onto `device` as `[Σ B_i, E]`, keeping the
@@ -85,6 +88,7 @@ pub fn shard_sizes(n: usize, k: usize) -> Vec<usize> {
 #[derive(Debug, Clone)]
 pub struct DataParallel {
     devices: Vec<Device>,
+    sync: GradSync,
 }
 
 /// What one data-parallel forward/backward produced.
@@ -99,6 +103,7 @@ pub struct ParallelGrads {
 impl DataParallel {
     /// Data parallelism over `devices` (at least one; each must be an autodiff device, e.g.
     /// `Device::wgpu(..).autodiff()`). The same device may appear twice (two replicas on it).
+    /// Gradients are summed with [`GradSync::available`]'s choice for these devices.
     pub fn new(devices: Vec<Device>) -> Result<Self, TrainError> {
         if devices.is_empty() {
             return Err(TrainError::Config(
@@ -110,7 +115,20 @@ impl DataParallel {
                 "device {d:?} is not an autodiff device (call .autodiff())"
             )));
         }
-        Ok(Self { devices })
+        let sync = GradSync::available(&devices);
+        Ok(Self { devices, sync })
+    }
+
+    /// Sum the gradients with `sync` instead: [`GradSync::Merge`] always works;
+    /// [`GradSync::AllReduce`] is a configuration error where the devices have no transport.
+    pub fn with_grad_sync(mut self, sync: GradSync) -> Result<Self, TrainError> {
+        self.sync = GradSync::check(sync, &self.devices)?;
+        Ok(self)
+    }
+
+    /// How the replicas' gradients are summed.
+    pub fn grad_sync(&self) -> GradSync {
+        self.sync
     }
 
     /// The devices, main first.
@@ -131,9 +149,11 @@ impl DataParallel {
         out
     }
 
-    /// Forward the global batch (`images`/`texts` on any device) split across the replicas,
-    /// gather the features on the main device, compute the loss there (times `factor`, e.g.
-    /// `1 / accum_steps`), backpropagate, and sum the replicas' gradients by parameter path.
+    /// Forward the global batch (`images`/`texts` on any device) split across the replicas in
+    /// `precision` (see [`Clip::with_precision`]; the features are f32 either way), gather the
+    /// features on the main device, compute the loss there (times `factor`, e.g.
+    /// `1 / accum_steps`, or an f16 loss scale), backpropagate, and sum the replicas' gradients
+    /// by parameter path. A `precision` the devices lack is a configuration error.
     pub fn loss_and_grads(
         &self,
         master: &Clip,
@@ -141,7 +161,8 @@ impl DataParallel {
         texts: Tensor<2, Int>,
         kind: LossKind,
         factor: f64,
-    ) -> ParallelGrads {
+        precision: Precision,
+    ) -> Result<ParallelGrads, TrainError> {
         let n = images.dims()[0];
         let main = self.main();
         let mut replicas: Vec<Clip> = Vec::with_capacity(self.devices.len());
@@ -166,8 +187,13 @@ impl DataParallel {
                 let imgs = images.clone().narrow(0, start, size).to_device(device);
                 let txts = texts.clone().narrow(0, start, size).to_device(device);
                 start += size;
-                image_parts.push(replica.encode_image(imgs));
-                text_parts.push(replica.encode_text(txts));
+                let compute = match precision {
+                    Precision::F32 => None,
+                    p => Some(replica.clone().with_precision(p).map_err(|e| TrainError::Config(e.to_string()))?),
+                };
+                let model = compute.as_ref().unwrap_or(&replica);
+                image_parts.push(model.encode_image(imgs));
+                text_parts.push(model.encode_text(txts));
             }
             replicas.push(replica);
         }
@@ -176,20 +202,20 @@ impl DataParallel {
         let loss = contrastive_loss(master, kind, image, text) * factor;
         let value = loss.clone().into_scalar::<f32>();
         let grads = loss.backward();
-        let target = main.clone().inner();
-        let mut total = GradBuffer::default();
-        for replica in &replicas {
-            let mut g = GradBuffer::default();
-            g.accumulate(replica, &grads);
-            total.merge(g, &target);
-        }
-        ParallelGrads {
-            loss: value,
-            grads: total,
-        }
+        let per_replica = replicas
+            .iter()
+            .map(|replica| {
+                let mut g = GradBuffer::default();
+                g.accumulate(replica, &grads);
+                g
+            })
+            .collect();
+        let inner: Vec<Device> = self.devices.iter().map(|d| d.clone().inner()).collect();
+        let grads = crate::grad_sync::sum_replicas(self.sync, per_replica, &inner);
+        Ok(ParallelGrads { loss: value, grads })
     }
 
-    /// One full optimizer step on a global batch: [`loss_and_grads`](Self::loss_and_grads),
+    /// One full optimizer step on a global batch in f32: [`loss_and_grads`](Self::loss_and_grads),
     /// optional global-norm clipping, AdamW on the master, `logit_scale` clamped to
     /// `[0, ln 100]`. Returns the updated master, the loss and the gradient norm before clipping.
     #[allow(clippy::too_many_arguments)]
@@ -203,7 +229,8 @@ impl DataParallel {
         kind: LossKind,
         grad_clip: Option<f64>,
     ) -> (Clip, f32, f64) {
-        let ParallelGrads { loss, grads } = self.loss_and_grads(&master, images, texts, kind, 1.0);
+        let ParallelGrads { loss, grads } =
+            self.loss_and_grads(&master, images, texts, kind, 1.0, Precision::F32).expect("f32 runs on every device");
         let norm = grads.norm();
         let clip = GradBuffer::clip_factor(norm, grad_clip);
         let model = crate::trainer::clamp_logit_scale(optim.step_scaled(master, lr, &grads, clip));

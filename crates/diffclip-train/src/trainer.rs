@@ -147,12 +147,11 @@ impl Trainer {
         {
             return Err(TrainError::Config(format!("the data-parallel main device {:?} is not the trainer's device {:?}", p.main(), self.device)));
         }
-        let precision = self.config.precision;
-        if precision != Precision::F32 && self.options.parallel.is_some() {
-            return Err(TrainError::Config(format!("precision {precision} with data-parallel replicas is not supported yet; use f32")));
-        }
         // A device without that arithmetic is refused before anything is written.
-        precision.check(&self.device).map_err(|e| TrainError::Config(e.to_string()))?;
+        let replicas = self.options.parallel.as_ref().map(|p| p.devices()).unwrap_or_default();
+        for device in std::iter::once(&self.device).chain(replicas) {
+            self.config.precision.check(device).map_err(|e| TrainError::Config(e.to_string()))?;
+        }
         let log = match &self.options.output {
             Some(dir) => Some(self.open_output(dir)?),
             None => None,
@@ -197,11 +196,15 @@ impl Trainer {
                 let batch = batcher.try_batch(items, &self.device)?;
                 let factor = 1.0 / self.config.accum_steps as f64;
                 if let Some(p) = &self.options.parallel {
-                    let out = p.loss_and_grads(&self.model, batch.images, batch.texts, self.config.loss, factor);
-                    if !out.loss.is_finite() {
-                        return Err(TrainError::NonFinite { step: self.state.step + 1, loss: out.loss });
+                    // f16: the loss scaled up so small gradients do not flush to zero (a power
+                    // of two, so dividing the value back is exact).
+                    let scale = if f16 { self.state.loss_scale } else { 1.0 };
+                    let out = p.loss_and_grads(&self.model, batch.images, batch.texts, self.config.loss, factor * scale, self.config.precision)?;
+                    let value = (out.loss as f64 / scale) as f32;
+                    if !value.is_finite() {
+                        return Err(TrainError::NonFinite { step: self.state.step + 1, loss: value });
                     }
-                    loss_sum += out.loss;
+                    loss_sum += value;
                     grads.merge(out.grads, &self.device.clone().inner());
                     continue;
                 }

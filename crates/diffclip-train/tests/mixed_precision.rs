@@ -8,7 +8,7 @@ use common::{batcher, serial, tiny_model};
 use diffclip_clip::Precision;
 use diffclip_data::synthetic::Split;
 use diffclip_data::{SyntheticConfig, SyntheticDataset};
-use diffclip_train::{RunOptions, TrainConfig, TrainError, Trainer};
+use diffclip_train::{DataParallel, RunOptions, TrainConfig, TrainError, Trainer};
 
 fn data() -> diffclip_data::synthetic::ContrastiveView {
     let cfg = SyntheticConfig { image_size: 32, train_size: 256, test_size: 32, ..SyntheticConfig::default() };
@@ -16,11 +16,17 @@ fn data() -> diffclip_data::synthetic::ContrastiveView {
 }
 
 fn trainer_on(device: Device, steps: u64, precision: Precision) -> Trainer {
+    trainer_with_replicas(device, steps, precision, 1)
+}
+
+/// `replicas > 1`: each batch split over that many replicas on `device`.
+fn trainer_with_replicas(device: Device, steps: u64, precision: Precision, replicas: usize) -> Trainer {
     let device = device.autodiff();
     device.seed(7);
     let model = tiny_model().init(&device).unwrap();
     let config = TrainConfig { steps, batch_size: 32, lr: 1e-3, warmup_steps: 2, progress: false, grad_clip: Some(1.0), precision, ..TrainConfig::default() };
-    Trainer::new(model, tiny_model(), config, device, RunOptions::default())
+    let parallel = (replicas > 1).then(|| DataParallel::new(vec![device.clone(); replicas]).unwrap());
+    Trainer::new(model, tiny_model(), config, device, RunOptions { parallel, ..RunOptions::default() })
 }
 
 fn trainer(steps: u64, precision: Precision) -> Trainer {
@@ -93,4 +99,33 @@ fn a_device_without_bf16_is_refused_up_front() {
     let err = trainer_on(Device::ndarray(), 1, Precision::Bf16).fit(&data, &batcher(), None).unwrap_err();
     assert!(matches!(err, TrainError::Config(_)), "{err}");
     assert!(err.to_string().contains("bf16"), "{err}");
+}
+
+/// Mixed precision with two data-parallel replicas: each replica computes from its own cast of
+/// the f32 weights, and the run tracks the one-device run of the same precision step by step.
+#[test]
+fn mixed_precision_runs_split_over_replicas_track_one_device() {
+    let _serial = serial();
+    let data = data();
+    for p in [Precision::Bf16, Precision::F16] {
+        let run = |replicas: usize| {
+            let mut t = trainer_with_replicas(Device::flex(), 6, p, replicas);
+            // f16: a loss scale that never overflows, so both runs update on every step (at
+            // 2^16 the shards and the whole batch overflow on different steps, as PyTorch's
+            // ranks would, and the runs part ways).
+            t.state.loss_scale = if p == Precision::F16 { 1024.0 } else { 0.0 };
+            let report = t.fit(&data, &batcher(), None).unwrap();
+            (report.losses, t)
+        };
+        let ((one, t1), (two, t2)) = (run(1), run(2));
+        assert_eq!(one.len(), two.len());
+        for (a, b) in one.iter().zip(&two) {
+            // Shards round differently from the whole batch in bf16 / f16; 1 % of the loss.
+            assert!((a - b).abs() < 1e-2 * a.abs(), "{p}: {one:?} vs {two:?}");
+        }
+        assert_eq!(t2.model.image_projection.val().dtype(), DType::F32, "{p}: master weights stay f32");
+        assert_eq!(t2.optim.step, 6, "{p}: every step updated");
+        assert_eq!((t1.state.skipped_steps, t2.state.skipped_steps), (0, 0), "{p}: nothing skipped");
+        assert_eq!(t2.state.loss_scale, t1.state.loss_scale, "{p}: the same loss scale");
+    }
 }

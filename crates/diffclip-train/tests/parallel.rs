@@ -7,9 +7,9 @@ use std::collections::BTreeMap;
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::{Device, Tensor};
-use diffclip_clip::Clip;
+use diffclip_clip::{Clip, Precision};
 use common::{batcher, serial, synthetic, tiny_model};
-use diffclip_train::parallel::{contrastive_loss, gather_features};
+use diffclip_train::parallel::{GradSync, contrastive_loss, gather_features};
 use diffclip_train::{
     AdamW, AdamWConfig, DataParallel, GradBuffer, LossKind, TrainConfig, Trainer, RunOptions};
 
@@ -113,7 +113,9 @@ fn check_replicas(devices: Vec<Device>) {
             batch.texts.clone(),
             LossKind::Clip,
             1.0,
-        );
+            Precision::F32,
+        )
+        .unwrap();
         assert!(
             (loss_s - pg.loss).abs() < 1e-5,
             "step {step}: loss {loss_s} vs {}",
@@ -264,7 +266,7 @@ fn flex_and_ndarray_replicas_match_one_device() {
 
     let dp = DataParallel::new(vec![flex.clone(), ndarray.clone()]).unwrap();
     assert_eq!(dp.replicate(&model)[1].devices(), vec![ndarray.clone()], "the second replica lives on ndarray");
-    let pg = dp.loss_and_grads(&model, batch.images.clone(), batch.texts.clone(), LossKind::Clip, 1.0);
+    let pg = dp.loss_and_grads(&model, batch.images.clone(), batch.texts.clone(), LossKind::Clip, 1.0, Precision::F32).unwrap();
     assert!((loss_single - pg.loss).abs() < 1e-5, "{loss_single} vs {}", pg.loss);
     let split = grads_of(&pg.grads);
     assert_eq!(single.keys().collect::<Vec<_>>(), split.keys().collect::<Vec<_>>());
@@ -291,5 +293,23 @@ fn flex_and_ndarray_replicas_match_one_device() {
         // A tenth of the step size: AdamW's first step is ±lr·g/(|g|+eps), which turns the
         // backends' round-off in near-zero gradients into visible (but small) differences.
         assert!(d < 1e-4, "{k} differs by {d} after one step of lr 1e-3");
+    }
+}
+
+/// No runtime compiled here moves data between devices itself (only CUDA with NCCL does), so
+/// every device list sums through the main device, and asking for `all_reduce` is refused; on
+/// wgpu this asks the runtime (lavapipe: no transport).
+#[test]
+fn devices_without_a_transport_sum_through_the_main_device() {
+    let flex = Device::flex().autodiff();
+    for (name, device) in diffclip_testkit::devices() {
+        let device = device.autodiff();
+        let list = if device == flex { vec![flex.clone(), flex.clone()] } else { vec![device.clone(), flex.clone()] };
+        assert_eq!(GradSync::available(&list), GradSync::Merge, "{name}");
+        let dp = DataParallel::new(list).unwrap();
+        assert_eq!(dp.grad_sync(), GradSync::Merge, "{name}");
+        let err = dp.clone().with_grad_sync(GradSync::AllReduce).unwrap_err();
+        assert!(err.to_string().contains("transport"), "{name}: {err}");
+        assert_eq!(dp.with_grad_sync(GradSync::Merge).unwrap().grad_sync(), GradSync::Merge, "{name}");
     }
 }
