@@ -184,15 +184,14 @@ impl DiffAttention {
     }
 
     /// The fused path as one CubeCL op with its own backward under autodiff (training on wgpu
-    /// or CUDA: no `[B, h, N, N]` maps kept), the RMSNorm applied after it. `None` elsewhere.
+    /// or CUDA: no `[B, h, N, N]` maps kept), the RMSNorm folded in. `None` elsewhere.
     #[cfg(feature = "cube")]
     fn attention_gpu(&self, (q, k, v): &(Tensor<3>, Tensor<3>, Tensor<3>)) -> Option<Tensor<3>> {
         let scale = (self.head_dim as f32).powf(-0.5);
-        let o = crate::gpu::diff_attention_tracked(q, k, v, &self.lambda_full(), self.num_heads, scale, self.causal)?;
-        let [b, n, d] = o.dims();
-        let o = o.reshape([b, n, self.num_heads / 2, 2 * self.head_dim]);
-        let o = self.diff_norm.forward(o) * (1.0 - self.lambda_init);
-        Some(o.reshape([b, n, d]))
+        // λ and γ in one buffer: wgpu gives a kernel few storage buffers.
+        let params = Tensor::cat(vec![self.lambda_full(), self.diff_norm.gamma.val()], 0);
+        let (eps, out_scale) = (self.diff_norm.epsilon as f32, (1.0 - self.lambda_init) as f32);
+        crate::gpu::diff_attention_tracked(q, k, v, &params, self.num_heads, scale, self.causal, eps, out_scale)
     }
 
     /// The reference path: materialises both softmax maps and returns them.

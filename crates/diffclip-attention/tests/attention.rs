@@ -1,5 +1,6 @@
 //! Differential and standard attention: fused and reference paths agree, masks, λ, errors.
 
+use burn::module::Param;
 use burn::tensor::{Bool, Distribution, Tensor};
 use diffclip_attention::{
     AttentionConfig, AttentionError, AttentionKind, AttentionPath, LambdaInit,
@@ -228,7 +229,9 @@ fn fused_gradients_match_reference() {
         for (n, causal) in [(29, false), (29, true), (300, true)] {
             let x = Tensor::<3>::random([2, n, 32], Distribution::Normal(0.0, 1.0), &ad);
             let probe = Tensor::<3>::random([2, n, 32], Distribution::Normal(0.0, 1.0), &ad);
-            let diff = AttentionConfig { causal, ..AttentionConfig::new(32, 4) }.init_differential(&ad).unwrap();
+            let mut diff = AttentionConfig { causal, ..AttentionConfig::new(32, 4) }.init_differential(&ad).unwrap();
+            // A gain other than ones, so the kernel's use of γ is checked too.
+            diff.diff_norm.gamma = Param::from_tensor(Tensor::random([16], Distribution::Uniform(0.5, 1.5), &ad));
             let grads = |fused: bool| {
                 let x = x.clone().require_grad();
                 let y = if fused { diff.forward_fused(x.clone(), None) } else { diff.forward_with_maps(x.clone(), None).0 };

@@ -162,7 +162,7 @@ mod tests {
         let a = buffer(&[("w", &[1.0, 2.0]), ("logit_scale", &[0.5])], &d);
         let b = buffer(&[("w", &[3.0, 4.0])], &d);
         let sum = sum_replicas(GradSync::Merge, vec![a, GradBuffer::default(), b], &[d.clone(), d.clone(), d]);
-        let values = |k: &str| sum.grads[k].clone().into_data().to_vec::<f32>().unwrap();
+        let values = |k: &str| sum.grads[k].clone().into_data().try_to_vec::<f32>().unwrap();
         assert_eq!(values("w"), [4.0, 6.0]);
         assert_eq!(values("logit_scale"), [0.5]);
     }

@@ -4,6 +4,7 @@
 //! `[B, N, W]` row-major with head `h` in columns `h·hd..`; differential group `g` pairs heads
 //! `2g` and `2g+1` and owns value columns `g·2hd..`. Row `r = (b·G + g)·N + i` indexes the
 //! per-row statistics `[rows, 4]`: the two maps' log-sum-exp, then `Σ_j A_m[i,j]·dP[i,j]`.
+//! `params` is `[1 + 2hd]`: λ, then the RMSNorm gain γ (one buffer: wgpu allows a kernel few).
 
 use burn::backend::TensorMetadata;
 use burn::backend::cubecl::dtype_to_storage_type;
@@ -47,18 +48,23 @@ fn dot_values<E: Float>(dout: &Tensor<E>, v: &Tensor<E>, oo: usize, vo: usize, #
     dp
 }
 
+/// `y = RMSNorm(O)·γ·out_scale` with `O = (A1 − λ·A2)·V`, and O itself (the backward's input);
+/// `lse` `[rows, 3]`: both maps' log-sum-exp and O's reciprocal RMS.
 #[cube(launch, address_type = "dynamic")]
 fn forward_kernel<E: Float>(
     q: &Tensor<E>,
     k: &Tensor<E>,
     v: &Tensor<E>,
-    lambda: &Tensor<E>,
-    out: &mut Tensor<E>,
+    params: &Tensor<E>,
+    y: &mut Tensor<E>,
+    o: &mut Tensor<E>,
     lse: &mut Tensor<E>,
     rows: usize,
     n: usize,
     groups: usize,
     scale: f32,
+    eps: f32,
+    out_scale: f32,
     #[comptime] hd: usize,
     #[comptime] causal: bool,
     #[define(E)] _dtype: ElemType,
@@ -70,7 +76,7 @@ fn forward_kernel<E: Float>(
     let (base, qo, i, width) = locate(pos, n, groups, hd);
     let vd = comptime!(2 * hd);
     let scale = E::cast_from(scale);
-    let lam = lambda[0];
+    let lam = params[0];
     let end = if causal { i + 1 } else { n };
     // Online max and sum of both maps.
     let mut m1 = E::new(-1.0e30_f32);
@@ -101,11 +107,57 @@ fn forward_kernel<E: Float>(
             acc[c] += p * v[vo + c];
         }
     }
+    // The RMSNorm over the pair's 2hd values, its gain and the (1 − λ_init) scale.
+    let mut squares = E::new(0.0_f32);
     for c in 0..vd {
-        out[qo + c] = acc[c];
+        squares += acc[c] * acc[c];
     }
-    lse[pos * 2] = l1;
-    lse[pos * 2 + 1] = l2;
+    let r = E::new(1.0_f32) / (squares / E::cast_from(vd) + E::cast_from(eps)).sqrt();
+    let rs = r * E::cast_from(out_scale);
+    for c in 0..vd {
+        o[qo + c] = acc[c];
+        y[qo + c] = acc[c] * rs * params[1 + c];
+    }
+    lse[pos * 3] = l1;
+    lse[pos * 3 + 1] = l2;
+    lse[pos * 3 + 2] = r;
+}
+
+/// The RMSNorm's backward per row: `dO` `[B, N, W]`, then each row's share of dγ,
+/// `out_scale·r·O⊙dy`, stacked as `[2B, N, W]` (summed over rows outside).
+#[cube(launch, address_type = "dynamic")]
+fn norm_backward_kernel<E: Float>(
+    dy: &Tensor<E>,
+    o: &Tensor<E>,
+    lse: &Tensor<E>,
+    params: &Tensor<E>,
+    dnorm: &mut Tensor<E>,
+    rows: usize,
+    n: usize,
+    groups: usize,
+    out_scale: f32,
+    #[comptime] hd: usize,
+    #[define(E)] _dtype: ElemType,
+) {
+    let pos = ABSOLUTE_POS;
+    if pos >= rows {
+        terminate!();
+    }
+    let (_base, qo, _i, width) = locate(pos, n, groups, hd);
+    let vd = comptime!(2 * hd);
+    let r = lse[pos * 3 + 2];
+    let rs = r * E::cast_from(out_scale);
+    // d/dO of s·γ·O·r with r = (mean O² + eps)^(-1/2): s·r·γ⊙dy − s·r³·O·(Σ γ⊙dy⊙O)/2hd.
+    let mut dot = E::new(0.0_f32);
+    for c in 0..vd {
+        dot += params[1 + c] * dy[qo + c] * o[qo + c];
+    }
+    let shrink = rs * r * r * dot / E::cast_from(vd);
+    let half = n * width * (dnorm.len() / (2 * n * width));
+    for c in 0..vd {
+        dnorm[qo + c] = rs * params[1 + c] * dy[qo + c] - shrink * o[qo + c];
+        dnorm[half + qo + c] = rs * o[qo + c] * dy[qo + c];
+    }
 }
 
 #[cube(launch, address_type = "dynamic")]
@@ -131,8 +183,8 @@ fn stats_kernel<E: Float>(
     let (base, qo, i, width) = locate(pos, n, groups, hd);
     let vd = comptime!(2 * hd);
     let scale = E::cast_from(scale);
-    let l1 = lse[pos * 2];
-    let l2 = lse[pos * 2 + 1];
+    let l1 = lse[pos * 3];
+    let l2 = lse[pos * 3 + 1];
     let end = if causal { i + 1 } else { n };
     let mut d1_sum = E::new(0.0_f32);
     let mut d2_sum = E::new(0.0_f32);
@@ -153,7 +205,7 @@ fn dq_kernel<E: Float>(
     q: &Tensor<E>,
     k: &Tensor<E>,
     v: &Tensor<E>,
-    lambda: &Tensor<E>,
+    params: &Tensor<E>,
     dout: &Tensor<E>,
     stats: &Tensor<E>,
     dq: &mut Tensor<E>,
@@ -172,7 +224,7 @@ fn dq_kernel<E: Float>(
     let (base, qo, i, width) = locate(pos, n, groups, hd);
     let vd = comptime!(2 * hd);
     let scale = E::cast_from(scale);
-    let lam = lambda[0];
+    let lam = params[0];
     let (l1, l2) = (stats[pos * 4], stats[pos * 4 + 1]);
     let (r1, r2) = (stats[pos * 4 + 2], stats[pos * 4 + 3]);
     let end = if causal { i + 1 } else { n };
@@ -203,7 +255,7 @@ fn dkv_kernel<E: Float>(
     q: &Tensor<E>,
     k: &Tensor<E>,
     v: &Tensor<E>,
-    lambda: &Tensor<E>,
+    params: &Tensor<E>,
     dout: &Tensor<E>,
     stats: &Tensor<E>,
     dkv: &mut Tensor<E>,
@@ -222,7 +274,7 @@ fn dkv_kernel<E: Float>(
     let (base, ko, j, width) = locate(pos, n, groups, hd);
     let vd = comptime!(2 * hd);
     let scale = E::cast_from(scale);
-    let lam = lambda[0];
+    let lam = params[0];
     let mut start = 0;
     if causal {
         start = j;
@@ -288,17 +340,32 @@ fn empty(like: &CubeTensor, shape: Shape) -> CubeTensor {
     empty_device_contiguous_dtype(like.client.clone(), like.device.clone(), shape, DType::F32)
 }
 
-/// `(A1 − λ·A2)·V` `[B, N, W]` and the per-row log-sum-exp of both maps `[rows, 2]`.
-pub(super) fn forward(q: CubeTensor, k: CubeTensor, v: CubeTensor, lambda: CubeTensor, heads: usize, scale: f32, causal: bool) -> (CubeTensor, CubeTensor) {
-    let (q, k, v, lambda) = (into_contiguous(q), into_contiguous(k), into_contiguous(v), into_contiguous(lambda));
+/// `y` (normalised, scaled) and `O` `[B, N, W]`, and per row both log-sum-exps and O's
+/// reciprocal RMS `[rows, 3]`.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn forward(q: CubeTensor, k: CubeTensor, v: CubeTensor, params: CubeTensor, heads: usize, scale: f32, causal: bool, eps: f32, out_scale: f32) -> (CubeTensor, CubeTensor, CubeTensor) {
+    let [q, k, v, params] = [q, k, v, params].map(into_contiguous);
     let p = plan(&q, heads, &[&q, &k, &v]);
-    let (out, lse) = (empty(&q, q.shape()), empty(&q, [p.rows, 2].into()));
+    let (y, o, lse) = (empty(&q, q.shape()), empty(&q, q.shape()), empty(&q, [p.rows, 3].into()));
     forward_kernel::launch(
         &q.client.clone(), p.count, p.dim, p.address, q.into_tensor_arg(), k.into_tensor_arg(), v.into_tensor_arg(),
-        lambda.into_tensor_arg(), out.clone().into_tensor_arg(), lse.clone().into_tensor_arg(), p.rows, p.n, p.groups, scale,
-        p.hd, causal, p.elem,
+        params.into_tensor_arg(), y.clone().into_tensor_arg(), o.clone().into_tensor_arg(), lse.clone().into_tensor_arg(), p.rows,
+        p.n, p.groups, scale, eps, out_scale, p.hd, causal, p.elem,
     );
-    (out, lse)
+    (y, o, lse)
+}
+
+/// The RMSNorm's backward: dO and the rows' dγ terms, stacked `[2B, N, W]`.
+pub(super) fn norm_backward(dy: CubeTensor, o: CubeTensor, lse: CubeTensor, params: CubeTensor, heads: usize, out_scale: f32) -> CubeTensor {
+    let [dy, o, lse, params] = [dy, o, lse, params].map(into_contiguous);
+    let shape = o.shape();
+    let dnorm = empty(&o, [2 * shape[0], shape[1], shape[2]].into());
+    let p = plan(&o, heads, &[&dy, &o, &dnorm]);
+    norm_backward_kernel::launch(
+        &o.client.clone(), p.count, p.dim, p.address, dy.into_tensor_arg(), o.into_tensor_arg(), lse.into_tensor_arg(),
+        params.into_tensor_arg(), dnorm.clone().into_tensor_arg(), p.rows, p.n, p.groups, out_scale, p.hd, p.elem,
+    );
+    dnorm
 }
 
 /// The per-row statistics `[rows, 4]` of the backward.
@@ -317,13 +384,13 @@ pub(super) fn stats(q: CubeTensor, k: CubeTensor, v: CubeTensor, dout: CubeTenso
 
 /// dQ `[B, N, W]`.
 #[allow(clippy::too_many_arguments)]
-pub(super) fn dq(q: CubeTensor, k: CubeTensor, v: CubeTensor, lambda: CubeTensor, dout: CubeTensor, stats: CubeTensor, heads: usize, scale: f32, causal: bool) -> CubeTensor {
-    let [q, k, v, lambda, dout, stats] = [q, k, v, lambda, dout, stats].map(into_contiguous);
+pub(super) fn dq(q: CubeTensor, k: CubeTensor, v: CubeTensor, params: CubeTensor, dout: CubeTensor, stats: CubeTensor, heads: usize, scale: f32, causal: bool) -> CubeTensor {
+    let [q, k, v, params, dout, stats] = [q, k, v, params, dout, stats].map(into_contiguous);
     let p = plan(&q, heads, &[&q, &k, &v, &dout]);
     let dq = empty(&q, q.shape());
     dq_kernel::launch(
         &q.client.clone(), p.count, p.dim, p.address, q.into_tensor_arg(), k.into_tensor_arg(), v.into_tensor_arg(),
-        lambda.into_tensor_arg(), dout.into_tensor_arg(), stats.into_tensor_arg(), dq.clone().into_tensor_arg(), p.rows, p.n,
+        params.into_tensor_arg(), dout.into_tensor_arg(), stats.into_tensor_arg(), dq.clone().into_tensor_arg(), p.rows, p.n,
         p.groups, scale, p.hd, causal, p.elem,
     );
     dq
@@ -331,14 +398,14 @@ pub(super) fn dq(q: CubeTensor, k: CubeTensor, v: CubeTensor, lambda: CubeTensor
 
 /// dK and dV stacked, `[2B, N, W]`.
 #[allow(clippy::too_many_arguments)]
-pub(super) fn dkv(q: CubeTensor, k: CubeTensor, v: CubeTensor, lambda: CubeTensor, dout: CubeTensor, stats: CubeTensor, heads: usize, scale: f32, causal: bool) -> CubeTensor {
-    let [q, k, v, lambda, dout, stats] = [q, k, v, lambda, dout, stats].map(into_contiguous);
+pub(super) fn dkv(q: CubeTensor, k: CubeTensor, v: CubeTensor, params: CubeTensor, dout: CubeTensor, stats: CubeTensor, heads: usize, scale: f32, causal: bool) -> CubeTensor {
+    let [q, k, v, params, dout, stats] = [q, k, v, params, dout, stats].map(into_contiguous);
     let shape = q.shape();
     let dkv = empty(&q, [2 * shape[0], shape[1], shape[2]].into());
     let p = plan(&q, heads, &[&q, &k, &v, &dout, &dkv]);
     dkv_kernel::launch(
         &q.client.clone(), p.count, p.dim, p.address, q.into_tensor_arg(), k.into_tensor_arg(), v.into_tensor_arg(),
-        lambda.into_tensor_arg(), dout.into_tensor_arg(), stats.into_tensor_arg(), dkv.clone().into_tensor_arg(), p.rows, p.n,
+        params.into_tensor_arg(), dout.into_tensor_arg(), stats.into_tensor_arg(), dkv.clone().into_tensor_arg(), p.rows, p.n,
         p.groups, scale, p.hd, causal, p.elem,
     );
     dkv
