@@ -279,6 +279,58 @@ fn fused_gradients_match_reference() {
     }
 }
 
+/// Casts every float parameter (recorded by autodiff: gradients reach the f32 originals).
+struct Cast(burn::tensor::FloatDType);
+
+impl burn::module::ModuleMapper for Cast {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let (id, tensor, mapper) = param.consume();
+        Param::from_mapped_value(id, tensor.cast(self.0), mapper)
+    }
+}
+
+/// Mixed precision: the fused path on an f16 cast of the layer (wgpu: the CubeCL kernel in f16,
+/// with f32 sums inside) tracks the f32 reference path, values and the gradients that reach the
+/// f32 weights, within f16's rounding.
+#[test]
+fn fused_f16_tracks_the_f32_reference() {
+    use burn::module::Module;
+    for (backend, device) in devices() {
+        if !device.supports_dtype(burn::tensor::DType::F16) {
+            continue;
+        }
+        let ad = device.autodiff();
+        for (n, causal) in [(29, false), (120, true)] {
+            let x = Tensor::<3>::random([2, n, 32], Distribution::Normal(0.0, 1.0), &ad);
+            let probe = Tensor::<3>::random([2, n, 32], Distribution::Normal(0.0, 1.0), &ad);
+            let mut diff = AttentionConfig { causal, ..AttentionConfig::new(32, 4) }.init_differential(&ad).unwrap();
+            diff.diff_norm.gamma = Param::from_tensor(Tensor::random([16], Distribution::Uniform(0.5, 1.5), &ad));
+            let grads = |half: bool| {
+                let x = x.clone().require_grad();
+                let y = if half {
+                    let layer = diff.clone().map(&mut Cast(burn::tensor::FloatDType::F16));
+                    layer.forward_fused(x.clone().cast(burn::tensor::FloatDType::F16), None).cast(burn::tensor::FloatDType::F32)
+                } else {
+                    diff.forward_with_maps(x.clone(), None).0
+                };
+                let g = (y.clone() * probe.clone()).sum().backward();
+                (x.grad(&g).unwrap(), diff.q_proj.weight.grad(&g).unwrap(), diff.v_proj.weight.grad(&g).unwrap(), diff.diff_norm.gamma.grad(&g).unwrap(), y)
+            };
+            let calls = diffclip_attention::gpu_kernel_calls();
+            let (h, r) = (grads(true), grads(false));
+            let at = format!("{backend} f16 n={n} causal={causal}");
+            let ran = diffclip_attention::gpu_kernel_calls() > calls;
+            assert_eq!(ran, backend == "wgpu", "{at}: CubeCL kernel ran: {ran}");
+            // f16 keeps 11 bits: ~5e-4 per value, a few times that after sums and products.
+            // The kernel sums in f32 (measured ~1e-3 on lavapipe); Burn's f16 ops, ~5e-3 on flex.
+            let tol = if ran { 3e-3 } else { 1e-2 };
+            for (what, d) in [("values", rel_diff(h.4, r.4)), ("dx", rel_diff(h.0, r.0)), ("dWq", rel_diff(h.1, r.1)), ("dWv", rel_diff(h.2, r.2)), ("dγ", rel_diff(h.3, r.3))] {
+                assert!(d < tol, "{at}: {what} differs by {d:e}");
+            }
+        }
+    }
+}
+
 /// GELU / QuickGELU gradients (flex: the kernels' own backward) against the derivatives
 /// written with Burn's ops.
 #[test]

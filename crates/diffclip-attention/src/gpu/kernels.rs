@@ -5,6 +5,8 @@
 //! `2g` and `2g+1` and owns value columns `g·2hd..`. Row `r = (b·G + g)·N + i` indexes the
 //! per-row statistics `[rows, 4]`: the two maps' log-sum-exp, then `Σ_j A_m[i,j]·dP[i,j]`.
 //! `params` is `[1 + 2hd]`: λ, then the RMSNorm gain γ (one buffer: wgpu allows a kernel few).
+//! Tensors hold the model's float type `E` (f32, f16, bf16); every sum, exponential and
+//! per-row value is f32, so f16 / bf16 lose precision only where values are stored.
 
 use burn::backend::TensorMetadata;
 use burn::backend::cubecl::dtype_to_storage_type;
@@ -26,26 +28,42 @@ fn locate(pos: usize, n: usize, groups: usize, #[comptime] hd: usize) -> (usize,
     (base, base + i * width, i, width)
 }
 
+/// Element `i` of `t` in f32.
+#[cube]
+fn at<E: Float>(t: &Tensor<E>, i: usize) -> f32 {
+    f32::cast_from(t[i])
+}
+
 /// `(scale·q1·k1, scale·q2·k2)` for query row offset `qo` and key row offset `ko`.
 #[cube]
-fn scores<E: Float>(q: &Tensor<E>, k: &Tensor<E>, qo: usize, ko: usize, scale: E, #[comptime] hd: usize) -> (E, E) {
-    let mut d1 = E::new(0.0_f32);
-    let mut d2 = E::new(0.0_f32);
+fn scores<E: Float>(q: &Tensor<E>, k: &Tensor<E>, qo: usize, ko: usize, scale: f32, #[comptime] hd: usize) -> (f32, f32) {
+    let mut d1 = f32::new(0.0);
+    let mut d2 = f32::new(0.0);
     for t in 0..hd {
-        d1 += q[qo + t] * k[ko + t];
-        d2 += q[qo + hd + t] * k[ko + hd + t];
+        d1 += at(q, qo + t) * at(k, ko + t);
+        d2 += at(q, qo + hd + t) * at(k, ko + hd + t);
     }
     (d1 * scale, d2 * scale)
 }
 
 /// `dO[i]·V[j]` over the group's `2hd` value columns.
 #[cube]
-fn dot_values<E: Float>(dout: &Tensor<E>, v: &Tensor<E>, oo: usize, vo: usize, #[comptime] vd: usize) -> E {
-    let mut dp = E::new(0.0_f32);
+fn dot_values<E: Float>(dout: &Tensor<E>, v: &Tensor<E>, oo: usize, vo: usize, #[comptime] vd: usize) -> f32 {
+    let mut dp = f32::new(0.0);
     for c in 0..vd {
-        dp += dout[oo + c] * v[vo + c];
+        dp += at(dout, oo + c) * at(v, vo + c);
     }
     dp
+}
+
+/// A zeroed f32 row of `len` values.
+#[cube]
+fn zeros(#[comptime] len: usize) -> Array<f32> {
+    let mut row = Array::<f32>::new(len);
+    for c in 0..len {
+        row[c] = 0.0_f32;
+    }
+    row
 }
 
 /// `y = RMSNorm(O)·γ·out_scale` with `O = (A1 − λ·A2)·V`, and O itself (the backward's input);
@@ -58,7 +76,7 @@ fn forward_kernel<E: Float>(
     params: &Tensor<E>,
     y: &mut Tensor<E>,
     o: &mut Tensor<E>,
-    lse: &mut Tensor<E>,
+    lse: &mut Tensor<f32>,
     rows: usize,
     n: usize,
     groups: usize,
@@ -75,14 +93,13 @@ fn forward_kernel<E: Float>(
     }
     let (base, qo, i, width) = locate(pos, n, groups, hd);
     let vd = comptime!(2 * hd);
-    let scale = E::cast_from(scale);
-    let lam = params[0];
+    let lam = at(params, 0);
     let end = if causal { i + 1 } else { n };
     // Online max and sum of both maps.
-    let mut m1 = E::new(-1.0e30_f32);
-    let mut m2 = E::new(-1.0e30_f32);
-    let mut s1 = E::new(0.0_f32);
-    let mut s2 = E::new(0.0_f32);
+    let mut m1 = f32::new(-1.0e30);
+    let mut m2 = f32::new(-1.0e30);
+    let mut s1 = f32::new(0.0);
+    let mut s2 = f32::new(0.0);
     for j in 0..end {
         let (d1, d2) = scores(q, k, qo, base + j * width, scale, hd);
         let n1 = max(m1, d1);
@@ -95,28 +112,25 @@ fn forward_kernel<E: Float>(
     let l1 = m1 + s1.ln();
     let l2 = m2 + s2.ln();
     // (A1 − λ·A2)·V in one pass over the keys.
-    let mut acc = Array::<E>::new(vd);
-    for c in 0..vd {
-        acc[c] = E::new(0.0_f32);
-    }
+    let mut acc = zeros(vd);
     for j in 0..end {
         let (d1, d2) = scores(q, k, qo, base + j * width, scale, hd);
         let p = (d1 - l1).exp() - lam * (d2 - l2).exp();
         let vo = base + j * width;
         for c in 0..vd {
-            acc[c] += p * v[vo + c];
+            acc[c] += p * at(v, vo + c);
         }
     }
     // The RMSNorm over the pair's 2hd values, its gain and the (1 − λ_init) scale.
-    let mut squares = E::new(0.0_f32);
+    let mut squares = f32::new(0.0);
     for c in 0..vd {
         squares += acc[c] * acc[c];
     }
-    let r = E::new(1.0_f32) / (squares / E::cast_from(vd) + E::cast_from(eps)).sqrt();
-    let rs = r * E::cast_from(out_scale);
+    let r = 1.0_f32 / (squares / f32::cast_from(vd) + eps).sqrt();
+    let rs = r * out_scale;
     for c in 0..vd {
-        o[qo + c] = acc[c];
-        y[qo + c] = acc[c] * rs * params[1 + c];
+        o[qo + c] = E::cast_from(acc[c]);
+        y[qo + c] = E::cast_from(acc[c] * rs * at(params, 1 + c));
     }
     lse[pos * 3] = l1;
     lse[pos * 3 + 1] = l2;
@@ -129,7 +143,7 @@ fn forward_kernel<E: Float>(
 fn norm_backward_kernel<E: Float>(
     dy: &Tensor<E>,
     o: &Tensor<E>,
-    lse: &Tensor<E>,
+    lse: &Tensor<f32>,
     params: &Tensor<E>,
     dnorm: &mut Tensor<E>,
     rows: usize,
@@ -146,28 +160,30 @@ fn norm_backward_kernel<E: Float>(
     let (_base, qo, _i, width) = locate(pos, n, groups, hd);
     let vd = comptime!(2 * hd);
     let r = lse[pos * 3 + 2];
-    let rs = r * E::cast_from(out_scale);
+    let rs = r * out_scale;
     // d/dO of s·γ·O·r with r = (mean O² + eps)^(-1/2): s·r·γ⊙dy − s·r³·O·(Σ γ⊙dy⊙O)/2hd.
-    let mut dot = E::new(0.0_f32);
+    let mut dot = f32::new(0.0);
     for c in 0..vd {
-        dot += params[1 + c] * dy[qo + c] * o[qo + c];
+        dot += at(params, 1 + c) * at(dy, qo + c) * at(o, qo + c);
     }
-    let shrink = rs * r * r * dot / E::cast_from(vd);
+    let shrink = rs * r * r * dot / f32::cast_from(vd);
     let half = n * width * (dnorm.len() / (2 * n * width));
     for c in 0..vd {
-        dnorm[qo + c] = rs * params[1 + c] * dy[qo + c] - shrink * o[qo + c];
-        dnorm[half + qo + c] = rs * o[qo + c] * dy[qo + c];
+        let (g, d, x) = (at(params, 1 + c), at(dy, qo + c), at(o, qo + c));
+        dnorm[qo + c] = E::cast_from(rs * g * d - shrink * x);
+        dnorm[half + qo + c] = E::cast_from(rs * x * d);
     }
 }
 
+/// Per row: both log-sum-exps, then `Σ_j A_m·dP` for each map (`[rows, 4]`).
 #[cube(launch, address_type = "dynamic")]
 fn stats_kernel<E: Float>(
     q: &Tensor<E>,
     k: &Tensor<E>,
     v: &Tensor<E>,
     dout: &Tensor<E>,
-    lse: &Tensor<E>,
-    stats: &mut Tensor<E>,
+    lse: &Tensor<f32>,
+    stats: &mut Tensor<f32>,
     rows: usize,
     n: usize,
     groups: usize,
@@ -182,12 +198,11 @@ fn stats_kernel<E: Float>(
     }
     let (base, qo, i, width) = locate(pos, n, groups, hd);
     let vd = comptime!(2 * hd);
-    let scale = E::cast_from(scale);
     let l1 = lse[pos * 3];
     let l2 = lse[pos * 3 + 1];
     let end = if causal { i + 1 } else { n };
-    let mut d1_sum = E::new(0.0_f32);
-    let mut d2_sum = E::new(0.0_f32);
+    let mut d1_sum = f32::new(0.0);
+    let mut d2_sum = f32::new(0.0);
     for j in 0..end {
         let (s1, s2) = scores(q, k, qo, base + j * width, scale, hd);
         let dp = dot_values(dout, v, qo, base + j * width, vd);
@@ -207,7 +222,7 @@ fn dq_kernel<E: Float>(
     v: &Tensor<E>,
     params: &Tensor<E>,
     dout: &Tensor<E>,
-    stats: &Tensor<E>,
+    stats: &Tensor<f32>,
     dq: &mut Tensor<E>,
     rows: usize,
     n: usize,
@@ -223,15 +238,11 @@ fn dq_kernel<E: Float>(
     }
     let (base, qo, i, width) = locate(pos, n, groups, hd);
     let vd = comptime!(2 * hd);
-    let scale = E::cast_from(scale);
-    let lam = params[0];
+    let lam = at(params, 0);
     let (l1, l2) = (stats[pos * 4], stats[pos * 4 + 1]);
     let (r1, r2) = (stats[pos * 4 + 2], stats[pos * 4 + 3]);
     let end = if causal { i + 1 } else { n };
-    let mut acc = Array::<E>::new(vd);
-    for c in 0..vd {
-        acc[c] = E::new(0.0_f32);
-    }
+    let mut acc = zeros(vd);
     for j in 0..end {
         let ko = base + j * width;
         let (s1, s2) = scores(q, k, qo, ko, scale, hd);
@@ -239,12 +250,12 @@ fn dq_kernel<E: Float>(
         let ds1 = (s1 - l1).exp() * (dp - r1);
         let ds2 = -lam * (s2 - l2).exp() * (dp - r2);
         for t in 0..hd {
-            acc[t] += ds1 * k[ko + t];
-            acc[hd + t] += ds2 * k[ko + hd + t];
+            acc[t] += ds1 * at(k, ko + t);
+            acc[hd + t] += ds2 * at(k, ko + hd + t);
         }
     }
     for c in 0..vd {
-        dq[qo + c] = acc[c] * scale;
+        dq[qo + c] = E::cast_from(acc[c] * scale);
     }
 }
 
@@ -257,7 +268,7 @@ fn dkv_kernel<E: Float>(
     v: &Tensor<E>,
     params: &Tensor<E>,
     dout: &Tensor<E>,
-    stats: &Tensor<E>,
+    stats: &Tensor<f32>,
     dkv: &mut Tensor<E>,
     rows: usize,
     n: usize,
@@ -273,19 +284,14 @@ fn dkv_kernel<E: Float>(
     }
     let (base, ko, j, width) = locate(pos, n, groups, hd);
     let vd = comptime!(2 * hd);
-    let scale = E::cast_from(scale);
-    let lam = params[0];
+    let lam = at(params, 0);
     let mut start = 0;
     if causal {
         start = j;
     }
     let first_row = pos - j;
-    let mut dk = Array::<E>::new(vd);
-    let mut dv = Array::<E>::new(vd);
-    for c in 0..vd {
-        dk[c] = E::new(0.0_f32);
-        dv[c] = E::new(0.0_f32);
-    }
+    let mut dk = zeros(vd);
+    let mut dv = zeros(vd);
     for i in start..n {
         let qo = base + i * width;
         let r = (first_row + i) * 4;
@@ -297,17 +303,17 @@ fn dkv_kernel<E: Float>(
         let ds1 = a1 * (dp - stats[r + 2]);
         let ds2 = -lam * a2 * (dp - stats[r + 3]);
         for c in 0..vd {
-            dv[c] += p * dout[qo + c];
+            dv[c] += p * at(dout, qo + c);
         }
         for t in 0..hd {
-            dk[t] += ds1 * q[qo + t];
-            dk[hd + t] += ds2 * q[qo + hd + t];
+            dk[t] += ds1 * at(q, qo + t);
+            dk[hd + t] += ds2 * at(q, qo + hd + t);
         }
     }
     let dv_at = n * width * (dkv.len() / (2 * n * width));
     for c in 0..vd {
-        dkv[ko + c] = dk[c] * scale;
-        dkv[dv_at + ko + c] = dv[c];
+        dkv[ko + c] = E::cast_from(dk[c] * scale);
+        dkv[dv_at + ko + c] = E::cast_from(dv[c]);
     }
 }
 
@@ -335,9 +341,9 @@ fn plan(q: &CubeTensor, heads: usize, tensors: &[&CubeTensor]) -> Plan {
     Plan { rows, n, groups, hd: w / heads, count, dim, address, elem: dtype_to_storage_type(q.dtype) }
 }
 
-/// An uninitialised contiguous f32 tensor on `like`'s device.
-fn empty(like: &CubeTensor, shape: Shape) -> CubeTensor {
-    empty_device_contiguous_dtype(like.client.clone(), like.device.clone(), shape, DType::F32)
+/// An uninitialised contiguous tensor of `dtype` on `like`'s device.
+fn empty(like: &CubeTensor, shape: Shape, dtype: DType) -> CubeTensor {
+    empty_device_contiguous_dtype(like.client.clone(), like.device.clone(), shape, dtype)
 }
 
 /// `y` (normalised, scaled) and `O` `[B, N, W]`, and per row both log-sum-exps and O's
@@ -346,7 +352,7 @@ fn empty(like: &CubeTensor, shape: Shape) -> CubeTensor {
 pub(super) fn forward(q: CubeTensor, k: CubeTensor, v: CubeTensor, params: CubeTensor, heads: usize, scale: f32, causal: bool, eps: f32, out_scale: f32) -> (CubeTensor, CubeTensor, CubeTensor) {
     let [q, k, v, params] = [q, k, v, params].map(into_contiguous);
     let p = plan(&q, heads, &[&q, &k, &v]);
-    let (y, o, lse) = (empty(&q, q.shape()), empty(&q, q.shape()), empty(&q, [p.rows, 3].into()));
+    let (y, o, lse) = (empty(&q, q.shape(), q.dtype), empty(&q, q.shape(), q.dtype), empty(&q, [p.rows, 3].into(), DType::F32));
     forward_kernel::launch(
         &q.client.clone(), p.count, p.dim, p.address, q.into_tensor_arg(), k.into_tensor_arg(), v.into_tensor_arg(),
         params.into_tensor_arg(), y.clone().into_tensor_arg(), o.clone().into_tensor_arg(), lse.clone().into_tensor_arg(), p.rows,
@@ -359,7 +365,7 @@ pub(super) fn forward(q: CubeTensor, k: CubeTensor, v: CubeTensor, params: CubeT
 pub(super) fn norm_backward(dy: CubeTensor, o: CubeTensor, lse: CubeTensor, params: CubeTensor, heads: usize, out_scale: f32) -> CubeTensor {
     let [dy, o, lse, params] = [dy, o, lse, params].map(into_contiguous);
     let shape = o.shape();
-    let dnorm = empty(&o, [2 * shape[0], shape[1], shape[2]].into());
+    let dnorm = empty(&o, [2 * shape[0], shape[1], shape[2]].into(), o.dtype);
     let p = plan(&o, heads, &[&dy, &o, &dnorm]);
     norm_backward_kernel::launch(
         &o.client.clone(), p.count, p.dim, p.address, dy.into_tensor_arg(), o.into_tensor_arg(), lse.into_tensor_arg(),
@@ -373,7 +379,7 @@ pub(super) fn norm_backward(dy: CubeTensor, o: CubeTensor, lse: CubeTensor, para
 pub(super) fn stats(q: CubeTensor, k: CubeTensor, v: CubeTensor, dout: CubeTensor, lse: CubeTensor, heads: usize, scale: f32, causal: bool) -> CubeTensor {
     let (q, k, v, dout, lse) = (into_contiguous(q), into_contiguous(k), into_contiguous(v), into_contiguous(dout), into_contiguous(lse));
     let p = plan(&q, heads, &[&q, &k, &v, &dout]);
-    let stats = empty(&q, [p.rows, 4].into());
+    let stats = empty(&q, [p.rows, 4].into(), DType::F32);
     stats_kernel::launch(
         &q.client.clone(), p.count, p.dim, p.address, q.into_tensor_arg(), k.into_tensor_arg(), v.into_tensor_arg(),
         dout.into_tensor_arg(), lse.into_tensor_arg(), stats.clone().into_tensor_arg(), p.rows, p.n, p.groups, scale, p.hd,
@@ -387,7 +393,7 @@ pub(super) fn stats(q: CubeTensor, k: CubeTensor, v: CubeTensor, dout: CubeTenso
 pub(super) fn dq(q: CubeTensor, k: CubeTensor, v: CubeTensor, params: CubeTensor, dout: CubeTensor, stats: CubeTensor, heads: usize, scale: f32, causal: bool) -> CubeTensor {
     let [q, k, v, params, dout, stats] = [q, k, v, params, dout, stats].map(into_contiguous);
     let p = plan(&q, heads, &[&q, &k, &v, &dout]);
-    let dq = empty(&q, q.shape());
+    let dq = empty(&q, q.shape(), q.dtype);
     dq_kernel::launch(
         &q.client.clone(), p.count, p.dim, p.address, q.into_tensor_arg(), k.into_tensor_arg(), v.into_tensor_arg(),
         params.into_tensor_arg(), dout.into_tensor_arg(), stats.into_tensor_arg(), dq.clone().into_tensor_arg(), p.rows, p.n,
@@ -401,7 +407,7 @@ pub(super) fn dq(q: CubeTensor, k: CubeTensor, v: CubeTensor, params: CubeTensor
 pub(super) fn dkv(q: CubeTensor, k: CubeTensor, v: CubeTensor, params: CubeTensor, dout: CubeTensor, stats: CubeTensor, heads: usize, scale: f32, causal: bool) -> CubeTensor {
     let [q, k, v, params, dout, stats] = [q, k, v, params, dout, stats].map(into_contiguous);
     let shape = q.shape();
-    let dkv = empty(&q, [2 * shape[0], shape[1], shape[2]].into());
+    let dkv = empty(&q, [2 * shape[0], shape[1], shape[2]].into(), q.dtype);
     let p = plan(&q, heads, &[&q, &k, &v, &dout, &dkv]);
     dkv_kernel::launch(
         &q.client.clone(), p.count, p.dim, p.address, q.into_tensor_arg(), k.into_tensor_arg(), v.into_tensor_arg(),

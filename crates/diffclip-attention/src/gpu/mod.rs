@@ -163,6 +163,9 @@ impl<B: Backend + DiffAttentionOps> Backward<B, 4> for DiffAttentionBackward {
             // dλ = −Σ_rows Σ_j A2·dP, the statistics' last column.
             let rows = B::float_slice(stats.clone(), &[Slice::from(..), Slice::from(3..4)]);
             let dlambda = B::float_reshape(B::float_neg(B::float_sum(rows)), Shape::new([1]));
+            // The statistics are f32; λ's gradient takes the parameters' type.
+            let dtype = burn::backend::TensorMetadata::dtype(&params);
+            let dlambda = if dtype == DType::F32 { dlambda } else { B::float_cast(dlambda, dtype.into()) };
             // dγ: the rows' terms summed per batch first, then over the batch (no single
             // reduction over every row: lavapipe's long sums are wrong, docs/performance.md).
             let vd = 2 * w / heads;
@@ -221,10 +224,10 @@ impl<B: Backend + DiffAttentionOps, C: CheckpointStrategy> DiffAttentionOps for 
     }
 }
 
-/// Whether `t` is an f32 tensor on an autodiff CubeCL device (where the kernel runs).
+/// Whether `t` is a float tensor on an autodiff CubeCL device (where the kernel runs).
 fn on_autodiff_cube(t: &Tensor<3>) -> bool {
     let device = t.device();
-    t.dtype() == DType::F32 && device.is_autodiff() && matches!(device.inner().as_dispatch(), DispatchDevice::Cube(_))
+    matches!(t.dtype(), DType::F32 | DType::F16 | DType::BF16) && device.is_autodiff() && matches!(device.inner().as_dispatch(), DispatchDevice::Cube(_))
 }
 
 /// `RMSNorm((A1 − λ·A2)·V)·γ·out_scale` of `[B, N, W]` projections on an autodiff CubeCL
@@ -232,7 +235,7 @@ fn on_autodiff_cube(t: &Tensor<3>) -> bool {
 /// holds fewer positions than `k`.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn diff_attention_tracked(q: &Tensor<3>, k: &Tensor<3>, v: &Tensor<3>, params: &Tensor<1>, heads: usize, scale: f32, causal: bool, eps: f32, out_scale: f32) -> Option<Tensor<3>> {
-    if !on_autodiff_cube(q) || q.dims() != k.dims() || k.dims() != v.dims() {
+    if !on_autodiff_cube(q) || q.dims() != k.dims() || k.dims() != v.dims() || params.dtype() != q.dtype() {
         return None;
     }
     CALLS.set(CALLS.get() + 1);
