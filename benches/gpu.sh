@@ -44,8 +44,11 @@ run() { # a labelled command; its JSON lines pass through, a failure becomes a J
 for batch in 8 64; do
   texts=$((batch * 4))
   if [ "${SKIP_DIFFCLIP:-0}" != 1 ]; then
-    for preset in diffclip_vit_b16 clip_vit_b16; do
-      run "diffclip-wgpu-f32-b$batch" "$BENCH" --backend wgpu --preset "$preset" --batch "$batch" --text-batch "$texts" --iters "$ITERS" --warmup "$WARMUP"
+    # wgpu has f16 (where the driver does) but no bf16: f16 stands in for PyTorch's bf16 autocast.
+    for dtype in f32 f16; do
+      for preset in diffclip_vit_b16 clip_vit_b16; do
+        run "diffclip-wgpu-$dtype-b$batch" "$BENCH" --backend wgpu --preset "$preset" --dtype "$dtype" --batch "$batch" --text-batch "$texts" --iters "$ITERS" --warmup "$WARMUP"
+      done
     done
   fi
   if [ "${SKIP_TORCH:-0}" != 1 ]; then
@@ -55,9 +58,12 @@ for batch in 8 64; do
   fi
 done
 # Training: the small model of benches/train_step.rs on both sides; ViT-B/16 at batch 64 in
-# PyTorch (f32 and AMP bf16). diffclip's mixed-precision step is not written yet (issue 11).
+# f32 and mixed precision (diffclip: f16 compute from f32 weights; PyTorch: AMP bf16).
 if [ "${SKIP_DIFFCLIP:-0}" != 1 ]; then
   run "diffclip-wgpu-train-small" "$BENCH" --backend wgpu --train --iters "$ITERS" --warmup "$WARMUP"
+  for dtype in f32 f16; do
+    run "diffclip-wgpu-train-vit_b16-$dtype" "$BENCH" --backend wgpu --train --train-model vit_b16 --dtype "$dtype" --batch 64 --iters "$ITERS" --warmup "$WARMUP"
+  done
 fi
 if [ "${SKIP_TORCH:-0}" != 1 ]; then
   run "torch-cuda-train-small" "$PYTHON" benches/pytorch/diffclip_reference.py --device cuda --train --batch 32 --iters "$ITERS" --warmup "$WARMUP"

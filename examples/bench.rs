@@ -75,9 +75,14 @@ struct Args {
     /// Time the training step of benches/train_step.rs's small models instead of the encoders.
     #[arg(long, conflicts_with_all = ["image_only", "text_only", "config"])]
     train: bool,
+    /// The models `--train` times: `small` (batch 32, 64² images) or `vit_b16` (ViT-B/16 and
+    /// its CLIP twin at `--batch`, 224² images).
+    #[arg(long, default_value = "small", value_parser = ["small", "vit_b16"], requires = "train")]
+    train_model: String,
     /// Weights and compute in f32, bf16 or f16 (the model is cast after it is built; the
-    /// embeddings come back as f32). Encoders only.
-    #[arg(long, default_value = "f32", conflicts_with = "train")]
+    /// embeddings come back as f32). With `--train`: mixed precision, computing in that type
+    /// from f32 weights (f16 with a fixed loss scale).
+    #[arg(long, default_value = "f32")]
     dtype: Precision,
 }
 
@@ -132,18 +137,24 @@ fn texts(config: &ClipConfig, batch: usize, device: &Device) -> Tensor<2, Int> {
     Tensor::from_data(TensorData::new(ids, [batch, len]), device)
 }
 
-/// The training step of each small model, timed `iters` times after `warmup` steps.
+/// The training step of each small (or ViT-B/16) model, timed `iters` times after `warmup` steps.
 fn run_train(args: &Args, device: &Device) -> Result<Vec<serde_json::Value>, Box<dyn std::error::Error>> {
     let device = device.clone().autodiff();
-    let (images, text) = small::inputs(&device);
+    args.dtype.check(&device)?;
+    let (models, batch) = match args.train_model.as_str() {
+        "vit_b16" => (small::vit_b16_models(), args.batch),
+        _ => (small::small_models(), small::BATCH),
+    };
+    let size = models[0].1.vision.image_size;
+    let (images, text) = small::inputs_of(batch, size, &device);
     let mut lines = Vec::new();
-    for (name, config) in small::small_models() {
+    for (name, config) in models {
         let mut model = Some(config.init(&device)?);
         let mut optim = diffclip::train::AdamW::new(Default::default());
         let mut times = Vec::new();
         for i in 0..args.warmup + args.iters {
             let start = Instant::now();
-            let (next, loss) = small::step(model.take().expect("model"), &mut optim, &images, &text);
+            let (next, loss) = small::step_in(model.take().expect("model"), &mut optim, &images, &text, args.dtype);
             let elapsed = start.elapsed().as_secs_f64();
             if !loss.is_finite() {
                 return Err(format!("{name}: loss {loss} at step {i}").into());
@@ -157,10 +168,10 @@ fn run_train(args: &Args, device: &Device) -> Result<Vec<serde_json::Value>, Box
             "work": "train_step",
             "model": name,
             "backend": args.backend,
-            "dtype": "f32",
+            "dtype": args.dtype.to_string(),
             "x86_v4": cfg!(feature = "x86-v4"),
             "cpu_kernels": diffclip::attention::cpu_kernels_enabled(),
-            "batch": small::BATCH,
+            "batch": batch,
             "warmup": args.warmup,
             "iters": args.iters,
             "step_ms_median": median(&times) * 1e3,

@@ -59,3 +59,20 @@ fn embed_reports_bad_files_and_exits_non_zero() {
     let (ok, err) = run(&["--preset", "diffclip_tiny", "--checkpoint", ckpt.to_str().unwrap(), "--inputs", small.to_str().unwrap(), "--output", out.to_str().unwrap()]);
     assert!(!ok && err.contains("'image'") && err.contains("[B, 3, 32, 32]") && err.contains("[1, 3, 16, 16]"), "{err}");
 }
+
+/// `bench --train --dtype bf16`: the mixed-precision step runs and says so; a backend without
+/// bf16 is refused with a message, not a panic.
+#[test]
+fn bench_times_a_mixed_precision_training_step() {
+    let out = Command::new(example("bench")).args(["--train", "--dtype", "bf16", "--iters", "1", "--warmup", "0"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    for line in &lines {
+        assert_eq!(line["dtype"], "bf16", "{line}");
+        assert!(line["step_ms_median"].as_f64().is_some_and(|ms| ms > 0.0), "{line}");
+    }
+    let out = Command::new(example("bench")).args(["--train", "--dtype", "bf16", "--backend", "ndarray", "--iters", "1"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bf16"), "{}", String::from_utf8_lossy(&out.stderr));
+}

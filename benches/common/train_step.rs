@@ -2,12 +2,16 @@
 //! (against PyTorch in `benches/compare_pytorch.sh`): the small model, batch 32,
 //! random data, as `diffclip_train::Trainer` does a step: forward on both towers, symmetric
 //! InfoNCE on normalised features (`clip_loss_normalized`), backward, gradient collection,
-//! global-norm clipping to 1, AdamW update. Autodiff device, f32.
+//! global-norm clipping to 1, AdamW update. Autodiff device; f32, or mixed precision as the
+//! trainer does it (a bf16 / f16 cast of the f32 weights computes; f16 scales the loss).
+
+// Shared by benches/train_step.rs and examples/bench.rs, each of which uses part of it.
+#![allow(dead_code)]
 
 use diffclip::attention::AttentionKind;
-use diffclip::burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
+use diffclip::burn::tensor::{DType, Device, Distribution, Int, Tensor, TensorData};
 use diffclip::clip::loss::clip_loss_normalized;
-use diffclip::clip::{Clip, ClipConfig};
+use diffclip::clip::{Clip, ClipConfig, Precision};
 use diffclip::encoders::{TextConfig, VisionConfig};
 use diffclip::train::{AdamW, GradBuffer};
 
@@ -25,27 +29,53 @@ pub fn small_models() -> [(&'static str, ClipConfig); 2] {
     [("diffclip_small", small_diffclip()), ("clip_small", small_diffclip().with_attention(AttentionKind::Standard, AttentionKind::Standard))]
 }
 
-/// A batch of random images and in-vocabulary token ids (end-of-text last), on `device`.
+/// ViT-B/16's two models (224² images), for the GPU comparison's batch-64 step.
+pub fn vit_b16_models() -> [(&'static str, ClipConfig); 2] {
+    [("diffclip_vit_b16", ClipConfig::diffclip_vit_b16()), ("clip_vit_b16", ClipConfig::clip_vit_b16())]
+}
+
+/// A batch of [`BATCH`] random 64² images and in-vocabulary token ids, on `device`.
 pub fn inputs(device: &Device) -> (Tensor<4>, Tensor<2, Int>) {
-    let images = Tensor::<4>::random([BATCH, 3, 64, 64], Distribution::Default, device);
-    let mut ids: Vec<i64> = (0..BATCH * 77).map(|i| (i as i64 * 7919) % 49000 + 1).collect();
+    inputs_of(BATCH, 64, device)
+}
+
+/// `batch` random `size`² images and in-vocabulary token ids (end-of-text last), on `device`.
+pub fn inputs_of(batch: usize, size: usize, device: &Device) -> (Tensor<4>, Tensor<2, Int>) {
+    let images = Tensor::<4>::random([batch, 3, size, size], Distribution::Default, device);
+    let mut ids: Vec<i64> = (0..batch * 77).map(|i| (i as i64 * 7919) % 49000 + 1).collect();
     for row in ids.chunks_mut(77) {
         row[76] = 49407;
     }
-    (images, Tensor::from_data(TensorData::new(ids, [BATCH, 77]), device))
+    (images, Tensor::from_data(TensorData::new(ids, [batch, 77]), device))
 }
 
-/// One optimisation step; returns the updated model and the loss. The loss and one updated
-/// weight are read back and the device synced, so the step has surely run (the optimizer is
-/// lazy on some backends).
+/// f16's loss scale here: fixed (the trainer's is dynamic), large enough to keep small
+/// gradients, small enough not to overflow this step.
+const F16_LOSS_SCALE: f64 = 1024.0;
+
+/// One optimisation step in f32; returns the updated model and the loss. The loss and one
+/// updated weight are read back and the device synced, so the step has surely run (the
+/// optimizer is lazy on some backends).
 pub fn step(model: Clip, optim: &mut AdamW, images: &Tensor<4>, text: &Tensor<2, Int>) -> (Clip, f32) {
-    let out = model.forward(images.clone(), text.clone());
-    let loss = clip_loss_normalized(out.image_embed, out.text_embed, out.logit_scale_exp.clamp_max(100.0));
+    step_in(model, optim, images, text, Precision::F32)
+}
+
+/// [`step`] computing in `precision` from the f32 weights (the casts are recorded, so the
+/// gradients reach them in f32; AdamW's state stays f32).
+pub fn step_in(model: Clip, optim: &mut AdamW, images: &Tensor<4>, text: &Tensor<2, Int>, precision: Precision) -> (Clip, f32) {
+    let compute = match precision {
+        Precision::F32 => None,
+        p => Some(model.clone().with_precision(p).expect("a precision the device has")),
+    };
+    let out = compute.as_ref().unwrap_or(&model).forward(images.clone(), text.clone());
+    let scale = out.logit_scale_exp.cast(DType::F32).clamp_max(100.0);
+    let loss = clip_loss_normalized(out.image_embed, out.text_embed, scale);
     let value = loss.clone().into_scalar::<f32>();
+    let loss_scale = if precision == Precision::F16 { F16_LOSS_SCALE } else { 1.0 };
     let mut grads = GradBuffer::default();
-    grads.accumulate(&model, &loss.backward());
-    let clip = GradBuffer::clip_factor(grads.norm(), Some(1.0));
-    let model = optim.step_scaled(model, 1e-4, &grads, clip);
+    grads.accumulate(&model, &(loss * loss_scale).backward());
+    let clip = GradBuffer::clip_factor(grads.norm() / loss_scale, Some(1.0));
+    let model = optim.step_scaled(model, 1e-4, &grads, clip / loss_scale);
     let w = model.logit_scale.val().into_scalar::<f32>();
     images.device().sync().expect("device sync");
     std::hint::black_box(w);
