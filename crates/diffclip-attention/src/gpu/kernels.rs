@@ -1,5 +1,6 @@
 //! The differential-attention kernels in CubeCL: one unit per query row (forward, statistics,
-//! dQ) or per key row (dK, dV). Scores are recomputed from q and k in every pass and never
+//! dQ) or per key row (dK, dV); the forward and the norm's backward here, the attention's
+//! backward in `backward.rs`. Scores are recomputed from q and k in every pass and never
 //! stored, so memory is linear in N. Layouts are the CPU kernel's: q, k, v and the output are
 //! `[B, N, W]` row-major with head `h` in columns `h·hd..`; differential group `g` pairs heads
 //! `2g` and `2g+1` and owns value columns `g·2hd..`. Row `r = (b·G + g)·N + i` indexes the
@@ -20,7 +21,7 @@ use cubecl::{CubeDim, calculate_cube_count_elemwise};
 /// Where unit `pos`'s row lies: `(base, row, i, width)`: the offset of its group's columns in
 /// position 0 of its batch, the offset of row `i` itself, and the row stride.
 #[cube]
-fn locate(pos: usize, n: usize, groups: usize, #[comptime] hd: usize) -> (usize, usize, usize, usize) {
+pub(super) fn locate(pos: usize, n: usize, groups: usize, #[comptime] hd: usize) -> (usize, usize, usize, usize) {
     let i = pos % n;
     let bg = pos / n;
     let width = groups * 2 * hd;
@@ -30,13 +31,13 @@ fn locate(pos: usize, n: usize, groups: usize, #[comptime] hd: usize) -> (usize,
 
 /// Element `i` of `t` in f32.
 #[cube]
-fn at<E: Float>(t: &Tensor<E>, i: usize) -> f32 {
+pub(super) fn at<E: Float>(t: &Tensor<E>, i: usize) -> f32 {
     f32::cast_from(t[i])
 }
 
 /// `(scale·q1·k1, scale·q2·k2)` for query row offset `qo` and key row offset `ko`.
 #[cube]
-fn scores<E: Float>(q: &Tensor<E>, k: &Tensor<E>, qo: usize, ko: usize, scale: f32, #[comptime] hd: usize) -> (f32, f32) {
+pub(super) fn scores<E: Float>(q: &Tensor<E>, k: &Tensor<E>, qo: usize, ko: usize, scale: f32, #[comptime] hd: usize) -> (f32, f32) {
     let mut d1 = f32::new(0.0);
     let mut d2 = f32::new(0.0);
     for t in 0..hd {
@@ -48,7 +49,7 @@ fn scores<E: Float>(q: &Tensor<E>, k: &Tensor<E>, qo: usize, ko: usize, scale: f
 
 /// `dO[i]·V[j]` over the group's `2hd` value columns.
 #[cube]
-fn dot_values<E: Float>(dout: &Tensor<E>, v: &Tensor<E>, oo: usize, vo: usize, #[comptime] vd: usize) -> f32 {
+pub(super) fn dot_values<E: Float>(dout: &Tensor<E>, v: &Tensor<E>, oo: usize, vo: usize, #[comptime] vd: usize) -> f32 {
     let mut dp = f32::new(0.0);
     for c in 0..vd {
         dp += at(dout, oo + c) * at(v, vo + c);
@@ -58,7 +59,7 @@ fn dot_values<E: Float>(dout: &Tensor<E>, v: &Tensor<E>, oo: usize, vo: usize, #
 
 /// A zeroed f32 row of `len` values.
 #[cube]
-fn zeros(#[comptime] len: usize) -> Array<f32> {
+pub(super) fn zeros(#[comptime] len: usize) -> Array<f32> {
     let mut row = Array::<f32>::new(len);
     for c in 0..len {
         row[c] = 0.0_f32;
@@ -175,162 +176,20 @@ fn norm_backward_kernel<E: Float>(
     }
 }
 
-/// Per row: both log-sum-exps, then `Σ_j A_m·dP` for each map (`[rows, 4]`).
-#[cube(launch, address_type = "dynamic")]
-fn stats_kernel<E: Float>(
-    q: &Tensor<E>,
-    k: &Tensor<E>,
-    v: &Tensor<E>,
-    dout: &Tensor<E>,
-    lse: &Tensor<f32>,
-    stats: &mut Tensor<f32>,
-    rows: usize,
-    n: usize,
-    groups: usize,
-    scale: f32,
-    #[comptime] hd: usize,
-    #[comptime] causal: bool,
-    #[define(E)] _dtype: ElemType,
-) {
-    let pos = ABSOLUTE_POS;
-    if pos >= rows {
-        terminate!();
-    }
-    let (base, qo, i, width) = locate(pos, n, groups, hd);
-    let vd = comptime!(2 * hd);
-    let l1 = lse[pos * 3];
-    let l2 = lse[pos * 3 + 1];
-    let end = if causal { i + 1 } else { n };
-    let mut d1_sum = f32::new(0.0);
-    let mut d2_sum = f32::new(0.0);
-    for j in 0..end {
-        let (s1, s2) = scores(q, k, qo, base + j * width, scale, hd);
-        let dp = dot_values(dout, v, qo, base + j * width, vd);
-        d1_sum += (s1 - l1).exp() * dp;
-        d2_sum += (s2 - l2).exp() * dp;
-    }
-    stats[pos * 4] = l1;
-    stats[pos * 4 + 1] = l2;
-    stats[pos * 4 + 2] = d1_sum;
-    stats[pos * 4 + 3] = d2_sum;
-}
-
-#[cube(launch, address_type = "dynamic")]
-fn dq_kernel<E: Float>(
-    q: &Tensor<E>,
-    k: &Tensor<E>,
-    v: &Tensor<E>,
-    params: &Tensor<E>,
-    dout: &Tensor<E>,
-    stats: &Tensor<f32>,
-    dq: &mut Tensor<E>,
-    rows: usize,
-    n: usize,
-    groups: usize,
-    scale: f32,
-    #[comptime] hd: usize,
-    #[comptime] causal: bool,
-    #[define(E)] _dtype: ElemType,
-) {
-    let pos = ABSOLUTE_POS;
-    if pos >= rows {
-        terminate!();
-    }
-    let (base, qo, i, width) = locate(pos, n, groups, hd);
-    let vd = comptime!(2 * hd);
-    let lam = at(params, 0);
-    let (l1, l2) = (stats[pos * 4], stats[pos * 4 + 1]);
-    let (r1, r2) = (stats[pos * 4 + 2], stats[pos * 4 + 3]);
-    let end = if causal { i + 1 } else { n };
-    let mut acc = zeros(vd);
-    for j in 0..end {
-        let ko = base + j * width;
-        let (s1, s2) = scores(q, k, qo, ko, scale, hd);
-        let dp = dot_values(dout, v, qo, ko, vd);
-        let ds1 = (s1 - l1).exp() * (dp - r1);
-        let ds2 = -lam * (s2 - l2).exp() * (dp - r2);
-        for t in 0..hd {
-            acc[t] += ds1 * at(k, ko + t);
-            acc[hd + t] += ds2 * at(k, ko + hd + t);
-        }
-    }
-    for c in 0..vd {
-        dq[qo + c] = E::cast_from(acc[c] * scale);
-    }
-}
-
-/// dK then dV, both `[B, N, W]`, stacked as `[2B, N, W]` (one output keeps the kernel within
-/// wgpu's storage-buffer limit).
-#[cube(launch, address_type = "dynamic")]
-fn dkv_kernel<E: Float>(
-    q: &Tensor<E>,
-    k: &Tensor<E>,
-    v: &Tensor<E>,
-    params: &Tensor<E>,
-    dout: &Tensor<E>,
-    stats: &Tensor<f32>,
-    dkv: &mut Tensor<E>,
-    rows: usize,
-    n: usize,
-    groups: usize,
-    scale: f32,
-    #[comptime] hd: usize,
-    #[comptime] causal: bool,
-    #[define(E)] _dtype: ElemType,
-) {
-    let pos = ABSOLUTE_POS;
-    if pos >= rows {
-        terminate!();
-    }
-    let (base, ko, j, width) = locate(pos, n, groups, hd);
-    let vd = comptime!(2 * hd);
-    let lam = at(params, 0);
-    let mut start = 0;
-    if causal {
-        start = j;
-    }
-    let first_row = pos - j;
-    let mut dk = zeros(vd);
-    let mut dv = zeros(vd);
-    for i in start..n {
-        let qo = base + i * width;
-        let r = (first_row + i) * 4;
-        let (s1, s2) = scores(q, k, qo, ko, scale, hd);
-        let a1 = (s1 - stats[r]).exp();
-        let a2 = (s2 - stats[r + 1]).exp();
-        let dp = dot_values(dout, v, qo, ko, vd);
-        let p = a1 - lam * a2;
-        let ds1 = a1 * (dp - stats[r + 2]);
-        let ds2 = -lam * a2 * (dp - stats[r + 3]);
-        for c in 0..vd {
-            dv[c] += p * at(dout, qo + c);
-        }
-        for t in 0..hd {
-            dk[t] += ds1 * at(q, qo + t);
-            dk[hd + t] += ds2 * at(q, qo + hd + t);
-        }
-    }
-    let dv_at = n * width * (dkv.len() / (2 * n * width));
-    for c in 0..vd {
-        dkv[ko + c] = E::cast_from(dk[c] * scale);
-        dkv[dv_at + ko + c] = E::cast_from(dv[c]);
-    }
-}
-
 /// One launch over the rows: sizes, grid, address type and element type.
-struct Plan {
-    rows: usize,
-    n: usize,
-    groups: usize,
-    hd: usize,
-    count: CubeCount,
-    dim: CubeDim,
-    address: AddressType,
-    elem: ElemType,
+pub(super) struct Plan {
+    pub(super) rows: usize,
+    pub(super) n: usize,
+    pub(super) groups: usize,
+    pub(super) hd: usize,
+    pub(super) count: CubeCount,
+    pub(super) dim: CubeDim,
+    pub(super) address: AddressType,
+    pub(super) elem: ElemType,
 }
 
 /// The plan for `[B, N, W]` inputs with `heads` heads, addressing all of `tensors`.
-fn plan(q: &CubeTensor, heads: usize, tensors: &[&CubeTensor]) -> Plan {
+pub(super) fn plan(q: &CubeTensor, heads: usize, tensors: &[&CubeTensor]) -> Plan {
     let dims = q.shape();
     let (b, n, w) = (dims[0], dims[1], dims[2]);
     let groups = heads / 2;
@@ -342,7 +201,7 @@ fn plan(q: &CubeTensor, heads: usize, tensors: &[&CubeTensor]) -> Plan {
 }
 
 /// An uninitialised contiguous tensor of `dtype` on `like`'s device.
-fn empty(like: &CubeTensor, shape: Shape, dtype: DType) -> CubeTensor {
+pub(super) fn empty(like: &CubeTensor, shape: Shape, dtype: DType) -> CubeTensor {
     empty_device_contiguous_dtype(like.client.clone(), like.device.clone(), shape, dtype)
 }
 
@@ -372,47 +231,4 @@ pub(super) fn norm_backward(dy: CubeTensor, o: CubeTensor, lse: CubeTensor, para
         params.into_tensor_arg(), dnorm.clone().into_tensor_arg(), p.rows, p.n, p.groups, out_scale, p.hd, p.elem,
     );
     dnorm
-}
-
-/// The per-row statistics `[rows, 4]` of the backward.
-#[allow(clippy::too_many_arguments)]
-pub(super) fn stats(q: CubeTensor, k: CubeTensor, v: CubeTensor, dout: CubeTensor, lse: CubeTensor, heads: usize, scale: f32, causal: bool) -> CubeTensor {
-    let (q, k, v, dout, lse) = (into_contiguous(q), into_contiguous(k), into_contiguous(v), into_contiguous(dout), into_contiguous(lse));
-    let p = plan(&q, heads, &[&q, &k, &v, &dout]);
-    let stats = empty(&q, [p.rows, 4].into(), DType::F32);
-    stats_kernel::launch(
-        &q.client.clone(), p.count, p.dim, p.address, q.into_tensor_arg(), k.into_tensor_arg(), v.into_tensor_arg(),
-        dout.into_tensor_arg(), lse.into_tensor_arg(), stats.clone().into_tensor_arg(), p.rows, p.n, p.groups, scale, p.hd,
-        causal, p.elem,
-    );
-    stats
-}
-
-/// dQ `[B, N, W]`.
-#[allow(clippy::too_many_arguments)]
-pub(super) fn dq(q: CubeTensor, k: CubeTensor, v: CubeTensor, params: CubeTensor, dout: CubeTensor, stats: CubeTensor, heads: usize, scale: f32, causal: bool) -> CubeTensor {
-    let [q, k, v, params, dout, stats] = [q, k, v, params, dout, stats].map(into_contiguous);
-    let p = plan(&q, heads, &[&q, &k, &v, &dout]);
-    let dq = empty(&q, q.shape(), q.dtype);
-    dq_kernel::launch(
-        &q.client.clone(), p.count, p.dim, p.address, q.into_tensor_arg(), k.into_tensor_arg(), v.into_tensor_arg(),
-        params.into_tensor_arg(), dout.into_tensor_arg(), stats.into_tensor_arg(), dq.clone().into_tensor_arg(), p.rows, p.n,
-        p.groups, scale, p.hd, causal, p.elem,
-    );
-    dq
-}
-
-/// dK and dV stacked, `[2B, N, W]`.
-#[allow(clippy::too_many_arguments)]
-pub(super) fn dkv(q: CubeTensor, k: CubeTensor, v: CubeTensor, params: CubeTensor, dout: CubeTensor, stats: CubeTensor, heads: usize, scale: f32, causal: bool) -> CubeTensor {
-    let [q, k, v, params, dout, stats] = [q, k, v, params, dout, stats].map(into_contiguous);
-    let shape = q.shape();
-    let dkv = empty(&q, [2 * shape[0], shape[1], shape[2]].into(), q.dtype);
-    let p = plan(&q, heads, &[&q, &k, &v, &dout, &dkv]);
-    dkv_kernel::launch(
-        &q.client.clone(), p.count, p.dim, p.address, q.into_tensor_arg(), k.into_tensor_arg(), v.into_tensor_arg(),
-        params.into_tensor_arg(), dout.into_tensor_arg(), stats.into_tensor_arg(), dkv.clone().into_tensor_arg(), p.rows, p.n,
-        p.groups, scale, p.hd, causal, p.elem,
-    );
-    dkv
 }

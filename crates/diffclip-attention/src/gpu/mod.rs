@@ -8,6 +8,7 @@
 //! three floats per row are kept; the backward recomputes the scores, so training memory is
 //! linear in N. Inference keeps Burn's own (flash) attention.
 
+mod backward;
 mod kernels;
 
 use std::cell::Cell;
@@ -103,15 +104,15 @@ impl DiffAttentionOps for CubeBackend {
     }
 
     fn diff_attention_stats(q: FloatTensor<Self>, k: FloatTensor<Self>, v: FloatTensor<Self>, dout: FloatTensor<Self>, lse: FloatTensor<Self>, heads: usize, scale: f32, causal: bool) -> FloatTensor<Self> {
-        kernels::stats(q, k, v, dout, lse, heads, scale, causal)
+        backward::stats(q, k, v, dout, lse, heads, scale, causal)
     }
 
     fn diff_attention_dq(q: FloatTensor<Self>, k: FloatTensor<Self>, v: FloatTensor<Self>, params: FloatTensor<Self>, dout: FloatTensor<Self>, stats: FloatTensor<Self>, heads: usize, scale: f32, causal: bool) -> FloatTensor<Self> {
-        kernels::dq(q, k, v, params, dout, stats, heads, scale, causal)
+        backward::dq(q, k, v, params, dout, stats, heads, scale, causal)
     }
 
     fn diff_attention_dkv(q: FloatTensor<Self>, k: FloatTensor<Self>, v: FloatTensor<Self>, params: FloatTensor<Self>, dout: FloatTensor<Self>, stats: FloatTensor<Self>, heads: usize, scale: f32, causal: bool) -> FloatTensor<Self> {
-        kernels::dkv(q, k, v, params, dout, stats, heads, scale, causal)
+        backward::dkv(q, k, v, params, dout, stats, heads, scale, causal)
     }
 }
 
