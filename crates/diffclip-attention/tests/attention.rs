@@ -3,7 +3,7 @@
 use burn::module::Param;
 use burn::tensor::{Bool, Distribution, Tensor};
 use diffclip_attention::{
-    AttentionConfig, AttentionError, AttentionKind, AttentionPath, LambdaInit,
+    AttentionConfig, AttentionError, AttentionKind, AttentionPath, DiffAttention, LambdaInit,
     causal_mask,
 };
 use diffclip_testkit::devices;
@@ -220,6 +220,16 @@ fn rel_diff<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> f32 {
     if d.is_nan() { f32::INFINITY } else { d }
 }
 
+/// An input, a probe to weigh the output with, and a differential layer (width 32, 4 heads)
+/// whose norm gain is random rather than ones, so a kernel's use of γ is checked too.
+fn gradient_case(ad: &burn::tensor::Device, n: usize, causal: bool) -> (Tensor<3>, Tensor<3>, DiffAttention) {
+    let x = Tensor::<3>::random([2, n, 32], Distribution::Normal(0.0, 1.0), ad);
+    let probe = Tensor::<3>::random([2, n, 32], Distribution::Normal(0.0, 1.0), ad);
+    let mut diff = AttentionConfig { causal, ..AttentionConfig::new(32, 4) }.init_differential(ad).unwrap();
+    diff.diff_norm.gamma = Param::from_tensor(Tensor::random([16], Distribution::Uniform(0.5, 1.5), ad));
+    (x, probe, diff)
+}
+
 /// Training gradients of the fused path (flex: the CPU kernel's own backward) equal those of
 /// the reference path (Burn's ops on materialised maps), for every parameter kind.
 #[test]
@@ -227,11 +237,7 @@ fn fused_gradients_match_reference() {
     for (backend, device) in devices() {
         let ad = device.autodiff();
         for (n, causal) in [(29, false), (29, true), (300, true)] {
-            let x = Tensor::<3>::random([2, n, 32], Distribution::Normal(0.0, 1.0), &ad);
-            let probe = Tensor::<3>::random([2, n, 32], Distribution::Normal(0.0, 1.0), &ad);
-            let mut diff = AttentionConfig { causal, ..AttentionConfig::new(32, 4) }.init_differential(&ad).unwrap();
-            // A gain other than ones, so the kernel's use of γ is checked too.
-            diff.diff_norm.gamma = Param::from_tensor(Tensor::random([16], Distribution::Uniform(0.5, 1.5), &ad));
+            let (x, probe, diff) = gradient_case(&ad, n, causal);
             let grads = |fused: bool| {
                 let x = x.clone().require_grad();
                 let y = if fused { diff.forward_fused(x.clone(), None) } else { diff.forward_with_maps(x.clone(), None).0 };
@@ -301,10 +307,7 @@ fn fused_f16_tracks_the_f32_reference() {
         }
         let ad = device.autodiff();
         for (n, causal) in [(29, false), (120, true)] {
-            let x = Tensor::<3>::random([2, n, 32], Distribution::Normal(0.0, 1.0), &ad);
-            let probe = Tensor::<3>::random([2, n, 32], Distribution::Normal(0.0, 1.0), &ad);
-            let mut diff = AttentionConfig { causal, ..AttentionConfig::new(32, 4) }.init_differential(&ad).unwrap();
-            diff.diff_norm.gamma = Param::from_tensor(Tensor::random([16], Distribution::Uniform(0.5, 1.5), &ad));
+            let (x, probe, diff) = gradient_case(&ad, n, causal);
             let grads = |half: bool| {
                 let x = x.clone().require_grad();
                 let y = if half {
