@@ -63,11 +63,8 @@ pub fn step(model: Clip, optim: &mut AdamW, images: &Tensor<4>, text: &Tensor<2,
 /// [`step`] computing in `precision` from the f32 weights (the casts are recorded, so the
 /// gradients reach them in f32; AdamW's state stays f32).
 pub fn step_in(model: Clip, optim: &mut AdamW, images: &Tensor<4>, text: &Tensor<2, Int>, precision: Precision) -> (Clip, f32) {
-    let compute = match precision {
-        Precision::F32 => None,
-        p => Some(model.clone().with_precision(p).expect("a precision the device has")),
-    };
-    let out = compute.as_ref().unwrap_or(&model).forward(images.clone(), text.clone());
+    let compute = model.clone().with_precision(precision).expect("a precision the device has");
+    let out = compute.forward(images.clone(), text.clone());
     let scale = out.logit_scale_exp.cast(DType::F32).clamp_max(100.0);
     let loss = clip_loss_normalized(out.image_embed, out.text_embed, scale);
     let value = loss.clone().into_scalar::<f32>();

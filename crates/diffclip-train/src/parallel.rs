@@ -187,11 +187,8 @@ impl DataParallel {
                 let imgs = images.clone().narrow(0, start, size).to_device(device);
                 let txts = texts.clone().narrow(0, start, size).to_device(device);
                 start += size;
-                let compute = match precision {
-                    Precision::F32 => None,
-                    p => Some(replica.clone().with_precision(p).map_err(|e| TrainError::Config(e.to_string()))?),
-                };
-                let model = compute.as_ref().unwrap_or(&replica);
+                // An f32 replica stays as it is; otherwise a cast whose gradients reach it.
+                let model = replica.clone().with_precision(precision).map_err(|e| TrainError::Config(e.to_string()))?;
                 image_parts.push(model.encode_image(imgs));
                 text_parts.push(model.encode_text(txts));
             }

@@ -323,11 +323,8 @@ impl Trainer {
     /// model cast from the f32 master weights (the casts are recorded, so the gradients reach
     /// the master weights as f32).
     fn loss(&self, images: Tensor<4>, texts: Tensor<2, burn::tensor::Int>) -> Result<Tensor<1>, TrainError> {
-        let compute = match self.config.precision {
-            Precision::F32 => None,
-            p => Some(self.model.clone().with_precision(p).map_err(|e| TrainError::Config(e.to_string()))?),
-        };
-        let model = compute.as_ref().unwrap_or(&self.model);
+        // `with_precision` leaves an f32 model as it is.
+        let model = self.model.clone().with_precision(self.config.precision).map_err(|e| TrainError::Config(e.to_string()))?;
         let out = model.forward(images, texts);
         let scale = out.logit_scale_exp.cast(DType::F32).clamp_max(MAX_LOGIT_SCALE);
         Ok(match (self.config.loss, &model.logit_bias) {

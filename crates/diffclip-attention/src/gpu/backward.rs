@@ -144,7 +144,7 @@ fn dkv_kernel<E: Float>(
             dk[hd + t] += ds2 * at(q, qo + hd + t);
         }
     }
-    let dv_at = n * width * (dkv.len() / (2 * n * width));
+    let dv_at = dkv.len() / 2;
     for c in 0..vd {
         dkv[ko + c] = E::cast_from(dk[c] * scale);
         dkv[dv_at + ko + c] = E::cast_from(dv[c]);

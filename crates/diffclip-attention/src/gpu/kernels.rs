@@ -158,7 +158,7 @@ fn norm_backward_kernel<E: Float>(
     if pos >= rows {
         terminate!();
     }
-    let (_base, qo, _i, width) = locate(pos, n, groups, hd);
+    let (_base, qo, _i, _width) = locate(pos, n, groups, hd);
     let vd = comptime!(2 * hd);
     let r = lse[pos * 3 + 2];
     let rs = r * out_scale;
@@ -168,7 +168,7 @@ fn norm_backward_kernel<E: Float>(
         dot += at(params, 1 + c) * at(dy, qo + c) * at(o, qo + c);
     }
     let shrink = rs * r * r * dot / f32::cast_from(vd);
-    let half = n * width * (dnorm.len() / (2 * n * width));
+    let half = dnorm.len() / 2;
     for c in 0..vd {
         let (g, d, x) = (at(params, 1 + c), at(dy, qo + c), at(o, qo + c));
         dnorm[qo + c] = E::cast_from(rs * g * d - shrink * x);
