@@ -225,10 +225,13 @@ impl<B: Backend + DiffAttentionOps, C: CheckpointStrategy> DiffAttentionOps for 
     }
 }
 
-/// Whether `t` is a float tensor on an autodiff CubeCL device (where the kernel runs).
+/// Whether `t` is an f32 tensor on an autodiff CubeCL device (where the kernel runs). The
+/// kernels compile for f16 / bf16 too, but are not used for them: in a clean CI run the f16
+/// gradient test on lavapipe failed inside Burn's fusion ("Should have handle for tensor"),
+/// after passing several runs before; until that is understood f16 / bf16 take Burn's attention.
 fn on_autodiff_cube(t: &Tensor<3>) -> bool {
     let device = t.device();
-    matches!(t.dtype(), DType::F32 | DType::F16 | DType::BF16) && device.is_autodiff() && matches!(device.inner().as_dispatch(), DispatchDevice::Cube(_))
+    t.dtype() == DType::F32 && device.is_autodiff() && matches!(device.inner().as_dispatch(), DispatchDevice::Cube(_))
 }
 
 /// `RMSNorm((A1 − λ·A2)·V)·γ·out_scale` of `[B, N, W]` projections on an autodiff CubeCL
