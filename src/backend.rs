@@ -11,7 +11,7 @@ pub fn available() -> Vec<&'static str> {
     if cfg!(feature = "ndarray") {
         v.push("ndarray");
     }
-    if cfg!(feature = "wgpu") {
+    if cfg!(feature = "wgpu-untuned") {
         v.push("wgpu");
     }
     if cfg!(feature = "cuda") {
@@ -34,7 +34,7 @@ pub fn device(name: &str) -> Result<Device, String> {
         #[cfg(feature = "ndarray")]
         #[allow(deprecated)]
         "ndarray" => Ok(Device::ndarray()),
-        #[cfg(feature = "wgpu")]
+        #[cfg(feature = "wgpu-untuned")]
         "wgpu" => Ok(Device::wgpu(Default::default())),
         #[cfg(feature = "cuda")]
         "cuda" => Ok(Device::cuda(0usize)),
@@ -60,7 +60,7 @@ pub fn replica_devices(backend: &str, device: &Device, n: usize) -> (Vec<Device>
     let (devices, note): (Vec<Device>, _) = match backend {
         #[cfg(feature = "cuda")]
         "cuda" => ((0..n).map(|i| Device::cuda(i)).collect(), None),
-        #[cfg(feature = "wgpu")]
+        #[cfg(feature = "wgpu-untuned")]
         "wgpu" => ((0..n).map(|i| Device::wgpu(burn::tensor::DeviceKind::DiscreteGpu(i))).collect(), None),
         _ => (
             vec![device.clone(); n],
