@@ -191,7 +191,8 @@ impl DiffAttention {
         // λ and γ in one buffer: wgpu gives a kernel few storage buffers.
         let params = Tensor::cat(vec![self.lambda_full(), self.diff_norm.gamma.val()], 0);
         let (eps, out_scale) = (self.diff_norm.epsilon as f32, (1.0 - self.lambda_init) as f32);
-        crate::gpu::diff_attention_tracked(q, k, v, &params, self.num_heads, scale, self.causal, eps, out_scale)
+        let diff = crate::gpu::DiffArgs { params: &params, eps, out_scale };
+        crate::gpu::attention_tracked(q, k, v, Some(diff), self.num_heads, scale, self.causal)
     }
 
     /// The reference path: materialises both softmax maps and returns them.

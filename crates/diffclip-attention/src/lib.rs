@@ -55,9 +55,9 @@ pub use maps::AttentionMaps;
 pub use mask::{AttnMask, causal_mask};
 pub use standard::StandardAttention;
 
-/// How many times this thread has called the differential-attention kernel for CubeCL
-/// devices (feature `cube`); always 0 without the feature. Training on a wgpu or CUDA device
-/// goes through it; tests use this to tell it from a fallback.
+/// How many times this thread has called the attention kernel for CubeCL devices (feature
+/// `cube`; differential and standard attention); always 0 without the feature. Training on a
+/// wgpu or CUDA device goes through it; tests use this to tell it from a fallback.
 pub fn gpu_kernel_calls() -> usize {
     #[cfg(feature = "cube")]
     return gpu::kernel_calls();

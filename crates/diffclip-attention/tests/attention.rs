@@ -230,8 +230,9 @@ fn gradient_case(ad: &burn::tensor::Device, n: usize, causal: bool) -> (Tensor<3
     (x, probe, diff)
 }
 
-/// Training gradients of the fused path (flex: the CPU kernel's own backward) equal those of
-/// the reference path (Burn's ops on materialised maps), for every parameter kind.
+/// Training gradients of the fused path (flex: the CPU kernel's own backward; wgpu: the CubeCL
+/// kernel's) equal those of the reference path (Burn's ops on materialised maps), for every
+/// parameter kind, differential and standard attention.
 #[test]
 fn fused_gradients_match_reference() {
     for (backend, device) in devices() {
@@ -273,12 +274,17 @@ fn fused_gradients_match_reference() {
             let grads = |fused: bool| {
                 let x = x.clone().require_grad();
                 let y = if fused { std.forward(x.clone(), None) } else { std.forward_with_maps(x.clone(), None).0 };
-                let g = (y * probe.clone()).sum().backward();
-                (x.grad(&g).unwrap(), std.k_proj.weight.grad(&g).unwrap(), std.v_proj.bias.as_ref().unwrap().grad(&g).unwrap())
+                let g = (y.clone() * probe.clone()).sum().backward();
+                (x.grad(&g).unwrap(), std.k_proj.weight.grad(&g).unwrap(), std.v_proj.bias.as_ref().unwrap().grad(&g).unwrap(), y, std.q_proj.weight.grad(&g).unwrap())
             };
+            let calls = diffclip_attention::gpu_kernel_calls();
             let (f, r) = (grads(true), grads(false));
             let at = format!("{backend} standard n={n} causal={causal}");
+            let ran = diffclip_attention::gpu_kernel_calls() > calls;
+            assert_eq!(ran, backend == "wgpu", "{at}: CubeCL kernel ran: {ran}");
+            assert!(rel_diff(f.3, r.3) < 1e-4, "{at}: values");
             assert!(rel_diff(f.0, r.0) < 1e-4, "{at}: dx");
+            assert!(rel_diff(f.4, r.4) < 1e-4, "{at}: dWq");
             assert!(rel_diff(f.1, r.1) < 1e-4, "{at}: dWk");
             assert!(rel_diff(f.2, r.2) < 1e-4, "{at}: dbv");
         }

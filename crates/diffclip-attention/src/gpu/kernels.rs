@@ -1,13 +1,16 @@
-//! The differential-attention kernels in CubeCL: one unit per query row (forward, statistics,
-//! dQ) or per key row (dK, dV); the forward and the norm's backward here, the attention's
-//! backward in `backward.rs`. Scores are recomputed from q and k in every pass and never
-//! stored, so memory is linear in N. Layouts are the CPU kernel's: q, k, v and the output are
-//! `[B, N, W]` row-major with head `h` in columns `h·hd..`; differential group `g` pairs heads
-//! `2g` and `2g+1` and owns value columns `g·2hd..`. Row `r = (b·G + g)·N + i` indexes the
-//! per-row statistics `[rows, 4]`: the two maps' log-sum-exp, then `Σ_j A_m[i,j]·dP[i,j]`.
-//! `params` is `[1 + 2hd]`: λ, then the RMSNorm gain γ (one buffer: wgpu allows a kernel few).
-//! Tensors hold the model's float type `E` (f32, f16, bf16); every sum, exponential and
-//! per-row value is f32, so f16 / bf16 lose precision only where values are stored.
+//! The attention kernels in CubeCL: one unit per query row (forward, statistics, dQ) or per
+//! key row (dK, dV); the forward and the norm's backward here, the attention's backward in
+//! `backward.rs`. Scores are recomputed from q and k in every pass and never stored, so memory
+//! is linear in N. Layouts are the CPU kernel's: q, k, v and the output are `[B, N, W]`
+//! row-major with head `h` in columns `h·hd..`. A group is what one unit combines: with `pair`
+//! (differential attention) group `g` pairs heads `2g` and `2g+1` and owns value columns
+//! `g·2hd..`; without it (standard attention) group `g` is head `g`, one map, `hd` columns, no
+//! λ and no norm. Row `r = (b·G + g)·N + i` indexes the per-row statistics `[rows, 4]`: the two
+//! maps' log-sum-exp, then `Σ_j A_m[i,j]·dP[i,j]` (the second map's columns are 0 without
+//! `pair`). `params` is `[1 + 2hd]`: λ, then the RMSNorm gain γ (one buffer: wgpu allows a
+//! kernel few); unread without `pair`. Tensors hold the model's float type `E` (f32, f16, bf16);
+//! every sum, exponential and per-row value is f32, so f16 / bf16 lose precision only where
+//! values are stored.
 
 use burn::backend::TensorMetadata;
 use burn::backend::cubecl::dtype_to_storage_type;
@@ -19,14 +22,20 @@ use cubecl::prelude::*;
 use cubecl::{CubeDim, calculate_cube_count_elemwise};
 
 /// Where unit `pos`'s row lies: `(base, row, i, width)`: the offset of its group's columns in
-/// position 0 of its batch, the offset of row `i` itself, and the row stride.
+/// position 0 of its batch, the offset of row `i` itself, and the row stride (`gw`: the
+/// group's width).
 #[cube]
-pub(super) fn locate(pos: usize, n: usize, groups: usize, #[comptime] hd: usize) -> (usize, usize, usize, usize) {
+pub(super) fn locate(pos: usize, n: usize, groups: usize, #[comptime] gw: usize) -> (usize, usize, usize, usize) {
     let i = pos % n;
     let bg = pos / n;
-    let width = groups * 2 * hd;
-    let base = (bg / groups) * n * width + (bg % groups) * 2 * hd;
+    let width = groups * gw;
+    let base = (bg / groups) * n * width + (bg % groups) * gw;
     (base, base + i * width, i, width)
+}
+
+/// A group's width in columns: two heads with `pair`, else one.
+pub(super) fn group_width(hd: usize, pair: bool) -> usize {
+    if pair { 2 * hd } else { hd }
 }
 
 /// Element `i` of `t` in f32.
@@ -35,19 +44,24 @@ pub(super) fn at<E: Float>(t: &Tensor<E>, i: usize) -> f32 {
     f32::cast_from(t[i])
 }
 
-/// `(scale·q1·k1, scale·q2·k2)` for query row offset `qo` and key row offset `ko`.
+/// `(scale·q1·k1, scale·q2·k2)` for query row offset `qo` and key row offset `ko` (the
+/// second 0 without `pair`).
 #[cube]
-pub(super) fn scores<E: Float>(q: &Tensor<E>, k: &Tensor<E>, qo: usize, ko: usize, scale: f32, #[comptime] hd: usize) -> (f32, f32) {
+pub(super) fn scores<E: Float>(q: &Tensor<E>, k: &Tensor<E>, qo: usize, ko: usize, scale: f32, #[comptime] hd: usize, #[comptime] pair: bool) -> (f32, f32) {
     let mut d1 = f32::new(0.0);
     let mut d2 = f32::new(0.0);
     for t in 0..hd {
         d1 += at(q, qo + t) * at(k, ko + t);
-        d2 += at(q, qo + hd + t) * at(k, ko + hd + t);
+    }
+    if pair {
+        for t in 0..hd {
+            d2 += at(q, qo + hd + t) * at(k, ko + hd + t);
+        }
     }
     (d1 * scale, d2 * scale)
 }
 
-/// `dO[i]·V[j]` over the group's `2hd` value columns.
+/// `dO[i]·V[j]` over the group's `vd` value columns.
 #[cube]
 pub(super) fn dot_values<E: Float>(dout: &Tensor<E>, v: &Tensor<E>, oo: usize, vo: usize, #[comptime] vd: usize) -> f32 {
     let mut dp = f32::new(0.0);
@@ -67,8 +81,9 @@ pub(super) fn zeros(#[comptime] len: usize) -> Array<f32> {
     row
 }
 
-/// `y = RMSNorm(O)·γ·out_scale` with `O = (A1 − λ·A2)·V`, and O itself (the backward's input);
-/// `lse` `[rows, 3]`: both maps' log-sum-exp and O's reciprocal RMS.
+/// With `pair`: `y = RMSNorm(O)·γ·out_scale` with `O = (A1 − λ·A2)·V`, and O itself (the
+/// backward's input); without: `y = A·V` (`o` unwritten). `lse` `[rows, 3]`: both maps'
+/// log-sum-exp and O's reciprocal RMS (0 where unused).
 #[cube(launch, address_type = "dynamic")]
 fn forward_kernel<E: Float>(
     q: &Tensor<E>,
@@ -86,15 +101,15 @@ fn forward_kernel<E: Float>(
     out_scale: f32,
     #[comptime] hd: usize,
     #[comptime] causal: bool,
+    #[comptime] pair: bool,
     #[define(E)] _dtype: ElemType,
 ) {
     let pos = ABSOLUTE_POS;
     if pos >= rows {
         terminate!();
     }
-    let (base, qo, i, width) = locate(pos, n, groups, hd);
-    let vd = comptime!(2 * hd);
-    let lam = at(params, 0);
+    let vd = comptime!(group_width(hd, pair));
+    let (base, qo, i, width) = locate(pos, n, groups, vd);
     let end = if causal { i + 1 } else { n };
     // Online max and sum of both maps.
     let mut m1 = f32::new(-1.0e30);
@@ -102,40 +117,57 @@ fn forward_kernel<E: Float>(
     let mut s1 = f32::new(0.0);
     let mut s2 = f32::new(0.0);
     for j in 0..end {
-        let (d1, d2) = scores(q, k, qo, base + j * width, scale, hd);
+        let (d1, d2) = scores(q, k, qo, base + j * width, scale, hd, pair);
         let n1 = max(m1, d1);
-        let n2 = max(m2, d2);
         s1 = s1 * (m1 - n1).exp() + (d1 - n1).exp();
-        s2 = s2 * (m2 - n2).exp() + (d2 - n2).exp();
         m1 = n1;
-        m2 = n2;
+        if pair {
+            let n2 = max(m2, d2);
+            s2 = s2 * (m2 - n2).exp() + (d2 - n2).exp();
+            m2 = n2;
+        }
     }
     let l1 = m1 + s1.ln();
-    let l2 = m2 + s2.ln();
+    let mut l2 = f32::new(0.0);
+    let mut lam = f32::new(0.0);
+    if pair {
+        l2 = m2 + s2.ln();
+        lam = at(params, 0);
+    }
     // (A1 − λ·A2)·V in one pass over the keys.
     let mut acc = zeros(vd);
     for j in 0..end {
-        let (d1, d2) = scores(q, k, qo, base + j * width, scale, hd);
-        let p = (d1 - l1).exp() - lam * (d2 - l2).exp();
+        let (d1, d2) = scores(q, k, qo, base + j * width, scale, hd, pair);
+        let mut p = (d1 - l1).exp();
+        if pair {
+            p -= lam * (d2 - l2).exp();
+        }
         let vo = base + j * width;
         for c in 0..vd {
             acc[c] += p * at(v, vo + c);
         }
     }
-    // The RMSNorm over the pair's 2hd values, its gain and the (1 − λ_init) scale.
-    let mut squares = f32::new(0.0);
-    for c in 0..vd {
-        squares += acc[c] * acc[c];
-    }
-    let r = 1.0_f32 / (squares / f32::cast_from(vd) + eps).sqrt();
-    let rs = r * out_scale;
-    for c in 0..vd {
-        o[qo + c] = E::cast_from(acc[c]);
-        y[qo + c] = E::cast_from(acc[c] * rs * at(params, 1 + c));
-    }
     lse[pos * 3] = l1;
     lse[pos * 3 + 1] = l2;
-    lse[pos * 3 + 2] = r;
+    if pair {
+        // The RMSNorm over the pair's 2hd values, its gain and the (1 − λ_init) scale.
+        let mut squares = f32::new(0.0);
+        for c in 0..vd {
+            squares += acc[c] * acc[c];
+        }
+        let r = 1.0_f32 / (squares / f32::cast_from(vd) + eps).sqrt();
+        let rs = r * out_scale;
+        for c in 0..vd {
+            o[qo + c] = E::cast_from(acc[c]);
+            y[qo + c] = E::cast_from(acc[c] * rs * at(params, 1 + c));
+        }
+        lse[pos * 3 + 2] = r;
+    } else {
+        for c in 0..vd {
+            y[qo + c] = E::cast_from(acc[c]);
+        }
+        lse[pos * 3 + 2] = 0.0_f32;
+    }
 }
 
 /// The RMSNorm's backward per row: `dO` `[B, N, W]`, then each row's share of dγ,
@@ -158,8 +190,8 @@ fn norm_backward_kernel<E: Float>(
     if pos >= rows {
         terminate!();
     }
-    let (_base, qo, _i, _width) = locate(pos, n, groups, hd);
     let vd = comptime!(2 * hd);
+    let (_base, qo, _i, _width) = locate(pos, n, groups, vd);
     let r = lse[pos * 3 + 2];
     let rs = r * out_scale;
     // d/dO of s·γ·O·r with r = (mean O² + eps)^(-1/2): s·r·γ⊙dy − s·r³·O·(Σ γ⊙dy⊙O)/2hd.
@@ -182,22 +214,24 @@ pub(super) struct Plan {
     pub(super) n: usize,
     pub(super) groups: usize,
     pub(super) hd: usize,
+    pub(super) pair: bool,
     pub(super) count: CubeCount,
     pub(super) dim: CubeDim,
     pub(super) address: AddressType,
     pub(super) elem: ElemType,
 }
 
-/// The plan for `[B, N, W]` inputs with `heads` heads, addressing all of `tensors`.
-pub(super) fn plan(q: &CubeTensor, heads: usize, tensors: &[&CubeTensor]) -> Plan {
+/// The plan for `[B, N, W]` inputs with `heads` heads, paired or not, addressing all of
+/// `tensors`.
+pub(super) fn plan(q: &CubeTensor, heads: usize, pair: bool, tensors: &[&CubeTensor]) -> Plan {
     let dims = q.shape();
     let (b, n, w) = (dims[0], dims[1], dims[2]);
-    let groups = heads / 2;
+    let groups = if pair { heads / 2 } else { heads };
     let rows = b * groups * n;
     let dim = CubeDim::new(&q.client, rows);
     let count = calculate_cube_count_elemwise(&q.client, rows, dim);
     let address = tensors.iter().map(|t| t.required_address_type()).max().unwrap_or_default();
-    Plan { rows, n, groups, hd: w / heads, count, dim, address, elem: dtype_to_storage_type(q.dtype) }
+    Plan { rows, n, groups, hd: w / heads, pair, count, dim, address, elem: dtype_to_storage_type(q.dtype) }
 }
 
 /// An uninitialised contiguous tensor of `dtype` on `like`'s device.
@@ -205,17 +239,19 @@ pub(super) fn empty(like: &CubeTensor, shape: Shape, dtype: DType) -> CubeTensor
     empty_device_contiguous_dtype(like.client.clone(), like.device.clone(), shape, dtype)
 }
 
-/// `y` (normalised, scaled) and `O` `[B, N, W]`, and per row both log-sum-exps and O's
-/// reciprocal RMS `[rows, 3]`.
+/// `y` `[B, N, W]` (with `pair`: normalised and scaled), `O` (with `pair` the pre-norm
+/// `[B, N, W]`, else one unused value), and per row the log-sum-exps and O's reciprocal RMS
+/// `[rows, 3]`.
 #[allow(clippy::too_many_arguments)]
-pub(super) fn forward(q: CubeTensor, k: CubeTensor, v: CubeTensor, params: CubeTensor, heads: usize, scale: f32, causal: bool, eps: f32, out_scale: f32) -> (CubeTensor, CubeTensor, CubeTensor) {
+pub(super) fn forward(q: CubeTensor, k: CubeTensor, v: CubeTensor, params: CubeTensor, heads: usize, scale: f32, causal: bool, pair: bool, eps: f32, out_scale: f32) -> (CubeTensor, CubeTensor, CubeTensor) {
     let [q, k, v, params] = [q, k, v, params].map(into_contiguous);
-    let p = plan(&q, heads, &[&q, &k, &v]);
-    let (y, o, lse) = (empty(&q, q.shape(), q.dtype), empty(&q, q.shape(), q.dtype), empty(&q, [p.rows, 3].into(), DType::F32));
+    let p = plan(&q, heads, pair, &[&q, &k, &v]);
+    let o_shape = if pair { q.shape() } else { Shape::new([1]) };
+    let (y, o, lse) = (empty(&q, q.shape(), q.dtype), empty(&q, o_shape, q.dtype), empty(&q, [p.rows, 3].into(), DType::F32));
     forward_kernel::launch(
         &q.client.clone(), p.count, p.dim, p.address, q.into_tensor_arg(), k.into_tensor_arg(), v.into_tensor_arg(),
         params.into_tensor_arg(), y.clone().into_tensor_arg(), o.clone().into_tensor_arg(), lse.clone().into_tensor_arg(), p.rows,
-        p.n, p.groups, scale, eps, out_scale, p.hd, causal, p.elem,
+        p.n, p.groups, scale, eps, out_scale, p.hd, causal, p.pair, p.elem,
     );
     (y, o, lse)
 }
@@ -225,7 +261,7 @@ pub(super) fn norm_backward(dy: CubeTensor, o: CubeTensor, lse: CubeTensor, para
     let [dy, o, lse, params] = [dy, o, lse, params].map(into_contiguous);
     let shape = o.shape();
     let dnorm = empty(&o, [2 * shape[0], shape[1], shape[2]].into(), o.dtype);
-    let p = plan(&o, heads, &[&dy, &o, &dnorm]);
+    let p = plan(&o, heads, true, &[&dy, &o, &dnorm]);
     norm_backward_kernel::launch(
         &o.client.clone(), p.count, p.dim, p.address, dy.into_tensor_arg(), o.into_tensor_arg(), lse.into_tensor_arg(),
         params.into_tensor_arg(), dnorm.clone().into_tensor_arg(), p.rows, p.n, p.groups, out_scale, p.hd, p.elem,

@@ -1,7 +1,7 @@
-//! The differential-attention kernel on CubeCL devices (wgpu, CUDA) under autodiff (feature
-//! `cube`): `RMSNorm((A1 − λ·A2)·V)·γ·(1 − λ_init)` per head pair as one op with its own
-//! backward, registered through Burn's backend-extension mechanism (a lazy custom op under
-//! fusion) and autodiff.
+//! The attention kernel on CubeCL devices (wgpu, CUDA) under autodiff (feature `cube`):
+//! differential attention, `RMSNorm((A1 − λ·A2)·V)·γ·(1 − λ_init)` per head pair, or standard
+//! attention, `A·V` per head, as one op with its own backward, registered through Burn's
+//! backend-extension mechanism (a lazy custom op under fusion) and autodiff.
 //!
 //! Burn 0.22.1's attention under autodiff is `attention_fallback`: it materialises and keeps
 //! the `[B, h, N, N]` maps for the backward. Here only q, k, v, λ, γ, the pre-norm output and
@@ -35,8 +35,9 @@ pub fn kernel_calls() -> usize {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn forward_meta(q: &TensorSpec, _k: &TensorSpec, _v: &TensorSpec, _p: &TensorSpec, heads: &usize, _s: &f32, _c: &bool, _e: &f32, _o: &f32) -> (TensorSpec, TensorSpec, TensorSpec) {
-    (q.clone(), q.clone(), TensorSpec::new(Shape::new([rows(&q.shape, *heads), 3]), DType::F32))
+fn forward_meta(q: &TensorSpec, _k: &TensorSpec, _v: &TensorSpec, _p: &TensorSpec, heads: &usize, _s: &f32, _c: &bool, pair: &bool, _e: &f32, _o: &f32) -> (TensorSpec, TensorSpec, TensorSpec) {
+    let o = if *pair { q.clone() } else { TensorSpec::new(Shape::new([1]), q.dtype) };
+    (q.clone(), o, TensorSpec::new(Shape::new([rows(&q.shape, *heads, *pair), 3]), DType::F32))
 }
 
 fn norm_backward_meta(_dy: &TensorSpec, o: &TensorSpec, _l: &TensorSpec, _p: &TensorSpec, _h: &usize, _s: &f32) -> TensorSpec {
@@ -44,12 +45,12 @@ fn norm_backward_meta(_dy: &TensorSpec, o: &TensorSpec, _l: &TensorSpec, _p: &Te
 }
 
 #[allow(clippy::too_many_arguments)]
-fn stats_meta(q: &TensorSpec, _k: &TensorSpec, _v: &TensorSpec, _o: &TensorSpec, _l: &TensorSpec, heads: &usize, _s: &f32, _c: &bool) -> TensorSpec {
-    TensorSpec::new(Shape::new([rows(&q.shape, *heads), 4]), DType::F32)
+fn stats_meta(q: &TensorSpec, _k: &TensorSpec, _v: &TensorSpec, _o: &TensorSpec, _l: &TensorSpec, heads: &usize, _s: &f32, _c: &bool, pair: &bool) -> TensorSpec {
+    TensorSpec::new(Shape::new([rows(&q.shape, *heads, *pair), 4]), DType::F32)
 }
 
 #[allow(clippy::too_many_arguments)]
-fn dkv_meta(q: &TensorSpec, _k: &TensorSpec, _v: &TensorSpec, _l: &TensorSpec, _o: &TensorSpec, _st: &TensorSpec, _h: &usize, _s: &f32, _c: &bool) -> TensorSpec {
+fn dkv_meta(q: &TensorSpec, _k: &TensorSpec, _v: &TensorSpec, _l: &TensorSpec, _o: &TensorSpec, _st: &TensorSpec, _h: &usize, _s: &f32, _c: &bool, _pair: &bool) -> TensorSpec {
     stacked(q)
 }
 
@@ -60,59 +61,61 @@ fn stacked(like: &TensorSpec) -> TensorSpec {
     TensorSpec::new(shape, like.dtype)
 }
 
-/// Rows of the per-row statistics: `B · h/2 · N`.
-fn rows(shape: &Shape, heads: usize) -> usize {
-    shape[0] * (heads / 2) * shape[1]
+/// Rows of the per-row statistics: `B · G · N` with `G` groups (`h/2` pairs, or `h` heads).
+fn rows(shape: &Shape, heads: usize, pair: bool) -> usize {
+    shape[0] * if pair { heads / 2 } else { heads } * shape[1]
 }
 
-/// The kernel's ops; `q`, `k`, `v` are `[B, N, W]`, `params` is `[1 + 2hd]`: λ, then γ.
+/// The kernel's ops; `q`, `k`, `v` are `[B, N, W]`, `params` is `[1 + 2hd]`: λ, then γ
+/// (read only with `pair`: differential attention; without it standard attention).
 #[backend_extension(Cube, Fusion, Autodiff)]
-pub trait DiffAttentionOps: Backend {
-    /// `y = RMSNorm(O)·γ·out_scale` with `O = (A1 − λ·A2)·V`, O, and per row both
-    /// log-sum-exps and O's reciprocal RMS.
+pub trait AttentionKernelOps: Backend {
+    /// With `pair`: `y = RMSNorm(O)·γ·out_scale` with `O = (A1 − λ·A2)·V`, O, and per row both
+    /// log-sum-exps and O's reciprocal RMS; without: `y = A·V`, one unused value, and the
+    /// rows' log-sum-exps.
     #[allow(clippy::too_many_arguments)]
     #[fusion(meta = forward_meta)]
-    fn diff_attention(q: FloatTensor<Self>, k: FloatTensor<Self>, v: FloatTensor<Self>, params: FloatTensor<Self>, heads: usize, scale: f32, causal: bool, eps: f32, out_scale: f32) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
+    fn fused_attention(q: FloatTensor<Self>, k: FloatTensor<Self>, v: FloatTensor<Self>, params: FloatTensor<Self>, heads: usize, scale: f32, causal: bool, pair: bool, eps: f32, out_scale: f32) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
 
     /// The RMSNorm's backward: dO and the rows' dγ terms, stacked along the batch.
     #[fusion(meta = norm_backward_meta)]
-    fn diff_attention_norm_backward(dy: FloatTensor<Self>, o: FloatTensor<Self>, lse: FloatTensor<Self>, params: FloatTensor<Self>, heads: usize, out_scale: f32) -> FloatTensor<Self>;
+    fn fused_attention_norm_backward(dy: FloatTensor<Self>, o: FloatTensor<Self>, lse: FloatTensor<Self>, params: FloatTensor<Self>, heads: usize, out_scale: f32) -> FloatTensor<Self>;
 
     /// The backward's per-row statistics.
     #[allow(clippy::too_many_arguments)]
     #[fusion(meta = stats_meta)]
-    fn diff_attention_stats(q: FloatTensor<Self>, k: FloatTensor<Self>, v: FloatTensor<Self>, dout: FloatTensor<Self>, lse: FloatTensor<Self>, heads: usize, scale: f32, causal: bool) -> FloatTensor<Self>;
+    fn fused_attention_stats(q: FloatTensor<Self>, k: FloatTensor<Self>, v: FloatTensor<Self>, dout: FloatTensor<Self>, lse: FloatTensor<Self>, heads: usize, scale: f32, causal: bool, pair: bool) -> FloatTensor<Self>;
 
     /// dQ.
     #[allow(clippy::too_many_arguments)]
     #[fusion(dtype = q, shape = q)]
-    fn diff_attention_dq(q: FloatTensor<Self>, k: FloatTensor<Self>, v: FloatTensor<Self>, params: FloatTensor<Self>, dout: FloatTensor<Self>, stats: FloatTensor<Self>, heads: usize, scale: f32, causal: bool) -> FloatTensor<Self>;
+    fn fused_attention_dq(q: FloatTensor<Self>, k: FloatTensor<Self>, v: FloatTensor<Self>, params: FloatTensor<Self>, dout: FloatTensor<Self>, stats: FloatTensor<Self>, heads: usize, scale: f32, causal: bool, pair: bool) -> FloatTensor<Self>;
 
     /// dK and dV stacked along the batch.
     #[allow(clippy::too_many_arguments)]
     #[fusion(meta = dkv_meta)]
-    fn diff_attention_dkv(q: FloatTensor<Self>, k: FloatTensor<Self>, v: FloatTensor<Self>, params: FloatTensor<Self>, dout: FloatTensor<Self>, stats: FloatTensor<Self>, heads: usize, scale: f32, causal: bool) -> FloatTensor<Self>;
+    fn fused_attention_dkv(q: FloatTensor<Self>, k: FloatTensor<Self>, v: FloatTensor<Self>, params: FloatTensor<Self>, dout: FloatTensor<Self>, stats: FloatTensor<Self>, heads: usize, scale: f32, causal: bool, pair: bool) -> FloatTensor<Self>;
 }
 
-impl DiffAttentionOps for CubeBackend {
-    fn diff_attention(q: FloatTensor<Self>, k: FloatTensor<Self>, v: FloatTensor<Self>, params: FloatTensor<Self>, heads: usize, scale: f32, causal: bool, eps: f32, out_scale: f32) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        kernels::forward(q, k, v, params, heads, scale, causal, eps, out_scale)
+impl AttentionKernelOps for CubeBackend {
+    fn fused_attention(q: FloatTensor<Self>, k: FloatTensor<Self>, v: FloatTensor<Self>, params: FloatTensor<Self>, heads: usize, scale: f32, causal: bool, pair: bool, eps: f32, out_scale: f32) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        kernels::forward(q, k, v, params, heads, scale, causal, pair, eps, out_scale)
     }
 
-    fn diff_attention_norm_backward(dy: FloatTensor<Self>, o: FloatTensor<Self>, lse: FloatTensor<Self>, params: FloatTensor<Self>, heads: usize, out_scale: f32) -> FloatTensor<Self> {
+    fn fused_attention_norm_backward(dy: FloatTensor<Self>, o: FloatTensor<Self>, lse: FloatTensor<Self>, params: FloatTensor<Self>, heads: usize, out_scale: f32) -> FloatTensor<Self> {
         kernels::norm_backward(dy, o, lse, params, heads, out_scale)
     }
 
-    fn diff_attention_stats(q: FloatTensor<Self>, k: FloatTensor<Self>, v: FloatTensor<Self>, dout: FloatTensor<Self>, lse: FloatTensor<Self>, heads: usize, scale: f32, causal: bool) -> FloatTensor<Self> {
-        backward::stats(q, k, v, dout, lse, heads, scale, causal)
+    fn fused_attention_stats(q: FloatTensor<Self>, k: FloatTensor<Self>, v: FloatTensor<Self>, dout: FloatTensor<Self>, lse: FloatTensor<Self>, heads: usize, scale: f32, causal: bool, pair: bool) -> FloatTensor<Self> {
+        backward::stats(q, k, v, dout, lse, heads, scale, causal, pair)
     }
 
-    fn diff_attention_dq(q: FloatTensor<Self>, k: FloatTensor<Self>, v: FloatTensor<Self>, params: FloatTensor<Self>, dout: FloatTensor<Self>, stats: FloatTensor<Self>, heads: usize, scale: f32, causal: bool) -> FloatTensor<Self> {
-        backward::dq(q, k, v, params, dout, stats, heads, scale, causal)
+    fn fused_attention_dq(q: FloatTensor<Self>, k: FloatTensor<Self>, v: FloatTensor<Self>, params: FloatTensor<Self>, dout: FloatTensor<Self>, stats: FloatTensor<Self>, heads: usize, scale: f32, causal: bool, pair: bool) -> FloatTensor<Self> {
+        backward::dq(q, k, v, params, dout, stats, heads, scale, causal, pair)
     }
 
-    fn diff_attention_dkv(q: FloatTensor<Self>, k: FloatTensor<Self>, v: FloatTensor<Self>, params: FloatTensor<Self>, dout: FloatTensor<Self>, stats: FloatTensor<Self>, heads: usize, scale: f32, causal: bool) -> FloatTensor<Self> {
-        backward::dkv(q, k, v, params, dout, stats, heads, scale, causal)
+    fn fused_attention_dkv(q: FloatTensor<Self>, k: FloatTensor<Self>, v: FloatTensor<Self>, params: FloatTensor<Self>, dout: FloatTensor<Self>, stats: FloatTensor<Self>, heads: usize, scale: f32, causal: bool, pair: bool) -> FloatTensor<Self> {
+        backward::dkv(q, k, v, params, dout, stats, heads, scale, causal, pair)
     }
 }
 
@@ -128,6 +131,7 @@ struct Saved<B: Backend> {
     heads: usize,
     scale: f32,
     causal: bool,
+    pair: bool,
     out_scale: f32,
 }
 
@@ -140,27 +144,32 @@ impl<B: Backend> Clone for Saved<B> {
 
 impl<B: Backend> std::fmt::Debug for Saved<B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Saved {{ heads: {}, causal: {} }}", self.heads, self.causal)
+        write!(f, "Saved {{ heads: {}, causal: {}, pair: {} }}", self.heads, self.causal, self.pair)
     }
 }
 
 #[derive(Debug)]
-struct DiffAttentionBackward;
+struct AttentionKernelBackward;
 
-impl<B: Backend + DiffAttentionOps> Backward<B, 4> for DiffAttentionBackward {
+impl<B: Backend + AttentionKernelOps> Backward<B, 4> for AttentionKernelBackward {
     type State = Saved<B>;
 
     fn backward(self, ops: Ops<Self::State, 4>, grads: &mut Gradients, _: &mut Checkpointer) {
         let dy = grads.consume::<B>(&ops.node);
-        let Saved { q, k, v, params, o, lse, heads, scale, causal, out_scale } = ops.state;
+        let Saved { q, k, v, params, o, lse, heads, scale, causal, pair, out_scale } = ops.state;
         let [node_q, node_k, node_v, node_p] = ops.parents;
         let shape = burn::backend::TensorMetadata::shape(&q);
         let (b, n, w) = (shape[0], shape[1], shape[2]);
         let batch = |t: &FloatTensor<B>, at: usize| B::float_slice(t.clone(), &[Slice::from(at..at + b), Slice::from(..), Slice::from(..)]);
-        let dnorm = B::diff_attention_norm_backward(dy, o, lse.clone(), params.clone(), heads, out_scale);
-        let dout = batch(&dnorm, 0);
-        let stats = B::diff_attention_stats(q.clone(), k.clone(), v.clone(), dout.clone(), lse, heads, scale, causal);
-        if let Some(node) = node_p {
+        // Standard attention has no norm: its output is the attention's.
+        let (dout, dnorm) = if pair {
+            let dnorm = B::fused_attention_norm_backward(dy, o, lse.clone(), params.clone(), heads, out_scale);
+            (batch(&dnorm, 0), Some(dnorm))
+        } else {
+            (dy, None)
+        };
+        let stats = B::fused_attention_stats(q.clone(), k.clone(), v.clone(), dout.clone(), lse, heads, scale, causal, pair);
+        if let (Some(node), Some(dnorm)) = (node_p, dnorm) {
             // dλ = −Σ_rows Σ_j A2·dP, the statistics' last column.
             let rows = B::float_slice(stats.clone(), &[Slice::from(..), Slice::from(3..4)]);
             let dlambda = B::float_reshape(B::float_neg(B::float_sum(rows)), Shape::new([1]));
@@ -176,11 +185,11 @@ impl<B: Backend + DiffAttentionOps> Backward<B, 4> for DiffAttentionBackward {
             grads.register::<B>(node.id, B::float_cat(vec![dlambda, dgamma], 0));
         }
         if let Some(node) = node_q {
-            let dq = B::diff_attention_dq(q.clone(), k.clone(), v.clone(), params.clone(), dout.clone(), stats.clone(), heads, scale, causal);
+            let dq = B::fused_attention_dq(q.clone(), k.clone(), v.clone(), params.clone(), dout.clone(), stats.clone(), heads, scale, causal, pair);
             grads.register::<B>(node.id, dq);
         }
         if node_k.is_some() || node_v.is_some() {
-            let dkv = B::diff_attention_dkv(q, k, v, params, dout, stats, heads, scale, causal);
+            let dkv = B::fused_attention_dkv(q, k, v, params, dout, stats, heads, scale, causal, pair);
             if let Some(node) = node_k {
                 grads.register::<B>(node.id, batch(&dkv, 0));
             }
@@ -192,36 +201,36 @@ impl<B: Backend + DiffAttentionOps> Backward<B, 4> for DiffAttentionBackward {
 }
 
 /// The backward's own ops are not differentiated again: they run on the inner tensors.
-impl<B: Backend + DiffAttentionOps, C: CheckpointStrategy> DiffAttentionOps for Autodiff<B, C> {
-    fn diff_attention(q: FloatTensor<Self>, k: FloatTensor<Self>, v: FloatTensor<Self>, params: FloatTensor<Self>, heads: usize, scale: f32, causal: bool, eps: f32, out_scale: f32) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+impl<B: Backend + AttentionKernelOps, C: CheckpointStrategy> AttentionKernelOps for Autodiff<B, C> {
+    fn fused_attention(q: FloatTensor<Self>, k: FloatTensor<Self>, v: FloatTensor<Self>, params: FloatTensor<Self>, heads: usize, scale: f32, causal: bool, pair: bool, eps: f32, out_scale: f32) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
         let parents = [q.node(), k.node(), v.node(), params.node()];
         let (q, k, v, params) = (q.into_primitive(), k.into_primitive(), v.into_primitive(), params.into_primitive());
-        let (y, o, lse) = B::diff_attention(q.clone(), k.clone(), v.clone(), params.clone(), heads, scale, causal, eps, out_scale);
-        let y = match DiffAttentionBackward.prepare::<C>(parents).compute_bound().stateful() {
-            OpsKind::Tracked(prep) => prep.finish(Saved { q, k, v, params, o: o.clone(), lse: lse.clone(), heads, scale, causal, out_scale }, y),
+        let (y, o, lse) = B::fused_attention(q.clone(), k.clone(), v.clone(), params.clone(), heads, scale, causal, pair, eps, out_scale);
+        let y = match AttentionKernelBackward.prepare::<C>(parents).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => prep.finish(Saved { q, k, v, params, o: o.clone(), lse: lse.clone(), heads, scale, causal, pair, out_scale }, y),
             OpsKind::UnTracked(prep) => prep.finish(y),
         };
         (y, <Self as AutodiffBackend>::from_inner(o), <Self as AutodiffBackend>::from_inner(lse))
     }
 
-    fn diff_attention_norm_backward(dy: FloatTensor<Self>, o: FloatTensor<Self>, lse: FloatTensor<Self>, params: FloatTensor<Self>, heads: usize, out_scale: f32) -> FloatTensor<Self> {
-        let dnorm = B::diff_attention_norm_backward(dy.into_primitive(), o.into_primitive(), lse.into_primitive(), params.into_primitive(), heads, out_scale);
+    fn fused_attention_norm_backward(dy: FloatTensor<Self>, o: FloatTensor<Self>, lse: FloatTensor<Self>, params: FloatTensor<Self>, heads: usize, out_scale: f32) -> FloatTensor<Self> {
+        let dnorm = B::fused_attention_norm_backward(dy.into_primitive(), o.into_primitive(), lse.into_primitive(), params.into_primitive(), heads, out_scale);
         <Self as AutodiffBackend>::from_inner(dnorm)
     }
 
-    fn diff_attention_stats(q: FloatTensor<Self>, k: FloatTensor<Self>, v: FloatTensor<Self>, dout: FloatTensor<Self>, lse: FloatTensor<Self>, heads: usize, scale: f32, causal: bool) -> FloatTensor<Self> {
-        let stats = B::diff_attention_stats(q.into_primitive(), k.into_primitive(), v.into_primitive(), dout.into_primitive(), lse.into_primitive(), heads, scale, causal);
+    fn fused_attention_stats(q: FloatTensor<Self>, k: FloatTensor<Self>, v: FloatTensor<Self>, dout: FloatTensor<Self>, lse: FloatTensor<Self>, heads: usize, scale: f32, causal: bool, pair: bool) -> FloatTensor<Self> {
+        let stats = B::fused_attention_stats(q.into_primitive(), k.into_primitive(), v.into_primitive(), dout.into_primitive(), lse.into_primitive(), heads, scale, causal, pair);
         <Self as AutodiffBackend>::from_inner(stats)
     }
 
-    fn diff_attention_dq(q: FloatTensor<Self>, k: FloatTensor<Self>, v: FloatTensor<Self>, params: FloatTensor<Self>, dout: FloatTensor<Self>, stats: FloatTensor<Self>, heads: usize, scale: f32, causal: bool) -> FloatTensor<Self> {
+    fn fused_attention_dq(q: FloatTensor<Self>, k: FloatTensor<Self>, v: FloatTensor<Self>, params: FloatTensor<Self>, dout: FloatTensor<Self>, stats: FloatTensor<Self>, heads: usize, scale: f32, causal: bool, pair: bool) -> FloatTensor<Self> {
         let (q, k, v, params, dout, stats) = (q.into_primitive(), k.into_primitive(), v.into_primitive(), params.into_primitive(), dout.into_primitive(), stats.into_primitive());
-        <Self as AutodiffBackend>::from_inner(B::diff_attention_dq(q, k, v, params, dout, stats, heads, scale, causal))
+        <Self as AutodiffBackend>::from_inner(B::fused_attention_dq(q, k, v, params, dout, stats, heads, scale, causal, pair))
     }
 
-    fn diff_attention_dkv(q: FloatTensor<Self>, k: FloatTensor<Self>, v: FloatTensor<Self>, params: FloatTensor<Self>, dout: FloatTensor<Self>, stats: FloatTensor<Self>, heads: usize, scale: f32, causal: bool) -> FloatTensor<Self> {
+    fn fused_attention_dkv(q: FloatTensor<Self>, k: FloatTensor<Self>, v: FloatTensor<Self>, params: FloatTensor<Self>, dout: FloatTensor<Self>, stats: FloatTensor<Self>, heads: usize, scale: f32, causal: bool, pair: bool) -> FloatTensor<Self> {
         let (q, k, v, params, dout, stats) = (q.into_primitive(), k.into_primitive(), v.into_primitive(), params.into_primitive(), dout.into_primitive(), stats.into_primitive());
-        <Self as AutodiffBackend>::from_inner(B::diff_attention_dkv(q, k, v, params, dout, stats, heads, scale, causal))
+        <Self as AutodiffBackend>::from_inner(B::fused_attention_dkv(q, k, v, params, dout, stats, heads, scale, causal, pair))
     }
 }
 
@@ -234,16 +243,29 @@ fn on_autodiff_cube(t: &Tensor<3>) -> bool {
     t.dtype() == DType::F32 && device.is_autodiff() && matches!(device.inner().as_dispatch(), DispatchDevice::Cube(_))
 }
 
-/// `RMSNorm((A1 − λ·A2)·V)·γ·out_scale` of `[B, N, W]` projections on an autodiff CubeCL
-/// device, differentiable (`params`: λ then γ, `[1 + 2hd]`); `None` elsewhere, or when `q`
-/// holds fewer positions than `k`.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn diff_attention_tracked(q: &Tensor<3>, k: &Tensor<3>, v: &Tensor<3>, params: &Tensor<1>, heads: usize, scale: f32, causal: bool, eps: f32, out_scale: f32) -> Option<Tensor<3>> {
-    if !on_autodiff_cube(q) || q.dims() != k.dims() || k.dims() != v.dims() || params.dtype() != q.dtype() {
+/// The differential part of a kernel call: λ then γ (`[1 + 2hd]`), the norm's eps and the
+/// output scale `1 − λ_init`.
+pub(crate) struct DiffArgs<'a> {
+    pub(crate) params: &'a Tensor<1>,
+    pub(crate) eps: f32,
+    pub(crate) out_scale: f32,
+}
+
+/// Attention of `[B, N, W]` projections on an autodiff CubeCL device, differentiable: with
+/// `diff`, `RMSNorm((A1 − λ·A2)·V)·γ·out_scale` per head pair; without, standard `A·V` per
+/// head. `None` elsewhere, or when `q` holds fewer positions than `k`.
+pub(crate) fn attention_tracked(q: &Tensor<3>, k: &Tensor<3>, v: &Tensor<3>, diff: Option<DiffArgs<'_>>, heads: usize, scale: f32, causal: bool) -> Option<Tensor<3>> {
+    if !on_autodiff_cube(q) || q.dims() != k.dims() || k.dims() != v.dims() || diff.as_ref().is_some_and(|d| d.params.dtype() != q.dtype()) {
         return None;
     }
     CALLS.set(CALLS.get() + 1);
-    let (q, k, v, p) = (q.clone().into_dispatch(), k.clone().into_dispatch(), v.clone().into_dispatch(), params.clone().into_dispatch());
-    let (y, _o, _lse) = <Dispatch as DiffAttentionOps>::diff_attention(q, k, v, p, heads, scale, causal, eps, out_scale);
+    let pair = diff.is_some();
+    // Standard attention reads no parameters; the op still takes a buffer.
+    let (params, eps, out_scale) = match diff {
+        Some(d) => (d.params.clone(), d.eps, d.out_scale),
+        None => (Tensor::<1>::zeros([1], &q.device()), 0.0, 1.0),
+    };
+    let (q, k, v, p) = (q.clone().into_dispatch(), k.clone().into_dispatch(), v.clone().into_dispatch(), params.into_dispatch());
+    let (y, _o, _lse) = <Dispatch as AttentionKernelOps>::fused_attention(q, k, v, p, heads, scale, causal, pair, eps, out_scale);
     Some(Tensor::from_dispatch(y))
 }
