@@ -86,15 +86,14 @@ fn one(args: &Args) -> Result<serde_json::Value, Box<dyn std::error::Error>> {
     let baseline = status_mb("VmRSS:");
     let start = Instant::now();
     let out = forward(x.clone());
+    // A device may fail the call (wgpu refuses buffers past its binding limit): an error, not a panic.
     let check = if args.backward {
         let grads = out.sum().backward();
-        x.grad(&grads)
-            .ok_or("no input gradient")?
-            .sum()
-            .into_scalar::<f32>()
+        x.grad(&grads).ok_or("no input gradient")?.sum().try_into_scalar::<f32>()
     } else {
-        out.sum().into_scalar::<f32>()
+        out.sum().try_into_scalar::<f32>()
     };
+    let check = check.map_err(|e| format!("{} {} N={}: the call failed on {}: {e:?}", args.kind, args.path, args.n, args.backend))?;
     device.sync()?;
     let seconds = start.elapsed().as_secs_f64();
     let peak = status_mb("VmHWM:");
