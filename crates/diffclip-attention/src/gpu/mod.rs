@@ -234,13 +234,13 @@ impl<B: Backend + AttentionKernelOps, C: CheckpointStrategy> AttentionKernelOps 
     }
 }
 
-/// Whether `t` is an f32 tensor on an autodiff CubeCL device (where the kernel runs). The
-/// kernels compile for f16 / bf16 too, but are not used for them: in a clean CI run the f16
-/// gradient test on lavapipe failed inside Burn's fusion ("Should have handle for tensor"),
-/// after passing several runs before; until that is understood f16 / bf16 take Burn's attention.
+/// Whether `t` is a float tensor the kernels compile for (f32, f16, bf16) on an autodiff
+/// CubeCL device. (f16 under autodiff on wgpu can fail inside Burn's fusion, "Should have handle
+/// for tensor", while other threads use the device: with Burn's own ops as with this kernel,
+/// docs/performance.md.)
 fn on_autodiff_cube(t: &Tensor<3>) -> bool {
     let device = t.device();
-    t.dtype() == DType::F32 && device.is_autodiff() && matches!(device.inner().as_dispatch(), DispatchDevice::Cube(_))
+    matches!(t.dtype(), DType::F32 | DType::F16 | DType::BF16) && device.is_autodiff() && matches!(device.inner().as_dispatch(), DispatchDevice::Cube(_))
 }
 
 /// The differential part of a kernel call: λ then γ (`[1 + 2hd]`), the norm's eps and the

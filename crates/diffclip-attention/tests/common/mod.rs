@@ -1,0 +1,33 @@
+//! Helpers shared by the attention test binaries.
+#![allow(dead_code)]
+
+use burn::module::Param;
+use burn::tensor::{Distribution, Tensor};
+use diffclip_attention::{AttentionConfig, DiffAttention};
+
+/// Largest |a − b| relative to the largest |b| (NaN counts as a failure).
+pub fn rel_diff<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> f32 {
+    let scale = b.clone().abs().max().into_scalar::<f32>().max(1e-12);
+    let d = (a - b).abs().max().into_scalar::<f32>() / scale;
+    if d.is_nan() { f32::INFINITY } else { d }
+}
+
+/// An input, a probe to weigh the output with, and a differential layer (width 32, 4 heads)
+/// whose norm gain is random rather than ones, so a kernel's use of γ is checked too.
+pub fn gradient_case(ad: &burn::tensor::Device, n: usize, causal: bool) -> (Tensor<3>, Tensor<3>, DiffAttention) {
+    let x = Tensor::<3>::random([2, n, 32], Distribution::Normal(0.0, 1.0), ad);
+    let probe = Tensor::<3>::random([2, n, 32], Distribution::Normal(0.0, 1.0), ad);
+    let mut diff = AttentionConfig { causal, ..AttentionConfig::new(32, 4) }.init_differential(ad).unwrap();
+    diff.diff_norm.gamma = Param::from_tensor(Tensor::random([16], Distribution::Uniform(0.5, 1.5), ad));
+    (x, probe, diff)
+}
+
+/// Casts every float parameter (recorded by autodiff: gradients reach the f32 originals).
+pub struct Cast(pub burn::tensor::FloatDType);
+
+impl burn::module::ModuleMapper for Cast {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let (id, tensor, mapper) = param.consume();
+        Param::from_mapped_value(id, tensor.cast(self.0), mapper)
+    }
+}
