@@ -1,12 +1,13 @@
-//! Half precision through the fused attention paths. A binary of its own, so its one test runs
-//! alone in its process: while other threads used the same wgpu device, f16 under autodiff
-//! failed inside Burn 0.22.1's fusion ("Should have handle for tensor", burn#4347) in 3 of 20
+//! Half precision through the fused attention paths. A binary of its own, its tests serialised,
+//! so each runs alone on the device: while other threads used the same wgpu device, f16 under
+//! autodiff failed inside Burn 0.22.1's fusion ("Should have handle for tensor", burn#4347) in 3 of 20
 //! runs with Burn's own ops and 1 of 12 with the CubeCL kernel; alone, 0 of 25.
 
+use diffclip_attention::AttentionConfig;
 use diffclip_testkit::devices;
 
 mod common;
-use common::{Cast, gradient_case, rel_diff};
+use common::{Cast, gradient_case, rel_diff, serial};
 
 /// Mixed precision: the fused path on an f16 cast of the layer tracks the f32 reference path,
 /// values and the gradients that reach the f32 weights, within f16's rounding (on wgpu: the
@@ -14,6 +15,7 @@ use common::{Cast, gradient_case, rel_diff};
 #[test]
 fn fused_f16_tracks_the_f32_reference() {
     use burn::module::Module;
+    let _serial = serial();
     for (backend, device) in devices() {
         if !device.supports_dtype(burn::tensor::DType::F16) {
             continue;
@@ -44,6 +46,46 @@ fn fused_f16_tracks_the_f32_reference() {
             // Burn's f16 ops measured 2.9e-3 on flex for this draw, up to 1.9e-2 over unseeded ones.
             let tol = 5e-2;
             for (what, d) in [("values", rel_diff(h.4, r.4)), ("dx", rel_diff(h.0, r.0)), ("dWq", rel_diff(h.1, r.1)), ("dWv", rel_diff(h.2, r.2)), ("dγ", rel_diff(h.3, r.3))] {
+                assert!(d < tol, "{at}: {what} differs by {d:e}");
+            }
+        }
+    }
+}
+
+/// Standard attention on an f16 cast of the layer tracks its f32 reference path (on wgpu: the
+/// CubeCL kernel in f16, which reads no parameters).
+#[test]
+fn standard_f16_tracks_the_f32_reference() {
+    use burn::module::Module;
+    use burn::tensor::FloatDType::{F16, F32};
+    let _serial = serial();
+    for (backend, device) in devices() {
+        if !device.supports_dtype(burn::tensor::DType::F16) {
+            continue;
+        }
+        let ad = device.autodiff();
+        for (n, causal) in [(29, false), (120, true)] {
+            ad.seed(29 + n as u64);
+            let (x, probe, _) = gradient_case(&ad, n, causal);
+            let std = AttentionConfig { causal, ..AttentionConfig::new(32, 4) }.init_standard(&ad).unwrap();
+            let grads = |half: bool| {
+                let x = x.clone().require_grad();
+                let y = if half {
+                    std.clone().map(&mut Cast(F16)).forward(x.clone().cast(F16), None).cast(F32)
+                } else {
+                    std.forward_with_maps(x.clone(), None).0
+                };
+                let g = (y.clone() * probe.clone()).sum().backward();
+                (x.grad(&g).unwrap(), std.k_proj.weight.grad(&g).unwrap(), y)
+            };
+            let calls = diffclip_attention::gpu_kernel_calls();
+            let (h, r) = (grads(true), grads(false));
+            let at = format!("{backend} standard f16 n={n} causal={causal}");
+            let ran = diffclip_attention::gpu_kernel_calls() > calls;
+            assert_eq!(ran, backend == "wgpu", "{at}: CubeCL kernel ran: {ran}");
+            // f16's rounding, as for the differential layer above.
+            let tol = 5e-2;
+            for (what, d) in [("values", rel_diff(h.2, r.2)), ("dx", rel_diff(h.0, r.0)), ("dWk", rel_diff(h.1, r.1))] {
                 assert!(d < tol, "{at}: {what} differs by {d:e}");
             }
         }

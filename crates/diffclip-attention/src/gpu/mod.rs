@@ -260,10 +260,11 @@ pub(crate) fn attention_tracked(q: &Tensor<3>, k: &Tensor<3>, v: &Tensor<3>, dif
     }
     CALLS.set(CALLS.get() + 1);
     let pair = diff.is_some();
-    // Standard attention reads no parameters; the op still takes a buffer.
+    // Standard attention reads no parameters; the op still takes a buffer, of q's float type
+    // as the kernel declares it.
     let (params, eps, out_scale) = match diff {
         Some(d) => (d.params.clone(), d.eps, d.out_scale),
-        None => (Tensor::<1>::zeros([1], &q.device()), 0.0, 1.0),
+        None => (Tensor::<1>::zeros([1], &q.device()).cast(q.dtype()), 0.0, 1.0),
     };
     let (q, k, v, p) = (q.clone().into_dispatch(), k.clone().into_dispatch(), v.clone().into_dispatch(), params.into_dispatch());
     let (y, _o, _lse) = <Dispatch as AttentionKernelOps>::fused_attention(q, k, v, p, heads, scale, causal, pair, eps, out_scale);

@@ -31,3 +31,10 @@ impl burn::module::ModuleMapper for Cast {
         Param::from_mapped_value(id, tensor.cast(self.0), mapper)
     }
 }
+
+/// A lock that tests take to run one at a time (f16 autodiff on wgpu fails inside Burn's fusion
+/// while other threads use the device: `half.rs`).
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
