@@ -209,21 +209,77 @@ impl ClipConfig {
         self
     }
 
-    /// Build the model with freshly initialised weights. Parameters are drawn here, in a fixed
-    /// order, so `device.seed(s)` before `init` gives the same weights every time.
+    /// Build the model with freshly initialised weights. Every parameter is drawn here, in
+    /// module order, so `device.seed(s)` before `init` gives the same weights every time,
+    /// whatever reads them first later (Burn otherwise draws a weight on its first read).
     /// The configuration is [validated](Self::validate) against [`ModelLimits::default`] first.
+    ///
+    /// ```
+    /// use diffclip_clip::ClipConfig;
+    /// let device = burn::tensor::Device::default();
+    /// let first_weights = |seed| {
+    ///     device.seed(seed);
+    ///     let model = ClipConfig::diffclip_tiny().init(&device).unwrap();
+    ///     device.seed(99); // draws after init no longer change the model
+    ///     model.image_projection.val().into_data().to_vec::<f32>().unwrap()
+    /// };
+    /// assert_eq!(first_weights(7), first_weights(7));
+    /// assert_ne!(first_weights(7), first_weights(8));
+    /// ```
     pub fn init(&self, device: &Device) -> Result<Clip, ClipError> {
         self.init_with_limits(device, &ModelLimits::default())
     }
 
     /// [`init`](Self::init) with explicit size limits.
     pub fn init_with_limits(&self, device: &Device, limits: &ModelLimits) -> Result<Clip, ClipError> {
+        let model = self.init_lazy_with_limits(device, limits)?;
+        burn::module::Module::visit(&model, &mut DrawParams);
+        Ok(model)
+    }
+
+    /// Build the model without drawing its weights: each is drawn on its first read. For
+    /// models whose weights are about to be replaced (by
+    /// [`load_checkpoint`](crate::load_checkpoint)) or only counted, so no memory or time goes
+    /// on a random initialisation. Not for training from scratch: the weights would depend on
+    /// the device RNG's state at the time of their first read; use [`init`](Self::init).
+    ///
+    /// ```
+    /// use burn::module::Module;
+    /// use diffclip_clip::ClipConfig;
+    /// let device = burn::tensor::Device::default();
+    /// // ViT-B/16's 150 M parameters are counted without being allocated.
+    /// let model = ClipConfig::diffclip_vit_b16().init_lazy(&device).unwrap();
+    /// assert!(model.num_params() > 100_000_000);
+    /// ```
+    pub fn init_lazy(&self, device: &Device) -> Result<Clip, ClipError> {
+        self.init_lazy_with_limits(device, &ModelLimits::default())
+    }
+
+    /// [`init_lazy`](Self::init_lazy) with explicit size limits.
+    pub fn init_lazy_with_limits(&self, device: &Device, limits: &ModelLimits) -> Result<Clip, ClipError> {
         self.validate(limits)?;
-        Ok(burn::module::Module::materialize(Clip::new(self, device)?))
+        Clip::new(self, device)
     }
 
     fn openai(embed_dim: usize, vision: VisionConfig, mut text: TextConfig) -> Self {
         text.attention = LayerAttention::all(AttentionKind::Standard);
         Self { embed_dim, vision, text, ..Self::default() }
+    }
+}
+
+/// Reads every parameter once, which makes Burn draw the lazy ones now, in visit order.
+struct DrawParams;
+
+impl burn::module::ModuleVisitor for DrawParams {
+    fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<burn::tensor::Tensor<D>>) {
+        let _ = param.val();
+    }
+
+    fn visit_int<const D: usize>(&mut self, param: &burn::module::Param<burn::tensor::Tensor<D, burn::tensor::Int>>) {
+        let _ = param.val();
+    }
+
+    fn visit_bool<const D: usize>(&mut self, param: &burn::module::Param<burn::tensor::Tensor<D, burn::tensor::Bool>>) {
+        let _ = param.val();
     }
 }
