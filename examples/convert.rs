@@ -113,7 +113,7 @@ fn run(args: Args) -> Res<()> {
     let (original, clip_config, pretrain_seconds) = match &args.checkpoint {
         Some(path) => {
             let config = ClipConfig::select(None, None, Some(path))?;
-            let mut model = config.init(&device.clone().inner())?;
+            let mut model = config.init_lazy(&device.clone().inner())?;
             load_checkpoint(&mut model, path)?;
             (model, config, 0.0)
         }

@@ -142,7 +142,8 @@ fn run(args: Args) -> Res<()> {
     diffclip::clip::files::check_output(&diffclip::clip::files::resolve_output(&args.output)?, &inputs)?;
     let device = diffclip::backend::device(&args.backend)?;
     let config = ClipConfig::select(args.config.as_deref(), args.preset.as_deref(), args.checkpoint.as_deref())?;
-    let mut model = config.init(&device)?;
+    // Lazy when a checkpoint replaces the weights; drawn now for a run on random weights.
+    let mut model = if args.checkpoint.is_some() { config.init_lazy(&device)? } else { config.init(&device)? };
     let mut config_json = serde_json::to_string(&config)?;
     if args.dtype != Precision::F32 {
         // Reduced-precision embeddings differ: they get their own cache entries.

@@ -46,7 +46,7 @@ fn main() -> ExitCode {
 fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let config = ClipConfig::preset(&args.preset)?;
     let device = diffclip::backend::device("flex")?;
-    let mut model = config.init(&device)?;
+    let mut model = config.init_lazy(&device)?;
     if let Some(path) = &args.write {
         save_safetensors(&model, Some(&config), path)?;
         eprintln!("wrote {}", path.display());

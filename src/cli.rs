@@ -77,7 +77,7 @@ pub fn load_model(
         Some(entry) => entry.tokenizer()?,
         None => Arc::new(ClipTokenizer::with_config(TokenizerConfig { context_length: config.text.context_length, ..Default::default() })?),
     };
-    let mut model = config.init(device)?;
+    let mut model = config.init_lazy(device)?;
     let format = load_checkpoint(&mut model, &checkpoint)?;
     eprintln!("loaded {} ({format:?} layout)", checkpoint.display());
     let timm = config.vision.patch_bias && !config.vision.ln_pre;

@@ -29,7 +29,7 @@
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let device = Device::flex();
-//! let mut model = ClipConfig::diffclip_vit_b16().init(&device)?;
+//! let mut model = ClipConfig::diffclip_vit_b16().init_lazy(&device)?;
 //! load_checkpoint(&mut model, "checkpoint_best.pt")?;
 //! let images = Tensor::<4>::random([2, 3, 224, 224], Distribution::Default, &device);
 //! let embeddings = model.encode_image(images);

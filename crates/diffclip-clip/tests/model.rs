@@ -14,7 +14,7 @@ fn tmp(name: &str) -> tempfile::TempPath {
 #[test]
 fn diffclip_vit_b16_has_the_reference_parameter_count_and_keys() {
     let (_, device) = devices().remove(0);
-    let model = ClipConfig::diffclip_vit_b16().init(&device).unwrap();
+    let model = ClipConfig::diffclip_vit_b16().init_lazy(&device).unwrap();
     assert_eq!(model.num_params(), 149_629_185);
     // Every key of the authors' ViT-B/16 state dict, with its shape.
     let ours = to_diffclip_names(
@@ -43,12 +43,12 @@ fn diffclip_vit_b16_has_the_reference_parameter_count_and_keys() {
 #[test]
 fn variant_presets_differ_only_where_they_should() {
     let (_, device) = devices().remove(0);
-    let count = |c: ClipConfig| c.init(&device).unwrap().num_params();
+    let count = |c: ClipConfig| c.init_lazy(&device).unwrap().num_params();
     let diff = 149_629_185;
     assert_eq!(count(ClipConfig::clip_vit_b16()), diff - 9216);
     assert_eq!(count(ClipConfig::diffclip_dagger_vit_b16()), diff - 4608);
     assert_eq!(count(ClipConfig::diffclip_star_vit_b16()), diff);
-    let star = ClipConfig::diffclip_star_vit_b16().init(&device).unwrap();
+    let star = ClipConfig::diffclip_star_vit_b16().init_lazy(&device).unwrap();
     let l0 = star.visual.blocks[0].attn.lambda_full().unwrap();
     assert!(matches!(star.visual.blocks[0].attn, diffclip_attention::Attention::Differential(ref a) if (a.lambda_init - 0.2).abs() < 1e-12));
     let _ = l0;
@@ -63,7 +63,7 @@ fn variant_presets_differ_only_where_they_should() {
 fn openai_presets_match_open_clip_counts() {
     let (_, device) = devices().remove(0);
     // open_clip ViT-B-16: 149,620,737 parameters.
-    assert_eq!(ClipConfig::openai_vit_b16().init(&device).unwrap().num_params(), 149_620_737);
+    assert_eq!(ClipConfig::openai_vit_b16().init_lazy(&device).unwrap().num_params(), 149_620_737);
 }
 
 #[test]

@@ -111,7 +111,7 @@ pub fn load_training_checkpoint(path: impl AsRef<Path>, device: &Device) -> Resu
             return Err(err(format!("unexpected tensor '{k}'")));
         }
     }
-    let mut model = meta.model.init(device).map_err(|e| err(e.to_string()))?;
+    let mut model = meta.model.init_lazy(device).map_err(|e| err(e.to_string()))?;
     let canonical = to_canonical(weights, CheckpointFormat::DiffClip, &name)?;
     load_state_dict(&mut model, canonical, &name)?;
     let mut optim = AdamW::new(meta.train.adamw.clone());

@@ -175,9 +175,9 @@ impl DataParallel {
             .zip(shard_sizes(n, self.devices.len()))
             .enumerate()
         {
-            // Fork after the master's own forward: Burn initialises parameters lazily, on first
-            // use, so this keeps the initialisation order (hence the random weights) of a
-            // single-device run with the same seed.
+            // Fork after the master's own forward: a model built with `init_lazy` draws a
+            // parameter on its first read, so this keeps the draw order (hence the random
+            // weights) of a single-device run with the same seed.
             let replica = if i == 0 {
                 master.clone()
             } else {

@@ -43,7 +43,7 @@ pub fn read_state_dict(path: impl AsRef<Path>) -> Result<StateDict, CheckpointEr
 /// # use burn::tensor::Device;
 /// use diffclip_clip::{ClipConfig, load_checkpoint};
 /// # fn f(device: Device) -> Result<(), Box<dyn std::error::Error>> {
-/// let mut model = ClipConfig::openai_vit_b16().init(&device)?;
+/// let mut model = ClipConfig::openai_vit_b16().init_lazy(&device)?;
 /// let format = load_checkpoint(&mut model, "open_clip_model.safetensors")?;
 /// println!("loaded a {format:?} checkpoint");
 /// # Ok(()) }
@@ -115,9 +115,10 @@ pub fn load_state_dict(model: &mut Clip, mut sd: StateDict, source: &str) -> Res
 
 /// The model's canonical keys and PyTorch-layout shapes.
 ///
-/// Read from the parameters' declared shapes, so a freshly initialised model (whose weights are
-/// only allocated when first used) allocates nothing here: loading then holds one model's
-/// weights, not a random initialisation beside the checkpoint's.
+/// Read from the parameters' declared shapes, so a model built with
+/// [`ClipConfig::init_lazy`](crate::ClipConfig::init_lazy) (weights not drawn yet) allocates
+/// nothing here: loading then holds one model's weights, not a random initialisation beside
+/// the checkpoint's.
 pub fn state_dict_shapes(model: &Clip) -> std::collections::BTreeMap<String, Vec<usize>> {
     let mut shapes = ShapeVisitor::default();
     model.visit(&mut shapes);
