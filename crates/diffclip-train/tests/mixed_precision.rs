@@ -37,27 +37,45 @@ fn trainer(steps: u64, precision: Precision) -> Trainer {
 #[test]
 fn reduced_precision_runs_learn_from_f32_master_weights() {
     let _serial = serial();
+    learns_from_f32_master_weights(Device::flex(), &[Precision::Bf16, Precision::F16], 12);
+}
+
+/// The same on wgpu (lavapipe in CI), in f16 through the CubeCL attention kernel: Vulkan
+/// drivers there have no bf16 arithmetic.
+#[test]
+fn f16_training_on_wgpu_learns_from_f32_master_weights() {
+    let _serial = serial();
+    let wgpu = diffclip_testkit::devices().into_iter().find(|(name, _)| *name == "wgpu").expect("tests build with wgpu").1;
+    learns_from_f32_master_weights(wgpu, &[Precision::F16], 12);
+}
+
+/// Trains `steps` steps in f32 and in each of `precisions` from the same seeded weights and data.
+fn learns_from_f32_master_weights(device: Device, precisions: &[Precision], steps: u64) {
     let data = data();
-    let reference = trainer(12, Precision::F32).fit(&data, &batcher(), None).unwrap();
-    for p in [Precision::Bf16, Precision::F16] {
-        let mut t = trainer(12, p);
+    let reference = trainer_on(device.clone(), steps, Precision::F32).fit(&data, &batcher(), None).unwrap();
+    for &p in precisions {
+        let mut t = trainer_on(device.clone(), steps, p);
         let report = t.fit(&data, &batcher(), None).unwrap();
         assert!(report.losses.iter().all(|l| l.is_finite()), "{p}: {:?}", report.losses);
         let first = report.losses[..3].iter().sum::<f32>() / 3.0;
-        let last = report.losses[9..].iter().sum::<f32>() / 3.0;
+        let last = report.losses[steps as usize - 3..].iter().sum::<f32>() / 3.0;
         assert!(last < first, "{p}: loss did not fall: {:?}", report.losses);
-        // Same data and initial weights: the first step's loss differs by rounding only.
+        // Same data and initial weights (drawn at init), so the first step's loss differs by
+        // rounding only: within about one unit roundoff of the format (bf16 2^-8, f16 2^-11).
+        // Measured: bf16 1.1e-3, f16 6e-5 on flex and 2e-4 on wgpu; different initial weights
+        // are 1-4 % apart.
+        let tolerance = if p == Precision::Bf16 { 4e-3 } else { 5e-4 };
         let d = (report.losses[0] - reference.losses[0]).abs() / reference.losses[0];
-        assert!(d < 2e-2, "{p}: first loss {} vs f32 {}", report.losses[0], reference.losses[0]);
+        assert!(d < tolerance, "{p}: first loss {} vs f32 {} ({d:.1e} apart)", report.losses[0], reference.losses[0]);
         assert_eq!(t.model.image_projection.val().dtype(), DType::F32, "{p}: master weights stay f32");
         assert!(t.optim.moments.values().all(|m| m.v.dtype() == DType::F32), "{p}: AdamW state stays f32");
         // f16 starts at a loss scale of 2^16 and halves it on every overflow (as PyTorch's
         // GradScaler, which skips its first steps too); bf16 never scales or skips.
         let skipped = t.state.skipped_steps;
-        assert_eq!(t.optim.step + skipped, 12, "{p}: every step updated or skipped");
+        assert_eq!(t.optim.step + skipped, steps, "{p}: every step updated or skipped");
         match p {
             Precision::F16 => {
-                assert!(skipped < 6, "{p}: {skipped} of 12 steps skipped");
+                assert!(skipped < steps / 2, "{p}: {skipped} of {steps} steps skipped");
                 assert_eq!(t.state.loss_scale, 65536.0 / 2f64.powi(skipped as i32), "{p}: halved once per skip, no growth yet");
             }
             _ => assert_eq!((skipped, t.state.loss_scale), (0, 0.0), "{p}: no loss scaling"),

@@ -44,18 +44,6 @@ fn weights(model: &Clip) -> BTreeMap<String, Vec<f32>> {
     w.1
 }
 
-/// Touch every parameter in visiting order: Burn initialises parameters lazily, on first use,
-/// drawing from the device RNG, so two runs must materialise them in the same order.
-fn materialize(model: &Clip) {
-    struct T;
-    impl ModuleVisitor for T {
-        fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
-            let _ = p.val();
-        }
-    }
-    model.visit(&mut T);
-}
-
 fn max_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
     a.iter()
@@ -85,7 +73,6 @@ fn check_replicas(devices: Vec<Device>) {
     let main = devices[0].clone();
     main.seed(11);
     let model = tiny_model().init(&main).unwrap();
-    materialize(&model);
     let data = data();
     // AdamW divides by sqrt(v) + eps: with the default eps = 1e-6 a parameter whose true
     // gradient is ~0 (key biases: softmax ignores them) moves by ±lr on pure round-off, in both
@@ -207,9 +194,9 @@ fn trainer_with_replicas_matches_plain_trainer() {
     let run = |replicas: usize| {
         let device = Device::flex().autodiff();
         device.seed(5);
-        // Not materialised on purpose: the replicas must not change the lazy initialisation
-        // order, so the same seed gives the same weights with and without data parallelism.
-        let model = tiny_model().init(&device).unwrap();
+        // Lazy on purpose: the replicas must not change the order in which weights are drawn
+        // on first read, so the same seed gives the same weights with and without them.
+        let model = tiny_model().init_lazy(&device).unwrap();
         let config = TrainConfig {
             steps: 4,
             batch_size: 8,
@@ -252,7 +239,6 @@ fn flex_and_ndarray_replicas_match_one_device() {
     let ndarray = Device::ndarray().autodiff();
     flex.seed(3);
     let model = tiny_model().init(&flex).unwrap();
-    materialize(&model);
     let batch = batcher().batch_indices(&synthetic(16), &(0..10).collect::<Vec<_>>(), &flex).unwrap();
     let grads = |model: &Clip, images: Tensor<4>, texts| {
         let out = model.forward(images, texts);
