@@ -184,7 +184,8 @@ impl DiffAttention {
     }
 
     /// The fused path as one CubeCL op with its own backward under autodiff (training on wgpu
-    /// or CUDA: no `[B, h, N, N]` maps kept), the RMSNorm folded in. `None` elsewhere.
+    /// or CUDA: no `[B, h, N, N]` maps kept), the RMSNorm folded in; for inference too when
+    /// [`crate::set_gpu_inference_kernel`] is on. `None` elsewhere.
     #[cfg(feature = "cube")]
     fn attention_gpu(&self, (q, k, v): &(Tensor<3>, Tensor<3>, Tensor<3>)) -> Option<Tensor<3>> {
         let scale = (self.head_dim as f32).powf(-0.5);
@@ -192,7 +193,7 @@ impl DiffAttention {
         let params = Tensor::cat(vec![self.lambda_full(), self.diff_norm.gamma.val()], 0);
         let (eps, out_scale) = (self.diff_norm.epsilon as f32, (1.0 - self.lambda_init) as f32);
         let diff = crate::gpu::DiffArgs { params: &params, eps, out_scale };
-        crate::gpu::attention_tracked(q, k, v, Some(diff), self.num_heads, scale, self.causal)
+        crate::gpu::attention(q, k, v, Some(diff), self.num_heads, scale, self.causal)
     }
 
     /// The reference path: materialises both softmax maps and returns them.

@@ -57,12 +57,41 @@ pub use standard::StandardAttention;
 
 /// How many times this thread has called the attention kernel for CubeCL devices (feature
 /// `cube`; differential and standard attention); always 0 without the feature. Training on a
-/// wgpu or CUDA device goes through it; tests use this to tell it from a fallback.
+/// wgpu or CUDA device goes through it (inference too with [`set_gpu_inference_kernel`]);
+/// tests use this to tell it from a fallback.
 pub fn gpu_kernel_calls() -> usize {
     #[cfg(feature = "cube")]
     return gpu::kernel_calls();
     #[cfg(not(feature = "cube"))]
     0
+}
+
+/// Whether inference (tensors on a plain, non-autodiff device) on CubeCL devices (wgpu, CUDA)
+/// runs diffclip's attention kernel, as training does, instead of Burn's own attention; off
+/// by default, for the whole process. The kernel computes `(A1 − λ·A2)·V` as one product per
+/// head pair with the RMSNorm folded in; Burn's flash kernel needs two attention calls per
+/// differential layer but uses the GPU's matrix units. Which is faster depends on the GPU:
+/// `bench --gpu-kernel` measures it. Without the `cube` feature this does nothing.
+///
+/// ```
+/// diffclip_attention::set_gpu_inference_kernel(true);
+/// assert_eq!(diffclip_attention::gpu_inference_kernel_enabled(), cfg!(feature = "cube"));
+/// diffclip_attention::set_gpu_inference_kernel(false);
+/// ```
+pub fn set_gpu_inference_kernel(enabled: bool) {
+    #[cfg(feature = "cube")]
+    gpu::set_inference(enabled);
+    #[cfg(not(feature = "cube"))]
+    let _ = enabled;
+}
+
+/// Whether [`set_gpu_inference_kernel`] turned the kernel on for inference (always `false`
+/// without the `cube` feature).
+pub fn gpu_inference_kernel_enabled() -> bool {
+    #[cfg(feature = "cube")]
+    return gpu::inference();
+    #[cfg(not(feature = "cube"))]
+    false
 }
 
 /// Which computation an attention layer uses; both give the same result.

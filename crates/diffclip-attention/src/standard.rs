@@ -89,11 +89,12 @@ impl StandardAttention {
                 return self.proj_drop.forward(crate::linear(&self.out_proj, first_rows(o, queries)));
             }
         }
-        // Training on wgpu / CUDA: the CubeCL kernel keeps no [B, h, N, N] maps for the backward.
+        // Training on wgpu / CUDA (and inference when asked): the CubeCL kernel keeps no
+        // [B, h, N, N] maps for the backward.
         #[cfg(feature = "cube")]
         if mask.is_none() {
             let scale = (self.head_dim as f32).powf(-0.5);
-            if let Some(o) = crate::gpu::attention_tracked(&q, &k, &v, None, self.num_heads, scale, self.causal) {
+            if let Some(o) = crate::gpu::attention(&q, &k, &v, None, self.num_heads, scale, self.causal) {
                 return self.proj_drop.forward(crate::linear(&self.out_proj, first_rows(o, queries)));
             }
         }

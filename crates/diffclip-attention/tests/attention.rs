@@ -122,6 +122,41 @@ fn long_sequences_fused_matches_reference() {
     }
 }
 
+/// Inference through the CubeCL kernel (`set_gpu_inference_kernel`) on wgpu: both kinds,
+/// causal or not, one and several tiles of keys, and the first position alone. The switch is
+/// process-wide, so other tests of this binary may take the kernel meanwhile; they check the
+/// same values either way.
+#[test]
+fn gpu_inference_kernel_matches_reference() {
+    struct Off;
+    impl Drop for Off {
+        fn drop(&mut self) {
+            diffclip_attention::set_gpu_inference_kernel(false);
+        }
+    }
+    let _off = Off;
+    diffclip_attention::set_gpu_inference_kernel(true);
+    for (backend, device) in devices() {
+        for (n, causal) in [(29, false), (29, true), (300, false), (300, true)] {
+            let (x, _, diff) = gradient_case(&device, n, causal);
+            let std = AttentionConfig { causal, ..AttentionConfig::new(32, 4) }.init_standard(&device).unwrap();
+            let at = format!("{backend} n={n} causal={causal}");
+            let calls = diffclip_attention::gpu_kernel_calls();
+            let (d, s) = (diff.forward(x.clone(), None), std.forward(x.clone(), None));
+            let ran = diffclip_attention::gpu_kernel_calls() - calls;
+            assert_eq!(ran, if backend == "wgpu" { 2 } else { 0 }, "{at}: CubeCL kernel calls");
+            let diff_ref = diff.forward_with_maps(x.clone(), None).0;
+            assert!(rel_diff(d, diff_ref.clone()) < 1e-5, "{at}: differential");
+            assert!(rel_diff(s, std.forward_with_maps(x.clone(), None).0) < 1e-5, "{at}: standard");
+            // The class token alone: one query row against every key.
+            if !causal {
+                let first = diff.forward_queries(x, None, 1);
+                assert!(rel_diff(first, diff_ref.narrow(1, 0, 1)) < 1e-5, "{at}: first position");
+            }
+        }
+    }
+}
+
 /// Our GELU / QuickGELU (vectorised kernels on flex) against Burn's own ops.
 #[test]
 fn activations_match_burn() {

@@ -6,12 +6,16 @@
 //! Burn 0.22.1's attention under autodiff is `attention_fallback`: it materialises and keeps
 //! the `[B, h, N, N]` maps for the backward. Here only q, k, v, λ, γ, the pre-norm output and
 //! three floats per row are kept; the backward recomputes the scores, so training memory is
-//! linear in N. Inference keeps Burn's own (flash) attention.
+//! linear in N. Inference keeps Burn's own (flash) attention unless
+//! [`crate::set_gpu_inference_kernel`] turns the kernel on for it too (one product with V per
+//! head pair instead of Burn's two attention calls; which is faster is measured by
+//! `benches/gpu.sh`).
 
 mod backward;
 mod kernels;
 
 use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -35,8 +39,8 @@ pub fn kernel_calls() -> usize {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn forward_meta(q: &TensorSpec, _k: &TensorSpec, _v: &TensorSpec, _p: &TensorSpec, heads: &usize, _s: &f32, _c: &bool, pair: &bool, _e: &f32, _o: &f32) -> (TensorSpec, TensorSpec, TensorSpec) {
-    let o = if *pair { q.clone() } else { TensorSpec::new(Shape::new([1]), q.dtype) };
+fn forward_meta(q: &TensorSpec, _k: &TensorSpec, _v: &TensorSpec, _p: &TensorSpec, heads: &usize, _s: &f32, _c: &bool, pair: &bool, keep: &bool, _e: &f32, _o: &f32) -> (TensorSpec, TensorSpec, TensorSpec) {
+    let o = if *pair && *keep { q.clone() } else { TensorSpec::new(Shape::new([1]), q.dtype) };
     (q.clone(), o, TensorSpec::new(Shape::new([rows(&q.shape, *heads, *pair), 3]), DType::F32))
 }
 
@@ -70,12 +74,13 @@ fn rows(shape: &Shape, heads: usize, pair: bool) -> usize {
 /// (read only with `pair`: differential attention; without it standard attention).
 #[backend_extension(Cube, Fusion, Autodiff)]
 pub trait AttentionKernelOps: Backend {
-    /// With `pair`: `y = RMSNorm(O)·γ·out_scale` with `O = (A1 − λ·A2)·V`, O, and per row both
-    /// log-sum-exps and O's reciprocal RMS; without: `y = A·V`, one unused value, and the
-    /// rows' log-sum-exps.
+    /// With `pair`: `y = RMSNorm(O)·γ·out_scale` with `O = (A1 − λ·A2)·V`, O (with `keep`, for
+    /// the backward; else one unused value), and per row both log-sum-exps and O's reciprocal
+    /// RMS; without: `y = A·V`, one unused value, and the rows' log-sum-exps. `q` may hold only
+    /// the first positions of `k` and `v` (not with `causal`).
     #[allow(clippy::too_many_arguments)]
     #[fusion(meta = forward_meta)]
-    fn fused_attention(q: FloatTensor<Self>, k: FloatTensor<Self>, v: FloatTensor<Self>, params: FloatTensor<Self>, heads: usize, scale: f32, causal: bool, pair: bool, eps: f32, out_scale: f32) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
+    fn fused_attention(q: FloatTensor<Self>, k: FloatTensor<Self>, v: FloatTensor<Self>, params: FloatTensor<Self>, heads: usize, scale: f32, causal: bool, pair: bool, keep: bool, eps: f32, out_scale: f32) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
 
     /// The RMSNorm's backward: dO and the rows' dγ terms, stacked along the batch.
     #[fusion(meta = norm_backward_meta)]
@@ -98,8 +103,8 @@ pub trait AttentionKernelOps: Backend {
 }
 
 impl AttentionKernelOps for CubeBackend {
-    fn fused_attention(q: FloatTensor<Self>, k: FloatTensor<Self>, v: FloatTensor<Self>, params: FloatTensor<Self>, heads: usize, scale: f32, causal: bool, pair: bool, eps: f32, out_scale: f32) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        kernels::forward(q, k, v, params, heads, scale, causal, pair, eps, out_scale)
+    fn fused_attention(q: FloatTensor<Self>, k: FloatTensor<Self>, v: FloatTensor<Self>, params: FloatTensor<Self>, heads: usize, scale: f32, causal: bool, pair: bool, keep: bool, eps: f32, out_scale: f32) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        kernels::forward(q, k, v, params, heads, scale, causal, pair, keep, eps, out_scale)
     }
 
     fn fused_attention_norm_backward(dy: FloatTensor<Self>, o: FloatTensor<Self>, lse: FloatTensor<Self>, params: FloatTensor<Self>, heads: usize, out_scale: f32) -> FloatTensor<Self> {
@@ -202,13 +207,19 @@ impl<B: Backend + AttentionKernelOps> Backward<B, 4> for AttentionKernelBackward
 
 /// The backward's own ops are not differentiated again: they run on the inner tensors.
 impl<B: Backend + AttentionKernelOps, C: CheckpointStrategy> AttentionKernelOps for Autodiff<B, C> {
-    fn fused_attention(q: FloatTensor<Self>, k: FloatTensor<Self>, v: FloatTensor<Self>, params: FloatTensor<Self>, heads: usize, scale: f32, causal: bool, pair: bool, eps: f32, out_scale: f32) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+    fn fused_attention(q: FloatTensor<Self>, k: FloatTensor<Self>, v: FloatTensor<Self>, params: FloatTensor<Self>, heads: usize, scale: f32, causal: bool, pair: bool, keep: bool, eps: f32, out_scale: f32) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
         let parents = [q.node(), k.node(), v.node(), params.node()];
         let (q, k, v, params) = (q.into_primitive(), k.into_primitive(), v.into_primitive(), params.into_primitive());
-        let (y, o, lse) = B::fused_attention(q.clone(), k.clone(), v.clone(), params.clone(), heads, scale, causal, pair, eps, out_scale);
-        let y = match AttentionKernelBackward.prepare::<C>(parents).compute_bound().stateful() {
-            OpsKind::Tracked(prep) => prep.finish(Saved { q, k, v, params, o: o.clone(), lse: lse.clone(), heads, scale, causal, pair, out_scale }, y),
-            OpsKind::UnTracked(prep) => prep.finish(y),
+        // The pre-norm output is written only when a backward will read it.
+        let (y, o, lse) = match AttentionKernelBackward.prepare::<C>(parents).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let (y, o, lse) = B::fused_attention(q.clone(), k.clone(), v.clone(), params.clone(), heads, scale, causal, pair, true, eps, out_scale);
+                (prep.finish(Saved { q, k, v, params, o: o.clone(), lse: lse.clone(), heads, scale, causal, pair, out_scale }, y), o, lse)
+            }
+            OpsKind::UnTracked(prep) => {
+                let (y, o, lse) = B::fused_attention(q, k, v, params, heads, scale, causal, pair, keep, eps, out_scale);
+                (prep.finish(y), o, lse)
+            }
         };
         (y, <Self as AutodiffBackend>::from_inner(o), <Self as AutodiffBackend>::from_inner(lse))
     }
@@ -234,13 +245,27 @@ impl<B: Backend + AttentionKernelOps, C: CheckpointStrategy> AttentionKernelOps 
     }
 }
 
-/// Whether `t` is a float tensor the kernels compile for (f32, f16, bf16) on an autodiff
-/// CubeCL device. (f16 under autodiff on wgpu can fail inside Burn's fusion, "Should have handle
-/// for tensor", while other threads use the device: with Burn's own ops as with this kernel,
-/// docs/performance.md.)
-fn on_autodiff_cube(t: &Tensor<3>) -> bool {
+/// Whether plain (non-autodiff) tensors on CubeCL devices use the kernel too
+/// ([`crate::set_gpu_inference_kernel`]).
+static INFERENCE: AtomicBool = AtomicBool::new(false);
+
+pub(crate) fn set_inference(enabled: bool) {
+    INFERENCE.store(enabled, Ordering::Relaxed);
+}
+
+pub(crate) fn inference() -> bool {
+    INFERENCE.load(Ordering::Relaxed)
+}
+
+/// Whether `t` is a float tensor the kernels compile for (f32, f16, bf16) on a CubeCL device,
+/// and the device's autodiff flag. (f16 under autodiff on wgpu can fail inside Burn's fusion,
+/// "Should have handle for tensor", while other threads use the device: with Burn's own ops as
+/// with this kernel, docs/performance.md.)
+fn on_cube(t: &Tensor<3>) -> Option<bool> {
     let device = t.device();
-    matches!(t.dtype(), DType::F32 | DType::F16 | DType::BF16) && device.is_autodiff() && matches!(device.inner().as_dispatch(), DispatchDevice::Cube(_))
+    let autodiff = device.is_autodiff();
+    let cube = matches!(t.dtype(), DType::F32 | DType::F16 | DType::BF16) && matches!(device.inner().as_dispatch(), DispatchDevice::Cube(_));
+    cube.then_some(autodiff)
 }
 
 /// The differential part of a kernel call: λ then γ (`[1 + 2hd]`), the norm's eps and the
@@ -251,11 +276,15 @@ pub(crate) struct DiffArgs<'a> {
     pub(crate) out_scale: f32,
 }
 
-/// Attention of `[B, N, W]` projections on an autodiff CubeCL device, differentiable: with
-/// `diff`, `RMSNorm((A1 − λ·A2)·V)·γ·out_scale` per head pair; without, standard `A·V` per
-/// head. `None` elsewhere, or when `q` holds fewer positions than `k`.
-pub(crate) fn attention_tracked(q: &Tensor<3>, k: &Tensor<3>, v: &Tensor<3>, diff: Option<DiffArgs<'_>>, heads: usize, scale: f32, causal: bool) -> Option<Tensor<3>> {
-    if !on_autodiff_cube(q) || q.dims() != k.dims() || k.dims() != v.dims() || diff.as_ref().is_some_and(|d| d.params.dtype() != q.dtype()) {
+/// Attention of `[B, N, W]` projections on a CubeCL device: with `diff`,
+/// `RMSNorm((A1 − λ·A2)·V)·γ·out_scale` per head pair; without, standard `A·V` per head.
+/// Under autodiff (differentiable, q as long as k), or on a plain device when
+/// [`crate::set_gpu_inference_kernel`] is on (q may hold the first positions of k's, without
+/// `causal`). `None` otherwise.
+pub(crate) fn attention(q: &Tensor<3>, k: &Tensor<3>, v: &Tensor<3>, diff: Option<DiffArgs<'_>>, heads: usize, scale: f32, causal: bool) -> Option<Tensor<3>> {
+    let autodiff = on_cube(q)?;
+    let shapes_fit = if autodiff { q.dims() == k.dims() } else { inference() && (q.dims() == k.dims() || (!causal && q.dims()[1] < k.dims()[1])) };
+    if !shapes_fit || k.dims() != v.dims() || diff.as_ref().is_some_and(|d| d.params.dtype() != q.dtype()) {
         return None;
     }
     CALLS.set(CALLS.get() + 1);
@@ -267,6 +296,6 @@ pub(crate) fn attention_tracked(q: &Tensor<3>, k: &Tensor<3>, v: &Tensor<3>, dif
         None => (Tensor::<1>::zeros([1], &q.device()).cast(q.dtype()), 0.0, 1.0),
     };
     let (q, k, v, p) = (q.clone().into_dispatch(), k.clone().into_dispatch(), v.clone().into_dispatch(), params.into_dispatch());
-    let (y, _o, _lse) = <Dispatch as AttentionKernelOps>::fused_attention(q, k, v, p, heads, scale, causal, pair, eps, out_scale);
+    let (y, _o, _lse) = <Dispatch as AttentionKernelOps>::fused_attention(q, k, v, p, heads, scale, causal, pair, false, eps, out_scale);
     Some(Tensor::from_dispatch(y))
 }
