@@ -4,9 +4,14 @@
 # stdout; the first names the GPU, its driver and the CPU. Build here, carry the binary:
 #
 #   cargo test --release --workspace --features diffclip/wgpu,diffclip/vulkan --no-run
-#   mkdir -p .gpu && cp target/release/examples/bench .gpu/   # .gpu ignored via .git/info/exclude
+#   mkdir -p .gpu && cp target/release/examples/{bench,attention_ratio} .gpu/   # .gpu ignored via .git/info/exclude
 #   # on the GPU machine (carry .gpu, and .gl for the Vulkan loader, see the device README):
-#   BENCH=.gpu/bench bash benches/gpu.sh > gpu.jsonl
+#   BENCH=.gpu/bench RATIO=.gpu/attention_ratio bash benches/gpu.sh > gpu.jsonl
+#
+# diffclip's inference runs twice for DiffCLIP: Burn's flash attention (two calls per
+# differential layer) and diffclip's own kernel (`--gpu-kernel`, one product with V per head
+# pair); the faster becomes the default. attention_ratio gives differential / standard time
+# for one layer (width 768, 12 heads, N = 197, batch 64) both ways, and with the backward.
 #
 # PYTHON: a Python with torch (CUDA build); ITERS, WARMUP: timed and untimed calls per run;
 # SKIP_TORCH=1 or SKIP_DIFFCLIP=1 leave a side out. Each run has a time limit (LIMIT seconds),
@@ -15,6 +20,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 BENCH=${BENCH:-target/release/examples/bench}
+RATIO=${RATIO:-target/release/examples/attention_ratio}
 ITERS=${ITERS:-10}
 WARMUP=${WARMUP:-3}
 LIMIT=${LIMIT:-240}
@@ -49,6 +55,7 @@ for batch in 8 64; do
       for preset in diffclip_vit_b16 clip_vit_b16; do
         run "diffclip-wgpu-$dtype-b$batch" "$BENCH" --backend wgpu --preset "$preset" --dtype "$dtype" --batch "$batch" --text-batch "$texts" --iters "$ITERS" --warmup "$WARMUP"
       done
+      run "diffclip-wgpu-$dtype-b$batch-kernel" "$BENCH" --backend wgpu --preset diffclip_vit_b16 --gpu-kernel --dtype "$dtype" --batch "$batch" --text-batch "$texts" --iters "$ITERS" --warmup "$WARMUP"
     done
   fi
   if [ "${SKIP_TORCH:-0}" != 1 ]; then
@@ -57,6 +64,11 @@ for batch in 8 64; do
     done
   fi
 done
+if [ "${SKIP_DIFFCLIP:-0}" != 1 ]; then
+  for flags in "" "--gpu-kernel" "--backward"; do
+    run "diffclip-wgpu-attention-ratio${flags:+-}${flags#--}" "$RATIO" --backend wgpu --n 197 --batch 64 --iters "$ITERS" --warmup "$WARMUP" $flags
+  done
+fi
 # Training: the small model of benches/train_step.rs on both sides; ViT-B/16 at batch 64 in
 # f32 and mixed precision (diffclip: f16 compute from f32 weights; PyTorch: AMP bf16).
 if [ "${SKIP_DIFFCLIP:-0}" != 1 ]; then

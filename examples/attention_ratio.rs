@@ -4,6 +4,7 @@
 //! ```sh
 //! cargo run --release --example attention_ratio -- --n 50,77,197,577 --batch 8
 //! cargo run --release --example attention_ratio -- --n 197 --backward      # forward + backward
+//! cargo run --release --example attention_ratio --features wgpu -- --backend wgpu --gpu-kernel
 //! ```
 //!
 //! Width 768, 12 heads, fused path (the CPU kernel on flex), random weights and inputs; the
@@ -33,6 +34,10 @@ struct Args {
     /// flex, ndarray or wgpu.
     #[arg(long, default_value = "flex")]
     backend: String,
+    /// Inference on wgpu / CUDA through diffclip's attention kernel instead of Burn's
+    /// (`set_gpu_inference_kernel(true)`; the backward always takes the kernel).
+    #[arg(long)]
+    gpu_kernel: bool,
 }
 
 fn median(mut xs: Vec<f64>) -> f64 {
@@ -61,6 +66,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Err("--iters, --batch and every --n must be positive".into());
     }
     diffclip::allocator::keep_freed_memory();
+    diffclip::attention::set_gpu_inference_kernel(args.gpu_kernel);
     let base = diffclip::backend::device(&args.backend)?;
     let device = if args.backward { base.autodiff() } else { base };
     let diff = AttentionConfig::new(768, 12).init_differential(&device)?;
@@ -82,6 +88,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             serde_json::json!({
                 "backend": args.backend, "batch": args.batch, "n": n, "backward": args.backward,
                 "cpu_kernels": diffclip::attention::cpu_kernels_enabled(),
+                "gpu_kernel": diffclip::attention::gpu_inference_kernel_enabled(),
                 "diff_ms": d * 1e3, "standard_ms": s * 1e3, "ratio": d / s,
             })
         );

@@ -15,7 +15,9 @@
 //! model and inputs included; `null` elsewhere). Run one configuration per process to compare
 //! peaks. Inference only (no autodiff), float32. glibc's malloc keeps freed buffers
 //! (`diffclip::allocator::keep_freed_memory`, `"malloc_tuned"`) unless `--default-malloc`;
-//! `--generic-ops` turns diffclip's flex CPU kernels off (`"cpu_kernels"`).
+//! `--generic-ops` turns diffclip's flex CPU kernels off (`"cpu_kernels"`); `--gpu-kernel`
+//! runs inference on wgpu / CUDA through diffclip's attention kernel instead of Burn's
+//! (`"gpu_kernel"`).
 //! `--train` times `benches/train_step.rs`'s training step instead (the small DiffCLIP and
 //! CLIP, batch 32, autodiff): one line per model with `step_ms_median`, like
 //! `benches/pytorch/diffclip_reference.py --train`.
@@ -72,6 +74,10 @@ struct Args {
     /// Run Burn's generic ops instead of diffclip's flex CPU kernels (`set_cpu_kernels(false)`).
     #[arg(long)]
     generic_ops: bool,
+    /// Inference on wgpu / CUDA through diffclip's attention kernel instead of Burn's
+    /// (`set_gpu_inference_kernel(true)`; training always takes the kernel).
+    #[arg(long, conflicts_with = "train")]
+    gpu_kernel: bool,
     /// Time the training step of benches/train_step.rs's small models instead of the encoders.
     #[arg(long, conflicts_with_all = ["image_only", "text_only", "config"])]
     train: bool,
@@ -188,6 +194,7 @@ fn run(args: &Args) -> Result<Vec<serde_json::Value>, Box<dyn std::error::Error>
     }
     let device = diffclip::backend::device(&args.backend)?;
     diffclip::attention::set_cpu_kernels(!args.generic_ops);
+    diffclip::attention::set_gpu_inference_kernel(args.gpu_kernel);
     if args.train {
         return run_train(args, &device);
     }
@@ -229,6 +236,7 @@ fn run(args: &Args) -> Result<Vec<serde_json::Value>, Box<dyn std::error::Error>
         "dtype": args.dtype.to_string(),
         "x86_v4": cfg!(feature = "x86-v4"),
         "cpu_kernels": diffclip::attention::cpu_kernels_enabled(),
+        "gpu_kernel": diffclip::attention::gpu_inference_kernel_enabled(),
         "batch": args.batch,
         "text_batch": text_batch,
         "warmup": args.warmup,
