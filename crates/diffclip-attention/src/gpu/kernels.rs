@@ -22,6 +22,8 @@ use burn_cubecl::tensor::CubeTensor;
 use cubecl::prelude::*;
 use cubecl::{CubeDim, calculate_cube_count_elemwise};
 
+use super::tiles::{load_row, stage, staged_scores, tile_row, tiles};
+
 /// Where unit `pos`'s row lies: `(base, row, i, width)`: the offset of its group's columns in
 /// position 0 of its batch, the offset of row `i` itself, and the row stride (`gw`: the
 /// group's width).
@@ -43,33 +45,6 @@ pub(super) fn group_width(hd: usize, pair: bool) -> usize {
 #[cube]
 pub(super) fn at<E: Float>(t: &Tensor<E>, i: usize) -> f32 {
     f32::cast_from(t[i])
-}
-
-/// `(scale·q1·k1, scale·q2·k2)` for query row offset `qo` and key row offset `ko` (the
-/// second 0 without `pair`).
-#[cube]
-pub(super) fn scores<E: Float>(q: &Tensor<E>, k: &Tensor<E>, qo: usize, ko: usize, scale: f32, #[comptime] hd: usize, #[comptime] pair: bool) -> (f32, f32) {
-    let mut d1 = f32::new(0.0);
-    let mut d2 = f32::new(0.0);
-    for t in 0..hd {
-        d1 += at(q, qo + t) * at(k, ko + t);
-    }
-    if pair {
-        for t in 0..hd {
-            d2 += at(q, qo + hd + t) * at(k, ko + hd + t);
-        }
-    }
-    (d1 * scale, d2 * scale)
-}
-
-/// `dO[i]·V[j]` over the group's `vd` value columns.
-#[cube]
-pub(super) fn dot_values<E: Float>(dout: &Tensor<E>, v: &Tensor<E>, oo: usize, vo: usize, #[comptime] vd: usize) -> f32 {
-    let mut dp = f32::new(0.0);
-    for c in 0..vd {
-        dp += at(dout, oo + c) * at(v, vo + c);
-    }
-    dp
 }
 
 /// A zeroed f32 row of `len` values.
@@ -115,32 +90,25 @@ fn forward_kernel<E: Float>(
     #[define(E)] _dtype: ElemType,
 ) {
     // Whole cubes leave together (no unit may skip the barriers below).
-    let tiles_q = (nq + tile - 1) / tile;
     if CUBE_POS >= cubes {
         terminate!();
     }
     let gw = comptime!(group_width(hd, pair));
-    let bg = CUBE_POS / tiles_q;
+    let (bg, i) = tile_row(nq, tile);
     let unit = UNIT_POS_X as usize;
-    let i = (CUBE_POS % tiles_q) * tile + unit;
     let live = i < nq;
     let width = groups * gw;
     let kbase = (bg / groups) * n * width + (bg % groups) * gw;
-    let qo = (bg / groups) * nq * width + (bg % groups) * gw + i * width;
+    let qbase = (bg / groups) * nq * width + (bg % groups) * gw;
+    let qo = qbase + i * width;
     // The row's queries, pre-scaled, and the keys this cube needs (the causal mask stops each
     // row at itself; the cube at its last row).
-    let mut qrow = Array::<f32>::new(gw);
-    for t in 0..gw {
-        qrow[t] = 0.0_f32;
-        if live {
-            qrow[t] = at(q, qo + t) * scale;
-        }
-    }
+    let qrow = load_row(q, qbase, i, nq, width, scale, gw);
     let mut end = n;
     let mut cube_end = n;
     if causal {
         end = i + 1;
-        cube_end = (CUBE_POS % tiles_q + 1) * tile;
+        cube_end = i - unit + tile;
         if cube_end > n {
             cube_end = n;
         }
@@ -230,34 +198,6 @@ fn forward_kernel<E: Float>(
     }
 }
 
-/// Copies key row `j` (its group's `gw` columns, from `base + j·width`) into `staged[at..]`,
-/// zeros past the last key.
-#[cube]
-fn stage<E: Float>(t: &Tensor<E>, staged: &mut Shared<[f32]>, base: usize, j: usize, n: usize, width: usize, at_: usize, #[comptime] gw: usize) {
-    for c in 0..gw {
-        staged[at_ + c] = 0.0_f32;
-        if j < n {
-            staged[at_ + c] = at(t, base + j * width + c);
-        }
-    }
-}
-
-/// Both maps' scores of the (pre-scaled) query row against the staged key row at `ko`.
-#[cube]
-fn staged_scores(qrow: &Array<f32>, ks: &Shared<[f32]>, ko: usize, #[comptime] hd: usize, #[comptime] pair: bool) -> (f32, f32) {
-    let mut d1 = f32::new(0.0);
-    let mut d2 = f32::new(0.0);
-    for t in 0..hd {
-        d1 += qrow[t] * ks[ko + t];
-    }
-    if pair {
-        for t in 0..hd {
-            d2 += qrow[hd + t] * ks[ko + hd + t];
-        }
-    }
-    (d1, d2)
-}
-
 /// The RMSNorm's backward per row: `dO` `[B, N, W]`, then each row's share of dγ,
 /// `out_scale·r·O⊙dy`, stacked as `[2B, N, W]` (summed over rows outside).
 #[cube(launch, address_type = "dynamic")]
@@ -327,16 +267,6 @@ pub(super) fn empty(like: &CubeTensor, shape: Shape, dtype: DType) -> CubeTensor
     empty_device_contiguous_dtype(like.client.clone(), like.device.clone(), shape, dtype)
 }
 
-/// Query rows per cube of the forward: 32, fewer when the staged key and value rows (f32,
-/// `gw` columns each) would pass the device's shared memory.
-fn forward_tile(shared_bytes: usize, gw: usize) -> usize {
-    let mut tile = 32;
-    while tile > 1 && 2 * tile * gw * 4 > shared_bytes {
-        tile /= 2;
-    }
-    tile
-}
-
 /// `y` `[B, nq, W]` (with `pair`: normalised and scaled), `O` (with `pair` and `keep` the
 /// pre-norm `[B, nq, W]`, else one unused value), and per row the log-sum-exps and O's
 /// reciprocal RMS `[rows, 3]`. `q` holds the first `nq ≤ N` positions of `k` and `v`.
@@ -345,17 +275,13 @@ pub(super) fn forward(q: CubeTensor, k: CubeTensor, v: CubeTensor, params: CubeT
     let [q, k, v, params] = [q, k, v, params].map(into_contiguous);
     let p = plan(&q, heads, pair, &[&q, &k, &v]);
     let (nq, n) = (q.shape()[1], k.shape()[1]);
-    let gw = group_width(p.hd, pair);
-    let tile = forward_tile(q.client.properties().hardware.max_shared_memory_size, gw);
-    let cubes = q.shape()[0] * p.groups * nq.div_ceil(tile);
-    let dim = CubeDim::new_1d(tile as u32);
-    let count = calculate_cube_count_elemwise(&q.client, cubes * tile, dim);
+    let t = tiles(&q, q.shape()[0] * p.groups, nq, 2 * group_width(p.hd, pair));
     let o_shape = if pair && keep { q.shape() } else { Shape::new([1]) };
     let (y, o, lse) = (empty(&q, q.shape(), q.dtype), empty(&q, o_shape, q.dtype), empty(&q, [p.rows, 3].into(), DType::F32));
     forward_kernel::launch(
-        &q.client.clone(), count, dim, p.address, q.into_tensor_arg(), k.into_tensor_arg(), v.into_tensor_arg(),
-        params.into_tensor_arg(), y.clone().into_tensor_arg(), o.clone().into_tensor_arg(), lse.clone().into_tensor_arg(), cubes,
-        nq, n, p.groups, scale, eps, out_scale, p.hd, tile, causal, p.pair, keep, p.elem,
+        &q.client.clone(), t.count, t.dim, p.address, q.into_tensor_arg(), k.into_tensor_arg(), v.into_tensor_arg(),
+        params.into_tensor_arg(), y.clone().into_tensor_arg(), o.clone().into_tensor_arg(), lse.clone().into_tensor_arg(), t.cubes,
+        nq, n, p.groups, scale, eps, out_scale, p.hd, t.tile, causal, p.pair, keep, p.elem,
     );
     (y, o, lse)
 }

@@ -13,6 +13,7 @@
 
 mod backward;
 mod kernels;
+mod tiles;
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, Ordering};
