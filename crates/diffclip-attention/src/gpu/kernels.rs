@@ -1,7 +1,6 @@
 //! The attention kernels in CubeCL: one unit per query row (forward, statistics, dQ) or per
-//! key row (dK, dV). The forward stages tiles of key and value rows in shared memory; the
-//! backward reads them from global memory. The forward and the norm's backward are here, the
-//! attention's backward in `backward.rs`. Scores are recomputed from q and k in every pass and never stored, so memory
+//! key row (dK, dV); the forward and the norm's backward here, the attention's backward in
+//! `backward.rs`. Scores are recomputed from q and k in every pass and never stored, so memory
 //! is linear in N. Layouts are the CPU kernel's: q, k, v and the output are `[B, N, W]`
 //! row-major with head `h` in columns `h·hd..`. A group is what one unit combines: with `pair`
 //! (differential attention) group `g` pairs heads `2g` and `2g+1` and owns value columns
@@ -21,8 +20,6 @@ use burn_cubecl::ops::numeric::empty_device_contiguous_dtype;
 use burn_cubecl::tensor::CubeTensor;
 use cubecl::prelude::*;
 use cubecl::{CubeDim, calculate_cube_count_elemwise};
-
-use super::tiles::{load_row, stage, staged_scores, tile_row, tiles};
 
 /// Where unit `pos`'s row lies: `(base, row, i, width)`: the offset of its group's columns in
 /// position 0 of its batch, the offset of row `i` itself, and the row stride (`gw`: the
@@ -47,6 +44,33 @@ pub(super) fn at<E: Float>(t: &Tensor<E>, i: usize) -> f32 {
     f32::cast_from(t[i])
 }
 
+/// `(scale·q1·k1, scale·q2·k2)` for query row offset `qo` and key row offset `ko` (the
+/// second 0 without `pair`).
+#[cube]
+pub(super) fn scores<E: Float>(q: &Tensor<E>, k: &Tensor<E>, qo: usize, ko: usize, scale: f32, #[comptime] hd: usize, #[comptime] pair: bool) -> (f32, f32) {
+    let mut d1 = f32::new(0.0);
+    let mut d2 = f32::new(0.0);
+    for t in 0..hd {
+        d1 += at(q, qo + t) * at(k, ko + t);
+    }
+    if pair {
+        for t in 0..hd {
+            d2 += at(q, qo + hd + t) * at(k, ko + hd + t);
+        }
+    }
+    (d1 * scale, d2 * scale)
+}
+
+/// `dO[i]·V[j]` over the group's `vd` value columns.
+#[cube]
+pub(super) fn dot_values<E: Float>(dout: &Tensor<E>, v: &Tensor<E>, oo: usize, vo: usize, #[comptime] vd: usize) -> f32 {
+    let mut dp = f32::new(0.0);
+    for c in 0..vd {
+        dp += at(dout, oo + c) * at(v, vo + c);
+    }
+    dp
+}
+
 /// A zeroed f32 row of `len` values.
 #[cube]
 pub(super) fn zeros(#[comptime] len: usize) -> Array<f32> {
@@ -59,13 +83,8 @@ pub(super) fn zeros(#[comptime] len: usize) -> Array<f32> {
 
 /// With `pair`: `y = RMSNorm(O)·γ·out_scale` with `O = (A1 − λ·A2)·V`, and (with `keep`) O
 /// itself, the backward's input; without: `y = A·V` (`o` unwritten). `lse` `[rows, 3]`: both
-/// maps' log-sum-exp and O's reciprocal RMS (0 where unused).
-///
-/// One cube is `tile` query rows of one group, one unit per row; the cube stages `tile` key
-/// (and value) rows at a time in shared memory, so each is read from global memory once per
-/// cube rather than once per row. Two passes over the keys: the log-sum-exps, then one product
-/// `(A1 − λ·A2)·V` with the exact weights (no running rescale of a second accumulator). `nq`
-/// query rows (the first `nq` positions; `nq ≤ n`, no causal mask then) attend to `n` keys.
+/// maps' log-sum-exp and O's reciprocal RMS (0 where unused). `nq` query rows (the first `nq`
+/// positions; `nq < n` only without the causal mask) attend to `n` keys.
 #[cube(launch, address_type = "dynamic")]
 fn forward_kernel<E: Float>(
     q: &Tensor<E>,
@@ -75,7 +94,7 @@ fn forward_kernel<E: Float>(
     y: &mut Tensor<E>,
     o: &mut Tensor<E>,
     lse: &mut Tensor<f32>,
-    cubes: usize,
+    rows: usize,
     nq: usize,
     n: usize,
     groups: usize,
@@ -83,63 +102,36 @@ fn forward_kernel<E: Float>(
     eps: f32,
     out_scale: f32,
     #[comptime] hd: usize,
-    #[comptime] tile: usize,
     #[comptime] causal: bool,
     #[comptime] pair: bool,
     #[comptime] keep: bool,
     #[define(E)] _dtype: ElemType,
 ) {
-    // Whole cubes leave together (no unit may skip the barriers below).
-    if CUBE_POS >= cubes {
+    let pos = ABSOLUTE_POS;
+    if pos >= rows {
         terminate!();
     }
-    let gw = comptime!(group_width(hd, pair));
-    let (bg, i) = tile_row(nq, tile);
-    let unit = UNIT_POS_X as usize;
-    let live = i < nq;
-    let width = groups * gw;
-    let kbase = (bg / groups) * n * width + (bg % groups) * gw;
-    let qbase = (bg / groups) * nq * width + (bg % groups) * gw;
-    let qo = qbase + i * width;
-    // The row's queries, pre-scaled, and the keys this cube needs (the causal mask stops each
-    // row at itself; the cube at its last row).
-    let qrow = load_row(q, qbase, i, nq, width, scale, gw);
-    let mut end = n;
-    let mut cube_end = n;
-    if causal {
-        end = i + 1;
-        cube_end = i - unit + tile;
-        if cube_end > n {
-            cube_end = n;
-        }
-    }
-    let tiles_k = (cube_end + tile - 1) / tile;
-    let mut ks = Shared::<[f32]>::new_slice(comptime!(tile * gw));
-    let mut vs = Shared::<[f32]>::new_slice(comptime!(tile * gw));
-    // Pass 1: online max and sum of both maps.
+    let vd = comptime!(group_width(hd, pair));
+    let (_, qo, i, width) = locate(pos, nq, groups, vd);
+    // Keys and values of this row's batch and group (all n positions).
+    let bg = pos / nq;
+    let base = (bg / groups) * n * width + (bg % groups) * vd;
+    let end = if causal { i + 1 } else { n };
+    // Online max and sum of both maps.
     let mut m1 = f32::new(-1.0e30);
     let mut m2 = f32::new(-1.0e30);
     let mut s1 = f32::new(0.0);
     let mut s2 = f32::new(0.0);
-    for kt in 0..tiles_k {
-        let j0 = kt * tile;
-        stage(k, &mut ks, kbase, j0 + unit, n, width, unit * gw, gw);
-        sync_cube();
-        for jt in 0..tile {
-            let j = j0 + jt;
-            if live && j < end {
-                let (d1, d2) = staged_scores(&qrow, &ks, jt * gw, hd, pair);
-                let n1 = max(m1, d1);
-                s1 = s1 * (m1 - n1).exp() + (d1 - n1).exp();
-                m1 = n1;
-                if pair {
-                    let n2 = max(m2, d2);
-                    s2 = s2 * (m2 - n2).exp() + (d2 - n2).exp();
-                    m2 = n2;
-                }
-            }
+    for j in 0..end {
+        let (d1, d2) = scores(q, k, qo, base + j * width, scale, hd, pair);
+        let n1 = max(m1, d1);
+        s1 = s1 * (m1 - n1).exp() + (d1 - n1).exp();
+        m1 = n1;
+        if pair {
+            let n2 = max(m2, d2);
+            s2 = s2 * (m2 - n2).exp() + (d2 - n2).exp();
+            m2 = n2;
         }
-        sync_cube();
     }
     let l1 = m1 + s1.ln();
     let mut l2 = f32::new(0.0);
@@ -148,53 +140,41 @@ fn forward_kernel<E: Float>(
         l2 = m2 + s2.ln();
         lam = at(params, 0);
     }
-    // Pass 2: (A1 − λ·A2)·V.
-    let mut acc = zeros(gw);
-    for kt in 0..tiles_k {
-        let j0 = kt * tile;
-        stage(k, &mut ks, kbase, j0 + unit, n, width, unit * gw, gw);
-        stage(v, &mut vs, kbase, j0 + unit, n, width, unit * gw, gw);
-        sync_cube();
-        for jt in 0..tile {
-            let j = j0 + jt;
-            if live && j < end {
-                let (d1, d2) = staged_scores(&qrow, &ks, jt * gw, hd, pair);
-                let mut p = (d1 - l1).exp();
-                if pair {
-                    p -= lam * (d2 - l2).exp();
-                }
-                for c in 0..gw {
-                    acc[c] += p * vs[jt * gw + c];
-                }
-            }
-        }
-        sync_cube();
-    }
-    if live {
-        let pos = bg * nq + i;
-        lse[pos * 3] = l1;
-        lse[pos * 3 + 1] = l2;
+    // (A1 − λ·A2)·V in one pass over the keys.
+    let mut acc = zeros(vd);
+    for j in 0..end {
+        let (d1, d2) = scores(q, k, qo, base + j * width, scale, hd, pair);
+        let mut p = (d1 - l1).exp();
         if pair {
-            // The RMSNorm over the pair's 2hd values, its gain and the (1 − λ_init) scale.
-            let mut squares = f32::new(0.0);
-            for c in 0..gw {
-                squares += acc[c] * acc[c];
-            }
-            let r = 1.0_f32 / (squares / f32::cast_from(gw) + eps).sqrt();
-            let rs = r * out_scale;
-            for c in 0..gw {
-                if keep {
-                    o[qo + c] = E::cast_from(acc[c]);
-                }
-                y[qo + c] = E::cast_from(acc[c] * rs * at(params, 1 + c));
-            }
-            lse[pos * 3 + 2] = r;
-        } else {
-            for c in 0..gw {
-                y[qo + c] = E::cast_from(acc[c]);
-            }
-            lse[pos * 3 + 2] = 0.0_f32;
+            p -= lam * (d2 - l2).exp();
         }
+        let vo = base + j * width;
+        for c in 0..vd {
+            acc[c] += p * at(v, vo + c);
+        }
+    }
+    lse[pos * 3] = l1;
+    lse[pos * 3 + 1] = l2;
+    if pair {
+        // The RMSNorm over the pair's 2hd values, its gain and the (1 − λ_init) scale.
+        let mut squares = f32::new(0.0);
+        for c in 0..vd {
+            squares += acc[c] * acc[c];
+        }
+        let r = 1.0_f32 / (squares / f32::cast_from(vd) + eps).sqrt();
+        let rs = r * out_scale;
+        for c in 0..vd {
+            if keep {
+                o[qo + c] = E::cast_from(acc[c]);
+            }
+            y[qo + c] = E::cast_from(acc[c] * rs * at(params, 1 + c));
+        }
+        lse[pos * 3 + 2] = r;
+    } else {
+        for c in 0..vd {
+            y[qo + c] = E::cast_from(acc[c]);
+        }
+        lse[pos * 3 + 2] = 0.0_f32;
     }
 }
 
@@ -274,14 +254,13 @@ pub(super) fn empty(like: &CubeTensor, shape: Shape, dtype: DType) -> CubeTensor
 pub(super) fn forward(q: CubeTensor, k: CubeTensor, v: CubeTensor, params: CubeTensor, heads: usize, scale: f32, causal: bool, pair: bool, keep: bool, eps: f32, out_scale: f32) -> (CubeTensor, CubeTensor, CubeTensor) {
     let [q, k, v, params] = [q, k, v, params].map(into_contiguous);
     let p = plan(&q, heads, pair, &[&q, &k, &v]);
-    let (nq, n) = (q.shape()[1], k.shape()[1]);
-    let t = tiles(&q, q.shape()[0] * p.groups, nq, 2 * group_width(p.hd, pair));
+    let n = k.shape()[1];
     let o_shape = if pair && keep { q.shape() } else { Shape::new([1]) };
     let (y, o, lse) = (empty(&q, q.shape(), q.dtype), empty(&q, o_shape, q.dtype), empty(&q, [p.rows, 3].into(), DType::F32));
     forward_kernel::launch(
-        &q.client.clone(), t.count, t.dim, p.address, q.into_tensor_arg(), k.into_tensor_arg(), v.into_tensor_arg(),
-        params.into_tensor_arg(), y.clone().into_tensor_arg(), o.clone().into_tensor_arg(), lse.clone().into_tensor_arg(), t.cubes,
-        nq, n, p.groups, scale, eps, out_scale, p.hd, t.tile, causal, p.pair, keep, p.elem,
+        &q.client.clone(), p.count, p.dim, p.address, q.into_tensor_arg(), k.into_tensor_arg(), v.into_tensor_arg(),
+        params.into_tensor_arg(), y.clone().into_tensor_arg(), o.clone().into_tensor_arg(), lse.clone().into_tensor_arg(), p.rows,
+        p.n, n, p.groups, scale, eps, out_scale, p.hd, causal, p.pair, keep, p.elem,
     );
     (y, o, lse)
 }

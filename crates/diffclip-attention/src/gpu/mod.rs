@@ -13,7 +13,6 @@
 
 mod backward;
 mod kernels;
-mod tiles;
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, Ordering};
