@@ -82,3 +82,42 @@ fn standard_f16_tracks_the_f32_reference() {
         vec![("values", rel_diff(h.2, r.2)), ("dx", rel_diff(h.0, r.0)), ("dWk", rel_diff(h.1, r.1))]
     });
 }
+
+/// Inference in f16 through the CubeCL kernel (`set_gpu_inference_kernel`, on wgpu), both
+/// kinds and the class token alone, tracks the f32 reference path.
+#[test]
+fn f16_inference_through_the_gpu_kernel_tracks_f32() {
+    let _serial = serial();
+    diffclip_attention::set_gpu_inference_kernel(true);
+    for (backend, device) in devices() {
+        if !device.supports_dtype(burn::tensor::DType::F16) {
+            continue;
+        }
+        for (n, causal) in [(29, false), (120, true)] {
+            device.seed(41 + n as u64);
+            let (x, _, diff) = gradient_case(&device, n, causal);
+            let std = AttentionConfig { causal, ..AttentionConfig::new(32, 4) }.init_standard(&device).unwrap();
+            let at = format!("{backend} f16 inference n={n} causal={causal}");
+            let calls = diffclip_attention::gpu_kernel_calls();
+            let d = diff.clone().map(&mut Cast(F16)).forward(x.clone().cast(F16), None).cast(F32);
+            let s = std.clone().map(&mut Cast(F16)).forward(x.clone().cast(F16), None).cast(F32);
+            let first = diff.clone().map(&mut Cast(F16)).forward_queries(x.clone().cast(F16), None, 1).cast(F32);
+            let ran = diffclip_attention::gpu_kernel_calls() - calls;
+            let diff_ref = diff.forward_with_maps(x.clone(), None).0;
+            let found = [
+                ("differential", rel_diff(d, diff_ref.clone())),
+                ("standard", rel_diff(s, std.forward_with_maps(x, None).0)),
+                ("first position", rel_diff(first, diff_ref.narrow(1, 0, 1))),
+            ];
+            diffclip_attention::set_gpu_inference_kernel(false);
+            assert_eq!(ran, if backend == "wgpu" { 3 } else { 0 }, "{at}: CubeCL kernel calls");
+            // A few f16 roundings (4.9e-4 each); measured up to 1.5e-3 (flex, Burn's ops) and
+            // 8.6e-4 (wgpu, the kernel) for these draws.
+            for (what, d) in found {
+                assert!(d < 5e-3, "{at}: {what} differs by {d:e}");
+            }
+            diffclip_attention::set_gpu_inference_kernel(true);
+        }
+    }
+    diffclip_attention::set_gpu_inference_kernel(false);
+}
