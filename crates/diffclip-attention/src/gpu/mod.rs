@@ -283,8 +283,9 @@ pub(crate) struct DiffArgs<'a> {
 /// `causal`). `None` otherwise.
 pub(crate) fn attention(q: &Tensor<3>, k: &Tensor<3>, v: &Tensor<3>, diff: Option<DiffArgs<'_>>, heads: usize, scale: f32, causal: bool) -> Option<Tensor<3>> {
     let autodiff = on_cube(q)?;
-    let shapes_fit = if autodiff { q.dims() == k.dims() } else { inference() && (q.dims() == k.dims() || (!causal && q.dims()[1] < k.dims()[1])) };
-    if !shapes_fit || k.dims() != v.dims() || diff.as_ref().is_some_and(|d| d.params.dtype() != q.dtype()) {
+    let ([bq, nq, wq], [b, n, w]) = (q.dims(), k.dims());
+    let rows_fit = if autodiff { nq == n } else { inference() && (nq == n || (!causal && nq < n)) };
+    if !rows_fit || (bq, wq) != (b, w) || k.dims() != v.dims() || diff.as_ref().is_some_and(|d| d.params.dtype() != q.dtype()) {
         return None;
     }
     CALLS.set(CALLS.get() + 1);
