@@ -53,9 +53,9 @@ for batch in 8 64; do
     # wgpu has f16 (where the driver does) but no bf16: f16 stands in for PyTorch's bf16 autocast.
     for dtype in f32 f16; do
       for preset in diffclip_vit_b16 clip_vit_b16; do
-        run "diffclip-wgpu-$dtype-b$batch" "$BENCH" --backend wgpu --preset "$preset" --dtype "$dtype" --batch "$batch" --text-batch "$texts" --iters "$ITERS" --warmup "$WARMUP"
+        run "diffclip-wgpu-$preset-$dtype-b$batch" "$BENCH" --backend wgpu --preset "$preset" --dtype "$dtype" --batch "$batch" --text-batch "$texts" --iters "$ITERS" --warmup "$WARMUP"
       done
-      run "diffclip-wgpu-$dtype-b$batch-kernel" "$BENCH" --backend wgpu --preset diffclip_vit_b16 --gpu-kernel --dtype "$dtype" --batch "$batch" --text-batch "$texts" --iters "$ITERS" --warmup "$WARMUP"
+      run "diffclip-wgpu-diffclip_vit_b16-$dtype-b$batch-kernel" "$BENCH" --backend wgpu --preset diffclip_vit_b16 --gpu-kernel --dtype "$dtype" --batch "$batch" --text-batch "$texts" --iters "$ITERS" --warmup "$WARMUP"
     done
   fi
   if [ "${SKIP_TORCH:-0}" != 1 ]; then

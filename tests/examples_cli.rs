@@ -60,6 +60,24 @@ fn embed_reports_bad_files_and_exits_non_zero() {
     assert!(!ok && err.contains("'image'") && err.contains("[B, 3, 32, 32]") && err.contains("[1, 3, 16, 16]"), "{err}");
 }
 
+/// `bench --gpu-kernel` on wgpu times inference through diffclip's attention kernel and says so
+/// (the flag only sets the switch; the kernel's values are checked in diffclip-attention).
+#[cfg(feature = "wgpu-untuned")]
+#[test]
+fn bench_times_inference_through_the_gpu_kernel() {
+    for kernel in [false, true] {
+        let mut args = vec!["--preset", "diffclip_tiny", "--backend", "wgpu", "--batch", "2", "--iters", "1", "--warmup", "0"];
+        if kernel {
+            args.push("--gpu-kernel");
+        }
+        let out = Command::new(example("bench")).args(&args).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let line: serde_json::Value = serde_json::from_str(String::from_utf8(out.stdout).unwrap().trim()).unwrap();
+        assert_eq!(line["gpu_kernel"], kernel, "{line}");
+        assert!(line["images_per_s"].as_f64().is_some_and(|r| r > 0.0), "{line}");
+    }
+}
+
 /// `bench --train --dtype bf16`: the mixed-precision step runs and says so; a backend without
 /// bf16 is refused with a message, not a panic.
 #[test]
