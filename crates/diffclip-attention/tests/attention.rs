@@ -13,7 +13,7 @@ use diffclip_attention::{
 use diffclip_testkit::devices;
 
 mod common;
-use common::{gradient_case, rel_diff, serial};
+use common::{GpuInferenceKernel, gradient_case, rel_diff, serial};
 
 fn max_diff(a: Tensor<3>, b: Tensor<3>) -> f32 {
     let d = (a - b).abs().max().into_scalar::<f32>();
@@ -138,14 +138,7 @@ fn long_sequences_fused_matches_reference() {
 #[test]
 fn gpu_inference_kernel_matches_reference() {
     let _serial = serial();
-    struct Off;
-    impl Drop for Off {
-        fn drop(&mut self) {
-            diffclip_attention::set_gpu_inference_kernel(false);
-        }
-    }
-    let _off = Off;
-    diffclip_attention::set_gpu_inference_kernel(true);
+    let _kernel = GpuInferenceKernel::on();
     for (backend, device) in devices() {
         for (n, causal) in [(29, false), (29, true), (300, false), (300, true)] {
             let (x, _, diff) = gradient_case(&device, n, causal);

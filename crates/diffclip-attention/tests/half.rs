@@ -9,7 +9,7 @@ use diffclip_attention::AttentionConfig;
 use diffclip_testkit::devices;
 
 mod common;
-use common::{Cast, gradient_case, rel_diff, serial};
+use common::{Cast, GpuInferenceKernel, gradient_case, rel_diff, serial};
 
 /// Runs `case(device, n, causal)` (the named relative differences between a layer's f16 cast and
 /// its f32 reference path) on every device with f16, seeded, one test at a time, and checks each
@@ -88,7 +88,7 @@ fn standard_f16_tracks_the_f32_reference() {
 #[test]
 fn f16_inference_through_the_gpu_kernel_tracks_f32() {
     let _serial = serial();
-    diffclip_attention::set_gpu_inference_kernel(true);
+    let _kernel = GpuInferenceKernel::on();
     for (backend, device) in devices() {
         if !device.supports_dtype(burn::tensor::DType::F16) {
             continue;
@@ -109,15 +109,12 @@ fn f16_inference_through_the_gpu_kernel_tracks_f32() {
                 ("standard", rel_diff(s, std.forward_with_maps(x, None).0)),
                 ("first position", rel_diff(first, diff_ref.narrow(1, 0, 1))),
             ];
-            diffclip_attention::set_gpu_inference_kernel(false);
             assert_eq!(ran, if backend == "wgpu" { 3 } else { 0 }, "{at}: CubeCL kernel calls");
             // A few f16 roundings (4.9e-4 each); measured up to 1.5e-3 (flex, Burn's ops) and
             // 8.6e-4 (wgpu, the kernel) for these draws.
             for (what, d) in found {
                 assert!(d < 5e-3, "{at}: {what} differs by {d:e}");
             }
-            diffclip_attention::set_gpu_inference_kernel(true);
         }
     }
-    diffclip_attention::set_gpu_inference_kernel(false);
 }

@@ -38,3 +38,20 @@ pub fn serial() -> std::sync::MutexGuard<'static, ()> {
     static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
+
+/// Turns diffclip's CubeCL kernel on for inference (`set_gpu_inference_kernel`) until dropped,
+/// a failed assertion included, so no later test of the binary inherits the switch.
+pub struct GpuInferenceKernel;
+
+impl GpuInferenceKernel {
+    pub fn on() -> Self {
+        diffclip_attention::set_gpu_inference_kernel(true);
+        GpuInferenceKernel
+    }
+}
+
+impl Drop for GpuInferenceKernel {
+    fn drop(&mut self) {
+        diffclip_attention::set_gpu_inference_kernel(false);
+    }
+}
