@@ -1,5 +1,7 @@
 //! The attention's backward kernels: per-row statistics, dQ per query row, dK and dV per key
 //! row, each recomputing the scores (layouts, groups and row numbering: `kernels.rs`).
+//! Standard attention's statistics come from its output instead (FlashAttention-2's
+//! `Σ_j A·dP = dO·O`); differential attention's cannot, since O mixes both maps.
 
 use burn::backend::TensorMetadata;
 use burn::tensor::DType;
@@ -9,8 +11,8 @@ use cubecl::prelude::*;
 
 use super::kernels::{at, dot_values, empty, group_width, locate, plan, scores, zeros};
 
-/// Per row: both log-sum-exps, then `Σ_j A_m·dP` for each map (`[rows, 4]`; the second map's
-/// columns 0 without `pair`).
+/// Differential attention's statistics per row: both log-sum-exps, then `Σ_j A_m·dP` for
+/// each map (`[rows, 4]`).
 #[cube(launch, address_type = "dynamic")]
 fn stats_kernel<E: Float>(
     q: &Tensor<E>,
@@ -25,14 +27,13 @@ fn stats_kernel<E: Float>(
     scale: f32,
     #[comptime] hd: usize,
     #[comptime] causal: bool,
-    #[comptime] pair: bool,
     #[define(E)] _dtype: ElemType,
 ) {
     let pos = ABSOLUTE_POS;
     if pos >= rows {
         terminate!();
     }
-    let vd = comptime!(group_width(hd, pair));
+    let vd = comptime!(2 * hd);
     let (base, qo, i, width) = locate(pos, n, groups, vd);
     let l1 = lse[pos * 3];
     let l2 = lse[pos * 3 + 1];
@@ -40,17 +41,40 @@ fn stats_kernel<E: Float>(
     let mut d1_sum = f32::new(0.0);
     let mut d2_sum = f32::new(0.0);
     for j in 0..end {
-        let (s1, s2) = scores(q, k, qo, base + j * width, scale, hd, pair);
+        let (s1, s2) = scores(q, k, qo, base + j * width, scale, hd, true);
         let dp = dot_values(dout, v, qo, base + j * width, vd);
         d1_sum += (s1 - l1).exp() * dp;
-        if pair {
-            d2_sum += (s2 - l2).exp() * dp;
-        }
+        d2_sum += (s2 - l2).exp() * dp;
     }
     stats[pos * 4] = l1;
     stats[pos * 4 + 1] = l2;
     stats[pos * 4 + 2] = d1_sum;
     stats[pos * 4 + 3] = d2_sum;
+}
+
+/// Standard attention's statistics from its output `o`: `Σ_j A[i,j]·dP[i,j] = dO_i·O_i`, one
+/// pass over the row's `hd` columns instead of over every key.
+#[cube(launch, address_type = "dynamic")]
+fn output_stats_kernel<E: Float>(
+    dout: &Tensor<E>,
+    o: &Tensor<E>,
+    lse: &Tensor<f32>,
+    stats: &mut Tensor<f32>,
+    rows: usize,
+    n: usize,
+    groups: usize,
+    #[comptime] hd: usize,
+    #[define(E)] _dtype: ElemType,
+) {
+    let pos = ABSOLUTE_POS;
+    if pos >= rows {
+        terminate!();
+    }
+    let (_base, qo, _i, _width) = locate(pos, n, groups, hd);
+    stats[pos * 4] = lse[pos * 3];
+    stats[pos * 4 + 1] = 0.0_f32;
+    stats[pos * 4 + 2] = dot_values(dout, o, qo, qo, hd);
+    stats[pos * 4 + 3] = 0.0_f32;
 }
 
 #[cube(launch, address_type = "dynamic")]
@@ -172,17 +196,25 @@ fn dkv_kernel<E: Float>(
     }
 }
 
-/// The per-row statistics `[rows, 4]` of the backward.
+/// The per-row statistics `[rows, 4]` of the backward; `o` is standard attention's output
+/// (unread with `pair`).
 #[allow(clippy::too_many_arguments)]
-pub(super) fn stats(q: CubeTensor, k: CubeTensor, v: CubeTensor, dout: CubeTensor, lse: CubeTensor, heads: usize, scale: f32, causal: bool, pair: bool) -> CubeTensor {
-    let (q, k, v, dout, lse) = (into_contiguous(q), into_contiguous(k), into_contiguous(v), into_contiguous(dout), into_contiguous(lse));
-    let p = plan(&q, heads, pair, &[&q, &k, &v, &dout]);
+pub(super) fn stats(q: CubeTensor, k: CubeTensor, v: CubeTensor, o: CubeTensor, dout: CubeTensor, lse: CubeTensor, heads: usize, scale: f32, causal: bool, pair: bool) -> CubeTensor {
+    let [q, k, v, o, dout, lse] = [q, k, v, o, dout, lse].map(into_contiguous);
+    let p = plan(&q, heads, pair, &[&q, &k, &v, &o, &dout]);
     let stats = empty(&q, [p.rows, 4].into(), DType::F32);
-    stats_kernel::launch(
-        &q.client.clone(), p.count, p.dim, p.address, q.into_tensor_arg(), k.into_tensor_arg(), v.into_tensor_arg(),
-        dout.into_tensor_arg(), lse.into_tensor_arg(), stats.clone().into_tensor_arg(), p.rows, p.n, p.groups, scale, p.hd,
-        causal, p.pair, p.elem,
-    );
+    let client = q.client.clone();
+    if pair {
+        stats_kernel::launch(
+            &client, p.count, p.dim, p.address, q.into_tensor_arg(), k.into_tensor_arg(), v.into_tensor_arg(), dout.into_tensor_arg(),
+            lse.into_tensor_arg(), stats.clone().into_tensor_arg(), p.rows, p.n, p.groups, scale, p.hd, causal, p.elem,
+        );
+    } else {
+        output_stats_kernel::launch(
+            &client, p.count, p.dim, p.address, dout.into_tensor_arg(), o.into_tensor_arg(), lse.into_tensor_arg(),
+            stats.clone().into_tensor_arg(), p.rows, p.n, p.groups, p.hd, p.elem,
+        );
+    }
     stats
 }
 

@@ -49,7 +49,7 @@ fn norm_backward_meta(_dy: &TensorSpec, o: &TensorSpec, _l: &TensorSpec, _p: &Te
 }
 
 #[allow(clippy::too_many_arguments)]
-fn stats_meta(q: &TensorSpec, _k: &TensorSpec, _v: &TensorSpec, _o: &TensorSpec, _l: &TensorSpec, heads: &usize, _s: &f32, _c: &bool, pair: &bool) -> TensorSpec {
+fn stats_meta(q: &TensorSpec, _k: &TensorSpec, _v: &TensorSpec, _o: &TensorSpec, _d: &TensorSpec, _l: &TensorSpec, heads: &usize, _s: &f32, _c: &bool, pair: &bool) -> TensorSpec {
     TensorSpec::new(Shape::new([rows(&q.shape, *heads, *pair), 4]), DType::F32)
 }
 
@@ -86,10 +86,11 @@ pub trait AttentionKernelOps: Backend {
     #[fusion(meta = norm_backward_meta)]
     fn fused_attention_norm_backward(dy: FloatTensor<Self>, o: FloatTensor<Self>, lse: FloatTensor<Self>, params: FloatTensor<Self>, heads: usize, out_scale: f32) -> FloatTensor<Self>;
 
-    /// The backward's per-row statistics.
+    /// The backward's per-row statistics; `o` is standard attention's output (its statistics
+    /// come from it), unread with `pair`.
     #[allow(clippy::too_many_arguments)]
     #[fusion(meta = stats_meta)]
-    fn fused_attention_stats(q: FloatTensor<Self>, k: FloatTensor<Self>, v: FloatTensor<Self>, dout: FloatTensor<Self>, lse: FloatTensor<Self>, heads: usize, scale: f32, causal: bool, pair: bool) -> FloatTensor<Self>;
+    fn fused_attention_stats(q: FloatTensor<Self>, k: FloatTensor<Self>, v: FloatTensor<Self>, o: FloatTensor<Self>, dout: FloatTensor<Self>, lse: FloatTensor<Self>, heads: usize, scale: f32, causal: bool, pair: bool) -> FloatTensor<Self>;
 
     /// dQ.
     #[allow(clippy::too_many_arguments)]
@@ -111,8 +112,8 @@ impl AttentionKernelOps for CubeBackend {
         kernels::norm_backward(dy, o, lse, params, heads, out_scale)
     }
 
-    fn fused_attention_stats(q: FloatTensor<Self>, k: FloatTensor<Self>, v: FloatTensor<Self>, dout: FloatTensor<Self>, lse: FloatTensor<Self>, heads: usize, scale: f32, causal: bool, pair: bool) -> FloatTensor<Self> {
-        backward::stats(q, k, v, dout, lse, heads, scale, causal, pair)
+    fn fused_attention_stats(q: FloatTensor<Self>, k: FloatTensor<Self>, v: FloatTensor<Self>, o: FloatTensor<Self>, dout: FloatTensor<Self>, lse: FloatTensor<Self>, heads: usize, scale: f32, causal: bool, pair: bool) -> FloatTensor<Self> {
+        backward::stats(q, k, v, o, dout, lse, heads, scale, causal, pair)
     }
 
     fn fused_attention_dq(q: FloatTensor<Self>, k: FloatTensor<Self>, v: FloatTensor<Self>, params: FloatTensor<Self>, dout: FloatTensor<Self>, stats: FloatTensor<Self>, heads: usize, scale: f32, causal: bool, pair: bool) -> FloatTensor<Self> {
@@ -124,8 +125,8 @@ impl AttentionKernelOps for CubeBackend {
     }
 }
 
-/// What the backward keeps: the inputs, the pre-norm output, the per-row values and the
-/// call's settings.
+/// What the backward keeps: the inputs, the output before the norm (standard attention: the
+/// output itself), the per-row values and the call's settings.
 struct Saved<B: Backend> {
     q: FloatTensor<B>,
     k: FloatTensor<B>,
@@ -168,12 +169,12 @@ impl<B: Backend + AttentionKernelOps> Backward<B, 4> for AttentionKernelBackward
         let batch = |t: &FloatTensor<B>, at: usize| B::float_slice(t.clone(), &[Slice::from(at..at + b), Slice::from(..), Slice::from(..)]);
         // Standard attention has no norm: its output is the attention's.
         let (dout, dnorm) = if pair {
-            let dnorm = B::fused_attention_norm_backward(dy, o, lse.clone(), params.clone(), heads, out_scale);
+            let dnorm = B::fused_attention_norm_backward(dy, o.clone(), lse.clone(), params.clone(), heads, out_scale);
             (batch(&dnorm, 0), Some(dnorm))
         } else {
             (dy, None)
         };
-        let stats = B::fused_attention_stats(q.clone(), k.clone(), v.clone(), dout.clone(), lse, heads, scale, causal, pair);
+        let stats = B::fused_attention_stats(q.clone(), k.clone(), v.clone(), o, dout.clone(), lse, heads, scale, causal, pair);
         if let (Some(node), Some(dnorm)) = (node_p, dnorm) {
             // dλ = −Σ_rows Σ_j A2·dP, the statistics' last column.
             let rows = B::float_slice(stats.clone(), &[Slice::from(..), Slice::from(3..4)]);
@@ -214,7 +215,8 @@ impl<B: Backend + AttentionKernelOps, C: CheckpointStrategy> AttentionKernelOps 
         let (y, o, lse) = match AttentionKernelBackward.prepare::<C>(parents).compute_bound().stateful() {
             OpsKind::Tracked(prep) => {
                 let (y, o, lse) = B::fused_attention(q.clone(), k.clone(), v.clone(), params.clone(), heads, scale, causal, pair, true, eps, out_scale);
-                (prep.finish(Saved { q, k, v, params, o: o.clone(), lse: lse.clone(), heads, scale, causal, pair, out_scale }, y), o, lse)
+                let kept = if pair { o.clone() } else { y.clone() };
+                (prep.finish(Saved { q, k, v, params, o: kept, lse: lse.clone(), heads, scale, causal, pair, out_scale }, y), o, lse)
             }
             OpsKind::UnTracked(prep) => {
                 let (y, o, lse) = B::fused_attention(q, k, v, params, heads, scale, causal, pair, keep, eps, out_scale);
@@ -229,8 +231,8 @@ impl<B: Backend + AttentionKernelOps, C: CheckpointStrategy> AttentionKernelOps 
         <Self as AutodiffBackend>::from_inner(dnorm)
     }
 
-    fn fused_attention_stats(q: FloatTensor<Self>, k: FloatTensor<Self>, v: FloatTensor<Self>, dout: FloatTensor<Self>, lse: FloatTensor<Self>, heads: usize, scale: f32, causal: bool, pair: bool) -> FloatTensor<Self> {
-        let stats = B::fused_attention_stats(q.into_primitive(), k.into_primitive(), v.into_primitive(), dout.into_primitive(), lse.into_primitive(), heads, scale, causal, pair);
+    fn fused_attention_stats(q: FloatTensor<Self>, k: FloatTensor<Self>, v: FloatTensor<Self>, o: FloatTensor<Self>, dout: FloatTensor<Self>, lse: FloatTensor<Self>, heads: usize, scale: f32, causal: bool, pair: bool) -> FloatTensor<Self> {
+        let stats = B::fused_attention_stats(q.into_primitive(), k.into_primitive(), v.into_primitive(), o.into_primitive(), dout.into_primitive(), lse.into_primitive(), heads, scale, causal, pair);
         <Self as AutodiffBackend>::from_inner(stats)
     }
 
