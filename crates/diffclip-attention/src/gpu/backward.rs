@@ -200,16 +200,19 @@ fn dkv_kernel<E: Float>(
 /// (unread with `pair`).
 #[allow(clippy::too_many_arguments)]
 pub(super) fn stats(q: CubeTensor, k: CubeTensor, v: CubeTensor, o: CubeTensor, dout: CubeTensor, lse: CubeTensor, heads: usize, scale: f32, causal: bool, pair: bool) -> CubeTensor {
-    let [q, k, v, o, dout, lse] = [q, k, v, o, dout, lse].map(into_contiguous);
+    let [dout, lse] = [dout, lse].map(into_contiguous);
     let p = plan(&q, heads, pair, &[&q, &k, &v, &o, &dout]);
     let stats = empty(&q, [p.rows, 4].into(), DType::F32);
     let client = q.client.clone();
+    // Each kernel's inputs only: the other's may be copies for nothing.
     if pair {
+        let [q, k, v] = [q, k, v].map(into_contiguous);
         stats_kernel::launch(
             &client, p.count, p.dim, p.address, q.into_tensor_arg(), k.into_tensor_arg(), v.into_tensor_arg(), dout.into_tensor_arg(),
             lse.into_tensor_arg(), stats.clone().into_tensor_arg(), p.rows, p.n, p.groups, scale, p.hd, causal, p.elem,
         );
     } else {
+        let o = into_contiguous(o);
         output_stats_kernel::launch(
             &client, p.count, p.dim, p.address, dout.into_tensor_arg(), o.into_tensor_arg(), lse.into_tensor_arg(),
             stats.clone().into_tensor_arg(), p.rows, p.n, p.groups, p.hd, p.elem,
