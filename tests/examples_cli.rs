@@ -78,8 +78,7 @@ fn bench_times_inference_through_the_gpu_kernel() {
     }
 }
 
-/// `bench --train --dtype bf16`: the mixed-precision step runs and says so; a backend without
-/// bf16 is refused with a message, not a panic.
+/// `bench --train --dtype bf16`: the mixed-precision step runs and says so.
 #[test]
 fn bench_times_a_mixed_precision_training_step() {
     let out = Command::new(example("bench")).args(["--train", "--dtype", "bf16", "--iters", "1", "--warmup", "0"]).output().unwrap();
@@ -90,7 +89,13 @@ fn bench_times_a_mixed_precision_training_step() {
         assert_eq!(line["dtype"], "bf16", "{line}");
         assert!(line["step_ms_median"].as_f64().is_some_and(|ms| ms > 0.0), "{line}");
     }
-    let out = Command::new(example("bench")).args(["--train", "--dtype", "bf16", "--backend", "ndarray", "--iters", "1"]).output().unwrap();
+}
+
+/// A backend without bf16 (wgpu: WGSL has none) is refused with a message, not a panic.
+#[cfg(feature = "wgpu-untuned")]
+#[test]
+fn bench_refuses_bf16_where_the_backend_has_none() {
+    let out = Command::new(example("bench")).args(["--train", "--dtype", "bf16", "--backend", "wgpu", "--iters", "1"]).output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("bf16"), "{}", String::from_utf8_lossy(&out.stderr));
 }

@@ -31,7 +31,7 @@ pub fn devices() -> Vec<(&'static str, Device)> {
     let mut v = Vec::new();
     #[cfg(feature = "flex")]
     v.push(("flex", Device::flex()));
-    // ndarray is deprecated upstream in favour of flex; it stays our second CPU backend.
+    // ndarray is deprecated upstream in favour of flex; tested when a build enables it.
     #[cfg(feature = "ndarray")]
     #[allow(deprecated)]
     v.push(("ndarray", Device::ndarray()));
@@ -39,6 +39,15 @@ pub fn devices() -> Vec<(&'static str, Device)> {
     v.push(("wgpu", Device::wgpu(Default::default())));
     assert!(!v.is_empty(), "no backend feature enabled");
     v
+}
+
+/// The first compiled backend other than flex (wgpu in CI): for tests that need a second,
+/// *different* device or one without flex's kernels and bf16. Panics when only flex is built.
+pub fn other_device() -> (&'static str, Device) {
+    devices()
+        .into_iter()
+        .find(|(name, _)| *name != "flex")
+        .expect("this test needs a second backend besides flex (the `wgpu` or `ndarray` feature)")
 }
 
 /// A safetensors file's tensors as f32 or i64 arrays.

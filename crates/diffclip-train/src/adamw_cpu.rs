@@ -203,9 +203,8 @@ mod tests {
     }
 
     #[test]
-    #[allow(deprecated)] // ndarray is still a backend this project tests on
     fn other_backends_take_the_generic_path() {
-        let device = Device::ndarray();
+        let (_, device) = diffclip_testkit::other_device();
         let t = Tensor::<1>::ones([4], &device);
         let c = Coeffs { b1: 0.9, b2: 0.98, eps: 1e-6, bc1: 0.1, bc2: 0.02, lr: 1e-3, decay: 0.0, grad_scale: 1.0 };
         assert!(step(t.clone(), &t, None, c).is_err());

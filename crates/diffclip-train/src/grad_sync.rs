@@ -172,9 +172,9 @@ mod tests {
         let d = Device::flex();
         assert_eq!(GradSync::available(&[d.clone()]), GradSync::Merge, "one device");
         assert_eq!(GradSync::available(&[d.clone(), d.clone()]), GradSync::Merge, "the same device twice");
-        #[allow(deprecated)]
-        let pair = [d.clone(), Device::ndarray()];
-        assert_eq!(GradSync::available(&pair), GradSync::Merge, "flex and ndarray have no transport");
+        let (other, device) = diffclip_testkit::other_device();
+        let pair = [d.clone(), device];
+        assert_eq!(GradSync::available(&pair), GradSync::Merge, "flex and {other} have no transport");
         let err = GradSync::check(GradSync::AllReduce, &pair).unwrap_err();
         assert!(err.to_string().contains("transport"), "{err}");
         assert_eq!(GradSync::check(GradSync::Merge, &pair).unwrap(), GradSync::Merge);

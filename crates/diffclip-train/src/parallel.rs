@@ -16,7 +16,7 @@
 //! step on the full batch, up to float round-off (tested on CPU).
 //!
 //! The gather uses [`Tensor::to_device`], which Burn 0.22 differentiates (also across
-//! backends, e.g. flex ↔ ndarray through host memory). The gradient sum is [`GradSync`]: Burn's
+//! backends, e.g. flex ↔ wgpu through host memory, tested). The gradient sum is [`GradSync`]: Burn's
 //! collective `all_reduce` where the devices' runtime has a transport between them (CUDA with
 //! NCCL), otherwise copies to the main device added there (every CPU backend, wgpu, ROCm).
 //!
