@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use super::batch::ClipItem;
+use super::class_names::read_class_names;
 use super::error::DataError;
 use super::loader::ImageLoader;
 use super::subset::LabelSubset;
@@ -125,56 +126,6 @@ impl ImageFolder {
     /// Whether there are no images.
     pub fn is_empty(&self) -> bool {
         self.images.is_empty()
-    }
-}
-
-/// Class names from a file: a JSON list of strings (in folder order), a JSON object mapping each
-/// of `folders` to its name, or else one name per line ([`crate::files::read_lines`]: trimmed,
-/// blank lines skipped). The count is not checked here. Errors name the file.
-///
-/// ```
-/// use diffclip_data::datasets::read_class_names;
-/// let dir = tempfile::tempdir().unwrap();
-/// let p = dir.path().join("names");
-/// let folders = ["n01".to_string(), "n02".to_string()];
-/// std::fs::write(&p, r#"{"n02": "goldfish", "n01": "tench"}"#).unwrap();
-/// assert_eq!(read_class_names(&p, &folders).unwrap(), ["tench", "goldfish"]);
-/// std::fs::write(&p, r#"["tench", "goldfish"]"#).unwrap();
-/// assert_eq!(read_class_names(&p, &[]).unwrap(), ["tench", "goldfish"]);
-/// std::fs::write(&p, "tench\n\ngoldfish\n").unwrap();
-/// assert_eq!(read_class_names(&p, &[]).unwrap(), ["tench", "goldfish"]);
-/// ```
-pub fn read_class_names(
-    path: impl AsRef<Path>,
-    folders: &[String],
-) -> Result<Vec<String>, DataError> {
-    let path = path.as_ref();
-    let text = crate::files::read_to_string(path).map_err(|e| DataError::io(path, e))?;
-    let json_err = |m: String| DataError::Json {
-        path: path.to_path_buf(),
-        message: m,
-    };
-    match serde_json::from_str::<serde_json::Value>(&text) {
-        Ok(serde_json::Value::Array(a)) => a
-            .iter()
-            .map(|v| v.as_str().map(str::to_string))
-            .collect::<Option<Vec<_>>>()
-            .ok_or_else(|| json_err("class names must be strings".into())),
-        Ok(serde_json::Value::Object(_)) if folders.is_empty() => Err(json_err(
-            "a JSON object maps class folder names to class names, and no class folders are \
-             known here: give a list"
-                .into(),
-        )),
-        Ok(serde_json::Value::Object(map)) => folders
-            .iter()
-            .map(|f| {
-                map.get(f)
-                    .and_then(|v| v.as_str())
-                    .map(str::to_string)
-                    .ok_or_else(|| json_err(format!("no class name for folder {f:?}")))
-            })
-            .collect(),
-        _ => Ok(crate::files::lines_of(&text)),
     }
 }
 

@@ -30,10 +30,12 @@
 
 mod batch;
 mod brace;
+mod class_names;
 mod csv;
 mod error;
 mod folder;
 mod loader;
+mod quote_check;
 mod retrieval;
 mod shard;
 mod shuffle;
@@ -51,7 +53,8 @@ pub use brace::{
     MAX_BRACE_DEPTH, MAX_BRACE_GROUPS, MAX_EXPANSION, MAX_EXPANSION_BYTES, expand_braces,
 };
 pub use error::DataError;
-pub use folder::{ImageFolder, ImageFolderDataset, list_image_files, read_class_names};
+pub use class_names::read_class_names;
+pub use folder::{ImageFolder, ImageFolderDataset, list_image_files};
 pub use loader::ImageLoader;
 pub use retrieval::{KarpathyConfig, KarpathyDataset};
 pub use shard::{MAX_MEMBER_BYTES, RawSamples, WdsSample};
