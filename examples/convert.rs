@@ -108,7 +108,7 @@ fn run(args: Args) -> Res<()> {
     std::fs::create_dir_all(&args.output)?;
     let start = Instant::now();
     let total = args.pretrain_steps + (args.data.seeds.len() * ARMS.len()) as u64 * args.steps;
-    eprintln!("{total} training steps in all: expect about {:.0} min on 2 CPU cores", expected_seconds(&shape, args.shape.batch_size, total) / 60.0);
+    eprintln!("{total} training steps in all: up to about {:.0} min on 2 CPU cores (the slowest 2-core host measured)", expected_seconds(&shape, args.shape.batch_size, total) / 60.0);
 
     let (original, clip_config, pretrain_seconds) = match &args.checkpoint {
         Some(path) => {
