@@ -1,6 +1,7 @@
 //! Attention maps: class-token attention of a vision layer (both differential maps and λ) and a
 //! text-query relevance map, as numbers and as a PNG overlay.
 
+mod font;
 mod maps;
 mod render;
 
