@@ -1,12 +1,13 @@
 #!/bin/bash
 # diffclip (wgpu, f32) and PyTorch CUDA (f32, bf16 autocast, AMP training) on the same NVIDIA GPU
 # in one call: the script to hand to a lent GPU machine (issue 11). One JSON line per run on
-# stdout; the first names the GPU, its driver and the CPU. Build here, carry the binary:
+# stdout; the first names the GPU, its driver and the CPU. Build here, carry the binaries:
 #
-#   cargo test --release --workspace --features diffclip/wgpu,diffclip/vulkan --no-run
-#   mkdir -p .gpu && cp target/release/examples/{bench,attention_ratio} .gpu/   # .gpu ignored via .git/info/exclude
+#   bash benches/gpu-prepare.sh    # wgpu + vulkan examples, stripped and xz-packed into .gpu/
 #   # on the GPU machine (carry .gpu, and .gl for the Vulkan loader, see the device README):
-#   BENCH=.gpu/bench RATIO=.gpu/attention_ratio bash benches/gpu.sh > gpu.jsonl
+#   bash benches/gpu.sh > "$OUT/gpu.jsonl"   # $OUT comes back
+#   # back here: issue 11's table, each pair's ratio against its target
+#   python3 benches/gpu_summary.py <fetched>/gpu.jsonl
 #
 # diffclip's inference runs twice for DiffCLIP: Burn's flash attention (two calls per
 # differential layer) and diffclip's own kernel (`--gpu-kernel`, one product with V per head
@@ -14,16 +15,33 @@
 # for one layer (width 768, 12 heads, N = 197, batch 64) both ways, and with the backward.
 #
 # PYTHON: a Python with torch (CUDA build); ITERS, WARMUP: timed and untimed calls per run;
+# BATCHES ("8 64"), TRAIN_BATCH (64): sizes, smaller for a smoke run on a CPU (lavapipe);
 # SKIP_TORCH=1 or SKIP_DIFFCLIP=1 leave a side out. Each run has a time limit (LIMIT seconds),
-# so one hung backend cannot eat the machine's minutes.
+# so one hung backend cannot eat the machine's minutes, and the script one (DEADLINE seconds):
+# runs it cannot reach are listed as skipped, the most wanted having run first.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
-BENCH=${BENCH:-target/release/examples/bench}
-RATIO=${RATIO:-target/release/examples/attention_ratio}
+# gpu-prepare.sh's packed binaries, unpacked once (python's lzma where xz is missing).
+for f in .gpu/*.xz; do
+  [ -e "$f" ] && [ ! -x "${f%.xz}" ] || continue
+  xz -dc "$f" > "${f%.xz}" 2>/dev/null || "$PYTHON" -c 'import lzma,shutil,sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2],"wb"))' "$f" "${f%.xz}"
+  chmod +x "${f%.xz}"
+done
+packed() { if [ -x ".gpu/$1" ]; then echo ".gpu/$1"; else echo "target/release/examples/$1"; fi; }
+BENCH=${BENCH:-$(packed bench)}
+RATIO=${RATIO:-$(packed attention_ratio)}
+# BUILD names diffclip's build in each run's label: `vulkan` (gpu-prepare.sh's SPIR-V build),
+# `wgsl` (its plain-wgpu build, run when the first falls over, and once for comparison).
+if [ -x .gpu/bench ]; then BUILD=${BUILD:-vulkan}; else BUILD=${BUILD:-wgpu}; fi
+BENCH_WGSL=${BENCH_WGSL:-.gpu/bench-wgsl}
+RATIO_WGSL=${RATIO_WGSL:-.gpu/attention_ratio-wgsl}
 ITERS=${ITERS:-10}
 WARMUP=${WARMUP:-3}
 LIMIT=${LIMIT:-240}
+DEADLINE=${DEADLINE:-540}  # seconds for the whole script: one device call may run 600
+BATCHES=${BATCHES:-8 64}   # inference batch sizes; the last also sizes attention_ratio
+TRAIN_BATCH=${TRAIN_BATCH:-64}
 # The Vulkan loader, when carried as .debs (the device README's recipe).
 if [ -d .gl ] && ! ldconfig -p | grep -q libvulkan; then
   for f in .gl/*.deb; do dpkg -x "$f" /; done
@@ -35,51 +53,79 @@ fi
 gpu=$(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null | head -1)
 cpu=$(lscpu | sed -n 's/^Model name: *//p' | head -1)
 torch=$("$PYTHON" -c 'import torch; print(torch.__version__)' 2>/dev/null || echo none)
-echo "{\"gpu\":\"$gpu\",\"cpu\":\"$cpu\",\"cores\":$(nproc),\"torch\":\"$torch\",\"date\":\"$(date -u +%FT%TZ)\"}"
+built=$(cat .gpu/built-from 2>/dev/null || echo "target/release (unpacked)")
+echo "{\"gpu\":\"$gpu\",\"cpu\":\"$cpu\",\"cores\":$(nproc),\"torch\":\"$torch\",\"diffclip_build\":\"$built\",\"date\":\"$(date -u +%FT%TZ)\"}"
 
-run() { # a labelled command; its JSON lines pass through, a failure becomes a JSON line
+START=$SECONDS
+run() { # a labelled command; its JSON lines pass through, a failure becomes a JSON line, and a
+        # run with under 30 s of the DEADLINE left becomes a "skipped" line
   local label=$1; shift
-  local out
-  if out=$(timeout "$LIMIT" "$@" 2>/tmp/gpu-bench.err); then
+  local left=$((DEADLINE - (SECONDS - START))) out status
+  RUN_FAILED=0
+  if [ "$left" -lt 30 ]; then
+    echo "{\"run\":\"$label\",\"skipped\":\"deadline\"}"
+    return
+  fi
+  if out=$(timeout "$((left < LIMIT ? left : LIMIT))" "$@" 2>/tmp/gpu-bench.err); then
     printf '%s\n' "$out" | grep '^{' | sed "s/^{/{\"run\":\"$label\",/"
   else
-    echo "{\"run\":\"$label\",\"failed\":$?,\"error\":$(tail -c 400 /tmp/gpu-bench.err | "$PYTHON" -c 'import json,sys; print(json.dumps(sys.stdin.read()))' 2>/dev/null || echo '""')}"
+    status=$? RUN_FAILED=1
+    echo "{\"run\":\"$label\",\"failed\":$status,\"error\":$(tail -c 400 /tmp/gpu-bench.err | "$PYTHON" -c 'import json,sys; print(json.dumps(sys.stdin.read()))' 2>/dev/null || echo '""')}"
   fi
 }
+OURS_RUN=0 OURS_FAILED=0
+ours() { # LABEL-SUFFIX COMMAND...: diffclip's run, labelled with its build
+  [ "${SKIP_DIFFCLIP:-0}" = 1 ] && return
+  local label="diffclip-$BUILD-$1"; shift
+  run "$label" "$@"
+  OURS_RUN=$((OURS_RUN + 1)) OURS_FAILED=$((OURS_FAILED + RUN_FAILED))
+}
+theirs() { [ "${SKIP_TORCH:-0}" = 1 ] || run "$@"; }
+# wgpu has f16 (where the driver does) but no bf16: diffclip's f16 faces PyTorch's bf16 autocast.
+torch_dtype() { if [ "$1" = f16 ]; then echo bf16; else echo "$1"; fi; }
+TORCH=(benches/pytorch/diffclip_reference.py --device cuda --iters "$ITERS" --warmup "$WARMUP")
 
-for batch in 8 64; do
-  texts=$((batch * 4))
-  if [ "${SKIP_DIFFCLIP:-0}" != 1 ]; then
-    # wgpu has f16 (where the driver does) but no bf16: f16 stands in for PyTorch's bf16 autocast.
-    for dtype in f32 f16; do
-      for preset in diffclip_vit_b16 clip_vit_b16; do
-        run "diffclip-wgpu-$preset-$dtype-b$batch" "$BENCH" --backend wgpu --preset "$preset" --dtype "$dtype" --batch "$batch" --text-batch "$texts" --iters "$ITERS" --warmup "$WARMUP"
-      done
-      run "diffclip-wgpu-diffclip_vit_b16-$dtype-b$batch-kernel" "$BENCH" --backend wgpu --preset diffclip_vit_b16 --gpu-kernel --dtype "$dtype" --batch "$batch" --text-batch "$texts" --iters "$ITERS" --warmup "$WARMUP"
-    done
-  fi
-  if [ "${SKIP_TORCH:-0}" != 1 ]; then
-    for dtype in f32 bf16; do
-      run "torch-cuda-$dtype-b$batch" "$PYTHON" benches/pytorch/diffclip_reference.py --device cuda --dtype "$dtype" --batch "$batch" --text-batch "$texts" --iters "$ITERS" --warmup "$WARMUP"
-    done
-  fi
+infer() { # BATCH DTYPE [ours]: DiffCLIP both ways, CLIP, then (without `ours`) PyTorch's two models
+  local batch=$1 dtype=$2 texts=$(($1 * 4)) td
+  td=$(torch_dtype "$2")
+  local common=(--backend wgpu --dtype "$dtype" --batch "$batch" --text-batch "$texts" --iters "$ITERS" --warmup "$WARMUP")
+  ours "diffclip_vit_b16-$dtype-b$batch" "$BENCH" --preset diffclip_vit_b16 "${common[@]}"
+  ours "diffclip_vit_b16-$dtype-b$batch-kernel" "$BENCH" --preset diffclip_vit_b16 --gpu-kernel "${common[@]}"
+  ours "clip_vit_b16-$dtype-b$batch" "$BENCH" --preset clip_vit_b16 "${common[@]}"
+  [ "${3:-}" = ours ] && return
+  theirs "torch-cuda-$td-b$batch" "$PYTHON" "${TORCH[@]}" --dtype "$td" --batch "$batch" --text-batch "$texts"
+}
+train_vit() { # DTYPE: ViT-B/16's training step (diffclip f16: mixed precision from f32 weights; PyTorch AMP)
+  local td
+  td=$(torch_dtype "$1")
+  ours "train-vit_b16-$1" "$BENCH" --backend wgpu --train --train-model vit_b16 --dtype "$1" --batch "$TRAIN_BATCH" --iters "$ITERS" --warmup "$WARMUP"
+  theirs "torch-cuda-train-vit_b16-$td" "$PYTHON" "${TORCH[@]}" --train --train-model vit_b16 --dtype "$td" --batch "$TRAIN_BATCH"
+}
+
+# Most wanted first, so that a run cut short by the DEADLINE still answers the issue's targets
+# in order: f32 inference, the mixed-precision training step, reduced-precision inference,
+# differential / standard attention, the larger batches, then f32 and small-model training.
+first=${BATCHES%% *}
+infer "$first" f32
+if [ "$OURS_RUN" -gt 0 ] && [ "$OURS_FAILED" = "$OURS_RUN" ] && [ "$BUILD" = vulkan ] && [ -x "$BENCH_WGSL" ]; then
+  # The SPIR-V build never ran on a GPU before: if it cannot run at all, the rest uses WGSL.
+  echo "{\"note\":\"every run of the vulkan (SPIR-V) build failed; the WGSL build takes over\"}"
+  BENCH=$BENCH_WGSL RATIO=$RATIO_WGSL BUILD=wgsl
+  infer "$first" f32 ours
+fi
+train_vit f16
+infer "$first" f16
+if [ "$BUILD" = vulkan ] && [ -x "$BENCH_WGSL" ]; then
+  # The same inference through WGSL: which compiler path a wgpu user on NVIDIA should build.
+  (BENCH=$BENCH_WGSL BUILD=wgsl; infer "$first" f32 ours)
+fi
+for flags in "" "--gpu-kernel" "--backward"; do
+  ours "attention-ratio${flags:+-}${flags#--}" "$RATIO" --backend wgpu --n 197 --batch "${BATCHES##* }" --iters "$ITERS" --warmup "$WARMUP" $flags
 done
-if [ "${SKIP_DIFFCLIP:-0}" != 1 ]; then
-  for flags in "" "--gpu-kernel" "--backward"; do
-    run "diffclip-wgpu-attention-ratio${flags:+-}${flags#--}" "$RATIO" --backend wgpu --n 197 --batch 64 --iters "$ITERS" --warmup "$WARMUP" $flags
-  done
-fi
-# Training: the small model of benches/train_step.rs on both sides; ViT-B/16 at batch 64 in
-# f32 and mixed precision (diffclip: f16 compute from f32 weights; PyTorch: AMP bf16).
-if [ "${SKIP_DIFFCLIP:-0}" != 1 ]; then
-  run "diffclip-wgpu-train-small" "$BENCH" --backend wgpu --train --iters "$ITERS" --warmup "$WARMUP"
-  for dtype in f32 f16; do
-    run "diffclip-wgpu-train-vit_b16-$dtype" "$BENCH" --backend wgpu --train --train-model vit_b16 --dtype "$dtype" --batch 64 --iters "$ITERS" --warmup "$WARMUP"
-  done
-fi
-if [ "${SKIP_TORCH:-0}" != 1 ]; then
-  run "torch-cuda-train-small" "$PYTHON" benches/pytorch/diffclip_reference.py --device cuda --train --batch 32 --iters "$ITERS" --warmup "$WARMUP"
-  for dtype in f32 bf16; do
-    run "torch-cuda-train-vit_b16-$dtype" "$PYTHON" benches/pytorch/diffclip_reference.py --device cuda --train --train-model vit_b16 --dtype "$dtype" --batch 64 --iters "$ITERS" --warmup "$WARMUP"
-  done
-fi
+for batch in ${BATCHES#"$first"}; do
+  infer "$batch" f32
+  infer "$batch" f16
+done
+train_vit f32
+ours "train-small" "$BENCH" --backend wgpu --train --iters "$ITERS" --warmup "$WARMUP"
+theirs "torch-cuda-train-small" "$PYTHON" "${TORCH[@]}" --train --batch 32

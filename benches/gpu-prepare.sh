@@ -1,0 +1,34 @@
+#!/bin/bash
+# Builds, here, what benches/gpu.sh runs on a lent GPU machine, and packs it into .gpu/ (ignored)
+# small enough to travel: a device call carries at most 64 MiB of working tree, and the release
+# `bench` and `attention_ratio` are ~100 MB each (73 MB stripped, 11 MB with xz). Two builds:
+# `wgpu,vulkan` (kernels compiled to SPIR-V, cooperative-matrix matmuls where the driver has
+# them; never run before a GPU run, since lavapipe crashes on its matmuls) and plain `wgpu`
+# (WGSL, the path of the one earlier H200 run), suffixed `-wgsl`, which gpu.sh falls back on.
+#
+#   bash benches/gpu-prepare.sh
+#   # then, on the device (carry .gpu and .gl; see benches/gpu.sh):
+#   bash benches/gpu.sh > "$OUT/gpu.jsonl"
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mkdir -p .gpu
+rm -f .gpu/*
+pack() { # FEATURES SUFFIX
+  cargo build --release --features "$1" --example bench --example attention_ratio
+  for name in bench attention_ratio; do
+    strip -o ".gpu/$name$2" "target/release/examples/$name"
+    xz -T0 -6 ".gpu/$name$2"
+  done
+}
+pack wgpu,vulkan ""
+pack wgpu -wgsl
+# The Vulkan loader for the device, as .debs (the device README's recipe), once.
+if ! ls .gl/*.deb >/dev/null 2>&1; then
+  mkdir -p .gl /tmp/amd64/partial
+  o='-oAPT::Architecture=amd64 -oAPT::Architectures=amd64 -oDir::State::Lists=/tmp/amd64'
+  { apt-get $o update -qq && (cd .gl && apt-get $o download libvulkan1 libegl1 libglvnd0 libopengl0 libgl1 libglx0 libgles2); } ||
+    echo "warning: could not download the Vulkan loader into .gl/ (no apt?); the device may lack libvulkan" >&2
+fi
+echo "$(git rev-parse --short HEAD)$(git diff --quiet HEAD || echo '+changes')" > .gpu/built-from
+ls -l .gpu .gl
+du -sh --exclude=target --exclude=.git . | sed 's/\t.*/ would travel (limit 64 MiB)/'
