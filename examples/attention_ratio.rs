@@ -16,6 +16,9 @@ use clap::Parser;
 use diffclip::attention::AttentionConfig;
 use diffclip::burn::tensor::{Device, Distribution, Tensor};
 
+#[path = "common/machine.rs"]
+mod machine;
+
 #[derive(Parser, Debug)]
 #[command(about = "Differential / standard attention time, interleaved, as JSON lines")]
 struct Args {
@@ -90,6 +93,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 "cpu_kernels": diffclip::attention::cpu_kernels_enabled(),
                 "gpu_kernel": diffclip::attention::gpu_inference_kernel_enabled(),
                 "diff_ms": d * 1e3, "standard_ms": s * 1e3, "ratio": d / s,
+                "adapter": machine::adapter(&device),
             })
         );
     }

@@ -9,7 +9,8 @@
 //! Weights are random (`"weights": "random"`): throughput does not depend on their values.
 //! After `--warmup` untimed calls, each encoder is timed `--iters` times; every call waits for
 //! its result (one value read back, then `device.sync()`, since wgpu's reads return early).
-//! Printed: the `machine` (`cpu` model, vector `isa`, `threads`), `images_per_s` /
+//! Printed: the `machine` (`cpu` model, vector `isa`, `threads`), the `adapter` (a GPU backend's
+//! device as it names itself, null on CPU backends), `images_per_s` /
 //! `texts_per_s` from the median seconds per call, the medians and minima themselves, and
 //! `peak_rss_mb`, the process's peak resident memory (Linux `VmHWM`,
 //! model and inputs included; `null` elsewhere). Run one configuration per process to compare
@@ -183,6 +184,7 @@ fn run_train(args: &Args, device: &Device) -> Result<Vec<serde_json::Value>, Box
             "step_ms_median": median(&times) * 1e3,
             "step_ms_min": min(&times) * 1e3,
             "peak_rss_mb": machine::status_mb("VmHWM:"),
+            "adapter": machine::adapter(&device),
         }));
     }
     Ok(lines)
@@ -248,6 +250,7 @@ fn run(args: &Args) -> Result<Vec<serde_json::Value>, Box<dyn std::error::Error>
         "text_s_median": text_s.as_deref().map(median),
         "text_s_min": text_s.as_deref().map(min),
         "peak_rss_mb": machine::status_mb("VmHWM:"),
+        "adapter": machine::adapter(&device),
     })])
 }
 

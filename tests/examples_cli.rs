@@ -61,7 +61,8 @@ fn embed_reports_bad_files_and_exits_non_zero() {
 }
 
 /// `bench --gpu-kernel` on wgpu times inference through diffclip's attention kernel and says so
-/// (the flag only sets the switch; the kernel's values are checked in diffclip-attention).
+/// (the flag only sets the switch; the kernel's values are checked in diffclip-attention), and
+/// each line names the adapter it ran on (a GPU figure must not come from a CPU fallback).
 #[cfg(feature = "wgpu-untuned")]
 #[test]
 fn bench_times_inference_through_the_gpu_kernel() {
@@ -75,6 +76,7 @@ fn bench_times_inference_through_the_gpu_kernel() {
         let line: serde_json::Value = serde_json::from_str(String::from_utf8(out.stdout).unwrap().trim()).unwrap();
         assert_eq!(line["gpu_kernel"], kernel, "{line}");
         assert!(line["images_per_s"].as_f64().is_some_and(|r| r > 0.0), "{line}");
+        assert!(line["adapter"].as_str().is_some_and(|name| !name.is_empty()), "{line}");
     }
 }
 
@@ -88,6 +90,7 @@ fn bench_times_a_mixed_precision_training_step() {
     for line in &lines {
         assert_eq!(line["dtype"], "bf16", "{line}");
         assert!(line["step_ms_median"].as_f64().is_some_and(|ms| ms > 0.0), "{line}");
+        assert!(line["adapter"].is_null(), "flex names no adapter: {line}");
     }
 }
 
