@@ -12,6 +12,8 @@
 //! `benches/gpu.sh`).
 
 mod backward;
+#[cfg(test)]
+mod host_check;
 mod kernels;
 
 use std::cell::Cell;
