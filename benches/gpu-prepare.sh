@@ -22,6 +22,17 @@ pack() { # FEATURES SUFFIX
 }
 pack wgpu,vulkan ""
 pack wgpu -wgsl
+# The kernels against plain Rust (diffclip-attention's host_check test) in the SPIR-V build, run
+# on the GPU before any timing; it takes the place of a WGSL attention_ratio (the 64 MiB limit).
+rm .gpu/attention_ratio-wgsl.xz
+check=$(cargo test --release -p diffclip -p diffclip-attention --features wgpu,vulkan --lib --no-run --message-format=json |
+  python3 -c 'import json,sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "diffclip_attention" and m["profile"]["test"] and m.get("executable"):
+        print(m["executable"])')
+strip -o .gpu/kernel_check "$check"
+xz -T0 -6 .gpu/kernel_check
 # The Vulkan loader for the device, as .debs (the device README's recipe), once.
 if ! ls .gl/*.deb >/dev/null 2>&1; then
   mkdir -p .gl /tmp/amd64/partial

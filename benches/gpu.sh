@@ -35,7 +35,7 @@ RATIO=${RATIO:-$(packed attention_ratio)}
 # `wgsl` (its plain-wgpu build, run when the first falls over, and once for comparison).
 if [ -x .gpu/bench ]; then BUILD=${BUILD:-vulkan}; else BUILD=${BUILD:-wgpu}; fi
 BENCH_WGSL=${BENCH_WGSL:-.gpu/bench-wgsl}
-RATIO_WGSL=${RATIO_WGSL:-.gpu/attention_ratio-wgsl}
+RATIO_WGSL=${RATIO_WGSL:-.gpu/attention_ratio-wgsl}  # not packed (size): the ratio runs need SPIR-V
 ITERS=${ITERS:-10}
 WARMUP=${WARMUP:-3}
 LIMIT=${LIMIT:-240}
@@ -106,11 +106,17 @@ train_vit() { # DTYPE: ViT-B/16's training step (diffclip f16: mixed precision f
 # in order: f32 inference, the mixed-precision training step, reduced-precision inference,
 # differential / standard attention, the larger batches, then f32 and small-model training.
 first=${BATCHES%% *}
+if [ -x .gpu/kernel_check ]; then
+  # diffclip's attention kernels on this GPU against plain Rust (values and gradients), so that
+  # the timings below are of kernels that compute the right thing.
+  run "kernel-check-vulkan" bash -c '.gpu/kernel_check --exact gpu::host_check::kernels_match_attention_written_out_on_the_host >&2 && echo "{\"kernels_match_host\":true}"'
+fi
 infer "$first" f32
 if [ "$OURS_RUN" -gt 0 ] && [ "$OURS_FAILED" = "$OURS_RUN" ] && [ "$BUILD" = vulkan ] && [ -x "$BENCH_WGSL" ]; then
   # The SPIR-V build never ran on a GPU before: if it cannot run at all, the rest uses WGSL.
   echo "{\"note\":\"every run of the vulkan (SPIR-V) build failed; the WGSL build takes over\"}"
-  BENCH=$BENCH_WGSL RATIO=$RATIO_WGSL BUILD=wgsl
+  BENCH=$BENCH_WGSL BUILD=wgsl
+  if [ -x "$RATIO_WGSL" ]; then RATIO=$RATIO_WGSL; fi
   infer "$first" f32 ours
 fi
 train_vit f16
