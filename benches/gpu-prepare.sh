@@ -13,18 +13,19 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p .gpu
 rm -f .gpu/*
-pack() { # FEATURES SUFFIX
-  cargo build --release --features "$1" --example bench --example attention_ratio
-  for name in bench attention_ratio; do
-    strip -o ".gpu/$name$2" "target/release/examples/$name"
-    xz -T0 -6 ".gpu/$name$2"
+pack() { # FEATURES SUFFIX EXAMPLE...
+  local features=$1 suffix=$2; shift 2
+  cargo build --release --features "$features" "${@/#/--example=}"
+  for name in "$@"; do
+    strip -o ".gpu/$name$suffix" "target/release/examples/$name"
+    xz -T0 -6 ".gpu/$name$suffix"
   done
 }
-pack wgpu,vulkan ""
-pack wgpu -wgsl
+pack wgpu,vulkan "" bench attention_ratio
+# WGSL: `bench` alone (the 64 MiB limit); the ratio runs need the SPIR-V build.
+pack wgpu -wgsl bench
 # The kernels against plain Rust (diffclip-attention's host_check test) in the SPIR-V build, run
-# on the GPU before any timing; it takes the place of a WGSL attention_ratio (the 64 MiB limit).
-rm .gpu/attention_ratio-wgsl.xz
+# on the GPU before any timing.
 check=$(cargo test --release -p diffclip -p diffclip-attention --features wgpu,vulkan --lib --no-run --message-format=json |
   python3 -c 'import json,sys
 for line in sys.stdin:

@@ -32,10 +32,10 @@ packed() { if [ -x ".gpu/$1" ]; then echo ".gpu/$1"; else echo "target/release/e
 BENCH=${BENCH:-$(packed bench)}
 RATIO=${RATIO:-$(packed attention_ratio)}
 # BUILD names diffclip's build in each run's label: `vulkan` (gpu-prepare.sh's SPIR-V build),
-# `wgsl` (its plain-wgpu build, run when the first falls over, and once for comparison).
+# `wgsl` (its plain-wgpu `bench`, run when the first falls over, and once for comparison; the
+# ratio runs always take the SPIR-V build).
 if [ -x .gpu/bench ]; then BUILD=${BUILD:-vulkan}; else BUILD=${BUILD:-wgpu}; fi
 BENCH_WGSL=${BENCH_WGSL:-.gpu/bench-wgsl}
-RATIO_WGSL=${RATIO_WGSL:-.gpu/attention_ratio-wgsl}  # not packed (size): the ratio runs need SPIR-V
 ITERS=${ITERS:-10}
 WARMUP=${WARMUP:-3}
 LIMIT=${LIMIT:-240}
@@ -116,7 +116,6 @@ if [ "$OURS_RUN" -gt 0 ] && [ "$OURS_FAILED" = "$OURS_RUN" ] && [ "$BUILD" = vul
   # The SPIR-V build never ran on a GPU before: if it cannot run at all, the rest uses WGSL.
   echo "{\"note\":\"every run of the vulkan (SPIR-V) build failed; the WGSL build takes over\"}"
   BENCH=$BENCH_WGSL BUILD=wgsl
-  if [ -x "$RATIO_WGSL" ]; then RATIO=$RATIO_WGSL; fi
   infer "$first" f32 ours
 fi
 train_vit f16

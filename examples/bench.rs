@@ -184,7 +184,6 @@ fn run_train(args: &Args, device: &Device) -> Result<Vec<serde_json::Value>, Box
             "step_ms_median": median(&times) * 1e3,
             "step_ms_min": min(&times) * 1e3,
             "peak_rss_mb": machine::status_mb("VmHWM:"),
-            "adapter": machine::adapter(&device),
         }));
     }
     Ok(lines)
@@ -197,9 +196,14 @@ fn run(args: &Args) -> Result<Vec<serde_json::Value>, Box<dyn std::error::Error>
     let device = diffclip::backend::device(&args.backend)?;
     diffclip::attention::set_cpu_kernels(!args.generic_ops);
     diffclip::attention::set_gpu_inference_kernel(args.gpu_kernel);
-    if args.train {
-        return run_train(args, &device);
+    let mut lines = if args.train { run_train(args, &device)? } else { run_inference(args, &device)? };
+    for line in &mut lines {
+        line["adapter"] = machine::adapter(&device);
     }
+    Ok(lines)
+}
+
+fn run_inference(args: &Args, device: &Device) -> Result<Vec<serde_json::Value>, Box<dyn std::error::Error>> {
     let mut config = ClipConfig::select(args.config.as_deref(), Some(&args.preset), None)?;
     if let Some(path) = &args.path {
         let path: diffclip::attention::AttentionPath =
@@ -208,7 +212,7 @@ fn run(args: &Args) -> Result<Vec<serde_json::Value>, Box<dyn std::error::Error>
         config.vision.path = path;
         config.text.path = path;
     }
-    let model: Clip = config.init(&device)?.with_precision(args.dtype)?;
+    let model: Clip = config.init(device)?.with_precision(args.dtype)?;
     let text_batch = args.text_batch.unwrap_or(args.batch);
     let size = config.vision.image_size;
 
@@ -217,15 +221,15 @@ fn run(args: &Args) -> Result<Vec<serde_json::Value>, Box<dyn std::error::Error>
         let images = Tensor::<4>::random(
             [args.batch, config.vision.in_chans, size, size],
             Distribution::Default,
-            &device,
+            device,
         );
-        image_s = Some(time_calls(args.warmup, args.iters, &device, || {
+        image_s = Some(time_calls(args.warmup, args.iters, device, || {
             model.encode_image(images.clone())
         }));
     }
     if !args.image_only {
-        let tokens = texts(&config, text_batch, &device);
-        text_s = Some(time_calls(args.warmup, args.iters, &device, || {
+        let tokens = texts(&config, text_batch, device);
+        text_s = Some(time_calls(args.warmup, args.iters, device, || {
             model.encode_text(tokens.clone())
         }));
     }
@@ -250,7 +254,6 @@ fn run(args: &Args) -> Result<Vec<serde_json::Value>, Box<dyn std::error::Error>
         "text_s_median": text_s.as_deref().map(median),
         "text_s_min": text_s.as_deref().map(min),
         "peak_rss_mb": machine::status_mb("VmHWM:"),
-        "adapter": machine::adapter(&device),
     })])
 }
 
