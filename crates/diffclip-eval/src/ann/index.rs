@@ -9,7 +9,7 @@ use diffclip_clip::files::{FileError, write_atomic_with};
 use hnsw_rs::prelude::{AnnT, Hnsw, HnswIo};
 use rayon::prelude::*;
 
-use super::distance::{UnitCosine, normalized};
+use super::distance::{UnitCosine, dot, normalized};
 use super::manifest::{self, BASENAME, Manifest};
 use super::rows::{self, Shard};
 use super::{AnnConfig, IndexError, dump_check};
@@ -143,7 +143,8 @@ impl AnnIndex {
 
     /// The `k` rows nearest to `query` (any scale; its length must be [`Self::dim`]) by cosine
     /// similarity, best first, as exact search returns them. Approximate: a true neighbour can
-    /// be missed ([`Self::recall_at_k`] measures how often).
+    /// be missed ([`Self::recall_at_k`] measures how often). `k` at least [`Self::rows`] gives
+    /// every row.
     pub fn search(&self, query: &[f32], k: usize) -> Result<Vec<Hit>, IndexError> {
         if query.len() != self.dim() {
             return Err(IndexError::Invalid(format!("the query has {} values, the index {} columns", query.len(), self.dim())));
@@ -161,7 +162,16 @@ impl AnnIndex {
         if k == 0 {
             return Vec::new();
         }
-        self.hnsw.search(query, k, self.ef_search.max(k)).into_iter().map(|n| (n.d_id, 1.0 - n.distance)).collect()
+        let found: Vec<(usize, f32)> = self.hnsw.search(query, k, self.ef_search.max(k)).into_iter().map(|n| (n.d_id, 1.0 - n.distance)).collect();
+        if found.len() == k {
+            return found;
+        }
+        // Parallel insertion can leave a row the graph search never reaches; a query that needs
+        // more rows than it reached ranks every stored (unit) row exactly instead.
+        let mut all: Vec<(usize, f32)> = self.hnsw.get_point_indexation().into_iter().map(|p| (p.get_origin_id(), dot(query, p.get_v()))).collect();
+        all.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        all.truncate(k);
+        all
     }
 
     /// Sets ef_search, the candidates examined per query (1..=100000; at least `k` are):
