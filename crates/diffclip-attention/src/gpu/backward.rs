@@ -1,7 +1,9 @@
 //! The attention's backward kernels: per-row statistics, dQ per query row, dK and dV per key
-//! row, each recomputing the scores (layouts, groups and row numbering: `kernels.rs`).
-//! Standard attention's statistics come from its output instead (FlashAttention-2's
-//! `Σ_j A·dP = dO·O`); differential attention's cannot, since O mixes both maps.
+//! row, the last two recomputing the scores (layouts, groups and row numbering: `kernels.rs`).
+//! The statistics `Σ_j A_m[i,j]·dP[i,j]` come from the forward's outputs, `dO_i·O_m,i`
+//! (FlashAttention-2), one pass over each row's values instead of one over every key:
+//! differential attention's forward keeps `A2·V` beside `O = (A1 − λ·A2)·V` for this, since O
+//! alone mixes the two maps.
 
 use burn::backend::TensorMetadata;
 use burn::tensor::DType;
@@ -11,70 +13,41 @@ use cubecl::prelude::*;
 
 use super::kernels::{at, dot_values, empty, group_width, locate, plan, scores, zeros};
 
-/// Differential attention's statistics per row: both log-sum-exps, then `Σ_j A_m·dP` for
-/// each map (`[rows, 4]`).
+/// The statistics per row, `[rows, 4]`: both log-sum-exps, then `dO·O_m` for each map. `o` is
+/// standard attention's output, or with `pair` the forward's stacked `[O; A2·V]`: then
+/// `dO·(A1·V) = dO·O + λ·dO·(A2·V)` (it keeps A2·V, not A1·V: A2·V from O and A1·V would take
+/// a division by λ, which may come near 0).
 #[cube(launch, address_type = "dynamic")]
 fn stats_kernel<E: Float>(
-    q: &Tensor<E>,
-    k: &Tensor<E>,
-    v: &Tensor<E>,
-    dout: &Tensor<E>,
-    lse: &Tensor<f32>,
-    stats: &mut Tensor<f32>,
-    rows: usize,
-    n: usize,
-    groups: usize,
-    scale: f32,
-    #[comptime] hd: usize,
-    #[comptime] causal: bool,
-    #[define(E)] _dtype: ElemType,
-) {
-    let pos = ABSOLUTE_POS;
-    if pos >= rows {
-        terminate!();
-    }
-    let vd = comptime!(2 * hd);
-    let (base, qo, i, width) = locate(pos, n, groups, vd);
-    let l1 = lse[pos * 3];
-    let l2 = lse[pos * 3 + 1];
-    let end = if causal { i + 1 } else { n };
-    let mut d1_sum = f32::new(0.0);
-    let mut d2_sum = f32::new(0.0);
-    for j in 0..end {
-        let (s1, s2) = scores(q, k, qo, base + j * width, scale, hd, true);
-        let dp = dot_values(dout, v, qo, base + j * width, vd);
-        d1_sum += (s1 - l1).exp() * dp;
-        d2_sum += (s2 - l2).exp() * dp;
-    }
-    stats[pos * 4] = l1;
-    stats[pos * 4 + 1] = l2;
-    stats[pos * 4 + 2] = d1_sum;
-    stats[pos * 4 + 3] = d2_sum;
-}
-
-/// Standard attention's statistics from its output `o`: `Σ_j A[i,j]·dP[i,j] = dO_i·O_i`, one
-/// pass over the row's `hd` columns instead of over every key.
-#[cube(launch, address_type = "dynamic")]
-fn output_stats_kernel<E: Float>(
     dout: &Tensor<E>,
     o: &Tensor<E>,
+    params: &Tensor<E>,
     lse: &Tensor<f32>,
     stats: &mut Tensor<f32>,
     rows: usize,
     n: usize,
     groups: usize,
     #[comptime] hd: usize,
+    #[comptime] pair: bool,
     #[define(E)] _dtype: ElemType,
 ) {
     let pos = ABSOLUTE_POS;
     if pos >= rows {
         terminate!();
     }
-    let (_base, qo, _i, _width) = locate(pos, n, groups, hd);
+    let vd = comptime!(group_width(hd, pair));
+    let (_base, qo, _i, _width) = locate(pos, n, groups, vd);
     stats[pos * 4] = lse[pos * 3];
-    stats[pos * 4 + 1] = 0.0_f32;
-    stats[pos * 4 + 2] = dot_values(dout, o, qo, qo, hd);
-    stats[pos * 4 + 3] = 0.0_f32;
+    stats[pos * 4 + 1] = lse[pos * 3 + 1];
+    let d = dot_values(dout, o, qo, qo, vd);
+    if pair {
+        let d2 = dot_values(dout, o, qo, o.len() / 2 + qo, vd);
+        stats[pos * 4 + 2] = d + at(params, 0) * d2;
+        stats[pos * 4 + 3] = d2;
+    } else {
+        stats[pos * 4 + 2] = d;
+        stats[pos * 4 + 3] = 0.0_f32;
+    }
 }
 
 #[cube(launch, address_type = "dynamic")]
@@ -196,28 +169,16 @@ fn dkv_kernel<E: Float>(
     }
 }
 
-/// The per-row statistics `[rows, 4]` of the backward; `o` is standard attention's output
-/// (unread with `pair`).
-#[allow(clippy::too_many_arguments)]
-pub(super) fn stats(q: CubeTensor, k: CubeTensor, v: CubeTensor, o: CubeTensor, dout: CubeTensor, lse: CubeTensor, heads: usize, scale: f32, causal: bool, pair: bool) -> CubeTensor {
-    let [dout, lse] = [dout, lse].map(into_contiguous);
-    let p = plan(&q, heads, pair, &[&q, &k, &v, &o, &dout]);
-    let stats = empty(&q, [p.rows, 4].into(), DType::F32);
-    let client = q.client.clone();
-    // Each kernel's inputs only: the other's may be copies for nothing.
-    if pair {
-        let [q, k, v] = [q, k, v].map(into_contiguous);
-        stats_kernel::launch(
-            &client, p.count, p.dim, p.address, q.into_tensor_arg(), k.into_tensor_arg(), v.into_tensor_arg(), dout.into_tensor_arg(),
-            lse.into_tensor_arg(), stats.clone().into_tensor_arg(), p.rows, p.n, p.groups, scale, p.hd, causal, p.elem,
-        );
-    } else {
-        let o = into_contiguous(o);
-        output_stats_kernel::launch(
-            &client, p.count, p.dim, p.address, dout.into_tensor_arg(), o.into_tensor_arg(), lse.into_tensor_arg(),
-            stats.clone().into_tensor_arg(), p.rows, p.n, p.groups, p.hd, p.elem,
-        );
-    }
+/// The per-row statistics `[rows, 4]` of the backward from `dout` and the forward's `o`
+/// (standard attention's output, or differential attention's stacked `[O; A2·V]`).
+pub(super) fn stats(o: CubeTensor, dout: CubeTensor, lse: CubeTensor, params: CubeTensor, heads: usize, pair: bool) -> CubeTensor {
+    let [o, dout, lse, params] = [o, dout, lse, params].map(into_contiguous);
+    let p = plan(&dout, heads, pair, &[&dout, &o]);
+    let stats = empty(&dout, [p.rows, 4].into(), DType::F32);
+    stats_kernel::launch(
+        &dout.client.clone(), p.count, p.dim, p.address, dout.into_tensor_arg(), o.into_tensor_arg(), params.into_tensor_arg(),
+        lse.into_tensor_arg(), stats.clone().into_tensor_arg(), p.rows, p.n, p.groups, p.hd, p.pair, p.elem,
+    );
     stats
 }
 

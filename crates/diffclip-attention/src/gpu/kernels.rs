@@ -82,9 +82,10 @@ pub(super) fn zeros(#[comptime] len: usize) -> Array<f32> {
 }
 
 /// With `pair`: `y = RMSNorm(O)·γ·out_scale` with `O = (A1 − λ·A2)·V`, and (with `keep`) O
-/// itself, the backward's input; without: `y = A·V` (`o` unwritten). `lse` `[rows, 3]`: both
-/// maps' log-sum-exp and O's reciprocal RMS (0 where unused). `nq` query rows (the first `nq`
-/// positions; `nq < n` only without the causal mask) attend to `n` keys.
+/// and `A2·V` stacked `[2B, N, W]`, the backward's inputs; without: `y = A·V` (`o` unwritten).
+/// `lse` `[rows, 3]`: both maps' log-sum-exp and O's reciprocal RMS (0 where unused). `nq`
+/// query rows (the first `nq` positions; `nq < n` only without the causal mask) attend to `n`
+/// keys.
 #[cube(launch, address_type = "dynamic")]
 fn forward_kernel<E: Float>(
     q: &Tensor<E>,
@@ -140,17 +141,26 @@ fn forward_kernel<E: Float>(
         l2 = m2 + s2.ln();
         lam = at(params, 0);
     }
-    // (A1 − λ·A2)·V in one pass over the keys.
+    // (A1 − λ·A2)·V in one pass over the keys; for a backward also A2·V, whence it takes both
+    // maps' statistics from the row's values instead of another pass over the keys.
+    let both = comptime!(pair && keep);
     let mut acc = zeros(vd);
+    let mut acc2 = zeros(comptime!(if both { vd } else { 1 }));
     for j in 0..end {
         let (d1, d2) = scores(q, k, qo, base + j * width, scale, hd, pair);
         let mut p = (d1 - l1).exp();
+        let mut p2 = f32::new(0.0);
         if pair {
-            p -= lam * (d2 - l2).exp();
+            p2 = (d2 - l2).exp();
+            p -= lam * p2;
         }
         let vo = base + j * width;
         for c in 0..vd {
-            acc[c] += p * at(v, vo + c);
+            let x = at(v, vo + c);
+            acc[c] += p * x;
+            if both {
+                acc2[c] += p2 * x;
+            }
         }
     }
     lse[pos * 3] = l1;
@@ -164,10 +174,14 @@ fn forward_kernel<E: Float>(
         let r = 1.0_f32 / (squares / f32::cast_from(vd) + eps).sqrt();
         let rs = r * out_scale;
         for c in 0..vd {
-            if keep {
-                o[qo + c] = E::cast_from(acc[c]);
-            }
             y[qo + c] = E::cast_from(acc[c] * rs * at(params, 1 + c));
+        }
+        if both {
+            let o2_at = o.len() / 2;
+            for c in 0..vd {
+                o[qo + c] = E::cast_from(acc[c]);
+                o[o2_at + qo + c] = E::cast_from(acc2[c]);
+            }
         }
         lse[pos * 3 + 2] = r;
     } else {
@@ -179,7 +193,8 @@ fn forward_kernel<E: Float>(
 }
 
 /// The RMSNorm's backward per row: `dO` `[B, N, W]`, then each row's share of dγ,
-/// `out_scale·r·O⊙dy`, stacked as `[2B, N, W]` (summed over rows outside).
+/// `out_scale·r·O⊙dy`, stacked as `[2B, N, W]` (summed over rows outside). `o` is the
+/// forward's stacked `[O; A2·V]`, of which only O is read.
 #[cube(launch, address_type = "dynamic")]
 fn norm_backward_kernel<E: Float>(
     dy: &Tensor<E>,
@@ -242,20 +257,27 @@ pub(super) fn plan(q: &CubeTensor, heads: usize, pair: bool, tensors: &[&CubeTen
     Plan { rows, n, groups, hd: w / heads, pair, count, dim, address, elem: dtype_to_storage_type(q.dtype) }
 }
 
+/// Two `[B, N, W]` tensors' shape stacked along the batch.
+pub(super) fn stacked(mut shape: Shape) -> Shape {
+    shape[0] *= 2;
+    shape
+}
+
 /// An uninitialised contiguous tensor of `dtype` on `like`'s device.
 pub(super) fn empty(like: &CubeTensor, shape: Shape, dtype: DType) -> CubeTensor {
     empty_device_contiguous_dtype(like.client.clone(), like.device.clone(), shape, dtype)
 }
 
 /// `y` `[B, nq, W]` (with `pair`: normalised and scaled), `O` (with `pair` and `keep` the
-/// pre-norm `[B, nq, W]`, else one unused value), and per row the log-sum-exps and O's
-/// reciprocal RMS `[rows, 3]`. `q` holds the first `nq ≤ N` positions of `k` and `v`.
+/// pre-norm output and `A2·V`, `[2B, nq, W]`, else one unused value), and per row the
+/// log-sum-exps and O's reciprocal RMS `[rows, 3]`. `q` holds the first `nq ≤ N` positions of
+/// `k` and `v`.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn forward(q: CubeTensor, k: CubeTensor, v: CubeTensor, params: CubeTensor, heads: usize, scale: f32, causal: bool, pair: bool, keep: bool, eps: f32, out_scale: f32) -> (CubeTensor, CubeTensor, CubeTensor) {
     let [q, k, v, params] = [q, k, v, params].map(into_contiguous);
     let p = plan(&q, heads, pair, &[&q, &k, &v]);
     let n = k.shape()[1];
-    let o_shape = if pair && keep { q.shape() } else { Shape::new([1]) };
+    let o_shape = if pair && keep { stacked(q.shape()) } else { Shape::new([1]) };
     let (y, o, lse) = (empty(&q, q.shape(), q.dtype), empty(&q, o_shape, q.dtype), empty(&q, [p.rows, 3].into(), DType::F32));
     forward_kernel::launch(
         &q.client.clone(), p.count, p.dim, p.address, q.into_tensor_arg(), k.into_tensor_arg(), v.into_tensor_arg(),
@@ -265,12 +287,12 @@ pub(super) fn forward(q: CubeTensor, k: CubeTensor, v: CubeTensor, params: CubeT
     (y, o, lse)
 }
 
-/// The RMSNorm's backward: dO and the rows' dγ terms, stacked `[2B, N, W]`.
+/// The RMSNorm's backward: dO and the rows' dγ terms, stacked `[2B, N, W]`; `o` is the
+/// forward's stacked `[O; A2·V]`.
 pub(super) fn norm_backward(dy: CubeTensor, o: CubeTensor, lse: CubeTensor, params: CubeTensor, heads: usize, out_scale: f32) -> CubeTensor {
     let [dy, o, lse, params] = [dy, o, lse, params].map(into_contiguous);
-    let shape = o.shape();
-    let dnorm = empty(&o, [2 * shape[0], shape[1], shape[2]].into(), o.dtype);
-    let p = plan(&o, heads, true, &[&dy, &o, &dnorm]);
+    let dnorm = empty(&dy, stacked(dy.shape()), dy.dtype);
+    let p = plan(&dy, heads, true, &[&dy, &o, &dnorm]);
     norm_backward_kernel::launch(
         &o.client.clone(), p.count, p.dim, p.address, dy.into_tensor_arg(), o.into_tensor_arg(), lse.into_tensor_arg(),
         params.into_tensor_arg(), dnorm.clone().into_tensor_arg(), p.rows, p.n, p.groups, out_scale, p.hd, p.elem,

@@ -4,8 +4,8 @@
 //! backend-extension mechanism (a lazy custom op under fusion) and autodiff.
 //!
 //! Burn 0.22.1's attention under autodiff is `attention_fallback`: it materialises and keeps
-//! the `[B, h, N, N]` maps for the backward. Here only q, k, v, λ, γ, the pre-norm output and
-//! three floats per row are kept; the backward recomputes the scores, so training memory is
+//! the `[B, h, N, N]` maps for the backward. Here only q, k, v, λ, γ, the pre-norm output (with
+//! `A2·V` for differential attention) and three floats per row are kept; the backward recomputes the scores, so training memory is
 //! linear in N. Inference keeps Burn's own (flash) attention unless
 //! [`crate::set_gpu_inference_kernel`] turns the kernel on for it too (one product with V per
 //! head pair instead of Burn's two attention calls; which is faster is measured by
@@ -42,17 +42,16 @@ pub fn kernel_calls() -> usize {
 
 #[allow(clippy::too_many_arguments)]
 fn forward_meta(q: &TensorSpec, _k: &TensorSpec, _v: &TensorSpec, _p: &TensorSpec, heads: &usize, _s: &f32, _c: &bool, pair: &bool, keep: &bool, _e: &f32, _o: &f32) -> (TensorSpec, TensorSpec, TensorSpec) {
-    let o = if *pair && *keep { q.clone() } else { TensorSpec::new(Shape::new([1]), q.dtype) };
+    let o = if *pair && *keep { stacked(q) } else { TensorSpec::new(Shape::new([1]), q.dtype) };
     (q.clone(), o, TensorSpec::new(Shape::new([rows(&q.shape, *heads, *pair), 3]), DType::F32))
 }
 
-fn norm_backward_meta(_dy: &TensorSpec, o: &TensorSpec, _l: &TensorSpec, _p: &TensorSpec, _h: &usize, _s: &f32) -> TensorSpec {
-    stacked(o)
+fn norm_backward_meta(dy: &TensorSpec, _o: &TensorSpec, _l: &TensorSpec, _p: &TensorSpec, _h: &usize, _s: &f32) -> TensorSpec {
+    stacked(dy)
 }
 
-#[allow(clippy::too_many_arguments)]
-fn stats_meta(q: &TensorSpec, _k: &TensorSpec, _v: &TensorSpec, _o: &TensorSpec, _d: &TensorSpec, _l: &TensorSpec, heads: &usize, _s: &f32, _c: &bool, pair: &bool) -> TensorSpec {
-    TensorSpec::new(Shape::new([rows(&q.shape, *heads, *pair), 4]), DType::F32)
+fn stats_meta(_o: &TensorSpec, dout: &TensorSpec, _l: &TensorSpec, _p: &TensorSpec, heads: &usize, pair: &bool) -> TensorSpec {
+    TensorSpec::new(Shape::new([rows(&dout.shape, *heads, *pair), 4]), DType::F32)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -76,23 +75,23 @@ fn rows(shape: &Shape, heads: usize, pair: bool) -> usize {
 /// (read only with `pair`: differential attention; without it standard attention).
 #[backend_extension(Cube, Fusion, Autodiff)]
 pub trait AttentionKernelOps: Backend {
-    /// With `pair`: `y = RMSNorm(O)·γ·out_scale` with `O = (A1 − λ·A2)·V`, O (with `keep`, for
-    /// the backward; else one unused value), and per row both log-sum-exps and O's reciprocal
-    /// RMS; without: `y = A·V`, one unused value, and the rows' log-sum-exps. `q` may hold only
+    /// With `pair`: `y = RMSNorm(O)·γ·out_scale` with `O = (A1 − λ·A2)·V`, O and `A2·V` stacked
+    /// along the batch (with `keep`, for the backward; else one unused value), and per row both
+    /// log-sum-exps and O's reciprocal RMS; without: `y = A·V`, one unused value, and the rows' log-sum-exps. `q` may hold only
     /// the first positions of `k` and `v` (not with `causal`).
     #[allow(clippy::too_many_arguments)]
     #[fusion(meta = forward_meta)]
     fn fused_attention(q: FloatTensor<Self>, k: FloatTensor<Self>, v: FloatTensor<Self>, params: FloatTensor<Self>, heads: usize, scale: f32, causal: bool, pair: bool, keep: bool, eps: f32, out_scale: f32) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
 
-    /// The RMSNorm's backward: dO and the rows' dγ terms, stacked along the batch.
+    /// The RMSNorm's backward: dO and the rows' dγ terms, stacked along the batch; `o` is the
+    /// forward's stacked `[O; A2·V]`.
     #[fusion(meta = norm_backward_meta)]
     fn fused_attention_norm_backward(dy: FloatTensor<Self>, o: FloatTensor<Self>, lse: FloatTensor<Self>, params: FloatTensor<Self>, heads: usize, out_scale: f32) -> FloatTensor<Self>;
 
-    /// The backward's per-row statistics; `o` is standard attention's output (its statistics
-    /// come from it), unread with `pair`.
-    #[allow(clippy::too_many_arguments)]
+    /// The backward's per-row statistics from the forward's `o` (standard attention's output,
+    /// or differential attention's stacked `[O; A2·V]`) and `dout`.
     #[fusion(meta = stats_meta)]
-    fn fused_attention_stats(q: FloatTensor<Self>, k: FloatTensor<Self>, v: FloatTensor<Self>, o: FloatTensor<Self>, dout: FloatTensor<Self>, lse: FloatTensor<Self>, heads: usize, scale: f32, causal: bool, pair: bool) -> FloatTensor<Self>;
+    fn fused_attention_stats(o: FloatTensor<Self>, dout: FloatTensor<Self>, lse: FloatTensor<Self>, params: FloatTensor<Self>, heads: usize, pair: bool) -> FloatTensor<Self>;
 
     /// dQ.
     #[allow(clippy::too_many_arguments)]
@@ -114,8 +113,8 @@ impl AttentionKernelOps for CubeBackend {
         kernels::norm_backward(dy, o, lse, params, heads, out_scale)
     }
 
-    fn fused_attention_stats(q: FloatTensor<Self>, k: FloatTensor<Self>, v: FloatTensor<Self>, o: FloatTensor<Self>, dout: FloatTensor<Self>, lse: FloatTensor<Self>, heads: usize, scale: f32, causal: bool, pair: bool) -> FloatTensor<Self> {
-        backward::stats(q, k, v, o, dout, lse, heads, scale, causal, pair)
+    fn fused_attention_stats(o: FloatTensor<Self>, dout: FloatTensor<Self>, lse: FloatTensor<Self>, params: FloatTensor<Self>, heads: usize, pair: bool) -> FloatTensor<Self> {
+        backward::stats(o, dout, lse, params, heads, pair)
     }
 
     fn fused_attention_dq(q: FloatTensor<Self>, k: FloatTensor<Self>, v: FloatTensor<Self>, params: FloatTensor<Self>, dout: FloatTensor<Self>, stats: FloatTensor<Self>, heads: usize, scale: f32, causal: bool, pair: bool) -> FloatTensor<Self> {
@@ -127,8 +126,8 @@ impl AttentionKernelOps for CubeBackend {
     }
 }
 
-/// What the backward keeps: the inputs, the output before the norm (standard attention: the
-/// output itself), the per-row values and the call's settings.
+/// What the backward keeps: the inputs, the output before the norm stacked with `A2·V`
+/// (standard attention: the output itself), the per-row values and the call's settings.
 struct Saved<B: Backend> {
     q: FloatTensor<B>,
     k: FloatTensor<B>,
@@ -176,7 +175,7 @@ impl<B: Backend + AttentionKernelOps> Backward<B, 4> for AttentionKernelBackward
         } else {
             (dy, None)
         };
-        let stats = B::fused_attention_stats(q.clone(), k.clone(), v.clone(), o, dout.clone(), lse, heads, scale, causal, pair);
+        let stats = B::fused_attention_stats(o, dout.clone(), lse, params.clone(), heads, pair);
         if let (Some(node), Some(dnorm)) = (node_p, dnorm) {
             // dλ = −Σ_rows Σ_j A2·dP, the statistics' last column.
             let rows = B::float_slice(stats.clone(), &[Slice::from(..), Slice::from(3..4)]);
@@ -233,8 +232,8 @@ impl<B: Backend + AttentionKernelOps, C: CheckpointStrategy> AttentionKernelOps 
         <Self as AutodiffBackend>::from_inner(dnorm)
     }
 
-    fn fused_attention_stats(q: FloatTensor<Self>, k: FloatTensor<Self>, v: FloatTensor<Self>, o: FloatTensor<Self>, dout: FloatTensor<Self>, lse: FloatTensor<Self>, heads: usize, scale: f32, causal: bool, pair: bool) -> FloatTensor<Self> {
-        let stats = B::fused_attention_stats(q.into_primitive(), k.into_primitive(), v.into_primitive(), o.into_primitive(), dout.into_primitive(), lse.into_primitive(), heads, scale, causal, pair);
+    fn fused_attention_stats(o: FloatTensor<Self>, dout: FloatTensor<Self>, lse: FloatTensor<Self>, params: FloatTensor<Self>, heads: usize, pair: bool) -> FloatTensor<Self> {
+        let stats = B::fused_attention_stats(o.into_primitive(), dout.into_primitive(), lse.into_primitive(), params.into_primitive(), heads, pair);
         <Self as AutodiffBackend>::from_inner(stats)
     }
 
