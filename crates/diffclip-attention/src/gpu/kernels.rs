@@ -81,6 +81,122 @@ pub(super) fn zeros(#[comptime] len: usize) -> Array<f32> {
     row
 }
 
+/// Keys per block of the one-pass online softmax: each unit holds the block's scores of both
+/// maps, and rescales its accumulators once per block rather than once per key.
+const KEY_BLOCK: usize = 16;
+
+/// The maps' softmax in one pass over keys `0..end`, in blocks of `KEY_BLOCK`: each map's
+/// running max, sum and `A_m·V` rescaled once per block (FlashAttention's online softmax).
+/// Leaves `acc` = A1·V, or with `pair` O = A1·V − λ·A2·V and `acc2` = A2·V; gives both maps'
+/// log-sum-exps (the second 0 without `pair`).
+#[cube]
+#[allow(clippy::too_many_arguments)]
+fn one_pass<E: Float>(q: &Tensor<E>, k: &Tensor<E>, v: &Tensor<E>, params: &Tensor<E>, acc: &mut Array<f32>, acc2: &mut Array<f32>, qo: usize, base: usize, width: usize, end: usize, scale: f32, #[comptime] hd: usize, #[comptime] pair: bool) -> (f32, f32) {
+    let vd = comptime!(group_width(hd, pair));
+    let mut m1 = f32::new(-1.0e30);
+    let mut m2 = f32::new(-1.0e30);
+    let mut s1 = f32::new(0.0);
+    let mut s2 = f32::new(0.0);
+    let mut e1 = Array::<f32>::new(KEY_BLOCK);
+    let mut e2 = Array::<f32>::new(KEY_BLOCK);
+    let mut first = 0;
+    while first < end {
+        let mut count = end - first;
+        if count > KEY_BLOCK {
+            count = KEY_BLOCK;
+        }
+        let mut b1 = m1;
+        let mut b2 = m2;
+        for t in 0..count {
+            let (d1, d2) = scores(q, k, qo, base + (first + t) * width, scale, hd, pair);
+            e1[t] = d1;
+            e2[t] = d2;
+            b1 = max(b1, d1);
+            b2 = max(b2, d2);
+        }
+        let c1 = (m1 - b1).exp();
+        s1 *= c1;
+        m1 = b1;
+        for c in 0..vd {
+            acc[c] *= c1;
+        }
+        if pair {
+            let c2 = (m2 - b2).exp();
+            s2 *= c2;
+            m2 = b2;
+            for c in 0..vd {
+                acc2[c] *= c2;
+            }
+        }
+        for t in 0..count {
+            let vo = base + (first + t) * width;
+            let p1 = (e1[t] - m1).exp();
+            s1 += p1;
+            if pair {
+                let p2 = (e2[t] - m2).exp();
+                s2 += p2;
+                for c in 0..vd {
+                    let x = at(v, vo + c);
+                    acc[c] += p1 * x;
+                    acc2[c] += p2 * x;
+                }
+            } else {
+                for c in 0..vd {
+                    acc[c] += p1 * at(v, vo + c);
+                }
+            }
+        }
+        first += KEY_BLOCK;
+    }
+    let inv1 = 1.0_f32 / s1;
+    for c in 0..vd {
+        acc[c] *= inv1;
+    }
+    let mut l2 = f32::new(0.0);
+    if pair {
+        l2 = m2 + s2.ln();
+        let lam = at(params, 0);
+        let inv2 = 1.0_f32 / s2;
+        for c in 0..vd {
+            acc2[c] *= inv2;
+            acc[c] -= lam * acc2[c];
+        }
+    }
+    (m1 + s1.ln(), l2)
+}
+
+/// Differential attention without a backward: both maps' log-sum-exps in a first pass over
+/// keys `0..end`, then `(A1 − λ·A2)·V` into `acc` as one product in a second, so a unit holds
+/// 2hd accumulators rather than one pass's 4hd. Gives the log-sum-exps.
+#[cube]
+#[allow(clippy::too_many_arguments)]
+fn two_pass<E: Float>(q: &Tensor<E>, k: &Tensor<E>, v: &Tensor<E>, params: &Tensor<E>, acc: &mut Array<f32>, qo: usize, base: usize, width: usize, end: usize, scale: f32, #[comptime] hd: usize) -> (f32, f32) {
+    let mut m1 = f32::new(-1.0e30);
+    let mut m2 = f32::new(-1.0e30);
+    let mut s1 = f32::new(0.0);
+    let mut s2 = f32::new(0.0);
+    for j in 0..end {
+        let (d1, d2) = scores(q, k, qo, base + j * width, scale, hd, true);
+        let n1 = max(m1, d1);
+        s1 = s1 * (m1 - n1).exp() + (d1 - n1).exp();
+        m1 = n1;
+        let n2 = max(m2, d2);
+        s2 = s2 * (m2 - n2).exp() + (d2 - n2).exp();
+        m2 = n2;
+    }
+    let (l1, l2) = (m1 + s1.ln(), m2 + s2.ln());
+    let lam = at(params, 0);
+    for j in 0..end {
+        let (d1, d2) = scores(q, k, qo, base + j * width, scale, hd, true);
+        let p = (d1 - l1).exp() - lam * (d2 - l2).exp();
+        let vo = base + j * width;
+        for c in 0..comptime!(2 * hd) {
+            acc[c] += p * at(v, vo + c);
+        }
+    }
+    (l1, l2)
+}
+
 /// With `pair`: `y = RMSNorm(O)·γ·out_scale` with `O = (A1 − λ·A2)·V`, and (with `keep`) O
 /// and `A2·V` stacked `[2B, N, W]`, the backward's inputs; without: `y = A·V` (`o` unwritten).
 /// `lse` `[rows, 3]`: both maps' log-sum-exp and O's reciprocal RMS (0 where unused). `nq`
@@ -118,51 +234,15 @@ fn forward_kernel<E: Float>(
     let bg = pos / nq;
     let base = (bg / groups) * n * width + (bg % groups) * vd;
     let end = if causal { i + 1 } else { n };
-    // Online max and sum of both maps.
-    let mut m1 = f32::new(-1.0e30);
-    let mut m2 = f32::new(-1.0e30);
-    let mut s1 = f32::new(0.0);
-    let mut s2 = f32::new(0.0);
-    for j in 0..end {
-        let (d1, d2) = scores(q, k, qo, base + j * width, scale, hd, pair);
-        let n1 = max(m1, d1);
-        s1 = s1 * (m1 - n1).exp() + (d1 - n1).exp();
-        m1 = n1;
-        if pair {
-            let n2 = max(m2, d2);
-            s2 = s2 * (m2 - n2).exp() + (d2 - n2).exp();
-            m2 = n2;
-        }
-    }
-    let l1 = m1 + s1.ln();
-    let mut l2 = f32::new(0.0);
-    let mut lam = f32::new(0.0);
-    if pair {
-        l2 = m2 + s2.ln();
-        lam = at(params, 0);
-    }
-    // (A1 − λ·A2)·V in one pass over the keys; for a backward also A2·V, whence it takes both
-    // maps' statistics from the row's values instead of another pass over the keys.
-    let both = comptime!(pair && keep);
+    // One pass over the keys, except for differential inference: there the two-pass product
+    // needs half the accumulators, while a backward needs A2·V, which one pass computes anyway.
     let mut acc = zeros(vd);
-    let mut acc2 = zeros(comptime!(if both { vd } else { 1 }));
-    for j in 0..end {
-        let (d1, d2) = scores(q, k, qo, base + j * width, scale, hd, pair);
-        let mut p = (d1 - l1).exp();
-        let mut p2 = f32::new(0.0);
-        if pair {
-            p2 = (d2 - l2).exp();
-            p -= lam * p2;
-        }
-        let vo = base + j * width;
-        for c in 0..vd {
-            let x = at(v, vo + c);
-            acc[c] += p * x;
-            if both {
-                acc2[c] += p2 * x;
-            }
-        }
-    }
+    let mut acc2 = zeros(comptime!(if pair && keep { vd } else { 1 }));
+    let (l1, l2) = if comptime!(pair && !keep) {
+        two_pass(q, k, v, params, &mut acc, qo, base, width, end, scale, hd)
+    } else {
+        one_pass(q, k, v, params, &mut acc, &mut acc2, qo, base, width, end, scale, hd, pair)
+    };
     lse[pos * 3] = l1;
     lse[pos * 3 + 1] = l2;
     if pair {
@@ -176,7 +256,7 @@ fn forward_kernel<E: Float>(
         for c in 0..vd {
             y[qo + c] = E::cast_from(acc[c] * rs * at(params, 1 + c));
         }
-        if both {
+        if keep {
             let o2_at = o.len() / 2;
             for c in 0..vd {
                 o[qo + c] = E::cast_from(acc[c]);
