@@ -13,7 +13,7 @@ use diffclip_attention::{
 use diffclip_testkit::devices;
 
 mod common;
-use common::{GpuInferenceKernel, gradient_case, rel_diff, serial};
+use common::{GpuInferenceKernel, gradient_case_sized, rel_diff, serial};
 
 fn max_diff(a: Tensor<3>, b: Tensor<3>) -> f32 {
     let d = (a - b).abs().max().into_scalar::<f32>();
@@ -140,10 +140,10 @@ fn gpu_inference_kernel_matches_reference() {
     let _serial = serial();
     let _kernel = GpuInferenceKernel::on();
     for (backend, device) in devices() {
-        for (n, causal) in [(29, false), (29, true), (300, false), (300, true)] {
-            let (x, _, diff) = gradient_case(&device, n, causal);
-            let std = AttentionConfig { causal, ..AttentionConfig::new(32, 4) }.init_standard(&device).unwrap();
-            let at = format!("{backend} n={n} causal={causal}");
+        for (n, width, causal) in [(29, 32, false), (29, 32, true), (300, 32, false), (300, 32, true), (70, 256, false), (70, 256, true)] {
+            let (x, _, diff) = gradient_case_sized(&device, n, width, 4, causal);
+            let std = AttentionConfig { causal, ..AttentionConfig::new(width, 4) }.init_standard(&device).unwrap();
+            let at = format!("{backend} n={n} width={width} causal={causal}");
             let calls = diffclip_attention::gpu_kernel_calls();
             let (d, s) = (diff.forward(x.clone(), None), std.forward(x.clone(), None));
             let ran = diffclip_attention::gpu_kernel_calls() - calls;
@@ -268,8 +268,10 @@ fn fused_gradients_match_reference() {
     let _serial = serial();
     for (backend, device) in devices() {
         let ad = device.autodiff();
-        for (n, causal) in [(29, false), (29, true), (300, true)] {
-            let (x, probe, diff) = gradient_case(&ad, n, causal);
+        // Head dimension 8 (tiles of 64 keys or queries) and 64, ViT-B's (tiles of 15 to 32):
+        // tiles and cubes of 32 rows end mid-sequence, causal rows mid-tile.
+        for (n, width, causal) in [(29, 32, false), (29, 32, true), (300, 32, false), (300, 32, true), (70, 256, true)] {
+            let (x, probe, diff) = gradient_case_sized(&ad, n, width, 4, causal);
             let grads = |fused: bool| {
                 let x = x.clone().require_grad();
                 let y = if fused { diff.forward_fused(x.clone(), None) } else { diff.forward_with_maps(x.clone(), None).0 };
@@ -286,7 +288,7 @@ fn fused_gradients_match_reference() {
             };
             let calls = diffclip_attention::gpu_kernel_calls();
             let (f, r) = (grads(true), grads(false));
-            let at = format!("{backend} diff n={n} causal={causal}");
+            let at = format!("{backend} diff n={n} width={width} causal={causal}");
             // On wgpu the fused path is the CubeCL kernel with its own backward.
             let ran = diffclip_attention::gpu_kernel_calls() > calls;
             assert_eq!(ran, backend == "wgpu", "{at}: CubeCL kernel ran: {ran}");
@@ -301,7 +303,7 @@ fn fused_gradients_match_reference() {
             assert!(d < 1e-4, "{at}: dλq2 {d:e}");
             assert!(rel_diff(f.5, r.5) < 1e-4, "{at}: dγ");
 
-            let std = AttentionConfig { causal, ..AttentionConfig::new(32, 4) }.init_standard(&ad).unwrap();
+            let std = AttentionConfig { causal, ..AttentionConfig::new(width, 4) }.init_standard(&ad).unwrap();
             let grads = |fused: bool| {
                 let x = x.clone().require_grad();
                 let y = if fused { std.forward(x.clone(), None) } else { std.forward_with_maps(x.clone(), None).0 };
@@ -310,7 +312,7 @@ fn fused_gradients_match_reference() {
             };
             let calls = diffclip_attention::gpu_kernel_calls();
             let (f, r) = (grads(true), grads(false));
-            let at = format!("{backend} standard n={n} causal={causal}");
+            let at = format!("{backend} standard n={n} width={width} causal={causal}");
             let ran = diffclip_attention::gpu_kernel_calls() > calls;
             assert_eq!(ran, backend == "wgpu", "{at}: CubeCL kernel ran: {ran}");
             assert!(rel_diff(f.3, r.3) < 1e-4, "{at}: values");

@@ -11,7 +11,9 @@ use burn_cubecl::kernel::into_contiguous;
 use burn_cubecl::tensor::CubeTensor;
 use cubecl::prelude::*;
 
-use super::kernels::{at, dot_values, empty, group_width, locate, plan, scores, zeros};
+use super::kernels::{at, dot_values, group_width, locate, zeros};
+use super::plan::{empty, plan, tiled_plan};
+use super::tile::{CUBE_ROWS, cube_first, dot, head_dots, load, own_row, place, span, tile_rows};
 
 /// The statistics per row, `[rows, 4]`: both log-sum-exps, then `dO·O_m` for each map. `o` is
 /// standard attention's output, or with `pair` the forward's stacked `[O; A2·V]`: then
@@ -68,12 +70,17 @@ fn dq_kernel<E: Float>(
     #[comptime] pair: bool,
     #[define(E)] _dtype: ElemType,
 ) {
-    let pos = ABSOLUTE_POS;
-    if pos >= rows {
+    let vd = comptime!(group_width(hd, pair));
+    let kb = comptime!(tile_rows(2 * vd));
+    let values = comptime!(kb * vd);
+    let (bg, i, live) = place(n);
+    if bg * n >= rows {
         terminate!();
     }
-    let vd = comptime!(group_width(hd, pair));
-    let (base, qo, i, width) = locate(pos, n, groups, vd);
+    let width = groups * vd;
+    let base = (bg / groups) * n * width + (bg % groups) * vd;
+    let qo = base + i * width;
+    let pos = bg * n + i;
     let mut lam = f32::new(0.0);
     if pair {
         lam = at(params, 0);
@@ -81,24 +88,40 @@ fn dq_kernel<E: Float>(
     let (l1, l2) = (stats[pos * 4], stats[pos * 4 + 1]);
     let (r1, r2) = (stats[pos * 4 + 2], stats[pos * 4 + 3]);
     let end = if causal { i + 1 } else { n };
+    let cube_end = if causal { min(cube_first(i) + CUBE_ROWS, n) } else { n };
+    let qr = own_row(q, qo, scale, vd);
+    let dr = own_row(dout, qo, 1.0_f32, vd);
     let mut acc = zeros(vd);
-    for j in 0..end {
-        let ko = base + j * width;
-        let (s1, s2) = scores(q, k, qo, ko, scale, hd, pair);
-        let dp = dot_values(dout, v, qo, ko, vd);
-        let ds1 = (s1 - l1).exp() * (dp - r1);
-        for t in 0..hd {
-            acc[t] += ds1 * at(k, ko + t);
-        }
-        if pair {
-            let ds2 = -lam * (s2 - l2).exp() * (dp - r2);
-            for t in 0..hd {
-                acc[hd + t] += ds2 * at(k, ko + hd + t);
+    // Tiles of K, then V.
+    let mut shared = Shared::<[f32]>::new_slice(comptime!(2 * kb * vd));
+    let mut first = 0;
+    while first < cube_end {
+        sync_cube();
+        load(k, &mut shared, 0, base, width, first, n, kb, vd);
+        load(v, &mut shared, values, base, width, first, n, kb, vd);
+        sync_cube();
+        let (_, count) = span(first, 0, end, kb);
+        for t in 0..count {
+            let ko = t * vd;
+            let (s1, s2) = head_dots(&qr, &shared, ko, hd, pair);
+            let dp = dot(&dr, &shared, values + ko, vd);
+            let ds1 = (s1 - l1).exp() * (dp - r1);
+            for c in 0..hd {
+                acc[c] += ds1 * shared[ko + c];
+            }
+            if pair {
+                let ds2 = -lam * (s2 - l2).exp() * (dp - r2);
+                for c in 0..hd {
+                    acc[hd + c] += ds2 * shared[ko + hd + c];
+                }
             }
         }
+        first += kb;
     }
-    for c in 0..vd {
-        dq[qo + c] = E::cast_from(acc[c] * scale);
+    if live {
+        for c in 0..vd {
+            dq[qo + c] = E::cast_from(acc[c] * scale);
+        }
     }
 }
 
@@ -122,50 +145,72 @@ fn dkv_kernel<E: Float>(
     #[comptime] pair: bool,
     #[define(E)] _dtype: ElemType,
 ) {
-    let pos = ABSOLUTE_POS;
-    if pos >= rows {
+    let vd = comptime!(group_width(hd, pair));
+    let kb = comptime!(tile_rows(2 * vd + 4));
+    let douts = comptime!(kb * vd);
+    let row_stats = comptime!(2 * kb * vd);
+    let (bg, j, live) = place(n);
+    if bg * n >= rows {
         terminate!();
     }
-    let vd = comptime!(group_width(hd, pair));
-    let (base, ko, j, width) = locate(pos, n, groups, vd);
+    let width = groups * vd;
+    let base = (bg / groups) * n * width + (bg % groups) * vd;
+    let ko = base + j * width;
     let mut lam = f32::new(0.0);
     if pair {
         lam = at(params, 0);
     }
+    // Causal: key j is seen by queries j.., so the cube's by queries from its first key on.
     let mut start = 0;
+    let mut first = 0;
     if causal {
         start = j;
+        first = cube_first(j);
     }
-    let first_row = pos - j;
+    let kr = own_row(k, ko, scale, vd);
+    let vr = own_row(v, ko, 1.0_f32, vd);
     let mut dk = zeros(vd);
     let mut dv = zeros(vd);
-    for i in start..n {
-        let qo = base + i * width;
-        let r = (first_row + i) * 4;
-        let (s1, s2) = scores(q, k, qo, ko, scale, hd, pair);
-        let a1 = (s1 - stats[r]).exp();
-        let dp = dot_values(dout, v, qo, ko, vd);
-        let mut p = a1;
-        let ds1 = a1 * (dp - stats[r + 2]);
-        for t in 0..hd {
-            dk[t] += ds1 * at(q, qo + t);
-        }
-        if pair {
-            let a2 = (s2 - stats[r + 1]).exp();
-            p -= lam * a2;
-            let ds2 = -lam * a2 * (dp - stats[r + 3]);
-            for t in 0..hd {
-                dk[hd + t] += ds2 * at(q, qo + hd + t);
+    // Tiles of Q, dO and the query rows' statistics.
+    let mut shared = Shared::<[f32]>::new_slice(comptime!(kb * (2 * vd + 4)));
+    while first < n {
+        sync_cube();
+        load(q, &mut shared, 0, base, width, first, n, kb, vd);
+        load(dout, &mut shared, douts, base, width, first, n, kb, vd);
+        load(stats, &mut shared, row_stats, bg * n * 4, 4_usize, first, n, kb, 4_usize);
+        sync_cube();
+        let (from, to) = span(first, start, n, kb);
+        for t in from..to {
+            let qo = t * vd;
+            let so = row_stats + t * 4;
+            let (s1, s2) = head_dots(&kr, &shared, qo, hd, pair);
+            let a1 = (s1 - shared[so]).exp();
+            let dp = dot(&vr, &shared, douts + qo, vd);
+            let mut p = a1;
+            let ds1 = a1 * (dp - shared[so + 2]);
+            for c in 0..hd {
+                dk[c] += ds1 * shared[qo + c];
+            }
+            if pair {
+                let a2 = (s2 - shared[so + 1]).exp();
+                p -= lam * a2;
+                let ds2 = -lam * a2 * (dp - shared[so + 3]);
+                for c in 0..hd {
+                    dk[hd + c] += ds2 * shared[qo + hd + c];
+                }
+            }
+            for c in 0..vd {
+                dv[c] += p * shared[douts + qo + c];
             }
         }
-        for c in 0..vd {
-            dv[c] += p * at(dout, qo + c);
-        }
+        first += kb;
     }
-    let dv_at = dkv.len() / 2;
-    for c in 0..vd {
-        dkv[ko + c] = E::cast_from(dk[c] * scale);
-        dkv[dv_at + ko + c] = E::cast_from(dv[c]);
+    if live {
+        let dv_at = dkv.len() / 2;
+        for c in 0..vd {
+            dkv[ko + c] = E::cast_from(dk[c] * scale);
+            dkv[dv_at + ko + c] = E::cast_from(dv[c]);
+        }
     }
 }
 
@@ -186,7 +231,7 @@ pub(super) fn stats(o: CubeTensor, dout: CubeTensor, lse: CubeTensor, params: Cu
 #[allow(clippy::too_many_arguments)]
 pub(super) fn dq(q: CubeTensor, k: CubeTensor, v: CubeTensor, params: CubeTensor, dout: CubeTensor, stats: CubeTensor, heads: usize, scale: f32, causal: bool, pair: bool) -> CubeTensor {
     let [q, k, v, params, dout, stats] = [q, k, v, params, dout, stats].map(into_contiguous);
-    let p = plan(&q, heads, pair, &[&q, &k, &v, &dout]);
+    let p = tiled_plan(&q, heads, pair, &[&q, &k, &v, &dout]);
     let dq = empty(&q, q.shape(), q.dtype);
     dq_kernel::launch(
         &q.client.clone(), p.count, p.dim, p.address, q.into_tensor_arg(), k.into_tensor_arg(), v.into_tensor_arg(),
@@ -202,7 +247,7 @@ pub(super) fn dkv(q: CubeTensor, k: CubeTensor, v: CubeTensor, params: CubeTenso
     let [q, k, v, params, dout, stats] = [q, k, v, params, dout, stats].map(into_contiguous);
     let shape = q.shape();
     let dkv = empty(&q, [2 * shape[0], shape[1], shape[2]].into(), q.dtype);
-    let p = plan(&q, heads, pair, &[&q, &k, &v, &dout, &dkv]);
+    let p = tiled_plan(&q, heads, pair, &[&q, &k, &v, &dout, &dkv]);
     dkv_kernel::launch(
         &q.client.clone(), p.count, p.dim, p.address, q.into_tensor_arg(), k.into_tensor_arg(), v.into_tensor_arg(),
         params.into_tensor_arg(), dout.into_tensor_arg(), stats.into_tensor_arg(), dkv.clone().into_tensor_arg(), p.rows, p.n,

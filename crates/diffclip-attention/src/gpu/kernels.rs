@@ -1,6 +1,7 @@
 //! The attention kernels in CubeCL: one unit per query row (forward, statistics, dQ) or per
 //! key row (dK, dV); the forward and the norm's backward here, the attention's backward in
-//! `backward.rs`. Scores are recomputed from q and k in every pass and never stored, so memory
+//! `backward.rs`. The forward, dQ and dK/dV read the other side's rows through a cube's shared
+//! tile (`tile.rs`), each unit its own row once into local memory. Scores are recomputed from q and k in every pass and never stored, so memory
 //! is linear in N. Layouts are the CPU kernel's: q, k, v and the output are `[B, N, W]`
 //! row-major with head `h` in columns `h·hd..`. A group is what one unit combines: with `pair`
 //! (differential attention) group `g` pairs heads `2g` and `2g+1` and owns value columns
@@ -13,13 +14,13 @@
 //! values are stored.
 
 use burn::backend::TensorMetadata;
-use burn::backend::cubecl::dtype_to_storage_type;
 use burn::tensor::{DType, Shape};
 use burn_cubecl::kernel::into_contiguous;
-use burn_cubecl::ops::numeric::empty_device_contiguous_dtype;
 use burn_cubecl::tensor::CubeTensor;
 use cubecl::prelude::*;
-use cubecl::{CubeDim, calculate_cube_count_elemwise};
+
+use super::plan::{empty, plan, stacked, tiled_plan};
+use super::tile::{CUBE_ROWS, cube_first, head_dots, load, own_row, place, span, tile_rows};
 
 /// Where unit `pos`'s row lies: `(base, row, i, width)`: the offset of its group's columns in
 /// position 0 of its batch, the offset of row `i` itself, and the row stride (`gw`: the
@@ -44,23 +45,6 @@ pub(super) fn at<E: Float>(t: &Tensor<E>, i: usize) -> f32 {
     f32::cast_from(t[i])
 }
 
-/// `(scale·q1·k1, scale·q2·k2)` for query row offset `qo` and key row offset `ko` (the
-/// second 0 without `pair`).
-#[cube]
-pub(super) fn scores<E: Float>(q: &Tensor<E>, k: &Tensor<E>, qo: usize, ko: usize, scale: f32, #[comptime] hd: usize, #[comptime] pair: bool) -> (f32, f32) {
-    let mut d1 = f32::new(0.0);
-    let mut d2 = f32::new(0.0);
-    for t in 0..hd {
-        d1 += at(q, qo + t) * at(k, ko + t);
-    }
-    if pair {
-        for t in 0..hd {
-            d2 += at(q, qo + hd + t) * at(k, ko + hd + t);
-        }
-    }
-    (d1 * scale, d2 * scale)
-}
-
 /// `dO[i]·V[j]` over the group's `vd` value columns.
 #[cube]
 pub(super) fn dot_values<E: Float>(dout: &Tensor<E>, v: &Tensor<E>, oo: usize, vo: usize, #[comptime] vd: usize) -> f32 {
@@ -81,34 +65,35 @@ pub(super) fn zeros(#[comptime] len: usize) -> Array<f32> {
     row
 }
 
-/// Keys per block of the one-pass online softmax: each unit holds the block's scores of both
-/// maps, and rescales its accumulators once per block rather than once per key.
-const KEY_BLOCK: usize = 16;
-
-/// The maps' softmax in one pass over keys `0..end`, in blocks of `KEY_BLOCK`: each map's
-/// running max, sum and `A_m·V` rescaled once per block (FlashAttention's online softmax).
+/// The maps' softmax in one pass over this unit's keys `0..end`, walking the cube's keys
+/// `0..cube_end` in shared tiles of K and V: each map's running max, sum and `A_m·V` rescaled
+/// once per tile (FlashAttention's online softmax). `qr` is the unit's query row, scaled.
 /// Leaves `acc` = A1·V, or with `pair` O = A1·V − λ·A2·V and `acc2` = A2·V; gives both maps'
 /// log-sum-exps (the second 0 without `pair`).
 #[cube]
 #[allow(clippy::too_many_arguments)]
-fn one_pass<E: Float>(q: &Tensor<E>, k: &Tensor<E>, v: &Tensor<E>, params: &Tensor<E>, acc: &mut Array<f32>, acc2: &mut Array<f32>, qo: usize, base: usize, width: usize, end: usize, scale: f32, #[comptime] hd: usize, #[comptime] pair: bool) -> (f32, f32) {
+fn one_pass<E: Float>(k: &Tensor<E>, v: &Tensor<E>, params: &Tensor<E>, qr: &Array<f32>, acc: &mut Array<f32>, acc2: &mut Array<f32>, base: usize, width: usize, n: usize, end: usize, cube_end: usize, #[comptime] hd: usize, #[comptime] pair: bool) -> (f32, f32) {
     let vd = comptime!(group_width(hd, pair));
+    let kb = comptime!(tile_rows(2 * vd));
+    let values = comptime!(kb * vd);
+    let mut shared = Shared::<[f32]>::new_slice(comptime!(2 * kb * vd));
     let mut m1 = f32::new(-1.0e30);
     let mut m2 = f32::new(-1.0e30);
     let mut s1 = f32::new(0.0);
     let mut s2 = f32::new(0.0);
-    let mut e1 = Array::<f32>::new(KEY_BLOCK);
-    let mut e2 = Array::<f32>::new(KEY_BLOCK);
+    let mut e1 = Array::<f32>::new(kb);
+    let mut e2 = Array::<f32>::new(kb);
     let mut first = 0;
-    while first < end {
-        let mut count = end - first;
-        if count > KEY_BLOCK {
-            count = KEY_BLOCK;
-        }
+    while first < cube_end {
+        sync_cube();
+        load(k, &mut shared, 0, base, width, first, n, kb, vd);
+        load(v, &mut shared, values, base, width, first, n, kb, vd);
+        sync_cube();
+        let (_, count) = span(first, 0, end, kb);
         let mut b1 = m1;
         let mut b2 = m2;
         for t in 0..count {
-            let (d1, d2) = scores(q, k, qo, base + (first + t) * width, scale, hd, pair);
+            let (d1, d2) = head_dots(qr, &shared, t * vd, hd, pair);
             e1[t] = d1;
             e2[t] = d2;
             b1 = max(b1, d1);
@@ -129,24 +114,24 @@ fn one_pass<E: Float>(q: &Tensor<E>, k: &Tensor<E>, v: &Tensor<E>, params: &Tens
             }
         }
         for t in 0..count {
-            let vo = base + (first + t) * width;
+            let vo = values + t * vd;
             let p1 = (e1[t] - m1).exp();
             s1 += p1;
             if pair {
                 let p2 = (e2[t] - m2).exp();
                 s2 += p2;
                 for c in 0..vd {
-                    let x = at(v, vo + c);
+                    let x = shared[vo + c];
                     acc[c] += p1 * x;
                     acc2[c] += p2 * x;
                 }
             } else {
                 for c in 0..vd {
-                    acc[c] += p1 * at(v, vo + c);
+                    acc[c] += p1 * shared[vo + c];
                 }
             }
         }
-        first += KEY_BLOCK;
+        first += kb;
     }
     let inv1 = 1.0_f32 / s1;
     for c in 0..vd {
@@ -166,33 +151,55 @@ fn one_pass<E: Float>(q: &Tensor<E>, k: &Tensor<E>, v: &Tensor<E>, params: &Tens
 }
 
 /// Differential attention without a backward: both maps' log-sum-exps in a first pass over
-/// keys `0..end`, then `(A1 − λ·A2)·V` into `acc` as one product in a second, so a unit holds
-/// 2hd accumulators rather than one pass's 4hd. Gives the log-sum-exps.
+/// this unit's keys `0..end` (tiles of K), then `(A1 − λ·A2)·V` into `acc` as one product in
+/// a second (tiles of K and V), so a unit holds 2hd accumulators rather than one pass's 4hd.
+/// Gives the log-sum-exps.
 #[cube]
 #[allow(clippy::too_many_arguments)]
-fn two_pass<E: Float>(q: &Tensor<E>, k: &Tensor<E>, v: &Tensor<E>, params: &Tensor<E>, acc: &mut Array<f32>, qo: usize, base: usize, width: usize, end: usize, scale: f32, #[comptime] hd: usize) -> (f32, f32) {
+fn two_pass<E: Float>(k: &Tensor<E>, v: &Tensor<E>, params: &Tensor<E>, qr: &Array<f32>, acc: &mut Array<f32>, base: usize, width: usize, n: usize, end: usize, cube_end: usize, #[comptime] hd: usize) -> (f32, f32) {
+    let vd = comptime!(2 * hd);
+    let kb = comptime!(tile_rows(2 * vd));
+    let values = comptime!(kb * vd);
+    let mut shared = Shared::<[f32]>::new_slice(comptime!(2 * kb * vd));
     let mut m1 = f32::new(-1.0e30);
     let mut m2 = f32::new(-1.0e30);
     let mut s1 = f32::new(0.0);
     let mut s2 = f32::new(0.0);
-    for j in 0..end {
-        let (d1, d2) = scores(q, k, qo, base + j * width, scale, hd, true);
-        let n1 = max(m1, d1);
-        s1 = s1 * (m1 - n1).exp() + (d1 - n1).exp();
-        m1 = n1;
-        let n2 = max(m2, d2);
-        s2 = s2 * (m2 - n2).exp() + (d2 - n2).exp();
-        m2 = n2;
+    let mut first = 0;
+    while first < cube_end {
+        sync_cube();
+        load(k, &mut shared, 0, base, width, first, n, kb, vd);
+        sync_cube();
+        let (_, count) = span(first, 0, end, kb);
+        for t in 0..count {
+            let (d1, d2) = head_dots(qr, &shared, t * vd, hd, true);
+            let n1 = max(m1, d1);
+            s1 = s1 * (m1 - n1).exp() + (d1 - n1).exp();
+            m1 = n1;
+            let n2 = max(m2, d2);
+            s2 = s2 * (m2 - n2).exp() + (d2 - n2).exp();
+            m2 = n2;
+        }
+        first += kb;
     }
     let (l1, l2) = (m1 + s1.ln(), m2 + s2.ln());
     let lam = at(params, 0);
-    for j in 0..end {
-        let (d1, d2) = scores(q, k, qo, base + j * width, scale, hd, true);
-        let p = (d1 - l1).exp() - lam * (d2 - l2).exp();
-        let vo = base + j * width;
-        for c in 0..comptime!(2 * hd) {
-            acc[c] += p * at(v, vo + c);
+    first = 0;
+    while first < cube_end {
+        sync_cube();
+        load(k, &mut shared, 0, base, width, first, n, kb, vd);
+        load(v, &mut shared, values, base, width, first, n, kb, vd);
+        sync_cube();
+        let (_, count) = span(first, 0, end, kb);
+        for t in 0..count {
+            let (d1, d2) = head_dots(qr, &shared, t * vd, hd, true);
+            let p = (d1 - l1).exp() - lam * (d2 - l2).exp();
+            let vo = values + t * vd;
+            for c in 0..vd {
+                acc[c] += p * shared[vo + c];
+            }
         }
+        first += kb;
     }
     (l1, l2)
 }
@@ -224,51 +231,57 @@ fn forward_kernel<E: Float>(
     #[comptime] keep: bool,
     #[define(E)] _dtype: ElemType,
 ) {
-    let pos = ABSOLUTE_POS;
-    if pos >= rows {
+    let vd = comptime!(group_width(hd, pair));
+    let (bg, i, live) = place(nq);
+    if bg * nq >= rows {
         terminate!();
     }
-    let vd = comptime!(group_width(hd, pair));
-    let (_, qo, i, width) = locate(pos, nq, groups, vd);
-    // Keys and values of this row's batch and group (all n positions).
-    let bg = pos / nq;
-    let base = (bg / groups) * n * width + (bg % groups) * vd;
+    // Keys and values of this row's batch and group (all n positions); q holds nq of them.
+    let width = groups * vd;
+    let column = (bg % groups) * vd;
+    let base = (bg / groups) * n * width + column;
+    let qo = (bg / groups) * nq * width + column + i * width;
+    let pos = bg * nq + i;
     let end = if causal { i + 1 } else { n };
+    let cube_end = if causal { min(cube_first(i) + CUBE_ROWS, n) } else { n };
+    let qr = own_row(q, qo, scale, vd);
     // One pass over the keys, except for differential inference: there the two-pass product
     // needs half the accumulators, while a backward needs A2·V, which one pass computes anyway.
     let mut acc = zeros(vd);
     let mut acc2 = zeros(comptime!(if pair && keep { vd } else { 1 }));
     let (l1, l2) = if comptime!(pair && !keep) {
-        two_pass(q, k, v, params, &mut acc, qo, base, width, end, scale, hd)
+        two_pass(k, v, params, &qr, &mut acc, base, width, n, end, cube_end, hd)
     } else {
-        one_pass(q, k, v, params, &mut acc, &mut acc2, qo, base, width, end, scale, hd, pair)
+        one_pass(k, v, params, &qr, &mut acc, &mut acc2, base, width, n, end, cube_end, hd, pair)
     };
-    lse[pos * 3] = l1;
-    lse[pos * 3 + 1] = l2;
-    if pair {
-        // The RMSNorm over the pair's 2hd values, its gain and the (1 − λ_init) scale.
-        let mut squares = f32::new(0.0);
-        for c in 0..vd {
-            squares += acc[c] * acc[c];
-        }
-        let r = 1.0_f32 / (squares / f32::cast_from(vd) + eps).sqrt();
-        let rs = r * out_scale;
-        for c in 0..vd {
-            y[qo + c] = E::cast_from(acc[c] * rs * at(params, 1 + c));
-        }
-        if keep {
-            let o2_at = o.len() / 2;
+    if live {
+        lse[pos * 3] = l1;
+        lse[pos * 3 + 1] = l2;
+        if pair {
+            // The RMSNorm over the pair's 2hd values, its gain and the (1 − λ_init) scale.
+            let mut squares = f32::new(0.0);
             for c in 0..vd {
-                o[qo + c] = E::cast_from(acc[c]);
-                o[o2_at + qo + c] = E::cast_from(acc2[c]);
+                squares += acc[c] * acc[c];
             }
+            let r = 1.0_f32 / (squares / f32::cast_from(vd) + eps).sqrt();
+            let rs = r * out_scale;
+            for c in 0..vd {
+                y[qo + c] = E::cast_from(acc[c] * rs * at(params, 1 + c));
+            }
+            if keep {
+                let o2_at = o.len() / 2;
+                for c in 0..vd {
+                    o[qo + c] = E::cast_from(acc[c]);
+                    o[o2_at + qo + c] = E::cast_from(acc2[c]);
+                }
+            }
+            lse[pos * 3 + 2] = r;
+        } else {
+            for c in 0..vd {
+                y[qo + c] = E::cast_from(acc[c]);
+            }
+            lse[pos * 3 + 2] = 0.0_f32;
         }
-        lse[pos * 3 + 2] = r;
-    } else {
-        for c in 0..vd {
-            y[qo + c] = E::cast_from(acc[c]);
-        }
-        lse[pos * 3 + 2] = 0.0_f32;
     }
 }
 
@@ -311,43 +324,6 @@ fn norm_backward_kernel<E: Float>(
     }
 }
 
-/// One launch over the rows: sizes, grid, address type and element type.
-pub(super) struct Plan {
-    pub(super) rows: usize,
-    pub(super) n: usize,
-    pub(super) groups: usize,
-    pub(super) hd: usize,
-    pub(super) pair: bool,
-    pub(super) count: CubeCount,
-    pub(super) dim: CubeDim,
-    pub(super) address: AddressType,
-    pub(super) elem: ElemType,
-}
-
-/// The plan for `[B, N, W]` inputs with `heads` heads, paired or not, addressing all of
-/// `tensors`.
-pub(super) fn plan(q: &CubeTensor, heads: usize, pair: bool, tensors: &[&CubeTensor]) -> Plan {
-    let dims = q.shape();
-    let (b, n, w) = (dims[0], dims[1], dims[2]);
-    let groups = if pair { heads / 2 } else { heads };
-    let rows = b * groups * n;
-    let dim = CubeDim::new(&q.client, rows);
-    let count = calculate_cube_count_elemwise(&q.client, rows, dim);
-    let address = tensors.iter().map(|t| t.required_address_type()).max().unwrap_or_default();
-    Plan { rows, n, groups, hd: w / heads, pair, count, dim, address, elem: dtype_to_storage_type(q.dtype) }
-}
-
-/// Two `[B, N, W]` tensors' shape stacked along the batch.
-pub(super) fn stacked(mut shape: Shape) -> Shape {
-    shape[0] *= 2;
-    shape
-}
-
-/// An uninitialised contiguous tensor of `dtype` on `like`'s device.
-pub(super) fn empty(like: &CubeTensor, shape: Shape, dtype: DType) -> CubeTensor {
-    empty_device_contiguous_dtype(like.client.clone(), like.device.clone(), shape, dtype)
-}
-
 /// `y` `[B, nq, W]` (with `pair`: normalised and scaled), `O` (with `pair` and `keep` the
 /// pre-norm output and `A2·V`, `[2B, nq, W]`, else one unused value), and per row the
 /// log-sum-exps and O's reciprocal RMS `[rows, 3]`. `q` holds the first `nq ≤ N` positions of
@@ -355,7 +331,7 @@ pub(super) fn empty(like: &CubeTensor, shape: Shape, dtype: DType) -> CubeTensor
 #[allow(clippy::too_many_arguments)]
 pub(super) fn forward(q: CubeTensor, k: CubeTensor, v: CubeTensor, params: CubeTensor, heads: usize, scale: f32, causal: bool, pair: bool, keep: bool, eps: f32, out_scale: f32) -> (CubeTensor, CubeTensor, CubeTensor) {
     let [q, k, v, params] = [q, k, v, params].map(into_contiguous);
-    let p = plan(&q, heads, pair, &[&q, &k, &v]);
+    let p = tiled_plan(&q, heads, pair, &[&q, &k, &v]);
     let n = k.shape()[1];
     let o_shape = if pair && keep { stacked(q.shape()) } else { Shape::new([1]) };
     let (y, o, lse) = (empty(&q, q.shape(), q.dtype), empty(&q, o_shape, q.dtype), empty(&q, [p.rows, 3].into(), DType::F32));

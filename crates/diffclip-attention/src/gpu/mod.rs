@@ -15,6 +15,8 @@ mod backward;
 #[cfg(test)]
 mod host_check;
 mod kernels;
+mod plan;
+mod tile;
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -15,10 +15,16 @@ pub fn rel_diff<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> f32 {
 /// An input, a probe to weigh the output with, and a differential layer (width 32, 4 heads)
 /// whose norm gain is random rather than ones, so a kernel's use of γ is checked too.
 pub fn gradient_case(ad: &burn::tensor::Device, n: usize, causal: bool) -> (Tensor<3>, Tensor<3>, DiffAttention) {
-    let x = Tensor::<3>::random([2, n, 32], Distribution::Normal(0.0, 1.0), ad);
-    let probe = Tensor::<3>::random([2, n, 32], Distribution::Normal(0.0, 1.0), ad);
-    let mut diff = AttentionConfig { causal, ..AttentionConfig::new(32, 4) }.init_differential(ad).unwrap();
-    diff.diff_norm.gamma = Param::from_tensor(Tensor::random([16], Distribution::Uniform(0.5, 1.5), ad));
+    gradient_case_sized(ad, n, 32, 4, causal)
+}
+
+/// [`gradient_case`] with `width` columns in `heads` heads (head dimension `width / heads`).
+pub fn gradient_case_sized(ad: &burn::tensor::Device, n: usize, width: usize, heads: usize, causal: bool) -> (Tensor<3>, Tensor<3>, DiffAttention) {
+    let x = Tensor::<3>::random([2, n, width], Distribution::Normal(0.0, 1.0), ad);
+    let probe = Tensor::<3>::random([2, n, width], Distribution::Normal(0.0, 1.0), ad);
+    let mut diff = AttentionConfig { causal, ..AttentionConfig::new(width, heads) }.init_differential(ad).unwrap();
+    let pair_width = 2 * width / heads;
+    diff.diff_norm.gamma = Param::from_tensor(Tensor::random([pair_width], Distribution::Uniform(0.5, 1.5), ad));
     (x, probe, diff)
 }
 
