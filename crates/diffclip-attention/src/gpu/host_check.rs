@@ -1,10 +1,11 @@
 //! The CubeCL kernels against attention written out in plain Rust on the host: forward values,
 //! and q/k/v gradients against central differences. No Burn op runs on the device besides the
 //! kernels, element-wise products and copies, so this also checks a build whose other kernels
-//! cannot run: with `burn/vulkan` (SPIR-V) lavapipe crashes on Burn's matmuls and sums, yet all
-//! five kernels pass here (`cargo test --release -p diffclip -p diffclip-attention --features
-//! diffclip/vulkan --lib host_check`; docs/performance.md). `benches/gpu-prepare.sh` packs this
-//! test for the GPU machine, where `gpu.sh` runs it before any timing.
+//! cannot run: with `burn/vulkan` (SPIR-V) lavapipe crashes on Burn's matmuls and sums, and
+//! since the kernels took shared tiles on ours too (`cargo test --release -p diffclip -p
+//! diffclip-attention --features diffclip/vulkan --lib host_check`; docs/performance.md).
+//! `benches/gpu-prepare.sh` packs this test for the GPU machine, where `gpu.sh` runs it before
+//! any timing.
 
 use burn::tensor::{Distribution, Tensor};
 
