@@ -13,7 +13,7 @@ use cubecl::prelude::*;
 
 use super::kernels::{at, dot_values, group_width, locate, zeros};
 use super::plan::{empty, plan, tiled_plan};
-use super::tile::{CUBE_ROWS, cube_first, dot, head_dots, load, own_row, place, span, tile_rows};
+use super::tile::{CUBE_ROWS, cube_first, dot, head_dots, key_tile, load, own_row, place, span, tile_rows};
 
 /// The statistics per row, `[rows, 4]`: both log-sum-exps, then `dO·O_m` for each map. `o` is
 /// standard attention's output, or with `pair` the forward's stacked `[O; A2·V]`: then
@@ -96,11 +96,7 @@ fn dq_kernel<E: Float>(
     let mut shared = Shared::<[f32]>::new_slice(comptime!(2 * kb * vd));
     let mut first = 0;
     while first < cube_end {
-        sync_cube();
-        load(k, &mut shared, 0, base, width, first, n, kb, vd);
-        load(v, &mut shared, values, base, width, first, n, kb, vd);
-        sync_cube();
-        let (_, count) = span(first, 0, end, kb);
+        let count = key_tile(k, v, &mut shared, base, width, first, n, end, kb, vd, true);
         for t in 0..count {
             let ko = t * vd;
             let (s1, s2) = head_dots(&qr, &shared, ko, hd, pair);

@@ -20,7 +20,7 @@ use burn_cubecl::tensor::CubeTensor;
 use cubecl::prelude::*;
 
 use super::plan::{empty, plan, stacked, tiled_plan};
-use super::tile::{CUBE_ROWS, cube_first, head_dots, load, own_row, place, span, tile_rows};
+use super::tile::{CUBE_ROWS, cube_first, head_dots, key_tile, own_row, place, tile_rows};
 
 /// Where unit `pos`'s row lies: `(base, row, i, width)`: the offset of its group's columns in
 /// position 0 of its batch, the offset of row `i` itself, and the row stride (`gw`: the
@@ -85,11 +85,7 @@ fn one_pass<E: Float>(k: &Tensor<E>, v: &Tensor<E>, params: &Tensor<E>, qr: &Arr
     let mut e2 = Array::<f32>::new(kb);
     let mut first = 0;
     while first < cube_end {
-        sync_cube();
-        load(k, &mut shared, 0, base, width, first, n, kb, vd);
-        load(v, &mut shared, values, base, width, first, n, kb, vd);
-        sync_cube();
-        let (_, count) = span(first, 0, end, kb);
+        let count = key_tile(k, v, &mut shared, base, width, first, n, end, kb, vd, true);
         let mut b1 = m1;
         let mut b2 = m2;
         for t in 0..count {
@@ -167,10 +163,7 @@ fn two_pass<E: Float>(k: &Tensor<E>, v: &Tensor<E>, params: &Tensor<E>, qr: &Arr
     let mut s2 = f32::new(0.0);
     let mut first = 0;
     while first < cube_end {
-        sync_cube();
-        load(k, &mut shared, 0, base, width, first, n, kb, vd);
-        sync_cube();
-        let (_, count) = span(first, 0, end, kb);
+        let count = key_tile(k, v, &mut shared, base, width, first, n, end, kb, vd, false);
         for t in 0..count {
             let (d1, d2) = head_dots(qr, &shared, t * vd, hd, true);
             let n1 = max(m1, d1);
@@ -186,11 +179,7 @@ fn two_pass<E: Float>(k: &Tensor<E>, v: &Tensor<E>, params: &Tensor<E>, qr: &Arr
     let lam = at(params, 0);
     first = 0;
     while first < cube_end {
-        sync_cube();
-        load(k, &mut shared, 0, base, width, first, n, kb, vd);
-        load(v, &mut shared, values, base, width, first, n, kb, vd);
-        sync_cube();
-        let (_, count) = span(first, 0, end, kb);
+        let count = key_tile(k, v, &mut shared, base, width, first, n, end, kb, vd, true);
         for t in 0..count {
             let (d1, d2) = head_dots(qr, &shared, t * vd, hd, true);
             let p = (d1 - l1).exp() - lam * (d2 - l2).exp();

@@ -59,6 +59,21 @@ pub(super) fn load<E: Float>(t: &Tensor<E>, tile: &mut Shared<[f32]>, into: usiz
     }
 }
 
+/// The tile of K (and with `values` V after it) at key `first` for units that attend to keys
+/// `0..end`, barriers included: gives how many of its `rows` keys this unit uses.
+#[cube]
+#[allow(clippy::too_many_arguments)]
+pub(super) fn key_tile<E: Float>(k: &Tensor<E>, v: &Tensor<E>, tile: &mut Shared<[f32]>, base: usize, width: usize, first: usize, n: usize, end: usize, #[comptime] rows: usize, #[comptime] vd: usize, #[comptime] values: bool) -> usize {
+    sync_cube();
+    load(k, tile, 0, base, width, first, n, rows, vd);
+    if values {
+        load(v, tile, comptime!(rows * vd), base, width, first, n, rows, vd);
+    }
+    sync_cube();
+    let (_, count) = span(first, 0, end, rows);
+    count
+}
+
 /// Row `qo..qo + len` of `t` in local memory, times `factor`.
 #[cube]
 pub(super) fn own_row<E: Float>(t: &Tensor<E>, qo: usize, factor: f32, #[comptime] len: usize) -> Array<f32> {
