@@ -45,6 +45,7 @@ fn write_safetensors(path: &Path, tensors: &[Raw], meta: Option<HashMap<String, 
 }
 
 /// Every tensor of a safetensors file as f32 (the files read here are all F32), with its metadata.
+#[allow(clippy::type_complexity)]
 fn read_f32(path: &Path) -> (Vec<(String, Vec<usize>, Vec<f32>)>, Option<HashMap<String, String>>) {
     let bytes = std::fs::read(path).unwrap();
     let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
@@ -672,7 +673,8 @@ fn moments_that_do_not_fit_their_parameter_are_refused_at_load() {
     let (path, _, _) = training_checkpoint("train-moments-src.safetensors");
     let device = ad_device();
     let bad = tmp("train-moments.safetensors");
-    let cases: [(&str, fn(&[f32]) -> Vec<f32>); 3] = [
+    type Corrupt = fn(&[f32]) -> Vec<f32>;
+    let cases: [(&str, Corrupt); 3] = [
         ("optim.m.image_projection", |v| v[..v.len() - 1].to_vec()),
         ("optim.v.visual.blocks.0.attn.Differential.lambda_q1", |v| [v, &[0.0]].concat()),
         ("optim.m.visual.cls_token", |_| Vec::new()),

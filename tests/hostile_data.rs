@@ -304,7 +304,7 @@ fn train_counts_the_images_it_skips() {
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .filter_map(|v| v.get("skipped_samples").and_then(|s| s.as_u64()))
-        .last()
+        .next_back()
         .unwrap();
     assert_eq!(last as usize, reported, "{log}");
 }

@@ -75,7 +75,7 @@ pub(crate) fn probe_files(
     if !explicit && !has_splits {
         return Ok(None);
     }
-    let open = |s: &str| ImageFolder::open(&data.join(s));
+    let open = |s: &str| ImageFolder::open(data.join(s));
     let (train, test) = (open("train")?, open("test")?);
     let val = if data.join("val").is_dir() {
         Some(open("val")?)

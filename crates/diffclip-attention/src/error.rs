@@ -43,7 +43,7 @@ pub(crate) fn check_dims(d_model: usize, num_heads: usize) -> Result<usize, Atte
     if d_model == 0 || num_heads == 0 {
         return Err(AttentionError::Empty { d_model, num_heads });
     }
-    if d_model % num_heads != 0 {
+    if !d_model.is_multiple_of(num_heads) {
         return Err(AttentionError::WidthNotDivisible { d_model, num_heads });
     }
     Ok(d_model / num_heads)

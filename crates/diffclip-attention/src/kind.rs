@@ -94,7 +94,7 @@ impl AttentionConfig {
     /// ```
     pub fn check(&self) -> Result<usize, AttentionError> {
         let head_dim = check_dims(self.d_model, self.num_heads)?;
-        if self.kind == AttentionKind::Differential && self.num_heads % 2 != 0 {
+        if self.kind == AttentionKind::Differential && !self.num_heads.is_multiple_of(2) {
             return Err(AttentionError::OddHeads { num_heads: self.num_heads });
         }
         check_dropout(self.attn_dropout)?;
@@ -126,6 +126,7 @@ impl AttentionConfig {
 
 /// An attention layer of either kind. Checkpoint keys omit the variant name.
 #[derive(Module, Debug)]
+#[allow(clippy::large_enum_variant)] // a handful per model; boxing would change the module tree
 pub enum Attention {
     /// Standard multi-head attention.
     Standard(StandardAttention),

@@ -126,7 +126,7 @@ fn activations(tokens: u128, width: usize, hidden: usize, heads: usize) -> u128 
 
 impl ClipConfig {
     /// Checks every size, ratio and eps of both towers (all sizes ≥ 1, ratios and eps finite and
-    /// > 0, dropout in `[0, 1)`, `lambda_init` and the logit scale/bias finite) without
+    /// positive, dropout in `[0, 1)`, `lambda_init` and the logit scale/bias finite) without
     /// allocating anything. [`from_json`](Self::from_json) and [`init`](Self::init) call it.
     ///
     /// ```

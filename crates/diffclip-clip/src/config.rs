@@ -54,6 +54,7 @@ impl Default for ClipConfig {
 impl burn::config::Config for ClipConfig {}
 
 /// Every preset: its name (for [`ClipConfig::preset`], `--preset`) and its constructor.
+#[allow(clippy::type_complexity)]
 pub const PRESETS: &[(&str, fn() -> ClipConfig)] = &[
     ("diffclip_vit_b16", ClipConfig::diffclip_vit_b16),
     ("clip_vit_b16", ClipConfig::clip_vit_b16),

@@ -146,8 +146,8 @@ fn the_salient_object_has_its_colour_in_the_image() {
         let mut mean = [0f32; 3];
         for y in cy - 1..=cy + 1 {
             for x in cx - 1..=cx + 1 {
-                for c in 0..3 {
-                    mean[c] += s.image[(y * size + x) * 3 + c] as f32 / 9.0;
+                for (c, m) in mean.iter_mut().enumerate() {
+                    *m += s.image[(y * size + x) * 3 + c] as f32 / 9.0;
                 }
             }
         }
@@ -328,7 +328,7 @@ fn batches_through_a_burn_data_loader() {
     assert_eq!(direct.images.dims(), [3, 3, 32, 32]);
     let first = direct
         .images
-        .slice([0..1])
+        .narrow(0, 0, 1)
         .into_data()
         .try_to_vec::<f32>()
         .unwrap();

@@ -127,7 +127,7 @@ impl VisionConfig {
     /// ```
     pub fn check(&self) -> Result<(), EncoderError> {
         check_nonzero(&[("image_size", self.image_size), ("patch_size", self.patch_size), ("in_chans", self.in_chans)])?;
-        if self.image_size % self.patch_size != 0 {
+        if !self.image_size.is_multiple_of(self.patch_size) {
             return Err(EncoderError::PatchSize { image_size: self.image_size, patch_size: self.patch_size });
         }
         self.tower().check()

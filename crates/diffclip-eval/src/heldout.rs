@@ -212,6 +212,7 @@ pub fn evaluate_synthetic_heldout(
 /// Per image, for each `k`: image→text hit (any of its captions in its top-k) and the fraction
 /// of its captions whose own image is in their top-k (text→image), under the tie rule of
 /// [`crate::ranking`] (the definitions of [`retrieval_recall`]).
+#[allow(clippy::type_complexity)]
 pub fn retrieval_outcomes(
     image_emb: &Matrix,
     text_emb: &Matrix,

@@ -145,7 +145,7 @@ pub fn student_t_cdf(t: f64, dof: f64) -> f64 {
 /// Quantile of Student's t (`scipy.stats.t.ppf(p, dof)`), by bisection on the CDF to 1e-12.
 /// `NaN` outside `0 < p < 1` or for `dof <= 0`.
 pub fn student_t_quantile(p: f64, dof: f64) -> f64 {
-    if !(p > 0.0 && p < 1.0) || !(dof > 0.0) {
+    if !(p > 0.0 && p < 1.0 && dof > 0.0) {
         return f64::NAN;
     }
     if p < 0.5 {

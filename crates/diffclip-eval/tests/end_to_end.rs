@@ -96,8 +96,8 @@ fn probe_fewshot_pairs_robustness_and_cache_on_files() {
     let eval = Evaluator::new(encoder).with_cache(EmbeddingCache::new(&cache_dir, key));
     let p = pipeline();
 
-    let train = ImageFolder::open(&root.join("train")).unwrap();
-    let test = ImageFolder::open(&root.join("test")).unwrap();
+    let train = ImageFolder::open(root.join("train")).unwrap();
+    let test = ImageFolder::open(root.join("test")).unwrap();
     assert_eq!(train.classes, ["blue", "green", "red"]);
     let train_src = ImageSource::files(train.images.clone(), &p).unwrap();
     let test_src = ImageSource::files(test.images.clone(), &p).unwrap();
@@ -317,12 +317,12 @@ fn malformed_datasets_are_errors_naming_file_and_line() {
 
     std::fs::create_dir_all(root.join("folder/empty")).unwrap();
     write_png(&root.join("folder/full/x.png"), COLORS[1], 0);
-    let e = ImageFolder::open(&root.join("folder")).unwrap_err();
+    let e = ImageFolder::open(root.join("folder")).unwrap_err();
     assert!(
         e.to_string().contains("empty") && e.to_string().contains("no images"),
         "{e}"
     );
-    assert!(ImageFolder::open(&root.join("nope")).is_err());
+    assert!(ImageFolder::open(root.join("nope")).is_err());
 
     std::fs::write(
         root.join("pairs.csv"),

@@ -27,6 +27,7 @@ pub fn fixture(rel: &str) -> PathBuf {
 
 /// Every backend compiled in (this crate's `flex`, `ndarray`, `wgpu` features): the same
 /// fixtures run on each. flex comes first.
+#[allow(clippy::vec_init_then_push)] // each push is behind its backend's feature
 pub fn devices() -> Vec<(&'static str, Device)> {
     let mut v = Vec::new();
     #[cfg(feature = "flex")]

@@ -90,7 +90,7 @@ fn tensor(p: FlexTensor) -> Tensor<1> {
 /// One step for `p` with gradient `g` and its moments (`None` on a parameter's first update),
 /// updated in place: `Ok((p, m, v))`, or `Err` handing everything back untouched when a tensor
 /// is not plain f32 flex (the caller then runs the generic path).
-#[allow(clippy::type_complexity)]
+#[allow(clippy::type_complexity, clippy::result_large_err)] // `Err` hands the inputs back
 pub(crate) fn step(p: Tensor<1>, g: &Tensor<1>, moments: Option<(Tensor<1>, Tensor<1>)>, c: Coeffs) -> Result<(Tensor<1>, Tensor<1>, Tensor<1>), (Tensor<1>, Option<(Tensor<1>, Tensor<1>)>)> {
     let n = p.dims()[0];
     let flex = is_flex(&p) && is_flex(g) && moments.as_ref().is_none_or(|(m, v)| is_flex(m) && is_flex(v));

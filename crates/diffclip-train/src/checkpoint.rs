@@ -97,7 +97,8 @@ pub fn load_training_checkpoint(path: impl AsRef<Path>, device: &Device) -> Resu
 
     let mut weights = BTreeMap::new();
     // Moments stay host vectors until they are checked against the model's parameters.
-    let mut moments: BTreeMap<String, (Option<Vec<f32>>, Option<Vec<f32>>)> = BTreeMap::new();
+    type HostMoments = (Option<Vec<f32>>, Option<Vec<f32>>); // (m, v)
+    let mut moments: BTreeMap<String, HostMoments> = BTreeMap::new();
     for (k, view) in st.tensors() {
         // Float dtypes are converted (F64/F16/BF16 -> f32); integers and bool are refused.
         let data = safetensors_to_f32(view.dtype(), view.data(), &k, &name)?;

@@ -170,7 +170,7 @@ mod tests {
     #[test]
     fn cpu_devices_have_no_collective() {
         let d = Device::flex();
-        assert_eq!(GradSync::available(&[d.clone()]), GradSync::Merge, "one device");
+        assert_eq!(GradSync::available(std::slice::from_ref(&d)), GradSync::Merge, "one device");
         assert_eq!(GradSync::available(&[d.clone(), d.clone()]), GradSync::Merge, "the same device twice");
         let (other, device) = diffclip_testkit::other_device();
         let pair = [d.clone(), device];

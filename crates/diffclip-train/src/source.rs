@@ -54,6 +54,7 @@ impl Default for SourceOptions {
 }
 
 /// Training data, opened and checked.
+#[allow(clippy::large_enum_variant)] // one per training run
 pub enum TrainSource {
     /// Random access (a seeded permutation per epoch).
     Map {

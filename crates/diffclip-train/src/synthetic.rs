@@ -67,10 +67,10 @@ impl CompactShape {
                 return bad(format!("{flag} must be at least 1"));
             }
         }
-        if self.width % 4 != 0 {
+        if !self.width.is_multiple_of(4) {
             return bad(format!("--width must be a multiple of 4 (the towers have 4 heads), got {}", self.width));
         }
-        if self.image_size % 8 != 0 {
+        if !self.image_size.is_multiple_of(8) {
             return bad(format!("--image-size must be a multiple of the patch size 8, got {}", self.image_size));
         }
         Ok(())

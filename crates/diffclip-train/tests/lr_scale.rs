@@ -16,6 +16,7 @@ fn tiny() -> ClipConfig {
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// Train 3 steps from the same seed with `scale`, returning (initial, trained) weights.
+#[allow(clippy::type_complexity)]
 fn run(scale: Option<diffclip_train::LrScale>) -> (Vec<(String, Vec<f32>)>, Vec<(String, Vec<f32>)>) {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let data = SyntheticDataset::new(SyntheticConfig { image_size: 32, train_size: 64, test_size: 8, ..Default::default() }, Split::Train).unwrap().contrastive();

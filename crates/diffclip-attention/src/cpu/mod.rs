@@ -96,6 +96,7 @@ fn from_vec<const D: usize>(values: Vec<f32>, shape: [usize; D]) -> Tensor<D> {
 
 /// Apply an in-place slice kernel to `x`, reusing its buffer when nothing else holds it.
 /// `Ok` is the result, `Err(x)` hands `x` back untouched (not a plain flex tensor).
+#[allow(clippy::result_large_err)] // `Err` hands the input back; it is not an error
 fn map_in_place<const D: usize>(x: Tensor<D>, f: fn(&mut [f32])) -> Result<Tensor<D>, Tensor<D>> {
     let Some(p) = flex_of(&x) else { return Err(x) };
     let shape = x.dims();
@@ -109,6 +110,7 @@ fn map_in_place<const D: usize>(x: Tensor<D>, f: fn(&mut [f32])) -> Result<Tenso
 }
 
 /// Exact GELU on flex (plain or autodiff), or `Err(x)` untouched.
+#[allow(clippy::result_large_err)]
 pub(crate) fn gelu<const D: usize>(x: Tensor<D>) -> Result<Tensor<D>, Tensor<D>> {
     match map_in_place(x, simd::gelu_in_place) {
         Ok(y) => Ok(y),
@@ -117,6 +119,7 @@ pub(crate) fn gelu<const D: usize>(x: Tensor<D>) -> Result<Tensor<D>, Tensor<D>>
 }
 
 /// QuickGELU on flex (plain or autodiff), or `Err(x)` untouched.
+#[allow(clippy::result_large_err)]
 pub(crate) fn quick_gelu<const D: usize>(x: Tensor<D>) -> Result<Tensor<D>, Tensor<D>> {
     match map_in_place(x, simd::quick_gelu_in_place) {
         Ok(y) => Ok(y),

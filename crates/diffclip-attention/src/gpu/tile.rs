@@ -24,6 +24,7 @@ pub(super) fn tile_rows(floats: usize) -> usize {
 /// no barrier is left waiting), its row in it (clamped to the last of `n` rows, so that every
 /// read stays in bounds) and whether that row exists.
 #[cube]
+#[allow(clippy::manual_div_ceil)] // cube code: CubeCL expands arithmetic, not `div_ceil`
 pub(super) fn place(n: usize) -> (usize, usize, bool) {
     let tiles = (n + CUBE_ROWS - 1) / CUBE_ROWS;
     let bg = CUBE_POS / tiles;

@@ -17,7 +17,7 @@ pub fn permute_heads(s: &StandardAttention, order: &[usize]) -> StandardAttentio
             let b = b.val();
             Param::from_tensor(Tensor::cat(order.iter().map(|&j| b.clone().narrow(0, j * d, d)).collect(), 0))
         });
-        burn::nn::Linear { weight, bias, ..lin.clone() }
+        burn::nn::Linear { weight, bias }
     };
     let w = s.out_proj.weight.val();
     let out_proj = burn::nn::Linear {
@@ -36,6 +36,7 @@ pub(super) fn matched_order(s: &StandardAttention, x: Tensor<3>) -> Vec<usize> {
     let v = s.v_proj.forward(x).reshape([b, n, h, d]).swap_dims(1, 2); // [b, h, n, d]
     // cost[a][b] = ‖(A_a − A_b) V_b‖²: every head's map applied to head b's values at once.
     let mut cost = vec![vec![0.0f64; h]; h];
+    #[allow(clippy::needless_range_loop)] // one column of `cost` per pass
     for second in 0..h {
         let vb = v.clone().narrow(1, second, 1).expand([b, h, n, d]);
         let ab = a.clone().narrow(1, second, 1).expand([b, h, n, n]);

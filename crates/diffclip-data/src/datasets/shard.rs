@@ -178,10 +178,10 @@ fn read_shard(
             Ok(e) => e,
             Err(e) => {
                 // The members read so far are whole: hand over the pending sample first.
-                if let Some(g) = group.take() {
-                    if tx.send(finish(g, shard, spec)).is_err() {
-                        return false;
-                    }
+                if let Some(g) = group.take()
+                    && tx.send(finish(g, shard, spec)).is_err()
+                {
+                    return false;
                 }
                 let msg = format!("corrupt or truncated archive after member {last_member}: {e}");
                 return tx.send(Err(shard_err(msg))).is_ok();
@@ -197,10 +197,10 @@ fn read_shard(
         let (key, ext) = (key.to_string(), ext.to_ascii_lowercase());
         if group.as_ref().is_some_and(|g| g.key != key) {
             let done = group.take().map(|g| finish(g, shard, spec));
-            if let Some(sample) = done {
-                if tx.send(sample).is_err() {
-                    return false;
-                }
+            if let Some(sample) = done
+                && tx.send(sample).is_err()
+            {
+                return false;
             }
         }
         let member_err = |message: String| DataError::Member {

@@ -12,6 +12,7 @@ use super::filter::{Filter, PassOrder, Resampling};
 /// OpenAI CLIP / open_clip mean.
 pub const OPENAI_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
 /// OpenAI CLIP / open_clip std.
+#[allow(clippy::excessive_precision)] // OpenAI's published digits, as the spec gives them
 pub const OPENAI_STD: [f32; 3] = [0.268_629_54, 0.261_302_58, 0.275_777_11];
 /// ImageNet mean (SLIP, DiffCLIP).
 pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];

@@ -239,10 +239,10 @@ pub fn decode_bytes(
             limit: max,
         },
     })?;
-    if opts.exif_orientation {
-        if let Some(o) = exif.as_deref().and_then(exif_orientation) {
-            return Ok(apply_orientation(&img, o));
-        }
+    if opts.exif_orientation
+        && let Some(o) = exif.as_deref().and_then(exif_orientation)
+    {
+        return Ok(apply_orientation(&img, o));
     }
     Ok(img)
 }

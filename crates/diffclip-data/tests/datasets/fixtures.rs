@@ -154,8 +154,7 @@ pub fn shards(dir: &Path) -> String {
     // Corrupt the checksum of the third member's header.
     let third = (0..bytes.len())
         .step_by(512)
-        .filter(|&o| bytes[o..].starts_with(b"200001.png"))
-        .next()
+        .find(|&o| bytes[o..].starts_with(b"200001.png"))
         .unwrap();
     bytes[third + 148..third + 156].copy_from_slice(b"0000000\0");
     write(&dir.join("00002.tar"), &bytes);
@@ -170,8 +169,7 @@ pub fn shards(dir: &Path) -> String {
     let bytes = tar_bytes(&s3);
     let cut = (0..bytes.len())
         .step_by(512)
-        .filter(|&o| bytes[o..].starts_with(b"300001.png"))
-        .next()
+        .find(|&o| bytes[o..].starts_with(b"300001.png"))
         .unwrap();
     write(&dir.join("00003.tar"), &bytes[..cut + 512 + big.len() / 2]);
     write(&dir.join("00005.tar"), b"");

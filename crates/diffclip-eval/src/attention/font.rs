@@ -73,9 +73,8 @@ impl Font {
                         return;
                     }
                     let p = out.get_pixel_mut(px_ as u32, py_ as u32);
-                    for i in 0..3 {
-                        p.0[i] =
-                            (p.0[i] as f32 * (1.0 - cov) + color[i] as f32 * cov).round() as u8;
+                    for (dst, &src) in p.0.iter_mut().zip(&color) {
+                        *dst = (*dst as f32 * (1.0 - cov) + src as f32 * cov).round() as u8;
                     }
                 });
             }
