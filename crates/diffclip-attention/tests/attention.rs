@@ -268,7 +268,7 @@ fn fused_gradients_match_reference() {
     let _serial = serial();
     for (backend, device) in devices() {
         let ad = device.autodiff();
-        // Head dimension 8 (tiles of 64 keys or queries) and 64, ViT-B's (tiles of 15 to 32):
+        // Head dimension 8 (tiles of 16 keys or queries) and 64, ViT-B's (tiles of 15 or 16):
         // tiles and cubes of 32 rows end mid-sequence, causal rows mid-tile.
         for (n, width, causal) in [(29, 32, false), (29, 32, true), (300, 32, false), (300, 32, true), (70, 256, true)] {
             let (x, probe, diff) = gradient_case_sized(&ad, n, width, 4, causal);

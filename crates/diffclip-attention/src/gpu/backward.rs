@@ -13,7 +13,7 @@ use cubecl::prelude::*;
 
 use super::kernels::{at, dot_values, group_width, locate, zeros};
 use super::plan::{empty, plan, tiled_plan};
-use super::tile::{CUBE_ROWS, cube_first, dot, head_dots, key_tile, load, own_row, place, span, tile_rows};
+use super::tile::{cube_first, dot, head_dots, key_ends, key_tile, load, own_row, place, span, tile_rows};
 
 /// The statistics per row, `[rows, 4]`: both log-sum-exps, then `dO·O_m` for each map. `o` is
 /// standard attention's output, or with `pair` the forward's stacked `[O; A2·V]`: then
@@ -77,18 +77,15 @@ fn dq_kernel<E: Float>(
     if bg * n >= rows {
         terminate!();
     }
-    let width = groups * vd;
-    let base = (bg / groups) * n * width + (bg % groups) * vd;
-    let qo = base + i * width;
     let pos = bg * n + i;
+    let (base, qo, _, width) = locate(pos, n, groups, vd);
     let mut lam = f32::new(0.0);
     if pair {
         lam = at(params, 0);
     }
     let (l1, l2) = (stats[pos * 4], stats[pos * 4 + 1]);
     let (r1, r2) = (stats[pos * 4 + 2], stats[pos * 4 + 3]);
-    let end = if causal { i + 1 } else { n };
-    let cube_end = if causal { min(cube_first(i) + CUBE_ROWS, n) } else { n };
+    let (end, cube_end) = key_ends(i, n, causal);
     let qr = own_row(q, qo, scale, vd);
     let dr = own_row(dout, qo, 1.0_f32, vd);
     let mut acc = zeros(vd);
@@ -149,9 +146,7 @@ fn dkv_kernel<E: Float>(
     if bg * n >= rows {
         terminate!();
     }
-    let width = groups * vd;
-    let base = (bg / groups) * n * width + (bg % groups) * vd;
-    let ko = base + j * width;
+    let (base, ko, _, width) = locate(bg * n + j, n, groups, vd);
     let mut lam = f32::new(0.0);
     if pair {
         lam = at(params, 0);

@@ -20,7 +20,7 @@ use burn_cubecl::tensor::CubeTensor;
 use cubecl::prelude::*;
 
 use super::plan::{empty, plan, stacked, tiled_plan};
-use super::tile::{CUBE_ROWS, cube_first, head_dots, key_tile, own_row, place, tile_rows};
+use super::tile::{head_dots, key_ends, key_tile, own_row, place, tile_rows};
 
 /// Where unit `pos`'s row lies: `(base, row, i, width)`: the offset of its group's columns in
 /// position 0 of its batch, the offset of row `i` itself, and the row stride (`gw`: the
@@ -231,8 +231,7 @@ fn forward_kernel<E: Float>(
     let base = (bg / groups) * n * width + column;
     let qo = (bg / groups) * nq * width + column + i * width;
     let pos = bg * nq + i;
-    let end = if causal { i + 1 } else { n };
-    let cube_end = if causal { min(cube_first(i) + CUBE_ROWS, n) } else { n };
+    let (end, cube_end) = key_ends(i, n, causal);
     let qr = own_row(q, qo, scale, vd);
     // One pass over the keys, except for differential inference: there the two-pass product
     // needs half the accumulators, while a backward needs A2·V, which one pass computes anyway.

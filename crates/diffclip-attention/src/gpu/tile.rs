@@ -40,6 +40,19 @@ pub(super) fn cube_first(i: usize) -> usize {
     i - i % CUBE_ROWS
 }
 
+/// The ends of query row `i`'s keys and of its cube's (the most any unit of the cube attends
+/// to), among `n`: `(i + 1, the cube's last row + 1)` with `causal`, else `(n, n)`.
+#[cube]
+pub(super) fn key_ends(i: usize, n: usize, #[comptime] causal: bool) -> (usize, usize) {
+    let mut end = n;
+    let mut cube_end = n;
+    if causal {
+        end = i + 1;
+        cube_end = min(cube_first(i) + CUBE_ROWS, n);
+    }
+    (end, cube_end)
+}
+
 /// Copies rows `first..first + rows` of `t`'s `vd` columns from offset `base` (row stride
 /// `width`) to `tile[into..]` as f32, rows at or past `limit` as zeros; every unit copies a
 /// share, consecutive units consecutive columns. Callers put a `sync_cube` before (the tile's
