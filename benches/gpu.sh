@@ -16,7 +16,8 @@
 #
 # PYTHON: a Python with torch (CUDA build); ITERS, WARMUP: timed and untimed calls per run;
 # BATCHES ("8 64"), TRAIN_BATCH (64): sizes, smaller for a smoke run on a CPU (lavapipe);
-# SKIP_TORCH=1 or SKIP_DIFFCLIP=1 leave a side out. Each run has a time limit (LIMIT seconds),
+# SKIP_TORCH=1 or SKIP_DIFFCLIP=1 leave a side out; TORCH_DEVICE=cpu runs PyTorch's side on the CPU
+# (a smoke run of the whole script where there is no GPU). Each run has a time limit (LIMIT seconds),
 # so one hung backend cannot eat the machine's minutes, and the script one (DEADLINE seconds):
 # runs it cannot reach are listed as skipped, the most wanted having run first.
 set -uo pipefail
@@ -83,7 +84,8 @@ ours() { # LABEL-SUFFIX COMMAND...: diffclip's run, labelled with its build
 theirs() { [ "${SKIP_TORCH:-0}" = 1 ] || run "$@"; }
 # wgpu has f16 (where the driver does) but no bf16: diffclip's f16 faces PyTorch's bf16 autocast.
 torch_dtype() { if [ "$1" = f16 ]; then echo bf16; else echo "$1"; fi; }
-TORCH=(benches/pytorch/diffclip_reference.py --device cuda --iters "$ITERS" --warmup "$WARMUP")
+TORCH_DEVICE=${TORCH_DEVICE:-cuda}
+TORCH=(benches/pytorch/diffclip_reference.py --device "$TORCH_DEVICE" --iters "$ITERS" --warmup "$WARMUP")
 
 infer() { # BATCH DTYPE [ours]: DiffCLIP both ways, CLIP, then (without `ours`) PyTorch's two models
   local batch=$1 dtype=$2 texts=$(($1 * 4)) td
@@ -93,13 +95,13 @@ infer() { # BATCH DTYPE [ours]: DiffCLIP both ways, CLIP, then (without `ours`) 
   ours "diffclip_vit_b16-$dtype-b$batch-kernel" "$BENCH" --preset diffclip_vit_b16 --gpu-kernel "${common[@]}"
   ours "clip_vit_b16-$dtype-b$batch" "$BENCH" --preset clip_vit_b16 "${common[@]}"
   [ "${3:-}" = ours ] && return
-  theirs "torch-cuda-$td-b$batch" "$PYTHON" "${TORCH[@]}" --dtype "$td" --batch "$batch" --text-batch "$texts"
+  theirs "torch-$TORCH_DEVICE-$td-b$batch" "$PYTHON" "${TORCH[@]}" --dtype "$td" --batch "$batch" --text-batch "$texts"
 }
 train_vit() { # DTYPE: ViT-B/16's training step (diffclip f16: mixed precision from f32 weights; PyTorch AMP)
   local td
   td=$(torch_dtype "$1")
   ours "train-vit_b16-$1" "$BENCH" --backend wgpu --train --train-model vit_b16 --dtype "$1" --batch "$TRAIN_BATCH" --iters "$ITERS" --warmup "$WARMUP"
-  theirs "torch-cuda-train-vit_b16-$td" "$PYTHON" "${TORCH[@]}" --train --train-model vit_b16 --dtype "$td" --batch "$TRAIN_BATCH"
+  theirs "torch-$TORCH_DEVICE-train-vit_b16-$td" "$PYTHON" "${TORCH[@]}" --train --train-model vit_b16 --dtype "$td" --batch "$TRAIN_BATCH"
 }
 
 # Most wanted first, so that a run cut short by the DEADLINE still answers the issue's targets
@@ -133,4 +135,4 @@ for batch in ${BATCHES#"$first"}; do
 done
 train_vit f32
 ours "train-small" "$BENCH" --backend wgpu --train --iters "$ITERS" --warmup "$WARMUP"
-theirs "torch-cuda-train-small" "$PYTHON" "${TORCH[@]}" --train --batch 32
+theirs "torch-$TORCH_DEVICE-train-small" "$PYTHON" "${TORCH[@]}" --train --batch 32

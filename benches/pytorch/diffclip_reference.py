@@ -43,7 +43,10 @@ class DiffAttention(nn.Module):
         o2 = F.scaled_dot_product_attention(q[:, :, 1], k[:, :, 1], v, is_causal=self.causal)
         lq1, lk1, lq2, lk2 = self.lambdas
         lam = torch.exp((lq1 * lk1).sum()) - torch.exp((lq2 * lk2).sum()) + self.lambda_init
-        o = self.diff_norm(o1 - lam * o2) * (1 - self.lambda_init)
+        o = o1 - lam * o2
+        # The norm's gain in the activations' type: under autocast they are bf16/f16, and
+        # rms_norm only takes its fused kernel when input and weight types match.
+        o = F.rms_norm(o, (2 * self.hd,), self.diff_norm.weight.to(o.dtype), self.diff_norm.eps) * (1 - self.lambda_init)
         return self.out_proj(o.transpose(1, 2).reshape(b, n, d))
 
 
