@@ -18,7 +18,9 @@
 //! (`diffclip::allocator::keep_freed_memory`, `"malloc_tuned"`) unless `--default-malloc`;
 //! `--generic-ops` turns diffclip's flex CPU kernels off (`"cpu_kernels"`); `--gpu-kernel`
 //! runs inference on wgpu / CUDA through diffclip's attention kernel instead of Burn's
-//! (`"gpu_kernel"`).
+//! (`"gpu_kernel"`). `--text-tokens N` gives every text N tokens, end-of-text last and zeros
+//! after (default: the whole context): the text tower computes up to the batch's last
+//! end-of-text token only, so real captions cost their own length.
 //! `--train` times `benches/train_step.rs`'s training step instead (the small DiffCLIP and
 //! CLIP, batch 32, autodiff): one line per model with `step_ms_median`, like
 //! `benches/pytorch/diffclip_reference.py --train`.
@@ -69,6 +71,10 @@ struct Args {
     /// Time the text encoder only.
     #[arg(long)]
     text_only: bool,
+    /// Tokens per text, end-of-text included, padded with zeros to the context length (default:
+    /// the whole context, as PyTorch's CLIP always computes).
+    #[arg(long)]
+    text_tokens: Option<usize>,
     /// Leave glibc's malloc at its defaults (see `diffclip::allocator::keep_freed_memory`).
     #[arg(long)]
     default_malloc: bool,
@@ -132,14 +138,16 @@ fn min(xs: &[f64]) -> f64 {
     xs.iter().copied().fold(f64::INFINITY, f64::min)
 }
 
-/// Token ids of `batch` texts: in-vocabulary ids, end-of-text (the largest id) last.
-fn texts(config: &ClipConfig, batch: usize, device: &Device) -> Tensor<2, Int> {
+/// Token ids of `batch` texts of `tokens` tokens: in-vocabulary ids, end-of-text (the largest
+/// id) last, zeros after it up to the context length.
+fn texts(config: &ClipConfig, batch: usize, tokens: usize, device: &Device) -> Tensor<2, Int> {
     let (len, vocab) = (config.text.context_length, config.text.vocab_size as i64);
     let mut ids: Vec<i64> = (0..batch * len)
         .map(|i| (i as i64 * 7919) % (vocab - 2) + 1)
         .collect();
     for row in ids.chunks_mut(len) {
-        row[len - 1] = vocab - 1;
+        row[tokens - 1] = vocab - 1;
+        row[tokens..].fill(0);
     }
     Tensor::from_data(TensorData::new(ids, [batch, len]), device)
 }
@@ -214,6 +222,10 @@ fn run_inference(args: &Args, device: &Device) -> Result<Vec<serde_json::Value>,
     }
     let model: Clip = config.init(device)?.with_precision(args.dtype)?;
     let text_batch = args.text_batch.unwrap_or(args.batch);
+    let text_tokens = args.text_tokens.unwrap_or(config.text.context_length);
+    if text_tokens == 0 || text_tokens > config.text.context_length {
+        return Err(format!("--text-tokens must be 1..={}", config.text.context_length).into());
+    }
     let size = config.vision.image_size;
 
     let (mut image_s, mut text_s) = (None, None);
@@ -228,7 +240,7 @@ fn run_inference(args: &Args, device: &Device) -> Result<Vec<serde_json::Value>,
         }));
     }
     if !args.image_only {
-        let tokens = texts(&config, text_batch, device);
+        let tokens = texts(&config, text_batch, text_tokens, device);
         text_s = Some(time_calls(args.warmup, args.iters, device, || {
             model.encode_text(tokens.clone())
         }));
@@ -245,6 +257,7 @@ fn run_inference(args: &Args, device: &Device) -> Result<Vec<serde_json::Value>,
         "gpu_kernel": diffclip::attention::gpu_inference_kernel_enabled(),
         "batch": args.batch,
         "text_batch": text_batch,
+        "text_tokens": text_tokens,
         "warmup": args.warmup,
         "iters": args.iters,
         "images_per_s": per_s(args.batch, &image_s),

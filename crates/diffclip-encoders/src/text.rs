@@ -143,7 +143,12 @@ impl TextTransformer {
     }
 
     /// Encode token ids `[B, L]`.
+    ///
+    /// Without `return_tokens`, only the positions up to the batch's last pooled one (its
+    /// latest end-of-text token) are computed: attention is causal, so no later position can
+    /// change the pooled ones, and a short caption padded to 77 tokens costs its own length.
     pub fn forward(&self, text: Tensor<2, Int>, return_tokens: bool) -> TextOutput {
+        let text = if return_tokens { text } else { through_last_pooled(text) };
         let mut x = self.embed(text.clone());
         for block in &self.blocks {
             x = block.forward(x, None);
@@ -176,4 +181,15 @@ impl TextTransformer {
         let pooled = x.clone().gather(1, idx).reshape([b, w]);
         TextOutput { pooled, tokens: return_tokens.then_some(x) }
     }
+}
+
+/// `text` `[B, L]` narrowed to its first `p + 1` positions, `p` the latest pooled position (the
+/// largest id's) of any row: the rest is padding that a causal tower never lets back in.
+fn through_last_pooled(text: Tensor<2, Int>) -> Tensor<2, Int> {
+    let [b, l] = text.dims();
+    if b == 0 || l == 0 {
+        return text;
+    }
+    let last = text.clone().argmax(1).max().into_scalar::<i64>() as usize;
+    if last + 1 < l { text.narrow(1, 0, last + 1) } else { text }
 }

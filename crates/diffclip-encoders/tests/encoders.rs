@@ -61,6 +61,38 @@ fn text_tower_is_causal_and_pools_the_end_token() {
     assert!(d < 1e-6, "the end token is before the change");
 }
 
+/// Pooled outputs skip the padding after the batch's last end-of-text token: the same values
+/// as the whole context computed (`return_tokens` keeps every position), for standard and
+/// differential towers, in inference and under autodiff (the training path).
+#[test]
+fn pooling_alone_skips_the_padding_after_the_last_end_token() {
+    for differential in [false, true] {
+        for device in [device(), device().autodiff()] {
+            let mut cfg = TextConfig::new(64, 2, 4);
+            cfg.context_length = 16;
+            if !differential {
+                cfg.attention = LayerAttention { per_layer: Some(vec![AttentionKind::Standard; 2]), ..Default::default() };
+            }
+            let text = cfg.init(&device).unwrap();
+            // End tokens at positions 3, 9 and 5, zeros after: positions 10..16 are never needed.
+            let mut ids = vec![0i64; 3 * 16];
+            for (row, end) in [3usize, 9, 5].into_iter().enumerate() {
+                ids[row * 16] = 49406;
+                for p in 1..end {
+                    ids[row * 16 + p] = 320 + (row * 16 + p) as i64;
+                }
+                ids[row * 16 + end] = 49407;
+            }
+            let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [3, 16]), &device);
+            let whole = text.forward(ids.clone(), true).pooled;
+            let pooled = text.forward(ids, false).pooled;
+            assert_eq!(pooled.dims(), [3, 64]);
+            let d = (pooled - whole).abs().max().into_scalar::<f32>();
+            assert!(d < 1e-5, "differential {differential}, autodiff {}: {d:e}", device.is_autodiff());
+        }
+    }
+}
+
 #[test]
 fn invalid_configs_are_refused_before_building() {
     let mut c = VisionConfig::timm(32, 7, 64, 2, 4);
