@@ -10,6 +10,10 @@
 //!
 //! Ids are `encode_image/{preset}/{batch}` and `encode_text/{preset}/{batch}`; divide the batch by
 //! the time for images/s or texts/s (or use `examples/bench.rs`, which prints throughput).
+//!
+//! `encode_texts/{by_length,in_order}/256`: `Encoder::encode_texts` on 256 captions of 4 to 24
+//! words (`diffclip_vit_b16`, batches of 64), as one call (batched by length) and as one call
+//! per 64 captions in their given order (each batch as long as its longest caption).
 
 mod common;
 
@@ -66,7 +70,34 @@ fn encoders(c: &mut Criterion) {
             b.iter(|| black_box(common::finish(&device, model.encode_text(text.clone()))))
         });
         group.finish();
+        if preset == "diffclip_vit_b16" {
+            captions(c, &model);
+        }
     }
+}
+
+/// Batching by length against batching in the given order, the same 256 captions.
+fn captions(c: &mut Criterion, model: &diffclip::clip::Clip) {
+    let words = ["a", "photo", "of", "small", "dog", "running", "on", "the", "beach", "with", "red", "ball"];
+    // Lengths 4..=24 words from a fixed linear congruential sequence: mixed within every batch.
+    let mut state = 12345u64;
+    let texts: Vec<String> = (0..256)
+        .map(|_| {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let len = 4 + (state >> 33) as usize % 21;
+            (0..len).map(|w| words[(w * 7 + len) % words.len()]).collect::<Vec<_>>().join(" ")
+        })
+        .collect();
+    let encoder = diffclip::eval::Encoder::new(model).expect("encoder").with_progress(false).with_batch_size(64);
+    let mut group = c.benchmark_group("encode_texts");
+    group.sampling_mode(SamplingMode::Flat).sample_size(10).measurement_time(Duration::from_secs(30));
+    group.bench_with_input(BenchmarkId::new("by_length", texts.len()), &texts, |b, texts| {
+        b.iter(|| black_box(encoder.encode_texts(texts).expect("encode").rows()))
+    });
+    group.bench_with_input(BenchmarkId::new("in_order", texts.len()), &texts, |b, texts| {
+        b.iter(|| black_box(texts.chunks(64).map(|chunk| encoder.encode_texts(chunk).expect("encode").rows()).sum::<usize>()))
+    });
+    group.finish();
 }
 
 fn config() -> Criterion {

@@ -13,6 +13,17 @@ use rayon::prelude::*;
 use crate::progress::bar;
 use crate::{EvalError, ImageSource, Matrix};
 
+/// Batches of texts tokenized and sorted by length together in [`Encoder::encode_texts`]: enough
+/// for batches of similar lengths, few enough that the token ids stay small (32 batches of 64
+/// texts of 77 tokens are 0.6 MB).
+const SORT_WINDOW: usize = 32;
+
+/// Where the text tower pools a tokenized text: its largest id (the end-of-text token), first
+/// occurrence.
+fn pooled_position(ids: &[u32]) -> usize {
+    ids.iter().enumerate().fold(0, |best, (i, &id)| if id > ids[best] { i } else { best })
+}
+
 /// Embeds images and texts in batches. Embeddings come back **unnormalised**, one row per input.
 ///
 /// ```no_run
@@ -140,33 +151,47 @@ impl<'a> Encoder<'a> {
         (((n.saturating_sub(1)) as f64).sqrt().round() as usize) * patch
     }
 
-    /// Text embeddings `[texts.len(), E]`.
+    /// Text embeddings `[texts.len(), E]`, one row per text in `texts`' order.
+    ///
+    /// Texts are tokenized 32 batches at a time and batched by length within those: the text
+    /// tower computes a batch only up to its longest caption, so batches of similar lengths
+    /// waste less on padding. The rows come back in the input order.
     pub fn encode_texts<S: AsRef<str> + Sync>(&self, texts: &[S]) -> Result<Matrix, EvalError> {
-        let vocab = self.model.text.vocab_size;
-        let ctx = self.tokenizer.context_length();
         let pb = bar(texts.len(), "texts", self.progress);
         let mut parts = Vec::new();
-        for chunk in texts.chunks(self.batch_size) {
-            let texts: Vec<&str> = chunk.iter().map(|t| t.as_ref()).collect();
-            let ids: Vec<i64> = self
-                .tokenizer
-                .tokenize_batch(&texts)?
-                .into_iter()
-                .flatten()
-                .map(i64::from)
-                .collect();
-            if let Some(&id) = ids.iter().find(|&&id| id as usize >= vocab) {
+        for window in texts.chunks(self.batch_size * SORT_WINDOW) {
+            let texts: Vec<&str> = window.iter().map(|t| t.as_ref()).collect();
+            let rows = self.tokenizer.tokenize_batch(&texts)?;
+            let vocab = self.model.text.vocab_size;
+            if let Some(&id) = rows.iter().flatten().find(|&&id| id as usize >= vocab) {
                 return Err(EvalError::Invalid(format!(
                     "token id {id} is outside the model's vocabulary of {vocab}"
                 )));
             }
-            let ids =
-                Tensor::<2, Int>::from_data(TensorData::new(ids, [chunk.len(), ctx]), &self.device);
-            parts.push(Matrix::from_tensor(self.model.encode_text(ids))?);
-            pb.inc(chunk.len() as u64);
+            let mut order: Vec<usize> = (0..rows.len()).collect();
+            order.sort_by_key(|&i| pooled_position(&rows[i]));
+            let mut sorted = Vec::new();
+            for batch in order.chunks(self.batch_size) {
+                sorted.push(self.encode_ids(batch.iter().map(|&i| rows[i].as_slice()))?);
+                pb.inc(batch.len() as u64);
+            }
+            let sorted = Matrix::vstack(&sorted.iter().collect::<Vec<_>>())?;
+            let mut back = vec![0; order.len()];
+            for (k, &i) in order.iter().enumerate() {
+                back[i] = k;
+            }
+            parts.push(sorted.select_rows(&back)?);
         }
         pb.finish_and_clear();
         self.stack(parts)
+    }
+
+    /// The embeddings of tokenized texts, one batch.
+    fn encode_ids<'r>(&self, rows: impl ExactSizeIterator<Item = &'r [u32]>) -> Result<Matrix, EvalError> {
+        let (count, ctx) = (rows.len(), self.tokenizer.context_length());
+        let ids: Vec<i64> = rows.flatten().map(|&id| i64::from(id)).collect();
+        let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [count, ctx]), &self.device);
+        Matrix::from_tensor(self.model.encode_text(ids))
     }
 
     /// Image embeddings of a preprocessed batch `[N, 3, S, S]` (split into batches here).

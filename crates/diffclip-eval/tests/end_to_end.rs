@@ -222,6 +222,27 @@ fn probe_fewshot_pairs_robustness_and_cache_on_files() {
     );
 }
 
+/// `encode_texts` batches texts by length (and tokenizes 32 batches at a time) but gives every
+/// text's row in the input order: each as the text encoded alone.
+#[test]
+fn texts_batched_by_length_come_back_in_input_order() {
+    let model = model();
+    let words = ["dog", "a small red house by the lake", "cat", "two", "a photo of a very large and rather old sailing ship"];
+    let texts: Vec<String> = (0..40).map(|i| format!("{} {i}", words[i % words.len()].repeat(1 + i % 3))).collect();
+    let alone = Encoder::new(&model).unwrap().with_progress(false);
+    let expected: Vec<Vec<f32>> = texts.iter().map(|t| alone.encode_texts(&[t]).unwrap().row(0).to_vec()).collect();
+    assert!(expected[0].iter().zip(&expected[1]).any(|(a, b)| (a - b).abs() > 1e-3), "different texts, different rows");
+    // Batches of 3: one window, sorted batches; batches of 1: two windows (32 and 8 texts).
+    for batch in [3, 1] {
+        let got = Encoder::new(&model).unwrap().with_progress(false).with_batch_size(batch).encode_texts(&texts).unwrap();
+        assert_eq!(got.rows(), texts.len());
+        for (i, want) in expected.iter().enumerate() {
+            let d = got.row(i).iter().zip(want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+            assert!(d < 1e-5, "batch {batch}, text {i}: {d:e} from the text alone");
+        }
+    }
+}
+
 #[test]
 fn attention_maps_and_png() {
     let dir = tempfile::tempdir().unwrap();
