@@ -148,12 +148,13 @@ impl TextTransformer {
     /// latest end-of-text token) are computed: attention is causal, so no later position can
     /// change the pooled ones, and a short caption padded to 77 tokens costs its own length.
     pub fn forward(&self, text: Tensor<2, Int>, return_tokens: bool) -> TextOutput {
-        let text = if return_tokens { text } else { through_last_pooled(text) };
-        let mut x = self.embed(text.clone());
+        let at = pooled_positions(&text);
+        let text = if return_tokens { text } else { through_last(text, &at) };
+        let mut x = self.embed(text);
         for block in &self.blocks {
             x = block.forward(x, None);
         }
-        self.head(x, text, return_tokens)
+        self.head(x, at, return_tokens)
     }
 
     /// Forward through the reference attention path, returning every layer's maps.
@@ -165,7 +166,7 @@ impl TextTransformer {
             x = y;
             maps.push(m);
         }
-        (self.head(x, text, true), maps)
+        (self.head(x, pooled_positions(&text), true), maps)
     }
 
     /// `lambda_full` of every differential layer (`None` for standard layers).
@@ -173,23 +174,29 @@ impl TextTransformer {
         self.blocks.iter().map(|b| b.attn.lambda_full()).collect()
     }
 
-    fn head(&self, x: Tensor<3>, text: Tensor<2, Int>, return_tokens: bool) -> TextOutput {
+    /// `ln_final`, then each row's token at `at` (`[B, 1]`, [`pooled_positions`]).
+    fn head(&self, x: Tensor<3>, at: Tensor<2, Int>, return_tokens: bool) -> TextOutput {
         let x = self.ln_final.forward(x);
         let [b, _, w] = x.dims();
-        // EOT (49407) is the largest id; sequences without one pool at position 0 like the reference.
-        let idx = text.argmax(1).reshape([b, 1, 1]).expand([b, 1, w]);
+        let idx = at.reshape([b, 1, 1]).expand([b, 1, w]);
         let pooled = x.clone().gather(1, idx).reshape([b, w]);
         TextOutput { pooled, tokens: return_tokens.then_some(x) }
     }
 }
 
-/// `text` `[B, L]` narrowed to its first `p + 1` positions, `p` the latest pooled position (the
-/// largest id's) of any row: the rest is padding that a causal tower never lets back in.
-fn through_last_pooled(text: Tensor<2, Int>) -> Tensor<2, Int> {
+/// Where each row of `text` `[B, L]` pools, `[B, 1]`: EOT (49407) is the largest id; sequences
+/// without one pool at position 0 like the reference.
+fn pooled_positions(text: &Tensor<2, Int>) -> Tensor<2, Int> {
+    text.clone().argmax(1)
+}
+
+/// `text` narrowed to its first `p + 1` positions, `p` the latest of the pooled positions `at`:
+/// the rest is padding that a causal tower never lets back in.
+fn through_last(text: Tensor<2, Int>, at: &Tensor<2, Int>) -> Tensor<2, Int> {
     let [b, l] = text.dims();
     if b == 0 || l == 0 {
         return text;
     }
-    let last = text.clone().argmax(1).max().into_scalar::<i64>() as usize;
+    let last = at.clone().max().into_scalar::<i64>() as usize;
     if last + 1 < l { text.narrow(1, 0, last + 1) } else { text }
 }

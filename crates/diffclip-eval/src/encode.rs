@@ -157,12 +157,12 @@ impl<'a> Encoder<'a> {
     /// tower computes a batch only up to its longest caption, so batches of similar lengths
     /// waste less on padding. The rows come back in the input order.
     pub fn encode_texts<S: AsRef<str> + Sync>(&self, texts: &[S]) -> Result<Matrix, EvalError> {
+        let vocab = self.model.text.vocab_size;
         let pb = bar(texts.len(), "texts", self.progress);
         let mut parts = Vec::new();
         for window in texts.chunks(self.batch_size * SORT_WINDOW) {
             let texts: Vec<&str> = window.iter().map(|t| t.as_ref()).collect();
             let rows = self.tokenizer.tokenize_batch(&texts)?;
-            let vocab = self.model.text.vocab_size;
             if let Some(&id) = rows.iter().flatten().find(|&&id| id as usize >= vocab) {
                 return Err(EvalError::Invalid(format!(
                     "token id {id} is outside the model's vocabulary of {vocab}"
