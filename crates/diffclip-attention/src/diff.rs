@@ -8,12 +8,12 @@ use burn::nn::{Dropout, DropoutConfig, Initializer, Linear, LinearConfig, RmsNor
 use burn::tensor::activation::softmax;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Device, Int, Tensor};
 
 use crate::AttentionConfig;
 use crate::error::AttentionError;
 use crate::mask::{AttnMask, full_mask, fused_mask};
-use crate::queries::{first_rows, query_rows};
+use crate::queries::{gather_rows, keys_after};
 use crate::{AttentionMaps, AttentionPath};
 
 /// Differential multi-head attention. Input and output `[B, N, D]`.
@@ -92,53 +92,29 @@ impl DiffAttention {
 
     /// Attention of `x [B, N, D]` with an optional extra mask (`true` = masked out).
     pub fn forward(&self, x: Tensor<3>, mask: Option<AttnMask>) -> Tensor<3> {
-        let n = x.dims()[1];
-        self.forward_queries(x, mask, n)
-    }
-
-    /// The output `[B, queries, D]` of the first `queries` positions alone (clamped to N):
-    /// `forward(x, mask)` narrowed to them, with each still attending to all of `x`, but
-    /// without the other positions' queries, maps and output projection.
-    ///
-    /// ```no_run
-    /// # use burn::tensor::{Device, Distribution, Tensor};
-    /// # fn run(device: Device) -> Result<(), diffclip_attention::AttentionError> {
-    /// let attn = diffclip_attention::AttentionConfig::new(64, 4).init_differential(&device)?;
-    /// let x = Tensor::<3>::random([2, 17, 64], Distribution::Default, &device);
-    /// let class_token = attn.forward_queries(x, None, 1); // [2, 1, 64]
-    /// # Ok(()) }
-    /// ```
-    pub fn forward_queries(&self, x: Tensor<3>, mask: Option<AttnMask>, queries: usize) -> Tensor<3> {
         let use_reference = self.path == AttentionPath::Reference || (self.attn_drop.prob > 0.0 && x.device().is_autodiff());
         if use_reference {
-            return first_rows(self.forward_with_maps(x, mask).0, queries);
+            return self.forward_with_maps(x, mask).0;
         }
-        self.fused(x, mask, queries)
+        self.forward_fused(x, mask)
     }
 
-    /// The fused path: two `attention` calls whose value head size is `2 * head_dim`.
+    /// The fused path: diffclip's kernel on flex (and on CubeCL backends in training, or when
+    /// asked), else two `attention` calls whose value head size is `2 * head_dim`.
     pub fn forward_fused(&self, x: Tensor<3>, mask: Option<AttnMask>) -> Tensor<3> {
-        let n = x.dims()[1];
-        self.fused(x, mask, n)
-    }
-
-    /// The fused path for the first `queries` positions.
-    fn fused(&self, x: Tensor<3>, mask: Option<AttnMask>, queries: usize) -> Tensor<3> {
         let [b, n, _] = x.dims();
-        let queries = queries.min(n);
-        let nq = query_rows(&x, self.causal, mask.is_some(), queries);
-        let rows = self.project_rows(x, nq);
+        let rows = self.project(x);
         #[cfg(feature = "flex")]
         if mask.is_none()
             && let Some(o) = self.attention_cpu(&rows)
         {
-            return self.proj_drop.forward(crate::linear(&self.out_proj, first_rows(o, queries)));
+            return self.proj_drop.forward(crate::linear(&self.out_proj, o));
         }
         #[cfg(feature = "cube")]
         if mask.is_none()
             && let Some(o) = self.attention_gpu(&rows)
         {
-            return self.proj_drop.forward(crate::linear(&self.out_proj, first_rows(o, queries)));
+            return self.proj_drop.forward(crate::linear(&self.out_proj, o));
         }
         let (q, k, v) = self.split_heads(rows);
         let (hp, hd) = (self.num_heads / 2, self.head_dim);
@@ -158,7 +134,7 @@ impl DiffAttention {
         let o1 = attention(pair(q.clone(), 0), pair(k.clone(), 0), v.clone(), mask.clone(), None, options);
         let o2 = attention(pair(q, 1), pair(k, 1), v, mask, None, options);
         let o = o1 - o2 * self.lambda_per_head(b, hp);
-        self.finish(o.narrow(2, 0, queries), b, queries)
+        self.finish(o, b, n)
     }
 
     /// The fused path as one CPU kernel on flex (inference, or training through the kernel's
@@ -198,21 +174,47 @@ impl DiffAttention {
 
     /// The reference path: materialises both softmax maps and returns them.
     pub fn forward_with_maps(&self, x: Tensor<3>, mask: Option<AttnMask>) -> (Tensor<3>, AttentionMaps) {
-        let [b, n, _] = x.dims();
-        let device = x.device();
-        let (q, k, v) = self.split_heads(self.project_rows(x, n));
+        let mask = full_mask(self.causal, mask, x.dims()[1], &x.device());
+        self.reference(x.clone(), x, mask)
+    }
+
+    /// The output `[B, 1, D]` at position `at[b]` (`[B, 1]`) of each item of `x [B, N, D]`,
+    /// attending to every key (or, causal, to keys `0..=at[b]`): `forward(x, None)` gathered at
+    /// `at`, without the other positions' queries, maps and output projection. For an
+    /// encoder's last block, whose only use is its pooled position; any backend, with autodiff.
+    ///
+    /// ```no_run
+    /// # use burn::tensor::{Device, Distribution, Int, Tensor};
+    /// # fn run(device: Device) -> Result<(), diffclip_attention::AttentionError> {
+    /// let attn = diffclip_attention::AttentionConfig::new(64, 4).init_differential(&device)?;
+    /// let x = Tensor::<3>::random([2, 17, 64], Distribution::Default, &device);
+    /// let at = Tensor::<2, Int>::from_ints([[16], [9]], &device); // e.g. each caption's end
+    /// let pooled = attn.forward_at(x, at); // [2, 1, 64]
+    /// # Ok(()) }
+    /// ```
+    pub fn forward_at(&self, x: Tensor<3>, at: Tensor<2, Int>) -> Tensor<3> {
+        let mask = keys_after(self.causal, &at, x.dims()[1]);
+        self.reference(gather_rows(x.clone(), at), x, mask).0
+    }
+
+    /// Queries from `rows [B, M, D]` against keys and values from `x [B, N, D]`, `mask`
+    /// broadcast to `[B, h, M, N]`, both maps materialised: the output `[B, M, D]` and the maps.
+    fn reference(&self, rows: Tensor<3>, x: Tensor<3>, mask: Option<AttnMask>) -> (Tensor<3>, AttentionMaps) {
+        let ([b, m, _], n) = (rows.dims(), x.dims()[1]);
+        let q = crate::linear(&self.q_proj, rows);
+        let (q, k, v) = self.split_heads((q, crate::linear(&self.k_proj, x.clone()), crate::linear(&self.v_proj, x)));
         let (hp, hd) = (self.num_heads / 2, self.head_dim);
         let q = q * (hd as f64).powf(-0.5);
         let mut scores = q.matmul(k.swap_dims(2, 3));
-        if let Some(m) = full_mask(self.causal, mask, n, &device) {
-            scores = scores.mask_fill(m, f32::NEG_INFINITY);
+        if let Some(mask) = mask {
+            scores = scores.mask_fill(mask, f32::NEG_INFINITY);
         }
-        let attn = softmax(scores, 3).reshape([b, hp, 2, n, n]);
-        let a1 = attn.clone().narrow(2, 0, 1).reshape([b, hp, n, n]);
-        let a2 = attn.narrow(2, 1, 1).reshape([b, hp, n, n]);
+        let attn = softmax(scores, 3).reshape([b, hp, 2, m, n]);
+        let a1 = attn.clone().narrow(2, 0, 1).reshape([b, hp, m, n]);
+        let a2 = attn.narrow(2, 1, 1).reshape([b, hp, m, n]);
         let lambda = self.lambda_full();
         let diff = a1.clone() - a2.clone() * self.lambda_per_head(b, hp);
-        let out = self.finish(self.attn_drop.forward(diff).matmul(v), b, n);
+        let out = self.finish(self.attn_drop.forward(diff).matmul(v), b, m);
         let maps = AttentionMaps { first: a1, second: Some(a2), lambda: Some(lambda) };
         (out, maps)
     }
@@ -226,11 +228,9 @@ impl DiffAttention {
         self.lambda_full().reshape([1, 1, 1, 1]).expand([b, hp, 1, 1])
     }
 
-    /// q projections of the first `queries` positions (`[B, queries, D]`), k and v of all
-    /// (`[B, N, D]`).
-    fn project_rows(&self, x: Tensor<3>, queries: usize) -> (Tensor<3>, Tensor<3>, Tensor<3>) {
-        let q = crate::linear(&self.q_proj, first_rows(x.clone(), queries));
-        (q, crate::linear(&self.k_proj, x.clone()), crate::linear(&self.v_proj, x))
+    /// The q, k and v projections of `x`, `[B, N, D]` each.
+    fn project(&self, x: Tensor<3>) -> (Tensor<3>, Tensor<3>, Tensor<3>) {
+        (crate::linear(&self.q_proj, x.clone()), crate::linear(&self.k_proj, x.clone()), crate::linear(&self.v_proj, x))
     }
 
     /// q, k as `[B, h, len, hd]`, v as `[B, h/2, N, 2hd]` (each keeps its own length).

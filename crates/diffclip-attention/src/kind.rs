@@ -1,7 +1,7 @@
 //! One attention type through which an encoder layer picks standard or differential attention.
 
 use burn::module::Module;
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Device, Int, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{check_dims, check_dropout};
@@ -143,12 +143,12 @@ impl Attention {
         }
     }
 
-    /// The output of the first `queries` positions alone, `[B, queries, D]` (see
-    /// [`DiffAttention::forward_queries`]).
-    pub fn forward_queries(&self, x: Tensor<3>, mask: Option<AttnMask>, queries: usize) -> Tensor<3> {
+    /// The output `[B, 1, D]` at each item's position `at[b]` (`[B, 1]`) alone (see
+    /// [`DiffAttention::forward_at`]).
+    pub fn forward_at(&self, x: Tensor<3>, at: Tensor<2, Int>) -> Tensor<3> {
         match self {
-            Self::Standard(a) => a.forward_queries(x, mask, queries),
-            Self::Differential(a) => a.forward_queries(x, mask, queries),
+            Self::Standard(a) => a.forward_at(x, at),
+            Self::Differential(a) => a.forward_at(x, at),
         }
     }
 

@@ -53,6 +53,7 @@ pub use linear::linear;
 pub use norm::layer_norm;
 pub use maps::AttentionMaps;
 pub use mask::{AttnMask, causal_mask};
+pub use queries::gather_rows;
 pub use standard::StandardAttention;
 
 /// How many times this thread has called the attention kernel for CubeCL devices (feature

@@ -5,11 +5,11 @@ use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
 use burn::tensor::activation::softmax;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Device, Int, Tensor};
 
 use crate::AttentionConfig;
 use crate::error::AttentionError;
-use crate::queries::{first_rows, query_rows};
+use crate::queries::{gather_rows, keys_after};
 use crate::mask::{AttnMask, full_mask, fused_mask};
 use crate::{AttentionMaps, AttentionPath};
 
@@ -63,21 +63,12 @@ impl StandardAttention {
 impl StandardAttention {
     /// Attention of `x [B, N, D]` with an optional extra mask (`true` = masked out).
     pub fn forward(&self, x: Tensor<3>, mask: Option<AttnMask>) -> Tensor<3> {
-        let n = x.dims()[1];
-        self.forward_queries(x, mask, n)
-    }
-
-    /// The output `[B, queries, D]` of the first `queries` positions alone (clamped to N), as
-    /// [`DiffAttention::forward_queries`](crate::DiffAttention::forward_queries).
-    pub fn forward_queries(&self, x: Tensor<3>, mask: Option<AttnMask>, queries: usize) -> Tensor<3> {
         let use_reference = self.path == AttentionPath::Reference || (self.attn_drop.prob > 0.0 && x.device().is_autodiff());
         if use_reference {
-            return first_rows(self.forward_with_maps(x, mask).0, queries);
+            return self.forward_with_maps(x, mask).0;
         }
         let [b, n, _] = x.dims();
-        let queries = queries.min(n);
-        let nq = query_rows(&x, self.causal, mask.is_some(), queries);
-        let q = crate::linear(&self.q_proj, first_rows(x.clone(), nq));
+        let q = crate::linear(&self.q_proj, x.clone());
         let (k, v) = (crate::linear(&self.k_proj, x.clone()), crate::linear(&self.v_proj, x));
         #[cfg(feature = "flex")]
         if mask.is_none() {
@@ -86,7 +77,7 @@ impl StandardAttention {
             let o = crate::cpu::attention(&q, &k, &v, self.num_heads, scale, self.causal, single, None)
                 .or_else(|| crate::cpu::attention_tracked(&q, &k, &v, None, self.num_heads, scale, self.causal));
             if let Some(o) = o {
-                return self.proj_drop.forward(crate::linear(&self.out_proj, first_rows(o, queries)));
+                return self.proj_drop.forward(crate::linear(&self.out_proj, o));
             }
         }
         // Training on wgpu / CUDA (and inference when asked): the CubeCL kernel keeps no
@@ -95,7 +86,7 @@ impl StandardAttention {
         if mask.is_none() {
             let scale = (self.head_dim as f32).powf(-0.5);
             if let Some(o) = crate::gpu::attention(&q, &k, &v, None, self.num_heads, scale, self.causal) {
-                return self.proj_drop.forward(crate::linear(&self.out_proj, first_rows(o, queries)));
+                return self.proj_drop.forward(crate::linear(&self.out_proj, o));
             }
         }
         let (q, k, v) = (self.split(q), self.split(k), self.split(v));
@@ -108,27 +99,36 @@ impl StandardAttention {
             is_causal,
         };
         let o = attention(q, k, v, mask, None, options);
-        self.finish(o.narrow(2, 0, queries), b, queries)
+        self.finish(o, b, n)
     }
 
     /// The reference path, returning the softmax map `[B, H, N, N]`.
     pub fn forward_with_maps(&self, x: Tensor<3>, mask: Option<AttnMask>) -> (Tensor<3>, AttentionMaps) {
-        let [b, n, _] = x.dims();
-        let device = x.device();
-        let (q, k, v) = self.project(x);
-        let q = q * (self.head_dim as f64).powf(-0.5);
-        let mut scores = q.matmul(k.swap_dims(2, 3));
-        if let Some(m) = full_mask(self.causal, mask, n, &device) {
-            scores = scores.mask_fill(m, f32::NEG_INFINITY);
-        }
-        let attn = softmax(scores, 3);
-        let out = self.finish(self.attn_drop.forward(attn.clone()).matmul(v), b, n);
-        (out, AttentionMaps { first: attn, second: None, lambda: None })
+        let mask = full_mask(self.causal, mask, x.dims()[1], &x.device());
+        self.reference(x.clone(), x, mask)
     }
 
-    fn project(&self, x: Tensor<3>) -> (Tensor<4>, Tensor<4>, Tensor<4>) {
-        let (q, k, v) = (crate::linear(&self.q_proj, x.clone()), crate::linear(&self.k_proj, x.clone()), crate::linear(&self.v_proj, x));
-        (self.split(q), self.split(k), self.split(v))
+    /// The output `[B, 1, D]` at each item's position `at[b]`, as
+    /// [`DiffAttention::forward_at`](crate::DiffAttention::forward_at).
+    pub fn forward_at(&self, x: Tensor<3>, at: Tensor<2, Int>) -> Tensor<3> {
+        let mask = keys_after(self.causal, &at, x.dims()[1]);
+        self.reference(gather_rows(x.clone(), at), x, mask).0
+    }
+
+    /// Queries from `rows [B, M, D]` against keys and values from `x [B, N, D]`, `mask`
+    /// broadcast to `[B, H, M, N]`: the output `[B, M, D]` and the map `[B, H, M, N]`.
+    fn reference(&self, rows: Tensor<3>, x: Tensor<3>, mask: Option<AttnMask>) -> (Tensor<3>, AttentionMaps) {
+        let [b, m, _] = rows.dims();
+        let q = self.split(crate::linear(&self.q_proj, rows));
+        let (k, v) = (self.split(crate::linear(&self.k_proj, x.clone())), self.split(crate::linear(&self.v_proj, x)));
+        let q = q * (self.head_dim as f64).powf(-0.5);
+        let mut scores = q.matmul(k.swap_dims(2, 3));
+        if let Some(mask) = mask {
+            scores = scores.mask_fill(mask, f32::NEG_INFINITY);
+        }
+        let attn = softmax(scores, 3);
+        let out = self.finish(self.attn_drop.forward(attn.clone()).matmul(v), b, m);
+        (out, AttentionMaps { first: attn, second: None, lambda: None })
     }
 
     /// `[B, len, D]` → `[B, h, len, hd]`.

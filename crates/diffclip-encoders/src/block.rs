@@ -1,5 +1,5 @@
 use burn::module::Module;
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Device, Int, Tensor};
 use diffclip_attention::{Attention, AttentionConfig, AttentionMaps, AttnMask};
 
 use crate::LayerNorm;
@@ -70,19 +70,16 @@ impl ResidualBlockConfig {
 impl ResidualBlock {
     /// The block on `x [B, N, W]` with an optional extra attention mask.
     pub fn forward(&self, x: Tensor<3>, mask: Option<AttnMask>) -> Tensor<3> {
-        let n = x.dims()[1];
-        self.forward_queries(x, mask, n)
+        let x = x.clone() + self.attn.forward(self.norm1.forward(x), mask);
+        x.clone() + self.mlp.forward(self.norm2.forward(x))
     }
 
-    /// The block's output for the first `queries` positions alone, `[B, queries, W]`: `forward`
-    /// narrowed to them, without the other positions' queries and MLP (a class-token encoder's
-    /// last block). See [`Attention::forward_queries`].
-    pub fn forward_queries(&self, x: Tensor<3>, mask: Option<AttnMask>, queries: usize) -> Tensor<3> {
-        let n = x.dims()[1];
-        let queries = queries.min(n);
-        let attn = self.attn.forward_queries(self.norm1.forward(x.clone()), mask, queries);
-        let x = if queries < n { x.narrow(1, 0, queries) } else { x };
-        let x = x + attn;
+    /// The block's output `[B, 1, W]` at each item's position `at[b]` (`[B, 1]`) alone: `forward`
+    /// gathered there, with one query, map row and MLP row per item (an encoder's last block,
+    /// whose only use is its pooled token). See [`Attention::forward_at`].
+    pub fn forward_at(&self, x: Tensor<3>, at: Tensor<2, Int>) -> Tensor<3> {
+        let attn = self.attn.forward_at(self.norm1.forward(x.clone()), at.clone());
+        let x = diffclip_attention::gather_rows(x, at) + attn;
         x.clone() + self.mlp.forward(self.norm2.forward(x))
     }
 

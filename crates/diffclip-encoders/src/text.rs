@@ -147,14 +147,24 @@ impl TextTransformer {
     /// Without `return_tokens`, only the positions up to the batch's last pooled one (its
     /// latest end-of-text token) are computed: attention is causal, so no later position can
     /// change the pooled ones, and a short caption padded to 77 tokens costs its own length.
+    /// The last block then computes each caption's pooled position alone.
     pub fn forward(&self, text: Tensor<2, Int>, return_tokens: bool) -> TextOutput {
         let at = pooled_positions(&text);
-        let text = if return_tokens { text } else { through_last(text, &at) };
-        let mut x = self.embed(text);
-        for block in &self.blocks {
+        let pooled_only = self.blocks.split_last().filter(|_| !return_tokens && text.dims()[0] > 0);
+        let Some((last, blocks)) = pooled_only else {
+            let mut x = self.embed(text);
+            for block in &self.blocks {
+                x = block.forward(x, None);
+            }
+            return self.head(x, at, return_tokens);
+        };
+        let mut x = self.embed(through_last(text, &at));
+        for block in blocks {
             x = block.forward(x, None);
         }
-        self.head(x, at, return_tokens)
+        let x = self.ln_final.forward(last.forward_at(x, at));
+        let [b, _, w] = x.dims();
+        TextOutput { pooled: x.reshape([b, w]), tokens: None }
     }
 
     /// Forward through the reference attention path, returning every layer's maps.
@@ -178,8 +188,7 @@ impl TextTransformer {
     fn head(&self, x: Tensor<3>, at: Tensor<2, Int>, return_tokens: bool) -> TextOutput {
         let x = self.ln_final.forward(x);
         let [b, _, w] = x.dims();
-        let idx = at.reshape([b, 1, 1]).expand([b, 1, w]);
-        let pooled = x.clone().gather(1, idx).reshape([b, w]);
+        let pooled = diffclip_attention::gather_rows(x.clone(), at).reshape([b, w]);
         TextOutput { pooled, tokens: return_tokens.then_some(x) }
     }
 }

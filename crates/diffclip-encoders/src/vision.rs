@@ -5,7 +5,7 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::Initializer;
 
 use crate::LayerNorm;
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Device, Int, Tensor};
 use diffclip_attention::{AttentionMaps, AttentionPath};
 use serde::{Deserialize, Serialize};
 
@@ -203,12 +203,17 @@ impl VisionTransformer {
 
     /// Encode `images [B, C, H, W]`; `return_tokens` keeps all final tokens. Without them the
     /// last block computes the class token's output alone (the same values, ~1/12 less work
-    /// for ViT-B/16).
+    /// for ViT-B/16, in training too).
     pub fn forward(&self, images: Tensor<4>, return_tokens: bool) -> VisionOutput {
         let mut x = self.embed(images);
-        let last = self.blocks.len().saturating_sub(1);
-        for (i, block) in self.blocks.iter().enumerate() {
-            x = if i == last && !return_tokens { block.forward_queries(x, None, 1) } else { block.forward(x, None) };
+        let (b, device) = (x.dims()[0], x.device());
+        let class_only = self.blocks.split_last().filter(|_| !return_tokens && b > 0);
+        let blocks = class_only.map_or(&self.blocks[..], |(_, blocks)| blocks);
+        for block in blocks {
+            x = block.forward(x, None);
+        }
+        if let Some((last, _)) = class_only {
+            x = last.forward_at(x, Tensor::<2, Int>::zeros([b, 1], &device));
         }
         self.head(x, return_tokens)
     }

@@ -21,22 +21,13 @@ pub(crate) enum Combine {
     Diff { lambda: f32, norm: Option<(f32, f32)> },
 }
 
-/// Sizes of one call: `k` and `v` are `[batch, n, width]`, row-major; `q` and the output are
-/// `[batch, queries, width]`, the first `queries` positions (`n` for self-attention).
+/// Sizes of one call: `q`, `k`, `v` and the output are `[batch, n, width]`, row-major.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Dims {
     pub batch: usize,
     pub n: usize,
     pub width: usize,
     pub heads: usize,
-    pub queries: usize,
-}
-
-impl Dims {
-    /// Every position queries (self-attention over `n` rows).
-    pub(crate) fn all(batch: usize, n: usize, width: usize, heads: usize) -> Self {
-        Dims { batch, n, width, heads, queries: n }
-    }
 }
 
 /// Scratch per work item stays around 256 KiB per map (L2-sized).
@@ -101,12 +92,12 @@ pub(crate) fn scores_softmax(
     scale: f32,
     causal: bool,
 ) {
-    let Dims { n, width, queries, .. } = dims;
+    let Dims { n, width, .. } = dims;
     let hd = width / dims.heads;
     let rows = scores.len() / maps / n;
-    assert!(r <= rows && r0 + r <= queries && queries <= n);
-    assert!((b + 1) * queries * width <= q.len() && (b + 1) * n * width <= k.len());
-    let (q_base, k_base) = (b * queries * width, b * n * width);
+    assert!(r <= rows && r0 + r <= n);
+    assert!((b + 1) * n * width <= q.len() && (b + 1) * n * width <= k.len());
+    let base = b * n * width;
     let w = width as isize;
     for map in 0..maps {
         let head = g * maps + map;
@@ -117,9 +108,9 @@ pub(crate) fn scores_softmax(
                 [r, n, hd],
                 s.as_mut_ptr(),
                 n as isize,
-                q.as_ptr().add(q_base + r0 * width + head * hd),
+                q.as_ptr().add(base + r0 * width + head * hd),
                 [w, 1],
-                k.as_ptr().add(k_base + head * hd),
+                k.as_ptr().add(base + head * hd),
                 [1, w],
                 scale,
                 false,
@@ -146,22 +137,21 @@ pub(crate) fn attention(
     gamma: &[f32],
     keep_prenorm: bool,
 ) -> (Vec<f32>, Vec<f32>) {
-    let Dims { batch, n, width, queries, .. } = dims;
+    let Dims { batch, n, width, .. } = dims;
     let (groups, maps, _, vd) = group_shape(dims, matches!(combine, Combine::Diff { .. }));
-    assert!(queries <= n && q.len() == batch * queries * width);
-    assert!(k.len() == batch * n * width && v.len() == k.len());
+    assert!(q.len() == batch * n * width && k.len() == q.len() && v.len() == q.len());
     if let Combine::Diff { norm: Some(_), .. } = combine {
         assert_eq!(gamma.len(), vd, "RMSNorm gain has {} values, expected {vd}", gamma.len());
     }
-    let mut out = vec![0.0f32; batch * queries * width];
+    let mut out = vec![0.0f32; batch * n * width];
     let keep = keep_prenorm && matches!(combine, Combine::Diff { norm: Some(_), .. });
     let mut prenorm = if keep { vec![0.0f32; out.len()] } else { Vec::new() };
     if out.is_empty() {
         return (out, prenorm);
     }
     let pre_ptr = SendPtr(prenorm.as_mut_ptr());
-    let rows = row_block(n).min(queries);
-    let blocks = queries.div_ceil(rows);
+    let rows = row_block(n);
+    let blocks = n.div_ceil(rows);
     let out_ptr = SendPtr(out.as_mut_ptr());
     let w = width as isize;
     (0..batch * groups * blocks).into_par_iter().for_each_init(
@@ -170,13 +160,13 @@ pub(crate) fn attention(
             let (bg, blk) = (item / blocks, item % blocks);
             let (b, g) = (bg / groups, bg % groups);
             let r0 = blk * rows;
-            let r = rows.min(queries - r0);
-            let (base, q_base) = (b * n * width, b * queries * width);
+            let r = rows.min(n - r0);
+            let base = b * n * width;
             scores_softmax(q, k, scores, [b, g, r0, r], dims, maps, scale, causal);
             let (a1, a2) = scores.split_at_mut(rows * n);
             let v_ptr = v.as_ptr().wrapping_add(base + g * vd);
             // This item alone writes rows r0..r0+r, columns g·vd..(g+1)·vd of `out`.
-            let out_rows = out_ptr.get().wrapping_add(q_base + r0 * width + g * vd);
+            let out_rows = out_ptr.get().wrapping_add(base + r0 * width + g * vd);
             let norm = match combine {
                 Combine::Single => None,
                 Combine::Diff { lambda, norm } => {
@@ -194,7 +184,7 @@ pub(crate) fn attention(
             }
             if let Some((eps, out_scale)) = norm {
                 for i in 0..r {
-                    let at = q_base + (r0 + i) * width + g * vd;
+                    let at = base + (r0 + i) * width + g * vd;
                     // SAFETY: as above, row i of this item's output block (and of `prenorm`).
                     let dst = unsafe { std::slice::from_raw_parts_mut(out_ptr.get().add(at), vd) };
                     simd::rms_norm_row(&o[i * vd..(i + 1) * vd], dst, gamma, eps, out_scale);

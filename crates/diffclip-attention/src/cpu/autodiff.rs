@@ -219,7 +219,7 @@ pub(crate) fn attention_tracked(
         Some(d) => Some((autodiff_of(d.lambda)?, autodiff_of(d.gamma)?, d.eps, d.out_scale)),
         None => None,
     };
-    let dims = Dims::all(batch, n, width, heads);
+    let dims = Dims { batch, n, width, heads };
     let len = batch * n * width;
     let lambda_value = diff.as_ref().map(|d| contiguous(d.0.primitive().clone()).storage::<f32>()[0]);
     let gamma = diff.as_ref().map(|d| contiguous(d.1.primitive().clone()));

@@ -159,7 +159,6 @@ pub(crate) fn linear<const D: usize>(x: &Tensor<D>, w: &Tensor<2>, b: Option<&Te
 }
 
 /// Attention of `[B, N, D]` projections on flex before the output projection, or `None`.
-/// `q` may hold only the first `queries ≤ N` positions (`[B, queries, D]`, the output's shape).
 /// `gamma` is the differential RMSNorm gain (for [`Combine::Diff`]).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn attention(
@@ -172,26 +171,28 @@ pub(crate) fn attention(
     combine: Combine,
     gamma: Option<&Tensor<1>>,
 ) -> Option<Tensor<3>> {
-    let [batch, queries, width] = q.dims();
-    let n = k.dims()[1];
+    let [batch, n, width] = q.dims();
+    if k.dims() != q.dims() || v.dims() != q.dims() {
+        return None;
+    }
     let (q, k, v) = (flex_of(q)?, flex_of(k)?, flex_of(v)?);
     let gamma = match gamma {
         Some(g) => Some(flex_of(g)?),
         None => None,
     };
     let g: &[f32] = gamma.as_ref().map(|g| g.storage::<f32>()).unwrap_or(&[]);
-    let (q_len, len) = (batch * queries * width, batch * n * width);
+    let len = batch * n * width;
     let (out, _) = attention::attention(
-        &q.storage::<f32>()[..q_len],
+        &q.storage::<f32>()[..len],
         &k.storage::<f32>()[..len],
         &v.storage::<f32>()[..len],
-        Dims { batch, n, width, heads, queries },
+        Dims { batch, n, width, heads },
         scale,
         causal,
         &combine,
         g,
         false,
     );
-    Some(from_vec(out, [batch, queries, width]))
+    Some(from_vec(out, [batch, n, width]))
 }
 

@@ -195,9 +195,7 @@ fn two_pass<E: Float>(k: &Tensor<E>, v: &Tensor<E>, params: &Tensor<E>, qr: &Arr
 
 /// With `pair`: `y = RMSNorm(O)·γ·out_scale` with `O = (A1 − λ·A2)·V`, and (with `keep`) O
 /// and `A2·V` stacked `[2B, N, W]`, the backward's inputs; without: `y = A·V` (`o` unwritten).
-/// `lse` `[rows, 3]`: both maps' log-sum-exp and O's reciprocal RMS (0 where unused). `nq`
-/// query rows (the first `nq` positions; `nq < n` only without the causal mask) attend to `n`
-/// keys.
+/// `lse` `[rows, 3]`: both maps' log-sum-exp and O's reciprocal RMS (0 where unused).
 #[cube(launch, address_type = "dynamic")]
 fn forward_kernel<E: Float>(
     q: &Tensor<E>,
@@ -208,7 +206,6 @@ fn forward_kernel<E: Float>(
     o: &mut Tensor<E>,
     lse: &mut Tensor<f32>,
     rows: usize,
-    nq: usize,
     n: usize,
     groups: usize,
     scale: f32,
@@ -221,16 +218,16 @@ fn forward_kernel<E: Float>(
     #[define(E)] _dtype: ElemType,
 ) {
     let vd = comptime!(group_width(hd, pair));
-    let (bg, i, live) = place(nq);
-    if bg * nq >= rows {
+    let (bg, i, live) = place(n);
+    if bg * n >= rows {
         terminate!();
     }
-    // Keys and values of this row's batch and group (all n positions); q holds nq of them.
+    // Keys and values of this row's batch and group.
     let width = groups * vd;
     let column = (bg % groups) * vd;
     let base = (bg / groups) * n * width + column;
-    let qo = (bg / groups) * nq * width + column + i * width;
-    let pos = bg * nq + i;
+    let qo = base + i * width;
+    let pos = bg * n + i;
     let (end, cube_end) = key_ends(i, n, causal);
     let qr = own_row(q, qo, scale, vd);
     // One pass over the keys, except for differential inference: there the two-pass product
@@ -312,21 +309,19 @@ fn norm_backward_kernel<E: Float>(
     }
 }
 
-/// `y` `[B, nq, W]` (with `pair`: normalised and scaled), `O` (with `pair` and `keep` the
-/// pre-norm output and `A2·V`, `[2B, nq, W]`, else one unused value), and per row the
-/// log-sum-exps and O's reciprocal RMS `[rows, 3]`. `q` holds the first `nq ≤ N` positions of
-/// `k` and `v`.
+/// `y` `[B, N, W]` (with `pair`: normalised and scaled), `O` (with `pair` and `keep` the
+/// pre-norm output and `A2·V`, `[2B, N, W]`, else one unused value), and per row the
+/// log-sum-exps and O's reciprocal RMS `[rows, 3]`.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn forward(q: CubeTensor, k: CubeTensor, v: CubeTensor, params: CubeTensor, heads: usize, scale: f32, causal: bool, pair: bool, keep: bool, eps: f32, out_scale: f32) -> (CubeTensor, CubeTensor, CubeTensor) {
     let [q, k, v, params] = [q, k, v, params].map(into_contiguous);
     let p = tiled_plan(&q, heads, pair, &[&q, &k, &v]);
-    let n = k.shape()[1];
     let o_shape = if pair && keep { stacked(q.shape()) } else { Shape::new([1]) };
     let (y, o, lse) = (empty(&q, q.shape(), q.dtype), empty(&q, o_shape, q.dtype), empty(&q, [p.rows, 3].into(), DType::F32));
     forward_kernel::launch(
         &q.client.clone(), p.count, p.dim, p.address, q.into_tensor_arg(), k.into_tensor_arg(), v.into_tensor_arg(),
         params.into_tensor_arg(), y.clone().into_tensor_arg(), o.clone().into_tensor_arg(), lse.clone().into_tensor_arg(), p.rows,
-        p.n, n, p.groups, scale, eps, out_scale, p.hd, causal, p.pair, keep, p.elem,
+        p.n, p.groups, scale, eps, out_scale, p.hd, causal, p.pair, keep, p.elem,
     );
     (y, o, lse)
 }

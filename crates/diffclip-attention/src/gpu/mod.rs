@@ -79,8 +79,8 @@ fn rows(shape: &Shape, heads: usize, pair: bool) -> usize {
 pub trait AttentionKernelOps: Backend {
     /// With `pair`: `y = RMSNorm(O)·γ·out_scale` with `O = (A1 − λ·A2)·V`, O and `A2·V` stacked
     /// along the batch (with `keep`, for the backward; else one unused value), and per row both
-    /// log-sum-exps and O's reciprocal RMS; without: `y = A·V`, one unused value, and the rows' log-sum-exps. `q` may hold only
-    /// the first positions of `k` and `v` (not with `causal`).
+    /// log-sum-exps and O's reciprocal RMS; without: `y = A·V`, one unused value, and the rows'
+    /// log-sum-exps.
     #[allow(clippy::too_many_arguments)]
     #[fusion(meta = forward_meta)]
     fn fused_attention(q: FloatTensor<Self>, k: FloatTensor<Self>, v: FloatTensor<Self>, params: FloatTensor<Self>, heads: usize, scale: f32, causal: bool, pair: bool, keep: bool, eps: f32, out_scale: f32) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
@@ -283,14 +283,11 @@ pub(crate) struct DiffArgs<'a> {
 
 /// Attention of `[B, N, W]` projections on a CubeCL device: with `diff`,
 /// `RMSNorm((A1 − λ·A2)·V)·γ·out_scale` per head pair; without, standard `A·V` per head.
-/// Under autodiff (differentiable, q as long as k), or on a plain device when
-/// [`crate::set_gpu_inference_kernel`] is on (q may hold the first positions of k's, without
-/// `causal`). `None` otherwise.
+/// Under autodiff (differentiable), or on a plain device when [`crate::set_gpu_inference_kernel`]
+/// is on. `None` otherwise.
 pub(crate) fn attention(q: &Tensor<3>, k: &Tensor<3>, v: &Tensor<3>, diff: Option<DiffArgs<'_>>, heads: usize, scale: f32, causal: bool) -> Option<Tensor<3>> {
     let autodiff = on_cube(q)?;
-    let ([bq, nq, wq], [b, n, w]) = (q.dims(), k.dims());
-    let rows_fit = if autodiff { nq == n } else { inference() && (nq == n || (!causal && nq < n)) };
-    if !rows_fit || (bq, wq) != (b, w) || k.dims() != v.dims() || diff.as_ref().is_some_and(|d| d.params.dtype() != q.dtype()) {
+    if !(autodiff || inference()) || q.dims() != k.dims() || k.dims() != v.dims() || diff.as_ref().is_some_and(|d| d.params.dtype() != q.dtype()) {
         return None;
     }
     CALLS.set(CALLS.get() + 1);
