@@ -5,7 +5,6 @@
 
 use burn::module::{Module, Param};
 use burn::nn::{Dropout, DropoutConfig, Initializer, Linear, LinearConfig, RmsNorm, RmsNormConfig};
-use burn::tensor::activation::softmax;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Device, Int, Tensor};
@@ -14,6 +13,7 @@ use crate::AttentionConfig;
 use crate::error::AttentionError;
 use crate::mask::{AttnMask, full_mask, fused_mask};
 use crate::queries::{gather_rows, keys_after};
+use crate::maps::softmax_maps;
 use crate::{AttentionMaps, AttentionPath};
 
 /// Differential multi-head attention. Input and output `[B, N, D]`.
@@ -203,13 +203,8 @@ impl DiffAttention {
         let ([b, m, _], n) = (rows.dims(), x.dims()[1]);
         let q = crate::linear(&self.q_proj, rows);
         let (q, k, v) = self.split_heads((q, crate::linear(&self.k_proj, x.clone()), crate::linear(&self.v_proj, x)));
-        let (hp, hd) = (self.num_heads / 2, self.head_dim);
-        let q = q * (hd as f64).powf(-0.5);
-        let mut scores = q.matmul(k.swap_dims(2, 3));
-        if let Some(mask) = mask {
-            scores = scores.mask_fill(mask, f32::NEG_INFINITY);
-        }
-        let attn = softmax(scores, 3).reshape([b, hp, 2, m, n]);
+        let hp = self.num_heads / 2;
+        let attn = softmax_maps(q, k, self.head_dim, mask).reshape([b, hp, 2, m, n]);
         let a1 = attn.clone().narrow(2, 0, 1).reshape([b, hp, m, n]);
         let a2 = attn.narrow(2, 1, 1).reshape([b, hp, m, n]);
         let lambda = self.lambda_full();

@@ -1,4 +1,7 @@
 use burn::tensor::Tensor;
+use burn::tensor::activation::softmax;
+
+use crate::AttnMask;
 
 /// Attention maps returned by the reference path, for visualisation.
 #[derive(Debug, Clone)]
@@ -22,4 +25,16 @@ impl AttentionMaps {
             _ => self.first.clone(),
         }
     }
+}
+
+/// The softmax maps `softmax(q·kᵀ / √head_dim)` of `q [B, H, M, hd]` against `k [B, H, N, hd]`,
+/// keys under `mask` (broadcast to `[B, H, M, N]`) at −∞: the reference paths' maps.
+pub(crate) fn softmax_maps(q: Tensor<4>, k: Tensor<4>, head_dim: usize, mask: Option<AttnMask>) -> Tensor<4> {
+    let q = q * (head_dim as f64).powf(-0.5);
+    let scores = q.matmul(k.swap_dims(2, 3));
+    let scores = match mask {
+        Some(mask) => scores.mask_fill(mask, f32::NEG_INFINITY),
+        None => scores,
+    };
+    softmax(scores, 3)
 }

@@ -2,7 +2,6 @@
 
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
-use burn::tensor::activation::softmax;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Device, Int, Tensor};
@@ -11,6 +10,7 @@ use crate::AttentionConfig;
 use crate::error::AttentionError;
 use crate::queries::{gather_rows, keys_after};
 use crate::mask::{AttnMask, full_mask, fused_mask};
+use crate::maps::softmax_maps;
 use crate::{AttentionMaps, AttentionPath};
 
 /// Standard scaled dot-product multi-head attention. Input and output `[B, N, D]`.
@@ -121,12 +121,7 @@ impl StandardAttention {
         let [b, m, _] = rows.dims();
         let q = self.split(crate::linear(&self.q_proj, rows));
         let (k, v) = (self.split(crate::linear(&self.k_proj, x.clone())), self.split(crate::linear(&self.v_proj, x)));
-        let q = q * (self.head_dim as f64).powf(-0.5);
-        let mut scores = q.matmul(k.swap_dims(2, 3));
-        if let Some(mask) = mask {
-            scores = scores.mask_fill(mask, f32::NEG_INFINITY);
-        }
-        let attn = softmax(scores, 3);
+        let attn = softmax_maps(q, k, self.head_dim, mask);
         let out = self.finish(self.attn_drop.forward(attn.clone()).matmul(v), b, m);
         (out, AttentionMaps { first: attn, second: None, lambda: None })
     }
