@@ -199,13 +199,10 @@ fn pooled_positions(text: &Tensor<2, Int>) -> Tensor<2, Int> {
     text.clone().argmax(1)
 }
 
-/// `text` narrowed to its first `p + 1` positions, `p` the latest of the pooled positions `at`:
-/// the rest is padding that a causal tower never lets back in.
+/// `text` (at least one row) narrowed to its first `p + 1` positions, `p` the latest of the
+/// pooled positions `at`: the rest is padding that a causal tower never lets back in.
 fn through_last(text: Tensor<2, Int>, at: &Tensor<2, Int>) -> Tensor<2, Int> {
-    let [b, l] = text.dims();
-    if b == 0 || l == 0 {
-        return text;
-    }
+    let l = text.dims()[1];
     let last = at.clone().max().into_scalar::<i64>() as usize;
     if last + 1 < l { text.narrow(1, 0, last + 1) } else { text }
 }

@@ -96,7 +96,7 @@ pub(crate) fn scores_softmax(
     let hd = width / dims.heads;
     let rows = scores.len() / maps / n;
     assert!(r <= rows && r0 + r <= n);
-    assert!((b + 1) * n * width <= q.len() && (b + 1) * n * width <= k.len());
+    assert!((b + 1) * n * width <= q.len().min(k.len()));
     let base = b * n * width;
     let w = width as isize;
     for map in 0..maps {
