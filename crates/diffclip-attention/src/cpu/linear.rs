@@ -60,6 +60,13 @@ fn row_chunk(n: usize) -> usize {
 pub(crate) fn forward(x: &[f32], w: &[f32], b: Option<&[f32]>, d: LinearDims) -> Vec<f32> {
     let LinearDims { rows, k, n } = d;
     assert!(x.len() >= rows * k && w.len() >= k * n && b.is_none_or(|b| b.len() >= n));
+    if rows == 1 {
+        // One row would take the GEMM crate's matrix-vector path, whose sums round differently
+        // from its kernel's: a pooled row's output would depend on its batch's size.
+        let mut out = forward(&[&x[..k], &x[..k]].concat(), w, b, LinearDims { rows: 2, k, n });
+        out.truncate(n);
+        return out;
+    }
     let len = rows * n;
     let mut out = written(len, |out| match b {
         Some(b) => out.par_chunks_mut(n * row_chunk(n)).for_each(|rows| {
@@ -171,6 +178,18 @@ mod tests {
             close(&backward_weight(&x, &dy, d), &naive(k, n, rows, |l, i| x[i * k + l], |i, j| dy[i * n + j]));
             let db: Vec<f32> = (0..n).map(|j| (0..rows).map(|i| dy[i * n + j] as f64).sum::<f64>() as f32).collect();
             close(&backward_bias(&dy, d), &db);
+        }
+    }
+
+    #[test]
+    fn a_row_is_the_same_bits_whatever_rows_come_with_it() {
+        // An encoder's pooled rows go through linears one per item: alone or batched, the same.
+        let (k, n) = (512, 384);
+        let (x, w, b) = (values(70 * k, 5), values(k * n, 6), values(n, 7));
+        let all = forward(&x, &w, Some(&b), LinearDims { rows: 70, k, n });
+        for rows in [1, 2, 5] {
+            let some = forward(&x[..rows * k], &w, Some(&b), LinearDims { rows, k, n });
+            assert!(some == all[..rows * n], "{rows} rows");
         }
     }
 }
