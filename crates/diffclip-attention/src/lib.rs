@@ -130,3 +130,11 @@ pub fn cpu_kernels_enabled() -> bool {
     #[cfg(not(feature = "flex"))]
     false
 }
+
+/// Whether `width` columns split into `heads` heads (in pairs for differential attention) the
+/// way the kernels index them. Configs are checked at init, but the layers' fields are public:
+/// a layer edited out of shape takes Burn's path (and its error) instead of a kernel.
+#[cfg(any(feature = "flex", feature = "cube"))]
+pub(crate) fn heads_fit(width: usize, heads: usize, pairs: bool) -> bool {
+    heads > 0 && width.is_multiple_of(heads) && (!pairs || heads.is_multiple_of(2))
+}

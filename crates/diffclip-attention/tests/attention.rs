@@ -13,12 +13,7 @@ use diffclip_attention::{
 use diffclip_testkit::devices;
 
 mod common;
-use common::{GpuInferenceKernel, gradient_case_sized, rel_diff, serial};
-
-fn max_diff(a: Tensor<3>, b: Tensor<3>) -> f32 {
-    let d = (a - b).abs().max().into_scalar::<f32>();
-    if d.is_nan() { f32::INFINITY } else { d }
-}
+use common::{GpuInferenceKernel, gradient_case_sized, max_diff, rel_diff, serial};
 
 #[test]
 fn diff_fused_matches_reference_with_and_without_causal_mask() {
@@ -187,6 +182,20 @@ fn invalid_configs_are_errors_at_init() {
         let cfg = AttentionConfig { kind: AttentionKind::Standard, ..AttentionConfig::new(60, 5) };
         assert!(cfg.init(&device).is_ok());
     }
+}
+
+/// A layer whose public fields were edited out of shape (values wider than queries and keys)
+/// never reaches the CPU kernel under autodiff, which would read v as q's shape: Burn's path
+/// refuses the shapes instead of returning a wrong output.
+#[test]
+fn layers_edited_out_of_shape_never_reach_the_kernels() {
+    let _serial = serial();
+    let device = diffclip_testkit::devices().into_iter().find(|(name, _)| *name == "flex").expect("flex is built").1.autodiff();
+    let mut diff = AttentionConfig::new(32, 4).init_differential(&device).unwrap();
+    diff.v_proj = burn::nn::LinearConfig::new(32, 48).init(&device);
+    let x = Tensor::<3>::random([1, 5, 32], Distribution::Default, &device);
+    let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| diff.forward(x, None)));
+    assert!(out.is_err(), "v of 48 columns read as 32");
 }
 
 #[test]

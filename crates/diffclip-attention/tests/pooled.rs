@@ -6,12 +6,7 @@ use diffclip_attention::{AttentionConfig, AttentionKind, AttentionPath, DiffAtte
 use diffclip_testkit::devices;
 
 mod common;
-use common::{gradient_case_sized, rel_diff, serial};
-
-fn max_diff(a: Tensor<3>, b: Tensor<3>) -> f32 {
-    let d = (a - b).abs().max().into_scalar::<f32>();
-    if d.is_nan() { f32::INFINITY } else { d }
-}
+use common::{gradient_case_sized, max_diff, rel_diff, serial};
 
 /// One position per item (a caption's end token, the class token) equals the full output
 /// gathered there: values, and on autodiff devices the gradients of x, the projections, λ and

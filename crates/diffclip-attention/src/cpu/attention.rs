@@ -95,7 +95,7 @@ pub(crate) fn scores_softmax(
     let Dims { n, width, .. } = dims;
     let hd = width / dims.heads;
     let rows = scores.len() / maps / n;
-    assert!(r <= rows && r0 + r <= n);
+    assert!(r <= rows && r0 + r <= n && (g + 1) * maps * hd <= width);
     assert!((b + 1) * n * width <= q.len().min(k.len()));
     let base = b * n * width;
     let w = width as isize;

@@ -199,8 +199,8 @@ pub(crate) struct DiffArgs<'a> {
 }
 
 /// `RMSNorm((A1 − λ·A2)·V)·out_scale` (with `diff`) or `A·V` of `[B, N, D]` projections on an
-/// autodiff flex device, differentiable; `None` when the tensors are not there or `q` holds
-/// fewer positions than `k` (the backward is written for self-attention).
+/// autodiff flex device, differentiable; `None` when the tensors are not there or q, k and v
+/// differ in shape (the backward is written for self-attention).
 pub(crate) fn attention_tracked(
     q: &Tensor<3>,
     k: &Tensor<3>,
@@ -210,10 +210,10 @@ pub(crate) fn attention_tracked(
     scale: f32,
     causal: bool,
 ) -> Option<Tensor<3>> {
-    if !super::enabled() || q.dims() != k.dims() {
+    let [batch, n, width] = q.dims();
+    if !super::enabled() || q.dims() != k.dims() || v.dims() != q.dims() || !crate::heads_fit(width, heads, diff.is_some()) {
         return None;
     }
-    let [batch, n, width] = q.dims();
     let (q, k, v) = (autodiff_of(q)?, autodiff_of(k)?, autodiff_of(v)?);
     let diff = match diff {
         Some(d) => Some((autodiff_of(d.lambda)?, autodiff_of(d.gamma)?, d.eps, d.out_scale)),

@@ -172,7 +172,8 @@ pub(crate) fn attention(
     gamma: Option<&Tensor<1>>,
 ) -> Option<Tensor<3>> {
     let [batch, n, width] = q.dims();
-    if k.dims() != q.dims() || v.dims() != q.dims() {
+    let pairs = matches!(combine, Combine::Diff { .. });
+    if k.dims() != q.dims() || v.dims() != q.dims() || !crate::heads_fit(width, heads, pairs) {
         return None;
     }
     let (q, k, v) = (flex_of(q)?, flex_of(k)?, flex_of(v)?);

@@ -287,7 +287,8 @@ pub(crate) struct DiffArgs<'a> {
 /// is on. `None` otherwise.
 pub(crate) fn attention(q: &Tensor<3>, k: &Tensor<3>, v: &Tensor<3>, diff: Option<DiffArgs<'_>>, heads: usize, scale: f32, causal: bool) -> Option<Tensor<3>> {
     let autodiff = on_cube(q)?;
-    if !(autodiff || inference()) || q.dims() != k.dims() || k.dims() != v.dims() || diff.as_ref().is_some_and(|d| d.params.dtype() != q.dtype()) {
+    let fits = crate::heads_fit(q.dims()[2], heads, diff.is_some());
+    if !(autodiff || inference()) || q.dims() != k.dims() || k.dims() != v.dims() || !fits || diff.as_ref().is_some_and(|d| d.params.dtype() != q.dtype()) {
         return None;
     }
     CALLS.set(CALLS.get() + 1);

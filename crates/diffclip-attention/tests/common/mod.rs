@@ -12,6 +12,12 @@ pub fn rel_diff<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> f32 {
     if d.is_nan() { f32::INFINITY } else { d }
 }
 
+/// Largest |a − b| (NaN counts as a failure).
+pub fn max_diff(a: Tensor<3>, b: Tensor<3>) -> f32 {
+    let d = (a - b).abs().max().into_scalar::<f32>();
+    if d.is_nan() { f32::INFINITY } else { d }
+}
+
 /// An input, a probe to weigh the output with, and a differential layer (width 32, 4 heads)
 /// whose norm gain is random rather than ones, so a kernel's use of γ is checked too.
 pub fn gradient_case(ad: &burn::tensor::Device, n: usize, causal: bool) -> (Tensor<3>, Tensor<3>, DiffAttention) {
