@@ -1,0 +1,115 @@
+//! Devices, FIFOs and directories given as files, and oversized files.
+
+use super::*;
+
+#[test]
+fn devices_fifos_and_directories_are_refused_at_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (path, kind) in special_files(tmp.path()) {
+        let p = path.clone();
+        let err = within(10, "decode_file", move || {
+            decode_file(&p, &DecodeOptions::default()).unwrap_err()
+        });
+        assert!(matches!(err, PreprocessError::Io { .. }), "{err}");
+        assert_names(&err.to_string(), &path, kind);
+
+        // Through a pipeline, as `preprocess`, the datasets and `eval` read images.
+        let p = path.clone();
+        let err = within(10, "process_file", move || {
+            let pipeline = Pipeline::from_name("openai", 16).unwrap();
+            pipeline.process_file(&p, 0).unwrap_err().to_string()
+        });
+        assert_names(&err, &path, kind);
+
+        // As a caption file and as a tar shard.
+        let p = path.clone();
+        let err = within(10, "CsvDataset::open", move || {
+            CsvDataset::open(&p, &CsvConfig::default(), loader())
+                .unwrap_err()
+                .to_string()
+        });
+        assert_names(&err, &path, kind);
+        let p = path.clone();
+        let results = within(10, "WebDataset", move || {
+            let wds =
+                WebDataset::from_shards(vec![p], WebDatasetConfig::default(), loader()).unwrap();
+            wds.raw_samples()
+                .map(|r| r.map(|s| s.key).map_err(|e| e.to_string()))
+                .collect::<Vec<_>>()
+        });
+        assert_eq!(results.len(), 1, "{results:?}");
+        assert_names(results[0].as_ref().unwrap_err(), &path, kind);
+    }
+}
+
+#[test]
+fn special_files_in_a_csv_are_bad_samples_not_hangs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let specials = special_files(tmp.path());
+    write(&tmp.path().join("ok.png"), &png_bytes(4, 4, [40, 0, 0]));
+    let mut text = String::from("filepath\ttitle\n");
+    for (p, _) in &specials {
+        text += &format!("{}\tspecial\n", p.display());
+    }
+    text += "ok.png\tfine\n";
+    let csv = tmp.path().join("special.tsv");
+    write(&csv, text.as_bytes());
+    let (item, skipped, errors) = within(20, "CSV of special files", move || {
+        let ds = CsvDataset::open(&csv, &CsvConfig::default(), loader()).unwrap();
+        let errors: Vec<String> = (0..3)
+            .map(|i| ds.try_get(i).unwrap_err().to_string())
+            .collect();
+        // Each bad row read is counted once and replaced by the next good one.
+        let items: Vec<ClipItem> = (0..3).map(|i| ds.get_item(i).unwrap()).collect();
+        assert!(items.iter().all(|i| i.caption == "fine"));
+        (items[0].clone(), ds.skip_counter().skipped(), errors)
+    });
+    assert_eq!(
+        (item.caption.as_str(), red(&item), skipped),
+        ("fine", 40, 3)
+    );
+    for ((path, kind), err) in specials.iter().zip(&errors) {
+        assert_names(err, path, kind);
+    }
+}
+
+#[test]
+fn image_files_are_capped_in_bytes() {
+    let path = fixtures().join("rgba_300x200.png");
+    let len = std::fs::metadata(&path).unwrap().len();
+    let bytes = std::fs::read(&path).unwrap();
+    let small = DecodeOptions {
+        max_bytes: 1000,
+        ..Default::default()
+    };
+    let err = decode_file(&path, &small).unwrap_err();
+    assert!(
+        matches!(err, PreprocessError::FileTooLarge { limit: 1000, .. }),
+        "{err}"
+    );
+    let msg = err.to_string();
+    assert!(
+        msg.contains("rgba_300x200.png") && msg.contains("1000 bytes") && msg.contains("max_bytes"),
+        "{msg}"
+    );
+    assert_eq!(err.path(), Some(path.as_path()));
+    let err = decode_bytes(&bytes, "member.png", &small).unwrap_err();
+    assert!(matches!(err, PreprocessError::FileTooLarge { .. }), "{err}");
+    // Exactly at the limit is fine; the default is far above any photo.
+    let exact = DecodeOptions {
+        max_bytes: len,
+        ..Default::default()
+    };
+    assert!(decode_file(&path, &exact).is_ok());
+    assert_eq!(DecodeOptions::default().max_bytes, DEFAULT_MAX_BYTES);
+    assert_eq!(DEFAULT_MAX_BYTES, 256 << 20);
+    let mut config = PreprocessConfig::preset(Preset::OpenAi, 16);
+    config.decode.max_bytes = 0;
+    assert!(matches!(
+        Pipeline::new(config),
+        Err(PreprocessError::InvalidConfig(_))
+    ));
+    // Old configs without the field still read, with the default.
+    let o: DecodeOptions = serde_json::from_str(r#"{"max_pixels": 10}"#).unwrap();
+    assert_eq!((o.max_pixels, o.max_bytes), (10, DEFAULT_MAX_BYTES));
+}
