@@ -220,7 +220,7 @@ fn run(args: Args, matches: &ArgMatches) -> Res<()> {
     let source_options = SourceOptions {
         image_size,
         preprocess: args.preprocess.clone(),
-        seed: args.seed,
+        seed: trainer.config.seed,
         policy,
         templates: templates.clone(),
         csv: csv.clone(),
@@ -259,7 +259,7 @@ fn run(args: Args, matches: &ArgMatches) -> Res<()> {
 
     // Held-out evaluation: slip where training crops at random (slip-train).
     let preprocess = if args.preprocess == "slip-train" { "slip".into() } else { args.preprocess.clone() };
-    let eval_options = EvalSetOptions { image_size, preprocess, seed: args.seed, templates, csv };
+    let eval_options = EvalSetOptions { image_size, preprocess, seed: trainer.config.seed, templates, csv };
     let eval_set = args.eval.as_deref().map(|spec| EvalSet::open(&spec.parse()?, &eval_options)).transpose()?;
     let mut hook = |m: &Clip, step: u64| -> Result<serde_json::Value, TrainError> {
         let v = eval_set.as_ref().expect("hook only with an eval set").evaluate(m, truncation).map_err(|e| TrainError::Eval(e.to_string()))?;

@@ -335,7 +335,8 @@ fn a_killed_training_process_resumes_from_its_checkpoint() {
     ];
     let mut child = Command::new(example("train"))
         .args(common)
-        .args(["--preset", "diffclip_tiny", "--steps", "100000", "--quiet"])
+        // A seed other than the default: the resumed run, given none, must take it from the checkpoint.
+        .args(["--preset", "diffclip_tiny", "--steps", "100000", "--quiet", "--seed", "7"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
