@@ -106,6 +106,26 @@ impl TrainConfig {
         if !(self.lr.is_finite() && self.lr > 0.0) {
             return bad("lr must be positive");
         }
+        // Each of these would train silently wrong: NaN weights (beta2 = 1, eps = 0), updates
+        // against the gradient (a negative clip) or none at all (a zero clip).
+        if !(self.min_lr.is_finite() && self.min_lr >= 0.0) {
+            return bad(&format!("min_lr (--min-lr) must be zero or positive, got {}", self.min_lr));
+        }
+        let a = &self.adamw;
+        for (name, value) in [("adamw.beta1", a.beta1), ("adamw.beta2 (--beta2)", a.beta2)] {
+            if !(0.0..1.0).contains(&value) {
+                return bad(&format!("{name} must lie in [0, 1), got {value}"));
+            }
+        }
+        if !(a.eps.is_finite() && a.eps > 0.0) {
+            return bad(&format!("adamw.eps must be positive, got {}", a.eps));
+        }
+        if !(a.weight_decay.is_finite() && a.weight_decay >= 0.0) {
+            return bad(&format!("adamw.weight_decay (--wd) must be zero or positive, got {}", a.weight_decay));
+        }
+        if let Some(clip) = self.grad_clip.filter(|c| !(c.is_finite() && *c > 0.0)) {
+            return bad(&format!("grad_clip (--grad-clip) must be positive, got {clip}"));
+        }
         Ok(())
     }
 }

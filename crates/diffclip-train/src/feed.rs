@@ -103,8 +103,12 @@ impl<'a> Feed<'a> {
         let mut last_error = String::new();
         let c = &mut self.cursor;
         let order = reading.order.get_or_insert_with(|| epoch_order(data.num_items(), self.seed, c.epoch));
+        // Whether this call read the current epoch from its start: only a whole epoch of bad
+        // samples is an empty batch, not the bad tail of one.
+        let mut from_start = c.position == 0;
         while items.len() < self.batch_size {
             if c.position >= order.len() {
+                from_start = true;
                 c.epoch += 1;
                 c.position = 0;
                 *order = epoch_order(data.num_items(), self.seed, c.epoch);
@@ -123,7 +127,7 @@ impl<'a> Feed<'a> {
                     }
                 }
             }
-            if items.is_empty() && c.skipped > 0 && c.position >= order.len() {
+            if items.is_empty() && from_start && c.position >= order.len() {
                 return Err(TrainError::EmptyBatch { step, last_error });
             }
         }

@@ -5,8 +5,8 @@ use std::sync::mpsc::Receiver;
 use std::time::Instant;
 
 use burn::module::{Module, Param};
-use burn::tensor::{DType, Device, Tensor};
-use diffclip_clip::loss::{MAX_LOGIT_SCALE, clip_loss_normalized, siglip_loss};
+use burn::tensor::{Device, Tensor};
+use diffclip_clip::loss::MAX_LOGIT_SCALE;
 use diffclip_clip::{Clip, ClipConfig, Precision};
 use diffclip_data::datasets::ClipDataset;
 use diffclip_data::ClipBatcher;
@@ -15,7 +15,8 @@ use serde::Serialize;
 
 use crate::checkpoint::{Checkpoint, TrainState, save_training_checkpoint};
 use crate::feed::{ClipStream, Cursor, Feed, Loaded, Source, prefetched};
-use crate::{AdamW, GradBuffer, RunOptions, LossKind, MetricsLog, StepRecord, TrainConfig, TrainError, load_training_checkpoint};
+use crate::parallel::contrastive_loss;
+use crate::{AdamW, GradBuffer, RunOptions, MetricsLog, StepRecord, TrainConfig, TrainError, load_training_checkpoint};
 
 /// `f16` mixed precision: the first loss scale (PyTorch `GradScaler`'s).
 const INITIAL_LOSS_SCALE: f64 = 65536.0;
@@ -100,7 +101,7 @@ impl Trainer {
     }
 
     /// Prepares the output folder: a fresh run refuses an earlier run's files unless
-    /// [`RunOptions::overwrite`]; a continued run cuts `metrics.jsonl` back to its step.
+    /// [`RunOptions::overwrite`] (then the earlier checkpoint is removed); a continued run cuts `metrics.jsonl` back to its step.
     /// Either way, temporary files of killed checkpoint writes are removed.
     fn open_output(&self, dir: &std::path::Path) -> Result<MetricsLog, TrainError> {
         std::fs::create_dir_all(dir).map_err(|source| TrainError::Io { path: dir.display().to_string(), source })?;
@@ -112,6 +113,12 @@ impl Trainer {
         }
         if !self.options.overwrite && (ckpt.exists() || metrics.exists()) {
             return Err(TrainError::OutputExists { path: dir.display().to_string() });
+        }
+        // An earlier run's checkpoint would otherwise be what a later `--resume` continues, should
+        // this run stop before writing its own.
+        match std::fs::remove_file(&ckpt) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(TrainError::Io { path: ckpt.display().to_string(), source: e }),
+            _ => {}
         }
         MetricsLog::create(metrics)
     }
@@ -326,11 +333,9 @@ impl Trainer {
         // `with_precision` leaves an f32 model as it is.
         let model = self.model.clone().with_precision(self.config.precision).map_err(|e| TrainError::Config(e.to_string()))?;
         let out = model.forward(images, texts);
-        let scale = out.logit_scale_exp.cast(DType::F32).clamp_max(MAX_LOGIT_SCALE);
-        Ok(match (self.config.loss, &model.logit_bias) {
-            (LossKind::Siglip, Some(bias)) => siglip_loss(out.image_embed, out.text_embed, scale, bias.val().cast(DType::F32)),
-            _ => clip_loss_normalized(out.image_embed, out.text_embed, scale),
-        })
+        // The temperature (and SigLIP's bias) from the f32 master weights, as the replicas' loss
+        // and autocast take them: bf16 would turn ln 100 into 4.59375, a scale of 98.9.
+        Ok(contrastive_loss(&self.model, self.config.loss, out.image_embed, out.text_embed))
     }
 
     fn progress_bar(&self) -> ProgressBar {

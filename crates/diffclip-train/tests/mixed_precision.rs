@@ -148,3 +148,23 @@ fn mixed_precision_runs_split_over_replicas_track_one_device() {
         assert_eq!(t2.state.loss_scale, t1.state.loss_scale, "{p}: the same loss scale");
     }
 }
+
+/// The loss's temperature comes from the f32 master `logit_scale`, not its bf16 cast: ln 100
+/// and 4.59375 (what bf16 rounds ln 100 to) give different first-step losses in bf16, by as
+/// much as in f32 (with the cast they gave the same loss).
+#[test]
+fn the_temperature_comes_from_the_f32_master_weight() {
+    let _serial = serial();
+    let data = data();
+    let first_loss = |precision: Precision, logit_scale: f32| {
+        let mut t = trainer(1, precision);
+        let device = t.model.logit_scale.val().device();
+        t.model.logit_scale = burn::module::Param::from_tensor(burn::tensor::Tensor::from_floats([logit_scale], &device));
+        t.fit(&data, &batcher(), None).unwrap().losses[0]
+    };
+    let (ln100, rounded) = (100f32.ln(), 4.59375f32);
+    let f32_gap = first_loss(Precision::F32, ln100) - first_loss(Precision::F32, rounded);
+    let bf16_gap = first_loss(Precision::Bf16, ln100) - first_loss(Precision::Bf16, rounded);
+    assert!(f32_gap.abs() > 1e-3, "the test needs a visible gap: {f32_gap}");
+    assert!((bf16_gap - f32_gap).abs() <= 0.2 * f32_gap.abs(), "bf16 gap {bf16_gap}, f32 gap {f32_gap}");
+}

@@ -107,7 +107,13 @@ fn a_fresh_run_refuses_an_earlier_runs_folder() {
     assert_eq!(std::fs::read(&ckpt).unwrap(), before, "the earlier checkpoint changed");
     assert_eq!(std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap(), log_before);
 
-    // With overwrite the earlier run is replaced, and the log holds only the new run.
+    // With overwrite the earlier run is replaced at once: stopped before its first checkpoint,
+    // the new run leaves none of the old run's for a resume to continue.
+    let mut cut = trainer_with(2, RunOptions { output: Some(dir.to_path_buf()), overwrite: true, stop_after: Some(1), ..RunOptions::default() });
+    cut.config.checkpoint_every = 2;
+    cut.fit(&data, &batcher(), None).unwrap();
+    assert!(!ckpt.exists(), "the earlier run's checkpoint survived --overwrite");
+    // And the log holds only the new run.
     let mut second = trainer_with(2, RunOptions { output: Some(dir.to_path_buf()), overwrite: true, ..RunOptions::default() });
     second.fit(&data, &batcher(), None).unwrap();
     let log = std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap();
@@ -270,6 +276,26 @@ fn bad_configs_are_errors() {
     let mut t = trainer(2, None);
     t.config.batch_size = 10_000;
     assert!(matches!(t.fit(&data, &batcher(), None), Err(TrainError::Config(_))));
+    // Optimizer settings that would train silently wrong are refused, naming the setting.
+    type Edit = (&'static str, fn(&mut TrainConfig));
+    let edits: [Edit; 7] = [
+        ("grad_clip", |c| c.grad_clip = Some(-1.0)),
+        ("grad_clip", |c| c.grad_clip = Some(0.0)),
+        ("beta2", |c| c.adamw.beta2 = 1.0),
+        ("beta1", |c| c.adamw.beta1 = -0.1),
+        ("eps", |c| c.adamw.eps = 0.0),
+        ("weight_decay", |c| c.adamw.weight_decay = -0.5),
+        ("min_lr", |c| c.min_lr = f64::NAN),
+    ];
+    for (name, edit) in edits {
+        let mut t = trainer(2, None);
+        edit(&mut t.config);
+        match t.fit(&data, &batcher(), None) {
+            Err(TrainError::Config(m)) => assert!(m.contains(name), "{name}: {m}"),
+            other => panic!("{name}: {:?}", other.map(|r| r.steps)),
+        }
+        assert_eq!(t.state.step, 0, "{name}: no step taken");
+    }
     let _ = Module::num_params(&t.model);
 }
 
@@ -298,4 +324,44 @@ fn a_resumed_checkpoints_model_config_is_untrusted() {
     let err = Trainer::resume(&evil, Device::flex().autodiff(), RunOptions::default()).err().expect("a 10^12-parameter model must be refused");
     let msg = err.to_string();
     assert!(msg.contains("evil.safetensors") && msg.contains("too large"), "{msg}");
+}
+
+/// The first five synthetic items, one of them unreadable.
+struct OneBad {
+    inner: diffclip_data::synthetic::ContrastiveView,
+    bad: usize,
+}
+
+impl diffclip_data::datasets::ClipDataset for OneBad {
+    fn num_items(&self) -> usize {
+        5
+    }
+    fn image_size(&self) -> usize {
+        self.inner.image_size()
+    }
+    fn try_get(&self, index: usize) -> Result<diffclip_data::ClipItem, diffclip_data::DataError> {
+        match index {
+            i if i == self.bad => Err(diffclip_data::DataError::Config(format!("broken sample {i}"))),
+            i => self.inner.try_get(i),
+        }
+    }
+}
+
+/// A bad sample at the end of an epoch is skipped and the batch filled from the next epoch;
+/// only a whole epoch of bad samples is an empty batch.
+#[test]
+fn a_bad_sample_ending_an_epoch_is_skipped_not_an_empty_batch() {
+    let _serial = serial();
+    // Batches of 2 over 5 items: step 3 reads the epoch's last item, broken, then epoch 1.
+    let bad = diffclip_train::epoch_order(5, 0, 0)[4];
+    let data = OneBad { inner: data(), bad };
+    let mut t = trainer(4, None);
+    t.config.batch_size = 2;
+    let report = t.fit(&data, &batcher(), None).unwrap();
+    assert_eq!(report.losses.len(), 4);
+    // Steps 3 and 4 take their 4 samples from epoch 1, skipping the bad one if it comes first.
+    let next = diffclip_train::epoch_order(5, 0, 1);
+    let read = next.iter().scan(0, |good, &i| (*good < 4).then(|| *good += usize::from(i != bad))).count();
+    assert_eq!(report.skipped_samples, 1 + read - 4);
+    assert_eq!((t.state.epoch, t.state.position), (1, read));
 }
