@@ -67,10 +67,21 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let encoder = Encoder::new(&loaded.model)?.with_tokenizer(loaded.tokenizer.clone())?.with_truncation(truncation)?;
     let classifier = build_classifier(&encoder, &labels, &templates)?;
     let files = list_image_files(&args.images)?;
-    let images = encoder.encode_source(&ImageSource::files(files.clone(), &pipeline)?)?.l2_normalized();
+    if files.is_empty() {
+        return Err(format!("no image files in {}", args.images.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")).into());
+    }
+    // One unreadable file among many is reported and left out, not fatal.
+    let out = encoder.encode_source_skipping(&ImageSource::files(files.clone(), &pipeline)?)?;
+    for (i, why) in &out.skipped {
+        eprintln!("skipped {}: {why}", files[*i].display());
+    }
+    if out.kept.is_empty() {
+        return Err(format!("none of the {} image files could be read", files.len()).into());
+    }
+    let images = out.embeddings.l2_normalized();
     let scale = loaded.model.logit_scale_exp().into_scalar::<f32>();
     let logits = images.matmul_t(&classifier)?;
-    for (file, row) in files.iter().zip(logits.row_iter()) {
+    for (file, row) in out.kept.iter().map(|&i| &files[i]).zip(logits.row_iter()) {
         let top = top_k(&softmax(row, scale), args.top_k);
         if args.json {
             let labels: Vec<_> = top.iter().map(|&(c, p)| serde_json::json!({ "label": labels[c], "probability": p })).collect();

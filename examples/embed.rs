@@ -13,7 +13,9 @@
 //! reads them) write shards `OUT/embeddings-NNNNN.safetensors` (`image_embed` and/or
 //! `text_embed` `[n, E]`, row-aligned, and each row's file, `TAR:KEY` or `LINE:n` in the
 //! metadata key `paths`); a re-run keeps finished shards, `--shard I/N` splits the work over
-//! machines. WebDataset input writes one shard per tar.
+//! machines. WebDataset input writes one shard per tar. Each shard records the job that wrote it
+//! (checkpoint, preprocessing, truncation, `--normalize`, its input rows): a re-run whose job
+//! differs stops with an error naming what changed instead of mixing rows from two jobs.
 //!
 //! ```text
 //! cargo run --release --example embed -- --model diffclip-vit-b16-cc12m --images photos/ --output emb/
@@ -61,7 +63,8 @@ struct Args {
     /// Image files and/or folders (recursive) to embed into shards under --output.
     #[arg(long, num_args = 1..)]
     images: Vec<PathBuf>,
-    /// A text file, one caption per line, to embed into shards under --output.
+    /// A text file, one caption per line (blank lines skipped), to embed into shards under
+    /// --output/texts.
     #[arg(long)]
     texts: Option<PathBuf>,
     /// Preprocessing of --images: openai, slip, square-imagenet (default: slip for the timm
@@ -175,8 +178,11 @@ fn embed_files(args: &Args, loaded: &LoadedModel) -> Result<(), Box<dyn std::err
         batch_size: args.batch_size.max(1),
         ..ShardJob::new(&args.output).with_part(i, n)
     };
-    let encoder = Encoder::new(&loaded.model)?.with_tokenizer(loaded.tokenizer.clone())?.with_truncation(args.truncate.as_deref().unwrap_or(loaded.truncate).parse()?)?;
+    let truncate = args.truncate.as_deref().unwrap_or(loaded.truncate);
+    let encoder = Encoder::new(&loaded.model)?.with_tokenizer(loaded.tokenizer.clone())?.with_truncation(truncate.parse()?)?;
     let preprocess = args.preprocess.as_deref().unwrap_or(loaded.preprocess);
+    // Stored in every shard: a re-run with another model or preprocessing must not mix rows.
+    let job = ShardJob { source: format!("{}, preprocess {preprocess}, truncate {truncate}", loaded.checkpoint.display()), ..job };
     let pipeline = Pipeline::from_name(preprocess, loaded.config.vision.image_size as u32)?;
     let mut report = ShardReport::default();
     if let Some(spec) = &args.data {
@@ -207,7 +213,12 @@ fn embed_files(args: &Args, loaded: &LoadedModel) -> Result<(), Box<dyn std::err
         report = job.embed_images(&encoder, &pipeline, &files)?;
     }
     if let Some(path) = &args.texts {
-        let lines: Vec<(usize, String)> = diffclip::data::files::open_regular(path).and_then(std::io::read_to_string).map_err(|e| format!("{}: {e}", path.display()))?.lines().enumerate().map(|(k, l)| (k + 1, l.to_string())).collect();
+        let text = diffclip::data::files::open_regular(path).and_then(std::io::read_to_string).map_err(|e| format!("{}: {e}", path.display()))?;
+        // Blank lines are not captions; the rows keep their line numbers.
+        let lines: Vec<(usize, String)> = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()).map(|(k, l)| (k + 1, l.to_string())).collect();
+        if lines.is_empty() {
+            return Err(format!("{}: no captions (every line is blank)", path.display()).into());
+        }
         let text_job = ShardJob { dir: job.dir.join("texts"), ..job.clone() };
         report.extend(text_job.embed_texts(&encoder, &lines)?);
     }

@@ -32,7 +32,8 @@ use diffclip::eval::{Encoder, ImageSource};
 struct Args {
     #[command(flatten)]
     model: ModelArgs,
-    /// The folder `embed --output` wrote (image shards; caption shards are in its `texts/`).
+    /// The folder `embed --output` wrote (image shards; caption shards are in its `texts/`, or
+    /// beside the image shards for `embed --data`).
     #[arg(long)]
     index: PathBuf,
     /// A text query (searches the image shards).
@@ -44,7 +45,8 @@ struct Args {
     /// An image query (searches the image shards; with --texts, the caption shards).
     #[arg(long)]
     image: Option<PathBuf>,
-    /// Search the caption shards (`INDEX/texts`) instead of the image shards.
+    /// Search the caption embeddings (`INDEX/texts`, or INDEX's own `text_embed`) instead of
+    /// the image embeddings.
     #[arg(long)]
     texts: bool,
     /// Hits to show.
@@ -53,6 +55,10 @@ struct Args {
     /// Preprocessing of an image query (default: slip for the timm layout, openai for OpenAI's).
     #[arg(long)]
     preprocess: Option<String>,
+    /// Over-long text queries: keep-eot (open_clip) or drop-eot (the DiffCLIP authors'); default:
+    /// the model's. Use what `embed --truncate` used.
+    #[arg(long)]
+    truncate: Option<String>,
     /// One JSON object per hit.
     #[arg(long)]
     json: bool,
@@ -82,7 +88,7 @@ fn main() -> ExitCode {
 
 fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let loaded = args.model.load()?;
-    let encoder = Encoder::new(&loaded.model)?.with_tokenizer(loaded.tokenizer.clone())?.with_truncation(loaded.truncate.parse()?)?.with_progress(false);
+    let encoder = Encoder::new(&loaded.model)?.with_tokenizer(loaded.tokenizer.clone())?.with_truncation(args.truncate.as_deref().unwrap_or(loaded.truncate).parse()?)?.with_progress(false);
     let (names, queries) = match (&args.text, &args.image, &args.queries) {
         (Some(text), _, _) => (vec![text.clone()], encoder.encode_texts(&[text.as_str()])?),
         (None, Some(image), _) => {
@@ -100,7 +106,14 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         }
         (None, None, None) => return Err("give --text, --image or --queries".into()),
     };
-    let (dir, tensor) = if args.texts { (args.index.join("texts"), "text_embed") } else { (args.index.clone(), "image_embed") };
+    // `embed --texts` writes caption shards to INDEX/texts; `embed --data` writes both kinds
+    // into INDEX itself.
+    let texts_dir = args.index.join("texts");
+    let (dir, tensor) = match args.texts {
+        true if texts_dir.is_dir() => (texts_dir, "text_embed"),
+        true => (args.index.clone(), "text_embed"),
+        false => (args.index.clone(), "image_embed"),
+    };
     let index = if args.approximate || args.rebuild_index { Some(approximate(&args, &dir, tensor)?) } else { None };
     let rows: Vec<&[f32]> = (0..names.len()).map(|i| queries.row(i)).collect();
     // Exact search reads every shard once for all the queries.

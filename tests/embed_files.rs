@@ -65,12 +65,25 @@ fn shards_resume_split_and_hold_texts() {
     for (n, b) in &before {
         assert_eq!(&std::fs::read(out.join(n)).unwrap(), b, "{n} rewritten");
     }
-    // Captions: one row per line, named by line number.
+    // A re-run of another job is refused, naming what changed, and rewrites nothing.
+    let ckpt = fixture("diffclip_tiny/model.safetensors");
+    let refused = |extra: &[&str], needle: &str| {
+        let o = Command::new(example("embed")).args(["--preset", "diffclip_tiny", "--checkpoint"]).arg(&ckpt).arg("--images").arg(&images).arg("--output").arg(&out).args(extra).output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success() && err.contains("embeddings-00000.safetensors") && err.contains(needle), "{needle}: {err}");
+    };
+    refused(&["--rows-per-shard", "4", "--normalize"], "its rows");
+    refused(&["--rows-per-shard", "3"], "--normalize");
+    refused(&["--rows-per-shard", "3", "--normalize", "--preprocess", "openai"], "preprocess openai");
+    for (n, b) in &before {
+        assert_eq!(&std::fs::read(out.join(n)).unwrap(), b, "{n} rewritten by a refused job");
+    }
+    // Captions: one row per line, named by line number; blank lines are not captions.
     let texts = out.join("captions.txt");
-    std::fs::write(&texts, "a red square\na blue circle\n").unwrap();
+    std::fs::write(&texts, "a red square\n  \na blue circle\n").unwrap();
     embed(&["--texts".as_ref(), texts.as_os_str(), "--output".as_ref(), out.as_os_str()]);
     let rows = shard_rows(&out.join("texts"), "text_embed");
-    assert_eq!(rows.iter().map(|(p, _)| p.as_str()).collect::<Vec<_>>(), ["LINE:1", "LINE:2"]);
+    assert_eq!(rows.iter().map(|(p, _)| p.as_str()).collect::<Vec<_>>(), ["LINE:1", "LINE:3"]);
     assert_eq!(rows[0].1.len(), 32);
 }
 
@@ -107,6 +120,27 @@ fn classify_gives_a_distribution_over_the_labels() {
     }
     let o = Command::new(example("classify")).args(["--preset", "diffclip_tiny", "--checkpoint"]).arg(&ckpt).args(["--labels", "only one"]).arg(&images).output().unwrap();
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("at least two labels"));
+}
+
+#[test]
+fn classify_skips_an_unreadable_image_and_refuses_an_empty_folder() {
+    let ckpt = fixture("diffclip_tiny/model.safetensors");
+    let dir = tmpdir("embed-files", "classify-bad");
+    std::fs::copy(fixture("preprocess/images/flower.jpg"), dir.join("a.jpg")).unwrap();
+    std::fs::write(dir.join("b.png"), b"not a png").unwrap();
+    std::fs::copy(fixture("preprocess/images/rgba_300x200.png"), dir.join("c.png")).unwrap();
+    let classify = |folder: &Path| Command::new(example("classify")).args(["--preset", "diffclip_tiny", "--checkpoint"]).arg(&ckpt).args(["--labels", "a dog,a cat", "--templates", "simple", "--json"]).arg(folder).output().unwrap();
+    let o = classify(&dir);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("skipped") && err.contains("b.png"), "{err}");
+    let paths: Vec<String> = String::from_utf8(o.stdout).unwrap().lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["path"].as_str().unwrap().to_string()).collect();
+    assert_eq!(paths.len(), 2, "{paths:?}");
+    assert!(paths[0].ends_with("a.jpg") && paths[1].ends_with("c.png"), "each line names its own image: {paths:?}");
+    let empty = dir.join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let o = classify(&empty);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("no image files"), "{}", String::from_utf8_lossy(&o.stderr));
 }
 
 #[test]

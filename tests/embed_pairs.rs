@@ -77,10 +77,30 @@ fn csv_pairs_embed_images_and_captions_row_aligned() {
         assert_same(img, &images[IMAGES[i]], p);
         assert_same(txt, &captions[i], &format!("caption of {p}"));
     }
+    // A CSV kept apart from its images finds them through --csv-image-root.
+    std::fs::create_dir_all(dir.join("lists")).unwrap();
+    std::fs::copy(dir.join("pairs.csv"), dir.join("lists/pairs.csv")).unwrap();
+    let apart = format!("csv:{}", dir.join("lists/pairs.csv").display());
+    let rooted = dir.join("rooted");
+    embed(&["--data".as_ref(), apart.as_ref(), "--csv-image-root".as_ref(), dir.as_os_str(), "--embed".as_ref(), "images".as_ref(), "--output".as_ref(), rooted.as_os_str()]);
+    let rows = shard_rows(&rooted, "image_embed");
+    assert_eq!(rows.len(), IMAGES.len());
+    assert_same(&rows[0].1, &images[IMAGES[0]], "an image found through the root");
     // --embed texts writes captions only; --bad-samples fail stops at the missing file.
     let texts_only = dir.join("texts-only");
     embed(&["--data".as_ref(), spec.as_ref(), "--embed".as_ref(), "texts".as_ref(), "--output".as_ref(), texts_only.as_os_str()]);
     assert_eq!(shard_rows(&texts_only, "text_embed").len(), IMAGES.len() + 1);
+    // search --texts finds the captions beside the images; searching images in a caption-only
+    // folder is an error, not an empty answer.
+    let search = |index: &Path, extra: &[&str]| {
+        Command::new(example("search")).args(["--preset", "diffclip_tiny", "--checkpoint"]).arg(fixture("diffclip_tiny/model.safetensors")).arg("--index").arg(index).args(["--text", "photo number 3", "--json"]).args(extra).output().unwrap()
+    };
+    let o = search(&out, &["--texts"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(String::from_utf8_lossy(&o.stdout).lines().count(), IMAGES.len());
+    let o = search(&texts_only, &[]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("holds no image_embed") && err.contains("text_embed"), "{err}");
     let ckpt = fixture("diffclip_tiny/model.safetensors");
     let failed = Command::new(example("embed")).args(["--preset", "diffclip_tiny", "--checkpoint"]).arg(&ckpt).args(["--data", &spec, "--bad-samples", "fail", "--output"]).arg(dir.join("fail")).output().unwrap();
     assert!(!failed.status.success() && String::from_utf8_lossy(&failed.stderr).contains("missing.png"));
@@ -130,5 +150,19 @@ fn webdataset_tars_become_one_shard_each_and_split_by_tar() {
         assert_eq!(p, q);
         assert_same(img, &images[IMAGES[i]], p);
         assert_same(txt, &captions[i], &format!("caption of {p}"));
+    }
+    // A sample needs only the members the job embeds: an image without a caption is a row of
+    // --embed images, a caption without an image one of --embed texts.
+    let mut odd = member(0);
+    odd.truncate(1);
+    odd.push(("0001.txt".into(), caption(1).into_bytes()));
+    write_tar(&dir.join("odd.tar"), &odd);
+    let spec = format!("wds:{}", dir.join("odd.tar").display());
+    for (embed_what, tensor, key) in [("images", "image_embed", "0000"), ("texts", "text_embed", "0001")] {
+        let out = dir.join(format!("odd-{embed_what}"));
+        embed(&["--data".as_ref(), spec.as_ref(), "--embed".as_ref(), embed_what.as_ref(), "--output".as_ref(), out.as_os_str()]);
+        let rows = shard_rows(&out, tensor);
+        assert_eq!(rows.len(), 1, "{embed_what}");
+        assert!(rows[0].0.ends_with(&format!("odd.tar:{key}")), "{embed_what}: {}", rows[0].0);
     }
 }

@@ -220,6 +220,27 @@ impl<'a> Encoder<'a> {
     /// Image embeddings of a source: each batch is loaded in parallel (rayon), then embedded.
     /// The first unreadable image is an error naming it.
     pub fn encode_source(&self, source: &ImageSource<'_>) -> Result<Matrix, EvalError> {
+        Ok(self.encode_source_inner(source, true)?.embeddings)
+    }
+
+    /// [`Self::encode_source`] that leaves out the images that cannot be loaded (a corrupt file
+    /// among many) instead of stopping: the others' embeddings, which they are, and why each
+    /// left-out one failed. Errors of the model itself still stop it.
+    ///
+    /// ```no_run
+    /// # fn demo(encoder: &diffclip_eval::Encoder<'_>, source: &diffclip_eval::ImageSource<'_>) -> Result<(), diffclip_eval::EvalError> {
+    /// let out = encoder.encode_source_skipping(source)?;
+    /// for (i, why) in &out.skipped {
+    ///     eprintln!("image {i} left out: {why}");
+    /// }
+    /// assert_eq!(out.embeddings.rows(), out.kept.len());
+    /// # Ok(()) }
+    /// ```
+    pub fn encode_source_skipping(&self, source: &ImageSource<'_>) -> Result<SkippingEmbeddings, EvalError> {
+        self.encode_source_inner(source, false)
+    }
+
+    fn encode_source_inner(&self, source: &ImageSource<'_>, fail_fast: bool) -> Result<SkippingEmbeddings, EvalError> {
         let s = self.image_size();
         if source.size() != s {
             return Err(EvalError::Invalid(format!(
@@ -228,21 +249,31 @@ impl<'a> Encoder<'a> {
             )));
         }
         let pb = bar(source.len(), "images", self.progress);
-        let mut parts = Vec::new();
+        let (mut parts, mut kept, mut skipped) = (Vec::new(), Vec::new(), Vec::new());
         let mut start = 0;
         while start < source.len() {
             let len = self.batch_size.min(source.len() - start);
-            let pixels = (start..start + len)
-                .into_par_iter()
-                .map(|i| source.load(i))
-                .collect::<Result<Vec<_>, _>>()?;
-            let batch = batch_tensor(pixels, s, &self.device);
-            parts.push(Matrix::from_tensor(self.model.encode_image(batch))?);
+            let loaded: Vec<Result<Vec<f32>, EvalError>> = (start..start + len).into_par_iter().map(|i| source.load(i)).collect();
+            let mut pixels = Vec::with_capacity(len);
+            for (i, image) in (start..).zip(loaded) {
+                match image {
+                    Ok(p) => {
+                        pixels.push(p);
+                        kept.push(i);
+                    }
+                    Err(e) if fail_fast => return Err(e),
+                    Err(e) => skipped.push((i, e)),
+                }
+            }
+            if !pixels.is_empty() {
+                let batch = batch_tensor(pixels, s, &self.device);
+                parts.push(Matrix::from_tensor(self.model.encode_image(batch))?);
+            }
             pb.inc(len as u64);
             start += len;
         }
         pb.finish_and_clear();
-        self.stack(parts)
+        Ok(SkippingEmbeddings { embeddings: self.stack(parts)?, kept, skipped })
     }
 
     fn stack(&self, parts: Vec<Matrix>) -> Result<Matrix, EvalError> {
@@ -252,4 +283,15 @@ impl<'a> Encoder<'a> {
         }
         Matrix::vstack(&parts.iter().collect::<Vec<_>>())
     }
+}
+
+/// What [`Encoder::encode_source_skipping`] returns.
+#[derive(Debug)]
+pub struct SkippingEmbeddings {
+    /// `[kept.len(), E]`: the embeddings of the images that loaded, in source order.
+    pub embeddings: Matrix,
+    /// The source indices of those images.
+    pub kept: Vec<usize>,
+    /// The source indices left out, with the error of each.
+    pub skipped: Vec<(usize, EvalError)>,
 }

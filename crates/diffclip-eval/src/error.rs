@@ -78,6 +78,15 @@ pub enum EvalError {
         /// What is wrong with it.
         message: String,
     },
+    /// An embedding shard (`embeddings-NNNNN.safetensors`) is unreadable, or was written by
+    /// another job than the one resuming it.
+    #[error("embedding shard {path}: {message}")]
+    Shard {
+        /// The shard file.
+        path: String,
+        /// What is wrong with it.
+        message: String,
+    },
     /// Writing a PNG failed.
     #[error("{path}: {message}")]
     Image {

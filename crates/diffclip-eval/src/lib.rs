@@ -48,7 +48,7 @@ pub mod synthetic;
 mod zeroshot;
 
 pub use cache::{EmbeddingCache, ModelKey};
-pub use encode::Encoder;
+pub use encode::{Encoder, SkippingEmbeddings};
 pub use error::EvalError;
 pub use evaluate::{evaluate_retrieval, evaluate_zero_shot};
 pub use evaluator::{Evaluator, Labelled, dataset_labels};

@@ -2,20 +2,20 @@
 //! them ([`ShardJob`]) and exact search over them ([`search`]).
 
 mod job;
+mod stamp;
 
 use std::path::{Path, PathBuf};
 
-pub use job::{EmbedRow, Embedding, ImageSource, ShardJob, ShardReport};
+pub use job::{EmbedRow, Embedding, ImageSource, ShardJob, ShardPlan, ShardReport};
 
 use crate::EvalError;
 
-/// A shard counts as done when its header parses and lists its rows (writes are atomic, so a
-/// torn one cannot exist; a foreign file of that name is rewritten). Only the header is read.
-pub(crate) fn is_complete(path: &Path) -> bool {
-    diffclip_clip::checkpoint::safetensors_header(path)
-        .ok()
-        .flatten()
-        .is_some_and(|h| h.get("__metadata__").and_then(|m| m.get("paths")).is_some())
+/// Why a shard without `tensor` cannot be searched: it was embedded for the other kind
+/// (`embed --texts` or `--embed texts` writes only `text_embed`), named so the user can switch.
+pub(crate) fn missing_tensor<S: AsRef<str>>(tensor: &str, present: impl IntoIterator<Item = S>) -> String {
+    let mut present: Vec<String> = present.into_iter().map(|s| s.as_ref().to_string()).filter(|s| s != "__metadata__").collect();
+    present.sort();
+    format!("holds no {tensor} (it holds {}): search the kind of embedding the folder was written with", if present.is_empty() { "nothing".into() } else { present.join(", ") })
 }
 
 /// The `embeddings-*.safetensors` shards of `dir`, sorted: the collection's row order.
@@ -43,6 +43,7 @@ pub struct Hit {
 /// Exact top-`k` search of `query` (any scale) against the `tensor` rows of every shard in `dir`
 /// (`image_embed` or `text_embed`), by cosine similarity. Shards are read one at a time, so
 /// memory is one shard plus `k` hits whatever the collection's size. Ties keep the earlier row.
+/// A shard without `tensor` is an error (the folder holds the other kind of embedding).
 pub fn search(dir: &Path, tensor: &str, query: &[f32], k: usize) -> Result<Vec<Hit>, EvalError> {
     Ok(search_many(dir, tensor, &[query], k)?.pop().unwrap_or_default())
 }
@@ -64,12 +65,12 @@ pub fn search_many(dir: &Path, tensor: &str, queries: &[&[f32]], k: usize) -> Re
     }
     let mut hits: Vec<Vec<Hit>> = vec![Vec::new(); queries.len()];
     for shard in shards {
-        let bad = |m: String| EvalError::Cache { path: shard.display().to_string(), message: m };
+        let bad = |m: String| EvalError::Shard { path: shard.display().to_string(), message: m };
         let bytes = std::fs::read(&shard).map_err(|e| EvalError::io(&shard, e))?;
         let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| bad(e.to_string()))?;
         let paths: Vec<String> = meta.metadata().as_ref().and_then(|m| m.get("paths")).and_then(|p| serde_json::from_str(p).ok()).ok_or_else(|| bad("no `paths` metadata".into()))?;
         let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| bad(e.to_string()))?;
-        let Ok(view) = st.tensor(tensor) else { continue };
+        let Ok(view) = st.tensor(tensor) else { return Err(bad(missing_tensor(tensor, st.names()))) };
         let shape = view.shape();
         if view.dtype() != safetensors::Dtype::F32 || shape.len() != 2 || shape[0] != paths.len() || (shape[0] > 0 && shape[1] != dim) {
             return Err(bad(format!("{tensor} is {:?} {shape:?}, expected F32 [{}, {dim}]", view.dtype(), paths.len())));

@@ -159,7 +159,9 @@ fn unindexable_shards_are_clear_errors() {
     let e = AnnIndex::build(dir.path(), "image_embed", small_config()).unwrap_err().to_string();
     assert!(e.contains("embeddings-00000.safetensors") && e.contains("row 7 (row7.png) is not finite"), "{e}");
     let e = AnnIndex::build(dir.path(), "text_embed", small_config()).unwrap_err().to_string();
-    assert!(e.contains("no text_embed rows"), "{e}");
+    assert!(e.contains("embeddings-00000.safetensors") && e.contains("holds no text_embed (it holds image_embed)"), "{e}");
+    let e = diffclip_eval::shards::search(dir.path(), "text_embed", &rows[..4], 1).unwrap_err().to_string();
+    assert!(e.contains("embeddings-00000.safetensors") && e.contains("holds no text_embed (it holds image_embed)"), "exact search says the same: {e}");
     let empty = tempfile::tempdir().unwrap();
     let e = AnnIndex::build(empty.path(), "image_embed", small_config()).unwrap_err().to_string();
     assert!(e.contains("no embeddings-NNNNN.safetensors shards"), "{e}");

@@ -48,6 +48,10 @@ pub(crate) struct MemberSpec {
     pub image_exts: Vec<String>,
     /// Caption extension, lower case.
     pub caption_ext: String,
+    /// A sample without an image member is an error (else its `image` is empty).
+    pub require_image: bool,
+    /// A sample without a caption member is an error (else its `caption` is empty).
+    pub require_caption: bool,
 }
 
 /// The raw samples of a list of shards, read in order on a background thread (so reading
@@ -119,33 +123,33 @@ fn finish(group: Group, shard: &Path, spec: &MemberSpec) -> Result<WdsSample, Da
         message,
     };
     let find = |ext: &str| group.members.iter().find(|m| m.1 == ext);
-    let image = spec
-        .image_exts
-        .iter()
-        .find_map(|e| find(e))
-        .ok_or_else(|| {
-            err(format!(
-                "sample {:?} has no image member (.{})",
-                group.key,
-                spec.image_exts.join(", .")
-            ))
-        })?;
-    let caption = find(&spec.caption_ext).ok_or_else(|| {
-        err(format!(
-            "sample {:?} has no caption member (.{})",
-            group.key, spec.caption_ext
-        ))
-    })?;
-    let caption = std::str::from_utf8(&caption.2)
-        .map_err(|e| err(format!("caption {} is not UTF-8: {e}", caption.0)))?
-        .trim()
-        .to_string();
+    let image = spec.image_exts.iter().find_map(|e| find(e));
+    if image.is_none() && spec.require_image {
+        return Err(err(format!(
+            "sample {:?} has no image member (.{})",
+            group.key,
+            spec.image_exts.join(", .")
+        )));
+    }
+    let caption = match find(&spec.caption_ext) {
+        Some(c) => std::str::from_utf8(&c.2)
+            .map_err(|e| err(format!("caption {} is not UTF-8: {e}", c.0)))?
+            .trim()
+            .to_string(),
+        None if spec.require_caption => {
+            return Err(err(format!(
+                "sample {:?} has no caption member (.{})",
+                group.key, spec.caption_ext
+            )));
+        }
+        None => String::new(),
+    };
     let json = find("json").map(|j| String::from_utf8_lossy(&j.2).into_owned());
     Ok(WdsSample {
         shard: shard.to_path_buf(),
         key: group.key.clone(),
-        image_member: image.0.clone(),
-        image: image.2.clone(),
+        image_member: image.map(|m| m.0.clone()).unwrap_or_default(),
+        image: image.map(|m| m.2.clone()).unwrap_or_default(),
         caption,
         json,
     })
@@ -173,6 +177,7 @@ fn read_shard(
     let mut group: Option<Group> = None;
     let mut last_member = String::from("(start of archive)");
     let mut members = 0usize;
+    let mut skipped_key: Option<String> = None;
     for entry in entries {
         let mut entry = match entry {
             Ok(e) => e,
@@ -208,10 +213,21 @@ fn read_shard(
             member: name.clone(),
             message,
         };
+        if skipped_key.as_deref() == Some(key.as_str()) {
+            continue; // the rest of a sample already reported as bad
+        }
         let size = entry.size();
         if size > MAX_MEMBER_BYTES {
+            // Skip this sample (the tar reader steps over the member's bytes) and read on.
             let msg = format!("{size} bytes, above the {MAX_MEMBER_BYTES}-byte limit");
-            return tx.send(Err(member_err(msg))).is_ok();
+            group = None;
+            skipped_key = Some(key);
+            members += 1;
+            last_member = name.clone();
+            if tx.send(Err(member_err(msg))).is_err() {
+                return false;
+            }
+            continue;
         }
         // The header's size is only a hint: a corrupt one must not force a big allocation.
         let mut data = Vec::with_capacity(size.min(1 << 20) as usize);

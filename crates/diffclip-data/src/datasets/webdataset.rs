@@ -38,6 +38,12 @@ pub struct WebDatasetConfig {
     pub shuffle_buffer: usize,
     /// Samples the reader thread may read ahead.
     pub prefetch: usize,
+    /// A sample without an image member is a bad sample; when false it comes with no image
+    /// bytes (for jobs that only read captions).
+    pub require_image: bool,
+    /// A sample without a caption member is a bad sample; when false its caption is empty
+    /// (for jobs that only read images).
+    pub require_caption: bool,
 }
 
 impl Default for WebDatasetConfig {
@@ -48,6 +54,8 @@ impl Default for WebDatasetConfig {
             shuffle_shards: false,
             shuffle_buffer: 0,
             prefetch: 256,
+            require_image: true,
+            require_caption: true,
         }
     }
 }
@@ -160,6 +168,8 @@ impl WebDataset {
         let spec = MemberSpec {
             image_exts: config.image_extensions.iter().map(|e| e.to_ascii_lowercase()).collect(),
             caption_ext: config.caption_extension.to_ascii_lowercase(),
+            require_image: config.require_image,
+            require_caption: config.require_caption,
         };
         RawSamples::spawn(shards, spec, config.prefetch)
     }

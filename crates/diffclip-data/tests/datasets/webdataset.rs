@@ -153,3 +153,68 @@ fn webdataset_batches_and_shuffling() {
         .collect();
     assert!(orders.iter().any(|o| *o != a), "epochs reshuffle");
 }
+
+#[test]
+fn an_oversized_member_skips_its_sample_not_the_rest_of_the_shard() {
+    use std::io::{Seek, SeekFrom, Write};
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("00000.tar");
+    let mut b = tar::Builder::new(std::fs::File::create(&path).unwrap());
+    let append = |b: &mut tar::Builder<std::fs::File>, name: &str, data: &[u8]| {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        b.append_data(&mut h, name, data).unwrap();
+    };
+    append(&mut b, "000001.png", &png_bytes(4, 4, [1, 0, 0]));
+    append(&mut b, "000001.txt", b"one");
+    // A member just over the limit, written as a hole so the test stays small on disk.
+    let size = diffclip_data::datasets::MAX_MEMBER_BYTES + 1;
+    let mut h = tar::Header::new_gnu();
+    h.set_path("000002.png").unwrap();
+    h.set_size(size);
+    h.set_mode(0o644);
+    h.set_cksum();
+    b.get_mut().write_all(h.as_bytes()).unwrap();
+    b.get_mut().seek(SeekFrom::Current(size.div_ceil(512) as i64 * 512)).unwrap();
+    append(&mut b, "000002.txt", b"two");
+    append(&mut b, "000003.png", &png_bytes(4, 4, [3, 0, 0]));
+    append(&mut b, "000003.txt", b"three");
+    b.finish().unwrap();
+
+    let results: Vec<_> = WebDataset::samples_of(vec![path], &WebDatasetConfig::default()).collect();
+    assert_eq!(results.len(), 3, "{results:?}");
+    assert_eq!(results[0].as_ref().unwrap().caption, "one");
+    let err = results[1].as_ref().unwrap_err().to_string();
+    assert!(err.contains("000002.png") && err.contains("limit"), "{err}");
+    assert_eq!(results[2].as_ref().unwrap().caption, "three");
+}
+
+#[test]
+fn members_a_job_does_not_need_are_optional() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("00000.tar");
+    let members = [
+        ("a.png", png_bytes(4, 4, [1, 0, 0])),
+        ("b.txt", b"only a caption".to_vec()),
+    ];
+    write(&path, &tar_bytes(&members));
+    let read = |config: WebDatasetConfig| -> Vec<Result<(usize, String), String>> {
+        WebDataset::samples_of(vec![path.clone()], &config)
+            .map(|r| r.map(|s| (s.image.len(), s.caption)).map_err(|e| e.to_string()))
+            .collect()
+    };
+    // Both required (training): each sample lacks one member.
+    let both = read(WebDatasetConfig::default());
+    assert!(both.iter().all(Result::is_err), "{both:?}");
+    assert!(both[0].as_ref().unwrap_err().contains("no caption member"));
+    assert!(both[1].as_ref().unwrap_err().contains("no image member"));
+    // Images only: the captionless sample is good, the imageless one is not.
+    let images = read(WebDatasetConfig { require_caption: false, ..Default::default() });
+    assert!(matches!(&images[0], Ok((n, c)) if *n > 0 && c.is_empty()), "{images:?}");
+    assert!(images[1].is_err());
+    // Captions only: the other way round.
+    let texts = read(WebDatasetConfig { require_image: false, ..Default::default() });
+    assert!(texts[0].is_err());
+    assert_eq!(texts[1], Ok((0, "only a caption".to_string())));
+}

@@ -29,7 +29,7 @@ pub(crate) fn list(dir: &Path) -> Result<Vec<PathBuf>, IndexError> {
 pub(crate) struct ShardPrint {
     /// File name in the folder.
     pub name: String,
-    /// Rows of the indexed tensor (0 when the shard lacks it).
+    /// Rows of the indexed tensor.
     pub rows: usize,
     /// File size.
     pub bytes: u64,
@@ -43,7 +43,7 @@ pub(crate) struct Shard {
     file: File,
     /// Each row's `paths` entry.
     pub paths: Vec<String>,
-    /// Columns of the tensor (0 when the shard lacks it or has no rows).
+    /// Columns of the tensor (0 when the shard has no rows).
     pub cols: usize,
     /// Byte offset of the tensor's data in the file.
     offset: u64,
@@ -53,7 +53,7 @@ pub(crate) struct Shard {
 
 impl Shard {
     /// Opens `path` and reads its header and the rows its fingerprint covers. A shard without
-    /// `tensor` holds no rows for the index (exact search skips it too).
+    /// `tensor` is an error, as in exact search.
     pub fn open(path: &Path, tensor: &str) -> Result<Self, IndexError> {
         let bad = |m: String| IndexError::shard(path, m);
         // Checked before opening: opening a FIFO would block.
@@ -77,7 +77,7 @@ impl Shard {
             .and_then(|p| serde_json::from_str(p).ok())
             .ok_or_else(|| bad("no `paths` metadata".into()))?;
         let (rows, cols, start) = match json.get(tensor) {
-            None => (0, 0, 0),
+            None => return Err(bad(crate::shards::missing_tensor(tensor, json.as_object().into_iter().flat_map(|o| o.keys())))),
             Some(t) => tensor_place(t, paths.len(), meta.len() - 8 - len).map_err(|m| bad(format!("{tensor}: {m}")))?,
         };
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();

@@ -14,7 +14,7 @@ use diffclip_data::datasets::{WebDataset, WebDatasetConfig};
 use diffclip_data::preprocess::batch_tensor;
 use rayon::prelude::*;
 
-use super::is_complete;
+use super::stamp::{self, Stamp, rows_input};
 use crate::progress::bar;
 use crate::{Encoder, EvalError, Matrix};
 
@@ -41,6 +41,21 @@ pub struct ShardJob {
     pub fail_on_bad: bool,
     /// Samples decoded and encoded together (the decoder runs one such batch ahead).
     pub batch_size: usize,
+    /// What encodes the rows (checkpoint, preprocessing, truncation), in the caller's words:
+    /// stored in each shard, and a re-run keeps a finished shard only when it is unchanged.
+    pub source: String,
+}
+
+/// One shard a job writes: its number, its progress steps and which input rows it holds
+/// (compared with a finished shard's on a re-run: `rows A..B of N, ids HASH`, `tar PATH`).
+#[derive(Debug, Clone)]
+pub struct ShardPlan {
+    /// The shard number `k` (`embeddings-{k:05}.safetensors`).
+    pub k: usize,
+    /// Progress steps it counts for.
+    pub steps: u64,
+    /// Its input rows, described.
+    pub input: String,
 }
 
 /// What a job did.
@@ -48,7 +63,7 @@ pub struct ShardJob {
 pub struct ShardReport {
     /// Shards written now.
     pub written: Vec<PathBuf>,
-    /// Shards already present (a resumed job) and left as they were.
+    /// Shards already present (a resumed job, the same model and rows) and left as they were.
     pub kept: Vec<PathBuf>,
     /// Samples skipped (file, `TAR:KEY` or `LINE:n`), with the reason.
     pub skipped: Vec<(String, String)>,
@@ -108,7 +123,7 @@ impl ShardJob {
     /// A single-process job writing to `dir`: 4096 rows per shard, batches of 64,
     /// unnormalised rows, bad samples skipped.
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        Self { dir: dir.into(), rows_per_shard: 4096, part: (0, 1), normalize: false, allow_non_finite: false, fail_on_bad: false, batch_size: 64 }
+        Self { dir: dir.into(), rows_per_shard: 4096, part: (0, 1), normalize: false, allow_non_finite: false, fail_on_bad: false, batch_size: 64, source: String::new() }
     }
 
     /// This process's part `i` of `n` (0-based).
@@ -157,36 +172,48 @@ impl ShardJob {
         self.check()?;
         let per = self.rows_per_shard;
         let range = |k: usize| k * per..((k + 1) * per).min(rows.len());
-        let shards: Vec<(usize, u64)> = (0..rows.len().div_ceil(per)).filter(|&k| self.owns(k)).map(|k| (k, range(k).len() as u64)).collect();
+        let plan = |k: usize| ShardPlan { k, steps: range(k).len() as u64, input: rows_input(range(k), rows.len(), rows[range(k)].iter().map(|r| &r.id)) };
+        let shards: Vec<ShardPlan> = (0..rows.len().div_ceil(per)).filter(|&k| self.owns(k)).map(plan).collect();
         let what = Embedding { pipeline, texts, unit: "rows" };
         self.run(encoder, what, shards, |k| Ok(rows[range(k)].to_vec()))
     }
 
-    /// Runs the decoder thread over this process's `shards` (`(k, progress steps)`, rows from
-    /// `rows_of(k)`), and encodes and writes what it sends. With `what.unit == "rows"` progress
-    /// counts rows; otherwise each shard is one step (its rows are only known once read).
-    pub fn run<F>(&self, encoder: &Encoder<'_>, what: Embedding<'_>, shards: Vec<(usize, u64)>, rows_of: F) -> Result<ShardReport, EvalError>
+    /// Runs the decoder thread over this process's `shards` (rows from `rows_of(k)`), and
+    /// encodes and writes what it sends. A finished shard is kept when this job would write the
+    /// same (model, tensors, normalisation, rows) and is an error otherwise. With
+    /// `what.unit == "rows"` progress counts rows; otherwise each shard is one step (its rows
+    /// are only known once read).
+    pub fn run<F>(&self, encoder: &Encoder<'_>, what: Embedding<'_>, shards: Vec<ShardPlan>, rows_of: F) -> Result<ShardReport, EvalError>
     where
         F: Fn(usize) -> Result<Vec<EmbedRow>, EvalError> + Sync,
     {
         self.check()?;
         let mut report = ShardReport::default();
-        let pb = bar(shards.iter().map(|s| s.1 as usize).sum(), what.unit, encoder.progress());
-        let mut todo = Vec::new();
-        for (k, steps) in shards {
-            let path = self.shard_path(k);
-            if is_complete(&path) {
+        let mut tensors = Vec::new();
+        if what.pipeline.is_some() {
+            tensors.push("image_embed".to_string());
+        }
+        if what.texts {
+            tensors.push("text_embed".to_string());
+        }
+        let (mut todo, mut stamps) = (Vec::new(), HashMap::new());
+        for shard in &shards {
+            let path = self.shard_path(shard.k);
+            let stamp = Stamp { source: self.source.clone(), tensors: tensors.clone(), normalize: self.normalize, input: shard.input.clone() };
+            if stamp.check(&path)? {
                 report.kept.push(path);
-                pb.inc(steps);
             } else {
-                todo.push(k);
+                todo.push(shard.k);
+                stamps.insert(shard.k, stamp.to_json());
             }
         }
+        let pb = bar(shards.iter().map(|s| s.steps as usize).sum(), what.unit, encoder.progress());
+        pb.inc(shards.iter().filter(|s| !todo.contains(&s.k)).map(|s| s.steps).sum());
         let encoder = encoder.clone().with_progress(false);
         std::thread::scope(|scope| {
             let (tx, rx) = sync_channel(1);
             scope.spawn(|| self.decode_all(&what, &todo, &rows_of, tx));
-            self.encode_all(&encoder, &what, rx, &mut report, &|steps| pb.inc(steps))
+            self.encode_all(&encoder, &what, &stamps, rx, &mut report, &|steps| pb.inc(steps))
         })?;
         pb.finish_and_clear();
         Ok(report)
@@ -230,7 +257,7 @@ impl ShardJob {
     }
 
     /// The encoder side: embeds each batch, writes a shard when its last batch has arrived.
-    fn encode_all(&self, encoder: &Encoder<'_>, what: &Embedding<'_>, rx: Receiver<Decoded>, report: &mut ShardReport, progress: &dyn Fn(u64)) -> Result<(), EvalError> {
+    fn encode_all(&self, encoder: &Encoder<'_>, what: &Embedding<'_>, stamps: &HashMap<usize, String>, rx: Receiver<Decoded>, report: &mut ShardReport, progress: &dyn Fn(u64)) -> Result<(), EvalError> {
         let (mut images, mut texts, mut ids) = (Vec::<f32>::new(), Vec::<f32>::new(), Vec::<String>::new());
         let (mut image_dim, mut text_dim) = (0, 0);
         for message in rx {
@@ -259,7 +286,7 @@ impl ShardJob {
                     if what.texts {
                         tensors.push(("text_embed", self.finish(&path, "text_embed", std::mem::take(&mut texts), ids.len(), text_dim)?));
                     }
-                    self.write(&path, &tensors, &std::mem::take(&mut ids))?;
+                    self.write(&path, &tensors, &std::mem::take(&mut ids), &stamps[&k])?;
                     report.written.push(path);
                     report.skipped.extend(skipped);
                     progress(steps);
@@ -279,11 +306,11 @@ impl ShardJob {
         Ok(embed)
     }
 
-    fn write(&self, path: &Path, tensors: &[(&str, Matrix)], ids: &[String]) -> Result<(), EvalError> {
+    fn write(&self, path: &Path, tensors: &[(&str, Matrix)], ids: &[String], stamp: &str) -> Result<(), EvalError> {
         std::fs::create_dir_all(&self.dir).map_err(|e| EvalError::io(&self.dir, e))?;
-        let meta = HashMap::from([("paths".to_string(), serde_json::to_string(ids).expect("strings serialise"))]);
+        let meta = HashMap::from([("paths".to_string(), serde_json::to_string(ids).expect("strings serialise")), (stamp::KEY.to_string(), stamp.to_string())]);
         let tensors: Vec<F32Tensor> = tensors.iter().map(|(name, m)| F32Tensor { name: name.to_string(), shape: vec![m.rows(), m.cols()], data: m.data() }).collect();
-        write_safetensors(path, &tensors, meta).map_err(|e| EvalError::Cache { path: path.display().to_string(), message: e.to_string() })
+        write_safetensors(path, &tensors, meta).map_err(|e| EvalError::Shard { path: path.display().to_string(), message: e.to_string() })
     }
 }
 
@@ -307,20 +334,27 @@ fn decode(what: &Embedding<'_>, row: &EmbedRow) -> Result<Option<Vec<f32>>, Stri
 impl ShardJob {
     /// Embeds WebDataset `tars`, one output shard per tar (shard `k` holds tar `k`'s samples, so
     /// `--shard I/N` splits by tar and a re-run keeps finished tars). Each row's id is
-    /// `TAR:KEY`; images are decoded with `what.pipeline`, captions embedded when `what.texts`.
+    /// `TAR:KEY`; images are decoded with `what.pipeline`, captions embedded when `what.texts`,
+    /// and a sample needs only those members.
     /// A broken member or sample is skipped (and reported) unless `fail_on_bad`; a missing or
     /// unreadable tar always fails.
     pub fn embed_webdataset(&self, encoder: &Encoder<'_>, what: Embedding<'_>, tars: &[PathBuf], config: &WebDatasetConfig) -> Result<ShardReport, EvalError> {
         self.check()?;
-        let shards: Vec<(usize, u64)> = (0..tars.len()).filter(|&k| self.owns(k)).map(|k| (k, 1)).collect();
+        let shards: Vec<ShardPlan> = (0..tars.len()).filter(|&k| self.owns(k)).map(|k| ShardPlan { k, steps: 1, input: format!("tar {}", tars[k].display()) }).collect();
         let what = Embedding { unit: "tars", ..what };
+        // A sample needs only the members this job embeds (captions alone, say).
+        let config = WebDatasetConfig { require_image: what.pipeline.is_some(), require_caption: what.texts, ..config.clone() };
         self.run(encoder, what, shards, |k| {
             let tar = &tars[k];
             // Fail on a tar that is not there at all, rather than writing an empty shard for it.
             diffclip_data::files::open_regular(tar).map_err(|e| EvalError::io(tar, e))?;
-            Ok(WebDataset::samples_of(vec![tar.clone()], config)
+            Ok(WebDataset::samples_of(vec![tar.clone()], &config)
                 .map(|sample| match sample {
-                    Ok(s) => EmbedRow { id: format!("{}:{}", tar.display(), s.key), image: Some(ImageSource::Encoded(s.image)), caption: Some(s.caption) },
+                    Ok(s) => EmbedRow {
+                        id: format!("{}:{}", tar.display(), s.key),
+                        image: what.pipeline.is_some().then_some(ImageSource::Encoded(s.image)),
+                        caption: what.texts.then_some(s.caption),
+                    },
                     Err(e) => EmbedRow { id: tar.display().to_string(), image: Some(ImageSource::Unreadable(e.to_string())), caption: None },
                 })
                 .collect())
