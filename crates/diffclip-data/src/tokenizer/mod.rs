@@ -145,16 +145,26 @@ impl ClipTokenizer {
     /// assert_eq!(ClipTokenizer::new().encode("Hello World"), vec![3306, 1002]);
     /// ```
     pub fn encode(&self, text: &str) -> Vec<u32> {
+        let mut ids = Vec::new();
+        self.encode_into(text, usize::MAX, &mut ids);
+        ids
+    }
+
+    /// Appends the BPE ids of `text` to `ids`, stopping once `ids` holds `limit` or more (words
+    /// are encoded independently, so the ids so far are those of the whole text).
+    fn encode_into(&self, text: &str, limit: usize, ids: &mut Vec<u32>) {
         let cleaned = clean_text(text);
-        let mut ids = Vec::with_capacity(cleaned.len() / 3 + 1);
+        ids.reserve((cleaned.len() / 3 + 1).min(limit));
         for word in pretokenize::pretokens(&cleaned) {
+            if ids.len() >= limit {
+                return;
+            }
             match word {
                 SOT_TEXT => ids.push(SOT_ID),
                 EOT_TEXT => ids.push(EOT_ID),
-                _ => self.bpe.encode_word(word, &mut ids),
+                _ => self.bpe.encode_word(word, ids),
             }
         }
-        ids
     }
 
     /// `[SOT] + encode(text) + [EOT]`, truncated by the policy and zero-padded to the context.
@@ -168,7 +178,8 @@ impl ClipTokenizer {
         let n = self.config.context_length;
         let mut ids = Vec::with_capacity(n.max(2) + 64);
         ids.push(SOT_ID);
-        ids.extend(self.encode(text));
+        // Only the first n ids survive truncation: BPE of the rest of a huge caption is wasted.
+        self.encode_into(text, n.saturating_add(1), &mut ids);
         ids.push(EOT_ID);
         self.config.fit(ids, PAD_ID)
     }

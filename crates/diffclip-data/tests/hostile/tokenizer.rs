@@ -33,3 +33,20 @@ fn a_megabyte_caption_tokenizes_quickly() {
     assert_eq!(ids.len(), 77);
     assert_eq!(ids[76], EOT_ID);
 }
+
+#[test]
+fn a_megabyte_word_tokenizes_quickly() {
+    // One pre-token of a million letters: the merge loop must not be quadratic in it.
+    let mut x: u32 = 12345;
+    let word: String = (0..1_000_000)
+        .map(|_| {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            char::from(b'a' + ((x >> 16) % 26) as u8)
+        })
+        .collect();
+    let ids = within(60, "tokenize a 1 MB word", move || {
+        ClipTokenizer::new().tokenize(&word)
+    });
+    assert_eq!(ids.len(), 77);
+    assert_eq!(ids[76], EOT_ID);
+}
