@@ -102,6 +102,7 @@ fn run(args: Args) -> Res<()> {
     if args.data.seeds.is_empty() || args.steps == 0 || args.pretrain_steps == 0 || args.shape.batch_size < 2 {
         return Err("need at least one seed, --steps and --pretrain-steps >= 1 and --batch-size >= 2".into());
     }
+    args.data.check_seeds()?;
     let synth = SyntheticConfig { seed: args.data.data_seed, image_size: args.shape.image_size as u32, train_size: args.data.train_size, test_size: args.data.test_size, ..SyntheticConfig::default() };
     let task = SyntheticTask::new(synth)?;
     let device = diffclip::backend::device(&args.shape.backend)?.autodiff();
@@ -160,8 +161,8 @@ fn run(args: Args) -> Res<()> {
 
     let metrics: Vec<&str> = HELDOUT_METRICS.iter().copied().chain(std::iter::once(MEAN_SCORE)).collect();
     let groups: Vec<SeedRuns<'_>> = ARMS.iter().map(|a| SeedRuns { name: a.to_string(), runs: args.data.seeds.iter().map(|&s| (s, &outcomes[&(*a, s)].test)).collect() }).collect();
-    let (arms, vs_clip) = over_seeds(&groups, "clip-continued", &metrics, args.shape.bootstrap);
-    let (_, vs_scratch) = over_seeds(&groups, "scratch", &metrics, args.shape.bootstrap);
+    let (arms, vs_clip) = over_seeds(&groups, "clip-continued", &metrics, args.shape.bootstrap)?;
+    let (_, vs_scratch) = over_seeds(&groups, "scratch", &metrics, args.shape.bootstrap)?;
     let lambdas: BTreeMap<String, Vec<Value>> = ARMS.iter().map(|a| (a.to_string(), args.data.seeds.iter().map(|&s| json!(outcomes[&(*a, s)].lambdas.last())).collect())).collect();
     let results = json!({
         "config": { "seeds": args.data.seeds, "pretrain_steps": args.pretrain_steps, "steps": args.steps, "finetune_lr": args.finetune_lr, "batch_size": args.shape.batch_size,

@@ -63,6 +63,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     if args.data.seeds.is_empty() || args.steps == 0 || args.shape.batch_size < 2 {
         return Err("need at least one seed, --steps >= 1 and --batch-size >= 2".into());
     }
+    args.data.check_seeds()?;
     let synth = SyntheticConfig { seed: args.data.data_seed, image_size: args.shape.image_size as u32, train_size: args.data.train_size, test_size: args.data.test_size, ..SyntheticConfig::default() };
     let task = SyntheticTask::new(synth)?;
     let device = diffclip::backend::device(&args.shape.backend)?.autodiff();
@@ -84,7 +85,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     }
 
     let metrics: Vec<&str> = HELDOUT_METRICS.iter().copied().chain(std::iter::once(MEAN_SCORE)).collect();
-    let results = statistics(&args, &metrics, &outcomes);
+    let results = statistics(&args, &metrics, &outcomes)?;
     std::fs::write(args.output.join("results.json"), serde_json::to_string_pretty(&results)?)?;
     let table = tables(&args, &metrics, &results, &task);
     std::fs::write(args.output.join("table.md"), &table)?;
@@ -99,17 +100,17 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
 
 /// `results.json`: the config, per variant every metric per seed with mean and sample sd, and
 /// per non-CLIP variant the paired difference to CLIP (see `diffclip::eval::compare`).
-fn statistics(args: &Args, metrics: &[&str], outcomes: &BTreeMap<(String, u64), RunOutcome>) -> Value {
+fn statistics(args: &Args, metrics: &[&str], outcomes: &BTreeMap<(String, u64), RunOutcome>) -> Result<Value, diffclip::eval::EvalError> {
     let groups: Vec<SeedRuns<'_>> =
         args.variants.iter().map(|v| SeedRuns { name: v.clone(), runs: args.data.seeds.iter().map(|&s| (s, &outcomes[&(v.clone(), s)].test)).collect() }).collect();
-    let (variants, vs_clip) = over_seeds(&groups, "clip", metrics, args.shape.bootstrap);
-    json!({
+    let (variants, vs_clip) = over_seeds(&groups, "clip", metrics, args.shape.bootstrap)?;
+    Ok(json!({
         "config": { "seeds": args.data.seeds, "steps": args.steps, "batch_size": args.shape.batch_size, "eval_every": args.eval_every, "data_seed": args.data.data_seed,
                     "train_size": args.data.train_size, "test_size": args.data.test_size, "width": args.shape.width, "vision_layers": args.shape.vision_layers,
                     "text_layers": args.shape.text_layers, "image_size": args.shape.image_size, "bootstrap_resamples": args.shape.bootstrap },
         "variants": variants,
         "vs_clip": vs_clip,
-    })
+    }))
 }
 
 /// `table.md`: mean ± sd per variant with the chance levels, then the differences to CLIP.

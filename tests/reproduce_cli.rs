@@ -94,3 +94,14 @@ fn convert_tiny_budget_reports_closeness_and_arms() {
     }
     assert!(r["vs_clip_continued"]["converted"]["mean_score"]["ci95"].is_array());
 }
+
+#[test]
+fn a_repeated_seed_is_refused_before_any_training() {
+    for name in ["reproduce", "convert"] {
+        let out = tmpdir(&format!("{name}-dup"));
+        let o = Command::new(example(name)).args(TINY).args(["--seeds", "0,1,0"]).arg("--output").arg(&*out).output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success() && err.contains("--seeds lists 0 twice"), "{name}: {err}");
+        assert!(!out.join("results.json").exists(), "{name}");
+    }
+}

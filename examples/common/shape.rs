@@ -46,6 +46,17 @@ pub struct SynthArgs {
     pub test_size: usize,
 }
 
+impl SynthArgs {
+    /// Each seed once: a repeated one would count the same run twice in every statistic.
+    #[allow(dead_code)] // quickstart trains one seed
+    pub fn check_seeds(&self) -> Result<(), String> {
+        match self.seeds.iter().enumerate().find(|(i, s)| self.seeds[..*i].contains(s)) {
+            Some((_, s)) => Err(format!("--seeds lists {s} twice: a repeated seed repeats the same run")),
+            None => Ok(()),
+        }
+    }
+}
+
 impl ShapeArgs {
     /// The model shape these flags describe.
     pub fn shape(&self) -> CompactShape {

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
+use crate::EvalError;
 use crate::heldout::{HeldOut, bootstrap_heldout_diff};
 use crate::stats::{excludes_zero, mean, paired_t_interval, sample_sd};
 
@@ -25,12 +26,26 @@ pub struct SeedRuns<'a> {
 /// `vs_baseline[name][metric] = {"diff_mean", "diff_sd", "n_seeds", "ci95" (paired t over seeds,
 /// null below two seeds), "ci95_bootstrap" (over test samples, seed pairs kept)}`; empty when no
 /// group is named `baseline`. `resamples` bootstrap resamples, seeded with 0.
+///
+/// Runs are paired by position, so every variant must list the same seeds in the same order,
+/// each once: otherwise an error naming the variant (a pairing of different seeds would report
+/// a difference of initialisations, not of variants).
 pub fn over_seeds(
     groups: &[SeedRuns<'_>],
     baseline: &str,
     metrics: &[&str],
     resamples: usize,
-) -> (Value, Value) {
+) -> Result<(Value, Value), EvalError> {
+    let seeds = |g: &SeedRuns<'_>| g.runs.iter().map(|r| r.0).collect::<Vec<u64>>();
+    if let Some(first) = groups.first() {
+        let want = seeds(first);
+        if let Some(s) = want.iter().enumerate().find_map(|(i, s)| want[..i].contains(s).then_some(s)) {
+            return Err(EvalError::Invalid(format!("seed {s} appears twice among the runs of {}", first.name)));
+        }
+        if let Some(g) = groups.iter().find(|g| seeds(g) != want) {
+            return Err(EvalError::Invalid(format!("{} has seeds {:?} but {} has {want:?}: runs are paired by seed", g.name, seeds(g), first.name)));
+        }
+    }
     let values = |g: &SeedRuns<'_>, m: &str| {
         g.runs
             .iter()
@@ -90,7 +105,7 @@ pub fn over_seeds(
             vs.insert(g.name.clone(), per.into());
         }
     }
-    (variants.into(), vs.into())
+    Ok((variants.into(), vs.into()))
 }
 
 /// Markdown tables of [`over_seeds`]' output: [`summary_table`] then [`difference_table`].

@@ -1,6 +1,7 @@
 //! A held-out set evaluated during training (`train --eval SPEC`): the synthetic test split,
 //! a captions CSV (retrieval) or an image folder (zero-shot).
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 
 use diffclip_clip::Clip;
@@ -16,14 +17,18 @@ use crate::{Encoder, EvalError, Evaluator, ImageSource, RetrievalMetrics};
 pub enum EvalSet {
     /// The synthetic test split: the quickstart's held-out metrics.
     Synthetic(SyntheticDataset),
-    /// Image–caption pairs: image↔text recall@1/5.
+    /// Image–caption pairs: image↔text recall@1/5. Rows naming the same image are one image
+    /// with several captions (as `eval --task retrieval` counts them), so a caption of the
+    /// image is a hit whichever row it came from.
     Pairs {
         /// The CSV, for messages.
         name: String,
-        /// Image of each pair.
+        /// Each image once, in order of first appearance.
         paths: Vec<PathBuf>,
-        /// Caption of each pair.
+        /// Every caption.
         captions: Vec<String>,
+        /// The image (index into `paths`) of each caption.
+        text_to_image: Vec<usize>,
         /// How images are preprocessed.
         pipeline: Pipeline,
     },
@@ -66,12 +71,17 @@ impl EvalSet {
             DataSpec::Csv(path) => {
                 let loader = ImageLoader::new(pipeline.clone()).with_policy(BadSamplePolicy::Fail);
                 let ds = CsvDataset::open(path, &o.csv, loader)?;
-                if ds.len() < 2 {
-                    return Err(EvalError::Invalid(format!("--eval {}: retrieval needs at least 2 rows, found {}", spec.describe(), ds.len())));
+                let (mut paths, mut index) = (Vec::new(), HashMap::new());
+                let text_to_image = ds.rows().iter().map(|r| *index.entry(r.image.clone()).or_insert_with(|| {
+                    paths.push(r.image.clone());
+                    paths.len() - 1
+                }));
+                let text_to_image: Vec<usize> = text_to_image.collect();
+                if paths.len() < 2 {
+                    return Err(EvalError::Invalid(format!("--eval {}: retrieval needs at least 2 images, found {}", spec.describe(), paths.len())));
                 }
-                let paths = ds.rows().iter().map(|r| r.image.clone()).collect();
                 let captions = ds.rows().iter().map(|r| r.caption.clone()).collect();
-                Ok(Self::Pairs { name: path.display().to_string(), paths, captions, pipeline })
+                Ok(Self::Pairs { name: path.display().to_string(), paths, captions, text_to_image, pipeline })
             }
             DataSpec::Folder(path) => {
                 let loader = ImageLoader::new(pipeline).with_policy(BadSamplePolicy::Fail);
@@ -103,15 +113,34 @@ impl EvalSet {
                 }
                 v
             }
-            Self::Pairs { name, paths, captions, pipeline } => {
+            Self::Pairs { name, paths, captions, text_to_image, pipeline } => {
                 let images = ImageSource::files(paths.clone(), pipeline).map_err(|e| EvalError::Invalid(format!("{name}: {e}")))?;
-                let to_image: Vec<usize> = (0..captions.len()).collect();
-                retrieval_json(&Evaluator::new(encoder).retrieval(&images, captions, &to_image, &[1, 5])?)
+                retrieval_json(&Evaluator::new(encoder).retrieval(&images, captions, text_to_image, &[1, 5])?)
             }
             Self::Folder(ds) => {
                 let m = Evaluator::new(encoder).zero_shot_dataset(ds, None)?;
                 json!({ "zero_shot_top1": m.top1, "zero_shot_top5": m.top5 })
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_rows_of_one_image_are_one_image_with_several_captions() {
+        let dir = tempfile::tempdir().unwrap();
+        let csv = dir.path().join("val.csv");
+        std::fs::write(&csv, "filepath,title\na.png,a dog\nb.png,a cat\na.png,a dog running\n").unwrap();
+        let o = EvalSetOptions { image_size: 32, preprocess: "openai".into(), seed: 0, templates: vec![], csv: CsvConfig::default() };
+        let Ok(EvalSet::Pairs { paths, captions, text_to_image, .. }) = EvalSet::open(&DataSpec::Csv(csv.clone()), &o) else { panic!("a pairs set") };
+        assert_eq!(paths, [dir.path().join("a.png"), dir.path().join("b.png")]);
+        assert_eq!(captions, ["a dog", "a cat", "a dog running"]);
+        assert_eq!(text_to_image, [0, 1, 0]);
+        std::fs::write(&csv, "filepath,title\na.png,a dog\na.png,a cat\n").unwrap();
+        let e = EvalSet::open(&DataSpec::Csv(csv), &o).err().unwrap().to_string();
+        assert!(e.contains("at least 2 images, found 1"), "{e}");
     }
 }

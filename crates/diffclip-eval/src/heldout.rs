@@ -145,7 +145,7 @@ pub fn bootstrap_heldout_diff(
 /// Evaluate `model` on the synthetic `test` split: zero-shot shape and colour top-1 (the
 /// dataset's class names and templates), image↔text recall@1/5 over all captions, and the
 /// contrastive loss on the first [`HELDOUT_LOSS_PAIRS`] images with their first caption
-/// (tokenised by `batcher`). Test images are encoded once.
+/// (tokenised by `batcher`, whose truncation the recalls use too). Test images are encoded once.
 pub fn evaluate_synthetic_heldout(
     model: &Clip,
     test: &SyntheticDataset,
@@ -153,8 +153,10 @@ pub fn evaluate_synthetic_heldout(
     step: u64,
 ) -> Result<HeldOut, EvalError> {
     let (loss, loss_terms) = heldout_loss_terms(model, test, batcher)?;
+    // The recalls tokenise captions as the loss does (`--truncate drop-eot` included).
     let ev = Evaluator::new(
         Encoder::new(model)?
+            .with_truncation(batcher.tokenizer().truncation())?
             .with_progress(false)
             .with_batch_size(128),
     );

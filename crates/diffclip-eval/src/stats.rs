@@ -249,7 +249,7 @@ pub struct BootstrapDiff {
 /// The statistic is the mean over runs of `mean_i (a[r][i] - b[r][i])`. Each resample draws `n`
 /// sample indices with replacement (from a [`SplitMix64`] seeded with `seed`) and applies the
 /// same indices to every run, since all runs share the test set. `None` without runs, with runs
-/// of different lengths, or with zero resamples.
+/// of different lengths, with zero resamples or with `level` outside (0, 1).
 pub fn bootstrap_paired_diff(
     a: &[Vec<f64>],
     b: &[Vec<f64>],
@@ -258,7 +258,8 @@ pub fn bootstrap_paired_diff(
     seed: u64,
 ) -> Option<BootstrapDiff> {
     let n = a.first()?.len();
-    if a.len() != b.len() || n == 0 || resamples == 0 || a.iter().chain(b).any(|r| r.len() != n) {
+    let bad_level = !(level > 0.0 && level < 1.0);
+    if a.len() != b.len() || n == 0 || resamples == 0 || bad_level || a.iter().chain(b).any(|r| r.len() != n) {
         return None;
     }
     // The per-sample difference averaged over runs: the statistic is linear in it.

@@ -101,3 +101,27 @@ fn heldout_metrics_match_the_evaluator_and_the_loss() {
     let same = bootstrap_heldout_diff(&[&h], &[&h], MEAN_SCORE, 100, 0).unwrap();
     assert_eq!((same.diff_mean, same.ci), (0.0, [0.0, 0.0]));
 }
+
+#[test]
+fn heldout_recalls_tokenise_captions_as_the_loss_does() {
+    // A context of 6 cuts every synthetic caption, so keep-eot and drop-eot embed them apart.
+    let device = Device::flex();
+    device.seed(5);
+    let mut config = ClipConfig::diffclip_tiny();
+    config.text.context_length = 6;
+    let model = config.init(&device).unwrap();
+    let cfg = SyntheticConfig { image_size: 32, train_size: 8, test_size: 40, ..Default::default() };
+    let test = SyntheticDataset::new(cfg, Split::Test).unwrap();
+    let truncation = diffclip_data::Truncation::DropEot;
+    let tokenizer = ClipTokenizer::with_config(TokenizerConfig { context_length: 6, truncation }).unwrap();
+    let h = evaluate_synthetic_heldout(&model, &test, &ClipBatcher::new(tokenizer), 0).unwrap();
+    let recalls = |t: diffclip_data::Truncation| {
+        let ev = Evaluator::new(Encoder::new(&model).unwrap().with_truncation(t).unwrap().with_progress(false));
+        let r = ev.retrieval_dataset(&test.retrieval(), None, &[1, 5]).unwrap();
+        [r.image_to_text[0].recall, r.image_to_text[1].recall, r.text_to_image[0].recall, r.text_to_image[1].recall]
+    };
+    let m = &h.metrics;
+    let got = [m.image_to_text_r1, m.image_to_text_r5, m.text_to_image_r1, m.text_to_image_r5];
+    assert_eq!(got, recalls(truncation));
+    assert_ne!(got, recalls(diffclip_data::Truncation::KeepEot), "the two truncations must be told apart here");
+}

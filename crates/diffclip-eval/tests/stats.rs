@@ -128,4 +128,29 @@ fn bootstrap_of_a_paired_difference() {
 
     assert!(bootstrap_paired_diff(&[], &[], 10, 0.95, 0).is_none());
     assert!(bootstrap_paired_diff(&[vec![1.0]], &[vec![1.0, 2.0]], 10, 0.95, 0).is_none());
+    // A level outside (0, 1) has no percentile interval (95 for 0.95 gave a reversed one).
+    for level in [0.0, 1.0, 95.0, -0.5, f64::NAN] {
+        assert!(bootstrap_paired_diff(&a, &b, 10, level, 0).is_none(), "level {level}");
+    }
+}
+
+#[test]
+fn runs_are_paired_only_over_the_same_seeds() {
+    use diffclip_eval::compare::{SeedRuns, over_seeds};
+    use diffclip_eval::heldout::{HeldOut, HeldOutMetrics};
+    let held = |acc: f64| HeldOut {
+        metrics: HeldOutMetrics { step: 1, heldout_loss: 1.0, zero_shot_shape_top1: acc, zero_shot_color_top1: acc, image_to_text_r1: acc, image_to_text_r5: acc, text_to_image_r1: acc, text_to_image_r5: acc },
+        per_sample: Default::default(),
+    };
+    let (h1, h2, h3) = (held(0.1), held(0.2), held(0.3));
+    let runs = |name: &str, seeds: &[u64]| SeedRuns { name: name.into(), runs: seeds.iter().zip([&h1, &h2, &h3]).map(|(&s, h)| (s, h)).collect() };
+    let metrics = ["zero_shot_shape_top1"];
+    let (_, vs) = over_seeds(&[runs("clip", &[0, 1]), runs("diff", &[0, 1])], "clip", &metrics, 10).unwrap();
+    assert_eq!(vs["diff"]["zero_shot_shape_top1"]["n_seeds"], 2);
+    let e = over_seeds(&[runs("clip", &[0, 1]), runs("diff", &[1, 0])], "clip", &metrics, 10).unwrap_err().to_string();
+    assert!(e.contains("diff has seeds [1, 0] but clip has [0, 1]"), "{e}");
+    let e = over_seeds(&[runs("clip", &[0, 1]), runs("diff", &[0])], "clip", &metrics, 10).unwrap_err().to_string();
+    assert!(e.contains("diff has seeds [0]"), "{e}");
+    let e = over_seeds(&[runs("clip", &[0, 0]), runs("diff", &[0, 0])], "clip", &metrics, 10).unwrap_err().to_string();
+    assert!(e.contains("seed 0 appears twice"), "{e}");
 }

@@ -175,3 +175,25 @@ fn pairs_need_both_members_right() {
     assert_eq!(m.overall.n_pairs, 2);
     assert!(pair_metrics(&images, &texts, &cats[..1]).is_err());
 }
+
+#[test]
+fn probes_refuse_labels_they_would_silently_drop() {
+    use diffclip_eval::probe::{FewShotConfig, LinearProbeConfig, Split, few_shot, linear_probe};
+    let x = diffclip_eval::Matrix::new(4, 2, vec![1.0, 0.0, 0.9, 0.1, 0.0, 1.0, 0.1, 0.9]).unwrap();
+    let (good, bad): (&'static [usize], &'static [usize]) = (&[0, 0, 1, 1], &[0, 0, 1, 2]);
+    let split = |labels: &'static [usize]| Split { features: &x, labels };
+    let fs = FewShotConfig { shots: vec![1], seeds: vec![0], ..FewShotConfig::default() };
+    let lp = LinearProbeConfig { c_grid: vec![1.0], refine_steps: 0, ..LinearProbeConfig::default() };
+    // A test label outside the classes was a silent miss; a training one was never sampled.
+    for (train, test) in [(good, bad), (bad, good)] {
+        let e = few_shot(split(train), Some(split(good)), split(test), 2, &fs).unwrap_err().to_string();
+        assert!(e.contains("label 2 at position 3 is outside 0..2"), "{e}");
+        let e = linear_probe(split(train), Some(split(good)), split(test), 2, &lp).unwrap_err().to_string();
+        assert!(e.contains("label 2 at position 3 is outside 0..2"), "{e}");
+    }
+    let e = few_shot(split(good), None, split(&good[..3]), 2, &fs).unwrap_err().to_string();
+    assert!(e.contains("test: 4 feature rows and 3 labels"), "{e}");
+    // Two samples per class leave none for validation at this fraction: C cannot be chosen.
+    let e = few_shot(split(good), None, split(good), 2, &FewShotConfig { probe: LinearProbeConfig { val_fraction: 0.1, ..fs.probe.clone() }, ..fs.clone() }).unwrap_err().to_string();
+    assert!(e.contains("no validation samples"), "{e}");
+}

@@ -99,11 +99,13 @@ impl KarpathyDataset {
             ranges: vec![],
             loader,
         };
+        let mut selected = 0;
         for (i, entry) in entries.iter().enumerate() {
             let split = entry.get("split").and_then(Value::as_str).unwrap_or("");
             if !config.splits.is_empty() && !config.splits.iter().any(|s| s == split) {
                 continue;
             }
+            selected += 1;
             match parse_entry(entry, &root) {
                 Ok((image, captions)) => ds.push(image, captions),
                 Err(m) => {
@@ -114,6 +116,23 @@ impl KarpathyDataset {
                     ds.loader.skip_counter().record(&e);
                 }
             }
+        }
+        // An empty set would evaluate to nothing without a word: say why it is empty.
+        if ds.is_empty() {
+            let found: std::collections::BTreeSet<&str> = entries
+                .iter()
+                .map(|e| e.get("split").and_then(Value::as_str).unwrap_or("(none)"))
+                .collect();
+            let found: Vec<&str> = found.into_iter().collect();
+            return Err(json_err(match (entries.is_empty(), selected) {
+                (true, _) => "the \"images\" array is empty".into(),
+                (false, 0) => format!(
+                    "no entry has split {}; the file's splits are {}",
+                    config.splits.join(" or "),
+                    found.join(", ")
+                ),
+                (false, n) => format!("none of the {n} selected entries could be used"),
+            }));
         }
         Ok(ds)
     }

@@ -65,3 +65,24 @@ fn karpathy_json_exposes_images_and_caption_index() {
     let err = ds.load_image(1).unwrap_err();
     assert!(err.to_string().contains("meta/2.png"), "{err}");
 }
+
+#[test]
+fn an_empty_retrieval_set_says_why() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = karpathy(tmp.path());
+    let open = |splits: &[&str], path: &std::path::Path| {
+        let config = KarpathyConfig { splits: splits.iter().map(|s| s.to_string()).collect(), image_root: Some(tmp.path().join("images")) };
+        KarpathyDataset::open(path, &config, loader()).map(|d| d.num_images()).map_err(|e| e.to_string())
+    };
+    // Flickr30k's JSON spells its held-out split "test"; a typo selected nothing, silently.
+    let e = open(&["tset"], &path).unwrap_err();
+    assert!(e.contains("dataset_coco.json") && e.contains("no entry has split tset; the file's splits are test, train, val"), "{e}");
+    let no_splits = tmp.path().join("plain.json");
+    write(&no_splits, br#"{"images": [{"filename": "2.png", "sentences": [{"raw": "f"}]}]}"#);
+    assert!(open(&["test"], &no_splits).unwrap_err().contains("the file's splits are (none)"));
+    assert_eq!(open(&[], &no_splits), Ok(1), "no split filter keeps an entry without a split");
+    write(&no_splits, br#"{"images": []}"#);
+    assert!(open(&[], &no_splits).unwrap_err().contains("the \"images\" array is empty"));
+    write(&no_splits, br#"{"images": [{"filename": "gone.png", "split": "test"}]}"#);
+    assert!(open(&["test"], &no_splits).unwrap_err().contains("none of the 1 selected entries could be used"));
+}

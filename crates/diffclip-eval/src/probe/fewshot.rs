@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::linear_probe::{LinearProbeConfig, Split, sweep_c};
+use super::linear_probe::{LinearProbeConfig, Split, check_splits, sweep_c};
 use super::logreg::{LogRegOptions, LogisticRegression, count_correct};
 use super::sampling::{sample_shots, stratified_split};
 use crate::{EvalError, Matrix};
@@ -81,6 +81,7 @@ pub fn few_shot(
             cfg.shots, cfg.seeds
         )));
     }
+    check_splits(&train, val.as_ref(), &test, n_classes)?;
     let train_x = train.features.l2_normalized();
     let test_x = test.features.l2_normalized();
     let (pool_x, pool_y, val_xy) = match (val, cfg.classifier) {
@@ -97,6 +98,11 @@ pub fn few_shot(
                 cfg.probe.val_fraction,
                 cfg.probe.seed,
             );
+            if va.is_empty() {
+                return Err(EvalError::Invalid(
+                    "no validation samples to choose C: give a validation set or more training samples per class".into(),
+                ));
+            }
             let pick = |idx: &[usize]| idx.iter().map(|&i| train.labels[i]).collect::<Vec<_>>();
             let val = (train_x.select_rows(&va)?, pick(&va));
             (train_x.select_rows(&tr)?, pick(&tr), Some(val))

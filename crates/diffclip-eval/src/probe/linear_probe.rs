@@ -76,6 +76,37 @@ pub struct Split<'a> {
     pub labels: &'a [usize],
 }
 
+impl Split<'_> {
+    /// One label per feature row, each below `n_classes`, and at least one row: a label out of
+    /// range would otherwise be dropped from sampling or counted as a miss without a word.
+    ///
+    /// ```
+    /// use diffclip_eval::{Matrix, probe::Split};
+    /// let x = Matrix::new(2, 1, vec![1.0, 2.0]).unwrap();
+    /// assert!(Split { features: &x, labels: &[0, 1] }.check("train", 2).is_ok());
+    /// assert!(Split { features: &x, labels: &[0, 2] }.check("train", 2).is_err());
+    /// assert!(Split { features: &x, labels: &[0] }.check("train", 2).is_err());
+    /// ```
+    pub fn check(&self, what: &str, n_classes: usize) -> Result<(), EvalError> {
+        if self.labels.len() != self.features.rows() || self.labels.is_empty() {
+            return Err(EvalError::Shape(format!("{what}: {} feature rows and {} labels (need as many, at least one)", self.features.rows(), self.labels.len())));
+        }
+        match self.labels.iter().position(|&y| y >= n_classes) {
+            Some(index) => Err(EvalError::Label { index, label: self.labels[index], classes: n_classes }),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Checks every split of a probe (see [`Split::check`]).
+pub(crate) fn check_splits(train: &Split<'_>, val: Option<&Split<'_>>, test: &Split<'_>, n_classes: usize) -> Result<(), EvalError> {
+    train.check("train", n_classes)?;
+    if let Some(v) = val {
+        v.check("validation", n_classes)?;
+    }
+    test.check("test", n_classes)
+}
+
 /// Choose `C` by validation accuracy: the grid, then refinement; returns the best `C`, its
 /// validation accuracy and the sweep.
 pub fn sweep_c(
@@ -161,6 +192,7 @@ pub fn linear_probe(
     n_classes: usize,
     cfg: &LinearProbeConfig,
 ) -> Result<LinearProbeResult, EvalError> {
+    check_splits(&train, val.as_ref(), &test, n_classes)?;
     let train_x = train.features.l2_normalized();
     let test_x = test.features.l2_normalized();
     let test = Split {
