@@ -22,6 +22,8 @@ use std::time::Instant;
 #[path = "common/csv.rs"]
 mod csv_args;
 use csv_args::CsvArgs;
+#[path = "train/data_flags.rs"]
+mod data_flags;
 
 use burn::module::Module;
 use burn::tensor::Device;
@@ -42,9 +44,10 @@ use diffclip::train::{
     about = "Train CLIP / DiffCLIP on image–caption data (CSV, WebDataset shards, image folders, synthetic)"
 )]
 struct Args {
-    /// Training data: csv:PATH, wds:PATTERN (e.g. 'wds:cc3m/{00000..00331}.tar'), folder:PATH, synthetic.
-    #[arg(long)]
-    data: String,
+    /// Training data: csv:PATH, wds:PATTERN (e.g. 'wds:cc3m/{00000..00331}.tar'), folder:PATH,
+    /// synthetic. On --resume this and the other data flags default to the stopped run's.
+    #[arg(long, required_unless_present = "resume")]
+    data: Option<String>,
     #[command(flatten)]
     csv: CsvArgs,
     /// Caption templates for folder: data and eval, one per line with {c} for the class name
@@ -90,6 +93,9 @@ struct Args {
     /// AdamW β2 (paper: 0.98).
     #[arg(long, default_value_t = 0.98)]
     beta2: f64,
+    /// AdamW ε (open_clip's 1e-6; the SLIP code the paper trained with uses 1e-8).
+    #[arg(long, default_value_t = 1e-6)]
+    adam_eps: f64,
     /// Linear warm-up steps.
     #[arg(long, conflicts_with = "warmup_epochs")]
     warmup_steps: Option<u64>,
@@ -173,13 +179,12 @@ type Res<T> = Result<T, Box<dyn std::error::Error>>;
 
 /// Flags that a resumed run takes from its checkpoint instead.
 const FROM_CHECKPOINT: &[&str] = &[
-    "preset", "config", "image_size", "batch_size", "accum_steps", "lr", "min_lr", "wd", "beta2", "warmup_steps",
+    "preset", "config", "image_size", "batch_size", "accum_steps", "lr", "min_lr", "wd", "beta2", "adam_eps", "warmup_steps",
     "warmup_epochs", "schedule", "grad_clip", "loss", "seed", "precision",
 ];
 
 fn run(args: Args, matches: &ArgMatches) -> Res<()> {
     let device: Device = diffclip::backend::device(&args.backend)?;
-    let truncation: Truncation = args.truncate.parse()?;
     let policy = if args.bad_samples == "fail" { BadSamplePolicy::Fail } else { BadSamplePolicy::Skip };
     if args.devices == 0 {
         return Err("--devices must be at least 1".into());
@@ -211,6 +216,19 @@ fn run(args: Args, matches: &ArgMatches) -> Res<()> {
         Some(path) => resumed_trainer(path, &device, matches, options)?,
         None => fresh_trainer(&args, &device, options)?,
     };
+    // A resumed run reads its data as the stopped one did, unless told otherwise.
+    let (args, matches) = match &resume {
+        Some(_) => {
+            let (argv, warnings) = data_flags::resumed_argv(std::env::args_os().collect(), matches, &trainer.config.data);
+            warnings.iter().for_each(|w| eprintln!("warning: {w}"));
+            let matches = Args::command().try_get_matches_from(argv)?;
+            (Args::from_arg_matches(&matches)?, matches)
+        }
+        None => (args, matches.clone()),
+    };
+    trainer.config.data = data_flags::current(&matches);
+    let truncation: Truncation = args.truncate.parse()?;
+    let data_spec = args.data.as_deref().ok_or("give --data")?;
     let model_config = trainer.model_config.clone();
     let image_size = model_config.vision.image_size as u32;
 
@@ -228,7 +246,7 @@ fn run(args: Args, matches: &ArgMatches) -> Res<()> {
         num_samples: args.train_num_samples,
         workers: args.workers,
     };
-    let opened = TrainSource::open(&args.data.parse()?, &source_options)?;
+    let opened = TrainSource::open(&data_spec.parse()?, &source_options)?;
     opened.warnings.iter().for_each(|w| eprintln!("warning: {w}"));
     eprintln!("data: {}", opened.description);
     let source = opened.source;
@@ -236,10 +254,17 @@ fn run(args: Args, matches: &ArgMatches) -> Res<()> {
     let per_step = trainer.config.batch_size * trainer.config.accum_steps;
     let epoch_len = source.epoch_len();
     let length = RunLength { steps: args.steps, epochs: args.epochs, warmup_steps: args.warmup_steps, warmup_epochs: args.warmup_epochs };
+    let stopped = trainer.config.clone();
     match length.steps(epoch_len, per_step)? {
         Some(steps) => trainer.config.steps = steps,
         None if resume.is_none() => return Err("give --steps N or --epochs N".into()),
         None => {}
+    }
+    if resume.is_some() && stopped.steps != trainer.config.steps && stopped.decay == LrDecay::Cosine {
+        // The cosine spans the whole run, so another length moves every later learning rate.
+        let at = trainer.state.step;
+        let (was, now) = (stopped.schedule().lr(at), trainer.config.schedule().lr(at));
+        eprintln!("note: {} steps instead of the stopped run's {} stretch its cosine schedule: the learning rate at step {at} is {now:.3e} instead of {was:.3e}", trainer.config.steps, stopped.steps);
     }
     if resume.is_none() {
         trainer.config.warmup_steps = length.warmup(epoch_len, per_step, trainer.config.steps)?;
@@ -325,7 +350,7 @@ fn fresh_trainer(args: &Args, device: &Device, options: RunOptions) -> Res<Train
         lr: args.lr,
         min_lr: args.min_lr,
         decay,
-        adamw: AdamWConfig { weight_decay: args.wd, beta2: args.beta2, ..AdamWConfig::default() },
+        adamw: AdamWConfig { weight_decay: args.wd, beta2: args.beta2, eps: args.adam_eps, ..AdamWConfig::default() },
         grad_clip: args.grad_clip,
         loss,
         seed: args.seed,

@@ -206,6 +206,40 @@ fn trains_on_a_csv_then_resumes() {
     assert!(steps(&out).iter().all(|s| s.1.is_finite()));
 }
 
+/// The `TrainConfig::data` a training checkpoint stores.
+fn checkpoint_data(path: &Path) -> serde_json::Value {
+    let bytes = std::fs::read(path).unwrap();
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&meta.metadata().as_ref().unwrap()["diffclip_training"]).unwrap();
+    json["train"]["data"].clone()
+}
+
+#[test]
+fn a_resumed_run_reads_its_data_as_the_stopped_one_did() {
+    let dir = tmpdir("data-flags");
+    let csv = csv_dataset(&dir, 8);
+    let out = dir.join("out");
+    let data = format!("csv:{}", csv.display());
+    let o = train(&["--data", &data, "--preprocess", "openai", "--preset", "diffclip_tiny", "--batch-size", "4", "--steps", "2", "--output", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let ckpt = out.join("checkpoint-latest.safetensors");
+    let stored = checkpoint_data(&ckpt);
+    assert_eq!((stored["data"].as_str(), stored["preprocess"].as_str(), stored["shuffle_buffer"].as_str()), (Some(data.as_str()), Some("openai"), Some("2000")));
+    // Resumed with neither --data nor --preprocess: both come from the checkpoint, and the
+    // longer run's cosine is announced.
+    let o = train(&["--resume", "--steps", "4", "--output", out.to_str().unwrap()]);
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains(&csv.display().to_string()) && err.contains("4 steps instead of the stopped run's 2"), "{err}");
+    assert!(!err.contains("warning"), "{err}");
+    assert_eq!(checkpoint_data(&ckpt)["preprocess"], "openai", "the resumed run kept the stopped run's preprocessing");
+    // Given differently, a data flag is used, with a warning.
+    let o = train(&["--resume", "--steps", "5", "--preprocess", "slip", "--output", out.to_str().unwrap()]);
+    let err = stderr(&o);
+    assert!(o.status.success() && err.contains("--preprocess slip differs from the stopped run's openai"), "{err}");
+    assert_eq!(checkpoint_data(&ckpt)["preprocess"], "slip");
+}
+
 #[test]
 fn bad_data_and_flags_exit_non_zero_with_a_message() {
     let dir = tmpdir("bad");

@@ -1,3 +1,5 @@
+use std::collections::BTreeMap;
+
 use diffclip_clip::Precision;
 use serde::{Deserialize, Serialize};
 
@@ -61,6 +63,10 @@ pub struct TrainConfig {
     /// `f16` (weights cast from the f32 master weights every micro-batch, gradients and AdamW
     /// state in f32; `f16` with dynamic loss scaling, see [`TrainState::loss_scale`](crate::TrainState::loss_scale)).
     pub precision: Precision,
+    /// The data settings of the program driving the run, in its words (`examples/train`
+    /// stores `--data`, `--preprocess`, `--shuffle-buffer`, ...): kept in the checkpoint so a
+    /// resumed run can read the same data the same way. The trainer itself does not read them.
+    pub data: BTreeMap<String, String>,
 }
 
 impl Default for TrainConfig {
@@ -82,6 +88,7 @@ impl Default for TrainConfig {
             checkpoint_every: 0,
             progress: true,
             precision: Precision::F32,
+            data: BTreeMap::new(),
         }
     }
 }
@@ -118,7 +125,7 @@ impl TrainConfig {
             }
         }
         if !(a.eps.is_finite() && a.eps > 0.0) {
-            return bad(&format!("adamw.eps must be positive, got {}", a.eps));
+            return bad(&format!("adamw.eps (--adam-eps) must be positive, got {}", a.eps));
         }
         if !(a.weight_decay.is_finite() && a.weight_decay >= 0.0) {
             return bad(&format!("adamw.weight_decay (--wd) must be zero or positive, got {}", a.weight_decay));

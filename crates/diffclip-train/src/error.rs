@@ -11,6 +11,15 @@ pub enum TrainError {
         /// The loss value.
         loss: f32,
     },
+    /// A step's gradients hold NaN or infinity while its loss is finite (in f16 such a step
+    /// is skipped at a smaller loss scale instead); the step is not applied.
+    #[error("step {step}: the gradient norm is {norm} (not finite) though the loss is finite; stopping. The last good checkpoint is left intact.")]
+    NonFiniteGradient {
+        /// The step that failed (1-based).
+        step: u64,
+        /// The gradients' global L2 norm.
+        norm: f64,
+    },
     /// The preprocessing preset could not be built.
     #[error("preprocessing: {0}")]
     Preprocess(#[from] diffclip_data::PreprocessError),

@@ -11,7 +11,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::TrainError;
 
-/// AdamW hyper-parameters (paper defaults: lr 5e-4, betas 0.9/0.98, eps 1e-6, wd 0.5).
+/// AdamW hyper-parameters: the paper's betas 0.9/0.98 and wd 0.5, and open_clip's eps 1e-6
+/// (the SLIP code the paper trained with uses eps 1e-8).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdamWConfig {

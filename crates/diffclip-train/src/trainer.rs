@@ -227,6 +227,10 @@ impl Trainer {
             }
             let unscale = if f16 { 1.0 / self.state.loss_scale } else { 1.0 };
             let grad_norm = grads.norm() * unscale;
+            if !f16 && !grad_norm.is_finite() {
+                // Applied, it would turn every weight into NaN (and the next checkpoint with it).
+                return Err(TrainError::NonFiniteGradient { step: self.state.step + 1, norm: grad_norm });
+            }
             if f16 && !grad_norm.is_finite() {
                 // Overflow at this scale: no update, a smaller scale next step.
                 self.state.loss_scale /= 2.0;

@@ -141,6 +141,26 @@ fn non_finite_loss_stops_and_keeps_the_last_checkpoint() {
 }
 
 #[test]
+fn a_non_finite_gradient_under_a_finite_loss_stops_before_the_update() {
+    let _serial = serial();
+    let data = data();
+    let dir = tmpdir("nan-grad");
+    let mut t = trainer_with(6, RunOptions { output: Some(dir.to_path_buf()), stop_after: Some(2), ..RunOptions::default() });
+    t.config.checkpoint_every = 1;
+    t.fit(&data, &batcher(), None).unwrap();
+    let ckpt = dir.join("checkpoint-latest.safetensors");
+    let before = std::fs::read(&ckpt).unwrap();
+    // A zero projection gives zero image embeddings: the loss is a finite ln(B), but the
+    // normalisation's square root at zero makes the gradient NaN.
+    let (id, w, m) = t.model.image_projection.consume();
+    t.model.image_projection = Param::from_mapped_value(id, (w * 0.0).detach().require_grad(), m);
+    let mut t = t.with_options(RunOptions { output: Some(dir.to_path_buf()), ..RunOptions::default() });
+    let err = t.fit(&data, &batcher(), None).unwrap_err();
+    assert!(matches!(err, TrainError::NonFiniteGradient { step: 3, .. }), "{err}");
+    assert_eq!(std::fs::read(&ckpt).unwrap(), before, "a checkpoint was written after the bad step");
+}
+
+#[test]
 fn weight_decay_skips_vectors_and_logit_scale() {
     let _serial = serial();
     // With zero gradients AdamW only decays: matrices shrink, 1-D parameters do not move.
