@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
+use diffclip::data::datasets::names_for_folders;
 use diffclip::eval::dataset::{CaptionSet, ImageFolder, PairSet};
 use diffclip::eval::report;
 use diffclip::eval::robustness::{IMAGENET_VARIANTS, imagenet_variant};
@@ -19,8 +20,9 @@ pub(crate) fn zeroshot_files(ctx: &Ctx<'_>, data: &Path, explicit: bool) -> Res<
         return Ok(None);
     }
     let folder = ImageFolder::open(&root)?;
+    // A shipped list is in class-index order: numbered folders (ImageNet-V2) take names by number.
     let names = match &ctx.args.classnames {
-        Some(spec) => metadata::classnames_from(spec)?,
+        Some(spec) => names_for_folders(metadata::classnames_from(spec)?, &folder.classes),
         None => folder.class_names.clone(),
     };
     if names.len() != folder.classes.len() {

@@ -90,7 +90,9 @@ impl DiffAttention {
         l1 - l2 + self.lambda_init
     }
 
-    /// Attention of `x [B, N, D]` with an optional extra mask (`true` = masked out).
+    /// Attention of `x [B, N, D]` with an optional extra mask (`true` = masked out), of shape
+    /// `[B or 1, num_heads / 2 or 1, N, N]`: one per differential head (both of its maps take
+    /// it) or one for all.
     pub fn forward(&self, x: Tensor<3>, mask: Option<AttnMask>) -> Tensor<3> {
         let use_reference = self.path == AttentionPath::Reference || (self.attn_drop.prob > 0.0 && x.device().is_autodiff());
         if use_reference {
@@ -174,6 +176,13 @@ impl DiffAttention {
 
     /// The reference path: materialises both softmax maps and returns them.
     pub fn forward_with_maps(&self, x: Tensor<3>, mask: Option<AttnMask>) -> (Tensor<3>, AttentionMaps) {
+        // A differential head's mask applies to both of its maps (heads 2i and 2i+1).
+        let mask = mask.map(|m| match m.dims() {
+            [mb, mh, mq, mk] if mh > 1 && mh == self.num_heads / 2 => {
+                m.reshape([mb, mh, 1, mq, mk]).expand([mb, mh, 2, mq, mk]).reshape([mb, 2 * mh, mq, mk])
+            }
+            _ => m,
+        });
         let mask = full_mask(self.causal, mask, x.dims()[1], &x.device());
         self.reference(x.clone(), x, mask)
     }

@@ -37,6 +37,13 @@ pub enum AttentionError {
         /// The rejected value.
         value: f64,
     },
+    /// `lambda_std` (the spread of the λ vectors' initial values) must be finite and not
+    /// negative.
+    #[error("lambda_std must be finite and not negative, got {value}")]
+    LambdaStd {
+        /// The rejected value.
+        value: f64,
+    },
 }
 
 pub(crate) fn check_dims(d_model: usize, num_heads: usize) -> Result<usize, AttentionError> {

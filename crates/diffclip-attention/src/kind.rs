@@ -85,12 +85,15 @@ impl AttentionConfig {
         Self { d_model, num_heads, ..Self::default() }
     }
 
-    /// Check the shape, dropout and `lambda_init` without building anything; returns the head size.
+    /// Check the shape, dropout, `lambda_init` and `lambda_std` without building anything;
+    /// returns the head size.
     ///
     /// ```
     /// use diffclip_attention::{AttentionConfig, AttentionError};
     /// assert_eq!(AttentionConfig::new(64, 4).check(), Ok(16));
     /// assert!(matches!(AttentionConfig::new(64, 3).check(), Err(AttentionError::WidthNotDivisible { .. })));
+    /// let nan = AttentionConfig { lambda_std: f64::NAN, ..AttentionConfig::new(64, 4) };
+    /// assert!(matches!(nan.check(), Err(AttentionError::LambdaStd { .. })));
     /// ```
     pub fn check(&self) -> Result<usize, AttentionError> {
         let head_dim = check_dims(self.d_model, self.num_heads)?;
@@ -101,6 +104,10 @@ impl AttentionConfig {
         check_dropout(self.proj_dropout)?;
         if !self.lambda_init.is_finite() {
             return Err(AttentionError::LambdaInit { value: self.lambda_init });
+        }
+        // The normal sampler panics on a non-finite spread.
+        if !(self.lambda_std.is_finite() && self.lambda_std >= 0.0) {
+            return Err(AttentionError::LambdaStd { value: self.lambda_std });
         }
         Ok(head_dim)
     }

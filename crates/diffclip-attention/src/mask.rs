@@ -1,7 +1,9 @@
 use burn::tensor::{Bool, Device, Tensor};
 
 /// An attention mask: `true` marks a key position a query may **not** attend to.
-/// Shape `[B or 1, H or 1, N, N]`; it is broadcast over batch and heads.
+/// Shape `[B or 1, H or 1, N, N]`; it is broadcast over batch and heads. `H` counts the
+/// layer's attention heads: `num_heads` for standard attention, `num_heads / 2` (one per
+/// differential head) for differential attention.
 pub type AttnMask = Tensor<4, Bool>;
 
 /// The causal mask `[1, 1, n, n]` (`true` strictly above the diagonal).

@@ -57,6 +57,30 @@ fn diff_fused_matches_reference_with_user_mask() {
 }
 
 #[test]
+fn a_mask_per_differential_head_agrees_on_both_paths() {
+    let _serial = serial();
+    for (backend, device) in devices() {
+        let attn = AttentionConfig::new(32, 4).init_differential(&device).unwrap();
+        let x = Tensor::<3>::random([2, 6, 32], Distribution::Normal(0.0, 1.0), &device);
+        // Differential head 0 may not see the last key, head 1 the first.
+        let mut m = vec![false; 2 * 6 * 6];
+        for q in 0..6 {
+            m[q * 6 + 5] = true;
+            m[36 + q * 6] = true;
+        }
+        let mask = Tensor::<1, Bool>::from_data(burn::tensor::TensorData::new(m, [72]), &device).reshape([1, 2, 6, 6]);
+        let a = attn.forward_fused(x.clone(), Some(mask.clone()));
+        let (b, maps) = attn.forward_with_maps(x, Some(mask));
+        assert!(max_diff(a, b) < 1e-5, "{backend}");
+        // Both maps of head 0 give the last key nothing.
+        for map in [maps.first, maps.second.unwrap()] {
+            let last = map.narrow(1, 0, 1).narrow(3, 5, 1).abs().max().into_scalar::<f32>();
+            assert_eq!(last, 0.0, "{backend}");
+        }
+    }
+}
+
+#[test]
 fn standard_fused_matches_reference() {
     let _serial = serial();
     for (backend, device) in devices() {

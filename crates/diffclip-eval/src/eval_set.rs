@@ -133,7 +133,7 @@ mod tests {
     fn csv_rows_of_one_image_are_one_image_with_several_captions() {
         let dir = tempfile::tempdir().unwrap();
         let csv = dir.path().join("val.csv");
-        std::fs::write(&csv, "filepath,title\na.png,a dog\nb.png,a cat\na.png,a dog running\n").unwrap();
+        std::fs::write(&csv, "filepath,title\na.png,a dog\nb.png,a cat\n./a.png,a dog running\n").unwrap();
         let o = EvalSetOptions { image_size: 32, preprocess: "openai".into(), seed: 0, templates: vec![], csv: CsvConfig::default() };
         let Ok(EvalSet::Pairs { paths, captions, text_to_image, .. }) = EvalSet::open(&DataSpec::Csv(csv.clone()), &o) else { panic!("a pairs set") };
         assert_eq!(paths, [dir.path().join("a.png"), dir.path().join("b.png")]);

@@ -55,6 +55,7 @@ pub struct RobustnessReport {
 /// // Over all classes the image picks class 2; over the subset {0, 1} it picks class 1.
 /// assert_eq!(subset_metrics(&images, &[1], &classifier, None).unwrap().top1, 0.0);
 /// assert_eq!(subset_metrics(&images, &[1], &classifier, Some(&[0, 1])).unwrap().top1, 1.0);
+/// assert!(subset_metrics(&images, &[1], &classifier, Some(&[1, 1])).is_err());
 /// ```
 pub fn subset_metrics(
     image_emb: &Matrix,
@@ -72,6 +73,10 @@ pub fn subset_metrics(
                 label: c,
                 classes: classifier.rows(),
             });
+        }
+        // A repeated class would tie with itself and never be predicted (ties go low).
+        if local[c] != usize::MAX {
+            return Err(EvalError::Invalid(format!("class {c} appears twice in the class subset")));
         }
         local[c] = i;
     }

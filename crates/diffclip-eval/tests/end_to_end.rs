@@ -255,6 +255,11 @@ fn attention_maps_and_png() {
     let rgb = p.process_image_u8(&decoded, 0);
     let maps = attention_heatmaps(&encoder, p.normalize(&rgb), Some("a red square"), None).unwrap();
     assert_eq!((maps.layer, maps.grid), (1, 4));
+    // A bf16 model (eval --dtype bf16) gives the same maps to its rounding.
+    let half = model.clone().with_precision(diffclip_clip::Precision::Bf16).unwrap();
+    let half_maps = attention_heatmaps(&Encoder::new(&half).unwrap().with_progress(false), p.normalize(&rgb), Some("a red square"), None).unwrap();
+    let d = maps.effective.iter().zip(&half_maps.effective).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    assert!(d < 2e-2, "bf16 maps differ by {d}");
     assert_eq!(maps.first.len(), 16);
     let (second, lambda) = (maps.second.as_ref().unwrap(), maps.lambda.unwrap());
     // A1 and A2 are softmax rows: the class token's weights on the 16 patches sum to at most 1.
@@ -297,6 +302,9 @@ fn attention_maps_and_png() {
     assert_eq!(back.width(), 5 * 224 + 4 * 4);
     assert!(back.height() > 2 * (224 + TITLE_HEIGHT as u32));
     assert!(attention_heatmaps(&encoder, vec![0.0; 10], None, None).is_err());
+    // A template without the class name would give every class the same prompt.
+    let e = diffclip_eval::build_classifier(&encoder, &["a dog", "a cat"], &["a photo."]).unwrap_err().to_string();
+    assert!(e.contains("has no {c}"), "{e}");
     assert!(attention_heatmaps(&encoder, p.normalize(&rgb), None, Some(7)).is_err());
 }
 

@@ -4,9 +4,10 @@ use std::path::Path;
 
 use super::error::DataError;
 
-/// Class names from a file: a JSON list of strings (in folder order), a JSON object mapping each
-/// of `folders` to its name, or else one name per line ([`crate::files::read_lines`]: trimmed,
-/// blank lines skipped). The count is not checked here. Errors name the file.
+/// Class names from a file: a JSON list of strings (in folder order, or by number for numbered
+/// folders: see [`names_for_folders`]), a JSON object mapping each of `folders` to its name, or
+/// else one name per line ([`crate::files::read_lines`]: trimmed, blank lines skipped). The
+/// count is not checked here. Errors name the file.
 ///
 /// ```
 /// use diffclip_data::datasets::read_class_names;
@@ -35,6 +36,7 @@ pub fn read_class_names(
             .iter()
             .map(|v| v.as_str().map(str::to_string))
             .collect::<Option<Vec<_>>>()
+            .map(|names| names_for_folders(names, folders))
             .ok_or_else(|| json_err("class names must be strings".into())),
         Ok(serde_json::Value::Object(_)) if folders.is_empty() => Err(json_err(
             "a JSON object maps class folder names to class names, and no class folders are \
@@ -50,6 +52,30 @@ pub fn read_class_names(
                     .ok_or_else(|| json_err(format!("no class name for folder {f:?}")))
             })
             .collect(),
-        _ => Ok(crate::files::lines_of(&text)),
+        _ => Ok(names_for_folders(crate::files::lines_of(&text), folders)),
+    }
+}
+
+/// The names of the class `folders` (sorted as text) from `names`, a list in class-index
+/// order. Numbered folders (`0`..`999`, ImageNet-V2's layout) take the name at their number,
+/// since as text `10` sorts before `2`; any other folders take the names in order. Without
+/// folders, `names` as given.
+///
+/// ```
+/// use diffclip_data::datasets::names_for_folders;
+/// let names: Vec<String> = (0..11).map(|i| format!("class {i}")).collect();
+/// let folders = ["0", "1", "10", "2"].map(String::from);
+/// assert_eq!(names_for_folders(names.clone(), &folders), ["class 0", "class 1", "class 10", "class 2"]);
+/// let named = ["cat", "dog"].map(String::from);
+/// assert_eq!(names_for_folders(names[..2].to_vec(), &named), ["class 0", "class 1"]);
+/// ```
+pub fn names_for_folders(names: Vec<String>, folders: &[String]) -> Vec<String> {
+    let numbers: Option<Vec<usize>> = folders
+        .iter()
+        .map(|f| f.parse::<usize>().ok().filter(|&n| n < names.len()))
+        .collect();
+    match numbers {
+        Some(numbers) if !folders.is_empty() => numbers.iter().map(|&n| names[n].clone()).collect(),
+        _ => names,
     }
 }

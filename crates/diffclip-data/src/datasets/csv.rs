@@ -17,8 +17,10 @@ use super::traits::{ClipDataset, impl_burn_dataset};
 /// use diffclip_data::datasets::CsvConfig;
 /// let c: CsvConfig = serde_json::from_str(r#"{"caption_column": "caption"}"#).unwrap();
 /// assert_eq!(c.image_column, "filepath");
-/// assert_eq!(c.separator_for("train.tsv".as_ref()), b'\t');
-/// assert_eq!(c.separator_for("train.csv".as_ref()), b',');
+/// assert_eq!(c.separator_for("train.tsv".as_ref()).unwrap(), b'\t');
+/// assert_eq!(c.separator_for("train.csv".as_ref()).unwrap(), b',');
+/// let wide = CsvConfig { separator: Some('§'), ..Default::default() };
+/// assert!(wide.separator_for("train.csv".as_ref()).is_err());
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -65,10 +67,12 @@ impl CsvConfig {
         }
     }
 
-    /// The separator byte used for `path`.
-    pub fn separator_for(&self, path: &Path) -> u8 {
-        match self.separator {
-            Some(c) => c as u8,
+    /// The separator byte used for `path`; a separator that is not one ASCII character is an
+    /// error (cast to a byte it would split on a byte nobody chose).
+    pub fn separator_for(&self, path: &Path) -> Result<u8, DataError> {
+        Ok(match self.separator {
+            Some(c) if c.is_ascii() => c as u8,
+            Some(c) => return Err(DataError::Config(format!("{}: separator {c:?} must be a single ASCII character", path.display()))),
             None => match path
                 .extension()
                 .and_then(|e| e.to_str())
@@ -77,7 +81,7 @@ impl CsvConfig {
                 Some(e) if e == "csv" => b',',
                 _ => b'\t',
             },
-        }
+        })
     }
 }
 
@@ -142,7 +146,7 @@ impl CsvDataset {
             },
         };
         let file = crate::files::open_regular(&path).map_err(|e| DataError::io(&path, e))?;
-        let mut reader = CsvReader::new(&path, file, config.separator_for(&path))?;
+        let mut reader = CsvReader::new(&path, file, config.separator_for(&path)?)?;
         let image_col = reader.column(&config.image_column)?;
         let caption_col = reader.column(&config.caption_column)?;
         let label_col = config

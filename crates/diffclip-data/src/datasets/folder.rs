@@ -233,6 +233,12 @@ impl ImageFolderDataset {
                 "at least one prompt template is needed".into(),
             ));
         }
+        // Without the class name every class would get the same caption and prompt.
+        if let Some(t) = templates.iter().find(|t| !crate::metadata::is_template(t)) {
+            return Err(DataError::Config(format!(
+                "prompt template {t:?} has no {{c}} (or {{}}) for the class name"
+            )));
+        }
         self.templates = templates;
         Ok(self)
     }

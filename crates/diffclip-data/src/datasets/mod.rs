@@ -53,7 +53,7 @@ pub use brace::{
     MAX_BRACE_DEPTH, MAX_BRACE_GROUPS, MAX_EXPANSION, MAX_EXPANSION_BYTES, expand_braces,
 };
 pub use error::DataError;
-pub use class_names::read_class_names;
+pub use class_names::{names_for_folders, read_class_names};
 pub use folder::{ImageFolder, ImageFolderDataset, list_image_files};
 pub use loader::ImageLoader;
 pub use retrieval::{KarpathyConfig, KarpathyDataset};

@@ -9,7 +9,8 @@ use std::io::Read;
 /// a UTF-8 BOM at the start is skipped, line ends at the start of a record are skipped) to:
 ///
 /// * note the line each record starts on;
-/// * drop spaces before an opening quote (`a, "b, c"`), so that the quote opens the field;
+/// * drop spaces before an opening quote (`a, "b, c"`), so that the quote opens the field, and
+///   between a closing quote and the end of its field (`"b" ,c`);
 /// * catch the two shapes of an unterminated quote that the crate accepts silently: a quoted
 ///   field still open at the end of the file (it swallowed the rest of the file), and a quoted
 ///   field that spans lines and whose closing quote is followed by text (the quote that "closed"
@@ -31,7 +32,8 @@ pub(super) struct QuoteCheck<R> {
     record_start: bool,
     /// Start line of each record seen and not yet claimed by `CsvReader`.
     pub(super) starts: VecDeque<u64>,
-    /// Spaces at the start of a field, held back until it is known whether a quote follows.
+    /// Spaces at the start of a field, held back until it is known whether a quote follows, or
+    /// after a closing quote, until it is known whether the field ends there.
     held: Vec<u8>,
     /// Line where the current quoted field opened.
     open_line: u64,
@@ -109,6 +111,15 @@ impl<R> QuoteCheck<R> {
             if self.state == LeadingSpace && !is_space(b) && b != q {
                 self.out.append(&mut self.held);
             }
+            // Held spaces after a closing quote are dropped at the field's end, and kept when
+            // text follows (`"Hello" she said`).
+            if self.state == AfterQuote && !is_space(b) {
+                if b == d || is_term(b) {
+                    self.held.clear();
+                } else {
+                    self.out.append(&mut self.held);
+                }
+            }
             let next = match self.state {
                 StartField | LeadingSpace if b == q => {
                     self.held.clear();
@@ -126,7 +137,10 @@ impl<R> QuoteCheck<R> {
                 InQuoted => InQuoted,
                 QuoteInQuoted if b == q => InQuoted,
                 QuoteInQuoted | AfterQuote if b == d || is_term(b) => StartField,
-                QuoteInQuoted | AfterQuote if is_space(b) => AfterQuote,
+                QuoteInQuoted | AfterQuote if is_space(b) => {
+                    self.held.push(b);
+                    AfterQuote
+                }
                 QuoteInQuoted | AfterQuote => {
                     if self.multi_line && self.error.is_none() {
                         self.error = Some((
@@ -142,7 +156,7 @@ impl<R> QuoteCheck<R> {
                     InField
                 }
             };
-            if next != LeadingSpace {
+            if next != LeadingSpace && next != AfterQuote {
                 self.out.push(b);
             }
             if is_term(b) && next == StartField && self.state != InQuoted {
@@ -161,6 +175,9 @@ impl<R> QuoteCheck<R> {
     fn finish(&mut self) {
         if !self.done {
             self.done = true;
+            if self.state == QuoteState::AfterQuote {
+                self.held.clear(); // spaces after the last closing quote of the file
+            }
             self.out.append(&mut self.held);
             if self.state == QuoteState::InQuoted && self.error.is_none() {
                 self.error = Some((

@@ -16,8 +16,9 @@ use crate::metadata::ZeroShotMetadata;
 /// assert_eq!(s.to_local(13), Some(2));
 /// assert_eq!(s.to_local(7), None);
 /// let names: Vec<String> = (0..1000).map(|i| format!("class {i}")).collect();
-/// assert_eq!(s.select(&names), ["class 6", "class 11", "class 13"]);
-/// assert_eq!(s.restrict(&[0.0; 1000]).len(), 3);
+/// assert_eq!(s.select(&names).unwrap(), ["class 6", "class 11", "class 13"]);
+/// assert_eq!(s.restrict(&[0.0; 1000]).unwrap().len(), 3);
+/// assert!(s.restrict(&[0.0; 14]).is_err(), "a row of another label space");
 /// assert!(LabelSubset::new(vec![1000], 1000).is_err());
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -155,17 +156,23 @@ impl LabelSubset {
         self.inverse.get(full).copied().flatten()
     }
 
-    /// The subset's entries of a full-space list (class names, classifier rows, ...).
-    pub fn select<T: Clone>(&self, full: &[T]) -> Vec<T> {
-        self.indices
-            .iter()
-            .filter_map(|&i| full.get(i).cloned())
-            .collect()
+    /// The subset's entries of a full-space list (class names, classifier rows, ...). A list
+    /// of another length than the full space is an error: a shorter one would shift every
+    /// later entry onto the wrong class.
+    pub fn select<T: Clone>(&self, full: &[T]) -> Result<Vec<T>, DataError> {
+        if full.len() != self.full_size {
+            return Err(DataError::Config(format!(
+                "a list of {} entries for a label space of {}",
+                full.len(),
+                self.full_size
+            )));
+        }
+        Ok(self.indices.iter().map(|&i| full[i].clone()).collect())
     }
 
     /// One full-space score row restricted to the subset (CLIP_benchmark's ImageNet-A/-R
     /// evaluation: argmax over the subset's logits only).
-    pub fn restrict(&self, full_scores: &[f32]) -> Vec<f32> {
+    pub fn restrict(&self, full_scores: &[f32]) -> Result<Vec<f32>, DataError> {
         self.select(full_scores)
     }
 }

@@ -35,6 +35,9 @@ use super::quote_check::QuoteCheck;
 /// assert_eq!(csv.records()[0].fields, ["a.png", "a dog, \"happy\""]);
 /// assert_eq!((csv.records()[1].line, csv.records()[1].fields[1].as_str()), (4, "two\nlines"));
 /// assert_eq!(csv.column("Caption").unwrap(), 1);
+/// let spaced = CsvTable::parse("a,b\n \"x\" ,y\n\"Hi\" she said,\"z\"  ", "x.csv".as_ref(), b',').unwrap();
+/// assert_eq!(spaced.records()[0].fields, ["x", "y"]);
+/// assert_eq!(spaced.records()[1].fields, ["Hi she said", "z"]);
 /// let e = CsvTable::parse("a,b\n\"open", "x.csv".as_ref(), b',').unwrap_err();
 /// assert!(e.to_string().starts_with("x.csv:2: unterminated quoted field"), "{e}");
 /// ```

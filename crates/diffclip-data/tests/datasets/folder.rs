@@ -112,12 +112,12 @@ fn imagenet_a_folders_remap_to_the_metadata_subset() {
         assert_eq!(wnids[a_idx[local]], ds.folders()[local]);
         assert_eq!(subset.to_local(a_idx[local]), Some(local));
     }
-    let ds = ds.with_class_names(subset.select(&names)).unwrap();
+    let ds = ds.with_class_names(subset.select(&names).unwrap()).unwrap();
     assert_eq!(ds.class_names()[0], names[a_idx[0]]);
     assert_eq!(ds.label(5).unwrap(), 5);
     let mut scores = vec![0.0f32; 1000];
     scores[a_idx[7]] = 1.0;
-    let restricted = subset.restrict(&scores);
+    let restricted = subset.restrict(&scores).unwrap();
     assert_eq!(restricted.iter().position(|&s| s == 1.0), Some(7));
 
     let r = LabelSubset::from_metadata_file(metadata(), "imagenet_r").unwrap();
@@ -129,4 +129,31 @@ fn imagenet_a_folders_remap_to_the_metadata_subset() {
     assert!(err.to_string().contains("200 class folders"), "{err}");
     assert!(LabelSubset::from_metadata_file(metadata(), "imagenet_z").is_err());
     assert!(LabelSubset::new(vec![3, 3], 10).is_err());
+}
+
+#[test]
+fn numbered_class_folders_take_their_names_by_number() {
+    // ImageNet-V2's layout: folders 0..999 sort as text, so "10" is the third class folder.
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("v2");
+    for folder in ["0", "1", "10", "2"] {
+        write(&root.join(folder).join("x.png"), &png_bytes(4, 4, [1, 0, 0]));
+    }
+    let names: String = (0..11).map(|i| format!("class {i}\n")).collect();
+    write(&root.join("classnames.txt"), names.as_bytes());
+    let set = ImageFolder::open(&root).unwrap();
+    assert_eq!(set.classes, ["0", "1", "10", "2"]);
+    assert_eq!(set.class_names, ["class 0", "class 1", "class 10", "class 2"]);
+    // A JSON object is keyed by folder and needs no numbering.
+    write(&root.join("classnames.txt"), br#"{"0": "a", "1": "b", "10": "c", "2": "d"}"#);
+    assert_eq!(ImageFolder::open(&root).unwrap().class_names, ["a", "b", "c", "d"]);
+}
+
+#[test]
+fn a_template_without_the_class_name_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    write(&tmp.path().join("cat/a.png"), &png_bytes(4, 4, [1, 0, 0]));
+    let ds = ImageFolderDataset::open(tmp.path(), loader()).unwrap();
+    let e = ds.with_templates(vec!["a photo.".into()]).unwrap_err().to_string();
+    assert!(e.contains("\"a photo.\" has no {c}"), "{e}");
 }

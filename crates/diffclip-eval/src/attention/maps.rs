@@ -60,7 +60,9 @@ pub fn attention_heatmaps(
             "layer {layer} of a {layers}-layer vision tower"
         )));
     }
-    let image = Tensor::<4>::from_data(TensorData::new(image_chw, [1, 3, s, s]), encoder.device());
+    // In the model's precision, as `Clip::encode_image` casts it (a bf16 conv on f32 pixels fails).
+    let image = Tensor::<4>::from_data(TensorData::new(image_chw, [1, 3, s, s]), encoder.device())
+        .cast(model.image_projection.val().dtype());
     let (out, maps) = model.visual.forward_with_maps(image);
     let m: &AttentionMaps = &maps[layer];
     let n = m.first.dims()[3] - 1;

@@ -18,7 +18,7 @@ use crate::EvalError;
 /// let dir = std::env::temp_dir().join("diffclip-eval-doc-captions");
 /// std::fs::create_dir_all(&dir).unwrap();
 /// std::fs::write(dir.join("a.png"), b"").unwrap();
-/// std::fs::write(dir.join("captions.csv"), "image,caption\na.png,a dog\na.png,\"a dog, running\"\n").unwrap();
+/// std::fs::write(dir.join("captions.csv"), "image,caption\na.png,a dog\n./a.png,\"a dog, running\"\n").unwrap();
 /// let set = CaptionSet::open(&dir.join("captions.csv")).unwrap();
 /// assert_eq!((set.images.len(), set.captions.len()), (1, 2));
 /// assert_eq!(set.text_to_image, [0, 0]);
@@ -53,17 +53,19 @@ impl CaptionSet {
             captions: vec![],
             text_to_image: vec![],
         };
-        let mut index: HashMap<String, usize> = HashMap::new();
+        // Keyed by the resolved path, whose comparison ignores `./` and doubled slashes, so
+        // `a.jpg` and `./a.jpg` are one image.
+        let mut index: HashMap<PathBuf, usize> = HashMap::new();
         for record in csv.records() {
             let name = csv.field(record, image_col)?.trim();
             let caption = csv.field(record, caption_col)?.trim();
             if name.is_empty() {
                 return Err(csv.error(record.line, "empty image path").into());
             }
-            let i = match index.get(name) {
+            let file = root.join(name);
+            let i = match index.get(&file) {
                 Some(&i) => i,
                 None => {
-                    let file = root.join(name);
                     if !file.is_file() {
                         return Err(csv
                             .error(
@@ -72,8 +74,8 @@ impl CaptionSet {
                             )
                             .into());
                     }
-                    set.images.push(file);
-                    index.insert(name.to_string(), set.images.len() - 1);
+                    set.images.push(file.clone());
+                    index.insert(file, set.images.len() - 1);
                     set.images.len() - 1
                 }
             };

@@ -24,11 +24,18 @@ pub fn class_prompts<S: AsRef<str>, T: AsRef<str>>(
         .collect()
 }
 
-/// [`class_prompts`], or an error when there is no class or no template.
+/// [`class_prompts`], or an error when there is no class or no template, or a template without
+/// the class name (every class would get the same prompt, so every image the first class).
 pub(crate) fn classifier_prompts<S: AsRef<str>, T: AsRef<str>>(
     classnames: &[S],
     templates: &[T],
 ) -> Result<Vec<String>, EvalError> {
+    if let Some(t) = templates.iter().find(|t| !diffclip_data::metadata::is_template(t.as_ref())) {
+        return Err(EvalError::Invalid(format!(
+            "prompt template {:?} has no {{c}} (or {{}}) for the class name",
+            t.as_ref()
+        )));
+    }
     let prompts = class_prompts(classnames, templates);
     if prompts.is_empty() {
         return Err(EvalError::Invalid(
