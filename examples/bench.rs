@@ -226,6 +226,10 @@ fn run_inference(args: &Args, device: &Device) -> Result<Vec<serde_json::Value>,
     if text_tokens == 0 || text_tokens > config.text.context_length {
         return Err(format!("--text-tokens must be 1..={}", config.text.context_length).into());
     }
+    // Synthetic texts use ids 1..vocab-2 and end-of-text vocab-1.
+    if !args.image_only && config.text.vocab_size < 3 {
+        return Err(format!("a text vocabulary of {} ids is too small to benchmark (at least 3)", config.text.vocab_size).into());
+    }
     let size = config.vision.image_size;
 
     let (mut image_s, mut text_s) = (None, None);

@@ -114,6 +114,17 @@ fn run(args: Args) -> Res<()> {
     let (original, clip_config, pretrain_seconds) = match &args.checkpoint {
         Some(path) => {
             let config = ClipConfig::select(None, None, Some(path))?;
+            // The synthetic task is built from the flags: the checkpoint must fit it.
+            let (size, context) = (config.vision.image_size, config.text.context_length);
+            if size != args.shape.image_size || context != diffclip::train::synthetic::CONTEXT {
+                return Err(format!(
+                    "{}: a model of {size} px images and {context} tokens, but the task has --image-size {} and {} tokens",
+                    path.display(),
+                    args.shape.image_size,
+                    diffclip::train::synthetic::CONTEXT
+                )
+                .into());
+            }
             let mut model = config.init_lazy(&device.clone().inner())?;
             load_checkpoint(&mut model, path)?;
             (model, config, 0.0)

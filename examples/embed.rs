@@ -181,8 +181,20 @@ fn embed_files(args: &Args, loaded: &LoadedModel) -> Result<(), Box<dyn std::err
     let truncate = args.truncate.as_deref().unwrap_or(loaded.truncate);
     let encoder = Encoder::new(&loaded.model)?.with_tokenizer(loaded.tokenizer.clone())?.with_truncation(truncate.parse()?)?;
     let preprocess = args.preprocess.as_deref().unwrap_or(loaded.preprocess);
-    // Stored in every shard: a re-run with another model or preprocessing must not mix rows.
-    let job = ShardJob { source: format!("{}, preprocess {preprocess}, truncate {truncate}", loaded.checkpoint.display()), ..job };
+    // Stored in every shard: a re-run with another model (file, config, dtype) or preprocessing
+    // must not mix rows. The file is named by path, size and modification time (a run that
+    // rewrote it counts as another model).
+    let file = std::fs::metadata(&loaded.checkpoint).map_err(|e| format!("{}: {e}", loaded.checkpoint.display()))?;
+    let modified = file.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map_or(0, |d| d.as_secs());
+    let config = diffclip::eval::cache::data_key("model-config", [serde_json::to_string(&loaded.config)?]);
+    let source = format!(
+        "{} ({} bytes, modified {modified}), config {}, dtype {:?}, preprocess {preprocess}, truncate {truncate}",
+        loaded.checkpoint.display(),
+        file.len(),
+        &config[..config.len().min(16)],
+        loaded.model.precision(),
+    );
+    let job = ShardJob { source, ..job };
     let pipeline = Pipeline::from_name(preprocess, loaded.config.vision.image_size as u32)?;
     let mut report = ShardReport::default();
     if let Some(spec) = &args.data {

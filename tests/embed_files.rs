@@ -75,6 +75,7 @@ fn shards_resume_split_and_hold_texts() {
     refused(&["--rows-per-shard", "4", "--normalize"], "its rows");
     refused(&["--rows-per-shard", "3"], "--normalize");
     refused(&["--rows-per-shard", "3", "--normalize", "--preprocess", "openai"], "preprocess openai");
+    refused(&["--rows-per-shard", "3", "--normalize", "--dtype", "bf16"], "Bf16");
     for (n, b) in &before {
         assert_eq!(&std::fs::read(out.join(n)).unwrap(), b, "{n} rewritten by a refused job");
     }

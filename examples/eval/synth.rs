@@ -147,7 +147,11 @@ pub(crate) fn attention(ctx: &Ctx<'_>) -> Res<Outcome> {
 /// one figure, `<heatmap>-compare.png`; each model's last layer (or `--layer`).
 fn compare_png(ctx: &Ctx<'_>, other: &std::path::Path, rgb: &[u8], chw: Vec<f32>, query: Option<&str>, maps: &diffclip::eval::attention::AttentionHeatmaps) -> Res<std::path::PathBuf> {
     let s = ctx.eval.encoder().image_size();
-    let mut model = ClipConfig::select(None, None, Some(other))?.init(ctx.eval.encoder().device())?;
+    // --config/--preset describe the first model: the compared one must carry its own config.
+    let config = ClipConfig::select(None, None, Some(other)).map_err(|e| {
+        format!("--compare: {e}; the compared checkpoint must carry its own model config (a file written by save_safetensors, such as train's model.safetensors), since --config and --preset describe the first model")
+    })?;
+    let mut model = config.init(ctx.eval.encoder().device())?;
     load_checkpoint(&mut model, other)?;
     let encoder = Encoder::new(&model)?.with_progress(false);
     if encoder.image_size() != s {

@@ -35,9 +35,22 @@ impl Default for ModelLimits {
     /// [`DEFAULT_MAX_PARAMS`] (or `DIFFCLIP_MAX_PARAMS`), and the memory the OS reports as
     /// available (`MemAvailable + SwapFree` in `/proc/meminfo`; unchecked where that is unreadable).
     fn default() -> Self {
-        let max_params = std::env::var(MAX_PARAMS_ENV).ok().and_then(|v| v.trim().parse().ok()).unwrap_or(DEFAULT_MAX_PARAMS);
+        let max_params = std::env::var(MAX_PARAMS_ENV).ok().and_then(|v| parse_count(&v)).unwrap_or(DEFAULT_MAX_PARAMS);
         Self { max_params, max_bytes: available_memory() }
     }
+}
+
+/// A parameter count as people write it: `5000000000`, `5_000_000_000` or `5e9`.
+///
+/// ```
+/// # use diffclip_clip::parse_count;
+/// assert_eq!(parse_count("5e9"), Some(5_000_000_000));
+/// assert_eq!(parse_count(" 5_000_000_000 "), Some(5_000_000_000));
+/// assert_eq!(parse_count("lots"), None);
+/// ```
+pub fn parse_count(text: &str) -> Option<u64> {
+    let t = text.trim().replace('_', "");
+    t.parse::<u64>().ok().or_else(|| t.parse::<f64>().ok().filter(|v| v.is_finite() && *v >= 0.0 && *v < 1.8e19).map(|v| v as u64))
 }
 
 /// What a configuration costs, from its fields alone.
@@ -175,7 +188,7 @@ impl ClipConfig {
         let e = self.estimate();
         if e.params > limits.max_params {
             return Err(ClipError::TooLarge {
-                message: format!("{} parameters, more than the limit of {} (raise it with {MAX_PARAMS_ENV})", e.params, limits.max_params),
+                message: format!("{} parameters, more than the limit of {} (raise it with {MAX_PARAMS_ENV}{})", e.params, limits.max_params, unreadable_limit()),
             });
         }
         let need = e.weight_bytes.saturating_add(e.activation_bytes);
@@ -196,4 +209,12 @@ impl ClipConfig {
 
 fn gib(bytes: u64) -> f64 {
     bytes as f64 / (1u64 << 30) as f64
+}
+
+/// `; its value X is not a number` when the environment's limit could not be read.
+fn unreadable_limit() -> String {
+    match std::env::var(MAX_PARAMS_ENV) {
+        Ok(v) if parse_count(&v).is_none() => format!("; its value {v:?} is not a number"),
+        _ => String::new(),
+    }
 }

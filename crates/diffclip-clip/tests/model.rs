@@ -190,6 +190,18 @@ fn export_round_trips_through_safetensors_and_burnpack() {
         load_checkpoint(&mut fresh, &bp).unwrap();
         assert_eq!(embed(&fresh, &device), want);
         assert_eq!(state_dict_of(&fresh).unwrap().len(), theirs.len());
+        // A burnpack under a name without the extension is read as named (not as `NAME.bpk`).
+        let bare = tmp(&format!("{backend}-weights"));
+        std::fs::copy(&bp, &bare).unwrap();
+        let mut fresh = ClipConfig::diffclip_tiny().init(&device).unwrap();
+        load_checkpoint(&mut fresh, &bare).unwrap();
+        assert_eq!(embed(&fresh, &device), want);
+        // A burnpack of another architecture fails and leaves the model as it was, though many
+        // of its tensors (patch embedding, norms, MLPs) would have fitted.
+        let mut other = ClipConfig::clip_tiny().init(&device).unwrap();
+        let before = embed(&other, &device);
+        assert!(load_checkpoint(&mut other, &bp).is_err());
+        assert_eq!(embed(&other, &device), before, "{backend}: a failed burnpack load changed the model");
     }
 }
 

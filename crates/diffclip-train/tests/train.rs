@@ -385,3 +385,20 @@ fn a_bad_sample_ending_an_epoch_is_skipped_not_an_empty_batch() {
     assert_eq!(report.skipped_samples, 1 + read - 4);
     assert_eq!((t.state.epoch, t.state.position), (1, read));
 }
+
+#[test]
+fn a_training_checkpoint_loads_as_a_model() {
+    let _serial = serial();
+    let dir = tmpdir("as-model");
+    let mut t = trainer(1, Some(dir.to_path_buf()));
+    t.fit(&data(), &batcher(), None).unwrap();
+    let ckpt = dir.join("checkpoint-latest.safetensors");
+    // Its config travels with it; its weights sit under `model.` beside the AdamW moments.
+    let config = diffclip_clip::checkpoint::config_of(&ckpt).unwrap().unwrap();
+    let device = Device::flex();
+    let mut model = config.init(&device).unwrap();
+    diffclip_clip::load_checkpoint(&mut model, &ckpt).unwrap();
+    let trained = t.model.clone().valid();
+    let (a, b) = (model.image_projection.val(), trained.image_projection.val());
+    assert_eq!(a.into_data().try_to_vec::<f32>().unwrap(), b.into_data().try_to_vec::<f32>().unwrap());
+}

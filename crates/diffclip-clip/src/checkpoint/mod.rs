@@ -55,11 +55,22 @@ pub fn load_checkpoint(model: &mut Clip, path: impl AsRef<Path>) -> Result<Check
         load_burnpack(model, path)?;
         return Ok(CheckpointFormat::Burnpack);
     }
-    let sd = read_state_dict(path)?;
+    let sd = training_weights(read_state_dict(path)?);
     let format = detect_format(&sd);
     let sd = to_canonical(sd, format, &name)?;
     load_state_dict(model, sd, &name)?;
     Ok(format)
+}
+
+/// The weights of a diffclip training checkpoint (`model.*` beside the optimizer's `optim.*`,
+/// as `diffclip-train` writes it), so that one loads like an exported model; any other state
+/// dict as it is.
+fn training_weights(sd: StateDict) -> StateDict {
+    let is_training = sd.keys().any(|k| k.starts_with("optim.m.")) && sd.keys().all(|k| k.starts_with("model.") || k.starts_with("optim."));
+    if !is_training {
+        return sd;
+    }
+    sd.into_iter().filter_map(|(k, t)| k.strip_prefix("model.").map(|k| (k.to_string(), t))).collect()
 }
 
 /// Apply a canonical state dict (see [`to_canonical`]) to `model`, checking names and shapes.
@@ -169,11 +180,17 @@ impl ModuleVisitor for ShapeVisitor {
 
 fn load_burnpack(model: &mut Clip, path: &Path) -> Result<(), CheckpointError> {
     let name = path.display().to_string();
-    let mut store = BurnpackStore::from_file(path).allow_partial(true);
-    let result = store.apply_to(model).map_err(|e| CheckpointError::Read { path: name.clone(), message: e.to_string() })?;
+    // The path as given: with its default auto_extension the store would read `weights.bpk`
+    // for a file named `weights`.
+    let mut store = BurnpackStore::from_file(path).auto_extension(false).allow_partial(true);
+    // Applied to a copy (sharing the tensors, so no second allocation): a load that fails half
+    // way leaves the model as it was.
+    let mut loaded = model.clone();
+    let result = store.apply_to(&mut loaded).map_err(|e| CheckpointError::Read { path: name.clone(), message: e.to_string() })?;
     if !result.errors.is_empty() || !result.missing.is_empty() || !result.unused.is_empty() {
         let _ = store.get_all_tensors();
         return Err(CheckpointError::Apply { path: name, message: result.to_string() });
     }
+    *model = loaded;
     Ok(())
 }
