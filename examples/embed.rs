@@ -41,7 +41,7 @@ use diffclip::cli::LoadedModel;
 use diffclip::clip::check_finite_rows;
 use diffclip::data::Pipeline;
 use diffclip::data::datasets::{BadSamplePolicy, CsvDataset, DataSpec, ImageLoader, WebDatasetConfig, expand_braces, list_image_files};
-use diffclip::eval::Encoder;
+use diffclip::eval::{Encoder, ModelKey};
 use diffclip::eval::shards::{EmbedRow, Embedding, ImageSource, ShardJob, ShardReport};
 
 #[derive(Parser, Debug)]
@@ -181,17 +181,13 @@ fn embed_files(args: &Args, loaded: &LoadedModel) -> Result<(), Box<dyn std::err
     let truncate = args.truncate.as_deref().unwrap_or(loaded.truncate);
     let encoder = Encoder::new(&loaded.model)?.with_tokenizer(loaded.tokenizer.clone())?.with_truncation(truncate.parse()?)?;
     let preprocess = args.preprocess.as_deref().unwrap_or(loaded.preprocess);
-    // Stored in every shard: a re-run with another model (file, config, dtype) or preprocessing
-    // must not mix rows. The file is named by path, size and modification time (a run that
-    // rewrote it counts as another model).
-    let file = std::fs::metadata(&loaded.checkpoint).map_err(|e| format!("{}: {e}", loaded.checkpoint.display()))?;
-    let modified = file.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map_or(0, |d| d.as_secs());
-    let config = diffclip::eval::cache::data_key("model-config", [serde_json::to_string(&loaded.config)?]);
+    // Stored in every shard: a re-run with another model (the file as it is now, its config,
+    // the dtype) or preprocessing must not mix rows.
+    let model_key = ModelKey::new(Some(&loaded.checkpoint), &serde_json::to_string(&loaded.config)?)?;
     let source = format!(
-        "{} ({} bytes, modified {modified}), config {}, dtype {:?}, preprocess {preprocess}, truncate {truncate}",
+        "{} (model key {}), dtype {:?}, preprocess {preprocess}, truncate {truncate}",
         loaded.checkpoint.display(),
-        file.len(),
-        &config[..config.len().min(16)],
+        &model_key.as_str()[..16],
         loaded.model.precision(),
     );
     let job = ShardJob { source, ..job };

@@ -254,17 +254,17 @@ fn run(args: Args, matches: &ArgMatches) -> Res<()> {
     let per_step = trainer.config.batch_size * trainer.config.accum_steps;
     let epoch_len = source.epoch_len();
     let length = RunLength { steps: args.steps, epochs: args.epochs, warmup_steps: args.warmup_steps, warmup_epochs: args.warmup_epochs };
-    let stopped = trainer.config.clone();
+    let (stopped_steps, stopped_schedule) = (trainer.config.steps, trainer.config.schedule());
     match length.steps(epoch_len, per_step)? {
         Some(steps) => trainer.config.steps = steps,
         None if resume.is_none() => return Err("give --steps N or --epochs N".into()),
         None => {}
     }
-    if resume.is_some() && stopped.steps != trainer.config.steps && stopped.decay == LrDecay::Cosine {
+    if resume.is_some() && stopped_steps != trainer.config.steps && trainer.config.decay == LrDecay::Cosine {
         // The cosine spans the whole run, so another length moves every later learning rate.
         let at = trainer.state.step;
-        let (was, now) = (stopped.schedule().lr(at), trainer.config.schedule().lr(at));
-        eprintln!("note: {} steps instead of the stopped run's {} stretch its cosine schedule: the learning rate at step {at} is {now:.3e} instead of {was:.3e}", trainer.config.steps, stopped.steps);
+        let (was, now) = (stopped_schedule.lr(at), trainer.config.schedule().lr(at));
+        eprintln!("note: {} steps instead of the stopped run's {} stretch its cosine schedule: the learning rate at step {at} is {now:.3e} instead of {was:.3e}", trainer.config.steps, stopped_steps);
     }
     if resume.is_none() {
         trainer.config.warmup_steps = length.warmup(epoch_len, per_step, trainer.config.steps)?;

@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use diffclip_data::Pipeline;
+use diffclip_data::datasets::LabelSubset;
 use serde::{Deserialize, Serialize};
 
 use crate::dataset::ImageFolder;
@@ -64,37 +65,19 @@ pub fn subset_metrics(
     subset: Option<&[usize]>,
 ) -> Result<ZeroShotMetrics, EvalError> {
     let all: Vec<usize> = (0..classifier.rows()).collect();
-    let subset = subset.unwrap_or(&all);
-    let mut local = vec![usize::MAX; classifier.rows()];
-    for (i, &c) in subset.iter().enumerate() {
-        if c >= classifier.rows() {
-            return Err(EvalError::Label {
-                index: i,
-                label: c,
-                classes: classifier.rows(),
-            });
-        }
-        // A repeated class would tie with itself and never be predicted (ties go low).
-        if local[c] != usize::MAX {
-            return Err(EvalError::Invalid(format!("class {c} appears twice in the class subset")));
-        }
-        local[c] = i;
-    }
-    let mut local_labels = Vec::with_capacity(labels.len());
-    for (index, &y) in labels.iter().enumerate() {
-        match local.get(y) {
-            Some(&l) if l != usize::MAX => local_labels.push(l),
-            _ => {
-                return Err(EvalError::Invalid(format!(
-                    "label {y} of image {index} is not in the class subset"
-                )));
-            }
-        }
-    }
+    // Distinct classes in range: a repeated one would tie with itself and never be predicted.
+    let subset = LabelSubset::new(subset.unwrap_or(&all).to_vec(), classifier.rows())?;
+    let local_labels = labels
+        .iter()
+        .enumerate()
+        .map(|(index, &y)| {
+            subset.to_local(y).ok_or_else(|| EvalError::Invalid(format!("label {y} of image {index} is not in the class subset")))
+        })
+        .collect::<Result<Vec<usize>, EvalError>>()?;
     image_emb.check_finite("image embeddings")?;
     let logits = image_emb
         .l2_normalized()
-        .matmul_t(&classifier.select_rows(subset)?)?;
+        .matmul_t(&classifier.select_rows(subset.indices())?)?;
     zero_shot_metrics(&logits, &local_labels)
 }
 

@@ -168,7 +168,7 @@ mod tests {
     use super::*;
 
     /// The heap merge equals the reference loop on long words of every shape: random letters,
-    /// runs of one letter (overlapping pairs), digits and multi-byte text.
+    /// runs of one letter (overlapping pairs) and multi-byte text.
     #[test]
     fn the_heap_merge_equals_the_reference_loop() {
         let bpe = Bpe::new(Vocab::load().unwrap());

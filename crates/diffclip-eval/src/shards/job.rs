@@ -196,19 +196,20 @@ impl ShardJob {
         if what.texts {
             tensors.push("text_embed".to_string());
         }
-        let (mut todo, mut stamps) = (Vec::new(), HashMap::new());
+        let (mut todo, mut stamps, mut kept_steps) = (Vec::new(), HashMap::new(), 0);
         for shard in &shards {
             let path = self.shard_path(shard.k);
             let stamp = Stamp { source: self.source.clone(), tensors: tensors.clone(), normalize: self.normalize, input: shard.input.clone() };
             if stamp.check(&path)? {
                 report.kept.push(path);
+                kept_steps += shard.steps;
             } else {
                 todo.push(shard.k);
                 stamps.insert(shard.k, stamp.to_json());
             }
         }
         let pb = bar(shards.iter().map(|s| s.steps as usize).sum(), what.unit, encoder.progress());
-        pb.inc(shards.iter().filter(|s| !todo.contains(&s.k)).map(|s| s.steps).sum());
+        pb.inc(kept_steps);
         let encoder = encoder.clone().with_progress(false);
         std::thread::scope(|scope| {
             let (tx, rx) = sync_channel(1);

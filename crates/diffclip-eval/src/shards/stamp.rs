@@ -66,14 +66,8 @@ impl Stamp {
 /// `rows A..B of N, ids HASH`: the rows a shard holds, with a hash of their ids, so that another
 /// `--rows-per-shard` or another input list changes it.
 pub(crate) fn rows_input(range: std::ops::Range<usize>, total: usize, ids: impl Iterator<Item = impl AsRef<str>>) -> String {
-    // FNV-1a, 64 bit: stable across builds and platforms (std's hasher is not).
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for id in ids {
-        for b in id.as_ref().bytes().chain([0]) {
-            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-    format!("rows {}..{} of {total}, ids {h:016x}", range.start, range.end)
+    let key = crate::cache::data_key("shard rows", ids.map(|id| id.as_ref().as_bytes().to_vec()));
+    format!("rows {}..{} of {total}, ids {}", range.start, range.end, &key[..16])
 }
 
 #[cfg(test)]
