@@ -71,9 +71,10 @@ struct Args {
     /// Templates: openai, simple, a dataset name, or a file with one per line ({c} = class).
     #[arg(long)]
     templates: Option<String>,
-    /// Preprocessing preset for image files: slip (DiffCLIP), openai, square-imagenet.
-    #[arg(long, default_value = "slip")]
-    preprocess: String,
+    /// Preprocessing preset for image files: slip (DiffCLIP), openai, square-imagenet; default:
+    /// the model's layout's (slip for DiffCLIP's timm layout, openai for the OpenAI layout).
+    #[arg(long)]
+    preprocess: Option<String>,
     #[arg(long, default_value_t = 64)]
     batch_size: usize,
     /// Embedding cache directory (used when a checkpoint is given).
@@ -188,7 +189,7 @@ fn run(args: Args) -> Res<()> {
     let ctx = Ctx {
         args: &args,
         eval,
-        pipeline: Pipeline::from_name(&args.preprocess, size as u32)?,
+        pipeline: Pipeline::from_name(args.preprocess.as_deref().unwrap_or(diffclip::cli::layout_preprocess(&config)), size as u32)?,
         synth,
     };
 

@@ -15,7 +15,7 @@ use clap::Parser;
 use diffclip_data::preprocess::{
     DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, Pipeline, PreprocessConfig, Preset,
 };
-use diffclip::clip::files::{F32Tensor, check_output, resolve_output, write_safetensors};
+use diffclip::clip::files::{F32Tensor, METADATA_KEY, check_output, resolve_output, write_safetensors};
 
 /// Largest output side: 3 x 4096 x 4096 f32 is 192 MiB per image.
 const MAX_SIZE: u32 = 4096;
@@ -77,6 +77,9 @@ fn run(args: Args) -> Result<(), String> {
             .and_then(|s| s.to_str())
             .ok_or_else(|| format!("{}: no usable file stem", path.display()))?
             .to_string();
+        if stem == METADATA_KEY {
+            return Err(format!("{}: the file stem {stem:?} is the safetensors metadata key; rename the file", path.display()));
+        }
         if let Some(j) = names.insert(stem.clone(), i) {
             return Err(format!(
                 "{} and {} share the tensor name {stem:?}",

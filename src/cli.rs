@@ -80,8 +80,20 @@ pub fn load_model(
     let mut model = config.init_lazy(device)?;
     let format = load_checkpoint(&mut model, &checkpoint)?;
     eprintln!("loaded {} ({format:?} layout)", checkpoint.display());
-    let timm = config.vision.patch_bias && !config.vision.ln_pre;
-    let preprocess = registry.map_or(if timm { "slip" } else { "openai" }, |r| r.preprocess);
+    let preprocess = registry.map_or(layout_preprocess(&config), |r| r.preprocess);
     let truncate = registry.map_or("keep-eot", |r| r.truncate);
     Ok(LoadedModel { model, config, device: device.clone(), checkpoint, preprocess, truncate, tokenizer })
+}
+
+/// The preprocessing preset a model of `config`'s layout was evaluated with: `slip` for the timm
+/// layout DiffCLIP uses (patch bias, no `ln_pre`), else `openai`.
+///
+/// ```
+/// use diffclip::clip::ClipConfig;
+/// assert_eq!(diffclip::cli::layout_preprocess(&ClipConfig::diffclip_vit_b16()), "slip");
+/// assert_eq!(diffclip::cli::layout_preprocess(&ClipConfig::openai_vit_b16()), "openai");
+/// ```
+pub fn layout_preprocess(config: &ClipConfig) -> &'static str {
+    let timm = config.vision.patch_bias && !config.vision.ln_pre;
+    if timm { "slip" } else { "openai" }
 }

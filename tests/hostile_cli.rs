@@ -123,6 +123,15 @@ fn outputs_that_are_inputs_are_refused() {
     cmd.arg("--output").arg(&good).arg(&good).arg(fixture("preprocess/images/gray_123x457.png"));
     assert_clean_error(&run_bounded(cmd, Duration::from_secs(60)), &["also an input", "good.png"]);
     assert_eq!(std::fs::read(&good).unwrap(), image, "an input image was overwritten");
+
+    // A tensor named like the header's metadata key would write a file no reader opens.
+    let meta = dir.join("__metadata__.png");
+    std::fs::copy(fixture("preprocess/images/tiny_1x1.png"), &meta).unwrap();
+    let out = dir.join("meta.safetensors");
+    let mut cmd = Command::new(example("preprocess"));
+    cmd.arg("--size").arg("8").arg("--output").arg(&out).arg(&meta);
+    assert_clean_error(&run_bounded(cmd, Duration::from_secs(60)), &["__metadata__.png", "metadata key"]);
+    assert!(!out.exists());
 }
 
 fn preprocess_to(output: &Path, umask: Option<&str>) -> Output {

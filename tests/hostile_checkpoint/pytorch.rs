@@ -68,6 +68,25 @@ fn pt_views_claiming_more_than_the_file_are_errors() {
     t.stride = vec![0];
     let err = read_state_dict(write_pt("broadcast.pt", &[t], false)).unwrap_err();
     assert!(err.to_string().contains("broadcast.pt") && err.to_string().contains("'w'"), "{err}");
+    // Many views, each within the file, that together claim far more than it holds (a million
+    // keys on one storage would be terabytes): refused before they are all read.
+    let views = |n: i64| -> Vec<PtTensor> {
+        (0..20)
+            .map(|i| {
+                let mut t = contiguous(&format!("w{i}"), "FloatStorage", &[1], f32_bytes(&[1.0]));
+                t.shape = vec![n];
+                t.stride = vec![0];
+                t
+            })
+            .collect()
+    };
+    let len = torch_file(&views(1), false).len() as i64;
+    let err = read_state_dict(write_pt("views.pt", &views(len / 8), false)).unwrap_err().to_string();
+    assert!(err.contains("more than twice") && err.contains("views.pt"), "{err}");
+    // One such view alone, half its file, is read.
+    let one = |n: i64| views(n).into_iter().take(1).collect::<Vec<_>>();
+    let len = torch_file(&one(1), false).len() as i64;
+    assert_eq!(read_state_dict(write_pt("view.pt", &one(len / 8), false)).unwrap()["w0"].data.len(), (len / 8) as usize);
     // A storage that claims terabytes.
     let mut t = contiguous("w", "FloatStorage", &[1], f32_bytes(&[1.0]));
     t.numel = 1 << 40;

@@ -207,6 +207,9 @@ pub fn remove_stale_temps(path: &Path) -> Result<usize, FileError> {
     Ok(removed)
 }
 
+/// The safetensors header's key for string metadata; no tensor may take this name.
+pub const METADATA_KEY: &str = "__metadata__";
+
 /// One named f32 tensor for [`write_safetensors`].
 pub struct F32Tensor<'a> {
     /// Name in the file.
@@ -228,9 +231,23 @@ pub struct F32Tensor<'a> {
 /// write_safetensors(&path, &[t], Default::default()).unwrap();
 /// let bytes = std::fs::read(&path).unwrap();
 /// assert_eq!(safetensors::SafeTensors::deserialize(&bytes).unwrap().tensor("x").unwrap().shape(), &[2]);
+/// // A tensor named like the metadata key would make the header unreadable.
+/// let bad = F32Tensor { name: "__metadata__".into(), shape: vec![2], data: &[1.0, 2.0] };
+/// assert!(write_safetensors(&path, &[bad], Default::default()).is_err());
 /// ```
 pub fn write_safetensors(path: &Path, tensors: &[F32Tensor<'_>], metadata: HashMap<String, String>) -> Result<(), FileError> {
     let ser = |message: String| FileError::Serialize { path: path.display().to_string(), message };
+    // The header is one JSON object: a tensor named like its metadata key, or two tensors of one
+    // name, would write a file no reader accepts.
+    let mut names = std::collections::HashSet::new();
+    for t in tensors {
+        if t.name == METADATA_KEY {
+            return Err(ser(format!("a tensor may not be named {METADATA_KEY:?} (the header's metadata key)")));
+        }
+        if !names.insert(t.name.as_str()) {
+            return Err(ser(format!("two tensors are named {:?}", t.name)));
+        }
+    }
     let bytes: Vec<Vec<u8>> = tensors.iter().map(|t| t.data.iter().flat_map(|v| v.to_le_bytes()).collect()).collect();
     let views = tensors
         .iter()

@@ -35,9 +35,12 @@ pub struct ClipOutput {
     pub logit_scale_exp: Tensor<1>,
 }
 
-/// L2-normalise the rows of `x` (`eps` guards zero rows).
+/// L2-normalise the rows of `x` (`eps` guards zero rows), as PyTorch's `F.normalize`.
+///
+/// The squared norm is clamped before the square root (`1e-24 = eps²`): same values, but a zero
+/// row gets PyTorch's finite gradient `g / eps` instead of `0 · ∞ = NaN` through `sqrt(0)`.
 pub fn normalize(x: Tensor<2>) -> Tensor<2> {
-    let norm = x.clone().square().sum_dim(1).sqrt().clamp_min(1e-12);
+    let norm = x.clone().square().sum_dim(1).clamp_min(1e-24).sqrt();
     x / norm
 }
 

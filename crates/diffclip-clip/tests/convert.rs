@@ -4,7 +4,7 @@
 use burn::module::{Module, Param};
 use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
 use diffclip_clip::attention::{Attention, AttentionKind, LambdaInit};
-use diffclip_clip::checkpoint::state_dict_of;
+use diffclip_clip::checkpoint::{CheckpointFormat, state_dict_of, to_canonical};
 use diffclip_clip::convert::{Calibration, ConvertError, ConvertOptions, LambdaStart, NormInit, Pairing, convert_to_diffclip, converted_config, embedding_cosine, permute_heads};
 use diffclip_clip::{Clip, ClipConfig};
 use diffclip_testkit::devices;
@@ -58,7 +58,9 @@ fn shapes_parameter_mapping_and_lambda() {
 
     // Every original tensor is copied unchanged under the same key; the new ones are the λ
     // vectors and the RMSNorm gains, with the shapes of a fresh DiffCLIP.
-    let (before, after, fresh) = (state_dict_of(&model).unwrap(), state_dict_of(&conv).unwrap(), state_dict_of(&fresh).unwrap());
+    // Compared on canonical keys: the export fuses the standard layers' q/k/v (`attn.qkv`).
+    let canonical = |m: &Clip| to_canonical(state_dict_of(m).unwrap(), CheckpointFormat::DiffClip, "<model>").unwrap();
+    let (before, after, fresh) = (canonical(&model), canonical(&conv), canonical(&fresh));
     for (k, t) in &before {
         assert_eq!(after.get(k), Some(t), "{k} not copied");
     }

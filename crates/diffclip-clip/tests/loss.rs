@@ -98,3 +98,24 @@ fn scale_gradients_at_batch_512() {
         assert!((gb - want_b).abs() <= 1e-4 * want_b.abs().max(1.0), "{backend}: siglip dL/db {gb} vs {want_b}");
     }
 }
+
+/// A zero embedding (a dead tower, an all-padding row) normalises to zero with PyTorch's finite
+/// gradient `g / eps`, not NaN through `sqrt(0)`: the trainer stops on a NaN gradient.
+#[test]
+fn normalize_has_a_finite_gradient_at_a_zero_row() {
+    for (backend, device) in devices() {
+        let ad = device.autodiff();
+        let x = Tensor::<2>::from_floats([[0.0, 0.0], [3.0, 4.0]], &ad).require_grad();
+        let y = diffclip_clip::normalize(x.clone());
+        let w = Tensor::<2>::from_floats([[1.0, 2.0], [1.0, 0.0]], &ad);
+        let g = (y.clone() * w).sum().backward();
+        let grad = x.grad(&g).unwrap().into_data().to_vec::<f32>().unwrap();
+        assert!(grad.iter().all(|v| v.is_finite()), "{backend}: {grad:?}");
+        // Zero row: d(x/eps)/dx = w / eps; the norm's own gradient is zero there, as PyTorch's.
+        assert!((grad[0] / 1e12 - 1.0).abs() < 1e-3 && (grad[1] / 2e12 - 1.0).abs() < 1e-3, "{backend}: {grad:?}");
+        // Row (3, 4): (w - y·(y·w)) / |x| with y = (0.6, 0.8), y·w = 0.6.
+        assert!((grad[2] - 0.64 / 5.0).abs() < 1e-6 && (grad[3] + 0.48 / 5.0).abs() < 1e-6, "{backend}: {grad:?}");
+        let y = y.into_data().to_vec::<f32>().unwrap();
+        assert_eq!(&y[..2], &[0.0, 0.0], "{backend}");
+    }
+}

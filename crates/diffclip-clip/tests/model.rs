@@ -268,3 +268,35 @@ fn key_shapes_come_from_declared_shapes_exactly_as_the_collector_names_them() {
         assert_eq!(declared, collected, "{name}");
     }
 }
+
+/// A standard-attention model exports as SLIP's CLIP baseline stores it (timm `attn.qkv` and
+/// `attn.proj` in the vision tower, `in_proj_*` in the text tower) and loads back; a fused
+/// q/k/v beside a separate projection of the same layer is refused, not mixed.
+#[test]
+fn standard_attention_exports_fused_and_round_trips() {
+    let (_, device) = devices().remove(0);
+    let config = ClipConfig::clip_tiny();
+    let model = config.init(&device).unwrap();
+    let want = embed(&model, &device);
+    let st = tmp("standard.safetensors");
+    save_safetensors(&model, Some(&config), &st).unwrap();
+    let sd = read_state_dict(&st).unwrap();
+    let w = config.vision.width;
+    assert_eq!(sd["visual.blocks.0.attn.qkv.weight"].shape, [3 * w, w]);
+    assert_eq!(sd["visual.blocks.0.attn.qkv.bias"].shape, [3 * w]);
+    assert!(sd.contains_key("visual.blocks.0.attn.proj.weight"));
+    assert_eq!(sd["transformer.resblocks.0.attn.in_proj_weight"].shape, [3 * config.text.width, config.text.width]);
+    assert!(sd.contains_key("transformer.resblocks.0.attn.out_proj.weight"));
+    assert!(!sd.keys().any(|k| k.contains("q_proj")), "unfused q/k/v left in the export");
+    let mut fresh = config.init(&device).unwrap();
+    load_checkpoint(&mut fresh, &st).unwrap();
+    assert_eq!(embed(&fresh, &device), want);
+
+    let mut mixed = sd.clone();
+    mixed.insert("transformer.resblocks.0.attn.q_proj.weight".into(), sd["transformer.resblocks.0.attn.in_proj_weight"].clone());
+    let bad = tmp("mixed.safetensors");
+    let views: Vec<_> = mixed.iter().map(|(k, t)| diffclip_clip::files::F32Tensor { name: k.clone(), shape: t.shape.clone(), data: &t.data }).collect();
+    diffclip_clip::files::write_safetensors(&bad, &views, Default::default()).unwrap();
+    let e = load_checkpoint(&mut fresh, &bad).unwrap_err().to_string();
+    assert!(e.contains("q_proj.weight") && e.contains("already took"), "{e}");
+}

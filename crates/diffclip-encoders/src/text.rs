@@ -136,9 +136,16 @@ pub struct TextOutput {
 
 impl TextTransformer {
     /// Token + position embedding: the first block's input `[B, L, W]` (`L <= context_length`).
+    ///
+    /// # Panics
+    /// When `L` exceeds the context length, as PyTorch's towers fail on it; check untrusted
+    /// batches first with `ClipConfig::check_tokens` (the `Encoder`s do).
     pub fn embed(&self, text: Tensor<2, Int>) -> Tensor<3> {
         let [_, l] = text.dims();
-        let pos = self.positional_embedding.val().narrow(0, 0, l).unsqueeze::<3>();
+        let positions = self.positional_embedding.val();
+        let context = positions.dims()[0];
+        assert!(l <= context, "{l} tokens per caption exceed the text context length {context}");
+        let pos = positions.narrow(0, 0, l).unsqueeze::<3>();
         diffclip_attention::embedding(self.token_embedding.weight.val(), text) + pos
     }
 

@@ -150,10 +150,13 @@ fn a_non_finite_gradient_under_a_finite_loss_stops_before_the_update() {
     t.fit(&data, &batcher(), None).unwrap();
     let ckpt = dir.join("checkpoint-latest.safetensors");
     let before = std::fs::read(&ckpt).unwrap();
-    // A zero projection gives zero image embeddings: the loss is a finite ln(B), but the
-    // normalisation's square root at zero makes the gradient NaN.
+    // A zero projection gives zero image embeddings: the loss is a finite ln(B), and their
+    // gradient is g / eps (1e12 g, as PyTorch's). With pooled features of 1e30 (the final norm's
+    // gain) the projection's gradient, pooled^T · 1e12 g, overflows f32.
     let (id, w, m) = t.model.image_projection.consume();
     t.model.image_projection = Param::from_mapped_value(id, (w * 0.0).detach().require_grad(), m);
+    let (id, g, m) = t.model.visual.norm.gamma.consume();
+    t.model.visual.norm.gamma = Param::from_mapped_value(id, (g * 1e30).detach().require_grad(), m);
     let mut t = t.with_options(RunOptions { output: Some(dir.to_path_buf()), ..RunOptions::default() });
     let err = t.fit(&data, &batcher(), None).unwrap_err();
     assert!(matches!(err, TrainError::NonFiniteGradient { step: 3, .. }), "{err}");

@@ -54,6 +54,8 @@ const BLOCK_OPENAI: &[Rule] = &[
     (r"\.ln_2\.", ".norm2.", Op::Rename),
     (r"\.mlp\.c_fc\.", ".mlp.fc1.", Op::Rename),
     (r"\.mlp\.c_proj\.", ".mlp.fc2.", Op::Rename),
+    // timm's standard attention (SLIP's CLIP baseline): `attn.proj`; its `attn.qkv` is split later.
+    (r"\.attn\.proj\.", ".attn.out_proj.", Op::Rename),
 ];
 
 const HUGGINGFACE: &[Rule] = &[
@@ -153,14 +155,24 @@ fn transpose(t: StateTensor, key: &str, path: &str) -> Result<StateTensor, Check
     Ok(StateTensor { shape: vec![c, r], data })
 }
 
-/// Split fused `in_proj_weight [3W, W]` / `in_proj_bias [3W]` into q, k, v.
+/// Split fused q/k/v into `q_proj`, `k_proj`, `v_proj`: `nn.MultiheadAttention`'s
+/// `in_proj_weight [3W, W]` / `in_proj_bias [3W]` and timm's `attn.qkv.{weight,bias}` (the
+/// standard-attention ViT of SLIP's CLIP baseline), rows stacked q, k, v. A fused tensor beside a
+/// separate projection of the same layer is an error, not a silent mix.
 fn split_in_proj(sd: StateDict, path: &str) -> Result<StateDict, CheckpointError> {
     let mut out = StateDict::new();
+    let put = |out: &mut StateDict, name: String, t: StateTensor, key: &str| {
+        if out.insert(name.clone(), t).is_some() {
+            return Err(CheckpointError::Transform { path: path.into(), key: key.into(), message: format!("maps onto '{name}', which another key already took") });
+        }
+        Ok(())
+    };
     for (key, t) in sd {
-        let Some((prefix, suffix)) = key.rsplit_once(".in_proj_") else {
-            out.insert(key, t);
+        let Some((prefix, suffix)) = fused_qkv(&key) else {
+            put(&mut out, key.clone(), t, &key)?;
             continue;
         };
+        let (prefix, suffix) = (prefix.to_string(), suffix.to_string());
         let Some(&rows) = t.shape.first() else {
             return Err(CheckpointError::Transform { path: path.into(), key, message: "fused q/k/v is a scalar".into() });
         };
@@ -172,10 +184,21 @@ fn split_in_proj(sd: StateDict, path: &str) -> Result<StateDict, CheckpointError
         shape[0] = rows / 3;
         for (i, name) in ["q_proj", "k_proj", "v_proj"].iter().enumerate() {
             let data = t.data[i * per..(i + 1) * per].to_vec();
-            out.insert(format!("{prefix}.{name}.{suffix}"), StateTensor { shape: shape.clone(), data });
+            put(&mut out, format!("{prefix}.{name}.{suffix}"), StateTensor { shape: shape.clone(), data }, &key)?;
         }
     }
     Ok(out)
+}
+
+/// `(PREFIX.attn, weight|bias)` of a fused q/k/v key: `PREFIX.attn.in_proj_weight` or
+/// `PREFIX.attn.qkv.weight`.
+fn fused_qkv(key: &str) -> Option<(&str, &str)> {
+    if let Some(split) = key.rsplit_once(".in_proj_") {
+        return Some(split);
+    }
+    let (head, suffix) = key.rsplit_once('.')?;
+    let prefix = head.strip_suffix(".qkv")?;
+    prefix.ends_with(".attn").then_some((prefix, suffix))
 }
 
 /// Convert a state dict of the given layout to canonical keys.
@@ -184,7 +207,39 @@ pub fn to_canonical(sd: StateDict, format: CheckpointFormat, path: &str) -> Resu
     split_in_proj(sd, path)
 }
 
-/// Convert canonical keys to the DiffCLIP authors' names.
+/// Convert canonical keys to the DiffCLIP authors' names. Differential layers keep separate
+/// `q_proj/k_proj/v_proj`; standard-attention layers are fused as the SLIP/DiffCLIP code builds
+/// them: timm's `attn.qkv` + `attn.proj` in the vision tower, `nn.MultiheadAttention`'s
+/// `attn.in_proj_*` + `attn.out_proj` in the text tower.
 pub fn to_diffclip_names(sd: StateDict, path: &str) -> Result<StateDict, CheckpointError> {
-    apply_rules(sd, EXPORT_DIFFCLIP, path)
+    Ok(fuse_standard_attention(apply_rules(sd, EXPORT_DIFFCLIP, path)?))
+}
+
+/// The inverse of [`split_in_proj`] for the layers without differential λ vectors.
+fn fuse_standard_attention(mut sd: StateDict) -> StateDict {
+    let standard: Vec<String> = sd
+        .keys()
+        .filter_map(|k| k.strip_suffix(".q_proj.weight"))
+        .filter(|p| p.ends_with(".attn") && !sd.contains_key(&format!("{p}.lambda_q1")))
+        .map(str::to_string)
+        .collect();
+    for p in standard {
+        let timm = p.starts_with("visual.");
+        for suffix in ["weight", "bias"] {
+            let names = ["q_proj", "k_proj", "v_proj"].map(|n| format!("{p}.{n}.{suffix}"));
+            if !names.iter().all(|n| sd.contains_key(n)) {
+                continue;
+            }
+            let parts = names.map(|n| sd.remove(&n).expect("checked above"));
+            let mut shape = parts[0].shape.clone();
+            shape[0] *= 3;
+            let data = parts.into_iter().flat_map(|t| t.data).collect();
+            let fused = if timm { format!("{p}.qkv.{suffix}") } else { format!("{p}.in_proj_{suffix}") };
+            sd.insert(fused, StateTensor { shape, data });
+            if timm && let Some(t) = sd.remove(&format!("{p}.out_proj.{suffix}")) {
+                sd.insert(format!("{p}.proj.{suffix}"), t);
+            }
+        }
+    }
+    sd
 }

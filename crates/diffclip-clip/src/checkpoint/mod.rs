@@ -24,10 +24,13 @@ use crate::Clip;
 
 /// Read every tensor of a checkpoint file (any container) with its stored keys.
 pub fn read_state_dict(path: impl AsRef<Path>) -> Result<StateDict, CheckpointError> {
-    let path = path.as_ref();
+    read_keys(path.as_ref(), state_dict::Keys::All)
+}
+
+fn read_keys(path: &Path, which: state_dict::Keys) -> Result<StateDict, CheckpointError> {
     match state_dict::detect_container(path)? {
-        Container::Safetensors => read_safetensors(path),
-        Container::Pytorch => read_pytorch(path),
+        Container::Safetensors => state_dict::read_safetensors_keys(path, which),
+        Container::Pytorch => state_dict::read_pytorch_keys(path, which),
         Container::Burnpack => Err(CheckpointError::Read {
             path: path.display().to_string(),
             message: "burnpack files are loaded with load_checkpoint, not read as a state dict".into(),
@@ -55,22 +58,12 @@ pub fn load_checkpoint(model: &mut Clip, path: impl AsRef<Path>) -> Result<Check
         load_burnpack(model, path)?;
         return Ok(CheckpointFormat::Burnpack);
     }
-    let sd = training_weights(read_state_dict(path)?);
+    // A diffclip training checkpoint loads as its `model.*` weights, the optimizer left unread.
+    let sd = read_keys(path, state_dict::Keys::Weights)?;
     let format = detect_format(&sd);
     let sd = to_canonical(sd, format, &name)?;
     load_state_dict(model, sd, &name)?;
     Ok(format)
-}
-
-/// The weights of a diffclip training checkpoint (`model.*` beside the optimizer's `optim.*`,
-/// as `diffclip-train` writes it), so that one loads like an exported model; any other state
-/// dict as it is.
-fn training_weights(sd: StateDict) -> StateDict {
-    let is_training = sd.keys().any(|k| k.starts_with("optim.m.")) && sd.keys().all(|k| k.starts_with("model.") || k.starts_with("optim."));
-    if !is_training {
-        return sd;
-    }
-    sd.into_iter().filter_map(|(k, t)| k.strip_prefix("model.").map(|k| (k.to_string(), t))).collect()
 }
 
 /// Apply a canonical state dict (see [`to_canonical`]) to `model`, checking names and shapes.

@@ -128,6 +128,10 @@ fn read_header(f: &mut std::fs::File, file_len: u64) -> std::io::Result<Option<s
 /// Read a safetensors file, one tensor at a time: only the header and one tensor's bytes are
 /// held besides the f32 result, so loading never keeps a second full copy of the weights.
 pub fn read_safetensors(path: &Path) -> Result<StateDict, CheckpointError> {
+    read_safetensors_keys(path, Keys::All)
+}
+
+pub(crate) fn read_safetensors_keys(path: &Path, which: Keys) -> Result<StateDict, CheckpointError> {
     let name = path.display().to_string();
     let io = |source| CheckpointError::Io { path: name.clone(), source };
     let read_err = |message: String| CheckpointError::Read { path: name.clone(), message };
@@ -144,13 +148,16 @@ pub fn read_safetensors(path: &Path) -> Result<StateDict, CheckpointError> {
     // safetensors' own parser checks that offsets are contiguous and match shapes and dtypes.
     let metadata: Metadata = serde_json::from_slice(&header).map_err(|e| read_err(format!("header: {e}")))?;
     let data_start = 8 + header_len;
-    if data_start + metadata.data_len() as u64 != file_len {
+    if data_start.checked_add(metadata.data_len() as u64) != Some(file_len) {
         return Err(read_err(format!("the header describes {} bytes of tensors but the file holds {}", metadata.data_len(), file_len - data_start)));
     }
     let mut out = StateDict::new();
     let mut bytes = Vec::new();
-    for key in metadata.offset_keys() {
-        let info = metadata.info(&key).expect("offset_keys lists known tensors");
+    let keys = metadata.offset_keys();
+    let select = which.selector(&keys);
+    for stored in keys {
+        let Some(key) = select(&stored) else { continue };
+        let info = metadata.info(&stored).expect("offset_keys lists known tensors");
         if !is_float_safetensors(info.dtype) && is_index_buffer(&key) {
             continue;
         }
@@ -167,6 +174,10 @@ pub fn read_safetensors(path: &Path) -> Result<StateDict, CheckpointError> {
 /// Read a `torch.save` checkpoint: the `state_dict` entry of a training checkpoint (optimizer,
 /// scaler and args are ignored) or a plain state dict.
 pub fn read_pytorch(path: &Path) -> Result<StateDict, CheckpointError> {
+    read_pytorch_keys(path, Keys::All)
+}
+
+pub(crate) fn read_pytorch_keys(path: &Path, which: Keys) -> Result<StateDict, CheckpointError> {
     let name = path.display().to_string();
     let read_err = |e: &dyn std::fmt::Display| CheckpointError::Read { path: name.clone(), message: e.to_string() };
     // A corrupt file can make a third-party parser panic; that is this file's error, not ours.
@@ -183,7 +194,15 @@ pub fn read_pytorch(path: &Path) -> Result<StateDict, CheckpointError> {
     };
     let file_len = std::fs::metadata(path).map_err(|source| CheckpointError::Io { path: name.clone(), source })?.len();
     let mut out = StateDict::new();
-    for (key, t) in reader.into_tensors() {
+    let tensors = reader.into_tensors();
+    let stored: Vec<String> = tensors.keys().cloned().collect();
+    let select = which.selector(&stored);
+    // Views may share one storage, so each tensor fitting the file is not enough: a small file
+    // could name the same 4 MB storage under a million keys. Weights stored once (ties aside)
+    // never claim more than the file holds; twice that is refused.
+    let mut claimed = 0u64;
+    for (key, t) in tensors {
+        let Some(key) = select(&key) else { continue };
         if !is_float_pytorch(t.dtype()) {
             if is_index_buffer(&key) {
                 continue;
@@ -201,6 +220,14 @@ pub fn read_pytorch(path: &Path) -> Result<StateDict, CheckpointError> {
                 message: format!("shape {:?} needs more bytes than the {file_len}-byte file holds", t.shape()),
             });
         }
+        claimed = claimed.saturating_add(byte_len.unwrap_or(usize::MAX) as u64);
+        if claimed > file_len.saturating_mul(2) {
+            return Err(CheckpointError::Transform {
+                path: name.clone(),
+                key,
+                message: format!("the tensors so far claim {claimed} bytes, more than twice the {file_len}-byte file (views repeating one storage)"),
+            });
+        }
         let bytes = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| t.read()))
             .unwrap_or_else(|_| Err(std::io::Error::other("the PyTorch reader failed on this tensor")))
             .map_err(|e| read_err(&e))?;
@@ -215,6 +242,26 @@ pub fn read_pytorch(path: &Path) -> Result<StateDict, CheckpointError> {
         out.insert(key, StateTensor { shape: t.shape().to_vec(), data });
     }
     Ok(out)
+}
+
+/// Which tensors of a file to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Keys {
+    /// Every tensor, under its stored key.
+    All,
+    /// The model weights: a diffclip training checkpoint's `model.*` tensors without the prefix,
+    /// its optimizer moments (`optim.*`, twice the model's size) never read; any other file whole.
+    Weights,
+}
+
+impl Keys {
+    /// The key each stored key is read under, `None` to skip it, for a file holding `stored`.
+    fn selector(self, stored: &[String]) -> impl Fn(&str) -> Option<String> + use<> {
+        let training = self == Keys::Weights
+            && stored.iter().any(|k| k.starts_with("optim.m."))
+            && stored.iter().all(|k| k.starts_with("model.") || k.starts_with("optim."));
+        move |key: &str| if training { key.strip_prefix("model.").map(str::to_string) } else { Some(key.to_string()) }
+    }
 }
 
 /// Integer bookkeeping buffers that some state dicts carry and no layout loads as weights.

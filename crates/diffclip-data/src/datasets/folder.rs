@@ -20,7 +20,9 @@ use crate::preprocess::{IMAGE_EXTENSIONS, ImageFormat};
 /// * **Classes** are the sub-folders of `root`, sorted by name (class `i` = the `i`-th folder).
 /// * **Images** are the files below a class folder, recursively, whose extension (any case) is
 ///   one the decoder reads: [`IMAGE_EXTENSIONS`] (`jpg jpeg png gif webp bmp`, from
-///   [`ImageFormat`]); sorted by path within a class. Other files are ignored.
+///   [`ImageFormat`]); within a class in torchvision's order: folders sorted by their path as a
+///   string (the class folder's own files first), each folder's files by name. Other files are
+///   ignored.
 /// * **Hidden entries** (names starting with `.`) are ignored: class folders such as
 ///   `.ipynb_checkpoints`, hidden files and hidden sub-folders.
 /// * A class folder without any image is an error naming it, as is a `root` without class
@@ -53,7 +55,7 @@ pub struct ImageFolder {
     pub classes: Vec<String>,
     /// Class names: from `classnames.txt`, else the folder names with `_` as spaces.
     pub class_names: Vec<String>,
-    /// Image paths, by class, sorted by path within a class.
+    /// Image paths, by class, in torchvision's order within a class.
     pub images: Vec<PathBuf>,
     /// Label of each image.
     pub labels: Vec<usize>,
@@ -90,7 +92,6 @@ impl ImageFolder {
                     IMAGE_EXTENSIONS.join(", .")
                 )));
             }
-            files.sort();
             labels.extend(std::iter::repeat_n(class, files.len()));
             images.extend(files);
         }
@@ -306,8 +307,9 @@ fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
 }
 
 /// The image files named by `paths`: a file is taken as given; a folder contributes every file
-/// below it (recursively, hidden entries skipped) with an image extension. Each folder's files
-/// are sorted, and the result keeps the order of `paths`.
+/// below it (recursively, hidden entries skipped) with an image extension, in torchvision's
+/// `ImageFolder` order (folders by path string, then files by name), and the result keeps the
+/// order of `paths`.
 ///
 /// ```
 /// let dir = tempfile::tempdir().unwrap();
@@ -332,10 +334,21 @@ pub fn list_image_files(paths: &[impl AsRef<Path>]) -> Result<Vec<PathBuf>, Data
     Ok(out)
 }
 
+/// The images below `dir` in torchvision's `ImageFolder` order: `sorted(os.walk(dir))` sorts the
+/// folders by their path as a string (`c` < `c/a` < `c/a-b` < `c/a/x`, so a class folder's own
+/// files come before its sub-folders'), then each folder's files by name.
 fn collect_images(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), DataError> {
+    let mut found = Vec::new();
+    walk_images(dir, &mut found)?;
+    found.sort_by(|a, b| (a.parent().map(Path::as_os_str), a.file_name()).cmp(&(b.parent().map(Path::as_os_str), b.file_name())));
+    out.extend(found);
+    Ok(())
+}
+
+fn walk_images(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), DataError> {
     for path in sorted_entries(dir)? {
         if path.is_dir() {
-            collect_images(&path, out)?;
+            walk_images(&path, out)?;
         } else if ImageFormat::from_path(&path).is_some() {
             out.push(path);
         }

@@ -157,3 +157,21 @@ fn a_template_without_the_class_name_is_refused() {
     let e = ds.with_templates(vec!["a photo.".into()]).unwrap_err().to_string();
     assert!(e.contains("\"a photo.\" has no {c}"), "{e}");
 }
+
+#[test]
+fn nested_images_follow_torchvision_order() {
+    // torchvision: `for root, _, files in sorted(os.walk(class_dir)): for f in sorted(files)`.
+    // Roots sort as strings: "c" < "c/a" < "c/a-b" < "c/a/x" ('-' < '/'), so the class folder's
+    // own files come first and a/x comes after a-b (a path sort puts a/x before a-b and z.png).
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("set");
+    for f in ["c/z.png", "c/a/y.png", "c/a/x/w.png", "c/a-b/v.png", "c/b.png"] {
+        write(&root.join(f), b"");
+    }
+    let want = ["c/b.png", "c/z.png", "c/a/y.png", "c/a-b/v.png", "c/a/x/w.png"];
+    let rel = |paths: &[std::path::PathBuf]| -> Vec<String> {
+        paths.iter().map(|p| p.strip_prefix(&root).unwrap().to_string_lossy().into_owned()).collect()
+    };
+    assert_eq!(rel(&ImageFolder::open(&root).unwrap().images), want);
+    assert_eq!(rel(&list_image_files(&[root.join("c")]).unwrap()), want);
+}
