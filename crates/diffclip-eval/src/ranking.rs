@@ -13,9 +13,14 @@
 /// use diffclip_eval::ranking::rank_of;
 /// assert_eq!(rank_of(&[1.0, 3.0, 3.0, 2.0], 2), 1); // tied with index 1, which comes first
 /// assert_eq!(rank_of(&[1.0, 3.0, 3.0, 2.0], 1), 0);
+/// assert_eq!(rank_of(&[f32::NAN, 1.0], 0), 2); // a NaN score is never a hit
 /// ```
 pub fn rank_of(scores: &[f32], target: usize) -> usize {
     let s = scores[target];
+    // A NaN score is no match (every comparison with it is false, which would rank it first).
+    if s.is_nan() {
+        return scores.len();
+    }
     scores
         .iter()
         .enumerate()

@@ -140,6 +140,7 @@ pub const IMAGENET_VARIANTS: &[&str] = &[
 /// assert_eq!(imagenet_class_of_folder("999"), Some(999));
 /// assert_eq!(imagenet_class_of_folder("great_white_shark"), Some(2));
 /// assert_eq!(imagenet_class_of_folder("1000"), None);
+/// assert_eq!(imagenet_class_of_folder("sunglasses"), None); // two classes bear that name
 /// ```
 pub fn imagenet_class_of_folder(name: &str) -> Option<usize> {
     if let Some(i) = imagenet_wnid_index(name) {
@@ -150,7 +151,13 @@ pub fn imagenet_class_of_folder(name: &str) -> Option<usize> {
         return (i < names.len()).then_some(i);
     }
     let wanted = name.replace('_', " ");
-    names.iter().position(|c| c.eq_ignore_ascii_case(&wanted))
+    // OpenAI's names repeat two ("missile" 657/744, "sunglasses" 836/837): such a folder must be
+    // named by WordNet id or index, not guessed.
+    let mut matches = names.iter().enumerate().filter(|(_, c)| c.eq_ignore_ascii_case(&wanted)).map(|(i, _)| i);
+    match (matches.next(), matches.next()) {
+        (Some(i), None) => Some(i),
+        _ => None,
+    }
 }
 
 /// The class subset scored for an ImageNet variant by name: `imagenet-a` and `imagenet-r`

@@ -193,6 +193,9 @@ pub fn nearest_class_mean(
             query.cols()
         )));
     }
+    // A NaN support row would make its class mean NaN and, never beaten, that class every answer.
+    support.check_finite("support")?;
+    query.check_finite("query")?;
     let mut means = vec![0f64; n_classes * d];
     let mut counts = vec![0usize; n_classes];
     for (index, (row, &y)) in support.row_iter().zip(labels).enumerate() {

@@ -86,15 +86,18 @@ impl Split<'_> {
     /// assert!(Split { features: &x, labels: &[0, 1] }.check("train", 2).is_ok());
     /// assert!(Split { features: &x, labels: &[0, 2] }.check("train", 2).is_err());
     /// assert!(Split { features: &x, labels: &[0] }.check("train", 2).is_err());
+    /// let nan = Matrix::new(2, 1, vec![1.0, f32::NAN]).unwrap();
+    /// assert!(Split { features: &nan, labels: &[0, 1] }.check("test", 2).is_err());
     /// ```
     pub fn check(&self, what: &str, n_classes: usize) -> Result<(), EvalError> {
         if self.labels.len() != self.features.rows() || self.labels.is_empty() {
             return Err(EvalError::Shape(format!("{what}: {} feature rows and {} labels (need as many, at least one)", self.features.rows(), self.labels.len())));
         }
-        match self.labels.iter().position(|&y| y >= n_classes) {
-            Some(index) => Err(EvalError::Label { index, label: self.labels[index], classes: n_classes }),
-            None => Ok(()),
+        if let Some(index) = self.labels.iter().position(|&y| y >= n_classes) {
+            return Err(EvalError::Label { index, label: self.labels[index], classes: n_classes });
         }
+        // A NaN row predicts class 0 through argmax and would count as a hit for label 0.
+        self.features.check_finite("features")
     }
 }
 
