@@ -61,7 +61,7 @@ pub fn config_of(path: impl AsRef<Path>) -> Result<Option<ClipConfig>, Checkpoin
     let path = path.as_ref();
     let name = path.display().to_string();
     let header = super::safetensors_header(path).map_err(|source| CheckpointError::Io { path: name.clone(), source })?;
-    let Some(json) = header.as_ref().and_then(|h| h.get("__metadata__")?.get("diffclip_config")?.as_str()) else {
+    let Some(json) = header.as_ref().and_then(|h| h.get(crate::files::METADATA_KEY)?.get("diffclip_config")?.as_str()) else {
         return Ok(None);
     };
     let invalid = |e: crate::ClipError| CheckpointError::Read { path: name.clone(), message: format!("diffclip_config in the metadata: {e}") };

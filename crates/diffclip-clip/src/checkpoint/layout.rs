@@ -132,11 +132,18 @@ fn apply_rules(sd: StateDict, rules: &[Rule], path: &str) -> Result<StateDict, C
             }
             name = re.replace(&name, *rep).into_owned();
         }
-        if out.insert(name.clone(), t).is_some() {
-            return Err(CheckpointError::Transform { path: path.into(), key, message: format!("maps onto '{name}', which another key already took") });
-        }
+        insert_unique(&mut out, name, t, &key, path)?;
     }
     Ok(out)
+}
+
+/// Insert `t` under `name`, converted from `key`; a second key onto one name is an error.
+fn insert_unique(out: &mut StateDict, name: String, t: StateTensor, key: &str, path: &str) -> Result<(), CheckpointError> {
+    if out.contains_key(&name) {
+        return Err(CheckpointError::Transform { path: path.into(), key: key.into(), message: format!("maps onto '{name}', which another key already took") });
+    }
+    out.insert(name, t);
+    Ok(())
 }
 
 fn transpose(t: StateTensor, key: &str, path: &str) -> Result<StateTensor, CheckpointError> {
@@ -161,15 +168,9 @@ fn transpose(t: StateTensor, key: &str, path: &str) -> Result<StateTensor, Check
 /// separate projection of the same layer is an error, not a silent mix.
 fn split_in_proj(sd: StateDict, path: &str) -> Result<StateDict, CheckpointError> {
     let mut out = StateDict::new();
-    let put = |out: &mut StateDict, name: String, t: StateTensor, key: &str| {
-        if out.insert(name.clone(), t).is_some() {
-            return Err(CheckpointError::Transform { path: path.into(), key: key.into(), message: format!("maps onto '{name}', which another key already took") });
-        }
-        Ok(())
-    };
     for (key, t) in sd {
         let Some((prefix, suffix)) = fused_qkv(&key) else {
-            put(&mut out, key.clone(), t, &key)?;
+            insert_unique(&mut out, key.clone(), t, &key, path)?;
             continue;
         };
         let (prefix, suffix) = (prefix.to_string(), suffix.to_string());
@@ -184,7 +185,7 @@ fn split_in_proj(sd: StateDict, path: &str) -> Result<StateDict, CheckpointError
         shape[0] = rows / 3;
         for (i, name) in ["q_proj", "k_proj", "v_proj"].iter().enumerate() {
             let data = t.data[i * per..(i + 1) * per].to_vec();
-            put(&mut out, format!("{prefix}.{name}.{suffix}"), StateTensor { shape: shape.clone(), data }, &key)?;
+            insert_unique(&mut out, format!("{prefix}.{name}.{suffix}"), StateTensor { shape: shape.clone(), data }, &key, path)?;
         }
     }
     Ok(out)

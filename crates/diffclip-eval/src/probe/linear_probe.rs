@@ -89,7 +89,7 @@ impl Split<'_> {
     /// let nan = Matrix::new(2, 1, vec![1.0, f32::NAN]).unwrap();
     /// assert!(Split { features: &nan, labels: &[0, 1] }.check("test", 2).is_err());
     /// ```
-    pub fn check(&self, what: &str, n_classes: usize) -> Result<(), EvalError> {
+    pub fn check(&self, what: &'static str, n_classes: usize) -> Result<(), EvalError> {
         if self.labels.len() != self.features.rows() || self.labels.is_empty() {
             return Err(EvalError::Shape(format!("{what}: {} feature rows and {} labels (need as many, at least one)", self.features.rows(), self.labels.len())));
         }
@@ -97,7 +97,7 @@ impl Split<'_> {
             return Err(EvalError::Label { index, label: self.labels[index], classes: n_classes });
         }
         // A NaN row predicts class 0 through argmax and would count as a hit for label 0.
-        self.features.check_finite("features")
+        self.features.check_finite(what)
     }
 }
 
