@@ -16,6 +16,9 @@ use super::{AnnConfig, IndexError, dump_check};
 use crate::progress::bar;
 use crate::shards::Hit;
 
+/// Rows inserted one at a time before parallel insertion starts (see [`AnnIndex::build`]).
+const SEQUENTIAL_ROWS: usize = 256;
+
 /// An approximate nearest-neighbour index of one tensor (`image_embed` or `text_embed`) of a
 /// shard folder: an HNSW graph of the L2-normalised rows, searched by cosine similarity like
 /// [`crate::shards::search`], saved beside the shards as `index.hnsw.graph`,
@@ -73,8 +76,13 @@ impl AnnIndex {
                 // 16 layers: hnsw_rs's maximum, which its dump requires.
                 let graph = hnsw.get_or_insert_with(|| Hnsw::new(config.m, (bytes / (4 * dim as u64)) as usize, 16, config.ef_construction, UnitCosine));
                 let unit: Vec<Vec<f32>> = shard.rows()?.par_chunks(dim).map(normalized).collect();
-                let items: Vec<(&[f32], usize)> = unit.iter().enumerate().map(|(i, r)| (r.as_slice(), paths.len() + i)).collect();
-                graph.parallel_insert_slice(&items);
+                let mut items: Vec<(&[f32], usize)> = unit.iter().enumerate().map(|(i, r)| (r.as_slice(), paths.len() + i)).collect();
+                // Rows inserted in parallel into a near-empty graph can miss each other and be
+                // left unreachable; the first rows go in one by one (deterministic: hnsw_rs
+                // seeds its level generator), so small collections give the same graph each time.
+                let rest = items.split_off(SEQUENTIAL_ROWS.saturating_sub(paths.len()).min(items.len()));
+                items.iter().for_each(|&item| graph.insert_slice(item));
+                graph.parallel_insert_slice(&rest);
                 paths.append(&mut shard.paths);
             }
             prints.push(shard.print);
