@@ -120,4 +120,16 @@ impl EvalError {
             message: message.into(),
         }
     }
+
+    /// `Ok` when every label is below `classes`, else an [`EvalError::Label`] for the first.
+    pub(crate) fn check_labels(labels: &[usize], classes: usize) -> Result<(), Self> {
+        match labels.iter().position(|&l| l >= classes) {
+            Some(index) => Err(Self::Label {
+                index,
+                label: labels[index],
+                classes,
+            }),
+            None => Ok(()),
+        }
+    }
 }

@@ -43,17 +43,31 @@ pub fn argmax(scores: &[f32]) -> Option<usize> {
     best.map(|(i, _)| i)
 }
 
-/// The indices of the `k` best scores, best first, under the tie rule.
+/// The indices of the `k` best scores, best first, under the tie rule: the item at position `p`
+/// has [`rank_of`] `p`, so `-0.0` ties with `0.0` and NaN scores come last.
 ///
 /// ```
-/// assert_eq!(diffclip_eval::ranking::top_k(&[1.0, 3.0, 3.0, 2.0, 3.0, 0.0], 2), vec![1, 2]);
+/// use diffclip_eval::ranking::top_k;
+/// assert_eq!(top_k(&[1.0, 3.0, 3.0, 2.0, 3.0, 0.0], 2), vec![1, 2]);
+/// assert_eq!(top_k(&[f32::NAN, 0.0, -0.0, 1.0], 4), vec![3, 1, 2, 0]);
 /// ```
 pub fn top_k(scores: &[f32], k: usize) -> Vec<usize> {
     let mut idx: Vec<usize> = (0..scores.len()).collect();
     // Stable sort by descending score keeps lower indices first among equals.
-    idx.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
+    idx.sort_by(|&a, &b| descending(scores[a], scores[b]));
     idx.truncate(k);
     idx
+}
+
+/// Descending order with NaN last and `-0.0 == 0.0`, the order [`rank_of`] counts in.
+fn descending(a: f32, b: f32) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    match (a.is_nan(), b.is_nan()) {
+        (true, true) => Ordering::Equal,
+        (true, false) => Ordering::Greater,
+        (false, true) => Ordering::Less,
+        (false, false) => b.partial_cmp(&a).unwrap_or(Ordering::Equal),
+    }
 }
 
 /// Sum in numpy's pairwise order (`np.add.reduce` on a contiguous f64 array), so that means
@@ -91,4 +105,31 @@ pub fn pairwise_sum(a: &[f64]) -> f64 {
 /// `np.mean` of `a` (NaN for an empty slice, as numpy).
 pub fn numpy_mean(a: &[f64]) -> f64 {
     pairwise_sum(a) / a.len() as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn top_k_positions_are_ranks() {
+        let scores = [
+            0.5,
+            -0.0,
+            f32::NAN,
+            0.0,
+            2.0,
+            0.5,
+            f32::NEG_INFINITY,
+            f32::NAN,
+            2.0,
+        ];
+        let order = top_k(&scores, scores.len());
+        for (p, &i) in order.iter().enumerate() {
+            if !scores[i].is_nan() {
+                assert_eq!(rank_of(&scores, i), p, "index {i}");
+            }
+        }
+        assert_eq!(order, vec![4, 8, 0, 5, 1, 3, 6, 2, 7]);
+    }
 }

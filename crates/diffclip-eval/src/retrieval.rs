@@ -101,17 +101,7 @@ pub fn retrieval_recall(
             "recall cut-offs must be >= 1, got {ks:?}"
         )));
     }
-    if let Some((index, &label)) = text_to_image
-        .iter()
-        .enumerate()
-        .find(|&(_, &i)| i >= n_images)
-    {
-        return Err(EvalError::Label {
-            index,
-            label,
-            classes: n_images,
-        });
-    }
+    EvalError::check_labels(text_to_image, n_images)?;
     image_emb.check_finite("image embeddings")?;
     text_emb.check_finite("text embeddings")?;
 

@@ -196,16 +196,10 @@ pub fn nearest_class_mean(
     // A NaN support row would make its class mean NaN and, never beaten, that class every answer.
     support.check_finite("support")?;
     query.check_finite("query")?;
+    EvalError::check_labels(labels, n_classes)?;
     let mut means = vec![0f64; n_classes * d];
     let mut counts = vec![0usize; n_classes];
-    for (index, (row, &y)) in support.row_iter().zip(labels).enumerate() {
-        if y >= n_classes {
-            return Err(EvalError::Label {
-                index,
-                label: y,
-                classes: n_classes,
-            });
-        }
+    for (row, &y) in support.row_iter().zip(labels) {
         counts[y] += 1;
         for (m, &v) in means[y * d..(y + 1) * d].iter_mut().zip(row) {
             *m += f64::from(v);

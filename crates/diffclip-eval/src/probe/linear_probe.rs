@@ -93,9 +93,7 @@ impl Split<'_> {
         if self.labels.len() != self.features.rows() || self.labels.is_empty() {
             return Err(EvalError::Shape(format!("{what}: {} feature rows and {} labels (need as many, at least one)", self.features.rows(), self.labels.len())));
         }
-        if let Some(index) = self.labels.iter().position(|&y| y >= n_classes) {
-            return Err(EvalError::Label { index, label: self.labels[index], classes: n_classes });
-        }
+        EvalError::check_labels(self.labels, n_classes)?;
         // A NaN row predicts class 0 through argmax and would count as a hit for label 0.
         self.features.check_finite(what)
     }

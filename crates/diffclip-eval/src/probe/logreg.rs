@@ -84,13 +84,7 @@ impl LogisticRegression {
                 opts.c
             )));
         }
-        if let Some((index, &label)) = y.iter().enumerate().find(|&(_, &l)| l >= k) {
-            return Err(EvalError::Label {
-                index,
-                label,
-                classes: k,
-            });
-        }
+        EvalError::check_labels(y, k)?;
         x.check_finite("features")?;
         let xs: Vec<f64> = x.data().iter().map(|&v| f64::from(v)).collect();
         let penalty = 1.0 / (opts.c * n as f64);
@@ -102,8 +96,10 @@ impl LogisticRegression {
         };
         let objective = |theta: &[f64], grad: &mut [f64]| -> f64 {
             let (w, b) = theta.split_at(k * d);
-            let chunk = 256;
-            let (loss, g) = xs
+            // At most 32 partial sums, added in order: the same result whatever the thread count
+            // or work stealing (rayon's reduce associates as the threads happen to split).
+            let chunk = 256.max(n.div_ceil(32));
+            let partials: Vec<(f64, Vec<f64>)> = xs
                 .par_chunks(chunk * d.max(1))
                 .zip(y.par_chunks(chunk))
                 .map(|(xc, yc)| {
@@ -125,13 +121,14 @@ impl LogisticRegression {
                     }
                     (loss, g)
                 })
-                .reduce(
-                    || (0.0, vec![0.0; k * d + k]),
-                    |(la, mut ga), (lb, gb)| {
+                .collect();
+            let (loss, g) =
+                partials
+                    .into_iter()
+                    .fold((0.0, vec![0.0; k * d + k]), |(la, mut ga), (lb, gb)| {
                         ga.iter_mut().zip(&gb).for_each(|(a, b)| *a += b);
                         (la + lb, ga)
-                    },
-                );
+                    });
             let inv_n = 1.0 / n as f64;
             for (o, gi) in grad.iter_mut().zip(&g) {
                 *o = gi * inv_n;

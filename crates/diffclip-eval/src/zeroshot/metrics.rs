@@ -52,13 +52,7 @@ pub fn zero_shot_metrics(logits: &Matrix, labels: &[usize]) -> Result<ZeroShotMe
             "zero-shot metrics of a {n} x {c} logit matrix"
         )));
     }
-    if let Some((index, &label)) = labels.iter().enumerate().find(|&(_, &l)| l >= c) {
-        return Err(EvalError::Label {
-            index,
-            label,
-            classes: c,
-        });
-    }
+    EvalError::check_labels(labels, c)?;
     logits.check_finite("logits")?;
 
     let ranks: Vec<usize> = labels
@@ -74,7 +68,7 @@ pub fn zero_shot_metrics(logits: &Matrix, labels: &[usize]) -> Result<ZeroShotMe
         n_classes: c,
         top1: top1_correct as f64 / n as f64,
         top5: top5_correct.map(|k| k as f64 / n as f64),
-        mean_per_class_recall: mean_per_class_recall(&predictions, labels, c),
+        mean_per_class_recall: mean_per_class_recall(&predictions, labels, c)?,
         top1_correct,
         top5_correct,
     })
@@ -103,18 +97,52 @@ pub fn zero_shot_metrics_from_embeddings(
 /// scikit-learn's `balanced_accuracy_score(labels, predictions)`: the mean (numpy order) over the
 /// classes present in `labels` of `#correct / #labelled`. Predictions of classes that never occur
 /// as labels lower the recall of the true class only.
-pub fn mean_per_class_recall(predictions: &[usize], labels: &[usize], n_classes: usize) -> f64 {
+///
+/// Errors when the two lengths differ, when there are no labels, or when a label or prediction
+/// is outside `0..n_classes` (scikit-learn would count such a label as a class of its own).
+///
+/// ```
+/// use diffclip_eval::mean_per_class_recall;
+/// assert_eq!(mean_per_class_recall(&[0, 0, 1], &[0, 1, 1], 2).unwrap(), 0.75);
+/// assert!(mean_per_class_recall(&[0, 1], &[0, 1, 1], 2).is_err()); // lengths differ
+/// assert!(mean_per_class_recall(&[0, 2], &[0, 1], 2).is_err()); // prediction 2 of 2 classes
+/// ```
+pub fn mean_per_class_recall(
+    predictions: &[usize],
+    labels: &[usize],
+    n_classes: usize,
+) -> Result<f64, EvalError> {
+    if predictions.len() != labels.len() {
+        return Err(EvalError::Shape(format!(
+            "{} predictions but {} labels",
+            predictions.len(),
+            labels.len()
+        )));
+    }
+    if labels.is_empty() {
+        return Err(EvalError::Invalid(
+            "mean per-class recall of no labels".into(),
+        ));
+    }
+    EvalError::check_labels(labels, n_classes)?;
+    if let Some((i, &p)) = predictions
+        .iter()
+        .enumerate()
+        .find(|&(_, &p)| p >= n_classes)
+    {
+        return Err(EvalError::Invalid(format!(
+            "prediction {p} at position {i} is outside 0..{n_classes}"
+        )));
+    }
     let mut count = vec![0usize; n_classes];
     let mut correct = vec![0usize; n_classes];
     for (&p, &y) in predictions.iter().zip(labels) {
-        if y < n_classes {
-            count[y] += 1;
-            correct[y] += usize::from(p == y);
-        }
+        count[y] += 1;
+        correct[y] += usize::from(p == y);
     }
     let recalls: Vec<f64> = (0..n_classes)
         .filter(|&k| count[k] > 0)
         .map(|k| correct[k] as f64 / count[k] as f64)
         .collect();
-    numpy_mean(&recalls)
+    Ok(numpy_mean(&recalls))
 }
