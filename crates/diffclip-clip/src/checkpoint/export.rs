@@ -1,17 +1,19 @@
-//! Export to safetensors (DiffCLIP authors' key names, PyTorch layout) and burnpack.
+//! Export to safetensors (the DiffCLIP authors' or open_clip's key names, PyTorch layout) and
+//! burnpack.
 
 use std::collections::HashMap;
 use std::path::Path;
 
 use burn::store::{BurnToPyTorchAdapter, BurnpackStore, ModuleSnapshot, bridge};
 
-use super::layout::to_diffclip_names;
+use super::export_names::{is_openai_layout, to_diffclip_names, to_openclip_names};
 use super::{CheckpointError, StateDict, StateTensor};
 use crate::files::{F32Tensor, FileError, write_atomic_with, write_safetensors};
 use crate::{Clip, ClipConfig};
 
-/// The model's weights as a state dict with the DiffCLIP authors' key names and PyTorch
-/// layouts (`logit_scale` 0-d), exactly what [`save_safetensors`] writes.
+/// The model's weights as a state dict with PyTorch layouts (`logit_scale` 0-d), exactly what
+/// [`save_safetensors`] writes: under the DiffCLIP authors' key names, or open_clip's for a
+/// model in the OpenAI layout (`ln_pre`, no patch bias).
 pub fn state_dict_of(model: &Clip) -> Result<StateDict, CheckpointError> {
     let mut sd = StateDict::new();
     for t in model.collect(None, Some(Box::new(BurnToPyTorchAdapter)), true) {
@@ -28,12 +30,18 @@ pub fn state_dict_of(model: &Clip) -> Result<StateDict, CheckpointError> {
     if let Some(t) = sd.get_mut("logit_scale") {
         t.shape.clear();
     }
-    to_diffclip_names(sd, "<model>")
+    if is_openai_layout(&sd) {
+        to_openclip_names(sd, "<model>")
+    } else {
+        to_diffclip_names(sd, "<model>")
+    }
 }
 
-/// Write the weights as a safetensors state dict in the DiffCLIP layout, loadable by
-/// [`load_checkpoint`](super::load_checkpoint) and by the authors' PyTorch code. The config is
-/// stored in the metadata under `diffclip_config` when given. Written atomically.
+/// Write the weights as a safetensors state dict, loadable by
+/// [`load_checkpoint`](super::load_checkpoint) and by the PyTorch code of the model's layout:
+/// the DiffCLIP authors' for the timm layout, open_clip's `CLIP.load_state_dict` for a
+/// standard-attention model in the OpenAI layout (see [`state_dict_of`]). The config is stored
+/// in the metadata under `diffclip_config` when given. Written atomically.
 pub fn save_safetensors(model: &Clip, config: Option<&ClipConfig>, path: impl AsRef<Path>) -> Result<(), CheckpointError> {
     let sd = state_dict_of(model)?;
     let tensors: Vec<F32Tensor> = sd.iter().map(|(k, t)| F32Tensor { name: k.clone(), shape: t.shape.clone(), data: &t.data }).collect();

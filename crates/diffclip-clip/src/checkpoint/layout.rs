@@ -23,13 +23,16 @@ pub enum CheckpointFormat {
 }
 
 #[derive(Clone, Copy, PartialEq)]
-enum Op {
+pub(super) enum Op {
     Rename,
     Transpose,
+    /// Drop leading size-1 dimensions (timm's `[1, 1, W]` class token is OpenAI's `[W]`).
+    Squeeze,
     Drop,
 }
 
-type Rule = (&'static str, &'static str, Op);
+/// `(pattern, replacement, operation)`: every matching rule applies, in order.
+pub(super) type Rule = (&'static str, &'static str, Op);
 
 const COMMON: &[Rule] = &[(r"^module\.", "", Op::Rename)];
 
@@ -78,16 +81,6 @@ const HUGGINGFACE: &[Rule] = &[
     (r"^text_projection\.weight$", "text_projection", Op::Transpose),
 ];
 
-/// Canonical keys back to the DiffCLIP authors' names (for export).
-const EXPORT_DIFFCLIP: &[Rule] = &[
-    (r"^text\.blocks\.(\d+)\.norm1\.", "transformer.resblocks.$1.ln_1.", Op::Rename),
-    (r"^text\.blocks\.(\d+)\.norm2\.", "transformer.resblocks.$1.ln_2.", Op::Rename),
-    (r"^text\.blocks\.(\d+)\.mlp\.fc1\.", "transformer.resblocks.$1.mlp.c_fc.", Op::Rename),
-    (r"^text\.blocks\.(\d+)\.mlp\.fc2\.", "transformer.resblocks.$1.mlp.c_proj.", Op::Rename),
-    (r"^text\.blocks\.", "transformer.resblocks.", Op::Rename),
-    (r"^text\.", "", Op::Rename),
-];
-
 /// Guess the layout from the keys.
 pub fn detect_format(sd: &StateDict) -> CheckpointFormat {
     let has = |f: &dyn Fn(&str) -> bool| sd.keys().any(|k| f(k.trim_start_matches("module.")));
@@ -113,7 +106,7 @@ fn rules_for(format: CheckpointFormat) -> Vec<Rule> {
     rules
 }
 
-fn apply_rules(sd: StateDict, rules: &[Rule], path: &str) -> Result<StateDict, CheckpointError> {
+pub(super) fn apply_rules(sd: StateDict, rules: &[Rule], path: &str) -> Result<StateDict, CheckpointError> {
     let compiled: Vec<(Regex, &str, Op)> = rules
         .iter()
         .map(|(p, r, op)| (Regex::new(p).expect("static regex"), *r, *op))
@@ -129,6 +122,10 @@ fn apply_rules(sd: StateDict, rules: &[Rule], path: &str) -> Result<StateDict, C
                 Op::Drop => continue 'keys,
                 Op::Rename => {}
                 Op::Transpose => t = transpose(t, &key, path)?,
+                Op::Squeeze => {
+                    let ones = t.shape.iter().take_while(|&&d| d == 1).count();
+                    t.shape.drain(..ones.min(t.shape.len().saturating_sub(1)));
+                }
             }
             name = re.replace(&name, *rep).into_owned();
         }
@@ -206,41 +203,4 @@ fn fused_qkv(key: &str) -> Option<(&str, &str)> {
 pub fn to_canonical(sd: StateDict, format: CheckpointFormat, path: &str) -> Result<StateDict, CheckpointError> {
     let sd = apply_rules(sd, &rules_for(format), path)?;
     split_in_proj(sd, path)
-}
-
-/// Convert canonical keys to the DiffCLIP authors' names. Differential layers keep separate
-/// `q_proj/k_proj/v_proj`; standard-attention layers are fused as the SLIP/DiffCLIP code builds
-/// them: timm's `attn.qkv` + `attn.proj` in the vision tower, `nn.MultiheadAttention`'s
-/// `attn.in_proj_*` + `attn.out_proj` in the text tower.
-pub fn to_diffclip_names(sd: StateDict, path: &str) -> Result<StateDict, CheckpointError> {
-    Ok(fuse_standard_attention(apply_rules(sd, EXPORT_DIFFCLIP, path)?))
-}
-
-/// The inverse of [`split_in_proj`] for the layers without differential λ vectors.
-fn fuse_standard_attention(mut sd: StateDict) -> StateDict {
-    let standard: Vec<String> = sd
-        .keys()
-        .filter_map(|k| k.strip_suffix(".q_proj.weight"))
-        .filter(|p| p.ends_with(".attn") && !sd.contains_key(&format!("{p}.lambda_q1")))
-        .map(str::to_string)
-        .collect();
-    for p in standard {
-        let timm = p.starts_with("visual.");
-        for suffix in ["weight", "bias"] {
-            let names = ["q_proj", "k_proj", "v_proj"].map(|n| format!("{p}.{n}.{suffix}"));
-            if !names.iter().all(|n| sd.contains_key(n)) {
-                continue;
-            }
-            let parts = names.map(|n| sd.remove(&n).expect("checked above"));
-            let mut shape = parts[0].shape.clone();
-            shape[0] *= 3;
-            let data = parts.into_iter().flat_map(|t| t.data).collect();
-            let fused = if timm { format!("{p}.qkv.{suffix}") } else { format!("{p}.in_proj_{suffix}") };
-            sd.insert(fused, StateTensor { shape, data });
-            if timm && let Some(t) = sd.remove(&format!("{p}.out_proj.{suffix}")) {
-                sd.insert(format!("{p}.proj.{suffix}"), t);
-            }
-        }
-    }
-    sd
 }

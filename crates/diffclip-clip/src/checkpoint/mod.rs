@@ -6,6 +6,7 @@
 
 mod error;
 mod export;
+mod export_names;
 mod layout;
 mod state_dict;
 
@@ -17,7 +18,8 @@ use burn::tensor::{Tensor, TensorData};
 
 pub use error::{CheckpointError, KeyMismatch};
 pub use export::{config_of, save_burnpack, save_safetensors, state_dict_of};
-pub use layout::{CheckpointFormat, detect_format, to_canonical, to_diffclip_names};
+pub use export_names::{to_diffclip_names, to_openclip_names};
+pub use layout::{CheckpointFormat, detect_format, to_canonical};
 pub use state_dict::{Container, StateDict, StateTensor, read_pytorch, read_safetensors, safetensors_header, safetensors_to_f32};
 
 use crate::Clip;
