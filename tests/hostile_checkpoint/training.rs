@@ -4,11 +4,7 @@
 use super::*;
 
 // The device RNG is global: tests that build models for training take this lock.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-pub(super) fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
+pub(super) use diffclip_testkit::serial;
 
 pub(super) fn ad_device() -> Device {
     devices().remove(0).1.autodiff()

@@ -211,6 +211,7 @@ pub fn remove_stale_temps(path: &Path) -> Result<usize, FileError> {
 pub const METADATA_KEY: &str = "__metadata__";
 
 /// One named f32 tensor for [`write_safetensors`].
+#[derive(Debug, Clone)]
 pub struct F32Tensor<'a> {
     /// Name in the file.
     pub name: String,
@@ -234,6 +235,13 @@ pub struct F32Tensor<'a> {
 /// // A tensor named like the metadata key would make the header unreadable.
 /// let bad = F32Tensor { name: "__metadata__".into(), shape: vec![2], data: &[1.0, 2.0] };
 /// assert!(write_safetensors(&path, &[bad], Default::default()).is_err());
+/// // Equal contents give equal bytes: the header's keys are sorted, metadata included.
+/// let meta = |order: &[usize]| order.iter().map(|i| (format!("k{i}"), format!("v{i}"))).collect();
+/// let again = dir.path().join("y.safetensors");
+/// let (a, b) = (F32Tensor { name: "a".into(), shape: vec![1], data: &[0.5] }, F32Tensor { name: "b".into(), shape: vec![], data: &[1.0] });
+/// write_safetensors(&path, &[a.clone(), b.clone()], meta(&[0, 1, 2, 3, 4, 5, 6, 7])).unwrap();
+/// write_safetensors(&again, &[b, a], meta(&[7, 6, 5, 4, 3, 2, 1, 0])).unwrap();
+/// assert_eq!(std::fs::read(&path).unwrap(), std::fs::read(&again).unwrap());
 /// ```
 pub fn write_safetensors(path: &Path, tensors: &[F32Tensor<'_>], metadata: HashMap<String, String>) -> Result<(), FileError> {
     let ser = |message: String| FileError::Serialize { path: path.display().to_string(), message };
@@ -257,5 +265,27 @@ pub fn write_safetensors(path: &Path, tensors: &[F32Tensor<'_>], metadata: HashM
         .map_err(|e| ser(e.to_string()))?;
     let metadata = (!metadata.is_empty()).then_some(metadata);
     let out = safetensors::serialize(views, metadata).map_err(|e| ser(e.to_string()))?;
-    write_atomic(path, &out)
+    write_atomic(path, &sorted_header(out).map_err(ser)?)
+}
+
+/// The same file with its header's keys sorted. safetensors writes the metadata map in
+/// `HashMap` order, so equal contents gave different bytes (and checksums) from run to run.
+fn sorted_header(file: Vec<u8>) -> Result<Vec<u8>, String> {
+    type Header =
+        std::collections::BTreeMap<String, std::collections::BTreeMap<String, serde_json::Value>>;
+    let n = file
+        .get(..8)
+        .and_then(|b| b.try_into().ok())
+        .map(|b: [u8; 8]| u64::from_le_bytes(b) as usize)
+        .filter(|&n| n <= file.len() - 8)
+        .ok_or("safetensors wrote no header")?;
+    let header: Header = serde_json::from_slice(&file[8..8 + n]).map_err(|e| e.to_string())?;
+    let mut json = serde_json::to_vec(&header).map_err(|e| e.to_string())?;
+    // The data must start 8-byte aligned, padded with spaces as safetensors does.
+    json.resize(json.len().next_multiple_of(8), b' ');
+    let mut out = Vec::with_capacity(8 + json.len() + file.len() - 8 - n);
+    out.extend_from_slice(&(json.len() as u64).to_le_bytes());
+    out.extend_from_slice(&json);
+    out.extend_from_slice(&file[8 + n..]);
+    Ok(out)
 }

@@ -10,6 +10,8 @@ use diffclip_clip::{Clip, ClipConfig};
 use diffclip_testkit::devices;
 
 fn calibration(config: &ClipConfig, device: &Device) -> Calibration {
+    // The device RNG is global: seeding and drawing must not interleave with another test.
+    let _serial = diffclip_testkit::serial();
     device.seed(11);
     let s = config.vision.image_size;
     let images = Tensor::<4>::random([4, 3, s, s], Distribution::Normal(0.0, 1.0), device);
@@ -28,6 +30,8 @@ fn calibration(config: &ClipConfig, device: &Device) -> Calibration {
 
 fn standard(device: &Device) -> (Clip, ClipConfig) {
     let config = ClipConfig::clip_tiny();
+    // The device RNG is global: seeding and drawing must not interleave with another test.
+    let _serial = diffclip_testkit::serial();
     device.seed(5);
     (config.init(device).unwrap(), config)
 }

@@ -15,6 +15,8 @@ use diffclip_eval::{Encoder, Evaluator};
 
 #[test]
 fn heldout_metrics_match_the_evaluator_and_the_loss() {
+    // Seeded draws: no other test of this binary may draw in between.
+    let _serial = diffclip_testkit::serial();
     let device = Device::flex();
     device.seed(3);
     let mut config = ClipConfig::diffclip_tiny();
@@ -105,6 +107,8 @@ fn heldout_metrics_match_the_evaluator_and_the_loss() {
 #[test]
 fn heldout_recalls_tokenise_captions_as_the_loss_does() {
     // A context of 6 cuts every synthetic caption, so keep-eot and drop-eot embed them apart.
+    // Seeded draws: no other test of this binary may draw in between.
+    let _serial = diffclip_testkit::serial();
     let device = Device::flex();
     device.seed(5);
     let mut config = ClipConfig::diffclip_tiny();

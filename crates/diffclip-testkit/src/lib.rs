@@ -127,6 +127,20 @@ pub fn temp_path(name: &str) -> tempfile::TempPath {
     tempfile::TempPath::try_from_path(path).expect("an absolute temporary path")
 }
 
+/// The test binary's lock, for tests that run one at a time: the device RNG is global (a test
+/// that seeds and then draws must not interleave with another's draws), and f16 autodiff on
+/// wgpu fails inside Burn's fusion while other threads use the device. A panicked holder does
+/// not poison it for the rest.
+///
+/// ```
+/// let _serial = diffclip_testkit::serial();
+/// burn::tensor::Device::flex().seed(3); // no other test of this binary draws until dropped
+/// ```
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// A fresh temporary folder, removed with everything in it when dropped (also when the test
 /// panics), so test runs leave nothing behind. Dereferences to its [`Path`].
 ///

@@ -44,12 +44,9 @@ impl burn::module::ModuleMapper for Cast {
     }
 }
 
-/// A lock that tests take to run one at a time (f16 autodiff on wgpu fails inside Burn's fusion
-/// while other threads use the device: `half.rs`).
-pub fn serial() -> std::sync::MutexGuard<'static, ()> {
-    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
+// Tests run one at a time under it (f16 autodiff on wgpu fails inside Burn's fusion while
+// other threads use the device: `half.rs`).
+pub use diffclip_testkit::serial;
 
 /// Turns diffclip's CubeCL kernel on for inference (`set_gpu_inference_kernel`) until dropped,
 /// a failed assertion included, so no later test of the binary inherits the switch.

@@ -15,8 +15,8 @@ use crate::EvalError;
 ///
 /// ```
 /// use diffclip_eval::dataset::CaptionSet;
-/// let dir = std::env::temp_dir().join("diffclip-eval-doc-captions");
-/// std::fs::create_dir_all(&dir).unwrap();
+/// let tmp = tempfile::tempdir().unwrap();
+/// let dir = tmp.path();
 /// std::fs::write(dir.join("a.png"), b"").unwrap();
 /// std::fs::write(dir.join("captions.csv"), "image,caption\na.png,a dog\n./a.png,\"a dog, running\"\n").unwrap();
 /// let set = CaptionSet::open(&dir.join("captions.csv")).unwrap();

@@ -25,9 +25,4 @@ pub fn synthetic(train_size: usize) -> ContrastiveView {
 
 // The device RNG is global and every run reseeds it: tests that build or train models take
 // this lock for their whole body so parallel test threads cannot interleave draws.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-/// Holds the test lock.
-pub fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
+pub use diffclip_testkit::serial;
