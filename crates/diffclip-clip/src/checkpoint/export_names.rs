@@ -7,52 +7,12 @@ use super::state_dict::{StateDict, StateTensor};
 
 /// The text tower in both exports: OpenAI's names, at the top level.
 const EXPORT_TEXT: &[Rule] = &[
-    (
-        r"^text\.blocks\.(\d+)\.norm1\.",
-        "transformer.resblocks.$1.ln_1.",
-        Op::Rename,
-    ),
-    (
-        r"^text\.blocks\.(\d+)\.norm2\.",
-        "transformer.resblocks.$1.ln_2.",
-        Op::Rename,
-    ),
-    (
-        r"^text\.blocks\.(\d+)\.mlp\.fc1\.",
-        "transformer.resblocks.$1.mlp.c_fc.",
-        Op::Rename,
-    ),
-    (
-        r"^text\.blocks\.(\d+)\.mlp\.fc2\.",
-        "transformer.resblocks.$1.mlp.c_proj.",
-        Op::Rename,
-    ),
     (r"^text\.blocks\.", "transformer.resblocks.", Op::Rename),
     (r"^text\.", "", Op::Rename),
 ];
 
 /// The vision tower as open_clip's `VisionTransformer` names it.
 const EXPORT_VISION_OPENAI: &[Rule] = &[
-    (
-        r"^visual\.blocks\.(\d+)\.norm1\.",
-        "visual.transformer.resblocks.$1.ln_1.",
-        Op::Rename,
-    ),
-    (
-        r"^visual\.blocks\.(\d+)\.norm2\.",
-        "visual.transformer.resblocks.$1.ln_2.",
-        Op::Rename,
-    ),
-    (
-        r"^visual\.blocks\.(\d+)\.mlp\.fc1\.",
-        "visual.transformer.resblocks.$1.mlp.c_fc.",
-        Op::Rename,
-    ),
-    (
-        r"^visual\.blocks\.(\d+)\.mlp\.fc2\.",
-        "visual.transformer.resblocks.$1.mlp.c_proj.",
-        Op::Rename,
-    ),
     (
         r"^visual\.blocks\.",
         "visual.transformer.resblocks.",
@@ -73,6 +33,30 @@ const EXPORT_VISION_OPENAI: &[Rule] = &[
     (r"^image_projection$", "visual.proj", Op::Rename),
 ];
 
+/// Inside every OpenAI-named block (`resblocks`, after the tower rules above), in either tower.
+const EXPORT_RESBLOCK: &[Rule] = &[
+    (
+        r"resblocks\.(\d+)\.norm1\.",
+        "resblocks.$1.ln_1.",
+        Op::Rename,
+    ),
+    (
+        r"resblocks\.(\d+)\.norm2\.",
+        "resblocks.$1.ln_2.",
+        Op::Rename,
+    ),
+    (
+        r"resblocks\.(\d+)\.mlp\.fc1\.",
+        "resblocks.$1.mlp.c_fc.",
+        Op::Rename,
+    ),
+    (
+        r"resblocks\.(\d+)\.mlp\.fc2\.",
+        "resblocks.$1.mlp.c_proj.",
+        Op::Rename,
+    ),
+];
+
 /// Whether canonical keys describe the OpenAI layout (`ln_pre`, a patch conv without bias),
 /// which exports under open_clip's names.
 pub fn is_openai_layout(sd: &StateDict) -> bool {
@@ -84,7 +68,7 @@ pub fn is_openai_layout(sd: &StateDict) -> bool {
 /// them: timm's `attn.qkv` + `attn.proj` in the vision tower, `nn.MultiheadAttention`'s
 /// `attn.in_proj_*` + `attn.out_proj` in the text tower.
 pub fn to_diffclip_names(sd: StateDict, path: &str) -> Result<StateDict, CheckpointError> {
-    let sd = apply_rules(sd, EXPORT_TEXT, path)?;
+    let sd = apply_rules(sd, &[EXPORT_TEXT, EXPORT_RESBLOCK].concat(), path)?;
     Ok(fuse_standard_attention(sd, |p| p.starts_with("visual.")))
 }
 
@@ -94,9 +78,11 @@ pub fn to_diffclip_names(sd: StateDict, path: &str) -> Result<StateDict, Checkpo
 /// `nn.MultiheadAttention`'s `in_proj_*` + `out_proj` in both towers. Differential layers keep
 /// their separate projections and λ vectors (open_clip has no such layer; we read them back).
 pub fn to_openclip_names(sd: StateDict, path: &str) -> Result<StateDict, CheckpointError> {
-    let sd = apply_rules(sd, EXPORT_TEXT, path)?;
-    let sd = apply_rules(sd, EXPORT_VISION_OPENAI, path)?;
-    Ok(fuse_standard_attention(sd, |_| false))
+    let rules = [EXPORT_TEXT, EXPORT_VISION_OPENAI, EXPORT_RESBLOCK].concat();
+    Ok(fuse_standard_attention(
+        apply_rules(sd, &rules, path)?,
+        |_| false,
+    ))
 }
 
 /// The inverse of the import's q/k/v split for the layers without differential λ vectors:
