@@ -25,8 +25,23 @@ pub fn fixture(rel: &str) -> PathBuf {
     p
 }
 
+/// The seed [`devices`] gives every device's random generator.
+pub const DEVICE_SEED: u64 = 20_261_205;
+
 /// Every backend compiled in (this crate's `flex`, `ndarray`, `wgpu` features): the same
-/// fixtures run on each. flex comes first.
+/// fixtures run on each. flex comes first. Each device's generator is seeded with
+/// [`DEVICE_SEED`], so a test holding [`serial`] draws the same inputs and weights on every run
+/// (a tolerance that fails, fails again).
+///
+/// ```
+/// use burn::tensor::{Distribution, Tensor};
+/// let _serial = diffclip_testkit::serial();
+/// let draw = || {
+///     let (_, device) = diffclip_testkit::devices().remove(0);
+///     Tensor::<1>::random([4], Distribution::Default, &device).into_data()
+/// };
+/// assert_eq!(draw(), draw());
+/// ```
 #[allow(clippy::vec_init_then_push)] // each push is behind its backend's feature
 pub fn devices() -> Vec<(&'static str, Device)> {
     let mut v = Vec::new();
@@ -39,6 +54,9 @@ pub fn devices() -> Vec<(&'static str, Device)> {
     #[cfg(feature = "wgpu")]
     v.push(("wgpu", Device::wgpu(Default::default())));
     assert!(!v.is_empty(), "no backend feature enabled");
+    for (_, device) in &v {
+        device.seed(DEVICE_SEED);
+    }
     v
 }
 

@@ -7,7 +7,7 @@ fn devices_fifos_and_directories_are_refused_at_once() {
     let tmp = tempfile::tempdir().unwrap();
     for (path, kind) in special_files(tmp.path()) {
         let p = path.clone();
-        let err = within(10, "decode_file", move || {
+        let err = within(60, "decode_file", move || {
             decode_file(&p, &DecodeOptions::default()).unwrap_err()
         });
         assert!(matches!(err, PreprocessError::Io { .. }), "{err}");
@@ -15,7 +15,7 @@ fn devices_fifos_and_directories_are_refused_at_once() {
 
         // Through a pipeline, as `preprocess`, the datasets and `eval` read images.
         let p = path.clone();
-        let err = within(10, "process_file", move || {
+        let err = within(60, "process_file", move || {
             let pipeline = Pipeline::from_name("openai", 16).unwrap();
             pipeline.process_file(&p, 0).unwrap_err().to_string()
         });
@@ -23,14 +23,14 @@ fn devices_fifos_and_directories_are_refused_at_once() {
 
         // As a caption file and as a tar shard.
         let p = path.clone();
-        let err = within(10, "CsvDataset::open", move || {
+        let err = within(60, "CsvDataset::open", move || {
             CsvDataset::open(&p, &CsvConfig::default(), loader())
                 .unwrap_err()
                 .to_string()
         });
         assert_names(&err, &path, kind);
         let p = path.clone();
-        let results = within(10, "WebDataset", move || {
+        let results = within(60, "WebDataset", move || {
             let wds =
                 WebDataset::from_shards(vec![p], WebDatasetConfig::default(), loader()).unwrap();
             wds.raw_samples()
@@ -54,7 +54,7 @@ fn special_files_in_a_csv_are_bad_samples_not_hangs() {
     text += "ok.png\tfine\n";
     let csv = tmp.path().join("special.tsv");
     write(&csv, text.as_bytes());
-    let (item, skipped, errors) = within(20, "CSV of special files", move || {
+    let (item, skipped, errors) = within(60, "CSV of special files", move || {
         let ds = CsvDataset::open(&csv, &CsvConfig::default(), loader()).unwrap();
         let errors: Vec<String> = (0..3)
             .map(|i| ds.try_get(i).unwrap_err().to_string())
