@@ -16,10 +16,10 @@
 use std::io::{self, BufRead, BufWriter, Read, Write};
 use std::process::ExitCode;
 
+// The longest input line accepted (a guard against `tokenize < /dev/zero`), as for every
+// line-list input.
+use diffclip_data::files::MAX_LINE_BYTES;
 use diffclip_data::tokenizer::{ClipTokenizer, TokenizerConfig, Truncation};
-
-/// Longest input line accepted, in bytes (a guard against `tokenize < /dev/zero`).
-const MAX_LINE_BYTES: u64 = 16 << 20;
 
 /// Exit status for a failed write to standard output: quiet success for a closed pipe (the
 /// reader has all it wanted), an error otherwise.

@@ -6,8 +6,10 @@
 //! instead of blocking forever or reading without end.
 
 use std::fs::File;
-use std::io::{self, Read};
-use std::path::Path;
+use std::io::{self, BufRead, Read};
+use std::path::{Path, PathBuf};
+
+use crate::DataError;
 
 /// What a non-regular file is, for error messages (`None` for a regular file).
 fn kind_of(ft: std::fs::FileType) -> Option<&'static str> {
@@ -113,12 +115,14 @@ pub(crate) fn read_to_string(path: &Path) -> io::Result<String> {
     Ok(text)
 }
 
-/// The entries of a one-entry-per-line text file (class names, prompt templates): each line
-/// trimmed, blank lines skipped, a leading UTF-8 BOM dropped. The file must be a regular file
-/// (see [`open_regular`]); errors name it.
+/// The entries of a one-entry-per-line text file (class names, prompt templates, queries):
+/// each line trimmed, blank lines skipped, a leading UTF-8 BOM dropped. The file must be a
+/// regular file (see [`open_regular`]); errors name it, and a bad line ([`TextLines`]) its
+/// number too.
 ///
-/// This is the one line-list reader of the workspace: `diffclip-eval`'s `--classnames` and
-/// `--templates` files, `train`'s `--templates`, and `classnames.txt` of image folders.
+/// This and [`TextLines`] are the one line-list reader of the workspace: `diffclip-eval`'s
+/// `--classnames` and `--templates` files, `train`'s `--templates`, `classnames.txt` of image
+/// folders, and `search --queries`.
 ///
 /// ```
 /// let dir = tempfile::tempdir().unwrap();
@@ -128,18 +132,79 @@ pub(crate) fn read_to_string(path: &Path) -> io::Result<String> {
 /// assert_eq!(names, ["small bird", "house cat", "good dog"]);
 /// assert!(diffclip_data::files::read_lines(dir.path()).unwrap_err().to_string().contains("directory"));
 /// ```
-pub fn read_lines(path: impl AsRef<Path>) -> Result<Vec<String>, crate::DataError> {
+pub fn read_lines(path: impl AsRef<Path>) -> Result<Vec<String>, DataError> {
     let path = path.as_ref();
-    let text = read_to_string(path).map_err(|e| crate::DataError::io(path, e))?;
-    Ok(lines_of(&text))
+    let file = open_regular(path).map_err(|e| DataError::io(path, e))?;
+    TextLines::new(io::BufReader::new(file), path).collect()
 }
 
-/// [`read_lines`] on text already read.
-pub(crate) fn lines_of(text: &str) -> Vec<String> {
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    text.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .map(str::to_string)
-        .collect()
+/// Longest line [`TextLines`] accepts, in bytes, not counting its line ending: a guard against
+/// reading a file without newlines, or a stream without end, as one line.
+pub const MAX_LINE_BYTES: u64 = 16 << 20;
+
+/// The entries of one-entry-per-line text from any reader, one at a time as they arrive (so
+/// standard input can be answered line by line): each line trimmed, blank lines skipped, a
+/// leading UTF-8 BOM dropped. A line longer than [`MAX_LINE_BYTES`] or not UTF-8 is an error
+/// naming the source and the line ([`DataError::Line`]), after which the iterator ends; so does
+/// a read error.
+///
+/// ```
+/// use diffclip_data::files::TextLines;
+/// let input = "a dog\n\n  a cat \r\n".as_bytes();
+/// let lines: Vec<String> = TextLines::new(input, "standard input").collect::<Result<_, _>>().unwrap();
+/// assert_eq!(lines, ["a dog", "a cat"]);
+/// let err = TextLines::new(&b"a dog\n\xff\n"[..], "standard input").nth(1).unwrap().unwrap_err();
+/// assert_eq!(err.to_string(), "standard input:2: not UTF-8");
+/// ```
+pub struct TextLines<R> {
+    input: R,
+    source: PathBuf,
+    line: u64,
+    done: bool,
+    buf: Vec<u8>,
+}
+
+impl<R: BufRead> TextLines<R> {
+    /// Lines of `input`; `source` (a file, or "standard input") names it in errors.
+    pub fn new(input: R, source: impl Into<PathBuf>) -> Self {
+        Self { input, source: source.into(), line: 0, done: false, buf: Vec::new() }
+    }
+
+    fn fail(&mut self, message: String) -> Option<Result<String, DataError>> {
+        self.done = true;
+        Some(Err(DataError::Line { path: self.source.clone(), line: self.line, message }))
+    }
+}
+
+impl<R: BufRead> Iterator for TextLines<R> {
+    type Item = Result<String, DataError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        while !self.done {
+            self.buf.clear();
+            self.line += 1;
+            // One byte past the limit tells a line of exactly the limit from a longer one.
+            match (&mut self.input).take(MAX_LINE_BYTES + 1).read_until(b'\n', &mut self.buf) {
+                Ok(0) => self.done = true,
+                Ok(n) if n as u64 > MAX_LINE_BYTES && self.buf.last() != Some(&b'\n') => {
+                    return self.fail(format!("longer than {MAX_LINE_BYTES} bytes"));
+                }
+                Ok(_) => {
+                    let Ok(text) = std::str::from_utf8(&self.buf) else {
+                        return self.fail("not UTF-8".into());
+                    };
+                    let text = if self.line == 1 { text.strip_prefix('\u{feff}').unwrap_or(text) } else { text };
+                    let text = text.trim();
+                    if !text.is_empty() {
+                        return Some(Ok(text.to_string()));
+                    }
+                }
+                Err(e) => {
+                    self.done = true;
+                    return Some(Err(DataError::io(&self.source, e)));
+                }
+            }
+        }
+        None
+    }
 }

@@ -52,7 +52,7 @@ pub fn read_class_names(
                     .ok_or_else(|| json_err(format!("no class name for folder {f:?}")))
             })
             .collect(),
-        _ => Ok(names_for_folders(crate::files::lines_of(&text), folders)),
+        _ => Ok(names_for_folders(crate::files::TextLines::new(text.as_bytes(), path).collect::<Result<_, _>>()?, folders)),
     }
 }
 

@@ -38,6 +38,17 @@ pub enum DataError {
         /// What is wrong.
         message: String,
     },
+    /// A line of one-entry-per-line text (class names, templates, queries) that cannot be
+    /// read: longer than [`crate::files::MAX_LINE_BYTES`], or not UTF-8.
+    #[error("{path}:{line}: {message}", path = path.display())]
+    Line {
+        /// The file, or "standard input".
+        path: PathBuf,
+        /// 1-based line number.
+        line: u64,
+        /// What is wrong.
+        message: String,
+    },
     /// A tar shard that could not be read (corrupt header, truncated archive).
     #[error("tar shard {shard}: {message}", shard = shard.display())]
     Shard {
