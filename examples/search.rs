@@ -12,9 +12,19 @@
 //!     --index index/ --queries queries.txt --approximate --json
 //! ```
 //! `--queries FILE` runs one text query per line against one opened index (where the
-//! approximate index pays off: opening it costs more than one exact scan).
+//! approximate index pays off: opening it costs more than one exact scan). `--queries -` serves
+//! standard input: the model and index stay open and each line is answered (and flushed) as it
+//! arrives, until the input ends; exact search then reads every shard per query, so a
+//! long-running service wants `--approximate`.
+//!
+//! ```text
+//! some-producer | cargo run --release --example search -- --preset diffclip_tiny \
+//!     --checkpoint m.safetensors --index index/ --queries - --approximate --json
+//! ```
+//! Output going to a closed pipe (`| head`) ends the program quietly with exit 0.
 
-use std::path::PathBuf;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[path = "common/model.rs"]
@@ -23,8 +33,9 @@ use model_args::ModelArgs;
 
 use clap::Parser;
 use diffclip::data::Pipeline;
+use diffclip::data::files::{TextLines, read_lines};
 use diffclip::eval::ann::{AnnConfig, AnnIndex, IndexError};
-use diffclip::eval::shards::search_many;
+use diffclip::eval::shards::{Hit, search_many};
 use diffclip::eval::{Encoder, ImageSource};
 
 #[derive(Parser, Debug)]
@@ -40,6 +51,7 @@ struct Args {
     #[arg(long, conflicts_with_all = ["image", "queries"], required_unless_present_any = ["image", "queries"])]
     text: Option<String>,
     /// A file of text queries, one per line (blank lines skipped); each hit names its query.
+    /// `-`: standard input, each line answered as it arrives.
     #[arg(long, conflicts_with = "image")]
     queries: Option<PathBuf>,
     /// An image query (searches the image shards; with --texts, the caption shards).
@@ -83,29 +95,14 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    diffclip::cli::exit_code(run(Args::parse()))
+    diffclip::cli::exit_code(diffclip::cli::closed_output_is_success(run(Args::parse())))
 }
 
-fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+type Error = Box<dyn std::error::Error>;
+
+fn run(args: Args) -> Result<(), Error> {
     let loaded = args.model.load()?;
     let encoder = Encoder::new(&loaded.model)?.with_tokenizer(loaded.tokenizer.clone())?.with_truncation(args.truncate.as_deref().unwrap_or(loaded.truncate).parse()?)?.with_progress(false);
-    let (names, queries) = match (&args.text, &args.image, &args.queries) {
-        (Some(text), _, _) => (vec![text.clone()], encoder.encode_texts(&[text.as_str()])?),
-        (None, Some(image), _) => {
-            let pipeline = Pipeline::from_name(args.preprocess.as_deref().unwrap_or(loaded.preprocess), loaded.config.vision.image_size as u32)?;
-            (vec![image.display().to_string()], encoder.encode_source(&ImageSource::files(vec![image.clone()], &pipeline)?)?)
-        }
-        (None, None, Some(file)) => {
-            let text = diffclip::data::files::open_regular(file).and_then(std::io::read_to_string).map_err(|e| format!("{}: {e}", file.display()))?;
-            let lines: Vec<String> = text.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect();
-            if lines.is_empty() {
-                return Err(format!("{}: no queries", file.display()).into());
-            }
-            let embeds = encoder.encode_texts(&lines)?;
-            (lines, embeds)
-        }
-        (None, None, None) => return Err("give --text, --image or --queries".into()),
-    };
     // `embed --texts` writes caption shards to INDEX/texts; `embed --data` writes both kinds
     // into INDEX itself.
     let texts_dir = args.index.join("texts");
@@ -115,32 +112,66 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         false => (args.index.clone(), "image_embed"),
     };
     let index = if args.approximate || args.rebuild_index { Some(approximate(&args, &dir, tensor)?) } else { None };
-    let rows: Vec<&[f32]> = (0..names.len()).map(|i| queries.row(i)).collect();
-    // Exact search reads every shard once for all the queries.
-    let all = match &index {
-        Some(index) => rows.iter().map(|q| index.search(q, args.top_k)).collect::<Result<Vec<_>, _>>()?,
-        None => search_many(&dir, tensor, &rows, args.top_k)?,
+    // Exact search reads every shard once for all the queries of a call.
+    let search = |rows: &[&[f32]]| -> Result<Vec<Vec<Hit>>, Error> {
+        Ok(match &index {
+            Some(index) => rows.iter().map(|q| index.search(q, args.top_k)).collect::<Result<_, _>>()?,
+            None => search_many(&dir, tensor, rows, args.top_k)?,
+        })
     };
-    let several = names.len() > 1;
-    for (name, hits) in names.iter().zip(all) {
-        if several && !args.json {
-            println!("{name}");
+    let mut out = std::io::stdout().lock();
+    if args.queries.as_deref() == Some(Path::new("-")) {
+        for line in TextLines::new(std::io::stdin().lock(), "standard input") {
+            let text = line?;
+            let embed = encoder.encode_texts(&[text.as_str()])?;
+            let hits = search(&[embed.row(0)])?;
+            print_hits(&mut out, Some(&text), &hits[0], args.json)?;
+            out.flush()?;
         }
-        for (rank, hit) in hits.iter().enumerate() {
-            if args.json && several {
-                println!("{}", serde_json::json!({ "query": name, "rank": rank + 1, "score": hit.score, "path": hit.path }));
-            } else if args.json {
-                println!("{}", serde_json::json!({ "rank": rank + 1, "score": hit.score, "path": hit.path }));
-            } else {
-                println!("{:>3}  {:.4}  {}", rank + 1, hit.score, hit.path);
+        return Ok(());
+    }
+    let (names, queries) = match (&args.text, &args.image, &args.queries) {
+        (Some(text), _, _) => (vec![text.clone()], encoder.encode_texts(&[text.as_str()])?),
+        (None, Some(image), _) => {
+            let pipeline = Pipeline::from_name(args.preprocess.as_deref().unwrap_or(loaded.preprocess), loaded.config.vision.image_size as u32)?;
+            (vec![image.display().to_string()], encoder.encode_source(&ImageSource::files(vec![image.clone()], &pipeline)?)?)
+        }
+        (None, None, Some(file)) => {
+            let lines = read_lines(file)?;
+            if lines.is_empty() {
+                return Err(format!("{}: no queries", file.display()).into());
             }
+            let embeds = encoder.encode_texts(&lines)?;
+            (lines, embeds)
+        }
+        (None, None, None) => return Err("give --text, --image or --queries".into()),
+    };
+    let rows: Vec<&[f32]> = (0..names.len()).map(|i| queries.row(i)).collect();
+    let several = names.len() > 1;
+    for (name, hits) in names.iter().zip(search(&rows)?) {
+        print_hits(&mut out, several.then_some(name.as_str()), &hits, args.json)?;
+    }
+    Ok(())
+}
+
+/// Writes `hits`: as text, under the query's name when there is one; with `--json`, one object
+/// per hit, naming the query when there is one.
+fn print_hits(out: &mut impl Write, query: Option<&str>, hits: &[Hit], json: bool) -> std::io::Result<()> {
+    if let (Some(name), false) = (query, json) {
+        writeln!(out, "{name}")?;
+    }
+    for (rank, hit) in hits.iter().enumerate() {
+        match (json, query) {
+            (true, Some(name)) => writeln!(out, "{}", serde_json::json!({ "query": name, "rank": rank + 1, "score": hit.score, "path": hit.path }))?,
+            (true, None) => writeln!(out, "{}", serde_json::json!({ "rank": rank + 1, "score": hit.score, "path": hit.path }))?,
+            (false, _) => writeln!(out, "{:>3}  {:.4}  {}", rank + 1, hit.score, hit.path)?,
         }
     }
     Ok(())
 }
 
 /// The approximate index, opened or (re)built as the flags say.
-fn approximate(args: &Args, dir: &std::path::Path, tensor: &str) -> Result<AnnIndex, Box<dyn std::error::Error>> {
+fn approximate(args: &Args, dir: &Path, tensor: &str) -> Result<AnnIndex, Error> {
     let config = AnnConfig { m: args.hnsw_m, ef_construction: args.ef_construction, ef_search: args.ef_search.unwrap_or(AnnConfig::default().ef_search), ..AnnConfig::default() };
     let (mut index, why) = if args.rebuild_index {
         (AnnIndex::build(dir, tensor, config)?, Some("--rebuild-index".to_string()))

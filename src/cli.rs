@@ -25,6 +25,23 @@ pub fn exit_code<E: std::fmt::Display>(result: Result<(), E>) -> ExitCode {
     }
 }
 
+/// `Ok` when `result` failed writing to a closed pipe (`search … | head`: the reader has all it
+/// wanted, as for standard Unix tools), `result` otherwise.
+///
+/// ```
+/// use std::io::{Error, ErrorKind};
+/// let closed: Result<(), Box<dyn std::error::Error>> = Err(Error::from(ErrorKind::BrokenPipe).into());
+/// assert!(diffclip::cli::closed_output_is_success(closed).is_ok());
+/// let full: Result<(), Box<dyn std::error::Error>> = Err(Error::from(ErrorKind::StorageFull).into());
+/// assert!(diffclip::cli::closed_output_is_success(full).is_err());
+/// ```
+pub fn closed_output_is_success(result: Result<(), Box<dyn std::error::Error>>) -> Result<(), Box<dyn std::error::Error>> {
+    match result {
+        Err(e) if e.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) => Ok(()),
+        other => other,
+    }
+}
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 

@@ -5,8 +5,11 @@
 mod common;
 
 use std::collections::HashSet;
+use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
 
 use common::{example, fixture, tmpdir};
 use diffclip::clip::files::{F32Tensor, write_safetensors};
@@ -133,4 +136,100 @@ fn a_file_of_queries_runs_against_one_opened_index() {
     std::fs::write(&queries, "\n \n").unwrap();
     let o = run(&[]);
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("no queries"));
+}
+
+/// `search --queries - …` on `index`, its standard streams piped.
+fn serve(index: &Path, extra: &[&str]) -> std::process::Child {
+    Command::new(example("search"))
+        .args(["--preset", "diffclip_tiny", "--checkpoint"])
+        .arg(fixture("diffclip_tiny/model.safetensors"))
+        .arg("--index")
+        .arg(index)
+        .args(["--queries", "-", "--top-k", "3", "--json"])
+        .args(extra)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// `--queries -` serves standard input: each line is answered while the input is still open,
+/// with the file form's hits; a closed output ends it quietly; an over-long line is an error
+/// naming it.
+#[test]
+fn standard_input_is_answered_line_by_line() {
+    let index = tmpdir("search-ann", "stdin");
+    for k in 0..2 {
+        write_shard(&index, k, k * 300, 300, 30 + k as u64);
+    }
+    let mut child = serve(&index, &["--approximate"]);
+    let mut stdin = child.stdin.take().unwrap();
+    // stdout read on its own thread: a program that waited for the end of its input would fail
+    // the test here instead of hanging it.
+    let (tx, rx) = mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            if tx.send(line.unwrap()).is_err() {
+                break;
+            }
+        }
+    });
+    let answers = |n: usize| -> Vec<serde_json::Value> {
+        (0..n).map(|_| serde_json::from_str(&rx.recv_timeout(Duration::from_secs(300)).expect("an answer while standard input is open")).unwrap()).collect()
+    };
+    writeln!(stdin, "a red square").unwrap();
+    stdin.flush().unwrap();
+    let mut served = answers(3);
+    writeln!(stdin, "\n   a blue circle  ").unwrap();
+    stdin.flush().unwrap();
+    served.extend(answers(3));
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(err.matches("built the approximate index").count(), 1, "{err}");
+    for (i, h) in served.iter().enumerate() {
+        assert_eq!(h["query"], if i < 3 { "a red square" } else { "a blue circle" });
+        assert_eq!(h["rank"], i % 3 + 1);
+    }
+    // The same hits, to the bit, as the same lines given as a file.
+    let queries = index.join("queries.txt");
+    std::fs::write(&queries, "a red square\na blue circle\n").unwrap();
+    let o = Command::new(example("search"))
+        .args(["--preset", "diffclip_tiny", "--checkpoint"])
+        .arg(fixture("diffclip_tiny/model.safetensors"))
+        .arg("--index")
+        .arg(&index)
+        .arg("--queries")
+        .arg(&queries)
+        .args(["--top-k", "3", "--json", "--approximate"])
+        .output()
+        .unwrap();
+    assert_eq!(ok(&o).0, served);
+
+    // A closed output ends the program quietly, with success.
+    let mut child = serve(&index, &["--approximate"]);
+    drop(child.stdout.take());
+    let mut stdin = child.stdin.take().unwrap();
+    let _ = writeln!(stdin, "a red square\na blue circle");
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && !err.contains("panicked") && !err.contains("error"), "{err}");
+
+    // An over-long line is an error naming it, after the lines before it were answered.
+    let mut child = serve(&index, &[]);
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || {
+        let _ = writeln!(stdin, "a red square");
+        let _ = stdin.write_all(&vec![b'a'; (diffclip::data::files::MAX_LINE_BYTES + 1) as usize]);
+    });
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("standard input:2: longer than 16777216 bytes") && !err.contains("panicked"), "{err}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 3);
 }
