@@ -6,7 +6,9 @@
 //!     --checkpoint ../shared/fixtures/diffclip_tiny/model.safetensors \
 //!     --labels "a dog,a cat,a car" ../shared/fixtures/preprocess/images
 //! ```
+//! Output going to a closed pipe (`| head`) ends the program quietly with exit 0.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -49,7 +51,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    diffclip::cli::run_main(|| run(Args::parse()))
+    diffclip::cli::run_main(|| diffclip::cli::closed_output_is_success(run(Args::parse())))
 }
 
 fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
@@ -81,14 +83,15 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let images = out.embeddings.l2_normalized();
     let scale = loaded.model.logit_scale_exp().into_scalar::<f32>();
     let logits = images.matmul_t(&classifier)?;
+    let mut stdout = std::io::stdout().lock();
     for (file, row) in out.kept.iter().map(|&i| &files[i]).zip(logits.row_iter()) {
         let top = top_k(&softmax(row, scale), args.top_k);
         if args.json {
             let labels: Vec<_> = top.iter().map(|&(c, p)| serde_json::json!({ "label": labels[c], "probability": p })).collect();
-            println!("{}", serde_json::json!({ "path": file, "top": labels }));
+            writeln!(stdout, "{}", serde_json::json!({ "path": file, "top": labels }))?;
         } else {
             let shown: Vec<String> = top.iter().map(|&(c, p)| format!("{} ({:.1}%)", labels[c], 100.0 * p)).collect();
-            println!("{}: {}", file.display(), shown.join(", "));
+            writeln!(stdout, "{}: {}", file.display(), shown.join(", "))?;
         }
     }
     Ok(())

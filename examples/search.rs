@@ -95,7 +95,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    diffclip::cli::exit_code(diffclip::cli::closed_output_is_success(run(Args::parse())))
+    diffclip::cli::run_main(|| diffclip::cli::closed_output_is_success(run(Args::parse())))
 }
 
 type Error = Box<dyn std::error::Error>;

@@ -121,6 +121,20 @@ fn classify_gives_a_distribution_over_the_labels() {
     }
     let o = Command::new(example("classify")).args(["--preset", "diffclip_tiny", "--checkpoint"]).arg(&ckpt).args(["--labels", "only one"]).arg(&images).output().unwrap();
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("at least two labels"));
+    // Output to a closed pipe (`classify … | head`) ends quietly with success, not a panic.
+    let mut child = Command::new(example("classify"))
+        .args(["--preset", "diffclip_tiny", "--checkpoint"])
+        .arg(&ckpt)
+        .args(["--labels", "a red square,a blue circle"])
+        .arg(&images)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success() && !err.contains("panicked"), "{err}");
 }
 
 #[test]
