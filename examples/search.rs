@@ -14,8 +14,8 @@
 //! `--queries FILE` runs one text query per line against one opened index (where the
 //! approximate index pays off: opening it costs more than one exact scan). `--queries -` serves
 //! standard input: the model and index stay open and each line is answered (and flushed) as it
-//! arrives, until the input ends; exact search then reads every shard per query, so a
-//! long-running service wants `--approximate`.
+//! arrives, until the input ends. Exact search then holds every row in memory (read once);
+//! `--approximate` answers large collections faster.
 //!
 //! ```text
 //! some-producer | cargo run --release --example search -- --preset diffclip_tiny \
@@ -35,7 +35,7 @@ use clap::Parser;
 use diffclip::data::Pipeline;
 use diffclip::data::files::{TextLines, read_lines};
 use diffclip::eval::ann::{AnnConfig, AnnIndex, IndexError};
-use diffclip::eval::shards::{Hit, search_many};
+use diffclip::eval::shards::{ExactIndex, Hit, search_many};
 use diffclip::eval::{Encoder, ImageSource};
 
 #[derive(Parser, Debug)]
@@ -112,15 +112,19 @@ fn run(args: Args) -> Result<(), Error> {
         false => (args.index.clone(), "image_embed"),
     };
     let index = if args.approximate || args.rebuild_index { Some(approximate(&args, &dir, tensor)?) } else { None };
-    // Exact search reads every shard once for all the queries of a call.
+    let serving = args.queries.as_deref() == Some(Path::new("-"));
+    // Serving searches exactly from memory (the shards read once); otherwise exact search reads
+    // every shard once for all the queries of the call.
+    let in_memory = if serving && index.is_none() { Some(ExactIndex::open(&dir, tensor)?) } else { None };
     let search = |rows: &[&[f32]]| -> Result<Vec<Vec<Hit>>, Error> {
-        Ok(match &index {
-            Some(index) => rows.iter().map(|q| index.search(q, args.top_k)).collect::<Result<_, _>>()?,
-            None => search_many(&dir, tensor, rows, args.top_k)?,
+        Ok(match (&index, &in_memory) {
+            (Some(index), _) => rows.iter().map(|q| index.search(q, args.top_k)).collect::<Result<_, _>>()?,
+            (None, Some(exact)) => exact.search_many(rows, args.top_k)?,
+            (None, None) => search_many(&dir, tensor, rows, args.top_k)?,
         })
     };
     let mut out = std::io::stdout().lock();
-    if args.queries.as_deref() == Some(Path::new("-")) {
+    if serving {
         for line in TextLines::new(std::io::stdin().lock(), "standard input") {
             let text = line?;
             let embed = encoder.encode_texts(&[text.as_str()])?;

@@ -3,6 +3,7 @@
 use rayon::prelude::*;
 
 use super::distance::{dot, normalized};
+use crate::shards::push_top;
 use super::rows::{self, Shard};
 use super::{AnnIndex, IndexError};
 
@@ -39,7 +40,7 @@ impl AnnIndex {
             let unit_rows: Vec<Vec<f32>> = rows.par_chunks(cols).map(normalized).collect();
             exact.par_iter_mut().zip(&unit).for_each(|(top, query)| {
                 for (i, row) in unit_rows.iter().enumerate() {
-                    push_top(top, k, dot(query, row), base + i);
+                    push_top(top, k, (dot(query, row), base + i));
                 }
             });
         })?;
@@ -75,14 +76,5 @@ impl AnnIndex {
             }
         }
         Ok(())
-    }
-}
-
-/// Keeps `top` the best `k` `(score, id)`, best first; ties keep the earlier row.
-fn push_top(top: &mut Vec<(f32, usize)>, k: usize, score: f32, id: usize) {
-    if top.len() < k || top.last().is_some_and(|t| score > t.0) {
-        let at = top.partition_point(|t| t.0 >= score);
-        top.insert(at, (score, id));
-        top.truncate(k);
     }
 }

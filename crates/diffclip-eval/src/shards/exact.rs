@@ -1,0 +1,214 @@
+//! Exact search by cosine similarity: streamed from the shards ([`search_many`], one shard in
+//! memory at a time) or from the whole collection held in memory ([`ExactIndex`], for many
+//! queries one after another). Both score and rank the same way, so they give the same hits
+//! to the bit.
+
+use std::path::Path;
+
+use rayon::prelude::*;
+
+use super::{list_shards, missing_tensor};
+use crate::EvalError;
+
+/// One search hit: cosine similarity and the row's `paths` entry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hit {
+    /// Cosine similarity to the query.
+    pub score: f32,
+    /// The file (or `LINE:n`) the row came from.
+    pub path: String,
+}
+
+/// Rows scored per parallel task; per-block results merge in row order, so the hits do not
+/// depend on the number of threads.
+const BLOCK_ROWS: usize = 4096;
+
+/// Exact top-`k` search of `query` (any scale) against the `tensor` rows of every shard in `dir`
+/// (`image_embed` or `text_embed`), by cosine similarity. Shards are read one at a time, so
+/// memory is one shard plus `k` hits whatever the collection's size. Ties keep the earlier row;
+/// a row holding NaN scores NaN and ranks after every other. A shard without `tensor` is an
+/// error (the folder holds the other kind of embedding).
+pub fn search(dir: &Path, tensor: &str, query: &[f32], k: usize) -> Result<Vec<Hit>, EvalError> {
+    Ok(search_many(dir, tensor, &[query], k)?.pop().unwrap_or_default())
+}
+
+/// [`search`] for several queries at once: each shard is read once for all of them.
+pub fn search_many(dir: &Path, tensor: &str, queries: &[&[f32]], k: usize) -> Result<Vec<Vec<Hit>>, EvalError> {
+    let dim = queries.first().map_or(0, |q| q.len());
+    let shards = list_shards(dir).map_err(|e| EvalError::io(dir, e))?;
+    if shards.is_empty() {
+        return Err(EvalError::dataset(dir, "no embeddings-NNNNN.safetensors shards"));
+    }
+    let mut tops: Vec<Vec<Hit>> = vec![Vec::new(); queries.len()];
+    for shard in shards {
+        let block = ExactIndex::read_shard(&shard, tensor, Some(dim))?;
+        for (top, hits) in tops.iter_mut().zip(block.search_many(queries, k)?) {
+            for hit in hits {
+                push_top(top, k, hit);
+            }
+        }
+    }
+    Ok(tops)
+}
+
+/// Every row of a shard folder in memory, L2-normalised, for exact search without reading the
+/// shards again: a process answering queries one after another (`search --queries -`) pays
+/// the reading once. Holds `rows × dim` f32 plus the paths; hits are [`search`]'s, to the bit.
+///
+/// ```no_run
+/// # fn main() -> Result<(), diffclip_eval::EvalError> {
+/// use diffclip_eval::shards::ExactIndex;
+/// let index = ExactIndex::open("index/".as_ref(), "image_embed")?;
+/// let hits = index.search(&[0.1; 512], 10)?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct ExactIndex {
+    dim: usize,
+    unit: Vec<f32>,
+    paths: Vec<String>,
+}
+
+impl ExactIndex {
+    /// Reads the `tensor` rows of every shard in `dir` (the errors of [`search`]).
+    pub fn open(dir: &Path, tensor: &str) -> Result<Self, EvalError> {
+        let shards = list_shards(dir).map_err(|e| EvalError::io(dir, e))?;
+        if shards.is_empty() {
+            return Err(EvalError::dataset(dir, "no embeddings-NNNNN.safetensors shards"));
+        }
+        let mut all = Self::default();
+        // At most a value per 4 bytes of the files: reserved once rather than regrown.
+        let bytes: u64 = shards.iter().filter_map(|s| std::fs::metadata(s).ok()).map(|m| m.len()).sum();
+        all.unit.try_reserve((bytes / 4) as usize).map_err(|_| EvalError::dataset(dir, format!("{bytes} bytes of shards do not fit in memory: search them streamed (`search`) or through the approximate index")))?;
+        for shard in shards {
+            let block = Self::read_shard(&shard, tensor, (!all.paths.is_empty()).then_some(all.dim))?;
+            if !block.paths.is_empty() {
+                all.dim = block.dim;
+                all.unit.extend(block.unit);
+                all.paths.extend(block.paths);
+            }
+        }
+        Ok(all)
+    }
+
+    /// Rows held.
+    pub fn rows(&self) -> usize {
+        self.paths.len()
+    }
+
+    /// Values per row (0 when there are no rows).
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    /// The top-`k` rows for `query` (any scale), best first.
+    pub fn search(&self, query: &[f32], k: usize) -> Result<Vec<Hit>, EvalError> {
+        Ok(self.search_many(&[query], k)?.pop().unwrap_or_default())
+    }
+
+    /// [`Self::search`] for several queries, in parallel over blocks of rows.
+    pub fn search_many(&self, queries: &[&[f32]], k: usize) -> Result<Vec<Vec<Hit>>, EvalError> {
+        if let Some(q) = queries.iter().find(|q| q.len() != self.dim && !self.paths.is_empty()) {
+            return Err(EvalError::Invalid(format!("a query of {} values against rows of {}", q.len(), self.dim)));
+        }
+        let queries: Vec<Vec<f32>> = queries.iter().map(|q| normalized(q)).collect();
+        let blocks: Vec<Vec<Vec<(f32, usize)>>> = (0..self.rows().div_ceil(BLOCK_ROWS))
+            .into_par_iter()
+            .map(|b| {
+                let first = b * BLOCK_ROWS;
+                let rows = &self.unit[first * self.dim..(first + BLOCK_ROWS).min(self.rows()) * self.dim];
+                queries
+                    .iter()
+                    .map(|q| {
+                        let mut top = Vec::new();
+                        for (i, row) in rows.chunks_exact(self.dim).enumerate() {
+                            push_top(&mut top, k, (dot(q, row), first + i));
+                        }
+                        top
+                    })
+                    .collect()
+            })
+            .collect();
+        let mut tops: Vec<Vec<(f32, usize)>> = vec![Vec::new(); queries.len()];
+        for block in blocks {
+            for (top, hits) in tops.iter_mut().zip(block) {
+                for hit in hits {
+                    push_top(top, k, hit);
+                }
+            }
+        }
+        Ok(tops.into_iter().map(|top| top.into_iter().map(|(score, i)| Hit { score, path: self.paths[i].clone() }).collect()).collect())
+    }
+
+    /// One shard's rows, normalised; `dim`, when known, is the row length it must have.
+    fn read_shard(shard: &Path, tensor: &str, dim: Option<usize>) -> Result<Self, EvalError> {
+        let bad = |m: String| EvalError::Shard { path: shard.display().to_string(), message: m };
+        let bytes = std::fs::read(shard).map_err(|e| EvalError::io(shard, e))?;
+        let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| bad(e.to_string()))?;
+        let paths: Vec<String> = meta.metadata().as_ref().and_then(|m| m.get("paths")).and_then(|p| serde_json::from_str(p).ok()).ok_or_else(|| bad("no `paths` metadata".into()))?;
+        let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| bad(e.to_string()))?;
+        let Ok(view) = st.tensor(tensor) else { return Err(bad(missing_tensor(tensor, st.names()))) };
+        let shape = view.shape();
+        let fits = shape.len() == 2 && shape[0] == paths.len() && (shape[0] == 0 || dim.is_none_or(|d| shape[1] == d)) && (shape[0] == 0 || shape[1] > 0);
+        if view.dtype() != safetensors::Dtype::F32 || !fits {
+            let want = dim.map_or("E".to_string(), |d| d.to_string());
+            return Err(bad(format!("{tensor} is {:?} {shape:?}, expected F32 [{}, {want}]", view.dtype(), paths.len())));
+        }
+        let dim = if paths.is_empty() { dim.unwrap_or(0) } else { shape[1] };
+        let mut unit = Vec::with_capacity(paths.len() * dim);
+        let mut row = Vec::with_capacity(dim);
+        for bytes in view.data().chunks_exact(4 * dim.max(1)) {
+            row.clear();
+            row.extend(bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])));
+            unit.extend(normalized(&row));
+        }
+        Ok(Self { dim, unit, paths })
+    }
+}
+
+/// Something ranked by a score.
+pub(crate) trait Scored {
+    fn score(&self) -> f32;
+}
+
+impl Scored for Hit {
+    fn score(&self) -> f32 {
+        self.score
+    }
+}
+
+impl Scored for (f32, usize) {
+    fn score(&self) -> f32 {
+        self.0
+    }
+}
+
+/// Keeps `top` the best `k`, best first; ties keep the one pushed first; NaN ranks last.
+pub(crate) fn push_top<T: Scored>(top: &mut Vec<T>, k: usize, item: T) {
+    let key = |s: f32| if s.is_nan() { f32::NEG_INFINITY } else { s };
+    let score = key(item.score());
+    if top.len() < k || top.last().is_some_and(|t| score > key(t.score())) {
+        let at = top.partition_point(|t| key(t.score()) >= score);
+        top.insert(at, item);
+        top.truncate(k);
+    }
+}
+
+/// `row / ‖row‖` (a zero row stays zero).
+pub(crate) fn normalized(row: &[f32]) -> Vec<f32> {
+    let norm = row.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
+    row.iter().map(|v| v / norm).collect()
+}
+
+/// Dot product in eight lanes (the compiler vectorises it; a plain `sum` stays serial).
+pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let (ca, ra) = a.as_chunks::<8>();
+    let (cb, rb) = b.as_chunks::<8>();
+    let mut acc = [0f32; 8];
+    for (x, y) in ca.iter().zip(cb) {
+        for i in 0..8 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    acc.iter().sum::<f32>() + ra.iter().zip(rb).map(|(x, y)| x * y).sum::<f32>()
+}
