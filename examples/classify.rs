@@ -6,10 +6,14 @@
 //!     --checkpoint ../shared/fixtures/diffclip_tiny/model.safetensors \
 //!     --labels "a dog,a cat,a car" ../shared/fixtures/preprocess/images
 //! ```
-//! Output going to a closed pipe (`| head`) ends the program quietly with exit 0.
+//! With `-` for the images, each line of standard input names a file or folder, classified
+//! (and flushed) as it arrives, the model and the label embeddings computed once:
+//! `find photos -name '*.jpg' | classify … --json -`. A line naming nothing readable is reported
+//! on stderr and the program goes on. Output going to a closed pipe (`| head`) ends the
+//! program quietly with exit 0.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[path = "common/model.rs"]
@@ -18,6 +22,7 @@ use model_args::ModelArgs;
 
 use clap::Parser;
 use diffclip::data::datasets::list_image_files;
+use diffclip::data::files::TextLines;
 use diffclip::data::{Pipeline, Truncation};
 use diffclip::eval::{Encoder, ImageSource, build_classifier, metadata};
 
@@ -45,7 +50,8 @@ struct Args {
     /// One JSON object per image instead of text.
     #[arg(long)]
     json: bool,
-    /// Image files and/or folders (recursive).
+    /// Image files and/or folders (recursive); `-`: one file or folder per line of standard
+    /// input, each answered as it arrives.
     #[arg(required = true)]
     images: Vec<PathBuf>,
 }
@@ -54,7 +60,9 @@ fn main() -> ExitCode {
     diffclip::cli::run_main(|| diffclip::cli::closed_output_is_success(run(Args::parse())))
 }
 
-fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+type Error = Box<dyn std::error::Error>;
+
+fn run(args: Args) -> Result<(), Error> {
     let labels: Vec<String> = match std::path::Path::new(&args.labels).is_file() {
         true => diffclip::data::files::read_lines(&args.labels)?,
         false => args.labels.split(',').map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect(),
@@ -66,33 +74,57 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let loaded = args.model.load()?;
     let pipeline = Pipeline::from_name(args.preprocess.as_deref().unwrap_or(loaded.preprocess), loaded.config.vision.image_size as u32)?;
     let truncation: Truncation = args.truncate.as_deref().unwrap_or(loaded.truncate).parse()?;
-    let encoder = Encoder::new(&loaded.model)?.with_tokenizer(loaded.tokenizer.clone())?.with_truncation(truncation)?;
+    let serving = args.images.len() == 1 && args.images[0] == Path::new("-");
+    let encoder = Encoder::new(&loaded.model)?.with_tokenizer(loaded.tokenizer.clone())?.with_truncation(truncation)?.with_progress(!serving);
     let classifier = build_classifier(&encoder, &labels, &templates)?;
+    let scale = loaded.model.logit_scale_exp().into_scalar::<f32>();
+    let mut stdout = std::io::stdout().lock();
+    // The top labels of each readable file of `files` (`source`), printed; unreadable ones are reported
+    // and left out. Returns how many were classified.
+    let mut classify = |files: &[PathBuf], source: &ImageSource| -> Result<usize, Error> {
+        let out = encoder.encode_source_skipping(source)?;
+        for (i, why) in &out.skipped {
+            eprintln!("skipped {}: {why}", files[*i].display());
+        }
+        if out.kept.is_empty() {
+            return Ok(0);
+        }
+        let logits = out.embeddings.l2_normalized().matmul_t(&classifier)?;
+        for (file, row) in out.kept.iter().map(|&i| &files[i]).zip(logits.row_iter()) {
+            let top = top_k(&softmax(row, scale), args.top_k);
+            if args.json {
+                let labels: Vec<_> = top.iter().map(|&(c, p)| serde_json::json!({ "label": labels[c], "probability": p })).collect();
+                writeln!(stdout, "{}", serde_json::json!({ "path": file, "top": labels }))?;
+            } else {
+                let shown: Vec<String> = top.iter().map(|&(c, p)| format!("{} ({:.1}%)", labels[c], 100.0 * p)).collect();
+                writeln!(stdout, "{}: {}", file.display(), shown.join(", "))?;
+            }
+        }
+        stdout.flush()?;
+        Ok(out.kept.len())
+    };
+    if serving {
+        // One file or folder per line, answered as it arrives; a bad line is reported, not fatal.
+        for line in TextLines::new(std::io::stdin().lock(), "standard input") {
+            let path = PathBuf::from(line?);
+            match list_image_files(&[&path]) {
+                Ok(files) if files.is_empty() => eprintln!("skipped {}: no image files", path.display()),
+                Ok(files) => match ImageSource::files(files.clone(), &pipeline) {
+                    Ok(source) => _ = classify(&files, &source)?,
+                    Err(e) => eprintln!("skipped {}: {e}", path.display()),
+                },
+                Err(e) => eprintln!("skipped {}: {e}", path.display()),
+            }
+        }
+        return Ok(());
+    }
     let files = list_image_files(&args.images)?;
     if files.is_empty() {
         return Err(format!("no image files in {}", args.images.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")).into());
     }
     // One unreadable file among many is reported and left out, not fatal.
-    let out = encoder.encode_source_skipping(&ImageSource::files(files.clone(), &pipeline)?)?;
-    for (i, why) in &out.skipped {
-        eprintln!("skipped {}: {why}", files[*i].display());
-    }
-    if out.kept.is_empty() {
+    if classify(&files, &ImageSource::files(files.clone(), &pipeline)?)? == 0 {
         return Err(format!("none of the {} image files could be read", files.len()).into());
-    }
-    let images = out.embeddings.l2_normalized();
-    let scale = loaded.model.logit_scale_exp().into_scalar::<f32>();
-    let logits = images.matmul_t(&classifier)?;
-    let mut stdout = std::io::stdout().lock();
-    for (file, row) in out.kept.iter().map(|&i| &files[i]).zip(logits.row_iter()) {
-        let top = top_k(&softmax(row, scale), args.top_k);
-        if args.json {
-            let labels: Vec<_> = top.iter().map(|&(c, p)| serde_json::json!({ "label": labels[c], "probability": p })).collect();
-            writeln!(stdout, "{}", serde_json::json!({ "path": file, "top": labels }))?;
-        } else {
-            let shown: Vec<String> = top.iter().map(|&(c, p)| format!("{} ({:.1}%)", labels[c], 100.0 * p)).collect();
-            writeln!(stdout, "{}: {}", file.display(), shown.join(", "))?;
-        }
     }
     Ok(())
 }

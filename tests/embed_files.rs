@@ -137,6 +137,59 @@ fn classify_gives_a_distribution_over_the_labels() {
     assert!(o.status.success() && !err.contains("panicked"), "{err}");
 }
 
+/// `classify -` serves standard input: each line (a file or a folder) is answered while the
+/// input is still open, with the labels the batch form gives; a line naming nothing readable
+/// is reported and the program goes on.
+#[test]
+fn classify_serves_standard_input_line_by_line() {
+    use std::io::{BufRead, BufReader, Write};
+    let ckpt = fixture("diffclip_tiny/model.safetensors");
+    let images = fixture("preprocess/images");
+    let args = |c: &mut Command| {
+        c.args(["--preset", "diffclip_tiny", "--checkpoint"]).arg(&ckpt).args(["--labels", "a red square,a blue circle,a green star", "--templates", "simple", "--json", "--top-k", "3"]);
+    };
+    let mut batch = Command::new(example("classify"));
+    args(&mut batch);
+    let o = batch.arg(&images).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let batch: Vec<serde_json::Value> = String::from_utf8(o.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+
+    let mut cmd = Command::new(example("classify"));
+    args(&mut cmd);
+    let mut child = cmd.arg("-").stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            if tx.send(line.unwrap()).is_err() {
+                break;
+            }
+        }
+    });
+    let answer = || -> serde_json::Value { serde_json::from_str(&rx.recv_timeout(std::time::Duration::from_secs(300)).expect("an answer while standard input is open")).unwrap() };
+    let first = batch[0]["path"].as_str().unwrap().to_string();
+    writeln!(stdin, "{first}").unwrap();
+    stdin.flush().unwrap();
+    let mut served = vec![answer()];
+    writeln!(stdin, "{}\n\n{}", images.join("missing.png").display(), images.display()).unwrap();
+    stdin.flush().unwrap();
+    served.extend((0..batch.len()).map(|_| answer()));
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("skipped") && err.contains("missing.png") && !err.contains("panicked"), "{err}");
+    // The first file alone, then the whole folder: the batch form's labels and probabilities.
+    for (got, want) in served.iter().zip(std::iter::once(&batch[0]).chain(&batch)) {
+        assert_eq!(got["path"], want["path"]);
+        for (g, w) in got["top"].as_array().unwrap().iter().zip(want["top"].as_array().unwrap()) {
+            assert_eq!(g["label"], w["label"], "{got} vs {want}");
+            assert!((g["probability"].as_f64().unwrap() - w["probability"].as_f64().unwrap()).abs() < 1e-5, "{got} vs {want}");
+        }
+    }
+}
+
 #[test]
 fn classify_skips_an_unreadable_image_and_refuses_an_empty_folder() {
     let ckpt = fixture("diffclip_tiny/model.safetensors");
