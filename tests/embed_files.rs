@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::process::Command;
 
-use common::{example, fixture, read_arrays, shard_rows, tmpdir};
+use common::{JsonLines, example, fixture, read_arrays, shard_rows, tmpdir};
 
 fn embed(args: &[&std::ffi::OsStr]) -> std::process::Output {
     let ckpt = fixture("diffclip_tiny/model.safetensors");
@@ -142,7 +142,7 @@ fn classify_gives_a_distribution_over_the_labels() {
 /// is reported and the program goes on.
 #[test]
 fn classify_serves_standard_input_line_by_line() {
-    use std::io::{BufRead, BufReader, Write};
+    use std::io::Write;
     let ckpt = fixture("diffclip_tiny/model.safetensors");
     let images = fixture("preprocess/images");
     let args = |c: &mut Command| {
@@ -158,16 +158,8 @@ fn classify_serves_standard_input_line_by_line() {
     args(&mut cmd);
     let mut child = cmd.arg("-").stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
     let mut stdin = child.stdin.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let stdout = child.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            if tx.send(line.unwrap()).is_err() {
-                break;
-            }
-        }
-    });
-    let answer = || -> serde_json::Value { serde_json::from_str(&rx.recv_timeout(std::time::Duration::from_secs(300)).expect("an answer while standard input is open")).unwrap() };
+    let answers = JsonLines::new(child.stdout.take().unwrap());
+    let answer = || answers.next();
     let first = batch[0]["path"].as_str().unwrap().to_string();
     writeln!(stdin, "{first}").unwrap();
     stdin.flush().unwrap();

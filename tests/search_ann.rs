@@ -5,13 +5,11 @@
 mod common;
 
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
 
-use common::{example, fixture, tmpdir};
+use common::{JsonLines, example, fixture, tmpdir};
 use diffclip::clip::files::{F32Tensor, write_safetensors};
 use diffclip::eval::probe::SplitMix64;
 
@@ -29,12 +27,15 @@ fn write_shard(dir: &Path, k: usize, first: usize, n: usize, seed: u64) {
     write_safetensors(&dir.join(format!("embeddings-{k:05}.safetensors")), &[t], meta).unwrap();
 }
 
+/// `search` with the tiny model on `index`.
+fn search_cmd(index: &Path) -> Command {
+    let mut c = Command::new(example("search"));
+    c.args(["--preset", "diffclip_tiny", "--checkpoint"]).arg(fixture("diffclip_tiny/model.safetensors")).arg("--index").arg(index);
+    c
+}
+
 fn search(index: &Path, extra: &[&str]) -> Output {
-    Command::new(example("search"))
-        .args(["--preset", "diffclip_tiny", "--checkpoint"])
-        .arg(fixture("diffclip_tiny/model.safetensors"))
-        .arg("--index")
-        .arg(index)
+    search_cmd(index)
         .args(["--text", "a red square", "--top-k", "10", "--json"])
         .args(extra)
         .output()
@@ -105,11 +106,7 @@ fn a_file_of_queries_runs_against_one_opened_index() {
     let queries = index.join("queries.txt");
     std::fs::write(&queries, "a red square\n\n  a blue circle  \n").unwrap();
     let run = |extra: &[&str]| {
-        Command::new(example("search"))
-            .args(["--preset", "diffclip_tiny", "--checkpoint"])
-            .arg(fixture("diffclip_tiny/model.safetensors"))
-            .arg("--index")
-            .arg(&index)
+        search_cmd(&index)
             .arg("--queries")
             .arg(&queries)
             .args(["--top-k", "5", "--json"])
@@ -140,11 +137,7 @@ fn a_file_of_queries_runs_against_one_opened_index() {
 
 /// `search --queries - …` on `index`, its standard streams piped.
 fn serve(index: &Path, extra: &[&str]) -> std::process::Child {
-    Command::new(example("search"))
-        .args(["--preset", "diffclip_tiny", "--checkpoint"])
-        .arg(fixture("diffclip_tiny/model.safetensors"))
-        .arg("--index")
-        .arg(index)
+    search_cmd(index)
         .args(["--queries", "-", "--top-k", "3", "--json"])
         .args(extra)
         .stdin(Stdio::piped())
@@ -165,20 +158,8 @@ fn standard_input_is_answered_line_by_line() {
     }
     let mut child = serve(&index, &["--approximate"]);
     let mut stdin = child.stdin.take().unwrap();
-    // stdout read on its own thread: a program that waited for the end of its input would fail
-    // the test here instead of hanging it.
-    let (tx, rx) = mpsc::channel();
-    let stdout = child.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            if tx.send(line.unwrap()).is_err() {
-                break;
-            }
-        }
-    });
-    let answers = |n: usize| -> Vec<serde_json::Value> {
-        (0..n).map(|_| serde_json::from_str(&rx.recv_timeout(Duration::from_secs(300)).expect("an answer while standard input is open")).unwrap()).collect()
-    };
+    let lines = JsonLines::new(child.stdout.take().unwrap());
+    let answers = |n: usize| -> Vec<serde_json::Value> { (0..n).map(|_| lines.next()).collect() };
     writeln!(stdin, "a red square").unwrap();
     stdin.flush().unwrap();
     let mut served = answers(3);
@@ -197,16 +178,7 @@ fn standard_input_is_answered_line_by_line() {
     // The same hits, to the bit, as the same lines given as a file.
     let queries = index.join("queries.txt");
     std::fs::write(&queries, "a red square\na blue circle\n").unwrap();
-    let o = Command::new(example("search"))
-        .args(["--preset", "diffclip_tiny", "--checkpoint"])
-        .arg(fixture("diffclip_tiny/model.safetensors"))
-        .arg("--index")
-        .arg(&index)
-        .arg("--queries")
-        .arg(&queries)
-        .args(["--top-k", "3", "--json", "--approximate"])
-        .output()
-        .unwrap();
+    let o = search_cmd(&index).arg("--queries").arg(&queries).args(["--top-k", "3", "--json", "--approximate"]).output().unwrap();
     assert_eq!(ok(&o).0, served);
 
     // A closed output ends the program quietly, with success.

@@ -40,3 +40,30 @@ pub fn shard_rows(dir: &Path, tensor: &str) -> Vec<(String, Vec<f32>)> {
     }
     rows
 }
+
+/// A child's standard output as JSON lines read on their own thread: [`Self::next`] waits at
+/// most 300 s for one, so a program that waited for the end of its input would fail the test
+/// instead of hanging it.
+pub struct JsonLines(std::sync::mpsc::Receiver<String>);
+
+impl JsonLines {
+    /// Starts reading `out` (e.g. `child.stdout.take().unwrap()`).
+    pub fn new(out: impl std::io::Read + Send + 'static) -> Self {
+        use std::io::BufRead;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(out).lines() {
+                if tx.send(line.unwrap()).is_err() {
+                    break;
+                }
+            }
+        });
+        Self(rx)
+    }
+
+    /// The next line, parsed; panics when none comes within 300 s or the output ended.
+    pub fn next(&self) -> serde_json::Value {
+        let line = self.0.recv_timeout(std::time::Duration::from_secs(300)).expect("an answer while standard input is open");
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{line}: {e}"))
+    }
+}
