@@ -14,8 +14,9 @@
 //! `--queries FILE` runs one text query per line against one opened index (where the
 //! approximate index pays off: opening it costs more than one exact scan). `--queries -` serves
 //! standard input: the model and index stay open and each line is answered (and flushed) as it
-//! arrives, until the input ends. Exact search then holds every row in memory (read once);
-//! `--approximate` answers large collections faster.
+//! arrives, until the input ends; `--image -` does the same with one image file per line.
+//! Exact search then holds every row in memory (read once); `--approximate` answers large
+//! collections faster.
 //!
 //! ```text
 //! some-producer | cargo run --release --example search -- --preset diffclip_tiny \
@@ -54,7 +55,9 @@ struct Args {
     /// `-`: standard input, each line answered as it arrives.
     #[arg(long, conflicts_with = "image")]
     queries: Option<PathBuf>,
-    /// An image query (searches the image shards; with --texts, the caption shards).
+    /// An image query (searches the image shards; with --texts, the caption shards). `-`: one
+    /// image file per line of standard input, each answered as it arrives (an unreadable one is
+    /// reported and skipped).
     #[arg(long)]
     image: Option<PathBuf>,
     /// Search the caption embeddings (`INDEX/texts`, or INDEX's own `text_embed`) instead of
@@ -112,7 +115,10 @@ fn run(args: Args) -> Result<(), Error> {
         false => (args.index.clone(), "image_embed"),
     };
     let index = if args.approximate || args.rebuild_index { Some(approximate(&args, &dir, tensor)?) } else { None };
-    let serving = args.queries.as_deref() == Some(Path::new("-"));
+    let stdin = Some(Path::new("-"));
+    let serving_images = args.image.as_deref() == stdin;
+    let serving = serving_images || args.queries.as_deref() == stdin;
+    let pipeline = Pipeline::from_name(args.preprocess.as_deref().unwrap_or(loaded.preprocess), loaded.config.vision.image_size as u32)?;
     // Serving searches exactly from memory (the shards read once); otherwise exact search reads
     // every shard once for all the queries of the call.
     let in_memory = if serving && index.is_none() { Some(ExactIndex::open(&dir, tensor)?) } else { None };
@@ -126,20 +132,27 @@ fn run(args: Args) -> Result<(), Error> {
     let mut out = std::io::stdout().lock();
     if serving {
         for line in TextLines::new(std::io::stdin().lock(), "standard input") {
-            let text = line?;
-            let embed = encoder.encode_texts(&[text.as_str()])?;
+            let query = line?;
+            let embed = match serving_images {
+                // An unreadable image is reported and the program goes on.
+                true => match ImageSource::files(vec![PathBuf::from(&query)], &pipeline).and_then(|s| encoder.encode_source(&s)) {
+                    Ok(embed) => embed,
+                    Err(e) => {
+                        eprintln!("skipped {query}: {e}");
+                        continue;
+                    }
+                },
+                false => encoder.encode_texts(&[query.as_str()])?,
+            };
             let hits = search(&[embed.row(0)])?;
-            print_hits(&mut out, Some(&text), &hits[0], args.json)?;
+            print_hits(&mut out, Some(&query), &hits[0], args.json)?;
             out.flush()?;
         }
         return Ok(());
     }
     let (names, queries) = match (&args.text, &args.image, &args.queries) {
         (Some(text), _, _) => (vec![text.clone()], encoder.encode_texts(&[text.as_str()])?),
-        (None, Some(image), _) => {
-            let pipeline = Pipeline::from_name(args.preprocess.as_deref().unwrap_or(loaded.preprocess), loaded.config.vision.image_size as u32)?;
-            (vec![image.display().to_string()], encoder.encode_source(&ImageSource::files(vec![image.clone()], &pipeline)?)?)
-        }
+        (None, Some(image), _) => (vec![image.display().to_string()], encoder.encode_source(&ImageSource::files(vec![image.clone()], &pipeline)?)?),
         (None, None, Some(file)) => {
             let lines = read_lines(file)?;
             if lines.is_empty() {

@@ -241,6 +241,39 @@ fn search_finds_an_image_by_itself_and_ranks_by_cosine() {
     let text = search(&["--text".as_ref(), "a photo of a flower".as_ref()]);
     assert_eq!(text.len(), 5);
     assert!(text.windows(2).all(|w| w[0]["score"].as_f64() >= w[1]["score"].as_f64()));
+
+    // `--image -`: one image per line of standard input, answered as it arrives, with the
+    // hits of `--image` to the bit; an unreadable line is reported and the program goes on.
+    use std::io::Write;
+    let mut child = Command::new(example("search"))
+        .args(["--preset", "diffclip_tiny", "--checkpoint"])
+        .arg(&ckpt)
+        .arg("--index")
+        .arg(&index)
+        .args(["--image", "-", "--top-k", "5", "--json"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let lines = JsonLines::new(child.stdout.take().unwrap());
+    writeln!(stdin, "{}", probe.display()).unwrap();
+    stdin.flush().unwrap();
+    let first: Vec<serde_json::Value> = (0..5).map(|_| lines.next()).collect();
+    writeln!(stdin, "{}\n{}", index.join("missing.png").display(), probe.display()).unwrap();
+    stdin.flush().unwrap();
+    let again: Vec<serde_json::Value> = (0..5).map(|_| lines.next()).collect();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && err.contains("skipped") && err.contains("missing.png"), "{err}");
+    for served in [&first, &again] {
+        for (s, h) in served.iter().zip(&hits) {
+            assert_eq!((&s["path"], &s["score"], &s["rank"]), (&h["path"], &h["score"], &h["rank"]));
+            assert_eq!(s["query"], probe.display().to_string());
+        }
+    }
 }
 
 #[test]
