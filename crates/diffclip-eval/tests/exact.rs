@@ -92,6 +92,8 @@ fn bad_queries_and_folders_are_errors() {
     assert!(err.contains("holds no image_embed") && err.contains("text_embed"), "{err}");
     let index = ExactIndex::open(dir.path(), "text_embed").unwrap();
     assert!(matches!(index.search(&[1.0, 0.0, 0.0], 1), Err(EvalError::Invalid(_))));
+    assert!(matches!(index.search(&[f32::NAN, 1.0], 1), Err(EvalError::Invalid(_))));
+    assert!(matches!(search_many(dir.path(), "text_embed", &[&[f32::INFINITY, 1.0]], 1), Err(EvalError::Invalid(_))));
     assert_eq!(index.search(&[0.0, 2.0], 1).unwrap()[0].path, "row1.png");
     let err = search_many(dir.path(), "text_embed", &[&[1.0, 0.0, 0.0]], 1).unwrap_err().to_string();
     assert!(err.contains("expected F32 [2, 3]"), "{err}");

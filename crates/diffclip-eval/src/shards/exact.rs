@@ -26,8 +26,9 @@ const BLOCK_ROWS: usize = 4096;
 /// Exact top-`k` search of `query` (any scale) against the `tensor` rows of every shard in `dir`
 /// (`image_embed` or `text_embed`), by cosine similarity. Shards are read one at a time, so
 /// memory is one shard plus `k` hits whatever the collection's size. Ties keep the earlier row;
-/// a row holding NaN scores NaN and ranks after every other. A shard without `tensor` is an
-/// error (the folder holds the other kind of embedding).
+/// a row holding NaN scores NaN and ranks after every other; a query holding NaN or infinity is
+/// an error. A shard without `tensor` is an error (the folder holds the other kind of
+/// embedding).
 pub fn search(dir: &Path, tensor: &str, query: &[f32], k: usize) -> Result<Vec<Hit>, EvalError> {
     Ok(search_many(dir, tensor, &[query], k)?.pop().unwrap_or_default())
 }
@@ -106,10 +107,14 @@ impl ExactIndex {
         Ok(self.search_many(&[query], k)?.pop().unwrap_or_default())
     }
 
-    /// [`Self::search`] for several queries, in parallel over blocks of rows.
+    /// [`Self::search`] for several queries, in parallel over blocks of rows. A query of the
+    /// wrong length or holding NaN or infinity is an error.
     pub fn search_many(&self, queries: &[&[f32]], k: usize) -> Result<Vec<Vec<Hit>>, EvalError> {
         if let Some(q) = queries.iter().find(|q| q.len() != self.dim && !self.paths.is_empty()) {
             return Err(EvalError::Invalid(format!("a query of {} values against rows of {}", q.len(), self.dim)));
+        }
+        if queries.iter().any(|q| q.iter().any(|v| !v.is_finite())) {
+            return Err(EvalError::Invalid("the query holds NaN or infinity".into()));
         }
         let queries: Vec<Vec<f32>> = queries.iter().map(|q| normalized(q)).collect();
         let blocks: Vec<Vec<Vec<(f32, usize)>>> = (0..self.rows().div_ceil(BLOCK_ROWS))
