@@ -5,6 +5,10 @@
 //! cargo run --release --example load_memory -- --preset diffclip_vit_b16 --write /tmp/b16.safetensors
 //! # then, in a fresh process:
 //! cargo run --release --example load_memory -- --preset diffclip_vit_b16 --checkpoint /tmp/b16.safetensors
+//! # a training checkpoint (weights + AdamW moments, 3x the size): loading it for inference
+//! # reads only the weights; --whole-file reads the moments too
+//! cargo run --release --example load_memory -- --preset diffclip_vit_b16 --write-training /tmp/b16-train.safetensors
+//! cargo run --release --example load_memory -- --preset diffclip_vit_b16 --checkpoint /tmp/b16-train.safetensors
 //! ```
 //! Printed: the file's size, the model's f32 weights, seconds to load, resident memory before
 //! the load (`VmRSS`, the empty model included) and the process's peak (`VmHWM`), all in MiB.
@@ -19,7 +23,9 @@ use machine::status_mb;
 
 use clap::Parser;
 use diffclip::clip::checkpoint::{CheckpointFormat, StateDict, StateTensor, detect_format, load_state_dict, safetensors_to_f32, to_canonical};
+use diffclip::burn::tensor::Tensor;
 use diffclip::clip::{ClipConfig, load_checkpoint, save_safetensors};
+use diffclip::train::{AdamW, AdamWConfig, Checkpoint, Moments, TrainConfig, TrainState, parameter_sizes, save_training_checkpoint};
 
 #[derive(Parser, Debug)]
 #[command(about = "Time and peak memory of loading a checkpoint, as one JSON line")]
@@ -28,11 +34,15 @@ struct Args {
     #[arg(long, default_value = "diffclip_vit_b16")]
     preset: String,
     /// The checkpoint to load (any format `load_checkpoint` reads).
-    #[arg(long, required_unless_present = "write", conflicts_with = "write")]
+    #[arg(long, required_unless_present_any = ["write", "write_training"], conflicts_with_all = ["write", "write_training"])]
     checkpoint: Option<PathBuf>,
     /// Instead: write the preset's random weights here (safetensors) and exit.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "write_training")]
     write: Option<PathBuf>,
+    /// Instead: write a diffclip training checkpoint of the preset here (its random weights and
+    /// AdamW moments of the same sizes, `save_training_checkpoint`) and exit.
+    #[arg(long)]
+    write_training: Option<PathBuf>,
     /// Baseline: read the whole safetensors file into memory first, then convert every tensor
     /// (how `load_checkpoint` read files before it streamed them tensor by tensor).
     #[arg(long)]
@@ -49,6 +59,18 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let mut model = config.init_lazy(&device)?;
     if let Some(path) = &args.write {
         save_safetensors(&model, Some(&config), path)?;
+        eprintln!("wrote {}", path.display());
+        return Ok(());
+    }
+    if let Some(path) = &args.write_training {
+        let model = config.init(&device)?;
+        let mut optim = AdamW::new(AdamWConfig::default());
+        for (key, n) in parameter_sizes(&model) {
+            let zeros = || Tensor::<1>::zeros([n], &device);
+            optim.moments.insert(key, Moments { m: zeros(), v: zeros() });
+        }
+        let meta = Checkpoint { state: TrainState::default(), model: config.clone(), train: TrainConfig::default() };
+        save_training_checkpoint(path, &model, &optim, &meta)?;
         eprintln!("wrote {}", path.display());
         return Ok(());
     }
@@ -72,7 +94,8 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-/// The baseline reader: the file's bytes and the f32 state dict are both resident at once.
+/// The baseline reader: the file's bytes and the f32 state dict of every tensor in it are both
+/// resident at once.
 fn load_whole_file(model: &mut diffclip::clip::Clip, path: &std::path::Path) -> Result<CheckpointFormat, Box<dyn std::error::Error>> {
     let bytes = std::fs::read(path)?;
     let st = safetensors::SafeTensors::deserialize(&bytes)?;
@@ -82,6 +105,10 @@ fn load_whole_file(model: &mut diffclip::clip::Clip, path: &std::path::Path) -> 
         sd.insert(key, StateTensor { shape: view.shape().to_vec(), data });
     }
     drop(bytes);
+    // A training checkpoint: every tensor was read, the moments included; the model is `model.*`.
+    if sd.keys().any(|k| k.starts_with("optim.m.")) {
+        sd = sd.into_iter().filter_map(|(k, t)| Some((k.strip_prefix("model.")?.to_string(), t))).collect();
+    }
     let format = detect_format(&sd);
     load_state_dict(model, to_canonical(sd, format, "baseline")?, "baseline")?;
     Ok(format)

@@ -54,7 +54,7 @@ pub use error::TrainError;
 pub use length::RunLength;
 pub use log::{MetricsLog, StepRecord};
 pub use options::RunOptions;
-pub use optim::{AdamW, AdamWConfig, GradBuffer, Moments};
+pub use optim::{AdamW, AdamWConfig, GradBuffer, Moments, parameter_sizes};
 pub use order::epoch_order;
 pub use schedule::LrSchedule;
 pub use parallel::DataParallel;
