@@ -25,7 +25,8 @@ const BLOCK_ROWS: usize = 4096;
 
 /// Exact top-`k` search of `query` (any scale) against the `tensor` rows of every shard in `dir`
 /// (`image_embed` or `text_embed`), by cosine similarity. Shards are read one at a time, so
-/// memory is one shard plus `k` hits whatever the collection's size. Ties keep the earlier row;
+/// memory is about twice one shard (its bytes and its unit rows) plus `k` hits whatever the
+/// collection's size. Ties keep the earlier row;
 /// a row holding NaN scores NaN and ranks after every other; a query holding NaN or infinity is
 /// an error. A shard without `tensor` is an error (the folder holds the other kind of
 /// embedding).
