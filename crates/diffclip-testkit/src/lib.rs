@@ -25,25 +25,19 @@ pub fn fixture(rel: &str) -> PathBuf {
     p
 }
 
-/// The seed [`devices`] gives every device's random generator.
+/// The seed [`serial`] gives every compiled device's random generator.
 pub const DEVICE_SEED: u64 = 20_261_205;
 
 /// Every backend compiled in (this crate's `flex`, `ndarray`, `wgpu` features): the same
-/// fixtures run on each. flex comes first. Each device's generator is seeded with
-/// [`DEVICE_SEED`], so a test holding [`serial`] draws the same inputs and weights on every run
-/// (a tolerance that fails, fails again).
-///
-/// ```
-/// use burn::tensor::{Distribution, Tensor};
-/// let _serial = diffclip_testkit::serial();
-/// let draw = || {
-///     let (_, device) = diffclip_testkit::devices().remove(0);
-///     Tensor::<1>::random([4], Distribution::Default, &device).into_data()
-/// };
-/// assert_eq!(draw(), draw());
-/// ```
-#[allow(clippy::vec_init_then_push)] // each push is behind its backend's feature
+/// fixtures run on each. flex comes first.
 pub fn devices() -> Vec<(&'static str, Device)> {
+    let v = compiled_devices();
+    assert!(!v.is_empty(), "no backend feature enabled");
+    v
+}
+
+#[allow(clippy::vec_init_then_push)] // each push is behind its backend's feature
+fn compiled_devices() -> Vec<(&'static str, Device)> {
     let mut v = Vec::new();
     #[cfg(feature = "flex")]
     v.push(("flex", Device::flex()));
@@ -53,10 +47,6 @@ pub fn devices() -> Vec<(&'static str, Device)> {
     v.push(("ndarray", Device::ndarray()));
     #[cfg(feature = "wgpu")]
     v.push(("wgpu", Device::wgpu(Default::default())));
-    assert!(!v.is_empty(), "no backend feature enabled");
-    for (_, device) in &v {
-        device.seed(DEVICE_SEED);
-    }
     v
 }
 
@@ -150,13 +140,28 @@ pub fn temp_path(name: &str) -> tempfile::TempPath {
 /// wgpu fails inside Burn's fusion while other threads use the device. A panicked holder does
 /// not poison it for the rest.
 ///
+/// Taking it seeds every compiled device's generator with [`DEVICE_SEED`], so a test holding
+/// it draws the same inputs and weights on every run (a tolerance that fails, fails again).
+/// A test that draws without the lock may be re-seeded when another takes it, as by any
+/// holder's own `seed`: tests whose draws matter hold it.
+///
 /// ```
+/// use burn::tensor::{Device, Distribution, Tensor};
+/// let draw = || {
+///     let _serial = diffclip_testkit::serial();
+///     Tensor::<1>::random([4], Distribution::Default, &Device::flex()).into_data()
+/// };
+/// assert_eq!(draw(), draw());
 /// let _serial = diffclip_testkit::serial();
-/// burn::tensor::Device::flex().seed(3); // no other test of this binary draws until dropped
+/// Device::flex().seed(3); // no other holder draws until dropped
 /// ```
 pub fn serial() -> std::sync::MutexGuard<'static, ()> {
     static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+    let guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    for (_, device) in compiled_devices() {
+        device.seed(DEVICE_SEED);
+    }
+    guard
 }
 
 /// A fresh temporary folder, removed with everything in it when dropped (also when the test
