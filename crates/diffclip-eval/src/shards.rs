@@ -8,7 +8,7 @@ mod stamp;
 use std::path::{Path, PathBuf};
 
 pub use exact::{ExactIndex, Hit, search, search_many};
-pub(crate) use exact::{dot, normalized, push_top};
+pub(crate) use exact::{dot, keep_top, normalized};
 pub use job::{EmbedRow, Embedding, ImageSource, ShardJob, ShardPlan, ShardReport};
 
 

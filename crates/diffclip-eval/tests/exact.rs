@@ -53,6 +53,14 @@ fn in_memory_and_streamed_search_agree_to_the_bit() {
         }
         assert_eq!(bits(&index.search(q[0], k).unwrap()), bits(&memory[0]));
     }
+    // No queries, no answers; a query at any scale ranks as the unit one (the norm in f64).
+    assert!(search_many(dir.path(), "image_embed", &[], 3).unwrap().is_empty());
+    for scale in [1e-30f32, 1e30] {
+        let scaled: Vec<f32> = q[0].iter().map(|v| v * scale).collect();
+        let (a, b) = (index.search(&scaled, 10).unwrap(), index.search(q[0], 10).unwrap());
+        assert_eq!(a.iter().map(|h| &h.path).collect::<Vec<_>>(), b.iter().map(|h| &h.path).collect::<Vec<_>>(), "scale {scale}");
+        assert!(a.iter().zip(&b).all(|(x, y)| (x.score - y.score).abs() < 1e-6), "scale {scale}");
+    }
     // The row and its copy tie; the earlier ranks first.
     let top = index.search(q[5], 3).unwrap();
     assert_eq!((top[0].path.as_str(), top[1].path.as_str()), ("row100.png", "row7000.png"));

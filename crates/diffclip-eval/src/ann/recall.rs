@@ -3,7 +3,7 @@
 use rayon::prelude::*;
 
 use super::distance::{dot, normalized};
-use crate::shards::push_top;
+use crate::shards::keep_top;
 use super::rows::{self, Shard};
 use super::{AnnIndex, IndexError};
 
@@ -39,9 +39,8 @@ impl AnnIndex {
         self.each_shard(|base, rows, cols| {
             let unit_rows: Vec<Vec<f32>> = rows.par_chunks(cols).map(normalized).collect();
             exact.par_iter_mut().zip(&unit).for_each(|(top, query)| {
-                for (i, row) in unit_rows.iter().enumerate() {
-                    push_top(top, k, (dot(query, row), base + i));
-                }
+                top.extend(unit_rows.iter().enumerate().map(|(i, row)| (dot(query, row), base + i)));
+                keep_top(top, k, |t| *t);
             });
         })?;
         let total: f64 = unit

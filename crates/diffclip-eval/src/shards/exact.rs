@@ -36,21 +36,24 @@ pub fn search(dir: &Path, tensor: &str, query: &[f32], k: usize) -> Result<Vec<H
 
 /// [`search`] for several queries at once: each shard is read once for all of them.
 pub fn search_many(dir: &Path, tensor: &str, queries: &[&[f32]], k: usize) -> Result<Vec<Vec<Hit>>, EvalError> {
-    let dim = queries.first().map_or(0, |q| q.len());
+    let Some(first) = queries.first() else { return Ok(Vec::new()) };
     let shards = list_shards(dir).map_err(|e| EvalError::io(dir, e))?;
     if shards.is_empty() {
         return Err(EvalError::dataset(dir, "no embeddings-NNNNN.safetensors shards"));
     }
-    let mut tops: Vec<Vec<Hit>> = vec![Vec::new(); queries.len()];
+    // Each query's best rows so far: score, row of the collection, path.
+    let mut tops: Vec<Vec<(f32, usize, String)>> = vec![Vec::new(); queries.len()];
+    let mut base = 0;
     for shard in shards {
-        let block = ExactIndex::read_shard(&shard, tensor, Some(dim))?;
-        for (top, hits) in tops.iter_mut().zip(block.search_many(queries, k)?) {
-            for hit in hits {
-                push_top(top, k, hit);
-            }
+        let block = ExactIndex::read_shard(&shard, tensor, Some(first.len()))?;
+        let unit = block.unit_queries(queries)?;
+        for (top, best) in tops.iter_mut().zip(block.top_rows(&unit, k)) {
+            top.extend(best.into_iter().map(|(score, i)| (score, base + i, block.paths[i].clone())));
+            keep_top(top, k, |t| (t.0, t.1));
         }
+        base += block.rows();
     }
-    Ok(tops)
+    Ok(tops.into_iter().map(|top| top.into_iter().map(|(score, _, path)| Hit { score, path }).collect()).collect())
 }
 
 /// Every row of a shard folder in memory, L2-normalised, for exact search without reading the
@@ -90,6 +93,8 @@ impl ExactIndex {
                 all.paths.extend(block.paths);
             }
         }
+        // The files held more than these rows (paths, other tensors).
+        all.unit.shrink_to_fit();
         Ok(all)
     }
 
@@ -111,39 +116,50 @@ impl ExactIndex {
     /// [`Self::search`] for several queries, in parallel over blocks of rows. A query of the
     /// wrong length or holding NaN or infinity is an error.
     pub fn search_many(&self, queries: &[&[f32]], k: usize) -> Result<Vec<Vec<Hit>>, EvalError> {
+        let unit = self.unit_queries(queries)?;
+        Ok(self.top_rows(&unit, k).into_iter().map(|top| top.into_iter().map(|(score, i)| Hit { score, path: self.paths[i].clone() }).collect()).collect())
+    }
+
+    /// `queries` normalised, once checked against the rows.
+    fn unit_queries(&self, queries: &[&[f32]]) -> Result<Vec<Vec<f32>>, EvalError> {
         if let Some(q) = queries.iter().find(|q| q.len() != self.dim && !self.paths.is_empty()) {
             return Err(EvalError::Invalid(format!("a query of {} values against rows of {}", q.len(), self.dim)));
         }
         if queries.iter().any(|q| q.iter().any(|v| !v.is_finite())) {
             return Err(EvalError::Invalid("the query holds NaN or infinity".into()));
         }
-        let queries: Vec<Vec<f32>> = queries.iter().map(|q| normalized(q)).collect();
+        Ok(queries.iter().map(|q| normalized(q)).collect())
+    }
+
+    /// Each unit query's best `k` rows (score, row), best first ([`keep_top`]'s order): every
+    /// block of rows ranked on its own, in parallel, then the blocks' bests together.
+    fn top_rows(&self, unit: &[Vec<f32>], k: usize) -> Vec<Vec<(f32, usize)>> {
         let blocks: Vec<Vec<Vec<(f32, usize)>>> = (0..self.rows().div_ceil(BLOCK_ROWS))
             .into_par_iter()
             .map(|b| {
                 let first = b * BLOCK_ROWS;
                 let rows = &self.unit[first * self.dim..(first + BLOCK_ROWS).min(self.rows()) * self.dim];
-                queries
-                    .iter()
+                let mut scored = Vec::with_capacity(BLOCK_ROWS);
+                unit.iter()
                     .map(|q| {
-                        let mut top = Vec::new();
-                        for (i, row) in rows.chunks_exact(self.dim).enumerate() {
-                            push_top(&mut top, k, (dot(q, row), first + i));
-                        }
-                        top
+                        scored.clear();
+                        scored.extend(rows.chunks_exact(self.dim).enumerate().map(|(i, row)| (dot(q, row), first + i)));
+                        keep_top(&mut scored, k, |t| *t);
+                        scored.clone()
                     })
                     .collect()
             })
             .collect();
-        let mut tops: Vec<Vec<(f32, usize)>> = vec![Vec::new(); queries.len()];
+        let mut tops: Vec<Vec<(f32, usize)>> = vec![Vec::new(); unit.len()];
         for block in blocks {
-            for (top, hits) in tops.iter_mut().zip(block) {
-                for hit in hits {
-                    push_top(top, k, hit);
-                }
+            for (top, best) in tops.iter_mut().zip(block) {
+                top.extend(best);
             }
         }
-        Ok(tops.into_iter().map(|top| top.into_iter().map(|(score, i)| Hit { score, path: self.paths[i].clone() }).collect()).collect())
+        for top in &mut tops {
+            keep_top(top, k, |t| *t);
+        }
+        tops
     }
 
     /// One shard's rows, normalised; `dim`, when known, is the row length it must have.
@@ -172,38 +188,31 @@ impl ExactIndex {
     }
 }
 
-/// Something ranked by a score.
-pub(crate) trait Scored {
-    fn score(&self) -> f32;
-}
-
-impl Scored for Hit {
-    fn score(&self) -> f32 {
-        self.score
-    }
-}
-
-impl Scored for (f32, usize) {
-    fn score(&self) -> f32 {
-        self.0
-    }
-}
-
-/// Keeps `top` the best `k`, best first; ties keep the one pushed first; NaN ranks last.
-pub(crate) fn push_top<T: Scored>(top: &mut Vec<T>, k: usize, item: T) {
+/// Keeps the best `k` of `items`, best first: the higher score first (`-0.0` ties with `0.0`),
+/// NaN after every number, and among equal scores the lower row (`rank` gives score and row).
+/// Linear in `items` plus `k log k`, whatever `k` is.
+pub(crate) fn keep_top<T>(items: &mut Vec<T>, k: usize, rank: impl Fn(&T) -> (f32, usize)) {
     let key = |s: f32| if s.is_nan() { f32::NEG_INFINITY } else { s };
-    let score = key(item.score());
-    if top.len() < k || top.last().is_some_and(|t| score > key(t.score())) {
-        let at = top.partition_point(|t| key(t.score()) >= score);
-        top.insert(at, item);
-        top.truncate(k);
+    let order = |a: &T, b: &T| {
+        let ((sa, ra), (sb, rb)) = (rank(a), rank(b));
+        key(sb).partial_cmp(&key(sa)).unwrap_or(std::cmp::Ordering::Equal).then(ra.cmp(&rb))
+    };
+    if items.len() > k {
+        if k == 0 {
+            items.clear();
+            return;
+        }
+        items.select_nth_unstable_by(k - 1, order);
+        items.truncate(k);
     }
+    items.sort_unstable_by(order);
 }
 
-/// `row / ‖row‖` (a zero row stays zero).
+/// `row / ‖row‖` (a zero row stays zero). The norm is taken in f64: the squares of f32 values
+/// past 1.8e19 overflow f32 and those below 1e-23 vanish, which would zero or blow up the row.
 pub(crate) fn normalized(row: &[f32]) -> Vec<f32> {
-    let norm = row.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
-    row.iter().map(|v| v / norm).collect()
+    let norm = row.iter().map(|&v| f64::from(v) * f64::from(v)).sum::<f64>().sqrt().max(f64::MIN_POSITIVE);
+    row.iter().map(|&v| (f64::from(v) / norm) as f32).collect()
 }
 
 /// Dot product in eight lanes (the compiler vectorises it; a plain `sum` stays serial).
