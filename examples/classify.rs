@@ -22,7 +22,6 @@ use model_args::ModelArgs;
 
 use clap::Parser;
 use diffclip::data::datasets::list_image_files;
-use diffclip::data::files::TextLines;
 use diffclip::data::{Pipeline, Truncation};
 use diffclip::eval::{Encoder, ImageSource, build_classifier, metadata};
 
@@ -105,8 +104,8 @@ fn run(args: Args) -> Result<(), Error> {
     };
     if serving {
         // One file or folder per line, answered as it arrives; a bad line is reported, not fatal.
-        for line in TextLines::new(std::io::stdin().lock(), "standard input") {
-            let path = PathBuf::from(line?);
+        return diffclip::cli::serve_stdin(|line| {
+            let path = PathBuf::from(line);
             match list_image_files(&[&path]) {
                 Ok(files) if files.is_empty() => eprintln!("skipped {}: no image files", path.display()),
                 Ok(files) => match ImageSource::files(files.clone(), &pipeline) {
@@ -115,8 +114,8 @@ fn run(args: Args) -> Result<(), Error> {
                 },
                 Err(e) => eprintln!("skipped {}: {e}", path.display()),
             }
-        }
-        return Ok(());
+            Ok(())
+        });
     }
     let files = list_image_files(&args.images)?;
     if files.is_empty() {

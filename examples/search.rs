@@ -34,7 +34,7 @@ use model_args::ModelArgs;
 
 use clap::Parser;
 use diffclip::data::Pipeline;
-use diffclip::data::files::{TextLines, read_lines};
+use diffclip::data::files::read_lines;
 use diffclip::eval::ann::{AnnConfig, AnnIndex, IndexError};
 use diffclip::eval::shards::{ExactIndex, Hit, search_many};
 use diffclip::eval::{Encoder, ImageSource};
@@ -106,6 +106,25 @@ type Error = Box<dyn std::error::Error>;
 fn run(args: Args) -> Result<(), Error> {
     let loaded = args.model.load()?;
     let encoder = Encoder::new(&loaded.model)?.with_tokenizer(loaded.tokenizer.clone())?.with_truncation(args.truncate.as_deref().unwrap_or(loaded.truncate).parse()?)?.with_progress(false);
+    let stdin = Some(Path::new("-"));
+    let serving_images = args.image.as_deref() == stdin;
+    let serving = serving_images || args.queries.as_deref() == stdin;
+    let pipeline = || Pipeline::from_name(args.preprocess.as_deref().unwrap_or(loaded.preprocess), loaded.config.vision.image_size as u32);
+    // The queries of one call are read and embedded before any index is opened or built.
+    let batch = match (&args.text, &args.image, &args.queries) {
+        _ if serving => None,
+        (Some(text), _, _) => Some((vec![text.clone()], encoder.encode_texts(&[text.as_str()])?)),
+        (None, Some(image), _) => Some((vec![image.display().to_string()], encoder.encode_source(&ImageSource::files(vec![image.clone()], &pipeline()?)?)?)),
+        (None, None, Some(file)) => {
+            let lines = read_lines(file)?;
+            if lines.is_empty() {
+                return Err(format!("{}: no queries", file.display()).into());
+            }
+            let embeds = encoder.encode_texts(&lines)?;
+            Some((lines, embeds))
+        }
+        (None, None, None) => return Err("give --text, --image or --queries".into()),
+    };
     // `embed --texts` writes caption shards to INDEX/texts; `embed --data` writes both kinds
     // into INDEX itself.
     let texts_dir = args.index.join("texts");
@@ -115,10 +134,6 @@ fn run(args: Args) -> Result<(), Error> {
         false => (args.index.clone(), "image_embed"),
     };
     let index = if args.approximate || args.rebuild_index { Some(approximate(&args, &dir, tensor)?) } else { None };
-    let stdin = Some(Path::new("-"));
-    let serving_images = args.image.as_deref() == stdin;
-    let serving = serving_images || args.queries.as_deref() == stdin;
-    let pipeline = Pipeline::from_name(args.preprocess.as_deref().unwrap_or(loaded.preprocess), loaded.config.vision.image_size as u32)?;
     // Serving searches exactly from memory (the shards read once); otherwise exact search reads
     // every shard once for all the queries of the call.
     let in_memory = if serving && index.is_none() { Some(ExactIndex::open(&dir, tensor)?) } else { None };
@@ -130,45 +145,31 @@ fn run(args: Args) -> Result<(), Error> {
         })
     };
     let mut out = std::io::stdout().lock();
-    if serving {
-        for line in TextLines::new(std::io::stdin().lock(), "standard input") {
-            let query = line?;
-            let embed = match serving_images {
-                // An unreadable image is reported and the program goes on.
-                true => match ImageSource::files(vec![PathBuf::from(&query)], &pipeline).and_then(|s| encoder.encode_source(&s)) {
-                    Ok(embed) => embed,
-                    Err(e) => {
-                        eprintln!("skipped {query}: {e}");
-                        continue;
-                    }
-                },
-                false => encoder.encode_texts(&[query.as_str()])?,
-            };
-            let hits = search(&[embed.row(0)])?;
-            print_hits(&mut out, Some(&query), &hits[0], args.json)?;
-            out.flush()?;
+    if let Some((names, queries)) = batch {
+        let rows: Vec<&[f32]> = (0..names.len()).map(|i| queries.row(i)).collect();
+        let several = names.len() > 1;
+        for (name, hits) in names.iter().zip(search(&rows)?) {
+            print_hits(&mut out, several.then_some(name.as_str()), &hits, args.json)?;
         }
         return Ok(());
     }
-    let (names, queries) = match (&args.text, &args.image, &args.queries) {
-        (Some(text), _, _) => (vec![text.clone()], encoder.encode_texts(&[text.as_str()])?),
-        (None, Some(image), _) => (vec![image.display().to_string()], encoder.encode_source(&ImageSource::files(vec![image.clone()], &pipeline)?)?),
-        (None, None, Some(file)) => {
-            let lines = read_lines(file)?;
-            if lines.is_empty() {
-                return Err(format!("{}: no queries", file.display()).into());
-            }
-            let embeds = encoder.encode_texts(&lines)?;
-            (lines, embeds)
-        }
-        (None, None, None) => return Err("give --text, --image or --queries".into()),
-    };
-    let rows: Vec<&[f32]> = (0..names.len()).map(|i| queries.row(i)).collect();
-    let several = names.len() > 1;
-    for (name, hits) in names.iter().zip(search(&rows)?) {
-        print_hits(&mut out, several.then_some(name.as_str()), &hits, args.json)?;
-    }
-    Ok(())
+    let pipeline = pipeline()?;
+    diffclip::cli::serve_stdin(|query| {
+        let embed = match serving_images {
+            // An unreadable image is reported and the program goes on.
+            true => match ImageSource::files(vec![PathBuf::from(&query)], &pipeline).and_then(|s| encoder.encode_source(&s)) {
+                Ok(embed) => embed,
+                Err(e) => {
+                    eprintln!("skipped {query}: {e}");
+                    return Ok(());
+                }
+            },
+            false => encoder.encode_texts(&[query.as_str()])?,
+        };
+        let hits = search(&[embed.row(0)])?;
+        print_hits(&mut out, Some(&query), &hits[0], args.json)?;
+        Ok(out.flush()?)
+    })
 }
 
 /// Writes `hits`: as text, under the query's name when there is one; with `--json`, one object

@@ -42,6 +42,22 @@ pub fn closed_output_is_success(result: Result<(), Box<dyn std::error::Error>>) 
     }
 }
 
+/// Runs `answer` on each line of standard input as it arrives (read by
+/// [`TextLines`](diffclip_data::files::TextLines): trimmed, blank lines skipped), for programs
+/// that serve a pipe. A line that is not UTF-8 is reported on stderr and skipped; a line too
+/// long, a read error, or an error of `answer` ends the loop with that error.
+pub fn serve_stdin(mut answer: impl FnMut(String) -> Result<(), Box<dyn std::error::Error>>) -> Result<(), Box<dyn std::error::Error>> {
+    let mut lines = diffclip_data::files::TextLines::new(std::io::stdin().lock(), "standard input");
+    while let Some(line) = lines.next() {
+        match line {
+            Ok(line) => answer(line)?,
+            Err(e) if !lines.ended() => eprintln!("skipped {e}"),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 

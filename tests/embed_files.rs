@@ -164,7 +164,9 @@ fn classify_serves_standard_input_line_by_line() {
     writeln!(stdin, "{first}").unwrap();
     stdin.flush().unwrap();
     let mut served = vec![answer()];
-    writeln!(stdin, "{}\n\n{}", images.join("missing.png").display(), images.display()).unwrap();
+    writeln!(stdin, "{}\n\n", images.join("missing.png").display()).unwrap();
+    stdin.write_all(b"not \xff UTF-8\n").unwrap();
+    writeln!(stdin, "{}", images.display()).unwrap();
     stdin.flush().unwrap();
     served.extend((0..batch.len()).map(|_| answer()));
     drop(stdin);
@@ -172,6 +174,7 @@ fn classify_serves_standard_input_line_by_line() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
     assert!(err.contains("skipped") && err.contains("missing.png") && !err.contains("panicked"), "{err}");
+    assert!(err.contains("skipped standard input:5: not UTF-8"), "{err}");
     // The first file alone, then the whole folder: the batch form's labels and probabilities.
     for (got, want) in served.iter().zip(std::iter::once(&batch[0]).chain(&batch)) {
         assert_eq!(got["path"], want["path"]);

@@ -145,16 +145,17 @@ pub const MAX_LINE_BYTES: u64 = 16 << 20;
 /// The entries of one-entry-per-line text from any reader, one at a time as they arrive (so
 /// standard input can be answered line by line): each line trimmed, blank lines skipped, a
 /// leading UTF-8 BOM dropped. A line longer than [`MAX_LINE_BYTES`] or not UTF-8 is an error
-/// naming the source and the line ([`DataError::Line`]), after which the iterator ends; so does
-/// a read error.
+/// naming the source and the line ([`DataError::Line`]); after a line too long or a read error
+/// the iterator ends, after one not UTF-8 it goes on with the next line.
 ///
 /// ```
 /// use diffclip_data::files::TextLines;
 /// let input = "a dog\n\n  a cat \r\n".as_bytes();
 /// let lines: Vec<String> = TextLines::new(input, "standard input").collect::<Result<_, _>>().unwrap();
 /// assert_eq!(lines, ["a dog", "a cat"]);
-/// let err = TextLines::new(&b"a dog\n\xff\n"[..], "standard input").nth(1).unwrap().unwrap_err();
-/// assert_eq!(err.to_string(), "standard input:2: not UTF-8");
+/// let mut lines = TextLines::new(&b"a dog\n\xff\na cat"[..], "standard input");
+/// assert_eq!(lines.nth(1).unwrap().unwrap_err().to_string(), "standard input:2: not UTF-8");
+/// assert_eq!(lines.next().unwrap().unwrap(), "a cat");
 /// ```
 pub struct TextLines<R> {
     input: R,
@@ -170,6 +171,12 @@ impl<R: BufRead> TextLines<R> {
         Self { input, source: source.into(), line: 0, done: false, buf: Vec::new() }
     }
 
+    /// Whether reading has stopped (the input ended, or a line too long or a read error did
+    /// it): the last error, if any, was the final item.
+    pub fn ended(&self) -> bool {
+        self.done
+    }
+
     fn fail(&mut self, message: String) -> Option<Result<String, DataError>> {
         self.done = true;
         Some(Err(DataError::Line { path: self.source.clone(), line: self.line, message }))
@@ -183,15 +190,19 @@ impl<R: BufRead> Iterator for TextLines<R> {
         while !self.done {
             self.buf.clear();
             self.line += 1;
-            // One byte past the limit tells a line of exactly the limit from a longer one.
-            match (&mut self.input).take(MAX_LINE_BYTES + 1).read_until(b'\n', &mut self.buf) {
+            // Two bytes past the limit hold a line of exactly the limit and its `\r\n`.
+            match (&mut self.input).take(MAX_LINE_BYTES + 2).read_until(b'\n', &mut self.buf) {
                 Ok(0) => self.done = true,
-                Ok(n) if n as u64 > MAX_LINE_BYTES && self.buf.last() != Some(&b'\n') => {
-                    return self.fail(format!("longer than {MAX_LINE_BYTES} bytes"));
-                }
                 Ok(_) => {
-                    let Ok(text) = std::str::from_utf8(&self.buf) else {
-                        return self.fail("not UTF-8".into());
+                    let line = self.buf.strip_suffix(b"\n").map_or(&self.buf[..], |l| l.strip_suffix(b"\r").unwrap_or(l));
+                    if line.len() as u64 > MAX_LINE_BYTES {
+                        // The rest of the line may never end (`/dev/zero`): reading stops here.
+                        return self.fail(format!("longer than {MAX_LINE_BYTES} bytes"));
+                    }
+                    let Ok(text) = std::str::from_utf8(line) else {
+                        // The next line is still read: a caller may report this one and go on.
+                        let message = "not UTF-8".to_string();
+                        return Some(Err(DataError::Line { path: self.source.clone(), line: self.line, message }));
                     };
                     let text = if self.line == 1 { text.strip_prefix('\u{feff}').unwrap_or(text) } else { text };
                     let text = text.trim();

@@ -113,3 +113,32 @@ fn image_files_are_capped_in_bytes() {
     let o: DecodeOptions = serde_json::from_str(r#"{"max_pixels": 10}"#).unwrap();
     assert_eq!((o.max_pixels, o.max_bytes), (10, DEFAULT_MAX_BYTES));
 }
+
+/// `TextLines` (line lists, `search --queries -`): a line of exactly `MAX_LINE_BYTES` is read
+/// whatever its ending; one byte more is an error naming the line, after which reading stops;
+/// a line that is not UTF-8 is an error and reading goes on.
+#[test]
+fn text_lines_hold_their_limit_exactly() {
+    use diffclip_data::files::{MAX_LINE_BYTES, TextLines};
+    let max = MAX_LINE_BYTES as usize;
+    for ending in ["\n", "\r\n"] {
+        let mut input = vec![b'a'; max];
+        input.extend_from_slice(ending.as_bytes());
+        input.extend_from_slice(b"next\n");
+        let lines: Vec<String> = TextLines::new(&input[..], "in").collect::<Result<_, _>>().unwrap_or_else(|e| panic!("{ending:?}: {e}"));
+        assert_eq!((lines.len(), lines[0].len(), lines[1].as_str()), (2, max, "next"), "{ending:?}");
+    }
+    let last: Vec<String> = TextLines::new(&vec![b'a'; max][..], "in").collect::<Result<_, _>>().unwrap();
+    assert_eq!(last[0].len(), max);
+    let mut input = b"first\n".to_vec();
+    input.extend(std::iter::repeat_n(b'a', max + 1));
+    input.extend_from_slice(b"\r\nnever read\n");
+    let mut lines = TextLines::new(&input[..], "in");
+    assert_eq!(lines.next().unwrap().unwrap(), "first");
+    let err = lines.next().unwrap().unwrap_err().to_string();
+    assert_eq!(err, format!("in:2: longer than {MAX_LINE_BYTES} bytes"));
+    assert!(lines.next().is_none() && lines.ended());
+    let mut lines = TextLines::new(&b"\xffa\nb\n"[..], "in");
+    assert!(lines.next().unwrap().is_err() && !lines.ended());
+    assert_eq!(lines.next().unwrap().unwrap(), "b");
+}
