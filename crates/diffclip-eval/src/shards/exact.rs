@@ -211,8 +211,21 @@ pub(crate) fn keep_top<T>(items: &mut Vec<T>, k: usize, rank: impl Fn(&T) -> (f3
 /// `row / ‖row‖` (a zero row stays zero). The norm is taken in f64: the squares of f32 values
 /// past 1.8e19 overflow f32 and those below 1e-23 vanish, which would zero or blow up the row.
 pub(crate) fn normalized(row: &[f32]) -> Vec<f32> {
-    let norm = row.iter().map(|&v| f64::from(v) * f64::from(v)).sum::<f64>().sqrt().max(f64::MIN_POSITIVE);
-    row.iter().map(|&v| (f64::from(v) / norm) as f32).collect()
+    // Eight lanes, as in `dot`: a single running sum would wait on each add.
+    let (chunks, rest) = row.as_chunks::<8>();
+    let mut acc = [0f64; 8];
+    for c in chunks {
+        for i in 0..8 {
+            acc[i] += f64::from(c[i]) * f64::from(c[i]);
+        }
+    }
+    let squares = acc.iter().sum::<f64>() + rest.iter().map(|&v| f64::from(v) * f64::from(v)).sum::<f64>();
+    let norm = squares.sqrt().max(f64::MIN_POSITIVE);
+    match (1.0 / norm) as f32 {
+        inv if inv.is_normal() => row.iter().map(|&v| v * inv).collect(),
+        // 1/‖row‖ outside f32's normal range: divide in f64.
+        _ => row.iter().map(|&v| (f64::from(v) / norm) as f32).collect(),
+    }
 }
 
 /// Dot product in eight lanes (the compiler vectorises it; a plain `sum` stays serial).
