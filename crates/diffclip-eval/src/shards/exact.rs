@@ -37,16 +37,13 @@ pub fn search(dir: &Path, tensor: &str, query: &[f32], k: usize) -> Result<Vec<H
 /// [`search`] for several queries at once: each shard is read once for all of them.
 pub fn search_many(dir: &Path, tensor: &str, queries: &[&[f32]], k: usize) -> Result<Vec<Vec<Hit>>, EvalError> {
     let Some(first) = queries.first() else { return Ok(Vec::new()) };
-    let shards = list_shards(dir).map_err(|e| EvalError::io(dir, e))?;
-    if shards.is_empty() {
-        return Err(EvalError::dataset(dir, "no embeddings-NNNNN.safetensors shards"));
-    }
+    // Checked and normalised once for every shard.
+    let unit = unit_queries(queries, Some(first.len()))?;
     // Each query's best rows so far: score, row of the collection, path.
     let mut tops: Vec<Vec<(f32, usize, String)>> = vec![Vec::new(); queries.len()];
     let mut base = 0;
-    for shard in shards {
+    for shard in shard_files(dir)? {
         let block = ExactIndex::read_shard(&shard, tensor, Some(first.len()))?;
-        let unit = block.unit_queries(queries)?;
         for (top, best) in tops.iter_mut().zip(block.top_rows(&unit, k)) {
             top.extend(best.into_iter().map(|(score, i)| (score, base + i, block.paths[i].clone())));
             keep_top(top, k, |t| (t.0, t.1));
@@ -77,10 +74,7 @@ pub struct ExactIndex {
 impl ExactIndex {
     /// Reads the `tensor` rows of every shard in `dir` (the errors of [`search`]).
     pub fn open(dir: &Path, tensor: &str) -> Result<Self, EvalError> {
-        let shards = list_shards(dir).map_err(|e| EvalError::io(dir, e))?;
-        if shards.is_empty() {
-            return Err(EvalError::dataset(dir, "no embeddings-NNNNN.safetensors shards"));
-        }
+        let shards = shard_files(dir)?;
         let mut all = Self::default();
         // At most a value per 4 bytes of the files: reserved once rather than regrown.
         let bytes: u64 = shards.iter().filter_map(|s| std::fs::metadata(s).ok()).map(|m| m.len()).sum();
@@ -116,19 +110,8 @@ impl ExactIndex {
     /// [`Self::search`] for several queries, in parallel over blocks of rows. A query of the
     /// wrong length or holding NaN or infinity is an error.
     pub fn search_many(&self, queries: &[&[f32]], k: usize) -> Result<Vec<Vec<Hit>>, EvalError> {
-        let unit = self.unit_queries(queries)?;
+        let unit = unit_queries(queries, (!self.paths.is_empty()).then_some(self.dim))?;
         Ok(self.top_rows(&unit, k).into_iter().map(|top| top.into_iter().map(|(score, i)| Hit { score, path: self.paths[i].clone() }).collect()).collect())
-    }
-
-    /// `queries` normalised, once checked against the rows.
-    fn unit_queries(&self, queries: &[&[f32]]) -> Result<Vec<Vec<f32>>, EvalError> {
-        if let Some(q) = queries.iter().find(|q| q.len() != self.dim && !self.paths.is_empty()) {
-            return Err(EvalError::Invalid(format!("a query of {} values against rows of {}", q.len(), self.dim)));
-        }
-        if queries.iter().any(|q| q.iter().any(|v| !v.is_finite())) {
-            return Err(EvalError::Invalid("the query holds NaN or infinity".into()));
-        }
-        Ok(queries.iter().map(|q| normalized(q)).collect())
     }
 
     /// Each unit query's best `k` rows (score, row), best first ([`keep_top`]'s order): every
@@ -186,6 +169,28 @@ impl ExactIndex {
         }
         Ok(Self { dim, unit, paths })
     }
+}
+
+/// The shards of `dir`, at least one.
+fn shard_files(dir: &Path) -> Result<Vec<std::path::PathBuf>, EvalError> {
+    let shards = list_shards(dir).map_err(|e| EvalError::io(dir, e))?;
+    if shards.is_empty() {
+        return Err(EvalError::dataset(dir, "no embeddings-NNNNN.safetensors shards"));
+    }
+    Ok(shards)
+}
+
+/// `queries` normalised, once checked: finite, and `dim` values each when `dim` is known.
+fn unit_queries(queries: &[&[f32]], dim: Option<usize>) -> Result<Vec<Vec<f32>>, EvalError> {
+    if let Some(dim) = dim
+        && let Some(q) = queries.iter().find(|q| q.len() != dim)
+    {
+        return Err(EvalError::Invalid(format!("a query of {} values against rows of {dim}", q.len())));
+    }
+    if queries.iter().any(|q| q.iter().any(|v| !v.is_finite())) {
+        return Err(EvalError::Invalid("the query holds NaN or infinity".into()));
+    }
+    Ok(queries.iter().map(|q| normalized(q)).collect())
 }
 
 /// Keeps the best `k` of `items`, best first: the higher score first (`-0.0` ties with `0.0`),
