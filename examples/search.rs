@@ -23,6 +23,16 @@
 //!     --checkpoint m.safetensors --index index/ --queries - --approximate --json
 //! ```
 //! Output going to a closed pipe (`| head`) ends the program quietly with exit 0.
+//!
+//! `--listen ADDR` serves the same searches over HTTP (endpoints in `examples/search/http.rs`
+//! and `docs/eval.md`), exact from memory or with `--approximate`, until the program is stopped:
+//!
+//! ```text
+//! cargo run --release --example search -- --preset diffclip_tiny --checkpoint m.safetensors \
+//!     --index index/ --listen 127.0.0.1:8080
+//! curl --data-binary 'a dog on a beach' 'http://127.0.0.1:8080/search/text?top_k=5'
+//! curl --data-binary @photo.jpg http://127.0.0.1:8080/search/image
+//! ```
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -30,6 +40,8 @@ use std::process::ExitCode;
 
 #[path = "common/model.rs"]
 mod model_args;
+#[path = "search/http.rs"]
+mod http;
 use model_args::ModelArgs;
 
 use clap::Parser;
@@ -49,17 +61,22 @@ struct Args {
     #[arg(long)]
     index: PathBuf,
     /// A text query (searches the image shards).
-    #[arg(long, conflicts_with_all = ["image", "queries"], required_unless_present_any = ["image", "queries"])]
+    #[arg(long, conflicts_with_all = ["image", "queries", "listen"], required_unless_present_any = ["image", "queries", "listen"])]
     text: Option<String>,
     /// A file of text queries, one per line (blank lines skipped); each hit names its query.
     /// `-`: standard input, each line answered as it arrives.
-    #[arg(long, conflicts_with = "image")]
+    #[arg(long, conflicts_with_all = ["image", "listen"])]
     queries: Option<PathBuf>,
     /// An image query (searches the image shards; with --texts, the caption shards). `-`: one
     /// image file per line of standard input, each answered as it arrives (an unreadable one is
     /// reported and skipped).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "listen")]
     image: Option<PathBuf>,
+    /// Serve HTTP on this address (`127.0.0.1:8080`; port 0 picks a free one, printed on
+    /// stderr): POST /search/text, /search/image, /embed/text, /embed/image; GET /health. No TLS
+    /// and no authentication: bind to a loopback address, or put it behind a proxy.
+    #[arg(long)]
+    listen: Option<String>,
     /// Search the caption embeddings (`INDEX/texts`, or INDEX's own `text_embed`) instead of
     /// the image embeddings.
     #[arg(long)]
@@ -108,7 +125,7 @@ fn run(args: Args) -> Result<(), Error> {
     let encoder = Encoder::new(&loaded.model)?.with_tokenizer(loaded.tokenizer.clone())?.with_truncation(args.truncate.as_deref().unwrap_or(loaded.truncate).parse()?)?.with_progress(false);
     let stdin = Some(Path::new("-"));
     let serving_images = args.image.as_deref() == stdin;
-    let serving = serving_images || args.queries.as_deref() == stdin;
+    let serving = serving_images || args.queries.as_deref() == stdin || args.listen.is_some();
     let pipeline = || Pipeline::from_name(args.preprocess.as_deref().unwrap_or(loaded.preprocess), loaded.config.vision.image_size as u32);
     // The queries of one call are read and embedded before any index is opened or built.
     let batch = match (&args.text, &args.image, &args.queries) {
@@ -137,23 +154,31 @@ fn run(args: Args) -> Result<(), Error> {
     // Serving searches exactly from memory (the shards read once); otherwise exact search reads
     // every shard once for all the queries of the call.
     let in_memory = if serving && index.is_none() { Some(ExactIndex::open(&dir, tensor)?) } else { None };
-    let search = |rows: &[&[f32]]| -> Result<Vec<Vec<Hit>>, Error> {
+    let search = |rows: &[&[f32]], k: usize| -> Result<Vec<Vec<Hit>>, Error> {
         Ok(match (&index, &in_memory) {
-            (Some(index), _) => rows.iter().map(|q| index.search(q, args.top_k)).collect::<Result<_, _>>()?,
-            (None, Some(exact)) => exact.search_many(rows, args.top_k)?,
-            (None, None) => search_many(&dir, tensor, rows, args.top_k)?,
+            (Some(index), _) => rows.iter().map(|q| index.search(q, k)).collect::<Result<_, _>>()?,
+            (None, Some(exact)) => exact.search_many(rows, k)?,
+            (None, None) => search_many(&dir, tensor, rows, k)?,
         })
     };
     let mut out = std::io::stdout().lock();
     if let Some((names, queries)) = batch {
         let rows: Vec<&[f32]> = (0..names.len()).map(|i| queries.row(i)).collect();
         let several = names.len() > 1;
-        for (name, hits) in names.iter().zip(search(&rows)?) {
+        for (name, hits) in names.iter().zip(search(&rows, args.top_k)?) {
             print_hits(&mut out, several.then_some(name.as_str()), &hits, args.json)?;
         }
         return Ok(());
     }
     let pipeline = pipeline()?;
+    if let Some(address) = &args.listen {
+        let listener = std::net::TcpListener::bind(address).map_err(|e| format!("--listen {address}: {e}"))?;
+        let rows = index.as_ref().map_or_else(|| in_memory.as_ref().map_or(0, ExactIndex::rows), AnnIndex::rows);
+        let endpoints = http::Endpoints { encoder: &encoder, pipeline: &pipeline, search, top_k: args.top_k, rows };
+        eprintln!("listening on http://{} ({rows} rows of {})", listener.local_addr()?, dir.display());
+        diffclip::http::serve(listener, diffclip::http::Limits::default(), |request| endpoints.answer(request))?;
+        return Ok(());
+    }
     diffclip::cli::serve_stdin(|query| {
         let embed = match serving_images {
             // An unreadable image is reported and the program goes on.
@@ -166,7 +191,7 @@ fn run(args: Args) -> Result<(), Error> {
             },
             false => encoder.encode_texts(&[query.as_str()])?,
         };
-        let hits = search(&[embed.row(0)])?;
+        let hits = search(&[embed.row(0)], args.top_k)?;
         print_hits(&mut out, Some(&query), &hits[0], args.json)?;
         Ok(out.flush()?)
     })

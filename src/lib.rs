@@ -21,7 +21,8 @@
 //!   few-shot, robustness, MMVP-style pairs, attention maps, and an embedding cache.
 //!
 //! It also holds [`backend`] (choosing a compiled-in Burn backend by name) and [`allocator`]
-//! (process memory settings for CPU throughput), and the command-line programs in `examples/`.
+//! (process memory settings for CPU throughput), [`http`] (a small HTTP/1.1 server for the
+//! programs that serve a model), and the command-line programs in `examples/`.
 //!
 //! ```no_run
 //! use diffclip::burn::tensor::{Device, Tensor, Distribution};
@@ -47,4 +48,5 @@ pub use diffclip_train as train;
 pub mod allocator;
 pub mod backend;
 pub mod cli;
+pub mod http;
 pub mod pretrained;

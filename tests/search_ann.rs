@@ -1,6 +1,7 @@
 //! `search --approximate` end to end: the HNSW index is built beside synthetic shards on first
 //! use (recall@10 printed), reused after, rebuilt when the shards change, and a damaged index
-//! is a clear error; its hits match exact search's in `--json` form.
+//! is a clear error; its hits match exact search's in `--json` form. Serving: standard input
+//! line by line, and HTTP (`--listen`).
 
 mod common;
 
@@ -204,4 +205,111 @@ fn standard_input_is_answered_line_by_line() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("standard input:2: longer than 16777216 bytes") && !err.contains("panicked"), "{err}");
     assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 3);
+}
+
+/// `search --listen` killed when the test ends, however it ends.
+struct Server(std::process::Child, std::net::SocketAddr);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Server {
+    /// Starts it on a free port and waits for its "listening on" line.
+    fn start(index: &Path) -> Self {
+        let mut child = search_cmd(index).args(["--listen", "127.0.0.1:0"]).stderr(Stdio::piped()).stdout(Stdio::null()).spawn().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let mut server = Self(child, ([127, 0, 0, 1], 0).into()); // killed if it never listens
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line); // read to the end, so the server never blocks on stderr
+            }
+        });
+        let address = |line: &str| line.strip_prefix("listening on http://").and_then(|s| s.split(' ').next()).and_then(|a| a.parse().ok());
+        loop {
+            let line = rx.recv_timeout(std::time::Duration::from_secs(300)).expect("search --listen says where it listens");
+            if let Some(addr) = address(&line) {
+                server.1 = addr;
+                return server;
+            }
+        }
+    }
+
+    /// `METHOD target` with `body`: the status and the JSON answer.
+    fn call(&self, method: &str, target: &str, body: &[u8]) -> (u16, serde_json::Value) {
+        use std::io::Read;
+        let mut stream = std::net::TcpStream::connect(self.1).unwrap();
+        write!(stream, "{method} {target} HTTP/1.1\r\nHost: test\r\nContent-Length: {}\r\n\r\n", body.len()).unwrap();
+        stream.write_all(body).unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        let (head, json) = answer.split_once("\r\n\r\n").unwrap_or_else(|| panic!("{answer:?}"));
+        (head.split(' ').nth(1).unwrap().parse().unwrap(), serde_json::from_str(json).unwrap_or_else(|e| panic!("{answer:?}: {e}")))
+    }
+}
+
+/// `--listen` answers text and image searches with the command line's hits, to the bit; its
+/// embeddings are the queries'; bad requests get a 4xx naming the problem and the server goes on.
+#[test]
+fn http_serves_the_command_lines_answers() {
+    let index = tmpdir("search-ann", "http");
+    for k in 0..2 {
+        write_shard(&index, k, k * 300, 300, 40 + k as u64);
+    }
+    let image = fixture("preprocess/images/china.jpg");
+    let server = Server::start(&index);
+    let (status, text) = server.call("POST", "/search/text?top_k=10", b"  a red square\n");
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(text["query"], "a red square");
+    let hits = text["hits"].as_array().unwrap();
+    assert_eq!(hits, &ok(&search(&index, &[])).0);
+    let (status, by_image) = server.call("POST", "/search/image?top_k=4", &std::fs::read(&image).unwrap());
+    assert_eq!(status, 200, "{by_image}");
+    let o = search_cmd(&index).arg("--image").arg(&image).args(["--top-k", "4", "--json"]).output().unwrap();
+    assert_eq!(by_image["hits"].as_array().unwrap(), &ok(&o).0);
+    assert!(by_image.get("query").is_none());
+
+    // The text's embedding, as a unit vector, gives the hits' cosines.
+    let (status, embed) = server.call("POST", "/embed/text?normalize=true", b"a red square");
+    assert_eq!(status, 200, "{embed}");
+    let unit: Vec<f64> = embed["embedding"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    assert_eq!(unit.len(), 32);
+    assert!((unit.iter().map(|v| v * v).sum::<f64>() - 1.0).abs() < 1e-6);
+    let rows = common::shard_rows(&index, "image_embed");
+    for hit in hits {
+        let row = &rows.iter().find(|(p, _)| *p == hit["path"]).unwrap().1;
+        let norm = row.iter().map(|&v| f64::from(v) * f64::from(v)).sum::<f64>().sqrt();
+        let cosine: f64 = row.iter().zip(&unit).map(|(&r, u)| f64::from(r) * u / norm).sum();
+        assert!((cosine - hit["score"].as_f64().unwrap()).abs() < 1e-5, "{hit} vs {cosine}");
+    }
+    let (_, raw) = server.call("POST", "/embed/text", b"a red square");
+    let raw: Vec<f64> = raw["embedding"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    let norm = raw.iter().map(|v| v * v).sum::<f64>().sqrt();
+    assert!(norm > 0.0 && (norm - 1.0).abs() > 1e-3, "unnormalised unless asked: {norm}");
+    assert!(raw.iter().zip(&unit).all(|(r, u)| (r / norm - u).abs() < 1e-6));
+    let (status, embed) = server.call("POST", "/embed/image", &std::fs::read(&image).unwrap());
+    assert_eq!((status, embed["embedding"].as_array().map(Vec::len)), (200, Some(32)));
+
+    for (method, target, body, want, says) in [
+        ("POST", "/search/image", &b"not an image"[..], 422, "request body"),
+        ("POST", "/embed/image", b"", 400, "no image"),
+        ("POST", "/search/text", b" \n ", 400, "no query text"),
+        ("POST", "/search/text", b"\xff\xfe", 400, "not UTF-8"),
+        ("POST", "/search/text?top_k=x", b"a dog", 400, "top_k"),
+        ("POST", "/search/text?top_k=0", b"a dog", 400, "top_k must be 1"),
+        ("POST", "/embed/text?normalize=maybe", b"a dog", 400, "normalize"),
+        ("GET", "/search/text", b"", 405, "POST"),
+        ("GET", "/search", b"", 404, "/search/text"),
+    ] {
+        let (status, answer) = server.call(method, target, body);
+        assert_eq!(status, want, "{method} {target}: {answer}");
+        assert!(answer["error"].as_str().unwrap().contains(says), "{method} {target}: {answer}");
+    }
+    let (status, health) = server.call("GET", "/health", b"");
+    assert_eq!((status, &health["rows"]), (200, &serde_json::json!(600)));
 }

@@ -1,0 +1,137 @@
+//! Reading an HTTP/1.1 request head: strict where leniency could let two readers disagree about
+//! where a request ends (one `Content-Length`, no chunked bodies, no folded headers).
+
+use super::Response;
+
+/// The request line and the headers the server acts on.
+pub(super) struct Head {
+    pub method: String,
+    pub path: String,
+    pub query: Vec<(String, String)>,
+    pub content_length: Option<u64>,
+    pub expect_continue: bool,
+}
+
+/// Where the body starts: just past the first empty line (`\r\n\r\n`, or `\n\n` from clients
+/// that end lines with a bare `\n`).
+pub(super) fn head_end(buf: &[u8]) -> Option<usize> {
+    let mut i = 0;
+    while let Some(nl) = buf[i..].iter().position(|&b| b == b'\n') {
+        let next = i + nl + 1;
+        match buf.get(next) {
+            Some(b'\n') => return Some(next + 1),
+            Some(b'\r') if buf.get(next + 1) == Some(&b'\n') => return Some(next + 2),
+            _ => i = next,
+        }
+    }
+    None
+}
+
+/// Parses the head (request line and headers, up to and including the empty line).
+pub(super) fn head(bytes: &[u8]) -> Result<Head, Response> {
+    let bad = |why: &str| Response::error(400, why);
+    let text = std::str::from_utf8(bytes).map_err(|_| bad("the request line or a header is not UTF-8"))?;
+    let mut lines = text.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l));
+    let line = lines.next().unwrap_or_default();
+    let mut parts = line.split(' ');
+    let (method, target, version) = match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some(m), Some(t), Some(v), None) if !m.is_empty() && m.bytes().all(|b| b.is_ascii_uppercase()) => (m, t, v),
+        _ => return Err(bad("the request line is not `METHOD /path HTTP/1.1`")),
+    };
+    if version != "HTTP/1.1" && version != "HTTP/1.0" {
+        return Err(Response::error(505, format!("HTTP version {version:?} is not served; use HTTP/1.1")));
+    }
+    if !target.starts_with('/') || target.bytes().any(|b| b.is_ascii_control()) {
+        return Err(bad("the request target must be a path starting with /"));
+    }
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let mut head = Head { method: method.to_string(), path: path.to_string(), query: query_pairs(query)?, content_length: None, expect_continue: false };
+    for line in lines.take_while(|l| !l.is_empty()) {
+        let Some((name, value)) = line.split_once(':') else { return Err(bad("a header line has no `:`")) };
+        if name.is_empty() || name.bytes().any(|b| b.is_ascii_whitespace() || b.is_ascii_control()) {
+            return Err(bad("a header name is empty or holds white space (folded headers are not accepted)"));
+        }
+        let value = value.trim_matches([' ', '\t']);
+        match name.to_ascii_lowercase().as_str() {
+            "content-length" => {
+                let n = (!value.is_empty() && value.bytes().all(|b| b.is_ascii_digit())).then(|| value.parse::<u64>().ok()).flatten();
+                let Some(n) = n else { return Err(bad("Content-Length is not a number of bytes")) };
+                if head.content_length.is_some_and(|m| m != n) {
+                    return Err(bad("two different Content-Length headers"));
+                }
+                head.content_length = Some(n);
+            }
+            "transfer-encoding" => return Err(Response::error(411, "chunked bodies are not accepted; send Content-Length")),
+            "expect" if value.eq_ignore_ascii_case("100-continue") => head.expect_continue = true,
+            "expect" => return Err(Response::error(417, format!("cannot meet `Expect: {value}`"))),
+            _ => {}
+        }
+    }
+    if head.content_length.is_none() && matches!(head.method.as_str(), "POST" | "PUT" | "PATCH") {
+        return Err(Response::error(411, "a body needs a Content-Length header"));
+    }
+    Ok(head)
+}
+
+/// `a=1&b=two+words` as pairs, percent-decoded.
+fn query_pairs(query: &str) -> Result<Vec<(String, String)>, Response> {
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            Ok((percent_decode(k)?, percent_decode(v)?))
+        })
+        .collect::<Result<_, String>>()
+        .map_err(|e| Response::error(400, format!("query string: {e}")))
+}
+
+/// Decodes `%XX` escapes and `+` (a space, as in form-encoded query strings) into UTF-8 text.
+///
+/// ```
+/// use diffclip::http::percent_decode;
+/// assert_eq!(percent_decode("a+red%20dog%C3%A9").unwrap(), "a red dogé");
+/// assert!(percent_decode("%zz").is_err());
+/// assert!(percent_decode("%ff").is_err()); // not UTF-8
+/// ```
+pub fn percent_decode(s: &str) -> Result<String, String> {
+    let mut out = Vec::with_capacity(s.len());
+    let mut bytes = s.bytes();
+    while let Some(b) = bytes.next() {
+        match b {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = [bytes.next(), bytes.next()];
+                let digit = |d: Option<u8>| d.and_then(|d| (d as char).to_digit(16));
+                match (digit(hex[0]), digit(hex[1])) {
+                    (Some(hi), Some(lo)) => out.push((hi * 16 + lo) as u8),
+                    _ => return Err(format!("bad escape in {s:?}")),
+                }
+            }
+            b => out.push(b),
+        }
+    }
+    String::from_utf8(out).map_err(|_| format!("{s:?} does not decode to UTF-8"))
+}
+
+/// The reason phrase of the statuses the server and its handlers use.
+pub(super) fn reason(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        200 => "OK",
+        400 => "Bad Request",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        411 => "Length Required",
+        413 => "Content Too Large",
+        417 => "Expectation Failed",
+        422 => "Unprocessable Content",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        503 => "Service Unavailable",
+        505 => "HTTP Version Not Supported",
+        _ => "",
+    }
+}

@@ -1,0 +1,161 @@
+//! The server against clients that follow HTTP/1.1 and clients that do not.
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use super::{Limits, Response, serve};
+
+/// A server whose handler echoes the body, or the `q` parameter when there is one, and counts
+/// the requests it saw.
+fn echo_server(limits: Limits) -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(AtomicUsize::new(0));
+    let counter = seen.clone();
+    std::thread::spawn(move || {
+        serve(listener, limits, |request| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            match request.param("q") {
+                Some(q) => Response::new(200, "text/plain", q.as_bytes().to_vec()),
+                None if request.path == "/panic" => panic!("a handler's bug"),
+                None if request.path == "/inject" => Response::new(200, "text/plain\r\nX-Evil: 1", vec![]),
+                None => Response::new(200, "application/octet-stream", request.body),
+            }
+        })
+    });
+    (addr, seen)
+}
+
+fn connect(addr: SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    stream
+}
+
+/// Sends `raw`, ends the request side, and returns the status and the whole answer.
+fn exchange(addr: SocketAddr, raw: &[u8]) -> (u16, String) {
+    let mut stream = connect(addr);
+    stream.write_all(raw).unwrap();
+    let _ = stream.shutdown(Shutdown::Write);
+    answer(&mut stream)
+}
+
+fn answer(stream: &mut TcpStream) -> (u16, String) {
+    let mut out = Vec::new();
+    stream.read_to_end(&mut out).unwrap();
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("no status in {text:?}"));
+    (status, text)
+}
+
+fn body(answer: &str) -> &str {
+    answer.split_once("\r\n\r\n").unwrap().1
+}
+
+#[test]
+fn well_formed_requests_reach_the_handler() {
+    let (addr, seen) = echo_server(Limits::default());
+    let (status, text) = exchange(addr, b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello");
+    assert_eq!((status, body(&text)), (200, "hello"), "{text}");
+    assert!(text.contains("Content-Length: 5\r\n") && text.contains("Connection: close\r\n"), "{text}");
+    // Bare \n line ends, a percent-encoded parameter, a GET without a body.
+    let (status, text) = exchange(addr, b"GET /x?q=a+red%20dog%C3%A9&z HTTP/1.0\nHost: a\n\n");
+    assert_eq!((status, body(&text)), (200, "a red dogé"), "{text}");
+    // The body split over several writes, after a 100 Continue.
+    let mut stream = connect(addr);
+    stream.write_all(b"POST /x HTTP/1.1\r\nContent-Length: 6\r\nExpect: 100-continue\r\n\r\n").unwrap();
+    let mut interim = [0u8; 25];
+    stream.read_exact(&mut interim).unwrap();
+    assert_eq!(&interim, b"HTTP/1.1 100 Continue\r\n\r\n");
+    stream.write_all(b"abc").unwrap();
+    stream.flush().unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    stream.write_all(b"def").unwrap();
+    let (status, text) = answer(&mut stream);
+    assert_eq!((status, body(&text)), (200, "abcdef"), "{text}");
+    // A content type that would add a header is replaced.
+    let (_, text) = exchange(addr, b"GET /inject HTTP/1.1\r\n\r\n");
+    assert!(!text.contains("X-Evil") && text.contains("Content-Type: application/octet-stream\r\n"), "{text}");
+    assert_eq!(seen.load(Ordering::SeqCst), 4);
+}
+
+#[test]
+fn malformed_requests_are_answered_by_the_server() {
+    let limits = Limits { max_body: 100, max_head: 200, ..Limits::default() };
+    let (addr, seen) = echo_server(limits);
+    let cases: [(&[u8], u16, &str); 13] = [
+        (b"POST /x HTTP/1.1\r\n\r\nabc", 411, "Content-Length"),
+        (b"POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", 411, "chunked"),
+        (b"POST /x HTTP/1.1\r\nContent-Length: 101\r\n\r\n", 413, "over the limit of 100"),
+        (b"POST /x HTTP/1.1\r\nContent-Length: 99999999999999999999999\r\n\r\n", 400, "not a number"),
+        (b"POST /x HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd", 400, "two different"),
+        (b"POST /x HTTP/1.1\r\nContent-Length: -1\r\n\r\n", 400, "not a number"),
+        (b"POST /x HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc", 400, "ended before"),
+        (b"POST /x HTTP/1.1\r\nContent-Length: 2\r\n\r\nabc", 400, "more bytes than"),
+        (b"GET /x\r\n\r\n", 400, "request line"),
+        (b"GET x HTTP/1.1\r\n\r\n", 400, "starting with /"),
+        (b"GET /x HTTP/2.0\r\n\r\n", 505, "HTTP/1.1"),
+        (b"GET /x HTTP/1.1\r\nBad Name: 1\r\n\r\n", 400, "header name"),
+        (b"GET /x?q=%ff HTTP/1.1\r\n\r\n", 400, "UTF-8"),
+    ];
+    for (raw, want, says) in cases {
+        let (status, text) = exchange(addr, raw);
+        assert_eq!(status, want, "{}: {text}", String::from_utf8_lossy(raw));
+        assert!(body(&text).contains(says), "{}: {text}", String::from_utf8_lossy(raw));
+    }
+    let mut huge = b"GET /x HTTP/1.1\r\n".to_vec();
+    huge.extend(std::iter::repeat_n(b"X-Pad: 0123456789\r\n", 20).flatten());
+    assert_eq!(exchange(addr, &huge).0, 431);
+    assert_eq!(exchange(addr, &[0xff, 0xfe, b'\r', b'\n', b'\r', b'\n']).0, 400);
+    // Closing without a byte gets no answer; the server goes on.
+    drop(connect(addr));
+    assert_eq!(exchange(addr, b"GET /x?q=on HTTP/1.1\r\n\r\n").0, 200);
+    assert_eq!(seen.load(Ordering::SeqCst), 1, "only the last request reached the handler");
+}
+
+/// A silent client holds only its connection: others are answered meanwhile, and it gets 408
+/// when its time is up. Past `max_connections`, a connection gets 503 at once.
+#[test]
+fn silent_clients_do_not_hold_the_server() {
+    let (addr, _) = echo_server(Limits { timeout: Duration::from_secs(10), max_connections: 2, ..Limits::default() });
+    let mut silent = connect(addr);
+    silent.write_all(b"POST /x HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc").unwrap();
+    let mut second = connect(addr);
+    assert_eq!(exchange(addr, b"GET /x?q=1 HTTP/1.1\r\n\r\n").0, 503, "two connections are open");
+    second.write_all(b"GET /x?q=2 HTTP/1.1\r\n\r\n").unwrap();
+    let (status, text) = answer(&mut second);
+    assert_eq!((status, body(&text)), (200, "2"));
+    // A server that waited for `silent` would have answered it (408) first.
+    silent.set_nonblocking(true).unwrap();
+    let pending = silent.peek(&mut [0u8; 1]).map_err(|e| e.kind());
+    assert_eq!(pending, Err(std::io::ErrorKind::WouldBlock), "the silent client was answered before the second");
+    silent.set_nonblocking(false).unwrap();
+    let (status, text) = answer(&mut silent);
+    assert_eq!(status, 408, "{text}");
+}
+
+/// A request that trickles in gets 408 when its whole time is up; a handler that panics answers
+/// 500 and the server goes on.
+#[test]
+fn trickling_requests_and_failing_handlers_end_cleanly() {
+    let (addr, _) = echo_server(Limits { request_time: Duration::from_secs(2), ..Limits::default() });
+    let mut stream = connect(addr);
+    let mut writer = stream.try_clone().unwrap();
+    std::thread::spawn(move || {
+        let _ = writer.write_all(b"POST /x HTTP/1.1\r\nContent-Length: 1000\r\n\r\n");
+        for _ in 0..200 {
+            std::thread::sleep(Duration::from_millis(300));
+            if writer.write_all(b"a").is_err() {
+                break;
+            }
+        }
+    });
+    let (status, text) = answer(&mut stream);
+    assert_eq!(status, 408, "{text}");
+    assert!(body(&text).contains("took over 2 s"), "{text}");
+    assert_eq!(exchange(addr, b"GET /panic HTTP/1.1\r\n\r\n").0, 500);
+    assert_eq!(exchange(addr, b"GET /x?q=after HTTP/1.1\r\n\r\n").0, 200);
+}
