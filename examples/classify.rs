@@ -11,6 +11,10 @@
 //! `find photos -name '*.jpg' | classify … --json -`. A line naming nothing readable is reported
 //! on stderr and the program goes on. Output going to a closed pipe (`| head`) ends the
 //! program quietly with exit 0.
+//!
+//! `--listen ADDR` serves the same over HTTP: `POST /classify?top_k=N` with an image file's
+//! bytes answers `{"top": [{"label", "probability"}, …]}` (the `--json` form's, to the bit);
+//! `GET /health` answers `{"status": "ok", "labels": N}` (see `docs/eval.md`, "Over HTTP").
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -18,12 +22,15 @@ use std::process::ExitCode;
 
 #[path = "common/model.rs"]
 mod model_args;
+#[path = "common/serve.rs"]
+mod serve;
 use model_args::ModelArgs;
 
 use clap::Parser;
 use diffclip::data::datasets::list_image_files;
 use diffclip::data::{Pipeline, Truncation};
-use diffclip::eval::{Encoder, ImageSource, build_classifier, metadata};
+use diffclip::eval::{Encoder, ImageSource, Matrix, build_classifier, metadata};
+use diffclip::http::Response;
 
 #[derive(Parser, Debug)]
 #[command(about = "Zero-shot classification of image files with a CLIP / DiffCLIP checkpoint")]
@@ -49,9 +56,14 @@ struct Args {
     /// One JSON object per image instead of text.
     #[arg(long)]
     json: bool,
+    /// Serve HTTP on this address (`127.0.0.1:8080`; port 0 picks a free one, printed on
+    /// stderr): POST /classify with an image's bytes; GET /health. No TLS and no
+    /// authentication: bind to a loopback address, or put it behind a proxy.
+    #[arg(long, conflicts_with = "images")]
+    listen: Option<String>,
     /// Image files and/or folders (recursive); `-`: one file or folder per line of standard
     /// input, each answered as it arrives.
-    #[arg(required = true)]
+    #[arg(required_unless_present = "listen")]
     images: Vec<PathBuf>,
 }
 
@@ -73,10 +85,32 @@ fn run(args: Args) -> Result<(), Error> {
     let loaded = args.model.load()?;
     let pipeline = Pipeline::from_name(args.preprocess.as_deref().unwrap_or(loaded.preprocess), loaded.config.vision.image_size as u32)?;
     let truncation: Truncation = args.truncate.as_deref().unwrap_or(loaded.truncate).parse()?;
-    let serving = args.images.len() == 1 && args.images[0] == Path::new("-");
+    let serving = args.listen.is_some() || (args.images.len() == 1 && args.images[0] == Path::new("-"));
     let encoder = Encoder::new(&loaded.model)?.with_tokenizer(loaded.tokenizer.clone())?.with_truncation(truncation)?.with_progress(!serving);
     let classifier = build_classifier(&encoder, &labels, &templates)?;
     let scale = loaded.model.logit_scale_exp().into_scalar::<f32>();
+    // Each row's `k` top labels with their probabilities.
+    let rank = |embeddings: &Matrix, k: usize| -> Result<Vec<Vec<(usize, f32)>>, Error> {
+        let logits = embeddings.l2_normalized().matmul_t(&classifier)?;
+        Ok(logits.row_iter().map(|row| top_k(&softmax(row, scale), k)).collect())
+    };
+    let json_top = |top: &[(usize, f32)]| -> Vec<serde_json::Value> { top.iter().map(|&(c, p)| serde_json::json!({ "label": labels[c], "probability": p })).collect() };
+    if let Some(address) = &args.listen {
+        let endpoints = [("POST", "/classify"), ("GET", "/health")];
+        return serve::listen(address, &format!("{} labels", labels.len()), |request| match (request.method.as_str(), request.path.as_str()) {
+            ("GET", "/health") => Response::json(200, &serde_json::json!({ "status": "ok", "labels": labels.len() })),
+            ("POST", "/classify") => {
+                let answer = || -> Result<Response, Response> {
+                    let k = serve::top_k(&request, args.top_k.min(labels.len()), labels.len())?;
+                    let embedding = serve::image_embedding(&encoder, &pipeline, &request.body)?;
+                    let top = rank(&embedding, k).map_err(|e| Response::error(500, e))?;
+                    Ok(Response::json(200, &serde_json::json!({ "top": json_top(&top[0]) })))
+                };
+                answer().unwrap_or_else(|e| e)
+            }
+            _ => serve::unrouted(&request, &endpoints),
+        });
+    }
     let mut stdout = std::io::stdout().lock();
     // The top labels of each readable file of `files` (`source`), printed; unreadable ones are reported
     // and left out. Returns how many were classified.
@@ -88,12 +122,9 @@ fn run(args: Args) -> Result<(), Error> {
         if out.kept.is_empty() {
             return Ok(0);
         }
-        let logits = out.embeddings.l2_normalized().matmul_t(&classifier)?;
-        for (file, row) in out.kept.iter().map(|&i| &files[i]).zip(logits.row_iter()) {
-            let top = top_k(&softmax(row, scale), args.top_k);
+        for (file, top) in out.kept.iter().map(|&i| &files[i]).zip(rank(&out.embeddings, args.top_k)?) {
             if args.json {
-                let labels: Vec<_> = top.iter().map(|&(c, p)| serde_json::json!({ "label": labels[c], "probability": p })).collect();
-                writeln!(stdout, "{}", serde_json::json!({ "path": file, "top": labels }))?;
+                writeln!(stdout, "{}", serde_json::json!({ "path": file, "top": json_top(&top) }))?;
             } else {
                 let shown: Vec<String> = top.iter().map(|&(c, p)| format!("{} ({:.1}%)", labels[c], 100.0 * p)).collect();
                 writeln!(stdout, "{}: {}", file.display(), shown.join(", "))?;

@@ -40,6 +40,8 @@ use std::process::ExitCode;
 
 #[path = "common/model.rs"]
 mod model_args;
+#[path = "common/serve.rs"]
+mod serve;
 #[path = "search/http.rs"]
 mod http;
 use model_args::ModelArgs;
@@ -172,12 +174,9 @@ fn run(args: Args) -> Result<(), Error> {
     }
     let pipeline = pipeline()?;
     if let Some(address) = &args.listen {
-        let listener = std::net::TcpListener::bind(address).map_err(|e| format!("--listen {address}: {e}"))?;
         let rows = index.as_ref().map_or_else(|| in_memory.as_ref().map_or(0, ExactIndex::rows), AnnIndex::rows);
         let endpoints = http::Endpoints { encoder: &encoder, pipeline: &pipeline, search, top_k: args.top_k, rows };
-        eprintln!("listening on http://{} ({rows} rows of {})", listener.local_addr()?, dir.display());
-        diffclip::http::serve(listener, diffclip::http::Limits::default(), |request| endpoints.answer(request))?;
-        return Ok(());
+        return serve::listen(address, &format!("{rows} rows of {}", dir.display()), |request| endpoints.answer(request));
     }
     diffclip::cli::serve_stdin(|query| {
         let embed = match serving_images {

@@ -185,6 +185,35 @@ fn classify_serves_standard_input_line_by_line() {
     }
 }
 
+/// `classify --listen` answers an image's bytes with the labels `classify --json FILE` gives, to
+/// the bit; a body that is not an image gets 422 and the server goes on.
+#[test]
+fn classify_serves_http() {
+    let ckpt = fixture("diffclip_tiny/model.safetensors");
+    let image = fixture("preprocess/images/china.jpg");
+    let classify = || {
+        let mut c = Command::new(example("classify"));
+        c.args(["--preset", "diffclip_tiny", "--checkpoint"]).arg(&ckpt).args(["--labels", "a red square,a blue circle,a green star", "--templates", "simple"]);
+        c
+    };
+    let o = classify().arg("--json").arg(&image).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let want: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let server = common::Server::start(classify());
+    let bytes = std::fs::read(&image).unwrap();
+    let (status, got) = server.call("POST", "/classify", &bytes);
+    assert_eq!((status, &got["top"]), (200, &want["top"]), "{got}");
+    assert_eq!(want["top"].as_array().map(Vec::len), Some(3), "--top-k 5 of 3 labels: all three");
+    let (status, first) = server.call("POST", "/classify?top_k=1", &bytes);
+    assert_eq!((status, &first["top"].as_array().unwrap()[..]), (200, &want["top"].as_array().unwrap()[..1]), "{first}");
+    for (target, body, want, says) in [("/classify", &b"GIF89a broken"[..], 422, "request body"), ("/classify?top_k=4", &bytes[..], 400, "top_k must be 1 to 3"), ("/labels", b"", 404, "POST /classify")] {
+        let (status, answer) = server.call("POST", target, body);
+        assert_eq!(status, want, "{target}: {answer}");
+        assert!(answer["error"].as_str().unwrap().contains(says), "{target}: {answer}");
+    }
+    assert_eq!(server.call("GET", "/health", b""), (200, serde_json::json!({ "status": "ok", "labels": 3 })));
+}
+
 #[test]
 fn classify_skips_an_unreadable_image_and_refuses_an_empty_folder() {
     let ckpt = fixture("diffclip_tiny/model.safetensors");

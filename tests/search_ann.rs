@@ -10,7 +10,7 @@ use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use common::{JsonLines, example, fixture, tmpdir};
+use common::{JsonLines, Server, example, fixture, tmpdir};
 use diffclip::clip::files::{F32Tensor, write_safetensors};
 use diffclip::eval::probe::SplitMix64;
 
@@ -207,52 +207,6 @@ fn standard_input_is_answered_line_by_line() {
     assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 3);
 }
 
-/// `search --listen` killed when the test ends, however it ends.
-struct Server(std::process::Child, std::net::SocketAddr);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Server {
-    /// Starts it on a free port and waits for its "listening on" line.
-    fn start(index: &Path) -> Self {
-        let mut child = search_cmd(index).args(["--listen", "127.0.0.1:0"]).stderr(Stdio::piped()).stdout(Stdio::null()).spawn().unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let mut server = Self(child, ([127, 0, 0, 1], 0).into()); // killed if it never listens
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            use std::io::BufRead;
-            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = tx.send(line); // read to the end, so the server never blocks on stderr
-            }
-        });
-        let address = |line: &str| line.strip_prefix("listening on http://").and_then(|s| s.split(' ').next()).and_then(|a| a.parse().ok());
-        loop {
-            let line = rx.recv_timeout(std::time::Duration::from_secs(300)).expect("search --listen says where it listens");
-            if let Some(addr) = address(&line) {
-                server.1 = addr;
-                return server;
-            }
-        }
-    }
-
-    /// `METHOD target` with `body`: the status and the JSON answer.
-    fn call(&self, method: &str, target: &str, body: &[u8]) -> (u16, serde_json::Value) {
-        use std::io::Read;
-        let mut stream = std::net::TcpStream::connect(self.1).unwrap();
-        write!(stream, "{method} {target} HTTP/1.1\r\nHost: test\r\nContent-Length: {}\r\n\r\n", body.len()).unwrap();
-        stream.write_all(body).unwrap();
-        let mut answer = String::new();
-        stream.read_to_string(&mut answer).unwrap();
-        let (head, json) = answer.split_once("\r\n\r\n").unwrap_or_else(|| panic!("{answer:?}"));
-        (head.split(' ').nth(1).unwrap().parse().unwrap(), serde_json::from_str(json).unwrap_or_else(|e| panic!("{answer:?}: {e}")))
-    }
-}
-
 /// `--listen` answers text and image searches with the command line's hits, to the bit; its
 /// embeddings are the queries'; bad requests get a 4xx naming the problem and the server goes on.
 #[test]
@@ -262,7 +216,7 @@ fn http_serves_the_command_lines_answers() {
         write_shard(&index, k, k * 300, 300, 40 + k as u64);
     }
     let image = fixture("preprocess/images/china.jpg");
-    let server = Server::start(&index);
+    let server = Server::start(search_cmd(&index));
     let (status, text) = server.call("POST", "/search/text?top_k=10", b"  a red square\n");
     assert_eq!(status, 200, "{text}");
     assert_eq!(text["query"], "a red square");

@@ -13,12 +13,16 @@
 
 use diffclip::data::Pipeline;
 use diffclip::eval::shards::Hit;
-use diffclip::eval::{Encoder, ImageSource, Matrix};
+use diffclip::eval::{Encoder, Matrix};
 use diffclip::http::{Request, Response};
 use serde_json::{Value, json};
 
+use crate::serve::{image_embedding, param, top_k, unrouted};
+
 /// Most hits one request may ask for.
 const MAX_TOP_K: usize = 10_000;
+
+const ENDPOINTS: [(&str, &str); 5] = [("POST", "/search/text"), ("POST", "/search/image"), ("POST", "/embed/text"), ("POST", "/embed/image"), ("GET", "/health")];
 
 /// What the endpoints answer with.
 pub struct Endpoints<'a, S> {
@@ -33,29 +37,25 @@ pub struct Endpoints<'a, S> {
 impl<S: Fn(&[&[f32]], usize) -> Result<Vec<Vec<Hit>>, Box<dyn std::error::Error>>> Endpoints<'_, S> {
     /// The answer to `request`.
     pub fn answer(&self, request: Request) -> Response {
-        let endpoint = request.path.as_str();
-        let known = ["/search/text", "/search/image", "/embed/text", "/embed/image", "/health"];
-        match (request.method.as_str(), endpoint) {
+        match (request.method.as_str(), request.path.as_str()) {
             ("GET", "/health") => Response::json(200, &json!({ "status": "ok", "rows": self.rows })),
-            ("POST", "/health") => Response::error(405, "GET /health"),
-            ("POST", _) if known.contains(&endpoint) => self.post(&request).unwrap_or_else(|e| e),
-            (method, _) if known.contains(&endpoint) => Response::error(405, format!("{method} {endpoint}: use POST with a body")),
-            _ => Response::error(404, format!("no endpoint {endpoint}; there are {}", known.join(", "))),
+            ("POST", "/search/text" | "/embed/text") => self.post(&request, "text").unwrap_or_else(|e| e),
+            ("POST", "/search/image" | "/embed/image") => self.post(&request, "image").unwrap_or_else(|e| e),
+            _ => unrouted(&request, &ENDPOINTS),
         }
     }
 
-    fn post(&self, request: &Request) -> Result<Response, Response> {
-        let (action, kind) = request.path[1..].split_once('/').unwrap_or_default();
-        let (query, embedding) = self.embed(kind, &request.body)?;
+    fn post(&self, request: &Request, kind: &str) -> Result<Response, Response> {
+        let (query, embedding) = match kind {
+            "text" => self.text(&request.body)?,
+            _ => (None, image_embedding(self.encoder, self.pipeline, &request.body)?),
+        };
         let row = embedding.row(0);
-        if action == "embed" {
-            let normalize = parse_param(request, "normalize", false)?;
+        if request.path.starts_with("/embed/") {
+            let normalize = param(request, "normalize", false)?;
             return Ok(Response::json(200, &json!({ "embedding": if normalize { unit(row) } else { row.to_vec() } })));
         }
-        let k: usize = parse_param(request, "top_k", self.top_k)?;
-        if k == 0 || k > MAX_TOP_K {
-            return Err(Response::error(400, format!("top_k must be 1 to {MAX_TOP_K}, got {k}")));
-        }
+        let k = top_k(request, self.top_k.min(MAX_TOP_K), MAX_TOP_K)?;
         let hits = (self.search)(&[row], k).map_err(|e| Response::error(500, e))?;
         let hits: Vec<Value> = hits[0].iter().enumerate().map(|(i, h)| json!({ "rank": i + 1, "score": h.score, "path": h.path })).collect();
         Ok(Response::json(200, &match query {
@@ -64,30 +64,14 @@ impl<S: Fn(&[&[f32]], usize) -> Result<Vec<Vec<Hit>>, Box<dyn std::error::Error>
         }))
     }
 
-    /// The body's embedding, and the query text for a text.
-    fn embed(&self, kind: &str, body: &[u8]) -> Result<(Option<String>, Matrix), Response> {
-        if kind == "text" {
-            let text = std::str::from_utf8(body).map_err(|e| Response::error(400, format!("the body is not UTF-8 text: {e}")))?.trim();
-            if text.is_empty() {
-                return Err(Response::error(400, "the body holds no query text"));
-            }
-            let embedding = self.encoder.encode_texts(&[text]).map_err(|e| Response::error(400, e))?;
-            return Ok((Some(text.to_string()), embedding));
+    /// The body as a query text (trimmed), and its embedding.
+    fn text(&self, body: &[u8]) -> Result<(Option<String>, Matrix), Response> {
+        let text = std::str::from_utf8(body).map_err(|e| Response::error(400, format!("the body is not UTF-8 text: {e}")))?.trim();
+        if text.is_empty() {
+            return Err(Response::error(400, "the body holds no query text"));
         }
-        if body.is_empty() {
-            return Err(Response::error(400, "the body holds no image"));
-        }
-        let pixels = self.pipeline.process_bytes(body, "request body", 0).map_err(|e| Response::error(422, e))?;
-        let source = ImageSource::new(1, self.pipeline.size(), None, move |_| Ok(pixels.clone()));
-        Ok((None, self.encoder.encode_source(&source).map_err(|e| Response::error(500, e))?))
-    }
-}
-
-/// Query parameter `name` parsed, `default` when absent.
-fn parse_param<T: std::str::FromStr>(request: &Request, name: &str, default: T) -> Result<T, Response> {
-    match request.param(name) {
-        None => Ok(default),
-        Some(v) => v.parse().map_err(|_| Response::error(400, format!("query parameter {name}={v:?} is not valid"))),
+        let embedding = self.encoder.encode_texts(&[text]).map_err(|e| Response::error(400, e))?;
+        Ok((Some(text.to_string()), embedding))
     }
 }
 

@@ -67,3 +67,51 @@ impl JsonLines {
         serde_json::from_str(&line).unwrap_or_else(|e| panic!("{line}: {e}"))
     }
 }
+
+/// A program started with `--listen 127.0.0.1:0` (`search`, `classify`), killed when the test
+/// ends, however it ends.
+pub struct Server(std::process::Child, std::net::SocketAddr);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Server {
+    /// Starts `program` on a free port and waits for its "listening on" line.
+    pub fn start(mut program: std::process::Command) -> Self {
+        use std::process::Stdio;
+        let mut child = program.args(["--listen", "127.0.0.1:0"]).stderr(Stdio::piped()).stdout(Stdio::null()).spawn().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let mut server = Self(child, ([127, 0, 0, 1], 0).into()); // killed if it never listens
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line); // read to the end, so the server never blocks on stderr
+            }
+        });
+        let address = |line: &str| line.strip_prefix("listening on http://").and_then(|s| s.split(' ').next()).and_then(|a| a.parse().ok());
+        loop {
+            let line = rx.recv_timeout(std::time::Duration::from_secs(300)).expect("the program says where it listens");
+            if let Some(addr) = address(&line) {
+                server.1 = addr;
+                return server;
+            }
+        }
+    }
+
+    /// `METHOD target` with `body`: the status and the JSON answer.
+    pub fn call(&self, method: &str, target: &str, body: &[u8]) -> (u16, serde_json::Value) {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(self.1).unwrap();
+        write!(stream, "{method} {target} HTTP/1.1\r\nHost: test\r\nContent-Length: {}\r\n\r\n", body.len()).unwrap();
+        stream.write_all(body).unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        let (head, json) = answer.split_once("\r\n\r\n").unwrap_or_else(|| panic!("{answer:?}"));
+        (head.split(' ').nth(1).unwrap().parse().unwrap(), serde_json::from_str(json).unwrap_or_else(|e| panic!("{answer:?}: {e}")))
+    }
+}

@@ -1,0 +1,52 @@
+//! What the programs that serve HTTP (`search --listen`, `classify --listen`) share.
+
+use diffclip::data::Pipeline;
+use diffclip::eval::{Encoder, ImageSource, Matrix};
+use diffclip::http::{Limits, Request, Response, serve};
+
+/// Binds `address`, says where it listens (and `what` it serves) on stderr, and serves
+/// `handle` until the program is stopped.
+pub fn listen(address: &str, what: &str, handle: impl FnMut(Request) -> Response) -> Result<(), Box<dyn std::error::Error>> {
+    let listener = std::net::TcpListener::bind(address).map_err(|e| format!("--listen {address}: {e}"))?;
+    eprintln!("listening on http://{} ({what})", listener.local_addr()?);
+    Ok(serve(listener, Limits::default(), handle)?)
+}
+
+/// The embedding `[1, E]` of the image file whose bytes are `body`: 400 for an empty body, 422
+/// for one that does not decode, 500 when the model fails.
+pub fn image_embedding(encoder: &Encoder<'_>, pipeline: &Pipeline, body: &[u8]) -> Result<Matrix, Response> {
+    if body.is_empty() {
+        return Err(Response::error(400, "the body holds no image"));
+    }
+    let pixels = pipeline.process_bytes(body, "request body", 0).map_err(|e| Response::error(422, e))?;
+    let source = ImageSource::new(1, pipeline.size(), None, move |_| Ok(pixels.clone()));
+    encoder.encode_source(&source).map_err(|e| Response::error(500, e))
+}
+
+/// Query parameter `name` parsed, `default` when absent; 400 naming it when it does not parse.
+pub fn param<T: std::str::FromStr>(request: &Request, name: &str, default: T) -> Result<T, Response> {
+    match request.param(name) {
+        None => Ok(default),
+        Some(v) => v.parse().map_err(|_| Response::error(400, format!("query parameter {name}={v:?} is not valid"))),
+    }
+}
+
+/// `top_k` of `request` (default `default`), checked to be 1 to `max`.
+pub fn top_k(request: &Request, default: usize, max: usize) -> Result<usize, Response> {
+    match param(request, "top_k", default)? {
+        k if (1..=max).contains(&k) => Ok(k),
+        k => Err(Response::error(400, format!("top_k must be 1 to {max}, got {k}"))),
+    }
+}
+
+/// The answer for a path that is not one of `endpoints` (404), or a method other than the one
+/// each of them takes (405).
+pub fn unrouted(request: &Request, endpoints: &[(&str, &str)]) -> Response {
+    match endpoints.iter().find(|(_, path)| *path == request.path) {
+        Some((method, path)) => Response::error(405, format!("{} {path}: use {method}", request.method)),
+        None => {
+            let all: Vec<String> = endpoints.iter().map(|(m, p)| format!("{m} {p}")).collect();
+            Response::error(404, format!("no endpoint {}; there are {}", request.path, all.join(", ")))
+        }
+    }
+}
