@@ -56,14 +56,12 @@ struct Args {
     /// One JSON object per image instead of text.
     #[arg(long)]
     json: bool,
-    /// Serve HTTP on this address (`127.0.0.1:8080`; port 0 picks a free one, printed on
-    /// stderr): POST /classify with an image's bytes; GET /health. No TLS and no
-    /// authentication: bind to a loopback address, or put it behind a proxy.
-    #[arg(long, conflicts_with = "images")]
-    listen: Option<String>,
+    /// HTTP: POST /classify with an image's bytes; GET /health.
+    #[command(flatten)]
+    listen: serve::ListenArgs,
     /// Image files and/or folders (recursive); `-`: one file or folder per line of standard
     /// input, each answered as it arrives.
-    #[arg(required_unless_present = "listen")]
+    #[arg(required_unless_present = "listen", conflicts_with = "listen")]
     images: Vec<PathBuf>,
 }
 
@@ -78,6 +76,9 @@ fn run(args: Args) -> Result<(), Error> {
         true => diffclip::data::files::read_lines(&args.labels)?,
         false => args.labels.split(',').map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect(),
     };
+    if args.top_k == 0 {
+        return Err("--top-k must be at least 1".into());
+    }
     if labels.len() < 2 {
         return Err(format!("--labels needs at least two labels, got {labels:?}").into());
     }
@@ -85,7 +86,7 @@ fn run(args: Args) -> Result<(), Error> {
     let loaded = args.model.load()?;
     let pipeline = Pipeline::from_name(args.preprocess.as_deref().unwrap_or(loaded.preprocess), loaded.config.vision.image_size as u32)?;
     let truncation: Truncation = args.truncate.as_deref().unwrap_or(loaded.truncate).parse()?;
-    let serving = args.listen.is_some() || (args.images.len() == 1 && args.images[0] == Path::new("-"));
+    let serving = args.listen.listen.is_some() || (args.images.len() == 1 && args.images[0] == Path::new("-"));
     let encoder = Encoder::new(&loaded.model)?.with_tokenizer(loaded.tokenizer.clone())?.with_truncation(truncation)?.with_progress(!serving);
     let classifier = build_classifier(&encoder, &labels, &templates)?;
     let scale = loaded.model.logit_scale_exp().into_scalar::<f32>();
@@ -95,9 +96,9 @@ fn run(args: Args) -> Result<(), Error> {
         Ok(logits.row_iter().map(|row| top_k(&softmax(row, scale), k)).collect())
     };
     let json_top = |top: &[(usize, f32)]| -> Vec<serde_json::Value> { top.iter().map(|&(c, p)| serde_json::json!({ "label": labels[c], "probability": p })).collect() };
-    if let Some(address) = &args.listen {
+    if args.listen.listen.is_some() {
         let endpoints = [("POST", "/classify"), ("GET", "/health")];
-        return serve::listen(address, &format!("{} labels", labels.len()), |request| match (request.method.as_str(), request.path.as_str()) {
+        return args.listen.serve(&format!("{} labels", labels.len()), |request| match (request.method.as_str(), request.path.as_str()) {
             ("GET", "/health") => Response::json(200, &serde_json::json!({ "status": "ok", "labels": labels.len() })),
             ("POST", "/classify") => {
                 let answer = || -> Result<Response, Response> {

@@ -74,11 +74,9 @@ struct Args {
     /// reported and skipped).
     #[arg(long, conflicts_with = "listen")]
     image: Option<PathBuf>,
-    /// Serve HTTP on this address (`127.0.0.1:8080`; port 0 picks a free one, printed on
-    /// stderr): POST /search/text, /search/image, /embed/text, /embed/image; GET /health. No TLS
-    /// and no authentication: bind to a loopback address, or put it behind a proxy.
-    #[arg(long)]
-    listen: Option<String>,
+    /// HTTP: POST /search/text, /search/image, /embed/text, /embed/image; GET /health.
+    #[command(flatten)]
+    listen: serve::ListenArgs,
     /// Search the caption embeddings (`INDEX/texts`, or INDEX's own `text_embed`) instead of
     /// the image embeddings.
     #[arg(long)]
@@ -123,11 +121,14 @@ fn main() -> ExitCode {
 type Error = Box<dyn std::error::Error>;
 
 fn run(args: Args) -> Result<(), Error> {
+    if args.top_k == 0 {
+        return Err("--top-k must be at least 1".into());
+    }
     let loaded = args.model.load()?;
     let encoder = Encoder::new(&loaded.model)?.with_tokenizer(loaded.tokenizer.clone())?.with_truncation(args.truncate.as_deref().unwrap_or(loaded.truncate).parse()?)?.with_progress(false);
     let stdin = Some(Path::new("-"));
     let serving_images = args.image.as_deref() == stdin;
-    let serving = serving_images || args.queries.as_deref() == stdin || args.listen.is_some();
+    let serving = serving_images || args.queries.as_deref() == stdin || args.listen.listen.is_some();
     let pipeline = || Pipeline::from_name(args.preprocess.as_deref().unwrap_or(loaded.preprocess), loaded.config.vision.image_size as u32);
     // The queries of one call are read and embedded before any index is opened or built.
     let batch = match (&args.text, &args.image, &args.queries) {
@@ -173,10 +174,10 @@ fn run(args: Args) -> Result<(), Error> {
         return Ok(());
     }
     let pipeline = pipeline()?;
-    if let Some(address) = &args.listen {
+    if args.listen.listen.is_some() {
         let rows = index.as_ref().map_or_else(|| in_memory.as_ref().map_or(0, ExactIndex::rows), AnnIndex::rows);
         let endpoints = http::Endpoints { encoder: &encoder, pipeline: &pipeline, search, top_k: args.top_k, rows };
-        return serve::listen(address, &format!("{rows} rows of {}", dir.display()), |request| endpoints.answer(request));
+        return args.listen.serve(&format!("{rows} rows of {}", dir.display()), |request| endpoints.answer(request));
     }
     diffclip::cli::serve_stdin(|query| {
         let embed = match serving_images {

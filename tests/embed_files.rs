@@ -199,7 +199,9 @@ fn classify_serves_http() {
     let o = classify().arg("--json").arg(&image).output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let want: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    let server = common::Server::start(classify());
+    let mut listening = classify();
+    listening.args(["--allow-host", "clip.test"]);
+    let server = common::Server::start(listening);
     let bytes = std::fs::read(&image).unwrap();
     let (status, got) = server.call("POST", "/classify", &bytes);
     assert_eq!((status, &got["top"]), (200, &want["top"]), "{got}");
@@ -211,7 +213,8 @@ fn classify_serves_http() {
         assert_eq!(status, want, "{target}: {answer}");
         assert!(answer["error"].as_str().unwrap().contains(says), "{target}: {answer}");
     }
-    assert_eq!(server.call("GET", "/health", b""), (200, serde_json::json!({ "status": "ok", "labels": 3 })));
+    assert_eq!(server.call_as("clip.test:80", "GET", "/health", b""), (200, serde_json::json!({ "status": "ok", "labels": 3 })));
+    assert_eq!(server.call_as("other.test", "GET", "/health", b"").0, 403, "--allow-host names one host");
 }
 
 #[test]

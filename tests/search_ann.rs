@@ -256,6 +256,8 @@ fn http_serves_the_command_lines_answers() {
         ("POST", "/search/text", b"\xff\xfe", 400, "not UTF-8"),
         ("POST", "/search/text?top_k=x", b"a dog", 400, "top_k"),
         ("POST", "/search/text?top_k=0", b"a dog", 400, "top_k must be 1"),
+        ("POST", "/search/image?top_k=0", b"not an image", 400, "top_k must be 1"),
+        ("POST", "/search/text", &[b'a'; 65537], 413, "over the limit of 65536"),
         ("POST", "/embed/text?normalize=maybe", b"a dog", 400, "normalize"),
         ("GET", "/search/text", b"", 405, "POST"),
         ("GET", "/search", b"", 404, "/search/text"),
@@ -264,6 +266,18 @@ fn http_serves_the_command_lines_answers() {
         assert_eq!(status, want, "{method} {target}: {answer}");
         assert!(answer["error"].as_str().unwrap().contains(says), "{method} {target}: {answer}");
     }
-    let (status, health) = server.call("GET", "/health", b"");
+    // A name a web page could rebind is refused; IP addresses are served.
+    assert_eq!(server.call_as("rebound.example", "GET", "/health", b"").0, 403);
+    let (status, health) = server.call_as(&server.address().to_string(), "GET", "/health", b"");
     assert_eq!((status, &health["rows"]), (200, &serde_json::json!(600)));
+    drop(server);
+
+    // --approximate serves through the HNSW index (built at start): nearly the exact hits.
+    let mut approximate = search_cmd(&index);
+    approximate.arg("--approximate");
+    let server = Server::start(approximate);
+    let (status, approx) = server.call("POST", "/search/text?top_k=10", b"a red square");
+    assert_eq!(status, 200, "{approx}");
+    let found = approx["hits"].as_array().unwrap().iter().filter(|h| hits.iter().any(|e| e["path"] == h["path"])).count();
+    assert!(found >= 8, "{approx} vs {hits:?}");
 }

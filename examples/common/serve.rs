@@ -4,12 +4,35 @@ use diffclip::data::Pipeline;
 use diffclip::eval::{Encoder, ImageSource, Matrix};
 use diffclip::http::{Limits, Request, Response, serve};
 
-/// Binds `address`, says where it listens (and `what` it serves) on stderr, and serves
-/// `handle` until the program is stopped.
-pub fn listen(address: &str, what: &str, handle: impl FnMut(Request) -> Response) -> Result<(), Box<dyn std::error::Error>> {
-    let listener = std::net::TcpListener::bind(address).map_err(|e| format!("--listen {address}: {e}"))?;
-    eprintln!("listening on http://{} ({what})", listener.local_addr()?);
-    Ok(serve(listener, Limits::default(), handle)?)
+/// `--listen` and what it accepts, shared by the programs that serve HTTP.
+#[derive(clap::Args, Debug)]
+pub struct ListenArgs {
+    /// Serve HTTP on this address (`127.0.0.1:8080`; port 0 picks a free one, printed on
+    /// stderr) until stopped. No TLS and no authentication: bind to a loopback address, or put
+    /// it behind a proxy.
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// A host name accepted in requests' `Host` header besides IP addresses and `localhost`
+    /// (e.g. the name a proxy forwards); repeatable. Others get 403, so that a web page cannot
+    /// reach the server by rebinding its own name.
+    #[arg(long, requires = "listen")]
+    pub allow_host: Vec<String>,
+    /// A web page origin (`https://app.example`) whose requests are served; repeatable. By
+    /// default requests from web pages (with an `Origin` header) get 403.
+    #[arg(long, requires = "listen")]
+    pub allow_origin: Vec<String>,
+}
+
+impl ListenArgs {
+    /// Binds `--listen`, says where it listens (and `what` it serves) on stderr, and serves
+    /// `handle` until the program is stopped.
+    pub fn serve(&self, what: &str, handle: impl FnMut(Request) -> Response) -> Result<(), Box<dyn std::error::Error>> {
+        let address = self.listen.as_deref().ok_or("--listen is missing")?;
+        let listener = std::net::TcpListener::bind(address).map_err(|e| format!("--listen {address}: {e}"))?;
+        eprintln!("listening on http://{} ({what})", listener.local_addr()?);
+        let limits = Limits { hosts: self.allow_host.clone(), origins: self.allow_origin.clone(), ..Limits::default() };
+        Ok(serve(listener, limits, handle)?)
+    }
 }
 
 /// The embedding `[1, E]` of the image file whose bytes are `body`: 400 for an empty body, 422

@@ -8,8 +8,9 @@
 //! | `POST /embed/image?normalize=true` | an image file's bytes | `{"embedding": […]}` |
 //! | `GET /health` | | `{"status": "ok", "rows": N}` |
 //!
-//! Errors are `{"error": "…"}` with a 4xx status for a bad request (not UTF-8, an empty query,
-//! an image that cannot be decoded, a bad parameter) and 500 for a failure of the model or index.
+//! Errors are `{"error": "…"}`: 400 for a text that is not UTF-8, empty or not tokenizable,
+//! and for a bad parameter; 413 for a text over 64 KiB; 422 for an image that does not decode;
+//! 500 for a failure of the model or the index.
 
 use diffclip::data::Pipeline;
 use diffclip::eval::shards::Hit;
@@ -21,6 +22,10 @@ use crate::serve::{image_embedding, param, top_k, unrouted};
 
 /// Most hits one request may ask for.
 const MAX_TOP_K: usize = 10_000;
+
+/// Longest text query: the model reads 77 tokens, so this is ample, and it bounds the query
+/// echoed in the answer.
+const MAX_TEXT_BYTES: usize = 64 << 10;
 
 const ENDPOINTS: [(&str, &str); 5] = [("POST", "/search/text"), ("POST", "/search/image"), ("POST", "/embed/text"), ("POST", "/embed/image"), ("GET", "/health")];
 
@@ -46,16 +51,20 @@ impl<S: Fn(&[&[f32]], usize) -> Result<Vec<Vec<Hit>>, Box<dyn std::error::Error>
     }
 
     fn post(&self, request: &Request, kind: &str) -> Result<Response, Response> {
+        // Parameters first: a bad one costs no embedding.
+        let embed_only = request.path.starts_with("/embed/");
+        let (normalize, k) = match embed_only {
+            true => (param(request, "normalize", false)?, 0),
+            false => (false, top_k(request, self.top_k.min(MAX_TOP_K), MAX_TOP_K)?),
+        };
         let (query, embedding) = match kind {
             "text" => self.text(&request.body)?,
             _ => (None, image_embedding(self.encoder, self.pipeline, &request.body)?),
         };
         let row = embedding.row(0);
-        if request.path.starts_with("/embed/") {
-            let normalize = param(request, "normalize", false)?;
+        if embed_only {
             return Ok(Response::json(200, &json!({ "embedding": if normalize { unit(row) } else { row.to_vec() } })));
         }
-        let k = top_k(request, self.top_k.min(MAX_TOP_K), MAX_TOP_K)?;
         let hits = (self.search)(&[row], k).map_err(|e| Response::error(500, e))?;
         let hits: Vec<Value> = hits[0].iter().enumerate().map(|(i, h)| json!({ "rank": i + 1, "score": h.score, "path": h.path })).collect();
         Ok(Response::json(200, &match query {
@@ -66,6 +75,9 @@ impl<S: Fn(&[&[f32]], usize) -> Result<Vec<Vec<Hit>>, Box<dyn std::error::Error>
 
     /// The body as a query text (trimmed), and its embedding.
     fn text(&self, body: &[u8]) -> Result<(Option<String>, Matrix), Response> {
+        if body.len() > MAX_TEXT_BYTES {
+            return Err(Response::error(413, format!("a text query of {} bytes is over the limit of {MAX_TEXT_BYTES}", body.len())));
+        }
         let text = std::str::from_utf8(body).map_err(|e| Response::error(400, format!("the body is not UTF-8 text: {e}")))?.trim();
         if text.is_empty() {
             return Err(Response::error(400, "the body holds no query text"));

@@ -1,7 +1,7 @@
 //! Reading an HTTP/1.1 request head: strict where leniency could let two readers disagree about
 //! where a request ends (one `Content-Length`, no chunked bodies, no folded headers).
 
-use super::Response;
+use super::{Limits, Response};
 
 /// The request line and the headers the server acts on.
 pub(super) struct Head {
@@ -13,10 +13,10 @@ pub(super) struct Head {
 }
 
 /// Where the body starts: just past the first empty line (`\r\n\r\n`, or `\n\n` from clients
-/// that end lines with a bare `\n`).
-pub(super) fn head_end(buf: &[u8]) -> Option<usize> {
-    let mut i = 0;
-    while let Some(nl) = buf[i..].iter().position(|&b| b == b'\n') {
+/// that end lines with a bare `\n`), looking from byte `from` on.
+pub(super) fn head_end(buf: &[u8], from: usize) -> Option<usize> {
+    let mut i = from;
+    while let Some(nl) = buf.get(i..)?.iter().position(|&b| b == b'\n') {
         let next = i + nl + 1;
         match buf.get(next) {
             Some(b'\n') => return Some(next + 1),
@@ -27,12 +27,12 @@ pub(super) fn head_end(buf: &[u8]) -> Option<usize> {
     None
 }
 
-/// Parses the head (request line and headers, up to and including the empty line).
-pub(super) fn head(bytes: &[u8]) -> Result<Head, Response> {
+/// Parses the head (request line and headers, up to and including the empty line) and checks
+/// its `Host` and `Origin` against `limits`.
+pub(super) fn head(bytes: &[u8], limits: &Limits) -> Result<Head, Response> {
     let bad = |why: &str| Response::error(400, why);
-    let text = std::str::from_utf8(bytes).map_err(|_| bad("the request line or a header is not UTF-8"))?;
-    let mut lines = text.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l));
-    let line = lines.next().unwrap_or_default();
+    let mut lines = bytes.split(|&b| b == b'\n').map(|l| l.strip_suffix(b"\r").unwrap_or(l));
+    let line = std::str::from_utf8(lines.next().unwrap_or_default()).map_err(|_| bad("the request line is not UTF-8"))?;
     let mut parts = line.split(' ');
     let (method, target, version) = match (parts.next(), parts.next(), parts.next(), parts.next()) {
         (Some(m), Some(t), Some(v), None) if !m.is_empty() && m.bytes().all(|b| b.is_ascii_uppercase()) => (m, t, v),
@@ -46,13 +46,23 @@ pub(super) fn head(bytes: &[u8]) -> Result<Head, Response> {
     }
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
     let mut head = Head { method: method.to_string(), path: path.to_string(), query: query_pairs(query)?, content_length: None, expect_continue: false };
+    let (mut host, mut origin) = (None, None);
     for line in lines.take_while(|l| !l.is_empty()) {
-        let Some((name, value)) = line.split_once(':') else { return Err(bad("a header line has no `:`")) };
-        if name.is_empty() || name.bytes().any(|b| b.is_ascii_whitespace() || b.is_ascii_control()) {
+        let Some(colon) = line.iter().position(|&b| b == b':') else { return Err(bad("a header line has no `:`")) };
+        let (name, value) = (&line[..colon], line[colon + 1..].trim_ascii());
+        if name.is_empty() || !name.iter().all(|&b| b.is_ascii_graphic()) {
             return Err(bad("a header name is empty or holds white space (folded headers are not accepted)"));
         }
-        let value = value.trim_matches([' ', '\t']);
-        match name.to_ascii_lowercase().as_str() {
+        // Other bytes may be any text (Latin-1 included), but no control character but tab.
+        if value.iter().any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f) {
+            return Err(bad("a header value holds a control character"));
+        }
+        let name = String::from_utf8_lossy(name).to_ascii_lowercase();
+        if !matches!(name.as_str(), "content-length" | "transfer-encoding" | "expect" | "host" | "origin") {
+            continue;
+        }
+        let value = std::str::from_utf8(value).map_err(|_| bad("a Content-Length, Transfer-Encoding, Expect, Host or Origin header is not UTF-8"))?;
+        match name.as_str() {
             "content-length" => {
                 let n = (!value.is_empty() && value.bytes().all(|b| b.is_ascii_digit())).then(|| value.parse::<u64>().ok()).flatten();
                 let Some(n) = n else { return Err(bad("Content-Length is not a number of bytes")) };
@@ -61,16 +71,38 @@ pub(super) fn head(bytes: &[u8]) -> Result<Head, Response> {
                 }
                 head.content_length = Some(n);
             }
-            "transfer-encoding" => return Err(Response::error(411, "chunked bodies are not accepted; send Content-Length")),
-            "expect" if value.eq_ignore_ascii_case("100-continue") => head.expect_continue = true,
+            "transfer-encoding" if value.to_ascii_lowercase().contains("chunked") => return Err(Response::error(411, "chunked bodies are not accepted; send Content-Length")),
+            "transfer-encoding" => return Err(Response::error(501, format!("Transfer-Encoding {value:?} is not supported; send the body as it is, with Content-Length"))),
+            // HTTP/1.0 clients do not know 100 Continue (RFC 9110, 10.1.1).
+            "expect" if value.eq_ignore_ascii_case("100-continue") => head.expect_continue = version == "HTTP/1.1",
             "expect" => return Err(Response::error(417, format!("cannot meet `Expect: {value}`"))),
-            _ => {}
+            "host" => host = Some(value.to_string()),
+            _ => origin = Some(value.to_string()),
         }
+    }
+    if let Some(host) = host.filter(|h| !host_accepted(h, limits)) {
+        return Err(Response::error(403, format!("Host {host:?} is not accepted: use the server's IP address or localhost, or allow the name")));
+    }
+    if let Some(origin) = origin.filter(|o| !limits.origins.iter().any(|a| a.eq_ignore_ascii_case(o))) {
+        return Err(Response::error(403, format!("requests from web pages (Origin {origin:?}) are not accepted unless allowed")));
     }
     if head.content_length.is_none() && matches!(head.method.as_str(), "POST" | "PUT" | "PATCH") {
         return Err(Response::error(411, "a body needs a Content-Length header"));
     }
     Ok(head)
+}
+
+/// An IP address (with or without a port), `localhost`, or one of `limits.hosts`: a name a web
+/// page could rebind to this machine is refused unless named.
+fn host_accepted(host: &str, limits: &Limits) -> bool {
+    if host.starts_with('[') {
+        return host.split_once(']').is_some_and(|(ip, _)| ip[1..].parse::<std::net::Ipv6Addr>().is_ok());
+    }
+    let name = match host.rsplit_once(':') {
+        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => host,
+    };
+    name.parse::<std::net::Ipv4Addr>().is_ok() || name.eq_ignore_ascii_case("localhost") || limits.hosts.iter().any(|h| h.eq_ignore_ascii_case(name))
 }
 
 /// `a=1&b=two+words` as pairs, percent-decoded.
@@ -119,6 +151,7 @@ pub(super) fn reason(status: u16) -> &'static str {
     match status {
         100 => "Continue",
         200 => "OK",
+        403 => "Forbidden",
         400 => "Bad Request",
         404 => "Not Found",
         405 => "Method Not Allowed",

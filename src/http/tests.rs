@@ -58,11 +58,11 @@ fn body(answer: &str) -> &str {
 #[test]
 fn well_formed_requests_reach_the_handler() {
     let (addr, seen) = echo_server(Limits::default());
-    let (status, text) = exchange(addr, b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello");
+    let (status, text) = exchange(addr, b"POST /x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\n\r\nhello");
     assert_eq!((status, body(&text)), (200, "hello"), "{text}");
     assert!(text.contains("Content-Length: 5\r\n") && text.contains("Connection: close\r\n"), "{text}");
     // Bare \n line ends, a percent-encoded parameter, a GET without a body.
-    let (status, text) = exchange(addr, b"GET /x?q=a+red%20dog%C3%A9&z HTTP/1.0\nHost: a\n\n");
+    let (status, text) = exchange(addr, b"GET /x?q=a+red%20dog%C3%A9&z HTTP/1.0\nHost: localhost\n\n");
     assert_eq!((status, body(&text)), (200, "a red dogé"), "{text}");
     // The body split over several writes, after a 100 Continue.
     let mut stream = connect(addr);
@@ -79,14 +79,29 @@ fn well_formed_requests_reach_the_handler() {
     // A content type that would add a header is replaced.
     let (_, text) = exchange(addr, b"GET /inject HTTP/1.1\r\n\r\n");
     assert!(!text.contains("X-Evil") && text.contains("Content-Type: application/octet-stream\r\n"), "{text}");
-    assert_eq!(seen.load(Ordering::SeqCst), 4);
+    // Empty lines before the request line, a Latin-1 header value, IP and localhost hosts,
+    // bytes after the body (ignored).
+    let (status, text) = exchange(addr, b"\r\n\r\nPOST /x HTTP/1.1\r\nX-Name: caf\xe9\r\nHost: localhost:8080\r\nContent-Length: 2\r\n\r\nokGET /y HTTP/1.1\r\n\r\n");
+    assert_eq!((status, body(&text)), (200, "ok"), "{text}");
+    for host in ["127.0.0.1", "127.0.0.1:80", "[::1]:8080", "LOCALHOST"] {
+        assert_eq!(exchange(addr, format!("GET /x?q=1 HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes()).0, 200, "{host}");
+    }
+    // HEAD: the headers of the answer, no body.
+    let (status, text) = exchange(addr, b"HEAD /x?q=abc HTTP/1.1\r\n\r\n");
+    assert_eq!((status, body(&text)), (200, ""), "{text}");
+    assert!(text.contains("Content-Length: 3\r\n"), "{text}");
+    // HTTP/1.0 clients get no 100 Continue.
+    let (status, text) = exchange(addr, b"POST /x HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\nhi");
+    assert_eq!((status, body(&text)), (200, "hi"), "{text}");
+    assert!(!text.contains("100 Continue"), "{text}");
+    assert_eq!(seen.load(Ordering::SeqCst), 11);
 }
 
 #[test]
 fn malformed_requests_are_answered_by_the_server() {
     let limits = Limits { max_body: 100, max_head: 200, ..Limits::default() };
     let (addr, seen) = echo_server(limits);
-    let cases: [(&[u8], u16, &str); 13] = [
+    let cases: [(&[u8], u16, &str); 16] = [
         (b"POST /x HTTP/1.1\r\n\r\nabc", 411, "Content-Length"),
         (b"POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", 411, "chunked"),
         (b"POST /x HTTP/1.1\r\nContent-Length: 101\r\n\r\n", 413, "over the limit of 100"),
@@ -94,7 +109,10 @@ fn malformed_requests_are_answered_by_the_server() {
         (b"POST /x HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd", 400, "two different"),
         (b"POST /x HTTP/1.1\r\nContent-Length: -1\r\n\r\n", 400, "not a number"),
         (b"POST /x HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc", 400, "ended before"),
-        (b"POST /x HTTP/1.1\r\nContent-Length: 2\r\n\r\nabc", 400, "more bytes than"),
+        (b"POST /x HTTP/1.1\r\nTransfer-Encoding: gzip\r\nContent-Length: 3\r\n\r\nabc", 501, "not supported"),
+        (b"GET /x HTTP/1.1\r\nX: a\rTransfer-Encoding: chunked\r\n\r\n", 400, "control character"),
+        (b"GET /x HTTP/1.1\r\nHost: rebound.example:8080\r\n\r\n", 403, "rebound.example"),
+        (b"GET /x HTTP/1.1\r\nHost: 127.0.0.1\r\nOrigin: https://a.example\r\n\r\n", 403, "web pages"),
         (b"GET /x\r\n\r\n", 400, "request line"),
         (b"GET x HTTP/1.1\r\n\r\n", 400, "starting with /"),
         (b"GET /x HTTP/2.0\r\n\r\n", 505, "HTTP/1.1"),
@@ -158,4 +176,50 @@ fn trickling_requests_and_failing_handlers_end_cleanly() {
     assert!(body(&text).contains("took over 2 s"), "{text}");
     assert_eq!(exchange(addr, b"GET /panic HTTP/1.1\r\n\r\n").0, 500);
     assert_eq!(exchange(addr, b"GET /x?q=after HTTP/1.1\r\n\r\n").0, 200);
+}
+
+/// Names and web origins are refused unless allowed.
+#[test]
+fn allowed_hosts_and_origins_are_served() {
+    let limits = Limits { hosts: vec!["clip.internal".into()], origins: vec!["https://app.example".into()], ..Limits::default() };
+    let (addr, _) = echo_server(limits);
+    assert_eq!(exchange(addr, b"GET /x?q=1 HTTP/1.1\r\nHost: CLIP.internal:443\r\nOrigin: https://app.example\r\n\r\n").0, 200);
+    assert_eq!(exchange(addr, b"GET /x?q=1 HTTP/1.1\r\nHost: other.internal\r\n\r\n").0, 403);
+    assert_eq!(exchange(addr, b"GET /x?q=1 HTTP/1.1\r\nOrigin: https://other.example\r\n\r\n").0, 403);
+}
+
+/// A client turned away (503) that keeps sending holds nothing: the accepting thread answers the
+/// next connections at once, and a refused request's connection gives its place back within a
+/// few seconds however long its client trickles.
+#[test]
+fn turned_away_and_refused_clients_hold_nothing() {
+    let (addr, _) = echo_server(Limits { timeout: Duration::from_secs(60), max_connections: 1, ..Limits::default() });
+    let trickle = |mut stream: TcpStream| {
+        std::thread::spawn(move || {
+            for _ in 0..400 {
+                if stream.write_all(b"a").is_err() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        })
+    };
+    let mut holder = connect(addr);
+    holder.write_all(b"GET /x?q=held HTTP/1.1\r\n").unwrap(); // holds the only place
+    let turned_away = connect(addr);
+    let mut reader = turned_away.try_clone().unwrap();
+    let _writer = trickle(turned_away);
+    assert_eq!(answer(&mut reader).0, 503);
+    // The accepting thread is not waiting on the trickling client.
+    assert_eq!(exchange(addr, b"GET /x?q=1 HTTP/1.1\r\n\r\n").0, 503);
+    // A refused request (400) whose client goes on sending gives its place back.
+    holder.write_all(b"Bad Header\r\n\r\n").unwrap();
+    let mut reader = holder.try_clone().unwrap();
+    let _writer = trickle(holder);
+    assert_eq!(answer(&mut reader).0, 400);
+    let served = (0..100).any(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        exchange(addr, b"GET /x?q=2 HTTP/1.1\r\n\r\n").0 == 200
+    });
+    assert!(served, "the refused connection still holds the only place after 10 s");
 }

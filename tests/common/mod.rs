@@ -94,20 +94,33 @@ impl Server {
             }
         });
         let address = |line: &str| line.strip_prefix("listening on http://").and_then(|s| s.split(' ').next()).and_then(|a| a.parse().ok());
+        let mut said = Vec::new();
         loop {
-            let line = rx.recv_timeout(std::time::Duration::from_secs(300)).expect("the program says where it listens");
+            let line = rx.recv_timeout(std::time::Duration::from_secs(300)).unwrap_or_else(|e| panic!("the program did not say where it listens ({e}); it said {said:?}"));
             if let Some(addr) = address(&line) {
                 server.1 = addr;
                 return server;
             }
+            said.push(line);
         }
     }
 
-    /// `METHOD target` with `body`: the status and the JSON answer.
+    /// Where it listens.
+    pub fn address(&self) -> std::net::SocketAddr {
+        self.1
+    }
+
+    /// `METHOD target` with `body`, to host `localhost`: the status and the JSON answer.
     pub fn call(&self, method: &str, target: &str, body: &[u8]) -> (u16, serde_json::Value) {
+        self.call_as("localhost", method, target, body)
+    }
+
+    /// [`Self::call`] naming `host` in the `Host` header; waits at most 300 s for the answer.
+    pub fn call_as(&self, host: &str, method: &str, target: &str, body: &[u8]) -> (u16, serde_json::Value) {
         use std::io::{Read, Write};
         let mut stream = std::net::TcpStream::connect(self.1).unwrap();
-        write!(stream, "{method} {target} HTTP/1.1\r\nHost: test\r\nContent-Length: {}\r\n\r\n", body.len()).unwrap();
+        stream.set_read_timeout(Some(std::time::Duration::from_secs(300))).unwrap();
+        write!(stream, "{method} {target} HTTP/1.1\r\nHost: {host}\r\nContent-Length: {}\r\n\r\n", body.len()).unwrap();
         stream.write_all(body).unwrap();
         let mut answer = String::new();
         stream.read_to_string(&mut answer).unwrap();
