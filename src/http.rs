@@ -34,7 +34,8 @@ pub struct Limits {
     pub max_body: usize,
     /// Largest request line plus headers (`431` past it).
     pub max_head: usize,
-    /// Longest wait for the client's next bytes (`408`), or for it to take more of the answer.
+    /// Longest wait for the client's next bytes (`408`), or for it to take more of the answer;
+    /// zero: no limit but `request_time`.
     pub timeout: Duration,
     /// Longest time the whole request may take to arrive, however steadily it trickles (`408`);
     /// the answer gets as long to leave.
@@ -46,7 +47,9 @@ pub struct Limits {
     /// server. Add the name a proxy in front of it forwards.
     pub hosts: Vec<String>,
     /// `Origin` values accepted (`403` otherwise): requests a web page makes carry one, so by
-    /// default no page the user has open can use the server.
+    /// default no page the user has open can use the server. An accepted origin gets CORS
+    /// headers, and its preflight `OPTIONS` requests are answered by the server. (`null` would
+    /// accept every sandboxed frame and `data:` page.)
     pub origins: Vec<String>,
 }
 
@@ -87,13 +90,16 @@ impl Request {
     }
 }
 
-/// A response: status, content type and body.
+/// A response: status, content type, other headers and body.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Response {
     /// The status code.
     pub status: u16,
     /// The `Content-Type` header.
     pub content_type: String,
+    /// Other headers (`Allow`, …); the server writes `Content-Length` and `Connection` itself.
+    /// A name or value holding a control character is left out.
+    pub headers: Vec<(String, String)>,
     /// The body.
     pub body: Vec<u8>,
 }
@@ -101,7 +107,13 @@ pub struct Response {
 impl Response {
     /// Any response.
     pub fn new(status: u16, content_type: &str, body: Vec<u8>) -> Self {
-        Self { status, content_type: content_type.to_string(), body }
+        Self { status, content_type: content_type.to_string(), headers: Vec::new(), body }
+    }
+
+    /// The response with header `name: value` added.
+    pub fn with_header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.to_string(), value.to_string()));
+        self
     }
 
     /// `value` as JSON, with a trailing newline.
@@ -120,9 +132,10 @@ impl Response {
 /// Serves `listener` until accepting fails for good (it does not return otherwise): each request
 /// is read on its connection's thread, then `handle` answers it here. Requests that break
 /// [`Limits`] or HTTP/1.1's syntax are answered by the server (`400`, `403`, `408`, `411`,
-/// `413`, `417`, `431`, `501`, `503`, `505`) and never reach `handle`. A handler that panics
-/// answers `500` and the server goes on. Each request is logged on stderr, with its status and
-/// time.
+/// `413`, `417`, `431`, `501`, `503`, `505`) and never reach `handle`, nor do CORS preflights of
+/// allowed origins. `HEAD` reaches it as `GET` and is answered without the body. A handler that
+/// panics answers `500` and the server goes on. Each request is logged on stderr, with its
+/// status and time.
 pub fn serve(listener: TcpListener, limits: Limits, mut handle: impl FnMut(Request) -> Response) -> std::io::Result<()> {
     let (requests, incoming) = channel::<(Request, Sender<Response>)>();
     let accepting = std::thread::spawn(move || accept(listener, limits, requests));
@@ -137,10 +150,23 @@ pub fn serve(listener: TcpListener, limits: Limits, mut handle: impl FnMut(Reque
     accepting.join().unwrap_or_else(|_| Err(std::io::Error::other("the accepting thread panicked")))
 }
 
-/// One line on stderr; a closed stderr (`… 2>&1 | tee log` after `tee` ended) does not stop the
-/// server.
+/// One line on stderr, written by a thread of its own: a closed or stalled stderr (`… 2>&1 |
+/// tee log` after `tee` ended or stopped reading) neither stops nor holds the server; lines
+/// past 1024 waiting are dropped.
 fn log(line: std::fmt::Arguments<'_>) {
-    let _ = writeln!(std::io::stderr(), "{line}");
+    static LINES: std::sync::OnceLock<Option<std::sync::mpsc::SyncSender<String>>> = std::sync::OnceLock::new();
+    let lines = LINES.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<String>(1024);
+        let spawned = std::thread::Builder::new().name("http-log".into()).spawn(move || {
+            for line in rx {
+                let _ = writeln!(std::io::stderr(), "{line}");
+            }
+        });
+        spawned.ok().map(|_| tx)
+    });
+    if let Some(lines) = lines {
+        let _ = lines.try_send(line.to_string());
+    }
 }
 
 /// A connection's place among `Limits::max_connections`, given back when dropped, however its
@@ -195,7 +221,7 @@ fn accept(listener: TcpListener, limits: Limits, requests: Sender<(Request, Send
 fn turn_away(stream: TcpStream) {
     log(format_args!("refused {}: 503 too many connections", stream.peer_addr().map_or("?".to_string(), |a| a.to_string())));
     if stream.set_nonblocking(true).is_ok() {
-        let _ = (&stream).write_all(&connection::encode(&Response::error(503, "too many connections; try again"), false));
+        let _ = (&stream).write_all(&connection::encode(&Response::error(503, "too many connections; try again"), false, None));
     }
     let _ = stream.shutdown(std::net::Shutdown::Both);
 }

@@ -63,10 +63,13 @@ pub fn top_k(request: &Request, default: usize, max: usize) -> Result<usize, Res
 }
 
 /// The answer for a path that is not one of `endpoints` (404), or a method other than the one
-/// each of them takes (405).
+/// each of them takes (405, with `Allow`; `HEAD` reaches handlers as `GET`).
 pub fn unrouted(request: &Request, endpoints: &[(&str, &str)]) -> Response {
     match endpoints.iter().find(|(_, path)| *path == request.path) {
-        Some((method, path)) => Response::error(405, format!("{} {path}: use {method}", request.method)),
+        Some((method, path)) => {
+            let allow = if *method == "GET" { "GET, HEAD" } else { method };
+            Response::error(405, format!("{} {path}: use {method}", request.method)).with_header("Allow", allow)
+        }
         None => {
             let all: Vec<String> = endpoints.iter().map(|(m, p)| format!("{m} {p}")).collect();
             Response::error(404, format!("no endpoint {}; there are {}", request.path, all.join(", ")))

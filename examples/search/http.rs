@@ -14,7 +14,7 @@
 
 use diffclip::data::Pipeline;
 use diffclip::eval::shards::Hit;
-use diffclip::eval::{Encoder, Matrix};
+use diffclip::eval::{Encoder, EvalError, Matrix};
 use diffclip::http::{Request, Response};
 use serde_json::{Value, json};
 
@@ -82,7 +82,10 @@ impl<S: Fn(&[&[f32]], usize) -> Result<Vec<Vec<Hit>>, Box<dyn std::error::Error>
         if text.is_empty() {
             return Err(Response::error(400, "the body holds no query text"));
         }
-        let embedding = self.encoder.encode_texts(&[text]).map_err(|e| Response::error(400, e))?;
+        let embedding = self.encoder.encode_texts(&[text]).map_err(|e| match e {
+            EvalError::Tokenizer(_) => Response::error(400, e),
+            e => Response::error(500, e),
+        })?;
         Ok((Some(text.to_string()), embedding))
     }
 }

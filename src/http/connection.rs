@@ -10,55 +10,87 @@ use super::{Limits, Request, Response, log, parse};
 
 /// Serves the request on `stream`.
 pub(super) fn serve(mut stream: TcpStream, limits: &Limits, requests: &Sender<(Request, Sender<Response>)>) {
-    let (response, head_only) = match read_request(&mut stream, limits) {
+    let mut asked = Asked::default();
+    let response = match read_request(&mut stream, limits, &mut asked) {
         Ok(None) => return, // closed before sending anything
+        Ok(Some(request)) if request.method == "OPTIONS" && asked.origin.is_some() => preflight(),
         Ok(Some(request)) => {
-            let head_only = request.method == "HEAD";
             let (reply, answer) = channel();
-            match requests.send((request, reply)).ok().and_then(|_| answer.recv().ok()) {
-                Some(response) => (response, head_only),
-                None => (Response::error(503, "the server is shutting down"), head_only),
-            }
+            let answer = requests.send((request, reply)).ok().and_then(|_| answer.recv().ok());
+            answer.unwrap_or_else(|| Response::error(503, "the server is shutting down"))
         }
         Err(response) => {
             let peer = stream.peer_addr().map_or("?".to_string(), |a| a.to_string());
             log(format_args!("refused {peer}: {} {}", response.status, parse::reason(response.status)));
-            (response, false)
+            response
         }
     };
-    let deadline = Instant::now() + limits.request_time;
-    if write_within(&mut stream, &encode(&response, head_only), limits.timeout, deadline).is_ok() {
+    let deadline = after(limits.request_time);
+    if write_within(&mut stream, &encode(&response, asked.head_only, asked.origin.as_deref()), limits.timeout, deadline).is_ok() {
         linger(stream);
     }
 }
 
+/// What shapes the answer besides the handler: a `HEAD` request (no body), an allowed origin
+/// (CORS headers).
+#[derive(Default)]
+struct Asked {
+    head_only: bool,
+    origin: Option<String>,
+}
+
+/// The answer to an allowed origin's CORS preflight.
+fn preflight() -> Response {
+    Response::new(204, "text/plain", Vec::new())
+        .with_header("Access-Control-Allow-Methods", "GET, HEAD, POST")
+        .with_header("Access-Control-Allow-Headers", "Content-Type")
+        .with_header("Access-Control-Max-Age", "600")
+}
+
+/// `now + d`, or a year from now when that does not fit an `Instant`.
+fn after(d: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(d).unwrap_or_else(|| now + Duration::from_secs(365 * 86_400))
+}
+
+/// How long the next wait may be: what is `left`, at most `timeout` (zero: no per-wait limit).
+fn wait(left: Duration, timeout: Duration) -> Duration {
+    if timeout.is_zero() { left } else { left.min(timeout) }
+}
+
 /// The request on `stream`: `Ok(None)` when the client closed without sending a byte; `Err` is
-/// the answer to a request that cannot be served.
-fn read_request(stream: &mut TcpStream, limits: &Limits) -> Result<Option<Request>, Response> {
-    let deadline = Instant::now() + limits.request_time;
+/// the answer to a request that cannot be served. Fills in `asked` as soon as it is known.
+fn read_request(stream: &mut TcpStream, limits: &Limits, asked: &mut Asked) -> Result<Option<Request>, Response> {
+    let deadline = after(limits.request_time);
     let too_large = || Response::error(431, format!("request line and headers over {} bytes", limits.max_head));
     let mut chunk = vec![0u8; 64 << 10];
-    let (mut buf, mut scanned) = (Vec::new(), 0);
+    let (mut buf, mut scanned, mut skipped) = (Vec::new(), 0, 0);
     let head_end = loop {
         if let Some(end) = parse::head_end(&buf, scanned) {
             break end;
         }
         scanned = buf.len().saturating_sub(3); // the next read cannot end an empty line earlier
-        if buf.len() > limits.max_head {
+        if buf.len() + skipped > limits.max_head {
             return Err(too_large());
         }
         match read_some(stream, &mut chunk[..4096], limits, deadline)? {
             0 if buf.is_empty() => return Ok(None),
             0 => return Err(Response::error(400, "the connection ended inside the headers")),
-            // Empty lines before the request line are ignored (RFC 9112, 2.2).
-            n if buf.is_empty() => buf.extend(chunk[..n].iter().skip_while(|&&b| b == b'\r' || b == b'\n')),
+            // Empty lines before the request line are ignored (RFC 9112, 2.2), but count.
+            n if buf.is_empty() => {
+                let blank = chunk[..n].iter().take_while(|&&b| b == b'\r' || b == b'\n').count();
+                skipped += blank;
+                buf.extend_from_slice(&chunk[blank..n]);
+            }
             n => buf.extend_from_slice(&chunk[..n]),
         }
     };
-    if head_end > limits.max_head {
+    asked.head_only = buf.starts_with(b"HEAD ");
+    if head_end + skipped > limits.max_head {
         return Err(too_large());
     }
     let head = parse::head(&buf[..head_end], limits)?;
+    asked.origin = head.origin.clone();
     let length = head.content_length.unwrap_or(0);
     if length > limits.max_body as u64 {
         return Err(Response::error(413, format!("a body of {length} bytes is over the limit of {}", limits.max_body)));
@@ -77,7 +109,9 @@ fn read_request(stream: &mut TcpStream, limits: &Limits) -> Result<Option<Reques
         }
     }
     body.truncate(length); // one request per connection: what follows is not read
-    Ok(Some(Request { method: head.method, path: head.path, query: head.query, body }))
+    // HEAD is GET without the body (RFC 9110, 9.3.2): the handler answers it as GET.
+    let method = if asked.head_only { "GET".to_string() } else { head.method };
+    Ok(Some(Request { method, path: head.path, query: head.query, body }))
 }
 
 /// The next bytes, waited for at most `limits.timeout` and never past `deadline`.
@@ -87,7 +121,7 @@ fn read_some(stream: &mut TcpStream, buf: &mut [u8], limits: &Limits, deadline: 
     if left.is_zero() {
         return Err(too_slow());
     }
-    stream.set_read_timeout(Some(left.min(limits.timeout))).map_err(read_failed)?;
+    stream.set_read_timeout(Some(wait(left, limits.timeout))).map_err(read_failed)?;
     stream.read(buf).map_err(|e| match Instant::now() >= deadline {
         true => too_slow(),
         false => read_failed(e),
@@ -101,38 +135,43 @@ fn read_failed(e: std::io::Error) -> Response {
     }
 }
 
-/// The response's bytes: status line, headers and, unless `head_only` (a `HEAD` request), body.
-pub(super) fn encode(response: &Response, head_only: bool) -> Vec<u8> {
-    // A content type with a line break would let a handler's input write headers.
-    let content_type = match response.content_type.bytes().any(|b| b.is_ascii_control()) {
-        true => "application/octet-stream",
-        false => response.content_type.as_str(),
-    };
-    let mut out = format!(
-        "HTTP/1.1 {} {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        response.status,
-        parse::reason(response.status),
-        response.body.len()
-    )
-    .into_bytes();
+/// The response's bytes: status line, headers (CORS ones for an allowed `origin`) and, unless
+/// `head_only` (a `HEAD` request), body.
+pub(super) fn encode(response: &Response, head_only: bool, origin: Option<&str>) -> Vec<u8> {
+    // A header with a line break would let a handler's input write headers of its own.
+    let clean = |s: &str| !s.bytes().any(|b| b.is_ascii_control());
+    let content_type = if clean(&response.content_type) { response.content_type.as_str() } else { "application/octet-stream" };
+    let mut head = format!("HTTP/1.1 {} {}\r\nContent-Type: {content_type}\r\n", response.status, parse::reason(response.status));
+    let cors = origin.map(|o| [("Access-Control-Allow-Origin", o), ("Vary", "Origin")]);
+    let headers = response.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).chain(cors.into_iter().flatten());
+    for (name, value) in headers.filter(|(n, v)| !n.is_empty() && clean(n) && !n.contains([' ', ':']) && clean(v)) {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str(&format!("Content-Length: {}\r\nConnection: close\r\n\r\n", response.body.len()));
+    let mut out = head.into_bytes();
     if !head_only {
         out.extend_from_slice(&response.body);
     }
     out
 }
 
-/// Writes `bytes`, waiting at most `timeout` for the client to take each part and giving up at
+/// Writes `bytes`, waiting at most `timeout` for the client to take more and giving up at
 /// `deadline`, so that a client that reads slowly holds its connection for a bounded time.
-fn write_within(stream: &mut TcpStream, bytes: &[u8], timeout: Duration, deadline: Instant) -> std::io::Result<()> {
-    for part in bytes.chunks(64 << 10) {
+fn write_within(stream: &mut TcpStream, mut bytes: &[u8], timeout: Duration, deadline: Instant) -> std::io::Result<()> {
+    while !bytes.is_empty() {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return Err(ErrorKind::TimedOut.into());
         }
-        stream.set_write_timeout(Some(left.min(timeout)))?;
-        stream.write_all(part)?;
+        stream.set_write_timeout(Some(wait(left, timeout)))?;
+        match stream.write(bytes) {
+            Ok(0) => return Err(ErrorKind::WriteZero.into()),
+            Ok(n) => bytes = &bytes[n..],
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
     }
-    stream.flush()
+    Ok(())
 }
 
 /// Ends the connection after the answer: stops writing, then reads (and drops) what the client

@@ -10,6 +10,8 @@ pub(super) struct Head {
     pub query: Vec<(String, String)>,
     pub content_length: Option<u64>,
     pub expect_continue: bool,
+    /// The `Origin`, when there is one (it is then an allowed one).
+    pub origin: Option<String>,
 }
 
 /// Where the body starts: just past the first empty line (`\r\n\r\n`, or `\n\n` from clients
@@ -45,11 +47,11 @@ pub(super) fn head(bytes: &[u8], limits: &Limits) -> Result<Head, Response> {
         return Err(bad("the request target must be a path starting with /"));
     }
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
-    let mut head = Head { method: method.to_string(), path: path.to_string(), query: query_pairs(query)?, content_length: None, expect_continue: false };
-    let (mut host, mut origin) = (None, None);
+    let mut head = Head { method: method.to_string(), path: path.to_string(), query: query_pairs(query)?, content_length: None, expect_continue: false, origin: None };
+    let mut host = None;
     for line in lines.take_while(|l| !l.is_empty()) {
         let Some(colon) = line.iter().position(|&b| b == b':') else { return Err(bad("a header line has no `:`")) };
-        let (name, value) = (&line[..colon], line[colon + 1..].trim_ascii());
+        let (name, value) = (&line[..colon], trim_blanks(&line[colon + 1..]));
         if name.is_empty() || !name.iter().all(|&b| b.is_ascii_graphic()) {
             return Err(bad("a header name is empty or holds white space (folded headers are not accepted)"));
         }
@@ -76,14 +78,19 @@ pub(super) fn head(bytes: &[u8], limits: &Limits) -> Result<Head, Response> {
             // HTTP/1.0 clients do not know 100 Continue (RFC 9110, 10.1.1).
             "expect" if value.eq_ignore_ascii_case("100-continue") => head.expect_continue = version == "HTTP/1.1",
             "expect" => return Err(Response::error(417, format!("cannot meet `Expect: {value}`"))),
+            "host" if host.is_some() => return Err(bad("more than one Host header")),
             "host" => host = Some(value.to_string()),
-            _ => origin = Some(value.to_string()),
+            _ => head.origin = Some(value.to_string()),
         }
     }
-    if let Some(host) = host.filter(|h| !host_accepted(h, limits)) {
-        return Err(Response::error(403, format!("Host {host:?} is not accepted: use the server's IP address or localhost, or allow the name")));
+    match host {
+        None if version == "HTTP/1.1" => return Err(bad("an HTTP/1.1 request needs a Host header")),
+        Some(host) if !host_accepted(&host, limits) => {
+            return Err(Response::error(403, format!("Host {host:?} is not accepted: use the server's IP address or localhost, or allow the name")));
+        }
+        _ => {}
     }
-    if let Some(origin) = origin.filter(|o| !limits.origins.iter().any(|a| a.eq_ignore_ascii_case(o))) {
+    if let Some(origin) = head.origin.as_ref().filter(|o| !limits.origins.iter().any(|a| a.eq_ignore_ascii_case(o))) {
         return Err(Response::error(403, format!("requests from web pages (Origin {origin:?}) are not accepted unless allowed")));
     }
     if head.content_length.is_none() && matches!(head.method.as_str(), "POST" | "PUT" | "PATCH") {
@@ -92,17 +99,38 @@ pub(super) fn head(bytes: &[u8], limits: &Limits) -> Result<Head, Response> {
     Ok(head)
 }
 
-/// An IP address (with or without a port), `localhost`, or one of `limits.hosts`: a name a web
-/// page could rebind to this machine is refused unless named.
-fn host_accepted(host: &str, limits: &Limits) -> bool {
-    if host.starts_with('[') {
-        return host.split_once(']').is_some_and(|(ip, _)| ip[1..].parse::<std::net::Ipv6Addr>().is_ok());
+/// `value` without the spaces and tabs around it (only those: any other control character is
+/// then refused).
+fn trim_blanks(mut value: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = value {
+        value = rest;
     }
+    while let [rest @ .., b' ' | b'\t'] = value {
+        value = rest;
+    }
+    value
+}
+
+/// An IP address (with or without a port), `localhost`, or one of `limits.hosts` (each compared
+/// without its port and trailing dot): a name a web page could rebind to this machine is
+/// refused unless named.
+fn host_accepted(host: &str, limits: &Limits) -> bool {
+    if let Some(rest) = host.strip_prefix('[') {
+        let Some((ip, port)) = rest.split_once(']') else { return false };
+        let port_ok = port.is_empty() || port.strip_prefix(':').is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+        return port_ok && ip.parse::<std::net::Ipv6Addr>().is_ok();
+    }
+    let name = host_name(host);
+    name.parse::<std::net::Ipv4Addr>().is_ok() || name.eq_ignore_ascii_case("localhost") || limits.hosts.iter().any(|h| host_name(h).eq_ignore_ascii_case(name))
+}
+
+/// `name` of `name.:port`.
+fn host_name(host: &str) -> &str {
     let name = match host.rsplit_once(':') {
         Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
         _ => host,
     };
-    name.parse::<std::net::Ipv4Addr>().is_ok() || name.eq_ignore_ascii_case("localhost") || limits.hosts.iter().any(|h| h.eq_ignore_ascii_case(name))
+    name.strip_suffix('.').unwrap_or(name)
 }
 
 /// `a=1&b=two+words` as pairs, percent-decoded.
@@ -151,6 +179,7 @@ pub(super) fn reason(status: u16) -> &'static str {
     match status {
         100 => "Continue",
         200 => "OK",
+        204 => "No Content",
         403 => "Forbidden",
         400 => "Bad Request",
         404 => "Not Found",

@@ -21,6 +21,7 @@ fn echo_server(limits: Limits) -> (SocketAddr, Arc<AtomicUsize>) {
             match request.param("q") {
                 Some(q) => Response::new(200, "text/plain", q.as_bytes().to_vec()),
                 None if request.path == "/panic" => panic!("a handler's bug"),
+                None if request.path == "/method" => Response::new(200, "text/plain", request.method.into_bytes()).with_header("X-Ok", "1").with_header("X-Bad", "1\r\nX-Evil: 1"),
                 None if request.path == "/inject" => Response::new(200, "text/plain\r\nX-Evil: 1", vec![]),
                 None => Response::new(200, "application/octet-stream", request.body),
             }
@@ -66,7 +67,7 @@ fn well_formed_requests_reach_the_handler() {
     assert_eq!((status, body(&text)), (200, "a red dogé"), "{text}");
     // The body split over several writes, after a 100 Continue.
     let mut stream = connect(addr);
-    stream.write_all(b"POST /x HTTP/1.1\r\nContent-Length: 6\r\nExpect: 100-continue\r\n\r\n").unwrap();
+    stream.write_all(b"POST /x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 6\r\nExpect: 100-continue\r\n\r\n").unwrap();
     let mut interim = [0u8; 25];
     stream.read_exact(&mut interim).unwrap();
     assert_eq!(&interim, b"HTTP/1.1 100 Continue\r\n\r\n");
@@ -77,7 +78,7 @@ fn well_formed_requests_reach_the_handler() {
     let (status, text) = answer(&mut stream);
     assert_eq!((status, body(&text)), (200, "abcdef"), "{text}");
     // A content type that would add a header is replaced.
-    let (_, text) = exchange(addr, b"GET /inject HTTP/1.1\r\n\r\n");
+    let (_, text) = exchange(addr, b"GET /inject HTTP/1.1\r\nHost: localhost\r\n\r\n");
     assert!(!text.contains("X-Evil") && text.contains("Content-Type: application/octet-stream\r\n"), "{text}");
     // Empty lines before the request line, a Latin-1 header value, IP and localhost hosts,
     // bytes after the body (ignored).
@@ -86,38 +87,46 @@ fn well_formed_requests_reach_the_handler() {
     for host in ["127.0.0.1", "127.0.0.1:80", "[::1]:8080", "LOCALHOST"] {
         assert_eq!(exchange(addr, format!("GET /x?q=1 HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes()).0, 200, "{host}");
     }
-    // HEAD: the headers of the answer, no body.
-    let (status, text) = exchange(addr, b"HEAD /x?q=abc HTTP/1.1\r\n\r\n");
+    // HEAD: the handler answers it as GET; the headers of the answer, no body. A handler's
+    // header is written unless it would write another.
+    let (status, text) = exchange(addr, b"HEAD /method HTTP/1.1\r\nHost: localhost.:8080\r\n\r\n");
     assert_eq!((status, body(&text)), (200, ""), "{text}");
-    assert!(text.contains("Content-Length: 3\r\n"), "{text}");
+    assert!(text.contains("Content-Length: 3\r\n") && text.contains("X-Ok: 1\r\n") && !text.contains("Evil"), "{text}");
     // HTTP/1.0 clients get no 100 Continue.
     let (status, text) = exchange(addr, b"POST /x HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\nhi");
     assert_eq!((status, body(&text)), (200, "hi"), "{text}");
     assert!(!text.contains("100 Continue"), "{text}");
     assert_eq!(seen.load(Ordering::SeqCst), 11);
+    // A refused HEAD gets no body either.
+    let (status, text) = exchange(addr, b"HEAD /x HTTP/1.1\r\nHost: evil.example\r\n\r\n");
+    assert_eq!((status, body(&text)), (403, ""), "{text}");
 }
 
 #[test]
 fn malformed_requests_are_answered_by_the_server() {
     let limits = Limits { max_body: 100, max_head: 200, ..Limits::default() };
     let (addr, seen) = echo_server(limits);
-    let cases: [(&[u8], u16, &str); 16] = [
-        (b"POST /x HTTP/1.1\r\n\r\nabc", 411, "Content-Length"),
-        (b"POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", 411, "chunked"),
-        (b"POST /x HTTP/1.1\r\nContent-Length: 101\r\n\r\n", 413, "over the limit of 100"),
-        (b"POST /x HTTP/1.1\r\nContent-Length: 99999999999999999999999\r\n\r\n", 400, "not a number"),
-        (b"POST /x HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd", 400, "two different"),
-        (b"POST /x HTTP/1.1\r\nContent-Length: -1\r\n\r\n", 400, "not a number"),
-        (b"POST /x HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc", 400, "ended before"),
-        (b"POST /x HTTP/1.1\r\nTransfer-Encoding: gzip\r\nContent-Length: 3\r\n\r\nabc", 501, "not supported"),
-        (b"GET /x HTTP/1.1\r\nX: a\rTransfer-Encoding: chunked\r\n\r\n", 400, "control character"),
+    let cases: [(&[u8], u16, &str); 20] = [
+        (b"POST /x HTTP/1.1\r\nHost: localhost\r\n\r\nabc", 411, "Content-Length"),
+        (b"POST /x HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", 411, "chunked"),
+        (b"POST /x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 101\r\n\r\n", 413, "over the limit of 100"),
+        (b"POST /x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 99999999999999999999999\r\n\r\n", 400, "not a number"),
+        (b"POST /x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd", 400, "two different"),
+        (b"POST /x HTTP/1.1\r\nHost: localhost\r\nContent-Length: -1\r\n\r\n", 400, "not a number"),
+        (b"POST /x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 10\r\n\r\nabc", 400, "ended before"),
+        (b"POST /x HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: gzip\r\nContent-Length: 3\r\n\r\nabc", 501, "not supported"),
+        (b"GET /x HTTP/1.1\r\nHost: localhost\r\nX: a\rTransfer-Encoding: chunked\r\n\r\n", 400, "control character"),
         (b"GET /x HTTP/1.1\r\nHost: rebound.example:8080\r\n\r\n", 403, "rebound.example"),
         (b"GET /x HTTP/1.1\r\nHost: 127.0.0.1\r\nOrigin: https://a.example\r\n\r\n", 403, "web pages"),
         (b"GET /x\r\n\r\n", 400, "request line"),
-        (b"GET x HTTP/1.1\r\n\r\n", 400, "starting with /"),
+        (b"GET x HTTP/1.1\r\nHost: localhost\r\n\r\n", 400, "starting with /"),
+        (b"GET /x HTTP/1.1\r\n\r\n", 400, "needs a Host"),
+        (b"GET /x HTTP/1.1\r\nHost: 127.0.0.1\r\nHost: evil.example\r\n\r\n", 400, "more than one Host"),
+        (b"GET /x HTTP/1.1\r\nHost: [::1]evil.example\r\n\r\n", 403, "not accepted"),
+        (b"GET /x HTTP/1.1\r\nHost: localhost\r\r\n\r\n", 400, "control character"),
         (b"GET /x HTTP/2.0\r\n\r\n", 505, "HTTP/1.1"),
-        (b"GET /x HTTP/1.1\r\nBad Name: 1\r\n\r\n", 400, "header name"),
-        (b"GET /x?q=%ff HTTP/1.1\r\n\r\n", 400, "UTF-8"),
+        (b"GET /x HTTP/1.1\r\nHost: localhost\r\nBad Name: 1\r\n\r\n", 400, "header name"),
+        (b"GET /x?q=%ff HTTP/1.1\r\nHost: localhost\r\n\r\n", 400, "UTF-8"),
     ];
     for (raw, want, says) in cases {
         let (status, text) = exchange(addr, raw);
@@ -127,10 +136,13 @@ fn malformed_requests_are_answered_by_the_server() {
     let mut huge = b"GET /x HTTP/1.1\r\n".to_vec();
     huge.extend(std::iter::repeat_n(b"X-Pad: 0123456789\r\n", 20).flatten());
     assert_eq!(exchange(addr, &huge).0, 431);
+    let mut blank_lines = b"\r\n".repeat(150);
+    blank_lines.extend_from_slice(b"GET /x HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    assert_eq!(exchange(addr, &blank_lines).0, 431, "empty lines before the request count");
     assert_eq!(exchange(addr, &[0xff, 0xfe, b'\r', b'\n', b'\r', b'\n']).0, 400);
     // Closing without a byte gets no answer; the server goes on.
     drop(connect(addr));
-    assert_eq!(exchange(addr, b"GET /x?q=on HTTP/1.1\r\n\r\n").0, 200);
+    assert_eq!(exchange(addr, b"GET /x?q=on HTTP/1.1\r\nHost: localhost\r\n\r\n").0, 200);
     assert_eq!(seen.load(Ordering::SeqCst), 1, "only the last request reached the handler");
 }
 
@@ -140,10 +152,10 @@ fn malformed_requests_are_answered_by_the_server() {
 fn silent_clients_do_not_hold_the_server() {
     let (addr, _) = echo_server(Limits { timeout: Duration::from_secs(10), max_connections: 2, ..Limits::default() });
     let mut silent = connect(addr);
-    silent.write_all(b"POST /x HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc").unwrap();
+    silent.write_all(b"POST /x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 10\r\n\r\nabc").unwrap();
     let mut second = connect(addr);
-    assert_eq!(exchange(addr, b"GET /x?q=1 HTTP/1.1\r\n\r\n").0, 503, "two connections are open");
-    second.write_all(b"GET /x?q=2 HTTP/1.1\r\n\r\n").unwrap();
+    assert_eq!(exchange(addr, b"GET /x?q=1 HTTP/1.1\r\nHost: localhost\r\n\r\n").0, 503, "two connections are open");
+    second.write_all(b"GET /x?q=2 HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
     let (status, text) = answer(&mut second);
     assert_eq!((status, body(&text)), (200, "2"));
     // A server that waited for `silent` would have answered it (408) first.
@@ -163,7 +175,7 @@ fn trickling_requests_and_failing_handlers_end_cleanly() {
     let mut stream = connect(addr);
     let mut writer = stream.try_clone().unwrap();
     std::thread::spawn(move || {
-        let _ = writer.write_all(b"POST /x HTTP/1.1\r\nContent-Length: 1000\r\n\r\n");
+        let _ = writer.write_all(b"POST /x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1000\r\n\r\n");
         for _ in 0..200 {
             std::thread::sleep(Duration::from_millis(300));
             if writer.write_all(b"a").is_err() {
@@ -174,18 +186,26 @@ fn trickling_requests_and_failing_handlers_end_cleanly() {
     let (status, text) = answer(&mut stream);
     assert_eq!(status, 408, "{text}");
     assert!(body(&text).contains("took over 2 s"), "{text}");
-    assert_eq!(exchange(addr, b"GET /panic HTTP/1.1\r\n\r\n").0, 500);
-    assert_eq!(exchange(addr, b"GET /x?q=after HTTP/1.1\r\n\r\n").0, 200);
+    assert_eq!(exchange(addr, b"GET /panic HTTP/1.1\r\nHost: localhost\r\n\r\n").0, 500);
+    assert_eq!(exchange(addr, b"GET /x?q=after HTTP/1.1\r\nHost: localhost\r\n\r\n").0, 200);
 }
 
-/// Names and web origins are refused unless allowed.
+/// Names and web origins are refused unless allowed; an allowed origin gets CORS headers and
+/// its preflight is answered by the server. A zero `timeout` means no per-wait limit.
 #[test]
 fn allowed_hosts_and_origins_are_served() {
-    let limits = Limits { hosts: vec!["clip.internal".into()], origins: vec!["https://app.example".into()], ..Limits::default() };
-    let (addr, _) = echo_server(limits);
-    assert_eq!(exchange(addr, b"GET /x?q=1 HTTP/1.1\r\nHost: CLIP.internal:443\r\nOrigin: https://app.example\r\n\r\n").0, 200);
+    let limits = Limits { hosts: vec!["clip.internal:8443".into()], origins: vec!["https://app.example".into()], timeout: Duration::ZERO, ..Limits::default() };
+    let (addr, seen) = echo_server(limits);
+    let (status, text) = exchange(addr, b"GET /x?q=1 HTTP/1.1\r\nHost: CLIP.internal\r\nOrigin: https://app.example\r\n\r\n");
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("Access-Control-Allow-Origin: https://app.example\r\n") && text.contains("Vary: Origin\r\n"), "{text}");
+    let (status, text) = exchange(addr, b"OPTIONS /x HTTP/1.1\r\nHost: 127.0.0.1\r\nOrigin: https://app.example\r\nAccess-Control-Request-Method: POST\r\n\r\n");
+    assert_eq!(status, 204, "{text}");
+    assert!(text.contains("Access-Control-Allow-Methods: GET, HEAD, POST\r\n") && text.contains("Access-Control-Allow-Origin: https://app.example\r\n"), "{text}");
+    assert_eq!(seen.load(Ordering::SeqCst), 1, "the preflight did not reach the handler");
     assert_eq!(exchange(addr, b"GET /x?q=1 HTTP/1.1\r\nHost: other.internal\r\n\r\n").0, 403);
-    assert_eq!(exchange(addr, b"GET /x?q=1 HTTP/1.1\r\nOrigin: https://other.example\r\n\r\n").0, 403);
+    assert_eq!(exchange(addr, b"GET /x?q=1 HTTP/1.1\r\nHost: localhost\r\nOrigin: https://other.example\r\n\r\n").0, 403);
+    assert_eq!(exchange(addr, b"GET /x?q=1 HTTP/1.1\r\nHost: localhost\r\nOrigin: null\r\n\r\n").0, 403);
 }
 
 /// A client turned away (503) that keeps sending holds nothing: the accepting thread answers the
@@ -205,13 +225,13 @@ fn turned_away_and_refused_clients_hold_nothing() {
         })
     };
     let mut holder = connect(addr);
-    holder.write_all(b"GET /x?q=held HTTP/1.1\r\n").unwrap(); // holds the only place
+    holder.write_all(b"GET /x?q=held HTTP/1.1\r\nHost: localhost\r\n").unwrap(); // holds the only place
     let turned_away = connect(addr);
     let mut reader = turned_away.try_clone().unwrap();
     let _writer = trickle(turned_away);
     assert_eq!(answer(&mut reader).0, 503);
     // The accepting thread is not waiting on the trickling client.
-    assert_eq!(exchange(addr, b"GET /x?q=1 HTTP/1.1\r\n\r\n").0, 503);
+    assert_eq!(exchange(addr, b"GET /x?q=1 HTTP/1.1\r\nHost: localhost\r\n\r\n").0, 503);
     // A refused request (400) whose client goes on sending gives its place back.
     holder.write_all(b"Bad Header\r\n\r\n").unwrap();
     let mut reader = holder.try_clone().unwrap();
@@ -219,7 +239,7 @@ fn turned_away_and_refused_clients_hold_nothing() {
     assert_eq!(answer(&mut reader).0, 400);
     let served = (0..100).any(|_| {
         std::thread::sleep(Duration::from_millis(100));
-        exchange(addr, b"GET /x?q=2 HTTP/1.1\r\n\r\n").0 == 200
+        exchange(addr, b"GET /x?q=2 HTTP/1.1\r\nHost: localhost\r\n\r\n").0 == 200
     });
     assert!(served, "the refused connection still holds the only place after 10 s");
 }
