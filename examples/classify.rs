@@ -97,19 +97,21 @@ fn run(args: Args) -> Result<(), Error> {
     };
     let json_top = |top: &[(usize, f32)]| -> Vec<serde_json::Value> { top.iter().map(|&(c, p)| serde_json::json!({ "label": labels[c], "probability": p })).collect() };
     if args.listen.listen.is_some() {
-        let endpoints = [("POST", "/classify"), ("GET", "/health")];
-        return args.listen.serve(&format!("{} labels", labels.len()), |request| match (request.method.as_str(), request.path.as_str()) {
-            ("GET", "/health") => Response::json(200, &serde_json::json!({ "status": "ok", "labels": labels.len() })),
-            ("POST", "/classify") => {
-                let answer = || -> Result<Response, Response> {
-                    let k = serve::top_k(&request, args.top_k.min(labels.len()), labels.len())?;
-                    let embedding = serve::image_embedding(&encoder, &pipeline, &request.body)?;
-                    let top = rank(&embedding, k).map_err(|e| Response::error(500, e))?;
-                    Ok(Response::json(200, &serde_json::json!({ "top": json_top(&top[0]) })))
-                };
-                answer().unwrap_or_else(|e| e)
-            }
-            _ => serve::unrouted(&request, &endpoints),
+        return args.listen.serve(&format!("{} labels", labels.len()), |requests| {
+            // Each request checked (`Err`: its answer already), then the images embedded as one batch.
+            let checked: Vec<Result<usize, Response>> = requests.iter().map(|r| match (r.method.as_str(), r.path.as_str()) {
+                ("GET", "/health") => Err(Response::json(200, &serde_json::json!({ "status": "ok", "labels": labels.len() }))),
+                ("POST", "/classify") if r.body.is_empty() => Err(Response::error(400, "the body holds no image")),
+                ("POST", "/classify") => serve::top_k(r, args.top_k.min(labels.len()), labels.len()),
+                _ => Err(serve::unrouted(r, &[("POST", "/classify"), ("GET", "/health")])),
+            }).collect();
+            let bodies: Vec<&[u8]> = requests.iter().zip(&checked).filter(|(_, c)| c.is_ok()).map(|(r, _)| r.body.as_slice()).collect();
+            let mut rows = serve::image_embeddings(&encoder, &pipeline, &bodies).into_iter();
+            let answer = |k: usize, row: Vec<f32>| -> Result<Response, Response> {
+                let top = rank(&Matrix::new(1, row.len(), row).map_err(|e| Response::error(500, e))?, k).map_err(|e| Response::error(500, e))?;
+                Ok(Response::json(200, &serde_json::json!({ "top": json_top(&top[0]) })))
+            };
+            checked.into_iter().map(|k| k.and_then(|k| answer(k, rows.next().expect("one embedding per image")?)).unwrap_or_else(|e| e)).collect()
         });
     }
     let mut stdout = std::io::stdout().lock();

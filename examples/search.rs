@@ -177,7 +177,7 @@ fn run(args: Args) -> Result<(), Error> {
     if args.listen.listen.is_some() {
         let rows = index.as_ref().map_or_else(|| in_memory.as_ref().map_or(0, ExactIndex::rows), AnnIndex::rows);
         let endpoints = http::Endpoints { encoder: &encoder, pipeline: &pipeline, search, top_k: args.top_k, rows };
-        return args.listen.serve(&format!("{rows} rows of {}", dir.display()), |request| endpoints.answer(request));
+        return args.listen.serve(&format!("{rows} rows of {}", dir.display()), |requests| endpoints.answer(requests));
     }
     diffclip::cli::serve_stdin(|query| {
         let embed = match serving_images {

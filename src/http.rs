@@ -137,15 +137,45 @@ impl Response {
 /// panics answers `500` and the server goes on. Each request is logged on stderr, with its
 /// status and time.
 pub fn serve(listener: TcpListener, limits: Limits, mut handle: impl FnMut(Request) -> Response) -> std::io::Result<()> {
+    serve_batches(listener, limits, 1, |requests| requests.into_iter().map(&mut handle).collect())
+}
+
+/// [`serve`] for a handler that answers several requests at once (a model embeds a batch faster
+/// than its items one by one): `handle` gets the requests that arrived while it was busy, at most
+/// `max_batch`, without waiting for more, and returns their answers in order. A missing answer
+/// is a `500`; so is every answer of a batch whose handler panicked.
+///
+/// ```no_run
+/// use diffclip::http::{Limits, Response, serve_batches};
+/// let listener = std::net::TcpListener::bind("127.0.0.1:8080")?;
+/// serve_batches(listener, Limits::default(), 8, |requests| {
+///     requests.into_iter().map(|r| Response::new(200, "text/plain", r.body)).collect()
+/// })?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn serve_batches(listener: TcpListener, limits: Limits, max_batch: usize, mut handle: impl FnMut(Vec<Request>) -> Vec<Response>) -> std::io::Result<()> {
     let (requests, incoming) = channel::<(Request, Sender<Response>)>();
     let accepting = std::thread::spawn(move || accept(listener, limits, requests));
-    for (request, reply) in incoming {
-        let (method, path, started) = (request.method.clone(), request.path.clone(), Instant::now());
+    while let Ok(first) = incoming.recv() {
+        let mut batch = vec![first];
+        while batch.len() < max_batch.max(1) {
+            match incoming.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        let (requests, replies): (Vec<Request>, Vec<Sender<Response>>) = batch.into_iter().unzip();
+        let named: Vec<(String, String)> = requests.iter().map(|r| (r.method.clone(), r.path.clone())).collect();
+        let started = Instant::now();
         // The panic itself is printed by the hook.
-        let response = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handle(request)))
-            .unwrap_or_else(|_| Response::error(500, "the handler failed on this request"));
-        log(format_args!("{method} {path:?} {} {:.1} ms", response.status, started.elapsed().as_secs_f64() * 1e3));
-        let _ = reply.send(response); // the client may have gone: nothing to tell it
+        let mut answers = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handle(requests))).unwrap_or_default().into_iter();
+        let took = started.elapsed().as_secs_f64() * 1e3;
+        for ((method, path), reply) in named.iter().zip(replies) {
+            let response = answers.next().unwrap_or_else(|| Response::error(500, "the handler failed on this request"));
+            let batch = if named.len() > 1 { format!(" (batch of {})", named.len()) } else { String::new() };
+            log(format_args!("{method} {path:?} {} {took:.1} ms{batch}", response.status));
+            let _ = reply.send(response); // the client may have gone: nothing to tell it
+        }
     }
     accepting.join().unwrap_or_else(|_| Err(std::io::Error::other("the accepting thread panicked")))
 }

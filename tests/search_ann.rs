@@ -266,6 +266,23 @@ fn http_serves_the_command_lines_answers() {
         assert_eq!(status, want, "{method} {target}: {answer}");
         assert!(answer["error"].as_str().unwrap().contains(says), "{method} {target}: {answer}");
     }
+    // Requests arriving together are embedded as one batch (on flex, to the same bits as alone),
+    // each answered with its own hits.
+    let files: Vec<std::path::PathBuf> = ["china.jpg", "flower.jpg", "gray_123x457.png", "rgba_300x200.png"].iter().map(|f| fixture(&format!("preprocess/images/{f}"))).collect();
+    let queries: Vec<(&str, Vec<u8>)> = ["a red square", "a blue circle on a long white table", "dog"]
+        .iter()
+        .map(|t| ("/search/text?top_k=5", t.as_bytes().to_vec()))
+        .chain(files.iter().map(|f| ("/search/image?top_k=5", std::fs::read(f).unwrap())))
+        .collect();
+    let alone: Vec<_> = queries.iter().map(|(target, body)| server.call("POST", target, body)).collect();
+    let together: Vec<_> = std::thread::scope(|scope| {
+        let calls: Vec<_> = queries.iter().cycle().take(3 * queries.len()).map(|(target, body)| scope.spawn(|| server.call("POST", target, body))).collect();
+        calls.into_iter().map(|c| c.join().unwrap()).collect()
+    });
+    for (i, answer) in together.iter().enumerate() {
+        assert_eq!(answer, &alone[i % queries.len()], "{}", queries[i % queries.len()].0);
+    }
+
     // A name a web page could rebind is refused; IP addresses are served.
     assert_eq!(server.call_as("rebound.example", "GET", "/health", b"").0, 403);
     let (status, health) = server.call_as(&server.address().to_string(), "GET", "/health", b"");

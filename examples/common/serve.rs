@@ -1,8 +1,8 @@
 //! What the programs that serve HTTP (`search --listen`, `classify --listen`) share.
 
 use diffclip::data::Pipeline;
-use diffclip::eval::{Encoder, ImageSource, Matrix};
-use diffclip::http::{Limits, Request, Response, serve};
+use diffclip::eval::{Encoder, ImageSource};
+use diffclip::http::{Limits, Request, Response, serve_batches};
 
 /// `--listen` and what it accepts, shared by the programs that serve HTTP.
 #[derive(clap::Args, Debug)]
@@ -17,6 +17,10 @@ pub struct ListenArgs {
     /// reach the server by rebinding its own name.
     #[arg(long, requires = "listen")]
     pub allow_host: Vec<String>,
+    /// Most requests embedded together: those that arrive while the model is busy wait and are
+    /// then answered as one batch (a batch is faster per item than its items one by one).
+    #[arg(long, default_value_t = 8, requires = "listen")]
+    pub max_batch: usize,
     /// A web page origin (`https://app.example`) whose requests are served; repeatable. By
     /// default requests from web pages (with an `Origin` header) get 403.
     #[arg(long, requires = "listen")]
@@ -25,25 +29,35 @@ pub struct ListenArgs {
 
 impl ListenArgs {
     /// Binds `--listen`, says where it listens (and `what` it serves) on stderr, and serves
-    /// `handle` until the program is stopped.
-    pub fn serve(&self, what: &str, handle: impl FnMut(Request) -> Response) -> Result<(), Box<dyn std::error::Error>> {
+    /// `handle` (batches of at most `--max-batch` requests) until the program is stopped.
+    pub fn serve(&self, what: &str, handle: impl FnMut(Vec<Request>) -> Vec<Response>) -> Result<(), Box<dyn std::error::Error>> {
         let address = self.listen.as_deref().ok_or("--listen is missing")?;
         let listener = std::net::TcpListener::bind(address).map_err(|e| format!("--listen {address}: {e}"))?;
         eprintln!("listening on http://{} ({what})", listener.local_addr()?);
         let limits = Limits { hosts: self.allow_host.clone(), origins: self.allow_origin.clone(), ..Limits::default() };
-        Ok(serve(listener, limits, handle)?)
+        Ok(serve_batches(listener, limits, self.max_batch, handle)?)
     }
 }
 
-/// The embedding `[1, E]` of the image file whose bytes are `body`: 400 for an empty body, 422
-/// for one that does not decode, 500 when the model fails.
-pub fn image_embedding(encoder: &Encoder<'_>, pipeline: &Pipeline, body: &[u8]) -> Result<Matrix, Response> {
-    if body.is_empty() {
-        return Err(Response::error(400, "the body holds no image"));
+/// The embeddings of image files' bytes, decoded in parallel and embedded as one batch: each
+/// one's row, or its answer when it does not decode (422); every one is a 500 when the model fails.
+pub fn image_embeddings(encoder: &Encoder<'_>, pipeline: &Pipeline, bodies: &[&[u8]]) -> Vec<Result<Vec<f32>, Response>> {
+    if bodies.is_empty() {
+        return Vec::new();
     }
-    let pixels = pipeline.process_bytes(body, "request body", 0).map_err(|e| Response::error(422, e))?;
-    let source = ImageSource::new(1, pipeline.size(), None, move |_| Ok(pixels.clone()));
-    encoder.encode_source(&source).map_err(|e| Response::error(500, e))
+    let source = ImageSource::new(bodies.len(), pipeline.size(), None, |i| Ok(pipeline.process_bytes(bodies[i], "request body", 0)?));
+    let out = match encoder.encode_source_skipping(&source) {
+        Ok(out) => out,
+        Err(e) => return bodies.iter().map(|_| Err(Response::error(500, &e))).collect(),
+    };
+    let mut rows: Vec<Result<Vec<f32>, Response>> = bodies.iter().map(|_| Err(Response::error(500, "no embedding"))).collect();
+    for (row, &i) in out.embeddings.row_iter().zip(&out.kept) {
+        rows[i] = Ok(row.to_vec());
+    }
+    for (i, why) in out.skipped {
+        rows[i] = Err(Response::error(422, why));
+    }
+    rows
 }
 
 /// Query parameter `name` parsed, `default` when absent; 400 naming it when it does not parse.

@@ -8,17 +8,18 @@
 //! | `POST /embed/image?normalize=true` | an image file's bytes | `{"embedding": […]}` |
 //! | `GET /health` | | `{"status": "ok", "rows": N}` |
 //!
-//! Errors are `{"error": "…"}`: 400 for a text that is not UTF-8, empty or not tokenizable,
-//! and for a bad parameter; 413 for a text over 64 KiB; 422 for an image that does not decode;
-//! 500 for a failure of the model or the index.
+//! Requests that arrive together are embedded as one batch (texts with texts, images with
+//! images). Errors are `{"error": "…"}`: 400 for a text that is not UTF-8, empty or not
+//! tokenizable, and for a bad parameter; 413 for a text over 64 KiB; 422 for an image that does
+//! not decode; 500 for a failure of the model or the index.
 
 use diffclip::data::Pipeline;
-use diffclip::eval::shards::Hit;
 use diffclip::eval::{Encoder, EvalError, Matrix};
+use diffclip::eval::shards::Hit;
 use diffclip::http::{Request, Response};
 use serde_json::{Value, json};
 
-use crate::serve::{image_embedding, param, top_k, unrouted};
+use crate::serve::{image_embeddings, param, top_k, unrouted};
 
 /// Most hits one request may ask for.
 const MAX_TOP_K: usize = 10_000;
@@ -39,54 +40,107 @@ pub struct Endpoints<'a, S> {
     pub rows: usize,
 }
 
+/// A request checked and ready to embed: its text or image, and what to answer with it.
+struct Query<'r> {
+    input: Input<'r>,
+    action: Action,
+}
+
+enum Input<'r> {
+    Text(&'r str),
+    Image(&'r [u8]),
+}
+
+enum Action {
+    Search { k: usize },
+    Embed { normalize: bool },
+}
+
 impl<S: Fn(&[&[f32]], usize) -> Result<Vec<Vec<Hit>>, Box<dyn std::error::Error>>> Endpoints<'_, S> {
-    /// The answer to `request`.
-    pub fn answer(&self, request: Request) -> Response {
-        match (request.method.as_str(), request.path.as_str()) {
-            ("GET", "/health") => Response::json(200, &json!({ "status": "ok", "rows": self.rows })),
-            ("POST", "/search/text" | "/embed/text") => self.post(&request, "text").unwrap_or_else(|e| e),
-            ("POST", "/search/image" | "/embed/image") => self.post(&request, "image").unwrap_or_else(|e| e),
-            _ => unrouted(&request, &ENDPOINTS),
-        }
+    /// The answers to `requests`, in order: every text embedded in one batch, every image in
+    /// another.
+    pub fn answer(&self, requests: Vec<Request>) -> Vec<Response> {
+        let queries: Vec<Result<Query, Response>> = requests.iter().map(|r| self.check(r)).collect();
+        let texts: Vec<&str> = queries.iter().filter_map(|q| match q {
+            Ok(Query { input: Input::Text(t), .. }) => Some(*t),
+            _ => None,
+        }).collect();
+        let images: Vec<&[u8]> = queries.iter().filter_map(|q| match q {
+            Ok(Query { input: Input::Image(b), .. }) => Some(*b),
+            _ => None,
+        }).collect();
+        let (mut text_rows, mut image_rows) = (text_embeddings(self.encoder, &texts).into_iter(), image_embeddings(self.encoder, self.pipeline, &images).into_iter());
+        queries
+            .into_iter()
+            .map(|query| {
+                let query = query?;
+                let row = match query.input {
+                    Input::Text(_) => text_rows.next(),
+                    Input::Image(_) => image_rows.next(),
+                };
+                self.respond(&query, &row.expect("one embedding per query")?)
+            })
+            .map(|answer| answer.unwrap_or_else(|e| e))
+            .collect()
     }
 
-    fn post(&self, request: &Request, kind: &str) -> Result<Response, Response> {
-        // Parameters first: a bad one costs no embedding.
-        let embed_only = request.path.starts_with("/embed/");
-        let (normalize, k) = match embed_only {
-            true => (param(request, "normalize", false)?, 0),
-            false => (false, top_k(request, self.top_k.min(MAX_TOP_K), MAX_TOP_K)?),
+    /// The request routed, its parameters and body checked (a bad one costs no embedding);
+    /// `Err` is the answer when none is needed (`/health`, a bad request).
+    fn check<'r>(&self, request: &'r Request) -> Result<Query<'r>, Response> {
+        let action = match (request.method.as_str(), request.path.as_str()) {
+            ("GET", "/health") => return Err(Response::json(200, &json!({ "status": "ok", "rows": self.rows }))),
+            ("POST", "/search/text" | "/search/image") => Action::Search { k: top_k(request, self.top_k.min(MAX_TOP_K), MAX_TOP_K)? },
+            ("POST", "/embed/text" | "/embed/image") => Action::Embed { normalize: param(request, "normalize", false)? },
+            _ => return Err(unrouted(request, &ENDPOINTS)),
         };
-        let (query, embedding) = match kind {
-            "text" => self.text(&request.body)?,
-            _ => (None, image_embedding(self.encoder, self.pipeline, &request.body)?),
+        let body = request.body.as_slice();
+        let input = match request.path.ends_with("/text") {
+            true if body.len() > MAX_TEXT_BYTES => return Err(Response::error(413, format!("a text query of {} bytes is over the limit of {MAX_TEXT_BYTES}", body.len()))),
+            true => {
+                let text = std::str::from_utf8(body).map_err(|e| Response::error(400, format!("the body is not UTF-8 text: {e}")))?.trim();
+                if text.is_empty() {
+                    return Err(Response::error(400, "the body holds no query text"));
+                }
+                Input::Text(text)
+            }
+            false if body.is_empty() => return Err(Response::error(400, "the body holds no image")),
+            false => Input::Image(body),
         };
-        let row = embedding.row(0);
-        if embed_only {
-            return Ok(Response::json(200, &json!({ "embedding": if normalize { unit(row) } else { row.to_vec() } })));
-        }
+        Ok(Query { input, action })
+    }
+
+    /// The answer to `query`, whose embedding is `row`.
+    fn respond(&self, query: &Query, row: &[f32]) -> Result<Response, Response> {
+        let k = match query.action {
+            Action::Embed { normalize } => return Ok(Response::json(200, &json!({ "embedding": if normalize { unit(row) } else { row.to_vec() } }))),
+            Action::Search { k } => k,
+        };
         let hits = (self.search)(&[row], k).map_err(|e| Response::error(500, e))?;
         let hits: Vec<Value> = hits[0].iter().enumerate().map(|(i, h)| json!({ "rank": i + 1, "score": h.score, "path": h.path })).collect();
-        Ok(Response::json(200, &match query {
-            Some(query) => json!({ "query": query, "hits": hits }),
-            None => json!({ "hits": hits }),
+        Ok(Response::json(200, &match query.input {
+            Input::Text(text) => json!({ "query": text, "hits": hits }),
+            Input::Image(_) => json!({ "hits": hits }),
         }))
     }
+}
 
-    /// The body as a query text (trimmed), and its embedding.
-    fn text(&self, body: &[u8]) -> Result<(Option<String>, Matrix), Response> {
-        if body.len() > MAX_TEXT_BYTES {
-            return Err(Response::error(413, format!("a text query of {} bytes is over the limit of {MAX_TEXT_BYTES}", body.len())));
-        }
-        let text = std::str::from_utf8(body).map_err(|e| Response::error(400, format!("the body is not UTF-8 text: {e}")))?.trim();
-        if text.is_empty() {
-            return Err(Response::error(400, "the body holds no query text"));
-        }
-        let embedding = self.encoder.encode_texts(&[text]).map_err(|e| match e {
-            EvalError::Tokenizer(_) => Response::error(400, e),
-            e => Response::error(500, e),
-        })?;
-        Ok((Some(text.to_string()), embedding))
+/// The embeddings of `texts` as one batch; when that fails, each alone, so that a text that
+/// cannot be tokenized (400) fails only its own request (a failure of the model is a 500).
+pub fn text_embeddings(encoder: &Encoder<'_>, texts: &[&str]) -> Vec<Result<Vec<f32>, Response>> {
+    if texts.is_empty() {
+        return Vec::new();
+    }
+    let rows = |m: Matrix| m.row_iter().map(<[f32]>::to_vec).collect::<Vec<_>>();
+    match encoder.encode_texts(texts) {
+        Ok(m) => rows(m).into_iter().map(Ok).collect(),
+        Err(_) => texts
+            .iter()
+            .map(|t| match encoder.encode_texts(&[*t]) {
+                Ok(m) => Ok(rows(m).remove(0)),
+                Err(e @ EvalError::Tokenizer(_)) => Err(Response::error(400, e)),
+                Err(e) => Err(Response::error(500, e)),
+            })
+            .collect(),
     }
 }
 

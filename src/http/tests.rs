@@ -243,3 +243,35 @@ fn turned_away_and_refused_clients_hold_nothing() {
     });
     assert!(served, "the refused connection still holds the only place after 10 s");
 }
+
+/// Requests that arrive while the handler is busy reach it together, each answered with its own
+/// answer; a missing answer is a 500.
+#[test]
+fn requests_arriving_together_are_batched() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (batches, sizes) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        super::serve_batches(listener, Limits::default(), 8, |requests| {
+            let _ = batches.send(requests.len());
+            if requests.iter().any(|r| r.path == "/slow") {
+                std::thread::sleep(Duration::from_secs(2)); // the others arrive meanwhile
+            }
+            // Every answer but a batch's last: that one is missing.
+            let n = requests.len();
+            requests.into_iter().take(if n > 1 { n - 1 } else { 1 }).map(|r| Response::new(200, "text/plain", r.body)).collect()
+        })
+    });
+    let slow = std::thread::spawn(move || exchange(addr, b"POST /slow HTTP/1.1\r\nHost: localhost\r\nContent-Length: 4\r\n\r\nslow"));
+    assert_eq!(sizes.recv_timeout(Duration::from_secs(60)).unwrap(), 1);
+    let clients: Vec<_> = (0..3).map(|i| std::thread::spawn(move || exchange(addr, format!("POST /x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1\r\n\r\n{i}").as_bytes()))).collect();
+    let (status, text) = slow.join().unwrap();
+    assert_eq!((status, body(&text)), (200, "slow"));
+    let answers: Vec<(u16, String)> = clients.into_iter().map(|c| c.join().unwrap()).collect();
+    assert_eq!(sizes.recv_timeout(Duration::from_secs(60)).unwrap(), 3, "the three waiting requests in one batch");
+    // Each its own answer.
+    let served: Vec<(usize, &str)> = answers.iter().enumerate().filter(|(_, (s, _))| *s == 200).map(|(i, (_, t))| (i, body(t))).collect();
+    assert_eq!(served.len(), 2, "{answers:?}");
+    assert!(served.iter().all(|(i, b)| *b == i.to_string()), "{answers:?}");
+    assert_eq!(answers.iter().filter(|(s, _)| *s == 500).count(), 1, "{answers:?}");
+}

@@ -1,0 +1,46 @@
+#!/usr/bin/env python3
+"""Load on a `search --listen` or `classify --listen` server: CONCURRENCY clients, each posting
+one request after another for SECONDS; prints one JSON line (answers per second, latency
+percentiles). Used by benches/serve.sh; standard library only."""
+import argparse, json, statistics, threading, time, urllib.request
+
+p = argparse.ArgumentParser()
+p.add_argument("--url", required=True, help="e.g. http://127.0.0.1:8080/search/text?top_k=10")
+p.add_argument("--body", required=True, help="a file whose bytes each request sends")
+p.add_argument("--concurrency", type=int, default=8)
+p.add_argument("--seconds", type=float, default=20)
+p.add_argument("--label", default="")
+a = p.parse_args()
+body = open(a.body, "rb").read()
+
+
+def call():
+    req = urllib.request.Request(a.url, data=body, method="POST")
+    with urllib.request.urlopen(req, timeout=300) as r:
+        r.read()
+        assert r.status == 200, r.status
+
+
+call()  # warm-up
+latencies, lock, stop = [], threading.Lock(), time.monotonic() + a.seconds
+
+
+def client():
+    while time.monotonic() < stop:
+        t = time.monotonic()
+        call()
+        with lock:
+            latencies.append(time.monotonic() - t)
+
+
+start = time.monotonic()
+threads = [threading.Thread(target=client) for _ in range(a.concurrency)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+elapsed = time.monotonic() - start
+q = statistics.quantiles(latencies, n=10) if len(latencies) > 1 else latencies * 9
+print(json.dumps({"label": a.label, "url": a.url, "concurrency": a.concurrency, "answers": len(latencies), "seconds": round(elapsed, 2),
+                  "answers_per_s": round(len(latencies) / elapsed, 3), "latency_median_ms": round(1e3 * statistics.median(latencies), 1),
+                  "latency_p90_ms": round(1e3 * q[8], 1)}))
