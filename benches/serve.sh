@@ -8,17 +8,23 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS="${ROUNDS:-2}" SECONDS_PER_RUN="${SECONDS_PER_RUN:-20}" CONCURRENCY="${CONCURRENCY:-8}"
 ex=target/release/examples
-work=$(mktemp -d); trap 'rm -rf "$work"; kill $(jobs -p) 2>/dev/null || true' EXIT
+work=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
 "$ex/load_memory" --preset diffclip_vit_b16 --write "$work/model.safetensors" >/dev/null
 model=(--preset diffclip_vit_b16 --checkpoint "$work/model.safetensors")
-"$ex/embed" "${model[@]}" --images ../shared/fixtures/preprocess/images --output "$work/index" 2>/dev/null
+"$ex/embed" "${model[@]}" --images ../shared/fixtures/preprocess/images --output "$work/index" 2>"$work/embed.log" || { cat "$work/embed.log" >&2; exit 1; }
 printf 'a photo of a dog playing on the beach' > "$work/query.txt"
-cp ../shared/fixtures/preprocess/images/coco_sample.jpg "$work/query.jpg"
+cp ../shared/fixtures/preprocess/images/coco_sample.jpg "$work/query.jpg"  # 224 x 224
 for round in $(seq "$ROUNDS"); do
     for batch in 1 8; do
         "$ex/search" "${model[@]}" --index "$work/index" --listen 127.0.0.1:0 --max-batch "$batch" 2>"$work/log" &
         server=$!
-        until grep -q "listening on" "$work/log"; do sleep 0.2; done
+        for _ in $(seq 600); do
+            grep -q "listening on" "$work/log" && break
+            kill -0 "$server" 2>/dev/null || { cat "$work/log" >&2; exit 1; }
+            sleep 0.2
+        done
+        grep -q "listening on" "$work/log" || { echo "the server did not listen within 120 s" >&2; cat "$work/log" >&2; exit 1; }
         addr=$(grep -o 'http://[0-9.:]*' "$work/log" | head -1)
         for kind in text image; do
             body="$work/query.txt"; [ "$kind" = image ] && body="$work/query.jpg"

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Load on a `search --listen` or `classify --listen` server: CONCURRENCY clients, each posting
 one request after another for SECONDS; prints one JSON line (answers per second, latency
-percentiles). Used by benches/serve.sh; standard library only."""
-import argparse, json, statistics, threading, time, urllib.request
+percentiles, failed requests) and exits 1 when any request failed. Used by benches/serve.sh;
+standard library only."""
+import argparse, json, statistics, sys, threading, time, urllib.request
 
 p = argparse.ArgumentParser()
 p.add_argument("--url", required=True, help="e.g. http://127.0.0.1:8080/search/text?top_k=10")
@@ -16,19 +17,23 @@ body = open(a.body, "rb").read()
 
 def call():
     req = urllib.request.Request(a.url, data=body, method="POST")
-    with urllib.request.urlopen(req, timeout=300) as r:
+    with urllib.request.urlopen(req, timeout=300) as r:  # raises on a status other than 2xx
         r.read()
-        assert r.status == 200, r.status
 
 
 call()  # warm-up
-latencies, lock, stop = [], threading.Lock(), time.monotonic() + a.seconds
+latencies, failures, lock, stop = [], [], threading.Lock(), time.monotonic() + a.seconds
 
 
 def client():
     while time.monotonic() < stop:
         t = time.monotonic()
-        call()
+        try:
+            call()
+        except Exception as e:  # counted and reported, never a silently dead client
+            with lock:
+                failures.append(repr(e))
+            continue
         with lock:
             latencies.append(time.monotonic() - t)
 
@@ -40,7 +45,10 @@ for t in threads:
 for t in threads:
     t.join()
 elapsed = time.monotonic() - start
+answers = len(latencies)
+latencies = latencies or [float("nan")]  # every request failed: reported below
 q = statistics.quantiles(latencies, n=10) if len(latencies) > 1 else latencies * 9
-print(json.dumps({"label": a.label, "url": a.url, "concurrency": a.concurrency, "answers": len(latencies), "seconds": round(elapsed, 2),
-                  "answers_per_s": round(len(latencies) / elapsed, 3), "latency_median_ms": round(1e3 * statistics.median(latencies), 1),
-                  "latency_p90_ms": round(1e3 * q[8], 1)}))
+print(json.dumps({"label": a.label, "url": a.url, "concurrency": a.concurrency, "answers": answers, "seconds": round(elapsed, 2),
+                  "answers_per_s": round(answers / elapsed, 3), "latency_median_ms": round(1e3 * statistics.median(latencies), 1),
+                  "latency_p90_ms": round(1e3 * q[8], 1), "failed": len(failures), "first_failure": failures[0] if failures else None}))
+sys.exit(1 if failures else 0)

@@ -1,8 +1,9 @@
 //! A small HTTP/1.1 server for the programs that serve a model over a socket (`search
 //! --listen`, `classify --listen`). Std only: no TLS, no authentication, one request per
 //! connection (`Connection: close`). Each connection is read, checked and answered on its own
-//! thread, within [`Limits`]; the requests are handed one at a time to the caller's handler on
-//! the calling thread, which keeps the model: a slow or silent client holds only its own
+//! thread, within [`Limits`]; the requests are handed to the caller's handler on the calling
+//! thread, which keeps the model, one at a time ([`serve`]) or in batches of those that arrived
+//! while it was busy ([`serve_batches`]): a slow or silent client holds only its own
 //! connection, for a bounded time, never the model or the accepting thread.
 //!
 //! ```no_run
@@ -135,49 +136,72 @@ impl Response {
 /// `413`, `417`, `431`, `501`, `503`, `505`) and never reach `handle`, nor do CORS preflights of
 /// allowed origins. `HEAD` reaches it as `GET` and is answered without the body. A handler that
 /// panics answers `500` and the server goes on. Each request is logged on stderr, with its
-/// status and time.
-pub fn serve(listener: TcpListener, limits: Limits, mut handle: impl FnMut(Request) -> Response) -> std::io::Result<()> {
-    serve_batches(listener, limits, 1, |requests| requests.into_iter().map(&mut handle).collect())
+/// status and the time its handler took.
+pub fn serve(listener: TcpListener, limits: Limits, mut handle: impl FnMut(&Request) -> Response) -> std::io::Result<()> {
+    serve_batches(listener, limits, 1, |requests| requests.iter().map(&mut handle).collect())
 }
 
 /// [`serve`] for a handler that answers several requests at once (a model embeds a batch faster
 /// than its items one by one): `handle` gets the requests that arrived while it was busy, at most
-/// `max_batch`, without waiting for more, and returns their answers in order. A missing answer
-/// is a `500`; so is every answer of a batch whose handler panicked.
+/// `max_batch`, without waiting for more, and returns their answers in order. When it panics on
+/// a batch, or returns a wrong number of answers, each request of the batch is handed to it
+/// again alone, so that one bad request fails only itself (`500`).
 ///
 /// ```no_run
 /// use diffclip::http::{Limits, Response, serve_batches};
 /// let listener = std::net::TcpListener::bind("127.0.0.1:8080")?;
 /// serve_batches(listener, Limits::default(), 8, |requests| {
-///     requests.into_iter().map(|r| Response::new(200, "text/plain", r.body)).collect()
+///     requests.iter().map(|r| Response::new(200, "text/plain", r.body.clone())).collect()
 /// })?;
 /// # Ok::<(), std::io::Error>(())
 /// ```
-pub fn serve_batches(listener: TcpListener, limits: Limits, max_batch: usize, mut handle: impl FnMut(Vec<Request>) -> Vec<Response>) -> std::io::Result<()> {
+pub fn serve_batches(listener: TcpListener, limits: Limits, max_batch: usize, mut handle: impl FnMut(&[Request]) -> Vec<Response>) -> std::io::Result<()> {
     let (requests, incoming) = channel::<(Request, Sender<Response>)>();
     let accepting = std::thread::spawn(move || accept(listener, limits, requests));
-    while let Ok(first) = incoming.recv() {
-        let mut batch = vec![first];
-        while batch.len() < max_batch.max(1) {
-            match incoming.try_recv() {
-                Ok(next) => batch.push(next),
-                Err(_) => break,
-            }
-        }
+    while let Some(batch) = next_batch(&incoming, max_batch) {
         let (requests, replies): (Vec<Request>, Vec<Sender<Response>>) = batch.into_iter().unzip();
-        let named: Vec<(String, String)> = requests.iter().map(|r| (r.method.clone(), r.path.clone())).collect();
         let started = Instant::now();
-        // The panic itself is printed by the hook.
-        let mut answers = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handle(requests))).unwrap_or_default().into_iter();
+        let answers = match answer(&mut handle, &requests) {
+            Some(answers) => answers,
+            None if requests.len() == 1 => vec![Response::error(500, "the handler failed on this request")],
+            None => {
+                log(format_args!("the handler failed on a batch of {}: each request again alone", requests.len()));
+                let alone = |i: usize| answer(&mut handle, &requests[i..=i]).map_or_else(|| Response::error(500, "the handler failed on this request"), |mut a| a.remove(0));
+                (0..requests.len()).map(alone).collect()
+            }
+        };
         let took = started.elapsed().as_secs_f64() * 1e3;
-        for ((method, path), reply) in named.iter().zip(replies) {
-            let response = answers.next().unwrap_or_else(|| Response::error(500, "the handler failed on this request"));
-            let batch = if named.len() > 1 { format!(" (batch of {})", named.len()) } else { String::new() };
-            log(format_args!("{method} {path:?} {} {took:.1} ms{batch}", response.status));
+        let batch = if requests.len() > 1 { format!(" (batch of {})", requests.len()) } else { String::new() };
+        for ((request, response), reply) in requests.iter().zip(answers).zip(replies) {
+            log(format_args!("{} {:?} {} {took:.1} ms{batch}", request.method, request.path, response.status));
             let _ = reply.send(response); // the client may have gone: nothing to tell it
         }
     }
     accepting.join().unwrap_or_else(|_| Err(std::io::Error::other("the accepting thread panicked")))
+}
+
+/// The next requests to answer: one, waited for, then those already waiting, `max_batch` at most
+/// (`None` when no request can come any more).
+fn next_batch<T>(incoming: &std::sync::mpsc::Receiver<T>, max_batch: usize) -> Option<Vec<T>> {
+    let mut batch = vec![incoming.recv().ok()?];
+    while batch.len() < max_batch {
+        match incoming.try_recv() {
+            Ok(next) => batch.push(next),
+            Err(_) => break,
+        }
+    }
+    Some(batch)
+}
+
+/// `handle`'s answers to `requests`, or `None` when it panicked (the hook prints the panic) or
+/// gave a wrong number of answers.
+fn answer(handle: &mut impl FnMut(&[Request]) -> Vec<Response>, requests: &[Request]) -> Option<Vec<Response>> {
+    let answers = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handle(requests))).ok()?;
+    if answers.len() != requests.len() {
+        log(format_args!("the handler gave {} answers to {} requests", answers.len(), requests.len()));
+        return None;
+    }
+    Some(answers)
 }
 
 /// One line on stderr, written by a thread of its own: a closed or stalled stderr (`… 2>&1 |

@@ -213,6 +213,16 @@ fn classify_serves_http() {
         assert_eq!(status, want, "{target}: {answer}");
         assert!(answer["error"].as_str().unwrap().contains(says), "{target}: {answer}");
     }
+    // Concurrent requests (batched as they arrive) get the answers of the same requests alone.
+    let other = std::fs::read(fixture("preprocess/images/flower.jpg")).unwrap();
+    let alone = [server.call("POST", "/classify", &bytes), server.call("POST", "/classify", &other)];
+    let together: Vec<_> = std::thread::scope(|scope| {
+        let calls: Vec<_> = (0..8).map(|i| [&bytes, &other][i % 2]).map(|b| scope.spawn(|| server.call("POST", "/classify", b))).collect();
+        calls.into_iter().map(|c| c.join().unwrap()).collect()
+    });
+    for (i, answer) in together.iter().enumerate() {
+        assert_eq!(answer, &alone[i % 2]);
+    }
     assert_eq!(server.call_as("clip.test:80", "GET", "/health", b""), (200, serde_json::json!({ "status": "ok", "labels": 3 })));
     assert_eq!(server.call_as("other.test", "GET", "/health", b"").0, 403, "--allow-host names one host");
 }

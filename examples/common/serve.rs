@@ -30,8 +30,11 @@ pub struct ListenArgs {
 impl ListenArgs {
     /// Binds `--listen`, says where it listens (and `what` it serves) on stderr, and serves
     /// `handle` (batches of at most `--max-batch` requests) until the program is stopped.
-    pub fn serve(&self, what: &str, handle: impl FnMut(Vec<Request>) -> Vec<Response>) -> Result<(), Box<dyn std::error::Error>> {
+    pub fn serve(&self, what: &str, handle: impl FnMut(&[Request]) -> Vec<Response>) -> Result<(), Box<dyn std::error::Error>> {
         let address = self.listen.as_deref().ok_or("--listen is missing")?;
+        if self.max_batch == 0 {
+            return Err("--max-batch must be at least 1".into());
+        }
         let listener = std::net::TcpListener::bind(address).map_err(|e| format!("--listen {address}: {e}"))?;
         eprintln!("listening on http://{} ({what})", listener.local_addr()?);
         let limits = Limits { hosts: self.allow_host.clone(), origins: self.allow_origin.clone(), ..Limits::default() };
@@ -41,6 +44,8 @@ impl ListenArgs {
 
 /// The embeddings of image files' bytes, decoded in parallel and embedded as one batch: each
 /// one's row, or its answer when it does not decode (422); every one is a 500 when the model fails.
+/// Decoding is bounded per image by the pipeline's pixel limit; a batch decodes as many images
+/// at once as there are cores.
 pub fn image_embeddings(encoder: &Encoder<'_>, pipeline: &Pipeline, bodies: &[&[u8]]) -> Vec<Result<Vec<f32>, Response>> {
     if bodies.is_empty() {
         return Vec::new();

@@ -59,7 +59,7 @@ enum Action {
 impl<S: Fn(&[&[f32]], usize) -> Result<Vec<Vec<Hit>>, Box<dyn std::error::Error>>> Endpoints<'_, S> {
     /// The answers to `requests`, in order: every text embedded in one batch, every image in
     /// another.
-    pub fn answer(&self, requests: Vec<Request>) -> Vec<Response> {
+    pub fn answer(&self, requests: &[Request]) -> Vec<Response> {
         let queries: Vec<Result<Query, Response>> = requests.iter().map(|r| self.check(r)).collect();
         let texts: Vec<&str> = queries.iter().filter_map(|q| match q {
             Ok(Query { input: Input::Text(t), .. }) => Some(*t),
@@ -124,16 +124,16 @@ impl<S: Fn(&[&[f32]], usize) -> Result<Vec<Vec<Hit>>, Box<dyn std::error::Error>
     }
 }
 
-/// The embeddings of `texts` as one batch; when that fails, each alone, so that a text that
-/// cannot be tokenized (400) fails only its own request (a failure of the model is a 500).
-pub fn text_embeddings(encoder: &Encoder<'_>, texts: &[&str]) -> Vec<Result<Vec<f32>, Response>> {
+/// The embeddings of `texts` as one batch; when a text cannot be tokenized, each alone, so that
+/// it fails only its own request (400). A failure of the model is a 500 for all.
+fn text_embeddings(encoder: &Encoder<'_>, texts: &[&str]) -> Vec<Result<Vec<f32>, Response>> {
     if texts.is_empty() {
         return Vec::new();
     }
     let rows = |m: Matrix| m.row_iter().map(<[f32]>::to_vec).collect::<Vec<_>>();
     match encoder.encode_texts(texts) {
         Ok(m) => rows(m).into_iter().map(Ok).collect(),
-        Err(_) => texts
+        Err(EvalError::Tokenizer(_)) => texts
             .iter()
             .map(|t| match encoder.encode_texts(&[*t]) {
                 Ok(m) => Ok(rows(m).remove(0)),
@@ -141,6 +141,7 @@ pub fn text_embeddings(encoder: &Encoder<'_>, texts: &[&str]) -> Vec<Result<Vec<
                 Err(e) => Err(Response::error(500, e)),
             })
             .collect(),
+        Err(e) => texts.iter().map(|_| Err(Response::error(500, &e))).collect(),
     }
 }
 

@@ -17,6 +17,7 @@ fn echo_server(limits: Limits) -> (SocketAddr, Arc<AtomicUsize>) {
     let counter = seen.clone();
     std::thread::spawn(move || {
         serve(listener, limits, |request| {
+            let request = request.clone();
             counter.fetch_add(1, Ordering::SeqCst);
             match request.param("q") {
                 Some(q) => Response::new(200, "text/plain", q.as_bytes().to_vec()),
@@ -244,10 +245,26 @@ fn turned_away_and_refused_clients_hold_nothing() {
     assert!(served, "the refused connection still holds the only place after 10 s");
 }
 
-/// Requests that arrive while the handler is busy reach it together, each answered with its own
-/// answer; a missing answer is a 500.
+/// A batch is one request waited for, then those already waiting, `max_batch` at most.
 #[test]
-fn requests_arriving_together_are_batched() {
+fn a_batch_is_what_is_waiting() {
+    let (tx, rx) = std::sync::mpsc::channel();
+    for i in 0..5 {
+        tx.send(i).unwrap();
+    }
+    assert_eq!(super::next_batch(&rx, 3), Some(vec![0, 1, 2]));
+    assert_eq!(super::next_batch(&rx, 3), Some(vec![3, 4]), "no waiting for a third");
+    tx.send(5).unwrap();
+    assert_eq!(super::next_batch(&rx, 0), Some(vec![5]), "at least one");
+    drop(tx);
+    assert_eq!(super::next_batch(&rx, 3), None);
+}
+
+/// Requests that arrive together are handed over together, each answered with its own answer;
+/// a batch whose handler panics, or gives a wrong number of answers, is handed over again one
+/// request at a time, so that only the bad request fails.
+#[test]
+fn a_failing_batch_fails_only_its_bad_request() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let (batches, sizes) = std::sync::mpsc::channel();
@@ -255,23 +272,28 @@ fn requests_arriving_together_are_batched() {
         super::serve_batches(listener, Limits::default(), 8, |requests| {
             let _ = batches.send(requests.len());
             if requests.iter().any(|r| r.path == "/slow") {
-                std::thread::sleep(Duration::from_secs(2)); // the others arrive meanwhile
+                std::thread::sleep(Duration::from_secs(1)); // the others may arrive meanwhile
             }
-            // Every answer but a batch's last: that one is missing.
-            let n = requests.len();
-            requests.into_iter().take(if n > 1 { n - 1 } else { 1 }).map(|r| Response::new(200, "text/plain", r.body)).collect()
+            if requests.iter().any(|r| r.path == "/panic") {
+                panic!("a handler's bug");
+            }
+            let answers = requests.iter().map(|r| Response::new(200, "text/plain", r.body.clone()));
+            // One answer short for a batch holding /short.
+            answers.take(requests.len() - usize::from(requests.len() > 1 && requests.iter().any(|r| r.path == "/short"))).collect()
         })
     });
     let slow = std::thread::spawn(move || exchange(addr, b"POST /slow HTTP/1.1\r\nHost: localhost\r\nContent-Length: 4\r\n\r\nslow"));
     assert_eq!(sizes.recv_timeout(Duration::from_secs(60)).unwrap(), 1);
-    let clients: Vec<_> = (0..3).map(|i| std::thread::spawn(move || exchange(addr, format!("POST /x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1\r\n\r\n{i}").as_bytes()))).collect();
-    let (status, text) = slow.join().unwrap();
-    assert_eq!((status, body(&text)), (200, "slow"));
-    let answers: Vec<(u16, String)> = clients.into_iter().map(|c| c.join().unwrap()).collect();
-    assert_eq!(sizes.recv_timeout(Duration::from_secs(60)).unwrap(), 3, "the three waiting requests in one batch");
-    // Each its own answer.
-    let served: Vec<(usize, &str)> = answers.iter().enumerate().filter(|(_, (s, _))| *s == 200).map(|(i, (_, t))| (i, body(t))).collect();
-    assert_eq!(served.len(), 2, "{answers:?}");
-    assert!(served.iter().all(|(i, b)| *b == i.to_string()), "{answers:?}");
-    assert_eq!(answers.iter().filter(|(s, _)| *s == 500).count(), 1, "{answers:?}");
+    let paths: [&'static str; 5] = ["/x", "/panic", "/y", "/short", "/z"];
+    let clients: Vec<_> = paths.into_iter().map(|p| std::thread::spawn(move || exchange(addr, format!("POST {p} HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n{p}", p.len()).as_bytes()))).collect();
+    assert_eq!(slow.join().unwrap().0, 200);
+    for (path, client) in paths.iter().zip(clients) {
+        let (status, text) = client.join().unwrap();
+        match *path {
+            "/panic" => assert_eq!(status, 500, "{text}"),
+            _ => assert_eq!((status, body(&text)), (200, *path), "{text}"),
+        }
+    }
+    let handed: Vec<usize> = sizes.try_iter().collect();
+    assert!(handed.iter().all(|&n| (1..=8).contains(&n)), "{handed:?}");
 }

@@ -70,7 +70,7 @@ impl JsonLines {
 
 /// A program started with `--listen 127.0.0.1:0` (`search`, `classify`), killed when the test
 /// ends, however it ends.
-pub struct Server(std::process::Child, std::net::SocketAddr);
+pub struct Server(std::process::Child, std::net::SocketAddr, std::sync::Arc<std::sync::Mutex<Vec<String>>>);
 
 impl Drop for Server {
     fn drop(&mut self) {
@@ -85,12 +85,15 @@ impl Server {
         use std::process::Stdio;
         let mut child = program.args(["--listen", "127.0.0.1:0"]).stderr(Stdio::piped()).stdout(Stdio::null()).spawn().unwrap();
         let stderr = child.stderr.take().unwrap();
-        let mut server = Self(child, ([127, 0, 0, 1], 0).into()); // killed if it never listens
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut server = Self(child, ([127, 0, 0, 1], 0).into(), log.clone()); // killed if it never listens
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             use std::io::BufRead;
+            // Read to the end, so the server never blocks on stderr.
             for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = tx.send(line); // read to the end, so the server never blocks on stderr
+                log.lock().unwrap().push(line.clone());
+                let _ = tx.send(line);
             }
         });
         let address = |line: &str| line.strip_prefix("listening on http://").and_then(|s| s.split(' ').next()).and_then(|a| a.parse().ok());
@@ -103,6 +106,11 @@ impl Server {
             }
             said.push(line);
         }
+    }
+
+    /// What it has written on stderr so far.
+    pub fn log(&self) -> Vec<String> {
+        self.2.lock().unwrap().clone()
     }
 
     /// Where it listens.
