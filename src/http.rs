@@ -10,7 +10,7 @@
 //! use diffclip::http::{Limits, Response, serve};
 //! let listener = std::net::TcpListener::bind("127.0.0.1:8080")?;
 //! serve(listener, Limits::default(), |request| match (request.method.as_str(), request.path.as_str()) {
-//!     ("POST", "/echo") => Response::new(200, "application/octet-stream", request.body),
+//!     ("POST", "/echo") => Response::new(200, "application/octet-stream", request.body.clone()),
 //!     _ => Response::error(404, "no such endpoint"),
 //! })?;
 //! # Ok::<(), std::io::Error>(())
