@@ -58,7 +58,8 @@ enum Action {
 
 impl<S: Fn(&[&[f32]], usize) -> Result<Vec<Vec<Hit>>, Box<dyn std::error::Error>>> Endpoints<'_, S> {
     /// The answers to `requests`, in order: every text embedded in one batch, every image in
-    /// another.
+    /// another, and the searches asking for the same `k` made in one call (exact search then
+    /// reads the rows once for all of them).
     pub fn answer(&self, requests: &[Request]) -> Vec<Response> {
         let queries: Vec<Result<Query, Response>> = requests.iter().map(|r| self.check(r)).collect();
         let texts: Vec<&str> = queries.iter().filter_map(|q| match q {
@@ -70,7 +71,7 @@ impl<S: Fn(&[&[f32]], usize) -> Result<Vec<Vec<Hit>>, Box<dyn std::error::Error>
             _ => None,
         }).collect();
         let (mut text_rows, mut image_rows) = (text_embeddings(self.encoder, &texts).into_iter(), image_embeddings(self.encoder, self.pipeline, &images).into_iter());
-        queries
+        let embedded: Vec<Result<(Query, Vec<f32>), Response>> = queries
             .into_iter()
             .map(|query| {
                 let query = query?;
@@ -78,10 +79,32 @@ impl<S: Fn(&[&[f32]], usize) -> Result<Vec<Vec<Hit>>, Box<dyn std::error::Error>
                     Input::Text(_) => text_rows.next(),
                     Input::Image(_) => image_rows.next(),
                 };
-                self.respond(&query, &row.expect("one embedding per query")?)
+                Ok((query, row.expect("one embedding per query")?))
             })
-            .map(|answer| answer.unwrap_or_else(|e| e))
-            .collect()
+            .collect();
+        let mut hits = self.search_all(&embedded).into_iter();
+        embedded.into_iter().map(|e| e.and_then(|(query, row)| self.respond(&query, &row, hits.next().flatten())).unwrap_or_else(|e| e)).collect()
+    }
+
+    /// The hits of each embedded search query (`None` for the others), one search call per `k`.
+    fn search_all(&self, embedded: &[Result<(Query, Vec<f32>), Response>]) -> Vec<Option<Result<Vec<Hit>, Response>>> {
+        let k_of = |e: &Result<(Query, Vec<f32>), Response>| match e {
+            Ok((Query { action: Action::Search { k }, .. }, _)) => Some(*k),
+            _ => None,
+        };
+        let mut ks: Vec<usize> = embedded.iter().filter_map(k_of).collect();
+        ks.sort_unstable();
+        ks.dedup();
+        let mut hits: Vec<Option<Result<Vec<Hit>, Response>>> = embedded.iter().map(|_| None).collect();
+        for k in ks {
+            let asking: Vec<usize> = (0..embedded.len()).filter(|&i| k_of(&embedded[i]) == Some(k)).collect();
+            let rows: Vec<&[f32]> = asking.iter().filter_map(|&i| embedded[i].as_ref().ok()).map(|(_, row)| row.as_slice()).collect();
+            match (self.search)(&rows, k) {
+                Ok(found) => asking.iter().zip(found).for_each(|(&i, h)| hits[i] = Some(Ok(h))),
+                Err(e) => asking.iter().for_each(|&i| hits[i] = Some(Err(Response::error(500, &e)))),
+            }
+        }
+        hits
     }
 
     /// The request routed, its parameters and body checked (a bad one costs no embedding);
@@ -109,14 +132,18 @@ impl<S: Fn(&[&[f32]], usize) -> Result<Vec<Vec<Hit>>, Box<dyn std::error::Error>
         Ok(Query { input, action })
     }
 
-    /// The answer to `query`, whose embedding is `row`.
-    fn respond(&self, query: &Query, row: &[f32]) -> Result<Response, Response> {
-        let k = match query.action {
-            Action::Embed { normalize } => return Ok(Response::json(200, &json!({ "embedding": if normalize { unit(row) } else { row.to_vec() } }))),
-            Action::Search { k } => k,
-        };
-        let hits = (self.search)(&[row], k).map_err(|e| Response::error(500, e))?;
-        let hits: Vec<Value> = hits[0].iter().enumerate().map(|(i, h)| json!({ "rank": i + 1, "score": h.score, "path": h.path })).collect();
+    /// The answer to `query`, whose embedding is `row` and, for a search, whose hits are `hits`.
+    fn respond(&self, query: &Query, row: &[f32], hits: Option<Result<Vec<Hit>, Response>>) -> Result<Response, Response> {
+        if let Action::Embed { normalize } = query.action {
+            // Normalised as `embed --normalize` writes rows.
+            let embedding = match normalize {
+                true => Matrix::new(1, row.len(), row.to_vec()).map_err(|e| Response::error(500, e))?.l2_normalized().row(0).to_vec(),
+                false => row.to_vec(),
+            };
+            return Ok(Response::json(200, &json!({ "embedding": embedding })));
+        }
+        let hits = hits.expect("hits for every search")?;
+        let hits: Vec<Value> = hits.iter().enumerate().map(|(i, h)| json!({ "rank": i + 1, "score": h.score, "path": h.path })).collect();
         Ok(Response::json(200, &match query.input {
             Input::Text(text) => json!({ "query": text, "hits": hits }),
             Input::Image(_) => json!({ "hits": hits }),
@@ -143,10 +170,4 @@ fn text_embeddings(encoder: &Encoder<'_>, texts: &[&str]) -> Vec<Result<Vec<f32>
             .collect(),
         Err(e) => texts.iter().map(|_| Err(Response::error(500, &e))).collect(),
     }
-}
-
-/// `v` scaled to unit length (sum of squares in f64); a zero vector stays zero.
-fn unit(v: &[f32]) -> Vec<f32> {
-    let norm = v.iter().map(|&x| f64::from(x) * f64::from(x)).sum::<f64>().sqrt();
-    v.iter().map(|&x| if norm > 0.0 { (f64::from(x) / norm) as f32 } else { 0.0 }).collect()
 }
