@@ -1,7 +1,7 @@
 //! A small HTTP/1.1 server for the programs that serve a model over a socket (`search
-//! --listen`, `classify --listen`). Std only: no TLS, no authentication, one request per
-//! connection (`Connection: close`). Each connection is read, checked and answered on its own
-//! thread, within [`Limits`]; the requests are handed to the caller's handler on the calling
+//! --listen`, `classify --listen`). Std only: no TLS, no authentication, no HTTP/2; persistent
+//! connections (a client sends its next request on the same connection, or several at once).
+//! Each connection is read, checked and answered on its own thread, within [`Limits`]; the requests are handed to the caller's handler on the calling
 //! thread, which keeps the model, one at a time ([`serve`]) or in batches of those that arrived
 //! while it was busy ([`serve_batches`]): a slow or silent client holds only its own
 //! connection, for a bounded time, never the model or the accepting thread.
@@ -43,6 +43,15 @@ pub struct Limits {
     pub request_time: Duration,
     /// Connections read at once; more are answered `503` at once.
     pub max_connections: usize,
+    /// Largest total of the request bodies read or being answered at once, over all
+    /// connections (`503` with `Retry-After` past it): what clients can make the server hold.
+    pub max_bodies: usize,
+    /// How long a connection waits for the client's next request after an answer (`Connection:
+    /// keep-alive`), holding its place among `max_connections`; zero: one request per
+    /// connection.
+    pub keep_alive: Duration,
+    /// Requests answered on one connection before it is closed.
+    pub max_requests: usize,
     /// Names accepted in the `Host` header besides IP addresses and `localhost` (`403`
     /// otherwise): a web page that rebinds its own name to this machine's address cannot use the
     /// server. Add the name a proxy in front of it forwards.
@@ -56,7 +65,8 @@ pub struct Limits {
 
 impl Default for Limits {
     /// 32 MiB bodies (a large photo), 16 KiB heads, 30 s between bytes, 120 s for a request
-    /// (and for its answer to leave), 64 connections, no extra host names, no web origins.
+    /// (and for its answer to leave), 64 connections, 256 MiB of bodies at once, 5 s for a next
+    /// request and 1000 requests a connection, no extra host names, no web origins.
     fn default() -> Self {
         Self {
             max_body: 32 << 20,
@@ -64,6 +74,9 @@ impl Default for Limits {
             timeout: Duration::from_secs(30),
             request_time: Duration::from_secs(120),
             max_connections: 64,
+            max_bodies: 256 << 20,
+            keep_alive: Duration::from_secs(5),
+            max_requests: 1000,
             hosts: Vec::new(),
             origins: Vec::new(),
         }
@@ -80,7 +93,7 @@ pub struct Request {
     /// The query string's `name=value` pairs, percent-decoded (`+` is a space).
     pub query: Vec<(String, String)>,
     /// The body (`Content-Length` bytes; chunked bodies are refused with `411`; bytes after it
-    /// are ignored).
+    /// begin the connection's next request).
     pub body: Vec<u8>,
 }
 
@@ -98,7 +111,8 @@ pub struct Response {
     pub status: u16,
     /// The `Content-Type` header.
     pub content_type: String,
-    /// Other headers (`Allow`, …); the server writes `Content-Length` and `Connection` itself.
+    /// Other headers (`Allow`, …); the server writes `Content-Length`, `Connection` and
+    /// `Keep-Alive` itself.
     /// A name or value holding a control character is left out.
     pub headers: Vec<(String, String)>,
     /// The body.
@@ -156,10 +170,10 @@ pub fn serve(listener: TcpListener, limits: Limits, mut handle: impl FnMut(&Requ
 /// # Ok::<(), std::io::Error>(())
 /// ```
 pub fn serve_batches(listener: TcpListener, limits: Limits, max_batch: usize, mut handle: impl FnMut(&[Request]) -> Vec<Response>) -> std::io::Result<()> {
-    let (requests, incoming) = channel::<(Request, Sender<Response>)>();
+    let (requests, incoming) = channel::<Queued>();
     let accepting = std::thread::spawn(move || accept(listener, limits, requests));
     while let Some(batch) = next_batch(&incoming, max_batch) {
-        let (requests, replies): (Vec<Request>, Vec<Sender<Response>>) = batch.into_iter().unzip();
+        let (heads, (requests, replies)): (Vec<bool>, (Vec<Request>, Vec<Sender<Response>>)) = batch.into_iter().map(|q| (q.head_only, (q.request, q.reply))).unzip();
         let started = Instant::now();
         let answers = match answer(&mut handle, &requests) {
             Some(answers) => answers,
@@ -172,12 +186,21 @@ pub fn serve_batches(listener: TcpListener, limits: Limits, max_batch: usize, mu
         };
         let took = started.elapsed().as_secs_f64() * 1e3;
         let batch = if requests.len() > 1 { format!(" (batch of {})", requests.len()) } else { String::new() };
-        for ((request, response), reply) in requests.iter().zip(answers).zip(replies) {
-            log(format_args!("{} {:?} {} {took:.1} ms{batch}", request.method, request.path, response.status));
+        for (((request, response), reply), head_only) in requests.iter().zip(answers).zip(replies).zip(heads) {
+            let method = if head_only { "HEAD" } else { &request.method };
+            log(format_args!("{method} {:?} {} {took:.1} ms{batch}", request.path, response.status));
             let _ = reply.send(response); // the client may have gone: nothing to tell it
         }
     }
     accepting.join().unwrap_or_else(|_| Err(std::io::Error::other("the accepting thread panicked")))
+}
+
+/// A request on its way to the handler: whether it came as `HEAD` (for the log), and where its
+/// answer goes.
+struct Queued {
+    request: Request,
+    head_only: bool,
+    reply: Sender<Response>,
 }
 
 /// The next requests to answer: one, waited for, then those already waiting, `max_batch` at most
@@ -233,8 +256,9 @@ impl Drop for Slot {
     }
 }
 
-fn accept(listener: TcpListener, limits: Limits, requests: Sender<(Request, Sender<Response>)>) -> std::io::Result<()> {
+fn accept(listener: TcpListener, limits: Limits, requests: Sender<Queued>) -> std::io::Result<()> {
     let open = Arc::new(AtomicUsize::new(0));
+    let bodies = Arc::new(AtomicUsize::new(0));
     let mut failures = 0;
     for stream in listener.incoming() {
         let stream = match stream {
@@ -258,10 +282,10 @@ fn accept(listener: TcpListener, limits: Limits, requests: Sender<(Request, Send
             turn_away(stream);
             continue;
         }
-        let (limits, requests) = (limits.clone(), requests.clone());
+        let (limits, requests, bodies) = (limits.clone(), requests.clone(), bodies.clone());
         let spawned = std::thread::Builder::new().name("http-connection".into()).spawn(move || {
             let _slot = slot;
-            connection::serve(stream, &limits, &requests);
+            connection::serve(stream, &limits, &requests, &bodies);
         });
         if let Err(e) = spawned {
             log(format_args!("no thread for a connection: {e}"));
@@ -275,7 +299,7 @@ fn accept(listener: TcpListener, limits: Limits, requests: Sender<(Request, Send
 fn turn_away(stream: TcpStream) {
     log(format_args!("refused {}: 503 too many connections", stream.peer_addr().map_or("?".to_string(), |a| a.to_string())));
     if stream.set_nonblocking(true).is_ok() {
-        let _ = (&stream).write_all(&connection::encode(&Response::error(503, "too many connections; try again"), false, None));
+        let _ = (&stream).write_all(&connection::encode(&Response::error(503, "too many connections; try again"), false, None, None));
     }
     let _ = stream.shutdown(std::net::Shutdown::Both);
 }

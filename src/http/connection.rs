@@ -1,42 +1,162 @@
-//! One connection, on its own thread: read and check the request within the limits, have the
-//! handler answer it, write the answer within a deadline, close.
+//! One connection, on its own thread: read and check each request within the limits, have the
+//! handler answer it, write the answer within a deadline; then wait a little for the client's
+//! next request (HTTP/1.1 persistent connections) or close.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Sender, channel};
 use std::time::{Duration, Instant};
 
-use super::{Limits, Request, Response, log, parse};
+use super::{Limits, Queued, Request, Response, log, parse};
 
-/// Serves the request on `stream`.
-pub(super) fn serve(mut stream: TcpStream, limits: &Limits, requests: &Sender<(Request, Sender<Response>)>) {
-    let mut asked = Asked::default();
-    let response = match read_request(&mut stream, limits, &mut asked) {
-        Ok(None) => return, // closed before sending anything
-        Ok(Some(request)) if request.method == "OPTIONS" && asked.origin.is_some() => preflight(),
-        Ok(Some(request)) => {
-            let (reply, answer) = channel();
-            let answer = requests.send((request, reply)).ok().and_then(|_| answer.recv().ok());
-            answer.unwrap_or_else(|| Response::error(503, "the server is shutting down"))
+/// Serves the requests on `stream`, one after another, until the client or the limits end it.
+/// `bodies` counts the bytes of the bodies being read or answered on all connections.
+pub(super) fn serve(stream: TcpStream, limits: &Limits, requests: &Sender<Queued>, bodies: &Arc<AtomicUsize>) {
+    let mut connection = Connection { stream, pending: Vec::new() };
+    for served in 0..limits.max_requests.max(1) {
+        let mut asked = Asked::default();
+        let (response, keep) = match connection.read_request(limits, bodies, served == 0, &mut asked) {
+            Ok(None) => return, // closed, or silent past the keep-alive time, between requests
+            Ok(Some((request, _))) if request.method == "OPTIONS" && asked.origin.is_some() => (preflight(), asked.keep_alive),
+            Ok(Some((request, _reserved))) => {
+                let (reply, answer) = channel();
+                let queued = Queued { request, head_only: asked.head_only, reply };
+                match requests.send(queued).ok().and_then(|_| answer.recv().ok()) {
+                    Some(response) => (response, asked.keep_alive),
+                    None => (Response::error(503, "the server is shutting down"), false),
+                }
+            }
+            // The request's end is unknown, or its body unread: nothing more is read.
+            Err(response) => {
+                let peer = connection.stream.peer_addr().map_or("?".to_string(), |a| a.to_string());
+                log(format_args!("refused {peer}: {} {}", response.status, parse::reason(response.status)));
+                (response, false)
+            }
+        };
+        let keep = keep && served + 1 < limits.max_requests && !limits.keep_alive.is_zero();
+        let bytes = encode(&response, asked.head_only, asked.origin.as_deref(), keep.then_some(limits.keep_alive));
+        if write_within(&mut connection.stream, &bytes, limits.timeout, after(limits.request_time)).is_err() {
+            return;
         }
-        Err(response) => {
-            let peer = stream.peer_addr().map_or("?".to_string(), |a| a.to_string());
-            log(format_args!("refused {peer}: {} {}", response.status, parse::reason(response.status)));
-            response
+        if !keep {
+            break;
         }
-    };
-    let deadline = after(limits.request_time);
-    if write_within(&mut stream, &encode(&response, asked.head_only, asked.origin.as_deref()), limits.timeout, deadline).is_ok() {
-        linger(stream);
     }
+    linger(connection.stream);
+}
+
+/// A connection and the bytes read past the last request (the start of the next one, when the
+/// client sends requests without waiting for the answers).
+struct Connection {
+    stream: TcpStream,
+    pending: Vec<u8>,
 }
 
 /// What shapes the answer besides the handler: a `HEAD` request (no body), an allowed origin
-/// (CORS headers).
+/// (CORS headers), whether the client keeps the connection for another request.
 #[derive(Default)]
 struct Asked {
     head_only: bool,
     origin: Option<String>,
+    keep_alive: bool,
+}
+
+/// Bytes of `bodies` held by one request until its answer is written: the bodies the server
+/// holds at once stay within `Limits::max_bodies`, however many connections send them.
+pub(super) struct Reserved<'a>(&'a AtomicUsize, usize);
+
+impl<'a> Reserved<'a> {
+    /// `bytes` more, or `None` when they would take `bodies` past `max`.
+    fn take(bodies: &'a AtomicUsize, bytes: usize, max: usize) -> Option<Self> {
+        bodies.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |held| held.checked_add(bytes).filter(|&total| total <= max)).ok()?;
+        Some(Self(bodies, bytes))
+    }
+}
+
+impl Drop for Reserved<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(self.1, Ordering::SeqCst);
+    }
+}
+
+impl Connection {
+    /// The next request and the body bytes it holds: `Ok(None)` when the client closed before
+    /// sending a byte, or (after a first request) stayed silent for `limits.keep_alive`; `Err`
+    /// is the answer to a request that cannot be served. Fills in `asked` as soon as it is known.
+    fn read_request<'b>(&mut self, limits: &Limits, bodies: &'b AtomicUsize, first: bool, asked: &mut Asked) -> Result<Option<(Request, Reserved<'b>)>, Response> {
+        let deadline = after(limits.request_time);
+        let too_large = || Response::error(431, format!("request line and headers over {} bytes", limits.max_head));
+        let mut chunk = vec![0u8; 64 << 10];
+        let (mut buf, mut scanned, mut skipped) = (std::mem::take(&mut self.pending), 0, 0);
+        let head_end = loop {
+            // Empty lines before the request line are ignored (RFC 9112, 2.2), but count.
+            let blank = buf.iter().take_while(|&&b| b == b'\r' || b == b'\n').count();
+            skipped += blank;
+            buf.drain(..blank);
+            if let Some(end) = parse::head_end(&buf, scanned) {
+                break end;
+            }
+            scanned = buf.len().saturating_sub(3); // the next read cannot end an empty line earlier
+            if buf.len() + skipped > limits.max_head {
+                return Err(too_large());
+            }
+            // Between requests the client may take `keep_alive` to start the next one, and
+            // need not: closing or falling silent then ends the connection without a word.
+            let between = !first && buf.is_empty() && skipped == 0;
+            let read = match between {
+                true => read_idle(&mut self.stream, &mut chunk[..4096], limits.keep_alive.min(limits.request_time)),
+                false => read_some(&mut self.stream, &mut chunk[..4096], limits, deadline)?,
+            };
+            match read {
+                0 if buf.is_empty() => return Ok(None),
+                0 => return Err(Response::error(400, "the connection ended inside the headers")),
+                n => buf.extend_from_slice(&chunk[..n]),
+            }
+        };
+        asked.head_only = buf.starts_with(b"HEAD ");
+        if head_end + skipped > limits.max_head {
+            return Err(too_large());
+        }
+        let head = parse::head(&buf[..head_end], limits)?;
+        asked.origin = head.origin.clone();
+        asked.keep_alive = head.keep_alive;
+        let length = head.content_length.unwrap_or(0);
+        if length > limits.max_body as u64 {
+            return Err(Response::error(413, format!("a body of {length} bytes is over the limit of {}", limits.max_body)));
+        }
+        let length = length as usize;
+        let Some(reserved) = Reserved::take(bodies, length, limits.max_bodies) else {
+            let busy = format!("the server holds as many request bodies as it may ({} bytes); try again", limits.max_bodies);
+            return Err(Response::error(503, busy).with_header("Retry-After", "1"));
+        };
+        let mut body = buf.split_off(head_end);
+        if head.expect_continue && body.len() < length {
+            write_within(&mut self.stream, b"HTTP/1.1 100 Continue\r\n\r\n", limits.timeout, deadline).map_err(read_failed)?;
+        }
+        // The body grows as its bytes arrive: a Content-Length alone reserves no memory.
+        while body.len() < length {
+            let want = (length - body.len()).min(chunk.len());
+            match read_some(&mut self.stream, &mut chunk[..want], limits, deadline)? {
+                0 => return Err(Response::error(400, format!("the body ended before its Content-Length of {length} bytes"))),
+                n => body.extend_from_slice(&chunk[..n]),
+            }
+        }
+        self.pending = body.split_off(length); // the next request's first bytes, if any
+        // HEAD is GET without the body (RFC 9110, 9.3.2): the handler answers it as GET.
+        let method = if asked.head_only { "GET".to_string() } else { head.method };
+        Ok(Some((Request { method, path: head.path, query: head.query, body }, reserved)))
+    }
+}
+
+/// The first bytes of a next request, waited for at most `idle`: `0` when the client closed,
+/// fell silent or failed.
+fn read_idle(stream: &mut TcpStream, buf: &mut [u8], idle: Duration) -> usize {
+    if stream.set_read_timeout(Some(idle.max(Duration::from_millis(1)))).is_err() {
+        return 0;
+    }
+    stream.read(buf).unwrap_or(0)
 }
 
 /// The answer to an allowed origin's CORS preflight.
@@ -56,62 +176,6 @@ fn after(d: Duration) -> Instant {
 /// How long the next wait may be: what is `left`, at most `timeout` (zero: no per-wait limit).
 fn wait(left: Duration, timeout: Duration) -> Duration {
     if timeout.is_zero() { left } else { left.min(timeout) }
-}
-
-/// The request on `stream`: `Ok(None)` when the client closed without sending a byte; `Err` is
-/// the answer to a request that cannot be served. Fills in `asked` as soon as it is known.
-fn read_request(stream: &mut TcpStream, limits: &Limits, asked: &mut Asked) -> Result<Option<Request>, Response> {
-    let deadline = after(limits.request_time);
-    let too_large = || Response::error(431, format!("request line and headers over {} bytes", limits.max_head));
-    let mut chunk = vec![0u8; 64 << 10];
-    let (mut buf, mut scanned, mut skipped) = (Vec::new(), 0, 0);
-    let head_end = loop {
-        if let Some(end) = parse::head_end(&buf, scanned) {
-            break end;
-        }
-        scanned = buf.len().saturating_sub(3); // the next read cannot end an empty line earlier
-        if buf.len() + skipped > limits.max_head {
-            return Err(too_large());
-        }
-        match read_some(stream, &mut chunk[..4096], limits, deadline)? {
-            0 if buf.is_empty() => return Ok(None),
-            0 => return Err(Response::error(400, "the connection ended inside the headers")),
-            // Empty lines before the request line are ignored (RFC 9112, 2.2), but count.
-            n if buf.is_empty() => {
-                let blank = chunk[..n].iter().take_while(|&&b| b == b'\r' || b == b'\n').count();
-                skipped += blank;
-                buf.extend_from_slice(&chunk[blank..n]);
-            }
-            n => buf.extend_from_slice(&chunk[..n]),
-        }
-    };
-    asked.head_only = buf.starts_with(b"HEAD ");
-    if head_end + skipped > limits.max_head {
-        return Err(too_large());
-    }
-    let head = parse::head(&buf[..head_end], limits)?;
-    asked.origin = head.origin.clone();
-    let length = head.content_length.unwrap_or(0);
-    if length > limits.max_body as u64 {
-        return Err(Response::error(413, format!("a body of {length} bytes is over the limit of {}", limits.max_body)));
-    }
-    let length = length as usize;
-    let mut body = buf.split_off(head_end);
-    if head.expect_continue && body.len() < length {
-        write_within(stream, b"HTTP/1.1 100 Continue\r\n\r\n", limits.timeout, deadline).map_err(read_failed)?;
-    }
-    // The body grows as its bytes arrive: a Content-Length alone reserves nothing.
-    while body.len() < length {
-        let want = (length - body.len()).min(chunk.len());
-        match read_some(stream, &mut chunk[..want], limits, deadline)? {
-            0 => return Err(Response::error(400, format!("the body ended before its Content-Length of {length} bytes"))),
-            n => body.extend_from_slice(&chunk[..n]),
-        }
-    }
-    body.truncate(length); // one request per connection: what follows is not read
-    // HEAD is GET without the body (RFC 9110, 9.3.2): the handler answers it as GET.
-    let method = if asked.head_only { "GET".to_string() } else { head.method };
-    Ok(Some(Request { method, path: head.path, query: head.query, body }))
 }
 
 /// The next bytes, waited for at most `limits.timeout` and never past `deadline`.
@@ -135,9 +199,10 @@ fn read_failed(e: std::io::Error) -> Response {
     }
 }
 
-/// The response's bytes: status line, headers (CORS ones for an allowed `origin`) and, unless
+/// The response's bytes: status line, headers (CORS ones for an allowed `origin`; `keep_alive`:
+/// how long the connection waits for the next request, `None`: it closes) and, unless
 /// `head_only` (a `HEAD` request), body.
-pub(super) fn encode(response: &Response, head_only: bool, origin: Option<&str>) -> Vec<u8> {
+pub(super) fn encode(response: &Response, head_only: bool, origin: Option<&str>, keep_alive: Option<Duration>) -> Vec<u8> {
     // A header with a line break would let a handler's input write headers of its own.
     let clean = |s: &str| !s.bytes().any(|b| b.is_ascii_control());
     let content_type = if clean(&response.content_type) { response.content_type.as_str() } else { "application/octet-stream" };
@@ -147,7 +212,11 @@ pub(super) fn encode(response: &Response, head_only: bool, origin: Option<&str>)
     for (name, value) in headers.filter(|(n, v)| !n.is_empty() && clean(n) && !n.contains([' ', ':']) && clean(v)) {
         head.push_str(&format!("{name}: {value}\r\n"));
     }
-    head.push_str(&format!("Content-Length: {}\r\nConnection: close\r\n\r\n", response.body.len()));
+    head.push_str(&format!("Content-Length: {}\r\n", response.body.len()));
+    match keep_alive {
+        Some(idle) => head.push_str(&format!("Connection: keep-alive\r\nKeep-Alive: timeout={}\r\n\r\n", idle.as_secs().max(1))),
+        None => head.push_str("Connection: close\r\n\r\n"),
+    }
     let mut out = head.into_bytes();
     if !head_only {
         out.extend_from_slice(&response.body);

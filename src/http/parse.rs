@@ -12,6 +12,9 @@ pub(super) struct Head {
     pub expect_continue: bool,
     /// The `Origin`, when there is one (it is then an allowed one).
     pub origin: Option<String>,
+    /// Whether the client keeps the connection for another request: HTTP/1.1 without
+    /// `Connection: close`, or HTTP/1.0 with `Connection: keep-alive`.
+    pub keep_alive: bool,
 }
 
 /// Where the body starts: just past the first empty line (`\r\n\r\n`, or `\n\n` from clients
@@ -47,8 +50,8 @@ pub(super) fn head(bytes: &[u8], limits: &Limits) -> Result<Head, Response> {
         return Err(bad("the request target must be a path starting with /"));
     }
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
-    let mut head = Head { method: method.to_string(), path: path.to_string(), query: query_pairs(query)?, content_length: None, expect_continue: false, origin: None };
-    let mut host = None;
+    let mut head = Head { method: method.to_string(), path: path.to_string(), query: query_pairs(query)?, content_length: None, expect_continue: false, origin: None, keep_alive: version == "HTTP/1.1" };
+    let (mut host, mut close) = (None, false);
     for line in lines.take_while(|l| !l.is_empty()) {
         let Some(colon) = line.iter().position(|&b| b == b':') else { return Err(bad("a header line has no `:`")) };
         let (name, value) = (&line[..colon], trim_blanks(&line[colon + 1..]));
@@ -60,6 +63,13 @@ pub(super) fn head(bytes: &[u8], limits: &Limits) -> Result<Head, Response> {
             return Err(bad("a header value holds a control character"));
         }
         let name = String::from_utf8_lossy(name).to_ascii_lowercase();
+        if name == "connection" {
+            for option in value.split(|&b| b == b',').map(trim_blanks) {
+                close |= option.eq_ignore_ascii_case(b"close");
+                head.keep_alive |= option.eq_ignore_ascii_case(b"keep-alive");
+            }
+            continue;
+        }
         if !matches!(name.as_str(), "content-length" | "transfer-encoding" | "expect" | "host" | "origin") {
             continue;
         }
@@ -93,6 +103,7 @@ pub(super) fn head(bytes: &[u8], limits: &Limits) -> Result<Head, Response> {
     if let Some(origin) = head.origin.as_ref().filter(|o| !limits.origins.iter().any(|a| a.eq_ignore_ascii_case(o))) {
         return Err(Response::error(403, format!("requests from web pages (Origin {origin:?}) are not accepted unless allowed")));
     }
+    head.keep_alive &= !close;
     if head.content_length.is_none() && matches!(head.method.as_str(), "POST" | "PUT" | "PATCH") {
         return Err(Response::error(411, "a body needs a Content-Length header"));
     }

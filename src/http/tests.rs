@@ -62,13 +62,14 @@ fn well_formed_requests_reach_the_handler() {
     let (addr, seen) = echo_server(Limits::default());
     let (status, text) = exchange(addr, b"POST /x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\n\r\nhello");
     assert_eq!((status, body(&text)), (200, "hello"), "{text}");
-    assert!(text.contains("Content-Length: 5\r\n") && text.contains("Connection: close\r\n"), "{text}");
+    assert!(text.contains("Content-Length: 5\r\n") && text.contains("Connection: keep-alive\r\nKeep-Alive: timeout=5\r\n"), "{text}");
     // Bare \n line ends, a percent-encoded parameter, a GET without a body.
     let (status, text) = exchange(addr, b"GET /x?q=a+red%20dog%C3%A9&z HTTP/1.0\nHost: localhost\n\n");
     assert_eq!((status, body(&text)), (200, "a red dogé"), "{text}");
+    assert!(text.contains("Connection: close\r\n"), "HTTP/1.0 without keep-alive: {text}");
     // The body split over several writes, after a 100 Continue.
     let mut stream = connect(addr);
-    stream.write_all(b"POST /x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 6\r\nExpect: 100-continue\r\n\r\n").unwrap();
+    stream.write_all(b"POST /x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 6\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n").unwrap();
     let mut interim = [0u8; 25];
     stream.read_exact(&mut interim).unwrap();
     assert_eq!(&interim, b"HTTP/1.1 100 Continue\r\n\r\n");
@@ -81,9 +82,8 @@ fn well_formed_requests_reach_the_handler() {
     // A content type that would add a header is replaced.
     let (_, text) = exchange(addr, b"GET /inject HTTP/1.1\r\nHost: localhost\r\n\r\n");
     assert!(!text.contains("X-Evil") && text.contains("Content-Type: application/octet-stream\r\n"), "{text}");
-    // Empty lines before the request line, a Latin-1 header value, IP and localhost hosts,
-    // bytes after the body (ignored).
-    let (status, text) = exchange(addr, b"\r\n\r\nPOST /x HTTP/1.1\r\nX-Name: caf\xe9\r\nHost: localhost:8080\r\nContent-Length: 2\r\n\r\nokGET /y HTTP/1.1\r\n\r\n");
+    // Empty lines before the request line, a Latin-1 header value, IP and localhost hosts.
+    let (status, text) = exchange(addr, b"\r\n\r\nPOST /x HTTP/1.1\r\nX-Name: caf\xe9\r\nHost: localhost:8080\r\nContent-Length: 2\r\n\r\nok");
     assert_eq!((status, body(&text)), (200, "ok"), "{text}");
     for host in ["127.0.0.1", "127.0.0.1:80", "[::1]:8080", "LOCALHOST"] {
         assert_eq!(exchange(addr, format!("GET /x?q=1 HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes()).0, 200, "{host}");
@@ -147,6 +147,92 @@ fn malformed_requests_are_answered_by_the_server() {
     assert_eq!(seen.load(Ordering::SeqCst), 1, "only the last request reached the handler");
 }
 
+/// One answer read from a connection that stays open: status, head and body (`Content-Length`
+/// bytes, none for a `HEAD` request).
+fn read_one(stream: &mut TcpStream) -> (u16, String, String) {
+    read_answer(stream, false)
+}
+
+fn read_answer(stream: &mut TcpStream, head_only: bool) -> (u16, String, String) {
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        stream.read_exact(&mut byte).unwrap_or_else(|e| panic!("{e} after {:?}", String::from_utf8_lossy(&head)));
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8(head).unwrap();
+    let length: usize = head.lines().find_map(|l| l.strip_prefix("Content-Length: ")).unwrap().parse().unwrap();
+    let mut body = vec![0u8; if head_only { 0 } else { length }];
+    stream.read_exact(&mut body).unwrap();
+    (head.split(' ').nth(1).unwrap().parse().unwrap(), head, String::from_utf8(body).unwrap())
+}
+
+/// Whether the server has closed `stream` (it reads the end within 10 s, with nothing before).
+fn closed(stream: &mut TcpStream) -> bool {
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    matches!(stream.read(&mut [0u8; 1]), Ok(0))
+}
+
+/// A connection serves requests one after another, or several sent at once, until the client
+/// says `close`, falls silent past `keep_alive`, or reaches `max_requests`.
+#[test]
+fn persistent_connections_serve_requests_in_turn() {
+    let (addr, seen) = echo_server(Limits { keep_alive: Duration::from_secs(1), max_requests: 4, ..Limits::default() });
+    let mut stream = connect(addr);
+    stream.write_all(b"POST /x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 3\r\n\r\none").unwrap();
+    let (status, head, text) = read_one(&mut stream);
+    assert_eq!((status, text.as_str()), (200, "one"), "{head}");
+    assert!(head.contains("Connection: keep-alive\r\nKeep-Alive: timeout=1\r\n"), "{head}");
+    // Two requests in one write (a HEAD among them), answered in order.
+    stream.write_all(b"HEAD /method HTTP/1.1\r\nHost: localhost\r\n\r\nPOST /x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\n\r\nthree").unwrap();
+    let (status, head, _) = read_answer(&mut stream, true);
+    assert!(status == 200 && head.contains("Content-Length: 3\r\n"), "{head}");
+    let (status, head, text) = read_one(&mut stream);
+    assert_eq!((status, text.as_str()), (200, "three"), "the HEAD answer had no body before this one: {head}");
+    // The fourth request is the last one this connection serves.
+    stream.write_all(b"GET /x?q=four HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+    let (status, head, text) = read_one(&mut stream);
+    assert_eq!((status, text.as_str()), (200, "four"), "{head}");
+    assert!(head.contains("Connection: close\r\n"), "{head}");
+    assert!(closed(&mut stream));
+    // Silent past keep_alive: closed without a word.
+    let mut stream = connect(addr);
+    stream.write_all(b"GET /x?q=1 HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n").unwrap();
+    let (_, head, _) = read_one(&mut stream);
+    assert!(head.contains("Connection: keep-alive\r\n"), "HTTP/1.0 asking for keep-alive: {head}");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(closed(&mut stream), "the idle connection was not closed, or got an answer");
+    // `Connection: close` among other options; a refused request ends the connection.
+    let mut stream = connect(addr);
+    stream.write_all(b"GET /x?q=1 HTTP/1.1\r\nHost: localhost\r\nConnection: TE, close\r\n\r\n").unwrap();
+    let (_, head, _) = read_one(&mut stream);
+    assert!(head.contains("Connection: close\r\n") && closed(&mut stream), "{head}");
+    let mut stream = connect(addr);
+    stream.write_all(b"GET /x?q=1 HTTP/1.1\r\nHost: localhost\r\n\r\nGET /x?q=2 HTTP/1.1\r\n\r\nGET /x?q=3 HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+    assert_eq!(read_one(&mut stream).0, 200);
+    let (status, head, _) = read_one(&mut stream);
+    assert_eq!(status, 400, "no Host: {head}");
+    assert!(head.contains("Connection: close\r\n") && closed(&mut stream), "{head}");
+    assert_eq!(seen.load(Ordering::SeqCst), 7);
+}
+
+/// The bodies held at once stay within `max_bodies`: past it a request gets 503 with
+/// `Retry-After`, and the room comes back when an answer is written.
+#[test]
+fn bodies_past_the_budget_are_refused_until_there_is_room() {
+    let (addr, _) = echo_server(Limits { max_bodies: 10, ..Limits::default() });
+    let mut holder = connect(addr);
+    holder.write_all(b"POST /x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 8\r\nConnection: close\r\n\r\nabc").unwrap();
+    std::thread::sleep(Duration::from_millis(200)); // the server has read its head
+    let (status, text) = exchange(addr, b"POST /x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\n\r\n12345");
+    assert_eq!(status, 503, "{text}");
+    assert!(text.contains("Retry-After: 1\r\n"), "{text}");
+    assert_eq!(exchange(addr, b"POST /x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2\r\n\r\n12").0, 200, "2 bytes fit beside 8");
+    holder.write_all(b"defgh").unwrap();
+    assert_eq!(answer(&mut holder).0, 200);
+    assert_eq!(exchange(addr, b"POST /x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 10\r\n\r\n1234567890").0, 200, "the room came back");
+}
+
 /// A silent client holds only its connection: others are answered meanwhile, and it gets 408
 /// when its time is up. Past `max_connections`, a connection gets 503 at once.
 #[test]
@@ -156,7 +242,7 @@ fn silent_clients_do_not_hold_the_server() {
     silent.write_all(b"POST /x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 10\r\n\r\nabc").unwrap();
     let mut second = connect(addr);
     assert_eq!(exchange(addr, b"GET /x?q=1 HTTP/1.1\r\nHost: localhost\r\n\r\n").0, 503, "two connections are open");
-    second.write_all(b"GET /x?q=2 HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+    second.write_all(b"GET /x?q=2 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
     let (status, text) = answer(&mut second);
     assert_eq!((status, body(&text)), (200, "2"));
     // A server that waited for `silent` would have answered it (408) first.

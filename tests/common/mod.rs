@@ -128,7 +128,7 @@ impl Server {
         use std::io::{Read, Write};
         let mut stream = std::net::TcpStream::connect(self.1).unwrap();
         stream.set_read_timeout(Some(std::time::Duration::from_secs(300))).unwrap();
-        write!(stream, "{method} {target} HTTP/1.1\r\nHost: {host}\r\nContent-Length: {}\r\n\r\n", body.len()).unwrap();
+        write!(stream, "{method} {target} HTTP/1.1\r\nHost: {host}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len()).unwrap();
         stream.write_all(body).unwrap();
         let mut answer = String::new();
         stream.read_to_string(&mut answer).unwrap();
