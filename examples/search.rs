@@ -33,6 +33,8 @@
 //! curl --data-binary 'a dog on a beach' 'http://127.0.0.1:8080/search/text?top_k=5'
 //! curl --data-binary @photo.jpg http://127.0.0.1:8080/search/image
 //! ```
+//! Without `--index`, `--listen` serves only `/embed/text`, `/embed/image` and `/health`: an
+//! embedding server.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -59,9 +61,10 @@ struct Args {
     #[command(flatten)]
     model: ModelArgs,
     /// The folder `embed --output` wrote (image shards; caption shards are in its `texts/`, or
-    /// beside the image shards for `embed --data`).
-    #[arg(long)]
-    index: PathBuf,
+    /// beside the image shards for `embed --data`). Without it, `--listen` serves only the
+    /// embedding endpoints.
+    #[arg(long, required_unless_present = "listen")]
+    index: Option<PathBuf>,
     /// A text query (searches the image shards).
     #[arg(long, conflicts_with_all = ["image", "queries", "listen"], required_unless_present_any = ["image", "queries", "listen"])]
     text: Option<String>,
@@ -79,7 +82,7 @@ struct Args {
     listen: serve::ListenArgs,
     /// Search the caption embeddings (`INDEX/texts`, or INDEX's own `text_embed`) instead of
     /// the image embeddings.
-    #[arg(long)]
+    #[arg(long, requires = "index")]
     texts: bool,
     /// Hits to show.
     #[arg(long, default_value_t = 10)]
@@ -97,14 +100,14 @@ struct Args {
     /// Search the approximate (HNSW) index saved beside the shards (`index.hnsw.*`), building
     /// it first when it is missing or the shards changed (then recall@10 against exact search
     /// is printed on stderr). Exact search is the default.
-    #[arg(long)]
+    #[arg(long, requires = "index")]
     approximate: bool,
     /// Rebuild the approximate index even when it is current (implies --approximate).
-    #[arg(long)]
+    #[arg(long, requires = "index")]
     rebuild_index: bool,
     /// Candidates examined per approximate query (default: the index's, 64); higher finds more
     /// true neighbours, slower.
-    #[arg(long)]
+    #[arg(long, requires = "index")]
     ef_search: Option<usize>,
     /// HNSW links per row when building the index (M).
     #[arg(long, default_value_t = AnnConfig::default().m)]
@@ -145,13 +148,19 @@ fn run(args: Args) -> Result<(), Error> {
         }
         (None, None, None) => return Err("give --text, --image or --queries".into()),
     };
+    let Some(folder) = &args.index else {
+        // Only --listen goes without an index (clap): it serves embeddings alone.
+        let pipeline = pipeline()?;
+        let endpoints = http::Endpoints { encoder: &encoder, pipeline: &pipeline, search: None::<fn(&[&[f32]], usize) -> Result<Vec<Vec<Hit>>, Error>>, top_k: args.top_k, rows: 0 };
+        return args.listen.serve("embeddings only: no --index", |requests| endpoints.answer(requests));
+    };
     // `embed --texts` writes caption shards to INDEX/texts; `embed --data` writes both kinds
     // into INDEX itself.
-    let texts_dir = args.index.join("texts");
+    let texts_dir = folder.join("texts");
     let (dir, tensor) = match args.texts {
         true if texts_dir.is_dir() => (texts_dir, "text_embed"),
-        true => (args.index.clone(), "text_embed"),
-        false => (args.index.clone(), "image_embed"),
+        true => (folder.clone(), "text_embed"),
+        false => (folder.clone(), "image_embed"),
     };
     let index = if args.approximate || args.rebuild_index { Some(approximate(&args, &dir, tensor)?) } else { None };
     // Serving searches exactly from memory (the shards read once); otherwise exact search reads
@@ -176,7 +185,7 @@ fn run(args: Args) -> Result<(), Error> {
     let pipeline = pipeline()?;
     if args.listen.listen.is_some() {
         let rows = index.as_ref().map_or_else(|| in_memory.as_ref().map_or(0, ExactIndex::rows), AnnIndex::rows);
-        let endpoints = http::Endpoints { encoder: &encoder, pipeline: &pipeline, search, top_k: args.top_k, rows };
+        let endpoints = http::Endpoints { encoder: &encoder, pipeline: &pipeline, search: Some(search), top_k: args.top_k, rows };
         return args.listen.serve(&format!("{rows} rows of {}", dir.display()), |requests| endpoints.answer(requests));
     }
     diffclip::cli::serve_stdin(|query| {

@@ -266,6 +266,10 @@ fn http_serves_the_command_lines_answers() {
         assert_eq!(status, want, "{method} {target}: {answer}");
         assert!(answer["error"].as_str().unwrap().contains(says), "{method} {target}: {answer}");
     }
+    let head = server.call_head("GET", "/search/text", b"");
+    assert!(head.starts_with("HTTP/1.1 405 ") && head.contains("\r\nAllow: POST\r\n"), "{head}");
+    let head = server.call_head("POST", "/health", b"");
+    assert!(head.starts_with("HTTP/1.1 405 ") && head.contains("\r\nAllow: GET, HEAD\r\n"), "{head}");
     // Requests arriving together are embedded as one batch (on flex, to the same bits as alone),
     // each answered with its own hits.
     let files: Vec<std::path::PathBuf> = ["china.jpg", "flower.jpg", "gray_123x457.png", "rgba_300x200.png"].iter().map(|f| fixture(&format!("preprocess/images/{f}"))).collect();
@@ -296,6 +300,21 @@ fn http_serves_the_command_lines_answers() {
     let (status, health) = server.call_as(&server.address().to_string(), "GET", "/health", b"");
     assert_eq!((status, &health["rows"]), (200, &serde_json::json!(600)));
     drop(server);
+
+    // Without --index: the same embeddings, and no searches.
+    let mut embedding_only = Command::new(example("search"));
+    embedding_only.args(["--preset", "diffclip_tiny", "--checkpoint"]).arg(fixture("diffclip_tiny/model.safetensors"));
+    let server = Server::start(embedding_only);
+    let (status, alone) = server.call("POST", "/embed/text", b"a red square");
+    let alone: Vec<f64> = alone["embedding"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    assert_eq!((status, &alone), (200, &raw));
+    let (status, answer) = server.call("POST", "/search/text", b"a red square");
+    assert_eq!(status, 404, "{answer}");
+    assert!(answer["error"].as_str().unwrap().contains("without --index"), "{answer}");
+    assert_eq!(server.call("GET", "/health", b""), (200, serde_json::json!({ "status": "ok" })));
+    drop(server);
+    let out = Command::new(example("search")).args(["--preset", "diffclip_tiny", "--text", "a dog"]).output().unwrap();
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("--index"), "{out:?}");
 
     // --approximate serves through the HNSW index (built at start): nearly the exact hits.
     let mut approximate = search_cmd(&index);

@@ -8,6 +8,9 @@
 //! | `POST /embed/image?normalize=true` | an image file's bytes | `{"embedding": […]}` |
 //! | `GET /health` | | `{"status": "ok", "rows": N}` |
 //!
+//! Without `--index` only the embedding endpoints are served (`/search/*` is 404, and
+//! `/health` has no `rows`).
+//!
 //! Requests that arrive together are embedded as one batch (texts with texts, images with
 //! images). Errors are `{"error": "…"}`: 400 for a text that is not UTF-8, empty or not
 //! tokenizable, and for a bad parameter; 413 for a text over 64 KiB; 422 for an image that does
@@ -34,8 +37,8 @@ const ENDPOINTS: [(&str, &str); 5] = [("POST", "/search/text"), ("POST", "/searc
 pub struct Endpoints<'a, S> {
     pub encoder: &'a Encoder<'a>,
     pub pipeline: &'a Pipeline,
-    /// Exact or approximate search: `k` hits for each query.
-    pub search: S,
+    /// Exact or approximate search: `k` hits for each query; `None`: no index is served.
+    pub search: Option<S>,
     pub top_k: usize,
     pub rows: usize,
 }
@@ -96,10 +99,11 @@ impl<S: Fn(&[&[f32]], usize) -> Result<Vec<Vec<Hit>>, Box<dyn std::error::Error>
         ks.sort_unstable();
         ks.dedup();
         let mut hits: Vec<Option<Result<Vec<Hit>, Response>>> = embedded.iter().map(|_| None).collect();
+        let Some(search) = &self.search else { return hits }; // no search passes `check` then
         for k in ks {
             let asking: Vec<usize> = (0..embedded.len()).filter(|&i| k_of(&embedded[i]) == Some(k)).collect();
             let rows: Vec<&[f32]> = asking.iter().filter_map(|&i| embedded[i].as_ref().ok()).map(|(_, row)| row.as_slice()).collect();
-            match (self.search)(&rows, k) {
+            match search(&rows, k) {
                 Ok(found) => asking.iter().zip(found).for_each(|(&i, h)| hits[i] = Some(Ok(h))),
                 Err(e) => asking.iter().for_each(|&i| hits[i] = Some(Err(Response::error(500, &e)))),
             }
@@ -111,7 +115,11 @@ impl<S: Fn(&[&[f32]], usize) -> Result<Vec<Vec<Hit>>, Box<dyn std::error::Error>
     /// `Err` is the answer when none is needed (`/health`, a bad request).
     fn check<'r>(&self, request: &'r Request) -> Result<Query<'r>, Response> {
         let action = match (request.method.as_str(), request.path.as_str()) {
+            ("GET", "/health") if self.search.is_none() => return Err(Response::json(200, &json!({ "status": "ok" }))),
             ("GET", "/health") => return Err(Response::json(200, &json!({ "status": "ok", "rows": self.rows }))),
+            ("POST", "/search/text" | "/search/image") if self.search.is_none() => {
+                return Err(Response::error(404, "this server has no index (started without --index): only /embed/text and /embed/image are served"));
+            }
             ("POST", "/search/text" | "/search/image") => Action::Search { k: top_k(request, self.top_k.min(MAX_TOP_K), MAX_TOP_K)? },
             ("POST", "/embed/text" | "/embed/image") => Action::Embed { normalize: param(request, "normalize", false)? },
             _ => return Err(unrouted(request, &ENDPOINTS)),

@@ -125,6 +125,17 @@ impl Server {
 
     /// [`Self::call`] naming `host` in the `Host` header; waits at most 300 s for the answer.
     pub fn call_as(&self, host: &str, method: &str, target: &str, body: &[u8]) -> (u16, serde_json::Value) {
+        let (head, json) = self.exchange(host, method, target, body);
+        (head.split(' ').nth(1).unwrap().parse().unwrap(), serde_json::from_str(&json).unwrap_or_else(|e| panic!("{head}\r\n\r\n{json:?}: {e}")))
+    }
+
+    /// The status line and headers of the answer to `METHOD target` with `body`.
+    pub fn call_head(&self, method: &str, target: &str, body: &[u8]) -> String {
+        self.exchange("localhost", method, target, body).0
+    }
+
+    /// One request on a connection of its own: the answer's head and body.
+    fn exchange(&self, host: &str, method: &str, target: &str, body: &[u8]) -> (String, String) {
         use std::io::{Read, Write};
         let mut stream = std::net::TcpStream::connect(self.1).unwrap();
         stream.set_read_timeout(Some(std::time::Duration::from_secs(300))).unwrap();
@@ -133,6 +144,6 @@ impl Server {
         let mut answer = String::new();
         stream.read_to_string(&mut answer).unwrap();
         let (head, json) = answer.split_once("\r\n\r\n").unwrap_or_else(|| panic!("{answer:?}"));
-        (head.split(' ').nth(1).unwrap().parse().unwrap(), serde_json::from_str(json).unwrap_or_else(|e| panic!("{answer:?}: {e}")))
+        (head.to_string(), json.to_string())
     }
 }
