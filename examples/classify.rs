@@ -102,11 +102,11 @@ fn run(args: Args) -> Result<(), Error> {
             let checked: Vec<Result<usize, Response>> = requests.iter().map(|r| match (r.method.as_str(), r.path.as_str()) {
                 ("GET", "/health") => Err(Response::json(200, &serde_json::json!({ "status": "ok", "labels": labels.len() }))),
                 ("POST", "/classify") if r.body.is_empty() => Err(Response::error(400, "the body holds no image")),
-                ("POST", "/classify") => serve::top_k(r, args.top_k.min(labels.len()), labels.len()),
-                _ => Err(serve::unrouted(r, &[("POST", "/classify"), ("GET", "/health")])),
+                ("POST", "/classify") => diffclip::serve::top_k(r, args.top_k.min(labels.len()), labels.len()),
+                _ => Err(diffclip::serve::unrouted(r, &[("POST", "/classify"), ("GET", "/health")])),
             }).collect();
             let bodies: Vec<&[u8]> = requests.iter().zip(&checked).filter(|(_, c)| c.is_ok()).map(|(r, _)| r.body.as_slice()).collect();
-            let mut rows = serve::image_embeddings(&encoder, &pipeline, &bodies).into_iter();
+            let mut rows = diffclip::serve::image_embeddings(&encoder, &pipeline, &bodies).into_iter();
             let answer = |k: usize, row: Vec<f32>| -> Result<Response, Response> {
                 let top = rank(&Matrix::new(1, row.len(), row).map_err(|e| Response::error(500, e))?, k).map_err(|e| Response::error(500, e))?;
                 Ok(Response::json(200, &serde_json::json!({ "top": json_top(&top[0]) })))

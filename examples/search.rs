@@ -24,8 +24,8 @@
 //! ```
 //! Output going to a closed pipe (`| head`) ends the program quietly with exit 0.
 //!
-//! `--listen ADDR` serves the same searches over HTTP (endpoints in `examples/search/http.rs`
-//! and `docs/eval.md`), exact from memory or with `--approximate`, until the program is stopped:
+//! `--listen ADDR` serves the same searches over HTTP (endpoints in `diffclip::serve` and
+//! `docs/eval.md`), exact from memory or with `--approximate`, until the program is stopped:
 //!
 //! ```text
 //! cargo run --release --example search -- --preset diffclip_tiny --checkpoint m.safetensors \
@@ -44,8 +44,6 @@ use std::process::ExitCode;
 mod model_args;
 #[path = "common/serve.rs"]
 mod serve;
-#[path = "search/http.rs"]
-mod http;
 use model_args::ModelArgs;
 
 use clap::Parser;
@@ -54,6 +52,7 @@ use diffclip::data::files::read_lines;
 use diffclip::eval::ann::{AnnConfig, AnnIndex, IndexError};
 use diffclip::eval::shards::{ExactIndex, Hit, search_many};
 use diffclip::eval::{Encoder, ImageSource};
+use diffclip::serve::{Endpoints, Index};
 
 #[derive(Parser, Debug)]
 #[command(about = "Search embedding shards by text or image")]
@@ -151,7 +150,7 @@ fn run(args: Args) -> Result<(), Error> {
     let Some(folder) = &args.index else {
         // Only --listen goes without an index (clap): it serves embeddings alone.
         let pipeline = pipeline()?;
-        let endpoints = http::Endpoints { encoder: &encoder, pipeline: &pipeline, search: None::<fn(&[&[f32]], usize) -> Result<Vec<Vec<Hit>>, Error>>, top_k: args.top_k, rows: 0 };
+        let endpoints = Endpoints::new(&encoder, &pipeline);
         return args.listen.serve("embeddings only: no --index", |requests| endpoints.answer(requests));
     };
     // `embed --texts` writes caption shards to INDEX/texts; `embed --data` writes both kinds
@@ -184,9 +183,13 @@ fn run(args: Args) -> Result<(), Error> {
     }
     let pipeline = pipeline()?;
     if args.listen.listen.is_some() {
-        let rows = index.as_ref().map_or_else(|| in_memory.as_ref().map_or(0, ExactIndex::rows), AnnIndex::rows);
-        let endpoints = http::Endpoints { encoder: &encoder, pipeline: &pipeline, search: Some(search), top_k: args.top_k, rows };
-        return args.listen.serve(&format!("{rows} rows of {}", dir.display()), |requests| endpoints.answer(requests));
+        let served: &dyn Index = match (&index, &in_memory) {
+            (Some(index), _) => index,
+            (None, Some(exact)) => exact,
+            (None, None) => return Err("no index was opened to serve".into()),
+        };
+        let endpoints = Endpoints::new(&encoder, &pipeline).with_index(served, args.top_k);
+        return args.listen.serve(&format!("{} rows of {}", served.rows(), dir.display()), |requests| endpoints.answer(requests));
     }
     diffclip::cli::serve_stdin(|query| {
         let embed = match serving_images {

@@ -22,7 +22,8 @@
 //!
 //! It also holds [`backend`] (choosing a compiled-in Burn backend by name) and [`allocator`]
 //! (process memory settings for CPU throughput), [`http`] (a small HTTP/1.1 server for the
-//! programs that serve a model), and the command-line programs in `examples/`.
+//! programs that serve a model), [`serve`] (the endpoints they serve: embeddings and searches
+//! of an index), and the command-line programs in `examples/`.
 //!
 //! ```no_run
 //! use diffclip::burn::tensor::{Device, Tensor, Distribution};
@@ -50,3 +51,4 @@ pub mod backend;
 pub mod cli;
 pub mod http;
 pub mod pretrained;
+pub mod serve;

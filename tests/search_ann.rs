@@ -310,7 +310,7 @@ fn http_serves_the_command_lines_answers() {
     assert_eq!((status, &alone), (200, &raw));
     let (status, answer) = server.call("POST", "/search/text", b"a red square");
     assert_eq!(status, 404, "{answer}");
-    assert!(answer["error"].as_str().unwrap().contains("without --index"), "{answer}");
+    assert!(answer["error"].as_str().unwrap().contains("no index to search"), "{answer}");
     assert_eq!(server.call("GET", "/health", b""), (200, serde_json::json!({ "status": "ok" })));
     drop(server);
     let out = Command::new(example("search")).args(["--preset", "diffclip_tiny", "--text", "a dog"]).output().unwrap();

@@ -1,7 +1,5 @@
 //! What the programs that serve HTTP (`search --listen`, `classify --listen`) share.
 
-use diffclip::data::Pipeline;
-use diffclip::eval::{Encoder, ImageSource};
 use diffclip::http::{Limits, Request, Response, serve_batches};
 
 /// `--listen` and what it accepts, shared by the programs that serve HTTP.
@@ -39,59 +37,5 @@ impl ListenArgs {
         eprintln!("listening on http://{} ({what})", listener.local_addr()?);
         let limits = Limits { hosts: self.allow_host.clone(), origins: self.allow_origin.clone(), ..Limits::default() };
         Ok(serve_batches(listener, limits, self.max_batch, handle)?)
-    }
-}
-
-/// The embeddings of image files' bytes, decoded in parallel and embedded as one batch: each
-/// one's row, or its answer when it does not decode (422); every one is a 500 when the model fails.
-/// Decoding is bounded per image by the pipeline's pixel limit; a batch decodes as many images
-/// at once as there are cores.
-pub fn image_embeddings(encoder: &Encoder<'_>, pipeline: &Pipeline, bodies: &[&[u8]]) -> Vec<Result<Vec<f32>, Response>> {
-    if bodies.is_empty() {
-        return Vec::new();
-    }
-    let source = ImageSource::new(bodies.len(), pipeline.size(), None, |i| Ok(pipeline.process_bytes(bodies[i], "request body", 0)?));
-    let out = match encoder.encode_source_skipping(&source) {
-        Ok(out) => out,
-        Err(e) => return bodies.iter().map(|_| Err(Response::error(500, &e))).collect(),
-    };
-    let mut rows: Vec<Result<Vec<f32>, Response>> = bodies.iter().map(|_| Err(Response::error(500, "no embedding"))).collect();
-    for (row, &i) in out.embeddings.row_iter().zip(&out.kept) {
-        rows[i] = Ok(row.to_vec());
-    }
-    for (i, why) in out.skipped {
-        rows[i] = Err(Response::error(422, why));
-    }
-    rows
-}
-
-/// Query parameter `name` parsed, `default` when absent; 400 naming it when it does not parse.
-pub fn param<T: std::str::FromStr>(request: &Request, name: &str, default: T) -> Result<T, Response> {
-    match request.param(name) {
-        None => Ok(default),
-        Some(v) => v.parse().map_err(|_| Response::error(400, format!("query parameter {name}={v:?} is not valid"))),
-    }
-}
-
-/// `top_k` of `request` (default `default`), checked to be 1 to `max`.
-pub fn top_k(request: &Request, default: usize, max: usize) -> Result<usize, Response> {
-    match param(request, "top_k", default)? {
-        k if (1..=max).contains(&k) => Ok(k),
-        k => Err(Response::error(400, format!("top_k must be 1 to {max}, got {k}"))),
-    }
-}
-
-/// The answer for a path that is not one of `endpoints` (404), or a method other than the one
-/// each of them takes (405, with `Allow`; `HEAD` reaches handlers as `GET`).
-pub fn unrouted(request: &Request, endpoints: &[(&str, &str)]) -> Response {
-    match endpoints.iter().find(|(_, path)| *path == request.path) {
-        Some((method, path)) => {
-            let allow = if *method == "GET" { "GET, HEAD" } else { method };
-            Response::error(405, format!("{} {path}: use {method}", request.method)).with_header("Allow", allow)
-        }
-        None => {
-            let all: Vec<String> = endpoints.iter().map(|(m, p)| format!("{m} {p}")).collect();
-            Response::error(404, format!("no endpoint {}; there are {}", request.path, all.join(", ")))
-        }
     }
 }

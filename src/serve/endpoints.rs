@@ -1,4 +1,4 @@
-//! `search --listen ADDR`: the model and the index served over HTTP (`diffclip::http`).
+//! The endpoints of `search --listen`: a model's embeddings, and searches of an index.
 //!
 //! | request | body | answer |
 //! |---|---|---|
@@ -8,21 +8,21 @@
 //! | `POST /embed/image?normalize=true` | an image file's bytes | `{"embedding": […]}` |
 //! | `GET /health` | | `{"status": "ok", "rows": N}` |
 //!
-//! Without `--index` only the embedding endpoints are served (`/search/*` is 404, and
-//! `/health` has no `rows`).
+//! Without an index ([`Endpoints::new`] alone) only the embedding endpoints are served
+//! (`/search/*` is 404, and `/health` has no `rows`).
 //!
 //! Requests that arrive together are embedded as one batch (texts with texts, images with
 //! images). Errors are `{"error": "…"}`: 400 for a text that is not UTF-8, empty or not
 //! tokenizable, and for a bad parameter; 413 for a text over 64 KiB; 422 for an image that does
 //! not decode; 500 for a failure of the model or the index.
 
-use diffclip::data::Pipeline;
-use diffclip::eval::{Encoder, EvalError, Matrix};
-use diffclip::eval::shards::Hit;
-use diffclip::http::{Request, Response};
+use diffclip_data::Pipeline;
+use diffclip_eval::shards::Hit;
+use diffclip_eval::{Encoder, Matrix};
 use serde_json::{Value, json};
 
-use crate::serve::{image_embeddings, param, top_k, unrouted};
+use super::{Index, image_embeddings, param, text_embeddings, top_k, unrouted};
+use crate::http::{Request, Response};
 
 /// Most hits one request may ask for.
 const MAX_TOP_K: usize = 10_000;
@@ -31,16 +31,16 @@ const MAX_TOP_K: usize = 10_000;
 /// echoed in the answer.
 const MAX_TEXT_BYTES: usize = 64 << 10;
 
-const ENDPOINTS: [(&str, &str); 5] = [("POST", "/search/text"), ("POST", "/search/image"), ("POST", "/embed/text"), ("POST", "/embed/image"), ("GET", "/health")];
+/// What is served: `(method, path)`.
+pub const ENDPOINTS: [(&str, &str); 5] = [("POST", "/search/text"), ("POST", "/search/image"), ("POST", "/embed/text"), ("POST", "/embed/image"), ("GET", "/health")];
 
-/// What the endpoints answer with.
-pub struct Endpoints<'a, S> {
-    pub encoder: &'a Encoder<'a>,
-    pub pipeline: &'a Pipeline,
-    /// Exact or approximate search: `k` hits for each query; `None`: no index is served.
-    pub search: Option<S>,
-    pub top_k: usize,
-    pub rows: usize,
+/// The endpoints: embeddings from `encoder` (images through `pipeline`), and searches of an
+/// index when there is one.
+pub struct Endpoints<'a> {
+    encoder: &'a Encoder<'a>,
+    pipeline: &'a Pipeline,
+    /// The index searched, and the hits a search returns when it does not say.
+    index: Option<(&'a dyn Index, usize)>,
 }
 
 /// A request checked and ready to embed: its text or image, and what to answer with it.
@@ -59,7 +59,17 @@ enum Action {
     Embed { normalize: bool },
 }
 
-impl<S: Fn(&[&[f32]], usize) -> Result<Vec<Vec<Hit>>, Box<dyn std::error::Error>>> Endpoints<'_, S> {
+impl<'a> Endpoints<'a> {
+    /// The embedding endpoints (`/search/*` answers `404`, `/health` has no `rows`).
+    pub fn new(encoder: &'a Encoder<'a>, pipeline: &'a Pipeline) -> Self {
+        Self { encoder, pipeline, index: None }
+    }
+
+    /// The endpoints with searches of `index`, `top_k` hits unless a request asks otherwise.
+    pub fn with_index(self, index: &'a dyn Index, top_k: usize) -> Self {
+        Self { index: Some((index, top_k.max(1))), ..self }
+    }
+
     /// The answers to `requests`, in order: every text embedded in one batch, every image in
     /// another, and the searches asking for the same `k` made in one call (exact search then
     /// reads the rows once for all of them).
@@ -99,11 +109,11 @@ impl<S: Fn(&[&[f32]], usize) -> Result<Vec<Vec<Hit>>, Box<dyn std::error::Error>
         ks.sort_unstable();
         ks.dedup();
         let mut hits: Vec<Option<Result<Vec<Hit>, Response>>> = embedded.iter().map(|_| None).collect();
-        let Some(search) = &self.search else { return hits }; // no search passes `check` then
+        let Some((index, _)) = self.index else { return hits }; // no search passes `check` then
         for k in ks {
             let asking: Vec<usize> = (0..embedded.len()).filter(|&i| k_of(&embedded[i]) == Some(k)).collect();
             let rows: Vec<&[f32]> = asking.iter().filter_map(|&i| embedded[i].as_ref().ok()).map(|(_, row)| row.as_slice()).collect();
-            match search(&rows, k) {
+            match index.search_many(&rows, k) {
                 Ok(found) => asking.iter().zip(found).for_each(|(&i, h)| hits[i] = Some(Ok(h))),
                 Err(e) => asking.iter().for_each(|&i| hits[i] = Some(Err(Response::error(500, &e)))),
             }
@@ -115,12 +125,17 @@ impl<S: Fn(&[&[f32]], usize) -> Result<Vec<Vec<Hit>>, Box<dyn std::error::Error>
     /// `Err` is the answer when none is needed (`/health`, a bad request).
     fn check<'r>(&self, request: &'r Request) -> Result<Query<'r>, Response> {
         let action = match (request.method.as_str(), request.path.as_str()) {
-            ("GET", "/health") if self.search.is_none() => return Err(Response::json(200, &json!({ "status": "ok" }))),
-            ("GET", "/health") => return Err(Response::json(200, &json!({ "status": "ok", "rows": self.rows }))),
-            ("POST", "/search/text" | "/search/image") if self.search.is_none() => {
-                return Err(Response::error(404, "this server has no index (started without --index): only /embed/text and /embed/image are served"));
+            ("GET", "/health") => {
+                let health = match self.index {
+                    Some((index, _)) => json!({ "status": "ok", "rows": index.rows() }),
+                    None => json!({ "status": "ok" }),
+                };
+                return Err(Response::json(200, &health));
             }
-            ("POST", "/search/text" | "/search/image") => Action::Search { k: top_k(request, self.top_k.min(MAX_TOP_K), MAX_TOP_K)? },
+            ("POST", "/search/text" | "/search/image") => match self.index {
+                Some((_, default)) => Action::Search { k: top_k(request, default.min(MAX_TOP_K), MAX_TOP_K)? },
+                None => return Err(Response::error(404, "this server has no index to search: only /embed/text and /embed/image are served")),
+            },
             ("POST", "/embed/text" | "/embed/image") => Action::Embed { normalize: param(request, "normalize", false)? },
             _ => return Err(unrouted(request, &ENDPOINTS)),
         };
@@ -156,26 +171,5 @@ impl<S: Fn(&[&[f32]], usize) -> Result<Vec<Vec<Hit>>, Box<dyn std::error::Error>
             Input::Text(text) => json!({ "query": text, "hits": hits }),
             Input::Image(_) => json!({ "hits": hits }),
         }))
-    }
-}
-
-/// The embeddings of `texts` as one batch; when a text cannot be tokenized, each alone, so that
-/// it fails only its own request (400). A failure of the model is a 500 for all.
-fn text_embeddings(encoder: &Encoder<'_>, texts: &[&str]) -> Vec<Result<Vec<f32>, Response>> {
-    if texts.is_empty() {
-        return Vec::new();
-    }
-    let rows = |m: Matrix| m.row_iter().map(<[f32]>::to_vec).collect::<Vec<_>>();
-    match encoder.encode_texts(texts) {
-        Ok(m) => rows(m).into_iter().map(Ok).collect(),
-        Err(EvalError::Tokenizer(_)) => texts
-            .iter()
-            .map(|t| match encoder.encode_texts(&[*t]) {
-                Ok(m) => Ok(rows(m).remove(0)),
-                Err(e @ EvalError::Tokenizer(_)) => Err(Response::error(400, e)),
-                Err(e) => Err(Response::error(500, e)),
-            })
-            .collect(),
-        Err(e) => texts.iter().map(|_| Err(Response::error(500, &e))).collect(),
     }
 }
