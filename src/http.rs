@@ -43,11 +43,13 @@ pub struct Limits {
     pub request_time: Duration,
     /// Connections read at once; more are answered `503` at once.
     pub max_connections: usize,
-    /// Largest total of the request bodies read or being answered at once, over all
-    /// connections (`503` with `Retry-After` past it): what clients can make the server hold.
+    /// Largest total of the bodies' bytes received and not yet answered, over all connections
+    /// (`503` with `Retry-After` past it; a body larger than this alone is `413`): what clients
+    /// can make the server hold.
     pub max_bodies: usize,
     /// How long a connection waits for the client's next request after an answer (`Connection:
-    /// keep-alive`), holding its place among `max_connections`; zero: one request per
+    /// keep-alive`, advertised as a second less), holding its place among `max_connections`:
+    /// offered only while at most three quarters of them are open; zero: one request per
     /// connection.
     pub keep_alive: Duration,
     /// Requests answered on one connection before it is closed.
@@ -111,8 +113,9 @@ pub struct Response {
     pub status: u16,
     /// The `Content-Type` header.
     pub content_type: String,
-    /// Other headers (`Allow`, …); the server writes `Content-Length`, `Connection` and
-    /// `Keep-Alive` itself.
+    /// Other headers (`Allow`, …). The server writes `Content-Length`, `Connection` and
+    /// `Keep-Alive` itself and leaves out the handler's (and its `Transfer-Encoding`); a
+    /// handler's `Connection: close` closes the connection after the answer.
     /// A name or value holding a control character is left out.
     pub headers: Vec<(String, String)>,
     /// The body.
@@ -246,19 +249,25 @@ fn log(line: std::fmt::Arguments<'_>) {
     }
 }
 
+/// What the connections share: where requests go, the bytes of bodies held, the connections open.
+struct Shared {
+    requests: Sender<Queued>,
+    bodies: AtomicUsize,
+    open: AtomicUsize,
+}
+
 /// A connection's place among `Limits::max_connections`, given back when dropped, however its
 /// thread ends (or fails to start).
-struct Slot(Arc<AtomicUsize>);
+struct Slot(Arc<Shared>);
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
+        self.0.open.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
 fn accept(listener: TcpListener, limits: Limits, requests: Sender<Queued>) -> std::io::Result<()> {
-    let open = Arc::new(AtomicUsize::new(0));
-    let bodies = Arc::new(AtomicUsize::new(0));
+    let shared = Arc::new(Shared { requests, bodies: AtomicUsize::new(0), open: AtomicUsize::new(0) });
     let mut failures = 0;
     for stream in listener.incoming() {
         let stream = match stream {
@@ -276,16 +285,15 @@ fn accept(listener: TcpListener, limits: Limits, requests: Sender<Queued>) -> st
             }
         };
         failures = 0;
-        let slot = Slot(open.clone());
-        if open.fetch_add(1, Ordering::SeqCst) >= limits.max_connections {
+        let slot = Slot(shared.clone());
+        if shared.open.fetch_add(1, Ordering::SeqCst) >= limits.max_connections {
             drop(slot);
             turn_away(stream);
             continue;
         }
-        let (limits, requests, bodies) = (limits.clone(), requests.clone(), bodies.clone());
+        let limits = limits.clone();
         let spawned = std::thread::Builder::new().name("http-connection".into()).spawn(move || {
-            let _slot = slot;
-            connection::serve(stream, &limits, &requests, &bodies);
+            connection::serve(stream, &limits, &slot.0);
         });
         if let Err(e) = spawned {
             log(format_args!("no thread for a connection: {e}"));
@@ -299,7 +307,7 @@ fn accept(listener: TcpListener, limits: Limits, requests: Sender<Queued>) -> st
 fn turn_away(stream: TcpStream) {
     log(format_args!("refused {}: 503 too many connections", stream.peer_addr().map_or("?".to_string(), |a| a.to_string())));
     if stream.set_nonblocking(true).is_ok() {
-        let _ = (&stream).write_all(&connection::encode(&Response::error(503, "too many connections; try again"), false, None, None));
+        let _ = (&stream).write_all(&connection::encode(&Response::error(503, "too many connections; try again").with_header("Retry-After", "1"), false, None, None));
     }
     let _ = stream.shutdown(std::net::Shutdown::Both);
 }

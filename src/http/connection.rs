@@ -4,26 +4,24 @@
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpStream};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{Sender, channel};
+use std::sync::mpsc::channel;
 use std::time::{Duration, Instant};
 
-use super::{Limits, Queued, Request, Response, log, parse};
+use super::{Limits, Queued, Request, Response, Shared, log, parse};
 
 /// Serves the requests on `stream`, one after another, until the client or the limits end it.
-/// `bodies` counts the bytes of the bodies being read or answered on all connections.
-pub(super) fn serve(stream: TcpStream, limits: &Limits, requests: &Sender<Queued>, bodies: &Arc<AtomicUsize>) {
+pub(super) fn serve(stream: TcpStream, limits: &Limits, shared: &Shared) {
     let mut connection = Connection { stream, pending: Vec::new() };
     for served in 0..limits.max_requests.max(1) {
         let mut asked = Asked::default();
-        let (response, keep) = match connection.read_request(limits, bodies, served == 0, &mut asked) {
+        let (response, keep) = match connection.read_request(limits, &shared.bodies, served == 0, &mut asked) {
             Ok(None) => return, // closed, or silent past the keep-alive time, between requests
             Ok(Some((request, _))) if request.method == "OPTIONS" && asked.origin.is_some() => (preflight(), asked.keep_alive),
             Ok(Some((request, _reserved))) => {
                 let (reply, answer) = channel();
                 let queued = Queued { request, head_only: asked.head_only, reply };
-                match requests.send(queued).ok().and_then(|_| answer.recv().ok()) {
+                match shared.requests.send(queued).ok().and_then(|_| answer.recv().ok()) {
                     Some(response) => (response, asked.keep_alive),
                     None => (Response::error(503, "the server is shutting down"), false),
                 }
@@ -35,8 +33,11 @@ pub(super) fn serve(stream: TcpStream, limits: &Limits, requests: &Sender<Queued
                 (response, false)
             }
         };
-        let keep = keep && served + 1 < limits.max_requests && !limits.keep_alive.is_zero();
-        let bytes = encode(&response, asked.head_only, asked.origin.as_deref(), keep.then_some(limits.keep_alive));
+        // Idle connections hold places: near the limit, each connection ends after its answer.
+        let room = shared.open.load(Ordering::SeqCst) * 4 <= limits.max_connections * 3;
+        let handler_closes = response.headers.iter().any(|(n, v)| n.eq_ignore_ascii_case("connection") && v.to_ascii_lowercase().contains("close"));
+        let keep = keep && room && !handler_closes && served + 1 < limits.max_requests && !limits.keep_alive.is_zero();
+        let bytes = encode(&response, asked.head_only, asked.origin.as_deref(), keep.then_some(idle_time(limits)));
         if write_within(&mut connection.stream, &bytes, limits.timeout, after(limits.request_time)).is_err() {
             return;
         }
@@ -63,15 +64,18 @@ struct Asked {
     keep_alive: bool,
 }
 
-/// Bytes of `bodies` held by one request until its answer is written: the bodies the server
-/// holds at once stay within `Limits::max_bodies`, however many connections send them.
+/// The bytes of `bodies` one request's body holds, counted as they arrive and given back when
+/// the handler has answered: the bodies the server holds at once stay within
+/// `Limits::max_bodies`, however many connections send them (and a `Content-Length` alone
+/// holds nothing).
 pub(super) struct Reserved<'a>(&'a AtomicUsize, usize);
 
-impl<'a> Reserved<'a> {
-    /// `bytes` more, or `None` when they would take `bodies` past `max`.
-    fn take(bodies: &'a AtomicUsize, bytes: usize, max: usize) -> Option<Self> {
-        bodies.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |held| held.checked_add(bytes).filter(|&total| total <= max)).ok()?;
-        Some(Self(bodies, bytes))
+impl Reserved<'_> {
+    /// `bytes` more, or `false` when they would take the total past `max`.
+    fn grow(&mut self, bytes: usize, max: usize) -> bool {
+        let grown = self.0.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |held| held.checked_add(bytes).filter(|&total| total <= max));
+        self.1 += if grown.is_ok() { bytes } else { 0 };
+        grown.is_ok()
     }
 }
 
@@ -83,16 +87,20 @@ impl Drop for Reserved<'_> {
 
 impl Connection {
     /// The next request and the body bytes it holds: `Ok(None)` when the client closed before
-    /// sending a byte, or (after a first request) stayed silent for `limits.keep_alive`; `Err`
-    /// is the answer to a request that cannot be served. Fills in `asked` as soon as it is known.
+    /// sending a byte, or (after a first request) sent nothing but empty lines within
+    /// [`idle_time`]; `Err` is the answer to a request that cannot be served. Fills in `asked`
+    /// as soon as it is known.
     fn read_request<'b>(&mut self, limits: &Limits, bodies: &'b AtomicUsize, first: bool, asked: &mut Asked) -> Result<Option<(Request, Reserved<'b>)>, Response> {
-        let deadline = after(limits.request_time);
+        let (deadline, idle_until) = (after(limits.request_time), after(idle_time(limits)));
         let too_large = || Response::error(431, format!("request line and headers over {} bytes", limits.max_head));
         let mut chunk = vec![0u8; 64 << 10];
         let (mut buf, mut scanned, mut skipped) = (std::mem::take(&mut self.pending), 0, 0);
         let head_end = loop {
             // Empty lines before the request line are ignored (RFC 9112, 2.2), but count.
-            let blank = buf.iter().take_while(|&&b| b == b'\r' || b == b'\n').count();
+            let mut blank = 0;
+            while let [b'\r', b'\n', ..] | [b'\n', ..] = &buf[blank..] {
+                blank += if buf[blank] == b'\r' { 2 } else { 1 };
+            }
             skipped += blank;
             buf.drain(..blank);
             if let Some(end) = parse::head_end(&buf, scanned) {
@@ -102,11 +110,12 @@ impl Connection {
             if buf.len() + skipped > limits.max_head {
                 return Err(too_large());
             }
-            // Between requests the client may take `keep_alive` to start the next one, and
-            // need not: closing or falling silent then ends the connection without a word.
-            let between = !first && buf.is_empty() && skipped == 0;
+            // Between requests the client may take the idle time to start the next one (empty
+            // lines do not extend it), and need not: closing or falling silent then ends the
+            // connection without a word.
+            let between = !first && buf.is_empty();
             let read = match between {
-                true => read_idle(&mut self.stream, &mut chunk[..4096], limits.keep_alive.min(limits.request_time)),
+                true => read_idle(&mut self.stream, &mut chunk[..4096], idle_until.saturating_duration_since(Instant::now())),
                 false => read_some(&mut self.stream, &mut chunk[..4096], limits, deadline)?,
             };
             match read {
@@ -123,15 +132,17 @@ impl Connection {
         asked.origin = head.origin.clone();
         asked.keep_alive = head.keep_alive;
         let length = head.content_length.unwrap_or(0);
-        if length > limits.max_body as u64 {
-            return Err(Response::error(413, format!("a body of {length} bytes is over the limit of {}", limits.max_body)));
+        let max_body = limits.max_body.min(limits.max_bodies);
+        if length > max_body as u64 {
+            return Err(Response::error(413, format!("a body of {length} bytes is over the limit of {max_body}")));
         }
         let length = length as usize;
-        let Some(reserved) = Reserved::take(bodies, length, limits.max_bodies) else {
-            let busy = format!("the server holds as many request bodies as it may ({} bytes); try again", limits.max_bodies);
-            return Err(Response::error(503, busy).with_header("Retry-After", "1"));
-        };
+        let busy = || Response::error(503, format!("the server holds as much of requests' bodies as it may ({} bytes); try again", limits.max_bodies)).with_header("Retry-After", "1");
+        let mut reserved = Reserved(bodies, 0);
         let mut body = buf.split_off(head_end);
+        if !reserved.grow(body.len().min(length), limits.max_bodies) {
+            return Err(busy());
+        }
         if head.expect_continue && body.len() < length {
             write_within(&mut self.stream, b"HTTP/1.1 100 Continue\r\n\r\n", limits.timeout, deadline).map_err(read_failed)?;
         }
@@ -140,6 +151,7 @@ impl Connection {
             let want = (length - body.len()).min(chunk.len());
             match read_some(&mut self.stream, &mut chunk[..want], limits, deadline)? {
                 0 => return Err(Response::error(400, format!("the body ended before its Content-Length of {length} bytes"))),
+                n if !reserved.grow(n, limits.max_bodies) => return Err(busy()),
                 n => body.extend_from_slice(&chunk[..n]),
             }
         }
@@ -153,10 +165,15 @@ impl Connection {
 /// The first bytes of a next request, waited for at most `idle`: `0` when the client closed,
 /// fell silent or failed.
 fn read_idle(stream: &mut TcpStream, buf: &mut [u8], idle: Duration) -> usize {
-    if stream.set_read_timeout(Some(idle.max(Duration::from_millis(1)))).is_err() {
+    if idle.is_zero() || stream.set_read_timeout(Some(idle)).is_err() {
         return 0;
     }
     stream.read(buf).unwrap_or(0)
+}
+
+/// How long a kept connection waits for the next request.
+fn idle_time(limits: &Limits) -> Duration {
+    limits.keep_alive.min(limits.request_time)
 }
 
 /// The answer to an allowed origin's CORS preflight.
@@ -209,12 +226,16 @@ pub(super) fn encode(response: &Response, head_only: bool, origin: Option<&str>,
     let mut head = format!("HTTP/1.1 {} {}\r\nContent-Type: {content_type}\r\n", response.status, parse::reason(response.status));
     let cors = origin.map(|o| [("Access-Control-Allow-Origin", o), ("Vary", "Origin")]);
     let headers = response.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).chain(cors.into_iter().flatten());
-    for (name, value) in headers.filter(|(n, v)| !n.is_empty() && clean(n) && !n.contains([' ', ':']) && clean(v)) {
+    // The framing headers are the server's alone: a handler's would contradict them.
+    let framing = |n: &str| ["content-length", "connection", "keep-alive", "transfer-encoding"].iter().any(|f| n.eq_ignore_ascii_case(f));
+    for (name, value) in headers.filter(|(n, v)| !n.is_empty() && clean(n) && !n.contains([' ', ':']) && clean(v) && !framing(n)) {
         head.push_str(&format!("{name}: {value}\r\n"));
     }
     head.push_str(&format!("Content-Length: {}\r\n", response.body.len()));
     match keep_alive {
-        Some(idle) => head.push_str(&format!("Connection: keep-alive\r\nKeep-Alive: timeout={}\r\n\r\n", idle.as_secs().max(1))),
+        // A second less than the wait, so that a client trusting it never sends into a close.
+        Some(idle) if idle.as_secs() >= 2 => head.push_str(&format!("Connection: keep-alive\r\nKeep-Alive: timeout={}\r\n\r\n", idle.as_secs() - 1)),
+        Some(_) => head.push_str("Connection: keep-alive\r\n\r\n"),
         None => head.push_str("Connection: close\r\n\r\n"),
     }
     let mut out = head.into_bytes();

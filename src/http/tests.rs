@@ -24,6 +24,7 @@ fn echo_server(limits: Limits) -> (SocketAddr, Arc<AtomicUsize>) {
                 None if request.path == "/panic" => panic!("a handler's bug"),
                 None if request.path == "/method" => Response::new(200, "text/plain", request.method.into_bytes()).with_header("X-Ok", "1").with_header("X-Bad", "1\r\nX-Evil: 1"),
                 None if request.path == "/inject" => Response::new(200, "text/plain\r\nX-Evil: 1", vec![]),
+                None if request.path == "/framing" => Response::new(200, "text/plain", b"ab".to_vec()).with_header("content-length", "99").with_header("Connection", "close"),
                 None => Response::new(200, "application/octet-stream", request.body),
             }
         })
@@ -62,7 +63,7 @@ fn well_formed_requests_reach_the_handler() {
     let (addr, seen) = echo_server(Limits::default());
     let (status, text) = exchange(addr, b"POST /x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\n\r\nhello");
     assert_eq!((status, body(&text)), (200, "hello"), "{text}");
-    assert!(text.contains("Content-Length: 5\r\n") && text.contains("Connection: keep-alive\r\nKeep-Alive: timeout=5\r\n"), "{text}");
+    assert!(text.contains("Content-Length: 5\r\n") && text.contains("Connection: keep-alive\r\nKeep-Alive: timeout=4\r\n"), "{text}");
     // Bare \n line ends, a percent-encoded parameter, a GET without a body.
     let (status, text) = exchange(addr, b"GET /x?q=a+red%20dog%C3%A9&z HTTP/1.0\nHost: localhost\n\n");
     assert_eq!((status, body(&text)), (200, "a red dogé"), "{text}");
@@ -177,12 +178,12 @@ fn closed(stream: &mut TcpStream) -> bool {
 /// says `close`, falls silent past `keep_alive`, or reaches `max_requests`.
 #[test]
 fn persistent_connections_serve_requests_in_turn() {
-    let (addr, seen) = echo_server(Limits { keep_alive: Duration::from_secs(1), max_requests: 4, ..Limits::default() });
+    let (addr, seen) = echo_server(Limits { keep_alive: Duration::from_secs(2), max_requests: 4, ..Limits::default() });
     let mut stream = connect(addr);
     stream.write_all(b"POST /x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 3\r\n\r\none").unwrap();
     let (status, head, text) = read_one(&mut stream);
     assert_eq!((status, text.as_str()), (200, "one"), "{head}");
-    assert!(head.contains("Connection: keep-alive\r\nKeep-Alive: timeout=1\r\n"), "{head}");
+    assert!(head.contains("Connection: keep-alive\r\nKeep-Alive: timeout=1\r\n"), "a second less than the wait: {head}");
     // Two requests in one write (a HEAD among them), answered in order.
     stream.write_all(b"HEAD /method HTTP/1.1\r\nHost: localhost\r\n\r\nPOST /x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\n\r\nthree").unwrap();
     let (status, head, _) = read_answer(&mut stream, true);
@@ -195,13 +196,28 @@ fn persistent_connections_serve_requests_in_turn() {
     assert_eq!((status, text.as_str()), (200, "four"), "{head}");
     assert!(head.contains("Connection: close\r\n"), "{head}");
     assert!(closed(&mut stream));
-    // Silent past keep_alive: closed without a word.
+    // Silent past keep_alive, or sending only empty lines: closed without a word.
     let mut stream = connect(addr);
     stream.write_all(b"GET /x?q=1 HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n").unwrap();
     let (_, head, _) = read_one(&mut stream);
     assert!(head.contains("Connection: keep-alive\r\n"), "HTTP/1.0 asking for keep-alive: {head}");
-    std::thread::sleep(Duration::from_millis(1500));
+    std::thread::sleep(Duration::from_millis(2500));
     assert!(closed(&mut stream), "the idle connection was not closed, or got an answer");
+    let mut stream = connect(addr);
+    stream.write_all(b"GET /x?q=1 HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+    read_one(&mut stream);
+    let started = std::time::Instant::now();
+    for _ in 0..3 {
+        stream.write_all(b"\r\n").unwrap();
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(closed(&mut stream) && started.elapsed() < Duration::from_secs(5), "empty lines held the connection: {:?}", started.elapsed());
+    // A handler's framing headers are left out, and its `Connection: close` closes.
+    let mut stream = connect(addr);
+    stream.write_all(b"GET /framing HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+    let (_, head, text) = read_one(&mut stream);
+    assert_eq!(text, "ab", "{head}");
+    assert!(!head.contains("99") && head.contains("Connection: close\r\n") && !head.contains("Connection: Close") && closed(&mut stream), "{head}");
     // `Connection: close` among other options; a refused request ends the connection.
     let mut stream = connect(addr);
     stream.write_all(b"GET /x?q=1 HTTP/1.1\r\nHost: localhost\r\nConnection: TE, close\r\n\r\n").unwrap();
@@ -213,7 +229,25 @@ fn persistent_connections_serve_requests_in_turn() {
     let (status, head, _) = read_one(&mut stream);
     assert_eq!(status, 400, "no Host: {head}");
     assert!(head.contains("Connection: close\r\n") && closed(&mut stream), "{head}");
-    assert_eq!(seen.load(Ordering::SeqCst), 7);
+    assert_eq!(seen.load(Ordering::SeqCst), 9);
+}
+
+/// Near `max_connections`, a connection ends after its answer instead of waiting idle.
+#[test]
+fn kept_connections_leave_room_for_others() {
+    let (addr, _) = echo_server(Limits { max_connections: 4, keep_alive: Duration::from_secs(30), ..Limits::default() });
+    let mut kept = Vec::new();
+    for i in 0..4 {
+        let mut stream = connect(addr);
+        stream.write_all(b"GET /x?q=1 HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+        let (status, head, _) = read_one(&mut stream);
+        assert_eq!(status, 200);
+        match i {
+            0..3 => assert!(head.contains("Connection: keep-alive\r\n"), "{i}: {head}"),
+            _ => assert!(head.contains("Connection: close\r\n") && closed(&mut stream), "the fourth of four places: {head}"),
+        }
+        kept.push(stream);
+    }
 }
 
 /// The bodies held at once stay within `max_bodies`: past it a request gets 503 with
@@ -221,16 +255,22 @@ fn persistent_connections_serve_requests_in_turn() {
 #[test]
 fn bodies_past_the_budget_are_refused_until_there_is_room() {
     let (addr, _) = echo_server(Limits { max_bodies: 10, ..Limits::default() });
+    // Declared lengths hold nothing: only bytes received count.
+    let mut declared = connect(addr);
+    declared.write_all(b"POST /x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 10\r\nConnection: close\r\n\r\n").unwrap();
     let mut holder = connect(addr);
-    holder.write_all(b"POST /x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 8\r\nConnection: close\r\n\r\nabc").unwrap();
-    std::thread::sleep(Duration::from_millis(200)); // the server has read its head
+    holder.write_all(b"POST /x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 9\r\nConnection: close\r\n\r\nabcdefgh").unwrap();
+    std::thread::sleep(Duration::from_millis(300)); // the server has read them
     let (status, text) = exchange(addr, b"POST /x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\n\r\n12345");
-    assert_eq!(status, 503, "{text}");
+    assert_eq!(status, 503, "5 bytes beside 8: {text}");
     assert!(text.contains("Retry-After: 1\r\n"), "{text}");
     assert_eq!(exchange(addr, b"POST /x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2\r\n\r\n12").0, 200, "2 bytes fit beside 8");
-    holder.write_all(b"defgh").unwrap();
+    holder.write_all(b"i").unwrap();
     assert_eq!(answer(&mut holder).0, 200);
-    assert_eq!(exchange(addr, b"POST /x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 10\r\n\r\n1234567890").0, 200, "the room came back");
+    assert_eq!(exchange(addr, b"POST /x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\n\r\n12345").0, 200, "the room came back");
+    assert_eq!(exchange(addr, b"POST /x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 11\r\n\r\n").0, 413, "over the budget alone");
+    declared.write_all(b"0123456789").unwrap();
+    assert_eq!(answer(&mut declared).0, 200);
 }
 
 /// A silent client holds only its connection: others are answered meanwhile, and it gets 408
@@ -241,7 +281,8 @@ fn silent_clients_do_not_hold_the_server() {
     let mut silent = connect(addr);
     silent.write_all(b"POST /x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 10\r\n\r\nabc").unwrap();
     let mut second = connect(addr);
-    assert_eq!(exchange(addr, b"GET /x?q=1 HTTP/1.1\r\nHost: localhost\r\n\r\n").0, 503, "two connections are open");
+    let (status, text) = exchange(addr, b"GET /x?q=1 HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    assert!(status == 503 && text.contains("Retry-After: 1\r\n"), "two connections are open: {text}");
     second.write_all(b"GET /x?q=2 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
     let (status, text) = answer(&mut second);
     assert_eq!((status, body(&text)), (200, "2"));
