@@ -109,14 +109,15 @@ impl Request {
 /// A response: status, content type, other headers and body.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Response {
-    /// The status code.
+    /// The status code, 200 to 599 (others are answered `500`: interim answers are the
+    /// server's); `204` and `304` go without the body.
     pub status: u16,
     /// The `Content-Type` header.
     pub content_type: String,
-    /// Other headers (`Allow`, …). The server writes `Content-Length`, `Connection` and
-    /// `Keep-Alive` itself and leaves out the handler's (and its `Transfer-Encoding`); a
-    /// handler's `Connection: close` closes the connection after the answer.
-    /// A name or value holding a control character is left out.
+    /// Other headers (`Allow`, …). The server writes `Content-Type`, `Content-Length`,
+    /// `Connection` and `Keep-Alive` itself and leaves out the handler's (and its
+    /// `Transfer-Encoding`); a handler's `Connection: close` closes the connection after the
+    /// answer. A name or value holding a control character is left out.
     pub headers: Vec<(String, String)>,
     /// The body.
     pub body: Vec<u8>,

@@ -36,12 +36,13 @@ use diffclip_eval::shards::{ExactIndex, Hit};
 
 use crate::http::{Request, Response};
 
-/// Rows searched by embedding: the `k` nearest rows of each query, best first.
-pub trait Index {
+/// Rows searched by embedding: the `k` nearest rows of each query, best first. `Sync`, so that
+/// [`Endpoints`] can be shared between threads.
+pub trait Index: Sync {
     /// How many rows it holds.
     fn rows(&self) -> usize;
     /// The hits of each of `queries`.
-    fn search_many(&self, queries: &[&[f32]], k: usize) -> Result<Vec<Vec<Hit>>, Box<dyn std::error::Error>>;
+    fn search_many(&self, queries: &[&[f32]], k: usize) -> Result<Vec<Vec<Hit>>, Box<dyn std::error::Error + Send + Sync>>;
 }
 
 /// Exact search from memory: the rows are read once for all the queries.
@@ -49,7 +50,7 @@ impl Index for ExactIndex {
     fn rows(&self) -> usize {
         ExactIndex::rows(self)
     }
-    fn search_many(&self, queries: &[&[f32]], k: usize) -> Result<Vec<Vec<Hit>>, Box<dyn std::error::Error>> {
+    fn search_many(&self, queries: &[&[f32]], k: usize) -> Result<Vec<Vec<Hit>>, Box<dyn std::error::Error + Send + Sync>> {
         Ok(ExactIndex::search_many(self, queries, k)?)
     }
 }
@@ -59,7 +60,7 @@ impl Index for AnnIndex {
     fn rows(&self) -> usize {
         AnnIndex::rows(self)
     }
-    fn search_many(&self, queries: &[&[f32]], k: usize) -> Result<Vec<Vec<Hit>>, Box<dyn std::error::Error>> {
+    fn search_many(&self, queries: &[&[f32]], k: usize) -> Result<Vec<Vec<Hit>>, Box<dyn std::error::Error + Send + Sync>> {
         Ok(queries.iter().map(|q| self.search(q, k)).collect::<Result<_, _>>()?)
     }
 }

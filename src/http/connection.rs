@@ -33,6 +33,11 @@ pub(super) fn serve(stream: TcpStream, limits: &Limits, shared: &Shared) {
                 (response, false)
             }
         };
+        // Interim answers (1xx) are the server's alone, and a status has three digits.
+        let response = match response.status {
+            200..=599 => response,
+            status => Response::error(500, format!("the handler answered with status {status}")),
+        };
         // Idle connections hold places: near the limit, each connection ends after its answer.
         let room = shared.open.load(Ordering::SeqCst) * 4 <= limits.max_connections * 3;
         let handler_closes = response.headers.iter().any(|(n, v)| n.eq_ignore_ascii_case("connection") && v.to_ascii_lowercase().contains("close"));
@@ -64,7 +69,7 @@ struct Asked {
     keep_alive: bool,
 }
 
-/// The bytes of `bodies` one request's body holds, counted as they arrive and given back when
+/// The bytes of `bodies` one request's body holds (its capacity), counted as they arrive and given back when
 /// the handler has answered: the bodies the server holds at once stay within
 /// `Limits::max_bodies`, however many connections send them (and a `Content-Length` alone
 /// holds nothing).
@@ -113,13 +118,13 @@ impl Connection {
             // Between requests the client may take the idle time to start the next one (empty
             // lines do not extend it), and need not: closing or falling silent then ends the
             // connection without a word.
-            let between = !first && buf.is_empty();
+            let between = !first && (buf.is_empty() || buf == b"\r"); // `\r`: half an empty line
             let read = match between {
                 true => read_idle(&mut self.stream, &mut chunk[..4096], idle_until.saturating_duration_since(Instant::now())),
                 false => read_some(&mut self.stream, &mut chunk[..4096], limits, deadline)?,
             };
             match read {
-                0 if buf.is_empty() => return Ok(None),
+                0 if buf.is_empty() || between => return Ok(None),
                 0 => return Err(Response::error(400, "the connection ended inside the headers")),
                 n => buf.extend_from_slice(&chunk[..n]),
             }
@@ -140,7 +145,7 @@ impl Connection {
         let busy = || Response::error(503, format!("the server holds as much of requests' bodies as it may ({} bytes); try again", limits.max_bodies)).with_header("Retry-After", "1");
         let mut reserved = Reserved(bodies, 0);
         let mut body = buf.split_off(head_end);
-        if !reserved.grow(body.len().min(length), limits.max_bodies) {
+        if !reserved.grow(body.capacity(), limits.max_bodies) {
             return Err(busy());
         }
         if head.expect_continue && body.len() < length {
@@ -149,11 +154,19 @@ impl Connection {
         // The body grows as its bytes arrive: a Content-Length alone reserves no memory.
         while body.len() < length {
             let want = (length - body.len()).min(chunk.len());
-            match read_some(&mut self.stream, &mut chunk[..want], limits, deadline)? {
+            let n = match read_some(&mut self.stream, &mut chunk[..want], limits, deadline)? {
                 0 => return Err(Response::error(400, format!("the body ended before its Content-Length of {length} bytes"))),
-                n if !reserved.grow(n, limits.max_bodies) => return Err(busy()),
-                n => body.extend_from_slice(&chunk[..n]),
+                n => n,
+            };
+            // The memory counted is the body's capacity, grown by doubling up to its length.
+            if body.len() + n > body.capacity() {
+                let capacity = (2 * body.capacity()).clamp(body.len() + n, length);
+                if !reserved.grow(capacity.saturating_sub(reserved.1), limits.max_bodies) {
+                    return Err(busy());
+                }
+                body.reserve_exact(capacity - body.len());
             }
+            body.extend_from_slice(&chunk[..n]);
         }
         self.pending = body.split_off(length); // the next request's first bytes, if any
         // HEAD is GET without the body (RFC 9110, 9.3.2): the handler answers it as GET.
@@ -227,11 +240,15 @@ pub(super) fn encode(response: &Response, head_only: bool, origin: Option<&str>,
     let cors = origin.map(|o| [("Access-Control-Allow-Origin", o), ("Vary", "Origin")]);
     let headers = response.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).chain(cors.into_iter().flatten());
     // The framing headers are the server's alone: a handler's would contradict them.
-    let framing = |n: &str| ["content-length", "connection", "keep-alive", "transfer-encoding"].iter().any(|f| n.eq_ignore_ascii_case(f));
+    let framing = |n: &str| ["content-length", "connection", "keep-alive", "transfer-encoding", "content-type"].iter().any(|f| n.eq_ignore_ascii_case(f));
     for (name, value) in headers.filter(|(n, v)| !n.is_empty() && clean(n) && !n.contains([' ', ':']) && clean(v) && !framing(n)) {
         head.push_str(&format!("{name}: {value}\r\n"));
     }
-    head.push_str(&format!("Content-Length: {}\r\n", response.body.len()));
+    // 204 and 304 answers have no body, and 204 no Content-Length (RFC 9110, 6.4.1 and 8.6).
+    let bodiless = matches!(response.status, 204 | 304);
+    if response.status != 204 {
+        head.push_str(&format!("Content-Length: {}\r\n", if bodiless { 0 } else { response.body.len() }));
+    }
     match keep_alive {
         // A second less than the wait, so that a client trusting it never sends into a close.
         Some(idle) if idle.as_secs() >= 2 => head.push_str(&format!("Connection: keep-alive\r\nKeep-Alive: timeout={}\r\n\r\n", idle.as_secs() - 1)),
@@ -239,7 +256,7 @@ pub(super) fn encode(response: &Response, head_only: bool, origin: Option<&str>,
         None => head.push_str("Connection: close\r\n\r\n"),
     }
     let mut out = head.into_bytes();
-    if !head_only {
+    if !head_only && !bodiless {
         out.extend_from_slice(&response.body);
     }
     out

@@ -24,6 +24,8 @@ fn echo_server(limits: Limits) -> (SocketAddr, Arc<AtomicUsize>) {
                 None if request.path == "/panic" => panic!("a handler's bug"),
                 None if request.path == "/method" => Response::new(200, "text/plain", request.method.into_bytes()).with_header("X-Ok", "1").with_header("X-Bad", "1\r\nX-Evil: 1"),
                 None if request.path == "/inject" => Response::new(200, "text/plain\r\nX-Evil: 1", vec![]),
+                None if request.path == "/interim" => Response::new(101, "text/plain", b"switch".to_vec()),
+                None if request.path == "/empty" => Response::new(204, "text/plain", b"dropped".to_vec()).with_header("Content-Type", "text/html"),
                 None if request.path == "/framing" => Response::new(200, "text/plain", b"ab".to_vec()).with_header("content-length", "99").with_header("Connection", "close"),
                 None => Response::new(200, "application/octet-stream", request.body),
             }
@@ -212,6 +214,24 @@ fn persistent_connections_serve_requests_in_turn() {
         std::thread::sleep(Duration::from_millis(500));
     }
     assert!(closed(&mut stream) && started.elapsed() < Duration::from_secs(5), "empty lines held the connection: {:?}", started.elapsed());
+    // A handler's 1xx is a 500; a 204 has neither body nor Content-Length (nor a second
+    // Content-Type); the connection goes on after both.
+    let mut stream = connect(addr);
+    stream.write_all(b"GET /interim HTTP/1.1\r\nHost: localhost\r\n\r\nGET /empty HTTP/1.1\r\nHost: localhost\r\n\r\nGET /x?q=after HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
+    let (status, head, _) = read_one(&mut stream);
+    assert_eq!(status, 500, "{head}");
+    let mut rest = String::new();
+    stream.read_to_string(&mut rest).unwrap();
+    let (empty, after) = rest.split_once("\r\n\r\n").unwrap();
+    assert!(empty.starts_with("HTTP/1.1 204 ") && !empty.contains("Content-Length") && empty.matches("Content-Type").count() == 1, "{empty}");
+    assert!(after.starts_with("HTTP/1.1 200 ") && after.ends_with("\r\n\r\nafter"), "{after}");
+    // Half an empty line between requests does not hold the connection either.
+    let mut stream = connect(addr);
+    stream.write_all(b"GET /x?q=1 HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+    read_one(&mut stream);
+    stream.write_all(b"\r").unwrap();
+    let started = std::time::Instant::now();
+    assert!(closed(&mut stream) && started.elapsed() < Duration::from_secs(4), "a lone CR held the connection: {:?}", started.elapsed());
     // A handler's framing headers are left out, and its `Connection: close` closes.
     let mut stream = connect(addr);
     stream.write_all(b"GET /framing HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
@@ -229,7 +249,7 @@ fn persistent_connections_serve_requests_in_turn() {
     let (status, head, _) = read_one(&mut stream);
     assert_eq!(status, 400, "no Host: {head}");
     assert!(head.contains("Connection: close\r\n") && closed(&mut stream), "{head}");
-    assert_eq!(seen.load(Ordering::SeqCst), 9);
+    assert_eq!(seen.load(Ordering::SeqCst), 13);
 }
 
 /// Near `max_connections`, a connection ends after its answer instead of waiting idle.

@@ -114,7 +114,8 @@ impl<'a> Endpoints<'a> {
             let asking: Vec<usize> = (0..embedded.len()).filter(|&i| k_of(&embedded[i]) == Some(k)).collect();
             let rows: Vec<&[f32]> = asking.iter().filter_map(|&i| embedded[i].as_ref().ok()).map(|(_, row)| row.as_slice()).collect();
             match index.search_many(&rows, k) {
-                Ok(found) => asking.iter().zip(found).for_each(|(&i, h)| hits[i] = Some(Ok(h))),
+                Ok(found) if found.len() == asking.len() => asking.iter().zip(found).for_each(|(&i, h)| hits[i] = Some(Ok(h))),
+                Ok(found) => asking.iter().for_each(|&i| hits[i] = Some(Err(Response::error(500, format!("the index gave {} answers to {} queries", found.len(), rows.len()))))),
                 Err(e) => asking.iter().for_each(|&i| hits[i] = Some(Err(Response::error(500, &e)))),
             }
         }
@@ -165,7 +166,7 @@ impl<'a> Endpoints<'a> {
             };
             return Ok(Response::json(200, &json!({ "embedding": embedding })));
         }
-        let hits = hits.expect("hits for every search")?;
+        let hits = hits.ok_or_else(|| Response::error(500, "no search was made for this query"))??;
         let hits: Vec<Value> = hits.iter().enumerate().map(|(i, h)| json!({ "rank": i + 1, "score": h.score, "path": h.path })).collect();
         Ok(Response::json(200, &match query.input {
             Input::Text(text) => json!({ "query": text, "hits": hits }),

@@ -1,6 +1,6 @@
 //! The endpoints answering requests directly, with a tiny random model and an index of their own.
 
-use std::cell::RefCell;
+use std::sync::Mutex;
 
 use burn::tensor::Device;
 use diffclip_clip::ClipConfig;
@@ -13,15 +13,27 @@ use crate::http::{Request, Response};
 
 /// Three rows; records the queries and `k` of each call.
 #[derive(Default)]
-struct Recorder(RefCell<Vec<(usize, usize)>>);
+struct Recorder(Mutex<Vec<(usize, usize)>>);
 
 impl Index for Recorder {
     fn rows(&self) -> usize {
         3
     }
-    fn search_many(&self, queries: &[&[f32]], k: usize) -> Result<Vec<Vec<Hit>>, Box<dyn std::error::Error>> {
-        self.0.borrow_mut().push((queries.len(), k));
+    fn search_many(&self, queries: &[&[f32]], k: usize) -> Result<Vec<Vec<Hit>>, Box<dyn std::error::Error + Send + Sync>> {
+        self.0.lock().unwrap().push((queries.len(), k));
         Ok(queries.iter().map(|q| (0..k.min(3)).map(|i| Hit { score: q[0] - i as f32, path: format!("row{i}") }).collect()).collect())
+    }
+}
+
+/// An index that answers one query fewer than asked.
+struct Short;
+
+impl Index for Short {
+    fn rows(&self) -> usize {
+        1
+    }
+    fn search_many(&self, queries: &[&[f32]], _: usize) -> Result<Vec<Vec<Hit>>, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(vec![Vec::new(); queries.len() - 1])
     }
 }
 
@@ -60,7 +72,7 @@ fn endpoints_embed_search_and_refuse() {
     let answers = endpoints.answer(&[post("/search/text?top_k=1", b"a dog"), post("/search/text", b" a cat "), post("/search/image?top_k=1", &png), post("/search/text?top_k=0", b"x")]);
     let statuses: Vec<u16> = answers.iter().map(|a| a.status).collect();
     assert_eq!(statuses, [200, 200, 200, 400], "{answers:?}");
-    assert_eq!(*index.0.borrow(), [(2, 1), (1, 2)], "one call per k");
+    assert_eq!(*index.0.lock().unwrap(), [(2, 1), (1, 2)], "one call per k");
     let cat = json(&answers[1]);
     assert_eq!((cat["query"].as_str(), cat["hits"].as_array().unwrap().len()), (Some("a cat"), 2));
     // The hits are those of the query's own embedding (the recorder scores by its first value).
@@ -68,4 +80,10 @@ fn endpoints_embed_search_and_refuse() {
     assert!((cat["hits"][0]["score"].as_f64().unwrap() - embedded).abs() < 1e-6, "{cat}");
     let health = endpoints.answer(&[Request { method: "GET".into(), path: "/health".into(), query: vec![], body: vec![] }]);
     assert_eq!(json(&health[0]), serde_json::json!({ "status": "ok", "rows": 3 }));
+
+    // An index that miscounts fails its searches (500), not the server.
+    let short = Endpoints::new(&encoder, &pipeline).with_index(&Short, 2);
+    let answers = short.answer(&[post("/search/text", b"a dog"), post("/search/text", b"a cat"), post("/embed/text", b"a dog")]);
+    let statuses: Vec<u16> = answers.iter().map(|a| a.status).collect();
+    assert_eq!(statuses, [500, 500, 200], "{answers:?}");
 }
