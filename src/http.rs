@@ -25,8 +25,10 @@ use std::time::{Duration, Instant};
 
 mod connection;
 mod parse;
+mod shutdown;
 
 pub use parse::percent_decode;
+pub use shutdown::Shutdown;
 
 /// What a client may send and for how long.
 #[derive(Clone, Debug)]
@@ -173,9 +175,30 @@ pub fn serve(listener: TcpListener, limits: Limits, mut handle: impl FnMut(&Requ
 /// })?;
 /// # Ok::<(), std::io::Error>(())
 /// ```
-pub fn serve_batches(listener: TcpListener, limits: Limits, max_batch: usize, mut handle: impl FnMut(&[Request]) -> Vec<Response>) -> std::io::Result<()> {
+pub fn serve_batches(listener: TcpListener, limits: Limits, max_batch: usize, handle: impl FnMut(&[Request]) -> Vec<Response>) -> std::io::Result<()> {
+    serve_batches_until(listener, limits, max_batch, &Shutdown::new(), handle)
+}
+
+/// [`serve_batches`] until `shutdown` is asked for: then the server refuses new connections,
+/// answers the requests it holds (those still arriving within their limits), closes the
+/// connections that are idle or have sent nothing yet, and returns `Ok`.
+///
+/// ```no_run
+/// use diffclip::http::{Limits, Response, Shutdown, serve_batches_until};
+/// let listener = std::net::TcpListener::bind("127.0.0.1:8080")?;
+/// // Ctrl-C or SIGTERM: the requests in hand are answered, then serving returns.
+/// serve_batches_until(listener, Limits::default(), 8, &Shutdown::on_signals(), |requests| {
+///     requests.iter().map(|r| Response::new(200, "text/plain", r.body.clone())).collect()
+/// })?;
+/// eprintln!("stopped");
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn serve_batches_until(listener: TcpListener, limits: Limits, max_batch: usize, shutdown: &Shutdown, mut handle: impl FnMut(&[Request]) -> Vec<Response>) -> std::io::Result<()> {
     let (requests, incoming) = channel::<Queued>();
-    let accepting = std::thread::spawn(move || accept(listener, limits, requests));
+    let served = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let waking = wake_on(&listener, shutdown.clone(), served.clone())?;
+    let stopping = shutdown.clone();
+    let accepting = std::thread::spawn(move || accept(listener, limits, requests, stopping));
     while let Some(batch) = next_batch(&incoming, max_batch) {
         let (heads, (requests, replies)): (Vec<bool>, (Vec<Request>, Vec<Sender<Response>>)) = batch.into_iter().map(|q| (q.head_only, (q.request, q.reply))).unzip();
         let started = Instant::now();
@@ -196,7 +219,28 @@ pub fn serve_batches(listener: TcpListener, limits: Limits, max_batch: usize, mu
             let _ = reply.send(response); // the client may have gone: nothing to tell it
         }
     }
+    served.store(true, Ordering::SeqCst);
+    let _ = waking.join();
     accepting.join().unwrap_or_else(|_| Err(std::io::Error::other("the accepting thread panicked")))
+}
+
+/// A thread that wakes the accepting thread (blocked in `accept`) by connecting to `listener`
+/// once `shutdown` is asked for; it ends then, or when `served` is set.
+fn wake_on(listener: &TcpListener, shutdown: Shutdown, served: Arc<std::sync::atomic::AtomicBool>) -> std::io::Result<std::thread::JoinHandle<()>> {
+    let mut address = listener.local_addr()?;
+    if address.ip().is_unspecified() {
+        // Bound to every address: the loopback one of the same family reaches it.
+        address.set_ip(if address.is_ipv4() { std::net::Ipv4Addr::LOCALHOST.into() } else { std::net::Ipv6Addr::LOCALHOST.into() });
+    }
+    std::thread::Builder::new().name("http-shutdown".into()).spawn(move || {
+        while !served.load(Ordering::SeqCst) {
+            if shutdown.is_stopping() {
+                let _ = TcpStream::connect_timeout(&address, Duration::from_secs(1));
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    })
 }
 
 /// A request on its way to the handler: whether it came as `HEAD` (for the log), and where its
@@ -250,11 +294,13 @@ fn log(line: std::fmt::Arguments<'_>) {
     }
 }
 
-/// What the connections share: where requests go, the bytes of bodies held, the connections open.
+/// What the connections share: where requests go, the bytes of bodies held, the connections
+/// open, whether the server is stopping.
 struct Shared {
     requests: Sender<Queued>,
     bodies: AtomicUsize,
     open: AtomicUsize,
+    shutdown: Shutdown,
 }
 
 /// A connection's place among `Limits::max_connections`, given back when dropped, however its
@@ -267,10 +313,15 @@ impl Drop for Slot {
     }
 }
 
-fn accept(listener: TcpListener, limits: Limits, requests: Sender<Queued>) -> std::io::Result<()> {
-    let shared = Arc::new(Shared { requests, bodies: AtomicUsize::new(0), open: AtomicUsize::new(0) });
+fn accept(listener: TcpListener, limits: Limits, requests: Sender<Queued>, shutdown: Shutdown) -> std::io::Result<()> {
+    let shared = Arc::new(Shared { requests, bodies: AtomicUsize::new(0), open: AtomicUsize::new(0), shutdown });
     let mut failures = 0;
     for stream in listener.incoming() {
+        if shared.shutdown.is_stopping() {
+            let open = shared.open.load(Ordering::SeqCst);
+            log(format_args!("stopping: new connections are refused; answering what the {open} open ones hold"));
+            return Ok(()); // the listener closes; the connections end as they are answered
+        }
         let stream = match stream {
             Ok(stream) => stream,
             // Out of file descriptors, a connection reset before accept: wait and go on, unless

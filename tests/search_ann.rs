@@ -312,6 +312,32 @@ fn http_serves_the_command_lines_answers() {
     assert_eq!(status, 404, "{answer}");
     assert!(answer["error"].as_str().unwrap().contains("no index to search"), "{answer}");
     assert_eq!(server.call("GET", "/health", b""), (200, serde_json::json!({ "status": "ok" })));
+    // SIGTERM: a request half sent is still answered, then the program ends with 0.
+    let mut server = server;
+    let mut half = std::net::TcpStream::connect(server.address()).unwrap();
+    half.write_all(b"POST /embed/text HTTP/1.1\r\nHost: localhost\r\nContent-Length: 12\r\n\r\na red").unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let finisher = std::thread::spawn(move || {
+        use std::io::Read;
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        half.write_all(b" square").unwrap();
+        let mut answer = String::new();
+        half.read_to_string(&mut answer).unwrap();
+        answer
+    });
+    let status = server.terminate();
+    let answer = finisher.join().unwrap();
+    assert!(status.success(), "{status:?}: {:?}", server.log());
+    assert!(answer.starts_with("HTTP/1.1 200 ") && answer.contains("Connection: close\r\n"), "{answer}");
+    let embedding: serde_json::Value = serde_json::from_str(answer.split_once("\r\n\r\n").unwrap().1).unwrap();
+    let embedding: Vec<f64> = embedding["embedding"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    assert_eq!(embedding, raw);
+    assert!(std::net::TcpStream::connect(server.address()).is_err(), "the port still accepts");
+    let said = (0..50).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        server.log().iter().any(|l| l.starts_with("stopped: every request in hand was answered"))
+    });
+    assert!(said, "{:?}", server.log());
     drop(server);
     let out = Command::new(example("search")).args(["--preset", "diffclip_tiny", "--text", "a dog"]).output().unwrap();
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("--index"), "{out:?}");

@@ -1,6 +1,6 @@
 //! What the programs that serve HTTP (`search --listen`, `classify --listen`) share.
 
-use diffclip::http::{Limits, Request, Response, serve_batches};
+use diffclip::http::{Limits, Request, Response, Shutdown, serve_batches_until};
 
 /// `--listen` and what it accepts, shared by the programs that serve HTTP.
 #[derive(clap::Args, Debug)]
@@ -27,7 +27,8 @@ pub struct ListenArgs {
 
 impl ListenArgs {
     /// Binds `--listen`, says where it listens (and `what` it serves) on stderr, and serves
-    /// `handle` (batches of at most `--max-batch` requests) until the program is stopped.
+    /// `handle` (batches of at most `--max-batch` requests) until Ctrl-C or `SIGTERM`: then it
+    /// answers the requests in hand and returns (a second signal ends the program at once).
     pub fn serve(&self, what: &str, handle: impl FnMut(&[Request]) -> Vec<Response>) -> Result<(), Box<dyn std::error::Error>> {
         let address = self.listen.as_deref().ok_or("--listen is missing")?;
         if self.max_batch == 0 {
@@ -36,6 +37,8 @@ impl ListenArgs {
         let listener = std::net::TcpListener::bind(address).map_err(|e| format!("--listen {address}: {e}"))?;
         eprintln!("listening on http://{} ({what})", listener.local_addr()?);
         let limits = Limits { hosts: self.allow_host.clone(), origins: self.allow_origin.clone(), ..Limits::default() };
-        Ok(serve_batches(listener, limits, self.max_batch, handle)?)
+        serve_batches_until(listener, limits, self.max_batch, &Shutdown::on_signals(), handle)?;
+        eprintln!("stopped: every request in hand was answered");
+        Ok(())
     }
 }

@@ -15,7 +15,7 @@ pub(super) fn serve(stream: TcpStream, limits: &Limits, shared: &Shared) {
     let mut connection = Connection { stream, pending: Vec::new() };
     for served in 0..limits.max_requests.max(1) {
         let mut asked = Asked::default();
-        let (response, keep) = match connection.read_request(limits, &shared.bodies, served == 0, &mut asked) {
+        let (response, keep) = match connection.read_request(limits, shared, served == 0, &mut asked) {
             Ok(None) => return, // closed, or silent past the keep-alive time, between requests
             Ok(Some((request, _))) if request.method == "OPTIONS" && asked.origin.is_some() => (preflight(), asked.keep_alive),
             Ok(Some((request, _reserved))) => {
@@ -41,7 +41,7 @@ pub(super) fn serve(stream: TcpStream, limits: &Limits, shared: &Shared) {
         // Idle connections hold places: near the limit, each connection ends after its answer.
         let room = shared.open.load(Ordering::SeqCst) * 4 <= limits.max_connections * 3;
         let handler_closes = response.headers.iter().any(|(n, v)| n.eq_ignore_ascii_case("connection") && v.to_ascii_lowercase().contains("close"));
-        let keep = keep && room && !handler_closes && served + 1 < limits.max_requests && !limits.keep_alive.is_zero();
+        let keep = keep && room && !handler_closes && served + 1 < limits.max_requests && !limits.keep_alive.is_zero() && !shared.shutdown.is_stopping();
         let bytes = encode(&response, asked.head_only, asked.origin.as_deref(), keep.then_some(idle_time(limits)));
         if write_within(&mut connection.stream, &bytes, limits.timeout, after(limits.request_time)).is_err() {
             return;
@@ -95,8 +95,11 @@ impl Connection {
     /// sending a byte, or (after a first request) sent nothing but empty lines within
     /// [`idle_time`]; `Err` is the answer to a request that cannot be served. Fills in `asked`
     /// as soon as it is known.
-    fn read_request<'b>(&mut self, limits: &Limits, bodies: &'b AtomicUsize, first: bool, asked: &mut Asked) -> Result<Option<(Request, Reserved<'b>)>, Response> {
-        let (deadline, idle_until) = (after(limits.request_time), after(idle_time(limits)));
+    fn read_request<'b>(&mut self, limits: &Limits, shared: &'b Shared, first: bool, asked: &mut Asked) -> Result<Option<(Request, Reserved<'b>)>, Response> {
+        let deadline = after(limits.request_time);
+        // The wait for a request's first bytes: the idle time between requests, or for a first
+        // request the time allowed between bytes.
+        let start_until = if first { after(wait(limits.request_time, limits.timeout)) } else { after(idle_time(limits)) };
         let too_large = || Response::error(431, format!("request line and headers over {} bytes", limits.max_head));
         let mut chunk = vec![0u8; 64 << 10];
         let (mut buf, mut scanned, mut skipped) = (std::mem::take(&mut self.pending), 0, 0);
@@ -115,16 +118,20 @@ impl Connection {
             if buf.len() + skipped > limits.max_head {
                 return Err(too_large());
             }
-            // Between requests the client may take the idle time to start the next one (empty
-            // lines do not extend it), and need not: closing or falling silent then ends the
-            // connection without a word.
-            let between = !first && (buf.is_empty() || buf == b"\r"); // `\r`: half an empty line
-            let read = match between {
-                true => read_idle(&mut self.stream, &mut chunk[..4096], idle_until.saturating_duration_since(Instant::now())),
+            // Before a request's first bytes (empty lines do not extend the wait): between
+            // requests the client need not send another, so closing or falling silent ends the
+            // connection without a word, as does a shutdown.
+            let starting = buf.is_empty() || buf == b"\r"; // `\r`: half an empty line
+            let read = match starting {
+                true => match read_start(&mut self.stream, &mut chunk[..4096], start_until, &shared.shutdown) {
+                    Ok(n) => n,
+                    Err(Start::Silent) if first => return Err(Response::error(408, "the client was silent for too long")),
+                    Err(_) => return Ok(None),
+                },
                 false => read_some(&mut self.stream, &mut chunk[..4096], limits, deadline)?,
             };
             match read {
-                0 if buf.is_empty() || between => return Ok(None),
+                0 if starting => return Ok(None),
                 0 => return Err(Response::error(400, "the connection ended inside the headers")),
                 n => buf.extend_from_slice(&chunk[..n]),
             }
@@ -143,7 +150,7 @@ impl Connection {
         }
         let length = length as usize;
         let busy = || Response::error(503, format!("the server holds as much of requests' bodies as it may ({} bytes); try again", limits.max_bodies)).with_header("Retry-After", "1");
-        let mut reserved = Reserved(bodies, 0);
+        let mut reserved = Reserved(&shared.bodies, 0);
         let mut body = buf.split_off(head_end);
         if !reserved.grow(body.capacity(), limits.max_bodies) {
             return Err(busy());
@@ -175,13 +182,34 @@ impl Connection {
     }
 }
 
-/// The first bytes of a next request, waited for at most `idle`: `0` when the client closed,
-/// fell silent or failed.
-fn read_idle(stream: &mut TcpStream, buf: &mut [u8], idle: Duration) -> usize {
-    if idle.is_zero() || stream.set_read_timeout(Some(idle)).is_err() {
-        return 0;
+/// Why no request started.
+enum Start {
+    /// Nothing came in time.
+    Silent,
+    /// The server is stopping.
+    Stopping,
+    /// Reading failed.
+    Failed,
+}
+
+/// The first bytes of a request, waited for until `until` or a shutdown (looked at every
+/// 100 ms); `Ok(0)` when the client closed.
+fn read_start(stream: &mut TcpStream, buf: &mut [u8], until: Instant, shutdown: &super::Shutdown) -> Result<usize, Start> {
+    loop {
+        if shutdown.is_stopping() {
+            return Err(Start::Stopping);
+        }
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(Start::Silent);
+        }
+        stream.set_read_timeout(Some(left.min(Duration::from_millis(100)))).map_err(|_| Start::Failed)?;
+        match stream.read(buf) {
+            Ok(n) => return Ok(n),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted) => {}
+            Err(_) => return Err(Start::Failed),
+        }
     }
-    stream.read(buf).unwrap_or(0)
 }
 
 /// How long a kept connection waits for the next request.

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use super::{Limits, Response, serve};
+use super::{Limits, Response, serve, serve_batches_until};
 
 /// A server whose handler echoes the body, or the `q` parameter when there is one, and counts
 /// the requests it saw.
@@ -444,3 +444,37 @@ fn a_failing_batch_fails_only_its_bad_request() {
     let handed: Vec<usize> = sizes.try_iter().collect();
     assert!(handed.iter().all(|&n| (1..=8).contains(&n)), "{handed:?}");
 }
+
+/// A shutdown refuses new connections, closes the idle ones and those that sent nothing, answers
+/// a request still arriving, and returns.
+#[test]
+fn a_shutdown_answers_what_it_holds_then_returns() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let shutdown = super::Shutdown::new();
+    let (stopper, (done, returned)) = (shutdown.clone(), std::sync::mpsc::channel());
+    std::thread::spawn(move || {
+        let result = serve_batches_until(listener, Limits::default(), 8, &stopper, |requests| requests.iter().map(|r| Response::new(200, "text/plain", r.body.clone())).collect());
+        let _ = done.send(result.is_ok());
+    });
+    let mut idle = connect(addr);
+    idle.write_all(b"POST /x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2\r\n\r\nok").unwrap();
+    assert!(read_one(&mut idle).1.contains("Connection: keep-alive\r\n"));
+    let mut silent = connect(addr);
+    let mut half = connect(addr);
+    half.write_all(b"POST /x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 4\r\n\r\nab").unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let started = std::time::Instant::now();
+    shutdown.stop();
+    assert!(closed(&mut idle) && closed(&mut silent), "idle connections closed without a word");
+    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(TcpStream::connect(addr).is_err(), "new connections are refused");
+    assert!(returned.try_recv().is_err(), "returned before answering the request in hand");
+    half.write_all(b"cd").unwrap();
+    let (status, text) = answer(&mut half);
+    assert_eq!((status, body(&text)), (200, "abcd"), "{text}");
+    assert!(text.contains("Connection: close\r\n"), "{text}");
+    assert_eq!(returned.recv_timeout(Duration::from_secs(10)), Ok(true));
+}
+

@@ -118,6 +118,19 @@ impl Server {
         self.1
     }
 
+    /// Sends it `SIGTERM` and waits at most 30 s for it to end: its exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let killed = std::process::Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status().unwrap();
+        assert!(killed.success());
+        for _ in 0..300 {
+            if let Some(status) = self.0.try_wait().unwrap() {
+                return status;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("still running 30 s after SIGTERM; it said {:?}", self.log());
+    }
+
     /// `METHOD target` with `body`, to host `localhost`: the status and the JSON answer.
     pub fn call(&self, method: &str, target: &str, body: &[u8]) -> (u16, serde_json::Value) {
         self.call_as("localhost", method, target, body)
