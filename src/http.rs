@@ -56,6 +56,9 @@ pub struct Limits {
     pub keep_alive: Duration,
     /// Requests answered on one connection before it is closed.
     pub max_requests: usize,
+    /// After a [`Shutdown`], how long the requests in hand may still take to arrive and their
+    /// answers to leave (a service manager's stop timeout is often 10 to 90 s).
+    pub shutdown_grace: Duration,
     /// Names accepted in the `Host` header besides IP addresses and `localhost` (`403`
     /// otherwise): a web page that rebinds its own name to this machine's address cannot use the
     /// server. Add the name a proxy in front of it forwards.
@@ -70,7 +73,8 @@ pub struct Limits {
 impl Default for Limits {
     /// 32 MiB bodies (a large photo), 16 KiB heads, 30 s between bytes, 120 s for a request
     /// (and for its answer to leave), 64 connections, 256 MiB of bodies at once, 5 s for a next
-    /// request and 1000 requests a connection, no extra host names, no web origins.
+    /// request and 1000 requests a connection, 10 s of grace at a shutdown, no extra host names,
+    /// no web origins.
     fn default() -> Self {
         Self {
             max_body: 32 << 20,
@@ -81,6 +85,7 @@ impl Default for Limits {
             max_bodies: 256 << 20,
             keep_alive: Duration::from_secs(5),
             max_requests: 1000,
+            shutdown_grace: Duration::from_secs(10),
             hosts: Vec::new(),
             origins: Vec::new(),
         }
@@ -195,8 +200,7 @@ pub fn serve_batches(listener: TcpListener, limits: Limits, max_batch: usize, ha
 /// ```
 pub fn serve_batches_until(listener: TcpListener, limits: Limits, max_batch: usize, shutdown: &Shutdown, mut handle: impl FnMut(&[Request]) -> Vec<Response>) -> std::io::Result<()> {
     let (requests, incoming) = channel::<Queued>();
-    let served = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let waking = wake_on(&listener, shutdown.clone(), served.clone())?;
+    listener.set_nonblocking(true)?; // accepting looks at `shutdown` between connections
     let stopping = shutdown.clone();
     let accepting = std::thread::spawn(move || accept(listener, limits, requests, stopping));
     while let Some(batch) = next_batch(&incoming, max_batch) {
@@ -219,28 +223,9 @@ pub fn serve_batches_until(listener: TcpListener, limits: Limits, max_batch: usi
             let _ = reply.send(response); // the client may have gone: nothing to tell it
         }
     }
-    served.store(true, Ordering::SeqCst);
-    let _ = waking.join();
-    accepting.join().unwrap_or_else(|_| Err(std::io::Error::other("the accepting thread panicked")))
-}
-
-/// A thread that wakes the accepting thread (blocked in `accept`) by connecting to `listener`
-/// once `shutdown` is asked for; it ends then, or when `served` is set.
-fn wake_on(listener: &TcpListener, shutdown: Shutdown, served: Arc<std::sync::atomic::AtomicBool>) -> std::io::Result<std::thread::JoinHandle<()>> {
-    let mut address = listener.local_addr()?;
-    if address.ip().is_unspecified() {
-        // Bound to every address: the loopback one of the same family reaches it.
-        address.set_ip(if address.is_ipv4() { std::net::Ipv4Addr::LOCALHOST.into() } else { std::net::Ipv6Addr::LOCALHOST.into() });
-    }
-    std::thread::Builder::new().name("http-shutdown".into()).spawn(move || {
-        while !served.load(Ordering::SeqCst) {
-            if shutdown.is_stopping() {
-                let _ = TcpStream::connect_timeout(&address, Duration::from_secs(1));
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    })
+    let accepted = accepting.join();
+    flush_log();
+    accepted.unwrap_or_else(|_| Err(std::io::Error::other("the accepting thread panicked")))
 }
 
 /// A request on its way to the handler: whether it came as `HEAD` (for the log), and where its
@@ -279,19 +264,43 @@ fn answer(handle: &mut impl FnMut(&[Request]) -> Vec<Response>, requests: &[Requ
 /// tee log` after `tee` ended or stopped reading) neither stops nor holds the server; lines
 /// past 1024 waiting are dropped.
 fn log(line: std::fmt::Arguments<'_>) {
-    static LINES: std::sync::OnceLock<Option<std::sync::mpsc::SyncSender<String>>> = std::sync::OnceLock::new();
+    if let Some(lines) = log_lines() {
+        let _ = lines.try_send(Logged::Line(line.to_string()));
+    }
+}
+
+/// Waits (at most 1 s) until the lines logged so far are written: a program that ends after
+/// serving keeps its last lines.
+fn flush_log() {
+    let (done, written) = channel();
+    if let Some(lines) = log_lines()
+        && lines.send(Logged::Flush(done)).is_ok()
+    {
+        let _ = written.recv_timeout(Duration::from_secs(1));
+    }
+}
+
+enum Logged {
+    Line(String),
+    Flush(Sender<()>),
+}
+
+/// The logging thread's queue (`None` when it could not start).
+fn log_lines() -> Option<&'static std::sync::mpsc::SyncSender<Logged>> {
+    static LINES: std::sync::OnceLock<Option<std::sync::mpsc::SyncSender<Logged>>> = std::sync::OnceLock::new();
     let lines = LINES.get_or_init(|| {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<String>(1024);
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Logged>(1024);
         let spawned = std::thread::Builder::new().name("http-log".into()).spawn(move || {
-            for line in rx {
-                let _ = writeln!(std::io::stderr(), "{line}");
+            for logged in rx {
+                match logged {
+                    Logged::Line(line) => drop(writeln!(std::io::stderr(), "{line}")),
+                    Logged::Flush(done) => drop(done.send(())),
+                }
             }
         });
         spawned.ok().map(|_| tx)
     });
-    if let Some(lines) = lines {
-        let _ = lines.try_send(line.to_string());
-    }
+    lines.as_ref()
 }
 
 /// What the connections share: where requests go, the bytes of bodies held, the connections
@@ -316,14 +325,21 @@ impl Drop for Slot {
 fn accept(listener: TcpListener, limits: Limits, requests: Sender<Queued>, shutdown: Shutdown) -> std::io::Result<()> {
     let shared = Arc::new(Shared { requests, bodies: AtomicUsize::new(0), open: AtomicUsize::new(0), shutdown });
     let mut failures = 0;
-    for stream in listener.incoming() {
+    loop {
         if shared.shutdown.is_stopping() {
             let open = shared.open.load(Ordering::SeqCst);
             log(format_args!("stopping: new connections are refused; answering what the {open} open ones hold"));
             return Ok(()); // the listener closes; the connections end as they are answered
         }
-        let stream = match stream {
-            Ok(stream) => stream,
+        let stream = match listener.accept() {
+            // Accepted connections block (on the BSDs they inherit the listener's mode).
+            Ok((stream, _)) if stream.set_nonblocking(false).is_ok() => stream,
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                wait_for_connection(&listener);
+                continue;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             // Out of file descriptors, a connection reset before accept: wait and go on, unless
             // nothing but failures come.
             Err(e) => {
@@ -351,7 +367,21 @@ fn accept(listener: TcpListener, limits: Limits, requests: Sender<Queued>, shutd
             log(format_args!("no thread for a connection: {e}"));
         }
     }
-    Ok(())
+}
+
+/// Waits until a connection is there to accept, at most 100 ms.
+#[cfg(unix)]
+fn wait_for_connection(listener: &TcpListener) {
+    use std::os::fd::AsRawFd;
+    let mut ready = libc::pollfd { fd: listener.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+    // SAFETY: one valid pollfd, for the length of the call.
+    unsafe { libc::poll(&mut ready, 1, 100) };
+}
+
+/// Waits a little for a connection to accept.
+#[cfg(not(unix))]
+fn wait_for_connection(_: &TcpListener) {
+    std::thread::sleep(Duration::from_millis(10));
 }
 
 /// `503` to a connection past the limit, written without waiting (the accepting thread must

@@ -338,6 +338,9 @@ fn http_serves_the_command_lines_answers() {
         server.log().iter().any(|l| l.starts_with("stopped: every request in hand was answered"))
     });
     assert!(said, "{:?}", server.log());
+    let log = server.log();
+    let answered = log.iter().rposition(|l| l.starts_with("POST \"/embed/text\" 200"));
+    assert!(answered.is_some_and(|i| i < log.len() - 1), "the last answer was logged before the end: {log:?}");
     drop(server);
     let out = Command::new(example("search")).args(["--preset", "diffclip_tiny", "--text", "a dog"]).output().unwrap();
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("--index"), "{out:?}");

@@ -8,14 +8,16 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::channel;
 use std::time::{Duration, Instant};
 
+use super::shutdown::Grace;
 use super::{Limits, Queued, Request, Response, Shared, log, parse};
 
 /// Serves the requests on `stream`, one after another, until the client or the limits end it.
 pub(super) fn serve(stream: TcpStream, limits: &Limits, shared: &Shared) {
     let mut connection = Connection { stream, pending: Vec::new() };
+    let grace = Grace::new(&shared.shutdown, limits.shutdown_grace);
     for served in 0..limits.max_requests.max(1) {
         let mut asked = Asked::default();
-        let (response, keep) = match connection.read_request(limits, shared, served == 0, &mut asked) {
+        let (response, keep) = match connection.read_request(limits, shared, &grace, served == 0, &mut asked) {
             Ok(None) => return, // closed, or silent past the keep-alive time, between requests
             Ok(Some((request, _))) if request.method == "OPTIONS" && asked.origin.is_some() => (preflight(), asked.keep_alive),
             Ok(Some((request, _reserved))) => {
@@ -41,9 +43,11 @@ pub(super) fn serve(stream: TcpStream, limits: &Limits, shared: &Shared) {
         // Idle connections hold places: near the limit, each connection ends after its answer.
         let room = shared.open.load(Ordering::SeqCst) * 4 <= limits.max_connections * 3;
         let handler_closes = response.headers.iter().any(|(n, v)| n.eq_ignore_ascii_case("connection") && v.to_ascii_lowercase().contains("close"));
-        let keep = keep && room && !handler_closes && served + 1 < limits.max_requests && !limits.keep_alive.is_zero() && !shared.shutdown.is_stopping();
+        // Stopping, a connection answers only the requests already read.
+        let stopping = grace.is_stopping() && connection.pending.is_empty();
+        let keep = keep && room && !handler_closes && served + 1 < limits.max_requests && !limits.keep_alive.is_zero() && !stopping;
         let bytes = encode(&response, asked.head_only, asked.origin.as_deref(), keep.then_some(idle_time(limits)));
-        if write_within(&mut connection.stream, &bytes, limits.timeout, after(limits.request_time)).is_err() {
+        if write_within(&mut connection.stream, &bytes, limits.timeout, after(limits.request_time), &grace).is_err() {
             return;
         }
         if !keep {
@@ -95,7 +99,7 @@ impl Connection {
     /// sending a byte, or (after a first request) sent nothing but empty lines within
     /// [`idle_time`]; `Err` is the answer to a request that cannot be served. Fills in `asked`
     /// as soon as it is known.
-    fn read_request<'b>(&mut self, limits: &Limits, shared: &'b Shared, first: bool, asked: &mut Asked) -> Result<Option<(Request, Reserved<'b>)>, Response> {
+    fn read_request<'b>(&mut self, limits: &Limits, shared: &'b Shared, grace: &Grace, first: bool, asked: &mut Asked) -> Result<Option<(Request, Reserved<'b>)>, Response> {
         let deadline = after(limits.request_time);
         // The wait for a request's first bytes: the idle time between requests, or for a first
         // request the time allowed between bytes.
@@ -123,12 +127,12 @@ impl Connection {
             // connection without a word, as does a shutdown.
             let starting = buf.is_empty() || buf == b"\r"; // `\r`: half an empty line
             let read = match starting {
-                true => match read_start(&mut self.stream, &mut chunk[..4096], start_until, &shared.shutdown) {
+                true => match read_start(&mut self.stream, &mut chunk[..4096], start_until, grace) {
                     Ok(n) => n,
                     Err(Start::Silent) if first => return Err(Response::error(408, "the client was silent for too long")),
                     Err(_) => return Ok(None),
                 },
-                false => read_some(&mut self.stream, &mut chunk[..4096], limits, deadline)?,
+                false => read_some(&mut self.stream, &mut chunk[..4096], limits, deadline, grace)?,
             };
             match read {
                 0 if starting => return Ok(None),
@@ -156,12 +160,12 @@ impl Connection {
             return Err(busy());
         }
         if head.expect_continue && body.len() < length {
-            write_within(&mut self.stream, b"HTTP/1.1 100 Continue\r\n\r\n", limits.timeout, deadline).map_err(read_failed)?;
+            write_within(&mut self.stream, b"HTTP/1.1 100 Continue\r\n\r\n", limits.timeout, deadline, grace).map_err(read_failed)?;
         }
         // The body grows as its bytes arrive: a Content-Length alone reserves no memory.
         while body.len() < length {
             let want = (length - body.len()).min(chunk.len());
-            let n = match read_some(&mut self.stream, &mut chunk[..want], limits, deadline)? {
+            let n = match read_some(&mut self.stream, &mut chunk[..want], limits, deadline, grace)? {
                 0 => return Err(Response::error(400, format!("the body ended before its Content-Length of {length} bytes"))),
                 n => n,
             };
@@ -192,12 +196,15 @@ enum Start {
     Failed,
 }
 
-/// The first bytes of a request, waited for until `until` or a shutdown (looked at every
-/// 100 ms); `Ok(0)` when the client closed.
-fn read_start(stream: &mut TcpStream, buf: &mut [u8], until: Instant, shutdown: &super::Shutdown) -> Result<usize, Start> {
+/// The first bytes of a request, waited for until `until`; `Ok(0)` when the client closed.
+/// Stopping, only bytes already there are taken (a request the client sent is answered).
+fn read_start(stream: &mut TcpStream, buf: &mut [u8], until: Instant, grace: &Grace) -> Result<usize, Start> {
     loop {
-        if shutdown.is_stopping() {
-            return Err(Start::Stopping);
+        if grace.is_stopping() {
+            stream.set_nonblocking(true).map_err(|_| Start::Failed)?;
+            let read = stream.read(buf);
+            stream.set_nonblocking(false).map_err(|_| Start::Failed)?;
+            return read.map_err(|_| Start::Stopping);
         }
         let left = until.saturating_duration_since(Instant::now());
         if left.is_zero() {
@@ -208,6 +215,36 @@ fn read_start(stream: &mut TcpStream, buf: &mut [u8], until: Instant, shutdown: 
             Ok(n) => return Ok(n),
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted) => {}
             Err(_) => return Err(Start::Failed),
+        }
+    }
+}
+
+/// Why `within` gave up.
+enum Waited {
+    /// Its time (or the shutdown's grace) ran out.
+    TimedOut,
+    Failed(std::io::Error),
+}
+
+/// Runs `io` on `stream` (a read, or with `writing` a write) until it completes or fails, giving
+/// up at `until` or when the shutdown's grace ends: each wait is at most 250 ms, so a shutdown
+/// is noticed, and a signal interrupting it is not an error. Past its time a write is still
+/// tried once (for 1 ms): an answer that fits the socket's buffer leaves.
+fn within<T>(stream: &mut TcpStream, until: Instant, grace: &Grace, writing: bool, mut io: impl FnMut(&mut TcpStream) -> std::io::Result<T>) -> Result<T, Waited> {
+    loop {
+        let left = grace.cap(until).saturating_duration_since(Instant::now());
+        let last = left.is_zero();
+        if last && !writing {
+            return Err(Waited::TimedOut);
+        }
+        let slice = Some(if last { Duration::from_millis(1) } else { left.min(Duration::from_millis(250)) });
+        let set = if writing { stream.set_write_timeout(slice) } else { stream.set_read_timeout(slice) };
+        set.map_err(Waited::Failed)?;
+        match io(stream) {
+            Ok(done) => return Ok(done),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted) && !last => {}
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted) => return Err(Waited::TimedOut),
+            Err(e) => return Err(Waited::Failed(e)),
         }
     }
 }
@@ -236,18 +273,17 @@ fn wait(left: Duration, timeout: Duration) -> Duration {
     if timeout.is_zero() { left } else { left.min(timeout) }
 }
 
-/// The next bytes, waited for at most `limits.timeout` and never past `deadline`.
-fn read_some(stream: &mut TcpStream, buf: &mut [u8], limits: &Limits, deadline: Instant) -> Result<usize, Response> {
-    let too_slow = || Response::error(408, format!("the request took over {} s to arrive", limits.request_time.as_secs_f64()));
-    let left = deadline.saturating_duration_since(Instant::now());
-    if left.is_zero() {
-        return Err(too_slow());
+/// The next bytes, waited for at most `limits.timeout` and never past `deadline` (nor past the
+/// shutdown's grace).
+fn read_some(stream: &mut TcpStream, buf: &mut [u8], limits: &Limits, deadline: Instant, grace: &Grace) -> Result<usize, Response> {
+    let until = if limits.timeout.is_zero() { deadline } else { deadline.min(after(limits.timeout)) };
+    match within(stream, until, grace, false, |s| s.read(buf)) {
+        Ok(n) => Ok(n),
+        Err(Waited::TimedOut) if grace.cap(until) < until => Err(Response::error(503, "the server is stopping and the request did not arrive in time")),
+        Err(Waited::TimedOut) if Instant::now() >= deadline => Err(Response::error(408, format!("the request took over {} s to arrive", limits.request_time.as_secs_f64()))),
+        Err(Waited::TimedOut) => Err(Response::error(408, "the client was silent for too long")),
+        Err(Waited::Failed(e)) => Err(read_failed(e)),
     }
-    stream.set_read_timeout(Some(wait(left, limits.timeout))).map_err(read_failed)?;
-    stream.read(buf).map_err(|e| match Instant::now() >= deadline {
-        true => too_slow(),
-        false => read_failed(e),
-    })
 }
 
 fn read_failed(e: std::io::Error) -> Response {
@@ -291,19 +327,16 @@ pub(super) fn encode(response: &Response, head_only: bool, origin: Option<&str>,
 }
 
 /// Writes `bytes`, waiting at most `timeout` for the client to take more and giving up at
-/// `deadline`, so that a client that reads slowly holds its connection for a bounded time.
-fn write_within(stream: &mut TcpStream, mut bytes: &[u8], timeout: Duration, deadline: Instant) -> std::io::Result<()> {
+/// `deadline` (or the shutdown's grace), so that a client that reads slowly holds its
+/// connection for a bounded time.
+fn write_within(stream: &mut TcpStream, mut bytes: &[u8], timeout: Duration, deadline: Instant, grace: &Grace) -> std::io::Result<()> {
     while !bytes.is_empty() {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(ErrorKind::TimedOut.into());
-        }
-        stream.set_write_timeout(Some(wait(left, timeout)))?;
-        match stream.write(bytes) {
+        let until = if timeout.is_zero() { deadline } else { deadline.min(after(timeout)) };
+        match within(stream, until, grace, true, |s| s.write(bytes)) {
             Ok(0) => return Err(ErrorKind::WriteZero.into()),
             Ok(n) => bytes = &bytes[n..],
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
+            Err(Waited::TimedOut) => return Err(ErrorKind::TimedOut.into()),
+            Err(Waited::Failed(e)) => return Err(e),
         }
     }
     Ok(())
@@ -325,8 +358,9 @@ fn linger(mut stream: TcpStream) {
             break;
         }
         match stream.read(&mut sink) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => drained += n,
+            Ok(n) if n > 0 => drained += n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            _ => break,
         }
     }
 }

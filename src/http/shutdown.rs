@@ -1,12 +1,14 @@
-//! Stopping a server cleanly: no new connections, the requests it has answered, then return.
+//! Stopping a server cleanly: no new connections, the requests in hand answered, then return.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 /// Stops a server started with [`serve_batches_until`](super::serve_batches_until): it stops
-/// accepting (new connections are refused), answers the requests it holds, closes its idle
-/// connections and those that have sent nothing yet, and returns. Clone it to stop the server
-/// from another thread; [`Shutdown::on_signals`] stops it on Ctrl-C or `SIGTERM`.
+/// accepting (new connections are refused), answers the requests it holds (within
+/// [`Limits::shutdown_grace`](super::Limits::shutdown_grace)), closes its idle connections and
+/// those that have sent nothing, and returns. Clone it to stop the server from another thread;
+/// [`Shutdown::on_signals`] stops it on Ctrl-C or `SIGTERM`.
 ///
 /// ```
 /// let shutdown = diffclip::http::Shutdown::new();
@@ -34,8 +36,9 @@ impl Shutdown {
     }
 
     /// The shutdown asked for by the process's first `SIGINT` (Ctrl-C) or `SIGTERM` (what
-    /// `kill` and container runtimes send); a second one ends the process at once (exit code
-    /// 130). The same one on every call. On platforms other than Unix, none is ever asked for.
+    /// `kill`, systemd and container runtimes send); a second one ends the process at once
+    /// (exit code 130). A signal the process ignores (`nohup`) stays ignored. The same one on
+    /// every call. On platforms other than Unix, none is ever asked for.
     pub fn on_signals() -> Self {
         static SIGNALLED: OnceLock<Shutdown> = OnceLock::new();
         SIGNALLED
@@ -49,33 +52,67 @@ impl Shutdown {
     }
 }
 
+/// A connection's view of the shutdown: once it is asked for, every wait ends by `grace` after
+/// the connection noticed it.
+pub(super) struct Grace<'a> {
+    shutdown: &'a Shutdown,
+    grace: Duration,
+    noticed: std::cell::Cell<Option<Instant>>,
+}
+
+impl<'a> Grace<'a> {
+    pub(super) fn new(shutdown: &'a Shutdown, grace: Duration) -> Self {
+        Self { shutdown, grace, noticed: std::cell::Cell::new(None) }
+    }
+
+    pub(super) fn is_stopping(&self) -> bool {
+        self.shutdown.is_stopping()
+    }
+
+    /// `deadline`, or sooner when the server is stopping.
+    pub(super) fn cap(&self, deadline: Instant) -> Instant {
+        if !self.shutdown.is_stopping() {
+            return deadline;
+        }
+        let noticed = self.noticed.get().unwrap_or_else(Instant::now);
+        self.noticed.set(Some(noticed));
+        deadline.min(noticed.checked_add(self.grace).unwrap_or(deadline))
+    }
+}
+
 #[cfg(unix)]
 mod signals {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::{Arc, OnceLock};
 
-    // The C library's; std has no signal handling. (SIGINT and SIGTERM are 2 and 15 on Linux
-    // and the BSDs; glibc's and musl's `signal` restart interrupted calls.)
-    unsafe extern "C" {
-        fn signal(signum: i32, handler: extern "C" fn(i32)) -> usize;
-        fn _exit(status: i32) -> !;
-    }
-
     static FLAG: OnceLock<Arc<AtomicBool>> = OnceLock::new();
 
-    /// Only atomic operations here: a signal handler may do little else.
-    extern "C" fn on_signal(_: i32) {
+    /// Only an atomic load, an atomic swap and `_exit`: what a signal handler may do.
+    extern "C" fn on_signal(_: libc::c_int) {
         if let Some(flag) = FLAG.get()
             && flag.swap(true, Ordering::SeqCst)
         {
-            unsafe { _exit(130) }
+            unsafe { libc::_exit(130) }
         }
     }
 
     pub(super) fn install(flag: Arc<AtomicBool>) {
-        if FLAG.set(flag).is_ok() {
-            for signum in [2, 15] {
-                unsafe { signal(signum, on_signal) };
+        if FLAG.set(flag).is_err() {
+            return;
+        }
+        for signum in [libc::SIGINT, libc::SIGTERM] {
+            // SAFETY: sigaction with a zeroed (then filled) struct and a handler that only does
+            // async-signal-safe work; a signal the process ignores is left ignored.
+            unsafe {
+                let mut old: libc::sigaction = std::mem::zeroed();
+                if libc::sigaction(signum, std::ptr::null(), &mut old) != 0 || old.sa_sigaction == libc::SIG_IGN {
+                    continue;
+                }
+                let mut action: libc::sigaction = std::mem::zeroed();
+                action.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+                action.sa_flags = libc::SA_RESTART;
+                libc::sigemptyset(&mut action.sa_mask);
+                libc::sigaction(signum, &action, std::ptr::null_mut());
             }
         }
     }

@@ -454,7 +454,12 @@ fn a_shutdown_answers_what_it_holds_then_returns() {
     let shutdown = super::Shutdown::new();
     let (stopper, (done, returned)) = (shutdown.clone(), std::sync::mpsc::channel());
     std::thread::spawn(move || {
-        let result = serve_batches_until(listener, Limits::default(), 8, &stopper, |requests| requests.iter().map(|r| Response::new(200, "text/plain", r.body.clone())).collect());
+        let result = serve_batches_until(listener, Limits { shutdown_grace: Duration::from_secs(3), ..Limits::default() }, 1, &stopper, |requests| {
+            if requests[0].path == "/slow" {
+                std::thread::sleep(Duration::from_millis(800));
+            }
+            requests.iter().map(|r| Response::new(200, "text/plain", r.body.clone())).collect()
+        });
         let _ = done.send(result.is_ok());
     });
     let mut idle = connect(addr);
@@ -463,6 +468,12 @@ fn a_shutdown_answers_what_it_holds_then_returns() {
     let mut silent = connect(addr);
     let mut half = connect(addr);
     half.write_all(b"POST /x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 4\r\n\r\nab").unwrap();
+    // Two requests read together: the second, already read, is answered too.
+    let mut pipelined = connect(addr);
+    pipelined.write_all(b"POST /slow HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1\r\n\r\n1POST /x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1\r\n\r\n2").unwrap();
+    // Stalled past the grace: refused (503) when the grace ends.
+    let mut stalled = connect(addr);
+    stalled.write_all(b"POST /x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 4\r\n\r\nab").unwrap();
     std::thread::sleep(Duration::from_millis(200));
     let started = std::time::Instant::now();
     shutdown.stop();
@@ -475,6 +486,14 @@ fn a_shutdown_answers_what_it_holds_then_returns() {
     let (status, text) = answer(&mut half);
     assert_eq!((status, body(&text)), (200, "abcd"), "{text}");
     assert!(text.contains("Connection: close\r\n"), "{text}");
+    let (status, head, text) = read_one(&mut pipelined);
+    assert_eq!((status, text.as_str()), (200, "1"), "{head}");
+    let (status, head, text) = read_one(&mut pipelined);
+    assert_eq!((status, text.as_str()), (200, "2"), "{head}");
+    assert!(head.contains("Connection: close\r\n") && closed(&mut pipelined), "{head}");
+    let (status, text) = answer(&mut stalled);
+    assert_eq!(status, 503, "{text}");
+    assert!(body(&text).contains("stopping") && started.elapsed() < Duration::from_secs(5), "{text} after {:?}", started.elapsed());
     assert_eq!(returned.recv_timeout(Duration::from_secs(10)), Ok(true));
 }
 
