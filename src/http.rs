@@ -204,7 +204,12 @@ pub fn serve_batches_until(listener: TcpListener, limits: Limits, max_batch: usi
     let stopping = shutdown.clone();
     let accepting = std::thread::spawn(move || accept(listener, limits, requests, stopping));
     while let Some(batch) = next_batch(&incoming, max_batch) {
-        let (heads, (requests, replies)): (Vec<bool>, (Vec<Request>, Vec<Sender<Response>>)) = batch.into_iter().map(|q| (q.head_only, (q.request, q.reply))).unzip();
+        let (mut heads, mut requests, mut replies) = (Vec::new(), Vec::new(), Vec::new());
+        for queued in batch {
+            heads.push(queued.head_only);
+            requests.push(queued.request);
+            replies.push(queued.reply);
+        }
         let started = Instant::now();
         let answers = match answer(&mut handle, &requests) {
             Some(answers) => answers,
