@@ -228,9 +228,12 @@ pub fn serve_batches_until(listener: TcpListener, limits: Limits, max_batch: usi
             let _ = reply.send(response); // the client may have gone: nothing to tell it
         }
     }
-    let accepted = accepting.join();
+    let accepted = accepting.join().unwrap_or_else(|_| Err(std::io::Error::other("the accepting thread panicked")));
+    if accepted.is_ok() {
+        log(format_args!("stopped: every request in hand was answered"));
+    }
     flush_log();
-    accepted.unwrap_or_else(|_| Err(std::io::Error::other("the accepting thread panicked")))
+    accepted
 }
 
 /// A request on its way to the handler: whether it came as `HEAD` (for the log), and where its
@@ -278,8 +281,9 @@ fn log(line: std::fmt::Arguments<'_>) {
 /// serving keeps its last lines.
 fn flush_log() {
     let (done, written) = channel();
+    // `try_send`: a queue full because stderr is stalled holds nothing.
     if let Some(lines) = log_lines()
-        && lines.send(Logged::Flush(done)).is_ok()
+        && lines.try_send(Logged::Flush(done)).is_ok()
     {
         let _ = written.recv_timeout(Duration::from_secs(1));
     }
@@ -331,7 +335,7 @@ fn accept(listener: TcpListener, limits: Limits, requests: Sender<Queued>, shutd
     let shared = Arc::new(Shared { requests, bodies: AtomicUsize::new(0), open: AtomicUsize::new(0), shutdown });
     let mut failures = 0;
     loop {
-        if shared.shutdown.is_stopping() {
+        if shared.shutdown.stopped_at().is_some() {
             let open = shared.open.load(Ordering::SeqCst);
             log(format_args!("stopping: new connections are refused; answering what the {open} open ones hold"));
             return Ok(()); // the listener closes; the connections end as they are answered

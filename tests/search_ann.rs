@@ -354,3 +354,32 @@ fn http_serves_the_command_lines_answers() {
     let found = approx["hits"].as_array().unwrap().iter().filter(|h| hits.iter().any(|e| e["path"] == h["path"])).count();
     assert!(found >= 8, "{approx} vs {hits:?}");
 }
+
+/// Nobody reading its stderr holds neither the server's answers nor its stop.
+#[test]
+fn a_stalled_stderr_holds_neither_answers_nor_a_stop() {
+    let mut program = Command::new(example("search"));
+    program.args(["--preset", "diffclip_tiny", "--checkpoint"]).arg(fixture("diffclip_tiny/model.safetensors"));
+    let mut server = Server::start(program);
+    server.stall_stderr();
+    let addr = server.address();
+    // 4 × 1000 answers logged: more lines than the pipe and the log queue hold.
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            std::thread::spawn(move || {
+                use std::io::Read;
+                let mut stream = std::net::TcpStream::connect(addr).unwrap();
+                stream.set_read_timeout(Some(std::time::Duration::from_secs(60))).unwrap();
+                stream.write_all(&b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n".repeat(1000)).unwrap();
+                let mut answers = String::new();
+                stream.read_to_string(&mut answers).unwrap(); // the 1000th answer closes
+                answers.matches("HTTP/1.1 200 OK\r\n").count()
+            })
+        })
+        .collect();
+    for client in clients {
+        assert_eq!(client.join().unwrap(), 1000);
+    }
+    assert!(server.terminate().success());
+}
+

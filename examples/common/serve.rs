@@ -37,8 +37,7 @@ impl ListenArgs {
         let listener = std::net::TcpListener::bind(address).map_err(|e| format!("--listen {address}: {e}"))?;
         eprintln!("listening on http://{} ({what})", listener.local_addr()?);
         let limits = Limits { hosts: self.allow_host.clone(), origins: self.allow_origin.clone(), ..Limits::default() };
-        serve_batches_until(listener, limits, self.max_batch, &Shutdown::on_signals(), handle)?;
-        eprintln!("stopped: every request in hand was answered");
-        Ok(())
+        // Returns after a clean stop, having logged `stopped: …`.
+        Ok(serve_batches_until(listener, limits, self.max_batch, &Shutdown::on_signals(), handle)?)
     }
 }

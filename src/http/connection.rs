@@ -54,7 +54,7 @@ pub(super) fn serve(stream: TcpStream, limits: &Limits, shared: &Shared) {
             break;
         }
     }
-    linger(connection.stream);
+    linger(connection.stream, &grace);
 }
 
 /// A connection and the bytes read past the last request (the start of the next one, when the
@@ -334,6 +334,8 @@ fn write_within(stream: &mut TcpStream, mut bytes: &[u8], timeout: Duration, dea
         let until = if timeout.is_zero() { deadline } else { deadline.min(after(timeout)) };
         match within(stream, until, grace, true, |s| s.write(bytes)) {
             Ok(0) => return Err(ErrorKind::WriteZero.into()),
+            // Past the deadline the one last write was all: a client taking a trickle holds nothing.
+            Ok(n) if n < bytes.len() && Instant::now() >= grace.cap(deadline) => return Err(ErrorKind::TimedOut.into()),
             Ok(n) => bytes = &bytes[n..],
             Err(Waited::TimedOut) => return Err(ErrorKind::TimedOut.into()),
             Err(Waited::Failed(e)) => return Err(e),
@@ -345,11 +347,11 @@ fn write_within(stream: &mut TcpStream, mut bytes: &[u8], timeout: Duration, dea
 /// Ends the connection after the answer: stops writing, then reads (and drops) what the client
 /// still sends, at most 1 MiB for at most 2 s, so that closing with unread bytes does not
 /// reset the connection before the client has read the answer.
-fn linger(mut stream: TcpStream) {
+fn linger(mut stream: TcpStream, grace: &Grace) {
     if stream.shutdown(Shutdown::Write).is_err() {
         return;
     }
-    let until = Instant::now() + Duration::from_secs(2);
+    let until = grace.cap(Instant::now() + Duration::from_secs(2));
     let mut sink = [0u8; 8192];
     let mut drained = 0;
     while drained < (1 << 20) {

@@ -17,7 +17,15 @@ use std::time::{Duration, Instant};
 /// assert!(shutdown.is_stopping());
 /// ```
 #[derive(Clone, Debug, Default)]
-pub struct Shutdown(Arc<AtomicBool>);
+pub struct Shutdown(Arc<Asked>);
+
+/// Whether a stop was asked for, and when it was first seen (a signal handler can only set the
+/// flag).
+#[derive(Debug, Default)]
+struct Asked {
+    flag: AtomicBool,
+    seen: OnceLock<Instant>,
+}
 
 impl Shutdown {
     /// A shutdown not asked for yet.
@@ -27,17 +35,24 @@ impl Shutdown {
 
     /// Asks the server to stop.
     pub fn stop(&self) {
-        self.0.store(true, Ordering::SeqCst);
+        self.0.flag.store(true, Ordering::SeqCst);
+        self.stopped_at();
     }
 
     /// Whether it was asked to stop.
     pub fn is_stopping(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
+        self.0.flag.load(Ordering::SeqCst)
+    }
+
+    /// When the stop was asked for (first seen), or `None`.
+    pub(super) fn stopped_at(&self) -> Option<Instant> {
+        self.is_stopping().then(|| *self.0.seen.get_or_init(Instant::now))
     }
 
     /// The shutdown asked for by the process's first `SIGINT` (Ctrl-C) or `SIGTERM` (what
     /// `kill`, systemd and container runtimes send); a second one ends the process at once
-    /// (exit code 130). A signal the process ignores (`nohup`) stays ignored. The same one on
+    /// (exit code 130). A signal the process ignores (`SIGINT` of a background job started by a
+    /// script) stays ignored. The same one on
     /// every call. On platforms other than Unix, none is ever asked for.
     pub fn on_signals() -> Self {
         static SIGNALLED: OnceLock<Shutdown> = OnceLock::new();
@@ -53,16 +68,15 @@ impl Shutdown {
 }
 
 /// A connection's view of the shutdown: once it is asked for, every wait ends by `grace` after
-/// the connection noticed it.
+/// it was (the accepting thread sees it within 100 ms).
 pub(super) struct Grace<'a> {
     shutdown: &'a Shutdown,
     grace: Duration,
-    noticed: std::cell::Cell<Option<Instant>>,
 }
 
 impl<'a> Grace<'a> {
     pub(super) fn new(shutdown: &'a Shutdown, grace: Duration) -> Self {
-        Self { shutdown, grace, noticed: std::cell::Cell::new(None) }
+        Self { shutdown, grace }
     }
 
     pub(super) fn is_stopping(&self) -> bool {
@@ -71,33 +85,33 @@ impl<'a> Grace<'a> {
 
     /// `deadline`, or sooner when the server is stopping.
     pub(super) fn cap(&self, deadline: Instant) -> Instant {
-        if !self.shutdown.is_stopping() {
-            return deadline;
+        match self.shutdown.stopped_at() {
+            Some(at) => deadline.min(at.checked_add(self.grace).unwrap_or(deadline)),
+            None => deadline,
         }
-        let noticed = self.noticed.get().unwrap_or_else(Instant::now);
-        self.noticed.set(Some(noticed));
-        deadline.min(noticed.checked_add(self.grace).unwrap_or(deadline))
     }
 }
 
 #[cfg(unix)]
 mod signals {
-    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::atomic::Ordering;
     use std::sync::{Arc, OnceLock};
 
-    static FLAG: OnceLock<Arc<AtomicBool>> = OnceLock::new();
+    use super::Asked;
+
+    static ASKED: OnceLock<Arc<Asked>> = OnceLock::new();
 
     /// Only an atomic load, an atomic swap and `_exit`: what a signal handler may do.
     extern "C" fn on_signal(_: libc::c_int) {
-        if let Some(flag) = FLAG.get()
-            && flag.swap(true, Ordering::SeqCst)
+        if let Some(asked) = ASKED.get()
+            && asked.flag.swap(true, Ordering::SeqCst)
         {
             unsafe { libc::_exit(130) }
         }
     }
 
-    pub(super) fn install(flag: Arc<AtomicBool>) {
-        if FLAG.set(flag).is_err() {
+    pub(super) fn install(asked: Arc<Asked>) {
+        if ASKED.set(asked).is_err() {
             return;
         }
         for signum in [libc::SIGINT, libc::SIGTERM] {

@@ -70,7 +70,7 @@ impl JsonLines {
 
 /// A program started with `--listen 127.0.0.1:0` (`search`, `classify`), killed when the test
 /// ends, however it ends.
-pub struct Server(std::process::Child, std::net::SocketAddr, std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+pub struct Server(std::process::Child, std::net::SocketAddr, std::sync::Arc<std::sync::Mutex<Vec<String>>>, std::sync::Arc<std::sync::atomic::AtomicBool>);
 
 impl Drop for Server {
     fn drop(&mut self) {
@@ -86,14 +86,18 @@ impl Server {
         let mut child = program.args(["--listen", "127.0.0.1:0"]).stderr(Stdio::piped()).stdout(Stdio::null()).spawn().unwrap();
         let stderr = child.stderr.take().unwrap();
         let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let mut server = Self(child, ([127, 0, 0, 1], 0).into(), log.clone()); // killed if it never listens
+        let stalled = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut server = Self(child, ([127, 0, 0, 1], 0).into(), log.clone(), stalled.clone()); // killed if it never listens
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             use std::io::BufRead;
-            // Read to the end, so the server never blocks on stderr.
+            // Read to the end, so the server never blocks on stderr (unless stalled).
             for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
                 log.lock().unwrap().push(line.clone());
                 let _ = tx.send(line);
+                while stalled.load(std::sync::atomic::Ordering::SeqCst) {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
             }
         });
         let address = |line: &str| line.strip_prefix("listening on http://").and_then(|s| s.split(' ').next()).and_then(|a| a.parse().ok());
@@ -111,6 +115,11 @@ impl Server {
     /// What it has written on stderr so far.
     pub fn log(&self) -> Vec<String> {
         self.2.lock().unwrap().clone()
+    }
+
+    /// Stops reading its stderr (after at most one more line), as a stalled log reader would.
+    pub fn stall_stderr(&self) {
+        self.3.store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Where it listens.
