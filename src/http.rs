@@ -1,10 +1,12 @@
 //! A small HTTP/1.1 server for the programs that serve a model over a socket (`search
 //! --listen`, `classify --listen`). Std only: no TLS, no authentication, no HTTP/2; persistent
 //! connections (a client sends its next request on the same connection, or several at once).
-//! Each connection is read, checked and answered on its own thread, within [`Limits`]; the requests are handed to the caller's handler on the calling
-//! thread, which keeps the model, one at a time ([`serve`]) or in batches of those that arrived
-//! while it was busy ([`serve_batches`]): a slow or silent client holds only its own
-//! connection, for a bounded time, never the model or the accepting thread.
+//! Each connection is read, checked and answered on its own thread, within [`Limits`]; the
+//! requests are handed to the caller's handler on the calling thread, which keeps the model, one
+//! at a time ([`serve`]) or in batches of those that arrived while it was busy
+//! ([`serve_batches`]): a slow or silent client holds only its own connection, for a bounded
+//! time, never the model or the accepting thread. [`serve_batches_until`] stops cleanly on a
+//! [`Shutdown`] (Ctrl-C, `SIGTERM`), answering the requests in hand first.
 //!
 //! ```no_run
 //! use diffclip::http::{Limits, Response, serve};

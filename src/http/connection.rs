@@ -73,8 +73,8 @@ struct Asked {
     keep_alive: bool,
 }
 
-/// The bytes of `bodies` one request's body holds (its capacity), counted as they arrive and given back when
-/// the handler has answered: the bodies the server holds at once stay within
+/// The bytes of `bodies` one request's body holds (its capacity), counted as they arrive and
+/// given back when the handler has answered: the bodies the server holds at once stay within
 /// `Limits::max_bodies`, however many connections send them (and a `Content-Length` alone
 /// holds nothing).
 pub(super) struct Reserved<'a>(&'a AtomicUsize, usize);
@@ -308,10 +308,11 @@ pub(super) fn encode(response: &Response, head_only: bool, origin: Option<&str>,
     for (name, value) in headers.filter(|(n, v)| !n.is_empty() && clean(n) && !n.contains([' ', ':']) && clean(v) && !framing(n)) {
         head.push_str(&format!("{name}: {value}\r\n"));
     }
-    // 204 and 304 answers have no body, and 204 no Content-Length (RFC 9110, 6.4.1 and 8.6).
+    // 204 and 304 answers have no body, nor a Content-Length here (RFC 9110, 6.4.1 and 8.6: a
+    // 304's would have to be the 200's length).
     let bodiless = matches!(response.status, 204 | 304);
-    if response.status != 204 {
-        head.push_str(&format!("Content-Length: {}\r\n", if bodiless { 0 } else { response.body.len() }));
+    if !bodiless {
+        head.push_str(&format!("Content-Length: {}\r\n", response.body.len()));
     }
     match keep_alive {
         // A second less than the wait, so that a client trusting it never sends into a close.
