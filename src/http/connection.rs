@@ -103,7 +103,7 @@ impl Connection {
         let deadline = after(limits.request_time);
         // The wait for a request's first bytes: the idle time between requests, or for a first
         // request the time allowed between bytes.
-        let start_until = if first { after(wait(limits.request_time, limits.timeout)) } else { after(idle_time(limits)) };
+        let start_until = if first { stall_deadline(deadline, limits.timeout) } else { after(idle_time(limits)) };
         let too_large = || Response::error(431, format!("request line and headers over {} bytes", limits.max_head));
         let mut chunk = vec![0u8; 64 << 10];
         let (mut buf, mut scanned, mut skipped) = (std::mem::take(&mut self.pending), 0, 0);
@@ -268,15 +268,16 @@ fn after(d: Duration) -> Instant {
     now.checked_add(d).unwrap_or_else(|| now + Duration::from_secs(365 * 86_400))
 }
 
-/// How long the next wait may be: what is `left`, at most `timeout` (zero: no per-wait limit).
-fn wait(left: Duration, timeout: Duration) -> Duration {
-    if timeout.is_zero() { left } else { left.min(timeout) }
+/// When the next wait ends: at most `timeout` from now (zero: no such limit), never past
+/// `deadline`.
+fn stall_deadline(deadline: Instant, timeout: Duration) -> Instant {
+    if timeout.is_zero() { deadline } else { deadline.min(after(timeout)) }
 }
 
 /// The next bytes, waited for at most `limits.timeout` and never past `deadline` (nor past the
 /// shutdown's grace).
 fn read_some(stream: &mut TcpStream, buf: &mut [u8], limits: &Limits, deadline: Instant, grace: &Grace) -> Result<usize, Response> {
-    let until = if limits.timeout.is_zero() { deadline } else { deadline.min(after(limits.timeout)) };
+    let until = stall_deadline(deadline, limits.timeout);
     match within(stream, until, grace, false, |s| s.read(buf)) {
         Ok(n) => Ok(n),
         Err(Waited::TimedOut) if grace.cap(until) < until => Err(Response::error(503, "the server is stopping and the request did not arrive in time")),
@@ -332,7 +333,7 @@ pub(super) fn encode(response: &Response, head_only: bool, origin: Option<&str>,
 /// connection for a bounded time.
 fn write_within(stream: &mut TcpStream, mut bytes: &[u8], timeout: Duration, deadline: Instant, grace: &Grace) -> std::io::Result<()> {
     while !bytes.is_empty() {
-        let until = if timeout.is_zero() { deadline } else { deadline.min(after(timeout)) };
+        let until = stall_deadline(deadline, timeout);
         match within(stream, until, grace, true, |s| s.write(bytes)) {
             Ok(0) => return Err(ErrorKind::WriteZero.into()),
             // Past the deadline the one last write was all: a client taking a trickle holds nothing.
