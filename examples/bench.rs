@@ -92,8 +92,9 @@ struct Args {
     /// its CLIP twin at `--batch`, 224² images).
     #[arg(long, default_value = "small", value_parser = ["small", "vit_b16"], requires = "train")]
     train_model: String,
-    /// Weights and compute in f32, bf16 or f16 (the model is cast after it is built; the
-    /// embeddings come back as f32). With `--train`: mixed precision, computing in that type
+    /// Compute in f32, bf16 or f16 (the embeddings come back as f32): on the CPU (flex) bf16
+    /// keeps the weights f32 and multiplies in bf16 (AMX on Intel Xeons), otherwise the model
+    /// is cast after it is built. With `--train`: mixed precision, computing in that type
     /// from f32 weights (f16 with a fixed loss scale).
     #[arg(long, default_value = "f32")]
     dtype: Precision,
@@ -220,7 +221,7 @@ fn run_inference(args: &Args, device: &Device) -> Result<Vec<serde_json::Value>,
         config.vision.path = path;
         config.text.path = path;
     }
-    let model: Clip = config.init(device)?.with_precision(args.dtype)?;
+    let model: Clip = diffclip::cli::with_dtype(config.init(device)?, args.dtype, device)?;
     let text_batch = args.text_batch.unwrap_or(args.batch);
     let text_tokens = args.text_tokens.unwrap_or(config.text.context_length);
     if text_tokens == 0 || text_tokens > config.text.context_length {
@@ -256,6 +257,8 @@ fn run_inference(args: &Args, device: &Device) -> Result<Vec<serde_json::Value>,
         "path": config.vision.path,
         "weights": "random",
         "dtype": args.dtype.to_string(),
+        "matmul": diffclip::attention::matmul_precision().to_string(),
+        "amx": diffclip::attention::bf16_matmul_accelerated(),
         "x86_v4": cfg!(feature = "x86-v4"),
         "cpu_kernels": diffclip::attention::cpu_kernels_enabled(),
         "gpu_kernel": diffclip::attention::gpu_inference_kernel_enabled(),

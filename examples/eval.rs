@@ -54,7 +54,9 @@ struct Args {
     /// Model config JSON.
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Compute in f32, bf16 or f16: the weights are cast after loading, embeddings stay f32.
+    /// Compute in f32, bf16 or f16; embeddings stay f32. On the CPU (flex) bf16 keeps the
+    /// weights f32 and multiplies in bf16 (AMX on Intel Xeons); otherwise the weights are cast
+    /// after loading.
     #[arg(long, default_value = "f32")]
     dtype: Precision,
     #[arg(long, value_enum, default_value = "all")]
@@ -147,8 +149,10 @@ fn run(args: Args) -> Res<()> {
     let mut model = if args.checkpoint.is_some() { config.init_lazy(&device)? } else { config.init(&device)? };
     let mut config_json = serde_json::to_string(&config)?;
     if args.dtype != Precision::F32 {
-        // Reduced-precision embeddings differ: they get their own cache entries.
-        config_json.push_str(&format!("|dtype={}", args.dtype));
+        // Reduced-precision embeddings differ: they get their own cache entries (bf16 products
+        // of f32 weights on the CPU differ from a bf16 model's).
+        let products = diffclip::attention::matmul_precision_applies(&device) && args.dtype == Precision::Bf16;
+        config_json.push_str(&format!("|dtype={}{}", args.dtype, if products { "-products" } else { "" }));
     }
     let mut cache = None;
     match &args.checkpoint {
@@ -164,7 +168,7 @@ fn run(args: Args) -> Res<()> {
         }
         None => eprintln!("warning: no --checkpoint: evaluating randomly initialised weights"),
     }
-    let model = model.with_precision(args.dtype)?;
+    let model = diffclip::cli::with_dtype(model, args.dtype, &device)?;
     let truncation = if args.drop_eot {
         Truncation::DropEot
     } else {

@@ -62,7 +62,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use burn::tensor::Device;
-use diffclip_clip::{Clip, ClipConfig, load_checkpoint};
+use diffclip_clip::{Clip, ClipConfig, ClipError, Precision, load_checkpoint};
 use diffclip_data::{ClipTokenizer, TextTokenizer, TokenizerConfig};
 
 use crate::pretrained::Pretrained;
@@ -86,6 +86,28 @@ pub struct LoadedModel {
     /// `--model` ([`Pretrained::tokenizer`]: a hub `tokenizer.json` with the `hf-tokenizer`
     /// feature), else the built-in CLIP BPE. Give it to `Encoder::with_tokenizer`.
     pub tokenizer: Arc<dyn TextTokenizer>,
+}
+
+/// `model` set up to compute in `dtype` on `device`, as the programs' `--dtype` does. bf16 on
+/// the CPU (flex) keeps the weights f32 and multiplies in bf16
+/// ([`MatmulPrecision::Bf16`](crate::attention::MatmulPrecision), process-wide): on Intel
+/// Xeons with AMX that is faster than f32, where casting the weights to bf16 is slower. Every
+/// other case casts the weights ([`Clip::with_precision`]); f32 also resets the products to f32.
+///
+/// ```
+/// use diffclip::clip::{ClipConfig, Precision};
+/// let device = diffclip::backend::device("flex").unwrap();
+/// let model = ClipConfig::diffclip_tiny().init(&device).unwrap();
+/// let model = diffclip::cli::with_dtype(model, Precision::Bf16, &device).unwrap();
+/// assert_eq!(model.precision(), Some(Precision::F32)); // f32 weights, bf16 products
+/// assert_eq!(diffclip::attention::matmul_precision(), diffclip::attention::MatmulPrecision::Bf16);
+/// # diffclip::attention::set_matmul_precision(diffclip::attention::MatmulPrecision::F32);
+/// ```
+pub fn with_dtype(model: Clip, dtype: Precision, device: &Device) -> Result<Clip, ClipError> {
+    use crate::attention::{MatmulPrecision, matmul_precision_applies, set_matmul_precision};
+    let products_in_bf16 = dtype == Precision::Bf16 && matmul_precision_applies(device);
+    set_matmul_precision(if products_in_bf16 { MatmulPrecision::Bf16 } else { MatmulPrecision::F32 });
+    if products_in_bf16 { Ok(model) } else { model.with_precision(dtype) }
 }
 
 /// Loads `--model NAME` (from the hub cache) or `--config`/`--preset` + `--checkpoint` on

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use diffclip::cli::{LoadedModel, load_model};
+use diffclip::cli::{LoadedModel, load_model, with_dtype};
 
 /// `--model NAME`, or `--checkpoint` with `--preset`/`--config`; and the backend.
 #[derive(clap::Args, Debug)]
@@ -24,7 +24,9 @@ pub struct ModelArgs {
     /// Backend: flex, ndarray, wgpu (as compiled in).
     #[arg(long, default_value = "flex")]
     pub backend: String,
-    /// Compute in f32, bf16 or f16: the weights are cast after loading, embeddings stay f32.
+    /// Compute in f32, bf16 or f16; embeddings stay f32. On the CPU (flex) bf16 keeps the
+    /// weights f32 and multiplies in bf16 (AMX on Intel Xeons); otherwise the weights are cast
+    /// after loading.
     #[arg(long, default_value = "f32")]
     pub dtype: diffclip::clip::Precision,
 }
@@ -34,7 +36,7 @@ impl ModelArgs {
     pub fn load(&self) -> Result<LoadedModel, Box<dyn std::error::Error>> {
         let device = diffclip::backend::device(&self.backend)?;
         let mut loaded = load_model(self.model.as_deref(), self.config.as_deref(), self.preset.as_deref(), self.checkpoint.as_deref(), &device)?;
-        loaded.model = loaded.model.with_precision(self.dtype)?;
+        loaded.model = with_dtype(loaded.model, self.dtype, &device)?;
         Ok(loaded)
     }
 }

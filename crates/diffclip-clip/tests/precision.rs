@@ -72,3 +72,42 @@ fn diffclip_tiny_in_bf16_and_f16() {
 fn openclip_tiny_in_bf16_and_f16() {
     run("openclip_tiny", ClipConfig::openai_tiny());
 }
+
+/// bf16 products of f32 weights on the CPU (`MatmulPrecision::Bf16`, AMX where the CPU has it):
+/// only the linear layers' operands are rounded. The setting is process-wide; the other tests
+/// here compute in bf16 or f16 tensors, which it does not touch.
+#[test]
+fn bf16_products_of_f32_weights_on_the_cpu() {
+    use diffclip_clip::attention::{MatmulPrecision, matmul_precision_applies, set_matmul_precision};
+    let device = burn::tensor::Device::flex();
+    assert!(matmul_precision_applies(&device));
+    for (dir, config) in [("diffclip_tiny", ClipConfig::diffclip_tiny()), ("openclip_tiny", ClipConfig::openai_tiny())] {
+        let inputs: Arrays = read_arrays(&format!("{dir}/inputs.safetensors"));
+        let expected = read_arrays(&format!("{dir}/expected.safetensors"));
+        let mut model: Clip = config.init(&device).unwrap();
+        load_checkpoint(&mut model, fixture(&format!("{dir}/model.safetensors"))).unwrap();
+        let encode = || (model.encode_image(inputs.float("image", &device)), model.encode_text(inputs.int("text", &device)));
+        set_matmul_precision(MatmulPrecision::Bf16);
+        let (image, text) = encode();
+        set_matmul_precision(MatmulPrecision::F32);
+        let (image_err, text_err) = (max_relative_error(image.clone(), expected.get("image_embed")), max_relative_error(text.clone(), expected.get("text_embed")));
+        println!("{dir}: bf16 products: image error {image_err:e}, text error {text_err:e}");
+        // Measured 1.5e-3 to 7.5e-3 (2026-12-06): a bf16 model is allowed 4e-2, this 1.5e-2.
+        assert!(image_err.max(text_err) <= 1.5e-2, "{dir}: {image_err:e}, {text_err:e}");
+        let label = |t: &str| format!("flex {dir} bf16 products {t}");
+        check(&label("image_embed"), image, expected.get("image_embed"), Precision::Bf16);
+        check(&label("text_embed"), text, expected.get("text_embed"), Precision::Bf16);
+        // The products were rounded (an f32 run is within 1e-4), and f32 is back.
+        assert!(image_err > 1e-4, "{dir}: bf16 products gave the f32 result ({image_err:e})");
+        let (image, text) = encode();
+        check(&format!("flex {dir} f32 again image_embed"), image, expected.get("image_embed"), Precision::F32);
+        check(&format!("flex {dir} f32 again text_embed"), text, expected.get("text_embed"), Precision::F32);
+    }
+}
+
+/// The largest difference from the reference, relative to its largest value.
+fn max_relative_error(got: Tensor<2>, (_, want): &(Vec<usize>, Vec<f32>)) -> f32 {
+    let got = got.into_data().try_to_vec::<f32>().unwrap();
+    let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+    got.iter().zip(want).fold(0f32, |m, (g, w)| m.max((g - w).abs())) / scale
+}

@@ -9,6 +9,7 @@
 use rayon::prelude::*;
 
 use super::written;
+use crate::{MatmulPrecision, matmul_precision};
 
 /// `rows × k` times `k × n`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,19 +20,43 @@ pub(crate) struct LinearDims {
 }
 
 /// Below this many multiply-adds a GEMM runs on one thread (Burn's flex threshold, 192³).
-const PARALLEL_MACS: usize = 192 * 192 * 192;
+pub(super) const PARALLEL_MACS: usize = 192 * 192 * 192;
 
 fn parallelism(m: usize, n: usize, k: usize) -> gemm::Parallelism {
     if m.saturating_mul(n).saturating_mul(k) >= PARALLEL_MACS { gemm::Parallelism::Rayon(0) } else { gemm::Parallelism::None }
 }
 
 /// `dst (m × n, row stride dst_rs) = [dst +] lhs · rhs`, operands addressed by (row, column)
-/// strides; every element of `dst` is written.
+/// strides; every element of `dst` is written. In f32, or with bf16 operands under
+/// [`MatmulPrecision::Bf16`].
 ///
 /// SAFETY: the pointers and strides must address valid memory of those shapes, `dst` must not
 /// overlap the operands, and `dst` must be initialised when `accumulate` is set.
 #[allow(clippy::too_many_arguments)]
 unsafe fn gemm_into(
+    mnk: [usize; 3],
+    dst: *mut f32,
+    dst_rs: usize,
+    accumulate: bool,
+    lhs: *const f32,
+    lhs_strides: [usize; 2],
+    rhs: *const f32,
+    rhs_strides: [usize; 2],
+) {
+    // SAFETY: the caller's contract, passed on.
+    unsafe {
+        match matmul_precision() {
+            MatmulPrecision::F32 => gemm_f32(mnk, dst, dst_rs, accumulate, lhs, lhs_strides, rhs, rhs_strides),
+            MatmulPrecision::Bf16 => super::bf16::gemm(mnk, dst, dst_rs, accumulate, lhs, lhs_strides, rhs, rhs_strides),
+        }
+    }
+}
+
+/// [`gemm_into`] in f32.
+///
+/// SAFETY: as for [`gemm_into`].
+#[allow(clippy::too_many_arguments)]
+pub(super) unsafe fn gemm_f32(
     [m, n, k]: [usize; 3],
     dst: *mut f32,
     dst_rs: usize,

@@ -10,6 +10,7 @@
 mod attention;
 mod autodiff;
 mod backward;
+mod bf16;
 mod embedding;
 mod layer_norm;
 mod linear;
@@ -31,6 +32,11 @@ pub(crate) use layer_norm::layer_norm_tracked;
 use linear::LinearDims;
 
 static ENABLED: AtomicBool = AtomicBool::new(true);
+
+/// Whether bf16 products run on AMX here (see [`crate::bf16_matmul_accelerated`]).
+pub(crate) fn bf16_accelerated() -> bool {
+    bf16::accelerated()
+}
 
 pub(crate) fn set_enabled(enabled: bool) {
     ENABLED.store(enabled, Ordering::Relaxed);

@@ -1,0 +1,92 @@
+//! The precision of the linear layers' matrix products on the CPU.
+
+use std::sync::atomic::{AtomicU8, Ordering};
+
+/// How [`linear`](crate::linear) multiplies f32 tensors on the CPU (flex, with the CPU kernels
+/// on), for every linear layer of every model in the process; like PyTorch's
+/// `torch.set_float32_matmul_precision`.
+///
+/// - `F32` (the default): f32 products and sums, the precision the fixtures are matched to.
+/// - `Bf16`: the operands are rounded to bf16 (8 significant bits) and the products summed in
+///   f32; the tensors, the weights, LayerNorm, softmax and the attention products stay f32.
+///   On Intel Xeons with AMX (Sapphire Rapids and later) this runs on the tile unit, several
+///   times faster than f32; on other CPUs it gives the same values at f32 speed (rounding
+///   first), so results do not depend on which CPU ran them. Embeddings move by about 1 %
+///   of their largest value: fine for search and zero-shot, not for matching fixtures.
+///
+/// GPU backends ignore it (use [`Clip::with_precision`] there, which casts the weights).
+///
+/// [`Clip::with_precision`]: https://docs.rs/diffclip-clip
+///
+/// ```
+/// use diffclip_attention::{MatmulPrecision, matmul_precision, set_matmul_precision};
+/// let p: MatmulPrecision = "bf16".parse().unwrap();
+/// set_matmul_precision(p);
+/// assert_eq!(matmul_precision(), MatmulPrecision::Bf16);
+/// set_matmul_precision(MatmulPrecision::F32);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MatmulPrecision {
+    /// f32 operands and sums.
+    #[default]
+    F32,
+    /// bf16 operands, f32 sums.
+    Bf16,
+}
+
+static PRECISION: AtomicU8 = AtomicU8::new(0);
+
+/// Sets the precision of every linear layer's product on the CPU from now on (all threads).
+pub fn set_matmul_precision(precision: MatmulPrecision) {
+    PRECISION.store(precision as u8, Ordering::Relaxed);
+}
+
+/// The precision set by [`set_matmul_precision`] (`F32` unless changed).
+pub fn matmul_precision() -> MatmulPrecision {
+    match PRECISION.load(Ordering::Relaxed) {
+        0 => MatmulPrecision::F32,
+        _ => MatmulPrecision::Bf16,
+    }
+}
+
+/// Whether `Bf16` products run on a bf16 unit here (AMX), rather than as rounded f32 products.
+pub fn bf16_matmul_accelerated() -> bool {
+    #[cfg(feature = "flex")]
+    return crate::cpu::bf16_accelerated();
+    #[cfg(not(feature = "flex"))]
+    false
+}
+
+/// Whether linear layers of f32 tensors on `device` follow [`set_matmul_precision`]: the CPU
+/// (flex) with the CPU kernels on. Elsewhere products are in the tensors' own type.
+pub fn matmul_precision_applies(device: &burn::tensor::Device) -> bool {
+    #[cfg(feature = "flex")]
+    return crate::cpu::is_plain_flex(&burn::tensor::Tensor::<1>::zeros([1], device));
+    #[cfg(not(feature = "flex"))]
+    {
+        let _ = device;
+        false
+    }
+}
+
+impl std::fmt::Display for MatmulPrecision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            MatmulPrecision::F32 => "f32",
+            MatmulPrecision::Bf16 => "bf16",
+        })
+    }
+}
+
+impl std::str::FromStr for MatmulPrecision {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "f32" => Ok(MatmulPrecision::F32),
+            "bf16" => Ok(MatmulPrecision::Bf16),
+            other => Err(format!("unknown matmul precision {other:?}: expected f32 or bf16")),
+        }
+    }
+}
