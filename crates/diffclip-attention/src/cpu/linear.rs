@@ -8,6 +8,7 @@
 
 use rayon::prelude::*;
 
+use super::bf16::PackedRhs;
 use super::written;
 use crate::{MatmulPrecision, matmul_precision};
 
@@ -83,12 +84,29 @@ fn row_chunk(n: usize) -> usize {
 
 /// `x·W + b`: `x` is `rows × k`, `w` is `k × n` (Burn's `Linear` layout), `b` has `n` values.
 pub(crate) fn forward(x: &[f32], w: &[f32], b: Option<&[f32]>, d: LinearDims) -> Vec<f32> {
+    let LinearDims { k, n, .. } = d;
+    assert!(w.len() >= k * n);
+    // SAFETY: `w` holds k × n values (asserted); `product`'s other operands are its contract.
+    forward_by(x, b, d, |rows, dst, accumulate, x| unsafe { gemm_into([rows, n, k], dst, n, accumulate, x, [k, 1], w.as_ptr(), [n, 1]) })
+}
+
+/// [`forward`] with bf16 products of a weight packed beforehand ([`super::packed_weights`]).
+pub(crate) fn forward_packed(x: &[f32], w: &PackedRhs, b: Option<&[f32]>, d: LinearDims) -> Vec<f32> {
+    assert_eq!(w.dims(), (d.k, d.n));
+    // SAFETY: `product`'s operands are its contract; the packed weight is k × n (asserted).
+    forward_by(x, b, d, |rows, dst, accumulate, x| unsafe { super::bf16::gemm_packed(rows, dst, d.n, accumulate, x, [d.k, 1], w) })
+}
+
+/// `x·W + b` with `product(rows, dst, accumulate, x)` computing `dst [+]= x·W` for `rows` rows
+/// of `x` into `dst` (row stride `n`; it must write every element, and read `dst` only when
+/// accumulating).
+fn forward_by(x: &[f32], b: Option<&[f32]>, d: LinearDims, product: impl Fn(usize, *mut f32, bool, *const f32)) -> Vec<f32> {
     let LinearDims { rows, k, n } = d;
-    assert!(x.len() >= rows * k && w.len() >= k * n && b.is_none_or(|b| b.len() >= n));
+    assert!(x.len() >= rows * k && b.is_none_or(|b| b.len() >= n));
     if rows == 1 {
         // One row would take the GEMM crate's matrix-vector path, whose sums round differently
         // from its kernel's: a pooled row's output would depend on its batch's size.
-        let mut out = forward(&[&x[..k], &x[..k]].concat(), w, b, LinearDims { rows: 2, k, n });
+        let mut out = forward_by(&[&x[..k], &x[..k]].concat(), b, LinearDims { rows: 2, k, n }, product);
         out.truncate(n);
         return out;
     }
@@ -101,16 +119,12 @@ pub(crate) fn forward(x: &[f32], w: &[f32], b: Option<&[f32]>, d: LinearDims) ->
                 }
             }
         }),
-        None => {
-            let dst = out.as_mut_ptr().cast::<f32>();
-            // SAFETY: x, w and dst hold those shapes (asserted); the GEMM writes every element
-            // of dst without reading it (no accumulate).
-            unsafe { gemm_into([rows, n, k], dst, n, false, x.as_ptr(), [k, 1], w.as_ptr(), [n, 1]) }
-        }
+        // The product writes every element of dst without reading it (no accumulate).
+        None => product(rows, out.as_mut_ptr().cast::<f32>(), false, x.as_ptr()),
     });
     if b.is_some() {
-        // SAFETY: as above; dst holds the bias rows, to which the product is added.
-        unsafe { gemm_into([rows, n, k], out.as_mut_ptr(), n, true, x.as_ptr(), [k, 1], w.as_ptr(), [n, 1]) }
+        // dst holds the bias rows, to which the product is added.
+        product(rows, out.as_mut_ptr(), true, x.as_ptr());
     }
     out
 }

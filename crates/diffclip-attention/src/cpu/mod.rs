@@ -14,6 +14,7 @@ mod bf16;
 mod embedding;
 mod layer_norm;
 mod linear;
+mod packed_weights;
 pub(crate) mod simd;
 
 use std::mem::MaybeUninit;
@@ -151,12 +152,12 @@ pub(crate) fn linear<const D: usize>(x: &Tensor<D>, w: &Tensor<2>, b: Option<&Te
             Some(b) => Some(flex_of(b)?),
             None => None,
         };
-        let out = linear::forward(
-            &xf.storage::<f32>()[..rows * k],
-            &wf.storage::<f32>()[..k * n],
-            bf.as_ref().map(|b| &b.storage::<f32>()[..n]),
-            dims,
-        );
+        let (x, b) = (&xf.storage::<f32>()[..rows * k], bf.as_ref().map(|b| &b.storage::<f32>()[..n]));
+        let out = match crate::matmul_precision() {
+            crate::MatmulPrecision::F32 => linear::forward(x, &wf.storage::<f32>()[..k * n], b, dims),
+            // Inference: the weight is packed once and reused while it lives.
+            crate::MatmulPrecision::Bf16 => linear::forward_packed(x, &packed_weights::packed(&wf, k, n), b, dims),
+        };
         let mut out_shape = shape;
         out_shape[D - 1] = n;
         return Some(from_vec(out, out_shape));

@@ -1,0 +1,79 @@
+//! Linear layers' weights packed for bf16 products once, not on every call.
+//!
+//! Packing a `k × n` weight reads it whole; for a few rows (a pooled token, a short caption)
+//! that costs more than the product. Inference reuses the packed copy while the weight lives:
+//! an entry holds a reference to the weight's buffer, so the buffer can be neither freed nor
+//! changed in place (flex copies a shared buffer before writing), and an entry whose weight
+//! nothing else holds any more (the model was dropped) is removed on the next miss.
+
+use std::sync::{Arc, Mutex};
+
+use burn::backend::flex::FlexTensor;
+
+use super::bf16::PackedRhs;
+
+struct Entry {
+    /// The weight, `k × n` contiguous f32: its buffer's address is the key.
+    weight: FlexTensor,
+    packed: Arc<PackedRhs>,
+}
+
+static CACHE: Mutex<Vec<Entry>> = Mutex::new(Vec::new());
+
+fn key(weight: &FlexTensor) -> *const f32 {
+    weight.storage::<f32>().as_ptr()
+}
+
+/// `weight` (contiguous `k × n` f32 from offset 0) packed for [`super::bf16::gemm_packed`].
+pub(crate) fn packed(weight: &FlexTensor, k: usize, n: usize) -> Arc<PackedRhs> {
+    let at = key(weight);
+    let lookup = |cache: &[Entry]| cache.iter().find(|e| key(&e.weight) == at && e.packed.dims() == (k, n)).map(|e| e.packed.clone());
+    if let Some(hit) = lookup(&CACHE.lock().unwrap_or_else(|e| e.into_inner())) {
+        return hit;
+    }
+    let values = &weight.storage::<f32>()[..k * n];
+    // SAFETY: `values` is a contiguous k × n matrix.
+    let packed = Arc::new(unsafe { PackedRhs::new(values.as_ptr(), [n, 1], k, n) });
+    let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    // Weights only the cache still holds belong to dropped models.
+    cache.retain(|e| !e.weight.is_unique());
+    if let Some(hit) = lookup(&cache) {
+        return hit; // another thread packed it meanwhile
+    }
+    cache.push(Entry { weight: weight.clone(), packed: packed.clone() });
+    packed
+}
+
+/// Bytes of packed weights held (for tests and diagnostics).
+#[cfg(test)]
+pub(crate) fn held_bytes() -> usize {
+    CACHE.lock().unwrap_or_else(|e| e.into_inner()).iter().map(|e| e.packed.bytes()).sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::tensor::TensorData;
+
+    use super::*;
+
+    fn weight(k: usize, n: usize, seed: f32) -> FlexTensor {
+        FlexTensor::from_data(TensorData::new((0..k * n).map(|i| (i as f32 * seed).sin()).collect::<Vec<f32>>(), [k, n]))
+    }
+
+    #[test]
+    fn a_weight_is_packed_once_and_let_go_with_its_model() {
+        let (k, n) = (96, 80);
+        let w = weight(k, n, 0.37);
+        let first = packed(&w, k, n);
+        assert!(Arc::ptr_eq(&first, &packed(&w, k, n)), "the second call packs again");
+        assert!(Arc::ptr_eq(&first, &packed(&w.clone(), k, n)), "a clone shares the buffer, so the entry");
+        let before = held_bytes();
+        assert!(before >= first.bytes());
+        // The model lets go of its weight: the next miss removes the entry.
+        drop(w);
+        let other = weight(k, n, 0.11);
+        let second = packed(&other, k, n);
+        assert!(!Arc::ptr_eq(&first, &second));
+        assert_eq!(held_bytes(), before - first.bytes() + second.bytes());
+    }
+}
