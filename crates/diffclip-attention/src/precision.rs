@@ -11,7 +11,8 @@ use std::sync::atomic::{AtomicU8, Ordering};
 ///   f32; the tensors, the weights, LayerNorm, softmax and the attention products stay f32.
 ///   On Intel Xeons with AMX (Sapphire Rapids and later) this runs on the tile unit, several
 ///   times faster than f32; on other CPUs it gives the same values at f32 speed (rounding
-///   first), so results do not depend on which CPU ran them. Embeddings move by about 1 %
+///   first): results do not depend on which CPU ran them beyond the order of f32 sums
+///   ([`bf16_matmul_engine`]). Embeddings move by about 1 %
 ///   of their largest value: fine for search and zero-shot, not for matching fixtures.
 ///
 /// GPU backends ignore it (use [`Clip::with_precision`] there, which casts the weights).
@@ -50,12 +51,14 @@ pub fn matmul_precision() -> MatmulPrecision {
     }
 }
 
-/// Whether `Bf16` products run on a bf16 unit here (AMX), rather than as rounded f32 products.
-pub fn bf16_matmul_accelerated() -> bool {
+/// What runs `Bf16` products on this CPU: `"amx"` (Intel Xeon, Sapphire Rapids on) or
+/// `"rounded-f32"` (the operands rounded, then the f32 GEMM: the same precision at f32 speed).
+/// `DIFFCLIP_NO_AMX=1` rules AMX out.
+pub fn bf16_matmul_engine() -> &'static str {
     #[cfg(feature = "flex")]
-    return crate::cpu::bf16_accelerated();
+    return crate::cpu::bf16_engine();
     #[cfg(not(feature = "flex"))]
-    false
+    "rounded-f32"
 }
 
 /// Whether linear layers of f32 tensors on `device` follow [`set_matmul_precision`]: the CPU

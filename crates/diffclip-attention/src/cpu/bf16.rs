@@ -2,8 +2,8 @@
 //!
 //! On x86-64 CPUs with AMX (Intel Xeon from Sapphire Rapids on) the tile unit multiplies bf16
 //! at several times the f32 FMA rate of the same core; elsewhere the operands are rounded to
-//! bf16 and multiplied by the f32 GEMM, which gives the same products (a product of two bf16
-//! values is exact in f32) summed in another order, so the precision does not depend on the CPU.
+//! bf16 and multiplied by the f32 GEMM. Both give the same products (a product of two bf16
+//! values is exact in f32) summed in other orders, so the precision does not depend on the CPU.
 //! The operands are rounded to nearest even, packed in 32 × 32 blocks padded with zeros, and
 //! every output element's sum runs over `k` in order whatever the thread split: deterministic.
 
@@ -23,12 +23,34 @@ pub(crate) fn round_bf16(x: f32) -> f32 {
     f32::from_bits((bf16_bits(x) as u32) << 16)
 }
 
-/// Whether [`gemm`] runs on AMX here.
-pub(crate) fn accelerated() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    return amx::available();
-    #[cfg(not(target_arch = "x86_64"))]
-    false
+/// What multiplies bf16 here: AMX, or the f32 GEMM on rounded operands. (AVX512-BF16's
+/// `vdpbf16ps` was tried: on a Sapphire Rapids Xeon it ran at half the f32 GEMM's rate.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // AMX is x86-64's
+pub(crate) enum Engine {
+    Amx,
+    RoundedF32,
+}
+
+impl Engine {
+    /// The fastest engine this CPU (and system) offers, chosen once.
+    pub(crate) fn best() -> Engine {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if amx::available() {
+                return Engine::Amx;
+            }
+        }
+        Engine::RoundedF32
+    }
+
+    /// Its name, as benchmarks print it.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Engine::Amx => "amx",
+            Engine::RoundedF32 => "rounded-f32",
+        }
+    }
 }
 
 /// `dst (m × n, row stride dst_rs) = [dst +] lhs · rhs` with bf16 operands, addressed by
@@ -54,6 +76,29 @@ pub(crate) unsafe fn gemm(
     }
 }
 
+/// [`gemm`] on `engine`, which the CPU must offer (tests compare the engines).
+///
+/// SAFETY: as for [`gemm`].
+#[cfg(test)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_on(
+    engine: Engine,
+    [m, n, k]: [usize; 3],
+    dst: *mut f32,
+    dst_rs: usize,
+    accumulate: bool,
+    lhs: *const f32,
+    lhs_strides: [usize; 2],
+    rhs: *const f32,
+    rhs_strides: [usize; 2],
+) {
+    // SAFETY: the caller's contract.
+    unsafe {
+        let rhs = PackedRhs::on(engine, rhs, rhs_strides, k, n);
+        gemm_packed(m, dst, dst_rs, accumulate, lhs, lhs_strides, &rhs)
+    }
+}
+
 /// The right operand of [`gemm_packed`], `k × n`, rounded to bf16 in the layout this CPU's
 /// product reads: AMX's column panels, else a row-major f32 copy. A linear layer's weight
 /// packed once serves every later call ([`super::packed_weights`]).
@@ -64,21 +109,29 @@ pub(crate) struct PackedRhs {
 }
 
 enum Layout {
+    /// Column panels of pairs (`blocked::pack_rhs`), for AMX.
     #[cfg(target_arch = "x86_64")]
-    Amx(Vec<u32>),
+    Pairs(Vec<u32>),
     Rounded(Vec<f32>),
 }
 
 impl PackedRhs {
     /// SAFETY: `src` addresses a valid `k × n` matrix with strides `[row, column]`.
     pub(crate) unsafe fn new(src: *const f32, strides: [usize; 2], k: usize, n: usize) -> PackedRhs {
-        #[cfg(target_arch = "x86_64")]
-        if amx::available() {
-            // SAFETY: the caller's contract; AMX is available.
-            return PackedRhs { k, n, layout: Layout::Amx(unsafe { amx::pack_rhs(src, strides, k, n) }) };
-        }
-        // SAFETY: the caller's contract.
-        PackedRhs { k, n, layout: Layout::Rounded(unsafe { rounded(src, strides, k, n) }) }
+        // SAFETY: the caller's contract; the best engine is available.
+        unsafe { PackedRhs::on(Engine::best(), src, strides, k, n) }
+    }
+
+    /// SAFETY: as for [`PackedRhs::new`], and the CPU must offer `engine`.
+    unsafe fn on(engine: Engine, src: *const f32, strides: [usize; 2], k: usize, n: usize) -> PackedRhs {
+        let layout = match engine {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: the caller's contract; AMX's CPUs have AVX-512 F and BW.
+            Engine::Amx => Layout::Pairs(unsafe { blocked::pack_rhs(src, strides, k, n) }),
+            // SAFETY: the caller's contract.
+            _ => Layout::Rounded(unsafe { rounded(src, strides, k, n) }),
+        };
+        PackedRhs { k, n, layout }
     }
 
     /// `(k, n)`.
@@ -91,7 +144,7 @@ impl PackedRhs {
     pub(crate) fn bytes(&self) -> usize {
         match &self.layout {
             #[cfg(target_arch = "x86_64")]
-            Layout::Amx(v) => v.len() * 4,
+            Layout::Pairs(v) => v.len() * 4,
             Layout::Rounded(v) => v.len() * 4,
         }
     }
@@ -112,37 +165,15 @@ pub(crate) unsafe fn gemm_packed(
 ) {
     let (k, n) = (rhs.k, rhs.n);
     match &rhs.layout {
+        // SAFETY: the caller's contract; a packed layout names an engine the CPU offers.
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: the caller's contract; a packed AMX layout exists only where AMX is available.
-        Layout::Amx(packed) => unsafe { amx::gemm([m, n, k], dst, dst_rs, accumulate, lhs, lhs_strides, packed) },
+        Layout::Pairs(packed) => unsafe { blocked::gemm::<amx::Tiles>([m, n, k], dst, dst_rs, accumulate, lhs, lhs_strides, packed) },
         Layout::Rounded(b) => {
             // SAFETY: the caller's contract.
             let a = unsafe { rounded(lhs, lhs_strides, m, k) };
             // SAFETY: `a` and `b` are the operands rounded, contiguous row-major; `dst` as given.
             unsafe { super::linear::gemm_f32([m, n, k], dst, dst_rs, accumulate, a.as_ptr(), [k, 1], b.as_ptr(), [n, 1]) }
         }
-    }
-}
-
-/// [`gemm`] without AMX, whatever the CPU: the operands rounded to bf16, then the f32 GEMM.
-///
-/// SAFETY: as for [`gemm`].
-#[cfg(test)]
-#[allow(clippy::too_many_arguments)]
-unsafe fn rounded_f32_gemm(
-    [m, n, k]: [usize; 3],
-    dst: *mut f32,
-    dst_rs: usize,
-    accumulate: bool,
-    lhs: *const f32,
-    lhs_strides: [usize; 2],
-    rhs: *const f32,
-    rhs_strides: [usize; 2],
-) {
-    // SAFETY: the caller's contract.
-    unsafe {
-        let rhs = PackedRhs { k, n, layout: Layout::Rounded(rounded(rhs, rhs_strides, k, n)) };
-        gemm_packed(m, dst, dst_rs, accumulate, lhs, lhs_strides, &rhs)
     }
 }
 
@@ -176,6 +207,8 @@ impl SendPtr {
 
 #[cfg(target_arch = "x86_64")]
 mod amx;
+#[cfg(target_arch = "x86_64")]
+mod blocked;
 
 #[cfg(test)]
 mod tests {
@@ -219,30 +252,37 @@ mod tests {
         }
     }
 
-    type Gemm = unsafe fn([usize; 3], *mut f32, usize, bool, *const f32, [usize; 2], *const f32, [usize; 2]);
-
-    /// The dispatching GEMM (AMX where the CPU has it) and the rounded f32 one.
-    const PATHS: [(&str, Gemm); 2] = [("gemm", gemm), ("rounded f32", rounded_f32_gemm)];
+    /// Every engine this CPU offers (the rounded f32 GEMM everywhere).
+    fn engines() -> Vec<Engine> {
+        let mut engines = vec![Engine::RoundedF32];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if amx::available() {
+                engines.push(Engine::Amx);
+            }
+        }
+        println!("engines: {engines:?}; best: {:?}", Engine::best());
+        engines
+    }
 
     #[test]
     fn products_match_the_rounded_operands_at_every_edge_and_layout() {
-        println!("AMX: {}", accelerated());
         // Sizes off the 32-blocks, one row, k = 1, and big enough for the threaded path.
-        for ((name, gemm), [m, n, k]) in PATHS.into_iter().flat_map(|p| [[1, 1, 1], [1, 45, 70], [37, 45, 70], [33, 31, 65], [200, 197, 300]].map(|s| (p, s))) {
+        for (engine, [m, n, k]) in engines().into_iter().flat_map(|e| [[1, 1, 1], [1, 45, 70], [37, 45, 70], [33, 31, 65], [200, 197, 300]].map(|s| (e, s))) {
             let (a, b) = (values(m * k, 1), values(k * n, 2));
             // Row-major, as a linear layer's forward.
             let want = reference(m, n, k, |i, l| a[i * k + l], |l, j| b[l * n + j], &vec![0.0; m * n]);
             let mut got = vec![f32::NAN; m * n];
             // SAFETY: the buffers hold those shapes.
-            unsafe { gemm([m, n, k], got.as_mut_ptr(), n, false, a.as_ptr(), [k, 1], b.as_ptr(), [n, 1]) };
-            close(&got, &want, k, &format!("{name} {m}x{n}x{k}"));
+            unsafe { gemm_on(engine, [m, n, k], got.as_mut_ptr(), n, false, a.as_ptr(), [k, 1], b.as_ptr(), [n, 1]) };
+            close(&got, &want, k, &format!("{engine:?} {m}x{n}x{k}"));
             // Transposed operands (the backward's layouts), accumulating into dst.
             let start = values(m * n, 3);
             let want = reference(m, n, k, |i, l| a[l * m + i], |l, j| b[j * k + l], &start);
             let mut got = start.clone();
             // SAFETY: as above, read with swapped strides.
-            unsafe { gemm([m, n, k], got.as_mut_ptr(), n, true, a.as_ptr(), [1, m], b.as_ptr(), [1, k]) };
-            close(&got, &want, k, &format!("{name} {m}x{n}x{k} transposed, accumulated"));
+            unsafe { gemm_on(engine, [m, n, k], got.as_mut_ptr(), n, true, a.as_ptr(), [1, m], b.as_ptr(), [1, k]) };
+            close(&got, &want, k, &format!("{engine:?} {m}x{n}x{k} transposed, accumulated"));
         }
     }
 
@@ -252,15 +292,17 @@ mod tests {
         // `linear::forward` avoids by doubling the row.
         let (k, n) = (200, 96);
         let (a, b) = (values(70 * k, 4), values(k * n, 5));
-        let run = |rows: usize| {
-            let mut out = vec![0.0f32; rows * n];
-            // SAFETY: the buffers hold those shapes.
-            unsafe { gemm([rows, n, k], out.as_mut_ptr(), n, false, a.as_ptr(), [k, 1], b.as_ptr(), [n, 1]) };
-            out
-        };
-        let all = run(70);
-        for rows in [2, 3, 33] {
-            assert!(run(rows) == all[..rows * n], "{rows} rows");
+        for engine in engines() {
+            let run = |rows: usize| {
+                let mut out = vec![0.0f32; rows * n];
+                // SAFETY: the buffers hold those shapes.
+                unsafe { gemm_on(engine, [rows, n, k], out.as_mut_ptr(), n, false, a.as_ptr(), [k, 1], b.as_ptr(), [n, 1]) };
+                out
+            };
+            let all = run(70);
+            for rows in [2, 3, 33] {
+                assert!(run(rows) == all[..rows * n], "{engine:?}: {rows} rows");
+            }
         }
     }
 
@@ -271,12 +313,12 @@ mod tests {
         a[0] = f32::NAN;
         a[k] = f32::INFINITY;
         let b = vec![1.0f32; k * n];
-        for (name, gemm) in PATHS {
+        for engine in engines() {
             let mut out = vec![0.0f32; m * n];
             // SAFETY: the buffers hold those shapes.
-            unsafe { gemm([m, n, k], out.as_mut_ptr(), n, false, a.as_ptr(), [k, 1], b.as_ptr(), [n, 1]) };
-            assert!(out[..n].iter().all(|v| v.is_nan()), "{name}: {out:?}");
-            assert!(out[n..].iter().all(|&v| v == f32::INFINITY), "{name}: {out:?}");
+            unsafe { gemm_on(engine, [m, n, k], out.as_mut_ptr(), n, false, a.as_ptr(), [k, 1], b.as_ptr(), [n, 1]) };
+            assert!(out[..n].iter().all(|v| v.is_nan()), "{engine:?}: {out:?}");
+            assert!(out[n..].iter().all(|&v| v == f32::INFINITY), "{engine:?}: {out:?}");
         }
     }
 }

@@ -34,9 +34,9 @@ use linear::LinearDims;
 
 static ENABLED: AtomicBool = AtomicBool::new(true);
 
-/// Whether bf16 products run on AMX here (see [`crate::bf16_matmul_accelerated`]).
-pub(crate) fn bf16_accelerated() -> bool {
-    bf16::accelerated()
+/// What runs bf16 products here (see [`crate::bf16_matmul_engine`]).
+pub(crate) fn bf16_engine() -> &'static str {
+    bf16::Engine::best().name()
 }
 
 pub(crate) fn set_enabled(enabled: bool) {
