@@ -11,6 +11,9 @@
 //! Ids are `encode_image/{preset}/{batch}` and `encode_text/{preset}/{batch}`; divide the batch by
 //! the time for images/s or texts/s (or use `examples/bench.rs`, which prints throughput).
 //!
+//! `matmul_{amx,rounded-f32}/{encode_image,encode_text}/{f32,bf16}`: `diffclip_vit_b16` with the
+//! linear layers' products in f32 and in bf16 (`set_matmul_precision`), the engine in the name.
+//!
 //! `encode_texts/{by_length,in_order}/256`: `Encoder::encode_texts` on 256 captions of 4 to 24
 //! words (`diffclip_vit_b16`, batches of 64), as one call (batched by length) and as one call
 //! per 64 captions in their given order (each batch as long as its longest caption).
@@ -72,8 +75,29 @@ fn encoders(c: &mut Criterion) {
         group.finish();
         if preset == "diffclip_vit_b16" {
             captions(c, &model);
+            bf16_products(c, &model, &images, &text);
         }
     }
+}
+
+/// The same encoders with the linear layers' products in bf16 (`--dtype bf16` on the CPU:
+/// AMX where the CPU has it, else rounded operands at f32 speed), against f32 in one group.
+fn bf16_products(c: &mut Criterion, model: &diffclip::clip::Clip, images: &Tensor<4>, text: &Tensor<2, Int>) {
+    use diffclip::attention::{MatmulPrecision, bf16_matmul_engine, set_matmul_precision};
+    let device = common::device();
+    let mut group = c.benchmark_group(format!("matmul_{}", bf16_matmul_engine()));
+    group.sampling_mode(SamplingMode::Flat).sample_size(10).measurement_time(Duration::from_secs(20));
+    for precision in [MatmulPrecision::F32, MatmulPrecision::Bf16] {
+        set_matmul_precision(precision);
+        group.bench_function(BenchmarkId::new("encode_image", precision), |b| {
+            b.iter(|| black_box(common::finish(&device, model.encode_image(images.clone()))))
+        });
+        group.bench_function(BenchmarkId::new("encode_text", precision), |b| {
+            b.iter(|| black_box(common::finish(&device, model.encode_text(text.clone()))))
+        });
+    }
+    set_matmul_precision(MatmulPrecision::F32);
+    group.finish();
 }
 
 /// Batching by length against batching in the given order, the same 256 captions.
