@@ -89,10 +89,11 @@ pub struct LoadedModel {
 }
 
 /// `model` set up to compute in `dtype` on `device`, as the programs' `--dtype` does. bf16 on
-/// the CPU (flex) keeps the weights f32 and multiplies in bf16
-/// ([`MatmulPrecision::Bf16`](crate::attention::MatmulPrecision), process-wide): on Intel
-/// Xeons with AMX that is faster than f32, where casting the weights to bf16 is slower. Every
-/// other case casts the weights ([`Clip::with_precision`]); f32 also resets the products to f32.
+/// the CPU (flex) keeps the weights f32 and turns on bf16 products
+/// ([`MatmulPrecision::Bf16`](crate::attention::MatmulPrecision), process-wide: every model on
+/// the CPU then multiplies in bf16): on Intel Xeons with AMX that is faster than f32, where
+/// casting the weights to bf16 is slower. Every other case casts the weights
+/// ([`Clip::with_precision`]) and leaves the products' setting as it is.
 ///
 /// ```
 /// use diffclip::clip::{ClipConfig, Precision};
@@ -105,9 +106,11 @@ pub struct LoadedModel {
 /// ```
 pub fn with_dtype(model: Clip, dtype: Precision, device: &Device) -> Result<Clip, ClipError> {
     use crate::attention::{MatmulPrecision, matmul_precision_applies, set_matmul_precision};
-    let products_in_bf16 = dtype == Precision::Bf16 && matmul_precision_applies(device);
-    set_matmul_precision(if products_in_bf16 { MatmulPrecision::Bf16 } else { MatmulPrecision::F32 });
-    if products_in_bf16 { Ok(model) } else { model.with_precision(dtype) }
+    if dtype == Precision::Bf16 && matmul_precision_applies(device) {
+        set_matmul_precision(MatmulPrecision::Bf16);
+        return Ok(model);
+    }
+    model.with_precision(dtype)
 }
 
 /// Loads `--model NAME` (from the hub cache) or `--config`/`--preset` + `--checkpoint` on

@@ -11,8 +11,9 @@ use std::sync::atomic::{AtomicU8, Ordering};
 ///   f32; the tensors, the weights, LayerNorm, softmax and the attention products stay f32.
 ///   On Intel Xeons with AMX (Sapphire Rapids and later) this runs on the tile unit, several
 ///   times faster than f32; on other CPUs it gives the same values at f32 speed (rounding
-///   first): results do not depend on which CPU ran them beyond the order of f32 sums
-///   ([`bf16_matmul_engine`]). Embeddings move by about 1 %
+///   first): results do not depend on which CPU ran them beyond the order of f32 sums and
+///   denormals, which AMX flushes to zero ([`bf16_matmul_engine`]). Training (autodiff) takes
+///   it too, forward and backward. Embeddings move by about 1 %
 ///   of their largest value: fine for search and zero-shot, not for matching fixtures.
 ///
 /// GPU backends ignore it (use [`Clip::with_precision`] there, which casts the weights).
@@ -39,8 +40,13 @@ pub enum MatmulPrecision {
 static PRECISION: AtomicU8 = AtomicU8::new(0);
 
 /// Sets the precision of every linear layer's product on the CPU from now on (all threads).
+/// Inference keeps each weight packed for bf16 while it lives; going back to `F32` drops them.
 pub fn set_matmul_precision(precision: MatmulPrecision) {
     PRECISION.store(precision as u8, Ordering::Relaxed);
+    #[cfg(feature = "flex")]
+    if precision == MatmulPrecision::F32 {
+        crate::cpu::clear_packed_weights();
+    }
 }
 
 /// The precision set by [`set_matmul_precision`] (`F32` unless changed).
@@ -62,10 +68,14 @@ pub fn bf16_matmul_engine() -> &'static str {
 }
 
 /// Whether linear layers of f32 tensors on `device` follow [`set_matmul_precision`]: the CPU
-/// (flex) with the CPU kernels on. Elsewhere products are in the tensors' own type.
+/// (flex, plain or autodiff) with the CPU kernels on. Elsewhere products are in the tensors'
+/// own type.
 pub fn matmul_precision_applies(device: &burn::tensor::Device) -> bool {
     #[cfg(feature = "flex")]
-    return crate::cpu::is_plain_flex(&burn::tensor::Tensor::<1>::zeros([1], device));
+    {
+        let probe = burn::tensor::Tensor::<1>::zeros([1], device);
+        return crate::cpu::is_plain_flex(&probe) || crate::cpu::is_autodiff_flex(&probe);
+    }
     #[cfg(not(feature = "flex"))]
     {
         let _ = device;

@@ -3,7 +3,8 @@
 //! On x86-64 CPUs with AMX (Intel Xeon from Sapphire Rapids on) the tile unit multiplies bf16
 //! at several times the f32 FMA rate of the same core; elsewhere the operands are rounded to
 //! bf16 and multiplied by the f32 GEMM. Both give the same products (a product of two bf16
-//! values is exact in f32) summed in other orders, so the precision does not depend on the CPU.
+//! values is exact in f32; AMX flushes denormals to zero) summed in other orders, so the
+//! precision does not depend on the CPU.
 //! The operands are rounded to nearest even, packed in 32 × 32 blocks padded with zeros, and
 //! every output element's sum runs over `k` in order whatever the thread split: deterministic.
 
@@ -254,21 +255,18 @@ mod tests {
 
     /// Every engine this CPU offers (the rounded f32 GEMM everywhere).
     fn engines() -> Vec<Engine> {
-        let mut engines = vec![Engine::RoundedF32];
         #[cfg(target_arch = "x86_64")]
-        {
-            if amx::available() {
-                engines.push(Engine::Amx);
-            }
-        }
+        let engines = if amx::available() { vec![Engine::RoundedF32, Engine::Amx] } else { vec![Engine::RoundedF32] };
+        #[cfg(not(target_arch = "x86_64"))]
+        let engines = vec![Engine::RoundedF32];
         println!("engines: {engines:?}; best: {:?}", Engine::best());
         engines
     }
 
     #[test]
     fn products_match_the_rounded_operands_at_every_edge_and_layout() {
-        // Sizes off the 32-blocks, one row, k = 1, and big enough for the threaded path.
-        for (engine, [m, n, k]) in engines().into_iter().flat_map(|e| [[1, 1, 1], [1, 45, 70], [37, 45, 70], [33, 31, 65], [200, 197, 300]].map(|s| (e, s))) {
+        // Sizes off the 32-blocks, one row, k = 1, k = 0, and big enough for the threaded paths.
+        for (engine, [m, n, k]) in engines().into_iter().flat_map(|e| [[1, 1, 1], [3, 4, 0], [1, 45, 70], [37, 45, 70], [33, 31, 65], [40, 300, 260], [200, 197, 300]].map(|s| (e, s))) {
             let (a, b) = (values(m * k, 1), values(k * n, 2));
             // Row-major, as a linear layer's forward.
             let want = reference(m, n, k, |i, l| a[i * k + l], |l, j| b[l * n + j], &vec![0.0; m * n]);

@@ -34,6 +34,11 @@ use linear::LinearDims;
 
 static ENABLED: AtomicBool = AtomicBool::new(true);
 
+/// Forgets the weights packed for bf16 products.
+pub(crate) fn clear_packed_weights() {
+    packed_weights::clear();
+}
+
 /// What runs bf16 products here (see [`crate::bf16_matmul_engine`]).
 pub(crate) fn bf16_engine() -> &'static str {
     bf16::Engine::best().name()

@@ -35,13 +35,19 @@ pub(crate) fn packed(weight: &FlexTensor, k: usize, n: usize) -> Arc<PackedRhs> 
     // SAFETY: `values` is a contiguous k × n matrix.
     let packed = Arc::new(unsafe { PackedRhs::new(values.as_ptr(), [n, 1], k, n) });
     let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
-    // Weights only the cache still holds belong to dropped models.
-    cache.retain(|e| !e.weight.is_unique());
     if let Some(hit) = lookup(&cache) {
         return hit; // another thread packed it meanwhile
     }
+    // Weights only the cache still holds belong to dropped models; one entry per buffer (a
+    // view of it with other dims replaces it), so no two entries keep a buffer alive.
+    cache.retain(|e| !e.weight.is_unique() && key(&e.weight) != at);
     cache.push(Entry { weight: weight.clone(), packed: packed.clone() });
     packed
+}
+
+/// Drops every packed weight (when products go back to f32).
+pub(crate) fn clear() {
+    CACHE.lock().unwrap_or_else(|e| e.into_inner()).clear();
 }
 
 /// Bytes of packed weights held (for tests and diagnostics).

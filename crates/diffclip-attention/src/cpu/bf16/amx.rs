@@ -8,12 +8,16 @@ use std::sync::OnceLock;
 
 use super::blocked::{BLOCK, Kernel};
 
-/// Whether the CPU has AMX-BF16 and the kernel granted this process the tile state
-/// (Linux asks for it once: `arch_prctl(ARCH_REQ_XCOMP_PERM)`).
+/// Whether the CPU has AMX-BF16 (and AVX-512 F and BW, which the packing uses) and Linux
+/// granted this process the tile state (`arch_prctl(ARCH_REQ_XCOMP_PERM)`, asked once).
+/// Other systems are not tested, so there the rounded f32 engine runs.
 pub(super) fn available() -> bool {
     static AVAILABLE: OnceLock<bool> = OnceLock::new();
     *AVAILABLE.get_or_init(|| {
-        if std::env::var_os("DIFFCLIP_NO_AMX").is_some() {
+        if std::env::var_os("DIFFCLIP_NO_AMX").is_some() || !cfg!(target_os = "linux") {
+            return false;
+        }
+        if std::arch::x86_64::__cpuid(0).eax < 7 || !is_x86_feature_detected!("avx512f") || !is_x86_feature_detected!("avx512bw") {
             return false;
         }
         // CPUID leaf 7: EDX bit 22 is AMX-BF16, bit 24 AMX-TILE.
@@ -22,6 +26,8 @@ pub(super) fn available() -> bool {
     })
 }
 
+/// Whether the kernel grants the tile state: it refuses where the CPU, the hypervisor or the
+/// kernel lacks it.
 #[cfg(target_os = "linux")]
 fn permitted() -> bool {
     const ARCH_REQ_XCOMP_PERM: libc::c_long = 0x1023;
@@ -30,11 +36,9 @@ fn permitted() -> bool {
     unsafe { libc::syscall(libc::SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0 }
 }
 
-/// Other systems enable the tile state for every process, or not at all (then the CPUID
-/// bits above are clear in practice); Linux is the one tested.
 #[cfg(not(target_os = "linux"))]
 fn permitted() -> bool {
-    true
+    false
 }
 
 /// The tile configuration: palette 1, eight tiles of 16 rows × 64 bytes.
@@ -66,7 +70,7 @@ impl Kernel for Tiles {
     }
 
     fn product(&self, lhs: &[u16], rhs: &[u32], kp: usize, out: &mut [f32; BLOCK * BLOCK]) {
-        assert!(lhs.len() == BLOCK * kp && rhs.len() == BLOCK * kp / 2 && kp.is_multiple_of(BLOCK));
+        assert!(lhs.len() == BLOCK * kp && rhs.len() == BLOCK * kp / 2 && kp.is_multiple_of(BLOCK) && kp > 0);
         // SAFETY: the tiles are configured (self); see `block_product`.
         unsafe { block_product(lhs.as_ptr(), rhs.as_ptr().cast::<u16>(), kp, out.as_mut_ptr()) }
     }
@@ -80,45 +84,49 @@ impl Drop for Tiles {
 }
 
 /// SAFETY: the tiles are configured; `a` holds BLOCK rows of `kp` bf16, `b` `kp / 2` rows
-/// of 2·BLOCK bf16, `c` BLOCK × BLOCK f32.
+/// of 2·BLOCK bf16, `c` BLOCK × BLOCK f32; `kp` is a positive multiple of BLOCK.
 unsafe fn block_product(a: *const u16, b: *const u16, kp: usize, c: *mut f32) {
     let (a_stride, b_stride, c_stride) = (kp * 2, 2 * BLOCK * 2, BLOCK * 4);
+    // One block of assembly from the first product to the stores, the tile registers declared
+    // as its clobbers: tile contents never live across blocks the compiler could reorder.
     // SAFETY: every tile load reads 16 rows of 64 bytes inside the operands (rows of `a`
-    // kp·2 bytes apart, 16 pairs of `b` 128 bytes apart); the stores write the 32 × 32 f32
-    // of `c`.
+    // kp·2 bytes apart, the second half 16 rows down; 16 pairs of `b` 128 bytes apart, the
+    // second tile 64 bytes on; each step moves 64 bytes along `a` and 32 pairs along `b`);
+    // the stores write the 32 × 32 f32 of `c` (the right half 64 bytes on, the lower 2 KiB on).
     unsafe {
-        asm!("tilezero tmm0", "tilezero tmm1", "tilezero tmm2", "tilezero tmm3", options(nostack, nomem));
-        let mut l = 0;
-        while l < kp {
-            asm!(
-                "tileloadd tmm4, [{a0} + {as_}*1]",
-                "tileloadd tmm5, [{a1} + {as_}*1]",
-                "tileloadd tmm6, [{b0} + {bs}*1]",
-                "tileloadd tmm7, [{b1} + {bs}*1]",
-                "tdpbf16ps tmm0, tmm4, tmm6",
-                "tdpbf16ps tmm1, tmm4, tmm7",
-                "tdpbf16ps tmm2, tmm5, tmm6",
-                "tdpbf16ps tmm3, tmm5, tmm7",
-                a0 = in(reg) a.add(l),
-                a1 = in(reg) a.add(16 * kp + l),
-                b0 = in(reg) b.add(l * BLOCK),
-                b1 = in(reg) b.add(l * BLOCK + BLOCK),
-                as_ = in(reg) a_stride,
-                bs = in(reg) b_stride,
-                options(nostack, readonly),
-            );
-            l += BLOCK;
-        }
         asm!(
-            "tilestored [{c0} + {cs}*1], tmm0",
-            "tilestored [{c1} + {cs}*1], tmm1",
-            "tilestored [{c2} + {cs}*1], tmm2",
-            "tilestored [{c3} + {cs}*1], tmm3",
-            c0 = in(reg) c,
-            c1 = in(reg) c.add(16),
-            c2 = in(reg) c.add(16 * BLOCK),
-            c3 = in(reg) c.add(16 * BLOCK + 16),
+            "tilezero tmm0",
+            "tilezero tmm1",
+            "tilezero tmm2",
+            "tilezero tmm3",
+            "2:",
+            "tileloadd tmm4, [{a0} + {as_}*1]",
+            "tileloadd tmm5, [{a1} + {as_}*1]",
+            "tileloadd tmm6, [{b} + {bs}*1]",
+            "tileloadd tmm7, [{b} + {bs}*1 + 64]",
+            "tdpbf16ps tmm0, tmm4, tmm6",
+            "tdpbf16ps tmm1, tmm4, tmm7",
+            "tdpbf16ps tmm2, tmm5, tmm6",
+            "tdpbf16ps tmm3, tmm5, tmm7",
+            "add {a0}, 64",
+            "add {a1}, 64",
+            "add {b}, 2048",
+            "dec {steps}",
+            "jnz 2b",
+            "tilestored [{c} + {cs}*1], tmm0",
+            "tilestored [{c} + {cs}*1 + 64], tmm1",
+            "tilestored [{c} + {cs}*1 + 2048], tmm2",
+            "tilestored [{c} + {cs}*1 + 2112], tmm3",
+            a0 = inout(reg) a => _,
+            a1 = inout(reg) a.add(16 * kp) => _,
+            b = inout(reg) b => _,
+            steps = inout(reg) kp / BLOCK => _,
+            c = in(reg) c,
+            as_ = in(reg) a_stride,
+            bs = in(reg) b_stride,
             cs = in(reg) c_stride,
+            out("tmm0") _, out("tmm1") _, out("tmm2") _, out("tmm3") _,
+            out("tmm4") _, out("tmm5") _, out("tmm6") _, out("tmm7") _,
             options(nostack),
         );
     }

@@ -34,6 +34,9 @@ fn rows_per_task(kp: usize) -> usize {
 pub(super) unsafe fn pack_rhs(rhs: *const f32, [rrs, rcs]: [usize; 2], k: usize, n: usize) -> Vec<u32> {
     let kp = k.div_ceil(BLOCK) * BLOCK;
     let panels = n.div_ceil(BLOCK);
+    if kp == 0 || panels == 0 {
+        return Vec::new();
+    }
     let rhs = SendPtr(rhs as *mut f32);
     let mut packed = vec![0u32; panels * (kp / 2) * BLOCK];
     let pack = |(p, panel): (usize, &mut [u32])| {
@@ -70,6 +73,16 @@ pub(super) unsafe fn gemm<K: Kernel>(
     packed_rhs: &[u32],
 ) {
     if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        // An empty sum: zeros, or dst as it is.
+        if !accumulate {
+            for i in 0..m {
+                // SAFETY: row i of dst, n values (the caller's contract).
+                unsafe { std::ptr::write_bytes(dst.add(i * dst_rs), 0, n) };
+            }
+        }
         return;
     }
     let kp = k.div_ceil(BLOCK) * BLOCK;
@@ -114,11 +127,13 @@ pub(super) unsafe fn gemm<K: Kernel>(
                     // SAFETY: this block of dst belongs to this task alone, lies in dst,
                     // and is initialised when accumulating.
                     unsafe {
-                        let out = std::slice::from_raw_parts_mut(dst.get().add((i * BLOCK + r) * dst_rs + p * BLOCK), cols);
+                        let out = dst.get().add((i * BLOCK + r) * dst_rs + p * BLOCK);
                         if accumulate {
+                            let out = std::slice::from_raw_parts_mut(out, cols);
                             out.iter_mut().zip(values).for_each(|(o, v)| *o += v);
                         } else {
-                            out.copy_from_slice(&values[..cols]);
+                            // Not yet initialised: written, never viewed as a slice.
+                            std::ptr::copy_nonoverlapping(values.as_ptr(), out, cols);
                         }
                     }
                 }
