@@ -72,15 +72,16 @@ pub fn bf16_matmul_engine() -> &'static str {
 /// own type.
 pub fn matmul_precision_applies(device: &burn::tensor::Device) -> bool {
     #[cfg(feature = "flex")]
-    {
+    let applies = {
         let probe = burn::tensor::Tensor::<1>::zeros([1], device);
-        return crate::cpu::is_plain_flex(&probe) || crate::cpu::is_autodiff_flex(&probe);
-    }
+        crate::cpu::is_plain_flex(&probe) || crate::cpu::is_autodiff_flex(&probe)
+    };
     #[cfg(not(feature = "flex"))]
-    {
+    let applies = {
         let _ = device;
         false
-    }
+    };
+    applies
 }
 
 impl std::fmt::Display for MatmulPrecision {
