@@ -54,35 +54,15 @@ impl Engine {
     }
 }
 
-/// `dst (m × n, row stride dst_rs) = [dst +] lhs · rhs` with bf16 operands, addressed by
-/// (row, column) strides like [`super::linear`]'s f32 GEMM; every element of `dst` is written.
+/// `dst (m × n, row stride dst_rs) = [dst +] lhs · rhs` with bf16 operands on `engine`,
+/// addressed by (row, column) strides like [`super::linear`]'s f32 GEMM; every element of
+/// `dst` is written.
 ///
 /// SAFETY: as for the f32 GEMM: the pointers and strides address valid memory of those shapes,
-/// `dst` does not overlap the operands and is initialised when `accumulate` is set.
+/// `dst` does not overlap the operands and is initialised when `accumulate` is set; the CPU
+/// offers `engine` ([`Engine::best`] or the rounded f32 one).
 #[allow(clippy::too_many_arguments)]
 pub(crate) unsafe fn gemm(
-    [m, n, k]: [usize; 3],
-    dst: *mut f32,
-    dst_rs: usize,
-    accumulate: bool,
-    lhs: *const f32,
-    lhs_strides: [usize; 2],
-    rhs: *const f32,
-    rhs_strides: [usize; 2],
-) {
-    // SAFETY: the caller's contract.
-    unsafe {
-        let rhs = PackedRhs::new(rhs, rhs_strides, k, n);
-        gemm_packed(m, dst, dst_rs, accumulate, lhs, lhs_strides, &rhs)
-    }
-}
-
-/// [`gemm`] on `engine`, which the CPU must offer (tests compare the engines).
-///
-/// SAFETY: as for [`gemm`].
-#[cfg(test)]
-#[allow(clippy::too_many_arguments)]
-unsafe fn gemm_on(
     engine: Engine,
     [m, n, k]: [usize; 3],
     dst: *mut f32,
@@ -272,14 +252,14 @@ mod tests {
             let want = reference(m, n, k, |i, l| a[i * k + l], |l, j| b[l * n + j], &vec![0.0; m * n]);
             let mut got = vec![f32::NAN; m * n];
             // SAFETY: the buffers hold those shapes.
-            unsafe { gemm_on(engine, [m, n, k], got.as_mut_ptr(), n, false, a.as_ptr(), [k, 1], b.as_ptr(), [n, 1]) };
+            unsafe { gemm(engine, [m, n, k], got.as_mut_ptr(), n, false, a.as_ptr(), [k, 1], b.as_ptr(), [n, 1]) };
             close(&got, &want, k, &format!("{engine:?} {m}x{n}x{k}"));
             // Transposed operands (the backward's layouts), accumulating into dst.
             let start = values(m * n, 3);
             let want = reference(m, n, k, |i, l| a[l * m + i], |l, j| b[j * k + l], &start);
             let mut got = start.clone();
             // SAFETY: as above, read with swapped strides.
-            unsafe { gemm_on(engine, [m, n, k], got.as_mut_ptr(), n, true, a.as_ptr(), [1, m], b.as_ptr(), [1, k]) };
+            unsafe { gemm(engine, [m, n, k], got.as_mut_ptr(), n, true, a.as_ptr(), [1, m], b.as_ptr(), [1, k]) };
             close(&got, &want, k, &format!("{engine:?} {m}x{n}x{k} transposed, accumulated"));
         }
     }
@@ -294,7 +274,7 @@ mod tests {
             let run = |rows: usize| {
                 let mut out = vec![0.0f32; rows * n];
                 // SAFETY: the buffers hold those shapes.
-                unsafe { gemm_on(engine, [rows, n, k], out.as_mut_ptr(), n, false, a.as_ptr(), [k, 1], b.as_ptr(), [n, 1]) };
+                unsafe { gemm(engine, [rows, n, k], out.as_mut_ptr(), n, false, a.as_ptr(), [k, 1], b.as_ptr(), [n, 1]) };
                 out
             };
             let all = run(70);
@@ -314,7 +294,7 @@ mod tests {
         for engine in engines() {
             let mut out = vec![0.0f32; m * n];
             // SAFETY: the buffers hold those shapes.
-            unsafe { gemm_on(engine, [m, n, k], out.as_mut_ptr(), n, false, a.as_ptr(), [k, 1], b.as_ptr(), [n, 1]) };
+            unsafe { gemm(engine, [m, n, k], out.as_mut_ptr(), n, false, a.as_ptr(), [k, 1], b.as_ptr(), [n, 1]) };
             assert!(out[..n].iter().all(|v| v.is_nan()), "{engine:?}: {out:?}");
             assert!(out[n..].iter().all(|&v| v == f32::INFINITY), "{engine:?}: {out:?}");
         }

@@ -48,7 +48,7 @@ unsafe fn gemm_into(
     unsafe {
         match matmul_precision() {
             MatmulPrecision::F32 => gemm_f32(mnk, dst, dst_rs, accumulate, lhs, lhs_strides, rhs, rhs_strides),
-            MatmulPrecision::Bf16 => super::bf16::gemm(mnk, dst, dst_rs, accumulate, lhs, lhs_strides, rhs, rhs_strides),
+            MatmulPrecision::Bf16 => super::bf16::gemm(super::bf16::Engine::best(), mnk, dst, dst_rs, accumulate, lhs, lhs_strides, rhs, rhs_strides),
         }
     }
 }
