@@ -151,8 +151,8 @@ fn run(args: Args) -> Res<()> {
     if args.dtype != Precision::F32 {
         // Reduced-precision embeddings differ: they get their own cache entries (bf16 products
         // of f32 weights on the CPU differ from a bf16 model's).
-        let products = diffclip::attention::matmul_precision_applies(&device) && args.dtype == Precision::Bf16;
-        config_json.push_str(&format!("|dtype={}{}", args.dtype, if products { "-products" } else { "" }));
+        let products = if diffclip::cli::bf16_products(args.dtype, &device) { "-products" } else { "" };
+        config_json.push_str(&format!("|dtype={}{products}", args.dtype));
     }
     let mut cache = None;
     match &args.checkpoint {
