@@ -151,7 +151,7 @@ fn run(args: Args) -> Res<()> {
     if args.dtype != Precision::F32 {
         // Reduced-precision embeddings differ: they get their own cache entries (bf16 products
         // of f32 weights on the CPU differ from a bf16 model's).
-        let products = if diffclip::cli::bf16_products(args.dtype, &device) { "-products" } else { "" };
+        let products = if args.dtype.bf16_products_on(&device) { "-products" } else { "" };
         config_json.push_str(&format!("|dtype={}{products}", args.dtype));
     }
     let mut cache = None;

@@ -105,17 +105,11 @@ pub struct LoadedModel {
 /// # diffclip::attention::set_matmul_precision(diffclip::attention::MatmulPrecision::F32);
 /// ```
 pub fn with_dtype(model: Clip, dtype: Precision, device: &Device) -> Result<Clip, ClipError> {
-    if bf16_products(dtype, device) {
+    if dtype.bf16_products_on(device) {
         crate::attention::set_matmul_precision(crate::attention::MatmulPrecision::Bf16);
         return Ok(model);
     }
     model.with_precision(dtype)
-}
-
-/// Whether [`with_dtype`] computes `dtype` on `device` as bf16 products of f32 weights (bf16
-/// on the CPU) rather than by casting the weights: their embeddings differ.
-pub fn bf16_products(dtype: Precision, device: &Device) -> bool {
-    dtype == Precision::Bf16 && crate::attention::matmul_precision_applies(device)
 }
 
 /// Loads `--model NAME` (from the hub cache) or `--config`/`--preset` + `--checkpoint` on

@@ -3,7 +3,8 @@
 //! random data, as `diffclip_train::Trainer` does a step: forward on both towers, symmetric
 //! InfoNCE on normalised features (`clip_loss_normalized`), backward, gradient collection,
 //! global-norm clipping to 1, AdamW update. Autodiff device; f32, or mixed precision as the
-//! trainer does it (a bf16 / f16 cast of the f32 weights computes; f16 scales the loss).
+//! trainer does it (bf16 products of the f32 weights on the CPU, else a bf16 / f16 cast of
+//! them; f16 scales the loss).
 
 // Shared by benches/train_step.rs and examples/bench.rs, each of which uses part of it.
 #![allow(dead_code)]
@@ -13,7 +14,7 @@ use diffclip::burn::tensor::{DType, Device, Distribution, Int, Tensor, TensorDat
 use diffclip::clip::loss::clip_loss_normalized;
 use diffclip::clip::{Clip, ClipConfig, Precision};
 use diffclip::encoders::{TextConfig, VisionConfig};
-use diffclip::train::{AdamW, GradBuffer};
+use diffclip::train::{AdamW, GradBuffer, compute_model, in_products};
 
 /// Images and texts per step.
 pub const BATCH: usize = 32;
@@ -60,17 +61,19 @@ pub fn step(model: Clip, optim: &mut AdamW, images: &Tensor<4>, text: &Tensor<2,
     step_in(model, optim, images, text, Precision::F32)
 }
 
-/// [`step`] computing in `precision` from the f32 weights (the casts are recorded, so the
-/// gradients reach them in f32; AdamW's state stays f32).
+/// [`step`] computing in `precision` from the f32 weights as the trainer does
+/// ([`compute_model`] inside [`in_products`]: gradients and AdamW's state stay f32).
 pub fn step_in(model: Clip, optim: &mut AdamW, images: &Tensor<4>, text: &Tensor<2, Int>, precision: Precision) -> (Clip, f32) {
-    let compute = model.clone().with_precision(precision).expect("a precision the device has");
-    let out = compute.forward(images.clone(), text.clone());
-    let scale = out.logit_scale_exp.cast(DType::F32).clamp_max(100.0);
-    let loss = clip_loss_normalized(out.image_embed, out.text_embed, scale);
-    let value = loss.clone().into_scalar::<f32>();
+    let compute = compute_model(&model, precision, &images.device()).expect("a precision the device has");
     let loss_scale = if precision == Precision::F16 { F16_LOSS_SCALE } else { 1.0 };
+    let (value, backward) = in_products(precision, || {
+        let out = compute.forward(images.clone(), text.clone());
+        let scale = out.logit_scale_exp.cast(DType::F32).clamp_max(100.0);
+        let loss = clip_loss_normalized(out.image_embed, out.text_embed, scale);
+        (loss.clone().into_scalar::<f32>(), (loss * loss_scale).backward())
+    });
     let mut grads = GradBuffer::default();
-    grads.accumulate(&model, &(loss * loss_scale).backward());
+    grads.accumulate(&model, &backward);
     let clip = GradBuffer::clip_factor(grads.norm() / loss_scale, Some(1.0));
     let model = optim.step_scaled(model, 1e-4, &grads, clip / loss_scale);
     let w = model.logit_scale.val().into_scalar::<f32>();

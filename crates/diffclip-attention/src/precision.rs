@@ -1,10 +1,12 @@
 //! The precision of the linear layers' matrix products on the CPU.
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicU8, Ordering};
 
 /// How [`linear`](crate::linear) multiplies f32 tensors on the CPU (flex, with the CPU kernels
-/// on), for every linear layer of every model in the process; like PyTorch's
-/// `torch.set_float32_matmul_precision`.
+/// on), for every linear layer of every model in the process ([`set_matmul_precision`], like
+/// PyTorch's `torch.set_float32_matmul_precision`) or of the work one thread does
+/// ([`with_matmul_precision`], like `torch.autocast`).
 ///
 /// - `F32` (the default): f32 products and sums, the precision the fixtures are matched to.
 /// - `Bf16`: the operands are rounded to bf16 (8 significant bits) and the products summed in
@@ -39,7 +41,8 @@ pub enum MatmulPrecision {
 
 static PRECISION: AtomicU8 = AtomicU8::new(0);
 
-/// Sets the precision of every linear layer's product on the CPU from now on (all threads).
+/// Sets the precision of every linear layer's product on the CPU from now on (all threads,
+/// except inside [`with_matmul_precision`]).
 /// Inference keeps each weight packed for bf16 while it lives; going back to `F32` drops them.
 pub fn set_matmul_precision(precision: MatmulPrecision) {
     PRECISION.store(precision as u8, Ordering::Relaxed);
@@ -49,12 +52,44 @@ pub fn set_matmul_precision(precision: MatmulPrecision) {
     }
 }
 
-/// The precision set by [`set_matmul_precision`] (`F32` unless changed).
+thread_local! {
+    /// [`with_matmul_precision`]'s setting for this thread, over the process-wide one.
+    static SCOPED: Cell<Option<MatmulPrecision>> = const { Cell::new(None) };
+}
+
+/// The precision linear layers called from this thread use: [`with_matmul_precision`]'s
+/// inside one, else [`set_matmul_precision`]'s (`F32` unless changed).
 pub fn matmul_precision() -> MatmulPrecision {
+    if let Some(p) = SCOPED.with(Cell::get) {
+        return p;
+    }
     match PRECISION.load(Ordering::Relaxed) {
         0 => MatmulPrecision::F32,
         _ => MatmulPrecision::Bf16,
     }
+}
+
+/// Runs `f` with `precision` for the linear layers it calls on this thread, then restores the
+/// previous setting (also when `f` panics); other threads and the process-wide setting are
+/// untouched, as with PyTorch's `torch.autocast`. A layer reads the setting on the thread that
+/// calls it, before its own worker threads start, so one scope covers a whole forward and
+/// backward run from one thread. Packed weights kept by inference inside the scope are
+/// dropped with their model or at [`set_matmul_precision`]`(F32)`.
+///
+/// ```
+/// use diffclip_attention::{MatmulPrecision, matmul_precision, with_matmul_precision};
+/// let inside = with_matmul_precision(MatmulPrecision::Bf16, matmul_precision);
+/// assert_eq!((inside, matmul_precision()), (MatmulPrecision::Bf16, MatmulPrecision::F32));
+/// ```
+pub fn with_matmul_precision<R>(precision: MatmulPrecision, f: impl FnOnce() -> R) -> R {
+    struct Restore(Option<MatmulPrecision>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            SCOPED.with(|s| s.set(self.0));
+        }
+    }
+    let _restore = Restore(SCOPED.with(|s| s.replace(Some(precision))));
+    f()
 }
 
 /// What runs `Bf16` products on this CPU: `"amx"` (Intel Xeon, Sapphire Rapids on) or
@@ -102,5 +137,26 @@ impl std::str::FromStr for MatmulPrecision {
             "bf16" => Ok(MatmulPrecision::Bf16),
             other => Err(format!("unknown matmul precision {other:?}: expected f32 or bf16")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Scopes nest, end with their closure (also by panic) and stay on their thread.
+    #[test]
+    fn a_scope_covers_its_thread_until_it_ends() {
+        let global = matmul_precision();
+        let (outer, inner, other_thread) = with_matmul_precision(MatmulPrecision::Bf16, || {
+            let inner = with_matmul_precision(MatmulPrecision::F32, matmul_precision);
+            let other = std::thread::spawn(matmul_precision).join().unwrap();
+            (matmul_precision(), inner, other)
+        });
+        assert_eq!((outer, inner, other_thread), (MatmulPrecision::Bf16, MatmulPrecision::F32, global));
+        assert_eq!(matmul_precision(), global);
+        let panicked = std::panic::catch_unwind(|| with_matmul_precision(MatmulPrecision::Bf16, || panic!("inside")));
+        assert!(panicked.is_err());
+        assert_eq!(matmul_precision(), global, "restored after a panic");
     }
 }

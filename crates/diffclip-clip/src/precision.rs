@@ -49,6 +49,23 @@ impl Precision {
         Err(ClipError::Precision { precision: self, device: format!("{device:?}") })
     }
 
+    /// Whether computing in this precision on `device` means bf16 products of f32 weights
+    /// ([`MatmulPrecision::Bf16`](crate::attention::MatmulPrecision)) rather than casting the
+    /// weights: bf16 on the CPU (flex), where a bf16 cast runs slower than f32 and the products
+    /// run faster (AMX) or as fast. Inference turns them on with
+    /// [`set_matmul_precision`](crate::attention::set_matmul_precision), training with
+    /// [`with_matmul_precision`](crate::attention::with_matmul_precision).
+    ///
+    /// ```
+    /// use diffclip_clip::Precision;
+    /// let cpu = burn::tensor::Device::default();
+    /// assert!(!Precision::F16.bf16_products_on(&cpu));
+    /// assert!(!Precision::F32.bf16_products_on(&cpu));
+    /// ```
+    pub fn bf16_products_on(self, device: &Device) -> bool {
+        self == Precision::Bf16 && crate::attention::matmul_precision_applies(device)
+    }
+
     /// The precision of tensors of `dtype`, if it is one of these.
     pub fn of(dtype: DType) -> Option<Self> {
         match dtype {

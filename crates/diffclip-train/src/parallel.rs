@@ -150,11 +150,25 @@ impl DataParallel {
     }
 
     /// Forward the global batch (`images`/`texts` on any device) split across the replicas in
-    /// `precision` (see [`Clip::with_precision`]; the features are f32 either way), gather the
+    /// `precision` (as [`TrainConfig::precision`](crate::TrainConfig::precision) says; the
+    /// features are f32 either way), gather the
     /// features on the main device, compute the loss there (times `factor`, e.g.
     /// `1 / accum_steps`, or an f16 loss scale), backpropagate, and sum the replicas' gradients
     /// by parameter path. A `precision` the devices lack is a configuration error.
     pub fn loss_and_grads(
+        &self,
+        master: &Clip,
+        images: Tensor<4>,
+        texts: Tensor<2, Int>,
+        kind: LossKind,
+        factor: f64,
+        precision: Precision,
+    ) -> Result<ParallelGrads, TrainError> {
+        crate::in_products(precision, || self.loss_and_grads_in(master, images, texts, kind, factor, precision))
+    }
+
+    /// [`loss_and_grads`](Self::loss_and_grads) inside its products' setting.
+    fn loss_and_grads_in(
         &self,
         master: &Clip,
         images: Tensor<4>,
@@ -187,8 +201,7 @@ impl DataParallel {
                 let imgs = images.clone().narrow(0, start, size).to_device(device);
                 let txts = texts.clone().narrow(0, start, size).to_device(device);
                 start += size;
-                // An f32 replica stays as it is; otherwise a cast whose gradients reach it.
-                let model = replica.clone().with_precision(precision).map_err(|e| TrainError::Config(e.to_string()))?;
+                let model = crate::compute_model(&replica, precision, device)?;
                 image_parts.push(model.encode_image(imgs));
                 text_parts.push(model.encode_text(txts));
             }

@@ -15,6 +15,7 @@ use serde::Serialize;
 
 use crate::checkpoint::{Checkpoint, TrainState, save_training_checkpoint};
 use crate::feed::{ClipStream, Cursor, Feed, Loaded, Source, prefetched};
+use crate::mixed::{compute_model, in_products};
 use crate::parallel::contrastive_loss;
 use crate::{AdamW, GradBuffer, RunOptions, MetricsLog, StepRecord, TrainConfig, TrainError, load_training_checkpoint};
 
@@ -215,15 +216,18 @@ impl Trainer {
                     grads.merge(out.grads, &self.device.clone().inner());
                     continue;
                 }
-                let loss = self.loss(batch.images, batch.texts)? * factor;
-                let value = loss.clone().into_scalar::<f32>();
-                if !value.is_finite() {
-                    return Err(TrainError::NonFinite { step: self.state.step + 1, loss: value });
-                }
+                let (value, micro_grads) = in_products(self.config.precision, || {
+                    let loss = self.loss(batch.images, batch.texts)? * factor;
+                    let value = loss.clone().into_scalar::<f32>();
+                    if !value.is_finite() {
+                        return Err(TrainError::NonFinite { step: self.state.step + 1, loss: value });
+                    }
+                    // f16: the loss scaled up so small gradients do not flush to zero.
+                    let loss = if f16 { loss * self.state.loss_scale } else { loss };
+                    Ok((value, loss.backward()))
+                })?;
                 loss_sum += value;
-                // f16: the loss scaled up so small gradients do not flush to zero.
-                let loss = if f16 { loss * self.state.loss_scale } else { loss };
-                grads.accumulate(&self.model, &loss.backward());
+                grads.accumulate(&self.model, &micro_grads);
             }
             let unscale = if f16 { 1.0 / self.state.loss_scale } else { 1.0 };
             let grad_norm = grads.norm() * unscale;
@@ -330,12 +334,10 @@ impl Trainer {
         save_training_checkpoint(path, &self.model, &self.optim, &meta)
     }
 
-    /// The loss of one micro-batch, in f32. Mixed precision runs the forward on a copy of the
-    /// model cast from the f32 master weights (the casts are recorded, so the gradients reach
-    /// the master weights as f32).
+    /// The loss of one micro-batch, in f32. Mixed precision runs the forward on
+    /// [`compute_model`]'s copy of the master weights.
     fn loss(&self, images: Tensor<4>, texts: Tensor<2, burn::tensor::Int>) -> Result<Tensor<1>, TrainError> {
-        // `with_precision` leaves an f32 model as it is.
-        let model = self.model.clone().with_precision(self.config.precision).map_err(|e| TrainError::Config(e.to_string()))?;
+        let model = compute_model(&self.model, self.config.precision, &self.device)?;
         let out = model.forward(images, texts);
         // The temperature (and SigLIP's bias) from the f32 master weights, as the replicas' loss
         // and autocast take them: bf16 would turn ln 100 into 4.59375, a scale of 98.9.
