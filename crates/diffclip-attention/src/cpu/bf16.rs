@@ -92,7 +92,7 @@ pub(crate) struct PackedRhs {
 enum Layout {
     /// Column panels of pairs (`blocked::pack_rhs`), for AMX.
     #[cfg(target_arch = "x86_64")]
-    Pairs(Vec<u32>),
+    Pairs(aligned::Aligned<u32>),
     Rounded(Vec<f32>),
 }
 
@@ -174,18 +174,26 @@ unsafe fn rounded(src: *const f32, [rs, cs]: [usize; 2], rows: usize, cols: usiz
 }
 
 /// A raw pointer handed to rayon tasks that touch disjoint parts of what it addresses.
-#[derive(Clone, Copy)]
-struct SendPtr(*mut f32);
+struct SendPtr<T = f32>(*mut T);
 // SAFETY: each task reads shared operands or writes its own rows only (see the callers).
-unsafe impl Send for SendPtr {}
-unsafe impl Sync for SendPtr {}
+unsafe impl<T> Send for SendPtr<T> {}
+unsafe impl<T> Sync for SendPtr<T> {}
 
-impl SendPtr {
-    fn get(self) -> *mut f32 {
+impl<T> Clone for SendPtr<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for SendPtr<T> {}
+
+impl<T> SendPtr<T> {
+    fn get(self) -> *mut T {
         self.0
     }
 }
 
+#[cfg(target_arch = "x86_64")]
+mod aligned;
 #[cfg(target_arch = "x86_64")]
 mod amx;
 #[cfg(target_arch = "x86_64")]

@@ -3,6 +3,7 @@
 
 use rayon::prelude::*;
 
+use super::aligned::Aligned;
 use super::{SendPtr, bf16_bits};
 
 /// The block edge: output blocks are `BLOCK × BLOCK`, `k` runs in steps of `BLOCK`.
@@ -31,30 +32,38 @@ fn rows_per_task(kp: usize) -> usize {
 /// reads); zeros past `n` and `k`.
 ///
 /// SAFETY: `rhs` addresses a valid `k × n` matrix; the CPU has AVX-512 (F, BW).
-pub(super) unsafe fn pack_rhs(rhs: *const f32, [rrs, rcs]: [usize; 2], k: usize, n: usize) -> Vec<u32> {
+pub(super) unsafe fn pack_rhs(rhs: *const f32, [rrs, rcs]: [usize; 2], k: usize, n: usize) -> Aligned<u32> {
     let kp = k.div_ceil(BLOCK) * BLOCK;
     let panels = n.div_ceil(BLOCK);
     if kp == 0 || panels == 0 {
-        return Vec::new();
+        return Aligned::zeroed(0);
     }
     let rhs = SendPtr(rhs as *mut f32);
-    let mut packed = vec![0u32; panels * (kp / 2) * BLOCK];
-    let pack = |(p, panel): (usize, &mut [u32])| {
-        let (c0, cols) = (p * BLOCK, (n - p * BLOCK).min(BLOCK));
-        for (pair, out) in panel.chunks_exact_mut(BLOCK).take(k.div_ceil(2)).enumerate() {
-            let l = 2 * pair;
-            // SAFETY: rows l and l + 1 (when < k), columns c0.. c0 + cols of the k × n
-            // matrix; the CPU has AVX-512 (the caller's contract).
-            unsafe {
-                let second = (l + 1 < k).then(|| rhs.get().add((l + 1) * rrs + c0 * rcs) as *const f32);
-                convert_pair(rhs.get().add(l * rrs + c0 * rcs), second, rcs, &mut out[..cols]);
+    let mut packed = Aligned::<u32>::zeroed(panels * (kp / 2) * BLOCK);
+    let out = SendPtr(packed.as_mut_ptr());
+    // A task packs a run of BLOCK rows (BLOCK / 2 pairs) into every panel, one BLOCK × BLOCK
+    // square at a time: whole cache lines of rhs are read whichever of its strides is 1.
+    let pairs = k.div_ceil(2);
+    let pack = |run: usize| {
+        for p in 0..panels {
+            let (c0, cols) = (p * BLOCK, (n - p * BLOCK).min(BLOCK));
+            for pair in run * BLOCK / 2..((run + 1) * BLOCK / 2).min(pairs) {
+                let l = 2 * pair;
+                // SAFETY: rows l and l + 1 (when < k), columns c0.. c0 + cols of the k × n
+                // matrix; the CPU has AVX-512 (the caller's contract); this pair's row of panel
+                // p lies in `packed` and belongs to this run alone.
+                unsafe {
+                    let second = (l + 1 < k).then(|| rhs.get().add((l + 1) * rrs + c0 * rcs) as *const f32);
+                    let dst = std::slice::from_raw_parts_mut(out.get().add((p * (kp / 2) + pair) * BLOCK), cols);
+                    convert_pair(rhs.get().add(l * rrs + c0 * rcs), second, rcs, dst);
+                }
             }
         }
     };
     if k.saturating_mul(n) >= 1 << 16 {
-        packed.par_chunks_mut((kp / 2) * BLOCK).enumerate().for_each(pack);
+        (0..kp / BLOCK).into_par_iter().for_each(pack);
     } else {
-        packed.chunks_mut((kp / 2) * BLOCK).enumerate().for_each(pack);
+        (0..kp / BLOCK).for_each(pack);
     }
     packed
 }
@@ -92,7 +101,7 @@ pub(super) unsafe fn gemm<K: Kernel>(
     let parallel = m.saturating_mul(n).saturating_mul(k) >= super::super::linear::PARALLEL_MACS;
 
     // lhs in row panels of BLOCK rows × kp, zeros past m and k.
-    let mut packed_lhs = vec![0u16; row_panels * BLOCK * kp];
+    let mut packed_lhs = Aligned::<u16>::zeroed(row_panels * BLOCK * kp);
     let pack_lhs = |(i, row): (usize, &mut [u16])| {
         if i < m {
             // SAFETY: row i of the m × k matrix; the kernel's CPU has AVX-512 (F, BW).
@@ -111,7 +120,7 @@ pub(super) unsafe fn gemm<K: Kernel>(
     let row_blocks = row_panels.div_ceil(mc);
     let groups = (4 * rayon::current_num_threads()).div_ceil(row_blocks).clamp(1, panels);
     let per_group = panels.div_ceil(groups);
-    let packed_lhs = &packed_lhs;
+    let packed_lhs: &[u16] = &packed_lhs;
     let task = |t: usize| {
         let (rb, g) = (t / groups, t % groups);
         // SAFETY: the kernel is available (the caller's contract).
