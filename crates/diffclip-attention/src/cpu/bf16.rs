@@ -278,16 +278,17 @@ mod tests {
         // `linear::forward` avoids by doubling the row.
         let (k, n) = (200, 96);
         let (a, b) = (values(70 * k, 4), values(k * n, 5));
-        for engine in engines() {
+        // Accumulating onto bias rows too: whole blocks and blocks past the edge sum alike.
+        for (engine, accumulate) in engines().into_iter().flat_map(|e| [(e, false), (e, true)]) {
             let run = |rows: usize| {
-                let mut out = vec![0.0f32; rows * n];
+                let mut out: Vec<f32> = (0..rows * n).map(|i| (i % n) as f32 * 0.37 - 5.0).collect();
                 // SAFETY: the buffers hold those shapes.
-                unsafe { gemm(engine, [rows, n, k], out.as_mut_ptr(), n, false, a.as_ptr(), [k, 1], b.as_ptr(), [n, 1]) };
+                unsafe { gemm(engine, [rows, n, k], out.as_mut_ptr(), n, accumulate, a.as_ptr(), [k, 1], b.as_ptr(), [n, 1]) };
                 out
             };
             let all = run(70);
             for rows in [2, 3, 33] {
-                assert!(run(rows) == all[..rows * n], "{engine:?}: {rows} rows");
+                assert!(run(rows) == all[..rows * n], "{engine:?}, accumulate {accumulate}: {rows} rows");
             }
         }
     }

@@ -69,10 +69,11 @@ impl Kernel for Tiles {
         Tiles(std::marker::PhantomData)
     }
 
-    fn product(&self, lhs: &[u16], rhs: &[u32], kp: usize, out: &mut [f32; BLOCK * BLOCK]) {
+    unsafe fn product(&self, lhs: &[u16], rhs: &[u32], kp: usize, out: *mut f32, out_stride: usize, accumulate: bool) {
         assert!(lhs.len() == BLOCK * kp && rhs.len() == BLOCK * kp / 2 && kp.is_multiple_of(BLOCK) && kp > 0);
-        // SAFETY: the tiles are configured (self); see `block_product`.
-        unsafe { block_product(lhs.as_ptr(), rhs.as_ptr().cast::<u16>(), kp, out.as_mut_ptr()) }
+        // SAFETY: the tiles are configured (self); `out` as the caller guarantees; see
+        // `block_product`.
+        unsafe { block_product(lhs.as_ptr(), rhs.as_ptr().cast::<u16>(), kp, out, out_stride * 4, accumulate) }
     }
 }
 
@@ -84,17 +85,29 @@ impl Drop for Tiles {
 }
 
 /// SAFETY: the tiles are configured; `a` holds BLOCK rows of `kp` bf16, `b` `kp / 2` rows
-/// of 2·BLOCK bf16, `c` BLOCK × BLOCK f32; `kp` is a positive multiple of BLOCK.
-unsafe fn block_product(a: *const u16, b: *const u16, kp: usize, c: *mut f32) {
-    let (a_stride, b_stride, c_stride) = (kp * 2, 2 * BLOCK * 2, BLOCK * 4);
+/// of 2·BLOCK bf16, `c` BLOCK rows of BLOCK f32 `c_stride` bytes apart (initialised when
+/// `accumulate`); `kp` is a positive multiple of BLOCK.
+unsafe fn block_product(a: *const u16, b: *const u16, kp: usize, c: *mut f32, c_stride: usize, accumulate: bool) {
+    let (a_stride, b_stride) = (kp * 2, 2 * BLOCK * 2);
+    // The accumulators start at zero, or at `c` when accumulating, so the sums run in the
+    // same order whichever block a row lands in (and are stored straight into `c`).
     // One block of assembly from the first product to the stores, the tile registers declared
     // as its clobbers: tile contents never live across blocks the compiler could reorder.
     // SAFETY: every tile load reads 16 rows of 64 bytes inside the operands (rows of `a`
     // kp·2 bytes apart, the second half 16 rows down; 16 pairs of `b` 128 bytes apart, the
     // second tile 64 bytes on; each step moves 64 bytes along `a` and 32 pairs along `b`);
-    // the stores write the 32 × 32 f32 of `c` (the right half 64 bytes on, the lower 2 KiB on).
+    // the loads and stores of `c` touch its 32 rows of 32 f32 (the right half 64 bytes on,
+    // the lower half 16 rows down).
     unsafe {
         asm!(
+            "test {acc}, {acc}",
+            "jz 3f",
+            "tileloadd tmm0, [{c} + {cs}*1]",
+            "tileloadd tmm1, [{c} + {cs}*1 + 64]",
+            "tileloadd tmm2, [{c_low} + {cs}*1]",
+            "tileloadd tmm3, [{c_low} + {cs}*1 + 64]",
+            "jmp 2f",
+            "3:",
             "tilezero tmm0",
             "tilezero tmm1",
             "tilezero tmm2",
@@ -115,13 +128,15 @@ unsafe fn block_product(a: *const u16, b: *const u16, kp: usize, c: *mut f32) {
             "jnz 2b",
             "tilestored [{c} + {cs}*1], tmm0",
             "tilestored [{c} + {cs}*1 + 64], tmm1",
-            "tilestored [{c} + {cs}*1 + 2048], tmm2",
-            "tilestored [{c} + {cs}*1 + 2112], tmm3",
+            "tilestored [{c_low} + {cs}*1], tmm2",
+            "tilestored [{c_low} + {cs}*1 + 64], tmm3",
             a0 = inout(reg) a => _,
             a1 = inout(reg) a.add(16 * kp) => _,
             b = inout(reg) b => _,
             steps = inout(reg) kp / BLOCK => _,
             c = in(reg) c,
+            c_low = in(reg) c.byte_add(16 * c_stride),
+            acc = in(reg) accumulate as usize,
             as_ = in(reg) a_stride,
             bs = in(reg) b_stride,
             cs = in(reg) c_stride,

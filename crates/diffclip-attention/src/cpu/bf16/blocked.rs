@@ -1,6 +1,8 @@
 //! The bf16 GEMM around a block kernel (AMX's tiles): both operands rounded and packed once,
 //! 32 × 32 output blocks, `k` summed in order.
 
+use std::mem::MaybeUninit;
+
 use rayon::prelude::*;
 
 use super::aligned::Aligned;
@@ -16,9 +18,13 @@ pub(super) trait Kernel {
     /// SAFETY: the CPU has the instructions the kernel uses (its `available()`).
     unsafe fn begin() -> Self;
 
-    /// `out = lhs · rhs`: `lhs` is BLOCK rows of `kp` bf16, `rhs` one packed column panel
-    /// of `kp / 2` pairs × BLOCK columns.
-    fn product(&self, lhs: &[u16], rhs: &[u32], kp: usize, out: &mut [f32; BLOCK * BLOCK]);
+    /// `out = [out +] lhs · rhs`, the sums starting from `out` when accumulating: `lhs` is
+    /// BLOCK rows of `kp` bf16, `rhs` one packed column panel of `kp / 2` pairs × BLOCK
+    /// columns, `out` BLOCK rows of BLOCK f32, `out_stride` f32 apart.
+    ///
+    /// SAFETY: `out` addresses such a block, not overlapping the operands, initialised when
+    /// accumulating.
+    unsafe fn product(&self, lhs: &[u16], rhs: &[u32], kp: usize, out: *mut f32, out_stride: usize, accumulate: bool);
 }
 
 /// Rows of output (a multiple of `BLOCK`) whose `lhs` block, `rows × kp` bf16, stays
@@ -100,19 +106,22 @@ pub(super) unsafe fn gemm<K: Kernel>(
     let (lhs, dst) = (SendPtr(lhs as *mut f32), SendPtr(dst));
     let parallel = m.saturating_mul(n).saturating_mul(k) >= super::super::linear::PARALLEL_MACS;
 
-    // lhs in row panels of BLOCK rows × kp, zeros past m and k.
-    let mut packed_lhs = Aligned::<u16>::zeroed(row_panels * BLOCK * kp);
-    let pack_lhs = |(i, row): (usize, &mut [u16])| {
-        if i < m {
+    // lhs in row panels of BLOCK rows × kp, zeros past m and k; written once, not zeroed
+    // first (a fresh buffer per call).
+    let pack_lhs = |i: usize, row: &mut [MaybeUninit<u16>]| {
+        let written = if i < m {
             // SAFETY: row i of the m × k matrix; the kernel's CPU has AVX-512 (F, BW).
-            unsafe { convert_row(lhs.get().add(i * lrs), lcs, &mut row[..k]) }
-        }
+            unsafe { convert_row(lhs.get().add(i * lrs), lcs, &mut row[..k]) };
+            k
+        } else {
+            0
+        };
+        row[written..].iter_mut().for_each(|v| {
+            v.write(0);
+        });
     };
-    if parallel {
-        packed_lhs.par_chunks_mut(kp).enumerate().with_min_len(16).for_each(pack_lhs);
-    } else {
-        packed_lhs.chunks_mut(kp).enumerate().for_each(pack_lhs);
-    }
+    // SAFETY: pack_lhs writes every element of its row.
+    let packed_lhs = unsafe { Aligned::<u16>::from_rows(row_panels * BLOCK, kp, parallel, pack_lhs) };
 
     // Tasks: blocks of row panels × groups of column panels, enough to keep every thread
     // busy; within one, each rhs panel meets every row panel of the block while in cache.
@@ -130,21 +139,31 @@ pub(super) unsafe fn gemm<K: Kernel>(
             let cols = (n - p * BLOCK).min(BLOCK);
             let panel = &packed_rhs[p * (kp / 2) * BLOCK..][..(kp / 2) * BLOCK];
             for i in (rb * mc)..((rb + 1) * mc).min(row_panels) {
-                kernel.product(&packed_lhs[i * BLOCK * kp..][..BLOCK * kp], panel, kp, &mut block);
+                let lhs = &packed_lhs[i * BLOCK * kp..][..BLOCK * kp];
                 let rows = (m - i * BLOCK).min(BLOCK);
-                for (r, values) in block.chunks_exact(BLOCK).take(rows).enumerate() {
-                    // SAFETY: this block of dst belongs to this task alone, lies in dst,
-                    // and is initialised when accumulating.
-                    unsafe {
-                        let out = dst.get().add((i * BLOCK + r) * dst_rs + p * BLOCK);
-                        if accumulate {
-                            let out = std::slice::from_raw_parts_mut(out, cols);
-                            out.iter_mut().zip(values).for_each(|(o, v)| *o += v);
-                        } else {
-                            // Not yet initialised: written, never viewed as a slice.
-                            std::ptr::copy_nonoverlapping(values.as_ptr(), out, cols);
-                        }
+                // SAFETY: this block of dst lies in dst, belongs to this task alone, and is
+                // initialised when accumulating.
+                let out = unsafe { dst.get().add(i * BLOCK * dst_rs + p * BLOCK) };
+                if rows == BLOCK && cols == BLOCK {
+                    // SAFETY: as above, a whole block, stored in place.
+                    unsafe { kernel.product(lhs, panel, kp, out, dst_rs, accumulate) };
+                    continue;
+                }
+                // A block past dst's edge goes through `block`, which starts as dst's part of
+                // it when accumulating: the same sums as a whole block's.
+                if accumulate {
+                    for (r, values) in block.chunks_exact_mut(BLOCK).take(rows).enumerate() {
+                        // SAFETY: row r of the block, `cols` initialised values of dst.
+                        values[..cols].copy_from_slice(unsafe { std::slice::from_raw_parts(out.add(r * dst_rs), cols) });
                     }
+                }
+                // SAFETY: `block` is BLOCK × BLOCK f32 of this task; what it holds past dst's
+                // part is left from earlier blocks and never read back.
+                unsafe { kernel.product(lhs, panel, kp, block.as_mut_ptr(), BLOCK, accumulate) };
+                for (r, values) in block.chunks_exact(BLOCK).take(rows).enumerate() {
+                    // SAFETY: row r of this task's block of dst; written, never viewed as a
+                    // slice (it may be uninitialised).
+                    unsafe { std::ptr::copy_nonoverlapping(values.as_ptr(), out.add(r * dst_rs), cols) };
                 }
             }
         }
@@ -156,18 +175,22 @@ pub(super) unsafe fn gemm<K: Kernel>(
     }
 }
 
-/// `out[j] = bf16(src[j·stride])`.
+/// `out[j] = bf16(src[j·stride])`, every element of `out` written.
 ///
 /// SAFETY: `src` addresses `out.len()` values `stride` apart; the CPU has AVX-512.
 #[target_feature(enable = "avx512f,avx512bw")]
-unsafe fn convert_row(src: *const f32, stride: usize, out: &mut [u16]) {
+unsafe fn convert_row(src: *const f32, stride: usize, out: &mut [MaybeUninit<u16>]) {
     if stride == 1 {
         // SAFETY: the caller's contract.
         let src = unsafe { std::slice::from_raw_parts(src, out.len()) };
-        out.iter_mut().zip(src).for_each(|(o, &x)| *o = bf16_bits(x));
+        out.iter_mut().zip(src).for_each(|(o, &x)| {
+            o.write(bf16_bits(x));
+        });
     } else {
-        // SAFETY: the caller's contract.
-        out.iter_mut().enumerate().for_each(|(j, o)| *o = bf16_bits(unsafe { *src.add(j * stride) }));
+        out.iter_mut().enumerate().for_each(|(j, o)| {
+            // SAFETY: the caller's contract.
+            o.write(bf16_bits(unsafe { *src.add(j * stride) }));
+        });
     }
 }
 
