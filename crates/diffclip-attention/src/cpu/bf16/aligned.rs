@@ -45,7 +45,7 @@ impl<T: Plain> Aligned<T> {
         if row_len > 0 {
             let fill = |(r, row): (usize, &mut [MaybeUninit<T>])| fill(r, row);
             if parallel {
-                values.par_chunks_mut(row_len).enumerate().with_min_len(16).for_each(fill);
+                values.par_chunks_mut(row_len).enumerate().for_each(fill);
             } else {
                 values.chunks_mut(row_len).enumerate().for_each(fill);
             }

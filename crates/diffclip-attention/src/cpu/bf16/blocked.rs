@@ -106,22 +106,28 @@ pub(super) unsafe fn gemm<K: Kernel>(
     let (lhs, dst) = (SendPtr(lhs as *mut f32), SendPtr(dst));
     let parallel = m.saturating_mul(n).saturating_mul(k) >= super::super::linear::PARALLEL_MACS;
 
-    // lhs in row panels of BLOCK rows × kp, zeros past m and k; written once, not zeroed
-    // first (a fresh buffer per call).
-    let pack_lhs = |i: usize, row: &mut [MaybeUninit<u16>]| {
-        let written = if i < m {
-            // SAFETY: row i of the m × k matrix; the kernel's CPU has AVX-512 (F, BW).
-            unsafe { convert_row(lhs.get().add(i * lrs), lcs, &mut row[..k]) };
-            k
+    // lhs in row panels of BLOCK rows × kp, zeros past m and k, each panel written once (not
+    // zeroed first): row by row, or 32 × 32 squares at a time when its columns are contiguous
+    // (the weight gradient's xᵀ), whose rows would read one value per cache line.
+    let pack_panel = |panel: usize, out: &mut [MaybeUninit<u16>]| {
+        let (i0, rows) = (panel * BLOCK, (m - panel * BLOCK).min(BLOCK));
+        if lcs == 1 || lrs != 1 {
+            for (r, row) in out.chunks_exact_mut(kp).take(rows).enumerate() {
+                // SAFETY: row i0 + r of the m × k matrix; the kernel's CPU has AVX-512 (F, BW).
+                unsafe { convert_row(lhs.get().add((i0 + r) * lrs), lcs, &mut row[..k]) };
+            }
         } else {
-            0
-        };
-        row[written..].iter_mut().for_each(|v| {
-            v.write(0);
-        });
+            // SAFETY: rows i0.. i0 + rows of the m × k matrix, row stride 1; AVX-512 as above.
+            unsafe { convert_columns(lhs.get().add(i0), lcs, rows, k, out) };
+        }
+        for (r, row) in out.chunks_exact_mut(kp).enumerate() {
+            row[if r < rows { k } else { 0 }..].iter_mut().for_each(|v| {
+                v.write(0);
+            });
+        }
     };
-    // SAFETY: pack_lhs writes every element of its row.
-    let packed_lhs = unsafe { Aligned::<u16>::from_rows(row_panels * BLOCK, kp, parallel, pack_lhs) };
+    // SAFETY: pack_panel writes every element of its panel.
+    let packed_lhs = unsafe { Aligned::<u16>::from_rows(row_panels, BLOCK * kp, parallel, pack_panel) };
 
     // Tasks: blocks of row panels × groups of column panels, enough to keep every thread
     // busy; within one, each rhs panel meets every row panel of the block while in cache.
@@ -191,6 +197,29 @@ unsafe fn convert_row(src: *const f32, stride: usize, out: &mut [MaybeUninit<u16
             // SAFETY: the caller's contract.
             o.write(bf16_bits(unsafe { *src.add(j * stride) }));
         });
+    }
+}
+
+/// `out[r·kp + l] = bf16(src[r + l·stride])` for `r < rows`, `l < k`, where `kp = out.len() /
+/// BLOCK`: `rows` rows of a matrix whose columns are contiguous, read a column run at a time.
+///
+/// SAFETY: `src` addresses `rows × k` values so laid out; the CPU has AVX-512.
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn convert_columns(src: *const f32, stride: usize, rows: usize, k: usize, out: &mut [MaybeUninit<u16>]) {
+    let kp = out.len() / BLOCK;
+    let mut square = [[0u16; BLOCK]; BLOCK]; // [column][row]
+    for l0 in (0..k).step_by(BLOCK) {
+        let cols = (k - l0).min(BLOCK);
+        for (dl, column) in square.iter_mut().take(cols).enumerate() {
+            // SAFETY: column l0 + dl, rows 0.. rows (the caller's contract).
+            let values = unsafe { std::slice::from_raw_parts(src.add((l0 + dl) * stride), rows) };
+            column.iter_mut().zip(values).for_each(|(o, &x)| *o = bf16_bits(x));
+        }
+        for (r, row) in out.chunks_exact_mut(kp).take(rows).enumerate() {
+            for (o, column) in row[l0..l0 + cols].iter_mut().zip(&square) {
+                o.write(column[r]);
+            }
+        }
     }
 }
 
