@@ -66,7 +66,9 @@ pub fn step(model: Clip, optim: &mut AdamW, images: &Tensor<4>, text: &Tensor<2,
 pub fn step_in(model: Clip, optim: &mut AdamW, images: &Tensor<4>, text: &Tensor<2, Int>, precision: Precision) -> (Clip, f32) {
     let compute = compute_model(&model, precision, &images.device()).expect("a precision the device has");
     let loss_scale = if precision == Precision::F16 { F16_LOSS_SCALE } else { 1.0 };
-    let (value, backward) = in_products(precision, || {
+    // The closure owns `compute`: dropped before the update, it shares no buffer with the weights
+    // AdamW then writes in place (as in the trainer).
+    let (value, backward) = in_products(precision, move || {
         let out = compute.forward(images.clone(), text.clone());
         let scale = out.logit_scale_exp.cast(DType::F32).clamp_max(100.0);
         let loss = clip_loss_normalized(out.image_embed, out.text_embed, scale);
