@@ -203,7 +203,7 @@ mod blocked;
 mod tests {
     use super::*;
 
-    fn values(len: usize, seed: u32) -> Vec<f32> {
+    pub(super) fn values(len: usize, seed: u32) -> Vec<f32> {
         (0..len).map(|i| (((i as u32).wrapping_mul(2_654_435_761) ^ seed) % 1000) as f32 / 377.0 - 1.3).collect()
     }
 
@@ -222,7 +222,7 @@ mod tests {
     }
 
     /// `dst = [dst +] a·b` over the rounded operands, summed in f64.
-    fn reference(m: usize, n: usize, k: usize, a: impl Fn(usize, usize) -> f32, b: impl Fn(usize, usize) -> f32, start: &[f32]) -> Vec<f32> {
+    pub(super) fn reference(m: usize, n: usize, k: usize, a: impl Fn(usize, usize) -> f32, b: impl Fn(usize, usize) -> f32, start: &[f32]) -> Vec<f32> {
         let mut out = start.to_vec();
         for i in 0..m {
             for j in 0..n {
@@ -233,7 +233,7 @@ mod tests {
         out
     }
 
-    fn close(got: &[f32], want: &[f32], k: usize, what: &str) {
+    pub(super) fn close(got: &[f32], want: &[f32], k: usize, what: &str) {
         // f32 sums of k exact products: a few units of f32 rounding per term at most.
         let tol = 4.0 * f32::EPSILON * k as f32;
         for (i, (g, w)) in got.iter().zip(want).enumerate() {
@@ -276,7 +276,8 @@ mod tests {
     fn a_row_is_the_same_bits_whatever_rows_come_with_it() {
         // From two rows: one row takes the f32 GEMM's matrix-vector path without AMX, which
         // `linear::forward` avoids by doubling the row.
-        let (k, n) = (200, 96);
+        // n = 100: blocks past the edge in columns as well as rows.
+        let (k, n) = (200, 100);
         let (a, b) = (values(70 * k, 4), values(k * n, 5));
         // Accumulating onto bias rows too: whole blocks and blocks past the edge sum alike.
         for (engine, accumulate) in engines().into_iter().flat_map(|e| [(e, false), (e, true)]) {

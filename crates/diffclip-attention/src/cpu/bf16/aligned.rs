@@ -11,10 +11,23 @@ use rayon::prelude::*;
 #[repr(C, align(64))]
 struct Line([u8; 64]);
 
-/// Element types for which all-zero bytes are a value and any bytes are one.
-pub(super) trait Plain: Copy + Send + Sync {}
-impl Plain for u16 {}
-impl Plain for u32 {}
+/// Element types for which any bytes, zeros included, are a value, aligned to at most a line.
+///
+/// SAFETY: implement only for such types.
+pub(super) unsafe trait Plain: Copy + Send + Sync {
+    /// Checked where a buffer is made: a line aligns it.
+    const FITS_A_LINE: () = assert!(align_of::<Self>() <= 64);
+}
+// SAFETY: integers: every bit pattern is a value; alignment 2 and 4.
+unsafe impl Plain for u16 {}
+// SAFETY: as above.
+unsafe impl Plain for u32 {}
+
+/// Lines holding `len` values of `T`; panics on an overflowing size.
+fn lines_for<T: Plain>(len: usize) -> usize {
+    let () = T::FITS_A_LINE;
+    len.checked_mul(size_of::<T>()).expect("buffer size overflows usize").div_ceil(64)
+}
 
 /// `len` values of `T` on whole cache lines.
 pub(super) struct Aligned<T: Plain> {
@@ -27,7 +40,7 @@ pub(super) struct Aligned<T: Plain> {
 impl<T: Plain> Aligned<T> {
     /// `len` zeros.
     pub(super) fn zeroed(len: usize) -> Self {
-        let lines = vec![MaybeUninit::new(Line([0; 64])); (len * size_of::<T>()).div_ceil(64)];
+        let lines = vec![MaybeUninit::new(Line([0; 64])); lines_for::<T>(len)];
         Aligned { lines, len, _t: PhantomData }
     }
 
@@ -36,8 +49,8 @@ impl<T: Plain> Aligned<T> {
     ///
     /// SAFETY: `fill` writes every element of the row it is given.
     pub(super) unsafe fn from_rows(rows: usize, row_len: usize, parallel: bool, fill: impl Fn(usize, &mut [MaybeUninit<T>]) + Sync) -> Self {
-        let len = rows * row_len;
-        let mut lines: Vec<MaybeUninit<Line>> = Vec::with_capacity((len * size_of::<T>()).div_ceil(64));
+        let len = rows.checked_mul(row_len).expect("buffer size overflows usize");
+        let mut lines: Vec<MaybeUninit<Line>> = Vec::with_capacity(lines_for::<T>(len));
         // SAFETY: MaybeUninit needs no initialisation.
         unsafe { lines.set_len(lines.capacity()) };
         // SAFETY: the lines hold len values of T, aligned for it (T's alignment ≤ 64).

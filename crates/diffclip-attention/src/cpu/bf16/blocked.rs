@@ -18,9 +18,11 @@ pub(super) trait Kernel {
     /// SAFETY: the CPU has the instructions the kernel uses (its `available()`).
     unsafe fn begin() -> Self;
 
-    /// `out = [out +] lhs · rhs`, the sums starting from `out` when accumulating: `lhs` is
-    /// BLOCK rows of `kp` bf16, `rhs` one packed column panel of `kp / 2` pairs × BLOCK
-    /// columns, `out` BLOCK rows of BLOCK f32, `out_stride` f32 apart.
+    /// `out = [out +] lhs · rhs`, the sums starting from `out` when accumulating (a linear
+    /// layer's bias rows; AMX flushes a subnormal start to zero, and a start far larger than
+    /// the products costs them precision, so it is no place for running sums): `lhs` is BLOCK
+    /// rows of `kp` bf16, `rhs` one packed column panel of `kp / 2` pairs × BLOCK columns,
+    /// `out` BLOCK rows of BLOCK f32, `out_stride` f32 apart.
     ///
     /// SAFETY: `out` addresses such a block, not overlapping the operands, initialised when
     /// accumulating.
@@ -74,6 +76,36 @@ pub(super) unsafe fn pack_rhs(rhs: *const f32, [rrs, rcs]: [usize; 2], k: usize,
     packed
 }
 
+/// `lhs` (`m × k`, strides `[row, column]`) in row panels of BLOCK rows × `kp` bf16, zeros past
+/// `m` and `k`, each panel written once (not zeroed first): row by row, or 32 × 32 squares at
+/// a time when its columns are contiguous (the weight gradient's xᵀ), whose rows would read one
+/// value per cache line.
+///
+/// SAFETY: `lhs` addresses a valid `m × k` matrix; the CPU has AVX-512 (F, BW).
+pub(super) unsafe fn pack_lhs(lhs: *const f32, [lrs, lcs]: [usize; 2], m: usize, k: usize, parallel: bool) -> Aligned<u16> {
+    let kp = k.div_ceil(BLOCK) * BLOCK;
+    let lhs = SendPtr(lhs as *mut f32);
+    let pack_panel = |panel: usize, out: &mut [MaybeUninit<u16>]| {
+        let (i0, rows) = (panel * BLOCK, (m - panel * BLOCK).min(BLOCK));
+        if lcs == 1 || lrs != 1 {
+            for (r, row) in out.chunks_exact_mut(kp).take(rows).enumerate() {
+                // SAFETY: row i0 + r of the m × k matrix; AVX-512 (the caller's contract).
+                unsafe { convert_row(lhs.get().add((i0 + r) * lrs), lcs, &mut row[..k]) };
+            }
+        } else {
+            // SAFETY: rows i0.. i0 + rows of the m × k matrix, row stride 1; AVX-512 as above.
+            unsafe { convert_columns(lhs.get().add(i0), lcs, rows, k, out) };
+        }
+        for (r, row) in out.chunks_exact_mut(kp).enumerate() {
+            row[if r < rows { k } else { 0 }..].iter_mut().for_each(|v| {
+                v.write(0);
+            });
+        }
+    };
+    // SAFETY: pack_panel writes every element of its panel.
+    unsafe { Aligned::<u16>::from_rows(m.div_ceil(BLOCK), BLOCK * kp, parallel, pack_panel) }
+}
+
 /// See [`super::gemm_packed`], with kernel `K`; `packed_rhs` comes from [`pack_rhs`] for this
 /// `k × n`.
 ///
@@ -103,31 +135,11 @@ pub(super) unsafe fn gemm<K: Kernel>(
     let kp = k.div_ceil(BLOCK) * BLOCK;
     let (row_panels, panels) = (m.div_ceil(BLOCK), n.div_ceil(BLOCK));
     assert_eq!(packed_rhs.len(), panels * (kp / 2) * BLOCK);
-    let (lhs, dst) = (SendPtr(lhs as *mut f32), SendPtr(dst));
+    let dst = SendPtr(dst);
     let parallel = m.saturating_mul(n).saturating_mul(k) >= super::super::linear::PARALLEL_MACS;
 
-    // lhs in row panels of BLOCK rows × kp, zeros past m and k, each panel written once (not
-    // zeroed first): row by row, or 32 × 32 squares at a time when its columns are contiguous
-    // (the weight gradient's xᵀ), whose rows would read one value per cache line.
-    let pack_panel = |panel: usize, out: &mut [MaybeUninit<u16>]| {
-        let (i0, rows) = (panel * BLOCK, (m - panel * BLOCK).min(BLOCK));
-        if lcs == 1 || lrs != 1 {
-            for (r, row) in out.chunks_exact_mut(kp).take(rows).enumerate() {
-                // SAFETY: row i0 + r of the m × k matrix; the kernel's CPU has AVX-512 (F, BW).
-                unsafe { convert_row(lhs.get().add((i0 + r) * lrs), lcs, &mut row[..k]) };
-            }
-        } else {
-            // SAFETY: rows i0.. i0 + rows of the m × k matrix, row stride 1; AVX-512 as above.
-            unsafe { convert_columns(lhs.get().add(i0), lcs, rows, k, out) };
-        }
-        for (r, row) in out.chunks_exact_mut(kp).enumerate() {
-            row[if r < rows { k } else { 0 }..].iter_mut().for_each(|v| {
-                v.write(0);
-            });
-        }
-    };
-    // SAFETY: pack_panel writes every element of its panel.
-    let packed_lhs = unsafe { Aligned::<u16>::from_rows(row_panels, BLOCK * kp, parallel, pack_panel) };
+    // SAFETY: the caller's contract; the kernel's CPU has AVX-512 (F, BW).
+    let packed_lhs = unsafe { pack_lhs(lhs, [lrs, lcs], m, k, parallel) };
 
     // Tasks: blocks of row panels × groups of column panels, enough to keep every thread
     // busy; within one, each rhs panel meets every row panel of the block while in cache.
@@ -248,3 +260,132 @@ unsafe fn convert_pair(first: *const f32, second: Option<*const f32>, stride: us
     }
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{close, reference, values};
+    use super::*;
+
+    /// The block product written out in scalar f32 from the packed operands: the driver, its
+    /// packing and its edges tested on every CPU with AVX-512, AMX or not.
+    struct Scalar;
+
+    impl Kernel for Scalar {
+        unsafe fn begin() -> Scalar {
+            Scalar
+        }
+
+        unsafe fn product(&self, lhs: &[u16], rhs: &[u32], kp: usize, out: *mut f32, out_stride: usize, accumulate: bool) {
+            let f = |bits: u16| f32::from_bits((bits as u32) << 16);
+            for r in 0..BLOCK {
+                for c in 0..BLOCK {
+                    // SAFETY: (r, c) lies in the block the caller gives.
+                    let at = unsafe { out.add(r * out_stride + c) };
+                    // SAFETY: as above, initialised when accumulating.
+                    let mut sum = if accumulate { unsafe { *at } } else { 0.0 };
+                    for (p, &pair) in rhs.chunks_exact(BLOCK).map(|row| &row[c]).enumerate() {
+                        sum += f(lhs[r * kp + 2 * p]) * f(pair as u16) + f(lhs[r * kp + 2 * p + 1]) * f((pair >> 16) as u16);
+                    }
+                    // SAFETY: as above.
+                    unsafe { *at = sum };
+                }
+            }
+        }
+    }
+
+    fn avx512() -> bool {
+        let has = is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bw");
+        println!("AVX-512 F and BW: {has}");
+        has
+    }
+
+    /// `dst = [dst +] lhs · rhs` through the driver with the scalar kernel.
+    #[allow(clippy::too_many_arguments)]
+    fn scalar_gemm(mnk: [usize; 3], dst: &mut [f32], accumulate: bool, lhs: &[f32], ls: [usize; 2], rhs: &[f32], rs: [usize; 2]) {
+        let [m, n, k] = mnk;
+        assert!(dst.len() == m * n && lhs.len() >= m * k && rhs.len() >= k * n);
+        // SAFETY: the buffers hold those shapes; the CPU has AVX-512 (checked by the callers).
+        unsafe {
+            let packed = pack_rhs(rhs.as_ptr(), rs, k, n);
+            gemm::<Scalar>(mnk, dst.as_mut_ptr(), n, accumulate, lhs.as_ptr(), ls, &packed);
+        }
+    }
+
+    #[test]
+    fn the_driver_packs_and_splits_every_shape_and_layout() {
+        if !avx512() {
+            return;
+        }
+        for [m, n, k] in [[1, 1, 1], [3, 4, 0], [1, 45, 70], [37, 45, 70], [33, 31, 65], [64, 64, 64], [40, 300, 260], [200, 197, 300]] {
+            let (a, b) = (values(m * k, 11), values(k * n, 12));
+            let want = reference(m, n, k, |i, l| a[i * k + l], |l, j| b[l * n + j], &vec![0.0; m * n]);
+            let mut got = vec![f32::NAN; m * n];
+            scalar_gemm([m, n, k], &mut got, false, &a, [k, 1], &b, [n, 1]);
+            close(&got, &want, k, &format!("{m}x{n}x{k}"));
+            // Both operands transposed (lhs packed in squares), accumulating onto dst.
+            let start = values(m * n, 13);
+            let want = reference(m, n, k, |i, l| a[l * m + i], |l, j| b[j * k + l], &start);
+            let mut got = start.clone();
+            scalar_gemm([m, n, k], &mut got, true, &a, [1, m], &b, [1, k]);
+            close(&got, &want, k, &format!("{m}x{n}x{k} transposed, accumulated"));
+        }
+    }
+
+    #[test]
+    fn a_row_sums_alike_in_whole_and_edge_blocks() {
+        if !avx512() {
+            return;
+        }
+        let (k, n) = (70, 100);
+        let (a, b) = (values(70 * k, 14), values(k * n, 15));
+        for accumulate in [false, true] {
+            let run = |rows: usize| {
+                let mut out: Vec<f32> = (0..rows * n).map(|i| (i % n) as f32 * 0.37 - 5.0).collect();
+                scalar_gemm([rows, n, k], &mut out, accumulate, &a, [k, 1], &b, [n, 1]);
+                out
+            };
+            let all = run(70);
+            for rows in [1, 3, 33, 64] {
+                assert!(run(rows) == all[..rows * n], "accumulate {accumulate}: {rows} rows");
+            }
+        }
+    }
+
+    /// Padding is written as zeros even where the buffer held other bits before.
+    #[test]
+    fn packed_operands_are_zero_past_the_matrix() {
+        if !avx512() {
+            return;
+        }
+        for (m, k, transposed) in [(37usize, 70usize, false), (37, 70, true), (5, 33, false), (64, 64, true)] {
+            let kp = k.div_ceil(BLOCK) * BLOCK;
+            let panels = m.div_ceil(BLOCK);
+            // A dropped buffer of the same size full of ones, which the allocator may hand back.
+            // SAFETY: every element is written.
+            drop(unsafe { Aligned::<u16>::from_rows(panels, BLOCK * kp, false, |_, row| row.iter_mut().for_each(|v| { v.write(u16::MAX); })) });
+            let a = values(m * k, 16);
+            let strides = if transposed { [1, m] } else { [k, 1] };
+            // SAFETY: `a` holds m × k values with those strides; AVX-512 checked.
+            let packed = unsafe { pack_lhs(a.as_ptr(), strides, m, k, false) };
+            for (i, row) in packed.chunks_exact(kp).enumerate() {
+                let from = if i < m { k } else { 0 };
+                assert!(row[from..].iter().all(|&v| v == 0), "lhs {m}x{k} (transposed {transposed}): row {i} padding");
+                if i < m {
+                    let want: Vec<u16> = (0..k).map(|l| bf16_bits(a[i * strides[0] + l * strides[1]])).collect();
+                    assert_eq!(row[..k], want[..], "lhs row {i}");
+                }
+            }
+            // SAFETY: as above, k × m read as the rhs.
+            let rhs = unsafe { pack_rhs(a.as_ptr(), [m, 1], k, m) };
+            for (p, panel) in rhs.chunks_exact(kp / 2 * BLOCK).enumerate() {
+                for (pair, row) in panel.chunks_exact(BLOCK).enumerate() {
+                    for (c, &v) in row.iter().enumerate() {
+                        let (l, j) = (2 * pair, p * BLOCK + c);
+                        let value = |l: usize| if l < k && j < m { bf16_bits(a[l * m + j]) as u32 } else { 0 };
+                        assert_eq!(v, value(l) | value(l + 1) << 16, "rhs {k}x{m}: panel {p} pair {pair} column {c}");
+                    }
+                }
+            }
+        }
+    }
+}
