@@ -243,8 +243,8 @@ impl Trainer {
             } else {
                 // Clipping (and unscaling) happen inside the update, not as a pass of their own.
                 let clip = GradBuffer::clip_factor(grad_norm, self.config.grad_clip);
-                // Cloning a module shares its tensors; the optimizer maps the clone to new weights.
-                self.model = clamp_logit_scale(self.update(lr, &grads, clip * unscale));
+                // The optimizer consumes the model and writes its weights in place (take_model).
+                self.model = clamp_logit_scale(self.update(lr, &grads, clip * unscale)?);
                 if f16 {
                     self.state.loss_scale_good_steps += 1;
                     if self.state.loss_scale_good_steps >= LOSS_SCALE_GROWTH {
@@ -308,8 +308,9 @@ impl Trainer {
     /// [`lr_scale`](Self::lr_scale) factor. Parameters with the same factor are updated together;
     /// all of them see the same AdamW step count, so the update equals a single
     /// [`AdamW::step`] when every factor is 1.
-    fn update(&mut self, lr: f64, grads: &GradBuffer, grad_scale: f64) -> Clip {
-        let Some(scale) = &self.options.lr_scale else { return self.optim.step_scaled(self.model.clone(), lr, grads, grad_scale) };
+    fn update(&mut self, lr: f64, grads: &GradBuffer, grad_scale: f64) -> Result<Clip, TrainError> {
+        let model = self.take_model()?;
+        let Some(scale) = &self.options.lr_scale else { return Ok(self.optim.step_scaled(model, lr, grads, grad_scale)) };
         let mut groups: std::collections::BTreeMap<u64, GradBuffer> = Default::default();
         for (key, g) in &grads.grads {
             let f = scale(key, self.state.step);
@@ -318,13 +319,22 @@ impl Trainer {
             }
         }
         let t = self.optim.step;
-        let mut model = self.model.clone();
+        let mut model = model;
         for (bits, group) in &groups {
             self.optim.step = t;
             model = self.optim.step_scaled(model, lr * f64::from_bits(*bits), group, grad_scale);
         }
         self.optim.step = t + 1;
-        model
+        Ok(model)
+    }
+
+    /// The model moved out for an update that consumes it, an unread lazy one left in its place
+    /// (nothing allocated): the optimizer then holds each weight's only reference and writes it
+    /// in place. A clone left behind made it copy every weight, most of a ViT-B/16 step's
+    /// memory traffic outside the products.
+    fn take_model(&mut self) -> Result<Clip, TrainError> {
+        let placeholder = ClipConfig::diffclip_tiny().init_lazy(&self.device).map_err(|e| TrainError::Config(e.to_string()))?;
+        Ok(std::mem::replace(&mut self.model, placeholder))
     }
 
     /// Write the rolling checkpoint now (no-op without an output folder or model config).
