@@ -13,7 +13,8 @@ struct Line([u8; 64]);
 
 /// Element types for which any bytes, zeros included, are a value, aligned to at most a line.
 ///
-/// SAFETY: implement only for such types.
+/// # Safety
+/// Implement only for such types.
 pub(super) unsafe trait Plain: Copy + Send + Sync {
     /// Checked where a buffer is made: a line aligns it.
     const FITS_A_LINE: () = assert!(align_of::<Self>() <= 64);
