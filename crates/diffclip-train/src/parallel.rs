@@ -151,10 +151,10 @@ impl DataParallel {
 
     /// Forward the global batch (`images`/`texts` on any device) split across the replicas in
     /// `precision` (as [`TrainConfig::precision`](crate::TrainConfig::precision) says; the
-    /// features are f32 either way), gather the
-    /// features on the main device, compute the loss there (times `factor`, e.g.
-    /// `1 / accum_steps`, or an f16 loss scale), backpropagate, and sum the replicas' gradients
-    /// by parameter path. A `precision` the devices lack is a configuration error.
+    /// features are f32 either way), gather the features on the main device, compute the loss
+    /// there (times `factor`, e.g. `1 / accum_steps`, or an f16 loss scale), backpropagate,
+    /// and sum the replicas' gradients by parameter path. A `precision` the devices lack is a
+    /// configuration error.
     pub fn loss_and_grads(
         &self,
         master: &Clip,
@@ -164,65 +164,54 @@ impl DataParallel {
         factor: f64,
         precision: Precision,
     ) -> Result<ParallelGrads, TrainError> {
-        crate::in_products(precision, || self.loss_and_grads_in(master, images, texts, kind, factor, precision))
-    }
-
-    /// [`loss_and_grads`](Self::loss_and_grads) inside its products' setting.
-    fn loss_and_grads_in(
-        &self,
-        master: &Clip,
-        images: Tensor<4>,
-        texts: Tensor<2, Int>,
-        kind: LossKind,
-        factor: f64,
-        precision: Precision,
-    ) -> Result<ParallelGrads, TrainError> {
-        let n = images.dims()[0];
-        let main = self.main();
-        let mut replicas: Vec<Clip> = Vec::with_capacity(self.devices.len());
-        let mut image_parts = Vec::with_capacity(self.devices.len());
-        let mut text_parts = Vec::with_capacity(self.devices.len());
-        let mut start = 0;
-        for (i, (device, size)) in self
-            .devices
-            .iter()
-            .zip(shard_sizes(n, self.devices.len()))
-            .enumerate()
-        {
-            // Fork after the master's own forward: a model built with `init_lazy` draws a
-            // parameter on its first read, so this keeps the draw order (hence the random
-            // weights) of a single-device run with the same seed.
-            let replica = if i == 0 {
-                master.clone()
-            } else {
-                master.clone().fork(device)
-            };
-            if size > 0 {
-                let imgs = images.clone().narrow(0, start, size).to_device(device);
-                let txts = texts.clone().narrow(0, start, size).to_device(device);
-                start += size;
-                let model = crate::compute_model(&replica, precision, device)?;
-                image_parts.push(model.encode_image(imgs));
-                text_parts.push(model.encode_text(txts));
+        crate::in_products(precision, || {
+            let n = images.dims()[0];
+            let main = self.main();
+            let mut replicas: Vec<Clip> = Vec::with_capacity(self.devices.len());
+            let mut image_parts = Vec::with_capacity(self.devices.len());
+            let mut text_parts = Vec::with_capacity(self.devices.len());
+            let mut start = 0;
+            for (i, (device, size)) in self
+                .devices
+                .iter()
+                .zip(shard_sizes(n, self.devices.len()))
+                .enumerate()
+            {
+                // Fork after the master's own forward: a model built with `init_lazy` draws a
+                // parameter on its first read, so this keeps the draw order (hence the random
+                // weights) of a single-device run with the same seed.
+                let replica = if i == 0 {
+                    master.clone()
+                } else {
+                    master.clone().fork(device)
+                };
+                if size > 0 {
+                    let imgs = images.clone().narrow(0, start, size).to_device(device);
+                    let txts = texts.clone().narrow(0, start, size).to_device(device);
+                    start += size;
+                    let model = crate::compute_model(&replica, precision, device)?;
+                    image_parts.push(model.encode_image(imgs));
+                    text_parts.push(model.encode_text(txts));
+                }
+                replicas.push(replica);
             }
-            replicas.push(replica);
-        }
-        let image = gather_features(image_parts, main);
-        let text = gather_features(text_parts, main);
-        let loss = contrastive_loss(master, kind, image, text) * factor;
-        let value = loss.clone().into_scalar::<f32>();
-        let grads = loss.backward();
-        let per_replica = replicas
-            .iter()
-            .map(|replica| {
-                let mut g = GradBuffer::default();
-                g.accumulate(replica, &grads);
-                g
-            })
-            .collect();
-        let inner: Vec<Device> = self.devices.iter().map(|d| d.clone().inner()).collect();
-        let grads = crate::grad_sync::sum_replicas(self.sync, per_replica, &inner);
-        Ok(ParallelGrads { loss: value, grads })
+            let image = gather_features(image_parts, main);
+            let text = gather_features(text_parts, main);
+            let loss = contrastive_loss(master, kind, image, text) * factor;
+            let value = loss.clone().into_scalar::<f32>();
+            let grads = loss.backward();
+            let per_replica = replicas
+                .iter()
+                .map(|replica| {
+                    let mut g = GradBuffer::default();
+                    g.accumulate(replica, &grads);
+                    g
+                })
+                .collect();
+            let inner: Vec<Device> = self.devices.iter().map(|d| d.clone().inner()).collect();
+            let grads = crate::grad_sync::sum_replicas(self.sync, per_replica, &inner);
+            Ok(ParallelGrads { loss: value, grads })
+        })
     }
 
     /// One full optimizer step on a global batch in f32: [`loss_and_grads`](Self::loss_and_grads),
