@@ -260,7 +260,6 @@ unsafe fn convert_pair(first: *const f32, second: Option<*const f32>, stride: us
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::super::tests::{close, reference, values};
