@@ -222,7 +222,7 @@ mod tests {
     }
 
     /// `dst = [dst +] a·b` over the rounded operands, summed in f64.
-    pub(super) fn reference(m: usize, n: usize, k: usize, a: impl Fn(usize, usize) -> f32, b: impl Fn(usize, usize) -> f32, start: &[f32]) -> Vec<f32> {
+    fn reference(m: usize, n: usize, k: usize, a: impl Fn(usize, usize) -> f32, b: impl Fn(usize, usize) -> f32, start: &[f32]) -> Vec<f32> {
         let mut out = start.to_vec();
         for i in 0..m {
             for j in 0..n {
@@ -233,7 +233,7 @@ mod tests {
         out
     }
 
-    pub(super) fn close(got: &[f32], want: &[f32], k: usize, what: &str) {
+    fn close(got: &[f32], want: &[f32], k: usize, what: &str) {
         // f32 sums of k exact products: a few units of f32 rounding per term at most.
         let tol = 4.0 * f32::EPSILON * k as f32;
         for (i, (g, w)) in got.iter().zip(want).enumerate() {
@@ -251,24 +251,61 @@ mod tests {
         engines
     }
 
-    #[test]
-    fn products_match_the_rounded_operands_at_every_edge_and_layout() {
-        // Sizes off the 32-blocks, one row, k = 1, k = 0, and big enough for the threaded paths.
-        for (engine, [m, n, k]) in engines().into_iter().flat_map(|e| [[1, 1, 1], [3, 4, 0], [1, 45, 70], [37, 45, 70], [33, 31, 65], [40, 300, 260], [200, 197, 300]].map(|s| (e, s))) {
+    /// `dst = [dst +] lhs · rhs` on slices: `[m, n, k]`, dst, accumulate, lhs and its strides,
+    /// rhs and its strides.
+    pub(super) type SliceGemm = dyn Fn([usize; 3], &mut [f32], bool, &[f32], [usize; 2], &[f32], [usize; 2]);
+
+    /// `gemm` against the rounded operands summed in f64: sizes off the 32-blocks, one row,
+    /// k = 1, k = 0, one whole block, and big enough for the threaded paths; row-major (a
+    /// linear layer's forward), and both operands transposed (the backward's layouts)
+    /// accumulating into dst.
+    pub(super) fn check_products(what: &str, gemm: &SliceGemm) {
+        for [m, n, k] in [[1, 1, 1], [3, 4, 0], [1, 45, 70], [37, 45, 70], [33, 31, 65], [64, 64, 64], [40, 300, 260], [200, 197, 300]] {
             let (a, b) = (values(m * k, 1), values(k * n, 2));
-            // Row-major, as a linear layer's forward.
             let want = reference(m, n, k, |i, l| a[i * k + l], |l, j| b[l * n + j], &vec![0.0; m * n]);
             let mut got = vec![f32::NAN; m * n];
-            // SAFETY: the buffers hold those shapes.
-            unsafe { gemm(engine, [m, n, k], got.as_mut_ptr(), n, false, a.as_ptr(), [k, 1], b.as_ptr(), [n, 1]) };
-            close(&got, &want, k, &format!("{engine:?} {m}x{n}x{k}"));
-            // Transposed operands (the backward's layouts), accumulating into dst.
+            gemm([m, n, k], &mut got, false, &a, [k, 1], &b, [n, 1]);
+            close(&got, &want, k, &format!("{what} {m}x{n}x{k}"));
             let start = values(m * n, 3);
             let want = reference(m, n, k, |i, l| a[l * m + i], |l, j| b[j * k + l], &start);
             let mut got = start.clone();
-            // SAFETY: as above, read with swapped strides.
-            unsafe { gemm(engine, [m, n, k], got.as_mut_ptr(), n, true, a.as_ptr(), [1, m], b.as_ptr(), [1, k]) };
-            close(&got, &want, k, &format!("{engine:?} {m}x{n}x{k} transposed, accumulated"));
+            gemm([m, n, k], &mut got, true, &a, [1, m], &b, [1, k]);
+            close(&got, &want, k, &format!("{what} {m}x{n}x{k} transposed, accumulated"));
+        }
+    }
+
+    /// Each of the first `rows` rows gives the same bits as in a batch of 70, written or
+    /// accumulated onto bias rows: with n = 100, whole blocks and blocks past the edge in rows
+    /// and columns sum alike.
+    pub(super) fn check_rows_alike(what: &str, rows: &[usize], gemm: &SliceGemm) {
+        let (k, n) = (200, 100);
+        let (a, b) = (values(70 * k, 4), values(k * n, 5));
+        for accumulate in [false, true] {
+            let run = |rows: usize| {
+                let mut out: Vec<f32> = (0..rows * n).map(|i| (i % n) as f32 * 0.37 - 5.0).collect();
+                gemm([rows, n, k], &mut out, accumulate, &a, [k, 1], &b, [n, 1]);
+                out
+            };
+            let all = run(70);
+            for &rows in rows {
+                assert!(run(rows) == all[..rows * n], "{what}, accumulate {accumulate}: {rows} rows");
+            }
+        }
+    }
+
+    /// [`gemm`] on `engine`, on slices.
+    fn on(engine: Engine) -> Box<SliceGemm> {
+        Box::new(move |[m, n, k], dst, accumulate, lhs, ls, rhs, rs| {
+            assert!(dst.len() == m * n && lhs.len() >= m * k && rhs.len() >= k * n);
+            // SAFETY: the buffers hold those shapes (asserted; the strides are the tests').
+            unsafe { gemm(engine, [m, n, k], dst.as_mut_ptr(), n, accumulate, lhs.as_ptr(), ls, rhs.as_ptr(), rs) }
+        })
+    }
+
+    #[test]
+    fn products_match_the_rounded_operands_at_every_edge_and_layout() {
+        for engine in engines() {
+            check_products(&format!("{engine:?}"), &*on(engine));
         }
     }
 
@@ -276,21 +313,8 @@ mod tests {
     fn a_row_is_the_same_bits_whatever_rows_come_with_it() {
         // From two rows: one row takes the f32 GEMM's matrix-vector path without AMX, which
         // `linear::forward` avoids by doubling the row.
-        // n = 100: blocks past the edge in columns as well as rows.
-        let (k, n) = (200, 100);
-        let (a, b) = (values(70 * k, 4), values(k * n, 5));
-        // Accumulating onto bias rows too: whole blocks and blocks past the edge sum alike.
-        for (engine, accumulate) in engines().into_iter().flat_map(|e| [(e, false), (e, true)]) {
-            let run = |rows: usize| {
-                let mut out: Vec<f32> = (0..rows * n).map(|i| (i % n) as f32 * 0.37 - 5.0).collect();
-                // SAFETY: the buffers hold those shapes.
-                unsafe { gemm(engine, [rows, n, k], out.as_mut_ptr(), n, accumulate, a.as_ptr(), [k, 1], b.as_ptr(), [n, 1]) };
-                out
-            };
-            let all = run(70);
-            for rows in [2, 3, 33] {
-                assert!(run(rows) == all[..rows * n], "{engine:?}, accumulate {accumulate}: {rows} rows");
-            }
+        for engine in engines() {
+            check_rows_alike(&format!("{engine:?}"), &[2, 3, 33], &*on(engine));
         }
     }
 

@@ -262,7 +262,7 @@ unsafe fn convert_pair(first: *const f32, second: Option<*const f32>, stride: us
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{close, reference, values};
+    use super::super::tests::{check_products, check_rows_alike, values};
     use super::*;
 
     /// The block product written out in scalar f32 from the packed operands: the driver, its
@@ -312,41 +312,15 @@ mod tests {
 
     #[test]
     fn the_driver_packs_and_splits_every_shape_and_layout() {
-        if !avx512() {
-            return;
-        }
-        for [m, n, k] in [[1, 1, 1], [3, 4, 0], [1, 45, 70], [37, 45, 70], [33, 31, 65], [64, 64, 64], [40, 300, 260], [200, 197, 300]] {
-            let (a, b) = (values(m * k, 11), values(k * n, 12));
-            let want = reference(m, n, k, |i, l| a[i * k + l], |l, j| b[l * n + j], &vec![0.0; m * n]);
-            let mut got = vec![f32::NAN; m * n];
-            scalar_gemm([m, n, k], &mut got, false, &a, [k, 1], &b, [n, 1]);
-            close(&got, &want, k, &format!("{m}x{n}x{k}"));
-            // Both operands transposed (lhs packed in squares), accumulating onto dst.
-            let start = values(m * n, 13);
-            let want = reference(m, n, k, |i, l| a[l * m + i], |l, j| b[j * k + l], &start);
-            let mut got = start.clone();
-            scalar_gemm([m, n, k], &mut got, true, &a, [1, m], &b, [1, k]);
-            close(&got, &want, k, &format!("{m}x{n}x{k} transposed, accumulated"));
+        if avx512() {
+            check_products("scalar kernel", &scalar_gemm);
         }
     }
 
     #[test]
     fn a_row_sums_alike_in_whole_and_edge_blocks() {
-        if !avx512() {
-            return;
-        }
-        let (k, n) = (70, 100);
-        let (a, b) = (values(70 * k, 14), values(k * n, 15));
-        for accumulate in [false, true] {
-            let run = |rows: usize| {
-                let mut out: Vec<f32> = (0..rows * n).map(|i| (i % n) as f32 * 0.37 - 5.0).collect();
-                scalar_gemm([rows, n, k], &mut out, accumulate, &a, [k, 1], &b, [n, 1]);
-                out
-            };
-            let all = run(70);
-            for rows in [1, 3, 33, 64] {
-                assert!(run(rows) == all[..rows * n], "accumulate {accumulate}: {rows} rows");
-            }
+        if avx512() {
+            check_rows_alike("scalar kernel", &[1, 3, 33, 64], &scalar_gemm);
         }
     }
 
