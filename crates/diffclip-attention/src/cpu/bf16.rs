@@ -10,6 +10,8 @@
 
 use rayon::prelude::*;
 
+pub(crate) use super::linear::Start;
+
 /// `f32` to bf16 bits, rounded to nearest even; NaN stays NaN. Branch-free, so loops of it
 /// vectorise.
 #[inline(always)]
@@ -54,20 +56,20 @@ impl Engine {
     }
 }
 
-/// `dst (m × n, row stride dst_rs) = [dst +] lhs · rhs` with bf16 operands on `engine`,
+/// `dst (m × n, row stride dst_rs) = start + lhs · rhs` with bf16 operands on `engine`,
 /// addressed by (row, column) strides like [`super::linear`]'s f32 GEMM; every element of
 /// `dst` is written.
 ///
 /// SAFETY: as for the f32 GEMM: the pointers and strides address valid memory of those shapes,
-/// `dst` does not overlap the operands and is initialised when `accumulate` is set; the CPU
-/// offers `engine` ([`Engine::best`] or the rounded f32 one).
+/// `dst` does not overlap the operands, a bias holds `n` values; the CPU offers `engine`
+/// ([`Engine::best`] or the rounded f32 one).
 #[allow(clippy::too_many_arguments)]
 pub(crate) unsafe fn gemm(
     engine: Engine,
     [m, n, k]: [usize; 3],
     dst: *mut f32,
     dst_rs: usize,
-    accumulate: bool,
+    start: Start,
     lhs: *const f32,
     lhs_strides: [usize; 2],
     rhs: *const f32,
@@ -76,7 +78,7 @@ pub(crate) unsafe fn gemm(
     // SAFETY: the caller's contract.
     unsafe {
         let rhs = PackedRhs::on(engine, rhs, rhs_strides, k, n);
-        gemm_packed(m, dst, dst_rs, accumulate, lhs, lhs_strides, &rhs)
+        gemm_packed(m, dst, dst_rs, start, lhs, lhs_strides, &rhs)
     }
 }
 
@@ -131,15 +133,15 @@ impl PackedRhs {
     }
 }
 
-/// [`gemm`] with the right operand packed: `dst (m × n) = [dst +] lhs · rhs`.
+/// [`gemm`] with the right operand packed: `dst (m × n) = start + lhs · rhs`.
 ///
 /// SAFETY: `lhs` addresses a valid `m × k` matrix with those strides, `dst` an `m × n` one with
-/// row stride `dst_rs`, not overlapping `lhs`, initialised when `accumulate` is set.
+/// row stride `dst_rs`, not overlapping `lhs`; a bias holds `n` values.
 pub(crate) unsafe fn gemm_packed(
     m: usize,
     dst: *mut f32,
     dst_rs: usize,
-    accumulate: bool,
+    start: Start,
     lhs: *const f32,
     lhs_strides: [usize; 2],
     rhs: &PackedRhs,
@@ -148,10 +150,10 @@ pub(crate) unsafe fn gemm_packed(
     match &rhs.layout {
         // SAFETY: the caller's contract; a packed layout names an engine the CPU offers.
         #[cfg(target_arch = "x86_64")]
-        Layout::Pairs(packed) => unsafe { blocked::gemm::<amx::Tiles>([m, n, k], dst, dst_rs, accumulate, lhs, lhs_strides, packed) },
+        Layout::Pairs(packed) => unsafe { blocked::gemm::<amx::Tiles>([m, n, k], dst, dst_rs, start, lhs, lhs_strides, packed) },
         Layout::Rounded(b) => {
             // SAFETY: the caller's contract.
-            let a = unsafe { rounded(lhs, lhs_strides, m, k) };
+            let (a, accumulate) = unsafe { (rounded(lhs, lhs_strides, m, k), start.prepare(dst, [m, n], dst_rs)) };
             // SAFETY: `a` and `b` are the operands rounded, contiguous row-major; `dst` as given.
             unsafe { super::linear::gemm_f32([m, n, k], dst, dst_rs, accumulate, a.as_ptr(), [k, 1], b.as_ptr(), [n, 1]) }
         }
@@ -251,54 +253,60 @@ mod tests {
         engines
     }
 
-    /// `dst = [dst +] lhs · rhs` on slices: `[m, n, k]`, dst, accumulate, lhs and its strides,
-    /// rhs and its strides.
-    pub(super) type SliceGemm = dyn Fn([usize; 3], &mut [f32], bool, &[f32], [usize; 2], &[f32], [usize; 2]);
+    /// `dst = start + lhs · rhs` on slices: `[m, n, k]`, dst, start, lhs and its strides, rhs
+    /// and its strides.
+    pub(super) type SliceGemm = dyn Fn([usize; 3], &mut [f32], Start, &[f32], [usize; 2], &[f32], [usize; 2]);
 
     /// `gemm` against the rounded operands summed in f64: sizes off the 32-blocks, one row,
     /// k = 1, k = 0, one whole block, and big enough for the threaded paths; row-major (a
-    /// linear layer's forward), and both operands transposed (the backward's layouts)
-    /// accumulating into dst.
+    /// linear layer's forward) from zero and from a bias, and both operands transposed (the
+    /// backward's layouts) from a bias.
     pub(super) fn check_products(what: &str, gemm: &SliceGemm) {
         for [m, n, k] in [[1, 1, 1], [3, 4, 0], [1, 45, 70], [37, 45, 70], [33, 31, 65], [64, 64, 64], [40, 300, 260], [200, 197, 300]] {
             let (a, b) = (values(m * k, 1), values(k * n, 2));
             let want = reference(m, n, k, |i, l| a[i * k + l], |l, j| b[l * n + j], &vec![0.0; m * n]);
             let mut got = vec![f32::NAN; m * n];
-            gemm([m, n, k], &mut got, false, &a, [k, 1], &b, [n, 1]);
+            gemm([m, n, k], &mut got, Start::Zero, &a, [k, 1], &b, [n, 1]);
             close(&got, &want, k, &format!("{what} {m}x{n}x{k}"));
-            let start = values(m * n, 3);
-            let want = reference(m, n, k, |i, l| a[l * m + i], |l, j| b[j * k + l], &start);
-            let mut got = start.clone();
-            gemm([m, n, k], &mut got, true, &a, [1, m], &b, [1, k]);
-            close(&got, &want, k, &format!("{what} {m}x{n}x{k} transposed, accumulated"));
+            let bias = values(n, 4);
+            let rows: Vec<f32> = (0..m * n).map(|i| bias[i % n]).collect();
+            let want = reference(m, n, k, |i, l| a[i * k + l], |l, j| b[l * n + j], &rows);
+            let mut got = vec![f32::NAN; m * n];
+            gemm([m, n, k], &mut got, Start::Bias(&bias), &a, [k, 1], &b, [n, 1]);
+            close(&got, &want, k, &format!("{what} {m}x{n}x{k} from a bias"));
+            let want = reference(m, n, k, |i, l| a[l * m + i], |l, j| b[j * k + l], &rows);
+            let mut got = vec![f32::NAN; m * n];
+            gemm([m, n, k], &mut got, Start::Bias(&bias), &a, [1, m], &b, [1, k]);
+            close(&got, &want, k, &format!("{what} {m}x{n}x{k} transposed, from a bias"));
         }
     }
 
-    /// Each of the first `rows` rows gives the same bits as in a batch of 70, written or
-    /// accumulated onto bias rows: with n = 100, whole blocks and blocks past the edge in rows
-    /// and columns sum alike.
+    /// Each of the first `rows` rows gives the same bits as in a batch of 70, from zero or
+    /// from a bias: with n = 100, whole blocks and blocks past the edge in rows and columns sum
+    /// alike.
     pub(super) fn check_rows_alike(what: &str, rows: &[usize], gemm: &SliceGemm) {
         let (k, n) = (200, 100);
         let (a, b) = (values(70 * k, 4), values(k * n, 5));
-        for accumulate in [false, true] {
+        let bias: Vec<f32> = (0..n).map(|j| j as f32 * 0.37 - 5.0).collect();
+        for start in [Start::Zero, Start::Bias(&bias)] {
             let run = |rows: usize| {
-                let mut out: Vec<f32> = (0..rows * n).map(|i| (i % n) as f32 * 0.37 - 5.0).collect();
-                gemm([rows, n, k], &mut out, accumulate, &a, [k, 1], &b, [n, 1]);
+                let mut out = vec![f32::NAN; rows * n];
+                gemm([rows, n, k], &mut out, start, &a, [k, 1], &b, [n, 1]);
                 out
             };
             let all = run(70);
             for &rows in rows {
-                assert!(run(rows) == all[..rows * n], "{what}, accumulate {accumulate}: {rows} rows");
+                assert!(run(rows) == all[..rows * n], "{what}, {start:?}: {rows} rows");
             }
         }
     }
 
     /// [`gemm`] on `engine`, on slices.
     fn on(engine: Engine) -> Box<SliceGemm> {
-        Box::new(move |[m, n, k], dst, accumulate, lhs, ls, rhs, rs| {
+        Box::new(move |[m, n, k], dst, start, lhs, ls, rhs, rs| {
             assert!(dst.len() == m * n && lhs.len() >= m * k && rhs.len() >= k * n);
             // SAFETY: the buffers hold those shapes (asserted; the strides are the tests').
-            unsafe { gemm(engine, [m, n, k], dst.as_mut_ptr(), n, accumulate, lhs.as_ptr(), ls, rhs.as_ptr(), rs) }
+            unsafe { gemm(engine, [m, n, k], dst.as_mut_ptr(), n, start, lhs.as_ptr(), ls, rhs.as_ptr(), rs) }
         })
     }
 
@@ -328,7 +336,7 @@ mod tests {
         for engine in engines() {
             let mut out = vec![0.0f32; m * n];
             // SAFETY: the buffers hold those shapes.
-            unsafe { gemm(engine, [m, n, k], out.as_mut_ptr(), n, false, a.as_ptr(), [k, 1], b.as_ptr(), [n, 1]) };
+            unsafe { gemm(engine, [m, n, k], out.as_mut_ptr(), n, Start::Zero, a.as_ptr(), [k, 1], b.as_ptr(), [n, 1]) };
             assert!(out[..n].iter().all(|v| v.is_nan()), "{engine:?}: {out:?}");
             assert!(out[n..].iter().all(|&v| v == f32::INFINITY), "{engine:?}: {out:?}");
         }

@@ -23,22 +23,49 @@ pub(crate) struct LinearDims {
 /// Below this many multiply-adds a GEMM runs on one thread (Burn's flex threshold, 192³).
 pub(super) const PARALLEL_MACS: usize = 192 * 192 * 192;
 
+/// Where the sums of a GEMM's output start.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Start<'a> {
+    /// At zero.
+    Zero,
+    /// At a bias (`n` values) down every row: `x·W + b` in one pass over the output where the
+    /// product can start from it (AMX), else the rows written first.
+    Bias(&'a [f32]),
+}
+
+impl Start<'_> {
+    /// Readies `dst` (`m × n`, row stride `dst_rs`) for a product added onto it, writing the
+    /// bias rows; whether the product must add (false: it overwrites).
+    ///
+    /// SAFETY: `dst` addresses such a matrix; a bias holds `n` values.
+    pub(super) unsafe fn prepare(self, dst: *mut f32, [m, n]: [usize; 2], dst_rs: usize) -> bool {
+        let Start::Bias(b) = self else { return false };
+        assert!(b.len() >= n);
+        let dst = super::attention::SendPtr(dst);
+        (0..m).into_par_iter().with_min_len(row_chunk(n)).for_each(|i| {
+            // SAFETY: row i of dst (the caller's contract), written by this task alone.
+            unsafe { std::ptr::copy_nonoverlapping(b.as_ptr(), dst.get().add(i * dst_rs), n) };
+        });
+        true
+    }
+}
+
 fn parallelism(m: usize, n: usize, k: usize) -> gemm::Parallelism {
     if m.saturating_mul(n).saturating_mul(k) >= PARALLEL_MACS { gemm::Parallelism::Rayon(0) } else { gemm::Parallelism::None }
 }
 
-/// `dst (m × n, row stride dst_rs) = [dst +] lhs · rhs`, operands addressed by (row, column)
+/// `dst (m × n, row stride dst_rs) = start + lhs · rhs`, operands addressed by (row, column)
 /// strides; every element of `dst` is written. In f32, or with bf16 operands under
 /// [`MatmulPrecision::Bf16`].
 ///
-/// SAFETY: the pointers and strides must address valid memory of those shapes, `dst` must not
-/// overlap the operands, and `dst` must be initialised when `accumulate` is set.
+/// SAFETY: the pointers and strides must address valid memory of those shapes, and `dst` must
+/// not overlap the operands; a bias holds `n` values.
 #[allow(clippy::too_many_arguments)]
 unsafe fn gemm_into(
     mnk: [usize; 3],
     dst: *mut f32,
     dst_rs: usize,
-    accumulate: bool,
+    start: Start,
     lhs: *const f32,
     lhs_strides: [usize; 2],
     rhs: *const f32,
@@ -47,8 +74,11 @@ unsafe fn gemm_into(
     // SAFETY: the caller's contract, passed on.
     unsafe {
         match matmul_precision() {
-            MatmulPrecision::F32 => gemm_f32(mnk, dst, dst_rs, accumulate, lhs, lhs_strides, rhs, rhs_strides),
-            MatmulPrecision::Bf16 => super::bf16::gemm(super::bf16::Engine::best(), mnk, dst, dst_rs, accumulate, lhs, lhs_strides, rhs, rhs_strides),
+            MatmulPrecision::F32 => {
+                let accumulate = start.prepare(dst, [mnk[0], mnk[1]], dst_rs);
+                gemm_f32(mnk, dst, dst_rs, accumulate, lhs, lhs_strides, rhs, rhs_strides)
+            }
+            MatmulPrecision::Bf16 => super::bf16::gemm(super::bf16::Engine::best(), mnk, dst, dst_rs, start, lhs, lhs_strides, rhs, rhs_strides),
         }
     }
 }
@@ -87,20 +117,19 @@ pub(crate) fn forward(x: &[f32], w: &[f32], b: Option<&[f32]>, d: LinearDims) ->
     let LinearDims { k, n, .. } = d;
     assert!(w.len() >= k * n);
     // SAFETY: `w` holds k × n values (asserted); `product`'s other operands are its contract.
-    forward_by(x, b, d, |rows, dst, accumulate, x| unsafe { gemm_into([rows, n, k], dst, n, accumulate, x, [k, 1], w.as_ptr(), [n, 1]) })
+    forward_by(x, b, d, |rows, dst, start, x| unsafe { gemm_into([rows, n, k], dst, n, start, x, [k, 1], w.as_ptr(), [n, 1]) })
 }
 
 /// [`forward`] with bf16 products of a weight packed beforehand ([`super::packed_weights`]).
 pub(crate) fn forward_packed(x: &[f32], w: &PackedRhs, b: Option<&[f32]>, d: LinearDims) -> Vec<f32> {
     assert_eq!(w.dims(), (d.k, d.n));
     // SAFETY: `product`'s operands are its contract; the packed weight is k × n (asserted).
-    forward_by(x, b, d, |rows, dst, accumulate, x| unsafe { super::bf16::gemm_packed(rows, dst, d.n, accumulate, x, [d.k, 1], w) })
+    forward_by(x, b, d, |rows, dst, start, x| unsafe { super::bf16::gemm_packed(rows, dst, d.n, start, x, [d.k, 1], w) })
 }
 
-/// `x·W + b` with `product(rows, dst, accumulate, x)` computing `dst [+]= x·W` for `rows` rows
-/// of `x` into `dst` (row stride `n`; it must write every element, and read `dst` only when
-/// accumulating).
-fn forward_by(x: &[f32], b: Option<&[f32]>, d: LinearDims, product: impl Fn(usize, *mut f32, bool, *const f32)) -> Vec<f32> {
+/// `x·W + b` with `product(rows, dst, start, x)` computing `dst = start + x·W` for `rows` rows
+/// of `x` into `dst` (row stride `n`; it must write every element before reading it).
+fn forward_by(x: &[f32], b: Option<&[f32]>, d: LinearDims, product: impl Fn(usize, *mut f32, Start, *const f32)) -> Vec<f32> {
     let LinearDims { rows, k, n } = d;
     assert!(x.len() >= rows * k && b.is_none_or(|b| b.len() >= n));
     if rows == 1 {
@@ -110,23 +139,8 @@ fn forward_by(x: &[f32], b: Option<&[f32]>, d: LinearDims, product: impl Fn(usiz
         out.truncate(n);
         return out;
     }
-    let len = rows * n;
-    let mut out = written(len, |out| match b {
-        Some(b) => out.par_chunks_mut(n * row_chunk(n)).for_each(|rows| {
-            for row in rows.chunks_mut(n) {
-                for (o, &v) in row.iter_mut().zip(b) {
-                    o.write(v);
-                }
-            }
-        }),
-        // The product writes every element of dst without reading it (no accumulate).
-        None => product(rows, out.as_mut_ptr().cast::<f32>(), false, x.as_ptr()),
-    });
-    if b.is_some() {
-        // dst holds the bias rows, to which the product is added.
-        product(rows, out.as_mut_ptr(), true, x.as_ptr());
-    }
-    out
+    let start = b.map_or(Start::Zero, Start::Bias);
+    written(rows * n, |out| product(rows, out.as_mut_ptr().cast::<f32>(), start, x.as_ptr()))
 }
 
 /// `dx = dy·Wᵀ` (`rows × k`).
@@ -136,7 +150,7 @@ pub(crate) fn backward_input(dy: &[f32], w: &[f32], d: LinearDims) -> Vec<f32> {
     written(rows * k, |dx| {
         // SAFETY: shapes asserted; Wᵀ[j][i] = W[i][j] is W read with swapped strides; dx is
         // written without being read.
-        unsafe { gemm_into([rows, k, n], dx.as_mut_ptr().cast(), k, false, dy.as_ptr(), [n, 1], w.as_ptr(), [1, n]) }
+        unsafe { gemm_into([rows, k, n], dx.as_mut_ptr().cast(), k, Start::Zero, dy.as_ptr(), [n, 1], w.as_ptr(), [1, n]) }
     })
 }
 
@@ -146,7 +160,7 @@ pub(crate) fn backward_weight(x: &[f32], dy: &[f32], d: LinearDims) -> Vec<f32> 
     assert!(x.len() >= rows * k && dy.len() >= rows * n);
     written(k * n, |dw| {
         // SAFETY: shapes asserted; xᵀ is x read with swapped strides; dW is written, not read.
-        unsafe { gemm_into([k, n, rows], dw.as_mut_ptr().cast(), n, false, x.as_ptr(), [1, k], dy.as_ptr(), [n, 1]) }
+        unsafe { gemm_into([k, n, rows], dw.as_mut_ptr().cast(), n, Start::Zero, x.as_ptr(), [1, k], dy.as_ptr(), [n, 1]) }
     })
 }
 

@@ -69,11 +69,12 @@ impl Kernel for Tiles {
         Tiles(std::marker::PhantomData)
     }
 
-    unsafe fn product(&self, lhs: &[u16], rhs: &[u32], kp: usize, out: *mut f32, out_stride: usize, accumulate: bool) {
+    unsafe fn product(&self, lhs: &[u16], rhs: &[u32], kp: usize, out: *mut f32, out_stride: usize, start: Option<(*const f32, usize)>) {
         assert!(lhs.len() == BLOCK * kp && rhs.len() == BLOCK * kp / 2 && kp.is_multiple_of(BLOCK) && kp > 0);
-        // SAFETY: the tiles are configured (self); `out` as the caller guarantees; see
-        // `block_product`.
-        unsafe { block_product(lhs.as_ptr(), rhs.as_ptr().cast::<u16>(), kp, out, out_stride * 4, accumulate) }
+        let (from, from_stride) = start.map_or((std::ptr::null(), 0), |(at, stride)| (at, stride * 4));
+        // SAFETY: the tiles are configured (self); `out` and `start` as the caller guarantees;
+        // see `block_product`.
+        unsafe { block_product(lhs.as_ptr(), rhs.as_ptr().cast::<u16>(), kp, out, out_stride * 4, from, from_stride) }
     }
 }
 
@@ -85,27 +86,28 @@ impl Drop for Tiles {
 }
 
 /// SAFETY: the tiles are configured; `a` holds BLOCK rows of `kp` bf16, `b` `kp / 2` rows
-/// of 2·BLOCK bf16, `c` BLOCK rows of BLOCK f32 `c_stride` bytes apart (initialised when
-/// `accumulate`); `kp` is a positive multiple of BLOCK.
-unsafe fn block_product(a: *const u16, b: *const u16, kp: usize, c: *mut f32, c_stride: usize, accumulate: bool) {
+/// of 2·BLOCK bf16, `c` BLOCK rows of BLOCK f32 `c_stride` bytes apart; `from` is null or
+/// BLOCK rows of BLOCK f32 `from_stride` bytes apart (0: one row, read BLOCK times); `kp` is
+/// a positive multiple of BLOCK.
+unsafe fn block_product(a: *const u16, b: *const u16, kp: usize, c: *mut f32, c_stride: usize, from: *const f32, from_stride: usize) {
     let (a_stride, b_stride) = (kp * 2, 2 * BLOCK * 2);
-    // The accumulators start at zero, or at `c` when accumulating, so the sums run in the
-    // same order whichever block a row lands in (and are stored straight into `c`).
+    // The accumulators start at zero or at `from`, so a bias costs no pass of its own and the
+    // sums run in the same order whichever block a row lands in.
     // One block of assembly from the first product to the stores, the tile registers declared
     // as its clobbers: tile contents never live across blocks the compiler could reorder.
     // SAFETY: every tile load reads 16 rows of 64 bytes inside the operands (rows of `a`
     // kp·2 bytes apart, the second half 16 rows down; 16 pairs of `b` 128 bytes apart, the
     // second tile 64 bytes on; each step moves 64 bytes along `a` and 32 pairs along `b`);
-    // the loads and stores of `c` touch its 32 rows of 32 f32 (the right half 64 bytes on,
-    // the lower half 16 rows down).
+    // the stores of `c` touch its 32 rows of 32 f32 (the right half 64 bytes on, the lower
+    // half 16 rows down), the loads of `from` its 32 rows likewise.
     unsafe {
         asm!(
-            "test {acc}, {acc}",
+            "test {from}, {from}",
             "jz 3f",
-            "tileloadd tmm0, [{c} + {cs}*1]",
-            "tileloadd tmm1, [{c} + {cs}*1 + 64]",
-            "tileloadd tmm2, [{c_low} + {cs}*1]",
-            "tileloadd tmm3, [{c_low} + {cs}*1 + 64]",
+            "tileloadd tmm0, [{from} + {fs}*1]",
+            "tileloadd tmm1, [{from} + {fs}*1 + 64]",
+            "tileloadd tmm2, [{from_low} + {fs}*1]",
+            "tileloadd tmm3, [{from_low} + {fs}*1 + 64]",
             "jmp 2f",
             "3:",
             "tilezero tmm0",
@@ -136,7 +138,9 @@ unsafe fn block_product(a: *const u16, b: *const u16, kp: usize, c: *mut f32, c_
             steps = inout(reg) kp / BLOCK => _,
             c = in(reg) c,
             c_low = in(reg) c.byte_add(16 * c_stride),
-            acc = in(reg) accumulate as usize,
+            from = in(reg) from,
+            from_low = in(reg) from.wrapping_byte_add(16 * from_stride),
+            fs = in(reg) from_stride,
             as_ = in(reg) a_stride,
             bs = in(reg) b_stride,
             cs = in(reg) c_stride,

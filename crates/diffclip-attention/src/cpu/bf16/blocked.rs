@@ -6,7 +6,7 @@ use std::mem::MaybeUninit;
 use rayon::prelude::*;
 
 use super::aligned::Aligned;
-use super::{SendPtr, bf16_bits};
+use super::{SendPtr, Start, bf16_bits};
 
 /// The block edge: output blocks are `BLOCK × BLOCK`, `k` runs in steps of `BLOCK`.
 pub(super) const BLOCK: usize = 32;
@@ -18,15 +18,14 @@ pub(super) trait Kernel {
     /// SAFETY: the CPU has the instructions the kernel uses (its `available()`).
     unsafe fn begin() -> Self;
 
-    /// `out = [out +] lhs · rhs`, the sums starting from `out` when accumulating (a linear
-    /// layer's bias rows; AMX flushes a subnormal start to zero, and a start far larger than
-    /// the products costs them precision, so it is no place for running sums): `lhs` is BLOCK
-    /// rows of `kp` bf16, `rhs` one packed column panel of `kp / 2` pairs × BLOCK columns,
-    /// `out` BLOCK rows of BLOCK f32, `out_stride` f32 apart.
+    /// `out = start + lhs · rhs`: `lhs` is BLOCK rows of `kp` bf16, `rhs` one packed column
+    /// panel of `kp / 2` pairs × BLOCK columns, `out` BLOCK rows of BLOCK f32, `out_stride` f32
+    /// apart. The sums start at zero, or at `start`'s BLOCK rows of BLOCK f32 `stride` f32
+    /// apart (0 repeats one row: a bias). AMX flushes a subnormal start to zero.
     ///
-    /// SAFETY: `out` addresses such a block, not overlapping the operands, initialised when
-    /// accumulating.
-    unsafe fn product(&self, lhs: &[u16], rhs: &[u32], kp: usize, out: *mut f32, out_stride: usize, accumulate: bool);
+    /// SAFETY: `out` addresses such a block, not overlapping the operands; `start` addresses
+    /// initialised values of that shape.
+    unsafe fn product(&self, lhs: &[u16], rhs: &[u32], kp: usize, out: *mut f32, out_stride: usize, start: Option<(*const f32, usize)>);
 }
 
 /// Rows of output (a multiple of `BLOCK`) whose `lhs` block, `rows × kp` bf16, stays
@@ -114,7 +113,7 @@ pub(super) unsafe fn gemm<K: Kernel>(
     [m, n, k]: [usize; 3],
     dst: *mut f32,
     dst_rs: usize,
-    accumulate: bool,
+    start: Start,
     lhs: *const f32,
     [lrs, lcs]: [usize; 2],
     packed_rhs: &[u32],
@@ -123,8 +122,9 @@ pub(super) unsafe fn gemm<K: Kernel>(
         return;
     }
     if k == 0 {
-        // An empty sum: zeros, or dst as it is.
-        if !accumulate {
+        // An empty sum: its start.
+        // SAFETY: the caller's contract.
+        if !unsafe { start.prepare(dst, [m, n], dst_rs) } {
             for i in 0..m {
                 // SAFETY: row i of dst, n values (the caller's contract).
                 unsafe { std::ptr::write_bytes(dst.add(i * dst_rs), 0, n) };
@@ -137,6 +137,12 @@ pub(super) unsafe fn gemm<K: Kernel>(
     assert_eq!(packed_rhs.len(), panels * (kp / 2) * BLOCK);
     let dst = SendPtr(dst);
     let parallel = m.saturating_mul(n).saturating_mul(k) >= super::super::linear::PARALLEL_MACS;
+    // Whole panels of the bias, zeros past n, so edge blocks start from it too.
+    let bias: Vec<f32> = match start {
+        Start::Bias(b) => (0..panels * BLOCK).map(|j| if j < n { b[j] } else { 0.0 }).collect(),
+        Start::Zero => Vec::new(),
+    };
+    let bias = SendPtr(bias.as_ptr() as *mut f32);
 
     // SAFETY: the caller's contract; the kernel's CPU has AVX-512 (F, BW).
     let packed_lhs = unsafe { pack_lhs(lhs, [lrs, lcs], m, k, parallel) };
@@ -159,25 +165,24 @@ pub(super) unsafe fn gemm<K: Kernel>(
             for i in (rb * mc)..((rb + 1) * mc).min(row_panels) {
                 let lhs = &packed_lhs[i * BLOCK * kp..][..BLOCK * kp];
                 let rows = (m - i * BLOCK).min(BLOCK);
-                // SAFETY: this block of dst lies in dst, belongs to this task alone, and is
-                // initialised when accumulating.
+                // SAFETY: this block of dst lies in dst and belongs to this task alone.
                 let out = unsafe { dst.get().add(i * BLOCK * dst_rs + p * BLOCK) };
+                // The sums start from the bias row of this panel, read BLOCK times.
+                let from = match start {
+                    Start::Zero => None,
+                    Start::Bias(_) => Some((bias.get().wrapping_add(p * BLOCK) as *const f32, 0)),
+                };
                 if rows == BLOCK && cols == BLOCK {
-                    // SAFETY: as above, a whole block, stored in place.
-                    unsafe { kernel.product(lhs, panel, kp, out, dst_rs, accumulate) };
+                    // SAFETY: as above, a whole block, stored in place; the bias panel holds
+                    // BLOCK values.
+                    unsafe { kernel.product(lhs, panel, kp, out, dst_rs, from) };
                     continue;
                 }
-                // A block past dst's edge goes through `block`, which starts as dst's part of
-                // it when accumulating: the same sums as a whole block's.
-                if accumulate {
-                    for (r, values) in block.chunks_exact_mut(BLOCK).take(rows).enumerate() {
-                        // SAFETY: row r of the block, `cols` initialised values of dst.
-                        values[..cols].copy_from_slice(unsafe { std::slice::from_raw_parts(out.add(r * dst_rs), cols) });
-                    }
-                }
+                // A block past dst's edge goes through `block`, from the same start: the same
+                // sums as a whole block's.
                 // SAFETY: `block` is BLOCK × BLOCK f32 of this task; what it holds past dst's
-                // part is left from earlier blocks and never read back.
-                unsafe { kernel.product(lhs, panel, kp, block.as_mut_ptr(), BLOCK, accumulate) };
+                // part is never read back.
+                unsafe { kernel.product(lhs, panel, kp, block.as_mut_ptr(), BLOCK, from) };
                 for (r, values) in block.chunks_exact(BLOCK).take(rows).enumerate() {
                     // SAFETY: row r of this task's block of dst; written, never viewed as a
                     // slice (it may be uninitialised).
@@ -274,14 +279,14 @@ mod tests {
             Scalar
         }
 
-        unsafe fn product(&self, lhs: &[u16], rhs: &[u32], kp: usize, out: *mut f32, out_stride: usize, accumulate: bool) {
+        unsafe fn product(&self, lhs: &[u16], rhs: &[u32], kp: usize, out: *mut f32, out_stride: usize, start: Option<(*const f32, usize)>) {
             let f = |bits: u16| f32::from_bits((bits as u32) << 16);
             for r in 0..BLOCK {
                 for c in 0..BLOCK {
                     // SAFETY: (r, c) lies in the block the caller gives.
                     let at = unsafe { out.add(r * out_stride + c) };
-                    // SAFETY: as above, initialised when accumulating.
-                    let mut sum = if accumulate { unsafe { *at } } else { 0.0 };
+                    // SAFETY: (r, c) of the start block, initialised (the caller's contract).
+                    let mut sum = start.map_or(0.0, |(from, stride)| unsafe { *from.add(r * stride + c) });
                     for (p, &pair) in rhs.chunks_exact(BLOCK).map(|row| &row[c]).enumerate() {
                         sum += f(lhs[r * kp + 2 * p]) * f(pair as u16) + f(lhs[r * kp + 2 * p + 1]) * f((pair >> 16) as u16);
                     }
@@ -298,15 +303,15 @@ mod tests {
         has
     }
 
-    /// `dst = [dst +] lhs · rhs` through the driver with the scalar kernel.
+    /// `dst = start + lhs · rhs` through the driver with the scalar kernel.
     #[allow(clippy::too_many_arguments)]
-    fn scalar_gemm(mnk: [usize; 3], dst: &mut [f32], accumulate: bool, lhs: &[f32], ls: [usize; 2], rhs: &[f32], rs: [usize; 2]) {
+    fn scalar_gemm(mnk: [usize; 3], dst: &mut [f32], start: Start, lhs: &[f32], ls: [usize; 2], rhs: &[f32], rs: [usize; 2]) {
         let [m, n, k] = mnk;
         assert!(dst.len() == m * n && lhs.len() >= m * k && rhs.len() >= k * n);
         // SAFETY: the buffers hold those shapes; the CPU has AVX-512 (checked by the callers).
         unsafe {
             let packed = pack_rhs(rhs.as_ptr(), rs, k, n);
-            gemm::<Scalar>(mnk, dst.as_mut_ptr(), n, accumulate, lhs.as_ptr(), ls, &packed);
+            gemm::<Scalar>(mnk, dst.as_mut_ptr(), n, start, lhs.as_ptr(), ls, &packed);
         }
     }
 
