@@ -93,8 +93,8 @@ struct Args {
     #[arg(long, default_value = "small", value_parser = ["small", "vit_b16"], requires = "train")]
     train_model: String,
     /// Compute in f32, bf16 or f16 (the embeddings come back as f32): on the CPU (flex) bf16
-    /// keeps the weights f32 and multiplies in bf16 (AMX on Intel Xeons), otherwise the model
-    /// is cast after it is built. With `--train`: mixed precision, computing in that type
+    /// and f16 keep the weights f32 and multiply in that type (bf16 on AMX on Intel Xeons),
+    /// otherwise the model is cast after it is built. With `--train`: mixed precision, computing in that type
     /// from f32 weights (f16 with a fixed loss scale).
     #[arg(long, default_value = "f32")]
     dtype: Precision,

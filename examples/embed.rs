@@ -184,14 +184,14 @@ fn embed_files(args: &Args, loaded: &LoadedModel) -> Result<(), Box<dyn std::err
     // Stored in every shard: a re-run with another model (the file as it is now, its config,
     // the dtype) or preprocessing must not mix rows.
     let model_key = ModelKey::new(Some(&loaded.checkpoint), &serde_json::to_string(&loaded.config)?)?;
-    // bf16 products of f32 weights (`--dtype bf16` on the CPU) give other rows than f32 ones.
-    let products = diffclip::attention::matmul_precision() == diffclip::attention::MatmulPrecision::Bf16;
+    // Products of f32 weights in bf16 or f16 (`--dtype` on the CPU) give other rows than f32 ones.
+    let products = diffclip::attention::matmul_precision();
     let source = format!(
         "{} (model key {}), dtype {:?}{}, preprocess {preprocess}, truncate {truncate}",
         loaded.checkpoint.display(),
         &model_key.as_str()[..16],
         loaded.model.precision(),
-        if products { " with Bf16 products" } else { "" },
+        if products == diffclip::attention::MatmulPrecision::F32 { String::new() } else { format!(" with {products} products") },
     );
     let job = ShardJob { source, ..job };
     let pipeline = Pipeline::from_name(preprocess, loaded.config.vision.image_size as u32)?;

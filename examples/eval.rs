@@ -54,9 +54,9 @@ struct Args {
     /// Model config JSON.
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Compute in f32, bf16 or f16; embeddings stay f32. On the CPU (flex) bf16 keeps the
-    /// weights f32 and multiplies in bf16 (AMX on Intel Xeons); otherwise the weights are cast
-    /// after loading.
+    /// Compute in f32, bf16 or f16; embeddings stay f32. On the CPU (flex) bf16 and f16 keep
+    /// the weights f32 and multiply in that type (bf16 on AMX on Intel Xeons); otherwise the
+    /// weights are cast after loading.
     #[arg(long, default_value = "f32")]
     dtype: Precision,
     #[arg(long, value_enum, default_value = "all")]
@@ -149,9 +149,9 @@ fn run(args: Args) -> Res<()> {
     let mut model = if args.checkpoint.is_some() { config.init_lazy(&device)? } else { config.init(&device)? };
     let mut config_json = serde_json::to_string(&config)?;
     if args.dtype != Precision::F32 {
-        // Reduced-precision embeddings differ: they get their own cache entries (bf16 products
-        // of f32 weights on the CPU differ from a bf16 model's).
-        let products = if args.dtype.bf16_products_on(&device) { "-products" } else { "" };
+        // Reduced-precision embeddings differ: they get their own cache entries (products of
+        // f32 weights on the CPU differ from a cast model's).
+        let products = if args.dtype.products_on(&device) { "-products" } else { "" };
         config_json.push_str(&format!("|dtype={}{products}", args.dtype));
     }
     let mut cache = None;

@@ -88,12 +88,12 @@ pub struct LoadedModel {
     pub tokenizer: Arc<dyn TextTokenizer>,
 }
 
-/// `model` set up to compute in `dtype` on `device`, as the programs' `--dtype` does. bf16 on
-/// the CPU (flex) keeps the weights f32 and turns on bf16 products
-/// ([`MatmulPrecision::Bf16`](crate::attention::MatmulPrecision), process-wide: every model on
-/// the CPU then multiplies in bf16): on Intel Xeons with AMX that is faster than f32, where
-/// casting the weights to bf16 is slower. Every other case casts the weights
-/// ([`Clip::with_precision`]) and leaves the products' setting as it is.
+/// `model` set up to compute in `dtype` on `device`, as the programs' `--dtype` does. bf16 and
+/// f16 on the CPU (flex) keep the weights f32 and turn on products in that type
+/// ([`Precision::products`], process-wide: every model on the CPU then multiplies so): bf16 on
+/// Intel Xeons with AMX is faster than f32, f16 about as fast, where casting the weights is
+/// slower (f16 about 3×). Every other case casts the weights ([`Clip::with_precision`]) and
+/// leaves the products' setting as it is.
 ///
 /// ```
 /// use diffclip::clip::{ClipConfig, Precision};
@@ -105,8 +105,8 @@ pub struct LoadedModel {
 /// # diffclip::attention::set_matmul_precision(diffclip::attention::MatmulPrecision::F32);
 /// ```
 pub fn with_dtype(model: Clip, dtype: Precision, device: &Device) -> Result<Clip, ClipError> {
-    if dtype.bf16_products_on(device) {
-        crate::attention::set_matmul_precision(crate::attention::MatmulPrecision::Bf16);
+    if dtype.products_on(device) {
+        crate::attention::set_matmul_precision(dtype.products());
         return Ok(model);
     }
     model.with_precision(dtype)

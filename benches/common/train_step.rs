@@ -3,8 +3,8 @@
 //! random data, as `diffclip_train::Trainer` does a step: forward on both towers, symmetric
 //! InfoNCE on normalised features (`clip_loss_normalized`), backward, gradient collection,
 //! global-norm clipping to 1, AdamW update. Autodiff device; f32, or mixed precision as the
-//! trainer does it (bf16 products of the f32 weights on the CPU, else a bf16 / f16 cast of
-//! them; f16 scales the loss).
+//! trainer does it (bf16 / f16 products of the f32 weights on the CPU, else a cast of them;
+//! f16 scales the loss).
 
 // Shared by benches/train_step.rs and examples/bench.rs, each of which uses part of it.
 #![allow(dead_code)]

@@ -24,9 +24,9 @@ pub struct ModelArgs {
     /// Backend: flex, ndarray, wgpu (as compiled in).
     #[arg(long, default_value = "flex")]
     pub backend: String,
-    /// Compute in f32, bf16 or f16; embeddings stay f32. On the CPU (flex) bf16 keeps the
-    /// weights f32 and multiplies in bf16 (AMX on Intel Xeons); otherwise the weights are cast
-    /// after loading.
+    /// Compute in f32, bf16 or f16; embeddings stay f32. On the CPU (flex) bf16 and f16 keep
+    /// the weights f32 and multiply in that type (bf16 on AMX on Intel Xeons); otherwise the
+    /// weights are cast after loading.
     #[arg(long, default_value = "f32")]
     pub dtype: diffclip::clip::Precision,
 }

@@ -8,6 +8,7 @@ use burn::module::{Module, ModuleMapper, Param};
 use burn::tensor::{DType, Device, FloatDType, Tensor};
 use serde::{Deserialize, Serialize};
 
+use crate::attention::MatmulPrecision;
 use crate::{Clip, ClipError};
 
 /// The float type a model computes in.
@@ -49,21 +50,35 @@ impl Precision {
         Err(ClipError::Precision { precision: self, device: format!("{device:?}") })
     }
 
-    /// Whether computing in this precision on `device` means bf16 products of f32 weights
-    /// ([`MatmulPrecision::Bf16`](crate::attention::MatmulPrecision)) rather than casting the
-    /// weights: bf16 on the CPU (flex), where a bf16 cast runs slower than f32 and the products
-    /// run faster (AMX) or as fast. Inference turns them on with
+    /// The linear layers' product precision on the CPU that computes in this type from f32
+    /// weights ([`MatmulPrecision`]).
+    ///
+    /// ```
+    /// use diffclip_clip::{Precision, attention::MatmulPrecision};
+    /// assert_eq!(Precision::F16.products(), MatmulPrecision::F16);
+    /// ```
+    pub fn products(self) -> MatmulPrecision {
+        match self {
+            Precision::F32 => MatmulPrecision::F32,
+            Precision::Bf16 => MatmulPrecision::Bf16,
+            Precision::F16 => MatmulPrecision::F16,
+        }
+    }
+
+    /// Whether computing in this precision on `device` means [`products`](Self::products) of
+    /// f32 weights rather than casting the weights: bf16 and f16 on the CPU (flex), where a
+    /// cast model runs slower than f32 (f16 about 3×) and the products run faster (bf16 on
+    /// AMX) or about as fast. Inference turns them on with
     /// [`set_matmul_precision`](crate::attention::set_matmul_precision), training with
     /// [`with_matmul_precision`](crate::attention::with_matmul_precision).
     ///
     /// ```
     /// use diffclip_clip::Precision;
     /// let cpu = burn::tensor::Device::default();
-    /// assert!(!Precision::F16.bf16_products_on(&cpu));
-    /// assert!(!Precision::F32.bf16_products_on(&cpu));
+    /// assert!(!Precision::F32.products_on(&cpu));
     /// ```
-    pub fn bf16_products_on(self, device: &Device) -> bool {
-        self == Precision::Bf16 && crate::attention::matmul_precision_applies(device)
+    pub fn products_on(self, device: &Device) -> bool {
+        self != Precision::F32 && crate::attention::matmul_precision_applies(device)
     }
 
     /// The precision of tensors of `dtype`, if it is one of these.

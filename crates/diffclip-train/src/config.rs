@@ -62,10 +62,11 @@ pub struct TrainConfig {
     /// What the forward and backward compute in: `f32`, or mixed precision with `bf16` or
     /// `f16` (weights cast from the f32 master weights every micro-batch, gradients and AdamW
     /// state in f32; `f16` with dynamic loss scaling, see [`TrainState::loss_scale`](crate::TrainState::loss_scale)).
-    /// `bf16` on the CPU (flex) casts nothing: the linear layers multiply bf16-rounded operands
-    /// of the f32 weights and activations, summing in f32
-    /// ([`with_matmul_precision`](diffclip_clip::attention::with_matmul_precision)), which
-    /// runs faster than f32 on Intel Xeons with AMX where a cast model runs slower.
+    /// `bf16` and `f16` on the CPU (flex) cast nothing: the linear layers multiply operands of
+    /// the f32 weights and activations rounded to that type, summing in f32
+    /// ([`with_matmul_precision`](diffclip_clip::attention::with_matmul_precision)): bf16 runs
+    /// faster than f32 on Intel Xeons with AMX and f16 about as fast, where a cast model runs
+    /// slower.
     pub precision: Precision,
     /// The data settings of the program driving the run, in its words (`examples/train`
     /// stores `--data`, `--preprocess`, `--shuffle-buffer`, ...): kept in the checkpoint so a

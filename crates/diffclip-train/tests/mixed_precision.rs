@@ -64,7 +64,8 @@ fn learns_from_f32_master_weights(device: Device, precisions: &[Precision], step
         // Same data and initial weights (drawn at init), so the first step's loss differs by
         // rounding only: within about one unit roundoff of the format (bf16 2^-8, f16 2^-11).
         // Measured: bf16 1.1e-3 with a cast model, 4.7e-5 as flex's bf16 products; f16 5e-5 to
-        // 8e-5 on flex and 2e-4 on wgpu; different initial weights are 1-4 % apart.
+        // 8e-5 with a cast model, 4.5e-5 as flex's f16 products, 2e-4 on wgpu; different
+        // initial weights are 1-4 % apart.
         let tolerance = if p == Precision::Bf16 { 4e-3 } else { 5e-4 };
         let d = (report.losses[0] - reference.losses[0]).abs() / reference.losses[0];
         println!("{p}: first loss {d:.1e} from f32's");
@@ -101,6 +102,26 @@ fn bf16_on_the_cpu_is_bf16_products_of_the_f32_weights() {
     let f32 = run(Precision::F32, MatmulPrecision::F32);
     assert_eq!(bf16, products, "bf16 training is the f32 model with bf16 products");
     assert_ne!(bf16.0[0], f32.0[0], "the products are rounded");
+    assert_eq!(matmul_precision(), MatmulPrecision::F32, "the setting ends with the run");
+}
+
+/// f16 on the CPU casts nothing either: the compute model is the f32 model, whose linear
+/// layers round their operands to f16 inside `in_products`, closer to f32 than bf16's.
+#[test]
+fn f16_on_the_cpu_is_f16_products_of_the_f32_weights() {
+    let _serial = serial();
+    let device = Device::flex().autodiff();
+    device.seed(3);
+    let model = tiny_model().init(&device).unwrap();
+    let compute = diffclip_train::compute_model(&model, Precision::F16, &device).unwrap();
+    assert_eq!(compute.precision(), Some(Precision::F32), "no cast on the CPU");
+    let images = burn::tensor::Tensor::<4>::random([2, 3, 32, 32], burn::tensor::Distribution::Default, &device);
+    let run = |p: Precision| diffclip_train::in_products(p, || compute.encode_image(images.clone()).into_data().try_to_vec::<f32>().unwrap());
+    let (f32, f16, bf16) = (run(Precision::F32), run(Precision::F16), run(Precision::Bf16));
+    let apart = |a: &[f32], b: &[f32]| a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+    let (f16_err, bf16_err) = (apart(&f16, &f32), apart(&bf16, &f32));
+    println!("f16 products {f16_err:e}, bf16 products {bf16_err:e} from f32");
+    assert!(f16_err > 0.0 && f16_err < bf16_err / 4.0, "f16 {f16_err:e}, bf16 {bf16_err:e}");
     assert_eq!(matmul_precision(), MatmulPrecision::F32, "the setting ends with the run");
 }
 

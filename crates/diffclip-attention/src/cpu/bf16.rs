@@ -1,4 +1,5 @@
-//! GEMM with bf16 operands and f32 sums, for [`MatmulPrecision::Bf16`](crate::MatmulPrecision).
+//! GEMM with bf16 operands and f32 sums, for [`MatmulPrecision::Bf16`](crate::MatmulPrecision)
+//! (and f16 operands, for `F16`, by the f32 GEMM on rounded operands).
 //!
 //! On x86-64 CPUs with AMX (Intel Xeon from Sapphire Rapids on) the tile unit multiplies bf16
 //! at several times the f32 FMA rate of the same core; elsewhere the operands are rounded to
@@ -9,6 +10,8 @@
 //! every output element's sum runs over `k` in order whatever the thread split: deterministic.
 
 use rayon::prelude::*;
+
+use crate::MatmulPrecision;
 
 pub(crate) use super::linear::Start;
 
@@ -26,17 +29,38 @@ pub(crate) fn round_bf16(x: f32) -> f32 {
     f32::from_bits((bf16_bits(x) as u32) << 16)
 }
 
-/// What multiplies bf16 here: AMX, or the f32 GEMM on rounded operands. (AVX512-BF16's
-/// `vdpbf16ps` was tried: on a Sapphire Rapids Xeon it ran at half the f32 GEMM's rate.)
+/// `x` rounded to the nearest IEEE half value (ties to even), as f32: infinite from 65 520 on
+/// (half way past the largest half, 65 504), half's subnormals kept, NaN stays NaN.
+/// Branch-free, so loops of it vectorise.
+#[inline(always)]
+pub(crate) fn round_f16(x: f32) -> f32 {
+    let a = x.abs();
+    // Normal halves keep 10 of f32's 23 fraction bits, ties to even (a carry moves into the
+    // exponent).
+    let b = x.to_bits();
+    let normal = f32::from_bits(b.wrapping_add(0xfff + ((b >> 13) & 1)) & !0x1fff);
+    // Below half's smallest normal (2^-14) its values are multiples of 2^-24: x·2^24 (under
+    // 1024 in size) rounded to an integer, ties to even, by adding and taking off 1.5·2^23.
+    const MAGIC: f32 = 12_582_912.0;
+    let subnormal = (((x * 16_777_216.0 + MAGIC) - MAGIC) * (1.0 / 16_777_216.0)).copysign(x);
+    let rounded = if a < 6.103_515_6e-5 { subnormal } else { normal };
+    let rounded = if a >= 65520.0 { f32::INFINITY.copysign(x) } else { rounded };
+    if a.is_nan() { x } else { rounded }
+}
+
+/// What multiplies reduced-precision operands here: AMX (bf16), or the f32 GEMM on operands
+/// rounded to bf16 or f16. (AVX512-BF16's `vdpbf16ps` was tried: on a Sapphire Rapids Xeon it
+/// ran at half the f32 GEMM's rate.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // AMX is x86-64's
 pub(crate) enum Engine {
     Amx,
-    RoundedF32,
+    RoundedBf16,
+    RoundedF16,
 }
 
 impl Engine {
-    /// The fastest engine this CPU (and system) offers, chosen once.
+    /// The fastest bf16 engine this CPU (and system) offers, chosen once.
     pub(crate) fn best() -> Engine {
         #[cfg(target_arch = "x86_64")]
         {
@@ -44,25 +68,44 @@ impl Engine {
                 return Engine::Amx;
             }
         }
-        Engine::RoundedF32
+        Engine::RoundedBf16
+    }
+
+    /// The engine for products in `precision`, `None` for f32 (the f32 GEMM).
+    pub(crate) fn for_products(precision: MatmulPrecision) -> Option<Engine> {
+        match precision {
+            MatmulPrecision::F32 => None,
+            MatmulPrecision::Bf16 => Some(Engine::best()),
+            MatmulPrecision::F16 => Some(Engine::RoundedF16),
+        }
+    }
+
+    /// How it rounds an operand.
+    #[cfg(test)]
+    fn round(self) -> fn(f32) -> f32 {
+        match self {
+            Engine::Amx | Engine::RoundedBf16 => round_bf16,
+            Engine::RoundedF16 => round_f16,
+        }
     }
 
     /// Its name, as benchmarks print it.
     pub(crate) fn name(self) -> &'static str {
         match self {
             Engine::Amx => "amx",
-            Engine::RoundedF32 => "rounded-f32",
+            Engine::RoundedBf16 => "rounded-f32",
+            Engine::RoundedF16 => "rounded-f32-f16",
         }
     }
 }
 
-/// `dst (m × n, row stride dst_rs) = start + lhs · rhs` with bf16 operands on `engine`,
+/// `dst (m × n, row stride dst_rs) = start + lhs · rhs` with reduced operands on `engine`,
 /// addressed by (row, column) strides like [`super::linear`]'s f32 GEMM; every element of
 /// `dst` is written.
 ///
 /// SAFETY: as for the f32 GEMM: the pointers and strides address valid memory of those shapes,
 /// `dst` does not overlap the operands, a bias holds `n` values; the CPU offers `engine`
-/// ([`Engine::best`] or the rounded f32 one).
+/// ([`Engine::best`] or a rounded one).
 #[allow(clippy::too_many_arguments)]
 pub(crate) unsafe fn gemm(
     engine: Engine,
@@ -77,17 +120,18 @@ pub(crate) unsafe fn gemm(
 ) {
     // SAFETY: the caller's contract.
     unsafe {
-        let rhs = PackedRhs::on(engine, rhs, rhs_strides, k, n);
+        let rhs = PackedRhs::new(engine, rhs, rhs_strides, k, n);
         gemm_packed(m, dst, dst_rs, start, lhs, lhs_strides, &rhs)
     }
 }
 
-/// The right operand of [`gemm_packed`], `k × n`, rounded to bf16 in the layout this CPU's
-/// product reads: AMX's column panels, else a row-major f32 copy. A linear layer's weight
-/// packed once serves every later call ([`super::packed_weights`]).
+/// The right operand of [`gemm_packed`], `k × n`, rounded in the layout its engine's product
+/// reads: AMX's column panels, else a row-major f32 copy. A linear layer's weight packed once
+/// serves every later call ([`super::packed_weights`]).
 pub(crate) struct PackedRhs {
     k: usize,
     n: usize,
+    engine: Engine,
     layout: Layout,
 }
 
@@ -99,27 +143,27 @@ enum Layout {
 }
 
 impl PackedRhs {
-    /// SAFETY: `src` addresses a valid `k × n` matrix with strides `[row, column]`.
-    pub(crate) unsafe fn new(src: *const f32, strides: [usize; 2], k: usize, n: usize) -> PackedRhs {
-        // SAFETY: the caller's contract; the best engine is available.
-        unsafe { PackedRhs::on(Engine::best(), src, strides, k, n) }
-    }
-
-    /// SAFETY: as for [`PackedRhs::new`], and the CPU must offer `engine`.
-    unsafe fn on(engine: Engine, src: *const f32, strides: [usize; 2], k: usize, n: usize) -> PackedRhs {
+    /// SAFETY: `src` addresses a valid `k × n` matrix with strides `[row, column]`; the CPU
+    /// offers `engine` ([`Engine::best`] or a rounded one).
+    pub(crate) unsafe fn new(engine: Engine, src: *const f32, strides: [usize; 2], k: usize, n: usize) -> PackedRhs {
         let layout = match engine {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: the caller's contract; AMX's CPUs have AVX-512 F and BW.
             Engine::Amx => Layout::Pairs(unsafe { blocked::pack_rhs(src, strides, k, n) }),
             // SAFETY: the caller's contract.
-            _ => Layout::Rounded(unsafe { rounded(src, strides, k, n) }),
+            _ => Layout::Rounded(unsafe { rounded(src, strides, k, n, engine) }),
         };
-        PackedRhs { k, n, layout }
+        PackedRhs { k, n, engine, layout }
     }
 
     /// `(k, n)`.
     pub(crate) fn dims(&self) -> (usize, usize) {
         (self.k, self.n)
+    }
+
+    /// The engine it was packed for.
+    pub(crate) fn engine(&self) -> Engine {
+        self.engine
     }
 
     /// Bytes held.
@@ -153,23 +197,42 @@ pub(crate) unsafe fn gemm_packed(
         Layout::Pairs(packed) => unsafe { blocked::gemm::<amx::Tiles>([m, n, k], dst, dst_rs, start, lhs, lhs_strides, packed) },
         Layout::Rounded(b) => {
             // SAFETY: the caller's contract.
-            let (a, accumulate) = unsafe { (rounded(lhs, lhs_strides, m, k), start.prepare(dst, [m, n], dst_rs)) };
+            let (a, accumulate) = unsafe { (rounded(lhs, lhs_strides, m, k, rhs.engine), start.prepare(dst, [m, n], dst_rs)) };
             // SAFETY: `a` and `b` are the operands rounded, contiguous row-major; `dst` as given.
             unsafe { super::linear::gemm_f32([m, n, k], dst, dst_rs, accumulate, a.as_ptr(), [k, 1], b.as_ptr(), [n, 1]) }
         }
     }
 }
 
-/// The `rows × cols` matrix at `src` (strides `[rs, cs]`) rounded to bf16, row-major.
+/// The `rows × cols` matrix at `src` (strides `[rs, cs]`) rounded as `engine` rounds, row-major.
 ///
 /// SAFETY: `src` addresses a valid `rows × cols` matrix with those strides.
-unsafe fn rounded(src: *const f32, [rs, cs]: [usize; 2], rows: usize, cols: usize) -> Vec<f32> {
+unsafe fn rounded(src: *const f32, strides: [usize; 2], rows: usize, cols: usize, engine: Engine) -> Vec<f32> {
+    // SAFETY: the caller's contract; each rounding is its own loop, inlined and vectorised.
+    unsafe {
+        match engine {
+            Engine::RoundedF16 => rounded_by(src, strides, rows, cols, round_f16),
+            Engine::Amx | Engine::RoundedBf16 => rounded_by(src, strides, rows, cols, round_bf16),
+        }
+    }
+}
+
+/// [`rounded`] by `round`.
+///
+/// SAFETY: as there.
+unsafe fn rounded_by(src: *const f32, [rs, cs]: [usize; 2], rows: usize, cols: usize, round: impl Fn(f32) -> f32 + Sync) -> Vec<f32> {
     let src = SendPtr(src as *mut f32);
     let mut out = vec![0.0f32; rows * cols];
     out.par_chunks_mut(cols.max(1)).enumerate().with_min_len(64).for_each(|(i, row)| {
-        for (j, o) in row.iter_mut().enumerate() {
-            // SAFETY: (i, j) lies in the matrix.
-            *o = round_bf16(unsafe { *src.get().add(i * rs + j * cs) });
+        if cs == 1 {
+            // SAFETY: row i lies in the matrix.
+            let values = unsafe { std::slice::from_raw_parts(src.get().add(i * rs), row.len()) };
+            row.iter_mut().zip(values).for_each(|(o, &x)| *o = round(x));
+        } else {
+            for (j, o) in row.iter_mut().enumerate() {
+                // SAFETY: (i, j) lies in the matrix.
+                *o = round(unsafe { *src.get().add(i * rs + j * cs) });
+            }
         }
     });
     out
@@ -223,12 +286,25 @@ mod tests {
         assert!(round_bf16(f32::from_bits(0xffff_ffff)).is_nan());
     }
 
-    /// `dst = [dst +] a·b` over the rounded operands, summed in f64.
-    fn reference(m: usize, n: usize, k: usize, a: impl Fn(usize, usize) -> f32, b: impl Fn(usize, usize) -> f32, start: &[f32]) -> Vec<f32> {
+    #[test]
+    fn f16_rounding_matches_ieee_half_conversion() {
+        // Every 4099th f32 bit pattern (both signs, all exponents) and the edges of half's range.
+        let edges = [65504.0f32, 65519.99, 65520.0, 6.1035156e-5, 6.1035152e-5, 5.9604645e-8, 2.9802322e-8, 2.9802326e-8, 1.0 + 1.0 / 2048.0];
+        let patterns = (0..=u32::MAX).step_by(4099).map(f32::from_bits);
+        for x in patterns.chain(edges.iter().flat_map(|&e| [e, -e])) {
+            let want = f32::from(half::f16::from_f32(x));
+            let got = round_f16(x);
+            assert!(got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()), "{x:e} ({:#x}): {got:e} vs {want:e}", x.to_bits());
+        }
+    }
+
+    /// `dst = start + a·b` over the operands rounded by `round`, summed in f64.
+    #[allow(clippy::too_many_arguments)]
+    fn reference(round: fn(f32) -> f32, m: usize, n: usize, k: usize, a: impl Fn(usize, usize) -> f32, b: impl Fn(usize, usize) -> f32, start: &[f32]) -> Vec<f32> {
         let mut out = start.to_vec();
         for i in 0..m {
             for j in 0..n {
-                let s: f64 = (0..k).map(|l| round_bf16(a(i, l)) as f64 * round_bf16(b(l, j)) as f64).sum();
+                let s: f64 = (0..k).map(|l| round(a(i, l)) as f64 * round(b(l, j)) as f64).sum();
                 out[i * n + j] = (out[i * n + j] as f64 + s) as f32;
             }
         }
@@ -243,12 +319,12 @@ mod tests {
         }
     }
 
-    /// Every engine this CPU offers (the rounded f32 GEMM everywhere).
+    /// Every engine this CPU offers (the rounded ones everywhere).
     fn engines() -> Vec<Engine> {
         #[cfg(target_arch = "x86_64")]
-        let engines = if amx::available() { vec![Engine::RoundedF32, Engine::Amx] } else { vec![Engine::RoundedF32] };
+        let engines = if amx::available() { vec![Engine::RoundedBf16, Engine::RoundedF16, Engine::Amx] } else { vec![Engine::RoundedBf16, Engine::RoundedF16] };
         #[cfg(not(target_arch = "x86_64"))]
-        let engines = vec![Engine::RoundedF32];
+        let engines = vec![Engine::RoundedBf16, Engine::RoundedF16];
         println!("engines: {engines:?}; best: {:?}", Engine::best());
         engines
     }
@@ -261,20 +337,20 @@ mod tests {
     /// k = 1, k = 0, one whole block, and big enough for the threaded paths; row-major (a
     /// linear layer's forward) from zero and from a bias, and both operands transposed (the
     /// backward's layouts) from a bias.
-    pub(super) fn check_products(what: &str, gemm: &SliceGemm) {
+    pub(super) fn check_products(what: &str, round: fn(f32) -> f32, gemm: &SliceGemm) {
         for [m, n, k] in [[1, 1, 1], [3, 4, 0], [1, 45, 70], [37, 45, 70], [33, 31, 65], [64, 64, 64], [40, 300, 260], [200, 197, 300]] {
             let (a, b) = (values(m * k, 1), values(k * n, 2));
-            let want = reference(m, n, k, |i, l| a[i * k + l], |l, j| b[l * n + j], &vec![0.0; m * n]);
+            let want = reference(round, m, n, k, |i, l| a[i * k + l], |l, j| b[l * n + j], &vec![0.0; m * n]);
             let mut got = vec![f32::NAN; m * n];
             gemm([m, n, k], &mut got, Start::Zero, &a, [k, 1], &b, [n, 1]);
             close(&got, &want, k, &format!("{what} {m}x{n}x{k}"));
             let bias = values(n, 4);
             let rows: Vec<f32> = (0..m * n).map(|i| bias[i % n]).collect();
-            let want = reference(m, n, k, |i, l| a[i * k + l], |l, j| b[l * n + j], &rows);
+            let want = reference(round, m, n, k, |i, l| a[i * k + l], |l, j| b[l * n + j], &rows);
             let mut got = vec![f32::NAN; m * n];
             gemm([m, n, k], &mut got, Start::Bias(&bias), &a, [k, 1], &b, [n, 1]);
             close(&got, &want, k, &format!("{what} {m}x{n}x{k} from a bias"));
-            let want = reference(m, n, k, |i, l| a[l * m + i], |l, j| b[j * k + l], &rows);
+            let want = reference(round, m, n, k, |i, l| a[l * m + i], |l, j| b[j * k + l], &rows);
             let mut got = vec![f32::NAN; m * n];
             gemm([m, n, k], &mut got, Start::Bias(&bias), &a, [1, m], &b, [1, k]);
             close(&got, &want, k, &format!("{what} {m}x{n}x{k} transposed, from a bias"));
@@ -313,7 +389,7 @@ mod tests {
     #[test]
     fn products_match_the_rounded_operands_at_every_edge_and_layout() {
         for engine in engines() {
-            check_products(&format!("{engine:?}"), &*on(engine));
+            check_products(&format!("{engine:?}"), engine.round(), &*on(engine));
         }
     }
 

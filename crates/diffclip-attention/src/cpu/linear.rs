@@ -8,9 +8,9 @@
 
 use rayon::prelude::*;
 
-use super::bf16::PackedRhs;
+use super::bf16::{Engine, PackedRhs};
 use super::written;
-use crate::{MatmulPrecision, matmul_precision};
+use crate::matmul_precision;
 
 /// `rows × k` times `k × n`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,8 +55,8 @@ fn parallelism(m: usize, n: usize, k: usize) -> gemm::Parallelism {
 }
 
 /// `dst (m × n, row stride dst_rs) = start + lhs · rhs`, operands addressed by (row, column)
-/// strides; every element of `dst` is written. In f32, or with bf16 operands under
-/// [`MatmulPrecision::Bf16`].
+/// strides; every element of `dst` is written. In f32, or with reduced operands under
+/// [`crate::MatmulPrecision`]'s `Bf16` and `F16`.
 ///
 /// SAFETY: the pointers and strides must address valid memory of those shapes, and `dst` must
 /// not overlap the operands; a bias holds `n` values.
@@ -73,12 +73,12 @@ unsafe fn gemm_into(
 ) {
     // SAFETY: the caller's contract, passed on.
     unsafe {
-        match matmul_precision() {
-            MatmulPrecision::F32 => {
+        match Engine::for_products(matmul_precision()) {
+            None => {
                 let accumulate = start.prepare(dst, [mnk[0], mnk[1]], dst_rs);
                 gemm_f32(mnk, dst, dst_rs, accumulate, lhs, lhs_strides, rhs, rhs_strides)
             }
-            MatmulPrecision::Bf16 => super::bf16::gemm(super::bf16::Engine::best(), mnk, dst, dst_rs, start, lhs, lhs_strides, rhs, rhs_strides),
+            Some(engine) => super::bf16::gemm(engine, mnk, dst, dst_rs, start, lhs, lhs_strides, rhs, rhs_strides),
         }
     }
 }
@@ -120,7 +120,8 @@ pub(crate) fn forward(x: &[f32], w: &[f32], b: Option<&[f32]>, d: LinearDims) ->
     forward_by(x, b, d, |rows, dst, start, x| unsafe { gemm_into([rows, n, k], dst, n, start, x, [k, 1], w.as_ptr(), [n, 1]) })
 }
 
-/// [`forward`] with bf16 products of a weight packed beforehand ([`super::packed_weights`]).
+/// [`forward`] with reduced-precision products of a weight packed beforehand
+/// ([`super::packed_weights`]).
 pub(crate) fn forward_packed(x: &[f32], w: &PackedRhs, b: Option<&[f32]>, d: LinearDims) -> Vec<f32> {
     assert_eq!(w.dims(), (d.k, d.n));
     // SAFETY: `product`'s operands are its contract; the packed weight is k × n (asserted).

@@ -158,10 +158,10 @@ pub(crate) fn linear<const D: usize>(x: &Tensor<D>, w: &Tensor<2>, b: Option<&Te
             None => None,
         };
         let (x, b) = (&xf.storage::<f32>()[..rows * k], bf.as_ref().map(|b| &b.storage::<f32>()[..n]));
-        let out = match crate::matmul_precision() {
-            crate::MatmulPrecision::F32 => linear::forward(x, &wf.storage::<f32>()[..k * n], b, dims),
+        let out = match bf16::Engine::for_products(crate::matmul_precision()) {
+            None => linear::forward(x, &wf.storage::<f32>()[..k * n], b, dims),
             // Inference: the weight is packed once and reused while it lives.
-            crate::MatmulPrecision::Bf16 => linear::forward_packed(x, &packed_weights::packed(&wf, k, n), b, dims),
+            Some(engine) => linear::forward_packed(x, &packed_weights::packed(&wf, k, n, engine), b, dims),
         };
         let mut out_shape = shape;
         out_shape[D - 1] = n;

@@ -267,6 +267,7 @@ unsafe fn convert_pair(first: *const f32, second: Option<*const f32>, stride: us
 
 #[cfg(test)]
 mod tests {
+    use super::super::round_bf16;
     use super::super::tests::{check_products, check_rows_alike, values};
     use super::*;
 
@@ -318,7 +319,7 @@ mod tests {
     #[test]
     fn the_driver_packs_and_splits_every_shape_and_layout() {
         if avx512() {
-            check_products("scalar kernel", &scalar_gemm);
+            check_products("scalar kernel", round_bf16, &scalar_gemm);
         }
     }
 
