@@ -191,7 +191,8 @@ fn embed_files(args: &Args, loaded: &LoadedModel) -> Result<(), Box<dyn std::err
         loaded.checkpoint.display(),
         &model_key.as_str()[..16],
         loaded.model.precision(),
-        if products == diffclip::attention::MatmulPrecision::F32 { String::new() } else { format!(" with {products} products") },
+        // `Bf16` as before F16 existed: shards stamped then still match.
+        if products == diffclip::attention::MatmulPrecision::F32 { String::new() } else { format!(" with {products:?} products") },
     );
     let job = ShardJob { source, ..job };
     let pipeline = Pipeline::from_name(preprocess, loaded.config.vision.image_size as u32)?;

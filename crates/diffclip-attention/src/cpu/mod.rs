@@ -34,7 +34,7 @@ use linear::LinearDims;
 
 static ENABLED: AtomicBool = AtomicBool::new(true);
 
-/// Forgets the weights packed for bf16 products.
+/// Forgets the weights packed for reduced-precision products.
 pub(crate) fn clear_packed_weights() {
     packed_weights::clear();
 }

@@ -4,7 +4,8 @@
 //! that costs more than the product. Inference reuses the packed copy while the weight lives:
 //! an entry holds a reference to the weight's buffer, so the buffer can be neither freed nor
 //! changed in place (flex copies a shared buffer before writing), and an entry whose weight
-//! nothing else holds any more (the model was dropped) is removed on the next miss.
+//! nothing else holds any more (the model was dropped) is removed on the next miss. One
+//! packing per weight: threads running one model in bf16 and in f16 at once repack each call.
 
 use std::sync::{Arc, Mutex};
 
