@@ -75,19 +75,20 @@ fn encoders(c: &mut Criterion) {
         group.finish();
         if preset == "diffclip_vit_b16" {
             captions(c, &model);
-            bf16_products(c, &model, &images, &text);
+            reduced_products(c, &model, &images, &text);
         }
     }
 }
 
 /// The same encoders with the linear layers' products in bf16 (`--dtype bf16` on the CPU:
-/// AMX where the CPU has it, else rounded operands at f32 speed), against f32 in one group.
-fn bf16_products(c: &mut Criterion, model: &diffclip::clip::Clip, images: &Tensor<4>, text: &Tensor<2, Int>) {
+/// AMX where the CPU has it, else rounded operands at f32 speed) and in f16 (`--dtype f16`:
+/// rounded operands, the f32 GEMM), against f32 in one group.
+fn reduced_products(c: &mut Criterion, model: &diffclip::clip::Clip, images: &Tensor<4>, text: &Tensor<2, Int>) {
     use diffclip::attention::{MatmulPrecision, bf16_matmul_engine, set_matmul_precision};
     let device = common::device();
     let mut group = c.benchmark_group(format!("matmul_{}", bf16_matmul_engine()));
     group.sampling_mode(SamplingMode::Flat).sample_size(10).measurement_time(Duration::from_secs(20));
-    for precision in [MatmulPrecision::F32, MatmulPrecision::Bf16] {
+    for precision in [MatmulPrecision::F32, MatmulPrecision::Bf16, MatmulPrecision::F16] {
         set_matmul_precision(precision);
         group.bench_function(BenchmarkId::new("encode_image", precision), |b| {
             b.iter(|| black_box(common::finish(&device, model.encode_image(images.clone()))))
