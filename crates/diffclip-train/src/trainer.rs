@@ -309,7 +309,7 @@ impl Trainer {
     /// all of them see the same AdamW step count, so the update equals a single
     /// [`AdamW::step`] when every factor is 1.
     fn update(&mut self, lr: f64, grads: &GradBuffer, grad_scale: f64) -> Result<Clip, TrainError> {
-        let model = self.take_model()?;
+        let mut model = self.take_model()?;
         let Some(scale) = &self.options.lr_scale else { return Ok(self.optim.step_scaled(model, lr, grads, grad_scale)) };
         let mut groups: std::collections::BTreeMap<u64, GradBuffer> = Default::default();
         for (key, g) in &grads.grads {
@@ -319,7 +319,6 @@ impl Trainer {
             }
         }
         let t = self.optim.step;
-        let mut model = model;
         for (bits, group) in &groups {
             self.optim.step = t;
             model = self.optim.step_scaled(model, lr * f64::from_bits(*bits), group, grad_scale);
