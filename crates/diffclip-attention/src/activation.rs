@@ -2,6 +2,35 @@
 
 use burn::tensor::Tensor;
 use burn::tensor::activation::sigmoid;
+use serde::{Deserialize, Serialize};
+
+/// The transformer MLP's nonlinearity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Activation {
+    /// Exact (erf) GELU ([`gelu`]): timm and DiffCLIP's vision tower.
+    Gelu,
+    /// `x * sigmoid(1.702 x)` ([`quick_gelu`]): OpenAI CLIP weights and DiffCLIP's text tower.
+    QuickGelu,
+}
+
+impl Activation {
+    /// The activation of `x`.
+    ///
+    /// ```
+    /// # use burn::tensor::{Device, Tensor};
+    /// # fn f(device: Device) {
+    /// use diffclip_attention::Activation;
+    /// let y = Activation::QuickGelu.apply(Tensor::<1>::from_floats([-1.0, 0.0, 2.0], &device));
+    /// # }
+    /// ```
+    pub fn apply<const D: usize>(self, x: Tensor<D>) -> Tensor<D> {
+        match self {
+            Activation::Gelu => gelu(x),
+            Activation::QuickGelu => quick_gelu(x),
+        }
+    }
+}
 
 /// Exact (erf) GELU, `0.5·x·(1 + erf(x/√2))`.
 ///

@@ -1,18 +1,7 @@
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
 use burn::tensor::Tensor;
-use diffclip_attention::{gelu, quick_gelu};
-use serde::{Deserialize, Serialize};
-
-/// The MLP's nonlinearity.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Activation {
-    /// Exact (erf) GELU: timm and DiffCLIP's vision tower.
-    Gelu,
-    /// `x * sigmoid(1.702 x)`: OpenAI CLIP weights and DiffCLIP's text tower.
-    QuickGelu,
-}
+pub use diffclip_attention::Activation;
 
 /// Two-layer MLP `fc2(act(fc1(x)))`.
 #[derive(Module, Debug)]
@@ -40,11 +29,7 @@ impl Mlp {
 
     /// `drop(fc2(act(fc1(x))))` of `x [B, N, width]`, giving `[B, N, width]`.
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let h = diffclip_attention::linear(&self.fc1, x);
-        let h = match self.activation {
-            Activation::Gelu => gelu(h),
-            Activation::QuickGelu => quick_gelu(h),
-        };
-        self.drop.forward(diffclip_attention::linear(&self.fc2, h))
+        // One pass on AMX (the hidden layer never leaves the cache in f32), else three steps.
+        self.drop.forward(diffclip_attention::mlp(&self.fc1, self.activation, &self.fc2, x))
     }
 }

@@ -19,6 +19,7 @@ use rayon::prelude::*;
 use super::attention::{Combine, Dims, attention};
 use super::backward::{NormInput, attention_backward};
 use super::{contiguous, copy_into, written};
+use crate::Activation;
 use super::linear::{self, LinearDims};
 
 pub(super) type Ad = Autodiff<Flex>;
@@ -122,13 +123,6 @@ fn register_grads<const N: usize>(ops: Ops<Saved, N>, grads: &mut Gradients) {
 
 backward_for_parents!(AttentionBackward, Saved, register_grads, [3, 5]);
 
-/// Which activation [`activation_tracked`] applies.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Activation {
-    Gelu,
-    QuickGelu,
-}
-
 /// Elements per parallel task of the activations.
 const CHUNK: usize = 1 << 14;
 
@@ -169,10 +163,7 @@ pub(crate) fn activation_tracked<const D: usize>(x: &Tensor<D>, kind: Activation
     let input = contiguous(x.primitive().clone());
     let len = input.layout().num_elements();
     let xs = f32s(&input, len);
-    let forward = match kind {
-        Activation::Gelu => super::simd::gelu_in_place,
-        Activation::QuickGelu => super::simd::quick_gelu_in_place,
-    };
+    let forward = super::simd::in_place(kind);
     // Each chunk is copied and transformed while it is in cache: one pass over memory.
     let y = written(len, |y| {
         y.par_chunks_mut(CHUNK).enumerate().for_each(|(i, c)| forward(copy_into(c, &xs[i * CHUNK..][..c.len()])))

@@ -89,6 +89,11 @@ impl Engine {
         }
     }
 
+    /// Whether it packs operands into bf16 panels (AMX), which [`mlp`] can write directly.
+    pub(crate) fn packs_pairs(self) -> bool {
+        self == Engine::Amx
+    }
+
     /// Its name, as benchmarks print it.
     pub(crate) fn name(self) -> &'static str {
         match self {
@@ -200,6 +205,32 @@ pub(crate) unsafe fn gemm_packed(
             let (a, accumulate) = unsafe { (rounded(lhs, lhs_strides, m, k, rhs.engine), start.prepare(dst, [m, n], dst_rs)) };
             // SAFETY: `a` and `b` are the operands rounded, contiguous row-major; `dst` as given.
             unsafe { super::linear::gemm_f32([m, n, k], dst, dst_rs, accumulate, a.as_ptr(), [k, 1], b.as_ptr(), [n, 1]) }
+        }
+    }
+}
+
+/// `act(x·W1 + b1)·W2 + b2` for `x` (`rows × k`, row-major) with both weights packed for AMX:
+/// each block of the hidden layer is activated in cache and rounded into the packed left
+/// operand of the second product, so the f32 hidden layer is never stored. The same bits as
+/// [`gemm_packed`], `act` and [`gemm_packed`]. `None` unless both weights are packed in pairs.
+pub(crate) fn mlp(x: &[f32], rows: usize, w1: &PackedRhs, b1: Option<&[f32]>, act: fn(&mut [f32]), w2: &PackedRhs, b2: Option<&[f32]>) -> Option<Vec<f32>> {
+    let ((k, hidden), n) = (w1.dims(), w2.n);
+    assert!(w2.k == hidden && x.len() >= rows * k && b1.is_none_or(|b| b.len() >= hidden) && b2.is_none_or(|b| b.len() >= n));
+    match (&w1.layout, &w2.layout) {
+        #[cfg(target_arch = "x86_64")]
+        (Layout::Pairs(p1), Layout::Pairs(p2)) => {
+            let (start1, start2) = (b1.map_or(Start::Zero, Start::Bias), b2.map_or(Start::Zero, Start::Bias));
+            // SAFETY: `x` holds rows × k values (asserted); pairs layouts are AMX's, which the
+            // CPU has (it packed them); the biases hold hidden and n values (asserted).
+            let h = unsafe { blocked::gemm_to_panels::<amx::Tiles>([rows, hidden, k], start1, x.as_ptr(), [k, 1], p1, act) };
+            Some(super::written(rows * n, |out| {
+                // SAFETY: `h` is the packed rows × hidden operand; `out` holds rows × n values.
+                unsafe { blocked::gemm_packed_lhs::<amx::Tiles>([rows, n, hidden], out.as_mut_ptr().cast(), n, start2, &h, p2) }
+            }))
+        }
+        _ => {
+            let _ = act; // only AMX's panels take it
+            None
         }
     }
 }

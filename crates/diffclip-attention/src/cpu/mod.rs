@@ -26,7 +26,8 @@ use burn::tensor::{DType, Tensor, TensorData};
 use rayon::prelude::*;
 
 pub(crate) use attention::{Combine, Dims};
-pub(crate) use autodiff::{Activation, DiffArgs, activation_tracked, attention_tracked};
+pub(crate) use autodiff::{DiffArgs, activation_tracked, attention_tracked};
+use crate::Activation;
 use autodiff::linear_tracked;
 pub(crate) use embedding::embedding_tracked;
 pub(crate) use layer_norm::layer_norm_tracked;
@@ -168,6 +169,38 @@ pub(crate) fn linear<const D: usize>(x: &Tensor<D>, w: &Tensor<2>, b: Option<&Te
         return Some(from_vec(out, out_shape));
     }
     linear_tracked(x, w, b, dims)
+}
+
+/// `fc2(act(fc1(x)))` in one pass when bf16 products run on AMX and every operand is a plain
+/// f32 flex tensor (`x`: `[.., k]`, `w1`: `[k, hidden]`, `w2`: `[hidden, n]`), else `None` (then
+/// the caller runs the three steps, which give the same bits).
+pub(crate) fn mlp<const D: usize>(
+    x: &Tensor<D>,
+    w1: &Tensor<2>,
+    b1: Option<&Tensor<1>>,
+    activation: Activation,
+    w2: &Tensor<2>,
+    b2: Option<&Tensor<1>>,
+) -> Option<Tensor<D>> {
+    let engine = bf16::Engine::for_products(crate::matmul_precision()).filter(|e| e.packs_pairs())?;
+    let (shape, [k, hidden], [hidden2, n]) = (x.dims(), w1.dims(), w2.dims());
+    let rows: usize = shape[..D.checked_sub(1)?].iter().product();
+    let biases_fit = b1.is_none_or(|b| b.dims() == [hidden]) && b2.is_none_or(|b| b.dims() == [n]);
+    if shape[D - 1] != k || hidden2 != hidden || rows == 0 || k == 0 || hidden == 0 || n == 0 || !biases_fit {
+        return None;
+    }
+    let (xf, w1f, w2f) = (flex_of(x)?, flex_of(w1)?, flex_of(w2)?);
+    let flex_bias = |b: Option<&Tensor<1>>| match b {
+        None => Some(None),
+        Some(b) => flex_of(b).map(Some),
+    };
+    let (b1f, b2f) = (flex_bias(b1)?, flex_bias(b2)?);
+    let (b1v, b2v) = (b1f.as_ref().map(|t| &t.storage::<f32>()[..hidden]), b2f.as_ref().map(|t| &t.storage::<f32>()[..n]));
+    let (p1, p2) = (packed_weights::packed(&w1f, k, hidden, engine), packed_weights::packed(&w2f, hidden, n, engine));
+    let out = bf16::mlp(&xf.storage::<f32>()[..rows * k], rows, &p1, b1v, simd::in_place(activation), &p2, b2v)?;
+    let mut out_shape = shape;
+    out_shape[D - 1] = n;
+    Some(from_vec(out, out_shape))
 }
 
 /// Attention of `[B, N, D]` projections on flex before the output projection, or `None`.

@@ -109,6 +109,14 @@ multiversion! {
     }
 }
 
+/// The in-place kernel of `activation`.
+pub(crate) fn in_place(activation: crate::Activation) -> fn(&mut [f32]) {
+    match activation {
+        crate::Activation::Gelu => gelu_in_place,
+        crate::Activation::QuickGelu => quick_gelu_in_place,
+    }
+}
+
 /// Independent partial results per lane: float reductions only vectorise when written so
 /// (LLVM keeps a single accumulator's additions in source order).
 const LANES: usize = 16;

@@ -45,26 +45,37 @@ impl<T: Plain> Aligned<T> {
         Aligned { lines, len, _t: PhantomData }
     }
 
+    /// `len` values, all written by `fill` (in any order, on any threads), not zeroed first.
+    ///
+    /// SAFETY: `fill` writes every element.
+    pub(super) unsafe fn written(len: usize, fill: impl FnOnce(&mut [MaybeUninit<T>])) -> Self {
+        let mut lines: Vec<MaybeUninit<Line>> = Vec::with_capacity(lines_for::<T>(len));
+        // SAFETY: MaybeUninit needs no initialisation.
+        unsafe { lines.set_len(lines.capacity()) };
+        // SAFETY: the lines hold len values of T, aligned for it (T's alignment ≤ 64).
+        fill(unsafe { std::slice::from_raw_parts_mut(lines.as_mut_ptr().cast::<MaybeUninit<T>>(), len) });
+        Aligned { lines, len, _t: PhantomData }
+    }
+
     /// `rows` rows of `row_len` values, row `r` written by `fill(r, row)` (in parallel when
     /// `parallel`), without zeroing them first.
     ///
     /// SAFETY: `fill` writes every element of the row it is given.
     pub(super) unsafe fn from_rows(rows: usize, row_len: usize, parallel: bool, fill: impl Fn(usize, &mut [MaybeUninit<T>]) + Sync) -> Self {
         let len = rows.checked_mul(row_len).expect("buffer size overflows usize");
-        let mut lines: Vec<MaybeUninit<Line>> = Vec::with_capacity(lines_for::<T>(len));
-        // SAFETY: MaybeUninit needs no initialisation.
-        unsafe { lines.set_len(lines.capacity()) };
-        // SAFETY: the lines hold len values of T, aligned for it (T's alignment ≤ 64).
-        let values = unsafe { std::slice::from_raw_parts_mut(lines.as_mut_ptr().cast::<MaybeUninit<T>>(), len) };
-        if row_len > 0 {
-            let fill = |(r, row): (usize, &mut [MaybeUninit<T>])| fill(r, row);
-            if parallel {
-                values.par_chunks_mut(row_len).enumerate().for_each(fill);
-            } else {
-                values.chunks_mut(row_len).enumerate().for_each(fill);
-            }
+        // SAFETY: every row is written (the caller's contract), so every element.
+        unsafe {
+            Self::written(len, |values| {
+                if row_len > 0 {
+                    let fill = |(r, row): (usize, &mut [MaybeUninit<T>])| fill(r, row);
+                    if parallel {
+                        values.par_chunks_mut(row_len).enumerate().for_each(fill);
+                    } else {
+                        values.chunks_mut(row_len).enumerate().for_each(fill);
+                    }
+                }
+            })
         }
-        Aligned { lines, len, _t: PhantomData }
     }
 }
 

@@ -132,11 +132,75 @@ pub(super) unsafe fn gemm<K: Kernel>(
         }
         return;
     }
+    // SAFETY: the caller's contract; the kernel's CPU has AVX-512 (F, BW).
+    unsafe {
+        let packed_lhs = pack_lhs(lhs, [lrs, lcs], m, k, parallel([m, n, k]));
+        products::<K>([m, n, k], &packed_lhs, packed_rhs, start, Sink::Rows { dst: SendPtr(dst), dst_rs })
+    }
+}
+
+/// [`gemm`] whose left operand is packed already ([`gemm_to_panels`]'s output for `m × k`).
+///
+/// SAFETY: as for [`gemm`]; `packed_lhs` holds `m × k` so packed, `k` > 0.
+pub(super) unsafe fn gemm_packed_lhs<K: Kernel>(mnk: [usize; 3], dst: *mut f32, dst_rs: usize, start: Start, packed_lhs: &[u16], packed_rhs: &[u32]) {
+    let [m, n, k] = mnk;
+    assert!(k > 0 && packed_lhs.len() == m.div_ceil(BLOCK) * BLOCK * k.div_ceil(BLOCK) * BLOCK);
+    if m > 0 && n > 0 {
+        // SAFETY: the caller's contract.
+        unsafe { products::<K>(mnk, packed_lhs, packed_rhs, start, Sink::Rows { dst: SendPtr(dst), dst_rs }) }
+    }
+}
+
+/// `act(start + lhs · rhs)` (`m × n`) rounded to bf16 and packed as [`pack_lhs`] packs a left
+/// operand whose `k` is `n`: the hidden layer of an MLP, ready for its second product.
+///
+/// SAFETY: as for [`gemm`] (without `dst`), and `k` > 0.
+pub(super) unsafe fn gemm_to_panels<K: Kernel>(
+    [m, n, k]: [usize; 3],
+    start: Start,
+    lhs: *const f32,
+    lhs_strides: [usize; 2],
+    packed_rhs: &[u32],
+    act: fn(&mut [f32]),
+) -> Aligned<u16> {
+    assert!(k > 0);
+    let len = m.div_ceil(BLOCK) * BLOCK * n.div_ceil(BLOCK) * BLOCK;
+    // SAFETY: the caller's contract; `products` writes every element of the panels (a block
+    // for each of their rows and columns, zeros past m and n).
+    unsafe {
+        let packed_lhs = pack_lhs(lhs, lhs_strides, m, k, parallel([m, n, k]));
+        Aligned::<u16>::written(len, |out| {
+            if m > 0 && n > 0 {
+                products::<K>([m, n, k], &packed_lhs, packed_rhs, start, Sink::Panels { dst: SendPtr(out.as_mut_ptr()), act })
+            }
+        })
+    }
+}
+
+/// Whether a product is worth the threads (the f32 GEMM's threshold).
+fn parallel([m, n, k]: [usize; 3]) -> bool {
+    m.saturating_mul(n).saturating_mul(k) >= super::super::linear::PARALLEL_MACS
+}
+
+/// Where [`products`] puts its output blocks.
+#[derive(Clone, Copy)]
+enum Sink {
+    /// f32 rows of `dst`, `dst_rs` apart.
+    Rows { dst: SendPtr, dst_rs: usize },
+    /// `act` applied, rounded to bf16, in the packed left-operand layout (row panels of BLOCK
+    /// rows × `n` rounded up to BLOCK; zeros past the matrix).
+    Panels { dst: SendPtr<MaybeUninit<u16>>, act: fn(&mut [f32]) },
+}
+
+/// `start + lhs · rhs` into `sink`, from packed operands (`k` > 0, `m` and `n` > 0).
+///
+/// SAFETY: the operands hold `m × k` and `k × n` so packed; `sink` addresses its `m × n`
+/// output; `K` is available.
+unsafe fn products<K: Kernel>([m, n, k]: [usize; 3], packed_lhs: &[u16], packed_rhs: &[u32], start: Start, sink: Sink) {
     let kp = k.div_ceil(BLOCK) * BLOCK;
     let (row_panels, panels) = (m.div_ceil(BLOCK), n.div_ceil(BLOCK));
     assert_eq!(packed_rhs.len(), panels * (kp / 2) * BLOCK);
-    let dst = SendPtr(dst);
-    let parallel = m.saturating_mul(n).saturating_mul(k) >= super::super::linear::PARALLEL_MACS;
+    assert_eq!(packed_lhs.len(), row_panels * BLOCK * kp);
     // Whole panels of the bias, zeros past n, so edge blocks start from it too.
     let bias: Vec<f32> = match start {
         Start::Bias(b) => (0..panels * BLOCK).map(|j| if j < n { b[j] } else { 0.0 }).collect(),
@@ -144,16 +208,12 @@ pub(super) unsafe fn gemm<K: Kernel>(
     };
     let bias = SendPtr(bias.as_ptr() as *mut f32);
 
-    // SAFETY: the caller's contract; the kernel's CPU has AVX-512 (F, BW).
-    let packed_lhs = unsafe { pack_lhs(lhs, [lrs, lcs], m, k, parallel) };
-
     // Tasks: blocks of row panels × groups of column panels, enough to keep every thread
     // busy; within one, each rhs panel meets every row panel of the block while in cache.
     let mc = rows_per_task(kp).min(row_panels * BLOCK) / BLOCK;
     let row_blocks = row_panels.div_ceil(mc);
     let groups = (4 * rayon::current_num_threads()).div_ceil(row_blocks).clamp(1, panels);
     let per_group = panels.div_ceil(groups);
-    let packed_lhs: &[u16] = &packed_lhs;
     let task = |t: usize| {
         let (rb, g) = (t / groups, t % groups);
         // SAFETY: the kernel is available (the caller's contract).
@@ -165,33 +225,53 @@ pub(super) unsafe fn gemm<K: Kernel>(
             for i in (rb * mc)..((rb + 1) * mc).min(row_panels) {
                 let lhs = &packed_lhs[i * BLOCK * kp..][..BLOCK * kp];
                 let rows = (m - i * BLOCK).min(BLOCK);
-                // SAFETY: this block of dst lies in dst and belongs to this task alone.
-                let out = unsafe { dst.get().add(i * BLOCK * dst_rs + p * BLOCK) };
                 // The sums start from the bias row of this panel, read BLOCK times.
                 let from = match start {
                     Start::Zero => None,
                     Start::Bias(_) => Some((bias.get().wrapping_add(p * BLOCK) as *const f32, 0)),
                 };
-                if rows == BLOCK && cols == BLOCK {
-                    // SAFETY: as above, a whole block, stored in place; the bias panel holds
-                    // BLOCK values.
-                    unsafe { kernel.product(lhs, panel, kp, out, dst_rs, from) };
-                    continue;
-                }
-                // A block past dst's edge goes through `block`, from the same start: the same
-                // sums as a whole block's.
-                // SAFETY: `block` is BLOCK × BLOCK f32 of this task; what it holds past dst's
-                // part is never read back.
-                unsafe { kernel.product(lhs, panel, kp, block.as_mut_ptr(), BLOCK, from) };
-                for (r, values) in block.chunks_exact(BLOCK).take(rows).enumerate() {
-                    // SAFETY: row r of this task's block of dst; written, never viewed as a
-                    // slice (it may be uninitialised).
-                    unsafe { std::ptr::copy_nonoverlapping(values.as_ptr(), out.add(r * dst_rs), cols) };
+                match sink {
+                    Sink::Rows { dst, dst_rs } => {
+                        // SAFETY: this block of dst lies in dst and belongs to this task alone.
+                        let out = unsafe { dst.get().add(i * BLOCK * dst_rs + p * BLOCK) };
+                        if rows == BLOCK && cols == BLOCK {
+                            // SAFETY: as above, a whole block, stored in place; the bias panel
+                            // holds BLOCK values.
+                            unsafe { kernel.product(lhs, panel, kp, out, dst_rs, from) };
+                            continue;
+                        }
+                        // A block past dst's edge goes through `block`, from the same start:
+                        // the same sums as a whole block's.
+                        // SAFETY: `block` is BLOCK × BLOCK f32 of this task; what it holds past
+                        // dst's part is never read back.
+                        unsafe { kernel.product(lhs, panel, kp, block.as_mut_ptr(), BLOCK, from) };
+                        for (r, values) in block.chunks_exact(BLOCK).take(rows).enumerate() {
+                            // SAFETY: row r of this task's block of dst; written, never viewed
+                            // as a slice (it may be uninitialised).
+                            unsafe { std::ptr::copy_nonoverlapping(values.as_ptr(), out.add(r * dst_rs), cols) };
+                        }
+                    }
+                    Sink::Panels { dst, act } => {
+                        // SAFETY: as above, into this task's block.
+                        unsafe { kernel.product(lhs, panel, kp, block.as_mut_ptr(), BLOCK, from) };
+                        act(&mut block);
+                        for (r, values) in block.chunks_exact(BLOCK).enumerate() {
+                            // SAFETY: row r of row panel i, columns of panel p, in the packed
+                            // output (BLOCK · panels values per row); this task's alone.
+                            let out = unsafe { std::slice::from_raw_parts_mut(dst.get().add((i * BLOCK + r) * panels * BLOCK + p * BLOCK), BLOCK) };
+                            let real = if r < rows { cols } else { 0 };
+                            // SAFETY: `values` holds BLOCK f32; the CPU has AVX-512 (F, BW).
+                            unsafe { convert_row(values.as_ptr(), 1, &mut out[..real]) };
+                            out[real..].iter_mut().for_each(|v| {
+                                v.write(0);
+                            });
+                        }
+                    }
                 }
             }
         }
     };
-    if parallel {
+    if parallel([m, n, k]) {
         (0..row_blocks * groups).into_par_iter().for_each(task);
     } else {
         (0..row_blocks * groups).for_each(task);
@@ -327,6 +407,44 @@ mod tests {
     fn a_row_sums_alike_in_whole_and_edge_blocks() {
         if avx512() {
             check_rows_alike("scalar kernel", &[1, 3, 33, 64], &scalar_gemm);
+        }
+    }
+
+    /// The hidden layer written as panels holds `act` of the product, rounded, where the f32
+    /// output would be, and zeros past it even where the buffer held other bits before; the
+    /// second product from it is the same bits as from the f32 output.
+    #[test]
+    fn panels_hold_the_activated_product_and_zeros_past_it() {
+        if !avx512() {
+            return;
+        }
+        let act: fn(&mut [f32]) = crate::cpu::simd::gelu_in_place;
+        for (m, k, hidden, n) in [(37usize, 70usize, 45usize, 33usize), (1, 32, 64, 32), (64, 40, 32, 5)] {
+            let (x, w1, w2) = (values(m * k, 21), values(k * hidden, 22), values(hidden * n, 23));
+            let (b1, b2) = (values(hidden, 24), values(n, 25));
+            let (mp, hp) = (m.div_ceil(BLOCK) * BLOCK, hidden.div_ceil(BLOCK) * BLOCK);
+            // SAFETY: every element is written.
+            drop(unsafe { Aligned::<u16>::written(mp * hp, |v| v.iter_mut().for_each(|v| { v.write(0x7fc1); })) });
+            let mut h = vec![0.0f32; m * hidden];
+            scalar_gemm([m, hidden, k], &mut h, Start::Bias(&b1), &x, [k, 1], &w1, [hidden, 1]);
+            act(&mut h);
+            // SAFETY: the buffers hold those shapes; AVX-512 checked.
+            let (p1, p2) = unsafe { (pack_rhs(w1.as_ptr(), [hidden, 1], k, hidden), pack_rhs(w2.as_ptr(), [n, 1], hidden, n)) };
+            // SAFETY: as above.
+            let panels = unsafe { gemm_to_panels::<Scalar>([m, hidden, k], Start::Bias(&b1), x.as_ptr(), [k, 1], &p1, act) };
+            assert_eq!(panels.len(), mp * hp);
+            for (i, row) in panels.chunks_exact(hp).enumerate() {
+                for (j, &v) in row.iter().enumerate() {
+                    let want = if i < m && j < hidden { bf16_bits(h[i * hidden + j]) } else { 0 };
+                    assert_eq!(v, want, "{m}x{k}x{hidden}: ({i}, {j})");
+                }
+            }
+            let mut want = vec![0.0f32; m * n];
+            scalar_gemm([m, n, hidden], &mut want, Start::Bias(&b2), &h, [hidden, 1], &w2, [n, 1]);
+            let mut got = vec![f32::NAN; m * n];
+            // SAFETY: `panels` is the packed m × hidden operand; `got` holds m × n values.
+            unsafe { gemm_packed_lhs::<Scalar>([m, n, hidden], got.as_mut_ptr(), n, Start::Bias(&b2), &panels, &p2) };
+            assert!(got.iter().map(|v| v.to_bits()).eq(want.iter().map(|v| v.to_bits())), "{m}x{k}x{hidden}x{n}: second product");
         }
     }
 

@@ -1,0 +1,65 @@
+//! The transformer MLP, `fc2(act(fc1(x)))`.
+
+use burn::nn::Linear;
+use burn::tensor::Tensor;
+
+use crate::{Activation, linear};
+
+/// `fc2(activation(fc1(x)))`, `x` being `[.., fc1's inputs]`.
+///
+/// With bf16 products on AMX (plain f32 tensors on flex, see [`crate::MatmulPrecision`]) it is
+/// one pass: each of `fc1`'s output blocks is activated while in cache and rounded straight into
+/// the bf16 operand `fc2` reads, so the f32 hidden layer (4× the width) is never written or
+/// read back; the result is the same bits as the three steps. Elsewhere it is [`linear`],
+/// [`Activation::apply`] and [`linear`].
+///
+/// ```
+/// # use burn::nn::LinearConfig;
+/// # use burn::tensor::{Device, Tensor};
+/// # fn f(device: Device) {
+/// use diffclip_attention::{Activation, mlp};
+/// let (fc1, fc2) = (LinearConfig::new(4, 16).init(&device), LinearConfig::new(16, 4).init(&device));
+/// let y = mlp(&fc1, Activation::Gelu, &fc2, Tensor::<3>::ones([2, 5, 4], &device));
+/// assert_eq!(y.dims(), [2, 5, 4]);
+/// # }
+/// ```
+pub fn mlp<const D: usize>(fc1: &Linear, activation: Activation, fc2: &Linear, x: Tensor<D>) -> Tensor<D> {
+    #[cfg(feature = "flex")]
+    {
+        let bias = |l: &Linear| l.bias.as_ref().map(|b| b.val());
+        let (b1, b2) = (bias(fc1), bias(fc2));
+        if let Some(y) = crate::cpu::mlp(&x, &fc1.weight.val(), b1.as_ref(), activation, &fc2.weight.val(), b2.as_ref()) {
+            return y;
+        }
+    }
+    linear(fc2, activation.apply(linear(fc1, x)))
+}
+
+#[cfg(all(test, feature = "flex"))]
+mod tests {
+    use burn::nn::LinearConfig;
+    use burn::tensor::{Device, Distribution};
+
+    use super::*;
+    use crate::{MatmulPrecision, with_matmul_precision};
+
+    /// The one pass runs exactly where bf16 products run on AMX, on plain flex tensors; its bits
+    /// against the three steps are `tests/mlp.rs`'s.
+    #[test]
+    fn one_pass_where_bf16_products_run_on_amx() {
+        let device = Device::flex();
+        let (fc1, fc2) = (LinearConfig::new(64, 96).init(&device), LinearConfig::new(96, 32).init(&device));
+        let x = Tensor::<3>::random([2, 5, 64], Distribution::Default, &device);
+        let one_pass = |x: &Tensor<3>| {
+            let b = |l: &Linear| l.bias.as_ref().map(|b| b.val());
+            crate::cpu::mlp(x, &fc1.weight.val(), b(&fc1).as_ref(), Activation::Gelu, &fc2.weight.val(), b(&fc2).as_ref()).is_some()
+        };
+        let amx = crate::bf16_matmul_engine() == "amx";
+        println!("bf16 engine: {}", crate::bf16_matmul_engine());
+        assert_eq!(with_matmul_precision(MatmulPrecision::Bf16, || one_pass(&x)), amx);
+        assert!(!with_matmul_precision(MatmulPrecision::F32, || one_pass(&x)));
+        assert!(!with_matmul_precision(MatmulPrecision::F16, || one_pass(&x)));
+        let tracked = Tensor::<3>::from_data(x.into_data(), &device.autodiff());
+        assert!(!with_matmul_precision(MatmulPrecision::Bf16, || one_pass(&tracked)), "autodiff takes the three steps");
+    }
+}

@@ -1,0 +1,59 @@
+//! The transformer MLP, `fc2(act(fc1(x)))`: one pass (on AMX with bf16 products) or three steps,
+//! the same bits.
+
+use burn::nn::LinearConfig;
+use burn::tensor::{Distribution, Tensor};
+use diffclip_attention::{Activation, MatmulPrecision, linear, mlp, with_matmul_precision};
+use diffclip_testkit::devices;
+
+mod common;
+use common::serial;
+
+fn bits(t: Tensor<3>) -> Vec<u32> {
+    t.into_data().try_to_vec::<f32>().unwrap().into_iter().map(f32::to_bits).collect()
+}
+
+/// On every backend and precision, with and without biases, at sizes off the 32 × 32 blocks
+/// (a hidden width that is not a multiple of 32, a lone row) and large enough for threads:
+/// the one-pass MLP gives exactly the bits of linear, activation, linear.
+#[test]
+fn mlp_is_its_three_steps_to_the_bit() {
+    let _serial = serial();
+    for (backend, device) in devices() {
+        for ([b, n, width, hidden, out], bias) in [([2, 37, 48, 200, 40], true), ([1, 1, 64, 96, 64], false), ([3, 70, 96, 384, 96], true)] {
+            let fc1 = LinearConfig::new(width, hidden).with_bias(bias).init(&device);
+            let fc2 = LinearConfig::new(hidden, out).with_bias(bias).init(&device);
+            let x = Tensor::<3>::random([b, n, width], Distribution::Normal(0.0, 1.0), &device);
+            for activation in [Activation::Gelu, Activation::QuickGelu] {
+                for precision in [MatmulPrecision::F32, MatmulPrecision::Bf16] {
+                    let at = format!("{backend} [{b}, {n}, {width}] -> {hidden} -> {out}, bias {bias}, {activation:?}, {precision}");
+                    let (one, three) = with_matmul_precision(precision, || {
+                        let one = mlp(&fc1, activation, &fc2, x.clone());
+                        (one, linear(&fc2, activation.apply(linear(&fc1, x.clone()))))
+                    });
+                    assert_eq!(one.dims(), [b, n, out], "{at}");
+                    assert!(bits(one) == bits(three), "{at}: the one pass differs from the three steps");
+                }
+            }
+        }
+    }
+}
+
+/// Under autodiff the MLP differentiates as its three steps do.
+#[test]
+fn mlp_gradients_are_the_three_steps_gradients() {
+    let _serial = serial();
+    for (backend, device) in devices() {
+        let ad = device.autodiff();
+        let fc1 = LinearConfig::new(48, 130).init(&ad);
+        let fc2 = LinearConfig::new(130, 40).init(&ad);
+        let x = Tensor::<3>::random([2, 9, 48], Distribution::Normal(0.0, 1.0), &ad);
+        let grads = |one: bool| {
+            let x = x.clone().require_grad();
+            let y = if one { mlp(&fc1, Activation::Gelu, &fc2, x.clone()) } else { linear(&fc2, Activation::Gelu.apply(linear(&fc1, x.clone()))) };
+            let g = y.sum().backward();
+            (bits(x.grad(&g).unwrap()), fc1.weight.grad(&g).unwrap().into_data(), fc2.bias.as_ref().unwrap().grad(&g).unwrap().into_data())
+        };
+        assert!(grads(true) == grads(false), "{backend}: gradients differ");
+    }
+}
