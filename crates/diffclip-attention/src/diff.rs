@@ -211,7 +211,8 @@ impl DiffAttention {
     fn reference(&self, rows: Tensor<3>, x: Tensor<3>, mask: Option<AttnMask>) -> (Tensor<3>, AttentionMaps) {
         let ([b, m, _], n) = (rows.dims(), x.dims()[1]);
         let q = crate::linear(&self.q_proj, rows);
-        let (q, k, v) = self.split_heads((q, crate::linear(&self.k_proj, x.clone()), crate::linear(&self.v_proj, x)));
+        let [k, v] = crate::linears([&self.k_proj, &self.v_proj], x);
+        let (q, k, v) = self.split_heads((q, k, v));
         let hp = self.num_heads / 2;
         let attn = softmax_maps(q, k, self.head_dim, mask).reshape([b, hp, 2, m, n]);
         let a1 = attn.clone().narrow(2, 0, 1).reshape([b, hp, m, n]);
@@ -234,7 +235,8 @@ impl DiffAttention {
 
     /// The q, k and v projections of `x`, `[B, N, D]` each.
     fn project(&self, x: Tensor<3>) -> (Tensor<3>, Tensor<3>, Tensor<3>) {
-        (crate::linear(&self.q_proj, x.clone()), crate::linear(&self.k_proj, x.clone()), crate::linear(&self.v_proj, x))
+        let [q, k, v] = crate::linears([&self.q_proj, &self.k_proj, &self.v_proj], x);
+        (q, k, v)
     }
 
     /// q, k as `[B, h, len, hd]`, v as `[B, h/2, N, 2hd]` (each keeps its own length).

@@ -51,7 +51,7 @@ pub use embedding::embedding;
 pub use error::AttentionError;
 pub use kind::{Attention, AttentionConfig, AttentionKind};
 pub use lambda::LambdaInit;
-pub use linear::linear;
+pub use linear::{linear, linears};
 pub use mlp::mlp;
 pub use norm::layer_norm;
 pub use precision::{MatmulPrecision, bf16_matmul_engine, matmul_precision, matmul_precision_applies, set_matmul_precision, with_matmul_precision};

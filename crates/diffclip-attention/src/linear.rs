@@ -23,3 +23,27 @@ pub fn linear<const D: usize>(layer: &Linear, x: Tensor<D>) -> Tensor<D> {
     }
     layer.forward(x)
 }
+
+/// Several linear layers of one input: `layers[i].forward(x)` for each (a layer's q, k and v
+/// projections). With bf16 products on AMX (plain f32 tensors on flex) `x` is rounded and packed
+/// once for all of them; the results are the same bits as [`linear`] of each.
+///
+/// ```
+/// # use burn::nn::LinearConfig;
+/// # use burn::tensor::{Device, Tensor};
+/// # fn f(device: Device) {
+/// let (q, v) = (LinearConfig::new(4, 3).init(&device), LinearConfig::new(4, 6).init(&device));
+/// let [yq, yv] = diffclip_attention::linears([&q, &v], Tensor::<3>::ones([2, 5, 4], &device));
+/// assert_eq!((yq.dims(), yv.dims()), ([2, 5, 3], [2, 5, 6]));
+/// # }
+/// ```
+pub fn linears<const D: usize, const L: usize>(layers: [&Linear; L], x: Tensor<D>) -> [Tensor<D>; L] {
+    #[cfg(feature = "flex")]
+    {
+        let weights: Vec<_> = layers.iter().map(|l| (l.weight.val(), l.bias.as_ref().map(|b| b.val()))).collect();
+        if let Some(ys) = crate::cpu::linears(&x, &weights).and_then(|ys| ys.try_into().ok()) {
+            return ys;
+        }
+    }
+    layers.map(|layer| linear(layer, x.clone()))
+}

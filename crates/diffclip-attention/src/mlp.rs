@@ -35,31 +35,3 @@ pub fn mlp<const D: usize>(fc1: &Linear, activation: Activation, fc2: &Linear, x
     linear(fc2, activation.apply(linear(fc1, x)))
 }
 
-#[cfg(all(test, feature = "flex"))]
-mod tests {
-    use burn::nn::LinearConfig;
-    use burn::tensor::{Device, Distribution};
-
-    use super::*;
-    use crate::{MatmulPrecision, with_matmul_precision};
-
-    /// The one pass runs exactly where bf16 products run on AMX, on plain flex tensors; its bits
-    /// against the three steps are `tests/mlp.rs`'s.
-    #[test]
-    fn one_pass_where_bf16_products_run_on_amx() {
-        let device = Device::flex();
-        let (fc1, fc2) = (LinearConfig::new(64, 96).init(&device), LinearConfig::new(96, 32).init(&device));
-        let x = Tensor::<3>::random([2, 5, 64], Distribution::Default, &device);
-        let one_pass = |x: &Tensor<3>| {
-            let b = |l: &Linear| l.bias.as_ref().map(|b| b.val());
-            crate::cpu::mlp(x, &fc1.weight.val(), b(&fc1).as_ref(), Activation::Gelu, &fc2.weight.val(), b(&fc2).as_ref()).is_some()
-        };
-        let amx = crate::bf16_matmul_engine() == "amx";
-        println!("bf16 engine: {}", crate::bf16_matmul_engine());
-        assert_eq!(with_matmul_precision(MatmulPrecision::Bf16, || one_pass(&x)), amx);
-        assert!(!with_matmul_precision(MatmulPrecision::F32, || one_pass(&x)));
-        assert!(!with_matmul_precision(MatmulPrecision::F16, || one_pass(&x)));
-        let tracked = Tensor::<3>::from_data(x.into_data(), &device.autodiff());
-        assert!(!with_matmul_precision(MatmulPrecision::Bf16, || one_pass(&tracked)), "autodiff takes the three steps");
-    }
-}

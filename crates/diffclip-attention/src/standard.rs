@@ -68,8 +68,7 @@ impl StandardAttention {
             return self.forward_with_maps(x, mask).0;
         }
         let [b, n, _] = x.dims();
-        let q = crate::linear(&self.q_proj, x.clone());
-        let (k, v) = (crate::linear(&self.k_proj, x.clone()), crate::linear(&self.v_proj, x));
+        let [q, k, v] = crate::linears([&self.q_proj, &self.k_proj, &self.v_proj], x);
         #[cfg(feature = "flex")]
         if mask.is_none() {
             let scale = (self.head_dim as f32).powf(-0.5);
@@ -120,7 +119,7 @@ impl StandardAttention {
     fn reference(&self, rows: Tensor<3>, x: Tensor<3>, mask: Option<AttnMask>) -> (Tensor<3>, AttentionMaps) {
         let [b, m, _] = rows.dims();
         let q = self.split(crate::linear(&self.q_proj, rows));
-        let (k, v) = (self.split(crate::linear(&self.k_proj, x.clone())), self.split(crate::linear(&self.v_proj, x)));
+        let [k, v] = crate::linears([&self.k_proj, &self.v_proj], x).map(|t| self.split(t));
         let attn = softmax_maps(q, k, self.head_dim, mask);
         let out = self.finish(self.attn_drop.forward(attn.clone()).matmul(v), b, m);
         (out, AttentionMaps { first: attn, second: None, lambda: None })

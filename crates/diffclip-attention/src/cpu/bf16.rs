@@ -209,6 +209,36 @@ pub(crate) unsafe fn gemm_packed(
     }
 }
 
+/// `x·W + b` for each `(W, b)` of `layers` (packed for AMX), `x` (`rows × k`, row-major)
+/// rounded and packed once: the same bits as [`gemm_packed`] of each. `None` unless every
+/// weight is packed in pairs.
+pub(crate) fn products_of_one_input(x: &[f32], rows: usize, layers: &[(&PackedRhs, Option<&[f32]>)]) -> Option<Vec<Vec<f32>>> {
+    let k = layers.first()?.0.k;
+    assert!(x.len() >= rows * k && layers.iter().all(|(w, b)| w.k == k && b.is_none_or(|b| b.len() >= w.n)));
+    #[cfg(target_arch = "x86_64")]
+    {
+        let pairs: Vec<_> = layers.iter().map_while(|(w, b)| match &w.layout {
+            Layout::Pairs(p) => Some((&**p, w.n, b.map_or(Start::Zero, Start::Bias))),
+            Layout::Rounded(_) => None,
+        }).collect();
+        if pairs.len() < layers.len() || k == 0 {
+            return None;
+        }
+        let macs = rows.saturating_mul(k).saturating_mul(pairs.iter().map(|p| p.1).sum());
+        // SAFETY: `x` holds rows × k values (asserted); AMX's CPUs have AVX-512 F and BW.
+        let lhs = unsafe { blocked::pack_lhs(x.as_ptr(), [k, 1], rows, k, macs >= super::linear::PARALLEL_MACS) };
+        Some(pairs.into_iter().map(|(p, n, start)| {
+            super::written(rows * n, |out| {
+                // SAFETY: `lhs` is the packed rows × k input; `out` holds rows × n values; the
+                // bias holds n (asserted); the CPU has AMX (it packed the weights in pairs).
+                unsafe { blocked::gemm_packed_lhs::<amx::Tiles>([rows, n, k], out.as_mut_ptr().cast(), n, start, &lhs, p) }
+            })
+        }).collect())
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    None
+}
+
 /// `act(x·W1 + b1)·W2 + b2` for `x` (`rows × k`, row-major) with both weights packed for AMX:
 /// each block of the hidden layer is activated in cache and rounded into the packed left
 /// operand of the second product, so the f32 hidden layer is never stored. The same bits as

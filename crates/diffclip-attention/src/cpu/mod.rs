@@ -171,6 +171,39 @@ pub(crate) fn linear<const D: usize>(x: &Tensor<D>, w: &Tensor<2>, b: Option<&Te
     linear_tracked(x, w, b, dims)
 }
 
+/// `x·W + b` for several layers `(W, b)` of one plain f32 flex input when bf16 products run on
+/// AMX: `x` is rounded and packed once. `None` otherwise (then each runs as [`linear`], the
+/// same bits).
+pub(crate) fn linears<const D: usize>(x: &Tensor<D>, layers: &[(Tensor<2>, Option<Tensor<1>>)]) -> Option<Vec<Tensor<D>>> {
+    let engine = bf16::Engine::for_products(crate::matmul_precision()).filter(|e| e.packs_pairs())?;
+    let shape = x.dims();
+    let (rows, k): (usize, usize) = (shape[..D.checked_sub(1)?].iter().product(), shape[D - 1]);
+    if rows == 0 || k == 0 {
+        return None;
+    }
+    let xf = flex_of(x)?;
+    let mut flex = Vec::with_capacity(layers.len());
+    for (w, b) in layers {
+        let [wk, n] = w.dims();
+        if wk != k || n == 0 || b.as_ref().is_some_and(|b| b.dims() != [n]) {
+            return None;
+        }
+        let b = match b {
+            Some(b) => Some(flex_of(b)?),
+            None => None,
+        };
+        flex.push((flex_of(w)?, b, n));
+    }
+    let packed: Vec<_> = flex.iter().map(|(w, _, n)| packed_weights::packed(w, k, *n, engine)).collect();
+    let operands: Vec<_> = packed.iter().zip(&flex).map(|(p, (_, b, n))| (&**p, b.as_ref().map(|b| &b.storage::<f32>()[..*n]))).collect();
+    let outs = bf16::products_of_one_input(&xf.storage::<f32>()[..rows * k], rows, &operands)?;
+    Some(outs.into_iter().zip(&flex).map(|(out, (_, _, n))| {
+        let mut out_shape = shape;
+        out_shape[D - 1] = *n;
+        from_vec(out, out_shape)
+    }).collect())
+}
+
 /// `fc2(act(fc1(x)))` in one pass when bf16 products run on AMX and every operand is a plain
 /// f32 flex tensor (`x`: `[.., k]`, `w1`: `[k, hidden]`, `w2`: `[hidden, n]`), else `None` (then
 /// the caller runs the three steps, which give the same bits).
@@ -242,3 +275,36 @@ pub(crate) fn attention(
     Some(from_vec(out, [batch, n, width]))
 }
 
+
+#[cfg(test)]
+mod tests {
+    use burn::nn::{Linear, LinearConfig};
+    use burn::tensor::{Device, Distribution};
+
+    use super::*;
+    use crate::{MatmulPrecision, with_matmul_precision};
+
+    /// The one-pass MLP and the shared input of several layers run exactly where bf16 products
+    /// run on AMX, on plain flex tensors; their bits against the separate steps are
+    /// `tests/one_pass.rs`'s.
+    #[test]
+    fn one_pass_where_bf16_products_run_on_amx() {
+        let device = Device::flex();
+        let (fc1, fc2) = (LinearConfig::new(64, 96).init(&device), LinearConfig::new(96, 32).init(&device));
+        let x = Tensor::<3>::random([2, 5, 64], Distribution::Default, &device);
+        let b = |l: &Linear| l.bias.as_ref().map(|b| b.val());
+        let one_pass = |x: &Tensor<3>| {
+            let mlp = mlp(x, &fc1.weight.val(), b(&fc1).as_ref(), Activation::Gelu, &fc2.weight.val(), b(&fc2).as_ref()).is_some();
+            let shared = linears(x, &[(fc1.weight.val(), b(&fc1)), (fc1.weight.val(), None)]).is_some();
+            assert_eq!(mlp, shared);
+            mlp
+        };
+        let amx = crate::bf16_matmul_engine() == "amx";
+        println!("bf16 engine: {}", crate::bf16_matmul_engine());
+        assert_eq!(with_matmul_precision(MatmulPrecision::Bf16, || one_pass(&x)), amx);
+        assert!(!with_matmul_precision(MatmulPrecision::F32, || one_pass(&x)));
+        assert!(!with_matmul_precision(MatmulPrecision::F16, || one_pass(&x)));
+        let tracked = Tensor::<3>::from_data(x.into_data(), &device.autodiff());
+        assert!(!with_matmul_precision(MatmulPrecision::Bf16, || one_pass(&tracked)), "autodiff takes the separate steps");
+    }
+}

@@ -1,9 +1,9 @@
-//! The transformer MLP, `fc2(act(fc1(x)))`: one pass (on AMX with bf16 products) or three steps,
-//! the same bits.
+//! Products that share work on AMX with bf16 products give the bits of the separate steps: the
+//! transformer MLP `fc2(act(fc1(x)))` in one pass, and several layers of one input.
 
 use burn::nn::LinearConfig;
 use burn::tensor::{Distribution, Tensor};
-use diffclip_attention::{Activation, MatmulPrecision, linear, mlp, with_matmul_precision};
+use diffclip_attention::{Activation, MatmulPrecision, linear, linears, mlp, with_matmul_precision};
 use diffclip_testkit::devices;
 
 mod common;
@@ -55,5 +55,28 @@ fn mlp_gradients_are_the_three_steps_gradients() {
             (bits(x.grad(&g).unwrap()), fc1.weight.grad(&g).unwrap().into_data(), fc2.bias.as_ref().unwrap().grad(&g).unwrap().into_data())
         };
         assert!(grads(true) == grads(false), "{backend}: gradients differ");
+    }
+}
+
+/// Several layers of one input (a lone row, threads, with and without biases, widths off the
+/// blocks) equal [`linear`] of each to the bit, on every backend and precision.
+#[test]
+fn linears_of_one_input_are_each_linear_to_the_bit() {
+    let _serial = serial();
+    for (backend, device) in devices() {
+        for [b, n, width] in [[1, 1, 64], [2, 37, 48], [3, 70, 200]] {
+            let layers = [(width, true), (width + 33, false), (7, true)].map(|(out, bias)| LinearConfig::new(width, out).with_bias(bias).init(&device));
+            let x = Tensor::<3>::random([b, n, width], Distribution::Normal(0.0, 1.0), &device);
+            for precision in [MatmulPrecision::F32, MatmulPrecision::Bf16] {
+                let at = format!("{backend} [{b}, {n}, {width}], {precision}");
+                let (shared, each) = with_matmul_precision(precision, || {
+                    (linears([&layers[0], &layers[1], &layers[2]], x.clone()), layers.each_ref().map(|l| linear(l, x.clone())))
+                });
+                for (i, (s, e)) in shared.into_iter().zip(each).enumerate() {
+                    assert_eq!(s.dims(), e.dims(), "{at}: layer {i}");
+                    assert!(bits(s) == bits(e), "{at}: layer {i} differs");
+                }
+            }
+        }
     }
 }
