@@ -7,10 +7,16 @@ use diffclip_attention::{Activation, MatmulPrecision, linear, linears, mlp, with
 use diffclip_testkit::devices;
 
 mod common;
-use common::serial;
+use common::{rel_diff, serial};
 
-fn bits(t: Tensor<3>) -> Vec<u32> {
+fn bits<const D: usize>(t: Tensor<D>) -> Vec<u32> {
     t.into_data().try_to_vec::<f32>().unwrap().into_iter().map(f32::to_bits).collect()
+}
+
+/// The same bits on flex (where the one pass runs); elsewhere both sides are the same ops, which
+/// GPU backends may fuse or tune differently from call to call, so they agree to rounding.
+fn alike<const D: usize>(backend: &str, a: Tensor<D>, b: Tensor<D>) -> bool {
+    if backend == "flex" { bits(a) == bits(b) } else { rel_diff(a, b) < 1e-5 }
 }
 
 /// On every backend and precision, with and without biases, at sizes off the 32 × 32 blocks
@@ -32,7 +38,7 @@ fn mlp_is_its_three_steps_to_the_bit() {
                         (one, linear(&fc2, activation.apply(linear(&fc1, x.clone()))))
                     });
                     assert_eq!(one.dims(), [b, n, out], "{at}");
-                    assert!(bits(one) == bits(three), "{at}: the one pass differs from the three steps");
+                    assert!(alike(backend, one, three), "{at}: the one pass differs from the three steps");
                 }
             }
         }
@@ -52,9 +58,12 @@ fn mlp_gradients_are_the_three_steps_gradients() {
             let x = x.clone().require_grad();
             let y = if one { mlp(&fc1, Activation::Gelu, &fc2, x.clone()) } else { linear(&fc2, Activation::Gelu.apply(linear(&fc1, x.clone()))) };
             let g = y.sum().backward();
-            (bits(x.grad(&g).unwrap()), fc1.weight.grad(&g).unwrap().into_data(), fc2.bias.as_ref().unwrap().grad(&g).unwrap().into_data())
+            (x.grad(&g).unwrap(), fc1.weight.grad(&g).unwrap(), fc2.bias.as_ref().unwrap().grad(&g).unwrap())
         };
-        assert!(grads(true) == grads(false), "{backend}: gradients differ");
+        let (one, three) = (grads(true), grads(false));
+        assert!(alike(backend, one.0, three.0), "{backend}: dx differs");
+        assert!(alike(backend, one.1, three.1), "{backend}: dW1 differs");
+        assert!(alike(backend, one.2, three.2), "{backend}: db2 differs");
     }
 }
 
@@ -74,7 +83,7 @@ fn linears_of_one_input_are_each_linear_to_the_bit() {
                 });
                 for (i, (s, e)) in shared.into_iter().zip(each).enumerate() {
                     assert_eq!(s.dims(), e.dims(), "{at}: layer {i}");
-                    assert!(bits(s) == bits(e), "{at}: layer {i} differs");
+                    assert!(alike(backend, s, e), "{at}: layer {i} differs");
                 }
             }
         }
