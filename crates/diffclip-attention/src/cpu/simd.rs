@@ -4,7 +4,9 @@
 use std::mem::MaybeUninit;
 
 /// Compile `$body` for AVX-512, AVX2+FMA and the baseline, and call the best the CPU has.
-/// Exported (hidden) for diffclip's other CPU kernels, such as the training crate's AdamW.
+/// `$body` sees `const FMA: bool`, whether its build fuses multiply-adds, to pass on to the
+/// math below (`exp::<FMA>`). Exported (hidden) for diffclip's other CPU kernels, such as the
+/// training crate's AdamW.
 #[doc(hidden)]
 #[macro_export]
 macro_rules! multiversion {
@@ -12,13 +14,13 @@ macro_rules! multiversion {
         $(#[$meta])*
         $vis fn $name($($arg: $ty),*) $(-> $ret)? {
             #[inline(always)]
-            fn inner($($arg: $ty),*) $(-> $ret)? $body
+            fn inner<const FMA: bool>($($arg: $ty),*) $(-> $ret)? $body
             #[cfg(target_arch = "x86_64")]
             {
                 #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
-                unsafe fn v4($($arg: $ty),*) $(-> $ret)? { inner($($arg),*) }
+                unsafe fn v4($($arg: $ty),*) $(-> $ret)? { inner::<true>($($arg),*) }
                 #[target_feature(enable = "avx2,fma")]
-                unsafe fn v3($($arg: $ty),*) $(-> $ret)? { inner($($arg),*) }
+                unsafe fn v3($($arg: $ty),*) $(-> $ret)? { inner::<true>($($arg),*) }
                 if std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512vl") {
                     // SAFETY: the CPU has the features `v4` was compiled for.
                     return unsafe { v4($($arg),*) };
@@ -28,14 +30,22 @@ macro_rules! multiversion {
                     return unsafe { v3($($arg),*) };
                 }
             }
-            inner($($arg),*)
+            // Fused multiply-adds without an instruction for them are slow library calls, so
+            // x86-64's generic build (no AVX2) keeps `a·b + c`.
+            inner::<{ cfg!(target_arch = "aarch64") || cfg!(target_feature = "fma") }>($($arg),*)
         }
     };
 }
 
+/// `a·b + c`, rounded once when `F` (the kernels compiled for CPUs with FMA), else twice.
+#[inline(always)]
+fn fma<const F: bool>(a: f32, b: f32, c: f32) -> f32 {
+    if F { a.mul_add(b, c) } else { a * b + c }
+}
+
 /// `e^x`, within 2 ulp of `f32::exp` on `[-87, 88]`; saturates outside (never inf), keeps NaN.
 #[inline(always)]
-pub(crate) fn exp(x: f32) -> f32 {
+pub(crate) fn exp<const F: bool>(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;
@@ -43,17 +53,17 @@ pub(crate) fn exp(x: f32) -> f32 {
     const ROUND: f32 = 12_582_912.0;
     let x = if x < -87.0 { -87.0 } else { x };
     let x = if x > 88.0 { 88.0 } else { x };
-    let t = x * LOG2E + ROUND;
+    let t = fma::<F>(x, LOG2E, ROUND);
     let n = t - ROUND;
-    let r = x - n * LN2_HI - n * LN2_LO;
+    let r = fma::<F>(n, -LN2_LO, fma::<F>(n, -LN2_HI, x));
     // Cephes expf polynomial for e^r on [-ln2/2, ln2/2].
     let p = 1.987_569_1e-4_f32;
-    let p = p * r + 1.398_199_9e-3;
-    let p = p * r + 8.333_452e-3;
-    let p = p * r + 4.166_579_6e-2;
-    let p = p * r + 0.166_666_65;
-    let p = p * r + 0.5;
-    let p = p * r * r + r + 1.0;
+    let p = fma::<F>(p, r, 1.398_199_9e-3);
+    let p = fma::<F>(p, r, 8.333_452e-3);
+    let p = fma::<F>(p, r, 4.166_579_6e-2);
+    let p = fma::<F>(p, r, 0.166_666_65);
+    let p = fma::<F>(p, r, 0.5);
+    let p = fma::<F>(p * r, r, r + 1.0);
     let k = (t.to_bits() as i32).wrapping_sub(0x4B40_0000);
     p * f32::from_bits(((k + 127) as u32) << 23)
 }
@@ -61,41 +71,42 @@ pub(crate) fn exp(x: f32) -> f32 {
 /// `erf(x)`: rational approximation (Eigen's `generic_fast_erf_float`), |error| < 5e-7
 /// (< 8 ulp of 1), exactly ±1 from |x| = 4 on (where f32 erf rounds to ±1 anyway).
 #[inline(always)]
-pub(crate) fn erf(x: f32) -> f32 {
+pub(crate) fn erf<const F: bool>(x: f32) -> f32 {
     let saturated = 1.0f32.copysign(x);
     let big = x.abs() >= 4.0;
     let x = if big { 0.0 } else { x };
     let x2 = x * x;
     let p = -2.726_142_3e-10_f32;
-    let p = p * x2 + 2.770_681_4e-8;
-    let p = p * x2 - 2.101_024e-6;
-    let p = p * x2 - 5.692_506_4e-5;
-    let p = p * x2 - 7.349_906_3e-4;
-    let p = p * x2 - 2.954_600_1e-3;
-    let p = p * x2 - 1.609_603_3e-2;
+    let p = fma::<F>(p, x2, 2.770_681_4e-8);
+    let p = fma::<F>(p, x2, -2.101_024e-6);
+    let p = fma::<F>(p, x2, -5.692_506_4e-5);
+    let p = fma::<F>(p, x2, -7.349_906_3e-4);
+    let p = fma::<F>(p, x2, -2.954_600_1e-3);
+    let p = fma::<F>(p, x2, -1.609_603_3e-2);
     let q = -1.456_607_2e-5_f32;
-    let q = q * x2 - 2.133_740_6e-4;
-    let q = q * x2 - 1.682_827e-3;
-    let q = q * x2 - 7.373_329_4e-3;
-    let q = q * x2 - 1.426_474e-2;
+    let q = fma::<F>(q, x2, -2.133_740_6e-4);
+    let q = fma::<F>(q, x2, -1.682_827e-3);
+    let q = fma::<F>(q, x2, -7.373_329_4e-3);
+    let q = fma::<F>(q, x2, -1.426_474e-2);
     if big { saturated } else { x * p / q }
 }
 
 #[inline(always)]
-fn gelu1(x: f32) -> f32 {
-    0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2))
+fn gelu1<const F: bool>(x: f32) -> f32 {
+    let half = 0.5 * x;
+    fma::<F>(half, erf::<F>(x * std::f32::consts::FRAC_1_SQRT_2), half)
 }
 
 #[inline(always)]
-fn quick_gelu1(x: f32) -> f32 {
-    x / (1.0 + exp(-1.702 * x))
+fn quick_gelu1<const F: bool>(x: f32) -> f32 {
+    x / (1.0 + exp::<F>(-1.702 * x))
 }
 
 multiversion! {
     /// Exact (erf) GELU in place; absolute error < 2e-6 (+1e-6 relative).
     pub(crate) fn gelu_in_place(xs: &mut [f32]) {
         for x in xs.iter_mut() {
-            *x = gelu1(*x);
+            *x = gelu1::<FMA>(*x);
         }
     }
 }
@@ -104,7 +115,7 @@ multiversion! {
     /// `x · σ(1.702 x)` in place.
     pub(crate) fn quick_gelu_in_place(xs: &mut [f32]) {
         for x in xs.iter_mut() {
-            *x = quick_gelu1(*x);
+            *x = quick_gelu1::<FMA>(*x);
         }
     }
 }
@@ -140,19 +151,19 @@ fn max_of(xs: &[f32]) -> f32 {
 
 /// `x ← e^(x − shift)` for every element; returns the sum of the new values.
 #[inline(always)]
-fn exp_shifted_sum(xs: &mut [f32], shift: f32) -> f32 {
+fn exp_shifted_sum<const F: bool>(xs: &mut [f32], shift: f32) -> f32 {
     let mut acc = [0.0f32; LANES];
     let mut chunks = xs.chunks_exact_mut(LANES);
     for c in &mut chunks {
         for j in 0..LANES {
-            let e = exp(c[j] - shift);
+            let e = exp::<F>(c[j] - shift);
             c[j] = e;
             acc[j] += e;
         }
     }
     let mut sum: f32 = acc.iter().sum();
     for v in chunks.into_remainder() {
-        *v = exp(*v - shift);
+        *v = exp::<F>(*v - shift);
         sum += *v;
     }
     sum
@@ -176,8 +187,8 @@ multiversion! {
     pub(crate) fn gelu_backward(x: &[f32], dy: &[f32], dx: &mut [MaybeUninit<f32>]) {
         const INV_SQRT_2PI: f32 = 0.398_942_3;
         for ((d, &v), &g) in dx.iter_mut().zip(x).zip(dy) {
-            let cdf = 0.5 * (1.0 + erf(v * std::f32::consts::FRAC_1_SQRT_2));
-            d.write(g * (cdf + v * INV_SQRT_2PI * exp(-0.5 * v * v)));
+            let cdf = 0.5 * (1.0 + erf::<FMA>(v * std::f32::consts::FRAC_1_SQRT_2));
+            d.write(g * (cdf + v * INV_SQRT_2PI * exp::<FMA>(-0.5 * v * v)));
         }
     }
 }
@@ -186,7 +197,7 @@ multiversion! {
     /// `dx = dy · (s + 1.702·x·s·(1 − s))` with `s = σ(1.702·x)` (QuickGELU's derivative).
     pub(crate) fn quick_gelu_backward(x: &[f32], dy: &[f32], dx: &mut [MaybeUninit<f32>]) {
         for ((d, &v), &g) in dx.iter_mut().zip(x).zip(dy) {
-            let s = 1.0 / (1.0 + exp(-1.702 * v));
+            let s = 1.0 / (1.0 + exp::<FMA>(-1.702 * v));
             d.write(g * (s + 1.702 * v * s * (1.0 - s)));
         }
     }
@@ -197,7 +208,7 @@ multiversion! {
     pub(crate) fn softmax_row(row: &mut [f32], valid: usize) {
         let (live, masked) = row.split_at_mut(valid);
         let max = max_of(live);
-        let inv = 1.0 / exp_shifted_sum(live, max);
+        let inv = 1.0 / exp_shifted_sum::<FMA>(live, max);
         for v in live.iter_mut() {
             *v *= inv;
         }
@@ -302,24 +313,29 @@ mod tests {
         (-200_000..=200_000).map(|i| i as f32 * 5e-5)
     }
 
+    /// Both builds: fused multiply-adds (CPUs with FMA) and separate ones.
     #[test]
     fn exp_matches_std_within_two_ulp() {
-        for x in (-870_000..=880_000).map(|i| i as f32 * 1e-4) {
-            let (got, want) = (exp(x), x.exp());
-            assert!((got - want).abs() <= 2.5e-7 * want, "exp({x}) = {got}, want {want}");
+        for exp in [exp::<true>, exp::<false>] {
+            for x in (-870_000..=880_000).map(|i| i as f32 * 1e-4) {
+                let (got, want) = (exp(x), x.exp());
+                assert!((got - want).abs() <= 2.5e-7 * want, "exp({x}) = {got}, want {want}");
+            }
+            assert!(exp(f32::NAN).is_nan());
+            assert!(exp(-1000.0) >= 0.0 && exp(-1000.0) < 1e-37);
         }
-        assert!(exp(f32::NAN).is_nan());
-        assert!(exp(-1000.0) >= 0.0 && exp(-1000.0) < 1e-37);
     }
 
     #[test]
     fn erf_matches_libm() {
-        let mut worst = 0.0f64;
-        for x in grid() {
-            let want = erf_ref(x as f64);
-            worst = worst.max((erf(x) as f64 - want).abs());
+        for erf in [erf::<true>, erf::<false>] {
+            let mut worst = 0.0f64;
+            for x in grid() {
+                let want = erf_ref(x as f64);
+                worst = worst.max((erf(x) as f64 - want).abs());
+            }
+            assert!(worst < 5e-7, "max |erf error| = {worst:e}");
         }
-        assert!(worst < 5e-7, "max |erf error| = {worst:e}");
     }
 
     #[test]
@@ -328,12 +344,16 @@ mod tests {
         let mut q = xs.clone();
         gelu_in_place(&mut xs);
         quick_gelu_in_place(&mut q);
-        for (i, x) in grid().enumerate() {
-            let g = 0.5 * x as f64 * (1.0 + erf_ref(x as f64 / std::f64::consts::SQRT_2));
-            // erf's 5e-7 error, scaled by x/2: absolute, since `1 + erf` cancels for x < -3.
-            assert!((xs[i] as f64 - g).abs() < 2e-6 + 1e-6 * g.abs(), "gelu({x}) = {} want {g}", xs[i]);
-            let s = x as f64 / (1.0 + (-1.702 * x as f64).exp());
-            assert!((q[i] as f64 - s).abs() < 1e-6 * (1.0 + s.abs()), "quick_gelu({x})");
+        // The dispatched kernels, and the generic build without fused multiply-adds.
+        let unfused: (Vec<f32>, Vec<f32>) = grid().map(|x| (gelu1::<false>(x), quick_gelu1::<false>(x))).unzip();
+        for (xs, q) in [(&xs, &q), (&unfused.0, &unfused.1)] {
+            for (i, x) in grid().enumerate() {
+                let g = 0.5 * x as f64 * (1.0 + erf_ref(x as f64 / std::f64::consts::SQRT_2));
+                // erf's 5e-7 error, scaled by x/2: absolute, since `1 + erf` cancels for x < -3.
+                assert!((xs[i] as f64 - g).abs() < 2e-6 + 1e-6 * g.abs(), "gelu({x}) = {} want {g}", xs[i]);
+                let s = x as f64 / (1.0 + (-1.702 * x as f64).exp());
+                assert!((q[i] as f64 - s).abs() < 1e-6 * (1.0 + s.abs()), "quick_gelu({x})");
+            }
         }
         let mut nan = [f32::NAN, -1e30, 1e30];
         gelu_in_place(&mut nan);
