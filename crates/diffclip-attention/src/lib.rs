@@ -20,7 +20,9 @@
 //! tensors on Burn's flex backend go through hand-written CPU kernels: one attention kernel for
 //! standard and differential heads that reads the `[B, N, D]` projections in place and keeps
 //! memory linear in N, vectorised multi-threaded GELU/QuickGELU, and linear layers as one GEMM
-//! ([`linear`]), each with its own backward under autodiff, and LayerNorm ([`layer_norm`]) and
+//! ([`linear`]; [`linears`] for layers sharing an input, [`mlp`] for the transformer MLP, which
+//! with bf16 products on AMX pack that input once and keep the hidden layer in cache), each
+//! with its own backward under autodiff, and LayerNorm ([`layer_norm`]) and
 //! the embedding lookup ([`embedding`]) as one op each under autodiff. Other
 //! backends use Burn's ops; [`set_cpu_kernels`] switches the kernels off.
 

@@ -1,17 +1,18 @@
-//! The precision of the linear layers' matrix products on the CPU.
+//! The precision of the matrix products (linear layers, attention) on the CPU.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU8, Ordering};
 
-/// How [`linear`](crate::linear) multiplies f32 tensors on the CPU (flex, with the CPU kernels
-/// on), for every linear layer of every model in the process ([`set_matmul_precision`], like
+/// How [`linear`](crate::linear) and the attention layers multiply f32 tensors on the CPU (flex,
+/// with the CPU kernels on), for every model in the process ([`set_matmul_precision`], like
 /// PyTorch's `torch.set_float32_matmul_precision`) or of the work one thread does
 /// ([`with_matmul_precision`], like `torch.autocast`).
 ///
 /// - `F32` (the default): f32 products and sums, the precision the fixtures are matched to.
 /// - `Bf16`: the operands are rounded to bf16 (8 significant bits) and the products summed in
-///   f32; the tensors, the weights, LayerNorm, softmax and the attention products stay f32.
-///   On Intel Xeons with AMX (Sapphire Rapids and later) this runs on the tile unit, several
+///   f32; the tensors, the weights, LayerNorm, softmax and GELU stay f32. In inference the
+///   attention products (the scores `Q·Kᵀ` and `A·V`) take bf16 operands too, as PyTorch's
+///   autocast does; in training they stay f32. On Intel Xeons with AMX (Sapphire Rapids and later) this runs on the tile unit, several
 ///   times faster than f32; on other CPUs it gives the same values at f32 speed (rounding
 ///   first): results do not depend on which CPU ran them beyond the order of f32 sums and
 ///   denormals, which AMX flushes to zero ([`bf16_matmul_engine`]). Training (autodiff) takes

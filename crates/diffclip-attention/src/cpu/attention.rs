@@ -118,7 +118,7 @@ pub(crate) fn scores_softmax(
         }
         for i in 0..r {
             let valid = if causal { r0 + i + 1 } else { n };
-            simd::softmax_row(&mut s[i * n..(i + 1) * n], valid);
+            simd::softmax_row(&mut s[i * n..(i + 1) * n], valid, 1.0);
         }
     }
 }
@@ -136,6 +136,24 @@ pub(crate) fn attention(
     combine: &Combine,
     gamma: &[f32],
     keep_prenorm: bool,
+) -> (Vec<f32>, Vec<f32>) {
+    attention_rounding(q, k, v, dims, scale, causal, combine, gamma, keep_prenorm, None)
+}
+
+/// [`attention`], with the attention weights (`A`, or `A1 − λ·A2`) rounded in place by `round`
+/// before their product with V: reduced-precision products of operands rounded beforehand.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn attention_rounding(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    dims: Dims,
+    scale: f32,
+    causal: bool,
+    combine: &Combine,
+    gamma: &[f32],
+    keep_prenorm: bool,
+    round: Option<fn(&mut [f32])>,
 ) -> (Vec<f32>, Vec<f32>) {
     let Dims { batch, n, width, .. } = dims;
     let (groups, maps, _, vd) = group_shape(dims, matches!(combine, Combine::Diff { .. }));
@@ -174,6 +192,9 @@ pub(crate) fn attention(
                     *norm
                 }
             };
+            if let Some(round) = round {
+                round(&mut a1[..r * n]);
+            }
             // SAFETY: v rows 0..n of this group lie in `v`; `o` holds r·vd values; the output
             // block is this item's own (see above).
             unsafe {

@@ -261,17 +261,12 @@ pub(crate) fn attention(
     };
     let g: &[f32] = gamma.as_ref().map(|g| g.storage::<f32>()).unwrap_or(&[]);
     let len = batch * n * width;
-    let (out, _) = attention::attention(
-        &q.storage::<f32>()[..len],
-        &k.storage::<f32>()[..len],
-        &v.storage::<f32>()[..len],
-        Dims { batch, n, width, heads },
-        scale,
-        causal,
-        &combine,
-        g,
-        false,
-    );
+    let (q, k, v) = (&q.storage::<f32>()[..len], &k.storage::<f32>()[..len], &v.storage::<f32>()[..len]);
+    let dims = Dims { batch, n, width, heads };
+    let out = match bf16::Engine::for_products(crate::matmul_precision()) {
+        Some(engine) => bf16::attention(engine, [q, k, v], dims, scale, causal, &combine, g),
+        None => attention::attention(q, k, v, dims, scale, causal, &combine, g, false).0,
+    };
     Some(from_vec(out, [batch, n, width]))
 }
 

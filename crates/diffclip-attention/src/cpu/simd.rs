@@ -149,21 +149,21 @@ fn max_of(xs: &[f32]) -> f32 {
     m
 }
 
-/// `x ← e^(x − shift)` for every element; returns the sum of the new values.
+/// `x ← e^((x − shift)·scale)` for every element; returns the sum of the new values.
 #[inline(always)]
-fn exp_shifted_sum<const F: bool>(xs: &mut [f32], shift: f32) -> f32 {
+fn exp_shifted_sum<const F: bool>(xs: &mut [f32], shift: f32, scale: f32) -> f32 {
     let mut acc = [0.0f32; LANES];
     let mut chunks = xs.chunks_exact_mut(LANES);
     for c in &mut chunks {
         for j in 0..LANES {
-            let e = exp::<F>(c[j] - shift);
+            let e = exp::<F>((c[j] - shift) * scale);
             c[j] = e;
             acc[j] += e;
         }
     }
     let mut sum: f32 = acc.iter().sum();
     for v in chunks.into_remainder() {
-        *v = exp::<F>(*v - shift);
+        *v = exp::<F>((*v - shift) * scale);
         sum += *v;
     }
     sum
@@ -204,11 +204,12 @@ multiversion! {
 }
 
 multiversion! {
-    /// Softmax of `row[..valid]` in place; entries from `valid` on (masked keys) become 0.
-    pub(crate) fn softmax_row(row: &mut [f32], valid: usize) {
+    /// Softmax of `scale · row[..valid]` in place (`scale` > 0; 1 is exact); entries from
+    /// `valid` on (masked keys) become 0.
+    pub(crate) fn softmax_row(row: &mut [f32], valid: usize, scale: f32) {
         let (live, masked) = row.split_at_mut(valid);
         let max = max_of(live);
-        let inv = 1.0 / exp_shifted_sum::<FMA>(live, max);
+        let inv = 1.0 / exp_shifted_sum::<FMA>(live, max, scale);
         for v in live.iter_mut() {
             *v *= inv;
         }
@@ -363,14 +364,21 @@ mod tests {
     #[test]
     fn softmax_row_masks_and_normalises() {
         let mut row = [1.0f32, 2.0, 3.0, 100.0];
-        softmax_row(&mut row, 3);
+        softmax_row(&mut row, 3, 1.0);
         let z: f32 = (1.0f32.exp() + 2.0f32.exp() + 3.0f32.exp()).recip();
         for (got, x) in row.iter().zip([1.0f32, 2.0, 3.0]) {
             assert!((got - x.exp() * z).abs() < 1e-6);
         }
         assert_eq!(row[3], 0.0);
+        // Scaled scores: softmax of 0.5·x.
+        let mut row = [1.0f32, 2.0, 3.0, 100.0];
+        softmax_row(&mut row, 3, 0.5);
+        let z: f32 = (0.5f32.exp() + 1.0f32.exp() + 1.5f32.exp()).recip();
+        for (got, x) in row.iter().zip([0.5f32, 1.0, 1.5]) {
+            assert!((got - x.exp() * z).abs() < 1e-6, "{got} vs {}", x.exp() * z);
+        }
         let mut bad = [f32::NAN, 1.0];
-        softmax_row(&mut bad, 2);
+        softmax_row(&mut bad, 2, 1.0);
         assert!(bad.iter().all(|v| v.is_nan()));
     }
 

@@ -282,7 +282,7 @@ unsafe fn products<K: Kernel>([m, n, k]: [usize; 3], packed_lhs: &[u16], packed_
 ///
 /// SAFETY: `src` addresses `out.len()` values `stride` apart; the CPU has AVX-512.
 #[target_feature(enable = "avx512f,avx512bw")]
-unsafe fn convert_row(src: *const f32, stride: usize, out: &mut [MaybeUninit<u16>]) {
+pub(super) unsafe fn convert_row(src: *const f32, stride: usize, out: &mut [MaybeUninit<u16>]) {
     if stride == 1 {
         // SAFETY: the caller's contract.
         let src = unsafe { std::slice::from_raw_parts(src, out.len()) };
@@ -346,14 +346,14 @@ unsafe fn convert_pair(first: *const f32, second: Option<*const f32>, stride: us
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::super::round_bf16;
     use super::super::tests::{check_products, check_rows_alike, values};
     use super::*;
 
     /// The block product written out in scalar f32 from the packed operands: the driver, its
     /// packing and its edges tested on every CPU with AVX-512, AMX or not.
-    struct Scalar;
+    pub(in crate::cpu::bf16) struct Scalar;
 
     impl Kernel for Scalar {
         unsafe fn begin() -> Scalar {
@@ -378,7 +378,7 @@ mod tests {
         }
     }
 
-    fn avx512() -> bool {
+    pub(in crate::cpu::bf16) fn avx512() -> bool {
         let has = is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bw");
         println!("AVX-512 F and BW: {has}");
         has
