@@ -12,16 +12,18 @@ use std::sync::atomic::{AtomicU8, Ordering};
 /// - `Bf16`: the operands are rounded to bf16 (8 significant bits) and the products summed in
 ///   f32; the tensors, the weights, LayerNorm, softmax and GELU stay f32. In inference the
 ///   attention products (the scores `Q·Kᵀ` and `A·V`) take bf16 operands too, as PyTorch's
-///   autocast does; in training they stay f32. On Intel Xeons with AMX (Sapphire Rapids and later) this runs on the tile unit, several
-///   times faster than f32; on other CPUs it gives the same values at f32 speed (rounding
-///   first): results do not depend on which CPU ran them beyond the order of f32 sums and
-///   denormals, which AMX flushes to zero ([`bf16_matmul_engine`]). Training (autodiff) takes
-///   it too, forward and backward. Embeddings move by about 1 %
-///   of their largest value: fine for search and zero-shot, not for matching fixtures.
+///   autocast does; in training they stay f32. On Intel Xeons with AMX (Sapphire Rapids and
+///   later) this runs on the tile unit, several times faster than f32; on other CPUs it gives
+///   the same products at f32 speed (rounding first): results do not depend on which CPU ran
+///   them beyond f32 rounding (the order of sums, fused multiply-adds; an attention weight at a
+///   bf16 rounding boundary may round the other way) and denormals, which AMX flushes to zero
+///   ([`bf16_matmul_engine`]). Training (autodiff) takes it too, forward and backward.
+///   Embeddings move by about 1 % of their largest value: fine for search and zero-shot, not
+///   for matching fixtures.
 /// - `F16`: the same with the operands rounded to IEEE half (11 significant bits; from
 ///   ±65 520, half way past the largest half, they become infinite, which is what an f16 loss
 ///   scale watches for). No CPU here multiplies f16 with f32 sums faster than f32, so it runs
-///   by the f32 GEMM on rounded operands, at about 85–90 % of f32's speed for ViT-B/16 inference,
+///   by the f32 GEMM on rounded operands, at about 75–90 % of f32's speed for ViT-B/16 inference,
 ///   where a model cast to f16 runs 3–4× slower than f32 on flex.
 ///
 /// GPU backends ignore it (use [`Clip::with_precision`] there, which casts the weights).
@@ -49,8 +51,8 @@ pub enum MatmulPrecision {
 
 static PRECISION: AtomicU8 = AtomicU8::new(0);
 
-/// Sets the precision of every linear layer's product on the CPU from now on (all threads,
-/// except inside [`with_matmul_precision`]).
+/// Sets the precision of the CPU's matrix products (linear layers; attention in inference) from
+/// now on (all threads, except inside [`with_matmul_precision`]).
 /// Inference keeps each weight packed for the reduced precision while it lives; going back to
 /// `F32` drops them.
 pub fn set_matmul_precision(precision: MatmulPrecision) {

@@ -154,7 +154,7 @@ impl PackedRhs {
         let layout = match engine {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: the caller's contract; AMX's CPUs have AVX-512 F and BW.
-            Engine::Amx => Layout::Pairs(unsafe { blocked::pack_rhs(src, strides, k, n) }),
+            Engine::Amx => Layout::Pairs(unsafe { blocked::pack_rhs(src, strides, k, n, false) }),
             // SAFETY: the caller's contract.
             _ => Layout::Rounded(unsafe { rounded(src, strides, k, n, engine) }),
         };

@@ -87,24 +87,31 @@ pub(crate) unsafe fn attention<K: Kernel>(
     // Keys padded to whole blocks (the scores' columns, `A·V`'s k), head and value widths too.
     let (np, kd, vp) = (n.div_ceil(BLOCK) * BLOCK, hd.div_ceil(BLOCK) * BLOCK, vd.div_ceil(BLOCK) * BLOCK);
     let out_ptr = SendPtr(out.as_mut_ptr());
+    // Items are (batch, group, run of query-row blocks): runs split the rows only where there
+    // are fewer (batch, group) pairs than tasks for every thread, each run packing K and V anew.
+    let pairs = batch * groups;
+    let blocks = np / BLOCK;
+    let run_blocks = blocks.div_ceil((4 * rayon::current_num_threads()).div_ceil(pairs).clamp(1, blocks));
+    let (runs, run_rows) = (blocks.div_ceil(run_blocks), run_blocks * BLOCK);
     let scratch = || {
         let keys: Vec<Aligned<u32>> = (0..maps).map(|_| Aligned::zeroed(np * kd / 2)).collect();
         let (q_rows, a_rows) = (Aligned::<u16>::zeroed(BLOCK * kd), Aligned::<u16>::zeroed(BLOCK * np));
         (keys, q_rows, a_rows, vec![0.0f32; maps * BLOCK * np], vec![0.0f32; BLOCK * vp])
     };
-    (0..batch * groups).into_par_iter().for_each_init(scratch, |(keys, q_rows, a_rows, scores, o), item| {
-        let (b, g) = (item / groups, item % groups);
+    (0..pairs * runs).into_par_iter().for_each_init(scratch, |(keys, q_rows, a_rows, scores, o), item| {
+        let (b, g, run) = (item / runs / groups, item / runs % groups, item % runs);
         let base = b * n * width;
         // SAFETY: K is available and its CPU has AVX-512 (the caller's contract); every pointer
         // below addresses rows of this batch's q, k, v (asserted sizes) or this item's scratch.
         unsafe {
-            let kernel = K::begin();
-            // Kᵀ of each map's head and the group's values (n × vd), packed once per item.
+            // Kᵀ of each map's head and the group's values (n × vd), packed once per item and
+            // on this thread, before the tiles are configured: nothing waits on rayon while they are.
             for (m, keys) in keys.iter_mut().enumerate() {
                 pack_keys(k.as_ptr().add(base + (g * maps + m) * hd), width, [n, hd], q_rows, keys);
             }
-            let values = pack_rhs(v.as_ptr().add(base + g * vd), [width, 1], n, vd);
-            for r0 in (0..n).step_by(BLOCK) {
+            let values = pack_rhs(v.as_ptr().add(base + g * vd), [width, 1], n, vd, true);
+            let kernel = K::begin();
+            for r0 in (run * run_rows..((run + 1) * run_rows).min(n)).step_by(BLOCK) {
                 let r = BLOCK.min(n - r0);
                 for (m, keys) in keys.iter().enumerate() {
                     let head = g * maps + m;
@@ -183,7 +190,9 @@ mod tests {
         if super::super::amx::available() {
             kernels.push(("amx", attention::<super::super::amx::Tiles> as Run));
         }
-        for (batch, n, width, heads) in [(2usize, 37usize, 64usize, 4usize), (1, 70, 128, 2), (3, 5, 96, 2)] {
+        // The last: n·vd past the size where V would be packed on several threads, and one
+        // (batch, group) pair, so the rows are split into runs.
+        for (batch, n, width, heads) in [(2usize, 37usize, 64usize, 4usize), (1, 70, 128, 2), (3, 5, 96, 2), (1, 300, 512, 2)] {
             let len = batch * n * width;
             let (q, k, v) = (values(len, 31), values(len, 32), values(len, 33));
             let round = |x: &[f32]| x.iter().map(|&v| round_bf16(v)).collect::<Vec<f32>>();

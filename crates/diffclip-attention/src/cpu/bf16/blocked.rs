@@ -38,8 +38,11 @@ fn rows_per_task(kp: usize) -> usize {
 /// pairs with each pair's two values side by side per column (the layout `tdpbf16ps`
 /// reads); zeros past `n` and `k`.
 ///
+/// Large matrices are packed on rayon's threads unless `sequential` (a caller holding the tile
+/// state must not wait on other tasks, which rayon may run on its thread meanwhile).
+///
 /// SAFETY: `rhs` addresses a valid `k × n` matrix; the CPU has AVX-512 (F, BW).
-pub(super) unsafe fn pack_rhs(rhs: *const f32, [rrs, rcs]: [usize; 2], k: usize, n: usize) -> Aligned<u32> {
+pub(super) unsafe fn pack_rhs(rhs: *const f32, [rrs, rcs]: [usize; 2], k: usize, n: usize, sequential: bool) -> Aligned<u32> {
     let kp = k.div_ceil(BLOCK) * BLOCK;
     let panels = n.div_ceil(BLOCK);
     if kp == 0 || panels == 0 {
@@ -67,7 +70,7 @@ pub(super) unsafe fn pack_rhs(rhs: *const f32, [rrs, rcs]: [usize; 2], k: usize,
             }
         }
     };
-    if k.saturating_mul(n) >= 1 << 16 {
+    if k.saturating_mul(n) >= 1 << 16 && !sequential {
         (0..kp / BLOCK).into_par_iter().for_each(pack);
     } else {
         (0..kp / BLOCK).for_each(pack);
@@ -164,7 +167,7 @@ pub(super) unsafe fn gemm_to_panels<K: Kernel>(
     act: fn(&mut [f32]),
 ) -> Aligned<u16> {
     assert!(k > 0);
-    let len = m.div_ceil(BLOCK) * BLOCK * n.div_ceil(BLOCK) * BLOCK;
+    let len = (m.div_ceil(BLOCK) * BLOCK).checked_mul(n.div_ceil(BLOCK) * BLOCK).expect("hidden layer size overflows usize");
     // SAFETY: the caller's contract; `products` writes every element of the panels (a block
     // for each of their rows and columns, zeros past m and n).
     unsafe {
@@ -391,7 +394,7 @@ pub(super) mod tests {
         assert!(dst.len() == m * n && lhs.len() >= m * k && rhs.len() >= k * n);
         // SAFETY: the buffers hold those shapes; the CPU has AVX-512 (checked by the callers).
         unsafe {
-            let packed = pack_rhs(rhs.as_ptr(), rs, k, n);
+            let packed = pack_rhs(rhs.as_ptr(), rs, k, n, false);
             gemm::<Scalar>(mnk, dst.as_mut_ptr(), n, start, lhs.as_ptr(), ls, &packed);
         }
     }
@@ -423,13 +426,15 @@ pub(super) mod tests {
             let (x, w1, w2) = (values(m * k, 21), values(k * hidden, 22), values(hidden * n, 23));
             let (b1, b2) = (values(hidden, 24), values(n, 25));
             let (mp, hp) = (m.div_ceil(BLOCK) * BLOCK, hidden.div_ceil(BLOCK) * BLOCK);
-            // SAFETY: every element is written.
-            drop(unsafe { Aligned::<u16>::written(mp * hp, |v| v.iter_mut().for_each(|v| { v.write(0x7fc1); })) });
             let mut h = vec![0.0f32; m * hidden];
             scalar_gemm([m, hidden, k], &mut h, Start::Bias(&b1), &x, [k, 1], &w1, [hidden, 1]);
             act(&mut h);
             // SAFETY: the buffers hold those shapes; AVX-512 checked.
-            let (p1, p2) = unsafe { (pack_rhs(w1.as_ptr(), [hidden, 1], k, hidden), pack_rhs(w2.as_ptr(), [n, 1], hidden, n)) };
+            let (p1, p2) = unsafe { (pack_rhs(w1.as_ptr(), [hidden, 1], k, hidden, false), pack_rhs(w2.as_ptr(), [n, 1], hidden, n, false)) };
+            // A dropped buffer of the panels' size full of NaN bits, which the allocator may
+            // hand back to them.
+            // SAFETY: every element is written.
+            drop(unsafe { Aligned::<u16>::written(mp * hp, |v| v.iter_mut().for_each(|v| { v.write(0x7fc1); })) });
             // SAFETY: as above.
             let panels = unsafe { gemm_to_panels::<Scalar>([m, hidden, k], Start::Bias(&b1), x.as_ptr(), [k, 1], &p1, act) };
             assert_eq!(panels.len(), mp * hp);
@@ -473,7 +478,7 @@ pub(super) mod tests {
                 }
             }
             // SAFETY: as above, k × m read as the rhs.
-            let rhs = unsafe { pack_rhs(a.as_ptr(), [m, 1], k, m) };
+            let rhs = unsafe { pack_rhs(a.as_ptr(), [m, 1], k, m, false) };
             for (p, panel) in rhs.chunks_exact(kp / 2 * BLOCK).enumerate() {
                 for (pair, row) in panel.chunks_exact(BLOCK).enumerate() {
                     for (c, &v) in row.iter().enumerate() {
