@@ -11,8 +11,9 @@
 //! Ids are `encode_image/{preset}/{batch}` and `encode_text/{preset}/{batch}`; divide the batch by
 //! the time for images/s or texts/s (or use `examples/bench.rs`, which prints throughput).
 //!
-//! `matmul_{amx,rounded-f32}/{encode_image,encode_text}/{f32,bf16}`: `diffclip_vit_b16` with the
-//! linear layers' products in f32 and in bf16 (`set_matmul_precision`), the engine in the name.
+//! `matmul_{amx,rounded-f32}/{encode_image,encode_text}/{f32,bf16,f16}`: `diffclip_vit_b16` with
+//! the products (linear layers and attention) in f32, bf16 and f16 (`set_matmul_precision`), the
+//! bf16 engine in the name.
 //!
 //! `encode_texts/{by_length,in_order}/256`: `Encoder::encode_texts` on 256 captions of 4 to 24
 //! words (`diffclip_vit_b16`, batches of 64), as one call (batched by length) and as one call

@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 /// - `F16`: the same with the operands rounded to IEEE half (11 significant bits; from
 ///   ±65 520, half way past the largest half, they become infinite, which is what an f16 loss
 ///   scale watches for). No CPU here multiplies f16 with f32 sums faster than f32, so it runs
-///   by the f32 GEMM on rounded operands, at about 75–90 % of f32's speed for ViT-B/16 inference,
+///   by the f32 GEMM on rounded operands, at about 70–90 % of f32's speed for ViT-B/16 inference,
 ///   where a model cast to f16 runs 3–4× slower than f32 on flex.
 ///
 /// GPU backends ignore it (use [`Clip::with_precision`] there, which casts the weights).
