@@ -123,38 +123,27 @@ pub(crate) fn scores_softmax(
     }
 }
 
-/// Attention output `[batch, n, width]` (before the output projection), and with `keep_prenorm`
-/// also `(A1 − λ·A2)·V` before the RMSNorm (what the backward needs; empty otherwise).
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn attention(
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
-    dims: Dims,
-    scale: f32,
-    causal: bool,
-    combine: &Combine,
-    gamma: &[f32],
-    keep_prenorm: bool,
-) -> (Vec<f32>, Vec<f32>) {
-    attention_rounding(q, k, v, dims, scale, causal, combine, gamma, keep_prenorm, None)
+/// One attention call: row-major `[batch, n, width]` q, k and v, their sizes, the scores'
+/// scale, whether keys after each query are masked, how heads combine, and the RMSNorm gain
+/// (for [`Combine::Diff`] with a norm).
+#[derive(Clone, Copy)]
+pub(crate) struct Inputs<'a> {
+    pub q: &'a [f32],
+    pub k: &'a [f32],
+    pub v: &'a [f32],
+    pub dims: Dims,
+    pub scale: f32,
+    pub causal: bool,
+    pub combine: &'a Combine,
+    pub gamma: &'a [f32],
 }
 
-/// [`attention`], with the attention weights (`A`, or `A1 − λ·A2`) rounded in place by `round`
-/// before their product with V: reduced-precision products of operands rounded beforehand.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn attention_rounding(
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
-    dims: Dims,
-    scale: f32,
-    causal: bool,
-    combine: &Combine,
-    gamma: &[f32],
-    keep_prenorm: bool,
-    round: Option<fn(&mut [f32])>,
-) -> (Vec<f32>, Vec<f32>) {
+/// Attention output `[batch, n, width]` (before the output projection), and with `keep_prenorm`
+/// also `(A1 − λ·A2)·V` before the RMSNorm (what the backward needs; empty otherwise). With
+/// `round`, the attention weights (`A`, or `A1 − λ·A2`) are rounded in place before their
+/// product with V: reduced-precision products of operands rounded beforehand.
+pub(crate) fn attention(x: Inputs, keep_prenorm: bool, round: Option<fn(&mut [f32])>) -> (Vec<f32>, Vec<f32>) {
+    let Inputs { q, k, v, dims, scale, causal, combine, gamma } = x;
     let Dims { batch, n, width, .. } = dims;
     let (groups, maps, _, vd) = group_shape(dims, matches!(combine, Combine::Diff { .. }));
     assert!(q.len() == batch * n * width && k.len() == q.len() && v.len() == q.len());

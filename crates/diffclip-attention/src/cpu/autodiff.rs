@@ -16,7 +16,7 @@ use burn::backend::{Autodiff, Flex};
 use burn::tensor::{DType, Tensor, TensorData};
 use rayon::prelude::*;
 
-use super::attention::{Combine, Dims, attention};
+use super::attention::{Combine, Dims, Inputs, attention};
 use super::backward::{NormInput, attention_backward};
 use super::{contiguous, copy_into, written};
 use crate::Activation;
@@ -229,8 +229,9 @@ pub(crate) fn attention_tracked(
         _ => Combine::Single,
     };
     let g: &[f32] = gamma.as_ref().map(|g| g.storage::<f32>()).unwrap_or(&[]);
-    let (out, prenorm) =
-        attention(f32s(&saved.q, len), f32s(&saved.k, len), f32s(&saved.v, len), dims, scale, causal, &combine, g, true);
+    let (q_values, k_values, v_values) = (f32s(&saved.q, len), f32s(&saved.k, len), f32s(&saved.v, len));
+    let inputs = Inputs { q: q_values, k: k_values, v: v_values, dims, scale, causal, combine: &combine, gamma: g };
+    let (out, prenorm) = attention(inputs, true, None);
     if let (Some(gamma), Some(d)) = (gamma.clone(), &diff) {
         saved.norm = Some((gamma, flex(prenorm, &[batch, n, width]), d.2, d.3));
     }

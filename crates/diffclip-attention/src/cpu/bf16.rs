@@ -212,30 +212,21 @@ pub(crate) unsafe fn gemm_packed(
 /// Attention inference (before the output projection) with reduced-precision products on
 /// `engine`: on AMX's tiles (`bf16/attention.rs`); elsewhere the f32 kernel on q, k, v and the
 /// attention weights rounded as `engine` rounds, the same products summed in another order.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn attention(
-    engine: Engine,
-    [q, k, v]: [&[f32]; 3],
-    dims: super::Dims,
-    scale: f32,
-    causal: bool,
-    combine: &super::Combine,
-    gamma: &[f32],
-) -> Vec<f32> {
+pub(crate) fn attention(engine: Engine, x: super::attention::Inputs) -> Vec<f32> {
     #[cfg(target_arch = "x86_64")]
     if engine == Engine::Amx {
         // SAFETY: the engine is AMX, so the CPU has it.
-        return unsafe { attention::attention::<amx::Tiles>(q, k, v, dims, scale, causal, combine, gamma) };
+        return unsafe { attention::attention::<amx::Tiles>(x) };
     }
-    let (rows, width) = (dims.batch * dims.n, dims.width);
-    assert!([q, k, v].iter().all(|x| x.len() == rows * width));
+    let (rows, width) = (x.dims.batch * x.dims.n, x.dims.width);
+    assert!([x.q, x.k, x.v].iter().all(|t| t.len() == rows * width));
     // SAFETY: q, k and v hold rows × width values each (asserted).
-    let [q, k, v] = [q, k, v].map(|x| unsafe { rounded(x.as_ptr(), [width, 1], rows, width, engine) });
+    let [q, k, v] = [x.q, x.k, x.v].map(|t| unsafe { rounded(t.as_ptr(), [width, 1], rows, width, engine) });
     let round: fn(&mut [f32]) = match engine {
         Engine::RoundedF16 => |xs| xs.iter_mut().for_each(|x| *x = round_f16(*x)),
         Engine::Amx | Engine::RoundedBf16 => |xs| xs.iter_mut().for_each(|x| *x = round_bf16(*x)),
     };
-    super::attention::attention_rounding(&q, &k, &v, dims, scale, causal, combine, gamma, false, Some(round)).0
+    super::attention::attention(super::attention::Inputs { q: &q, k: &k, v: &v, ..x }, false, Some(round)).0
 }
 
 /// `x·W + b` for each `(W, b)` of `layers` (packed for AMX), `x` (`rows × k`, row-major)

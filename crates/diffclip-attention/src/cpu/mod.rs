@@ -263,9 +263,10 @@ pub(crate) fn attention(
     let len = batch * n * width;
     let (q, k, v) = (&q.storage::<f32>()[..len], &k.storage::<f32>()[..len], &v.storage::<f32>()[..len]);
     let dims = Dims { batch, n, width, heads };
+    let inputs = attention::Inputs { q, k, v, dims, scale, causal, combine: &combine, gamma: g };
     let out = match bf16::Engine::for_products(crate::matmul_precision()) {
-        Some(engine) => bf16::attention(engine, [q, k, v], dims, scale, causal, &combine, g),
-        None => attention::attention(q, k, v, dims, scale, causal, &combine, g, false).0,
+        Some(engine) => bf16::attention(engine, inputs),
+        None => attention::attention(inputs, false, None).0,
     };
     Some(from_vec(out, [batch, n, width]))
 }

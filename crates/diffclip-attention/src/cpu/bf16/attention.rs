@@ -13,7 +13,7 @@ use rayon::prelude::*;
 use super::SendPtr;
 use super::aligned::Aligned;
 use super::blocked::{BLOCK, Kernel, convert_row, pack_rhs};
-use crate::cpu::attention::{Combine, Dims, group_shape};
+use crate::cpu::attention::{Combine, Dims, Inputs, group_shape};
 use crate::cpu::simd;
 
 /// `rows` of `values` as a bf16 operand row of `out.len()` values: rounded, then zeros.
@@ -62,17 +62,8 @@ unsafe fn pack_keys(k: *const f32, row_stride: usize, [n, hd]: [usize; 2], rows:
 /// as [`crate::cpu::attention::attention`] computes it, with bf16 operands in both products.
 ///
 /// SAFETY: kernel `K` is available (its CPU has AVX-512 F and BW).
-#[allow(clippy::too_many_arguments)]
-pub(crate) unsafe fn attention<K: Kernel>(
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
-    dims: Dims,
-    scale: f32,
-    causal: bool,
-    combine: &Combine,
-    gamma: &[f32],
-) -> Vec<f32> {
+pub(crate) unsafe fn attention<K: Kernel>(x: Inputs) -> Vec<f32> {
+    let Inputs { q, k, v, dims, scale, causal, combine, gamma } = x;
     let Dims { batch, n, width, .. } = dims;
     let (groups, maps, hd, vd) = group_shape(dims, matches!(combine, Combine::Diff { .. }));
     assert!(q.len() == batch * n * width && k.len() == q.len() && v.len() == q.len());
@@ -185,7 +176,7 @@ mod tests {
         if !avx512() {
             return;
         }
-        type Run = unsafe fn(&[f32], &[f32], &[f32], Dims, f32, bool, &Combine, &[f32]) -> Vec<f32>;
+        type Run = unsafe fn(Inputs) -> Vec<f32>;
         let mut kernels: Vec<(&str, Run)> = vec![("scalar", attention::<Scalar> as Run)];
         if super::super::amx::available() {
             kernels.push(("amx", attention::<super::super::amx::Tiles> as Run));
@@ -207,12 +198,13 @@ mod tests {
             for (what, combine) in &combines {
                 for causal in [false, true] {
                     let scale = (width as f32 / heads as f32).powf(-0.5);
-                    let (want, _) = crate::cpu::attention::attention(&qr, &kr, &vr, dims, scale, causal, combine, &gamma, false);
+                    let inputs = Inputs { q: &q, k: &k, v: &v, dims, scale, causal, combine, gamma: &gamma };
+                    let (want, _) = crate::cpu::attention::attention(Inputs { q: &qr, k: &kr, v: &vr, ..inputs }, false, None);
                     let largest = want.iter().fold(0f32, |m, v| m.max(v.abs()));
                     // The rounded engine (CPUs without AMX): the same products, f32 sums.
-                    let rounded = super::super::attention(super::super::Engine::RoundedBf16, [&q, &k, &v], dims, scale, causal, combine, &gamma);
+                    let rounded = super::super::attention(super::super::Engine::RoundedBf16, inputs);
                     // SAFETY: AVX-512 checked.
-                    let tiles = unsafe { attention::<Scalar>(&q, &k, &v, dims, scale, causal, combine, &gamma) };
+                    let tiles = unsafe { attention::<Scalar>(inputs) };
                     let err = rounded.iter().zip(&tiles).fold(0f32, |m, (g, w)| m.max((g - w).abs())) / largest;
                     println!("rounded engine {what} causal={causal} [{batch}, {n}, {width}]: {err:e}");
                     // Measured ≤ 1.3e-4: an attention weight whose f32 value sits at a bf16
@@ -220,7 +212,7 @@ mod tests {
                     assert!(err < 1e-3, "rounded engine {what} causal={causal}: {err:e}");
                     for (name, run) in &kernels {
                         // SAFETY: AVX-512 checked; AMX only when available.
-                        let got = unsafe { run(&q, &k, &v, dims, scale, causal, combine, &gamma) };
+                        let got = unsafe { run(inputs) };
                         let err = got.iter().zip(&want).fold(0f32, |m, (g, w)| m.max((g - w).abs())) / largest;
                         let at = format!("{name} {what} causal={causal} [{batch}, {n}, {width}] heads {heads}");
                         println!("{at}: {err:e}");
