@@ -271,7 +271,6 @@ pub(crate) fn attention(
     Some(from_vec(out, [batch, n, width]))
 }
 
-
 #[cfg(test)]
 mod tests {
     use burn::nn::{Linear, LinearConfig};

@@ -16,7 +16,7 @@ use super::blocked::{BLOCK, Kernel, convert_row, pack_rhs};
 use crate::cpu::attention::{Combine, Dims, Inputs, group_shape};
 use crate::cpu::simd;
 
-/// `rows` of `values` as a bf16 operand row of `out.len()` values: rounded, then zeros.
+/// `out` as one row of a bf16 operand: the `valid` values at `src` rounded, then zeros.
 ///
 /// SAFETY: `src` addresses `valid` values, contiguous; the CPU has AVX-512 (F, BW).
 unsafe fn bf16_row(src: *const f32, valid: usize, out: &mut [u16]) {
