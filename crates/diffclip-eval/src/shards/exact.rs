@@ -76,9 +76,13 @@ impl ExactIndex {
     pub fn open(dir: &Path, tensor: &str) -> Result<Self, EvalError> {
         let shards = shard_files(dir)?;
         let mut all = Self::default();
-        // At most a value per 4 bytes of the files: reserved once rather than regrown.
-        let bytes: u64 = shards.iter().filter_map(|s| std::fs::metadata(s).ok()).map(|m| m.len()).sum();
-        all.unit.try_reserve((bytes / 4) as usize).map_err(|_| EvalError::dataset(dir, format!("{bytes} bytes of shards do not fit in memory: search them streamed (`search`) or through the approximate index")))?;
+        // The rows' exact size from the shards' headers, reserved once: memory peaks at the
+        // collection plus one shard, never at the files' size (other tensors) or a regrowth.
+        let mut values = 0usize;
+        for shard in &shards {
+            values = values.checked_add(Self::values_in(shard, tensor)?).ok_or_else(|| too_big(dir, u64::MAX))?;
+        }
+        all.unit.try_reserve_exact(values).map_err(|_| too_big(dir, values as u64 * 4))?;
         for shard in shards {
             let block = Self::read_shard(&shard, tensor, (!all.paths.is_empty()).then_some(all.dim))?;
             if !block.paths.is_empty() {
@@ -87,9 +91,34 @@ impl ExactIndex {
                 all.paths.extend(block.paths);
             }
         }
-        // The files held more than these rows (paths, other tensors).
-        all.unit.shrink_to_fit();
         Ok(all)
+    }
+
+    /// How many values `tensor` holds in `shard`, from the shard's header alone (the first
+    /// 8 + header-length bytes; the full check is [`Self::read_shard`]'s).
+    fn values_in(shard: &Path, tensor: &str) -> Result<usize, EvalError> {
+        use std::io::Read;
+        let bad = |m: String| EvalError::Shard { path: shard.display().to_string(), message: m };
+        let mut file = std::fs::File::open(shard).map_err(|e| EvalError::io(shard, e))?;
+        let mut len = [0u8; 8];
+        file.read_exact(&mut len).map_err(|e| EvalError::io(shard, e))?;
+        let len = u64::from_le_bytes(len);
+        // safetensors' own limit on a header.
+        if len > 100_000_000 {
+            return Err(bad(format!("a header of {len} bytes")));
+        }
+        let mut header = Vec::with_capacity(len as usize);
+        file.take(len).read_to_end(&mut header).map_err(|e| EvalError::io(shard, e))?;
+        let header: serde_json::Value = serde_json::from_slice(&header).map_err(|e| bad(format!("header: {e}")))?;
+        let Some(entry) = header.get(tensor) else {
+            let names = header.as_object().map(|o| o.keys().filter(|k| *k != "__metadata__").cloned().collect::<Vec<_>>()).unwrap_or_default();
+            return Err(bad(missing_tensor(tensor, names)));
+        };
+        let shape: Option<Vec<usize>> = entry.get("shape").and_then(|s| s.as_array()).map(|dims| dims.iter().filter_map(|d| d.as_u64().map(|d| d as usize)).collect());
+        match shape {
+            Some(dims) if dims.len() == 2 => dims[0].checked_mul(dims[1]).ok_or_else(|| bad(format!("{tensor} has shape {dims:?}"))),
+            _ => Err(bad(format!("{tensor} has no 2-d shape in the header"))),
+        }
     }
 
     /// Rows held.
@@ -171,6 +200,11 @@ impl ExactIndex {
     }
 }
 
+/// The error for a collection whose rows (`bytes`) cannot be held in memory.
+fn too_big(dir: &Path, bytes: u64) -> EvalError {
+    EvalError::dataset(dir, format!("{bytes} bytes of rows do not fit in memory: search the shards streamed (`search`) or through the approximate index"))
+}
+
 /// The shards of `dir`, at least one.
 fn shard_files(dir: &Path) -> Result<Vec<std::path::PathBuf>, EvalError> {
     let shards = list_shards(dir).map_err(|e| EvalError::io(dir, e))?;
@@ -244,4 +278,40 @@ pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
         }
     }
     acc.iter().sum::<f32>() + ra.iter().zip(rb).map(|(x, y)| x * y).sum::<f32>()
+}
+
+#[cfg(test)]
+mod tests {
+    use diffclip_clip::files::{F32Tensor, write_safetensors};
+
+    use super::*;
+
+    /// The header alone gives the size to reserve: the named tensor's values, not the file's
+    /// (which also holds the other tensor and the paths); a header that is missing, too long or
+    /// not JSON is the shard's error.
+    #[test]
+    fn a_shard_header_gives_the_rows_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let shard = dir.path().join("embeddings-00000.safetensors");
+        let paths = serde_json::to_string(&["a.png", "b.png", "c.png"]).unwrap();
+        let (image, text) = (vec![0.5f32; 3 * 4], vec![0.25f32; 3 * 8]);
+        let tensors = [
+            F32Tensor { name: "image_embed".into(), shape: vec![3, 4], data: &image },
+            F32Tensor { name: "text_embed".into(), shape: vec![3, 8], data: &text },
+        ];
+        write_safetensors(&shard, &tensors, [("paths".to_string(), paths)].into()).unwrap();
+        assert_eq!(ExactIndex::values_in(&shard, "image_embed").unwrap(), 12);
+        assert_eq!(ExactIndex::values_in(&shard, "text_embed").unwrap(), 24);
+        let err = ExactIndex::values_in(&shard, "pooled").unwrap_err().to_string();
+        assert!(err.contains("pooled") && err.contains("image_embed") && !err.contains("__metadata__"), "{err}");
+        let index = ExactIndex::open(dir.path(), "text_embed").unwrap();
+        assert_eq!((index.unit.len(), index.unit.capacity()), (24, 24));
+
+        let bad = dir.path().join("bad.safetensors");
+        for (bytes, want) in [(vec![1u8, 2, 3], "failed to fill"), ((1u64 << 40).to_le_bytes().to_vec(), "a header of"), ([&4u64.to_le_bytes()[..], b"{]x}"].concat(), "header:")] {
+            std::fs::write(&bad, &bytes).unwrap();
+            let err = ExactIndex::values_in(&bad, "image_embed").unwrap_err().to_string();
+            assert!(err.contains(want), "{want}: {err}");
+        }
+    }
 }
