@@ -66,6 +66,12 @@ fn flex_of<const D: usize>(t: &Tensor<D>) -> Option<FlexTensor> {
     Some(contiguous(p))
 }
 
+/// [`flex_of`] of an optional tensor: `Some(None)` without one, `None` when it is there but
+/// not a plain f32 flex tensor.
+fn flex_of_optional<const D: usize>(t: Option<&Tensor<D>>) -> Option<Option<FlexTensor>> {
+    t.map_or(Some(None), |t| flex_of(t).map(Some))
+}
+
 /// `t` itself when it is contiguous from offset 0 (what the kernels index), else a copy that is.
 fn contiguous(t: FlexTensor) -> FlexTensor {
     if t.layout().is_contiguous() && t.layout().start_offset() == 0 { t } else { t.to_contiguous() }
@@ -154,10 +160,7 @@ pub(crate) fn linear<const D: usize>(x: &Tensor<D>, w: &Tensor<2>, b: Option<&Te
     }
     let dims = LinearDims { rows, k, n };
     if let (Some(xf), Some(wf)) = (flex_of(x), flex_of(w)) {
-        let bf = match b {
-            Some(b) => Some(flex_of(b)?),
-            None => None,
-        };
+        let bf = flex_of_optional(b)?;
         let (x, b) = (&xf.storage::<f32>()[..rows * k], bf.as_ref().map(|b| &b.storage::<f32>()[..n]));
         let out = match bf16::Engine::for_products(crate::matmul_precision()) {
             None => linear::forward(x, &wf.storage::<f32>()[..k * n], b, dims),
@@ -188,11 +191,7 @@ pub(crate) fn linears<const D: usize>(x: &Tensor<D>, layers: &[(Tensor<2>, Optio
         if wk != k || n == 0 || b.as_ref().is_some_and(|b| b.dims() != [n]) {
             return None;
         }
-        let b = match b {
-            Some(b) => Some(flex_of(b)?),
-            None => None,
-        };
-        flex.push((flex_of(w)?, b, n));
+        flex.push((flex_of(w)?, flex_of_optional(b.as_ref())?, n));
     }
     let packed: Vec<_> = flex.iter().map(|(w, _, n)| packed_weights::packed(w, k, *n, engine)).collect();
     let operands: Vec<_> = packed.iter().zip(&flex).map(|(p, (_, b, n))| (&**p, b.as_ref().map(|b| &b.storage::<f32>()[..*n]))).collect();
@@ -223,11 +222,7 @@ pub(crate) fn mlp<const D: usize>(
         return None;
     }
     let (xf, w1f, w2f) = (flex_of(x)?, flex_of(w1)?, flex_of(w2)?);
-    let flex_bias = |b: Option<&Tensor<1>>| match b {
-        None => Some(None),
-        Some(b) => flex_of(b).map(Some),
-    };
-    let (b1f, b2f) = (flex_bias(b1)?, flex_bias(b2)?);
+    let (b1f, b2f) = (flex_of_optional(b1)?, flex_of_optional(b2)?);
     let (b1v, b2v) = (b1f.as_ref().map(|t| &t.storage::<f32>()[..hidden]), b2f.as_ref().map(|t| &t.storage::<f32>()[..n]));
     let (p1, p2) = (packed_weights::packed(&w1f, k, hidden, engine), packed_weights::packed(&w2f, hidden, n, engine));
     let out = bf16::mlp(&xf.storage::<f32>()[..rows * k], rows, &p1, b1v, simd::in_place(activation), &p2, b2v)?;
@@ -255,10 +250,7 @@ pub(crate) fn attention(
         return None;
     }
     let (q, k, v) = (flex_of(q)?, flex_of(k)?, flex_of(v)?);
-    let gamma = match gamma {
-        Some(g) => Some(flex_of(g)?),
-        None => None,
-    };
+    let gamma = flex_of_optional(gamma)?;
     let g: &[f32] = gamma.as_ref().map(|g| g.storage::<f32>()).unwrap_or(&[]);
     let len = batch * n * width;
     let (q, k, v) = (&q.storage::<f32>()[..len], &k.storage::<f32>()[..len], &v.storage::<f32>()[..len]);
