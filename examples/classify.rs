@@ -138,7 +138,7 @@ fn run(args: Args) -> Result<(), Error> {
     };
     if serving {
         // One file or folder per line, answered as it arrives; a bad line is reported, not fatal.
-        return diffclip::cli::serve_stdin(|line| {
+        return diffclip::cli::serve_stdin(diffclip::cli::StdinLines::Paths, |line| {
             let path = PathBuf::from(line);
             match list_image_files(&[&path]) {
                 Ok(files) if files.is_empty() => eprintln!("skipped {}: no image files", path.display()),

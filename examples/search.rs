@@ -191,7 +191,8 @@ fn run(args: Args) -> Result<(), Error> {
         let endpoints = Endpoints::new(&encoder, &pipeline).with_index(served, args.top_k);
         return args.listen.serve(&format!("{} rows of {}", served.rows(), dir.display()), |requests| endpoints.answer(requests));
     }
-    diffclip::cli::serve_stdin(|query| {
+    let lines = if serving_images { diffclip::cli::StdinLines::Paths } else { diffclip::cli::StdinLines::Texts };
+    diffclip::cli::serve_stdin(lines, |query| {
         let embed = match serving_images {
             // An unreadable image is reported and the program goes on.
             true => match ImageSource::files(vec![PathBuf::from(&query)], &pipeline).and_then(|s| encoder.encode_source(&s)) {

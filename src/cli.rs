@@ -42,12 +42,27 @@ pub fn closed_output_is_success(result: Result<(), Box<dyn std::error::Error>>) 
     }
 }
 
+/// What the lines of standard input hold, for [`serve_stdin`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StdinLines {
+    /// Texts: each line trimmed.
+    Texts,
+    /// File or folder paths: each line kept as it is but for its line ending, since a file
+    /// name may begin or end with a space.
+    Paths,
+}
+
 /// Runs `answer` on each line of standard input as it arrives (read by
-/// [`TextLines`](diffclip_data::files::TextLines): trimmed, blank lines skipped), for programs
-/// that serve a pipe. A line that is not UTF-8 is reported on stderr and skipped; a line too
-/// long, a read error, or an error of `answer` ends the loop with that error.
-pub fn serve_stdin(mut answer: impl FnMut(String) -> Result<(), Box<dyn std::error::Error>>) -> Result<(), Box<dyn std::error::Error>> {
-    let mut lines = diffclip_data::files::TextLines::new(std::io::stdin().lock(), "standard input");
+/// [`TextLines`](diffclip_data::files::TextLines): blank lines skipped, texts trimmed, paths
+/// kept whole), for programs that serve a pipe. A line that is not UTF-8 is reported on stderr
+/// and skipped; a line too long, a read error, or an error of `answer` ends the loop with that
+/// error.
+pub fn serve_stdin(kind: StdinLines, mut answer: impl FnMut(String) -> Result<(), Box<dyn std::error::Error>>) -> Result<(), Box<dyn std::error::Error>> {
+    let lines = diffclip_data::files::TextLines::new(std::io::stdin().lock(), "standard input");
+    let mut lines = match kind {
+        StdinLines::Texts => lines,
+        StdinLines::Paths => lines.keep_spaces(),
+    };
     while let Some(line) = lines.next() {
         match line {
             Ok(line) => answer(line)?,

@@ -156,19 +156,36 @@ pub const MAX_LINE_BYTES: u64 = 16 << 20;
 /// let mut lines = TextLines::new(&b"a dog\n\xff\na cat"[..], "standard input");
 /// assert_eq!(lines.nth(1).unwrap().unwrap_err().to_string(), "standard input:2: not UTF-8");
 /// assert_eq!(lines.next().unwrap().unwrap(), "a cat");
+///
+/// Lines that name files keep their spaces ([`TextLines::keep_spaces`]): a file name may begin
+/// or end with one.
+///
+/// ```
+/// use diffclip_data::files::TextLines;
+/// let input = " a.png\n\nb.png \r\n".as_bytes();
+/// let paths: Vec<String> = TextLines::new(input, "standard input").keep_spaces().collect::<Result<_, _>>().unwrap();
+/// assert_eq!(paths, [" a.png", "b.png "]);
 /// ```
 pub struct TextLines<R> {
     input: R,
     source: PathBuf,
     line: u64,
     done: bool,
+    trim: bool,
     buf: Vec<u8>,
 }
 
 impl<R: BufRead> TextLines<R> {
     /// Lines of `input`; `source` (a file, or "standard input") names it in errors.
     pub fn new(input: R, source: impl Into<PathBuf>) -> Self {
-        Self { input, source: source.into(), line: 0, done: false, buf: Vec::new() }
+        Self { input, source: source.into(), line: 0, done: false, trim: true, buf: Vec::new() }
+    }
+
+    /// Each line as it is, but for its line ending (`\n` or `\r\n`) and a leading BOM: for
+    /// lines that name files. Empty lines are still skipped.
+    pub fn keep_spaces(mut self) -> Self {
+        self.trim = false;
+        self
     }
 
     /// Whether reading has stopped (the input ended, or a line too long or a read error did
@@ -205,7 +222,7 @@ impl<R: BufRead> Iterator for TextLines<R> {
                         return Some(Err(DataError::Line { path: self.source.clone(), line: self.line, message }));
                     };
                     let text = if self.line == 1 { text.strip_prefix('\u{feff}').unwrap_or(text) } else { text };
-                    let text = text.trim();
+                    let text = if self.trim { text.trim() } else { text };
                     if !text.is_empty() {
                         return Some(Ok(text.to_string()));
                     }
