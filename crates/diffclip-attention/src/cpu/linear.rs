@@ -113,7 +113,18 @@ fn row_chunk(n: usize) -> usize {
 }
 
 /// `x·W + b`: `x` is `rows × k`, `w` is `k × n` (Burn's `Linear` layout), `b` has `n` values.
+/// A few rows in f32 take [`super::few_rows`] (the same bits, read faster).
 pub(crate) fn forward(x: &[f32], w: &[f32], b: Option<&[f32]>, d: LinearDims) -> Vec<f32> {
+    if Engine::for_products(matmul_precision()).is_none()
+        && let Some(out) = super::few_rows::forward(x, w, b, d)
+    {
+        return out;
+    }
+    forward_gemm(x, w, b, d)
+}
+
+/// [`forward`] by the `gemm` crate (or reduced-precision products) whatever the rows.
+pub(super) fn forward_gemm(x: &[f32], w: &[f32], b: Option<&[f32]>, d: LinearDims) -> Vec<f32> {
     let LinearDims { k, n, .. } = d;
     assert!(w.len() >= k * n);
     // SAFETY: `w` holds k × n values (asserted); `product`'s other operands are its contract.

@@ -12,6 +12,7 @@ mod autodiff;
 mod backward;
 mod bf16;
 mod embedding;
+mod few_rows;
 mod layer_norm;
 mod linear;
 mod packed_weights;
