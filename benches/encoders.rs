@@ -15,6 +15,10 @@
 //! the products (linear layers and attention) in f32, bf16 and f16 (`set_matmul_precision`), the
 //! bf16 engine in the name.
 //!
+//! `encode_caption/{16,77}`: one caption of 16 or 77 tokens (`diffclip_vit_b16`), the work of
+//! serving a text query; run it again with `DIFFCLIP_NO_FEW_ROWS=1` for the `gemm` crate's
+//! few-rows products instead of diffclip's.
+//!
 //! `encode_texts/{by_length,in_order}/256`: `Encoder::encode_texts` on 256 captions of 4 to 24
 //! words (`diffclip_vit_b16`, batches of 64), as one call (batched by length) and as one call
 //! per 64 captions in their given order (each batch as long as its longest caption).
@@ -75,6 +79,7 @@ fn encoders(c: &mut Criterion) {
         });
         group.finish();
         if preset == "diffclip_vit_b16" {
+            lone_captions(c, &model);
             captions(c, &model);
             reduced_products(c, &model, &images, &text);
         }
@@ -99,6 +104,20 @@ fn reduced_products(c: &mut Criterion, model: &diffclip::clip::Clip, images: &Te
         });
     }
     set_matmul_precision(MatmulPrecision::F32);
+    group.finish();
+}
+
+/// One caption of 16 tokens and one of 77, as a text query is served.
+fn lone_captions(c: &mut Criterion, model: &diffclip::clip::Clip) {
+    let device = common::device();
+    let mut group = c.benchmark_group("encode_caption");
+    group.sampling_mode(SamplingMode::Flat).sample_size(20).measurement_time(Duration::from_secs(10));
+    for tokens in [16usize, 77] {
+        // Start, words, end-of-text at position tokens - 1, zeros after it, as the tokenizer writes.
+        let ids: Vec<i64> = (0..77).map(|i| if i == 0 { 49406 } else if i + 1 < tokens { (i as i64 * 7919) % 49000 + 1 } else if i + 1 == tokens { 49407 } else { 0 }).collect();
+        let text: Tensor<2, Int> = Tensor::from_data(TensorData::new(ids, [1, 77]), &device);
+        group.bench_function(BenchmarkId::from_parameter(tokens), |b| b.iter(|| black_box(common::finish(&device, model.encode_text(text.clone())))));
+    }
     group.finish();
 }
 

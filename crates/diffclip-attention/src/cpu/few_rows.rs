@@ -16,7 +16,7 @@
 //! order, restarted every `kc` values and added to the output (its first block onto the bias).
 //! `kc` is the crate's own blocking, found once per `k` by comparing with it
 //! ([`kc_matching_gemm`]); where no candidate matches, or the CPU lacks AVX2 and FMA, the
-//! `gemm` crate does the product.
+//! `gemm` crate does the product, as it does with `DIFFCLIP_NO_FEW_ROWS=1` (for comparisons).
 
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
@@ -57,7 +57,9 @@ fn available() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         static AVAILABLE: OnceLock<bool> = OnceLock::new();
-        *AVAILABLE.get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"))
+        *AVAILABLE.get_or_init(|| {
+            std::env::var_os("DIFFCLIP_NO_FEW_ROWS").is_none() && is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
+        })
     }
     #[cfg(not(target_arch = "x86_64"))]
     false
