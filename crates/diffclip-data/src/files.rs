@@ -156,6 +156,7 @@ pub const MAX_LINE_BYTES: u64 = 16 << 20;
 /// let mut lines = TextLines::new(&b"a dog\n\xff\na cat"[..], "standard input");
 /// assert_eq!(lines.nth(1).unwrap().unwrap_err().to_string(), "standard input:2: not UTF-8");
 /// assert_eq!(lines.next().unwrap().unwrap(), "a cat");
+/// ```
 ///
 /// Lines that name files keep their spaces ([`TextLines::keep_spaces`]): a file name may begin
 /// or end with one.
