@@ -163,7 +163,7 @@ pub const MAX_LINE_BYTES: u64 = 16 << 20;
 ///
 /// ```
 /// use diffclip_data::files::TextLines;
-/// let input = " a.png\n\nb.png \r\n".as_bytes();
+/// let input = " a.png\n  \nb.png \r\n".as_bytes();
 /// let paths: Vec<String> = TextLines::new(input, "standard input").keep_spaces().collect::<Result<_, _>>().unwrap();
 /// assert_eq!(paths, [" a.png", "b.png "]);
 /// ```
@@ -183,7 +183,7 @@ impl<R: BufRead> TextLines<R> {
     }
 
     /// Each line as it is, but for its line ending (`\n` or `\r\n`) and a leading BOM: for
-    /// lines that name files. Empty lines are still skipped.
+    /// lines that name files. Blank lines (nothing but white space) are still skipped.
     pub fn keep_spaces(mut self) -> Self {
         self.trim = false;
         self
@@ -223,9 +223,8 @@ impl<R: BufRead> Iterator for TextLines<R> {
                         return Some(Err(DataError::Line { path: self.source.clone(), line: self.line, message }));
                     };
                     let text = if self.line == 1 { text.strip_prefix('\u{feff}').unwrap_or(text) } else { text };
-                    let text = if self.trim { text.trim() } else { text };
-                    if !text.is_empty() {
-                        return Some(Ok(text.to_string()));
+                    if !text.trim().is_empty() {
+                        return Some(Ok(if self.trim { text.trim() } else { text }.to_string()));
                     }
                 }
                 Err(e) => {

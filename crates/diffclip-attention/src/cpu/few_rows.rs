@@ -5,7 +5,7 @@
 //! rows, one cache line per row, a row apart: every line is on another page, out of the
 //! prefetchers' reach, and the weights stream at a fraction of the memory's rate (5 GB/s of
 //! ~34 on a 2-core AMD EPYC); the lines of a panel, a power of two apart, also share a few
-//! L1 sets and evict each other. Here each thread takes a band of columns and copies `W` 128
+//! L1 sets and evict each other. Here the columns are cut into bands (two per thread) and each copies `W` 128
 //! rows at a time along its rows (consecutive lines, the next rows asked for ahead) into one
 //! contiguous panel after another, which 6-row × 16-column register tiles then read from
 //! cache, holding the band's sums in a buffer between blocks. A lone 16-token caption through
@@ -44,7 +44,9 @@ const PANEL: usize = 16;
 /// where this path does not apply (see the module's documentation).
 pub(super) fn forward(x: &[f32], w: &[f32], b: Option<&[f32]>, d: LinearDims) -> Option<Vec<f32>> {
     let LinearDims { rows, k, n } = d;
-    if rows == 0 || rows > MAX_ROWS || k == 0 || n == 0 || !available() {
+    // One output column or k ≤ 2 take the crate's other paths (a reduction across lanes, an
+    // unfused product), whose sums are not one chain in order.
+    if rows == 0 || rows > MAX_ROWS || k <= 2 || n <= 1 || !available() {
         return None;
     }
     let kc = kc_matching_gemm(k)?;
@@ -58,14 +60,15 @@ fn available() -> bool {
     {
         static AVAILABLE: OnceLock<bool> = OnceLock::new();
         *AVAILABLE.get_or_init(|| {
-            std::env::var_os("DIFFCLIP_NO_FEW_ROWS").is_none() && is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
+            std::env::var_os("DIFFCLIP_NO_FEW_ROWS").is_none_or(|v| v != "1") && is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
         })
     }
     #[cfg(not(target_arch = "x86_64"))]
     false
 }
 
-/// The `gemm` crate's `kc` for products over `k` (it depends on `k` and the caches only), or
+/// The `gemm` crate's `kc` for products over `k` (it depends on `k`, the caches and the
+/// crate's kernel for this CPU, not on the rows or columns), or
 /// `None` if none of the candidates gives its bits. Checked once per `k` on 72 rows (past the
 /// crate's special case for at most 64 rows and columns, so its blocking for any number of
 /// rows over [`MAX_ROWS`]) against this path's product.
@@ -255,6 +258,8 @@ const AHEAD: usize = 4;
 /// SAFETY: none needed (a prefetch does not fault); `from` is in bounds here anyway.
 #[inline(always)]
 unsafe fn prefetch(from: *const f32, len: usize) {
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (from, len);
     #[cfg(target_arch = "x86_64")]
     for i in (0..len).step_by(16) {
         use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
@@ -291,7 +296,8 @@ mod tests {
                 let batched = super::super::linear::forward_gemm(&x, &w, bias, LinearDims { rows: all, k, n });
                 for rows in [1, 2, 5, 6, 7, 13, MAX_ROWS] {
                     let few = forward(&x[..rows * k], &w, bias, LinearDims { rows, k, n }).expect("the few-rows path applies");
-                    assert!(few == batched[..rows * n], "k {k}, n {n}, {rows} rows, bias {}", bias.is_some());
+                    let same = few.iter().zip(&batched[..rows * n]).all(|(a, b)| a.to_bits() == b.to_bits());
+                    assert!(same, "k {k}, n {n}, {rows} rows, bias {}", bias.is_some());
                 }
             }
         }
@@ -302,6 +308,8 @@ mod tests {
         let d = |rows, k, n| LinearDims { rows, k, n };
         assert!(forward(&values((MAX_ROWS + 1) * 8, 1), &values(64, 2), None, d(MAX_ROWS + 1, 8, 8)).is_none());
         assert!(forward(&[], &[], None, d(3, 0, 4)).is_none());
+        assert!(forward(&values(3 * 2, 1), &values(2 * 4, 2), None, d(3, 2, 4)).is_none());
+        assert!(forward(&values(3 * 8, 1), &values(8, 2), None, d(3, 8, 1)).is_none());
         assert!(forward(&[], &[], None, d(0, 4, 4)).is_none());
     }
 }
