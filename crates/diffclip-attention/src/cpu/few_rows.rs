@@ -276,11 +276,8 @@ unsafe fn tile<const R: usize>(_: *mut f32, _: usize, _: *const f32, _: usize, _
 
 #[cfg(test)]
 mod tests {
+    use super::super::linear::tests::values;
     use super::*;
-
-    fn values(len: usize, seed: u32) -> Vec<f32> {
-        (0..len).map(|i| (((i as u32).wrapping_mul(2_654_435_761) ^ seed) % 1000) as f32 / 500.0 - 1.0).collect()
-    }
 
     #[test]
     fn rows_are_the_bits_of_the_gemm_crate_on_many_rows() {

@@ -204,10 +204,11 @@ pub(crate) fn backward_bias(dy: &[f32], d: LinearDims) -> Vec<f32> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn values(len: usize, seed: u32) -> Vec<f32> {
+    /// Deterministic values in [-1, 1), also for the few-rows tests.
+    pub(in crate::cpu) fn values(len: usize, seed: u32) -> Vec<f32> {
         (0..len).map(|i| (((i as u32).wrapping_mul(2_654_435_761) ^ seed) % 1000) as f32 / 500.0 - 1.0).collect()
     }
 
