@@ -171,6 +171,21 @@ impl PackedRhs {
         self.engine
     }
 
+    /// `x·W + b` for a few rows of `x` (`rows × k`, row-major) when this weight is a rounded
+    /// copy: [`super::few_rows`] on the rounded operands, the bits of [`gemm_packed`] (a lone
+    /// caption in f16, or in bf16 off AMX, reads its weights as fast as in f32). `None` where
+    /// that path does not apply.
+    pub(crate) fn few_rows(&self, x: &[f32], b: Option<&[f32]>, d: super::linear::LinearDims) -> Option<Vec<f32>> {
+        let Layout::Rounded(w) = &self.layout else { return None };
+        if (d.k, d.n) != (self.k, self.n) || !super::few_rows::applies(d) {
+            return None;
+        }
+        assert!(x.len() >= d.rows * d.k);
+        // SAFETY: `x` holds rows × k values (asserted).
+        let x = unsafe { rounded(x.as_ptr(), [d.k, 1], d.rows, d.k, self.engine) };
+        super::few_rows::forward(&x, w, b, d)
+    }
+
     /// Bytes held.
     #[cfg(test)]
     pub(crate) fn bytes(&self) -> usize {

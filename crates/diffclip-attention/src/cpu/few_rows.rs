@@ -44,15 +44,21 @@ const PANEL: usize = 16;
 /// where this path does not apply (see the module's documentation).
 pub(super) fn forward(x: &[f32], w: &[f32], b: Option<&[f32]>, d: LinearDims) -> Option<Vec<f32>> {
     let LinearDims { rows, k, n } = d;
-    // One output column or k ≤ 2 take the crate's other paths (a reduction across lanes, an
-    // unfused product), whose sums are not one chain in order.
-    if rows == 0 || rows > MAX_ROWS || k <= 2 || n <= 1 || !available() {
+    if !applies(d) {
         return None;
     }
     let kc = kc_matching_gemm(k)?;
     assert!(x.len() >= rows * k && w.len() >= k * n && b.is_none_or(|b| b.len() >= n));
     // SAFETY: the shapes are asserted and the CPU has AVX2 and FMA (`available`).
     Some(super::written(rows * n, |out| unsafe { product(d, kc, out.as_mut_ptr().cast(), x.as_ptr(), w.as_ptr(), b) }))
+}
+
+/// Whether a product of these dimensions can take this path (if the `gemm` crate's blocking
+/// for its `k` is found).
+pub(super) fn applies(LinearDims { rows, k, n }: LinearDims) -> bool {
+    // One output column or k ≤ 2 take the crate's other paths (a reduction across lanes, an
+    // unfused product), whose sums are not one chain in order.
+    (1..=MAX_ROWS).contains(&rows) && k > 2 && n > 1 && available()
 }
 
 fn available() -> bool {
@@ -88,7 +94,8 @@ fn kc_matching_gemm(k: usize) -> Option<usize> {
     let w: Vec<f32> = (0..k * n).map(|i| value(i, 2) * if i % 5 == 0 { 64.0 } else { 0.03 }).collect();
     let b: Vec<f32> = (0..n).map(|i| value(i, 3)).collect();
     let d = LinearDims { rows, k, n };
-    let want = super::linear::forward_gemm(&x, &w, Some(&b), d);
+    // In f32 whatever this thread's precision: the crate's blocking is what is probed.
+    let want = super::linear::forward_gemm(None, &x, &w, Some(&b), d);
     let candidates = [k, 512, 256, 1024, k.div_ceil(k.div_ceil(512)), k.div_ceil(k.div_ceil(256)), k.div_ceil(k.div_ceil(1024)), k.div_ceil(k.div_ceil(2048))];
     let kc = candidates.into_iter().filter(|&kc| kc <= k).find(|&kc| {
         // SAFETY: the shapes hold by construction; AVX2 and FMA are checked by the caller.
@@ -290,7 +297,7 @@ mod tests {
             let all = 150;
             let (x, w, b) = (values(all * k, 5), values(k * n, 6), values(n, 7));
             for bias in [None, Some(&b[..])] {
-                let batched = super::super::linear::forward_gemm(&x, &w, bias, LinearDims { rows: all, k, n });
+                let batched = super::super::linear::forward_gemm(None, &x, &w, bias, LinearDims { rows: all, k, n });
                 for rows in [1, 2, 5, 6, 7, 13, MAX_ROWS] {
                     let few = forward(&x[..rows * k], &w, bias, LinearDims { rows, k, n }).expect("the few-rows path applies");
                     let same = few.iter().zip(&batched[..rows * n]).all(|(a, b)| a.to_bits() == b.to_bits());

@@ -55,13 +55,14 @@ fn parallelism(m: usize, n: usize, k: usize) -> gemm::Parallelism {
 }
 
 /// `dst (m × n, row stride dst_rs) = start + lhs · rhs`, operands addressed by (row, column)
-/// strides; every element of `dst` is written. In f32, or with reduced operands under
-/// [`crate::MatmulPrecision`]'s `Bf16` and `F16`.
+/// strides; every element of `dst` is written. In f32 (`engine` `None`), or with reduced
+/// operands on `engine` ([`products_engine`]).
 ///
 /// SAFETY: the pointers and strides must address valid memory of those shapes, and `dst` must
 /// not overlap the operands; a bias holds `n` values.
 #[allow(clippy::too_many_arguments)]
 unsafe fn gemm_into(
+    engine: Option<Engine>,
     mnk: [usize; 3],
     dst: *mut f32,
     dst_rs: usize,
@@ -73,7 +74,7 @@ unsafe fn gemm_into(
 ) {
     // SAFETY: the caller's contract, passed on.
     unsafe {
-        match Engine::for_products(matmul_precision()) {
+        match engine {
             None => {
                 let accumulate = start.prepare(dst, [mnk[0], mnk[1]], dst_rs);
                 gemm_f32(mnk, dst, dst_rs, accumulate, lhs, lhs_strides, rhs, rhs_strides)
@@ -115,26 +116,37 @@ fn row_chunk(n: usize) -> usize {
 /// `x·W + b`: `x` is `rows × k`, `w` is `k × n` (Burn's `Linear` layout), `b` has `n` values.
 /// A few rows in f32 take [`super::few_rows`] (the same bits, read faster).
 pub(crate) fn forward(x: &[f32], w: &[f32], b: Option<&[f32]>, d: LinearDims) -> Vec<f32> {
-    if Engine::for_products(matmul_precision()).is_none()
+    let engine = products_engine();
+    if engine.is_none()
         && let Some(out) = super::few_rows::forward(x, w, b, d)
     {
         return out;
     }
-    forward_gemm(x, w, b, d)
+    forward_gemm(engine, x, w, b, d)
 }
 
-/// [`forward`] by the `gemm` crate (or reduced-precision products) whatever the rows.
-pub(super) fn forward_gemm(x: &[f32], w: &[f32], b: Option<&[f32]>, d: LinearDims) -> Vec<f32> {
+/// What multiplies this thread's products now: `None` for f32 (the `gemm` crate), else the
+/// reduced-precision engine of [`crate::MatmulPrecision`]'s `Bf16` and `F16`.
+fn products_engine() -> Option<Engine> {
+    Engine::for_products(matmul_precision())
+}
+
+/// [`forward`] by the `gemm` crate (`engine` `None`) or reduced-precision products on `engine`,
+/// whatever the rows.
+pub(super) fn forward_gemm(engine: Option<Engine>, x: &[f32], w: &[f32], b: Option<&[f32]>, d: LinearDims) -> Vec<f32> {
     let LinearDims { k, n, .. } = d;
     assert!(w.len() >= k * n);
     // SAFETY: `w` holds k × n values (asserted); `product`'s other operands are its contract.
-    forward_by(x, b, d, |rows, dst, start, x| unsafe { gemm_into([rows, n, k], dst, n, start, x, [k, 1], w.as_ptr(), [n, 1]) })
+    forward_by(x, b, d, |rows, dst, start, x| unsafe { gemm_into(engine, [rows, n, k], dst, n, start, x, [k, 1], w.as_ptr(), [n, 1]) })
 }
 
 /// [`forward`] with reduced-precision products of a weight packed beforehand
-/// ([`super::packed_weights`]).
+/// ([`super::packed_weights`]); a few rows on a rounded copy take [`super::few_rows`].
 pub(crate) fn forward_packed(x: &[f32], w: &PackedRhs, b: Option<&[f32]>, d: LinearDims) -> Vec<f32> {
     assert_eq!(w.dims(), (d.k, d.n));
+    if let Some(out) = w.few_rows(x, b, d) {
+        return out;
+    }
     // SAFETY: `product`'s operands are its contract; the packed weight is k × n (asserted).
     forward_by(x, b, d, |rows, dst, start, x| unsafe { super::bf16::gemm_packed(rows, dst, d.n, start, x, [d.k, 1], w) })
 }
@@ -162,7 +174,7 @@ pub(crate) fn backward_input(dy: &[f32], w: &[f32], d: LinearDims) -> Vec<f32> {
     written(rows * k, |dx| {
         // SAFETY: shapes asserted; Wᵀ[j][i] = W[i][j] is W read with swapped strides; dx is
         // written without being read.
-        unsafe { gemm_into([rows, k, n], dx.as_mut_ptr().cast(), k, Start::Zero, dy.as_ptr(), [n, 1], w.as_ptr(), [1, n]) }
+        unsafe { gemm_into(products_engine(), [rows, k, n], dx.as_mut_ptr().cast(), k, Start::Zero, dy.as_ptr(), [n, 1], w.as_ptr(), [1, n]) }
     })
 }
 
@@ -172,7 +184,7 @@ pub(crate) fn backward_weight(x: &[f32], dy: &[f32], d: LinearDims) -> Vec<f32> 
     assert!(x.len() >= rows * k && dy.len() >= rows * n);
     written(k * n, |dw| {
         // SAFETY: shapes asserted; xᵀ is x read with swapped strides; dW is written, not read.
-        unsafe { gemm_into([k, n, rows], dw.as_mut_ptr().cast(), n, Start::Zero, x.as_ptr(), [1, k], dy.as_ptr(), [n, 1]) }
+        unsafe { gemm_into(products_engine(), [k, n, rows], dw.as_mut_ptr().cast(), n, Start::Zero, x.as_ptr(), [1, k], dy.as_ptr(), [n, 1]) }
     })
 }
 
@@ -256,6 +268,39 @@ pub(super) mod tests {
         for rows in [1, 2, 5] {
             let some = forward(&x[..rows * k], &w, Some(&b), LinearDims { rows, k, n });
             assert!(some.iter().zip(&all[..rows * n]).all(|(a, b)| a.to_bits() == b.to_bits()), "{rows} rows");
+        }
+    }
+
+    #[test]
+    fn a_row_of_a_rounded_weight_is_the_same_bits_whatever_rows_come_with_it() {
+        // A few rows on a rounded copy take the few-rows path, many rows the gemm crate.
+        let (k, n) = (768, 200);
+        let (x, w, b) = (values(150 * k, 5), values(k * n, 6), values(n, 7));
+        for engine in [Engine::RoundedBf16, Engine::RoundedF16] {
+            // SAFETY: `w` holds k × n values, row-major; rounded engines run on every CPU.
+            let packed = unsafe { PackedRhs::new(engine, w.as_ptr(), [n, 1], k, n) };
+            let all = forward_packed(&x, &packed, Some(&b), LinearDims { rows: 150, k, n });
+            for rows in [1, 2, 7, super::super::few_rows::MAX_ROWS] {
+                let d = LinearDims { rows, k, n };
+                assert_eq!(packed.few_rows(&x[..rows * k], Some(&b), d).is_some(), super::super::few_rows::applies(d), "{engine:?}, {rows} rows");
+                let some = forward_packed(&x[..rows * k], &packed, Some(&b), d);
+                assert!(some.iter().zip(&all[..rows * n]).all(|(a, b)| a.to_bits() == b.to_bits()), "{engine:?}, {rows} rows");
+            }
+        }
+    }
+
+    #[test]
+    fn the_few_rows_blocking_is_probed_in_f32_whatever_the_threads_precision() {
+        // A k no other test uses, so its probe runs here, under bf16 products; compared with
+        // a batch past the gemm crate's special case for at most 64 rows and columns.
+        let (k, n, rows, all) = (1001, 40, 3, 80);
+        let (x, w) = (values(all * k, 8), values(k * n, 9));
+        let d = LinearDims { rows, k, n };
+        let few = crate::with_matmul_precision(crate::MatmulPrecision::Bf16, || super::super::few_rows::forward(&x[..rows * k], &w, None, d));
+        assert_eq!(few.is_some(), super::super::few_rows::applies(d));
+        if let Some(few) = few {
+            let want = forward_gemm(None, &x, &w, None, LinearDims { rows: all, k, n });
+            assert!(few.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()));
         }
     }
 }
