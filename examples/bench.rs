@@ -277,20 +277,16 @@ fn run_inference(args: &Args, device: &Device) -> Result<Vec<serde_json::Value>,
     })])
 }
 
-fn main() {
+fn main() -> std::process::ExitCode {
     let args = Args::parse();
     let malloc_tuned = !args.default_malloc && diffclip::allocator::keep_freed_memory();
-    match run(&args) {
-        Ok(lines) => {
-            for mut json in lines {
-                json["malloc_tuned"] = malloc_tuned.into();
-                json["machine"] = machine::machine();
-                println!("{json}");
-            }
+    let printed = run(&args).and_then(|lines| {
+        for mut json in lines {
+            json["malloc_tuned"] = malloc_tuned.into();
+            json["machine"] = machine::machine();
+            diffclip::cli::print_line(json)?;
         }
-        Err(e) => {
-            eprintln!("bench: {e}");
-            std::process::exit(1);
-        }
-    }
+        Ok(())
+    });
+    diffclip::cli::exit_code(diffclip::cli::closed_output_is_success(printed))
 }

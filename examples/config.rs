@@ -6,21 +6,25 @@
 
 use std::process::ExitCode;
 
+use clap::Parser;
 use diffclip::clip::{ClipConfig, PRESETS};
 
+/// Print a preset's model JSON (the format `--config` takes)
+#[derive(Parser)]
+#[command(after_help = presets())]
+struct Args {
+    /// The preset (listed below)
+    preset: String,
+}
+
+fn presets() -> String {
+    format!("Presets: {}", PRESETS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", "))
+}
+
 fn main() -> ExitCode {
-    let Some(name) = std::env::args().nth(1) else {
-        eprintln!("usage: config PRESET\npresets: {}", PRESETS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", "));
-        return ExitCode::FAILURE;
-    };
-    match ClipConfig::preset(&name) {
-        Ok(cfg) => {
-            println!("{}", serde_json::to_string_pretty(&cfg).expect("config serialises"));
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    let args = Args::parse();
+    let printed = ClipConfig::preset(&args.preset)
+        .map_err(|e| e.into())
+        .and_then(|cfg| Ok(diffclip::cli::print_line(serde_json::to_string_pretty(&cfg)?)?));
+    diffclip::cli::exit_code(diffclip::cli::closed_output_is_success(printed))
 }

@@ -106,7 +106,7 @@ fn run(args: Args) -> Res<()> {
     let synth = SyntheticConfig { seed: args.data.data_seed, image_size: args.shape.image_size as u32, train_size: args.data.train_size, test_size: args.data.test_size, ..SyntheticConfig::default() };
     let task = SyntheticTask::new(synth)?;
     let device = diffclip::backend::device(&args.shape.backend)?.autodiff();
-    std::fs::create_dir_all(&args.output)?;
+    diffclip::clip::files::create_output_dir(&args.output)?;
     let start = Instant::now();
     let total = args.pretrain_steps + (args.data.seeds.len() * ARMS.len()) as u64 * args.steps;
     eprintln!("{total} training steps in all: up to about {:.0} min on 2 CPU cores (the slowest 2-core host measured)", expected_seconds(&shape, args.shape.batch_size, total) / 60.0);

@@ -79,10 +79,10 @@ struct Args {
     #[arg(long)]
     normalize: bool,
     /// Rows per shard (WebDataset input: one shard per tar).
-    #[arg(long, default_value_t = 4096)]
+    #[arg(long, default_value_t = 4096, value_parser = diffclip::cli::at_least_one)]
     rows_per_shard: usize,
     /// Samples decoded and encoded together; decoding runs one batch ahead of the model.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = diffclip::cli::at_least_one)]
     batch_size: usize,
     /// This job's part I/N of the shards (e.g. a SLURM array index), 0-based.
     #[arg(long, default_value = "0/1")]
@@ -171,11 +171,11 @@ fn integers(view: &safetensors::tensor::TensorView) -> Option<Vec<i64>> {
 fn embed_files(args: &Args, loaded: &LoadedModel) -> Result<(), Box<dyn std::error::Error>> {
     let (i, n) = args.shard.split_once('/').and_then(|(i, n)| Some((i.parse::<usize>().ok()?, n.parse::<usize>().ok()?))).filter(|&(i, n)| i < n).ok_or_else(|| format!("--shard must be I/N with 0 <= I < N, not {}", args.shard))?;
     let job = ShardJob {
-        rows_per_shard: args.rows_per_shard.max(1),
+        rows_per_shard: args.rows_per_shard,
         normalize: args.normalize,
         allow_non_finite: args.allow_non_finite,
         fail_on_bad: args.bad_samples == "fail",
-        batch_size: args.batch_size.max(1),
+        batch_size: args.batch_size,
         ..ShardJob::new(&args.output).with_part(i, n)
     };
     let truncate = args.truncate.as_deref().unwrap_or(loaded.truncate);
@@ -221,8 +221,17 @@ fn embed_files(args: &Args, loaded: &LoadedModel) -> Result<(), Box<dyn std::err
     }
     if !args.images.is_empty() {
         let files = list_image_files(&args.images)?;
+        if files.is_empty() {
+            return Err(format!("no image files in {}", args.images.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")).into());
+        }
         eprintln!("{} images, {preprocess} preprocessing", files.len());
         report = job.embed_images(&encoder, &pipeline, &files)?;
+        if report.skipped.len() >= files.len() {
+            for (file, why) in &report.skipped {
+                eprintln!("skipped {file}: {why}");
+            }
+            return Err(format!("none of the {} image files could be read", files.len()).into());
+        }
     }
     if let Some(path) = &args.texts {
         let text = diffclip::data::files::open_regular(path).and_then(std::io::read_to_string).map_err(|e| format!("{}: {e}", path.display()))?;

@@ -103,7 +103,7 @@ struct Args {
     #[arg(long)]
     image: Option<PathBuf>,
     /// Attention: text query (default: that image's first caption when synthetic).
-    #[arg(long)]
+    #[arg(long, value_parser = diffclip::cli::non_blank)]
     query: Option<String>,
     /// Attention: PNG to write.
     #[arg(long, default_value = "attention.png")]
@@ -129,7 +129,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    diffclip::cli::run_main(|| run(Args::parse()))
+    diffclip::cli::run_main(|| diffclip::cli::closed_output_is_success(run(Args::parse())))
 }
 
 /// Everything a task needs.
@@ -141,8 +141,18 @@ struct Ctx<'a> {
 }
 
 fn run(args: Args) -> Res<()> {
-    let inputs: Vec<&std::path::Path> = [args.checkpoint.as_deref(), args.config.as_deref(), args.data.as_deref()].into_iter().flatten().collect();
-    diffclip::clip::files::check_output(&diffclip::clip::files::resolve_output(&args.output)?, &inputs)?;
+    use diffclip::clip::files::{check_output, resolve_output};
+    let inputs: Vec<&std::path::Path> =
+        [args.checkpoint.as_deref(), args.config.as_deref(), args.data.as_deref(), args.image.as_deref(), args.compare.as_deref()].into_iter().flatten().collect();
+    check_output(&resolve_output(&args.output)?, &inputs)?;
+    if matches!(args.task, Task::Attention | Task::All) {
+        // The figures must not replace an input or the results file either.
+        let inputs: Vec<&std::path::Path> = inputs.iter().copied().chain([args.output.as_path()]).collect();
+        let compare = args.compare.is_some().then(|| synth::compare_path(&args.heatmap));
+        for figure in std::iter::once(args.heatmap.clone()).chain(compare) {
+            check_output(&resolve_output(&figure)?, &inputs).map_err(|e| format!("--heatmap: {e}"))?;
+        }
+    }
     let device = diffclip::backend::device(&args.backend)?;
     let config = ClipConfig::select(args.config.as_deref(), args.preset.as_deref(), args.checkpoint.as_deref())?;
     // Lazy when a checkpoint replaces the weights; drawn now for a run on random weights.
@@ -210,26 +220,44 @@ fn run(args: Args) -> Res<()> {
         t => vec![t],
     };
     let mut results = serde_json::Map::new();
-    let mut skipped = Vec::new();
+    let (mut skipped, mut failed) = (Vec::new(), serde_json::Map::new());
+    // Tables go to standard output as each task ends; a closed or full output stops the tables,
+    // not the evaluation: the results file is still written, then the output's error returned.
+    let mut shown = Ok(());
+    let mut show = |text: &dyn std::fmt::Display| {
+        if shown.is_ok() {
+            shown = diffclip::cli::print_line(text);
+        }
+    };
     for task in tasks {
         let name = format!("{task:?}").to_lowercase();
-        match run_task(&ctx, task)? {
-            Some((value, tables)) => {
+        match run_task(&ctx, task) {
+            Ok(Some((value, tables))) => {
                 for t in tables {
-                    println!("{t}");
+                    show(&t);
                 }
                 results.insert(name, value);
             }
-            None => skipped.push(name),
+            Ok(None) => skipped.push(name),
+            // Under --task all one task's failure keeps the others' results.
+            Err(e) if args.task == Task::All => {
+                eprintln!("error: {name}: {e}");
+                failed.insert(name, e.to_string().into());
+            }
+            Err(e) => return Err(format!("{name}: {e}").into()),
         }
     }
     if !skipped.is_empty() {
-        println!("skipped (no data under --data): {}", skipped.join(", "));
+        show(&format!("skipped (no data under --data): {}", skipped.join(", ")));
     }
-    let out = json!({ "model": { "config": config, "checkpoint": args.checkpoint, "dtype": args.dtype }, "data": args.data, "results": results, "skipped": skipped });
+    let out = json!({ "model": { "config": config, "checkpoint": args.checkpoint, "dtype": args.dtype }, "data": args.data, "results": results, "skipped": skipped, "failed": failed });
     diffclip::clip::files::write_atomic(&args.output, serde_json::to_string_pretty(&out)?.as_bytes())?;
     eprintln!("wrote {}", args.output.display());
-    Ok(())
+    if !failed.is_empty() {
+        let names: Vec<&str> = failed.keys().map(String::as_str).collect();
+        return Err(format!("{} failed (their errors are above and under \"failed\" in {})", names.join(", "), args.output.display()).into());
+    }
+    Ok(shown?)
 }
 
 type Outcome = Option<(Value, Vec<Table>)>;

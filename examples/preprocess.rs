@@ -103,12 +103,10 @@ fn run(args: Args) -> Result<(), String> {
     meta.insert("pipeline".to_string(), preset.to_string());
     meta.insert("size".to_string(), s.to_string());
     write_safetensors(&args.output, &tensors, meta).map_err(|e| e.to_string())?;
-    println!(
-        "wrote {} tensors [3,{s},{s}] to {}",
-        names.len(),
-        args.output.display()
-    );
-    Ok(())
+    match diffclip::cli::print_line(format!("wrote {} tensors [3,{s},{s}] to {}", names.len(), args.output.display())) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.to_string()),
+        _ => Ok(()),
+    }
 }
 
 fn main() -> ExitCode {

@@ -82,7 +82,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         diffclip::train::synthetic::compact_config(v, &shape)?;
     }
     let device = diffclip::backend::device(&args.shape.backend)?.autodiff();
-    std::fs::create_dir_all(&args.output)?;
+    diffclip::clip::files::create_output_dir(&args.output)?;
     let task = SyntheticTask::new(SyntheticConfig { seed: args.seed, image_size: args.shape.image_size as u32, ..SyntheticConfig::default() })?;
     let chance = task.chance();
     let (mut runs, mut tests, mut maps) = (Vec::new(), Vec::new(), Vec::new());

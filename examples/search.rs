@@ -65,7 +65,7 @@ struct Args {
     #[arg(long, required_unless_present = "listen")]
     index: Option<PathBuf>,
     /// A text query (searches the image shards).
-    #[arg(long, conflicts_with_all = ["image", "queries", "listen"], required_unless_present_any = ["image", "queries", "listen"])]
+    #[arg(long, conflicts_with_all = ["image", "queries", "listen"], required_unless_present_any = ["image", "queries", "listen"], value_parser = diffclip::cli::non_blank)]
     text: Option<String>,
     /// A file of text queries, one per line (blank lines skipped); each hit names its query.
     /// `-`: standard input, each line answered as it arrives.

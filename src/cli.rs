@@ -42,6 +42,45 @@ pub fn closed_output_is_success(result: Result<(), Box<dyn std::error::Error>>) 
     }
 }
 
+/// Writes `text` and a newline to standard output, flushed. Unlike `println!`, which panics, a
+/// failed write (a full disk, a closed pipe) comes back as an error saying "standard output"
+/// with the kind kept, so [`closed_output_is_success`] still ends a closed pipe quietly.
+///
+/// ```
+/// diffclip::cli::print_line("a line").unwrap();
+/// ```
+pub fn print_line(text: impl std::fmt::Display) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{text}").and_then(|()| out.flush()).map_err(|e| std::io::Error::new(e.kind(), format!("standard output: {e}")))
+}
+
+/// A text argument that holds something besides white space (a query, a label), as a
+/// command-line parser's check: an empty query would still rank every row, meaninglessly.
+///
+/// ```
+/// assert_eq!(diffclip::cli::non_blank(" a dog ").unwrap(), " a dog ");
+/// assert!(diffclip::cli::non_blank("  ").is_err());
+/// ```
+pub fn non_blank(text: &str) -> Result<String, String> {
+    if text.trim().is_empty() { Err("empty (only white space)".into()) } else { Ok(text.to_string()) }
+}
+
+/// A count of at least 1 (a batch size, rows per shard, resamples), as a command-line parser's
+/// check: 0 is refused, not silently raised to 1 or run as nothing.
+///
+/// ```
+/// assert_eq!(diffclip::cli::at_least_one("3").unwrap(), 3);
+/// assert!(diffclip::cli::at_least_one("0").is_err());
+/// ```
+pub fn at_least_one(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 /// What the lines of standard input hold, for [`serve_stdin`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StdinLines {

@@ -21,7 +21,7 @@ pub struct ShapeArgs {
     #[arg(long, default_value_t = 64)]
     pub batch_size: usize,
     /// Bootstrap resamples over test samples for the intervals of the differences.
-    #[arg(long, default_value_t = 2000)]
+    #[arg(long, default_value_t = 2000, value_parser = diffclip::cli::at_least_one)]
     pub bootstrap: usize,
     /// Backend: flex, ndarray, wgpu (as compiled in).
     #[arg(long, default_value = "flex")]
@@ -39,10 +39,10 @@ pub struct SynthArgs {
     #[arg(long, default_value_t = 0)]
     pub data_seed: u64,
     /// Training samples.
-    #[arg(long, default_value_t = 20_000)]
+    #[arg(long, default_value_t = 20_000, value_parser = diffclip::cli::at_least_one)]
     pub train_size: usize,
     /// Held-out samples.
-    #[arg(long, default_value_t = 1_000)]
+    #[arg(long, default_value_t = 1_000, value_parser = diffclip::cli::at_least_one)]
     pub test_size: usize,
 }
 

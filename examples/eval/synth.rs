@@ -160,8 +160,13 @@ fn compare_png(ctx: &Ctx<'_>, other: &std::path::Path, rgb: &[u8], chw: Vec<f32>
     let theirs = attention_heatmaps(&encoder, chw, query, ctx.args.layer)?;
     let name = |p: Option<&std::path::Path>| p.and_then(|p| p.file_stem()).map_or("model".into(), |n| n.to_string_lossy().into_owned());
     let (a, b) = (name(ctx.args.checkpoint.as_deref()), name(Some(other)));
-    let path = ctx.args.heatmap.with_file_name(format!("{}-compare.png", ctx.args.heatmap.file_stem().map_or("attention".into(), |n| n.to_string_lossy())));
+    let path = compare_path(&ctx.args.heatmap);
     let caption = query.map(|q| format!("query: \"{q}\""));
     save_comparison_png(&path, rgb, s, &[(&a, maps), (&b, &theirs)], caption.as_deref())?;
     Ok(path)
+}
+
+/// Where `--compare`'s figure goes: `<heatmap>-compare.png` beside the heatmap.
+pub fn compare_path(heatmap: &std::path::Path) -> std::path::PathBuf {
+    heatmap.with_file_name(format!("{}-compare.png", heatmap.file_stem().map_or("attention".into(), |n| n.to_string_lossy())))
 }

@@ -170,7 +170,7 @@ impl ClipConfig {
     pub fn from_file(path: impl AsRef<std::path::Path>) -> Result<Self, ClipError> {
         let path = path.as_ref();
         let name = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ClipError::ConfigIo { path: name.clone(), source })?;
+        let text = crate::files::read_regular(path).and_then(|b| String::from_utf8(b).map_err(std::io::Error::other)).map_err(|source| ClipError::ConfigIo { path: name.clone(), source })?;
         match Self::from_json(&text) {
             Ok(config) => Ok(config),
             Err(ClipError::Json(source)) => Err(ClipError::ConfigParse { path: name, source }),

@@ -29,6 +29,14 @@ pub enum FileError {
         /// What it is.
         kind: &'static str,
     },
+    /// An output folder's path exists as a file, device, FIFO or socket.
+    #[error("{path} is a {kind}, not a folder")]
+    NotAFolder {
+        /// The output folder's path.
+        path: String,
+        /// What it is.
+        kind: &'static str,
+    },
     /// The output is one of the inputs.
     #[error("output {path} is also an input ({input}): refusing to overwrite it")]
     SameAsInput {
@@ -66,6 +74,51 @@ fn kind_of(ft: std::fs::FileType) -> Option<&'static str> {
     } else {
         Some("special file")
     }
+}
+
+/// Opens `path` for reading if it is a regular file (symlinks followed); a FIFO, device,
+/// socket or folder is refused with an [`std::io::ErrorKind::InvalidInput`] error saying what it
+/// is. Opened non-blocking and checked on the handle, so a FIFO never waits for a writer and
+/// `/dev/zero` is not read without end. (`diffclip_data::files::open_regular` is the data
+/// layer's twin, which this crate cannot depend on.)
+///
+/// ```
+/// use diffclip_clip::files::open_regular;
+/// assert!(open_regular("/dev/zero").unwrap_err().to_string().contains("device"));
+/// assert_eq!(open_regular(std::env::temp_dir()).unwrap_err().kind(), std::io::ErrorKind::InvalidInput);
+/// ```
+pub fn open_regular(path: impl AsRef<Path>) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(path)?;
+    match kind_of(file.metadata()?.file_type()) {
+        None => Ok(file),
+        Some(kind) => Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("not a regular file (it is a {kind})"))),
+    }
+}
+
+/// The whole of the regular file `path` ([`open_regular`]).
+pub fn read_regular(path: impl AsRef<Path>) -> std::io::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut open_regular(path)?, &mut bytes)?;
+    Ok(bytes)
+}
+
+/// Creates the output folder `dir` and its parents; a path that exists as something else is
+/// refused, saying what it is (not the system's bare "File exists").
+///
+/// ```
+/// use diffclip_clip::files::{create_output_dir, FileError};
+/// let dir = tempfile::tempdir().unwrap();
+/// create_output_dir(&dir.path().join("a/b")).unwrap();
+/// std::fs::write(dir.path().join("f"), b"x").unwrap();
+/// let e = create_output_dir(&dir.path().join("f")).unwrap_err();
+/// assert!(matches!(e, FileError::NotAFolder { kind: "file", .. }), "{e}");
+/// ```
+pub fn create_output_dir(dir: &Path) -> Result<(), FileError> {
+    std::fs::create_dir_all(dir).map_err(|e| match std::fs::metadata(dir) {
+        Ok(m) if !m.is_dir() => FileError::NotAFolder { path: dir.display().to_string(), kind: kind_of(m.file_type()).unwrap_or("file") },
+        _ => io(dir, e),
+    })
 }
 
 /// The file a write to `path` lands in: symlinks are followed (to their target even when it does
@@ -158,7 +211,11 @@ pub fn write_atomic_with(path: &Path, write: impl FnOnce(&Path) -> Result<(), Fi
     let existing_mode = std::fs::metadata(&target).ok().map(|m| m.permissions().mode());
     let result = (|| {
         // create + truncate: a leftover of a killed run with our PID is replaced.
-        let file = OpenOptions::new().write(true).create(true).truncate(true).open(&tmp).map_err(|e| io(&tmp, e))?;
+        // Named by the target, not the temporary name the caller never gave.
+        let file = OpenOptions::new().write(true).create(true).truncate(true).open(&tmp).map_err(|e| match dir.is_dir() {
+            false => io(&target, std::io::Error::new(e.kind(), format!("its folder {} does not exist", dir.display()))),
+            true => io(&target, e),
+        })?;
         if let Some(mode) = existing_mode {
             file.set_permissions(std::fs::Permissions::from_mode(mode)).map_err(|e| io(&tmp, e))?;
         }

@@ -35,6 +35,12 @@ pub enum EncoderError {
         /// Name of the field (or derived size).
         what: &'static str,
     },
+    /// The text context holds fewer than the start and end tokens.
+    #[error("context_length must be at least 2 (start and end of text), got {got}")]
+    ContextTooShort {
+        /// The rejected length.
+        got: usize,
+    },
     /// A ratio or epsilon is zero, negative, NaN or infinite.
     #[error("{what} must be a finite number > 0, got {value}")]
     NotPositive {

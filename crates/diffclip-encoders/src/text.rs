@@ -90,6 +90,9 @@ impl TextConfig {
     /// ```
     pub fn check(&self) -> Result<(), EncoderError> {
         check_nonzero(&[("context_length", self.context_length), ("vocab_size", self.vocab_size)])?;
+        if self.context_length < 2 {
+            return Err(EncoderError::ContextTooShort { got: self.context_length });
+        }
         self.tower().check()
     }
 

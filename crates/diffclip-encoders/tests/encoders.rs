@@ -112,4 +112,8 @@ fn invalid_configs_are_refused_before_building() {
     assert!(matches!(t.check(), Err(EncoderError::Attention { source: AttentionError::Dropout { .. }, .. })));
     // A refused config builds nothing (same check in init).
     assert!(TextConfig { vocab_size: 0, ..TextConfig::new(64, 2, 4) }.init(&device()).is_err());
+    // No room for the start and end of text.
+    let short = TextConfig { context_length: 1, ..TextConfig::new(64, 2, 4) };
+    assert!(matches!(short.check(), Err(EncoderError::ContextTooShort { got: 1 })));
+    assert!(TextConfig { context_length: 2, ..short }.check().is_ok());
 }

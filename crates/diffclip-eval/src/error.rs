@@ -102,6 +102,9 @@ pub enum EvalError {
     /// that tell a stale index from a corrupt one).
     #[error(transparent)]
     Index(#[from] crate::ann::IndexError),
+    /// An output file or folder could not be written or made.
+    #[error(transparent)]
+    File(#[from] diffclip_clip::files::FileError),
 }
 
 impl EvalError {

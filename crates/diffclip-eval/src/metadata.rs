@@ -132,6 +132,9 @@ fn unknown(what: &'static str, name: &str, templates: bool) -> EvalError {
             })
             .map(|(k, _)| k.as_str()),
     );
+    // A dataset's entry may repeat a built-in name (imagenet1k): each name once.
+    let mut seen = std::collections::HashSet::new();
+    known.retain(|k| seen.insert(*k));
     EvalError::Unknown {
         what,
         name: name.into(),

@@ -65,7 +65,9 @@ impl<'d> ImageSource<'d> {
     ) -> Result<ImageSource<'static>, EvalError> {
         let mut parts = vec![serde_json::to_string(pipeline.config()).unwrap_or_default()];
         for p in &paths {
-            parts.push(file_identity(p)?);
+            // A file that cannot be read still gets a key, so that its image fails alone when it
+            // is decoded (skipped, or an error naming it), not the whole set.
+            parts.push(file_identity(p).unwrap_or_else(|e| format!("{}\0unreadable\0{e}", p.display())));
         }
         let identity = data_key("image-files", &parts);
         let pipeline = pipeline.clone();

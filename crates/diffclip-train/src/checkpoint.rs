@@ -85,7 +85,7 @@ pub fn load_training_checkpoint(path: impl AsRef<Path>, device: &Device) -> Resu
     let path = path.as_ref();
     let name = path.display().to_string();
     let err = |message: String| TrainError::Resume { path: name.clone(), message };
-    let bytes = std::fs::read(path).map_err(|source| TrainError::Io { path: name.clone(), source })?;
+    let bytes = diffclip_clip::files::read_regular(path).map_err(|source| TrainError::Io { path: name.clone(), source })?;
     let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| err(e.to_string()))?;
     let meta_map = header.metadata().clone().unwrap_or_default();
     let meta: Checkpoint = meta_map

@@ -123,6 +123,9 @@ impl TrainConfig {
         if !(self.min_lr.is_finite() && self.min_lr >= 0.0) {
             return bad(&format!("min_lr (--min-lr) must be zero or positive, got {}", self.min_lr));
         }
+        if self.decay == LrDecay::Cosine && self.min_lr > self.lr {
+            return bad(&format!("min_lr (--min-lr) {} is above lr (--lr) {}: the cosine decay would climb", self.min_lr, self.lr));
+        }
         let a = &self.adamw;
         for (name, value) in [("adamw.beta1", a.beta1), ("adamw.beta2 (--beta2)", a.beta2)] {
             if !(0.0..1.0).contains(&value) {

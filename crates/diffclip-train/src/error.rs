@@ -55,8 +55,15 @@ pub enum TrainError {
         message: String,
     },
     /// The output folder already holds a run and neither resuming nor overwriting was asked for.
-    #[error("{path} already holds a training run (checkpoint or metrics.jsonl): continue it with --resume, or replace it with --overwrite")]
+    #[error("{path} already holds a training run (checkpoint-latest.safetensors): continue it with --resume, or replace it with --overwrite")]
     OutputExists {
+        /// The output folder.
+        path: String,
+    },
+    /// The output folder holds the metrics of a run that stopped before its first checkpoint
+    /// (nothing to resume), and overwriting was not asked for.
+    #[error("{path} holds the metrics.jsonl of a run that wrote no checkpoint (nothing to resume): replace it with --overwrite")]
+    OutputHasMetrics {
         /// The output folder.
         path: String,
     },

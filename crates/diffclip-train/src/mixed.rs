@@ -14,7 +14,9 @@ use crate::TrainError;
 ///
 /// ```
 /// use diffclip_clip::{ClipConfig, Precision};
-/// let device = burn::tensor::Device::default().autodiff();
+/// // The CPU: with wgpu compiled in, the default device would train f16 on it, where Burn
+/// // 0.22.1's fusion can fault under concurrent use (burn#4347, docs/performance.md).
+/// let device = burn::tensor::Device::flex().autodiff();
 /// let model = ClipConfig::diffclip_tiny().init(&device).unwrap();
 /// let f16 = diffclip_train::compute_model(&model, Precision::F16, &device).unwrap();
 /// // f32 weights with f16 products on the CPU (flex), f16 weights elsewhere.

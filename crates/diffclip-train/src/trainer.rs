@@ -105,15 +105,22 @@ impl Trainer {
     /// [`RunOptions::overwrite`] (then the earlier checkpoint is removed); a continued run cuts `metrics.jsonl` back to its step.
     /// Either way, temporary files of killed checkpoint writes are removed.
     fn open_output(&self, dir: &std::path::Path) -> Result<MetricsLog, TrainError> {
-        std::fs::create_dir_all(dir).map_err(|source| TrainError::Io { path: dir.display().to_string(), source })?;
+        diffclip_clip::files::create_output_dir(dir).map_err(|e| TrainError::Checkpoint(e.into()))?;
         let ckpt = dir.join("checkpoint-latest.safetensors");
         let metrics = dir.join("metrics.jsonl");
         diffclip_clip::files::remove_stale_temps(&ckpt).map_err(|e| TrainError::Checkpoint(e.into()))?;
         if self.state.step > 0 {
             return MetricsLog::resume(metrics, self.state.step);
         }
-        if !self.options.overwrite && (ckpt.exists() || metrics.exists()) {
-            return Err(TrainError::OutputExists { path: dir.display().to_string() });
+        if !self.options.overwrite {
+            let path = dir.display().to_string();
+            if ckpt.exists() {
+                return Err(TrainError::OutputExists { path });
+            }
+            // An empty log is a run that failed before its first step: nothing to keep.
+            if std::fs::metadata(&metrics).is_ok_and(|m| m.len() > 0) {
+                return Err(TrainError::OutputHasMetrics { path });
+            }
         }
         // An earlier run's checkpoint would otherwise be what a later `--resume` continues, should
         // this run stop before writing its own.
@@ -154,6 +161,15 @@ impl Trainer {
             && p.main() != &self.device
         {
             return Err(TrainError::Config(format!("the data-parallel main device {:?} is not the trainer's device {:?}", p.main(), self.device)));
+        }
+        // The built-in tokenizer's ids reach 49 407 (end of text): a smaller embedding table
+        // would fail at the first lookup, after the output was opened.
+        let vocab = self.model_config.text.vocab_size;
+        if vocab < diffclip_data::tokenizer::VOCAB_SIZE {
+            return Err(TrainError::Config(format!(
+                "the model's text vocabulary (text.vocab_size) holds {vocab} ids, fewer than the CLIP tokenizer's {}: its token ids would fall outside it",
+                diffclip_data::tokenizer::VOCAB_SIZE
+            )));
         }
         // A device without that arithmetic is refused before anything is written.
         let replicas = self.options.parallel.as_ref().map(|p| p.devices()).unwrap_or_default();

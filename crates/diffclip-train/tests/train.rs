@@ -118,6 +118,14 @@ fn a_fresh_run_refuses_an_earlier_runs_folder() {
     second.fit(&data, &batcher(), None).unwrap();
     let log = std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap();
     assert_eq!(log.lines().filter(|l| l.contains("\"loss\"")).count(), 2, "{log}");
+
+    // A run that wrote metrics but no checkpoint has nothing to resume: the refusal says so;
+    // one that failed before its first step (an empty log) is no run at all.
+    std::fs::remove_file(&ckpt).unwrap();
+    let msg = trainer(2, Some(dir.to_path_buf())).fit(&data, &batcher(), None).unwrap_err().to_string();
+    assert!(msg.contains("no checkpoint") && msg.contains("--overwrite") && !msg.contains("--resume"), "{msg}");
+    std::fs::write(dir.join("metrics.jsonl"), b"").unwrap();
+    trainer(2, Some(dir.to_path_buf())).fit(&data, &batcher(), None).unwrap();
 }
 
 #[test]
@@ -301,7 +309,7 @@ fn bad_configs_are_errors() {
     assert!(matches!(t.fit(&data, &batcher(), None), Err(TrainError::Config(_))));
     // Optimizer settings that would train silently wrong are refused, naming the setting.
     type Edit = (&'static str, fn(&mut TrainConfig));
-    let edits: [Edit; 7] = [
+    let edits: [Edit; 8] = [
         ("grad_clip", |c| c.grad_clip = Some(-1.0)),
         ("grad_clip", |c| c.grad_clip = Some(0.0)),
         ("beta2", |c| c.adamw.beta2 = 1.0),
@@ -309,6 +317,7 @@ fn bad_configs_are_errors() {
         ("eps", |c| c.adamw.eps = 0.0),
         ("weight_decay", |c| c.adamw.weight_decay = -0.5),
         ("min_lr", |c| c.min_lr = f64::NAN),
+        ("min_lr", |c| c.min_lr = 2.0 * c.lr),
     ];
     for (name, edit) in edits {
         let mut t = trainer(2, None);
@@ -320,6 +329,15 @@ fn bad_configs_are_errors() {
         assert_eq!(t.state.step, 0, "{name}: no step taken");
     }
     let _ = Module::num_params(&t.model);
+    // A text vocabulary the tokenizer's ids overflow is refused before the first step.
+    let device = Device::flex().autodiff();
+    let mut small = tiny_model();
+    small.text.vocab_size = 10;
+    let mut t = Trainer::new(small.init(&device).unwrap(), small, config(2), device, RunOptions::default());
+    match t.fit(&data, &batcher(), None) {
+        Err(TrainError::Config(m)) => assert!(m.contains("vocab_size") && m.contains("49408"), "{m}"),
+        other => panic!("{:?}", other.map(|r| r.steps)),
+    }
 }
 
 #[test]

@@ -61,7 +61,7 @@ const HEAD_LEN: usize = 512;
 pub(crate) fn detect_container(path: &Path) -> Result<Container, CheckpointError> {
     let name = path.display().to_string();
     let io = |source| CheckpointError::Io { path: name.clone(), source };
-    let mut f = std::fs::File::open(path).map_err(io)?;
+    let mut f = crate::files::open_regular(path).map_err(io)?;
     let file_len = f.metadata().map_err(io)?.len();
     let mut head = Vec::with_capacity(HEAD_LEN);
     (&mut f).take(HEAD_LEN as u64).read_to_end(&mut head).map_err(io)?;
@@ -103,7 +103,7 @@ fn parses_as_safetensors(f: &mut std::fs::File, head: &[u8], file_len: u64) -> s
 /// assert!(diffclip_clip::checkpoint::safetensors_header(&p).unwrap().is_none());
 /// ```
 pub fn safetensors_header(path: &Path) -> std::io::Result<Option<serde_json::Map<String, serde_json::Value>>> {
-    let mut f = std::fs::File::open(path)?;
+    let mut f = crate::files::open_regular(path)?;
     let file_len = f.metadata()?.len();
     read_header(&mut f, file_len)
 }
@@ -135,7 +135,7 @@ pub(crate) fn read_safetensors_keys(path: &Path, which: Keys) -> Result<StateDic
     let name = path.display().to_string();
     let io = |source| CheckpointError::Io { path: name.clone(), source };
     let read_err = |message: String| CheckpointError::Read { path: name.clone(), message };
-    let mut f = std::fs::File::open(path).map_err(io)?;
+    let mut f = crate::files::open_regular(path).map_err(io)?;
     let file_len = f.metadata().map_err(io)?.len();
     let mut len = [0u8; 8];
     f.read_exact(&mut len).map_err(|_| read_err("shorter than the 8-byte header length".into()))?;

@@ -309,7 +309,8 @@ fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
 /// The image files named by `paths`: a file is taken as given; a folder contributes every file
 /// below it (recursively, hidden entries skipped) with an image extension, in torchvision's
 /// `ImageFolder` order (folders by path string, then files by name), and the result keeps the
-/// order of `paths`.
+/// order of `paths`. A path of `paths` that does not exist (or a link to nothing) is an error
+/// naming it.
 ///
 /// ```
 /// let dir = tempfile::tempdir().unwrap();
@@ -320,15 +321,18 @@ fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
 /// let files = diffclip_data::datasets::list_image_files(&[dir.path()]).unwrap();
 /// let names: Vec<_> = files.iter().map(|p| p.strip_prefix(dir.path()).unwrap().to_path_buf()).collect();
 /// assert_eq!(names, [std::path::PathBuf::from("b.png"), "sub/a.jpg".into()]);
+/// assert!(diffclip_data::datasets::list_image_files(&[dir.path().join("typo")]).unwrap_err().to_string().contains("typo"));
 /// ```
 pub fn list_image_files(paths: &[impl AsRef<Path>]) -> Result<Vec<PathBuf>, DataError> {
     let mut out = Vec::new();
     for path in paths {
         let path = path.as_ref();
-        if path.is_dir() {
-            collect_images(path, &mut out)?;
-        } else {
-            out.push(path.to_path_buf());
+        // A path named by the caller must exist (a typo is an error); a file found in a folder
+        // that cannot be read is the decoder's to report.
+        match std::fs::metadata(path) {
+            Ok(m) if m.is_dir() => collect_images(path, &mut out)?,
+            Ok(_) => out.push(path.to_path_buf()),
+            Err(e) => return Err(DataError::io(path, e)),
         }
     }
     Ok(out)

@@ -115,17 +115,16 @@ impl CsvTable {
         column_index(&self.header, name).ok_or_else(|| no_column(&self.path, &self.header, name))
     }
 
-    /// Field `col` of `record`, or an error naming its line.
+    /// Field `col` of `record`, or an error naming its line when the record has more or fewer
+    /// fields than the header (an unquoted comma inside a caption would otherwise cut it short),
+    /// trailing empty fields aside.
     pub fn field<'r>(&self, record: &'r CsvRecord, col: usize) -> Result<&'r str, DataError> {
-        record.fields.get(col).map(String::as_str).ok_or_else(|| {
-            self.error(
-                record.line,
-                format!(
-                    "{} fields, expected {}",
-                    record.fields.len(),
-                    self.header.len()
-                ),
-            )
+        let columns = self.header.len();
+        let extra = record.fields.get(columns..).unwrap_or_default();
+        let field = record.fields.get(col).filter(|_| extra.iter().all(|f| f.trim().is_empty()));
+        field.map(String::as_str).ok_or_else(|| {
+            let hint = if extra.is_empty() { "" } else { " (quote a field that holds the separator)" };
+            self.error(record.line, format!("{} fields, expected {columns}{hint}", record.fields.len()))
         })
     }
 

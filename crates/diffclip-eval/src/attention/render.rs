@@ -192,12 +192,14 @@ pub fn save_comparison_png(
     save_png(path, &render_comparison(rgb, size, rows, caption)?)
 }
 
+/// Written atomically ([`diffclip_clip::files::write_atomic`]): a device, FIFO or folder is
+/// refused, and a kill leaves the old file or the new one.
 fn save_png(path: &Path, img: &RgbImage) -> Result<(), EvalError> {
-    img.save_with_format(path, image::ImageFormat::Png)
-        .map_err(|e| EvalError::Image {
-            path: path.display().to_string(),
-            message: e.to_string(),
-        })
+    let image_error = |message: String| EvalError::Image { path: path.display().to_string(), message };
+    let mut png = Vec::new();
+    img.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .map_err(|e| image_error(e.to_string()))?;
+    diffclip_clip::files::write_atomic(path, &png).map_err(|e| image_error(e.to_string()))
 }
 
 const WHITE: Rgb<u8> = Rgb([255, 255, 255]);

@@ -308,7 +308,7 @@ impl ShardJob {
     }
 
     fn write(&self, path: &Path, tensors: &[(&str, Matrix)], ids: &[String], stamp: &str) -> Result<(), EvalError> {
-        std::fs::create_dir_all(&self.dir).map_err(|e| EvalError::io(&self.dir, e))?;
+        diffclip_clip::files::create_output_dir(&self.dir)?;
         let meta = HashMap::from([("paths".to_string(), serde_json::to_string(ids).expect("strings serialise")), (stamp::KEY.to_string(), stamp.to_string())]);
         let tensors: Vec<F32Tensor> = tensors.iter().map(|(name, m)| F32Tensor { name: name.to_string(), shape: vec![m.rows(), m.cols()], data: m.data() }).collect();
         write_safetensors(path, &tensors, meta).map_err(|e| EvalError::Shard { path: path.display().to_string(), message: e.to_string() })
