@@ -238,3 +238,49 @@ fn quickstart_names_the_bad_flag() {
         assert_clean_error(&run_bounded(cmd, Duration::from_secs(60)), &[flag]);
     }
 }
+
+#[test]
+fn special_files_as_inputs_are_refused_without_a_hang() {
+    let dir = tmpdir("inputs");
+    let fifo = dir.join("fifo");
+    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let out = dir.join("out");
+    // A FIFO as checkpoint, resume checkpoint or model JSON: no writer ever comes.
+    let runs: [(&str, Vec<&std::ffi::OsStr>); 3] = [
+        ("embed", vec!["--preset".as_ref(), "diffclip_tiny".as_ref(), "--checkpoint".as_ref(), fifo.as_os_str(), "--texts".as_ref(), fifo.as_os_str(), "--output".as_ref(), out.as_os_str()]),
+        ("train", vec!["--resume".as_ref(), fifo.as_os_str(), "--output".as_ref(), out.as_os_str()]),
+        ("bench", vec!["--config".as_ref(), fifo.as_os_str(), "--iters".as_ref(), "1".as_ref()]),
+    ];
+    for (program, args) in runs {
+        let mut cmd = Command::new(example(program));
+        cmd.args(args);
+        assert_clean_error(&run_bounded(cmd, Duration::from_secs(60)), &["not a regular file", "FIFO"]);
+    }
+    // A device is not read into memory.
+    let mut cmd = Command::new(example("train"));
+    cmd.args(["--resume", "/dev/zero", "--output"]).arg(&out);
+    assert_clean_error(&run_bounded(cmd, Duration::from_secs(60)), &["/dev/zero", "device"]);
+}
+
+#[test]
+fn a_full_standard_output_is_an_error_not_a_panic() {
+    for (program, args) in [("config", &["diffclip_tiny"][..]), ("bench", &["--preset", "diffclip_tiny", "--batch", "1", "--iters", "1", "--warmup", "0"])] {
+        let mut cmd = Command::new(example(program));
+        cmd.args(args).stdout(std::fs::File::create("/dev/full").unwrap()).stderr(Stdio::piped());
+        let out = cmd.output().unwrap();
+        assert_clean_error(&out, &["standard output"]);
+    }
+}
+
+#[test]
+fn an_attention_figure_never_replaces_an_input() {
+    let dir = tmpdir("heatmap");
+    let ckpt = dir.join("m.safetensors");
+    std::fs::copy(fixture("diffclip_tiny/model.safetensors"), &ckpt).unwrap();
+    let before = std::fs::read(&ckpt).unwrap();
+    let mut cmd = Command::new(example("eval"));
+    cmd.args(["--preset", "diffclip_tiny", "--no-cache", "--quiet", "--task", "attention", "--synthetic-test", "4", "--checkpoint"])
+        .arg(&ckpt).arg("--heatmap").arg(&ckpt).arg("--output").arg(dir.join("r.json"));
+    assert_clean_error(&run_bounded(cmd, Duration::from_secs(120)), &["--heatmap", "also an input"]);
+    assert_eq!(std::fs::read(&ckpt).unwrap(), before, "the checkpoint was overwritten");
+}
