@@ -41,7 +41,7 @@ use diffclip::cli::LoadedModel;
 use diffclip::clip::check_finite_rows;
 use diffclip::data::Pipeline;
 use diffclip::data::datasets::{BadSamplePolicy, CsvDataset, DataSpec, ImageLoader, WebDatasetConfig, expand_braces, list_image_files};
-use diffclip::eval::{Encoder, ModelKey};
+use diffclip::eval::Encoder;
 use diffclip::eval::shards::{EmbedRow, Embedding, ImageSource, ShardJob, ShardReport};
 
 #[derive(Parser, Debug)]
@@ -183,7 +183,7 @@ fn embed_files(args: &Args, loaded: &LoadedModel) -> Result<(), Box<dyn std::err
     let preprocess = args.preprocess.as_deref().unwrap_or(loaded.preprocess);
     // Stored in every shard: a re-run with another model (the file as it is now, its config,
     // the dtype) or preprocessing must not mix rows.
-    let model_key = ModelKey::new(Some(&loaded.checkpoint), &serde_json::to_string(&loaded.config)?)?;
+    let model_key = loaded.key()?;
     // Products of f32 weights in bf16 or f16 (`--dtype` on the CPU) give other rows than f32 ones.
     let products = diffclip::attention::matmul_precision();
     let source = format!(

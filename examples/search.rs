@@ -161,6 +161,18 @@ fn run(args: Args) -> Result<(), Error> {
         true => (folder.clone(), "text_embed"),
         false => (folder.clone(), "image_embed"),
     };
+    // Rows embedded by another model rank meaninglessly (same width) or not at all: said once.
+    let key = loaded.key()?;
+    if let Some(source) = diffclip::eval::shards::embedded_by(&dir)
+        && !source.contains(&format!("(model key {})", &key.as_str()[..16]))
+    {
+        eprintln!(
+            "warning: {} was embedded by {source}; this model ({}) has key {}: another model, or the same checkpoint moved or changed since, so the hits may mean nothing",
+            dir.display(),
+            loaded.checkpoint.display(),
+            &key.as_str()[..16]
+        );
+    }
     let index = if args.approximate || args.rebuild_index { Some(approximate(&args, &dir, tensor)?) } else { None };
     // Serving searches exactly from memory (the shards read once); otherwise exact search reads
     // every shard once for all the queries of the call.

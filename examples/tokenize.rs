@@ -121,8 +121,12 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         }
-        // Invalid UTF-8 becomes U+FFFD rather than an error.
+        // Invalid UTF-8 becomes U+FFFD rather than an error (one output line per input line),
+        // said on stderr.
         let line = String::from_utf8_lossy(&buf);
+        if let std::borrow::Cow::Owned(_) = line {
+            eprintln!("warning: standard input line {line_no} is not UTF-8: its invalid bytes are tokenized as U+FFFD");
+        }
         let ids = tokenizer.tokenize(line.strip_suffix('\n').unwrap_or(&line));
         let body: Vec<String> = ids.iter().map(u32::to_string).collect();
         if let Err(e) = writeln!(out, "[{}]", body.join(",")) {

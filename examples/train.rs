@@ -271,6 +271,9 @@ fn run(args: Args, matches: &ArgMatches) -> Res<()> {
     if resume.is_none() {
         trainer.config.warmup_steps = length.warmup(epoch_len, per_step, trainer.config.steps)?;
     }
+    if resume.is_none() && trainer.config.steps == 0 {
+        return Err("--steps must be at least 1".into());
+    }
     if trainer.state.step >= trainer.config.steps {
         return Err(format!("the checkpoint is at step {} already; give --steps larger than that to train on", trainer.state.step).into());
     }

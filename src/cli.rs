@@ -142,6 +142,15 @@ pub struct LoadedModel {
     pub tokenizer: Arc<dyn TextTokenizer>,
 }
 
+impl LoadedModel {
+    /// The key of this model's embeddings (its checkpoint file as it is now, and its config),
+    /// which `embed` stamps on every shard (`model key` and its first 16 hex digits).
+    pub fn key(&self) -> Result<diffclip_eval::cache::ModelKey, diffclip_eval::EvalError> {
+        let config = serde_json::to_string(&self.config).map_err(|e| diffclip_eval::EvalError::Invalid(e.to_string()))?;
+        diffclip_eval::cache::ModelKey::new(Some(&self.checkpoint), &config)
+    }
+}
+
 /// `model` set up to compute in `dtype` on `device`, as the programs' `--dtype` does. bf16 and
 /// f16 on the CPU (flex) keep the weights f32 and turn on products in that type
 /// ([`Precision::products`], process-wide: every model on the CPU then multiplies so): bf16 on

@@ -287,6 +287,20 @@ fn search_finds_an_image_by_itself_and_ranks_by_cosine() {
     assert_eq!(text.len(), 5);
     assert!(text.windows(2).all(|w| w[0]["score"].as_f64() >= w[1]["score"].as_f64()));
 
+    // Searching with a model other than the index's is said on stderr (here the same weights
+    // copied elsewhere: another file, another key); with the index's own model it is not.
+    let other_dir = tmpdir("embed-files", "search-other");
+    let other = other_dir.join("other.safetensors");
+    std::fs::copy(&ckpt, &other).unwrap();
+    let stderr_with = |model: &Path| {
+        let o = Command::new(example("search")).args(["--preset", "diffclip_tiny", "--checkpoint"]).arg(model).arg("--index").arg(&index).args(["--text", "a flower"]).output().unwrap();
+        assert!(o.status.success());
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    };
+    let warned = stderr_with(&other);
+    assert!(warned.contains("was embedded by") && warned.contains("other.safetensors"), "{warned}");
+    assert!(!stderr_with(&ckpt).contains("warning"));
+
     // `--image -`: one image per line of standard input, answered as it arrives, with the
     // hits of `--image` to the bit; an unreadable line is reported and the program goes on.
     use std::io::Write;

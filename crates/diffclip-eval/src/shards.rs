@@ -20,6 +20,21 @@ pub(crate) fn missing_tensor<S: AsRef<str>>(tensor: &str, present: impl IntoIter
     format!("holds no {tensor} (it holds {}): search the kind of embedding the folder was written with", if present.is_empty() { "nothing".into() } else { present.join(", ") })
 }
 
+/// What made the first shard of `dir`, as the job that wrote it described its encoder
+/// ([`ShardJob::source`]: checkpoint, model key, dtype, preprocessing, truncation), so a search
+/// can say when its model is another. `None` when there is no shard or no record.
+///
+/// ```
+/// let dir = tempfile::tempdir().unwrap();
+/// assert_eq!(diffclip_eval::shards::embedded_by(dir.path()), None);
+/// ```
+pub fn embedded_by(dir: &Path) -> Option<String> {
+    let first = list_shards(dir).ok()?.into_iter().next()?;
+    let header = diffclip_clip::checkpoint::safetensors_header(&first).ok()??;
+    let job = header.get("__metadata__")?.get(stamp::KEY)?.as_str()?;
+    serde_json::from_str::<stamp::Stamp>(job).ok().map(|s| s.source)
+}
+
 /// The `embeddings-*.safetensors` shards of `dir`, sorted: the collection's row order.
 pub fn list_shards(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut shards = Vec::new();

@@ -12,6 +12,8 @@ use crate::TrainError;
 /// assert_eq!(l.steps(Some(1000), 100).unwrap(), Some(20));
 /// assert_eq!(l.warmup(Some(1000), 100, 20).unwrap(), 10);
 /// assert!(l.steps(None, 100).is_err()); // epochs need the epoch size
+/// let huge = RunLength { epochs: Some(1e30), ..RunLength::default() };
+/// assert!(huge.steps(Some(1000), 100).is_err()); // not 2^64 - 1 steps, silently
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct RunLength {
@@ -54,5 +56,10 @@ fn epochs_to_steps(epochs: f64, epoch_len: Option<usize>, per_step: usize, flag:
         return Err(TrainError::Config(format!("{flag} must be a positive number, got {epochs}")));
     }
     let n = epoch_len.ok_or_else(|| TrainError::Config(format!("{flag} needs the epoch size: give --train-num-samples (no *_stats.json found beside the shards)")))?;
-    Ok((epochs * n as f64 / per_step.max(1) as f64).ceil().max(1.0) as u64)
+    let steps = (epochs * n as f64 / per_step.max(1) as f64).ceil().max(1.0);
+    // Past 2^53 the count is no longer exact (and `as u64` would saturate silently).
+    if steps > (1u64 << 53) as f64 {
+        return Err(TrainError::Config(format!("{flag} {epochs} is {steps:.3e} steps of {per_step} samples: too many")));
+    }
+    Ok(steps as u64)
 }
