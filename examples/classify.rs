@@ -79,8 +79,9 @@ fn run(args: Args) -> Result<(), Error> {
     if args.top_k == 0 {
         return Err("--top-k must be at least 1".into());
     }
+    // Some class lists repeat a name for two senses (ImageNet's "crane"): said, not refused.
     if let Some((i, l)) = labels.iter().enumerate().find(|(i, l)| labels[..*i].contains(l)) {
-        return Err(format!("--labels lists {l:?} twice (label {} and an earlier one): they would split its probability", i + 1).into());
+        eprintln!("warning: --labels lists {l:?} more than once (label {} and an earlier one): their prompts are the same, so they split its probability", i + 1);
     }
     if labels.len() < 2 {
         return Err(format!("--labels needs at least two labels, got {labels:?}").into());

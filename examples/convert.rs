@@ -67,7 +67,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    diffclip::cli::run_main(|| run(Args::parse()))
+    diffclip::cli::run_main(|| diffclip::cli::closed_output_is_success(run(Args::parse())))
 }
 
 /// The starting points compared before fine-tuning: the default (matched head pairs, λ from 0,
@@ -181,23 +181,24 @@ fn run(args: Args) -> Res<()> {
         "checkpoint": args.checkpoint, "original": original_metrics, "original_mean_score": original_metrics.mean_score(),
         "conversion": closeness, "arms": arms, "final_lambda": lambdas, "vs_clip_continued": vs_clip, "vs_scratch": vs_scratch,
     });
-    std::fs::write(args.output.join("results.json"), serde_json::to_string_pretty(&results)?)?;
+    diffclip::clip::files::write_atomic(&args.output.join("results.json"), serde_json::to_string_pretty(&results)?.as_bytes())?;
     let order: Vec<String> = ARMS.iter().map(|a| a.to_string()).collect();
     let mut table = closeness_table(&results);
     table += &format!("\nAfter {} fine-tuning steps (lr {}), mean ± sample sd over seeds {:?}; accuracies in %.\n\n", args.steps, args.finetune_lr, args.data.seeds);
     table += &markdown_tables(&results["arms"], &results["vs_clip_continued"], &order, &metrics, "clip-continued");
     table += "\n";
     table += &difference_table(&results["vs_scratch"], &order, &[MEAN_SCORE, "heldout_loss"], "scratch");
-    std::fs::write(args.output.join("table.md"), &table)?;
-    println!("{table}");
+    diffclip::clip::files::write_atomic(&args.output.join("table.md"), &table.as_bytes())?;
     let runs: Vec<Value> = outcomes.iter().map(|((a, s), o)| json!({ "arm": a, "seed": s, "losses": o.losses, "lambdas": o.lambdas })).collect();
-    std::fs::write(args.output.join("runs.json"), serde_json::to_string(&runs)?)?;
+    diffclip::clip::files::write_atomic(&args.output.join("runs.json"), serde_json::to_string(&runs)?.as_bytes())?;
     let timing: BTreeMap<String, f64> = outcomes.iter().map(|((a, s), o)| (format!("{a}/seed{s}"), o.train_seconds)).collect();
-    std::fs::write(args.output.join("timing.json"), serde_json::to_string_pretty(&json!({ "total_seconds": start.elapsed().as_secs_f64(), "pretrain_seconds": pretrain_seconds, "runs": timing }))?)?;
+    diffclip::clip::files::write_atomic(&args.output.join("timing.json"), serde_json::to_string_pretty(&json!({ "total_seconds": start.elapsed().as_secs_f64(), "pretrain_seconds": pretrain_seconds, "runs": timing }))?.as_bytes())?;
     plots::init_fonts();
     let bands: Vec<plots::Band> = ARMS.iter().map(|a| plots::band(a, &args.data.seeds.iter().map(|&s| plots::smooth(&outcomes[&(*a, s)].losses, 5)).collect::<Vec<_>>())).collect();
     plots::band_chart(&args.output.join("loss.png"), &format!("Fine-tuning loss, moving average of 5 steps (mean ± sd over {} seeds)", args.data.seeds.len()), "extra step", "contrastive loss", &bands)?;
     eprintln!("wrote {} in {:.1} min", args.output.display(), start.elapsed().as_secs_f64() / 60.0);
+    // Printed once every file is written: a closed or full output loses no result.
+    diffclip::cli::print_line(table)?;
     Ok(())
 }
 

@@ -111,7 +111,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let Some(inputs_path) = &args.inputs else { return embed_files(&args, &loaded) };
     let (model, config, device) = (&loaded.model, &loaded.config, &loaded.device);
 
-    let bytes = std::fs::read(inputs_path).map_err(|e| format!("{}: {e}", inputs_path.display()))?;
+    let bytes = diffclip::clip::files::read_regular(inputs_path).map_err(|e| format!("{}: {e}", inputs_path.display()))?;
     let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| format!("{}: {e}", inputs_path.display()))?;
     let name = inputs_path.display().to_string();
     let mut outputs: Vec<(String, Vec<usize>, Vec<f32>)> = Vec::new();
@@ -226,11 +226,16 @@ fn embed_files(args: &Args, loaded: &LoadedModel) -> Result<(), Box<dyn std::err
         }
         eprintln!("{} images, {preprocess} preprocessing", files.len());
         report = job.embed_images(&encoder, &pipeline, &files)?;
-        if report.skipped.len() >= files.len() {
+        // Not one row embedded (every image of this part unreadable): no index, not an empty one
+        // that a re-run would keep.
+        if rows_in(report.written.iter().chain(&report.kept)) == 0 {
             for (file, why) in &report.skipped {
                 eprintln!("skipped {file}: {why}");
             }
-            return Err(format!("none of the {} image files could be read", files.len()).into());
+            for shard in &report.written {
+                std::fs::remove_file(shard).map_err(|e| format!("{}: {e}", shard.display()))?;
+            }
+            return Err(format!("none of this job's images could be read ({} image files in all)", files.len()).into());
         }
     }
     if let Some(path) = &args.texts {
@@ -248,4 +253,14 @@ fn embed_files(args: &Args, loaded: &LoadedModel) -> Result<(), Box<dyn std::err
     }
     eprintln!("wrote {} shards, kept {} finished ones, skipped {} samples; output {}", report.written.len(), report.kept.len(), report.skipped.len(), args.output.display());
     Ok(())
+}
+
+/// Rows held by `shards` (the ids each records in its `paths` metadata).
+fn rows_in<'a>(shards: impl Iterator<Item = &'a PathBuf>) -> usize {
+    let ids = |p: &PathBuf| -> Option<usize> {
+        let header = diffclip::clip::checkpoint::safetensors_header(p).ok()??;
+        let paths = header.get("__metadata__")?.get("paths")?.as_str()?;
+        serde_json::from_str::<Vec<String>>(paths).ok().map(|v| v.len())
+    };
+    shards.filter_map(ids).sum()
 }

@@ -151,6 +151,10 @@ fn run(args: Args) -> Res<()> {
         let compare = args.compare.is_some().then(|| synth::compare_path(&args.heatmap));
         for figure in std::iter::once(args.heatmap.clone()).chain(compare) {
             check_output(&resolve_output(&figure)?, &inputs).map_err(|e| format!("--heatmap: {e}"))?;
+            // Neither may exist yet: the same path, spelled alike once absolute.
+            if std::path::absolute(resolve_output(&figure)?)? == std::path::absolute(resolve_output(&args.output)?)? {
+                return Err(format!("--heatmap {} is also --output", figure.display()).into());
+            }
         }
     }
     let device = diffclip::backend::device(&args.backend)?;

@@ -52,7 +52,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    diffclip::cli::run_main(|| run(Args::parse()))
+    diffclip::cli::run_main(|| diffclip::cli::closed_output_is_success(run(Args::parse())))
 }
 
 /// Everything reported for one variant (the `runs` of `metrics.json`).
@@ -107,57 +107,57 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     }
     compare_attention(&task, &args.output.join("attention"), &variants, &maps)?;
     write_plots(&args.output, &runs)?;
-    print_table(&runs, chance);
-    let comparisons = compare(&variants, &tests, args.shape.bootstrap, args.seed);
+    let mut report = table(&runs, chance);
+    let comparisons = compare(&variants, &tests, args.shape.bootstrap, args.seed, &mut report);
     let summary = serde_json::json!({
         "steps": args.steps, "batch_size": args.shape.batch_size, "seed": args.seed,
         "chance": { "shape_top1": chance.0, "color_top1": chance.1, "retrieval_r1": chance.2 },
         "runs": runs,
         "vs_first": comparisons,
     });
-    std::fs::write(args.output.join("metrics.json"), serde_json::to_string_pretty(&summary)?)?;
+    // Written before the report is printed: a closed or full output loses no result.
+    diffclip::clip::files::write_atomic(&args.output.join("metrics.json"), serde_json::to_string_pretty(&summary)?.as_bytes())?;
     eprintln!("wrote {}", args.output.join("metrics.json").display());
-    Ok(())
+    Ok(diffclip::cli::print_line(report)?)
 }
 
-fn print_table(runs: &[Run], chance: (f64, f64, f64)) {
-    println!();
-    println!("| model | params | zero-shot shape top-1 | zero-shot colour top-1 | I→T R@1 | I→T R@5 | T→I R@1 | T→I R@5 | final loss | held-out loss | samples/s |");
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+/// The results table, Markdown.
+fn table(runs: &[Run], chance: (f64, f64, f64)) -> String {
+    let mut t = String::from("\n| model | params | zero-shot shape top-1 | zero-shot colour top-1 | I→T R@1 | I→T R@5 | T→I R@1 | T→I R@5 | final loss | held-out loss | samples/s |\n|---|---|---|---|---|---|---|---|---|---|---|\n");
     for r in runs {
         let m = &r.test;
-        println!(
-            "| {} | {} | {:.1}% | {:.1}% | {:.1}% | {:.1}% | {:.1}% | {:.1}% | {:.3} | {:.3} | {:.0} |",
+        t += &format!(
+            "| {} | {} | {:.1}% | {:.1}% | {:.1}% | {:.1}% | {:.1}% | {:.1}% | {:.3} | {:.3} | {:.0} |\n",
             r.variant, r.params, 100.0 * m.zero_shot_shape_top1, 100.0 * m.zero_shot_color_top1, 100.0 * m.image_to_text_r1,
             100.0 * m.image_to_text_r5, 100.0 * m.text_to_image_r1, 100.0 * m.text_to_image_r5, r.final_loss, m.heldout_loss, r.samples_per_s
         );
     }
-    println!("| chance | | {:.1}% | {:.1}% | {:.1}% | | {:.1}% | | | | |", 100.0 * chance.0, 100.0 * chance.1, 100.0 * chance.2, 100.0 * chance.2);
+    t + &format!("| chance | | {:.1}% | {:.1}% | {:.1}% | | {:.1}% | | | | |", 100.0 * chance.0, 100.0 * chance.1, 100.0 * chance.2, 100.0 * chance.2)
 }
 
 /// Each variant against the first: the difference of every metric with its 95 % bootstrap
 /// interval over test images (one seed: this is test-set noise only, not seed noise), and a
 /// verdict on the mean score that names a better model only when the interval excludes zero.
-fn compare(variants: &[&str], tests: &[HeldOut], resamples: usize, seed: u64) -> serde_json::Value {
+fn compare(variants: &[&str], tests: &[HeldOut], resamples: usize, seed: u64, report: &mut String) -> serde_json::Value {
     let mut out = serde_json::Map::new();
     let Some(base) = tests.first() else { return out.into() };
     let metrics: Vec<&str> = std::iter::once(MEAN_SCORE).chain(HELDOUT_METRICS).collect();
     for (v, t) in variants.iter().zip(tests).skip(1) {
-        println!("\n{v} − {} (95 % bootstrap interval over test images, {resamples} resamples):", variants[0]);
+        *report += &format!("\n\n{v} − {} (95 % bootstrap interval over test images, {resamples} resamples):", variants[0]);
         let mut per_metric = serde_json::Map::new();
         for m in &metrics {
             let Some(b) = bootstrap_heldout_diff(&[t], &[base], m, resamples, seed) else { continue };
             let pct = if *m == "heldout_loss" { 1.0 } else { 100.0 };
-            println!("  {m:<22} {:+7.2} [{:+.2}, {:+.2}]{}", pct * b.diff_mean, pct * b.ci[0], pct * b.ci[1], if excludes_zero(b.ci) { "" } else { "  (contains 0)" });
+            *report += &format!("\n  {m:<22} {:+7.2} [{:+.2}, {:+.2}]{}", pct * b.diff_mean, pct * b.ci[0], pct * b.ci[1], if excludes_zero(b.ci) { "" } else { "  (contains 0)" });
             per_metric.insert(m.to_string(), serde_json::json!({ "diff": b.diff_mean, "ci95_bootstrap": b.ci }));
         }
         if let Some(b) = bootstrap_heldout_diff(&[t], &[base], MEAN_SCORE, resamples, seed) {
             let (d, lo, hi) = (100.0 * b.diff_mean, 100.0 * b.ci[0], 100.0 * b.ci[1]);
             if excludes_zero(b.ci) {
                 let word = if d > 0.0 { "higher" } else { "lower" };
-                println!("mean held-out score: {v} is {word} than {} by {:.1} points (95 % CI [{lo:+.1}, {hi:+.1}], this seed only)", variants[0], d.abs());
+                *report += &format!("\nmean held-out score: {v} is {word} than {} by {:.1} points (95 % CI [{lo:+.1}, {hi:+.1}], this seed only)", variants[0], d.abs());
             } else {
-                println!("mean held-out score: no clear difference between {v} and {} ({d:+.1} points, 95 % CI [{lo:+.1}, {hi:+.1}] contains 0)", variants[0]);
+                *report += &format!("\nmean held-out score: no clear difference between {v} and {} ({d:+.1} points, 95 % CI [{lo:+.1}, {hi:+.1}] contains 0)", variants[0]);
             }
         }
         out.insert(v.to_string(), per_metric.into());

@@ -52,7 +52,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    diffclip::cli::run_main(|| run(Args::parse()))
+    diffclip::cli::run_main(|| diffclip::cli::closed_output_is_success(run(Args::parse())))
 }
 
 fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
@@ -86,15 +86,16 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
 
     let metrics: Vec<&str> = HELDOUT_METRICS.iter().copied().chain(std::iter::once(MEAN_SCORE)).collect();
     let results = statistics(&args, &metrics, &outcomes)?;
-    std::fs::write(args.output.join("results.json"), serde_json::to_string_pretty(&results)?)?;
+    diffclip::clip::files::write_atomic(&args.output.join("results.json"), serde_json::to_string_pretty(&results)?.as_bytes())?;
     let table = tables(&args, &metrics, &results, &task);
-    std::fs::write(args.output.join("table.md"), &table)?;
-    println!("{table}");
-    std::fs::write(args.output.join("runs.json"), serde_json::to_string(&runs_json(&outcomes))?)?;
+    diffclip::clip::files::write_atomic(&args.output.join("table.md"), &table.as_bytes())?;
+    diffclip::clip::files::write_atomic(&args.output.join("runs.json"), serde_json::to_string(&runs_json(&outcomes))?.as_bytes())?;
     let timing: BTreeMap<String, f64> = outcomes.iter().map(|((v, s), o)| (format!("{v}/seed{s}"), o.train_seconds)).collect();
-    std::fs::write(args.output.join("timing.json"), serde_json::to_string_pretty(&json!({ "total_seconds": start.elapsed().as_secs_f64(), "runs": timing }))?)?;
+    diffclip::clip::files::write_atomic(&args.output.join("timing.json"), serde_json::to_string_pretty(&json!({ "total_seconds": start.elapsed().as_secs_f64(), "runs": timing }))?.as_bytes())?;
     write_plots(&args, &outcomes)?;
     eprintln!("wrote {} in {:.1} min", args.output.display(), start.elapsed().as_secs_f64() / 60.0);
+    // Printed once every file is written: a closed or full output loses no result.
+    diffclip::cli::print_line(table)?;
     Ok(())
 }
 

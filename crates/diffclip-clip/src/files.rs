@@ -212,9 +212,13 @@ pub fn write_atomic_with(path: &Path, write: impl FnOnce(&Path) -> Result<(), Fi
     let result = (|| {
         // create + truncate: a leftover of a killed run with our PID is replaced.
         // Named by the target, not the temporary name the caller never gave.
-        let file = OpenOptions::new().write(true).create(true).truncate(true).open(&tmp).map_err(|e| match dir.is_dir() {
-            false => io(&target, std::io::Error::new(e.kind(), format!("its folder {} does not exist", dir.display()))),
-            true => io(&target, e),
+        let file = OpenOptions::new().write(true).create(true).truncate(true).open(&tmp).map_err(|e| {
+            let folder = match std::fs::metadata(&dir) {
+                Ok(m) if m.is_dir() => return io(&target, e),
+                Ok(_) => "is not a folder",
+                Err(_) => "does not exist",
+            };
+            io(&target, std::io::Error::new(e.kind(), format!("its folder {} {folder}", dir.display())))
         })?;
         if let Some(mode) = existing_mode {
             file.set_permissions(std::fs::Permissions::from_mode(mode)).map_err(|e| io(&tmp, e))?;

@@ -67,6 +67,9 @@ pub enum TrainError {
         /// The output folder.
         path: String,
     },
+    /// An output file or folder could not be made or written (it names the path).
+    #[error(transparent)]
+    File(#[from] diffclip_clip::files::FileError),
     /// A file or folder could not be created, read or written.
     #[error("{path}: {source}")]
     Io {

@@ -66,7 +66,7 @@ impl MetricsLog {
     pub fn resume(path: impl AsRef<Path>, step: u64) -> Result<Self, TrainError> {
         let path = path.as_ref();
         let io = |source| TrainError::Io { path: path.display().to_string(), source };
-        match std::fs::read(path) {
+        match diffclip_clip::files::read_regular(path) {
             Ok(bytes) => {
                 let complete = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
                 let text = String::from_utf8_lossy(&bytes[..complete]);

@@ -105,7 +105,7 @@ impl Trainer {
     /// [`RunOptions::overwrite`] (then the earlier checkpoint is removed); a continued run cuts `metrics.jsonl` back to its step.
     /// Either way, temporary files of killed checkpoint writes are removed.
     fn open_output(&self, dir: &std::path::Path) -> Result<MetricsLog, TrainError> {
-        diffclip_clip::files::create_output_dir(dir).map_err(|e| TrainError::Checkpoint(e.into()))?;
+        diffclip_clip::files::create_output_dir(dir)?;
         let ckpt = dir.join("checkpoint-latest.safetensors");
         let metrics = dir.join("metrics.jsonl");
         diffclip_clip::files::remove_stale_temps(&ckpt).map_err(|e| TrainError::Checkpoint(e.into()))?;
@@ -117,9 +117,15 @@ impl Trainer {
             if ckpt.exists() {
                 return Err(TrainError::OutputExists { path });
             }
-            // An empty log is a run that failed before its first step: nothing to keep.
-            if std::fs::metadata(&metrics).is_ok_and(|m| m.len() > 0) {
-                return Err(TrainError::OutputHasMetrics { path });
+            // An empty log is a run that failed before its first step: nothing to keep. A FIFO
+            // or device in its place would hang or swallow the log.
+            match std::fs::metadata(&metrics) {
+                Ok(m) if !m.is_file() => {
+                    let source = std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a regular file");
+                    return Err(TrainError::Io { path: metrics.display().to_string(), source });
+                }
+                Ok(m) if m.len() > 0 => return Err(TrainError::OutputHasMetrics { path }),
+                _ => {}
             }
         }
         // An earlier run's checkpoint would otherwise be what a later `--resume` continues, should

@@ -95,7 +95,7 @@ fn kc_matching_gemm(k: usize) -> Option<usize> {
     let b: Vec<f32> = (0..n).map(|i| value(i, 3)).collect();
     let d = LinearDims { rows, k, n };
     // In f32 whatever this thread's precision: the crate's blocking is what is probed.
-    let want = super::linear::forward_gemm(None, &x, &w, Some(&b), d);
+    let want = super::linear::forward_gemm(true, &x, &w, Some(&b), d);
     let candidates = [k, 512, 256, 1024, k.div_ceil(k.div_ceil(512)), k.div_ceil(k.div_ceil(256)), k.div_ceil(k.div_ceil(1024)), k.div_ceil(k.div_ceil(2048))];
     let kc = candidates.into_iter().filter(|&kc| kc <= k).find(|&kc| {
         // SAFETY: the shapes hold by construction; AVX2 and FMA are checked by the caller.
@@ -297,7 +297,7 @@ mod tests {
             let all = 150;
             let (x, w, b) = (values(all * k, 5), values(k * n, 6), values(n, 7));
             for bias in [None, Some(&b[..])] {
-                let batched = super::super::linear::forward_gemm(None, &x, &w, bias, LinearDims { rows: all, k, n });
+                let batched = super::super::linear::forward_gemm(true, &x, &w, bias, LinearDims { rows: all, k, n });
                 for rows in [1, 2, 5, 6, 7, 13, MAX_ROWS] {
                     let few = forward(&x[..rows * k], &w, bias, LinearDims { rows, k, n }).expect("the few-rows path applies");
                     let same = few.iter().zip(&batched[..rows * n]).all(|(a, b)| a.to_bits() == b.to_bits());

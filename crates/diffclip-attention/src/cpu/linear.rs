@@ -59,7 +59,8 @@ fn parallelism(m: usize, n: usize, k: usize) -> gemm::Parallelism {
 /// operands on `engine` ([`products_engine`]).
 ///
 /// SAFETY: the pointers and strides must address valid memory of those shapes, and `dst` must
-/// not overlap the operands; a bias holds `n` values.
+/// not overlap the operands; a bias holds `n` values; the CPU offers `engine` (as
+/// [`products_engine`] gives).
 #[allow(clippy::too_many_arguments)]
 unsafe fn gemm_into(
     engine: Option<Engine>,
@@ -122,7 +123,7 @@ pub(crate) fn forward(x: &[f32], w: &[f32], b: Option<&[f32]>, d: LinearDims) ->
     {
         return out;
     }
-    forward_gemm(engine, x, w, b, d)
+    forward_gemm(engine.is_none(), x, w, b, d)
 }
 
 /// What multiplies this thread's products now: `None` for f32 (the `gemm` crate), else the
@@ -131,9 +132,10 @@ fn products_engine() -> Option<Engine> {
     Engine::for_products(matmul_precision())
 }
 
-/// [`forward`] by the `gemm` crate (`engine` `None`) or reduced-precision products on `engine`,
-/// whatever the rows.
-pub(super) fn forward_gemm(engine: Option<Engine>, x: &[f32], w: &[f32], b: Option<&[f32]>, d: LinearDims) -> Vec<f32> {
+/// [`forward`] by the `gemm` crate in f32 (`in_f32`, whatever this thread's precision), or with
+/// this thread's products, whatever the rows.
+pub(super) fn forward_gemm(in_f32: bool, x: &[f32], w: &[f32], b: Option<&[f32]>, d: LinearDims) -> Vec<f32> {
+    let engine = if in_f32 { None } else { products_engine() };
     let LinearDims { k, n, .. } = d;
     assert!(w.len() >= k * n);
     // SAFETY: `w` holds k × n values (asserted); `product`'s other operands are its contract.
@@ -274,9 +276,9 @@ pub(super) mod tests {
     #[test]
     fn a_row_of_a_rounded_weight_is_the_same_bits_whatever_rows_come_with_it() {
         // A few rows on a rounded copy take the few-rows path, many rows the gemm crate.
-        let (k, n) = (768, 200);
-        let (x, w, b) = (values(150 * k, 5), values(k * n, 6), values(n, 7));
-        for engine in [Engine::RoundedBf16, Engine::RoundedF16] {
+        // k of one and several of the crate's blocks; n past and within its 64-column case.
+        for ((k, n), engine) in [(768, 200), (2048, 48)].into_iter().flat_map(|d| [(d, Engine::RoundedBf16), (d, Engine::RoundedF16)]) {
+            let (x, w, b) = (values(150 * k, 5), values(k * n, 6), values(n, 7));
             // SAFETY: `w` holds k × n values, row-major; rounded engines run on every CPU.
             let packed = unsafe { PackedRhs::new(engine, w.as_ptr(), [n, 1], k, n) };
             let all = forward_packed(&x, &packed, Some(&b), LinearDims { rows: 150, k, n });
@@ -299,7 +301,7 @@ pub(super) mod tests {
         let few = crate::with_matmul_precision(crate::MatmulPrecision::Bf16, || super::super::few_rows::forward(&x[..rows * k], &w, None, d));
         assert_eq!(few.is_some(), super::super::few_rows::applies(d));
         if let Some(few) = few {
-            let want = forward_gemm(None, &x, &w, None, LinearDims { rows: all, k, n });
+            let want = forward_gemm(true, &x, &w, None, LinearDims { rows: all, k, n });
             assert!(few.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()));
         }
     }

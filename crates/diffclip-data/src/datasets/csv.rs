@@ -237,11 +237,8 @@ fn parse_row(
     label_col: Option<usize>,
     root: &Path,
 ) -> Result<CsvRow, String> {
-    if r.len() != columns {
-        return Err(format!(
-            "malformed row: {} fields, the header has {columns}",
-            r.len()
-        ));
+    if let Some(why) = super::table::malformed_row(r.len(), columns) {
+        return Err(why);
     }
     let field = |i: usize| r.get(i).ok_or_else(|| format!("missing field {}", i + 1));
     let image = field(image_col)?.trim();

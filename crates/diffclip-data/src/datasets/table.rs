@@ -57,6 +57,15 @@ pub struct CsvRecord {
     pub fields: Vec<String>,
 }
 
+/// Why a row of `fields` fields is malformed under a header of `columns`, if it is: every
+/// reader of CSV rows (datasets and evaluation tables) holds them to the header's count.
+pub(crate) fn malformed_row(fields: usize, columns: usize) -> Option<String> {
+    (fields != columns).then(|| {
+        let hint = if fields > columns { " (quote a field that holds the separator)" } else { "" };
+        format!("malformed row: {fields} fields, the header has {columns}{hint}")
+    })
+}
+
 impl CsvTable {
     /// Reads `path` with the field separator `delimiter` (e.g. `b','`).
     pub fn read(path: impl AsRef<Path>, delimiter: u8) -> Result<Self, DataError> {
@@ -116,15 +125,13 @@ impl CsvTable {
     }
 
     /// Field `col` of `record`, or an error naming its line when the record has more or fewer
-    /// fields than the header (an unquoted comma inside a caption would otherwise cut it short),
-    /// trailing empty fields aside.
+    /// fields than the header ([`malformed_row`]: an unquoted comma inside a caption would
+    /// otherwise cut it short).
     pub fn field<'r>(&self, record: &'r CsvRecord, col: usize) -> Result<&'r str, DataError> {
-        let columns = self.header.len();
-        let extra = record.fields.get(columns..).unwrap_or_default();
-        let field = record.fields.get(col).filter(|_| extra.iter().all(|f| f.trim().is_empty()));
+        let field = record.fields.get(col).filter(|_| malformed_row(record.fields.len(), self.header.len()).is_none());
         field.map(String::as_str).ok_or_else(|| {
-            let hint = if extra.is_empty() { "" } else { " (quote a field that holds the separator)" };
-            self.error(record.line, format!("{} fields, expected {columns}{hint}", record.fields.len()))
+            let why = malformed_row(record.fields.len(), self.header.len()).unwrap_or_else(|| format!("no field {}", col + 1));
+            self.error(record.line, why)
         })
     }
 

@@ -99,7 +99,7 @@ impl ExactIndex {
     fn values_in(shard: &Path, tensor: &str) -> Result<usize, EvalError> {
         use std::io::Read;
         let bad = |m: String| EvalError::Shard { path: shard.display().to_string(), message: m };
-        let mut file = std::fs::File::open(shard).map_err(|e| EvalError::io(shard, e))?;
+        let mut file = diffclip_data::files::open_regular(shard).map_err(|e| EvalError::io(shard, e))?;
         let mut len = [0u8; 8];
         file.read_exact(&mut len).map_err(|e| EvalError::io(shard, e))?;
         let len = u64::from_le_bytes(len);
@@ -177,7 +177,7 @@ impl ExactIndex {
     /// One shard's rows, normalised; `dim`, when known, is the row length it must have.
     fn read_shard(shard: &Path, tensor: &str, dim: Option<usize>) -> Result<Self, EvalError> {
         let bad = |m: String| EvalError::Shard { path: shard.display().to_string(), message: m };
-        let bytes = std::fs::read(shard).map_err(|e| EvalError::io(shard, e))?;
+        let bytes = diffclip_clip::files::read_regular(shard).map_err(|e| EvalError::io(shard, e))?;
         let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| bad(e.to_string()))?;
         let paths: Vec<String> = meta.metadata().as_ref().and_then(|m| m.get("paths")).and_then(|p| serde_json::from_str(p).ok()).ok_or_else(|| bad("no `paths` metadata".into()))?;
         let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| bad(e.to_string()))?;
