@@ -188,7 +188,7 @@ fn run(args: Args) -> Res<()> {
     table += &markdown_tables(&results["arms"], &results["vs_clip_continued"], &order, &metrics, "clip-continued");
     table += "\n";
     table += &difference_table(&results["vs_scratch"], &order, &[MEAN_SCORE, "heldout_loss"], "scratch");
-    diffclip::clip::files::write_atomic(&args.output.join("table.md"), &table.as_bytes())?;
+    diffclip::clip::files::write_atomic(&args.output.join("table.md"), table.as_bytes())?;
     let runs: Vec<Value> = outcomes.iter().map(|((a, s), o)| json!({ "arm": a, "seed": s, "losses": o.losses, "lambdas": o.lambdas })).collect();
     diffclip::clip::files::write_atomic(&args.output.join("runs.json"), serde_json::to_string(&runs)?.as_bytes())?;
     let timing: BTreeMap<String, f64> = outcomes.iter().map(|((a, s), o)| (format!("{a}/seed{s}"), o.train_seconds)).collect();

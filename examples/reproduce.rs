@@ -88,7 +88,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let results = statistics(&args, &metrics, &outcomes)?;
     diffclip::clip::files::write_atomic(&args.output.join("results.json"), serde_json::to_string_pretty(&results)?.as_bytes())?;
     let table = tables(&args, &metrics, &results, &task);
-    diffclip::clip::files::write_atomic(&args.output.join("table.md"), &table.as_bytes())?;
+    diffclip::clip::files::write_atomic(&args.output.join("table.md"), table.as_bytes())?;
     diffclip::clip::files::write_atomic(&args.output.join("runs.json"), serde_json::to_string(&runs_json(&outcomes))?.as_bytes())?;
     let timing: BTreeMap<String, f64> = outcomes.iter().map(|((v, s), o)| (format!("{v}/seed{s}"), o.train_seconds)).collect();
     diffclip::clip::files::write_atomic(&args.output.join("timing.json"), serde_json::to_string_pretty(&json!({ "total_seconds": start.elapsed().as_secs_f64(), "runs": timing }))?.as_bytes())?;
