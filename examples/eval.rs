@@ -144,15 +144,17 @@ fn run(args: Args) -> Res<()> {
     use diffclip::clip::files::{check_output, resolve_output};
     let inputs: Vec<&std::path::Path> =
         [args.checkpoint.as_deref(), args.config.as_deref(), args.data.as_deref(), args.image.as_deref(), args.compare.as_deref()].into_iter().flatten().collect();
-    check_output(&resolve_output(&args.output)?, &inputs)?;
+    let output = resolve_output(&args.output)?;
+    check_output(&output, &inputs)?;
     if matches!(args.task, Task::Attention | Task::All) {
         // The figures must not replace an input or the results file either.
         let inputs: Vec<&std::path::Path> = inputs.iter().copied().chain([args.output.as_path()]).collect();
         let compare = args.compare.is_some().then(|| synth::compare_path(&args.heatmap));
         for figure in std::iter::once(args.heatmap.clone()).chain(compare) {
-            check_output(&resolve_output(&figure)?, &inputs).map_err(|e| format!("--heatmap: {e}"))?;
+            let target = resolve_output(&figure)?;
+            check_output(&target, &inputs).map_err(|e| format!("--heatmap: {e}"))?;
             // Neither may exist yet: the same path, spelled alike once absolute.
-            if std::path::absolute(resolve_output(&figure)?)? == std::path::absolute(resolve_output(&args.output)?)? {
+            if std::path::absolute(&target)? == std::path::absolute(&output)? {
                 return Err(format!("--heatmap {} is also --output", figure.display()).into());
             }
         }

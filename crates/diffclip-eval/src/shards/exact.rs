@@ -99,7 +99,7 @@ impl ExactIndex {
     fn values_in(shard: &Path, tensor: &str) -> Result<usize, EvalError> {
         use std::io::Read;
         let bad = |m: String| EvalError::Shard { path: shard.display().to_string(), message: m };
-        let mut file = diffclip_data::files::open_regular(shard).map_err(|e| EvalError::io(shard, e))?;
+        let mut file = diffclip_clip::files::open_regular(shard).map_err(|e| EvalError::io(shard, e))?;
         let mut len = [0u8; 8];
         file.read_exact(&mut len).map_err(|e| EvalError::io(shard, e))?;
         let len = u64::from_le_bytes(len);
