@@ -127,21 +127,18 @@ fn all(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
                 eprint!("{}", String::from_utf8_lossy(&out.stderr));
                 return Err(format!("{kind}/{path} failed ({})", out.status).into());
             }
-            print!("{}", String::from_utf8_lossy(&out.stdout));
+            diffclip::cli::print_line(String::from_utf8_lossy(&out.stdout).trim_end())?;
         }
     }
     Ok(())
 }
 
-fn main() {
+fn main() -> std::process::ExitCode {
     let args = Args::parse();
     let result = if args.all {
         all(&args)
     } else {
-        one(&args).map(|j| println!("{j}"))
+        one(&args).and_then(|j| Ok(diffclip::cli::print_line(j)?))
     };
-    if let Err(e) = result {
-        eprintln!("attention_memory: {e}");
-        std::process::exit(1);
-    }
+    diffclip::cli::exit_code(diffclip::cli::closed_output_is_success(result))
 }

@@ -63,12 +63,15 @@ fn time_one(device: &Device, backward: bool, x: &Tensor<3>, layer: &dyn Fn(Tenso
     start.elapsed().as_secs_f64()
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let args = Args::parse();
+fn main() -> std::process::ExitCode {
+    // `run_main` tunes the allocator first; a closed pipe (`| head`) ends the program quietly.
+    diffclip::cli::run_main(|| diffclip::cli::closed_output_is_success(run(Args::parse())))
+}
+
+fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     if args.iters == 0 || args.batch == 0 || args.n.contains(&0) {
         return Err("--iters, --batch and every --n must be positive".into());
     }
-    diffclip::allocator::keep_freed_memory();
     diffclip::attention::set_gpu_inference_kernel(args.gpu_kernel);
     let base = diffclip::backend::device(&args.backend)?;
     let device = if args.backward { base.autodiff() } else { base };
@@ -86,16 +89,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
         }
         let (d, s) = (median(td), median(ts));
-        println!(
-            "{}",
+        diffclip::cli::print_line(
             serde_json::json!({
                 "backend": args.backend, "batch": args.batch, "n": n, "backward": args.backward,
                 "cpu_kernels": diffclip::attention::cpu_kernels_enabled(),
                 "gpu_kernel": diffclip::attention::gpu_inference_kernel_enabled(),
                 "diff_ms": d * 1e3, "standard_ms": s * 1e3, "ratio": d / s,
                 "adapter": machine::adapter(&device),
-            })
-        );
+            }),
+        )?;
     }
     Ok(())
 }

@@ -34,7 +34,7 @@ mod small;
 
 use clap::Parser;
 use diffclip::burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
-use diffclip::clip::{Clip, ClipConfig, Precision};
+use diffclip::clip::{Clip, ClipConfig, Precision, Workload};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -161,6 +161,9 @@ fn run_train(args: &Args, device: &Device) -> Result<Vec<serde_json::Value>, Box
         "vit_b16" => (small::vit_b16_models(), args.batch),
         _ => (small::small_models(), small::BATCH),
     };
+    for (_, config) in &models {
+        diffclip::cli::check_batch(config, batch, Workload::Training, "--batch")?;
+    }
     let size = models[0].1.vision.image_size;
     let (images, text) = small::inputs_of(batch, size, &device);
     let mut lines = Vec::new();
@@ -221,8 +224,13 @@ fn run_inference(args: &Args, device: &Device) -> Result<Vec<serde_json::Value>,
         config.vision.path = path;
         config.text.path = path;
     }
-    let model: Clip = diffclip::cli::with_dtype(config.init(device)?, args.dtype, device)?;
     let text_batch = args.text_batch.unwrap_or(args.batch);
+    if !args.text_only {
+        diffclip::cli::check_batch(&config, args.batch, Workload::Inference, "--batch")?;
+    }
+    if !args.image_only {
+        diffclip::cli::check_batch(&config, text_batch, Workload::Inference, if args.text_batch.is_some() { "--text-batch" } else { "--batch" })?;
+    }
     let text_tokens = args.text_tokens.unwrap_or(config.text.context_length);
     if text_tokens == 0 || text_tokens > config.text.context_length {
         return Err(format!("--text-tokens must be 1..={}", config.text.context_length).into());
@@ -231,6 +239,7 @@ fn run_inference(args: &Args, device: &Device) -> Result<Vec<serde_json::Value>,
     if !args.image_only && config.text.vocab_size < 3 {
         return Err(format!("a text vocabulary of {} ids is too small to benchmark (at least 3)", config.text.vocab_size).into());
     }
+    let model: Clip = diffclip::cli::with_dtype(config.init(device)?, args.dtype, device)?;
     let size = config.vision.image_size;
 
     let (mut image_s, mut text_s) = (None, None);

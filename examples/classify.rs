@@ -104,9 +104,13 @@ fn run(args: Args) -> Result<(), Error> {
         return args.listen.serve(&format!("{} labels", labels.len()), |requests| {
             // Each request checked (`Err`: its answer already), then the images embedded as one batch.
             let checked: Vec<Result<usize, Response>> = requests.iter().map(|r| match (r.method.as_str(), r.path.as_str()) {
-                ("GET", "/health") => Err(Response::json(200, &serde_json::json!({ "status": "ok", "labels": labels.len() }))),
+                ("GET", "/health") => Err(match diffclip::serve::known_params(r, &[]) {
+                    Ok(()) => Response::json(200, &serde_json::json!({ "status": "ok", "labels": labels.len() })),
+                    Err(refused) => refused,
+                }),
                 ("POST", "/classify") if r.body.is_empty() => Err(Response::error(400, "the body holds no image")),
-                ("POST", "/classify") => diffclip::serve::top_k(r, args.top_k.min(labels.len()), labels.len()),
+                // More labels than there are gets them all, as `--top-k` does.
+                ("POST", "/classify") => diffclip::serve::known_params(r, &["top_k"]).and_then(|()| diffclip::serve::top_k(r, args.top_k, labels.len())),
                 _ => Err(diffclip::serve::unrouted(r, &[("POST", "/classify"), ("GET", "/health")])),
             }).collect();
             let bodies: Vec<&[u8]> = requests.iter().zip(&checked).filter(|(_, c)| c.is_ok()).map(|(r, _)| r.body.as_slice()).collect();
@@ -146,10 +150,7 @@ fn run(args: Args) -> Result<(), Error> {
             let path = PathBuf::from(line);
             match list_image_files(&[&path]) {
                 Ok(files) if files.is_empty() => eprintln!("skipped {}: no image files", path.display()),
-                Ok(files) => match ImageSource::files(files.clone(), &pipeline) {
-                    Ok(source) => _ = classify(&files, &source)?,
-                    Err(e) => eprintln!("skipped {}: {e}", path.display()),
-                },
+                Ok(files) => _ = classify(&files, &ImageSource::files(files.clone(), &pipeline))?,
                 Err(e) => eprintln!("skipped {}: {e}", path.display()),
             }
             Ok(())
@@ -160,7 +161,7 @@ fn run(args: Args) -> Result<(), Error> {
         return Err(format!("no image files in {}", args.images.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")).into());
     }
     // One unreadable file among many is reported and left out, not fatal.
-    if classify(&files, &ImageSource::files(files.clone(), &pipeline)?)? == 0 {
+    if classify(&files, &ImageSource::files(files.clone(), &pipeline))? == 0 {
         return Err(format!("none of the {} image files could be read", files.len()).into());
     }
     Ok(())

@@ -108,6 +108,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         check_output(&resolve_output(&args.output)?, &inputs)?;
     }
     let loaded = args.model.load()?;
+    diffclip::cli::check_batch(&loaded.config, args.batch_size, diffclip::clip::Workload::Inference, "--batch-size")?;
     let Some(inputs_path) = &args.inputs else { return embed_files(&args, &loaded) };
     let (model, config, device) = (&loaded.model, &loaded.config, &loaded.device);
 
@@ -226,17 +227,17 @@ fn embed_files(args: &Args, loaded: &LoadedModel) -> Result<(), Box<dyn std::err
         }
         eprintln!("{} images, {preprocess} preprocessing", files.len());
         report = job.embed_images(&encoder, &pipeline, &files)?;
-        // Not one row embedded (every image of this part unreadable): no index, not an empty one
-        // that a re-run would keep.
-        if rows_in(report.written.iter().chain(&report.kept)) == 0 {
-            for (file, why) in &report.skipped {
-                eprintln!("skipped {file}: {why}");
-            }
-            for shard in &report.written {
-                std::fs::remove_file(shard).map_err(|e| format!("{}: {e}", shard.display()))?;
-            }
-            return Err(format!("none of this job's images could be read ({} image files in all)", files.len()).into());
+    }
+    // Not one row embedded though samples were tried (every image or sample of this part
+    // unreadable): no index, not an empty one that a re-run would keep.
+    if !report.skipped.is_empty() && rows_in(report.written.iter().chain(&report.kept)) == 0 {
+        for (file, why) in &report.skipped {
+            eprintln!("skipped {file}: {why}");
         }
+        for shard in &report.written {
+            std::fs::remove_file(shard).map_err(|e| format!("{}: {e}", shard.display()))?;
+        }
+        return Err(format!("no sample of this job could be read ({} skipped, listed above)", report.skipped.len()).into());
     }
     if let Some(path) = &args.texts {
         let text = diffclip::data::files::open_regular(path).and_then(std::io::read_to_string).map_err(|e| format!("{}: {e}", path.display()))?;

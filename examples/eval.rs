@@ -161,6 +161,10 @@ fn run(args: Args) -> Res<()> {
     }
     let device = diffclip::backend::device(&args.backend)?;
     let config = ClipConfig::select(args.config.as_deref(), args.preset.as_deref(), args.checkpoint.as_deref())?;
+    diffclip::cli::check_batch(&config, args.batch_size, diffclip::clip::Workload::Inference, "--batch-size")?;
+    if let Some(layer) = args.layer.filter(|&l| l >= config.vision.layers) {
+        return Err(format!("--layer {layer}: the vision tower has {} layers (0 to {})", config.vision.layers, config.vision.layers - 1).into());
+    }
     // Lazy when a checkpoint replaces the weights; drawn now for a run on random weights.
     let mut model = if args.checkpoint.is_some() { config.init_lazy(&device)? } else { config.init(&device)? };
     let mut config_json = serde_json::to_string(&config)?;

@@ -90,7 +90,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         "peak_rss_mb": status_mb("VmHWM:"),
         "machine": machine::machine(),
     });
-    println!("{line}");
+    diffclip::cli::print_line(line)?;
     Ok(())
 }
 

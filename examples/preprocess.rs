@@ -12,9 +12,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use diffclip_data::preprocess::{
-    DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, Pipeline, PreprocessConfig, Preset,
-};
+use diffclip_data::preprocess::{Pipeline, PreprocessConfig, Preset};
 use diffclip::clip::files::{F32Tensor, METADATA_KEY, check_output, resolve_output, write_safetensors};
 
 /// Largest output side: 3 x 4096 x 4096 f32 is 192 MiB per image.
@@ -38,12 +36,13 @@ struct Args {
     /// Apply the EXIF orientation tag.
     #[arg(long)]
     exif_orientation: bool,
-    /// Reject images with more pixels than this.
-    #[arg(long, default_value_t = DEFAULT_MAX_PIXELS)]
-    max_pixels: u64,
-    /// Reject image files longer than this many bytes (only regular files are read).
-    #[arg(long, default_value_t = DEFAULT_MAX_BYTES)]
-    max_bytes: u64,
+    /// Reject images with more pixels than this (default: DIFFCLIP_MAX_PIXELS, else 178956970).
+    #[arg(long)]
+    max_pixels: Option<u64>,
+    /// Reject image files longer than this many bytes (only regular files are read; default:
+    /// DIFFCLIP_MAX_IMAGE_BYTES, else 256 MiB).
+    #[arg(long)]
+    max_bytes: Option<u64>,
     /// Image files (JPEG, PNG, GIF, WebP, BMP).
     #[arg(required = true)]
     images: Vec<PathBuf>,
@@ -58,16 +57,16 @@ fn run(args: Args) -> Result<(), String> {
     if !(1..=MAX_SIZE).contains(&args.size) {
         return Err(format!("--size must be 1 to {MAX_SIZE}, got {}", args.size));
     }
-    if args.max_pixels == 0 {
+    if args.max_pixels == Some(0) {
         return Err("--max-pixels must be positive".into());
     }
-    if args.max_bytes == 0 {
+    if args.max_bytes == Some(0) {
         return Err("--max-bytes must be positive".into());
     }
     let mut config = PreprocessConfig::preset(preset, args.size);
     config.decode.exif_orientation = args.exif_orientation;
-    config.decode.max_pixels = args.max_pixels;
-    config.decode.max_bytes = args.max_bytes;
+    config.decode.max_pixels = args.max_pixels.unwrap_or(config.decode.max_pixels);
+    config.decode.max_bytes = args.max_bytes.unwrap_or(config.decode.max_bytes);
     let pipeline = Pipeline::new(config).map_err(|e| e.to_string())?;
 
     let mut names = BTreeMap::new();

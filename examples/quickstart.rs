@@ -176,9 +176,10 @@ fn attention_maps(model: &Clip, task: &SyntheticTask, dir: &Path, variant: &str)
         let caption = test.captions(i).into_iter().next().unwrap_or_default();
         let maps = attention_heatmaps(&encoder, test.image_eval(i), Some(&caption), None)?;
         save_overlay_png(&dir.join(format!("{variant}-{i}.png")), &test.image_rgb(i), test.image_size(), &maps)?;
-        std::fs::write(dir.join(format!("{variant}-{i}.json")), serde_json::to_string_pretty(&serde_json::json!({
+        let about = serde_json::json!({
             "caption": caption, "panels": panel_names(&maps), "titles": panel_titles(&maps), "lambda": maps.lambda, "similarity": maps.similarity,
-        }))?)?;
+        });
+        diffclip::clip::files::write_atomic(&dir.join(format!("{variant}-{i}.json")), serde_json::to_string_pretty(&about)?.as_bytes())?;
         all.push((caption, maps));
     }
     Ok(all)

@@ -106,14 +106,14 @@ struct Args {
     rebuild_index: bool,
     /// Candidates examined per approximate query (default: the index's, 64); higher finds more
     /// true neighbours, slower.
-    #[arg(long, requires = "index")]
-    ef_search: Option<usize>,
-    /// HNSW links per row when building the index (M).
-    #[arg(long, default_value_t = AnnConfig::default().m)]
-    hnsw_m: usize,
-    /// Candidates examined per row when building the index (ef_construction).
-    #[arg(long, default_value_t = AnnConfig::default().ef_construction)]
-    ef_construction: usize,
+    #[arg(long, requires = "index", value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    ef_search: Option<u32>,
+    /// HNSW links per row when building the index (M), 2 to 255.
+    #[arg(long, default_value_t = AnnConfig::default().m as u16, value_parser = clap::value_parser!(u16).range(2..=255))]
+    hnsw_m: u16,
+    /// Candidates examined per row when building the index (ef_construction), --hnsw-m to 100000.
+    #[arg(long, default_value_t = AnnConfig::default().ef_construction as u32, value_parser = clap::value_parser!(u32).range(2..=100_000))]
+    ef_construction: u32,
 }
 
 fn main() -> ExitCode {
@@ -126,6 +126,9 @@ fn run(args: Args) -> Result<(), Error> {
     if args.top_k == 0 {
         return Err("--top-k must be at least 1".into());
     }
+    if args.ef_construction < u32::from(args.hnsw_m) {
+        return Err(format!("--ef-construction {} is below --hnsw-m {}: each row needs at least M candidates", args.ef_construction, args.hnsw_m).into());
+    }
     let loaded = args.model.load()?;
     let encoder = Encoder::new(&loaded.model)?.with_tokenizer(loaded.tokenizer.clone())?.with_truncation(args.truncate.as_deref().unwrap_or(loaded.truncate).parse()?)?.with_progress(false);
     let stdin = Some(Path::new("-"));
@@ -136,7 +139,7 @@ fn run(args: Args) -> Result<(), Error> {
     let batch = match (&args.text, &args.image, &args.queries) {
         _ if serving => None,
         (Some(text), _, _) => Some((vec![text.clone()], encoder.encode_texts(&[text.as_str()])?)),
-        (None, Some(image), _) => Some((vec![image.display().to_string()], encoder.encode_source(&ImageSource::files(vec![image.clone()], &pipeline()?)?)?)),
+        (None, Some(image), _) => Some((vec![image.display().to_string()], encoder.encode_source(&ImageSource::files(vec![image.clone()], &pipeline()?))?)),
         (None, None, Some(file)) => {
             let lines = read_lines(file)?;
             if lines.is_empty() {
@@ -207,7 +210,7 @@ fn run(args: Args) -> Result<(), Error> {
     diffclip::cli::serve_stdin(lines, |query| {
         let embed = match serving_images {
             // An unreadable image is reported and the program goes on.
-            true => match ImageSource::files(vec![PathBuf::from(&query)], &pipeline).and_then(|s| encoder.encode_source(&s)) {
+            true => match encoder.encode_source(&ImageSource::files(vec![PathBuf::from(&query)], &pipeline)) {
                 Ok(embed) => embed,
                 Err(e) => {
                     eprintln!("skipped {query}: {e}");
@@ -240,7 +243,8 @@ fn print_hits(out: &mut impl Write, query: Option<&str>, hits: &[Hit], json: boo
 
 /// The approximate index, opened or (re)built as the flags say.
 fn approximate(args: &Args, dir: &Path, tensor: &str) -> Result<AnnIndex, Error> {
-    let config = AnnConfig { m: args.hnsw_m, ef_construction: args.ef_construction, ef_search: args.ef_search.unwrap_or(AnnConfig::default().ef_search), ..AnnConfig::default() };
+    let ef_search = args.ef_search.map(|ef| ef as usize);
+    let config = AnnConfig { m: args.hnsw_m.into(), ef_construction: args.ef_construction as usize, ef_search: ef_search.unwrap_or(AnnConfig::default().ef_search), ..AnnConfig::default() };
     let (mut index, why) = if args.rebuild_index {
         (AnnIndex::build(dir, tensor, config)?, Some("--rebuild-index".to_string()))
     } else {
@@ -259,7 +263,7 @@ fn approximate(args: &Args, dir: &Path, tensor: &str) -> Result<AnnIndex, Error>
             eprintln!("recall@10 against exact search: {r:.4} ({} stored rows as queries, ef_search {})", c.recall_queries.min(index.rows()), c.ef_search);
         }
     }
-    if let Some(ef) = args.ef_search {
+    if let Some(ef) = ef_search {
         index.set_ef_search(ef)?;
     }
     Ok(index)

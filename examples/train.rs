@@ -274,6 +274,7 @@ fn run(args: Args, matches: &ArgMatches) -> Res<()> {
     if resume.is_none() && trainer.config.steps == 0 {
         return Err("--steps must be at least 1".into());
     }
+    trainer.config.warnings().iter().for_each(|w| eprintln!("warning: {w}"));
     if trainer.state.step >= trainer.config.steps {
         return Err(format!("the checkpoint is at step {} already; give --steps larger than that to train on", trainer.state.step).into());
     }

@@ -9,7 +9,9 @@ pub fn run_main<E: std::fmt::Display>(run: impl FnOnce() -> Result<(), E>) -> Ex
     exit_code(run())
 }
 
-/// 0 for `Ok`; for `Err`, the error printed to stderr as `error: …` and exit code 1.
+/// 0 for `Ok`; for `Err`, the error printed to stderr as `error: …` (control characters but
+/// newline and tab escaped, [`printable`](diffclip_data::files::printable): an error may quote
+/// a file's bytes) and exit code 1.
 ///
 /// ```
 /// let ok: Result<(), String> = Ok(());
@@ -19,7 +21,7 @@ pub fn exit_code<E: std::fmt::Display>(result: Result<(), E>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", diffclip_data::files::printable(&e.to_string()));
             ExitCode::FAILURE
         }
     }
@@ -79,6 +81,20 @@ pub fn at_least_one(text: &str) -> Result<usize, String> {
         Ok(n) => Ok(n),
         Err(e) => Err(e.to_string()),
     }
+}
+
+/// Refuses `flag`'s batch of `batch` samples when a model of `config` would need more memory
+/// for it than is available ([`ModelLimits::check_batch`](diffclip_clip::ModelLimits::check_batch)),
+/// the error naming the flag, before anything is allocated.
+///
+/// ```
+/// use diffclip::clip::{ClipConfig, Workload};
+/// let config = ClipConfig::diffclip_vit_b16();
+/// let err = diffclip::cli::check_batch(&config, usize::MAX, Workload::Inference, "--batch").unwrap_err();
+/// assert!(err.starts_with("--batch 18446744073709551615: a batch of"), "{err}");
+/// ```
+pub fn check_batch(config: &ClipConfig, batch: usize, workload: diffclip_clip::Workload, flag: &str) -> Result<(), String> {
+    diffclip_clip::ModelLimits::default().check_batch(&config.estimate(), batch, workload).map_err(|e| format!("{flag} {batch}: {e}"))
 }
 
 /// What the lines of standard input hold, for [`serve_stdin`].

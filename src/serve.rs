@@ -1,7 +1,7 @@
 //! A model's answers to HTTP requests, for programs of your own over [`crate::http`]: the
 //! endpoints `search --listen` serves ([`Endpoints`]: embeddings of texts and images, and
 //! searches of any [`Index`]), and the pieces `classify --listen` builds its own from
-//! ([`image_embeddings`], [`top_k`], [`unrouted`]).
+//! ([`image_embeddings`], [`top_k`], [`known_params`], [`unrouted`]).
 //!
 //! ```no_run
 //! use diffclip::burn::tensor::Device;
@@ -65,19 +65,46 @@ impl Index for AnnIndex {
     }
 }
 
-/// Query parameter `name` parsed, `default` when absent; `400` naming it when it does not parse.
+/// Most hits or labels one request may ask for.
+pub const MAX_TOP_K: usize = 10_000;
+
+/// Query parameter `name` parsed, `default` when absent; `400` naming it when it does not parse
+/// or is given twice (which of two values was meant cannot be known).
 pub fn param<T: std::str::FromStr>(request: &Request, name: &str, default: T) -> Result<T, Response> {
-    match request.param(name) {
-        None => Ok(default),
-        Some(v) => v.parse().map_err(|_| Response::error(400, format!("query parameter {name}={v:?} is not valid"))),
+    let mut values = request.query.iter().filter(|(k, _)| k == name).map(|(_, v)| v);
+    match (values.next(), values.next()) {
+        (None, _) => Ok(default),
+        (Some(a), Some(b)) => Err(Response::error(400, format!("query parameter {name} is given twice ({a:?} and {b:?})"))),
+        (Some(v), None) => v.parse().map_err(|_| Response::error(400, format!("query parameter {name}={v:?} is not valid"))),
     }
 }
 
-/// `top_k` of `request` (default `default`), checked to be 1 to `max` (`400` otherwise).
-pub fn top_k(request: &Request, default: usize, max: usize) -> Result<usize, Response> {
+/// `400` naming the first query parameter of `request` that is not one of `known`: a misspelt
+/// `topk=3` must not be answered as if it were not there.
+///
+/// ```
+/// use diffclip::http::Request;
+/// use diffclip::serve::known_params;
+/// let request = Request { method: "POST".into(), path: "/classify".into(), query: vec![("topk".into(), "3".into())], body: vec![] };
+/// let refused = known_params(&request, &["top_k"]).unwrap_err();
+/// assert_eq!(refused.status, 400);
+/// assert!(String::from_utf8_lossy(&refused.body).contains("topk"));
+/// ```
+pub fn known_params(request: &Request, known: &[&str]) -> Result<(), Response> {
+    match request.query.iter().find(|(k, _)| !known.contains(&k.as_str())) {
+        None => Ok(()),
+        Some((k, _)) if known.is_empty() => Err(Response::error(400, format!("{} takes no query parameters, got {k:?}", request.path))),
+        Some((k, _)) => Err(Response::error(400, format!("unknown query parameter {k:?}: {} takes {}", request.path, known.join(", ")))),
+    }
+}
+
+/// `top_k` of `request` (default `default`), checked to be 1 to [`MAX_TOP_K`] (`400`
+/// otherwise), then clamped to `available`, the hits or labels there are: asking for more than
+/// there are gets them all, as on the command line.
+pub fn top_k(request: &Request, default: usize, available: usize) -> Result<usize, Response> {
     match param(request, "top_k", default)? {
-        k if (1..=max).contains(&k) => Ok(k),
-        k => Err(Response::error(400, format!("top_k must be 1 to {max}, got {k}"))),
+        k if (1..=MAX_TOP_K).contains(&k) => Ok(k.min(available.max(1))),
+        k => Err(Response::error(400, format!("top_k must be 1 to {MAX_TOP_K}, got {k}"))),
     }
 }
 

@@ -208,7 +208,16 @@ fn classify_serves_http() {
     assert_eq!(want["top"].as_array().map(Vec::len), Some(3), "--top-k 5 of 3 labels: all three");
     let (status, first) = server.call("POST", "/classify?top_k=1", &bytes);
     assert_eq!((status, &first["top"].as_array().unwrap()[..]), (200, &want["top"].as_array().unwrap()[..1]), "{first}");
-    for (target, body, want, says) in [("/classify", &b"GIF89a broken"[..], 422, "request body"), ("/classify?top_k=4", &bytes[..], 400, "top_k must be 1 to 3"), ("/labels", b"", 404, "POST /classify")] {
+    // More than there are gets them all, as `--top-k` does.
+    let (status, all) = server.call("POST", "/classify?top_k=4", &bytes);
+    assert_eq!((status, &all["top"]), (200, &want["top"]), "{all}");
+    for (target, body, want, says) in [
+        ("/classify", &b"GIF89a broken"[..], 422, "request body"),
+        ("/classify?top_k=0", &bytes[..], 400, "top_k must be 1 to 10000"),
+        ("/classify?topk=1", &bytes[..], 400, "unknown query parameter \"topk\": /classify takes top_k"),
+        ("/classify?top_k=1&top_k=2", &bytes[..], 400, "top_k is given twice"),
+        ("/labels", b"", 404, "POST /classify"),
+    ] {
         let (status, answer) = server.call("POST", target, body);
         assert_eq!(status, want, "{target}: {answer}");
         assert!(answer["error"].as_str().unwrap().contains(says), "{target}: {answer}");

@@ -284,3 +284,83 @@ fn an_attention_figure_never_replaces_an_input() {
     assert_clean_error(&run_bounded(cmd, Duration::from_secs(120)), &["--heatmap", "also an input"]);
     assert_eq!(std::fs::read(&ckpt).unwrap(), before, "the checkpoint was overwritten");
 }
+
+/// Exit code 2 (clap's refusal of a flag's value) naming the flag.
+fn assert_flag_refused(out: &Output, flag: &str) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "expected clap's exit 2, got {:?}; stderr: {err}", out.status);
+    assert!(err.contains(flag), "stderr lacks {flag:?}: {err}");
+}
+
+#[test]
+fn errors_name_the_flag_to_change() {
+    let dir = tmpdir("flags");
+    let ckpt = fixture("diffclip_tiny/model.safetensors");
+    // A batch that cannot fit is refused from the estimate, not aborted in the allocator.
+    let mut cmd = Command::new(example("bench"));
+    cmd.args(["--preset", "diffclip_vit_b16", "--batch", "1000000000", "--iters", "1"]);
+    assert_clean_error(&run_bounded(cmd, Duration::from_secs(60)), &["--batch 1000000000: a batch of 1000000000 needs", "GiB of memory available"]);
+    // HNSW parameters outside what the graph file can hold.
+    for (flag, value) in [("--hnsw-m", "1"), ("--hnsw-m", "256"), ("--ef-construction", "0"), ("--ef-search", "0")] {
+        let mut cmd = Command::new(example("search"));
+        cmd.args(["--preset", "diffclip_tiny", "--checkpoint"]).arg(&ckpt).args(["--text", "a dog", "--index"]).arg(&dir).args([flag, value]);
+        assert_flag_refused(&run_bounded(cmd, Duration::from_secs(60)), flag);
+    }
+    let mut cmd = Command::new(example("search"));
+    cmd.args(["--preset", "diffclip_tiny", "--checkpoint"]).arg(&ckpt).args(["--text", "a dog", "--hnsw-m", "32", "--ef-construction", "8", "--index"]).arg(&dir);
+    assert_clean_error(&run_bounded(cmd, Duration::from_secs(60)), &["--ef-construction 8 is below --hnsw-m 32"]);
+    // A layer the vision tower does not have, before any model is built.
+    let mut cmd = Command::new(example("eval"));
+    cmd.args(["--preset", "diffclip_tiny", "--no-cache", "--quiet", "--task", "attention", "--layer", "5", "--output"]).arg(dir.join("r.json"));
+    let out = run_bounded(cmd, Duration::from_secs(60));
+    assert_clean_error(&out, &["--layer 5: the vision tower has 2 layers (0 to 1)"]);
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("random"), "refused before the model is built");
+    // The pixel guard says how to raise it, and the environment raises it for every program.
+    let image = fixture("preprocess/images/gray_123x457.png");
+    let preprocess = |env: Option<&str>, flag: Option<&str>| {
+        let mut cmd = Command::new(example("preprocess"));
+        cmd.args(["--size", "8", "--output"]).arg(dir.join("p.safetensors")).arg(&image);
+        if let Some(v) = env {
+            cmd.env("DIFFCLIP_MAX_PIXELS", v);
+        }
+        if let Some(v) = flag {
+            cmd.args(["--max-pixels", v]);
+        }
+        run_bounded(cmd, Duration::from_secs(60))
+    };
+    assert_clean_error(&preprocess(None, Some("1000")), &["above the limit of 1000 pixels", "DIFFCLIP_MAX_PIXELS=N", "--max-pixels"]);
+    assert_clean_error(&preprocess(Some("1e3"), None), &["above the limit of 1000 pixels"]);
+    assert!(preprocess(Some("1e3"), Some("100000")).status.success(), "the flag wins over the environment");
+    // A warm-up longer than the run is allowed, and said.
+    let mut cmd = Command::new(example("train"));
+    cmd.args(["--preset", "diffclip_tiny", "--data", "synthetic", "--batch-size", "4", "--steps", "1", "--warmup-steps", "5", "--quiet", "--output"]).arg(dir.join("run"));
+    let out = run_bounded(cmd, Duration::from_secs(120));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && err.contains("warning: the warm-up (--warmup-steps/--warmup-epochs) of 5 steps is longer than the run's 1"), "{err}");
+}
+
+#[test]
+fn a_corrupt_tar_is_reported_without_its_raw_bytes() {
+    let dir = tmpdir("tar");
+    // One sample, then the checksum field overwritten with a terminal escape sequence.
+    let tar_path = dir.join("shard-0.tar");
+    let mut builder = tar::Builder::new(Vec::new());
+    for (name, data) in [("0.png", std::fs::read(fixture("preprocess/images/tiny_1x1.png")).unwrap()), ("0.txt", b"a dot".to_vec())] {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(data.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        builder.append_data(&mut header, name, data.as_slice()).unwrap();
+    }
+    let mut bytes = builder.into_inner().unwrap();
+    bytes[148..156].copy_from_slice(b"\x1b[31m\x07\xff\0");
+    std::fs::write(&tar_path, bytes).unwrap();
+    let out_dir = dir.join("index");
+    let mut cmd = Command::new(example("embed"));
+    cmd.args(["--preset", "diffclip_tiny", "--checkpoint"]).arg(fixture("diffclip_tiny/model.safetensors")).arg("--data").arg(format!("wds:{}", tar_path.display())).arg("--output").arg(&out_dir);
+    let out = run_bounded(cmd, Duration::from_secs(60));
+    assert_clean_error(&out, &["shard-0.tar", "\\u{1b}[31m\\u{7}", "no sample of this job could be read (1 skipped"]);
+    assert!(!out.stderr.contains(&0x1b) && !out.stderr.contains(&0x07), "raw control bytes on stderr");
+    let shards: Vec<_> = std::fs::read_dir(&out_dir).map(|d| d.flatten().filter(|e| e.path().extension().is_some_and(|x| x == "safetensors")).collect()).unwrap_or_default();
+    assert!(shards.is_empty(), "an empty index was left behind: {shards:?}");
+}

@@ -259,6 +259,9 @@ fn http_serves_the_command_lines_answers() {
         ("POST", "/search/image?top_k=0", b"not an image", 400, "top_k must be 1"),
         ("POST", "/search/text", &[b'a'; 65537], 413, "over the limit of 65536"),
         ("POST", "/embed/text?normalize=maybe", b"a dog", 400, "normalize"),
+        ("POST", "/embed/text?normalize=true&normalize=false", b"a dog", 400, "normalize is given twice"),
+        ("POST", "/search/text?k=3", b"a dog", 400, "unknown query parameter \"k\": /search/text takes top_k"),
+        ("GET", "/health?verbose=1", b"", 400, "/health takes no query parameters"),
         ("GET", "/search/text", b"", 405, "POST"),
         ("GET", "/search", b"", 404, "/search/text"),
     ] {

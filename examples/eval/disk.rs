@@ -35,7 +35,7 @@ pub(crate) fn zeroshot_files(ctx: &Ctx<'_>, data: &Path, explicit: bool) -> Res<
         .into());
     }
     let templates = default_templates(ctx)?;
-    let images = ImageSource::files(folder.images.clone(), &ctx.pipeline)?;
+    let images = ImageSource::files(folder.images.clone(), &ctx.pipeline);
     let m = ctx.eval.zero_shot(
         Labelled {
             images: &images,
@@ -56,7 +56,7 @@ pub(crate) fn retrieval_files(ctx: &Ctx<'_>, data: &Path, explicit: bool) -> Res
         return Ok(None);
     }
     let set = CaptionSet::open(data)?;
-    let images = ImageSource::files(set.images.clone(), &ctx.pipeline)?;
+    let images = ImageSource::files(set.images.clone(), &ctx.pipeline);
     let r = ctx
         .eval
         .retrieval(&images, &set.captions, &set.text_to_image, &[1, 5, 10])?;
@@ -95,8 +95,8 @@ pub(crate) fn probe_files(
         }
     }
     let src = |f: &ImageFolder| ImageSource::files(f.images.clone(), &ctx.pipeline);
-    let (trs, tes) = (src(&train)?, src(&test)?);
-    let vas = val.as_ref().map(src).transpose()?;
+    let (trs, tes) = (src(&train), src(&test));
+    let vas = val.as_ref().map(src);
     let va = vas.as_ref().zip(val.as_ref()).map(|(s, f)| Labelled {
         images: s,
         labels: &f.labels,

@@ -157,7 +157,7 @@ fn compare_png(ctx: &Ctx<'_>, other: &std::path::Path, rgb: &[u8], chw: Vec<f32>
     if encoder.image_size() != s {
         return Err(format!("{}: takes {} px images, the first model {s} px", other.display(), encoder.image_size()).into());
     }
-    let theirs = attention_heatmaps(&encoder, chw, query, ctx.args.layer)?;
+    let theirs = attention_heatmaps(&encoder, chw, query, ctx.args.layer).map_err(|e| format!("--compare {}: {e}", other.display()))?;
     let name = |p: Option<&std::path::Path>| p.and_then(|p| p.file_stem()).map_or("model".into(), |n| n.to_string_lossy().into_owned());
     let (a, b) = (name(ctx.args.checkpoint.as_deref()), name(Some(other)));
     let path = compare_path(&ctx.args.heatmap);

@@ -13,7 +13,8 @@
 //!
 //! Requests that arrive together are embedded as one batch (texts with texts, images with
 //! images). Errors are `{"error": "…"}`: 400 for a text that is not UTF-8, empty or not
-//! tokenizable, and for a bad parameter; 413 for a text over 64 KiB; 422 for an image that does
+//! tokenizable, and for a parameter that does not parse, is given twice or is not the
+//! endpoint's (`top_k` above the rows there are is clamped to them, not refused); 413 for a text over 64 KiB; 422 for an image that does
 //! not decode; 500 for a failure of the model or the index.
 
 use diffclip_data::Pipeline;
@@ -21,11 +22,8 @@ use diffclip_eval::shards::Hit;
 use diffclip_eval::{Encoder, Matrix};
 use serde_json::{Value, json};
 
-use super::{Index, image_embeddings, param, text_embeddings, top_k, unrouted};
+use super::{Index, MAX_TOP_K, image_embeddings, known_params, param, text_embeddings, top_k, unrouted};
 use crate::http::{Request, Response};
-
-/// Most hits one request may ask for.
-const MAX_TOP_K: usize = 10_000;
 
 /// Longest text query: the model reads 77 tokens, so this is ample, and it bounds the query
 /// echoed in the answer.
@@ -127,6 +125,7 @@ impl<'a> Endpoints<'a> {
     fn check<'r>(&self, request: &'r Request) -> Result<Query<'r>, Response> {
         let action = match (request.method.as_str(), request.path.as_str()) {
             ("GET", "/health") => {
+                known_params(request, &[])?;
                 let health = match self.index {
                     Some((index, _)) => json!({ "status": "ok", "rows": index.rows() }),
                     None => json!({ "status": "ok" }),
@@ -134,10 +133,16 @@ impl<'a> Endpoints<'a> {
                 return Err(Response::json(200, &health));
             }
             ("POST", "/search/text" | "/search/image") => match self.index {
-                Some((_, default)) => Action::Search { k: top_k(request, default.min(MAX_TOP_K), MAX_TOP_K)? },
+                Some((index, default)) => {
+                    known_params(request, &["top_k"])?;
+                    Action::Search { k: top_k(request, default.min(MAX_TOP_K), index.rows())? }
+                }
                 None => return Err(Response::error(404, "this server has no index to search: only /embed/text and /embed/image are served")),
             },
-            ("POST", "/embed/text" | "/embed/image") => Action::Embed { normalize: param(request, "normalize", false)? },
+            ("POST", "/embed/text" | "/embed/image") => {
+                known_params(request, &["normalize"])?;
+                Action::Embed { normalize: param(request, "normalize", false)? }
+            }
             _ => return Err(unrouted(request, &ENDPOINTS)),
         };
         let body = request.body.as_slice();

@@ -81,6 +81,17 @@ fn endpoints_embed_search_and_refuse() {
     let health = endpoints.answer(&[Request { method: "GET".into(), path: "/health".into(), query: vec![], body: vec![] }]);
     assert_eq!(json(&health[0]), serde_json::json!({ "status": "ok", "rows": 3 }));
 
+    // More hits than rows asks for the rows there are; a parameter given twice or not the
+    // endpoint's is refused before any embedding.
+    assert_eq!(endpoints.answer(&[post("/search/text?top_k=7", b"a dog")])[0].status, 200);
+    assert_eq!(index.0.lock().unwrap().last(), Some(&(1, 3)));
+    let refused = endpoints.answer(&[post("/search/text?top_k=1&top_k=2", b"a dog"), post("/search/image?topk=1", &png), post("/embed/text?normalise=true", b"a")]);
+    let said: Vec<(u16, String)> = refused.iter().map(|a| (a.status, json(a)["error"].as_str().unwrap().to_string())).collect();
+    assert_eq!(said[0], (400, r#"query parameter top_k is given twice ("1" and "2")"#.to_string()));
+    assert_eq!(said[1], (400, r#"unknown query parameter "topk": /search/image takes top_k"#.to_string()));
+    assert_eq!(said[2], (400, r#"unknown query parameter "normalise": /embed/text takes normalize"#.to_string()));
+    assert_eq!(index.0.lock().unwrap().len(), 3, "no search for a refused request");
+
     // An index that miscounts fails its searches (500), not the server.
     let short = Endpoints::new(&encoder, &pipeline).with_index(&Short, 2);
     let answers = short.answer(&[post("/search/text", b"a dog"), post("/search/text", b"a cat"), post("/embed/text", b"a dog")]);

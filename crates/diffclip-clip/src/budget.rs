@@ -62,6 +62,60 @@ pub struct ModelEstimate {
     pub weight_bytes: u64,
     /// Bytes of the activations of one image and one text in inference (an upper estimate).
     pub activation_bytes: u64,
+    /// Bytes of the activations one image and one text keep for the backward pass of a
+    /// training step: every layer's (an estimate).
+    pub training_activation_bytes: u64,
+}
+
+/// What a batch is run for: training holds far more per sample than inference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Workload {
+    /// Encoding: the weights, and one layer's activations per sample at a time.
+    Inference,
+    /// A training step: the weights with their gradients and AdamW's two moments (4×), and
+    /// every layer's activations per sample, kept for the backward pass.
+    Training,
+}
+
+impl std::fmt::Display for Workload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Inference => "inference",
+            Self::Training => "training",
+        })
+    }
+}
+
+impl ModelEstimate {
+    /// Bytes that `batch` samples at once need for `workload` (saturating).
+    pub fn batch_bytes(&self, batch: usize, workload: Workload) -> u64 {
+        let (weights, per_sample) = match workload {
+            Workload::Inference => (self.weight_bytes, self.activation_bytes),
+            Workload::Training => (self.weight_bytes.saturating_mul(4), self.training_activation_bytes),
+        };
+        weights.saturating_add(per_sample.saturating_mul(batch as u64))
+    }
+}
+
+impl ModelLimits {
+    /// Refuses a batch whose [`ModelEstimate::batch_bytes`] exceed [`max_bytes`](Self::max_bytes):
+    /// `--batch 1000000` must be an error naming the estimate, not an abort inside the allocator.
+    ///
+    /// ```
+    /// use diffclip_clip::{ClipConfig, ModelLimits, Workload};
+    /// let limits = ModelLimits { max_params: u64::MAX, max_bytes: Some(8 << 30) };
+    /// let vit_b16 = ClipConfig::diffclip_vit_b16().estimate();
+    /// assert!(limits.check_batch(&vit_b16, 64, Workload::Inference).is_ok());
+    /// let err = limits.check_batch(&vit_b16, 1_000_000, Workload::Inference).unwrap_err().to_string();
+    /// assert!(err.contains("a batch of 1000000 needs"), "{err}");
+    /// ```
+    pub fn check_batch(&self, estimate: &ModelEstimate, batch: usize, workload: Workload) -> Result<(), ClipError> {
+        let need = estimate.batch_bytes(batch, workload);
+        match self.max_bytes {
+            Some(available) if need > available => Err(ClipError::BatchTooLarge { batch, workload, need_gib: gib(need), available_gib: gib(available) }),
+            _ => Ok(()),
+        }
+    }
 }
 
 fn available_memory() -> Option<u64> {
@@ -176,10 +230,21 @@ impl ClipConfig {
             .saturating_add(1 + self.logit_bias_init.is_some() as u128);
         let (v, t) = (&self.vision, &self.text);
         let act = activations(vision_tokens(v), v.width, (v.width as f64 * v.mlp_ratio) as usize, v.heads)
-            .max(activations(t.context_length as u128, t.width, (t.width as f64 * t.mlp_ratio) as usize, t.heads))
-            .saturating_add(mul(&[v.in_chans, v.image_size, v.image_size]));
+            .max(activations(t.context_length as u128, t.width, (t.width as f64 * t.mlp_ratio) as usize, t.heads));
+        let pixels = mul(&[v.in_chans, v.image_size, v.image_size]);
+        let act = act.saturating_add(pixels);
+        // Training keeps every layer's activations of both towers for the backward pass.
+        let train = activations(vision_tokens(v), v.width, (v.width as f64 * v.mlp_ratio) as usize, v.heads)
+            .saturating_mul(v.layers as u128)
+            .saturating_add(activations(t.context_length as u128, t.width, (t.width as f64 * t.mlp_ratio) as usize, t.heads).saturating_mul(t.layers as u128))
+            .saturating_add(pixels);
         let clamp = |x: u128| u64::try_from(x).unwrap_or(u64::MAX);
-        ModelEstimate { params: clamp(params), weight_bytes: clamp(params.saturating_mul(4)), activation_bytes: clamp(act.saturating_mul(4)) }
+        ModelEstimate {
+            params: clamp(params),
+            weight_bytes: clamp(params.saturating_mul(4)),
+            activation_bytes: clamp(act.saturating_mul(4)),
+            training_activation_bytes: clamp(train.saturating_mul(4)),
+        }
     }
 
     /// [`check`](Self::check), then the estimate against `limits`; returns the estimate.

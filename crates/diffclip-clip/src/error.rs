@@ -71,6 +71,18 @@ pub enum ClipError {
         /// The sizes and the limit exceeded.
         message: String,
     },
+    /// A batch needs more memory than is available ([`crate::ModelLimits::check_batch`]).
+    #[error("a batch of {batch} needs ~{need_gib:.1} GiB in {workload}, more than the {available_gib:.1} GiB of memory available: use a smaller batch")]
+    BatchTooLarge {
+        /// Samples in the batch.
+        batch: usize,
+        /// What the batch is run for.
+        workload: crate::Workload,
+        /// The estimate.
+        need_gib: f64,
+        /// What the OS reports as available.
+        available_gib: f64,
+    },
     /// Neither a config file nor a preset was given, and the checkpoint (if any) stores no config.
     #[error("{}", match checkpoint { Some(c) => format!("{c} carries no model config: give --config or --preset"), None => "give --config MODEL.json or --preset NAME".to_string() })]
     NoConfig {

@@ -27,7 +27,7 @@ mod model;
 mod precision;
 
 pub use checkpoint::{CheckpointError, CheckpointFormat, load_checkpoint, save_burnpack, save_safetensors};
-pub use budget::{DEFAULT_MAX_PARAMS, MAX_PARAMS_ENV, ModelEstimate, ModelLimits, parse_count};
+pub use budget::{DEFAULT_MAX_PARAMS, MAX_PARAMS_ENV, ModelEstimate, ModelLimits, Workload, parse_count};
 pub use config::ClipConfig;
 pub use error::ClipError;
 pub use input::{InputError, check_finite_rows};

@@ -11,6 +11,30 @@ use std::path::{Path, PathBuf};
 
 use crate::DataError;
 
+/// `text` with its control characters but newline and tab written as `\u{1b}` escapes, for
+/// messages that quote bytes from a file (a tar member's name or header field, a caption): a
+/// crafted file must not send terminal escape sequences to whoever reads the error.
+///
+/// ```
+/// use diffclip_data::files::printable;
+/// assert_eq!(printable("cksum \u{1b}[31m\u{7}"), "cksum \\u{1b}[31m\\u{7}");
+/// assert_eq!(printable("two\nlines é"), "two\nlines é"); // borrowed, unchanged
+/// ```
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    let escape = |c: char| c.is_control() && c != '\n' && c != '\t';
+    if !text.chars().any(escape) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match escape(c) {
+            true => out.extend(c.escape_unicode()),
+            false => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// What a non-regular file is, for error messages (`None` for a regular file).
 fn kind_of(ft: std::fs::FileType) -> Option<&'static str> {
     if ft.is_file() {

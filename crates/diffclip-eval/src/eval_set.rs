@@ -114,8 +114,9 @@ impl EvalSet {
                 v
             }
             Self::Pairs { name, paths, captions, text_to_image, pipeline } => {
-                let images = ImageSource::files(paths.clone(), pipeline).map_err(|e| EvalError::Invalid(format!("{name}: {e}")))?;
-                retrieval_json(&Evaluator::new(encoder).retrieval(&images, captions, text_to_image, &[1, 5])?)
+                let images = ImageSource::files(paths.clone(), pipeline);
+                let metrics = Evaluator::new(encoder).retrieval(&images, captions, text_to_image, &[1, 5]).map_err(|e| EvalError::Invalid(format!("{name}: {e}")))?;
+                retrieval_json(&metrics)
             }
             Self::Folder(ds) => {
                 let m = Evaluator::new(encoder).zero_shot_dataset(ds, None)?;

@@ -106,7 +106,7 @@ pub fn pair_metrics(
 impl Evaluator<'_> {
     /// Score a [`PairSet`], images through `pipeline`.
     pub fn pairs(&self, set: &PairSet, pipeline: &Pipeline) -> Result<PairMetrics, EvalError> {
-        let images = ImageSource::files(set.image_paths(), pipeline)?;
+        let images = ImageSource::files(set.image_paths(), pipeline);
         let image_emb = self.image_features(&images)?;
         let text_emb = self.text_features(&set.statements())?;
         pair_metrics(&image_emb, &text_emb, &set.categories())

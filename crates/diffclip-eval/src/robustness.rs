@@ -200,7 +200,7 @@ pub fn imagenet_variant(
     let labels = folder.labels.iter().map(|&l| class_of[l]).collect();
     Ok(RobustnessSet {
         name: name.to_string(),
-        images: ImageSource::files(folder.images, pipeline)?,
+        images: ImageSource::files(folder.images, pipeline),
         labels,
         subset,
     })

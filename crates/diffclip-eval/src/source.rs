@@ -18,7 +18,7 @@ type Loader<'d> = Box<dyn Fn(usize) -> Result<Vec<f32>, EvalError> + Send + Sync
 /// use diffclip_data::Pipeline;
 /// use diffclip_eval::ImageSource;
 /// let pipeline = Pipeline::from_name("slip", 224)?;
-/// let src = ImageSource::files(vec!["a.jpg".into(), "b.png".into()], &pipeline)?;
+/// let src = ImageSource::files(vec!["a.jpg".into(), "b.png".into()], &pipeline);
 /// assert_eq!(src.len(), 2);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
@@ -59,10 +59,7 @@ impl<'d> ImageSource<'d> {
 
     /// Image files through `pipeline`. The identity hashes every file's canonical path, size
     /// and modification time, and the pipeline's configuration.
-    pub fn files(
-        paths: Vec<PathBuf>,
-        pipeline: &Pipeline,
-    ) -> Result<ImageSource<'static>, EvalError> {
+    pub fn files(paths: Vec<PathBuf>, pipeline: &Pipeline) -> ImageSource<'static> {
         let mut parts = vec![serde_json::to_string(pipeline.config()).unwrap_or_default()];
         for p in &paths {
             // A file that cannot be read still gets a key, so that its image fails alone when it
@@ -71,12 +68,7 @@ impl<'d> ImageSource<'d> {
         }
         let identity = data_key("image-files", &parts);
         let pipeline = pipeline.clone();
-        Ok(ImageSource::new(
-            paths.len(),
-            pipeline.size(),
-            Some(identity),
-            move |i| Ok(pipeline.process_file(&paths[i], 0)?),
-        ))
+        ImageSource::new(paths.len(), pipeline.size(), Some(identity), move |i| Ok(pipeline.process_file(&paths[i], 0)?))
     }
 
     /// The images of a `diffclip-data` classification set (e.g. a synthetic view);

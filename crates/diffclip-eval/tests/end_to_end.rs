@@ -99,8 +99,8 @@ fn probe_fewshot_pairs_robustness_and_cache_on_files() {
     let train = ImageFolder::open(root.join("train")).unwrap();
     let test = ImageFolder::open(root.join("test")).unwrap();
     assert_eq!(train.classes, ["blue", "green", "red"]);
-    let train_src = ImageSource::files(train.images.clone(), &p).unwrap();
-    let test_src = ImageSource::files(test.images.clone(), &p).unwrap();
+    let train_src = ImageSource::files(train.images.clone(), &p);
+    let test_src = ImageSource::files(test.images.clone(), &p);
     let tr = Labelled {
         images: &train_src,
         labels: &train.labels,
@@ -211,7 +211,7 @@ fn probe_fewshot_pairs_robustness_and_cache_on_files() {
     std::fs::write(root.join("captions.csv"), "image,caption\ntrain/red/0.png,a red image\ntrain/red/0.png,red\ntrain/blue/0.png,a blue image\ntest/green/0.png,\n").unwrap();
     let caps = CaptionSet::open(root).unwrap();
     assert_eq!(caps.text_to_image, [0, 0, 1]);
-    let src = ImageSource::files(caps.images.clone(), &p).unwrap();
+    let src = ImageSource::files(caps.images.clone(), &p);
     let r = eval
         .retrieval(&src, &caps.captions, &caps.text_to_image, &[1, 2])
         .unwrap();
@@ -369,7 +369,7 @@ fn malformed_datasets_are_errors_naming_file_and_line() {
     std::fs::write(root.join("bad.png"), b"not a png").unwrap();
     let model = model();
     let encoder = Encoder::new(&model).unwrap().with_progress(false);
-    let src = ImageSource::files(vec![root.join("bad.png")], &pipeline()).unwrap();
+    let src = ImageSource::files(vec![root.join("bad.png")], &pipeline());
     assert!(
         encoder
             .encode_source(&src)
@@ -378,10 +378,6 @@ fn malformed_datasets_are_errors_naming_file_and_line() {
             .contains("bad.png")
     );
     // Wrong preprocessing size for the model.
-    let src = ImageSource::files(
-        vec![root.join("a.png")],
-        &Pipeline::from_name("openai", 64).unwrap(),
-    )
-    .unwrap();
+    let src = ImageSource::files(vec![root.join("a.png")], &Pipeline::from_name("openai", 64).unwrap());
     assert!(encoder.encode_source(&src).is_err());
 }

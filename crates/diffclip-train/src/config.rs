@@ -107,6 +107,27 @@ impl TrainConfig {
         }
     }
 
+    /// Settings that are allowed but probably not meant, each said in a line: a warm-up longer
+    /// than the run never reaches `lr`.
+    ///
+    /// ```
+    /// use diffclip_train::TrainConfig;
+    /// let config = TrainConfig { steps: 50, warmup_steps: 100, ..TrainConfig::default() };
+    /// assert!(config.warnings()[0].contains("never reaches"));
+    /// assert!(TrainConfig { steps: 200, ..config }.warnings().is_empty());
+    /// ```
+    pub fn warnings(&self) -> Vec<String> {
+        let mut said = Vec::new();
+        if self.warmup_steps > self.steps {
+            let peak = self.schedule().lr(self.steps.saturating_sub(1));
+            said.push(format!(
+                "the warm-up (--warmup-steps/--warmup-epochs) of {} steps is longer than the run's {}: the learning rate never reaches --lr {:.2e} (it peaks at {peak:.2e})",
+                self.warmup_steps, self.steps, self.lr
+            ));
+        }
+        said
+    }
+
     pub(crate) fn check(&self) -> Result<(), crate::TrainError> {
         let bad = |m: &str| Err(crate::TrainError::Config(m.into()));
         if self.batch_size < 2 {

@@ -177,6 +177,10 @@ impl Trainer {
                 diffclip_data::tokenizer::VOCAB_SIZE
             )));
         }
+        // A batch that cannot fit is refused before anything is written, not aborted in the allocator.
+        diffclip_clip::ModelLimits::default()
+            .check_batch(&self.model_config.estimate(), self.config.batch_size, diffclip_clip::Workload::Training)
+            .map_err(|e| TrainError::Config(format!("batch_size (--batch-size): {e}")))?;
         // A device without that arithmetic is refused before anything is written.
         let replicas = self.options.parallel.as_ref().map(|p| p.devices()).unwrap_or_default();
         for device in std::iter::once(&self.device).chain(replicas) {

@@ -49,16 +49,17 @@ pub enum DataError {
         /// What is wrong.
         message: String,
     },
-    /// A tar shard that could not be read (corrupt header, truncated archive).
-    #[error("tar shard {shard}: {message}", shard = shard.display())]
+    /// A tar shard that could not be read (corrupt header, truncated archive). Shown with control
+/// characters escaped ([`crate::files::printable`]): the message may quote the shard's bytes.
+    #[error("tar shard {shard}: {message}", shard = shard.display(), message = crate::files::printable(message))]
     Shard {
         /// The shard.
         shard: PathBuf,
         /// What is wrong.
         message: String,
     },
-    /// A tar member that could not be read or used.
-    #[error("tar shard {shard}, member {member}: {message}", shard = shard.display())]
+    /// A tar member that could not be read or used (shown escaped, as [`Self::Shard`]).
+    #[error("tar shard {shard}, member {member}: {message}", shard = shard.display(), member = crate::files::printable(member), message = crate::files::printable(message))]
     Member {
         /// The shard.
         shard: PathBuf,

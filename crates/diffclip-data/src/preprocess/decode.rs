@@ -16,7 +16,15 @@ pub const DEFAULT_MAX_PIXELS: u64 = 2 * 89_478_485;
 /// device or a runaway file cannot exhaust memory.
 pub const DEFAULT_MAX_BYTES: u64 = 256 << 20;
 
-/// How to decode.
+/// Environment variable that sets [`DecodeOptions::max_pixels`]'s default in every program
+/// (`DIFFCLIP_MAX_PIXELS=400000000`, `4e8` or `400_000_000`): a larger scan is not a bomb.
+pub const MAX_PIXELS_ENV: &str = "DIFFCLIP_MAX_PIXELS";
+
+/// Environment variable that sets [`DecodeOptions::max_bytes`]'s default in every program.
+pub const MAX_BYTES_ENV: &str = "DIFFCLIP_MAX_IMAGE_BYTES";
+
+/// How to decode. The limits default to [`DEFAULT_MAX_PIXELS`] and [`DEFAULT_MAX_BYTES`], or to
+/// [`MAX_PIXELS_ENV`] and [`MAX_BYTES_ENV`] where those hold a positive count.
 ///
 /// ```
 /// use diffclip_data::preprocess::{DecodeOptions, DEFAULT_MAX_BYTES};
@@ -40,11 +48,19 @@ pub struct DecodeOptions {
 impl Default for DecodeOptions {
     fn default() -> Self {
         Self {
-            max_pixels: DEFAULT_MAX_PIXELS,
-            max_bytes: DEFAULT_MAX_BYTES,
+            max_pixels: limit_from_env(MAX_PIXELS_ENV).unwrap_or(DEFAULT_MAX_PIXELS),
+            max_bytes: limit_from_env(MAX_BYTES_ENV).unwrap_or(DEFAULT_MAX_BYTES),
             exif_orientation: false,
         }
     }
+}
+
+/// A positive count from environment variable `name` (`4e8`, `400_000_000`); `None` when unset
+/// or not one, so that a typo leaves the guard at its default instead of lifting it.
+fn limit_from_env(name: &str) -> Option<u64> {
+    let text = std::env::var(name).ok()?.trim().replace('_', "");
+    let n = text.parse::<u64>().ok().or_else(|| text.parse::<f64>().ok().filter(|v| v.is_finite() && *v >= 1.0 && *v < 1.8e19).map(|v| v as u64))?;
+    (n > 0).then_some(n)
 }
 
 /// The file extensions (lower case) of every format the decoder reads

@@ -60,7 +60,8 @@ pub enum PreprocessError {
     /// The image has more pixels than allowed (decompression-bomb guard).
     #[error(
         "image {path} is {width}x{height} = {pixels} pixels, above the limit of {limit} pixels \
-         (decompression-bomb guard; raise DecodeOptions::max_pixels to allow it)",
+         (decompression-bomb guard; raise it with DIFFCLIP_MAX_PIXELS=N in the environment, \
+         preprocess --max-pixels or DecodeOptions::max_pixels)",
         path = path.display(),
         pixels = *width as u64 * *height as u64
     )]
@@ -77,7 +78,8 @@ pub enum PreprocessError {
     /// The file (or in-memory image) is longer than [`crate::preprocess::DecodeOptions::max_bytes`].
     #[error(
         "image {path} is larger than the limit of {limit} bytes \
-         (raise DecodeOptions::max_bytes, or --max-bytes, to allow it)",
+         (raise it with DIFFCLIP_MAX_IMAGE_BYTES=N in the environment, preprocess --max-bytes \
+         or DecodeOptions::max_bytes)",
         path = path.display()
     )]
     FileTooLarge {

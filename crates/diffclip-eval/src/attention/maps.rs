@@ -57,7 +57,8 @@ pub fn attention_heatmaps(
     let layer = layer.unwrap_or(layers.saturating_sub(1));
     if layer >= layers {
         return Err(EvalError::Invalid(format!(
-            "layer {layer} of a {layers}-layer vision tower"
+            "layer {layer} asked for, but the vision tower has {layers} layers (0 to {})",
+            layers.saturating_sub(1)
         )));
     }
     // In the model's precision, as `Clip::encode_image` casts it (a bf16 conv on f32 pixels fails).
