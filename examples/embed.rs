@@ -195,7 +195,7 @@ fn embed_files(args: &Args, loaded: &LoadedModel) -> Result<(), Box<dyn std::err
         // `Bf16` as before F16 existed: shards stamped then still match.
         if products == diffclip::attention::MatmulPrecision::F32 { String::new() } else { format!(" with {products:?} products") },
     );
-    let job = ShardJob { source, ..job };
+    let job = ShardJob { source, model_key: Some(model_key.as_str().to_string()), ..job };
     let pipeline = Pipeline::from_name(preprocess, loaded.config.vision.image_size as u32)?;
     let mut report = ShardReport::default();
     if let Some(spec) = &args.data {

@@ -166,12 +166,13 @@ fn run(args: Args) -> Result<(), Error> {
     };
     // Rows embedded by another model rank meaninglessly (same width) or not at all: said once.
     let key = loaded.key()?;
-    if let Some(source) = diffclip::eval::shards::embedded_by(&dir)
-        && !source.contains(&format!("(model key {})", &key.as_str()[..16]))
+    if let Some(by) = diffclip::eval::shards::embedded_by(&dir)
+        && !by.is_model(key.as_str())
     {
         eprintln!(
-            "warning: {} was embedded by {source}; this model ({}) has key {}: another model, or the same checkpoint moved or changed since, so the hits may mean nothing",
+            "warning: {} was embedded by {}; this model ({}) has key {}: another model, or the same checkpoint moved or changed since, so the hits may mean nothing",
             dir.display(),
+            by.source,
             loaded.checkpoint.display(),
             &key.as_str()[..16]
         );

@@ -22,15 +22,15 @@ pub enum FileError {
         source: std::io::Error,
     },
     /// The output exists and is a device, FIFO, socket or folder.
-    #[error("{path} is a {kind}, not a regular file: refusing to replace it")]
+    #[error("{path} is {kind}, not a regular file: refusing to replace it")]
     NotRegularFile {
         /// The output path.
         path: String,
-        /// What it is.
+        /// What it is, with its article ("a named pipe (FIFO)").
         kind: &'static str,
     },
     /// An output folder's path exists as a file, device, FIFO or socket.
-    #[error("{path} is a {kind}, not a folder")]
+    #[error("{path} is {kind}, not a folder")]
     NotAFolder {
         /// The output folder's path.
         path: String,
@@ -59,40 +59,62 @@ fn io(path: &Path, source: std::io::Error) -> FileError {
     FileError::Io { path: path.display().to_string(), source }
 }
 
+/// What a non-regular file is, in the words of `diffclip_data::files` (`None` for a regular file).
 fn kind_of(ft: std::fs::FileType) -> Option<&'static str> {
-    use std::os::unix::fs::FileTypeExt;
     if ft.is_file() {
-        None
-    } else if ft.is_dir() {
-        Some("folder")
-    } else if ft.is_fifo() {
-        Some("FIFO")
-    } else if ft.is_char_device() || ft.is_block_device() {
-        Some("device")
-    } else if ft.is_socket() {
-        Some("socket")
-    } else {
-        Some("special file")
+        return None;
     }
+    if ft.is_dir() {
+        return Some("a directory");
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if ft.is_fifo() {
+            return Some("a named pipe (FIFO)");
+        }
+        if ft.is_char_device() {
+            return Some("a character device");
+        }
+        if ft.is_block_device() {
+            return Some("a block device");
+        }
+        if ft.is_socket() {
+            return Some("a socket");
+        }
+    }
+    Some("a special file")
 }
 
 /// Opens `path` for reading if it is a regular file (symlinks followed); a FIFO, device,
 /// socket or folder is refused with an [`std::io::ErrorKind::InvalidInput`] error saying what it
-/// is. Opened non-blocking and checked on the handle, so a FIFO never waits for a writer and
-/// `/dev/zero` is not read without end. (`diffclip_data::files::open_regular` is the data
-/// layer's twin, which this crate cannot depend on.)
+/// is. On Unix it is opened non-blocking and checked on the handle, so a FIFO never waits for a
+/// writer and `/dev/zero` is not read without end. (`diffclip_data::files::open_regular` is the
+/// data layer's twin, in the same words, which this crate cannot depend on.)
 ///
 /// ```
 /// use diffclip_clip::files::open_regular;
-/// assert!(open_regular("/dev/zero").unwrap_err().to_string().contains("device"));
+/// # #[cfg(unix)]
+/// assert!(open_regular("/dev/zero").unwrap_err().to_string().contains("character device"));
 /// assert_eq!(open_regular(std::env::temp_dir()).unwrap_err().kind(), std::io::ErrorKind::InvalidInput);
 /// ```
 pub fn open_regular(path: impl AsRef<Path>) -> std::io::Result<File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let file = OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(path)?;
+    let path = path.as_ref();
+    let mut options = OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NONBLOCK);
+    }
+    #[cfg(not(unix))]
+    if let Some(kind) = kind_of(std::fs::metadata(path)?.file_type()) {
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("not a regular file (it is {kind})")));
+    }
+    let file = options.open(path)?;
     match kind_of(file.metadata()?.file_type()) {
         None => Ok(file),
-        Some(kind) => Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("not a regular file (it is a {kind})"))),
+        Some(kind) => Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("not a regular file (it is {kind})"))),
     }
 }
 
@@ -112,11 +134,11 @@ pub fn read_regular(path: impl AsRef<Path>) -> std::io::Result<Vec<u8>> {
 /// create_output_dir(&dir.path().join("a/b")).unwrap();
 /// std::fs::write(dir.path().join("f"), b"x").unwrap();
 /// let e = create_output_dir(&dir.path().join("f")).unwrap_err();
-/// assert!(matches!(e, FileError::NotAFolder { kind: "file", .. }), "{e}");
+/// assert!(matches!(e, FileError::NotAFolder { kind: "a file", .. }), "{e}");
 /// ```
 pub fn create_output_dir(dir: &Path) -> Result<(), FileError> {
     std::fs::create_dir_all(dir).map_err(|e| match std::fs::metadata(dir) {
-        Ok(m) if !m.is_dir() => FileError::NotAFolder { path: dir.display().to_string(), kind: kind_of(m.file_type()).unwrap_or("file") },
+        Ok(m) if !m.is_dir() => FileError::NotAFolder { path: dir.display().to_string(), kind: kind_of(m.file_type()).unwrap_or("a file") },
         _ => io(dir, e),
     })
 }

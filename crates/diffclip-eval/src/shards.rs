@@ -20,19 +20,48 @@ pub(crate) fn missing_tensor<S: AsRef<str>>(tensor: &str, present: impl IntoIter
     format!("holds no {tensor} (it holds {}): search the kind of embedding the folder was written with", if present.is_empty() { "nothing".into() } else { present.join(", ") })
 }
 
-/// What made the first shard of `dir`, as the job that wrote it described its encoder
-/// ([`ShardJob::source`]: checkpoint, model key, dtype, preprocessing, truncation), so a search
-/// can say when its model is another. `None` when there is no shard or no record.
+/// What embedded a folder of shards, as its first shard records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmbeddedBy {
+    /// The job's description of its encoder ([`ShardJob::source`]: checkpoint, model key,
+    /// dtype, preprocessing, truncation).
+    pub source: String,
+    /// The encoder's model key ([`ShardJob::model_key`]); `None` for shards written before
+    /// it was stored.
+    pub model_key: Option<String>,
+}
+
+impl EmbeddedBy {
+    /// Whether a model of key `key` embedded these rows: by the stored key, or for older shards
+    /// by the key's first 16 characters in the description, as `embed` wrote it then.
+    ///
+    /// ```
+    /// use diffclip_eval::shards::EmbeddedBy;
+    /// let by = EmbeddedBy { source: "m.pt".into(), model_key: Some("ab12".into()) };
+    /// assert!(by.is_model("ab12") && !by.is_model("ab13"));
+    /// let older = EmbeddedBy { source: "m.pt (model key 0123456789abcdef), dtype F32".into(), model_key: None };
+    /// assert!(older.is_model("0123456789abcdef99"));
+    /// ```
+    pub fn is_model(&self, key: &str) -> bool {
+        match &self.model_key {
+            Some(stored) => stored == key,
+            None => key.get(..16).is_some_and(|start| self.source.contains(&format!("(model key {start})"))),
+        }
+    }
+}
+
+/// What made the first shard of `dir`, so a search can say when its model is another. `None`
+/// when there is no shard or no record.
 ///
 /// ```
 /// let dir = tempfile::tempdir().unwrap();
 /// assert_eq!(diffclip_eval::shards::embedded_by(dir.path()), None);
 /// ```
-pub fn embedded_by(dir: &Path) -> Option<String> {
+pub fn embedded_by(dir: &Path) -> Option<EmbeddedBy> {
     let first = list_shards(dir).ok()?.into_iter().next()?;
     let header = diffclip_clip::checkpoint::safetensors_header(&first).ok()??;
     let job = header.get("__metadata__")?.get(stamp::KEY)?.as_str()?;
-    serde_json::from_str::<stamp::Stamp>(job).ok().map(|s| s.source)
+    serde_json::from_str::<stamp::Stamp>(job).ok().map(|s| EmbeddedBy { source: s.source, model_key: s.model_key })
 }
 
 /// The `embeddings-*.safetensors` shards of `dir`, sorted: the collection's row order.

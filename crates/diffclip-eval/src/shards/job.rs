@@ -44,6 +44,10 @@ pub struct ShardJob {
     /// What encodes the rows (checkpoint, preprocessing, truncation), in the caller's words:
     /// stored in each shard, and a re-run keeps a finished shard only when it is unchanged.
     pub source: String,
+    /// The encoder's [`ModelKey`](crate::cache::ModelKey) (the checkpoint's bytes and the
+    /// config), stored in each shard so that a search can tell whether its model is the one that
+    /// embedded the rows ([`embedded_by`](crate::shards::embedded_by)).
+    pub model_key: Option<String>,
 }
 
 /// One shard a job writes: its number, its progress steps and which input rows it holds
@@ -123,7 +127,7 @@ impl ShardJob {
     /// A single-process job writing to `dir`: 4096 rows per shard, batches of 64,
     /// unnormalised rows, bad samples skipped.
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        Self { dir: dir.into(), rows_per_shard: 4096, part: (0, 1), normalize: false, allow_non_finite: false, fail_on_bad: false, batch_size: 64, source: String::new() }
+        Self { dir: dir.into(), rows_per_shard: 4096, part: (0, 1), normalize: false, allow_non_finite: false, fail_on_bad: false, batch_size: 64, source: String::new(), model_key: None }
     }
 
     /// This process's part `i` of `n` (0-based).
@@ -199,7 +203,7 @@ impl ShardJob {
         let (mut todo, mut stamps, mut kept_steps) = (Vec::new(), HashMap::new(), 0);
         for shard in &shards {
             let path = self.shard_path(shard.k);
-            let stamp = Stamp { source: self.source.clone(), tensors: tensors.clone(), normalize: self.normalize, input: shard.input.clone() };
+            let stamp = Stamp { source: self.source.clone(), model_key: self.model_key.clone(), tensors: tensors.clone(), normalize: self.normalize, input: shard.input.clone() };
             if stamp.check(&path)? {
                 report.kept.push(path);
                 kept_steps += shard.steps;

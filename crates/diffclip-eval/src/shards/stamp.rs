@@ -16,6 +16,10 @@ pub(crate) const KEY: &str = "job";
 pub(crate) struct Stamp {
     /// The caller's description of the encoder (checkpoint, preprocessing, truncation).
     pub source: String,
+    /// The encoder's model key ([`crate::shards::ShardJob::model_key`]); absent in shards
+    /// written before it was stored, and then not compared (`source` names the key's start).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_key: Option<String>,
     /// The tensors written (`image_embed`, `text_embed`).
     pub tensors: Vec<String>,
     /// Rows L2-normalised.
@@ -49,6 +53,11 @@ impl Stamp {
         let differs = |field: &str, was: String, now: String| refuse(format!("was written by another job: {field} was {was}, now {now}"));
         if old.source != self.source {
             return Err(differs("the model", old.source, self.source.clone()));
+        }
+        if let (Some(was), Some(now)) = (&old.model_key, &self.model_key)
+            && was != now
+        {
+            return Err(differs("the model key", was.clone(), now.clone()));
         }
         if old.tensors != self.tensors {
             return Err(differs("the embedded tensors", old.tensors.join("+"), self.tensors.join("+")));
