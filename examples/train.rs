@@ -191,6 +191,9 @@ fn run(args: Args, matches: &ArgMatches) -> Res<()> {
     if args.devices == 0 {
         return Err("--devices must be at least 1".into());
     }
+    // Flags that are wrong whatever the model and data are refused before anything is built.
+    RunLength { steps: args.steps, epochs: args.epochs, warmup_steps: args.warmup_steps, warmup_epochs: args.warmup_epochs }.check()?;
+    args.truncate.parse::<Truncation>()?;
     let resume = args.resume.as_ref().map(|p| if p == "latest" { args.output.join("checkpoint-latest.safetensors") } else { PathBuf::from(p) });
     let parallel = match args.devices {
         1 => None,
@@ -271,9 +274,6 @@ fn run(args: Args, matches: &ArgMatches) -> Res<()> {
     if resume.is_none() {
         trainer.config.warmup_steps = length.warmup(epoch_len, per_step, trainer.config.steps)?;
     }
-    if resume.is_none() && trainer.config.steps == 0 {
-        return Err("--steps must be at least 1".into());
-    }
     trainer.config.warnings().iter().for_each(|w| eprintln!("warning: {w}"));
     if trainer.state.step >= trainer.config.steps {
         return Err(format!("the checkpoint is at step {} already; give --steps larger than that to train on", trainer.state.step).into());
@@ -281,6 +281,12 @@ fn run(args: Args, matches: &ArgMatches) -> Res<()> {
     trainer.config.checkpoint_every = args.checkpoint_every;
     trainer.config.eval_every = args.eval_every;
     trainer.config.progress = !args.quiet;
+    // A resumed run's settings come from its checkpoint: checked before the run is announced.
+    trainer.config.check()?;
+    // Held-out evaluation, opened before the run is announced: slip where training crops at random (slip-train).
+    let preprocess = if args.preprocess == "slip-train" { "slip".into() } else { args.preprocess.clone() };
+    let eval_options = EvalSetOptions { image_size, preprocess, seed: trainer.config.seed, templates, csv };
+    let eval_set = args.eval.as_deref().map(|spec| EvalSet::open(&spec.parse()?, &eval_options)).transpose()?;
     let epochs = epoch_len.map_or("epoch size unknown".into(), |n| format!("{:.2} epochs of {n}", trainer.config.steps as f64 * per_step as f64 / n as f64));
     let c = &trainer.config;
     eprintln!(
@@ -288,10 +294,6 @@ fn run(args: Args, matches: &ArgMatches) -> Res<()> {
         c.steps, c.batch_size, c.accum_steps, c.lr, c.warmup_steps, args.output.display()
     );
 
-    // Held-out evaluation: slip where training crops at random (slip-train).
-    let preprocess = if args.preprocess == "slip-train" { "slip".into() } else { args.preprocess.clone() };
-    let eval_options = EvalSetOptions { image_size, preprocess, seed: trainer.config.seed, templates, csv };
-    let eval_set = args.eval.as_deref().map(|spec| EvalSet::open(&spec.parse()?, &eval_options)).transpose()?;
     let mut hook = |m: &Clip, step: u64| -> Result<serde_json::Value, TrainError> {
         let v = eval_set.as_ref().expect("hook only with an eval set").evaluate(m, truncation).map_err(|e| TrainError::Eval(e.to_string()))?;
         eprintln!("\neval at step {step}: {v}");
@@ -363,6 +365,7 @@ fn fresh_trainer(args: &Args, device: &Device, options: RunOptions) -> Res<Train
         precision: args.precision,
         ..TrainConfig::default()
     };
+    tc.check()?;
     let ad = device.clone().autodiff();
     ad.seed(args.seed);
     let model = config.init(&ad)?;

@@ -331,6 +331,21 @@ fn errors_name_the_flag_to_change() {
     assert_clean_error(&preprocess(None, Some("1000")), &["above the limit of 1000 pixels", "DIFFCLIP_MAX_PIXELS=N", "--max-pixels"]);
     assert_clean_error(&preprocess(Some("1e3"), None), &["above the limit of 1000 pixels"]);
     assert!(preprocess(Some("1e3"), Some("100000")).status.success(), "the flag wins over the environment");
+    // Settings wrong whatever the model and data are refused before anything is built or announced.
+    for (flags, says) in [
+        (&["--steps", "0"][..], "--steps must be at least 1"),
+        (&["--epochs", "0"], "--epochs must be a positive number, got 0"),
+        (&["--steps", "2", "--lr", "0"], "lr (--lr) must be positive, got 0"),
+        (&["--steps", "2", "--batch-size", "1"], "batch_size (--batch-size) must be at least 2"),
+        (&["--steps", "2", "--truncate", "bogus"], "unknown truncation policy \"bogus\""),
+    ] {
+        let mut cmd = Command::new(example("train"));
+        cmd.args(["--preset", "diffclip_tiny", "--data", "synthetic", "--output"]).arg(dir.join("refused")).args(flags);
+        let out = run_bounded(cmd, Duration::from_secs(60));
+        assert_clean_error(&out, &[says]);
+        assert!(!String::from_utf8_lossy(&out.stderr).contains("model:"), "{flags:?}: announced a model first");
+        assert!(!dir.join("refused").exists(), "{flags:?}: made the output folder");
+    }
     // A warm-up longer than the run is allowed, and said.
     let mut cmd = Command::new(example("train"));
     cmd.args(["--preset", "diffclip_tiny", "--data", "synthetic", "--batch-size", "4", "--steps", "1", "--warmup-steps", "5", "--quiet", "--output"]).arg(dir.join("run"));

@@ -128,16 +128,27 @@ impl TrainConfig {
         said
     }
 
-    pub(crate) fn check(&self) -> Result<(), crate::TrainError> {
+    /// Refuses settings that would fail or train silently wrong (a batch below 2, no positive
+    /// `lr`, `min_lr` above it, `beta2` of 1, a zero `eps` or clip, …), naming the flag.
+    /// [`Trainer::fit`](crate::Trainer::fit) calls it; call it first to refuse a run before
+    /// building anything.
+    ///
+    /// ```
+    /// use diffclip_train::TrainConfig;
+    /// assert!(TrainConfig::default().check().is_ok());
+    /// let err = TrainConfig { lr: 0.0, ..TrainConfig::default() }.check().unwrap_err();
+    /// assert!(err.to_string().contains("lr (--lr) must be positive, got 0"));
+    /// ```
+    pub fn check(&self) -> Result<(), crate::TrainError> {
         let bad = |m: &str| Err(crate::TrainError::Config(m.into()));
         if self.batch_size < 2 {
-            return bad("batch_size must be at least 2 (contrastive loss needs negatives)");
+            return bad(&format!("batch_size (--batch-size) must be at least 2 (contrastive loss needs negatives), got {}", self.batch_size));
         }
         if self.accum_steps == 0 {
-            return bad("accum_steps must be at least 1");
+            return bad("accum_steps (--accum-steps) must be at least 1, got 0");
         }
         if !(self.lr.is_finite() && self.lr > 0.0) {
-            return bad("lr must be positive");
+            return bad(&format!("lr (--lr) must be positive, got {}", self.lr));
         }
         // Each of these would train silently wrong: NaN weights (beta2 = 1, eps = 0), updates
         // against the gradient (a negative clip) or none at all (a zero clip).

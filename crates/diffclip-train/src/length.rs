@@ -28,6 +28,27 @@ pub struct RunLength {
 }
 
 impl RunLength {
+    /// Refuses what is wrong whatever the data: `--steps 0`, and epochs that are not a positive
+    /// number (checked again, with the epoch size, when turned into steps).
+    ///
+    /// ```
+    /// use diffclip_train::RunLength;
+    /// assert!(RunLength { steps: Some(0), ..RunLength::default() }.check().is_err());
+    /// assert!(RunLength { warmup_epochs: Some(f64::NAN), ..RunLength::default() }.check().is_err());
+    /// assert!(RunLength { steps: Some(10), warmup_steps: Some(0), ..RunLength::default() }.check().is_ok());
+    /// ```
+    pub fn check(&self) -> Result<(), TrainError> {
+        if self.steps == Some(0) {
+            return Err(TrainError::Config("--steps must be at least 1".into()));
+        }
+        for (flag, epochs) in [("--epochs", self.epochs), ("--warmup-epochs", self.warmup_epochs)] {
+            if let Some(e) = epochs.filter(|e| !(e.is_finite() && *e > 0.0)) {
+                return Err(TrainError::Config(format!("{flag} must be a positive number, got {e}")));
+            }
+        }
+        Ok(())
+    }
+
     /// Steps of the run; `None` when neither steps nor epochs were given.
     pub fn steps(&self, epoch_len: Option<usize>, per_step: usize) -> Result<Option<u64>, TrainError> {
         match (self.steps, self.epochs) {
