@@ -1,6 +1,7 @@
 //! Comparing model variants trained with several seeds on the same test set: mean and sample
 //! sd of each held-out metric over seeds, and the paired difference of each variant to a
-//! baseline (t-interval over seeds, bootstrap over test samples), as JSON and markdown. Used by
+//! baseline (t-interval over seeds, bootstrap over test samples, and both tests' p-values
+//! Holm-adjusted over every comparison made), as JSON and markdown. Used by
 //! `examples/reproduce.rs` and `examples/convert.rs`.
 
 use std::collections::BTreeMap;
@@ -9,7 +10,7 @@ use serde_json::{Value, json};
 
 use crate::EvalError;
 use crate::heldout::{HeldOut, bootstrap_heldout_diff};
-use crate::stats::{excludes_zero, mean, paired_t_interval, sample_sd};
+use crate::stats::{excludes_zero, holm, mean, paired_t_interval, paired_t_p_value, sample_sd};
 
 /// The evaluated runs of one variant, one per seed.
 pub struct SeedRuns<'a> {
@@ -24,8 +25,12 @@ pub struct SeedRuns<'a> {
 /// Returns `(variants, vs_baseline)`: `variants[name] = {"seeds": {"<seed>": {metric: value}},
 /// "mean": {metric: mean}, "sd": {metric: sample sd}}`, and for every other variant
 /// `vs_baseline[name][metric] = {"diff_mean", "diff_sd", "n_seeds", "ci95" (paired t over seeds,
-/// null below two seeds), "ci95_bootstrap" (over test samples, seed pairs kept)}`; empty when no
-/// group is named `baseline`. `resamples` bootstrap resamples, seeded with 0.
+/// null below two seeds), "ci95_bootstrap" (over test samples, seed pairs kept), "p_t",
+/// "p_bootstrap" (the two tests' two-sided p-values), "p_t_holm", "p_bootstrap_holm" (each
+/// Holm–Bonferroni adjusted over every variant × metric of `vs_baseline`: many comparisons
+/// find a few "differences" by chance, and an adjusted p below 0.05 holds with all of them
+/// counted)}`; empty when no group is named `baseline`. `resamples` bootstrap resamples,
+/// seeded with 0.
 ///
 /// Runs are paired by position, so every variant must list the same seeds in the same order,
 /// each once: otherwise an error naming the variant (a pairing of different seeds would report
@@ -98,14 +103,28 @@ pub fn over_seeds(
                         "diff_sd": sample_sd(&diffs),
                         "n_seeds": diffs.len(),
                         "ci95": t.map(|t| t.ci),
-                        "ci95_bootstrap": boot.map(|b| b.ci),
+                        "ci95_bootstrap": boot.as_ref().map(|b| b.ci),
+                        "p_t": paired_t_p_value(&a, &b),
+                        "p_bootstrap": boot.map(|b| b.p_value),
                     }),
                 );
             }
             vs.insert(g.name.clone(), per.into());
         }
     }
+    adjust_over_family(&mut vs, "p_t", "p_t_holm");
+    adjust_over_family(&mut vs, "p_bootstrap", "p_bootstrap_holm");
     Ok((variants.into(), vs.into()))
+}
+
+/// Writes `adjusted`, the Holm–Bonferroni adjustment of every entry's `p` over all of `vs`
+/// (`null` where `p` is).
+fn adjust_over_family(vs: &mut serde_json::Map<String, Value>, p: &str, adjusted: &str) {
+    let raw: Vec<f64> = vs.values().flat_map(|per| per.as_object().into_iter().flat_map(|m| m.values())).map(|e| e[p].as_f64().unwrap_or(f64::NAN)).collect();
+    let mut holm = holm(&raw).into_iter();
+    for entry in vs.values_mut().flat_map(|per| per.as_object_mut().into_iter().flat_map(|m| m.values_mut())) {
+        entry[adjusted] = json!(holm.next().filter(|p| !p.is_nan()));
+    }
 }
 
 /// Markdown tables of [`over_seeds`]' output: [`summary_table`] then [`difference_table`].
@@ -151,7 +170,8 @@ pub fn summary_table(variants: &Value, order: &[String], metrics: &[&str]) -> St
 }
 
 /// Each variant's difference to `baseline` with the t-interval over seeds and the bootstrap
-/// interval over test samples; `*` marks an interval that excludes zero.
+/// interval over test samples (`*` marks an interval that excludes zero), each with its
+/// Holm-adjusted p-value ([`over_seeds`]).
 pub fn difference_table(vs: &Value, order: &[String], metrics: &[&str], baseline: &str) -> String {
     let ci = |x: &Value, m: &str| match (x[0].as_f64(), x[1].as_f64()) {
         (Some(lo), Some(hi)) => format!(
@@ -162,18 +182,26 @@ pub fn difference_table(vs: &Value, order: &[String], metrics: &[&str], baseline
         ),
         _ => "–".to_string(),
     };
+    let p = |x: &Value| match x.as_f64() {
+        Some(p) if p < 0.001 => "<0.001".to_string(),
+        Some(p) => format!("{p:.3}"),
+        None => "–".to_string(),
+    };
+    let family = vs.as_object().into_iter().flat_map(|v| v.values()).flat_map(|per| per.as_object().into_iter().flat_map(|m| m.values())).filter(|e| e["p_t_holm"].is_number()).count();
     let mut s = format!(
-        "Difference to {baseline} (variant − {baseline}), mean over seeds, with the 95 % paired t-interval over seeds and the 95 % bootstrap interval over test samples; `*`: the interval excludes 0.\n\n"
+        "Difference to {baseline} (variant − {baseline}), mean over seeds, with the 95 % paired t-interval over seeds and the 95 % bootstrap interval over test samples; `*`: the interval excludes 0. Holm p: the test's two-sided p-value, Holm–Bonferroni adjusted over all {family} variant × metric comparisons to {baseline}; below 0.05, a difference holds with every comparison counted.\n\n"
     );
-    s += "| variant | metric | difference | t-interval (seeds) | bootstrap (test samples) |\n|---|---|---|---|---|\n";
+    s += "| variant | metric | difference | t-interval (seeds) | Holm p (seeds) | bootstrap (test samples) | Holm p (samples) |\n|---|---|---|---|---|---|---|\n";
     for v in order.iter().filter(|v| vs.get(v.as_str()).is_some()) {
         for m in metrics {
             let d = &vs[v][m];
             s += &format!(
-                "| {v} | {m} | {:+.2} | {} | {} |\n",
+                "| {v} | {m} | {:+.2} | {} | {} | {} | {} |\n",
                 scale(m) * d["diff_mean"].as_f64().unwrap_or(f64::NAN),
                 ci(&d["ci95"], m),
-                ci(&d["ci95_bootstrap"], m)
+                p(&d["p_t_holm"]),
+                ci(&d["ci95_bootstrap"], m),
+                p(&d["p_bootstrap_holm"])
             );
         }
     }

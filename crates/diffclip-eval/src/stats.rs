@@ -63,6 +63,54 @@ pub fn paired_t_interval(a: &[f64], b: &[f64], level: f64) -> Option<PairedDiff>
     })
 }
 
+/// Two-sided p-value of the paired t-test of `a - b` against zero (`scipy.stats.ttest_rel`):
+/// `2 · P(T > |t|)`, `T` Student's t with `n - 1` degrees of freedom. `None` with fewer than
+/// two pairs, unequal lengths, a value that is not finite, or differences all zero (no test
+/// to make); differences all equal and not zero give 0.
+///
+/// ```
+/// use diffclip_eval::stats::paired_t_p_value;
+/// let p = paired_t_p_value(&[1.2, 2.5, 3.1, 4.8, 5.0], &[0.2, 0.5, 0.1, 0.8, 0.0]).unwrap();
+/// assert!((p - 0.013_235_599_563_682_69).abs() < 1e-12); // SciPy 1.17
+/// ```
+pub fn paired_t_p_value(a: &[f64], b: &[f64]) -> Option<f64> {
+    if a.len() != b.len() || a.len() < 2 || a.iter().chain(b).any(|x| !x.is_finite()) {
+        return None;
+    }
+    let d: Vec<f64> = a.iter().zip(b).map(|(x, y)| x - y).collect();
+    let (m, sd) = (mean(&d), sample_sd(&d));
+    if sd == 0.0 {
+        return (m != 0.0).then_some(0.0);
+    }
+    let t = m / (sd / (d.len() as f64).sqrt());
+    Some((2.0 * (1.0 - student_t_cdf(t.abs(), (d.len() - 1) as f64))).clamp(0.0, 1.0))
+}
+
+/// Holm–Bonferroni adjusted p-values (`statsmodels` `multipletests(p, method="holm")`), in the
+/// order given: an adjusted p below `α` rejects with a family-wise error of at most `α` over
+/// all of `p`, however the tests depend on each other. `NaN` entries (no test) stay `NaN` and
+/// do not count in the family.
+///
+/// ```
+/// use diffclip_eval::stats::holm;
+/// let adjusted = holm(&[0.01, 0.04, 0.03, 0.005]);
+/// let statsmodels = [0.03, 0.06, 0.06, 0.02]; // multipletests, statsmodels 0.15
+/// assert!(adjusted.iter().zip(statsmodels).all(|(a, b)| (a - b).abs() < 1e-15));
+/// assert!(holm(&[0.2, f64::NAN])[1].is_nan());
+/// ```
+pub fn holm(p: &[f64]) -> Vec<f64> {
+    let mut order: Vec<usize> = (0..p.len()).filter(|&i| !p[i].is_nan()).collect();
+    order.sort_by(|&i, &j| p[i].total_cmp(&p[j]));
+    let m = order.len();
+    let mut adjusted = vec![f64::NAN; p.len()];
+    let mut running = 0.0f64;
+    for (rank, &i) in order.iter().enumerate() {
+        running = running.max(((m - rank) as f64 * p[i]).min(1.0));
+        adjusted[i] = running;
+    }
+    adjusted
+}
+
 /// `ln Γ(x)` for `x > 0` (Lanczos, g = 7, 9 terms; relative error below 1e-14).
 pub fn ln_gamma(x: f64) -> f64 {
     const G: [f64; 9] = [
@@ -236,6 +284,10 @@ pub struct BootstrapDiff {
     pub diff_mean: f64,
     /// Percentile interval `[q_{(1-level)/2}, q_{(1+level)/2}]` of the resampled statistic.
     pub ci: [f64; 2],
+    /// Two-sided bootstrap p-value of a zero difference: `2 · (k + 1) / (B + 1)`, capped at 1,
+    /// where `k` is the smaller of the counts of resampled statistics `≤ 0` and `≥ 0` out of
+    /// `B` resamples (so it is never 0: `B` resamples cannot show less).
+    pub p_value: f64,
     /// Number of resamples.
     pub resamples: usize,
     /// Test samples per run.
@@ -274,12 +326,14 @@ pub fn bootstrap_paired_diff(
         .collect();
     stats.sort_by(f64::total_cmp);
     let alpha = (1.0 - level) / 2.0;
+    let far_side = stats.iter().filter(|&&x| x <= 0.0).count().min(stats.iter().filter(|&&x| x >= 0.0).count());
     Some(BootstrapDiff {
         diff_mean: observed,
         ci: [
             quantile_sorted(&stats, alpha),
             quantile_sorted(&stats, 1.0 - alpha),
         ],
+        p_value: (2.0 * (far_side + 1) as f64 / (resamples + 1) as f64).min(1.0),
         resamples,
         samples: n,
     })

@@ -154,3 +154,67 @@ fn runs_are_paired_only_over_the_same_seeds() {
     let e = over_seeds(&[runs("clip", &[0, 0]), runs("diff", &[0, 0])], "clip", &metrics, 10).unwrap_err().to_string();
     assert!(e.contains("seed 0 appears twice"), "{e}");
 }
+
+#[test]
+fn p_values_match_scipy_and_statsmodels() {
+    // scipy.stats.ttest_rel(a, b).pvalue (SciPy 1.17.1), statsmodels 0.15's multipletests
+    let (a, b) = ([0.31, 0.28, 0.35, 0.30, 0.33], [0.25, 0.27, 0.29, 0.24, 0.31]);
+    assert!(close(paired_t_p_value(&a, &b).unwrap(), 0.019575480904252127, 1e-10));
+    assert!(close(paired_t_p_value(&[0.5, 0.52, 0.47], &[0.49, 0.48, 0.5]).unwrap(), 0.7735445931710808, 1e-10));
+    assert_eq!(paired_t_p_value(&[1.0, 2.0], &[1.0, 2.0]), None, "no difference at all: no test");
+    assert_eq!(paired_t_p_value(&[2.0, 3.0], &[1.0, 2.0]), Some(0.0), "the same difference every time");
+    assert_eq!(paired_t_p_value(&[1.0], &[0.0]), None);
+    assert_eq!(paired_t_p_value(&[1.0, f64::NAN], &[0.0, 0.0]), None);
+    // multipletests(p, method="holm")[1]; the adjustment never lowers a p-value and keeps their order.
+    let p = [0.04941362421328306, 0.11808289631180337, 0.3688312557327975, 0.0925147870269698];
+    let want = [0.19765449685313224, 0.2775443610809094, 0.3688312557327975, 0.2775443610809094];
+    for (got, want) in holm(&p).iter().zip(want) {
+        assert!(close(*got, want, 1e-14), "{got} vs {want}");
+    }
+    assert!(holm(&[]).is_empty());
+}
+
+#[test]
+fn bootstrap_p_value_counts_the_far_side_of_zero() {
+    // Every sample better by 1: no resample reaches zero, so p is its floor 2 / (B + 1).
+    let b = bootstrap_paired_diff(&[vec![1.0; 20]], &[vec![0.0; 20]], 999, 0.95, 0).unwrap();
+    assert_eq!(b.p_value, 2.0 / 1000.0);
+    // Half better, half worse: the resamples straddle zero, p near 1.
+    let mixed: Vec<f64> = (0..40).map(|i| (i % 2) as f64).collect();
+    let b = bootstrap_paired_diff(&[mixed.clone()], &[vec![0.5; 40]], 999, 0.95, 0).unwrap();
+    assert!(b.p_value > 0.8 && b.p_value <= 1.0, "{}", b.p_value);
+}
+
+#[test]
+fn comparisons_over_seeds_carry_holm_adjusted_p_values() {
+    use diffclip_eval::compare::{SeedRuns, difference_table, over_seeds};
+    use diffclip_eval::heldout::{HeldOut, HeldOutMetrics};
+    let held = |shape: f64, color: f64| HeldOut {
+        metrics: HeldOutMetrics { step: 1, heldout_loss: 1.0, zero_shot_shape_top1: shape, zero_shot_color_top1: color, image_to_text_r1: 0.0, image_to_text_r5: 0.0, text_to_image_r1: 0.0, text_to_image_r5: 0.0 },
+        per_sample: Default::default(),
+    };
+    let runs = |shape: [f64; 3], color: [f64; 3]| -> Vec<HeldOut> { (0..3).map(|i| held(shape[i], color[i])).collect() };
+    let clip = runs([0.10, 0.20, 0.30], [0.50, 0.40, 0.45]);
+    let diff = runs([0.15, 0.27, 0.33], [0.52, 0.41, 0.49]);
+    let star = runs([0.12, 0.19, 0.36], [0.30, 0.35, 0.28]);
+    fn group<'a>(name: &str, h: &'a [HeldOut]) -> SeedRuns<'a> {
+        SeedRuns { name: name.into(), runs: h.iter().enumerate().map(|(s, h)| (s as u64, h)).collect() }
+    }
+    let metrics = ["zero_shot_shape_top1", "zero_shot_color_top1"];
+    let (_, vs) = over_seeds(&[group("clip", &clip), group("diff", &diff), group("star", &star)], "clip", &metrics, 10).unwrap();
+    // scipy.stats.ttest_rel, then statsmodels' Holm over the four comparisons.
+    for (variant, metric, p, adjusted) in [
+        ("diff", "zero_shot_shape_top1", 0.04941362421328306, 0.19765449685313224),
+        ("diff", "zero_shot_color_top1", 0.11808289631180337, 0.2775443610809094),
+        ("star", "zero_shot_shape_top1", 0.3688312557327975, 0.3688312557327975),
+        ("star", "zero_shot_color_top1", 0.0925147870269698, 0.2775443610809094),
+    ] {
+        let e = &vs[variant][metric];
+        assert!(close(e["p_t"].as_f64().unwrap(), p, 1e-10), "{variant} {metric}: {e}");
+        assert!(close(e["p_t_holm"].as_f64().unwrap(), adjusted, 1e-10), "{variant} {metric}: {e}");
+        assert!(e["p_bootstrap"].is_null() && e["p_bootstrap_holm"].is_null(), "no per-sample outcomes: no bootstrap");
+    }
+    let table = difference_table(&vs, &["diff".into(), "star".into()], &metrics, "clip");
+    assert!(table.contains("adjusted over all 4 variant × metric comparisons"), "{table}");
+    assert!(table.contains("| diff | zero_shot_shape_top1 | +5.00 | [+0.03, +9.97] * | 0.198 | – | – |"), "{table}");
+}
