@@ -42,7 +42,7 @@ use diffclip::clip::check_finite_rows;
 use diffclip::data::Pipeline;
 use diffclip::data::datasets::{BadSamplePolicy, CsvDataset, DataSpec, ImageLoader, WebDatasetConfig, expand_braces, list_image_files};
 use diffclip::eval::Encoder;
-use diffclip::eval::shards::{EmbedRow, Embedding, ImageSource, ShardJob, ShardReport};
+use diffclip::eval::shards::{EmbedRow, Embedding, RowImage, ShardJob, ShardReport};
 
 #[derive(Parser, Debug)]
 #[command(about = "Embed images and token ids with a CLIP / DiffCLIP checkpoint")]
@@ -208,7 +208,7 @@ fn embed_files(args: &Args, loaded: &LoadedModel) -> Result<(), Box<dyn std::err
                 if table.skip_counter().skipped() > 0 {
                     eprintln!("{}: skipped {} malformed rows", path.display(), table.skip_counter().skipped());
                 }
-                let rows: Vec<EmbedRow> = table.rows().iter().map(|r| EmbedRow { id: r.image.display().to_string(), image: Some(ImageSource::File(r.image.clone())), caption: Some(r.caption.clone()) }).collect();
+                let rows: Vec<EmbedRow> = table.rows().iter().map(|r| EmbedRow { id: r.image.display().to_string(), image: Some(RowImage::File(r.image.clone())), caption: Some(r.caption.clone()) }).collect();
                 eprintln!("{} image–caption pairs, {preprocess} preprocessing", rows.len());
                 job.embed_rows(&encoder, what.pipeline, what.texts, &rows)?
             }

@@ -348,9 +348,6 @@ fn fresh_trainer(args: &Args, device: &Device, options: RunOptions) -> Res<Train
         config.vision.image_size = size;
     }
     let loss = if args.loss == "siglip" { LossKind::Siglip } else { LossKind::Clip };
-    if loss == LossKind::Siglip && config.logit_bias_init.is_none() {
-        return Err("--loss siglip needs a model with a logit bias (set \"logit_bias_init\", e.g. -10, in --config)".into());
-    }
     let decay = if args.schedule == "constant" { LrDecay::Constant } else { LrDecay::Cosine };
     let tc = TrainConfig {
         batch_size: args.batch_size,
@@ -366,6 +363,7 @@ fn fresh_trainer(args: &Args, device: &Device, options: RunOptions) -> Res<Train
         ..TrainConfig::default()
     };
     tc.check()?;
+    tc.check_model(&config)?;
     let ad = device.clone().autodiff();
     ad.seed(args.seed);
     let model = config.init(&ad)?;

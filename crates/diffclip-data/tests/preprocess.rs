@@ -355,3 +355,17 @@ fn presets_parse_by_name_with_clear_errors() {
         Err(PreprocessError::InvalidConfig(_))
     ));
 }
+
+#[test]
+fn a_misspelt_config_key_is_an_error_not_a_default() {
+    use diffclip_data::tokenizer::TokenizerConfig;
+    let tokenizer = serde_json::from_str::<TokenizerConfig>(r#"{"context_lenght": 64}"#).unwrap_err().to_string();
+    assert!(tokenizer.contains("unknown field `context_lenght`"), "{tokenizer}");
+    let decode = serde_json::from_str::<DecodeOptions>(r#"{"max_pixel": 10}"#).unwrap_err().to_string();
+    assert!(decode.contains("unknown field `max_pixel`"), "{decode}");
+    let mut config = serde_json::to_value(PreprocessConfig::preset(Preset::OpenAi, 224)).unwrap();
+    assert!(serde_json::from_value::<PreprocessConfig>(config.clone()).is_ok(), "a config as written reads back");
+    config["decode"]["exif"] = true.into();
+    let nested = serde_json::from_value::<PreprocessConfig>(config).unwrap_err().to_string();
+    assert!(nested.contains("unknown field `exif`"), "{nested}");
+}

@@ -163,9 +163,11 @@ impl<'a> Encoder<'a> {
         for window in texts.chunks(self.batch_size * SORT_WINDOW) {
             let texts: Vec<&str> = window.iter().map(|t| t.as_ref()).collect();
             let rows = self.tokenizer.tokenize_batch(&texts)?;
-            if let Some(&id) = rows.iter().flatten().find(|&&id| id as usize >= vocab) {
+            if let Some((i, &id)) = rows.iter().enumerate().find_map(|(i, r)| r.iter().find(|&&id| id as usize >= vocab).map(|id| (i, id))) {
+                let index = parts.len() * self.batch_size * SORT_WINDOW + i;
                 return Err(EvalError::Invalid(format!(
-                    "token id {id} is outside the model's vocabulary of {vocab}"
+                    "text {index} ({:?}) has token id {id}, outside the model's vocabulary of {vocab}: the tokenizer is not the model's",
+                    texts[i].chars().take(60).collect::<String>()
                 )));
             }
             let mut order: Vec<usize> = (0..rows.len()).collect();
@@ -194,13 +196,16 @@ impl<'a> Encoder<'a> {
         Matrix::from_tensor(self.model.encode_text(ids))
     }
 
-    /// Image embeddings of a preprocessed batch `[N, 3, S, S]` (split into batches here).
+    /// Image embeddings of a preprocessed batch `[N, C, S, S]` (split into batches here), `C`
+    /// the vision tower's input channels (3 for RGB).
     pub fn encode_images(&self, images: Tensor<4>) -> Result<Matrix, EvalError> {
         let dims = images.dims();
         let s = self.image_size();
-        if dims[1] != 3 || dims[2] != s || dims[3] != s {
+        // The patch convolution's weight is [width, in_chans, patch, patch].
+        let chans = self.model.visual.patch_embed.proj.weight.val().dims()[1];
+        if dims[1] != chans || dims[2] != s || dims[3] != s {
             return Err(EvalError::Shape(format!(
-                "images must be [N, 3, {s}, {s}], got {dims:?}"
+                "images must be [N, {chans}, {s}, {s}], got {dims:?}"
             )));
         }
         let pb = bar(dims[0], "images", self.progress);

@@ -96,7 +96,7 @@ impl<'a> Evaluator<'a> {
         classnames: &[S],
         templates: &[T],
     ) -> Result<Matrix, EvalError> {
-        let prompts = crate::zeroshot::classifier_prompts(classnames, templates)?;
+        let prompts = crate::zeroshot::class_prompts(classnames, templates)?;
         classifier_from_text_embeddings(
             &self.text_features(&prompts)?,
             classnames.len(),

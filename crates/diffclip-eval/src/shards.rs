@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 pub use exact::{ExactIndex, Hit, search, search_many};
 pub(crate) use exact::{dot, keep_top, normalized};
-pub use job::{EmbedRow, Embedding, ImageSource, ShardJob, ShardPlan, ShardReport};
+pub use job::{EmbedRow, Embedding, RowImage, ShardJob, ShardPlan, ShardReport};
 
 
 /// Why a shard without `tensor` cannot be searched: it was embedded for the other kind

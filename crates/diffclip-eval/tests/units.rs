@@ -197,3 +197,19 @@ fn probes_refuse_labels_they_would_silently_drop() {
     let e = few_shot(split(good), None, split(good), 2, &FewShotConfig { probe: LinearProbeConfig { val_fraction: 0.1, ..fs.probe.clone() }, ..fs.clone() }).unwrap_err().to_string();
     assert!(e.contains("no validation samples"), "{e}");
 }
+
+#[test]
+fn a_misspelt_probe_setting_is_an_error_not_a_default() {
+    use diffclip_eval::probe::{FewShotConfig, LinearProbeConfig, LogRegOptions};
+    for (what, err) in [
+        ("linear probe", serde_json::from_str::<LinearProbeConfig>(r#"{"c_grid": [1.0], "seeed": 3}"#).map(drop)),
+        ("few-shot", serde_json::from_str::<FewShotConfig>(r#"{"shot": [1]}"#).map(drop)),
+        ("logistic regression", serde_json::from_str::<LogRegOptions>(r#"{"lamda": 1.0}"#).map(drop)),
+    ] {
+        let err = err.unwrap_err().to_string();
+        assert!(err.contains("unknown field"), "{what}: {err}");
+    }
+    // What they write reads back.
+    let probe = serde_json::to_string(&LinearProbeConfig::default()).unwrap();
+    assert_eq!(serde_json::from_str::<LinearProbeConfig>(&probe).unwrap(), LinearProbeConfig::default());
+}

@@ -107,6 +107,42 @@ impl TrainConfig {
         }
     }
 
+    /// Refuses training a model of `model` with these settings where the step would fail or
+    /// train something else (checked by [`Trainer::fit`](crate::Trainer::fit) before anything
+    /// is written; call it first to refuse before building the model): a text vocabulary
+    /// smaller than the CLIP tokenizer's, SigLIP without a logit bias to learn, and a batch
+    /// that cannot fit in memory ([`ModelLimits::check_batch`](diffclip_clip::ModelLimits::check_batch)).
+    ///
+    /// ```
+    /// use diffclip_clip::ClipConfig;
+    /// use diffclip_train::{LossKind, TrainConfig};
+    /// let siglip = TrainConfig { loss: LossKind::Siglip, ..TrainConfig::default() };
+    /// let err = siglip.check_model(&ClipConfig::diffclip_tiny()).unwrap_err().to_string();
+    /// assert!(err.contains("logit bias"), "{err}");
+    /// let with_bias = ClipConfig { logit_bias_init: Some(-10.0), ..ClipConfig::diffclip_tiny() };
+    /// assert!(siglip.check_model(&with_bias).is_ok());
+    /// ```
+    pub fn check_model(&self, model: &diffclip_clip::ClipConfig) -> Result<(), crate::TrainError> {
+        let bad = |m: String| Err(crate::TrainError::Config(m));
+        // The built-in tokenizer's ids reach 49 407 (end of text): a smaller embedding table
+        // would fail at the first lookup.
+        let vocab = model.text.vocab_size;
+        if vocab < diffclip_data::tokenizer::VOCAB_SIZE {
+            return bad(format!(
+                "the model's text vocabulary (text.vocab_size) holds {vocab} ids, fewer than the CLIP tokenizer's {}: its token ids would fall outside it",
+                diffclip_data::tokenizer::VOCAB_SIZE
+            ));
+        }
+        // SigLIP learns a bias next to the scale: without one it would train another loss.
+        if self.loss == LossKind::Siglip && model.logit_bias_init.is_none() {
+            return bad("loss siglip (--loss siglip) needs a model with a logit bias: set \"logit_bias_init\" (e.g. -10) in the model config".into());
+        }
+        // A batch that cannot fit is refused up front, not aborted in the allocator.
+        diffclip_clip::ModelLimits::default()
+            .check_batch(&model.estimate(), self.batch_size, diffclip_clip::Workload::Training)
+            .map_err(|e| crate::TrainError::Config(format!("batch_size (--batch-size): {e}")))
+    }
+
     /// Settings that are allowed but probably not meant, each said in a line: a warm-up longer
     /// than the run never reaches `lr`.
     ///

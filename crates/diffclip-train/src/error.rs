@@ -81,6 +81,13 @@ pub enum TrainError {
     /// The training configuration (or its combination with the data or devices) is invalid.
     #[error("invalid training config: {0}")]
     Config(String),
+    /// The model could not be built or cast (its config, its size, a precision the device
+    /// lacks), kept whole so that callers can match it.
+    #[error("model: {0}")]
+    Model(#[from] diffclip_clip::ClipError),
+    /// The tokenizer could not be built.
+    #[error("tokenizer: {0}")]
+    Tokenizer(#[from] diffclip_data::tokenizer::TokenizerError),
     /// The evaluation hook failed.
     #[error("evaluation: {0}")]
     Eval(String),

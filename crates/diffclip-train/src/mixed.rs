@@ -33,7 +33,7 @@ pub fn compute_model(model: &Clip, precision: Precision, device: &Device) -> Res
     if precision.products_on(device) {
         return Ok(model.clone());
     }
-    model.clone().with_precision(precision).map_err(|e| TrainError::Config(e.to_string()))
+    Ok(model.clone().with_precision(precision)?)
 }
 
 /// Runs `f`, a forward and backward from this thread, with products in `precision`

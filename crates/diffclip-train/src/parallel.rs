@@ -59,7 +59,8 @@ pub fn gather_features(parts: Vec<Tensor<2>>, device: &Device) -> Tensor<2> {
 }
 
 /// Contrastive loss of gathered features with the master's `logit_scale` (clamped to 100) and,
-/// for SigLIP, its bias.
+/// for SigLIP, its bias (0 for a model without one; [`Trainer`](crate::Trainer) refuses to
+/// train such a model with SigLIP, since it cannot learn the bias).
 pub fn contrastive_loss(
     master: &Clip,
     kind: LossKind,
@@ -67,9 +68,12 @@ pub fn contrastive_loss(
     text: Tensor<2>,
 ) -> Tensor<1> {
     let scale = master.logit_scale_exp().clamp_max(MAX_LOGIT_SCALE);
-    match (kind, &master.logit_bias) {
-        (LossKind::Siglip, Some(bias)) => siglip_loss(image, text, scale, bias.val()),
-        _ => clip_loss_normalized(image, text, scale),
+    match kind {
+        LossKind::Siglip => {
+            let bias = master.logit_bias.as_ref().map_or_else(|| Tensor::zeros([1], &scale.device()), |b| b.val());
+            siglip_loss(image, text, scale, bias)
+        }
+        LossKind::Clip => clip_loss_normalized(image, text, scale),
     }
 }
 

@@ -117,7 +117,7 @@ pub fn compact_config(variant: &str, shape: &CompactShape) -> Result<ClipConfig,
 pub fn init_compact(variant: &str, shape: &CompactShape, seed: u64, device: &Device) -> Result<(Clip, ClipConfig), TrainError> {
     let config = compact_config(variant, shape)?;
     device.seed(seed);
-    let model = config.init(device).map_err(|e| TrainError::Config(e.to_string()))?;
+    let model = config.init(device)?;
     Ok((model, config))
 }
 
@@ -155,7 +155,7 @@ impl SyntheticTask {
     pub fn new(config: SyntheticConfig) -> Result<Self, TrainError> {
         let train = SyntheticDataset::new(config.clone(), Split::Train)?;
         let test = SyntheticDataset::new(config, Split::Test)?;
-        let tokenizer = ClipTokenizer::with_config(TokenizerConfig { context_length: CONTEXT, ..Default::default() }).map_err(|e| TrainError::Config(e.to_string()))?;
+        let tokenizer = ClipTokenizer::with_config(TokenizerConfig { context_length: CONTEXT, ..Default::default() })?;
         Ok(Self { data: train.contrastive(), train, test, batcher: ClipBatcher::new(tokenizer) })
     }
 

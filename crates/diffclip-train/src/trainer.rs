@@ -168,23 +168,11 @@ impl Trainer {
         {
             return Err(TrainError::Config(format!("the data-parallel main device {:?} is not the trainer's device {:?}", p.main(), self.device)));
         }
-        // The built-in tokenizer's ids reach 49 407 (end of text): a smaller embedding table
-        // would fail at the first lookup, after the output was opened.
-        let vocab = self.model_config.text.vocab_size;
-        if vocab < diffclip_data::tokenizer::VOCAB_SIZE {
-            return Err(TrainError::Config(format!(
-                "the model's text vocabulary (text.vocab_size) holds {vocab} ids, fewer than the CLIP tokenizer's {}: its token ids would fall outside it",
-                diffclip_data::tokenizer::VOCAB_SIZE
-            )));
-        }
-        // A batch that cannot fit is refused before anything is written, not aborted in the allocator.
-        diffclip_clip::ModelLimits::default()
-            .check_batch(&self.model_config.estimate(), self.config.batch_size, diffclip_clip::Workload::Training)
-            .map_err(|e| TrainError::Config(format!("batch_size (--batch-size): {e}")))?;
+        self.config.check_model(&self.model_config)?;
         // A device without that arithmetic is refused before anything is written.
         let replicas = self.options.parallel.as_ref().map(|p| p.devices()).unwrap_or_default();
         for device in std::iter::once(&self.device).chain(replicas) {
-            self.config.precision.check(device).map_err(|e| TrainError::Config(e.to_string()))?;
+            self.config.precision.check(device)?;
         }
         let log = match &self.options.output {
             Some(dir) => Some(self.open_output(dir)?),
@@ -358,7 +346,7 @@ impl Trainer {
     /// in place. A clone left behind made it copy every weight, most of a ViT-B/16 step's
     /// memory traffic outside the products.
     fn take_model(&mut self) -> Result<Clip, TrainError> {
-        let placeholder = ClipConfig::diffclip_tiny().init_lazy(&self.device).map_err(|e| TrainError::Config(e.to_string()))?;
+        let placeholder = ClipConfig::diffclip_tiny().init_lazy(&self.device)?;
         Ok(std::mem::replace(&mut self.model, placeholder))
     }
 

@@ -78,6 +78,7 @@ pub enum ConvertOrder {
 /// assert_eq!(back, c);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)] // a misspelt key is an error, not a default
 pub struct PreprocessConfig {
     /// Output side `S` (the output is `[3, S, S]`).
     pub size: u32,

@@ -34,6 +34,7 @@ pub const MAX_BYTES_ENV: &str = "DIFFCLIP_MAX_IMAGE_BYTES";
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
+#[serde(deny_unknown_fields)] // a misspelt key is an error, not a default
 pub struct DecodeOptions {
     /// Reject images with more pixels than this before allocating them.
     pub max_pixels: u64,

@@ -71,6 +71,7 @@ impl FromStr for Truncation {
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(default)]
+#[serde(deny_unknown_fields)] // a misspelt key is an error, not a default
 pub struct TokenizerConfig {
     /// Number of ids per tokenized text, SOT and EOT included (2 to [`MAX_CONTEXT_LENGTH`];
     /// default 77).

@@ -24,6 +24,7 @@ pub enum FewShotClassifier {
 
 /// Settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)] // a misspelt key is an error, not a default
 pub struct FewShotConfig {
     /// Shots per class.
     pub shots: Vec<usize>,

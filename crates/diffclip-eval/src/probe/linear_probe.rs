@@ -9,6 +9,7 @@ use crate::{EvalError, Matrix};
 
 /// Sweep settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)] // a misspelt key is an error, not a default
 pub struct LinearProbeConfig {
     /// Coarse grid of `C` values (fitted in ascending order, each warm-started from the last).
     pub c_grid: Vec<f64>,

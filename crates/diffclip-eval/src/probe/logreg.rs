@@ -13,6 +13,7 @@ use crate::{EvalError, Matrix};
 
 /// Hyper-parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)] // a misspelt key is an error, not a default
 pub struct LogRegOptions {
     /// Inverse regularisation strength (scikit-learn's `C`).
     pub c: f64,

@@ -84,7 +84,7 @@ impl ShardReport {
 
 /// Where a row's image comes from.
 #[derive(Debug, Clone)]
-pub enum ImageSource {
+pub enum RowImage {
     /// An image file.
     File(PathBuf),
     /// Encoded bytes already read (a WebDataset member).
@@ -99,7 +99,7 @@ pub struct EmbedRow {
     /// The file, `TAR:KEY` or `LINE:n` the row came from.
     pub id: String,
     /// The image, when the job embeds images.
-    pub image: Option<ImageSource>,
+    pub image: Option<RowImage>,
     /// The caption, when the job embeds texts.
     pub caption: Option<String>,
 }
@@ -157,7 +157,7 @@ impl ShardJob {
     /// Embeds the image `files` into shards holding `image_embed` `[rows, E]` and, in the
     /// metadata key `paths`, the JSON list of each row's file.
     pub fn embed_images(&self, encoder: &Encoder<'_>, pipeline: &Pipeline, files: &[PathBuf]) -> Result<ShardReport, EvalError> {
-        let rows: Vec<EmbedRow> = files.iter().map(|f| EmbedRow { id: f.display().to_string(), image: Some(ImageSource::File(f.clone())), caption: None }).collect();
+        let rows: Vec<EmbedRow> = files.iter().map(|f| EmbedRow { id: f.display().to_string(), image: Some(RowImage::File(f.clone())), caption: None }).collect();
         self.embed_rows(encoder, Some(pipeline), false, &rows)
     }
 
@@ -321,7 +321,7 @@ impl ShardJob {
 
 /// A row's pixels (`None` when the job embeds no images), or why the row cannot be used.
 fn decode(what: &Embedding<'_>, row: &EmbedRow) -> Result<Option<Vec<f32>>, String> {
-    if let Some(ImageSource::Unreadable(why)) = &row.image {
+    if let Some(RowImage::Unreadable(why)) = &row.image {
         return Err(why.clone());
     }
     if what.texts && row.caption.is_none() {
@@ -330,9 +330,9 @@ fn decode(what: &Embedding<'_>, row: &EmbedRow) -> Result<Option<Vec<f32>>, Stri
     match (what.pipeline, &row.image) {
         (None, _) => Ok(None),
         (Some(_), None) => Err("no image".into()),
-        (Some(p), Some(ImageSource::File(f))) => p.process_file(f, 0).map(Some).map_err(|e| e.to_string()),
-        (Some(p), Some(ImageSource::Encoded(bytes))) => p.process_bytes(bytes, &row.id, 0).map(Some).map_err(|e| e.to_string()),
-        (Some(_), Some(ImageSource::Unreadable(why))) => Err(why.clone()),
+        (Some(p), Some(RowImage::File(f))) => p.process_file(f, 0).map(Some).map_err(|e| e.to_string()),
+        (Some(p), Some(RowImage::Encoded(bytes))) => p.process_bytes(bytes, &row.id, 0).map(Some).map_err(|e| e.to_string()),
+        (Some(_), Some(RowImage::Unreadable(why))) => Err(why.clone()),
     }
 }
 
@@ -357,10 +357,10 @@ impl ShardJob {
                 .map(|sample| match sample {
                     Ok(s) => EmbedRow {
                         id: format!("{}:{}", tar.display(), s.key),
-                        image: what.pipeline.is_some().then_some(ImageSource::Encoded(s.image)),
+                        image: what.pipeline.is_some().then_some(RowImage::Encoded(s.image)),
                         caption: what.texts.then_some(s.caption),
                     },
-                    Err(e) => EmbedRow { id: tar.display().to_string(), image: Some(ImageSource::Unreadable(e.to_string())), caption: None },
+                    Err(e) => EmbedRow { id: tar.display().to_string(), image: Some(RowImage::Unreadable(e.to_string())), caption: None },
                 })
                 .collect())
         })

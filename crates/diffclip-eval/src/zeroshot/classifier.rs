@@ -4,45 +4,22 @@ use crate::metadata::fill_template;
 use crate::{Encoder, EvalError, Matrix};
 
 /// The prompts of every class under every template, class-major: row `c * T + t` is class `c`
-/// under template `t`.
+/// under template `t`. An error when there is no class or no template, or a template without
+/// the class name (every class would get the same prompt, so every image the first class).
 ///
 /// ```
-/// let p = diffclip_eval::class_prompts(&["cat", "dog"], &["a {c}.", "a photo of a {c}."]);
+/// let p = diffclip_eval::class_prompts(&["cat", "dog"], &["a {c}.", "a photo of a {c}."]).unwrap();
 /// assert_eq!(p, ["a cat.", "a photo of a cat.", "a dog.", "a photo of a dog."]);
+/// assert!(diffclip_eval::class_prompts(&["cat", "dog"], &["a photo."]).is_err());
 /// ```
-pub fn class_prompts<S: AsRef<str>, T: AsRef<str>>(
-    classnames: &[S],
-    templates: &[T],
-) -> Vec<String> {
-    classnames
-        .iter()
-        .flat_map(|c| {
-            templates
-                .iter()
-                .map(move |t| fill_template(t.as_ref(), c.as_ref()))
-        })
-        .collect()
-}
-
-/// [`class_prompts`], or an error when there is no class or no template, or a template without
-/// the class name (every class would get the same prompt, so every image the first class).
-pub(crate) fn classifier_prompts<S: AsRef<str>, T: AsRef<str>>(
-    classnames: &[S],
-    templates: &[T],
-) -> Result<Vec<String>, EvalError> {
+pub fn class_prompts<S: AsRef<str>, T: AsRef<str>>(classnames: &[S], templates: &[T]) -> Result<Vec<String>, EvalError> {
     if let Some(t) = templates.iter().find(|t| !diffclip_data::metadata::is_template(t.as_ref())) {
-        return Err(EvalError::Invalid(format!(
-            "prompt template {:?} has no {{c}} (or {{}}) for the class name",
-            t.as_ref()
-        )));
+        return Err(EvalError::Invalid(format!("prompt template {:?} has no {{c}} (or {{}}) for the class name", t.as_ref())));
     }
-    let prompts = class_prompts(classnames, templates);
-    if prompts.is_empty() {
-        return Err(EvalError::Invalid(
-            "a classifier needs at least one class and one template".into(),
-        ));
+    if classnames.is_empty() || templates.is_empty() {
+        return Err(EvalError::Invalid("a classifier needs at least one class and one template".into()));
     }
-    Ok(prompts)
+    Ok(classnames.iter().flat_map(|c| templates.iter().map(move |t| fill_template(t.as_ref(), c.as_ref()))).collect())
 }
 
 /// The classifier from prompt embeddings laid out as [`class_prompts`] makes them
@@ -110,7 +87,7 @@ pub fn build_classifier<S: AsRef<str>, T: AsRef<str>>(
     classnames: &[S],
     templates: &[T],
 ) -> Result<Matrix, EvalError> {
-    let prompts = classifier_prompts(classnames, templates)?;
+    let prompts = class_prompts(classnames, templates)?;
     let emb = encoder.encode_texts(&prompts)?;
     classifier_from_text_embeddings(&emb, classnames.len(), templates.len())
 }

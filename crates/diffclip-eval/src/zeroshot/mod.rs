@@ -4,7 +4,6 @@ mod classifier;
 mod metrics;
 
 pub use classifier::{build_classifier, class_prompts, classifier_from_text_embeddings};
-pub(crate) use classifier::classifier_prompts;
 pub use metrics::{
     ZeroShotMetrics, mean_per_class_recall, zero_shot_metrics, zero_shot_metrics_from_embeddings,
 };
