@@ -28,6 +28,7 @@ use model_args::ModelArgs;
 
 use clap::Parser;
 use diffclip::data::datasets::list_image_files;
+use diffclip::data::files::printable_line;
 use diffclip::data::{Pipeline, Truncation};
 use diffclip::eval::{Encoder, ImageSource, Matrix, build_classifier, metadata};
 use diffclip::http::Response;
@@ -128,7 +129,7 @@ fn run(args: Args) -> Result<(), Error> {
     let mut classify = |files: &[PathBuf], source: &ImageSource| -> Result<usize, Error> {
         let out = encoder.encode_source_skipping(source)?;
         for (i, why) in &out.skipped {
-            eprintln!("skipped {}: {why}", files[*i].display());
+            eprintln!("skipped {}: {}", shown(&files[*i]), printable_line(&why.to_string()));
         }
         if out.kept.is_empty() {
             return Ok(0);
@@ -137,8 +138,8 @@ fn run(args: Args) -> Result<(), Error> {
             if args.json {
                 writeln!(stdout, "{}", serde_json::json!({ "path": file, "top": json_top(&top) }))?;
             } else {
-                let shown: Vec<String> = top.iter().map(|&(c, p)| format!("{} ({:.1}%)", labels[c], 100.0 * p)).collect();
-                writeln!(stdout, "{}: {}", file.display(), shown.join(", "))?;
+                let top: Vec<String> = top.iter().map(|&(c, p)| format!("{} ({:.1}%)", printable_line(&labels[c]), 100.0 * p)).collect();
+                writeln!(stdout, "{}: {}", shown(file), top.join(", "))?;
             }
         }
         stdout.flush()?;
@@ -149,9 +150,9 @@ fn run(args: Args) -> Result<(), Error> {
         return diffclip::cli::serve_stdin(diffclip::cli::StdinLines::Paths, |line| {
             let path = PathBuf::from(line);
             match list_image_files(&[&path]) {
-                Ok(files) if files.is_empty() => eprintln!("skipped {}: no image files", path.display()),
+                Ok(files) if files.is_empty() => eprintln!("skipped {}: no image files", shown(&path)),
                 Ok(files) => _ = classify(&files, &ImageSource::files(files.clone(), &pipeline))?,
-                Err(e) => eprintln!("skipped {}: {e}", path.display()),
+                Err(e) => eprintln!("skipped {}: {}", shown(&path), printable_line(&e.to_string())),
             }
             Ok(())
         });
@@ -165,6 +166,11 @@ fn run(args: Args) -> Result<(), Error> {
         return Err(format!("none of the {} image files could be read", files.len()).into());
     }
     Ok(())
+}
+
+/// A path as one line of text, control characters escaped (a file name may hold any).
+fn shown(path: &Path) -> String {
+    printable_line(&path.to_string_lossy()).into_owned()
 }
 
 /// Probabilities of `scale * logits` (max-subtracted for stability).

@@ -103,17 +103,27 @@ fn run(args: Args) -> Res<()> {
         return Err("need at least one seed, --steps and --pretrain-steps >= 1 and --batch-size >= 2".into());
     }
     args.data.check_seeds()?;
+    // Before any pretraining: a bad fine-tuning rate would waste it.
+    if !(args.finetune_lr.is_finite() && args.finetune_lr > 0.0) {
+        return Err(format!("--finetune-lr must be positive, got {}", args.finetune_lr).into());
+    }
     let synth = SyntheticConfig { seed: args.data.data_seed, image_size: args.shape.image_size as u32, train_size: args.data.train_size, test_size: args.data.test_size, ..SyntheticConfig::default() };
     let task = SyntheticTask::new(synth)?;
     let device = diffclip::backend::device(&args.shape.backend)?.autodiff();
     diffclip::clip::files::create_output_dir(&args.output)?;
     let start = Instant::now();
-    let total = args.pretrain_steps + (args.data.seeds.len() * ARMS.len()) as u64 * args.steps;
+    // No pretraining when --checkpoint gives the model to convert.
+    let pretrain = if args.checkpoint.is_some() { 0 } else { args.pretrain_steps };
+    let total = pretrain + (args.data.seeds.len() * ARMS.len()) as u64 * args.steps;
     eprintln!("{total} training steps in all: up to about {:.0} min on 2 CPU cores (the slowest 2-core host measured)", expected_seconds(&shape, args.shape.batch_size, total) / 60.0);
 
     let (original, clip_config, pretrain_seconds) = match &args.checkpoint {
         Some(path) => {
-            let config = ClipConfig::select(None, None, Some(path))?;
+            // convert has no --config or --preset: the checkpoint must carry its model config.
+            let config = ClipConfig::select(None, None, Some(path)).map_err(|e| match e {
+                diffclip::clip::ClipError::NoConfig { .. } => format!("--checkpoint {}: carries no model config; convert reads checkpoints written by train or save_safetensors, which store it", path.display()),
+                e => format!("--checkpoint {}: {e}", path.display()),
+            })?;
             // The synthetic task is built from the flags: the checkpoint must fit it.
             let (size, context) = (config.vision.image_size, config.text.context_length);
             if size != args.shape.image_size || context != diffclip::train::synthetic::CONTEXT {

@@ -36,6 +36,7 @@ use csv_args::CsvArgs;
 
 use burn::tensor::{Int, Tensor, TensorData};
 use clap::Parser;
+use diffclip::data::files::printable_line;
 use diffclip::clip::files::{F32Tensor, check_output, resolve_output, write_safetensors};
 use diffclip::cli::LoadedModel;
 use diffclip::clip::check_finite_rows;
@@ -232,7 +233,7 @@ fn embed_files(args: &Args, loaded: &LoadedModel) -> Result<(), Box<dyn std::err
     // unreadable): no index, not an empty one that a re-run would keep.
     if !report.skipped.is_empty() && rows_in(report.written.iter().chain(&report.kept)) == 0 {
         for (file, why) in &report.skipped {
-            eprintln!("skipped {file}: {why}");
+            eprintln!("skipped {}: {}", printable_line(file), printable_line(why));
         }
         for shard in &report.written {
             std::fs::remove_file(shard).map_err(|e| format!("{}: {e}", shard.display()))?;
@@ -250,7 +251,7 @@ fn embed_files(args: &Args, loaded: &LoadedModel) -> Result<(), Box<dyn std::err
         report.extend(text_job.embed_texts(&encoder, &lines)?);
     }
     for (file, why) in &report.skipped {
-        eprintln!("skipped {file}: {why}");
+        eprintln!("skipped {}: {}", printable_line(file), printable_line(why));
     }
     eprintln!("wrote {} shards, kept {} finished ones, skipped {} samples; output {}", report.written.len(), report.kept.len(), report.skipped.len(), args.output.display());
     Ok(())

@@ -58,6 +58,10 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let device = diffclip::backend::device("flex")?;
     let mut model = config.init_lazy(&device)?;
     if let Some(path) = &args.write {
+        // A tool that writes random weights replaces nothing.
+        if std::fs::symlink_metadata(path).is_ok() {
+            return Err(format!("--write {}: exists; give a new path", path.display()).into());
+        }
         save_safetensors(&model, Some(&config), path)?;
         eprintln!("wrote {}", path.display());
         return Ok(());

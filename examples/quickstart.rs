@@ -78,8 +78,11 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         return Err("--batch-size must be at least 2 (the contrastive loss needs negatives)".into());
     }
     let variants: Vec<&str> = args.variants.split(',').map(str::trim).collect();
-    for v in &variants {
+    for (i, v) in variants.iter().enumerate() {
         diffclip::train::synthetic::compact_config(v, &shape)?;
+        if variants[..i].contains(v) {
+            return Err(format!("--variants lists {v} twice: a model compared with itself").into());
+        }
     }
     let device = diffclip::backend::device(&args.shape.backend)?.autodiff();
     diffclip::clip::files::create_output_dir(&args.output)?;

@@ -57,8 +57,15 @@ fn main() -> ExitCode {
 
 fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let shape = args.shape.shape();
-    for v in &args.variants {
+    for (i, v) in args.variants.iter().enumerate() {
         compact_config(v, &shape)?;
+        if args.variants[..i].contains(v) {
+            return Err(format!("--variants lists {v} twice").into());
+        }
+    }
+    // Every difference is to CLIP: without it there is nothing to compare.
+    if !args.variants.iter().any(|v| v == "clip") {
+        return Err(format!("--variants {} has no clip: the differences are each variant's to clip", args.variants.join(",")).into());
     }
     if args.data.seeds.is_empty() || args.steps == 0 || args.shape.batch_size < 2 {
         return Err("need at least one seed, --steps >= 1 and --batch-size >= 2".into());

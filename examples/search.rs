@@ -47,6 +47,7 @@ mod serve;
 use model_args::ModelArgs;
 
 use clap::Parser;
+use diffclip::data::files::printable_line;
 use diffclip::data::Pipeline;
 use diffclip::data::files::read_lines;
 use diffclip::eval::ann::{AnnConfig, AnnIndex, IndexError};
@@ -214,7 +215,7 @@ fn run(args: Args) -> Result<(), Error> {
             true => match encoder.encode_source(&ImageSource::files(vec![PathBuf::from(&query)], &pipeline)) {
                 Ok(embed) => embed,
                 Err(e) => {
-                    eprintln!("skipped {query}: {e}");
+                    eprintln!("skipped {}: {}", printable_line(&query), printable_line(&e.to_string()));
                     return Ok(());
                 }
             },
@@ -229,14 +230,15 @@ fn run(args: Args) -> Result<(), Error> {
 /// Writes `hits`: as text, under the query's name when there is one; with `--json`, one object
 /// per hit, naming the query when there is one.
 fn print_hits(out: &mut impl Write, query: Option<&str>, hits: &[Hit], json: bool) -> std::io::Result<()> {
+    // Text output is one line per hit: a name with a newline or escape sequence must not break it.
     if let (Some(name), false) = (query, json) {
-        writeln!(out, "{name}")?;
+        writeln!(out, "{}", printable_line(name))?;
     }
     for (rank, hit) in hits.iter().enumerate() {
         match (json, query) {
             (true, Some(name)) => writeln!(out, "{}", serde_json::json!({ "query": name, "rank": rank + 1, "score": hit.score, "path": hit.path }))?,
             (true, None) => writeln!(out, "{}", serde_json::json!({ "rank": rank + 1, "score": hit.score, "path": hit.path }))?,
-            (false, _) => writeln!(out, "{:>3}  {:.4}  {}", rank + 1, hit.score, hit.path)?,
+            (false, _) => writeln!(out, "{:>3}  {:.4}  {}", rank + 1, hit.score, printable_line(&hit.path))?,
         }
     }
     Ok(())

@@ -223,10 +223,14 @@ fn run(args: Args, matches: &ArgMatches) -> Res<()> {
     };
     // A resumed run reads its data as the stopped one did, unless told otherwise.
     let (args, matches) = match &resume {
-        Some(_) => {
+        Some(path) => {
             let (argv, warnings) = data_flags::resumed_argv(std::env::args_os().collect(), matches, &trainer.config.data);
             warnings.iter().for_each(|w| eprintln!("warning: {w}"));
-            let matches = Args::command().try_get_matches_from(argv)?;
+            // The stopped run's settings go back in as flags: a bad one came from the checkpoint.
+            let matches = Args::command().try_get_matches_from(argv).map_err(|e| {
+                let said = e.to_string().lines().next().unwrap_or_default().trim_start_matches("error: ").to_string();
+                format!("{}: the data settings stored in this checkpoint do not parse ({said}); give those data flags again to override them", path.display())
+            })?;
             (Args::from_arg_matches(&matches)?, matches)
         }
         None => (args, matches.clone()),

@@ -57,15 +57,21 @@ pub fn print_line(text: impl std::fmt::Display) -> std::io::Result<()> {
     writeln!(out, "{text}").and_then(|()| out.flush()).map_err(|e| std::io::Error::new(e.kind(), format!("standard output: {e}")))
 }
 
-/// A text argument that holds something besides white space (a query, a label), as a
-/// command-line parser's check: an empty query would still rank every row, meaninglessly.
+/// A text argument that holds something the tokenizer reads (a query, a label), as a
+/// command-line parser's check: white space and control characters are cleaned away
+/// ([`clean_text`](diffclip_data::tokenizer::clean_text)), and an empty query would still rank
+/// every row, meaninglessly.
 ///
 /// ```
 /// assert_eq!(diffclip::cli::non_blank(" a dog ").unwrap(), " a dog ");
 /// assert!(diffclip::cli::non_blank("  ").is_err());
+/// assert!(diffclip::cli::non_blank("\u{1}\u{2}").is_err());
 /// ```
 pub fn non_blank(text: &str) -> Result<String, String> {
-    if text.trim().is_empty() { Err("empty (only white space)".into()) } else { Ok(text.to_string()) }
+    match diffclip_data::tokenizer::clean_text(text).is_empty() {
+        true => Err("empty (only white space or control characters)".into()),
+        false => Ok(text.to_string()),
+    }
 }
 
 /// A count of at least 1 (a batch size, rows per shard, resamples), as a command-line parser's
@@ -121,7 +127,7 @@ pub fn serve_stdin(kind: StdinLines, mut answer: impl FnMut(String) -> Result<()
     while let Some(line) = lines.next() {
         match line {
             Ok(line) => answer(line)?,
-            Err(e) if !lines.ended() => eprintln!("skipped {e}"),
+            Err(e) if !lines.ended() => eprintln!("skipped {}", diffclip_data::files::printable_line(&e.to_string())),
             Err(e) => return Err(e.into()),
         }
     }

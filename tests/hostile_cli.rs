@@ -379,3 +379,24 @@ fn a_corrupt_tar_is_reported_without_its_raw_bytes() {
     let shards: Vec<_> = std::fs::read_dir(&out_dir).map(|d| d.flatten().filter(|e| e.path().extension().is_some_and(|x| x == "safetensors")).collect()).unwrap_or_default();
     assert!(shards.is_empty(), "an empty index was left behind: {shards:?}");
 }
+
+#[test]
+fn names_from_files_cannot_break_lines_or_send_escapes() {
+    let dir = tmpdir("names");
+    let images = dir.join("images");
+    std::fs::create_dir(&images).unwrap();
+    std::fs::copy(fixture("preprocess/images/tiny_1x1.png"), images.join("red\n\u{1b}[31mline.png")).unwrap();
+    let ckpt = fixture("diffclip_tiny/model.safetensors");
+    let mut cmd = Command::new(example("classify"));
+    cmd.args(["--preset", "diffclip_tiny", "--checkpoint"]).arg(&ckpt).args(["--labels", "a dog,a \u{1b}[32mcat", "--templates", "simple"]).arg(&images);
+    let out = run_bounded(cmd, Duration::from_secs(60));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(stdout.lines().count(), 1, "one image, one line: {stdout}");
+    assert!(stdout.contains("red\\u{a}\\u{1b}[31mline.png: ") && stdout.contains("a \\u{1b}[32mcat"), "{stdout}");
+    assert!(!out.stdout.contains(&0x1b), "raw escape on stdout");
+    // A query of control characters only is no query.
+    let mut cmd = Command::new(example("search"));
+    cmd.args(["--preset", "diffclip_tiny", "--checkpoint"]).arg(&ckpt).args(["--text", "\u{1}\u{2}", "--index"]).arg(&dir);
+    assert_flag_refused(&run_bounded(cmd, Duration::from_secs(60)), "--text");
+}

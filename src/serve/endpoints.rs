@@ -150,7 +150,8 @@ impl<'a> Endpoints<'a> {
             true if body.len() > MAX_TEXT_BYTES => return Err(Response::error(413, format!("a text query of {} bytes is over the limit of {MAX_TEXT_BYTES}", body.len()))),
             true => {
                 let text = std::str::from_utf8(body).map_err(|e| Response::error(400, format!("the body is not UTF-8 text: {e}")))?.trim();
-                if text.is_empty() {
+                // Control characters are cleaned away before tokenizing: they are no query either.
+                if diffclip_data::tokenizer::clean_text(text).is_empty() {
                     return Err(Response::error(400, "the body holds no query text"));
                 }
                 Input::Text(text)

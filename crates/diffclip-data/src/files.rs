@@ -21,8 +21,22 @@ use crate::DataError;
 /// assert_eq!(printable("two\nlines é"), "two\nlines é"); // borrowed, unchanged
 /// ```
 pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
-    let escape = |c: char| c.is_control() && c != '\n' && c != '\t';
-    if !text.chars().any(escape) {
+    escape_controls(text, |c| c.is_control() && c != '\n' && c != '\t')
+}
+
+/// [`printable`] for text shown on one line (a file name in a list of results, a label): newline
+/// and tab are escaped too, so a crafted name cannot start a line of its own.
+///
+/// ```
+/// use diffclip_data::files::printable_line;
+/// assert_eq!(printable_line("a\nb.jpg"), "a\\u{a}b.jpg");
+/// ```
+pub fn printable_line(text: &str) -> std::borrow::Cow<'_, str> {
+    escape_controls(text, char::is_control)
+}
+
+fn escape_controls(text: &str, escape: impl Fn(char) -> bool) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(&escape) {
         return std::borrow::Cow::Borrowed(text);
     }
     let mut out = String::with_capacity(text.len() + 8);

@@ -327,3 +327,22 @@ proptest! {
         prop_assert_eq!(decoded.replace(' ', ""), cleaned.replace(' ', ""));
     }
 }
+
+#[test]
+fn a_huge_word_keeps_the_ids_that_survive_the_context() {
+    // 200 KB of letters with no space: BPE of the whole word would be wasted past 77 ids.
+    let mut state = 12345u64;
+    let word: String = (0..200_000)
+        .map(|_| {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (b'a' + (state >> 59) as u8 % 26) as char
+        })
+        .collect();
+    let tokenizer = ClipTokenizer::new();
+    let whole = tokenizer.encode(&word);
+    let ids = tokenizer.tokenize(&format!("A photo of {word}"));
+    let head = tokenizer.encode("A photo of");
+    assert_eq!(ids.len(), 77);
+    assert_eq!(&ids[1..1 + head.len()], &head[..]);
+    assert_eq!(&ids[1 + head.len()..76], &whole[..76 - 1 - head.len()], "the surviving ids are the whole word's");
+}

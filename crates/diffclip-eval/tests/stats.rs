@@ -181,7 +181,7 @@ fn bootstrap_p_value_counts_the_far_side_of_zero() {
     assert_eq!(b.p_value, 2.0 / 1000.0);
     // Half better, half worse: the resamples straddle zero, p near 1.
     let mixed: Vec<f64> = (0..40).map(|i| (i % 2) as f64).collect();
-    let b = bootstrap_paired_diff(&[mixed.clone()], &[vec![0.5; 40]], 999, 0.95, 0).unwrap();
+    let b = bootstrap_paired_diff(std::slice::from_ref(&mixed), &[vec![0.5; 40]], 999, 0.95, 0).unwrap();
     assert!(b.p_value > 0.8 && b.p_value <= 1.0, "{}", b.p_value);
 }
 

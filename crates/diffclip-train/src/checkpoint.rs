@@ -71,6 +71,11 @@ pub fn save_training_checkpoint(path: impl AsRef<Path>, model: &Clip, optim: &Ad
             tensors.insert(format!("{prefix}{k}"), StateTensor { shape: vec![data.len()], data });
         }
     }
+    // A checkpoint is what a run resumes from: one with a NaN weight or moment would train on
+    // silently (a NaN row of an embedding no batch looks up leaves the loss finite).
+    if let Some(bad) = first_bad_value(tensors.iter().map(|(k, t)| (k.as_str(), t.data.as_slice()))) {
+        return Err(TrainError::Save { path: name, message: format!("{bad}: not written, so the last good checkpoint is kept") });
+    }
     let views: Vec<F32Tensor> = tensors.iter().map(|(k, t)| F32Tensor { name: k.clone(), shape: t.shape.clone(), data: &t.data }).collect();
     let meta = HashMap::from([
         ("diffclip_training".to_string(), serde_json::to_string(meta).expect("serialises")),
@@ -80,7 +85,20 @@ pub fn save_training_checkpoint(path: impl AsRef<Path>, model: &Clip, optim: &Ad
     write_safetensors(path, &views, meta).map_err(|e| TrainError::Checkpoint(e.into()))
 }
 
+/// The first value of `tensors` that no training state holds, named with its tensor and
+/// element: a NaN or infinity anywhere, or a negative second moment (`optim.v.*`, a mean of
+/// squares).
+fn first_bad_value<'a>(tensors: impl IntoIterator<Item = (&'a str, &'a [f32])>) -> Option<String> {
+    tensors.into_iter().find_map(|(k, data)| {
+        let moment2 = k.starts_with(V);
+        let i = data.iter().position(|&x| !x.is_finite() || (moment2 && x < 0.0))?;
+        Some(format!("tensor '{k}' holds {} at element {i}", data[i]))
+    })
+}
+
 /// Read a checkpoint: build the model on `device`, load its weights and the optimizer state.
+/// A value no training writes (NaN, infinity, a negative second moment) or an optimizer step
+/// past the run's is an error naming it.
 pub fn load_training_checkpoint(path: impl AsRef<Path>, device: &Device) -> Result<(Clip, AdamW, Checkpoint), TrainError> {
     let path = path.as_ref();
     let name = path.display().to_string();
@@ -93,6 +111,10 @@ pub fn load_training_checkpoint(path: impl AsRef<Path>, device: &Device) -> Resu
         .ok_or_else(|| err("not a diffclip training checkpoint (no diffclip_training metadata)".into()))
         .and_then(|j| serde_json::from_str(j).map_err(|e| err(e.to_string())))?;
     let optim_step: u64 = meta_map.get("optim_step").and_then(|s| s.parse().ok()).ok_or_else(|| err("missing optim_step".into()))?;
+    // The optimizer steps at most once per training step (f16 skips some on overflow).
+    if optim_step > meta.state.step {
+        return Err(err(format!("optim_step {optim_step} is past the run's step {}: the checkpoint is damaged", meta.state.step)));
+    }
     let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| err(e.to_string()))?;
 
     let mut weights = BTreeMap::new();
@@ -102,6 +124,9 @@ pub fn load_training_checkpoint(path: impl AsRef<Path>, device: &Device) -> Resu
     for (k, view) in st.tensors() {
         // Float dtypes are converted (F64/F16/BF16 -> f32); integers and bool are refused.
         let data = safetensors_to_f32(view.dtype(), view.data(), &k, &name)?;
+        if let Some(bad) = first_bad_value([(k.as_str(), data.as_slice())]) {
+            return Err(err(format!("{bad}: the checkpoint is damaged")));
+        }
         if let Some(key) = k.strip_prefix(MODEL) {
             weights.insert(key.to_string(), StateTensor { shape: view.shape().to_vec(), data });
         } else if let Some(key) = k.strip_prefix(M) {

@@ -53,15 +53,17 @@ impl MetricsLog {
 
     /// Open `path` to continue a run that resumes after `step`: complete records of steps up to
     /// `step` are kept; a torn last line (a kill mid-write) and records past `step` (written
-    /// after the checkpoint by the interrupted run, and about to be written again) are cut.
+    /// after the checkpoint by the interrupted run, and about to be written again) are cut. A
+    /// whole line that is not a record is kept as it is: a note or a damaged record, it is not
+    /// this function's to delete.
     ///
     /// ```
     /// # use diffclip_train::MetricsLog;
     /// let dir = tempfile::tempdir().unwrap();
     /// let path = dir.path().join("metrics.jsonl");
-    /// std::fs::write(&path, "{\"step\":1}\n{\"step\":2}\n{\"step\":3}\n{\"st").unwrap();
+    /// std::fs::write(&path, "{\"step\":1}\nnote\n{\"step\":2}\n{\"step\":3}\n{\"st").unwrap();
     /// MetricsLog::resume(&path, 2).unwrap();
-    /// assert_eq!(std::fs::read_to_string(&path).unwrap(), "{\"step\":1}\n{\"step\":2}\n");
+    /// assert_eq!(std::fs::read_to_string(&path).unwrap(), "{\"step\":1}\nnote\n{\"step\":2}\n");
     /// ```
     pub fn resume(path: impl AsRef<Path>, step: u64) -> Result<Self, TrainError> {
         let path = path.as_ref();
@@ -73,10 +75,11 @@ impl MetricsLog {
                 let kept: String = text
                     .split_inclusive('\n')
                     .filter(|line| {
-                        serde_json::from_str::<serde_json::Value>(line)
-                            .ok()
-                            .and_then(|v| v.get("step").and_then(|s| s.as_u64()))
-                            .is_some_and(|s| s <= step)
+                        let record = serde_json::from_str::<serde_json::Value>(line).ok();
+                        match record.as_ref().and_then(|v| v.get("step")).and_then(|s| s.as_u64()) {
+                            Some(s) => s <= step,
+                            None => true,
+                        }
                     })
                     .collect();
                 if kept.len() != bytes.len() {

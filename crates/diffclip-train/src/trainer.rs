@@ -149,6 +149,10 @@ impl Trainer {
         if data.num_items() < self.config.batch_size {
             return Err(TrainError::Config(format!("the dataset has {} samples, fewer than one batch of {}", data.num_items(), self.config.batch_size)));
         }
+        // A resumed position past the epoch would start the next one silently.
+        if self.state.position > data.num_items() {
+            return Err(TrainError::Config(format!("the run's data position {} is past the dataset's {} samples: the checkpoint was written for other data, or is damaged", self.state.position, data.num_items())));
+        }
         data.set_epoch(self.state.epoch);
         self.run(Source::Map { data }, batcher, eval)
     }

@@ -51,17 +51,20 @@ impl Default for CsvConfig {
 }
 
 impl CsvConfig {
-    /// Parses a separator flag: one ASCII character, or `tab` (also `\t`).
+    /// Parses a separator flag: one ASCII character other than the quote `"` and line breaks,
+    /// or `tab` (also `\t`).
     ///
     /// ```
     /// use diffclip_data::datasets::CsvConfig;
     /// assert_eq!(CsvConfig::parse_separator("tab").unwrap(), '\t');
     /// assert_eq!(CsvConfig::parse_separator(";").unwrap(), ';');
     /// assert!(CsvConfig::parse_separator("ab").is_err());
+    /// assert!(CsvConfig::parse_separator("\"").is_err()); // it quotes fields
     /// ```
     pub fn parse_separator(flag: &str) -> Result<char, DataError> {
         match flag {
             "tab" | "\\t" | "\t" => Ok('\t'),
+            "\"" | "\n" | "\r" => Err(DataError::Config(format!("separator {flag:?} cannot separate fields: it quotes fields or ends rows"))),
             s if s.chars().count() == 1 && s.is_ascii() => Ok(s.chars().next().expect("one char")),
             s => Err(DataError::Config(format!("separator '{s}' must be a single ASCII character or 'tab'"))),
         }
@@ -71,8 +74,8 @@ impl CsvConfig {
     /// error (cast to a byte it would split on a byte nobody chose).
     pub fn separator_for(&self, path: &Path) -> Result<u8, DataError> {
         Ok(match self.separator {
-            Some(c) if c.is_ascii() => c as u8,
-            Some(c) => return Err(DataError::Config(format!("{}: separator {c:?} must be a single ASCII character", path.display()))),
+            Some(c) if c.is_ascii() && !matches!(c, '"' | '\n' | '\r') => c as u8,
+            Some(c) => return Err(DataError::Config(format!("{}: separator {c:?} must be a single ASCII character other than a quote or line break", path.display()))),
             None => match path
                 .extension()
                 .and_then(|e| e.to_str())
@@ -149,6 +152,10 @@ impl CsvDataset {
         let mut reader = CsvReader::new(&path, file, config.separator_for(&path)?)?;
         let image_col = reader.column(&config.image_column)?;
         let caption_col = reader.column(&config.caption_column)?;
+        // Captions read from the image paths would train on file names.
+        if image_col == caption_col {
+            return Err(reader.error(1, format!("the image column {:?} and the caption column {:?} are the same column ({})", config.image_column, config.caption_column, image_col + 1)));
+        }
         let label_col = config
             .label_column
             .as_deref()

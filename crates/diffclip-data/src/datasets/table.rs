@@ -118,10 +118,11 @@ impl CsvTable {
         &self.records
     }
 
-    /// Index of the column `name` (the header field equal to it after trimming, else the only one
-    /// equal to it ignoring ASCII case), or an error naming the file and the columns.
+    /// Index of the column `name` (the one header field equal to it after trimming, else the one
+    /// equal to it ignoring ASCII case), or an error naming the file and the columns: none, or
+    /// two of that name.
     pub fn column(&self, name: &str) -> Result<usize, DataError> {
-        column_index(&self.header, name).ok_or_else(|| no_column(&self.path, &self.header, name))
+        find_column(&self.path, &self.header, name)
     }
 
     /// Field `col` of `record`, or an error naming its line when the record has more or fewer
@@ -145,28 +146,27 @@ impl CsvTable {
     }
 }
 
-/// The column called `name`: the header field equal to it (after trimming), or else the only one
-/// equal to it ignoring ASCII case.
-pub(super) fn column_index<S: AsRef<str>>(header: &[S], name: &str) -> Option<usize> {
+/// The column called `name` in `path`'s header: the one field equal to it (after trimming), or
+/// else the one equal to it ignoring ASCII case. None, or two (which one is meant cannot be
+/// known), is an error on line 1 naming the columns.
+pub(super) fn find_column<S: AsRef<str>>(path: &Path, header: &[S], name: &str) -> Result<usize, DataError> {
     let h = |i: usize| header[i].as_ref().trim();
-    if let Some(i) = (0..header.len()).find(|&i| h(i) == name) {
-        return Some(i);
-    }
-    let mut matches = (0..header.len()).filter(|&i| h(i).eq_ignore_ascii_case(name));
-    match (matches.next(), matches.next()) {
-        (Some(i), None) => Some(i),
-        _ => None,
-    }
-}
-
-/// The error for a missing column, on line 1.
-pub(super) fn no_column<S: AsRef<str>>(path: &Path, header: &[S], name: &str) -> DataError {
+    let exact: Vec<usize> = (0..header.len()).filter(|&i| h(i) == name).collect();
+    let matches = match exact.is_empty() {
+        true => (0..header.len()).filter(|&i| h(i).eq_ignore_ascii_case(name)).collect(),
+        false => exact,
+    };
     let found: Vec<&str> = header.iter().map(|h| h.as_ref()).collect();
-    DataError::Csv {
-        path: path.to_path_buf(),
-        line: 1,
-        message: format!("no column {name:?} (columns: {found:?})"),
-    }
+    let message = match matches[..] {
+        [i] => return Ok(i),
+        [] => format!("no column {name:?} (columns: {found:?})"),
+        _ => format!(
+            "column {name:?} appears {} times in the header (columns {}): which one is meant cannot be known",
+            matches.len(),
+            matches.iter().map(|i| (i + 1).to_string()).collect::<Vec<_>>().join(", ")
+        ),
+    };
+    Err(DataError::Csv { path: path.to_path_buf(), line: 1, message })
 }
 
 impl DataError {
@@ -255,9 +255,9 @@ impl<R: Read> CsvReader<R> {
             .map(|(line, message)| self.error(*line, message.clone()))
     }
 
-    /// The column called `name` ([`column_index`]), or an error naming the columns.
+    /// The column called `name` ([`find_column`]), or an error naming the columns.
     pub(super) fn column(&self, name: &str) -> Result<usize, DataError> {
-        column_index(&self.header, name).ok_or_else(|| no_column(&self.path, &self.header, name))
+        find_column(&self.path, &self.header, name)
     }
 
     pub(super) fn error(&self, line: u64, message: String) -> DataError {

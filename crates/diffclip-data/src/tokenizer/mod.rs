@@ -61,6 +61,13 @@ pub use vocab::{EOT_ID, EOT_TEXT, PAD_ID, SOT_ID, SOT_TEXT, VOCAB_SIZE};
 use bpe::Bpe;
 use vocab::Vocab;
 
+/// Longest word (one pre-token) encoded whole when at most `limit` ids are wanted: 64 bytes per
+/// id and at least 16 KiB, so the cut lies far past the bytes of any id that survives and a
+/// caption of one 16 MB "word" costs milliseconds, not seconds (BPE is linear in the word).
+fn longest_word(limit: usize) -> usize {
+    limit.saturating_mul(64).max(16 << 10)
+}
+
 /// The parsed vocabulary and word cache, shared by every tokenizer in the process.
 fn shared_bpe() -> Result<Arc<Bpe>, TokenizerError> {
     static SHARED: OnceLock<Result<Arc<Bpe>, String>> = OnceLock::new();
@@ -162,6 +169,9 @@ impl ClipTokenizer {
             match word {
                 SOT_TEXT => ids.push(SOT_ID),
                 EOT_TEXT => ids.push(EOT_ID),
+                // BPE costs the whole word, though only the first few dozen ids can survive a
+                // context; no real word is this long (the ids of shorter words are unchanged).
+                _ if word.len() > longest_word(limit) => self.bpe.encode_word(&word[..word.floor_char_boundary(longest_word(limit))], ids),
                 _ => self.bpe.encode_word(word, ids),
             }
         }

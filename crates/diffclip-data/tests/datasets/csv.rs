@@ -228,3 +228,22 @@ fn csv_rows_name_the_line_they_start_on() {
     assert_eq!((ds.len(), ds.rows()[0].line), (1, 2));
     assert_eq!(ds.rows()[0].caption, "two\nlines");
 }
+
+#[test]
+fn a_column_named_twice_or_read_twice_is_refused() {
+    // Two "caption" columns: which one is meant cannot be known.
+    let csv = CsvTable::parse("image,caption,Caption,caption\na.png,x,y,z\n", "x.csv".as_ref(), b',').unwrap();
+    let e = csv.column("caption").unwrap_err().to_string();
+    assert_eq!(e, "x.csv:1: column \"caption\" appears 2 times in the header (columns 2, 4): which one is meant cannot be known");
+    assert_eq!(csv.column("image").unwrap(), 0);
+    // The image column read as captions would train on file names.
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("pairs.csv");
+    std::fs::write(&path, "image,caption\na.png,a cat\n").unwrap();
+    let config = CsvConfig { image_column: "image".into(), caption_column: "image".into(), ..Default::default() };
+    let e = CsvDataset::open(&path, &config, loader()).unwrap_err().to_string();
+    assert!(e.contains("pairs.csv:1: the image column \"image\" and the caption column \"image\" are the same column (1)"), "{e}");
+    assert!(CsvConfig::parse_separator("\"").is_err());
+    let quoted = CsvConfig { separator: Some('"'), ..Default::default() };
+    assert!(quoted.separator_for(&path).is_err());
+}

@@ -66,14 +66,7 @@ impl CaptionSet {
             let i = match index.get(&file) {
                 Some(&i) => i,
                 None => {
-                    if !file.is_file() {
-                        return Err(csv
-                            .error(
-                                record.line,
-                                format!("image {} does not exist", file.display()),
-                            )
-                            .into());
-                    }
+                    let file = super::pairs::image_at(&csv, record.line, file)?;
                     set.images.push(file.clone());
                     index.insert(file, set.images.len() - 1);
                     set.images.len() - 1

@@ -177,12 +177,15 @@ impl PairSet {
     }
 }
 
-fn image_at(csv: &CsvTable, line: u64, path: PathBuf) -> Result<PathBuf, EvalError> {
-    if path.is_file() {
-        Ok(path)
-    } else {
-        Err(csv
-            .error(line, format!("image {} does not exist", path.display()))
-            .into())
-    }
+/// `path`, named on `line` of `csv`, if it is a file; else an error on that line saying what
+/// it is (missing, a folder, a device).
+pub(super) fn image_at(csv: &CsvTable, line: u64, path: PathBuf) -> Result<PathBuf, EvalError> {
+    let what = match std::fs::metadata(&path) {
+        Ok(m) if m.is_file() => return Ok(path),
+        Ok(m) if m.is_dir() => "is a folder, not an image file",
+        Ok(_) => "is not a regular file",
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => "does not exist",
+        Err(_) => "cannot be read",
+    };
+    Err(csv.error(line, format!("image {} {what}", path.display())).into())
 }

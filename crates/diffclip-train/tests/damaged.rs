@@ -1,0 +1,69 @@
+//! Resuming from a damaged training checkpoint: a value no training writes, an optimizer step
+//! past the run's, or a data position past the epoch is an error naming it, never a run that
+//! trains on silently.
+
+mod common;
+
+use burn::tensor::Device;
+use common::{batcher, serial, synthetic, tiny_model};
+use diffclip_train::{RunOptions, TrainConfig, Trainer};
+
+/// `path` rewritten with `edit` applied to its tensors' bytes and metadata, as `to`.
+fn rewrite(path: &std::path::Path, to: &std::path::Path, edit: impl Fn(&str, &mut Vec<u8>, &mut std::collections::HashMap<String, String>)) {
+    let bytes = std::fs::read(path).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let mut meta = header.metadata().clone().unwrap();
+    let mut owned: Vec<(String, Vec<usize>, Vec<u8>)> = st.tensors().into_iter().map(|(k, v)| (k, v.shape().to_vec(), v.data().to_vec())).collect();
+    for (k, _, data) in &mut owned {
+        edit(k, data, &mut meta);
+    }
+    let views: Vec<(String, safetensors::tensor::TensorView)> = owned.iter().map(|(k, shape, data)| (k.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), data).unwrap())).collect();
+    std::fs::write(to, safetensors::serialize(views, Some(meta)).unwrap()).unwrap();
+}
+
+#[test]
+fn a_damaged_checkpoint_is_refused_by_name() {
+    let _serial = serial();
+    let dir = diffclip_testkit::TestDir::new("train-damaged");
+    let device = Device::flex().autodiff();
+    device.seed(7);
+    let config = TrainConfig { steps: 2, batch_size: 16, warmup_steps: 1, checkpoint_every: 2, progress: false, ..TrainConfig::default() };
+    let mut t = Trainer::new(tiny_model().init(&device).unwrap(), tiny_model(), config, device, RunOptions { output: Some(dir.to_path_buf()), ..RunOptions::default() });
+    t.fit(&synthetic(64), &batcher(), None).unwrap();
+    let good = dir.join("checkpoint-latest.safetensors");
+    let bad = dir.join("bad.safetensors");
+    let resume = || Trainer::resume(&bad, Device::flex().autodiff(), RunOptions::default()).err().map(|e| e.to_string());
+
+    // A NaN in a first moment (a row no batch looks up would keep the loss finite).
+    rewrite(&good, &bad, |k, data, _| {
+        if k == "optim.m.text.token_embedding.weight" {
+            data[40..44].copy_from_slice(&f32::NAN.to_le_bytes());
+        }
+    });
+    let e = resume().expect("a NaN moment must be refused");
+    assert!(e.contains("bad.safetensors") && e.contains("tensor 'optim.m.text.token_embedding.weight' holds NaN at element 10"), "{e}");
+    // A negative second moment (a mean of squares).
+    rewrite(&good, &bad, |k, data, _| {
+        if k == "optim.v.logit_scale" {
+            data[0..4].copy_from_slice(&(-1.0f32).to_le_bytes());
+        }
+    });
+    let e = resume().expect("a negative second moment must be refused");
+    assert!(e.contains("tensor 'optim.v.logit_scale' holds -1 at element 0"), "{e}");
+    // More optimizer steps than training steps.
+    rewrite(&good, &bad, |_, _, meta| _ = meta.insert("optim_step".into(), "7".into()));
+    let e = resume().expect("optim_step past the run's step must be refused");
+    assert!(e.contains("optim_step 7 is past the run's step 2"), "{e}");
+    // A data position past the epoch: resumed, then refused before any step.
+    rewrite(&good, &bad, |_, _, meta| {
+        let mut training: serde_json::Value = serde_json::from_str(&meta["diffclip_training"]).unwrap();
+        training["state"]["position"] = (1u64 << 40).into();
+        training["train"]["steps"] = 4.into();
+        meta.insert("diffclip_training".into(), training.to_string());
+    });
+    let mut t = Trainer::resume(&bad, Device::flex().autodiff(), RunOptions::default()).unwrap();
+    let e = t.fit(&synthetic(64), &batcher(), None).expect_err("a position past the epoch must be refused").to_string();
+    assert!(e.contains("data position 1099511627776 is past the dataset's 64 samples"), "{e}");
+    assert_eq!(t.state.step, 2, "no step was taken");
+}
