@@ -9,7 +9,7 @@
 //! With `-` for the images, each line of standard input names a file or folder, classified
 //! (and flushed) as it arrives, the model and the label embeddings computed once:
 //! `find photos -name '*.jpg' | classify … --json -`. A line naming nothing readable is reported
-//! on stderr and the program goes on. Output going to a closed pipe (`| head`) ends the
+//! on stderr and the program goes on (exit 1 at the end if no line could be classified). Output going to a closed pipe (`| head`) ends the
 //! program quietly with exit 0.
 //!
 //! `--listen ADDR` serves the same over HTTP: `POST /classify?top_k=N` with an image file's
@@ -151,10 +151,10 @@ fn run(args: Args) -> Result<(), Error> {
             let path = PathBuf::from(line);
             match list_image_files(&[&path]) {
                 Ok(files) if files.is_empty() => eprintln!("skipped {}: no image files", shown(&path)),
-                Ok(files) => _ = classify(&files, &ImageSource::files(files.clone(), &pipeline))?,
+                Ok(files) => return Ok(classify(&files, &ImageSource::files(files.clone(), &pipeline))? > 0),
                 Err(e) => eprintln!("skipped {}: {}", shown(&path), printable_line(&e.to_string())),
             }
-            Ok(())
+            Ok(false)
         });
     }
     let files = list_image_files(&args.images)?;

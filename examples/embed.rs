@@ -207,7 +207,8 @@ fn embed_files(args: &Args, loaded: &LoadedModel) -> Result<(), Box<dyn std::err
                 let policy = if job.fail_on_bad { BadSamplePolicy::Fail } else { BadSamplePolicy::Skip };
                 let table = CsvDataset::open(&path, &args.csv.config()?, ImageLoader::new(pipeline.clone()).with_policy(policy))?;
                 if table.skip_counter().skipped() > 0 {
-                    eprintln!("{}: skipped {} malformed rows", path.display(), table.skip_counter().skipped());
+                    let last = table.skip_counter().last_error().unwrap_or_default();
+                    eprintln!("{}: skipped {} malformed rows (the last: {})", path.display(), table.skip_counter().skipped(), printable_line(&last));
                 }
                 let rows: Vec<EmbedRow> = table.rows().iter().map(|r| EmbedRow { id: r.image.display().to_string(), image: Some(RowImage::File(r.image.clone())), caption: Some(r.caption.clone()) }).collect();
                 eprintln!("{} image–caption pairs, {preprocess} preprocessing", rows.len());

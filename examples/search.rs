@@ -216,14 +216,15 @@ fn run(args: Args) -> Result<(), Error> {
                 Ok(embed) => embed,
                 Err(e) => {
                     eprintln!("skipped {}: {}", printable_line(&query), printable_line(&e.to_string()));
-                    return Ok(());
+                    return Ok(false);
                 }
             },
             false => encoder.encode_texts(&[query.as_str()])?,
         };
         let hits = search(&[embed.row(0)], args.top_k)?;
         print_hits(&mut out, Some(&query), &hits[0], args.json)?;
-        Ok(out.flush()?)
+        out.flush()?;
+        Ok(true)
     })
 }
 

@@ -103,13 +103,13 @@ fn main() -> ExitCode {
     loop {
         buf.clear();
         line_no += 1;
-        match stdin
-            .by_ref()
-            .take(MAX_LINE_BYTES + 1)
-            .read_until(b'\n', &mut buf)
-        {
+        // Two bytes past the limit hold a line of exactly the limit and its `\r\n`, as every
+        // other line reader (`diffclip_data::files::TextLines`) counts it.
+        let read = stdin.by_ref().take(MAX_LINE_BYTES + 2).read_until(b'\n', &mut buf);
+        let text_len = buf.strip_suffix(b"\n").map_or(&buf[..], |l| l.strip_suffix(b"\r").unwrap_or(l)).len();
+        match read {
             Ok(0) => break,
-            Ok(n) if n as u64 > MAX_LINE_BYTES => {
+            Ok(_) if text_len as u64 > MAX_LINE_BYTES => {
                 eprintln!(
                     "error: standard input line {line_no} is longer than {MAX_LINE_BYTES} bytes"
                 );

@@ -269,18 +269,18 @@ fn run(args: Args, matches: &ArgMatches) -> Res<()> {
         None if resume.is_none() => return Err("give --steps N or --epochs N".into()),
         None => {}
     }
-    if resume.is_some() && stopped_steps != trainer.config.steps && trainer.config.decay == LrDecay::Cosine {
-        // The cosine spans the whole run, so another length moves every later learning rate.
-        let at = trainer.state.step;
-        let (was, now) = (stopped_schedule.lr(at), trainer.config.schedule().lr(at));
-        eprintln!("note: {} steps instead of the stopped run's {} stretch its cosine schedule: the learning rate at step {at} is {now:.3e} instead of {was:.3e}", trainer.config.steps, stopped_steps);
-    }
     if resume.is_none() {
         trainer.config.warmup_steps = length.warmup(epoch_len, per_step, trainer.config.steps)?;
     }
     trainer.config.warnings().iter().for_each(|w| eprintln!("warning: {w}"));
     if trainer.state.step >= trainer.config.steps {
         return Err(format!("the checkpoint is at step {} already; give --steps larger than that to train on", trainer.state.step).into());
+    }
+    if resume.is_some() && stopped_steps != trainer.config.steps && trainer.config.decay == LrDecay::Cosine {
+        // The cosine spans the whole run, so another length moves every later learning rate.
+        let at = trainer.state.step;
+        let (was, now) = (stopped_schedule.lr(at), trainer.config.schedule().lr(at));
+        eprintln!("note: {} steps instead of the stopped run's {} stretch its cosine schedule: the learning rate at step {at} is {now:.3e} instead of {was:.3e}", trainer.config.steps, stopped_steps);
     }
     trainer.config.checkpoint_every = args.checkpoint_every;
     trainer.config.eval_every = args.eval_every;
@@ -290,7 +290,14 @@ fn run(args: Args, matches: &ArgMatches) -> Res<()> {
     // Held-out evaluation, opened before the run is announced: slip where training crops at random (slip-train).
     let preprocess = if args.preprocess == "slip-train" { "slip".into() } else { args.preprocess.clone() };
     let eval_options = EvalSetOptions { image_size, preprocess, seed: trainer.config.seed, templates, csv };
-    let eval_set = args.eval.as_deref().map(|spec| EvalSet::open(&spec.parse()?, &eval_options)).transpose()?;
+    // A CSV held-out set is read with the training CSV's column flags, which the error names.
+    let eval_set = match args.eval.as_deref() {
+        Some(spec) => Some(EvalSet::open(&spec.parse()?, &eval_options).map_err(|e| match spec.starts_with("csv:") {
+            true => format!("--eval {spec}: {e} (its columns are read as --csv-image-column and --csv-caption-column say, as for --data)"),
+            false => format!("--eval {spec}: {e}"),
+        })?),
+        None => None,
+    };
     let epochs = epoch_len.map_or("epoch size unknown".into(), |n| format!("{:.2} epochs of {n}", trainer.config.steps as f64 * per_step as f64 / n as f64));
     let c = &trainer.config;
     eprintln!(

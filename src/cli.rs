@@ -115,23 +115,31 @@ pub enum StdinLines {
 
 /// Runs `answer` on each line of standard input as it arrives (read by
 /// [`TextLines`](diffclip_data::files::TextLines): blank lines skipped, texts trimmed, paths
-/// kept whole), for programs that serve a pipe. A line that is not UTF-8 is reported on stderr
-/// and skipped; a line too long, a read error, or an error of `answer` ends the loop with that
-/// error.
-pub fn serve_stdin(kind: StdinLines, mut answer: impl FnMut(String) -> Result<(), Box<dyn std::error::Error>>) -> Result<(), Box<dyn std::error::Error>> {
+/// kept whole), for programs that serve a pipe. `answer` says whether it answered the line
+/// (`false`: it reported why not and the program goes on). A line that is not UTF-8 is reported
+/// on stderr and skipped; a line too long, a read error, or an error of `answer` ends the loop
+/// with that error; lines of which not one was answered are an error at the end, so that a
+/// pipe of nothing but bad lines does not exit 0 (an empty input does).
+pub fn serve_stdin(kind: StdinLines, mut answer: impl FnMut(String) -> Result<bool, Box<dyn std::error::Error>>) -> Result<(), Box<dyn std::error::Error>> {
     let lines = diffclip_data::files::TextLines::new(std::io::stdin().lock(), "standard input");
     let mut lines = match kind {
         StdinLines::Texts => lines,
         StdinLines::Paths => lines.keep_spaces(),
     };
+    let (mut seen, mut answered) = (0usize, 0usize);
     while let Some(line) = lines.next() {
+        seen += 1;
         match line {
-            Ok(line) => answer(line)?,
+            Ok(line) => answered += usize::from(answer(line)?),
             Err(e) if !lines.ended() => eprintln!("skipped {}", diffclip_data::files::printable_line(&e.to_string())),
             Err(e) => return Err(e.into()),
         }
     }
-    Ok(())
+    match (seen, answered) {
+        (1, 0) => Err("the one line of standard input could not be answered (reported above)".into()),
+        (2.., 0) => Err(format!("none of the {seen} lines of standard input could be answered (each is reported above)").into()),
+        _ => Ok(()),
+    }
 }
 
 use std::path::{Path, PathBuf};

@@ -16,7 +16,7 @@ fn tmpdir(name: &str) -> common::TestDir {
 }
 
 const TINY: [&str; 18] = [
-    "--steps", "2", "--train-size", "64", "--test-size", "16", "--width", "16", "--vision-layers", "1", "--text-layers", "1", "--image-size", "16",
+    "--steps", "2", "--train-size", "64", "--test-size", "20", "--width", "16", "--vision-layers", "1", "--text-layers", "1", "--image-size", "16",
     "--batch-size", "8", "--bootstrap", "50",
 ];
 
@@ -64,6 +64,16 @@ fn reproduce_tiny_budget_is_deterministic_with_correct_statistics() {
             assert!((d["ci95"][0].as_f64().unwrap() - t.ci[0]).abs() < 1e-12 && (d["ci95"][1].as_f64().unwrap() - t.ci[1]).abs() < 1e-12);
             let (lo, hi) = (d["ci95_bootstrap"][0].as_f64().unwrap(), d["ci95_bootstrap"][1].as_f64().unwrap());
             assert!(lo <= hi, "{name} {m}: bootstrap [{lo}, {hi}]");
+            // Both tests' p-values, and Holm's adjustment over the 24 comparisons never lowers them.
+            for test in ["p_t", "p_bootstrap"] {
+                let (p, adjusted) = (d[test].as_f64(), d[format!("{test}_holm").as_str()].as_f64());
+                if let (Some(p), Some(adjusted)) = (p, adjusted) {
+                    assert!((0.0..=1.0).contains(&p) && p <= adjusted && adjusted <= 1.0, "{name} {m} {test}: {p} -> {adjusted}");
+                } else {
+                    assert_eq!(p.is_some(), adjusted.is_some(), "{name} {m} {test}");
+                }
+            }
+            assert!(d["p_bootstrap"].is_number(), "{name} {m}: the bootstrap always has a p-value");
         }
     }
 
@@ -103,5 +113,15 @@ fn a_repeated_seed_is_refused_before_any_training() {
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(!o.status.success() && err.contains("--seeds lists 0 twice"), "{name}: {err}");
         assert!(!out.join("results.json").exists(), "{name}");
+        // A bootstrap over a handful of test samples would call anything clear.
+        let few: Vec<&str> = TINY.iter().map(|a| if *a == "20" { "5" } else { a }).collect(); // --test-size 5
+        let o = Command::new(example(name)).args(few).arg("--output").arg(&*out).output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success() && err.contains("--test-size 5 is below 20"), "{name}: {err}");
     }
+    // Every difference is to clip.
+    let out = tmpdir("no-clip");
+    let o = Command::new(example("reproduce")).args(TINY).args(["--variants", "diffclip,diffclip-star"]).arg("--output").arg(&*out).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("has no clip"), "{err}");
 }

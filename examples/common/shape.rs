@@ -28,6 +28,10 @@ pub struct ShapeArgs {
     pub backend: String,
 }
 
+/// Fewest held-out samples the statistics over test samples accept.
+#[allow(dead_code)] // quickstart trains one seed
+pub const MIN_TEST_SIZE: usize = 20;
+
 /// The seeds of the runs, and the synthetic set's seed and sizes (the same data for every run).
 #[derive(clap::Args, Debug)]
 pub struct SynthArgs {
@@ -47,9 +51,13 @@ pub struct SynthArgs {
 }
 
 impl SynthArgs {
-    /// Each seed once: a repeated one would count the same run twice in every statistic.
+    /// Each seed once (a repeated one would count the same run twice in every statistic), and
+    /// enough test samples for a bootstrap over them to mean anything.
     #[allow(dead_code)] // quickstart trains one seed
-    pub fn check_seeds(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), String> {
+        if self.test_size < MIN_TEST_SIZE {
+            return Err(format!("--test-size {} is below {MIN_TEST_SIZE}: the bootstrap over test samples would resample a handful of values and call any difference clear", self.test_size));
+        }
         match self.seeds.iter().enumerate().find(|(i, s)| self.seeds[..*i].contains(s)) {
             Some((_, s)) => Err(format!("--seeds lists {s} twice: a repeated seed repeats the same run")),
             None => Ok(()),

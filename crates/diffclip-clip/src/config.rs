@@ -171,7 +171,8 @@ impl ClipConfig {
         let path = path.as_ref();
         let name = path.display().to_string();
         let text = crate::files::read_regular(path).and_then(|b| String::from_utf8(b).map_err(std::io::Error::other)).map_err(|source| ClipError::ConfigIo { path: name.clone(), source })?;
-        match Self::from_json(&text) {
+        // Editors on Windows save UTF-8 with a byte-order mark; JSON parsers refuse it.
+        match Self::from_json(text.strip_prefix('\u{feff}').unwrap_or(&text)) {
             Ok(config) => Ok(config),
             Err(ClipError::Json(source)) => Err(ClipError::ConfigParse { path: name, source }),
             Err(e) => Err(ClipError::ConfigInvalid { path: name, source: Box::new(e) }),
