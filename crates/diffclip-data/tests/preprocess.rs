@@ -195,7 +195,7 @@ fn all_images_decode_to_3x224x224_tensors_for_every_preset() {
         assert!(values.iter().all(|v| v.is_finite()), "{preset}");
     }
     let one = Pipeline::from_preset(Preset::OpenAi, 224).unwrap();
-    let t = image_tensor(one.process_file(&paths[0], 0).unwrap(), 224, &device);
+    let t = image_tensor(one.process_file(&paths[0], 0).unwrap(), 224, &device).unwrap();
     assert_eq!(t.dims(), [3, 224, 224]);
 }
 

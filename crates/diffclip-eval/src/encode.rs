@@ -271,7 +271,7 @@ impl<'a> Encoder<'a> {
                 }
             }
             if !pixels.is_empty() {
-                let batch = batch_tensor(pixels, s, &self.device);
+                let batch = batch_tensor(pixels, s, &self.device)?;
                 parts.push(Matrix::from_tensor(self.model.encode_image(batch))?);
             }
             pb.inc(len as u64);

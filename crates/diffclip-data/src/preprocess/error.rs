@@ -108,6 +108,16 @@ pub enum PreprocessError {
         /// The buffer's length.
         got: usize,
     },
+    /// A preprocessed image of the wrong length for its tensor.
+    #[error("image {index} holds {got} values, not 3 x {size} x {size}: it was preprocessed for another size")]
+    ImageLength {
+        /// Its place in the batch (0 for a lone image).
+        index: usize,
+        /// Its length.
+        got: usize,
+        /// The side the tensor is built for.
+        size: usize,
+    },
 }
 
 impl PreprocessError {

@@ -14,16 +14,15 @@ use super::pipeline::Pipeline;
 /// use diffclip_data::preprocess::{image_tensor, DecodedImage, Pipeline, Pixels};
 /// let p = Pipeline::from_name("openai", 8).unwrap();
 /// let img = DecodedImage::new(2, 2, Pixels::Rgb(vec![9; 12])).unwrap();
-/// let t = image_tensor(p.process_image(&img, 0), 8, &Device::flex());
+/// let t = image_tensor(p.process_image(&img, 0), 8, &Device::flex()).unwrap();
 /// assert_eq!(t.dims(), [3, 8, 8]);
+/// assert!(image_tensor(vec![0.0; 5], 8, &Device::flex()).is_err()); // not 3 x 8 x 8
 /// ```
-pub fn image_tensor(chw: Vec<f32>, size: usize, device: &Device) -> Tensor<3> {
-    assert_eq!(
-        chw.len(),
-        3 * size * size,
-        "image_tensor: expected 3*{size}*{size} values"
-    );
-    Tensor::<3>::from_data(TensorData::new(chw, [3, size, size]), device)
+pub fn image_tensor(chw: Vec<f32>, size: usize, device: &Device) -> Result<Tensor<3>, PreprocessError> {
+    if chw.len() != 3 * size * size {
+        return Err(PreprocessError::ImageLength { index: 0, got: chw.len(), size });
+    }
+    Ok(Tensor::<3>::from_data(TensorData::new(chw, [3, size, size]), device))
 }
 
 /// Stacks `[3, S, S]` CHW images into a `[B, 3, S, S]` `Tensor<4>`.
@@ -31,21 +30,18 @@ pub fn image_tensor(chw: Vec<f32>, size: usize, device: &Device) -> Tensor<3> {
 /// ```
 /// use burn::tensor::Device;
 /// use diffclip_data::preprocess::batch_tensor;
-/// let b = batch_tensor(vec![vec![0.0; 3 * 4 * 4], vec![1.0; 3 * 4 * 4]], 4, &Device::flex());
+/// let b = batch_tensor(vec![vec![0.0; 3 * 4 * 4], vec![1.0; 3 * 4 * 4]], 4, &Device::flex()).unwrap();
 /// assert_eq!(b.dims(), [2, 3, 4, 4]);
+/// let e = batch_tensor(vec![vec![0.0; 48], vec![0.0; 12]], 4, &Device::flex()).unwrap_err();
+/// assert!(e.to_string().starts_with("image 1 holds 12 values"), "{e}");
 /// ```
-pub fn batch_tensor(images: Vec<Vec<f32>>, size: usize, device: &Device) -> Tensor<4> {
+pub fn batch_tensor(images: Vec<Vec<f32>>, size: usize, device: &Device) -> Result<Tensor<4>, PreprocessError> {
     let b = images.len();
-    let mut flat = Vec::with_capacity(b * 3 * size * size);
-    for img in images {
-        assert_eq!(
-            img.len(),
-            3 * size * size,
-            "batch_tensor: expected 3*{size}*{size} values"
-        );
-        flat.extend(img);
+    if let Some((index, img)) = images.iter().enumerate().find(|(_, img)| img.len() != 3 * size * size) {
+        return Err(PreprocessError::ImageLength { index, got: img.len(), size });
     }
-    Tensor::<4>::from_data(TensorData::new(flat, [b, 3, size, size]), device)
+    let flat: Vec<f32> = images.into_iter().flatten().collect();
+    Ok(Tensor::<4>::from_data(TensorData::new(flat, [b, 3, size, size]), device))
 }
 
 impl Pipeline {
@@ -64,11 +60,7 @@ impl Pipeline {
         seed: u64,
         device: &Device,
     ) -> Result<Tensor<3>, PreprocessError> {
-        Ok(image_tensor(
-            self.process_file(path, seed)?,
-            self.size(),
-            device,
-        ))
+        image_tensor(self.process_file(path, seed)?, self.size(), device)
     }
 
     /// Decodes and processes files in parallel into a `[B, 3, S, S]` tensor
@@ -88,10 +80,6 @@ impl Pipeline {
         seed: u64,
         device: &Device,
     ) -> Result<Tensor<4>, PreprocessError> {
-        Ok(batch_tensor(
-            self.process_files(paths, seed)?,
-            self.size(),
-            device,
-        ))
+        batch_tensor(self.process_files(paths, seed)?, self.size(), device)
     }
 }

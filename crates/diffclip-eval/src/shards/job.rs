@@ -270,7 +270,7 @@ impl ShardJob {
                 Decoded::Failed(e) => return Err(e),
                 Decoded::Batch { pixels, captions, ids: batch_ids, steps } => {
                     if let (Some(p), false) = (what.pipeline, pixels.is_empty()) {
-                        let m = encoder.encode_images(batch_tensor(pixels, p.config().size as usize, encoder.device()))?;
+                        let m = encoder.encode_images(batch_tensor(pixels, p.config().size as usize, encoder.device())?)?;
                         image_dim = m.cols();
                         images.extend(m.into_data());
                     }
