@@ -59,71 +59,7 @@ fn io(path: &Path, source: std::io::Error) -> FileError {
     FileError::Io { path: path.display().to_string(), source }
 }
 
-/// What a non-regular file is, in the words of `diffclip_data::files` (`None` for a regular file).
-fn kind_of(ft: std::fs::FileType) -> Option<&'static str> {
-    if ft.is_file() {
-        return None;
-    }
-    if ft.is_dir() {
-        return Some("a directory");
-    }
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::FileTypeExt;
-        if ft.is_fifo() {
-            return Some("a named pipe (FIFO)");
-        }
-        if ft.is_char_device() {
-            return Some("a character device");
-        }
-        if ft.is_block_device() {
-            return Some("a block device");
-        }
-        if ft.is_socket() {
-            return Some("a socket");
-        }
-    }
-    Some("a special file")
-}
-
-/// Opens `path` for reading if it is a regular file (symlinks followed); a FIFO, device,
-/// socket or folder is refused with an [`std::io::ErrorKind::InvalidInput`] error saying what it
-/// is. On Unix it is opened non-blocking and checked on the handle, so a FIFO never waits for a
-/// writer and `/dev/zero` is not read without end. (`diffclip_data::files::open_regular` is the
-/// data layer's twin, in the same words, which this crate cannot depend on.)
-///
-/// ```
-/// use diffclip_clip::files::open_regular;
-/// # #[cfg(unix)]
-/// assert!(open_regular("/dev/zero").unwrap_err().to_string().contains("character device"));
-/// assert_eq!(open_regular(std::env::temp_dir()).unwrap_err().kind(), std::io::ErrorKind::InvalidInput);
-/// ```
-pub fn open_regular(path: impl AsRef<Path>) -> std::io::Result<File> {
-    let path = path.as_ref();
-    let mut options = OpenOptions::new();
-    options.read(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.custom_flags(libc::O_NONBLOCK);
-    }
-    #[cfg(not(unix))]
-    if let Some(kind) = kind_of(std::fs::metadata(path)?.file_type()) {
-        return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("not a regular file (it is {kind})")));
-    }
-    let file = options.open(path)?;
-    match kind_of(file.metadata()?.file_type()) {
-        None => Ok(file),
-        Some(kind) => Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("not a regular file (it is {kind})"))),
-    }
-}
-
-/// The whole of the regular file `path` ([`open_regular`]).
-pub fn read_regular(path: impl AsRef<Path>) -> std::io::Result<Vec<u8>> {
-    let mut bytes = Vec::new();
-    std::io::Read::read_to_end(&mut open_regular(path)?, &mut bytes)?;
-    Ok(bytes)
-}
+pub use diffclip_files::{open_regular, read_regular};
 
 /// Creates the output folder `dir` and its parents; a path that exists as something else is
 /// refused, saying what it is (not the system's bare "File exists").
@@ -138,7 +74,7 @@ pub fn read_regular(path: impl AsRef<Path>) -> std::io::Result<Vec<u8>> {
 /// ```
 pub fn create_output_dir(dir: &Path) -> Result<(), FileError> {
     std::fs::create_dir_all(dir).map_err(|e| match std::fs::metadata(dir) {
-        Ok(m) if !m.is_dir() => FileError::NotAFolder { path: dir.display().to_string(), kind: kind_of(m.file_type()).unwrap_or("a file") },
+        Ok(m) if !m.is_dir() => FileError::NotAFolder { path: dir.display().to_string(), kind: diffclip_files::file_kind(m.file_type()).unwrap_or("a file") },
         _ => io(dir, e),
     })
 }
@@ -177,7 +113,7 @@ pub fn resolve_output(path: &Path) -> Result<PathBuf, FileError> {
 pub fn check_output(output: &Path, inputs: &[&Path]) -> Result<(), FileError> {
     use std::os::unix::fs::MetadataExt;
     let Ok(meta) = std::fs::metadata(output) else { return Ok(()) };
-    if let Some(kind) = kind_of(meta.file_type()) {
+    if let Some(kind) = diffclip_files::file_kind(meta.file_type()) {
         return Err(FileError::NotRegularFile { path: output.display().to_string(), kind });
     }
     for input in inputs {

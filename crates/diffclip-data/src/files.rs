@@ -5,7 +5,6 @@
 //! directory given where a file is expected is refused at once with an error naming what it is,
 //! instead of blocking forever or reading without end.
 
-use std::fs::File;
 use std::io::{self, BufRead, Read};
 use std::path::{Path, PathBuf};
 
@@ -49,74 +48,9 @@ fn escape_controls(text: &str, escape: impl Fn(char) -> bool) -> std::borrow::Co
     std::borrow::Cow::Owned(out)
 }
 
-/// What a non-regular file is, for error messages (`None` for a regular file).
-fn kind_of(ft: std::fs::FileType) -> Option<&'static str> {
-    if ft.is_file() {
-        return None;
-    }
-    if ft.is_dir() {
-        return Some("a directory");
-    }
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::FileTypeExt;
-        if ft.is_fifo() {
-            return Some("a named pipe (FIFO)");
-        }
-        if ft.is_char_device() {
-            return Some("a character device");
-        }
-        if ft.is_block_device() {
-            return Some("a block device");
-        }
-        if ft.is_socket() {
-            return Some("a socket");
-        }
-    }
-    Some("a special file")
-}
-
-fn not_regular(kind: &str) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::InvalidInput,
-        format!("not a regular file (it is {kind})"),
-    )
-}
-
-/// Opens `path` for reading if it is a regular file (symlinks are followed).
-///
-/// FIFOs, devices, sockets and directories are refused with an [`io::ErrorKind::InvalidInput`]
-/// error saying what the path is. On Unix the file is opened non-blocking and checked through the
-/// opened handle, so opening a FIFO never waits for a writer and a file swapped after a check
-/// is still caught.
-///
-/// ```
-/// use diffclip_data::files::open_regular;
-/// let err = open_regular(std::env::temp_dir()).unwrap_err();
-/// assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
-/// assert!(err.to_string().contains("directory"));
-/// # #[cfg(unix)]
-/// assert!(open_regular("/dev/zero").unwrap_err().to_string().contains("device"));
-/// ```
-pub fn open_regular(path: impl AsRef<Path>) -> io::Result<File> {
-    let path = path.as_ref();
-    let mut options = std::fs::OpenOptions::new();
-    options.read(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.custom_flags(libc::O_NONBLOCK);
-    }
-    #[cfg(not(unix))]
-    if let Some(kind) = kind_of(std::fs::metadata(path)?.file_type()) {
-        return Err(not_regular(kind));
-    }
-    let file = options.open(path)?;
-    if let Some(kind) = kind_of(file.metadata()?.file_type()) {
-        return Err(not_regular(kind));
-    }
-    Ok(file)
-}
+// The one regular-file opener of the workspace (the model crate's checkpoints and configs go
+// through it too).
+pub use diffclip_files::open_regular;
 
 /// Reads a whole regular file, refusing one longer than `max_bytes`.
 ///
