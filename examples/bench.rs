@@ -162,7 +162,7 @@ fn run_train(args: &Args, device: &Device) -> Result<Vec<serde_json::Value>, Box
         _ => (small::small_models(), small::BATCH),
     };
     for (_, config) in &models {
-        diffclip::cli::check_batch(config, batch, Workload::Training, "--batch")?;
+        diffclip::cli::check_batch(config, batch, Workload::Training, "--batch", &device)?;
     }
     let size = models[0].1.vision.image_size;
     let (images, text) = small::inputs_of(batch, size, &device);
@@ -226,10 +226,10 @@ fn run_inference(args: &Args, device: &Device) -> Result<Vec<serde_json::Value>,
     }
     let text_batch = args.text_batch.unwrap_or(args.batch);
     if !args.text_only {
-        diffclip::cli::check_batch(&config, args.batch, Workload::Inference, "--batch")?;
+        diffclip::cli::check_batch(&config, args.batch, Workload::Images, "--batch", device)?;
     }
     if !args.image_only {
-        diffclip::cli::check_batch(&config, text_batch, Workload::Inference, if args.text_batch.is_some() { "--text-batch" } else { "--batch" })?;
+        diffclip::cli::check_batch(&config, text_batch, Workload::Texts, if args.text_batch.is_some() { "--text-batch" } else { "--batch" }, device)?;
     }
     let text_tokens = args.text_tokens.unwrap_or(config.text.context_length);
     if text_tokens == 0 || text_tokens > config.text.context_length {

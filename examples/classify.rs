@@ -111,7 +111,7 @@ fn run(args: Args) -> Result<(), Error> {
                 }),
                 ("POST", "/classify") if r.body.is_empty() => Err(Response::error(400, "the body holds no image")),
                 // More labels than there are gets them all, as `--top-k` does.
-                ("POST", "/classify") => diffclip::serve::known_params(r, &["top_k"]).and_then(|()| diffclip::serve::top_k(r, args.top_k, labels.len())),
+                ("POST", "/classify") => diffclip::serve::known_params(r, &["top_k"]).and_then(|()| diffclip::serve::top_k(r, args.top_k.min(diffclip::serve::MAX_TOP_K), labels.len())),
                 _ => Err(diffclip::serve::unrouted(r, &[("POST", "/classify"), ("GET", "/health")])),
             }).collect();
             let bodies: Vec<&[u8]> = requests.iter().zip(&checked).filter(|(_, c)| c.is_ok()).map(|(r, _)| r.body.as_slice()).collect();

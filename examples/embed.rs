@@ -109,7 +109,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         check_output(&resolve_output(&args.output)?, &inputs)?;
     }
     let loaded = args.model.load()?;
-    diffclip::cli::check_batch(&loaded.config, args.batch_size, diffclip::clip::Workload::Inference, "--batch-size")?;
+    diffclip::cli::check_batch(&loaded.config, args.batch_size, diffclip::clip::Workload::Inference, "--batch-size", &loaded.device)?;
     let Some(inputs_path) = &args.inputs else { return embed_files(&args, &loaded) };
     let (model, config, device) = (&loaded.model, &loaded.config, &loaded.device);
 

@@ -161,7 +161,7 @@ fn run(args: Args) -> Res<()> {
     }
     let device = diffclip::backend::device(&args.backend)?;
     let config = ClipConfig::select(args.config.as_deref(), args.preset.as_deref(), args.checkpoint.as_deref())?;
-    diffclip::cli::check_batch(&config, args.batch_size, diffclip::clip::Workload::Inference, "--batch-size")?;
+    diffclip::cli::check_batch(&config, args.batch_size, diffclip::clip::Workload::Inference, "--batch-size", &device)?;
     if let Some(layer) = args.layer.filter(|&l| l >= config.vision.layers) {
         return Err(format!("--layer {layer}: the vision tower has {} layers (0 to {})", config.vision.layers, config.vision.layers - 1).into());
     }

@@ -374,7 +374,7 @@ fn fresh_trainer(args: &Args, device: &Device, options: RunOptions) -> Res<Train
         ..TrainConfig::default()
     };
     tc.check()?;
-    tc.check_model(&config)?;
+    tc.check_model(&config, device)?;
     let ad = device.clone().autodiff();
     ad.seed(args.seed);
     let model = config.init(&ad)?;

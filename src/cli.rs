@@ -89,17 +89,26 @@ pub fn at_least_one(text: &str) -> Result<usize, String> {
     }
 }
 
-/// Refuses `flag`'s batch of `batch` samples when a model of `config` would need more memory
-/// for it than is available ([`ModelLimits::check_batch`](diffclip_clip::ModelLimits::check_batch)),
-/// the error naming the flag, before anything is allocated.
+/// Refuses `flag`'s batch of `batch` samples on `device` when a model of `config` would need
+/// more of the host's memory for it than is available
+/// ([`ModelLimits::check_batch`](diffclip_clip::ModelLimits::check_batch)), the error naming
+/// the flag, before anything is allocated. A GPU's batch is not checked: its memory is its own.
 ///
 /// ```
 /// use diffclip::clip::{ClipConfig, Workload};
 /// let config = ClipConfig::diffclip_vit_b16();
-/// let err = diffclip::cli::check_batch(&config, usize::MAX, Workload::Inference, "--batch").unwrap_err();
+/// let flex = diffclip::burn::tensor::Device::flex();
+/// # #[cfg(target_os = "linux")] // the host's available memory is read from /proc/meminfo
+/// # {
+/// let err = diffclip::cli::check_batch(&config, usize::MAX, Workload::Images, "--batch", &flex).unwrap_err();
 /// assert!(err.starts_with("--batch 18446744073709551615: a batch of"), "{err}");
+/// # }
+/// assert!(diffclip::cli::check_batch(&config, 8, Workload::Images, "--batch", &flex).is_ok());
 /// ```
-pub fn check_batch(config: &ClipConfig, batch: usize, workload: diffclip_clip::Workload, flag: &str) -> Result<(), String> {
+pub fn check_batch(config: &ClipConfig, batch: usize, workload: diffclip_clip::Workload, flag: &str, device: &Device) -> Result<(), String> {
+    if !crate::attention::is_host_device(device) {
+        return Ok(());
+    }
     diffclip_clip::ModelLimits::default().check_batch(&config.estimate(), batch, workload).map_err(|e| format!("{flag} {batch}: {e}"))
 }
 

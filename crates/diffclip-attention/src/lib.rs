@@ -56,7 +56,7 @@ pub use lambda::LambdaInit;
 pub use linear::{linear, linears};
 pub use mlp::mlp;
 pub use norm::layer_norm;
-pub use precision::{MatmulPrecision, bf16_matmul_engine, matmul_precision, matmul_precision_applies, set_matmul_precision, with_matmul_precision};
+pub use precision::{MatmulPrecision, bf16_matmul_engine, is_host_device, matmul_precision, matmul_precision_applies, set_matmul_precision, with_matmul_precision};
 pub use maps::AttentionMaps;
 pub use mask::{AttnMask, causal_mask};
 pub use queries::gather_rows;

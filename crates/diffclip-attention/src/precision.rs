@@ -118,6 +118,13 @@ pub fn bf16_matmul_engine() -> &'static str {
 /// (flex, plain or autodiff) with the CPU kernels on. Elsewhere products are in the tensors'
 /// own type.
 pub fn matmul_precision_applies(device: &burn::tensor::Device) -> bool {
+    is_host_device(device)
+}
+
+/// Whether `device` computes in the host's own memory: flex, plain or autodiff (with the
+/// feature `flex`). There the memory the OS reports as available is what a batch takes; a
+/// GPU's is its own.
+pub fn is_host_device(device: &burn::tensor::Device) -> bool {
     #[cfg(feature = "flex")]
     let applies = {
         let probe = burn::tensor::Tensor::<1>::zeros([1], device);

@@ -62,15 +62,24 @@ pub struct ModelEstimate {
     pub weight_bytes: u64,
     /// Bytes of the activations of one image and one text in inference (an upper estimate).
     pub activation_bytes: u64,
+    /// Bytes of one image's activations through the vision tower in inference.
+    pub image_activation_bytes: u64,
+    /// Bytes of one text's activations through the text tower in inference.
+    pub text_activation_bytes: u64,
     /// Bytes of the activations one image and one text keep for the backward pass of a
     /// training step: every layer's (an estimate).
     pub training_activation_bytes: u64,
 }
 
-/// What a batch is run for: training holds far more per sample than inference.
+/// What a batch is run for: training holds far more per sample than inference, and an image
+/// more than a text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Workload {
-    /// Encoding: the weights, and one layer's activations per sample at a time.
+    /// Encoding images: the weights, and one vision layer's activations per image at a time.
+    Images,
+    /// Encoding texts: the weights, and one text layer's activations per text at a time.
+    Texts,
+    /// Encoding images or texts, whichever the batch holds (the larger of the two).
     Inference,
     /// A training step: the weights with their gradients and AdamW's two moments (4×), and
     /// every layer's activations per sample, kept for the backward pass.
@@ -80,6 +89,8 @@ pub enum Workload {
 impl std::fmt::Display for Workload {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
+            Self::Images => "image encoding",
+            Self::Texts => "text encoding",
             Self::Inference => "inference",
             Self::Training => "training",
         })
@@ -90,6 +101,8 @@ impl ModelEstimate {
     /// Bytes that `batch` samples at once need for `workload` (saturating).
     pub fn batch_bytes(&self, batch: usize, workload: Workload) -> u64 {
         let (weights, per_sample) = match workload {
+            Workload::Images => (self.weight_bytes, self.image_activation_bytes),
+            Workload::Texts => (self.weight_bytes, self.text_activation_bytes),
             Workload::Inference => (self.weight_bytes, self.activation_bytes),
             Workload::Training => (self.weight_bytes.saturating_mul(4), self.training_activation_bytes),
         };
@@ -100,6 +113,8 @@ impl ModelEstimate {
 impl ModelLimits {
     /// Refuses a batch whose [`ModelEstimate::batch_bytes`] exceed [`max_bytes`](Self::max_bytes):
     /// `--batch 1000000` must be an error naming the estimate, not an abort inside the allocator.
+    /// The default limits are the host's memory, so check batches that run on the host (a GPU's
+    /// activations live in its own memory).
     ///
     /// ```
     /// use diffclip_clip::{ClipConfig, ModelLimits, Workload};
@@ -229,20 +244,20 @@ impl ClipConfig {
             .saturating_add(mul(&[self.text.width, self.embed_dim]))
             .saturating_add(1 + self.logit_bias_init.is_some() as u128);
         let (v, t) = (&self.vision, &self.text);
-        let act = activations(vision_tokens(v), v.width, (v.width as f64 * v.mlp_ratio) as usize, v.heads)
-            .max(activations(t.context_length as u128, t.width, (t.width as f64 * t.mlp_ratio) as usize, t.heads));
         let pixels = mul(&[v.in_chans, v.image_size, v.image_size]);
-        let act = act.saturating_add(pixels);
+        let vision = activations(vision_tokens(v), v.width, (v.width as f64 * v.mlp_ratio) as usize, v.heads);
+        let text = activations(t.context_length as u128, t.width, (t.width as f64 * t.mlp_ratio) as usize, t.heads);
+        let act = vision.max(text).saturating_add(pixels);
+        let image = vision.saturating_add(pixels);
         // Training keeps every layer's activations of both towers for the backward pass.
-        let train = activations(vision_tokens(v), v.width, (v.width as f64 * v.mlp_ratio) as usize, v.heads)
-            .saturating_mul(v.layers as u128)
-            .saturating_add(activations(t.context_length as u128, t.width, (t.width as f64 * t.mlp_ratio) as usize, t.heads).saturating_mul(t.layers as u128))
-            .saturating_add(pixels);
+        let train = vision.saturating_mul(v.layers as u128).saturating_add(text.saturating_mul(t.layers as u128)).saturating_add(pixels);
         let clamp = |x: u128| u64::try_from(x).unwrap_or(u64::MAX);
         ModelEstimate {
             params: clamp(params),
             weight_bytes: clamp(params.saturating_mul(4)),
             activation_bytes: clamp(act.saturating_mul(4)),
+            image_activation_bytes: clamp(image.saturating_mul(4)),
+            text_activation_bytes: clamp(text.saturating_mul(4)),
             training_activation_bytes: clamp(train.saturating_mul(4)),
         }
     }

@@ -72,7 +72,7 @@ pub enum ClipError {
         message: String,
     },
     /// A batch needs more memory than is available ([`crate::ModelLimits::check_batch`]).
-    #[error("a batch of {batch} needs ~{need_gib:.1} GiB in {workload}, more than the {available_gib:.1} GiB of memory available: use a smaller batch")]
+    #[error("a batch of {batch} needs ~{need_gib:.1} GiB for {workload}, more than the {available_gib:.1} GiB of memory available: use a smaller batch")]
     BatchTooLarge {
         /// Samples in the batch.
         batch: usize,

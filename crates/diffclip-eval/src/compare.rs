@@ -187,9 +187,13 @@ pub fn difference_table(vs: &Value, order: &[String], metrics: &[&str], baseline
         Some(p) => format!("{p:.3}"),
         None => "–".to_string(),
     };
-    let family = vs.as_object().into_iter().flat_map(|v| v.values()).flat_map(|per| per.as_object().into_iter().flat_map(|m| m.values())).filter(|e| e["p_t_holm"].is_number()).count();
+    let family = |key: &str| vs.as_object().into_iter().flat_map(|v| v.values()).flat_map(|per| per.as_object().into_iter().flat_map(|m| m.values())).filter(|e| e[key].is_number()).count();
+    let counted = match (family("p_t_holm"), family("p_bootstrap_holm")) {
+        (t, b) if t == b => format!("all {t} variant × metric comparisons"),
+        (t, b) => format!("the {t} (seeds) and {b} (test samples) variant × metric comparisons that have one"),
+    };
     let mut s = format!(
-        "Difference to {baseline} (variant − {baseline}), mean over seeds, with the 95 % paired t-interval over seeds and the 95 % bootstrap interval over test samples; `*`: the interval excludes 0. Holm p: the test's two-sided p-value, Holm–Bonferroni adjusted over all {family} variant × metric comparisons to {baseline}; below 0.05, a difference holds with every comparison counted.\n\n"
+        "Difference to {baseline} (variant − {baseline}), mean over seeds, with the 95 % paired t-interval over seeds and the 95 % bootstrap interval over test samples; `*`: the interval excludes 0. Holm p: the test's two-sided p-value, Holm–Bonferroni adjusted over {counted} to {baseline}; below 0.05, a difference holds with every comparison counted.\n\n"
     );
     s += "| variant | metric | difference | t-interval (seeds) | Holm p (seeds) | bootstrap (test samples) | Holm p (samples) |\n|---|---|---|---|---|---|---|\n";
     for v in order.iter().filter(|v| vs.get(v.as_str()).is_some()) {

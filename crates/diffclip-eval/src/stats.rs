@@ -82,8 +82,9 @@ pub fn paired_t_p_value(a: &[f64], b: &[f64]) -> Option<f64> {
     if sd == 0.0 {
         return (m != 0.0).then_some(0.0);
     }
-    let t = m / (sd / (d.len() as f64).sqrt());
-    Some((2.0 * (1.0 - student_t_cdf(t.abs(), (d.len() - 1) as f64))).clamp(0.0, 1.0))
+    let (t, dof) = (m / (sd / (d.len() as f64).sqrt()), (d.len() - 1) as f64);
+    // Both tails at once, I_{ν/(ν+t²)}(ν/2, 1/2): no cancellation for a tiny p.
+    Some(incomplete_beta(dof / (dof + t * t), dof / 2.0, 0.5).clamp(0.0, 1.0))
 }
 
 /// Holm–Bonferroni adjusted p-values (`statsmodels` `multipletests(p, method="holm")`), in the

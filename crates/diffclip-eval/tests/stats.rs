@@ -215,6 +215,6 @@ fn comparisons_over_seeds_carry_holm_adjusted_p_values() {
         assert!(e["p_bootstrap"].is_null() && e["p_bootstrap_holm"].is_null(), "no per-sample outcomes: no bootstrap");
     }
     let table = difference_table(&vs, &["diff".into(), "star".into()], &metrics, "clip");
-    assert!(table.contains("adjusted over all 4 variant × metric comparisons"), "{table}");
+    assert!(table.contains("adjusted over the 4 (seeds) and 0 (test samples) variant × metric comparisons that have one"), "{table}");
     assert!(table.contains("| diff | zero_shot_shape_top1 | +5.00 | [+0.03, +9.97] * | 0.198 | – | – |"), "{table}");
 }

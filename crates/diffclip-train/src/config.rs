@@ -107,22 +107,25 @@ impl TrainConfig {
         }
     }
 
-    /// Refuses training a model of `model` with these settings where the step would fail or
-    /// train something else (checked by [`Trainer::fit`](crate::Trainer::fit) before anything
-    /// is written; call it first to refuse before building the model): a text vocabulary
-    /// smaller than the CLIP tokenizer's, SigLIP without a logit bias to learn, and a batch
-    /// that cannot fit in memory ([`ModelLimits::check_batch`](diffclip_clip::ModelLimits::check_batch)).
+    /// Refuses training a model of `model` on `device` with these settings where the step would
+    /// fail or train something else (checked by [`Trainer::fit`](crate::Trainer::fit) before
+    /// anything is written; call it first to refuse before building the model): a text
+    /// vocabulary smaller than the CLIP tokenizer's, SigLIP without a logit bias to learn, and,
+    /// on a device computing in the host's memory, a batch that cannot fit in it
+    /// ([`ModelLimits::check_batch`](diffclip_clip::ModelLimits::check_batch); a GPU's memory is
+    /// its own).
     ///
     /// ```
+    /// use burn::tensor::Device;
     /// use diffclip_clip::ClipConfig;
     /// use diffclip_train::{LossKind, TrainConfig};
     /// let siglip = TrainConfig { loss: LossKind::Siglip, ..TrainConfig::default() };
-    /// let err = siglip.check_model(&ClipConfig::diffclip_tiny()).unwrap_err().to_string();
+    /// let err = siglip.check_model(&ClipConfig::diffclip_tiny(), &Device::flex()).unwrap_err().to_string();
     /// assert!(err.contains("logit bias"), "{err}");
     /// let with_bias = ClipConfig { logit_bias_init: Some(-10.0), ..ClipConfig::diffclip_tiny() };
-    /// assert!(siglip.check_model(&with_bias).is_ok());
+    /// assert!(siglip.check_model(&with_bias, &Device::flex()).is_ok());
     /// ```
-    pub fn check_model(&self, model: &diffclip_clip::ClipConfig) -> Result<(), crate::TrainError> {
+    pub fn check_model(&self, model: &diffclip_clip::ClipConfig, device: &burn::tensor::Device) -> Result<(), crate::TrainError> {
         let bad = |m: String| Err(crate::TrainError::Config(m));
         // The built-in tokenizer's ids reach 49 407 (end of text): a smaller embedding table
         // would fail at the first lookup.
@@ -138,6 +141,9 @@ impl TrainConfig {
             return bad("loss siglip (--loss siglip) needs a model with a logit bias: set \"logit_bias_init\" (e.g. -10) in the model config".into());
         }
         // A batch that cannot fit is refused up front, not aborted in the allocator.
+        if !diffclip_clip::attention::is_host_device(device) {
+            return Ok(());
+        }
         diffclip_clip::ModelLimits::default()
             .check_batch(&model.estimate(), self.batch_size, diffclip_clip::Workload::Training)
             .map_err(|e| crate::TrainError::Config(format!("batch_size (--batch-size): {e}")))

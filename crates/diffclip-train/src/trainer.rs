@@ -172,7 +172,7 @@ impl Trainer {
         {
             return Err(TrainError::Config(format!("the data-parallel main device {:?} is not the trainer's device {:?}", p.main(), self.device)));
         }
-        self.config.check_model(&self.model_config)?;
+        self.config.check_model(&self.model_config, &self.device)?;
         // A device without that arithmetic is refused before anything is written.
         let replicas = self.options.parallel.as_ref().map(|p| p.devices()).unwrap_or_default();
         for device in std::iter::once(&self.device).chain(replicas) {

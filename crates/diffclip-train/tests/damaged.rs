@@ -1,6 +1,5 @@
-//! Resuming from a damaged training checkpoint: a value no training writes, an optimizer step
-//! past the run's, or a data position past the epoch is an error naming it, never a run that
-//! trains on silently.
+//! Resuming from a damaged training checkpoint: a value no training writes or a data position
+//! past the epoch is an error naming it, never a run that trains on silently.
 
 mod common;
 
@@ -51,10 +50,6 @@ fn a_damaged_checkpoint_is_refused_by_name() {
     });
     let e = resume().expect("a negative second moment must be refused");
     assert!(e.contains("tensor 'optim.v.logit_scale' holds -1 at element 0"), "{e}");
-    // More optimizer steps than training steps.
-    rewrite(&good, &bad, |_, _, meta| _ = meta.insert("optim_step".into(), "7".into()));
-    let e = resume().expect("optim_step past the run's step must be refused");
-    assert!(e.contains("optim_step 7 is past the run's step 2"), "{e}");
     // A data position past the epoch: resumed, then refused before any step.
     rewrite(&good, &bad, |_, _, meta| {
         let mut training: serde_json::Value = serde_json::from_str(&meta["diffclip_training"]).unwrap();
