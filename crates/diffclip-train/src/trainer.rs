@@ -176,7 +176,7 @@ impl Trainer {
         // A device without that arithmetic is refused before anything is written.
         let replicas = self.options.parallel.as_ref().map(|p| p.devices()).unwrap_or_default();
         for device in std::iter::once(&self.device).chain(replicas) {
-            self.config.precision.check(device)?;
+            self.config.precision.check(device).map_err(|e| TrainError::Config(e.to_string()))?;
         }
         let log = match &self.options.output {
             Some(dir) => Some(self.open_output(dir)?),
