@@ -57,6 +57,7 @@ use diffclip::serve::{Endpoints, Index};
 
 #[derive(Parser, Debug)]
 #[command(about = "Search embedding shards by text or image")]
+#[command(group(clap::ArgGroup::new("query").required(true).args(["text", "queries", "image", "listen"])))]
 struct Args {
     #[command(flatten)]
     model: ModelArgs,
@@ -66,7 +67,7 @@ struct Args {
     #[arg(long, required_unless_present = "listen")]
     index: Option<PathBuf>,
     /// A text query (searches the image shards).
-    #[arg(long, conflicts_with_all = ["image", "queries", "listen"], required_unless_present_any = ["image", "queries", "listen"], value_parser = diffclip::cli::non_blank)]
+    #[arg(long, conflicts_with_all = ["image", "queries", "listen"], value_parser = diffclip::cli::non_blank)]
     text: Option<String>,
     /// A file of text queries, one per line (blank lines skipped); each hit names its query.
     /// `-`: standard input, each line answered as it arrives.

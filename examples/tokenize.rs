@@ -39,6 +39,7 @@ const USAGE: &str =
 fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<TokenizerConfig>, String> {
     let mut config = TokenizerConfig::default();
     let mut args = args.peekable();
+    let mut seen = Vec::new();
     while let Some(arg) = args.next() {
         let (flag, inline) = match arg.split_once('=') {
             Some((f, v)) if f.starts_with("--") => (f.to_owned(), Some(v.to_owned())),
@@ -50,6 +51,12 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<TokenizerConf
                 .or_else(|| args.next())
                 .ok_or_else(|| format!("{name} needs a value"))
         };
+        if flag.starts_with("--") && flag != "--help" {
+            if seen.contains(&flag) {
+                return Err(format!("{flag} given more than once"));
+            }
+            seen.push(flag.clone());
+        }
         match flag.as_str() {
             "-h" | "--help" => return Ok(None),
             "--context-length" => {

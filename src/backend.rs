@@ -1,6 +1,23 @@
 //! Picking a compiled-in Burn backend by name at run time.
 
 use burn::tensor::Device;
+use thiserror::Error;
+
+/// A backend name this build cannot run.
+///
+/// ```
+/// let err = diffclip::backend::device("tpu").unwrap_err();
+/// assert_eq!(err.name, "tpu");
+/// assert!(err.to_string().contains("this build has: flex"), "{err}");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("backend '{name}' is not compiled in; this build has: {}", available.join(", "))]
+pub struct UnknownBackend {
+    /// The name asked for.
+    pub name: String,
+    /// The backends this build has ([`available`]).
+    pub available: Vec<&'static str>,
+}
 
 /// The backends compiled into this build, in preference order.
 pub fn available() -> Vec<&'static str> {
@@ -20,14 +37,14 @@ pub fn available() -> Vec<&'static str> {
     v
 }
 
-/// A device of the named backend (`flex`, `ndarray`, `wgpu`, `cuda`), or a message naming
-/// the backends this build has.
+/// A device of the named backend (`flex`, `ndarray`, `wgpu`, `cuda`), or an error naming the
+/// backends this build has.
 ///
 /// ```
 /// let device = diffclip::backend::device("flex").unwrap();
 /// assert!(diffclip::backend::device("tpu").is_err());
 /// ```
-pub fn device(name: &str) -> Result<Device, String> {
+pub fn device(name: &str) -> Result<Device, UnknownBackend> {
     match name {
         #[cfg(feature = "flex")]
         "flex" => Ok(Device::flex()),
@@ -38,7 +55,10 @@ pub fn device(name: &str) -> Result<Device, String> {
         "wgpu" => Ok(Device::wgpu(Default::default())),
         #[cfg(feature = "cuda")]
         "cuda" => Ok(Device::cuda(0usize)),
-        _ => Err(format!("backend '{name}' is not compiled in; this build has: {}", available().join(", "))),
+        _ => Err(UnknownBackend {
+            name: name.to_owned(),
+            available: available(),
+        }),
     }
 }
 

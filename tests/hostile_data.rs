@@ -173,6 +173,18 @@ fn tokenize_bounds_its_flags_and_input_and_reports_write_errors() {
         r.stderr
     );
 
+    // A flag given twice is refused, whichever spelling.
+    let r = run(
+        {
+            let mut c = tokenize();
+            c.args(["--truncate", "drop-eot", "--truncate=keep-eot"]);
+            c
+        },
+        Some(b"a photo\n".to_vec()),
+        30,
+    );
+    assert!(r.code == Some(2) && r.stderr.contains("--truncate given more than once"), "{:?} {}", r.code, r.stderr);
+
     // Plain use still works.
     let mut c = tokenize();
     c.stdout(Stdio::piped());

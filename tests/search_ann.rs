@@ -106,6 +106,10 @@ fn a_file_of_queries_runs_against_one_opened_index() {
     }
     let queries = index.join("queries.txt");
     std::fs::write(&queries, "a red square\n\n  a blue circle  \n").unwrap();
+    // Without any query, the error names every way to give one.
+    let none = search_cmd(&index).output().unwrap();
+    let err = String::from_utf8_lossy(&none.stderr);
+    assert!(none.status.code() == Some(2) && ["--text", "--queries", "--image", "--listen"].iter().all(|f| err.contains(f)), "{err}");
     let run = |extra: &[&str]| {
         search_cmd(&index)
             .arg("--queries")

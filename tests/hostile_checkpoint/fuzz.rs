@@ -145,7 +145,7 @@ fn burnpack_fixture() -> PathBuf {
         let mut model = ClipConfig::diffclip_tiny().init(&device).unwrap();
         load_checkpoint(&mut model, fixture("diffclip_tiny/model.safetensors")).unwrap();
         let path = shared("tiny.bpk");
-        diffclip::clip::save_burnpack(&model, &path).unwrap();
+        diffclip::clip::save_burnpack(&model, None, &path).unwrap();
         path
     })
     .clone()

@@ -185,7 +185,8 @@ fn export_round_trips_through_safetensors_and_burnpack() {
         assert_eq!(embed(&fresh, &device), want);
 
         let bp = tmp(&format!("{backend}.bpk"));
-        save_burnpack(&model, &bp).unwrap();
+        save_burnpack(&model, Some(&ClipConfig::diffclip_tiny()), &bp).unwrap();
+        assert_eq!(config_of(&bp).unwrap(), Some(ClipConfig::diffclip_tiny()));
         let mut fresh = ClipConfig::diffclip_tiny().init(&device).unwrap();
         load_checkpoint(&mut fresh, &bp).unwrap();
         assert_eq!(embed(&fresh, &device), want);

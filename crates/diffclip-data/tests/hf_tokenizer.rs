@@ -141,7 +141,7 @@ fn equals_transformers_up_to_padding() {
     let tok = hf(Truncation::KeepEot);
     let mut report = Vec::new();
     for case in cases() {
-        let full = tok.encode(&case.text).unwrap().len().min(77);
+        let full = tok.encode_with_special_tokens(&case.text).unwrap().len().min(77);
         let got = TextTokenizer::tokenize(&tok, &case.text).unwrap();
         let same = got[..full] == case.hf77[..full]
             && got[full..].iter().all(|&i| i == 0)
@@ -158,7 +158,7 @@ fn special_tokens_truncation_and_padding() {
     let keep = hf(Truncation::KeepEot);
     let tok: &dyn TextTokenizer = &keep;
     assert_eq!(keep.vocab_size(), 49_408);
-    assert_eq!(keep.encode("hello <|endoftext|> world").unwrap(), [SOT_ID, 3306, EOT_ID, 1002, EOT_ID]);
+    assert_eq!(keep.encode_with_special_tokens("hello <|endoftext|> world").unwrap(), [SOT_ID, 3306, EOT_ID, 1002, EOT_ID]);
     assert_eq!(&tok.tokenize("").unwrap()[..3], &[SOT_ID, EOT_ID, 0]);
     let long = "word ".repeat(200);
     let k = tok.tokenize(&long).unwrap();
@@ -204,4 +204,21 @@ fn a_file_on_disk_loads_and_is_shared_across_threads() {
             s.spawn(move || assert_eq!(tok.tokenize("a photo of a dog on the beach").unwrap(), want));
         }
     });
+}
+
+#[test]
+fn a_batch_error_names_the_text_that_failed() {
+    // WordLevel with an unknown token missing from its vocabulary fails on any unknown word.
+    let json = serde_json::json!({
+        "version": "1.0", "truncation": null, "padding": null, "added_tokens": [],
+        "normalizer": null, "pre_tokenizer": {"type": "Whitespace"}, "post_processor": null,
+        "decoder": null,
+        "model": {"type": "WordLevel", "vocab": {"a": 1, "b": 2}, "unk_token": "[UNK]"}
+    });
+    let tok = HfTokenizer::from_bytes(json.to_string().as_bytes(), TokenizerConfig::default()).unwrap();
+    assert_eq!(tok.tokenize_batch(&["a b", "b"]).unwrap()[1][0], 2);
+    let err = tok.tokenize_batch(&["a", "b a", "a zebra", "zebra"]).unwrap_err();
+    assert!(err.to_string().starts_with("cannot tokenize text 2 of the batch (7 characters)"), "{err}");
+    let err = TextTokenizer::tokenize(&tok, "zebra").unwrap_err();
+    assert!(err.to_string().starts_with("cannot tokenize text (5 characters)"), "{err}");
 }

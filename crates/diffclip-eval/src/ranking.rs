@@ -102,10 +102,6 @@ pub fn pairwise_sum(a: &[f64]) -> f64 {
     }
 }
 
-/// `np.mean` of `a` (NaN for an empty slice, as numpy).
-pub fn numpy_mean(a: &[f64]) -> f64 {
-    pairwise_sum(a) / a.len() as f64
-}
 
 #[cfg(test)]
 mod tests {

@@ -13,12 +13,10 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Arithmetic mean; `NaN` for an empty slice.
+/// Arithmetic mean in numpy's summation order ([`pairwise_sum`](crate::ranking::pairwise_sum)),
+/// so it equals `np.mean` to the bit; `NaN` for an empty slice.
 pub fn mean(xs: &[f64]) -> f64 {
-    if xs.is_empty() {
-        return f64::NAN;
-    }
-    xs.iter().sum::<f64>() / xs.len() as f64
+    crate::ranking::pairwise_sum(xs) / xs.len() as f64
 }
 
 /// Sample standard deviation (denominator `n - 1`, numpy's `ddof=1`); `NaN` below 2 values.

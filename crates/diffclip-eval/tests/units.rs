@@ -4,7 +4,8 @@ use diffclip_eval::cache::data_key;
 use diffclip_eval::metadata::{self, ImageNetSubset};
 use diffclip_eval::pairs::pair_metrics;
 use diffclip_eval::probe::{LbfgsOptions, lbfgs, sample_shots, stratified_split};
-use diffclip_eval::ranking::{numpy_mean, pairwise_sum, rank_of};
+use diffclip_eval::ranking::{pairwise_sum, rank_of};
+use diffclip_eval::stats::mean;
 use diffclip_eval::{
     EmbeddingCache, EvalError, Matrix, ModelKey, retrieval_recall, zero_shot_metrics,
 };
@@ -46,7 +47,8 @@ fn numpy_summation_order() {
     let naive: f64 = v.iter().sum();
     assert!((pairwise_sum(&v) - naive).abs() < 1e-9);
     assert_eq!(pairwise_sum(&v[..5]), v[..5].iter().sum::<f64>());
-    assert!(numpy_mean(&[]).is_nan());
+    assert!(mean(&[]).is_nan());
+    assert_eq!(mean(&v), pairwise_sum(&v) / v.len() as f64);
 }
 
 #[test]

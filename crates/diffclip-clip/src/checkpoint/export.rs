@@ -47,33 +47,63 @@ pub fn save_safetensors(model: &Clip, config: Option<&ClipConfig>, path: impl As
     let tensors: Vec<F32Tensor> = sd.iter().map(|(k, t)| F32Tensor { name: k.clone(), shape: t.shape.clone(), data: &t.data }).collect();
     let mut meta = HashMap::from([("format".to_string(), "pt".to_string())]);
     if let Some(c) = config {
-        meta.insert("diffclip_config".into(), serde_json::to_string(c).expect("config serialises"));
+        meta.insert(CONFIG_KEY.into(), serde_json::to_string(c).expect("config serialises"));
     }
     Ok(write_safetensors(path.as_ref(), &tensors, meta)?)
 }
 
-/// Write the weights in Burn's burnpack format (Burn layout), atomically.
-pub fn save_burnpack(model: &Clip, path: impl AsRef<Path>) -> Result<(), CheckpointError> {
+/// Write the weights in Burn's burnpack format (Burn layout), atomically. The config is stored
+/// in the metadata under `diffclip_config` when given, so [`config_of`] (and
+/// [`ClipConfig::select`] with only a checkpoint) can rebuild the model from the file alone.
+///
+/// ```
+/// # use burn::tensor::Device;
+/// use diffclip_clip::{ClipConfig, checkpoint::config_of, save_burnpack};
+/// let config = ClipConfig::diffclip_tiny();
+/// let model = config.init(&Device::flex()).unwrap();
+/// let dir = tempfile::tempdir().unwrap();
+/// let path = dir.path().join("model.bpk");
+/// save_burnpack(&model, Some(&config), &path).unwrap();
+/// assert_eq!(config_of(&path).unwrap(), Some(config));
+/// ```
+pub fn save_burnpack(model: &Clip, config: Option<&ClipConfig>, path: impl AsRef<Path>) -> Result<(), CheckpointError> {
     let path = path.as_ref();
+    let json = config.map(|c| serde_json::to_string(c).expect("config serialises"));
     Ok(write_atomic_with(path, |tmp| {
         let mut store = BurnpackStore::from_file(tmp).overwrite(true);
+        if let Some(json) = &json {
+            store = store.metadata(CONFIG_KEY, json.as_str());
+        }
         model.save_into(&mut store).map_err(|e| FileError::Serialize { path: path.display().to_string(), message: e.to_string() })
     })?)
 }
 
-/// The config stored in a safetensors file written by [`save_safetensors`] (or a training
-/// checkpoint), if any. Only the header is read. The config is untrusted: it is
-/// [validated](ClipConfig::validate) against the default limits, and an invalid one is an
-/// error naming the file. A file that is not safetensors carries no config (`Ok(None)`).
+/// The metadata key under which both savers store the config.
+const CONFIG_KEY: &str = "diffclip_config";
+
+/// The config stored in a safetensors or burnpack file written by [`save_safetensors`] or
+/// [`save_burnpack`] (or in a training checkpoint), if any. Only the header is read. The config
+/// is untrusted: it is [validated](ClipConfig::validate) against the default limits, and an
+/// invalid one is an error naming the file. Another container carries no config (`Ok(None)`).
 pub fn config_of(path: impl AsRef<Path>) -> Result<Option<ClipConfig>, CheckpointError> {
     let path = path.as_ref();
     let name = path.display().to_string();
-    let header = super::safetensors_header(path).map_err(|source| CheckpointError::Io { path: name.clone(), source })?;
-    let Some(json) = header.as_ref().and_then(|h| h.get(crate::files::METADATA_KEY)?.get("diffclip_config")?.as_str()) else {
+    let json = match super::state_dict::detect_container(path) {
+        Ok(super::Container::Burnpack) => burn_pack::Reader::from_file_exact(path)
+            .map_err(|e| CheckpointError::Read { path: name.clone(), message: e.to_string() })?
+            .metadata()
+            .get(CONFIG_KEY)
+            .cloned(),
+        _ => {
+            let header = super::safetensors_header(path).map_err(|source| CheckpointError::Io { path: name.clone(), source })?;
+            header.as_ref().and_then(|h| h.get(crate::files::METADATA_KEY)?.get(CONFIG_KEY)?.as_str().map(str::to_owned))
+        }
+    };
+    let Some(json) = json else {
         return Ok(None);
     };
-    let invalid = |e: crate::ClipError| CheckpointError::Read { path: name.clone(), message: format!("diffclip_config in the metadata: {e}") };
-    let config = ClipConfig::from_json(json).map_err(invalid)?;
+    let invalid = |e: crate::ClipError| CheckpointError::Read { path: name.clone(), message: format!("{CONFIG_KEY} in the metadata: {e}") };
+    let config = ClipConfig::from_json(&json).map_err(invalid)?;
     config.validate(&crate::ModelLimits::default()).map_err(invalid)?;
     Ok(Some(config))
 }

@@ -288,6 +288,20 @@ fn complete_after_first_scan(bytes: &[u8]) -> bool {
 
 /// WebP and BMP through the `image` crate: grey -> `L`/`LA`, colour -> `RGB`/`RGBA`
 /// (other sample types are reduced to 8-bit RGB(A) by the `image` crate).
+/// Width and height from a bitmap's header (height negative for top-down rows), if it has one.
+fn bmp_dimensions(bytes: &[u8]) -> Option<(u32, u32)> {
+    let at = |i: usize, n: usize| bytes.get(i..i + n);
+    let header = u32::from_le_bytes(at(14, 4)?.try_into().ok()?);
+    if header == 12 {
+        let w = u16::from_le_bytes(at(18, 2)?.try_into().ok()?);
+        let h = u16::from_le_bytes(at(20, 2)?.try_into().ok()?);
+        return Some((w.into(), h.into()));
+    }
+    let w = i32::from_le_bytes(at(18, 4)?.try_into().ok()?);
+    let h = i32::from_le_bytes(at(22, 4)?.try_into().ok()?);
+    Some((w.unsigned_abs(), h.unsigned_abs()))
+}
+
 pub(crate) fn via_image_crate(
     bytes: &[u8],
     format: ::image::ImageFormat,
@@ -298,6 +312,10 @@ pub(crate) fn via_image_crate(
         ImageError::Unsupported(u) => Fail::Unsupported(u.to_string()),
         other => Fail::Decode(other.to_string()),
     };
+    if let Some((w, h)) = (format == ::image::ImageFormat::Bmp).then(|| bmp_dimensions(bytes)).flatten() {
+        // The image crate calls a zero-width bitmap "too large".
+        check(w, h, u64::MAX)?;
+    }
     let mut limits = ::image::Limits::default();
     limits.max_alloc = Some(max_pixels.saturating_mul(8));
     let mut reader = ::image::ImageReader::with_format(Cursor::new(bytes), format);

@@ -181,6 +181,10 @@ impl DecodedImage {
 
     /// Crops the box `[left, left+width) x [top, top+height)`, which must lie inside.
     ///
+    /// # Panics
+    /// When the box does not lie inside the image (like slice indexing: the pipelines compute
+    /// their boxes from the image's own size).
+    ///
     /// ```
     /// use diffclip_data::preprocess::{DecodedImage, Pixels};
     /// let img = DecodedImage::new(3, 2, Pixels::L(vec![1, 2, 3, 4, 5, 6])).unwrap();
@@ -188,9 +192,12 @@ impl DecodedImage {
     /// assert_eq!(c.pixels(), &Pixels::L(vec![5, 6]));
     /// ```
     pub fn crop(&self, left: u32, top: u32, width: u32, height: u32) -> DecodedImage {
+        let inside = |start: u32, len: u32, size: u32| start.checked_add(len).is_some_and(|end| end <= size);
         assert!(
-            left + width <= self.width && top + height <= self.height,
-            "crop outside image"
+            inside(left, width, self.width) && inside(top, height, self.height),
+            "crop {width}x{height} at ({left}, {top}) outside the {}x{} image",
+            self.width,
+            self.height
         );
         if (left, top, width, height) == (0, 0, self.width, self.height) {
             return self.clone();

@@ -182,19 +182,20 @@ impl HfTokenizer {
     /// # use diffclip_data::tokenizer::{clip_tokenizer_json, HfTokenizer, TokenizerConfig};
     /// let json = clip_tokenizer_json().unwrap();
     /// let tok = HfTokenizer::from_bytes(json.as_bytes(), TokenizerConfig::default()).unwrap();
-    /// assert_eq!(tok.encode("Hello World").unwrap(), vec![49406, 3306, 1002, 49407]);
+    /// assert_eq!(tok.encode_with_special_tokens("Hello World").unwrap(), vec![49406, 3306, 1002, 49407]);
     /// ```
-    pub fn encode(&self, text: &str) -> Result<Vec<u32>, TokenizerError> {
+    pub fn encode_with_special_tokens(&self, text: &str) -> Result<Vec<u32>, TokenizerError> {
         let encoding = self
             .inner
             .encode_fast(text, true)
-            .map_err(|e| encode_error(text, e))?;
+            .map_err(|e| encode_error(text, None, e))?;
         Ok(encoding.get_ids().to_vec())
     }
 }
 
-fn encode_error(text: &str, e: tokenizers::Error) -> TokenizerError {
+fn encode_error(text: &str, index: Option<usize>, e: tokenizers::Error) -> TokenizerError {
     TokenizerError::Encode {
+        index,
         chars: text.chars().count(),
         message: e.to_string(),
     }
@@ -213,18 +214,19 @@ impl TextTokenizer for HfTokenizer {
     }
 
     fn tokenize(&self, text: &str) -> Result<Vec<u32>, TokenizerError> {
-        Ok(self.config.fit(self.encode(text)?, self.pad_id))
+        Ok(self.config.fit(self.encode_with_special_tokens(text)?, self.pad_id))
     }
 
-    /// Texts are encoded in parallel (rayon).
+    /// Texts are encoded in parallel (rayon); an error names the first text that fails.
     fn tokenize_batch(&self, texts: &[&str]) -> Result<Vec<Vec<u32>>, TokenizerError> {
-        let encodings = self
-            .inner
-            .encode_batch_fast(texts.to_vec(), true)
-            .map_err(|e| TokenizerError::Encode {
-                chars: texts.iter().map(|t| t.chars().count()).sum(),
-                message: e.to_string(),
-            })?;
+        let encodings = self.inner.encode_batch_fast(texts.to_vec(), true).map_err(|batch_error| {
+            // The batch call does not say which text failed: find it one by one.
+            texts
+                .iter()
+                .enumerate()
+                .find_map(|(i, t)| self.inner.encode_fast(*t, true).err().map(|e| encode_error(t, Some(i), e)))
+                .unwrap_or_else(|| encode_error(&texts.concat(), None, batch_error))
+        })?;
         Ok(encodings
             .iter()
             .map(|e| self.config.fit(e.get_ids().to_vec(), self.pad_id))

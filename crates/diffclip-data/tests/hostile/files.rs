@@ -142,3 +142,17 @@ fn text_lines_hold_their_limit_exactly() {
     assert!(lines.next().unwrap().is_err() && !lines.ended());
     assert_eq!(lines.next().unwrap().unwrap(), "b");
 }
+
+#[test]
+fn a_bitmap_of_zero_width_or_height_says_so() {
+    let mut bmp = Vec::new();
+    image::RgbImage::from_pixel(3, 2, image::Rgb([1, 2, 3]))
+        .write_to(&mut std::io::Cursor::new(&mut bmp), image::ImageFormat::Bmp)
+        .unwrap();
+    for (offset, want) in [(18, "zero size 0x2"), (22, "zero size 3x0")] {
+        let mut bad = bmp.clone();
+        bad[offset..offset + 4].copy_from_slice(&0i32.to_le_bytes());
+        let err = decode_bytes(&bad, "flat.bmp", &DecodeOptions::default()).unwrap_err();
+        assert!(err.to_string().contains(want) && err.to_string().contains("flat.bmp"), "{err}");
+    }
+}

@@ -2,7 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::ranking::{argmax, numpy_mean, rank_of};
+use crate::ranking::{argmax, rank_of};
+use crate::stats::mean;
 use crate::{EvalError, Matrix};
 
 /// Classification accuracy as CLIP_benchmark reports it.
@@ -144,5 +145,5 @@ pub fn mean_per_class_recall(
         .filter(|&k| count[k] > 0)
         .map(|k| correct[k] as f64 / count[k] as f64)
         .collect();
-    Ok(numpy_mean(&recalls))
+    Ok(mean(&recalls))
 }
