@@ -67,14 +67,9 @@ fn one(args: &Args) -> Result<serde_json::Value, Box<dyn std::error::Error>> {
     if args.n == 0 || args.batch == 0 {
         return Err("--n and --batch must be at least 1".into());
     }
-    // The reference path holds maps of batch × heads × n² floats (four per head pair, with the
-    // backward's copies): refused from that count rather than aborted in the allocator.
-    let maps = (args.batch as u128) * (h as u128) * (args.n as u128).pow(2) * 4 * if args.backward { 4 } else { 2 };
-    let inputs = (args.batch as u128) * (args.n as u128) * (d as u128) * 4 * 8;
-    let need = inputs + if path == AttentionPath::Reference { maps } else { 0 };
-    if let Some(available) = diffclip::clip::ModelLimits::default().max_bytes.filter(|&a| need > a as u128) {
-        return Err(format!("--n {} --batch {}: about {:.1} GiB needed, more than the {:.1} GiB of memory available", args.n, args.batch, need as f64 / (1u64 << 30) as f64, available as f64 / (1u64 << 30) as f64).into());
-    }
+    // The reference path holds maps of batch × heads × n² floats: refused from that count
+    // rather than aborted in the allocator.
+    diffclip::cli::check_attention_size(args.batch, args.n, d, h, path == AttentionPath::Reference, args.backward, &device)?;
     let mut x = Tensor::<3>::random([args.batch, args.n, d], Distribution::Default, &device);
     if args.backward {
         x = x.require_grad();

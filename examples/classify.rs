@@ -94,9 +94,16 @@ fn run(args: Args) -> Result<(), Error> {
     let serving = args.listen.listen.is_some() || (args.images.len() == 1 && args.images[0] == Path::new("-"));
     let encoder = Encoder::new(&loaded.model)?.with_tokenizer(loaded.tokenizer.clone())?.with_truncation(truncation)?.with_progress(!serving);
     let classifier = build_classifier(&encoder, &labels, &templates)?;
-    let scale = loaded.model.logit_scale_exp().into_scalar::<f32>();
+    // In f64: a stored logit_scale above ~88.7 overflows f32's exp (softmax would be NaN).
+    let logit_scale = f64::from(loaded.model.logit_scale.val().into_scalar::<f32>());
+    let scale = logit_scale.exp();
+    if !scale.is_finite() {
+        return Err(format!("the checkpoint's logit_scale {logit_scale} is not a usable log-temperature (exp overflows or is NaN)").into());
+    }
     // Each row's `k` top labels with their probabilities.
     let rank = |embeddings: &Matrix, k: usize| -> Result<Vec<Vec<(usize, f32)>>, Error> {
+        // A damaged or diverged model embeds to NaN: no probability can be given.
+        embeddings.check_finite("the image embedding (the model's weights are damaged or diverged)")?;
         let logits = embeddings.l2_normalized().matmul_t(&classifier)?;
         Ok(logits.row_iter().map(|row| top_k(&softmax(row, scale), k)).collect())
     };
@@ -133,6 +140,9 @@ fn run(args: Args) -> Result<(), Error> {
         }
         if out.kept.is_empty() {
             return Ok(0);
+        }
+        if let Some(row) = out.embeddings.row_iter().position(|r| r.iter().any(|v| !v.is_finite())) {
+            return Err(format!("the model embeds {} to NaN or infinity: its weights are damaged or diverged", shown(&files[out.kept[row]])).into());
         }
         for (file, top) in out.kept.iter().map(|&i| &files[i]).zip(rank(&out.embeddings, args.top_k)?) {
             if args.json {
@@ -173,12 +183,12 @@ fn shown(path: &Path) -> String {
     printable_line(&path.to_string_lossy()).into_owned()
 }
 
-/// Probabilities of `scale * logits` (max-subtracted for stability).
-fn softmax(logits: &[f32], scale: f32) -> Vec<f32> {
-    let max = logits.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v)) * scale;
-    let exp: Vec<f32> = logits.iter().map(|&v| (v * scale - max).exp()).collect();
-    let sum: f32 = exp.iter().sum();
-    exp.iter().map(|e| e / sum).collect()
+/// Probabilities of `scale * logits` (max-subtracted for stability, in f64).
+fn softmax(logits: &[f32], scale: f64) -> Vec<f32> {
+    let max = logits.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+    let exp: Vec<f64> = logits.iter().map(|&v| (f64::from(v - max) * scale).exp()).collect();
+    let sum: f64 = exp.iter().sum();
+    exp.iter().map(|e| (e / sum) as f32).collect()
 }
 
 /// The `k` most probable classes, most probable first (ties: lower index first).

@@ -105,12 +105,12 @@ fn run(args: Args) -> Res<()> {
     args.data.check()?;
     // Before any pretraining: a bad fine-tuning rate would waste it.
     if !(args.finetune_lr.is_finite() && args.finetune_lr > 0.0) {
-        return Err(format!("--finetune-lr must be positive, got {}", args.finetune_lr).into());
+        return Err(format!("--finetune-lr must be a finite number > 0, got {}", args.finetune_lr).into());
     }
     let synth = SyntheticConfig { seed: args.data.data_seed, image_size: args.shape.image_size as u32, train_size: args.data.train_size, test_size: args.data.test_size, ..SyntheticConfig::default() };
     let task = SyntheticTask::new(synth)?;
     let device = diffclip::backend::device(&args.shape.backend)?.autodiff();
-    diffclip::clip::files::create_output_dir(&args.output)?;
+    args.shape.create_output(&args.output)?;
     let start = Instant::now();
     // No pretraining when --checkpoint gives the model to convert.
     let pretrain = if args.checkpoint.is_some() { 0 } else { args.pretrain_steps };

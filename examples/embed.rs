@@ -206,6 +206,11 @@ fn embed_files(args: &Args, loaded: &LoadedModel) -> Result<(), Box<dyn std::err
             DataSpec::Csv(path) => {
                 let policy = if job.fail_on_bad { BadSamplePolicy::Fail } else { BadSamplePolicy::Skip };
                 let table = CsvDataset::open(&path, &args.csv.config()?, ImageLoader::new(pipeline.clone()).with_policy(policy))?;
+                // As `train` says it: an index of nothing is no success.
+                if table.rows().is_empty() {
+                    let why = table.skip_counter().last_error().map(|e| format!(" ({} malformed, the last: {})", table.skip_counter().skipped(), printable_line(&e))).unwrap_or_default();
+                    return Err(format!("{}: no usable rows{why}", path.display()).into());
+                }
                 if table.skip_counter().skipped() > 0 {
                     let last = table.skip_counter().last_error().unwrap_or_default();
                     eprintln!("{}: skipped {} malformed rows (the last: {})", path.display(), table.skip_counter().skipped(), printable_line(&last));
@@ -254,7 +259,7 @@ fn embed_files(args: &Args, loaded: &LoadedModel) -> Result<(), Box<dyn std::err
     for (file, why) in &report.skipped {
         eprintln!("skipped {}: {}", printable_line(file), printable_line(why));
     }
-    eprintln!("wrote {} shards, kept {} finished ones, skipped {} samples; output {}", report.written.len(), report.kept.len(), report.skipped.len(), args.output.display());
+    eprintln!("wrote {} shards, kept {} finished ones, skipped {} unreadable samples; output {}", report.written.len(), report.kept.len(), report.skipped.len(), args.output.display());
     Ok(())
 }
 

@@ -77,7 +77,7 @@ struct Args {
     /// the model's layout's (slip for DiffCLIP's timm layout, openai for the OpenAI layout).
     #[arg(long)]
     preprocess: Option<String>,
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = diffclip::cli::at_least_one)]
     batch_size: usize,
     /// Embedding cache directory (used when a checkpoint is given).
     #[arg(long, default_value = "eval-cache")]
@@ -157,6 +157,12 @@ fn run(args: Args) -> Res<()> {
             if std::path::absolute(&target)? == std::path::absolute(&output)? {
                 return Err(format!("--heatmap {} is also --output", figure.display()).into());
             }
+        }
+    }
+    // The synthetic set brings its own classes and prompts: these flags would be ignored.
+    if args.data.is_none() && args.sets.is_empty() {
+        if let Some(flag) = [("--classnames", &args.classnames), ("--templates", &args.templates)].iter().find(|(_, v)| v.is_some()).map(|(f, _)| f) {
+            return Err(format!("{flag} applies to --data and --set: the built-in synthetic set has its own classes and prompts").into());
         }
     }
     let device = diffclip::backend::device(&args.backend)?;
@@ -334,6 +340,9 @@ fn probe_run(
     let (lp_cfg, fs_cfg) = probe_configs(ctx);
     if fewshot {
         let points = ctx.eval.few_shot(tr, va, te, k, &fs_cfg)?;
+        for p in points.iter().filter(|p| p.fewest_shots < p.shots) {
+            eprintln!("warning: few-shot, {title}: {} shots asked, but a class has only {} training samples (all of them are used)", p.shots, p.fewest_shots);
+        }
         let t = report::few_shot_table(&format!("few-shot, {title}"), &points);
         return Ok(Some((serde_json::to_value(&points)?, vec![t])));
     }

@@ -101,8 +101,9 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
 /// The baseline reader: the file's bytes and the f32 state dict of every tensor in it are both
 /// resident at once.
 fn load_whole_file(model: &mut diffclip::clip::Clip, path: &std::path::Path) -> Result<CheckpointFormat, Box<dyn std::error::Error>> {
-    let bytes = std::fs::read(path)?;
-    let st = safetensors::SafeTensors::deserialize(&bytes)?;
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    // The baseline reads safetensors only.
+    let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| format!("{}: not a safetensors file (--whole-file reads only those): {e}", path.display()))?;
     let mut sd = StateDict::new();
     for (key, view) in st.tensors() {
         let data = safetensors_to_f32(view.dtype(), view.data(), &key, &path.display().to_string())?;

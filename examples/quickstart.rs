@@ -85,7 +85,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     let device = diffclip::backend::device(&args.shape.backend)?.autodiff();
-    diffclip::clip::files::create_output_dir(&args.output)?;
+    args.shape.create_output(&args.output)?;
     let task = SyntheticTask::new(SyntheticConfig { seed: args.seed, image_size: args.shape.image_size as u32, ..SyntheticConfig::default() })?;
     let chance = task.chance();
     let (mut runs, mut tests, mut maps) = (Vec::new(), Vec::new(), Vec::new());

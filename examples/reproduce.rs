@@ -74,7 +74,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let synth = SyntheticConfig { seed: args.data.data_seed, image_size: args.shape.image_size as u32, train_size: args.data.train_size, test_size: args.data.test_size, ..SyntheticConfig::default() };
     let task = SyntheticTask::new(synth)?;
     let device = diffclip::backend::device(&args.shape.backend)?.autodiff();
-    diffclip::clip::files::create_output_dir(&args.output)?;
+    args.shape.create_output(&args.output)?;
 
     let total = args.data.seeds.len() * args.variants.len();
     let estimate = total as f64 * expected_seconds(&shape, args.shape.batch_size, args.steps);

@@ -89,6 +89,48 @@ pub fn at_least_one(text: &str) -> Result<usize, String> {
     }
 }
 
+/// A web page origin as browsers send it in `Origin` (`scheme://host[:port]`, `http` or `https`,
+/// no path and no trailing slash), as a command-line parser's check: an origin written another
+/// way would never match and every request from that page would get 403.
+///
+/// ```
+/// assert_eq!(diffclip::cli::web_origin("https://app.example:8443").unwrap(), "https://app.example:8443");
+/// assert!(diffclip::cli::web_origin("http://a/").unwrap_err().contains("no path"));
+/// assert!(diffclip::cli::web_origin("app.example").is_err());
+/// assert!(diffclip::cli::web_origin("null").is_err());
+/// ```
+pub fn web_origin(text: &str) -> Result<String, String> {
+    let shape = "an origin is scheme://host[:port], as a browser sends it";
+    let Some((scheme, rest)) = text.split_once("://") else {
+        return Err(format!("{text:?}: {shape}, e.g. https://app.example"));
+    };
+    if !(scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https")) {
+        return Err(format!("{text:?}: the scheme must be http or https"));
+    }
+    if rest.contains(['/', '?', '#']) {
+        return Err(format!("{text:?}: {shape}, with no path (not even a trailing /)"));
+    }
+    if rest.is_empty() || rest.starts_with(':') || rest.contains(|c: char| c.is_whitespace() || c.is_control() || c == '@') {
+        return Err(format!("{text:?}: {shape}; the host is missing or malformed"));
+    }
+    Ok(text.to_string())
+}
+
+/// A host name for the `Host` header check (`name` or `name:port`), as a command-line parser's
+/// check: not empty, no scheme, path or white space.
+///
+/// ```
+/// assert!(diffclip::cli::host_name("clip.internal:8443").is_ok());
+/// assert!(diffclip::cli::host_name("").is_err());
+/// assert!(diffclip::cli::host_name("https://clip.internal").is_err());
+/// ```
+pub fn host_name(text: &str) -> Result<String, String> {
+    match text.is_empty() || text.contains(['/', '@', '?', '#']) || text.contains(|c: char| c.is_whitespace() || c.is_control()) {
+        true => Err(format!("{text:?}: a host name as the Host header holds it (name or name:port, no scheme or path)")),
+        false => Ok(text.to_string()),
+    }
+}
+
 /// Refuses `flag`'s batch of `batch` samples on `device` when a model of `config` would need
 /// more of the host's memory for it than is available
 /// ([`ModelLimits::check_batch`](diffclip_clip::ModelLimits::check_batch)), the error naming
@@ -110,6 +152,34 @@ pub fn check_batch(config: &ClipConfig, batch: usize, workload: diffclip_clip::W
         return Ok(());
     }
     diffclip_clip::ModelLimits::default().check_batch(&config.estimate(), batch, workload).map_err(|e| format!("{flag} {batch}: {e}"))
+}
+
+/// Refuses an attention layer's `[batch, n, width]` input (with `heads` heads) that would not
+/// fit in the host's memory: its activations and, with `maps`, the attention maps of the
+/// reference path (kept twice as many for a `backward`), before anything is allocated. Sizes
+/// past any address space are refused wherever the tensors live; a GPU's memory is not checked.
+///
+/// ```
+/// let flex = diffclip::burn::tensor::Device::flex();
+/// let err = diffclip::cli::check_attention_size(1 << 32, 1 << 32, 768, 12, true, false, &flex).unwrap_err();
+/// assert!(err.starts_with("--n 4294967296 --batch 4294967296: about"), "{err}");
+/// assert!(diffclip::cli::check_attention_size(8, 197, 768, 12, true, true, &flex).is_ok());
+/// ```
+pub fn check_attention_size(batch: usize, n: usize, width: usize, heads: usize, maps: bool, backward: bool, device: &Device) -> Result<(), String> {
+    let (batch_n, n2) = (batch as u128 * n as u128, (n as u128).pow(2));
+    // Four floats of bytes per element, inputs and outputs of q, k, v and the projections.
+    let inputs = batch_n * width as u128 * 4 * 8;
+    let map_bytes = if maps { batch as u128 * heads as u128 * n2 * 4 * if backward { 4 } else { 2 } } else { 0 };
+    let need = inputs + map_bytes;
+    let gib = |b: u128| b as f64 / (1u64 << 30) as f64;
+    let refuse = |limit: String| Err(format!("--n {n} --batch {batch}: about {:.1} GiB needed, more than {limit}", gib(need)));
+    if batch_n * width as u128 > isize::MAX as u128 / 4 {
+        return refuse("any tensor can hold".into());
+    }
+    match diffclip_clip::ModelLimits::default().max_bytes.filter(|&a| crate::attention::is_host_device(device) && need > a as u128) {
+        Some(available) => refuse(format!("the {:.1} GiB of memory available", gib(available as u128))),
+        None => Ok(()),
+    }
 }
 
 /// What the lines of standard input hold, for [`serve_stdin`].

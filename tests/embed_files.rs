@@ -72,7 +72,7 @@ fn shards_resume_split_and_hold_texts() {
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(!o.status.success() && err.contains("embeddings-00000.safetensors") && err.contains(needle), "{needle}: {err}");
     };
-    refused(&["--rows-per-shard", "4", "--normalize"], "its rows");
+    refused(&["--rows-per-shard", "4", "--normalize"], "the input was rows");
     refused(&["--rows-per-shard", "3"], "--normalize");
     refused(&["--rows-per-shard", "3", "--normalize", "--preprocess", "openai"], "preprocess openai");
     refused(&["--rows-per-shard", "3", "--normalize", "--dtype", "bf16"], "Bf16");

@@ -315,6 +315,21 @@ fn errors_name_the_flag_to_change() {
     let out = run_bounded(cmd, Duration::from_secs(60));
     assert_clean_error(&out, &["--layer 5: the vision tower has 2 layers (0 to 1)"]);
     assert!(!String::from_utf8_lossy(&out.stderr).contains("random"), "refused before the model is built");
+    // A web origin or host written so that it could never match a request.
+    for (flag, value) in [("--allow-origin", "http://a/"), ("--allow-origin", "app.example"), ("--allow-host", "")] {
+        let mut cmd = Command::new(example("classify"));
+        cmd.args(["--preset", "diffclip_tiny", "--checkpoint"]).arg(&ckpt).args(["--labels", "a,b", "--listen", "127.0.0.1:0", flag, value]);
+        assert_flag_refused(&run_bounded(cmd, Duration::from_secs(60)), flag);
+    }
+    // Flags the synthetic set would ignore, and a batch of nothing.
+    for (flags, says) in [(&["--templates", "/nonexistent"][..], "--templates applies to --data"), (&["--classnames", "pets"], "--classnames applies to --data")] {
+        let mut cmd = Command::new(example("eval"));
+        cmd.args(["--preset", "diffclip_tiny", "--no-cache", "--quiet", "--task", "zeroshot", "--output"]).arg(dir.join("r.json")).args(flags);
+        assert_clean_error(&run_bounded(cmd, Duration::from_secs(60)), &[says]);
+    }
+    let mut cmd = Command::new(example("eval"));
+    cmd.args(["--preset", "diffclip_tiny", "--batch-size", "0", "--output"]).arg(dir.join("r.json"));
+    assert_flag_refused(&run_bounded(cmd, Duration::from_secs(60)), "--batch-size");
     // The pixel guard says how to raise it, and the environment raises it for every program.
     let image = fixture("preprocess/images/gray_123x457.png");
     let preprocess = |env: Option<&str>, flag: Option<&str>| {
@@ -335,7 +350,7 @@ fn errors_name_the_flag_to_change() {
     for (flags, says) in [
         (&["--steps", "0"][..], "--steps must be at least 1"),
         (&["--epochs", "0"], "--epochs must be a positive number, got 0"),
-        (&["--steps", "2", "--lr", "0"], "lr (--lr) must be positive, got 0"),
+        (&["--steps", "2", "--lr", "0"], "lr (--lr) must be a finite number > 0, got 0"),
         (&["--steps", "2", "--batch-size", "1"], "batch_size (--batch-size) must be at least 2"),
         (&["--steps", "2", "--truncate", "bogus"], "unknown truncation policy \"bogus\""),
     ] {
@@ -399,4 +414,74 @@ fn names_from_files_cannot_break_lines_or_send_escapes() {
     let mut cmd = Command::new(example("search"));
     cmd.args(["--preset", "diffclip_tiny", "--checkpoint"]).arg(&ckpt).args(["--text", "\u{1}\u{2}", "--index"]).arg(&dir);
     assert_flag_refused(&run_bounded(cmd, Duration::from_secs(60)), "--text");
+}
+
+/// The tiny model's checkpoint with every value of `tensor` replaced by `value`.
+fn tiny_with(dir: &Path, tensor: &str, value: f32) -> std::path::PathBuf {
+    let bytes = std::fs::read(fixture("diffclip_tiny/model.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let data: Vec<(String, Vec<usize>, Vec<u8>)> = st
+        .tensors()
+        .into_iter()
+        .map(|(name, v)| {
+            let data = match name == tensor {
+                true => value.to_le_bytes().repeat(v.data().len() / 4),
+                false => v.data().to_vec(),
+            };
+            (name, v.shape().to_vec(), data)
+        })
+        .collect();
+    let views = data.iter().map(|(n, s, d)| (n.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), d).unwrap()));
+    let path = dir.join(format!("{tensor}.safetensors"));
+    std::fs::write(&path, safetensors::serialize(views, None).unwrap()).unwrap();
+    path
+}
+
+#[test]
+fn classify_gives_probabilities_or_an_error_never_nan() {
+    let dir = tmpdir("classify-nan");
+    let image = fixture("preprocess/images/flower.jpg");
+    let classify = |ckpt: &Path| {
+        let mut cmd = Command::new(example("classify"));
+        cmd.args(["--preset", "diffclip_tiny", "--labels", "dog,cat", "--json", "--checkpoint"]).arg(ckpt).arg(&image);
+        run_bounded(cmd, Duration::from_secs(60))
+    };
+    // A temperature whose exp overflows f32 still ranks: the softmax runs in f64.
+    let out = classify(&tiny_with(&dir, "logit_scale", 100.0));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let total: f64 = answer["top"].as_array().unwrap().iter().map(|t| t["probability"].as_f64().unwrap()).sum();
+    assert!((total - 1.0).abs() < 1e-5, "{answer}");
+    // A model that embeds to infinity is an error naming the image, not NaN probabilities.
+    let out = classify(&tiny_with(&dir, "visual.pos_embed", 3e38));
+    assert_clean_error(&out, &["flower.jpg", "NaN or infinity"]);
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn attention_benchmarks_refuse_sizes_that_cannot_be_held() {
+    for program in ["attention_ratio", "attention_memory"] {
+        for size in ["4294967296", "1000000"] {
+            let mut cmd = Command::new(example(program));
+            cmd.args(["--n", size, "--batch", size]);
+            assert_clean_error(&run_bounded(cmd, Duration::from_secs(30)), &[&format!("--n {size} --batch {size}: about"), "GiB needed"]);
+        }
+    }
+}
+
+#[test]
+fn embedding_a_table_without_a_usable_row_is_an_error() {
+    let dir = tmpdir("empty-table");
+    let ckpt = fixture("diffclip_tiny/model.safetensors");
+    for (name, body, needles) in [
+        ("header.csv", "filepath,title\n", vec!["header.csv: no usable rows"]),
+        ("ragged.csv", "filepath,title\nflower.jpg\n", vec!["ragged.csv: no usable rows (1 malformed"]),
+    ] {
+        let csv = dir.join(name);
+        std::fs::write(&csv, body).unwrap();
+        let out = dir.join(format!("{name}.index"));
+        let data = format!("csv:{}", csv.display());
+        assert_clean_error(&embed(&["--preset".as_ref(), "diffclip_tiny".as_ref(), "--checkpoint".as_ref(), ckpt.as_os_str(), "--data".as_ref(), data.as_ref(), "--output".as_ref(), out.as_os_str()]), &needles);
+        assert!(!out.exists());
+    }
 }

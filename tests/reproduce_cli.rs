@@ -119,6 +119,16 @@ fn a_repeated_seed_is_refused_before_any_training() {
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(!o.status.success() && err.contains("--test-size 5 is below 20"), "{name}: {err}");
     }
+    // A folder holding an earlier run's files is refused before any training, and left as it was.
+    let earlier = tmpdir("earlier-run");
+    std::fs::write(earlier.join("results.json"), b"{}").unwrap();
+    for (name, flags) in [("reproduce", &TINY[..]), ("convert", &TINY[..]), ("quickstart", &["--steps", "1"][..])] {
+        let o = Command::new(example(name)).args(flags).arg("--output").arg(&*earlier).output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.code() == Some(1) && err.contains("already holds files") && err.contains("--overwrite"), "{name}: {err}");
+        assert_eq!(std::fs::read_dir(&*earlier).unwrap().count(), 1, "{name}");
+        assert_eq!(std::fs::read(earlier.join("results.json")).unwrap(), b"{}");
+    }
     // Every difference is to clip.
     let out = tmpdir("no-clip");
     let o = Command::new(example("reproduce")).args(TINY).args(["--variants", "diffclip,diffclip-star"]).arg("--output").arg(&*out).output().unwrap();

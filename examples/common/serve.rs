@@ -13,7 +13,7 @@ pub struct ListenArgs {
     /// A host name accepted in requests' `Host` header besides IP addresses and `localhost`
     /// (e.g. the name a proxy forwards); repeatable. Others get 403, so that a web page cannot
     /// reach the server by rebinding its own name.
-    #[arg(long, requires = "listen")]
+    #[arg(long, requires = "listen", value_parser = diffclip::cli::host_name)]
     pub allow_host: Vec<String>,
     /// Most requests embedded together: those that arrive while the model is busy wait and are
     /// then answered as one batch (a batch is faster per item than its items one by one).
@@ -21,7 +21,7 @@ pub struct ListenArgs {
     pub max_batch: usize,
     /// A web page origin (`https://app.example`) whose requests are served; repeatable. By
     /// default requests from web pages (with an `Origin` header) get 403.
-    #[arg(long, requires = "listen")]
+    #[arg(long, requires = "listen", value_parser = diffclip::cli::web_origin)]
     pub allow_origin: Vec<String>,
 }
 

@@ -26,6 +26,23 @@ pub struct ShapeArgs {
     /// Backend: flex, ndarray, wgpu (as compiled in).
     #[arg(long, default_value = "flex")]
     pub backend: String,
+    /// Write into an --output folder that already holds files (an earlier run's): files of the
+    /// same names are replaced, others are left.
+    #[arg(long)]
+    pub overwrite: bool,
+}
+
+impl ShapeArgs {
+    /// Creates `dir`, refusing one that holds files unless `--overwrite` was given: an earlier
+    /// run's results are not silently replaced nor mixed with this run's.
+    pub fn create_output(&self, dir: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
+        diffclip::clip::files::create_output_dir(dir)?;
+        let holds_files = std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?.next().is_some();
+        if holds_files && !self.overwrite {
+            return Err(format!("{} already holds files (an earlier run?): choose another --output, or pass --overwrite to write over them", dir.display()).into());
+        }
+        Ok(())
+    }
 }
 
 /// Fewest held-out samples the statistics over test samples accept.

@@ -201,8 +201,13 @@ fn export_round_trips_through_safetensors_and_burnpack() {
         // of its tensors (patch embedding, norms, MLPs) would have fitted.
         let mut other = ClipConfig::clip_tiny().init(&device).unwrap();
         let before = embed(&other, &device);
-        assert!(load_checkpoint(&mut other, &bp).is_err());
+        let err = load_checkpoint(&mut other, &bp).unwrap_err();
         assert_eq!(embed(&other, &device), before, "{backend}: a failed burnpack load changed the model");
+        // Listed key by key as for the other containers, not as Burn's loading summary.
+        let CheckpointError::Mismatch { mismatch, .. } = &err else { panic!("{err}") };
+        assert!(!mismatch.missing.is_empty() && !mismatch.unexpected.is_empty(), "{err}");
+        assert!(mismatch.missing.iter().chain(&mismatch.unexpected).all(|(_, shape)| !shape.is_empty()), "{err}");
+        assert!(err.to_string().contains("checkpoint does not match the model"), "{err}");
     }
 }
 

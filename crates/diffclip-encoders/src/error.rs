@@ -49,4 +49,14 @@ pub enum EncoderError {
         /// The rejected value.
         value: f64,
     },
+    /// A value that may have any sign is NaN, infinite or beyond its bound.
+    #[error("{what} must be a number from -{bound} to {bound}, got {value}")]
+    OutOfRange {
+        /// Name of the field.
+        what: &'static str,
+        /// The largest magnitude accepted.
+        bound: f64,
+        /// The rejected value.
+        value: f64,
+    },
 }

@@ -45,6 +45,13 @@ impl LayerAttention {
     }
 
     pub(crate) fn check(&self, layers: usize) -> Result<(), EncoderError> {
+        // Released models use 0.2 to 0.8; a huge λ_init gives NaN embeddings, not an error.
+        const BOUND: f64 = 100.0;
+        if let LambdaInit::Constant(value) = self.lambda_init
+            && !(value.abs() <= BOUND)
+        {
+            return Err(EncoderError::OutOfRange { what: "lambda_init", bound: BOUND, value });
+        }
         match &self.per_layer {
             Some(v) if v.len() != layers => Err(EncoderError::LayerCount { got: v.len(), layers }),
             _ => Ok(()),

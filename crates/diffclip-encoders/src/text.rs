@@ -87,6 +87,9 @@ impl TextConfig {
     /// let mut c = TextConfig::new(64, 2, 4);
     /// c.ln_eps = -1.0;
     /// assert!(matches!(c.check(), Err(EncoderError::NotPositive { what: "ln_eps", .. })));
+    /// let mut c = TextConfig::new(64, 2, 4);
+    /// c.attention.lambda_init = diffclip_encoders::attention::LambdaInit::Constant(1e39);
+    /// assert!(matches!(c.check(), Err(EncoderError::OutOfRange { what: "lambda_init", .. })));
     /// ```
     pub fn check(&self) -> Result<(), EncoderError> {
         check_nonzero(&[("context_length", self.context_length), ("vocab_size", self.vocab_size)])?;

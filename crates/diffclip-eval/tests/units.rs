@@ -198,6 +198,11 @@ fn probes_refuse_labels_they_would_silently_drop() {
     // Two samples per class leave none for validation at this fraction: C cannot be chosen.
     let e = few_shot(split(good), None, split(good), 2, &FewShotConfig { probe: LinearProbeConfig { val_fraction: 0.1, ..fs.probe.clone() }, ..fs.clone() }).unwrap_err().to_string();
     assert!(e.contains("no validation samples"), "{e}");
+    // More shots than a class has: all its samples are used, and the point says how many.
+    let ncm = FewShotConfig { shots: vec![1, 2, 5], classifier: diffclip_eval::probe::FewShotClassifier::NearestClassMean { cosine: true }, ..fs.clone() };
+    let points = few_shot(split(good), None, split(good), 2, &ncm).unwrap();
+    assert_eq!(points.iter().map(|p| (p.shots, p.fewest_shots)).collect::<Vec<_>>(), [(1, 1), (2, 2), (5, 2)]);
+    assert_eq!(points[1].accuracies, points[2].accuracies);
 }
 
 #[test]

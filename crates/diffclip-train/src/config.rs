@@ -179,7 +179,7 @@ impl TrainConfig {
     /// use diffclip_train::TrainConfig;
     /// assert!(TrainConfig::default().check().is_ok());
     /// let err = TrainConfig { lr: 0.0, ..TrainConfig::default() }.check().unwrap_err();
-    /// assert!(err.to_string().contains("lr (--lr) must be positive, got 0"));
+    /// assert!(err.to_string().contains("lr (--lr) must be a finite number > 0, got 0"));
     /// ```
     pub fn check(&self) -> Result<(), crate::TrainError> {
         let bad = |m: &str| Err(crate::TrainError::Config(m.into()));
@@ -190,12 +190,12 @@ impl TrainConfig {
             return bad("accum_steps (--accum-steps) must be at least 1, got 0");
         }
         if !(self.lr.is_finite() && self.lr > 0.0) {
-            return bad(&format!("lr (--lr) must be positive, got {}", self.lr));
+            return bad(&format!("lr (--lr) must be a finite number > 0, got {}", self.lr));
         }
         // Each of these would train silently wrong: NaN weights (beta2 = 1, eps = 0), updates
         // against the gradient (a negative clip) or none at all (a zero clip).
         if !(self.min_lr.is_finite() && self.min_lr >= 0.0) {
-            return bad(&format!("min_lr (--min-lr) must be zero or positive, got {}", self.min_lr));
+            return bad(&format!("min_lr (--min-lr) must be a finite number >= 0, got {}", self.min_lr));
         }
         if self.decay == LrDecay::Cosine && self.min_lr > self.lr {
             return bad(&format!("min_lr (--min-lr) {} is above lr (--lr) {}: the cosine decay would climb", self.min_lr, self.lr));
@@ -207,13 +207,13 @@ impl TrainConfig {
             }
         }
         if !(a.eps.is_finite() && a.eps > 0.0) {
-            return bad(&format!("adamw.eps (--adam-eps) must be positive, got {}", a.eps));
+            return bad(&format!("adamw.eps (--adam-eps) must be a finite number > 0, got {}", a.eps));
         }
         if !(a.weight_decay.is_finite() && a.weight_decay >= 0.0) {
-            return bad(&format!("adamw.weight_decay (--wd) must be zero or positive, got {}", a.weight_decay));
+            return bad(&format!("adamw.weight_decay (--wd) must be a finite number >= 0, got {}", a.weight_decay));
         }
         if let Some(clip) = self.grad_clip.filter(|c| !(c.is_finite() && *c > 0.0)) {
-            return bad(&format!("grad_clip (--grad-clip) must be positive, got {clip}"));
+            return bad(&format!("grad_clip (--grad-clip) must be a finite number > 0, got {clip}"));
         }
         Ok(())
     }

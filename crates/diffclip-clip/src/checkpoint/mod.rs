@@ -183,8 +183,21 @@ fn load_burnpack(model: &mut Clip, path: &Path) -> Result<(), CheckpointError> {
     let mut loaded = model.clone();
     let result = store.apply_to(&mut loaded).map_err(|e| CheckpointError::Read { path: name.clone(), message: e.to_string() })?;
     if !result.errors.is_empty() || !result.missing.is_empty() || !result.unused.is_empty() {
-        let _ = store.get_all_tensors();
-        return Err(CheckpointError::Apply { path: name, message: result.to_string() });
+        // Said as for the other containers, not with Burn's advice on editing Rust code.
+        let expected: std::collections::HashMap<String, Vec<usize>> = model.collect(None, None, false).into_iter().map(|t| (t.name, t.shape.to_vec())).collect();
+        let found: std::collections::HashMap<String, Vec<usize>> = store.get_all_tensors().map(|all| all.iter().map(|(k, t)| (k.clone(), t.shape.to_vec())).collect()).unwrap_or_default();
+        let mut mismatch = KeyMismatch {
+            missing: result.missing.iter().map(|(k, _)| (k.clone(), expected.get(k).cloned().unwrap_or_default())).collect(),
+            unexpected: result.unused.iter().map(|k| (k.clone(), found.get(k).cloned().unwrap_or_default())).collect(),
+            shapes: Vec::new(),
+        };
+        for e in &result.errors {
+            match e {
+                burn::store::ApplyError::ShapeMismatch { path, expected, found } => mismatch.shapes.push((path.clone(), expected.to_vec(), found.to_vec())),
+                other => return Err(CheckpointError::Apply { path: name, message: other.to_string() }),
+            }
+        }
+        return Err(CheckpointError::Mismatch { path: name, mismatch });
     }
     *model = loaded;
     Ok(())

@@ -55,8 +55,12 @@ impl Default for FewShotConfig {
 /// Accuracy at one k.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FewShotPoint {
-    /// Shots per class.
+    /// Shots per class asked for.
     pub shots: usize,
+    /// Shots of the class with the fewest training samples: below `shots` when a class has
+    /// fewer than `shots` to draw from (all of them are then used).
+    #[serde(default)]
+    pub fewest_shots: usize,
     /// Mean test accuracy over seeds.
     pub mean_accuracy: f64,
     /// Population standard deviation over seeds.
@@ -109,6 +113,7 @@ pub fn few_shot(
             (train_x.select_rows(&tr)?, pick(&tr), Some(val))
         }
     };
+    let pool_per_class: Vec<usize> = super::sampling::indices_by_class(&pool_y, n_classes).iter().map(Vec::len).collect();
     let mut out = Vec::new();
     for &k in &cfg.shots {
         let (mut accs, mut cs) = (Vec::new(), Vec::new());
@@ -158,6 +163,7 @@ pub fn few_shot(
         let var = accs.iter().map(|a| (a - mean).powi(2)).sum::<f64>() / accs.len() as f64;
         out.push(FewShotPoint {
             shots: k,
+            fewest_shots: pool_per_class.iter().map(|&n| n.min(k)).min().unwrap_or(0),
             mean_accuracy: mean,
             std_accuracy: var.sqrt(),
             accuracies: accs,

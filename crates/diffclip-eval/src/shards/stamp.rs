@@ -66,7 +66,7 @@ impl Stamp {
             return Err(differs("--normalize", old.normalize.to_string(), self.normalize.to_string()));
         }
         if old.input != self.input {
-            return Err(differs("its rows", old.input, self.input.clone()));
+            return Err(differs("the input", old.input, self.input.clone()));
         }
         Ok(true)
     }
