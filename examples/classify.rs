@@ -93,13 +93,13 @@ fn run(args: Args) -> Result<(), Error> {
     let truncation: Truncation = args.truncate.as_deref().unwrap_or(loaded.truncate).parse()?;
     let serving = args.listen.listen.is_some() || (args.images.len() == 1 && args.images[0] == Path::new("-"));
     let encoder = Encoder::new(&loaded.model)?.with_tokenizer(loaded.tokenizer.clone())?.with_truncation(truncation)?.with_progress(!serving);
-    let classifier = build_classifier(&encoder, &labels, &templates)?;
     // In f64: a stored logit_scale above ~88.7 overflows f32's exp (softmax would be NaN).
     let logit_scale = f64::from(loaded.model.logit_scale.val().into_scalar::<f32>());
     let scale = logit_scale.exp();
     if !scale.is_finite() {
         return Err(format!("the checkpoint's logit_scale {logit_scale} is not a usable log-temperature (exp overflows or is NaN)").into());
     }
+    let classifier = build_classifier(&encoder, &labels, &templates)?;
     // Each row's `k` top labels with their probabilities.
     let rank = |embeddings: &Matrix, k: usize| -> Result<Vec<Vec<(usize, f32)>>, Error> {
         // A damaged or diverged model embeds to NaN: no probability can be given.

@@ -11,7 +11,7 @@
 //!    and a DiffCLIP trained from scratch; with the statistics of `examples/reproduce.rs`.
 //!
 //! ```text
-//! cargo run --release --example convert -- [--seeds 0,1,2] [--pretrain-steps N] [--steps N] [--output DIR]
+//! cargo run --release --example convert -- [--seeds 0,1,2] [--pretrain-steps N] [--steps N] [--output DIR] [--overwrite]
 //! ```
 //! Writes `results.json`, `table.md`, `runs.json`, `timing.json`, `loss.png` and the
 //! pretrained `clip.safetensors` to `--output` (default `convert-out/`).
@@ -121,7 +121,7 @@ fn run(args: Args) -> Res<()> {
         Some(path) => {
             // convert has no --config or --preset: the checkpoint must carry its model config.
             let config = ClipConfig::select(None, None, Some(path)).map_err(|e| match e {
-                diffclip::clip::ClipError::NoConfig { .. } => format!("--checkpoint {}: carries no model config; convert reads checkpoints written by train or save_safetensors, which store it", path.display()),
+                diffclip::clip::ClipError::NoConfig { .. } => format!("--checkpoint {}: carries no model config; convert reads checkpoints written by train, save_safetensors or save_burnpack, which store it", path.display()),
                 e => format!("--checkpoint {}: {e}", path.display()),
             })?;
             // The synthetic task is built from the flags: the checkpoint must fit it.

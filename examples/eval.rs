@@ -159,10 +159,17 @@ fn run(args: Args) -> Res<()> {
             }
         }
     }
-    // The synthetic set brings its own classes and prompts: these flags would be ignored.
-    if args.data.is_none() && args.sets.is_empty() {
-        if let Some(flag) = [("--classnames", &args.classnames), ("--templates", &args.templates)].iter().find(|(_, v)| v.is_some()).map(|(f, _)| f) {
-            return Err(format!("{flag} applies to --data and --set: the built-in synthetic set has its own classes and prompts").into());
+    if let Some(data) = &args.data {
+        std::fs::metadata(data).map_err(|e| format!("--data {}: {e}", data.display()))?;
+    }
+    // The synthetic set brings its own classes and prompts: these flags would be ignored
+    // (robustness sets use ImageNet's class names, with --templates).
+    if args.data.is_none() {
+        if args.classnames.is_some() {
+            return Err("--classnames applies to --data: the built-in synthetic set has its own classes, --set ImageNet's".into());
+        }
+        if args.templates.is_some() && args.sets.is_empty() {
+            return Err("--templates applies to --data and --set: the built-in synthetic set has its own prompts".into());
         }
     }
     let device = diffclip::backend::device(&args.backend)?;
@@ -263,6 +270,10 @@ fn run(args: Args) -> Res<()> {
             Err(e) => return Err(format!("{name}: {e}").into()),
         }
     }
+    // Data given but no evaluation found its layout there: a results file of nothing is no success.
+    if let Some(data) = args.data.as_ref().filter(|_| args.task == Task::All && failed.is_empty() && !results.keys().any(|k| k != "attention")) {
+        return Err(format!("--data {}: no evaluation found its data there (layouts in docs/eval.md); skipped: {}", data.display(), skipped.join(", ")).into());
+    }
     if !skipped.is_empty() {
         show(&format!("skipped (no data under --data): {}", skipped.join(", ")));
     }
@@ -340,8 +351,8 @@ fn probe_run(
     let (lp_cfg, fs_cfg) = probe_configs(ctx);
     if fewshot {
         let points = ctx.eval.few_shot(tr, va, te, k, &fs_cfg)?;
-        for p in points.iter().filter(|p| p.fewest_shots < p.shots) {
-            eprintln!("warning: few-shot, {title}: {} shots asked, but a class has only {} training samples (all of them are used)", p.shots, p.fewest_shots);
+        for (p, fewest) in points.iter().filter_map(|p| Some((p, p.fewest_shots.filter(|&f| f < p.shots)?))) {
+            eprintln!("warning: few-shot, {title}: {} shots asked, but a class has only {fewest} training samples (all of them are used)", p.shots);
         }
         let t = report::few_shot_table(&format!("few-shot, {title}"), &points);
         return Ok(Some((serde_json::to_value(&points)?, vec![t])));

@@ -5,7 +5,7 @@
 //! over seeds, see `examples/reproduce.rs`).
 //!
 //! ```text
-//! cargo run --release --example quickstart -- [--steps N] [--seed S] [--output DIR]
+//! cargo run --release --example quickstart -- [--steps N] [--seed S] [--output DIR] [--overwrite]
 //!     [--variants clip,diffclip,diffclip-star,diffclip-dagger]
 //! ```
 

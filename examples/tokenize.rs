@@ -51,7 +51,7 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<TokenizerConf
                 .or_else(|| args.next())
                 .ok_or_else(|| format!("{name} needs a value"))
         };
-        if flag.starts_with("--") && flag != "--help" {
+        if matches!(flag.as_str(), "--context-length" | "--truncate") {
             if seen.contains(&flag) {
                 return Err(format!("{flag} given more than once"));
             }

@@ -185,11 +185,15 @@ const FROM_CHECKPOINT: &[&str] = &[
     "warmup_epochs", "schedule", "grad_clip", "loss", "seed", "precision",
 ];
 
+/// The most replicas `--devices` accepts.
+const MAX_DEVICES: usize = 1024;
+
 fn run(args: Args, matches: &ArgMatches) -> Res<()> {
     let device: Device = diffclip::backend::device(&args.backend)?;
     let policy = if args.bad_samples == "fail" { BadSamplePolicy::Fail } else { BadSamplePolicy::Skip };
-    if args.devices == 0 {
-        return Err("--devices must be at least 1".into());
+    // More replicas than any machine has devices is a typo, not a run.
+    if args.devices == 0 || args.devices > MAX_DEVICES {
+        return Err(format!("--devices must be from 1 to {MAX_DEVICES}, got {}", args.devices).into());
     }
     // Flags that are wrong whatever the model and data are refused before anything is built.
     RunLength { steps: args.steps, epochs: args.epochs, warmup_steps: args.warmup_steps, warmup_epochs: args.warmup_epochs }.check()?;
@@ -205,7 +209,7 @@ fn run(args: Args, matches: &ArgMatches) -> Res<()> {
                 GradSync::AllReduce => "all_reduce",
                 GradSync::Merge => "copies added on the main device",
             };
-            eprintln!("data parallel over {} replicas: {:?}; gradients summed by {sync}", parallel.devices().len(), parallel.devices());
+            eprintln!("data parallel over {} replicas (the first: {:?}); gradients summed by {sync}", parallel.devices().len(), parallel.devices()[0]);
             Some(parallel)
         }
     };
@@ -260,6 +264,9 @@ fn run(args: Args, matches: &ArgMatches) -> Res<()> {
     eprintln!("data: {}", opened.description);
     let source = opened.source;
     source.check_batch(trainer.config.batch_size)?;
+    if args.devices > trainer.config.batch_size {
+        return Err(format!("--devices {} is more than the batch of {} samples: some replicas would have none", args.devices, trainer.config.batch_size).into());
+    }
     let per_step = trainer.config.batch_size * trainer.config.accum_steps;
     let epoch_len = source.epoch_len();
     let length = RunLength { steps: args.steps, epochs: args.epochs, warmup_steps: args.warmup_steps, warmup_epochs: args.warmup_epochs };
@@ -313,9 +320,13 @@ fn run(args: Args, matches: &ArgMatches) -> Res<()> {
     let eval_hook: Option<EvalHook<'_>> = if eval_set.is_some() { Some(&mut hook) } else { None };
 
     let tokenizer = ClipTokenizer::with_config(TokenizerConfig { context_length: model_config.text.context_length, truncation })?;
+    // The trained model's destination is checked before the training it would hold.
+    let export = args.output.join("model.safetensors");
+    if let Some(kind) = std::fs::metadata(&export).ok().and_then(|m| diffclip::data::files::file_kind(m.file_type())) {
+        return Err(format!("{} is {kind}, where the trained model is to be written: remove it first", export.display()).into());
+    }
     let start = Instant::now();
     let report = source.fit(&mut trainer, &ClipBatcher::new(tokenizer), eval_hook)?;
-    let export = args.output.join("model.safetensors");
     save_safetensors(&trainer.model.clone().valid(), Some(&model_config), &export)?;
     eprintln!(
         "done: step {} of {}, final loss {:.4}, {:.1} samples/s over {:.1}s, {} samples skipped; wrote {} and {}",

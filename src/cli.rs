@@ -98,6 +98,9 @@ pub fn at_least_one(text: &str) -> Result<usize, String> {
 /// assert!(diffclip::cli::web_origin("http://a/").unwrap_err().contains("no path"));
 /// assert!(diffclip::cli::web_origin("app.example").is_err());
 /// assert!(diffclip::cli::web_origin("null").is_err());
+/// assert!(diffclip::cli::web_origin("http://[::1]:8080").is_ok());
+/// assert!(diffclip::cli::web_origin("https://a:443").unwrap_err().contains("default port"));
+/// assert!(diffclip::cli::web_origin("http://a:").is_err() && diffclip::cli::web_origin("http://a:99999").is_err());
 /// ```
 pub fn web_origin(text: &str) -> Result<String, String> {
     let shape = "an origin is scheme://host[:port], as a browser sends it";
@@ -110,8 +113,28 @@ pub fn web_origin(text: &str) -> Result<String, String> {
     if rest.contains(['/', '?', '#']) {
         return Err(format!("{text:?}: {shape}, with no path (not even a trailing /)"));
     }
-    if rest.is_empty() || rest.starts_with(':') || rest.contains(|c: char| c.is_whitespace() || c.is_control() || c == '@') {
-        return Err(format!("{text:?}: {shape}; the host is missing or malformed"));
+    // Browsers send host names in ASCII (punycode) and leave the scheme's default port out.
+    let (host, port) = match rest.strip_prefix('[') {
+        Some(v6) => match v6.split_once(']') {
+            Some((ip, port)) if ip.parse::<std::net::Ipv6Addr>().is_ok() => (ip, port.strip_prefix(':').map(Some).unwrap_or(if port.is_empty() { None } else { Some("") })),
+            _ => return Err(format!("{text:?}: {shape}; the IPv6 address in [ ] is malformed")),
+        },
+        None => match rest.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (rest, None),
+        },
+    };
+    let v6 = rest.starts_with('[');
+    if host.is_empty() || !host.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b) || (v6 && b == b':')) {
+        return Err(format!("{text:?}: {shape}; the host is missing or not in ASCII (punycode) form"));
+    }
+    if let Some(port) = port {
+        let default = if scheme.eq_ignore_ascii_case("https") { 443 } else { 80 };
+        match port.parse::<u16>() {
+            Ok(p) if p == default => return Err(format!("{text:?}: browsers leave the default port {p} out of the origin; write it without")),
+            Ok(p) if p > 0 && port.bytes().all(|b| b.is_ascii_digit()) => {}
+            _ => return Err(format!("{text:?}: the port must be a number from 1 to 65535")),
+        }
     }
     Ok(text.to_string())
 }
@@ -157,27 +180,27 @@ pub fn check_batch(config: &ClipConfig, batch: usize, workload: diffclip_clip::W
 /// Refuses an attention layer's `[batch, n, width]` input (with `heads` heads) that would not
 /// fit in the host's memory: its activations and, with `maps`, the attention maps of the
 /// reference path (kept twice as many for a `backward`), before anything is allocated. Sizes
-/// past any address space are refused wherever the tensors live; a GPU's memory is not checked.
+/// whose tensors no address space can hold are refused too.
 ///
 /// ```
-/// let flex = diffclip::burn::tensor::Device::flex();
-/// let err = diffclip::cli::check_attention_size(1 << 32, 1 << 32, 768, 12, true, false, &flex).unwrap_err();
-/// assert!(err.starts_with("--n 4294967296 --batch 4294967296: about"), "{err}");
-/// assert!(diffclip::cli::check_attention_size(8, 197, 768, 12, true, true, &flex).is_ok());
+/// let err = diffclip::cli::check_attention_size(1 << 32, 1 << 32, 768, 12, true, false).unwrap_err();
+/// assert!(err.starts_with("--n 4294967296 --batch 4294967296: more than any tensor can hold"), "{err}");
+/// let err = diffclip::cli::check_attention_size(usize::MAX, usize::MAX, 768, 12, true, true).unwrap_err();
+/// assert!(err.contains("more than any tensor can hold"), "{err}");
+/// assert!(diffclip::cli::check_attention_size(8, 197, 768, 12, true, true).is_ok());
 /// ```
-pub fn check_attention_size(batch: usize, n: usize, width: usize, heads: usize, maps: bool, backward: bool, device: &Device) -> Result<(), String> {
-    let (batch_n, n2) = (batch as u128 * n as u128, (n as u128).pow(2));
-    // Four floats of bytes per element, inputs and outputs of q, k, v and the projections.
-    let inputs = batch_n * width as u128 * 4 * 8;
-    let map_bytes = if maps { batch as u128 * heads as u128 * n2 * 4 * if backward { 4 } else { 2 } } else { 0 };
-    let need = inputs + map_bytes;
+pub fn check_attention_size(batch: usize, n: usize, width: usize, heads: usize, maps: bool, backward: bool) -> Result<(), String> {
+    let (batch, n, width, heads) = (batch as u128, n as u128, width as u128, heads as u128);
+    let too_large = || format!("--n {n} --batch {batch}: more than any tensor can hold");
+    // Elements of the input and of one head pair's maps; each must be addressable in bytes.
+    let input = batch.checked_mul(n).and_then(|x| x.checked_mul(width)).filter(|&e| e <= isize::MAX as u128 / 4).ok_or_else(too_large)?;
+    let map = batch.checked_mul(heads).and_then(|x| x.checked_mul(n)).and_then(|x| x.checked_mul(n)).filter(|&e| !maps || e <= isize::MAX as u128 / 4).ok_or_else(too_large)?;
+    // Four bytes a float: q, k, v, the projections and the output; the maps twice (both
+    // softmaxes), four times with the backward's copies.
+    let need = input * 4 * 8 + if maps { map * 4 * if backward { 4 } else { 2 } } else { 0 };
     let gib = |b: u128| b as f64 / (1u64 << 30) as f64;
-    let refuse = |limit: String| Err(format!("--n {n} --batch {batch}: about {:.1} GiB needed, more than {limit}", gib(need)));
-    if batch_n * width as u128 > isize::MAX as u128 / 4 {
-        return refuse("any tensor can hold".into());
-    }
-    match diffclip_clip::ModelLimits::default().max_bytes.filter(|&a| crate::attention::is_host_device(device) && need > a as u128) {
-        Some(available) => refuse(format!("the {:.1} GiB of memory available", gib(available as u128))),
+    match diffclip_clip::ModelLimits::default().max_bytes.filter(|&a| need > a as u128) {
+        Some(available) => Err(format!("--n {n} --batch {batch}: about {:.1} GiB needed, more than the {:.1} GiB of memory available", gib(need), gib(available as u128))),
         None => Ok(()),
     }
 }

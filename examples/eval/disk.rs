@@ -34,6 +34,10 @@ pub(crate) fn zeroshot_files(ctx: &Ctx<'_>, data: &Path, explicit: bool) -> Res<
         )
         .into());
     }
+    // One class is always right: its 100 % would say nothing.
+    if folder.classes.len() < 2 {
+        return Err(format!("{}: zero-shot classification needs at least 2 class folders, found {}", root.display(), folder.classes.len()).into());
+    }
     let templates = default_templates(ctx)?;
     let images = ImageSource::files(folder.images.clone(), &ctx.pipeline);
     let m = ctx.eval.zero_shot(
@@ -56,6 +60,10 @@ pub(crate) fn retrieval_files(ctx: &Ctx<'_>, data: &Path, explicit: bool) -> Res
         return Ok(None);
     }
     let set = CaptionSet::open(data)?;
+    // One image is always retrieved first: its recall would say nothing.
+    if set.images.len() < 2 {
+        return Err(format!("{}: retrieval needs at least 2 images, found {}", data.display(), set.images.len()).into());
+    }
     let images = ImageSource::files(set.images.clone(), &ctx.pipeline);
     let r = ctx
         .eval
@@ -125,6 +133,16 @@ pub(crate) fn robustness_files(ctx: &Ctx<'_>, data: Option<&Path>, explicit: boo
         let (n, p) = s
             .split_once('=')
             .ok_or_else(|| format!("--set {s}: expected NAME=PATH"))?;
+        // A misspelt imagenet-a would be scored over all 1000 classes instead of its 200.
+        if !IMAGENET_VARIANTS.contains(&n.to_ascii_lowercase().replace('_', "-").as_str()) {
+            return Err(format!("--set {s}: unknown set {n:?} (known: {})", IMAGENET_VARIANTS.join(", ")).into());
+        }
+        if p.is_empty() {
+            return Err(format!("--set {s}: no PATH after '='").into());
+        }
+        if named.iter().any(|(m, _)| m.eq_ignore_ascii_case(n)) {
+            return Err(format!("--set {s}: {n} is given twice").into());
+        }
         named.push((n.to_string(), PathBuf::from(p)));
     }
     if named.is_empty() {

@@ -149,7 +149,7 @@ fn compare_png(ctx: &Ctx<'_>, other: &std::path::Path, rgb: &[u8], chw: Vec<f32>
     let s = ctx.eval.encoder().image_size();
     // --config/--preset describe the first model: the compared one must carry its own config.
     let config = ClipConfig::select(None, None, Some(other)).map_err(|e| {
-        format!("--compare: {e}; the compared checkpoint must carry its own model config (a file written by save_safetensors, such as train's model.safetensors), since --config and --preset describe the first model")
+        format!("--compare: {e}; the compared checkpoint must carry its own model config (a file written by save_safetensors or save_burnpack, such as train's model.safetensors), since --config and --preset describe the first model")
     })?;
     let mut model = config.init(ctx.eval.encoder().device())?;
     load_checkpoint(&mut model, other)?;

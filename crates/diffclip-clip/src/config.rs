@@ -180,7 +180,7 @@ impl ClipConfig {
     }
 
     /// The model a program was asked for: `--config FILE`, else `--preset NAME`, else the config
-    /// stored in `checkpoint` (a safetensors file written by this library). File-given configs
+    /// stored in `checkpoint` (a safetensors or burnpack file written by this library). File-given configs
     /// are [validated](Self::validate) here and errors name the file.
     ///
     /// ```

@@ -208,6 +208,12 @@ fn export_round_trips_through_safetensors_and_burnpack() {
         assert!(!mismatch.missing.is_empty() && !mismatch.unexpected.is_empty(), "{err}");
         assert!(mismatch.missing.iter().chain(&mismatch.unexpected).all(|(_, shape)| !shape.is_empty()), "{err}");
         assert!(err.to_string().contains("checkpoint does not match the model"), "{err}");
+        // The same keys with other shapes are listed as such.
+        let mut narrow = ClipConfig::diffclip_tiny();
+        narrow.embed_dim += 8;
+        let err = load_checkpoint(&mut narrow.init_lazy(&device).unwrap(), &bp).unwrap_err();
+        let CheckpointError::Mismatch { mismatch, .. } = &err else { panic!("{err}") };
+        assert!(mismatch.missing.is_empty() && mismatch.unexpected.is_empty() && !mismatch.shapes.is_empty(), "{err}");
     }
 }
 

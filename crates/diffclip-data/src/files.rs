@@ -50,7 +50,7 @@ fn escape_controls(text: &str, escape: impl Fn(char) -> bool) -> std::borrow::Co
 
 // The one regular-file opener of the workspace (the model crate's checkpoints and configs go
 // through it too).
-pub use diffclip_files::open_regular;
+pub use diffclip_files::{file_kind, open_regular};
 
 /// Reads a whole regular file, refusing one longer than `max_bytes`.
 ///

@@ -218,7 +218,27 @@ fn a_batch_error_names_the_text_that_failed() {
     let tok = HfTokenizer::from_bytes(json.to_string().as_bytes(), TokenizerConfig::default()).unwrap();
     assert_eq!(tok.tokenize_batch(&["a b", "b"]).unwrap()[1][0], 2);
     let err = tok.tokenize_batch(&["a", "b a", "a zebra", "zebra"]).unwrap_err();
-    assert!(err.to_string().starts_with("cannot tokenize text 2 of the batch (7 characters)"), "{err}");
+    assert!(err.to_string().starts_with("cannot tokenize the text at index 2 of the batch (7 characters)"), "{err}");
     let err = TextTokenizer::tokenize(&tok, "zebra").unwrap_err();
     assert!(err.to_string().starts_with("cannot tokenize text (5 characters)"), "{err}");
+}
+
+#[test]
+fn a_batcher_tokenizes_with_any_tokenizer() {
+    use diffclip_data::datasets::{ClipBatcher, ClipItem, DataError};
+    let device = burn::tensor::Device::flex();
+    let item = |caption: &str| ClipItem { image: vec![0.0; 3 * 4 * 4], size: 4, caption: caption.into(), label: None };
+    let items = vec![item("a photo of a cat"), item("Two dogs on a beach.")];
+    let by_hf = ClipBatcher::new(hf(Truncation::KeepEot)).try_batch(items.clone(), &device).unwrap();
+    let by_clip = ClipBatcher::default().try_batch(items, &device).unwrap();
+    assert_eq!(by_hf.texts.into_data(), by_clip.texts.into_data());
+    // A tokenizer that fails on a caption is an error of the batch, not a panic.
+    let json = serde_json::json!({
+        "version": "1.0", "truncation": null, "padding": null, "added_tokens": [],
+        "normalizer": null, "pre_tokenizer": {"type": "Whitespace"}, "post_processor": null,
+        "decoder": null, "model": {"type": "WordLevel", "vocab": {"a": 1}, "unk_token": "[UNK]"}
+    });
+    let words = HfTokenizer::from_bytes(json.to_string().as_bytes(), TokenizerConfig::default()).unwrap();
+    let err = ClipBatcher::new(words).try_batch(vec![item("a"), item("a zebra")], &device).unwrap_err();
+    assert!(matches!(err, DataError::Tokenizer(_)) && err.to_string().contains("the text at index 1 of the batch"), "{err}");
 }

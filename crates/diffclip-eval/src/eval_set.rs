@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use diffclip_clip::Clip;
-use diffclip_data::datasets::{BadSamplePolicy, CsvConfig, CsvDataset, DataSpec, ImageFolderDataset, ImageLoader};
+use diffclip_data::datasets::{BadSamplePolicy, ClassificationDataset, CsvConfig, CsvDataset, DataSpec, ImageFolderDataset, ImageLoader};
 use diffclip_data::synthetic::Split;
 use diffclip_data::{ClipBatcher, ClipTokenizer, Pipeline, SyntheticConfig, SyntheticDataset, TokenizerConfig, Truncation};
 use serde_json::{Value, json};
@@ -85,7 +85,12 @@ impl EvalSet {
             }
             DataSpec::Folder(path) => {
                 let loader = ImageLoader::new(pipeline).with_policy(BadSamplePolicy::Fail);
-                Ok(Self::Folder(ImageFolderDataset::open(path, loader)?.with_templates(o.templates.clone())?))
+                let ds = ImageFolderDataset::open(path, loader)?.with_templates(o.templates.clone())?;
+                // One class is always right: its top-1 of 1.0 would say nothing.
+                if ds.class_names().len() < 2 {
+                    return Err(EvalError::Invalid(format!("--eval {}: zero-shot classification needs at least 2 class folders, found {}", spec.describe(), ds.class_names().len())));
+                }
+                Ok(Self::Folder(ds))
             }
             DataSpec::WebDataset(_) => {
                 Err(EvalError::Invalid(format!("--eval {}: expected synthetic, csv:PATH or folder:PATH", spec.describe())))

@@ -178,9 +178,9 @@ pub fn few_shot_table(title: &str, points: &[FewShotPoint]) -> Table {
     let mut t = Table::new(title, &["shots", "mean acc", "std", "seeds"]);
     for p in points {
         t.row(vec![
-            match p.fewest_shots < p.shots {
-                true => format!("{} (a class has {})", p.shots, p.fewest_shots),
-                false => p.shots.to_string(),
+            match p.fewest_shots.filter(|&f| f < p.shots) {
+                Some(fewest) => format!("{} (a class has {fewest})", p.shots),
+                None => p.shots.to_string(),
             },
             pct(Some(p.mean_accuracy)),
             pct(Some(p.std_accuracy)),

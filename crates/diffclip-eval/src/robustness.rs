@@ -170,14 +170,18 @@ pub fn imagenet_subset_of(name: &str) -> Option<Vec<usize>> {
     }
 }
 
-/// An ImageNet-variant image folder (`ROOT/<wnid or index>/...`) as a set named `name`.
-/// A folder that is no ImageNet class, or a class outside the set's subset, is an error
-/// naming the folder.
+/// An ImageNet-variant image folder (`ROOT/<wnid or index>/...`) as a set named `name`, one of
+/// [`IMAGENET_VARIANTS`] (any case, `_` for `-`: a misspelt `imagenet-a` would be scored over
+/// 1000 classes instead of its 200). A folder that is no ImageNet class, or a class outside the
+/// set's subset, is an error naming the folder.
 pub fn imagenet_variant(
     name: &str,
     root: &Path,
     pipeline: &Pipeline,
 ) -> Result<RobustnessSet<'static>, EvalError> {
+    if !IMAGENET_VARIANTS.contains(&name.to_ascii_lowercase().replace('_', "-").as_str()) {
+        return Err(EvalError::Invalid(format!("unknown ImageNet variant {name:?} (known: {})", IMAGENET_VARIANTS.join(", "))));
+    }
     let folder = ImageFolder::open(root)?;
     let mut class_of = Vec::with_capacity(folder.classes.len());
     for c in &folder.classes {

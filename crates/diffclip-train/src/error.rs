@@ -60,6 +60,15 @@ pub enum TrainError {
         /// The output folder.
         path: String,
     },
+    /// A run resumed from another folder's checkpoint would continue into an output folder that
+    /// holds a run of its own (whose checkpoint and metrics it would replace).
+    #[error("{path} holds another training run than the one resumed from {resumed}: resume into a new --output, or into the folder of {resumed}")]
+    OutputHoldsAnotherRun {
+        /// The output folder.
+        path: String,
+        /// The checkpoint resumed from.
+        resumed: String,
+    },
     /// The output folder holds the metrics of a run that stopped before its first checkpoint
     /// (nothing to resume), and overwriting was not asked for.
     #[error("{path} holds the metrics.jsonl of a run that wrote no checkpoint (nothing to resume): replace it with --overwrite")]

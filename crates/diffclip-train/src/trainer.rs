@@ -69,6 +69,8 @@ pub struct Trainer {
     /// The autodiff device the model lives on.
     pub device: Device,
     options: RunOptions,
+    /// The checkpoint this run was resumed from, if any.
+    resumed_from: Option<PathBuf>,
 }
 
 /// Mean `lambda_full` over a tower's differential layers.
@@ -82,13 +84,14 @@ impl Trainer {
     /// A fresh run of `model` (built from `model_config`). `device` must be an autodiff device
     /// (`Device::flex().autodiff()`).
     pub fn new(model: Clip, model_config: ClipConfig, config: TrainConfig, device: Device, options: RunOptions) -> Self {
-        Self { optim: AdamW::new(config.adamw.clone()), model, model_config, config, state: TrainState::default(), device, options }
+        Self { optim: AdamW::new(config.adamw.clone()), model, model_config, config, state: TrainState::default(), device, options, resumed_from: None }
     }
 
     /// Continue from a checkpoint written by a previous run (model, optimizer, data position).
     pub fn resume(path: impl AsRef<std::path::Path>, device: Device, options: RunOptions) -> Result<Self, TrainError> {
-        let (model, optim, meta) = load_training_checkpoint(path, &device)?;
-        Ok(Self { model, model_config: meta.model, optim, config: meta.train, state: meta.state, device, options })
+        let (model, optim, meta) = load_training_checkpoint(&path, &device)?;
+        let resumed_from = Some(path.as_ref().to_path_buf());
+        Ok(Self { model, model_config: meta.model, optim, config: meta.train, state: meta.state, device, options, resumed_from })
     }
 
     /// The same trainer with other run options (e.g. another output folder after a resume).
@@ -110,6 +113,14 @@ impl Trainer {
         let metrics = dir.join("metrics.jsonl");
         diffclip_clip::files::remove_stale_temps(&ckpt).map_err(|e| TrainError::Checkpoint(e.into()))?;
         if self.state.step > 0 {
+            // Resumed from another folder into one with a run of its own: that run is not this one
+            // (a checkpoint kept in the folder itself rolls its run back, as asked).
+            let same = |a: &std::path::Path, b: &std::path::Path| matches!((std::fs::canonicalize(a), std::fs::canonicalize(b)), (Ok(a), Ok(b)) if a == b);
+            if let Some(from) = self.resumed_from.as_deref().filter(|from| !from.parent().is_some_and(|p| same(p, dir)))
+                && (ckpt.exists() || std::fs::metadata(&metrics).is_ok_and(|m| m.len() > 0))
+            {
+                return Err(TrainError::OutputHoldsAnotherRun { path: dir.display().to_string(), resumed: from.display().to_string() });
+            }
             return MetricsLog::resume(metrics, self.state.step);
         }
         if !self.options.overwrite {

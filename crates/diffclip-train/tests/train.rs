@@ -48,6 +48,25 @@ fn loss_falls_and_runs_are_deterministic() {
 }
 
 #[test]
+fn resuming_into_another_runs_folder_is_refused() {
+    let _serial = serial();
+    let data = data();
+    let (from, into) = (tmpdir("resume-from"), tmpdir("resume-into"));
+    for dir in [&from, &into] {
+        trainer(2, Some(dir.to_path_buf())).fit(&data, &batcher(), None).unwrap();
+    }
+    let kept = std::fs::read(into.join("checkpoint-latest.safetensors")).unwrap();
+    let log = std::fs::read(into.join("metrics.jsonl")).unwrap();
+    let options = RunOptions { output: Some(into.to_path_buf()), ..RunOptions::default() };
+    let mut t = Trainer::resume(from.join("checkpoint-latest.safetensors"), Device::flex().autodiff(), options).unwrap();
+    t.config.steps = 4;
+    let err = t.fit(&data, &batcher(), None).unwrap_err();
+    assert!(matches!(err, TrainError::OutputHoldsAnotherRun { .. }), "{err}");
+    assert_eq!(std::fs::read(into.join("checkpoint-latest.safetensors")).unwrap(), kept);
+    assert_eq!(std::fs::read(into.join("metrics.jsonl")).unwrap(), log);
+}
+
+#[test]
 fn resume_after_a_kill_matches_an_uninterrupted_run() {
     let _serial = serial();
     let data = data();

@@ -89,7 +89,7 @@ pub fn config_of(path: impl AsRef<Path>) -> Result<Option<ClipConfig>, Checkpoin
     let path = path.as_ref();
     let name = path.display().to_string();
     let json = match super::state_dict::detect_container(path) {
-        Ok(super::Container::Burnpack) => burn_pack::Reader::from_file_exact(path)
+        Ok(super::Container::Burnpack) => burn::store::burn_pack::Reader::from_file_exact(path)
             .map_err(|e| CheckpointError::Read { path: name.clone(), message: e.to_string() })?
             .metadata()
             .get(CONFIG_KEY)

@@ -4,7 +4,9 @@ use burn::data::dataloader::batcher::Batcher;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use rayon::prelude::*;
 
-use crate::tokenizer::ClipTokenizer;
+use std::sync::Arc;
+
+use crate::tokenizer::{ClipTokenizer, TextTokenizer};
 
 use super::error::DataError;
 use super::traits::ClipDataset;
@@ -51,8 +53,9 @@ pub struct ClipBatch {
     pub labels: Option<Tensor<1, Int>>,
 }
 
-/// Stacks [`ClipItem`]s into a [`ClipBatch`], tokenizing the captions. Implements Burn's
-/// [`Batcher`], so it plugs into `DataLoaderBuilder::new(batcher)`.
+/// Stacks [`ClipItem`]s into a [`ClipBatch`], tokenizing the captions with any
+/// [`TextTokenizer`] (the built-in CLIP BPE by default, or a `tokenizer.json`'s). Implements
+/// Burn's [`Batcher`], so it plugs into `DataLoaderBuilder::new(batcher)`.
 ///
 /// ```
 /// use diffclip_data::datasets::ClipBatcher;
@@ -60,19 +63,31 @@ pub struct ClipBatch {
 /// let tok = ClipTokenizer::with_config(TokenizerConfig { context_length: 32, ..Default::default() }).unwrap();
 /// assert_eq!(ClipBatcher::new(tok).tokenizer().context_length(), 32);
 /// ```
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ClipBatcher {
-    tokenizer: ClipTokenizer,
+    tokenizer: Arc<dyn TextTokenizer>,
+}
+
+impl Default for ClipBatcher {
+    /// The built-in CLIP tokenizer, 77 tokens.
+    fn default() -> Self {
+        Self::new(ClipTokenizer::new())
+    }
 }
 
 impl ClipBatcher {
     /// A batcher that tokenizes with `tokenizer`.
-    pub fn new(tokenizer: ClipTokenizer) -> Self {
+    pub fn new(tokenizer: impl TextTokenizer + 'static) -> Self {
+        Self::shared(Arc::new(tokenizer))
+    }
+
+    /// A batcher that tokenizes with a shared tokenizer (as an `Encoder` holds one).
+    pub fn shared(tokenizer: Arc<dyn TextTokenizer>) -> Self {
         Self { tokenizer }
     }
 
     /// The tokenizer.
-    pub fn tokenizer(&self) -> &ClipTokenizer {
+    pub fn tokenizer(&self) -> &Arc<dyn TextTokenizer> {
         &self.tokenizer
     }
 
@@ -97,7 +112,10 @@ impl ClipBatcher {
         let b = items.len();
         let labels: Option<Vec<i64>> = items.iter().map(|it| it.label.map(|l| l as i64)).collect();
         let captions: Vec<&str> = items.iter().map(|it| it.caption.as_str()).collect();
-        let texts = self.tokenizer.tokenize_tensor(&captions, device);
+        let ids = self.tokenizer.tokenize_batch(&captions)?;
+        let context = self.tokenizer.context_length();
+        let ids: Vec<i64> = ids.into_iter().flatten().map(i64::from).collect();
+        let texts = Tensor::<2, Int>::from_data(TensorData::new(ids, [b, context]), device);
         let mut flat = Vec::with_capacity(b * per);
         for it in &items {
             flat.extend_from_slice(&it.image);

@@ -87,6 +87,9 @@ pub enum DataError {
     /// An inconsistent configuration (empty dataset, unknown class, bad sizes, ...).
     #[error("invalid dataset configuration: {0}")]
     Config(String),
+    /// A caption could not be tokenized (a `tokenizer.json`'s tokenizer can fail).
+    #[error("tokenizing captions: {0}")]
+    Tokenizer(#[from] crate::tokenizer::TokenizerError),
     /// An index past the end of a dataset.
     #[error("index {index} out of range for a dataset of {len} items")]
     OutOfRange {

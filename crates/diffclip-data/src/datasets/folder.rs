@@ -343,20 +343,29 @@ pub fn list_image_files(paths: &[impl AsRef<Path>]) -> Result<Vec<PathBuf>, Data
 /// files come before its sub-folders'), then each folder's files by name.
 fn collect_images(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), DataError> {
     let mut found = Vec::new();
-    walk_images(dir, &mut found)?;
+    walk_images(dir, &mut Vec::new(), &mut found)?;
     found.sort_by(|a, b| (a.parent().map(Path::as_os_str), a.file_name()).cmp(&(b.parent().map(Path::as_os_str), b.file_name())));
     out.extend(found);
     Ok(())
 }
 
-fn walk_images(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), DataError> {
+/// `chain`: the folders being walked, resolved, so that a link back to one of them (a loop,
+/// which would list its images again and again) is an error naming the link.
+fn walk_images(dir: &Path, chain: &mut Vec<PathBuf>, out: &mut Vec<PathBuf>) -> Result<(), DataError> {
+    let resolved = std::fs::canonicalize(dir).map_err(|e| DataError::io(dir, e))?;
+    if chain.contains(&resolved) {
+        let loop_error = std::io::Error::other(format!("a symbolic link back to {}, which holds it (a loop)", resolved.display()));
+        return Err(DataError::io(dir, loop_error));
+    }
+    chain.push(resolved);
     for path in sorted_entries(dir)? {
         if path.is_dir() {
-            walk_images(&path, out)?;
+            walk_images(&path, chain, out)?;
         } else if ImageFormat::from_path(&path).is_some() {
             out.push(path);
         }
     }
+    chain.pop();
     Ok(())
 }
 

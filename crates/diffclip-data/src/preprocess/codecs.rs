@@ -286,8 +286,6 @@ fn complete_after_first_scan(bytes: &[u8]) -> bool {
         .is_some_and(|sos| bytes[sos..].windows(2).any(|w| w == [0xFF, 0xD9]))
 }
 
-/// WebP and BMP through the `image` crate: grey -> `L`/`LA`, colour -> `RGB`/`RGBA`
-/// (other sample types are reduced to 8-bit RGB(A) by the `image` crate).
 /// Width and height from a bitmap's header (height negative for top-down rows), if it has one.
 fn bmp_dimensions(bytes: &[u8]) -> Option<(u32, u32)> {
     let at = |i: usize, n: usize| bytes.get(i..i + n);
@@ -302,6 +300,8 @@ fn bmp_dimensions(bytes: &[u8]) -> Option<(u32, u32)> {
     Some((w.unsigned_abs(), h.unsigned_abs()))
 }
 
+/// WebP and BMP through the `image` crate: grey -> `L`/`LA`, colour -> `RGB`/`RGBA`
+/// (other sample types are reduced to 8-bit RGB(A) by the `image` crate).
 pub(crate) fn via_image_crate(
     bytes: &[u8],
     format: ::image::ImageFormat,

@@ -53,7 +53,7 @@ pub enum TokenizerError {
         message: String,
     },
     /// A text could not be tokenized (the message names the tokenizer's failing step).
-    #[error("cannot tokenize {}({chars} characters): {message}", index.map(|i| format!("text {i} of the batch ")).unwrap_or_else(|| "text ".into()))]
+    #[error("cannot tokenize {}({chars} characters): {message}", index.map(|i| format!("the text at index {i} of the batch ")).unwrap_or_else(|| "text ".into()))]
     Encode {
         /// The text's position in the batch, for batch calls.
         index: Option<usize>,

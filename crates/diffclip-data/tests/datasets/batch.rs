@@ -46,6 +46,7 @@ fn batcher_shapes_and_dtypes_on_flex() {
     let third: Vec<i64> = ClipBatcher::default()
         .tokenizer()
         .tokenize("third")
+        .unwrap()
         .iter()
         .map(|&i| i as i64)
         .collect();

@@ -156,3 +156,22 @@ fn a_bitmap_of_zero_width_or_height_says_so() {
         assert!(err.to_string().contains(want) && err.to_string().contains("flat.bmp"), "{err}");
     }
 }
+
+#[test]
+fn a_symbolic_link_loop_in_an_image_folder_is_an_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    for class in ["a", "b"] {
+        std::fs::create_dir(tmp.path().join(class)).unwrap();
+        std::fs::write(tmp.path().join(class).join("1.png"), b"not decoded here").unwrap();
+    }
+    std::os::unix::fs::symlink("..", tmp.path().join("a").join("loop")).unwrap();
+    let err = within(60, "list_image_files", {
+        let a = tmp.path().join("a");
+        move || list_image_files(&[a]).unwrap_err()
+    });
+    assert!(err.to_string().contains("a symbolic link back to") && err.to_string().contains("loop"), "{err}");
+    // A link to a folder elsewhere is followed.
+    std::fs::remove_file(tmp.path().join("a").join("loop")).unwrap();
+    std::os::unix::fs::symlink("../b", tmp.path().join("a").join("more")).unwrap();
+    assert_eq!(list_image_files(&[tmp.path().join("a")]).unwrap().len(), 2);
+}

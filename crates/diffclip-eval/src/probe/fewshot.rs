@@ -58,9 +58,10 @@ pub struct FewShotPoint {
     /// Shots per class asked for.
     pub shots: usize,
     /// Shots of the class with the fewest training samples: below `shots` when a class has
-    /// fewer than `shots` to draw from (all of them are then used).
+    /// fewer than `shots` to draw from (all of them are then used). `None` in results written
+    /// before it was recorded.
     #[serde(default)]
-    pub fewest_shots: usize,
+    pub fewest_shots: Option<usize>,
     /// Mean test accuracy over seeds.
     pub mean_accuracy: f64,
     /// Population standard deviation over seeds.
@@ -163,7 +164,7 @@ pub fn few_shot(
         let var = accs.iter().map(|a| (a - mean).powi(2)).sum::<f64>() / accs.len() as f64;
         out.push(FewShotPoint {
             shots: k,
-            fewest_shots: pool_per_class.iter().map(|&n| n.min(k)).min().unwrap_or(0),
+            fewest_shots: Some(pool_per_class.iter().map(|&n| n.min(k)).min().unwrap_or(0)),
             mean_accuracy: mean,
             std_accuracy: var.sqrt(),
             accuracies: accs,
