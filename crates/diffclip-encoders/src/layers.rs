@@ -48,7 +48,7 @@ impl LayerAttention {
         // Released models use 0.2 to 0.8; a huge λ_init gives NaN embeddings, not an error.
         const BOUND: f64 = 100.0;
         if let LambdaInit::Constant(value) = self.lambda_init
-            && !(value.abs() <= BOUND)
+            && (value.is_nan() || value.abs() > BOUND)
         {
             return Err(EncoderError::OutOfRange { what: "lambda_init", bound: BOUND, value });
         }

@@ -190,7 +190,7 @@ fn probe_fewshot_pairs_robustness_and_cache_on_files() {
         imagenet_variant("imagenet-a", &root.join("imagenet"), &p).is_err(),
         "class 0 is not in ImageNet-A"
     );
-    let err = imagenet_variant("imagenet-aa", &root.join("imagenet"), &p).err().expect("a misspelt set name");
+    let Err(err) = imagenet_variant("imagenet-aa", &root.join("imagenet"), &p) else { panic!("a misspelt set name was accepted") };
     assert!(err.to_string().contains("unknown ImageNet variant \"imagenet-aa\""), "{err}");
 
     // Pairs and captions from CSV.
