@@ -36,6 +36,9 @@ use clap::Parser;
 use diffclip::burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
 use diffclip::clip::{Clip, ClipConfig, Precision, Workload};
 
+/// Images per call unless `--batch` says otherwise.
+const DEFAULT_BATCH: usize = 8;
+
 #[derive(Parser, Debug)]
 #[command(
     about = "Image/text encoding throughput of a CLIP/DiffCLIP model, printed as one JSON line"
@@ -48,7 +51,7 @@ struct Args {
     #[arg(long)]
     config: Option<std::path::PathBuf>,
     /// Images per call.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = DEFAULT_BATCH)]
     batch: usize,
     /// Texts per call (default: the image batch).
     #[arg(long)]
@@ -86,7 +89,7 @@ struct Args {
     #[arg(long, conflicts_with = "train")]
     gpu_kernel: bool,
     /// Time the training step of benches/train_step.rs's small models instead of the encoders.
-    #[arg(long, conflicts_with_all = ["image_only", "text_only", "config"])]
+    #[arg(long, conflicts_with_all = ["image_only", "text_only", "config", "preset"])]
     train: bool,
     /// The models `--train` times: `small` (batch 32, 64² images) or `vit_b16` (ViT-B/16 and
     /// its CLIP twin at `--batch`, 224² images).
@@ -159,6 +162,8 @@ fn run_train(args: &Args, device: &Device) -> Result<Vec<serde_json::Value>, Box
     args.dtype.check(&device)?;
     let (models, batch) = match args.train_model.as_str() {
         "vit_b16" => (small::vit_b16_models(), args.batch),
+        // The small models' step is timed at their own batch.
+        _ if args.batch != DEFAULT_BATCH => return Err(format!("--batch applies to --train-model vit_b16; the small models train at batch {}", small::BATCH).into()),
         _ => (small::small_models(), small::BATCH),
     };
     for (_, config) in &models {
@@ -207,6 +212,9 @@ fn run(args: &Args) -> Result<Vec<serde_json::Value>, Box<dyn std::error::Error>
     }
     let device = diffclip::backend::device(&args.backend)?;
     diffclip::attention::set_cpu_kernels(!args.generic_ops);
+    if args.gpu_kernel && matches!(args.backend.as_str(), "flex" | "ndarray") {
+        return Err(format!("--gpu-kernel applies to wgpu and cuda; {} runs diffclip's CPU kernels (see --generic-ops)", args.backend).into());
+    }
     diffclip::attention::set_gpu_inference_kernel(args.gpu_kernel);
     let mut lines = if args.train { run_train(args, &device)? } else { run_inference(args, &device)? };
     for line in &mut lines {

@@ -152,8 +152,8 @@ struct Args {
     /// Held-out evaluation: synthetic, csv:PATH (retrieval), folder:PATH (zero-shot).
     #[arg(long)]
     eval: Option<String>,
-    /// Evaluate every N steps (0: only at the end).
-    #[arg(long, default_value_t = 0)]
+    /// Evaluate every N steps (0: only at the end); needs --eval.
+    #[arg(long, default_value_t = 0, requires = "eval")]
     eval_every: u64,
     /// Over-long captions: keep-eot (open_clip) or drop-eot (the DiffCLIP authors' tokenizer).
     #[arg(long, default_value = "keep-eot")]

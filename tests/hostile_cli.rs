@@ -300,6 +300,15 @@ fn errors_name_the_flag_to_change() {
     let mut cmd = Command::new(example("bench"));
     cmd.args(["--preset", "diffclip_vit_b16", "--batch", "1000000000", "--iters", "1"]);
     assert_clean_error(&run_bounded(cmd, Duration::from_secs(60)), &["--batch 1000000000: a batch of 1000000000 needs", "GiB of memory available"]);
+    // bench flags its run would ignore.
+    for (flags, says) in [(&["--gpu-kernel"][..], "--gpu-kernel applies to wgpu and cuda"), (&["--train", "--batch", "2"], "--batch applies to --train-model vit_b16")] {
+        let mut cmd = Command::new(example("bench"));
+        cmd.args(["--iters", "1"]).args(flags);
+        assert_clean_error(&run_bounded(cmd, Duration::from_secs(60)), &[says]);
+    }
+    let mut cmd = Command::new(example("bench"));
+    cmd.args(["--train", "--preset", "diffclip_tiny"]);
+    assert_flag_refused(&run_bounded(cmd, Duration::from_secs(60)), "--preset");
     // HNSW parameters outside what the graph file can hold.
     for (flag, value) in [("--hnsw-m", "1"), ("--hnsw-m", "256"), ("--ef-construction", "0"), ("--ef-search", "0")] {
         let mut cmd = Command::new(example("search"));

@@ -14,6 +14,7 @@ fn read_bytes(name: &str, bytes: &[u8], model: Option<&mut Clip>) {
     let path = tmp(name);
     std::fs::write(&path, bytes).unwrap();
     let _ = read_state_dict(&path);
+    let _ = diffclip::clip::checkpoint::config_of(&path);
     if let Some(model) = model {
         let _ = load_checkpoint(model, &path);
     }
@@ -145,7 +146,7 @@ fn burnpack_fixture() -> PathBuf {
         let mut model = ClipConfig::diffclip_tiny().init(&device).unwrap();
         load_checkpoint(&mut model, fixture("diffclip_tiny/model.safetensors")).unwrap();
         let path = shared("tiny.bpk");
-        diffclip::clip::save_burnpack(&model, None, &path).unwrap();
+        diffclip::clip::save_burnpack(&model, Some(&ClipConfig::diffclip_tiny()), &path).unwrap();
         path
     })
     .clone()

@@ -150,8 +150,20 @@ pub fn classnames_from(spec: &str) -> Result<Vec<String>, EvalError> {
     if path.is_file() {
         Ok(diffclip_data::datasets::read_class_names(path, &[])?)
     } else {
-        classnames(spec)
+        classnames(spec).map_err(|e| not_a_file(spec).unwrap_or(e))
     }
+}
+
+/// When `spec`, known by no name, exists or looks like a path: why it is not a file to read
+/// (a missing file is a missing file, not an unknown name).
+fn not_a_file(spec: &str) -> Option<EvalError> {
+    let path = std::path::Path::new(spec);
+    let why = match std::fs::metadata(path) {
+        Ok(m) => format!("is {}, not a file to read", diffclip_data::files::file_kind(m.file_type()).unwrap_or("not a regular file")),
+        Err(e) if spec.contains(['/', '\\']) || path.extension().is_some() => e.to_string(),
+        Err(_) => return None,
+    };
+    Some(EvalError::dataset(path, why))
 }
 
 /// Templates from a name ([`templates`]) or, when `spec` is an existing file, one template per
@@ -167,11 +179,15 @@ pub fn classnames_from(spec: &str) -> Result<Vec<String>, EvalError> {
 /// std::fs::write(&p, "a photo.\n").unwrap();
 /// assert!(diffclip_eval::metadata::templates_from(p.to_str().unwrap()).is_err());
 /// assert_eq!(diffclip_eval::metadata::templates_from("simple").unwrap().len(), 7);
+/// let missing = diffclip_eval::metadata::templates_from("prompts.txt").unwrap_err();
+/// assert!(missing.to_string().contains("No such file"), "{missing}");
+/// let device = diffclip_eval::metadata::templates_from("/dev/null").unwrap_err();
+/// assert!(device.to_string().contains("is a character device"), "{device}");
 /// ```
 pub fn templates_from(spec: &str) -> Result<Vec<String>, EvalError> {
     let path = std::path::Path::new(spec);
     if !path.is_file() {
-        return templates(spec);
+        return templates(spec).map_err(|e| not_a_file(spec).unwrap_or(e));
     }
     let lines = diffclip_data::files::read_lines(path)?;
     if lines.is_empty() {

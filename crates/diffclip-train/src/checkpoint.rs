@@ -103,7 +103,7 @@ pub fn load_training_checkpoint(path: impl AsRef<Path>, device: &Device) -> Resu
     let name = path.display().to_string();
     let err = |message: String| TrainError::Resume { path: name.clone(), message };
     let bytes = diffclip_clip::files::read_regular(path).map_err(|source| TrainError::Io { path: name.clone(), source })?;
-    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| err(e.to_string()))?;
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| err(format!("not a diffclip training checkpoint (written by train as a safetensors file, which this is not: {e})")))?;
     let meta_map = header.metadata().clone().unwrap_or_default();
     let meta: Checkpoint = meta_map
         .get("diffclip_training")

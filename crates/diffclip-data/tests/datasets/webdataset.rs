@@ -218,3 +218,24 @@ fn members_a_job_does_not_need_are_optional() {
     assert!(texts[0].is_err());
     assert_eq!(texts[1], Ok((0, "only a caption".to_string())));
 }
+
+#[test]
+fn a_blank_caption_is_a_bad_sample_where_captions_are_required() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("00000.tar");
+    let members = [
+        ("a.png", png_bytes(4, 4, [1, 0, 0])),
+        ("a.txt", b"  \n".to_vec()),
+        ("b.png", png_bytes(4, 4, [2, 0, 0])),
+        ("b.txt", b"a red square".to_vec()),
+    ];
+    write(&path, &tar_bytes(&members));
+    let read = |config: WebDatasetConfig| -> Vec<Result<String, String>> {
+        WebDataset::samples_of(vec![path.clone()], &config).map(|r| r.map(|s| s.caption).map_err(|e| e.to_string())).collect()
+    };
+    let training = read(WebDatasetConfig::default());
+    assert!(training[0].as_ref().is_err_and(|e| e.contains("caption a.txt is empty")), "{training:?}");
+    assert_eq!(training[1], Ok("a red square".to_string()));
+    // A job that needs no caption takes the image.
+    assert_eq!(read(WebDatasetConfig { require_caption: false, ..Default::default() })[0], Ok(String::new()));
+}
