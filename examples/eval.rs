@@ -149,6 +149,10 @@ fn run(args: Args) -> Res<()> {
     if matches!(args.task, Task::Attention | Task::All) {
         // The figures must not replace an input or the results file either.
         let inputs: Vec<&std::path::Path> = inputs.iter().copied().chain([args.output.as_path()]).collect();
+        // The compared model is checked before any figure is drawn.
+        if let Some(other) = &args.compare {
+            ClipConfig::select(None, None, Some(other)).map_err(|e| format!("--compare {}: {e}; the compared checkpoint must carry its own model config (written by save_safetensors or save_burnpack, such as train's model.safetensors)", other.display()))?;
+        }
         let compare = args.compare.is_some().then(|| synth::compare_path(&args.heatmap));
         for figure in std::iter::once(args.heatmap.clone()).chain(compare) {
             let target = resolve_output(&figure)?;
@@ -157,6 +161,10 @@ fn run(args: Args) -> Res<()> {
             if std::path::absolute(&target)? == std::path::absolute(&output)? {
                 return Err(format!("--heatmap {} is also --output", figure.display()).into());
             }
+        }
+        // The figures are PNG: another extension would name a file that is not what it says.
+        if !args.heatmap.extension().is_some_and(|e| e.eq_ignore_ascii_case("png")) {
+            return Err(format!("--heatmap {}: the figure is a PNG image; give a path ending in .png", args.heatmap.display()).into());
         }
     }
     if let Some(data) = &args.data {

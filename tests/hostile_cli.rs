@@ -344,6 +344,7 @@ fn errors_name_the_flag_to_change() {
         (vec!["--data".into(), dir.join("nowhere").into_os_string()], "nowhere: No such file".to_string()),
         (vec!["--task".into(), "robustness".into(), "--set".into(), format!("imagenet-aa={}", dir.display()).into()], "unknown set \"imagenet-aa\"".into()),
         (vec!["--task".into(), "zeroshot".into(), "--data".into(), one_class.clone().into_os_string()], "needs at least 2 class folders, found 1".into()),
+        (vec!["--task".into(), "attention".into(), "--heatmap".into(), dir.join("map.jpg").into_os_string()], "give a path ending in .png".into()),
     ] {
         let mut cmd = Command::new(example("eval"));
         cmd.args(["--preset", "diffclip_tiny", "--no-cache", "--quiet", "--output"]).arg(dir.join("r.json")).args(&flags);

@@ -66,11 +66,14 @@ impl ImageFolder {
     /// folder without images, a `classnames.txt` whose count differs from the class count.
     pub fn open(root: impl AsRef<Path>) -> Result<Self, DataError> {
         let root = root.as_ref().to_path_buf();
-        let mut classes: Vec<String> = sorted_entries(&root)?
-            .into_iter()
-            .filter(|p| p.is_dir())
-            .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-            .collect();
+        let mut classes = Vec::new();
+        for dir in sorted_entries(&root)?.into_iter().filter(|p| p.is_dir()) {
+            // A class is named by its folder: a name that is no text cannot be one.
+            match dir.file_name().map(|n| n.to_str()) {
+                Some(Some(name)) => classes.push(name.to_string()),
+                _ => return Err(DataError::Config(format!("class folder {} has a name that is not UTF-8 text: rename it", crate::files::printable(&dir.display().to_string())))),
+            }
+        }
         classes.sort();
         if classes.is_empty() {
             return Err(DataError::Config(format!(

@@ -175,3 +175,15 @@ fn nested_images_follow_torchvision_order() {
     assert_eq!(rel(&ImageFolder::open(&root).unwrap().images), want);
     assert_eq!(rel(&list_image_files(&[root.join("c")]).unwrap()), want);
 }
+
+#[test]
+fn a_class_folder_whose_name_is_not_text_is_named_in_the_error() {
+    use std::os::unix::ffi::OsStrExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let odd = tmp.path().join(std::ffi::OsStr::from_bytes(b"\xff\xfe"));
+    for dir in [tmp.path().join("cat"), odd] {
+        write(&dir.join("1.png"), &png_bytes(4, 4, [1, 2, 3]));
+    }
+    let err = ImageFolder::open(tmp.path()).unwrap_err().to_string();
+    assert!(err.contains("has a name that is not UTF-8 text"), "{err}");
+}
