@@ -68,7 +68,7 @@ fn csv_pairs_embed_images_and_captions_row_aligned() {
     let spec = format!("csv:{}", dir.join("pairs.csv").display());
     let o = embed(&["--data".as_ref(), spec.as_ref(), "--output".as_ref(), out.as_os_str(), "--rows-per-shard".as_ref(), "4".as_ref(), "--batch-size".as_ref(), "3".as_ref()]);
     let stderr = String::from_utf8_lossy(&o.stderr);
-    assert!(stderr.contains("missing.png") && stderr.contains("skipped 1 samples"), "{stderr}");
+    assert!(stderr.contains("missing.png") && stderr.contains("skipped 1 unreadable samples"), "{stderr}");
     let (img_rows, txt_rows) = (shard_rows(&out, "image_embed"), shard_rows(&out, "text_embed"));
     assert_eq!(img_rows.len(), IMAGES.len(), "the missing image's row is left out whole");
     for (i, ((p, img), (q, txt))) in img_rows.iter().zip(&txt_rows).enumerate() {
