@@ -69,7 +69,7 @@ fn one(args: &Args) -> Result<serde_json::Value, Box<dyn std::error::Error>> {
     }
     // The reference path holds maps of batch × heads × n² floats: refused from that count
     // rather than aborted in the allocator.
-    diffclip::cli::check_attention_size(args.batch, args.n, d, h, path == AttentionPath::Reference, args.backward)?;
+    diffclip::cli::check_attention_size(args.batch, args.n, d, h, path == AttentionPath::Reference, args.backward, &device)?;
     let mut x = Tensor::<3>::random([args.batch, args.n, d], Distribution::Default, &device);
     if args.backward {
         x = x.require_grad();

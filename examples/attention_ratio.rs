@@ -79,7 +79,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let standard = AttentionConfig::new(768, 12).init_standard(&device)?;
     for &n in &args.n {
         // Burn's attention (the reference path) holds the maps.
-        diffclip::cli::check_attention_size(args.batch, n, 768, 12, true, args.backward)?;
+        diffclip::cli::check_attention_size(args.batch, n, 768, 12, true, args.backward, &device)?;
     }
     for &n in &args.n {
         let x = Tensor::<3>::random([args.batch, n, 768], Distribution::Default, &device);

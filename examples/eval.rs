@@ -151,7 +151,10 @@ fn run(args: Args) -> Res<()> {
         let inputs: Vec<&std::path::Path> = inputs.iter().copied().chain([args.output.as_path()]).collect();
         // The compared model is checked before any figure is drawn.
         if let Some(other) = &args.compare {
-            ClipConfig::select(None, None, Some(other)).map_err(|e| format!("--compare {}: {e}; the compared checkpoint must carry its own model config (written by save_safetensors or save_burnpack, such as train's model.safetensors)", other.display()))?;
+            ClipConfig::select(None, None, Some(other)).map_err(|e| match e {
+                diffclip::clip::ClipError::NoConfig { .. } => format!("--compare {}: carries no model config; the compared checkpoint must carry its own (written by save_safetensors or save_burnpack, such as train's model.safetensors)", other.display()),
+                e => format!("--compare {}: {e}", other.display()),
+            })?;
         }
         let compare = args.compare.is_some().then(|| synth::compare_path(&args.heatmap));
         for figure in std::iter::once(args.heatmap.clone()).chain(compare) {
@@ -170,6 +173,7 @@ fn run(args: Args) -> Res<()> {
     if let Some(data) = &args.data {
         std::fs::metadata(data).map_err(|e| format!("--data {}: {e}", data.display()))?;
     }
+    disk::named_sets(&args.sets)?;
     // The synthetic set brings its own classes and prompts: these flags would be ignored
     // (robustness sets use ImageNet's class names, with --templates).
     if args.data.is_none() {

@@ -180,16 +180,18 @@ pub fn check_batch(config: &ClipConfig, batch: usize, workload: diffclip_clip::W
 /// Refuses an attention layer's `[batch, n, width]` input (with `heads` heads) that would not
 /// fit in the host's memory: its activations and, with `maps`, the attention maps of the
 /// reference path (kept twice as many for a `backward`), before anything is allocated. Sizes
-/// whose tensors no address space can hold are refused too.
+/// whose tensors no address space can hold are refused on every device; a GPU's memory is its
+/// own and not checked.
 ///
 /// ```
-/// let err = diffclip::cli::check_attention_size(1 << 32, 1 << 32, 768, 12, true, false).unwrap_err();
+/// let flex = diffclip::burn::tensor::Device::flex();
+/// let err = diffclip::cli::check_attention_size(1 << 32, 1 << 32, 768, 12, true, false, &flex).unwrap_err();
 /// assert!(err.starts_with("--n 4294967296 --batch 4294967296: more than any tensor can hold"), "{err}");
-/// let err = diffclip::cli::check_attention_size(usize::MAX, usize::MAX, 768, 12, true, true).unwrap_err();
+/// let err = diffclip::cli::check_attention_size(usize::MAX, usize::MAX, 768, 12, true, true, &flex).unwrap_err();
 /// assert!(err.contains("more than any tensor can hold"), "{err}");
-/// assert!(diffclip::cli::check_attention_size(8, 197, 768, 12, true, true).is_ok());
+/// assert!(diffclip::cli::check_attention_size(8, 197, 768, 12, true, true, &flex).is_ok());
 /// ```
-pub fn check_attention_size(batch: usize, n: usize, width: usize, heads: usize, maps: bool, backward: bool) -> Result<(), String> {
+pub fn check_attention_size(batch: usize, n: usize, width: usize, heads: usize, maps: bool, backward: bool, device: &Device) -> Result<(), String> {
     let (batch, n, width, heads) = (batch as u128, n as u128, width as u128, heads as u128);
     let too_large = || format!("--n {n} --batch {batch}: more than any tensor can hold");
     // Elements of the input and of one head pair's maps; each must be addressable in bytes.
@@ -199,7 +201,7 @@ pub fn check_attention_size(batch: usize, n: usize, width: usize, heads: usize, 
     // softmaxes), four times with the backward's copies.
     let need = input * 4 * 8 + if maps { map * 4 * if backward { 4 } else { 2 } } else { 0 };
     let gib = |b: u128| b as f64 / (1u64 << 30) as f64;
-    match diffclip_clip::ModelLimits::default().max_bytes.filter(|&a| need > a as u128) {
+    match diffclip_clip::ModelLimits::default().max_bytes.filter(|&a| crate::attention::is_host_device(device) && need > a as u128) {
         Some(available) => Err(format!("--n {n} --batch {batch}: about {:.1} GiB needed, more than the {:.1} GiB of memory available", gib(need), gib(available as u128))),
         None => Ok(()),
     }

@@ -127,24 +127,31 @@ pub(crate) fn probe_files(
     )
 }
 
-pub(crate) fn robustness_files(ctx: &Ctx<'_>, data: Option<&Path>, explicit: bool) -> Res<Outcome> {
+/// The `--set NAME=PATH` flags, checked (run before any model is built, and by the task).
+pub(crate) fn named_sets(sets: &[String]) -> Res<Vec<(String, PathBuf)>> {
+    let canonical = |name: &str| name.to_ascii_lowercase().replace('_', "-");
     let mut named: Vec<(String, PathBuf)> = Vec::new();
-    for s in &ctx.args.sets {
+    for s in sets {
         let (n, p) = s
             .split_once('=')
             .ok_or_else(|| format!("--set {s}: expected NAME=PATH"))?;
         // A misspelt imagenet-a would be scored over all 1000 classes instead of its 200.
-        if !IMAGENET_VARIANTS.contains(&n.to_ascii_lowercase().replace('_', "-").as_str()) {
+        if !IMAGENET_VARIANTS.contains(&canonical(n).as_str()) {
             return Err(format!("--set {s}: unknown set {n:?} (known: {})", IMAGENET_VARIANTS.join(", ")).into());
         }
         if p.is_empty() {
             return Err(format!("--set {s}: no PATH after '='").into());
         }
-        if named.iter().any(|(m, _)| m.eq_ignore_ascii_case(n)) {
+        if named.iter().any(|(m, _)| canonical(m) == canonical(n)) {
             return Err(format!("--set {s}: {n} is given twice").into());
         }
         named.push((n.to_string(), PathBuf::from(p)));
     }
+    Ok(named)
+}
+
+pub(crate) fn robustness_files(ctx: &Ctx<'_>, data: Option<&Path>, explicit: bool) -> Res<Outcome> {
+    let mut named = named_sets(&ctx.args.sets)?;
     if named.is_empty() {
         let d = data.ok_or("robustness needs --set NAME=PATH or --data")?;
         named = IMAGENET_VARIANTS

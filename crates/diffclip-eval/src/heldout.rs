@@ -153,13 +153,14 @@ pub fn evaluate_synthetic_heldout(
     step: u64,
 ) -> Result<HeldOut, EvalError> {
     let (loss, loss_terms) = heldout_loss_terms(model, test, batcher)?;
-    // The recalls tokenise captions as the loss does (`--truncate drop-eot` included).
-    let ev = Evaluator::new(
-        Encoder::new(model)?
-            .with_truncation(batcher.tokenizer().truncation())?
-            .with_progress(false)
-            .with_batch_size(128),
-    );
+    // The recalls tokenise captions as the loss does: with the batcher's tokenizer where it
+    // fills the model's context, else the built-in one with its truncation (`drop-eot`
+    // included).
+    let encoder = match Encoder::new(model)?.with_tokenizer(batcher.tokenizer().clone()) {
+        Ok(encoder) => encoder,
+        Err(_) => Encoder::new(model)?.with_truncation(batcher.tokenizer().truncation())?,
+    };
+    let ev = Evaluator::new(encoder.with_progress(false).with_batch_size(128));
     let images = ImageSource::new(test.len(), test.image_size(), None, |i| {
         Ok(test.image_eval(i))
     });

@@ -62,7 +62,7 @@ pub enum TrainError {
     },
     /// A run resumed from another folder's checkpoint would continue into an output folder that
     /// holds a run of its own (whose checkpoint and metrics it would replace).
-    #[error("{path} holds another training run than the one resumed from {resumed}: resume into a new --output, or into the folder of {resumed}")]
+    #[error("{path} holds another training run than the one resumed from {resumed}: resume into a new --output or into the folder of {resumed}, or continue {path}'s own run with --resume and no path")]
     OutputHoldsAnotherRun {
         /// The output folder.
         path: String,

@@ -114,6 +114,10 @@ impl ClipBatcher {
         let captions: Vec<&str> = items.iter().map(|it| it.caption.as_str()).collect();
         let ids = self.tokenizer.tokenize_batch(&captions)?;
         let context = self.tokenizer.context_length();
+        // A tokenizer of one's own might return rows of another length: an error, not a panic.
+        if let Some((i, row)) = ids.iter().enumerate().find(|(_, r)| r.len() != context) {
+            return Err(DataError::Config(format!("the tokenizer gave caption {i} {} ids, not its context length {context}", row.len())));
+        }
         let ids: Vec<i64> = ids.into_iter().flatten().map(i64::from).collect();
         let texts = Tensor::<2, Int>::from_data(TensorData::new(ids, [b, context]), device);
         let mut flat = Vec::with_capacity(b * per);
@@ -160,7 +164,8 @@ impl Batcher<ClipItem, ClipBatch> for ClipBatcher {
     ///
     /// # Panics
     /// If the items' images differ in size or there are no items: a programming error (one
-    /// dataset's images all go through one pipeline; Burn's loaders never batch zero items).
+    /// dataset's images all go through one pipeline; Burn's loaders never batch zero items);
+    /// or if the tokenizer fails on a caption (use `try_batch` where it can).
     fn batch(&self, items: Vec<ClipItem>, device: &Device) -> ClipBatch {
         match self.try_batch(items, device) {
             Ok(batch) => batch,
