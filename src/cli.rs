@@ -116,7 +116,9 @@ pub fn web_origin(text: &str) -> Result<String, String> {
     // Browsers send host names in ASCII (punycode) and leave the scheme's default port out.
     let (host, port) = match rest.strip_prefix('[') {
         Some(v6) => match v6.split_once(']') {
-            Some((ip, port)) if ip.parse::<std::net::Ipv6Addr>().is_ok() => (ip, port.strip_prefix(':').map(Some).unwrap_or(if port.is_empty() { None } else { Some("") })),
+            // After `]` only `:PORT` may follow (anything else fails the port check below).
+            Some((ip, "")) if ip.parse::<std::net::Ipv6Addr>().is_ok() => (ip, None),
+            Some((ip, after)) if ip.parse::<std::net::Ipv6Addr>().is_ok() => (ip, Some(after.strip_prefix(':').unwrap_or(after))),
             _ => return Err(format!("{text:?}: {shape}; the IPv6 address in [ ] is malformed")),
         },
         None => match rest.rsplit_once(':') {

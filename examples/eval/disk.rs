@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use diffclip::data::datasets::names_for_folders;
 use diffclip::eval::dataset::{CaptionSet, ImageFolder, PairSet};
 use diffclip::eval::report;
-use diffclip::eval::robustness::{IMAGENET_VARIANTS, imagenet_variant};
+use diffclip::eval::robustness::{IMAGENET_VARIANTS, imagenet_variant, imagenet_variant_name};
 use diffclip::eval::{ImageSource, Labelled, metadata};
 
 use super::{Ctx, Outcome, Res, default_templates, probe_run};
@@ -129,20 +129,19 @@ pub(crate) fn probe_files(
 
 /// The `--set NAME=PATH` flags, checked (run before any model is built, and by the task).
 pub(crate) fn named_sets(sets: &[String]) -> Res<Vec<(String, PathBuf)>> {
-    let canonical = |name: &str| name.to_ascii_lowercase().replace('_', "-");
     let mut named: Vec<(String, PathBuf)> = Vec::new();
     for s in sets {
         let (n, p) = s
             .split_once('=')
             .ok_or_else(|| format!("--set {s}: expected NAME=PATH"))?;
         // A misspelt imagenet-a would be scored over all 1000 classes instead of its 200.
-        if !IMAGENET_VARIANTS.contains(&canonical(n).as_str()) {
+        let Some(variant) = imagenet_variant_name(n) else {
             return Err(format!("--set {s}: unknown set {n:?} (known: {})", IMAGENET_VARIANTS.join(", ")).into());
-        }
+        };
         if p.is_empty() {
             return Err(format!("--set {s}: no PATH after '='").into());
         }
-        if named.iter().any(|(m, _)| canonical(m) == canonical(n)) {
+        if named.iter().any(|(m, _)| imagenet_variant_name(m) == Some(variant)) {
             return Err(format!("--set {s}: {n} is given twice").into());
         }
         named.push((n.to_string(), PathBuf::from(p)));

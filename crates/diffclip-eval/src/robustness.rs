@@ -163,11 +163,23 @@ pub fn imagenet_class_of_folder(name: &str) -> Option<usize> {
 /// The class subset scored for an ImageNet variant by name: `imagenet-a` and `imagenet-r`
 /// (also with `_`) use their 200 classes; every other set all 1000.
 pub fn imagenet_subset_of(name: &str) -> Option<Vec<usize>> {
-    match name.to_ascii_lowercase().replace('_', "-").as_str() {
+    match imagenet_variant_name(name)? {
         "imagenet-a" => Some(ImageNetSubset::A.class_indices().to_vec()),
         "imagenet-r" => Some(ImageNetSubset::R.class_indices().to_vec()),
         _ => None,
     }
+}
+
+/// The entry of [`IMAGENET_VARIANTS`] that `name` spells (any case, `_` for `-`), if any.
+///
+/// ```
+/// use diffclip_eval::robustness::imagenet_variant_name;
+/// assert_eq!(imagenet_variant_name("ImageNet_A"), Some("imagenet-a"));
+/// assert_eq!(imagenet_variant_name("imagenet-aa"), None);
+/// ```
+pub fn imagenet_variant_name(name: &str) -> Option<&'static str> {
+    let wanted = name.to_ascii_lowercase().replace('_', "-");
+    IMAGENET_VARIANTS.iter().copied().find(|v| *v == wanted)
 }
 
 /// An ImageNet-variant image folder (`ROOT/<wnid or index>/...`) as a set named `name`, one of
@@ -179,7 +191,7 @@ pub fn imagenet_variant(
     root: &Path,
     pipeline: &Pipeline,
 ) -> Result<RobustnessSet<'static>, EvalError> {
-    if !IMAGENET_VARIANTS.contains(&name.to_ascii_lowercase().replace('_', "-").as_str()) {
+    if imagenet_variant_name(name).is_none() {
         return Err(EvalError::Invalid(format!("unknown ImageNet variant {name:?} (known: {})", IMAGENET_VARIANTS.join(", "))));
     }
     let folder = ImageFolder::open(root)?;

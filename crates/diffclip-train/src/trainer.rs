@@ -115,10 +115,10 @@ impl Trainer {
         if self.state.step > 0 {
             // Resumed from another folder into one with a run of its own: that run is not this one
             // (a checkpoint kept in the folder itself rolls its run back, as asked).
-            let same = |a: &std::path::Path, b: &std::path::Path| matches!((std::fs::canonicalize(a), std::fs::canonicalize(b)), (Ok(a), Ok(b)) if a == b);
-            // The checkpoint's own folder, resolved (a bare file name lies in the current folder).
+            // Both resolved (a bare file name lies in the current folder).
             let home = |from: &std::path::Path| std::fs::canonicalize(from).ok().and_then(|f| f.parent().map(std::path::Path::to_path_buf));
-            if let Some(from) = self.resumed_from.as_deref().filter(|from| !home(from).is_some_and(|p| same(&p, dir)))
+            let here = std::fs::canonicalize(dir).ok();
+            if let Some(from) = self.resumed_from.as_deref().filter(|from| here.is_none() || home(from) != here)
                 && (ckpt.exists() || std::fs::metadata(&metrics).is_ok_and(|m| m.len() > 0))
             {
                 return Err(TrainError::OutputHoldsAnotherRun { path: dir.display().to_string(), resumed: from.display().to_string() });
