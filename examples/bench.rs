@@ -50,9 +50,9 @@ struct Args {
     /// Model JSON instead of a preset.
     #[arg(long)]
     config: Option<std::path::PathBuf>,
-    /// Images per call.
-    #[arg(long, default_value_t = DEFAULT_BATCH)]
-    batch: usize,
+    /// Images per call (default 8); with `--train`, the batch of `--train-model vit_b16`.
+    #[arg(long)]
+    batch: Option<usize>,
     /// Texts per call (default: the image batch).
     #[arg(long)]
     text_batch: Option<usize>,
@@ -101,6 +101,13 @@ struct Args {
     /// from f32 weights (f16 with a fixed loss scale).
     #[arg(long, default_value = "f32")]
     dtype: Precision,
+}
+
+impl Args {
+    /// Images per call.
+    fn batch(&self) -> usize {
+        self.batch.unwrap_or(DEFAULT_BATCH)
+    }
 }
 
 /// Seconds of each of `iters` timed calls after `warmup` untimed ones.
@@ -161,9 +168,9 @@ fn run_train(args: &Args, device: &Device) -> Result<Vec<serde_json::Value>, Box
     let device = device.clone().autodiff();
     args.dtype.check(&device)?;
     let (models, batch) = match args.train_model.as_str() {
-        "vit_b16" => (small::vit_b16_models(), args.batch),
+        "vit_b16" => (small::vit_b16_models(), args.batch()),
         // The small models' step is timed at their own batch.
-        _ if args.batch != DEFAULT_BATCH => return Err(format!("--batch applies to --train-model vit_b16; the small models train at batch {}", small::BATCH).into()),
+        _ if args.batch.is_some() => return Err(format!("--batch applies to --train-model vit_b16; the small models train at batch {}", small::BATCH).into()),
         _ => (small::small_models(), small::BATCH),
     };
     for (_, config) in &models {
@@ -207,7 +214,7 @@ fn run_train(args: &Args, device: &Device) -> Result<Vec<serde_json::Value>, Box
 }
 
 fn run(args: &Args) -> Result<Vec<serde_json::Value>, Box<dyn std::error::Error>> {
-    if args.iters == 0 || args.batch == 0 || args.text_batch == Some(0) {
+    if args.iters == 0 || args.batch == Some(0) || args.text_batch == Some(0) {
         return Err("--iters, --batch and --text-batch must be positive".into());
     }
     let device = diffclip::backend::device(&args.backend)?;
@@ -232,9 +239,9 @@ fn run_inference(args: &Args, device: &Device) -> Result<Vec<serde_json::Value>,
         config.vision.path = path;
         config.text.path = path;
     }
-    let text_batch = args.text_batch.unwrap_or(args.batch);
+    let text_batch = args.text_batch.unwrap_or(args.batch());
     if !args.text_only {
-        diffclip::cli::check_batch(&config, args.batch, Workload::Images, "--batch", device)?;
+        diffclip::cli::check_batch(&config, args.batch(), Workload::Images, "--batch", device)?;
     }
     if !args.image_only {
         diffclip::cli::check_batch(&config, text_batch, Workload::Texts, if args.text_batch.is_some() { "--text-batch" } else { "--batch" }, device)?;
@@ -253,7 +260,7 @@ fn run_inference(args: &Args, device: &Device) -> Result<Vec<serde_json::Value>,
     let (mut image_s, mut text_s) = (None, None);
     if !args.text_only {
         let images = Tensor::<4>::random(
-            [args.batch, config.vision.in_chans, size, size],
+            [args.batch(), config.vision.in_chans, size, size],
             Distribution::Default,
             device,
         );
@@ -279,12 +286,12 @@ fn run_inference(args: &Args, device: &Device) -> Result<Vec<serde_json::Value>,
         "x86_v4": cfg!(feature = "x86-v4"),
         "cpu_kernels": diffclip::attention::cpu_kernels_enabled(),
         "gpu_kernel": diffclip::attention::gpu_inference_kernel_enabled(),
-        "batch": args.batch,
+        "batch": args.batch(),
         "text_batch": text_batch,
         "text_tokens": text_tokens,
         "warmup": args.warmup,
         "iters": args.iters,
-        "images_per_s": per_s(args.batch, &image_s),
+        "images_per_s": per_s(args.batch(), &image_s),
         "texts_per_s": per_s(text_batch, &text_s),
         "image_s_median": image_s.as_deref().map(median),
         "image_s_min": image_s.as_deref().map(min),

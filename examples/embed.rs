@@ -41,7 +41,7 @@ use diffclip::clip::files::{F32Tensor, check_output, resolve_output, write_safet
 use diffclip::cli::LoadedModel;
 use diffclip::clip::check_finite_rows;
 use diffclip::data::Pipeline;
-use diffclip::data::datasets::{BadSamplePolicy, CsvDataset, DataSpec, ImageLoader, WebDatasetConfig, expand_braces, list_image_files};
+use diffclip::data::datasets::{BadSamplePolicy, CsvConfig, CsvDataset, DataSpec, ImageLoader, WebDatasetConfig, expand_braces, list_image_files};
 use diffclip::eval::Encoder;
 use diffclip::eval::shards::{EmbedRow, Embedding, RowImage, ShardJob, ShardReport};
 
@@ -205,7 +205,9 @@ fn embed_files(args: &Args, loaded: &LoadedModel) -> Result<(), Box<dyn std::err
         report = match spec.parse::<DataSpec>()? {
             DataSpec::Csv(path) => {
                 let policy = if job.fail_on_bad { BadSamplePolicy::Fail } else { BadSamplePolicy::Skip };
-                let table = CsvDataset::open(&path, &args.csv.config()?, ImageLoader::new(pipeline.clone()).with_policy(policy))?;
+                // A row embedded for its image alone may have a blank caption.
+                let config = CsvConfig { require_caption: what.texts, ..args.csv.config()? };
+                let table = CsvDataset::open(&path, &config, ImageLoader::new(pipeline.clone()).with_policy(policy))?;
                 // As `train` says it: an index of nothing is no success.
                 if table.rows().is_empty() {
                     let why = table.skip_counter().last_error().map(|e| format!(" ({} malformed, the last: {})", table.skip_counter().skipped(), printable_line(&e))).unwrap_or_default();

@@ -265,6 +265,11 @@ fn run(args: Args) -> Res<()> {
         }
     };
     for task in tasks {
+        // Data given but no evaluation found its layout there: a results file of nothing is no
+        // success, and the attention figure (the last task) is not drawn for it.
+        if let Some(data) = args.data.as_ref().filter(|_| task == Task::Attention && args.task == Task::All && failed.is_empty() && results.is_empty()) {
+            return Err(format!("--data {}: no evaluation found its data there (layouts in docs/eval.md); skipped: {}", data.display(), skipped.join(", ")).into());
+        }
         let name = format!("{task:?}").to_lowercase();
         match run_task(&ctx, task) {
             Ok(Some((value, tables))) => {
@@ -281,10 +286,6 @@ fn run(args: Args) -> Res<()> {
             }
             Err(e) => return Err(format!("{name}: {e}").into()),
         }
-    }
-    // Data given but no evaluation found its layout there: a results file of nothing is no success.
-    if let Some(data) = args.data.as_ref().filter(|_| args.task == Task::All && failed.is_empty() && !results.keys().any(|k| k != "attention")) {
-        return Err(format!("--data {}: no evaluation found its data there (layouts in docs/eval.md); skipped: {}", data.display(), skipped.join(", ")).into());
     }
     if !skipped.is_empty() {
         show(&format!("skipped (no data under --data): {}", skipped.join(", ")));

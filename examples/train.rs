@@ -31,7 +31,8 @@ use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser};
 use diffclip::clip::{Clip, ClipConfig, save_safetensors};
 use diffclip::data::datasets::BadSamplePolicy;
-use diffclip::data::{ClipBatcher, ClipTokenizer, TokenizerConfig, Truncation};
+use diffclip::data::{ClipBatcher, ClipTokenizer, DataError, TokenizerConfig, Truncation};
+use diffclip::eval::EvalError;
 use diffclip::eval::eval_set::{EvalSet, EvalSetOptions};
 use diffclip::train::parallel::GradSync;
 use diffclip::train::{
@@ -297,11 +298,13 @@ fn run(args: Args, matches: &ArgMatches) -> Res<()> {
     // Held-out evaluation, opened before the run is announced: slip where training crops at random (slip-train).
     let preprocess = if args.preprocess == "slip-train" { "slip".into() } else { args.preprocess.clone() };
     let eval_options = EvalSetOptions { image_size, preprocess, seed: trainer.config.seed, templates, csv };
-    // A CSV held-out set is read with the training CSV's column flags, which the error names.
+    // A CSV held-out set is read with the training CSV's column flags: an error about the
+    // header's columns names them.
     let eval_set = match args.eval.as_deref() {
-        Some(spec) => Some(EvalSet::open(&spec.parse()?, &eval_options).map_err(|e| match spec.starts_with("csv:") {
-            true => format!("--eval {spec}: {e} (its columns are read as --csv-image-column and --csv-caption-column say, as for --data)"),
-            false => format!("--eval {spec}: {e}"),
+        Some(spec) => Some(EvalSet::open(&spec.parse()?, &eval_options).map_err(|e| {
+            let columns = matches!(&e, EvalError::Data(DataError::Csv { line: 1, message, .. }) if message.contains("column"));
+            let hint = if columns { " (its columns are read as --csv-image-column and --csv-caption-column say, as for --data)" } else { "" };
+            format!("--eval {spec}: {e}{hint}")
         })?),
         None => None,
     };

@@ -226,6 +226,18 @@ fn training_into_an_earlier_runs_folder_is_refused() {
     assert_eq!(std::fs::read(out.join("checkpoint-latest.safetensors")).unwrap(), ckpt, "checkpoint replaced");
     assert_eq!(std::fs::read(out.join("model.safetensors")).unwrap(), model, "model replaced");
     assert_eq!(std::fs::read(out.join("metrics.jsonl")).unwrap(), metrics, "metrics changed");
+    // The folder's own checkpoint, named bare from inside it or through a link to the folder,
+    // is this run's: it resumes.
+    let link = dir.join("link");
+    std::os::unix::fs::symlink(&out, &link).unwrap();
+    for (steps, output) in [("6", &out), ("8", &link)] {
+        let mut cmd = Command::new(example("train"));
+        cmd.current_dir(&out).args(["--data", "synthetic", "--train-num-samples", "64", "--preset", "diffclip_tiny", "--batch-size", "16", "--steps", steps, "--quiet", "--resume", "checkpoint-latest.safetensors", "--output"]).arg(output);
+        let o = run_bounded(cmd, Duration::from_secs(300));
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let lines = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
+    assert!(lines.lines().any(|l| l.contains("\"step\":8")), "{lines}");
     let o = train("2", &["--overwrite"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
@@ -301,7 +313,7 @@ fn errors_name_the_flag_to_change() {
     cmd.args(["--preset", "diffclip_vit_b16", "--batch", "1000000000", "--iters", "1"]);
     assert_clean_error(&run_bounded(cmd, Duration::from_secs(60)), &["--batch 1000000000: a batch of 1000000000 needs", "GiB of memory available"]);
     // bench flags its run would ignore.
-    for (flags, says) in [(&["--gpu-kernel"][..], "--gpu-kernel applies to wgpu and cuda"), (&["--train", "--batch", "2"], "--batch applies to --train-model vit_b16")] {
+    for (flags, says) in [(&["--gpu-kernel"][..], "--gpu-kernel applies to wgpu and cuda"), (&["--train", "--batch", "8"], "--batch applies to --train-model vit_b16")] {
         let mut cmd = Command::new(example("bench"));
         cmd.args(["--iters", "1"]).args(flags);
         assert_clean_error(&run_bounded(cmd, Duration::from_secs(60)), &[says]);
@@ -345,11 +357,19 @@ fn errors_name_the_flag_to_change() {
         (vec!["--task".into(), "robustness".into(), "--set".into(), format!("imagenet-aa={}", dir.display()).into()], "unknown set \"imagenet-aa\"".into()),
         (vec!["--task".into(), "zeroshot".into(), "--data".into(), one_class.clone().into_os_string()], "needs at least 2 class folders, found 1".into()),
         (vec!["--task".into(), "attention".into(), "--heatmap".into(), dir.join("map.jpg").into_os_string()], "give a path ending in .png".into()),
+        (vec!["--task".into(), "attention".into(), "--heatmap".into(), dir.join("no/map.png").into_os_string()], format!("--heatmap: {}: its folder {} does not exist", dir.join("no/map.png").display(), dir.join("no").display())),
     ] {
         let mut cmd = Command::new(example("eval"));
         cmd.args(["--preset", "diffclip_tiny", "--no-cache", "--quiet", "--output"]).arg(dir.join("r.json")).args(&flags);
         assert_clean_error(&run_bounded(cmd, Duration::from_secs(60)), &[&says]);
     }
+    // Data where no evaluation finds its layout fails before the attention figure is drawn.
+    let empty = dir.join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let mut cmd = Command::new(example("eval"));
+    cmd.args(["--preset", "diffclip_tiny", "--no-cache", "--quiet", "--data"]).arg(&empty).arg("--heatmap").arg(dir.join("h.png")).arg("--output").arg(dir.join("nothing.json"));
+    assert_clean_error(&run_bounded(cmd, Duration::from_secs(60)), &["no evaluation found its data there"]);
+    assert!(!dir.join("h.png").exists() && !dir.join("nothing.json").exists(), "drew or wrote for nothing");
     let mut cmd = Command::new(example("eval"));
     cmd.args(["--preset", "diffclip_tiny", "--batch-size", "0", "--output"]).arg(dir.join("r.json"));
     assert_flag_refused(&run_bounded(cmd, Duration::from_secs(60)), "--batch-size");
@@ -389,6 +409,14 @@ fn errors_name_the_flag_to_change() {
     let mut cmd = Command::new(example("train"));
     cmd.args(["--preset", "diffclip_tiny", "--data", "synthetic", "--batch-size", "4", "--steps", "1", "--devices", "5", "--quiet", "--output"]).arg(dir.join("replicas"));
     assert_clean_error(&run_bounded(cmd, Duration::from_secs(120)), &["--devices 5 is more than the batch of 4 samples"]);
+    // A held-out CSV of one image: the flag's prefix is not repeated, and no column hint.
+    let one = dir.join("one.csv");
+    std::fs::write(&one, "filepath,title\na.png,a cat\n").unwrap();
+    let mut cmd = Command::new(example("train"));
+    cmd.args(["--preset", "diffclip_tiny", "--data", "synthetic", "--steps", "1", "--quiet", "--eval"]).arg(format!("csv:{}", one.display())).arg("--output").arg(dir.join("one-eval"));
+    let out = run_bounded(cmd, Duration::from_secs(120));
+    assert_clean_error(&out, &[&format!("--eval csv:{0}: invalid argument: {0}: retrieval needs at least 2 images, found 1", one.display())]);
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("its columns"), "a column hint for a row count");
     // A warm-up longer than the run is allowed, and said.
     let mut cmd = Command::new(example("train"));
     cmd.args(["--preset", "diffclip_tiny", "--data", "synthetic", "--batch-size", "4", "--steps", "1", "--warmup-steps", "5", "--quiet", "--output"]).arg(dir.join("run"));

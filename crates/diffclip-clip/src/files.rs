@@ -98,8 +98,10 @@ pub fn resolve_output(path: &Path) -> Result<PathBuf, FileError> {
     Err(io(path, std::io::Error::other("too many levels of symbolic links")))
 }
 
-/// Refuses an output that is a device, FIFO, socket or folder, or that is the same file as one of
-/// `inputs` (compared by device and inode, so other spellings and links are caught).
+/// Refuses an output that is a device, FIFO, socket or folder, that is the same file as one of
+/// `inputs` (compared by device and inode, so other spellings and links are caught), or whose
+/// folder does not exist, is not a folder or cannot be read (checked before the work, not found
+/// when writing its result).
 ///
 /// ```
 /// use diffclip_clip::files::{check_output, FileError};
@@ -109,10 +111,18 @@ pub fn resolve_output(path: &Path) -> Result<PathBuf, FileError> {
 /// assert!(matches!(check_output(&input, &[input.as_path()]), Err(FileError::SameAsInput { .. })));
 /// assert!(check_output(&dir.path().join("out.bin"), &[input.as_path()]).is_ok());
 /// assert!(matches!(check_output(std::path::Path::new("/dev/null"), &[]), Err(FileError::NotRegularFile { .. })));
+/// let e = check_output(&dir.path().join("no/out.bin"), &[]).unwrap_err().to_string();
+/// assert!(e.ends_with(&format!("out.bin: its folder {} does not exist", dir.path().join("no").display())), "{e}");
 /// ```
 pub fn check_output(output: &Path, inputs: &[&Path]) -> Result<(), FileError> {
     use std::os::unix::fs::MetadataExt;
-    let Ok(meta) = std::fs::metadata(output) else { return Ok(()) };
+    let Ok(meta) = std::fs::metadata(output) else {
+        let dir = folder_of(output);
+        return match folder_problem(&dir) {
+            Some((kind, why)) => Err(io(output, std::io::Error::new(kind, format!("its folder {} {why}", dir.display())))),
+            None => Ok(()),
+        };
+    };
     if let Some(kind) = diffclip_files::file_kind(meta.file_type()) {
         return Err(FileError::NotRegularFile { path: output.display().to_string(), kind });
     }
@@ -125,6 +135,24 @@ pub fn check_output(output: &Path, inputs: &[&Path]) -> Result<(), FileError> {
         }
     }
     Ok(())
+}
+
+/// The folder a file at `path` lands in (`.` for a bare file name).
+fn folder_of(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// Why `dir` cannot hold a new file, if it cannot: the error's kind and its words.
+fn folder_problem(dir: &Path) -> Option<(std::io::ErrorKind, String)> {
+    match std::fs::metadata(dir) {
+        Ok(m) if m.is_dir() => None,
+        Ok(_) => Some((std::io::ErrorKind::NotADirectory, "is not a folder".into())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some((e.kind(), "does not exist".into())),
+        Err(e) => Some((e.kind(), format!("cannot be read: {e}"))),
+    }
 }
 
 /// Prefix of the temporary files [`write_atomic`] creates beside `path`.
@@ -159,10 +187,7 @@ pub fn write_atomic_with(path: &Path, write: impl FnOnce(&Path) -> Result<(), Fi
     use std::os::unix::fs::PermissionsExt;
     let target = resolve_output(path)?;
     check_output(&target, &[])?;
-    let dir = match target.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
+    let dir = folder_of(&target);
     let mut tmp_name = tmp_prefix(&target);
     tmp_name.push(std::process::id().to_string());
     let tmp = dir.join(tmp_name);
@@ -170,13 +195,9 @@ pub fn write_atomic_with(path: &Path, write: impl FnOnce(&Path) -> Result<(), Fi
     let result = (|| {
         // create + truncate: a leftover of a killed run with our PID is replaced.
         // Named by the target, not the temporary name the caller never gave.
-        let file = OpenOptions::new().write(true).create(true).truncate(true).open(&tmp).map_err(|e| {
-            let folder = match std::fs::metadata(&dir) {
-                Ok(m) if m.is_dir() => return io(&target, e),
-                Ok(_) => "is not a folder",
-                Err(_) => "does not exist",
-            };
-            io(&target, std::io::Error::new(e.kind(), format!("its folder {} {folder}", dir.display())))
+        let file = OpenOptions::new().write(true).create(true).truncate(true).open(&tmp).map_err(|e| match folder_problem(&dir) {
+            Some((_, why)) => io(&target, std::io::Error::new(e.kind(), format!("its folder {} {why}", dir.display()))),
+            None => io(&target, e),
         })?;
         if let Some(mode) = existing_mode {
             file.set_permissions(std::fs::Permissions::from_mode(mode)).map_err(|e| io(&tmp, e))?;
@@ -205,10 +226,7 @@ pub fn write_atomic_with(path: &Path, write: impl FnOnce(&Path) -> Result<(), Fi
 /// ```
 pub fn remove_stale_temps(path: &Path) -> Result<usize, FileError> {
     let target = resolve_output(path)?;
-    let dir = match target.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
+    let dir = folder_of(&target);
     let prefix = tmp_prefix(&target);
     let prefix = prefix.to_string_lossy();
     let Ok(entries) = std::fs::read_dir(&dir) else { return Ok(0) };

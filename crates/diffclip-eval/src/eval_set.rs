@@ -78,7 +78,7 @@ impl EvalSet {
                 }));
                 let text_to_image: Vec<usize> = text_to_image.collect();
                 if paths.len() < 2 {
-                    return Err(EvalError::Invalid(format!("--eval {}: retrieval needs at least 2 images, found {}", spec.describe(), paths.len())));
+                    return Err(EvalError::Invalid(format!("{}: retrieval needs at least 2 images, found {}", path.display(), paths.len())));
                 }
                 let captions = ds.rows().iter().map(|r| r.caption.clone()).collect();
                 Ok(Self::Pairs { name: path.display().to_string(), paths, captions, text_to_image, pipeline })
@@ -88,12 +88,12 @@ impl EvalSet {
                 let ds = ImageFolderDataset::open(path, loader)?.with_templates(o.templates.clone())?;
                 // One class is always right: its top-1 of 1.0 would say nothing.
                 if ds.class_names().len() < 2 {
-                    return Err(EvalError::Invalid(format!("--eval {}: zero-shot classification needs at least 2 class folders, found {}", spec.describe(), ds.class_names().len())));
+                    return Err(EvalError::Invalid(format!("{}: zero-shot classification needs at least 2 class folders, found {}", path.display(), ds.class_names().len())));
                 }
                 Ok(Self::Folder(ds))
             }
             DataSpec::WebDataset(_) => {
-                Err(EvalError::Invalid(format!("--eval {}: expected synthetic, csv:PATH or folder:PATH", spec.describe())))
+                Err(EvalError::Invalid("an evaluation set is synthetic, csv:PATH or folder:PATH (WebDataset shards stream and are not an evaluation set)".into()))
             }
         }
     }

@@ -36,6 +36,9 @@ pub struct CsvConfig {
     pub separator: Option<char>,
     /// Directory that relative image paths are resolved against; `None` = the CSV's directory.
     pub image_root: Option<PathBuf>,
+    /// A row whose caption is blank is a bad row (training, retrieval); false where only the
+    /// images are read (`embed --embed images`).
+    pub require_caption: bool,
 }
 
 impl Default for CsvConfig {
@@ -46,6 +49,7 @@ impl Default for CsvConfig {
             label_column: None,
             separator: None,
             image_root: None,
+            require_caption: true,
         }
     }
 }
@@ -103,10 +107,11 @@ pub struct CsvRow {
 
 /// A caption file: one [`ClipItem`] per row, images loaded on access.
 ///
-/// Malformed rows (wrong field count, invalid UTF-8, empty path, bad label) are skipped and
-/// counted when the file is read under [`BadSamplePolicy::Skip`], or fail the open under
-/// [`BadSamplePolicy::Fail`]; a missing column always fails. Errors in the structure of the file
-/// always fail the open, under both policies, naming the line: an unterminated quoted field
+/// Malformed rows (wrong field count, invalid UTF-8, empty path, bad label, a blank caption unless
+/// [`CsvConfig::require_caption`] is off) are skipped and counted when the file is read under
+/// [`BadSamplePolicy::Skip`], or fail the open under [`BadSamplePolicy::Fail`]; a missing column
+/// always fails. Errors in the structure of the file always fail the open, under both policies,
+/// naming the line: an unterminated quoted field
 /// (a `"` that is never closed would otherwise swallow the rest of the file, or every row up to
 /// the next quote, into one caption). Unreadable images follow the policy at access time.
 /// The parsing rules (quoting, blank lines, the header; a column is matched by its exact name, or
@@ -168,7 +173,7 @@ impl CsvDataset {
             let row = match reader.next_record(&mut record) {
                 Ok(None) => break,
                 Ok(Some(line)) => {
-                    parse_row(&record, columns, image_col, caption_col, label_col, &root)
+                    parse_row(&record, columns, (image_col, caption_col, label_col), config.require_caption, &root)
                         .map(|row| CsvRow { line, ..row })
                         .map_err(|m| reader.error(line, m))
                 }
@@ -239,9 +244,8 @@ impl CsvDataset {
 fn parse_row(
     r: &csv::StringRecord,
     columns: usize,
-    image_col: usize,
-    caption_col: usize,
-    label_col: Option<usize>,
+    (image_col, caption_col, label_col): (usize, usize, Option<usize>),
+    require_caption: bool,
     root: &Path,
 ) -> Result<CsvRow, String> {
     if let Some(why) = super::table::malformed_row(r.len(), columns) {
@@ -262,9 +266,15 @@ fn parse_row(
         }
         None => None,
     };
+    let caption = field(caption_col)?;
+    // A blank caption teaches nothing: as bad a row as a missing one (WebDataset's
+    // `require_caption` agrees).
+    if require_caption && caption.trim().is_empty() {
+        return Err("empty caption".into());
+    }
     Ok(CsvRow {
         image: root.join(image),
-        caption: field(caption_col)?.to_string(),
+        caption: caption.to_string(),
         label,
         line: 0,
     })
