@@ -1,8 +1,10 @@
 //! Loss and held-out accuracy curves as PNG (plotters): lines (quickstart) and mean ± sd bands
 //! over seeds (reproduce, convert).
 
+use std::error::Error;
 use std::path::Path;
 
+use plotters::coord::Shift;
 use plotters::prelude::*;
 
 /// One line of a chart.
@@ -18,39 +20,64 @@ pub fn init_fonts() {
     let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, dejavu::sans::regular());
 }
 
-/// Draw `series` as lines into a PNG at `path`.
-pub fn line_chart(path: &Path, title: &str, x_label: &str, y_label: &str, series: &[Series]) -> Result<(), Box<dyn std::error::Error>> {
-    let root = BitMapBackend::new(path, (900, 540)).into_drawing_area();
-    root.fill(&WHITE)?;
-    let pts = series.iter().flat_map(|s| s.points.iter());
-    let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
-    for &(x, y) in pts {
-        x0 = x0.min(x);
-        x1 = x1.max(x);
-        y0 = y0.min(y);
-        y1 = y1.max(y);
+/// Chart size in pixels.
+const SIZE: (u32, u32) = (900, 540);
+
+/// Runs `draw` on a white canvas and writes it to `path` as PNG, atomically like every output
+/// (plotters' own file writer would need a second `image` crate in the build).
+fn draw_png(path: &Path, draw: impl FnOnce(&DrawingArea<BitMapBackend<'_>, Shift>) -> Result<(), Box<dyn Error>>) -> Result<(), Box<dyn Error>> {
+    let mut rgb = vec![0u8; SIZE.0 as usize * SIZE.1 as usize * 3];
+    {
+        let root = BitMapBackend::with_buffer(&mut rgb, SIZE).into_drawing_area();
+        root.fill(&WHITE)?;
+        draw(&root)?;
+        root.present()?;
     }
-    if x0 > x1 {
-        return Err(format!("{title}: nothing to plot").into());
+    let mut bytes = Vec::new();
+    {
+        let mut encoder = png::Encoder::new(&mut bytes, SIZE.0, SIZE.1);
+        encoder.set_color(png::ColorType::Rgb);
+        encoder.set_depth(png::BitDepth::Eight);
+        let mut writer = encoder.write_header()?;
+        writer.write_image_data(&rgb)?;
+        writer.finish()?;
     }
-    let pad = ((y1 - y0) * 0.05).max(1e-3);
-    let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 24))
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(60)
-        .build_cartesian_2d(x0..x1.max(x0 + 1.0), (y0 - pad)..(y1 + pad))?;
-    chart.configure_mesh().x_desc(x_label).y_desc(y_label).label_style(("sans-serif", 14)).draw()?;
-    for (i, s) in series.iter().enumerate() {
-        let color = COLORS[i % COLORS.len()];
-        chart
-            .draw_series(LineSeries::new(s.points.iter().copied(), color.stroke_width(2)))?
-            .label(s.name.clone())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
-    }
-    chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).label_font(("sans-serif", 14)).draw()?;
-    root.present()?;
+    diffclip::clip::files::write_atomic(path, &bytes)?;
     Ok(())
+}
+
+/// Draw `series` as lines into a PNG at `path`.
+pub fn line_chart(path: &Path, title: &str, x_label: &str, y_label: &str, series: &[Series]) -> Result<(), Box<dyn Error>> {
+    draw_png(path, |root| {
+        let pts = series.iter().flat_map(|s| s.points.iter());
+        let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
+        for &(x, y) in pts {
+            x0 = x0.min(x);
+            x1 = x1.max(x);
+            y0 = y0.min(y);
+            y1 = y1.max(y);
+        }
+        if x0 > x1 {
+            return Err(format!("{title}: nothing to plot").into());
+        }
+        let pad = ((y1 - y0) * 0.05).max(1e-3);
+        let mut chart = ChartBuilder::on(root)
+            .caption(title, ("sans-serif", 24))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(60)
+            .build_cartesian_2d(x0..x1.max(x0 + 1.0), (y0 - pad)..(y1 + pad))?;
+        chart.configure_mesh().x_desc(x_label).y_desc(y_label).label_style(("sans-serif", 14)).draw()?;
+        for (i, s) in series.iter().enumerate() {
+            let color = COLORS[i % COLORS.len()];
+            chart
+                .draw_series(LineSeries::new(s.points.iter().copied(), color.stroke_width(2)))?
+                .label(s.name.clone())
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
+        }
+        chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).label_font(("sans-serif", 14)).draw()?;
+        Ok(())
+    })
 }
 
 /// One variant's curve over seeds: `(x, mean, low, high)` per point.
@@ -60,38 +87,37 @@ pub struct Band {
 }
 
 /// Draw each band as its mean line over a shaded `[low, high]` area into a PNG at `path`.
-pub fn band_chart(path: &Path, title: &str, x_label: &str, y_label: &str, bands: &[Band]) -> Result<(), Box<dyn std::error::Error>> {
-    let root = BitMapBackend::new(path, (900, 540)).into_drawing_area();
-    root.fill(&WHITE)?;
-    let pts = bands.iter().flat_map(|b| b.points.iter());
-    let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
-    for &(x, _, lo, hi) in pts.filter(|p| p.2.is_finite() && p.3.is_finite()) {
-        (x0, x1, y0, y1) = (x0.min(x), x1.max(x), y0.min(lo), y1.max(hi));
-    }
-    if x0 > x1 {
-        return Err(format!("{title}: nothing to plot").into());
-    }
-    let pad = ((y1 - y0) * 0.05).max(1e-3);
-    let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 22))
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(60)
-        .build_cartesian_2d(x0..x1.max(x0 + 1.0), (y0 - pad)..(y1 + pad))?;
-    chart.configure_mesh().x_desc(x_label).y_desc(y_label).label_style(("sans-serif", 14)).draw()?;
-    for (i, b) in bands.iter().enumerate() {
-        let color = COLORS[i % COLORS.len()];
-        let mut area: Vec<(f64, f64)> = b.points.iter().map(|p| (p.0, p.3)).collect();
-        area.extend(b.points.iter().rev().map(|p| (p.0, p.2)));
-        chart.draw_series(std::iter::once(Polygon::new(area, color.mix(0.18).filled())))?;
-        chart
-            .draw_series(LineSeries::new(b.points.iter().map(|p| (p.0, p.1)), color.stroke_width(2)))?
-            .label(b.name.clone())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
-    }
-    chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).label_font(("sans-serif", 14)).draw()?;
-    root.present()?;
-    Ok(())
+pub fn band_chart(path: &Path, title: &str, x_label: &str, y_label: &str, bands: &[Band]) -> Result<(), Box<dyn Error>> {
+    draw_png(path, |root| {
+        let pts = bands.iter().flat_map(|b| b.points.iter());
+        let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
+        for &(x, _, lo, hi) in pts.filter(|p| p.2.is_finite() && p.3.is_finite()) {
+            (x0, x1, y0, y1) = (x0.min(x), x1.max(x), y0.min(lo), y1.max(hi));
+        }
+        if x0 > x1 {
+            return Err(format!("{title}: nothing to plot").into());
+        }
+        let pad = ((y1 - y0) * 0.05).max(1e-3);
+        let mut chart = ChartBuilder::on(root)
+            .caption(title, ("sans-serif", 22))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(60)
+            .build_cartesian_2d(x0..x1.max(x0 + 1.0), (y0 - pad)..(y1 + pad))?;
+        chart.configure_mesh().x_desc(x_label).y_desc(y_label).label_style(("sans-serif", 14)).draw()?;
+        for (i, b) in bands.iter().enumerate() {
+            let color = COLORS[i % COLORS.len()];
+            let mut area: Vec<(f64, f64)> = b.points.iter().map(|p| (p.0, p.3)).collect();
+            area.extend(b.points.iter().rev().map(|p| (p.0, p.2)));
+            chart.draw_series(std::iter::once(Polygon::new(area, color.mix(0.18).filled())))?;
+            chart
+                .draw_series(LineSeries::new(b.points.iter().map(|p| (p.0, p.1)), color.stroke_width(2)))?
+                .label(b.name.clone())
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
+        }
+        chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).label_font(("sans-serif", 14)).draw()?;
+        Ok(())
+    })
 }
 
 /// The mean ± sample sd band over runs of equally long curves `runs[r][i] = (x, y)`.
