@@ -17,6 +17,20 @@ use crate::maps::softmax_maps;
 use crate::{AttentionMaps, AttentionPath};
 
 /// Differential multi-head attention. Input and output `[B, N, D]`.
+///
+/// ```
+/// use burn::tensor::{Device, Distribution, Tensor};
+/// use diffclip_attention::AttentionConfig;
+/// let device = Device::flex();
+/// let layer = AttentionConfig::new(64, 4).init_differential(&device).unwrap(); // 2 head pairs
+/// let x = Tensor::<3>::random([2, 10, 64], Distribution::Default, &device);
+/// let fused = layer.forward(x.clone(), None);
+/// // The reference path (two softmax maps, A1 − λ·A2) gives the same values, and its maps.
+/// let (reference, maps) = layer.forward_with_maps(x, None);
+/// assert_eq!(maps.first.dims(), [2, 2, 10, 10]);
+/// let gap = (fused - reference).abs().max().into_scalar::<f32>();
+/// assert!(gap < 1e-4, "{gap}");
+/// ```
 #[derive(Module, Debug)]
 pub struct DiffAttention {
     /// Query projection `D -> D`, split into `h` heads of `head_dim` (heads `2i`, `2i+1` pair up).

@@ -132,6 +132,19 @@ impl AttentionConfig {
 }
 
 /// An attention layer of either kind. Checkpoint keys omit the variant name.
+///
+/// ```
+/// use burn::tensor::{Device, Distribution, Tensor};
+/// use diffclip_attention::{AttentionConfig, AttentionKind};
+/// let device = Device::flex();
+/// let x = Tensor::<3>::random([1, 6, 32], Distribution::Default, &device);
+/// for kind in [AttentionKind::Standard, AttentionKind::Differential] {
+///     let layer = AttentionConfig { kind, ..AttentionConfig::new(32, 4) }.init(&device).unwrap();
+///     assert_eq!(layer.kind(), kind);
+///     assert_eq!(layer.forward(x.clone(), None).dims(), [1, 6, 32]);
+///     assert_eq!(layer.lambda_full().is_some(), kind == AttentionKind::Differential);
+/// }
+/// ```
 #[derive(Module, Debug)]
 #[allow(clippy::large_enum_variant)] // a handful per model; boxing would change the module tree
 pub enum Attention {

@@ -17,6 +17,19 @@ pub struct AttentionMaps {
 
 impl AttentionMaps {
     /// The effective map: `A1 - lambda * A2` for differential attention, `A` otherwise.
+    ///
+    /// ```
+    /// use burn::tensor::{Device, Distribution, Tensor};
+    /// use diffclip_attention::AttentionConfig;
+    /// let device = Device::flex();
+    /// let layer = AttentionConfig::new(32, 2).init_differential(&device).unwrap();
+    /// let x = Tensor::<3>::random([1, 5, 32], Distribution::Default, &device);
+    /// let (_, maps) = layer.forward_with_maps(x, None);
+    /// // Each softmax row sums to 1, so each effective row sums to 1 − λ.
+    /// let lambda = maps.lambda.clone().unwrap().into_scalar::<f32>();
+    /// let row = maps.effective().sum_dim(3).into_data().try_into_vec::<f32>().unwrap()[0];
+    /// assert!((row - (1.0 - lambda)).abs() < 1e-5);
+    /// ```
     pub fn effective(&self) -> Tensor<4> {
         match (&self.second, &self.lambda) {
             (Some(a2), Some(l)) => {

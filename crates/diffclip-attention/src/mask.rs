@@ -7,6 +7,14 @@ use burn::tensor::{Bool, Device, Tensor};
 pub type AttnMask = Tensor<4, Bool>;
 
 /// The causal mask `[1, 1, n, n]` (`true` strictly above the diagonal).
+///
+/// ```
+/// use burn::tensor::Device;
+/// let mask = diffclip_attention::causal_mask(3, &Device::flex());
+/// assert_eq!(mask.dims(), [1, 1, 3, 3]);
+/// let masked = mask.into_data().try_into_vec::<bool>().unwrap();
+/// assert_eq!(masked, [false, true, true, false, false, true, false, false, false]);
+/// ```
 pub fn causal_mask(n: usize, device: &Device) -> AttnMask {
     Tensor::<2, Bool>::tril_mask([n, n], 0, device).reshape([1, 1, n, n])
 }

@@ -14,6 +14,19 @@ use crate::maps::softmax_maps;
 use crate::{AttentionMaps, AttentionPath};
 
 /// Standard scaled dot-product multi-head attention. Input and output `[B, N, D]`.
+///
+/// ```
+/// use burn::tensor::{Device, Distribution, Tensor};
+/// use diffclip_attention::AttentionConfig;
+/// let device = Device::flex();
+/// let layer = AttentionConfig { causal: true, ..AttentionConfig::new(32, 4) }.init_standard(&device).unwrap();
+/// let x = Tensor::<3>::random([1, 4, 32], Distribution::Default, &device);
+/// // Causal: changing the last token leaves the earlier outputs as they were.
+/// let later = x.clone().slice_assign([0..1, 3..4, 0..32], Tensor::zeros([1, 1, 32], &device));
+/// let (a, b) = (layer.forward(x, None), layer.forward(later, None));
+/// let gap = (a.slice([0..1, 0..3, 0..32]) - b.slice([0..1, 0..3, 0..32])).abs().max().into_scalar::<f32>();
+/// assert!(gap < 1e-6, "{gap}");
+/// ```
 #[derive(Module, Debug)]
 pub struct StandardAttention {
     /// Query projection `D -> D`, split into `num_heads` heads of `head_dim`.

@@ -30,12 +30,34 @@ pub fn clip_loss(image: Tensor<2>, text: Tensor<2>, scale: Tensor<1>) -> Tensor<
 }
 
 /// [`clip_loss`] on L2-normalised features, normalising inside the graph (SLIP's `CLIPLoss`).
+///
+/// ```
+/// use burn::tensor::{Device, Tensor};
+/// use diffclip_clip::loss::clip_loss_normalized;
+/// let device = Device::flex();
+/// let pairs = Tensor::<2>::from_floats([[1.0, 0.0], [0.0, 2.0]], &device);
+/// let scale = || Tensor::<1>::from_floats([10.0], &device);
+/// let matched = clip_loss_normalized(pairs.clone(), pairs.clone(), scale()).into_scalar::<f32>();
+/// let swapped = clip_loss_normalized(pairs.clone(), pairs.flip([0]), scale()).into_scalar::<f32>();
+/// assert!(matched < 1e-3 && swapped > 9.0, "{matched} {swapped}");
+/// ```
 pub fn clip_loss_normalized(image: Tensor<2>, text: Tensor<2>, scale: Tensor<1>) -> Tensor<1> {
     clip_loss(normalize(image), normalize(text), scale)
 }
 
 /// SigLIP's pairwise sigmoid loss on L2-normalised features:
 /// `-Σ log σ(z_ij (s·I_i·T_j + b)) / N` with `z_ij = 1` on the diagonal and `-1` elsewhere.
+///
+/// ```
+/// use burn::tensor::{Device, Tensor};
+/// use diffclip_clip::loss::siglip_loss;
+/// let device = Device::flex();
+/// let pairs = Tensor::<2>::from_floats([[1.0, 0.0], [0.0, 1.0]], &device);
+/// let (scale, bias) = (Tensor::from_floats([10.0], &device), Tensor::from_floats([-5.0], &device));
+/// // Each of the 4 logits is ±5 on the right side: 4 · ln(1 + e⁻⁵) / 2.
+/// let loss = siglip_loss(pairs.clone(), pairs, scale, bias).into_scalar::<f32>();
+/// assert!((loss - 2.0 * (1.0 + (-5.0f32).exp()).ln()).abs() < 1e-5, "{loss}");
+/// ```
 pub fn siglip_loss(image: Tensor<2>, text: Tensor<2>, scale: Tensor<1>, bias: Tensor<1>) -> Tensor<1> {
     let [n, _] = image.dims();
     let device = image.device();

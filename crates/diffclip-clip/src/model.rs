@@ -8,6 +8,20 @@ use diffclip_encoders::{TextTransformer, VisionTransformer};
 use crate::{ClipConfig, ClipError};
 
 /// CLIP / DiffCLIP: a vision tower and a text tower projected into one embedding space.
+///
+/// ```
+/// use burn::tensor::{Device, Distribution, Int, Tensor};
+/// use diffclip_clip::ClipConfig;
+/// let device = Device::flex();
+/// let config = ClipConfig::diffclip_tiny();
+/// let model = config.init(&device).unwrap();
+/// let size = config.vision.image_size;
+/// let images = Tensor::<4>::random([2, 3, size, size], Distribution::Default, &device);
+/// let texts = Tensor::<2, Int>::ones([3, config.text.context_length], &device);
+/// assert_eq!(model.encode_image(images.clone()).dims(), [2, config.embed_dim]);
+/// let (per_image, per_text) = model.logits(images, texts);
+/// assert_eq!((per_image.dims(), per_text.dims()), ([2, 3], [3, 2]));
+/// ```
 #[derive(Module, Debug)]
 pub struct Clip {
     /// The image tower; its pooled class token is projected by `image_projection`.
@@ -39,6 +53,13 @@ pub struct ClipOutput {
 ///
 /// The squared norm is clamped before the square root (`1e-24 = eps²`): same values, but a zero
 /// row gets PyTorch's finite gradient `g / eps` instead of `0 · ∞ = NaN` through `sqrt(0)`.
+///
+/// ```
+/// use burn::tensor::{Device, Tensor};
+/// let x = Tensor::<2>::from_floats([[3.0, 4.0], [0.0, 0.0]], &Device::flex());
+/// let rows = diffclip_clip::normalize(x).into_data().try_into_vec::<f32>().unwrap();
+/// assert_eq!(rows, [0.6, 0.8, 0.0, 0.0]); // a zero row stays zero
+/// ```
 pub fn normalize(x: Tensor<2>) -> Tensor<2> {
     let norm = x.clone().square().sum_dim(1).clamp_min(1e-24).sqrt();
     x / norm
@@ -101,6 +122,15 @@ impl Clip {
 }
 
 /// `exp_scale * norm(img) @ norm(txt)^T` and its transpose.
+///
+/// ```
+/// use burn::tensor::{Device, Tensor};
+/// let device = Device::flex();
+/// let image = Tensor::<2>::from_floats([[2.0, 0.0]], &device);
+/// let text = Tensor::<2>::from_floats([[1.0, 0.0], [0.0, 5.0]], &device);
+/// let (per_image, _) = diffclip_clip::logits_from_embeddings(image, text, Tensor::from_floats([10.0], &device));
+/// assert_eq!(per_image.into_data().try_into_vec::<f32>().unwrap(), [10.0, 0.0]); // cosine × scale
+/// ```
 pub fn logits_from_embeddings(image: Tensor<2>, text: Tensor<2>, exp_scale: Tensor<1>) -> (Tensor<2>, Tensor<2>) {
     let per_image = normalize(image).matmul(normalize(text).transpose()) * exp_scale.reshape([1, 1]);
     let per_text = per_image.clone().transpose();

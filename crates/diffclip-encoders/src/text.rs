@@ -117,6 +117,21 @@ impl TextConfig {
 }
 
 /// CLIP text transformer.
+///
+/// ```
+/// use burn::tensor::{Device, Int, Tensor};
+/// use diffclip_encoders::TextConfig;
+/// let device = Device::flex();
+/// let config = TextConfig { context_length: 8, vocab_size: 100, ..TextConfig::new(32, 2, 4) };
+/// let text = config.init(&device).unwrap();
+/// // Pooled at each row's largest id (CLIP's end-of-text token): position 2, then 4.
+/// let ids = Tensor::<2, Int>::from_ints([[5, 7, 99, 0, 0, 0, 0, 0], [5, 6, 7, 8, 99, 0, 0, 0]], &device);
+/// let out = text.forward(ids, true);
+/// let tokens = out.tokens.unwrap();
+/// assert_eq!(out.pooled.dims(), [2, 32]);
+/// let at_eot = tokens.slice([0..1, 2..3, 0..32]).reshape([1, 32]);
+/// assert!((at_eot - out.pooled.slice([0..1, 0..32])).abs().max().into_scalar::<f32>() == 0.0);
+/// ```
 #[derive(Module, Debug)]
 pub struct TextTransformer {
     /// Token embedding table, `[vocab_size, W]`.

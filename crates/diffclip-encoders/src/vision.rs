@@ -162,6 +162,19 @@ pub struct PatchEmbed {
 }
 
 /// Vision Transformer with a class token; pools the class token after the final norm.
+///
+/// ```
+/// use burn::tensor::{Device, Distribution, Tensor};
+/// use diffclip_encoders::VisionConfig;
+/// let device = Device::flex();
+/// let config = VisionConfig::timm(32, 8, 64, 2, 4); // 32² images, 8² patches, width 64
+/// let vit = config.init(&device).unwrap();
+/// let images = Tensor::<4>::random([2, 3, 32, 32], Distribution::Default, &device);
+/// let out = vit.forward(images, true);
+/// assert_eq!(out.pooled.dims(), [2, 64]);
+/// assert_eq!(out.tokens.unwrap().dims(), [2, 1 + 4 * 4, 64]); // class token + 16 patches
+/// assert!(vit.lambdas().iter().all(Option::is_some)); // every layer differential (timm default)
+/// ```
 #[derive(Module, Debug)]
 pub struct VisionTransformer {
     /// Images `[B, C, H, W]` to patch tokens.

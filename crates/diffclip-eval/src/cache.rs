@@ -94,6 +94,25 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// The on-disk cache of one model.
+///
+/// ```
+/// use diffclip_eval::{EmbeddingCache, Matrix, ModelKey, cache::data_key};
+/// let dir = tempfile::tempdir().unwrap();
+/// let cache = EmbeddingCache::new(dir.path(), ModelKey::from_identity("run 7, step 300"));
+/// let key = data_key("captions", ["a dog", "a cat"]);
+/// let mut computed = 0;
+/// for _ in 0..2 {
+///     let m = cache.get_or_compute("text", &key, 2, || {
+///         computed += 1;
+///         Matrix::new(2, 3, vec![1.0, 0.0, 0.0, 0.0, 1.0, 0.0])
+///     }).unwrap();
+///     assert_eq!(m.row(1), [0.0, 1.0, 0.0]);
+/// }
+/// assert_eq!(computed, 1); // the second call read the file
+/// // Another model's cache in the same folder never sees these features.
+/// let other = EmbeddingCache::new(dir.path(), ModelKey::from_identity("run 8"));
+/// assert!(other.load("text", &key, 2).is_none());
+/// ```
 #[derive(Debug, Clone)]
 pub struct EmbeddingCache {
     dir: PathBuf,

@@ -38,6 +38,20 @@ pub fn evaluate_zero_shot<S: AsRef<str>, T: AsRef<str>>(
 
 /// Retrieval recall@`ks` of `model` on preprocessed `images [N, 3, S, S]` and `captions`, caption
 /// `t` describing image `text_to_image[t]`. Embeddings are L2-normalised. No progress bars.
+///
+/// ```
+/// use burn::tensor::{Device, Distribution, Tensor};
+/// use diffclip_clip::ClipConfig;
+/// use diffclip_eval::evaluate_retrieval;
+/// let device = Device::flex();
+/// let model = ClipConfig::diffclip_tiny().init(&device).unwrap();
+/// let images = Tensor::<4>::random([3, 3, 32, 32], Distribution::Default, &device);
+/// // Captions 0 and 1 describe image 0, caption 2 image 2; image 1 has none.
+/// let r = evaluate_retrieval(&model, images, &["a dog", "a brown dog", "a cat"], &[0, 0, 2], &[1, 3]).unwrap();
+/// assert_eq!((r.n_images, r.n_texts, r.images_without_caption), (3, 3, 1));
+/// assert_eq!(r.text_to_image[1].recall, 1.0); // every caption's image is among all 3
+/// assert!(r.image_to_text[1].recall < 1.0); // image 1 is a miss, whatever the model
+/// ```
 pub fn evaluate_retrieval<S: AsRef<str> + Sync>(
     model: &Clip,
     images: Tensor<4>,

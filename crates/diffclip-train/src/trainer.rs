@@ -55,6 +55,29 @@ pub struct TrainReport {
 }
 
 /// Owns the model, the optimizer and the position in the data.
+///
+/// ```
+/// use burn::tensor::Device;
+/// use diffclip_clip::ClipConfig;
+/// use diffclip_data::synthetic::Split;
+/// use diffclip_data::{ClipBatcher, ClipTokenizer, SyntheticConfig, SyntheticDataset};
+/// use diffclip_train::{RunOptions, TrainConfig, Trainer};
+/// let device = Device::flex().autodiff();
+/// let synthetic = SyntheticConfig { image_size: 32, train_size: 64, test_size: 8, ..SyntheticConfig::default() };
+/// let data = SyntheticDataset::new(synthetic, Split::Train).unwrap().contrastive();
+/// let batcher = ClipBatcher::new(ClipTokenizer::new());
+/// let dir = tempfile::tempdir().unwrap();
+/// let options = || RunOptions { output: Some(dir.path().to_path_buf()), ..RunOptions::default() };
+/// let config = TrainConfig { steps: 2, batch_size: 8, progress: false, ..TrainConfig::default() };
+/// let model = ClipConfig::diffclip_tiny().init(&device).unwrap();
+/// let mut trainer = Trainer::new(model, ClipConfig::diffclip_tiny(), config, device.clone(), options());
+/// assert_eq!(trainer.fit(&data, &batcher, None).unwrap().steps, 2);
+/// // A stopped run goes on from its checkpoint: weights, AdamW moments and data position.
+/// let mut resumed = Trainer::resume(dir.path().join("checkpoint-latest.safetensors"), device, options()).unwrap();
+/// resumed.config.steps = 3;
+/// assert_eq!(resumed.fit(&data, &batcher, None).unwrap().steps, 1);
+/// assert_eq!(resumed.state.step, 3);
+/// ```
 pub struct Trainer {
     /// The model being trained (on [`device`](Self::device)).
     pub model: Clip,

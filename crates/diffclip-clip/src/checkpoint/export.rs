@@ -14,6 +14,15 @@ use crate::{Clip, ClipConfig};
 /// The model's weights as a state dict with PyTorch layouts (`logit_scale` 0-d), exactly what
 /// [`save_safetensors`] writes: under the DiffCLIP authors' key names, or open_clip's for a
 /// model in the OpenAI layout (`ln_pre`, no patch bias).
+///
+/// ```
+/// use burn::tensor::Device;
+/// use diffclip_clip::{ClipConfig, checkpoint::state_dict_of};
+/// let model = ClipConfig::diffclip_tiny().init(&Device::flex()).unwrap();
+/// let sd = state_dict_of(&model).unwrap();
+/// assert!(sd["logit_scale"].shape.is_empty()); // 0-d, as PyTorch stores it
+/// assert!(sd.contains_key("visual.blocks.0.attn.lambda_q1")); // the authors' names
+/// ```
 pub fn state_dict_of(model: &Clip) -> Result<StateDict, CheckpointError> {
     let mut sd = StateDict::new();
     for t in model.collect(None, Some(Box::new(BurnToPyTorchAdapter)), true) {
@@ -42,6 +51,25 @@ pub fn state_dict_of(model: &Clip) -> Result<StateDict, CheckpointError> {
 /// the DiffCLIP authors' for the timm layout, open_clip's `CLIP.load_state_dict` for a
 /// standard-attention model in the OpenAI layout (see [`state_dict_of`]). The config is stored
 /// in the metadata under `diffclip_config` when given. Written atomically.
+///
+/// ```
+/// use burn::tensor::Device;
+/// use diffclip_clip::{ClipConfig, checkpoint::config_of, load_checkpoint, save_safetensors};
+/// let device = Device::flex();
+/// let config = ClipConfig::diffclip_tiny();
+/// let model = config.init(&device).unwrap();
+/// let dir = tempfile::tempdir().unwrap();
+/// let path = dir.path().join("model.safetensors");
+/// save_safetensors(&model, Some(&config), &path).unwrap();
+/// // The file alone rebuilds the model.
+/// let stored = config_of(&path).unwrap().unwrap();
+/// let mut loaded = stored.init_lazy(&device).unwrap();
+/// load_checkpoint(&mut loaded, &path).unwrap();
+/// assert_eq!(
+///     loaded.logit_scale.val().into_data().try_into_vec::<f32>().unwrap(),
+///     model.logit_scale.val().into_data().try_into_vec::<f32>().unwrap(),
+/// );
+/// ```
 pub fn save_safetensors(model: &Clip, config: Option<&ClipConfig>, path: impl AsRef<Path>) -> Result<(), CheckpointError> {
     let sd = state_dict_of(model)?;
     let tensors: Vec<F32Tensor> = sd.iter().map(|(k, t)| F32Tensor { name: k.clone(), shape: t.shape.clone(), data: &t.data }).collect();
@@ -85,6 +113,7 @@ const CONFIG_KEY: &str = "diffclip_config";
 /// [`save_burnpack`] (or in a training checkpoint), if any. Only the header is read. The config
 /// is untrusted: it is [validated](ClipConfig::validate) against the default limits, and an
 /// invalid one is an error naming the file. Another container carries no config (`Ok(None)`).
+/// (Example: [`save_safetensors`], [`save_burnpack`].)
 pub fn config_of(path: impl AsRef<Path>) -> Result<Option<ClipConfig>, CheckpointError> {
     let path = path.as_ref();
     let name = path.display().to_string();

@@ -25,6 +25,17 @@ pub use state_dict::{Container, StateDict, StateTensor, read_pytorch, read_safet
 use crate::Clip;
 
 /// Read every tensor of a checkpoint file (any container) with its stored keys.
+///
+/// ```
+/// use burn::tensor::Device;
+/// use diffclip_clip::{ClipConfig, checkpoint::read_state_dict, save_safetensors};
+/// let model = ClipConfig::diffclip_tiny().init(&Device::flex()).unwrap();
+/// let dir = tempfile::tempdir().unwrap();
+/// save_safetensors(&model, None, dir.path().join("m.safetensors")).unwrap();
+/// let sd = read_state_dict(dir.path().join("m.safetensors")).unwrap();
+/// let proj = &sd["image_projection"];
+/// assert_eq!(proj.data.len(), proj.shape.iter().product::<usize>());
+/// ```
 pub fn read_state_dict(path: impl AsRef<Path>) -> Result<StateDict, CheckpointError> {
     read_keys(path.as_ref(), state_dict::Keys::All)
 }
@@ -70,6 +81,23 @@ pub fn load_checkpoint(model: &mut Clip, path: impl AsRef<Path>) -> Result<Check
 
 /// Apply a canonical state dict (see [`to_canonical`]) to `model`, checking names and shapes.
 /// `source` names the origin in error messages.
+///
+/// ```
+/// use burn::tensor::Device;
+/// use diffclip_clip::{CheckpointError, ClipConfig};
+/// use diffclip_clip::checkpoint::{detect_format, load_state_dict, state_dict_of, to_canonical};
+/// let device = Device::flex();
+/// let model = ClipConfig::diffclip_tiny().init(&device).unwrap();
+/// let sd = state_dict_of(&model).unwrap();
+/// let canonical = to_canonical(sd, detect_format(&state_dict_of(&model).unwrap()), "memory").unwrap();
+/// let mut other = ClipConfig::diffclip_tiny().init_lazy(&device).unwrap();
+/// load_state_dict(&mut other, canonical.clone(), "memory").unwrap();
+/// // A key too many is refused, naming it; the model is left as it was.
+/// let mut extra = canonical;
+/// extra.insert("stray".into(), extra["logit_scale"].clone());
+/// let err = load_state_dict(&mut other, extra, "memory").unwrap_err();
+/// assert!(matches!(err, CheckpointError::Mismatch { .. }) && err.to_string().contains("stray"), "{err}");
+/// ```
 pub fn load_state_dict(model: &mut Clip, mut sd: StateDict, source: &str) -> Result<(), CheckpointError> {
     for (key, t) in &sd {
         let numel = t.shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
@@ -125,6 +153,14 @@ pub fn load_state_dict(model: &mut Clip, mut sd: StateDict, source: &str) -> Res
 /// [`ClipConfig::init_lazy`](crate::ClipConfig::init_lazy) (weights not drawn yet) allocates
 /// nothing here: loading then holds one model's weights, not a random initialisation beside
 /// the checkpoint's.
+///
+/// ```
+/// use burn::tensor::Device;
+/// use diffclip_clip::{ClipConfig, checkpoint::state_dict_shapes};
+/// let model = ClipConfig::diffclip_vit_b16().init_lazy(&Device::flex()).unwrap();
+/// let shapes = state_dict_shapes(&model); // nothing of ViT-B/16 is allocated
+/// assert_eq!(shapes["visual.patch_embed.proj.weight"], [768, 3, 16, 16]);
+/// ```
 pub fn state_dict_shapes(model: &Clip) -> std::collections::BTreeMap<String, Vec<usize>> {
     let mut shapes = ShapeVisitor::default();
     model.visit(&mut shapes);

@@ -39,6 +39,20 @@ pub struct AttentionHeatmaps {
 
 /// Heat maps of one preprocessed image (`[3, S, S]` CHW) at `layer` (default: the last), with an
 /// optional text query.
+///
+/// ```
+/// use burn::tensor::Device;
+/// use diffclip_clip::ClipConfig;
+/// use diffclip_eval::{Encoder, attention::attention_heatmaps};
+/// let model = ClipConfig::diffclip_tiny().init(&Device::flex()).unwrap();
+/// let encoder = Encoder::new(&model).unwrap();
+/// let s = encoder.image_size();
+/// let maps = attention_heatmaps(&encoder, vec![0.5; 3 * s * s], Some("a red circle"), None).unwrap();
+/// assert_eq!(maps.layer, model.visual.blocks.len() - 1);
+/// assert_eq!(maps.effective.len(), maps.grid * maps.grid); // the class token's view of each patch
+/// assert!(maps.lambda.is_some() && maps.second.is_some()); // a differential layer
+/// assert!(maps.similarity.is_some()); // asked with a query
+/// ```
 pub fn attention_heatmaps(
     encoder: &Encoder<'_>,
     image_chw: Vec<f32>,
