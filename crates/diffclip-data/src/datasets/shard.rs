@@ -192,7 +192,7 @@ fn read_shard(
                 {
                     return false;
                 }
-                let msg = format!("corrupt or truncated archive after member {last_member}: {e}");
+                let msg = format!("corrupt or truncated archive after member {last_member}: {}", tar_reason(&e));
                 return tx.send(Err(shard_err(msg))).is_ok();
             }
         };
@@ -271,9 +271,24 @@ fn read_shard(
     }
 }
 
+/// The tar crate's reason for a bad header without the raw header bytes it quotes after its
+/// first `: ` (a garbage file would print noise): "numeric field was not a number".
+fn tar_reason(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    let reason = text.split(": ").next().unwrap_or_default();
+    reason.chars().filter(|c| !c.is_control()).take(120).collect()
+}
+
 #[cfg(test)]
 mod tests {
-    use super::split_key;
+    use super::{split_key, tar_reason};
+
+    #[test]
+    fn tar_reasons_leave_out_the_header_bytes() {
+        let e = std::io::Error::other("numeric field was not a number: t a tar  when getting cksum for hello");
+        assert_eq!(tar_reason(&e), "numeric field was not a number");
+        assert_eq!(tar_reason(&std::io::Error::other("unexpected end of file")), "unexpected end of file");
+    }
 
     #[test]
     fn keys_split_at_the_first_dot_of_the_file_name() {
