@@ -22,6 +22,8 @@ use crate::EvalError;
 /// let set = CaptionSet::open(&dir.join("captions.csv")).unwrap();
 /// assert_eq!((set.images.len(), set.captions.len()), (1, 2));
 /// assert_eq!(set.text_to_image, [0, 0]);
+/// std::fs::write(dir.join("val.tsv"), "image\tcaption\na.png\ta dog, running\n").unwrap();
+/// assert_eq!(CaptionSet::open(&dir.join("val.tsv")).unwrap().captions, ["a dog, running"]);
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct CaptionSet {
@@ -36,15 +38,18 @@ pub struct CaptionSet {
 }
 
 impl CaptionSet {
-    /// Read a caption CSV; `path` may also be the folder holding `captions.csv`. Errors name
-    /// the file and line (missing column, missing image file, too few fields).
+    /// Read a caption CSV (tab-separated when its name ends in `.tsv`); `path` may also be the
+    /// folder holding `captions.csv`. Errors name the file and line (missing column, missing
+    /// image file, too few fields).
     pub fn open(path: &Path) -> Result<Self, EvalError> {
         let csv_path = if path.is_dir() {
             path.join("captions.csv")
         } else {
             path.to_path_buf()
         };
-        let csv = CsvTable::read(&csv_path, b',')?;
+        // A caption file named `.tsv` is tab-separated (a comma would read each row as one field).
+        let tab = csv_path.extension().is_some_and(|e| e.eq_ignore_ascii_case("tsv"));
+        let csv = CsvTable::read(&csv_path, if tab { b'\t' } else { b',' })?;
         let root = csv_path.parent().unwrap_or(Path::new(".")).to_path_buf();
         let (image_col, caption_col) = (csv.column("image")?, csv.column("caption")?);
         let mut set = CaptionSet {
