@@ -56,11 +56,11 @@ struct Args {
     /// Texts per call (default: the image batch).
     #[arg(long)]
     text_batch: Option<usize>,
-    /// Timed calls per encoder.
-    #[arg(long, default_value_t = 5)]
+    /// Timed calls per encoder (at most a million: the timings are kept).
+    #[arg(long, default_value_t = 5, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(0..=1_000_000))]
     iters: usize,
-    /// Untimed calls per encoder before timing.
-    #[arg(long, default_value_t = 1)]
+    /// Untimed calls per encoder before timing (at most a million).
+    #[arg(long, default_value_t = 1, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(0..=1_000_000))]
     warmup: usize,
     /// flex, ndarray or wgpu (the feature must be compiled in).
     #[arg(long, default_value = "flex")]

@@ -315,10 +315,22 @@ fn run(args: Args, matches: &ArgMatches) -> Res<()> {
         c.steps, c.batch_size, c.accum_steps, c.lr, c.warmup_steps, args.output.display()
     );
 
+    // A failed evaluation (an unreadable image, say) is reported and logged, and training goes
+    // on: the run's model is written, and the program fails at the end.
+    let mut eval_failed: Option<String> = None;
     let mut hook = |m: &Clip, step: u64| -> Result<serde_json::Value, TrainError> {
-        let v = eval_set.as_ref().expect("hook only with an eval set").evaluate(m, truncation).map_err(|e| TrainError::Eval(e.to_string()))?;
-        eprintln!("\neval at step {step}: {v}");
-        Ok(v)
+        match eval_set.as_ref().expect("hook only with an eval set").evaluate(m, truncation) {
+            Ok(v) => {
+                eprintln!("\neval at step {step}: {v}");
+                Ok(v)
+            }
+            Err(e) => {
+                let why = format!("step {step}: {e}");
+                eprintln!("\nwarning: --eval failed at {why}; training goes on");
+                eval_failed.get_or_insert(why);
+                Ok(serde_json::json!({ "error": e.to_string() }))
+            }
+        }
     };
     let eval_hook: Option<EvalHook<'_>> = if eval_set.is_some() { Some(&mut hook) } else { None };
 
@@ -342,7 +354,10 @@ fn run(args: Args, matches: &ArgMatches) -> Res<()> {
         args.output.join("checkpoint-latest.safetensors").display(),
         export.display()
     );
-    Ok(())
+    match eval_failed {
+        Some(why) => Err(format!("--eval failed at {why} (the trained model and checkpoint are written)").into()),
+        None => Ok(()),
+    }
 }
 
 /// Continues the run in `path`: its model and hyper-parameters win over the flags.

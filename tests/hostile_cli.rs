@@ -321,6 +321,11 @@ fn errors_name_the_flag_to_change() {
     let mut cmd = Command::new(example("bench"));
     cmd.args(["--train", "--preset", "diffclip_tiny"]);
     assert_flag_refused(&run_bounded(cmd, Duration::from_secs(60)), "--preset");
+    for flag in ["--iters", "--warmup"] {
+        let mut cmd = Command::new(example("bench"));
+        cmd.args(["--preset", "diffclip_tiny", flag, "18446744073709551615"]);
+        assert_flag_refused(&run_bounded(cmd, Duration::from_secs(60)), flag);
+    }
     // HNSW parameters outside what the graph file can hold.
     for (flag, value) in [("--hnsw-m", "1"), ("--hnsw-m", "256"), ("--ef-construction", "0"), ("--ef-search", "0")] {
         let mut cmd = Command::new(example("search"));
@@ -423,6 +428,28 @@ fn errors_name_the_flag_to_change() {
     let out = run_bounded(cmd, Duration::from_secs(120));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success() && err.contains("warning: the warm-up (--warmup-steps/--warmup-epochs) of 5 steps is longer than the run's 1"), "{err}");
+}
+
+#[test]
+fn a_failed_evaluation_keeps_the_trained_model() {
+    let dir = tmpdir("eval-fails");
+    std::fs::copy(fixture("preprocess/images/flower.jpg"), dir.join("a.jpg")).unwrap();
+    std::fs::write(dir.join("b.jpg"), b"not a jpeg").unwrap();
+    std::fs::write(dir.join("val.csv"), "filepath,title\na.jpg,a flower\nb.jpg,a broken file\n").unwrap();
+    let train = |csv: &str, out: &str| {
+        let mut cmd = Command::new(example("train"));
+        cmd.args(["--preset", "diffclip_tiny", "--data", "synthetic", "--steps", "2", "--batch-size", "4", "--quiet", "--eval"]).arg(format!("csv:{}", dir.join(csv).display())).arg("--output").arg(dir.join(out));
+        run_bounded(cmd, Duration::from_secs(120))
+    };
+    // An image that cannot be decoded fails the evaluation, not the training before it.
+    let out = train("val.csv", "run");
+    assert_clean_error(&out, &["--eval failed at step 2", "b.jpg", "the trained model and checkpoint are written"]);
+    assert!(dir.join("run/model.safetensors").is_file() && dir.join("run/checkpoint-latest.safetensors").is_file());
+    // A missing one is refused before training.
+    std::fs::write(dir.join("gone.csv"), "filepath,title\na.jpg,a flower\nnope.jpg,nothing\n").unwrap();
+    let out = train("gone.csv", "never");
+    assert_clean_error(&out, &["gone.csv:3: image", "nope.jpg is not a file"]);
+    assert!(!dir.join("never/metrics.jsonl").exists(), "trained before refusing");
 }
 
 #[test]

@@ -5,6 +5,7 @@ use std::error::Error;
 use std::path::Path;
 
 use plotters::coord::Shift;
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
 /// One line of a chart.
@@ -46,28 +47,33 @@ fn draw_png(path: &Path, draw: impl FnOnce(&DrawingArea<BitMapBackend<'_>, Shift
     Ok(())
 }
 
+/// A chart drawn on a canvas of [`draw_png`].
+type Chart<'a, 'b> = ChartContext<'a, BitMapBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// Axes titled `title` spanning the finite `points` (y padded by 5 %), their mesh drawn.
+fn axes<'a, 'b>(root: &'a DrawingArea<BitMapBackend<'b>, Shift>, title: &str, (x_label, y_label): (&str, &str), points: impl Iterator<Item = (f64, f64)>) -> Result<Chart<'a, 'b>, Box<dyn Error>> {
+    let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
+    for (x, y) in points.filter(|(x, y)| x.is_finite() && y.is_finite()) {
+        (x0, x1, y0, y1) = (x0.min(x), x1.max(x), y0.min(y), y1.max(y));
+    }
+    if x0 > x1 {
+        return Err(format!("{title}: nothing to plot").into());
+    }
+    let pad = ((y1 - y0) * 0.05).max(1e-3);
+    let mut chart = ChartBuilder::on(root)
+        .caption(title, ("sans-serif", 22))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d(x0..x1.max(x0 + 1.0), (y0 - pad)..(y1 + pad))?;
+    chart.configure_mesh().x_desc(x_label).y_desc(y_label).label_style(("sans-serif", 14)).draw()?;
+    Ok(chart)
+}
+
 /// Draw `series` as lines into a PNG at `path`.
 pub fn line_chart(path: &Path, title: &str, x_label: &str, y_label: &str, series: &[Series]) -> Result<(), Box<dyn Error>> {
     draw_png(path, |root| {
-        let pts = series.iter().flat_map(|s| s.points.iter());
-        let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
-        for &(x, y) in pts {
-            x0 = x0.min(x);
-            x1 = x1.max(x);
-            y0 = y0.min(y);
-            y1 = y1.max(y);
-        }
-        if x0 > x1 {
-            return Err(format!("{title}: nothing to plot").into());
-        }
-        let pad = ((y1 - y0) * 0.05).max(1e-3);
-        let mut chart = ChartBuilder::on(root)
-            .caption(title, ("sans-serif", 24))
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(60)
-            .build_cartesian_2d(x0..x1.max(x0 + 1.0), (y0 - pad)..(y1 + pad))?;
-        chart.configure_mesh().x_desc(x_label).y_desc(y_label).label_style(("sans-serif", 14)).draw()?;
+        let mut chart = axes(root, title, (x_label, y_label), series.iter().flat_map(|s| s.points.iter().copied()))?;
         for (i, s) in series.iter().enumerate() {
             let color = COLORS[i % COLORS.len()];
             chart
@@ -89,22 +95,8 @@ pub struct Band {
 /// Draw each band as its mean line over a shaded `[low, high]` area into a PNG at `path`.
 pub fn band_chart(path: &Path, title: &str, x_label: &str, y_label: &str, bands: &[Band]) -> Result<(), Box<dyn Error>> {
     draw_png(path, |root| {
-        let pts = bands.iter().flat_map(|b| b.points.iter());
-        let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
-        for &(x, _, lo, hi) in pts.filter(|p| p.2.is_finite() && p.3.is_finite()) {
-            (x0, x1, y0, y1) = (x0.min(x), x1.max(x), y0.min(lo), y1.max(hi));
-        }
-        if x0 > x1 {
-            return Err(format!("{title}: nothing to plot").into());
-        }
-        let pad = ((y1 - y0) * 0.05).max(1e-3);
-        let mut chart = ChartBuilder::on(root)
-            .caption(title, ("sans-serif", 22))
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(60)
-            .build_cartesian_2d(x0..x1.max(x0 + 1.0), (y0 - pad)..(y1 + pad))?;
-        chart.configure_mesh().x_desc(x_label).y_desc(y_label).label_style(("sans-serif", 14)).draw()?;
+        let spans = bands.iter().flat_map(|b| b.points.iter().flat_map(|p| [(p.0, p.2), (p.0, p.3)]));
+        let mut chart = axes(root, title, (x_label, y_label), spans)?;
         for (i, b) in bands.iter().enumerate() {
             let color = COLORS[i % COLORS.len()];
             let mut area: Vec<(f64, f64)> = b.points.iter().map(|p| (p.0, p.3)).collect();

@@ -80,6 +80,10 @@ impl EvalSet {
                 if paths.len() < 2 {
                     return Err(EvalError::Invalid(format!("{}: retrieval needs at least 2 images, found {}", path.display(), paths.len())));
                 }
+                // A missing image is found now, not at the first evaluation, hours into a run.
+                if let Some(row) = ds.rows().iter().find(|r| !r.image.is_file()) {
+                    return Err(EvalError::Dataset { path: format!("{}:{}", path.display(), row.line), message: format!("image {} is not a file", row.image.display()) });
+                }
                 let captions = ds.rows().iter().map(|r| r.caption.clone()).collect();
                 Ok(Self::Pairs { name: path.display().to_string(), paths, captions, text_to_image, pipeline })
             }
@@ -120,7 +124,7 @@ impl EvalSet {
             }
             Self::Pairs { name, paths, captions, text_to_image, pipeline } => {
                 let images = ImageSource::files(paths.clone(), pipeline);
-                let metrics = Evaluator::new(encoder).retrieval(&images, captions, text_to_image, &[1, 5]).map_err(|e| EvalError::Invalid(format!("{name}: {e}")))?;
+                let metrics = Evaluator::new(encoder).retrieval(&images, captions, text_to_image, &[1, 5]).map_err(|e| EvalError::Dataset { path: name.clone(), message: e.to_string() })?;
                 retrieval_json(&metrics)
             }
             Self::Folder(ds) => {

@@ -340,15 +340,16 @@ impl Trainer {
                 log.write(&record)?;
             }
             let last = self.state.step == self.config.steps;
+            // The checkpoint first: an evaluation that fails cannot take the step's training with it.
+            if last || (self.config.checkpoint_every > 0 && self.state.step.is_multiple_of(self.config.checkpoint_every)) {
+                self.save_checkpoint()?;
+            }
             if let (Some(hook), true) = (eval.as_mut(), last || (self.config.eval_every > 0 && self.state.step.is_multiple_of(self.config.eval_every))) {
                 let metrics = hook(&self.model.clone().valid(), self.state.step)?;
                 if let Some(log) = log.as_mut() {
                     log.write(&serde_json::json!({ "step": self.state.step, "eval": metrics }))?;
                 }
                 report.evals.push(metrics);
-            }
-            if last || (self.config.checkpoint_every > 0 && self.state.step.is_multiple_of(self.config.checkpoint_every)) {
-                self.save_checkpoint()?;
             }
         }
         bar.finish();
