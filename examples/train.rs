@@ -340,6 +340,14 @@ fn run(args: Args, matches: &ArgMatches) -> Res<()> {
     if let Some(kind) = std::fs::metadata(&export).ok().and_then(|m| diffclip::data::files::file_kind(m.file_type())) {
         return Err(format!("{} is {kind}, where the trained model is to be written: remove it first", export.display()).into());
     }
+    // A run that replaces another takes its model away too, as the trainer does its checkpoint:
+    // should this run fail, its metrics must not sit beside the earlier run's model.
+    if args.overwrite && resume.is_none() {
+        match std::fs::remove_file(&export) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(format!("{}: {e}", export.display()).into()),
+            _ => {}
+        }
+    }
     let start = Instant::now();
     let report = source.fit(&mut trainer, &ClipBatcher::new(tokenizer), eval_hook)?;
     save_safetensors(&trainer.model.clone().valid(), Some(&model_config), &export)?;

@@ -240,6 +240,16 @@ fn training_into_an_earlier_runs_folder_is_refused() {
     assert!(lines.lines().any(|l| l.contains("\"step\":8")), "{lines}");
     let o = train("2", &["--overwrite"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // A replacing run that fails leaves no model of the run it replaced beside its own metrics.
+    // (Readable first rows pass the start's probe; a missing image then fails a step.)
+    std::fs::copy(fixture("preprocess/images/flower.jpg"), dir.join("a.jpg")).unwrap();
+    let rows: String = (0..8).map(|i| format!("nope-{i}.png,gone\n")).collect();
+    std::fs::write(dir.join("missing.csv"), format!("filepath,title\na.jpg,a\na.jpg,b\n{rows}")).unwrap();
+    let mut cmd = Command::new(example("train"));
+    cmd.args(["--data"]).arg(format!("csv:{}", dir.join("missing.csv").display())).args(["--bad-samples", "fail", "--preset", "diffclip_tiny", "--batch-size", "2", "--steps", "5", "--quiet", "--overwrite", "--output"]).arg(&out);
+    let o = run_bounded(cmd, Duration::from_secs(120));
+    assert!(!o.status.success(), "trained on missing images");
+    assert!(!out.join("model.safetensors").exists(), "the replaced run's model was left");
 }
 
 #[test]
