@@ -84,6 +84,9 @@ fn run(args: Args) -> Result<(), Error> {
     if let Some((i, l)) = labels.iter().enumerate().find(|(i, l)| labels[..*i].contains(l)) {
         eprintln!("warning: --labels lists {l:?} more than once (label {} and an earlier one): their prompts are the same, so they split its probability", i + 1);
     }
+    if let Some(i) = labels.iter().position(|l| diffclip::cli::non_blank(l).is_err()) {
+        return Err(format!("--labels: label {} is empty (only white space or control characters)", i + 1).into());
+    }
     if labels.len() < 2 {
         return Err(format!("--labels needs at least two labels, got {labels:?}").into());
     }

@@ -147,6 +147,9 @@ fn run(args: Args) -> Result<(), Error> {
             if lines.is_empty() {
                 return Err(format!("{}: no queries", file.display()).into());
             }
+            if let Some(i) = lines.iter().position(|l| diffclip::cli::non_blank(l).is_err()) {
+                return Err(format!("{}: query {} is empty (only white space or control characters)", file.display(), i + 1).into());
+            }
             let embeds = encoder.encode_texts(&lines)?;
             Some((lines, embeds))
         }
@@ -220,6 +223,11 @@ fn run(args: Args) -> Result<(), Error> {
                     return Ok(false);
                 }
             },
+            // Nothing the tokenizer reads: it would rank every row, meaninglessly.
+            false if diffclip::cli::non_blank(&query).is_err() => {
+                eprintln!("skipped {}: empty (only white space or control characters)", printable_line(&query));
+                return Ok(false);
+            }
             false => encoder.encode_texts(&[query.as_str()])?,
         };
         let hits = search(&[embed.row(0)], args.top_k)?;

@@ -357,6 +357,14 @@ fn errors_name_the_flag_to_change() {
         cmd.args(["--preset", "diffclip_tiny", "--checkpoint"]).arg(&ckpt).args(["--labels", "a,b", "--listen", "127.0.0.1:0", flag, value]);
         assert_flag_refused(&run_bounded(cmd, Duration::from_secs(60)), flag);
     }
+    // Labels and queries of control characters only: nothing the tokenizer reads.
+    let mut cmd = Command::new(example("classify"));
+    cmd.args(["--preset", "diffclip_tiny", "--checkpoint"]).arg(&ckpt).args(["--labels", "a dog,\u{1}\u{2},a cat"]).arg(fixture("preprocess/images/flower.jpg"));
+    assert_clean_error(&run_bounded(cmd, Duration::from_secs(60)), &["--labels: label 2 is empty"]);
+    std::fs::write(dir.join("queries.txt"), "a dog\n\u{1}\u{2}\n").unwrap();
+    let mut cmd = Command::new(example("search"));
+    cmd.args(["--preset", "diffclip_tiny", "--checkpoint"]).arg(&ckpt).arg("--queries").arg(dir.join("queries.txt")).arg("--index").arg(dir.join("no-index"));
+    assert_clean_error(&run_bounded(cmd, Duration::from_secs(60)), &["queries.txt: query 2 is empty"]);
     // Flags the synthetic set would ignore, and a batch of nothing.
     for (flags, says) in [(&["--templates", "/nonexistent"][..], "--templates applies to --data"), (&["--classnames", "pets"], "--classnames applies to --data")] {
         let mut cmd = Command::new(example("eval"));
