@@ -73,9 +73,12 @@ fn main() -> ExitCode {
 type Error = Box<dyn std::error::Error>;
 
 fn run(args: Args) -> Result<(), Error> {
-    let labels: Vec<String> = match std::path::Path::new(&args.labels).is_file() {
-        true => diffclip::data::files::read_lines(&args.labels)?,
-        false => args.labels.split(',').map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect(),
+    let labels: Vec<String> = match std::fs::metadata(&args.labels) {
+        Ok(m) if m.is_file() => diffclip::data::files::read_lines(&args.labels)?,
+        // A folder or device named as the labels' file, or a file name misspelt, is no label.
+        Ok(m) => return Err(format!("--labels {}: is {}, not a file of labels", args.labels, diffclip::data::files::file_kind(m.file_type()).unwrap_or("no regular file")).into()),
+        Err(e) if !args.labels.contains(',') => return Err(format!("--labels {}: {e}; give a file of labels (one per line) or a comma-separated list", args.labels).into()),
+        Err(_) => args.labels.split(',').map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect(),
     };
     if args.top_k == 0 {
         return Err("--top-k must be at least 1".into());

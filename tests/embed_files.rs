@@ -119,8 +119,14 @@ fn classify_gives_a_distribution_over_the_labels() {
         let b: serde_json::Value = serde_json::from_str(b).unwrap();
         assert_eq!(a["top"][0], b["top"][0]);
     }
-    let o = Command::new(example("classify")).args(["--preset", "diffclip_tiny", "--checkpoint"]).arg(&ckpt).args(["--labels", "only one"]).arg(&images).output().unwrap();
+    let o = Command::new(example("classify")).args(["--preset", "diffclip_tiny", "--checkpoint"]).arg(&ckpt).args(["--labels", "only one,"]).arg(&images).output().unwrap();
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("at least two labels"));
+    // One word and no comma is a file name that is not there (or a list of one), said so.
+    for (labels, says) in [("labels.txt", "--labels labels.txt: No such file"), ("/", "--labels /: is a directory, not a file of labels")] {
+        let o = Command::new(example("classify")).args(["--preset", "diffclip_tiny", "--checkpoint"]).arg(&ckpt).args(["--labels", labels]).arg(&images).output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success() && err.contains(says), "{err}");
+    }
     // Output to a closed pipe (`classify … | head`) ends quietly with success, not a panic.
     let mut child = Command::new(example("classify"))
         .args(["--preset", "diffclip_tiny", "--checkpoint"])

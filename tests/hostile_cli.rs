@@ -323,7 +323,7 @@ fn errors_name_the_flag_to_change() {
     cmd.args(["--preset", "diffclip_vit_b16", "--batch", "1000000000", "--iters", "1"]);
     assert_clean_error(&run_bounded(cmd, Duration::from_secs(60)), &["--batch 1000000000: a batch of 1000000000 needs", "GiB of memory available"]);
     // bench flags its run would ignore.
-    for (flags, says) in [(&["--gpu-kernel"][..], "--gpu-kernel applies to wgpu and cuda"), (&["--train", "--batch", "8"], "--batch applies to --train-model vit_b16")] {
+    for (flags, says) in [(&["--gpu-kernel"][..], "--gpu-kernel applies to wgpu and cuda"), (&["--train", "--batch", "8"], "--batch applies to --train-model vit_b16"), (&["--train", "--text-tokens", "5"], "--text-tokens applies to the encoders' timing")] {
         let mut cmd = Command::new(example("bench"));
         cmd.args(["--iters", "1"]).args(flags);
         assert_clean_error(&run_bounded(cmd, Duration::from_secs(60)), &[says]);

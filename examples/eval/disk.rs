@@ -161,7 +161,7 @@ pub(crate) fn robustness_files(ctx: &Ctx<'_>, data: Option<&Path>, explicit: boo
     }
     if named.is_empty() {
         return if explicit {
-            Err("robustness: no --set given and no imagenet* folders under --data".into())
+            Err("no --set given and no imagenet* folders under --data".into())
         } else {
             Ok(None)
         };

@@ -71,11 +71,16 @@ pub use diffclip_files::{open_regular, read_regular};
 /// std::fs::write(dir.path().join("f"), b"x").unwrap();
 /// let e = create_output_dir(&dir.path().join("f")).unwrap_err();
 /// assert!(matches!(e, FileError::NotAFolder { kind: "a file", .. }), "{e}");
+/// let e = create_output_dir(&dir.path().join("f/run")).unwrap_err(); // "…/f is a file, not a folder"
+/// assert!(matches!(&e, FileError::NotAFolder { path, .. } if path.ends_with("/f")), "{e}");
 /// ```
 pub fn create_output_dir(dir: &Path) -> Result<(), FileError> {
-    std::fs::create_dir_all(dir).map_err(|e| match std::fs::metadata(dir) {
-        Ok(m) if !m.is_dir() => FileError::NotAFolder { path: dir.display().to_string(), kind: diffclip_files::file_kind(m.file_type()).unwrap_or("a file") },
-        _ => io(dir, e),
+    std::fs::create_dir_all(dir).map_err(|e| {
+        // The path, or the first of its folders that exists, as something else names the culprit.
+        match dir.ancestors().find_map(|a| std::fs::metadata(a).ok().map(|m| (a, m))) {
+            Some((a, m)) if !m.is_dir() => FileError::NotAFolder { path: a.display().to_string(), kind: diffclip_files::file_kind(m.file_type()).unwrap_or("a file") },
+            _ => io(dir, e),
+        }
     })
 }
 

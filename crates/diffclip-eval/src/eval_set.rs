@@ -144,13 +144,19 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let csv = dir.path().join("val.csv");
         std::fs::write(&csv, "filepath,title\na.png,a dog\nb.png,a cat\n./a.png,a dog running\n").unwrap();
+        for image in ["a.png", "b.png"] {
+            std::fs::write(dir.path().join(image), b"").unwrap(); // opened: they must exist
+        }
         let o = EvalSetOptions { image_size: 32, preprocess: "openai".into(), seed: 0, templates: vec![], csv: CsvConfig::default() };
         let Ok(EvalSet::Pairs { paths, captions, text_to_image, .. }) = EvalSet::open(&DataSpec::Csv(csv.clone()), &o) else { panic!("a pairs set") };
         assert_eq!(paths, [dir.path().join("a.png"), dir.path().join("b.png")]);
         assert_eq!(captions, ["a dog", "a cat", "a dog running"]);
         assert_eq!(text_to_image, [0, 1, 0]);
         std::fs::write(&csv, "filepath,title\na.png,a dog\na.png,a cat\n").unwrap();
-        let e = EvalSet::open(&DataSpec::Csv(csv), &o).err().unwrap().to_string();
+        let e = EvalSet::open(&DataSpec::Csv(csv.clone()), &o).err().unwrap().to_string();
         assert!(e.contains("at least 2 images, found 1"), "{e}");
+        std::fs::write(&csv, "filepath,title\na.png,a dog\nc.png,a cat\n").unwrap();
+        let e = EvalSet::open(&DataSpec::Csv(csv), &o).err().unwrap().to_string();
+        assert!(e.ends_with(&format!("val.csv:3: image {} is not a file", dir.path().join("c.png").display())), "{e}");
     }
 }
