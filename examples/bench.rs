@@ -168,8 +168,10 @@ fn run_train(args: &Args, device: &Device) -> Result<Vec<serde_json::Value>, Box
     let device = device.clone().autodiff();
     args.dtype.check(&device)?;
     // The training step runs whole texts of its own batch: these would be ignored.
-    if let Some(flag) = [(args.text_batch.is_some(), "--text-batch"), (args.text_tokens.is_some(), "--text-tokens")].iter().find_map(|&(given, flag)| given.then_some(flag)) {
-        return Err(format!("{flag} applies to the encoders' timing, not --train").into());
+    for (given, flag) in [(args.text_batch.is_some(), "--text-batch"), (args.text_tokens.is_some(), "--text-tokens")] {
+        if given {
+            return Err(format!("{flag} applies to the encoders' timing, not --train").into());
+        }
     }
     let (models, batch) = match args.train_model.as_str() {
         "vit_b16" => (small::vit_b16_models(), args.batch()),
