@@ -25,7 +25,7 @@ pub fn init_fonts() {
 const SIZE: (u32, u32) = (900, 540);
 
 /// Runs `draw` on a white canvas and writes it to `path` as PNG, atomically like every output
-/// (plotters' own file writer would need a second `image` crate in the build).
+/// through the heat maps' encoder (plotters' own would need a second `image` crate in the build).
 fn draw_png(path: &Path, draw: impl FnOnce(&DrawingArea<BitMapBackend<'_>, Shift>) -> Result<(), Box<dyn Error>>) -> Result<(), Box<dyn Error>> {
     let mut rgb = vec![0u8; SIZE.0 as usize * SIZE.1 as usize * 3];
     {
@@ -34,16 +34,7 @@ fn draw_png(path: &Path, draw: impl FnOnce(&DrawingArea<BitMapBackend<'_>, Shift
         draw(&root)?;
         root.present()?;
     }
-    let mut bytes = Vec::new();
-    {
-        let mut encoder = png::Encoder::new(&mut bytes, SIZE.0, SIZE.1);
-        encoder.set_color(png::ColorType::Rgb);
-        encoder.set_depth(png::BitDepth::Eight);
-        let mut writer = encoder.write_header()?;
-        writer.write_image_data(&rgb)?;
-        writer.finish()?;
-    }
-    diffclip::clip::files::write_atomic(path, &bytes)?;
+    diffclip::eval::attention::save_rgb_png(path, &rgb, SIZE.0, SIZE.1)?;
     Ok(())
 }
 

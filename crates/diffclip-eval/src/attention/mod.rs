@@ -6,4 +6,4 @@ mod maps;
 mod render;
 
 pub use maps::{AttentionHeatmaps, attention_heatmaps};
-pub use render::{TITLE_HEIGHT, panel_names, panel_titles, render_comparison, render_overlay, save_comparison_png, save_overlay_png};
+pub use render::{TITLE_HEIGHT, panel_names, panel_titles, render_comparison, render_overlay, save_comparison_png, save_overlay_png, save_rgb_png};

@@ -192,10 +192,28 @@ pub fn save_comparison_png(
     save_png(path, &render_comparison(rgb, size, rows, caption)?)
 }
 
+fn save_png(path: &Path, img: &RgbImage) -> Result<(), EvalError> {
+    save_rgb_png(path, img.as_raw(), img.width(), img.height())
+}
+
+/// Writes `rgb` (`width`×`height` pixels, 3 bytes each, row by row) to `path` as PNG.
+///
 /// Written atomically ([`diffclip_clip::files::write_atomic`]): a device, FIFO or folder is
 /// refused, and a kill leaves the old file or the new one.
-fn save_png(path: &Path, img: &RgbImage) -> Result<(), EvalError> {
+///
+/// ```
+/// let path = std::env::temp_dir().join(format!("diffclip-doc-{}.png", std::process::id()));
+/// diffclip_eval::attention::save_rgb_png(&path, &[255, 0, 0, 0, 0, 255], 2, 1).unwrap();
+/// assert_eq!(&std::fs::read(&path).unwrap()[1..4], b"PNG");
+/// // A buffer of the wrong length is refused, naming both sizes.
+/// assert!(diffclip_eval::attention::save_rgb_png(&path, &[0; 5], 2, 1).is_err());
+/// std::fs::remove_file(&path).unwrap();
+/// ```
+pub fn save_rgb_png(path: &Path, rgb: &[u8], width: u32, height: u32) -> Result<(), EvalError> {
     let image_error = |message: String| EvalError::Image { path: path.display().to_string(), message };
+    let img = RgbImage::from_raw(width, height, rgb.to_vec()).ok_or_else(|| {
+        image_error(format!("{} RGB bytes for a {width}x{height} image", rgb.len()))
+    })?;
     let mut png = Vec::new();
     img.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
         .map_err(|e| image_error(e.to_string()))?;
