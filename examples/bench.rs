@@ -108,6 +108,17 @@ impl Args {
     fn batch(&self) -> usize {
         self.batch.unwrap_or(DEFAULT_BATCH)
     }
+
+    /// Both encoders of `config` on `--path`, when given.
+    fn set_path(&self, config: &mut ClipConfig) -> Result<(), String> {
+        if let Some(path) = &self.path {
+            let path: diffclip::attention::AttentionPath = serde_json::from_value(serde_json::json!(path))
+                .map_err(|_| format!("--path must be fused or reference, not {path}"))?;
+            config.vision.path = path;
+            config.text.path = path;
+        }
+        Ok(())
+    }
 }
 
 /// Seconds of each of `iters` timed calls after `warmup` untimed ones.
@@ -179,7 +190,9 @@ fn run_train(args: &Args, device: &Device) -> Result<Vec<serde_json::Value>, Box
         _ if args.batch.is_some() => return Err(format!("--batch applies to --train-model vit_b16; the small models train at batch {}", small::BATCH).into()),
         _ => (small::small_models(), small::BATCH),
     };
-    for (_, config) in &models {
+    let mut models = models;
+    for (_, config) in &mut models {
+        args.set_path(config)?;
         diffclip::cli::check_batch(config, batch, Workload::Training, "--batch", &device)?;
     }
     let size = models[0].1.vision.image_size;
@@ -208,6 +221,7 @@ fn run_train(args: &Args, device: &Device) -> Result<Vec<serde_json::Value>, Box
             "dtype": args.dtype.to_string(),
             "x86_v4": cfg!(feature = "x86-v4"),
             "cpu_kernels": diffclip::attention::cpu_kernels_enabled(),
+            "path": config.vision.path,
             "batch": batch,
             "warmup": args.warmup,
             "iters": args.iters,
@@ -238,13 +252,7 @@ fn run(args: &Args) -> Result<Vec<serde_json::Value>, Box<dyn std::error::Error>
 
 fn run_inference(args: &Args, device: &Device) -> Result<Vec<serde_json::Value>, Box<dyn std::error::Error>> {
     let mut config = ClipConfig::select(args.config.as_deref(), Some(&args.preset), None)?;
-    if let Some(path) = &args.path {
-        let path: diffclip::attention::AttentionPath =
-            serde_json::from_value(serde_json::json!(path))
-                .map_err(|_| format!("--path must be fused or reference, not {path}"))?;
-        config.vision.path = path;
-        config.text.path = path;
-    }
+    args.set_path(&mut config)?;
     let text_batch = args.text_batch.unwrap_or(args.batch());
     if !args.text_only {
         diffclip::cli::check_batch(&config, args.batch(), Workload::Images, "--batch", device)?;

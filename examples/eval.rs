@@ -205,6 +205,8 @@ fn run(args: Args) -> Res<()> {
             let format = load_checkpoint(&mut model, ckpt)?;
             eprintln!("loaded {} ({format:?} layout)", ckpt.display());
             if !args.no_cache {
+                // Checked now: a cache that cannot be written would fail the task after its encoding.
+                diffclip::clip::files::create_output_dir(&args.cache_dir).map_err(|e| format!("--cache-dir: {e}"))?;
                 cache = Some(EmbeddingCache::new(
                     &args.cache_dir,
                     ModelKey::new(Some(ckpt), &config_json)?,

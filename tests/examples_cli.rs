@@ -80,15 +80,17 @@ fn bench_times_inference_through_the_gpu_kernel() {
     }
 }
 
-/// `bench --train --dtype bf16`: the mixed-precision step runs and says so.
+/// `bench --train --dtype bf16 --path reference`: the mixed-precision step runs on the path
+/// asked for and says so.
 #[test]
 fn bench_times_a_mixed_precision_training_step() {
-    let out = Command::new(example("bench")).args(["--train", "--dtype", "bf16", "--iters", "1", "--warmup", "0"]).output().unwrap();
+    let out = Command::new(example("bench")).args(["--train", "--dtype", "bf16", "--path", "reference", "--iters", "1", "--warmup", "0"]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(lines.len(), 2, "{lines:?}");
     for line in &lines {
         assert_eq!(line["dtype"], "bf16", "{line}");
+        assert_eq!(line["path"], "reference", "{line}");
         assert!(line["step_ms_median"].as_f64().is_some_and(|ms| ms > 0.0), "{line}");
         assert!(line["adapter"].is_null(), "flex names no adapter: {line}");
     }
@@ -101,4 +103,38 @@ fn bench_refuses_bf16_where_the_backend_has_none() {
     let out = Command::new(example("bench")).args(["--train", "--dtype", "bf16", "--backend", "wgpu", "--iters", "1"]).output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("bf16"), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// `eval --task all --data ROOT` runs what ROOT holds (class folders right under it count as
+/// zero-shot's) and draws the attention figure of the data's own first image.
+#[test]
+fn eval_runs_what_the_data_holds_and_draws_its_first_image() {
+    let dir = tmpdir("examples-cli", "eval-data");
+    let images = fixture("preprocess/images");
+    for (class, file) in [("cat", "flower.jpg"), ("dog", "china.jpg")] {
+        std::fs::create_dir_all(dir.join("classes").join(class)).unwrap();
+        std::fs::copy(images.join(file), dir.join("classes").join(class).join(file)).unwrap();
+    }
+    std::fs::write(dir.join("captions.csv"), "image,caption\nclasses/cat/flower.jpg,a flower\nclasses/dog/china.jpg,a temple\n").unwrap();
+    let eval = |data: &std::path::Path, task: &str| {
+        let out = dir.join("results.json");
+        let o = Command::new(example("eval")).args(["--preset", "diffclip_tiny", "--no-cache", "--quiet", "--task", task, "--data"]).arg(data).arg("--heatmap").arg(dir.join("map.png")).arg("--output").arg(&out).output().unwrap();
+        let results = o.status.success().then(|| serde_json::from_slice::<serde_json::Value>(&std::fs::read(&out).unwrap()).unwrap());
+        (results, String::from_utf8_lossy(&o.stderr).into_owned())
+    };
+    let (results, err) = eval(&dir.join("classes"), "all");
+    let results = results.unwrap_or_else(|| panic!("{err}"));
+    assert_eq!(results["results"]["zeroshot"]["n_samples"], 2, "{results}");
+    let attention = &results["results"]["attention"];
+    assert!(attention["image"].as_str().unwrap().ends_with("cat/flower.jpg"), "{attention}");
+    assert_eq!(attention["query"], "a photo of a cat.");
+    // A caption file as ROOT: retrieval, and the first image with its caption.
+    let (results, err) = eval(&dir.join("captions.csv"), "all");
+    let results = results.unwrap_or_else(|| panic!("{err}"));
+    assert_eq!(results["results"]["retrieval"]["n_images"], 2, "{results}");
+    assert_eq!(results["results"]["attention"]["query"], "a flower");
+    // Data without an image: --task attention says to give one.
+    std::fs::create_dir_all(dir.join("empty")).unwrap();
+    let (results, err) = eval(&dir.join("empty"), "attention");
+    assert!(results.is_none() && err.contains("no image found for the attention figure") && err.contains("--image"), "{err}");
 }

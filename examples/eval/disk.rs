@@ -10,15 +10,49 @@ use diffclip::eval::{ImageSource, Labelled, metadata};
 
 use super::{Ctx, Outcome, Res, default_templates, probe_run};
 
-pub(crate) fn zeroshot_files(ctx: &Ctx<'_>, data: &Path, explicit: bool) -> Res<Outcome> {
-    let root = if data.join("test").is_dir() {
-        data.join("test")
-    } else {
-        data.to_path_buf()
-    };
-    if !explicit && !data.join("test").is_dir() {
+/// Where `--task all` finds zero-shot's class folders: `ROOT/test`, else ROOT itself when it
+/// holds two or more folders and no other task's layout (one named `--task zeroshot` always
+/// reads ROOT).
+pub(crate) fn class_folders(data: &Path) -> Option<PathBuf> {
+    if data.join("test").is_dir() {
+        return Some(data.join("test"));
+    }
+    let other = ["train", "captions.csv", "pairs.csv", "Questions.csv"].iter().any(|n| data.join(n).exists())
+        || IMAGENET_VARIANTS.iter().any(|n| data.join(n).is_dir());
+    let visible_folders = std::fs::read_dir(data).ok()?.flatten()
+        .filter(|e| !e.file_name().to_string_lossy().starts_with('.') && e.path().is_dir())
+        .count();
+    (!other && visible_folders >= 2).then(|| data.to_path_buf())
+}
+
+/// The retrieval set under `data`: `data` itself when a file, else `data/captions.csv`.
+fn has_captions(data: &Path) -> bool {
+    data.is_file() || data.join("captions.csv").is_file()
+}
+
+/// The picture `--task attention` draws from `--data` when no `--image` is given, with a query:
+/// the first zero-shot test image with its class's prompt, else the first captioned image with
+/// its first caption.
+pub(crate) fn first_image(data: &Path) -> Res<Option<(PathBuf, String)>> {
+    if let Some(root) = class_folders(data) {
+        let folder = ImageFolder::open(&root)?;
+        let first = folder.images.first().zip(folder.labels.first());
+        return Ok(first.map(|(path, &label)| (path.clone(), format!("a photo of a {}.", folder.class_names[label]))));
+    }
+    if !has_captions(data) {
         return Ok(None);
     }
+    let set = CaptionSet::open(data)?;
+    let caption = set.text_to_image.iter().position(|&i| i == 0).map(|t| set.captions[t].clone());
+    Ok(set.images.first().cloned().zip(caption))
+}
+
+pub(crate) fn zeroshot_files(ctx: &Ctx<'_>, data: &Path, explicit: bool) -> Res<Outcome> {
+    let root = match class_folders(data) {
+        Some(root) => root,
+        None if explicit => data.to_path_buf(),
+        None => return Ok(None),
+    };
     let folder = ImageFolder::open(&root)?;
     // A shipped list is in class-index order: numbered folders (ImageNet-V2) take names by number.
     let names = match &ctx.args.classnames {
@@ -56,7 +90,7 @@ pub(crate) fn zeroshot_files(ctx: &Ctx<'_>, data: &Path, explicit: bool) -> Res<
 }
 
 pub(crate) fn retrieval_files(ctx: &Ctx<'_>, data: &Path, explicit: bool) -> Res<Outcome> {
-    if !explicit && !data.join("captions.csv").is_file() {
+    if !explicit && !has_captions(data) {
         return Ok(None);
     }
     let set = CaptionSet::open(data)?;

@@ -104,12 +104,25 @@ pub(crate) fn pairs_synthetic(ctx: &Ctx<'_>) -> Res<Outcome> {
 
 pub(crate) fn attention(ctx: &Ctx<'_>) -> Res<Outcome> {
     let s = ctx.eval.encoder().image_size();
-    let (rgb, chw, query) = match &ctx.args.image {
-        Some(path) => {
-            let img = diffclip::data::preprocess::decode_file(path, &ctx.pipeline.config().decode)?;
+    // Without --image, --data's own first image (the synthetic set's when no --data).
+    let picture = match (&ctx.args.image, ctx.args.data.as_deref()) {
+        (Some(path), _) => Some((path.clone(), None)),
+        (None, Some(data)) => match super::disk::first_image(data)? {
+            Some((path, query)) => Some((path, Some(query))),
+            None if ctx.args.task == super::Task::Attention => {
+                return Err(format!("--data {}: no image found for the attention figure (layouts in docs/eval.md); give one with --image", data.display()).into());
+            }
+            None => return Ok(None),
+        },
+        (None, None) => None,
+    };
+    let picture_path = picture.as_ref().map(|(path, _)| path.clone());
+    let (rgb, chw, query) = match picture {
+        Some((path, data_query)) => {
+            let img = diffclip::data::preprocess::decode_file(&path, &ctx.pipeline.config().decode)?;
             let rgb = ctx.pipeline.process_image_u8(&img, 0);
             let chw = ctx.pipeline.normalize(&rgb);
-            (rgb, chw, ctx.args.query.clone())
+            (rgb, chw, ctx.args.query.clone().or(data_query))
         }
         None => {
             let test = SyntheticDataset::new(ctx.synth.clone(), Split::Test)?;
@@ -139,7 +152,7 @@ pub(crate) fn attention(ctx: &Ctx<'_>) -> Res<Outcome> {
         opt(maps.similarity),
         ctx.args.heatmap.display().to_string(),
     ]);
-    let value = json!({ "query": query, "png": ctx.args.heatmap, "compare_png": compare, "panels": panel_names(&maps), "titles": panel_titles(&maps), "maps": maps });
+    let value = json!({ "image": picture_path, "query": query, "png": ctx.args.heatmap, "compare_png": compare, "panels": panel_names(&maps), "titles": panel_titles(&maps), "maps": maps });
     Ok(Some((value, vec![t])))
 }
 
