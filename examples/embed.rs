@@ -198,6 +198,10 @@ fn embed_files(args: &Args, loaded: &LoadedModel) -> Result<(), Box<dyn std::err
     );
     let job = ShardJob { source, model_key: Some(model_key.as_str().to_string()), ..job };
     let pipeline = Pipeline::from_name(preprocess, loaded.config.vision.image_size as u32)?;
+    // Read first: a bad caption file must not fail the run after the image shards are written.
+    let captions = args.texts.as_deref().map(caption_lines).transpose()?;
+    // An output folder this run creates goes again when nothing could be embedded into it.
+    let output_existed = args.output.exists();
     let mut report = ShardReport::default();
     if let Some(spec) = &args.data {
         let images = args.embed != "texts";
@@ -246,15 +250,13 @@ fn embed_files(args: &Args, loaded: &LoadedModel) -> Result<(), Box<dyn std::err
         for shard in &report.written {
             std::fs::remove_file(shard).map_err(|e| format!("{}: {e}", shard.display()))?;
         }
+        if !output_existed {
+            // Only when empty (remove_dir refuses otherwise).
+            let _ = std::fs::remove_dir(&args.output);
+        }
         return Err(format!("no sample of this job could be read ({} skipped, listed above)", report.skipped.len()).into());
     }
-    if let Some(path) = &args.texts {
-        let text = diffclip::data::files::open_regular(path).and_then(std::io::read_to_string).map_err(|e| format!("{}: {e}", path.display()))?;
-        // Blank lines are not captions; the rows keep their line numbers.
-        let lines: Vec<(usize, String)> = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()).map(|(k, l)| (k + 1, l.to_string())).collect();
-        if lines.is_empty() {
-            return Err(format!("{}: no captions (every line is blank)", path.display()).into());
-        }
+    if let Some(lines) = captions {
         let text_job = ShardJob { dir: job.dir.join("texts"), ..job.clone() };
         report.extend(text_job.embed_texts(&encoder, &lines)?);
     }
@@ -263,6 +265,27 @@ fn embed_files(args: &Args, loaded: &LoadedModel) -> Result<(), Box<dyn std::err
     }
     eprintln!("wrote {} shards, kept {} finished ones, skipped {} unreadable samples; output {}", report.written.len(), report.kept.len(), report.skipped.len(), args.output.display());
     Ok(())
+}
+
+/// The captions of `--texts`, one per line with its line number (blank lines are not captions;
+/// the rows keep their numbers); a line not UTF-8 is an error naming it.
+fn caption_lines(path: &std::path::Path) -> Result<Vec<(usize, String)>, String> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    diffclip::data::files::open_regular(path).and_then(|mut f| f.read_to_end(&mut bytes)).map_err(|e| format!("{}: {e}", path.display()))?;
+    let bytes = bytes.strip_prefix("\u{feff}".as_bytes()).unwrap_or(&bytes);
+    let mut lines = Vec::new();
+    for (k, raw) in bytes.split(|&b| b == b'\n').enumerate() {
+        let line = std::str::from_utf8(raw).map_err(|_| format!("{}:{}: not UTF-8", path.display(), k + 1))?;
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        if !line.trim().is_empty() {
+            lines.push((k + 1, line.to_string()));
+        }
+    }
+    if lines.is_empty() {
+        return Err(format!("{}: no captions (every line is blank)", path.display()));
+    }
+    Ok(lines)
 }
 
 /// Rows held by `shards` (the ids each records in its `paths` metadata).

@@ -131,18 +131,11 @@ fn run(args: Args) -> Result<(), Error> {
     if args.ef_construction < u32::from(args.hnsw_m) {
         return Err(format!("--ef-construction {} is below --hnsw-m {}: each row needs at least M candidates", args.ef_construction, args.hnsw_m).into());
     }
-    let loaded = args.model.load()?;
-    let encoder = Encoder::new(&loaded.model)?.with_tokenizer(loaded.tokenizer.clone())?.with_truncation(args.truncate.as_deref().unwrap_or(loaded.truncate).parse()?)?.with_progress(false);
     let stdin = Some(Path::new("-"));
-    let serving_images = args.image.as_deref() == stdin;
-    let serving = serving_images || args.queries.as_deref() == stdin || args.listen.listen.is_some();
-    let pipeline = || Pipeline::from_name(args.preprocess.as_deref().unwrap_or(loaded.preprocess), loaded.config.vision.image_size as u32);
-    // The queries of one call are read and embedded before any index is opened or built.
-    let batch = match (&args.text, &args.image, &args.queries) {
-        _ if serving => None,
-        (Some(text), _, _) => Some((vec![text.clone()], encoder.encode_texts(&[text.as_str()])?)),
-        (None, Some(image), _) => Some((vec![image.display().to_string()], encoder.encode_source(&ImageSource::files(vec![image.clone()], &pipeline()?))?)),
-        (None, None, Some(file)) => {
+    let serving = args.image.as_deref() == stdin || args.queries.as_deref() == stdin || args.listen.listen.is_some();
+    // A query file is read, and the index found, before the model loads.
+    let query_lines = match (&args.text, &args.image, &args.queries) {
+        (None, None, Some(file)) if !serving => {
             let lines = read_lines(file)?;
             if lines.is_empty() {
                 return Err(format!("{}: no queries", file.display()).into());
@@ -150,24 +143,48 @@ fn run(args: Args) -> Result<(), Error> {
             if let Some(i) = lines.iter().position(|l| diffclip::cli::non_blank(l).is_err()) {
                 return Err(format!("{}: query {} is empty (only white space or control characters)", file.display(), i + 1).into());
             }
+            Some(lines)
+        }
+        _ => None,
+    };
+    // `embed --texts` writes caption shards to INDEX/texts; `embed --data` writes both kinds
+    // into INDEX itself.
+    let shards = match &args.index {
+        Some(folder) => {
+            let texts_dir = folder.join("texts");
+            let (dir, tensor) = match args.texts {
+                true if texts_dir.is_dir() => (texts_dir, "text_embed"),
+                true => (folder.clone(), "text_embed"),
+                false => (folder.clone(), "image_embed"),
+            };
+            let listed = diffclip::eval::shards::list_shards(&dir).map_err(|e| format!("--index {}: {e}", dir.display()))?;
+            if listed.is_empty() {
+                return Err(format!("--index {}: no embeddings-NNNNN.safetensors shards (embed writes them)", dir.display()).into());
+            }
+            Some((dir, tensor))
+        }
+        None => None,
+    };
+    let loaded = args.model.load()?;
+    let encoder = Encoder::new(&loaded.model)?.with_tokenizer(loaded.tokenizer.clone())?.with_truncation(args.truncate.as_deref().unwrap_or(loaded.truncate).parse()?)?.with_progress(false);
+    let serving_images = args.image.as_deref() == stdin;
+    let pipeline = || Pipeline::from_name(args.preprocess.as_deref().unwrap_or(loaded.preprocess), loaded.config.vision.image_size as u32);
+    // The queries of one call are embedded before any index is opened or built.
+    let batch = match (&args.text, &args.image, query_lines) {
+        _ if serving => None,
+        (Some(text), _, _) => Some((vec![text.clone()], encoder.encode_texts(&[text.as_str()])?)),
+        (None, Some(image), _) => Some((vec![image.display().to_string()], encoder.encode_source(&ImageSource::files(vec![image.clone()], &pipeline()?))?)),
+        (None, None, Some(lines)) => {
             let embeds = encoder.encode_texts(&lines)?;
             Some((lines, embeds))
         }
         (None, None, None) => return Err("give --text, --image or --queries".into()),
     };
-    let Some(folder) = &args.index else {
+    let Some((dir, tensor)) = shards else {
         // Only --listen goes without an index (clap): it serves embeddings alone.
         let pipeline = pipeline()?;
         let endpoints = Endpoints::new(&encoder, &pipeline);
         return args.listen.serve("embeddings only: no --index", |requests| endpoints.answer(requests));
-    };
-    // `embed --texts` writes caption shards to INDEX/texts; `embed --data` writes both kinds
-    // into INDEX itself.
-    let texts_dir = folder.join("texts");
-    let (dir, tensor) = match args.texts {
-        true if texts_dir.is_dir() => (texts_dir, "text_embed"),
-        true => (folder.clone(), "text_embed"),
-        false => (folder.clone(), "image_embed"),
     };
     // Rows embedded by another model rank meaninglessly (same width) or not at all: said once.
     let key = loaded.key()?;

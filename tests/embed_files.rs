@@ -86,6 +86,17 @@ fn shards_resume_split_and_hold_texts() {
     let rows = shard_rows(&out.join("texts"), "text_embed");
     assert_eq!(rows.iter().map(|(p, _)| p.as_str()).collect::<Vec<_>>(), ["LINE:1", "LINE:3"]);
     assert_eq!(rows[0].1.len(), 32);
+    // A byte-order mark and CRLF line ends are not part of the caption.
+    let marked = tmpdir("embed-files", "marked");
+    std::fs::write(marked.join("captions.txt"), "\u{feff}a red square\r\n").unwrap();
+    embed(&["--texts".as_ref(), marked.join("captions.txt").as_os_str(), "--output".as_ref(), marked.join("out").as_os_str()]);
+    assert_eq!(shard_rows(&marked.join("out/texts"), "text_embed")[0].1, rows[0].1);
+    // A caption line that is not UTF-8 is named before any image is embedded.
+    std::fs::write(marked.join("bad.txt"), b"a dog\n\xff a cat\n").unwrap();
+    let o = Command::new(example("embed")).args(["--preset", "diffclip_tiny", "--checkpoint"]).arg(&ckpt).arg("--images").arg(&images).arg("--texts").arg(marked.join("bad.txt")).arg("--output").arg(marked.join("refused")).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("bad.txt:2: not UTF-8"), "{err}");
+    assert!(!marked.join("refused").exists(), "wrote image shards before refusing the captions");
 }
 
 #[test]

@@ -345,6 +345,19 @@ fn errors_name_the_flag_to_change() {
     let mut cmd = Command::new(example("search"));
     cmd.args(["--preset", "diffclip_tiny", "--checkpoint"]).arg(&ckpt).args(["--text", "a dog", "--hnsw-m", "32", "--ef-construction", "8", "--index"]).arg(&dir);
     assert_clean_error(&run_bounded(cmd, Duration::from_secs(60)), &["--ef-construction 8 is below --hnsw-m 32"]);
+    // An index that is not there, or holds no shards, is named before the model loads (the
+    // checkpoint here does not exist either).
+    std::fs::create_dir_all(dir.join("no-shards")).unwrap();
+    for (index, says) in [("nope", "--index"), ("no-shards", "no embeddings-NNNNN.safetensors shards")] {
+        let mut cmd = Command::new(example("search"));
+        cmd.args(["--preset", "diffclip_tiny", "--checkpoint"]).arg(dir.join("missing.safetensors")).args(["--text", "a dog", "--index"]).arg(dir.join(index));
+        assert_clean_error(&run_bounded(cmd, Duration::from_secs(60)), &[says, index]);
+    }
+    // A cache folder that cannot be made, before any image is encoded.
+    std::fs::write(dir.join("cache-file"), "").unwrap();
+    let mut cmd = Command::new(example("eval"));
+    cmd.args(["--preset", "diffclip_tiny", "--checkpoint"]).arg(&ckpt).args(["--quiet", "--task", "zeroshot", "--cache-dir"]).arg(dir.join("cache-file")).arg("--output").arg(dir.join("r.json"));
+    assert_clean_error(&run_bounded(cmd, Duration::from_secs(60)), &["--cache-dir:", "cache-file is a file, not a folder"]);
     // A layer the vision tower does not have, before any model is built.
     let mut cmd = Command::new(example("eval"));
     cmd.args(["--preset", "diffclip_tiny", "--no-cache", "--quiet", "--task", "attention", "--layer", "5", "--output"]).arg(dir.join("r.json"));
@@ -495,6 +508,7 @@ fn a_corrupt_tar_is_reported_without_its_raw_bytes() {
     assert!(!String::from_utf8_lossy(&out.stderr).contains("[31m"), "the header's bytes echoed");
     let shards: Vec<_> = std::fs::read_dir(&out_dir).map(|d| d.flatten().filter(|e| e.path().extension().is_some_and(|x| x == "safetensors")).collect()).unwrap_or_default();
     assert!(shards.is_empty(), "an empty index was left behind: {shards:?}");
+    assert!(!out_dir.exists(), "the output folder this run made was left behind, empty");
 }
 
 #[test]
