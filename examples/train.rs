@@ -263,6 +263,7 @@ fn run(args: Args, matches: &ArgMatches) -> Res<()> {
     let opened = TrainSource::open(&data_spec.parse()?, &source_options)?;
     opened.warnings.iter().for_each(|w| eprintln!("warning: {w}"));
     eprintln!("data: {}", opened.description);
+    let rows_left_out = opened.rows_left_out;
     let source = opened.source;
     source.check_batch(trainer.config.batch_size)?;
     if args.devices > trainer.config.batch_size {
@@ -352,13 +353,14 @@ fn run(args: Args, matches: &ArgMatches) -> Res<()> {
     let report = source.fit(&mut trainer, &ClipBatcher::new(tokenizer), eval_hook)?;
     save_safetensors(&trainer.model.clone().valid(), Some(&model_config), &export)?;
     eprintln!(
-        "done: step {} of {}, final loss {:.4}, {:.1} samples/s over {:.1}s, {} samples skipped; wrote {} and {}",
+        "done: step {} of {}, final loss {:.4}, {:.1} samples/s over {:.1}s, {} samples skipped{}; wrote {} and {}",
         trainer.state.step,
         trainer.config.steps,
         report.final_loss,
         report.samples_per_s,
         start.elapsed().as_secs_f64(),
         report.skipped_samples,
+        if rows_left_out > 0 { format!(" (and {rows_left_out} bad row{} left out as the data was opened)", if rows_left_out == 1 { "" } else { "s" }) } else { String::new() },
         args.output.join("checkpoint-latest.safetensors").display(),
         export.display()
     );

@@ -287,6 +287,9 @@ fn bad_data_and_flags_exit_non_zero_with_a_message() {
     // One missing image among good ones: skipped by default, fatal with --bad-samples fail.
     let mut rows = std::fs::read_to_string(dir.join("train.csv")).unwrap();
     rows.push_str("images/gone.png,a vanished square\n");
+    // A row without a caption is left out as the table opens, and counted apart.
+    let gapped = dir.join("gapped.csv");
+    std::fs::write(&gapped, format!("{rows}images/001.png,\n")).unwrap();
     let holed = dir.join("holed.csv");
     std::fs::write(&holed, rows).unwrap();
     let holed_data = format!("csv:{}", holed.display());
@@ -304,8 +307,10 @@ fn bad_data_and_flags_exit_non_zero_with_a_message() {
         "--data",
         &holed_data,
     ];
-    let o = train(&whole_epoch);
+    let gapped_data = format!("csv:{}", gapped.display());
+    let o = train(&[&whole_epoch[..whole_epoch.len() - 1], &[&gapped_data]].concat());
     assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("1 samples skipped (and 1 bad row left out as the data was opened)"), "{}", stderr(&o));
     let o = train(&[&whole_epoch[..], &["--bad-samples", "fail", "--overwrite"]].concat());
     assert!(
         !o.status.success() && stderr(&o).contains("gone.png"),

@@ -87,6 +87,10 @@ pub enum TrainError {
         /// The operating system's error.
         source: std::io::Error,
     },
+    /// The data cannot feed a run (no usable row, no image that reads, no shard that exists):
+    /// the message names the data.
+    #[error("{0}")]
+    UnusableData(String),
     /// The training configuration (or its combination with the data or devices) is invalid.
     #[error("invalid training config: {0}")]
     Config(String),

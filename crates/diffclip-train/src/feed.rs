@@ -162,7 +162,7 @@ impl<'a> Feed<'a> {
                     // A whole epoch without a good sample would loop forever.
                     if reading.fresh && reading.good == 0 {
                         if c.position == 0 {
-                            return Err(TrainError::Config(format!("epoch {} of the training stream has no samples", c.epoch)));
+                            return Err(TrainError::UnusableData(format!("epoch {} of the training stream has no samples", c.epoch)));
                         }
                         return Err(TrainError::EmptyBatch { step, last_error });
                     }

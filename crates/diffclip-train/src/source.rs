@@ -80,6 +80,10 @@ pub struct OpenedSource {
     pub description: String,
     /// Warnings worth printing before training.
     pub warnings: Vec<String>,
+    /// Rows left out as the data was opened (CSV rows that are malformed or lack a caption):
+    /// not in [`TrainReport::skipped_samples`](crate::TrainReport), which counts samples that
+    /// failed to load during training.
+    pub rows_left_out: usize,
 }
 
 impl TrainSource {
@@ -104,7 +108,7 @@ impl TrainSource {
                 let counter = ds.skip_counter().clone();
                 if ds.is_empty() {
                     let why = counter.last_error().map(|e| format!(" (last bad row: {e})")).unwrap_or_default();
-                    return Err(TrainError::Config(format!("{name}: no usable rows{why}")));
+                    return Err(TrainError::UnusableData(format!("{name}: no usable rows{why}")));
                 }
                 if counter.skipped() > 0 {
                     warnings.push(format!("{name}: skipped {} bad rows (last: {})", counter.skipped(), counter.last_error().unwrap_or_default()));
@@ -112,18 +116,19 @@ impl TrainSource {
                 check_readable(&ds, &name)?;
                 let description = format!("{name}, {} image–caption pairs", ds.len());
                 let policy = ds.loader().policy();
-                Ok(OpenedSource { source: Self::map(ReportBadSamples::new(ds, policy, counter), name), description, warnings })
+                let rows_left_out = counter.skipped();
+                Ok(OpenedSource { source: Self::map(ReportBadSamples::new(ds, policy, counter), name), description, warnings, rows_left_out })
             }
             DataSpec::Folder(path) => {
                 let ds = ImageFolderDataset::open(path, loader()?)?.with_templates(o.templates.clone())?;
                 let name = path.display().to_string();
                 if ds.is_empty() {
-                    return Err(TrainError::Config(format!("{name}: no images in the class folders")));
+                    return Err(TrainError::UnusableData(format!("{name}: no images in the class folders")));
                 }
                 check_readable(&ds, &name)?;
                 let description = format!("{name}, {} images in {} classes, captions \"{}\"", ds.len(), ds.class_names().len(), o.templates[0]);
                 let (policy, counter) = (ds.loader().policy(), ds.skip_counter().clone());
-                Ok(OpenedSource { source: Self::map(ReportBadSamples::new(ds, policy, counter), name), description, warnings })
+                Ok(OpenedSource { source: Self::map(ReportBadSamples::new(ds, policy, counter), name), description, warnings, rows_left_out: 0 })
             }
             DataSpec::Synthetic => {
                 let mut cfg = SyntheticConfig { image_size: o.image_size, seed: o.seed, ..SyntheticConfig::default() };
@@ -132,14 +137,14 @@ impl TrainSource {
                 }
                 let ds = SyntheticDataset::new(cfg, Split::Train)?;
                 let description = format!("built-in synthetic set, {} samples of {}px", ds.len(), o.image_size);
-                Ok(OpenedSource { source: Self::Map { data: Box::new(ds.contrastive()), name: "the synthetic set".into() }, description, warnings })
+                Ok(OpenedSource { source: Self::Map { data: Box::new(ds.contrastive()), name: "the synthetic set".into() }, description, warnings, rows_left_out: 0 })
             }
             DataSpec::WebDataset(pattern) => {
                 let config = WebDatasetConfig { shuffle_shards: true, shuffle_buffer: o.shuffle_buffer, ..WebDatasetConfig::default() };
                 let wds = WebDataset::new(pattern, config, loader()?)?;
                 let missing: Vec<String> = wds.shards().iter().filter(|p| !p.exists()).map(|p| p.display().to_string()).collect();
                 if missing.len() == wds.shards().len() {
-                    return Err(TrainError::Config(format!("{pattern}: none of the {} shards exists (first: {})", missing.len(), missing[0])));
+                    return Err(TrainError::UnusableData(format!("{pattern}: none of the {} shards exists (first: {})", missing.len(), missing[0])));
                 }
                 if !missing.is_empty() {
                     warnings.push(format!("{} of {} shards are missing (first: {}); they will be skipped", missing.len(), wds.shards().len(), missing[0]));
@@ -150,7 +155,7 @@ impl TrainSource {
                     wds.shards().len(),
                     n.map(|n| format!("{n} samples per epoch")).unwrap_or_else(|| "epoch size unknown".into())
                 );
-                Ok(OpenedSource { source: Self::Stream { data: WdsStream::new(wds).with_workers(o.workers), epoch_len: n }, description, warnings })
+                Ok(OpenedSource { source: Self::Stream { data: WdsStream::new(wds).with_workers(o.workers), epoch_len: n }, description, warnings, rows_left_out: 0 })
             }
         }
     }
@@ -197,7 +202,7 @@ fn check_readable(ds: &dyn ClipDataset, name: &str) -> Result<(), TrainError> {
         }
     }
     match last {
-        Some(e) => Err(TrainError::Config(format!("{name}: none of the first {n} images can be read; last error: {e}"))),
+        Some(e) => Err(TrainError::UnusableData(format!("{name}: none of the first {n} images can be read; last error: {e}"))),
         None => Ok(()),
     }
 }
