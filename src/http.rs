@@ -45,7 +45,9 @@ pub struct Limits {
     /// Longest time the whole request may take to arrive, however steadily it trickles (`408`);
     /// the answer gets as long to leave.
     pub request_time: Duration,
-    /// Connections read at once; more are answered `503` at once.
+    /// Connections read at once; more are answered `503` at once. While more than three
+    /// quarters are open, a connection that has waited a second for a request's first byte is
+    /// closed (`408` for its first request), so silent clients cannot hold every place.
     pub max_connections: usize,
     /// Largest total of the bodies' bytes received and not yet answered, over all connections
     /// (`503` with `Retry-After` past it; a body larger than this alone is `413`): what clients

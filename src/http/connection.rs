@@ -41,7 +41,7 @@ pub(super) fn serve(stream: TcpStream, limits: &Limits, shared: &Shared) {
             status => Response::error(500, format!("the handler answered with status {status}")),
         };
         // Idle connections hold places: near the limit, each connection ends after its answer.
-        let room = shared.open.load(Ordering::SeqCst) * 4 <= limits.max_connections * 3;
+        let room = !crowded(shared, limits);
         let handler_closes = response.headers.iter().any(|(n, v)| n.eq_ignore_ascii_case("connection") && v.to_ascii_lowercase().contains("close"));
         // Stopping, a connection answers only the requests already read.
         let stopping = grace.is_stopping() && connection.pending.is_empty();
@@ -127,7 +127,7 @@ impl Connection {
             // connection without a word, as does a shutdown.
             let starting = buf.is_empty() || buf == b"\r"; // `\r`: half an empty line
             let read = match starting {
-                true => match read_start(&mut self.stream, &mut chunk[..4096], start_until, grace) {
+                true => match read_start(&mut self.stream, &mut chunk[..4096], start_until, grace, || crowded(shared, limits)) {
                     Ok(n) => n,
                     Err(Start::Silent) if first => return Err(Response::error(408, "the client was silent for too long")),
                     Err(_) => return Ok(None),
@@ -196,9 +196,21 @@ enum Start {
     Failed,
 }
 
-/// The first bytes of a request, waited for until `until`; `Ok(0)` when the client closed.
-/// Stopping, only bytes already there are taken (a request the client sent is answered).
-fn read_start(stream: &mut TcpStream, buf: &mut [u8], until: Instant, grace: &Grace) -> Result<usize, Start> {
+/// More than three quarters of `max_connections` are open: connections waiting for a client
+/// give their places up sooner.
+fn crowded(shared: &Shared, limits: &Limits) -> bool {
+    shared.open.load(Ordering::SeqCst) * 4 > limits.max_connections * 3
+}
+
+/// How long a connection waits for a request's first byte while [`crowded`]: clients send their
+/// request as they connect, so a full house of silent connections cannot lock others out.
+const CROWDED_START_WAIT: Duration = Duration::from_secs(1);
+
+/// The first bytes of a request, waited for until `until` (or [`CROWDED_START_WAIT`] once
+/// `crowded()`); `Ok(0)` when the client closed. Stopping, only bytes already there are taken
+/// (a request the client sent is answered).
+fn read_start(stream: &mut TcpStream, buf: &mut [u8], until: Instant, grace: &Grace, crowded: impl Fn() -> bool) -> Result<usize, Start> {
+    let started = Instant::now();
     loop {
         if grace.is_stopping() {
             stream.set_nonblocking(true).map_err(|_| Start::Failed)?;
@@ -207,7 +219,7 @@ fn read_start(stream: &mut TcpStream, buf: &mut [u8], until: Instant, grace: &Gr
             return read.map_err(|_| Start::Stopping);
         }
         let left = until.saturating_duration_since(Instant::now());
-        if left.is_zero() {
+        if left.is_zero() || (started.elapsed() >= CROWDED_START_WAIT && crowded()) {
             return Err(Start::Silent);
         }
         stream.set_read_timeout(Some(left.min(Duration::from_millis(100)))).map_err(|_| Start::Failed)?;

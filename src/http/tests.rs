@@ -315,6 +315,24 @@ fn silent_clients_do_not_hold_the_server() {
     assert_eq!(status, 408, "{text}");
 }
 
+/// A full house of connections that never send a byte gives its places up within seconds,
+/// not after `timeout`: the next client is served.
+#[test]
+fn silent_connections_cannot_lock_others_out() {
+    let (addr, _) = echo_server(Limits { timeout: Duration::from_secs(60), max_connections: 4, ..Limits::default() });
+    let silent: Vec<TcpStream> = (0..4).map(|_| connect(addr)).collect();
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(exchange(addr, b"GET /x?q=1 HTTP/1.1\r\nHost: localhost\r\n\r\n").0, 503, "four places are held");
+    let served = (0..50).any(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        exchange(addr, b"GET /x?q=2 HTTP/1.1\r\nHost: localhost\r\n\r\n").0 == 200
+    });
+    assert!(served, "the silent connections still held every place after 5 s");
+    for mut stream in silent {
+        assert_eq!(answer(&mut stream).0, 408);
+    }
+}
+
 /// A request that trickles in gets 408 when its whole time is up; a handler that panics answers
 /// 500 and the server goes on.
 #[test]
