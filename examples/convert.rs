@@ -36,7 +36,7 @@ use diffclip::clip::{Clip, ClipConfig, load_checkpoint, save_safetensors};
 use diffclip::data::{ClipItem, SyntheticConfig, SyntheticDataset};
 use diffclip::eval::compare::{SeedRuns, difference_table, markdown_tables, over_seeds};
 use diffclip::eval::heldout::{HELDOUT_METRICS, MEAN_SCORE, evaluate_synthetic_heldout};
-use diffclip::train::synthetic::{RunOutcome, SyntheticTask, compact_train_config, expected_seconds, init_compact, train_and_evaluate};
+use diffclip::train::synthetic::{CompactShape, RunOutcome, SyntheticTask, compact_train_config, expected_seconds, init_compact, train_and_evaluate};
 use diffclip::train::{LrScale, TrainConfig};
 use serde_json::{Value, json};
 
@@ -96,6 +96,20 @@ fn lr_scale(arm: &str, steps: u64) -> Option<LrScale> {
     }
 }
 
+/// `--checkpoint`'s model config (convert has no --config or --preset: the checkpoint must
+/// carry it), checked against the synthetic task, which is built from the flags.
+fn checkpoint_config(path: &std::path::Path, image_size: usize) -> Res<ClipConfig> {
+    let config = ClipConfig::select(None, None, Some(path)).map_err(|e| match e {
+        diffclip::clip::ClipError::NoConfig { .. } => format!("--checkpoint {}: carries no model config; convert reads checkpoints written by train, save_safetensors or save_burnpack, which store it", path.display()),
+        e => format!("--checkpoint {}: {e}", path.display()),
+    })?;
+    let (size, context) = (config.vision.image_size, config.text.context_length);
+    if size != image_size || context != diffclip::train::synthetic::CONTEXT {
+        return Err(format!("{}: a model of {size} px images and {context} tokens, but the task has --image-size {image_size} and {} tokens", path.display(), diffclip::train::synthetic::CONTEXT).into());
+    }
+    Ok(config)
+}
+
 fn run(args: Args) -> Res<()> {
     let shape = args.shape.shape();
     shape.check()?;
@@ -110,6 +124,21 @@ fn run(args: Args) -> Res<()> {
     let synth = SyntheticConfig { seed: args.data.data_seed, image_size: args.shape.image_size as u32, train_size: args.data.train_size, test_size: args.data.test_size, ..SyntheticConfig::default() };
     let task = SyntheticTask::new(synth)?;
     let device = diffclip::backend::device(&args.shape.backend)?.autodiff();
+    // The model to convert: --checkpoint's, of its own shape, or one pretrained here.
+    let given = match &args.checkpoint {
+        Some(path) => Some((path, checkpoint_config(path, args.shape.image_size)?)),
+        None => None,
+    };
+    let shape = match &given {
+        Some((_, config)) => {
+            let theirs = CompactShape { width: config.vision.width, vision_layers: config.vision.layers, text_layers: config.text.layers, image_size: config.vision.image_size };
+            if theirs != shape {
+                eprintln!("note: the model is --checkpoint's (width {}, {} vision and {} text layers): --width, --vision-layers and --text-layers do not apply", theirs.width, theirs.vision_layers, theirs.text_layers);
+            }
+            theirs
+        }
+        None => shape,
+    };
     args.shape.create_output(&args.output)?;
     let start = Instant::now();
     // No pretraining when --checkpoint gives the model to convert.
@@ -117,24 +146,8 @@ fn run(args: Args) -> Res<()> {
     let total = pretrain + (args.data.seeds.len() * ARMS.len()) as u64 * args.steps;
     eprintln!("{total} training steps in all: up to about {:.0} min on 2 CPU cores (the slowest 2-core host measured)", expected_seconds(&shape, args.shape.batch_size, total) / 60.0);
 
-    let (original, clip_config, pretrain_seconds) = match &args.checkpoint {
-        Some(path) => {
-            // convert has no --config or --preset: the checkpoint must carry its model config.
-            let config = ClipConfig::select(None, None, Some(path)).map_err(|e| match e {
-                diffclip::clip::ClipError::NoConfig { .. } => format!("--checkpoint {}: carries no model config; convert reads checkpoints written by train, save_safetensors or save_burnpack, which store it", path.display()),
-                e => format!("--checkpoint {}: {e}", path.display()),
-            })?;
-            // The synthetic task is built from the flags: the checkpoint must fit it.
-            let (size, context) = (config.vision.image_size, config.text.context_length);
-            if size != args.shape.image_size || context != diffclip::train::synthetic::CONTEXT {
-                return Err(format!(
-                    "{}: a model of {size} px images and {context} tokens, but the task has --image-size {} and {} tokens",
-                    path.display(),
-                    args.shape.image_size,
-                    diffclip::train::synthetic::CONTEXT
-                )
-                .into());
-            }
+    let (original, clip_config, pretrain_seconds) = match given {
+        Some((path, config)) => {
             let mut model = config.init_lazy(&device.clone().inner())?;
             load_checkpoint(&mut model, path)?;
             (model, config, 0.0)
@@ -186,7 +199,7 @@ fn run(args: Args) -> Res<()> {
     let (_, vs_scratch) = over_seeds(&groups, "scratch", &metrics, args.shape.bootstrap)?;
     let lambdas: BTreeMap<String, Vec<Value>> = ARMS.iter().map(|a| (a.to_string(), args.data.seeds.iter().map(|&s| json!(outcomes[&(*a, s)].lambdas.last())).collect())).collect();
     let results = json!({
-        "config": { "seeds": args.data.seeds, "pretrain_steps": args.pretrain_steps, "steps": args.steps, "finetune_lr": args.finetune_lr, "batch_size": args.shape.batch_size,
+        "config": { "seeds": args.data.seeds, "pretrain_steps": (pretrain > 0).then_some(pretrain), "steps": args.steps, "finetune_lr": args.finetune_lr, "batch_size": args.shape.batch_size,
                     "data_seed": args.data.data_seed, "train_size": args.data.train_size, "test_size": args.data.test_size, "shape": shape, "bootstrap_resamples": args.shape.bootstrap },
         "checkpoint": args.checkpoint, "original": original_metrics, "original_mean_score": original_metrics.mean_score(),
         "conversion": closeness, "arms": arms, "final_lambda": lambdas, "vs_clip_continued": vs_clip, "vs_scratch": vs_scratch,

@@ -103,6 +103,17 @@ fn convert_tiny_budget_reports_closeness_and_arms() {
         }
     }
     assert!(r["vs_clip_continued"]["converted"]["mean_score"]["ci95"].is_array());
+    // A given checkpoint brings its own shape: the results record it (and no pretraining), not
+    // the size flags, and the flags it overrides are named.
+    let mut flags = TINY.to_vec();
+    let width = flags.iter().position(|f| *f == "--width").unwrap() + 1;
+    flags[width] = "32";
+    let again = tmpdir("convert-checkpoint");
+    let o = Command::new(example("convert")).args(&flags).args(["--seeds", "0", "--checkpoint"]).arg(out.join("clip.safetensors")).arg("--output").arg(&*again).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success() && err.contains("the model is --checkpoint's (width 16"), "{err}");
+    let r = read(again.join("results.json"));
+    assert_eq!((r["config"]["shape"]["width"].as_u64(), &r["config"]["pretrain_steps"]), (Some(16), &Value::Null), "{}", r["config"]);
 }
 
 #[test]
@@ -118,6 +129,11 @@ fn a_repeated_seed_is_refused_before_any_training() {
         let o = Command::new(example(name)).args(few).arg("--output").arg(&*out).output().unwrap();
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(!o.status.success() && err.contains("--test-size 5 is below 20"), "{name}: {err}");
+        // As would an interval of a handful of resamples.
+        let few: Vec<&str> = TINY.iter().map(|a| if *a == "50" { "5" } else { a }).collect(); // --bootstrap 5
+        let o = Command::new(example(name)).args(few).arg("--output").arg(&*out).output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success() && err.contains("--bootstrap") && err.contains("40..=100000"), "{name}: {err}");
     }
     // A folder holding an earlier run's files is refused before any training, and left as it was.
     let earlier = tmpdir("earlier-run");

@@ -185,6 +185,9 @@ impl Trainer {
         if data.num_items() < self.config.batch_size {
             return Err(TrainError::Config(format!("the dataset has {} samples, fewer than one batch of {}", data.num_items(), self.config.batch_size)));
         }
+        // An epoch's order is a word per sample: refused now, not aborted in the allocator.
+        let n = data.num_items();
+        Vec::<usize>::new().try_reserve_exact(n).map_err(|_| TrainError::UnusableData(format!("the dataset's {n} samples need {:.1} GiB for an epoch's order, more than can be had", n as f64 * 8.0 / f64::from(1u32 << 30))))?;
         // A resumed position past the epoch would start the next one silently.
         if self.state.position > data.num_items() {
             return Err(TrainError::Config(format!("the run's data position {} is past the dataset's {} samples: the checkpoint was written for other data, or is damaged", self.state.position, data.num_items())));
