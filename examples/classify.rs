@@ -177,11 +177,13 @@ fn run(args: Args) -> Result<(), Error> {
     if files.is_empty() {
         return Err(format!("no image files in {}", args.images.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")).into());
     }
-    // One unreadable file among many is reported and left out, not fatal.
-    if classify(&files, &ImageSource::files(files.clone(), &pipeline))? == 0 {
-        return Err(format!("none of the {} image files could be read", files.len()).into());
+    // One unreadable file among many is reported and left out; the others are answered, then the
+    // exit code says that not every image was (as `cat` does with a file it cannot read).
+    match classify(&files, &ImageSource::files(files.clone(), &pipeline))? {
+        0 => Err(format!("none of the {} image files could be read", files.len()).into()),
+        n if n < files.len() => Err(format!("{} of the {} image files could not be read (listed above); the others are answered", files.len() - n, files.len()).into()),
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 /// A path as one line of text, control characters escaped (a file name may hold any).
