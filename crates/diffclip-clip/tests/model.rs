@@ -268,6 +268,32 @@ fn unreadable_files_are_named_errors() {
     assert!(err.to_string().contains("cut.pt"), "{err}");
 }
 
+/// A `.pt` archive re-zipped with deflated entries (torch.save stores them) reads as the
+/// original: its tensors may claim what the entries hold decompressed, not only the file's size.
+#[test]
+fn a_deflated_pytorch_archive_reads_as_the_stored_one() {
+    use std::io::{Read, Write};
+    let original = fixture("diffclip_tiny/checkpoint.pt");
+    let mut archive = zip::ZipArchive::new(std::fs::File::open(&original).unwrap()).unwrap();
+    let deflated = tmp("deflated.pt");
+    let mut writer = zip::ZipWriter::new(std::fs::File::create(&deflated).unwrap());
+    let options = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+    for i in 0..archive.len() {
+        let mut entry = archive.by_index(i).unwrap();
+        let mut bytes = Vec::new();
+        entry.read_to_end(&mut bytes).unwrap();
+        writer.start_file(entry.name().unwrap().to_string(), options).unwrap();
+        writer.write_all(&bytes).unwrap();
+    }
+    writer.finish().unwrap();
+    let (want, got) = (read_state_dict(&original).unwrap(), read_state_dict(&deflated).unwrap());
+    assert!(std::fs::metadata(&deflated).unwrap().len() < std::fs::metadata(&original).unwrap().len(), "the entries were not compressed");
+    assert_eq!(want.len(), got.len());
+    for (key, t) in &want {
+        assert_eq!((&got[key].shape, &got[key].data), (&t.shape, &t.data), "{key}");
+    }
+}
+
 #[test]
 fn key_shapes_come_from_declared_shapes_exactly_as_the_collector_names_them() {
     use burn::store::{BurnToPyTorchAdapter, ModuleSnapshot};

@@ -193,6 +193,11 @@ pub(crate) fn read_pytorch_keys(path: &Path, which: Keys) -> Result<StateDict, C
         Err(_) => guarded(None).map_err(|e| read_err(&e))?,
     };
     let file_len = std::fs::metadata(path).map_err(|source| CheckpointError::Io { path: name.clone(), source })?.len();
+    // What the tensors may claim: the file's bytes, or for an archive whose storages are
+    // deflated (re-zipped: torch.save stores them) what its entries declare, capped at 4× the
+    // file: float weights barely compress, and a small file must not claim gigabytes.
+    let budget = reader.metadata().total_data_size.map_or(file_len, |d| (d as u64).min(file_len.saturating_mul(4))).max(file_len);
+    let holds = if budget == file_len { format!("the {file_len}-byte file holds") } else { format!("the file's {budget} bytes of decompressed storages hold") };
     let mut out = StateDict::new();
     let tensors = reader.into_tensors();
     let stored: Vec<String> = tensors.keys().cloned().collect();
@@ -213,19 +218,19 @@ pub(crate) fn read_pytorch_keys(path: &Path, which: Keys) -> Result<StateDict, C
         // tensor of gigabytes. Stored weights never do; refuse anything the file cannot hold.
         let numel = t.shape().iter().try_fold(1usize, |a, &d| a.checked_mul(d));
         let byte_len = numel.and_then(|n| n.checked_mul(t.dtype().size()));
-        if byte_len.is_none_or(|b| b as u64 > file_len) {
+        if byte_len.is_none_or(|b| b as u64 > budget) {
             return Err(CheckpointError::Transform {
                 path: name.clone(),
                 key,
-                message: format!("shape {:?} needs more bytes than the {file_len}-byte file holds", t.shape()),
+                message: format!("shape {:?} needs more bytes than {holds}", t.shape()),
             });
         }
         claimed = claimed.saturating_add(byte_len.unwrap_or(usize::MAX) as u64);
-        if claimed > file_len.saturating_mul(2) {
+        if claimed > budget.saturating_mul(2) {
             return Err(CheckpointError::Transform {
                 path: name.clone(),
                 key,
-                message: format!("the tensors so far claim {claimed} bytes, more than twice the {file_len}-byte file (views repeating one storage)"),
+                message: format!("the tensors so far claim {claimed} bytes, more than twice what {holds} (views repeating one storage)"),
             });
         }
         let bytes = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| t.read()))
