@@ -109,5 +109,5 @@ fn run(args: Args) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
-    diffclip::cli::exit_code(run(Args::parse()))
+    diffclip::cli::run_main(|| run(Args::parse()))
 }

@@ -169,13 +169,12 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    diffclip::allocator::keep_freed_memory();
     let matches = Args::command().get_matches();
     let args = match Args::from_arg_matches(&matches) {
         Ok(a) => a,
         Err(e) => e.exit(),
     };
-    diffclip::cli::exit_code(run(args, &matches))
+    diffclip::cli::run_main(|| run(args, &matches))
 }
 
 type Res<T> = Result<T, Box<dyn std::error::Error>>;

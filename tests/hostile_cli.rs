@@ -425,6 +425,8 @@ fn errors_name_the_flag_to_change() {
     assert_clean_error(&preprocess(None, Some("1000")), &["above the limit of 1000 pixels", "DIFFCLIP_MAX_PIXELS=N", "--max-pixels"]);
     assert_clean_error(&preprocess(Some("1e3"), None), &["above the limit of 1000 pixels"]);
     assert!(preprocess(Some("1e3"), Some("100000")).status.success(), "the flag wins over the environment");
+    // A limit meant to be changed that cannot be read stops the program, named.
+    assert_clean_error(&preprocess(Some("abc"), None), &["DIFFCLIP_MAX_PIXELS=abc: not a positive count"]);
     // Settings wrong whatever the model and data are refused before anything is built or announced.
     for (flags, says) in [
         (&["--steps", "0"][..], "--steps must be at least 1"),

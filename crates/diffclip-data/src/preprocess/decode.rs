@@ -58,6 +58,22 @@ impl Default for DecodeOptions {
     }
 }
 
+/// The problem with [`MAX_PIXELS_ENV`] or [`MAX_BYTES_ENV`] when one is set but holds no
+/// positive count (its default then applies): for programs to refuse a limit that was meant to be
+/// changed and silently is not.
+///
+/// ```
+/// # if std::env::var_os(diffclip_data::preprocess::MAX_PIXELS_ENV).is_none() && std::env::var_os(diffclip_data::preprocess::MAX_BYTES_ENV).is_none() {
+/// assert_eq!(diffclip_data::preprocess::limits_env_problem(), None);
+/// # }
+/// ```
+pub fn limits_env_problem() -> Option<String> {
+    [MAX_PIXELS_ENV, MAX_BYTES_ENV].into_iter().find_map(|name| {
+        let value = std::env::var_os(name)?;
+        limit_from_env(name).is_none().then(|| format!("{name}={}: not a positive count (such as 4e8 or 400_000_000)", value.to_string_lossy()))
+    })
+}
+
 /// A positive count from environment variable `name` (`4e8`, `400_000_000`); `None` when unset
 /// or not one, so that a typo leaves the guard at its default instead of lifting it.
 fn limit_from_env(name: &str) -> Option<u64> {

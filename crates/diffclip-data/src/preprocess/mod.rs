@@ -54,7 +54,7 @@ pub use config::{
 };
 pub use decode::{
     DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, DecodeOptions, IMAGE_EXTENSIONS, ImageFormat,
-    MAX_BYTES_ENV, MAX_PIXELS_ENV, decode_bytes, decode_file,
+    MAX_BYTES_ENV, MAX_PIXELS_ENV, decode_bytes, decode_file, limits_env_problem,
 };
 pub use error::PreprocessError;
 pub use filter::{Filter, PassOrder, Resampling};
