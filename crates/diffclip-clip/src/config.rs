@@ -159,8 +159,23 @@ impl ClipConfig {
         }
     }
 
-    /// Parse JSON (unknown fields are errors) and [`check`](Self::check) it.
+    /// Parse JSON (unknown fields are errors; absent ones take their defaults) and
+    /// [`check`](Self::check) it. The config and its `vision` and `text` are JSON objects: serde
+    /// would also read a list as a struct's fields in order (`[1]` as `embed_dim` 1).
+    ///
+    /// ```
+    /// use diffclip_clip::ClipConfig;
+    /// assert!(ClipConfig::from_json(r#"{"vision": {"layers": 2}}"#).is_ok());
+    /// assert!(ClipConfig::from_json("[512]").is_err());
+    /// assert!(ClipConfig::from_json(r#"{"text": [512, 12]}"#).is_err());
+    /// ```
     pub fn from_json(json: &str) -> Result<Self, ClipError> {
+        let value: serde_json::Value = serde_json::from_str(json)?;
+        let towers = ["vision", "text"].map(|k| (k, value.get(k)));
+        if let Some((what, _)) = std::iter::once(("the config", Some(&value))).chain(towers).find(|(_, v)| v.is_some_and(|v| !v.is_object())) {
+            return Err(ClipError::Json(serde::de::Error::custom(format!("{what} must be a JSON object (\"field\": value, ...)"))));
+        }
+        // Read from the text again: its errors give the line and column.
         let config: Self = serde_json::from_str(json)?;
         config.check()?;
         Ok(config)
