@@ -83,6 +83,9 @@ fn run(args: Args) -> Result<(), Error> {
     if args.top_k == 0 {
         return Err("--top-k must be at least 1".into());
     }
+    if args.images.len() > 1 && args.images.iter().any(|p| p == Path::new("-")) {
+        return Err("`-` (read the images from standard input) must be the only image argument".into());
+    }
     // Some class lists repeat a name for two senses (ImageNet's "crane"): said, not refused.
     if let Some((i, l)) = labels.iter().enumerate().find(|(i, l)| labels[..*i].contains(l)) {
         eprintln!("warning: --labels lists {l:?} more than once (label {} and an earlier one): their prompts are the same, so they split its probability", i + 1);

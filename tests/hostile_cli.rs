@@ -370,6 +370,10 @@ fn errors_name_the_flag_to_change() {
         cmd.args(["--preset", "diffclip_tiny", "--checkpoint"]).arg(&ckpt).args(["--labels", "a,b", "--listen", "127.0.0.1:0", flag, value]);
         assert_flag_refused(&run_bounded(cmd, Duration::from_secs(60)), flag);
     }
+    // Standard input among files.
+    let mut cmd = Command::new(example("classify"));
+    cmd.args(["--preset", "diffclip_tiny", "--checkpoint"]).arg(&ckpt).args(["--labels", "a,b", "-"]).arg(fixture("preprocess/images/flower.jpg"));
+    assert_clean_error(&run_bounded(cmd, Duration::from_secs(60)), &["`-` (read the images from standard input) must be the only image argument"]);
     // Labels and queries of control characters only: nothing the tokenizer reads.
     let mut cmd = Command::new(example("classify"));
     cmd.args(["--preset", "diffclip_tiny", "--checkpoint"]).arg(&ckpt).args(["--labels", "a dog,\u{1}\u{2},a cat"]).arg(fixture("preprocess/images/flower.jpg"));

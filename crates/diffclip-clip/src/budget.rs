@@ -268,7 +268,7 @@ impl ClipConfig {
         let e = self.estimate();
         if e.params > limits.max_params {
             return Err(ClipError::TooLarge {
-                message: format!("{} parameters, more than the limit of {} (raise it with {MAX_PARAMS_ENV}{})", e.params, limits.max_params, unreadable_limit()),
+                message: format!("{} parameters, more than the limit of {} (raise it with {MAX_PARAMS_ENV}{})", count(e.params), limits.max_params, unreadable_limit()),
             });
         }
         let need = e.weight_bytes.saturating_add(e.activation_bytes);
@@ -276,7 +276,7 @@ impl ClipConfig {
             return Err(ClipError::TooLarge {
                 message: format!(
                     "{} parameters ({:.1} GiB of weights) and ~{:.1} GiB of activations per sample need more than the {:.1} GiB of memory available",
-                    e.params,
+                    count(e.params),
                     gib(e.weight_bytes),
                     gib(e.activation_bytes),
                     gib(max)
@@ -285,6 +285,11 @@ impl ClipConfig {
         }
         Ok(e)
     }
+}
+
+/// A parameter count as said: the estimate saturates, so `u64::MAX` is a count that overflowed.
+fn count(params: u64) -> String {
+    if params == u64::MAX { "over 2^64".into() } else { params.to_string() }
 }
 
 fn gib(bytes: u64) -> f64 {

@@ -7,6 +7,7 @@
 mod error;
 mod export;
 mod export_names;
+mod header_check;
 mod layout;
 mod state_dict;
 

@@ -56,7 +56,7 @@ const HEAD_LEN: usize = 512;
 /// 3. PyTorch legacy pickle: the `PROTO` opcode `0x80` followed by a protocol 2 to 5.
 /// 4. PyTorch tar: `ustar` at offset 257.
 /// 5. burnpack: `BURN` (or `NRUB`) magic.
-/// 6. Otherwise a file whose ninth byte opens a JSON object is taken for a broken safetensors
+/// 6. Otherwise a file whose ninth byte opens a JSON object or list is taken for a broken safetensors
 ///    file, so that its reader says what is wrong (header longer than the file, bad JSON, ...).
 pub(crate) fn detect_container(path: &Path) -> Result<Container, CheckpointError> {
     let name = path.display().to_string();
@@ -81,7 +81,7 @@ pub(crate) fn detect_container(path: &Path) -> Result<Container, CheckpointError
     if head.starts_with(b"BURN") || head.starts_with(b"NRUB") {
         return Ok(Container::Burnpack);
     }
-    if head.get(8) == Some(&b'{') {
+    if matches!(head.get(8), Some(b'{' | b'[')) {
         return Ok(Container::Safetensors);
     }
     Err(CheckpointError::UnknownContainer { path: name })
@@ -145,7 +145,9 @@ pub(crate) fn read_safetensors_keys(path: &Path, which: Keys) -> Result<StateDic
     }
     let mut header = vec![0u8; header_len as usize];
     f.read_exact(&mut header).map_err(io)?;
-    // safetensors' own parser checks that offsets are contiguous and match shapes and dtypes.
+    // Each entry checked first, so that an error names its tensor; safetensors' own parser then
+    // checks everything again.
+    super::header_check::check_entries(&header).map_err(|m| read_err(format!("header: {m}")))?;
     let metadata: Metadata = serde_json::from_slice(&header).map_err(|e| read_err(format!("header: {e}")))?;
     let data_start = 8 + header_len;
     if data_start.checked_add(metadata.data_len() as u64) != Some(file_len) {

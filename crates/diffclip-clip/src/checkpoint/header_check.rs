@@ -1,0 +1,75 @@
+//! A safetensors header's tensor entries checked one by one, so that an error names the tensor:
+//! the safetensors parser says only "invalid shape, data type, or offset for tensor".
+
+use serde_json::Value;
+
+/// Bytes per element of a safetensors dtype; `None` for a name this check does not know (the
+/// parser then says what is wrong with it).
+fn element_bytes(dtype: &str) -> Option<u64> {
+    Some(match dtype {
+        "F64" | "I64" | "U64" | "C64" => 8,
+        "F32" | "I32" | "U32" => 4,
+        "F16" | "BF16" | "I16" | "U16" => 2,
+        "I8" | "U8" | "BOOL" | "F8_E4M3" | "F8_E5M2" | "F8_E8M0" => 1,
+        _ => return None,
+    })
+}
+
+/// The first entry of `header` (the JSON after the length) whose shape, dtype and offsets
+/// disagree, or that overlaps or leaves a gap beside another, as a message naming it. Entries
+/// this check cannot read are left to the parser.
+pub(crate) fn check_entries(header: &[u8]) -> Result<(), String> {
+    let Ok(value) = serde_json::from_slice::<Value>(header) else { return Ok(()) };
+    let Value::Object(entries) = value else { return Err("the header is JSON but not an object of tensor entries".into()) };
+    let mut spans = Vec::new();
+    for (name, entry) in entries.iter().filter(|(k, _)| *k != "__metadata__") {
+        let dtype = entry.get("dtype").and_then(Value::as_str);
+        let shape: Option<Vec<u64>> = entry.get("shape").and_then(Value::as_array).and_then(|a| a.iter().map(Value::as_u64).collect());
+        let offsets: Option<Vec<u64>> = entry.get("data_offsets").and_then(Value::as_array).and_then(|a| a.iter().map(Value::as_u64).collect());
+        let (Some(dtype), Some(shape), Some(&[start, end])) = (dtype, shape, offsets.as_deref()) else { continue };
+        let Some(size) = element_bytes(dtype) else { continue };
+        if end < start {
+            return Err(format!("tensor '{name}': data_offsets [{start}, {end}] end before they start"));
+        }
+        let bytes = shape.iter().try_fold(size, |a, &d| a.checked_mul(d));
+        if bytes != Some(end - start) {
+            let need = bytes.map_or("more than 2^64".to_string(), |b| b.to_string());
+            return Err(format!("tensor '{name}': shape {shape:?} of {dtype} is {need} bytes, but its data_offsets [{start}, {end}] hold {}", end - start));
+        }
+        spans.push((start, end, name));
+    }
+    spans.sort();
+    let mut at = (0, "the start of the data");
+    for (start, end, name) in spans {
+        if start != at.0 {
+            let how = if start < at.0 { "overlaps" } else { "leaves a gap after" };
+            return Err(format!("tensor '{name}' (data_offsets [{start}, {end}]) {how} {} (which ends at byte {})", at.1, at.0));
+        }
+        at = (end, name.as_str());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_entries;
+
+    #[test]
+    fn entries_that_disagree_are_named() {
+        let entry = |name: &str, dtype: &str, shape: &str, a: u64, b: u64| format!(r#""{name}": {{"dtype": "{dtype}", "shape": {shape}, "data_offsets": [{a}, {b}]}}"#);
+        let header = |entries: &[String]| format!("{{{}}}", entries.join(", "));
+        let good = header(&[entry("a", "F32", "[2, 2]", 0, 16), entry("b", "F16", "[3]", 16, 22)]);
+        assert_eq!(check_entries(good.as_bytes()), Ok(()));
+        assert_eq!(check_entries(b"[1, 2]").unwrap_err(), "the header is JSON but not an object of tensor entries");
+        for (entries, says) in [
+            (vec![entry("w", "F16", "[2, 2]", 0, 16)], "tensor 'w': shape [2, 2] of F16 is 8 bytes, but its data_offsets [0, 16] hold 16"),
+            (vec![entry("w", "F32", "[2]", 8, 0)], "tensor 'w': data_offsets [8, 0] end before they start"),
+            (vec![entry("a", "F32", "[2]", 0, 8), entry("b", "F32", "[2]", 4, 12)], "tensor 'b' (data_offsets [4, 12]) overlaps a (which ends at byte 8)"),
+            (vec![entry("a", "F32", "[2]", 4, 12)], "tensor 'a' (data_offsets [4, 12]) leaves a gap after the start of the data"),
+            (vec![entry("w", "F32", "[4294967296, 4294967296]", 0, 16)], "is more than 2^64 bytes"),
+        ] {
+            let err = check_entries(header(&entries).as_bytes()).unwrap_err();
+            assert!(err.contains(says), "{err}");
+        }
+    }
+}
