@@ -174,6 +174,9 @@ fn run(args: Args) -> Res<()> {
         std::fs::metadata(data).map_err(|e| format!("--data {}: {e}", data.display()))?;
     }
     disk::named_sets(&args.sets)?;
+    if !args.sets.is_empty() && !matches!(args.task, Task::Robustness | Task::All) {
+        return Err(format!("--set applies to --task robustness (and all), not {:?}", args.task).to_lowercase().into());
+    }
     // The synthetic set brings its own classes and prompts: these flags would be ignored
     // (robustness sets use ImageNet's class names, with --templates).
     if args.data.is_none() {

@@ -57,7 +57,7 @@ struct Args {
     templates: Option<PathBuf>,
     /// wds: samples per epoch (default: the sum of img2dataset's *_stats.json "successes");
     /// synthetic: size of the training set (default 20000).
-    #[arg(long)]
+    #[arg(long, value_parser = diffclip::cli::at_least_one)]
     train_num_samples: Option<usize>,
     /// wds: shuffle buffer in samples (shards are also shuffled every epoch).
     #[arg(long, default_value_t = 2000)]

@@ -11,33 +11,58 @@ use diffclip::eval::{ImageSource, Labelled, metadata};
 use super::{Ctx, Outcome, Res, default_templates, probe_run};
 
 /// Where `--task all` finds zero-shot's class folders: `ROOT/test`, else ROOT itself when it
-/// holds two or more folders and no other task's layout (one named `--task zeroshot` always
-/// reads ROOT).
+/// holds two or more folders and nothing else but `classnames.txt` and hidden entries (a loose
+/// file says ROOT is some other layout). `--task zeroshot` reads ROOT without that test.
 pub(crate) fn class_folders(data: &Path) -> Option<PathBuf> {
     if data.join("test").is_dir() {
         return Some(data.join("test"));
     }
-    let other = ["train", "captions.csv", "pairs.csv", "Questions.csv"].iter().any(|n| data.join(n).exists())
-        || IMAGENET_VARIANTS.iter().any(|n| data.join(n).is_dir());
-    let visible_folders = std::fs::read_dir(data).ok()?.flatten()
-        .filter(|e| !e.file_name().to_string_lossy().starts_with('.') && e.path().is_dir())
-        .count();
-    (!other && visible_folders >= 2).then(|| data.to_path_buf())
+    if ["train", "val"].iter().any(|n| data.join(n).exists()) || IMAGENET_VARIANTS.iter().any(|n| data.join(n).is_dir()) {
+        return None;
+    }
+    let (mut folders, mut files) = (0, 0);
+    for entry in std::fs::read_dir(data).ok()?.flatten() {
+        let name = entry.file_name();
+        if name.to_string_lossy().starts_with('.') || name == "classnames.txt" {
+            continue;
+        }
+        if entry.path().is_dir() { folders += 1 } else { files += 1 }
+    }
+    (files == 0 && folders >= 2).then(|| data.to_path_buf())
 }
 
-/// The retrieval set under `data`: `data` itself when a file, else `data/captions.csv`.
+/// The retrieval set of `data`: `data/captions.csv`, or `data` itself when it is a `.csv` or
+/// `.tsv` file other than the pairs' `pairs.csv` and `Questions.csv`.
 fn has_captions(data: &Path) -> bool {
-    data.is_file() || data.join("captions.csv").is_file()
+    let caption_file = data.is_file()
+        && data.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv") || e.eq_ignore_ascii_case("tsv"))
+        && !is_pairs_file(data);
+    caption_file || data.join("captions.csv").is_file()
+}
+
+/// `pairs.csv` or MMVP's `Questions.csv`, given as the data itself.
+fn is_pairs_file(data: &Path) -> bool {
+    data.is_file() && data.file_name().is_some_and(|n| n == "pairs.csv" || n == "Questions.csv")
+}
+
+/// Zero-shot's class names for `folder`: `--classnames` (a shipped list in class-index order:
+/// numbered folders, as ImageNet-V2's, take names by number), else the folder's own.
+fn class_names(ctx: &Ctx<'_>, folder: &ImageFolder) -> Res<Vec<String>> {
+    Ok(match &ctx.args.classnames {
+        Some(spec) => names_for_folders(metadata::classnames_from(spec)?, &folder.classes),
+        None => folder.class_names.clone(),
+    })
 }
 
 /// The picture `--task attention` draws from `--data` when no `--image` is given, with a query:
 /// the first zero-shot test image with its class's prompt, else the first captioned image with
 /// its first caption.
-pub(crate) fn first_image(data: &Path) -> Res<Option<(PathBuf, String)>> {
+pub(crate) fn first_image(ctx: &Ctx<'_>, data: &Path) -> Res<Option<(PathBuf, String)>> {
     if let Some(root) = class_folders(data) {
         let folder = ImageFolder::open(&root)?;
-        let first = folder.images.first().zip(folder.labels.first());
-        return Ok(first.map(|(path, &label)| (path.clone(), format!("a photo of a {}.", folder.class_names[label]))));
+        let names = class_names(ctx, &folder)?;
+        let first = folder.images.first().zip(folder.labels.first().and_then(|&l| names.get(l)));
+        return Ok(first.map(|(path, name)| (path.clone(), format!("a photo of a {name}."))));
     }
     if !has_captions(data) {
         return Ok(None);
@@ -54,11 +79,7 @@ pub(crate) fn zeroshot_files(ctx: &Ctx<'_>, data: &Path, explicit: bool) -> Res<
         None => return Ok(None),
     };
     let folder = ImageFolder::open(&root)?;
-    // A shipped list is in class-index order: numbered folders (ImageNet-V2) take names by number.
-    let names = match &ctx.args.classnames {
-        Some(spec) => names_for_folders(metadata::classnames_from(spec)?, &folder.classes),
-        None => folder.class_names.clone(),
-    };
+    let names = class_names(ctx, &folder)?;
     if names.len() != folder.classes.len() {
         return Err(format!(
             "{}: {} class folders but {} class names",
@@ -216,7 +237,7 @@ pub(crate) fn robustness_files(ctx: &Ctx<'_>, data: Option<&Path>, explicit: boo
 }
 
 pub(crate) fn pairs_files(ctx: &Ctx<'_>, data: &Path, explicit: bool) -> Res<Outcome> {
-    if !explicit && !data.join("pairs.csv").is_file() && !data.join("Questions.csv").is_file() {
+    if !explicit && !is_pairs_file(data) && !data.join("pairs.csv").is_file() && !data.join("Questions.csv").is_file() {
         return Ok(None);
     }
     let m = ctx.eval.pairs(&PairSet::open(data)?, &ctx.pipeline)?;

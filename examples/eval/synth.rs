@@ -107,7 +107,7 @@ pub(crate) fn attention(ctx: &Ctx<'_>) -> Res<Outcome> {
     // Without --image, --data's own first image (the synthetic set's when no --data).
     let picture = match (&ctx.args.image, ctx.args.data.as_deref()) {
         (Some(path), _) => Some((path.clone(), None)),
-        (None, Some(data)) => match super::disk::first_image(data)? {
+        (None, Some(data)) => match super::disk::first_image(ctx, data)? {
             Some((path, query)) => Some((path, Some(query))),
             None if ctx.args.task == super::Task::Attention => {
                 return Err(format!("--data {}: no image found for the attention figure (layouts in docs/eval.md); give one with --image", data.display()).into());

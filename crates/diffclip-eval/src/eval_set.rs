@@ -70,13 +70,23 @@ impl EvalSet {
             }
             DataSpec::Csv(path) => {
                 let loader = ImageLoader::new(pipeline.clone()).with_policy(BadSamplePolicy::Fail);
-                let ds = CsvDataset::open(path, &o.csv, loader)?;
+                // As eval's caption sets: a row with a blank caption lists an image without one.
+                let ds = CsvDataset::open(path, &CsvConfig { require_caption: false, ..o.csv.clone() }, loader)?;
                 let (mut paths, mut index) = (Vec::new(), HashMap::new());
-                let text_to_image = ds.rows().iter().map(|r| *index.entry(r.image.clone()).or_insert_with(|| {
-                    paths.push(r.image.clone());
-                    paths.len() - 1
-                }));
-                let text_to_image: Vec<usize> = text_to_image.collect();
+                let mut captioned = Vec::new();
+                for r in ds.rows() {
+                    let image = *index.entry(r.image.clone()).or_insert_with(|| {
+                        paths.push(r.image.clone());
+                        paths.len() - 1
+                    });
+                    if !r.caption.trim().is_empty() {
+                        captioned.push((image, r.caption.clone()));
+                    }
+                }
+                let (text_to_image, captions): (Vec<usize>, Vec<String>) = captioned.into_iter().unzip();
+                if captions.is_empty() {
+                    return Err(EvalError::Invalid(format!("{}: no row has a caption", path.display())));
+                }
                 if paths.len() < 2 {
                     return Err(EvalError::Invalid(format!("{}: retrieval needs at least 2 images, found {}", path.display(), paths.len())));
                 }
@@ -84,15 +94,16 @@ impl EvalSet {
                 if let Some(row) = ds.rows().iter().find(|r| !r.image.is_file()) {
                     return Err(EvalError::Dataset { path: format!("{}:{}", path.display(), row.line), message: format!("image {} is not a file", row.image.display()) });
                 }
-                let captions = ds.rows().iter().map(|r| r.caption.clone()).collect();
                 Ok(Self::Pairs { name: path.display().to_string(), paths, captions, text_to_image, pipeline })
             }
             DataSpec::Folder(path) => {
                 let loader = ImageLoader::new(pipeline).with_policy(BadSamplePolicy::Fail);
-                let ds = ImageFolderDataset::open(path, loader)?.with_templates(o.templates.clone())?;
+                // As eval's zero-shot: ROOT/test when there is one.
+                let root = if path.join("test").is_dir() { path.join("test") } else { path.clone() };
+                let ds = ImageFolderDataset::open(&root, loader)?.with_templates(o.templates.clone())?;
                 // One class is always right: its top-1 of 1.0 would say nothing.
                 if ds.class_names().len() < 2 {
-                    return Err(EvalError::Invalid(format!("{}: zero-shot classification needs at least 2 class folders, found {}", path.display(), ds.class_names().len())));
+                    return Err(EvalError::Invalid(format!("{}: zero-shot classification needs at least 2 class folders, found {}", root.display(), ds.class_names().len())));
                 }
                 Ok(Self::Folder(ds))
             }
