@@ -141,6 +141,9 @@ fn all(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
 
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
+    if let Some(problem) = diffclip::cli::environment_problem() {
+        return diffclip::cli::exit_code(Err(problem));
+    }
     let result = if args.all {
         all(&args)
     } else {

@@ -317,6 +317,9 @@ fn run_inference(args: &Args, device: &Device) -> Result<Vec<serde_json::Value>,
 
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
+    if let Some(problem) = diffclip::cli::environment_problem() {
+        return diffclip::cli::exit_code(Err(problem));
+    }
     let malloc_tuned = !args.default_malloc && diffclip::allocator::keep_freed_memory();
     let printed = run(&args).and_then(|lines| {
         for mut json in lines {

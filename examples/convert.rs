@@ -112,7 +112,10 @@ fn checkpoint_config(path: &std::path::Path, image_size: usize) -> Res<ClipConfi
 
 fn run(args: Args) -> Res<()> {
     let shape = args.shape.shape();
-    shape.check()?;
+    // A checkpoint brings its own shape: the size flags are checked only when they are used.
+    if args.checkpoint.is_none() {
+        shape.check()?;
+    }
     if args.data.seeds.is_empty() || args.steps == 0 || args.pretrain_steps == 0 || args.shape.batch_size < 2 {
         return Err("need at least one seed, --steps and --pretrain-steps >= 1 and --batch-size >= 2".into());
     }
@@ -201,7 +204,7 @@ fn run(args: Args) -> Res<()> {
     let results = json!({
         "config": { "seeds": args.data.seeds, "pretrain_steps": (pretrain > 0).then_some(pretrain), "steps": args.steps, "finetune_lr": args.finetune_lr, "batch_size": args.shape.batch_size,
                     "data_seed": args.data.data_seed, "train_size": args.data.train_size, "test_size": args.data.test_size, "shape": shape, "bootstrap_resamples": args.shape.bootstrap },
-        "checkpoint": args.checkpoint, "original": original_metrics, "original_mean_score": original_metrics.mean_score(),
+        "checkpoint": args.checkpoint, "model": clip_config, "original": original_metrics, "original_mean_score": original_metrics.mean_score(),
         "conversion": closeness, "arms": arms, "final_lambda": lambdas, "vs_clip_continued": vs_clip, "vs_scratch": vs_scratch,
     });
     diffclip::clip::files::write_atomic(&args.output.join("results.json"), serde_json::to_string_pretty(&results)?.as_bytes())?;

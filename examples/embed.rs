@@ -250,8 +250,9 @@ fn embed_files(args: &Args, loaded: &LoadedModel) -> Result<(), Box<dyn std::err
         for shard in &report.written {
             std::fs::remove_file(shard).map_err(|e| format!("{}: {e}", shard.display()))?;
         }
-        if !output_existed {
-            // Only when empty (remove_dir refuses otherwise).
+        // Only when empty (remove_dir refuses otherwise), and not while other parts of a split
+        // job may be writing there.
+        if !output_existed && n == 1 {
             let _ = std::fs::remove_dir(&args.output);
         }
         return Err(format!("no sample of this job could be read ({} skipped, listed above)", report.skipped.len()).into());

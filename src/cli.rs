@@ -4,19 +4,26 @@ use std::process::ExitCode;
 
 /// A program's `main`: glibc's allocator tuned for tensor workloads
 /// ([`keep_freed_memory`](crate::allocator::keep_freed_memory)), the environment's limits
-/// checked (decoding: [`limits_env_problem`](diffclip_data::preprocess::limits_env_problem);
-/// `DIFFCLIP_MAX_PARAMS`), then `run`, then its exit code.
+/// checked ([`environment_problem`]), then `run`, then its exit code.
 pub fn run_main<E: std::fmt::Display>(run: impl FnOnce() -> Result<(), E>) -> ExitCode {
     crate::allocator::keep_freed_memory();
-    // A limit set in the environment but unreadable would leave the default in force.
-    let params = diffclip_clip::MAX_PARAMS_ENV;
-    let params_problem = std::env::var_os(params)
-        .filter(|v| v.to_str().and_then(diffclip_clip::parse_count).is_none())
-        .map(|v| format!("{params}={}: not a count (such as 5e9 or 5_000_000_000)", v.to_string_lossy()));
-    if let Some(problem) = diffclip_data::preprocess::limits_env_problem().or(params_problem) {
+    if let Some(problem) = environment_problem() {
         return exit_code(Err(problem));
     }
     exit_code(run())
+}
+
+/// A limit set in the environment but unreadable, which would leave the default in force:
+/// the decoding limits ([`limits_env_problem`](diffclip_data::preprocess::limits_env_problem))
+/// and `DIFFCLIP_MAX_PARAMS`. Every program refuses to start on one.
+pub fn environment_problem() -> Option<String> {
+    let params = diffclip_clip::MAX_PARAMS_ENV;
+    let params_problem = || {
+        std::env::var_os(params)
+            .filter(|v| v.to_str().and_then(diffclip_clip::parse_count).is_none())
+            .map(|v| format!("{params}={}: not a count (such as 5e9 or 5_000_000_000)", v.to_string_lossy()))
+    };
+    diffclip_data::preprocess::limits_env_problem().or_else(params_problem)
 }
 
 /// 0 for `Ok`; for `Err`, the error printed to stderr as `error: …` (control characters but

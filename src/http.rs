@@ -47,7 +47,8 @@ pub struct Limits {
     pub request_time: Duration,
     /// Connections read at once; more are answered `503` at once. While more than three
     /// quarters are open, a connection that has waited a second for a request's first byte is
-    /// closed (`408` for its first request), so silent clients cannot hold every place.
+    /// closed (`408` for its first request) until they are not, so silent clients cannot hold
+    /// every place.
     pub max_connections: usize,
     /// Largest total of the bodies' bytes received and not yet answered, over all connections
     /// (`503` with `Retry-After` past it; a body larger than this alone is `413`): what clients

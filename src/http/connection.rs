@@ -50,6 +50,9 @@ pub(super) fn serve(stream: TcpStream, limits: &Limits, shared: &Shared) {
         if write_within(&mut connection.stream, &bytes, limits.timeout, after(limits.request_time), &grace).is_err() {
             return;
         }
+        if asked.silent {
+            return; // its place is given back now: no lingering for a client that says nothing
+        }
         if !keep {
             break;
         }
@@ -71,6 +74,8 @@ struct Asked {
     head_only: bool,
     origin: Option<String>,
     keep_alive: bool,
+    /// The client sent not a byte: nothing unread can make closing reset the answer.
+    silent: bool,
 }
 
 /// The bytes of `bodies` one request's body holds (its capacity), counted as they arrive and
@@ -129,7 +134,10 @@ impl Connection {
             let read = match starting {
                 true => match read_start(&mut self.stream, &mut chunk[..4096], start_until, grace, || crowded(shared, limits)) {
                     Ok(n) => n,
-                    Err(Start::Silent) if first => return Err(Response::error(408, "the client was silent for too long")),
+                    Err(Start::Silent) if first => {
+                        asked.silent = buf.is_empty() && skipped == 0;
+                        return Err(Response::error(408, "the client was silent for too long"));
+                    }
                     Err(_) => return Ok(None),
                 },
                 false => read_some(&mut self.stream, &mut chunk[..4096], limits, deadline, grace)?,

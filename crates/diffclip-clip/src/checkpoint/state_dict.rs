@@ -199,7 +199,7 @@ pub(crate) fn read_pytorch_keys(path: &Path, which: Keys) -> Result<StateDict, C
     // deflated (re-zipped: torch.save stores them) what its entries declare, capped at 4× the
     // file: float weights barely compress, and a small file must not claim gigabytes.
     let budget = reader.metadata().total_data_size.map_or(file_len, |d| (d as u64).min(file_len.saturating_mul(4))).max(file_len);
-    let holds = if budget == file_len { format!("the {file_len}-byte file holds") } else { format!("the file's {budget} bytes of decompressed storages hold") };
+    let holds = if budget == file_len { format!("the {file_len}-byte file holds") } else { format!("the {budget} bytes its compressed {file_len}-byte file may hold (what its storages declare, at most 4x the file)") };
     let mut out = StateDict::new();
     let tensors = reader.into_tensors();
     let stored: Vec<String> = tensors.keys().cloned().collect();
