@@ -219,6 +219,12 @@ fn run(args: Args, matches: &ArgMatches) -> Res<()> {
         workers: args.workers,
         bad_samples: policy,
         parallel,
+        // Ctrl-C or SIGTERM (a scheduler's preemption) ends the run after its step, with that
+        // step's checkpoint written; a second one ends the process at once.
+        stop: Some({
+            let signals = diffclip::http::Shutdown::on_signals();
+            std::sync::Arc::new(move || signals.is_stopping())
+        }),
         ..RunOptions::default()
     };
     let mut trainer = match &resume {

@@ -87,6 +87,15 @@ pub enum TrainError {
         /// The operating system's error.
         source: std::io::Error,
     },
+    /// [`RunOptions::stop`](crate::RunOptions::stop) asked the run to end: it did after
+    /// `step`, with that step's checkpoint written (`checkpoint`, when there is an output).
+    #[error("stopped after step {step}{}", match checkpoint { Some(p) => format!(": its checkpoint {p} is written, continue with --resume"), None => " (no output folder: nothing was saved)".into() })]
+    Interrupted {
+        /// The last step trained.
+        step: u64,
+        /// The checkpoint written, if the run has an output folder.
+        checkpoint: Option<String>,
+    },
     /// The data cannot feed a run (no usable row, no image that reads, no shard that exists):
     /// the message names the data.
     #[error("{0}")]

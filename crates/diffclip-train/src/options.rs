@@ -1,6 +1,7 @@
 //! How one run is driven, as opposed to what it trains (`TrainConfig`, stored in checkpoints).
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use diffclip_data::BadSamplePolicy;
 
@@ -36,4 +37,8 @@ pub struct RunOptions {
     /// End the run after this many steps without a final checkpoint, as a kill would: for
     /// testing resume.
     pub stop_after: Option<u64>,
+    /// Asked before each step (e.g. whether Ctrl-C or `SIGTERM` came): once it answers `true`
+    /// the run writes the checkpoint of its last step and ends with
+    /// [`TrainError::Interrupted`](crate::TrainError::Interrupted), to be resumed from there.
+    pub stop: Option<Arc<dyn Fn() -> bool + Send + Sync>>,
 }

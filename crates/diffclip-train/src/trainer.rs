@@ -244,9 +244,19 @@ impl Trainer {
         let start = Instant::now();
         let first_step = self.state.step;
         let mut report = TrainReport { steps: 0, final_loss: f32::NAN, losses: vec![], samples_per_s: 0.0, skipped_samples: 0, evals: vec![] };
+        let mut saved_at = first_step;
         while self.state.step < self.config.steps {
             if self.options.stop_after.is_some_and(|n| self.state.step - first_step >= n) {
                 return Ok(report);
+            }
+            if self.options.stop.as_ref().is_some_and(|asked| asked()) {
+                // The steps since the last checkpoint are kept: a resumed run goes on from here.
+                if self.state.step > saved_at {
+                    self.save_checkpoint()?;
+                }
+                bar.abandon();
+                let checkpoint = self.checkpoint_path().map(|p| p.display().to_string());
+                return Err(TrainError::Interrupted { step: self.state.step, checkpoint });
             }
             let step_start = Instant::now();
             let lr = schedule.lr(self.state.step);
@@ -346,6 +356,7 @@ impl Trainer {
             // The checkpoint first: an evaluation that fails cannot take the step's training with it.
             if last || (self.config.checkpoint_every > 0 && self.state.step.is_multiple_of(self.config.checkpoint_every)) {
                 self.save_checkpoint()?;
+                saved_at = self.state.step;
             }
             if let (Some(hook), true) = (eval.as_mut(), last || (self.config.eval_every > 0 && self.state.step.is_multiple_of(self.config.eval_every))) {
                 let metrics = hook(&self.model.clone().valid(), self.state.step)?;

@@ -442,3 +442,22 @@ fn a_training_checkpoint_loads_as_a_model() {
     let (a, b) = (model.image_projection.val(), trained.image_projection.val());
     assert_eq!(a.into_data().try_to_vec::<f32>().unwrap(), b.into_data().try_to_vec::<f32>().unwrap());
 }
+
+/// A run asked to stop writes its last step's checkpoint and ends with `Interrupted`; resumed,
+/// it goes on from that step.
+#[test]
+fn a_stopped_run_keeps_its_steps() {
+    let _serial = serial();
+    let dir = tmpdir("stopped");
+    let asked = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = asked.clone();
+    // Asked before each step: "stop" on the fourth question, after three steps.
+    let stop = std::sync::Arc::new(move || counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst) >= 3);
+    let mut t = trainer_with(10, RunOptions { output: Some(dir.to_path_buf()), stop: Some(stop), ..RunOptions::default() });
+    t.config.checkpoint_every = 100;
+    let err = t.fit(&data(), &batcher(), None).unwrap_err();
+    assert!(matches!(err, TrainError::Interrupted { step: 3, checkpoint: Some(_) }), "{err}");
+    assert!(err.to_string().contains("continue with --resume"), "{err}");
+    let resumed = Trainer::resume(dir.join("checkpoint-latest.safetensors"), Device::flex().autodiff(), RunOptions::default()).unwrap();
+    assert_eq!(resumed.state.step, 3);
+}
