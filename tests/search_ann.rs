@@ -82,6 +82,11 @@ fn approximate_search_builds_reuses_and_rebuilds_its_index() {
     let (again, err) = ok(&search(&index, &["--approximate"]));
     assert!(!err.contains("built"), "{err}");
     assert_eq!(again, approx);
+    // A shard written again (its middle rows could differ unseen by the hashes): rebuilt.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    write_shard(&index, 1, 500, 500, 1);
+    let (_, err) = ok(&search(&index, &["--approximate"]));
+    assert!(err.contains("stale: embeddings-00001.safetensors changed"), "{err}");
     // A new shard: rebuilt, saying why.
     write_shard(&index, 4, 2000, 100, 9);
     let (_, err) = ok(&search(&index, &["--approximate", "--ef-search", "128"]));

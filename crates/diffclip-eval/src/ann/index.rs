@@ -105,7 +105,8 @@ impl AnnIndex {
 
     /// Opens the index saved in `dir` for `tensor`: [`IndexError::Missing`] when there is none,
     /// [`IndexError::Stale`] when the shards changed since it was built (one added, removed or
-    /// rewritten: names, sizes, headers and the first and last rows of each are compared),
+    /// rewritten: names, sizes, modification times, headers and the first and last rows of each
+    /// are compared),
     /// [`IndexError::Corrupt`] when a file of it is damaged. The graph files are untrusted:
     /// they are checked completely (structure, ids, links, unit rows, SHA-256) before
     /// `hnsw_rs` reads them.

@@ -35,6 +35,11 @@ pub(crate) struct ShardPrint {
     pub bytes: u64,
     /// SHA-256 of the header (paths, shapes, offsets) and of the first and last rows.
     pub sha256: String,
+    /// Modification time, in nanoseconds since 1970: a shard rewritten (atomically, so a new
+    /// file) with rows changed in its middle is stale too. Absent in older manifests, which
+    /// are then stale once.
+    #[serde(default)]
+    pub modified: Option<String>,
 }
 
 /// One open shard: its row paths and the place of the indexed tensor.
@@ -81,7 +86,8 @@ impl Shard {
             Some(t) => tensor_place(t, paths.len(), meta.len() - 8 - len).map_err(|m| bad(format!("{tensor}: {m}")))?,
         };
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let print = ShardPrint { name, rows, bytes: meta.len(), sha256: String::new() };
+        let modified = meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map(|d| d.as_nanos().to_string());
+        let print = ShardPrint { name, rows, bytes: meta.len(), sha256: String::new(), modified };
         let paths = if rows == 0 { Vec::new() } else { paths };
         let mut shard = Self { path: path.to_path_buf(), file, paths, cols, offset: 8 + len + start, print };
         let mut h = Sha256::new();

@@ -176,7 +176,15 @@ impl ShardJob {
         self.check()?;
         let per = self.rows_per_shard;
         let range = |k: usize| k * per..((k + 1) * per).min(rows.len());
-        let plan = |k: usize| ShardPlan { k, steps: range(k).len() as u64, input: rows_input(range(k), rows.len(), rows[range(k)].iter().map(|r| &r.id)) };
+        // What each row's embedding reads: its image file as it is now, its caption.
+        let content = |r: &EmbedRow| {
+            let image = match (&r.image, pipeline) {
+                (Some(RowImage::File(path)), Some(_)) => stamp::file_content(path),
+                _ => String::new(),
+            };
+            format!("{image}\0{}", if texts { r.caption.as_deref().unwrap_or("") } else { "" })
+        };
+        let plan = |k: usize| ShardPlan { k, steps: range(k).len() as u64, input: rows_input(range(k), rows.len(), rows[range(k)].iter().map(|r| &r.id), rows[range(k)].iter().map(content)) };
         let shards: Vec<ShardPlan> = (0..rows.len().div_ceil(per)).filter(|&k| self.owns(k)).map(plan).collect();
         let what = Embedding { pipeline, texts, unit: "rows" };
         self.run(encoder, what, shards, |k| Ok(rows[range(k)].to_vec()))
@@ -345,7 +353,7 @@ impl ShardJob {
     /// unreadable tar always fails.
     pub fn embed_webdataset(&self, encoder: &Encoder<'_>, what: Embedding<'_>, tars: &[PathBuf], config: &WebDatasetConfig) -> Result<ShardReport, EvalError> {
         self.check()?;
-        let shards: Vec<ShardPlan> = (0..tars.len()).filter(|&k| self.owns(k)).map(|k| ShardPlan { k, steps: 1, input: format!("tar {}", tars[k].display()) }).collect();
+        let shards: Vec<ShardPlan> = (0..tars.len()).filter(|&k| self.owns(k)).map(|k| ShardPlan { k, steps: 1, input: format!("tar {}, content {}", tars[k].display(), stamp::file_content(&tars[k])) }).collect();
         let what = Embedding { unit: "tars", ..what };
         // A sample needs only the members this job embeds (captions alone, say).
         let config = WebDatasetConfig { require_image: what.pipeline.is_some(), require_caption: what.texts, ..config.clone() };

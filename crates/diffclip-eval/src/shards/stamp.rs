@@ -65,18 +65,32 @@ impl Stamp {
         if old.normalize != self.normalize {
             return Err(differs("--normalize", old.normalize.to_string(), self.normalize.to_string()));
         }
-        if old.input != self.input {
-            return Err(differs("the input", old.input, self.input.clone()));
+        // A stamp written before contents were recorded (no ", content ") checks the rest.
+        let same_input = old.input == self.input || (!old.input.contains(CONTENT) && self.input.split(CONTENT).next() == Some(old.input.as_str()));
+        if !same_input {
+            let what = if old.input.split(CONTENT).next() == self.input.split(CONTENT).next() { "the input's contents (an image file changed since, or a caption)" } else { "the input" };
+            return Err(differs(what, old.input, self.input.clone()));
         }
         Ok(true)
     }
 }
 
-/// `rows A..B of N, ids HASH`: the rows a shard holds, with a hash of their ids, so that another
-/// `--rows-per-shard` or another input list changes it.
-pub(crate) fn rows_input(range: std::ops::Range<usize>, total: usize, ids: impl Iterator<Item = impl AsRef<str>>) -> String {
+/// What separates an input's rows from a hash of their contents.
+const CONTENT: &str = ", content ";
+
+/// `rows A..B of N, ids HASH, content HASH`: the rows a shard holds, with a hash of their ids,
+/// so that another `--rows-per-shard` or another input list changes it, and of what each row's
+/// embedding reads (`contents`: its image file's size and modification time, its caption), so
+/// that a file changed since does too.
+pub(crate) fn rows_input(range: std::ops::Range<usize>, total: usize, ids: impl Iterator<Item = impl AsRef<str>>, contents: impl Iterator<Item = String>) -> String {
     let key = crate::cache::data_key("shard rows", ids.map(|id| id.as_ref().as_bytes().to_vec()));
-    format!("rows {}..{} of {total}, ids {}", range.start, range.end, &key[..16])
+    let content = crate::cache::data_key("shard contents", contents.map(String::into_bytes));
+    format!("rows {}..{} of {total}, ids {}{CONTENT}{}", range.start, range.end, &key[..16], &content[..16])
+}
+
+/// What a file's embedding depends on besides its path: its size and modification time.
+pub(crate) fn file_content(path: &Path) -> String {
+    std::fs::metadata(path).map_or_else(|e| format!("unreadable: {e}"), |m| format!("{} bytes, modified {:?}", m.len(), m.modified().ok()))
 }
 
 #[cfg(test)]
@@ -84,11 +98,35 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_row_input_changes_with_the_ids_and_the_range() {
-        let a = rows_input(0..2, 4, ["x", "y"].iter());
-        assert_eq!(a, rows_input(0..2, 4, ["x", "y"].iter()));
-        assert_ne!(a, rows_input(0..2, 4, ["x", "z"].iter()));
-        assert_ne!(a, rows_input(0..2, 4, ["xy", ""].iter()), "ids are separated");
-        assert_ne!(a, rows_input(0..2, 5, ["x", "y"].iter()));
+    fn the_row_input_changes_with_the_ids_the_range_and_the_contents() {
+        let input = |range, total, ids: [&str; 2], contents: [&str; 2]| rows_input(range, total, ids.iter(), contents.map(String::from).into_iter());
+        let a = input(0..2, 4, ["x", "y"], ["1", "2"]);
+        assert_eq!(a, input(0..2, 4, ["x", "y"], ["1", "2"]));
+        assert_ne!(a, input(0..2, 4, ["x", "z"], ["1", "2"]));
+        assert_ne!(a, input(0..2, 4, ["xy", ""], ["1", "2"]), "ids are separated");
+        assert_ne!(a, input(0..2, 5, ["x", "y"], ["1", "2"]));
+        let b = input(0..2, 4, ["x", "y"], ["1", "3"]);
+        assert_ne!(a, b);
+        assert_eq!(a.split(CONTENT).next(), b.split(CONTENT).next(), "the same rows, another content");
+    }
+
+    #[test]
+    fn a_changed_content_is_named_and_older_stamps_still_match() {
+        let dir = tempfile::tempdir().unwrap();
+        let shard = dir.path().join("embeddings-00000.safetensors");
+        let stamp = |input: &str| Stamp { source: "m".into(), model_key: None, tensors: vec!["text_embed".into()], normalize: false, input: input.into() };
+        let write = |input: &str| {
+            let meta = std::collections::HashMap::from([("paths".to_string(), "[]".to_string()), (KEY.to_string(), stamp(input).to_json())]);
+            let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![0, 2], &[]).unwrap();
+            safetensors::serialize_to_file([("text_embed", view)], Some(meta), &shard).unwrap();
+        };
+        write("rows 0..2 of 2, ids abc, content 111");
+        assert!(stamp("rows 0..2 of 2, ids abc, content 111").check(&shard).unwrap());
+        let err = stamp("rows 0..2 of 2, ids abc, content 222").check(&shard).unwrap_err().to_string();
+        assert!(err.contains("the input's contents"), "{err}");
+        // Written before contents were stamped: the rows alone are compared.
+        write("rows 0..2 of 2, ids abc");
+        assert!(stamp("rows 0..2 of 2, ids abc, content 222").check(&shard).unwrap());
+        assert!(stamp("rows 0..2 of 2, ids abd, content 222").check(&shard).is_err());
     }
 }
