@@ -122,6 +122,10 @@ fn finish(group: Group, shard: &Path, spec: &MemberSpec) -> Result<WdsSample, Da
         member: group.key.clone(),
         message,
     };
+    // Two members of one kind (a tar appended to, say): which one is meant is unknown.
+    if let Some(twice) = group.members.iter().enumerate().find(|(i, m)| group.members[..*i].iter().any(|o| o.1 == m.1)).map(|(_, m)| m) {
+        return Err(err(format!("sample {:?} has two .{} members ({}): which one is meant is unknown", group.key, twice.1, twice.0)));
+    }
     let find = |ext: &str| group.members.iter().find(|m| m.1 == ext);
     let image = spec.image_exts.iter().find_map(|e| find(e));
     if image.is_none() && spec.require_image {

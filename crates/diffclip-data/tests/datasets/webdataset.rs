@@ -239,3 +239,24 @@ fn a_blank_caption_is_a_bad_sample_where_captions_are_required() {
     // A job that needs no caption takes the image.
     assert_eq!(read(WebDatasetConfig { require_caption: false, ..Default::default() })[0], Ok(String::new()));
 }
+
+#[test]
+fn a_sample_with_two_members_of_one_kind_is_a_bad_sample() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("00000.tar");
+    let members = [
+        ("a.png", png_bytes(4, 4, [1, 0, 0])),
+        ("a.png", png_bytes(4, 4, [2, 0, 0])),
+        ("a.txt", b"one".to_vec()),
+        ("b.png", png_bytes(4, 4, [3, 0, 0])),
+        ("b.txt", b"two".to_vec()),
+        ("b.txt", b"three".to_vec()),
+        ("c.png", png_bytes(4, 4, [4, 0, 0])),
+        ("c.txt", b"four".to_vec()),
+    ];
+    write(&path, &tar_bytes(&members));
+    let read: Vec<Result<String, String>> = WebDataset::samples_of(vec![path.clone()], &WebDatasetConfig::default()).map(|r| r.map(|s| s.caption).map_err(|e| e.to_string())).collect();
+    assert!(read[0].as_ref().is_err_and(|e| e.contains("two .png members")), "{read:?}");
+    assert!(read[1].as_ref().is_err_and(|e| e.contains("two .txt members")), "{read:?}");
+    assert_eq!(read[2], Ok("four".to_string()));
+}
