@@ -149,7 +149,7 @@ impl TrainSource {
                 if !missing.is_empty() {
                     warnings.push(format!("{} of {} shards are missing (first: {}); they will be skipped", missing.len(), wds.shards().len(), missing[0]));
                 }
-                let n = o.num_samples.or_else(|| stats_successes(wds.shards()));
+                let n = o.num_samples.or_else(|| stats_successes(wds.shards(), &mut warnings));
                 let description = format!(
                     "{} WebDataset shards, {}",
                     wds.shards().len(),
@@ -207,14 +207,49 @@ fn check_readable(ds: &dyn ClipDataset, name: &str) -> Result<(), TrainError> {
     }
 }
 
-/// Sum of img2dataset's per-shard `NNNNN_stats.json` "successes", when every shard has one.
-fn stats_successes(shards: &[PathBuf]) -> Option<usize> {
+/// Sum of img2dataset's per-shard `NNNNN_stats.json` "successes", when every shard has one; a
+/// stats file that is there but unusable is a warning naming it (the epoch size is then unknown).
+fn stats_successes(shards: &[PathBuf], warnings: &mut Vec<String>) -> Option<usize> {
     let mut total = 0usize;
     for shard in shards {
         let stem = shard.file_stem()?.to_string_lossy().into_owned();
         let stats = shard.with_file_name(format!("{stem}_stats.json"));
-        let v: serde_json::Value = serde_json::from_slice(&diffclip_data::files::read_capped(&stats, 1 << 20).ok()??).ok()?;
-        total += v.get("successes")?.as_u64()? as usize;
+        if !stats.exists() {
+            return None;
+        }
+        let count = diffclip_data::files::read_capped(&stats, 1 << 20)
+            .map_err(|e| e.to_string())
+            .and_then(|bytes| bytes.ok_or_else(|| "over 1 MiB".to_string()))
+            .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).map_err(|e| e.to_string()))
+            .and_then(|v| v.get("successes").and_then(|s| s.as_u64()).ok_or_else(|| "no \"successes\" count (a whole number)".to_string()));
+        match count {
+            Ok(n) => total = total.saturating_add(n as usize),
+            Err(why) => {
+                warnings.push(format!("{}: {why}; the epoch size is unknown (give --train-num-samples)", stats.display()));
+                return None;
+            }
+        }
     }
     Some(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::stats_successes;
+
+    #[test]
+    fn img2dataset_stats_give_the_epoch_size_or_a_warning_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let shards = [dir.path().join("00000.tar"), dir.path().join("00001.tar")];
+        let stats = |k: usize, json: &str| std::fs::write(dir.path().join(format!("0000{k}_stats.json")), json).unwrap();
+        let mut warnings = Vec::new();
+        stats(0, r#"{"successes": 7}"#);
+        assert_eq!(stats_successes(&shards, &mut warnings), None, "a shard without stats: unknown");
+        stats(1, r#"{"successes": 5}"#);
+        assert_eq!(stats_successes(&shards, &mut warnings), Some(12));
+        assert!(warnings.is_empty(), "{warnings:?}");
+        stats(1, r#"{"successes": -5}"#);
+        assert_eq!(stats_successes(&shards, &mut warnings), None);
+        assert!(warnings.len() == 1 && warnings[0].contains("00001_stats.json") && warnings[0].contains("successes"), "{warnings:?}");
+    }
 }
