@@ -369,6 +369,10 @@ fn run(args: Args, matches: &ArgMatches) -> Res<()> {
         args.output.join("checkpoint-latest.safetensors").display(),
         export.display()
     );
+    // The run trained on what it could read; when that is the lesser part, the data needs a look.
+    if report.skipped_samples as u64 > trainer.state.samples_seen {
+        eprintln!("warning: more samples were skipped ({}) than trained on ({}): most of the data cannot be read", report.skipped_samples, trainer.state.samples_seen);
+    }
     match eval_failed {
         Some(why) => Err(format!("--eval failed at {why} (the trained model and checkpoint are written)").into()),
         None => Ok(()),

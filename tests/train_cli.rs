@@ -311,6 +311,12 @@ fn bad_data_and_flags_exit_non_zero_with_a_message() {
     let o = train(&[&whole_epoch[..whole_epoch.len() - 1], &[&gapped_data]].concat());
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stderr(&o).contains("1 samples skipped (and 1 bad row left out as the data was opened)"), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("most of the data cannot be read"), "{}", stderr(&o));
+    // Mostly unreadable data trains on what it can read, and says so at the end.
+    let mostly_bad = dir.join("mostly-bad.csv");
+    std::fs::write(&mostly_bad, "filepath,title\nimages/000.png,a\nnope/1.png,b\nnope/2.png,c\nnope/3.png,d\nimages/001.png,e\n").unwrap();
+    let o = train(&["--preset", "diffclip_tiny", "--steps", "2", "--batch-size", "2", "--overwrite", "--output", out2.to_str().unwrap(), "--data", &format!("csv:{}", mostly_bad.display())]);
+    assert!(o.status.success() && stderr(&o).contains("most of the data cannot be read"), "{}", stderr(&o));
     let o = train(&[&whole_epoch[..], &["--bad-samples", "fail", "--overwrite"]].concat());
     assert!(
         !o.status.success() && stderr(&o).contains("gone.png"),
