@@ -114,7 +114,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let (model, config, device) = (&loaded.model, &loaded.config, &loaded.device);
 
     let bytes = diffclip::clip::files::read_regular(inputs_path).map_err(|e| format!("{}: {e}", inputs_path.display()))?;
-    let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| format!("{}: {e}", inputs_path.display()))?;
+    let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| format!("{}: {}", inputs_path.display(), diffclip::clip::checkpoint::safetensors_problem(&bytes).unwrap_or_else(|| e.to_string())))?;
     let name = inputs_path.display().to_string();
     let mut outputs: Vec<(String, Vec<usize>, Vec<f32>)> = Vec::new();
     let mut found = false;

@@ -15,6 +15,21 @@ fn element_bytes(dtype: &str) -> Option<u64> {
     })
 }
 
+/// Why the safetensors file `bytes` (the whole file) cannot be read, naming the tensor at fault
+/// where the `safetensors` parser's own error would not; `None` when this check finds nothing
+/// (the parser's error then stands). For readers that hand the bytes to `safetensors`.
+///
+/// ```
+/// let header = br#"{"w": {"dtype": "F16", "shape": [2, 2], "data_offsets": [0, 16]}}"#;
+/// let file = [&(header.len() as u64).to_le_bytes()[..], header, &[0; 16]].concat();
+/// let problem = diffclip_clip::checkpoint::safetensors_problem(&file).unwrap();
+/// assert!(problem.contains("tensor 'w': shape [2, 2] of F16 is 8 bytes"), "{problem}");
+/// ```
+pub fn safetensors_problem(bytes: &[u8]) -> Option<String> {
+    let len = usize::try_from(u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?)).ok()?;
+    check_entries(bytes.get(8..len.checked_add(8)?)?).err().map(|m| format!("header: {m}"))
+}
+
 /// The first entry of `header` (the JSON after the length) whose shape, dtype and offsets
 /// disagree, or that overlaps or leaves a gap beside another, as a message naming it. A header
 /// with an entry this check cannot read is left to the parser.

@@ -178,9 +178,11 @@ impl ExactIndex {
     fn read_shard(shard: &Path, tensor: &str, dim: Option<usize>) -> Result<Self, EvalError> {
         let bad = |m: String| EvalError::Shard { path: shard.display().to_string(), message: m };
         let bytes = diffclip_clip::files::read_regular(shard).map_err(|e| EvalError::io(shard, e))?;
-        let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| bad(e.to_string()))?;
+        // The parser's errors, said with the tensor at fault where it can be named.
+        let said = |e: safetensors::SafeTensorError| bad(diffclip_clip::checkpoint::safetensors_problem(&bytes).unwrap_or_else(|| e.to_string()));
+        let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).map_err(said)?;
         let paths: Vec<String> = meta.metadata().as_ref().and_then(|m| m.get("paths")).and_then(|p| serde_json::from_str(p).ok()).ok_or_else(|| bad("no `paths` metadata".into()))?;
-        let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| bad(e.to_string()))?;
+        let st = safetensors::SafeTensors::deserialize(&bytes).map_err(said)?;
         let Ok(view) = st.tensor(tensor) else { return Err(bad(missing_tensor(tensor, st.names()))) };
         let shape = view.shape();
         let fits = shape.len() == 2 && shape[0] == paths.len() && (shape[0] == 0 || dim.is_none_or(|d| shape[1] == d)) && (shape[0] == 0 || shape[1] > 0);
