@@ -207,7 +207,8 @@ fn run(args: Args) -> Res<()> {
         Some(ckpt) => {
             let format = load_checkpoint(&mut model, ckpt)?;
             eprintln!("loaded {} ({format:?} layout)", ckpt.display());
-            if !args.no_cache {
+            // The attention figure alone caches nothing.
+            if !args.no_cache && args.task != Task::Attention {
                 // Checked now: a cache that cannot be written would fail the task after its encoding.
                 diffclip::clip::files::create_output_dir(&args.cache_dir).map_err(|e| format!("--cache-dir: {e}"))?;
                 cache = Some(EmbeddingCache::new(

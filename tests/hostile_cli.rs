@@ -383,7 +383,7 @@ fn errors_name_the_flag_to_change() {
     cmd.args(["--preset", "diffclip_tiny", "--checkpoint"]).arg(&ckpt).arg("--queries").arg(dir.join("queries.txt")).arg("--index").arg(dir.join("no-index"));
     assert_clean_error(&run_bounded(cmd, Duration::from_secs(60)), &["queries.txt: query 2 is empty"]);
     // Flags the synthetic set would ignore, and a batch of nothing.
-    for (flags, says) in [(&["--templates", "/nonexistent"][..], "--templates applies to --data"), (&["--classnames", "pets"], "--classnames applies to --data")] {
+    for (flags, says) in [(&["--templates", "/nonexistent"][..], "--templates applies to --data"), (&["--classnames", "pets"], "--classnames applies to --data"), (&["--set", "imagenet=/nonexistent"], "--set applies to --task robustness (and all), not zeroshot")] {
         let mut cmd = Command::new(example("eval"));
         cmd.args(["--preset", "diffclip_tiny", "--no-cache", "--quiet", "--task", "zeroshot", "--output"]).arg(dir.join("r.json")).args(flags);
         assert_clean_error(&run_bounded(cmd, Duration::from_secs(60)), &[says]);
