@@ -175,7 +175,8 @@ fn run(args: Args) -> Res<()> {
     }
     disk::named_sets(&args.sets)?;
     if !args.sets.is_empty() && !matches!(args.task, Task::Robustness | Task::All) {
-        return Err(format!("--set applies to --task robustness (and all), not {:?}", args.task).to_lowercase().into());
+        let task = args.task.to_possible_value().map(|v| v.get_name().to_string()).unwrap_or_default();
+        return Err(format!("--set applies to --task robustness (and all), not {task}").into());
     }
     // The synthetic set brings its own classes and prompts: these flags would be ignored
     // (robustness sets use ImageNet's class names, with --templates).

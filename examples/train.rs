@@ -221,10 +221,8 @@ fn run(args: Args, matches: &ArgMatches) -> Res<()> {
         parallel,
         // Ctrl-C or SIGTERM (a scheduler's preemption) ends the run after its step, with that
         // step's checkpoint written; a second one ends the process at once.
-        stop: Some({
-            let signals = diffclip::http::Shutdown::on_signals();
-            std::sync::Arc::new(move || signals.is_stopping())
-        }),
+        // Installed at the first step's check: until then Ctrl-C ends the setup as usual.
+        stop: Some(std::sync::Arc::new(|| diffclip::http::Shutdown::on_signals().is_stopping())),
         ..RunOptions::default()
     };
     let mut trainer = match &resume {

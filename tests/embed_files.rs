@@ -86,17 +86,23 @@ fn shards_resume_split_and_hold_texts() {
     let rows = shard_rows(&out.join("texts"), "text_embed");
     assert_eq!(rows.iter().map(|(p, _)| p.as_str()).collect::<Vec<_>>(), ["LINE:1", "LINE:3"]);
     assert_eq!(rows[0].1.len(), 32);
-    // An image file changed since its shard was written: the re-run names it, not keeps stale rows.
+    // An image file changed since its shard was written: the re-run embeds it again, not keeps
+    // stale rows.
     let changing = tmpdir("embed-files", "changing");
     for name in ["a.jpg", "b.jpg"] {
         std::fs::copy(images.join("flower.jpg"), changing.join(name)).unwrap();
     }
+    let files = [changing.join("a.jpg"), changing.join("b.jpg")];
     let index = changing.join("index");
-    embed(&["--images".as_ref(), changing.as_os_str(), "--output".as_ref(), index.as_os_str()]);
-    std::fs::copy(images.join("china.jpg"), changing.join("b.jpg")).unwrap();
-    let o = Command::new(example("embed")).args(["--preset", "diffclip_tiny", "--checkpoint"]).arg(&ckpt).arg("--images").arg(changing.join("a.jpg")).arg(changing.join("b.jpg")).arg("--output").arg(&index).output().unwrap();
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success() && err.contains("the input's contents"), "{err}");
+    let run = || embed(&["--images".as_ref(), files[0].as_os_str(), files[1].as_os_str(), "--output".as_ref(), index.as_os_str()]);
+    run();
+    let before = shard_rows(&index, "image_embed");
+    assert_eq!(before[0].1, before[1].1, "the same image twice");
+    std::fs::copy(images.join("china.jpg"), &files[1]).unwrap();
+    let err = String::from_utf8_lossy(&run().stderr).into_owned();
+    assert!(err.contains("wrote 1 shards, kept 0"), "{err}");
+    let after = shard_rows(&index, "image_embed");
+    assert!(after[0].1 == before[0].1 && after[1].1 != before[1].1, "b.jpg embedded again, a.jpg the same");
     // A byte-order mark and CRLF line ends are not part of the caption.
     let marked = tmpdir("embed-files", "marked");
     std::fs::write(marked.join("captions.txt"), "\u{feff}a red square\r\n").unwrap();

@@ -82,9 +82,11 @@ fn approximate_search_builds_reuses_and_rebuilds_its_index() {
     let (again, err) = ok(&search(&index, &["--approximate"]));
     assert!(!err.contains("built"), "{err}");
     assert_eq!(again, approx);
-    // A shard written again (its middle rows could differ unseen by the hashes): rebuilt.
-    std::thread::sleep(std::time::Duration::from_millis(20));
+    // A shard written again (its middle rows could differ unseen by the hashes): rebuilt. Its
+    // time set apart, so that a filesystem of coarse timestamps sees the change too.
     write_shard(&index, 1, 500, 500, 1);
+    let shard = std::fs::File::options().write(true).open(index.join("embeddings-00001.safetensors")).unwrap();
+    shard.set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000)).unwrap();
     let (_, err) = ok(&search(&index, &["--approximate"]));
     assert!(err.contains("stale: embeddings-00001.safetensors changed"), "{err}");
     // A new shard: rebuilt, saying why.

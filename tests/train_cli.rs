@@ -314,7 +314,9 @@ fn bad_data_and_flags_exit_non_zero_with_a_message() {
     assert!(!stderr(&o).contains("most of the data cannot be read"), "{}", stderr(&o));
     // Mostly unreadable data trains on what it can read, and says so at the end.
     let mostly_bad = dir.join("mostly-bad.csv");
-    std::fs::write(&mostly_bad, "filepath,title\nimages/000.png,a\nnope/1.png,b\nnope/2.png,c\nnope/3.png,d\nimages/001.png,e\n").unwrap();
+    // Two readable rows of ten: four samples trained read past at least one epoch's eight bad rows.
+    let bad_rows: String = (1..=8).map(|i| format!("nope/{i}.png,bad {i}\n")).collect();
+    std::fs::write(&mostly_bad, format!("filepath,title\nimages/000.png,a\n{bad_rows}images/001.png,e\n")).unwrap();
     let o = train(&["--preset", "diffclip_tiny", "--steps", "2", "--batch-size", "2", "--overwrite", "--output", out2.to_str().unwrap(), "--data", &format!("csv:{}", mostly_bad.display())]);
     assert!(o.status.success() && stderr(&o).contains("most of the data cannot be read"), "{}", stderr(&o));
     let o = train(&[&whole_epoch[..], &["--bad-samples", "fail", "--overwrite"]].concat());

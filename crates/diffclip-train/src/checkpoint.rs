@@ -104,7 +104,10 @@ pub fn load_training_checkpoint(path: impl AsRef<Path>, device: &Device) -> Resu
     let err = |message: String| TrainError::Resume { path: name.clone(), message };
     let bytes = diffclip_clip::files::read_regular(path).map_err(|source| TrainError::Io { path: name.clone(), source })?;
     let said = |e: safetensors::SafeTensorError| diffclip_clip::checkpoint::safetensors_problem(&bytes).unwrap_or_else(|| e.to_string());
-    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| err(format!("not a diffclip training checkpoint (written by train as a safetensors file, which this is not: {})", said(e))))?;
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| match diffclip_clip::checkpoint::safetensors_problem(&bytes) {
+        Some(problem) => err(format!("a damaged safetensors file: {problem}")),
+        None => err(format!("not a diffclip training checkpoint (written by train as a safetensors file, which this is not: {e})")),
+    })?;
     let meta_map = header.metadata().clone().unwrap_or_default();
     let meta: Checkpoint = meta_map
         .get("diffclip_training")

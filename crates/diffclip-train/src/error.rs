@@ -88,8 +88,9 @@ pub enum TrainError {
         source: std::io::Error,
     },
     /// [`RunOptions::stop`](crate::RunOptions::stop) asked the run to end: it did after
-    /// `step`, with that step's checkpoint written (`checkpoint`, when there is an output).
-    #[error("stopped after step {step}{}", match checkpoint { Some(p) => format!(": its checkpoint {p} is written, continue with --resume"), None => " (no output folder: nothing was saved)".into() })]
+    /// `step`, with that step's checkpoint written (`checkpoint`, when there is an output and a
+    /// step was trained).
+    #[error("stopped after step {step}{}", match checkpoint { Some(p) => format!(": its checkpoint {p} is written, continue with --resume"), None if *step == 0 => " (before the first: nothing was trained)".into(), None => " (no output folder: nothing was saved)".into() })]
     Interrupted {
         /// The last step trained.
         step: u64,

@@ -250,13 +250,14 @@ impl Trainer {
                 return Ok(report);
             }
             if self.options.stop.as_ref().is_some_and(|asked| asked()) {
-                // The steps since the last checkpoint are kept: a resumed run goes on from here.
-                if self.state.step > saved_at {
+                // The steps since the last checkpoint are kept: a resumed run goes on from here
+                // (one resumed into a new folder has no checkpoint there yet).
+                let path = self.checkpoint_path().filter(|_| self.state.step > 0);
+                if path.as_ref().is_some_and(|p| self.state.step > saved_at || !p.exists()) {
                     self.save_checkpoint()?;
                 }
                 bar.abandon();
-                let checkpoint = self.checkpoint_path().map(|p| p.display().to_string());
-                return Err(TrainError::Interrupted { step: self.state.step, checkpoint });
+                return Err(TrainError::Interrupted { step: self.state.step, checkpoint: path.map(|p| p.display().to_string()) });
             }
             let step_start = Instant::now();
             let lr = schedule.lr(self.state.step);

@@ -460,4 +460,10 @@ fn a_stopped_run_keeps_its_steps() {
     assert!(err.to_string().contains("continue with --resume"), "{err}");
     let resumed = Trainer::resume(dir.join("checkpoint-latest.safetensors"), Device::flex().autodiff(), RunOptions::default()).unwrap();
     assert_eq!(resumed.state.step, 3);
+    // Stopped before the first step: no checkpoint is claimed.
+    let fresh = tmpdir("stopped-at-once");
+    let mut t = trainer_with(10, RunOptions { output: Some(fresh.to_path_buf()), stop: Some(std::sync::Arc::new(|| true)), ..RunOptions::default() });
+    let err = t.fit(&data(), &batcher(), None).unwrap_err();
+    assert!(matches!(err, TrainError::Interrupted { step: 0, checkpoint: None }) && err.to_string().contains("nothing was trained"), "{err}");
+    assert!(!fresh.join("checkpoint-latest.safetensors").exists());
 }

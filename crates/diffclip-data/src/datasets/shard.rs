@@ -122,9 +122,12 @@ fn finish(group: Group, shard: &Path, spec: &MemberSpec) -> Result<WdsSample, Da
         member: group.key.clone(),
         message,
     };
-    // Two members of one kind (a tar appended to, say): which one is meant is unknown.
-    if let Some(twice) = group.members.iter().enumerate().find(|(i, m)| group.members[..*i].iter().any(|o| o.1 == m.1)).map(|(_, m)| m) {
-        return Err(err(format!("sample {:?} has two .{} members ({}): which one is meant is unknown", group.key, twice.1, twice.0)));
+    // Two members of one kind that is read (a tar written twice into, say): which one is meant
+    // is unknown. Members nothing reads may repeat.
+    let read = |ext: &str| spec.image_exts.iter().any(|e| e == ext) || ext == spec.caption_ext || ext == "json";
+    let repeated = group.members.iter().enumerate().filter(|(_, m)| read(&m.1)).find_map(|(i, m)| group.members[..i].iter().find(|o| o.1 == m.1).map(|first| (first, m)));
+    if let Some((first, second)) = repeated {
+        return Err(err(format!("sample {:?} has two .{} members ({} and {}): which one is meant is unknown", group.key, second.1, first.0, second.0)));
     }
     let find = |ext: &str| group.members.iter().find(|m| m.1 == ext);
     let image = spec.image_exts.iter().find_map(|e| find(e));

@@ -253,6 +253,9 @@ fn a_sample_with_two_members_of_one_kind_is_a_bad_sample() {
         ("b.txt", b"three".to_vec()),
         ("c.png", png_bytes(4, 4, [4, 0, 0])),
         ("c.txt", b"four".to_vec()),
+        // Members nothing reads may repeat.
+        ("c.cls", b"1".to_vec()),
+        ("c.cls", b"2".to_vec()),
     ];
     write(&path, &tar_bytes(&members));
     let read: Vec<Result<String, String>> = WebDataset::samples_of(vec![path.clone()], &WebDatasetConfig::default()).map(|r| r.map(|s| s.caption).map_err(|e| e.to_string())).collect();

@@ -1,6 +1,7 @@
 //! What made a shard, stored in its metadata (`job`), so that a re-run of `embed` keeps a
 //! finished shard only when it would write the same rows again: another model, preprocessing,
-//! `--normalize`, `--rows-per-shard` or input list is an error, not a folder of mixed rows.
+//! `--normalize`, `--rows-per-shard` or input list is an error, not a folder of mixed rows; the
+//! same rows whose files changed since (size or modification time) are embedded again.
 
 use std::path::Path;
 
@@ -24,7 +25,8 @@ pub(crate) struct Stamp {
     pub tensors: Vec<String>,
     /// Rows L2-normalised.
     pub normalize: bool,
-    /// Which rows: `rows A..B of N, ids HASH`, or `tar PATH`.
+    /// Which rows and what they read: `rows A..B of N, ids HASH, content HASH`, or
+    /// `tar PATH, content SIZE-AND-TIME`.
     pub input: String,
 }
 
@@ -65,13 +67,14 @@ impl Stamp {
         if old.normalize != self.normalize {
             return Err(differs("--normalize", old.normalize.to_string(), self.normalize.to_string()));
         }
-        // A stamp written before contents were recorded (no ", content ") checks the rest.
-        let same_input = old.input == self.input || (!old.input.contains(CONTENT) && self.input.split(CONTENT).next() == Some(old.input.as_str()));
-        if !same_input {
-            let what = if old.input.split(CONTENT).next() == self.input.split(CONTENT).next() { "the input's contents (an image file changed since, or a caption)" } else { "the input" };
-            return Err(differs(what, old.input, self.input.clone()));
+        // The same rows (a stamp written before contents were recorded has no ", content "):
+        // kept when their contents are the same too, else written again, since files changed or
+        // were copied since (a new modification time) are no mistake of the job's.
+        let rows = |input: &str| input.rsplit_once(CONTENT).map_or(input, |(rows, _)| rows).to_string();
+        if rows(&old.input) != rows(&self.input) {
+            return Err(differs("the input", old.input, self.input.clone()));
         }
-        Ok(true)
+        Ok(old.input == self.input || !old.input.contains(CONTENT))
     }
 }
 
@@ -88,9 +91,11 @@ pub(crate) fn rows_input(range: std::ops::Range<usize>, total: usize, ids: impl 
     format!("rows {}..{} of {total}, ids {}{CONTENT}{}", range.start, range.end, &key[..16], &content[..16])
 }
 
-/// What a file's embedding depends on besides its path: its size and modification time.
+/// What a file's embedding depends on besides its path: its size and modification time (in
+/// nanoseconds since 1970).
 pub(crate) fn file_content(path: &Path) -> String {
-    std::fs::metadata(path).map_or_else(|e| format!("unreadable: {e}"), |m| format!("{} bytes, modified {:?}", m.len(), m.modified().ok()))
+    let modified = |m: &std::fs::Metadata| m.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map_or(0, |d| d.as_nanos());
+    std::fs::metadata(path).map_or_else(|e| format!("unreadable: {e}"), |m| format!("{} bytes at {}", m.len(), modified(&m)))
 }
 
 #[cfg(test)]
@@ -111,7 +116,7 @@ mod tests {
     }
 
     #[test]
-    fn a_changed_content_is_named_and_older_stamps_still_match() {
+    fn changed_contents_are_written_again_and_older_stamps_still_match() {
         let dir = tempfile::tempdir().unwrap();
         let shard = dir.path().join("embeddings-00000.safetensors");
         let stamp = |input: &str| Stamp { source: "m".into(), model_key: None, tensors: vec!["text_embed".into()], normalize: false, input: input.into() };
@@ -122,8 +127,9 @@ mod tests {
         };
         write("rows 0..2 of 2, ids abc, content 111");
         assert!(stamp("rows 0..2 of 2, ids abc, content 111").check(&shard).unwrap());
-        let err = stamp("rows 0..2 of 2, ids abc, content 222").check(&shard).unwrap_err().to_string();
-        assert!(err.contains("the input's contents"), "{err}");
+        assert!(!stamp("rows 0..2 of 2, ids abc, content 222").check(&shard).unwrap(), "changed contents: written again");
+        let err = stamp("rows 0..3 of 3, ids abd, content 111").check(&shard).unwrap_err().to_string();
+        assert!(err.contains("the input was rows 0..2"), "{err}");
         // Written before contents were stamped: the rows alone are compared.
         write("rows 0..2 of 2, ids abc");
         assert!(stamp("rows 0..2 of 2, ids abc, content 222").check(&shard).unwrap());
