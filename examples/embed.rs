@@ -270,23 +270,17 @@ fn embed_files(args: &Args, loaded: &LoadedModel) -> Result<(), Box<dyn std::err
 
 /// The captions of `--texts`, one per line with its line number (blank lines are not captions;
 /// the rows keep their numbers); a line not UTF-8 is an error naming it.
-fn caption_lines(path: &std::path::Path) -> Result<Vec<(usize, String)>, String> {
-    use std::io::Read;
-    let mut bytes = Vec::new();
-    diffclip::data::files::open_regular(path).and_then(|mut f| f.read_to_end(&mut bytes)).map_err(|e| format!("{}: {e}", path.display()))?;
-    let bytes = bytes.strip_prefix("\u{feff}".as_bytes()).unwrap_or(&bytes);
-    let mut lines = Vec::new();
-    for (k, raw) in bytes.split(|&b| b == b'\n').enumerate() {
-        let line = std::str::from_utf8(raw).map_err(|_| format!("{}:{}: not UTF-8", path.display(), k + 1))?;
-        let line = line.strip_suffix('\r').unwrap_or(line);
-        if !line.trim().is_empty() {
-            lines.push((k + 1, line.to_string()));
-        }
+fn caption_lines(path: &std::path::Path) -> Result<Vec<(usize, String)>, Box<dyn std::error::Error>> {
+    let file = diffclip::data::files::open_regular(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut lines = diffclip::data::files::TextLines::new(std::io::BufReader::new(file), path).keep_spaces();
+    let mut captions = Vec::new();
+    while let Some(line) = lines.next() {
+        captions.push((lines.line() as usize, line?));
     }
-    if lines.is_empty() {
-        return Err(format!("{}: no captions (every line is blank)", path.display()));
+    if captions.is_empty() {
+        return Err(format!("{}: no captions (every line is blank)", path.display()).into());
     }
-    Ok(lines)
+    Ok(captions)
 }
 
 /// Rows held by `shards` (the ids each records in its `paths` metadata).

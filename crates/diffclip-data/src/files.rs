@@ -167,6 +167,17 @@ impl<R: BufRead> TextLines<R> {
         self.done
     }
 
+    /// The 1-based line number of the last item returned (blank lines skipped count).
+    ///
+    /// ```
+    /// let mut lines = diffclip_data::files::TextLines::new(&b"a\n\nb\n"[..], "standard input");
+    /// lines.nth(1);
+    /// assert_eq!(lines.line(), 3);
+    /// ```
+    pub fn line(&self) -> u64 {
+        self.line
+    }
+
     fn fail(&mut self, message: String) -> Option<Result<String, DataError>> {
         self.done = true;
         Some(Err(DataError::Line { path: self.source.clone(), line: self.line, message }))

@@ -103,18 +103,16 @@ pub fn load_training_checkpoint(path: impl AsRef<Path>, device: &Device) -> Resu
     let name = path.display().to_string();
     let err = |message: String| TrainError::Resume { path: name.clone(), message };
     let bytes = diffclip_clip::files::read_regular(path).map_err(|source| TrainError::Io { path: name.clone(), source })?;
-    let said = |e: safetensors::SafeTensorError| diffclip_clip::checkpoint::safetensors_problem(&bytes).unwrap_or_else(|| e.to_string());
-    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| match diffclip_clip::checkpoint::safetensors_problem(&bytes) {
-        Some(problem) => err(format!("a damaged safetensors file: {problem}")),
-        None => err(format!("not a diffclip training checkpoint (written by train as a safetensors file, which this is not: {e})")),
-    })?;
+    // The parser's errors, said with the tensor at fault where it can be named.
+    let damaged = || diffclip_clip::checkpoint::safetensors_problem(&bytes).map(|p| err(format!("a damaged safetensors file: {p}")));
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| damaged().unwrap_or_else(|| err(format!("not a diffclip training checkpoint (written by train as a safetensors file, which this is not: {e})"))))?;
     let meta_map = header.metadata().clone().unwrap_or_default();
     let meta: Checkpoint = meta_map
         .get("diffclip_training")
         .ok_or_else(|| err("not a diffclip training checkpoint (no diffclip_training metadata)".into()))
         .and_then(|j| serde_json::from_str(j).map_err(|e| err(e.to_string())))?;
     let optim_step: u64 = meta_map.get("optim_step").and_then(|s| s.parse().ok()).ok_or_else(|| err("missing optim_step".into()))?;
-    let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| err(said(e)))?;
+    let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| damaged().unwrap_or_else(|| err(e.to_string())))?;
 
     let mut weights = BTreeMap::new();
     // Moments stay host vectors until they are checked against the model's parameters.
