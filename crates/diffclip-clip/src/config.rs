@@ -160,8 +160,9 @@ impl ClipConfig {
     }
 
     /// Parse JSON (unknown fields are errors; absent ones take their defaults) and
-    /// [`check`](Self::check) it. The config and its `vision` and `text` are JSON objects: serde
-    /// would also read a list as a struct's fields in order (`[1]` as `embed_dim` 1).
+    /// [`check`](Self::check) it. The config and every struct in it are JSON objects
+    /// ([`from_json_objects`](crate::json::from_json_objects)): serde would also read a list as a
+    /// struct's fields in order (`[1]` as `embed_dim` 1).
     ///
     /// ```
     /// use diffclip_clip::ClipConfig;
@@ -170,13 +171,7 @@ impl ClipConfig {
     /// assert!(ClipConfig::from_json(r#"{"text": [512, 12]}"#).is_err());
     /// ```
     pub fn from_json(json: &str) -> Result<Self, ClipError> {
-        let value: serde_json::Value = serde_json::from_str(json)?;
-        let towers = ["vision", "text"].map(|k| (k, value.get(k)));
-        if let Some((what, _)) = std::iter::once(("the config", Some(&value))).chain(towers).find(|(_, v)| v.is_some_and(|v| !v.is_object())) {
-            return Err(ClipError::Json(serde::de::Error::custom(format!("{what} must be a JSON object (\"field\": value, ...)"))));
-        }
-        // Read from the text again: its errors give the line and column.
-        let config: Self = serde_json::from_str(json)?;
+        let config: Self = crate::json::from_json_objects(json)?;
         config.check()?;
         Ok(config)
     }

@@ -22,6 +22,7 @@ pub mod convert;
 mod error;
 pub mod files;
 mod input;
+pub mod json;
 pub mod loss;
 mod model;
 mod precision;

@@ -380,10 +380,21 @@ fn a_resumed_checkpoints_model_config_is_untrusted() {
     meta.insert("diffclip_config".into(), training["model"].to_string());
     let tensors: Vec<_> = st.tensors();
     let evil = dir.join("evil.safetensors");
-    std::fs::write(&evil, safetensors::serialize(tensors, Some(meta)).unwrap()).unwrap();
+    std::fs::write(&evil, safetensors::serialize(tensors, Some(meta.clone())).unwrap()).unwrap();
     let err = Trainer::resume(&evil, Device::flex().autodiff(), RunOptions::default()).err().expect("a 10^12-parameter model must be refused");
     let msg = err.to_string();
     assert!(msg.contains("evil.safetensors") && msg.contains("too large"), "{msg}");
+
+    // The model config written as a list of its fields in order, which serde alone would read.
+    let mut training: serde_json::Value = serde_json::from_str(&header.metadata().as_ref().unwrap()["diffclip_training"]).unwrap();
+    let m = training["model"].clone();
+    training["model"] = serde_json::json!([m["embed_dim"], m["vision"], m["text"], m["logit_scale_init"]]);
+    meta.insert("diffclip_training".into(), training.to_string());
+    let listed = dir.join("listed.safetensors");
+    std::fs::write(&listed, safetensors::serialize(st.tensors(), Some(meta)).unwrap()).unwrap();
+    let err = Trainer::resume(&listed, Device::flex().autodiff(), RunOptions::default()).err().expect("a list for the model config must be refused");
+    let msg = err.to_string();
+    assert!(msg.contains("listed.safetensors") && msg.contains("`model` must be a JSON object"), "{msg}");
 }
 
 /// The first five synthetic items, one of them unreadable.
