@@ -50,8 +50,8 @@ pub(super) fn serve(stream: TcpStream, limits: &Limits, shared: &Shared) {
         if write_within(&mut connection.stream, &bytes, limits.timeout, after(limits.request_time), &grace).is_err() {
             return;
         }
-        if asked.silent {
-            return; // its place is given back now: no lingering for a client that says nothing
+        if asked.close_at_once {
+            return; // its place is given back now: no lingering
         }
         if !keep {
             break;
@@ -74,8 +74,9 @@ struct Asked {
     head_only: bool,
     origin: Option<String>,
     keep_alive: bool,
-    /// The client sent not a byte: nothing unread can make closing reset the answer.
-    silent: bool,
+    /// The connection closes right after its answer, without lingering: the client sent not a
+    /// byte (nothing unread can make closing reset the answer), or held up a place others want.
+    close_at_once: bool,
 }
 
 /// The bytes of `bodies` one request's body holds (its capacity), counted as they arrive and
@@ -112,6 +113,7 @@ impl Connection {
         let too_large = || Response::error(431, format!("request line and headers over {} bytes", limits.max_head));
         let mut chunk = vec![0u8; 64 << 10];
         let (mut buf, mut scanned, mut skipped) = (std::mem::take(&mut self.pending), 0, 0);
+        let mut head_began = None; // when the head's first bytes were waited for
         let head_end = loop {
             // Empty lines before the request line are ignored (RFC 9112, 2.2), but count.
             let mut blank = 0;
@@ -135,12 +137,15 @@ impl Connection {
                 true => match read_start(&mut self.stream, &mut chunk[..4096], start_until, grace, || crowded(shared, limits)) {
                     Ok(n) => n,
                     Err(Start::Silent) if first => {
-                        asked.silent = buf.is_empty() && skipped == 0;
+                        asked.close_at_once = buf.is_empty() && skipped == 0;
                         return Err(Response::error(408, "the client was silent for too long"));
                     }
                     Err(_) => return Ok(None),
                 },
-                false => read_some(&mut self.stream, &mut chunk[..4096], limits, deadline, grace)?,
+                false => read_head(&mut self.stream, &mut chunk[..4096], limits, deadline, grace, *head_began.get_or_insert_with(Instant::now), || crowded(shared, limits)).map_err(|(response, crowded_out)| {
+                    asked.close_at_once = crowded_out;
+                    response
+                })?,
             };
             match read {
                 0 if starting => return Ok(None),
@@ -213,6 +218,10 @@ fn crowded(shared: &Shared, limits: &Limits) -> bool {
 /// How long a connection waits for a request's first byte while [`crowded`]: clients send their
 /// request as they connect, so a full house of silent connections cannot lock others out.
 const CROWDED_START_WAIT: Duration = Duration::from_secs(1);
+
+/// How long a request's line and headers may take to arrive while [`crowded`]: clients send them
+/// at once, so a full house of clients trickling their headers cannot lock others out.
+const CROWDED_HEAD_TIME: Duration = Duration::from_secs(5);
 
 /// The first bytes of a request, waited for until `until` (or [`CROWDED_START_WAIT`] once
 /// `crowded()`); `Ok(0)` when the client closed. Stopping, only bytes already there are taken
@@ -300,10 +309,39 @@ fn read_some(stream: &mut TcpStream, buf: &mut [u8], limits: &Limits, deadline: 
     let until = stall_deadline(deadline, limits.timeout);
     match within(stream, until, grace, false, |s| s.read(buf)) {
         Ok(n) => Ok(n),
-        Err(Waited::TimedOut) if grace.cap(until) < until => Err(Response::error(503, "the server is stopping and the request did not arrive in time")),
-        Err(Waited::TimedOut) if Instant::now() >= deadline => Err(Response::error(408, format!("the request took over {} s to arrive", limits.request_time.as_secs_f64()))),
-        Err(Waited::TimedOut) => Err(Response::error(408, "the client was silent for too long")),
+        Err(Waited::TimedOut) => Err(timed_out(limits, deadline, until, grace)),
         Err(Waited::Failed(e)) => Err(read_failed(e)),
+    }
+}
+
+/// More bytes of a request's head, whose first bytes were waited for from `began`: as
+/// [`read_some`], but once `crowded()` the head must be whole [`CROWDED_HEAD_TIME`] after `began`.
+/// An error says whether it is that limit.
+fn read_head(stream: &mut TcpStream, buf: &mut [u8], limits: &Limits, deadline: Instant, grace: &Grace, began: Instant, crowded: impl Fn() -> bool) -> Result<usize, (Response, bool)> {
+    let until = stall_deadline(deadline, limits.timeout);
+    loop {
+        if began.elapsed() >= CROWDED_HEAD_TIME && crowded() {
+            return Err((Response::error(408, format!("the server is busy and the request's headers took over {} s to arrive", CROWDED_HEAD_TIME.as_secs())), true));
+        }
+        // Waits of at most 250 ms, so that crowding is noticed.
+        let look = until.min(after(Duration::from_millis(250)));
+        match within(stream, look, grace, false, |s| s.read(buf)) {
+            Ok(n) => return Ok(n),
+            Err(Waited::TimedOut) if look < until && grace.cap(look) == look => {}
+            Err(Waited::TimedOut) => return Err((timed_out(limits, deadline, until, grace), false)),
+            Err(Waited::Failed(e)) => return Err((read_failed(e), false)),
+        }
+    }
+}
+
+/// The answer when a wait for a request's bytes that was to end at `until` ran out.
+fn timed_out(limits: &Limits, deadline: Instant, until: Instant, grace: &Grace) -> Response {
+    if grace.cap(until) < until {
+        Response::error(503, "the server is stopping and the request did not arrive in time")
+    } else if Instant::now() >= deadline {
+        Response::error(408, format!("the request took over {} s to arrive", limits.request_time.as_secs_f64()))
+    } else {
+        Response::error(408, "the client was silent for too long")
     }
 }
 

@@ -339,6 +339,36 @@ fn silent_connections_cannot_lock_others_out() {
     assert!(told.count() >= 1, "no silent connection was answered 408");
 }
 
+/// Near the connection limit, a request whose headers trickle in gives its place up after
+/// `CROWDED_HEAD_TIME` (5 s), not after the request's whole time (here 60 s).
+#[test]
+fn trickling_headers_cannot_lock_others_out() {
+    let (addr, _) = echo_server(Limits { request_time: Duration::from_secs(60), max_connections: 4, ..Limits::default() });
+    let started = std::time::Instant::now();
+    let trickling: Vec<TcpStream> = (0..4).map(|_| connect(addr)).collect();
+    for stream in &trickling {
+        let mut writer = stream.try_clone().unwrap();
+        std::thread::spawn(move || {
+            let _ = writer.write_all(b"GET /x?q=1 HTTP/1.1\r\n");
+            for _ in 0..600 {
+                std::thread::sleep(Duration::from_millis(100));
+                if writer.write_all(b"X-Slow: a\r\n").is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(exchange(addr, b"GET /x?q=1 HTTP/1.1\r\nHost: localhost\r\n\r\n").0, 503, "four places are held");
+    let served = (0..100).any(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        exchange(addr, b"GET /x?q=2 HTTP/1.1\r\nHost: localhost\r\n\r\n").0 == 200
+    });
+    assert!(served, "the trickling connections still held every place after 10 s");
+    assert!(started.elapsed() < Duration::from_secs(8), "places came back after {:?}, not about 5 s (lingering on trickling clients?)", started.elapsed());
+    drop(trickling);
+}
+
 /// A request that trickles in gets 408 when its whole time is up; a handler that panics answers
 /// 500 and the server goes on.
 #[test]
