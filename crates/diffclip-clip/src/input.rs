@@ -2,7 +2,7 @@
 
 use thiserror::Error;
 
-use crate::ClipConfig;
+use crate::{Clip, ClipConfig};
 
 /// An input batch that does not fit the model.
 #[derive(Debug, Error, Clone, PartialEq)]
@@ -40,6 +40,14 @@ pub enum InputError {
     /// A batch with no rows.
     #[error("an empty batch")]
     Empty,
+    /// Image–text pairs whose two halves have different row counts.
+    #[error("a batch of pairs needs as many texts as images: {images} images, {texts} texts")]
+    Unpaired {
+        /// Rows of the image batch.
+        images: usize,
+        /// Rows of the token batch.
+        texts: usize,
+    },
     /// Outputs with NaN or infinity (NaN weights or pixels, a degenerate config).
     #[error("{what}: rows {rows} are not finite (NaN or infinite)")]
     NonFinite {
@@ -95,6 +103,43 @@ impl ClipConfig {
         }
         if let Some(i) = ids.iter().position(|&id| id < 0 || id as usize >= t.vocab_size) {
             return Err(InputError::TokenId { id: ids[i], row: i / shape[1], pos: i % shape[1], vocab: t.vocab_size });
+        }
+        Ok(())
+    }
+}
+
+impl Clip {
+    /// Check the shapes of a batch of image–text pairs against this model's own weights (for a
+    /// model whose config is not at hand): `images [B, C, H, W]` as its patch embedding and
+    /// position table take them, `texts [B, L]` with `1 <= L <=` its context length, `B > 0`
+    /// rows in both. Shapes only: [`ClipConfig::check_tokens`] also checks the ids. Reads no
+    /// weight (a lazily initialised model stays so).
+    ///
+    /// ```
+    /// use burn::tensor::Device;
+    /// use diffclip_clip::{ClipConfig, InputError};
+    /// let model = ClipConfig::diffclip_tiny().init(&Device::flex()).unwrap();
+    /// let size = ClipConfig::diffclip_tiny().vision.image_size;
+    /// assert!(model.check_pairs(&[2, 3, size, size], &[2, 77]).is_ok());
+    /// assert_eq!(model.check_pairs(&[2, 3, size, size], &[3, 77]), Err(InputError::Unpaired { images: 2, texts: 3 }));
+    /// assert!(model.check_pairs(&[2, 3, size + 1, size], &[2, 77]).is_err());
+    /// ```
+    pub fn check_pairs(&self, images: &[usize], texts: &[usize]) -> Result<(), InputError> {
+        let [_, chans, patch, _] = self.visual.patch_embed.proj.weight.lazy_shape().dims::<4>();
+        let tokens = self.visual.pos_embed.lazy_shape().dims::<3>()[1];
+        let size = (tokens.saturating_sub(1) as f64).sqrt().round() as usize * patch;
+        let context = self.text.positional_embedding.lazy_shape().dims::<2>()[0];
+        if images.first() == Some(&0) || texts.first() == Some(&0) {
+            return Err(InputError::Empty);
+        }
+        if images.len() != 4 || images[1..] != [chans, size, size] {
+            return Err(InputError::ImageShape { chans, size, got: images.to_vec() });
+        }
+        if texts.len() != 2 || texts[1] == 0 || texts[1] > context {
+            return Err(InputError::TokenShape { context, got: texts.to_vec() });
+        }
+        if images[0] != texts[0] {
+            return Err(InputError::Unpaired { images: images[0], texts: texts[0] });
         }
         Ok(())
     }

@@ -111,6 +111,9 @@ pub enum TrainError {
     /// The tokenizer could not be built.
     #[error("tokenizer: {0}")]
     Tokenizer(#[from] diffclip_data::tokenizer::TokenizerError),
+    /// A batch handed to the trainer does not fit the model (its shapes, or unpaired rows).
+    #[error("batch: {0}")]
+    Input(#[from] diffclip_clip::InputError),
     /// The evaluation hook failed.
     #[error("evaluation: {0}")]
     Eval(String),

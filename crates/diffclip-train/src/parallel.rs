@@ -158,7 +158,8 @@ impl DataParallel {
     /// features are f32 either way), gather the features on the main device, compute the loss
     /// there (times `factor`, e.g. `1 / accum_steps`, or an f16 loss scale), backpropagate,
     /// and sum the replicas' gradients by parameter path. A `precision` the devices lack is a
-    /// configuration error.
+    /// configuration error; a batch the model cannot take ([`Clip::check_pairs`]) is
+    /// [`TrainError::Input`].
     pub fn loss_and_grads(
         &self,
         master: &Clip,
@@ -168,6 +169,7 @@ impl DataParallel {
         factor: f64,
         precision: Precision,
     ) -> Result<ParallelGrads, TrainError> {
+        master.check_pairs(&images.dims(), &texts.dims())?;
         crate::in_products(precision, || {
             let n = images.dims()[0];
             let main = self.main();
@@ -221,6 +223,8 @@ impl DataParallel {
     /// One full optimizer step on a global batch in f32: [`loss_and_grads`](Self::loss_and_grads),
     /// optional global-norm clipping, AdamW on the master, `logit_scale` clamped to
     /// `[0, ln 100]`. Returns the updated master, the loss and the gradient norm before clipping.
+    /// A batch the model cannot take is an error before anything runs (`master` is consumed:
+    /// clone it, a cheap copy of handles, to keep it).
     #[allow(clippy::too_many_arguments)]
     pub fn step(
         &self,
@@ -231,12 +235,11 @@ impl DataParallel {
         texts: Tensor<2, Int>,
         kind: LossKind,
         grad_clip: Option<f64>,
-    ) -> (Clip, f32, f64) {
-        let ParallelGrads { loss, grads } =
-            self.loss_and_grads(&master, images, texts, kind, 1.0, Precision::F32).expect("f32 runs on every device");
+    ) -> Result<(Clip, f32, f64), TrainError> {
+        let ParallelGrads { loss, grads } = self.loss_and_grads(&master, images, texts, kind, 1.0, Precision::F32)?;
         let norm = grads.norm();
         let clip = GradBuffer::clip_factor(norm, grad_clip);
         let model = crate::trainer::clamp_logit_scale(optim.step_scaled(master, lr, &grads, clip));
-        (model, loss, norm)
+        Ok((model, loss, norm))
     }
 }

@@ -6,7 +6,7 @@ mod common;
 use std::collections::BTreeMap;
 
 use burn::module::{Module, ModuleVisitor, Param};
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Device, Int, Tensor};
 use diffclip_clip::{Clip, Precision};
 use common::{batcher, serial, synthetic, tiny_model};
 use diffclip_train::parallel::{GradSync, contrastive_loss, gather_features};
@@ -134,7 +134,8 @@ fn check_replicas(devices: Vec<Device>) {
             batch.texts,
             LossKind::Clip,
             None,
-        );
+        )
+        .unwrap();
         parallel = p;
         assert!((loss_p - loss_s).abs() < 1e-5);
     }
@@ -228,6 +229,28 @@ fn bad_device_lists_are_errors() {
     );
 }
 
+/// A batch the model cannot take is an error before anything runs, not a panic in a replica.
+#[test]
+fn unfit_batches_are_errors() {
+    let flex = Device::flex().autodiff();
+    let model = tiny_model().init(&flex).unwrap();
+    let batch = batcher().batch_indices(&synthetic(16), &(0..4).collect::<Vec<_>>(), &flex).unwrap();
+    let dp = DataParallel::new(vec![flex.clone(), flex.clone()]).unwrap();
+    let run = |images: Tensor<4>, texts: Tensor<2, Int>| dp.loss_and_grads(&model, images, texts, LossKind::Clip, 1.0, Precision::F32).map(|_| ()).unwrap_err().to_string();
+    let msg = run(batch.images.clone(), batch.texts.clone().narrow(0, 0, 3));
+    assert!(msg.contains("4 images, 3 texts"), "{msg}");
+    let [_, c, h, w] = batch.images.dims();
+    let msg = run(Tensor::zeros([0, c, h, w], &flex), Tensor::zeros([0, batch.texts.dims()[1]], &flex));
+    assert!(msg.contains("empty"), "{msg}");
+    let msg = run(Tensor::zeros([4, 3, 8, 8], &flex), batch.texts.clone());
+    assert!(msg.contains("images must be"), "{msg}");
+    let long = Tensor::cat(vec![batch.texts.clone(), batch.texts.clone()], 1);
+    let msg = run(batch.images.clone(), long);
+    assert!(msg.contains("token ids must be"), "{msg}");
+    let err = dp.step(model.clone(), &mut AdamW::new(AdamWConfig::default()), 1e-3, batch.images, batch.texts.narrow(0, 0, 2), LossKind::Clip, None).map(|_| ()).unwrap_err();
+    assert!(matches!(err, diffclip_train::TrainError::Input(_)), "{err}");
+}
+
 /// Two *different* devices on two backends (flex has exactly one device, so a second backend is
 /// the only way to get two here; wgpu on lavapipe in CI): the replica on the second device gets
 /// its shard's gradient back through the differentiable cross-backend transfer, and the step
@@ -273,7 +296,7 @@ fn replicas_on_two_backends_match_one_device() {
     let out = model.forward(batch.images.clone(), batch.texts.clone());
     buf.accumulate(&model, &contrastive_loss(&model, LossKind::Clip, out.image_embed, out.text_embed).backward());
     let a = AdamW::new(cfg.clone()).step(model.clone(), 1e-3, &buf);
-    let (b, _, _) = dp.step(model, &mut AdamW::new(cfg), 1e-3, batch.images, batch.texts, LossKind::Clip, None);
+    let (b, _, _) = dp.step(model, &mut AdamW::new(cfg), 1e-3, batch.images, batch.texts, LossKind::Clip, None).unwrap();
     let (wa, wb) = (weights(&a), weights(&b));
     for (k, x) in &wa {
         let d = max_diff(x, &wb[k]);
