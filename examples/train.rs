@@ -230,6 +230,7 @@ fn run(args: Args, matches: &ArgMatches) -> Res<()> {
         None => fresh_trainer(&args, &device, options)?,
     };
     // A resumed run reads its data as the stopped one did, unless told otherwise.
+    let stored_data = resume.is_some() && matches.value_source("data") != Some(clap::parser::ValueSource::CommandLine);
     let (args, matches) = match &resume {
         Some(path) => {
             let (argv, warnings) = data_flags::resumed_argv(std::env::args_os().collect(), matches, &trainer.config.data);
@@ -263,7 +264,10 @@ fn run(args: Args, matches: &ArgMatches) -> Res<()> {
         num_samples: args.train_num_samples,
         workers: args.workers,
     };
-    let opened = TrainSource::open(&data_spec.parse()?, &source_options)?;
+    let opened = TrainSource::open(&data_spec.parse()?, &source_options).map_err(|e| match stored_data {
+        true => format!("{e} (--data {data_spec} is the stopped run's, stored in its checkpoint: give --data to read other data)"),
+        false => e.to_string(),
+    })?;
     opened.warnings.iter().for_each(|w| eprintln!("warning: {w}"));
     eprintln!("data: {}", opened.description);
     let rows_left_out = opened.rows_left_out;

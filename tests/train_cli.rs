@@ -238,6 +238,26 @@ fn a_resumed_run_reads_its_data_as_the_stopped_one_did() {
     let err = stderr(&o);
     assert!(o.status.success() && err.contains("--preprocess slip differs from the stopped run's openai"), "{err}");
     assert_eq!(checkpoint_data(&ckpt)["preprocess"], "slip");
+
+    // A path given relative to the folder a run starts in is stored absolute: resumed from
+    // another folder, the run reads the same files, without a warning.
+    let name = csv.file_name().unwrap().to_str().unwrap();
+    let run_in = |folder: &Path, args: &[&str]| Command::new(example("train")).current_dir(folder).args(args).arg("--quiet").output().unwrap();
+    let o = run_in(&dir, &["--data", &format!("csv:{name}"), "--preset", "diffclip_tiny", "--batch-size", "4", "--steps", "2", "--output", "rel"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rel = dir.join("rel");
+    let absolute = format!("csv:{}", std::fs::canonicalize(&dir).unwrap().join(name).display());
+    assert_eq!(checkpoint_data(&rel.join("checkpoint-latest.safetensors"))["data"], absolute.as_str());
+    let elsewhere = dir.join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let o = run_in(&elsewhere, &["--resume", "--steps", "3", "--output", rel.to_str().unwrap()]);
+    let err = stderr(&o);
+    assert!(o.status.success() && !err.contains("warning"), "{err}");
+    // A stored path that is gone is named as the stopped run's.
+    std::fs::rename(&csv, dir.join("moved.csv")).unwrap();
+    let o = run_in(&elsewhere, &["--resume", "--steps", "4", "--output", rel.to_str().unwrap()]);
+    let err = stderr(&o);
+    assert!(!o.status.success() && err.contains("is the stopped run's") && err.contains(name), "{err}");
 }
 
 #[test]

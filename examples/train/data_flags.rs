@@ -19,9 +19,18 @@ fn flag(id: &str) -> String {
     format!("--{}", id.replace('_', "-"))
 }
 
-/// The value of `id` as given or defaulted (`None`: neither).
+/// The value of `id` as given or defaulted (`None`: neither), its paths made absolute against
+/// the current folder: a run resumed from another folder reads the same files.
 fn raw(matches: &ArgMatches, id: &str) -> Option<String> {
-    matches.get_raw(id).map(|v| v.map(|s| s.to_string_lossy().into_owned()).collect::<Vec<_>>().join(","))
+    let value = matches.get_raw(id).map(|v| v.map(|s| s.to_string_lossy().into_owned()).collect::<Vec<_>>().join(","))?;
+    let Ok(here) = std::env::current_dir() else { return Some(value) };
+    Some(match id {
+        "data" => value.parse::<diffclip::data::datasets::DataSpec>().map_or(value, |spec| spec.absolute(&here).describe()),
+        "csv_image_root" => here.join(&value).to_string_lossy().into_owned(),
+        // A template file, not one of the named sets (`simple`, ...).
+        "templates" if std::path::Path::new(&value).is_file() => here.join(&value).to_string_lossy().into_owned(),
+        _ => value,
+    })
 }
 
 /// The data flags of this command line, to store in the checkpoint.

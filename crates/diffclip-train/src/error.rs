@@ -4,21 +4,25 @@ use thiserror::Error;
 #[derive(Debug, Error)]
 pub enum TrainError {
     /// A micro-batch's loss is NaN or infinite; the step is not applied.
-    #[error("step {step}: loss is {loss} (not finite); stopping. The last good checkpoint is left intact.")]
+    #[error("step {step}: loss is {loss} (not finite); stopping. {}", kept(checkpoint))]
     NonFinite {
         /// The step that failed (1-based, the step count it would have reached).
         step: u64,
         /// The loss value.
         loss: f32,
+        /// The last good checkpoint, left intact (`None`: none was written).
+        checkpoint: Option<String>,
     },
     /// A step's gradients hold NaN or infinity while its loss is finite (in f16 such a step
     /// is skipped at a smaller loss scale instead); the step is not applied.
-    #[error("step {step}: the gradient norm is {norm} (not finite) though the loss is finite; stopping. The last good checkpoint is left intact.")]
+    #[error("step {step}: the gradient norm is {norm} (not finite) though the loss is finite; stopping. {}", kept(checkpoint))]
     NonFiniteGradient {
         /// The step that failed (1-based).
         step: u64,
         /// The gradients' global L2 norm.
         norm: f64,
+        /// The last good checkpoint, left intact (`None`: none was written).
+        checkpoint: Option<String>,
     },
     /// The preprocessing preset could not be built.
     #[error("preprocessing: {0}")]
@@ -117,4 +121,12 @@ pub enum TrainError {
     /// The evaluation hook failed.
     #[error("evaluation: {0}")]
     Eval(String),
+}
+
+/// What a run that stopped on a bad value leaves to resume from.
+fn kept(checkpoint: &Option<String>) -> String {
+    match checkpoint {
+        Some(path) => format!("The last good checkpoint {path} is left intact."),
+        None => "No checkpoint was written before it.".into(),
+    }
 }

@@ -135,7 +135,7 @@ impl Trainer {
         let ckpt = dir.join("checkpoint-latest.safetensors");
         let metrics = dir.join("metrics.jsonl");
         diffclip_clip::files::remove_stale_temps(&ckpt).map_err(|e| TrainError::Checkpoint(e.into()))?;
-        if self.state.step > 0 {
+        if self.state.step > 0 || self.resumed_from.is_some() {
             // Resumed from another folder into one with a run of its own: that run is not this one
             // (a checkpoint kept in the folder itself rolls its run back, as asked).
             // Both resolved (a bare file name lies in the current folder).
@@ -176,6 +176,12 @@ impl Trainer {
     /// Path of the rolling checkpoint in the output folder.
     pub fn checkpoint_path(&self) -> Option<PathBuf> {
         self.options.output.as_ref().map(|d| d.join("checkpoint-latest.safetensors"))
+    }
+
+    /// The rolling checkpoint, when one is there to resume from (a fresh run removes an
+    /// earlier run's before its first step).
+    fn kept_checkpoint(&self) -> Option<String> {
+        self.checkpoint_path().filter(|p| p.is_file()).map(|p| p.display().to_string())
     }
 
     /// Train until `config.steps` on a random-access dataset (a seeded permutation per epoch),
@@ -278,7 +284,7 @@ impl Trainer {
                     let out = p.loss_and_grads(&self.model, batch.images, batch.texts, self.config.loss, factor * scale, self.config.precision)?;
                     let value = (out.loss as f64 / scale) as f32;
                     if !value.is_finite() {
-                        return Err(TrainError::NonFinite { step: self.state.step + 1, loss: value });
+                        return Err(TrainError::NonFinite { step: self.state.step + 1, loss: value, checkpoint: self.kept_checkpoint() });
                     }
                     loss_sum += value;
                     grads.merge(out.grads, &self.device.clone().inner());
@@ -288,7 +294,7 @@ impl Trainer {
                     let loss = self.loss(batch.images, batch.texts)? * factor;
                     let value = loss.clone().into_scalar::<f32>();
                     if !value.is_finite() {
-                        return Err(TrainError::NonFinite { step: self.state.step + 1, loss: value });
+                        return Err(TrainError::NonFinite { step: self.state.step + 1, loss: value, checkpoint: self.kept_checkpoint() });
                     }
                     // f16: the loss scaled up so small gradients do not flush to zero.
                     let loss = if f16 { loss * self.state.loss_scale } else { loss };
@@ -301,7 +307,7 @@ impl Trainer {
             let grad_norm = grads.norm() * unscale;
             if !f16 && !grad_norm.is_finite() {
                 // Applied, it would turn every weight into NaN (and the next checkpoint with it).
-                return Err(TrainError::NonFiniteGradient { step: self.state.step + 1, norm: grad_norm });
+                return Err(TrainError::NonFiniteGradient { step: self.state.step + 1, norm: grad_norm, checkpoint: self.kept_checkpoint() });
             }
             if f16 && !grad_norm.is_finite() {
                 // Overflow at this scale: no update, a smaller scale next step.

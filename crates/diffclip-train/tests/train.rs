@@ -163,8 +163,15 @@ fn non_finite_loss_stops_and_keeps_the_last_checkpoint() {
     let mut t = t.with_options(RunOptions { output: Some(dir.to_path_buf()), ..RunOptions::default() });
     let err = t.fit(&data, &batcher(), None).unwrap_err();
     assert!(matches!(err, TrainError::NonFinite { step: 3, .. }), "{err}");
-    assert!(err.to_string().contains("not finite"));
+    assert!(err.to_string().contains("not finite") && err.to_string().contains("checkpoint-latest.safetensors is left intact"), "{err}");
     assert_eq!(std::fs::read(&ckpt).unwrap(), before, "checkpoint changed");
+    // A run that stops before writing any says so.
+    let fresh = tmpdir("nan-fresh");
+    let mut t = trainer_with(6, RunOptions { output: Some(fresh.to_path_buf()), ..RunOptions::default() });
+    let (id, w, m) = t.model.image_projection.consume();
+    t.model.image_projection = Param::from_mapped_value(id, (w * f32::NAN).detach().require_grad(), m);
+    let err = t.fit(&data, &batcher(), None).unwrap_err();
+    assert!(matches!(err, TrainError::NonFinite { step: 1, checkpoint: None, .. }) && err.to_string().contains("No checkpoint was written"), "{err}");
 }
 
 #[test]

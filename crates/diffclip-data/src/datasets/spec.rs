@@ -27,6 +27,24 @@ pub enum DataSpec {
 }
 
 impl DataSpec {
+    /// The same source with a relative path made absolute against `base` (a run's folder), so
+    /// that it names the same files from anywhere.
+    ///
+    /// ```
+    /// use diffclip_data::datasets::DataSpec;
+    /// let s: DataSpec = "csv:data/train.csv".parse().unwrap();
+    /// assert_eq!(s.absolute("/runs".as_ref()).describe(), "csv:/runs/data/train.csv");
+    /// assert_eq!("wds:/d/{0..9}.tar".parse::<DataSpec>().unwrap().absolute("/runs".as_ref()).describe(), "wds:/d/{0..9}.tar");
+    /// ```
+    pub fn absolute(&self, base: &std::path::Path) -> Self {
+        match self {
+            Self::Csv(p) => Self::Csv(base.join(p)),
+            Self::WebDataset(p) => Self::WebDataset(base.join(p).to_string_lossy().into_owned()),
+            Self::Folder(p) => Self::Folder(base.join(p)),
+            Self::Synthetic => Self::Synthetic,
+        }
+    }
+
     /// The spec as written (`csv:PATH`, ...), for messages.
     pub fn describe(&self) -> String {
         match self {
