@@ -105,9 +105,9 @@ struct Args {
     /// Attention: text query (default: that image's first caption when synthetic).
     #[arg(long, value_parser = diffclip::cli::non_blank)]
     query: Option<String>,
-    /// Attention: PNG to write.
-    #[arg(long, default_value = "attention.png")]
-    heatmap: PathBuf,
+    /// Attention: PNG to write (default: beside --output, `<its name>-attention.png`).
+    #[arg(long)]
+    heatmap: Option<PathBuf>,
     /// Attention: vision layer (default: the last).
     #[arg(long)]
     layer: Option<usize>,
@@ -126,6 +126,15 @@ struct Args {
     /// No progress bars.
     #[arg(long)]
     quiet: bool,
+}
+
+impl Args {
+    /// The attention figure's path: `--heatmap`, else beside the results (`eval-results.json`
+    /// gives `eval-results-attention.png`), never a file of the current folder nobody named.
+    fn heatmap(&self) -> PathBuf {
+        let stem = self.output.file_stem().map_or("eval".into(), |s| s.to_string_lossy());
+        self.heatmap.clone().unwrap_or_else(|| self.output.with_file_name(format!("{stem}-attention.png")))
+    }
 }
 
 fn main() -> ExitCode {
@@ -156,8 +165,8 @@ fn run(args: Args) -> Res<()> {
                 e => format!("--compare {}: {e}", other.display()),
             })?;
         }
-        let compare = args.compare.is_some().then(|| synth::compare_path(&args.heatmap));
-        for figure in std::iter::once(args.heatmap.clone()).chain(compare) {
+        let compare = args.compare.is_some().then(|| synth::compare_path(&args.heatmap()));
+        for figure in std::iter::once(args.heatmap()).chain(compare) {
             let target = resolve_output(&figure)?;
             check_output(&target, &inputs).map_err(|e| format!("--heatmap: {e}"))?;
             // Neither may exist yet: the same path, spelled alike once absolute.
@@ -166,8 +175,8 @@ fn run(args: Args) -> Res<()> {
             }
         }
         // The figures are PNG: another extension would name a file that is not what it says.
-        if !args.heatmap.extension().is_some_and(|e| e.eq_ignore_ascii_case("png")) {
-            return Err(format!("--heatmap {}: the figure is a PNG image; give a path ending in .png", args.heatmap.display()).into());
+        if !args.heatmap().extension().is_some_and(|e| e.eq_ignore_ascii_case("png")) {
+            return Err(format!("--heatmap {}: the figure is a PNG image; give a path ending in .png", args.heatmap().display()).into());
         }
     }
     if let Some(data) = &args.data {

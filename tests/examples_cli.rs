@@ -118,7 +118,10 @@ fn eval_runs_what_the_data_holds_and_draws_its_first_image() {
     std::fs::write(dir.join("captions.csv"), "image,caption\nclasses/cat/flower.jpg,a flower\nclasses/dog/china.jpg,a temple\n").unwrap();
     let eval = |data: &std::path::Path, task: &str| {
         let out = dir.join("results.json");
-        let o = Command::new(example("eval")).args(["--preset", "diffclip_tiny", "--no-cache", "--quiet", "--task", task, "--data"]).arg(data).arg("--heatmap").arg(dir.join("map.png")).arg("--output").arg(&out).output().unwrap();
+        let mut cmd = Command::new(example("eval"));
+        cmd.args(["--preset", "diffclip_tiny", "--no-cache", "--quiet", "--task", task, "--data"]).arg(data).arg("--output").arg(&out);
+        // Without --heatmap the figure goes beside the results, not into the current folder.
+        let o = if task == "all" { cmd.output() } else { cmd.arg("--heatmap").arg(dir.join("map.png")).output() }.unwrap();
         let results = o.status.success().then(|| serde_json::from_slice::<serde_json::Value>(&std::fs::read(&out).unwrap()).unwrap());
         (results, String::from_utf8_lossy(&o.stderr).into_owned())
     };
@@ -128,6 +131,8 @@ fn eval_runs_what_the_data_holds_and_draws_its_first_image() {
     let attention = &results["results"]["attention"];
     assert!(attention["image"].as_str().unwrap().ends_with("cat/flower.jpg"), "{attention}");
     assert_eq!(attention["query"], "a photo of a cat.");
+    assert_eq!(attention["png"].as_str(), dir.join("results-attention.png").to_str());
+    assert!(dir.join("results-attention.png").is_file());
     // A caption file as ROOT: retrieval, and the first image with its caption.
     let (results, err) = eval(&dir.join("captions.csv"), "all");
     let results = results.unwrap_or_else(|| panic!("{err}"));

@@ -135,7 +135,7 @@ pub(crate) fn attention(ctx: &Ctx<'_>) -> Res<Outcome> {
         }
     };
     let maps = attention_heatmaps(ctx.eval.encoder(), chw.clone(), query.as_deref(), ctx.args.layer)?;
-    save_overlay_png(&ctx.args.heatmap, &rgb, s, &maps)?;
+    save_overlay_png(&ctx.args.heatmap(), &rgb, s, &maps)?;
     let compare = match &ctx.args.compare {
         Some(other) => Some(compare_png(ctx, other, &rgb, chw, query.as_deref(), &maps)?),
         None => None,
@@ -150,9 +150,9 @@ pub(crate) fn attention(ctx: &Ctx<'_>) -> Res<Outcome> {
         maps.grid.to_string(),
         opt(maps.lambda),
         opt(maps.similarity),
-        ctx.args.heatmap.display().to_string(),
+        ctx.args.heatmap().display().to_string(),
     ]);
-    let value = json!({ "image": picture_path, "query": query, "png": ctx.args.heatmap, "compare_png": compare, "panels": panel_names(&maps), "titles": panel_titles(&maps), "maps": maps });
+    let value = json!({ "image": picture_path, "query": query, "png": ctx.args.heatmap(), "compare_png": compare, "panels": panel_names(&maps), "titles": panel_titles(&maps), "maps": maps });
     Ok(Some((value, vec![t])))
 }
 
@@ -173,7 +173,7 @@ fn compare_png(ctx: &Ctx<'_>, other: &std::path::Path, rgb: &[u8], chw: Vec<f32>
     let theirs = attention_heatmaps(&encoder, chw, query, ctx.args.layer).map_err(|e| format!("--compare {}: {e}", other.display()))?;
     let name = |p: Option<&std::path::Path>| p.and_then(|p| p.file_stem()).map_or("model".into(), |n| n.to_string_lossy().into_owned());
     let (a, b) = (name(ctx.args.checkpoint.as_deref()), name(Some(other)));
-    let path = compare_path(&ctx.args.heatmap);
+    let path = compare_path(&ctx.args.heatmap());
     let caption = query.map(|q| format!("query: \"{q}\""));
     save_comparison_png(&path, rgb, s, &[(&a, maps), (&b, &theirs)], caption.as_deref())?;
     Ok(path)

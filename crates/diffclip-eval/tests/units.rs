@@ -205,6 +205,12 @@ fn probes_refuse_labels_they_would_silently_drop() {
     let points = few_shot(split(good), None, split(good), 2, &ncm).unwrap();
     assert_eq!(points.iter().map(|p| (p.shots, p.fewest_shots)).collect::<Vec<_>>(), [(1, Some(1)), (2, Some(2)), (5, Some(2))]);
     assert_eq!(points[1].accuracies, points[2].accuracies);
+    // One class scores 100 % by naming it everywhere: refused, not reported.
+    let one: &'static [usize] = &[0, 0, 0, 0];
+    let e = linear_probe(split(one), None, split(one), 1, &lp).unwrap_err().to_string();
+    assert!(e.contains("at least 2 classes, found 1"), "{e}");
+    let e = few_shot(split(one), None, split(good), 2, &ncm).unwrap_err().to_string();
+    assert!(e.contains("at least 2 classes, found 1"), "{e}");
 }
 
 #[test]

@@ -103,6 +103,11 @@ impl Split<'_> {
 /// Checks every split of a probe (see [`Split::check`]).
 pub(crate) fn check_splits(train: &Split<'_>, val: Option<&Split<'_>>, test: &Split<'_>, n_classes: usize) -> Result<(), EvalError> {
     train.check("train", n_classes)?;
+    // One class would score 100 % by predicting it everywhere: no measure of the features.
+    let classes = train.labels.iter().collect::<std::collections::BTreeSet<_>>().len();
+    if classes < 2 {
+        return Err(EvalError::Invalid(format!("a probe needs training samples of at least 2 classes, found {classes}")));
+    }
     if let Some(v) = val {
         v.check("validation", n_classes)?;
     }
