@@ -87,13 +87,25 @@ fn run(args: Args) -> Result<(), String> {
             ));
         }
     }
+    // Every output is held until the file is written: refuse what memory cannot hold, before
+    // decoding, instead of an abort in the allocator.
+    let s = args.size as usize;
+    let need = (args.images.len() as u128) * 3 * (s as u128) * (s as u128) * 4;
+    if let Some(available) = diffclip::clip::ModelLimits::default().max_bytes.filter(|&a| need > a as u128) {
+        let gib = |b: u128| b as f64 / (1u64 << 30) as f64;
+        return Err(format!(
+            "{} images at --size {s} need {:.1} GiB in memory until the file is written, more than the {:.1} GiB available; preprocess them in several runs",
+            args.images.len(),
+            gib(need),
+            gib(available as u128)
+        ));
+    }
     let inputs: Vec<&std::path::Path> = args.images.iter().map(PathBuf::as_path).collect();
     let target = resolve_output(&args.output).map_err(|e| e.to_string())?;
     check_output(&target, &inputs).map_err(|e| e.to_string())?;
     let images = pipeline
         .process_files(&args.images, args.seed)
         .map_err(|e| e.to_string())?;
-    let s = args.size as usize;
     let mut tensors = Vec::with_capacity(names.len());
     for (name, &i) in &names {
         tensors.push(F32Tensor { name: name.clone(), shape: vec![3, s, s], data: &images[i] });

@@ -132,6 +132,11 @@ fn outputs_that_are_inputs_are_refused() {
     cmd.arg("--size").arg("8").arg("--output").arg(&out).arg(&meta);
     assert_clean_error(&run_bounded(cmd, Duration::from_secs(60)), &["__metadata__.png", "metadata key"]);
     assert!(!out.exists());
+
+    // Outputs memory cannot hold (4000 × 192 MiB) are refused before any image is read.
+    let mut cmd = Command::new(example("preprocess"));
+    cmd.arg("--size").arg("4096").arg("--output").arg(&out).args((0..4000).map(|i| dir.join(format!("missing-{i}.png"))));
+    assert_clean_error(&run_bounded(cmd, Duration::from_secs(60)), &["4000 images at --size 4096 need 750.0 GiB", "GiB available", "several runs"]);
 }
 
 fn preprocess_to(output: &Path, umask: Option<&str>) -> Output {

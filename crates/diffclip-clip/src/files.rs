@@ -298,36 +298,42 @@ pub fn write_safetensors(path: &Path, tensors: &[F32Tensor<'_>], metadata: HashM
             return Err(ser(format!("two tensors are named {:?}", t.name)));
         }
     }
-    let bytes: Vec<Vec<u8>> = tensors.iter().map(|t| t.data.iter().flat_map(|v| v.to_le_bytes()).collect()).collect();
-    let views = tensors
-        .iter()
-        .zip(&bytes)
-        .map(|(t, b)| safetensors::tensor::TensorView::new(safetensors::Dtype::F32, t.shape.clone(), b).map(|v| (t.name.clone(), v)))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| ser(e.to_string()))?;
-    let metadata = (!metadata.is_empty()).then_some(metadata);
-    let out = safetensors::serialize(views, metadata).map_err(|e| ser(e.to_string()))?;
-    write_atomic(path, &sorted_header(out).map_err(ser)?)
-}
-
-/// The same file with its header's keys sorted. safetensors writes the metadata map in
-/// `HashMap` order, so equal contents gave different bytes (and checksums) from run to run.
-fn sorted_header(file: Vec<u8>) -> Result<Vec<u8>, String> {
-    type Header =
-        std::collections::BTreeMap<String, std::collections::BTreeMap<String, serde_json::Value>>;
-    let n = file
-        .get(..8)
-        .and_then(|b| b.try_into().ok())
-        .map(|b: [u8; 8]| u64::from_le_bytes(b) as usize)
-        .filter(|&n| n <= file.len() - 8)
-        .ok_or("safetensors wrote no header")?;
-    let header: Header = serde_json::from_slice(&file[8..8 + n]).map_err(|e| e.to_string())?;
-    let mut json = serde_json::to_vec(&header).map_err(|e| e.to_string())?;
+    // The header is written here, keys sorted (safetensors' own writer uses `HashMap` order,
+    // so equal contents gave different bytes), and the data streamed after it in name order:
+    // no copy of the tensors is held, however large they are.
+    let mut sorted: Vec<&F32Tensor<'_>> = tensors.iter().collect();
+    sorted.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut header = std::collections::BTreeMap::new();
+    let mut offset = 0usize;
+    for t in &sorted {
+        let values = t.shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
+        if values != Some(t.data.len()) {
+            return Err(ser(format!("tensor {:?}: shape {:?} does not hold its {} values", t.name, t.shape, t.data.len())));
+        }
+        let end = offset + 4 * t.data.len();
+        header.insert(t.name.clone(), serde_json::json!({ "dtype": "F32", "shape": t.shape, "data_offsets": [offset, end] }));
+        offset = end;
+    }
+    if !metadata.is_empty() {
+        header.insert(METADATA_KEY.to_string(), serde_json::json!(metadata.into_iter().collect::<std::collections::BTreeMap<_, _>>()));
+    }
+    let mut json = serde_json::to_vec(&header).map_err(|e| ser(e.to_string()))?;
     // The data must start 8-byte aligned, padded with spaces as safetensors does.
     json.resize(json.len().next_multiple_of(8), b' ');
-    let mut out = Vec::with_capacity(8 + json.len() + file.len() - 8 - n);
-    out.extend_from_slice(&(json.len() as u64).to_le_bytes());
-    out.extend_from_slice(&json);
-    out.extend_from_slice(&file[8 + n..]);
-    Ok(out)
+    write_atomic_with(path, |tmp| {
+        let file = OpenOptions::new().write(true).open(tmp).map_err(|e| io(tmp, e))?;
+        let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+        let mut put = |bytes: &[u8]| out.write_all(bytes).map_err(|e| io(tmp, e));
+        put(&(json.len() as u64).to_le_bytes())?;
+        put(&json)?;
+        let mut chunk = Vec::with_capacity(1 << 16);
+        for t in &sorted {
+            for values in t.data.chunks(1 << 14) {
+                chunk.clear();
+                chunk.extend(values.iter().flat_map(|v| v.to_le_bytes()));
+                put(&chunk)?;
+            }
+        }
+        out.flush().map_err(|e| io(tmp, e))
+    })
 }
