@@ -265,6 +265,13 @@ fn embed_files(args: &Args, loaded: &LoadedModel) -> Result<(), Box<dyn std::err
         eprintln!("skipped {}: {}", printable_line(file), printable_line(why));
     }
     eprintln!("wrote {} shards, kept {} finished ones, skipped {} unreadable samples; output {}", report.written.len(), report.kept.len(), report.skipped.len(), args.output.display());
+    // Shards of another job beside this one's would be searched with them. Rows no shard holds
+    // yet are only news when this job is the whole of it.
+    for dir in [job.dir.clone(), job.dir.join("texts")] {
+        for problem in diffclip::eval::shards::folder_problems(&dir, n == 1) {
+            eprintln!("warning: {}: {problem}", dir.display());
+        }
+    }
     Ok(())
 }
 

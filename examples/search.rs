@@ -199,6 +199,10 @@ fn run(args: Args) -> Result<(), Error> {
             &key.as_str()[..16]
         );
     }
+    // A folder mixing jobs answers with repeated or missing rows: said once, as above.
+    for problem in diffclip::eval::shards::folder_problems(&dir, true) {
+        eprintln!("warning: {}: {problem}; the hits may repeat or miss rows", dir.display());
+    }
     let index = if args.approximate || args.rebuild_index { Some(approximate(&args, &dir, tensor)?) } else { None };
     // Serving searches exactly from memory (the shards read once); otherwise exact search reads
     // every shard once for all the queries of the call.

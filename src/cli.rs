@@ -85,7 +85,7 @@ pub fn print_line(text: impl std::fmt::Display) -> std::io::Result<()> {
 /// assert!(diffclip::cli::non_blank("\u{1}\u{2}").is_err());
 /// ```
 pub fn non_blank(text: &str) -> Result<String, String> {
-    match diffclip_data::tokenizer::clean_text(text).is_empty() {
+    match diffclip_data::tokenizer::is_blank(text) {
         true => Err("empty (only white space or control characters)".into()),
         false => Ok(text.to_string()),
     }

@@ -46,8 +46,10 @@ fn shards_resume_split_and_hold_texts() {
     let out = tmpdir("embed-files", "shards");
     let images = fixture("preprocess/images");
     let run = |part: &str| embed(&["--images".as_ref(), images.as_os_str(), "--output".as_ref(), out.as_os_str(), "--rows-per-shard".as_ref(), "3".as_ref(), "--shard".as_ref(), part.as_ref(), "--normalize".as_ref()]);
-    // Part 0 of 2 writes shards 0 and 2; part 1 then writes 1 and 3.
-    run("0/2");
+    // Part 0 of 2 writes shards 0 and 2; part 1 then writes 1 and 3. The rows part 1 will
+    // write are no news to part 0.
+    let o = run("0/2");
+    assert!(!String::from_utf8_lossy(&o.stderr).contains("warning"), "{}", String::from_utf8_lossy(&o.stderr));
     let names = |d: &Path| { let mut v: Vec<String> = std::fs::read_dir(d).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).filter(|n| n.ends_with(".safetensors")).collect(); v.sort(); v };
     assert_eq!(names(&out), ["embeddings-00000.safetensors", "embeddings-00002.safetensors"]);
     run("1/2");
@@ -79,9 +81,10 @@ fn shards_resume_split_and_hold_texts() {
     for (n, b) in &before {
         assert_eq!(&std::fs::read(out.join(n)).unwrap(), b, "{n} rewritten by a refused job");
     }
-    // Captions: one row per line, named by line number; blank lines are not captions.
+    // Captions: one row per line, named by line number; blank lines (control characters
+    // count as blank) are not captions.
     let texts = out.join("captions.txt");
-    std::fs::write(&texts, "a red square\n  \na blue circle\n").unwrap();
+    std::fs::write(&texts, "a red square\n \u{1}\u{2} \na blue circle\n").unwrap();
     embed(&["--texts".as_ref(), texts.as_os_str(), "--output".as_ref(), out.as_os_str()]);
     let rows = shard_rows(&out.join("texts"), "text_embed");
     assert_eq!(rows.iter().map(|(p, _)| p.as_str()).collect::<Vec<_>>(), ["LINE:1", "LINE:3"]);
@@ -103,6 +106,16 @@ fn shards_resume_split_and_hold_texts() {
     assert!(err.contains("wrote 1 shards, kept 0"), "{err}");
     let after = shard_rows(&index, "image_embed");
     assert!(after[0].1 == before[0].1 && after[1].1 != before[1].1, "b.jpg embedded again, a.jpg the same");
+    // Fewer inputs, the refused shards deleted as told: the earlier job's last shard is left
+    // beside the new ones, and said to be.
+    let left = changing.join("left");
+    let with = |files: &[std::path::PathBuf]| embed(&[vec!["--images".as_ref()], files.iter().map(|f| f.as_os_str()).collect::<Vec<_>>(), vec!["--rows-per-shard".as_ref(), "1".as_ref(), "--output".as_ref(), left.as_os_str()]].concat());
+    with(&[files[0].clone(), files[1].clone(), images.join("china.jpg")]);
+    for k in 0..2 {
+        std::fs::remove_file(left.join(format!("embeddings-0000{k}.safetensors"))).unwrap();
+    }
+    let err = String::from_utf8_lossy(&with(&[files[0].clone(), images.join("china.jpg")]).stderr).into_owned();
+    assert!(err.contains("warning") && err.contains("jobs over different inputs (of 2, 3 rows)"), "{err}");
     // A byte-order mark and CRLF line ends are not part of the caption.
     let marked = tmpdir("embed-files", "marked");
     std::fs::write(marked.join("captions.txt"), "\u{feff}a red square\r\n").unwrap();

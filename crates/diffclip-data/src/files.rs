@@ -115,14 +115,15 @@ pub fn read_lines(path: impl AsRef<Path>) -> Result<Vec<String>, DataError> {
 pub const MAX_LINE_BYTES: u64 = 16 << 20;
 
 /// The entries of one-entry-per-line text from any reader, one at a time as they arrive (so
-/// standard input can be answered line by line): each line trimmed, blank lines skipped, a
-/// leading UTF-8 BOM dropped. A line longer than [`MAX_LINE_BYTES`] or not UTF-8 is an error
+/// standard input can be answered line by line): each line trimmed, blank lines (white space
+/// and control characters only: [`is_blank`](crate::tokenizer::is_blank)) skipped, a leading
+/// UTF-8 BOM dropped. A line longer than [`MAX_LINE_BYTES`] or not UTF-8 is an error
 /// naming the source and the line ([`DataError::Line`]); after a line too long or a read error
 /// the iterator ends, after one not UTF-8 it goes on with the next line.
 ///
 /// ```
 /// use diffclip_data::files::TextLines;
-/// let input = "a dog\n\n  a cat \r\n".as_bytes();
+/// let input = "a dog\n\n\u{1}\u{2}\n  a cat \r\n".as_bytes();
 /// let lines: Vec<String> = TextLines::new(input, "standard input").collect::<Result<_, _>>().unwrap();
 /// assert_eq!(lines, ["a dog", "a cat"]);
 /// let mut lines = TextLines::new(&b"a dog\n\xff\na cat"[..], "standard input");
@@ -206,7 +207,7 @@ impl<R: BufRead> Iterator for TextLines<R> {
                         return Some(Err(DataError::Line { path: self.source.clone(), line: self.line, message }));
                     };
                     let text = if self.line == 1 { text.strip_prefix('\u{feff}').unwrap_or(text) } else { text };
-                    if !text.trim().is_empty() {
+                    if !crate::tokenizer::is_blank(text) {
                         return Some(Ok(if self.trim { text.trim() } else { text }.to_string()));
                     }
                 }

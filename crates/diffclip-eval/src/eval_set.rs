@@ -79,7 +79,7 @@ impl EvalSet {
                         paths.push(r.image.clone());
                         paths.len() - 1
                     });
-                    if !r.caption.trim().is_empty() {
+                    if !diffclip_data::tokenizer::is_blank(&r.caption) {
                         captioned.push((image, r.caption.clone()));
                     }
                 }

@@ -2,12 +2,14 @@
 //! them ([`ShardJob`]) and exact search over them ([`search`], or [`ExactIndex`] in memory).
 
 mod exact;
+mod folder;
 mod job;
 mod stamp;
 
 use std::path::{Path, PathBuf};
 
 pub use exact::{ExactIndex, Hit, search, search_many};
+pub use folder::folder_problems;
 pub(crate) use exact::{dot, keep_top, normalized};
 pub use job::{EmbedRow, Embedding, RowImage, ShardJob, ShardPlan, ShardReport};
 

@@ -142,7 +142,7 @@ fn finish(group: Group, shard: &Path, spec: &MemberSpec) -> Result<WdsSample, Da
         Some(c) => {
             let text = std::str::from_utf8(&c.2).map_err(|e| err(format!("caption {} is not UTF-8: {e}", c.0)))?.trim();
             // A blank caption teaches nothing: as bad a sample as a missing one.
-            if text.is_empty() && spec.require_caption {
+            if crate::tokenizer::is_blank(text) && spec.require_caption {
                 return Err(err(format!("caption {} is empty", c.0)));
             }
             text.to_string()

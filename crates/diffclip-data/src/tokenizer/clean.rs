@@ -24,3 +24,17 @@ pub fn clean_text(text: &str) -> String {
     }
     out.to_lowercase()
 }
+
+/// Whether `text` holds nothing a tokenizer would keep: only white space and control
+/// characters, once cleaned ([`clean_text`] is empty). Such a caption or query embeds as every
+/// other blank one, meaninglessly, so readers treat it as a blank line.
+///
+/// ```
+/// use diffclip_data::tokenizer::is_blank;
+/// assert!(is_blank("  \t") && is_blank("\u{0}\u{1}") && is_blank("&#32;"));
+/// assert!(!is_blank("a dog") && !is_blank("&amp;"));
+/// ```
+pub fn is_blank(text: &str) -> bool {
+    // Cleaning (ftfy, HTML entities) only matters past plain printable ASCII.
+    text.chars().all(|c| c.is_whitespace() || c.is_control()) || (!text.chars().all(|c| c.is_ascii() && c != '&') && clean_text(text).is_empty())
+}

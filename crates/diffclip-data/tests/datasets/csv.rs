@@ -253,14 +253,14 @@ fn a_blank_caption_is_a_bad_row() {
     // Training on "" teaches nothing; WebDataset samples with blank captions are bad too.
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("c.csv");
-    write(&path, b"filepath,title\na.png,a cat\nb.png,   \nc.png,\n");
+    write(&path, b"filepath,title\na.png,a cat\nb.png,   \nc.png,\nd.png,\x01\x02\n");
     let err = CsvDataset::open(&path, &CsvConfig::default(), fail_loader()).unwrap_err();
     assert!(matches!(err, DataError::Csv { line: 3, .. }), "{err}");
     assert!(err.to_string().contains("empty caption"), "{err}");
     let ds = CsvDataset::open(&path, &CsvConfig::default(), loader()).unwrap();
     assert_eq!(ds.len(), 1);
-    assert_eq!(ds.skip_counter().skipped(), 2);
+    assert_eq!(ds.skip_counter().skipped(), 3, "control characters alone are as blank");
     // Read for its images alone (embed --embed images), every row counts.
     let images_only = CsvConfig { require_caption: false, ..CsvConfig::default() };
-    assert_eq!(CsvDataset::open(&path, &images_only, fail_loader()).unwrap().len(), 3);
+    assert_eq!(CsvDataset::open(&path, &images_only, fail_loader()).unwrap().len(), 4);
 }
