@@ -112,8 +112,26 @@ fn a_saved_index_answers_as_the_one_built() {
     assert!(loaded.search(&rows[..dim], 0).unwrap().is_empty());
     assert!(matches!(loaded.search(&rows[..dim - 1], 3), Err(IndexError::Invalid(_))));
     assert!(matches!(loaded.search(&vec![f32::NAN; dim], 3), Err(IndexError::Invalid(_))));
-    // The caption tensor is not what was indexed.
-    assert!(matches!(AnnIndex::open(dir.path(), "text_embed"), Err(IndexError::Stale { .. })));
+    // The caption tensor has an index of its own, not this one.
+    assert!(matches!(AnnIndex::open(dir.path(), "text_embed"), Err(IndexError::Missing { .. })));
+}
+
+/// A folder of image–text pairs holds an index of each tensor, neither replacing the other.
+#[test]
+fn the_image_and_text_indexes_of_a_folder_live_side_by_side() {
+    let dir = tempfile::tempdir().unwrap();
+    let dim = 8;
+    let (images, texts) = (clustered(300, dim, 6, 1), clustered(300, dim, 6, 2));
+    let paths: Vec<String> = (0..300).map(|i| format!("row{i}.png")).collect();
+    let meta = [("paths".to_string(), serde_json::to_string(&paths).unwrap())].into();
+    let tensor = |name: &str, data| F32Tensor { name: name.into(), shape: vec![300, dim], data };
+    write_safetensors(&dir.path().join("embeddings-00000.safetensors"), &[tensor("image_embed", &images), tensor("text_embed", &texts)], meta).unwrap();
+    let by_image = AnnIndex::build(dir.path(), "image_embed", small_config()).unwrap();
+    let by_text = AnnIndex::build(dir.path(), "text_embed", small_config()).unwrap();
+    assert!(dir.path().join("index-text_embed.hnsw.json").is_file() && manifest(dir.path()).is_file());
+    let q = &texts[5 * dim..6 * dim];
+    assert_eq!(AnnIndex::open(dir.path(), "text_embed").unwrap().search(q, 3).unwrap(), by_text.search(q, 3).unwrap());
+    assert_eq!(AnnIndex::open(dir.path(), "image_embed").unwrap().search(q, 3).unwrap(), by_image.search(q, 3).unwrap());
 }
 
 #[test]

@@ -10,7 +10,7 @@ use hnsw_rs::prelude::{AnnT, Hnsw, HnswIo};
 use rayon::prelude::*;
 
 use super::distance::{UnitCosine, dot, normalized};
-use super::manifest::{self, BASENAME, Manifest};
+use super::manifest::{self, Manifest, basename};
 use super::rows::{self, Shard};
 use super::{AnnConfig, IndexError, dump_check};
 use crate::progress::bar;
@@ -23,7 +23,8 @@ const SEQUENTIAL_ROWS: usize = 256;
 /// shard folder: an HNSW graph of the L2-normalised rows, searched by cosine similarity like
 /// [`crate::shards::search`], saved beside the shards as `index.hnsw.graph`,
 /// `index.hnsw.data` (the graph and its rows, written by `hnsw_rs`) and `index.hnsw.json` (the
-/// manifest: the shards covered, the parameters, checksums, the recall measured at build).
+/// manifest: the shards covered, the parameters, checksums, the recall measured at build);
+/// a `text_embed` index as `index-text_embed.hnsw.*`, so a folder of pairs holds both.
 ///
 /// ```no_run
 /// use diffclip_eval::ann::{AnnConfig, AnnIndex};
@@ -93,13 +94,13 @@ impl AnnIndex {
             return Err(IndexError::shard(dir, format!("no {tensor} rows in the shards")));
         };
         hnsw.set_searching_mode(true);
-        let (graph, data) = save_graph(dir, &hnsw)?;
+        let (graph, data) = save_graph(dir, tensor, &hnsw)?;
         let manifest = Manifest::new(tensor, paths.len(), dim, config, prints, graph, data, start.elapsed().as_secs_f64());
         let mut index = Self { dir: dir.into(), hnsw, manifest, paths, ef_search: config.ef_search };
         if config.recall_queries > 0 {
             index.manifest.recall_at_10 = Some(index.recall_at_k(config.recall_queries, 10)?);
         }
-        index.manifest.write(&manifest::paths(dir)[2])?;
+        index.manifest.write(&manifest::paths(dir, tensor)[2])?;
         Ok(index)
     }
 
@@ -111,7 +112,7 @@ impl AnnIndex {
     /// they are checked completely (structure, ids, links, unit rows, SHA-256) before
     /// `hnsw_rs` reads them.
     pub fn open(dir: &Path, tensor: &str) -> Result<Self, IndexError> {
-        let [graph, data, json] = manifest::paths(dir);
+        let [graph, data, json] = manifest::paths(dir, tensor);
         let manifest = Manifest::read(&json)?;
         let stale = |message: String| IndexError::Stale { path: json.display().to_string(), message };
         if manifest.tensor != tensor {
@@ -132,7 +133,7 @@ impl AnnIndex {
         }
         manifest.config.validate().map_err(|e| IndexError::corrupt(&json, e.to_string()))?;
         dump_check::check(&graph, &data, &manifest)?;
-        let hnsw = load_graph(dir, &graph)?;
+        let hnsw = load_graph(dir, tensor, &graph)?;
         if hnsw.get_nb_point() != manifest.rows {
             return Err(IndexError::corrupt(&graph, "hnsw_rs read a different number of rows"));
         }
@@ -225,22 +226,23 @@ impl AnnIndex {
 /// Saves the graph through `hnsw_rs`'s dump into a private folder, then moves each file into
 /// place atomically. The manifest (written after) is removed first, so that an interrupted
 /// save leaves no index rather than a mismatched one.
-fn save_graph(dir: &Path, hnsw: &Hnsw<'static, f32, UnitCosine>) -> Result<(manifest::FilePrint, manifest::FilePrint), IndexError> {
-    let [graph, data, json] = manifest::paths(dir);
+fn save_graph(dir: &Path, tensor: &str, hnsw: &Hnsw<'static, f32, UnitCosine>) -> Result<(manifest::FilePrint, manifest::FilePrint), IndexError> {
+    let [graph, data, json] = manifest::paths(dir, tensor);
+    let base = basename(tensor);
     match std::fs::remove_file(&json) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(IndexError::io(&json, e)),
         _ => {}
     }
-    remove_stale_saves(dir, &[&graph, &data, &json])?;
-    let tmp = dir.join(format!(".{BASENAME}.hnsw.tmp{}", std::process::id()));
+    remove_stale_saves(dir, &base, &[&graph, &data, &json])?;
+    let tmp = dir.join(format!(".{base}.hnsw.tmp{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir(&tmp).map_err(|e| IndexError::io(&tmp, e))?;
     let result = (|| {
         // hnsw_rs panics when it cannot create its files.
         let failed = |m: String| Err(IndexError::io(&tmp, std::io::Error::other(m)));
-        match catch_unwind(AssertUnwindSafe(|| hnsw.file_dump(&tmp, BASENAME))) {
-            Ok(Ok(name)) if name == BASENAME => {}
-            Ok(Ok(name)) => return failed(format!("hnsw_rs wrote {name}, not {BASENAME}")),
+        match catch_unwind(AssertUnwindSafe(|| hnsw.file_dump(&tmp, &base))) {
+            Ok(Ok(name)) if name == base => {}
+            Ok(Ok(name)) => return failed(format!("hnsw_rs wrote {name}, not {base}")),
             Ok(Err(e)) => return failed(format!("hnsw_rs could not save the graph: {e}")),
             Err(_) => return failed("hnsw_rs could not create its files".into()),
         }
@@ -256,11 +258,11 @@ fn save_graph(dir: &Path, hnsw: &Hnsw<'static, f32, UnitCosine>) -> Result<(mani
 
 /// Removes what killed saves left: their private folders `.index.hnsw.tmp<PID>` and the
 /// temporary files of [`write_atomic_with`], when their process no longer runs.
-fn remove_stale_saves(dir: &Path, targets: &[&Path]) -> Result<(), IndexError> {
+fn remove_stale_saves(dir: &Path, base: &str, targets: &[&Path]) -> Result<(), IndexError> {
     for t in targets {
         diffclip_clip::files::remove_stale_temps(t)?;
     }
-    let prefix = format!(".{BASENAME}.hnsw.tmp");
+    let prefix = format!(".{base}.hnsw.tmp");
     for entry in std::fs::read_dir(dir).map_err(|e| IndexError::io(dir, e))?.flatten() {
         let name = entry.file_name();
         let Some(pid) = name.to_str().and_then(|n| n.strip_prefix(&prefix)).and_then(|p| p.parse::<u32>().ok()) else { continue };
@@ -274,8 +276,9 @@ fn remove_stale_saves(dir: &Path, targets: &[&Path]) -> Result<(), IndexError> {
 /// Reads the (checked) graph files with `hnsw_rs`. Its reader borrows its `HnswIo` for the
 /// graph's life (for memory-mapped rows, unused here): that small struct is leaked, once per
 /// load. A panic in it is this file's error.
-fn load_graph(dir: &Path, graph: &Path) -> Result<Hnsw<'static, f32, UnitCosine>, IndexError> {
-    let read = || Box::leak(Box::new(HnswIo::new(dir, BASENAME))).load_hnsw::<f32, UnitCosine>();
+fn load_graph(dir: &Path, tensor: &str, graph: &Path) -> Result<Hnsw<'static, f32, UnitCosine>, IndexError> {
+    let base = basename(tensor);
+    let read = || Box::leak(Box::new(HnswIo::new(dir, &base))).load_hnsw::<f32, UnitCosine>();
     match catch_unwind(AssertUnwindSafe(read)) {
         Ok(Ok(hnsw)) => Ok(hnsw),
         Ok(Err(e)) => Err(IndexError::corrupt(graph, format!("hnsw_rs: {e}"))),

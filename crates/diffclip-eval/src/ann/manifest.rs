@@ -10,9 +10,16 @@ use serde::{Deserialize, Serialize};
 use super::rows::ShardPrint;
 use super::{AnnConfig, IndexError};
 
-/// Base name of the index files: `index.hnsw.graph` and `index.hnsw.data` (written by
-/// `hnsw_rs`), and `index.hnsw.json`.
-pub(crate) const BASENAME: &str = "index";
+/// Base name of the index files of `tensor`: `index.hnsw.graph` and `index.hnsw.data` (written
+/// by `hnsw_rs`) and `index.hnsw.json` for `image_embed`, `index-text_embed.hnsw.*` for
+/// another: a folder of image–text pairs holds one index of each without either replacing
+/// the other.
+pub(crate) fn basename(tensor: &str) -> String {
+    match tensor {
+        "image_embed" => "index".into(),
+        other => format!("index-{other}"),
+    }
+}
 /// Version of this manifest and of the checks made on the graph files.
 const FORMAT: u32 = 1;
 /// Largest manifest read (a few hundred bytes per shard).
@@ -44,9 +51,10 @@ pub(crate) struct Manifest {
     pub build_seconds: f64,
 }
 
-/// The three index paths of a folder.
-pub(crate) fn paths(dir: &Path) -> [PathBuf; 3] {
-    ["graph", "data", "json"].map(|ext| dir.join(format!("{BASENAME}.hnsw.{ext}")))
+/// The three index paths of `tensor` in a folder.
+pub(crate) fn paths(dir: &Path, tensor: &str) -> [PathBuf; 3] {
+    let base = basename(tensor);
+    ["graph", "data", "json"].map(|ext| dir.join(format!("{base}.hnsw.{ext}")))
 }
 
 /// The library string recorded in new manifests.

@@ -1,6 +1,7 @@
 //! Approximate nearest-neighbour search over a shard folder (`embed --output DIR`), for
 //! collections too large to scan per query: an HNSW graph (crate `hnsw_rs`) of every row,
-//! built once, saved beside the shards (`DIR/index.hnsw.{graph,data,json}`), opened again only
+//! built once, saved beside the shards (`DIR/index.hnsw.{graph,data,json}`, a `text_embed`
+//! index as `DIR/index-text_embed.hnsw.*`), opened again only
 //! when it still matches the shards, and searched like [`crate::shards::search`] (cosine,
 //! same [`Hit`](crate::shards::Hit)s). Its recall@10 against exact search is measured when it
 //! is built.
