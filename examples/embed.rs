@@ -47,11 +47,12 @@ use diffclip::eval::shards::{EmbedRow, Embedding, RowImage, ShardJob, ShardRepor
 
 #[derive(Parser, Debug)]
 #[command(about = "Embed images and token ids with a CLIP / DiffCLIP checkpoint")]
+#[command(group(clap::ArgGroup::new("input").required(true).multiple(true).args(["inputs", "images", "texts", "data"])))]
 struct Args {
     #[command(flatten)]
     model: ModelArgs,
     /// safetensors with `image` and/or `text` (pre-processed tensors).
-    #[arg(long, required_unless_present_any = ["images", "texts", "data"], conflicts_with_all = ["images", "texts", "data"])]
+    #[arg(long, conflicts_with_all = ["images", "texts", "data"])]
     inputs: Option<PathBuf>,
     /// Image–caption pairs: csv:PATH or wds:PATTERN (e.g. 'wds:cc3m/{00000..00331}.tar').
     #[arg(long, conflicts_with_all = ["images", "texts"])]

@@ -153,13 +153,17 @@ fn run(args: Args) -> Result<(), Error> {
         Some(folder) => {
             let texts_dir = folder.join("texts");
             let (dir, tensor) = match args.texts {
-                true if texts_dir.is_dir() => (texts_dir, "text_embed"),
+                true if texts_dir.is_dir() => (texts_dir.clone(), "text_embed"),
                 true => (folder.clone(), "text_embed"),
                 false => (folder.clone(), "image_embed"),
             };
             let listed = diffclip::eval::shards::list_shards(&dir).map_err(|e| format!("--index {}: {e}", dir.display()))?;
             if listed.is_empty() {
-                return Err(format!("--index {}: no embeddings-NNNNN.safetensors shards (embed writes them)", dir.display()).into());
+                let hint = match !args.texts && texts_dir.is_dir() {
+                    true => format!("; {} holds caption shards: search them with --texts", texts_dir.display()),
+                    false => String::new(),
+                };
+                return Err(format!("--index {}: no embeddings-NNNNN.safetensors shards (embed writes them){hint}", dir.display()).into());
             }
             Some((dir, tensor))
         }

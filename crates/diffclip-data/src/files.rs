@@ -10,17 +10,24 @@ use std::path::{Path, PathBuf};
 
 use crate::DataError;
 
-/// `text` with its control characters but newline and tab written as `\u{1b}` escapes, for
-/// messages that quote bytes from a file (a tar member's name or header field, a caption): a
-/// crafted file must not send terminal escape sequences to whoever reads the error.
+/// `text` with its control characters but newline and tab, and the bidirectional-text
+/// controls, written as `\u{1b}` escapes, for messages that quote bytes from a file (a tar
+/// member's name or header field, a caption): a crafted file must not send terminal escape
+/// sequences to whoever reads the error, nor reorder what the line shows (U+202E).
 ///
 /// ```
 /// use diffclip_data::files::printable;
 /// assert_eq!(printable("cksum \u{1b}[31m\u{7}"), "cksum \\u{1b}[31m\\u{7}");
+/// assert_eq!(printable("gnp.\u{202e}exe"), "gnp.\\u{202e}exe");
 /// assert_eq!(printable("two\nlines é"), "two\nlines é"); // borrowed, unchanged
 /// ```
 pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
-    escape_controls(text, |c| c.is_control() && c != '\n' && c != '\t')
+    escape_controls(text, |c| (c.is_control() && c != '\n' && c != '\t') || is_bidi_control(c))
+}
+
+/// The characters that reorder how a line is shown: embeddings, overrides, isolates and marks.
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{61c}')
 }
 
 /// [`printable`] for text shown on one line (a file name in a list of results, a label): newline
@@ -31,7 +38,7 @@ pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
 /// assert_eq!(printable_line("a\nb.jpg"), "a\\u{a}b.jpg");
 /// ```
 pub fn printable_line(text: &str) -> std::borrow::Cow<'_, str> {
-    escape_controls(text, char::is_control)
+    escape_controls(text, |c| c.is_control() || is_bidi_control(c))
 }
 
 fn escape_controls(text: &str, escape: impl Fn(char) -> bool) -> std::borrow::Cow<'_, str> {

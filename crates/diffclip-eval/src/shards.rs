@@ -22,6 +22,13 @@ pub(crate) fn missing_tensor<S: AsRef<str>>(tensor: &str, present: impl IntoIter
     format!("holds no {tensor} (it holds {}): search the kind of embedding the folder was written with", if present.is_empty() { "nothing".into() } else { present.join(", ") })
 }
 
+/// The row names of a shard from its `paths` metadata (a JSON list of strings), or why there
+/// are none.
+pub(crate) fn shard_paths(paths: Option<&str>) -> Result<Vec<String>, String> {
+    let paths = paths.ok_or("no `paths` metadata")?;
+    serde_json::from_str(paths).map_err(|e| format!("its `paths` metadata is not a JSON list of strings ({e})"))
+}
+
 /// What embedded a folder of shards, as its first shard records it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EmbeddedBy {

@@ -109,4 +109,13 @@ fn bad_queries_and_folders_are_errors() {
     write_shard(dir.path(), 1, 2, &[1.0, 0.0, 0.0], 3, "text_embed");
     let err = ExactIndex::open(dir.path(), "text_embed").unwrap_err().to_string();
     assert!(err.contains("embeddings-00001") && err.contains("expected F32 [1, 2]"), "{err}");
+    // A damaged row list is named as such, not blamed on the tensor.
+    let listed = tempfile::tempdir().unwrap();
+    let shard = listed.path().join("embeddings-00000.safetensors");
+    for (paths, said) in [("not json", "`paths` metadata is not a JSON list"), ("[\"a.png\"]", "`paths` metadata names 1 rows, but text_embed holds 2")] {
+        let t = F32Tensor { name: "text_embed".into(), shape: vec![2, 2], data: &[1.0, 0.0, 0.0, 1.0] };
+        write_safetensors(&shard, &[t], [("paths".to_string(), paths.to_string())].into()).unwrap();
+        let err = ExactIndex::open(listed.path(), "text_embed").unwrap_err().to_string();
+        assert!(err.contains(said), "{err}");
+    }
 }

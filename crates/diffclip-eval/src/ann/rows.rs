@@ -76,11 +76,7 @@ impl Shard {
         let mut header = vec![0u8; len as usize];
         file.read_exact(&mut header).map_err(|e| IndexError::io(path, e))?;
         let json: serde_json::Value = serde_json::from_slice(&header).map_err(|e| bad(format!("safetensors header: {e}")))?;
-        let paths: Vec<String> = json
-            .pointer("/__metadata__/paths")
-            .and_then(|p| p.as_str())
-            .and_then(|p| serde_json::from_str(p).ok())
-            .ok_or_else(|| bad("no `paths` metadata".into()))?;
+        let paths = crate::shards::shard_paths(json.pointer("/__metadata__/paths").and_then(|p| p.as_str())).map_err(bad)?;
         let (rows, cols, start) = match json.get(tensor) {
             None => return Err(bad(crate::shards::missing_tensor(tensor, json.as_object().into_iter().flat_map(|o| o.keys())))),
             Some(t) => tensor_place(t, paths.len(), meta.len() - 8 - len).map_err(|m| bad(format!("{tensor}: {m}")))?,

@@ -181,10 +181,13 @@ impl ExactIndex {
         // The parser's errors, said with the tensor at fault where it can be named.
         let said = |e: safetensors::SafeTensorError| bad(diffclip_clip::checkpoint::safetensors_problem(&bytes).unwrap_or_else(|| e.to_string()));
         let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).map_err(said)?;
-        let paths: Vec<String> = meta.metadata().as_ref().and_then(|m| m.get("paths")).and_then(|p| serde_json::from_str(p).ok()).ok_or_else(|| bad("no `paths` metadata".into()))?;
+        let paths = super::shard_paths(meta.metadata().as_ref().and_then(|m| m.get("paths")).map(String::as_str)).map_err(bad)?;
         let st = safetensors::SafeTensors::deserialize(&bytes).map_err(said)?;
         let Ok(view) = st.tensor(tensor) else { return Err(bad(missing_tensor(tensor, st.names()))) };
         let shape = view.shape();
+        if shape.len() == 2 && shape[0] != paths.len() {
+            return Err(bad(format!("its `paths` metadata names {} rows, but {tensor} holds {}", paths.len(), shape[0])));
+        }
         let fits = shape.len() == 2 && shape[0] == paths.len() && (shape[0] == 0 || dim.is_none_or(|d| shape[1] == d)) && (shape[0] == 0 || shape[1] > 0);
         if view.dtype() != safetensors::Dtype::F32 || !fits {
             let want = dim.map_or("E".to_string(), |d| d.to_string());
