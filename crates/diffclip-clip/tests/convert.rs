@@ -163,6 +163,14 @@ fn options_and_refusals() {
     let diff = ClipConfig::diffclip_tiny().init(&device).unwrap();
     let e = convert_to_diffclip(&diff, &ClipConfig::diffclip_tiny(), &ConvertOptions::default(), Some(&cal)).unwrap_err();
     assert!(matches!(e, ConvertError::NotStandard { tower: "vision", layer: 0 }), "{e}");
+    // A calibration batch the model cannot take is an error, not a panic in a tower.
+    let s = config.vision.image_size;
+    let small = Calibration { images: Tensor::zeros([4, 3, s / 2, s / 2], &device), texts: cal.texts.clone() };
+    let e = convert_to_diffclip(&model, &config, &ConvertOptions::default(), Some(&small)).unwrap_err();
+    assert!(matches!(e, ConvertError::Calibration(_)) && e.to_string().contains("images must be"), "{e}");
+    let long = Calibration { images: cal.images.clone(), texts: Tensor::cat(vec![cal.texts.clone(), cal.texts.clone()], 1) };
+    let e = convert_to_diffclip(&model, &config, &ConvertOptions::default(), Some(&long)).unwrap_err();
+    assert!(e.to_string().contains("token ids must be"), "{e}");
     // Converting is deterministic given the seed.
     let a = convert_to_diffclip(&model, &config, &ConvertOptions::default(), Some(&cal)).unwrap().0;
     let b = convert_to_diffclip(&model, &config, &ConvertOptions::default(), Some(&cal)).unwrap().0;

@@ -160,9 +160,15 @@ impl<'a> Encoder<'a> {
         let vocab = self.model.text.vocab_size;
         let pb = bar(texts.len(), "texts", self.progress);
         let mut parts = Vec::new();
-        for window in texts.chunks(self.batch_size * SORT_WINDOW) {
+        let ctx = self.tokenizer.context_length();
+        for window in texts.chunks(self.batch_size.saturating_mul(SORT_WINDOW)) {
             let texts: Vec<&str> = window.iter().map(|t| t.as_ref()).collect();
             let rows = self.tokenizer.tokenize_batch(&texts)?;
+            // A tokenizer of the caller's own must keep to the length it declares.
+            if let Some((i, row)) = rows.iter().enumerate().find(|(_, r)| r.len() != ctx) {
+                let index = parts.len() * self.batch_size * SORT_WINDOW + i;
+                return Err(EvalError::Invalid(format!("the tokenizer gave text {index} {} ids, not its context length {ctx}", row.len())));
+            }
             if let Some((i, &id)) = rows.iter().enumerate().find_map(|(i, r)| r.iter().find(|&&id| id as usize >= vocab).map(|id| (i, id))) {
                 let index = parts.len() * self.batch_size * SORT_WINDOW + i;
                 return Err(EvalError::Invalid(format!(

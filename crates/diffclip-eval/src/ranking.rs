@@ -15,6 +15,9 @@
 /// assert_eq!(rank_of(&[1.0, 3.0, 3.0, 2.0], 1), 0);
 /// assert_eq!(rank_of(&[f32::NAN, 1.0], 0), 2); // a NaN score is never a hit
 /// ```
+///
+/// # Panics
+/// When `target` is not an index of `scores`.
 pub fn rank_of(scores: &[f32], target: usize) -> usize {
     let s = scores[target];
     // A NaN score is no match (every comparison with it is false, which would rank it first).

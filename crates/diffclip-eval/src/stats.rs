@@ -250,13 +250,21 @@ impl SplitMix64 {
         z ^ (z >> 31)
     }
 
-    /// Uniform integer in `0..n` (`n > 0`), by multiply-shift (the bootstrap's draws).
+    /// Uniform integer in `0..n`, by multiply-shift (the bootstrap's draws).
+    ///
+    /// # Panics
+    /// When `n` is 0: the range holds no value to return.
     pub fn below(&mut self, n: usize) -> usize {
+        assert!(n > 0, "below(0): an empty range");
         ((self.next_u64() as u128 * n as u128) >> 64) as usize
     }
 
-    /// Uniform in `0..n` (`n > 0`) by rejection, without modulo bias (the probes' sampling).
+    /// Uniform in `0..n` by rejection, without modulo bias (the probes' sampling).
+    ///
+    /// # Panics
+    /// When `n` is 0: the range holds no value to return.
     pub fn below_unbiased(&mut self, n: usize) -> usize {
+        assert!(n > 0, "below_unbiased(0): an empty range");
         let n = n as u64;
         let zone = u64::MAX - u64::MAX % n;
         loop {

@@ -245,6 +245,36 @@ fn texts_batched_by_length_come_back_in_input_order() {
     }
 }
 
+/// A tokenizer that gives rows shorter than it declares.
+#[derive(Debug)]
+struct ShortRows(diffclip_data::ClipTokenizer);
+
+impl diffclip_data::tokenizer::TextTokenizer for ShortRows {
+    fn config(&self) -> &diffclip_data::TokenizerConfig {
+        self.0.config()
+    }
+    fn tokenize(&self, text: &str) -> Result<Vec<u32>, diffclip_data::tokenizer::TokenizerError> {
+        Ok(self.0.tokenize(text)[..5].to_vec())
+    }
+    fn reconfigured(&self, _: diffclip_data::TokenizerConfig) -> Result<std::sync::Arc<dyn diffclip_data::tokenizer::TextTokenizer>, diffclip_data::tokenizer::TokenizerError> {
+        Ok(std::sync::Arc::new(ShortRows(self.0.clone())))
+    }
+    fn fingerprint(&self) -> String {
+        "short".into()
+    }
+}
+
+/// A tokenizer of the caller's own that breaks its declared length is an error, not a panic
+/// building the batch.
+#[test]
+fn a_tokenizer_giving_rows_of_another_length_is_an_error() {
+    let model = model();
+    let short = ShortRows(diffclip_data::ClipTokenizer::new());
+    let encoder = Encoder::new(&model).unwrap().with_progress(false).with_tokenizer(std::sync::Arc::new(short)).unwrap();
+    let err = encoder.encode_texts(&["a dog", "a cat"]).unwrap_err().to_string();
+    assert!(err.contains("gave text 0 5 ids, not its context length 77"), "{err}");
+}
+
 #[test]
 fn attention_maps_and_png() {
     let dir = tempfile::tempdir().unwrap();

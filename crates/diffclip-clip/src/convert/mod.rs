@@ -173,6 +173,9 @@ pub enum ConvertError {
     /// The converted layer's config is invalid.
     #[error("invalid converted config: {0}")]
     Config(String),
+    /// The calibration batch does not fit the model (shape, length, token ids).
+    #[error("calibration batch: {0}")]
+    Calibration(#[from] crate::InputError),
 }
 
 /// The DiffCLIP config of the same shape as `config` with the towers chosen in `options`
@@ -200,6 +203,12 @@ pub fn convert_to_diffclip(
 ) -> Result<(Clip, ClipConfig, ConvertReport), ConvertError> {
     if (options.norm == NormInit::Calibrated || options.pairing == Pairing::Matched) && calibration.is_none() {
         return Err(ConvertError::NoCalibration);
+    }
+    // The batch reaches the towers unchecked otherwise, where a misfit panics.
+    if let Some(c) = calibration {
+        config.check_images(&c.images.dims())?;
+        let ids = c.texts.clone().into_data().convert::<i64>().try_into_vec::<i64>().unwrap_or_default();
+        config.check_tokens(&c.texts.dims(), &ids)?;
     }
     let new_config = converted_config(config, options);
     let mut out = model.clone();

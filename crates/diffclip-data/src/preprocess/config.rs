@@ -25,9 +25,12 @@ pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
 /// use diffclip_data::preprocess::Geometry;
 /// let g: Geometry = serde_json::from_str(r#"{"kind":"random-resized-crop","scale":[0.5,1.0],"ratio":[0.75,1.3333333333333333]}"#).unwrap();
 /// assert_eq!(g, Geometry::random_resized_crop(0.5, 1.0));
+/// // A misspelt or misplaced field is an error, not ignored.
+/// assert!(serde_json::from_str::<Geometry>(r#"{"kind":"random-resized-crop","scale":[0.5,1.0],"ratio":[0.75,1.3],"scales":[0.1,1.0]}"#).is_err());
+/// assert!(serde_json::from_str::<Geometry>(r#"{"kind":"square","scale":[0.08,1.0]}"#).is_err());
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "kebab-case")]
+#[serde(tag = "kind", rename_all = "kebab-case", from = "GeometryFields")]
 pub enum Geometry {
     /// torchvision `Resize(size)` (shorter side -> size, longer side
     /// `int(size * long / short)`) then `CenterCrop(size)` (offsets rounded half-to-even).
@@ -42,6 +45,26 @@ pub enum Geometry {
         /// Aspect ratio (w / h) range.
         ratio: [f64; 2],
     },
+}
+
+/// [`Geometry`] as read: serde lets a unit variant of a tagged enum ignore unknown fields, so
+/// every variant here has fields (none for the first two), and none may be unknown.
+#[derive(Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+enum GeometryFields {
+    ShorterSideCrop {},
+    Square {},
+    RandomResizedCrop { scale: [f64; 2], ratio: [f64; 2] },
+}
+
+impl From<GeometryFields> for Geometry {
+    fn from(g: GeometryFields) -> Self {
+        match g {
+            GeometryFields::ShorterSideCrop {} => Self::ShorterSideCrop,
+            GeometryFields::Square {} => Self::Square,
+            GeometryFields::RandomResizedCrop { scale, ratio } => Self::RandomResizedCrop { scale, ratio },
+        }
+    }
 }
 
 impl Geometry {

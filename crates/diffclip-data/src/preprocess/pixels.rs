@@ -92,8 +92,8 @@ impl DecodedImage {
     /// Wraps pixels, checking that the buffer matches `width * height * channels`.
     pub fn new(width: u32, height: u32, pixels: Pixels) -> Result<Self, PreprocessError> {
         let channels = pixels.channels();
-        let want = width as usize * height as usize * channels;
-        if pixels.len() != want || width == 0 || height == 0 {
+        let want = (width as usize).checked_mul(height as usize).and_then(|n| n.checked_mul(channels));
+        if want != Some(pixels.len()) || width == 0 || height == 0 {
             return Err(PreprocessError::BadBuffer {
                 width,
                 height,

@@ -144,6 +144,10 @@ fn clip8(ss: i32) -> u8 {
 /// assert_eq!(out.len(), 2);
 /// assert!(out[0] < out[1]);
 /// ```
+///
+/// # Panics
+/// When `src.data` holds fewer than `width × height × channels` values, `channels` is not 1 to
+/// 4, a size is 0, or `win` is not inside the output.
 pub fn resample_u8(
     src: Plane<'_, u8>,
     out_w: usize,
@@ -178,6 +182,9 @@ pub fn resample_u8(
 /// let src = Plane { data: &[1000u16, 3000], width: 2, height: 1, channels: 1 };
 /// assert_eq!(resample_u16(src, 1, 1, Filter::Bilinear.into(), Window::full(1, 1)), vec![2000]);
 /// ```
+///
+/// # Panics
+/// As [`resample_u8`], and when `channels` is not 1 (16-bit images are single-channel).
 pub fn resample_u16(
     src: Plane<'_, u16>,
     out_w: usize,

@@ -22,6 +22,10 @@ use super::resample::{Plane, Window, resample_u8, resample_u16};
 /// assert_eq!((out.width(), out.height()), (5, 3));
 /// assert_eq!(out.to_rgb_bytes(), vec![200; 45]);
 /// ```
+///
+/// # Panics
+/// When `out_w` or `out_h` is 0, or `win` is not inside the `out_w × out_h` output. The
+/// [`Pipeline`](crate::Pipeline) computes both from checked sizes; check your own first.
 pub fn resize_window(
     img: &DecodedImage,
     out_w: u32,

@@ -19,7 +19,7 @@ use super::pipeline::Pipeline;
 /// assert!(image_tensor(vec![0.0; 5], 8, &Device::flex()).is_err()); // not 3 x 8 x 8
 /// ```
 pub fn image_tensor(chw: Vec<f32>, size: usize, device: &Device) -> Result<Tensor<3>, PreprocessError> {
-    if chw.len() != 3 * size * size {
+    if Some(chw.len()) != size.checked_mul(size).and_then(|n| n.checked_mul(3)) {
         return Err(PreprocessError::ImageLength { index: 0, got: chw.len(), size });
     }
     Ok(Tensor::<3>::from_data(TensorData::new(chw, [3, size, size]), device))
@@ -37,7 +37,7 @@ pub fn image_tensor(chw: Vec<f32>, size: usize, device: &Device) -> Result<Tenso
 /// ```
 pub fn batch_tensor(images: Vec<Vec<f32>>, size: usize, device: &Device) -> Result<Tensor<4>, PreprocessError> {
     let b = images.len();
-    if let Some((index, img)) = images.iter().enumerate().find(|(_, img)| img.len() != 3 * size * size) {
+    if let Some((index, img)) = images.iter().enumerate().find(|(_, img)| Some(img.len()) != size.checked_mul(size).and_then(|n| n.checked_mul(3))) {
         return Err(PreprocessError::ImageLength { index, got: img.len(), size });
     }
     let flat: Vec<f32> = images.into_iter().flatten().collect();

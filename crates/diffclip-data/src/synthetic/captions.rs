@@ -85,6 +85,9 @@ fn list(objects: &[Object]) -> String {
 ///     assert!(text.contains(main.color.name()) && text.contains(main.shape.name()), "{text}");
 /// }
 /// ```
+///
+/// # Panics
+/// When the scene has no object ([`Scene::salient`]).
 pub fn caption(scene: &Scene, template: usize) -> String {
     let objs = &scene.objects;
     let main = &objs[0];

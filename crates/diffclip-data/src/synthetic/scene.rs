@@ -110,6 +110,9 @@ pub struct Scene {
 
 impl Scene {
     /// The largest object (the one classification labels describe).
+    ///
+    /// # Panics
+    /// When the scene has no object (the generator always draws at least one).
     pub fn salient(&self) -> &Object {
         &self.objects[0]
     }

@@ -90,7 +90,7 @@ impl LogisticRegression {
         let xs: Vec<f64> = x.data().iter().map(|&v| f64::from(v)).collect();
         let penalty = 1.0 / (opts.c * n as f64);
         let x0 = match warm {
-            Some(w) if w.n_classes == k && w.dim == d => {
+            Some(w) if w.n_classes == k && w.dim == d && w.check().is_ok() => {
                 [w.weights.clone(), w.bias.clone()].concat()
             }
             _ => vec![0.0; k * d + k],
@@ -158,8 +158,25 @@ impl LogisticRegression {
         })
     }
 
+    /// Checks that the fields agree (a model built by hand or read from a file): at least one
+    /// class, `k × d` weights and `k` intercepts.
+    ///
+    /// ```
+    /// use diffclip_eval::probe::LogisticRegression;
+    /// let m = LogisticRegression { n_classes: 2, dim: 1, weights: vec![1.0], bias: vec![0.0, 0.0], iterations: 0, converged: true };
+    /// assert!(m.check().unwrap_err().to_string().contains("1 weights for 2 classes of 1 features"));
+    /// ```
+    pub fn check(&self) -> Result<(), EvalError> {
+        let (k, d) = (self.n_classes, self.dim);
+        if k == 0 || k.checked_mul(d) != Some(self.weights.len()) || self.bias.len() != k {
+            return Err(EvalError::Shape(format!("a logistic regression of {} weights for {k} classes of {d} features and {} intercepts", self.weights.len(), self.bias.len())));
+        }
+        Ok(())
+    }
+
     /// Logits `W x + b` for each row of `x` (`[n, k]`, f64 row-major).
     pub fn decision_function(&self, x: &Matrix) -> Result<Vec<f64>, EvalError> {
+        self.check()?;
         if x.cols() != self.dim {
             return Err(EvalError::Shape(format!(
                 "{}-dim features for a {}-dim model",
