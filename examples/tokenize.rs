@@ -76,7 +76,7 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<TokenizerConf
         }
     }
     config
-        .validate()
+        .check()
         .map_err(|e| format!("--context-length: {e}"))?;
     Ok(Some(config))
 }

@@ -19,8 +19,8 @@ pub const DEFAULT_MAX_PARAMS: u64 = 4_000_000_000;
 /// ```
 /// use diffclip_clip::{ClipConfig, ModelLimits};
 /// let limits = ModelLimits { max_params: 10_000_000, max_bytes: None };
-/// assert!(ClipConfig::diffclip_tiny().validate(&limits).is_ok());
-/// let err = ClipConfig::diffclip_vit_b16().validate(&limits).unwrap_err().to_string();
+/// assert!(ClipConfig::diffclip_tiny().check_fits(&limits).is_ok());
+/// let err = ClipConfig::diffclip_vit_b16().check_fits(&limits).unwrap_err().to_string();
 /// assert!(err.contains("149629185 parameters"), "{err}");
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -263,7 +263,7 @@ impl ClipConfig {
     }
 
     /// [`check`](Self::check), then the estimate against `limits`; returns the estimate.
-    pub fn validate(&self, limits: &ModelLimits) -> Result<ModelEstimate, ClipError> {
+    pub fn check_fits(&self, limits: &ModelLimits) -> Result<ModelEstimate, ClipError> {
         self.check()?;
         let e = self.estimate();
         if e.params > limits.max_params {

@@ -191,7 +191,7 @@ impl ClipConfig {
 
     /// The model a program was asked for: `--config FILE`, else `--preset NAME`, else the config
     /// stored in `checkpoint` (a safetensors or burnpack file written by this library). File-given configs
-    /// are [validated](Self::validate) here and errors name the file.
+    /// are [checked against the limits](Self::check_fits) here and errors name the file.
     ///
     /// ```
     /// use diffclip_clip::ClipConfig;
@@ -203,7 +203,7 @@ impl ClipConfig {
         match (config, preset, checkpoint) {
             (Some(path), _, _) => {
                 let c = Self::from_file(path)?;
-                c.validate(&ModelLimits::default()).map_err(|e| ClipError::ConfigInvalid { path: path.display().to_string(), source: Box::new(e) })?;
+                c.check_fits(&ModelLimits::default()).map_err(|e| ClipError::ConfigInvalid { path: path.display().to_string(), source: Box::new(e) })?;
                 Ok(c)
             }
             (None, Some(name), _) => Self::preset(name),
@@ -224,7 +224,7 @@ impl ClipConfig {
     /// Build the model with freshly initialised weights. Every parameter is drawn here, in
     /// module order, so `device.seed(s)` before `init` gives the same weights every time,
     /// whatever reads them first later (Burn otherwise draws a weight on its first read).
-    /// The configuration is [validated](Self::validate) against [`ModelLimits::default`] first.
+    /// The configuration is [checked against the limits](Self::check_fits) against [`ModelLimits::default`] first.
     ///
     /// ```
     /// use diffclip_clip::ClipConfig;
@@ -269,7 +269,7 @@ impl ClipConfig {
 
     /// [`init_lazy`](Self::init_lazy) with explicit size limits.
     pub fn init_lazy_with_limits(&self, device: &Device, limits: &ModelLimits) -> Result<Clip, ClipError> {
-        self.validate(limits)?;
+        self.check_fits(limits)?;
         Clip::new(self, device)
     }
 

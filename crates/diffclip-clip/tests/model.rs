@@ -99,7 +99,7 @@ fn untrusted_sizes_are_refused_before_allocation() {
     let too_large = |edit: &dyn Fn(&mut ClipConfig)| {
         let mut c = ClipConfig::diffclip_tiny();
         edit(&mut c);
-        let err = c.validate(&limits).unwrap_err();
+        let err = c.check_fits(&limits).unwrap_err();
         assert!(matches!(err, ClipError::TooLarge { .. }), "{err}");
         err.to_string()
     };
@@ -112,10 +112,10 @@ fn untrusted_sizes_are_refused_before_allocation() {
     too_large(&|c| c.vision.mlp_ratio = 1e12);
     // Within the parameter limit but not the memory limit.
     let mut c = ClipConfig::diffclip_vit_b16();
-    let msg = c.validate(&ModelLimits { max_params: u64::MAX, max_bytes: Some(100 << 20) }).unwrap_err().to_string();
+    let msg = c.check_fits(&ModelLimits { max_params: u64::MAX, max_bytes: Some(100 << 20) }).unwrap_err().to_string();
     assert!(msg.contains("GiB") && msg.contains("149629185"), "{msg}");
     c.vision.patch_size = 0;
-    assert!(c.validate(&ModelLimits { max_params: u64::MAX, max_bytes: None }).is_err());
+    assert!(c.check_fits(&ModelLimits { max_params: u64::MAX, max_bytes: None }).is_err());
     // Values no model can have, each named.
     for (field, edit) in [
         ("in_chans", Box::new(|c: &mut ClipConfig| c.vision.in_chans = 0) as Box<dyn Fn(&mut ClipConfig)>),

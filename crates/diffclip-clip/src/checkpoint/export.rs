@@ -111,7 +111,7 @@ const CONFIG_KEY: &str = "diffclip_config";
 
 /// The config stored in a safetensors or burnpack file written by [`save_safetensors`] or
 /// [`save_burnpack`] (or in a training checkpoint), if any. Only the header is read. The config
-/// is untrusted: it is [validated](ClipConfig::validate) against the default limits, and an
+/// is untrusted: it is [checked](ClipConfig::check_fits) against the default limits, and an
 /// invalid one is an error naming the file. Another container carries no config (`Ok(None)`).
 /// (Example: [`save_safetensors`], [`save_burnpack`].)
 pub fn config_of(path: impl AsRef<Path>) -> Result<Option<ClipConfig>, CheckpointError> {
@@ -133,6 +133,6 @@ pub fn config_of(path: impl AsRef<Path>) -> Result<Option<ClipConfig>, Checkpoin
     };
     let invalid = |e: crate::ClipError| CheckpointError::Read { path: name.clone(), message: format!("{CONFIG_KEY} in the metadata: {e}") };
     let config = ClipConfig::from_json(&json).map_err(invalid)?;
-    config.validate(&crate::ModelLimits::default()).map_err(invalid)?;
+    config.check_fits(&crate::ModelLimits::default()).map_err(invalid)?;
     Ok(Some(config))
 }

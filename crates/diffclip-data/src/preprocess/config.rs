@@ -180,9 +180,9 @@ impl PreprocessConfig {
     ///
     /// ```
     /// use diffclip_data::preprocess::{Preset, PreprocessConfig};
-    /// assert!(PreprocessConfig::preset(Preset::OpenAi, 0).validate().is_err());
+    /// assert!(PreprocessConfig::preset(Preset::OpenAi, 0).check().is_err());
     /// ```
-    pub fn validate(&self) -> Result<(), PreprocessError> {
+    pub fn check(&self) -> Result<(), PreprocessError> {
         let bad = |m: String| Err(PreprocessError::InvalidConfig(m));
         if self.size == 0 || self.size > 1 << 15 {
             return bad(format!("size must be in 1..=32768, got {}", self.size));

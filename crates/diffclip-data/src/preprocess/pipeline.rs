@@ -32,7 +32,7 @@ pub struct Pipeline {
 impl Pipeline {
     /// Validates `config`.
     pub fn new(config: PreprocessConfig) -> Result<Self, PreprocessError> {
-        config.validate()?;
+        config.check()?;
         Ok(Self { config })
     }
 

@@ -14,8 +14,8 @@ use super::captions::TEMPLATE_COUNT;
 /// use diffclip_data::synthetic::SyntheticConfig;
 /// let c: SyntheticConfig = serde_json::from_str(r#"{"image_size": 32, "seed": 3}"#).unwrap();
 /// assert_eq!((c.image_size, c.train_size, c.test_size, c.captions_per_image), (32, 20_000, 1_000, 3));
-/// assert!(c.validate().is_ok());
-/// assert!(SyntheticConfig { captions_per_image: 0, ..c }.validate().is_err());
+/// assert!(c.check().is_ok());
+/// assert!(SyntheticConfig { captions_per_image: 0, ..c }.check().is_err());
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -56,7 +56,7 @@ impl Default for SyntheticConfig {
 
 impl SyntheticConfig {
     /// Checks the ranges.
-    pub fn validate(&self) -> Result<(), DataError> {
+    pub fn check(&self) -> Result<(), DataError> {
         let bad = |m: String| Err(DataError::Config(format!("synthetic: {m}")));
         if !(8..=1024).contains(&self.image_size) {
             return bad(format!(

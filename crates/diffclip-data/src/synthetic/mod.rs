@@ -109,7 +109,7 @@ pub struct SyntheticDataset {
 impl SyntheticDataset {
     /// The `split` of the dataset described by `config` (validated).
     pub fn new(config: SyntheticConfig, split: Split) -> Result<Self, DataError> {
-        config.validate()?;
+        config.check()?;
         let pipeline = Pipeline::from_preset(config.preset, config.image_size)?;
         Ok(Self {
             config,

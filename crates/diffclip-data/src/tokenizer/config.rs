@@ -67,7 +67,7 @@ impl FromStr for Truncation {
 /// let config: TokenizerConfig = serde_json::from_str(r#"{"truncation": "drop-eot"}"#).unwrap();
 /// assert_eq!(config.context_length, 77);
 /// assert_eq!(config.truncation, Truncation::DropEot);
-/// assert!(config.validate().is_ok());
+/// assert!(config.check().is_ok());
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(default)]
@@ -96,11 +96,11 @@ impl TokenizerConfig {
     /// ```
     /// use diffclip_data::tokenizer::{TokenizerConfig, MAX_CONTEXT_LENGTH};
     /// let huge = TokenizerConfig { context_length: 100_000_000_000, ..Default::default() };
-    /// assert!(huge.validate().unwrap_err().to_string().contains("100000000000"));
+    /// assert!(huge.check().unwrap_err().to_string().contains("100000000000"));
     /// let max = TokenizerConfig { context_length: MAX_CONTEXT_LENGTH, ..Default::default() };
-    /// assert!(max.validate().is_ok());
+    /// assert!(max.check().is_ok());
     /// ```
-    pub fn validate(&self) -> Result<(), TokenizerError> {
+    pub fn check(&self) -> Result<(), TokenizerError> {
         if !(2..=MAX_CONTEXT_LENGTH).contains(&self.context_length) {
             return Err(TokenizerError::ContextLength(self.context_length));
         }

@@ -92,7 +92,7 @@ impl HfTokenizer {
         config: TokenizerConfig,
     ) -> Result<Self, TokenizerError> {
         let path = path.as_ref();
-        config.validate()?;
+        config.check()?;
         let bytes = read_capped(path, MAX_TOKENIZER_FILE_BYTES)
             .map_err(|source| TokenizerError::Read {
                 path: path.to_path_buf(),
@@ -113,7 +113,7 @@ impl HfTokenizer {
     /// assert!(err.to_string().starts_with("invalid tokenizer file (in memory)"), "{err}");
     /// ```
     pub fn from_bytes(json: &[u8], config: TokenizerConfig) -> Result<Self, TokenizerError> {
-        config.validate()?;
+        config.check()?;
         Self::parse(json, PathBuf::from("(in memory)"), config)
     }
 
@@ -237,7 +237,7 @@ impl TextTokenizer for HfTokenizer {
         &self,
         config: TokenizerConfig,
     ) -> Result<Arc<dyn TextTokenizer>, TokenizerError> {
-        config.validate()?;
+        config.check()?;
         Ok(Arc::new(Self {
             config,
             ..self.clone()

@@ -123,7 +123,7 @@ impl ClipTokenizer {
     /// assert_eq!(ClipTokenizer::with_config(config).unwrap().context_length(), 32);
     /// ```
     pub fn with_config(config: TokenizerConfig) -> Result<Self, TokenizerError> {
-        config.validate()?;
+        config.check()?;
         Ok(Self {
             bpe: shared_bpe()?,
             config,

@@ -13,7 +13,7 @@ use super::IndexError;
 /// use diffclip_eval::ann::AnnConfig;
 /// let c: AnnConfig = serde_json::from_str(r#"{"ef_search": 128}"#).unwrap();
 /// assert_eq!((c.m, c.ef_search), (AnnConfig::default().m, 128));
-/// assert!(c.validate().is_ok());
+/// assert!(c.check().is_ok());
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -38,7 +38,7 @@ impl Default for AnnConfig {
 impl AnnConfig {
     /// Checks the ranges: `m` in 2..=255 (the graph file stores it in one byte),
     /// `ef_construction` in `m..=100_000`, `ef_search` in 1..=100_000.
-    pub fn validate(&self) -> Result<(), IndexError> {
+    pub fn check(&self) -> Result<(), IndexError> {
         let bad = |m: String| Err(IndexError::Invalid(m));
         if !(2..=255).contains(&self.m) {
             return bad(format!("HNSW M = {} is outside 2..=255", self.m));

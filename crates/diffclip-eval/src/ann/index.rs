@@ -61,7 +61,7 @@ impl AnnIndex {
     /// recall@10 against exact search first ([`Self::build_recall`]). Rows must be finite; the
     /// shards are read one at a time.
     pub fn build(dir: &Path, tensor: &str, config: AnnConfig) -> Result<Self, IndexError> {
-        config.validate()?;
+        config.check()?;
         let start = Instant::now();
         let shards = rows::list(dir)?;
         let bytes: u64 = shards.iter().filter_map(|p| std::fs::metadata(p).ok()).map(|m| m.len()).sum();
@@ -131,7 +131,7 @@ impl AnnIndex {
         if paths.len() != manifest.rows {
             return Err(IndexError::corrupt(&json, format!("{} rows, the shards hold {}", manifest.rows, paths.len())));
         }
-        manifest.config.validate().map_err(|e| IndexError::corrupt(&json, e.to_string()))?;
+        manifest.config.check().map_err(|e| IndexError::corrupt(&json, e.to_string()))?;
         dump_check::check(&graph, &data, &manifest)?;
         let hnsw = load_graph(dir, tensor, &graph)?;
         if hnsw.get_nb_point() != manifest.rows {
@@ -187,7 +187,7 @@ impl AnnIndex {
     /// Sets ef_search, the candidates examined per query (1..=100000; at least `k` are):
     /// higher finds more true neighbours, slower.
     pub fn set_ef_search(&mut self, ef_search: usize) -> Result<(), IndexError> {
-        AnnConfig { ef_search, ..self.manifest.config }.validate()?;
+        AnnConfig { ef_search, ..self.manifest.config }.check()?;
         self.ef_search = ef_search;
         Ok(())
     }
