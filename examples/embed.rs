@@ -267,9 +267,10 @@ fn embed_files(args: &Args, loaded: &LoadedModel) -> Result<(), Box<dyn std::err
     }
     eprintln!("wrote {} shards, kept {} finished ones, skipped {} unreadable samples; output {}", report.written.len(), report.kept.len(), report.skipped.len(), args.output.display());
     // Shards of another job beside this one's would be searched with them. Rows no shard holds
-    // yet are only news when this job is the whole of it.
-    for dir in [job.dir.clone(), job.dir.join("texts")] {
-        for problem in diffclip::eval::shards::folder_problems(&dir, n == 1) {
+    // yet are only news when this job is the whole of it. Only the folders this job wrote to.
+    let dirs: std::collections::BTreeSet<&std::path::Path> = report.written.iter().chain(&report.kept).filter_map(|s| s.parent()).collect();
+    for dir in dirs {
+        for problem in diffclip::eval::shards::folder_problems(dir, n == 1) {
             eprintln!("warning: {}: {problem}", dir.display());
         }
     }

@@ -203,9 +203,9 @@ fn run(args: Args) -> Result<(), Error> {
             &key.as_str()[..16]
         );
     }
-    // A folder mixing jobs answers with repeated or missing rows: said once, as above.
+    // A folder mixing jobs answers with repeated, missing or incomparable rows: said once.
     for problem in diffclip::eval::shards::folder_problems(&dir, true) {
-        eprintln!("warning: {}: {problem}; the hits may repeat or miss rows", dir.display());
+        eprintln!("warning: {}: {problem}", dir.display());
     }
     let index = if args.approximate || args.rebuild_index { Some(approximate(&args, &dir, tensor)?) } else { None };
     // Serving searches exactly from memory (the shards read once); otherwise exact search reads

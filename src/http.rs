@@ -47,8 +47,9 @@ pub struct Limits {
     pub request_time: Duration,
     /// Connections read at once; more are answered `503` at once. While more than three
     /// quarters are open, a connection that has waited a second for a request's first byte is
-    /// closed (`408` for its first request) until they are not, so silent clients cannot hold
-    /// every place.
+    /// closed (`408` for its first request), and so is one whose request line and headers are
+    /// not whole 5 s after they began, until they are not: silent clients, or clients
+    /// trickling their headers, cannot hold every place.
     pub max_connections: usize,
     /// Largest total of the bodies' bytes received and not yet answered, over all connections
     /// (`503` with `Retry-After` past it; a body larger than this alone is `413`): what clients

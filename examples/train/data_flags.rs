@@ -22,15 +22,20 @@ fn flag(id: &str) -> String {
 /// The value of `id` as given or defaulted (`None`: neither), its paths made absolute against
 /// the current folder: a run resumed from another folder reads the same files.
 fn raw(matches: &ArgMatches, id: &str) -> Option<String> {
-    let value = matches.get_raw(id).map(|v| v.map(|s| s.to_string_lossy().into_owned()).collect::<Vec<_>>().join(","))?;
-    let Ok(here) = std::env::current_dir() else { return Some(value) };
-    Some(match id {
+    matches.get_raw(id).map(|v| absolute(id, v.map(|s| s.to_string_lossy().into_owned()).collect::<Vec<_>>().join(",")))
+}
+
+/// `value` of flag `id` with its path made absolute against the current folder (unchanged when
+/// that folder's path is not UTF-8: it could not be stored as it is).
+fn absolute(id: &str, value: String) -> String {
+    let Some(here) = std::env::current_dir().ok().filter(|h| h.to_str().is_some()) else { return value };
+    match id {
         "data" => value.parse::<diffclip::data::datasets::DataSpec>().map_or(value, |spec| spec.absolute(&here).describe()),
         "csv_image_root" => here.join(&value).to_string_lossy().into_owned(),
         // A template file, not one of the named sets (`simple`, ...).
         "templates" if std::path::Path::new(&value).is_file() => here.join(&value).to_string_lossy().into_owned(),
         _ => value,
-    })
+    }
 }
 
 /// The data flags of this command line, to store in the checkpoint.
@@ -46,7 +51,8 @@ pub fn resumed_argv(argv: Vec<OsString>, matches: &ArgMatches, stored: &BTreeMap
         let given = matches.value_source(id) == Some(ValueSource::CommandLine);
         match (given, stored.get(*id), raw(matches, id)) {
             (false, Some(was), _) => argv.push(format!("{}={was}", flag(id)).into()),
-            (true, Some(was), Some(now)) if *was != now => {
+            // A relative path stored by an older version compares as if given here.
+            (true, Some(was), Some(now)) if absolute(id, was.clone()) != now => {
                 warnings.push(format!("{} {now} differs from the stopped run's {was}: the resumed run reads its data differently", flag(id)))
             }
             (true, None, Some(now)) if !stored.is_empty() => {

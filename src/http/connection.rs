@@ -50,14 +50,18 @@ pub(super) fn serve(stream: TcpStream, limits: &Limits, shared: &Shared) {
         if write_within(&mut connection.stream, &bytes, limits.timeout, after(limits.request_time), &grace).is_err() {
             return;
         }
-        if asked.close_at_once {
-            return; // its place is given back now: no lingering
+        if let Some(wait) = asked.linger_for {
+            // Its place is given back now, or after a short wait for the client to read.
+            if !wait.is_zero() {
+                linger(connection.stream, &grace, wait);
+            }
+            return;
         }
         if !keep {
             break;
         }
     }
-    linger(connection.stream, &grace);
+    linger(connection.stream, &grace, LINGER);
 }
 
 /// A connection and the bytes read past the last request (the start of the next one, when the
@@ -74,9 +78,10 @@ struct Asked {
     head_only: bool,
     origin: Option<String>,
     keep_alive: bool,
-    /// The connection closes right after its answer, without lingering: the client sent not a
-    /// byte (nothing unread can make closing reset the answer), or held up a place others want.
-    close_at_once: bool,
+    /// The connection closes after its answer lingering at most this long, not [`LINGER`]: not
+    /// at all when the client sent not a byte (nothing unread can make closing reset the
+    /// answer), briefly when it held up a place others want.
+    linger_for: Option<Duration>,
 }
 
 /// The bytes of `bodies` one request's body holds (its capacity), counted as they arrive and
@@ -137,13 +142,13 @@ impl Connection {
                 true => match read_start(&mut self.stream, &mut chunk[..4096], start_until, grace, || crowded(shared, limits)) {
                     Ok(n) => n,
                     Err(Start::Silent) if first => {
-                        asked.close_at_once = buf.is_empty() && skipped == 0;
+                        asked.linger_for = (buf.is_empty() && skipped == 0).then_some(Duration::ZERO);
                         return Err(Response::error(408, "the client was silent for too long"));
                     }
                     Err(_) => return Ok(None),
                 },
                 false => read_head(&mut self.stream, &mut chunk[..4096], limits, deadline, grace, *head_began.get_or_insert_with(Instant::now), || crowded(shared, limits)).map_err(|(response, crowded_out)| {
-                    asked.close_at_once = crowded_out;
+                    asked.linger_for = crowded_out.then_some(Duration::from_millis(250));
                     response
                 })?,
             };
@@ -404,14 +409,17 @@ fn write_within(stream: &mut TcpStream, mut bytes: &[u8], timeout: Duration, dea
     Ok(())
 }
 
+/// How long a closing connection reads what the client still sends, at most.
+const LINGER: Duration = Duration::from_secs(2);
+
 /// Ends the connection after the answer: stops writing, then reads (and drops) what the client
-/// still sends, at most 1 MiB for at most 2 s, so that closing with unread bytes does not
+/// still sends, at most 1 MiB for at most `at_most`, so that closing with unread bytes does not
 /// reset the connection before the client has read the answer.
-fn linger(mut stream: TcpStream, grace: &Grace) {
+fn linger(mut stream: TcpStream, grace: &Grace, at_most: Duration) {
     if stream.shutdown(Shutdown::Write).is_err() {
         return;
     }
-    let until = grace.cap(Instant::now() + Duration::from_secs(2));
+    let until = grace.cap(Instant::now() + at_most);
     let mut sink = [0u8; 8192];
     let mut drained = 0;
     while drained < (1 << 20) {

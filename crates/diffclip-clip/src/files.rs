@@ -263,6 +263,15 @@ pub struct F32Tensor<'a> {
     pub data: &'a [f32],
 }
 
+/// One entry of a safetensors header, its fields in sorted order whatever serde_json's
+/// features: equal contents give equal bytes.
+#[derive(serde::Serialize)]
+#[serde(untagged)]
+enum HeaderEntry {
+    Tensor { data_offsets: [usize; 2], dtype: &'static str, shape: Vec<usize> },
+    Metadata(std::collections::BTreeMap<String, String>),
+}
+
 /// Writes f32 tensors and string metadata as one safetensors file, atomically
 /// ([`write_atomic`]). Every f32 safetensors file the project writes goes through here.
 ///
@@ -311,11 +320,11 @@ pub fn write_safetensors(path: &Path, tensors: &[F32Tensor<'_>], metadata: HashM
             return Err(ser(format!("tensor {:?}: shape {:?} does not hold its {} values", t.name, t.shape, t.data.len())));
         }
         let end = offset + 4 * t.data.len();
-        header.insert(t.name.clone(), serde_json::json!({ "dtype": "F32", "shape": t.shape, "data_offsets": [offset, end] }));
+        header.insert(t.name.clone(), HeaderEntry::Tensor { data_offsets: [offset, end], dtype: "F32", shape: t.shape.clone() });
         offset = end;
     }
     if !metadata.is_empty() {
-        header.insert(METADATA_KEY.to_string(), serde_json::json!(metadata.into_iter().collect::<std::collections::BTreeMap<_, _>>()));
+        header.insert(METADATA_KEY.to_string(), HeaderEntry::Metadata(metadata.into_iter().collect()));
     }
     let mut json = serde_json::to_vec(&header).map_err(|e| ser(e.to_string()))?;
     // The data must start 8-byte aligned, padded with spaces as safetensors does.

@@ -132,6 +132,12 @@ fn the_image_and_text_indexes_of_a_folder_live_side_by_side() {
     let q = &texts[5 * dim..6 * dim];
     assert_eq!(AnnIndex::open(dir.path(), "text_embed").unwrap().search(q, 3).unwrap(), by_text.search(q, 3).unwrap());
     assert_eq!(AnnIndex::open(dir.path(), "image_embed").unwrap().search(q, 3).unwrap(), by_image.search(q, 3).unwrap());
+    // A text index saved under the old shared name (a folder of captions alone) still opens.
+    for ext in ["graph", "data", "json"] {
+        std::fs::rename(dir.path().join(format!("index-text_embed.hnsw.{ext}")), dir.path().join(format!("index.hnsw.{ext}"))).unwrap();
+    }
+    assert_eq!(AnnIndex::open(dir.path(), "text_embed").unwrap().search(q, 3).unwrap(), by_text.search(q, 3).unwrap());
+    assert!(matches!(AnnIndex::open(dir.path(), "image_embed"), Err(IndexError::Stale { .. })), "the old name holds the text index now");
 }
 
 #[test]

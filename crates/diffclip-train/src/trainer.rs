@@ -113,6 +113,11 @@ impl Trainer {
     /// Continue from a checkpoint written by a previous run (model, optimizer, data position).
     pub fn resume(path: impl AsRef<std::path::Path>, device: Device, options: RunOptions) -> Result<Self, TrainError> {
         let (model, optim, meta) = load_training_checkpoint(&path, &device)?;
+        // Settings no run could have written would fail later, blamed on flags never given.
+        if let Err(e) = meta.train.check() {
+            let message = format!("its stored training settings are invalid: {}", match e { TrainError::Config(m) => m, e => e.to_string() });
+            return Err(TrainError::Resume { path: path.as_ref().display().to_string(), message });
+        }
         let resumed_from = Some(path.as_ref().to_path_buf());
         Ok(Self { model, model_config: meta.model, optim, config: meta.train, state: meta.state, device, options, resumed_from })
     }
@@ -178,10 +183,10 @@ impl Trainer {
         self.options.output.as_ref().map(|d| d.join("checkpoint-latest.safetensors"))
     }
 
-    /// The rolling checkpoint, when one is there to resume from (a fresh run removes an
-    /// earlier run's before its first step).
+    /// The checkpoint to resume from after a stop: the rolling one when there is one (a fresh
+    /// run removes an earlier run's before its first step), else the one this run resumed from.
     fn kept_checkpoint(&self) -> Option<String> {
-        self.checkpoint_path().filter(|p| p.is_file()).map(|p| p.display().to_string())
+        self.checkpoint_path().filter(|p| p.is_file()).or_else(|| self.resumed_from.clone()).map(|p| p.display().to_string())
     }
 
     /// Train until `config.steps` on a random-access dataset (a seeded permutation per epoch),

@@ -35,11 +35,20 @@ impl DataSpec {
     /// let s: DataSpec = "csv:data/train.csv".parse().unwrap();
     /// assert_eq!(s.absolute("/runs".as_ref()).describe(), "csv:/runs/data/train.csv");
     /// assert_eq!("wds:/d/{0..9}.tar".parse::<DataSpec>().unwrap().absolute("/runs".as_ref()).describe(), "wds:/d/{0..9}.tar");
+    /// // Each of several patterns; one that starts with a brace group is left as it is.
+    /// let wds: DataSpec = "wds:a/{0..1}.tar::/b/x.tar::{c,/d}.tar".parse().unwrap();
+    /// assert_eq!(wds.absolute("/runs".as_ref()).describe(), "wds:/runs/a/{0..1}.tar::/b/x.tar::{c,/d}.tar");
     /// ```
     pub fn absolute(&self, base: &std::path::Path) -> Self {
         match self {
             Self::Csv(p) => Self::Csv(base.join(p)),
-            Self::WebDataset(p) => Self::WebDataset(base.join(p).to_string_lossy().into_owned()),
+            Self::WebDataset(p) => {
+                let part = |part: &str| match part.starts_with(['/', '{']) || part.is_empty() {
+                    true => part.to_string(),
+                    false => base.join(part).to_string_lossy().into_owned(),
+                };
+                Self::WebDataset(p.split("::").map(part).collect::<Vec<_>>().join("::"))
+            }
             Self::Folder(p) => Self::Folder(base.join(p)),
             Self::Synthetic => Self::Synthetic,
         }

@@ -112,7 +112,16 @@ impl AnnIndex {
     /// they are checked completely (structure, ids, links, unit rows, SHA-256) before
     /// `hnsw_rs` reads them.
     pub fn open(dir: &Path, tensor: &str) -> Result<Self, IndexError> {
-        let [graph, data, json] = manifest::paths(dir, tensor);
+        match Self::open_named(dir, tensor, &basename(tensor)) {
+            // A text index saved before each tensor had a name of its own: still good.
+            Err(IndexError::Missing { .. }) if tensor != "image_embed" && Manifest::read(&manifest::paths_named(dir, "index")[2]).is_ok_and(|m| m.tensor == tensor) => Self::open_named(dir, tensor, "index"),
+            opened => opened,
+        }
+    }
+
+    /// [`open`](Self::open) of the index files named `base`.
+    fn open_named(dir: &Path, tensor: &str, base: &str) -> Result<Self, IndexError> {
+        let [graph, data, json] = manifest::paths_named(dir, base);
         let manifest = Manifest::read(&json)?;
         let stale = |message: String| IndexError::Stale { path: json.display().to_string(), message };
         if manifest.tensor != tensor {
@@ -133,7 +142,7 @@ impl AnnIndex {
         }
         manifest.config.check().map_err(|e| IndexError::corrupt(&json, e.to_string()))?;
         dump_check::check(&graph, &data, &manifest)?;
-        let hnsw = load_graph(dir, tensor, &graph)?;
+        let hnsw = load_graph(dir, base, &graph)?;
         if hnsw.get_nb_point() != manifest.rows {
             return Err(IndexError::corrupt(&graph, "hnsw_rs read a different number of rows"));
         }
@@ -276,9 +285,8 @@ fn remove_stale_saves(dir: &Path, base: &str, targets: &[&Path]) -> Result<(), I
 /// Reads the (checked) graph files with `hnsw_rs`. Its reader borrows its `HnswIo` for the
 /// graph's life (for memory-mapped rows, unused here): that small struct is leaked, once per
 /// load. A panic in it is this file's error.
-fn load_graph(dir: &Path, tensor: &str, graph: &Path) -> Result<Hnsw<'static, f32, UnitCosine>, IndexError> {
-    let base = basename(tensor);
-    let read = || Box::leak(Box::new(HnswIo::new(dir, &base))).load_hnsw::<f32, UnitCosine>();
+fn load_graph(dir: &Path, base: &str, graph: &Path) -> Result<Hnsw<'static, f32, UnitCosine>, IndexError> {
+    let read = || Box::leak(Box::new(HnswIo::new(dir, base))).load_hnsw::<f32, UnitCosine>();
     match catch_unwind(AssertUnwindSafe(read)) {
         Ok(Ok(hnsw)) => Ok(hnsw),
         Ok(Err(e)) => Err(IndexError::corrupt(graph, format!("hnsw_rs: {e}"))),

@@ -53,7 +53,11 @@ pub(crate) struct Manifest {
 
 /// The three index paths of `tensor` in a folder.
 pub(crate) fn paths(dir: &Path, tensor: &str) -> [PathBuf; 3] {
-    let base = basename(tensor);
+    paths_named(dir, &basename(tensor))
+}
+
+/// The three index paths of base name `base` in a folder.
+pub(crate) fn paths_named(dir: &Path, base: &str) -> [PathBuf; 3] {
     ["graph", "data", "json"].map(|ext| dir.join(format!("{base}.hnsw.{ext}")))
 }
 

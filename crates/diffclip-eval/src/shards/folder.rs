@@ -15,8 +15,8 @@ use super::stamp::{KEY, Stamp};
 /// assert!(diffclip_eval::shards::folder_problems(dir.path(), true).is_empty());
 /// ```
 pub fn folder_problems(dir: &Path, missing: bool) -> Vec<String> {
-    let stamps: Vec<(String, Stamp)> = super::list_shards(dir)
-        .unwrap_or_default()
+    let listed = super::list_shards(dir).unwrap_or_default();
+    let stamps: Vec<(String, Stamp)> = listed
         .iter()
         .filter_map(|path| {
             let header = diffclip_clip::checkpoint::safetensors_header(path).ok()??;
@@ -25,17 +25,20 @@ pub fn folder_problems(dir: &Path, missing: bool) -> Vec<String> {
         })
         .collect();
     let Some((first_name, first)) = stamps.first() else { return Vec::new() };
-    let mut problems = Vec::new();
+    // Odd shards grouped by what differs, a few named each: a folder of thousands says it once.
+    let mut odd: std::collections::BTreeMap<String, Vec<&str>> = Default::default();
     for (name, stamp) in &stamps[1..] {
-        let what = if stamp.source != first.source || (stamp.model_key.is_some() && first.model_key.is_some() && stamp.model_key != first.model_key) {
-            format!("another model ({}; {first_name}: {})", stamp.source, first.source)
-        } else if stamp.tensors != first.tensors || stamp.normalize != first.normalize {
-            format!("other settings (tensors {}, normalize {}; {first_name}: {}, {})", stamp.tensors.join("+"), stamp.normalize, first.tensors.join("+"), first.normalize)
-        } else {
-            continue;
-        };
-        problems.push(format!("{name} was embedded by {what}"));
+        if let Some(what) = differs(stamp, first) {
+            odd.entry(what).or_default().push(name);
+        }
     }
+    let mut problems: Vec<String> = odd
+        .into_iter()
+        .map(|(what, names)| {
+            let more = if names.len() > 3 { format!(" and {} more", names.len() - 3) } else { String::new() };
+            format!("{}{more} embedded with {what} than {first_name}", names[..names.len().min(3)].join(", "))
+        })
+        .collect();
     // Row ranges of the jobs over listed rows (a tar shard is its own input).
     let mut ranges: Vec<(usize, usize, usize, &str)> = stamps.iter().filter_map(|(name, s)| rows_of(&s.input).map(|(a, b, n)| (a, b, n, name.as_str()))).collect();
     let totals: std::collections::BTreeSet<usize> = ranges.iter().map(|r| r.2).collect();
@@ -44,18 +47,23 @@ pub fn folder_problems(dir: &Path, missing: bool) -> Vec<String> {
         problems.push(format!("the shards come from jobs over different inputs (of {list} rows): some are left from an earlier job"));
         return problems;
     }
+    // Rows of shards without a record (older versions) cannot be placed: none is called missing.
+    let missing = missing && stamps.len() == listed.len();
     ranges.sort();
-    let mut next = 0;
-    let mut holder = "";
+    let (mut next, mut holder, mut overlaps) = (0, "", Vec::new());
     for &(a, b, n, name) in &ranges {
         if a < next {
-            problems.push(format!("rows {a}..{} are in both {holder} and {name}: shards of jobs with other --rows-per-shard, or left from an earlier job", next.min(b)));
+            overlaps.push(format!("rows {a}..{} are in both {holder} and {name}", next.min(b)));
         } else if a > next && missing {
             problems.push(format!("rows {next}..{a} of {n} are in no shard: a job not finished"));
         }
         if b > next {
             (next, holder) = (b, name);
         }
+    }
+    if !overlaps.is_empty() {
+        let more = if overlaps.len() > 3 { format!(" (and {} more)", overlaps.len() - 3) } else { String::new() };
+        problems.push(format!("{}{more}: shards of jobs with other --rows-per-shard, or left from an earlier job", overlaps[..overlaps.len().min(3)].join("; ")));
     }
     if let Some(&(_, _, n, _)) = ranges.first()
         && missing
@@ -64,6 +72,26 @@ pub fn folder_problems(dir: &Path, missing: bool) -> Vec<String> {
         problems.push(format!("rows {next}..{n} of {n} are in no shard: a job not finished"));
     }
     problems
+}
+
+/// How `stamp`'s encoder differs from `first`'s, if it does. With both model keys the key
+/// decides the model, and only the settings after it count besides (the checkpoint's path may
+/// differ between the machines of a split job); without, the whole description.
+fn differs(stamp: &Stamp, first: &Stamp) -> Option<String> {
+    let settings = |s: &Stamp| s.source.rsplit_once("(model key ").and_then(|(_, r)| r.split_once(')')).map_or(String::new(), |(_, rest)| rest.trim_start_matches([',', ' ']).to_string());
+    let other = match (&stamp.model_key, &first.model_key) {
+        (Some(a), Some(b)) if a != b => "another model".to_string(),
+        (Some(_), Some(_)) if settings(stamp) != settings(first) => format!("other settings ({})", settings(stamp)),
+        (Some(_), Some(_)) => String::new(),
+        _ if stamp.source != first.source => format!("another model or settings ({})", stamp.source),
+        _ => String::new(),
+    };
+    let other = match (other.is_empty(), stamp.tensors != first.tensors || stamp.normalize != first.normalize) {
+        (true, false) => return None,
+        (true, true) => format!("other tensors ({}, normalize {})", stamp.tensors.join("+"), stamp.normalize),
+        (false, _) => other,
+    };
+    Some(other)
 }
 
 /// `(start, end, total)` of a stamp's `rows A..B of N, ...` input.
@@ -77,6 +105,17 @@ fn rows_of(input: &str) -> Option<(usize, usize, usize)> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn the_model_key_decides_the_model_and_paths_do_not_count() {
+        let stamp = |source: &str, key: &str| Stamp { source: source.into(), model_key: Some(key.into()), tensors: vec!["image_embed".into()], normalize: false, input: String::new() };
+        let a = stamp("/m/a.pt (model key 0123), dtype F32, preprocess slip", "0123");
+        assert_eq!(differs(&stamp("/other/a.pt (model key 0123), dtype F32, preprocess slip", "0123"), &a), None);
+        assert_eq!(differs(&stamp("/m/a.pt (model key 0123), dtype F32, preprocess openai", "0123"), &a).unwrap(), "other settings (dtype F32, preprocess openai)");
+        assert_eq!(differs(&stamp("/m/b.pt (model key 4567), dtype F32, preprocess slip", "4567"), &a).unwrap(), "another model");
+    }
+
     #[test]
     fn a_row_input_gives_its_range() {
         assert_eq!(super::rows_of("rows 4..8 of 10, ids abc, content def"), Some((4, 8, 10)));
