@@ -348,6 +348,10 @@ fn run(args: Args, matches: &ArgMatches) -> Res<()> {
     if let Some(kind) = std::fs::metadata(&export).ok().and_then(|m| diffclip::data::files::file_kind(m.file_type())) {
         return Err(format!("{} is {kind}, where the trained model is to be written: remove it first", export.display()).into());
     }
+    // A model already there (another run's, or one `convert` wrote) is no fresh run's to replace.
+    if resume.is_none() && !args.overwrite && export.is_file() {
+        return Err(format!("{} already holds a model: replace it with --overwrite, or give another --output", export.display()).into());
+    }
     // A run that replaces another takes its model away too, as the trainer does its checkpoint:
     // should this run fail, its metrics must not sit beside the earlier run's model.
     if args.overwrite && resume.is_none() {

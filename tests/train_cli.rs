@@ -497,3 +497,21 @@ fn a_terminated_run_writes_its_checkpoint() {
     let at = checkpoint_step(&ckpt);
     assert!(at >= 2 && complete_steps(&out).last().is_some_and(|s| s.0 == at), "checkpoint at step {at}, the log at {:?}", complete_steps(&out).last());
 }
+
+/// A model already in --output (another run's, or one `convert` wrote) is not replaced by a
+/// fresh run unless asked.
+#[test]
+fn a_model_in_the_output_folder_is_kept_unless_overwritten() {
+    let dir = tmpdir("kept-model");
+    let out = dir.join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("model.safetensors"), b"precious").unwrap();
+    let args = ["--data", "synthetic", "--train-num-samples", "16", "--preset", "diffclip_tiny", "--batch-size", "4", "--steps", "1", "--output", out.to_str().unwrap()];
+    let o = train(&args);
+    let err = stderr(&o);
+    assert!(!o.status.success() && err.contains("already holds a model") && err.contains("--overwrite"), "{err}");
+    assert_eq!(std::fs::read(out.join("model.safetensors")).unwrap(), b"precious");
+    let o = train(&[&args[..], &["--overwrite"]].concat());
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_ne!(std::fs::read(out.join("model.safetensors")).unwrap(), b"precious");
+}

@@ -166,6 +166,13 @@ impl<'a> Feed<'a> {
                         }
                         return Err(TrainError::EmptyBatch { step, last_error });
                     }
+                    // Fewer good samples than a batch: every batch would hold them repeated.
+                    if reading.fresh && reading.good < self.batch_size {
+                        return Err(TrainError::UnusableData(format!(
+                            "epoch {} of the training stream has {} usable samples, fewer than one batch of {}",
+                            c.epoch, reading.good, self.batch_size
+                        )));
+                    }
                     c.epoch += 1;
                     c.position = 0;
                     reading.stream = None;

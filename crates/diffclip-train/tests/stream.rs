@@ -134,6 +134,16 @@ fn a_stream_of_only_bad_samples_is_an_error() {
     assert!(err.to_string().contains("broken sample"), "{err}");
 }
 
+/// A stream whose epoch holds fewer samples than a batch would fill every batch with the same
+/// few, repeated: refused, as a dataset that small is.
+#[test]
+fn a_stream_smaller_than_a_batch_is_an_error() {
+    let _s = serial();
+    let stream = Synthetic { data: synthetic(8), seed: 0, bad_every: Some(4) };
+    let err = trainer(2, None).fit_stream(&stream, &batcher(), None).unwrap_err();
+    assert!(matches!(err, TrainError::UnusableData(_)) && err.to_string().contains("has 6 usable samples, fewer than one batch of 16"), "{err}");
+}
+
 /// A PNG of `size`x`size` RGB with one colour.
 fn png(rgb: [u8; 3], size: u32) -> Vec<u8> {
     let mut out = Vec::new();
