@@ -189,6 +189,8 @@ fn read_shard(
     let mut last_member = String::from("(start of archive)");
     let mut members = 0usize;
     let mut skipped_key: Option<String> = None;
+    // Keys of the samples begun so far: one met again later (a tar appended to) is no new sample.
+    let mut seen = std::collections::HashSet::new();
     for entry in entries {
         let mut entry = match entry {
             Ok(e) => e,
@@ -226,6 +228,16 @@ fn read_shard(
         };
         if skipped_key.as_deref() == Some(key.as_str()) {
             continue; // the rest of a sample already reported as bad
+        }
+        if group.is_none() && !seen.insert(key.clone()) {
+            let msg = format!("sample {key:?} appears again after other samples (a tar appended to?): this later copy is left out");
+            skipped_key = Some(key);
+            members += 1;
+            last_member = name.clone();
+            if tx.send(Err(member_err(msg))).is_err() {
+                return false;
+            }
+            continue;
         }
         let size = entry.size();
         if size > MAX_MEMBER_BYTES {

@@ -256,10 +256,20 @@ fn a_sample_with_two_members_of_one_kind_is_a_bad_sample() {
         // Members nothing reads may repeat.
         ("c.cls", b"1".to_vec()),
         ("c.cls", b"2".to_vec()),
+        ("d.png", png_bytes(4, 4, [6, 0, 0])),
+        ("d.txt", b"five".to_vec()),
+        // `tar -r`: a sample met again after others is its later copy, left out.
+        ("c.png", png_bytes(4, 4, [5, 0, 0])),
+        ("c.txt", b"four again".to_vec()),
+        ("e.png", png_bytes(4, 4, [7, 0, 0])),
+        ("e.txt", b"six".to_vec()),
     ];
     write(&path, &tar_bytes(&members));
     let read: Vec<Result<String, String>> = WebDataset::samples_of(vec![path.clone()], &WebDatasetConfig::default()).map(|r| r.map(|s| s.caption).map_err(|e| e.to_string())).collect();
     assert!(read[0].as_ref().is_err_and(|e| e.contains("two .png members")), "{read:?}");
     assert!(read[1].as_ref().is_err_and(|e| e.contains("two .txt members")), "{read:?}");
     assert_eq!(read[2], Ok("four".to_string()));
+    assert_eq!(read[3], Ok("five".to_string()));
+    assert!(read[4].as_ref().is_err_and(|e| e.contains("\"c\" appears again after other samples")), "{read:?}");
+    assert_eq!(read[5..], [Ok("six".to_string())]);
 }
