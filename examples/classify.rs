@@ -87,7 +87,9 @@ fn run(args: Args) -> Result<(), Error> {
         return Err("`-` (read the images from standard input) must be the only image argument".into());
     }
     // Some class lists repeat a name for two senses (ImageNet's "crane"): said, not refused.
-    if let Some((i, l)) = labels.iter().enumerate().find(|(i, l)| labels[..*i].contains(l)) {
+    // Labels the tokenizer reads alike (case, spacing, entities) have the same prompts.
+    let cleaned: Vec<String> = labels.iter().map(|l| diffclip::data::tokenizer::clean_text(l)).collect();
+    if let Some((i, l)) = labels.iter().enumerate().find(|(i, _)| cleaned[..*i].contains(&cleaned[*i])) {
         eprintln!("warning: --labels lists {l:?} more than once (label {} and an earlier one): their prompts are the same, so they split its probability", i + 1);
     }
     if let Some(i) = labels.iter().position(|l| diffclip::cli::non_blank(l).is_err()) {

@@ -223,12 +223,18 @@ fn stats_successes(shards: &[PathBuf], warnings: &mut Vec<String>) -> Option<usi
             .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).map_err(|e| e.to_string()))
             .and_then(|v| v.get("successes").and_then(|s| s.as_u64()).ok_or_else(|| "no \"successes\" count (a whole number)".to_string()));
         match count {
-            Ok(n) => total = total.saturating_add(n as usize),
+            Ok(n) => total = total.saturating_add(usize::try_from(n).unwrap_or(usize::MAX)),
             Err(why) => {
                 warnings.push(format!("{}: {why}; the epoch size is unknown (give --train-num-samples)", stats.display()));
                 return None;
             }
         }
+    }
+    // Zero successes over shards that exist, or a sum past any real collection, say nothing
+    // true about the epoch: unknown, with a warning, not an epoch of 0 samples.
+    if total == 0 || total >= (1usize << 48) {
+        warnings.push(format!("the shards' *_stats.json files count {total} samples in all; the epoch size is unknown (give --train-num-samples)"));
+        return None;
     }
     Some(total)
 }
@@ -248,6 +254,11 @@ mod tests {
         stats(1, r#"{"successes": 5}"#);
         assert_eq!(stats_successes(&shards, &mut warnings), Some(12));
         assert!(warnings.is_empty(), "{warnings:?}");
+        stats(0, r#"{"successes": 0}"#);
+        stats(1, r#"{"successes": 0}"#);
+        assert_eq!(stats_successes(&shards, &mut warnings), None, "no sample at all says nothing");
+        assert!(warnings.len() == 1 && warnings[0].contains("count 0 samples"), "{warnings:?}");
+        warnings.clear();
         stats(1, r#"{"successes": -5}"#);
         assert_eq!(stats_successes(&shards, &mut warnings), None);
         assert!(warnings.len() == 1 && warnings[0].contains("00001_stats.json") && warnings[0].contains("successes"), "{warnings:?}");

@@ -7,7 +7,8 @@ use super::error::DataError;
 /// Class names from a file: a JSON list of strings (in folder order, or by number for numbered
 /// folders: see [`names_for_folders`]), a JSON object mapping each of `folders` to its name, or
 /// else one name per line ([`crate::files::read_lines`]: trimmed, blank lines skipped). The
-/// count is not checked here. Errors name the file.
+/// count is not checked here. A byte-order mark is dropped; text that starts like JSON must be
+/// JSON, and a JSON name must not be blank. Errors name the file.
 ///
 /// ```
 /// use diffclip_data::datasets::read_class_names;
@@ -20,6 +21,10 @@ use super::error::DataError;
 /// assert_eq!(read_class_names(&p, &[]).unwrap(), ["tench", "goldfish"]);
 /// std::fs::write(&p, "tench\n\ngoldfish\n").unwrap();
 /// assert_eq!(read_class_names(&p, &[]).unwrap(), ["tench", "goldfish"]);
+/// std::fs::write(&p, r#"["tench", " "]"#).unwrap();
+/// assert!(read_class_names(&p, &[]).unwrap_err().to_string().contains("class name 2 is blank"));
+/// std::fs::write(&p, r#"["tench", "goldfish"] and more"#).unwrap();
+/// assert!(read_class_names(&p, &[]).unwrap_err().to_string().contains("trailing characters"));
 /// ```
 pub fn read_class_names(
     path: impl AsRef<Path>,
@@ -27,22 +32,30 @@ pub fn read_class_names(
 ) -> Result<Vec<String>, DataError> {
     let path = path.as_ref();
     let text = crate::files::read_to_string(path).map_err(|e| DataError::io(path, e))?;
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
     let json_err = |m: String| DataError::Json {
         path: path.to_path_buf(),
         message: m,
     };
-    match serde_json::from_str::<serde_json::Value>(&text) {
+    // A name of white space or control characters alone would make prompts like "a photo of a ."
+    let named = |i: usize, name: String| match crate::tokenizer::is_blank(&name) {
+        true => Err(json_err(format!("class name {} is blank", i + 1))),
+        false => Ok(name),
+    };
+    let names = match serde_json::from_str::<serde_json::Value>(text) {
         Ok(serde_json::Value::Array(a)) => a
             .iter()
             .map(|v| v.as_str().map(str::to_string))
             .collect::<Option<Vec<_>>>()
             .map(|names| names_for_folders(names, folders))
-            .ok_or_else(|| json_err("class names must be strings".into())),
-        Ok(serde_json::Value::Object(_)) if folders.is_empty() => Err(json_err(
-            "a JSON object maps class folder names to class names, and no class folders are \
-             known here: give a list"
-                .into(),
-        )),
+            .ok_or_else(|| json_err("class names must be strings".into()))?,
+        Ok(serde_json::Value::Object(_)) if folders.is_empty() => {
+            return Err(json_err(
+                "a JSON object maps class folder names to class names, which only an image folder's \
+                 classnames.txt can use: give a JSON list, or one name per line"
+                    .into(),
+            ))
+        }
         Ok(serde_json::Value::Object(map)) => folders
             .iter()
             .map(|f| {
@@ -51,9 +64,12 @@ pub fn read_class_names(
                     .map(str::to_string)
                     .ok_or_else(|| json_err(format!("no class name for folder {f:?}")))
             })
-            .collect(),
-        _ => Ok(names_for_folders(crate::files::TextLines::new(text.as_bytes(), path).collect::<Result<_, _>>()?, folders)),
-    }
+            .collect::<Result<_, _>>()?,
+        // Text that starts like JSON is meant as JSON: its error, not a count of odd lines.
+        Err(e) if text.trim_start().starts_with(['[', '{']) => return Err(json_err(e.to_string())),
+        _ => return Ok(names_for_folders(crate::files::TextLines::new(text.as_bytes(), path).collect::<Result<_, _>>()?, folders)),
+    };
+    names.into_iter().enumerate().map(|(i, n)| named(i, n)).collect()
 }
 
 /// The names of the class `folders` (sorted as text) from `names`, a list in class-index
