@@ -35,6 +35,13 @@ pub fn clean_text(text: &str) -> String {
 /// assert!(!is_blank("a dog") && !is_blank("&amp;"));
 /// ```
 pub fn is_blank(text: &str) -> bool {
-    // Cleaning (ftfy, HTML entities) only matters past plain printable ASCII.
-    text.chars().all(|c| c.is_whitespace() || c.is_control()) || (!text.chars().all(|c| c.is_ascii() && c != '&') && clean_text(text).is_empty())
+    // Cleaning (ftfy, HTML entities) can only empty text without a letter or digit, or with an
+    // entity: the rest is decided without it.
+    if text.chars().all(|c| c.is_whitespace() || c.is_control()) {
+        return true;
+    }
+    if !text.contains('&') && (text.is_ascii() || text.chars().any(char::is_alphanumeric)) {
+        return false;
+    }
+    clean_text(text).is_empty()
 }
