@@ -137,11 +137,9 @@ fn run(args: Args) -> Result<(), Error> {
     let query_lines = match (&args.text, &args.image, &args.queries) {
         (None, None, Some(file)) if !serving => {
             let lines = read_lines(file)?;
+            // Blank lines, control characters alone included, are skipped as they are read.
             if lines.is_empty() {
-                return Err(format!("{}: no queries", file.display()).into());
-            }
-            if let Some(i) = lines.iter().position(|l| diffclip::cli::non_blank(l).is_err()) {
-                return Err(format!("{}: query {} is empty (only white space or control characters)", file.display(), i + 1).into());
+                return Err(format!("{}: no queries (only blank lines)", file.display()).into());
             }
             Some(lines)
         }

@@ -383,10 +383,11 @@ fn errors_name_the_flag_to_change() {
     let mut cmd = Command::new(example("classify"));
     cmd.args(["--preset", "diffclip_tiny", "--checkpoint"]).arg(&ckpt).args(["--labels", "a dog,\u{1}\u{2},a cat"]).arg(fixture("preprocess/images/flower.jpg"));
     assert_clean_error(&run_bounded(cmd, Duration::from_secs(60)), &["--labels: label 2 is empty"]);
-    std::fs::write(dir.join("queries.txt"), "a dog\n\u{1}\u{2}\n").unwrap();
+    // In a file such a line is a blank one, skipped.
+    std::fs::write(dir.join("queries.txt"), "\u{1}\u{2}\n \n").unwrap();
     let mut cmd = Command::new(example("search"));
     cmd.args(["--preset", "diffclip_tiny", "--checkpoint"]).arg(&ckpt).arg("--queries").arg(dir.join("queries.txt")).arg("--index").arg(dir.join("no-index"));
-    assert_clean_error(&run_bounded(cmd, Duration::from_secs(60)), &["queries.txt: query 2 is empty"]);
+    assert_clean_error(&run_bounded(cmd, Duration::from_secs(60)), &["queries.txt: no queries (only blank lines)"]);
     // Flags the synthetic set would ignore, and a batch of nothing.
     for (flags, says) in [(&["--templates", "/nonexistent"][..], "--templates applies to --data"), (&["--classnames", "pets"], "--classnames applies to --data"), (&["--set", "imagenet=/nonexistent"], "--set applies to --task robustness (and all), not zeroshot")] {
         let mut cmd = Command::new(example("eval"));

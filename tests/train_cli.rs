@@ -496,6 +496,10 @@ fn a_terminated_run_writes_its_checkpoint() {
     assert!(err.contains("stopped after step") && err.contains("continue with --resume"), "{err}");
     let at = checkpoint_step(&ckpt);
     assert!(at >= 2 && complete_steps(&out).last().is_some_and(|s| s.0 == at), "checkpoint at step {at}, the log at {:?}", complete_steps(&out).last());
+    // The steps trained are a model too, readable as a finished run's.
+    assert!(err.contains("the model so far is written to"), "{err}");
+    let model = std::fs::read(out.join("model.safetensors")).unwrap();
+    assert!(safetensors::SafeTensors::deserialize(&model).is_ok_and(|st| st.names().iter().any(|n| n.starts_with("visual."))), "model.safetensors");
 }
 
 /// A model already in --output (another run's, or one `convert` wrote) is not replaced by a
