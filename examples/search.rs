@@ -128,6 +128,12 @@ fn run(args: Args) -> Result<(), Error> {
     if args.top_k == 0 {
         return Err("--top-k must be at least 1".into());
     }
+    // The index's settings without the index: nothing would read them.
+    let defaults = AnnConfig::default();
+    let index_flags = [("--ef-search", args.ef_search.is_some()), ("--hnsw-m", usize::from(args.hnsw_m) != defaults.m), ("--ef-construction", args.ef_construction as usize != defaults.ef_construction)];
+    if let Some((flag, _)) = index_flags.iter().find(|(_, given)| *given).filter(|_| !args.approximate && !args.rebuild_index) {
+        return Err(format!("{flag} applies to the approximate index: add --approximate").into());
+    }
     if args.ef_construction < u32::from(args.hnsw_m) {
         return Err(format!("--ef-construction {} is below --hnsw-m {}: each row needs at least M candidates", args.ef_construction, args.hnsw_m).into());
     }
@@ -298,6 +304,12 @@ fn approximate(args: &Args, dir: &Path, tensor: &str) -> Result<AnnIndex, Error>
         if let Some(r) = index.build_recall() {
             eprintln!("recall@10 against exact search: {r:.4} ({} stored rows as queries, ef_search {})", c.recall_queries.min(index.rows()), c.ef_search);
         }
+    }
+    // Build settings asked for that an index kept from before does not have: they need a rebuild.
+    let (c, defaults) = (index.config(), AnnConfig::default());
+    let asked = (config.m, config.ef_construction);
+    if asked != (c.m, c.ef_construction) && asked != (defaults.m, defaults.ef_construction) {
+        eprintln!("note: the index kept was built with M {}, ef_construction {}; --hnsw-m {} --ef-construction {} apply to a rebuild (--rebuild-index)", c.m, c.ef_construction, config.m, config.ef_construction);
     }
     if let Some(ef) = ef_search {
         index.set_ef_search(ef)?;

@@ -103,6 +103,11 @@ fn approximate_search_builds_reuses_and_rebuilds_its_index() {
     assert!(err.contains("built the approximate index") && err.contains("recall@10"), "{err}");
     // Exact search is still the default and ignores the index files.
     assert_eq!(ok(&search(&index, &[])).0.len(), 10);
+    // Build settings the kept index lacks are said to need a rebuild; without the index, refused.
+    let (_, err) = ok(&search(&index, &["--approximate", "--hnsw-m", "8"]));
+    assert!(err.contains("the index kept was built with M 16") && err.contains("--rebuild-index"), "{err}");
+    let o = search(&index, &["--ef-search", "64"]);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("--ef-search applies to the approximate index"), "{}", String::from_utf8_lossy(&o.stderr));
 }
 
 #[test]

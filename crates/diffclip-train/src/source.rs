@@ -142,12 +142,13 @@ impl TrainSource {
             DataSpec::WebDataset(pattern) => {
                 let config = WebDatasetConfig { shuffle_shards: true, shuffle_buffer: o.shuffle_buffer, ..WebDatasetConfig::default() };
                 let wds = WebDataset::new(pattern, config, loader()?)?;
-                let missing: Vec<String> = wds.shards().iter().filter(|p| !p.exists()).map(|p| p.display().to_string()).collect();
+                // A shard that is not a file (missing, or a folder named by the pattern) is no shard.
+                let missing: Vec<String> = wds.shards().iter().filter(|p| !p.is_file()).map(|p| p.display().to_string()).collect();
                 if missing.len() == wds.shards().len() {
-                    return Err(TrainError::UnusableData(format!("{pattern}: none of the {} shards exists (first: {})", missing.len(), missing[0])));
+                    return Err(TrainError::UnusableData(format!("{pattern}: none of the {} shards is a file (first: {})", missing.len(), missing[0])));
                 }
                 if !missing.is_empty() {
-                    warnings.push(format!("{} of {} shards are missing (first: {}); they will be skipped", missing.len(), wds.shards().len(), missing[0]));
+                    warnings.push(format!("{} of {} shards are missing or not files (first: {}); they will be skipped", missing.len(), wds.shards().len(), missing[0]));
                 }
                 let n = o.num_samples.or_else(|| stats_successes(wds.shards(), &mut warnings));
                 let description = format!(

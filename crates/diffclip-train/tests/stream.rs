@@ -144,6 +144,16 @@ fn a_stream_smaller_than_a_batch_is_an_error() {
     assert!(matches!(err, TrainError::UnusableData(_)) && err.to_string().contains("has 6 usable samples, fewer than one batch of 16"), "{err}");
 }
 
+/// A pattern that names a folder (or nothing) has no shard to train on, said before training.
+#[test]
+fn a_pattern_of_folders_is_no_data() {
+    let dir = tmpdir("folder-shard");
+    let spec = diffclip_data::datasets::DataSpec::WebDataset(dir.to_str().unwrap().to_string());
+    let options = diffclip_train::SourceOptions { image_size: 32, ..Default::default() };
+    let err = diffclip_train::TrainSource::open(&spec, &options).err().expect("a folder is no shard").to_string();
+    assert!(err.contains("none of the 1 shards is a file"), "{err}");
+}
+
 /// A PNG of `size`x`size` RGB with one colour.
 fn png(rgb: [u8; 3], size: u32) -> Vec<u8> {
     let mut out = Vec::new();
