@@ -269,7 +269,7 @@ fn parse_row(
     let caption = field(caption_col)?;
     // A blank caption teaches nothing: as bad a row as a missing one (WebDataset's
     // `require_caption` agrees).
-    if require_caption && crate::tokenizer::is_blank(&caption) {
+    if require_caption && crate::tokenizer::is_blank(caption) {
         return Err("empty caption".into());
     }
     Ok(CsvRow {
