@@ -229,20 +229,14 @@ fn read_shard(
         if skipped_key.as_deref() == Some(key.as_str()) {
             continue; // the rest of a sample already reported as bad
         }
-        if group.is_none() && !seen.insert(key.clone()) {
-            let msg = format!("sample {key:?} appears again after other samples (a tar appended to?): this later copy is left out");
-            skipped_key = Some(key);
-            members += 1;
-            last_member = name.clone();
-            if tx.send(Err(member_err(msg))).is_err() {
-                return false;
-            }
-            continue;
-        }
         let size = entry.size();
-        if size > MAX_MEMBER_BYTES {
-            // Skip this sample (the tar reader steps over the member's bytes) and read on.
-            let msg = format!("{size} bytes, above the {MAX_MEMBER_BYTES}-byte limit");
+        // Samples left out whole (the tar reader steps over their bytes), reading on after them.
+        let left_out = if group.is_none() && !seen.insert(key.clone()) {
+            Some(format!("sample {key:?} appears again after other samples (a tar appended to?): this later copy is left out"))
+        } else {
+            (size > MAX_MEMBER_BYTES).then(|| format!("{size} bytes, above the {MAX_MEMBER_BYTES}-byte limit"))
+        };
+        if let Some(msg) = left_out {
             group = None;
             skipped_key = Some(key);
             members += 1;
