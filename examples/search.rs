@@ -128,14 +128,14 @@ fn run(args: Args) -> Result<(), Error> {
     if args.top_k == 0 {
         return Err("--top-k must be at least 1".into());
     }
+    if args.ef_construction < u32::from(args.hnsw_m) {
+        return Err(format!("--ef-construction {} is below --hnsw-m {}: each row needs at least M candidates", args.ef_construction, args.hnsw_m).into());
+    }
     // The index's settings without the index: nothing would read them.
     let defaults = AnnConfig::default();
     let index_flags = [("--ef-search", args.ef_search.is_some()), ("--hnsw-m", usize::from(args.hnsw_m) != defaults.m), ("--ef-construction", args.ef_construction as usize != defaults.ef_construction)];
     if let Some((flag, _)) = index_flags.iter().find(|(_, given)| *given).filter(|_| !args.approximate && !args.rebuild_index) {
         return Err(format!("{flag} applies to the approximate index: add --approximate").into());
-    }
-    if args.ef_construction < u32::from(args.hnsw_m) {
-        return Err(format!("--ef-construction {} is below --hnsw-m {}: each row needs at least M candidates", args.ef_construction, args.hnsw_m).into());
     }
     let stdin = Some(Path::new("-"));
     let serving = args.image.as_deref() == stdin || args.queries.as_deref() == stdin || args.listen.listen.is_some();

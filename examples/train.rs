@@ -348,9 +348,9 @@ fn run(args: Args, matches: &ArgMatches) -> Res<()> {
     if let Some(kind) = std::fs::metadata(&export).ok().and_then(|m| diffclip::data::files::file_kind(m.file_type())) {
         return Err(format!("{} is {kind}, where the trained model is to be written: remove it first", export.display()).into());
     }
-    // A model already there (another run's, or one `convert` wrote) is no fresh run's to replace;
-    // beside a checkpoint, the trainer says how to continue that run instead.
-    if resume.is_none() && !args.overwrite && export.is_file() && !args.output.join("checkpoint-latest.safetensors").exists() {
+    // A model already there (another run's, or one `convert` wrote) is not this run's to replace;
+    // beside a checkpoint (this run's when resumed in place), the trainer decides.
+    if !args.overwrite && export.is_file() && !args.output.join("checkpoint-latest.safetensors").exists() {
         return Err(format!("{} already holds a model: replace it with --overwrite, or give another --output", export.display()).into());
     }
     // A run that replaces another takes its model away too, as the trainer does its checkpoint:
@@ -366,9 +366,12 @@ fn run(args: Args, matches: &ArgMatches) -> Res<()> {
         // Stopped by a signal after some steps: those steps are a model too, written as a
         // finished run's is, beside the checkpoint to continue from.
         Err(stopped @ TrainError::Interrupted { step: 1.., .. }) => {
-            save_safetensors(&trainer.model.clone().valid(), Some(&model_config), &export)?;
+            let model = match save_safetensors(&trainer.model.clone().valid(), Some(&model_config), &export) {
+                Ok(()) => format!("the model so far is written to {}", export.display()),
+                Err(e) => format!("the model so far could not be written ({e})"),
+            };
             let eval = eval_failed.map(|why| format!("; --eval failed at {why}")).unwrap_or_default();
-            return Err(format!("{stopped}; the model so far is written to {}{eval}", export.display()).into());
+            return Err(format!("{stopped}; {model}{eval}").into());
         }
         report => report?,
     };

@@ -233,7 +233,7 @@ fn stats_successes(shards: &[PathBuf], warnings: &mut Vec<String>) -> Option<usi
     }
     // Zero successes over shards that exist, or a sum past any real collection, say nothing
     // true about the epoch: unknown, with a warning, not an epoch of 0 samples.
-    if total == 0 || total >= (1usize << 48) {
+    if total == 0 || total as u64 >= 1u64 << 48 {
         warnings.push(format!("the shards' *_stats.json files count {total} samples in all; the epoch size is unknown (give --train-num-samples)"));
         return None;
     }

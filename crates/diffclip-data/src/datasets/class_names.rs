@@ -38,38 +38,37 @@ pub fn read_class_names(
         message: m,
     };
     // A name of white space or control characters alone would make prompts like "a photo of a ."
-    let named = |i: usize, name: String| match crate::tokenizer::is_blank(&name) {
-        true => Err(json_err(format!("class name {} is blank", i + 1))),
-        false => Ok(name),
+    let named = |what: String, name: &str| match crate::tokenizer::is_blank(name) {
+        true => Err(json_err(format!("{what} is blank"))),
+        false => Ok(name.to_string()),
     };
-    let names = match serde_json::from_str::<serde_json::Value>(text) {
+    match serde_json::from_str::<serde_json::Value>(text) {
         Ok(serde_json::Value::Array(a)) => a
             .iter()
-            .map(|v| v.as_str().map(str::to_string))
-            .collect::<Option<Vec<_>>>()
-            .map(|names| names_for_folders(names, folders))
-            .ok_or_else(|| json_err("class names must be strings".into()))?,
-        Ok(serde_json::Value::Object(_)) if folders.is_empty() => {
-            return Err(json_err(
-                "a JSON object maps class folder names to class names, which only an image folder's \
-                 classnames.txt can use: give a JSON list, or one name per line"
-                    .into(),
-            ))
-        }
+            .enumerate()
+            .map(|(i, v)| v.as_str().ok_or_else(|| json_err("class names must be strings".into())).and_then(|n| named(format!("class name {}", i + 1), n)))
+            .collect::<Result<Vec<_>, _>>()
+            .map(|names| names_for_folders(names, folders)),
+        Ok(serde_json::Value::Object(_)) if folders.is_empty() => Err(json_err(
+            "a JSON object maps class folder names to class names, which only an image folder's \
+             classnames.txt can use: give a JSON list, or one name per line"
+                .into(),
+        )),
         Ok(serde_json::Value::Object(map)) => folders
             .iter()
             .map(|f| {
                 map.get(f)
                     .and_then(|v| v.as_str())
-                    .map(str::to_string)
                     .ok_or_else(|| json_err(format!("no class name for folder {f:?}")))
+                    .and_then(|n| named(format!("the class name of folder {f:?}"), n))
             })
-            .collect::<Result<_, _>>()?,
+            .collect(),
         // Text that starts like JSON is meant as JSON: its error, not a count of odd lines.
-        Err(e) if text.trim_start().starts_with(['[', '{']) => return Err(json_err(e.to_string())),
-        _ => return Ok(names_for_folders(crate::files::TextLines::new(text.as_bytes(), path).collect::<Result<_, _>>()?, folders)),
-    };
-    names.into_iter().enumerate().map(|(i, n)| named(i, n)).collect()
+        Err(e) if text.trim_start_matches([' ', '\t', '\r', '\n']).starts_with(['[', '{']) => {
+            Err(json_err(format!("{e} (a file that starts with [ or {{ is read as JSON)")))
+        }
+        _ => Ok(names_for_folders(crate::files::TextLines::new(text.as_bytes(), path).collect::<Result<_, _>>()?, folders)),
+    }
 }
 
 /// The names of the class `folders` (sorted as text) from `names`, a list in class-index

@@ -189,7 +189,8 @@ fn read_shard(
     let mut last_member = String::from("(start of archive)");
     let mut members = 0usize;
     let mut skipped_key: Option<String> = None;
-    // Keys of the samples begun so far: one met again later (a tar appended to) is no new sample.
+    // Keys of the samples begun so far: one met again later (a tar appended to, or unsorted) is
+    // no new sample.
     let mut seen = std::collections::HashSet::new();
     for entry in entries {
         let mut entry = match entry {
@@ -232,7 +233,7 @@ fn read_shard(
         let size = entry.size();
         // Samples left out whole (the tar reader steps over their bytes), reading on after them.
         let left_out = if group.is_none() && !seen.insert(key.clone()) {
-            Some(format!("sample {key:?} appears again after other samples (a tar appended to?): this later copy is left out"))
+            Some(format!("sample {key:?} appears again after other samples: a sample's members must be adjacent (a tar appended to, or written without --sort=name?); this later part is left out"))
         } else {
             (size > MAX_MEMBER_BYTES).then(|| format!("{size} bytes, above the {MAX_MEMBER_BYTES}-byte limit"))
         };

@@ -35,15 +35,20 @@ impl DataSpec {
     /// let s: DataSpec = "csv:data/train.csv".parse().unwrap();
     /// assert_eq!(s.absolute("/runs".as_ref()).describe(), "csv:/runs/data/train.csv");
     /// assert_eq!("wds:/d/{0..9}.tar".parse::<DataSpec>().unwrap().absolute("/runs".as_ref()).describe(), "wds:/d/{0..9}.tar");
-    /// // Each of several patterns; one that starts with a brace group is left as it is.
-    /// let wds: DataSpec = "wds:a/{0..1}.tar::/b/x.tar::{c,/d}.tar".parse().unwrap();
-    /// assert_eq!(wds.absolute("/runs".as_ref()).describe(), "wds:/runs/a/{0..1}.tar::/b/x.tar::{c,/d}.tar");
+    /// // Each of several patterns; a first brace group with an absolute alternative is left as it is.
+    /// let wds: DataSpec = "wds:a/{0..1}.tar::/b/x.tar::{00..02}.tar::{c,/d}.tar".parse().unwrap();
+    /// assert_eq!(wds.absolute("/runs".as_ref()).describe(), "wds:/runs/a/{0..1}.tar::/b/x.tar::/runs/{00..02}.tar::{c,/d}.tar");
     /// ```
     pub fn absolute(&self, base: &std::path::Path) -> Self {
         match self {
             Self::Csv(p) => Self::Csv(base.join(p)),
             Self::WebDataset(p) => {
-                let part = |part: &str| match part.starts_with(['/', '{']) || part.is_empty() {
+                // `{a,/b}x`: one alternative is absolute already, and joining would break it.
+                let absolute_alternative = |part: &str| {
+                    let group = part.strip_prefix('{').and_then(|rest| rest.split_once('}')).map_or("", |(group, _)| group);
+                    group.split(',').any(|alternative| alternative.starts_with('/'))
+                };
+                let part = |part: &str| match part.is_empty() || part.starts_with('/') || absolute_alternative(part) {
                     true => part.to_string(),
                     false => base.join(part).to_string_lossy().into_owned(),
                 };

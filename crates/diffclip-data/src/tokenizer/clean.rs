@@ -32,15 +32,22 @@ pub fn clean_text(text: &str) -> String {
 /// ```
 /// use diffclip_data::tokenizer::is_blank;
 /// assert!(is_blank("  \t") && is_blank("\u{0}\u{1}") && is_blank("&#32;"));
-/// assert!(!is_blank("a dog") && !is_blank("&amp;"));
+/// assert!(!is_blank("a dog") && !is_blank("&amp;") && !is_blank("猫"));
+/// // Exactly as cleaning says, mis-decoded text included.
+/// for text in ["\u{e2}\u{20ac}\u{192}", "\u{1b}[0m", "\u{93}", "\u{c2}\u{a0}"] {
+///     assert_eq!(is_blank(text), diffclip_data::tokenizer::clean_text(text).is_empty(), "{text:?}");
+/// }
 /// ```
 pub fn is_blank(text: &str) -> bool {
-    // Cleaning (ftfy, HTML entities) can only empty text without a letter or digit, or with an
-    // entity: the rest is decided without it.
-    if text.chars().all(|c| c.is_whitespace() || c.is_control()) {
+    // Decided without cleaning where cleaning cannot change the answer: white space and ASCII
+    // controls stay nothing (C1 controls may be mis-decoded quotes, which ftfy repairs), and an
+    // ASCII letter or digit, or a letter past Latin-1's mojibake (U+02FF), stays something,
+    // unless an entity or a terminal escape could take it away.
+    if text.chars().all(|c| c.is_whitespace() || c.is_ascii_control()) {
         return true;
     }
-    if !text.contains('&') && (text.is_ascii() || text.chars().any(char::is_alphanumeric)) {
+    let kept = |c: char| c.is_ascii_alphanumeric() || (c > '\u{2ff}' && c.is_alphanumeric());
+    if !text.contains(['&', '\u{1b}']) && text.chars().any(kept) {
         return false;
     }
     clean_text(text).is_empty()

@@ -75,8 +75,9 @@ pub fn folder_problems(dir: &Path, missing: bool) -> Vec<String> {
 }
 
 /// How `stamp`'s encoder differs from `first`'s, if it does. With both model keys the key
-/// decides the model, and only the settings after it count besides (the checkpoint's path may
-/// differ between the machines of a split job); without, the whole description.
+/// decides the model (it hashes the checkpoint's path, size and time: the parts of a split job
+/// must read one checkpoint file) and the settings after it in the description count besides;
+/// without keys, the whole description.
 fn differs(stamp: &Stamp, first: &Stamp) -> Option<String> {
     let settings = |s: &Stamp| s.source.rsplit_once("(model key ").and_then(|(_, r)| r.split_once(')')).map_or(String::new(), |(_, rest)| rest.trim_start_matches([',', ' ']).to_string());
     let other = match (&stamp.model_key, &first.model_key) {
@@ -108,7 +109,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_model_key_decides_the_model_and_paths_do_not_count() {
+    fn the_model_key_decides_the_model_and_settings_count_besides() {
         let stamp = |source: &str, key: &str| Stamp { source: source.into(), model_key: Some(key.into()), tensors: vec!["image_embed".into()], normalize: false, input: String::new() };
         let a = stamp("/m/a.pt (model key 0123), dtype F32, preprocess slip", "0123");
         assert_eq!(differs(&stamp("/other/a.pt (model key 0123), dtype F32, preprocess slip", "0123"), &a), None);
