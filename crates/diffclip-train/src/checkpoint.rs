@@ -110,7 +110,7 @@ pub fn load_training_checkpoint(path: impl AsRef<Path>, device: &Device) -> Resu
     let meta: Checkpoint = meta_map
         .get("diffclip_training")
         .ok_or_else(|| err("not a diffclip training checkpoint (no diffclip_training metadata)".into()))
-        .and_then(|j| diffclip_clip::json::from_json_objects(j).map_err(|e| err(e.to_string())))?;
+        .and_then(|j| diffclip_clip::json::from_json_objects(j).map_err(|e| err(format!("its diffclip_training metadata does not read: {e}"))))?;
     let optim_step: u64 = meta_map.get("optim_step").and_then(|s| s.parse().ok()).ok_or_else(|| err("missing optim_step".into()))?;
     let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| damaged().unwrap_or_else(|| err(e.to_string())))?;
 
