@@ -16,6 +16,7 @@
 //! bytes answers `{"top": [{"label", "probability"}, …]}` (the `--json` form's, to the bit);
 //! `GET /health` answers `{"status": "ok", "labels": N}` (see `docs/eval.md`, "Over HTTP").
 
+use diffclip::eprintln;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

@@ -20,6 +20,7 @@
 #[allow(dead_code)] // line charts are the quickstart's
 mod plots;
 
+use diffclip::eprintln;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -142,6 +143,14 @@ fn run(args: Args) -> Res<()> {
         }
         None => shape,
     };
+    // A model that is DiffCLIP already has nothing to convert: said before any folder is made.
+    if let Some((path, config)) = &given {
+        for (tower, attention, layers) in [("vision", &config.vision.attention, config.vision.layers), ("text", &config.text.attention, config.text.layers)] {
+            if let Some(l) = (0..layers).find(|&l| attention.kind_of(l).is_ok_and(|k| k == diffclip::clip::attention::AttentionKind::Differential)) {
+                return Err(format!("--checkpoint {}: {tower} layer {l} is already differential; convert takes a standard-attention CLIP", path.display()).into());
+            }
+        }
+    }
     args.shape.create_output(&args.output)?;
     let start = Instant::now();
     // No pretraining when --checkpoint gives the model to convert.

@@ -23,6 +23,7 @@
 //!     --shard 3/8 --output emb/
 //! ```
 
+use diffclip::eprintln;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::ExitCode;

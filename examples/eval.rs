@@ -16,6 +16,7 @@ mod disk;
 #[path = "eval/synth.rs"]
 mod synth;
 
+use diffclip::eprintln;
 use std::path::PathBuf;
 use std::process::ExitCode;
 

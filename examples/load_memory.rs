@@ -13,6 +13,7 @@
 //! Printed: the file's size, the model's f32 weights, seconds to load, resident memory before
 //! the load (`VmRSS`, the empty model included) and the process's peak (`VmHWM`), all in MiB.
 
+use diffclip::eprintln;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;

@@ -13,6 +13,7 @@
 #[allow(dead_code)] // the band charts are for reproduce/convert
 mod plots;
 
+use diffclip::eprintln;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 

@@ -14,6 +14,7 @@
 #[allow(dead_code)] // line charts are the quickstart's
 mod plots;
 
+use diffclip::eprintln;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -36,6 +36,7 @@
 //! Without `--index`, `--listen` serves only `/embed/text`, `/embed/image` and `/health`: an
 //! embedding server.
 
+use diffclip::eprintln;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

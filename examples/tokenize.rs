@@ -13,6 +13,7 @@
 //! the program quietly with exit 0; any other write error (a full disk, `> /dev/full`) is
 //! reported with exit 1.
 
+use diffclip::eprintln;
 use std::io::{self, BufRead, BufWriter, Read, Write};
 use std::process::ExitCode;
 

@@ -15,6 +15,7 @@
 //! `PATH/CLASS/*.jpg` whose captions come from class templates), `synthetic` (the built-in set).
 //! See `docs/training.md` for the paper's recipe and multi-GPU use.
 
+use diffclip::eprintln;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;

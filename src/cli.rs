@@ -26,6 +26,31 @@ pub fn environment_problem() -> Option<String> {
     diffclip_data::preprocess::limits_env_problem().or_else(params_problem)
 }
 
+/// Writes one line to standard error and ignores a failure: a closed or full standard error (a
+/// dead `tee` or logger, a full log disk, a terminal gone) must not stop a program half-way,
+/// losing its work, as `std::eprintln!`'s panic would; its lines are lost instead.
+///
+/// ```
+/// diffclip::cli::print_err(format_args!("{} steps", 3));
+/// ```
+pub fn print_err(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
+}
+
+/// `eprintln!` that never panics ([`cli::print_err`](crate::cli::print_err)). The programs
+/// import it (`use diffclip::eprintln;`), which shadows the standard one.
+///
+/// ```
+/// use diffclip::eprintln;
+/// eprintln!("warning: {}", "a note");
+/// ```
+#[macro_export]
+macro_rules! eprintln {
+    () => { $crate::cli::print_err(format_args!("")) };
+    ($($arg:tt)*) => { $crate::cli::print_err(format_args!($($arg)*)) };
+}
+
 /// 0 for `Ok`; for `Err`, the error printed to stderr as `error: …` (control characters but
 /// newline and tab escaped, [`printable`](diffclip_data::files::printable): an error may quote
 /// a file's bytes) and exit code 1.
@@ -38,7 +63,7 @@ pub fn exit_code<E: std::fmt::Display>(result: Result<(), E>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {}", diffclip_data::files::printable(&e.to_string()));
+            print_err(format_args!("error: {}", diffclip_data::files::printable(&e.to_string())));
             ExitCode::FAILURE
         }
     }
@@ -254,7 +279,7 @@ pub fn serve_stdin(kind: StdinLines, mut answer: impl FnMut(String) -> Result<bo
         seen += 1;
         match line {
             Ok(line) => answered += usize::from(answer(line)?),
-            Err(e) if !lines.ended() => eprintln!("skipped {}", diffclip_data::files::printable_line(&e.to_string())),
+            Err(e) if !lines.ended() => print_err(format_args!("skipped {}", diffclip_data::files::printable_line(&e.to_string()))),
             Err(e) => return Err(e.into()),
         }
     }
@@ -352,7 +377,7 @@ pub fn load_model(
     };
     let mut model = config.init_lazy(device)?;
     let format = load_checkpoint(&mut model, &checkpoint)?;
-    eprintln!("loaded {} ({format:?} layout)", checkpoint.display());
+    print_err(format_args!("loaded {} ({format:?} layout)", checkpoint.display()));
     let preprocess = registry.map_or(layout_preprocess(&config), |r| r.preprocess);
     let truncate = registry.map_or("keep-eot", |r| r.truncate);
     Ok(LoadedModel { model, config, device: device.clone(), checkpoint, preprocess, truncate, tokenizer })

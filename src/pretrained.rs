@@ -85,6 +85,17 @@ pub enum PretrainedError {
         /// The repository's folder name in the cache.
         folder: String,
     },
+    /// The repository's cache folder is there but does not lead to the file (a damaged ref, a
+    /// snapshot that is not there, a link to a blob an interrupted download never wrote).
+    #[error("{repo}/{file}: the Hugging Face cache is damaged: {why}; download it again where a network exists (`huggingface-cli download {repo} {file}`) and copy the cache")]
+    DamagedCache {
+        /// The repository.
+        repo: String,
+        /// The file.
+        file: String,
+        /// What is wrong, naming the path.
+        why: String,
+    },
     /// The tokenizer could not be built (its file is unreadable or invalid).
     #[error(transparent)]
     Tokenizer(#[from] TokenizerError),
@@ -131,19 +142,44 @@ impl Pretrained {
     /// assert_eq!(m.checkpoint_in(cache.path()).unwrap(), repo.join("snapshots/abc123/model.safetensors"));
     /// let err = Pretrained::named("openai-vit-b32").unwrap().checkpoint_in(cache.path()).unwrap_err().to_string();
     /// assert!(err.contains("openai/clip-vit-base-patch32/model.safetensors") && err.contains(&cache.path().display().to_string()));
+    /// // A ref ending in a line break is read; one naming no snapshot is said to be damaged.
+    /// std::fs::write(repo.join("refs/main"), "abc123\n").unwrap();
+    /// assert!(m.checkpoint_in(cache.path()).is_ok());
+    /// std::fs::write(repo.join("refs/main"), "def456").unwrap();
+    /// let err = m.checkpoint_in(cache.path()).unwrap_err().to_string();
+    /// assert!(err.contains("names snapshot \"def456\"") && err.contains("damaged"), "{err}");
     /// ```
     pub fn checkpoint_in(&self, cache: &std::path::Path) -> Result<PathBuf, PretrainedError> {
         self.cached_file(cache, self.file)
     }
 
-    /// `file` of this entry's repository in the hub cache folder `cache`.
+    /// `file` of this entry's repository in the hub cache folder `cache`: the snapshot that
+    /// `refs/main` names, as `huggingface-cli download` leaves it.
     fn cached_file(&self, cache: &Path, file: &str) -> Result<PathBuf, PretrainedError> {
-        hf_hub::Cache::new(cache.to_path_buf()).model(self.repo.to_string()).get(file).ok_or_else(|| PretrainedError::NotCached {
-            repo: self.repo.into(),
-            file: file.into(),
-            cache: cache.display().to_string(),
-            folder: self.repo.replace('/', "--"),
-        })
+        let folder = self.repo.replace('/', "--");
+        let repo = cache.join(format!("models--{folder}"));
+        let not_cached = || PretrainedError::NotCached { repo: self.repo.into(), file: file.into(), cache: cache.display().to_string(), folder: folder.clone() };
+        let damaged = |why: String| PretrainedError::DamagedCache { repo: self.repo.into(), file: file.into(), why };
+        let refs = repo.join("refs").join("main");
+        let bytes = match diffclip_data::files::read_capped(&refs, 4096) {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => return Err(damaged(format!("{} is over 4 KiB, not a commit name", refs.display()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(not_cached()),
+            Err(e) => return Err(damaged(format!("{}: {e}", refs.display()))),
+        };
+        // Written by hand or by other tools, a ref may end with a line break.
+        let snapshot = String::from_utf8_lossy(&bytes).trim().to_string();
+        if snapshot.is_empty() || snapshot.contains(['/', '\\']) || snapshot == "." || snapshot == ".." {
+            return Err(damaged(format!("{} names {snapshot:?}, not a snapshot folder", refs.display())));
+        }
+        let snapshots = repo.join("snapshots");
+        let path = snapshots.join(&snapshot).join(file);
+        match std::fs::metadata(&path) {
+            Ok(_) => Ok(path),
+            Err(_) if std::fs::symlink_metadata(&path).is_ok() => Err(damaged(format!("{} is a link to a blob that is not there (an interrupted download?)", path.display()))),
+            Err(_) if !snapshots.join(&snapshot).is_dir() => Err(damaged(format!("{} names snapshot {snapshot:?}, which {} lacks", refs.display(), snapshots.display()))),
+            Err(_) => Err(not_cached()),
+        }
     }
 
     /// The tokenizer settings the model was evaluated with: its preset's context length and

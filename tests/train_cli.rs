@@ -469,37 +469,40 @@ fn a_killed_training_process_resumes_from_its_checkpoint() {
     assert_eq!(checkpoint_step(&ckpt), at + 2);
 }
 
-/// SIGTERM (a scheduler's preemption, Ctrl-C's SIGINT alike) ends a run after its step with that
-/// step's checkpoint written, even when no checkpoint was due: nothing trained is lost.
+/// SIGTERM (a scheduler's preemption, Ctrl-C's SIGINT alike) or SIGHUP (a closed SSH session)
+/// ends a run after its step with that step's checkpoint written, even when no checkpoint was
+/// due: nothing trained is lost.
 #[test]
 fn a_terminated_run_writes_its_checkpoint() {
     let dir = tmpdir("term");
-    let out = dir.join("out");
-    let mut child = Command::new(example("train"))
-        .args(["--data", "synthetic", "--train-num-samples", "64", "--preset", "diffclip_tiny", "--batch-size", "4", "--steps", "100000", "--checkpoint-every", "0", "--quiet", "--output"])
-        .arg(&out)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    while complete_steps(&out).len() < 2 {
-        assert!(start.elapsed() < Duration::from_secs(300), "no two steps after 5 minutes");
-        assert!(child.try_wait().unwrap().is_none(), "training exited early");
-        std::thread::sleep(Duration::from_millis(20));
+    for signal in ["-TERM", "-HUP"] {
+        let out = dir.join(signal.trim_start_matches('-'));
+        let mut child = Command::new(example("train"))
+            .args(["--data", "synthetic", "--train-num-samples", "64", "--preset", "diffclip_tiny", "--batch-size", "4", "--steps", "100000", "--checkpoint-every", "0", "--quiet", "--output"])
+            .arg(&out)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let start = Instant::now();
+        while complete_steps(&out).len() < 2 {
+            assert!(start.elapsed() < Duration::from_secs(300), "no two steps after 5 minutes");
+            assert!(child.try_wait().unwrap().is_none(), "training exited early");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(Command::new("kill").args([signal, &child.id().to_string()]).status().unwrap().success());
+        let o = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{signal}: {err}");
+        let ckpt = out.join("checkpoint-latest.safetensors");
+        assert!(err.contains("stopped after step") && err.contains("continue with --resume"), "{err}");
+        let at = checkpoint_step(&ckpt);
+        assert!(at >= 2 && complete_steps(&out).last().is_some_and(|s| s.0 == at), "checkpoint at step {at}, the log at {:?}", complete_steps(&out).last());
+        // The steps trained are a model too, readable as a finished run's.
+        assert!(err.contains("the model so far is written to"), "{err}");
+        let model = std::fs::read(out.join("model.safetensors")).unwrap();
+        assert!(safetensors::SafeTensors::deserialize(&model).is_ok_and(|st| st.names().iter().any(|n| n.starts_with("visual."))), "model.safetensors");
     }
-    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
-    let o = child.wait_with_output().unwrap();
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "{err}");
-    let ckpt = out.join("checkpoint-latest.safetensors");
-    assert!(err.contains("stopped after step") && err.contains("continue with --resume"), "{err}");
-    let at = checkpoint_step(&ckpt);
-    assert!(at >= 2 && complete_steps(&out).last().is_some_and(|s| s.0 == at), "checkpoint at step {at}, the log at {:?}", complete_steps(&out).last());
-    // The steps trained are a model too, readable as a finished run's.
-    assert!(err.contains("the model so far is written to"), "{err}");
-    let model = std::fs::read(out.join("model.safetensors")).unwrap();
-    assert!(safetensors::SafeTensors::deserialize(&model).is_ok_and(|st| st.names().iter().any(|n| n.starts_with("visual."))), "model.safetensors");
 }
 
 /// A model already in --output (another run's, or one `convert` wrote) is not replaced by a

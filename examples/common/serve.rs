@@ -1,5 +1,6 @@
 //! What the programs that serve HTTP (`search --listen`, `classify --listen`) share.
 
+use diffclip::eprintln;
 use diffclip::http::{Limits, Request, Response, Shutdown, serve_batches_until};
 
 /// `--listen` and what it accepts, shared by the programs that serve HTTP.

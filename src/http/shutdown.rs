@@ -49,10 +49,11 @@ impl Shutdown {
         self.is_stopping().then(|| *self.0.seen.get_or_init(Instant::now))
     }
 
-    /// The shutdown asked for by the process's first `SIGINT` (Ctrl-C) or `SIGTERM` (what
-    /// `kill`, systemd and container runtimes send); a second one ends the process at once
-    /// (exit code 130). A signal the process ignores (`SIGINT` of a background job started by a
-    /// script) stays ignored. The same one on
+    /// The shutdown asked for by the process's first `SIGINT` (Ctrl-C), `SIGTERM` (what
+    /// `kill`, systemd and container runtimes send) or `SIGHUP` (a terminal or SSH session that
+    /// closed); a second one ends the process at once (exit code 130). A signal the process
+    /// ignores (`SIGINT` of a background job started by a script, `SIGHUP` under `nohup`)
+    /// stays ignored. The same one on
     /// every call. On platforms other than Unix, none is ever asked for.
     pub fn on_signals() -> Self {
         static SIGNALLED: OnceLock<Shutdown> = OnceLock::new();
@@ -114,7 +115,7 @@ mod signals {
         if ASKED.set(asked).is_err() {
             return;
         }
-        for signum in [libc::SIGINT, libc::SIGTERM] {
+        for signum in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
             // SAFETY: sigaction with a zeroed (then filled) struct and a handler that only does
             // async-signal-safe work; a signal the process ignores is left ignored.
             unsafe {
