@@ -352,7 +352,8 @@ fn run(args: Args, matches: &ArgMatches) -> Res<()> {
     // A model already there (another run's, or one `convert` wrote) is not this run's to replace;
     // beside a checkpoint (this run's when resumed in place), the trainer decides.
     if !args.overwrite && export.is_file() && !args.output.join("checkpoint-latest.safetensors").exists() {
-        return Err(format!("{} already holds a model: replace it with --overwrite, or give another --output", export.display()).into());
+        let fix = if resume.is_some() { "remove it" } else { "replace it with --overwrite" };
+        return Err(format!("{} already holds a model: {fix}, or give another --output", export.display()).into());
     }
     // A run that replaces another takes its model away too, as the trainer does its checkpoint:
     // should this run fail, its metrics must not sit beside the earlier run's model.
