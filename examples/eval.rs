@@ -224,7 +224,7 @@ fn run(args: Args) -> Res<()> {
                 diffclip::clip::files::create_output_dir(&args.cache_dir).map_err(|e| format!("--cache-dir: {e}"))?;
                 cache = Some(EmbeddingCache::new(
                     &args.cache_dir,
-                    ModelKey::new(Some(ckpt), &config_json)?,
+                    ModelKey::with_contents(Some(ckpt), &config_json)?,
                 ));
             }
         }

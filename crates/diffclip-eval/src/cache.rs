@@ -4,7 +4,8 @@
 //! `[N, E]` and metadata holding the full keys. Keys are SHA-256 digests (the first 16 hex
 //! digits name files):
 //! - model: the checkpoint's canonical path, size and modification time, and the model
-//!   config's JSON ([`ModelKey::new`]);
+//!   config's JSON ([`ModelKey::new`]), and for a cache also samples of the checkpoint's bytes
+//!   ([`ModelKey::with_contents`]: a file replaced by another of the same size and time);
 //! - images: every file's canonical path, size and modification time, and the preprocessing
 //!   config; in-memory tensors: their bytes;
 //! - texts: every text and the tokenizer settings.
@@ -44,6 +45,31 @@ impl ModelKey {
         Ok(Self(hex(&h.finalize())))
     }
 
+    /// [`new`](Self::new) and, with a checkpoint, a digest of 65 blocks of 16 KiB spread over
+    /// its bytes (about 1 MiB read): another file put in its place with the same size and
+    /// modification time (`cp -p`, `rsync -t`, a coarse-clock filesystem) gets another key,
+    /// since trained weights differ throughout. For a cache, whose stale entry would be a
+    /// silently wrong result.
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let p = dir.path().join("m.safetensors");
+    /// std::fs::write(&p, vec![1u8; 100_000]).unwrap();
+    /// let time = std::fs::metadata(&p).unwrap().modified().unwrap();
+    /// let a = diffclip_eval::ModelKey::with_contents(Some(&p), "{}").unwrap();
+    /// std::fs::write(&p, vec![2u8; 100_000]).unwrap();
+    /// std::fs::File::options().write(true).open(&p).unwrap().set_modified(time).unwrap();
+    /// assert_ne!(a, diffclip_eval::ModelKey::with_contents(Some(&p), "{}").unwrap());
+    /// ```
+    pub fn with_contents(checkpoint: Option<&Path>, config_json: &str) -> Result<Self, EvalError> {
+        let base = Self::new(checkpoint, config_json)?;
+        let Some(path) = checkpoint else { return Ok(base) };
+        let mut h = Sha256::new();
+        h.update(base.0.as_bytes());
+        h.update(sampled_digest(path)?);
+        Ok(Self(hex(&h.finalize())))
+    }
+
     /// A key from any caller-chosen identity string (e.g. a training run and step).
     pub fn from_identity(identity: &str) -> Self {
         Self(hex(&Sha256::digest(
@@ -55,6 +81,24 @@ impl ModelKey {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// SHA-256 of 65 blocks of 16 KiB of `path` at evenly spread offsets, the last ending the file.
+fn sampled_digest(path: &Path) -> Result<[u8; 32], EvalError> {
+    use std::io::{Read, Seek, SeekFrom};
+    const BLOCK: u64 = 16 << 10;
+    let mut file = diffclip_data::files::open_regular(path).map_err(|e| EvalError::io(path, e))?;
+    let len = file.metadata().map_err(|e| EvalError::io(path, e))?.len();
+    let mut h = Sha256::new();
+    let mut block = Vec::with_capacity(BLOCK as usize);
+    for i in 0..=64u64 {
+        let at = (len.saturating_sub(BLOCK)) * i / 64;
+        file.seek(SeekFrom::Start(at)).map_err(|e| EvalError::io(path, e))?;
+        block.clear();
+        (&mut file).take(BLOCK).read_to_end(&mut block).map_err(|e| EvalError::io(path, e))?;
+        h.update(&block);
+    }
+    Ok(h.finalize().into())
 }
 
 /// `canonical path \0 size \0 mtime-ns` of a file.
