@@ -87,14 +87,14 @@ fn run(args: Args) -> Result<(), Error> {
     if args.images.len() > 1 && args.images.iter().any(|p| p == Path::new("-")) {
         return Err("`-` (read the images from standard input) must be the only image argument".into());
     }
+    if let Some(i) = labels.iter().position(|l| diffclip::cli::non_blank(l).is_err()) {
+        return Err(format!("--labels: label {} is empty (only white space or control characters)", i + 1).into());
+    }
     // Some class lists repeat a name for two senses (ImageNet's "crane"): said, not refused.
     // Labels the tokenizer reads alike (case, spacing, entities) have the same prompts.
     let cleaned: Vec<String> = labels.iter().map(|l| diffclip::data::tokenizer::clean_text(l)).collect();
     if let Some((i, j)) = (0..labels.len()).find_map(|i| cleaned[..i].iter().position(|c| *c == cleaned[i]).map(|j| (i, j))) {
         eprintln!("warning: --labels lists {:?} more than once (labels {} and {}, {:?} and {:?}): the CLIP tokenizer reads them alike, so they split one probability", cleaned[i], j + 1, i + 1, labels[j], labels[i]);
-    }
-    if let Some(i) = labels.iter().position(|l| diffclip::cli::non_blank(l).is_err()) {
-        return Err(format!("--labels: label {} is empty (only white space or control characters)", i + 1).into());
     }
     if labels.len() < 2 {
         return Err(format!("--labels needs at least two labels, got {labels:?}").into());

@@ -106,7 +106,8 @@ struct Args {
     /// Attention: text query (default: that image's first caption when synthetic).
     #[arg(long, value_parser = diffclip::cli::non_blank)]
     query: Option<String>,
-    /// Attention: PNG to write (default: beside --output, `<its name>-attention.png`).
+    /// Attention: PNG to write (default: beside --output, named by its stem:
+    /// eval-results-attention.png).
     #[arg(long)]
     heatmap: Option<PathBuf>,
     /// Attention: vision layer (default: the last).

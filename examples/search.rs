@@ -99,7 +99,8 @@ struct Args {
     /// One JSON object per hit.
     #[arg(long)]
     json: bool,
-    /// Search the approximate (HNSW) index saved beside the shards (`index.hnsw.*`), building
+    /// Search the approximate (HNSW) index saved beside the shards (`index.hnsw.*`; with
+    /// --texts `index-text_embed.hnsw.*`), building
     /// it first when it is missing or the shards changed (then recall@10 against exact search
     /// is printed on stderr). Exact search is the default.
     #[arg(long, requires = "index")]
@@ -108,13 +109,15 @@ struct Args {
     #[arg(long, requires = "index")]
     rebuild_index: bool,
     /// Candidates examined per approximate query (default: the index's, 64); higher finds more
-    /// true neighbours, slower.
+    /// true neighbours, slower. With --approximate or --rebuild-index only.
     #[arg(long, requires = "index", value_parser = clap::value_parser!(u32).range(1..=100_000))]
     ef_search: Option<u32>,
-    /// HNSW links per row when building the index (M), 2 to 255.
+    /// HNSW links per row when building the index (M), 2 to 255. A value other than the default
+    /// needs --approximate or --rebuild-index.
     #[arg(long, default_value_t = AnnConfig::default().m as u16, value_parser = clap::value_parser!(u16).range(2..=255))]
     hnsw_m: u16,
     /// Candidates examined per row when building the index (ef_construction), --hnsw-m to 100000.
+    /// A value other than the default needs --approximate or --rebuild-index.
     #[arg(long, default_value_t = AnnConfig::default().ef_construction as u32, value_parser = clap::value_parser!(u32).range(2..=100_000))]
     ef_construction: u32,
 }

@@ -220,7 +220,7 @@ fn run(args: Args, matches: &ArgMatches) -> Res<()> {
         workers: args.workers,
         bad_samples: policy,
         parallel,
-        // Ctrl-C or SIGTERM (a scheduler's preemption) ends the run after its step, with that
+        // Ctrl-C, SIGTERM (a scheduler's preemption) or SIGHUP ends the run after its step, with that
         // step's checkpoint written; a second one ends the process at once.
         // Installed at the first step's check: until then Ctrl-C ends the setup as usual.
         stop: Some(std::sync::Arc::new(|| diffclip::http::Shutdown::on_signals().is_stopping())),

@@ -28,7 +28,7 @@ pub struct ListenArgs {
 
 impl ListenArgs {
     /// Binds `--listen`, says where it listens (and `what` it serves) on stderr, and serves
-    /// `handle` (batches of at most `--max-batch` requests) until Ctrl-C or `SIGTERM`: then it
+    /// `handle` (batches of at most `--max-batch` requests) until Ctrl-C, `SIGTERM` or `SIGHUP`: then it
     /// answers the requests in hand and returns (a second signal ends the program at once).
     pub fn serve(&self, what: &str, handle: impl FnMut(&[Request]) -> Vec<Response>) -> Result<(), Box<dyn std::error::Error>> {
         let address = self.listen.as_deref().ok_or("--listen is missing")?;

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 /// accepting (new connections are refused), answers the requests it holds (within
 /// [`Limits::shutdown_grace`](super::Limits::shutdown_grace)), closes its idle connections and
 /// those that have sent nothing, and returns. Clone it to stop the server from another thread;
-/// [`Shutdown::on_signals`] stops it on Ctrl-C or `SIGTERM`.
+/// [`Shutdown::on_signals`] stops it on Ctrl-C, `SIGTERM` or `SIGHUP`.
 ///
 /// ```
 /// let shutdown = diffclip::http::Shutdown::new();

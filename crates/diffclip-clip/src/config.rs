@@ -224,7 +224,7 @@ impl ClipConfig {
     /// Build the model with freshly initialised weights. Every parameter is drawn here, in
     /// module order, so `device.seed(s)` before `init` gives the same weights every time,
     /// whatever reads them first later (Burn otherwise draws a weight on its first read).
-    /// The configuration is [checked against the limits](Self::check_fits) against [`ModelLimits::default`] first.
+    /// The configuration is [checked](Self::check_fits) against [`ModelLimits::default`] first.
     ///
     /// ```
     /// use diffclip_clip::ClipConfig;

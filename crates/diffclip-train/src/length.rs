@@ -76,7 +76,7 @@ fn epochs_to_steps(epochs: f64, epoch_len: Option<usize>, per_step: usize, flag:
     if !(epochs.is_finite() && epochs > 0.0) {
         return Err(TrainError::Config(format!("{flag} must be a positive number, got {epochs}")));
     }
-    let n = epoch_len.ok_or_else(|| TrainError::Config(format!("{flag} needs the epoch size: give --train-num-samples (no *_stats.json found beside the shards)")))?;
+    let n = epoch_len.ok_or_else(|| TrainError::Config(format!("{flag} needs the epoch size: give --train-num-samples (the shards' *_stats.json files give no usable count: missing, unreadable, or 0 in all)")))?;
     let steps = (epochs * n as f64 / per_step.max(1) as f64).ceil().max(1.0);
     // Past 2^53 the count is no longer exact (and `as u64` would saturate silently).
     if steps > (1u64 << 53) as f64 {
