@@ -351,7 +351,7 @@ fn run(args: Args, matches: &ArgMatches) -> Res<()> {
     }
     // A model already there (another run's, or one `convert` wrote) is not this run's to replace;
     // beside a checkpoint (this run's when resumed in place), the trainer decides.
-    if !args.overwrite && export.is_file() && !args.output.join("checkpoint-latest.safetensors").exists() {
+    if !args.overwrite && export.is_file() && !trainer.checkpoint_path().is_some_and(|p| p.exists()) {
         let fix = if resume.is_some() { "remove it" } else { "replace it with --overwrite" };
         return Err(format!("{} already holds a model: {fix}, or give another --output", export.display()).into());
     }

@@ -109,6 +109,26 @@ impl ClipConfig {
 }
 
 impl Clip {
+    /// The inputs this model takes, read from its own weights' shapes (no weight is read, so
+    /// a lazily initialised model stays so): `(in_chans, image_size, context_length)`, images
+    /// `[B, in_chans, image_size, image_size]` and token rows of at most `context_length`.
+    ///
+    /// ```
+    /// use burn::tensor::Device;
+    /// use diffclip_clip::ClipConfig;
+    /// let c = ClipConfig::diffclip_tiny();
+    /// let model = c.init_lazy(&Device::flex()).unwrap();
+    /// assert_eq!(model.input_sizes(), (c.vision.in_chans, c.vision.image_size, c.text.context_length));
+    /// ```
+    pub fn input_sizes(&self) -> (usize, usize, usize) {
+        // The patch convolution's weight is [width, in_chans, patch, patch]; the position table
+        // holds the class token and grid² patches.
+        let [_, chans, patch, _] = self.visual.patch_embed.proj.weight.lazy_shape().dims::<4>();
+        let tokens = self.visual.pos_embed.lazy_shape().dims::<3>()[1];
+        let size = (tokens.saturating_sub(1) as f64).sqrt().round() as usize * patch;
+        (chans, size, self.text.positional_embedding.lazy_shape().dims::<2>()[0])
+    }
+
     /// Check the shapes of a batch of image–text pairs against this model's own weights (for a
     /// model whose config is not at hand): `images [B, C, H, W]` as its patch embedding and
     /// position table take them, `texts [B, L]` with `1 <= L <=` its context length, `B > 0`
@@ -125,10 +145,7 @@ impl Clip {
     /// assert!(model.check_pairs(&[2, 3, size + 1, size], &[2, 77]).is_err());
     /// ```
     pub fn check_pairs(&self, images: &[usize], texts: &[usize]) -> Result<(), InputError> {
-        let [_, chans, patch, _] = self.visual.patch_embed.proj.weight.lazy_shape().dims::<4>();
-        let tokens = self.visual.pos_embed.lazy_shape().dims::<3>()[1];
-        let size = (tokens.saturating_sub(1) as f64).sqrt().round() as usize * patch;
-        let context = self.text.positional_embedding.lazy_shape().dims::<2>()[0];
+        let (chans, size, context) = self.input_sizes();
         if images.first() == Some(&0) || texts.first() == Some(&0) {
             return Err(InputError::Empty);
         }

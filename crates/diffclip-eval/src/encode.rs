@@ -54,7 +54,7 @@ impl<'a> Encoder<'a> {
         let device = model.devices().into_iter().next().ok_or_else(|| {
             EvalError::Invalid("the model has no parameters, hence no device".into())
         })?;
-        let context_length = model.text.positional_embedding.val().dims()[0];
+        let (_, _, context_length) = model.input_sizes();
         let tokenizer = ClipTokenizer::with_config(TokenizerConfig {
             context_length,
             truncation: Truncation::KeepEot,
@@ -96,7 +96,7 @@ impl<'a> Encoder<'a> {
     /// # Ok(()) }
     /// ```
     pub fn with_tokenizer(mut self, tokenizer: Arc<dyn TextTokenizer>) -> Result<Self, EvalError> {
-        let context_length = self.model.text.positional_embedding.val().dims()[0];
+        let (_, _, context_length) = self.model.input_sizes();
         if tokenizer.context_length() != context_length {
             return Err(EvalError::Invalid(format!(
                 "the tokenizer gives {} ids per text but the model's context length is {context_length}",
@@ -146,9 +146,7 @@ impl<'a> Encoder<'a> {
 
     /// The input side `S` of the vision tower (`grid * patch`).
     pub fn image_size(&self) -> usize {
-        let [_, n, _] = self.model.visual.pos_embed.val().dims();
-        let patch = self.model.visual.patch_embed.proj.weight.val().dims()[2];
-        (((n.saturating_sub(1)) as f64).sqrt().round() as usize) * patch
+        self.model.input_sizes().1
     }
 
     /// Text embeddings `[texts.len(), E]`, one row per text in `texts`' order.
@@ -161,16 +159,18 @@ impl<'a> Encoder<'a> {
         let pb = bar(texts.len(), "texts", self.progress);
         let mut parts = Vec::new();
         let ctx = self.tokenizer.context_length();
-        for window in texts.chunks(self.batch_size.saturating_mul(SORT_WINDOW)) {
+        let window_len = self.batch_size.saturating_mul(SORT_WINDOW);
+        for (w, window) in texts.chunks(window_len).enumerate() {
             let texts: Vec<&str> = window.iter().map(|t| t.as_ref()).collect();
             let rows = self.tokenizer.tokenize_batch(&texts)?;
+            let first = w * window_len; // the window's first text
             // A tokenizer of the caller's own must keep to the length it declares.
             if let Some((i, row)) = rows.iter().enumerate().find(|(_, r)| r.len() != ctx) {
-                let index = parts.len() * self.batch_size * SORT_WINDOW + i;
+                let index = first + i;
                 return Err(EvalError::Invalid(format!("the tokenizer gave text {index} {} ids, not its context length {ctx}", row.len())));
             }
             if let Some((i, &id)) = rows.iter().enumerate().find_map(|(i, r)| r.iter().find(|&&id| id as usize >= vocab).map(|id| (i, id))) {
-                let index = parts.len() * self.batch_size * SORT_WINDOW + i;
+                let index = first + i;
                 return Err(EvalError::Invalid(format!(
                     "text {index} ({:?}) has token id {id}, outside the model's vocabulary of {vocab}: the tokenizer is not the model's",
                     texts[i].chars().take(60).collect::<String>()
@@ -206,9 +206,7 @@ impl<'a> Encoder<'a> {
     /// the vision tower's input channels (3 for RGB).
     pub fn encode_images(&self, images: Tensor<4>) -> Result<Matrix, EvalError> {
         let dims = images.dims();
-        let s = self.image_size();
-        // The patch convolution's weight is [width, in_chans, patch, patch].
-        let chans = self.model.visual.patch_embed.proj.weight.val().dims()[1];
+        let (chans, s, _) = self.model.input_sizes();
         if dims[1] != chans || dims[2] != s || dims[3] != s {
             return Err(EvalError::Shape(format!(
                 "images must be [N, {chans}, {s}, {s}], got {dims:?}"

@@ -124,7 +124,7 @@ impl EvalSet {
         };
         Ok(match self {
             Self::Synthetic(test) => {
-                let [context_length, _] = model.text.positional_embedding.val().dims();
+                let (_, _, context_length) = model.input_sizes();
                 let batcher = ClipBatcher::new(ClipTokenizer::with_config(TokenizerConfig { context_length, truncation })?);
                 let held = evaluate_synthetic_heldout(model, test, &batcher, 0)?;
                 let mut v = serde_json::to_value(held.metrics).map_err(|e| EvalError::Invalid(e.to_string()))?;

@@ -68,9 +68,7 @@ impl EmbeddedBy {
 /// ```
 pub fn embedded_by(dir: &Path) -> Option<EmbeddedBy> {
     let first = list_shards(dir).ok()?.into_iter().next()?;
-    let header = diffclip_clip::checkpoint::safetensors_header(&first).ok()??;
-    let job = header.get("__metadata__")?.get(stamp::KEY)?.as_str()?;
-    serde_json::from_str::<stamp::Stamp>(job).ok().map(|s| EmbeddedBy { source: s.source, model_key: s.model_key })
+    stamp::Stamp::of(&first).map(|s| EmbeddedBy { source: s.source, model_key: s.model_key })
 }
 
 /// The `embeddings-*.safetensors` shards of `dir`, sorted: the collection's row order.

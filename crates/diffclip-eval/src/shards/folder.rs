@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use super::stamp::{KEY, Stamp};
+use super::stamp::Stamp;
 
 /// What is wrong with the shards of `dir` as one collection, one line each (empty: nothing):
 /// shards embedded by another model or with other settings than the first, rows held by two
@@ -18,11 +18,7 @@ pub fn folder_problems(dir: &Path, missing: bool) -> Vec<String> {
     let listed = super::list_shards(dir).unwrap_or_default();
     let stamps: Vec<(String, Stamp)> = listed
         .iter()
-        .filter_map(|path| {
-            let header = diffclip_clip::checkpoint::safetensors_header(path).ok()??;
-            let stamp = serde_json::from_str::<Stamp>(header.get("__metadata__")?.get(KEY)?.as_str()?).ok()?;
-            Some((path.file_name()?.to_string_lossy().into_owned(), stamp))
-        })
+        .filter_map(|path| Some((path.file_name()?.to_string_lossy().into_owned(), Stamp::of(path)?)))
         .collect();
     let Some((first_name, first)) = stamps.first() else { return Vec::new() };
     // Odd shards grouped by what differs, a few named each: a folder of thousands says it once.
@@ -34,10 +30,7 @@ pub fn folder_problems(dir: &Path, missing: bool) -> Vec<String> {
     }
     let mut problems: Vec<String> = odd
         .into_iter()
-        .map(|(what, names)| {
-            let more = if names.len() > 3 { format!(" and {} more", names.len() - 3) } else { String::new() };
-            format!("{}{more} embedded with {what} than {first_name}", names[..names.len().min(3)].join(", "))
-        })
+        .map(|(what, names)| format!("{} embedded with {what} than {first_name}", a_few(&names, ", ")))
         .collect();
     // Row ranges of the jobs over listed rows (a tar shard is its own input).
     let mut ranges: Vec<(usize, usize, usize, &str)> = stamps.iter().filter_map(|(name, s)| rows_of(&s.input).map(|(a, b, n)| (a, b, n, name.as_str()))).collect();
@@ -62,8 +55,7 @@ pub fn folder_problems(dir: &Path, missing: bool) -> Vec<String> {
         }
     }
     if !overlaps.is_empty() {
-        let more = if overlaps.len() > 3 { format!(" (and {} more)", overlaps.len() - 3) } else { String::new() };
-        problems.push(format!("{}{more}: shards of jobs with other --rows-per-shard, or left from an earlier job", overlaps[..overlaps.len().min(3)].join("; ")));
+        problems.push(format!("{}: shards of jobs with other --rows-per-shard, or left from an earlier job", a_few(&overlaps, "; ")));
     }
     if let Some(&(_, _, n, _)) = ranges.first()
         && missing
@@ -72,6 +64,13 @@ pub fn folder_problems(dir: &Path, missing: bool) -> Vec<String> {
         problems.push(format!("rows {next}..{n} of {n} are in no shard: a job not finished"));
     }
     problems
+}
+
+/// The first three of `items` joined by `sep`, and how many more there are.
+fn a_few<S: AsRef<str>>(items: &[S], sep: &str) -> String {
+    let shown: Vec<&str> = items.iter().take(3).map(AsRef::as_ref).collect();
+    let more = if items.len() > 3 { format!(" and {} more", items.len() - 3) } else { String::new() };
+    format!("{}{more}", shown.join(sep))
 }
 
 /// How `stamp`'s encoder differs from `first`'s, if it does. With both model keys the key

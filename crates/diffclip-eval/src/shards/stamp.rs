@@ -31,6 +31,12 @@ pub(crate) struct Stamp {
 }
 
 impl Stamp {
+    /// The stamp stored in the shard at `path` (its header alone is read), if it has a readable one.
+    pub fn of(path: &Path) -> Option<Self> {
+        let header = diffclip_clip::checkpoint::safetensors_header(path).ok()??;
+        serde_json::from_str(header.get("__metadata__")?.get(KEY)?.as_str()?).ok()
+    }
+
     /// The stamp as stored.
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).expect("strings serialise")
