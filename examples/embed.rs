@@ -37,7 +37,7 @@ use csv_args::CsvArgs;
 
 use burn::tensor::{Int, Tensor, TensorData};
 use clap::Parser;
-use diffclip::data::files::printable_line;
+use diffclip::data::files::{first_repeat, printable_line};
 use diffclip::clip::files::{F32Tensor, check_output, resolve_output, write_safetensors};
 use diffclip::cli::LoadedModel;
 use diffclip::clip::check_finite_rows;
@@ -229,6 +229,9 @@ fn embed_files(args: &Args, loaded: &LoadedModel) -> Result<(), Box<dyn std::err
             }
             DataSpec::WebDataset(pattern) => {
                 let tars: Vec<PathBuf> = expand_braces(&pattern)?.into_iter().map(PathBuf::from).collect();
+                if let Some((first, again)) = first_repeat(&tars) {
+                    return Err(format!("--data wds:{pattern}: shard {} is listed twice (shards {} and {} of {}): its rows would be indexed twice", tars[first].display(), first + 1, again + 1, tars.len()).into());
+                }
                 eprintln!("{} tar shards, {preprocess} preprocessing", tars.len());
                 job.embed_webdataset(&encoder, what, &tars, &WebDatasetConfig::default())?
             }
@@ -237,6 +240,9 @@ fn embed_files(args: &Args, loaded: &LoadedModel) -> Result<(), Box<dyn std::err
     }
     if !args.images.is_empty() {
         let files = list_image_files(&args.images)?;
+        if let Some((_, again)) = first_repeat(&files) {
+            return Err(format!("--images: {} is listed twice (the same file given twice, or a folder and a file or folder inside it): it would be indexed twice", files[again].display()).into());
+        }
         if files.is_empty() {
             return Err(format!("no image files in {}", args.images.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")).into());
         }

@@ -613,3 +613,19 @@ fn embedding_a_table_without_a_usable_row_is_an_error() {
         assert!(!out.exists());
     }
 }
+
+#[test]
+fn inputs_listed_twice_are_refused_not_indexed_twice() {
+    let dir = tmpdir("twice");
+    let images = fixture("preprocess/images");
+    let ckpt = fixture("diffclip_tiny/model.safetensors");
+    let model = ["--preset".as_ref(), "diffclip_tiny".as_ref(), "--checkpoint".as_ref(), ckpt.as_os_str()];
+    // A folder and a file inside it: the file would be two rows of the index.
+    let inside = images.join("tiny_1x1.png");
+    let out = embed(&[&model[..], &["--images".as_ref(), images.as_os_str(), inside.as_os_str(), "--output".as_ref(), dir.join("a").as_os_str()]].concat());
+    assert_clean_error(&out, &["--images", "tiny_1x1.png is listed twice"]);
+    assert!(!dir.join("a").exists());
+    let pattern = format!("wds:{}/{{x,y,x}}.tar", dir.display());
+    let out = embed(&[&model[..], &["--data".as_ref(), pattern.as_ref(), "--output".as_ref(), dir.join("b").as_os_str()]].concat());
+    assert_clean_error(&out, &["x.tar is listed twice (shards 1 and 3 of 3)"]);
+}

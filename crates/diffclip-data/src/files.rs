@@ -59,6 +59,20 @@ fn escape_controls(text: &str, escape: impl Fn(char) -> bool) -> std::borrow::Co
 // through it too).
 pub use diffclip_files::{file_kind, open_regular};
 
+/// The positions `(first, again)` of the first path listed twice, if one is: a shard or an
+/// image listed twice would be read, trained on or indexed twice. Paths compare as written
+/// (`a/x.tar` and `./a/x.tar` differ), so the check costs no file-system call.
+///
+/// ```
+/// use diffclip_data::files::first_repeat;
+/// assert_eq!(first_repeat(&["a.tar", "b.tar", "a.tar"]), Some((0, 2)));
+/// assert_eq!(first_repeat(&["a.tar", "b.tar"]), None);
+/// ```
+pub fn first_repeat<P: AsRef<Path>>(paths: &[P]) -> Option<(usize, usize)> {
+    let mut seen = std::collections::HashMap::with_capacity(paths.len());
+    paths.iter().enumerate().find_map(|(i, p)| seen.insert(p.as_ref(), i).map(|first| (first, i)))
+}
+
 /// Reads a whole regular file, refusing one longer than `max_bytes`.
 ///
 /// At most `max_bytes + 1` bytes are ever read, whatever size the file claims, so a file that

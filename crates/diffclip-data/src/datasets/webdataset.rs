@@ -103,7 +103,8 @@ impl WebDataset {
         Self::from_shards(shards, config, loader)
     }
 
-    /// An explicit shard list.
+    /// An explicit shard list; a shard listed twice is refused (its samples would be read
+    /// twice an epoch).
     pub fn from_shards(
         shards: Vec<PathBuf>,
         config: WebDatasetConfig,
@@ -111,6 +112,12 @@ impl WebDataset {
     ) -> Result<Self, DataError> {
         if shards.is_empty() {
             return Err(DataError::Config("no shards".into()));
+        }
+        if let Some((first, again)) = crate::files::first_repeat(&shards) {
+            return Err(DataError::Config(format!(
+                "shard {} is listed twice (shards {} and {} of {}): its samples would be read twice an epoch",
+                shards[first].display(), first + 1, again + 1, shards.len()
+            )));
         }
         if config.image_extensions.is_empty() {
             return Err(DataError::Config("no image extensions".into()));

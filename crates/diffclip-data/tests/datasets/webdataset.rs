@@ -273,3 +273,10 @@ fn a_sample_with_two_members_of_one_kind_is_a_bad_sample() {
     assert!(read[4].as_ref().is_err_and(|e| e.contains("\"c\" appears again after other samples")), "{read:?}");
     assert_eq!(read[5..], [Ok("six".to_string())]);
 }
+
+#[test]
+fn a_shard_listed_twice_is_refused() {
+    let err = WebDataset::new("d/{0..2}.tar::d/1.tar", WebDatasetConfig::default(), loader()).unwrap_err();
+    assert!(err.to_string().contains("shard d/1.tar is listed twice (shards 2 and 4 of 4)"), "{err}");
+    assert!(WebDataset::new("d/{0..2}.tar::e/1.tar", WebDatasetConfig::default(), loader()).is_ok());
+}
