@@ -114,6 +114,17 @@ fn convert_tiny_budget_reports_closeness_and_arms() {
     assert!(o.status.success() && err.contains("the model is --checkpoint's (width 16"), "{err}");
     let r = read(again.join("results.json"));
     assert_eq!((r["config"]["shape"]["width"].as_u64(), &r["config"]["pretrain_steps"]), (Some(16), &Value::Null), "{}", r["config"]);
+    // A model that is DiffCLIP already is refused before any folder is made.
+    let shape = diffclip::train::synthetic::CompactShape { width: 16, vision_layers: 1, text_layers: 1, image_size: 16 };
+    let config = diffclip::train::synthetic::compact_config("diffclip", &shape).unwrap();
+    let model = config.init(&burn::tensor::Device::flex()).unwrap();
+    let diff = out.join("diffclip.safetensors");
+    diffclip::clip::save_safetensors(&model, Some(&config), &diff).unwrap();
+    let fresh = out.join("never-made");
+    let o = Command::new(example("convert")).args(TINY).args(["--seeds", "0", "--checkpoint"]).arg(&diff).arg("--output").arg(&fresh).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("vision layer 0 is already differential"), "{err}");
+    assert!(!fresh.exists(), "an output folder was made for a refused model");
 }
 
 #[test]

@@ -521,4 +521,13 @@ fn a_model_in_the_output_folder_is_kept_unless_overwritten() {
     let o = train(&[&args[..], &["--overwrite"]].concat());
     assert!(o.status.success(), "{}", stderr(&o));
     assert_ne!(std::fs::read(out.join("model.safetensors")).unwrap(), b"precious");
+    // A run resumed into another folder does not replace the model it finds there either.
+    let other = dir.join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::write(other.join("model.safetensors"), b"precious").unwrap();
+    let ckpt = out.join("checkpoint-latest.safetensors");
+    let o = train(&["--resume", ckpt.to_str().unwrap(), "--steps", "2", "--output", other.to_str().unwrap()]);
+    let err = stderr(&o);
+    assert!(!o.status.success() && err.contains("already holds a model: remove it"), "{err}");
+    assert_eq!(std::fs::read(other.join("model.safetensors")).unwrap(), b"precious");
 }

@@ -108,6 +108,22 @@ fn resume_after_a_kill_matches_an_uninterrupted_run() {
 }
 
 #[test]
+fn a_checkpoint_saved_before_the_first_step_resumes_in_place() {
+    let _serial = serial();
+    let data = data();
+    let dir = tmpdir("step-zero");
+    // The initial weights, saved by hand (e.g. to start several runs from them).
+    trainer(2, Some(dir.to_path_buf())).save_checkpoint().unwrap();
+    let ckpt = dir.join("checkpoint-latest.safetensors");
+    let options = RunOptions { output: Some(dir.to_path_buf()), ..RunOptions::default() };
+    let mut resumed = Trainer::resume(&ckpt, Device::flex().autodiff(), options).unwrap();
+    assert_eq!(resumed.state.step, 0);
+    // Its own step-0 checkpoint in its own folder: continued, not refused as an earlier run's.
+    let report = resumed.fit(&data, &batcher(), None).unwrap();
+    assert_eq!((report.losses.len(), resumed.state.step), (2, 2));
+}
+
+#[test]
 fn a_fresh_run_refuses_an_earlier_runs_folder() {
     let _serial = serial();
     let data = data();
