@@ -317,12 +317,6 @@ fn run(args: Args, matches: &ArgMatches) -> Res<()> {
         })?),
         None => None,
     };
-    let epochs = epoch_len.map_or("epoch size unknown".into(), |n| format!("{:.2} epochs of {n}", trainer.config.steps as f64 * per_step as f64 / n as f64));
-    let c = &trainer.config;
-    eprintln!(
-        "training {} steps of {per_step} samples ({} x {}), lr {:.2e}, warm-up {} steps, {epochs}; output {}",
-        c.steps, c.batch_size, c.accum_steps, c.lr, c.warmup_steps, args.output.display()
-    );
 
     // A failed evaluation (an unreadable image, say) is reported and logged, and training goes
     // on: the run's model is written, and the program fails at the end.
@@ -344,6 +338,8 @@ fn run(args: Args, matches: &ArgMatches) -> Res<()> {
     let eval_hook: Option<EvalHook<'_>> = if eval_set.is_some() { Some(&mut hook) } else { None };
 
     let tokenizer = ClipTokenizer::with_config(TokenizerConfig { context_length: model_config.text.context_length, truncation })?;
+    // An earlier run in --output is refused before this one is announced or prepared.
+    trainer.check_output()?;
     // The trained model's destination is checked before the training it would hold.
     let export = args.output.join("model.safetensors");
     if let Some(kind) = std::fs::metadata(&export).ok().and_then(|m| diffclip::data::files::file_kind(m.file_type())) {
@@ -363,6 +359,13 @@ fn run(args: Args, matches: &ArgMatches) -> Res<()> {
             _ => {}
         }
     }
+    // Announced once every check this program makes has passed.
+    let epochs = epoch_len.map_or("epoch size unknown".into(), |n| format!("{:.2} epochs of {n}", trainer.config.steps as f64 * per_step as f64 / n as f64));
+    let c = &trainer.config;
+    eprintln!(
+        "training {} steps of {per_step} samples ({} x {}), lr {:.2e}, warm-up {} steps, {epochs}; output {}",
+        c.steps, c.batch_size, c.accum_steps, c.lr, c.warmup_steps, args.output.display()
+    );
     let start = Instant::now();
     let report = match source.fit(&mut trainer, &ClipBatcher::new(tokenizer), eval_hook) {
         // Stopped by a signal after some steps: those steps are a model too, written as a

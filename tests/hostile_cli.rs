@@ -227,7 +227,9 @@ fn training_into_an_earlier_runs_folder_is_refused() {
     let ckpt = std::fs::read(out.join("checkpoint-latest.safetensors")).unwrap();
     let model = std::fs::read(out.join("model.safetensors")).unwrap();
     let metrics = std::fs::read(out.join("metrics.jsonl")).unwrap();
-    assert_clean_error(&train("2", &[]), &[out.to_str().unwrap(), "--resume", "--overwrite"]);
+    let o = train("2", &[]);
+    assert_clean_error(&o, &[out.to_str().unwrap(), "--resume", "--overwrite"]);
+    assert!(!String::from_utf8_lossy(&o.stderr).contains("training 2 steps"), "a refused run was announced");
     assert_eq!(std::fs::read(out.join("checkpoint-latest.safetensors")).unwrap(), ckpt, "checkpoint replaced");
     assert_eq!(std::fs::read(out.join("model.safetensors")).unwrap(), model, "model replaced");
     assert_eq!(std::fs::read(out.join("metrics.jsonl")).unwrap(), metrics, "metrics changed");

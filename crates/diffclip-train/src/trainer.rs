@@ -132,15 +132,28 @@ impl Trainer {
         &self.options
     }
 
-    /// Prepares the output folder: a fresh run refuses an earlier run's files unless
-    /// [`RunOptions::overwrite`] (then the earlier checkpoint is removed); a continued run cuts `metrics.jsonl` back to its step.
-    /// Either way, temporary files of killed checkpoint writes are removed.
-    fn open_output(&self, dir: &std::path::Path) -> Result<MetricsLog, TrainError> {
-        diffclip_clip::files::create_output_dir(dir)?;
+    /// Whether this run may write to its output folder, checked without changing anything
+    /// (`fit` checks again): a fresh run refuses an earlier run's checkpoint or metrics unless
+    /// [`RunOptions::overwrite`]; a resumed run refuses a folder holding another run. Call it to
+    /// refuse before announcing or preparing a run.
+    ///
+    /// ```
+    /// use burn::tensor::Device;
+    /// use diffclip_clip::ClipConfig;
+    /// use diffclip_train::{RunOptions, TrainConfig, Trainer};
+    /// let dir = tempfile::tempdir().unwrap();
+    /// std::fs::write(dir.path().join("checkpoint-latest.safetensors"), b"an earlier run's").unwrap();
+    /// let device = Device::flex().autodiff();
+    /// let model = ClipConfig::diffclip_tiny().init(&device).unwrap();
+    /// let options = RunOptions { output: Some(dir.path().to_path_buf()), ..RunOptions::default() };
+    /// let trainer = Trainer::new(model, ClipConfig::diffclip_tiny(), TrainConfig::default(), device, options);
+    /// assert!(trainer.check_output().is_err());
+    /// ```
+    pub fn check_output(&self) -> Result<(), TrainError> {
+        let Some(dir) = self.options.output.as_deref() else { return Ok(()) };
         let ckpt = dir.join("checkpoint-latest.safetensors");
         let metrics = dir.join("metrics.jsonl");
-        diffclip_clip::files::remove_stale_temps(&ckpt).map_err(|e| TrainError::Checkpoint(e.into()))?;
-        if self.state.step > 0 || self.resumed_from.is_some() {
+        if self.continues() {
             // Resumed from another folder into one with a run of its own: that run is not this one
             // (a checkpoint kept in the folder itself rolls its run back, as asked).
             // Both resolved (a bare file name lies in the current folder).
@@ -151,9 +164,7 @@ impl Trainer {
             {
                 return Err(TrainError::OutputHoldsAnotherRun { path: dir.display().to_string(), resumed: from.display().to_string() });
             }
-            return MetricsLog::resume(metrics, self.state.step);
-        }
-        if !self.options.overwrite {
+        } else if !self.options.overwrite {
             let path = dir.display().to_string();
             if ckpt.exists() {
                 return Err(TrainError::OutputExists { path });
@@ -168,6 +179,27 @@ impl Trainer {
                 Ok(m) if m.len() > 0 => return Err(TrainError::OutputHasMetrics { path }),
                 _ => {}
             }
+        }
+        Ok(())
+    }
+
+    /// A run that goes on from a checkpoint (its own folder's log is cut back to its step).
+    fn continues(&self) -> bool {
+        self.state.step > 0 || self.resumed_from.is_some()
+    }
+
+    /// Prepares the output folder after [`Self::check_output`]: a continued run cuts
+    /// `metrics.jsonl` back to its step; a fresh one removes an earlier checkpoint (allowed by
+    /// then only under [`RunOptions::overwrite`]). Either way, temporary files of killed
+    /// checkpoint writes are removed.
+    fn open_output(&self, dir: &std::path::Path) -> Result<MetricsLog, TrainError> {
+        self.check_output()?;
+        diffclip_clip::files::create_output_dir(dir)?;
+        let ckpt = dir.join("checkpoint-latest.safetensors");
+        let metrics = dir.join("metrics.jsonl");
+        diffclip_clip::files::remove_stale_temps(&ckpt).map_err(|e| TrainError::Checkpoint(e.into()))?;
+        if self.continues() {
+            return MetricsLog::resume(metrics, self.state.step);
         }
         // An earlier run's checkpoint would otherwise be what a later `--resume` continues, should
         // this run stop before writing its own.
