@@ -44,7 +44,7 @@ struct Args {
     #[arg(long, default_value = "flex")]
     backend: String,
     /// Run all four kind/path pairs, each in its own process.
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["kind", "path"])]
     all: bool,
 }
 
@@ -86,8 +86,10 @@ fn one(args: &Args) -> Result<serde_json::Value, Box<dyn std::error::Error>> {
     };
     // Parameters initialise lazily: a call on a 2-token input creates them before the baseline.
     let warm = Tensor::<3>::random([1, 2, d], Distribution::Default, &device);
-    forward(warm).sum().into_scalar::<f32>();
-    x.clone().sum().into_scalar::<f32>();
+    // A device may fail these too (no room for the input): an error, not a panic.
+    let failed = |e| format!("{} {} N={}: the input could not be made on {}: {e:?}", args.kind, args.path, args.n, args.backend);
+    forward(warm).sum().try_into_scalar::<f32>().map_err(failed)?;
+    x.clone().sum().try_into_scalar::<f32>().map_err(failed)?;
     device.sync()?;
     let baseline = status_mb("VmRSS:");
     let start = Instant::now();

@@ -48,13 +48,13 @@ struct Args {
     #[arg(long, default_value = "diffclip_vit_b16")]
     preset: String,
     /// Model JSON instead of a preset.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "preset")]
     config: Option<std::path::PathBuf>,
     /// Images per call (default 8); with `--train`, the batch of `--train-model vit_b16`.
     #[arg(long)]
     batch: Option<usize>,
     /// Texts per call (default: the image batch).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "image_only")]
     text_batch: Option<usize>,
     /// Timed calls per encoder (at most a million: the timings are kept).
     #[arg(long, default_value_t = 5, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(0..=1_000_000))]
@@ -76,7 +76,7 @@ struct Args {
     text_only: bool,
     /// Tokens per text, end-of-text included, padded with zeros to the context length (default:
     /// the whole context, as PyTorch's CLIP always computes).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "image_only")]
     text_tokens: Option<usize>,
     /// Leave glibc's malloc at its defaults (see `diffclip::allocator::keep_freed_memory`).
     #[arg(long)]
@@ -127,20 +127,22 @@ fn time_calls(
     iters: usize,
     device: &Device,
     mut call: impl FnMut() -> Tensor<2>,
-) -> Vec<f64> {
+) -> Result<Vec<f64>, String> {
     let mut run = || {
         let start = Instant::now();
-        // Read the whole (small) result back and sync: the work has surely run.
+        // Read the whole (small) result back and sync: the work has surely run. A device that
+        // fails the call (out of memory, a buffer past its limits) is an error, not a panic.
         let values = call()
-            .into_data()
+            .try_into_data()
+            .map_err(|e| format!("the device failed the call: {e:?}"))?
             .try_to_vec::<f32>()
-            .expect("f32 embeddings");
-        device.sync().expect("device sync");
+            .map_err(|e| format!("the embeddings are not f32: {e:?}"))?;
+        device.sync().map_err(|e| format!("the device failed the call: {e:?}"))?;
         std::hint::black_box(values);
-        start.elapsed().as_secs_f64()
+        Ok(start.elapsed().as_secs_f64())
     };
     for _ in 0..warmup {
-        run();
+        run()?;
     }
     (0..iters).map(|_| run()).collect()
 }
@@ -242,6 +244,9 @@ fn run(args: &Args) -> Result<Vec<serde_json::Value>, Box<dyn std::error::Error>
     if args.gpu_kernel && matches!(args.backend.as_str(), "flex" | "ndarray") {
         return Err(format!("--gpu-kernel applies to wgpu and cuda; {} runs diffclip's CPU kernels (see --generic-ops)", args.backend).into());
     }
+    if args.generic_ops && !matches!(args.backend.as_str(), "flex") {
+        return Err(format!("--generic-ops applies to flex, whose CPU kernels it turns off; {} has none", args.backend).into());
+    }
     diffclip::attention::set_gpu_inference_kernel(args.gpu_kernel);
     let mut lines = if args.train { run_train(args, &device)? } else { run_inference(args, &device)? };
     for line in &mut lines {
@@ -280,13 +285,13 @@ fn run_inference(args: &Args, device: &Device) -> Result<Vec<serde_json::Value>,
         );
         image_s = Some(time_calls(args.warmup, args.iters, device, || {
             model.encode_image(images.clone())
-        }));
+        })?);
     }
     if !args.image_only {
         let tokens = texts(&config, text_batch, text_tokens, device);
         text_s = Some(time_calls(args.warmup, args.iters, device, || {
             model.encode_text(tokens.clone())
-        }));
+        })?);
     }
     let per_s = |n: usize, s: &Option<Vec<f64>>| s.as_ref().map(|s| n as f64 / median(s));
     Ok(vec![serde_json::json!({

@@ -120,7 +120,7 @@ fn run(args: Args) -> Res<()> {
     if args.data.seeds.is_empty() || args.steps == 0 || args.pretrain_steps == 0 || args.shape.batch_size < 2 {
         return Err("need at least one seed, --steps and --pretrain-steps >= 1 and --batch-size >= 2".into());
     }
-    args.data.check()?;
+    args.data.check(args.shape.batch_size)?;
     // Before any pretraining: a bad fine-tuning rate would waste it.
     if !(args.finetune_lr.is_finite() && args.finetune_lr > 0.0) {
         return Err(format!("--finetune-lr must be a finite number > 0, got {}", args.finetune_lr).into());

@@ -46,7 +46,7 @@ struct Args {
     write_training: Option<PathBuf>,
     /// Baseline: read the whole safetensors file into memory first, then convert every tensor
     /// (how `load_checkpoint` read files before it streamed them tensor by tensor).
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["write", "write_training"])]
     whole_file: bool,
 }
 
@@ -58,11 +58,13 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let config = ClipConfig::preset(&args.preset)?;
     let device = diffclip::backend::device("flex")?;
     let mut model = config.init_lazy(&device)?;
-    if let Some(path) = &args.write {
-        // A tool that writes random weights replaces nothing.
-        if std::fs::symlink_metadata(path).is_ok() {
-            return Err(format!("--write {}: exists; give a new path", path.display()).into());
+    // A tool that writes random weights replaces nothing.
+    for (flag, path) in [("--write", &args.write), ("--write-training", &args.write_training)] {
+        if let Some(path) = path.as_ref().filter(|p| std::fs::symlink_metadata(p).is_ok()) {
+            return Err(format!("{flag} {}: exists; give a new path", path.display()).into());
         }
+    }
+    if let Some(path) = &args.write {
         save_safetensors(&model, Some(&config), path)?;
         eprintln!("wrote {}", path.display());
         return Ok(());
@@ -102,7 +104,11 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
 /// The baseline reader: the file's bytes and the f32 state dict of every tensor in it are both
 /// resident at once.
 fn load_whole_file(model: &mut diffclip::clip::Clip, path: &std::path::Path) -> Result<CheckpointFormat, Box<dyn std::error::Error>> {
-    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    // A regular file only, and no more than memory holds (the reader under test holds it all).
+    let available = diffclip::clip::ModelLimits::default().max_bytes.unwrap_or(u64::MAX);
+    let bytes = diffclip::data::files::read_capped(path, available)
+        .map_err(|e| format!("{}: {e}", path.display()))?
+        .ok_or_else(|| format!("{}: larger than the {:.1} GiB of memory available; --whole-file reads it whole", path.display(), available as f64 / (1u64 << 30) as f64))?;
     // The baseline reads safetensors only.
     let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| format!("{}: not a safetensors file (--whole-file reads only those): {e}", path.display()))?;
     let mut sd = StateDict::new();

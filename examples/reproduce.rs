@@ -71,7 +71,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     if args.data.seeds.is_empty() || args.steps == 0 || args.shape.batch_size < 2 {
         return Err("need at least one seed, --steps >= 1 and --batch-size >= 2".into());
     }
-    args.data.check()?;
+    args.data.check(args.shape.batch_size)?;
     let synth = SyntheticConfig { seed: args.data.data_seed, image_size: args.shape.image_size as u32, train_size: args.data.train_size, test_size: args.data.test_size, ..SyntheticConfig::default() };
     let task = SyntheticTask::new(synth)?;
     let device = diffclip::backend::device(&args.shape.backend)?.autodiff();

@@ -597,6 +597,35 @@ fn attention_benchmarks_refuse_sizes_that_cannot_be_held() {
             assert_clean_error(&run_bounded(cmd, Duration::from_secs(30)), &[&format!("--n {size} --batch {size}: "), says]);
         }
     }
+    // Flags without effect are refused rather than echoed in the results as if they had one.
+    let mut cmd = Command::new(example("attention_ratio"));
+    cmd.args(["--n", "4", "--batch", "1", "--iters", "1", "--gpu-kernel"]);
+    assert_clean_error(&run_bounded(cmd, Duration::from_secs(30)), &["--gpu-kernel applies to wgpu and cuda"]);
+    let mut cmd = Command::new(example("attention_ratio"));
+    cmd.args(["--n", "4", "--iters", "1", "--warmup", "18446744073709551615"]);
+    assert_flag_refused(&run_bounded(cmd, Duration::from_secs(30)), "--warmup");
+    let mut cmd = Command::new(example("attention_memory"));
+    cmd.args(["--n", "8", "--all", "--kind", "standard"]);
+    assert_flag_refused(&run_bounded(cmd, Duration::from_secs(30)), "--kind");
+    for (flags, flag) in [(&["--config", "m.json", "--preset", "diffclip_tiny"][..], "--preset"), (&["--image-only", "--text-batch", "3"], "--text-batch")] {
+        let mut cmd = Command::new(example("bench"));
+        cmd.args(flags);
+        assert_flag_refused(&run_bounded(cmd, Duration::from_secs(30)), flag);
+    }
+}
+
+#[test]
+fn load_memory_replaces_nothing_and_reads_only_files() {
+    let dir = tmpdir("load-memory");
+    let kept = dir.join("kept.bin");
+    std::fs::write(&kept, b"keep").unwrap();
+    let mut cmd = Command::new(example("load_memory"));
+    cmd.args(["--preset", "diffclip_tiny", "--write-training"]).arg(&kept);
+    assert_clean_error(&run_bounded(cmd, Duration::from_secs(30)), &["--write-training", "exists; give a new path"]);
+    assert_eq!(std::fs::read(&kept).unwrap(), b"keep");
+    let mut cmd = Command::new(example("load_memory"));
+    cmd.args(["--preset", "diffclip_tiny", "--whole-file", "--checkpoint", "/dev/zero"]);
+    assert_clean_error(&run_bounded(cmd, Duration::from_secs(30)), &["/dev/zero: not a regular file"]);
 }
 
 #[test]

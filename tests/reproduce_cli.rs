@@ -161,4 +161,16 @@ fn a_repeated_seed_is_refused_before_any_training() {
     let o = Command::new(example("reproduce")).args(TINY).args(["--variants", "diffclip,diffclip-star"]).arg("--output").arg(&*out).output().unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains("has no clip"), "{err}");
+    // A training set that cannot be iterated, or is smaller than a batch, is named before any
+    // folder is made.
+    for name in ["reproduce", "convert"] {
+        for (size, says) in [("100000000000000000", "--train-size 100000000000000000: an epoch's order alone needs"), ("4", "--train-size 4 is smaller than one batch (--batch-size 8)")] {
+            let fresh = out.join(format!("{name}-{size}"));
+            let flags: Vec<&str> = TINY.iter().map(|a| if *a == "64" { size } else { a }).collect(); // --train-size
+            let o = Command::new(example(name)).args(flags).arg("--output").arg(&fresh).output().unwrap();
+            let err = String::from_utf8_lossy(&o.stderr);
+            assert!(o.status.code() == Some(1) && err.contains(says), "{name}: {err}");
+            assert!(!fresh.exists(), "{name}");
+        }
+    }
 }

@@ -69,10 +69,20 @@ pub struct SynthArgs {
 }
 
 impl SynthArgs {
-    /// Each seed once (a repeated one would count the same run twice in every statistic), and
-    /// enough test samples for a bootstrap over them to mean anything.
+    /// Each seed once (a repeated one would count the same run twice in every statistic),
+    /// enough test samples for a bootstrap over them to mean anything, a training set of at
+    /// least one `batch_size` whose epoch order fits in memory: refused before any folder is made.
     #[allow(dead_code)] // quickstart trains one seed
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self, batch_size: usize) -> Result<(), String> {
+        if self.train_size < batch_size {
+            return Err(format!("--train-size {} is smaller than one batch (--batch-size {batch_size})", self.train_size));
+        }
+        // An epoch's order is a word per sample.
+        let need = self.train_size as u128 * 8;
+        if let Some(available) = diffclip::clip::ModelLimits::default().max_bytes.filter(|&a| need > a as u128) {
+            let gib = |b: u128| b as f64 / (1u64 << 30) as f64;
+            return Err(format!("--train-size {}: an epoch's order alone needs {:.1} GiB, more than the {:.1} GiB of memory available", self.train_size, gib(need), gib(available as u128)));
+        }
         if self.test_size < MIN_TEST_SIZE {
             return Err(format!("--test-size {} is below {MIN_TEST_SIZE}: the bootstrap over test samples would resample a handful of values and call any difference clear", self.test_size));
         }
