@@ -7,8 +7,9 @@
 //! ```text
 //! cargo run --release --example reproduce -- [--seeds 0,1,...,9] [--steps N] [--output DIR]
 //! ```
-//! Writes `results.json`, `table.md`, `runs.json` (curves), `timing.json` and PNG plots to
-//! `--output` (default `reproduce-out/`). See `docs/reproduction.md`.
+//! Writes `results.json`, `table.md`, `runs.json` (curves; rewritten after each run, so a
+//! stopped comparison keeps its finished runs), `timing.json` and PNG plots to `--output`
+//! (default `reproduce-out/`). See `docs/reproduction.md`.
 
 #[path = "quickstart/plots.rs"]
 #[allow(dead_code)] // line charts are the quickstart's
@@ -88,6 +89,8 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         let (model, config) = init_compact(variant, &shape, seed, &device)?;
         let train = compact_train_config(args.steps, args.shape.batch_size, seed, args.eval_every);
         outcomes.insert((variant.clone(), seed), train_and_evaluate(model, config, train, None, None, &device, &task)?);
+        // Each finished run is kept at once: a run stopped later (Ctrl-C, a crash) loses only its own.
+        diffclip::clip::files::write_atomic(&args.output.join("runs.json"), serde_json::to_string(&runs_json(&outcomes))?.as_bytes())?;
         let per_run = start.elapsed().as_secs_f64() / (i + 1) as f64;
         eprintln!("[run {}/{total}] done; about {:.1} min left", i + 1, per_run * (total - i - 1) as f64 / 60.0);
     }
@@ -97,7 +100,6 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     diffclip::clip::files::write_atomic(&args.output.join("results.json"), serde_json::to_string_pretty(&results)?.as_bytes())?;
     let table = tables(&args, &metrics, &results, &task);
     diffclip::clip::files::write_atomic(&args.output.join("table.md"), table.as_bytes())?;
-    diffclip::clip::files::write_atomic(&args.output.join("runs.json"), serde_json::to_string(&runs_json(&outcomes))?.as_bytes())?;
     let timing: BTreeMap<String, f64> = outcomes.iter().map(|((v, s), o)| (format!("{v}/seed{s}"), o.train_seconds)).collect();
     diffclip::clip::files::write_atomic(&args.output.join("timing.json"), serde_json::to_string_pretty(&json!({ "total_seconds": start.elapsed().as_secs_f64(), "runs": timing }))?.as_bytes())?;
     write_plots(&args, &outcomes)?;

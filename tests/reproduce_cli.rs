@@ -174,3 +174,26 @@ fn a_repeated_seed_is_refused_before_any_training() {
         }
     }
 }
+
+#[test]
+fn a_stopped_comparison_keeps_its_finished_runs() {
+    let out = tmpdir("stopped");
+    // Runs of 400 steps: the first is kept long before the sixth could end.
+    let flags: Vec<&str> = TINY.iter().map(|a| if *a == "2" { "400" } else { a }).collect(); // --steps
+    let mut child = Command::new(example("reproduce")).args(flags).args(["--seeds", "0,1,2"]).arg("--output").arg(&*out).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let runs = out.join("runs.json");
+    let start = std::time::Instant::now();
+    while !runs.exists() {
+        assert!(child.try_wait().unwrap().is_none(), "reproduce ended before keeping a run");
+        assert!(start.elapsed().as_secs() < 300, "no run kept after 300 s");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(!out.join("results.json").exists(), "the comparison finished before it was stopped");
+    let kept = read(runs);
+    let kept = kept.as_array().unwrap();
+    assert!(!kept.is_empty() && kept.len() < 6, "{} runs kept", kept.len());
+    assert_eq!((kept[0]["variant"].as_str(), kept[0]["seed"].as_u64()), (Some("clip"), Some(0)));
+    assert_eq!(kept[0]["losses"].as_array().unwrap().len(), 400);
+}
