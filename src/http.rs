@@ -25,6 +25,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Sender, channel};
 use std::time::{Duration, Instant};
 
+mod chunked;
 mod connection;
 mod parse;
 mod shutdown;
@@ -107,8 +108,8 @@ pub struct Request {
     pub path: String,
     /// The query string's `name=value` pairs, percent-decoded (`+` is a space).
     pub query: Vec<(String, String)>,
-    /// The body (`Content-Length` bytes; chunked bodies are refused with `411`; bytes after it
-    /// begin the connection's next request).
+    /// The body (`Content-Length` bytes, or a chunked body decoded; bytes after it begin the
+    /// connection's next request).
     pub body: Vec<u8>,
 }
 

@@ -177,6 +177,9 @@ impl Connection {
         if !reserved.grow(body.capacity(), limits.max_bodies) {
             return Err(busy());
         }
+        if head.chunked {
+            return self.read_chunked(head, body, reserved, &mut chunk, limits, deadline, grace, asked);
+        }
         if head.expect_continue && body.len() < length {
             write_within(&mut self.stream, b"HTTP/1.1 100 Continue\r\n\r\n", limits.timeout, deadline, grace).map_err(read_failed)?;
         }
@@ -198,10 +201,46 @@ impl Connection {
             body.extend_from_slice(&chunk[..n]);
         }
         self.pending = body.split_off(length); // the next request's first bytes, if any
-        // HEAD is GET without the body (RFC 9110, 9.3.2): the handler answers it as GET.
-        let method = if asked.head_only { "GET".to_string() } else { head.method };
-        Ok(Some((Request { method, path: head.path, query: head.query, body }, reserved)))
+        Ok(Some((request(head, body, asked), reserved)))
     }
+
+    /// The rest of a request whose body is chunked, from `raw`, the bytes after its head.
+    #[allow(clippy::too_many_arguments)] // read_request's state, handed on
+    fn read_chunked<'b>(&mut self, head: parse::Head, mut raw: Vec<u8>, mut reserved: Reserved<'b>, chunk: &mut [u8], limits: &Limits, deadline: Instant, grace: &Grace, asked: &Asked) -> Result<Option<(Request, Reserved<'b>)>, Response> {
+        let busy = || Response::error(503, format!("the server holds as much of requests' bodies as it may ({} bytes); try again", limits.max_bodies)).with_header("Retry-After", "1");
+        let mut decoder = super::chunked::Chunked::new(limits.max_body.min(limits.max_bodies));
+        let mut body = Vec::new();
+        let mut continued = !head.expect_continue;
+        loop {
+            let used = decoder.feed(&raw, &mut body)?;
+            raw.drain(..used);
+            // Counted as it grows, with the undecoded bytes held (at most a read and a line).
+            let held = body.capacity() + raw.capacity();
+            if held > reserved.1 && !reserved.grow(held - reserved.1, limits.max_bodies) {
+                return Err(busy());
+            }
+            if decoder.done() {
+                break;
+            }
+            if !continued {
+                write_within(&mut self.stream, b"HTTP/1.1 100 Continue\r\n\r\n", limits.timeout, deadline, grace).map_err(read_failed)?;
+                continued = true;
+            }
+            match read_some(&mut self.stream, chunk, limits, deadline, grace)? {
+                0 => return Err(Response::error(400, "the body ended before its last chunk")),
+                n => raw.extend_from_slice(&chunk[..n]),
+            }
+        }
+        self.pending = raw; // the next request's first bytes, if any
+        Ok(Some((request(head, body, asked), reserved)))
+    }
+}
+
+/// The request of `head` with `body`. HEAD is GET without the body (RFC 9110, 9.3.2): the
+/// handler answers it as GET.
+fn request(head: parse::Head, body: Vec<u8>, asked: &Asked) -> Request {
+    let method = if asked.head_only { "GET".to_string() } else { head.method };
+    Request { method, path: head.path, query: head.query, body }
 }
 
 /// Why no request started.

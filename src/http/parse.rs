@@ -1,5 +1,6 @@
 //! Reading an HTTP/1.1 request head: strict where leniency could let two readers disagree about
-//! where a request ends (one `Content-Length`, no chunked bodies, no folded headers).
+//! where a request ends (one `Content-Length` or `Transfer-Encoding: chunked`, never both; no
+//! folded headers).
 
 use super::{Limits, Response};
 
@@ -9,6 +10,8 @@ pub(super) struct Head {
     pub path: String,
     pub query: Vec<(String, String)>,
     pub content_length: Option<u64>,
+    /// `Transfer-Encoding: chunked` (see [`super::chunked`]).
+    pub chunked: bool,
     pub expect_continue: bool,
     /// The `Origin`, when there is one (it is then an allowed one).
     pub origin: Option<String>,
@@ -50,7 +53,7 @@ pub(super) fn head(bytes: &[u8], limits: &Limits) -> Result<Head, Response> {
         return Err(bad("the request target must be a path starting with /"));
     }
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
-    let mut head = Head { method: method.to_string(), path: path.to_string(), query: query_pairs(query)?, content_length: None, expect_continue: false, origin: None, keep_alive: version == "HTTP/1.1" };
+    let mut head = Head { method: method.to_string(), path: path.to_string(), query: query_pairs(query)?, content_length: None, chunked: false, expect_continue: false, origin: None, keep_alive: version == "HTTP/1.1" };
     let (mut host, mut close) = (None, false);
     for line in lines.take_while(|l| !l.is_empty()) {
         let Some(colon) = line.iter().position(|&b| b == b':') else { return Err(bad("a header line has no `:`")) };
@@ -83,8 +86,11 @@ pub(super) fn head(bytes: &[u8], limits: &Limits) -> Result<Head, Response> {
                 }
                 head.content_length = Some(n);
             }
-            "transfer-encoding" if value.to_ascii_lowercase().contains("chunked") => return Err(Response::error(411, "chunked bodies are not accepted; send Content-Length")),
-            "transfer-encoding" => return Err(Response::error(501, format!("Transfer-Encoding {value:?} is not supported; send the body as it is, with Content-Length"))),
+            // An HTTP/1.0 message with it has faulty framing (RFC 9112, 6.1).
+            "transfer-encoding" if version == "HTTP/1.0" => return Err(bad("Transfer-Encoding in an HTTP/1.0 request")),
+            "transfer-encoding" if head.chunked => return Err(bad("more than one Transfer-Encoding header")),
+            "transfer-encoding" if value.eq_ignore_ascii_case("chunked") => head.chunked = true,
+            "transfer-encoding" => return Err(Response::error(501, format!("Transfer-Encoding {value:?} is not supported; send the body as it is (chunked, or with Content-Length)"))),
             // HTTP/1.0 clients do not know 100 Continue (RFC 9110, 10.1.1).
             "expect" if value.eq_ignore_ascii_case("100-continue") => head.expect_continue = version == "HTTP/1.1",
             "expect" => return Err(Response::error(417, format!("cannot meet `Expect: {value}`"))),
@@ -104,8 +110,12 @@ pub(super) fn head(bytes: &[u8], limits: &Limits) -> Result<Head, Response> {
         return Err(Response::error(403, format!("requests from web pages (Origin {origin:?}) are not accepted unless allowed")));
     }
     head.keep_alive &= !close;
-    if head.content_length.is_none() && matches!(head.method.as_str(), "POST" | "PUT" | "PATCH") {
-        return Err(Response::error(411, "a body needs a Content-Length header"));
+    // Two framings: a proxy in front may have read the other one (request smuggling).
+    if head.chunked && head.content_length.is_some() {
+        return Err(bad("both Content-Length and Transfer-Encoding: chunked; send one"));
+    }
+    if head.content_length.is_none() && !head.chunked && matches!(head.method.as_str(), "POST" | "PUT" | "PATCH") {
+        return Err(Response::error(411, "a body needs a Content-Length header (or Transfer-Encoding: chunked)"));
     }
     Ok(head)
 }

@@ -107,12 +107,50 @@ fn well_formed_requests_reach_the_handler() {
 }
 
 #[test]
+fn chunked_bodies_reach_the_handler() {
+    let limits = Limits { max_body: 100, ..Limits::default() };
+    let (addr, seen) = echo_server(limits);
+    // Two requests on one connection: the second starts right after the first's last chunk.
+    let mut stream = connect(addr);
+    stream.write_all(b"POST /x HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: Chunked\r\n\r\n3\r\nabc\r\n4;ext=1\r\ndefg\r\n0\r\nX-Sum: 1\r\n\r\nPOST /x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi").unwrap();
+    let (status, text) = answer(&mut stream);
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("\r\n\r\nabcdefgHTTP/1.1 200") && text.ends_with("\r\n\r\nhi"), "{text}");
+    // Sent in pieces after `Expect: 100-continue`.
+    let mut stream = connect(addr);
+    stream.write_all(b"POST /x HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n").unwrap();
+    let mut interim = [0u8; 25];
+    stream.read_exact(&mut interim).unwrap();
+    assert_eq!(&interim, b"HTTP/1.1 100 Continue\r\n\r\n");
+    for piece in [&b"5\r\nhel"[..], b"lo\r\n", b"0\r\n", b"\r\n"] {
+        stream.write_all(piece).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (status, text) = answer(&mut stream);
+    assert_eq!((status, body(&text)), (200, "hello"), "{text}");
+    let before = seen.load(Ordering::SeqCst);
+    for (raw, want, says) in [
+        (&b"POST /x HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n65\r\n"[..], 413, "over the limit of 100"),
+        (b"POST /x HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nab", 400, "ended before its last chunk"),
+        (b"POST /x HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\nq\r\n", 400, "hexadecimal"),
+        (b"POST /x HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", 501, "not supported"),
+        (b"POST /x HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400, "more than one Transfer-Encoding"),
+        (b"POST /x HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400, "HTTP/1.0"),
+    ] {
+        let (status, text) = exchange(addr, raw);
+        assert_eq!(status, want, "{}: {text}", String::from_utf8_lossy(raw));
+        assert!(body(&text).contains(says), "{}: {text}", String::from_utf8_lossy(raw));
+    }
+    assert_eq!(seen.load(Ordering::SeqCst), before, "a refused request reached the handler");
+}
+
+#[test]
 fn malformed_requests_are_answered_by_the_server() {
     let limits = Limits { max_body: 100, max_head: 200, ..Limits::default() };
     let (addr, seen) = echo_server(limits);
     let cases: [(&[u8], u16, &str); 20] = [
         (b"POST /x HTTP/1.1\r\nHost: localhost\r\n\r\nabc", 411, "Content-Length"),
-        (b"POST /x HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", 411, "chunked"),
+        (b"POST /x HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n3\r\nabc\r\n0\r\n\r\n", 400, "both Content-Length and Transfer-Encoding"),
         (b"POST /x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 101\r\n\r\n", 413, "over the limit of 100"),
         (b"POST /x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 99999999999999999999999\r\n\r\n", 400, "not a number"),
         (b"POST /x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd", 400, "two different"),
