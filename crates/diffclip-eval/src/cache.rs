@@ -137,6 +137,9 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Widest embedding a cache entry is read for (wider ones are recomputed each time).
+const MAX_CACHED_WIDTH: usize = 16384;
+
 /// The on-disk cache of one model.
 ///
 /// ```
@@ -182,7 +185,10 @@ impl EmbeddingCache {
     /// The stored features of `key` with `rows` rows, if present and consistent.
     pub fn load(&self, kind: &str, key: &str, rows: usize) -> Option<Matrix> {
         let path = self.path(kind, key);
-        let bytes = std::fs::read(&path).ok()?;
+        // Only a regular file of the size such an entry can have (a FIFO or device there would
+        // block or read without end): anything else is a miss, recomputed.
+        let cap = rows.saturating_mul(4 * MAX_CACHED_WIDTH).saturating_add(1 << 20);
+        let bytes = diffclip_data::files::read_capped(&path, cap as u64).ok()??;
         let st = SafeTensors::deserialize(&bytes).ok()?;
         let (_, header) = SafeTensors::read_metadata(&bytes).ok()?;
         let meta = header.metadata().as_ref()?;

@@ -112,6 +112,30 @@ fn cache_round_trip_and_invalidation() {
 }
 
 #[test]
+fn a_cache_entry_that_is_no_file_or_far_too_large_is_a_miss() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = EmbeddingCache::new(dir.path(), ModelKey::from_identity("a"));
+    let key = data_key("t", ["special"]);
+    let m = Matrix::new(2, 2, vec![0.5, 1.0, 2.0, 3.0]).unwrap();
+    cache.store("texts", &key, &m).unwrap();
+    let path = cache.path("texts", &key);
+    // A FIFO would block a reader forever, /dev/zero read without end, a sparse file of 4 GiB
+    // cost 4 GiB of memory: each is a miss at once.
+    std::fs::remove_file(&path).unwrap();
+    assert!(std::process::Command::new("mkfifo").arg(&path).status().unwrap().success());
+    assert!(cache.load("texts", &key, 2).is_none());
+    std::fs::remove_file(&path).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", &path).unwrap();
+    assert!(cache.load("texts", &key, 2).is_none());
+    std::fs::remove_file(&path).unwrap();
+    std::fs::File::create(&path).unwrap().set_len(4 << 30).unwrap();
+    assert!(cache.load("texts", &key, 2).is_none());
+    // And is replaced by the recomputed entry.
+    assert_eq!(cache.get_or_compute("texts", &key, 2, || Ok(m.clone())).unwrap(), m);
+    assert_eq!(cache.load("texts", &key, 2).unwrap(), m);
+}
+
+#[test]
 fn a_cache_entry_holding_nan_is_recomputed() {
     let dir = tempfile::tempdir().unwrap();
     let cache = EmbeddingCache::new(dir.path(), ModelKey::from_identity("a"));
