@@ -115,6 +115,8 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let Some(inputs_path) = &args.inputs else { return embed_files(&args, &loaded) };
     let (model, config, device) = (&loaded.model, &loaded.config, &loaded.device);
 
+    // The layout from the header first: a file that is not one is refused before it is read whole.
+    diffclip::clip::checkpoint::check_safetensors(inputs_path)?;
     let bytes = diffclip::clip::files::read_regular(inputs_path).map_err(|e| format!("{}: {e}", inputs_path.display()))?;
     let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| format!("{}: {}", inputs_path.display(), diffclip::clip::checkpoint::safetensors_problem(&bytes).unwrap_or_else(|| e.to_string())))?;
     let name = inputs_path.display().to_string();

@@ -143,6 +143,10 @@ fn moments_that_do_not_fit_their_parameter_are_refused_at_load() {
         assert!(matches!(err, TrainError::Resume { .. }), "{err}");
         assert!(err.to_string().contains(target), "{target}: {err}");
     }
+    // A file that is not one is refused from its first bytes, never read whole (1 TiB, sparse).
+    std::fs::File::create(&bad).unwrap().set_len(1 << 40).unwrap();
+    let err = load_training_checkpoint(&bad, &device).unwrap_err().to_string();
+    assert!(err.contains("not a diffclip training checkpoint") && err.contains("header length 0"), "{err}");
     // A moment for a parameter the model does not have.
     let (tensors, meta) = read_f32(&path);
     let mut raw: Vec<Raw> = tensors.iter().map(|(k, s, v)| (k.clone(), Dtype::F32, s.clone(), f32_bytes(v))).collect();

@@ -176,11 +176,12 @@ impl ClipConfig {
         Ok(config)
     }
 
-    /// Read a JSON file; errors name the file.
+    /// Read a JSON file of at most 16 MiB (a model config is a few hundred bytes; more is not
+    /// one, and is not read whole); errors name the file.
     pub fn from_file(path: impl AsRef<std::path::Path>) -> Result<Self, ClipError> {
         let path = path.as_ref();
         let name = path.display().to_string();
-        let text = crate::files::read_regular(path).and_then(|b| String::from_utf8(b).map_err(std::io::Error::other)).map_err(|source| ClipError::ConfigIo { path: name.clone(), source })?;
+        let text = crate::files::read_regular_capped(path, 16 << 20).and_then(|b| String::from_utf8(b).map_err(std::io::Error::other)).map_err(|source| ClipError::ConfigIo { path: name.clone(), source })?;
         // Editors on Windows save UTF-8 with a byte-order mark; JSON parsers refuse it.
         match Self::from_json(text.strip_prefix('\u{feff}').unwrap_or(&text)) {
             Ok(config) => Ok(config),

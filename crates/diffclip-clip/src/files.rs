@@ -59,7 +59,7 @@ fn io(path: &Path, source: std::io::Error) -> FileError {
     FileError::Io { path: path.display().to_string(), source }
 }
 
-pub use diffclip_files::{open_regular, read_regular};
+pub use diffclip_files::{open_regular, read_regular, read_regular_capped};
 
 /// Creates the output folder `dir` and its parents; a path that exists as something else is
 /// refused, saying what it is (not the system's bare "File exists").

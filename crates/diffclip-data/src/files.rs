@@ -101,11 +101,11 @@ pub fn read_capped(path: impl AsRef<Path>, max_bytes: u64) -> io::Result<Option<
     Ok(Some(bytes))
 }
 
-/// [`std::fs::read_to_string`] for regular files only (see [`open_regular`]).
-pub(crate) fn read_to_string(path: &Path) -> io::Result<String> {
-    let mut text = String::new();
-    open_regular(path)?.read_to_string(&mut text)?;
-    Ok(text)
+/// [`std::fs::read_to_string`] for regular files only (see [`open_regular`]) of at most
+/// `max_bytes`: a longer file is refused after reading `max_bytes + 1` of its bytes.
+pub(crate) fn read_to_string(path: &Path, max_bytes: u64) -> io::Result<String> {
+    let bytes = diffclip_files::read_regular_capped(path, max_bytes)?;
+    String::from_utf8(bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
 /// The entries of a one-entry-per-line text file (class names, prompt templates, queries):

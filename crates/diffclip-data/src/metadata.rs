@@ -77,7 +77,7 @@ impl ZeroShotMetadata {
     /// errors name it.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self, DataError> {
         let path = path.as_ref();
-        let text = crate::files::read_to_string(path).map_err(|e| DataError::io(path, e))?;
+        let text = crate::files::read_to_string(path, crate::files::MAX_LINE_BYTES).map_err(|e| DataError::io(path, e))?;
         Self::from_json(&text).map_err(|e| DataError::Json {
             path: path.to_path_buf(),
             message: e.to_string(),

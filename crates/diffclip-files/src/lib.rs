@@ -91,3 +91,23 @@ pub fn read_regular(path: impl AsRef<Path>) -> io::Result<Vec<u8>> {
     io::Read::read_to_end(&mut open_regular(path)?, &mut bytes)?;
     Ok(bytes)
 }
+
+/// The whole of the regular file `path` ([`open_regular`]), refused (`InvalidData`) when it is
+/// longer than `max_bytes`: at most `max_bytes + 1` bytes are read, whatever size it claims.
+///
+/// ```
+/// let dir = std::env::temp_dir().join(format!("read-capped-{}", std::process::id()));
+/// std::fs::write(&dir, b"0123456789").unwrap();
+/// assert_eq!(diffclip_files::read_regular_capped(&dir, 10).unwrap().len(), 10);
+/// let err = diffclip_files::read_regular_capped(&dir, 9).unwrap_err();
+/// assert!(err.to_string().contains("longer than 9 bytes"), "{err}");
+/// std::fs::remove_file(&dir).unwrap();
+/// ```
+pub fn read_regular_capped(path: impl AsRef<Path>, max_bytes: u64) -> io::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    io::Read::read_to_end(&mut io::Read::take(open_regular(path)?, max_bytes.saturating_add(1)), &mut bytes)?;
+    if bytes.len() as u64 > max_bytes {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("longer than {max_bytes} bytes")));
+    }
+    Ok(bytes)
+}

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
-use diffclip_clip::checkpoint::{CheckpointFormat, StateTensor, load_state_dict, safetensors_to_f32, state_dict_of, to_canonical};
+use diffclip_clip::checkpoint::{CheckpointError, CheckpointFormat, StateTensor, load_state_dict, safetensors_to_f32, state_dict_of, to_canonical};
 use diffclip_clip::files::{F32Tensor, write_safetensors};
 use diffclip_clip::{Clip, ClipConfig};
 use serde::{Deserialize, Serialize};
@@ -102,6 +102,14 @@ pub fn load_training_checkpoint(path: impl AsRef<Path>, device: &Device) -> Resu
     let path = path.as_ref();
     let name = path.display().to_string();
     let err = |message: String| TrainError::Resume { path: name.clone(), message };
+    // The layout first, from the header alone: a file that is not one is refused before its
+    // bytes are read (a 10 GiB file of anything would otherwise be read whole).
+    diffclip_clip::checkpoint::check_safetensors(path).map_err(|e| match e {
+        CheckpointError::Io { source, .. } => TrainError::Io { path: name.clone(), source },
+        CheckpointError::Read { message, .. } if message.starts_with("header: ") => err(format!("a damaged safetensors file: {message}")),
+        CheckpointError::Read { message, .. } => err(format!("not a diffclip training checkpoint (written by train as a safetensors file, which this is not: {message})")),
+        e => err(e.to_string()),
+    })?;
     let bytes = diffclip_clip::files::read_regular(path).map_err(|source| TrainError::Io { path: name.clone(), source })?;
     // The parser's errors, said with the tensor at fault where it can be named.
     let damaged = || diffclip_clip::checkpoint::safetensors_problem(&bytes).map(|p| err(format!("a damaged safetensors file: {p}")));

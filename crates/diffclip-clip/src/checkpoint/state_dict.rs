@@ -131,7 +131,25 @@ pub fn read_safetensors(path: &Path) -> Result<StateDict, CheckpointError> {
     read_safetensors_keys(path, Keys::All)
 }
 
-pub(crate) fn read_safetensors_keys(path: &Path, which: Keys) -> Result<StateDict, CheckpointError> {
+/// Checks a safetensors file's layout, reading only its header: the header's length, every
+/// tensor entry (named when at fault), and that the tensors fill the file exactly. For readers
+/// that then take the whole file into memory: a file that is not one, or whose header lies, is
+/// refused before its bytes are read.
+///
+/// ```
+/// let dir = tempfile::tempdir().unwrap();
+/// let p = dir.path().join("big.safetensors");
+/// std::fs::File::create(&p).unwrap().set_len(1 << 40).unwrap(); // 1 TiB of zeros, sparse
+/// let err = diffclip_clip::checkpoint::check_safetensors(&p).unwrap_err().to_string();
+/// assert!(err.contains("header length 0"), "{err}");
+/// ```
+pub fn check_safetensors(path: &Path) -> Result<(), CheckpointError> {
+    open_safetensors(path).map(|_| ())
+}
+
+/// The file, its header's metadata and where its tensors' bytes start, after the checks of
+/// [`check_safetensors`].
+fn open_safetensors(path: &Path) -> Result<(std::fs::File, Metadata, u64), CheckpointError> {
     let name = path.display().to_string();
     let io = |source| CheckpointError::Io { path: name.clone(), source };
     let read_err = |message: String| CheckpointError::Read { path: name.clone(), message };
@@ -140,7 +158,10 @@ pub(crate) fn read_safetensors_keys(path: &Path, which: Keys) -> Result<StateDic
     let mut len = [0u8; 8];
     f.read_exact(&mut len).map_err(|_| read_err("shorter than the 8-byte header length".into()))?;
     let header_len = u64::from_le_bytes(len);
-    if !(2..=SAFETENSORS_MAX_HEADER).contains(&header_len) || header_len + 8 > file_len {
+    if !(2..=SAFETENSORS_MAX_HEADER).contains(&header_len) {
+        return Err(read_err(format!("header length {header_len} is not one of a safetensors file (2 to {SAFETENSORS_MAX_HEADER} bytes)")));
+    }
+    if header_len + 8 > file_len {
         return Err(read_err(format!("header length {header_len} does not fit the {file_len}-byte file")));
     }
     let mut header = vec![0u8; header_len as usize];
@@ -153,6 +174,13 @@ pub(crate) fn read_safetensors_keys(path: &Path, which: Keys) -> Result<StateDic
     if data_start.checked_add(metadata.data_len() as u64) != Some(file_len) {
         return Err(read_err(format!("the header describes {} bytes of tensors but the file holds {}", metadata.data_len(), file_len - data_start)));
     }
+    Ok((f, metadata, data_start))
+}
+
+pub(crate) fn read_safetensors_keys(path: &Path, which: Keys) -> Result<StateDict, CheckpointError> {
+    let name = path.display().to_string();
+    let io = |source| CheckpointError::Io { path: name.clone(), source };
+    let (mut f, metadata, data_start) = open_safetensors(path)?;
     let mut out = StateDict::new();
     let mut bytes = Vec::new();
     let keys = metadata.offset_keys();

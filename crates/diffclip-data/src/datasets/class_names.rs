@@ -31,7 +31,7 @@ pub fn read_class_names(
     folders: &[String],
 ) -> Result<Vec<String>, DataError> {
     let path = path.as_ref();
-    let text = crate::files::read_to_string(path).map_err(|e| DataError::io(path, e))?;
+    let text = crate::files::read_to_string(path, crate::files::MAX_LINE_BYTES).map_err(|e| DataError::io(path, e))?;
     let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
     let json_err = |m: String| DataError::Json {
         path: path.to_path_buf(),

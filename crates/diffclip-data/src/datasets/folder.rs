@@ -99,7 +99,9 @@ impl ImageFolder {
             images.extend(files);
         }
         let names_file = root.join("classnames.txt");
-        let class_names = if names_file.is_file() {
+        // One that is there but no file (a FIFO, a folder) is refused by read_class_names, not
+        // passed over for the folder names.
+        let class_names = if std::fs::symlink_metadata(&names_file).is_ok() {
             let names = read_class_names(&names_file, &classes)?;
             if names.len() != classes.len() {
                 return Err(DataError::Config(format!(

@@ -78,7 +78,7 @@ impl KarpathyDataset {
             path: path.to_path_buf(),
             message,
         };
-        let text = crate::files::read_to_string(path).map_err(|e| DataError::io(path, e))?;
+        let text = crate::files::read_to_string(path, 1 << 30).map_err(|e| DataError::io(path, e))?;
         let json: Value = serde_json::from_str(&text).map_err(|e| json_err(e.to_string()))?;
         let entries = json
             .get("images")

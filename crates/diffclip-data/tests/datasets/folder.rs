@@ -147,6 +147,17 @@ fn numbered_class_folders_take_their_names_by_number() {
     // A JSON object is keyed by folder and needs no numbering.
     write(&root.join("classnames.txt"), br#"{"0": "a", "1": "b", "10": "c", "2": "d"}"#);
     assert_eq!(ImageFolder::open(&root).unwrap().class_names, ["a", "b", "c", "d"]);
+    // A class-name file that is no file, or far too long for one, is refused: never passed
+    // over for the folder names, never read whole.
+    let names = root.join("classnames.txt");
+    std::fs::remove_file(&names).unwrap();
+    assert!(std::process::Command::new("mkfifo").arg(&names).status().unwrap().success());
+    let e = ImageFolder::open(&root).unwrap_err().to_string();
+    assert!(e.contains("classnames.txt") && e.contains("FIFO"), "{e}");
+    std::fs::remove_file(&names).unwrap();
+    std::fs::File::create(&names).unwrap().set_len(1 << 40).unwrap();
+    let e = ImageFolder::open(&root).unwrap_err().to_string();
+    assert!(e.contains("classnames.txt") && e.contains("longer than 16777216 bytes"), "{e}");
 }
 
 #[test]
