@@ -30,6 +30,8 @@ pub(super) struct QuoteCheck<R> {
     line: u64,
     /// Whether the next byte starts a record (line ends there are blank lines).
     record_start: bool,
+    /// Bytes of the current record so far (refused past [`crate::files::MAX_LINE_BYTES`]).
+    record_bytes: u64,
     /// Start line of each record seen and not yet claimed by `CsvReader`.
     pub(super) starts: VecDeque<u64>,
     /// Spaces at the start of a field, held back until it is known whether a quote follows, or
@@ -70,6 +72,7 @@ impl<R> QuoteCheck<R> {
             fed: 0,
             line: 1,
             record_start: true,
+            record_bytes: 0,
             starts: VecDeque::new(),
             held: Vec::new(),
             open_line: 0,
@@ -105,7 +108,17 @@ impl<R> QuoteCheck<R> {
                     continue;
                 }
                 self.record_start = false;
+                self.record_bytes = 0;
                 self.starts.push_back(self.line);
+            }
+            // A row no caption file has (a file of NULs, a binary): the reading stops there
+            // instead of buffering it whole.
+            self.record_bytes += 1;
+            if self.record_bytes > crate::files::MAX_LINE_BYTES {
+                let line = self.starts.back().copied().unwrap_or(self.line);
+                self.error.get_or_insert((line, format!("a row of more than {} bytes starts on this line: not a caption file's row", crate::files::MAX_LINE_BYTES)));
+                self.done = true;
+                return;
             }
             // Held spaces go out unless this byte is the quote they precede.
             if self.state == LeadingSpace && !is_space(b) && b != q {

@@ -156,10 +156,9 @@ pub(super) fn find_column<S: AsRef<str>>(path: &Path, header: &[S], name: &str) 
         true => (0..header.len()).filter(|&i| h(i).eq_ignore_ascii_case(name)).collect(),
         false => exact,
     };
-    let found: Vec<&str> = header.iter().map(|h| h.as_ref()).collect();
     let message = match matches[..] {
         [i] => return Ok(i),
-        [] => format!("no column {name:?} (columns: {found:?})"),
+        [] => format!("no column {name:?} (columns: {})", column_list(header)),
         _ => format!(
             "column {name:?} appears {} times in the header (columns {}): which one is meant cannot be known",
             matches.len(),
@@ -167,6 +166,18 @@ pub(super) fn find_column<S: AsRef<str>>(path: &Path, header: &[S], name: &str) 
         ),
     };
     Err(DataError::Csv { path: path.to_path_buf(), line: 1, message })
+}
+
+/// The header's names as a list for a message: the first 20, each cut at 60 characters (a
+/// binary file's "header" must not become a message of megabytes).
+fn column_list<S: AsRef<str>>(header: &[S]) -> String {
+    let cut = |name: &str| match name.char_indices().nth(60) {
+        Some((at, _)) => format!("{:?}…", &name[..at]),
+        None => format!("{name:?}"),
+    };
+    let shown: Vec<String> = header.iter().take(20).map(|h| cut(h.as_ref())).collect();
+    let more = if header.len() > 20 { format!(" and {} more", header.len() - 20) } else { String::new() };
+    format!("[{}]{more}", shown.join(", "))
 }
 
 impl DataError {

@@ -264,3 +264,21 @@ fn a_blank_caption_is_a_bad_row() {
     let images_only = CsvConfig { require_caption: false, ..CsvConfig::default() };
     assert_eq!(CsvDataset::open(&path, &images_only, fail_loader()).unwrap().len(), 4);
 }
+
+#[test]
+fn a_file_of_no_rows_stops_at_the_row_cap_with_a_short_message() {
+    let tmp = tempfile::tempdir().unwrap();
+    // 20 MiB of NUL bytes, then a 1 TiB hole: read no further than the cap, under either policy.
+    let path = tmp.path().join("zeros.csv");
+    std::fs::File::create(&path).unwrap().set_len(1 << 40).unwrap();
+    for policy in [BadSamplePolicy::Skip, BadSamplePolicy::Fail] {
+        let e = CsvDataset::open(&path, &CsvConfig::default(), loader().with_policy(policy)).unwrap_err().to_string();
+        assert!(e.contains("zeros.csv:1") && e.contains("a row of more than 16777216 bytes"), "{e}");
+        assert!(e.len() < 400, "{} bytes of message", e.len());
+    }
+    // A header of thousands of columns is named by its first few.
+    let wide: Vec<String> = (0..5000).map(|i| format!("column number {i} {}", "x".repeat(100))).collect();
+    write(&path, format!("{}\n", wide.join(",")).as_bytes());
+    let e = CsvDataset::open(&path, &CsvConfig::default(), loader()).unwrap_err().to_string();
+    assert!(e.contains("no column \"filepath\"") && e.contains("and 4980 more") && e.len() < 2000, "{e}");
+}
