@@ -55,7 +55,8 @@ struct Args {
     /// Over-long prompts: keep-eot (open_clip) or drop-eot (the DiffCLIP authors'); default: the model's.
     #[arg(long)]
     truncate: Option<String>,
-    /// One JSON object per image instead of text.
+    /// One JSON object per image instead of text (`path`, `top`; `path_not_utf8: true` when
+    /// the file name is not UTF-8 and `path` holds U+FFFD in place of its odd bytes).
     #[arg(long)]
     json: bool,
     /// HTTP: POST /classify with an image's bytes; GET /health.
@@ -158,7 +159,15 @@ fn run(args: Args) -> Result<(), Error> {
         }
         for (file, top) in out.kept.iter().map(|&i| &files[i]).zip(rank(&out.embeddings, args.top_k)?) {
             if args.json {
-                writeln!(stdout, "{}", serde_json::json!({ "path": file, "top": json_top(&top) }))?;
+                // JSON holds text: a name that is not UTF-8 is written with U+FFFD in place of its
+                // odd bytes, and said to be so.
+                let path = match file.to_str() {
+                    Some(path) => serde_json::json!({ "path": path }),
+                    None => serde_json::json!({ "path": file.to_string_lossy(), "path_not_utf8": true }),
+                };
+                let mut line = path;
+                line["top"] = json_top(&top).into();
+                writeln!(stdout, "{line}")?;
             } else {
                 let top: Vec<String> = top.iter().map(|&(c, p)| format!("{} ({:.1}%)", printable_line(&labels[c]), 100.0 * p)).collect();
                 writeln!(stdout, "{}: {}", shown(file), top.join(", "))?;

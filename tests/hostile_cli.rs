@@ -660,3 +660,31 @@ fn inputs_listed_twice_are_refused_not_indexed_twice() {
     let out = embed(&[&model[..], &["--data".as_ref(), pattern.as_ref(), "--output".as_ref(), dir.join("b").as_os_str()]].concat());
     assert_clean_error(&out, &["x.tar is listed twice (shards 1 and 3 of 3)"]);
 }
+
+#[test]
+fn file_names_that_are_not_utf8_are_answered_or_left_out_never_altered() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tmpdir("not-utf8");
+    let images = dir.join("images");
+    std::fs::create_dir(&images).unwrap();
+    std::fs::copy(fixture("preprocess/images/tiny_1x1.png"), images.join(std::ffi::OsStr::from_bytes(b"\xff\xfe.png"))).unwrap();
+    std::fs::copy(fixture("preprocess/images/tiny_1x1.png"), images.join("plain.png")).unwrap();
+    let ckpt = fixture("diffclip_tiny/model.safetensors");
+    // classify --json answers both, saying which name JSON cannot hold exactly.
+    let mut cmd = Command::new(example("classify"));
+    cmd.args(["--preset", "diffclip_tiny", "--checkpoint"]).arg(&ckpt).args(["--labels", "a dog,a cat", "--templates", "simple", "--json"]).arg(&images);
+    let out = run_bounded(cmd, Duration::from_secs(60));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 2);
+    let odd = lines.iter().find(|l| l["path_not_utf8"] == true).expect("the odd name is flagged");
+    assert!(odd["path"].as_str().unwrap().ends_with("\u{fffd}\u{fffd}.png") && odd["top"].is_array(), "{odd}");
+    // embed leaves it out, reported, rather than index it under another name.
+    let index = dir.join("index");
+    let out = embed(&["--preset".as_ref(), "diffclip_tiny".as_ref(), "--checkpoint".as_ref(), ckpt.as_os_str(), "--images".as_ref(), images.as_os_str(), "--output".as_ref(), index.as_os_str()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("its name is not UTF-8"), "{err}");
+    let rows = common::shard_rows(&index, "image_embed");
+    assert_eq!(rows.len(), 1, "{:?}", rows.iter().map(|r| &r.0).collect::<Vec<_>>());
+    assert!(rows[0].0.ends_with("plain.png"));
+}

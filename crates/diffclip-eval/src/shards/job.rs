@@ -155,9 +155,15 @@ impl ShardJob {
     }
 
     /// Embeds the image `files` into shards holding `image_embed` `[rows, E]` and, in the
-    /// metadata key `paths`, the JSON list of each row's file.
+    /// metadata key `paths`, the JSON list of each row's file (a file whose name is not UTF-8
+    /// is left out and reported, as an unreadable one is: JSON could not name it exactly).
     pub fn embed_images(&self, encoder: &Encoder<'_>, pipeline: &Pipeline, files: &[PathBuf]) -> Result<ShardReport, EvalError> {
-        let rows: Vec<EmbedRow> = files.iter().map(|f| EmbedRow { id: f.display().to_string(), image: Some(RowImage::File(f.clone())), caption: None }).collect();
+        // A name that is not UTF-8 would be stored altered (another file's name, or none's): left out.
+        let image = |f: &PathBuf| match f.to_str() {
+            Some(_) => RowImage::File(f.clone()),
+            None => RowImage::Unreadable("its name is not UTF-8, so an index cannot name it exactly: rename it".into()),
+        };
+        let rows: Vec<EmbedRow> = files.iter().map(|f| EmbedRow { id: f.display().to_string(), image: Some(image(f)), caption: None }).collect();
         self.embed_rows(encoder, Some(pipeline), false, &rows)
     }
 
