@@ -688,3 +688,34 @@ fn file_names_that_are_not_utf8_are_answered_or_left_out_never_altered() {
     assert_eq!(rows.len(), 1, "{:?}", rows.iter().map(|r| &r.0).collect::<Vec<_>>());
     assert!(rows[0].0.ends_with("plain.png"));
 }
+
+#[test]
+fn an_index_folder_is_one_jobs_and_its_foreign_files_are_kept() {
+    let dir = tmpdir("index-owner");
+    let index = dir.join("index");
+    std::fs::create_dir(&index).unwrap();
+    let ckpt = fixture("diffclip_tiny/model.safetensors");
+    let images = fixture("preprocess/images");
+    let run = |extra: &[&str]| {
+        let args: Vec<&std::ffi::OsStr> = ["--preset".as_ref(), "diffclip_tiny".as_ref(), "--checkpoint".as_ref(), ckpt.as_os_str(), "--images".as_ref(), images.as_os_str(), "--output".as_ref(), index.as_os_str()].into_iter().chain(extra.iter().map(|a| a.as_ref())).collect();
+        embed(&args)
+    };
+    // Another job holds the folder: refused, nothing written.
+    let other = std::fs::File::open(&index).unwrap();
+    other.try_lock().unwrap();
+    assert_clean_error(&run(&[]), &["another embed job is writing to this folder"]);
+    assert_eq!(std::fs::read_dir(&index).unwrap().count(), 0);
+    // The parts of a split job share it.
+    other.unlock().unwrap();
+    other.try_lock_shared().unwrap();
+    assert_clean_error(&run(&[]), &["another embed job"]);
+    let out = run(&["--shard", "0/2", "--rows-per-shard", "4"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    drop(other);
+    // A file of a shard's name that embed did not write is not replaced.
+    let foreign = index.join("embeddings-00001.safetensors");
+    std::fs::write(&foreign, b"precious").unwrap();
+    let out = run(&["--shard", "1/2", "--rows-per-shard", "4"]);
+    assert_clean_error(&out, &["embeddings-00001.safetensors", "no shard embed wrote"]);
+    assert_eq!(std::fs::read(&foreign).unwrap(), b"precious");
+}

@@ -206,6 +206,8 @@ impl ShardJob {
         F: Fn(usize) -> Result<Vec<EmbedRow>, EvalError> + Sync,
     {
         self.check()?;
+        diffclip_clip::files::create_output_dir(&self.dir)?;
+        let _held = hold_folder(&self.dir, self.part.1 > 1)?;
         let mut report = ShardReport::default();
         let mut tensors = Vec::new();
         if what.pipeline.is_some() {
@@ -330,6 +332,22 @@ impl ShardJob {
         let meta = HashMap::from([("paths".to_string(), serde_json::to_string(ids).expect("strings serialise")), (stamp::KEY.to_string(), stamp.to_string())]);
         let tensors: Vec<F32Tensor> = tensors.iter().map(|(name, m)| F32Tensor { name: name.to_string(), shape: vec![m.rows(), m.cols()], data: m.data() }).collect();
         write_safetensors(path, &tensors, meta).map_err(|e| EvalError::Shard { path: path.display().to_string(), message: e.to_string() })
+    }
+}
+
+/// Holds `dir` for one job while it runs (an advisory lock on the folder itself, released when
+/// the returned file is dropped or the process ends): exclusively, or shared by the parts of a
+/// job split with [`ShardJob::with_part`]. Another job writing there at the same time would mix
+/// its shards with this one's. A file system without locks is written to unheld.
+fn hold_folder(dir: &Path, shared: bool) -> Result<std::fs::File, EvalError> {
+    let folder = std::fs::File::open(dir).map_err(|e| EvalError::Shard { path: dir.display().to_string(), message: e.to_string() })?;
+    let held = if shared { folder.try_lock_shared() } else { folder.try_lock() };
+    match held {
+        Err(std::fs::TryLockError::WouldBlock) => Err(EvalError::Shard {
+            path: dir.display().to_string(),
+            message: "another embed job is writing to this folder: wait for it to finish, or give another --output (the parts of one job split with --shard may share it)".into(),
+        }),
+        _ => Ok(folder),
     }
 }
 

@@ -42,17 +42,21 @@ impl Stamp {
         serde_json::to_string(self).expect("strings serialise")
     }
 
-    /// Keep (`Ok(true)`), write (`Ok(false)`: no finished shard there) or refuse the shard at
-    /// `path`. A finished shard has a header listing its rows (writes are atomic, so a torn one
-    /// cannot exist; a foreign file of that name is rewritten). Only the header is read.
+    /// Keep (`Ok(true)`), write (`Ok(false)`: nothing there) or refuse the shard at `path`. A
+    /// finished shard has a header listing its rows; writes are atomic, so a torn one cannot
+    /// exist, and any other file of that name is not this program's to replace: refused. Only
+    /// the header is read.
     pub fn check(&self, path: &Path) -> Result<bool, EvalError> {
-        let header = diffclip_clip::checkpoint::safetensors_header(path).ok().flatten();
-        let Some(meta) = header.as_ref().and_then(|h| h.get("__metadata__")).filter(|m| m.get("paths").is_some()) else {
-            return Ok(false);
-        };
         let refuse = |what: String| EvalError::Shard {
             path: path.display().to_string(),
             message: format!("{what}; embed into a new --output folder, or delete the shard to rewrite it"),
+        };
+        if std::fs::symlink_metadata(path).is_err() {
+            return Ok(false);
+        }
+        let header = diffclip_clip::checkpoint::safetensors_header(path).ok().flatten();
+        let Some(meta) = header.as_ref().and_then(|h| h.get("__metadata__")).filter(|m| m.get("paths").is_some()) else {
+            return Err(refuse("is there but is no shard embed wrote (no list of its rows), so it is not replaced".into()));
         };
         let old: Stamp = match meta.get(KEY).and_then(|v| v.as_str()) {
             None => return Err(refuse("was written without a job record (an older diffclip), so it cannot be checked against this job".into())),
