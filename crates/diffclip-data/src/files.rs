@@ -90,6 +90,11 @@ pub fn first_repeat<P: AsRef<Path>>(paths: &[P]) -> Option<(usize, usize)> {
 pub fn read_capped(path: impl AsRef<Path>, max_bytes: u64) -> io::Result<Option<Vec<u8>>> {
     let file = open_regular(path)?;
     let claimed = file.metadata().map(|m| m.len()).unwrap_or(0);
+    // Too long already by its size: refused without reading (a file can still grow past the
+    // cap while read, which the `take` below stops).
+    if claimed > max_bytes {
+        return Ok(None);
+    }
     // The claimed size is only a hint (capped, so a lying size cannot force a huge allocation).
     let hint = claimed.min(max_bytes).min(64 << 20) as usize;
     let mut bytes = Vec::with_capacity(hint);

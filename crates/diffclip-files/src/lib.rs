@@ -104,10 +104,16 @@ pub fn read_regular(path: impl AsRef<Path>) -> io::Result<Vec<u8>> {
 /// std::fs::remove_file(&dir).unwrap();
 /// ```
 pub fn read_regular_capped(path: impl AsRef<Path>, max_bytes: u64) -> io::Result<Vec<u8>> {
+    let file = open_regular(path)?;
+    let too_long = || io::Error::new(io::ErrorKind::InvalidData, format!("longer than {max_bytes} bytes"));
+    // Too long by its size: refused unread (one that grows while read is stopped by `take`).
+    if file.metadata()?.len() > max_bytes {
+        return Err(too_long());
+    }
     let mut bytes = Vec::new();
-    io::Read::read_to_end(&mut io::Read::take(open_regular(path)?, max_bytes.saturating_add(1)), &mut bytes)?;
+    io::Read::read_to_end(&mut io::Read::take(file, max_bytes.saturating_add(1)), &mut bytes)?;
     if bytes.len() as u64 > max_bytes {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("longer than {max_bytes} bytes")));
+        return Err(too_long());
     }
     Ok(bytes)
 }

@@ -359,8 +359,10 @@ fn collect_images(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), DataError> {
 fn walk_images(dir: &Path, chain: &mut Vec<PathBuf>, out: &mut Vec<PathBuf>) -> Result<(), DataError> {
     let resolved = std::fs::canonicalize(dir).map_err(|e| DataError::io(dir, e))?;
     if chain.contains(&resolved) {
-        let loop_error = std::io::Error::other(format!("a symbolic link back to {}, which holds it (a loop)", resolved.display()));
-        return Err(DataError::io(dir, loop_error));
+        // Named by the link that closes the loop: the deepest one on the way to `dir`.
+        let link = dir.ancestors().find(|a| a.symlink_metadata().is_ok_and(|m| m.file_type().is_symlink())).unwrap_or(dir);
+        let loop_error = std::io::Error::other(format!("a symbolic link back to {}, which holds it (a loop; met as {})", resolved.display(), dir.display()));
+        return Err(DataError::io(link, loop_error));
     }
     chain.push(resolved);
     for path in sorted_entries(dir)? {

@@ -170,6 +170,8 @@ fn a_symbolic_link_loop_in_an_image_folder_is_an_error() {
         move || list_image_files(&[a]).unwrap_err()
     });
     assert!(err.to_string().contains("a symbolic link back to") && err.to_string().contains("loop"), "{err}");
+    let link = tmp.path().join("a").join("loop");
+    assert!(err.to_string().starts_with(&format!("cannot read {}: ", link.display())), "the link is named: {err}");
     // A link to a folder elsewhere is followed.
     std::fs::remove_file(tmp.path().join("a").join("loop")).unwrap();
     std::os::unix::fs::symlink("../b", tmp.path().join("a").join("more")).unwrap();
