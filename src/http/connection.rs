@@ -147,10 +147,8 @@ impl Connection {
                     }
                     Err(_) => return Ok(None),
                 },
-                false => read_head(&mut self.stream, &mut chunk[..4096], limits, deadline, grace, *head_began.get_or_insert_with(Instant::now), || crowded(shared, limits)).map_err(|(response, crowded_out)| {
-                    asked.linger_for = crowded_out.then_some(Duration::from_millis(250));
-                    response
-                })?,
+                false => read_head(&mut self.stream, &mut chunk[..4096], limits, deadline, grace, *head_began.get_or_insert_with(Instant::now), || crowded(shared, limits))
+                    .map_err(|(response, crowded_out)| linger_if(asked, crowded_out, response))?,
             };
             match read {
                 0 if starting => return Ok(None),
@@ -178,15 +176,17 @@ impl Connection {
             return Err(busy());
         }
         if head.chunked {
-            return self.read_chunked(head, body, reserved, &mut chunk, limits, deadline, grace, asked);
+            return self.read_chunked(head, body, reserved, &mut chunk, limits, shared, deadline, grace, asked);
         }
         if head.expect_continue && body.len() < length {
             write_within(&mut self.stream, b"HTTP/1.1 100 Continue\r\n\r\n", limits.timeout, deadline, grace).map_err(read_failed)?;
         }
         // The body grows as its bytes arrive: a Content-Length alone reserves no memory.
+        let body_began = Instant::now();
         while body.len() < length {
             let want = (length - body.len()).min(chunk.len());
-            let n = match read_some(&mut self.stream, &mut chunk[..want], limits, deadline, grace)? {
+            let read = read_body(&mut self.stream, &mut chunk[..want], limits, deadline, grace, body_began, body.len(), || crowded(shared, limits));
+            let n = match read.map_err(|(response, crowded_out)| linger_if(asked, crowded_out, response))? {
                 0 => return Err(Response::error(400, format!("the body ended before its Content-Length of {length} bytes"))),
                 n => n,
             };
@@ -206,11 +206,12 @@ impl Connection {
 
     /// The rest of a request whose body is chunked, from `raw`, the bytes after its head.
     #[allow(clippy::too_many_arguments)] // read_request's state, handed on
-    fn read_chunked<'b>(&mut self, head: parse::Head, mut raw: Vec<u8>, mut reserved: Reserved<'b>, chunk: &mut [u8], limits: &Limits, deadline: Instant, grace: &Grace, asked: &Asked) -> Result<Option<(Request, Reserved<'b>)>, Response> {
+    fn read_chunked<'b>(&mut self, head: parse::Head, mut raw: Vec<u8>, mut reserved: Reserved<'b>, chunk: &mut [u8], limits: &Limits, shared: &Shared, deadline: Instant, grace: &Grace, asked: &mut Asked) -> Result<Option<(Request, Reserved<'b>)>, Response> {
         let busy = || Response::error(503, format!("the server holds as much of requests' bodies as it may ({} bytes); try again", limits.max_bodies)).with_header("Retry-After", "1");
         let mut decoder = super::chunked::Chunked::new(limits.max_body.min(limits.max_bodies));
         let mut body = Vec::new();
         let mut continued = !head.expect_continue;
+        let (began, mut received) = (Instant::now(), raw.len());
         loop {
             let used = decoder.feed(&raw, &mut body)?;
             raw.drain(..used);
@@ -226,14 +227,25 @@ impl Connection {
                 write_within(&mut self.stream, b"HTTP/1.1 100 Continue\r\n\r\n", limits.timeout, deadline, grace).map_err(read_failed)?;
                 continued = true;
             }
-            match read_some(&mut self.stream, chunk, limits, deadline, grace)? {
+            let read = read_body(&mut self.stream, chunk, limits, deadline, grace, began, received, || crowded(shared, limits));
+            match read.map_err(|(response, crowded_out)| linger_if(asked, crowded_out, response))? {
                 0 => return Err(Response::error(400, "the body ended before its last chunk")),
-                n => raw.extend_from_slice(&chunk[..n]),
+                n => {
+                    raw.extend_from_slice(&chunk[..n]);
+                    received += n;
+                }
             }
         }
         self.pending = raw; // the next request's first bytes, if any
         Ok(Some((request(head, body, asked), reserved)))
     }
+}
+
+/// `response`, and when the request was dropped for crowding (`crowded_out`) a brief linger:
+/// its place is wanted.
+fn linger_if(asked: &mut Asked, crowded_out: bool, response: Response) -> Response {
+    asked.linger_for = crowded_out.then_some(Duration::from_millis(250));
+    response
 }
 
 /// The request of `head` with `body`. HEAD is GET without the body (RFC 9110, 9.3.2): the
@@ -266,6 +278,11 @@ const CROWDED_START_WAIT: Duration = Duration::from_secs(1);
 /// How long a request's line and headers may take to arrive while [`crowded`]: clients send them
 /// at once, so a full house of clients trickling their headers cannot lock others out.
 const CROWDED_HEAD_TIME: Duration = Duration::from_secs(5);
+
+/// How fast a request's body must arrive while [`crowded`], past its first [`CROWDED_HEAD_TIME`]
+/// (bytes per second): far below any network's, so only clients trickling their bodies, holding
+/// places others want, are dropped.
+const CROWDED_BODY_RATE: f64 = 64.0 * 1024.0;
 
 /// The first bytes of a request, waited for until `until` (or [`CROWDED_START_WAIT`] once
 /// `crowded()`); `Ok(0)` when the client closed. Stopping, only bytes already there are taken
@@ -347,25 +364,35 @@ fn stall_deadline(deadline: Instant, timeout: Duration) -> Instant {
     if timeout.is_zero() { deadline } else { deadline.min(after(timeout)) }
 }
 
-/// The next bytes, waited for at most `limits.timeout` and never past `deadline` (nor past the
-/// shutdown's grace).
-fn read_some(stream: &mut TcpStream, buf: &mut [u8], limits: &Limits, deadline: Instant, grace: &Grace) -> Result<usize, Response> {
-    let until = stall_deadline(deadline, limits.timeout);
-    match within(stream, until, grace, false, |s| s.read(buf)) {
-        Ok(n) => Ok(n),
-        Err(Waited::TimedOut) => Err(timed_out(limits, deadline, until, grace)),
-        Err(Waited::Failed(e)) => Err(read_failed(e)),
-    }
-}
-
 /// More bytes of a request's head, whose first bytes were waited for from `began`: as
-/// [`read_some`], but once `crowded()` the head must be whole [`CROWDED_HEAD_TIME`] after `began`.
+/// [`read_watched`], but once `crowded()` the head must be whole [`CROWDED_HEAD_TIME`] after `began`.
 /// An error says whether it is that limit.
 fn read_head(stream: &mut TcpStream, buf: &mut [u8], limits: &Limits, deadline: Instant, grace: &Grace, began: Instant, crowded: impl Fn() -> bool) -> Result<usize, (Response, bool)> {
+    let late = || began.elapsed() >= CROWDED_HEAD_TIME && crowded();
+    read_watched(stream, buf, limits, deadline, grace, late, || format!("the server is busy and the request's headers took over {} s to arrive", CROWDED_HEAD_TIME.as_secs()))
+}
+
+/// More bytes of a request's body, of which `received` came since `began`: as
+/// [`read_watched`], but once `crowded()` a body arriving slower than [`CROWDED_BODY_RATE`] (past its first
+/// [`CROWDED_HEAD_TIME`]) is dropped, so that clients trickling bodies cannot hold every place.
+/// An error says whether it is that limit.
+#[allow(clippy::too_many_arguments)] // the read's state and the crowding test
+fn read_body(stream: &mut TcpStream, buf: &mut [u8], limits: &Limits, deadline: Instant, grace: &Grace, began: Instant, received: usize, crowded: impl Fn() -> bool) -> Result<usize, (Response, bool)> {
+    let slow = || {
+        let t = began.elapsed();
+        t >= CROWDED_HEAD_TIME && (received as f64) < t.as_secs_f64() * CROWDED_BODY_RATE && crowded()
+    };
+    read_watched(stream, buf, limits, deadline, grace, slow, || format!("the server is busy and the request's body arrived at under {} KiB/s", CROWDED_BODY_RATE as u64 / 1024))
+}
+
+/// The next bytes, waited for at most `limits.timeout` and never past `deadline` (nor past the
+/// shutdown's grace), looking at least every 250 ms whether `dropped()`: then the request gets
+/// 408 `why()` (and the error says it was this limit).
+fn read_watched(stream: &mut TcpStream, buf: &mut [u8], limits: &Limits, deadline: Instant, grace: &Grace, dropped: impl Fn() -> bool, why: impl Fn() -> String) -> Result<usize, (Response, bool)> {
     let until = stall_deadline(deadline, limits.timeout);
     loop {
-        if began.elapsed() >= CROWDED_HEAD_TIME && crowded() {
-            return Err((Response::error(408, format!("the server is busy and the request's headers took over {} s to arrive", CROWDED_HEAD_TIME.as_secs())), true));
+        if dropped() {
+            return Err((Response::error(408, why()), true));
         }
         // Waits of at most 250 ms, so that crowding is noticed.
         let look = until.min(after(Duration::from_millis(250)));
