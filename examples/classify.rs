@@ -93,9 +93,9 @@ fn run(args: Args) -> Result<(), Error> {
     }
     // Some class lists repeat a name for two senses (ImageNet's "crane"): said, not refused.
     // Labels the tokenizer reads alike (case, spacing, entities) have the same prompts.
-    let cleaned: Vec<String> = labels.iter().map(|l| diffclip::data::tokenizer::clean_text(l)).collect();
-    if let Some((i, j)) = (0..labels.len()).find_map(|i| cleaned[..i].iter().position(|c| *c == cleaned[i]).map(|j| (i, j))) {
-        eprintln!("warning: --labels lists {:?} more than once (labels {} and {}, {:?} and {:?}): the CLIP tokenizer reads them alike, so they split one probability", cleaned[i], j + 1, i + 1, labels[j], labels[i]);
+    if let Some((j, i)) = diffclip::data::tokenizer::first_read_alike(&labels) {
+        let cleaned = diffclip::data::tokenizer::clean_text(&labels[i]);
+        eprintln!("warning: --labels lists {cleaned:?} more than once (labels {} and {}, {:?} and {:?}): the CLIP tokenizer reads them alike, so they split one probability", j + 1, i + 1, labels[j], labels[i]);
     }
     if labels.len() < 2 {
         return Err(format!("--labels needs at least two labels, got {labels:?}").into());

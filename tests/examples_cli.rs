@@ -128,11 +128,17 @@ fn eval_runs_what_the_data_holds_and_draws_its_first_image() {
     let (results, err) = eval(&dir.join("classes"), "all");
     let results = results.unwrap_or_else(|| panic!("{err}"));
     assert_eq!(results["results"]["zeroshot"]["n_samples"], 2, "{results}");
+    assert!(!err.contains("read alike"), "{err}");
     let attention = &results["results"]["attention"];
     assert!(attention["image"].as_str().unwrap().ends_with("cat/flower.jpg"), "{attention}");
     assert_eq!(attention["query"], "a photo of a cat.");
     assert_eq!(attention["png"].as_str(), dir.join("results-attention.png").to_str());
     assert!(dir.join("results-attention.png").is_file());
+    // Class names zero-shot cannot tell apart are said (not refused: lists like ImageNet's have them).
+    std::fs::write(dir.join("classes/classnames.txt"), "house cat\nHouse  Cat\n").unwrap();
+    let (results, err) = eval(&dir.join("classes"), "zeroshot");
+    assert!(results.is_some() && err.contains("classes 0 and 1 (cat and dog) are named \"house cat\" and \"House  Cat\""), "{err}");
+    std::fs::remove_file(dir.join("classes/classnames.txt")).unwrap();
     // A caption file as ROOT: retrieval, and the first image with its caption.
     let (results, err) = eval(&dir.join("captions.csv"), "all");
     let results = results.unwrap_or_else(|| panic!("{err}"));

@@ -1,5 +1,6 @@
 //! `examples/eval.rs`: the tasks on data from disk (layouts in docs/eval.md).
 
+use diffclip::eprintln;
 use std::path::{Path, PathBuf};
 
 use diffclip::data::datasets::names_for_folders;
@@ -48,10 +49,15 @@ fn is_pairs_file(data: &Path) -> bool {
 /// Zero-shot's class names for `folder`: `--classnames` (a shipped list in class-index order:
 /// numbered folders, as ImageNet-V2's, take names by number), else the folder's own.
 fn class_names(ctx: &Ctx<'_>, folder: &ImageFolder) -> Res<Vec<String>> {
-    Ok(match &ctx.args.classnames {
+    let names = match &ctx.args.classnames {
         Some(spec) => names_for_folders(metadata::classnames_from(spec)?, &folder.classes),
         None => folder.class_names.clone(),
-    })
+    };
+    // Some lists repeat a name for two senses (ImageNet's "crane"): said, not refused.
+    if let Some((j, i)) = diffclip::data::tokenizer::first_read_alike(&names) {
+        eprintln!("warning: classes {} and {} ({} and {}) are named {:?} and {:?}, which the CLIP tokenizer reads alike: zero-shot cannot tell them apart", j, i, folder.classes[j], folder.classes[i], names[j], names[i]);
+    }
+    Ok(names)
 }
 
 /// The picture `--task attention` draws from `--data` when no `--image` is given, with a query:

@@ -52,3 +52,18 @@ pub fn is_blank(text: &str) -> bool {
     }
     clean_text(text).is_empty()
 }
+
+/// The positions `(first, again)` of the first two of `texts` the CLIP tokenizer reads alike
+/// (equal once cleaned: case, spacing, HTML entities, mis-decoded characters), if two are. Class
+/// names or labels read alike get the same prompts, so zero-shot cannot tell them apart.
+///
+/// ```
+/// use diffclip_data::tokenizer::first_read_alike;
+/// assert_eq!(first_read_alike(&["cat", "dog", "  CAT "]), Some((0, 2)));
+/// assert_eq!(first_read_alike(&["fish &amp; chips", "fish & chips"]), Some((0, 1)));
+/// assert_eq!(first_read_alike(&["cat", "dog"]), None);
+/// ```
+pub fn first_read_alike<S: AsRef<str>>(texts: &[S]) -> Option<(usize, usize)> {
+    let mut seen = std::collections::HashMap::with_capacity(texts.len());
+    texts.iter().enumerate().find_map(|(i, t)| seen.insert(clean_text(t.as_ref()), i).map(|first| (first, i)))
+}

@@ -46,7 +46,7 @@ use std::sync::{Arc, OnceLock};
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
-pub use clean::{clean_text, is_blank};
+pub use clean::{clean_text, first_read_alike, is_blank};
 pub use config::{DEFAULT_CONTEXT_LENGTH, MAX_CONTEXT_LENGTH, TokenizerConfig, Truncation};
 pub use error::TokenizerError;
 pub use ftfy::fix_text;
