@@ -44,7 +44,9 @@ impl Chunked {
 
     /// Decodes what it can of `input`, appending the data to `body`; returns the bytes of
     /// `input` used (the rest waits for more bytes, or is the next request once [`Self::done`]).
-    pub fn feed(&mut self, input: &[u8], body: &mut Vec<u8>) -> Result<usize, Response> {
+    /// `body` grows only after `reserve(bytes)` accepted the growth of its capacity, by doubling
+    /// up to the limit, as a body of known length would.
+    pub fn feed(&mut self, input: &[u8], body: &mut Vec<u8>, reserve: &mut dyn FnMut(usize) -> Result<(), Response>) -> Result<usize, Response> {
         let mut used = 0;
         loop {
             let rest = &input[used..];
@@ -52,18 +54,25 @@ impl Chunked {
                 State::Done => return Ok(used),
                 State::Data(left) => {
                     let n = left.min(rest.len());
-                    body.extend_from_slice(&rest[..n]);
-                    used += n;
-                    self.state = if n == left { State::DataEnd } else { State::Data(left - n) };
                     if n == 0 {
                         return Ok(used);
                     }
+                    if body.len() + n > body.capacity() {
+                        // Within the limit: the chunk's size was checked against it.
+                        let want = (2 * body.capacity()).clamp(body.len() + n, self.max_body);
+                        reserve(want - body.capacity())?;
+                        body.reserve_exact(want - body.len());
+                    }
+                    body.extend_from_slice(&rest[..n]);
+                    used += n;
+                    self.state = if n == left { State::DataEnd } else { State::Data(left - n) };
                 }
+                // Chunk framing ends its lines with CRLF only (RFC 9112, 7.1): a reader in front
+                // taking a bare LF or CR otherwise would see other requests in the same bytes.
                 State::DataEnd => match rest {
                     [b'\r', b'\n', ..] => (used, self.state) = (used + 2, State::Size),
-                    [b'\n', ..] => (used, self.state) = (used + 1, State::Size),
                     [] | [b'\r'] => return Ok(used),
-                    _ => return Err(bad("a chunk's data is longer than its size says")),
+                    _ => return Err(bad("a chunk's data does not end where its size says, with CRLF")),
                 },
                 State::Size => {
                     let Some(line) = line(rest)? else { return Ok(used) };
@@ -81,8 +90,7 @@ impl Chunked {
                     if read > MAX_TRAILERS {
                         return Err(bad(&format!("trailer lines over {MAX_TRAILERS} bytes")));
                     }
-                    let empty = line == b"\n" || line == b"\r\n";
-                    self.state = if empty { State::Done } else { State::Trailers(read) };
+                    self.state = if line == b"\r\n" { State::Done } else { State::Trailers(read) };
                 }
             }
         }
@@ -93,21 +101,36 @@ fn bad(why: &str) -> Response {
     Response::error(400, why)
 }
 
-/// The first line of `bytes` with its `\n`, or `None` while it has not all arrived.
+/// The first line of `bytes` with its CRLF, or `None` while it has not all arrived. A line
+/// ending in a bare LF, or holding a CR or another control character but tab, is refused.
 fn line(bytes: &[u8]) -> Result<Option<&[u8]>, Response> {
-    match bytes.iter().take(MAX_LINE).position(|&b| b == b'\n') {
-        Some(nl) => Ok(Some(&bytes[..=nl])),
-        None if bytes.len() >= MAX_LINE => Err(bad(&format!("a chunk-size or trailer line over {MAX_LINE} bytes"))),
-        None => Ok(None),
+    let Some(nl) = bytes.iter().take(MAX_LINE).position(|&b| b == b'\n') else {
+        return match bytes.len() >= MAX_LINE {
+            true => Err(bad(&format!("a chunk-size or trailer line over {MAX_LINE} bytes"))),
+            false => Ok(None),
+        };
+    };
+    let Some(text) = bytes[..nl].strip_suffix(b"\r") else { return Err(bad("a chunk-size or trailer line ends without CRLF")) };
+    if text.iter().any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f) {
+        return Err(bad("a chunk-size or trailer line holds a control character"));
     }
+    Ok(Some(&bytes[..=nl]))
 }
 
-/// The size of a chunk-size line: hex digits, then optional `;extensions` (ignored).
+/// The size of a chunk-size line (with its CRLF): hex digits, then optional extensions after
+/// `;` (ignored), white space allowed only before a `;`.
 fn chunk_size(line: &[u8]) -> Result<usize, Response> {
-    let line = line.strip_suffix(b"\n").unwrap_or(line);
-    let line = line.strip_suffix(b"\r").unwrap_or(line);
-    let digits = line.split(|&b| b == b';').next().unwrap_or_default();
-    let digits = digits.strip_suffix(b" ").unwrap_or(digits); // `5 ;ext` (BWS before `;`)
+    let line = &line[..line.len() - 2];
+    let digits = match line.iter().position(|&b| b == b';') {
+        Some(semicolon) => {
+            let mut digits = &line[..semicolon];
+            while let [rest @ .., b' ' | b'\t'] = digits {
+                digits = rest;
+            }
+            digits
+        }
+        None => line,
+    };
     if digits.is_empty() || digits.len() > 15 || !digits.iter().all(u8::is_ascii_hexdigit) {
         return Err(bad("a chunk size is not a hexadecimal number of bytes"));
     }
@@ -122,9 +145,12 @@ mod tests {
     /// Decodes `input` fed in pieces of `step` bytes, as a slow client would send it.
     fn decode(input: &[u8], step: usize, max: usize) -> Result<(Vec<u8>, usize), u16> {
         let (mut chunked, mut body, mut held, mut used) = (Chunked::new(max), Vec::new(), Vec::new(), 0);
+        let mut reserved = 0;
         for piece in input.chunks(step) {
             held.extend_from_slice(piece);
-            let n = chunked.feed(&held, &mut body).map_err(|r| r.status)?;
+            let n = chunked.feed(&held, &mut body, &mut |bytes| Ok(reserved += bytes)).map_err(|r| r.status)?;
+            assert_eq!(reserved, body.capacity(), "every byte of capacity reserved first");
+            assert!(body.capacity() <= max.max(1), "capacity {} past the limit {max}", body.capacity());
             held.drain(..n);
             used += n;
             if chunked.done() {
@@ -143,7 +169,7 @@ mod tests {
             assert_eq!(body, b"abcdefg0123456789", "step {step}");
             assert_eq!(&input[used..], b"GET /next", "step {step}");
         }
-        assert_eq!(decode(b"0\n\n", 1, 0).unwrap().0, b"");
+        assert_eq!(decode(b"0\r\n\r\n", 1, 0).unwrap().0, b"");
         assert_eq!(decode(b"2 ;x\r\nhi\r\n0\r\n\r\n", 4, 2).unwrap().0, b"hi");
     }
 
@@ -157,6 +183,15 @@ mod tests {
             (b"0x1\r\n", 400),
             (b"1000000000000000\r\n", 400),
             (b"3\r\nabcd\r\n", 400),
+            // Framing a reader in front could read otherwise: bare LF or CR, white space
+            // without an extension, control characters in an extension.
+            (b"3\nabc\r\n", 400),
+            (b"3\r\nabc\n0\r\n\r\n", 400),
+            (b"0\r\n\n", 400),
+            (b"0\r\nX: 1\n\r\n", 400),
+            (b"3 \r\nabc\r\n", 400),
+            (b"3;a\rb\r\nabc\r\n", 400),
+            (b"3;a\x00\r\nabc\r\n", 400),
             (b"65\r\n", 413),
             (b"40\r\n", 413), // 64 bytes, over the limit of 50 with none yet
         ] {

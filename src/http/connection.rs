@@ -212,14 +212,12 @@ impl Connection {
         let mut body = Vec::new();
         let mut continued = !head.expect_continue;
         let (began, mut received) = (Instant::now(), raw.len());
+        // `reserved` counts the undecoded bytes' buffer (`raw_counted` of it: at most a read and
+        // a line) and the body's capacity, each reserved before it grows.
+        let mut raw_counted = reserved.1;
         loop {
-            let used = decoder.feed(&raw, &mut body)?;
+            let used = decoder.feed(&raw, &mut body, &mut |bytes| if reserved.grow(bytes, limits.max_bodies) { Ok(()) } else { Err(busy()) })?;
             raw.drain(..used);
-            // Counted as it grows, with the undecoded bytes held (at most a read and a line).
-            let held = body.capacity() + raw.capacity();
-            if held > reserved.1 && !reserved.grow(held - reserved.1, limits.max_bodies) {
-                return Err(busy());
-            }
             if decoder.done() {
                 break;
             }
@@ -231,6 +229,14 @@ impl Connection {
             match read.map_err(|(response, crowded_out)| linger_if(asked, crowded_out, response))? {
                 0 => return Err(Response::error(400, "the body ended before its last chunk")),
                 n => {
+                    if raw.len() + n > raw.capacity() {
+                        let want = (2 * raw.capacity()).max(raw.len() + n);
+                        if !reserved.grow(want - raw_counted, limits.max_bodies) {
+                            return Err(busy());
+                        }
+                        raw.reserve_exact(want - raw.len());
+                        raw_counted = want;
+                    }
                     raw.extend_from_slice(&chunk[..n]);
                     received += n;
                 }

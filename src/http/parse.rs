@@ -90,6 +90,10 @@ pub(super) fn head(bytes: &[u8], limits: &Limits) -> Result<Head, Response> {
             "transfer-encoding" if version == "HTTP/1.0" => return Err(bad("Transfer-Encoding in an HTTP/1.0 request")),
             "transfer-encoding" if head.chunked => return Err(bad("more than one Transfer-Encoding header")),
             "transfer-encoding" if value.eq_ignore_ascii_case("chunked") => head.chunked = true,
+            // Chunked not last: where the body ends cannot be known (RFC 9112, 6.3).
+            "transfer-encoding" if value.split(',').any(|c| c.trim().eq_ignore_ascii_case("chunked")) && !value.rsplit(',').next().is_some_and(|c| c.trim().eq_ignore_ascii_case("chunked")) => {
+                return Err(bad("Transfer-Encoding with chunked before another coding: where the body ends cannot be known"));
+            }
             "transfer-encoding" => return Err(Response::error(501, format!("Transfer-Encoding {value:?} is not supported; send the body as it is (chunked, or with Content-Length)"))),
             // HTTP/1.0 clients do not know 100 Continue (RFC 9110, 10.1.1).
             "expect" if value.eq_ignore_ascii_case("100-continue") => head.expect_continue = version == "HTTP/1.1",
