@@ -112,11 +112,16 @@ impl<R> QuoteCheck<R> {
                 self.starts.push_back(self.line);
             }
             // A row no caption file has (a file of NULs, a binary): the reading stops there
-            // instead of buffering it whole.
-            self.record_bytes += 1;
+            // instead of buffering it whole. Line ends do not count, as for a line's cap.
+            self.record_bytes += u64::from(!is_term(b));
             if self.record_bytes > crate::files::MAX_LINE_BYTES {
                 let line = self.starts.back().copied().unwrap_or(self.line);
-                self.error.get_or_insert((line, format!("a row of more than {} bytes starts on this line: not a caption file's row", crate::files::MAX_LINE_BYTES)));
+                // Inside a quoted field, the quote left open is what made the row this long.
+                let error = match self.state {
+                    InQuoted | QuoteInQuoted => (self.open_line, format!("unterminated quoted field (the quote opened on this line is not closed within {} bytes, so it swallows the rows after it)", crate::files::MAX_LINE_BYTES)),
+                    _ => (line, format!("a row of more than {} bytes starts on this line: not a caption file's row", crate::files::MAX_LINE_BYTES)),
+                };
+                self.error.get_or_insert(error);
                 self.done = true;
                 return;
             }

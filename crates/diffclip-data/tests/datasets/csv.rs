@@ -276,6 +276,16 @@ fn a_file_of_no_rows_stops_at_the_row_cap_with_a_short_message() {
         assert!(e.contains("zeros.csv:1") && e.contains("a row of more than 16777216 bytes"), "{e}");
         assert!(e.len() < 400, "{} bytes of message", e.len());
     }
+    // A quote left open makes a long row too: said as the open quote it is.
+    let rows: String = (0..200_000).map(|i| format!("a{i}.jpg,caption {i} {}\n", "x".repeat(80))).collect();
+    write(&path, format!("filepath,title\na.jpg,\"open\n{rows}").as_bytes());
+    let e = CsvDataset::open(&path, &CsvConfig::default(), loader()).unwrap_err().to_string();
+    assert!(e.contains("zeros.csv:2") && e.contains("unterminated quoted field"), "{e}");
+    // A row of exactly the cap, with its line end, is a row.
+    let cap = diffclip_data::files::MAX_LINE_BYTES as usize;
+    let caption = "y".repeat(cap - "b.jpg,".len());
+    write(&path, format!("filepath,title\r\nb.jpg,{caption}\r\n").as_bytes());
+    assert_eq!(CsvDataset::open(&path, &CsvConfig::default(), loader()).unwrap().len(), 1);
     // A header of thousands of columns is named by its first few.
     let wide: Vec<String> = (0..5000).map(|i| format!("column number {i} {}", "x".repeat(100))).collect();
     write(&path, format!("{}\n", wide.join(",")).as_bytes());
