@@ -77,6 +77,17 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let task = SyntheticTask::new(synth)?;
     let device = diffclip::backend::device(&args.shape.backend)?.autodiff();
     args.shape.create_output(&args.output)?;
+    // Replacing an earlier comparison: its results go first, so that a stop part-way leaves
+    // this one's runs.json alone, not beside the earlier results.
+    if args.shape.overwrite {
+        let figures = CURVES.iter().map(|m| format!("{m}.png"));
+        for name in ["results.json", "table.md", "runs.json", "timing.json", "loss.png"].map(String::from).into_iter().chain(figures) {
+            match std::fs::remove_file(args.output.join(&name)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(format!("{}: {e}", args.output.join(name).display()).into()),
+                _ => {}
+            }
+        }
+    }
 
     let total = args.data.seeds.len() * args.variants.len();
     let estimate = total as f64 * expected_seconds(&shape, args.shape.batch_size, args.steps);
@@ -140,6 +151,9 @@ fn runs_json(outcomes: &BTreeMap<(String, u64), RunOutcome>) -> Value {
     json!(runs)
 }
 
+/// The held-out metrics drawn as curves, one figure each (`<metric>.png`).
+const CURVES: [&str; 4] = ["zero_shot_shape_top1", "image_to_text_r1", "text_to_image_r1", "heldout_loss"];
+
 /// Mean ± sd bands over seeds: the training loss (moving average of 10 steps) and the held-out
 /// curves of four metrics.
 fn write_plots(args: &Args, outcomes: &BTreeMap<(String, u64), RunOutcome>) -> Result<(), Box<dyn std::error::Error>> {
@@ -150,7 +164,7 @@ fn write_plots(args: &Args, outcomes: &BTreeMap<(String, u64), RunOutcome>) -> R
     let title = format!("mean ± sd over {} seeds", args.data.seeds.len());
     let loss = per_variant(&|o| plots::smooth(&o.losses, 10));
     plots::band_chart(&args.output.join("loss.png"), &format!("Training loss, moving average of 10 steps ({title})"), "step", "contrastive loss", &loss)?;
-    for m in ["zero_shot_shape_top1", "image_to_text_r1", "text_to_image_r1", "heldout_loss"] {
+    for m in CURVES {
         let pct = if m == "heldout_loss" { 1.0 } else { 100.0 };
         let bands = per_variant(&|o| o.curve.iter().map(|c| (c.step as f64, pct * c.get(m).unwrap_or(f64::NAN))).collect());
         let unit = if m == "heldout_loss" { "loss" } else { "%" };

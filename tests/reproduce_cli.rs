@@ -180,7 +180,9 @@ fn a_stopped_comparison_keeps_its_finished_runs() {
     let out = tmpdir("stopped");
     // Runs of 400 steps: the first is kept long before the sixth could end.
     let flags: Vec<&str> = TINY.iter().map(|a| if *a == "2" { "400" } else { a }).collect(); // --steps
-    let mut child = Command::new(example("reproduce")).args(flags).args(["--seeds", "0,1,2"]).arg("--output").arg(&*out).stderr(std::process::Stdio::null()).spawn().unwrap();
+    // Over an earlier comparison: its results must not stay beside this one's partial runs.
+    std::fs::write(out.join("results.json"), b"{}").unwrap();
+    let mut child = Command::new(example("reproduce")).args(flags).args(["--seeds", "0,1,2", "--overwrite"]).arg("--output").arg(&*out).stderr(std::process::Stdio::null()).spawn().unwrap();
     let runs = out.join("runs.json");
     let start = std::time::Instant::now();
     while !runs.exists() {
@@ -190,7 +192,7 @@ fn a_stopped_comparison_keeps_its_finished_runs() {
     }
     child.kill().unwrap();
     child.wait().unwrap();
-    assert!(!out.join("results.json").exists(), "the comparison finished before it was stopped");
+    assert!(!out.join("results.json").exists(), "the earlier results were left, or the comparison finished before it was stopped");
     let kept = read(runs);
     let kept = kept.as_array().unwrap();
     assert!(!kept.is_empty() && kept.len() < 6, "{} runs kept", kept.len());

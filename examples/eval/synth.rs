@@ -152,7 +152,9 @@ pub(crate) fn attention(ctx: &Ctx<'_>) -> Res<Outcome> {
         opt(maps.similarity),
         ctx.args.heatmap().display().to_string(),
     ]);
-    let value = json!({ "image": picture_path, "query": query, "png": ctx.args.heatmap(), "compare_png": compare, "panels": panel_names(&maps), "titles": panel_titles(&maps), "maps": maps });
+    // Paths as text (a name that is not UTF-8 would make the JSON value panic).
+    let text = |p: &std::path::Path| p.to_string_lossy().into_owned();
+    let value = json!({ "image": picture_path.as_deref().map(text), "query": query, "png": text(&ctx.args.heatmap()), "compare_png": compare.as_deref().map(text), "panels": panel_names(&maps), "titles": panel_titles(&maps), "maps": maps });
     Ok(Some((value, vec![t])))
 }
 

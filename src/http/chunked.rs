@@ -90,6 +90,9 @@ impl Chunked {
                     if read > MAX_TRAILERS {
                         return Err(bad(&format!("trailer lines over {MAX_TRAILERS} bytes")));
                     }
+                    if line != b"\r\n" && !line.contains(&b':') {
+                        return Err(bad("a trailer line is not a `name: value` field"));
+                    }
                     self.state = if line == b"\r\n" { State::Done } else { State::Trailers(read) };
                 }
             }
@@ -131,7 +134,13 @@ fn chunk_size(line: &[u8]) -> Result<usize, Response> {
         }
         None => line,
     };
-    if digits.is_empty() || digits.len() > 15 || !digits.iter().all(u8::is_ascii_hexdigit) {
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_hexdigit) {
+        return Err(bad("a chunk size is not a hexadecimal number of bytes"));
+    }
+    // Leading zeros are allowed, any number of them; 15 digits past them is already 1 PiB.
+    let first = digits.iter().position(|&b| b != b'0').unwrap_or(digits.len() - 1);
+    let digits = &digits[first..];
+    if digits.len() > 15 {
         return Err(bad("a chunk size is not a hexadecimal number of bytes"));
     }
     let text = std::str::from_utf8(digits).map_err(|_| bad("a chunk size is not UTF-8"))?;
@@ -171,6 +180,7 @@ mod tests {
         }
         assert_eq!(decode(b"0\r\n\r\n", 1, 0).unwrap().0, b"");
         assert_eq!(decode(b"2 ;x\r\nhi\r\n0\r\n\r\n", 4, 2).unwrap().0, b"hi");
+        assert_eq!(decode(b"00000000000000000002\r\nhi\r\n00000000000000000000\r\n\r\n", 3, 2).unwrap().0, b"hi");
     }
 
     #[test]
@@ -189,6 +199,7 @@ mod tests {
             (b"3\r\nabc\n0\r\n\r\n", 400),
             (b"0\r\n\n", 400),
             (b"0\r\nX: 1\n\r\n", 400),
+            (b"0\r\nnot a field\r\n\r\n", 400),
             (b"3 \r\nabc\r\n", 400),
             (b"3;a\rb\r\nabc\r\n", 400),
             (b"3;a\x00\r\nabc\r\n", 400),

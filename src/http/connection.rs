@@ -227,7 +227,7 @@ impl Connection {
             }
             let read = read_body(&mut self.stream, chunk, limits, deadline, grace, began, received, || crowded(shared, limits));
             match read.map_err(|(response, crowded_out)| linger_if(asked, crowded_out, response))? {
-                0 => return Err(Response::error(400, "the body ended before its last chunk")),
+                0 => return Err(Response::error(400, "the body ended before its last chunk and the empty line after it")),
                 n => {
                     if raw.len() + n > raw.capacity() {
                         let want = (2 * raw.capacity()).max(raw.len() + n);

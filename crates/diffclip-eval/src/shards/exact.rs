@@ -177,6 +177,11 @@ impl ExactIndex {
     /// One shard's rows, normalised; `dim`, when known, is the row length it must have.
     fn read_shard(shard: &Path, tensor: &str, dim: Option<usize>) -> Result<Self, EvalError> {
         let bad = |m: String| EvalError::Shard { path: shard.display().to_string(), message: m };
+        // Its layout from the header first: a file that is no shard is not read whole.
+        diffclip_clip::checkpoint::check_safetensors(shard).map_err(|e| match e {
+            diffclip_clip::checkpoint::CheckpointError::Read { message, .. } => bad(message),
+            e => bad(e.to_string()),
+        })?;
         let bytes = diffclip_clip::files::read_regular(shard).map_err(|e| EvalError::io(shard, e))?;
         // The parser's errors, said with the tensor at fault where it can be named.
         let said = |e: safetensors::SafeTensorError| bad(diffclip_clip::checkpoint::safetensors_problem(&bytes).unwrap_or_else(|| e.to_string()));

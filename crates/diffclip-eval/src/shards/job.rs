@@ -307,6 +307,12 @@ impl ShardJob {
                     if what.texts {
                         tensors.push(("text_embed", self.finish(&path, "text_embed", std::mem::take(&mut texts), ids.len(), text_dim)?));
                     }
+                    // Checked again: another job sharing the folder (a split job of other
+                    // settings) may have written this shard while the rows were embedded.
+                    if std::fs::symlink_metadata(&path).is_ok() {
+                        let stamp: Stamp = serde_json::from_str(&stamps[&k]).expect("a stamp this job wrote");
+                        stamp.check(&path)?;
+                    }
                     self.write(&path, &tensors, &std::mem::take(&mut ids), &stamps[&k])?;
                     report.written.push(path);
                     report.skipped.extend(skipped);
@@ -339,15 +345,20 @@ impl ShardJob {
 /// the returned file is dropped or the process ends): exclusively, or shared by the parts of a
 /// job split with [`ShardJob::with_part`]. Another job writing there at the same time would mix
 /// its shards with this one's. A file system without locks is written to unheld.
-fn hold_folder(dir: &Path, shared: bool) -> Result<std::fs::File, EvalError> {
-    let folder = std::fs::File::open(dir).map_err(|e| EvalError::Shard { path: dir.display().to_string(), message: e.to_string() })?;
+fn hold_folder(dir: &Path, shared: bool) -> Result<Option<std::fs::File>, EvalError> {
+    // Windows opens no folder as a file: written unheld there.
+    let folder = match std::fs::File::open(dir) {
+        Ok(folder) => folder,
+        Err(_) if cfg!(not(unix)) => return Ok(None),
+        Err(e) => return Err(EvalError::Shard { path: dir.display().to_string(), message: e.to_string() }),
+    };
     let held = if shared { folder.try_lock_shared() } else { folder.try_lock() };
     match held {
         Err(std::fs::TryLockError::WouldBlock) => Err(EvalError::Shard {
             path: dir.display().to_string(),
             message: "another embed job is writing to this folder: wait for it to finish, or give another --output (the parts of one job split with --shard may share it)".into(),
         }),
-        _ => Ok(folder),
+        _ => Ok(Some(folder)),
     }
 }
 

@@ -54,7 +54,8 @@ impl Stamp {
         if std::fs::symlink_metadata(path).is_err() {
             return Ok(false);
         }
-        let header = diffclip_clip::checkpoint::safetensors_header(path).ok().flatten();
+        // A shard that cannot be read (permissions, a disk error) is said as such.
+        let header = diffclip_clip::checkpoint::safetensors_header(path).map_err(|e| refuse(format!("cannot be read ({e})")))?;
         let Some(meta) = header.as_ref().and_then(|h| h.get("__metadata__")).filter(|m| m.get("paths").is_some()) else {
             return Err(refuse("is there but is no shard embed wrote (no list of its rows), so it is not replaced".into()));
         };
