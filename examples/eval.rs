@@ -308,7 +308,9 @@ fn run(args: Args) -> Res<()> {
     if !skipped.is_empty() {
         show(&format!("skipped (no data under --data): {}", skipped.join(", ")));
     }
-    let out = json!({ "model": { "config": config, "checkpoint": args.checkpoint, "dtype": args.dtype }, "data": args.data, "results": results, "skipped": skipped, "failed": failed });
+    // Paths as text: a name that is not UTF-8 would make the JSON value panic.
+    let text = |p: &Option<PathBuf>| p.as_deref().map(|p| p.to_string_lossy().into_owned());
+    let out = json!({ "model": { "config": config, "checkpoint": text(&args.checkpoint), "dtype": args.dtype }, "data": text(&args.data), "results": results, "skipped": skipped, "failed": failed });
     diffclip::clip::files::write_atomic(&args.output, serde_json::to_string_pretty(&out)?.as_bytes())?;
     eprintln!("wrote {}", args.output.display());
     if !failed.is_empty() {
