@@ -58,13 +58,15 @@ impl<'d> ImageSource<'d> {
     }
 
     /// Image files through `pipeline`. The identity hashes every file's canonical path, size
-    /// and modification time, and the pipeline's configuration.
+    /// and modification time, on Unix its inode and status-change time too (which no copy
+    /// keeping times, `cp -p` or `rsync -t`, can carry over), and the pipeline's configuration.
     pub fn files(paths: Vec<PathBuf>, pipeline: &Pipeline) -> ImageSource<'static> {
         let mut parts = vec![serde_json::to_string(pipeline.config()).unwrap_or_default()];
         for p in &paths {
             // A file that cannot be read still gets a key, so that its image fails alone when it
             // is decoded (skipped, or an error naming it), not the whole set.
-            parts.push(file_identity(p).unwrap_or_else(|e| format!("{}\0unreadable\0{e}", p.display())));
+            let identity = file_identity(p).map(|id| format!("{id}\0{}", change_stamp(p)));
+            parts.push(identity.unwrap_or_else(|e| format!("{}\0unreadable\0{e}", p.display())));
         }
         let identity = data_key("image-files", &parts);
         let pipeline = pipeline.clone();
@@ -118,4 +120,16 @@ impl<'d> ImageSource<'d> {
         }
         Ok(v)
     }
+}
+
+/// A file's inode and status-change time on Unix: a file replaced (written, copied over, even
+/// with its old modification time set back) gets another. Empty elsewhere.
+fn change_stamp(path: &std::path::Path) -> String {
+    #[cfg(unix)]
+    if let Ok(meta) = std::fs::metadata(path) {
+        use std::os::unix::fs::MetadataExt;
+        return format!("{}\0{}.{}", meta.ino(), meta.ctime(), meta.ctime_nsec());
+    }
+    let _ = path;
+    String::new()
 }

@@ -136,6 +136,24 @@ fn a_cache_entry_that_is_no_file_or_far_too_large_is_a_miss() {
 }
 
 #[test]
+fn image_files_replaced_keeping_size_and_time_get_another_identity() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a.png"), dir.path().join("b.png"));
+    std::fs::write(&a, [1u8; 64]).unwrap();
+    std::fs::write(&b, [2u8; 64]).unwrap();
+    let pipeline = diffclip_data::Pipeline::from_name("openai", 32).unwrap();
+    let identity = || diffclip_eval::ImageSource::files(vec![a.clone()], &pipeline).identity().unwrap().to_string();
+    let before = identity();
+    assert_eq!(identity(), before, "the same file, the same identity");
+    // `cp -p b a`: other bytes, the same size and modification time.
+    let time = std::fs::metadata(&a).unwrap().modified().unwrap();
+    std::fs::copy(&b, &a).unwrap();
+    std::fs::File::options().write(true).open(&a).unwrap().set_modified(time).unwrap();
+    assert_eq!(std::fs::metadata(&a).unwrap().modified().unwrap(), time);
+    assert_ne!(identity(), before, "a cache would serve the old image's embedding");
+}
+
+#[test]
 fn a_cache_entry_holding_nan_is_recomputed() {
     let dir = tempfile::tempdir().unwrap();
     let cache = EmbeddingCache::new(dir.path(), ModelKey::from_identity("a"));
