@@ -157,7 +157,10 @@ mod tests {
         let mut reserved = 0;
         for piece in input.chunks(step) {
             held.extend_from_slice(piece);
-            let n = chunked.feed(&held, &mut body, &mut |bytes| Ok(reserved += bytes)).map_err(|r| r.status)?;
+            let n = chunked.feed(&held, &mut body, &mut |bytes| {
+                reserved += bytes;
+                Ok(())
+            }).map_err(|r| r.status)?;
             assert_eq!(reserved, body.capacity(), "every byte of capacity reserved first");
             assert!(body.capacity() <= max.max(1), "capacity {} past the limit {max}", body.capacity());
             held.drain(..n);
