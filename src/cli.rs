@@ -131,6 +131,35 @@ pub fn at_least_one(text: &str) -> Result<usize, String> {
     }
 }
 
+/// The secret of `--token-file`: the file's text, white space around it dropped; refused when
+/// it is shorter than 16 characters or holds white space or control characters inside (a header
+/// could not carry it whole). Kept in a file, not on the command line, which other users of the
+/// machine can read.
+///
+/// ```
+/// let dir = tempfile::tempdir().unwrap();
+/// let path = dir.path().join("token");
+/// std::fs::write(&path, "  s3cret-token-0123456789\n").unwrap();
+/// assert_eq!(diffclip::cli::read_token(&path).unwrap(), "s3cret-token-0123456789");
+/// std::fs::write(&path, "short").unwrap();
+/// assert!(diffclip::cli::read_token(&path).unwrap_err().contains("at least 16"));
+/// std::fs::write(&path, "two words of a passphrase").unwrap();
+/// assert!(diffclip::cli::read_token(&path).unwrap_err().contains("white space"));
+/// ```
+pub fn read_token(path: &std::path::Path) -> Result<String, String> {
+    let said = |why: String| format!("--token-file {}: {why}", path.display());
+    let bytes = diffclip_clip::files::read_regular_capped(path, 4096).map_err(|e| said(e.to_string()))?;
+    let text = String::from_utf8(bytes).map_err(|_| said("not UTF-8 text".into()))?;
+    let token = text.trim();
+    if token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(said("the token holds white space or control characters".into()));
+    }
+    if token.chars().count() < 16 {
+        return Err(said(format!("a token of {} characters; give at least 16", token.chars().count())));
+    }
+    Ok(token.to_string())
+}
+
 /// A web page origin as browsers send it in `Origin` (`scheme://host[:port]`, `http` or `https`,
 /// no path and no trailing slash), as a command-line parser's check: an origin written another
 /// way would never match and every request from that page would get 403.

@@ -1,5 +1,5 @@
 //! A small HTTP/1.1 server for the programs that serve a model over a socket (`search
-//! --listen`, `classify --listen`). Std only: no TLS, no authentication, no HTTP/2; persistent
+//! --listen`, `classify --listen`). Std only: no TLS (a bearer token can be required: `Limits::token`), no HTTP/2; persistent
 //! connections (a client sends its next request on the same connection, or several at once).
 //! Each connection is read, checked and answered on its own thread, within [`Limits`]; the
 //! requests are handed to the caller's handler on the calling thread, which keeps the model, one
@@ -75,13 +75,17 @@ pub struct Limits {
     /// headers, and its preflight `OPTIONS` requests are answered by the server. (`null` would
     /// accept every sandboxed frame and `data:` page.)
     pub origins: Vec<String>,
+    /// A secret every request must carry as `Authorization: Bearer SECRET` (`401` with
+    /// `WWW-Authenticate: Bearer` otherwise, before its body is read; compared in constant
+    /// time); CORS preflights, which browsers send without it, are exempt. `None`: no check.
+    pub token: Option<String>,
 }
 
 impl Default for Limits {
     /// 32 MiB bodies (a large photo), 16 KiB heads, 30 s between bytes, 120 s for a request
     /// (and for its answer to leave), 64 connections, 256 MiB of bodies at once, 5 s for a next
     /// request and 1000 requests a connection, 10 s of grace at a shutdown, no extra host names,
-    /// no web origins.
+    /// no web origins, no token.
     fn default() -> Self {
         Self {
             max_body: 32 << 20,
@@ -95,6 +99,7 @@ impl Default for Limits {
             shutdown_grace: Duration::from_secs(10),
             hosts: Vec::new(),
             origins: Vec::new(),
+            token: None,
         }
     }
 }

@@ -285,6 +285,22 @@ fn classify_serves_http() {
     }
     assert_eq!(server.call_as("clip.test:80", "GET", "/health", b""), (200, serde_json::json!({ "status": "ok", "labels": 3 })));
     assert_eq!(server.call_as("other.test", "GET", "/health", b"").0, 403, "--allow-host names one host");
+    drop(server);
+    // With --token-file every request needs the file's secret.
+    let dir = tmpdir("embed-files", "token");
+    std::fs::write(dir.join("token"), "s3cret-token-0123456789\n").unwrap();
+    let mut guarded = classify();
+    guarded.arg("--token-file").arg(dir.join("token"));
+    let server = common::Server::start(guarded);
+    let (status, answer) = server.call("POST", "/classify", &bytes);
+    assert!(status == 401 && answer["error"].as_str().unwrap().contains("Authorization: Bearer"), "{answer}");
+    let (status, got) = server.call_with("localhost", "Authorization: Bearer s3cret-token-0123456789\r\n", "POST", "/classify", &bytes);
+    assert_eq!((status, &got["top"]), (200, &want["top"]), "{got}");
+    drop(server);
+    std::fs::write(dir.join("token"), "short").unwrap();
+    let mut weak = classify();
+    let o = weak.args(["--listen", "127.0.0.1:0", "--token-file"]).arg(dir.join("token")).output().unwrap();
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("give at least 16"), "{}", String::from_utf8_lossy(&o.stderr));
 }
 
 #[test]

@@ -7,7 +7,7 @@ use diffclip::http::{Limits, Request, Response, Shutdown, serve_batches_until};
 #[derive(clap::Args, Debug)]
 pub struct ListenArgs {
     /// Serve HTTP on this address (`127.0.0.1:8080`; port 0 picks a free one, printed on
-    /// stderr) until stopped. No TLS and no authentication: bind to a loopback address, or put
+    /// stderr) until stopped. No TLS (`--token-file` requires a secret): bind to a loopback address, or put
     /// it behind a proxy.
     #[arg(long)]
     pub listen: Option<String>,
@@ -24,6 +24,12 @@ pub struct ListenArgs {
     /// default requests from web pages (with an `Origin` header) get 403.
     #[arg(long, requires = "listen", value_parser = diffclip::cli::web_origin)]
     pub allow_origin: Vec<String>,
+    /// A file holding a secret (16 characters or more) every request must send as
+    /// `Authorization: Bearer SECRET`; others get 401. In a file, not on the command line,
+    /// which other users of the machine can read. Still no TLS: over a network, put a proxy
+    /// with TLS in front.
+    #[arg(long, requires = "listen")]
+    pub token_file: Option<std::path::PathBuf>,
 }
 
 impl ListenArgs {
@@ -35,9 +41,11 @@ impl ListenArgs {
         if self.max_batch == 0 {
             return Err("--max-batch must be at least 1".into());
         }
+        let token = self.token_file.as_deref().map(diffclip::cli::read_token).transpose()?;
         let listener = std::net::TcpListener::bind(address).map_err(|e| format!("--listen {address}: {e}"))?;
-        eprintln!("listening on http://{} ({what})", listener.local_addr()?);
-        let limits = Limits { hosts: self.allow_host.clone(), origins: self.allow_origin.clone(), ..Limits::default() };
+        let needs = if token.is_some() { ", a token needed" } else { "" };
+        eprintln!("listening on http://{} ({what}{needs})", listener.local_addr()?);
+        let limits = Limits { hosts: self.allow_host.clone(), origins: self.allow_origin.clone(), token, ..Limits::default() };
         // Returns after a clean stop, having logged `stopped: …`.
         Ok(serve_batches_until(listener, limits, self.max_batch, &Shutdown::on_signals(), handle)?)
     }

@@ -354,7 +354,7 @@ fn idle_time(limits: &Limits) -> Duration {
 fn preflight() -> Response {
     Response::new(204, "text/plain", Vec::new())
         .with_header("Access-Control-Allow-Methods", "GET, HEAD, POST")
-        .with_header("Access-Control-Allow-Headers", "Content-Type")
+        .with_header("Access-Control-Allow-Headers", "Content-Type, Authorization")
         .with_header("Access-Control-Max-Age", "600")
 }
 

@@ -54,7 +54,7 @@ pub(super) fn head(bytes: &[u8], limits: &Limits) -> Result<Head, Response> {
     }
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
     let mut head = Head { method: method.to_string(), path: path.to_string(), query: query_pairs(query)?, content_length: None, chunked: false, expect_continue: false, origin: None, keep_alive: version == "HTTP/1.1" };
-    let (mut host, mut close) = (None, false);
+    let (mut host, mut close, mut authorization) = (None, false, None);
     for line in lines.take_while(|l| !l.is_empty()) {
         let Some(colon) = line.iter().position(|&b| b == b':') else { return Err(bad("a header line has no `:`")) };
         let (name, value) = (&line[..colon], trim_blanks(&line[colon + 1..]));
@@ -71,6 +71,13 @@ pub(super) fn head(bytes: &[u8], limits: &Limits) -> Result<Head, Response> {
                 close |= option.eq_ignore_ascii_case(b"close");
                 head.keep_alive |= option.eq_ignore_ascii_case(b"keep-alive");
             }
+            continue;
+        }
+        if name == "authorization" {
+            if authorization.is_some() {
+                return Err(bad("more than one Authorization header"));
+            }
+            authorization = Some(value.to_vec());
             continue;
         }
         if !matches!(name.as_str(), "content-length" | "transfer-encoding" | "expect" | "host" | "origin") {
@@ -113,6 +120,14 @@ pub(super) fn head(bytes: &[u8], limits: &Limits) -> Result<Head, Response> {
     if let Some(origin) = head.origin.as_ref().filter(|o| !limits.origins.iter().any(|a| a.eq_ignore_ascii_case(o))) {
         return Err(Response::error(403, format!("requests from web pages (Origin {origin:?}) are not accepted unless allowed")));
     }
+    // Before the body is read: a client without the secret makes the server hold nothing.
+    let preflight = head.method == "OPTIONS" && head.origin.is_some();
+    if let Some(token) = limits.token.as_deref().filter(|_| !preflight)
+        && !authorization.as_deref().is_some_and(|a| bearer_is(a, token))
+    {
+        let why = if authorization.is_some() { "the Authorization header does not carry this server's token" } else { "this server needs `Authorization: Bearer TOKEN`" };
+        return Err(Response::error(401, why).with_header("WWW-Authenticate", "Bearer"));
+    }
     head.keep_alive &= !close;
     // Two framings: a proxy in front may have read the other one (request smuggling).
     if head.chunked && head.content_length.is_some() {
@@ -122,6 +137,18 @@ pub(super) fn head(bytes: &[u8], limits: &Limits) -> Result<Head, Response> {
         return Err(Response::error(411, "a body needs a Content-Length header (or Transfer-Encoding: chunked)"));
     }
     Ok(head)
+}
+
+/// Whether the `Authorization` value `given` is `Bearer TOKEN` (scheme in any case), compared
+/// in time that does not depend on where it differs from `token`.
+fn bearer_is(given: &[u8], token: &str) -> bool {
+    let Some(scheme) = given.get(..7) else { return false };
+    if !scheme.eq_ignore_ascii_case(b"bearer ") {
+        return false;
+    }
+    let sent = trim_blanks(&given[7..]);
+    let token = token.as_bytes();
+    sent.len() == token.len() && sent.iter().zip(token).fold(0u8, |diff, (a, b)| diff | (a ^ b)) == 0
 }
 
 /// `value` without the spaces and tabs around it (only those: any other control character is
@@ -205,6 +232,7 @@ pub(super) fn reason(status: u16) -> &'static str {
         100 => "Continue",
         200 => "OK",
         204 => "No Content",
+        401 => "Unauthorized",
         403 => "Forbidden",
         400 => "Bad Request",
         404 => "Not Found",

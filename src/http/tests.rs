@@ -483,6 +483,32 @@ fn allowed_hosts_and_origins_are_served() {
     assert_eq!(exchange(addr, b"GET /x?q=1 HTTP/1.1\r\nHost: localhost\r\nOrigin: null\r\n\r\n").0, 403);
 }
 
+#[test]
+fn a_token_is_needed_when_set_and_checked_before_the_body() {
+    let token = "s3cret-token-0123456789";
+    let limits = Limits { token: Some(token.into()), origins: vec!["https://app.example".into()], ..Limits::default() };
+    let (addr, seen) = echo_server(limits);
+    for (auth, want) in [("", 401), ("Authorization: Bearer wrong-token-0123456789\r\n", 401), ("Authorization: Basic czNjcmV0\r\n", 401), ("Authorization: Bearer s3cret-token-012345678\r\n", 401)] {
+        let (status, text) = exchange(addr, format!("GET /x?q=1 HTTP/1.1\r\nHost: localhost\r\n{auth}\r\n").as_bytes());
+        assert_eq!(status, want, "{auth:?}: {text}");
+        assert!(text.contains("WWW-Authenticate: Bearer\r\n"), "{text}");
+    }
+    // A body is not read for a request without the token: refused at once, the rest unsent.
+    let (status, _) = exchange(addr, b"POST /x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 30000000\r\n\r\n");
+    assert_eq!(status, 401);
+    assert_eq!(seen.load(Ordering::SeqCst), 0, "a request without the token reached the handler");
+    for scheme in ["Bearer", "bearer"] {
+        let (status, text) = exchange(addr, format!("GET /x?q=1 HTTP/1.1\r\nHost: localhost\r\nAuthorization: {scheme}  {token} \r\n\r\n").as_bytes());
+        assert_eq!((status, body(&text)), (200, "1"), "{text}");
+    }
+    // A browser's preflight carries no Authorization: answered, and allows the header.
+    let (status, text) = exchange(addr, b"OPTIONS /x HTTP/1.1\r\nHost: 127.0.0.1\r\nOrigin: https://app.example\r\nAccess-Control-Request-Method: POST\r\n\r\n");
+    assert_eq!(status, 204, "{text}");
+    assert!(text.contains("Access-Control-Allow-Headers: Content-Type, Authorization\r\n"), "{text}");
+    let (status, _) = exchange(addr, format!("GET /x?q=1 HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\nAuthorization: Bearer {token}\r\n\r\n").as_bytes());
+    assert_eq!(status, 400, "two Authorization headers");
+}
+
 /// A client turned away (503) that keeps sending holds nothing: the accepting thread answers the
 /// next connections at once, and a refused request's connection gives its place back within a
 /// few seconds however long its client trickles.

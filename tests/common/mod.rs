@@ -147,21 +147,26 @@ impl Server {
 
     /// [`Self::call`] naming `host` in the `Host` header; waits at most 300 s for the answer.
     pub fn call_as(&self, host: &str, method: &str, target: &str, body: &[u8]) -> (u16, serde_json::Value) {
-        let (head, json) = self.exchange(host, method, target, body);
+        self.call_with(host, "", method, target, body)
+    }
+
+    /// [`Self::call_as`] with `extra` header lines (each ending in `\r\n`).
+    pub fn call_with(&self, host: &str, extra: &str, method: &str, target: &str, body: &[u8]) -> (u16, serde_json::Value) {
+        let (head, json) = self.exchange(host, extra, method, target, body);
         (head.split(' ').nth(1).unwrap().parse().unwrap(), serde_json::from_str(&json).unwrap_or_else(|e| panic!("{head}\r\n\r\n{json:?}: {e}")))
     }
 
     /// The status line and headers of the answer to `METHOD target` with `body`.
     pub fn call_head(&self, method: &str, target: &str, body: &[u8]) -> String {
-        self.exchange("localhost", method, target, body).0
+        self.exchange("localhost", "", method, target, body).0
     }
 
     /// One request on a connection of its own: the answer's head and body.
-    fn exchange(&self, host: &str, method: &str, target: &str, body: &[u8]) -> (String, String) {
+    fn exchange(&self, host: &str, extra: &str, method: &str, target: &str, body: &[u8]) -> (String, String) {
         use std::io::{Read, Write};
         let mut stream = std::net::TcpStream::connect(self.1).unwrap();
         stream.set_read_timeout(Some(std::time::Duration::from_secs(300))).unwrap();
-        write!(stream, "{method} {target} HTTP/1.1\r\nHost: {host}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len()).unwrap();
+        write!(stream, "{method} {target} HTTP/1.1\r\nHost: {host}\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n", body.len()).unwrap();
         stream.write_all(body).unwrap();
         let mut answer = String::new();
         stream.read_to_string(&mut answer).unwrap();
