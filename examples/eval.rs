@@ -151,12 +151,43 @@ struct Ctx<'a> {
     synth: SyntheticConfig,
 }
 
+/// Whether `path` (which may not exist yet) lies inside the folder `root`, links resolved.
+fn inside(path: &std::path::Path, root: &std::path::Path) -> bool {
+    let Ok(root) = std::fs::canonicalize(root) else { return false };
+    let resolved = std::fs::canonicalize(path).or_else(|_| {
+        let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+        std::fs::canonicalize(parent).map(|p| p.join(path.file_name().unwrap_or_default()))
+    });
+    resolved.is_ok_and(|p| p.starts_with(&root))
+}
+
+/// Whether `path` holds an earlier run's results (a JSON object with `model` and `results`).
+fn is_results_file(path: &std::path::Path) -> bool {
+    let Ok(bytes) = diffclip::clip::files::read_regular_capped(path, 1 << 30) else { return false };
+    serde_json::from_slice::<serde_json::Value>(&bytes).is_ok_and(|v| v.get("model").is_some() && v.get("results").is_some())
+}
+
 fn run(args: Args) -> Res<()> {
     use diffclip::clip::files::{check_output, resolve_output};
     let inputs: Vec<&std::path::Path> =
         [args.checkpoint.as_deref(), args.config.as_deref(), args.data.as_deref(), args.image.as_deref(), args.compare.as_deref()].into_iter().flatten().collect();
     let output = resolve_output(&args.output)?;
     check_output(&output, &inputs)?;
+    // Outputs stay out of a --data folder: they would replace its files, or be read as data
+    // (a class, a stray file) by the next run.
+    if let Some(root) = args.data.as_deref().filter(|d| d.is_dir()) {
+        let cache = (args.checkpoint.is_some() && !args.no_cache && args.task != Task::Attention).then_some(("--cache-dir", args.cache_dir.clone()));
+        let figures = matches!(args.task, Task::Attention | Task::All).then(|| ("--heatmap", args.heatmap()));
+        for (flag, path) in [("--output", output.clone())].into_iter().chain(figures).chain(cache) {
+            if inside(&path, root) {
+                return Err(format!("{flag} {} is inside --data {}: an evaluation's outputs do not go into the data it reads (give {flag} elsewhere)", path.display(), root.display()).into());
+            }
+        }
+    }
+    // An existing file is replaced only when it is an earlier evaluation's results.
+    if output.is_file() && !is_results_file(&output) {
+        return Err(format!("--output {} exists and is not an evaluation's results file: it is not replaced (give a new path)", args.output.display()).into());
+    }
     if matches!(args.task, Task::Attention | Task::All) {
         // The figures must not replace an input or the results file either.
         let inputs: Vec<&std::path::Path> = inputs.iter().copied().chain([args.output.as_path()]).collect();

@@ -134,6 +134,22 @@ fn eval_runs_what_the_data_holds_and_draws_its_first_image() {
     assert_eq!(attention["query"], "a photo of a cat.");
     assert_eq!(attention["png"].as_str(), dir.join("results-attention.png").to_str());
     assert!(dir.join("results-attention.png").is_file());
+    // Outputs stay out of the data, and replace only an earlier run's results.
+    let refused = |output: &std::path::Path| {
+        let o = Command::new(example("eval")).args(["--preset", "diffclip_tiny", "--no-cache", "--quiet", "--task", "zeroshot", "--data"]).arg(dir.join("classes")).arg("--output").arg(output).output().unwrap();
+        assert!(!o.status.success(), "{}", output.display());
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    };
+    let image = dir.join("classes/cat/flower.jpg");
+    let before = std::fs::read(&image).unwrap();
+    assert!(refused(&image).contains("is inside --data"));
+    assert!(refused(&dir.join("classes/results.json")).contains("is inside --data"));
+    assert_eq!(std::fs::read(&image).unwrap(), before);
+    std::fs::write(dir.join("notes.txt"), b"mine").unwrap();
+    assert!(refused(&dir.join("notes.txt")).contains("is not an evaluation's results file"));
+    assert_eq!(std::fs::read(dir.join("notes.txt")).unwrap(), b"mine");
+    let (again, err) = eval(&dir.join("classes"), "zeroshot");
+    assert!(again.is_some(), "an earlier results file is replaced: {err}");
     // Class names zero-shot cannot tell apart are said (not refused: lists like ImageNet's have them).
     std::fs::write(dir.join("classes/classnames.txt"), "house cat\nHouse  Cat\n").unwrap();
     let (results, err) = eval(&dir.join("classes"), "zeroshot");

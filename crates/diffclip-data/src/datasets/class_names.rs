@@ -6,9 +6,11 @@ use super::error::DataError;
 
 /// Class names from a file: a JSON list of strings (in folder order, or by number for numbered
 /// folders: see [`names_for_folders`]), a JSON object mapping each of `folders` to its name, or
-/// else one name per line ([`crate::files::read_lines`]: trimmed, blank lines skipped). The
-/// count is not checked here. A byte-order mark is dropped; text that starts like JSON must be
-/// JSON, and a JSON name must not be blank. Errors name the file.
+/// else one name per line ([`crate::files::read_lines`]: trimmed, blank lines skipped). With
+/// `folders`, a list must have one name per folder (numbered folders must be numbered from 0),
+/// and an object a name, a string, for each folder and no key for another. A byte-order mark is
+/// dropped; text that starts like JSON must be JSON, and a JSON name must not be blank. Errors
+/// name the file.
 ///
 /// ```
 /// use diffclip_data::datasets::read_class_names;
@@ -25,6 +27,14 @@ use super::error::DataError;
 /// assert!(read_class_names(&p, &[]).unwrap_err().to_string().contains("class name 2 is blank"));
 /// std::fs::write(&p, r#"["tench", "goldfish"] and more"#).unwrap();
 /// assert!(read_class_names(&p, &[]).unwrap_err().to_string().contains("trailing characters"));
+/// // With folders: one name each, numbered folders from 0.
+/// std::fs::write(&p, "a header\ntench\ngoldfish\n").unwrap();
+/// assert!(read_class_names(&p, &folders).unwrap_err().to_string().contains("3 class names for 2 class folders"));
+/// std::fs::write(&p, "tench\ngoldfish\n").unwrap();
+/// let from_one = ["1".to_string(), "2".to_string()];
+/// assert!(read_class_names(&p, &from_one).unwrap_err().to_string().contains("not 0 to 1"));
+/// std::fs::write(&p, r#"{"n01": "tench", "n02": 5}"#).unwrap();
+/// assert!(read_class_names(&p, &folders).unwrap_err().to_string().contains("is 5, not a string"));
 /// ```
 pub fn read_class_names(
     path: impl AsRef<Path>,
@@ -37,6 +47,26 @@ pub fn read_class_names(
         path: path.to_path_buf(),
         message: m,
     };
+    // A list names the folders one each, in order, or by number when they are numbered from 0
+    // (ImageNet-V2): a count that differs would shift every name.
+    let listed = |names: Vec<String>| -> Result<Vec<String>, DataError> {
+        if folders.is_empty() {
+            return Ok(names);
+        }
+        if names.len() != folders.len() {
+            return Err(DataError::Config(format!("{}: {} class names for {} class folders", path.display(), names.len(), folders.len())));
+        }
+        let numbers: Option<Vec<usize>> = folders.iter().map(|f| f.parse().ok()).collect();
+        if numbers.is_some_and(|n| n.iter().any(|&n| n >= names.len())) {
+            return Err(json_err(format!(
+                "the class folders are numbered, but not 0 to {}: which name goes to which folder cannot be known; \
+                 give a JSON object from folder to name (`{{\"{}\": \"...\"}}`)",
+                names.len() - 1,
+                folders[0]
+            )));
+        }
+        Ok(names_for_folders(names, folders))
+    };
     // A name of white space or control characters alone would make prompts like "a photo of a ."
     let named = |what: String, name: &str| match crate::tokenizer::is_blank(name) {
         true => Err(json_err(format!("{what} is blank"))),
@@ -48,26 +78,31 @@ pub fn read_class_names(
             .enumerate()
             .map(|(i, v)| v.as_str().ok_or_else(|| json_err("class names must be strings".into())).and_then(|n| named(format!("class name {}", i + 1), n)))
             .collect::<Result<Vec<_>, _>>()
-            .map(|names| names_for_folders(names, folders)),
+            .and_then(listed),
         Ok(serde_json::Value::Object(_)) if folders.is_empty() => Err(json_err(
             "a JSON object maps class folder names to class names, which only an image folder's \
              classnames.txt can use: give a JSON list, or one name per line"
                 .into(),
         )),
-        Ok(serde_json::Value::Object(map)) => folders
-            .iter()
-            .map(|f| {
-                map.get(f)
-                    .and_then(|v| v.as_str())
-                    .ok_or_else(|| json_err(format!("no class name for folder {f:?}")))
-                    .and_then(|n| named(format!("the class name of folder {f:?}"), n))
-            })
-            .collect(),
+        Ok(serde_json::Value::Object(map)) => {
+            // A key for no folder is a class folder missing, or a name misspelt.
+            if let Some(stray) = map.keys().find(|k| !folders.contains(k)) {
+                return Err(json_err(format!("names folder {stray:?}, which is not one of the {} class folders", folders.len())));
+            }
+            folders
+                .iter()
+                .map(|f| match map.get(f) {
+                    None => Err(json_err(format!("no class name for folder {f:?}"))),
+                    Some(serde_json::Value::String(n)) => named(format!("the class name of folder {f:?}"), n),
+                    Some(other) => Err(json_err(format!("the class name of folder {f:?} is {other}, not a string"))),
+                })
+                .collect()
+        }
         // Text that starts like JSON is meant as JSON: its error, not a count of odd lines.
         Err(e) if text.trim_start_matches([' ', '\t', '\r', '\n']).starts_with(['[', '{']) => {
             Err(json_err(format!("{e} (a file that starts with [ or {{ is read as JSON)")))
         }
-        _ => Ok(names_for_folders(crate::files::TextLines::new(text.as_bytes(), path).collect::<Result<_, _>>()?, folders)),
+        _ => listed(crate::files::TextLines::new(text.as_bytes(), path).collect::<Result<_, _>>()?),
     }
 }
 

@@ -136,17 +136,23 @@ fn numbered_class_folders_take_their_names_by_number() {
     // ImageNet-V2's layout: folders 0..999 sort as text, so "10" is the third class folder.
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("v2");
-    for folder in ["0", "1", "10", "2"] {
-        write(&root.join(folder).join("x.png"), &png_bytes(4, 4, [1, 0, 0]));
+    for folder in 0..11 {
+        write(&root.join(folder.to_string()).join("x.png"), &png_bytes(4, 4, [1, 0, 0]));
     }
     let names: String = (0..11).map(|i| format!("class {i}\n")).collect();
     write(&root.join("classnames.txt"), names.as_bytes());
     let set = ImageFolder::open(&root).unwrap();
-    assert_eq!(set.classes, ["0", "1", "10", "2"]);
-    assert_eq!(set.class_names, ["class 0", "class 1", "class 10", "class 2"]);
+    assert_eq!(set.classes[..4], ["0", "1", "10", "2"]);
+    assert_eq!(set.class_names[..4], ["class 0", "class 1", "class 10", "class 2"]);
+    // One line too many (a header, say) would shift every name: refused.
+    write(&root.join("classnames.txt"), format!("name\n{names}").as_bytes());
+    let e = ImageFolder::open(&root).unwrap_err().to_string();
+    assert!(e.contains("12 class names for 11 class folders"), "{e}");
+    write(&root.join("classnames.txt"), names.as_bytes());
     // A JSON object is keyed by folder and needs no numbering.
-    write(&root.join("classnames.txt"), br#"{"0": "a", "1": "b", "10": "c", "2": "d"}"#);
-    assert_eq!(ImageFolder::open(&root).unwrap().class_names, ["a", "b", "c", "d"]);
+    let object: Vec<String> = (0..11).map(|i| format!("\"{i}\": \"n{i}\"")).collect();
+    write(&root.join("classnames.txt"), format!("{{{}}}", object.join(", ")).as_bytes());
+    assert_eq!(ImageFolder::open(&root).unwrap().class_names[..4], ["n0", "n1", "n10", "n2"]);
     // A class-name file that is no file, or far too long for one, is refused: never passed
     // over for the folder names, never read whole.
     let names = root.join("classnames.txt");
