@@ -210,9 +210,12 @@ fn probe_fewshot_pairs_robustness_and_cache_on_files() {
         [2, 1]
     );
 
-    std::fs::write(root.join("captions.csv"), "image,caption\ntrain/red/0.png,a red image\ntrain/red/0.png,red\ntrain/blue/0.png,a blue image\ntest/green/0.png,\n").unwrap();
+    // One image however it is spelled: `../` detours and absolute paths are the same file.
+    let absolute = std::fs::canonicalize(root.join("train/red/0.png")).unwrap();
+    std::fs::write(root.join("captions.csv"), format!("image,caption\ntrain/red/0.png,a red image\ntrain/../train/red/0.png,red\ntrain/blue/0.png,a blue image\ntest/green/0.png,\n{},crimson\n", absolute.display())).unwrap();
     let caps = CaptionSet::open(root).unwrap();
-    assert_eq!(caps.text_to_image, [0, 0, 1]);
+    assert_eq!(caps.text_to_image, [0, 0, 1, 0]);
+    assert_eq!(caps.images.len(), 3);
     let src = ImageSource::files(caps.images.clone(), &p);
     let r = eval
         .retrieval(&src, &caps.captions, &caps.text_to_image, &[1, 2])

@@ -58,8 +58,9 @@ impl CaptionSet {
             captions: vec![],
             text_to_image: vec![],
         };
-        // Keyed by the resolved path, whose comparison ignores `./` and doubled slashes, so
-        // `a.jpg` and `./a.jpg` are one image.
+        // Keyed by the canonical path, so that `a.jpg`, `./a.jpg`, `x/../a.jpg`, an absolute
+        // spelling or a link are one image: a gallery holding one image twice would make each
+        // copy a wrong answer for the other's captions.
         let mut index: HashMap<PathBuf, usize> = HashMap::new();
         for record in csv.records() {
             let name = csv.field(record, image_col)?.trim();
@@ -68,12 +69,13 @@ impl CaptionSet {
                 return Err(csv.error(record.line, "empty image path").into());
             }
             let file = root.join(name);
-            let i = match index.get(&file) {
+            let key = std::fs::canonicalize(&file).unwrap_or_else(|_| file.clone());
+            let i = match index.get(&key) {
                 Some(&i) => i,
                 None => {
                     let file = super::pairs::image_at(&csv, record.line, file)?;
-                    set.images.push(file.clone());
-                    index.insert(file, set.images.len() - 1);
+                    set.images.push(file);
+                    index.insert(key, set.images.len() - 1);
                     set.images.len() - 1
                 }
             };
