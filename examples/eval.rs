@@ -422,6 +422,9 @@ fn probe_run(
         return Ok(Some((serde_json::to_value(&points)?, vec![t])));
     }
     let r = ctx.eval.linear_probe(tr, va, te, k, &lp_cfg)?;
+    if r.val_classes < k {
+        eprintln!("warning: linear probe, {title}: C was chosen on {} validation samples of {} of the {k} classes: a choice that says little (give a validation set, or more training samples per class)", r.n_val, r.val_classes);
+    }
     let t = report::linear_probe_table(&format!("linear probe, {title}"), &r);
     Ok(Some((serde_json::to_value(&r)?, vec![t])))
 }

@@ -161,11 +161,12 @@ pub fn pairs_table(m: &PairMetrics) -> Table {
 pub fn linear_probe_table(title: &str, r: &LinearProbeResult) -> Table {
     let mut t = Table::new(
         title,
-        &["best C", "val acc", "test acc", "train n", "test n"],
+        &["best C", "val acc", "val n", "test acc", "train n", "test n"],
     );
     t.row(vec![
         format!("{:.3e}", r.best_c),
         pct(Some(r.val_accuracy)),
+        r.n_val.to_string(),
         pct(Some(r.test_accuracy)),
         r.n_train.to_string(),
         r.n_test.to_string(),

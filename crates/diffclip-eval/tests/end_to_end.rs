@@ -139,7 +139,8 @@ fn probe_fewshot_pairs_robustness_and_cache_on_files() {
         ..Default::default()
     };
     let lp = eval.linear_probe(tr, None, te, 3, &cfg).unwrap();
-    assert_eq!((lp.n_test, lp.n_train), (12, 18));
+    assert_eq!((lp.n_test, lp.n_train, lp.val_classes), (12, 18, 3));
+    assert!(lp.n_val >= 3 && lp.n_val < 18, "{}", lp.n_val);
     assert!(
         lp.test_accuracy >= 0.5,
         "probe accuracy {}",

@@ -270,3 +270,14 @@ fn a_misspelt_probe_setting_is_an_error_not_a_default() {
     let probe = serde_json::to_string(&LinearProbeConfig::default()).unwrap();
     assert_eq!(serde_json::from_str::<LinearProbeConfig>(&probe).unwrap(), LinearProbeConfig::default());
 }
+
+#[test]
+fn a_probe_says_how_many_validation_samples_and_classes_chose_c() {
+    use diffclip_eval::probe::{LinearProbeConfig, Split, linear_probe};
+    // Six samples of class 0, one of class 1: the held-out fifth holds class 0 alone.
+    let x = Matrix::new(7, 2, vec![1.0, 0.1, 0.9, 0.2, 1.0, 0.0, 0.8, 0.1, 0.9, 0.0, 1.0, 0.2, 0.1, 1.0]).unwrap();
+    let y = [0, 0, 0, 0, 0, 0, 1];
+    let cfg = LinearProbeConfig { c_grid: vec![0.1, 1.0], refine_steps: 0, val_fraction: 0.2, ..Default::default() };
+    let r = linear_probe(Split { features: &x, labels: &y }, None, Split { features: &x, labels: &y }, 2, &cfg).unwrap();
+    assert_eq!((r.n_val, r.val_classes), (1, 1), "{r:?}");
+}

@@ -64,6 +64,11 @@ pub struct LinearProbeResult {
     pub n_test: usize,
     /// Training samples of the final fit (train + validation).
     pub n_train: usize,
+    /// Validation samples `C` was chosen on.
+    pub n_val: usize,
+    /// Classes among them: fewer than all, and the choice of `C` saw only some (every `C` may
+    /// tie, and the smallest, a near-constant model, is taken).
+    pub val_classes: usize,
     /// Every `C` tried, in order.
     pub sweep: Vec<SweepPoint>,
 }
@@ -257,6 +262,8 @@ pub fn linear_probe(
         test_correct,
         n_test: test.labels.len(),
         n_train: all_y.len(),
+        n_val: val_y.len(),
+        val_classes: val_y.iter().collect::<std::collections::BTreeSet<_>>().len(),
         sweep,
     })
 }
