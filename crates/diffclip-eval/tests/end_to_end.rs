@@ -417,3 +417,36 @@ fn malformed_datasets_are_errors_naming_file_and_line() {
     let src = ImageSource::files(vec![root.join("a.png")], &Pipeline::from_name("openai", 64).unwrap());
     assert!(encoder.encode_source(&src).is_err());
 }
+
+#[test]
+fn mmvp_questions_are_read_by_their_header_and_degenerate_pairs_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let images = root.join("MLLM_VLM Images/Color");
+    for i in 0..4 {
+        write_png(&images.join(format!("{}.jpg", i + 1)), COLORS[i % 3], i as u32);
+    }
+    let questions = |body: &str| std::fs::write(root.join("Questions.csv"), body).unwrap();
+    questions("Question ID,Type,Statement\n1,Color,a red square\n2,Color,a green square\n3,Color,a blue square\n4,Color,a white square\n");
+    let set = PairSet::open(root).unwrap();
+    assert_eq!(set.pairs.len(), 2);
+    assert_eq!(set.pairs[1].statements, ["a photo of a blue square", "a photo of a white square"]);
+    // Without its header the first question would be lost to it.
+    questions("1,Color,a red square\n2,Color,a green square\n3,Color,a blue square\n4,Color,a white square\n");
+    let e = PairSet::open(root).unwrap_err().to_string();
+    assert!(e.contains("the first line is a question"), "{e}");
+    questions("ID,Kind,Text\n1,Color,a\n2,Color,b\n");
+    let e = PairSet::open(root).unwrap_err().to_string();
+    assert!(e.contains("no column \"question id\""), "{e}");
+    // A pair no model can tell apart.
+    questions("Question ID,Type,Statement\n1,Color,a square\n2,Color,a square\n");
+    let e = PairSet::open(root).unwrap_err().to_string();
+    assert!(e.contains("line 2: its two statements are the same"), "{e}");
+    questions("Question ID,Type,Statement\n1,Color,a red square\n1,Color,a green square\n");
+    let e = PairSet::open(root).unwrap_err().to_string();
+    assert!(e.contains("its two images are the same file"), "{e}");
+    // Two layouts in one root: which one is meant is asked, not guessed.
+    std::fs::write(root.join("pairs.csv"), "category,image1,image2,statement1,statement2\n").unwrap();
+    let e = PairSet::open(root).unwrap_err().to_string();
+    assert!(e.contains("holds both pairs.csv and Questions.csv"), "{e}");
+}

@@ -45,6 +45,9 @@ impl PairSet {
         };
         let generic = file.clone().unwrap_or_else(|| dir.join("pairs.csv"));
         let mmvp = file.unwrap_or_else(|| dir.join("Questions.csv"));
+        if generic != mmvp && generic.is_file() && mmvp.is_file() {
+            return Err(EvalError::dataset(root, "holds both pairs.csv and Questions.csv: give the one to evaluate as the data"));
+        }
         if generic.is_file() && generic.file_name() != Some("Questions.csv".as_ref()) {
             Self::open_generic(&generic, &dir)
         } else if mmvp.is_file() {
@@ -86,9 +89,12 @@ impl PairSet {
 
     fn open_mmvp(path: &Path, dir: &Path) -> Result<Self, EvalError> {
         let csv = CsvTable::read(path, b',')?;
-        let col = |name: &str, fallback: usize| csv.column(name).unwrap_or(fallback);
-        let (qid_col, type_col, st_col) =
-            (col("question id", 0), col("type", 1), col("statement", 2));
+        // The release's header, by name: a file without it would lose its first question to
+        // the header and read its columns by guess.
+        if csv.header().first().is_some_and(|h| h.trim().parse::<u64>().is_ok()) {
+            return Err(EvalError::dataset(path, "the first line is a question, not the header `Question ID,Type,Statement`"));
+        }
+        let (qid_col, type_col, st_col) = (csv.column("question id")?, csv.column("type")?, csv.column("statement")?);
         let image_dir = dir.join("MLLM_VLM Images");
         let records = csv.records();
         if records.len() % 2 != 0 {
@@ -148,6 +154,18 @@ impl PairSet {
     fn finish(path: &Path, pairs: Vec<PairItem>) -> Result<Self, EvalError> {
         if pairs.is_empty() {
             return Err(EvalError::dataset(path, "no pairs"));
+        }
+        // A pair no model can tell apart would count as a miss whatever the model.
+        let same_file = |[a, b]: &[PathBuf; 2]| a == b || std::fs::canonicalize(a).ok().is_some_and(|a| std::fs::canonicalize(b).ok() == Some(a));
+        for pair in &pairs {
+            let why = if same_file(&pair.images) {
+                "its two images are the same file"
+            } else if pair.statements[0] == pair.statements[1] {
+                "its two statements are the same"
+            } else {
+                continue;
+            };
+            return Err(EvalError::dataset(path, format!("the pair on line {}: {why}, so no model can tell them apart", pair.line)));
         }
         Ok(Self {
             source: path.to_path_buf(),
