@@ -155,8 +155,10 @@ pub(crate) fn probe_files(
     };
     for f in std::iter::once(&test).chain(val.as_ref()) {
         if f.classes != train.classes {
+            let only = |a: &[String], b: &[String]| a.iter().filter(|c| !b.contains(c)).take(5).cloned().collect::<Vec<_>>().join(", ");
+            let (here, there) = (only(&f.classes, &train.classes), only(&train.classes, &f.classes));
             return Err(format!(
-                "{}: class folders differ from {}",
+                "{}: class folders differ from {} (only here: [{here}]; only there: [{there}])",
                 f.root.display(),
                 train.root.display()
             )

@@ -102,13 +102,15 @@ pub fn zero_shot_table(title: &str, rows: &[(String, &ZeroShotMetrics)]) -> Tabl
 /// Recall@k in both directions (the cut-offs of `r`).
 pub fn retrieval_table(title: &str, r: &RetrievalMetrics) -> Table {
     let mut t = Table::new(title, &["direction", "R@1", "R@5", "R@10"]);
-    for (name, v) in [
-        ("image -> text", &r.image_to_text),
-        ("text -> image", &r.text_to_image),
+    // A cut-off that reaches every candidate is met by any model: shown as `-`, as a zero-shot
+    // top-5 of fewer than 5 classes is.
+    for (name, v, candidates) in [
+        ("image -> text", &r.image_to_text, r.n_texts),
+        ("text -> image", &r.text_to_image, r.n_images),
     ] {
         t.row(
             std::iter::once(name.to_string())
-                .chain(v.iter().map(|x| pct(Some(x.recall))))
+                .chain(v.iter().map(|x| pct(Some(x.recall).filter(|_| x.k < candidates))))
                 .collect(),
         );
     }

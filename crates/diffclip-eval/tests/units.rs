@@ -281,3 +281,15 @@ fn a_probe_says_how_many_validation_samples_and_classes_chose_c() {
     let r = linear_probe(Split { features: &x, labels: &y }, None, Split { features: &x, labels: &y }, 2, &cfg).unwrap();
     assert_eq!((r.n_val, r.val_classes), (1, 1), "{r:?}");
 }
+
+#[test]
+fn a_recall_cut_off_reaching_every_candidate_is_not_shown() {
+    // Three images, three captions: R@5 and R@10 are met by any model.
+    let emb = Matrix::new(3, 2, vec![1.0, 0.0, 0.0, 1.0, 0.7, 0.7]).unwrap();
+    let r = retrieval_recall(&emb, &emb, &[0, 1, 2], &[1, 5, 10]).unwrap();
+    assert_eq!(r.text_to_image[1].recall, 1.0, "kept in the metrics");
+    let table = diffclip_eval::report::retrieval_table("retrieval", &r).to_string();
+    let row = table.lines().find(|l| l.starts_with("text -> image")).unwrap();
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(cells[cells.len() - 3..], ["100.0", "-", "-"], "{table}");
+}
