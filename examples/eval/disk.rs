@@ -36,7 +36,7 @@ pub(crate) fn class_folders(data: &Path) -> Option<PathBuf> {
 /// `.tsv` file other than the pairs' `pairs.csv` and `Questions.csv`.
 fn has_captions(data: &Path) -> bool {
     let caption_file = data.is_file()
-        && data.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv") || e.eq_ignore_ascii_case("tsv"))
+        && data.extension().is_some_and(|e| ["csv", "tsv", "json"].iter().any(|x| e.eq_ignore_ascii_case(x)))
         && !is_pairs_file(data);
     caption_file || data.join("captions.csv").is_file()
 }

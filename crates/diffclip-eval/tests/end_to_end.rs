@@ -450,3 +450,24 @@ fn mmvp_questions_are_read_by_their_header_and_degenerate_pairs_are_refused() {
     let e = PairSet::open(root).unwrap_err().to_string();
     assert!(e.contains("holds both pairs.csv and Questions.csv"), "{e}");
 }
+
+#[test]
+fn a_karpathy_json_is_a_caption_set_of_its_test_split() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    write_png(&root.join("val2014/a.png"), COLORS[0], 0);
+    write_png(&root.join("b.png"), COLORS[1], 1);
+    let json = r#"{"images": [
+        {"filepath": "val2014", "filename": "a.png", "split": "test", "sentences": [{"raw": "a red square"}, {"raw": "red"}]},
+        {"filename": "b.png", "split": "test", "sentences": [{"raw": "a green square"}]},
+        {"filename": "c.png", "split": "train", "sentences": [{"raw": "not read"}]}
+    ]}"#;
+    std::fs::write(root.join("dataset_coco.json"), json).unwrap();
+    let set = CaptionSet::open(&root.join("dataset_coco.json")).unwrap();
+    assert_eq!(set.images, [root.join("val2014/a.png"), root.join("b.png")]);
+    assert_eq!((set.captions.len(), set.text_to_image.clone()), (3, vec![0, 0, 1]));
+    // A test image that is not there is named.
+    std::fs::write(root.join("dataset_coco.json"), json.replace("b.png", "gone.png")).unwrap();
+    let e = CaptionSet::open(&root.join("dataset_coco.json")).unwrap_err().to_string();
+    assert!(e.contains("gone.png is not a file"), "{e}");
+}

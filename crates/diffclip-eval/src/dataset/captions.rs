@@ -1,4 +1,5 @@
-//! `CaptionSet`: images with any number of captions, from `ROOT/captions.csv`.
+//! `CaptionSet`: images with any number of captions, from `ROOT/captions.csv` (or a
+//! Karpathy-split JSON).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -11,7 +12,9 @@ use crate::EvalError;
 /// [`CsvTable`]: RFC 4180 quoting, names matched ignoring case); each
 /// row pairs an image (path relative to the CSV's folder) with one caption, so an image with
 /// five captions has five rows. A row with an empty caption lists an image without captions
-/// (it counts as a miss in image→text recall). Images keep the order of first appearance.
+/// (it counts as a miss in image→text recall). Images keep the order of first appearance. A
+/// `.json` file is read as a Karpathy-split JSON (Flickr30k, COCO): its `test` split, images
+/// beside it.
 ///
 /// ```
 /// use diffclip_eval::dataset::CaptionSet;
@@ -47,6 +50,9 @@ impl CaptionSet {
         } else {
             path.to_path_buf()
         };
+        if csv_path.extension().is_some_and(|e| e.eq_ignore_ascii_case("json")) {
+            return Self::open_karpathy(&csv_path);
+        }
         // A caption file named `.tsv` is tab-separated (a comma would read each row as one field).
         let tab = csv_path.extension().is_some_and(|e| e.eq_ignore_ascii_case("tsv"));
         let csv = CsvTable::read(&csv_path, if tab { b'\t' } else { b',' })?;
@@ -86,6 +92,24 @@ impl CaptionSet {
         }
         if set.images.is_empty() || set.captions.is_empty() {
             return Err(EvalError::dataset(&csv_path, "no images or no captions"));
+        }
+        Ok(set)
+    }
+
+    /// A Karpathy-split JSON (`dataset_flickr30k.json`, `dataset_coco.json`): its `test` split,
+    /// images at `[filepath/]filename` beside the JSON, every sentence a caption. An entry
+    /// without captions or a file name, or whose image is missing, is an error naming it.
+    fn open_karpathy(path: &Path) -> Result<Self, EvalError> {
+        use diffclip_data::datasets::{BadSamplePolicy, ImageLoader, KarpathyConfig, KarpathyDataset, RetrievalDataset};
+        // The loader is never used: only the paths and captions are taken.
+        let loader = ImageLoader::new(diffclip_data::Pipeline::from_name("openai", 224)?).with_policy(BadSamplePolicy::Fail);
+        let ds = KarpathyDataset::open(path, &KarpathyConfig::default(), loader)?;
+        if let Some(missing) = ds.images().iter().find(|p| !p.is_file()) {
+            return Err(EvalError::dataset(path, format!("image {} is not a file", missing.display())));
+        }
+        let set = CaptionSet { source: path.to_path_buf(), images: ds.images().to_vec(), captions: ds.captions().to_vec(), text_to_image: ds.caption_to_image().to_vec() };
+        if set.images.is_empty() {
+            return Err(EvalError::dataset(path, "no entries of the test split"));
         }
         Ok(set)
     }
