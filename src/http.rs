@@ -36,7 +36,8 @@ pub use shutdown::Shutdown;
 /// What a client may send and for how long.
 #[derive(Clone, Debug)]
 pub struct Limits {
-    /// Largest body accepted (`413` past it, before reading it).
+    /// Largest body accepted (`413` past it: before reading it, or for a chunked body at the
+    /// chunk that passes it).
     pub max_body: usize,
     /// Largest request line plus headers (`431` past it).
     pub max_head: usize,
@@ -49,8 +50,9 @@ pub struct Limits {
     /// Connections read at once; more are answered `503` at once. While more than three
     /// quarters are open, a connection that has waited a second for a request's first byte is
     /// closed (`408` for its first request), and so is one whose request line and headers are
-    /// not whole 5 s after they began, until they are not: silent clients, or clients
-    /// trickling their headers, cannot hold every place.
+    /// not whole 5 s after they began, or whose body arrives at under 64 KiB/s past its first
+    /// 5 s, until they are not: silent clients, or clients trickling their headers or bodies,
+    /// cannot hold every place.
     pub max_connections: usize,
     /// Largest total of the bodies' bytes received and not yet answered, over all connections
     /// (`503` with `Retry-After` past it; a body larger than this alone is `413`): what clients
@@ -169,7 +171,7 @@ impl Response {
 
 /// Serves `listener` until accepting fails for good (it does not return otherwise): each request
 /// is read on its connection's thread, then `handle` answers it here. Requests that break
-/// [`Limits`] or HTTP/1.1's syntax are answered by the server (`400`, `403`, `408`, `411`,
+/// [`Limits`] or HTTP/1.1's syntax are answered by the server (`400`, `401`, `403`, `408`, `411`,
 /// `413`, `417`, `431`, `501`, `503`, `505`) and never reach `handle`, nor do CORS preflights of
 /// allowed origins. `HEAD` reaches it as `GET` and is answered without the body. A handler that
 /// panics answers `500` and the server goes on. Each request is logged on stderr, with its

@@ -155,6 +155,10 @@ fn eval_runs_what_the_data_holds_and_draws_its_first_image() {
     let (results, err) = eval(&dir.join("classes"), "zeroshot");
     assert!(results.is_some() && err.contains("classes 0 and 1 (cat and dog) are named \"house cat\" and \"House  Cat\""), "{err}");
     std::fs::remove_file(dir.join("classes/classnames.txt")).unwrap();
+    // A shipped list of another size (ImageNet's, which repeats names) is a count error, never a panic.
+    let o = Command::new(example("eval")).args(["--preset", "diffclip_tiny", "--no-cache", "--quiet", "--task", "zeroshot", "--classnames", "imagenet1k", "--data"]).arg(dir.join("classes")).arg("--output").arg(dir.join("r.json")).output().unwrap();
+    let said = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.code() == Some(1) && said.contains("2 class folders but 1000 class names"), "{said}");
     // A caption file as ROOT: retrieval, and the first image with its caption.
     let (results, err) = eval(&dir.join("captions.csv"), "all");
     let results = results.unwrap_or_else(|| panic!("{err}"));

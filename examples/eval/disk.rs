@@ -33,7 +33,7 @@ pub(crate) fn class_folders(data: &Path) -> Option<PathBuf> {
 }
 
 /// The retrieval set of `data`: `data/captions.csv`, or `data` itself when it is a `.csv` or
-/// `.tsv` file other than the pairs' `pairs.csv` and `Questions.csv`.
+/// `.tsv` or Karpathy `.json` file other than the pairs' `pairs.csv` and `Questions.csv`.
 fn has_captions(data: &Path) -> bool {
     let caption_file = data.is_file()
         && data.extension().is_some_and(|e| ["csv", "tsv", "json"].iter().any(|x| e.eq_ignore_ascii_case(x)))
@@ -53,6 +53,9 @@ fn class_names(ctx: &Ctx<'_>, folder: &ImageFolder) -> Res<Vec<String>> {
         Some(spec) => names_for_folders(metadata::classnames_from(spec)?, &folder.classes),
         None => folder.class_names.clone(),
     };
+    if names.len() != folder.classes.len() {
+        return Err(format!("{}: {} class folders but {} class names", folder.root.display(), folder.classes.len(), names.len()).into());
+    }
     // Some lists repeat a name for two senses (ImageNet's "crane"): said, not refused.
     if let Some((j, i)) = diffclip::data::tokenizer::first_read_alike(&names) {
         eprintln!("warning: classes {} and {} ({} and {}) are named {:?} and {:?}, which the CLIP tokenizer reads alike: zero-shot cannot tell them apart", j, i, folder.classes[j], folder.classes[i], names[j], names[i]);
@@ -86,15 +89,6 @@ pub(crate) fn zeroshot_files(ctx: &Ctx<'_>, data: &Path, explicit: bool) -> Res<
     };
     let folder = ImageFolder::open(&root)?;
     let names = class_names(ctx, &folder)?;
-    if names.len() != folder.classes.len() {
-        return Err(format!(
-            "{}: {} class folders but {} class names",
-            root.display(),
-            folder.classes.len(),
-            names.len()
-        )
-        .into());
-    }
     // One class is always right: its 100 % would say nothing.
     if folder.classes.len() < 2 {
         return Err(format!("{}: zero-shot classification needs at least 2 class folders, found {}", root.display(), folder.classes.len()).into());

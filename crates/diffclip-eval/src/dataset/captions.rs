@@ -41,9 +41,10 @@ pub struct CaptionSet {
 }
 
 impl CaptionSet {
-    /// Read a caption CSV (tab-separated when its name ends in `.tsv`); `path` may also be the
-    /// folder holding `captions.csv`. Errors name the file and line (missing column, missing
-    /// image file, too few fields).
+    /// Read a caption CSV (tab-separated when its name ends in `.tsv`; a `.json` file is read as
+    /// a Karpathy split, its `test` split); `path` may also be the folder holding
+    /// `captions.csv`. Errors name the file and line (missing column, missing image file, too
+    /// few fields).
     pub fn open(path: &Path) -> Result<Self, EvalError> {
         let csv_path = if path.is_dir() {
             path.join("captions.csv")

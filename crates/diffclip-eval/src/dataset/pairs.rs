@@ -33,7 +33,9 @@ impl PairSet {
     /// relative to ROOT, statements used verbatim), or else the MMVP-VLM release layout
     /// `ROOT/Questions.csv` (`Question ID,Type,Statement`; consecutive rows form a pair; images
     /// `ROOT/MLLM_VLM Images/<Type>/<Question ID>.jpg`; statements prefixed with "a photo of ",
-    /// as MMVP's evaluation script does). `root` may also be the CSV file itself.
+    /// as MMVP's evaluation script does; its header is read by name). `root` may also be the CSV
+    /// file itself; a root holding both files is refused, and so is a pair of one image file or
+    /// of one statement twice (no model can tell it apart).
     pub fn open(root: &Path) -> Result<Self, EvalError> {
         let (dir, file) = if root.is_file() {
             (
