@@ -297,7 +297,10 @@ fn run(args: Args, matches: &ArgMatches) -> Res<()> {
         // The cosine spans the whole run, so another length moves every later learning rate.
         let at = trainer.state.step;
         let (was, now) = (stopped_schedule.lr(at), trainer.config.schedule().lr(at));
-        eprintln!("note: {} steps instead of the stopped run's {} stretch its cosine schedule: the learning rate at step {at} is {now:.3e} instead of {was:.3e}", trainer.config.steps, stopped_steps);
+        let how = if trainer.config.steps > stopped_steps { "stretch" } else { "shorten" };
+        // Still in the warm-up the rate is the same now; it moves later.
+        let rate = if now == was { format!("the learning rate is still {now:.3e} at step {at}, and differs after the warm-up") } else { format!("the learning rate at step {at} is {now:.3e} instead of {was:.3e}") };
+        eprintln!("note: {} steps instead of the stopped run's {} {how} its cosine schedule: {rate}", trainer.config.steps, stopped_steps);
     }
     trainer.config.checkpoint_every = args.checkpoint_every;
     trainer.config.eval_every = args.eval_every;
@@ -351,13 +354,11 @@ fn run(args: Args, matches: &ArgMatches) -> Res<()> {
         let fix = if resume.is_some() { "remove it" } else { "replace it with --overwrite" };
         return Err(format!("{} already holds a model: {fix}, or give another --output", export.display()).into());
     }
-    // A run that replaces another takes its model away too, as the trainer does its checkpoint:
-    // should this run fail, its metrics must not sit beside the earlier run's model.
+    // A run that replaces another moves its model aside too, as the trainer does its checkpoint
+    // and log (all three are let go at this run's first checkpoint): should this run fail first,
+    // its metrics never sit beside the earlier run's model, and the earlier run is kept whole.
     if args.overwrite && resume.is_none() {
-        match std::fs::remove_file(&export) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(format!("{}: {e}", export.display()).into()),
-            _ => {}
-        }
+        diffclip::train::move_aside(&export, diffclip::train::replaced_run_kept(&args.output))?;
     }
     // Announced once every check this program makes has passed.
     let epochs = epoch_len.map_or("epoch size unknown".into(), |n| format!("{:.2} epochs of {n}", trainer.config.steps as f64 * per_step as f64 / n as f64));
@@ -367,7 +368,14 @@ fn run(args: Args, matches: &ArgMatches) -> Res<()> {
         c.steps, c.batch_size, c.accum_steps, c.lr, c.warmup_steps, args.output.display()
     );
     let start = Instant::now();
-    let report = match source.fit(&mut trainer, &ClipBatcher::new(tokenizer), eval_hook) {
+    let fitted = source.fit(&mut trainer, &ClipBatcher::new(tokenizer), eval_hook);
+    // A replaced run still kept (this one failed before its first checkpoint) is said.
+    let kept = diffclip::train::REPLACED_FILES.iter().map(|n| diffclip::train::replaced(&args.output.join(n))).filter(|p| p.exists()).count();
+    let fitted = fitted.map_err(|e| match kept {
+        0 => e,
+        _ => TrainError::Config(format!("{e} (the run this one replaced is kept in {} as *.replaced: rename them back to use it)", args.output.display())),
+    });
+    let report = match fitted {
         // Stopped by a signal after some steps: those steps are a model too, written as a
         // finished run's is, beside the checkpoint to continue from.
         Err(stopped @ TrainError::Interrupted { step: 1.., .. }) => {

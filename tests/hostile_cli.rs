@@ -257,6 +257,27 @@ fn training_into_an_earlier_runs_folder_is_refused() {
     let o = run_bounded(cmd, Duration::from_secs(120));
     assert!(!o.status.success(), "trained on missing images");
     assert!(!out.join("model.safetensors").exists(), "the replaced run's model was left");
+    // ... but kept aside whole, and said so, until a run replacing it writes a checkpoint.
+    assert!(String::from_utf8_lossy(&o.stderr).contains("as *.replaced"), "{}", String::from_utf8_lossy(&o.stderr));
+    for name in ["model.safetensors", "checkpoint-latest.safetensors", "metrics.jsonl"] {
+        assert!(out.join(format!("{name}.replaced")).is_file(), "{name} of the replaced run was lost");
+    }
+    let o = train("2", &["--overwrite"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(!out.join("model.safetensors.replaced").exists() && !out.join("checkpoint-latest.safetensors.replaced").exists(), "let go once the new run checkpointed");
+    // A log that is a FIFO is refused, overwritten or not, before anything is moved.
+    std::fs::remove_file(out.join("metrics.jsonl")).unwrap();
+    assert!(Command::new("mkfifo").arg(out.join("metrics.jsonl")).status().unwrap().success());
+    assert_clean_error(&train("2", &["--overwrite"]), &["metrics.jsonl", "not a regular file"]);
+    assert!(out.join("checkpoint-latest.safetensors").is_file());
+    std::fs::remove_file(out.join("metrics.jsonl")).unwrap();
+    // Another run writing the folder: refused.
+    let held = std::fs::File::open(&out).unwrap();
+    held.try_lock().unwrap();
+    assert_clean_error(&train("2", &["--overwrite"]), &["another training run is writing to this folder"]);
+    drop(held);
+    // A step that would never end.
+    assert_clean_error(&train("2", &["--overwrite", "--accum-steps", "9223372036854775808"]), &["at most 65536 batches"]);
 }
 
 #[test]

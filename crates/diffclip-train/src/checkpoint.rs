@@ -106,7 +106,8 @@ pub fn load_training_checkpoint(path: impl AsRef<Path>, device: &Device) -> Resu
     // bytes are read (a 10 GiB file of anything would otherwise be read whole).
     diffclip_clip::checkpoint::check_safetensors(path).map_err(|e| match e {
         CheckpointError::Io { source, .. } => TrainError::Io { path: name.clone(), source },
-        CheckpointError::Read { message, .. } if message.starts_with("header: ") => err(format!("a damaged safetensors file: {message}")),
+        // A header that reads but whose tensors do not fill the file: cut short or grown.
+        CheckpointError::Read { message, .. } if message.starts_with("header: ") || message.starts_with("the header describes") => err(format!("a damaged safetensors file (cut short, or written over?): {message}")),
         CheckpointError::Read { message, .. } => err(format!("not a diffclip training checkpoint (written by train as a safetensors file, which this is not: {message})")),
         e => err(e.to_string()),
     })?;

@@ -27,6 +27,12 @@ pub enum LrDecay {
     Constant,
 }
 
+/// Most batches one optimizer step accumulates (`accum_steps`).
+pub const MAX_ACCUM_STEPS: usize = 1 << 16;
+
+/// Most samples one optimizer step takes (`batch_size × accum_steps`).
+pub const MAX_SAMPLES_PER_STEP: usize = 1 << 24;
+
 /// Training hyper-parameters. Defaults follow the paper (lr 5e-4, wd 0.5, β2 0.98, cosine).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -180,6 +186,8 @@ impl TrainConfig {
     /// assert!(TrainConfig::default().check().is_ok());
     /// let err = TrainConfig { lr: 0.0, ..TrainConfig::default() }.check().unwrap_err();
     /// assert!(err.to_string().contains("lr (--lr) must be a finite number > 0, got 0"));
+    /// let endless = TrainConfig { accum_steps: 1 << 62, ..TrainConfig::default() };
+    /// assert!(endless.check().unwrap_err().to_string().contains("at most 65536 batches"));
     /// ```
     pub fn check(&self) -> Result<(), crate::TrainError> {
         let bad = |m: &str| Err(crate::TrainError::Config(m.into()));
@@ -188,6 +196,14 @@ impl TrainConfig {
         }
         if self.accum_steps == 0 {
             return bad("accum_steps (--accum-steps) must be at least 1, got 0");
+        }
+        // A step of more batches than this never ends in practice (and the product of a huge
+        // count with the batch size would wrap): refused, as a stop asked mid-step waits for it.
+        if self.accum_steps > MAX_ACCUM_STEPS || self.batch_size.checked_mul(self.accum_steps).is_none_or(|n| n > MAX_SAMPLES_PER_STEP) {
+            return bad(&format!(
+                "a step of {} batches (--accum-steps) of {} (--batch-size): at most {MAX_ACCUM_STEPS} batches and {MAX_SAMPLES_PER_STEP} samples a step",
+                self.accum_steps, self.batch_size
+            ));
         }
         if !(self.lr.is_finite() && self.lr > 0.0) {
             return bad(&format!("lr (--lr) must be a finite number > 0, got {}", self.lr));

@@ -50,7 +50,7 @@ pub mod synthetic;
 mod trainer;
 
 pub use checkpoint::{Checkpoint, TrainState, load_training_checkpoint, save_training_checkpoint};
-pub use config::{LossKind, LrDecay, TrainConfig};
+pub use config::{LossKind, LrDecay, MAX_ACCUM_STEPS, MAX_SAMPLES_PER_STEP, TrainConfig};
 pub use error::TrainError;
 pub use length::RunLength;
 pub use log::{MetricsLog, StepRecord};
@@ -63,4 +63,4 @@ pub use parallel::DataParallel;
 pub use source::{OpenedSource, SourceOptions, TrainSource};
 pub use stream::WdsStream;
 pub use feed::{ClipStream, SampleStream};
-pub use trainer::{EvalHook, LOSS_SCALE_GROWTH, LrScale, TrainReport, Trainer, mean_lambda};
+pub use trainer::{EvalHook, LOSS_SCALE_GROWTH, LrScale, REPLACED_FILES, TrainReport, Trainer, mean_lambda, move_aside, remove_replaced, replaced, replaced_run_kept};

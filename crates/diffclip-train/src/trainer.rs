@@ -103,6 +103,55 @@ pub fn mean_lambda(ls: Vec<Option<Tensor<1>>>) -> Option<f32> {
     (n > 0).then(|| Tensor::cat(ls, 0).sum().into_scalar::<f32>() / n as f32)
 }
 
+/// Where a file of a run replaced under [`RunOptions::overwrite`] waits until the new run has
+/// written its first checkpoint: `NAME.replaced` beside it.
+pub fn replaced(path: &std::path::Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".replaced");
+    path.with_file_name(name)
+}
+
+/// The files of a replaced run in `dir` (see [`replaced`]) that trainers and the `train` program
+/// move aside: its checkpoint, log and model.
+pub const REPLACED_FILES: [&str; 3] = ["checkpoint-latest.safetensors", "metrics.jsonl", "model.safetensors"];
+
+/// Removes the replaced run's files in `dir`, once the run replacing it can be resumed.
+pub fn remove_replaced(dir: &std::path::Path) -> Result<(), TrainError> {
+    for name in REPLACED_FILES {
+        let file = replaced(&dir.join(name));
+        match std::fs::remove_file(&file) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(TrainError::Io { path: file.display().to_string(), source: e }),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Whether `dir` keeps a replaced run still (its checkpoint as [`replaced`]): files beside it
+/// are then of a run that never wrote a checkpoint.
+pub fn replaced_run_kept(dir: &std::path::Path) -> bool {
+    replaced(&dir.join(REPLACED_FILES[0])).exists()
+}
+
+/// Moves `file` of an earlier run aside to its [`replaced`] name, or removes it when `kept`
+/// ([`replaced_run_kept`], asked before anything of this run was moved).
+pub fn move_aside(file: &std::path::Path, kept: bool) -> Result<(), TrainError> {
+    if !std::fs::symlink_metadata(file).is_ok_and(|m| m.is_file()) {
+        return Ok(());
+    }
+    let moved = if kept { std::fs::remove_file(file) } else { std::fs::rename(file, replaced(file)) };
+    moved.map_err(|e| TrainError::Io { path: file.display().to_string(), source: e })
+}
+
+/// Holds the output folder `dir` for this run ([`diffclip_clip::files::hold_folder`]), made first.
+fn hold_output(dir: &std::path::Path) -> Result<Option<std::fs::File>, TrainError> {
+    diffclip_clip::files::create_output_dir(dir)?;
+    diffclip_clip::files::hold_folder(dir, false).map_err(|e| match e.kind() {
+        std::io::ErrorKind::WouldBlock => TrainError::Config(format!("{}: another training run is writing to this folder: wait for it to finish, or give another --output", dir.display())),
+        _ => TrainError::Io { path: dir.display().to_string(), source: e },
+    })
+}
+
 impl Trainer {
     /// A fresh run of `model` (built from `model_config`). `device` must be an autodiff device
     /// (`Device::flex().autodiff()`).
@@ -169,16 +218,15 @@ impl Trainer {
             if ckpt.exists() {
                 return Err(TrainError::OutputExists { path });
             }
-            // An empty log is a run that failed before its first step: nothing to keep. A FIFO
-            // or device in its place would hang or swallow the log.
-            match std::fs::metadata(&metrics) {
-                Ok(m) if !m.is_file() => {
-                    let source = std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a regular file");
-                    return Err(TrainError::Io { path: metrics.display().to_string(), source });
-                }
-                Ok(m) if m.len() > 0 => return Err(TrainError::OutputHasMetrics { path }),
-                _ => {}
+            // An empty log is a run that failed before its first step: nothing to keep.
+            if std::fs::metadata(&metrics).is_ok_and(|m| m.is_file() && m.len() > 0) {
+                return Err(TrainError::OutputHasMetrics { path });
             }
+        }
+        // A FIFO or device in the log's place would hang or swallow it, overwritten or not.
+        if std::fs::metadata(&metrics).is_ok_and(|m| !m.is_file()) {
+            let source = std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a regular file");
+            return Err(TrainError::Io { path: metrics.display().to_string(), source });
         }
         Ok(())
     }
@@ -201,11 +249,13 @@ impl Trainer {
         if self.continues() {
             return MetricsLog::resume(metrics, self.state.step);
         }
-        // An earlier run's checkpoint would otherwise be what a later `--resume` continues, should
-        // this run stop before writing its own.
-        match std::fs::remove_file(&ckpt) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(TrainError::Io { path: ckpt.display().to_string(), source: e }),
-            _ => {}
+        // An earlier run (allowed here only under `overwrite`) is moved aside, not deleted, until
+        // this one writes its first checkpoint: a run that fails first leaves it whole, as
+        // `*.replaced`, and never as what a later `--resume` would continue.
+        // Files beside a replaced run still kept are a run that never wrote a checkpoint: dropped.
+        let kept = replaced_run_kept(dir);
+        for file in [&ckpt, &metrics] {
+            move_aside(file, kept)?;
         }
         MetricsLog::create(metrics)
     }
@@ -260,6 +310,11 @@ impl Trainer {
         for device in std::iter::once(&self.device).chain(replicas) {
             self.config.precision.check(device).map_err(|e| TrainError::Config(e.to_string()))?;
         }
+        // One run writes a folder at a time: two would interleave their logs and checkpoints.
+        let _held = match &self.options.output {
+            Some(dir) => hold_output(dir)?,
+            None => None,
+        };
         let log = match &self.options.output {
             Some(dir) => Some(self.open_output(dir)?),
             None => None,
@@ -453,7 +508,12 @@ impl Trainer {
     pub fn save_checkpoint(&self) -> Result<(), TrainError> {
         let Some(path) = self.checkpoint_path() else { return Ok(()) };
         let meta = Checkpoint { state: self.state.clone(), model: self.model_config.clone(), train: self.config.clone() };
-        save_training_checkpoint(path, &self.model, &self.optim, &meta)
+        save_training_checkpoint(path, &self.model, &self.optim, &meta)?;
+        // This run can now be resumed: a run it replaced is let go.
+        match &self.options.output {
+            Some(dir) => remove_replaced(dir),
+            None => Ok(()),
+        }
     }
 
     /// The loss of one micro-batch, in f32. Mixed precision runs the forward on

@@ -341,25 +341,17 @@ impl ShardJob {
     }
 }
 
-/// Holds `dir` for one job while it runs (an advisory lock on the folder itself, released when
-/// the returned file is dropped or the process ends): exclusively, or shared by the parts of a
-/// job split with [`ShardJob::with_part`]. Another job writing there at the same time would mix
-/// its shards with this one's. A file system without locks is written to unheld.
+/// Holds `dir` for one job while it runs ([`diffclip_clip::files::hold_folder`]): exclusively,
+/// or shared by the parts of a job split with [`ShardJob::with_part`]. Another job writing there
+/// at the same time would mix its shards with this one's.
 fn hold_folder(dir: &Path, shared: bool) -> Result<Option<std::fs::File>, EvalError> {
-    // Windows opens no folder as a file: written unheld there.
-    let folder = match std::fs::File::open(dir) {
-        Ok(folder) => folder,
-        Err(_) if cfg!(not(unix)) => return Ok(None),
-        Err(e) => return Err(EvalError::Shard { path: dir.display().to_string(), message: e.to_string() }),
-    };
-    let held = if shared { folder.try_lock_shared() } else { folder.try_lock() };
-    match held {
-        Err(std::fs::TryLockError::WouldBlock) => Err(EvalError::Shard {
-            path: dir.display().to_string(),
-            message: "another embed job is writing to this folder: wait for it to finish, or give another --output (the parts of one job split with --shard may share it)".into(),
-        }),
-        _ => Ok(Some(folder)),
-    }
+    diffclip_clip::files::hold_folder(dir, shared).map_err(|e| EvalError::Shard {
+        path: dir.display().to_string(),
+        message: match e.kind() {
+            std::io::ErrorKind::WouldBlock => "another embed job is writing to this folder: wait for it to finish, or give another --output (the parts of one job split with --shard may share it)".into(),
+            _ => e.to_string(),
+        },
+    })
 }
 
 /// A row's pixels (`None` when the job embeds no images), or why the row cannot be used.
