@@ -226,6 +226,11 @@ fn run(args: Args, matches: &ArgMatches) -> Res<()> {
         stop: Some(std::sync::Arc::new(|| diffclip::http::Shutdown::on_signals().is_stopping())),
         ..RunOptions::default()
     };
+    // One run writes a folder at a time, from its first read of it (the checkpoint a resume
+    // continues) to its last write (the model). A folder made only to be held goes again when
+    // the run ends with nothing written into it (refused by a later check).
+    let _made = (!args.output.exists()).then(|| RemovedIfEmpty(args.output.clone()));
+    let _held = diffclip::train::hold_output(&args.output)?;
     let mut trainer = match &resume {
         Some(path) => resumed_trainer(path, &device, matches, options)?,
         None => fresh_trainer(&args, &device, options)?,
@@ -354,12 +359,6 @@ fn run(args: Args, matches: &ArgMatches) -> Res<()> {
         let fix = if resume.is_some() { "remove it" } else { "replace it with --overwrite" };
         return Err(format!("{} already holds a model: {fix}, or give another --output", export.display()).into());
     }
-    // A run that replaces another moves its model aside too, as the trainer does its checkpoint
-    // and log (all three are let go at this run's first checkpoint): should this run fail first,
-    // its metrics never sit beside the earlier run's model, and the earlier run is kept whole.
-    if args.overwrite && resume.is_none() {
-        diffclip::train::move_aside(&export, diffclip::train::replaced_run_kept(&args.output))?;
-    }
     // Announced once every check this program makes has passed.
     let epochs = epoch_len.map_or("epoch size unknown".into(), |n| format!("{:.2} epochs of {n}", trainer.config.steps as f64 * per_step as f64 / n as f64));
     let c = &trainer.config;
@@ -369,12 +368,15 @@ fn run(args: Args, matches: &ArgMatches) -> Res<()> {
     );
     let start = Instant::now();
     let fitted = source.fit(&mut trainer, &ClipBatcher::new(tokenizer), eval_hook);
-    // A replaced run still kept (this one failed before its first checkpoint) is said.
-    let kept = diffclip::train::REPLACED_FILES.iter().map(|n| diffclip::train::replaced(&args.output.join(n))).filter(|p| p.exists()).count();
-    let fitted = fitted.map_err(|e| match kept {
-        0 => e,
-        _ => TrainError::Config(format!("{e} (the run this one replaced is kept in {} as *.replaced: rename them back to use it)", args.output.display())),
-    });
+    // The run this one replaces, still kept (this one failed before its first checkpoint), is said.
+    if let Err(e) = &fitted
+        && args.overwrite
+        && resume.is_none()
+        && diffclip::train::replaced_run_kept(&args.output)
+        && !matches!(e, TrainError::Interrupted { step: 1.., .. })
+    {
+        return Err(format!("{e} (the run this one replaced is kept in {} as *.replaced: rename those files back to use it)", args.output.display()).into());
+    }
     let report = match fitted {
         // Stopped by a signal after some steps: those steps are a model too, written as a
         // finished run's is, beside the checkpoint to continue from.
@@ -411,10 +413,23 @@ fn run(args: Args, matches: &ArgMatches) -> Res<()> {
     }
 }
 
+/// A folder this run made, removed when the run leaves it empty.
+struct RemovedIfEmpty(PathBuf);
+
+impl Drop for RemovedIfEmpty {
+    fn drop(&mut self) {
+        // `remove_dir` removes only an empty folder: one holding anything is left as it is.
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
 /// Continues the run in `path`: its model and hyper-parameters win over the flags.
 fn resumed_trainer(path: &Path, device: &Device, matches: &ArgMatches, options: RunOptions) -> Res<Trainer> {
     if !path.exists() {
-        return Err(format!("--resume: no checkpoint at {}", path.display()).into());
+        // A run kept aside by one that replaced it and failed: said how to get it back.
+        let kept = diffclip::train::replaced(path);
+        let hint = if kept.exists() { format!(" ({} is an earlier run kept aside: rename it back, without .replaced, to continue it)", kept.display()) } else { String::new() };
+        return Err(format!("--resume: no checkpoint at {}{hint}", path.display()).into());
     }
     let given = |id: &&str| matches.value_source(id) == Some(ValueSource::CommandLine);
     let ignored: Vec<&str> = FROM_CHECKPOINT.iter().copied().filter(given).collect();

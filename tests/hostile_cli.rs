@@ -262,6 +262,9 @@ fn training_into_an_earlier_runs_folder_is_refused() {
     for name in ["model.safetensors", "checkpoint-latest.safetensors", "metrics.jsonl"] {
         assert!(out.join(format!("{name}.replaced")).is_file(), "{name} of the replaced run was lost");
     }
+    // A run without --overwrite does not take the kept run for nothing.
+    assert_clean_error(&train("2", &[]), &["keeps an earlier training run as *.replaced", "--overwrite"]);
+    assert!(out.join("checkpoint-latest.safetensors.replaced").is_file(), "a refused run let the kept run go");
     let o = train("2", &["--overwrite"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(!out.join("model.safetensors.replaced").exists() && !out.join("checkpoint-latest.safetensors.replaced").exists(), "let go once the new run checkpointed");
@@ -274,10 +277,20 @@ fn training_into_an_earlier_runs_folder_is_refused() {
     // Another run writing the folder: refused.
     let held = std::fs::File::open(&out).unwrap();
     held.try_lock().unwrap();
-    assert_clean_error(&train("2", &["--overwrite"]), &["another training run is writing to this folder"]);
+    assert_clean_error(&train("2", &["--overwrite"]), &["is writing to this folder"]);
+    assert!(out.join("model.safetensors").is_file() && out.join("checkpoint-latest.safetensors").is_file(), "a refused run moved the running one's files");
     drop(held);
     // A step that would never end.
     assert_clean_error(&train("2", &["--overwrite", "--accum-steps", "9223372036854775808"]), &["at most 65536 batches"]);
+    // A model alone (one convert wrote) replaced: kept aside until the first checkpoint, then let go.
+    let only = dir.join("model-only");
+    std::fs::create_dir_all(&only).unwrap();
+    std::fs::copy(out.join("model.safetensors"), only.join("model.safetensors")).unwrap();
+    let mut cmd = Command::new(example("train"));
+    cmd.args(["--data", "synthetic", "--train-num-samples", "64", "--preset", "diffclip_tiny", "--batch-size", "16", "--steps", "2", "--quiet", "--overwrite", "--output"]).arg(&only);
+    let o = run_bounded(cmd, Duration::from_secs(300));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(only.join("model.safetensors").is_file() && !only.join("model.safetensors.replaced").exists(), "the replaced model was not let go");
 }
 
 #[test]
@@ -724,12 +737,12 @@ fn an_index_folder_is_one_jobs_and_its_foreign_files_are_kept() {
     // Another job holds the folder: refused, nothing written.
     let other = std::fs::File::open(&index).unwrap();
     other.try_lock().unwrap();
-    assert_clean_error(&run(&[]), &["another embed job is writing to this folder"]);
+    assert_clean_error(&run(&[]), &["is writing to this folder"]);
     assert_eq!(std::fs::read_dir(&index).unwrap().count(), 0);
     // The parts of a split job share it.
     other.unlock().unwrap();
     other.try_lock_shared().unwrap();
-    assert_clean_error(&run(&[]), &["another embed job"]);
+    assert_clean_error(&run(&[]), &["is writing to this folder", "split with --shard may share it"]);
     let out = run(&["--shard", "0/2", "--rows-per-shard", "4"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     drop(other);

@@ -350,7 +350,8 @@ pub fn write_safetensors(path: &Path, tensors: &[F32Tensor<'_>], metadata: HashM
 /// Holds the folder `dir` for one job while the returned file lives (an advisory `flock` on the
 /// folder itself, released when the file is dropped or the process ends): exclusively, or
 /// `shared` with other holders that share. `Ok(None)` where folders cannot be opened as files
-/// (Windows) or the file system has no locks: written unheld. An error of kind `WouldBlock`
+/// (Windows, a folder one may write but not read) or the file system has no locks: written
+/// unheld. An error of kind `WouldBlock`
 /// means another job holds it.
 ///
 /// ```
@@ -363,9 +364,10 @@ pub fn write_safetensors(path: &Path, tensors: &[F32Tensor<'_>], metadata: HashM
 /// assert!(diffclip_clip::files::hold_folder(dir.path(), true).is_ok());
 /// ```
 pub fn hold_folder(dir: &Path, shared: bool) -> std::io::Result<Option<std::fs::File>> {
+    // Windows opens no folder as a file, and a folder may be writable but not readable.
     let folder = match std::fs::File::open(dir) {
         Ok(folder) => folder,
-        Err(_) if cfg!(not(unix)) => return Ok(None),
+        Err(e) if cfg!(not(unix)) || e.kind() == std::io::ErrorKind::PermissionDenied => return Ok(None),
         Err(e) => return Err(e),
     };
     let held = if shared { folder.try_lock_shared() } else { folder.try_lock() };

@@ -64,6 +64,13 @@ pub enum TrainError {
         /// The output folder.
         path: String,
     },
+    /// The output folder keeps an earlier run as `*.replaced` files (a run that replaced it
+    /// failed before its first checkpoint), and overwriting was not asked for.
+    #[error("{path} keeps an earlier training run as *.replaced files (the run that replaced it failed before its first checkpoint): rename them back (without .replaced) to continue it with --resume, or replace it with --overwrite")]
+    OutputKeepsReplaced {
+        /// The output folder.
+        path: String,
+    },
     /// A run resumed from another folder's checkpoint would continue into an output folder that
     /// holds a run of its own (whose checkpoint and metrics it would replace).
     #[error("{path} holds another training run than the one resumed from {resumed}: resume into a new --output or into the folder of {resumed}, or continue {path}'s own run with --resume and no path")]

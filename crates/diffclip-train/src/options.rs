@@ -22,7 +22,7 @@ pub struct RunOptions {
     /// nothing is written.
     pub output: Option<PathBuf>,
     /// A fresh run (step 0) into an output folder that holds an earlier run's checkpoint or
-    /// metrics replaces them; without it that is an error ([`TrainError::OutputExists`](crate::TrainError::OutputExists), or [`TrainError::OutputHasMetrics`](crate::TrainError::OutputHasMetrics) when no checkpoint was written).
+    /// metrics replaces them; without it that is an error ([`TrainError::OutputExists`](crate::TrainError::OutputExists); [`TrainError::OutputHasMetrics`](crate::TrainError::OutputHasMetrics) when no checkpoint was written, [`TrainError::OutputKeepsReplaced`](crate::TrainError::OutputKeepsReplaced) for a run kept aside).
     pub overwrite: bool,
     /// Threads that load and decode samples (0: one per core).
     pub workers: usize,

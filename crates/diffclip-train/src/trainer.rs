@@ -94,6 +94,9 @@ pub struct Trainer {
     options: RunOptions,
     /// The checkpoint this run was resumed from, if any.
     resumed_from: Option<PathBuf>,
+    /// Whether this run replaces an earlier one kept aside as [`replaced`] files, to be let go
+    /// at this run's first checkpoint.
+    replacing: bool,
 }
 
 /// Mean `lambda_full` over a tower's differential layers.
@@ -127,27 +130,36 @@ pub fn remove_replaced(dir: &std::path::Path) -> Result<(), TrainError> {
     Ok(())
 }
 
-/// Whether `dir` keeps a replaced run still (its checkpoint as [`replaced`]): files beside it
-/// are then of a run that never wrote a checkpoint.
+/// Whether `dir` keeps a replaced run still (any of its [`REPLACED_FILES`] as [`replaced`], and
+/// no live checkpoint): files beside it are then of a run that never wrote a checkpoint.
 pub fn replaced_run_kept(dir: &std::path::Path) -> bool {
-    replaced(&dir.join(REPLACED_FILES[0])).exists()
+    // Beside a live checkpoint they are stale: its run checkpointed, then could not let them go.
+    let aside = REPLACED_FILES.iter().any(|name| std::fs::symlink_metadata(replaced(&dir.join(name))).is_ok());
+    aside && std::fs::symlink_metadata(dir.join(REPLACED_FILES[0])).is_err()
 }
 
 /// Moves `file` of an earlier run aside to its [`replaced`] name, or removes it when `kept`
-/// ([`replaced_run_kept`], asked before anything of this run was moved).
+/// ([`replaced_run_kept`], asked before anything of this run was moved) or empty (it holds
+/// nothing to keep: the log of a run that failed before its first step).
 pub fn move_aside(file: &std::path::Path, kept: bool) -> Result<(), TrainError> {
-    if !std::fs::symlink_metadata(file).is_ok_and(|m| m.is_file()) {
+    // A link is moved too: left live it would stand for this run (and its target be written).
+    let Ok(meta) = std::fs::symlink_metadata(file) else { return Ok(()) };
+    if meta.is_dir() {
         return Ok(());
     }
-    let moved = if kept { std::fs::remove_file(file) } else { std::fs::rename(file, replaced(file)) };
+    let empty = meta.is_file() && meta.len() == 0;
+    let moved = if kept || empty { std::fs::remove_file(file) } else { std::fs::rename(file, replaced(file)) };
     moved.map_err(|e| TrainError::Io { path: file.display().to_string(), source: e })
 }
 
-/// Holds the output folder `dir` for this run ([`diffclip_clip::files::hold_folder`]), made first.
-fn hold_output(dir: &std::path::Path) -> Result<Option<std::fs::File>, TrainError> {
+/// Holds the output folder `dir` for one run while the returned file lives
+/// ([`diffclip_clip::files::hold_folder`]), made first: the `train` program holds it from its
+/// first check to its last write, so that two runs never interleave their files. `fit` itself
+/// takes no lock (a program holds it around everything it writes).
+pub fn hold_output(dir: &std::path::Path) -> Result<Option<std::fs::File>, TrainError> {
     diffclip_clip::files::create_output_dir(dir)?;
     diffclip_clip::files::hold_folder(dir, false).map_err(|e| match e.kind() {
-        std::io::ErrorKind::WouldBlock => TrainError::Config(format!("{}: another training run is writing to this folder: wait for it to finish, or give another --output", dir.display())),
+        std::io::ErrorKind::WouldBlock => TrainError::Config(format!("{}: another job (a training run, an embed job) is writing to this folder: wait for it to finish, or give another --output", dir.display())),
         _ => TrainError::Io { path: dir.display().to_string(), source: e },
     })
 }
@@ -156,7 +168,7 @@ impl Trainer {
     /// A fresh run of `model` (built from `model_config`). `device` must be an autodiff device
     /// (`Device::flex().autodiff()`).
     pub fn new(model: Clip, model_config: ClipConfig, config: TrainConfig, device: Device, options: RunOptions) -> Self {
-        Self { optim: AdamW::new(config.adamw.clone()), model, model_config, config, state: TrainState::default(), device, options, resumed_from: None }
+        Self { optim: AdamW::new(config.adamw.clone()), model, model_config, config, state: TrainState::default(), device, options, resumed_from: None, replacing: false }
     }
 
     /// Continue from a checkpoint written by a previous run (model, optimizer, data position).
@@ -168,7 +180,7 @@ impl Trainer {
             return Err(TrainError::Resume { path: path.as_ref().display().to_string(), message });
         }
         let resumed_from = Some(path.as_ref().to_path_buf());
-        Ok(Self { model, model_config: meta.model, optim, config: meta.train, state: meta.state, device, options, resumed_from })
+        Ok(Self { model, model_config: meta.model, optim, config: meta.train, state: meta.state, device, options, resumed_from, replacing: false })
     }
 
     /// The same trainer with other run options (e.g. another output folder after a resume).
@@ -209,7 +221,7 @@ impl Trainer {
             let home = |from: &std::path::Path| std::fs::canonicalize(from).ok().and_then(|f| f.parent().map(std::path::Path::to_path_buf));
             let here = std::fs::canonicalize(dir).ok();
             if let Some(from) = self.resumed_from.as_deref().filter(|from| here.is_none() || home(from) != here)
-                && (ckpt.exists() || std::fs::metadata(&metrics).is_ok_and(|m| m.len() > 0))
+                && (ckpt.exists() || std::fs::metadata(&metrics).is_ok_and(|m| m.len() > 0) || replaced_run_kept(dir))
             {
                 return Err(TrainError::OutputHoldsAnotherRun { path: dir.display().to_string(), resumed: from.display().to_string() });
             }
@@ -217,6 +229,10 @@ impl Trainer {
             let path = dir.display().to_string();
             if ckpt.exists() {
                 return Err(TrainError::OutputExists { path });
+            }
+            // A replaced run kept aside (its replacement failed first) is a run too.
+            if replaced_run_kept(dir) {
+                return Err(TrainError::OutputKeepsReplaced { path });
             }
             // An empty log is a run that failed before its first step: nothing to keep.
             if std::fs::metadata(&metrics).is_ok_and(|m| m.is_file() && m.len() > 0) {
@@ -240,7 +256,7 @@ impl Trainer {
     /// `metrics.jsonl` back to its step; a fresh one removes an earlier checkpoint (allowed by
     /// then only under [`RunOptions::overwrite`]). Either way, temporary files of killed
     /// checkpoint writes are removed.
-    fn open_output(&self, dir: &std::path::Path) -> Result<MetricsLog, TrainError> {
+    fn open_output(&mut self, dir: &std::path::Path) -> Result<MetricsLog, TrainError> {
         self.check_output()?;
         diffclip_clip::files::create_output_dir(dir)?;
         let ckpt = dir.join("checkpoint-latest.safetensors");
@@ -249,13 +265,17 @@ impl Trainer {
         if self.continues() {
             return MetricsLog::resume(metrics, self.state.step);
         }
-        // An earlier run (allowed here only under `overwrite`) is moved aside, not deleted, until
-        // this one writes its first checkpoint: a run that fails first leaves it whole, as
-        // `*.replaced`, and never as what a later `--resume` would continue.
-        // Files beside a replaced run still kept are a run that never wrote a checkpoint: dropped.
-        let kept = replaced_run_kept(dir);
-        for file in [&ckpt, &metrics] {
-            move_aside(file, kept)?;
+        // An earlier run (allowed here only under `overwrite`; without it only an empty log can
+        // be here) is moved aside, not deleted, until this one writes its first checkpoint: a run
+        // that fails first leaves it whole, as `*.replaced`, and never as what a later `--resume`
+        // would continue. Files beside a replaced run still kept are a run that never wrote a
+        // checkpoint: dropped.
+        if self.options.overwrite {
+            let kept = replaced_run_kept(dir);
+            for name in REPLACED_FILES {
+                move_aside(&dir.join(name), kept)?;
+            }
+            self.replacing = true;
         }
         MetricsLog::create(metrics)
     }
@@ -310,13 +330,8 @@ impl Trainer {
         for device in std::iter::once(&self.device).chain(replicas) {
             self.config.precision.check(device).map_err(|e| TrainError::Config(e.to_string()))?;
         }
-        // One run writes a folder at a time: two would interleave their logs and checkpoints.
-        let _held = match &self.options.output {
-            Some(dir) => hold_output(dir)?,
-            None => None,
-        };
-        let log = match &self.options.output {
-            Some(dir) => Some(self.open_output(dir)?),
+        let log = match self.options.output.clone() {
+            Some(dir) => Some(self.open_output(&dir)?),
             None => None,
         };
         let s = &self.state;
@@ -509,11 +524,12 @@ impl Trainer {
         let Some(path) = self.checkpoint_path() else { return Ok(()) };
         let meta = Checkpoint { state: self.state.clone(), model: self.model_config.clone(), train: self.config.clone() };
         save_training_checkpoint(path, &self.model, &self.optim, &meta)?;
-        // This run can now be resumed: a run it replaced is let go.
-        match &self.options.output {
-            Some(dir) => remove_replaced(dir),
-            None => Ok(()),
+        // This run can now be resumed: a run it replaced is let go (left, should that fail: it
+        // no longer stands for the folder's run, whose checkpoint is now live).
+        if let (true, Some(dir)) = (self.replacing, &self.options.output) {
+            let _ = remove_replaced(dir);
         }
+        Ok(())
     }
 
     /// The loss of one micro-batch, in f32. Mixed precision runs the forward on

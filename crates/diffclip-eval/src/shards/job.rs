@@ -348,7 +348,7 @@ fn hold_folder(dir: &Path, shared: bool) -> Result<Option<std::fs::File>, EvalEr
     diffclip_clip::files::hold_folder(dir, shared).map_err(|e| EvalError::Shard {
         path: dir.display().to_string(),
         message: match e.kind() {
-            std::io::ErrorKind::WouldBlock => "another embed job is writing to this folder: wait for it to finish, or give another --output (the parts of one job split with --shard may share it)".into(),
+            std::io::ErrorKind::WouldBlock => "another job (an embed job, a training run) is writing to this folder: wait for it to finish, or give another --output (the parts of one job split with --shard may share it)".into(),
             _ => e.to_string(),
         },
     })
