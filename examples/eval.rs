@@ -154,17 +154,24 @@ struct Ctx<'a> {
 /// Whether `path` (which may not exist yet) lies inside the folder `root`, links resolved.
 fn inside(path: &std::path::Path, root: &std::path::Path) -> bool {
     let Ok(root) = std::fs::canonicalize(root) else { return false };
-    let resolved = std::fs::canonicalize(path).or_else(|_| {
-        let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
-        std::fs::canonicalize(parent).map(|p| p.join(path.file_name().unwrap_or_default()))
-    });
-    resolved.is_ok_and(|p| p.starts_with(&root))
+    // The nearest part of `path` that exists, resolved, with the rest (not made yet) after it.
+    let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let resolved = path.ancestors().find_map(|a| std::fs::canonicalize(a).ok().map(|c| c.join(path.strip_prefix(a).unwrap_or(std::path::Path::new("")))));
+    resolved.is_some_and(|p| p.starts_with(&root))
 }
 
 /// Whether `path` holds an earlier run's results (a JSON object with `model` and `results`).
 fn is_results_file(path: &std::path::Path) -> bool {
     let Ok(bytes) = diffclip::clip::files::read_regular_capped(path, 1 << 30) else { return false };
-    serde_json::from_slice::<serde_json::Value>(&bytes).is_ok_and(|v| v.get("model").is_some() && v.get("results").is_some())
+    // An empty file (made by `mktemp`, say) holds nothing to lose.
+    bytes.is_empty() || serde_json::from_slice::<serde_json::Value>(&bytes).is_ok_and(|v| v.get("model").is_some() && v.get("results").is_some())
+}
+
+/// Whether `path` begins as a PNG image does (its 8-byte signature).
+fn is_png(path: &std::path::Path) -> bool {
+    use std::io::Read;
+    let mut head = [0u8; 8];
+    std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut head)).is_ok() && head == *b"\x89PNG\r\n\x1a\n"
 }
 
 fn run(args: Args) -> Res<()> {
@@ -173,14 +180,16 @@ fn run(args: Args) -> Res<()> {
         [args.checkpoint.as_deref(), args.config.as_deref(), args.data.as_deref(), args.image.as_deref(), args.compare.as_deref()].into_iter().flatten().collect();
     let output = resolve_output(&args.output)?;
     check_output(&output, &inputs)?;
-    // Outputs stay out of a --data folder: they would replace its files, or be read as data
-    // (a class, a stray file) by the next run.
-    if let Some(root) = args.data.as_deref().filter(|d| d.is_dir()) {
+    // Outputs stay out of the folders read (--data, each --set): they would replace their
+    // files, or be read as data (a class, a stray file) by the next run.
+    let sets = disk::named_sets(&args.sets)?;
+    let read = args.data.iter().map(|d| ("--data", d.clone())).chain(sets.into_iter().map(|(_, p)| ("--set", p)));
+    for (data_flag, root) in read.filter(|(_, d)| d.is_dir()) {
         let cache = (args.checkpoint.is_some() && !args.no_cache && args.task != Task::Attention).then_some(("--cache-dir", args.cache_dir.clone()));
         let figures = matches!(args.task, Task::Attention | Task::All).then(|| ("--heatmap", args.heatmap()));
         for (flag, path) in [("--output", output.clone())].into_iter().chain(figures).chain(cache) {
-            if inside(&path, root) {
-                return Err(format!("{flag} {} is inside --data {}: an evaluation's outputs do not go into the data it reads (give {flag} elsewhere)", path.display(), root.display()).into());
+            if inside(&path, &root) {
+                return Err(format!("{flag} {} is inside {data_flag} {}: an evaluation's outputs do not go into the data it reads (give {flag} elsewhere)", path.display(), root.display()).into());
             }
         }
     }
@@ -206,6 +215,10 @@ fn run(args: Args) -> Res<()> {
             if std::path::absolute(&target)? == std::path::absolute(&output)? {
                 return Err(format!("--heatmap {} is also --output", figure.display()).into());
             }
+            // An existing file is replaced only when it is a figure (a PNG image) too.
+            if target.is_file() && !is_png(&target) {
+                return Err(format!("--heatmap {} exists and is not a PNG image: it is not replaced (give a new path)", figure.display()).into());
+            }
         }
         // The figures are PNG: another extension would name a file that is not what it says.
         if !args.heatmap().extension().is_some_and(|e| e.eq_ignore_ascii_case("png")) {
@@ -215,7 +228,6 @@ fn run(args: Args) -> Res<()> {
     if let Some(data) = &args.data {
         std::fs::metadata(data).map_err(|e| format!("--data {}: {e}", data.display()))?;
     }
-    disk::named_sets(&args.sets)?;
     if !args.sets.is_empty() && !matches!(args.task, Task::Robustness | Task::All) {
         let task = args.task.to_possible_value().map(|v| v.get_name().to_string()).unwrap_or_default();
         return Err(format!("--set applies to --task robustness (and all), not {task}").into());

@@ -148,6 +148,14 @@ fn eval_runs_what_the_data_holds_and_draws_its_first_image() {
     std::fs::write(dir.join("notes.txt"), b"mine").unwrap();
     assert!(refused(&dir.join("notes.txt")).contains("is not an evaluation's results file"));
     assert_eq!(std::fs::read(dir.join("notes.txt")).unwrap(), b"mine");
+    // Nor into a --set folder; and a figure replaces only a figure (a PNG image).
+    let set = format!("imagenet-r={}", dir.join("classes").display());
+    let o = Command::new(example("eval")).args(["--preset", "diffclip_tiny", "--no-cache", "--quiet", "--task", "robustness", "--set", &set, "--output"]).arg(dir.join("classes/r.json")).output().unwrap();
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("is inside --set"), "{}", String::from_utf8_lossy(&o.stderr));
+    std::fs::write(dir.join("mine.png"), b"mine").unwrap();
+    let o = Command::new(example("eval")).args(["--preset", "diffclip_tiny", "--no-cache", "--quiet", "--task", "attention", "--data"]).arg(dir.join("classes")).arg("--output").arg(dir.join("r.json")).arg("--heatmap").arg(dir.join("mine.png")).output().unwrap();
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("exists and is not a PNG image"), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(std::fs::read(dir.join("mine.png")).unwrap(), b"mine");
     let (again, err) = eval(&dir.join("classes"), "zeroshot");
     assert!(again.is_some(), "an earlier results file is replaced: {err}");
     // Class names zero-shot cannot tell apart are said (not refused: lists like ImageNet's have them).

@@ -54,7 +54,7 @@ pub fn read_class_names(
             return Ok(names);
         }
         if names.len() != folders.len() {
-            return Err(DataError::Config(format!("{}: {} class names for {} class folders", path.display(), names.len(), folders.len())));
+            return Err(DataError::Config(format!("{}: {} class names for {} class folders (a list names each folder once, in order; name a subset of folders with a JSON object from folder to name)", path.display(), names.len(), folders.len())));
         }
         let numbers: Option<Vec<usize>> = folders.iter().map(|f| f.parse().ok()).collect();
         if numbers.is_some_and(|n| n.iter().any(|&n| n >= names.len())) {
