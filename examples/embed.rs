@@ -173,6 +173,34 @@ fn integers(view: &safetensors::tensor::TensorView) -> Option<Vec<i64>> {
     })
 }
 
+/// Skipped samples said on standard error, one line each up to this many (a broken collection
+/// can skip hundreds of thousands); the rest are counted.
+const SKIPPED_SHOWN: usize = 20;
+
+/// Says the samples a job skipped: the first [`SKIPPED_SHOWN`] on standard error, and all of them
+/// in `list` when given (`path<TAB>why` a line each). Shards kept from an earlier run are not read
+/// again: their skipped samples are in that run's list, which a run that skipped none leaves.
+fn say_skipped(skipped: &[(String, String)], list: Option<&std::path::Path>) -> Result<(), Box<dyn std::error::Error>> {
+    for (file, why) in skipped.iter().take(SKIPPED_SHOWN) {
+        eprintln!("skipped {}: {}", printable_line(file), printable_line(why));
+    }
+    let Some(list) = list else {
+        if skipped.len() > SKIPPED_SHOWN {
+            eprintln!("… and {} more skipped", skipped.len() - SKIPPED_SHOWN);
+        }
+        return Ok(());
+    };
+    if skipped.is_empty() {
+        return Ok(());
+    }
+    let lines: String = skipped.iter().map(|(file, why)| format!("{}\t{}\n", printable_line(file), printable_line(why))).collect();
+    diffclip::clip::files::write_atomic(list, lines.as_bytes())?;
+    let more = skipped.len().saturating_sub(SKIPPED_SHOWN);
+    let more = if more > 0 { format!("… and {more} more; ") } else { String::new() };
+    eprintln!("{more}all {} samples this run skipped are listed in {}", skipped.len(), list.display());
+    Ok(())
+}
+
 /// `--images`/`--texts`/`--data`: shards of embeddings under `--output`.
 fn embed_files(args: &Args, loaded: &LoadedModel) -> Result<(), Box<dyn std::error::Error>> {
     let (i, n) = args.shard.split_once('/').and_then(|(i, n)| Some((i.parse::<usize>().ok()?, n.parse::<usize>().ok()?))).filter(|&(i, n)| i < n).ok_or_else(|| format!("--shard must be I/N with 0 <= I < N, not {}", args.shard))?;
@@ -254,9 +282,7 @@ fn embed_files(args: &Args, loaded: &LoadedModel) -> Result<(), Box<dyn std::err
     // Not one row embedded though samples were tried (every image or sample of this part
     // unreadable): no index, not an empty one that a re-run would keep.
     if !report.skipped.is_empty() && rows_in(report.written.iter().chain(&report.kept)) == 0 {
-        for (file, why) in &report.skipped {
-            eprintln!("skipped {}: {}", printable_line(file), printable_line(why));
-        }
+        say_skipped(&report.skipped, None)?;
         for shard in &report.written {
             std::fs::remove_file(shard).map_err(|e| format!("{}: {e}", shard.display()))?;
         }
@@ -265,15 +291,18 @@ fn embed_files(args: &Args, loaded: &LoadedModel) -> Result<(), Box<dyn std::err
         if !output_existed && n == 1 {
             let _ = std::fs::remove_dir(&args.output);
         }
-        return Err(format!("no sample of this job could be read ({} skipped, listed above)", report.skipped.len()).into());
+        let listed = if report.skipped.len() > SKIPPED_SHOWN { "the first listed above" } else { "listed above" };
+        return Err(format!("no sample of this job could be read ({} skipped, {listed})", report.skipped.len()).into());
     }
     if let Some(lines) = captions {
         let text_job = ShardJob { dir: job.dir.join("texts"), ..job.clone() };
         report.extend(text_job.embed_texts(&encoder, &lines)?);
     }
-    for (file, why) in &report.skipped {
-        eprintln!("skipped {}: {}", printable_line(file), printable_line(why));
-    }
+    let list = match n {
+        1 => "skipped.txt".to_string(),
+        n => format!("skipped-{i}-of-{n}.txt"),
+    };
+    say_skipped(&report.skipped, Some(&args.output.join(list)))?;
     eprintln!("wrote {} shards, kept {} finished ones, skipped {} unreadable samples; output {}", report.written.len(), report.kept.len(), report.skipped.len(), args.output.display());
     // Shards of another job beside this one's would be searched with them. Rows no shard holds
     // yet are only news when this job is the whole of it. Only the folders this job wrote to.

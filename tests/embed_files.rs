@@ -127,6 +127,21 @@ fn shards_resume_split_and_hold_texts() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains("bad.txt:2: not UTF-8"), "{err}");
     assert!(!marked.join("refused").exists(), "wrote image shards before refusing the captions");
+    // Many unreadable images: the first 20 said, all of them listed in the output folder.
+    let broken = tmpdir("embed-files", "broken");
+    std::fs::copy(images.join("flower.jpg"), broken.join("a.jpg")).unwrap();
+    for k in 0..22 {
+        std::fs::write(broken.join(format!("bad{k:02}.png")), b"not a png").unwrap();
+    }
+    let out = broken.join("out");
+    let o = embed(&["--images".as_ref(), broken.as_os_str(), "--output".as_ref(), out.as_os_str()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(err.lines().filter(|l| l.starts_with("skipped ")).count(), 20, "{err}");
+    assert!(err.contains("… and 2 more; all 22 samples this run skipped are listed in") && err.contains("skipped.txt"), "{err}");
+    let list = std::fs::read_to_string(out.join("skipped.txt")).unwrap();
+    assert_eq!(list.lines().count(), 22, "{list}");
+    assert!(list.lines().all(|l| l.contains("bad") && l.contains(".png\t")), "{list}");
+    assert_eq!(shard_rows(&out, "image_embed").len(), 1);
 }
 
 #[test]
