@@ -265,6 +265,13 @@ fn training_into_an_earlier_runs_folder_is_refused() {
     // A run without --overwrite does not take the kept run for nothing.
     assert_clean_error(&train("2", &[]), &["keeps an earlier training run as *.replaced", "--overwrite"]);
     assert!(out.join("checkpoint-latest.safetensors.replaced").is_file(), "a refused run let the kept run go");
+    assert_clean_error(&train("2", &["--resume", "latest"]), &["no checkpoint at", "is an earlier run kept aside: rename it back"]);
+    // A folder made only to be held is removed when the run is refused.
+    let fresh = dir.join("made/for/nothing");
+    let mut cmd = Command::new(example("train"));
+    cmd.args(["--data", "synthetic", "--preset", "diffclip_tiny", "--steps", "2", "--quiet", "--resume", "latest", "--output"]).arg(&fresh);
+    assert_clean_error(&run_bounded(cmd, Duration::from_secs(120)), &["no checkpoint at"]);
+    assert!(!fresh.exists(), "a refused run left the folder it made");
     let o = train("2", &["--overwrite"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(!out.join("model.safetensors.replaced").exists() && !out.join("checkpoint-latest.safetensors.replaced").exists(), "let go once the new run checkpointed");
@@ -291,6 +298,15 @@ fn training_into_an_earlier_runs_folder_is_refused() {
     let o = run_bounded(cmd, Duration::from_secs(300));
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(only.join("model.safetensors").is_file() && !only.join("model.safetensors.replaced").exists(), "the replaced model was not let go");
+    // An empty log (a run that failed before its first step) is nothing to keep aside.
+    let empty = dir.join("empty-log");
+    std::fs::create_dir_all(&empty).unwrap();
+    std::fs::write(empty.join("metrics.jsonl"), b"").unwrap();
+    let mut cmd = Command::new(example("train"));
+    cmd.args(["--data"]).arg(format!("csv:{}", dir.join("missing.csv").display())).args(["--bad-samples", "fail", "--preset", "diffclip_tiny", "--batch-size", "2", "--steps", "5", "--quiet", "--overwrite", "--output"]).arg(&empty);
+    let o = run_bounded(cmd, Duration::from_secs(120));
+    assert!(!o.status.success() && !String::from_utf8_lossy(&o.stderr).contains(".replaced"), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(!empty.join("metrics.jsonl.replaced").exists(), "an empty log was kept aside");
 }
 
 #[test]
