@@ -177,27 +177,37 @@ fn integers(view: &safetensors::tensor::TensorView) -> Option<Vec<i64>> {
 /// can skip hundreds of thousands); the rest are counted.
 const SKIPPED_SHOWN: usize = 20;
 
-/// Says the samples a job skipped: the first [`SKIPPED_SHOWN`] on standard error, and all of them
-/// in `list` when given (`path<TAB>why` a line each). Shards kept from an earlier run are not read
-/// again: their skipped samples are in that run's list, which a run that skipped none leaves.
-fn say_skipped(skipped: &[(String, String)], list: Option<&std::path::Path>) -> Result<(), Box<dyn std::error::Error>> {
+/// Says the samples a job skipped: the first [`SKIPPED_SHOWN`] this run skipped on standard
+/// error, and, in `list` when given, every sample the job's shards leave out (those of shards
+/// kept from an earlier run too, as they record them), `path<TAB>why` a line each. A list is
+/// the whole job's, so one that would be empty is removed.
+fn say_skipped(report: &ShardReport, list: Option<&std::path::Path>) -> Result<(), Box<dyn std::error::Error>> {
+    let skipped = &report.skipped;
     for (file, why) in skipped.iter().take(SKIPPED_SHOWN) {
         eprintln!("skipped {}: {}", printable_line(file), printable_line(why));
     }
+    let more = skipped.len().saturating_sub(SKIPPED_SHOWN);
     let Some(list) = list else {
-        if skipped.len() > SKIPPED_SHOWN {
-            eprintln!("… and {} more skipped", skipped.len() - SKIPPED_SHOWN);
+        if more > 0 {
+            eprintln!("… and {more} more skipped");
         }
         return Ok(());
     };
-    if skipped.is_empty() {
-        return Ok(());
+    let all: Vec<&(String, String)> = report.skipped_before.iter().chain(skipped).collect();
+    if all.is_empty() {
+        return match std::fs::remove_file(list) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(format!("{}: {e}", list.display()).into()),
+            _ => Ok(()),
+        };
     }
-    let lines: String = skipped.iter().map(|(file, why)| format!("{}\t{}\n", printable_line(file), printable_line(why))).collect();
+    let lines: String = all.iter().map(|(file, why)| format!("{}\t{}\n", printable_line(file), printable_line(why))).collect();
     diffclip::clip::files::write_atomic(list, lines.as_bytes())?;
-    let more = skipped.len().saturating_sub(SKIPPED_SHOWN);
     let more = if more > 0 { format!("… and {more} more; ") } else { String::new() };
-    eprintln!("{more}all {} samples this run skipped are listed in {}", skipped.len(), list.display());
+    let before = match report.skipped_before.len() {
+        0 => String::new(),
+        b => format!(" ({b} of them by the run that wrote the kept shards)"),
+    };
+    eprintln!("{more}all {} samples left out are listed in {}{before}", all.len(), list.display());
     Ok(())
 }
 
@@ -279,10 +289,22 @@ fn embed_files(args: &Args, loaded: &LoadedModel) -> Result<(), Box<dyn std::err
         eprintln!("{} images, {preprocess} preprocessing", files.len());
         report = job.embed_images(&encoder, &pipeline, &files)?;
     }
-    // Not one row embedded though samples were tried (every image or sample of this part
-    // unreadable): no index, not an empty one that a re-run would keep.
-    if !report.skipped.is_empty() && rows_in(report.written.iter().chain(&report.kept)) == 0 {
-        say_skipped(&report.skipped, None)?;
+    let list = args.output.join(match n {
+        1 => "skipped.txt".to_string(),
+        n => format!("skipped-{i}-of-{n}.txt"),
+    });
+    // Not one row embedded though samples were tried (every image or sample of the job
+    // unreadable): no index, not an empty one that a re-run would keep. A part of a split job
+    // goes on: the other parts may hold rows, and its empty shards keep the numbering whole.
+    if n == 1 && !report.skipped.is_empty() && rows_in(report.written.iter().chain(&report.kept)) == 0 {
+        // Past what standard error shows, the list is kept in the folder (which then stays).
+        let listed = if report.skipped.len() > SKIPPED_SHOWN {
+            say_skipped(&report, Some(&list))?;
+            format!("all listed in {}", list.display())
+        } else {
+            say_skipped(&report, None)?;
+            "listed above".to_string()
+        };
         for shard in &report.written {
             std::fs::remove_file(shard).map_err(|e| format!("{}: {e}", shard.display()))?;
         }
@@ -291,18 +313,13 @@ fn embed_files(args: &Args, loaded: &LoadedModel) -> Result<(), Box<dyn std::err
         if !output_existed && n == 1 {
             let _ = std::fs::remove_dir(&args.output);
         }
-        let listed = if report.skipped.len() > SKIPPED_SHOWN { "the first listed above" } else { "listed above" };
         return Err(format!("no sample of this job could be read ({} skipped, {listed})", report.skipped.len()).into());
     }
     if let Some(lines) = captions {
         let text_job = ShardJob { dir: job.dir.join("texts"), ..job.clone() };
         report.extend(text_job.embed_texts(&encoder, &lines)?);
     }
-    let list = match n {
-        1 => "skipped.txt".to_string(),
-        n => format!("skipped-{i}-of-{n}.txt"),
-    };
-    say_skipped(&report.skipped, Some(&args.output.join(list)))?;
+    say_skipped(&report, Some(&list))?;
     eprintln!("wrote {} shards, kept {} finished ones, skipped {} unreadable samples; output {}", report.written.len(), report.kept.len(), report.skipped.len(), args.output.display());
     // Shards of another job beside this one's would be searched with them. Rows no shard holds
     // yet are only news when this job is the whole of it. Only the folders this job wrote to.

@@ -134,14 +134,25 @@ fn shards_resume_split_and_hold_texts() {
         std::fs::write(broken.join(format!("bad{k:02}.png")), b"not a png").unwrap();
     }
     let out = broken.join("out");
-    let o = embed(&["--images".as_ref(), broken.as_os_str(), "--output".as_ref(), out.as_os_str()]);
+    let run = || embed(&["--images".as_ref(), broken.as_os_str(), "--output".as_ref(), out.as_os_str(), "--rows-per-shard".as_ref(), "8".as_ref()]);
+    let o = run();
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(err.lines().filter(|l| l.starts_with("skipped ")).count(), 20, "{err}");
-    assert!(err.contains("… and 2 more; all 22 samples this run skipped are listed in") && err.contains("skipped.txt"), "{err}");
+    assert!(err.contains("… and 2 more; all 22 samples left out are listed in") && err.contains("skipped.txt"), "{err}");
     let list = std::fs::read_to_string(out.join("skipped.txt")).unwrap();
     assert_eq!(list.lines().count(), 22, "{list}");
     assert!(list.lines().all(|l| l.contains("bad") && l.contains(".png\t")), "{list}");
     assert_eq!(shard_rows(&out, "image_embed").len(), 1);
+    // A shard whose every row was skipped still has the embedding's columns.
+    let header = diffclip::clip::checkpoint::safetensors_header(&out.join("embeddings-00001.safetensors")).unwrap().unwrap();
+    assert_eq!(header["image_embed"]["shape"], serde_json::json!([0, 32]), "{header:?}");
+    // A re-run that keeps two shards and writes the third again still lists what the kept ones leave out.
+    std::fs::copy(fixture("preprocess/images/rgba_300x200.png"), broken.join("bad21.png")).unwrap();
+    let err = String::from_utf8_lossy(&run().stderr).into_owned();
+    assert!(err.contains("wrote 1 shards, kept 2") && err.contains("all 21 samples left out are listed in") && err.contains("(15 of them by the run that wrote the kept shards)"), "{err}");
+    let list = std::fs::read_to_string(out.join("skipped.txt")).unwrap();
+    assert!(list.lines().count() == 21 && !list.contains("bad21.png"), "{list}");
+    assert_eq!(shard_rows(&out, "image_embed").len(), 2);
 }
 
 #[test]

@@ -69,8 +69,11 @@ pub struct ShardReport {
     pub written: Vec<PathBuf>,
     /// Shards already present (a resumed job, the same model and rows) and left as they were.
     pub kept: Vec<PathBuf>,
-    /// Samples skipped (file, `TAR:KEY` or `LINE:n`), with the reason.
+    /// Samples skipped now (file, `TAR:KEY` or `LINE:n`), with the reason.
     pub skipped: Vec<(String, String)>,
+    /// Samples skipped when the kept shards were written, as those shards record them
+    /// (metadata key `skipped`; none in shards written before it was stored).
+    pub skipped_before: Vec<(String, String)>,
 }
 
 impl ShardReport {
@@ -79,6 +82,7 @@ impl ShardReport {
         self.written.extend(other.written);
         self.kept.extend(other.kept);
         self.skipped.extend(other.skipped);
+        self.skipped_before.extend(other.skipped_before);
     }
 }
 
@@ -221,6 +225,7 @@ impl ShardJob {
             let path = self.shard_path(shard.k);
             let stamp = Stamp { source: self.source.clone(), model_key: self.model_key.clone(), tensors: tensors.clone(), normalize: self.normalize, input: shard.input.clone() };
             if stamp.check(&path)? {
+                report.skipped_before.extend(skipped_in(&path));
                 report.kept.push(path);
                 kept_steps += shard.steps;
             } else {
@@ -280,7 +285,9 @@ impl ShardJob {
     /// The encoder side: embeds each batch, writes a shard when its last batch has arrived.
     fn encode_all(&self, encoder: &Encoder<'_>, what: &Embedding<'_>, stamps: &HashMap<usize, String>, rx: Receiver<Decoded>, report: &mut ShardReport, progress: &dyn Fn(u64)) -> Result<(), EvalError> {
         let (mut images, mut texts, mut ids) = (Vec::<f32>::new(), Vec::<f32>::new(), Vec::<String>::new());
-        let (mut image_dim, mut text_dim) = (0, 0);
+        // The projections' widths: a shard whose every row was skipped still has its columns.
+        let width = |p: &burn::module::Param<burn::tensor::Tensor<2>>| p.lazy_shape().dims::<2>()[1];
+        let (mut image_dim, mut text_dim) = (width(&encoder.model().image_projection), width(&encoder.model().text_projection));
         for message in rx {
             match message {
                 Decoded::Failed(e) => return Err(e),
@@ -313,7 +320,7 @@ impl ShardJob {
                         let stamp: Stamp = serde_json::from_str(&stamps[&k]).expect("a stamp this job wrote");
                         stamp.check(&path)?;
                     }
-                    self.write(&path, &tensors, &std::mem::take(&mut ids), &stamps[&k])?;
+                    self.write(&path, &tensors, &std::mem::take(&mut ids), &stamps[&k], &skipped)?;
                     report.written.push(path);
                     report.skipped.extend(skipped);
                     progress(steps);
@@ -325,7 +332,7 @@ impl ShardJob {
 
     /// The `[rows, dim]` matrix of one tensor of a shard, normalised and checked as asked.
     fn finish(&self, path: &Path, name: &str, data: Vec<f32>, rows: usize, dim: usize) -> Result<Matrix, EvalError> {
-        let embed = if rows == 0 { Matrix::zeros(0, 0) } else { Matrix::new(rows, dim, data)? };
+        let embed = Matrix::new(rows, dim, data)?;
         let embed = if self.normalize { embed.l2_normalized() } else { embed };
         if !self.allow_non_finite {
             check_finite_rows(&format!("{} {name}", path.display()), embed.data(), embed.cols())?;
@@ -333,12 +340,27 @@ impl ShardJob {
         Ok(embed)
     }
 
-    fn write(&self, path: &Path, tensors: &[(&str, Matrix)], ids: &[String], stamp: &str) -> Result<(), EvalError> {
+    fn write(&self, path: &Path, tensors: &[(&str, Matrix)], ids: &[String], stamp: &str, skipped: &[(String, String)]) -> Result<(), EvalError> {
         diffclip_clip::files::create_output_dir(&self.dir)?;
-        let meta = HashMap::from([("paths".to_string(), serde_json::to_string(ids).expect("strings serialise")), (stamp::KEY.to_string(), stamp.to_string())]);
+        let mut meta = HashMap::from([("paths".to_string(), serde_json::to_string(ids).expect("strings serialise")), (stamp::KEY.to_string(), stamp.to_string())]);
+        // Recorded so that a re-run keeping this shard can still list what it left out.
+        if !skipped.is_empty() {
+            meta.insert(SKIPPED_KEY.to_string(), serde_json::to_string(skipped).expect("strings serialise"));
+        }
         let tensors: Vec<F32Tensor> = tensors.iter().map(|(name, m)| F32Tensor { name: name.to_string(), shape: vec![m.rows(), m.cols()], data: m.data() }).collect();
         write_safetensors(path, &tensors, meta).map_err(|e| EvalError::Shard { path: path.display().to_string(), message: e.to_string() })
     }
+}
+
+/// The metadata key of a shard's skipped samples: a JSON list of `[id, why]` pairs.
+const SKIPPED_KEY: &str = "skipped";
+
+/// The samples the shard at `path` records as skipped when it was written (its header alone is
+/// read); none when it records none or cannot be read.
+fn skipped_in(path: &Path) -> Vec<(String, String)> {
+    let header = diffclip_clip::checkpoint::safetensors_header(path).ok().flatten();
+    let listed = header.as_ref().and_then(|h| h.get("__metadata__")?.get(SKIPPED_KEY)?.as_str().map(str::to_string));
+    listed.and_then(|l| serde_json::from_str(&l).ok()).unwrap_or_default()
 }
 
 /// Holds `dir` for one job while it runs ([`diffclip_clip::files::hold_folder`]): exclusively,
