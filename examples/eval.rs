@@ -180,6 +180,10 @@ fn run(args: Args) -> Res<()> {
         [args.checkpoint.as_deref(), args.config.as_deref(), args.data.as_deref(), args.image.as_deref(), args.compare.as_deref()].into_iter().flatten().collect();
     let output = resolve_output(&args.output)?;
     check_output(&output, &inputs)?;
+    if !args.sets.is_empty() && !matches!(args.task, Task::Robustness | Task::All) {
+        let task = args.task.to_possible_value().map(|v| v.get_name().to_string()).unwrap_or_default();
+        return Err(format!("--set applies to --task robustness (and all), not {task}").into());
+    }
     // Outputs stay out of the folders read (--data, each --set): they would replace their
     // files, or be read as data (a class, a stray file) by the next run.
     let sets = disk::named_sets(&args.sets)?;
@@ -227,10 +231,6 @@ fn run(args: Args) -> Res<()> {
     }
     if let Some(data) = &args.data {
         std::fs::metadata(data).map_err(|e| format!("--data {}: {e}", data.display()))?;
-    }
-    if !args.sets.is_empty() && !matches!(args.task, Task::Robustness | Task::All) {
-        let task = args.task.to_possible_value().map(|v| v.get_name().to_string()).unwrap_or_default();
-        return Err(format!("--set applies to --task robustness (and all), not {task}").into());
     }
     // The synthetic set brings its own classes and prompts: these flags would be ignored
     // (robustness sets use ImageNet's class names, with --templates).

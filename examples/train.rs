@@ -229,7 +229,7 @@ fn run(args: Args, matches: &ArgMatches) -> Res<()> {
     // One run writes a folder at a time, from its first read of it (the checkpoint a resume
     // continues) to its last write (the model). A folder made only to be held goes again when
     // the run ends with nothing written into it (refused by a later check).
-    let _made = (!args.output.exists()).then(|| RemovedIfEmpty(args.output.clone()));
+    let _made = RemovedIfEmpty::made_by(&args.output);
     let _held = diffclip::train::hold_output(&args.output)?;
     let mut trainer = match &resume {
         Some(path) => resumed_trainer(path, &device, matches, options)?,
@@ -413,13 +413,26 @@ fn run(args: Args, matches: &ArgMatches) -> Res<()> {
     }
 }
 
-/// A folder this run made, removed when the run leaves it empty.
-struct RemovedIfEmpty(PathBuf);
+/// The folders this run makes for its output (the folder and any missing parents), removed
+/// again, innermost first, as far as the run leaves them empty.
+struct RemovedIfEmpty(Vec<PathBuf>);
+
+impl RemovedIfEmpty {
+    /// The folders of `path` that do not exist yet, innermost first.
+    fn made_by(path: &Path) -> Self {
+        Self(path.ancestors().take_while(|a| !a.as_os_str().is_empty() && std::fs::symlink_metadata(a).is_err()).map(Path::to_path_buf).collect())
+    }
+}
 
 impl Drop for RemovedIfEmpty {
     fn drop(&mut self) {
-        // `remove_dir` removes only an empty folder: one holding anything is left as it is.
-        let _ = std::fs::remove_dir(&self.0);
+        // `remove_dir` removes only an empty folder: one holding anything is left, and so are
+        // the folders around it.
+        for dir in &self.0 {
+            if std::fs::remove_dir(dir).is_err() {
+                break;
+            }
+        }
     }
 }
 
@@ -484,6 +497,6 @@ fn read_templates(path: Option<&Path>) -> Res<Vec<String>> {
         return Ok(vec!["a photo of a {c}.".into()]);
     };
     let spec = path.to_str().ok_or_else(|| format!("--templates {}: not a UTF-8 path", path.display()))?;
-    Ok(diffclip::eval::metadata::templates_from(spec)?)
+    Ok(diffclip::eval::metadata::templates_from(spec).map_err(|e| format!("--templates: {e}"))?)
 }
 

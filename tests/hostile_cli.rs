@@ -227,6 +227,9 @@ fn training_into_an_earlier_runs_folder_is_refused() {
     let ckpt = std::fs::read(out.join("checkpoint-latest.safetensors")).unwrap();
     let model = std::fs::read(out.join("model.safetensors")).unwrap();
     let metrics = std::fs::read(out.join("metrics.jsonl")).unwrap();
+    let other_ckpt = dir.join("other/checkpoint-latest.safetensors");
+    std::fs::create_dir_all(dir.join("other")).unwrap();
+    std::fs::write(&other_ckpt, &ckpt).unwrap();
     let o = train("2", &[]);
     assert_clean_error(&o, &[out.to_str().unwrap(), "--resume", "--overwrite"]);
     assert!(!String::from_utf8_lossy(&o.stderr).contains("training 2 steps"), "a refused run was announced");
@@ -266,12 +269,16 @@ fn training_into_an_earlier_runs_folder_is_refused() {
     assert_clean_error(&train("2", &[]), &["keeps an earlier training run as *.replaced", "--overwrite"]);
     assert!(out.join("checkpoint-latest.safetensors.replaced").is_file(), "a refused run let the kept run go");
     assert_clean_error(&train("2", &["--resume", "latest"]), &["no checkpoint at", "is an earlier run kept aside: rename it back"]);
+    // Resumed from another folder into this one: the kept run is named, not called a live one.
+    let mut cmd = Command::new(example("train"));
+    cmd.args(["--data", "synthetic", "--train-num-samples", "64", "--steps", "6", "--quiet", "--resume"]).arg(&other_ckpt).arg("--output").arg(&out);
+    assert_clean_error(&run_bounded(cmd, Duration::from_secs(120)), &["keeps an earlier training run as *.replaced"]);
     // A folder made only to be held is removed when the run is refused.
     let fresh = dir.join("made/for/nothing");
     let mut cmd = Command::new(example("train"));
     cmd.args(["--data", "synthetic", "--preset", "diffclip_tiny", "--steps", "2", "--quiet", "--resume", "latest", "--output"]).arg(&fresh);
     assert_clean_error(&run_bounded(cmd, Duration::from_secs(120)), &["no checkpoint at"]);
-    assert!(!fresh.exists(), "a refused run left the folder it made");
+    assert!(!dir.join("made").exists(), "a refused run left the folders it made");
     let o = train("2", &["--overwrite"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(!out.join("model.safetensors.replaced").exists() && !out.join("checkpoint-latest.safetensors.replaced").exists(), "let go once the new run checkpointed");

@@ -64,6 +64,12 @@ pub enum TrainError {
         /// The output folder.
         path: String,
     },
+    /// Another job (a training run, an embed job) holds the output folder while it writes there.
+    #[error("{path}: another job (a training run, an embed job) is writing to this folder: wait for it to finish, or give another --output")]
+    OutputBusy {
+        /// The output folder.
+        path: String,
+    },
     /// The output folder keeps an earlier run as `*.replaced` files (a run that replaced it
     /// failed before its first checkpoint), and overwriting was not asked for.
     #[error("{path} keeps an earlier training run as *.replaced files (the run that replaced it failed before its first checkpoint): rename them back (without .replaced) to continue it with --resume, or replace it with --overwrite")]

@@ -159,7 +159,7 @@ pub fn move_aside(file: &std::path::Path, kept: bool) -> Result<(), TrainError> 
 pub fn hold_output(dir: &std::path::Path) -> Result<Option<std::fs::File>, TrainError> {
     diffclip_clip::files::create_output_dir(dir)?;
     diffclip_clip::files::hold_folder(dir, false).map_err(|e| match e.kind() {
-        std::io::ErrorKind::WouldBlock => TrainError::Config(format!("{}: another job (a training run, an embed job) is writing to this folder: wait for it to finish, or give another --output", dir.display())),
+        std::io::ErrorKind::WouldBlock => TrainError::OutputBusy { path: dir.display().to_string() },
         _ => TrainError::Io { path: dir.display().to_string(), source: e },
     })
 }
@@ -220,8 +220,12 @@ impl Trainer {
             // Both resolved (a bare file name lies in the current folder).
             let home = |from: &std::path::Path| std::fs::canonicalize(from).ok().and_then(|f| f.parent().map(std::path::Path::to_path_buf));
             let here = std::fs::canonicalize(dir).ok();
-            if let Some(from) = self.resumed_from.as_deref().filter(|from| here.is_none() || home(from) != here)
-                && (ckpt.exists() || std::fs::metadata(&metrics).is_ok_and(|m| m.len() > 0) || replaced_run_kept(dir))
+            let elsewhere = self.resumed_from.as_deref().filter(|from| here.is_none() || home(from) != here);
+            if elsewhere.is_some() && !ckpt.exists() && replaced_run_kept(dir) {
+                return Err(TrainError::OutputKeepsReplaced { path: dir.display().to_string() });
+            }
+            if let Some(from) = elsewhere
+                && (ckpt.exists() || std::fs::metadata(&metrics).is_ok_and(|m| m.len() > 0))
             {
                 return Err(TrainError::OutputHoldsAnotherRun { path: dir.display().to_string(), resumed: from.display().to_string() });
             }
