@@ -438,6 +438,10 @@ impl Drop for RemovedIfEmpty {
 
 /// Continues the run in `path`: its model and hyper-parameters win over the flags.
 fn resumed_trainer(path: &Path, device: &Device, matches: &ArgMatches, options: RunOptions) -> Res<Trainer> {
+    // Continued as it lies, its log would stay aside and the failed run's go on in its place.
+    if path.extension().is_some_and(|e| e == "replaced") {
+        return Err(format!("--resume {}: a run kept aside by one that replaced it; rename its files back first (without .replaced), then resume its checkpoint-latest.safetensors", path.display()).into());
+    }
     if !path.exists() {
         // A run kept aside by one that replaced it and failed: said how to get it back.
         let kept = diffclip::train::replaced(path);

@@ -269,6 +269,8 @@ fn training_into_an_earlier_runs_folder_is_refused() {
     assert_clean_error(&train("2", &[]), &["keeps an earlier training run as *.replaced", "--overwrite"]);
     assert!(out.join("checkpoint-latest.safetensors.replaced").is_file(), "a refused run let the kept run go");
     assert_clean_error(&train("2", &["--resume", "latest"]), &["no checkpoint at", "is an earlier run kept aside: rename it back"]);
+    let kept = out.join("checkpoint-latest.safetensors.replaced");
+    assert_clean_error(&train("6", &["--resume", kept.to_str().unwrap()]), &["a run kept aside", "rename its files back first"]);
     // Resumed from another folder into this one: the kept run is named, not called a live one.
     let mut cmd = Command::new(example("train"));
     cmd.args(["--data", "synthetic", "--train-num-samples", "64", "--steps", "6", "--quiet", "--resume"]).arg(&other_ckpt).arg("--output").arg(&out);
