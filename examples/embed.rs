@@ -297,8 +297,9 @@ fn embed_files(args: &Args, loaded: &LoadedModel) -> Result<(), Box<dyn std::err
     // unreadable): no index, not an empty one that a re-run would keep. A part of a split job
     // goes on: the other parts may hold rows, and its empty shards keep the numbering whole.
     if n == 1 && !report.skipped.is_empty() && rows_in(report.written.iter().chain(&report.kept)) == 0 {
-        // Past what standard error shows, the list is kept in the folder (which then stays).
-        let listed = if report.skipped.len() > SKIPPED_SHOWN {
+        // Past what standard error shows, or in a folder there before, the list is kept in the
+        // folder (which then stays).
+        let listed = if output_existed || report.skipped.len() > SKIPPED_SHOWN {
             say_skipped(&report, Some(&list))?;
             format!("all listed in {}", list.display())
         } else {
@@ -320,6 +321,9 @@ fn embed_files(args: &Args, loaded: &LoadedModel) -> Result<(), Box<dyn std::err
         report.extend(text_job.embed_texts(&encoder, &lines)?);
     }
     say_skipped(&report, Some(&list))?;
+    if n > 1 && !report.skipped.is_empty() && rows_in(report.written.iter().chain(&report.kept)) == 0 {
+        eprintln!("warning: part {i} of {n} embedded no row (every sample of it is unreadable): its shards are empty");
+    }
     eprintln!("wrote {} shards, kept {} finished ones, skipped {} unreadable samples; output {}", report.written.len(), report.kept.len(), report.skipped.len(), args.output.display());
     // Shards of another job beside this one's would be searched with them. Rows no shard holds
     // yet are only news when this job is the whole of it. Only the folders this job wrote to.

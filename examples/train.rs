@@ -229,8 +229,16 @@ fn run(args: Args, matches: &ArgMatches) -> Res<()> {
     // One run writes a folder at a time, from its first read of it (the checkpoint a resume
     // continues) to its last write (the model). A folder made only to be held goes again when
     // the run ends with nothing written into it (refused by a later check).
-    let _made = RemovedIfEmpty::made_by(&args.output);
-    let _held = diffclip::train::hold_output(&args.output)?;
+    let made = RemovedIfEmpty::made_by(&args.output);
+    let _held = match diffclip::train::hold_output(&args.output) {
+        Ok(held) => held,
+        // Refused, the folder is the holder's, which may have made it a moment ago.
+        Err(e) => {
+            std::mem::forget(made);
+            return Err(e.into());
+        }
+    };
+    let _made = made;
     let mut trainer = match &resume {
         Some(path) => resumed_trainer(path, &device, matches, options)?,
         None => fresh_trainer(&args, &device, options)?,
@@ -445,7 +453,7 @@ fn resumed_trainer(path: &Path, device: &Device, matches: &ArgMatches, options: 
     if !path.exists() {
         // A run kept aside by one that replaced it and failed: said how to get it back.
         let kept = diffclip::train::replaced(path);
-        let hint = if kept.exists() { format!(" ({} is an earlier run kept aside: rename it back, without .replaced, to continue it)", kept.display()) } else { String::new() };
+        let hint = if kept.exists() { format!(" ({} is of an earlier run kept aside: rename its files back, without .replaced (checkpoint-latest.safetensors, metrics.jsonl, model.safetensors), to continue it)", kept.display()) } else { String::new() };
         return Err(format!("--resume: no checkpoint at {}{hint}", path.display()).into());
     }
     let given = |id: &&str| matches.value_source(id) == Some(ValueSource::CommandLine);

@@ -266,15 +266,19 @@ fn training_into_an_earlier_runs_folder_is_refused() {
         assert!(out.join(format!("{name}.replaced")).is_file(), "{name} of the replaced run was lost");
     }
     // A run without --overwrite does not take the kept run for nothing.
-    assert_clean_error(&train("2", &[]), &["keeps an earlier training run as *.replaced", "--overwrite"]);
+    assert_clean_error(&train("2", &[]), &["keeps files of an earlier training run aside as *.replaced", "--overwrite"]);
     assert!(out.join("checkpoint-latest.safetensors.replaced").is_file(), "a refused run let the kept run go");
-    assert_clean_error(&train("2", &["--resume", "latest"]), &["no checkpoint at", "is an earlier run kept aside: rename it back"]);
+    assert_clean_error(&train("2", &["--resume", "latest"]), &["no checkpoint at", "is of an earlier run kept aside: rename its files back"]);
     let kept = out.join("checkpoint-latest.safetensors.replaced");
     assert_clean_error(&train("6", &["--resume", kept.to_str().unwrap()]), &["a run kept aside", "rename its files back first"]);
+    // Its checkpoint renamed back alone: a resume would go on with the failed run's log.
+    std::fs::rename(&kept, out.join("checkpoint-latest.safetensors")).unwrap();
+    assert_clean_error(&train("6", &["--resume", "latest"]), &["keeps files of an earlier training run aside", "rename them all back"]);
+    std::fs::rename(out.join("checkpoint-latest.safetensors"), &kept).unwrap();
     // Resumed from another folder into this one: the kept run is named, not called a live one.
     let mut cmd = Command::new(example("train"));
     cmd.args(["--data", "synthetic", "--train-num-samples", "64", "--steps", "6", "--quiet", "--resume"]).arg(&other_ckpt).arg("--output").arg(&out);
-    assert_clean_error(&run_bounded(cmd, Duration::from_secs(120)), &["keeps an earlier training run as *.replaced"]);
+    assert_clean_error(&run_bounded(cmd, Duration::from_secs(120)), &["keeps files of an earlier training run aside as *.replaced"]);
     // A folder made only to be held is removed when the run is refused.
     let fresh = dir.join("made/for/nothing");
     let mut cmd = Command::new(example("train"));

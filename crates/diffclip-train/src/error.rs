@@ -72,7 +72,7 @@ pub enum TrainError {
     },
     /// The output folder keeps an earlier run as `*.replaced` files (a run that replaced it
     /// failed before its first checkpoint), and overwriting was not asked for.
-    #[error("{path} keeps an earlier training run as *.replaced files (the run that replaced it failed before its first checkpoint): rename them back (without .replaced) to continue it with --resume, or replace it with --overwrite")]
+    #[error("{path} keeps files of an earlier training run aside as *.replaced (the run that replaced it failed before its first checkpoint): rename them all back (without .replaced) to use that run again, or remove them, or replace it with --overwrite")]
     OutputKeepsReplaced {
         /// The output folder.
         path: String,

@@ -204,6 +204,11 @@ pub fn train_and_evaluate(
     task: &SyntheticTask,
 ) -> Result<RunOutcome, TrainError> {
     let params = model.num_params();
+    // One run writes a folder at a time (`fit` takes no lock: its callers hold the folder).
+    let _held = match &output {
+        Some(dir) => crate::hold_output(dir)?,
+        None => None,
+    };
     let options = RunOptions { output, overwrite: true, lr_scale, ..RunOptions::default() };
     let mut trainer = Trainer::new(model, model_config, train, device.clone(), options);
     let (mut curve, mut lambdas, mut last) = (Vec::new(), Vec::new(), None);

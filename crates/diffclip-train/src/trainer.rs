@@ -229,6 +229,11 @@ impl Trainer {
             {
                 return Err(TrainError::OutputHoldsAnotherRun { path: dir.display().to_string(), resumed: from.display().to_string() });
             }
+            // Continued in place beside files kept aside (a checkpoint renamed back alone): the
+            // log of the run that failed would go on as this run's, and this run's stay aside.
+            if elsewhere.is_none() && REPLACED_FILES[1..].iter().any(|name| std::fs::symlink_metadata(replaced(&dir.join(name))).is_ok()) {
+                return Err(TrainError::OutputKeepsReplaced { path: dir.display().to_string() });
+            }
         } else if !self.options.overwrite {
             let path = dir.display().to_string();
             if ckpt.exists() {
