@@ -453,7 +453,8 @@ fn resumed_trainer(path: &Path, device: &Device, matches: &ArgMatches, options: 
     if !path.exists() {
         // A run kept aside by one that replaced it and failed: said how to get it back.
         let kept = diffclip::train::replaced(path);
-        let hint = if kept.exists() { format!(" ({} is of an earlier run kept aside: rename its files back, without .replaced (checkpoint-latest.safetensors, metrics.jsonl, model.safetensors), to continue it)", kept.display()) } else { String::new() };
+        let files = diffclip::train::REPLACED_FILES.join(", ");
+        let hint = if kept.exists() { format!(" ({} is of an earlier run kept aside: rename its files back, without .replaced ({files}), to continue it)", kept.display()) } else { String::new() };
         return Err(format!("--resume: no checkpoint at {}{hint}", path.display()).into());
     }
     let given = |id: &&str| matches.value_source(id) == Some(ValueSource::CommandLine);

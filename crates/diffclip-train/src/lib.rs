@@ -63,4 +63,4 @@ pub use parallel::DataParallel;
 pub use source::{OpenedSource, SourceOptions, TrainSource};
 pub use stream::WdsStream;
 pub use feed::{ClipStream, SampleStream};
-pub use trainer::{EvalHook, LOSS_SCALE_GROWTH, LrScale, REPLACED_FILES, TrainReport, Trainer, mean_lambda, hold_output, move_aside, remove_replaced, replaced, replaced_run_kept};
+pub use trainer::{EvalHook, LOSS_SCALE_GROWTH, LrScale, REPLACED_FILES, TrainReport, Trainer, mean_lambda, hold_output, replaced, replaced_run_kept};

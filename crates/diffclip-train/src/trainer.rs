@@ -114,12 +114,12 @@ pub fn replaced(path: &std::path::Path) -> PathBuf {
     path.with_file_name(name)
 }
 
-/// The files of a replaced run in `dir` (see [`replaced`]) that trainers and the `train` program
+/// The files of a replaced run in `dir` (see [`replaced`]) that a trainer under `overwrite`
 /// move aside: its checkpoint, log and model.
 pub const REPLACED_FILES: [&str; 3] = ["checkpoint-latest.safetensors", "metrics.jsonl", "model.safetensors"];
 
 /// Removes the replaced run's files in `dir`, once the run replacing it can be resumed.
-pub fn remove_replaced(dir: &std::path::Path) -> Result<(), TrainError> {
+fn remove_replaced(dir: &std::path::Path) -> Result<(), TrainError> {
     for name in REPLACED_FILES {
         let file = replaced(&dir.join(name));
         match std::fs::remove_file(&file) {
@@ -130,18 +130,22 @@ pub fn remove_replaced(dir: &std::path::Path) -> Result<(), TrainError> {
     Ok(())
 }
 
+/// Whether any of the files `names` of `dir` is kept aside as [`replaced`].
+fn any_aside(dir: &std::path::Path, names: &[&str]) -> bool {
+    names.iter().any(|name| std::fs::symlink_metadata(replaced(&dir.join(name))).is_ok())
+}
+
 /// Whether `dir` keeps a replaced run still (any of its [`REPLACED_FILES`] as [`replaced`], and
 /// no live checkpoint): files beside it are then of a run that never wrote a checkpoint.
 pub fn replaced_run_kept(dir: &std::path::Path) -> bool {
     // Beside a live checkpoint they are stale: its run checkpointed, then could not let them go.
-    let aside = REPLACED_FILES.iter().any(|name| std::fs::symlink_metadata(replaced(&dir.join(name))).is_ok());
-    aside && std::fs::symlink_metadata(dir.join(REPLACED_FILES[0])).is_err()
+    any_aside(dir, &REPLACED_FILES) && std::fs::symlink_metadata(dir.join(REPLACED_FILES[0])).is_err()
 }
 
 /// Moves `file` of an earlier run aside to its [`replaced`] name, or removes it when `kept`
 /// ([`replaced_run_kept`], asked before anything of this run was moved) or empty (it holds
 /// nothing to keep: the log of a run that failed before its first step).
-pub fn move_aside(file: &std::path::Path, kept: bool) -> Result<(), TrainError> {
+fn move_aside(file: &std::path::Path, kept: bool) -> Result<(), TrainError> {
     // A link is moved too: left live it would stand for this run (and its target be written).
     let Ok(meta) = std::fs::symlink_metadata(file) else { return Ok(()) };
     if meta.is_dir() {
@@ -154,7 +158,7 @@ pub fn move_aside(file: &std::path::Path, kept: bool) -> Result<(), TrainError> 
 
 /// Holds the output folder `dir` for one run while the returned file lives
 /// ([`diffclip_clip::files::hold_folder`]), made first: the `train` program holds it from its
-/// first check to its last write, so that two runs never interleave their files. `fit` itself
+/// first read of it to its last write, so that two runs never interleave their files. `fit` itself
 /// takes no lock (a program holds it around everything it writes).
 pub fn hold_output(dir: &std::path::Path) -> Result<Option<std::fs::File>, TrainError> {
     diffclip_clip::files::create_output_dir(dir)?;
@@ -231,7 +235,7 @@ impl Trainer {
             }
             // Continued in place beside files kept aside (a checkpoint renamed back alone): the
             // log of the run that failed would go on as this run's, and this run's stay aside.
-            if elsewhere.is_none() && REPLACED_FILES[1..].iter().any(|name| std::fs::symlink_metadata(replaced(&dir.join(name))).is_ok()) {
+            if elsewhere.is_none() && any_aside(dir, &REPLACED_FILES[1..]) {
                 return Err(TrainError::OutputKeepsReplaced { path: dir.display().to_string() });
             }
         } else if !self.options.overwrite {
