@@ -188,11 +188,12 @@ fn run(args: Args) -> Res<()> {
     // files, or be read as data (a class, a stray file) by the next run.
     let sets = disk::named_sets(&args.sets)?;
     let read = args.data.iter().map(|d| ("--data", d.clone())).chain(sets.into_iter().map(|(_, p)| ("--set", p)));
+    let cache = (args.checkpoint.is_some() && !args.no_cache && args.task != Task::Attention).then_some(("--cache-dir", args.cache_dir.clone()));
+    let figures = matches!(args.task, Task::Attention | Task::All).then(|| ("--heatmap", args.heatmap()));
+    let outputs: Vec<(&str, PathBuf)> = [("--output", output.clone())].into_iter().chain(figures).chain(cache).collect();
     for (data_flag, root) in read.filter(|(_, d)| d.is_dir()) {
-        let cache = (args.checkpoint.is_some() && !args.no_cache && args.task != Task::Attention).then_some(("--cache-dir", args.cache_dir.clone()));
-        let figures = matches!(args.task, Task::Attention | Task::All).then(|| ("--heatmap", args.heatmap()));
-        for (flag, path) in [("--output", output.clone())].into_iter().chain(figures).chain(cache) {
-            if inside(&path, &root) {
+        for (flag, path) in &outputs {
+            if inside(path, &root) {
                 return Err(format!("{flag} {} is inside {data_flag} {}: an evaluation's outputs do not go into the data it reads (give {flag} elsewhere)", path.display(), root.display()).into());
             }
         }

@@ -230,7 +230,7 @@ impl ShardJob {
                 kept_steps += shard.steps;
             } else {
                 todo.push(shard.k);
-                stamps.insert(shard.k, stamp.to_json());
+                stamps.insert(shard.k, stamp);
             }
         }
         let pb = bar(shards.iter().map(|s| s.steps as usize).sum(), what.unit, encoder.progress());
@@ -283,7 +283,7 @@ impl ShardJob {
     }
 
     /// The encoder side: embeds each batch, writes a shard when its last batch has arrived.
-    fn encode_all(&self, encoder: &Encoder<'_>, what: &Embedding<'_>, stamps: &HashMap<usize, String>, rx: Receiver<Decoded>, report: &mut ShardReport, progress: &dyn Fn(u64)) -> Result<(), EvalError> {
+    fn encode_all(&self, encoder: &Encoder<'_>, what: &Embedding<'_>, stamps: &HashMap<usize, Stamp>, rx: Receiver<Decoded>, report: &mut ShardReport, progress: &dyn Fn(u64)) -> Result<(), EvalError> {
         let (mut images, mut texts, mut ids) = (Vec::<f32>::new(), Vec::<f32>::new(), Vec::<String>::new());
         // The projections' widths: a shard whose every row was skipped still has its columns.
         let width = |p: &burn::module::Param<burn::tensor::Tensor<2>>| p.lazy_shape().dims::<2>()[1];
@@ -317,10 +317,9 @@ impl ShardJob {
                     // Checked again: another job sharing the folder (a split job of other
                     // settings) may have written this shard while the rows were embedded.
                     if std::fs::symlink_metadata(&path).is_ok() {
-                        let stamp: Stamp = serde_json::from_str(&stamps[&k]).expect("a stamp this job wrote");
-                        stamp.check(&path)?;
+                        stamps[&k].check(&path)?;
                     }
-                    self.write(&path, &tensors, &std::mem::take(&mut ids), &stamps[&k], &skipped)?;
+                    self.write(&path, &tensors, &std::mem::take(&mut ids), &stamps[&k].to_json(), &skipped)?;
                     report.written.push(path);
                     report.skipped.extend(skipped);
                     progress(steps);
