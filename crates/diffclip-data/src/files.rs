@@ -57,7 +57,7 @@ fn escape_controls(text: &str, escape: impl Fn(char) -> bool) -> std::borrow::Co
 
 // The one regular-file opener of the workspace (the model crate's checkpoints and configs go
 // through it too).
-pub use diffclip_files::{file_kind, open_regular};
+pub use diffclip_files::{file_kind, open_regular, read_capped};
 
 /// The positions `(first, again)` of the first path listed twice, if one is: a shard or an
 /// image listed twice would be read, trained on or indexed twice. Paths compare as written
@@ -71,39 +71,6 @@ pub use diffclip_files::{file_kind, open_regular};
 pub fn first_repeat<P: AsRef<Path>>(paths: &[P]) -> Option<(usize, usize)> {
     let mut seen = std::collections::HashMap::with_capacity(paths.len());
     paths.iter().enumerate().find_map(|(i, p)| seen.insert(p.as_ref(), i).map(|first| (first, i)))
-}
-
-/// Reads a whole regular file, refusing one longer than `max_bytes`.
-///
-/// At most `max_bytes + 1` bytes are ever read, whatever size the file claims, so a file that
-/// grows while it is read cannot exhaust memory. `Ok(None)` means the file is longer than
-/// `max_bytes`.
-///
-/// ```
-/// use diffclip_data::files::read_capped;
-/// let dir = tempfile::tempdir().unwrap();
-/// let p = dir.path().join("x.bin");
-/// std::fs::write(&p, [1u8; 10]).unwrap();
-/// assert_eq!(read_capped(&p, 10).unwrap().unwrap().len(), 10);
-/// assert!(read_capped(&p, 9).unwrap().is_none());
-/// ```
-pub fn read_capped(path: impl AsRef<Path>, max_bytes: u64) -> io::Result<Option<Vec<u8>>> {
-    let file = open_regular(path)?;
-    let claimed = file.metadata().map(|m| m.len()).unwrap_or(0);
-    // Too long already by its size: refused without reading (a file can still grow past the
-    // cap while read, which the `take` below stops).
-    if claimed > max_bytes {
-        return Ok(None);
-    }
-    // The claimed size is only a hint (capped, so a lying size cannot force a huge allocation).
-    let hint = claimed.min(max_bytes).min(64 << 20) as usize;
-    let mut bytes = Vec::with_capacity(hint);
-    file.take(max_bytes.saturating_add(1))
-        .read_to_end(&mut bytes)?;
-    if bytes.len() as u64 > max_bytes {
-        return Ok(None);
-    }
-    Ok(Some(bytes))
 }
 
 /// [`std::fs::read_to_string`] for regular files only (see [`open_regular`]) of at most

@@ -104,16 +104,38 @@ pub fn read_regular(path: impl AsRef<Path>) -> io::Result<Vec<u8>> {
 /// std::fs::remove_file(&dir).unwrap();
 /// ```
 pub fn read_regular_capped(path: impl AsRef<Path>, max_bytes: u64) -> io::Result<Vec<u8>> {
+    read_capped(path, max_bytes)?.ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, format!("longer than {max_bytes} bytes")))
+}
+
+/// Reads a whole regular file, refusing one longer than `max_bytes`.
+///
+/// At most `max_bytes + 1` bytes are ever read, whatever size the file claims, so a file that
+/// grows while it is read cannot exhaust memory. `Ok(None)` means the file is longer than
+/// `max_bytes`.
+///
+/// ```
+/// use diffclip_files::read_capped;
+/// let p = std::env::temp_dir().join(format!("read-capped-none-{}", std::process::id()));
+/// std::fs::write(&p, [1u8; 10]).unwrap();
+/// assert_eq!(read_capped(&p, 10).unwrap().unwrap().len(), 10);
+/// assert!(read_capped(&p, 9).unwrap().is_none());
+/// std::fs::remove_file(&p).unwrap();
+/// ```
+pub fn read_capped(path: impl AsRef<Path>, max_bytes: u64) -> io::Result<Option<Vec<u8>>> {
     let file = open_regular(path)?;
-    let too_long = || io::Error::new(io::ErrorKind::InvalidData, format!("longer than {max_bytes} bytes"));
-    // Too long by its size: refused unread (one that grows while read is stopped by `take`).
-    if file.metadata()?.len() > max_bytes {
-        return Err(too_long());
+    let claimed = file.metadata().map(|m| m.len()).unwrap_or(0);
+    // Too long already by its size: refused without reading (a file can still grow past the
+    // cap while read, which the `take` below stops).
+    if claimed > max_bytes {
+        return Ok(None);
     }
-    let mut bytes = Vec::new();
+    // The claimed size is only a hint (capped, so a lying size cannot force a huge allocation).
+    let hint = claimed.min(max_bytes).min(64 << 20) as usize;
+    let mut bytes = Vec::with_capacity(hint);
     io::Read::read_to_end(&mut io::Read::take(file, max_bytes.saturating_add(1)), &mut bytes)?;
     if bytes.len() as u64 > max_bytes {
-        return Err(too_long());
+        return Ok(None);
     }
-    Ok(bytes)
+    Ok(Some(bytes))
 }
+
