@@ -101,17 +101,9 @@ impl ImageFolder {
         let names_file = root.join("classnames.txt");
         // One that is there but no file (a FIFO, a folder) is refused by read_class_names, not
         // passed over for the folder names.
+        // read_class_names gives one name per folder (or refuses the file).
         let class_names = if std::fs::symlink_metadata(&names_file).is_ok() {
-            let names = read_class_names(&names_file, &classes)?;
-            if names.len() != classes.len() {
-                return Err(DataError::Config(format!(
-                    "{}: {} class names for {} class folders",
-                    names_file.display(),
-                    names.len(),
-                    classes.len()
-                )));
-            }
-            names
+            read_class_names(&names_file, &classes)?
         } else {
             classes.iter().map(|c| c.replace('_', " ")).collect()
         };
