@@ -169,7 +169,7 @@ impl Connection {
             return Err(Response::error(413, format!("a body of {length} bytes is over the limit of {max_body}")));
         }
         let length = length as usize;
-        let busy = || Response::error(503, format!("the server holds as much of requests' bodies as it may ({} bytes); try again", limits.max_bodies)).with_header("Retry-After", "1");
+        let busy = || bodies_full(limits);
         let mut reserved = Reserved(&shared.bodies, 0);
         let mut body = buf.split_off(head_end);
         if !reserved.grow(body.capacity(), limits.max_bodies) {
@@ -207,7 +207,7 @@ impl Connection {
     /// The rest of a request whose body is chunked, from `raw`, the bytes after its head.
     #[allow(clippy::too_many_arguments)] // read_request's state, handed on
     fn read_chunked<'b>(&mut self, head: parse::Head, mut raw: Vec<u8>, mut reserved: Reserved<'b>, chunk: &mut [u8], limits: &Limits, shared: &Shared, deadline: Instant, grace: &Grace, asked: &mut Asked) -> Result<Option<(Request, Reserved<'b>)>, Response> {
-        let busy = || Response::error(503, format!("the server holds as much of requests' bodies as it may ({} bytes); try again", limits.max_bodies)).with_header("Retry-After", "1");
+        let busy = || bodies_full(limits);
         let mut decoder = super::chunked::Chunked::new(limits.max_body.min(limits.max_bodies));
         let mut body = Vec::new();
         let mut continued = !head.expect_continue;
@@ -252,6 +252,11 @@ impl Connection {
 fn linger_if(asked: &mut Asked, crowded_out: bool, response: Response) -> Response {
     asked.linger_for = crowded_out.then_some(Duration::from_millis(250));
     response
+}
+
+/// 503 for a body the server cannot hold now: the bodies it holds are at `Limits::max_bodies`.
+fn bodies_full(limits: &Limits) -> Response {
+    Response::error(503, format!("the server holds as much of requests' bodies as it may ({} bytes); try again", limits.max_bodies)).with_header("Retry-After", "1")
 }
 
 /// The request of `head` with `body`. HEAD is GET without the body (RFC 9110, 9.3.2): the
