@@ -104,6 +104,11 @@ fn sampled_digest(path: &Path) -> Result<[u8; 32], EvalError> {
 /// `canonical path \0 size \0 mtime-ns` of a file.
 pub fn file_identity(path: &Path) -> Result<String, EvalError> {
     let meta = std::fs::metadata(path).map_err(|e| EvalError::io(path, e))?;
+    identity_of(path, &meta)
+}
+
+/// [`file_identity`] of `path` from its metadata `meta`, already read.
+pub(crate) fn identity_of(path: &Path, meta: &std::fs::Metadata) -> Result<String, EvalError> {
     let canonical = std::fs::canonicalize(path).map_err(|e| EvalError::io(path, e))?;
     let mtime = meta
         .modified()

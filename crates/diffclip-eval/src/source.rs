@@ -7,7 +7,7 @@ use diffclip_data::Pipeline;
 use diffclip_data::datasets::{ClassificationDataset, RetrievalDataset};
 
 use crate::EvalError;
-use crate::cache::{data_key, file_identity};
+use crate::cache::{data_key, identity_of};
 
 type Loader<'d> = Box<dyn Fn(usize) -> Result<Vec<f32>, EvalError> + Send + Sync + 'd>;
 
@@ -65,7 +65,8 @@ impl<'d> ImageSource<'d> {
         for p in &paths {
             // A file that cannot be read still gets a key, so that its image fails alone when it
             // is decoded (skipped, or an error naming it), not the whole set.
-            let identity = file_identity(p).map(|id| format!("{id}\0{}", change_stamp(p)));
+            // One status read per file serves both parts.
+            let identity = std::fs::metadata(p).map_err(|e| EvalError::io(p, e)).and_then(|meta| Ok(format!("{}\0{}", identity_of(p, &meta)?, change_stamp(&meta))));
             parts.push(identity.unwrap_or_else(|e| format!("{}\0unreadable\0{e}", p.display())));
         }
         let identity = data_key("image-files", &parts);
@@ -124,12 +125,15 @@ impl<'d> ImageSource<'d> {
 
 /// A file's inode and status-change time on Unix: a file replaced (written, copied over, even
 /// with its old modification time set back) gets another. Empty elsewhere.
-fn change_stamp(path: &std::path::Path) -> String {
+fn change_stamp(meta: &std::fs::Metadata) -> String {
     #[cfg(unix)]
-    if let Ok(meta) = std::fs::metadata(path) {
+    {
         use std::os::unix::fs::MetadataExt;
-        return format!("{}\0{}.{}", meta.ino(), meta.ctime(), meta.ctime_nsec());
+        format!("{}\0{}.{}", meta.ino(), meta.ctime(), meta.ctime_nsec())
     }
-    let _ = path;
-    String::new()
+    #[cfg(not(unix))]
+    {
+        let _ = meta;
+        String::new()
+    }
 }

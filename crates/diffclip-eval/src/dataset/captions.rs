@@ -69,21 +69,29 @@ impl CaptionSet {
         // spelling or a link are one image: a gallery holding one image twice would make each
         // copy a wrong answer for the other's captions.
         let mut index: HashMap<PathBuf, usize> = HashMap::new();
+        // Rows repeat an image by the same spelling (five captions each): resolved once.
+        let mut by_name: HashMap<String, usize> = HashMap::new();
         for record in csv.records() {
             let name = csv.field(record, image_col)?.trim();
             let caption = csv.field(record, caption_col)?.trim();
             if name.is_empty() {
                 return Err(csv.error(record.line, "empty image path").into());
             }
-            let file = root.join(name);
-            let key = std::fs::canonicalize(&file).unwrap_or_else(|_| file.clone());
-            let i = match index.get(&key) {
+            let i = match by_name.get(name) {
                 Some(&i) => i,
                 None => {
-                    let file = super::pairs::image_at(&csv, record.line, file)?;
-                    set.images.push(file);
-                    index.insert(key, set.images.len() - 1);
-                    set.images.len() - 1
+                    let file = root.join(name);
+                    let key = std::fs::canonicalize(&file).unwrap_or_else(|_| file.clone());
+                    let i = match index.get(&key) {
+                        Some(&i) => i,
+                        None => {
+                            set.images.push(super::pairs::image_at(&csv, record.line, file)?);
+                            index.insert(key, set.images.len() - 1);
+                            set.images.len() - 1
+                        }
+                    };
+                    by_name.insert(name.to_string(), i);
+                    i
                 }
             };
             if !caption.is_empty() {
