@@ -104,7 +104,25 @@ impl<'a> Evaluator<'a> {
         )
     }
 
-    /// Zero-shot classification of `images` with `labels`.
+    /// Zero-shot classification of `images` with `labels`, the classifier built from
+    /// `classnames` × `templates` (`{c}` is the class name).
+    ///
+    /// ```
+    /// use burn::tensor::{Device, Distribution, Tensor};
+    /// use diffclip_clip::ClipConfig;
+    /// use diffclip_eval::{Encoder, Evaluator, ImageSource, Labelled, metadata};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let device = Device::flex();
+    /// let model = ClipConfig::diffclip_tiny().init(&device)?;
+    /// let eval = Evaluator::new(Encoder::new(&model)?.with_progress(false));
+    /// let images = Tensor::<4>::random([4, 3, 32, 32], Distribution::Default, &device);
+    /// let images = ImageSource::from_tensor(images)?;
+    /// let data = Labelled { images: &images, labels: &[0, 1, 0, 1] };
+    /// let m = eval.zero_shot(data, &["cat", "dog"], &metadata::templates("simple")?)?;
+    /// assert!((0.0..=1.0).contains(&m.top1));
+    /// assert_eq!(m.top5, None); // top-5 is reported from five classes on
+    /// # Ok(()) }
+    /// ```
     pub fn zero_shot<S: AsRef<str>, T: AsRef<str>>(
         &self,
         data: Labelled<'_, '_>,
@@ -137,7 +155,26 @@ impl<'a> Evaluator<'a> {
         )
     }
 
-    /// Retrieval recall@`ks`; embeddings are L2-normalised.
+    /// Retrieval recall@`ks`, caption `t` describing image `text_to_image[t]`; embeddings are
+    /// L2-normalised.
+    ///
+    /// ```
+    /// use burn::tensor::{Device, Distribution, Tensor};
+    /// use diffclip_clip::ClipConfig;
+    /// use diffclip_eval::{Encoder, Evaluator, ImageSource};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let device = Device::flex();
+    /// let model = ClipConfig::diffclip_tiny().init(&device)?;
+    /// let eval = Evaluator::new(Encoder::new(&model)?.with_progress(false));
+    /// let images = Tensor::<4>::random([3, 3, 32, 32], Distribution::Default, &device);
+    /// let images = ImageSource::from_tensor(images)?;
+    /// // Captions 0 and 1 describe image 0, caption 2 image 2; image 1 has none.
+    /// let r = eval.retrieval(&images, &["a dog", "a brown dog", "a cat"], &[0, 0, 2], &[1, 3])?;
+    /// assert_eq!((r.n_images, r.n_texts, r.images_without_caption), (3, 3, 1));
+    /// assert_eq!(r.text_to_image[1].recall, 1.0); // every caption's image is among all 3
+    /// assert!(r.image_to_text[1].recall < 1.0); // image 1 is a miss, whatever the model
+    /// # Ok(()) }
+    /// ```
     pub fn retrieval<S: AsRef<str> + Sync>(
         &self,
         images: &ImageSource<'_>,

@@ -16,8 +16,9 @@
 //! assert_eq!(r.text_to_image[0].recall, 1.0);
 //! ```
 //!
-//! With a model: [`evaluate_zero_shot`] / [`evaluate_retrieval`] on in-memory tensors, or
-//! [`Evaluator`] on datasets on disk (with caching and progress bars).
+//! With a model: [`Evaluator`] runs every task on an [`ImageSource`]: image files, a
+//! `diffclip-data` dataset, any loader, or preprocessed images in a tensor
+//! ([`ImageSource::from_tensor`]). Features are cached when it is given a cache.
 
 #![warn(missing_docs)]
 
@@ -29,7 +30,6 @@ pub mod dataset;
 mod encode;
 mod error;
 pub mod eval_set;
-mod evaluate;
 mod evaluator;
 pub mod heldout;
 mod matrix;
@@ -50,7 +50,6 @@ mod zeroshot;
 pub use cache::{EmbeddingCache, ModelKey};
 pub use encode::{Encoder, SkippingEmbeddings};
 pub use error::EvalError;
-pub use evaluate::{evaluate_retrieval, evaluate_zero_shot};
 pub use evaluator::{Evaluator, Labelled, dataset_labels};
 pub use matrix::Matrix;
 pub use retrieval::{RecallAt, RetrievalMetrics, retrieval_recall};

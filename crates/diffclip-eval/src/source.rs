@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use burn::tensor::Tensor;
 use diffclip_data::Pipeline;
 use diffclip_data::datasets::{ClassificationDataset, RetrievalDataset};
 
@@ -74,6 +75,35 @@ impl<'d> ImageSource<'d> {
         ImageSource::new(paths.len(), pipeline.size(), Some(identity), move |i| Ok(pipeline.process_file(&paths[i], 0)?))
     }
 
+    /// Preprocessed images already in a tensor `[N, 3, S, S]`, read back from its device once.
+    /// Never cached (no identity): the tensor's values name nothing that could be checked later.
+    ///
+    /// ```
+    /// use burn::tensor::{Device, Distribution, Tensor};
+    /// use diffclip_eval::ImageSource;
+    /// let images = Tensor::<4>::random([2, 3, 32, 32], Distribution::Default, &Device::flex());
+    /// let src = ImageSource::from_tensor(images)?;
+    /// assert_eq!((src.len(), src.size(), src.identity()), (2, 32, None));
+    /// assert_eq!(src.load(1)?.len(), 3 * 32 * 32);
+    /// # Ok::<(), diffclip_eval::EvalError>(())
+    /// ```
+    pub fn from_tensor(images: Tensor<4>) -> Result<ImageSource<'static>, EvalError> {
+        let [n, c, h, w] = images.dims();
+        if c != 3 || h != w {
+            return Err(EvalError::Shape(format!(
+                "images must be [N, 3, S, S], got {:?}",
+                [n, c, h, w]
+            )));
+        }
+        let values = images
+            .try_to_vec_as::<f32>()
+            .map_err(|e| EvalError::TensorRead(format!("{e:?}")))?;
+        let per_image = c * h * w;
+        Ok(ImageSource::new(n, h, None, move |i| {
+            Ok(values[i * per_image..(i + 1) * per_image].to_vec())
+        }))
+    }
+
     /// The images of a `diffclip-data` classification set (e.g. a synthetic view);
     /// `identity` names it for the cache (`None`: never cached).
     pub fn classification(ds: &'d dyn ClassificationDataset, identity: Option<String>) -> Self {
@@ -109,8 +139,15 @@ impl<'d> ImageSource<'d> {
         self.identity.as_deref()
     }
 
-    /// Image `index`, checked to hold `3 * S * S` values.
+    /// Image `index` (below [`Self::len`]), checked to hold `3 * S * S` values.
     pub fn load(&self, index: usize) -> Result<Vec<f32>, EvalError> {
+        // Loaders index their own lists: one past the end would panic inside them.
+        if index >= self.len {
+            return Err(EvalError::Invalid(format!(
+                "image {index} asked of a source of {} images",
+                self.len
+            )));
+        }
         let v = (self.load)(index)?;
         if v.len() != 3 * self.size * self.size {
             return Err(EvalError::Shape(format!(

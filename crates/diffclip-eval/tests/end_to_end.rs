@@ -84,6 +84,36 @@ fn synthetic_zero_shot_and_retrieval() {
     assert_eq!(r.image_to_text[2].n, 24);
 }
 
+/// Images in a tensor go through the same batches as `encode_images`, on every backend, and a
+/// tensor that is not `[N, 3, S, S]` or an index past the end is an error, not a panic.
+#[test]
+fn images_in_a_tensor_are_an_image_source() {
+    use burn::tensor::{Distribution, Tensor};
+    for (name, device) in diffclip_testkit::devices() {
+        let model = ClipConfig::diffclip_tiny().init(&device).unwrap();
+        let encoder = Encoder::new(&model).unwrap().with_progress(false).with_batch_size(3);
+        let images = Tensor::<4>::random([5, 3, 32, 32], Distribution::Default, &device);
+        let direct = encoder.encode_images(images.clone()).unwrap();
+        let source = ImageSource::from_tensor(images).unwrap();
+        assert_eq!((source.len(), source.size(), source.identity()), (5, 32, None));
+        let via_source = encoder.encode_source(&source).unwrap();
+        assert_eq!((via_source.rows(), via_source.cols()), (direct.rows(), direct.cols()));
+        let diff = direct.data().iter().zip(via_source.data()).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+        assert!(diff <= 1e-5, "{name}: {diff}");
+        let eval = Evaluator::new(encoder.clone());
+        let m = eval
+            .zero_shot(Labelled { images: &source, labels: &[0, 1, 0, 1, 1] }, &["cat", "dog"], &["a {c}"])
+            .unwrap();
+        assert_eq!((m.n_samples, m.n_classes), (5, 2));
+        assert!(matches!(source.load(5), Err(EvalError::Invalid(m)) if m.contains("image 5") && m.contains("5 images")));
+        for dims in [[2, 1, 32, 32], [2, 3, 32, 16]] {
+            let bad = Tensor::<4>::zeros(dims, &device);
+            let err = ImageSource::from_tensor(bad).unwrap_err();
+            assert!(matches!(&err, EvalError::Shape(m) if m.contains(&format!("{dims:?}"))), "{err}");
+        }
+    }
+}
+
 #[test]
 fn probe_fewshot_pairs_robustness_and_cache_on_files() {
     let dir = tempfile::tempdir().unwrap();
