@@ -22,7 +22,7 @@ pub use export::{config_of, save_burnpack, save_safetensors, state_dict_of};
 pub use export_names::{to_diffclip_names, to_openclip_names};
 pub use header_check::safetensors_problem;
 pub use layout::{CheckpointFormat, detect_format, to_canonical};
-pub use state_dict::{Container, StateDict, StateTensor, check_safetensors, read_pytorch, read_safetensors, safetensors_header, safetensors_to_f32};
+pub use state_dict::{Container, StateDict, StateTensor, check_safetensors, safetensors_header, safetensors_to_f32};
 
 use crate::Clip;
 

@@ -125,12 +125,6 @@ fn read_header(f: &mut std::fs::File, file_len: u64) -> std::io::Result<Option<s
     Ok(serde_json::from_slice(&json).ok())
 }
 
-/// Read a safetensors file, one tensor at a time: only the header and one tensor's bytes are
-/// held besides the f32 result, so loading never keeps a second full copy of the weights.
-pub fn read_safetensors(path: &Path) -> Result<StateDict, CheckpointError> {
-    read_safetensors_keys(path, Keys::All)
-}
-
 /// Checks a safetensors file's layout, reading only its header: the header's length, every
 /// tensor entry (named when at fault), and that the tensors fill the file exactly. For readers
 /// that then take the whole file into memory: a file that is not one, or whose header lies, is
@@ -177,6 +171,8 @@ fn open_safetensors(path: &Path) -> Result<(std::fs::File, Metadata, u64), Check
     Ok((f, metadata, data_start))
 }
 
+/// Read a safetensors file, one tensor at a time: only the header and one tensor's bytes are
+/// held besides the f32 result, so loading never keeps a second full copy of the weights.
 pub(crate) fn read_safetensors_keys(path: &Path, which: Keys) -> Result<StateDict, CheckpointError> {
     let name = path.display().to_string();
     let io = |source| CheckpointError::Io { path: name.clone(), source };
@@ -203,10 +199,6 @@ pub(crate) fn read_safetensors_keys(path: &Path, which: Keys) -> Result<StateDic
 
 /// Read a `torch.save` checkpoint: the `state_dict` entry of a training checkpoint (optimizer,
 /// scaler and args are ignored) or a plain state dict.
-pub fn read_pytorch(path: &Path) -> Result<StateDict, CheckpointError> {
-    read_pytorch_keys(path, Keys::All)
-}
-
 pub(crate) fn read_pytorch_keys(path: &Path, which: Keys) -> Result<StateDict, CheckpointError> {
     let name = path.display().to_string();
     let read_err = |e: &dyn std::fmt::Display| CheckpointError::Read { path: name.clone(), message: e.to_string() };
