@@ -102,7 +102,8 @@ fn lr_scale(arm: &str, steps: u64) -> Option<LrScale> {
 fn checkpoint_config(path: &std::path::Path, image_size: usize) -> Res<ClipConfig> {
     let config = ClipConfig::select(None, None, Some(path)).map_err(|e| match e {
         diffclip::clip::ClipError::NoConfig { .. } => format!("--checkpoint {}: carries no model config; convert reads checkpoints written by train, save_safetensors or save_burnpack, which store it", path.display()),
-        e => format!("--checkpoint {}: {e}", path.display()),
+        // Checkpoint errors start with the file's name already.
+        e => format!("--checkpoint: {e}"),
     })?;
     let (size, context) = (config.vision.image_size, config.text.context_length);
     if size != image_size || context != diffclip::train::synthetic::CONTEXT {

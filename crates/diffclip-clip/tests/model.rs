@@ -187,6 +187,14 @@ fn export_round_trips_through_safetensors_and_burnpack() {
         let bp = tmp(&format!("{backend}.bpk"));
         save_burnpack(&model, Some(&ClipConfig::diffclip_tiny()), &bp).unwrap();
         assert_eq!(config_of(&bp).unwrap(), Some(ClipConfig::diffclip_tiny()));
+        // A damaged file says what is wrong with it, not that it carries no config.
+        let bytes = std::fs::read(&st).unwrap();
+        let damaged = tmp(&format!("{backend}-damaged.safetensors"));
+        std::fs::write(&damaged, [&50_000_000u64.to_le_bytes()[..], &bytes[8..]].concat()).unwrap();
+        let err = config_of(&damaged).unwrap_err().to_string();
+        assert!(err.contains("header length 50000000 does not fit"), "{err}");
+        std::fs::write(&damaged, b"").unwrap();
+        assert!(config_of(&damaged).is_err());
         let mut fresh = ClipConfig::diffclip_tiny().init(&device).unwrap();
         load_checkpoint(&mut fresh, &bp).unwrap();
         assert_eq!(embed(&fresh, &device), want);

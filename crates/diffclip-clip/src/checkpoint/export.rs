@@ -112,18 +112,22 @@ const CONFIG_KEY: &str = "diffclip_config";
 /// The config stored in a safetensors or burnpack file written by [`save_safetensors`] or
 /// [`save_burnpack`] (or in a training checkpoint), if any. Only the header is read. The config
 /// is untrusted: it is [checked](ClipConfig::check_fits) against the default limits, and an
-/// invalid one is an error naming the file. Another container carries no config (`Ok(None)`).
+/// invalid one is an error naming the file, and so is a damaged file or one of no checkpoint
+/// format. A PyTorch file carries no config (`Ok(None)`).
 /// (Example: [`save_safetensors`], [`save_burnpack`].)
 pub fn config_of(path: impl AsRef<Path>) -> Result<Option<ClipConfig>, CheckpointError> {
     let path = path.as_ref();
     let name = path.display().to_string();
-    let json = match super::state_dict::detect_container(path) {
-        Ok(super::Container::Burnpack) => burn::store::burn_pack::Reader::from_file_exact(path)
+    // A damaged file says what is wrong with it, not that it carries no config.
+    let json = match super::state_dict::detect_container(path)? {
+        super::Container::Burnpack => burn::store::burn_pack::Reader::from_file_exact(path)
             .map_err(|e| CheckpointError::Read { path: name.clone(), message: e.to_string() })?
             .metadata()
             .get(CONFIG_KEY)
             .cloned(),
-        _ => {
+        super::Container::Pytorch => None,
+        super::Container::Safetensors => {
+            super::check_safetensors(path)?;
             let header = super::safetensors_header(path).map_err(|source| CheckpointError::Io { path: name.clone(), source })?;
             header.as_ref().and_then(|h| h.get(crate::files::METADATA_KEY)?.get(CONFIG_KEY)?.as_str().map(str::to_owned))
         }

@@ -36,6 +36,14 @@ pub fn safetensors_problem(bytes: &[u8]) -> Option<String> {
 pub(crate) fn check_entries(header: &[u8]) -> Result<(), String> {
     let Ok(value) = serde_json::from_slice::<Value>(header) else { return Ok(()) };
     let Value::Object(entries) = value else { return Err("JSON but not an object of tensor entries".into()) };
+    // A JSON object keeps the last of two same-named entries: which tensor is meant cannot be known.
+    if let Ok(KeyList(keys)) = serde_json::from_slice::<KeyList>(header) {
+        let mut seen = std::collections::HashSet::new();
+        if let Some(repeat) = keys.iter().find(|k| !seen.insert(k.as_str())) {
+            let times = keys.iter().filter(|k| *k == repeat).count();
+            return Err(format!("'{repeat}' appears {times} times"));
+        }
+    }
     let mut spans = Vec::new();
     for (name, entry) in entries.iter().filter(|(k, _)| *k != "__metadata__") {
         let dtype = entry.get("dtype").and_then(Value::as_str);
@@ -67,6 +75,30 @@ pub(crate) fn check_entries(header: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
+/// An object's keys in file order, repeats kept (a `serde_json::Map` keeps one of each).
+struct KeyList(Vec<String>);
+
+impl<'de> serde::Deserialize<'de> for KeyList {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Keys;
+        impl<'de> serde::de::Visitor<'de> for Keys {
+            type Value = KeyList;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<KeyList, A::Error> {
+                let mut keys = Vec::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                    keys.push(key);
+                }
+                Ok(KeyList(keys))
+            }
+        }
+        deserializer.deserialize_map(Keys)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::check_entries;
@@ -87,6 +119,9 @@ mod tests {
             (vec![entry("a", "F32", "[2]", 0, 8), entry("b", "F32", "[2]", 4, 12)], "tensor 'b' (data_offsets [4, 12]) overlaps a (which ends at byte 8)"),
             (vec![entry("a", "F32", "[2]", 4, 12)], "tensor 'a' (data_offsets [4, 12]) leaves a gap after the start of the data"),
             (vec![entry("w", "F32", "[4294967296, 4294967296]", 0, 16)], "is more than 2^64 bytes"),
+            // The same entry twice reads as one tensor to a JSON object: refused, not merged.
+            (vec![entry("a", "F32", "[2]", 0, 8), entry("a", "F32", "[2]", 0, 8)], "'a' appears 2 times"),
+            (vec![entry("a", "F32", "[2]", 0, 8), entry("b", "F32", "[2]", 8, 16), entry("a", "F32", "[2]", 16, 24)], "'a' appears 2 times"),
         ] {
             let err = check_entries(header(&entries).as_bytes()).unwrap_err();
             assert!(err.contains(says), "{err}");
