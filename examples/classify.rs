@@ -30,8 +30,8 @@ use model_args::ModelArgs;
 use clap::Parser;
 use diffclip::data::datasets::list_image_files;
 use diffclip::data::files::printable_line;
-use diffclip::data::{Pipeline, Truncation};
-use diffclip::eval::{Encoder, ImageSource, Matrix, build_classifier, metadata};
+use diffclip::data::Pipeline;
+use diffclip::eval::{Evaluator, ImageSource, Matrix, metadata};
 use diffclip::http::Response;
 
 #[derive(Parser, Debug)]
@@ -95,24 +95,28 @@ fn run(args: Args) -> Result<(), Error> {
     // Labels the tokenizer reads alike (case, spacing, entities) have the same prompts.
     if let Some((j, i)) = diffclip::data::tokenizer::first_read_alike(&labels) {
         let cleaned = diffclip::data::tokenizer::clean_text(&labels[i]);
-        eprintln!("warning: --labels lists {cleaned:?} more than once (labels {} and {}, {:?} and {:?}): the CLIP tokenizer reads them alike, so they split one probability", j + 1, i + 1, labels[j], labels[i]);
+        let short = |l: &str| diffclip::data::metadata::shortened(l, 80);
+        eprintln!("warning: --labels lists {:?} more than once (labels {} and {}, {:?} and {:?}): the CLIP tokenizer reads them alike, so they split one probability", short(&cleaned), j + 1, i + 1, short(&labels[j]), short(&labels[i]));
     }
     if labels.len() < 2 {
-        return Err(format!("--labels needs at least two labels, got {labels:?}").into());
+        let given = labels.first().map_or(String::new(), |l| format!(": {:?}", diffclip::data::metadata::shortened(l, 80)));
+        return Err(format!("--labels {}: {} label{given}; at least two are needed", diffclip::data::metadata::shortened(&args.labels, 200), labels.len()).into());
     }
     let templates = metadata::templates_from(&args.templates)?;
     let loaded = args.model.load()?;
     let pipeline = Pipeline::from_name(args.preprocess.as_deref().unwrap_or(loaded.preprocess), loaded.config.vision.image_size as u32)?;
-    let truncation: Truncation = args.truncate.as_deref().unwrap_or(loaded.truncate).parse()?;
     let serving = args.listen.listen.is_some() || (args.images.len() == 1 && args.images[0] == Path::new("-"));
-    let encoder = Encoder::new(&loaded.model)?.with_tokenizer(loaded.tokenizer.clone())?.with_truncation(truncation)?.with_progress(!serving);
+    let mut encoder = loaded.encoder()?.with_progress(!serving);
+    if let Some(truncate) = args.truncate.as_deref() {
+        encoder = encoder.with_truncation(truncate.parse()?)?;
+    }
     // In f64: a stored logit_scale above ~88.7 overflows f32's exp (softmax would be NaN).
     let logit_scale = f64::from(loaded.model.logit_scale.val().into_scalar::<f32>());
     let scale = logit_scale.exp();
     if !scale.is_finite() {
         return Err(format!("the checkpoint's logit_scale {logit_scale} is not a usable log-temperature (exp overflows or is NaN)").into());
     }
-    let classifier = build_classifier(&encoder, &labels, &templates)?;
+    let classifier = Evaluator::new(encoder.clone()).classifier(&labels, &templates)?;
     // Each row's `k` top labels with their probabilities.
     let rank = |embeddings: &Matrix, k: usize| -> Result<Vec<Vec<(usize, f32)>>, Error> {
         // A damaged or diverged model embeds to NaN: no probability can be given.

@@ -39,11 +39,10 @@ use burn::tensor::{Int, Tensor, TensorData};
 use clap::Parser;
 use diffclip::data::files::{first_repeat, printable_line};
 use diffclip::clip::files::{F32Tensor, check_output, resolve_output, write_safetensors};
-use diffclip::cli::LoadedModel;
+use diffclip::LoadedModel;
 use diffclip::clip::check_finite_rows;
 use diffclip::data::Pipeline;
 use diffclip::data::datasets::{BadSamplePolicy, CsvConfig, CsvDataset, DataSpec, ImageLoader, WebDatasetConfig, expand_braces, list_image_files};
-use diffclip::eval::Encoder;
 use diffclip::eval::shards::{EmbedRow, Embedding, RowImage, ShardJob, ShardReport};
 
 #[derive(Parser, Debug)]
@@ -222,8 +221,11 @@ fn embed_files(args: &Args, loaded: &LoadedModel) -> Result<(), Box<dyn std::err
         batch_size: args.batch_size,
         ..ShardJob::new(&args.output).with_part(i, n)
     };
-    let truncate = args.truncate.as_deref().unwrap_or(loaded.truncate);
-    let encoder = Encoder::new(&loaded.model)?.with_tokenizer(loaded.tokenizer.clone())?.with_truncation(truncate.parse()?)?;
+    let truncate = match args.truncate.as_deref() {
+        Some(t) => t.parse()?,
+        None => loaded.truncation(),
+    };
+    let encoder = loaded.encoder()?.with_truncation(truncate)?;
     let preprocess = args.preprocess.as_deref().unwrap_or(loaded.preprocess);
     // Stored in every shard: a re-run with another model (the file as it is now, its config,
     // the dtype) or preprocessing must not mix rows.

@@ -300,7 +300,7 @@ fn run(args: Args) -> Res<()> {
     let ctx = Ctx {
         args: &args,
         eval,
-        pipeline: Pipeline::from_name(args.preprocess.as_deref().unwrap_or(diffclip::cli::layout_preprocess(&config)), size as u32)?,
+        pipeline: Pipeline::from_name(args.preprocess.as_deref().unwrap_or(diffclip::layout_preprocess(&config)), size as u32)?,
         synth,
     };
 

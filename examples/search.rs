@@ -53,7 +53,7 @@ use diffclip::data::Pipeline;
 use diffclip::data::files::read_lines;
 use diffclip::eval::ann::{AnnConfig, AnnIndex, IndexError};
 use diffclip::eval::shards::{ExactIndex, Hit, search_many};
-use diffclip::eval::{Encoder, ImageSource};
+use diffclip::eval::ImageSource;
 use diffclip::serve::{Endpoints, Index};
 
 #[derive(Parser, Debug)]
@@ -178,7 +178,10 @@ fn run(args: Args) -> Result<(), Error> {
         None => None,
     };
     let loaded = args.model.load()?;
-    let encoder = Encoder::new(&loaded.model)?.with_tokenizer(loaded.tokenizer.clone())?.with_truncation(args.truncate.as_deref().unwrap_or(loaded.truncate).parse()?)?.with_progress(false);
+    let mut encoder = loaded.encoder()?.with_progress(false);
+    if let Some(truncate) = args.truncate.as_deref() {
+        encoder = encoder.with_truncation(truncate.parse()?)?;
+    }
     let serving_images = args.image.as_deref() == stdin;
     let pipeline = || Pipeline::from_name(args.preprocess.as_deref().unwrap_or(loaded.preprocess), loaded.config.vision.image_size as u32);
     // The queries of one call are embedded before any index is opened or built.

@@ -319,44 +319,13 @@ pub fn serve_stdin(kind: StdinLines, mut answer: impl FnMut(String) -> Result<bo
     }
 }
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::Path;
 
 use burn::tensor::Device;
-use diffclip_clip::{Clip, ClipConfig, ClipError, Precision, load_checkpoint};
-use diffclip_data::{ClipTokenizer, TextTokenizer, TokenizerConfig};
+use diffclip_clip::{Clip, ClipConfig, ClipError, Precision};
 
+use crate::LoadedModel;
 use crate::pretrained::Pretrained;
-
-/// A model the programs were asked for, loaded, with the preprocessing and truncation it expects.
-pub struct LoadedModel {
-    /// The weights.
-    pub model: Clip,
-    /// Its configuration.
-    pub config: ClipConfig,
-    /// The device it lives on.
-    pub device: Device,
-    /// The checkpoint read.
-    pub checkpoint: PathBuf,
-    /// Preprocessing preset: the registry's for `--model`; else `slip` for the timm layout
-    /// DiffCLIP uses and `openai` for the OpenAI layout.
-    pub preprocess: &'static str,
-    /// Caption truncation: the registry's for `--model`, else `keep-eot`.
-    pub truncate: &'static str,
-    /// Its tokenizer, with that truncation and the model's context length: the registry's for
-    /// `--model` ([`Pretrained::tokenizer`]: a hub `tokenizer.json` with the `hf-tokenizer`
-    /// feature), else the built-in CLIP BPE. Give it to `Encoder::with_tokenizer`.
-    pub tokenizer: Arc<dyn TextTokenizer>,
-}
-
-impl LoadedModel {
-    /// The key of this model's embeddings (its checkpoint file as it is now, and its config),
-    /// which `embed` stamps on every shard (`model key` and its first 16 hex digits).
-    pub fn key(&self) -> Result<diffclip_eval::cache::ModelKey, diffclip_eval::EvalError> {
-        let config = serde_json::to_string(&self.config).map_err(|e| diffclip_eval::EvalError::Invalid(e.to_string()))?;
-        diffclip_eval::cache::ModelKey::new(Some(&self.checkpoint), &config)
-    }
-}
 
 /// `model` set up to compute in `dtype` on `device`, as the programs' `--dtype` does. bf16 and
 /// f16 on the CPU (flex) keep the weights f32 and turn on products in that type
@@ -383,7 +352,7 @@ pub fn with_dtype(model: Clip, dtype: Precision, device: &Device) -> Result<Clip
 }
 
 /// Loads `--model NAME` (from the hub cache) or `--config`/`--preset` + `--checkpoint` on
-/// `device`, naming the file in every error.
+/// `device`, naming the file in every error, and says which file it read.
 pub fn load_model(
     name: Option<&str>,
     config: Option<&Path>,
@@ -391,36 +360,11 @@ pub fn load_model(
     checkpoint: Option<&Path>,
     device: &Device,
 ) -> Result<LoadedModel, Box<dyn std::error::Error>> {
-    let (config, checkpoint, registry) = match (name, checkpoint) {
-        (Some(name), _) => {
-            let entry = Pretrained::named(name)?;
-            (entry.config(), entry.checkpoint()?, Some(entry))
-        }
-        (None, Some(ckpt)) => (ClipConfig::select(config, preset, Some(ckpt))?, ckpt.to_path_buf(), None),
+    let loaded = match (name, checkpoint) {
+        (Some(name), _) => Pretrained::named(name)?.load(device)?,
+        (None, Some(ckpt)) => LoadedModel::load(ClipConfig::select(config, preset, Some(ckpt))?, ckpt, device)?,
         (None, None) => return Err("give --model NAME, or --checkpoint with --preset/--config".into()),
     };
-    // Before the weights, so that a missing tokenizer file fails fast.
-    let tokenizer: Arc<dyn TextTokenizer> = match registry {
-        Some(entry) => entry.tokenizer()?,
-        None => Arc::new(ClipTokenizer::with_config(TokenizerConfig { context_length: config.text.context_length, ..Default::default() })?),
-    };
-    let mut model = config.init_lazy(device)?;
-    let format = load_checkpoint(&mut model, &checkpoint)?;
-    print_err(format_args!("loaded {} ({format:?} layout)", checkpoint.display()));
-    let preprocess = registry.map_or(layout_preprocess(&config), |r| r.preprocess);
-    let truncate = registry.map_or("keep-eot", |r| r.truncate);
-    Ok(LoadedModel { model, config, device: device.clone(), checkpoint, preprocess, truncate, tokenizer })
-}
-
-/// The preprocessing preset a model of `config`'s layout was evaluated with: `slip` for the timm
-/// layout DiffCLIP uses (patch bias, no `ln_pre`), else `openai`.
-///
-/// ```
-/// use diffclip::clip::ClipConfig;
-/// assert_eq!(diffclip::cli::layout_preprocess(&ClipConfig::diffclip_vit_b16()), "slip");
-/// assert_eq!(diffclip::cli::layout_preprocess(&ClipConfig::openai_vit_b16()), "openai");
-/// ```
-pub fn layout_preprocess(config: &ClipConfig) -> &'static str {
-    let timm = config.vision.patch_bias && !config.vision.ln_pre;
-    if timm { "slip" } else { "openai" }
+    print_err(format_args!("loaded {} ({:?} layout)", loaded.checkpoint.display(), loaded.format));
+    Ok(loaded)
 }

@@ -20,10 +20,26 @@
 //! - [`eval`] (`diffclip-eval`): zero-shot classification, retrieval, linear probe and
 //!   few-shot, robustness, MMVP-style pairs, attention maps, and an embedding cache.
 //!
-//! It also holds [`backend`] (choosing a compiled-in Burn backend by name) and [`allocator`]
+//! It also holds [`LoadedModel`] (a model with its preprocessing and tokenizer), [`pretrained`]
+//! (released models by name), [`backend`] (choosing a compiled-in Burn backend by name) and [`allocator`]
 //! (process memory settings for CPU throughput), [`http`] (a small HTTP/1.1 server for the
 //! programs that serve a model), [`serve`] (the endpoints they serve: embeddings and searches
 //! of an index), and the command-line programs in `examples/`.
+//!
+//! A released model (from the Hugging Face cache; nothing is downloaded), with the
+//! preprocessing and tokenizer it was evaluated with ([`LoadedModel`]):
+//!
+//! ```no_run
+//! use diffclip::pretrained::Pretrained;
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let device = diffclip::backend::device("flex")?;
+//! let loaded = Pretrained::named("openai-vit-b16")?.load(&device)?;
+//! let texts = loaded.encoder()?.encode_texts(&["a photo of a dog"])?; // [1, 512]
+//! let image = loaded.pipeline()?.process_file(std::path::Path::new("dog.jpg"), 0)?; // [3 * 224 * 224]
+//! # Ok(()) }
+//! ```
+//!
+//! Any model and checkpoint, by hand:
 //!
 //! ```no_run
 //! use diffclip::burn::tensor::{Device, Tensor, Distribution};
@@ -50,5 +66,8 @@ pub mod allocator;
 pub mod backend;
 pub mod cli;
 pub mod http;
+mod loaded;
 pub mod pretrained;
 pub mod serve;
+
+pub use loaded::{LoadError, LoadedModel, layout_preprocess};

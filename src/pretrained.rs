@@ -13,9 +13,12 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use burn::tensor::Device;
 use diffclip_clip::ClipConfig;
 use diffclip_data::{ClipTokenizer, TextTokenizer, TokenizerConfig, TokenizerError, Truncation};
 use thiserror::Error;
+
+use crate::loaded::{LoadError, LoadedModel};
 
 /// Where a released model's tokenizer comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,6 +118,20 @@ impl Pretrained {
             name: name.into(),
             known: PRETRAINED.iter().map(|m| m.name).collect::<Vec<_>>().join(", "),
         })
+    }
+
+    /// The model from the hub cache ([`cache_dir`]) on `device`, with the preprocessing and
+    /// tokenizer it was evaluated with (see [`LoadedModel`]). Nothing is downloaded.
+    pub fn load(&self, device: &Device) -> Result<LoadedModel, LoadError> {
+        self.load_in(&cache_dir(), device)
+    }
+
+    /// [`load`](Self::load) from the hub cache folder `cache`. The tokenizer is read first, so
+    /// that a missing `tokenizer.json` fails before gigabytes of weights are.
+    pub fn load_in(&self, cache: &Path, device: &Device) -> Result<LoadedModel, LoadError> {
+        let checkpoint = self.checkpoint_in(cache)?;
+        let tokenizer = self.tokenizer_in(cache)?;
+        LoadedModel::with_parts(self.config(), &checkpoint, device, self.preprocess, tokenizer)
     }
 
     /// Its config preset.

@@ -187,7 +187,8 @@ fn classify_gives_a_distribution_over_the_labels() {
         assert_eq!(a["top"][0], b["top"][0]);
     }
     let o = Command::new(example("classify")).args(["--preset", "diffclip_tiny", "--checkpoint"]).arg(&ckpt).args(["--labels", "only one,"]).arg(&images).output().unwrap();
-    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("at least two labels"));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("--labels only one,: 1 label: \"only one\"; at least two are needed"), "{err}");
     // Labels the tokenizer reads alike split their probability: warned, case aside.
     let o = Command::new(example("classify")).args(["--preset", "diffclip_tiny", "--checkpoint"]).arg(&ckpt).args(["--labels", "cat,CAT,dog"]).arg(images.join("china.jpg")).output().unwrap();
     let err = String::from_utf8_lossy(&o.stderr);

@@ -1,5 +1,6 @@
 //! The registry's hub `tokenizer.json` (feature `hf-tokenizer`): read from a hub cache, it
-//! tokenizes as the built-in CLIP tokenizer and drives an `Encoder`.
+//! tokenizes as the built-in CLIP tokenizer and drives an `Encoder`; and models loaded with
+//! their tokenizer and preprocessing (`Pretrained::load_in`, `LoadedModel::load`).
 #![cfg(feature = "hf-tokenizer")]
 
 use std::path::Path;
@@ -11,6 +12,7 @@ use diffclip::data::tokenizer::{HfTokenizer, clip_tokenizer_json};
 use diffclip::data::{ClipTokenizer, TextTokenizer, TokenizerConfig, Truncation};
 use diffclip::eval::Encoder;
 use diffclip::pretrained::{PRETRAINED, Pretrained, PretrainedError, TokenizerSource};
+use diffclip::{LoadError, LoadedModel};
 
 /// A hub cache holding `repo`'s `file` with `contents`.
 fn cache_with(cache: &Path, repo: &str, file: &str, contents: &str) {
@@ -80,4 +82,36 @@ fn encoder_takes_the_hf_tokenizer() {
     let wrong = hf.reconfigured(TokenizerConfig { context_length: ctx + 1, ..Default::default() }).unwrap();
     let err = Encoder::new(&model).unwrap().with_tokenizer(wrong).unwrap_err().to_string();
     assert!(err.contains("context length"), "{err}");
+}
+
+#[test]
+fn a_released_model_loads_with_its_tokenizer_or_names_what_is_missing() {
+    let device = Device::flex();
+    let cache = tempfile::tempdir().unwrap();
+    let entry = Pretrained::named("openai-vit-b16").unwrap();
+    let err = entry.load_in(cache.path(), &device).unwrap_err();
+    assert!(matches!(&err, LoadError::Pretrained(PretrainedError::NotCached { .. })), "{err}");
+    assert!(err.to_string().contains("openai/clip-vit-base-patch16/model.safetensors"), "{err}");
+    // The tokenizer is looked for before the weights are read: its absence is said first.
+    cache_with(cache.path(), entry.repo, entry.file, "not a checkpoint");
+    let err = entry.load_in(cache.path(), &device).unwrap_err().to_string();
+    assert!(err.contains("tokenizer.json"), "{err}");
+    cache_with(cache.path(), entry.repo, "tokenizer.json", &clip_tokenizer_json().unwrap());
+    let err = entry.load_in(cache.path(), &device).unwrap_err();
+    assert!(matches!(&err, LoadError::Checkpoint(_)) && err.to_string().contains("model.safetensors"), "{err}");
+}
+
+#[test]
+fn a_loaded_checkpoint_brings_its_preprocessing_and_tokenizer() {
+    let device = Device::flex();
+    let ckpt = diffclip_testkit::fixture("diffclip_tiny/model.safetensors");
+    let loaded = LoadedModel::load(ClipConfig::diffclip_tiny(), &ckpt, &device).unwrap();
+    assert_eq!((loaded.preprocess, loaded.truncation()), ("slip", Truncation::KeepEot));
+    assert_eq!(loaded.pipeline().unwrap().size(), 32);
+    let texts = ["a photo of a dog", "two cats"];
+    let by_hand = Encoder::new(&loaded.model).unwrap().with_progress(false).encode_texts(&texts).unwrap();
+    assert_eq!(loaded.encoder().unwrap().with_progress(false).encode_texts(&texts).unwrap(), by_hand);
+    let err = LoadedModel::load(ClipConfig::openai_tiny(), &ckpt, &device).unwrap_err();
+    assert!(matches!(&err, LoadError::Checkpoint(_)) && err.to_string().contains("model.safetensors"), "{err}");
+    assert_eq!(diffclip::layout_preprocess(&ClipConfig::openai_tiny()), "openai");
 }

@@ -2,7 +2,8 @@
 
 use std::path::PathBuf;
 
-use diffclip::cli::{LoadedModel, load_model, with_dtype};
+use diffclip::LoadedModel;
+use diffclip::cli::{load_model, with_dtype};
 
 /// `--model NAME`, or `--checkpoint` with `--preset`/`--config`; and the backend.
 #[derive(clap::Args, Debug)]

@@ -130,6 +130,50 @@ pub fn fill_template(template: &str, class_name: &str) -> String {
     }
 }
 
+/// The most bytes a filled prompt may have: 64 KiB, thousands of tokens where the text tower
+/// reads 77. A long name under a template repeating `{c}` would otherwise ask for gigabytes.
+pub const MAX_PROMPT_BYTES: usize = 64 * 1024;
+
+/// Checks that [`fill_template`] of `template` and `class_name` stays within
+/// [`MAX_PROMPT_BYTES`], before filling it; the error names the template and the name, shortened.
+///
+/// ```
+/// use diffclip_data::metadata::check_prompt;
+/// assert!(check_prompt("a photo of a {c}.", "dog").is_ok());
+/// let err = check_prompt(&"{c}".repeat(1000), &"b".repeat(1000)).unwrap_err();
+/// assert!(err.contains("1000000 bytes") && err.contains("bbbb…"), "{err}");
+/// ```
+pub fn check_prompt(template: &str, class_name: &str) -> Result<(), String> {
+    let placeholder = if template.contains("{c}") { "{c}" } else { "{}" };
+    let count = template.matches(placeholder).count();
+    let len = (template.len() - count * placeholder.len()).saturating_add(count.saturating_mul(class_name.len()));
+    if len <= MAX_PROMPT_BYTES {
+        return Ok(());
+    }
+    Err(format!(
+        "the class name {:?} ({} bytes) in the template {:?} ({count} placeholders) makes a prompt of {len} bytes; at most {MAX_PROMPT_BYTES}",
+        shortened(class_name, 40),
+        class_name.len(),
+        shortened(template, 40)
+    ))
+}
+
+/// `text`'s first `max_chars` characters, with `…` when some were left out: a class name or
+/// label quoted in a message, which may be megabytes long.
+///
+/// ```
+/// use diffclip_data::metadata::shortened;
+/// assert_eq!(shortened("golden retriever", 6), "golden…");
+/// assert_eq!(shortened("dog", 6), "dog");
+/// ```
+pub fn shortened(text: &str, max_chars: usize) -> String {
+    let mut out: String = text.chars().take(max_chars).collect();
+    if out.len() < text.len() {
+        out.push('…');
+    }
+    out
+}
+
 /// Whether `template` has a placeholder [`fill_template`] fills (`{c}` or `{}`).
 ///
 /// ```

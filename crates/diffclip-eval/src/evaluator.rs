@@ -90,7 +90,22 @@ impl<'a> Evaluator<'a> {
         })
     }
 
-    /// The zero-shot classifier `[C, E]` of `classnames` × `templates`.
+    /// The zero-shot classifier `[C, E]`: every class under every template embedded, the
+    /// templates' unit embeddings averaged per class and normalised again. Cached when the
+    /// evaluator has a cache.
+    ///
+    /// ```no_run
+    /// use burn::tensor::Device;
+    /// use diffclip_clip::ClipConfig;
+    /// use diffclip_eval::{Encoder, Evaluator, metadata};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let model = ClipConfig::diffclip_tiny().init(&Device::flex())?;
+    /// let eval = Evaluator::new(Encoder::new(&model)?);
+    /// let names = metadata::classnames("imagenet1k")?;
+    /// let classifier = eval.classifier(&names, &metadata::templates("simple")?)?;
+    /// assert_eq!(classifier.rows(), 1000);
+    /// # Ok(()) }
+    /// ```
     pub fn classifier<S: AsRef<str>, T: AsRef<str>>(
         &self,
         classnames: &[S],

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::OnceLock;
 
 pub use diffclip_data::metadata::{
-    DatasetPrompts, ImageNetMetadata, ZeroShotMetadata, fill_template, is_template,
+    DatasetPrompts, ImageNetMetadata, MAX_PROMPT_BYTES, ZeroShotMetadata, check_prompt, fill_template, is_template, shortened,
 };
 
 use crate::EvalError;

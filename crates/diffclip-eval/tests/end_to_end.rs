@@ -369,7 +369,7 @@ fn attention_maps_and_png() {
     assert!(back.height() > 2 * (224 + TITLE_HEIGHT as u32));
     assert!(attention_heatmaps(&encoder, vec![0.0; 10], None, None).is_err());
     // A template without the class name would give every class the same prompt.
-    let e = diffclip_eval::build_classifier(&encoder, &["a dog", "a cat"], &["a photo."]).unwrap_err().to_string();
+    let e = Evaluator::new(encoder.clone()).classifier(&["a dog", "a cat"], &["a photo."]).unwrap_err().to_string();
     assert!(e.contains("has no {c}"), "{e}");
     assert!(attention_heatmaps(&encoder, p.normalize(&rgb), None, Some(7)).is_err());
 }

@@ -189,6 +189,7 @@ impl ImageFolderDataset {
                 self.folders.len()
             )));
         }
+        check_captions(&self.templates[0], &names)?;
         self.class_names = names;
         Ok(self)
     }
@@ -237,6 +238,7 @@ impl ImageFolderDataset {
                 "prompt template {t:?} has no {{c}} (or {{}}) for the class name"
             )));
         }
+        check_captions(&templates[0], &self.class_names)?;
         self.templates = templates;
         Ok(self)
     }
@@ -423,3 +425,8 @@ impl ClassificationDataset for ImageFolderDataset {
 }
 
 impl_burn_dataset!(ImageFolderDataset);
+
+/// Every class's caption (the first template filled) within the prompt limit.
+fn check_captions(template: &str, class_names: &[String]) -> Result<(), DataError> {
+    class_names.iter().try_for_each(|c| crate::metadata::check_prompt(template, c).map_err(DataError::Config))
+}

@@ -127,6 +127,14 @@ fn imagenet_a_folders_remap_to_the_metadata_subset() {
         .with_label_subset(LabelSubset::new(vec![1, 2], 1000).unwrap())
         .unwrap_err();
     assert!(err.to_string().contains("200 class folders"), "{err}");
+    // A caption past the prompt limit is refused when names or templates are given, not made.
+    let plain = ImageFolderDataset::open(tmp.path(), loader()).unwrap();
+    let err = plain.clone().with_templates(vec!["{c}".repeat(30_000)]).unwrap_err().to_string();
+    assert!(err.contains("at most 65536"), "{err}");
+    let mut long = vec!["x".to_string(); 200];
+    long[3] = "y".repeat(70_000);
+    let err = plain.with_class_names(long).unwrap_err().to_string();
+    assert!(err.contains("yyyy…") && err.contains("70014 bytes"), "{err}");
     assert!(LabelSubset::from_metadata_file(metadata(), "imagenet_z").is_err());
     assert!(LabelSubset::new(vec![3, 3], 10).is_err());
 }

@@ -1,7 +1,7 @@
 //! The zero-shot classifier: class names × prompt templates -> one unit vector per class.
 
-use crate::metadata::fill_template;
-use crate::{Encoder, EvalError, Matrix};
+use crate::metadata::{check_prompt, fill_template};
+use crate::{EvalError, Matrix};
 
 /// The prompts of every class under every template, class-major: row `c * T + t` is class `c`
 /// under template `t`. An error when there is no class or no template, or a template without
@@ -11,6 +11,10 @@ use crate::{Encoder, EvalError, Matrix};
 /// let p = diffclip_eval::class_prompts(&["cat", "dog"], &["a {c}.", "a photo of a {c}."]).unwrap();
 /// assert_eq!(p, ["a cat.", "a photo of a cat.", "a dog.", "a photo of a dog."]);
 /// assert!(diffclip_eval::class_prompts(&["cat", "dog"], &["a photo."]).is_err());
+/// // A prompt past 64 KiB is refused before it is made.
+/// let long = "b".repeat(1000);
+/// let err = diffclip_eval::class_prompts(&[long.as_str()], &["{c}".repeat(100)]).unwrap_err().to_string();
+/// assert!(err.contains("100000 bytes"), "{err}");
 /// ```
 pub fn class_prompts<S: AsRef<str>, T: AsRef<str>>(classnames: &[S], templates: &[T]) -> Result<Vec<String>, EvalError> {
     if let Some(t) = templates.iter().find(|t| !diffclip_data::metadata::is_template(t.as_ref())) {
@@ -18,6 +22,11 @@ pub fn class_prompts<S: AsRef<str>, T: AsRef<str>>(classnames: &[S], templates: 
     }
     if classnames.is_empty() || templates.is_empty() {
         return Err(EvalError::Invalid("a classifier needs at least one class and one template".into()));
+    }
+    for c in classnames {
+        for t in templates {
+            check_prompt(t.as_ref(), c.as_ref()).map_err(EvalError::Invalid)?;
+        }
     }
     Ok(classnames.iter().flat_map(|c| templates.iter().map(move |t| fill_template(t.as_ref(), c.as_ref()))).collect())
 }
@@ -67,27 +76,4 @@ pub fn classifier_from_text_embeddings(
         out.iter_mut().for_each(|o| *o /= n_templates as f32);
     }
     Ok(Matrix::new(n_classes, dim, data)?.l2_normalized())
-}
-
-/// Embed every class under every template with `encoder` and build the classifier `[C, E]`.
-///
-/// ```no_run
-/// use burn::tensor::Device;
-/// use diffclip_clip::ClipConfig;
-/// use diffclip_eval::{Encoder, build_classifier, metadata};
-/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// let model = ClipConfig::diffclip_tiny().init(&Device::flex())?;
-/// let names = metadata::classnames("imagenet1k")?;
-/// let classifier = build_classifier(&Encoder::new(&model)?, &names, &metadata::templates("simple")?)?;
-/// assert_eq!(classifier.rows(), 1000);
-/// # Ok(()) }
-/// ```
-pub fn build_classifier<S: AsRef<str>, T: AsRef<str>>(
-    encoder: &Encoder<'_>,
-    classnames: &[S],
-    templates: &[T],
-) -> Result<Matrix, EvalError> {
-    let prompts = class_prompts(classnames, templates)?;
-    let emb = encoder.encode_texts(&prompts)?;
-    classifier_from_text_embeddings(&emb, classnames.len(), templates.len())
 }

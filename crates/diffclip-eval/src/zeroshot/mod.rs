@@ -3,7 +3,7 @@
 mod classifier;
 mod metrics;
 
-pub use classifier::{build_classifier, class_prompts, classifier_from_text_embeddings};
+pub use classifier::{class_prompts, classifier_from_text_embeddings};
 pub use metrics::{
     ZeroShotMetrics, mean_per_class_recall, zero_shot_metrics, zero_shot_metrics_from_embeddings,
 };
