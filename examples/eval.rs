@@ -3,6 +3,8 @@
 //!
 //! ```text
 //! cargo run --release --example eval -- --preset diffclip_tiny --task all        # synthetic data
+//! cargo run --release --example eval -- --model diffclip-vit-b16-cc12m \
+//!     --task zeroshot --data imagenet/val --classnames imagenet1k --templates openai
 //! cargo run --release --example eval -- --checkpoint ckpt.pt --preset diffclip_vit_b16 \
 //!     --task zeroshot --data imagenet/val --classnames imagenet1k --templates openai
 //! cargo run --release --example eval -- --checkpoint ckpt.pt --preset diffclip_vit_b16 \
@@ -21,7 +23,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, ValueEnum};
-use diffclip::clip::{ClipConfig, Precision, load_checkpoint};
+use diffclip::LoadedModel;
+use diffclip::clip::{ClipConfig, Precision};
+use diffclip::pretrained::Pretrained;
 use diffclip::data::synthetic::{Split, SyntheticConfig};
 use diffclip::data::{Pipeline, Truncation};
 use diffclip::eval::probe::{FewShotConfig, LinearProbeConfig};
@@ -46,7 +50,12 @@ enum Task {
 #[derive(Parser, Debug)]
 #[command(about = "Evaluate a CLIP / DiffCLIP model (see docs/eval.md)")]
 struct Args {
-    /// Weights (.pt, .safetensors, .bpk); without it the model is randomly initialised.
+    /// A released model by name (`diffclip-vit-b16-cc12m`, `openai-vit-b16`, ...; see
+    /// `diffclip::pretrained`), read from the Hugging Face cache: its preset, checkpoint,
+    /// tokenizer, truncation and preprocessing (`--preprocess` and `--drop-eot` still apply).
+    #[arg(long, conflicts_with_all = ["config", "preset", "checkpoint"])]
+    model: Option<String>,
+    /// Weights (.pt, .safetensors, .bpk); without it (or --model) the model is randomly initialised.
     #[arg(long)]
     checkpoint: Option<PathBuf>,
     /// Preset name (diffclip_vit_b16, diffclip_tiny, ...).
@@ -97,7 +106,8 @@ struct Args {
     /// Few-shot seeds.
     #[arg(long, value_delimiter = ',', default_values_t = [0u64, 1, 2])]
     seeds: Vec<u64>,
-    /// Drop EOT on over-long captions (the DiffCLIP authors' tokenizer) instead of keeping it.
+    /// Drop EOT on over-long captions (the DiffCLIP authors' tokenizer) instead of keeping it
+    /// (with --model: its registry's truncation unless this is given).
     #[arg(long)]
     drop_eot: bool,
     /// Attention: image file (default: the first synthetic test image).
@@ -188,7 +198,7 @@ fn run(args: Args) -> Res<()> {
     // files, or be read as data (a class, a stray file) by the next run.
     let sets = disk::named_sets(&args.sets)?;
     let read = args.data.iter().map(|d| ("--data", d.clone())).chain(sets.into_iter().map(|(_, p)| ("--set", p)));
-    let cache = (args.checkpoint.is_some() && !args.no_cache && args.task != Task::Attention).then_some(("--cache-dir", args.cache_dir.clone()));
+    let cache = ((args.checkpoint.is_some() || args.model.is_some()) && !args.no_cache && args.task != Task::Attention).then_some(("--cache-dir", args.cache_dir.clone()));
     let figures = matches!(args.task, Task::Attention | Task::All).then(|| ("--heatmap", args.heatmap()));
     let outputs: Vec<(&str, PathBuf)> = [("--output", output.clone())].into_iter().chain(figures).chain(cache).collect();
     for (data_flag, root) in read.filter(|(_, d)| d.is_dir()) {
@@ -244,13 +254,22 @@ fn run(args: Args) -> Res<()> {
         }
     }
     let device = diffclip::backend::device(&args.backend)?;
-    let config = ClipConfig::select(args.config.as_deref(), args.preset.as_deref(), args.checkpoint.as_deref())?;
+    let pretrained = args.model.as_deref().map(Pretrained::named).transpose()?;
+    let config = match pretrained {
+        Some(entry) => entry.config(),
+        None => ClipConfig::select(args.config.as_deref(), args.preset.as_deref(), args.checkpoint.as_deref())?,
+    };
     diffclip::cli::check_batch(&config, args.batch_size, diffclip::clip::Workload::Inference, "--batch-size", &device)?;
     if let Some(layer) = args.layer.filter(|&l| l >= config.vision.layers) {
         return Err(format!("--layer {layer}: the vision tower has {} layers (0 to {})", config.vision.layers, config.vision.layers - 1).into());
     }
-    // Lazy when a checkpoint replaces the weights; drawn now for a run on random weights.
-    let mut model = if args.checkpoint.is_some() { config.init_lazy(&device)? } else { config.init(&device)? };
+    // A checkpoint comes with its preprocessing and tokenizer (LoadedModel); random weights
+    // are drawn now.
+    let loaded = match (pretrained, &args.checkpoint) {
+        (Some(entry), _) => Some(entry.load(&device)?),
+        (None, Some(ckpt)) => Some(LoadedModel::load(config.clone(), ckpt, &device)?),
+        (None, None) => None,
+    };
     let mut config_json = serde_json::to_string(&config)?;
     if args.dtype != Precision::F32 {
         // Reduced-precision embeddings differ: they get their own cache entries (products of
@@ -259,32 +278,35 @@ fn run(args: Args) -> Res<()> {
         config_json.push_str(&format!("|dtype={}{products}", args.dtype));
     }
     let mut cache = None;
-    match &args.checkpoint {
-        Some(ckpt) => {
-            let format = load_checkpoint(&mut model, ckpt)?;
-            eprintln!("loaded {} ({format:?} layout)", ckpt.display());
+    let (model, checkpoint, tokenizer, preprocess) = match loaded {
+        Some(loaded) => {
+            eprintln!("loaded {} ({:?} layout)", loaded.checkpoint.display(), loaded.format);
             // The attention figure alone caches nothing.
             if !args.no_cache && args.task != Task::Attention {
                 // Checked now: a cache that cannot be written would fail the task after its encoding.
                 diffclip::clip::files::create_output_dir(&args.cache_dir).map_err(|e| format!("--cache-dir: {e}"))?;
                 cache = Some(EmbeddingCache::new(
                     &args.cache_dir,
-                    ModelKey::with_contents(Some(ckpt), &config_json)?,
+                    ModelKey::with_contents(Some(&loaded.checkpoint), &config_json)?,
                 ));
             }
+            (loaded.model, Some(loaded.checkpoint), Some(loaded.tokenizer), loaded.preprocess)
         }
-        None => eprintln!("warning: no --checkpoint: evaluating randomly initialised weights"),
-    }
-    let model = diffclip::cli::with_dtype(model, args.dtype, &device)?;
-    let truncation = if args.drop_eot {
-        Truncation::DropEot
-    } else {
-        Truncation::KeepEot
+        None => {
+            eprintln!("warning: no --checkpoint or --model: evaluating randomly initialised weights");
+            (config.init(&device)?, None, None, diffclip::layout_preprocess(&config))
+        }
     };
-    let encoder = Encoder::new(&model)?
+    let model = diffclip::cli::with_dtype(model, args.dtype, &device)?;
+    let mut encoder = Encoder::new(&model)?
         .with_batch_size(args.batch_size)
-        .with_progress(!args.quiet)
-        .with_truncation(truncation)?;
+        .with_progress(!args.quiet);
+    if let Some(tokenizer) = tokenizer {
+        encoder = encoder.with_tokenizer(tokenizer)?;
+    }
+    if args.drop_eot {
+        encoder = encoder.with_truncation(Truncation::DropEot)?;
+    }
     let size = encoder.image_size();
     let mut eval = Evaluator::new(encoder);
     if let Some(c) = cache {
@@ -300,7 +322,7 @@ fn run(args: Args) -> Res<()> {
     let ctx = Ctx {
         args: &args,
         eval,
-        pipeline: Pipeline::from_name(args.preprocess.as_deref().unwrap_or(diffclip::layout_preprocess(&config)), size as u32)?,
+        pipeline: Pipeline::from_name(args.preprocess.as_deref().unwrap_or(preprocess), size as u32)?,
         synth,
     };
 
@@ -354,7 +376,7 @@ fn run(args: Args) -> Res<()> {
     }
     // Paths as text: a name that is not UTF-8 would make the JSON value panic.
     let text = |p: &Option<PathBuf>| p.as_deref().map(|p| p.to_string_lossy().into_owned());
-    let out = json!({ "model": { "config": config, "checkpoint": text(&args.checkpoint), "dtype": args.dtype }, "data": text(&args.data), "results": results, "skipped": skipped, "failed": failed });
+    let out = json!({ "model": { "name": args.model, "config": config, "checkpoint": text(&checkpoint), "dtype": args.dtype }, "data": text(&args.data), "results": results, "skipped": skipped, "failed": failed });
     diffclip::clip::files::write_atomic(&args.output, serde_json::to_string_pretty(&out)?.as_bytes())?;
     eprintln!("wrote {}", args.output.display());
     if !failed.is_empty() {

@@ -167,6 +167,20 @@ fn eval_runs_what_the_data_holds_and_draws_its_first_image() {
     let o = Command::new(example("eval")).args(["--preset", "diffclip_tiny", "--no-cache", "--quiet", "--task", "zeroshot", "--classnames", "imagenet1k", "--data"]).arg(dir.join("classes")).arg("--output").arg(dir.join("r.json")).output().unwrap();
     let said = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.code() == Some(1) && said.contains("2 class folders but 1000 class names"), "{said}");
+    // A checkpoint's weights, named in the results; a released model by name from the hub cache
+    // (none here: the file it lacks is named), and an unknown name.
+    let ckpt = fixture("diffclip_tiny/model.safetensors");
+    let o = Command::new(example("eval")).args(["--preset", "diffclip_tiny", "--no-cache", "--quiet", "--task", "zeroshot", "--checkpoint"]).arg(&ckpt).arg("--data").arg(dir.join("classes")).arg("--output").arg(dir.join("r.json")).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let results: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("r.json")).unwrap()).unwrap();
+    assert_eq!(results["model"]["checkpoint"].as_str(), ckpt.to_str());
+    let cache = dir.join("empty-hub-cache");
+    std::fs::create_dir_all(&cache).unwrap();
+    for (name, says) in [("openai-vit-b16", "openai/clip-vit-base-patch16/model.safetensors is not in the Hugging Face cache"), ("vit-h", "unknown model 'vit-h'")] {
+        let o = Command::new(example("eval")).args(["--model", name, "--no-cache", "--quiet", "--task", "zeroshot", "--data"]).arg(dir.join("classes")).arg("--output").arg(dir.join("r.json")).env("HF_HUB_CACHE", &cache).output().unwrap();
+        let said = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.code() == Some(1) && said.contains(says), "{said}");
+    }
     // A caption file as ROOT: retrieval, and the first image with its caption.
     let (results, err) = eval(&dir.join("captions.csv"), "all");
     let results = results.unwrap_or_else(|| panic!("{err}"));

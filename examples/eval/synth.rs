@@ -174,7 +174,8 @@ fn compare_png(ctx: &Ctx<'_>, other: &std::path::Path, rgb: &[u8], chw: Vec<f32>
     }
     let theirs = attention_heatmaps(&encoder, chw, query, ctx.args.layer).map_err(|e| format!("--compare {}: {e}", other.display()))?;
     let name = |p: Option<&std::path::Path>| p.and_then(|p| p.file_stem()).map_or("model".into(), |n| n.to_string_lossy().into_owned());
-    let (a, b) = (name(ctx.args.checkpoint.as_deref()), name(Some(other)));
+    let a = ctx.args.model.clone().unwrap_or_else(|| name(ctx.args.checkpoint.as_deref()));
+    let b = name(Some(other));
     let path = compare_path(&ctx.args.heatmap());
     let caption = query.map(|q| format!("query: \"{q}\""));
     save_comparison_png(&path, rgb, s, &[(&a, maps), (&b, &theirs)], caption.as_deref())?;
