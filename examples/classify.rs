@@ -110,20 +110,9 @@ fn run(args: Args) -> Result<(), Error> {
     if let Some(truncate) = args.truncate.as_deref() {
         encoder = encoder.with_truncation(truncate.parse()?)?;
     }
-    // In f64: a stored logit_scale above ~88.7 overflows f32's exp (softmax would be NaN).
-    let logit_scale = f64::from(loaded.model.logit_scale.val().into_scalar::<f32>());
-    let scale = logit_scale.exp();
-    if !scale.is_finite() {
-        return Err(format!("the checkpoint's logit_scale {logit_scale} is not a usable log-temperature (exp overflows or is NaN)").into());
-    }
-    let classifier = Evaluator::new(encoder.clone()).classifier(&labels, &templates)?;
+    let classifier = Evaluator::new(encoder.clone()).zero_shot_classifier(&labels, &templates).map_err(|e| format!("{}: {e}", loaded.checkpoint.display()))?;
     // Each row's `k` top labels with their probabilities.
-    let rank = |embeddings: &Matrix, k: usize| -> Result<Vec<Vec<(usize, f32)>>, Error> {
-        // A damaged or diverged model embeds to NaN: no probability can be given.
-        embeddings.check_finite("the image embedding (the model's weights are damaged or diverged)")?;
-        let logits = embeddings.l2_normalized().matmul_t(&classifier)?;
-        Ok(logits.row_iter().map(|row| top_k(&softmax(row, scale), k)).collect())
-    };
+    let rank = |embeddings: &Matrix, k: usize| -> Result<Vec<Vec<(usize, f32)>>, Error> { Ok(classifier.top_k(embeddings, k)?) };
     let json_top = |top: &[(usize, f32)]| -> Vec<serde_json::Value> { top.iter().map(|&(c, p)| serde_json::json!({ "label": labels[c], "probability": p })).collect() };
     if args.listen.listen.is_some() {
         return args.listen.serve(&format!("{} labels", labels.len()), |requests| {
@@ -208,19 +197,4 @@ fn run(args: Args) -> Result<(), Error> {
 /// A path as one line of text, control characters escaped (a file name may hold any).
 fn shown(path: &Path) -> String {
     printable_line(&path.to_string_lossy()).into_owned()
-}
-
-/// Probabilities of `scale * logits` (max-subtracted for stability, in f64).
-fn softmax(logits: &[f32], scale: f64) -> Vec<f32> {
-    let max = logits.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-    let exp: Vec<f64> = logits.iter().map(|&v| (f64::from(v - max) * scale).exp()).collect();
-    let sum: f64 = exp.iter().sum();
-    exp.iter().map(|e| (e / sum) as f32).collect()
-}
-
-/// The `k` most probable classes, most probable first (ties: lower index first).
-fn top_k(p: &[f32], k: usize) -> Vec<(usize, f32)> {
-    let mut idx: Vec<usize> = (0..p.len()).collect();
-    idx.sort_by(|&a, &b| p[b].total_cmp(&p[a]).then(a.cmp(&b)));
-    idx.into_iter().take(k.max(1)).map(|i| (i, p[i])).collect()
 }

@@ -8,7 +8,8 @@ use crate::probe::{
     linear_probe,
 };
 use crate::{
-    EmbeddingCache, Encoder, EvalError, ImageSource, Matrix, RetrievalMetrics, ZeroShotMetrics,
+    EmbeddingCache, Encoder, EvalError, ImageSource, Matrix, RetrievalMetrics, ZeroShotClassifier,
+    ZeroShotMetrics,
     classifier_from_text_embeddings, retrieval_recall,
     zero_shot_metrics_from_embeddings,
 };
@@ -117,6 +118,34 @@ impl<'a> Evaluator<'a> {
             classnames.len(),
             templates.len(),
         )
+    }
+
+    /// The classifier of [`Self::classifier`] with the model's temperature: class probabilities
+    /// of image embeddings ([`ZeroShotClassifier::top_k`]).
+    ///
+    /// ```
+    /// use burn::tensor::{Device, Distribution, Tensor};
+    /// use diffclip_clip::ClipConfig;
+    /// use diffclip_eval::{Encoder, Evaluator, ImageSource};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let model = ClipConfig::diffclip_tiny().init(&Device::flex())?;
+    /// let eval = Evaluator::new(Encoder::new(&model)?.with_progress(false));
+    /// let labels = ["cat", "dog", "bird"];
+    /// let classifier = eval.zero_shot_classifier(&labels, &["a photo of a {c}."])?;
+    /// let images = Tensor::<4>::random([2, 3, 32, 32], Distribution::Default, &Device::flex());
+    /// let embeddings = eval.image_features(&ImageSource::from_tensor(images)?)?;
+    /// for top in classifier.top_k(&embeddings, 2)? {
+    ///     println!("{} ({:.2}), then {}", labels[top[0].0], top[0].1, labels[top[1].0]);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn zero_shot_classifier<S: AsRef<str>, T: AsRef<str>>(
+        &self,
+        classnames: &[S],
+        templates: &[T],
+    ) -> Result<ZeroShotClassifier, EvalError> {
+        let logit_scale = self.encoder.model().logit_scale.val().into_scalar::<f32>();
+        ZeroShotClassifier::new(self.classifier(classnames, templates)?, logit_scale)
     }
 
     /// Zero-shot classification of `images` with `labels`, the classifier built from

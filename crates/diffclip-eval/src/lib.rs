@@ -55,6 +55,6 @@ pub use matrix::Matrix;
 pub use retrieval::{RecallAt, RetrievalMetrics, retrieval_recall};
 pub use source::ImageSource;
 pub use zeroshot::{
-    ZeroShotMetrics, class_prompts, classifier_from_text_embeddings,
+    ZeroShotClassifier, ZeroShotMetrics, class_prompts, classifier_from_text_embeddings,
     mean_per_class_recall, zero_shot_metrics, zero_shot_metrics_from_embeddings,
 };
