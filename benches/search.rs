@@ -16,7 +16,7 @@ mod common;
 
 use criterion::{Criterion, SamplingMode, criterion_group, criterion_main};
 use diffclip::clip::files::{F32Tensor, write_safetensors};
-use diffclip::eval::probe::SplitMix64;
+use diffclip::eval::stats::SplitMix64;
 use diffclip::eval::shards::{ExactIndex, Hit, search_many};
 use std::hint::black_box;
 use std::time::Duration;

@@ -12,7 +12,7 @@ use std::process::{Command, Output, Stdio};
 
 use common::{JsonLines, Server, example, fixture, tmpdir};
 use diffclip::clip::files::{F32Tensor, write_safetensors};
-use diffclip::eval::probe::SplitMix64;
+use diffclip::eval::stats::SplitMix64;
 
 /// Writes shard `k` of `n` rows of 32 values (the tiny model's embedding size) around 20
 /// random centres, named `row<first + i>.png`.

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use diffclip_clip::files::{F32Tensor, write_safetensors};
 use diffclip_eval::ann::{AnnConfig, AnnIndex, IndexError};
-use diffclip_eval::probe::SplitMix64;
+use diffclip_eval::stats::SplitMix64;
 use diffclip_eval::shards::search;
 
 /// `n` rows of `dim` values around `clusters` random centres (Gaussian, spread 0.35 per

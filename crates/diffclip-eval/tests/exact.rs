@@ -6,7 +6,7 @@ use std::path::Path;
 
 use diffclip_clip::files::{F32Tensor, write_safetensors};
 use diffclip_eval::EvalError;
-use diffclip_eval::probe::SplitMix64;
+use diffclip_eval::stats::SplitMix64;
 use diffclip_eval::shards::{ExactIndex, Hit, search_many};
 
 /// Writes `rows` (`dim` columns) as shard `k`, its rows named `row<first + i>.png`.

@@ -13,4 +13,4 @@ pub use linear_probe::{
     LinearProbeConfig, LinearProbeResult, Split, SweepPoint, accuracy, linear_probe, sweep_c,
 };
 pub use logreg::{LogRegOptions, LogisticRegression};
-pub use sampling::{SplitMix64, indices_by_class, sample_shots, stratified_split};
+pub use sampling::{indices_by_class, sample_shots, stratified_split};

@@ -1,6 +1,6 @@
 //! Seeded, reproducible sampling: stratified validation splits and k-shot support sets.
 
-pub use crate::stats::SplitMix64;
+use crate::stats::SplitMix64;
 
 /// Indices of each class `0..n_classes`, in order.
 pub fn indices_by_class(labels: &[usize], n_classes: usize) -> Vec<Vec<usize>> {
