@@ -105,8 +105,8 @@ pub fn resolve_output(path: &Path) -> Result<PathBuf, FileError> {
 
 /// Refuses an output that is a device, FIFO, socket or folder, that is the same file as one of
 /// `inputs` (compared by device and inode, so other spellings and links are caught), or whose
-/// folder does not exist, is not a folder or cannot be read (checked before the work, not found
-/// when writing its result).
+/// folder does not exist, is not a folder, or cannot be read or written (checked before the
+/// work, not found when writing its result: a file is made there and removed).
 ///
 /// ```
 /// use diffclip_clip::files::{check_output, FileError};
@@ -118,6 +118,10 @@ pub fn resolve_output(path: &Path) -> Result<PathBuf, FileError> {
 /// assert!(matches!(check_output(std::path::Path::new("/dev/null"), &[]), Err(FileError::NotRegularFile { .. })));
 /// let e = check_output(&dir.path().join("no/out.bin"), &[]).unwrap_err().to_string();
 /// assert!(e.ends_with(&format!("out.bin: its folder {} does not exist", dir.path().join("no").display())), "{e}");
+/// // A folder no file can be made in (a read-only mount; /proc here), whatever its permissions say.
+/// let e = check_output(std::path::Path::new("/proc/results.json"), &[]).unwrap_err().to_string();
+/// assert!(e.contains("its folder /proc cannot be written"), "{e}");
+/// assert!(std::fs::read_dir(dir.path()).unwrap().count() == 1, "the check leaves no file behind");
 /// ```
 pub fn check_output(output: &Path, inputs: &[&Path]) -> Result<(), FileError> {
     use std::os::unix::fs::MetadataExt;
@@ -131,6 +135,11 @@ pub fn check_output(output: &Path, inputs: &[&Path]) -> Result<(), FileError> {
     if let Some(kind) = diffclip_files::file_kind(meta.file_type()) {
         return Err(FileError::NotRegularFile { path: output.display().to_string(), kind });
     }
+    // Replaced through a new file beside it: its folder must take one.
+    let dir = folder_of(output);
+    if let Some((kind, why)) = folder_problem(&dir) {
+        return Err(io(output, std::io::Error::new(kind, format!("its folder {} {why}", dir.display()))));
+    }
     for input in inputs {
         if let Ok(m) = std::fs::metadata(input)
             && m.dev() == meta.dev()
@@ -140,6 +149,19 @@ pub fn check_output(output: &Path, inputs: &[&Path]) -> Result<(), FileError> {
         }
     }
     Ok(())
+}
+
+/// Whether a file can be made in `dir`, found by making one and removing it: permissions alone
+/// do not tell (a read-only mount, a process running as root), and a long job must not learn it
+/// only when it writes its results.
+fn writable(dir: &Path) -> std::io::Result<()> {
+    let probe = dir.join(format!(".diffclip-write-check-{}", std::process::id()));
+    match std::fs::OpenOptions::new().write(true).create_new(true).open(&probe) {
+        Ok(_) => std::fs::remove_file(&probe),
+        // Another check of this process is under way there: the folder takes files.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 /// The folder a file at `path` lands in (`.` for a bare file name).
@@ -153,7 +175,7 @@ fn folder_of(path: &Path) -> PathBuf {
 /// Why `dir` cannot hold a new file, if it cannot: the error's kind and its words.
 fn folder_problem(dir: &Path) -> Option<(std::io::ErrorKind, String)> {
     match std::fs::metadata(dir) {
-        Ok(m) if m.is_dir() => None,
+        Ok(m) if m.is_dir() => writable(dir).err().map(|e| (e.kind(), format!("cannot be written: {e}"))),
         Ok(_) => Some((std::io::ErrorKind::NotADirectory, "is not a folder".into())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some((e.kind(), "does not exist".into())),
         Err(e) => Some((e.kind(), format!("cannot be read: {e}"))),

@@ -195,6 +195,11 @@ fn export_round_trips_through_safetensors_and_burnpack() {
         assert!(err.contains("header length 50000000 does not fit"), "{err}");
         std::fs::write(&damaged, b"").unwrap();
         assert!(config_of(&damaged).is_err());
+        // A torch.save file carries none; a damaged one is named as damaged.
+        assert_eq!(config_of(fixture("diffclip_tiny/checkpoint.pt")).unwrap(), None);
+        std::fs::write(&damaged, b"PK\x03\x04garbage").unwrap();
+        let err = config_of(&damaged).unwrap_err().to_string();
+        assert!(err.contains("zip"), "{err}");
         let mut fresh = ClipConfig::diffclip_tiny().init(&device).unwrap();
         load_checkpoint(&mut fresh, &bp).unwrap();
         assert_eq!(embed(&fresh, &device), want);

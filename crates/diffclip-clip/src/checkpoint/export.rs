@@ -113,7 +113,7 @@ const CONFIG_KEY: &str = "diffclip_config";
 /// [`save_burnpack`] (or in a training checkpoint), if any. Only the header is read. The config
 /// is untrusted: it is [checked](ClipConfig::check_fits) against the default limits, and an
 /// invalid one is an error naming the file, and so is a damaged file or one of no checkpoint
-/// format. A PyTorch file carries no config (`Ok(None)`).
+/// format. A PyTorch file that opens carries no config (`Ok(None)`).
 /// (Example: [`save_safetensors`], [`save_burnpack`].)
 pub fn config_of(path: impl AsRef<Path>) -> Result<Option<ClipConfig>, CheckpointError> {
     let path = path.as_ref();
@@ -125,7 +125,8 @@ pub fn config_of(path: impl AsRef<Path>) -> Result<Option<ClipConfig>, Checkpoin
             .metadata()
             .get(CONFIG_KEY)
             .cloned(),
-        super::Container::Pytorch => None,
+        // torch.save files carry no config; a damaged one is named as such.
+        super::Container::Pytorch => super::state_dict::open_pytorch(path).map(|_| None)?,
         super::Container::Safetensors => {
             super::check_safetensors(path)?;
             let header = super::safetensors_header(path).map_err(|source| CheckpointError::Io { path: name.clone(), source })?;

@@ -199,9 +199,9 @@ pub(crate) fn read_safetensors_keys(path: &Path, which: Keys) -> Result<StateDic
 
 /// Read a `torch.save` checkpoint: the `state_dict` entry of a training checkpoint (optimizer,
 /// scaler and args are ignored) or a plain state dict.
-pub(crate) fn read_pytorch_keys(path: &Path, which: Keys) -> Result<StateDict, CheckpointError> {
-    let name = path.display().to_string();
-    let read_err = |e: &dyn std::fmt::Display| CheckpointError::Read { path: name.clone(), message: e.to_string() };
+/// The `torch.save` file opened: its archive and pickle read, its tensors listed, none loaded.
+/// The `state_dict` entry of a training checkpoint, else the whole file as a state dict.
+pub(crate) fn open_pytorch(path: &Path) -> Result<PytorchReader, CheckpointError> {
     // A corrupt file can make a third-party parser panic; that is this file's error, not ours.
     let guarded = |top: Option<&str>| {
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match top {
@@ -210,10 +210,16 @@ pub(crate) fn read_pytorch_keys(path: &Path, which: Keys) -> Result<StateDict, C
         }))
         .unwrap_or_else(|_| Err(burn::store::pytorch_reader::PytorchError::InvalidFormat("the PyTorch reader failed on this file".into())))
     };
-    let reader = match guarded(Some("state_dict")) {
-        Ok(r) => r,
-        Err(_) => guarded(None).map_err(|e| read_err(&e))?,
-    };
+    match guarded(Some("state_dict")) {
+        Ok(r) => Ok(r),
+        Err(_) => guarded(None).map_err(|e| CheckpointError::Read { path: path.display().to_string(), message: e.to_string() }),
+    }
+}
+
+pub(crate) fn read_pytorch_keys(path: &Path, which: Keys) -> Result<StateDict, CheckpointError> {
+    let name = path.display().to_string();
+    let read_err = |e: &dyn std::fmt::Display| CheckpointError::Read { path: name.clone(), message: e.to_string() };
+    let reader = open_pytorch(path)?;
     let file_len = std::fs::metadata(path).map_err(|source| CheckpointError::Io { path: name.clone(), source })?.len();
     // What the tensors may claim: the file's bytes, or for an archive whose storages are
     // deflated (re-zipped: torch.save stores them) what its entries declare, capped at 4× the
