@@ -381,14 +381,14 @@ fn run(args: Args, matches: &ArgMatches) -> Res<()> {
         && args.overwrite
         && resume.is_none()
         && diffclip::train::replaced_run_kept(&args.output)
-        && !matches!(e, TrainError::Interrupted { step: 1.., .. })
+        && !matches!(e, TrainError::Interrupted { step: 1.., .. } | TrainError::DataStopped { .. })
     {
         return Err(format!("{e} (the run this one replaced is kept in {} as *.replaced: rename those files back to use it)", args.output.display()).into());
     }
     let report = match fitted {
-        // Stopped by a signal after some steps: those steps are a model too, written as a
-        // finished run's is, beside the checkpoint to continue from.
-        Err(stopped @ TrainError::Interrupted { step: 1.., .. }) => {
+        // Stopped by a signal or the data after some steps: those steps are a model too, written
+        // as a finished run's is, beside the checkpoint to continue from.
+        Err(stopped @ (TrainError::Interrupted { step: 1.., .. } | TrainError::DataStopped { .. })) => {
             let model = match save_safetensors(&trainer.model.clone().valid(), Some(&model_config), &export) {
                 Ok(()) => format!("the model so far is written to {}", export.display()),
                 Err(e) => format!("the model so far could not be written ({e})"),

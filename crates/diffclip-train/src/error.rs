@@ -114,6 +114,18 @@ pub enum TrainError {
         /// The checkpoint written, if the run has an output folder.
         checkpoint: Option<String>,
     },
+    /// The data failed a run after `step` steps (a bad sample under `BadSamplePolicy::Fail`):
+    /// those steps are kept, their checkpoint written as an interrupted run's is, at the data
+    /// position of the last of them.
+    #[error("{source}; stopped after step {step}{}", match checkpoint { Some(p) => format!(": its checkpoint {p} is written, continue with --resume once the data is mended"), None => " (no output folder: nothing was saved)".into() })]
+    DataStopped {
+        /// The last step trained.
+        step: u64,
+        /// The checkpoint written, if the run has an output folder.
+        checkpoint: Option<String>,
+        /// What the data did.
+        source: Box<TrainError>,
+    },
     /// The data cannot feed a run (no usable row, no image that reads, no shard that exists):
     /// the message names the data.
     #[error("{0}")]

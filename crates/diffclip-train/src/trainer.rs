@@ -376,14 +376,9 @@ impl Trainer {
                 return Ok(report);
             }
             if self.options.stop.as_ref().is_some_and(|asked| asked()) {
-                // The steps since the last checkpoint are kept: a resumed run goes on from here
-                // (one resumed into a new folder has no checkpoint there yet).
-                let path = self.checkpoint_path().filter(|_| self.state.step > 0);
-                if path.as_ref().is_some_and(|p| self.state.step > saved_at || !p.exists()) {
-                    self.save_checkpoint()?;
-                }
+                let checkpoint = self.keep_progress(saved_at)?;
                 bar.abandon();
-                return Err(TrainError::Interrupted { step: self.state.step, checkpoint: path.map(|p| p.display().to_string()) });
+                return Err(TrainError::Interrupted { step: self.state.step, checkpoint });
             }
             let step_start = Instant::now();
             let lr = schedule.lr(self.state.step);
@@ -391,8 +386,21 @@ impl Trainer {
             let mut grads = GradBuffer::default();
             let mut loss_sum = 0.0f32;
             let mut samples = 0usize;
+            let step_cursor = (self.state.epoch, self.state.position, self.state.skipped_samples);
             for _ in 0..self.config.accum_steps {
-                let (items, cursor) = batches.recv().map_err(|_| TrainError::Config("the data loader stopped".into()))??;
+                let loaded = batches.recv().map_err(|_| TrainError::Config("the data loader stopped".into()))?;
+                let (items, cursor) = match loaded {
+                    Ok(loaded) => loaded,
+                    // The steps trained are kept, at the data position of the last of them (a
+                    // resumed run reads this step's samples again).
+                    Err(e) if self.state.step > 0 => {
+                        (self.state.epoch, self.state.position, self.state.skipped_samples) = step_cursor;
+                        let checkpoint = self.keep_progress(saved_at)?;
+                        bar.abandon();
+                        return Err(TrainError::DataStopped { step: self.state.step, checkpoint, source: Box::new(e) });
+                    }
+                    Err(e) => return Err(e),
+                };
                 (self.state.epoch, self.state.position, self.state.skipped_samples) = (cursor.epoch, cursor.position, cursor.skipped);
                 samples += items.len();
                 let batch = batcher.try_batch(items, &self.device)?;
@@ -530,6 +538,17 @@ impl Trainer {
     fn take_model(&mut self) -> Result<Clip, TrainError> {
         let placeholder = ClipConfig::diffclip_tiny().init_lazy(&self.device)?;
         Ok(std::mem::replace(&mut self.model, placeholder))
+    }
+
+    /// The steps trained since the last checkpoint, written, for a run that stops early: a
+    /// resumed run goes on from here (one resumed into a new folder has no checkpoint there yet).
+    /// The checkpoint's path, if the run has an output folder and has trained a step.
+    fn keep_progress(&self, saved_at: u64) -> Result<Option<String>, TrainError> {
+        let path = self.checkpoint_path().filter(|_| self.state.step > 0);
+        if path.as_ref().is_some_and(|p| self.state.step > saved_at || !p.exists()) {
+            self.save_checkpoint()?;
+        }
+        Ok(path.map(|p| p.display().to_string()))
     }
 
     /// Write the rolling checkpoint now (no-op without an output folder or model config).
