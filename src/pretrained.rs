@@ -254,10 +254,12 @@ impl Pretrained {
     }
 }
 
-/// The hub cache folder: `HF_HUB_CACHE`, else `HF_HOME/hub`, else `~/.cache/huggingface/hub`.
+/// The hub cache folder: `HF_HUB_CACHE` (when not empty), else `HF_HOME/hub`, else
+/// `~/.cache/huggingface/hub`.
 pub fn cache_dir() -> PathBuf {
     match std::env::var_os("HF_HUB_CACHE") {
-        Some(dir) => dir.into(),
-        None => hf_hub::Cache::from_env().path().clone(),
+        // Set but empty is taken as unset: it would name the current folder without saying so.
+        Some(dir) if !dir.is_empty() => dir.into(),
+        _ => hf_hub::Cache::from_env().path().clone(),
     }
 }

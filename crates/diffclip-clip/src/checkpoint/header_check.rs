@@ -66,9 +66,12 @@ pub(crate) fn check_entries(header: &[u8]) -> Result<(), String> {
     spans.sort();
     let mut at = (0, "the start of the data");
     for (start, end, name) in spans {
-        if start != at.0 {
-            let how = if start < at.0 { "overlaps" } else { "leaves a gap after" };
-            return Err(format!("tensor '{name}' (data_offsets [{start}, {end}]) {how} {} (which ends at byte {})", at.1, at.0));
+        if start < at.0 {
+            return Err(format!("tensor '{name}' (data_offsets [{start}, {end}]) overlaps {} (which ends at byte {})", at.1, at.0));
+        }
+        if start > at.0 {
+            let place = if at.0 == 0 { "at the start of the data".to_string() } else { format!("after tensor '{}'", at.1) };
+            return Err(format!("tensor '{name}' (data_offsets [{start}, {end}]) leaves bytes {}..{start} {place} to no tensor", at.0));
         }
         at = (end, name.as_str());
     }
@@ -117,7 +120,8 @@ mod tests {
             (vec![entry("w", "F16", "[2, 2]", 0, 16)], "tensor 'w': shape [2, 2] of F16 is 8 bytes, but its data_offsets [0, 16] hold 16"),
             (vec![entry("w", "F32", "[2]", 8, 0)], "tensor 'w': data_offsets [8, 0] end before they start"),
             (vec![entry("a", "F32", "[2]", 0, 8), entry("b", "F32", "[2]", 4, 12)], "tensor 'b' (data_offsets [4, 12]) overlaps a (which ends at byte 8)"),
-            (vec![entry("a", "F32", "[2]", 4, 12)], "tensor 'a' (data_offsets [4, 12]) leaves a gap after the start of the data"),
+            (vec![entry("a", "F32", "[2]", 4, 12)], "tensor 'a' (data_offsets [4, 12]) leaves bytes 0..4 at the start of the data to no tensor"),
+            (vec![entry("a", "F32", "[2]", 0, 8), entry("b", "F32", "[2]", 12, 20)], "tensor 'b' (data_offsets [12, 20]) leaves bytes 8..12 after tensor 'a' to no tensor"),
             (vec![entry("w", "F32", "[4294967296, 4294967296]", 0, 16)], "is more than 2^64 bytes"),
             // The same entry twice reads as one tensor to a JSON object: refused, not merged.
             (vec![entry("a", "F32", "[2]", 0, 8), entry("a", "F32", "[2]", 0, 8)], "'a' appears 2 times"),
