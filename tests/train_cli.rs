@@ -345,13 +345,18 @@ fn bad_data_and_flags_exit_non_zero_with_a_message() {
         "{}",
         stderr(&o)
     );
-    // The steps trained before the bad sample are kept (checkpoint and model), and go on once
-    // the data is mended, from the step that failed.
+    // Replacing a run, it failed before proving itself: the earlier run stays, set aside.
+    assert!(stderr(&o).contains("as *.replaced"), "{}", stderr(&o));
+    // A fresh run keeps the steps trained before the bad sample (checkpoint and model), and
+    // goes on once the data is mended, from the step that failed.
+    let out3 = dir.join("out3");
+    let fresh: Vec<&str> = whole_epoch.iter().map(|a| if *a == out2.to_str().unwrap() { out3.to_str().unwrap() } else { a }).collect();
+    let o = train(&[&fresh[..], &["--bad-samples", "fail"]].concat());
     let err = stderr(&o);
-    assert!(err.contains("stopped after step 2: its checkpoint") && err.contains("continue with --resume once the data is mended"), "{err}");
-    assert!(out2.join("checkpoint-latest.safetensors").is_file() && out2.join("model.safetensors").is_file(), "{err}");
+    assert!(!o.status.success() && err.contains("stopped after step 2: its checkpoint") && err.contains("continue with --resume once the data is mended"), "{err}");
+    assert!(out3.join("checkpoint-latest.safetensors").is_file() && out3.join("model.safetensors").is_file(), "{err}");
     std::fs::copy(dir.join("images/000.png"), dir.join("images/gone.png")).unwrap();
-    let o = train(&["--resume", "--output", out2.to_str().unwrap()]);
+    let o = train(&["--resume", "--output", out3.to_str().unwrap()]);
     assert!(o.status.success() && stderr(&o).contains("done: step 4 of 4"), "{}", stderr(&o));
     std::fs::remove_file(dir.join("images/gone.png")).unwrap();
     // A CSV that does not exist, and fewer rows than a batch.

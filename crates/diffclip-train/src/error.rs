@@ -116,7 +116,8 @@ pub enum TrainError {
     },
     /// The data failed a run after `step` steps (a bad sample under `BadSamplePolicy::Fail`):
     /// those steps are kept, their checkpoint written as an interrupted run's is, at the data
-    /// position of the last of them.
+    /// position of the last of them. (A run replacing an earlier one still kept aside fails
+    /// with the data's own error instead, and the earlier run stays.)
     #[error("{source}; stopped after step {step}{}", match checkpoint { Some(p) => format!(": its checkpoint {p} is written, continue with --resume once the data is mended"), None => " (no output folder: nothing was saved)".into() })]
     DataStopped {
         /// The last step trained.

@@ -392,8 +392,9 @@ impl Trainer {
                 let (items, cursor) = match loaded {
                     Ok(loaded) => loaded,
                     // The steps trained are kept, at the data position of the last of them (a
-                    // resumed run reads this step's samples again).
-                    Err(e) if self.state.step > 0 => {
+                    // resumed run reads this step's samples again); but a run replacing one still
+                    // kept aside has not proved itself, and the earlier run stays instead.
+                    Err(e) if self.state.step > 0 && !self.keeps_replaced_run() => {
                         (self.state.epoch, self.state.position, self.state.skipped_samples) = step_cursor;
                         let checkpoint = self.keep_progress(saved_at)?;
                         bar.abandon();
@@ -538,6 +539,11 @@ impl Trainer {
     fn take_model(&mut self) -> Result<Clip, TrainError> {
         let placeholder = ClipConfig::diffclip_tiny().init_lazy(&self.device)?;
         Ok(std::mem::replace(&mut self.model, placeholder))
+    }
+
+    /// Whether this run replaces an earlier one whose files are still kept aside.
+    fn keeps_replaced_run(&self) -> bool {
+        self.replacing && self.options.output.as_deref().is_some_and(replaced_run_kept)
     }
 
     /// The steps trained since the last checkpoint, written, for a run that stops early: a
