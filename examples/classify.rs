@@ -110,7 +110,7 @@ fn run(args: Args) -> Result<(), Error> {
     if let Some(truncate) = args.truncate.as_deref() {
         encoder = encoder.with_truncation(truncate.parse()?)?;
     }
-    let classifier = Evaluator::new(encoder.clone()).zero_shot_classifier(&labels, &templates).map_err(|e| format!("--labels with --templates: {e}"))?;
+    let classifier = Evaluator::new(encoder.clone()).zero_shot_classifier(&labels, &templates)?;
     // Each row's `k` top labels with their probabilities.
     let rank = |embeddings: &Matrix, k: usize| -> Result<Vec<Vec<(usize, f32)>>, Error> { Ok(classifier.top_k(embeddings, k)?) };
     let json_top = |top: &[(usize, f32)]| -> Vec<serde_json::Value> { top.iter().map(|&(c, p)| serde_json::json!({ "label": labels[c], "probability": p })).collect() };

@@ -221,11 +221,9 @@ fn embed_files(args: &Args, loaded: &LoadedModel) -> Result<(), Box<dyn std::err
         batch_size: args.batch_size,
         ..ShardJob::new(&args.output).with_part(i, n)
     };
-    let truncate = match args.truncate.as_deref() {
-        Some(t) => t.parse()?,
-        None => loaded.truncation(),
-    };
-    let encoder = loaded.encoder()?.with_truncation(truncate)?;
+    // As given (stamped into the shards: an earlier run's stamp holds the spelling it was given).
+    let truncate = args.truncate.clone().unwrap_or_else(|| loaded.truncation().to_string());
+    let encoder = loaded.encoder()?.with_truncation(truncate.parse()?)?;
     let preprocess = args.preprocess.as_deref().unwrap_or(loaded.preprocess);
     // Stored in every shard: a re-run with another model (the file as it is now, its config,
     // the dtype) or preprocessing must not mix rows.

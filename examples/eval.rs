@@ -219,7 +219,8 @@ fn run(args: Args) -> Res<()> {
         if let Some(other) = &args.compare {
             ClipConfig::select(None, None, Some(other)).map_err(|e| match e {
                 diffclip::clip::ClipError::NoConfig { .. } => format!("--compare {}: carries no model config; the compared checkpoint must carry its own (written by save_safetensors or save_burnpack, such as train's model.safetensors)", other.display()),
-                e => format!("--compare {}: {e}", other.display()),
+                // Checkpoint errors start with the file's name already.
+                e => format!("--compare: {e}"),
             })?;
         }
         let compare = args.compare.is_some().then(|| synth::compare_path(&args.heatmap()));

@@ -14,7 +14,7 @@ use thiserror::Error;
 
 use crate::pretrained::PretrainedError;
 
-/// Why a model could not be loaded. Every variant names the file or the entry.
+/// Why a model could not be loaded: checkpoint and hub-cache errors name the file.
 #[derive(Debug, Error)]
 pub enum LoadError {
     /// A released model's name, cache or tokenizer file.

@@ -128,6 +128,15 @@ impl Pretrained {
 
     /// [`load`](Self::load) from the hub cache folder `cache`. The tokenizer is read first, so
     /// that a missing `tokenizer.json` fails before gigabytes of weights are.
+    ///
+    /// ```
+    /// use diffclip::pretrained::{Pretrained, PretrainedError};
+    /// let empty = tempfile::tempdir().unwrap();
+    /// let device = diffclip::backend::device("flex").unwrap();
+    /// let err = Pretrained::named("diffclip-vit-b16-cc3m").unwrap().load_in(empty.path(), &device).unwrap_err();
+    /// assert!(matches!(err, diffclip::LoadError::Pretrained(PretrainedError::NotCached { .. })));
+    /// assert!(err.to_string().contains("hammh0a/DiffCLIP_ViTB16_CC3M/checkpoint_best.pt"), "{err}");
+    /// ```
     pub fn load_in(&self, cache: &Path, device: &Device) -> Result<LoadedModel, LoadError> {
         let checkpoint = self.checkpoint_in(cache)?;
         let tokenizer = self.tokenizer_in(cache)?;

@@ -155,13 +155,10 @@ pub fn check_output(output: &Path, inputs: &[&Path]) -> Result<(), FileError> {
 /// do not tell (a read-only mount, a process running as root), and a long job must not learn it
 /// only when it writes its results.
 fn writable(dir: &Path) -> std::io::Result<()> {
-    let probe = dir.join(format!(".diffclip-write-check-{}", std::process::id()));
-    match std::fs::OpenOptions::new().write(true).create_new(true).open(&probe) {
-        Ok(_) => std::fs::remove_file(&probe),
-        // Another check of this process is under way there: the folder takes files.
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(e),
-    }
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let probe = dir.join(format!(".diffclip-write-check-{}-{nanos}", std::process::id()));
+    std::fs::OpenOptions::new().write(true).create_new(true).open(&probe)?;
+    std::fs::remove_file(&probe)
 }
 
 /// The folder a file at `path` lands in (`.` for a bare file name).

@@ -134,6 +134,17 @@ pub fn fill_template(template: &str, class_name: &str) -> String {
 /// reads 77. A long name under a template repeating `{c}` would otherwise ask for gigabytes.
 pub const MAX_PROMPT_BYTES: usize = 64 * 1024;
 
+/// The most bytes all prompts of one classifier (every class under every template) may take
+/// together: 256 MiB, where ImageNet's 1000 classes under the 80 OpenAI templates take 4 MB.
+pub const MAX_PROMPTS_TOTAL_BYTES: usize = 256 * 1024 * 1024;
+
+/// The bytes [`fill_template`] of `template` and `class_name` takes, computed without filling it.
+pub fn filled_len(template: &str, class_name: &str) -> usize {
+    let placeholder = if template.contains("{c}") { "{c}" } else { "{}" };
+    let count = template.matches(placeholder).count();
+    (template.len() - count * placeholder.len()).saturating_add(count.saturating_mul(class_name.len()))
+}
+
 /// Checks that [`fill_template`] of `template` and `class_name` stays within
 /// [`MAX_PROMPT_BYTES`], before filling it; the error names the template and the name, shortened.
 ///
@@ -144,14 +155,12 @@ pub const MAX_PROMPT_BYTES: usize = 64 * 1024;
 /// assert!(err.contains("1000000 bytes") && err.contains("bbbb…"), "{err}");
 /// ```
 pub fn check_prompt(template: &str, class_name: &str) -> Result<(), String> {
-    let placeholder = if template.contains("{c}") { "{c}" } else { "{}" };
-    let count = template.matches(placeholder).count();
-    let len = (template.len() - count * placeholder.len()).saturating_add(count.saturating_mul(class_name.len()));
+    let len = filled_len(template, class_name);
     if len <= MAX_PROMPT_BYTES {
         return Ok(());
     }
     Err(format!(
-        "the class name {:?} ({} bytes) in the template {:?} ({count} placeholders) makes a prompt of {len} bytes; at most {MAX_PROMPT_BYTES}",
+        "the class name {:?} ({} bytes) in the template {:?} makes a prompt of {len} bytes; at most {MAX_PROMPT_BYTES}",
         shortened(class_name, 40),
         class_name.len(),
         shortened(template, 40)

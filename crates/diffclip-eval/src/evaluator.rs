@@ -145,6 +145,8 @@ impl<'a> Evaluator<'a> {
         templates: &[T],
     ) -> Result<ZeroShotClassifier, EvalError> {
         let logit_scale = self.encoder.model().logit_scale.val().into_scalar::<f32>();
+        // A damaged temperature is said before every prompt is embedded.
+        crate::zeroshot::temperature(logit_scale)?;
         ZeroShotClassifier::new(self.classifier(classnames, templates)?, logit_scale)
     }
 

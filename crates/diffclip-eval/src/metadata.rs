@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::OnceLock;
 
 pub use diffclip_data::metadata::{
-    DatasetPrompts, ImageNetMetadata, MAX_PROMPT_BYTES, ZeroShotMetadata, check_prompt, fill_template, is_template, shortened,
+    DatasetPrompts, ImageNetMetadata, MAX_PROMPT_BYTES, MAX_PROMPTS_TOTAL_BYTES, ZeroShotMetadata, check_prompt, fill_template, filled_len, is_template, shortened,
 };
 
 use crate::EvalError;

@@ -27,7 +27,8 @@ pub enum TrainError {
     /// The preprocessing preset could not be built.
     #[error("preprocessing: {0}")]
     Preprocess(#[from] diffclip_data::PreprocessError),
-    /// A sample failed to load while bad samples are not skipped, or a batch could not be built.
+    /// A sample failed to load while bad samples are not skipped, or a batch could not be built
+    /// (after the first step, a run says so as [`TrainError::DataStopped`]).
     #[error("data: {0}")]
     Data(#[from] diffclip_data::DataError),
     /// Every sample left for a batch failed to load.
@@ -114,18 +115,19 @@ pub enum TrainError {
         /// The checkpoint written, if the run has an output folder.
         checkpoint: Option<String>,
     },
-    /// The data failed a run after `step` steps (a bad sample under `BadSamplePolicy::Fail`):
-    /// those steps are kept, their checkpoint written as an interrupted run's is, at the data
-    /// position of the last of them. (A run replacing an earlier one still kept aside fails
-    /// with the data's own error instead, and the earlier run stays.)
-    #[error("{source}; stopped after step {step}{}", match checkpoint { Some(p) => format!(": its checkpoint {p} is written, continue with --resume once the data is mended"), None => " (no output folder: nothing was saved)".into() })]
+    /// The data failed a run after `step` steps (a sample that cannot be read under
+    /// `BadSamplePolicy::Fail`, a batch left empty, data that cannot go on): those steps are
+    /// kept, their checkpoint written as an interrupted run's is, at the data position of the
+    /// last of them. Before the first step, or in a run replacing an earlier one still kept
+    /// aside (which then stays), the data's own error is returned instead.
+    #[error("{error}; stopped after step {step}{}", match checkpoint { Some(p) => format!(": its checkpoint {p} is written, continue with --resume once the data is mended"), None => " (no output folder: nothing was saved)".into() })]
     DataStopped {
         /// The last step trained.
         step: u64,
         /// The checkpoint written, if the run has an output folder.
         checkpoint: Option<String>,
         /// What the data did.
-        source: Box<TrainError>,
+        error: Box<TrainError>,
     },
     /// The data cannot feed a run (no usable row, no image that reads, no shard that exists):
     /// the message names the data.

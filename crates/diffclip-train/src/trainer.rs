@@ -396,9 +396,10 @@ impl Trainer {
                     // kept aside has not proved itself, and the earlier run stays instead.
                     Err(e) if self.state.step > 0 && !self.keeps_replaced_run() => {
                         (self.state.epoch, self.state.position, self.state.skipped_samples) = step_cursor;
-                        let checkpoint = self.keep_progress(saved_at)?;
                         bar.abandon();
-                        return Err(TrainError::DataStopped { step: self.state.step, checkpoint, source: Box::new(e) });
+                        // A checkpoint that cannot be written must not hide what the data did.
+                        let Ok(checkpoint) = self.keep_progress(saved_at) else { return Err(e) };
+                        return Err(TrainError::DataStopped { step: self.state.step, checkpoint, error: Box::new(e) });
                     }
                     Err(e) => return Err(e),
                 };

@@ -1,6 +1,6 @@
 //! The zero-shot classifier: class names × prompt templates -> one unit vector per class.
 
-use crate::metadata::{check_prompt, fill_template};
+use crate::metadata::{MAX_PROMPTS_TOTAL_BYTES, check_prompt, fill_template, filled_len};
 use crate::{EvalError, Matrix};
 
 /// The prompts of every class under every template, class-major: row `c * T + t` is class `c`
@@ -15,6 +15,10 @@ use crate::{EvalError, Matrix};
 /// let long = "b".repeat(1000);
 /// let err = diffclip_eval::class_prompts(&[long.as_str()], &["{c}".repeat(100)]).unwrap_err().to_string();
 /// assert!(err.contains("100000 bytes"), "{err}");
+/// // So are prompts past 256 MiB together, each within its own limit.
+/// let names: Vec<String> = (0..6000).map(|i| format!("class {i}")).collect();
+/// let err = diffclip_eval::class_prompts(&names, &["{c}".repeat(5000)]).unwrap_err().to_string();
+/// assert!(err.contains("6000 classes x 1 templates"), "{err}");
 /// ```
 pub fn class_prompts<S: AsRef<str>, T: AsRef<str>>(classnames: &[S], templates: &[T]) -> Result<Vec<String>, EvalError> {
     if let Some(t) = templates.iter().find(|t| !diffclip_data::metadata::is_template(t.as_ref())) {
@@ -23,10 +27,19 @@ pub fn class_prompts<S: AsRef<str>, T: AsRef<str>>(classnames: &[S], templates: 
     if classnames.is_empty() || templates.is_empty() {
         return Err(EvalError::Invalid("a classifier needs at least one class and one template".into()));
     }
+    let mut total = 0usize;
     for c in classnames {
         for t in templates {
             check_prompt(t.as_ref(), c.as_ref()).map_err(EvalError::Invalid)?;
+            total = total.saturating_add(filled_len(t.as_ref(), c.as_ref()));
         }
+    }
+    if total > MAX_PROMPTS_TOTAL_BYTES {
+        return Err(EvalError::Invalid(format!(
+            "{} classes x {} templates make {total} bytes of prompts; at most {MAX_PROMPTS_TOTAL_BYTES}",
+            classnames.len(),
+            templates.len()
+        )));
     }
     Ok(classnames.iter().flat_map(|c| templates.iter().map(move |t| fill_template(t.as_ref(), c.as_ref()))).collect())
 }

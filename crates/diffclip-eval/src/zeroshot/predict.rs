@@ -38,12 +38,7 @@ impl ZeroShotClassifier {
     /// stored value above ~88.7, which overflows f32, still works). A scale whose exponential is
     /// not finite is refused.
     pub fn new(weights: Matrix, logit_scale: f32) -> Result<Self, EvalError> {
-        let scale = f64::from(logit_scale).exp();
-        if !scale.is_finite() {
-            return Err(EvalError::Invalid(format!(
-                "logit_scale {logit_scale} is not a usable log-temperature (its exponential overflows or is NaN)"
-            )));
-        }
+        let scale = temperature(logit_scale)?;
         if weights.rows() == 0 {
             return Err(EvalError::Invalid("a zero-shot classifier needs at least one class".into()));
         }
@@ -77,6 +72,17 @@ impl ZeroShotClassifier {
         let p = self.probabilities(image_embeddings)?;
         Ok(p.row_iter().map(|row| top_k(row, k)).collect())
     }
+}
+
+/// `exp(logit_scale)` in f64, refused when not finite.
+pub(crate) fn temperature(logit_scale: f32) -> Result<f64, EvalError> {
+    let scale = f64::from(logit_scale).exp();
+    if !scale.is_finite() {
+        return Err(EvalError::Invalid(format!(
+            "the model's logit_scale {logit_scale} is not a usable log-temperature (its exponential overflows or is NaN)"
+        )));
+    }
+    Ok(scale)
 }
 
 /// Softmax of `logits · scale`, in f64 (the largest logit subtracted first).
