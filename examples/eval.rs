@@ -23,7 +23,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, ValueEnum};
-use diffclip::LoadedModel;
 use diffclip::clip::{ClipConfig, Precision};
 use diffclip::pretrained::Pretrained;
 use diffclip::data::synthetic::{Split, SyntheticConfig};
@@ -266,10 +265,10 @@ fn run(args: Args) -> Res<()> {
     }
     // A checkpoint comes with its preprocessing and tokenizer (LoadedModel); random weights
     // are drawn now.
-    let loaded = match (pretrained, &args.checkpoint) {
-        (Some(entry), _) => Some(entry.load(&device)?),
-        (None, Some(ckpt)) => Some(LoadedModel::load(config.clone(), ckpt, &device)?),
+    let loaded = match (&args.model, &args.checkpoint) {
         (None, None) => None,
+        // The programs' one loader, which says what it read.
+        _ => Some(diffclip::cli::load_model(args.model.as_deref(), args.config.as_deref(), args.preset.as_deref(), args.checkpoint.as_deref(), &device)?),
     };
     let mut config_json = serde_json::to_string(&config)?;
     if args.dtype != Precision::F32 {
@@ -281,7 +280,6 @@ fn run(args: Args) -> Res<()> {
     let mut cache = None;
     let (model, checkpoint, tokenizer, preprocess) = match loaded {
         Some(loaded) => {
-            eprintln!("loaded {} ({:?} layout)", loaded.checkpoint.display(), loaded.format);
             // The attention figure alone caches nothing.
             if !args.no_cache && args.task != Task::Attention {
                 // Checked now: a cache that cannot be written would fail the task after its encoding.
