@@ -12,7 +12,7 @@
 //! the time for images/s or texts/s (or use `examples/bench.rs`, which prints throughput).
 //!
 //! `matmul_{amx,rounded-f32}/{encode_image,encode_text}/{f32,bf16,f16}`: `diffclip_vit_b16` with
-//! the products (linear layers and attention) in f32, bf16 and f16 (`set_matmul_precision`), the
+//! the products (linear layers and attention) in f32, bf16 and f16 (`Clip::with_precision`), the
 //! bf16 engine in the name.
 //!
 //! `encode_caption/{16,77}`: one caption of 16 or 77 tokens (`diffclip_vit_b16`), the work of
@@ -81,7 +81,10 @@ fn encoders(c: &mut Criterion) {
         if preset == "diffclip_vit_b16" {
             lone_captions(c, &model);
             captions(c, &model);
-            reduced_products(c, &model, &images, &text);
+            // Products apply on the CPU (flex with its kernels): elsewhere bf16 is a cast, or refused.
+            if diffclip::attention::matmul_precision_applies(&common::device()) {
+                reduced_products(c, &model, &images, &text);
+            }
         }
     }
 }
@@ -90,12 +93,13 @@ fn encoders(c: &mut Criterion) {
 /// AMX where the CPU has it, else rounded operands at f32 speed) and in f16 (`--dtype f16`:
 /// rounded operands, the f32 GEMM), against f32 in one group.
 fn reduced_products(c: &mut Criterion, model: &diffclip::clip::Clip, images: &Tensor<4>, text: &Tensor<2, Int>) {
-    use diffclip::attention::{MatmulPrecision, bf16_matmul_engine, set_matmul_precision};
+    use diffclip::clip::Precision;
     let device = common::device();
-    let mut group = c.benchmark_group(format!("matmul_{}", bf16_matmul_engine()));
+    let mut group = c.benchmark_group(format!("matmul_{}", diffclip::attention::bf16_matmul_engine()));
     group.sampling_mode(SamplingMode::Flat).sample_size(10).measurement_time(Duration::from_secs(20));
-    for precision in [MatmulPrecision::F32, MatmulPrecision::Bf16, MatmulPrecision::F16] {
-        set_matmul_precision(precision);
+    for precision in [Precision::F32, Precision::Bf16, Precision::F16] {
+        // On flex: the f32 weights with products in that type.
+        let model = model.clone().with_precision(precision).expect("flex computes in every precision");
         group.bench_function(BenchmarkId::new("encode_image", precision), |b| {
             b.iter(|| black_box(common::finish(&device, model.encode_image(images.clone()))))
         });
@@ -103,7 +107,6 @@ fn reduced_products(c: &mut Criterion, model: &diffclip::clip::Clip, images: &Te
             b.iter(|| black_box(common::finish(&device, model.encode_text(text.clone()))))
         });
     }
-    set_matmul_precision(MatmulPrecision::F32);
     group.finish();
 }
 

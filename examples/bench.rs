@@ -273,7 +273,7 @@ fn run_inference(args: &Args, device: &Device) -> Result<Vec<serde_json::Value>,
     if !args.image_only && config.text.vocab_size < 3 {
         return Err(format!("a text vocabulary of {} ids is too small to benchmark (at least 3)", config.text.vocab_size).into());
     }
-    let model: Clip = diffclip::cli::with_dtype(config.init(device)?, args.dtype, device)?;
+    let model: Clip = config.init(device)?.with_precision(args.dtype)?;
     let size = config.vision.image_size;
 
     let (mut image_s, mut text_s) = (None, None);
@@ -300,7 +300,7 @@ fn run_inference(args: &Args, device: &Device) -> Result<Vec<serde_json::Value>,
         "path": config.vision.path,
         "weights": "random",
         "dtype": args.dtype.to_string(),
-        "matmul": diffclip::attention::matmul_precision().to_string(),
+        "matmul": model.visual.products().to_string(),
         "bf16_engine": diffclip::attention::bf16_matmul_engine(),
         "x86_v4": cfg!(feature = "x86-v4"),
         "cpu_kernels": diffclip::attention::cpu_kernels_enabled(),

@@ -168,7 +168,7 @@ fn run(args: Args) -> Res<()> {
         None => {
             eprintln!("[pretrain] clip, seed 0, {} steps", args.pretrain_steps);
             let (model, config) = init_compact("clip", &shape, 0, &device)?;
-            let pre = train_and_evaluate(model, config.clone(), compact_train_config(args.pretrain_steps, args.shape.batch_size, 0, 0), None, None, &device, &task)?;
+            let pre = train_and_evaluate(model, config.clone(), compact_train_config(args.pretrain_steps, args.shape.batch_size, 0, 0), None, None, &task)?;
             save_safetensors(&pre.model, Some(&config), args.output.join("clip.safetensors"))?;
             (pre.model, config, pre.train_seconds)
         }
@@ -203,7 +203,7 @@ fn run(args: Args) -> Res<()> {
             _ => fork(&starts["matched-calibrated"], &device),
         };
         let train = TrainConfig { lr: args.finetune_lr, ..compact_train_config(args.steps, args.shape.batch_size, 1000 + seed, 0) };
-        outcomes.insert((arm, seed), train_and_evaluate(model, config, train, None, lr_scale(arm, args.steps), &device, &task)?);
+        outcomes.insert((arm, seed), train_and_evaluate(model, config, train, None, lr_scale(arm, args.steps), &task)?);
     }
 
     let metrics: Vec<&str> = HELDOUT_METRICS.iter().copied().chain(std::iter::once(MEAN_SCORE)).collect();

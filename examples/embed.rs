@@ -228,13 +228,14 @@ fn embed_files(args: &Args, loaded: &LoadedModel) -> Result<(), Box<dyn std::err
     // Stored in every shard: a re-run with another model (the file as it is now, its config,
     // the dtype) or preprocessing must not mix rows.
     let model_key = loaded.key()?;
-    // Products of f32 weights in bf16 or f16 (`--dtype` on the CPU) give other rows than f32 ones.
-    let products = diffclip::attention::matmul_precision();
+    // Products of f32 weights in bf16 or f16 (`--dtype` on the CPU) give other rows than f32
+    // ones. Written as before `with_precision` chose them: the weights' type, then the products.
+    let products = loaded.model.visual.products();
     let source = format!(
         "{} (model key {}), dtype {:?}{}, preprocess {preprocess}, truncate {truncate}",
         loaded.checkpoint.display(),
         &model_key.as_str()[..16],
-        loaded.model.precision(),
+        diffclip::clip::Precision::of(loaded.model.image_projection.val().dtype()),
         // `Bf16` as before F16 existed: shards stamped then still match.
         if products == diffclip::attention::MatmulPrecision::F32 { String::new() } else { format!(" with {products:?} products") },
     );

@@ -296,7 +296,7 @@ fn run(args: Args) -> Res<()> {
             (config.init(&device)?, None, None, diffclip::layout_preprocess(&config))
         }
     };
-    let model = diffclip::cli::with_dtype(model, args.dtype, &device)?;
+    let model = model.with_precision(args.dtype)?;
     let mut encoder = Encoder::new(&model)?
         .with_batch_size(args.batch_size)
         .with_progress(!args.quiet);

@@ -94,7 +94,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         let (model, config) = init_compact(variant, &shape, args.seed, &device)?;
         eprintln!("training {variant} ({} parameters) for {} steps", model.num_params(), args.steps);
         let train = compact_train_config(args.steps, args.shape.batch_size, args.seed, args.eval_every);
-        let out: RunOutcome = train_and_evaluate(model, config.clone(), train, Some(args.output.join(variant)), None, &device, &task)?;
+        let out: RunOutcome = train_and_evaluate(model, config.clone(), train, Some(args.output.join(variant)), None, &task)?;
         save_safetensors(&out.model, Some(&config), args.output.join(format!("{variant}.safetensors")))?;
         maps.push(attention_maps(&out.model, &task, &args.output.join("attention"), variant)?);
         runs.push(Run {

@@ -99,7 +99,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         eprintln!("[run {}/{total}] {variant}, seed {seed}", i + 1);
         let (model, config) = init_compact(variant, &shape, seed, &device)?;
         let train = compact_train_config(args.steps, args.shape.batch_size, seed, args.eval_every);
-        outcomes.insert((variant.clone(), seed), train_and_evaluate(model, config, train, None, None, &device, &task)?);
+        outcomes.insert((variant.clone(), seed), train_and_evaluate(model, config, train, None, None, &task)?);
         // Each finished run is kept at once: a run stopped later (Ctrl-C, a crash) loses only its own.
         diffclip::clip::files::write_atomic(&args.output.join("runs.json"), serde_json::to_string(&runs_json(&outcomes))?.as_bytes())?;
         let per_run = start.elapsed().as_secs_f64() / (i + 1) as f64;

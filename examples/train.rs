@@ -500,7 +500,7 @@ fn fresh_trainer(args: &Args, device: &Device, options: RunOptions) -> Res<Train
     ad.seed(args.seed);
     let model = config.init(&ad)?;
     eprintln!("model: {} parameters, {}px images", model.num_params(), config.vision.image_size);
-    Ok(Trainer::new(model, config, tc, ad, options))
+    Ok(Trainer::new(model, config, tc, options))
 }
 
 /// `--templates`: `diffclip_eval::metadata::templates_from` (a file, one template per line with

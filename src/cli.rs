@@ -322,34 +322,10 @@ pub fn serve_stdin(kind: StdinLines, mut answer: impl FnMut(String) -> Result<bo
 use std::path::Path;
 
 use burn::tensor::Device;
-use diffclip_clip::{Clip, ClipConfig, ClipError, Precision};
+use diffclip_clip::ClipConfig;
 
 use crate::LoadedModel;
 use crate::pretrained::Pretrained;
-
-/// `model` set up to compute in `dtype` on `device`, as the programs' `--dtype` does. bf16 and
-/// f16 on the CPU (flex) keep the weights f32 and turn on products in that type
-/// ([`Precision::products`], process-wide: every model on the CPU then multiplies so): bf16 on
-/// Intel Xeons with AMX is faster than f32, f16 about as fast, where casting the weights is
-/// slower (f16 about 3×). Every other case casts the weights ([`Clip::with_precision`]) and
-/// leaves the products' setting as it is.
-///
-/// ```
-/// use diffclip::clip::{ClipConfig, Precision};
-/// let device = diffclip::backend::device("flex").unwrap();
-/// let model = ClipConfig::diffclip_tiny().init(&device).unwrap();
-/// let model = diffclip::cli::with_dtype(model, Precision::Bf16, &device).unwrap();
-/// assert_eq!(model.precision(), Some(Precision::F32)); // f32 weights, bf16 products
-/// assert_eq!(diffclip::attention::matmul_precision(), diffclip::attention::MatmulPrecision::Bf16);
-/// # diffclip::attention::set_matmul_precision(diffclip::attention::MatmulPrecision::F32);
-/// ```
-pub fn with_dtype(model: Clip, dtype: Precision, device: &Device) -> Result<Clip, ClipError> {
-    if dtype.products_on(device) {
-        crate::attention::set_matmul_precision(dtype.products());
-        return Ok(model);
-    }
-    model.with_precision(dtype)
-}
 
 /// Loads `--model NAME` (from the hub cache) or `--config`/`--preset` + `--checkpoint` on
 /// `device`, naming the file in every error, and says which file it read.

@@ -14,7 +14,7 @@ use diffclip::burn::tensor::{DType, Device, Distribution, Int, Tensor, TensorDat
 use diffclip::clip::loss::clip_loss_normalized;
 use diffclip::clip::{Clip, ClipConfig, Precision};
 use diffclip::encoders::{TextConfig, VisionConfig};
-use diffclip::train::{AdamW, GradBuffer, compute_model, in_products};
+use diffclip::train::{AdamW, GradBuffer};
 
 /// Images and texts per step.
 pub const BATCH: usize = 32;
@@ -62,18 +62,19 @@ pub fn step(model: Clip, optim: &mut AdamW, images: &Tensor<4>, text: &Tensor<2,
 }
 
 /// [`step`] computing in `precision` from the f32 weights as the trainer does
-/// ([`compute_model`] inside [`in_products`]: gradients and AdamW's state stay f32).
+/// ([`Clip::with_precision`] of the master weights: gradients and AdamW's state stay f32).
 pub fn step_in(model: Clip, optim: &mut AdamW, images: &Tensor<4>, text: &Tensor<2, Int>, precision: Precision) -> (Clip, f32) {
-    let compute = compute_model(&model, precision, &images.device()).expect("a precision the device has");
+    let compute = model.clone().with_precision(precision).expect("a precision the device has");
     let loss_scale = if precision == Precision::F16 { F16_LOSS_SCALE } else { 1.0 };
-    // The closure owns `compute`: dropped before the update, it shares no buffer with the weights
-    // AdamW then writes in place (as in the trainer).
-    let (value, backward) = in_products(precision, move || {
+    // `compute` is dropped here, before the update: it shares no buffer with the weights AdamW
+    // then writes in place (as in the trainer).
+    let (value, backward) = {
         let out = compute.forward(images.clone(), text.clone());
         let scale = out.logit_scale_exp.cast(DType::F32).clamp_max(100.0);
         let loss = clip_loss_normalized(out.image_embed, out.text_embed, scale);
         (loss.clone().into_scalar::<f32>(), (loss * loss_scale).backward())
-    });
+    };
+    drop(compute);
     let mut grads = GradBuffer::default();
     grads.accumulate(&model, &backward);
     let clip = GradBuffer::clip_factor(grads.norm() / loss_scale, Some(1.0));

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use diffclip::LoadedModel;
-use diffclip::cli::{load_model, with_dtype};
+use diffclip::cli::load_model;
 
 /// `--model NAME`, or `--checkpoint` with `--preset`/`--config`; and the backend.
 #[derive(clap::Args, Debug)]
@@ -37,7 +37,7 @@ impl ModelArgs {
     pub fn load(&self) -> Result<LoadedModel, Box<dyn std::error::Error>> {
         let device = diffclip::backend::device(&self.backend)?;
         let mut loaded = load_model(self.model.as_deref(), self.config.as_deref(), self.preset.as_deref(), self.checkpoint.as_deref(), &device)?;
-        loaded.model = with_dtype(loaded.model, self.dtype, &device)?;
+        loaded.model = loaded.model.with_precision(self.dtype)?;
         Ok(loaded)
     }
 }

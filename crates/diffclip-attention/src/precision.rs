@@ -26,9 +26,9 @@ use std::sync::atomic::{AtomicU8, Ordering};
 ///   by the f32 GEMM on rounded operands, at about 70–90 % of f32's speed for ViT-B/16 inference,
 ///   where a model cast to f16 runs 3–4× slower than f32 on flex.
 ///
-/// GPU backends ignore it (use [`Clip::with_precision`] there, which casts the weights).
-///
-/// [`Clip::with_precision`]: https://docs.rs/diffclip-clip
+/// A model takes its own with `Clip::with_precision`, which scopes its forward passes here on
+/// the CPU and casts the weights on GPU backends (which ignore this setting); these functions are
+/// the layer-level knob beneath it.
 ///
 /// ```
 /// use diffclip_attention::{MatmulPrecision, matmul_precision, set_matmul_precision};
@@ -84,9 +84,11 @@ pub fn matmul_precision() -> MatmulPrecision {
 /// Runs `f` with `precision` for the linear layers it calls on this thread, then restores the
 /// previous setting (also when `f` panics); other threads and the process-wide setting are
 /// untouched, as with PyTorch's `torch.autocast`. A layer reads the setting on the thread that
-/// calls it, before its own worker threads start, so one scope covers a whole forward and
-/// backward run from one thread. Packed weights kept by inference inside the scope are
-/// dropped with their model or at [`set_matmul_precision`]`(F32)`.
+/// calls it, before its own worker threads start, and a linear layer's backward (training)
+/// multiplies as its forward did, wherever `backward()` is called: a scope around the forward
+/// covers both. Packed weights kept by inference inside the scope live as long as their weights
+/// (the model, and every model sharing its buffers, such as the f32 one it was made from) or
+/// until [`set_matmul_precision`]`(F32)`.
 ///
 /// ```
 /// use diffclip_attention::{MatmulPrecision, matmul_precision, with_matmul_precision};
@@ -118,7 +120,7 @@ pub fn bf16_matmul_engine() -> &'static str {
 /// (flex, plain or autodiff) with the CPU kernels on. Elsewhere products are in the tensors'
 /// own type.
 pub fn matmul_precision_applies(device: &burn::tensor::Device) -> bool {
-    is_host_device(device)
+    crate::cpu_kernels_enabled() && is_host_device(device)
 }
 
 /// Whether `device` computes in the host's own memory: flex, plain or autodiff (with the

@@ -1,5 +1,6 @@
-//! Reduced-precision inference: a model's weights cast to bf16 or f16 after loading (checkpoints
-//! stay f32), images cast on the way in and embeddings returned as f32.
+//! Reduced precision: a model computing in bf16 or f16 ([`Clip::with_precision`]), by products
+//! of its f32 weights on the CPU or by weights cast after loading elsewhere (checkpoints stay
+//! f32); images go in and embeddings come back as f32.
 
 use std::fmt;
 use std::str::FromStr;
@@ -68,9 +69,7 @@ impl Precision {
     /// Whether computing in this precision on `device` means [`products`](Self::products) of
     /// f32 weights rather than casting the weights: bf16 and f16 on the CPU (flex), where a
     /// cast model runs slower than f32 (f16 about 3×) and the products run faster (bf16 on
-    /// AMX) or about as fast. Inference turns them on with
-    /// [`set_matmul_precision`](crate::attention::set_matmul_precision), training with
-    /// [`with_matmul_precision`](crate::attention::with_matmul_precision).
+    /// AMX) or about as fast. [`Clip::with_precision`] makes this choice.
     ///
     /// ```
     /// use diffclip_clip::Precision;
@@ -116,10 +115,21 @@ impl FromStr for Precision {
 }
 
 impl Clip {
-    /// This model with every float parameter cast to `precision`, for inference:
-    /// [`encode_image`](Clip::encode_image) casts images to it and both encoders return f32
-    /// embeddings. LayerNorm and the attention softmax still accumulate in f32 where the
-    /// backend allows (Burn's flex widens them).
+    /// This model computing in `precision`, the one way to run a model in bf16 or f16, for
+    /// inference and for training:
+    /// - on the CPU (flex, [`Precision::products_on`]) the weights and activations stay f32 and
+    ///   both towers multiply in `precision` ([`products`](Precision::products): rounded operands,
+    ///   f32 sums; bf16 on AMX where the CPU has it), in their forward passes and in the
+    ///   backward of those, whatever the calling thread's setting;
+    /// - elsewhere every float parameter is cast to `precision` (under autodiff the casts are
+    ///   recorded, so gradients reach the f32 weights this was called on).
+    ///
+    /// [`encode_image`](Clip::encode_image) takes f32 images and both encoders return f32
+    /// embeddings either way. `F32` undoes both (the model then multiplies as the calling thread
+    /// says: f32 unless [`with_matmul_precision`](crate::attention::with_matmul_precision) or
+    /// [`set_matmul_precision`](crate::attention::set_matmul_precision) said otherwise). Call it
+    /// after moving the model to its device: a model moved afterwards keeps what was chosen for
+    /// the first one, and [`precision`](Self::precision) then tells.
     ///
     /// Fails with [`ClipError::Precision`] on a device that has no arithmetic in that type
     /// (wgpu has f16 where the adapter does, no bf16; ndarray has neither).
@@ -133,16 +143,37 @@ impl Clip {
     /// # Ok(()) }
     /// ```
     pub fn with_precision(self, precision: Precision) -> Result<Self, ClipError> {
-        if precision == Precision::F32 && self.precision() == Some(Precision::F32) {
-            return Ok(self);
+        let device = self.image_projection.val().device();
+        let (weights, products) = match precision.products_on(&device) {
+            true => (Precision::F32, precision.products()),
+            false => (precision, MatmulPrecision::F32),
+        };
+        if weights != Precision::F32 {
+            precision.check(&device)?;
         }
-        precision.check(&self.image_projection.val().device())?;
-        Ok(self.map(&mut CastParams(precision.dtype())))
+        let mut model = match Precision::of(self.image_projection.val().dtype()) == Some(weights) {
+            true => self,
+            false => self.map(&mut CastParams(weights.dtype())),
+        };
+        model.visual = model.visual.with_products(products);
+        model.text = model.text.with_products(products);
+        Ok(model)
     }
 
-    /// The float type of the weights (`None` for one this crate does not compute in).
+    /// The float type the model computes in (`None` for weights of a type this crate does not
+    /// compute in): its towers' products where [`with_precision`](Self::with_precision) chose
+    /// them and the device applies them (the CPU), else the weights' type.
     pub fn precision(&self) -> Option<Precision> {
-        Precision::of(self.image_projection.val().dtype())
+        let weights = self.image_projection.val();
+        let products = match self.visual.products() {
+            MatmulPrecision::F32 => None,
+            MatmulPrecision::Bf16 => Some(Precision::Bf16),
+            MatmulPrecision::F16 => Some(Precision::F16),
+        };
+        match products {
+            Some(p) if crate::attention::matmul_precision_applies(&weights.device()) => Some(p),
+            _ => Precision::of(weights.dtype()),
+        }
     }
 }
 

@@ -5,11 +5,11 @@ use burn::nn::{Embedding, EmbeddingConfig, Initializer};
 
 use crate::LayerNorm;
 use burn::tensor::{Device, Int, Tensor};
-use diffclip_attention::{AttentionMaps, AttentionPath};
+use diffclip_attention::{AttentionMaps, AttentionPath, MatmulPrecision};
 use serde::{Deserialize, Serialize};
 
 use crate::block::ResidualBlock;
-use crate::tower::{TowerSpec, check_nonzero, tower_spec};
+use crate::tower::{TowerSpec, check_nonzero, in_products, tower_spec};
 use crate::{Activation, EncoderError, LayerAttention};
 
 /// Text tower configuration, in serde form with unknown fields rejected; omitted fields take
@@ -112,6 +112,7 @@ impl TextConfig {
             blocks,
             ln_final: LayerNorm::new(w, self.ln_eps, device),
             vocab_size: self.vocab_size,
+            products: MatmulPrecision::F32,
         })
     }
 }
@@ -144,6 +145,9 @@ pub struct TextTransformer {
     pub ln_final: LayerNorm,
     /// Number of token ids; valid ids are `0..vocab_size`.
     pub vocab_size: usize,
+    /// The CPU's product precision in this tower's forward ([`with_products`](Self::with_products)).
+    #[module(skip)]
+    products: MatmulPrecision,
 }
 
 /// Output of the text tower.
@@ -177,6 +181,11 @@ impl TextTransformer {
     /// change the pooled ones, and a short caption padded to 77 tokens costs its own length.
     /// The last block then computes each caption's pooled position alone.
     pub fn forward(&self, text: Tensor<2, Int>, return_tokens: bool) -> TextOutput {
+        in_products(self.products, || self.forward_unscoped(text, return_tokens))
+    }
+
+    /// [`forward`](Self::forward) under the calling thread's product precision.
+    fn forward_unscoped(&self, text: Tensor<2, Int>, return_tokens: bool) -> TextOutput {
         let at = pooled_positions(&text);
         let pooled_only = self.blocks.split_last().filter(|_| !return_tokens && text.dims()[0] > 0);
         let Some((last, blocks)) = pooled_only else {
@@ -197,19 +206,39 @@ impl TextTransformer {
 
     /// Forward through the reference attention path, returning every layer's maps.
     pub fn forward_with_maps(&self, text: Tensor<2, Int>) -> (TextOutput, Vec<AttentionMaps>) {
-        let mut x = self.embed(text.clone());
-        let mut maps = Vec::with_capacity(self.blocks.len());
-        for block in &self.blocks {
-            let (y, m) = block.forward_with_maps(x, None);
-            x = y;
-            maps.push(m);
-        }
-        (self.head(x, pooled_positions(&text), true), maps)
+        in_products(self.products, || {
+            let mut x = self.embed(text.clone());
+            let mut maps = Vec::with_capacity(self.blocks.len());
+            for block in &self.blocks {
+                let (y, m) = block.forward_with_maps(x, None);
+                x = y;
+                maps.push(m);
+            }
+            (self.head(x, pooled_positions(&text), true), maps)
+        })
     }
 
     /// `lambda_full` of every differential layer (`None` for standard layers).
     pub fn lambdas(&self) -> Vec<Option<Tensor<1>>> {
         self.blocks.iter().map(|b| b.attn.lambda_full()).collect()
+    }
+
+    /// This tower with its forward passes multiplying in `products` on the CPU, as
+    /// [`VisionTransformer::with_products`](crate::VisionTransformer::with_products).
+    ///
+    /// ```
+    /// use diffclip_attention::MatmulPrecision;
+    /// let text = diffclip_encoders::TextConfig::new(32, 1, 4).init(&burn::tensor::Device::flex()).unwrap();
+    /// assert_eq!(text.with_products(MatmulPrecision::F16).products(), MatmulPrecision::F16);
+    /// ```
+    pub fn with_products(mut self, products: MatmulPrecision) -> Self {
+        self.products = products;
+        self
+    }
+
+    /// The CPU's product precision in this tower's forward passes ([`with_products`](Self::with_products)).
+    pub fn products(&self) -> MatmulPrecision {
+        self.products
     }
 
     /// `ln_final`, then each row's token at `at` (`[B, 1]`, [`pooled_positions`]).

@@ -1,7 +1,7 @@
 //! What the vision and text towers share: checking their fields before anything is allocated,
 //! and the per-layer block configuration.
 
-use diffclip_attention::{AttentionConfig, AttentionPath};
+use diffclip_attention::{AttentionConfig, AttentionPath, MatmulPrecision};
 
 use crate::block::ResidualBlockConfig;
 use crate::{Activation, EncoderError, LayerAttention};
@@ -43,6 +43,15 @@ macro_rules! tower_spec {
     };
 }
 pub(crate) use tower_spec;
+
+/// Runs `f`, a tower's forward, with the tower's `products` for the CPU's linear layers and
+/// attention products; `F32` leaves the calling thread's setting.
+pub(crate) fn in_products<R>(products: MatmulPrecision, f: impl FnOnce() -> R) -> R {
+    match products {
+        MatmulPrecision::F32 => f(),
+        p => diffclip_attention::with_matmul_precision(p, f),
+    }
+}
 
 /// `value` must be finite and > 0.
 pub(crate) fn check_positive(what: &'static str, value: f64) -> Result<(), EncoderError> {

@@ -6,11 +6,11 @@ use burn::nn::Initializer;
 
 use crate::LayerNorm;
 use burn::tensor::{Device, Int, Tensor};
-use diffclip_attention::{AttentionMaps, AttentionPath};
+use diffclip_attention::{AttentionMaps, AttentionPath, MatmulPrecision};
 use serde::{Deserialize, Serialize};
 
 use crate::block::ResidualBlock;
-use crate::tower::{TowerSpec, check_nonzero, tower_spec};
+use crate::tower::{TowerSpec, check_nonzero, in_products, tower_spec};
 use crate::{Activation, EncoderError, LayerAttention};
 
 /// Vision tower configuration, in serde form with unknown fields rejected; omitted fields take
@@ -150,6 +150,7 @@ impl VisionConfig {
             ln_pre: self.ln_pre.then(ln),
             blocks,
             norm: ln(),
+            products: MatmulPrecision::F32,
         })
     }
 }
@@ -189,6 +190,9 @@ pub struct VisionTransformer {
     pub blocks: Vec<ResidualBlock>,
     /// Final LayerNorm before pooling the class token.
     pub norm: LayerNorm,
+    /// The CPU's product precision in this tower's forward ([`with_products`](Self::with_products)).
+    #[module(skip)]
+    products: MatmulPrecision,
 }
 
 /// Output of the vision tower.
@@ -218,34 +222,70 @@ impl VisionTransformer {
     /// last block computes the class token's output alone (the same values, ~1/12 less work
     /// for ViT-B/16, in training too).
     pub fn forward(&self, images: Tensor<4>, return_tokens: bool) -> VisionOutput {
-        let mut x = self.embed(images);
-        let (b, device) = (x.dims()[0], x.device());
-        let class_only = self.blocks.split_last().filter(|_| !return_tokens && b > 0);
-        let blocks = class_only.map_or(&self.blocks[..], |(_, blocks)| blocks);
-        for block in blocks {
-            x = block.forward(x, None);
-        }
-        if let Some((last, _)) = class_only {
-            x = last.forward_at(x, Tensor::<2, Int>::zeros([b, 1], &device));
-        }
-        self.head(x, return_tokens)
+        in_products(self.products, || {
+            let mut x = self.embed(images);
+            let (b, device) = (x.dims()[0], x.device());
+            let class_only = self.blocks.split_last().filter(|_| !return_tokens && b > 0);
+            let blocks = class_only.map_or(&self.blocks[..], |(_, blocks)| blocks);
+            for block in blocks {
+                x = block.forward(x, None);
+            }
+            if let Some((last, _)) = class_only {
+                x = last.forward_at(x, Tensor::<2, Int>::zeros([b, 1], &device));
+            }
+            self.head(x, return_tokens)
+        })
     }
 
     /// Forward through the reference attention path, returning every layer's maps.
     pub fn forward_with_maps(&self, images: Tensor<4>) -> (VisionOutput, Vec<AttentionMaps>) {
-        let mut x = self.embed(images);
-        let mut maps = Vec::with_capacity(self.blocks.len());
-        for block in &self.blocks {
-            let (y, m) = block.forward_with_maps(x, None);
-            x = y;
-            maps.push(m);
-        }
-        (self.head(x, true), maps)
+        in_products(self.products, || {
+            let mut x = self.embed(images);
+            let mut maps = Vec::with_capacity(self.blocks.len());
+            for block in &self.blocks {
+                let (y, m) = block.forward_with_maps(x, None);
+                x = y;
+                maps.push(m);
+            }
+            (self.head(x, true), maps)
+        })
     }
 
     /// `lambda_full` of every differential layer (`None` for standard layers).
     pub fn lambdas(&self) -> Vec<Option<Tensor<1>>> {
         self.blocks.iter().map(|b| b.attn.lambda_full()).collect()
+    }
+
+    /// This tower with its forward passes ([`forward`](Self::forward),
+    /// [`forward_with_maps`](Self::forward_with_maps)) multiplying in `products` on the CPU
+    /// (flex): the weights and activations stay f32, the operands of the linear layers (and, in
+    /// inference, of the attention products) are rounded ([`MatmulPrecision`]); a training
+    /// backward multiplies as its forward did. Blocks called one by one follow the calling
+    /// thread instead, and other devices ignore it. `F32`, the default, leaves the calling
+    /// thread's setting ([`with_matmul_precision`](diffclip_attention::with_matmul_precision)).
+    ///
+    /// ```
+    /// use burn::tensor::{Device, Tensor};
+    /// use diffclip_attention::MatmulPrecision;
+    /// use diffclip_encoders::VisionConfig;
+    /// let device = Device::flex();
+    /// let vit = VisionConfig::timm(32, 8, 64, 2, 4).init(&device).unwrap();
+    /// let images = Tensor::<4>::ones([1, 3, 32, 32], &device);
+    /// let f32_out = vit.forward(images.clone(), false).pooled;
+    /// let bf16 = vit.with_products(MatmulPrecision::Bf16);
+    /// assert_eq!(bf16.products(), MatmulPrecision::Bf16);
+    /// let bf16_out = bf16.forward(images, false).pooled;
+    /// assert!(f32_out.clone().into_data() != bf16_out.clone().into_data()); // rounded operands
+    /// assert!((f32_out - bf16_out).abs().max().into_scalar::<f32>() < 0.1);
+    /// ```
+    pub fn with_products(mut self, products: MatmulPrecision) -> Self {
+        self.products = products;
+        self
+    }
+
+    /// The CPU's product precision in this tower's forward passes ([`with_products`](Self::with_products)).
+    pub fn products(&self) -> MatmulPrecision {
+        self.products
     }
 
     fn head(&self, x: Tensor<3>, return_tokens: bool) -> VisionOutput {

@@ -66,13 +66,12 @@ pub struct TrainConfig {
     /// Show a progress bar.
     pub progress: bool,
     /// What the forward and backward compute in: `f32`, or mixed precision with `bf16` or
-    /// `f16` (weights cast from the f32 master weights every micro-batch, gradients and AdamW
-    /// state in f32; `f16` with dynamic loss scaling, see [`TrainState::loss_scale`](crate::TrainState::loss_scale)).
-    /// `bf16` and `f16` on the CPU (flex) cast nothing: the linear layers multiply operands of
-    /// the f32 weights and activations rounded to that type, summing in f32
-    /// ([`with_matmul_precision`](diffclip_clip::attention::with_matmul_precision)): bf16 runs
-    /// faster than f32 on Intel Xeons with AMX and f16 about as fast, where a cast model runs
-    /// slower.
+    /// `f16`: every micro-batch runs on the f32 master weights taken to that precision by
+    /// [`Clip::with_precision`](diffclip_clip::Clip::with_precision) (cast on GPUs; on the CPU,
+    /// flex, nothing is cast and the linear layers multiply operands rounded to that type,
+    /// summing in f32: bf16 runs faster than f32 on Intel Xeons with AMX and f16 about as fast,
+    /// where a cast model runs slower); gradients and AdamW state stay f32, and `f16` runs
+    /// with dynamic loss scaling, see [`TrainState::loss_scale`](crate::TrainState::loss_scale).
     pub precision: Precision,
     /// The data settings of the program driving the run, in its words (`examples/train`
     /// stores `--data`, `--preprocess`, `--shuffle-buffer`, ...): kept in the checkpoint so a

@@ -19,9 +19,9 @@
 //!
 //! # fn run(device: Device) -> Result<(), Box<dyn std::error::Error>> {
 //! let data = SyntheticDataset::new(SyntheticConfig::default(), Split::Train)?.contrastive();
-//! let model = ClipConfig::diffclip_tiny().init(&device.clone().autodiff())?;
+//! let model = ClipConfig::diffclip_tiny().init(&device.autodiff())?;
 //! let config = TrainConfig { steps: 100, batch_size: 64, ..TrainConfig::default() };
-//! let mut trainer = Trainer::new(model, ClipConfig::diffclip_tiny(), config, device.autodiff(), Default::default());
+//! let mut trainer = Trainer::new(model, ClipConfig::diffclip_tiny(), config, Default::default());
 //! let report = trainer.fit(&data, &ClipBatcher::new(ClipTokenizer::new()), None)?;
 //! println!("final loss {}", report.final_loss);
 //! # Ok(()) }
@@ -38,7 +38,6 @@ mod feed;
 mod grad_sync;
 mod length;
 mod log;
-mod mixed;
 mod optim;
 mod options;
 mod order;
@@ -54,7 +53,6 @@ pub use config::{LossKind, LrDecay, MAX_ACCUM_STEPS, MAX_SAMPLES_PER_STEP, Train
 pub use error::TrainError;
 pub use length::RunLength;
 pub use log::{MetricsLog, StepRecord};
-pub use mixed::{compute_model, in_products};
 pub use options::RunOptions;
 pub use optim::{AdamW, AdamWConfig, GradBuffer, Moments, parameter_sizes};
 pub use order::epoch_order;

@@ -20,8 +20,9 @@
 //! collective `all_reduce` where the devices' runtime has a transport between them (CUDA with
 //! NCCL), otherwise copies to the main device added there (every CPU backend, wgpu, ROCm).
 //!
-//! Mixed precision works as on one device: each replica computes from a bf16 / f16 copy of the
-//! f32 weights it was forked from, and the gradients reach the f32 weights through the casts.
+//! Mixed precision works as on one device: each replica computes from the f32 weights it was
+//! forked from taken to bf16 / f16 by `Clip::with_precision` (products of the f32 weights on the
+//! CPU, a cast elsewhere, whose recorded casts bring the gradients back to the f32 weights).
 
 use burn::module::Module;
 use burn::tensor::{Device, Int, Tensor};
@@ -170,54 +171,52 @@ impl DataParallel {
         precision: Precision,
     ) -> Result<ParallelGrads, TrainError> {
         master.check_pairs(&images.dims(), &texts.dims())?;
-        crate::in_products(precision, || {
-            let n = images.dims()[0];
-            let main = self.main();
-            let mut replicas: Vec<Clip> = Vec::with_capacity(self.devices.len());
-            let mut image_parts = Vec::with_capacity(self.devices.len());
-            let mut text_parts = Vec::with_capacity(self.devices.len());
-            let mut start = 0;
-            for (i, (device, size)) in self
-                .devices
-                .iter()
-                .zip(shard_sizes(n, self.devices.len()))
-                .enumerate()
-            {
-                // Fork after the master's own forward: a model built with `init_lazy` draws a
-                // parameter on its first read, so this keeps the draw order (hence the random
-                // weights) of a single-device run with the same seed.
-                let replica = if i == 0 {
-                    master.clone()
-                } else {
-                    master.clone().fork(device)
-                };
-                if size > 0 {
-                    let imgs = images.clone().narrow(0, start, size).to_device(device);
-                    let txts = texts.clone().narrow(0, start, size).to_device(device);
-                    start += size;
-                    let model = crate::compute_model(&replica, precision, device)?;
-                    image_parts.push(model.encode_image(imgs));
-                    text_parts.push(model.encode_text(txts));
-                }
-                replicas.push(replica);
+        let n = images.dims()[0];
+        let main = self.main();
+        let mut replicas: Vec<Clip> = Vec::with_capacity(self.devices.len());
+        let mut image_parts = Vec::with_capacity(self.devices.len());
+        let mut text_parts = Vec::with_capacity(self.devices.len());
+        let mut start = 0;
+        for (i, (device, size)) in self
+            .devices
+            .iter()
+            .zip(shard_sizes(n, self.devices.len()))
+            .enumerate()
+        {
+            // Fork after the master's own forward: a model built with `init_lazy` draws a
+            // parameter on its first read, so this keeps the draw order (hence the random
+            // weights) of a single-device run with the same seed.
+            let replica = if i == 0 {
+                master.clone()
+            } else {
+                master.clone().fork(device)
+            };
+            if size > 0 {
+                let imgs = images.clone().narrow(0, start, size).to_device(device);
+                let txts = texts.clone().narrow(0, start, size).to_device(device);
+                start += size;
+                let model = replica.clone().with_precision(precision)?;
+                image_parts.push(model.encode_image(imgs));
+                text_parts.push(model.encode_text(txts));
             }
-            let image = gather_features(image_parts, main);
-            let text = gather_features(text_parts, main);
-            let loss = contrastive_loss(master, kind, image, text) * factor;
-            let value = loss.clone().into_scalar::<f32>();
-            let grads = loss.backward();
-            let per_replica = replicas
-                .iter()
-                .map(|replica| {
-                    let mut g = GradBuffer::default();
-                    g.accumulate(replica, &grads);
-                    g
-                })
-                .collect();
-            let inner: Vec<Device> = self.devices.iter().map(|d| d.clone().inner()).collect();
-            let grads = crate::grad_sync::sum_replicas(self.sync, per_replica, &inner);
-            Ok(ParallelGrads { loss: value, grads })
-        })
+            replicas.push(replica);
+        }
+        let image = gather_features(image_parts, main);
+        let text = gather_features(text_parts, main);
+        let loss = contrastive_loss(master, kind, image, text) * factor;
+        let value = loss.clone().into_scalar::<f32>();
+        let grads = loss.backward();
+        let per_replica = replicas
+            .iter()
+            .map(|replica| {
+                let mut g = GradBuffer::default();
+                g.accumulate(replica, &grads);
+                g
+            })
+            .collect();
+        let inner: Vec<Device> = self.devices.iter().map(|d| d.clone().inner()).collect();
+        let grads = crate::grad_sync::sum_replicas(self.sync, per_replica, &inner);
+        Ok(ParallelGrads { loss: value, grads })
     }
 
     /// One full optimizer step on a global batch in f32: [`loss_and_grads`](Self::loss_and_grads),

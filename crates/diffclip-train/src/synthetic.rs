@@ -9,7 +9,7 @@
 //! let task = SyntheticTask::new(Default::default())?;
 //! let device = Device::flex().autodiff();
 //! let (model, config) = init_compact("diffclip", &CompactShape::default(), 0, &device)?;
-//! let run = train_and_evaluate(model, config, compact_train_config(250, 64, 0, 50), None, None, &device, &task)?;
+//! let run = train_and_evaluate(model, config, compact_train_config(250, 64, 0, 50), None, None, &task)?;
 //! println!("shape zero-shot {:.3}", run.test.metrics.zero_shot_shape_top1);
 //! # Ok(()) }
 //! ```
@@ -190,7 +190,7 @@ pub struct RunOutcome {
     pub test: HeldOut,
 }
 
-/// Train `model` (on the autodiff `device`) with `train` on `task`'s training set, evaluating it
+/// Train `model` (on an autodiff device) with `train` on `task`'s training set, evaluating it
 /// on the test split every `train.eval_every` steps and at the end. With `output`, checkpoints
 /// and `metrics.jsonl` go there (replacing an earlier run's). `lr_scale`: per-parameter
 /// learning-rate factors (see [`RunOptions::lr_scale`]).
@@ -200,7 +200,6 @@ pub fn train_and_evaluate(
     train: TrainConfig,
     output: Option<PathBuf>,
     lr_scale: Option<LrScale>,
-    device: &Device,
     task: &SyntheticTask,
 ) -> Result<RunOutcome, TrainError> {
     let params = model.num_params();
@@ -210,7 +209,7 @@ pub fn train_and_evaluate(
         None => None,
     };
     let options = RunOptions { output, overwrite: true, lr_scale, ..RunOptions::default() };
-    let mut trainer = Trainer::new(model, model_config, train, device.clone(), options);
+    let mut trainer = Trainer::new(model, model_config, train, options);
     let (mut curve, mut lambdas, mut last) = (Vec::new(), Vec::new(), None);
     let mut hook = |m: &Clip, step: u64| {
         let h = evaluate_synthetic_heldout(m, &task.test, &task.batcher, step).map_err(|e| TrainError::Eval(e.to_string()))?;

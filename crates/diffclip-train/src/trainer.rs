@@ -15,7 +15,6 @@ use serde::Serialize;
 
 use crate::checkpoint::{Checkpoint, TrainState, save_training_checkpoint};
 use crate::feed::{ClipStream, Cursor, Feed, Loaded, Source, prefetched};
-use crate::mixed::{compute_model, in_products};
 use crate::parallel::contrastive_loss;
 use crate::{AdamW, GradBuffer, RunOptions, MetricsLog, StepRecord, TrainConfig, TrainError, load_training_checkpoint};
 
@@ -70,7 +69,7 @@ pub struct TrainReport {
 /// let options = || RunOptions { output: Some(dir.path().to_path_buf()), ..RunOptions::default() };
 /// let config = TrainConfig { steps: 2, batch_size: 8, progress: false, ..TrainConfig::default() };
 /// let model = ClipConfig::diffclip_tiny().init(&device).unwrap();
-/// let mut trainer = Trainer::new(model, ClipConfig::diffclip_tiny(), config, device.clone(), options());
+/// let mut trainer = Trainer::new(model, ClipConfig::diffclip_tiny(), config, options());
 /// assert_eq!(trainer.fit(&data, &batcher, None).unwrap().steps, 2);
 /// // A stopped run goes on from its checkpoint: weights, AdamW moments and data position.
 /// let mut resumed = Trainer::resume(dir.path().join("checkpoint-latest.safetensors"), device, options()).unwrap();
@@ -169,9 +168,10 @@ pub fn hold_output(dir: &std::path::Path) -> Result<Option<std::fs::File>, Train
 }
 
 impl Trainer {
-    /// A fresh run of `model` (built from `model_config`). `device` must be an autodiff device
-    /// (`Device::flex().autodiff()`).
-    pub fn new(model: Clip, model_config: ClipConfig, config: TrainConfig, device: Device, options: RunOptions) -> Self {
+    /// A fresh run of `model` (built from `model_config`) on the device it lives on, which must
+    /// be an autodiff device (`Device::flex().autodiff()`; `fit` refuses another).
+    pub fn new(model: Clip, model_config: ClipConfig, config: TrainConfig, options: RunOptions) -> Self {
+        let device = model.image_projection.val().device();
         Self { optim: AdamW::new(config.adamw.clone()), model, model_config, config, state: TrainState::default(), device, options, resumed_from: None, replacing: false }
     }
 
@@ -211,7 +211,7 @@ impl Trainer {
     /// let device = Device::flex().autodiff();
     /// let model = ClipConfig::diffclip_tiny().init(&device).unwrap();
     /// let options = RunOptions { output: Some(dir.path().to_path_buf()), ..RunOptions::default() };
-    /// let trainer = Trainer::new(model, ClipConfig::diffclip_tiny(), TrainConfig::default(), device, options);
+    /// let trainer = Trainer::new(model, ClipConfig::diffclip_tiny(), TrainConfig::default(), options);
     /// assert!(trainer.check_output().is_err());
     /// ```
     pub fn check_output(&self) -> Result<(), TrainError> {
@@ -332,6 +332,15 @@ impl Trainer {
 
     /// Open the output, then train with micro-batches read one ahead on a loader thread.
     fn run(&mut self, source: Source<'_>, batcher: &ClipBatcher, eval: Option<EvalHook<'_>>) -> Result<TrainReport, TrainError> {
+        if !self.device.is_autodiff() {
+            // Without it there are no gradients: the first step would fail after writing.
+            return Err(TrainError::Config(format!("the model is on {:?}, not an autodiff device: build it on `device.autodiff()`", self.device)));
+        }
+        if let Some(p) = self.model.precision().filter(|&p| p != Precision::F32) {
+            // The master weights stay f32 (AdamW's updates would round away); each micro-batch
+            // takes them to `TrainConfig::precision`.
+            return Err(TrainError::Config(format!("the model computes in {p}: train the f32 model and set the training precision to {p} instead")));
+        }
         if let Some(p) = &self.options.parallel
             && p.main() != &self.device
         {
@@ -420,16 +429,14 @@ impl Trainer {
                     grads.merge(out.grads, &self.device.clone().inner());
                     continue;
                 }
-                let (value, micro_grads) = in_products(self.config.precision, || {
-                    let loss = self.loss(batch.images, batch.texts)? * factor;
-                    let value = loss.clone().into_scalar::<f32>();
-                    if !value.is_finite() {
-                        return Err(TrainError::NonFinite { step: self.state.step + 1, loss: value, checkpoint: self.kept_checkpoint() });
-                    }
-                    // f16: the loss scaled up so small gradients do not flush to zero.
-                    let loss = if f16 { loss * self.state.loss_scale } else { loss };
-                    Ok((value, loss.backward()))
-                })?;
+                let loss = self.loss(batch.images, batch.texts)? * factor;
+                let value = loss.clone().into_scalar::<f32>();
+                if !value.is_finite() {
+                    return Err(TrainError::NonFinite { step: self.state.step + 1, loss: value, checkpoint: self.kept_checkpoint() });
+                }
+                // f16: the loss scaled up so small gradients do not flush to zero.
+                let loss = if f16 { loss * self.state.loss_scale } else { loss };
+                let micro_grads = loss.backward();
                 loss_sum += value;
                 grads.accumulate(&self.model, &micro_grads);
             }
@@ -571,10 +578,10 @@ impl Trainer {
         Ok(())
     }
 
-    /// The loss of one micro-batch, in f32. Mixed precision runs the forward on
-    /// [`compute_model`]'s copy of the master weights.
+    /// The loss of one micro-batch, in f32. Mixed precision runs the forward on the master
+    /// weights taken to that precision ([`Clip::with_precision`]).
     fn loss(&self, images: Tensor<4>, texts: Tensor<2, burn::tensor::Int>) -> Result<Tensor<1>, TrainError> {
-        let model = compute_model(&self.model, self.config.precision, &self.device)?;
+        let model = self.model.clone().with_precision(self.config.precision)?;
         let out = model.forward(images, texts);
         // The temperature (and SigLIP's bias) from the f32 master weights, as the replicas' loss
         // and autocast take them: bf16 would turn ln 100 into 4.59375, a scale of 98.9.

@@ -28,7 +28,7 @@ fn a_damaged_checkpoint_is_refused_by_name() {
     let device = Device::flex().autodiff();
     device.seed(7);
     let config = TrainConfig { steps: 2, batch_size: 16, warmup_steps: 1, checkpoint_every: 2, progress: false, ..TrainConfig::default() };
-    let mut t = Trainer::new(tiny_model().init(&device).unwrap(), tiny_model(), config, device, RunOptions { output: Some(dir.to_path_buf()), ..RunOptions::default() });
+    let mut t = Trainer::new(tiny_model().init(&device).unwrap(), tiny_model(), config, RunOptions { output: Some(dir.to_path_buf()), ..RunOptions::default() });
     t.fit(&synthetic(64), &batcher(), None).unwrap();
     let good = dir.join("checkpoint-latest.safetensors");
     let bad = dir.join("bad.safetensors");

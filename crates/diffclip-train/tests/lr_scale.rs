@@ -26,7 +26,7 @@ fn run(scale: Option<diffclip_train::LrScale>) -> (Vec<(String, Vec<f32>)>, Vec<
     let model = tiny().init(&device).unwrap();
     let before = weights(&model.valid());
     let config = TrainConfig { steps: 3, batch_size: 16, lr: 1e-3, warmup_steps: 0, progress: false, ..TrainConfig::default() };
-    let mut t = Trainer::new(model, tiny(), config, device, diffclip_train::RunOptions { lr_scale: scale, ..Default::default() });
+    let mut t = Trainer::new(model, tiny(), config, diffclip_train::RunOptions { lr_scale: scale, ..Default::default() });
     t.fit(&data, &ClipBatcher::new(tok), None).unwrap();
     (before, weights(&t.model.valid()))
 }

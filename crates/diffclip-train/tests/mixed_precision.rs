@@ -27,7 +27,7 @@ fn trainer_with_replicas(device: Device, steps: u64, precision: Precision, repli
     let model = tiny_model().init(&device).unwrap();
     let config = TrainConfig { steps, batch_size: 32, lr: 1e-3, warmup_steps: 2, progress: false, grad_clip: Some(1.0), precision, ..TrainConfig::default() };
     let parallel = (replicas > 1).then(|| DataParallel::new(vec![device.clone(); replicas]).unwrap());
-    Trainer::new(model, tiny_model(), config, device, RunOptions { parallel, ..RunOptions::default() })
+    Trainer::new(model, tiny_model(), config, RunOptions { parallel, ..RunOptions::default() })
 }
 
 fn trainer(steps: u64, precision: Precision) -> Trainer {
@@ -106,17 +106,18 @@ fn bf16_on_the_cpu_is_bf16_products_of_the_f32_weights() {
 }
 
 /// f16 on the CPU casts nothing either: the compute model is the f32 model, whose linear
-/// layers round their operands to f16 inside `in_products`, closer to f32 than bf16's.
+/// layers round their operands to f16, closer to f32 than bf16's.
 #[test]
 fn f16_on_the_cpu_is_f16_products_of_the_f32_weights() {
     let _serial = serial();
     let device = Device::flex().autodiff();
     device.seed(3);
     let model = tiny_model().init(&device).unwrap();
-    let compute = diffclip_train::compute_model(&model, Precision::F16, &device).unwrap();
-    assert_eq!(compute.precision(), Some(Precision::F32), "no cast on the CPU");
+    let compute = model.clone().with_precision(Precision::F16).unwrap();
+    assert_eq!(compute.precision(), Some(Precision::F16));
+    assert_eq!(compute.image_projection.val().dtype(), burn::tensor::DType::F32, "no cast on the CPU");
     let images = burn::tensor::Tensor::<4>::random([2, 3, 32, 32], burn::tensor::Distribution::Default, &device);
-    let run = |p: Precision| diffclip_train::in_products(p, || compute.encode_image(images.clone()).into_data().try_to_vec::<f32>().unwrap());
+    let run = |p: Precision| model.clone().with_precision(p).unwrap().encode_image(images.clone()).into_data().try_to_vec::<f32>().unwrap();
     let (f32, f16, bf16) = (run(Precision::F32), run(Precision::F16), run(Precision::Bf16));
     let apart = |a: &[f32], b: &[f32]| a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
     let (f16_err, bf16_err) = (apart(&f16, &f32), apart(&bf16, &f32));

@@ -209,7 +209,7 @@ fn trainer_with_replicas_matches_plain_trainer() {
             ..TrainConfig::default()
         };
         let parallel = (replicas > 1).then(|| DataParallel::new(vec![device.clone(); replicas]).unwrap());
-        let mut t = Trainer::new(model, tiny_model(), config, device, RunOptions { parallel, ..RunOptions::default() });
+        let mut t = Trainer::new(model, tiny_model(), config, RunOptions { parallel, ..RunOptions::default() });
         t.fit(&data, &batcher(), None).unwrap().losses
     };
     let (one, two) = (run(1), run(2));

@@ -35,7 +35,7 @@ fn trainer_with(steps: u64, options: RunOptions) -> Trainer {
         progress: false,
         ..TrainConfig::default()
     };
-    Trainer::new(model, tiny_model(), config, device, options)
+    Trainer::new(model, tiny_model(), config, options)
 }
 
 /// The synthetic set streamed in the trainer's own epoch order, with every `bad_every`-th

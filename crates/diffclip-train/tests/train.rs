@@ -27,7 +27,7 @@ fn trainer_with(steps: u64, options: RunOptions) -> Trainer {
     let device = Device::flex().autodiff();
     device.seed(7);
     let model = tiny_model().init(&device).unwrap();
-    Trainer::new(model, tiny_model(), config(steps), device, options)
+    Trainer::new(model, tiny_model(), config(steps), options)
 }
 
 fn tmpdir(name: &str) -> diffclip_testkit::TestDir {
@@ -45,6 +45,26 @@ fn loss_falls_and_runs_are_deterministic() {
     let last = a.losses[9..].iter().sum::<f32>() / 3.0;
     assert!(last < first, "loss did not fall: {:?}", a.losses);
     assert!(a.losses.iter().all(|l| l.is_finite()));
+}
+
+/// The trainer runs on the model's device; one without autodiff is refused before anything is
+/// written (it has no gradients to give), and so is a model already in reduced precision.
+#[test]
+fn a_model_off_an_autodiff_device_is_refused_before_writing() {
+    let _serial = serial();
+    let dir = tmpdir("plain-device");
+    let model = tiny_model().init(&Device::flex()).unwrap();
+    let mut t = Trainer::new(model, tiny_model(), config(2), RunOptions { output: Some(dir.join("out")), ..RunOptions::default() });
+    let err = t.fit(&data(), &batcher(), None).unwrap_err();
+    assert!(matches!(&err, TrainError::Config(m) if m.contains("not an autodiff device")), "{err}");
+    assert!(!dir.join("out").exists(), "nothing written");
+    assert_eq!(t.state.step, 0);
+    // Master weights in bf16 (or bf16 products) are refused too: the precision is the run's.
+    let model = tiny_model().init(&Device::flex().autodiff()).unwrap().with_precision(diffclip_clip::Precision::Bf16).unwrap();
+    let mut t = Trainer::new(model, tiny_model(), config(2), RunOptions { output: Some(dir.join("out")), ..RunOptions::default() });
+    let err = t.fit(&data(), &batcher(), None).unwrap_err();
+    assert!(matches!(&err, TrainError::Config(m) if m.contains("computes in bf16")), "{err}");
+    assert!(!dir.join("out").exists(), "nothing written");
 }
 
 #[test]
@@ -375,7 +395,7 @@ fn bad_configs_are_errors() {
     let device = Device::flex().autodiff();
     let mut small = tiny_model();
     small.text.vocab_size = 10;
-    let mut t = Trainer::new(small.init(&device).unwrap(), small, config(2), device, RunOptions::default());
+    let mut t = Trainer::new(small.init(&device).unwrap(), small, config(2), RunOptions::default());
     match t.fit(&data, &batcher(), None) {
         Err(TrainError::Config(m)) => assert!(m.contains("vocab_size") && m.contains("49408"), "{m}"),
         other => panic!("{:?}", other.map(|r| r.steps)),

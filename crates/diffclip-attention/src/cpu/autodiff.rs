@@ -243,12 +243,14 @@ pub(crate) fn attention_tracked(
     Some(Tensor::from_primitive::<Ad>(result))
 }
 
-/// What a linear layer's backward needs: its input and weight (both alive anyway) and sizes.
+/// What a linear layer's backward needs: its input and weight (both alive anyway), sizes, and
+/// the products' precision its forward ran with.
 #[derive(Debug, Clone)]
 struct LinearSaved {
     x: FlexTensor,
     w: FlexTensor,
     dims: LinearDims,
+    products: crate::MatmulPrecision,
 }
 
 /// A linear layer's backward: parents x, W (and b).
@@ -261,15 +263,20 @@ fn register_linear_grads<const N: usize>(ops: Ops<LinearSaved, N>, grads: &mut G
     let s = &ops.state;
     let d = s.dims;
     let dy = f32s(&dy, d.rows * d.n);
-    for (i, parent) in ops.parents.into_iter().enumerate() {
-        let Some(node) = parent else { continue };
-        let grad = match i {
-            0 => flex(linear::backward_input(dy, f32s(&s.w, d.k * d.n), d), s.x.layout().shape()),
-            1 => flex(linear::backward_weight(f32s(&s.x, d.rows * d.k), dy, d), &[d.k, d.n]),
-            _ => flex(linear::backward_bias(dy, d), &[d.n]),
-        };
-        grads.register::<Flex>(node.id, grad);
-    }
+    // The backward multiplies as its forward did, wherever `backward()` is called from (as
+    // PyTorch's autocast records each op's type): a model computing in bf16 scopes only its
+    // forward.
+    crate::with_matmul_precision(s.products, || {
+        for (i, parent) in ops.parents.into_iter().enumerate() {
+            let Some(node) = parent else { continue };
+            let grad = match i {
+                0 => flex(linear::backward_input(dy, f32s(&s.w, d.k * d.n), d), s.x.layout().shape()),
+                1 => flex(linear::backward_weight(f32s(&s.x, d.rows * d.k), dy, d), &[d.k, d.n]),
+                _ => flex(linear::backward_bias(dy, d), &[d.n]),
+            };
+            grads.register::<Flex>(node.id, grad);
+        }
+    })
 }
 
 backward_for_parents!(LinearBackward, LinearSaved, register_linear_grads, [2, 3]);
@@ -285,7 +292,8 @@ pub(crate) fn linear_tracked<const D: usize>(x: &Tensor<D>, w: &Tensor<2>, b: Op
         Some(b) => Some(autodiff_of(b)?),
         None => None,
     };
-    let saved = LinearSaved { x: contiguous(xa.primitive().clone()), w: contiguous(wa.primitive().clone()), dims };
+    let products = crate::matmul_precision();
+    let saved = LinearSaved { x: contiguous(xa.primitive().clone()), w: contiguous(wa.primitive().clone()), dims, products };
     let bias = ba.as_ref().map(|b| contiguous(b.primitive().clone()));
     let out = linear::forward(
         f32s(&saved.x, dims.rows * dims.k),
