@@ -222,12 +222,23 @@ fn run(args: Args) -> Result<(), Error> {
     // Serving searches exactly from memory (the shards read once); otherwise exact search reads
     // every shard once for all the queries of the call.
     let in_memory = if serving && index.is_none() { Some(ExactIndex::open(&dir, tensor)?) } else { None };
+    let non_finite_said = std::cell::Cell::new(false);
+    if let Some(n) = in_memory.as_ref().map(ExactIndex::non_finite_rows).filter(|&n| n > 0) {
+        eprintln!("warning: {}: {n} rows hold NaN or infinity; they score NaN and rank last", dir.display());
+        non_finite_said.set(true);
+    }
     let search = |rows: &[&[f32]], k: usize| -> Result<Vec<Vec<Hit>>, Error> {
-        Ok(match (&index, &in_memory) {
+        let hits = match (&index, &in_memory) {
             (Some(index), _) => rows.iter().map(|q| index.search(q, k)).collect::<Result<_, _>>()?,
             (None, Some(exact)) => exact.search_many(rows, k)?,
             (None, None) => search_many(&dir, tensor, rows, k)?,
-        })
+        };
+        // Exact search ranks such rows last; said once, the first time one is answered.
+        if !non_finite_said.get() && hits.iter().flatten().any(|h: &Hit| h.score.is_nan()) {
+            eprintln!("warning: {}: some rows hold NaN or infinity (written by embed --allow-non-finite?); they score NaN and rank last", dir.display());
+            non_finite_said.set(true);
+        }
+        Ok(hits)
     };
     let mut out = std::io::stdout().lock();
     if let Some((names, queries)) = batch {

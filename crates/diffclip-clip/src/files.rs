@@ -73,13 +73,24 @@ pub use diffclip_files::{open_regular, read_regular, read_regular_capped};
 /// assert!(matches!(e, FileError::NotAFolder { kind: "a file", .. }), "{e}");
 /// let e = create_output_dir(&dir.path().join("f/run")).unwrap_err(); // "…/f is a file, not a folder"
 /// assert!(matches!(&e, FileError::NotAFolder { path, .. } if path.ends_with("/f")), "{e}");
+/// # #[cfg(unix)] {
+/// std::os::unix::fs::symlink(dir.path().join("gone"), dir.path().join("link")).unwrap();
+/// let e = create_output_dir(&dir.path().join("link")).unwrap_err();
+/// assert!(matches!(e, FileError::NotAFolder { kind: "a symbolic link to nothing", .. }), "{e}");
+/// # }
 /// ```
 pub fn create_output_dir(dir: &Path) -> Result<(), FileError> {
     std::fs::create_dir_all(dir).map_err(|e| {
-        // The path, or the first of its folders that exists, as something else names the culprit.
-        match dir.ancestors().find_map(|a| std::fs::metadata(a).ok().map(|m| (a, m))) {
-            Some((a, m)) if !m.is_dir() => FileError::NotAFolder { path: a.display().to_string(), kind: diffclip_files::file_kind(m.file_type()).unwrap_or("a file") },
-            _ => io(dir, e),
+        // The path, or the first of its folders that exists, as something else names the culprit:
+        // a link to nothing too (the system says "File exists" of it).
+        match dir.ancestors().find_map(|a| std::fs::symlink_metadata(a).ok().map(|m| (a, m))) {
+            Some((a, m)) if m.file_type().is_symlink() && std::fs::metadata(a).is_err() => {
+                FileError::NotAFolder { path: a.display().to_string(), kind: "a symbolic link to nothing" }
+            }
+            _ => match dir.ancestors().find_map(|a| std::fs::metadata(a).ok().map(|m| (a, m))) {
+                Some((a, m)) if !m.is_dir() => FileError::NotAFolder { path: a.display().to_string(), kind: diffclip_files::file_kind(m.file_type()).unwrap_or("a file") },
+                _ => io(dir, e),
+            },
         }
     })
 }

@@ -40,7 +40,7 @@ fn in_memory_and_streamed_search_agree_to_the_bit() {
         first += per;
     }
     let index = ExactIndex::open(dir.path(), "image_embed").unwrap();
-    assert_eq!((index.rows(), index.dim()), (n, dim));
+    assert_eq!((index.rows(), index.dim(), index.non_finite_rows()), (n, dim, 1), "row 50 holds NaN");
     let mut queries: Vec<Vec<f32>> = (0..5).map(|_| (0..dim).map(|_| uniform(&mut rng)).collect()).collect();
     queries.push(rows[100 * dim..101 * dim].iter().map(|v| v * 3.0).collect());
     let q: Vec<&[f32]> = queries.iter().map(Vec::as_slice).collect();
@@ -99,6 +99,7 @@ fn bad_queries_and_folders_are_errors() {
     let err = ExactIndex::open(dir.path(), "image_embed").unwrap_err().to_string();
     assert!(err.contains("holds no image_embed") && err.contains("text_embed"), "{err}");
     let index = ExactIndex::open(dir.path(), "text_embed").unwrap();
+    assert_eq!(index.non_finite_rows(), 0);
     assert!(matches!(index.search(&[1.0, 0.0, 0.0], 1), Err(EvalError::Invalid(_))));
     assert!(matches!(index.search(&[f32::NAN, 1.0], 1), Err(EvalError::Invalid(_))));
     assert!(matches!(search_many(dir.path(), "text_embed", &[&[f32::INFINITY, 1.0]], 1), Err(EvalError::Invalid(_))));

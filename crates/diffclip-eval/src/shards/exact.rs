@@ -69,6 +69,7 @@ pub struct ExactIndex {
     dim: usize,
     unit: Vec<f32>,
     paths: Vec<String>,
+    non_finite: usize,
 }
 
 impl ExactIndex {
@@ -89,9 +90,16 @@ impl ExactIndex {
                 all.dim = block.dim;
                 all.unit.extend(block.unit);
                 all.paths.extend(block.paths);
+                all.non_finite += block.non_finite;
             }
         }
         Ok(all)
+    }
+
+    /// Rows holding NaN or infinity (written by `embed --allow-non-finite`, or damaged): they
+    /// score NaN and rank after every other row, so a caller may want to say so once.
+    pub fn non_finite_rows(&self) -> usize {
+        self.non_finite
     }
 
     /// How many values `tensor` holds in `shard`, from the shard's header alone (the first
@@ -206,7 +214,8 @@ impl ExactIndex {
             row.extend(bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])));
             unit.extend(normalized(&row));
         }
-        Ok(Self { dim, unit, paths })
+        let non_finite = unit.chunks(dim.max(1)).filter(|row| row.iter().any(|v| !v.is_finite())).count();
+        Ok(Self { dim, unit, paths, non_finite })
     }
 }
 
