@@ -467,3 +467,37 @@ fn a_released_model_missing_from_the_cache_is_a_clear_error() {
     let o = Command::new(example("classify")).args(["--model", "vit-h-14", "--labels", "a,b"]).arg(&texts).output().unwrap();
     assert!(String::from_utf8_lossy(&o.stderr).contains("unknown model 'vit-h-14'"));
 }
+
+/// A row holding NaN (written by `embed --allow-non-finite`, or a damaged shard) ranks last in
+/// exact search, and `search` says so once instead of printing NaN scores without a word.
+#[test]
+fn search_warns_once_of_rows_that_are_not_finite() {
+    let ckpt = fixture("diffclip_tiny/model.safetensors");
+    let index = tmpdir("embed-files", "search-nan");
+    embed(&["--images".as_ref(), fixture("preprocess/images").as_os_str(), "--output".as_ref(), index.as_os_str(), "--rows-per-shard".as_ref(), "4".as_ref()]);
+    let rows = shard_rows(&index, "image_embed").len();
+    // The first value of the first shard's first row, overwritten with NaN in place.
+    let mut shards: Vec<_> = std::fs::read_dir(&index).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "safetensors")).collect();
+    shards.sort();
+    let mut bytes = std::fs::read(&shards[0]).unwrap();
+    let header_len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + header_len]).unwrap();
+    let start = 8 + header_len + header["image_embed"]["data_offsets"][0].as_u64().unwrap() as usize;
+    bytes[start..start + 4].copy_from_slice(&f32::NAN.to_le_bytes());
+    std::fs::write(&shards[0], bytes).unwrap();
+    let o = Command::new(example("search"))
+        .args(["--preset", "diffclip_tiny", "--checkpoint"])
+        .arg(&ckpt)
+        .arg("--index")
+        .arg(&index)
+        .args(["--text", "a flower", "--top-k"])
+        .arg(rows.to_string())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    assert_eq!(stderr.matches("hold NaN or infinity").count(), 1, "{stderr}");
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(stdout.lines().count(), rows, "{stdout}");
+    assert!(stdout.lines().last().unwrap().contains("NaN"), "the NaN row ranks last: {stdout}");
+}
