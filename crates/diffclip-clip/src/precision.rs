@@ -143,7 +143,8 @@ impl Clip {
     /// # Ok(()) }
     /// ```
     pub fn with_precision(self, precision: Precision) -> Result<Self, ClipError> {
-        let device = self.image_projection.val().device();
+        let projection = self.image_projection.val();
+        let device = projection.device();
         let (weights, products) = match precision.products_on(&device) {
             true => (Precision::F32, precision.products()),
             false => (precision, MatmulPrecision::F32),
@@ -151,7 +152,7 @@ impl Clip {
         if weights != Precision::F32 {
             precision.check(&device)?;
         }
-        let mut model = match Precision::of(self.image_projection.val().dtype()) == Some(weights) {
+        let mut model = match Precision::of(projection.dtype()) == Some(weights) {
             true => self,
             false => self.map(&mut CastParams(weights.dtype())),
         };

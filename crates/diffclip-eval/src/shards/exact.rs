@@ -208,13 +208,13 @@ impl ExactIndex {
         }
         let dim = if paths.is_empty() { dim.unwrap_or(0) } else { shape[1] };
         let mut unit = Vec::with_capacity(paths.len() * dim);
-        let mut row = Vec::with_capacity(dim);
+        let (mut row, mut non_finite) = (Vec::with_capacity(dim), 0);
         for bytes in view.data().chunks_exact(4 * dim.max(1)) {
             row.clear();
             row.extend(bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])));
+            non_finite += usize::from(row.iter().any(|v| !v.is_finite()));
             unit.extend(normalized(&row));
         }
-        let non_finite = unit.chunks(dim.max(1)).filter(|row| row.iter().any(|v| !v.is_finite())).count();
         Ok(Self { dim, unit, paths, non_finite })
     }
 }
