@@ -263,12 +263,45 @@ impl Pretrained {
     }
 }
 
-/// The hub cache folder: `HF_HUB_CACHE` (when not empty), else `HF_HOME/hub`, else
-/// `~/.cache/huggingface/hub`.
+/// The hub cache folder: `HF_HUB_CACHE`, else `HF_HOME/hub`, else `~/.cache/huggingface/hub`,
+/// as `huggingface_hub` looks for it. A variable set but empty counts as unset (it would name
+/// the current folder without saying so).
+///
+/// ```
+/// let cache = diffclip::pretrained::cache_dir();
+/// assert!(cache.ends_with("hub") || std::env::var_os("HF_HUB_CACHE").is_some_and(|v| !v.is_empty()));
+/// ```
 pub fn cache_dir() -> PathBuf {
-    match std::env::var_os("HF_HUB_CACHE") {
-        // Set but empty is taken as unset: it would name the current folder without saying so.
-        Some(dir) if !dir.is_empty() => dir.into(),
-        _ => hf_hub::Cache::from_env().path().clone(),
+    hub_cache(|name| std::env::var_os(name), std::env::home_dir())
+}
+
+/// [`cache_dir`] from the variables `var` gives and the home folder (relative when unknown).
+fn hub_cache(var: impl Fn(&str) -> Option<std::ffi::OsString>, home: Option<PathBuf>) -> PathBuf {
+    let set = |name| var(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+    set("HF_HUB_CACHE")
+        .or_else(|| set("HF_HOME").map(|home| home.join("hub")))
+        .unwrap_or_else(|| home.unwrap_or_default().join(".cache").join("huggingface").join("hub"))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::OsString;
+    use std::path::{Path, PathBuf};
+
+    use super::hub_cache;
+
+    fn with(vars: &[(&str, &str)]) -> PathBuf {
+        let vars: Vec<(String, OsString)> = vars.iter().map(|(k, v)| (k.to_string(), v.into())).collect();
+        hub_cache(|name| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()), Some("/home/u".into()))
+    }
+
+    #[test]
+    fn the_hub_cache_follows_the_variables_and_empty_ones_count_as_unset() {
+        assert_eq!(with(&[]), Path::new("/home/u/.cache/huggingface/hub"));
+        assert_eq!(with(&[("HF_HOME", "/data/hf")]), Path::new("/data/hf/hub"));
+        assert_eq!(with(&[("HF_HOME", "/data/hf"), ("HF_HUB_CACHE", "/fast/hub")]), Path::new("/fast/hub"));
+        assert_eq!(with(&[("HF_HOME", ""), ("HF_HUB_CACHE", "")]), Path::new("/home/u/.cache/huggingface/hub"));
+        assert_eq!(with(&[("HF_HOME", "/data/hf"), ("HF_HUB_CACHE", "")]), Path::new("/data/hf/hub"));
+        assert_eq!(hub_cache(|_| None, None), Path::new(".cache/huggingface/hub"), "no home: relative, never a panic");
     }
 }
