@@ -11,9 +11,11 @@
 //! Ids are `encode_image/{preset}/{batch}` and `encode_text/{preset}/{batch}`; divide the batch by
 //! the time for images/s or texts/s (or use `examples/bench.rs`, which prints throughput).
 //!
-//! `matmul_{amx,rounded-f32}/{encode_image,encode_text}/{f32,bf16,f16}`: `diffclip_vit_b16` with
-//! the products (linear layers and attention) in f32, bf16 and f16 (`Clip::with_precision`), the
-//! bf16 engine in the name.
+//! `matmul_{amx,avx512-bf16,rounded-f32}/{encode_image,encode_text}/{f32,bf16,f16}`:
+//! `diffclip_vit_b16` with the products (linear layers and attention) in f32, bf16 and f16
+//! (`Clip::with_precision`), and `linear_1576x768x3072/{f32,bf16,f16}`, one linear layer (the
+//! MLP's first, 8 images' tokens) in each, the bf16 engine in the group's name; `DIFFCLIP_BF16_ENGINE=rounded-f32`
+//! (or another name) runs another engine the CPU offers.
 //!
 //! `encode_caption/{16,77}`: one caption of 16 or 77 tokens (`diffclip_vit_b16`), the work of
 //! serving a text query; run it again with `DIFFCLIP_NO_FEW_ROWS=1` for the `gemm` crate's
@@ -90,14 +92,21 @@ fn encoders(c: &mut Criterion) {
 }
 
 /// The same encoders with the linear layers' products in bf16 (`--dtype bf16` on the CPU:
-/// AMX where the CPU has it, else rounded operands at f32 speed) and in f16 (`--dtype f16`:
+/// AMX or AVX512-BF16 where the CPU has them, else rounded operands at f32 speed) and in f16 (`--dtype f16`:
 /// rounded operands, the f32 GEMM), against f32 in one group.
 fn reduced_products(c: &mut Criterion, model: &diffclip::clip::Clip, images: &Tensor<4>, text: &Tensor<2, Int>) {
     use diffclip::clip::Precision;
     let device = common::device();
     let mut group = c.benchmark_group(format!("matmul_{}", diffclip::attention::bf16_matmul_engine()));
     group.sampling_mode(SamplingMode::Flat).sample_size(10).measurement_time(Duration::from_secs(20));
+    // The ViT-B/16 MLP's first layer on 8 images' tokens: one GEMM, [1576, 768] · [768, 3072].
+    let fc1 = diffclip::burn::nn::LinearConfig::new(768, 3072).init(&device);
+    let tokens = Tensor::<3>::random([8, 197, 768], Distribution::Default, &device);
     for precision in [Precision::F32, Precision::Bf16, Precision::F16] {
+        let products = precision.products();
+        group.bench_function(BenchmarkId::new("linear_1576x768x3072", precision), |b| {
+            b.iter(|| black_box(common::finish(&device, diffclip::attention::with_matmul_precision(products, || diffclip::attention::linear(&fc1, tokens.clone())))))
+        });
         // On flex: the f32 weights with products in that type.
         let model = model.clone().with_precision(precision).expect("flex computes in every precision");
         group.bench_function(BenchmarkId::new("encode_image", precision), |b| {

@@ -96,7 +96,8 @@ struct Args {
     #[arg(long, default_value = "small", value_parser = ["small", "vit_b16"], requires = "train")]
     train_model: String,
     /// Compute in f32, bf16 or f16 (the embeddings come back as f32): on the CPU (flex) bf16
-    /// and f16 keep the weights f32 and multiply in that type (bf16 on AMX on Intel Xeons),
+    /// and f16 keep the weights f32 and multiply in that type (bf16 on AMX on Intel Xeons, on
+    /// AVX512-BF16 on AMD),
     /// otherwise the model is cast after it is built. With `--train`: mixed precision, computing in that type
     /// from f32 weights (f16 with a fixed loss scale).
     #[arg(long, default_value = "f32")]

@@ -124,7 +124,7 @@ struct Args {
     /// Compute in f32, or mixed precision in bf16 or f16 (f32 master weights and AdamW state;
     /// f16 with dynamic loss scaling). Needs a device with that arithmetic (flex: both; wgpu: f16).
     /// bf16 and f16 on flex keep the model f32 and multiply in that type (bf16 on AMX on Intel
-    /// Xeons).
+    /// Xeons, AVX512-BF16 on AMD).
     #[arg(long, default_value = "f32")]
     precision: diffclip::clip::Precision,
 

@@ -21,7 +21,7 @@
 //! standard and differential heads that reads the `[B, N, D]` projections in place and keeps
 //! memory linear in N, vectorised multi-threaded GELU/QuickGELU, and linear layers as one GEMM
 //! ([`linear`]; [`linears`] for layers sharing an input, [`mlp`] for the transformer MLP, which
-//! with bf16 products on AMX pack that input once and keep the hidden layer in cache), each
+//! with bf16 products on AMX or AVX512-BF16 pack that input once and keep the hidden layer in cache), each
 //! with its own backward under autodiff, and LayerNorm ([`layer_norm`]) and
 //! the embedding lookup ([`embedding`]) as one op each under autodiff. Other
 //! backends use Burn's ops; [`set_cpu_kernels`] switches the kernels off.

@@ -7,7 +7,7 @@ use crate::{Activation, linear};
 
 /// `fc2(activation(fc1(x)))`, `x` being `[.., fc1's inputs]`.
 ///
-/// With bf16 products on AMX (plain f32 tensors on flex, see [`crate::MatmulPrecision`]) it is
+/// With bf16 products on AMX or AVX512-BF16 (plain f32 tensors on flex, see [`crate::MatmulPrecision`]) it is
 /// one pass: each of `fc1`'s output blocks is activated while in cache and rounded straight into
 /// the bf16 operand `fc2` reads, so the f32 hidden layer (4× the width) is never written or
 /// read back; the result is the same bits as the three steps. Elsewhere it is [`linear`],

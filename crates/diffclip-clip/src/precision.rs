@@ -119,7 +119,7 @@ impl Clip {
     /// inference and for training:
     /// - on the CPU (flex, [`Precision::products_on`]) the weights and activations stay f32 and
     ///   both towers multiply in `precision` ([`products`](Precision::products): rounded operands,
-    ///   f32 sums; bf16 on AMX where the CPU has it), in their forward passes and in the
+    ///   f32 sums; bf16 on AMX or AVX512-BF16 where the CPU has them), in their forward passes and in the
     ///   backward of those, whatever the calling thread's setting;
     /// - elsewhere every float parameter is cast to `precision` (under autodiff the casts are
     ///   recorded, so gradients reach the f32 weights this was called on).

@@ -29,7 +29,7 @@ impl Mlp {
 
     /// `drop(fc2(act(fc1(x))))` of `x [B, N, width]`, giving `[B, N, width]`.
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        // One pass on AMX (the hidden layer never leaves the cache in f32), else three steps.
+        // One pass on AMX or AVX512-BF16 (the hidden layer never leaves the cache in f32), else three steps.
         self.drop.forward(diffclip_attention::mlp(&self.fc1, self.activation, &self.fc2, x))
     }
 }

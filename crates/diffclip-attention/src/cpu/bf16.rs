@@ -2,18 +2,18 @@
 //! (and f16 operands, for `F16`, by the f32 GEMM on rounded operands).
 //!
 //! On x86-64 CPUs with AMX (Intel Xeon from Sapphire Rapids on) the tile unit multiplies bf16
-//! at several times the f32 FMA rate of the same core; elsewhere the operands are rounded to
-//! bf16 and multiplied by the f32 GEMM. Both give the same products (a product of two bf16
-//! values is exact in f32; AMX flushes denormals to zero) summed in other orders, so the
-//! precision does not depend on the CPU.
+//! at several times the f32 FMA rate of the same core; on AMD's with AVX512-BF16 (Zen 4 on)
+//! `vdpbf16ps` does twice the f32 FMA's multiplies; elsewhere the operands are rounded to
+//! bf16 and multiplied by the f32 GEMM. All give the same products (a product of two bf16
+//! values is exact in f32; AMX and `vdpbf16ps` flush denormals to zero) summed in other orders,
+//! so the precision does not depend on the CPU.
 //! The operands are rounded to nearest even, packed in 32 × 32 blocks padded with zeros, and
 //! every output element's sum runs over `k` in order whatever the thread split: deterministic.
 
 use rayon::prelude::*;
 
-use crate::MatmulPrecision;
-
 pub(crate) use super::linear::Start;
+pub(crate) use engine::Engine;
 
 /// `f32` to bf16 bits, rounded to nearest even; NaN stays NaN. Branch-free, so loops of it
 /// vectorise.
@@ -46,62 +46,6 @@ pub(crate) fn round_f16(x: f32) -> f32 {
     let rounded = if a < 6.103_515_6e-5 { subnormal } else { normal };
     let rounded = if a >= 65520.0 { f32::INFINITY.copysign(x) } else { rounded };
     if a.is_nan() { x } else { rounded }
-}
-
-/// What multiplies reduced-precision operands here: AMX (bf16), or the f32 GEMM on operands
-/// rounded to bf16 or f16. (AVX512-BF16's `vdpbf16ps` was tried: on a Sapphire Rapids Xeon it
-/// ran at half the f32 GEMM's rate.)
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // AMX is x86-64's
-pub(crate) enum Engine {
-    Amx,
-    RoundedBf16,
-    RoundedF16,
-}
-
-impl Engine {
-    /// The fastest bf16 engine this CPU (and system) offers, chosen once.
-    pub(crate) fn best() -> Engine {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if amx::available() {
-                return Engine::Amx;
-            }
-        }
-        Engine::RoundedBf16
-    }
-
-    /// The engine for products in `precision`, `None` for f32 (the f32 GEMM).
-    pub(crate) fn for_products(precision: MatmulPrecision) -> Option<Engine> {
-        match precision {
-            MatmulPrecision::F32 => None,
-            MatmulPrecision::Bf16 => Some(Engine::best()),
-            MatmulPrecision::F16 => Some(Engine::RoundedF16),
-        }
-    }
-
-    /// How it rounds an operand.
-    #[cfg(test)]
-    fn round(self) -> fn(f32) -> f32 {
-        match self {
-            Engine::Amx | Engine::RoundedBf16 => round_bf16,
-            Engine::RoundedF16 => round_f16,
-        }
-    }
-
-    /// Whether it packs operands into bf16 panels (AMX), which [`mlp`] can write directly.
-    pub(crate) fn packs_pairs(self) -> bool {
-        self == Engine::Amx
-    }
-
-    /// Its name, as benchmarks print it.
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            Engine::Amx => "amx",
-            Engine::RoundedBf16 => "rounded-f32",
-            Engine::RoundedF16 => "rounded-f32-f16",
-        }
-    }
 }
 
 /// `dst (m × n, row stride dst_rs) = start + lhs · rhs` with reduced operands on `engine`,
@@ -141,20 +85,47 @@ pub(crate) struct PackedRhs {
 }
 
 enum Layout {
-    /// Column panels of pairs (`blocked::pack_rhs`), for AMX.
+    /// Column panels of pairs (`blocked::pack_rhs`), for AMX's tiles or `vdpbf16ps`.
     #[cfg(target_arch = "x86_64")]
-    Pairs(aligned::Aligned<u32>),
+    Pairs(PairKernel, aligned::Aligned<u32>),
     Rounded(Vec<f32>),
+}
+
+/// A block kernel on packed pairs ([`blocked::Kernel`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PairKernel {
+    #[cfg(target_arch = "x86_64")]
+    Amx,
+    #[cfg(target_arch = "x86_64")]
+    DotPairs,
+}
+
+/// `$body` with `$K` the [`blocked::Kernel`] type of the [`PairKernel`] `$kernel`: the one
+/// place that maps a kernel to its code.
+#[cfg(target_arch = "x86_64")]
+macro_rules! with_pair_kernel {
+    ($kernel:expr, $K:ident => $body:expr) => {
+        match $kernel {
+            PairKernel::Amx => {
+                type $K = amx::Tiles;
+                $body
+            }
+            PairKernel::DotPairs => {
+                type $K = dot_pairs::DotPairs;
+                $body
+            }
+        }
+    };
 }
 
 impl PackedRhs {
     /// SAFETY: `src` addresses a valid `k × n` matrix with strides `[row, column]`; the CPU
     /// offers `engine` ([`Engine::best`] or a rounded one).
     pub(crate) unsafe fn new(engine: Engine, src: *const f32, strides: [usize; 2], k: usize, n: usize) -> PackedRhs {
-        let layout = match engine {
+        let layout = match engine.pair_kernel() {
             #[cfg(target_arch = "x86_64")]
-            // SAFETY: the caller's contract; AMX's CPUs have AVX-512 F and BW.
-            Engine::Amx => Layout::Pairs(unsafe { blocked::pack_rhs(src, strides, k, n, false) }),
+            // SAFETY: the caller's contract; AMX's and AVX512-BF16's CPUs have AVX-512 F and BW.
+            Some(kernel) => Layout::Pairs(kernel, unsafe { blocked::pack_rhs(src, strides, k, n, false) }),
             // SAFETY: the caller's contract.
             _ => Layout::Rounded(unsafe { rounded(src, strides, k, n, engine) }),
         };
@@ -191,7 +162,7 @@ impl PackedRhs {
     pub(crate) fn bytes(&self) -> usize {
         match &self.layout {
             #[cfg(target_arch = "x86_64")]
-            Layout::Pairs(v) => v.len() * 4,
+            Layout::Pairs(_, v) => v.len() * 4,
             Layout::Rounded(v) => v.len() * 4,
         }
     }
@@ -214,7 +185,7 @@ pub(crate) unsafe fn gemm_packed(
     match &rhs.layout {
         // SAFETY: the caller's contract; a packed layout names an engine the CPU offers.
         #[cfg(target_arch = "x86_64")]
-        Layout::Pairs(packed) => unsafe { blocked::gemm::<amx::Tiles>([m, n, k], dst, dst_rs, start, lhs, lhs_strides, packed) },
+        Layout::Pairs(kernel, packed) => unsafe { with_pair_kernel!(*kernel, K => blocked::gemm::<K>([m, n, k], dst, dst_rs, start, lhs, lhs_strides, packed)) },
         Layout::Rounded(b) => {
             // SAFETY: the caller's contract.
             let (a, accumulate) = unsafe { (rounded(lhs, lhs_strides, m, k, rhs.engine), start.prepare(dst, [m, n], dst_rs)) };
@@ -225,13 +196,14 @@ pub(crate) unsafe fn gemm_packed(
 }
 
 /// Attention inference (before the output projection) with reduced-precision products on
-/// `engine`: on AMX's tiles (`bf16/attention.rs`); elsewhere the f32 kernel on q, k, v and the
-/// attention weights rounded as `engine` rounds, the same products summed in another order.
+/// `engine`: on its block kernel when it packs pairs (`bf16/attention.rs`); elsewhere the f32
+/// kernel on q, k, v and the attention weights rounded as `engine` rounds, the same products
+/// summed in another order.
 pub(crate) fn attention(engine: Engine, x: super::attention::Inputs) -> Vec<f32> {
     #[cfg(target_arch = "x86_64")]
-    if engine == Engine::Amx {
-        // SAFETY: the engine is AMX, so the CPU has it.
-        return unsafe { attention::attention::<amx::Tiles>(x) };
+    if let Some(kernel) = engine.pair_kernel() {
+        // SAFETY: the engine was offered, so the CPU has its kernel.
+        return unsafe { with_pair_kernel!(kernel, K => attention::attention::<K>(x)) };
     }
     let (rows, width) = (x.dims.batch * x.dims.n, x.dims.width);
     assert!([x.q, x.k, x.v].iter().all(|t| t.len() == rows * width));
@@ -239,12 +211,12 @@ pub(crate) fn attention(engine: Engine, x: super::attention::Inputs) -> Vec<f32>
     let [q, k, v] = [x.q, x.k, x.v].map(|t| unsafe { rounded(t.as_ptr(), [width, 1], rows, width, engine) });
     let round: fn(&mut [f32]) = match engine {
         Engine::RoundedF16 => |xs| xs.iter_mut().for_each(|x| *x = round_f16(*x)),
-        Engine::Amx | Engine::RoundedBf16 => |xs| xs.iter_mut().for_each(|x| *x = round_bf16(*x)),
+        Engine::Amx | Engine::DotPairs | Engine::RoundedBf16 => |xs| xs.iter_mut().for_each(|x| *x = round_bf16(*x)),
     };
     super::attention::attention(super::attention::Inputs { q: &q, k: &k, v: &v, ..x }, false, Some(round)).0
 }
 
-/// `x·W + b` for each `(W, b)` of `layers` (packed for AMX), `x` (`rows × k`, row-major)
+/// `x·W + b` for each `(W, b)` of `layers` (packed in pairs, for one kernel), `x` (`rows × k`, row-major)
 /// rounded and packed once: the same bits as [`gemm_packed`] of each. `None` unless every
 /// weight is packed in pairs.
 pub(crate) fn products_of_one_input(x: &[f32], rows: usize, layers: &[(&PackedRhs, Option<&[f32]>)]) -> Option<Vec<Vec<f32>>> {
@@ -253,20 +225,22 @@ pub(crate) fn products_of_one_input(x: &[f32], rows: usize, layers: &[(&PackedRh
     #[cfg(target_arch = "x86_64")]
     {
         let pairs: Vec<_> = layers.iter().map_while(|(w, b)| match &w.layout {
-            Layout::Pairs(p) => Some((&**p, w.n, b.map_or(Start::Zero, Start::Bias))),
+            Layout::Pairs(kernel, p) => Some((*kernel, &**p, w.n, b.map_or(Start::Zero, Start::Bias))),
             Layout::Rounded(_) => None,
         }).collect();
-        if pairs.len() < layers.len() || k == 0 {
+        let kernel = pairs.first()?.0;
+        if pairs.len() < layers.len() || pairs.iter().any(|p| p.0 != kernel) || k == 0 {
             return None;
         }
-        let macs = rows.saturating_mul(k).saturating_mul(pairs.iter().map(|p| p.1).sum());
-        // SAFETY: `x` holds rows × k values (asserted); AMX's CPUs have AVX-512 F and BW.
+        let macs = rows.saturating_mul(k).saturating_mul(pairs.iter().map(|p| p.2).sum());
+        // SAFETY: `x` holds rows × k values (asserted); the pair kernels' CPUs have AVX-512 F
+        // and BW.
         let lhs = unsafe { blocked::pack_lhs(x.as_ptr(), [k, 1], rows, k, macs >= super::linear::PARALLEL_MACS) };
-        Some(pairs.into_iter().map(|(p, n, start)| {
+        Some(pairs.into_iter().map(|(_, p, n, start)| {
             super::written(rows * n, |out| {
                 // SAFETY: `lhs` is the packed rows × k input; `out` holds rows × n values; the
-                // bias holds n (asserted); the CPU has AMX (it packed the weights in pairs).
-                unsafe { blocked::gemm_packed_lhs::<amx::Tiles>([rows, n, k], out.as_mut_ptr().cast(), n, start, &lhs, p) }
+                // bias holds n (asserted); the CPU has the kernel (it packed the weights for it).
+                unsafe { with_pair_kernel!(kernel, K => blocked::gemm_packed_lhs::<K>([rows, n, k], out.as_mut_ptr().cast(), n, start, &lhs, p)) }
             })
         }).collect())
     }
@@ -274,7 +248,7 @@ pub(crate) fn products_of_one_input(x: &[f32], rows: usize, layers: &[(&PackedRh
     None
 }
 
-/// `act(x·W1 + b1)·W2 + b2` for `x` (`rows × k`, row-major) with both weights packed for AMX:
+/// `act(x·W1 + b1)·W2 + b2` for `x` (`rows × k`, row-major) with both weights packed in pairs:
 /// each block of the hidden layer is activated in cache and rounded into the packed left
 /// operand of the second product, so the f32 hidden layer is never stored. The same bits as
 /// [`gemm_packed`], `act` and [`gemm_packed`]. `None` unless both weights are packed in pairs.
@@ -283,18 +257,18 @@ pub(crate) fn mlp(x: &[f32], rows: usize, w1: &PackedRhs, b1: Option<&[f32]>, ac
     assert!(w2.k == hidden && x.len() >= rows * k && b1.is_none_or(|b| b.len() >= hidden) && b2.is_none_or(|b| b.len() >= n));
     match (&w1.layout, &w2.layout) {
         #[cfg(target_arch = "x86_64")]
-        (Layout::Pairs(p1), Layout::Pairs(p2)) => {
+        (Layout::Pairs(kernel, p1), Layout::Pairs(kernel2, p2)) if kernel == kernel2 => {
             let (start1, start2) = (b1.map_or(Start::Zero, Start::Bias), b2.map_or(Start::Zero, Start::Bias));
-            // SAFETY: `x` holds rows × k values (asserted); pairs layouts are AMX's, which the
-            // CPU has (it packed them); the biases hold hidden and n values (asserted).
-            let h = unsafe { blocked::gemm_to_panels::<amx::Tiles>([rows, hidden, k], start1, x.as_ptr(), [k, 1], p1, act) };
+            // SAFETY: `x` holds rows × k values (asserted); the CPU has the pairs' kernel (it
+            // packed them); the biases hold hidden and n values (asserted).
+            let h = unsafe { with_pair_kernel!(*kernel, K => blocked::gemm_to_panels::<K>([rows, hidden, k], start1, x.as_ptr(), [k, 1], p1, act)) };
             Some(super::written(rows * n, |out| {
                 // SAFETY: `h` is the packed rows × hidden operand; `out` holds rows × n values.
-                unsafe { blocked::gemm_packed_lhs::<amx::Tiles>([rows, n, hidden], out.as_mut_ptr().cast(), n, start2, &h, p2) }
+                unsafe { with_pair_kernel!(*kernel, K => blocked::gemm_packed_lhs::<K>([rows, n, hidden], out.as_mut_ptr().cast(), n, start2, &h, p2)) }
             }))
         }
         _ => {
-            let _ = act; // only AMX's panels take it
+            let _ = act; // only the pairs' panels take it
             None
         }
     }
@@ -308,7 +282,7 @@ unsafe fn rounded(src: *const f32, strides: [usize; 2], rows: usize, cols: usize
     unsafe {
         match engine {
             Engine::RoundedF16 => rounded_by(src, strides, rows, cols, round_f16),
-            Engine::Amx | Engine::RoundedBf16 => rounded_by(src, strides, rows, cols, round_bf16),
+            Engine::Amx | Engine::DotPairs | Engine::RoundedBf16 => rounded_by(src, strides, rows, cols, round_bf16),
         }
     }
 }
@@ -361,6 +335,9 @@ mod attention;
 mod amx;
 #[cfg(target_arch = "x86_64")]
 mod blocked;
+#[cfg(target_arch = "x86_64")]
+mod dot_pairs;
+mod engine;
 
 #[cfg(test)]
 mod tests {
@@ -419,10 +396,8 @@ mod tests {
 
     /// Every engine this CPU offers (the rounded ones everywhere).
     fn engines() -> Vec<Engine> {
-        #[cfg(target_arch = "x86_64")]
-        let engines = if amx::available() { vec![Engine::RoundedBf16, Engine::RoundedF16, Engine::Amx] } else { vec![Engine::RoundedBf16, Engine::RoundedF16] };
-        #[cfg(not(target_arch = "x86_64"))]
-        let engines = vec![Engine::RoundedBf16, Engine::RoundedF16];
+        let mut engines = Engine::offered();
+        engines.push(Engine::RoundedF16);
         println!("engines: {engines:?}; best: {:?}", Engine::best());
         engines
     }

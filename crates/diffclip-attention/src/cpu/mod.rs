@@ -176,7 +176,7 @@ pub(crate) fn linear<const D: usize>(x: &Tensor<D>, w: &Tensor<2>, b: Option<&Te
 }
 
 /// `x·W + b` for several layers `(W, b)` of one plain f32 flex input when bf16 products run on
-/// AMX: `x` is rounded and packed once. `None` otherwise (then each runs as [`linear`], the
+/// packed pairs (AMX or AVX512-BF16): `x` is rounded and packed once. `None` otherwise (then each runs as [`linear`], the
 /// same bits).
 pub(crate) fn linears<const D: usize>(x: &Tensor<D>, layers: &[(Tensor<2>, Option<Tensor<1>>)]) -> Option<Vec<Tensor<D>>> {
     let engine = bf16::Engine::for_products(crate::matmul_precision()).filter(|e| e.packs_pairs())?;
@@ -204,7 +204,8 @@ pub(crate) fn linears<const D: usize>(x: &Tensor<D>, layers: &[(Tensor<2>, Optio
     }).collect())
 }
 
-/// `fc2(act(fc1(x)))` in one pass when bf16 products run on AMX and every operand is a plain
+/// `fc2(act(fc1(x)))` in one pass when bf16 products run on packed pairs (AMX or AVX512-BF16)
+/// and every operand is a plain
 /// f32 flex tensor (`x`: `[.., k]`, `w1`: `[k, hidden]`, `w2`: `[hidden, n]`), else `None` (then
 /// the caller runs the three steps, which give the same bits).
 pub(crate) fn mlp<const D: usize>(
@@ -273,10 +274,10 @@ mod tests {
     use crate::{MatmulPrecision, with_matmul_precision};
 
     /// The one-pass MLP and the shared input of several layers run exactly where bf16 products
-    /// run on AMX, on plain flex tensors; their bits against the separate steps are
-    /// `tests/one_pass.rs`'s.
+    /// run on packed pairs (AMX or AVX512-BF16), on plain flex tensors; their bits against the
+    /// separate steps are `tests/one_pass.rs`'s.
     #[test]
-    fn one_pass_where_bf16_products_run_on_amx() {
+    fn one_pass_where_bf16_products_run_on_packed_pairs() {
         let device = Device::flex();
         let (fc1, fc2) = (LinearConfig::new(64, 96).init(&device), LinearConfig::new(96, 32).init(&device));
         let x = Tensor::<3>::random([2, 5, 64], Distribution::Default, &device);
@@ -287,9 +288,9 @@ mod tests {
             assert_eq!(mlp, shared);
             mlp
         };
-        let amx = crate::bf16_matmul_engine() == "amx";
+        let pairs = matches!(crate::bf16_matmul_engine(), "amx" | "avx512-bf16");
         println!("bf16 engine: {}", crate::bf16_matmul_engine());
-        assert_eq!(with_matmul_precision(MatmulPrecision::Bf16, || one_pass(&x)), amx);
+        assert_eq!(with_matmul_precision(MatmulPrecision::Bf16, || one_pass(&x)), pairs);
         assert!(!with_matmul_precision(MatmulPrecision::F32, || one_pass(&x)));
         assert!(!with_matmul_precision(MatmulPrecision::F16, || one_pass(&x)));
         let tracked = Tensor::<3>::from_data(x.into_data(), &device.autodiff());

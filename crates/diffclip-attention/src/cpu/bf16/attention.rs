@@ -1,5 +1,6 @@
-//! Attention inference with bf16 products on AMX: the scores `Q·Kᵀ` and `A·V` run on the tiles,
-//! softmax, the differential combination and the RMSNorm stay f32.
+//! Attention inference with bf16 products on a block kernel (AMX's tiles, `vdpbf16ps`): the
+//! scores `Q·Kᵀ` and `A·V` run on it; softmax, the differential combination and the RMSNorm
+//! stay f32.
 //!
 //! A work item is one (batch, output group): its keys (`Kᵀ`, per map) and values are rounded
 //! and packed once in the tiles' layout, then each block of 32 query rows goes through scores,
@@ -116,7 +117,7 @@ pub(crate) unsafe fn attention<K: Kernel>(x: Inputs) -> Vec<f32> {
                     let s = &mut scores[m * BLOCK * np..][..BLOCK * np];
                     for p in 0..np / BLOCK {
                         let panel = &keys[p * (kd / 2) * BLOCK..][..(kd / 2) * BLOCK];
-                        kernel.product(q_rows, panel, kd, s.as_mut_ptr().add(p * BLOCK), np, None);
+                        kernel.product(q_rows, panel, kd, r, s.as_mut_ptr().add(p * BLOCK), np, None);
                     }
                     for (i, row) in s.chunks_exact_mut(np).take(r).enumerate() {
                         let valid = if causal { r0 + i + 1 } else { n };
@@ -142,7 +143,7 @@ pub(crate) unsafe fn attention<K: Kernel>(x: Inputs) -> Vec<f32> {
                 }
                 for p in 0..vp / BLOCK {
                     let panel = &values[p * (np / 2) * BLOCK..][..(np / 2) * BLOCK];
-                    kernel.product(a_rows, panel, np, o.as_mut_ptr().add(p * BLOCK), vp, None);
+                    kernel.product(a_rows, panel, np, r, o.as_mut_ptr().add(p * BLOCK), vp, None);
                 }
                 for (i, row) in o.chunks_exact(vp).take(r).enumerate() {
                     // This item alone writes rows r0.., columns g·vd.. (g+1)·vd of `out`.
@@ -170,7 +171,7 @@ mod tests {
     /// the attention weights before `A·V` (< 2⁻⁸ of each), so a wrong head, key, panel, mask,
     /// scale, λ or norm shows as an error of the outputs' own size. Standard and differential
     /// heads (with and without the norm), causal or not, head widths off the 32-wide blocks, on
-    /// the scalar block kernel (any AVX-512 CPU) and on AMX where the CPU has it.
+    /// the scalar block kernel (any AVX-512 CPU) and on AMX and AVX512-BF16 where the CPU has them.
     #[test]
     fn matches_the_f32_kernel_on_rounded_operands() {
         if !avx512() {
@@ -180,6 +181,9 @@ mod tests {
         let mut kernels: Vec<(&str, Run)> = vec![("scalar", attention::<Scalar> as Run)];
         if super::super::amx::available() {
             kernels.push(("amx", attention::<super::super::amx::Tiles> as Run));
+        }
+        if super::super::dot_pairs::available() {
+            kernels.push(("avx512-bf16", attention::<super::super::dot_pairs::DotPairs> as Run));
         }
         // The last: n·vd past the size where V would be packed on several threads, and one
         // (batch, group) pair, so the rows are split into runs.

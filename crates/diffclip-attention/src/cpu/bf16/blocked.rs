@@ -21,11 +21,14 @@ pub(super) trait Kernel {
     /// `out = start + lhs · rhs`: `lhs` is BLOCK rows of `kp` bf16, `rhs` one packed column
     /// panel of `kp / 2` pairs × BLOCK columns, `out` BLOCK rows of BLOCK f32, `out_stride` f32
     /// apart. The sums start at zero, or at `start`'s BLOCK rows of BLOCK f32 `stride` f32
-    /// apart (0 repeats one row: a bias). AMX flushes a subnormal start to zero.
+    /// apart (0 repeats one row: a bias). AMX flushes a subnormal start to zero. Only the
+    /// first `rows` (1 to BLOCK) rows of `out` are read back: a kernel may skip the others
+    /// (padding) or write anything there.
     ///
     /// SAFETY: `out` addresses such a block, not overlapping the operands; `start` addresses
     /// initialised values of that shape.
-    unsafe fn product(&self, lhs: &[u16], rhs: &[u32], kp: usize, out: *mut f32, out_stride: usize, start: Option<(*const f32, usize)>);
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn product(&self, lhs: &[u16], rhs: &[u32], kp: usize, rows: usize, out: *mut f32, out_stride: usize, start: Option<(*const f32, usize)>);
 }
 
 /// Rows of output (a multiple of `BLOCK`) whose `lhs` block, `rows × kp` bf16, stays
@@ -240,14 +243,14 @@ unsafe fn products<K: Kernel>([m, n, k]: [usize; 3], packed_lhs: &[u16], packed_
                         if rows == BLOCK && cols == BLOCK {
                             // SAFETY: as above, a whole block, stored in place; the bias panel
                             // holds BLOCK values.
-                            unsafe { kernel.product(lhs, panel, kp, out, dst_rs, from) };
+                            unsafe { kernel.product(lhs, panel, kp, BLOCK, out, dst_rs, from) };
                             continue;
                         }
                         // A block past dst's edge goes through `block`, from the same start:
                         // the same sums as a whole block's.
                         // SAFETY: `block` is BLOCK × BLOCK f32 of this task; what it holds past
                         // dst's part is never read back.
-                        unsafe { kernel.product(lhs, panel, kp, block.as_mut_ptr(), BLOCK, from) };
+                        unsafe { kernel.product(lhs, panel, kp, rows, block.as_mut_ptr(), BLOCK, from) };
                         for (r, values) in block.chunks_exact(BLOCK).take(rows).enumerate() {
                             // SAFETY: row r of this task's block of dst; written, never viewed
                             // as a slice (it may be uninitialised).
@@ -256,8 +259,8 @@ unsafe fn products<K: Kernel>([m, n, k]: [usize; 3], packed_lhs: &[u16], packed_
                     }
                     Sink::Panels { dst, act } => {
                         // SAFETY: as above, into this task's block.
-                        unsafe { kernel.product(lhs, panel, kp, block.as_mut_ptr(), BLOCK, from) };
-                        act(&mut block);
+                        unsafe { kernel.product(lhs, panel, kp, rows, block.as_mut_ptr(), BLOCK, from) };
+                        act(&mut block[..rows * BLOCK]);
                         for (r, values) in block.chunks_exact(BLOCK).enumerate() {
                             // SAFETY: row r of row panel i, columns of panel p, in the packed
                             // output (BLOCK · panels values per row); this task's alone.
@@ -363,12 +366,18 @@ pub(super) mod tests {
             Scalar
         }
 
-        unsafe fn product(&self, lhs: &[u16], rhs: &[u32], kp: usize, out: *mut f32, out_stride: usize, start: Option<(*const f32, usize)>) {
+        unsafe fn product(&self, lhs: &[u16], rhs: &[u32], kp: usize, rows: usize, out: *mut f32, out_stride: usize, start: Option<(*const f32, usize)>) {
             let f = |bits: u16| f32::from_bits((bits as u32) << 16);
             for r in 0..BLOCK {
                 for c in 0..BLOCK {
                     // SAFETY: (r, c) lies in the block the caller gives.
                     let at = unsafe { out.add(r * out_stride + c) };
+                    if r >= rows {
+                        // Rows the caller does not read back: NaN shows if it does.
+                        // SAFETY: as above.
+                        unsafe { *at = f32::NAN };
+                        continue;
+                    }
                     // SAFETY: (r, c) of the start block, initialised (the caller's contract).
                     let mut sum = start.map_or(0.0, |(from, stride)| unsafe { *from.add(r * stride + c) });
                     for (p, &pair) in rhs.chunks_exact(BLOCK).map(|row| &row[c]).enumerate() {
