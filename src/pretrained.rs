@@ -1,7 +1,8 @@
 //! Released checkpoints by name: which repository and file hold each, and the config preset,
 //! preprocessing and caption truncation it was evaluated with. Files are found in the Hugging
-//! Face hub cache (`HF_HUB_CACHE`, else `HF_HOME/hub`, else `~/.cache/huggingface/hub`); nothing
-//! is downloaded (`huggingface-cli download REPO FILE` fills the cache where a network exists).
+//! Face hub cache (`HF_HUB_CACHE`, else `HF_HOME/hub`, else `~/.cache/huggingface/hub`: see
+//! [`cache_dir`]); nothing is downloaded (`huggingface-cli download REPO FILE` fills the cache
+//! where a network exists).
 //!
 //! Each entry also names its tokenizer ([`TokenizerSource`]). With the `hf-tokenizer` feature,
 //! [`Pretrained::tokenizer`] reads a [`TokenizerSource::HubFile`] (the `tokenizer.json` of the
@@ -263,9 +264,11 @@ impl Pretrained {
     }
 }
 
-/// The hub cache folder: `HF_HUB_CACHE`, else `HF_HOME/hub`, else `~/.cache/huggingface/hub`,
-/// as `huggingface_hub` looks for it. A variable set but empty counts as unset (it would name
-/// the current folder without saying so).
+/// The hub cache folder: `HF_HUB_CACHE`, else `HF_HOME/hub`, else
+/// `XDG_CACHE_HOME/huggingface/hub`, else `~/.cache/huggingface/hub`, as Python's
+/// `huggingface_hub` looks for it (it also expands a leading `~`; this does not). A variable set
+/// but empty counts as unset (it would name the current folder without saying so). Without a
+/// known home folder the last is relative; a missing file's error names it.
 ///
 /// ```
 /// let cache = diffclip::pretrained::cache_dir();
@@ -278,9 +281,10 @@ pub fn cache_dir() -> PathBuf {
 /// [`cache_dir`] from the variables `var` gives and the home folder (relative when unknown).
 fn hub_cache(var: impl Fn(&str) -> Option<std::ffi::OsString>, home: Option<PathBuf>) -> PathBuf {
     let set = |name| var(name).filter(|v| !v.is_empty()).map(PathBuf::from);
-    set("HF_HUB_CACHE")
-        .or_else(|| set("HF_HOME").map(|home| home.join("hub")))
-        .unwrap_or_else(|| home.unwrap_or_default().join(".cache").join("huggingface").join("hub"))
+    set("HF_HUB_CACHE").or_else(|| set("HF_HOME").map(|home| home.join("hub"))).unwrap_or_else(|| {
+        let cache = set("XDG_CACHE_HOME").unwrap_or_else(|| home.unwrap_or_default().join(".cache"));
+        cache.join("huggingface").join("hub")
+    })
 }
 
 #[cfg(test)]
@@ -302,6 +306,9 @@ mod tests {
         assert_eq!(with(&[("HF_HOME", "/data/hf"), ("HF_HUB_CACHE", "/fast/hub")]), Path::new("/fast/hub"));
         assert_eq!(with(&[("HF_HOME", ""), ("HF_HUB_CACHE", "")]), Path::new("/home/u/.cache/huggingface/hub"));
         assert_eq!(with(&[("HF_HOME", "/data/hf"), ("HF_HUB_CACHE", "")]), Path::new("/data/hf/hub"));
+        assert_eq!(with(&[("XDG_CACHE_HOME", "/xdg")]), Path::new("/xdg/huggingface/hub"));
+        assert_eq!(with(&[("XDG_CACHE_HOME", "/xdg"), ("HF_HOME", "/data/hf")]), Path::new("/data/hf/hub"));
+        assert_eq!(with(&[("XDG_CACHE_HOME", "")]), Path::new("/home/u/.cache/huggingface/hub"));
         assert_eq!(hub_cache(|_| None, None), Path::new(".cache/huggingface/hub"), "no home: relative, never a panic");
     }
 }
