@@ -222,6 +222,7 @@ fn run_train(args: &Args, device: &Device) -> Result<Vec<serde_json::Value>, Box
             "model": name,
             "backend": args.backend,
             "dtype": args.dtype.to_string(),
+            "bf16_engine": diffclip::attention::bf16_matmul_engine(),
             "x86_v4": cfg!(feature = "x86-v4"),
             "cpu_kernels": diffclip::attention::cpu_kernels_enabled(),
             "path": config.vision.path,

@@ -25,8 +25,8 @@ pub fn linear<const D: usize>(layer: &Linear, x: Tensor<D>) -> Tensor<D> {
 }
 
 /// Several linear layers of one input: `layers[i].forward(x)` for each (a layer's q, k and v
-/// projections). With bf16 products on AMX or AVX512-BF16 (plain f32 tensors on flex) `x` is rounded and packed
-/// once for all of them; the results are the same bits as [`linear`] of each.
+/// projections). With bf16 products on AMX or AVX512-BF16 (plain f32 tensors on flex) `x` is
+/// rounded and packed once for all of them; the results are the same bits as [`linear`] of each.
 ///
 /// ```
 /// # use burn::nn::LinearConfig;

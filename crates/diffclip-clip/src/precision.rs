@@ -69,7 +69,7 @@ impl Precision {
     /// Whether computing in this precision on `device` means [`products`](Self::products) of
     /// f32 weights rather than casting the weights: bf16 and f16 on the CPU (flex), where a
     /// cast model runs slower than f32 (f16 about 3×) and the products run faster (bf16 on
-    /// AMX) or about as fast. [`Clip::with_precision`] makes this choice.
+    /// AMX or AVX512-BF16) or about as fast. [`Clip::with_precision`] makes this choice.
     ///
     /// ```
     /// use diffclip_clip::Precision;

@@ -69,7 +69,8 @@ pub struct TrainConfig {
     /// `f16`: every micro-batch runs on the f32 master weights taken to that precision by
     /// [`Clip::with_precision`](diffclip_clip::Clip::with_precision) (cast on GPUs; on the CPU,
     /// flex, nothing is cast and the linear layers multiply operands rounded to that type,
-    /// summing in f32: bf16 runs faster than f32 on Intel Xeons with AMX and f16 about as fast,
+    /// summing in f32: bf16 runs faster than f32 on Intel Xeons with AMX and AMD CPUs with
+    /// AVX512-BF16, and f16 about as fast,
     /// where a cast model runs slower); gradients and AdamW state stay f32, and `f16` runs
     /// with dynamic loss scaling, see [`TrainState::loss_scale`](crate::TrainState::loss_scale).
     pub precision: Precision,

@@ -8,7 +8,8 @@
 //! values is exact in f32; AMX and `vdpbf16ps` flush denormals to zero) summed in other orders,
 //! so the precision does not depend on the CPU.
 //! The operands are rounded to nearest even, packed in 32 × 32 blocks padded with zeros, and
-//! every output element's sum runs over `k` in order whatever the thread split: deterministic.
+//! every output element's sum runs over `k` in one order (by pairs with `vdpbf16ps`) whatever
+//! the thread split: deterministic.
 
 use rayon::prelude::*;
 
@@ -75,7 +76,7 @@ pub(crate) unsafe fn gemm(
 }
 
 /// The right operand of [`gemm_packed`], `k × n`, rounded in the layout its engine's product
-/// reads: AMX's column panels, else a row-major f32 copy. A linear layer's weight packed once
+/// reads: column panels of pairs (AMX, AVX512-BF16), else a row-major f32 copy. A linear layer's weight packed once
 /// serves every later call ([`super::packed_weights`]).
 pub(crate) struct PackedRhs {
     k: usize,
@@ -144,7 +145,7 @@ impl PackedRhs {
 
     /// `x·W + b` for a few rows of `x` (`rows × k`, row-major) when this weight is a rounded
     /// copy: [`super::few_rows`] on the rounded operands, the bits of [`gemm_packed`] (a lone
-    /// caption in f16, or in bf16 off AMX, reads its weights as fast as in f32). `None` where
+    /// caption in f16, or in bf16 without a pairs engine, reads its weights as fast as in f32). `None` where
     /// that path does not apply.
     pub(crate) fn few_rows(&self, x: &[f32], b: Option<&[f32]>, d: super::linear::LinearDims) -> Option<Vec<f32>> {
         let Layout::Rounded(w) = &self.layout else { return None };
@@ -468,7 +469,7 @@ mod tests {
 
     #[test]
     fn a_row_is_the_same_bits_whatever_rows_come_with_it() {
-        // From two rows: one row takes the f32 GEMM's matrix-vector path without AMX, which
+        // From two rows: one row takes the f32 GEMM's matrix-vector path on the rounded engines, which
         // `linear::forward` avoids by doubling the row.
         for engine in engines() {
             check_rows_alike(&format!("{engine:?}"), &[2, 3, 33], &*on(engine));

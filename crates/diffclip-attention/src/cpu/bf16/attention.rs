@@ -205,7 +205,7 @@ mod tests {
                     let inputs = Inputs { q: &q, k: &k, v: &v, dims, scale, causal, combine, gamma: &gamma };
                     let (want, _) = crate::cpu::attention::attention(Inputs { q: &qr, k: &kr, v: &vr, ..inputs }, false, None);
                     let largest = want.iter().fold(0f32, |m, v| m.max(v.abs()));
-                    // The rounded engine (CPUs without AMX): the same products, f32 sums.
+                    // The rounded engine (CPUs without a pairs kernel): the same products, f32 sums.
                     let rounded = super::super::attention(super::super::Engine::RoundedBf16, inputs);
                     // SAFETY: AVX-512 checked.
                     let tiles = unsafe { attention::<Scalar>(inputs) };
@@ -215,7 +215,7 @@ mod tests {
                     // rounding boundary may round the other way; unrounded weights give ~3e-3.
                     assert!(err < 1e-3, "rounded engine {what} causal={causal}: {err:e}");
                     for (name, run) in &kernels {
-                        // SAFETY: AVX-512 checked; AMX only when available.
+                        // SAFETY: AVX-512 checked; AMX and AVX512-BF16 only when available.
                         let got = unsafe { run(inputs) };
                         let err = got.iter().zip(&want).fold(0f32, |m, (g, w)| m.max((g - w).abs())) / largest;
                         let at = format!("{name} {what} causal={causal} [{batch}, {n}, {width}] heads {heads}");

@@ -1,4 +1,4 @@
-//! The bf16 GEMM around a block kernel (AMX's tiles): both operands rounded and packed once,
+//! The bf16 GEMM around a block kernel (AMX's tiles, AVX512-BF16's `vdpbf16ps`): both operands rounded and packed once,
 //! 32 × 32 output blocks, `k` summed in order.
 
 use std::mem::MaybeUninit;
@@ -21,7 +21,8 @@ pub(super) trait Kernel {
     /// `out = start + lhs · rhs`: `lhs` is BLOCK rows of `kp` bf16, `rhs` one packed column
     /// panel of `kp / 2` pairs × BLOCK columns, `out` BLOCK rows of BLOCK f32, `out_stride` f32
     /// apart. The sums start at zero, or at `start`'s BLOCK rows of BLOCK f32 `stride` f32
-    /// apart (0 repeats one row: a bias). AMX flushes a subnormal start to zero. Only the
+    /// apart (0 repeats one row: a bias). AMX flushes a subnormal start to zero (`vdpbf16ps`
+    /// flushes subnormal operands). Only the
     /// first `rows` (1 to BLOCK) rows of `out` are read back: a kernel may skip the others
     /// (padding) or write anything there.
     ///
@@ -358,7 +359,7 @@ pub(super) mod tests {
     use super::*;
 
     /// The block product written out in scalar f32 from the packed operands: the driver, its
-    /// packing and its edges tested on every CPU with AVX-512, AMX or not.
+    /// packing and its edges tested on every CPU with AVX-512, whatever bf16 kernel it has.
     pub(in crate::cpu::bf16) struct Scalar;
 
     impl Kernel for Scalar {
@@ -396,16 +397,25 @@ pub(super) mod tests {
         has
     }
 
-    /// `dst = start + lhs · rhs` through the driver with the scalar kernel.
+    /// `dst = start + lhs · rhs` through the driver with kernel `K`.
+    ///
+    /// SAFETY: `K` is available (the CPU has AVX-512 for the scalar kernel).
     #[allow(clippy::too_many_arguments)]
-    fn scalar_gemm(mnk: [usize; 3], dst: &mut [f32], start: Start, lhs: &[f32], ls: [usize; 2], rhs: &[f32], rs: [usize; 2]) {
+    unsafe fn kernel_gemm<K: Kernel>(mnk: [usize; 3], dst: &mut [f32], start: Start, lhs: &[f32], ls: [usize; 2], rhs: &[f32], rs: [usize; 2]) {
         let [m, n, k] = mnk;
         assert!(dst.len() == m * n && lhs.len() >= m * k && rhs.len() >= k * n);
-        // SAFETY: the buffers hold those shapes; the CPU has AVX-512 (checked by the callers).
+        // SAFETY: the buffers hold those shapes; the caller's contract.
         unsafe {
             let packed = pack_rhs(rhs.as_ptr(), rs, k, n, false);
-            gemm::<Scalar>(mnk, dst.as_mut_ptr(), n, start, lhs.as_ptr(), ls, &packed);
+            gemm::<K>(mnk, dst.as_mut_ptr(), n, start, lhs.as_ptr(), ls, &packed);
         }
+    }
+
+    /// [`kernel_gemm`] with the scalar kernel.
+    #[allow(clippy::too_many_arguments)]
+    fn scalar_gemm(mnk: [usize; 3], dst: &mut [f32], start: Start, lhs: &[f32], ls: [usize; 2], rhs: &[f32], rs: [usize; 2]) {
+        // SAFETY: the callers check AVX-512.
+        unsafe { kernel_gemm::<Scalar>(mnk, dst, start, lhs, ls, rhs, rs) }
     }
 
     #[test]
@@ -424,41 +434,60 @@ pub(super) mod tests {
 
     /// The hidden layer written as panels holds `act` of the product, rounded, where the f32
     /// output would be, and zeros past it even where the buffer held other bits before; the
-    /// second product from it is the same bits as from the f32 output.
+    /// second product from it is the same bits as from the f32 output. On the scalar kernel
+    /// and on each of AMX and AVX512-BF16 that the CPU has.
     #[test]
     fn panels_hold_the_activated_product_and_zeros_past_it() {
         if !avx512() {
             return;
         }
+        // SAFETY: AVX-512 checked; the others only when available.
+        unsafe { panels_check::<Scalar>("scalar") };
+        if super::super::amx::available() {
+            // SAFETY: as above.
+            unsafe { panels_check::<super::super::amx::Tiles>("amx") };
+        }
+        if super::super::dot_pairs::available() {
+            // SAFETY: as above.
+            unsafe { panels_check::<super::super::dot_pairs::DotPairs>("avx512-bf16") };
+        }
+    }
+
+    /// See [`panels_hold_the_activated_product_and_zeros_past_it`].
+    ///
+    /// SAFETY: `K` is available.
+    unsafe fn panels_check<K: Kernel>(name: &str) {
         let act: fn(&mut [f32]) = crate::cpu::simd::gelu_in_place;
         for (m, k, hidden, n) in [(37usize, 70usize, 45usize, 33usize), (1, 32, 64, 32), (64, 40, 32, 5)] {
             let (x, w1, w2) = (values(m * k, 21), values(k * hidden, 22), values(hidden * n, 23));
             let (b1, b2) = (values(hidden, 24), values(n, 25));
             let (mp, hp) = (m.div_ceil(BLOCK) * BLOCK, hidden.div_ceil(BLOCK) * BLOCK);
             let mut h = vec![0.0f32; m * hidden];
-            scalar_gemm([m, hidden, k], &mut h, Start::Bias(&b1), &x, [k, 1], &w1, [hidden, 1]);
+            // SAFETY: K is available (the caller's contract).
+            unsafe { kernel_gemm::<K>([m, hidden, k], &mut h, Start::Bias(&b1), &x, [k, 1], &w1, [hidden, 1]) };
             act(&mut h);
-            // SAFETY: the buffers hold those shapes; AVX-512 checked.
+            // SAFETY: the buffers hold those shapes; K's CPU has AVX-512.
             let (p1, p2) = unsafe { (pack_rhs(w1.as_ptr(), [hidden, 1], k, hidden, false), pack_rhs(w2.as_ptr(), [n, 1], hidden, n, false)) };
             // A dropped buffer of the panels' size full of NaN bits, which the allocator may
             // hand back to them.
             // SAFETY: every element is written.
             drop(unsafe { Aligned::<u16>::written(mp * hp, |v| v.iter_mut().for_each(|v| { v.write(0x7fc1); })) });
             // SAFETY: as above.
-            let panels = unsafe { gemm_to_panels::<Scalar>([m, hidden, k], Start::Bias(&b1), x.as_ptr(), [k, 1], &p1, act) };
+            let panels = unsafe { gemm_to_panels::<K>([m, hidden, k], Start::Bias(&b1), x.as_ptr(), [k, 1], &p1, act) };
             assert_eq!(panels.len(), mp * hp);
             for (i, row) in panels.chunks_exact(hp).enumerate() {
                 for (j, &v) in row.iter().enumerate() {
                     let want = if i < m && j < hidden { bf16_bits(h[i * hidden + j]) } else { 0 };
-                    assert_eq!(v, want, "{m}x{k}x{hidden}: ({i}, {j})");
+                    assert_eq!(v, want, "{name} {m}x{k}x{hidden}: ({i}, {j})");
                 }
             }
             let mut want = vec![0.0f32; m * n];
-            scalar_gemm([m, n, hidden], &mut want, Start::Bias(&b2), &h, [hidden, 1], &w2, [n, 1]);
+            // SAFETY: as above.
+            unsafe { kernel_gemm::<K>([m, n, hidden], &mut want, Start::Bias(&b2), &h, [hidden, 1], &w2, [n, 1]) };
             let mut got = vec![f32::NAN; m * n];
             // SAFETY: `panels` is the packed m × hidden operand; `got` holds m × n values.
-            unsafe { gemm_packed_lhs::<Scalar>([m, n, hidden], got.as_mut_ptr(), n, Start::Bias(&b2), &panels, &p2) };
-            assert!(got.iter().map(|v| v.to_bits()).eq(want.iter().map(|v| v.to_bits())), "{m}x{k}x{hidden}x{n}: second product");
+            unsafe { gemm_packed_lhs::<K>([m, n, hidden], got.as_mut_ptr(), n, Start::Bias(&b2), &panels, &p2) };
+            assert!(got.iter().map(|v| v.to_bits()).eq(want.iter().map(|v| v.to_bits())), "{name} {m}x{k}x{hidden}x{n}: second product");
         }
     }
 

@@ -11,7 +11,7 @@ use crate::MatmulPrecision;
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // AMX and AVX512-BF16 are x86-64's
 pub(crate) enum Engine {
     Amx,
-    /// AVX512-BF16's `vdpbf16ps` on AMX's packed operands ([`dot_pairs`]).
+    /// AVX512-BF16's `vdpbf16ps` on AMX's packed operands (`dot_pairs.rs`).
     DotPairs,
     RoundedBf16,
     RoundedF16,
@@ -88,8 +88,8 @@ impl Engine {
         }
     }
 
-    /// Whether it packs operands into bf16 panels (AMX's layout), which [`mlp`] can write
-    /// directly.
+    /// Whether it packs operands into bf16 panels (AMX's layout), which [`super::mlp`] can
+    /// write directly.
     pub(crate) fn packs_pairs(self) -> bool {
         self.pair_kernel().is_some()
     }
