@@ -14,8 +14,8 @@
 //! `matmul_{amx,avx512-bf16,rounded-f32}/{encode_image,encode_text}/{f32,bf16,f16}`:
 //! `diffclip_vit_b16` with the products (linear layers and attention) in f32, bf16 and f16
 //! (`Clip::with_precision`), and `linear_1576x768x3072/{f32,bf16,f16}`, one linear layer (the
-//! MLP's first, 8 images' tokens) in each, the bf16 engine in the group's name; `DIFFCLIP_BF16_ENGINE=rounded-f32`
-//! (or another name) runs another engine the CPU offers.
+//! MLP's first, 8 images' tokens) in each, the bf16 engine in the group's name;
+//! `DIFFCLIP_BF16_ENGINE=rounded-f32` (or another name) runs another engine the CPU offers.
 //!
 //! `encode_caption/{16,77}`: one caption of 16 or 77 tokens (`diffclip_vit_b16`), the work of
 //! serving a text query; run it again with `DIFFCLIP_NO_FEW_ROWS=1` for the `gemm` crate's

@@ -64,8 +64,8 @@ struct Args {
     #[arg(long)]
     config: Option<PathBuf>,
     /// Compute in f32, bf16 or f16; embeddings stay f32. On the CPU (flex) bf16 and f16 keep
-    /// the weights f32 and multiply in that type (bf16 on AMX on Intel Xeons, AVX512-BF16 on AMD); otherwise the
-    /// weights are cast after loading.
+    /// the weights f32 and multiply in that type (bf16 on AMX on Intel Xeons, AVX512-BF16 on
+    /// AMD); otherwise the weights are cast after loading.
     #[arg(long, default_value = "f32")]
     dtype: Precision,
     #[arg(long, value_enum, default_value = "all")]

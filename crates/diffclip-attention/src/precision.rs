@@ -18,9 +18,9 @@ use std::sync::atomic::{AtomicU8, Ordering};
 ///   on other CPUs it gives the same products at f32 speed (rounding first): results do not
 ///   depend on which CPU ran them beyond f32 rounding (the order of sums, fused multiply-adds;
 ///   an attention weight at a bf16 rounding boundary may round the other way) and denormals,
-///   which AMX and `vdpbf16ps` flush to zero ([`bf16_matmul_engine`]). Training (autodiff) takes it too, forward and backward.
-///   Embeddings move by about 1 % of their largest value: fine for search and zero-shot, not
-///   for matching fixtures.
+///   which AMX and `vdpbf16ps` flush to zero ([`bf16_matmul_engine`]). Training (autodiff)
+///   takes it too, forward and backward. Embeddings move by about 1 % of their largest value:
+///   fine for search and zero-shot, not for matching fixtures.
 /// - `F16`: the same with the operands rounded to IEEE half (11 significant bits; from
 ///   ±65 520, half way past the largest half, they become infinite, which is what an f16 loss
 ///   scale watches for). No CPU here multiplies f16 with f32 sums faster than f32, so it runs

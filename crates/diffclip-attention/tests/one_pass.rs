@@ -1,5 +1,6 @@
-//! Products that share work with bf16 products on packed pairs (AMX, AVX512-BF16) give the bits of the separate steps: the
-//! transformer MLP `fc2(act(fc1(x)))` in one pass, and several layers of one input.
+//! Products that share work with bf16 products on packed pairs (AMX, AVX512-BF16) give the bits
+//! of the separate steps: the transformer MLP `fc2(act(fc1(x)))` in one pass, and several
+//! layers of one input.
 
 use burn::nn::LinearConfig;
 use burn::tensor::{Distribution, Tensor};

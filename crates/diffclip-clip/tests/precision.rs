@@ -76,9 +76,9 @@ fn openclip_tiny_in_bf16_and_f16() {
 }
 
 /// bf16 and f16 on the CPU (flex) are products of the f32 weights (`MatmulPrecision::{Bf16,
-/// F16}`, bf16 on AMX or AVX512-BF16 where the CPU has them): `with_precision` casts nothing and the operands of
-/// the linear layers and of the attention products (scores and `A·V`, in inference) are
-/// rounded, in this model's forward passes only: the thread's and the process's settings stay.
+/// F16}`, bf16 on AMX or AVX512-BF16 where the CPU has them): `with_precision` casts nothing
+/// and the operands of the linear layers and of the attention products (scores and `A·V`, in
+/// inference) are rounded, in this model's forward passes only: the thread's and the process's settings stay.
 #[test]
 fn bf16_products_of_f32_weights_on_the_cpu() {
     use diffclip_clip::attention::{MatmulPrecision, matmul_precision, matmul_precision_applies, with_matmul_precision};

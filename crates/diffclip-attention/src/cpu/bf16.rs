@@ -76,8 +76,8 @@ pub(crate) unsafe fn gemm(
 }
 
 /// The right operand of [`gemm_packed`], `k × n`, rounded in the layout its engine's product
-/// reads: column panels of pairs (AMX, AVX512-BF16), else a row-major f32 copy. A linear layer's weight packed once
-/// serves every later call ([`super::packed_weights`]).
+/// reads: column panels of pairs (AMX, AVX512-BF16), else a row-major f32 copy. A linear
+/// layer's weight packed once serves every later call ([`super::packed_weights`]).
 pub(crate) struct PackedRhs {
     k: usize,
     n: usize,
@@ -145,8 +145,8 @@ impl PackedRhs {
 
     /// `x·W + b` for a few rows of `x` (`rows × k`, row-major) when this weight is a rounded
     /// copy: [`super::few_rows`] on the rounded operands, the bits of [`gemm_packed`] (a lone
-    /// caption in f16, or in bf16 without a pairs engine, reads its weights as fast as in f32). `None` where
-    /// that path does not apply.
+    /// caption in f16, or in bf16 without a pairs engine, reads its weights as fast as in
+    /// f32). `None` where that path does not apply.
     pub(crate) fn few_rows(&self, x: &[f32], b: Option<&[f32]>, d: super::linear::LinearDims) -> Option<Vec<f32>> {
         let Layout::Rounded(w) = &self.layout else { return None };
         if (d.k, d.n) != (self.k, self.n) || !super::few_rows::applies(d) {
@@ -217,9 +217,9 @@ pub(crate) fn attention(engine: Engine, x: super::attention::Inputs) -> Vec<f32>
     super::attention::attention(super::attention::Inputs { q: &q, k: &k, v: &v, ..x }, false, Some(round)).0
 }
 
-/// `x·W + b` for each `(W, b)` of `layers` (packed in pairs, for one kernel), `x` (`rows × k`, row-major)
-/// rounded and packed once: the same bits as [`gemm_packed`] of each. `None` unless every
-/// weight is packed in pairs.
+/// `x·W + b` for each `(W, b)` of `layers` (packed in pairs, for one kernel), `x` (`rows × k`,
+/// row-major) rounded and packed once: the same bits as [`gemm_packed`] of each. `None` unless
+/// every weight is packed in pairs for the same kernel.
 pub(crate) fn products_of_one_input(x: &[f32], rows: usize, layers: &[(&PackedRhs, Option<&[f32]>)]) -> Option<Vec<Vec<f32>>> {
     let k = layers.first()?.0.k;
     assert!(x.len() >= rows * k && layers.iter().all(|(w, b)| w.k == k && b.is_none_or(|b| b.len() >= w.n)));

@@ -176,8 +176,8 @@ pub(crate) fn linear<const D: usize>(x: &Tensor<D>, w: &Tensor<2>, b: Option<&Te
 }
 
 /// `x·W + b` for several layers `(W, b)` of one plain f32 flex input when bf16 products run on
-/// packed pairs (AMX or AVX512-BF16): `x` is rounded and packed once. `None` otherwise (then each runs as [`linear`], the
-/// same bits).
+/// packed pairs (AMX or AVX512-BF16): `x` is rounded and packed once. `None` otherwise (then
+/// each runs as [`linear`], the same bits).
 pub(crate) fn linears<const D: usize>(x: &Tensor<D>, layers: &[(Tensor<2>, Option<Tensor<1>>)]) -> Option<Vec<Tensor<D>>> {
     let engine = bf16::Engine::for_products(crate::matmul_precision()).filter(|e| e.packs_pairs())?;
     let shape = x.dims();

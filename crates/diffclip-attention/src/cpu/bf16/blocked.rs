@@ -1,5 +1,5 @@
-//! The bf16 GEMM around a block kernel (AMX's tiles, AVX512-BF16's `vdpbf16ps`): both operands rounded and packed once,
-//! 32 × 32 output blocks, `k` summed in order.
+//! The bf16 GEMM around a block kernel (AMX's tiles, AVX512-BF16's `vdpbf16ps`): both operands
+//! rounded and packed once, 32 × 32 output blocks, `k` summed in order.
 
 use std::mem::MaybeUninit;
 

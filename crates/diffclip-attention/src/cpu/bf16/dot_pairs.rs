@@ -1,8 +1,9 @@
 //! AVX512-BF16 without AMX (AMD Zen 4 and Zen 5): `vdpbf16ps` multiplies 16 pairs of bf16 by
 //! 16 pairs and adds both products of each pair to one of 16 f32 sums, twice the multiplies of
 //! an f32 FMA per instruction. It reads the operands AMX's tiles read ([`super::blocked`]'s
-//! packing), so it shares their driver: a 32 × 32 output block is four passes of 8 rows, each
-//! 16 sums (8 rows × 2 × 16 columns) in registers while `k` runs by pairs.
+//! packing), so it shares their driver: a 32 × 32 output block is four passes of 8 rows (fewer
+//! when the caller reads back fewer rows), each 16 sums (8 rows × 2 × 16 columns) in registers
+//! while `k` runs by pairs.
 
 use std::arch::x86_64::{__m512, __m512bh, _mm512_dpbf16_ps, _mm512_loadu_ps, _mm512_loadu_si512, _mm512_set1_epi32, _mm512_setzero_ps, _mm512_storeu_ps};
 use std::sync::OnceLock;

@@ -19,7 +19,7 @@ pub(crate) enum Engine {
 
 /// The environment variable that names the bf16 engine (as [`Engine::name`] spells it),
 /// overriding the choice of [`Engine::best`]: for benchmarks and comparisons.
-pub(crate) const ENGINE_VAR: &str = "DIFFCLIP_BF16_ENGINE";
+const ENGINE_VAR: &str = "DIFFCLIP_BF16_ENGINE";
 
 impl Engine {
     /// The bf16 engine to use, chosen once: the fastest this CPU (and system) offers, or the
