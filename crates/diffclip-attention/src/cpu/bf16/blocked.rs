@@ -22,9 +22,8 @@ pub(super) trait Kernel {
     /// panel of `kp / 2` pairs × BLOCK columns, `out` BLOCK rows of BLOCK f32, `out_stride` f32
     /// apart. The sums start at zero, or at `start`'s BLOCK rows of BLOCK f32 `stride` f32
     /// apart (0 repeats one row: a bias). AMX flushes a subnormal start to zero (`vdpbf16ps`
-    /// flushes subnormal operands). Only the
-    /// first `rows` (1 to BLOCK) rows of `out` are read back: a kernel may skip the others
-    /// (padding) or write anything there.
+    /// flushes subnormal operands). Only the first `rows` (1 to BLOCK) rows of `out` are read
+    /// back: a kernel may skip the others (padding) or write anything there.
     ///
     /// SAFETY: `out` addresses such a block, not overlapping the operands; `start` addresses
     /// initialised values of that shape.
