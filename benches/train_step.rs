@@ -4,6 +4,7 @@
 //!
 //! The model and the step are in `common/train_step.rs` (shared with `examples/bench --train`).
 //! `DIFFCLIP_BENCH_QUICK=1` changes nothing here (one step is already well under a second).
+//! `checkpoint_64MiB` measures what a checkpoint's checksums cost against writing and reading it.
 //!
 //! ```sh
 //! cargo bench --bench train_step
@@ -38,5 +39,23 @@ fn train_step(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, train_step);
+/// What a checkpoint's checksums cost: summing 64 MiB of weights against writing them (the sums
+/// included) and reading them back (checked), on the disk holding the temporary folder.
+fn checkpoint_io(c: &mut Criterion) {
+    use diffclip::clip::checksum::Checksums;
+    use diffclip::clip::files::{F32Tensor, write_safetensors};
+    let values: Vec<f32> = (0..16 << 20).map(|i| (i as f32 * 0.37).sin()).collect();
+    let dir = tempfile::tempdir().expect("temporary folder");
+    let path = dir.path().join("w.safetensors");
+    let tensor = || F32Tensor { name: "w".into(), shape: vec![values.len()], data: &values };
+    write_safetensors(&path, &[tensor()], Default::default()).expect("written"); // for a filtered `read_checked`
+    let mut group = c.benchmark_group("checkpoint_64MiB");
+    group.sampling_mode(SamplingMode::Flat).sample_size(10).measurement_time(Duration::from_secs(5));
+    group.bench_function("crc32", |b| b.iter(|| black_box(Checksums::of([("w", &values[..])]))));
+    group.bench_function("write", |b| b.iter(|| write_safetensors(&path, &[tensor()], Default::default()).expect("written")));
+    group.bench_function("read_checked", |b| b.iter(|| black_box(diffclip::clip::checkpoint::read_state_dict(&path).expect("read").len())));
+    group.finish();
+}
+
+criterion_group!(benches, train_step, checkpoint_io);
 criterion_main!(benches);

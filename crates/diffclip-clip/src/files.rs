@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
+use crate::checksum::{CHECKSUM_KEY, Checksums};
+
 /// Why an output file could not be written.
 #[derive(Debug, Error)]
 pub enum FileError {
@@ -303,7 +305,8 @@ enum HeaderEntry {
 }
 
 /// Writes f32 tensors and string metadata as one safetensors file, atomically
-/// ([`write_atomic`]). Every f32 safetensors file the project writes goes through here.
+/// ([`write_atomic`]). Every f32 safetensors file the project writes goes through here, and
+/// each gets its tensors' checksums in its metadata ([`crate::checksum`]).
 ///
 /// ```
 /// use diffclip_clip::files::{write_safetensors, F32Tensor};
@@ -337,6 +340,9 @@ pub fn write_safetensors(path: &Path, tensors: &[F32Tensor<'_>], metadata: HashM
             return Err(ser(format!("two tensors are named {:?}", t.name)));
         }
     }
+    if metadata.contains_key(CHECKSUM_KEY) {
+        return Err(ser(format!("the metadata key {CHECKSUM_KEY:?} is the writer's own (the tensors' checksums)")));
+    }
     // The header is written here, keys sorted (safetensors' own writer uses `HashMap` order,
     // so equal contents gave different bytes), and the data streamed after it in name order:
     // no copy of the tensors is held, however large they are.
@@ -353,9 +359,10 @@ pub fn write_safetensors(path: &Path, tensors: &[F32Tensor<'_>], metadata: HashM
         header.insert(t.name.clone(), HeaderEntry::Tensor { data_offsets: [offset, end], dtype: "F32", shape: t.shape.clone() });
         offset = end;
     }
-    if !metadata.is_empty() {
-        header.insert(METADATA_KEY.to_string(), HeaderEntry::Metadata(metadata.into_iter().collect()));
-    }
+    // Readers check each tensor against these, so damage on disk is an error, not new weights.
+    let mut metadata: std::collections::BTreeMap<String, String> = metadata.into_iter().collect();
+    metadata.insert(CHECKSUM_KEY.to_string(), Checksums::of(sorted.iter().map(|t| (t.name.as_str(), t.data))).to_metadata());
+    header.insert(METADATA_KEY.to_string(), HeaderEntry::Metadata(metadata));
     let mut json = serde_json::to_vec(&header).map_err(|e| ser(e.to_string()))?;
     // The data must start 8-byte aligned, padded with spaces as safetensors does.
     json.resize(json.len().next_multiple_of(8), b' ');

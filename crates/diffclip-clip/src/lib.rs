@@ -16,6 +16,7 @@
 #![warn(missing_docs)]
 
 mod budget;
+pub mod checksum;
 pub mod checkpoint;
 mod config;
 pub mod convert;

@@ -190,6 +190,17 @@ fn export_round_trips_through_safetensors_and_burnpack() {
         // A damaged file says what is wrong with it, not that it carries no config.
         let bytes = std::fs::read(&st).unwrap();
         let damaged = tmp(&format!("{backend}-damaged.safetensors"));
+        // One low bit of the last weight flipped on disk: refused by its checksum, naming the
+        // tensor, and the model left as it was.
+        let mut flipped = bytes.clone();
+        let last = flipped.len() - 4;
+        flipped[last] ^= 1;
+        std::fs::write(&damaged, &flipped).unwrap();
+        let mut kept = fresh.clone();
+        let err = load_checkpoint(&mut kept, &damaged).unwrap_err();
+        let last_key = ours.keys().last().unwrap();
+        assert!(matches!(err, diffclip_clip::CheckpointError::Damaged { .. }) && err.to_string().contains(&format!("tensor '{last_key}': its bytes do not match the checksum")), "{err}");
+        assert_eq!(embed(&kept, &device), want);
         std::fs::write(&damaged, [&50_000_000u64.to_le_bytes()[..], &bytes[8..]].concat()).unwrap();
         let err = config_of(&damaged).unwrap_err().to_string();
         assert!(err.contains("header length 50000000 does not fit"), "{err}");

@@ -202,6 +202,8 @@ impl EmbeddingCache {
         {
             return None;
         }
+        // A damaged entry is a miss like any other, recomputed.
+        diffclip_clip::checksum::Checksums::check_file(Some(meta), &st, |name| name == "features").ok()?;
         let view = st.tensor("features").ok()?;
         let shape = view.shape();
         if view.dtype() != Dtype::F32 || shape.len() != 2 || shape[0] != rows {

@@ -167,6 +167,15 @@ fn changed_shards_make_the_index_stale() {
     write_shard(dir.path(), 1, 100, &clustered(100, dim, 5, 99), dim);
     stale("embeddings-00001.safetensors changed");
     AnnIndex::build(dir.path(), "image_embed", small_config()).unwrap();
+    // One middle row re-embedded, the file's time set back: the header's checksums tell.
+    let shard = dir.path().join("embeddings-00001.safetensors");
+    let when = std::fs::metadata(&shard).unwrap().modified().unwrap();
+    let mut changed = clustered(100, dim, 5, 99);
+    changed[50 * dim] += 0.5;
+    write_shard(dir.path(), 1, 100, &changed, dim);
+    std::fs::File::options().write(true).open(&shard).unwrap().set_modified(when).unwrap();
+    stale("embeddings-00001.safetensors changed");
+    AnnIndex::build(dir.path(), "image_embed", small_config()).unwrap();
     // A shard removed.
     std::fs::remove_file(dir.path().join("embeddings-00003.safetensors")).unwrap();
     stale("embeddings-00003.safetensors removed");
@@ -186,6 +195,14 @@ fn unindexable_shards_are_clear_errors() {
     assert!(e.contains("embeddings-00000.safetensors") && e.contains("holds no text_embed (it holds image_embed)"), "{e}");
     let e = diffclip_eval::shards::search(dir.path(), "text_embed", &rows[..4], 1).unwrap_err().to_string();
     assert!(e.contains("embeddings-00000.safetensors") && e.contains("holds no text_embed (it holds image_embed)"), "exact search says the same: {e}");
+    // A value damaged on disk: refused by the checksum, naming shard and tensor.
+    let shard = dir.path().join("embeddings-00000.safetensors");
+    let mut bytes = std::fs::read(&shard).unwrap();
+    let middle = bytes.len() - 4 * 20;
+    bytes[middle] ^= 1;
+    std::fs::write(&shard, &bytes).unwrap();
+    let e = AnnIndex::build(dir.path(), "image_embed", small_config()).unwrap_err().to_string();
+    assert!(e.contains("embeddings-00000.safetensors") && e.contains("tensor 'image_embed': its bytes do not match the checksum"), "{e}");
     let empty = tempfile::tempdir().unwrap();
     let e = AnnIndex::build(empty.path(), "image_embed", small_config()).unwrap_err().to_string();
     assert!(e.contains("no embeddings-NNNNN.safetensors shards"), "{e}");

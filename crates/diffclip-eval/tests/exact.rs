@@ -110,6 +110,18 @@ fn bad_queries_and_folders_are_errors() {
     write_shard(dir.path(), 1, 2, &[1.0, 0.0, 0.0], 3, "text_embed");
     let err = ExactIndex::open(dir.path(), "text_embed").unwrap_err().to_string();
     assert!(err.contains("embeddings-00001") && err.contains("expected F32 [1, 2]"), "{err}");
+    // A row flipped on disk is refused by its checksum, naming the shard and the tensor.
+    let flipped = tempfile::tempdir().unwrap();
+    write_shard(flipped.path(), 0, 2, &[1.0, 0.0, 0.0, 1.0], 2, "text_embed");
+    let shard = flipped.path().join("embeddings-00000.safetensors");
+    let mut bytes = std::fs::read(&shard).unwrap();
+    let last = bytes.len() - 4;
+    bytes[last] ^= 1;
+    std::fs::write(&shard, &bytes).unwrap();
+    for err in [ExactIndex::open(flipped.path(), "text_embed").unwrap_err(), search_many(flipped.path(), "text_embed", &[&[1.0, 0.0]], 1).unwrap_err()] {
+        let err = err.to_string();
+        assert!(err.contains("embeddings-00000") && err.contains("tensor 'text_embed': its bytes do not match the checksum"), "{err}");
+    }
     // A damaged row list is named as such, not blamed on the tensor.
     let listed = tempfile::tempdir().unwrap();
     let shard = listed.path().join("embeddings-00000.safetensors");

@@ -7,6 +7,7 @@ use std::path::Path;
 use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
 use diffclip_clip::checkpoint::{CheckpointError, CheckpointFormat, StateTensor, load_state_dict, safetensors_to_f32, state_dict_of, to_canonical};
+use diffclip_clip::checksum::Checksums;
 use diffclip_clip::files::{F32Tensor, write_safetensors};
 use diffclip_clip::{Clip, ClipConfig};
 use serde::{Deserialize, Serialize};
@@ -122,6 +123,8 @@ pub fn load_training_checkpoint(path: impl AsRef<Path>, device: &Device) -> Resu
         .and_then(|j| diffclip_clip::json::from_json_objects(j).map_err(|e| err(format!("its diffclip_training metadata does not read: {e}"))))?;
     let optim_step: u64 = meta_map.get("optim_step").and_then(|s| s.parse().ok()).ok_or_else(|| err("missing optim_step".into()))?;
     let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| damaged().unwrap_or_else(|| err(e.to_string())))?;
+    // Checkpoints written before checksums existed have none, and load unchecked.
+    Checksums::check_file(Some(&meta_map), &st, |_| true).map_err(&err)?;
 
     let mut weights = BTreeMap::new();
     // Moments stay host vectors until they are checked against the model's parameters.

@@ -1,5 +1,6 @@
-//! Resuming from a damaged training checkpoint: a value no training writes or a data position
-//! past the epoch is an error naming it, never a run that trains on silently.
+//! Resuming from a damaged training checkpoint: bytes that differ from their checksum, a value
+//! no training writes or a data position past the epoch is an error naming it, never a run that
+//! trains on silently.
 
 mod common;
 
@@ -7,12 +8,15 @@ use burn::tensor::Device;
 use common::{batcher, serial, synthetic, tiny_model};
 use diffclip_train::{RunOptions, TrainConfig, Trainer};
 
-/// `path` rewritten with `edit` applied to its tensors' bytes and metadata, as `to`.
+/// `path` rewritten with `edit` applied to its tensors' bytes and metadata, as `to`, without
+/// the tensors' checksums (as a checkpoint written before they existed), so that the checks
+/// behind them are reached.
 fn rewrite(path: &std::path::Path, to: &std::path::Path, edit: impl Fn(&str, &mut Vec<u8>, &mut std::collections::HashMap<String, String>)) {
     let bytes = std::fs::read(path).unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
     let mut meta = header.metadata().clone().unwrap();
+    assert!(meta.remove(diffclip_clip::checksum::CHECKSUM_KEY).is_some(), "train writes checksums");
     let mut owned: Vec<(String, Vec<usize>, Vec<u8>)> = st.tensors().into_iter().map(|(k, v)| (k, v.shape().to_vec(), v.data().to_vec())).collect();
     for (k, _, data) in &mut owned {
         edit(k, data, &mut meta);
@@ -33,6 +37,35 @@ fn a_damaged_checkpoint_is_refused_by_name() {
     let good = dir.join("checkpoint-latest.safetensors");
     let bad = dir.join("bad.safetensors");
     let resume = || Trainer::resume(&bad, Device::flex().autodiff(), RunOptions::default()).err().map(|e| e.to_string());
+
+    // One bit of one weight flipped on disk: a value like any other, caught by its checksum.
+    let bytes = std::fs::read(&good).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let at = |k: &str| st.tensor(k).unwrap().data().as_ptr() as usize - bytes.as_ptr() as usize;
+    let names = st.names();
+    let largest = names.iter().filter(|k| k.starts_with("model.")).max_by_key(|k| st.tensor(k).unwrap().data().len()).unwrap();
+    let lambda = names.iter().find(|k| k.starts_with("model.") && k.ends_with("lambda_q1")).unwrap();
+    for (k, byte) in [(*largest, 4 * 10), (*lambda, 0), ("optim.v.logit_scale", 0)] {
+        let mut flipped = bytes.clone();
+        flipped[at(k) + byte] ^= 1;
+        std::fs::write(&bad, &flipped).unwrap();
+        let e = resume().expect("a flipped bit must be refused");
+        assert!(e.contains("bad.safetensors") && e.contains(&format!("tensor '{k}': its bytes do not match the checksum")), "{e}");
+    }
+    // A tensor whose checksum was removed, as an edit of the header would leave it.
+    let mut header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize]).unwrap();
+    let sums = header["__metadata__"][diffclip_clip::checksum::CHECKSUM_KEY].as_str().unwrap().to_string();
+    let mut sums: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&sums).unwrap();
+    sums.remove("model.logit_scale").unwrap();
+    header["__metadata__"][diffclip_clip::checksum::CHECKSUM_KEY] = serde_json::Value::String(serde_json::to_string(&sums).unwrap());
+    let mut json = serde_json::to_vec(&header).unwrap();
+    json.resize(json.len().next_multiple_of(8), b' ');
+    let data = &bytes[8 + u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize..];
+    std::fs::write(&bad, [&(json.len() as u64).to_le_bytes()[..], &json, data].concat()).unwrap();
+    let e = resume().expect("a tensor without its checksum must be refused");
+    assert!(e.contains("tensor 'model.logit_scale' has no checksum"), "{e}");
+    // The good file resumes (its checksums hold).
+    Trainer::resume(&good, Device::flex().autodiff(), RunOptions::default()).unwrap();
 
     // A NaN in a first moment (a row no batch looks up would keep the loss finite).
     rewrite(&good, &bad, |k, data, _| {

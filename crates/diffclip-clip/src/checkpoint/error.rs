@@ -83,6 +83,15 @@ pub enum CheckpointError {
         /// The stored element type, as the reader names it.
         dtype: String,
     },
+    /// A tensor's bytes differ from the checksum written with them (or the tensors differ from
+    /// those summed): the file was damaged after it was written.
+    #[error("{path}: {message}")]
+    Damaged {
+        /// The file.
+        path: String,
+        /// The tensor at fault and what differs.
+        message: String,
+    },
     /// Keys or shapes do not match the model's; nothing was loaded.
     #[error("{path}: checkpoint does not match the model: {mismatch}")]
     Mismatch {

@@ -16,6 +16,7 @@ use safetensors::Dtype;
 use safetensors::tensor::Metadata;
 
 use super::CheckpointError;
+use crate::checksum::Checksums;
 
 /// One tensor of a state dict, row-major f32.
 #[derive(Debug, Clone, PartialEq)]
@@ -177,6 +178,11 @@ pub(crate) fn read_safetensors_keys(path: &Path, which: Keys) -> Result<StateDic
     let name = path.display().to_string();
     let io = |source| CheckpointError::Io { path: name.clone(), source };
     let (mut f, metadata, data_start) = open_safetensors(path)?;
+    let damaged = |message: String| CheckpointError::Damaged { path: name.clone(), message };
+    let sums = Checksums::from_metadata(metadata.metadata().as_ref()).map_err(damaged)?;
+    if let Some(sums) = &sums {
+        sums.check_names(metadata.offset_keys().iter().map(String::as_str)).map_err(damaged)?;
+    }
     let mut out = StateDict::new();
     let mut bytes = Vec::new();
     let keys = metadata.offset_keys();
@@ -191,6 +197,9 @@ pub(crate) fn read_safetensors_keys(path: &Path, which: Keys) -> Result<StateDic
         bytes.resize(end - start, 0);
         f.seek(SeekFrom::Start(data_start + start as u64)).map_err(io)?;
         f.read_exact(&mut bytes).map_err(io)?;
+        if let Some(sums) = &sums {
+            sums.check(&stored, &bytes).map_err(damaged)?;
+        }
         let data = safetensors_to_f32(info.dtype, &bytes, &key, &name)?;
         out.insert(key, StateTensor { shape: info.shape.clone(), data });
     }

@@ -33,7 +33,8 @@ pub(crate) struct ShardPrint {
     pub rows: usize,
     /// File size.
     pub bytes: u64,
-    /// SHA-256 of the header (paths, shapes, offsets) and of the first and last rows.
+    /// SHA-256 of the header (paths, shapes, offsets and, where `embed` wrote them, every
+    /// tensor's checksum) and of the first and last rows.
     pub sha256: String,
     /// Modification time, in nanoseconds since 1970: a shard rewritten (atomically, so a new
     /// file) with rows changed in its middle is stale too. Absent in older manifests, which
@@ -54,6 +55,9 @@ pub(crate) struct Shard {
     offset: u64,
     /// Fingerprint of this shard.
     pub print: ShardPrint,
+    /// The indexed tensor's name and the file's checksums, when it has them.
+    tensor: String,
+    sums: Option<diffclip_clip::checksum::Checksums>,
 }
 
 impl Shard {
@@ -81,11 +85,13 @@ impl Shard {
             None => return Err(bad(crate::shards::missing_tensor(tensor, json.as_object().into_iter().flat_map(|o| o.keys())))),
             Some(t) => tensor_place(t, paths.len(), meta.len() - 8 - len).map_err(|m| bad(format!("{tensor}: {m}")))?,
         };
+        let metadata: Option<std::collections::HashMap<String, String>> = json.get("__metadata__").and_then(|m| serde_json::from_value(m.clone()).ok());
+        let sums = diffclip_clip::checksum::Checksums::from_metadata(metadata.as_ref()).map_err(bad)?;
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let modified = meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map(|d| d.as_nanos().to_string());
         let print = ShardPrint { name, rows, bytes: meta.len(), sha256: String::new(), modified };
         let paths = if rows == 0 { Vec::new() } else { paths };
-        let mut shard = Self { path: path.to_path_buf(), file, paths, cols, offset: 8 + len + start, print };
+        let mut shard = Self { path: path.to_path_buf(), file, paths, cols, offset: 8 + len + start, print, tensor: tensor.to_string(), sums };
         let mut h = Sha256::new();
         h.update(&header);
         if rows > 0 {
@@ -100,6 +106,9 @@ impl Shard {
     /// NaN (exact search still can, with NaN scores).
     pub fn rows(&mut self) -> Result<Vec<f32>, IndexError> {
         let bytes = self.read_bytes(0, self.print.rows * self.cols * 4)?;
+        if let Some(sums) = &self.sums {
+            sums.check(&self.tensor, &bytes).map_err(|m| IndexError::shard(&self.path, m))?;
+        }
         let values: Vec<f32> = bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
         if let Some(i) = values.iter().position(|v| !v.is_finite()) {
             let row = i / self.cols.max(1);

@@ -197,6 +197,7 @@ impl ExactIndex {
         let paths = super::shard_paths(meta.metadata().as_ref().and_then(|m| m.get("paths")).map(String::as_str)).map_err(bad)?;
         let st = safetensors::SafeTensors::deserialize(&bytes).map_err(said)?;
         let Ok(view) = st.tensor(tensor) else { return Err(bad(missing_tensor(tensor, st.names()))) };
+        diffclip_clip::checksum::Checksums::check_file(meta.metadata().as_ref(), &st, |name| name == tensor).map_err(bad)?;
         let shape = view.shape();
         if shape.len() == 2 && shape[0] != paths.len() {
             return Err(bad(format!("its `paths` metadata names {} rows, but {tensor} holds {}", paths.len(), shape[0])));
