@@ -285,6 +285,13 @@ fn run(args: Args, matches: &ArgMatches) -> Res<()> {
     opened.warnings.iter().for_each(|w| eprintln!("warning: {w}"));
     eprintln!("data: {}", opened.description);
     let rows_left_out = opened.rows_left_out;
+    // A resumed run's place in the epoch indexes the stopped run's data: data changed since is
+    // refused, unless named again on the command line (then taken, with a warning).
+    match trainer.use_data(&opened.fingerprint, !stored_data) {
+        Ok(Some(was)) => eprintln!("warning: the data differ from the stopped run's ({was}; now {}): training goes on from the same place in the epoch order", opened.fingerprint),
+        Ok(None) => {}
+        Err(e) => return Err(format!("{e}; --data {data_spec} is the stopped run's, stored in its checkpoint: give --data {data_spec} again to train on the data as they are now").into()),
+    }
     let source = opened.source;
     source.check_batch(trainer.config.batch_size)?;
     if args.devices > trainer.config.batch_size {

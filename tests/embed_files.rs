@@ -483,7 +483,13 @@ fn search_warns_once_of_rows_that_are_not_finite() {
     let header_len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
     let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + header_len]).unwrap();
     let start = 8 + header_len + header["image_embed"]["data_offsets"][0].as_u64().unwrap() as usize;
+    let end = 8 + header_len + header["image_embed"]["data_offsets"][1].as_u64().unwrap() as usize;
+    let old_sum = format!("{:08x}", crc32fast::hash(&bytes[start..end]));
     bytes[start..start + 4].copy_from_slice(&f32::NAN.to_le_bytes());
+    // The NaN as embed would have written it: its checksum put right (same length, in place).
+    let new_sum = format!("{:08x}", crc32fast::hash(&bytes[start..end]));
+    let at = bytes[8..8 + header_len].windows(8).position(|w| w == old_sum.as_bytes()).expect("the tensor's checksum in the header") + 8;
+    bytes[at..at + 8].copy_from_slice(new_sum.as_bytes());
     std::fs::write(&shards[0], bytes).unwrap();
     let o = Command::new(example("search"))
         .args(["--preset", "diffclip_tiny", "--checkpoint"])

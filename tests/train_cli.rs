@@ -261,6 +261,42 @@ fn a_resumed_run_reads_its_data_as_the_stopped_one_did() {
 }
 
 #[test]
+fn a_resumed_run_refuses_data_changed_since_unless_named_again() {
+    let dir = tmpdir("data-changed");
+    let csv = csv_dataset(&dir, 8);
+    let out = dir.join("out");
+    let data = format!("csv:{}", csv.display());
+    let o = train(&["--data", &data, "--preset", "diffclip_tiny", "--batch-size", "4", "--steps", "2", "--output", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let ckpt = out.join("checkpoint-latest.safetensors");
+    let stored = |ckpt: &Path| {
+        let bytes = std::fs::read(ckpt).unwrap();
+        let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+        let json: serde_json::Value = serde_json::from_str(&meta.metadata().as_ref().unwrap()["diffclip_training"]).unwrap();
+        json["state"]["data"].as_str().unwrap().to_string()
+    };
+    let first = stored(&ckpt);
+    assert!(first.starts_with("CSV of 8 rows, CRC-32 "), "{first}");
+    // The same rows resume without a word; one caption edited is other data, refused.
+    let o = train(&["--resume", "--steps", "3", "--output", out.to_str().unwrap()]);
+    assert!(o.status.success() && !stderr(&o).contains("differ"), "{}", stderr(&o));
+    let text = std::fs::read_to_string(&csv).unwrap();
+    std::fs::write(&csv, text.replacen("number 3", "number three", 1)).unwrap();
+    let o = train(&["--resume", "--steps", "4", "--output", out.to_str().unwrap()]);
+    let err = stderr(&o);
+    assert!(!o.status.success() && err.contains(&format!("the data differ from those the stopped run trained on ({first}; now CSV of 8 rows")), "{err}");
+    assert!(err.contains(&format!("give --data {data} again")), "{err}");
+    assert_eq!(checkpoint_step(&ckpt), 3, "nothing was trained");
+    // Named again, the data are taken as they are now, with a warning, and stored.
+    let o = train(&["--resume", "--steps", "4", "--data", &data, "--output", out.to_str().unwrap()]);
+    let err = stderr(&o);
+    assert!(o.status.success() && err.contains("warning: the data differ from the stopped run's"), "{err}");
+    assert_ne!(stored(&ckpt), first);
+    let o = train(&["--resume", "--steps", "5", "--output", out.to_str().unwrap()]);
+    assert!(o.status.success() && !stderr(&o).contains("differ"), "{}", stderr(&o));
+}
+
+#[test]
 fn bad_data_and_flags_exit_non_zero_with_a_message() {
     let dir = tmpdir("bad");
     csv_dataset(&dir, 6);

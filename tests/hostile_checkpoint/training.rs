@@ -42,7 +42,9 @@ pub(super) fn training_checkpoint_at(path: &Path) -> (Clip, AdamW) {
 /// Rewrite a training checkpoint: `edit` gets each (key, shape, values) and returns the
 /// dtype, shape and bytes to store, or None to drop the tensor.
 fn rewrite(src: &Path, dst: &Path, edit: impl Fn(&str, &[usize], &[f32]) -> Option<(Dtype, Vec<usize>, Vec<u8>)>) {
-    let (tensors, meta) = read_f32(src);
+    let (tensors, mut meta) = read_f32(src);
+    // Written as another program would: no checksums (those of `src` no longer hold).
+    meta.as_mut().map(|m| m.remove(diffclip::clip::checksum::CHECKSUM_KEY).expect("train writes checksums"));
     let raw: Vec<Raw> = tensors.iter().filter_map(|(k, s, v)| edit(k, s, v).map(|(d, s, b)| (k.clone(), d, s, b))).collect();
     write_safetensors(dst, &raw, meta);
 }

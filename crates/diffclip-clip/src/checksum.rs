@@ -11,7 +11,7 @@
 //! assert!(read.check("w", &bytes).is_ok());
 //! let mut flipped = bytes.clone();
 //! flipped[5] ^= 0x10;
-//! assert!(read.check("w", &flipped).unwrap_err().contains("does not match"));
+//! assert!(read.check("w", &flipped).unwrap_err().contains("do not match"));
 //! ```
 
 use std::collections::{BTreeMap, HashMap};

@@ -41,6 +41,11 @@ pub struct TrainState {
     /// Steps skipped because their gradients overflowed (`f16`).
     #[serde(default)]
     pub skipped_steps: u64,
+    /// What the epoch order indexes ([`OpenedSource::fingerprint`](crate::OpenedSource)), once
+    /// [`Trainer::use_data`](crate::Trainer::use_data) was told; `None` in checkpoints written
+    /// before it existed, or by runs that never said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<String>,
 }
 
 /// What a training checkpoint holds besides the weights.

@@ -129,6 +129,15 @@ pub enum TrainError {
         /// What the data did.
         error: Box<TrainError>,
     },
+    /// A resumed run was given data other than the stopped run's (a CSV edited, images added,
+    /// shards replaced): its place in the epoch order would pick other samples.
+    #[error("the data differ from those the stopped run trained on ({was}; now {now}): its place in the epoch order would pick other samples")]
+    DataChanged {
+        /// The stopped run's data ([`OpenedSource::fingerprint`](crate::OpenedSource)).
+        was: String,
+        /// The data given now.
+        now: String,
+    },
     /// The data cannot feed a run (no usable row, no image that reads, no shard that exists):
     /// the message names the data.
     #[error("{0}")]

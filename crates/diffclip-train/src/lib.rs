@@ -33,6 +33,7 @@
 mod adamw_cpu;
 mod checkpoint;
 mod config;
+mod data_print;
 mod error;
 mod feed;
 mod grad_sync;

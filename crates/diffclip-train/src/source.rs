@@ -10,6 +10,7 @@ use diffclip_data::datasets::{
 use diffclip_data::synthetic::Split;
 use diffclip_data::{ClipBatcher, Pipeline, SyntheticConfig, SyntheticDataset};
 
+use crate::data_print::DataPrint;
 use crate::{EvalHook, TrainError, TrainReport, Trainer, WdsStream};
 
 /// How to open a [`TrainSource`].
@@ -84,6 +85,10 @@ pub struct OpenedSource {
     /// not in [`TrainReport::skipped_samples`](crate::TrainReport), which counts samples that
     /// failed to load during training.
     pub rows_left_out: usize,
+    /// What the epoch order indexes, in one line ("CSV of 3000 rows, CRC-32 1a2b3c4d"): rows,
+    /// images or shards in order, paths taken relative to the data's folder. Give it to
+    /// [`Trainer::use_data`] so a resumed run refuses data changed since it stopped.
+    pub fingerprint: String,
 }
 
 impl TrainSource {
@@ -117,7 +122,14 @@ impl TrainSource {
                 let description = format!("{name}, {} image–caption pairs", ds.len());
                 let policy = ds.loader().policy();
                 let rows_left_out = counter.skipped();
-                Ok(OpenedSource { source: Self::map(ReportBadSamples::new(ds, policy, counter), name), description, warnings, rows_left_out })
+                let root = ds.image_root().to_path_buf();
+                let mut print = DataPrint::new("CSV", "rows");
+                for row in ds.rows() {
+                    let label = row.label.map(|l| l as u64 + 1).unwrap_or(0).to_le_bytes();
+                    print.add(&[DataPrint::path(&row.image, &root), row.caption.as_bytes(), &label]);
+                }
+                let fingerprint = print.finish();
+                Ok(OpenedSource { source: Self::map(ReportBadSamples::new(ds, policy, counter), name), description, warnings, rows_left_out, fingerprint })
             }
             DataSpec::Folder(path) => {
                 let ds = ImageFolderDataset::open(path, loader()?)?.with_templates(o.templates.clone())?;
@@ -128,7 +140,12 @@ impl TrainSource {
                 check_readable(&ds, &name)?;
                 let description = format!("{name}, {} images in {} classes, captions \"{}\"", ds.len(), ds.class_names().len(), o.templates[0]);
                 let (policy, counter) = (ds.loader().policy(), ds.skip_counter().clone());
-                Ok(OpenedSource { source: Self::map(ReportBadSamples::new(ds, policy, counter), name), description, warnings, rows_left_out: 0 })
+                let mut print = DataPrint::new("image folder", "images");
+                for (image, class) in ds.samples() {
+                    print.add(&[DataPrint::path(image, ds.root()), &(*class as u64).to_le_bytes()]);
+                }
+                let fingerprint = print.finish();
+                Ok(OpenedSource { source: Self::map(ReportBadSamples::new(ds, policy, counter), name), description, warnings, rows_left_out: 0, fingerprint })
             }
             DataSpec::Synthetic => {
                 let mut cfg = SyntheticConfig { image_size: o.image_size, seed: o.seed, ..SyntheticConfig::default() };
@@ -137,7 +154,8 @@ impl TrainSource {
                 }
                 let ds = SyntheticDataset::new(cfg, Split::Train)?;
                 let description = format!("built-in synthetic set, {} samples of {}px", ds.len(), o.image_size);
-                Ok(OpenedSource { source: Self::Map { data: Box::new(ds.contrastive()), name: "the synthetic set".into() }, description, warnings, rows_left_out: 0 })
+                let fingerprint = format!("synthetic set of {} samples of {}px, seed {}", ds.len(), o.image_size, o.seed);
+                Ok(OpenedSource { source: Self::Map { data: Box::new(ds.contrastive()), name: "the synthetic set".into() }, description, warnings, rows_left_out: 0, fingerprint })
             }
             DataSpec::WebDataset(pattern) => {
                 let config = WebDatasetConfig { shuffle_shards: true, shuffle_buffer: o.shuffle_buffer, ..WebDatasetConfig::default() };
@@ -156,7 +174,14 @@ impl TrainSource {
                     wds.shards().len(),
                     n.map(|n| format!("{n} samples per epoch")).unwrap_or_else(|| "epoch size unknown".into())
                 );
-                Ok(OpenedSource { source: Self::Stream { data: WdsStream::new(wds).with_workers(o.workers), epoch_len: n }, description, warnings, rows_left_out: 0 })
+                // Shards by name and size: reading every shard's bytes would take as long as an epoch.
+                let mut print = DataPrint::new("WebDataset", "shards");
+                for shard in wds.shards() {
+                    let size = std::fs::metadata(shard).map_or(0, |m| m.len()).to_le_bytes();
+                    print.add(&[shard.file_name().map_or(&[][..], |n| n.as_encoded_bytes()), &size]);
+                }
+                let fingerprint = print.finish();
+                Ok(OpenedSource { source: Self::Stream { data: WdsStream::new(wds).with_workers(o.workers), epoch_len: n }, description, warnings, rows_left_out: 0, fingerprint })
             }
         }
     }

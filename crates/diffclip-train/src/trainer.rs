@@ -187,6 +187,42 @@ impl Trainer {
         Ok(Self { model, model_config: meta.model, optim, config: meta.train, state: meta.state, device, options, resumed_from, replacing: false })
     }
 
+    /// Says what data this run trains on ([`OpenedSource::fingerprint`](crate::OpenedSource)),
+    /// before [`fit`](Self::fit): stored in its checkpoints, and checked against theirs when the
+    /// run was resumed. Data other than a stopped run's is [`TrainError::DataChanged`], unless
+    /// `accept_change` (the user named the data again): then it is taken, and the stopped run's
+    /// print returned for a warning.
+    ///
+    /// ```
+    /// # use burn::tensor::Device;
+    /// use diffclip_train::{Trainer, TrainError};
+    /// # let device = Device::flex().autodiff();
+    /// # let tiny = diffclip_clip::ClipConfig::diffclip_tiny();
+    /// let mut t = Trainer::new(tiny.init(&device).unwrap(), tiny, Default::default(), Default::default());
+    /// assert_eq!(t.use_data("CSV of 3 rows, CRC-32 00000001", false).unwrap(), None);
+    /// t.state.step = 5; // as a resumed run's state
+    /// let err = t.use_data("CSV of 4 rows, CRC-32 00000002", false).unwrap_err();
+    /// assert!(matches!(err, TrainError::DataChanged { .. }));
+    /// let was = t.use_data("CSV of 4 rows, CRC-32 00000002", true).unwrap();
+    /// assert_eq!(was.as_deref(), Some("CSV of 3 rows, CRC-32 00000001"));
+    /// ```
+    pub fn use_data(&mut self, fingerprint: &str, accept_change: bool) -> Result<Option<String>, TrainError> {
+        let was = match self.state.data.take() {
+            Some(was) if was != fingerprint && self.state.step > 0 => was,
+            _ => {
+                self.state.data = Some(fingerprint.to_string());
+                return Ok(None);
+            }
+        };
+        if !accept_change {
+            let err = TrainError::DataChanged { was: was.clone(), now: fingerprint.to_string() };
+            self.state.data = Some(was);
+            return Err(err);
+        }
+        self.state.data = Some(fingerprint.to_string());
+        Ok(Some(was))
+    }
+
     /// The same trainer with other run options (e.g. another output folder after a resume).
     pub fn with_options(self, options: RunOptions) -> Self {
         Self { options, ..self }

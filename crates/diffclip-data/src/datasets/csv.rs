@@ -134,6 +134,7 @@ pub struct CsvRow {
 #[derive(Debug, Clone)]
 pub struct CsvDataset {
     path: PathBuf,
+    root: PathBuf,
     rows: Vec<CsvRow>,
     loader: ImageLoader,
 }
@@ -202,12 +203,18 @@ impl CsvDataset {
         if let Some(e) = reader.structural(u64::MAX) {
             return Err(e);
         }
-        Ok(Self { path, rows, loader })
+        Ok(Self { path, root, rows, loader })
     }
 
     /// The caption file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The folder relative image paths are resolved against ([`CsvConfig::image_root`], else
+    /// the caption file's folder).
+    pub fn image_root(&self) -> &Path {
+        &self.root
     }
 
     /// Number of (good) rows.
