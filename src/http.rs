@@ -70,7 +70,8 @@ pub struct Limits {
     pub shutdown_grace: Duration,
     /// Names accepted in the `Host` header besides IP addresses and `localhost` (`403`
     /// otherwise): a web page that rebinds its own name to this machine's address cannot use the
-    /// server. Add the name a proxy in front of it forwards.
+    /// server. Add the name a proxy in front of it forwards: `name` on any port, `name:port` on
+    /// that one only (or with no port in the header where it is 80 or 443).
     pub hosts: Vec<String>,
     /// `Origin` values accepted (`403` otherwise): requests a web page makes carry one, so by
     /// default no page the user has open can use the server. An accepted origin gets CORS

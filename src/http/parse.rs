@@ -163,8 +163,9 @@ fn trim_blanks(mut value: &[u8]) -> &[u8] {
     value
 }
 
-/// An IP address (with or without a port), `localhost`, or one of `limits.hosts` (each compared
-/// without its port and trailing dot): a name a web page could rebind to this machine is
+/// An IP address (with or without a port), `localhost`, or one of `limits.hosts` (names compared
+/// without case or trailing dot; an entry with a port accepts that port only, or none where it
+/// is 80 or 443, which clients leave out): a name a web page could rebind to this machine is
 /// refused unless named.
 fn host_accepted(host: &str, limits: &Limits) -> bool {
     if let Some(rest) = host.strip_prefix('[') {
@@ -172,17 +173,24 @@ fn host_accepted(host: &str, limits: &Limits) -> bool {
         let port_ok = port.is_empty() || port.strip_prefix(':').is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
         return port_ok && ip.parse::<std::net::Ipv6Addr>().is_ok();
     }
-    let name = host_name(host);
-    name.parse::<std::net::Ipv4Addr>().is_ok() || name.eq_ignore_ascii_case("localhost") || limits.hosts.iter().any(|h| host_name(h).eq_ignore_ascii_case(name))
+    let (name, port) = host_and_port(host);
+    let port_ok = |allowed: Option<&str>| match (allowed, port) {
+        (None, _) => true,
+        (Some(a), Some(p)) => a.trim_start_matches('0') == p.trim_start_matches('0'),
+        (Some(a), None) => a == "80" || a == "443",
+    };
+    name.parse::<std::net::Ipv4Addr>().is_ok()
+        || name.eq_ignore_ascii_case("localhost")
+        || limits.hosts.iter().map(|h| host_and_port(h)).any(|(allowed, allowed_port)| allowed.eq_ignore_ascii_case(name) && port_ok(allowed_port))
 }
 
-/// `name` of `name.:port`.
-fn host_name(host: &str) -> &str {
-    let name = match host.rsplit_once(':') {
-        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
-        _ => host,
+/// `(name, Some(port))` of `name.:port`, `(name, None)` of `name.`.
+fn host_and_port(host: &str) -> (&str, Option<&str>) {
+    let (name, port) = match host.rsplit_once(':') {
+        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => (name, Some(port)),
+        _ => (host, None),
     };
-    name.strip_suffix('.').unwrap_or(name)
+    (name.strip_suffix('.').unwrap_or(name), port)
 }
 
 /// `a=1&b=two+words` as pairs, percent-decoded.

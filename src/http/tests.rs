@@ -452,7 +452,7 @@ fn trickling_requests_and_failing_handlers_end_cleanly() {
 fn allowed_hosts_and_origins_are_served() {
     let limits = Limits { hosts: vec!["clip.internal:8443".into()], origins: vec!["https://app.example".into()], timeout: Duration::ZERO, ..Limits::default() };
     let (addr, seen) = echo_server(limits);
-    let (status, text) = exchange(addr, b"GET /x?q=1 HTTP/1.1\r\nHost: CLIP.internal\r\nOrigin: https://app.example\r\n\r\n");
+    let (status, text) = exchange(addr, b"GET /x?q=1 HTTP/1.1\r\nHost: CLIP.internal:8443\r\nOrigin: https://app.example\r\n\r\n");
     assert_eq!(status, 200, "{text}");
     assert!(text.contains("Access-Control-Allow-Origin: https://app.example\r\n") && text.contains("Vary: Origin\r\n"), "{text}");
     let (status, text) = exchange(addr, b"OPTIONS /x HTTP/1.1\r\nHost: 127.0.0.1\r\nOrigin: https://app.example\r\nAccess-Control-Request-Method: POST\r\n\r\n");
@@ -460,6 +460,9 @@ fn allowed_hosts_and_origins_are_served() {
     assert!(text.contains("Access-Control-Allow-Methods: GET, HEAD, POST\r\n") && text.contains("Access-Control-Allow-Origin: https://app.example\r\n"), "{text}");
     assert_eq!(seen.load(Ordering::SeqCst), 1, "the preflight did not reach the handler");
     assert_eq!(exchange(addr, b"GET /x?q=1 HTTP/1.1\r\nHost: other.internal\r\n\r\n").0, 403);
+    // The allowed name with its port, and (as "clip.internal:8443" names one) no other port.
+    assert_eq!(exchange(addr, b"GET /x?q=1 HTTP/1.1\r\nHost: clip.internal.:8443\r\n\r\n").0, 200);
+    assert_eq!(exchange(addr, b"GET /x?q=1 HTTP/1.1\r\nHost: clip.internal:8080\r\n\r\n").0, 403);
     assert_eq!(exchange(addr, b"GET /x?q=1 HTTP/1.1\r\nHost: localhost\r\nOrigin: https://other.example\r\n\r\n").0, 403);
     assert_eq!(exchange(addr, b"GET /x?q=1 HTTP/1.1\r\nHost: localhost\r\nOrigin: null\r\n\r\n").0, 403);
 }
