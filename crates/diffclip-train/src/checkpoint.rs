@@ -48,6 +48,41 @@ pub struct TrainState {
     pub data: Option<String>,
 }
 
+impl TrainState {
+    /// Checks what any run of `config` leaves true, so that a state no run writes (an edited
+    /// or damaged checkpoint) is refused on resume instead of steering the run: at most a
+    /// step's samples per step, an epoch only after samples, skipped steps among the steps,
+    /// a finite loss and loss scale.
+    ///
+    /// ```
+    /// use diffclip_train::{TrainConfig, TrainState};
+    /// let config = TrainConfig { batch_size: 4, ..TrainConfig::default() };
+    /// let state = TrainState { step: 2, samples_seen: 8, epoch: 1, ..TrainState::default() };
+    /// assert!(state.check(&config).is_ok());
+    /// let err = TrainState { epoch: u64::MAX, ..state.clone() }.check(&config).unwrap_err();
+    /// assert!(err.contains("epoch 18446744073709551615"), "{err}");
+    /// assert!(TrainState { samples_seen: 9, ..state }.check(&config).is_err());
+    /// ```
+    pub fn check(&self, config: &TrainConfig) -> Result<(), String> {
+        let per_step = (config.batch_size as u64).saturating_mul(config.accum_steps as u64);
+        let consumed = self.samples_seen.saturating_add(self.skipped_samples as u64);
+        let problem = if self.samples_seen > self.step.saturating_mul(per_step) {
+            format!("{} samples trained in {} steps of at most {per_step}", self.samples_seen, self.step)
+        } else if self.epoch > consumed {
+            format!("epoch {} after {} samples trained and {} skipped (an epoch takes at least one)", self.epoch, self.samples_seen, self.skipped_samples)
+        } else if self.skipped_steps > self.step {
+            format!("{} steps skipped of {}", self.skipped_steps, self.step)
+        } else if !self.last_loss.is_finite() {
+            format!("last loss {}", self.last_loss)
+        } else if !(self.loss_scale.is_finite() && self.loss_scale >= 0.0) || self.loss_scale_good_steps >= crate::LOSS_SCALE_GROWTH {
+            format!("loss scale {} after {} good steps", self.loss_scale, self.loss_scale_good_steps)
+        } else {
+            return Ok(());
+        };
+        Err(format!("its stored state holds {problem}, which no run writes: the checkpoint is damaged"))
+    }
+}
+
 /// What a training checkpoint holds besides the weights.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Checkpoint {

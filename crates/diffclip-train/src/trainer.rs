@@ -183,6 +183,7 @@ impl Trainer {
             let message = format!("its stored training settings are invalid: {}", match e { TrainError::Config(m) => m, e => e.to_string() });
             return Err(TrainError::Resume { path: path.as_ref().display().to_string(), message });
         }
+        meta.state.check(&meta.train).map_err(|message| TrainError::Resume { path: path.as_ref().display().to_string(), message })?;
         let resumed_from = Some(path.as_ref().to_path_buf());
         Ok(Self { model, model_config: meta.model, optim, config: meta.train, state: meta.state, device, options, resumed_from, replacing: false })
     }

@@ -91,6 +91,16 @@ fn a_damaged_checkpoint_is_refused_by_name() {
     });
     let e = resume().expect("must be refused");
     assert!(e.contains("bad.safetensors") && e.contains("stored training settings are invalid: batch_size (--batch-size) must be at least 2"), "{e}");
+    // Counters no run writes: an epoch of 2^64 - 1, more samples than the steps hold.
+    for (field, value) in [("epoch", u64::MAX), ("samples_seen", 33)] {
+        rewrite(&good, &bad, |_, _, meta| {
+            let mut training: serde_json::Value = serde_json::from_str(&meta["diffclip_training"]).unwrap();
+            training["state"][field] = value.into();
+            meta.insert("diffclip_training".into(), training.to_string());
+        });
+        let e = resume().expect("must be refused");
+        assert!(e.contains("bad.safetensors") && e.contains("which no run writes: the checkpoint is damaged"), "{field}: {e}");
+    }
     // A data position past the epoch: resumed, then refused before any step.
     rewrite(&good, &bad, |_, _, meta| {
         let mut training: serde_json::Value = serde_json::from_str(&meta["diffclip_training"]).unwrap();
