@@ -46,6 +46,10 @@ use crate::preprocess::{IMAGE_EXTENSIONS, ImageFormat};
 /// assert_eq!(set.images[0], dir.path().join("cat/x/c.webp"));
 /// std::fs::write(dir.path().join("classnames.txt"), "house cat\nsea lion (Zalophus)\n").unwrap();
 /// assert_eq!(ImageFolder::open(dir.path()).unwrap().class_names[1], "sea lion (Zalophus)");
+/// // A name too long for a prompt ("a photo of a {c}.", at most 64 KiB) is the file's error.
+/// std::fs::write(dir.path().join("classnames.txt"), format!("cat\n{}\n", "z".repeat(70_000))).unwrap();
+/// let err = ImageFolder::open(dir.path()).unwrap_err().to_string();
+/// assert!(err.contains("classnames.txt") && err.contains("(70000 bytes)"), "{err}");
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct ImageFolder {
@@ -63,7 +67,8 @@ pub struct ImageFolder {
 
 impl ImageFolder {
     /// Lists `root`. Errors name the folder or file: a missing `root`, no class folders, a class
-    /// folder without images, a `classnames.txt` whose count differs from the class count.
+    /// folder without images, a `classnames.txt` whose count differs from the class count or
+    /// with a name too long for a prompt.
     pub fn open(root: impl AsRef<Path>) -> Result<Self, DataError> {
         let root = root.as_ref().to_path_buf();
         let mut classes = Vec::new();
@@ -103,7 +108,11 @@ impl ImageFolder {
         // passed over for the folder names.
         // read_class_names gives one name per folder (or refuses the file).
         let class_names = if std::fs::symlink_metadata(&names_file).is_ok() {
-            read_class_names(&names_file, &classes)?
+            let names = read_class_names(&names_file, &classes)?;
+            // Captioned under the default template until other templates are given (and
+            // checked again then): a name too long for a prompt is the file's error.
+            check_captions(DEFAULT_TEMPLATE, &names).map_err(|e| DataError::Config(format!("{}: {e}", names_file.display())))?;
+            names
         } else {
             classes.iter().map(|c| c.replace('_', " ")).collect()
         };
@@ -173,7 +182,7 @@ impl ImageFolderDataset {
             root,
             folders: classes,
             class_names,
-            templates: vec!["a photo of a {c}.".into()],
+            templates: vec![DEFAULT_TEMPLATE.into()],
             samples: images.into_iter().zip(labels).collect(),
             subset: None,
             loader,
@@ -425,6 +434,9 @@ impl ClassificationDataset for ImageFolderDataset {
 }
 
 impl_burn_dataset!(ImageFolderDataset);
+
+/// The template that captions a folder's images until [`ImageFolderDataset::with_templates`].
+const DEFAULT_TEMPLATE: &str = "a photo of a {c}.";
 
 /// Every class's caption (the first template filled) within the prompt limit.
 fn check_captions(template: &str, class_names: &[String]) -> Result<(), DataError> {
