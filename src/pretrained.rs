@@ -266,9 +266,9 @@ impl Pretrained {
 
 /// The hub cache folder: `HF_HUB_CACHE`, else `HF_HOME/hub`, else
 /// `XDG_CACHE_HOME/huggingface/hub`, else `~/.cache/huggingface/hub`, as Python's
-/// `huggingface_hub` looks for it (it also expands a leading `~`; this does not). A variable set
-/// but empty counts as unset (it would name the current folder without saying so). Without a
-/// known home folder the last is relative; a missing file's error names it.
+/// `huggingface_hub` looks for it, a leading `~/` read as the home folder (`~user/` is not
+/// expanded). A variable set but empty counts as unset (it would name the current folder without
+/// saying so). Without a known home folder the last is relative; a missing file's error names it.
 ///
 /// ```
 /// let cache = diffclip::pretrained::cache_dir();
@@ -280,9 +280,14 @@ pub fn cache_dir() -> PathBuf {
 
 /// [`cache_dir`] from the variables `var` gives and the home folder (relative when unknown).
 fn hub_cache(var: impl Fn(&str) -> Option<std::ffi::OsString>, home: Option<PathBuf>) -> PathBuf {
-    let set = |name| var(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+    // `~` alone or `~/...`, as a shell would have expanded it had the value not been quoted.
+    let expand = |value: PathBuf| match (&home, value.strip_prefix("~")) {
+        (Some(home), Ok(rest)) => home.join(rest),
+        _ => value,
+    };
+    let set = |name| var(name).filter(|v| !v.is_empty()).map(PathBuf::from).map(expand);
     set("HF_HUB_CACHE").or_else(|| set("HF_HOME").map(|home| home.join("hub"))).unwrap_or_else(|| {
-        let cache = set("XDG_CACHE_HOME").unwrap_or_else(|| home.unwrap_or_default().join(".cache"));
+        let cache = set("XDG_CACHE_HOME").unwrap_or_else(|| home.clone().unwrap_or_default().join(".cache"));
         cache.join("huggingface").join("hub")
     })
 }
@@ -310,5 +315,10 @@ mod tests {
         assert_eq!(with(&[("XDG_CACHE_HOME", "/xdg"), ("HF_HOME", "/data/hf")]), Path::new("/data/hf/hub"));
         assert_eq!(with(&[("XDG_CACHE_HOME", "")]), Path::new("/home/u/.cache/huggingface/hub"));
         assert_eq!(hub_cache(|_| None, None), Path::new(".cache/huggingface/hub"), "no home: relative, never a panic");
+        assert_eq!(with(&[("HF_HOME", "~/hf")]), Path::new("/home/u/hf/hub"));
+        assert_eq!(with(&[("HF_HUB_CACHE", "~")]), Path::new("/home/u"));
+        assert_eq!(with(&[("XDG_CACHE_HOME", "~/c")]), Path::new("/home/u/c/huggingface/hub"));
+        assert_eq!(with(&[("HF_HOME", "~other/hf")]), Path::new("~other/hf/hub"), "another user's home is not looked up");
+        assert_eq!(with(&[("HF_HOME", "/data/~/hf")]), Path::new("/data/~/hf/hub"));
     }
 }
