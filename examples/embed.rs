@@ -240,11 +240,23 @@ fn embed_files(args: &Args, loaded: &LoadedModel) -> Result<(), Box<dyn std::err
         if products == diffclip::attention::MatmulPrecision::F32 { String::new() } else { format!(" with {products:?} products") },
     );
     let job = ShardJob { source, model_key: Some(model_key.as_str().to_string()), ..job };
+    // An output folder this run creates goes again when nothing could be embedded into it.
+    let output_existed = args.output.exists();
+    // One job writes the folder, from its first shard to its list of skipped samples. A folder
+    // made only to be held goes again when the job ends with nothing written into it.
+    let made = diffclip::cli::RemovedIfEmpty::made_by(&args.output);
+    let _held = match job.hold() {
+        Ok(held) => held,
+        // Refused, the folder is the holder's, which may have made it a moment ago.
+        Err(e) => {
+            std::mem::forget(made);
+            return Err(e.into());
+        }
+    };
+    let _made = made;
     let pipeline = Pipeline::from_name(preprocess, loaded.config.vision.image_size as u32)?;
     // Read first: a bad caption file must not fail the run after the image shards are written.
     let captions = args.texts.as_deref().map(caption_lines).transpose()?;
-    // An output folder this run creates goes again when nothing could be embedded into it.
-    let output_existed = args.output.exists();
     let mut report = ShardReport::default();
     if let Some(spec) = &args.data {
         let images = args.embed != "texts";

@@ -229,7 +229,7 @@ fn run(args: Args, matches: &ArgMatches) -> Res<()> {
     // One run writes a folder at a time, from its first read of it (the checkpoint a resume
     // continues) to its last write (the model). A folder made only to be held goes again when
     // the run ends with nothing written into it (refused by a later check).
-    let made = RemovedIfEmpty::made_by(&args.output);
+    let made = diffclip::cli::RemovedIfEmpty::made_by(&args.output);
     let _held = match diffclip::train::hold_output(&args.output) {
         Ok(held) => held,
         // Refused, the folder is the holder's, which may have made it a moment ago.
@@ -425,29 +425,6 @@ fn run(args: Args, matches: &ArgMatches) -> Res<()> {
     match eval_failed {
         Some(why) => Err(format!("--eval failed at {why} (the trained model and checkpoint are written)").into()),
         None => Ok(()),
-    }
-}
-
-/// The folders this run makes for its output (the folder and any missing parents), removed
-/// again, innermost first, as far as the run leaves them empty.
-struct RemovedIfEmpty(Vec<PathBuf>);
-
-impl RemovedIfEmpty {
-    /// The folders of `path` that do not exist yet, innermost first.
-    fn made_by(path: &Path) -> Self {
-        Self(path.ancestors().take_while(|a| !a.as_os_str().is_empty() && std::fs::symlink_metadata(a).is_err()).map(Path::to_path_buf).collect())
-    }
-}
-
-impl Drop for RemovedIfEmpty {
-    fn drop(&mut self) {
-        // `remove_dir` removes only an empty folder: one holding anything is left, and so are
-        // the folders around it.
-        for dir in &self.0 {
-            if std::fs::remove_dir(dir).is_err() {
-                break;
-            }
-        }
     }
 }
 

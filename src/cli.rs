@@ -344,3 +344,36 @@ pub fn load_model(
     print_err(format_args!("loaded {} ({:?} layout)", loaded.checkpoint.display(), loaded.format));
     Ok(loaded)
 }
+
+/// The folders a program makes for its output (the folder and any missing parents), removed
+/// again, innermost first, as far as the program leaves them empty when this is dropped: a run
+/// refused after making its `--output` leaves no empty folder behind.
+///
+/// ```
+/// let dir = tempfile::tempdir().unwrap();
+/// let out = dir.path().join("runs/a");
+/// let made = diffclip::cli::RemovedIfEmpty::made_by(&out);
+/// std::fs::create_dir_all(&out).unwrap();
+/// drop(made);
+/// assert!(!dir.path().join("runs").exists());
+/// ```
+pub struct RemovedIfEmpty(Vec<std::path::PathBuf>);
+
+impl RemovedIfEmpty {
+    /// The folders of `path` that do not exist yet, innermost first.
+    pub fn made_by(path: &Path) -> Self {
+        Self(path.ancestors().take_while(|a| !a.as_os_str().is_empty() && std::fs::symlink_metadata(a).is_err()).map(Path::to_path_buf).collect())
+    }
+}
+
+impl Drop for RemovedIfEmpty {
+    fn drop(&mut self) {
+        // `remove_dir` removes only an empty folder: one holding anything is left, and so are
+        // the folders around it.
+        for dir in &self.0 {
+            if std::fs::remove_dir(dir).is_err() {
+                break;
+            }
+        }
+    }
+}

@@ -11,6 +11,9 @@ use thiserror::Error;
 
 use crate::checksum::{CHECKSUM_KEY, Checksums};
 
+mod hold;
+pub use hold::{FolderHold, hold_folder};
+
 /// Why an output file could not be written.
 #[derive(Debug, Error)]
 pub enum FileError {
@@ -382,35 +385,4 @@ pub fn write_safetensors(path: &Path, tensors: &[F32Tensor<'_>], metadata: HashM
         }
         out.flush().map_err(|e| io(tmp, e))
     })
-}
-
-/// Holds the folder `dir` for one job while the returned file lives (an advisory `flock` on the
-/// folder itself, released when the file is dropped or the process ends): exclusively, or
-/// `shared` with other holders that share. `Ok(None)` where folders cannot be opened as files
-/// (Windows, a folder one may write but not read) or the file system has no locks: written
-/// unheld. An error of kind `WouldBlock`
-/// means another job holds it.
-///
-/// ```
-/// let dir = tempfile::tempdir().unwrap();
-/// let held = diffclip_clip::files::hold_folder(dir.path(), false).unwrap();
-/// assert!(held.is_some());
-/// let again = diffclip_clip::files::hold_folder(dir.path(), false).unwrap_err();
-/// assert_eq!(again.kind(), std::io::ErrorKind::WouldBlock);
-/// drop(held);
-/// assert!(diffclip_clip::files::hold_folder(dir.path(), true).is_ok());
-/// ```
-pub fn hold_folder(dir: &Path, shared: bool) -> std::io::Result<Option<std::fs::File>> {
-    // Windows opens no folder as a file, and a folder may be writable but not readable.
-    let folder = match std::fs::File::open(dir) {
-        Ok(folder) => folder,
-        Err(e) if cfg!(not(unix)) || e.kind() == std::io::ErrorKind::PermissionDenied => return Ok(None),
-        Err(e) => return Err(e),
-    };
-    let held = if shared { folder.try_lock_shared() } else { folder.try_lock() };
-    match held {
-        Ok(()) => Ok(Some(folder)),
-        Err(std::fs::TryLockError::WouldBlock) => Err(std::io::Error::new(std::io::ErrorKind::WouldBlock, "another job holds this folder")),
-        Err(std::fs::TryLockError::Error(_)) => Ok(None),
-    }
 }

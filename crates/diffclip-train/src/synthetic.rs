@@ -203,7 +203,7 @@ pub fn train_and_evaluate(
     task: &SyntheticTask,
 ) -> Result<RunOutcome, TrainError> {
     let params = model.num_params();
-    // One run writes a folder at a time (`fit` takes no lock: its callers hold the folder).
+    // One run writes a folder at a time, from before its first write to the end of evaluation.
     let _held = match &output {
         Some(dir) => crate::hold_output(dir)?,
         None => None,

@@ -155,11 +155,11 @@ fn move_aside(file: &std::path::Path, kept: bool) -> Result<(), TrainError> {
     moved.map_err(|e| TrainError::Io { path: file.display().to_string(), source: e })
 }
 
-/// Holds the output folder `dir` for one run while the returned file lives
+/// Holds the output folder `dir` for one run while the returned guard lives
 /// ([`diffclip_clip::files::hold_folder`]), made first: the `train` program holds it from its
-/// first read of it to its last write, so that two runs never interleave their files. `fit` itself
-/// takes no lock (a program holds it around everything it writes).
-pub fn hold_output(dir: &std::path::Path) -> Result<Option<std::fs::File>, TrainError> {
+/// first read of it to its last write, so that two runs never interleave their files. `fit`
+/// holds it too while it runs (taken again on a thread that holds it already).
+pub fn hold_output(dir: &std::path::Path) -> Result<Option<diffclip_clip::files::FolderHold>, TrainError> {
     diffclip_clip::files::create_output_dir(dir)?;
     diffclip_clip::files::hold_folder(dir, false).map_err(|e| match e.kind() {
         std::io::ErrorKind::WouldBlock => TrainError::OutputBusy { path: dir.display().to_string() },
@@ -389,6 +389,11 @@ impl Trainer {
         for device in std::iter::once(&self.device).chain(replicas) {
             self.config.precision.check(device).map_err(|e| TrainError::Config(e.to_string()))?;
         }
+        // Two runs writing one folder would interleave their checkpoints and logs.
+        let _held = match &self.options.output {
+            Some(dir) => hold_output(dir)?,
+            None => None,
+        };
         let log = match self.options.output.clone() {
             Some(dir) => Some(self.open_output(&dir)?),
             None => None,

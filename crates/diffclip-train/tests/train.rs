@@ -86,6 +86,25 @@ fn resuming_into_another_runs_folder_is_refused() {
     assert_eq!(std::fs::read(into.join("metrics.jsonl")).unwrap(), log);
 }
 
+/// `fit` holds its output folder: a folder another job holds is refused before anything is
+/// written, and a caller holding it (as the `train` program does) trains there.
+#[test]
+fn fit_holds_its_output_folder() {
+    let _serial = serial();
+    let dir = tmpdir("held");
+    let out = dir.join("out");
+    std::fs::create_dir(&out).unwrap();
+    let other = std::fs::File::open(&out).unwrap();
+    other.try_lock().unwrap();
+    let err = trainer(2, Some(out.clone())).fit(&data(), &batcher(), None).unwrap_err();
+    assert!(matches!(&err, TrainError::OutputBusy { path } if path == &out.display().to_string()), "{err}");
+    assert_eq!(std::fs::read_dir(&out).unwrap().count(), 0, "nothing written");
+    drop(other);
+    let _held = diffclip_train::hold_output(&out).unwrap().expect("folders are held here");
+    trainer(2, Some(out.clone())).fit(&data(), &batcher(), None).unwrap();
+    assert!(out.join("checkpoint-latest.safetensors").is_file());
+}
+
 #[test]
 fn resume_after_a_kill_matches_an_uninterrupted_run() {
     let _serial = serial();

@@ -140,6 +140,16 @@ impl ShardJob {
         self
     }
 
+    /// Makes the output folder and holds it for this job while the guard lives: exclusively,
+    /// or shared by the parts of a job split with [`with_part`](Self::with_part). The job's
+    /// runs hold it themselves; a program holds it around them too, so that what it writes
+    /// after them (a list of skipped samples) is this job's as well.
+    pub fn hold(&self) -> Result<Option<diffclip_clip::files::FolderHold>, EvalError> {
+        self.check()?;
+        diffclip_clip::files::create_output_dir(&self.dir)?;
+        hold_folder(&self.dir, self.part.1 > 1)
+    }
+
     /// The path of shard `k`.
     pub fn shard_path(&self, k: usize) -> PathBuf {
         self.dir.join(format!("embeddings-{k:05}.safetensors"))
@@ -209,9 +219,7 @@ impl ShardJob {
     where
         F: Fn(usize) -> Result<Vec<EmbedRow>, EvalError> + Sync,
     {
-        self.check()?;
-        diffclip_clip::files::create_output_dir(&self.dir)?;
-        let _held = hold_folder(&self.dir, self.part.1 > 1)?;
+        let _held = self.hold()?;
         let mut report = ShardReport::default();
         let mut tensors = Vec::new();
         if what.pipeline.is_some() {
@@ -365,7 +373,7 @@ fn skipped_in(path: &Path) -> Vec<(String, String)> {
 /// Holds `dir` for one job while it runs ([`diffclip_clip::files::hold_folder`]): exclusively,
 /// or shared by the parts of a job split with [`ShardJob::with_part`]. Another job writing there
 /// at the same time would mix its shards with this one's.
-fn hold_folder(dir: &Path, shared: bool) -> Result<Option<std::fs::File>, EvalError> {
+fn hold_folder(dir: &Path, shared: bool) -> Result<Option<diffclip_clip::files::FolderHold>, EvalError> {
     diffclip_clip::files::hold_folder(dir, shared).map_err(|e| EvalError::Shard {
         path: dir.display().to_string(),
         message: match e.kind() {
