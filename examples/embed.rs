@@ -119,6 +119,9 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let bytes = diffclip::clip::files::read_regular(inputs_path).map_err(|e| format!("{}: {e}", inputs_path.display()))?;
     let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| format!("{}: {}", inputs_path.display(), diffclip::clip::checkpoint::safetensors_problem(&bytes).unwrap_or_else(|| e.to_string())))?;
     let name = inputs_path.display().to_string();
+    // A file diffclip wrote carries its tensors' checksums: damage is named, not embedded.
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| format!("{name}: {e}"))?;
+    diffclip::clip::checksum::Checksums::check_file(header.metadata().as_ref(), &st, |n| n == "image" || n == "text").map_err(|e| format!("{name}: {e}"))?;
     let mut outputs: Vec<(String, Vec<usize>, Vec<f32>)> = Vec::new();
     let mut found = false;
     if let Ok(view) = st.tensor("image") {
@@ -244,6 +247,7 @@ fn embed_files(args: &Args, loaded: &LoadedModel) -> Result<(), Box<dyn std::err
     let output_existed = args.output.exists();
     // One job writes the folder, from its first shard to its list of skipped samples. A folder
     // made only to be held goes again when the job ends with nothing written into it.
+    // The parts of a split job share the folder: one that fails leaves it to the others.
     let made = diffclip::cli::RemovedIfEmpty::made_by(&args.output);
     let _held = match job.hold() {
         Ok(held) => held,
@@ -253,7 +257,12 @@ fn embed_files(args: &Args, loaded: &LoadedModel) -> Result<(), Box<dyn std::err
             return Err(e.into());
         }
     };
-    let _made = made;
+    let _made = if n == 1 {
+        Some(made)
+    } else {
+        std::mem::forget(made);
+        None
+    };
     let pipeline = Pipeline::from_name(preprocess, loaded.config.vision.image_size as u32)?;
     // Read first: a bad caption file must not fail the run after the image shards are written.
     let captions = args.texts.as_deref().map(caption_lines).transpose()?;

@@ -219,12 +219,37 @@ pub fn web_origin(text: &str) -> Result<String, String> {
 /// assert!(diffclip::cli::host_name("clip.internal:8443").is_ok());
 /// assert!(diffclip::cli::host_name("").is_err());
 /// assert!(diffclip::cli::host_name("https://clip.internal").is_err());
+/// assert!(diffclip::cli::host_name("clip.internal:").is_err());
+/// assert!(diffclip::cli::host_name("clip.internal:70000").is_err());
 /// ```
 pub fn host_name(text: &str) -> Result<String, String> {
-    match text.is_empty() || text.contains(['/', '@', '?', '#']) || text.contains(|c: char| c.is_whitespace() || c.is_control()) {
-        true => Err(format!("{text:?}: a host name as the Host header holds it (name or name:port, no scheme or path)")),
-        false => Ok(text.to_string()),
+    if text.is_empty() || text.contains(['/', '@', '?', '#']) || text.contains(|c: char| c.is_whitespace() || c.is_control()) {
+        return Err(format!("{text:?}: a host name as the Host header holds it (name or name:port, no scheme or path)"));
     }
+    // A port that no Host header can carry would accept nothing, or a header without one.
+    if port_is_bad(text) {
+        return Err(format!("{text:?}: the port must be a number from 1 to 65535"));
+    }
+    Ok(text.to_string())
+}
+
+/// A `name:port` whose port is empty, not a number, or past 65535 (IPv6 `[..]` without a port
+/// is left to the Host check).
+fn port_is_bad(text: &str) -> bool {
+    let port = match text.strip_prefix('[') {
+        Some(rest) => match rest.split_once(']') {
+            Some((_, after)) => match after.strip_prefix(':') {
+                Some(port) => port,
+                None => return false,
+            },
+            None => return false,
+        },
+        None => match text.rsplit_once(':') {
+            Some((_, port)) => port,
+            None => return false,
+        },
+    };
+    !(port.bytes().all(|b| b.is_ascii_digit()) && port.parse::<u16>().is_ok_and(|p| p > 0))
 }
 
 /// Refuses `flag`'s batch of `batch` samples on `device` when a model of `config` would need

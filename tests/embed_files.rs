@@ -488,7 +488,9 @@ fn search_warns_once_of_rows_that_are_not_finite() {
     bytes[start..start + 4].copy_from_slice(&f32::NAN.to_le_bytes());
     // The NaN as embed would have written it: its checksum put right (same length, in place).
     let new_sum = format!("{:08x}", crc32fast::hash(&bytes[start..end]));
-    let at = bytes[8..8 + header_len].windows(8).position(|w| w == old_sum.as_bytes()).expect("the tensor's checksum in the header") + 8;
+    // In the header, the sums are a JSON string inside the metadata: `\"image_embed\":\"HEX\"`.
+    let entry = format!("image_embed\\\":\\\"{old_sum}");
+    let at = bytes[8..8 + header_len].windows(entry.len()).position(|w| w == entry.as_bytes()).expect("the tensor's checksum in the header") + 8 + entry.len() - 8;
     bytes[at..at + 8].copy_from_slice(new_sum.as_bytes());
     std::fs::write(&shards[0], bytes).unwrap();
     let o = Command::new(example("search"))

@@ -73,11 +73,10 @@ impl Checksums {
     /// Checks that the file's tensors are exactly the ones summed: a tensor without a checksum
     /// was added to the header after writing, a checksum without its tensor means one was removed.
     pub fn check_names<'a>(&self, tensors: impl IntoIterator<Item = &'a str>) -> Result<(), String> {
-        let mut listed: Vec<&str> = self.0.keys().map(String::as_str).collect();
+        let mut listed: std::collections::BTreeSet<&str> = self.0.keys().map(String::as_str).collect();
         for name in tensors {
-            match listed.binary_search(&name) {
-                Ok(i) => _ = listed.remove(i),
-                Err(_) => return Err(format!("tensor '{name}' has no checksum in {CHECKSUM_KEY}: the file was changed after it was written")),
+            if !listed.remove(name) {
+                return Err(format!("tensor '{name}' has no checksum in {CHECKSUM_KEY}: the file was changed after it was written"));
             }
         }
         match listed.first() {

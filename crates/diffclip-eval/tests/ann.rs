@@ -203,6 +203,15 @@ fn unindexable_shards_are_clear_errors() {
     std::fs::write(&shard, &bytes).unwrap();
     let e = AnnIndex::build(dir.path(), "image_embed", small_config()).unwrap_err().to_string();
     assert!(e.contains("embeddings-00000.safetensors") && e.contains("tensor 'image_embed': its bytes do not match the checksum"), "{e}");
+    // The tensor's checksum taken out of the header: a file changed after writing, refused.
+    let len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let mut header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + len]).unwrap();
+    header["__metadata__"][diffclip_clip::checksum::CHECKSUM_KEY] = "{}".into();
+    let mut json = serde_json::to_vec(&header).unwrap();
+    json.resize(json.len().next_multiple_of(8), b' ');
+    std::fs::write(&shard, [&(json.len() as u64).to_le_bytes()[..], &json, &bytes[8 + len..]].concat()).unwrap();
+    let e = AnnIndex::build(dir.path(), "image_embed", small_config()).unwrap_err().to_string();
+    assert!(e.contains("embeddings-00000.safetensors") && e.contains("tensor 'image_embed' has no checksum"), "{e}");
     let empty = tempfile::tempdir().unwrap();
     let e = AnnIndex::build(empty.path(), "image_embed", small_config()).unwrap_err().to_string();
     assert!(e.contains("no embeddings-NNNNN.safetensors shards"), "{e}");

@@ -52,7 +52,8 @@ impl TrainState {
     /// Checks what any run of `config` leaves true, so that a state no run writes (an edited
     /// or damaged checkpoint) is refused on resume instead of steering the run: at most a
     /// step's samples per step, an epoch only after samples, skipped steps among the steps,
-    /// a finite loss and loss scale.
+    /// a finite loss and loss scale. `config` is the one the run trained with: a run that
+    /// lowered its batch or accumulation after a resume writes states this refuses.
     ///
     /// ```
     /// use diffclip_train::{TrainConfig, TrainState};

@@ -125,8 +125,8 @@ impl TrainSource {
                 let root = ds.image_root().to_path_buf();
                 let mut print = DataPrint::new("CSV", "rows");
                 for row in ds.rows() {
-                    let label = row.label.map(|l| l as u64 + 1).unwrap_or(0).to_le_bytes();
-                    print.add(&[DataPrint::path(&row.image, &root), row.caption.as_bytes(), &label]);
+                    let label = row.label.map(|l| (l as u64).to_le_bytes());
+                    print.add(&[DataPrint::path(&row.image, &root), row.caption.as_bytes(), label.as_ref().map_or(&[][..], |l| &l[..])]);
                 }
                 let fingerprint = print.finish();
                 Ok(OpenedSource { source: Self::map(ReportBadSamples::new(ds, policy, counter), name), description, warnings, rows_left_out, fingerprint })

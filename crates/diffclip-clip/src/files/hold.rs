@@ -7,28 +7,35 @@ use std::collections::HashMap;
 use std::marker::PhantomData;
 use std::path::Path;
 
-thread_local! {
-    /// Folders this thread holds, by device and inode, with how many holds are live.
-    static HELD: RefCell<HashMap<(u64, u64), usize>> = RefCell::new(HashMap::new());
+/// A folder this thread holds: its locked handle, how many holds are live, and whether shared.
+struct Held {
+    _file: std::fs::File,
+    holds: usize,
+    shared: bool,
 }
 
-/// A folder held by [`hold_folder`] until dropped. Dropped on the thread that took it (it is not
-/// `Send`): the holds a thread has are counted on that thread.
+thread_local! {
+    /// Folders this thread holds, by device and inode.
+    static HELD: RefCell<HashMap<(u64, u64), Held>> = RefCell::new(HashMap::new());
+}
+
+/// A folder held by [`hold_folder`] until dropped; the lock goes with the last of a thread's
+/// holds on it, in whatever order they are dropped. Dropped on the thread that took it (it is
+/// not `Send`): a thread's holds are counted on that thread.
 #[derive(Debug)]
 pub struct FolderHold {
     key: (u64, u64),
-    /// The locked folder, for the outermost hold of this thread; `None` for one nested in it.
-    _file: Option<std::fs::File>,
     _not_send: PhantomData<*const ()>,
 }
 
 impl Drop for FolderHold {
     fn drop(&mut self) {
-        HELD.with(|held| {
+        // At thread exit the registry may be gone already, and its files with it (unlocked).
+        let _ = HELD.try_with(|held| {
             let mut held = held.borrow_mut();
-            if let Some(n) = held.get_mut(&self.key) {
-                *n -= 1;
-                if *n == 0 {
+            if let Some(entry) = held.get_mut(&self.key) {
+                entry.holds -= 1;
+                if entry.holds == 0 {
                     held.remove(&self.key);
                 }
             }
@@ -38,23 +45,33 @@ impl Drop for FolderHold {
 
 /// Holds the folder `dir` for one job while the returned guard lives (an advisory `flock` on
 /// the folder itself, released when the last hold is dropped or the process ends): exclusively,
-/// or `shared` with other holders that share. A thread holding `dir` already gets it again,
-/// whatever it asks (it is that job). `Ok(None)` where folders cannot be opened as files
-/// (Windows, a folder one may write but not read) or the file system has no locks: written
-/// unheld. An error of kind `WouldBlock` means another job (another process, or another thread
-/// of this one) holds it.
+/// or `shared` with other holders that share. A thread holding `dir` already gets it again (it
+/// is that job), except exclusively where it holds it shared. `Ok(None)` where folders cannot be
+/// opened as files (Windows, a folder one may write but not read) or the file system has no
+/// locks: written unheld. An error of kind `WouldBlock` means another job (another process, or
+/// another thread of this one) holds it.
 ///
 /// ```
 /// let dir = tempfile::tempdir().unwrap();
 /// let held = diffclip_clip::files::hold_folder(dir.path(), false).unwrap();
 /// assert!(held.is_some());
 /// // The thread holding it may hold it again; another thread may not.
-/// assert!(diffclip_clip::files::hold_folder(dir.path(), false).unwrap().is_some());
+/// let again = diffclip_clip::files::hold_folder(dir.path(), false).unwrap();
+/// assert!(again.is_some());
 /// let path = dir.path().to_path_buf();
 /// let other = std::thread::spawn(move || diffclip_clip::files::hold_folder(&path, false).map(|h| h.is_some()));
 /// assert_eq!(other.join().unwrap().unwrap_err().kind(), std::io::ErrorKind::WouldBlock);
+/// // The lock stays until the last hold goes, whichever is dropped first.
 /// drop(held);
-/// assert!(diffclip_clip::files::hold_folder(dir.path(), true).is_ok());
+/// let path = dir.path().to_path_buf();
+/// let other = std::thread::spawn(move || diffclip_clip::files::hold_folder(&path, true).map(|h| h.is_some()));
+/// assert!(other.join().unwrap().is_err());
+/// drop(again);
+/// let shared = diffclip_clip::files::hold_folder(dir.path(), true).unwrap();
+/// assert!(shared.is_some());
+/// // Held shared, not had exclusively: the folder's other sharers may be writing.
+/// assert!(diffclip_clip::files::hold_folder(dir.path(), false).is_err());
+/// assert!(diffclip_clip::files::hold_folder(dir.path(), true).unwrap().is_some());
 /// ```
 pub fn hold_folder(dir: &Path, shared: bool) -> std::io::Result<Option<FolderHold>> {
     // Windows opens no folder as a file, and a folder may be writable but not readable.
@@ -67,15 +84,23 @@ pub fn hold_folder(dir: &Path, shared: bool) -> std::io::Result<Option<FolderHol
         Err(e) => return Err(e),
     };
     let key = identity(&folder)?;
-    let nested = HELD.with(|held| held.borrow_mut().get_mut(&key).map(|n| *n += 1).is_some());
-    if nested {
-        return Ok(Some(FolderHold { key, _file: None, _not_send: PhantomData }));
+    let nested = HELD.with(|held| match held.borrow_mut().get_mut(&key) {
+        // Held shared, it cannot be had exclusively: other jobs may share it.
+        Some(entry) if entry.shared && !shared => Some(Err(std::io::Error::new(std::io::ErrorKind::WouldBlock, "this job holds the folder shared, not exclusively"))),
+        Some(entry) => {
+            entry.holds += 1;
+            Some(Ok(Some(FolderHold { key, _not_send: PhantomData })))
+        }
+        None => None,
+    });
+    if let Some(nested) = nested {
+        return nested;
     }
     let locked = if shared { folder.try_lock_shared() } else { folder.try_lock() };
     match locked {
         Ok(()) => {
-            HELD.with(|held| held.borrow_mut().insert(key, 1));
-            Ok(Some(FolderHold { key, _file: Some(folder), _not_send: PhantomData }))
+            HELD.with(|held| held.borrow_mut().insert(key, Held { _file: folder, holds: 1, shared }));
+            Ok(Some(FolderHold { key, _not_send: PhantomData }))
         }
         Err(std::fs::TryLockError::WouldBlock) => Err(std::io::Error::new(std::io::ErrorKind::WouldBlock, "another job holds this folder")),
         Err(std::fs::TryLockError::Error(_)) => Ok(None),

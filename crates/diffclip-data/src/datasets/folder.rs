@@ -111,7 +111,8 @@ impl ImageFolder {
             let names = read_class_names(&names_file, &classes)?;
             // Captioned under the default template until other templates are given (and
             // checked again then): a name too long for a prompt is the file's error.
-            check_captions(DEFAULT_TEMPLATE, &names).map_err(|e| DataError::Config(format!("{}: {e}", names_file.display())))?;
+            let too_long = |m: String| DataError::Config(format!("{}: {m}", names_file.display()));
+            names.iter().try_for_each(|c| crate::metadata::check_prompt(DEFAULT_TEMPLATE, c)).map_err(too_long)?;
             names
         } else {
             classes.iter().map(|c| c.replace('_', " ")).collect()

@@ -85,8 +85,15 @@ impl Shard {
             None => return Err(bad(crate::shards::missing_tensor(tensor, json.as_object().into_iter().flat_map(|o| o.keys())))),
             Some(t) => tensor_place(t, paths.len(), meta.len() - 8 - len).map_err(|m| bad(format!("{tensor}: {m}")))?,
         };
-        let metadata: Option<std::collections::HashMap<String, String>> = json.get("__metadata__").and_then(|m| serde_json::from_value(m.clone()).ok());
+        let metadata: Option<std::collections::HashMap<String, String>> = match json.get("__metadata__") {
+            Some(m) => Some(serde_json::from_value(m.clone()).map_err(|e| bad(format!("safetensors metadata: {e}")))?),
+            None => None,
+        };
         let sums = diffclip_clip::checksum::Checksums::from_metadata(metadata.as_ref()).map_err(bad)?;
+        if let Some(sums) = &sums {
+            let names = json.as_object().into_iter().flat_map(|o| o.keys()).map(String::as_str).filter(|k| *k != "__metadata__");
+            sums.check_names(names).map_err(bad)?;
+        }
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let modified = meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map(|d| d.as_nanos().to_string());
         let print = ShardPrint { name, rows, bytes: meta.len(), sha256: String::new(), modified };
