@@ -1,6 +1,7 @@
-//! Per-tensor CRC-32 checksums, written into the metadata of every safetensors file diffclip
-//! writes, so that a file damaged on disk or in a copy (a flipped bit, a block of zeros) is
-//! refused naming the tensor instead of loading as slightly different weights.
+//! Per-tensor CRC-32 checksums, and one of the other metadata, written into the metadata of
+//! every safetensors file diffclip writes, so that a file damaged on disk or in a copy (a flipped
+//! bit, a block of zeros) is refused naming the tensor instead of loading as slightly different
+//! weights.
 //!
 //! ```
 //! use diffclip_clip::checksum::Checksums;
@@ -16,9 +17,24 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+// The metadata's own checksum is listed under the header's metadata key, which no tensor takes.
+use crate::files::METADATA_KEY;
+
 /// The metadata key holding the checksums: a JSON object of tensor name to CRC-32 (8 hex digits)
-/// of the tensor's stored bytes.
+/// of the tensor's stored bytes, and under `__metadata__` the CRC-32 of the other metadata.
 pub const CHECKSUM_KEY: &str = "diffclip_crc32";
+
+/// The CRC-32 of metadata entries in key order, each key and value after its length.
+fn metadata_crc<'a>(entries: impl Iterator<Item = (&'a String, &'a String)>) -> u32 {
+    let mut crc = crc32fast::Hasher::new();
+    for (k, v) in entries {
+        for part in [k, v] {
+            crc.update(&(part.len() as u64).to_le_bytes());
+            crc.update(part.as_bytes());
+        }
+    }
+    crc.finalize()
+}
 
 /// Values hashed per conversion to little-endian bytes: the writer's chunk size.
 const CHUNK: usize = 1 << 14;
@@ -47,6 +63,13 @@ impl Checksums {
         )
     }
 
+    /// These and the checksum of the file's other metadata (`metadata`, without
+    /// [`CHECKSUM_KEY`]), under the name [`METADATA_KEY`] (no tensor may have it).
+    pub fn with_metadata(mut self, metadata: &BTreeMap<String, String>) -> Self {
+        self.0.insert(METADATA_KEY.to_string(), metadata_crc(metadata.iter()));
+        self
+    }
+
     /// The value stored under [`CHECKSUM_KEY`].
     pub fn to_metadata(&self) -> String {
         let hex: BTreeMap<&str, String> = self.0.iter().map(|(k, v)| (k.as_str(), format!("{v:08x}"))).collect();
@@ -67,13 +90,22 @@ impl Checksums {
                 _ => Err(bad(format!("tensor '{k}' has {v:?}, not 8 hex digits"))),
             })
             .collect::<Result<_, _>>()?;
-        Ok(Some(Self(sums)))
+        let sums = Self(sums);
+        // The settings beside the tensors (a model's config, a run's step and data position)
+        // are checked as a whole; files summed before their metadata was have no such entry.
+        if let (Some(&stored), Some(metadata)) = (sums.0.get(METADATA_KEY), metadata) {
+            let read = metadata_crc(metadata.iter().filter(|(k, _)| k.as_str() != CHECKSUM_KEY).collect::<BTreeMap<_, _>>().into_iter());
+            if read != stored {
+                return Err(format!("its metadata (settings beside the tensors) does not match the checksum written with it (CRC-32 {read:08x}, written {stored:08x}): the file is damaged, restore it from a good copy"));
+            }
+        }
+        Ok(Some(sums))
     }
 
     /// Checks that the file's tensors are exactly the ones summed: a tensor without a checksum
     /// was added to the header after writing, a checksum without its tensor means one was removed.
     pub fn check_names<'a>(&self, tensors: impl IntoIterator<Item = &'a str>) -> Result<(), String> {
-        let mut listed: std::collections::BTreeSet<&str> = self.0.keys().map(String::as_str).collect();
+        let mut listed: std::collections::BTreeSet<&str> = self.0.keys().map(String::as_str).filter(|k| *k != METADATA_KEY).collect();
         for name in tensors {
             if !listed.remove(name) {
                 return Err(format!("tensor '{name}' has no checksum in {CHECKSUM_KEY}: the file was changed after it was written"));
@@ -133,6 +165,21 @@ mod tests {
         read.check_names(["long", "a"]).unwrap();
         assert!(read.check_names(["a"]).unwrap_err().contains("lists tensor 'long'"));
         assert!(read.check_names(["a", "long", "new"]).unwrap_err().contains("'new' has no checksum"));
+    }
+
+    #[test]
+    fn metadata_is_summed_as_a_whole() {
+        let settings: BTreeMap<String, String> = [("step".to_string(), "1200".to_string()), ("config".to_string(), "{}".to_string())].into();
+        let sums = Checksums::of([("w", &[1.0f32][..])]).with_metadata(&settings);
+        let mut meta: HashMap<String, String> = settings.clone().into_iter().collect();
+        meta.insert(CHECKSUM_KEY.into(), sums.to_metadata());
+        let read = Checksums::from_metadata(Some(&meta)).unwrap().unwrap();
+        read.check_names(["w"]).unwrap();
+        meta.insert("step".into(), "1300".into());
+        assert!(Checksums::from_metadata(Some(&meta)).unwrap_err().contains("its metadata"));
+        meta.insert("step".into(), "1200".into());
+        meta.insert("added".into(), String::new());
+        assert!(Checksums::from_metadata(Some(&meta)).is_err(), "an entry added");
     }
 
     #[test]

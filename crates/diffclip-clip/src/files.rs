@@ -364,7 +364,8 @@ pub fn write_safetensors(path: &Path, tensors: &[F32Tensor<'_>], metadata: HashM
     }
     // Readers check each tensor against these, so damage on disk is an error, not new weights.
     let mut metadata: std::collections::BTreeMap<String, String> = metadata.into_iter().collect();
-    metadata.insert(CHECKSUM_KEY.to_string(), Checksums::of(sorted.iter().map(|t| (t.name.as_str(), t.data))).to_metadata());
+    let sums = Checksums::of(sorted.iter().map(|t| (t.name.as_str(), t.data))).with_metadata(&metadata);
+    metadata.insert(CHECKSUM_KEY.to_string(), sums.to_metadata());
     header.insert(METADATA_KEY.to_string(), HeaderEntry::Metadata(metadata));
     let mut json = serde_json::to_vec(&header).map_err(|e| ser(e.to_string()))?;
     // The data must start 8-byte aligned, padded with spaces as safetensors does.

@@ -158,14 +158,15 @@ pub fn load_training_checkpoint(path: impl AsRef<Path>, device: &Device) -> Resu
     let damaged = || diffclip_clip::checkpoint::safetensors_problem(&bytes).map(|p| err(format!("a damaged safetensors file: {p}")));
     let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| damaged().unwrap_or_else(|| err(format!("not a diffclip training checkpoint (written by train as a safetensors file, which this is not: {e})"))))?;
     let meta_map = header.metadata().clone().unwrap_or_default();
+    let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| damaged().unwrap_or_else(|| err(e.to_string())))?;
+    // Damage is said as damage before any of it is read as settings. Checkpoints written before
+    // checksums existed have none, and load unchecked.
+    Checksums::check_file(Some(&meta_map), &st, |_| true).map_err(&err)?;
     let meta: Checkpoint = meta_map
         .get("diffclip_training")
         .ok_or_else(|| err("not a diffclip training checkpoint (no diffclip_training metadata)".into()))
         .and_then(|j| diffclip_clip::json::from_json_objects(j).map_err(|e| err(format!("its diffclip_training metadata does not read: {e}"))))?;
     let optim_step: u64 = meta_map.get("optim_step").and_then(|s| s.parse().ok()).ok_or_else(|| err("missing optim_step".into()))?;
-    let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| damaged().unwrap_or_else(|| err(e.to_string())))?;
-    // Checkpoints written before checksums existed have none, and load unchecked.
-    Checksums::check_file(Some(&meta_map), &st, |_| true).map_err(&err)?;
 
     let mut weights = BTreeMap::new();
     // Moments stay host vectors until they are checked against the model's parameters.

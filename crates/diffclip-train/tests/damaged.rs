@@ -64,6 +64,14 @@ fn a_damaged_checkpoint_is_refused_by_name() {
     std::fs::write(&bad, [&(json.len() as u64).to_le_bytes()[..], &json, data].concat()).unwrap();
     let e = resume().expect("a tensor without its checksum must be refused");
     assert!(e.contains("tensor 'model.logit_scale' has no checksum"), "{e}");
+    // One digit of the stored step changed in place: the metadata's checksum tells.
+    let len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let at = bytes[8..8 + len].windows(8).position(|w| w == b"step\\\":2").expect("the stored step") + 8 + 7;
+    let mut edited = bytes.clone();
+    edited[at] = b'7';
+    std::fs::write(&bad, &edited).unwrap();
+    let e = resume().expect("an edited step must be refused");
+    assert!(e.contains("bad.safetensors") && e.contains("its metadata (settings beside the tensors) does not match the checksum"), "{e}");
     // The good file resumes (its checksums hold).
     Trainer::resume(&good, Device::flex().autodiff(), RunOptions::default()).unwrap();
 
