@@ -35,6 +35,34 @@ pub struct SeedRuns<'a> {
 /// Runs are paired by position, so every variant must list the same seeds in the same order,
 /// each once: otherwise an error naming the variant (a pairing of different seeds would report
 /// a difference of initialisations, not of variants).
+///
+/// ```
+/// use std::collections::BTreeMap;
+/// use diffclip_eval::compare::{SeedRuns, markdown_tables, over_seeds};
+/// use diffclip_eval::heldout::{HeldOut, HeldOutMetrics};
+/// // One held-out evaluation: `hits` of 10 test images classified right.
+/// let run = |hits: usize| {
+///     let outcomes: Vec<f64> = (0..10).map(|i| if i < hits { 1.0 } else { 0.0 }).collect();
+///     let metrics = HeldOutMetrics {
+///         step: 100, heldout_loss: 1.0, zero_shot_shape_top1: hits as f64 / 10.0, zero_shot_color_top1: 0.0,
+///         image_to_text_r1: 0.0, image_to_text_r5: 0.0, text_to_image_r1: 0.0, text_to_image_r5: 0.0,
+///     };
+///     HeldOut { metrics, per_sample: BTreeMap::from([("zero_shot_shape_top1".to_string(), outcomes)]) }
+/// };
+/// fn seeded(runs: &[HeldOut]) -> Vec<(u64, &HeldOut)> {
+///     runs.iter().enumerate().map(|(seed, h)| (seed as u64, h)).collect()
+/// }
+/// let (clip, diff) = ([run(5), run(6), run(5)], [run(7), run(8), run(8)]);
+/// let groups = [SeedRuns { name: "baseline".into(), runs: seeded(&clip) }, SeedRuns { name: "diffclip".into(), runs: seeded(&diff) }];
+/// let metrics = ["zero_shot_shape_top1"];
+/// let (variants, vs) = over_seeds(&groups, "baseline", &metrics, 1000)?;
+/// let d = &vs["diffclip"]["zero_shot_shape_top1"];
+/// assert!((d["diff_mean"].as_f64().unwrap() - 0.7 / 3.0).abs() < 1e-9); // (2 + 2 + 3) / 3 hits of 10
+/// assert_eq!(d["n_seeds"], 3);
+/// let order = ["baseline".to_string(), "diffclip".to_string()];
+/// assert!(markdown_tables(&variants, &vs, &order, &metrics, "baseline").contains("| diffclip |"));
+/// # Ok::<(), diffclip_eval::EvalError>(())
+/// ```
 pub fn over_seeds(
     groups: &[SeedRuns<'_>],
     baseline: &str,

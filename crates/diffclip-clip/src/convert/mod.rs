@@ -195,6 +195,27 @@ pub fn converted_config(config: &ClipConfig, options: &ConvertOptions) -> ClipCo
 /// Convert the standard-attention `model` (built from `config`) into a DiffCLIP of the same
 /// shape (see the module documentation for the mapping and how close it is). The returned model
 /// is on `model`'s device; to train it, move it with `model.fork(&autodiff_device).train()`.
+///
+/// ```
+/// use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
+/// use diffclip_clip::ClipConfig;
+/// use diffclip_clip::convert::{Calibration, ConvertOptions, convert_to_diffclip};
+/// let device = Device::flex();
+/// let config = ClipConfig::clip_tiny(); // standard attention, as a released CLIP
+/// let clip = config.init(&device).unwrap();
+/// // One batch fits the RMSNorm gains and chooses the head pairs.
+/// let (s, l) = (config.vision.image_size, config.text.context_length);
+/// let images = Tensor::<4>::random([2, 3, s, s], Distribution::Default, &device);
+/// let mut ids = vec![0i64; 2 * l]; // "a dog", "a cat", padded with zeros
+/// ids[..4].copy_from_slice(&[49406, 320, 1929, 49407]);
+/// ids[l..l + 4].copy_from_slice(&[49406, 320, 2368, 49407]);
+/// let texts = Tensor::<2, Int>::from_data(TensorData::new(ids, [2, l]), &device);
+/// let (diff, diff_config, report) = convert_to_diffclip(&clip, &config, &ConvertOptions::default(), Some(&Calibration { images, texts })).unwrap();
+/// assert_eq!(report.layers.len(), config.vision.layers + config.text.layers);
+/// assert!(report.layers.iter().all(|l| l.rel_error <= l.rel_error_unit_gain + 1e-6));
+/// assert_eq!(diff_config.vision.attention.kind, diffclip_clip::attention::AttentionKind::Differential);
+/// # let _ = diff;
+/// ```
 pub fn convert_to_diffclip(
     model: &Clip,
     config: &ClipConfig,
