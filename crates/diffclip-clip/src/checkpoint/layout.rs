@@ -82,6 +82,16 @@ const HUGGINGFACE: &[Rule] = &[
 ];
 
 /// Guess the layout from the keys.
+///
+/// ```
+/// use diffclip_clip::checkpoint::{CheckpointFormat, StateDict, StateTensor, detect_format, to_canonical};
+/// let t = |n: usize| StateTensor { shape: vec![n], data: vec![0.0; n] };
+/// // A HuggingFace `CLIPModel` is told by its tower prefixes; its keys map to canonical ones.
+/// let hf: StateDict = [("text_model.final_layer_norm.weight".to_string(), t(4))].into();
+/// assert_eq!(detect_format(&hf), CheckpointFormat::HuggingFace);
+/// let canonical = to_canonical(hf, CheckpointFormat::HuggingFace, "memory").unwrap();
+/// assert!(canonical.contains_key("text.ln_final.weight"), "{:?}", canonical.keys());
+/// ```
 pub fn detect_format(sd: &StateDict) -> CheckpointFormat {
     let has = |f: &dyn Fn(&str) -> bool| sd.keys().any(|k| f(k.trim_start_matches("module.")));
     if has(&|k| k.starts_with("vision_model.") || k.starts_with("text_model.")) {
