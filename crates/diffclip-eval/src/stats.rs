@@ -15,6 +15,13 @@ use serde::{Deserialize, Serialize};
 
 /// Arithmetic mean in numpy's summation order ([`pairwise_sum`](crate::ranking::pairwise_sum)),
 /// so it equals `np.mean` to the bit; `NaN` for an empty slice.
+///
+/// ```
+/// use diffclip_eval::stats::{mean, sample_sd};
+/// assert_eq!(mean(&[1.0, 2.0, 3.0, 4.0]), 2.5);
+/// assert!((sample_sd(&[1.0, 2.0, 3.0, 4.0]) - 1.290_994_448_735_805_6).abs() < 1e-15);
+/// assert!(mean(&[]).is_nan() && sample_sd(&[1.0]).is_nan());
+/// ```
 pub fn mean(xs: &[f64]) -> f64 {
     crate::ranking::pairwise_sum(xs) / xs.len() as f64
 }
@@ -45,6 +52,15 @@ pub struct PairedDiff {
 /// Paired t-interval of `a - b` at `level` (e.g. 0.95): the differences `a_i - b_i` are treated
 /// as a sample of `n` values and the interval uses Student's t with `n - 1` degrees of freedom.
 /// `None` with fewer than two pairs, unequal lengths or a level outside `(0, 1)`.
+///
+/// ```
+/// use diffclip_eval::stats::paired_t_interval;
+/// // Differences 1, 2, 3, 4, 5: mean 3, sd √2.5, t(0.975, 4) = 2.776445105.
+/// let d = paired_t_interval(&[1.2, 2.5, 3.1, 4.8, 5.0], &[0.2, 0.5, 0.1, 0.8, 0.0], 0.95).unwrap();
+/// assert_eq!((d.n, d.diff_mean), (5, 3.0));
+/// assert!((d.ci[0] - 1.036_757_1).abs() < 1e-6 && (d.ci[1] - 4.963_242_9).abs() < 1e-6, "{:?}", d.ci);
+/// assert!(paired_t_interval(&[1.0], &[0.0], 0.95).is_none());
+/// ```
 pub fn paired_t_interval(a: &[f64], b: &[f64], level: f64) -> Option<PairedDiff> {
     if a.len() != b.len() || a.len() < 2 || !(level > 0.0 && level < 1.0) {
         return None;
@@ -111,6 +127,12 @@ pub fn holm(p: &[f64]) -> Vec<f64> {
 }
 
 /// `ln Γ(x)` for `x > 0` (Lanczos, g = 7, 9 terms; relative error below 1e-14).
+///
+/// ```
+/// use diffclip_eval::stats::ln_gamma;
+/// assert!((ln_gamma(5.0) - 24f64.ln()).abs() < 1e-13);
+/// assert!((ln_gamma(0.5) - std::f64::consts::PI.sqrt().ln()).abs() < 1e-13);
+/// ```
 pub fn ln_gamma(x: f64) -> f64 {
     const G: [f64; 9] = [
         0.999_999_999_999_809_9,
@@ -137,6 +159,13 @@ pub fn ln_gamma(x: f64) -> f64 {
 }
 
 /// Regularised incomplete beta function `I_x(a, b)` (continued fraction, modified Lentz).
+///
+/// ```
+/// use diffclip_eval::stats::incomplete_beta;
+/// // For whole a, b it is a binomial tail: I_0.3(2, 3) = P(at least 2 of 4 at p = 0.3).
+/// assert!((incomplete_beta(0.3, 2.0, 3.0) - 0.3483).abs() < 1e-12);
+/// assert!((incomplete_beta(0.5, 2.0, 2.0) - 0.5).abs() < 1e-12);
+/// ```
 pub fn incomplete_beta(x: f64, a: f64, b: f64) -> f64 {
     if x <= 0.0 {
         return 0.0;
@@ -191,6 +220,14 @@ pub fn student_t_cdf(t: f64, dof: f64) -> f64 {
 
 /// Quantile of Student's t (`scipy.stats.t.ppf(p, dof)`), by bisection on the CDF to 1e-12.
 /// `NaN` outside `0 < p < 1` or for `dof <= 0`.
+///
+/// ```
+/// use diffclip_eval::stats::{student_t_cdf, student_t_quantile};
+/// assert!((student_t_quantile(0.975, 4.0) - 2.776_445_105_197_799).abs() < 1e-9); // scipy
+/// assert!((student_t_cdf(2.776_445_105_197_799, 4.0) - 0.975).abs() < 1e-12);
+/// assert!((student_t_cdf(0.0, 7.0) - 0.5).abs() < 1e-15);
+/// assert!(student_t_quantile(1.0, 4.0).is_nan());
+/// ```
 pub fn student_t_quantile(p: f64, dof: f64) -> f64 {
     if !(p > 0.0 && p < 1.0 && dof > 0.0) {
         return f64::NAN;
@@ -220,6 +257,12 @@ pub fn student_t_quantile(p: f64, dof: f64) -> f64 {
 }
 
 /// Quantile of sorted values with linear interpolation (numpy's default, "type 7").
+///
+/// ```
+/// use diffclip_eval::stats::quantile_sorted;
+/// let v = [1.0, 2.0, 3.0, 4.0];
+/// assert_eq!((quantile_sorted(&v, 0.25), quantile_sorted(&v, 0.5), quantile_sorted(&v, 1.0)), (1.75, 2.5, 4.0));
+/// ```
 pub fn quantile_sorted(sorted: &[f64], q: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -309,6 +352,18 @@ pub struct BootstrapDiff {
 /// sample indices with replacement (from a [`SplitMix64`] seeded with `seed`) and applies the
 /// same indices to every run, since all runs share the test set. `None` without runs, with runs
 /// of different lengths, with zero resamples or with `level` outside (0, 1).
+///
+/// ```
+/// use diffclip_eval::stats::{bootstrap_paired_diff, excludes_zero};
+/// // Two seeds; model a gets 70 and 80 of 100 test images right, model b 50 and 50.
+/// let hits = |k: usize| (0..100).map(|i| if i < k { 1.0 } else { 0.0 }).collect::<Vec<f64>>();
+/// let d = bootstrap_paired_diff(&[hits(70), hits(80)], &[hits(50), hits(50)], 2000, 0.95, 0).unwrap();
+/// assert!((d.diff_mean - 0.25).abs() < 1e-12);
+/// assert!(d.ci[0] <= 0.25 && 0.25 <= d.ci[1] && excludes_zero(d.ci));
+/// assert!(d.p_value < 0.05);
+/// // The same resamples for the same seed: the interval is reproducible.
+/// assert_eq!(d, bootstrap_paired_diff(&[hits(70), hits(80)], &[hits(50), hits(50)], 2000, 0.95, 0).unwrap());
+/// ```
 pub fn bootstrap_paired_diff(
     a: &[Vec<f64>],
     b: &[Vec<f64>],
