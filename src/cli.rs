@@ -219,37 +219,48 @@ pub fn web_origin(text: &str) -> Result<String, String> {
 /// assert!(diffclip::cli::host_name("clip.internal:8443").is_ok());
 /// assert!(diffclip::cli::host_name("").is_err());
 /// assert!(diffclip::cli::host_name("https://clip.internal").is_err());
-/// assert!(diffclip::cli::host_name("clip.internal:").is_err());
-/// assert!(diffclip::cli::host_name("clip.internal:70000").is_err());
+/// assert!(diffclip::cli::host_name("[::1]:8080").is_ok() && diffclip::cli::host_name("[::1]").is_ok());
+/// for bad in ["clip.internal:", "clip.internal:70000", ":8080", "::1", "[::1", "[::1]x", "a:b:c"] {
+///     assert!(diffclip::cli::host_name(bad).is_err(), "{bad}");
+/// }
 /// ```
 pub fn host_name(text: &str) -> Result<String, String> {
     if text.is_empty() || text.contains(['/', '@', '?', '#']) || text.contains(|c: char| c.is_whitespace() || c.is_control()) {
         return Err(format!("{text:?}: a host name as the Host header holds it (name or name:port, no scheme or path)"));
     }
-    // A port that no Host header can carry would accept nothing, or a header without one.
-    if port_is_bad(text) {
-        return Err(format!("{text:?}: the port must be a number from 1 to 65535"));
+    // A value no Host header can carry would accept nothing, or a header without a port.
+    if let Some(problem) = host_problem(text) {
+        return Err(format!("{text:?}: {problem}"));
     }
     Ok(text.to_string())
 }
 
-/// A `name:port` whose port is empty, not a number, or past 65535 (IPv6 `[..]` without a port
-/// is left to the Host check).
-fn port_is_bad(text: &str) -> bool {
-    let port = match text.strip_prefix('[') {
+/// What is wrong with `name`, `name:port`, `[v6]` or `[v6]:port` as a Host header value: an
+/// empty name, a port that is empty, not a number or outside 1..=65535, or an IPv6 address
+/// without its brackets.
+fn host_problem(text: &str) -> Option<&'static str> {
+    let (name, port) = match text.strip_prefix('[') {
         Some(rest) => match rest.split_once(']') {
-            Some((_, after)) => match after.strip_prefix(':') {
-                Some(port) => port,
-                None => return false,
+            Some((ip, "")) => (ip, None),
+            Some((ip, after)) => match after.strip_prefix(':') {
+                Some(port) => (ip, Some(port)),
+                None => return Some("only a port may follow a bracketed address"),
             },
-            None => return false,
+            None => return Some("a bracketed address must end with ]"),
         },
-        None => match text.rsplit_once(':') {
-            Some((_, port)) => port,
-            None => return false,
+        None if text.matches(':').count() > 1 => return Some("an IPv6 address must be written in brackets, [::1]:8080"),
+        None => match text.split_once(':') {
+            Some((name, port)) => (name, Some(port)),
+            None => (text, None),
         },
     };
-    !(port.bytes().all(|b| b.is_ascii_digit()) && port.parse::<u16>().is_ok_and(|p| p > 0))
+    if name.is_empty() {
+        return Some("the name is empty");
+    }
+    match port {
+        Some(port) if !(port.bytes().all(|b| b.is_ascii_digit()) && port.parse::<u16>().is_ok_and(|p| p > 0)) => Some("the port must be a number from 1 to 65535"),
+        _ => None,
+    }
 }
 
 /// Refuses `flag`'s batch of `batch` samples on `device` when a model of `config` would need

@@ -1,7 +1,7 @@
-//! Per-tensor CRC-32 checksums, and one of the other metadata, written into the metadata of
-//! every safetensors file diffclip writes, so that a file damaged on disk or in a copy (a flipped
-//! bit, a block of zeros) is refused naming the tensor instead of loading as slightly different
-//! weights.
+//! CRC-32 checksums of each tensor, and one of the rest of the metadata, written into the
+//! metadata of every safetensors file diffclip writes, so that a file damaged on disk or in a
+//! copy (a flipped bit, a block of zeros) is refused, naming the tensor or the metadata, instead
+//! of loading as slightly different weights or settings.
 //!
 //! ```
 //! use diffclip_clip::checksum::Checksums;
@@ -66,7 +66,7 @@ impl Checksums {
     /// These and the checksum of the file's other metadata (`metadata`, without
     /// [`CHECKSUM_KEY`]), under the name [`METADATA_KEY`] (no tensor may have it).
     pub fn with_metadata(mut self, metadata: &BTreeMap<String, String>) -> Self {
-        self.0.insert(METADATA_KEY.to_string(), metadata_crc(metadata.iter()));
+        self.0.insert(METADATA_KEY.to_string(), metadata_crc(metadata.iter().filter(|(k, _)| k.as_str() != CHECKSUM_KEY)));
         self
     }
 
@@ -78,7 +78,7 @@ impl Checksums {
 
     /// The checksums a file's metadata holds; `Ok(None)` for a file written without them (by
     /// another program, or by diffclip before they existed), an error for a value that does
-    /// not read.
+    /// not read or for metadata that differs from its checksum.
     pub fn from_metadata(metadata: Option<&HashMap<String, String>>) -> Result<Option<Self>, String> {
         let Some(json) = metadata.and_then(|m| m.get(CHECKSUM_KEY)) else { return Ok(None) };
         let bad = |m: String| format!("its {CHECKSUM_KEY} metadata does not read: {m}");

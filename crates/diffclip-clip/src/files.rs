@@ -309,7 +309,7 @@ enum HeaderEntry {
 
 /// Writes f32 tensors and string metadata as one safetensors file, atomically
 /// ([`write_atomic`]). Every f32 safetensors file the project writes goes through here, and
-/// each gets its tensors' checksums in its metadata ([`crate::checksum`]).
+/// each gets the checksums of its tensors and of its other metadata ([`crate::checksum`]).
 ///
 /// ```
 /// use diffclip_clip::files::{write_safetensors, F32Tensor};

@@ -201,6 +201,14 @@ fn export_round_trips_through_safetensors_and_burnpack() {
         let last_key = ours.keys().last().unwrap();
         assert!(matches!(err, diffclip_clip::CheckpointError::Damaged { .. }) && err.to_string().contains(&format!("tensor '{last_key}': its bytes do not match the checksum")), "{err}");
         assert_eq!(embed(&kept, &device), want);
+        // One digit of the stored config changed in place: damage, not another model.
+        let at = bytes.windows(14).position(|w| w == b"embed_dim\\\":32").expect("the stored config") + 13;
+        let mut edited = bytes.clone();
+        edited[at] = b'3';
+        std::fs::write(&damaged, &edited).unwrap();
+        for err in [config_of(&damaged).unwrap_err(), load_checkpoint(&mut kept, &damaged).unwrap_err()] {
+            assert!(matches!(err, diffclip_clip::CheckpointError::Damaged { .. }) && err.to_string().contains("its metadata"), "{err}");
+        }
         std::fs::write(&damaged, [&50_000_000u64.to_le_bytes()[..], &bytes[8..]].concat()).unwrap();
         let err = config_of(&damaged).unwrap_err().to_string();
         assert!(err.contains("header length 50000000 does not fit"), "{err}");

@@ -130,7 +130,10 @@ pub fn config_of(path: impl AsRef<Path>) -> Result<Option<ClipConfig>, Checkpoin
         super::Container::Safetensors => {
             super::check_safetensors(path)?;
             let header = super::safetensors_header(path).map_err(|source| CheckpointError::Io { path: name.clone(), source })?;
-            header.as_ref().and_then(|h| h.get(crate::files::METADATA_KEY)?.get(CONFIG_KEY)?.as_str().map(str::to_owned))
+            let metadata: Option<HashMap<String, String>> = header.as_ref().and_then(|h| serde_json::from_value(h.get(crate::files::METADATA_KEY)?.clone()).ok());
+            // A damaged config is said as damage, not read as another model.
+            crate::checksum::Checksums::from_metadata(metadata.as_ref()).map_err(|message| CheckpointError::Damaged { path: name.clone(), message })?;
+            metadata.and_then(|mut m| m.remove(CONFIG_KEY))
         }
     };
     let Some(json) = json else {

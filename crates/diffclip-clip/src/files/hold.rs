@@ -49,7 +49,8 @@ impl Drop for FolderHold {
 /// is that job), except exclusively where it holds it shared. `Ok(None)` where folders cannot be
 /// opened as files (Windows, a folder one may write but not read) or the file system has no
 /// locks: written unheld. An error of kind `WouldBlock` means another job (another process, or
-/// another thread of this one) holds it.
+/// another thread of this one) holds it, or that this thread holds it shared and asked for it
+/// exclusively.
 ///
 /// ```
 /// let dir = tempfile::tempdir().unwrap();

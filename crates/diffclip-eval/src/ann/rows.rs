@@ -80,11 +80,7 @@ impl Shard {
         let mut header = vec![0u8; len as usize];
         file.read_exact(&mut header).map_err(|e| IndexError::io(path, e))?;
         let json: serde_json::Value = serde_json::from_slice(&header).map_err(|e| bad(format!("safetensors header: {e}")))?;
-        let paths = crate::shards::shard_paths(json.pointer("/__metadata__/paths").and_then(|p| p.as_str())).map_err(bad)?;
-        let (rows, cols, start) = match json.get(tensor) {
-            None => return Err(bad(crate::shards::missing_tensor(tensor, json.as_object().into_iter().flat_map(|o| o.keys())))),
-            Some(t) => tensor_place(t, paths.len(), meta.len() - 8 - len).map_err(|m| bad(format!("{tensor}: {m}")))?,
-        };
+        // The metadata (the row list) and the tensor names checked before they are read.
         let metadata: Option<std::collections::HashMap<String, String>> = match json.get("__metadata__") {
             Some(m) => Some(serde_json::from_value(m.clone()).map_err(|e| bad(format!("safetensors metadata: {e}")))?),
             None => None,
@@ -94,6 +90,11 @@ impl Shard {
             let names = json.as_object().into_iter().flat_map(|o| o.keys()).map(String::as_str).filter(|k| *k != "__metadata__");
             sums.check_names(names).map_err(bad)?;
         }
+        let paths = crate::shards::shard_paths(json.pointer("/__metadata__/paths").and_then(|p| p.as_str())).map_err(bad)?;
+        let (rows, cols, start) = match json.get(tensor) {
+            None => return Err(bad(crate::shards::missing_tensor(tensor, json.as_object().into_iter().flat_map(|o| o.keys())))),
+            Some(t) => tensor_place(t, paths.len(), meta.len() - 8 - len).map_err(|m| bad(format!("{tensor}: {m}")))?,
+        };
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let modified = meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map(|d| d.as_nanos().to_string());
         let print = ShardPrint { name, rows, bytes: meta.len(), sha256: String::new(), modified };

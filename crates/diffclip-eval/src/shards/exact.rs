@@ -194,10 +194,11 @@ impl ExactIndex {
         // The parser's errors, said with the tensor at fault where it can be named.
         let said = |e: safetensors::SafeTensorError| bad(diffclip_clip::checkpoint::safetensors_problem(&bytes).unwrap_or_else(|| e.to_string()));
         let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).map_err(said)?;
-        let paths = super::shard_paths(meta.metadata().as_ref().and_then(|m| m.get("paths")).map(String::as_str)).map_err(bad)?;
         let st = safetensors::SafeTensors::deserialize(&bytes).map_err(said)?;
-        let Ok(view) = st.tensor(tensor) else { return Err(bad(missing_tensor(tensor, st.names()))) };
+        // Rows and their list checked before either is read.
         diffclip_clip::checksum::Checksums::check_file(meta.metadata().as_ref(), &st, |name| name == tensor).map_err(bad)?;
+        let paths = super::shard_paths(meta.metadata().as_ref().and_then(|m| m.get("paths")).map(String::as_str)).map_err(bad)?;
+        let Ok(view) = st.tensor(tensor) else { return Err(bad(missing_tensor(tensor, st.names()))) };
         let shape = view.shape();
         if shape.len() == 2 && shape[0] != paths.len() {
             return Err(bad(format!("its `paths` metadata names {} rows, but {tensor} holds {}", paths.len(), shape[0])));
