@@ -84,7 +84,7 @@ pub fn pct(v: Option<f64>) -> String {
 pub fn zero_shot_table(title: &str, rows: &[(String, &ZeroShotMetrics)]) -> Table {
     let mut t = Table::new(
         title,
-        &["set", "n", "classes", "top-1", "top-5", "mean recall"],
+        &["set", "n", "classes", "top-1", "top-1 95% CI", "top-5", "mean recall"],
     );
     for (name, m) in rows {
         t.row(vec![
@@ -92,6 +92,7 @@ pub fn zero_shot_table(title: &str, rows: &[(String, &ZeroShotMetrics)]) -> Tabl
             m.n_samples.to_string(),
             m.n_classes.to_string(),
             pct(Some(m.top1)),
+            format!("{}–{}", pct(Some(m.top1_ci95[0])), pct(Some(m.top1_ci95[1]))),
             pct(m.top5),
             pct(Some(m.mean_per_class_recall)),
         ]);

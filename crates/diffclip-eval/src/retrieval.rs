@@ -20,6 +20,11 @@ pub struct RecallAt {
     pub hits: usize,
     /// Queries (texts for text→image, images for image→text).
     pub n: usize,
+    /// 95 % Wilson score interval of `recall`, the queries taken as independent (captions of
+    /// one image are not quite: text→image intervals are a little narrow); `[0, 0]` in results
+    /// written before it.
+    #[serde(default)]
+    pub ci95: [f64; 2],
 }
 
 /// Recall@k in both directions.
@@ -137,6 +142,7 @@ pub fn retrieval_recall(
         recall: hits as f64 / n as f64,
         hits,
         n,
+        ci95: crate::stats::ci95(hits, n),
     };
     Ok(RetrievalMetrics {
         n_images,

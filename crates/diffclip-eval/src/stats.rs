@@ -256,6 +256,70 @@ pub fn student_t_quantile(p: f64, dof: f64) -> f64 {
     0.5 * (lo + hi)
 }
 
+/// Quantile of the standard normal distribution (`scipy.stats.norm.ppf`; Acklam's rational
+/// approximation, relative error below 1.2e-9). `NaN` outside `0 < p < 1`.
+///
+/// ```
+/// use diffclip_eval::stats::normal_quantile;
+/// assert!((normal_quantile(0.975) - 1.959_963_984_540_054).abs() < 1e-8);
+/// assert!((normal_quantile(0.01) + 2.326_347_874_040_841).abs() < 1e-8);
+/// assert_eq!(normal_quantile(0.5), 0.0);
+/// assert!(normal_quantile(1.0).is_nan());
+/// ```
+pub fn normal_quantile(p: f64) -> f64 {
+    const A: [f64; 6] = [-3.969683028665376e1, 2.209460984245205e2, -2.759285104469687e2, 1.383577518672690e2, -3.066479806614716e1, 2.506628277459239];
+    const B: [f64; 5] = [-5.447609879822406e1, 1.615858368580409e2, -1.556989798598866e2, 6.680131188771972e1, -1.328068155288572e1];
+    const C: [f64; 6] = [-7.784894002430293e-3, -3.223964580411365e-1, -2.400758277161838, -2.549732539343734, 4.374664141464968, 2.938163982698783];
+    const D: [f64; 4] = [7.784695709041462e-3, 3.224671290700398e-1, 2.445134137142996, 3.754408661907416];
+    if !(p > 0.0 && p < 1.0) {
+        return f64::NAN;
+    }
+    let tail = |q: f64| {
+        let r = (-2.0 * q.ln()).sqrt();
+        (((((C[0] * r + C[1]) * r + C[2]) * r + C[3]) * r + C[4]) * r + C[5]) / ((((D[0] * r + D[1]) * r + D[2]) * r + D[3]) * r + 1.0)
+    };
+    match p {
+        p if p < 0.02425 => tail(p),
+        p if p > 1.0 - 0.02425 => -tail(1.0 - p),
+        p => {
+            let q = p - 0.5;
+            let r = q * q;
+            (((((A[0] * r + A[1]) * r + A[2]) * r + A[3]) * r + A[4]) * r + A[5]) * q / (((((B[0] * r + B[1]) * r + B[2]) * r + B[3]) * r + B[4]) * r + 1.0)
+        }
+    }
+}
+
+/// Wilson score interval of the proportion `successes / n` at `level` (e.g. 0.95): the test
+/// items a sample of their distribution, each right or wrong independently. Unlike `p ± z·se`
+/// it stays inside `[0, 1]` and is not empty at 0 or `n` successes. `None` for `n == 0`,
+/// `successes > n` or a level outside `(0, 1)`.
+///
+/// ```
+/// use diffclip_eval::stats::wilson_interval;
+/// let [lo, hi] = wilson_interval(5, 10, 0.95).unwrap();
+/// assert!((lo - 0.236_593).abs() < 1e-6 && (hi - 0.763_407).abs() < 1e-6);
+/// let [lo, hi] = wilson_interval(0, 10, 0.95).unwrap();
+/// assert!(lo == 0.0 && (hi - 0.277_533).abs() < 1e-6);
+/// assert!(wilson_interval(3, 0, 0.95).is_none());
+/// ```
+pub fn wilson_interval(successes: usize, n: usize, level: f64) -> Option<[f64; 2]> {
+    if n == 0 || successes > n || !(level > 0.0 && level < 1.0) {
+        return None;
+    }
+    let (k, n) = (successes as f64, n as f64);
+    let z = normal_quantile(0.5 + level / 2.0);
+    let (p, z2) = (k / n, z * z);
+    let denom = 1.0 + z2 / n;
+    let center = (p + z2 / (2.0 * n)) / denom;
+    let half = z / denom * (p * (1.0 - p) / n + z2 / (4.0 * n * n)).sqrt();
+    Some([(center - half).max(0.0), (center + half).min(1.0)])
+}
+
+/// The 95 % Wilson interval of `k` of `n`; `NaN`s where it is undefined (no items).
+pub(crate) fn ci95(k: usize, n: usize) -> [f64; 2] {
+    wilson_interval(k, n, 0.95).unwrap_or([f64::NAN; 2])
+}
+
 /// Quantile of sorted values with linear interpolation (numpy's default, "type 7").
 ///
 /// ```

@@ -24,6 +24,13 @@ pub struct ZeroShotMetrics {
     pub top1_correct: usize,
     /// Images counted in `top5`.
     pub top5_correct: Option<usize>,
+    /// 95 % Wilson score interval of `top1` ([`wilson_interval`](crate::stats::wilson_interval):
+    /// the images a sample of the set's distribution); `[0, 0]` in results written before it.
+    #[serde(default)]
+    pub top1_ci95: [f64; 2],
+    /// The same for `top5`.
+    #[serde(default)]
+    pub top5_ci95: Option<[f64; 2]>,
 }
 
 /// Metrics of `logits [N, C]` (any monotone score: logits, cosine similarities, probabilities)
@@ -39,6 +46,7 @@ pub struct ZeroShotMetrics {
 /// assert_eq!(m.top1_correct, 2);
 /// assert_eq!(m.top5, None); // fewer than 5 classes
 /// assert_eq!(m.mean_per_class_recall, 0.75); // class 0: 1/1, class 1: 1/2
+/// assert!(m.top1_ci95[0] < m.top1 && m.top1 < m.top1_ci95[1]); // 2 of 3: a wide interval
 /// ```
 pub fn zero_shot_metrics(logits: &Matrix, labels: &[usize]) -> Result<ZeroShotMetrics, EvalError> {
     let (n, c) = (logits.rows(), logits.cols());
@@ -72,6 +80,8 @@ pub fn zero_shot_metrics(logits: &Matrix, labels: &[usize]) -> Result<ZeroShotMe
         mean_per_class_recall: mean_per_class_recall(&predictions, labels, c)?,
         top1_correct,
         top5_correct,
+        top1_ci95: crate::stats::ci95(top1_correct, n),
+        top5_ci95: top5_correct.map(|k| crate::stats::ci95(k, n)),
     })
 }
 
