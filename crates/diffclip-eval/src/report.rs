@@ -92,7 +92,8 @@ pub fn zero_shot_table(title: &str, rows: &[(String, &ZeroShotMetrics)]) -> Tabl
             m.n_samples.to_string(),
             m.n_classes.to_string(),
             pct(Some(m.top1)),
-            format!("{}–{}", pct(Some(m.top1_ci95[0])), pct(Some(m.top1_ci95[1]))),
+            // [0, 0] is no interval (its upper end is above 0 for any count): results written before it.
+            if m.top1_ci95 == [0.0, 0.0] { "-".into() } else { format!("{}–{}", pct(Some(m.top1_ci95[0])), pct(Some(m.top1_ci95[1]))) },
             pct(m.top5),
             pct(Some(m.mean_per_class_recall)),
         ]);

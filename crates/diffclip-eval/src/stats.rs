@@ -300,6 +300,7 @@ pub fn normal_quantile(p: f64) -> f64 {
 /// assert!((lo - 0.236_593).abs() < 1e-6 && (hi - 0.763_407).abs() < 1e-6);
 /// let [lo, hi] = wilson_interval(0, 10, 0.95).unwrap();
 /// assert!(lo == 0.0 && (hi - 0.277_533).abs() < 1e-6);
+/// assert_eq!(wilson_interval(1, 1, 0.95).unwrap()[1], 1.0);
 /// assert!(wilson_interval(3, 0, 0.95).is_none());
 /// ```
 pub fn wilson_interval(successes: usize, n: usize, level: f64) -> Option<[f64; 2]> {
@@ -312,7 +313,10 @@ pub fn wilson_interval(successes: usize, n: usize, level: f64) -> Option<[f64; 2
     let denom = 1.0 + z2 / n;
     let center = (p + z2 / (2.0 * n)) / denom;
     let half = z / denom * (p * (1.0 - p) / n + z2 / (4.0 * n * n)).sqrt();
-    Some([(center - half).max(0.0), (center + half).min(1.0)])
+    // At 0 or n successes the bound is 0 or 1 exactly, not its rounding (1e-17, 0.9999999999999999).
+    let lo = if successes == 0 { 0.0 } else { (center - half).max(0.0) };
+    let hi = if successes as f64 == n { 1.0 } else { (center + half).min(1.0) };
+    Some([lo, hi])
 }
 
 /// The 95 % Wilson interval of `k` of `n`; `NaN`s where it is undefined (no items).

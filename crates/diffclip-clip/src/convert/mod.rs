@@ -25,14 +25,16 @@
 //!   calibration batch: `w_c = Σ u_c t_c / Σ u_c² / (1 − λ_init)`, where `u` is the normalised
 //!   differential head output and `t` the original heads' output, over all tokens, heads and
 //!   images of the batch (layer by layer, each layer's input taken from the already converted
-//!   layers below it). These gains are the least-squares best on that batch, so never worse there
-//!   than unit gains (reported per layer in [`LayerReport`]).
+//!   layers below it). These gains are the least-squares best on that batch for the heads'
+//!   output before `out_proj`, so never worse there than unit gains (reported per layer in
+//!   [`LayerReport`], after `out_proj`, where a non-orthogonal projection could in principle
+//!   reverse the order).
 //!
 //! **Bound.** The conversion is exact (to float round-off; the test checks 1e-4 relative) when
 //! each head pair attends identically and every pair's output has the same RMS at every token;
 //! otherwise the per-layer relative error of the attention output on the calibration batch is
-//! reported ([`LayerReport::rel_error`]) and is at most that of unit gains
-//! ([`LayerReport::rel_error_unit_gain`]). End to end, the embedding cosine to the original and
+//! reported ([`LayerReport::rel_error`]) beside that of unit gains
+//! ([`LayerReport::rel_error_unit_gain`]), which the fitted gains beat before `out_proj`. End to end, the embedding cosine to the original and
 //! the zero-shot accuracy before fine-tuning are measured by `examples/convert.rs` and reported
 //! in `docs/reproduction.md`.
 
@@ -212,7 +214,8 @@ pub fn converted_config(config: &ClipConfig, options: &ConvertOptions) -> ClipCo
 /// let texts = Tensor::<2, Int>::from_data(TensorData::new(ids, [2, l]), &device);
 /// let (diff, diff_config, report) = convert_to_diffclip(&clip, &config, &ConvertOptions::default(), Some(&Calibration { images, texts })).unwrap();
 /// assert_eq!(report.layers.len(), config.vision.layers + config.text.layers);
-/// assert!(report.layers.iter().all(|l| l.rel_error <= l.rel_error_unit_gain + 1e-6));
+/// // Each layer's error against the original on the calibration batch is reported.
+/// assert!(report.layers.iter().all(|l| l.rel_error.is_finite() && l.rel_error_unit_gain.is_finite()));
 /// assert_eq!(diff_config.vision.attention.kind, diffclip_clip::attention::AttentionKind::Differential);
 /// # let _ = diff;
 /// ```
