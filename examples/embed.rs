@@ -248,7 +248,7 @@ fn embed_files(args: &Args, loaded: &LoadedModel) -> Result<(), Box<dyn std::err
     // One job writes the folder, from its first shard to its list of skipped samples. A folder
     // made only to be held goes again when the job ends with nothing written into it.
     // The parts of a split job share the folder: one that fails leaves it to the others.
-    let made = diffclip::cli::RemovedIfEmpty::made_by(&args.output);
+    let made = (n == 1).then(|| diffclip::cli::RemovedIfEmpty::made_by(&args.output));
     let _held = match job.hold() {
         Ok(held) => held,
         // Refused, the folder is the holder's, which may have made it a moment ago.
@@ -257,12 +257,7 @@ fn embed_files(args: &Args, loaded: &LoadedModel) -> Result<(), Box<dyn std::err
             return Err(e.into());
         }
     };
-    let _made = if n == 1 {
-        Some(made)
-    } else {
-        std::mem::forget(made);
-        None
-    };
+    let _made = made;
     let pipeline = Pipeline::from_name(preprocess, loaded.config.vision.image_size as u32)?;
     // Read first: a bad caption file must not fail the run after the image shards are written.
     let captions = args.texts.as_deref().map(caption_lines).transpose()?;

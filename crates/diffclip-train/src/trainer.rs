@@ -208,20 +208,12 @@ impl Trainer {
     /// assert_eq!(was.as_deref(), Some("CSV of 3 rows, CRC-32 00000001"));
     /// ```
     pub fn use_data(&mut self, fingerprint: &str, accept_change: bool) -> Result<Option<String>, TrainError> {
-        let was = match self.state.data.take() {
-            Some(was) if was != fingerprint && self.state.step > 0 => was,
-            _ => {
-                self.state.data = Some(fingerprint.to_string());
-                return Ok(None);
-            }
-        };
-        if !accept_change {
-            let err = TrainError::DataChanged { was: was.clone(), now: fingerprint.to_string() };
-            self.state.data = Some(was);
-            return Err(err);
+        let changed = self.state.step > 0 && self.state.data.as_deref().is_some_and(|was| was != fingerprint);
+        if changed && !accept_change {
+            return Err(TrainError::DataChanged { was: self.state.data.clone().unwrap_or_default(), now: fingerprint.to_string() });
         }
-        self.state.data = Some(fingerprint.to_string());
-        Ok(Some(was))
+        let was = self.state.data.replace(fingerprint.to_string());
+        Ok(was.filter(|_| changed))
     }
 
     /// The same trainer with other run options (e.g. another output folder after a resume).
